@@ -1,0 +1,28 @@
+/* Length-prefixed frames: be32 length of payload, be16 type, be16 flags, payload. */
+#pragma once
+#include <stdint.h>
+#include <sys/uio.h>
+
+#define MIG_FRAME_HDR_LEN 8u
+/* Frames other than page data are never larger; a PAGES frame may carry one whole huge
+ * page instead, so its receiver allows 16 + its largest page size. */
+#define MIG_FRAME_MAX_LEN (64u << 20)
+
+typedef struct MigFrameHdr {
+	uint32_t len;
+	uint16_t type;
+	uint16_t flags;
+} MigFrameHdr;
+
+void mig_frame_hdr_pack(const MigFrameHdr *h, uint8_t out[MIG_FRAME_HDR_LEN]);
+void mig_frame_hdr_unpack(const uint8_t in[MIG_FRAME_HDR_LEN], MigFrameHdr *h);
+
+/* Sends header + payload iovecs in one writev loop (no staging copy). 0 or -errno.
+ * -EMSGSIZE, with nothing written, when the payload does not fit the 32-bit
+ * length. payload may be NULL when n == 0; the caller's iovecs are not modified. */
+int mig_frame_send(int fd, uint16_t type, uint16_t flags, const struct iovec *payload, int n);
+/* Reads a header; -EPROTO if len > max_len. -EPIPE on clean EOF before any byte.
+ * On -EPROTO *h holds the decoded header (for the error message); the payload
+ * is not consumed. max_len is the caller's policy (typically MIG_FRAME_MAX_LEN,
+ * plus whatever its largest legitimate frame needs). */
+int mig_frame_recv_hdr(int fd, MigFrameHdr *h, uint32_t max_len);

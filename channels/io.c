@@ -1,0 +1,158 @@
+/* Whole-buffer socket I/O. Every caller in mig wants "all of it or an error",
+ * so partial transfers, EINTR and the EAGAIN-means-timeout convention are
+ * handled here once instead of at each call site. */
+#include "channels/io.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+/* With SO_RCVTIMEO/SO_SNDTIMEO set, an expired timeout is reported as
+ * EAGAIN, which callers would misread as "try again"; it is not retryable
+ * here, so give it its real name. */
+static int io_errno(int err)
+{
+	if (err == EAGAIN || err == EWOULDBLOCK)
+		return -ETIMEDOUT;
+	return -err;
+}
+
+int mig_io_read_full(int fd, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = read(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return io_errno(errno);
+		}
+		if (n == 0)
+			return -EPIPE;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int mig_io_write_full(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len > 0) {
+		/* MSG_NOSIGNAL: a vanished peer must be an error return, not a
+		 * process-killing SIGPIPE in a daemon that never asked for it. */
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return io_errno(errno);
+		}
+		if (n == 0)	/* cannot happen for len > 0; don't spin if it does */
+			return -EIO;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Drops fully transferred entries off the front and trims the first partial
+ * one. Consumed entries are zeroed so the caller can see what went through. */
+static void iov_advance(struct iovec **iov, int *iovcnt, size_t n)
+{
+	while (*iovcnt > 0 && n >= (*iov)->iov_len) {
+		n -= (*iov)->iov_len;
+		(*iov)->iov_base = (uint8_t *)(*iov)->iov_base + (*iov)->iov_len;
+		(*iov)->iov_len = 0;
+		(*iov)++;
+		(*iovcnt)--;
+	}
+	if (*iovcnt > 0 && n > 0) {
+		(*iov)->iov_base = (uint8_t *)(*iov)->iov_base + n;
+		(*iov)->iov_len -= n;
+	}
+}
+
+/* Skipping empty entries up front guarantees each syscall has at least one
+ * byte to move, so a 0 return from readv really is EOF. */
+static void iov_skip_empty(struct iovec **iov, int *iovcnt)
+{
+	while (*iovcnt > 0 && (*iov)->iov_len == 0) {
+		(*iov)++;
+		(*iovcnt)--;
+	}
+}
+
+/* The kernel rejects more than IOV_MAX entries with EINVAL rather than doing
+ * a partial transfer, so longer arrays go out in IOV_MAX-sized windows. */
+static int iov_window(int iovcnt)
+{
+	return iovcnt > IOV_MAX ? IOV_MAX : iovcnt;
+}
+
+int mig_io_writev_full(int fd, struct iovec *iov, int iovcnt)
+{
+	if (iovcnt < 0 || (iovcnt > 0 && !iov))
+		return -EINVAL;
+
+	for (iov_skip_empty(&iov, &iovcnt); iovcnt > 0; iov_skip_empty(&iov, &iovcnt)) {
+		/* sendmsg rather than writev: writev has no MSG_NOSIGNAL. */
+		struct msghdr msg = {
+			.msg_iov = iov,
+			.msg_iovlen = (size_t)iov_window(iovcnt),
+		};
+		ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return io_errno(errno);
+		}
+		if (n == 0)
+			return -EIO;
+		iov_advance(&iov, &iovcnt, (size_t)n);
+	}
+	return 0;
+}
+
+int mig_io_readv_full(int fd, struct iovec *iov, int iovcnt)
+{
+	if (iovcnt < 0 || (iovcnt > 0 && !iov))
+		return -EINVAL;
+
+	for (iov_skip_empty(&iov, &iovcnt); iovcnt > 0; iov_skip_empty(&iov, &iovcnt)) {
+		ssize_t n = readv(fd, iov, iov_window(iovcnt));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return io_errno(errno);
+		}
+		if (n == 0)
+			return -EPIPE;
+		iov_advance(&iov, &iovcnt, (size_t)n);
+	}
+	return 0;
+}
+
+int mig_io_set_timeout(int fd, int timeout_ms)
+{
+	struct timeval tv = {
+		.tv_sec = timeout_ms / 1000,
+		.tv_usec = (timeout_ms % 1000) * 1000,
+	};
+
+	if (timeout_ms < 0)
+		return -EINVAL;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+		return -errno;
+	return 0;
+}

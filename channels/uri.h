@@ -1,0 +1,35 @@
+/* Migration URIs ("tcp:HOST:PORT", "unix:PATH") and the sockets behind them. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum { MIG_URI_TCP = 1, MIG_URI_UNIX = 2 } MigUriKind;
+
+typedef struct MigUri {
+	MigUriKind kind;
+	char host[256];   /* tcp: host name or literal; "[::1]" brackets removed */
+	char port[16];    /* tcp: decimal port, "0" lets the kernel choose */
+	char path[108];   /* unix: socket path */
+} MigUri;
+
+/* Returns 0 or -EINVAL (unknown scheme, missing port, path too long...). */
+int mig_uri_parse(const char *uri, MigUri *out);
+
+/* Listening socket, SOCK_CLOEXEC; unix paths are unlinked first. Returns fd or -errno.
+ * tcp binds the first resolved address that works (SO_REUSEADDR). Only an
+ * existing *socket* file is unlinked; any other file makes it -EADDRINUSE.
+ * Name resolution failures map to -ENXIO (unknown host), -EAGAIN (temporary),
+ * -ENOMEM, -EAFNOSUPPORT, or -EINVAL. */
+int mig_uri_listen(const MigUri *uri, int backlog);
+
+/* The URI a listening fd actually answers on (port 0 resolved). Returns 0 or -errno.
+ * A wildcard bind (0.0.0.0, ::) is reported as loopback so the result can be
+ * connected to. -ERANGE if buf is too small; -EAFNOSUPPORT for abstract or
+ * unnamed unix sockets. */
+int mig_uri_local(int listen_fd, char *buf, size_t len);
+
+/* Connected stream socket, TCP_NODELAY set for tcp. Gives up after timeout_ms. fd or -errno.
+ * timeout_ms <= 0 waits forever. The deadline covers all resolved addresses
+ * (each is tried in turn; the last error is returned) but not the DNS lookup
+ * itself. The returned fd is blocking and SOCK_CLOEXEC. -ETIMEDOUT on timeout. */
+int mig_uri_connect(const MigUri *uri, int timeout_ms);
