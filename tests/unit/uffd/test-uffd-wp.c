@@ -1,0 +1,499 @@
+/* MigWpTracker on anon, anon+THP, memfd (shmem) and hugetlb-2M memory:
+ * exact reporting, get-and-clear, and no lost writes under a concurrent writer. */
+#include <glib.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "uffd/wp_tracker.h"
+#include "uffd-testmem.h"
+
+static const TmBackend backends[] = {
+	{ TM_ANON, "anon" },
+	{ TM_ANON_THP, "anon-thp" },
+	{ TM_MEMFD, "memfd" },
+	{ TM_HUGETLB, "hugetlb-2M" },
+};
+
+#define HUGE_WANT 64	/* free 2 MiB pages we make sure exist; tests use at most 32 */
+static TmHugeResv huge_resv;
+static int huge_err;
+
+/* Marks a page written: one u64 at its start and one at its end, so for hugetlb two
+ * different 4 KiB sub-pages are touched. */
+static void poke(const TmMem *m, size_t p, uint64_t v)
+{
+	volatile uint64_t *w = (volatile uint64_t *)(m->base + p * m->page_size);
+
+	w[0] = v;
+	w[m->page_size / sizeof(uint64_t) - 1] = v;
+}
+
+static uint64_t peek(const TmMem *m, size_t p, int last)
+{
+	volatile uint64_t *w = (volatile uint64_t *)(m->base + p * m->page_size);
+
+	return last ? w[m->page_size / sizeof(uint64_t) - 1] : w[0];
+}
+
+/* Page migration (compaction, NUMA balancing) can make the kernel report a page that
+ * was not written: when collect re-protects a page whose pte is at that moment a
+ * *writable* migration entry, it sets uffd-wp on the entry, but remove_migration_pte()
+ * then restores a writable pte and drops the bit (Linux 6.18). The page is reported
+ * once more: an over-report, never a loss. So extra reports are tolerated, and
+ * counted, only if the system migrated pages while the test ran; missing reports
+ * never are. */
+static unsigned long long mig_at_start;
+
+static gboolean migrated(void)
+{
+	return tm_pgmigrate_success() != mig_at_start;
+}
+
+/* g_test_skip_printf() is GLib 2.78; we build against 2.70+. */
+static void skip(char *msg)
+{
+	g_test_skip(msg);
+	g_free(msg);
+}
+
+/* Maps memory and starts a tracker, or skips the test saying why. */
+static gboolean setup(TmKind kind, size_t len, TmMem *m, MigWpTracker **t)
+{
+	int ret;
+
+	if (kind == TM_HUGETLB && huge_err) {
+		skip(g_strdup_printf("cannot reserve %d free 2 MiB huge pages: %s", HUGE_WANT,
+				     g_strerror(-huge_err)));
+		return FALSE;
+	}
+	mig_at_start = tm_pgmigrate_success();
+	ret = tm_map(kind, len, m);
+	if (ret < 0) {
+		skip(g_strdup_printf("mapping %s memory: %s",
+				     kind == TM_HUGETLB ? "hugetlb" : "test", g_strerror(-ret)));
+		return FALSE;
+	}
+	/* THP only forms on populated memory: fault it all in before registering. */
+	if (kind == TM_ANON_THP)
+		memset(m->base, 0, len);
+	ret = mig_wp_tracker_new(m->base, m->len, m->page_size, t);
+	if (ret == -EOPNOTSUPP) {
+		tm_unmap(m);
+		skip(g_strdup_printf("kernel lacks %s", tm_missing_wp_feature(kind)));
+		return FALSE;
+	}
+	g_assert_cmpint(ret, ==, 0);
+	return TRUE;
+}
+
+static void collect(MigWpTracker *t, unsigned long *map, size_t nlongs, uint64_t *n)
+{
+	memset(map, 0, nlongs * sizeof(long));
+	g_assert_cmpint(mig_wp_tracker_collect(t, map, n), ==, 0);
+}
+
+static void assert_exact(const TmMem *m, const unsigned long *map, uint64_t n,
+			 const gboolean *want)
+{
+	uint64_t nwant = 0, extra = 0;
+
+	for (size_t p = 0; p < m->npages; p++) {
+		int got = tm_test_bit(map, p);
+
+		if (got && !want[p] && migrated()) {
+			extra++;
+			continue;
+		}
+		if (got != !!want[p])
+			g_error("page %zu: reported %d, written %d", p, got, want[p]);
+		nwant += !!want[p];
+	}
+	if (extra)
+		g_test_message("%" G_GUINT64_FORMAT " unwritten page(s) reported while the "
+			       "system migrated pages", extra);
+	g_assert_cmpuint(n, ==, nwant + extra);
+	/* Bits past the last page belong to nobody and must stay clear. */
+	for (size_t p = m->npages; p < tm_bitmap_longs(m->npages) * 8 * sizeof(long); p++)
+		g_assert_false(tm_test_bit(map, p));
+}
+
+static void test_exact(gconstpointer data)
+{
+	const TmBackend *b = data;
+	size_t len = b->kind == TM_HUGETLB ? 32 * TM_HUGE_2M : 8UL << 20;
+	g_autofree gboolean *want = NULL;
+	g_autofree uint64_t *expect = NULL;
+	g_autofree unsigned long *map = NULL;
+	MigWpTracker *t;
+	size_t np, nlongs, untouched, read_only;
+	uint64_t n;
+	TmMem m;
+
+	if (!setup(b->kind, len, &m, &t))
+		return;
+	np = m.npages;
+	nlongs = tm_bitmap_longs(np);
+	map = g_new0(unsigned long, nlongs);
+	want = g_new0(gboolean, np);
+	expect = g_new0(uint64_t, np);
+
+	/* Every third page holds data before tracking starts; the rest was never touched. */
+	for (size_t p = 0; p < np; p += 3) {
+		expect[p] = 0x1000 + p;
+		poke(&m, p, expect[p]);
+	}
+
+	g_assert_cmpint(mig_wp_tracker_arm(t), ==, 0);
+
+	/* Nothing written since arm: nothing reported, populated or not. */
+	collect(t, map, nlongs, &n);
+	assert_exact(&m, map, n, want);
+
+	/* Two never-touched pages (index not a multiple of 3): one only read, one written. */
+	untouched = np / 2 + (np / 2 % 3 == 0);
+	read_only = untouched + 1 + ((untouched + 1) % 3 == 0);
+	g_assert_cmpuint(untouched % 3, !=, 0);
+	g_assert_cmpuint(read_only % 3, !=, 0);
+
+	/* Reading never-touched pages maps the zero page; that is not a write. */
+	g_assert_cmpuint(peek(&m, read_only, 0), ==, 0);
+	g_assert_cmpuint(peek(&m, 1, 1), ==, 0);
+
+	{
+		size_t set[] = { 0, np - 1, 3, untouched, 1 /* read above */, 10, 11, 12, 13 };
+
+		for (size_t i = 0; i < G_N_ELEMENTS(set); i++) {
+			want[set[i]] = TRUE;
+			expect[set[i]] = 0xabc00000 + set[i];
+			poke(&m, set[i], expect[set[i]]);
+		}
+	}
+	collect(t, map, nlongs, &n);
+	assert_exact(&m, map, n, want);
+
+	/* get-and-clear: the same pages are not reported again... */
+	memset(want, 0, np * sizeof(*want));
+	collect(t, map, nlongs, &n);
+	assert_exact(&m, map, n, want);
+
+	/* ...until written again, and then only those. */
+	want[3] = want[np - 1] = TRUE;
+	expect[3] = 0x5a5a;
+	expect[np - 1] = 0xa5a5;
+	poke(&m, 3, expect[3]);
+	poke(&m, np - 1, expect[np - 1]);
+	collect(t, map, nlongs, &n);
+	assert_exact(&m, map, n, want);
+
+	/* Tracking never altered memory. */
+	for (size_t p = 0; p < np; p++) {
+		g_assert_cmpuint(peek(&m, p, 0), ==, expect[p]);
+		g_assert_cmpuint(peek(&m, p, 1), ==, expect[p]);
+	}
+
+	/* After free the memory is plainly writable again. */
+	mig_wp_tracker_free(t);
+	for (size_t p = 0; p < np; p++)
+		poke(&m, p, ~(uint64_t)p);
+	for (size_t p = 0; p < np; p++)
+		g_assert_cmpuint(peek(&m, p, 1), ==, ~(uint64_t)p);
+	tm_unmap(&m);
+}
+
+/* More runs than the tracker's 512-entry region vector: collect has to resume from
+ * walk_end several times, and nothing may fall between two calls. */
+static void test_many_regions(gconstpointer data)
+{
+	const TmBackend *b = data;
+	g_autofree gboolean *want = NULL;
+	g_autofree unsigned long *map = NULL;
+	MigWpTracker *t;
+	size_t nlongs;
+	uint64_t n;
+	TmMem m;
+
+	if (!setup(b->kind, 16UL << 20, &m, &t))	/* 4096 pages */
+		return;
+	nlongs = tm_bitmap_longs(m.npages);
+	map = g_new0(unsigned long, nlongs);
+	want = g_new0(gboolean, m.npages);
+	g_assert_cmpint(mig_wp_tracker_arm(t), ==, 0);
+	/* Every other page, plus a few pairs so some regions are longer than one page:
+	 * about 2000 separate regions. */
+	for (size_t p = 0; p < m.npages; p += 2) {
+		want[p] = TRUE;
+		if (p % 254 == 0 && p + 1 < m.npages)
+			want[p + 1] = TRUE;
+	}
+	for (size_t p = 0; p < m.npages; p++)
+		if (want[p])
+			poke(&m, p, p + 1);
+	collect(t, map, nlongs, &n);
+	assert_exact(&m, map, n, want);
+	memset(want, 0, m.npages * sizeof(*want));
+	collect(t, map, nlongs, &n);
+	assert_exact(&m, map, n, want);
+	mig_wp_tracker_free(t);
+	tm_unmap(&m);
+}
+
+/* The writer/collector race.
+ *
+ * Never lost, and reported by "this collect or the next": the writer reads `epoch`
+ * (= number of collects started) before and after each write, and logs both. Reading
+ * e0 before means collect e0-1 had already returned; reading e1 after means collect
+ * e1+1 had not started. So the write overlapped collects e0..e1 at most, and must be
+ * reported by one of the collects e0..e1+1.
+ *
+ * Not reported again without a write: a store that faults, gets its page unprotected,
+ * and then loses the page to a concurrent collect's re-protect before the CPU retries
+ * it, faults a second time. One store is then reported by two consecutive collects
+ * (harmless: the second copy is redundant). So a repeat report only needs *some* write
+ * that was not yet finished when the earlier collect started: for reports at collects
+ * a < b of page p, intent[p] after b > done[p] before a. */
+typedef struct {
+	guint32 page, e0, e1;
+} WriteLog;
+
+#define LOG_MAX (4u << 20)
+
+typedef struct {
+	TmMem *m;
+	atomic_uint epoch;		/* number of collects started */
+	atomic_bool stop;
+	atomic_uint *intent;		/* writes begun per page, bumped before the store */
+	atomic_uint *done;		/* writes finished per page, bumped after the store */
+	/* Writer-private until joined: */
+	WriteLog *log;
+	guint32 nlog;
+	uint64_t *expect;
+	guint32 seed;
+} Race;
+
+static gpointer writer(gpointer data)
+{
+	Race *r = data;
+	guint32 x = r->seed | 1;
+	uint64_t v = 0;
+
+	while (!atomic_load_explicit(&r->stop, memory_order_relaxed) && r->nlog < LOG_MAX) {
+		WriteLog *l = &r->log[r->nlog++];
+		size_t p;
+
+		x ^= x << 13, x ^= x >> 17, x ^= x << 5;	/* xorshift32 */
+		p = x % r->m->npages;
+		l->page = (guint32)p;
+		/* seq_cst throughout: the epoch loads, counters and the page stores must not
+		 * be reordered around each other, or the window [e0, e1] would be a lie. */
+		l->e0 = atomic_load(&r->epoch);
+		atomic_fetch_add(&r->intent[p], 1);
+		atomic_thread_fence(memory_order_seq_cst);
+		poke(r->m, p, ++v);
+		atomic_thread_fence(memory_order_seq_cst);
+		atomic_fetch_add(&r->done[p], 1);
+		l->e1 = atomic_load(&r->epoch);
+		r->expect[p] = v;
+	}
+	return NULL;
+}
+
+typedef struct {
+	GArray **hist;		/* per page: collects that reported it, ascending */
+	guint *done_before;	/* done[p] snapshot taken before its latest report's collect */
+	guint *snap;		/* done[] snapshot before the current collect */
+	guint64 repeats;	/* repeat reports explained only by an in-flight write */
+	guint64 unexplained;	/* reports with no write at all: page migration only */
+	char *first;		/* description of the first unexplained one */
+} Books;
+
+static void snapshot(Race *r, Books *bk)
+{
+	for (size_t p = 0; p < r->m->npages; p++)
+		bk->snap[p] = atomic_load(&r->done[p]);
+}
+
+static void account(Race *r, Books *bk, const unsigned long *map, guint k)
+{
+	for (size_t p = 0; p < r->m->npages; p++) {
+		GArray *h = bk->hist[p];
+		guint in;
+
+		if (!tm_test_bit(map, p))
+			continue;
+		in = atomic_load(&r->intent[p]);
+		if (!h->len ? in == 0 : in <= bk->done_before[p]) {
+			if (!bk->unexplained++)
+				bk->first = g_strdup_printf(
+					"page %zu reported by collect %u with no write since collect %u "
+					"started (writes begun %u, finished before %u)", p, k,
+					h->len ? g_array_index(h, guint, h->len - 1) : 0, in,
+					bk->done_before[p]);
+		} else if (h->len && bk->snap[p] <= bk->done_before[p])
+			bk->repeats++;
+		g_array_append_val(h, k);
+		bk->done_before[p] = bk->snap[p];
+	}
+}
+
+/* Did any collect in [lo, hi] report the page? */
+static gboolean reported_between(GArray *h, guint lo, guint hi)
+{
+	guint a = 0, b = h->len;
+
+	while (a < b) {		/* first entry >= lo */
+		guint mid = (a + b) / 2;
+
+		if (g_array_index(h, guint, mid) < lo)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	return a < h->len && g_array_index(h, guint, a) <= hi;
+}
+
+static void test_concurrent(gconstpointer data)
+{
+	const TmBackend *b = data;
+	size_t len = b->kind == TM_HUGETLB ? 16 * TM_HUGE_2M : 4UL << 20;
+	g_autofree unsigned long *map = NULL;
+	g_autofree guint *done_before = NULL, *snap = NULL;
+	g_autofree GArray **hist = NULL;
+	g_autofree atomic_uint *intent = NULL, *done = NULL;
+	g_autofree WriteLog *log = NULL;
+	g_autofree uint64_t *expect = NULL;
+	g_autofree gboolean *wrote = NULL;
+	MigWpTracker *t;
+	GThread *th;
+	Race r = { 0 };
+	Books bk;
+	gint64 t0;
+	guint k = 0;
+	uint64_t n, reported = 0, nwritten = 0;
+	size_t np, nlongs;
+	TmMem m;
+
+	if (!setup(b->kind, len, &m, &t))
+		return;
+	np = m.npages;
+	nlongs = tm_bitmap_longs(np);
+	map = g_new0(unsigned long, nlongs);
+	hist = g_new0(GArray *, np);
+	for (size_t p = 0; p < np; p++)
+		hist[p] = g_array_new(FALSE, FALSE, sizeof(guint));
+	done_before = g_new0(guint, np);
+	snap = g_new0(guint, np);
+	intent = g_new0(atomic_uint, np);
+	done = g_new0(atomic_uint, np);
+	expect = g_new0(uint64_t, np);
+	wrote = g_new0(gboolean, np);
+	log = g_new(WriteLog, LOG_MAX);
+	bk = (Books){ .hist = hist, .done_before = done_before, .snap = snap };
+	/* Half the pages hold data beforehand so both populated and empty ptes race. */
+	for (size_t p = 0; p < np; p += 2)
+		poke(&m, p, 0);
+
+	r.m = &m;
+	r.intent = intent;
+	r.done = done;
+	r.log = log;
+	r.expect = expect;
+	r.seed = g_test_rand_int();
+	atomic_init(&r.epoch, 0);
+	atomic_init(&r.stop, false);
+
+	g_assert_cmpint(mig_wp_tracker_arm(t), ==, 0);
+	/* Epoch 1 before the writer starts: its first writes belong to collect >= 1. */
+	atomic_store(&r.epoch, 1);
+	th = g_thread_new("uffd-writer", writer, &r);
+
+	t0 = g_get_monotonic_time();
+	for (;;) {
+		snapshot(&r, &bk);
+		if (k)
+			atomic_store(&r.epoch, k + 1);
+		k++;
+		collect(t, map, nlongs, &n);
+		reported += n;
+		account(&r, &bk, map, k);
+		if (g_get_monotonic_time() - t0 >= 200 * 1000)
+			break;
+	}
+	atomic_store(&r.stop, true);
+	g_thread_join(th);
+
+	/* One last collect with the writer quiescent picks up everything still pending. */
+	snapshot(&r, &bk);
+	atomic_store(&r.epoch, ++k);
+	collect(t, map, nlongs, &n);
+	reported += n;
+	account(&r, &bk, map, k);
+
+	for (guint32 i = 0; i < r.nlog; i++) {
+		const WriteLog *l = &log[i];
+
+		if (!reported_between(hist[l->page], l->e0, l->e1 + 1))
+			g_error("write #%u to page %u during collects %u..%u was not reported by "
+				"any of collects %u..%u", i, l->page, l->e0, l->e1, l->e0, l->e1 + 1);
+		wrote[l->page] = TRUE;
+	}
+	for (size_t p = 0; p < np; p++) {
+		if (!wrote[p]) {
+			g_assert_cmpuint(hist[p]->len, ==, 0);
+			continue;
+		}
+		nwritten++;
+		/* Tracking never altered what was written. */
+		g_assert_cmpuint(peek(&m, p, 0), ==, expect[p]);
+		g_assert_cmpuint(peek(&m, p, 1), ==, expect[p]);
+	}
+	/* Nothing left behind: a further collect finds nothing (unless a migration left a
+	 * page writable, see assert_exact). */
+	collect(t, map, nlongs, &n);
+	if (n && migrated())
+		bk.unexplained += n;
+	else
+		g_assert_cmpuint(n, ==, 0);
+	if (bk.unexplained) {
+		if (!migrated())
+			g_error("%s", bk.first);
+		g_test_message("%" G_GUINT64_FORMAT " report(s) without a write while the system "
+			       "migrated pages, first: %s", bk.unexplained, bk.first ? bk.first : "-");
+	}
+	g_free(bk.first);
+
+	g_test_message("%s: %u collects, %u writes to %" G_GUINT64_FORMAT " pages, %"
+		       G_GUINT64_FORMAT " page reports, %" G_GUINT64_FORMAT
+		       " of them repeats due to a write spanning a collect", b->name, k, r.nlog,
+		       nwritten, reported, bk.repeats);
+	g_assert_cmpuint(k, >, 2);
+	for (size_t p = 0; p < np; p++)
+		g_array_unref(hist[p]);
+	mig_wp_tracker_free(t);
+	tm_unmap(&m);
+}
+
+int main(int argc, char **argv)
+{
+	int ret;
+
+	g_test_init(&argc, &argv, NULL);
+	huge_err = tm_reserve_huge(HUGE_WANT, &huge_resv);
+
+	for (size_t i = 0; i < G_N_ELEMENTS(backends); i++) {
+		g_autofree char *p1 = g_strdup_printf("/uffd/wp/%s/exact", backends[i].name);
+		g_autofree char *p2 = g_strdup_printf("/uffd/wp/%s/concurrent", backends[i].name);
+
+		g_test_add_data_func(p1, &backends[i], test_exact);
+		g_test_add_data_func(p2, &backends[i], test_concurrent);
+		if (backends[i].kind != TM_HUGETLB) {	/* 512+ huge pages: too many to ask */
+			g_autofree char *p3 = g_strdup_printf("/uffd/wp/%s/many-regions",
+							      backends[i].name);
+
+			g_test_add_data_func(p3, &backends[i], test_many_regions);
+		}
+	}
+	ret = g_test_run();
+
+	tm_release_huge(&huge_resv);
+	return ret;
+}

@@ -1,0 +1,26 @@
+/* userfaultfd: open with a feature handshake, register ranges, place pages.
+ * Everything here returns negative errno; no GLib, so it stays usable from any thread. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include "uffd/compat.h"
+
+typedef struct MigUffdInfo {
+	uint64_t features;   /* what the kernel granted */
+	uint64_t ioctls;     /* UFFDIO_API ioctls bitmask */
+} MigUffdInfo;
+
+/* Opens a userfaultfd (O_CLOEXEC | flags), via /dev/userfaultfd when the syscall is not
+ * permitted, and negotiates `features`. -EOPNOTSUPP when the kernel lacks a wanted
+ * feature (*info still says what exists). fd or -errno. */
+int mig_uffd_open(uint64_t features, int flags, MigUffdInfo *info);
+
+/* Which of `features` the running kernel offers (probe on a throwaway fd). */
+uint64_t mig_uffd_probe_features(void);
+
+/* UFFDIO_REGISTER; mode is UFFDIO_REGISTER_MODE_*. *range_ioctls may be NULL. */
+int mig_uffd_register(int uffd, void *addr, size_t len, uint64_t mode, uint64_t *range_ioctls);
+int mig_uffd_unregister(int uffd, void *addr, size_t len);
+
+/* Write-protect (wp = 1) or un-protect a range. */
+int mig_uffd_wp(int uffd, void *addr, size_t len, int wp);

@@ -1,0 +1,24 @@
+/* Dirty tracking with asynchronous userfaultfd write-protect and PAGEMAP_SCAN:
+ * the kernel un-protects a page on its first write without waking anyone, and one
+ * PAGEMAP_SCAN call both reports the written pages and re-protects them. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct MigWpTracker MigWpTracker;
+
+/* Registers [addr, addr+len) (anon, memfd or hugetlb memory) for async WP.
+ * page_size is the mapping's page size (4 KiB or the huge page size).
+ * -EOPNOTSUPP if the kernel lacks WP_ASYNC / PAGEMAP_SCAN for this memory. */
+int mig_wp_tracker_new(void *addr, size_t len, size_t page_size, MigWpTracker **out);
+
+/* Write-protects the whole range: from now on every write is recorded. */
+int mig_wp_tracker_arm(MigWpTracker *t);
+
+/* Get-and-clear: for every page written since the last arm/collect, sets its bit in
+ * `bitmap` (bit i = page i of page_size; bits are ORed in, never cleared) and
+ * re-protects it. *ndirty (may be NULL) counts the pages found. 0 or -errno. */
+int mig_wp_tracker_collect(MigWpTracker *t, unsigned long *bitmap, uint64_t *ndirty);
+
+/* Unregisters and frees; the memory is left writable. */
+void mig_wp_tracker_free(MigWpTracker *t);
