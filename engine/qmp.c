@@ -1,0 +1,1038 @@
+/* QMP server: one poll() loop in the caller's thread serves the listening socket,
+ * every client and an eventfd that other threads kick when they queue events or ask
+ * the loop to stop.
+ *
+ * Input is a byte stream of JSON values with no framing, so a small lexer-level
+ * splitter (brace/bracket depth, strings, escapes) finds where each value ends;
+ * json-glib does the actual parsing. Output is queued per client and written
+ * non-blocking, so neither the loop nor an event emitter ever waits on a peer.
+ *
+ * Locking: s->lock protects the client array's membership and each client's output
+ * buffer and mode, because emitters on other threads append to them. Everything
+ * else (input state, the command table) belongs to the loop thread. Handlers run
+ * without the lock held so they may emit events themselves. */
+#include "engine/qmp.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* One JSON message, and so one client's pending input, may not exceed this: QMP
+ * requests are small and the cap keeps a hostile client from growing us. */
+#define QMP_MAX_MESSAGE (1u << 20)
+/* json-glib's parser recurses per nesting level; bound it well below stack size. */
+#define QMP_MAX_DEPTH 1024
+/* A client that stops reading is dropped once this much output is waiting for it,
+ * so events for a stuck monitor cannot grow memory without bound. */
+#define QMP_MAX_OUTPUT (8u << 20)
+/* How long to leave the listener alone after accept() ran out of resources. */
+#define QMP_ACCEPT_BACKOFF_MS 100
+/* How long run() keeps trying to deliver queued replies after a stop. */
+#define QMP_STOP_FLUSH_MS 1000
+#define QMP_READ_CHUNK 65536
+
+G_DEFINE_QUARK(mig-qmp-error-quark, mig_qmp_error)
+
+typedef enum {
+	SPLIT_MORE,     /* input consumed, no complete value yet */
+	SPLIT_MESSAGE,  /* sp->msg holds one complete value */
+	SPLIT_TOO_BIG,  /* value exceeded QMP_MAX_MESSAGE; the rest of it is skipped */
+	SPLIT_TOO_DEEP, /* value nested beyond QMP_MAX_DEPTH; the rest of it is skipped */
+} SplitResult;
+
+/* Where the splitter is inside the current value. The copy in msg is already
+ * normalised to what json-glib's strict grammar wants (double quotes only). */
+typedef struct {
+	GString *msg;
+	gsize depth;   /* open { and [ */
+	char quote;    /* the opening quote while inside a string, else 0 */
+	bool escape;   /* previous byte was a backslash inside a string */
+	bool bare;     /* inside a top-level scalar (number, literal or garbage) */
+	bool discard;  /* over a limit: track structure but keep nothing */
+} Splitter;
+
+typedef struct {
+	int fd;
+	Splitter in;        /* loop thread only */
+	/* Under s->lock: */
+	GByteArray *out;
+	gsize out_off;      /* bytes of out already sent */
+	bool command_mode;  /* capabilities negotiated; events are delivered */
+	/* Set by whoever notices the client is unusable; the loop closes it. */
+	gint dead;
+} QmpClient;
+
+typedef struct {
+	char *name;
+	MigQmpHandler fn;   /* NULL for qmp_capabilities, which dispatch handles */
+	gpointer opaque;
+} QmpCommand;
+
+struct MigQmpServer {
+	int listen_fd;
+	int wake_fd;
+	char *path;
+	char *greeting;         /* serialised once, with its CRLF */
+	gsize greeting_len;
+
+	GPtrArray *commands;    /* QmpCommand, registration order for query-commands */
+	GHashTable *by_name;    /* name -> QmpCommand, borrowed from commands */
+
+	GMutex lock;
+	GPtrArray *clients;     /* QmpClient; membership changes under lock */
+	gint stopping;
+	/* Loop thread only: accept() ran out of fds or memory. The pending connection
+	 * keeps the listener readable, so poll() would spin; leave it out and retry
+	 * on a timer instead. */
+	bool accept_backoff;
+
+	char rbuf[QMP_READ_CHUNK];
+};
+
+/* ---- splitter -------------------------------------------------------------------- */
+
+static void splitter_reset(Splitter *sp)
+{
+	g_string_truncate(sp->msg, 0);
+	sp->depth = 0;
+	sp->quote = 0;
+	sp->escape = false;
+	sp->bare = false;
+	sp->discard = false;
+}
+
+/* Appends to the message being collected. Returns false exactly once per value, when
+ * it first outgrows the limit; from then on the value is skipped, not stored. */
+static bool splitter_put(Splitter *sp, const char *bytes, gsize n)
+{
+	if (sp->discard)
+		return true;
+	if (sp->msg->len + n > QMP_MAX_MESSAGE) {
+		sp->discard = true;
+		g_string_truncate(sp->msg, 0);
+		return false;
+	}
+	g_string_append_len(sp->msg, bytes, n);
+	return true;
+}
+
+static bool ends_bare_token(unsigned char ch)
+{
+	/* ch != 0: strchr would match the terminator. NUL never gets here anyway,
+	 * control characters are handled first. */
+	return ch && strchr(" \t\r\n{}[],:\"'", ch) != NULL;
+}
+
+/* Consumes input up to the end of the next complete top-level value, or all of it.
+ * Returns how many bytes were consumed; *res says why it stopped. Top-level scalars
+ * are delimited too so that "123" or stray garbage gets an error reply instead of
+ * silently prefixing the next request. Single-quoted strings (a QEMU extension) are
+ * rewritten with double quotes, and \' becomes ', so json-glib sees plain JSON. */
+static gsize splitter_feed(Splitter *sp, const char *p, gsize len, SplitResult *res)
+{
+	for (gsize i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)p[i];
+		char c = (char)ch;
+		bool ok = true, done = false;
+
+		/* QMP's documented recovery: a control character other than whitespace
+		 * throws away whatever was half-read. JSON never contains one raw. */
+		if (ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r') {
+			splitter_reset(sp);
+			continue;
+		}
+
+		if (sp->quote) {
+			if (sp->escape) {
+				sp->escape = false;
+				if (ch == '\'')
+					ok = splitter_put(sp, "'", 1);
+				else
+					ok = splitter_put(sp, "\\", 1) && splitter_put(sp, &c, 1);
+			} else if (ch == '\\') {
+				sp->escape = true;
+			} else if (ch == (unsigned char)sp->quote) {
+				sp->quote = 0;
+				ok = splitter_put(sp, "\"", 1);
+				done = sp->depth == 0;
+			} else if (ch == '"') {
+				ok = splitter_put(sp, "\\\"", 2); /* inside a '...' string */
+			} else {
+				ok = splitter_put(sp, &c, 1);
+			}
+		} else if (sp->bare) {
+			if (ends_bare_token(ch)) {
+				/* The delimiter belongs to whatever follows: leave it unconsumed. */
+				sp->bare = false;
+				if (sp->discard) {
+					splitter_reset(sp);
+					continue;
+				}
+				*res = SPLIT_MESSAGE;
+				return i;
+			}
+			ok = splitter_put(sp, &c, 1);
+		} else {
+			switch (ch) {
+			case '"':
+			case '\'':
+				sp->quote = c;
+				ok = splitter_put(sp, "\"", 1);
+				break;
+			case '{':
+			case '[':
+				if (++sp->depth > QMP_MAX_DEPTH && !sp->discard) {
+					sp->discard = true;
+					g_string_truncate(sp->msg, 0);
+					*res = SPLIT_TOO_DEEP;
+					return i + 1;
+				}
+				ok = splitter_put(sp, &c, 1);
+				break;
+			case '}':
+			case ']':
+				/* A stray closer at top level is passed on alone so the parser
+				 * reports it; mismatched pairs are the parser's to find too. */
+				ok = splitter_put(sp, &c, 1);
+				if (sp->depth)
+					sp->depth--;
+				done = sp->depth == 0;
+				break;
+			case ' ':
+			case '\t':
+			case '\r':
+			case '\n':
+				if (sp->depth)
+					ok = splitter_put(sp, &c, 1);
+				break;
+			default:
+				if (!sp->depth)
+					sp->bare = true;
+				ok = splitter_put(sp, &c, 1);
+			}
+		}
+
+		if (!ok) {
+			*res = SPLIT_TOO_BIG;
+			return i + 1;
+		}
+		if (done) {
+			if (sp->discard) {
+				splitter_reset(sp);
+				continue;
+			}
+			*res = SPLIT_MESSAGE;
+			return i + 1;
+		}
+	}
+	*res = SPLIT_MORE;
+	return len;
+}
+
+/* ---- output ------------------------------------------------------------------------ */
+
+/* json-glib writes UTF-8; QMP output is ASCII. Non-ASCII bytes can only occur inside
+ * strings, so each character is replaced by its \u escape (surrogate pairs above the
+ * BMP). Invalid UTF-8 from a handler becomes U+FFFD rather than corrupt output. */
+static void append_ascii(GString *out, const char *json, gsize len)
+{
+	const char *p = json, *end = json + len;
+
+	while (p < end) {
+		const char *run = p;
+		gunichar u;
+
+		while (p < end && !((unsigned char)*p & 0x80))
+			p++;
+		g_string_append_len(out, run, p - run);
+		if (p == end)
+			break;
+		u = g_utf8_get_char_validated(p, end - p);
+		if (u == (gunichar)-1 || u == (gunichar)-2) {
+			u = 0xfffd;
+			p++;
+		} else {
+			p = g_utf8_next_char(p);
+		}
+		if (u >= 0x10000) {
+			u -= 0x10000;
+			g_string_append_printf(out, "\\u%04x\\u%04x", 0xd800 + (u >> 10),
+					       0xdc00 + (u & 0x3ff));
+		} else {
+			g_string_append_printf(out, "\\u%04x", u);
+		}
+	}
+}
+
+/* The wire form of one server message: compact JSON, ASCII, CRLF. */
+static GString *serialize(JsonNode *node)
+{
+	g_autoptr(JsonGenerator) gen = json_generator_new();
+	g_autofree char *json = NULL;
+	gsize len = 0;
+	GString *out;
+
+	json_generator_set_root(gen, node);
+	json_generator_set_pretty(gen, FALSE);
+	json = json_generator_to_data(gen, &len);
+	out = g_string_sized_new(len + 2);
+	append_ascii(out, json, len);
+	g_string_append(out, "\r\n");
+	return out;
+}
+
+static GString *serialize_object(JsonObject *obj)
+{
+	g_autoptr(JsonNode) node = json_node_init_object(json_node_alloc(), obj);
+
+	return serialize(node);
+}
+
+static void client_mark_dead(QmpClient *c)
+{
+	g_atomic_int_set(&c->dead, 1);
+}
+
+static bool client_is_dead(QmpClient *c)
+{
+	return g_atomic_int_get(&c->dead) != 0;
+}
+
+static bool client_has_output_locked(QmpClient *c)
+{
+	return c->out_off < c->out->len;
+}
+
+/* Caller holds s->lock. A client that let QMP_MAX_OUTPUT pile up is not reading;
+ * dropping it is the only way to stay non-blocking without unbounded memory. */
+static void client_append_locked(QmpClient *c, const char *data, gsize len)
+{
+	if (client_is_dead(c))
+		return;
+	if (c->out->len - c->out_off + len > QMP_MAX_OUTPUT) {
+		g_debug("qmp: client fd %d is not reading, dropping it", c->fd);
+		client_mark_dead(c);
+		return;
+	}
+	g_byte_array_append(c->out, (const guint8 *)data, len);
+}
+
+/* Caller holds s->lock. Writes what the socket takes without blocking. */
+static void client_flush_locked(QmpClient *c)
+{
+	while (client_has_output_locked(c) && !client_is_dead(c)) {
+		ssize_t n = send(c->fd, c->out->data + c->out_off, c->out->len - c->out_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				client_mark_dead(c); /* EPIPE, ECONNRESET: peer is gone */
+			break;
+		}
+		c->out_off += (gsize)n;
+	}
+	/* Compact only once half the buffer is sent, so a slow reader costs
+	 * amortised O(1) per byte instead of a memmove per partial write. */
+	if (c->out_off == c->out->len) {
+		g_byte_array_set_size(c->out, 0);
+		c->out_off = 0;
+	} else if (c->out_off > c->out->len / 2) {
+		g_byte_array_remove_range(c->out, 0, (guint)c->out_off);
+		c->out_off = 0;
+	}
+}
+
+/* Queues one message for a client. enter_command_mode flips the client's mode in
+ * the same critical section, so no event can be delivered ahead of the
+ * qmp_capabilities reply that enables them. */
+static void client_send(MigQmpServer *s, QmpClient *c, GString *msg, bool enter_command_mode)
+{
+	g_mutex_lock(&s->lock);
+	client_append_locked(c, msg->str, msg->len);
+	if (enter_command_mode)
+		c->command_mode = true;
+	g_mutex_unlock(&s->lock);
+}
+
+static void wake(MigQmpServer *s)
+{
+	uint64_t one = 1;
+
+	/* EAGAIN means the counter is saturated, i.e. a wake-up is already pending. */
+	while (write(s->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+}
+
+/* ---- replies ----------------------------------------------------------------------- */
+
+static const char *error_class(const GError *err)
+{
+	if (err->domain == MIG_QMP_ERROR) {
+		switch ((MigQmpErrorCode)err->code) {
+		case MIG_QMP_ERROR_COMMAND_NOT_FOUND:
+			return "CommandNotFound";
+		case MIG_QMP_ERROR_DEVICE_NOT_FOUND:
+			return "DeviceNotFound";
+		case MIG_QMP_ERROR_GENERIC:
+			break;
+		}
+	}
+	return "GenericError";
+}
+
+/* id is the request's "id" member, echoed verbatim; NULL when there was none or the
+ * request could not be read far enough to find it. */
+static void reply(MigQmpServer *s, QmpClient *c, JsonNode *id, JsonNode *ret, const GError *err,
+		  bool enter_command_mode)
+{
+	g_autoptr(JsonObject) obj = json_object_new();
+	g_autoptr(GString) msg = NULL;
+
+	if (err) {
+		JsonObject *e = json_object_new();
+
+		json_object_set_string_member(e, "class", error_class(err));
+		json_object_set_string_member(e, "desc", err->message);
+		json_object_set_object_member(obj, "error", e);
+	} else if (ret) {
+		json_object_set_member(obj, "return", json_node_ref(ret));
+	} else {
+		json_object_set_object_member(obj, "return", json_object_new());
+	}
+	if (id)
+		json_object_set_member(obj, "id", json_node_copy(id));
+	msg = serialize_object(obj);
+	client_send(s, c, msg, enter_command_mode);
+}
+
+G_GNUC_PRINTF(4, 5)
+static void reply_error(MigQmpServer *s, QmpClient *c, JsonNode *id, const char *fmt, ...)
+{
+	g_autoptr(GError) err = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	err = g_error_new_valist(MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, fmt, ap);
+	va_end(ap);
+	reply(s, c, id, NULL, err, false);
+}
+
+/* ---- dispatch ---------------------------------------------------------------------- */
+
+static bool node_is_string(JsonNode *n)
+{
+	return JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING;
+}
+
+/* qmp_capabilities needs the client, which handlers never see, so it lives here. */
+static bool negotiate(QmpClient *c, JsonObject *args, GError **err)
+{
+	g_autoptr(GList) keys = json_object_get_members(args);
+
+	if (c->command_mode) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_COMMAND_NOT_FOUND,
+			    "Capabilities negotiation is already complete, command ignored");
+		return false;
+	}
+	for (GList *l = keys; l; l = l->next) {
+		const char *key = l->data;
+		JsonNode *n = json_object_get_member(args, key);
+		JsonArray *a;
+
+		if (strcmp(key, "enable") != 0) {
+			g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
+				    "Parameter '%s' is unexpected", key);
+			return false;
+		}
+		if (!JSON_NODE_HOLDS_ARRAY(n)) {
+			g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
+				    "Invalid parameter type for 'enable', expected: array");
+			return false;
+		}
+		a = json_node_get_array(n);
+		for (guint i = 0; i < json_array_get_length(a); i++) {
+			JsonNode *cap = json_array_get_element(a, i);
+
+			if (!node_is_string(cap)) {
+				g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
+					    "Invalid parameter type for 'enable[%u]', expected: string", i);
+				return false;
+			}
+			if (strcmp(json_node_get_string(cap), "oob") != 0) {
+				g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
+					    "Parameter 'enable' does not accept value '%s'",
+					    json_node_get_string(cap));
+				return false;
+			}
+		}
+	}
+	/* Accepted but inert: no command here allows OOB, so enabling it changes
+	 * nothing a client could observe. */
+	return true;
+}
+
+/* Validates the request envelope and runs the command. Returns the "return" value
+ * (NULL meaning {}) or NULL with *err set. */
+static JsonNode *dispatch(MigQmpServer *s, QmpClient *c, JsonObject *req, bool *negotiated,
+			  GError **err)
+{
+	g_autoptr(GList) keys = json_object_get_members(req);
+	g_autoptr(JsonObject) no_args = NULL;
+	const char *name = NULL, *exec_key = NULL;
+	JsonObject *args = NULL;
+	QmpCommand *cmd;
+	JsonNode *ret;
+
+	for (GList *l = keys; l; l = l->next) {
+		const char *key = l->data;
+		JsonNode *n = json_object_get_member(req, key);
+
+		if (!strcmp(key, "execute") || !strcmp(key, "exec-oob")) {
+			if (!node_is_string(n)) {
+				g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
+					    "QMP input member '%s' must be a string", key);
+				return NULL;
+			}
+			if (exec_key) {
+				g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
+					    "QMP input member '%s' conflicts with '%s'", key, exec_key);
+				return NULL;
+			}
+			exec_key = key;
+			name = json_node_get_string(n);
+		} else if (!strcmp(key, "arguments")) {
+			if (!JSON_NODE_HOLDS_OBJECT(n)) {
+				g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
+					    "QMP input member 'arguments' must be an object");
+				return NULL;
+			}
+			args = json_node_get_object(n);
+		} else if (strcmp(key, "id") != 0) {
+			g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
+				    "QMP input member '%s' is unexpected", key);
+			return NULL;
+		}
+	}
+	if (!name) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
+			    "QMP input lacks member 'execute'");
+		return NULL;
+	}
+
+	/* Before negotiation only qmp_capabilities exists, as far as the client can
+	 * tell; QEMU words that error so the client learns what it forgot. */
+	cmd = g_hash_table_lookup(s->by_name, name);
+	if (!c->command_mode && (!cmd || cmd->fn)) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_COMMAND_NOT_FOUND,
+			    "Expecting capabilities negotiation with 'qmp_capabilities'");
+		return NULL;
+	}
+	if (!cmd) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_COMMAND_NOT_FOUND,
+			    "The command %s has not been found", name);
+		return NULL;
+	}
+	if (!strcmp(exec_key, "exec-oob")) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
+			    "The command %s does not support OOB", name);
+		return NULL;
+	}
+
+	if (!args)
+		args = no_args = json_object_new();
+	if (!cmd->fn) {
+		*negotiated = negotiate(c, args, err);
+		return NULL;
+	}
+
+	ret = cmd->fn(args, cmd->opaque, err);
+	if (err && *err) {
+		/* A handler that both returned a value and failed: the error wins. */
+		g_clear_pointer(&ret, json_node_unref);
+	}
+	return ret;
+}
+
+static void handle_message(MigQmpServer *s, QmpClient *c, const char *json, gsize len)
+{
+	g_autoptr(JsonParser) parser = json_parser_new();
+	g_autoptr(GError) err = NULL;
+	g_autoptr(JsonNode) ret = NULL;
+	bool negotiated = false;
+	JsonNode *root, *id;
+	JsonObject *req;
+
+	if (!json_parser_load_from_data(parser, json, (gssize)len, &err)) {
+		reply_error(s, c, NULL, "JSON parse error, %s", err->message);
+		return;
+	}
+	root = json_parser_get_root(parser);
+	if (!root) {
+		/* Only possible for input that is all comments, which json-glib skips. */
+		reply_error(s, c, NULL, "JSON parse error, no value");
+		return;
+	}
+	if (!JSON_NODE_HOLDS_OBJECT(root)) {
+		reply_error(s, c, NULL, "QMP input must be a JSON object");
+		return;
+	}
+	req = json_node_get_object(root);
+	id = json_object_get_member(req, "id");
+	ret = dispatch(s, c, req, &negotiated, &err);
+	reply(s, c, id, ret, err, negotiated);
+}
+
+/* Feeds one read's worth of bytes through the splitter, answering each complete
+ * value. Stops early if the server is stopping (the rest is not for us) or the
+ * client died under us (say, its output overflowed). */
+static void client_consume(MigQmpServer *s, QmpClient *c, const char *data, gsize len)
+{
+	gsize off = 0;
+
+	while (off < len && !g_atomic_int_get(&s->stopping) && !client_is_dead(c)) {
+		SplitResult r;
+
+		off += splitter_feed(&c->in, data + off, len - off, &r);
+		switch (r) {
+		case SPLIT_MORE:
+			break;
+		case SPLIT_MESSAGE:
+			handle_message(s, c, c->in.msg->str, c->in.msg->len);
+			g_string_truncate(c->in.msg, 0);
+			break;
+		case SPLIT_TOO_BIG:
+			reply_error(s, c, NULL, "JSON parse error, message exceeds %u bytes",
+				    QMP_MAX_MESSAGE);
+			break;
+		case SPLIT_TOO_DEEP:
+			reply_error(s, c, NULL, "JSON parse error, nesting exceeds %u levels",
+				    QMP_MAX_DEPTH);
+			break;
+		}
+	}
+}
+
+/* ---- clients ----------------------------------------------------------------------- */
+
+static void client_free(gpointer p)
+{
+	QmpClient *c = p;
+
+	close(c->fd);
+	g_string_free(c->in.msg, TRUE);
+	g_byte_array_unref(c->out);
+	g_free(c);
+}
+
+static void client_read(MigQmpServer *s, QmpClient *c)
+{
+	ssize_t n = recv(c->fd, s->rbuf, sizeof(s->rbuf), MSG_DONTWAIT);
+
+	if (n < 0) {
+		if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+			client_mark_dead(c);
+		return;
+	}
+	if (n == 0) {
+		client_mark_dead(c);
+		return;
+	}
+	client_consume(s, c, s->rbuf, (gsize)n);
+}
+
+static void accept_clients(MigQmpServer *s)
+{
+	s->accept_backoff = false;
+	for (;;) {
+		int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		QmpClient *c;
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			/* EAGAIN: backlog drained. EMFILE and friends: leave the
+			 * connection in the backlog and retry a little later. */
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				g_debug("qmp: accept: %s", g_strerror(errno));
+				s->accept_backoff = true;
+			}
+			return;
+		}
+		c = g_new0(QmpClient, 1);
+		c->fd = fd;
+		c->in.msg = g_string_new(NULL);
+		c->out = g_byte_array_new();
+		g_mutex_lock(&s->lock);
+		g_ptr_array_add(s->clients, c);
+		client_append_locked(c, s->greeting, s->greeting_len);
+		g_mutex_unlock(&s->lock);
+	}
+}
+
+static void flush_all(MigQmpServer *s)
+{
+	g_mutex_lock(&s->lock);
+	for (guint i = 0; i < s->clients->len; i++) {
+		QmpClient *c = s->clients->pdata[i];
+
+		if (client_has_output_locked(c))
+			client_flush_locked(c);
+	}
+	g_mutex_unlock(&s->lock);
+}
+
+/* Removes dead clients under the lock, then closes them outside it: once out of
+ * the array no emitter can reach them. */
+static void sweep_dead(MigQmpServer *s)
+{
+	g_autoptr(GPtrArray) gone = g_ptr_array_new_with_free_func(client_free);
+
+	g_mutex_lock(&s->lock);
+	for (guint i = 0; i < s->clients->len;) {
+		QmpClient *c = s->clients->pdata[i];
+
+		if (client_is_dead(c))
+			g_ptr_array_add(gone, g_ptr_array_steal_index(s->clients, i));
+		else
+			i++;
+	}
+	g_mutex_unlock(&s->lock);
+}
+
+/* ---- server ------------------------------------------------------------------------ */
+
+static JsonNode *cmd_query_commands(JsonObject *args, gpointer opaque, GError **err)
+{
+	return mig_qmp_command_list(opaque);
+}
+
+static void command_free(gpointer p)
+{
+	QmpCommand *cmd = p;
+
+	g_free(cmd->name);
+	g_free(cmd);
+}
+
+static void add_command(MigQmpServer *s, const char *name, MigQmpHandler fn, gpointer opaque)
+{
+	QmpCommand *cmd = g_hash_table_lookup(s->by_name, name);
+
+	if (!cmd) {
+		cmd = g_new0(QmpCommand, 1);
+		cmd->name = g_strdup(name);
+		g_ptr_array_add(s->commands, cmd);
+		g_hash_table_insert(s->by_name, cmd->name, cmd);
+	}
+	cmd->fn = fn;
+	cmd->opaque = opaque;
+}
+
+static char *build_greeting(const MigQmpVersion *v, gsize *len)
+{
+	static const MigQmpVersion none = { 0, 0, 0, "" };
+	g_autoptr(JsonBuilder) b = json_builder_new();
+	g_autoptr(JsonNode) root = NULL;
+	GString *msg;
+
+	if (!v)
+		v = &none;
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "QMP");
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "version");
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "qemu");
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "major");
+	json_builder_add_int_value(b, v->major);
+	json_builder_set_member_name(b, "minor");
+	json_builder_add_int_value(b, v->minor);
+	json_builder_set_member_name(b, "micro");
+	json_builder_add_int_value(b, v->micro);
+	json_builder_end_object(b);
+	json_builder_set_member_name(b, "package");
+	json_builder_add_string_value(b, v->package ? v->package : "");
+	json_builder_end_object(b);
+	json_builder_set_member_name(b, "capabilities");
+	json_builder_begin_array(b);
+	json_builder_add_string_value(b, "oob");
+	json_builder_end_array(b);
+	json_builder_end_object(b);
+	json_builder_end_object(b);
+	root = json_builder_get_root(b);
+	msg = serialize(root);
+	*len = msg->len;
+	return g_string_free(msg, FALSE);
+}
+
+/* Binds path, first removing a leftover socket from a previous run; a path that is
+ * live (someone accepts on it) or is not a socket is left alone and reported. */
+static int listen_unix(const char *path, GError **err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, e;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_NAMETOOLONG,
+			    "QMP socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (probe < 0)
+			goto fail;
+		if (connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(probe);
+			close(fd);
+			g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_EXIST,
+				    "QMP socket %s is in use by another server", path);
+			return -1;
+		}
+		e = errno;
+		close(probe);
+		if (e == ECONNREFUSED)
+			unlink(path);
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0)
+		goto fail;
+	return fd;
+
+fail:
+	e = errno;
+	if (fd >= 0)
+		close(fd);
+	g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(e), "QMP socket %s: %s", path,
+		    g_strerror(e));
+	return -1;
+}
+
+MigQmpServer *mig_qmp_server_new(const char *unix_path, const MigQmpVersion *version,
+				 GError **err)
+{
+	MigQmpServer *s;
+	int lfd, wfd;
+
+	g_return_val_if_fail(unix_path != NULL, NULL);
+	if (g_str_has_prefix(unix_path, "unix:"))
+		unix_path += strlen("unix:");
+
+	lfd = listen_unix(unix_path, err);
+	if (lfd < 0)
+		return NULL;
+	wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (wfd < 0) {
+		int e = errno;
+
+		close(lfd);
+		unlink(unix_path);
+		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(e), "eventfd: %s",
+			    g_strerror(e));
+		return NULL;
+	}
+
+	s = g_new0(MigQmpServer, 1);
+	s->listen_fd = lfd;
+	s->wake_fd = wfd;
+	s->path = g_strdup(unix_path);
+	s->greeting = build_greeting(version, &s->greeting_len);
+	s->commands = g_ptr_array_new_with_free_func(command_free);
+	s->by_name = g_hash_table_new(g_str_hash, g_str_equal);
+	s->clients = g_ptr_array_new_with_free_func(client_free);
+	g_mutex_init(&s->lock);
+
+	add_command(s, "qmp_capabilities", NULL, NULL);
+	add_command(s, "query-commands", cmd_query_commands, s);
+	return s;
+}
+
+void mig_qmp_register(MigQmpServer *s, const char *name, MigQmpHandler fn, gpointer opaque)
+{
+	g_return_if_fail(s != NULL && name != NULL && fn != NULL);
+	/* Its semantics are the protocol's own; a handler could not implement them. */
+	g_return_if_fail(strcmp(name, "qmp_capabilities") != 0);
+	add_command(s, name, fn, opaque);
+}
+
+JsonNode *mig_qmp_command_list(MigQmpServer *s)
+{
+	JsonArray *a = json_array_sized_new(s->commands->len);
+
+	for (guint i = 0; i < s->commands->len; i++) {
+		QmpCommand *cmd = s->commands->pdata[i];
+		JsonObject *o = json_object_new();
+
+		json_object_set_string_member(o, "name", cmd->name);
+		json_array_add_object_element(a, o);
+	}
+	return json_node_init_array(json_node_alloc(), a);
+}
+
+/* Fills pfds with the listener and wake fd (unless only_output) followed by one entry
+ * per live client, in s->clients order; returns how many clients are included. */
+static guint build_pollfds(MigQmpServer *s, GArray *pfds, bool only_output)
+{
+	guint n = 0;
+
+	g_array_set_size(pfds, 0);
+	if (!only_output) {
+		/* fd -1 is skipped by poll() but keeps the indices fixed. */
+		struct pollfd l = { .fd = s->accept_backoff ? -1 : s->listen_fd, .events = POLLIN };
+		struct pollfd w = { .fd = s->wake_fd, .events = POLLIN };
+
+		g_array_append_val(pfds, l);
+		g_array_append_val(pfds, w);
+	}
+	g_mutex_lock(&s->lock);
+	for (guint i = 0; i < s->clients->len; i++) {
+		QmpClient *c = s->clients->pdata[i];
+		struct pollfd p = { .fd = c->fd };
+
+		if (!only_output)
+			p.events |= POLLIN;
+		if (client_has_output_locked(c))
+			p.events |= POLLOUT;
+		if (only_output && !p.events)
+			p.fd = -1; /* poll() skips negative fds; keeps indices aligned */
+		g_array_append_val(pfds, p);
+		n += p.events ? 1 : 0;
+	}
+	g_mutex_unlock(&s->lock);
+	return n;
+}
+
+/* After a stop, give queued replies (the "quit" answer above all) a bounded
+ * chance to reach their clients; a client that does not read cannot hold us. */
+static void final_flush(MigQmpServer *s)
+{
+	g_autoptr(GArray) pfds = g_array_new(FALSE, FALSE, sizeof(struct pollfd));
+	gint64 deadline = g_get_monotonic_time() + QMP_STOP_FLUSH_MS * G_TIME_SPAN_MILLISECOND;
+
+	for (;;) {
+		gint64 left;
+
+		flush_all(s);
+		sweep_dead(s);
+		if (!build_pollfds(s, pfds, true))
+			return;
+		left = deadline - g_get_monotonic_time();
+		if (left <= 0)
+			return;
+		if (poll((struct pollfd *)pfds->data, pfds->len,
+			 (int)((left + 999) / G_TIME_SPAN_MILLISECOND)) < 0 && errno != EINTR)
+			return;
+	}
+}
+
+void mig_qmp_server_run(MigQmpServer *s)
+{
+	g_autoptr(GArray) pfds = g_array_new(FALSE, FALSE, sizeof(struct pollfd));
+
+	g_return_if_fail(s != NULL);
+	while (!g_atomic_int_get(&s->stopping)) {
+		struct pollfd *p;
+
+		build_pollfds(s, pfds, false);
+		if (poll((struct pollfd *)pfds->data, pfds->len,
+			 s->accept_backoff ? QMP_ACCEPT_BACKOFF_MS : -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			g_warning("qmp: poll: %s", g_strerror(errno));
+			break;
+		}
+		p = (struct pollfd *)pfds->data;
+		if (p[1].revents) {
+			uint64_t cnt;
+
+			/* Only a wake-up: the work is whatever it left queued. */
+			if (read(s->wake_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+				g_debug("qmp: eventfd read: %s", g_strerror(errno));
+		}
+		/* Clients are only added below and removed in sweep_dead, both in this
+		 * thread, so p[2 + i] still matches s->clients[i] here. */
+		for (guint i = 0; i + 2 < pfds->len && !g_atomic_int_get(&s->stopping); i++) {
+			QmpClient *c = s->clients->pdata[i];
+
+			if (p[2 + i].revents & (POLLIN | POLLHUP | POLLERR))
+				client_read(s, c);
+		}
+		if ((p[0].revents & POLLIN) || s->accept_backoff)
+			accept_clients(s);
+		flush_all(s);
+		sweep_dead(s);
+	}
+	final_flush(s);
+}
+
+void mig_qmp_server_stop(MigQmpServer *s)
+{
+	g_return_if_fail(s != NULL);
+	g_atomic_int_set(&s->stopping, 1);
+	wake(s);
+}
+
+void mig_qmp_emit_event(MigQmpServer *s, const char *name, JsonNode *data)
+{
+	g_autoptr(JsonObject) obj = json_object_new();
+	g_autoptr(GString) msg = NULL;
+	JsonObject *ts = json_object_new();
+	gint64 now = g_get_real_time();
+	bool queued = false;
+
+	g_return_if_fail(s != NULL && name != NULL);
+	json_object_set_string_member(obj, "event", name);
+	if (data)
+		json_object_set_member(obj, "data", data);
+	else
+		json_object_set_object_member(obj, "data", json_object_new());
+	json_object_set_int_member(ts, "seconds", now / G_USEC_PER_SEC);
+	json_object_set_int_member(ts, "microseconds", now % G_USEC_PER_SEC);
+	json_object_set_object_member(obj, "timestamp", ts);
+	/* Serialised once, outside the lock, however many clients there are. */
+	msg = serialize_object(obj);
+
+	g_mutex_lock(&s->lock);
+	for (guint i = 0; i < s->clients->len; i++) {
+		QmpClient *c = s->clients->pdata[i];
+
+		if (c->command_mode && !client_is_dead(c)) {
+			client_append_locked(c, msg->str, msg->len);
+			queued = true;
+		}
+	}
+	g_mutex_unlock(&s->lock);
+	if (queued)
+		wake(s);
+}
+
+void mig_qmp_server_free(MigQmpServer *s)
+{
+	if (!s)
+		return;
+	g_ptr_array_unref(s->clients);
+	close(s->listen_fd);
+	close(s->wake_fd);
+	unlink(s->path);
+	g_free(s->path);
+	g_free(s->greeting);
+	g_hash_table_unref(s->by_name);
+	g_ptr_array_unref(s->commands);
+	g_mutex_clear(&s->lock);
+	g_free(s);
+}

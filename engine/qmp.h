@@ -1,0 +1,43 @@
+/* A QMP server (QEMU Machine Protocol) on a unix socket: greeting, capabilities
+ * negotiation, command dispatch, events. It knows the protocol, not the commands:
+ * the host registers handlers. One thread (the caller of mig_qmp_server_run) serves
+ * every client; mig_qmp_emit_event may be called from any thread. */
+#pragma once
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+typedef struct MigQmpServer MigQmpServer;
+
+#define MIG_QMP_ERROR (mig_qmp_error_quark())
+GQuark mig_qmp_error_quark(void);
+typedef enum {
+	MIG_QMP_ERROR_GENERIC,          /* "GenericError" */
+	MIG_QMP_ERROR_COMMAND_NOT_FOUND,/* "CommandNotFound" */
+	MIG_QMP_ERROR_DEVICE_NOT_FOUND, /* "DeviceNotFound" */
+} MigQmpErrorCode;
+
+/* A handler returns the "return" value (transfer full; NULL means {}), or NULL with *err
+ * set. args is never NULL (an empty object when the client sent none). Any GError that
+ * is not in MIG_QMP_ERROR is reported as GenericError with its message. */
+typedef JsonNode *(*MigQmpHandler)(JsonObject *args, gpointer opaque, GError **err);
+
+typedef struct MigQmpVersion {
+	int major, minor, micro;
+	const char *package;
+} MigQmpVersion;
+
+MigQmpServer *mig_qmp_server_new(const char *unix_path, const MigQmpVersion *version, GError **err);
+void mig_qmp_register(MigQmpServer *s, const char *name, MigQmpHandler fn, gpointer opaque);
+
+/* Serves until mig_qmp_server_stop() (from a handler, e.g. "quit", or any thread);
+ * a reply already queued is flushed before returning. */
+void mig_qmp_server_run(MigQmpServer *s);
+void mig_qmp_server_stop(MigQmpServer *s);
+void mig_qmp_server_free(MigQmpServer *s);
+
+/* Sends {"event":name,"data":data,"timestamp":{...}} to every client in command mode.
+ * data is taken (transfer full) and may be NULL. Never blocks on a slow client. */
+void mig_qmp_emit_event(MigQmpServer *s, const char *name, JsonNode *data);
+
+/* The names registered so far, for query-commands (array of {"name": ...}). */
+JsonNode *mig_qmp_command_list(MigQmpServer *s);
