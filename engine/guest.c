@@ -1,0 +1,461 @@
+/* Synthetic guest. Each vCPU owns a disjoint slice of the units it touches, because
+ * two vCPUs writing one unit at once would legitimately tear it and hide real bugs. */
+#include "engine/guest.h"
+#include "engine/unit.h"
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+G_DEFINE_QUARK(mig-guest-error-quark, mig_guest_error)
+#define GUEST_ERROR mig_guest_error_quark()
+
+#define DEFAULT_RATE (64ull << 20)
+#define MAX_FAIL_LOGS 20
+
+enum { U_UNCHECKED = 0, U_CHECKING = 1, U_CHECKED = 2 };
+
+typedef struct Vcpu {
+	MigGuest *g;
+	guint id;
+	GThread *thread;
+	guint64 first, count;  /* the slice of units this vCPU touches */
+	guint64 rng;
+} Vcpu;
+
+struct MigGuest {
+	MigGuestConfig cfg;
+	MigRamBlock *ram;
+	guint64 units;
+	guint64 seed;          /* adopted from the record on the destination */
+	double zero;
+
+	/* pause machinery: vCPUs park between touches */
+	GMutex lock;
+	GCond cond;
+	gboolean want_pause;   /* read racily by vCPUs as a hint, then under lock */
+	gboolean quit;
+	guint parked;
+	Vcpu *vcpus;
+
+	/* integrity against the generation record */
+	guint32 *record;
+	guint8 *ustate;
+	gint integrity_on;
+	guint64 checked, failed;   /* atomics */
+	GThread *verifier;
+	MigGuestFailFn fail_cb;
+	gpointer fail_opaque;
+};
+
+static guint64 mix(guint64 x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+/* Units that start zero are a pure function of (seed, index), so any side can tell
+ * whether a zero unit may legitimately be zero. */
+static gboolean starts_zero(guint64 seed, double zero, guint64 idx)
+{
+	if (zero <= 0)
+		return FALSE;
+	return (double)(mix(seed ^ (idx * 0x2545f4914f6cdd1dull)) >> 11) < zero * (double)(1ull << 53);
+}
+
+gboolean mig_workload_parse(const char *s, MigWorkload *out, GError **err)
+{
+	g_auto(GStrv) parts = g_strsplit(s ? s : "idle", ",", -1);
+
+	*out = (MigWorkload){ .rate = DEFAULT_RATE, .read_pct = 50 };
+	if (!g_strcmp0(parts[0], "idle"))
+		out->kind = MIG_WORKLOAD_IDLE;
+	else if (!g_strcmp0(parts[0], "seq"))
+		out->kind = MIG_WORKLOAD_SEQ;
+	else if (!g_strcmp0(parts[0], "random"))
+		out->kind = MIG_WORKLOAD_RANDOM;
+	else {
+		g_set_error(err, GUEST_ERROR, EINVAL, "unknown workload '%s' (idle, seq, random)", parts[0]);
+		return FALSE;
+	}
+	for (guint i = 1; parts[i]; i++) {
+		char *eq = strchr(parts[i], '=');
+		const char *val = eq ? eq + 1 : "";
+		gboolean ok = eq != NULL;
+		char *end = NULL;
+
+		if (eq)
+			*eq = '\0';
+		if (ok && !strcmp(parts[i], "wss"))
+			ok = mig_parse_size(val, &out->wss);
+		else if (ok && !strcmp(parts[i], "rate"))
+			ok = mig_parse_size(val, &out->rate);
+		else if (ok && !strcmp(parts[i], "zero")) {
+			out->zero = g_ascii_strtod(val, &end);
+			ok = end && !*end && out->zero >= 0 && out->zero <= 1;
+		} else if (ok && !strcmp(parts[i], "read")) {
+			guint64 v;
+
+			ok = g_ascii_string_to_unsigned(val, 10, 0, 100, &v, NULL);
+			out->read_pct = (guint)v;
+		} else
+			ok = FALSE;
+		if (!ok) {
+			g_set_error(err, GUEST_ERROR, EINVAL,
+				    "bad workload option '%s%s%s' (wss=SIZE, rate=BYTES_PER_S, zero=FRACTION, read=PCT)",
+				    parts[i], eq ? "=" : "", val);
+			return FALSE;
+		}
+	}
+	return TRUE;
+}
+
+static inline guint8 *unit_ptr(MigGuest *g, guint64 idx)
+{
+	return g->ram->host + idx * MIG_UNIT_SIZE;
+}
+
+static void report_failure(MigGuest *g, guint64 idx, const char *what)
+{
+	guint64 n = __atomic_add_fetch(&g->failed, 1, __ATOMIC_RELAXED);
+
+	if (n <= MAX_FAIL_LOGS)
+		g_printerr("mig: INTEGRITY FAILURE: unit %" G_GUINT64_FORMAT " (guest offset 0x%" G_GINT64_MODIFIER "x): %s\n",
+			   idx, idx * MIG_UNIT_SIZE, what);
+	if (g->fail_cb)
+		g->fail_cb(g->fail_opaque, idx, what);
+}
+
+static void check_unit(MigGuest *g, guint64 idx)
+{
+	const guint8 *u = unit_ptr(g, idx);
+	guint32 want = g->record[idx];
+	MigUnitVerdict v = mig_unit_check(u, g->seed, idx, want);
+
+	if (v != MIG_UNIT_OK) {
+		char rec[16] = "zero", got[16] = "zero";
+		g_autofree char *what = NULL;
+
+		if (want != MIG_UNIT_ZERO_GEN)
+			g_snprintf(rec, sizeof(rec), "%u", want);
+		if (mig_unit_gen(u) != MIG_UNIT_ZERO_GEN)
+			g_snprintf(got, sizeof(got), "%u", mig_unit_gen(u));
+		what = g_strdup_printf("%s (recorded generation %s, header says %s)", mig_unit_verdict_str(v), rec, got);
+		report_failure(g, idx, what);
+	}
+	__atomic_add_fetch(&g->checked, 1, __ATOMIC_RELAXED);
+}
+
+/* Check a unit against the record exactly once, whoever gets there first; a vCPU that
+ * loses the race waits, because it must not change the unit before it was checked. */
+static void ensure_checked(MigGuest *g, guint64 idx)
+{
+	guint8 expect = U_UNCHECKED;
+
+	if (__atomic_load_n(&g->ustate[idx], __ATOMIC_ACQUIRE) == U_CHECKED)
+		return;
+	if (__atomic_compare_exchange_n(&g->ustate[idx], &expect, U_CHECKING, FALSE,
+					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		check_unit(g, idx);
+		__atomic_store_n(&g->ustate[idx], U_CHECKED, __ATOMIC_RELEASE);
+		return;
+	}
+	while (__atomic_load_n(&g->ustate[idx], __ATOMIC_ACQUIRE) != U_CHECKED)
+		g_thread_yield();
+}
+
+/* Returns FALSE when the guest is quitting. */
+static gboolean park_if_asked(MigGuest *g)
+{
+	if (!__atomic_load_n(&g->want_pause, __ATOMIC_ACQUIRE) && !__atomic_load_n(&g->quit, __ATOMIC_ACQUIRE))
+		return TRUE;
+	g_mutex_lock(&g->lock);
+	if (g->want_pause && !g->quit) {
+		g->parked++;
+		g_cond_broadcast(&g->cond);
+		while (g->want_pause && !g->quit)
+			g_cond_wait(&g->cond, &g->lock);
+		g->parked--;
+	}
+	gboolean go = !g->quit;
+	g_mutex_unlock(&g->lock);
+	return go;
+}
+
+static guint64 next_rand(guint64 *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static void touch(MigGuest *g, Vcpu *v, guint64 idx, gboolean write)
+{
+	guint8 *u = unit_ptr(g, idx);
+
+	if (__atomic_load_n(&g->integrity_on, __ATOMIC_ACQUIRE))
+		ensure_checked(g, idx);
+	if (!write) {
+		MigUnitVerdict r = mig_unit_check_self(u, g->seed, idx);
+
+		if (r != MIG_UNIT_OK && !(r == MIG_UNIT_ZERO && starts_zero(g->seed, g->zero, idx)))
+			report_failure(g, idx, mig_unit_verdict_str(r));
+		return;
+	}
+	guint32 gen = mig_unit_gen(u);
+
+	mig_unit_write(u, g->seed, idx, gen == MIG_UNIT_ZERO_GEN ? 1 : gen + 1);
+	(void)v;
+}
+
+static gpointer vcpu_main(gpointer p)
+{
+	Vcpu *v = p;
+	MigGuest *g = v->g;
+	const MigWorkload *w = &g->cfg.workload;
+	guint64 rate = w->rate / MAX(g->cfg.vcpus, 1u);
+	gint64 t0 = g_get_monotonic_time();
+	guint64 done = 0, pos = 0;
+
+	while (park_if_asked(g)) {
+		if (w->kind == MIG_WORKLOAD_IDLE || !v->count) {
+			g_mutex_lock(&g->lock);
+			if (!g->want_pause && !g->quit)
+				g_cond_wait_until(&g->cond, &g->lock, g_get_monotonic_time() + 100 * G_TIME_SPAN_MILLISECOND);
+			g_mutex_unlock(&g->lock);
+			continue;
+		}
+		if (w->kind == MIG_WORKLOAD_SEQ) {
+			touch(g, v, v->first + pos, TRUE);
+			pos = pos + 1 == v->count ? 0 : pos + 1;
+		} else {
+			guint64 r = next_rand(&v->rng);
+
+			touch(g, v, v->first + (r >> 8) % v->count, (r & 0xff) * 100 >= w->read_pct * 256u);
+		}
+		done += MIG_UNIT_SIZE;
+		if (rate) {
+			/* pace against the start time so a pause does not cause a burst later */
+			gint64 due = t0 + (gint64)(done * G_USEC_PER_SEC / rate);
+			gint64 now = g_get_monotonic_time();
+
+			if (due - now > 1000)
+				g_usleep((gulong)MIN(due - now, 2000));
+			if (now - due > G_USEC_PER_SEC) {
+				t0 = now;
+				done = 0;
+			}
+		}
+	}
+	return NULL;
+}
+
+static void populate(MigGuest *g)
+{
+	for (guint64 i = 0; i < g->units; i++)
+		if (!starts_zero(g->seed, g->zero, i))
+			mig_unit_write(unit_ptr(g, i), g->seed, i, 0);
+}
+
+MigGuest *mig_guest_new(const MigGuestConfig *cfg, GError **err)
+{
+	MigGuest *g = g_new0(MigGuest, 1);
+	guint64 span;
+
+	g->cfg = *cfg;
+	g->seed = cfg->seed;
+	g->zero = cfg->workload.zero;
+	g_mutex_init(&g->lock);
+	g_cond_init(&g->cond);
+	g->ram = mig_ram_block_new("pc.ram", cfg->mem_size, cfg->backend, cfg->hugepage_size, err);
+	if (!g->ram) {
+		g_free(g);
+		return NULL;
+	}
+	g->units = g->ram->size / MIG_UNIT_SIZE;
+	if (cfg->prealloc && !mig_ram_block_prealloc(g->ram, err)) {
+		mig_ram_block_free(g->ram);
+		g_free(g);
+		return NULL;
+	}
+	if (!cfg->incoming)
+		populate(g);
+	g->want_pause = TRUE;
+	span = cfg->workload.wss ? MIN(cfg->workload.wss / MIG_UNIT_SIZE, g->units) : g->units;
+	g->vcpus = g_new0(Vcpu, MAX(cfg->vcpus, 1u));
+	for (guint i = 0; i < cfg->vcpus; i++) {
+		Vcpu *v = &g->vcpus[i];
+		g_autofree char *name = g_strdup_printf("vcpu/%u", i);
+
+		v->g = g;
+		v->id = i;
+		v->first = span * i / cfg->vcpus;
+		v->count = span * (i + 1) / cfg->vcpus - v->first;
+		v->rng = mix(cfg->seed + i + 1) | 1;
+		v->thread = g_thread_new(name, vcpu_main, v);
+	}
+	return g;
+}
+
+static void stop_verifier(MigGuest *g)
+{
+	if (g->verifier) {
+		g_thread_join(g->verifier);
+		g->verifier = NULL;
+	}
+}
+
+void mig_guest_free(MigGuest *g)
+{
+	if (!g)
+		return;
+	g_mutex_lock(&g->lock);
+	g->quit = TRUE;
+	g_cond_broadcast(&g->cond);
+	g_mutex_unlock(&g->lock);
+	for (guint i = 0; i < g->cfg.vcpus; i++)
+		g_thread_join(g->vcpus[i].thread);
+	stop_verifier(g);
+	mig_ram_block_free(g->ram);
+	g_free(g->vcpus);
+	g_free(g->record);
+	g_free(g->ustate);
+	g_mutex_clear(&g->lock);
+	g_cond_clear(&g->cond);
+	g_free(g);
+}
+
+MigRamBlock *mig_guest_ram(MigGuest *g) { return g->ram; }
+guint64 mig_guest_units(MigGuest *g) { return g->units; }
+
+void mig_guest_set_fail_cb(MigGuest *g, MigGuestFailFn fn, gpointer opaque)
+{
+	g->fail_cb = fn;
+	g->fail_opaque = opaque;
+}
+
+void mig_guest_cont(MigGuest *g)
+{
+	g_mutex_lock(&g->lock);
+	__atomic_store_n(&g->want_pause, FALSE, __ATOMIC_RELEASE);
+	g_cond_broadcast(&g->cond);
+	g_mutex_unlock(&g->lock);
+}
+
+void mig_guest_stop(MigGuest *g)
+{
+	g_mutex_lock(&g->lock);
+	__atomic_store_n(&g->want_pause, TRUE, __ATOMIC_RELEASE);
+	g_cond_broadcast(&g->cond);
+	while (g->parked < g->cfg.vcpus && !g->quit)
+		g_cond_wait(&g->cond, &g->lock);
+	g_mutex_unlock(&g->lock);
+}
+
+gboolean mig_guest_running(MigGuest *g)
+{
+	return !__atomic_load_n(&g->want_pause, __ATOMIC_ACQUIRE);
+}
+
+/* Record: be64 seed, be64 zero fraction (as 2^-53 units), be64 units, be32 gen[units]. */
+GBytes *mig_guest_save_record(MigGuest *g)
+{
+	gsize len = 24 + g->units * 4;
+	guint8 *buf = g_malloc(len);
+	guint64 hdr[3] = {
+		GUINT64_TO_BE(g->seed),
+		GUINT64_TO_BE((guint64)(g->zero * (double)(1ull << 53))),
+		GUINT64_TO_BE(g->units),
+	};
+	guint32 *gens = (guint32 *)(buf + 24);
+
+	memcpy(buf, hdr, sizeof(hdr));
+	for (guint64 i = 0; i < g->units; i++)
+		gens[i] = GUINT32_TO_BE(mig_unit_gen(unit_ptr(g, i)));
+	return g_bytes_new_take(buf, len);
+}
+
+static gpointer verify_main(gpointer p)
+{
+	MigGuest *g = p;
+
+	for (guint64 i = 0; i < g->units && !__atomic_load_n(&g->quit, __ATOMIC_ACQUIRE); i++)
+		ensure_checked(g, i);
+	return NULL;
+}
+
+gboolean mig_guest_load_record(MigGuest *g, const guint8 *data, gsize len, GError **err)
+{
+	guint64 hdr[3];
+
+	if (len < 24) {
+		g_set_error(err, GUEST_ERROR, EPROTO, "guest generation record truncated (%" G_GSIZE_FORMAT " bytes)", len);
+		return FALSE;
+	}
+	memcpy(hdr, data, sizeof(hdr));
+	if (GUINT64_FROM_BE(hdr[2]) != g->units || len != 24 + g->units * 4) {
+		g_set_error(err, GUEST_ERROR, EPROTO,
+			    "guest generation record is for %" G_GUINT64_FORMAT " units, this guest has %" G_GUINT64_FORMAT,
+			    GUINT64_FROM_BE(hdr[2]), g->units);
+		return FALSE;
+	}
+	if (g->record) {
+		g_set_error(err, GUEST_ERROR, EEXIST, "guest generation record loaded twice");
+		return FALSE;
+	}
+	g->seed = GUINT64_FROM_BE(hdr[0]);
+	g->zero = (double)GUINT64_FROM_BE(hdr[1]) / (double)(1ull << 53);
+	g->record = g_new(guint32, g->units);
+	for (guint64 i = 0; i < g->units; i++) {
+		guint32 v;
+
+		memcpy(&v, data + 24 + i * 4, 4);
+		g->record[i] = GUINT32_FROM_BE(v);
+	}
+	g->ustate = g_new0(guint8, g->units);
+	__atomic_store_n(&g->integrity_on, 1, __ATOMIC_RELEASE);
+	g->verifier = g_thread_new("guest/verify", verify_main, g);
+	return TRUE;
+}
+
+void mig_guest_integrity(MigGuest *g, guint64 *checked, guint64 *failed, guint64 *total)
+{
+	*checked = __atomic_load_n(&g->checked, __ATOMIC_RELAXED);
+	*failed = __atomic_load_n(&g->failed, __ATOMIC_RELAXED);
+	*total = g->record ? g->units : 0;
+}
+
+gboolean mig_guest_wait_verified(MigGuest *g, gint64 timeout_us)
+{
+	gint64 end = g_get_monotonic_time() + timeout_us;
+
+	while (g->record && __atomic_load_n(&g->checked, __ATOMIC_RELAXED) < g->units) {
+		if (g_get_monotonic_time() > end)
+			return FALSE;
+		g_usleep(1000);
+	}
+	return g->record != NULL;
+}
+
+void mig_guest_self_check(MigGuest *g, guint64 *checked, guint64 *failed)
+{
+	gboolean was_running = mig_guest_running(g);
+	guint64 bad = 0;
+
+	mig_guest_stop(g);
+	for (guint64 i = 0; i < g->units; i++) {
+		MigUnitVerdict v = mig_unit_check_self(unit_ptr(g, i), g->seed, i);
+
+		if (v == MIG_UNIT_OK || (v == MIG_UNIT_ZERO && starts_zero(g->seed, g->zero, i)))
+			continue;
+		if (++bad <= MAX_FAIL_LOGS)
+			g_printerr("mig: self-check: unit %" G_GUINT64_FORMAT ": %s\n", i, mig_unit_verdict_str(v));
+	}
+	if (was_running)
+		mig_guest_cont(g);
+	*checked = g->units;
+	*failed = bad;
+}

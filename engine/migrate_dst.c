@@ -1,0 +1,483 @@
+/* The destination: a listener thread that admits channels by their typed hello, and a
+ * loader thread that reads the main channel straight into guest memory. */
+#include "engine/session_int.h"
+#include "engine/bitmap.h"
+#include "engine/stream.h"
+#include "channels/frame.h"
+#include "channels/hello.h"
+#include "channels/io.h"
+#include "channels/uri.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <glib-unix.h>
+#include <stdarg.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define HELLO_TIMEOUT_MS 2000
+#define MAX_FRAME_PAGES 1024u
+
+static gpointer dst_main_thread(gpointer opaque);
+
+static gboolean fail(GError **err, int code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+static gboolean fail(GError **err, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (err)
+		*err = g_error_new_valist(MIG_ERROR, code, fmt, ap);
+	va_end(ap);
+	return FALSE;
+}
+
+/* Decides whether a connection may join; replies and returns TRUE if it becomes the
+ * main channel. Anything else is refused with a reason the peer can print. */
+static gboolean admit(MigSession *s, int fd)
+{
+	MigHello h;
+	int status = MIG_HELLO_OK, rc;
+	const char *why = NULL;
+	gboolean ok = FALSE;
+
+	mig_io_set_timeout(fd, HELLO_TIMEOUT_MS);
+	rc = mig_hello_read(fd, &h, &status);
+	if (rc == -EPROTO) {
+		why = mig_hello_status_str(status);
+	} else if (rc < 0) {
+		g_printerr("mig: %s: incoming connection dropped before its hello: %s\n", s->name, g_strerror(-rc));
+		return FALSE;
+	} else {
+		g_mutex_lock(&s->lock);
+		if (h.type != MIG_CHAN_MAIN) {
+			status = MIG_HELLO_NOT_EXPECTED;
+			why = "this channel type is not enabled on the destination";
+		} else if (s->incoming_started) {
+			int foreign = memcmp(h.session, s->session_id, sizeof(h.session)) != 0;
+
+			status = foreign ? MIG_HELLO_FOREIGN_SESSION : MIG_HELLO_DUPLICATE;
+			why = foreign ? "an incoming migration from another session is already running"
+				      : "duplicate main channel";
+		} else if (h.index != 0) {
+			status = MIG_HELLO_BAD_INDEX;
+			why = "main channel must have index 0";
+		} else {
+			memcpy(s->session_id, h.session, sizeof(s->session_id));
+			s->incoming_started = TRUE;
+			s->dst_fd = fd;
+			ok = TRUE;
+		}
+		g_mutex_unlock(&s->lock);
+	}
+	if (!ok) {
+		g_printerr("mig: %s: refused a %s channel: %s\n", s->name,
+			   rc == 0 ? mig_chan_type_str(h.type) : "incoming", why);
+		mig_hello_reply(fd, status, why);
+		return FALSE;
+	}
+	mig_io_set_timeout(fd, 0);
+	if (mig_hello_reply(fd, MIG_HELLO_OK, "welcome") < 0)
+		return TRUE; /* the loader will find the dead socket and fail cleanly */
+	return TRUE;
+}
+
+static gpointer listen_thread(gpointer opaque)
+{
+	MigSession *s = opaque;
+
+	for (;;) {
+		struct pollfd p[2] = {
+			{ .fd = s->listen_fd, .events = POLLIN },
+			{ .fd = s->listen_wake[0], .events = POLLIN },
+		};
+		int fd;
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents)
+			break;
+		fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (admit(s, fd)) {
+			g_mutex_lock(&s->lock);
+			mig_set_status_locked(s, MIG_STATUS_ACTIVE);
+			s->dst_thread = g_thread_new("mig/dst/main", dst_main_thread, s);
+			g_mutex_unlock(&s->lock);
+		} else {
+			close(fd);
+		}
+	}
+	return NULL;
+}
+
+gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err)
+{
+	MigUri u;
+	char local[300];
+	int fd;
+
+	if (mig_uri_parse(uri, &u) < 0)
+		return fail(err, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT or unix:PATH)", uri);
+	g_mutex_lock(&s->lock);
+	if (s->listen_thread || s->status != MIG_STATUS_NONE) {
+		g_mutex_unlock(&s->lock);
+		return fail(err, EBUSY, "The incoming migration has already been started");
+	}
+	if (s->runstate != MIG_RUN_INMIGRATE) {
+		g_mutex_unlock(&s->lock);
+		return fail(err, EINVAL, "'-incoming' was not specified on the command line");
+	}
+	fd = mig_uri_listen(&u, 16);
+	if (fd < 0) {
+		g_mutex_unlock(&s->lock);
+		return fail(err, -fd, "Failed to listen on '%s': %s", uri, g_strerror(-fd));
+	}
+	if (!g_unix_open_pipe(s->listen_wake, FD_CLOEXEC, NULL)) {
+		close(fd);
+		g_mutex_unlock(&s->lock);
+		return fail(err, EMFILE, "cannot create a pipe");
+	}
+	s->listen_fd = fd;
+	s->listen_uri = g_strdup(mig_uri_local(fd, local, sizeof(local)) == 0 ? local : uri);
+	mig_set_status_locked(s, MIG_STATUS_SETUP);
+	s->listen_thread = g_thread_new("mig/dst/listen", listen_thread, s);
+	g_mutex_unlock(&s->lock);
+	return TRUE;
+}
+
+void mig_dst_shutdown(MigSession *s)
+{
+	GThread *lt, *dt;
+
+	g_mutex_lock(&s->lock);
+	lt = g_steal_pointer(&s->listen_thread);
+	dt = g_steal_pointer(&s->dst_thread);
+	if (s->dst_fd >= 0)
+		shutdown(s->dst_fd, SHUT_RDWR);
+	if (s->listen_wake[1] >= 0 && write(s->listen_wake[1], "q", 1) < 0) {
+		/* the listener also stops when the pipe closes below */
+	}
+	g_mutex_unlock(&s->lock);
+	if (lt)
+		g_thread_join(lt);
+	if (dt)
+		g_thread_join(dt);
+	for (int i = 0; i < 2; i++)
+		if (s->listen_wake[i] >= 0)
+			close(s->listen_wake[i]);
+	if (s->listen_fd >= 0)
+		close(s->listen_fd);
+	s->listen_fd = s->listen_wake[0] = s->listen_wake[1] = -1;
+	if (s->received) {
+		for (guint i = 0; i < s->ram->len; i++)
+			g_free(s->received[i]);
+		g_clear_pointer(&s->received, g_free);
+	}
+	g_clear_pointer(&s->listen_uri, g_free);
+}
+
+void mig_dst_query(MigSession *s, JsonBuilder *b)
+{
+	MigUri u;
+
+	if (!s->listen_uri || mig_uri_parse(s->listen_uri, &u) < 0)
+		return;
+	json_builder_set_member_name(b, "socket-address");
+	json_builder_begin_array(b);
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "type");
+	if (u.kind == MIG_URI_TCP) {
+		json_builder_add_string_value(b, "inet");
+		json_builder_set_member_name(b, "host");
+		json_builder_add_string_value(b, u.host);
+		json_builder_set_member_name(b, "port");
+		json_builder_add_string_value(b, u.port);
+	} else {
+		json_builder_add_string_value(b, "unix");
+		json_builder_set_member_name(b, "path");
+		json_builder_add_string_value(b, u.path);
+	}
+	json_builder_end_object(b);
+	json_builder_end_array(b);
+	json_builder_set_member_name(b, "ram");
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "transferred");
+	json_builder_add_int_value(b, (gint64)mig_atomic_get(&s->stats.transferred));
+	json_builder_end_object(b);
+}
+
+/* ---- the loader ---- */
+
+typedef struct Dst {
+	MigSession *s;
+	int fd;
+	gboolean have_setup, have_state;
+	guint32 max_frame;      /* grows to one huge page once SETUP named the blocks */
+	guint8 *buf;
+	gsize buflen;
+} Dst;
+
+static gboolean read_payload(Dst *d, guint32 len, GError **err)
+{
+	int rc;
+
+	if (len > d->buflen) {
+		d->buf = g_realloc(d->buf, len);
+		d->buflen = len;
+	}
+	rc = mig_io_read_full(d->fd, d->buf, len);
+	if (rc < 0)
+		return fail(err, -rc, "migration stream truncated: %s", g_strerror(-rc));
+	mig_atomic_add(&d->s->stats.transferred, len);
+	return TRUE;
+}
+
+static gboolean load_setup(Dst *d, guint32 len, GError **err)
+{
+	MigSession *s = d->s;
+	gsize off = 4;
+	guint32 n;
+
+	if (!read_payload(d, len, err))
+		return FALSE;
+	if (len < 4)
+		return fail(err, EPROTO, "setup frame too short");
+	memcpy(&n, d->buf, 4);
+	n = GUINT32_FROM_BE(n);
+	if (n != s->ram->len)
+		return fail(err, EINVAL, "source has %u RAM blocks, destination %u", n, s->ram->len);
+	for (guint i = 0; i < n; i++) {
+		MigRamBlock *rb = g_ptr_array_index(s->ram, i);
+		guint64 v[2];
+		guint8 nl;
+
+		if (off + 1 > len || off + 1 + d->buf[off] + 16 > len)
+			return fail(err, EPROTO, "setup frame truncated");
+		nl = d->buf[off++];
+		if (nl != strlen(rb->name) || memcmp(d->buf + off, rb->name, nl))
+			return fail(err, EINVAL, "RAM block %u is '%.*s' on the source, '%s' here", i, nl,
+				    (const char *)d->buf + off, rb->name);
+		off += nl;
+		memcpy(v, d->buf + off, sizeof(v));
+		off += sizeof(v);
+		if (GUINT64_FROM_BE(v[0]) != rb->size)
+			return fail(err, EINVAL, "RAM block '%s' is %" G_GUINT64_FORMAT " bytes on the source, %" G_GSIZE_FORMAT " here",
+				    rb->name, GUINT64_FROM_BE(v[0]), rb->size);
+		if (GUINT64_FROM_BE(v[1]) != rb->page_size)
+			return fail(err, EINVAL, "RAM block '%s' has %" G_GUINT64_FORMAT "-byte pages on the source, %" G_GSIZE_FORMAT " here",
+				    rb->name, GUINT64_FROM_BE(v[1]), rb->page_size);
+	}
+	s->received = g_new0(gulong *, n);
+	for (guint i = 0; i < n; i++) {
+		MigRamBlock *rb = g_ptr_array_index(s->ram, i);
+
+		s->received[i] = mig_bitmap_new(mig_ram_block_pages(rb));
+		d->max_frame = (guint32)MIN((guint64)G_MAXUINT32, MAX((guint64)d->max_frame, MIG_PAGES_HDR_LEN + 8 + rb->page_size));
+	}
+	d->have_setup = TRUE;
+	return TRUE;
+}
+
+/* Reads the (block, count) head and the offsets of a PAGES or ZEROS frame, checking
+ * every offset before a byte lands in guest memory. */
+static gboolean read_page_list(Dst *d, guint32 len, gboolean with_data, MigRamBlock **rbp,
+			       guint *bip, guint64 *offs, guint *countp, GError **err)
+{
+	guint32 hdr[2];
+	guint bi, count;
+	MigRamBlock *rb;
+	guint64 need;
+	int rc;
+
+	if (!d->have_setup)
+		return fail(err, EPROTO, "page data before the setup frame");
+	if (len < MIG_PAGES_HDR_LEN)
+		return fail(err, EPROTO, "page frame too short");
+	if ((rc = mig_io_read_full(d->fd, hdr, sizeof(hdr))) < 0)
+		return fail(err, -rc, "migration stream truncated: %s", g_strerror(-rc));
+	bi = GUINT32_FROM_BE(hdr[0]);
+	count = GUINT32_FROM_BE(hdr[1]);
+	if (bi >= d->s->ram->len)
+		return fail(err, EPROTO, "page frame names RAM block %u of %u", bi, d->s->ram->len);
+	rb = g_ptr_array_index(d->s->ram, bi);
+	if (count == 0 || count > MAX_FRAME_PAGES)
+		return fail(err, EPROTO, "page frame with %u pages", count);
+	need = MIG_PAGES_HDR_LEN + (guint64)count * 8 + (with_data ? (guint64)count * rb->page_size : 0);
+	if (need != len)
+		return fail(err, EPROTO, "page frame length %u does not match %u pages", len, count);
+	if ((rc = mig_io_read_full(d->fd, offs, count * 8u)) < 0)
+		return fail(err, -rc, "migration stream truncated: %s", g_strerror(-rc));
+	for (guint i = 0; i < count; i++) {
+		offs[i] = GUINT64_FROM_BE(offs[i]);
+		if (offs[i] % rb->page_size || offs[i] >= rb->size)
+			return fail(err, EPROTO, "page offset 0x%" G_GINT64_MODIFIER "x outside RAM block '%s'", offs[i], rb->name);
+	}
+	mig_atomic_add(&d->s->stats.transferred, MIG_PAGES_HDR_LEN + count * 8u);
+	*rbp = rb;
+	*bip = bi;
+	*countp = count;
+	return TRUE;
+}
+
+static gboolean load_pages(Dst *d, guint32 len, GError **err)
+{
+	guint64 offs[MAX_FRAME_PAGES];
+	struct iovec iov[MAX_FRAME_PAGES];
+	MigRamBlock *rb;
+	guint bi, count;
+	int rc;
+
+	if (!read_page_list(d, len, TRUE, &rb, &bi, offs, &count, err))
+		return FALSE;
+	for (guint i = 0; i < count; i++)
+		iov[i] = (struct iovec){ rb->host + offs[i], rb->page_size };
+	rc = mig_io_readv_full(d->fd, iov, (int)count);
+	if (rc < 0)
+		return fail(err, -rc, "migration stream truncated: %s", g_strerror(-rc));
+	for (guint i = 0; i < count; i++)
+		mig_bitmap_set(d->s->received[bi], offs[i] / rb->page_size);
+	mig_atomic_add(&d->s->stats.transferred, (guint64)count * rb->page_size);
+	return TRUE;
+}
+
+static gboolean load_zeros(Dst *d, guint32 len, GError **err)
+{
+	guint64 offs[MAX_FRAME_PAGES];
+	MigRamBlock *rb;
+	guint bi, count;
+
+	if (!read_page_list(d, len, FALSE, &rb, &bi, offs, &count, err))
+		return FALSE;
+	for (guint i = 0; i < count; i++) {
+		gsize pg = offs[i] / rb->page_size;
+
+		/* fresh memory is already zero; only a page that got data earlier needs it */
+		if (mig_bitmap_test(d->s->received[bi], pg))
+			memset(rb->host + offs[i], 0, rb->page_size);
+		mig_bitmap_set(d->s->received[bi], pg);
+	}
+	return TRUE;
+}
+
+static gboolean load_state(Dst *d, guint32 len, GError **err)
+{
+	MigSession *s = d->s;
+	g_autoptr(GBytes) state = NULL;
+	guint8 idlen;
+
+	if (!d->have_setup)
+		return fail(err, EPROTO, "device state before the setup frame");
+	if (!read_payload(d, len, err))
+		return FALSE;
+	if (len < 1 || 1u + d->buf[0] > len)
+		return fail(err, EPROTO, "state frame truncated");
+	idlen = d->buf[0];
+	if (idlen != 5 || memcmp(d->buf + 1, "guest", 5))
+		return fail(err, EINVAL, "unknown state section '%.*s'", idlen, (const char *)d->buf + 1);
+	if (d->have_state)
+		return fail(err, EPROTO, "state section 'guest' sent twice");
+	state = g_bytes_new(d->buf + 1 + idlen, len - 1 - idlen);
+	if (!s->vm->load_state(s->vm_opaque, state, err))
+		return FALSE;
+	d->have_state = TRUE;
+	return TRUE;
+}
+
+static gboolean complete(Dst *d, GError **err)
+{
+	MigSession *s = d->s;
+	static const char msg[] = "running";
+	struct iovec iov = { (void *)msg, sizeof(msg) - 1 };
+
+	if (!d->have_setup || !d->have_state)
+		return fail(err, EPROTO, "stream completed without %s", d->have_setup ? "the guest state" : "a setup frame");
+	g_mutex_lock(&s->lock);
+	if (s->dst_autostart) {
+		s->vm->cont(s->vm_opaque);
+		mig_set_runstate_locked(s, MIG_RUN_RUNNING);
+	} else {
+		mig_set_runstate_locked(s, MIG_RUN_PAUSED);
+	}
+	if (s->status != MIG_STATUS_FAILED)
+		mig_set_status_locked(s, MIG_STATUS_COMPLETED);
+	g_mutex_unlock(&s->lock);
+	mig_frame_send(d->fd, MIG_F_RP_RUNNING, 0, &iov, 1);
+	return TRUE;
+}
+
+static gboolean load_loop(Dst *d, GError **err)
+{
+	for (;;) {
+		MigFrameHdr h;
+		int rc = mig_frame_recv_hdr(d->fd, &h, d->max_frame);
+
+		if (rc == -EPROTO)
+			return fail(err, EPROTO, "malformed frame header (length %u)", h.len);
+		if (rc < 0)
+			return fail(err, -rc, "migration stream truncated: %s",
+				    rc == -EPIPE ? "the source closed the connection" : g_strerror(-rc));
+		mig_atomic_add(&d->s->stats.transferred, MIG_FRAME_HDR_LEN);
+		switch (h.type) {
+		case MIG_F_SETUP:
+			if (d->have_setup)
+				return fail(err, EPROTO, "setup frame sent twice");
+			if (!load_setup(d, h.len, err))
+				return FALSE;
+			break;
+		case MIG_F_PAGES:
+			if (!load_pages(d, h.len, err))
+				return FALSE;
+			break;
+		case MIG_F_ZEROS:
+			if (!load_zeros(d, h.len, err))
+				return FALSE;
+			break;
+		case MIG_F_PASS:
+			if (!read_payload(d, h.len, err))
+				return FALSE;
+			break;
+		case MIG_F_STATE:
+			if (!load_state(d, h.len, err))
+				return FALSE;
+			break;
+		case MIG_F_COMPLETE:
+			return complete(d, err);
+		case MIG_F_ABORT:
+			if (!read_payload(d, MIN(h.len, 4096u), err))
+				return FALSE;
+			return fail(err, ECANCELED, "source aborted: %.*s", (int)MIN(h.len, 4096u), (const char *)d->buf);
+		default:
+			return fail(err, EPROTO, "unknown frame type %u", h.type);
+		}
+	}
+}
+
+static gpointer dst_main_thread(gpointer opaque)
+{
+	Dst d = { .s = opaque, .max_frame = MIG_FRAME_MAX_LEN };
+	MigSession *s = d.s;
+	g_autoptr(GError) err = NULL;
+
+	g_mutex_lock(&s->lock);
+	d.fd = s->dst_fd;
+	g_mutex_unlock(&s->lock);
+	if (!load_loop(&d, &err)) {
+		struct iovec iov = { err->message, strlen(err->message) };
+
+		mig_session_report_error(s, "%s", err->message);
+		mig_frame_send(d.fd, MIG_F_RP_ERROR, 0, &iov, 1);
+	}
+	g_free(d.buf);
+	g_mutex_lock(&s->lock);
+	shutdown(s->dst_fd, SHUT_RDWR);
+	close(s->dst_fd);
+	s->dst_fd = -1;
+	g_mutex_unlock(&s->lock);
+	return NULL;
+}

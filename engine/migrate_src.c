@@ -1,0 +1,501 @@
+/* The source's migration thread: precopy passes over dirty pages until the rest fits
+ * the downtime limit, then stop-and-copy. Pages go out straight from guest memory
+ * (one writev per batch); zero pages travel as offsets only. */
+#include "engine/session_int.h"
+#include "engine/bitmap.h"
+#include "engine/stream.h"
+#include "engine/unit.h"
+#include "channels/frame.h"
+#include "channels/hello.h"
+#include "channels/io.h"
+#include "channels/uri.h"
+#include <errno.h>
+#include <poll.h>
+#include <time.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_BATCH_PAGES 128u
+
+typedef struct SrcBlock {
+	MigRamBlock *rb;
+	gsize npages;
+	gulong *dirty;
+	MigDirtyTracker *tracker;
+} SrcBlock;
+
+typedef struct Src {
+	MigSession *s;
+	int fd;
+	SrcBlock *blocks;
+	guint nblocks;
+	gboolean stopped;       /* vCPUs stopped by us */
+	gboolean in_downtime;
+	guint64 drop_left;      /* x-debug-drop-pages still to lose */
+	/* rate limiting over 100 ms windows */
+	gint64 win_start;
+	guint64 win_bytes;
+} Src;
+
+static gboolean cancelled(Src *src)
+{
+	return __atomic_load_n(&src->s->cancel, __ATOMIC_ACQUIRE);
+}
+
+static void account(Src *src, guint64 bytes)
+{
+	MigStats *st = &src->s->stats;
+
+	mig_atomic_add(&st->transferred, bytes);
+	mig_atomic_add(src->in_downtime ? &st->downtime_bytes : &st->precopy_bytes, bytes);
+	src->win_bytes += bytes;
+}
+
+/* Sleeps out the rest of the window once this window's share of max-bandwidth is
+ * spent; stop-and-copy is never throttled (it is downtime). */
+static void rate_limit(Src *src)
+{
+	guint64 bw = __atomic_load_n(&src->s->params.max_bandwidth, __ATOMIC_RELAXED);
+	gint64 now = g_get_monotonic_time();
+	const gint64 win = 100 * G_TIME_SPAN_MILLISECOND;
+
+	if (now - src->win_start >= win) {
+		src->win_start = now;
+		src->win_bytes = 0;
+		return;
+	}
+	if (!bw || src->in_downtime || src->win_bytes < bw / 10)
+		return;
+	while (!cancelled(src) && (now = g_get_monotonic_time()) < src->win_start + win)
+		g_usleep((gulong)MIN(src->win_start + win - now, 5000));
+	src->win_start = g_get_monotonic_time();
+	src->win_bytes = 0;
+}
+
+static gboolean send_frame(Src *src, guint16 type, const struct iovec *iov, int n, GError **err)
+{
+	guint64 len = MIG_FRAME_HDR_LEN;
+	int rc;
+
+	for (int i = 0; i < n; i++)
+		len += iov[i].iov_len;
+	rc = mig_frame_send(src->fd, type, 0, iov, n);
+	if (rc < 0) {
+		g_set_error(err, MIG_ERROR, -rc, "sending to destination: %s", g_strerror(-rc));
+		return FALSE;
+	}
+	account(src, len);
+	return TRUE;
+}
+
+/* Reads what the destination said on the return path, if anything is pending. Returns
+ * FALSE with *err set when the destination reported an error or hung up. */
+static gboolean poll_return_path(Src *src, int timeout_ms, guint16 *got, GError **err)
+{
+	struct pollfd p = { .fd = src->fd, .events = POLLIN };
+	MigFrameHdr h;
+	g_autofree char *msg = NULL;
+	int rc;
+
+	*got = 0;
+	if (poll(&p, 1, timeout_ms) <= 0)
+		return TRUE;
+	rc = mig_frame_recv_hdr(src->fd, &h, 4096);
+	if (rc < 0) {
+		g_set_error(err, MIG_ERROR, -rc, "destination closed the connection (%s)", g_strerror(-rc));
+		return FALSE;
+	}
+	msg = g_malloc0(h.len + 1);
+	if (h.len && (rc = mig_io_read_full(src->fd, msg, h.len)) < 0) {
+		g_set_error(err, MIG_ERROR, -rc, "return path truncated: %s", g_strerror(-rc));
+		return FALSE;
+	}
+	*got = h.type;
+	if (h.type == MIG_F_RP_ERROR) {
+		g_set_error(err, MIG_ERROR, EIO, "destination failed: %s", msg);
+		return FALSE;
+	}
+	if (h.type != MIG_F_RP_RUNNING) {
+		g_set_error(err, MIG_ERROR, EPROTO, "unexpected return-path frame type %u", h.type);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* After a send error, the destination's own explanation beats "broken pipe". */
+static void explain_send_error(Src *src, GError **err)
+{
+	g_autoptr(GError) rp = NULL;
+	guint16 got;
+
+	if (cancelled(src) || !err || !*err)
+		return;
+	if (!poll_return_path(src, 200, &got, &rp) && rp && rp->code == EIO) {
+		g_clear_error(err);
+		g_propagate_error(err, g_steal_pointer(&rp));
+	}
+}
+
+static gboolean send_setup(Src *src, GError **err)
+{
+	g_autoptr(GByteArray) p = g_byte_array_new();
+	guint32 n = GUINT32_TO_BE(src->nblocks);
+	struct iovec iov;
+
+	g_byte_array_append(p, (guint8 *)&n, 4);
+	for (guint i = 0; i < src->nblocks; i++) {
+		MigRamBlock *rb = src->blocks[i].rb;
+		guint8 len = (guint8)strlen(rb->name);
+		guint64 v[2] = { GUINT64_TO_BE(rb->size), GUINT64_TO_BE(rb->page_size) };
+
+		g_byte_array_append(p, &len, 1);
+		g_byte_array_append(p, (guint8 *)rb->name, len);
+		g_byte_array_append(p, (guint8 *)v, sizeof(v));
+	}
+	iov = (struct iovec){ p->data, p->len };
+	return send_frame(src, MIG_F_SETUP, &iov, 1, err);
+}
+
+/* One batch: up to MAX_BATCH_PAGES (and MIG_BATCH_BYTES, but at least one huge page)
+ * dirty pages from *pos on; their dirty bits are cleared before the data is read, so a
+ * write racing the send is caught by the tracker and the page goes again. */
+static gboolean send_batch(Src *src, guint bi, gsize *pos, GError **err)
+{
+	SrcBlock *b = &src->blocks[bi];
+	gsize ps = b->rb->page_size;
+	guint max = (guint)MAX(1, MIN(MAX_BATCH_PAGES, MIG_BATCH_BYTES / ps));
+	guint64 data_off[MAX_BATCH_PAGES], zero_off[MAX_BATCH_PAGES];
+	struct iovec iov[MAX_BATCH_PAGES + 2];
+	guint nd = 0, nz = 0;
+	guint32 hdr[2];
+	gsize i = *pos;
+
+	while (nd < max && nz < MAX_BATCH_PAGES) {
+		i = mig_bitmap_next(b->dirty, b->npages, i);
+		if (i >= b->npages)
+			break;
+		mig_bitmap_clear(b->dirty, i);
+		if (mig_mem_is_zero(b->rb->host + i * ps, ps))
+			zero_off[nz++] = GUINT64_TO_BE(i * ps);
+		else if (src->drop_left)
+			src->drop_left--;   /* lost on purpose: the destination must notice */
+		else
+			data_off[nd++] = i;
+		i++;
+	}
+	*pos = i;
+	if (nz) {
+		hdr[0] = GUINT32_TO_BE(bi);
+		hdr[1] = GUINT32_TO_BE(nz);
+		iov[0] = (struct iovec){ hdr, sizeof(hdr) };
+		iov[1] = (struct iovec){ zero_off, nz * 8u };
+		if (!send_frame(src, MIG_F_ZEROS, iov, 2, err))
+			return FALSE;
+		mig_atomic_add(&src->s->stats.duplicate, nz);
+	}
+	if (nd) {
+		guint64 offs[MAX_BATCH_PAGES];
+
+		hdr[0] = GUINT32_TO_BE(bi);
+		hdr[1] = GUINT32_TO_BE(nd);
+		iov[0] = (struct iovec){ hdr, sizeof(hdr) };
+		iov[1] = (struct iovec){ offs, nd * 8u };
+		for (guint k = 0; k < nd; k++) {
+			offs[k] = GUINT64_TO_BE(data_off[k] * ps);
+			iov[2 + k] = (struct iovec){ b->rb->host + data_off[k] * ps, ps };
+		}
+		if (!send_frame(src, MIG_F_PAGES, iov, (int)nd + 2, err))
+			return FALSE;
+		mig_atomic_add(&src->s->stats.normal, nd);
+		mig_atomic_add(&src->s->stats.normal_bytes, nd * ps);
+	}
+	mig_atomic_set(&src->s->stats.remaining,
+		       mig_atomic_get(&src->s->stats.remaining) - MIN(mig_atomic_get(&src->s->stats.remaining), (guint64)(nd + nz) * ps));
+	return TRUE;
+}
+
+static gboolean send_dirty(Src *src, GError **err)
+{
+	for (guint bi = 0; bi < src->nblocks; bi++) {
+		gsize pos = 0;
+
+		while (pos < src->blocks[bi].npages) {
+			guint16 got;
+
+			if (cancelled(src)) {
+				g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
+				return FALSE;
+			}
+			if (!send_batch(src, bi, &pos, err))
+				return FALSE;
+			if (!src->in_downtime) {
+				rate_limit(src);
+				if (!poll_return_path(src, 0, &got, err))
+					return FALSE;
+			}
+		}
+	}
+	return TRUE;
+}
+
+/* Collects dirty pages from every tracker; returns dirty bytes. */
+static gboolean sync_dirty(Src *src, guint64 *bytes, GError **err)
+{
+	*bytes = 0;
+	for (guint bi = 0; bi < src->nblocks; bi++) {
+		SrcBlock *b = &src->blocks[bi];
+		guint64 n = 0;
+
+		if (!b->tracker->ops->sync(b->tracker, b->dirty, &n, err))
+			return FALSE;
+		*bytes += (guint64)mig_bitmap_count(b->dirty, b->npages) * b->rb->page_size;
+	}
+	mig_atomic_add(&src->s->stats.dirty_sync_count, 1);
+	mig_atomic_set(&src->s->stats.remaining, *bytes);
+	return TRUE;
+}
+
+static gboolean send_pass_end(Src *src, GError **err)
+{
+	guint64 pass = GUINT64_TO_BE(mig_atomic_get(&src->s->stats.dirty_sync_count));
+	struct iovec iov = { &pass, sizeof(pass) };
+
+	return send_frame(src, MIG_F_PASS, &iov, 1, err);
+}
+
+static void emit_pass(MigSession *s)
+{
+	JsonNode *n;
+	JsonObject *o;
+
+	if (!s->caps[MIG_CAP_EVENTS])
+		return;
+	n = json_node_new(JSON_NODE_OBJECT);
+	o = json_object_new();
+	json_object_set_int_member(o, "pass", (gint64)mig_atomic_get(&s->stats.dirty_sync_count));
+	json_node_take_object(n, o);
+	mig_emit(s, "MIGRATION_PASS", n);
+}
+
+static gboolean connect_main(Src *src, GError **err)
+{
+	MigSession *s = src->s;
+	MigUri uri;
+	MigHello h = { .version = MIG_PROTO_VERSION, .type = MIG_CHAN_MAIN, .index = 0 };
+	char msg[600];
+	int fd, rc;
+
+	if (mig_uri_parse(s->src_uri, &uri) < 0) {
+		g_set_error(err, MIG_ERROR, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT or unix:PATH)", s->src_uri);
+		return FALSE;
+	}
+	fd = mig_uri_connect(&uri, 10000);
+	if (fd < 0) {
+		g_set_error(err, MIG_ERROR, -fd, "Failed to connect to '%s': %s", s->src_uri, g_strerror(-fd));
+		return FALSE;
+	}
+	g_mutex_lock(&s->lock);
+	s->src_fd = fd;
+	src->fd = fd;
+	g_mutex_unlock(&s->lock);
+	memcpy(h.session, s->session_id, sizeof(h.session));
+	mig_io_set_timeout(fd, 10000);
+	rc = mig_hello_connect(fd, &h, msg, sizeof(msg));
+	mig_io_set_timeout(fd, 0);
+	if (MIG_HELLO_REFUSED(rc)) {
+		g_set_error(err, MIG_ERROR, EPROTO, "destination refused the channel: %s", msg);
+		return FALSE;
+	}
+	if (rc < 0) {
+		g_set_error(err, MIG_ERROR, -rc, "channel handshake with '%s' failed: %s", s->src_uri, g_strerror(-rc));
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static gboolean setup_tracking(Src *src, GError **err)
+{
+	MigSession *s = src->s;
+
+	src->nblocks = s->ram->len;
+	src->blocks = g_new0(SrcBlock, src->nblocks);
+	for (guint i = 0; i < src->nblocks; i++) {
+		SrcBlock *b = &src->blocks[i];
+
+		b->rb = g_ptr_array_index(s->ram, i);
+		b->npages = mig_ram_block_pages(b->rb);
+		b->dirty = mig_bitmap_new(b->npages);
+		/* the first pass sends everything; tracking starts before it reads a byte */
+		mig_bitmap_fill(b->dirty, b->npages);
+		b->tracker = mig_dirty_tracker_uffd_new();
+		if (!b->tracker->ops->start(b->tracker, b->rb->host, b->rb->size, b->rb->page_size, err))
+			return FALSE;
+		mig_atomic_add(&s->stats.remaining, b->rb->size);
+	}
+	return TRUE;
+}
+
+static void free_tracking(Src *src)
+{
+	for (guint i = 0; i < src->nblocks; i++) {
+		SrcBlock *b = &src->blocks[i];
+
+		if (b->tracker) {
+			b->tracker->ops->stop(b->tracker);
+			mig_dirty_tracker_free(b->tracker);
+		}
+		g_free(b->dirty);
+	}
+	g_free(src->blocks);
+}
+
+/* Live passes until the dirty rest fits downtime-limit at the measured bandwidth. */
+static gboolean precopy(Src *src, GError **err)
+{
+	MigSession *s = src->s;
+	MigStats *st = &s->stats;
+	guint64 prev_expected = G_MAXUINT64;
+
+	for (;;) {
+		gint64 t0 = g_get_monotonic_time();
+		guint64 sent0 = mig_atomic_get(&st->transferred);
+		guint64 dirty, limit, bw, expected, secs_us;
+
+		if (!send_dirty(src, err) || !send_pass_end(src, err))
+			return FALSE;
+		if (!sync_dirty(src, &dirty, err))
+			return FALSE;
+		emit_pass(s);
+		secs_us = (guint64)MAX(g_get_monotonic_time() - t0, 1);
+		bw = (mig_atomic_get(&st->transferred) - sent0) * G_USEC_PER_SEC / secs_us;
+		bw = MAX(bw, 1u);
+		mig_atomic_set(&st->bandwidth, bw);
+		mig_atomic_set(&st->dirty_pages_rate,
+			       dirty / MAX(src->blocks[0].rb->page_size, 1u) * G_USEC_PER_SEC / secs_us);
+		expected = dirty * 1000 / bw;
+		mig_atomic_set(&st->expected_downtime, expected);
+		st->converging = expected < prev_expected || expected == 0;
+		prev_expected = expected;
+		limit = __atomic_load_n(&s->params.downtime_limit, __ATOMIC_RELAXED);
+		if (expected <= limit)
+			return TRUE;
+	}
+}
+
+static gboolean stop_and_copy(Src *src, GError **err)
+{
+	MigSession *s = src->s;
+	g_autoptr(GBytes) state = NULL;
+	guint64 dirty;
+	guint16 got = 0;
+
+	g_mutex_lock(&s->lock);
+	if (s->cancel) {
+		g_mutex_unlock(&s->lock);
+		g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
+		return FALSE;
+	}
+	mig_set_status_locked(s, MIG_STATUS_DEVICE);
+	s->stats.t_stop = g_get_monotonic_time();
+	s->vm_was_running = s->runstate == MIG_RUN_RUNNING;
+	mig_set_runstate_locked(s, MIG_RUN_FINISH_MIGRATE);
+	g_mutex_unlock(&s->lock);
+	s->vm->stop(s->vm_opaque);   /* not under the lock: see mig_session_vm_stop */
+	src->stopped = TRUE;
+	src->in_downtime = TRUE;
+
+	if (!sync_dirty(src, &dirty, err) || !send_dirty(src, err))
+		return FALSE;
+	state = s->vm->save_state(s->vm_opaque, err);
+	if (!state)
+		return FALSE;
+	{
+		static const char id[] = "guest";
+		guint8 idlen = sizeof(id) - 1;
+		struct iovec iov[3] = {
+			{ &idlen, 1 },
+			{ (void *)id, idlen },
+			{ (void *)g_bytes_get_data(state, NULL), g_bytes_get_size(state) },
+		};
+
+		if (!send_frame(src, MIG_F_STATE, iov, 3, err))
+			return FALSE;
+	}
+	if (!send_frame(src, MIG_F_COMPLETE, NULL, 0, err))
+		return FALSE;
+	/* the destination answers once its guest runs (or why it cannot) */
+	while (got != MIG_F_RP_RUNNING) {
+		if (cancelled(src)) {
+			g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
+			return FALSE;
+		}
+		if (!poll_return_path(src, 100, &got, err))
+			return FALSE;
+	}
+	return TRUE;
+}
+
+static void finish(Src *src, GError *error)
+{
+	MigSession *s = src->s;
+
+	g_mutex_lock(&s->lock);
+	s->stats.t_end = g_get_monotonic_time();
+	if (!error) {
+		mig_set_runstate_locked(s, MIG_RUN_POSTMIGRATE);
+		mig_set_status_locked(s, MIG_STATUS_COMPLETED);
+	} else {
+		/* the source keeps running whatever went wrong */
+		if (src->stopped && s->vm_was_running) {
+			s->vm->cont(s->vm_opaque);
+			mig_set_runstate_locked(s, MIG_RUN_RUNNING);
+		} else if (src->stopped) {
+			mig_set_runstate_locked(s, MIG_RUN_PAUSED);
+		}
+		if (s->cancel) {
+			mig_set_status_locked(s, MIG_STATUS_CANCELLED);
+		} else {
+			g_free(s->error);
+			s->error = g_strdup(error->message);
+			g_printerr("mig: %s: migration failed: %s\n", s->name, error->message);
+			mig_set_status_locked(s, MIG_STATUS_FAILED);
+		}
+	}
+	if (s->src_fd >= 0) {
+		close(s->src_fd);
+		s->src_fd = -1;
+	}
+	g_mutex_unlock(&s->lock);
+}
+
+gpointer mig_src_thread(gpointer opaque)
+{
+	Src src = { .s = opaque, .fd = -1 };
+	MigSession *s = src.s;
+	g_autoptr(GError) err = NULL;
+	gboolean ok;
+
+	ok = connect_main(&src, &err) && setup_tracking(&src, &err) && send_setup(&src, &err);
+	if (ok) {
+		g_mutex_lock(&s->lock);
+		s->stats.t_setup_done = g_get_monotonic_time();
+		if (!s->cancel)
+			mig_set_status_locked(s, MIG_STATUS_ACTIVE);
+		g_mutex_unlock(&s->lock);
+		src.win_start = g_get_monotonic_time();
+		src.drop_left = s->params.x_debug_drop_pages;
+		ok = precopy(&src, &err) && stop_and_copy(&src, &err);
+	}
+	if (!ok)
+		explain_send_error(&src, &err);
+	free_tracking(&src);
+	{
+		struct timespec ts;
+
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+		s->stats.src_thread_cpu_us = (gint64)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	}
+	finish(&src, ok ? NULL : err);
+	return NULL;
+}

@@ -1,0 +1,201 @@
+/* QMP command handlers: argument checking in QEMU's words, then a session call. */
+#include "engine/qmp_cmds.h"
+#include "engine/session_int.h"
+#include <string.h>
+
+static gboolean only_members(JsonObject *args, const char *const *allowed, GError **err)
+{
+	g_autoptr(GList) members = json_object_get_members(args);
+
+	for (GList *l = members; l; l = l->next) {
+		if (!g_strv_contains(allowed, l->data)) {
+			g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Parameter '%s' is unexpected", (char *)l->data);
+			return FALSE;
+		}
+	}
+	return TRUE;
+}
+
+/* NULL with *err set when present but not a string, or missing and required. */
+static const char *string_arg(JsonObject *args, const char *name, gboolean required, GError **err)
+{
+	JsonNode *n = json_object_get_member(args, name);
+
+	if (!n) {
+		if (required)
+			g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Parameter '%s' is missing", name);
+		return NULL;
+	}
+	if (!JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_STRING) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Invalid parameter type for '%s', expected: string", name);
+		return NULL;
+	}
+	return json_node_get_string(n);
+}
+
+static JsonNode *h_query_status(JsonObject *args, gpointer s, GError **err)
+{
+	MigRunState r = mig_session_runstate(s);
+	JsonNode *n = json_node_new(JSON_NODE_OBJECT);
+	JsonObject *o = json_object_new();
+
+	json_object_set_string_member(o, "status", mig_runstate_str(r));
+	json_object_set_boolean_member(o, "running", r == MIG_RUN_RUNNING);
+	json_object_set_boolean_member(o, "singlestep", FALSE);
+	json_node_take_object(n, o);
+	return n;
+}
+
+static JsonNode *h_stop(JsonObject *args, gpointer s, GError **err)
+{
+	mig_session_vm_stop(s, err);
+	return NULL;
+}
+
+static JsonNode *h_cont(JsonObject *args, gpointer s, GError **err)
+{
+	mig_session_vm_cont(s, err);
+	return NULL;
+}
+
+static JsonNode *h_set_caps(JsonObject *args, gpointer s, GError **err)
+{
+	static const char *const ok[] = { "capabilities", NULL };
+	JsonNode *n = json_object_get_member(args, "capabilities");
+
+	if (!only_members(args, ok, err))
+		return NULL;
+	if (!n || !JSON_NODE_HOLDS_ARRAY(n)) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
+			    n ? "Invalid parameter type for 'capabilities', expected: array" : "Parameter 'capabilities' is missing");
+		return NULL;
+	}
+	mig_session_set_caps(s, json_node_get_array(n), err);
+	return NULL;
+}
+
+static JsonNode *h_query_caps(JsonObject *args, gpointer s, GError **err)
+{
+	return mig_session_query_caps(s);
+}
+
+static JsonNode *h_set_params(JsonObject *args, gpointer s, GError **err)
+{
+	mig_session_set_params(s, args, err);
+	return NULL;
+}
+
+static JsonNode *h_query_params(JsonObject *args, gpointer s, GError **err)
+{
+	return mig_session_query_params(s);
+}
+
+/* QEMU's "channels" form: [{"channel-type":"main","addr":{"transport":"socket",...}}]. */
+static char *uri_from_channels(JsonNode *n, GError **err)
+{
+	JsonArray *a = JSON_NODE_HOLDS_ARRAY(n) ? json_node_get_array(n) : NULL;
+	JsonObject *ch, *addr;
+	const char *type;
+
+	if (!a || json_array_get_length(a) != 1 || !JSON_NODE_HOLDS_OBJECT(json_array_get_element(a, 0))) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Channel list must have exactly one 'main' channel");
+		return NULL;
+	}
+	ch = json_array_get_object_element(a, 0);
+	addr = json_object_has_member(ch, "addr") && JSON_NODE_HOLDS_OBJECT(json_object_get_member(ch, "addr"))
+		       ? json_object_get_object_member(ch, "addr") : NULL;
+	if (!addr || g_strcmp0(json_object_get_string_member_with_default(ch, "channel-type", "main"), "main") ||
+	    g_strcmp0(json_object_get_string_member_with_default(addr, "transport", ""), "socket")) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Only a 'main' channel with a 'socket' address is supported");
+		return NULL;
+	}
+	type = json_object_get_string_member_with_default(addr, "type", "");
+	if (!strcmp(type, "inet"))
+		return g_strdup_printf("tcp:%s:%s", json_object_get_string_member_with_default(addr, "host", ""),
+				       json_object_get_string_member_with_default(addr, "port", ""));
+	if (!strcmp(type, "unix"))
+		return g_strdup_printf("unix:%s", json_object_get_string_member_with_default(addr, "path", ""));
+	g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Socket address type '%s' is not supported", type);
+	return NULL;
+}
+
+static char *uri_arg(JsonObject *args, GError **err)
+{
+	GError *e = NULL;
+	const char *uri = string_arg(args, "uri", FALSE, &e);
+	JsonNode *chans = json_object_get_member(args, "channels");
+
+	if (e) {
+		g_propagate_error(err, e);
+		return NULL;
+	}
+	if (!!uri == !!chans) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Exactly one of 'uri' or 'channels' is required");
+		return NULL;
+	}
+	return uri ? g_strdup(uri) : uri_from_channels(chans, err);
+}
+
+static JsonNode *h_migrate(JsonObject *args, gpointer s, GError **err)
+{
+	static const char *const ok[] = { "uri", "channels", "detach", "resume", NULL };
+	g_autofree char *uri = NULL;
+	JsonNode *resume = json_object_get_member(args, "resume");
+
+	if (!only_members(args, ok, err))
+		return NULL;
+	if (resume && (!JSON_NODE_HOLDS_VALUE(resume) || json_node_get_value_type(resume) != G_TYPE_BOOLEAN ||
+		       json_node_get_boolean(resume))) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Cannot resume if there is no paused migration");
+		return NULL;
+	}
+	uri = uri_arg(args, err);
+	if (uri)
+		mig_session_migrate(s, uri, err);
+	return NULL;
+}
+
+static JsonNode *h_migrate_incoming(JsonObject *args, gpointer s, GError **err)
+{
+	static const char *const ok[] = { "uri", "channels", "exit-on-error", NULL };
+	g_autofree char *uri = NULL;
+
+	if (!only_members(args, ok, err))
+		return NULL;
+	uri = uri_arg(args, err);
+	if (uri)
+		mig_session_incoming(s, uri, err);
+	return NULL;
+}
+
+static JsonNode *h_query_migrate(JsonObject *args, gpointer s, GError **err)
+{
+	return mig_session_query_migrate(s);
+}
+
+static JsonNode *h_cancel(JsonObject *args, gpointer s, GError **err)
+{
+	mig_session_cancel(s, err);
+	return NULL;
+}
+
+static void forward_event(gpointer q, const char *name, JsonNode *data)
+{
+	mig_qmp_emit_event(q, name, data);
+}
+
+void mig_qmp_add_session_commands(MigQmpServer *q, MigSession *s)
+{
+	mig_qmp_register(q, "query-status", h_query_status, s);
+	mig_qmp_register(q, "stop", h_stop, s);
+	mig_qmp_register(q, "cont", h_cont, s);
+	mig_qmp_register(q, "migrate-set-capabilities", h_set_caps, s);
+	mig_qmp_register(q, "query-migrate-capabilities", h_query_caps, s);
+	mig_qmp_register(q, "migrate-set-parameters", h_set_params, s);
+	mig_qmp_register(q, "query-migrate-parameters", h_query_params, s);
+	mig_qmp_register(q, "migrate", h_migrate, s);
+	mig_qmp_register(q, "migrate-incoming", h_migrate_incoming, s);
+	mig_qmp_register(q, "query-migrate", h_query_migrate, s);
+	mig_qmp_register(q, "migrate_cancel", h_cancel, s);
+	mig_session_set_event_cb(s, forward_event, q);
+}

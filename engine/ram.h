@@ -1,0 +1,40 @@
+/* RAM blocks: guest memory of a chosen backing (anonymous, memfd, hugetlb memfd). */
+#pragma once
+#include <glib.h>
+
+typedef enum MigMemBackend {
+	MIG_MEM_ANON = 0,
+	MIG_MEM_MEMFD,
+	MIG_MEM_HUGETLB,
+} MigMemBackend;
+
+typedef struct MigRamBlock {
+	char name[64];
+	guint8 *host;
+	gsize size;
+	gsize page_size;     /* host page size of the mapping: 4 KiB, 2 MiB or 1 GiB */
+	MigMemBackend backend;
+	int fd;              /* memfd behind the mapping, -1 for anon */
+} MigRamBlock;
+
+GQuark mig_ram_error_quark(void);
+
+gboolean mig_mem_backend_parse(const char *s, MigMemBackend *out);
+const char *mig_mem_backend_str(MigMemBackend b);
+
+/* hugepage_size is only used for MIG_MEM_HUGETLB (2 MiB or 1 GiB). The memory is
+ * mapped but not populated; size must be a multiple of the page size. */
+MigRamBlock *mig_ram_block_new(const char *name, gsize size, MigMemBackend backend,
+			       gsize hugepage_size, GError **err);
+void mig_ram_block_free(MigRamBlock *b);
+
+/* Faults every page in writable now, so receiving later costs no page faults. */
+gboolean mig_ram_block_prealloc(MigRamBlock *b, GError **err);
+
+static inline gsize mig_ram_block_pages(const MigRamBlock *b)
+{
+	return b->size / b->page_size;
+}
+
+/* "256M", "1G", "4096", "2M": a size with an optional K/M/G/T suffix (powers of 1024). */
+gboolean mig_parse_size(const char *s, guint64 *out);

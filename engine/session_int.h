@@ -1,0 +1,111 @@
+/* MigSession internals shared by the engine's modules; not for embedders. */
+#pragma once
+#include "engine/session.h"
+#include "engine/dirty.h"
+
+#define MIG_ERROR (mig_error_quark())
+GQuark mig_error_quark(void);
+
+typedef enum MigCap {
+	MIG_CAP_XBZRLE, MIG_CAP_RDMA_PIN_ALL, MIG_CAP_AUTO_CONVERGE, MIG_CAP_EVENTS,
+	MIG_CAP_POSTCOPY_RAM, MIG_CAP_X_COLO, MIG_CAP_RELEASE_RAM, MIG_CAP_RETURN_PATH,
+	MIG_CAP_PAUSE_BEFORE_SWITCHOVER, MIG_CAP_MULTIFD, MIG_CAP_DIRTY_BITMAPS,
+	MIG_CAP_POSTCOPY_BLOCKTIME, MIG_CAP_LATE_BLOCK_ACTIVATE, MIG_CAP_X_IGNORE_SHARED,
+	MIG_CAP_VALIDATE_UUID, MIG_CAP_BACKGROUND_SNAPSHOT, MIG_CAP_ZERO_COPY_SEND,
+	MIG_CAP_POSTCOPY_PREEMPT, MIG_CAP_SWITCHOVER_ACK, MIG_CAP_DIRTY_LIMIT, MIG_CAP_MAPPED_RAM,
+	MIG_CAP__MAX
+} MigCap;
+
+typedef struct MigParams {
+	guint64 downtime_limit;        /* ms */
+	guint64 max_bandwidth;         /* bytes/s, 0 = unlimited */
+	guint64 avail_switchover_bandwidth;
+	guint64 max_postcopy_bandwidth;
+	guint64 multifd_channels;
+	guint64 announce_initial, announce_max, announce_rounds, announce_step;
+	guint64 throttle_trigger_threshold, cpu_throttle_initial, cpu_throttle_increment;
+	guint64 max_cpu_throttle;
+	gboolean cpu_throttle_tailslow;
+	guint64 xbzrle_cache_size;
+	guint64 zero_page_detection;   /* index into the enum's names */
+	guint64 multifd_compression;
+	guint64 mode;
+	guint64 x_debug_drop_pages;   /* testing the integrity checker: lose N pages */
+	char *tls_creds, *tls_hostname, *tls_authz;
+} MigParams;
+
+/* Counters read by query-migrate while the migration threads update them. */
+typedef struct MigStats {
+	guint64 transferred;      /* bytes on the wire, headers included */
+	guint64 remaining;        /* dirty bytes still to send */
+	guint64 duplicate;        /* zero pages */
+	guint64 normal;           /* pages sent with data */
+	guint64 normal_bytes;
+	guint64 dirty_sync_count;
+	guint64 dirty_pages_rate; /* pages/s over the last pass */
+	guint64 bandwidth;        /* bytes/s over the last pass */
+	guint64 expected_downtime;/* ms */
+	guint64 precopy_bytes, downtime_bytes;
+	gint64 t_start, t_setup_done, t_stop, t_end;   /* monotonic µs */
+	gboolean converging;
+	gint64 src_thread_cpu_us;  /* CPU time of mig/src/main, set when it ends */
+} MigStats;
+
+struct MigSession {
+	char *name;
+	GMutex lock;               /* status, runstate, error, fds, threads */
+	MigStatus status;
+	MigRunState runstate;
+	gboolean vm_was_running;   /* before the migration stopped it */
+	gboolean dst_autostart;    /* run the guest once incoming completes (stop clears it) */
+	char *error;
+	gboolean cancel;           /* set by migrate_cancel; threads poll it */
+
+	gboolean caps[MIG_CAP__MAX];
+	MigParams params;
+
+	const MigVmOps *vm;
+	gpointer vm_opaque;
+	GPtrArray *ram;            /* MigRamBlock*, not owned */
+
+	MigEventFn event_fn;
+	gpointer event_opaque;
+
+	MigStats stats;
+	guint8 session_id[16];
+
+	/* source */
+	GThread *src_thread;
+	char *src_uri;
+	int src_fd;
+
+	/* destination */
+	GThread *listen_thread;
+	GThread *dst_thread;
+	int listen_fd;
+	int listen_wake[2];        /* pipe: wakes the listener to quit */
+	int dst_fd;
+	char *listen_uri;          /* the address actually bound */
+	gboolean incoming_started; /* a main channel was accepted */
+	gulong **received;         /* per block: pages received */
+};
+
+static inline guint64 mig_atomic_get(const guint64 *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void mig_atomic_add(guint64 *p, guint64 v) { __atomic_add_fetch(p, v, __ATOMIC_RELAXED); }
+static inline void mig_atomic_set(guint64 *p, guint64 v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+
+/* State changes (emit MIGRATION when the events capability is on). Call with lock held. */
+void mig_set_status_locked(MigSession *s, MigStatus st);
+void mig_set_status(MigSession *s, MigStatus st);
+void mig_emit(MigSession *s, const char *name, JsonNode *data);
+void mig_set_runstate_locked(MigSession *s, MigRunState r);
+gboolean mig_status_is_active(MigStatus st);
+
+void mig_params_init(MigParams *p);
+void mig_params_clear(MigParams *p);
+
+/* source (migrate_src.c) and destination (migrate_dst.c) entry points */
+gpointer mig_src_thread(gpointer s);
+gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err);
+void mig_dst_shutdown(MigSession *s);
+void mig_dst_query(MigSession *s, JsonBuilder *b);

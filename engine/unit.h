@@ -1,0 +1,39 @@
+/* Self-describing 4 KiB memory units of the synthetic guest.
+ *
+ * Every unit carries its index and a generation, and its body is a pure function of
+ * (seed, index, generation), so a reader can tell a good unit from a torn one (body and
+ * header disagree), a stale one (older generation than recorded), a misplaced or foreign
+ * one (wrong index or seed). A unit that was never written is all zero. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MIG_UNIT_SIZE 4096u
+#define MIG_UNIT_ZERO_GEN UINT32_MAX   /* in a generation record: "expected all zero" */
+
+typedef enum MigUnitVerdict {
+	MIG_UNIT_OK = 0,
+	MIG_UNIT_ZERO,      /* all zero (fine only if zero was expected) */
+	MIG_UNIT_TORN,      /* header valid, body from another write */
+	MIG_UNIT_STALE,     /* older generation than expected */
+	MIG_UNIT_AHEAD,     /* newer generation than expected: impossible, so corrupt */
+	MIG_UNIT_FOREIGN,   /* wrong seed or index: another guest's or another unit's data */
+	MIG_UNIT_UNEXPECTED_DATA, /* data where the record expected a zero unit */
+} MigUnitVerdict;
+
+const char *mig_unit_verdict_str(MigUnitVerdict v);
+
+/* Writes unit `index` at generation `gen` (gen >= 0; the record reserves UINT32_MAX). */
+void mig_unit_write(void *unit, uint64_t seed, uint64_t index, uint32_t gen);
+
+/* The generation in the unit's header, or MIG_UNIT_ZERO_GEN if the unit is all zero.
+ * Only meaningful for a unit that passes mig_unit_check_self. */
+uint32_t mig_unit_gen(const void *unit);
+
+/* Is the unit internally consistent (a zero unit, or header and body agree)? */
+MigUnitVerdict mig_unit_check_self(const void *unit, uint64_t seed, uint64_t index);
+
+/* Does the unit match the generation recorded for it (MIG_UNIT_ZERO_GEN: all zero)? */
+MigUnitVerdict mig_unit_check(const void *unit, uint64_t seed, uint64_t index, uint32_t expected);
+
+bool mig_mem_is_zero(const void *p, uint64_t len);

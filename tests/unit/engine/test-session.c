@@ -1,0 +1,174 @@
+/* A source and a destination session in one process: there is no global state, so
+ * this is a whole precopy migration (and its failure modes) without any migd. */
+#include "engine/guest.h"
+#include "engine/session.h"
+#include "channels/hello.h"
+#include "channels/io.h"
+#include "channels/uri.h"
+#include <glib/gstdio.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct Side {
+	MigGuest *guest;
+	MigSession *s;
+} Side;
+
+static void vm_stop(gpointer g) { mig_guest_stop(g); }
+static void vm_cont(gpointer g) { mig_guest_cont(g); }
+static GBytes *vm_save(gpointer g, GError **err) { return mig_guest_save_record(g); }
+static gboolean vm_load(gpointer g, GBytes *b, GError **err)
+{
+	gsize n;
+	const guint8 *p = g_bytes_get_data(b, &n);
+
+	return mig_guest_load_record(g, p, n, err);
+}
+static const MigVmOps ops = { vm_stop, vm_cont, vm_save, vm_load, NULL };
+
+static Side side_new(const char *name, gboolean incoming, const char *workload, guint64 size)
+{
+	MigGuestConfig cfg = { .mem_size = size, .backend = MIG_MEM_ANON, .vcpus = 2, .seed = 77, .incoming = incoming };
+	g_autoptr(GError) err = NULL;
+	Side sd;
+
+	g_assert_true(mig_workload_parse(workload, &cfg.workload, &err));
+	sd.guest = mig_guest_new(&cfg, &err);
+	g_assert_no_error(err);
+	sd.s = mig_session_new(name);
+	mig_session_set_vm(sd.s, &ops, sd.guest, incoming ? MIG_RUN_INMIGRATE : MIG_RUN_RUNNING);
+	mig_session_add_ram(sd.s, mig_guest_ram(sd.guest));
+	if (!incoming)
+		mig_guest_cont(sd.guest);
+	return sd;
+}
+
+static void side_free(Side *sd)
+{
+	mig_session_free(sd->s);
+	mig_guest_free(sd->guest);
+}
+
+static MigStatus wait_final(MigSession *s, gint64 timeout_s)
+{
+	gint64 end = g_get_monotonic_time() + timeout_s * G_USEC_PER_SEC;
+	MigStatus st;
+
+	while ((st = mig_session_status(s)) != MIG_STATUS_COMPLETED && st != MIG_STATUS_FAILED &&
+	       st != MIG_STATUS_CANCELLED && g_get_monotonic_time() < end)
+		g_usleep(5000);
+	return st;
+}
+
+static char *sock_uri(const char *dir, const char *name)
+{
+	return g_strdup_printf("unix:%s/%s", dir, name);
+}
+
+static void set_unlimited(MigSession *s)
+{
+	g_autoptr(JsonParser) p = json_parser_new();
+	g_autoptr(GError) err = NULL;
+
+	g_assert_true(json_parser_load_from_data(p, "{\"max-bandwidth\": 0}", -1, NULL));
+	g_assert_true(mig_session_set_params(s, json_node_get_object(json_parser_get_root(p)), &err));
+	g_assert_no_error(err);
+}
+
+static void test_precopy_in_process(void)
+{
+	g_autofree char *dir = g_dir_make_tmp("mig-XXXXXX", NULL);
+	g_autofree char *uri = sock_uri(dir, "m.sock");
+	g_autoptr(GError) err = NULL;
+	Side src = side_new("src", FALSE, "seq", 32u << 20);
+	Side dst = side_new("dst", TRUE, "random,wss=8M", 32u << 20);
+	guint64 checked, failed, total;
+
+	g_assert_true(mig_session_incoming(dst.s, uri, &err));
+	set_unlimited(src.s);
+	g_assert_true(mig_session_migrate(src.s, uri, &err));
+	g_assert_cmpint(wait_final(src.s, 60), ==, MIG_STATUS_COMPLETED);
+	g_assert_cmpint(wait_final(dst.s, 10), ==, MIG_STATUS_COMPLETED);
+	g_assert_cmpint(mig_session_runstate(src.s), ==, MIG_RUN_POSTMIGRATE);
+	g_assert_cmpint(mig_session_runstate(dst.s), ==, MIG_RUN_RUNNING);
+	g_assert_true(mig_guest_wait_verified(dst.guest, 30 * G_USEC_PER_SEC));
+	mig_guest_integrity(dst.guest, &checked, &failed, &total);
+	g_assert_cmpuint(total, ==, (32u << 20) / 4096);
+	g_assert_cmpuint(checked, ==, total);
+	g_assert_cmpuint(failed, ==, 0);
+	side_free(&src);
+	side_free(&dst);
+	g_rmdir(dir);
+}
+
+/* A destination of another size refuses the stream; the source fails and keeps running. */
+static void test_size_mismatch(void)
+{
+	g_autofree char *dir = g_dir_make_tmp("mig-XXXXXX", NULL);
+	g_autofree char *uri = sock_uri(dir, "m.sock");
+	g_autoptr(GError) err = NULL;
+	Side src = side_new("src", FALSE, "seq", 16u << 20);
+	Side dst = side_new("dst", TRUE, "idle", 32u << 20);
+	guint64 checked, failed;
+	g_autoptr(JsonNode) q = NULL;
+	const char *desc;
+
+	g_assert_true(mig_session_incoming(dst.s, uri, &err));
+	g_assert_true(mig_session_migrate(src.s, uri, &err));
+	g_assert_cmpint(wait_final(src.s, 30), ==, MIG_STATUS_FAILED);
+	g_assert_cmpint(mig_session_runstate(src.s), ==, MIG_RUN_RUNNING);
+	q = mig_session_query_migrate(src.s);
+	desc = json_object_get_string_member(json_node_get_object(q), "error-desc");
+	g_assert_nonnull(strstr(desc, "bytes on the source"));
+	mig_guest_self_check(src.guest, &checked, &failed);
+	g_assert_cmpuint(failed, ==, 0);
+	side_free(&src);
+	side_free(&dst);
+	g_rmdir(dir);
+}
+
+/* Wrong magic, wrong version, garbage: each refused with a reason, the listener lives. */
+static void test_bad_hello(void)
+{
+	g_autofree char *dir = g_dir_make_tmp("mig-XXXXXX", NULL);
+	g_autofree char *uri = sock_uri(dir, "m.sock");
+	g_autoptr(GError) err = NULL;
+	Side dst = side_new("dst", TRUE, "idle", 8u << 20);
+	MigUri u;
+	static const struct { guint32 magic; guint16 version; int want; } cases[] = {
+		{ 0xdeadbeef, 1, MIG_HELLO_BAD_MAGIC },
+		{ MIG_HELLO_MAGIC, 99, MIG_HELLO_BAD_VERSION },
+	};
+
+	g_assert_true(mig_session_incoming(dst.s, uri, &err));
+	g_assert_cmpint(mig_uri_parse(uri, &u), ==, 0);
+	for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+		guint8 hello[MIG_HELLO_LEN] = { 0 }, reply[10];
+		guint32 m = GUINT32_TO_BE(cases[i].magic), st;
+		guint16 v = GUINT16_TO_BE(cases[i].version), t = GUINT16_TO_BE(MIG_CHAN_MAIN);
+		int fd = mig_uri_connect(&u, 2000);
+
+		g_assert_cmpint(fd, >=, 0);
+		memcpy(hello, &m, 4);
+		memcpy(hello + 4, &v, 2);
+		memcpy(hello + 6, &t, 2);
+		g_assert_cmpint(mig_io_write_full(fd, hello, sizeof(hello)), ==, 0);
+		g_assert_cmpint(mig_io_read_full(fd, reply, sizeof(reply)), ==, 0);
+		g_assert_cmpmem(reply, 4, "MIGA", 4);
+		memcpy(&st, reply + 4, 4);
+		g_assert_cmpint(GUINT32_FROM_BE(st), ==, cases[i].want);
+		close(fd);
+	}
+	g_assert_cmpint(mig_session_status(dst.s), ==, MIG_STATUS_SETUP);
+	side_free(&dst);
+	g_rmdir(dir);
+}
+
+int main(int argc, char **argv)
+{
+	g_test_init(&argc, &argv, NULL);
+	g_test_add_func("/session/precopy-in-process", test_precopy_in_process);
+	g_test_add_func("/session/size-mismatch", test_size_mismatch);
+	g_test_add_func("/session/bad-hello", test_bad_hello);
+	return g_test_run();
+}
