@@ -331,7 +331,6 @@ static gboolean setup_tracking(Src *src, GError **err)
 		b->tracker = mig_dirty_tracker_uffd_new();
 		if (!b->tracker->ops->start(b->tracker, b->rb->host, b->rb->size, b->rb->page_size, err))
 			return FALSE;
-		mig_atomic_add(&s->stats.remaining, b->rb->size);
 	}
 	return TRUE;
 }

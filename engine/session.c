@@ -231,6 +231,8 @@ gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 	s->cancel = FALSE;
 	memset(&s->stats, 0, sizeof(s->stats));
 	s->stats.t_start = g_get_monotonic_time();
+	for (guint i = 0; i < s->ram->len; i++)   /* nothing is sent yet: all of it remains */
+		s->stats.remaining += ((MigRamBlock *)g_ptr_array_index(s->ram, i))->size;
 	for (int i = 0; i < 16; i++)
 		s->session_id[i] = (guint8)g_random_int();
 	mig_set_status_locked(s, MIG_STATUS_SETUP);
@@ -283,6 +285,17 @@ static void add_int(JsonBuilder *b, const char *name, gint64 v)
 	json_builder_add_int_value(b, v);
 }
 
+/* Bytes/s of the last pass; during the first pass, the average so far. */
+static guint64 current_bandwidth(MigStats *st)
+{
+	guint64 bw = mig_atomic_get(&st->bandwidth);
+	gint64 since = st->t_setup_done;
+
+	if (bw || !since)
+		return bw;
+	return mig_atomic_get(&st->transferred) * G_USEC_PER_SEC / (guint64)MAX(g_get_monotonic_time() - since, 1);
+}
+
 static void add_ram_stats(MigSession *s, JsonBuilder *b, gboolean done)
 {
 	MigStats *st = &s->stats;
@@ -306,7 +319,7 @@ static void add_ram_stats(MigSession *s, JsonBuilder *b, gboolean done)
 	add_int(b, "normal", (gint64)mig_atomic_get(&st->normal));
 	add_int(b, "normal-bytes", (gint64)mig_atomic_get(&st->normal_bytes));
 	json_builder_set_member_name(b, "mbps");
-	json_builder_add_double_value(b, (double)mig_atomic_get(&st->bandwidth) * 8.0 / 1e6);
+	json_builder_add_double_value(b, (double)current_bandwidth(st) * 8.0 / 1e6);
 	add_int(b, "dirty-sync-count", (gint64)mig_atomic_get(&st->dirty_sync_count));
 	add_int(b, "page-size", (gint64)psize);
 	add_int(b, "multifd-bytes", 0);
