@@ -3,6 +3,7 @@
 #include "engine/session_int.h"
 #include "engine/bitmap.h"
 #include "engine/stream.h"
+#include "engine/multifd.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
 #include "channels/io.h"
@@ -33,14 +34,47 @@ static gboolean fail(GError **err, int code, const char *fmt, ...)
 	return FALSE;
 }
 
-/* Decides whether a connection may join; replies and returns TRUE if it becomes the
- * main channel. Anything else is refused with a reason the peer can print. */
-static gboolean admit(MigSession *s, int fd)
+/* A multifd channel joins only the running session, once per index, and only while
+ * the channels are still being set up. Call with s->lock held. */
+static int admit_multifd(MigSession *s, const MigHello *h, const char **why)
+{
+	if (!s->incoming_started) {
+		*why = "no main channel yet: multifd channels follow the main channel";
+		return MIG_HELLO_NOT_EXPECTED;
+	}
+	if (memcmp(h->session, s->session_id, sizeof(h->session))) {
+		*why = "multifd channel of another migration session";
+		return MIG_HELLO_FOREIGN_SESSION;
+	}
+	if (!s->mf_expected) {
+		*why = "multifd is not enabled on the destination";
+		return MIG_HELLO_NOT_EXPECTED;
+	}
+	if (h->index >= s->mf_expected) {
+		*why = "multifd channel index out of range of multifd-channels";
+		return MIG_HELLO_BAD_INDEX;
+	}
+	if (s->mf_connected & (1ull << h->index)) {
+		*why = "duplicate multifd channel index";
+		return MIG_HELLO_DUPLICATE;
+	}
+	if (s->status != MIG_STATUS_ACTIVE || s->mf_released) {
+		*why = "the migration is past setting up its channels";
+		return MIG_HELLO_NOT_EXPECTED;
+	}
+	s->mf_connected |= 1ull << h->index;
+	return MIG_HELLO_OK;
+}
+
+/* Decides whether a connection may join and replies. Returns the channel type it was
+ * admitted as (the caller starts its thread; *index says which channel), or 0 when
+ * it was refused with a reason the peer can print. */
+static int admit(MigSession *s, int fd, guint *index)
 {
 	MigHello h;
 	int status = MIG_HELLO_OK, rc;
 	const char *why = NULL;
-	gboolean ok = FALSE;
+	int ok = 0;
 
 	mig_io_set_timeout(fd, HELLO_TIMEOUT_MS);
 	rc = mig_hello_read(fd, &h, &status);
@@ -48,10 +82,13 @@ static gboolean admit(MigSession *s, int fd)
 		why = mig_hello_status_str(status);
 	} else if (rc < 0) {
 		g_printerr("mig: %s: incoming connection dropped before its hello: %s\n", s->name, g_strerror(-rc));
-		return FALSE;
+		return 0;
 	} else {
 		g_mutex_lock(&s->lock);
-		if (h.type != MIG_CHAN_MAIN) {
+		if (h.type == MIG_CHAN_MULTIFD) {
+			status = admit_multifd(s, &h, &why);
+			ok = status == MIG_HELLO_OK ? MIG_CHAN_MULTIFD : 0;
+		} else if (h.type != MIG_CHAN_MAIN) {
 			status = MIG_HELLO_NOT_EXPECTED;
 			why = "this channel type is not enabled on the destination";
 		} else if (s->incoming_started) {
@@ -67,7 +104,10 @@ static gboolean admit(MigSession *s, int fd)
 			memcpy(s->session_id, h.session, sizeof(s->session_id));
 			s->incoming_started = TRUE;
 			s->dst_fd = fd;
-			ok = TRUE;
+			/* capabilities and parameters are latched here, when the migration begins */
+			s->mf_expected = s->caps[MIG_CAP_MULTIFD] ? (guint)s->params.multifd_channels : 0;
+			mig_set_status_locked(s, MIG_STATUS_ACTIVE);
+			ok = MIG_CHAN_MAIN;
 		}
 		g_mutex_unlock(&s->lock);
 	}
@@ -75,12 +115,13 @@ static gboolean admit(MigSession *s, int fd)
 		g_printerr("mig: %s: refused a %s channel: %s\n", s->name,
 			   rc == 0 ? mig_chan_type_str(h.type) : "incoming", why);
 		mig_hello_reply(fd, status, why);
-		return FALSE;
+		return 0;
 	}
 	mig_io_set_timeout(fd, 0);
-	if (mig_hello_reply(fd, MIG_HELLO_OK, "welcome") < 0)
-		return TRUE; /* the loader will find the dead socket and fail cleanly */
-	return TRUE;
+	/* on a failed reply the channel's thread finds the dead socket and fails cleanly */
+	mig_hello_reply(fd, MIG_HELLO_OK, "welcome");
+	*index = h.index;
+	return ok;
 }
 
 static gpointer listen_thread(gpointer opaque)
@@ -92,6 +133,7 @@ static gpointer listen_thread(gpointer opaque)
 			{ .fd = s->listen_fd, .events = POLLIN },
 			{ .fd = s->listen_wake[0], .events = POLLIN },
 		};
+		guint index = 0;
 		int fd;
 
 		if (poll(p, 2, -1) < 0) {
@@ -104,12 +146,16 @@ static gpointer listen_thread(gpointer opaque)
 		fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
 			continue;
-		if (admit(s, fd)) {
+		switch (admit(s, fd, &index)) {
+		case MIG_CHAN_MAIN:
 			g_mutex_lock(&s->lock);
-			mig_set_status_locked(s, MIG_STATUS_ACTIVE);
 			s->dst_thread = g_thread_new("mig/dst/main", dst_main_thread, s);
 			g_mutex_unlock(&s->lock);
-		} else {
+			break;
+		case MIG_CHAN_MULTIFD:
+			mig_mf_dst_add(s, index, fd);
+			break;
+		default:
 			close(fd);
 		}
 	}
@@ -164,10 +210,12 @@ void mig_dst_shutdown(MigSession *s)
 		/* the listener also stops when the pipe closes below */
 	}
 	g_mutex_unlock(&s->lock);
+	mig_mf_dst_abort(s);
 	if (lt)
 		g_thread_join(lt);
 	if (dt)
 		g_thread_join(dt);
+	mig_mf_dst_join(s);
 	for (int i = 0; i < 2; i++)
 		if (s->listen_wake[i] >= 0)
 			close(s->listen_wake[i]);
@@ -273,6 +321,17 @@ static gboolean load_setup(Dst *d, guint32 len, GError **err)
 			return fail(err, EINVAL, "RAM block '%s' has %" G_GUINT64_FORMAT "-byte pages on the source, %" G_GSIZE_FORMAT " here",
 				    rb->name, GUINT64_FROM_BE(v[1]), rb->page_size);
 	}
+	{
+		guint32 mf;
+
+		if (off + 4 > len)
+			return fail(err, EPROTO, "setup frame truncated");
+		memcpy(&mf, d->buf + off, 4);
+		mf = GUINT32_FROM_BE(mf);
+		if (mf != s->mf_expected)
+			return fail(err, EINVAL, "the source uses %u multifd channels, this destination %u%s", mf,
+				    s->mf_expected, s->mf_expected ? "" : " (set the multifd capability on both sides)");
+	}
 	s->received = g_new0(gulong *, n);
 	for (guint i = 0; i < n; i++) {
 		MigRamBlock *rb = g_ptr_array_index(s->ram, i);
@@ -281,6 +340,10 @@ static gboolean load_setup(Dst *d, guint32 len, GError **err)
 		d->max_frame = (guint32)MIN((guint64)G_MAXUINT32, MAX((guint64)d->max_frame, MIG_PAGES_HDR_LEN + 8 + rb->page_size));
 	}
 	d->have_setup = TRUE;
+	g_mutex_lock(&s->mf_lock);
+	s->mf_setup_done = TRUE;
+	g_cond_broadcast(&s->mf_cond);
+	g_mutex_unlock(&s->mf_lock);
 	return TRUE;
 }
 
@@ -341,7 +404,7 @@ static gboolean load_pages(Dst *d, guint32 len, GError **err)
 	if (rc < 0)
 		return fail(err, -rc, "migration stream truncated: %s", g_strerror(-rc));
 	for (guint i = 0; i < count; i++)
-		mig_bitmap_set(d->s->received[bi], offs[i] / rb->page_size);
+		mig_bitmap_set_atomic(d->s->received[bi], offs[i] / rb->page_size);
 	mig_atomic_add(&d->s->stats.transferred, (guint64)count * rb->page_size);
 	return TRUE;
 }
@@ -360,7 +423,7 @@ static gboolean load_zeros(Dst *d, guint32 len, GError **err)
 		/* fresh memory is already zero; only a page that got data earlier needs it */
 		if (mig_bitmap_test(d->s->received[bi], pg))
 			memset(rb->host + offs[i], 0, rb->page_size);
-		mig_bitmap_set(d->s->received[bi], pg);
+		mig_bitmap_set_atomic(d->s->received[bi], pg);
 	}
 	return TRUE;
 }
@@ -438,10 +501,16 @@ static gboolean load_loop(Dst *d, GError **err)
 			if (!load_zeros(d, h.len, err))
 				return FALSE;
 			break;
-		case MIG_F_PASS:
-			if (!read_payload(d, h.len, err))
+		case MIG_F_PASS: {
+			guint64 pass;
+
+			if (h.len != 8 || !read_payload(d, h.len, err))
+				return h.len == 8 ? FALSE : fail(err, EPROTO, "pass frame of %u bytes", h.len);
+			memcpy(&pass, d->buf, 8);
+			if (!mig_mf_dst_barrier(d->s, GUINT64_FROM_BE(pass), err))
 				return FALSE;
 			break;
+		}
 		case MIG_F_STATE:
 			if (!load_state(d, h.len, err))
 				return FALSE;
@@ -468,9 +537,16 @@ static gpointer dst_main_thread(gpointer opaque)
 	d.fd = s->dst_fd;
 	g_mutex_unlock(&s->lock);
 	if (!load_loop(&d, &err)) {
-		struct iovec iov = { err->message, strlen(err->message) };
+		g_autofree char *why = NULL;
+		struct iovec iov;
 
+		/* the first failure is the cause (a multifd receiver may have stopped us) */
 		mig_session_report_error(s, "%s", err->message);
+		mig_mf_dst_abort(s);
+		g_mutex_lock(&s->lock);
+		why = g_strdup(s->error);
+		g_mutex_unlock(&s->lock);
+		iov = (struct iovec){ why, strlen(why) };
 		mig_frame_send(d.fd, MIG_F_RP_ERROR, 0, &iov, 1);
 	}
 	g_free(d.buf);

@@ -4,6 +4,7 @@
 #include "engine/session_int.h"
 #include "engine/bitmap.h"
 #include "engine/stream.h"
+#include "engine/multifd.h"
 #include "engine/unit.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
@@ -33,6 +34,10 @@ typedef struct Src {
 	gboolean stopped;       /* vCPUs stopped by us */
 	gboolean in_downtime;
 	guint64 drop_left;      /* x-debug-drop-pages still to lose */
+	guint64 pass;           /* passes begun; numbers PASS frames and multifd syncs */
+	guint zero_mode;        /* zero-page-detection: 0 none, 1 legacy, 2 multifd */
+	MfSrc *mf;              /* multifd senders, NULL when multifd is off */
+	MigUri uri;
 	/* rate limiting over 100 ms windows */
 	gint64 win_start;
 	guint64 win_bytes;
@@ -153,6 +158,8 @@ static gboolean send_setup(Src *src, GError **err)
 		g_byte_array_append(p, (guint8 *)rb->name, len);
 		g_byte_array_append(p, (guint8 *)v, sizeof(v));
 	}
+	n = GUINT32_TO_BE(src->s->caps[MIG_CAP_MULTIFD] ? (guint32)src->s->params.multifd_channels : 0);
+	g_byte_array_append(p, (guint8 *)&n, 4);
 	iov = (struct iovec){ p->data, p->len };
 	return send_frame(src, MIG_F_SETUP, &iov, 1, err);
 }
@@ -176,7 +183,7 @@ static gboolean send_batch(Src *src, guint bi, gsize *pos, GError **err)
 		if (i >= b->npages)
 			break;
 		mig_bitmap_clear(b->dirty, i);
-		if (mig_mem_is_zero(b->rb->host + i * ps, ps))
+		if (src->zero_mode && mig_mem_is_zero(b->rb->host + i * ps, ps))
 			zero_off[nz++] = GUINT64_TO_BE(i * ps);
 		else if (src->drop_left)
 			src->drop_left--;   /* lost on purpose: the destination must notice */
@@ -215,8 +222,80 @@ static gboolean send_batch(Src *src, guint bi, gsize *pos, GError **err)
 	return TRUE;
 }
 
+/* Legacy zero detection stays in this thread and goes on the main channel. */
+static gboolean send_zeros(Src *src, guint bi, guint64 *offs, guint *n, GError **err)
+{
+	guint32 hdr[2] = { GUINT32_TO_BE(bi), GUINT32_TO_BE(*n) };
+	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { offs, *n * 8u } };
+
+	if (!*n)
+		return TRUE;
+	if (!send_frame(src, MIG_F_ZEROS, iov, 2, err))
+		return FALSE;
+	mig_atomic_add(&src->s->stats.duplicate, *n);
+	*n = 0;
+	return TRUE;
+}
+
+/* multifd: this thread only picks pages (clearing their dirty bits first, as on the
+ * main channel) and hands batches to the senders, which do the per-byte work. */
+static gboolean queue_dirty(Src *src, guint bi, GError **err)
+{
+	SrcBlock *b = &src->blocks[bi];
+	gsize ps = b->rb->page_size;
+	guint max = (guint)MAX(1, MIN(MIG_MF_MAX_PAGES, MIG_BATCH_BYTES / ps));
+	gsize pages[MIG_MF_MAX_PAGES];
+	guint64 zeros[MAX_BATCH_PAGES];
+	guint n = 0, nz = 0;
+	gsize i = 0;
+	guint16 got;
+
+	for (;;) {
+		i = mig_bitmap_next(b->dirty, b->npages, i);
+		if (i < b->npages) {
+			mig_bitmap_clear(b->dirty, i);
+			if (src->zero_mode == 1 && mig_mem_is_zero(b->rb->host + i * ps, ps))
+				zeros[nz++] = GUINT64_TO_BE(i * ps);
+			else if (src->drop_left)
+				src->drop_left--;   /* lost on purpose: the destination must notice */
+			else
+				pages[n++] = i;
+			i++;
+		}
+		if (nz == MAX_BATCH_PAGES || (i >= b->npages && nz)) {
+			if (!send_zeros(src, bi, zeros, &nz, err))
+				return FALSE;
+		}
+		if (n == max || (i >= b->npages && n)) {
+			if (cancelled(src)) {
+				g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
+				return FALSE;
+			}
+			if (!mig_mf_src_queue(src->mf, bi, b->rb, pages, n, err))
+				return FALSE;
+			src->win_bytes += (guint64)n * ps;
+			mig_atomic_set(&src->s->stats.remaining,
+				       mig_atomic_get(&src->s->stats.remaining) - MIN(mig_atomic_get(&src->s->stats.remaining), (guint64)n * ps));
+			n = 0;
+			if (!src->in_downtime) {
+				rate_limit(src);
+				if (!poll_return_path(src, 0, &got, err))
+					return FALSE;
+			}
+		}
+		if (i >= b->npages)
+			return TRUE;
+	}
+}
+
 static gboolean send_dirty(Src *src, GError **err)
 {
+	if (src->mf) {
+		for (guint bi = 0; bi < src->nblocks; bi++)
+			if (!queue_dirty(src, bi, err))
+				return FALSE;
+		return TRUE;
+	}
 	for (guint bi = 0; bi < src->nblocks; bi++) {
 		gsize pos = 0;
 
@@ -256,11 +335,17 @@ static gboolean sync_dirty(Src *src, guint64 *bytes, GError **err)
 	return TRUE;
 }
 
+/* Ends a pass: every multifd channel syncs first, so the destination has all of this
+ * pass in place before anything of the next one can land. */
 static gboolean send_pass_end(Src *src, GError **err)
 {
-	guint64 pass = GUINT64_TO_BE(mig_atomic_get(&src->s->stats.dirty_sync_count));
+	guint64 pass = GUINT64_TO_BE(src->pass + 1);
 	struct iovec iov = { &pass, sizeof(pass) };
 
+	src->pass++;
+
+	if (src->mf && !mig_mf_src_sync(src->mf, src->pass, err))
+		return FALSE;
 	return send_frame(src, MIG_F_PASS, &iov, 1, err);
 }
 
@@ -281,7 +366,7 @@ static void emit_pass(MigSession *s)
 static gboolean connect_main(Src *src, GError **err)
 {
 	MigSession *s = src->s;
-	MigUri uri;
+	MigUri uri = { 0 };
 	MigHello h = { .version = MIG_PROTO_VERSION, .type = MIG_CHAN_MAIN, .index = 0 };
 	char msg[600];
 	int fd, rc;
@@ -311,6 +396,28 @@ static gboolean connect_main(Src *src, GError **err)
 		g_set_error(err, MIG_ERROR, -rc, "channel handshake with '%s' failed: %s", s->src_uri, g_strerror(-rc));
 		return FALSE;
 	}
+	src->uri = uri;
+	return TRUE;
+}
+
+/* After the main channel: the destination admits multifd channels only then, so
+ * they can never race it. */
+static gboolean start_multifd(Src *src, GError **err)
+{
+	MigSession *s = src->s;
+	MfSrc *mf;
+
+	if (!s->caps[MIG_CAP_MULTIFD])
+		return TRUE;
+	mf = mig_mf_src_start(s, &src->uri, (guint)s->params.multifd_channels, src->zero_mode == 2, err);
+	if (!mf)
+		return FALSE;
+	g_mutex_lock(&s->lock);
+	src->mf = mf;
+	s->src_mf = mf;
+	if (s->cancel)
+		mig_mf_src_abort(mf);
+	g_mutex_unlock(&s->lock);
 	return TRUE;
 }
 
@@ -404,7 +511,7 @@ static gboolean stop_and_copy(Src *src, GError **err)
 	src->stopped = TRUE;
 	src->in_downtime = TRUE;
 
-	if (!sync_dirty(src, &dirty, err) || !send_dirty(src, err))
+	if (!sync_dirty(src, &dirty, err) || !send_dirty(src, err) || !send_pass_end(src, err))
 		return FALSE;
 	state = s->vm->save_state(s->vm_opaque, err);
 	if (!state)
@@ -475,7 +582,9 @@ gpointer mig_src_thread(gpointer opaque)
 	g_autoptr(GError) err = NULL;
 	gboolean ok;
 
-	ok = connect_main(&src, &err) && setup_tracking(&src, &err) && send_setup(&src, &err);
+	src.zero_mode = (guint)s->params.zero_page_detection;
+	ok = connect_main(&src, &err) && setup_tracking(&src, &err) && send_setup(&src, &err) &&
+	     start_multifd(&src, &err);
 	if (ok) {
 		g_mutex_lock(&s->lock);
 		s->stats.t_setup_done = g_get_monotonic_time();
@@ -488,6 +597,14 @@ gpointer mig_src_thread(gpointer opaque)
 	}
 	if (!ok)
 		explain_send_error(&src, &err);
+	if (src.mf) {
+		g_mutex_lock(&s->lock);
+		s->src_mf = NULL;
+		g_mutex_unlock(&s->lock);
+		if (!ok)
+			mig_mf_src_abort(src.mf);
+		mig_mf_src_free(src.mf);
+	}
 	free_tracking(&src);
 	{
 		struct timespec ts;

@@ -17,7 +17,7 @@ static const struct {
 	[MIG_CAP_RELEASE_RAM] = { "release-ram", FALSE },
 	[MIG_CAP_RETURN_PATH] = { "return-path", TRUE },   /* mig always has one */
 	[MIG_CAP_PAUSE_BEFORE_SWITCHOVER] = { "pause-before-switchover", FALSE },
-	[MIG_CAP_MULTIFD] = { "multifd", FALSE },
+	[MIG_CAP_MULTIFD] = { "multifd", TRUE },
 	[MIG_CAP_DIRTY_BITMAPS] = { "dirty-bitmaps", FALSE },
 	[MIG_CAP_POSTCOPY_BLOCKTIME] = { "postcopy-blocktime", FALSE },
 	[MIG_CAP_LATE_BLOCK_ACTIVATE] = { "late-block-activate", FALSE },

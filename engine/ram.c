@@ -111,7 +111,9 @@ MigRamBlock *mig_ram_block_new(const char *name, gsize size, MigMemBackend backe
 	if (b->host == MAP_FAILED) {
 		int e = errno;
 
-		g_set_error(err, mig_ram_error_quark(), e, "mmap of %" G_GSIZE_FORMAT " bytes: %s", size, g_strerror(e));
+		g_set_error(err, mig_ram_error_quark(), e, "mmap of %" G_GSIZE_FORMAT " bytes of %s memory: %s%s", size,
+			    mig_mem_backend_str(backend), g_strerror(e),
+			    backend == MIG_MEM_HUGETLB ? " (not enough free huge pages? see /proc/sys/vm/nr_hugepages)" : "");
 		if (b->fd >= 0)
 			close(b->fd);
 		return NULL;

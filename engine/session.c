@@ -1,6 +1,7 @@
 /* Session lifecycle, state machine, events and query-migrate. */
 #include "engine/session_int.h"
 #include "channels/uri.h"
+#include "engine/multifd.h"
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
@@ -54,6 +55,9 @@ MigSession *mig_session_new(const char *name)
 	g_mutex_init(&s->lock);
 	mig_params_init(&s->params);
 	s->ram = g_ptr_array_new();
+	g_mutex_init(&s->mf_lock);
+	g_cond_init(&s->mf_cond);
+	s->mf_recv = g_ptr_array_new();
 	s->src_fd = s->dst_fd = s->listen_fd = -1;
 	s->listen_wake[0] = s->listen_wake[1] = -1;
 	s->runstate = MIG_RUN_RUNNING;
@@ -71,6 +75,9 @@ void mig_session_free(MigSession *s)
 	mig_dst_shutdown(s);
 	mig_params_clear(&s->params);
 	g_ptr_array_free(s->ram, TRUE);
+	g_ptr_array_free(s->mf_recv, TRUE);
+	g_mutex_clear(&s->mf_lock);
+	g_cond_clear(&s->mf_cond);
 	g_free(s->error);
 	g_free(s->src_uri);
 	g_free(s->name);
@@ -256,6 +263,8 @@ gboolean mig_session_cancel(MigSession *s, GError **err)
 		/* unblocks a send or receive stuck on the peer */
 		if (s->src_fd >= 0)
 			shutdown(s->src_fd, SHUT_RDWR);
+		if (s->src_mf)
+			mig_mf_src_abort(s->src_mf);
 	}
 	g_mutex_unlock(&s->lock);
 	return TRUE;
@@ -322,7 +331,7 @@ static void add_ram_stats(MigSession *s, JsonBuilder *b, gboolean done)
 	json_builder_add_double_value(b, (double)current_bandwidth(st) * 8.0 / 1e6);
 	add_int(b, "dirty-sync-count", (gint64)mig_atomic_get(&st->dirty_sync_count));
 	add_int(b, "page-size", (gint64)psize);
-	add_int(b, "multifd-bytes", 0);
+	add_int(b, "multifd-bytes", (gint64)mig_atomic_get(&st->multifd_bytes));
 	add_int(b, "pages-per-second", psize ? (gint64)(mig_atomic_get(&st->bandwidth) / psize) : 0);
 	add_int(b, "precopy-bytes", (gint64)mig_atomic_get(&st->precopy_bytes));
 	add_int(b, "downtime-bytes", (gint64)mig_atomic_get(&st->downtime_bytes));
@@ -366,6 +375,14 @@ JsonNode *mig_session_query_migrate(MigSession *s)
 		}
 		if (!src)
 			mig_dst_query(s, b);
+		if (src || s->incoming_started) {
+			char hex[33];
+
+			for (int i = 0; i < 16; i++)
+				g_snprintf(hex + 2 * i, 3, "%02x", s->session_id[i]);
+			json_builder_set_member_name(b, "x-session-id");
+			json_builder_add_string_value(b, hex);
+		}
 		if (s->error && (s->status == MIG_STATUS_FAILED || s->status == MIG_STATUS_CANCELLED)) {
 			json_builder_set_member_name(b, "error-desc");
 			json_builder_add_string_value(b, s->error);

@@ -46,6 +46,7 @@ typedef struct MigStats {
 	guint64 bandwidth;        /* bytes/s over the last pass */
 	guint64 expected_downtime;/* ms */
 	guint64 precopy_bytes, downtime_bytes;
+	guint64 multifd_bytes;
 	gint64 t_start, t_setup_done, t_stop, t_end;   /* monotonic µs */
 	gboolean converging;
 	gint64 src_thread_cpu_us;  /* CPU time of mig/src/main, set when it ends */
@@ -87,8 +88,25 @@ struct MigSession {
 	int dst_fd;
 	char *listen_uri;          /* the address actually bound */
 	gboolean incoming_started; /* a main channel was accepted */
-	gulong **received;         /* per block: pages received */
+	gulong **received;         /* per block: pages received (set atomically) */
+
+	/* destination multifd (multifd_dst.c); mf_lock nests inside lock, never around it */
+	GMutex mf_lock;
+	GCond mf_cond;
+	GPtrArray *mf_recv;        /* MfRecv*, by arrival */
+	guint mf_expected;         /* channels this destination takes (0: multifd off) */
+	guint64 mf_connected;      /* bit i: multifd channel i was admitted (under lock) */
+	guint mf_synced;           /* channels parked at the current sync point */
+	guint64 mf_released;       /* last pass every channel was released from */
+	gboolean mf_setup_done;    /* SETUP was loaded: receivers may place pages */
+	gboolean mf_quit;
+	struct MfSrc *src_mf;      /* source multifd senders, for cancel */
 };
+
+static inline void mig_bitmap_set_atomic(gulong *map, gsize i)
+{
+	__atomic_fetch_or(&map[i / (8 * sizeof(gulong))], 1ul << (i % (8 * sizeof(gulong))), __ATOMIC_RELAXED);
+}
 
 static inline guint64 mig_atomic_get(const guint64 *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void mig_atomic_add(guint64 *p, guint64 v) { __atomic_add_fetch(p, v, __ATOMIC_RELAXED); }

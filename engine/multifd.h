@@ -1,0 +1,40 @@
+/* multifd: bulk RAM over N extra connections, each with its own named thread on both
+ * sides. A page rides one channel per pass and a huge page is never split; at the end
+ * of every pass all channels meet at a sync point, so the destination never applies an
+ * older copy of a page over a newer one. */
+#pragma once
+#include "engine/session_int.h"
+#include "channels/uri.h"
+
+/* multifd channel frames (docs/protocol.md) */
+enum {
+	MIG_F_MF_PAGES = 0x10, /* be32 block, be32 flags, be64 seq, be32 nnormal, be32 nzero,
+				* be64 offsets[nnormal + nzero], nnormal pages of data */
+	MIG_F_MF_SYNC = 0x11,  /* be64 pass: everything of that pass went before this */
+};
+#define MIG_MF_HDR_LEN 24u
+#define MIG_MF_MAX_PAGES 128u
+
+/* ---- source ---- */
+typedef struct MfSrc MfSrc;
+
+/* Connects n channels (after the main channel was accepted) and starts their senders.
+ * detect_zero: the senders look for zero pages (zero-page-detection=multifd). */
+MfSrc *mig_mf_src_start(MigSession *s, const MigUri *uri, guint n, gboolean detect_zero, GError **err);
+/* Hands a batch of pages of one block to a free sender, waiting for one if all are
+ * busy. FALSE (with *err) once any channel failed. */
+gboolean mig_mf_src_queue(MfSrc *m, guint block, MigRamBlock *rb, const gsize *pages, guint n, GError **err);
+/* Waits until every batch is on the wire, then sends SYNC(pass) on every channel. */
+gboolean mig_mf_src_sync(MfSrc *m, guint64 pass, GError **err);
+/* Unblocks everything (cancel); safe from any thread. */
+void mig_mf_src_abort(MfSrc *m);
+void mig_mf_src_free(MfSrc *m);
+
+/* ---- destination ---- */
+/* The listener hands an admitted multifd connection over; starts mig/dst/recv/N. */
+void mig_mf_dst_add(MigSession *s, guint index, int fd);
+/* Main thread, on PASS(pass): wait for every channel's SYNC(pass) and release them. */
+gboolean mig_mf_dst_barrier(MigSession *s, guint64 pass, GError **err);
+/* Stops receivers (after an error or at teardown) and joins them. */
+void mig_mf_dst_abort(MigSession *s);
+void mig_mf_dst_join(MigSession *s);

@@ -1,0 +1,237 @@
+/* multifd receivers: each channel's thread reads packets straight into guest memory
+ * and parks at every sync point until the main channel says the whole pass is in. */
+#include "engine/multifd.h"
+#include "engine/bitmap.h"
+#include "channels/frame.h"
+#include "channels/io.h"
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+typedef struct MfRecv {
+	MigSession *s;
+	guint index;
+	int fd;
+	GThread *thread;
+} MfRecv;
+
+static gboolean recv_fail(MfRecv *r, GError **err, int code, const char *fmt, ...) G_GNUC_PRINTF(4, 5);
+static gboolean recv_fail(MfRecv *r, GError **err, int code, const char *fmt, ...)
+{
+	va_list ap;
+	g_autofree char *msg = NULL;
+
+	va_start(ap, fmt);
+	msg = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	g_set_error(err, MIG_ERROR, code, "multifd channel %u: %s", r->index, msg);
+	return FALSE;
+}
+
+static gboolean wait_setup(MfRecv *r)
+{
+	MigSession *s = r->s;
+	gboolean ok;
+
+	g_mutex_lock(&s->mf_lock);
+	while (!s->mf_setup_done && !s->mf_quit)
+		g_cond_wait(&s->mf_cond, &s->mf_lock);
+	ok = !s->mf_quit;
+	g_mutex_unlock(&s->mf_lock);
+	return ok;
+}
+
+static gboolean recv_pages(MfRecv *r, guint32 len, GError **err)
+{
+	MigSession *s = r->s;
+	guint32 hdr[6];
+	guint64 offs[MIG_MF_MAX_PAGES];
+	struct iovec iov[MIG_MF_MAX_PAGES];
+	guint bi, nn, nz;
+	MigRamBlock *rb;
+	int rc;
+
+	if (len < MIG_MF_HDR_LEN)
+		return recv_fail(r, err, EPROTO, "packet too short (%u bytes)", len);
+	if ((rc = mig_io_read_full(r->fd, hdr, sizeof(hdr))) < 0)
+		return recv_fail(r, err, -rc, "stream truncated: %s", g_strerror(-rc));
+	bi = GUINT32_FROM_BE(hdr[0]);
+	nn = GUINT32_FROM_BE(hdr[4]);
+	nz = GUINT32_FROM_BE(hdr[5]);
+	if (bi >= s->ram->len)
+		return recv_fail(r, err, EPROTO, "packet names RAM block %u of %u", bi, s->ram->len);
+	rb = g_ptr_array_index(s->ram, bi);
+	if (nn + nz == 0 || nn > MIG_MF_MAX_PAGES || nz > MIG_MF_MAX_PAGES || nn + nz > MIG_MF_MAX_PAGES)
+		return recv_fail(r, err, EPROTO, "packet with %u normal and %u zero pages", nn, nz);
+	if ((guint64)len != MIG_MF_HDR_LEN + (guint64)(nn + nz) * 8 + (guint64)nn * rb->page_size)
+		return recv_fail(r, err, EPROTO, "packet length %u does not match its %u+%u pages", len, nn, nz);
+	if ((rc = mig_io_read_full(r->fd, offs, (nn + nz) * 8u)) < 0)
+		return recv_fail(r, err, -rc, "stream truncated: %s", g_strerror(-rc));
+	for (guint i = 0; i < nn + nz; i++) {
+		offs[i] = GUINT64_FROM_BE(offs[i]);
+		if (offs[i] % rb->page_size || offs[i] >= rb->size)
+			return recv_fail(r, err, EPROTO, "page offset 0x%" G_GINT64_MODIFIER "x outside RAM block '%s'", offs[i], rb->name);
+	}
+	for (guint i = 0; i < nn; i++)
+		iov[i] = (struct iovec){ rb->host + offs[i], rb->page_size };
+	if (nn && (rc = mig_io_readv_full(r->fd, iov, (int)nn)) < 0)
+		return recv_fail(r, err, -rc, "stream truncated: %s", g_strerror(-rc));
+	for (guint i = 0; i < nn + nz; i++) {
+		gsize pg = offs[i] / rb->page_size;
+
+		/* fresh memory is zero already; only a page that got data earlier needs it */
+		if (i >= nn && mig_bitmap_test(s->received[bi], pg))
+			memset(rb->host + offs[i], 0, rb->page_size);
+		mig_bitmap_set_atomic(s->received[bi], pg);
+	}
+	mig_atomic_add(&s->stats.transferred, MIG_FRAME_HDR_LEN + len);
+	return TRUE;
+}
+
+static gboolean recv_sync(MfRecv *r, guint32 len, GError **err)
+{
+	MigSession *s = r->s;
+	guint64 pass;
+	int rc;
+
+	if (len != 8)
+		return recv_fail(r, err, EPROTO, "sync packet of %u bytes", len);
+	if ((rc = mig_io_read_full(r->fd, &pass, 8)) < 0)
+		return recv_fail(r, err, -rc, "stream truncated: %s", g_strerror(-rc));
+	pass = GUINT64_FROM_BE(pass);
+	g_mutex_lock(&s->mf_lock);
+	if (pass != s->mf_released + 1) {
+		g_mutex_unlock(&s->mf_lock);
+		return recv_fail(r, err, EPROTO, "sync for pass %" G_GUINT64_FORMAT " while pass %" G_GUINT64_FORMAT " is due",
+				 pass, s->mf_released + 1);
+	}
+	s->mf_synced++;
+	g_cond_broadcast(&s->mf_cond);
+	/* nothing of the next pass may land before every channel finished this one */
+	while (s->mf_released < pass && !s->mf_quit)
+		g_cond_wait(&s->mf_cond, &s->mf_lock);
+	g_mutex_unlock(&s->mf_lock);
+	return TRUE;
+}
+
+static gpointer recv_main(gpointer opaque)
+{
+	MfRecv *r = opaque;
+	MigSession *s = r->s;
+	g_autoptr(GError) err = NULL;
+
+	if (!wait_setup(r))
+		return NULL;
+	for (;;) {
+		MigFrameHdr h;
+		int rc = mig_frame_recv_hdr(r->fd, &h, MIG_FRAME_MAX_LEN + (1u << 30));
+		gboolean ok;
+
+		if (rc == -EPIPE && mig_session_status(s) == MIG_STATUS_COMPLETED)
+			break;   /* the source closes its channels after completing */
+		if (rc < 0) {
+			recv_fail(r, &err, -rc, "%s", rc == -EPROTO ? "malformed frame header" :
+				  rc == -EPIPE ? "the source closed the connection" : g_strerror(-rc));
+			break;
+		}
+		if (h.type == MIG_F_MF_PAGES)
+			ok = recv_pages(r, h.len, &err);
+		else if (h.type == MIG_F_MF_SYNC)
+			ok = recv_sync(r, h.len, &err);
+		else
+			ok = recv_fail(r, &err, EPROTO, "unknown packet type %u", h.type);
+		if (!ok)
+			break;
+		g_mutex_lock(&s->mf_lock);
+		ok = !s->mf_quit;
+		g_mutex_unlock(&s->mf_lock);
+		if (!ok)
+			break;
+	}
+	if (err) {
+		gboolean quitting;
+
+		g_mutex_lock(&s->mf_lock);
+		quitting = s->mf_quit;
+		g_mutex_unlock(&s->mf_lock);
+		if (!quitting) {
+			mig_session_report_error(s, "%s", err->message);
+			mig_mf_dst_abort(s);
+			/* the main channel's loader notices and answers the source */
+			g_mutex_lock(&s->lock);
+			if (s->dst_fd >= 0)
+				shutdown(s->dst_fd, SHUT_RD);
+			g_mutex_unlock(&s->lock);
+		}
+	}
+	return NULL;
+}
+
+void mig_mf_dst_add(MigSession *s, guint index, int fd)
+{
+	MfRecv *r = g_new0(MfRecv, 1);
+	g_autofree char *name = g_strdup_printf("mig/dst/recv/%u", index);
+
+	r->s = s;
+	r->index = index;
+	r->fd = fd;
+	g_mutex_lock(&s->mf_lock);
+	g_ptr_array_add(s->mf_recv, r);
+	r->thread = g_thread_new(name, recv_main, r);
+	g_mutex_unlock(&s->mf_lock);
+}
+
+gboolean mig_mf_dst_barrier(MigSession *s, guint64 pass, GError **err)
+{
+	gint64 end = g_get_monotonic_time() + 30 * G_TIME_SPAN_SECOND;
+	gboolean ok = TRUE;
+
+	if (!s->mf_expected)
+		return TRUE;
+	g_mutex_lock(&s->mf_lock);
+	while (s->mf_synced < s->mf_expected && !s->mf_quit) {
+		if (!g_cond_wait_until(&s->mf_cond, &s->mf_lock, end)) {
+			g_set_error(err, MIG_ERROR, ETIMEDOUT,
+				    "pass %" G_GUINT64_FORMAT ": only %u of %u multifd channels reached the sync point",
+				    pass, s->mf_synced, s->mf_expected);
+			ok = FALSE;
+			break;
+		}
+	}
+	if (ok && s->mf_quit) {
+		g_set_error(err, MIG_ERROR, EIO, "a multifd channel failed");
+		ok = FALSE;
+	}
+	if (ok) {
+		s->mf_synced = 0;
+		s->mf_released = pass;
+		g_cond_broadcast(&s->mf_cond);
+	}
+	g_mutex_unlock(&s->mf_lock);
+	return ok;
+}
+
+void mig_mf_dst_abort(MigSession *s)
+{
+	g_mutex_lock(&s->mf_lock);
+	s->mf_quit = TRUE;
+	for (guint i = 0; s->mf_recv && i < s->mf_recv->len; i++)
+		shutdown(((MfRecv *)g_ptr_array_index(s->mf_recv, i))->fd, SHUT_RDWR);
+	g_cond_broadcast(&s->mf_cond);
+	g_mutex_unlock(&s->mf_lock);
+}
+
+void mig_mf_dst_join(MigSession *s)
+{
+	for (guint i = 0; s->mf_recv && i < s->mf_recv->len; i++) {
+		MfRecv *r = g_ptr_array_index(s->mf_recv, i);
+
+		g_thread_join(r->thread);
+		close(r->fd);
+		g_free(r);
+	}
+	if (s->mf_recv)
+		g_ptr_array_set_size(s->mf_recv, 0);
+}

@@ -1,0 +1,314 @@
+/* multifd senders. The migration thread only picks pages and hands them over; the
+ * senders look for zero pages and write packets straight from guest memory, so the
+ * per-byte work scales with the channels, not with one thread. */
+#include "engine/multifd.h"
+#include "engine/unit.h"
+#include "channels/frame.h"
+#include "channels/hello.h"
+#include "channels/io.h"
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+typedef struct Sender {
+	struct MfSrc *m;
+	guint index;
+	int fd;
+	GThread *thread;
+	GCond cond;
+	/* the job, valid while busy */
+	gboolean busy;
+	guint64 sync_pass;        /* non-zero: send SYNC(pass) instead of pages */
+	guint block;
+	MigRamBlock *rb;
+	gsize pages[MIG_MF_MAX_PAGES];
+	guint npages;
+} Sender;
+
+struct MfSrc {
+	MigSession *s;
+	GMutex lock;
+	GCond idle_cond;          /* a sender became idle, or one failed */
+	gboolean quit;
+	gboolean detect_zero;
+	char *error;              /* first failure */
+	guint next;               /* round-robin start */
+	guint64 seq;
+	guint n;
+	Sender *senders;
+};
+
+static void sender_fail(Sender *sd, const char *what, int rc)
+{
+	MfSrc *m = sd->m;
+
+	g_mutex_lock(&m->lock);
+	if (!m->error)
+		m->error = g_strdup_printf("multifd channel %u: %s: %s", sd->index, what, g_strerror(-rc));
+	m->quit = TRUE;
+	g_cond_broadcast(&m->idle_cond);
+	for (guint i = 0; i < m->n; i++)
+		g_cond_broadcast(&m->senders[i].cond);
+	g_mutex_unlock(&m->lock);
+}
+
+static int send_pages(Sender *sd, guint64 seq)
+{
+	MfSrc *m = sd->m;
+	gsize ps = sd->rb->page_size;
+	guint64 offs[MIG_MF_MAX_PAGES];
+	struct iovec iov[MIG_MF_MAX_PAGES + 2];
+	guint32 hdr[6];
+	guint nn = 0, nz = 0;
+	guint64 bytes;
+
+	/* normal pages fill offs from the front, zero pages from the back */
+	for (guint i = 0; i < sd->npages; i++) {
+		guint8 *p = sd->rb->host + sd->pages[i] * ps;
+
+		if (m->detect_zero && mig_mem_is_zero(p, ps)) {
+			offs[MIG_MF_MAX_PAGES - 1 - nz++] = GUINT64_TO_BE(sd->pages[i] * ps);
+		} else {
+			offs[nn] = GUINT64_TO_BE(sd->pages[i] * ps);
+			iov[2 + nn] = (struct iovec){ p, ps };
+			nn++;
+		}
+	}
+	if (nz)  /* make the offsets contiguous: normal then zero */
+		memmove(&offs[nn], &offs[MIG_MF_MAX_PAGES - nz], nz * sizeof(offs[0]));
+	hdr[0] = GUINT32_TO_BE(sd->block);
+	hdr[1] = 0;
+	hdr[2] = GUINT32_TO_BE((guint32)(seq >> 32));
+	hdr[3] = GUINT32_TO_BE((guint32)seq);
+	hdr[4] = GUINT32_TO_BE(nn);
+	hdr[5] = GUINT32_TO_BE(nz);
+	iov[0] = (struct iovec){ hdr, sizeof(hdr) };
+	iov[1] = (struct iovec){ offs, (nn + nz) * 8u };
+	bytes = MIG_FRAME_HDR_LEN + sizeof(hdr) + (nn + nz) * 8u + (guint64)nn * ps;
+	{
+		int rc = mig_frame_send(sd->fd, MIG_F_MF_PAGES, 0, iov, (int)nn + 2);
+
+		if (rc < 0)
+			return rc;
+	}
+	mig_atomic_add(&m->s->stats.transferred, bytes);
+	mig_atomic_add(&m->s->stats.multifd_bytes, bytes);
+	mig_atomic_add(&m->s->stats.normal, nn);
+	mig_atomic_add(&m->s->stats.normal_bytes, (guint64)nn * ps);
+	mig_atomic_add(&m->s->stats.duplicate, nz);
+	return 0;
+}
+
+static gpointer sender_main(gpointer opaque)
+{
+	Sender *sd = opaque;
+	MfSrc *m = sd->m;
+
+	g_mutex_lock(&m->lock);
+	for (;;) {
+		guint64 seq, pass;
+		int rc;
+
+		while (!sd->busy && !m->quit)
+			g_cond_wait(&sd->cond, &m->lock);
+		if (m->quit)
+			break;
+		pass = sd->sync_pass;
+		seq = ++m->seq;
+		g_mutex_unlock(&m->lock);
+		if (pass) {
+			guint64 be = GUINT64_TO_BE(pass);
+			struct iovec iov = { &be, sizeof(be) };
+
+			rc = mig_frame_send(sd->fd, MIG_F_MF_SYNC, 0, &iov, 1);
+		} else {
+			rc = send_pages(sd, seq);
+		}
+		if (rc < 0) {
+			sender_fail(sd, pass ? "sending sync" : "sending pages", rc);
+			g_mutex_lock(&m->lock);
+			break;
+		}
+		g_mutex_lock(&m->lock);
+		sd->busy = FALSE;
+		sd->sync_pass = 0;
+		g_cond_broadcast(&m->idle_cond);
+	}
+	g_mutex_unlock(&m->lock);
+	return NULL;
+}
+
+static int connect_channel(MigSession *s, const MigUri *uri, guint index, GError **err)
+{
+	MigHello h = { .version = MIG_PROTO_VERSION, .type = MIG_CHAN_MULTIFD, .index = index };
+	char msg[600];
+	int fd = mig_uri_connect(uri, 10000), rc;
+
+	if (fd < 0) {
+		g_set_error(err, MIG_ERROR, -fd, "multifd channel %u: connect: %s", index, g_strerror(-fd));
+		return -1;
+	}
+	memcpy(h.session, s->session_id, sizeof(h.session));
+	mig_io_set_timeout(fd, 10000);
+	rc = mig_hello_connect(fd, &h, msg, sizeof(msg));
+	mig_io_set_timeout(fd, 0);
+	if (rc < 0) {
+		if (MIG_HELLO_REFUSED(rc))
+			g_set_error(err, MIG_ERROR, EPROTO, "destination refused multifd channel %u: %s", index, msg);
+		else
+			g_set_error(err, MIG_ERROR, -rc, "multifd channel %u: handshake: %s", index, g_strerror(-rc));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+MfSrc *mig_mf_src_start(MigSession *s, const MigUri *uri, guint n, gboolean detect_zero, GError **err)
+{
+	MfSrc *m = g_new0(MfSrc, 1);
+
+	m->s = s;
+	m->n = n;
+	m->detect_zero = detect_zero;
+	g_mutex_init(&m->lock);
+	g_cond_init(&m->idle_cond);
+	m->senders = g_new0(Sender, n);
+	for (guint i = 0; i < n; i++) {
+		m->senders[i].fd = -1;
+		g_cond_init(&m->senders[i].cond);
+	}
+	for (guint i = 0; i < n; i++) {
+		Sender *sd = &m->senders[i];
+		int fd = connect_channel(s, uri, i, err);
+
+		if (fd < 0) {
+			mig_mf_src_free(m);
+			return NULL;
+		}
+		g_mutex_lock(&m->lock);
+		sd->m = m;
+		sd->index = i;
+		sd->fd = fd;
+		g_mutex_unlock(&m->lock);
+	}
+	for (guint i = 0; i < n; i++) {
+		g_autofree char *name = g_strdup_printf("mig/src/send/%u", i);
+
+		m->senders[i].thread = g_thread_new(name, sender_main, &m->senders[i]);
+	}
+	return m;
+}
+
+static gboolean failed(MfSrc *m, GError **err)
+{
+	if (!m->quit)
+		return FALSE;
+	g_set_error(err, MIG_ERROR, EIO, "%s", m->error ? m->error : "migration cancelled");
+	return TRUE;
+}
+
+gboolean mig_mf_src_queue(MfSrc *m, guint block, MigRamBlock *rb, const gsize *pages, guint n, GError **err)
+{
+	Sender *sd = NULL;
+
+	g_assert(n > 0 && n <= MIG_MF_MAX_PAGES);
+	g_mutex_lock(&m->lock);
+	while (!sd) {
+		if (failed(m, err)) {
+			g_mutex_unlock(&m->lock);
+			return FALSE;
+		}
+		for (guint k = 0; k < m->n && !sd; k++) {
+			Sender *c = &m->senders[(m->next + k) % m->n];
+
+			if (!c->busy)
+				sd = c;
+		}
+		if (!sd)
+			g_cond_wait(&m->idle_cond, &m->lock);
+	}
+	m->next = (sd->index + 1) % m->n;
+	sd->block = block;
+	sd->rb = rb;
+	memcpy(sd->pages, pages, n * sizeof(*pages));
+	sd->npages = n;
+	sd->sync_pass = 0;
+	sd->busy = TRUE;
+	g_cond_signal(&sd->cond);
+	g_mutex_unlock(&m->lock);
+	return TRUE;
+}
+
+static gboolean wait_all_idle(MfSrc *m, GError **err)
+{
+	for (;;) {
+		gboolean busy = FALSE;
+
+		if (failed(m, err))
+			return FALSE;
+		for (guint i = 0; i < m->n; i++)
+			busy |= m->senders[i].busy;
+		if (!busy)
+			return TRUE;
+		g_cond_wait(&m->idle_cond, &m->lock);
+	}
+}
+
+gboolean mig_mf_src_sync(MfSrc *m, guint64 pass, GError **err)
+{
+	gboolean ok;
+
+	g_mutex_lock(&m->lock);
+	ok = wait_all_idle(m, err);
+	if (ok) {
+		for (guint i = 0; i < m->n; i++) {
+			m->senders[i].sync_pass = pass;
+			m->senders[i].busy = TRUE;
+			g_cond_signal(&m->senders[i].cond);
+		}
+		ok = wait_all_idle(m, err);
+	}
+	g_mutex_unlock(&m->lock);
+	return ok;
+}
+
+void mig_mf_src_abort(MfSrc *m)
+{
+	g_mutex_lock(&m->lock);
+	if (!m->error)
+		m->error = g_strdup("migration cancelled");
+	m->quit = TRUE;
+	for (guint i = 0; i < m->n; i++) {
+		if (m->senders[i].fd >= 0)
+			shutdown(m->senders[i].fd, SHUT_RDWR);
+		g_cond_broadcast(&m->senders[i].cond);
+	}
+	g_cond_broadcast(&m->idle_cond);
+	g_mutex_unlock(&m->lock);
+}
+
+void mig_mf_src_free(MfSrc *m)
+{
+	if (!m)
+		return;
+	g_mutex_lock(&m->lock);
+	m->quit = TRUE;
+	for (guint i = 0; i < m->n; i++)
+		g_cond_broadcast(&m->senders[i].cond);
+	g_mutex_unlock(&m->lock);
+	for (guint i = 0; i < m->n; i++) {
+		Sender *sd = &m->senders[i];
+
+		if (sd->thread)
+			g_thread_join(sd->thread);
+		if (sd->fd >= 0)
+			close(sd->fd);
+		g_cond_clear(&sd->cond);
+	}
+	g_free(m->senders);
+	g_free(m->error);
+	g_cond_clear(&m->idle_cond);
+	g_mutex_clear(&m->lock);
+	g_free(m);
+}
