@@ -4,6 +4,7 @@
 #include "engine/bitmap.h"
 #include "engine/stream.h"
 #include "engine/multifd.h"
+#include "engine/postcopy.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
 #include "channels/io.h"
@@ -21,6 +22,7 @@
 #define MAX_FRAME_PAGES 1024u
 
 static gpointer dst_main_thread(gpointer opaque);
+static gpointer urgent_thread(gpointer opaque);
 
 static gboolean fail(GError **err, int code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 static gboolean fail(GError **err, int code, const char *fmt, ...)
@@ -88,6 +90,23 @@ static int admit(MigSession *s, int fd, guint *index)
 		if (h.type == MIG_CHAN_MULTIFD) {
 			status = admit_multifd(s, &h, &why);
 			ok = status == MIG_HELLO_OK ? MIG_CHAN_MULTIFD : 0;
+		} else if (h.type == MIG_CHAN_PREEMPT) {
+			if (!s->incoming_started || memcmp(h.session, s->session_id, sizeof(h.session))) {
+				status = s->incoming_started ? MIG_HELLO_FOREIGN_SESSION : MIG_HELLO_NOT_EXPECTED;
+				why = "preempt channel of no running migration session";
+			} else if (!s->caps[MIG_CAP_POSTCOPY_PREEMPT]) {
+				status = MIG_HELLO_NOT_EXPECTED;
+				why = "postcopy-preempt is not enabled on the destination";
+			} else if (h.index != 0) {
+				status = MIG_HELLO_BAD_INDEX;
+				why = "preempt channel index must be 0";
+			} else if (s->urgent_fd >= 0) {
+				status = MIG_HELLO_DUPLICATE;
+				why = "duplicate preempt channel";
+			} else {
+				s->urgent_fd = fd;
+				ok = MIG_CHAN_PREEMPT;
+			}
 		} else if (h.type != MIG_CHAN_MAIN) {
 			status = MIG_HELLO_NOT_EXPECTED;
 			why = "this channel type is not enabled on the destination";
@@ -155,6 +174,11 @@ static gpointer listen_thread(gpointer opaque)
 		case MIG_CHAN_MULTIFD:
 			mig_mf_dst_add(s, index, fd);
 			break;
+		case MIG_CHAN_PREEMPT:
+			g_mutex_lock(&s->lock);
+			s->urgent_thread = g_thread_new("mig/dst/urgent", urgent_thread, s);
+			g_mutex_unlock(&s->lock);
+			break;
 		default:
 			close(fd);
 		}
@@ -211,11 +235,22 @@ void mig_dst_shutdown(MigSession *s)
 	}
 	g_mutex_unlock(&s->lock);
 	mig_mf_dst_abort(s);
+	if (s->urgent_fd >= 0)
+		shutdown(s->urgent_fd, SHUT_RDWR);
 	if (lt)
 		g_thread_join(lt);
 	if (dt)
 		g_thread_join(dt);
 	mig_mf_dst_join(s);
+	if (s->urgent_thread) {
+		g_thread_join(s->urgent_thread);
+		s->urgent_thread = NULL;
+	}
+	if (s->urgent_fd >= 0) {
+		close(s->urgent_fd);
+		s->urgent_fd = -1;
+	}
+	mig_pc_dst_free(s);
 	for (int i = 0; i < 2; i++)
 		if (s->listen_wake[i] >= 0)
 			close(s->listen_wake[i]);
@@ -253,6 +288,7 @@ void mig_dst_query(MigSession *s, JsonBuilder *b)
 	}
 	json_builder_end_object(b);
 	json_builder_end_array(b);
+	mig_pc_dst_query(s, b);
 	json_builder_set_member_name(b, "ram");
 	json_builder_begin_object(b);
 	json_builder_set_member_name(b, "transferred");
@@ -398,6 +434,17 @@ static gboolean load_pages(Dst *d, guint32 len, GError **err)
 
 	if (!read_page_list(d, len, TRUE, &rb, &bi, offs, &count, err))
 		return FALSE;
+	mig_atomic_add(&d->s->stats.transferred, (guint64)count * rb->page_size);
+	if (mig_pc_dst_placing(d->s)) {
+		/* the guest may be running: pages land whole, through userfaultfd, never
+		 * byte by byte where a vCPU could see them half written */
+		if (!read_payload(d, (guint32)(count * rb->page_size), err))
+			return FALSE;
+		for (guint i = 0; i < count; i++)
+			if (!mig_pc_dst_place(d->s, bi, offs[i] / rb->page_size, d->buf + i * rb->page_size, err))
+				return FALSE;
+		return TRUE;
+	}
 	for (guint i = 0; i < count; i++)
 		iov[i] = (struct iovec){ rb->host + offs[i], rb->page_size };
 	rc = mig_io_readv_full(d->fd, iov, (int)count);
@@ -405,7 +452,6 @@ static gboolean load_pages(Dst *d, guint32 len, GError **err)
 		return fail(err, -rc, "migration stream truncated: %s", g_strerror(-rc));
 	for (guint i = 0; i < count; i++)
 		mig_bitmap_set_atomic(d->s->received[bi], offs[i] / rb->page_size);
-	mig_atomic_add(&d->s->stats.transferred, (guint64)count * rb->page_size);
 	return TRUE;
 }
 
@@ -420,6 +466,11 @@ static gboolean load_zeros(Dst *d, guint32 len, GError **err)
 	for (guint i = 0; i < count; i++) {
 		gsize pg = offs[i] / rb->page_size;
 
+		if (mig_pc_dst_placing(d->s)) {
+			if (!mig_pc_dst_place(d->s, bi, pg, NULL, err))
+				return FALSE;
+			continue;
+		}
 		/* fresh memory is already zero; only a page that got data earlier needs it */
 		if (mig_bitmap_test(d->s->received[bi], pg))
 			memset(rb->host + offs[i], 0, rb->page_size);
@@ -452,7 +503,7 @@ static gboolean load_state(Dst *d, guint32 len, GError **err)
 	return TRUE;
 }
 
-static gboolean complete(Dst *d, GError **err)
+static gboolean complete(Dst *d, gboolean postcopy, GError **err)
 {
 	MigSession *s = d->s;
 	static const char msg[] = "running";
@@ -468,9 +519,50 @@ static gboolean complete(Dst *d, GError **err)
 		mig_set_runstate_locked(s, MIG_RUN_PAUSED);
 	}
 	if (s->status != MIG_STATUS_FAILED)
-		mig_set_status_locked(s, MIG_STATUS_COMPLETED);
+		mig_set_status_locked(s, postcopy ? MIG_STATUS_POSTCOPY_ACTIVE : MIG_STATUS_COMPLETED);
 	g_mutex_unlock(&s->lock);
-	mig_frame_send(d->fd, MIG_F_RP_RUNNING, 0, &iov, 1);
+	mig_dst_rp_send(s, MIG_F_RP_RUNNING, &iov, 1);
+	return TRUE;
+}
+
+static gboolean load_discard(Dst *d, guint32 len, GError **err)
+{
+	guint32 hdr[2];
+	guint64 *r;
+	guint n;
+
+	if (!read_payload(d, len, err))
+		return FALSE;
+	if (len < 8)
+		return fail(err, EPROTO, "discard frame too short");
+	memcpy(hdr, d->buf, 8);
+	n = GUINT32_FROM_BE(hdr[1]);
+	if (len != 8 + 16ull * n)
+		return fail(err, EPROTO, "discard frame length %u does not match %u ranges", len, n);
+	r = g_memdup2(d->buf + 8, 16ull * n);
+	for (guint i = 0; i < n; i++) {
+		if (!mig_pc_dst_discard(d->s, GUINT32_FROM_BE(hdr[0]), GUINT64_FROM_BE(r[2 * i]),
+					GUINT64_FROM_BE(r[2 * i + 1]), err)) {
+			g_free(r);
+			return FALSE;
+		}
+	}
+	g_free(r);
+	return TRUE;
+}
+
+static gboolean postcopy_end(Dst *d, GError **err)
+{
+	MigSession *s = d->s;
+	static const char msg[] = "done";
+	struct iovec iov = { (void *)msg, sizeof(msg) - 1 };
+
+	if (!s->pc || !d->have_state)
+		return fail(err, EPROTO, "postcopy END without a postcopy");
+	if (!mig_pc_dst_finish(s, err))
+		return FALSE;
+	mig_set_status(s, MIG_STATUS_COMPLETED);
+	mig_dst_rp_send(s, MIG_F_RP_DONE, &iov, 1);
 	return TRUE;
 }
 
@@ -516,7 +608,23 @@ static gboolean load_loop(Dst *d, GError **err)
 				return FALSE;
 			break;
 		case MIG_F_COMPLETE:
-			return complete(d, err);
+			return complete(d, FALSE, err);
+		case MIG_F_PC_LISTEN:
+			if (!d->have_setup || !mig_pc_dst_listen(d->s, err))
+				return d->have_setup ? FALSE : fail(err, EPROTO, "postcopy LISTEN before setup");
+			break;
+		case MIG_F_PC_DISCARD:
+			if (!load_discard(d, h.len, err))
+				return FALSE;
+			break;
+		case MIG_F_PC_RUN:
+			if (!d->s->pc)
+				return fail(err, EPROTO, "postcopy RUN before LISTEN");
+			if (!complete(d, TRUE, err))
+				return FALSE;
+			break;
+		case MIG_F_PC_END:
+			return postcopy_end(d, err);
 		case MIG_F_ABORT:
 			if (!read_payload(d, MIN(h.len, 4096u), err))
 				return FALSE;
@@ -525,6 +633,48 @@ static gboolean load_loop(Dst *d, GError **err)
 			return fail(err, EPROTO, "unknown frame type %u", h.type);
 		}
 	}
+}
+
+/* The preempt channel carries only urgent pages, in the main channel's PAGES/ZEROS
+ * frames; they are placed the moment they arrive. */
+static gpointer urgent_thread(gpointer opaque)
+{
+	MigSession *s = opaque;
+	Dst d = { .s = s, .fd = s->urgent_fd, .have_setup = TRUE, .max_frame = MIG_FRAME_MAX_LEN + (1u << 30) };
+	g_autoptr(GError) err = NULL;
+
+	for (;;) {
+		MigFrameHdr h;
+		int rc = mig_frame_recv_hdr(d.fd, &h, d.max_frame);
+		gboolean ok;
+
+		if (rc < 0) {
+			if (mig_session_status(s) != MIG_STATUS_COMPLETED && rc != -EPIPE)
+				g_set_error(&err, MIG_ERROR, -rc, "preempt channel: %s", g_strerror(-rc));
+			break;
+		}
+		if (!s->received || !mig_pc_dst_placing(s)) {
+			g_set_error(&err, MIG_ERROR, EPROTO, "preempt channel: a page before postcopy started");
+			break;
+		}
+		if (h.type == MIG_F_PAGES)
+			ok = load_pages(&d, h.len, &err);
+		else if (h.type == MIG_F_ZEROS)
+			ok = load_zeros(&d, h.len, &err);
+		else
+			ok = fail(&err, EPROTO, "preempt channel: unexpected frame type %u", h.type);
+		if (!ok)
+			break;
+	}
+	if (err && mig_session_status(s) != MIG_STATUS_COMPLETED) {
+		mig_session_report_error(s, "%s", err->message);
+		g_mutex_lock(&s->lock);
+		if (s->dst_fd >= 0)
+			shutdown(s->dst_fd, SHUT_RD);
+		g_mutex_unlock(&s->lock);
+	}
+	g_free(d.buf);
+	return NULL;
 }
 
 static gpointer dst_main_thread(gpointer opaque)
@@ -547,13 +697,16 @@ static gpointer dst_main_thread(gpointer opaque)
 		why = g_strdup(s->error);
 		g_mutex_unlock(&s->lock);
 		iov = (struct iovec){ why, strlen(why) };
-		mig_frame_send(d.fd, MIG_F_RP_ERROR, 0, &iov, 1);
+		mig_dst_rp_send(s, MIG_F_RP_ERROR, &iov, 1);
 	}
+	mig_pc_dst_stop(s);
 	g_free(d.buf);
 	g_mutex_lock(&s->lock);
+	g_mutex_lock(&s->rp_lock);
 	shutdown(s->dst_fd, SHUT_RDWR);
 	close(s->dst_fd);
 	s->dst_fd = -1;
+	g_mutex_unlock(&s->rp_lock);
 	g_mutex_unlock(&s->lock);
 	return NULL;
 }

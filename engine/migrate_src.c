@@ -1,7 +1,7 @@
 /* The source's migration thread: precopy passes over dirty pages until the rest fits
  * the downtime limit, then stop-and-copy. Pages go out straight from guest memory
  * (one writev per batch); zero pages travel as offsets only. */
-#include "engine/session_int.h"
+#include "engine/src_int.h"
 #include "engine/bitmap.h"
 #include "engine/stream.h"
 #include "engine/multifd.h"
@@ -17,33 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define MAX_BATCH_PAGES 128u
-
-typedef struct SrcBlock {
-	MigRamBlock *rb;
-	gsize npages;
-	gulong *dirty;
-	MigDirtyTracker *tracker;
-} SrcBlock;
-
-typedef struct Src {
-	MigSession *s;
-	int fd;
-	SrcBlock *blocks;
-	guint nblocks;
-	gboolean stopped;       /* vCPUs stopped by us */
-	gboolean in_downtime;
-	guint64 drop_left;      /* x-debug-drop-pages still to lose */
-	guint64 pass;           /* passes begun; numbers PASS frames and multifd syncs */
-	guint zero_mode;        /* zero-page-detection: 0 none, 1 legacy, 2 multifd */
-	MfSrc *mf;              /* multifd senders, NULL when multifd is off */
-	MigUri uri;
-	/* rate limiting over 100 ms windows */
-	gint64 win_start;
-	guint64 win_bytes;
-} Src;
-
-static gboolean cancelled(Src *src)
+gboolean mig_src_cancelled(Src *src)
 {
 	return __atomic_load_n(&src->s->cancel, __ATOMIC_ACQUIRE);
 }
@@ -72,20 +46,22 @@ static void rate_limit(Src *src)
 	}
 	if (!bw || src->in_downtime || src->win_bytes < bw / 10)
 		return;
-	while (!cancelled(src) && (now = g_get_monotonic_time()) < src->win_start + win)
+	while (!mig_src_cancelled(src) && (now = g_get_monotonic_time()) < src->win_start + win)
 		g_usleep((gulong)MIN(src->win_start + win - now, 5000));
 	src->win_start = g_get_monotonic_time();
 	src->win_bytes = 0;
 }
 
-static gboolean send_frame(Src *src, guint16 type, const struct iovec *iov, int n, GError **err)
+gboolean mig_src_send_frame(Src *src, guint16 type, const struct iovec *iov, int n, GError **err)
 {
 	guint64 len = MIG_FRAME_HDR_LEN;
 	int rc;
 
 	for (int i = 0; i < n; i++)
 		len += iov[i].iov_len;
+	g_mutex_lock(&src->wlock);
 	rc = mig_frame_send(src->fd, type, 0, iov, n);
+	g_mutex_unlock(&src->wlock);
 	if (rc < 0) {
 		g_set_error(err, MIG_ERROR, -rc, "sending to destination: %s", g_strerror(-rc));
 		return FALSE;
@@ -134,7 +110,7 @@ static void explain_send_error(Src *src, GError **err)
 	g_autoptr(GError) rp = NULL;
 	guint16 got;
 
-	if (cancelled(src) || !err || !*err)
+	if (mig_src_cancelled(src) || !err || !*err)
 		return;
 	if (!poll_return_path(src, 200, &got, &rp) && rp && rp->code == EIO) {
 		g_clear_error(err);
@@ -161,7 +137,50 @@ static gboolean send_setup(Src *src, GError **err)
 	n = GUINT32_TO_BE(src->s->caps[MIG_CAP_MULTIFD] ? (guint32)src->s->params.multifd_channels : 0);
 	g_byte_array_append(p, (guint8 *)&n, 4);
 	iov = (struct iovec){ p->data, p->len };
-	return send_frame(src, MIG_F_SETUP, &iov, 1, err);
+	return mig_src_send_frame(src, MIG_F_SETUP, &iov, 1, err);
+}
+
+gboolean mig_src_send_pages(Src *src, guint bi, const gsize *pages, guint n, GError **err)
+{
+	SrcBlock *b = &src->blocks[bi];
+	gsize ps = b->rb->page_size;
+	guint64 data_off[MAX_BATCH_PAGES], zero_off[MAX_BATCH_PAGES];
+	struct iovec iov[MAX_BATCH_PAGES + 2];
+	guint nd = 0, nz = 0;
+	guint32 hdr[2];
+
+	g_assert(n <= MAX_BATCH_PAGES);
+	for (guint k = 0; k < n; k++) {
+		guint8 *p = b->rb->host + pages[k] * ps;
+
+		if (src->zero_mode && mig_mem_is_zero(p, ps)) {
+			zero_off[nz++] = GUINT64_TO_BE(pages[k] * ps);
+		} else {
+			iov[2 + nd] = (struct iovec){ p, ps };
+			data_off[nd++] = GUINT64_TO_BE(pages[k] * ps);
+		}
+	}
+	hdr[0] = GUINT32_TO_BE(bi);
+	if (nz) {
+		hdr[1] = GUINT32_TO_BE(nz);
+		iov[0] = (struct iovec){ hdr, sizeof(hdr) };
+		iov[1] = (struct iovec){ zero_off, nz * 8u };
+		if (!mig_src_send_frame(src, MIG_F_ZEROS, iov, 2, err))
+			return FALSE;
+		mig_atomic_add(&src->s->stats.duplicate, nz);
+	}
+	if (nd) {
+		hdr[1] = GUINT32_TO_BE(nd);
+		iov[0] = (struct iovec){ hdr, sizeof(hdr) };
+		iov[1] = (struct iovec){ data_off, nd * 8u };
+		if (!mig_src_send_frame(src, MIG_F_PAGES, iov, (int)nd + 2, err))
+			return FALSE;
+		mig_atomic_add(&src->s->stats.normal, nd);
+		mig_atomic_add(&src->s->stats.normal_bytes, nd * ps);
+	}
+	mig_atomic_set(&src->s->stats.remaining,
+		       mig_atomic_get(&src->s->stats.remaining) - MIN(mig_atomic_get(&src->s->stats.remaining), (guint64)n * ps));
+	return TRUE;
 }
 
 /* One batch: up to MAX_BATCH_PAGES (and MIG_BATCH_BYTES, but at least one huge page)
@@ -170,56 +189,24 @@ static gboolean send_setup(Src *src, GError **err)
 static gboolean send_batch(Src *src, guint bi, gsize *pos, GError **err)
 {
 	SrcBlock *b = &src->blocks[bi];
-	gsize ps = b->rb->page_size;
-	guint max = (guint)MAX(1, MIN(MAX_BATCH_PAGES, MIG_BATCH_BYTES / ps));
-	guint64 data_off[MAX_BATCH_PAGES], zero_off[MAX_BATCH_PAGES];
-	struct iovec iov[MAX_BATCH_PAGES + 2];
-	guint nd = 0, nz = 0;
-	guint32 hdr[2];
+	guint max = (guint)MAX(1, MIN(MAX_BATCH_PAGES, MIG_BATCH_BYTES / b->rb->page_size));
+	gsize pages[MAX_BATCH_PAGES];
+	guint n = 0;
 	gsize i = *pos;
 
-	while (nd < max && nz < MAX_BATCH_PAGES) {
+	while (n < max) {
 		i = mig_bitmap_next(b->dirty, b->npages, i);
 		if (i >= b->npages)
 			break;
 		mig_bitmap_clear(b->dirty, i);
-		if (src->zero_mode && mig_mem_is_zero(b->rb->host + i * ps, ps))
-			zero_off[nz++] = GUINT64_TO_BE(i * ps);
-		else if (src->drop_left)
+		if (src->drop_left && !mig_mem_is_zero(b->rb->host + i * b->rb->page_size, b->rb->page_size))
 			src->drop_left--;   /* lost on purpose: the destination must notice */
 		else
-			data_off[nd++] = i;
+			pages[n++] = i;
 		i++;
 	}
 	*pos = i;
-	if (nz) {
-		hdr[0] = GUINT32_TO_BE(bi);
-		hdr[1] = GUINT32_TO_BE(nz);
-		iov[0] = (struct iovec){ hdr, sizeof(hdr) };
-		iov[1] = (struct iovec){ zero_off, nz * 8u };
-		if (!send_frame(src, MIG_F_ZEROS, iov, 2, err))
-			return FALSE;
-		mig_atomic_add(&src->s->stats.duplicate, nz);
-	}
-	if (nd) {
-		guint64 offs[MAX_BATCH_PAGES];
-
-		hdr[0] = GUINT32_TO_BE(bi);
-		hdr[1] = GUINT32_TO_BE(nd);
-		iov[0] = (struct iovec){ hdr, sizeof(hdr) };
-		iov[1] = (struct iovec){ offs, nd * 8u };
-		for (guint k = 0; k < nd; k++) {
-			offs[k] = GUINT64_TO_BE(data_off[k] * ps);
-			iov[2 + k] = (struct iovec){ b->rb->host + data_off[k] * ps, ps };
-		}
-		if (!send_frame(src, MIG_F_PAGES, iov, (int)nd + 2, err))
-			return FALSE;
-		mig_atomic_add(&src->s->stats.normal, nd);
-		mig_atomic_add(&src->s->stats.normal_bytes, nd * ps);
-	}
-	mig_atomic_set(&src->s->stats.remaining,
-		       mig_atomic_get(&src->s->stats.remaining) - MIN(mig_atomic_get(&src->s->stats.remaining), (guint64)(nd + nz) * ps));
-	return TRUE;
+	return n ? mig_src_send_pages(src, bi, pages, n, err) : TRUE;
 }
 
 /* Legacy zero detection stays in this thread and goes on the main channel. */
@@ -230,7 +217,7 @@ static gboolean send_zeros(Src *src, guint bi, guint64 *offs, guint *n, GError *
 
 	if (!*n)
 		return TRUE;
-	if (!send_frame(src, MIG_F_ZEROS, iov, 2, err))
+	if (!mig_src_send_frame(src, MIG_F_ZEROS, iov, 2, err))
 		return FALSE;
 	mig_atomic_add(&src->s->stats.duplicate, *n);
 	*n = 0;
@@ -267,7 +254,7 @@ static gboolean queue_dirty(Src *src, guint bi, GError **err)
 				return FALSE;
 		}
 		if (n == max || (i >= b->npages && n)) {
-			if (cancelled(src)) {
+			if (mig_src_cancelled(src)) {
 				g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
 				return FALSE;
 			}
@@ -302,7 +289,7 @@ static gboolean send_dirty(Src *src, GError **err)
 		while (pos < src->blocks[bi].npages) {
 			guint16 got;
 
-			if (cancelled(src)) {
+			if (mig_src_cancelled(src)) {
 				g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
 				return FALSE;
 			}
@@ -319,7 +306,7 @@ static gboolean send_dirty(Src *src, GError **err)
 }
 
 /* Collects dirty pages from every tracker; returns dirty bytes. */
-static gboolean sync_dirty(Src *src, guint64 *bytes, GError **err)
+gboolean mig_src_sync_dirty(Src *src, guint64 *bytes, GError **err)
 {
 	*bytes = 0;
 	for (guint bi = 0; bi < src->nblocks; bi++) {
@@ -337,7 +324,7 @@ static gboolean sync_dirty(Src *src, guint64 *bytes, GError **err)
 
 /* Ends a pass: every multifd channel syncs first, so the destination has all of this
  * pass in place before anything of the next one can land. */
-static gboolean send_pass_end(Src *src, GError **err)
+gboolean mig_src_pass_end(Src *src, GError **err)
 {
 	guint64 pass = GUINT64_TO_BE(src->pass + 1);
 	struct iovec iov = { &pass, sizeof(pass) };
@@ -346,7 +333,7 @@ static gboolean send_pass_end(Src *src, GError **err)
 
 	if (src->mf && !mig_mf_src_sync(src->mf, src->pass, err))
 		return FALSE;
-	return send_frame(src, MIG_F_PASS, &iov, 1, err);
+	return mig_src_send_frame(src, MIG_F_PASS, &iov, 1, err);
 }
 
 static void emit_pass(MigSession *s)
@@ -456,8 +443,19 @@ static void free_tracking(Src *src)
 	g_free(src->blocks);
 }
 
-/* Live passes until the dirty rest fits downtime-limit at the measured bandwidth. */
-static gboolean precopy(Src *src, GError **err)
+static gboolean postcopy_wanted(Src *src)
+{
+	MigSession *s = src->s;
+	guint64 after = __atomic_load_n(&s->params.x_postcopy_after_passes, __ATOMIC_RELAXED);
+
+	if (!s->caps[MIG_CAP_POSTCOPY_RAM])
+		return FALSE;
+	return __atomic_load_n(&s->start_postcopy, __ATOMIC_ACQUIRE) || (after && src->pass >= after);
+}
+
+/* Live passes until the dirty rest fits downtime-limit at the measured bandwidth, or
+ * until postcopy is asked for (then *postcopy is set). */
+static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 {
 	MigSession *s = src->s;
 	MigStats *st = &s->stats;
@@ -468,9 +466,9 @@ static gboolean precopy(Src *src, GError **err)
 		guint64 sent0 = mig_atomic_get(&st->transferred);
 		guint64 dirty, limit, bw, expected, secs_us;
 
-		if (!send_dirty(src, err) || !send_pass_end(src, err))
+		if (!send_dirty(src, err) || !mig_src_pass_end(src, err))
 			return FALSE;
-		if (!sync_dirty(src, &dirty, err))
+		if (!mig_src_sync_dirty(src, &dirty, err))
 			return FALSE;
 		emit_pass(s);
 		secs_us = (guint64)MAX(g_get_monotonic_time() - t0, 1);
@@ -486,15 +484,16 @@ static gboolean precopy(Src *src, GError **err)
 		limit = __atomic_load_n(&s->params.downtime_limit, __ATOMIC_RELAXED);
 		if (expected <= limit)
 			return TRUE;
+		if (postcopy_wanted(src)) {
+			*postcopy = TRUE;
+			return TRUE;
+		}
 	}
 }
 
-static gboolean stop_and_copy(Src *src, GError **err)
+gboolean mig_src_stop_vm(Src *src, GError **err)
 {
 	MigSession *s = src->s;
-	g_autoptr(GBytes) state = NULL;
-	guint64 dirty;
-	guint16 got = 0;
 
 	g_mutex_lock(&s->lock);
 	if (s->cancel) {
@@ -510,29 +509,43 @@ static gboolean stop_and_copy(Src *src, GError **err)
 	s->vm->stop(s->vm_opaque);   /* not under the lock: see mig_session_vm_stop */
 	src->stopped = TRUE;
 	src->in_downtime = TRUE;
+	return TRUE;
+}
 
-	if (!sync_dirty(src, &dirty, err) || !send_dirty(src, err) || !send_pass_end(src, err))
-		return FALSE;
-	state = s->vm->save_state(s->vm_opaque, err);
+gboolean mig_src_send_state(Src *src, GError **err)
+{
+	static const char id[] = "guest";
+	MigSession *s = src->s;
+	g_autoptr(GBytes) state = s->vm->save_state(s->vm_opaque, err);
+	guint8 idlen = sizeof(id) - 1;
+
 	if (!state)
 		return FALSE;
 	{
-		static const char id[] = "guest";
-		guint8 idlen = sizeof(id) - 1;
 		struct iovec iov[3] = {
 			{ &idlen, 1 },
 			{ (void *)id, idlen },
 			{ (void *)g_bytes_get_data(state, NULL), g_bytes_get_size(state) },
 		};
 
-		if (!send_frame(src, MIG_F_STATE, iov, 3, err))
-			return FALSE;
+		return mig_src_send_frame(src, MIG_F_STATE, iov, 3, err);
 	}
-	if (!send_frame(src, MIG_F_COMPLETE, NULL, 0, err))
+}
+
+static gboolean stop_and_copy(Src *src, GError **err)
+{
+	guint64 dirty;
+	guint16 got = 0;
+
+	if (!mig_src_stop_vm(src, err))
+		return FALSE;
+	if (!mig_src_sync_dirty(src, &dirty, err) || !send_dirty(src, err) || !mig_src_pass_end(src, err))
+		return FALSE;
+	if (!mig_src_send_state(src, err) || !mig_src_send_frame(src, MIG_F_COMPLETE, NULL, 0, err))
 		return FALSE;
 	/* the destination answers once its guest runs (or why it cannot) */
 	while (got != MIG_F_RP_RUNNING) {
-		if (cancelled(src)) {
+		if (mig_src_cancelled(src)) {
 			g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
 			return FALSE;
 		}
@@ -552,8 +565,11 @@ static void finish(Src *src, GError *error)
 		mig_set_runstate_locked(s, MIG_RUN_POSTMIGRATE);
 		mig_set_status_locked(s, MIG_STATUS_COMPLETED);
 	} else {
-		/* the source keeps running whatever went wrong */
-		if (src->stopped && s->vm_was_running) {
+		/* the source keeps running whatever went wrong, unless the destination's guest
+		 * has run: then resuming here would split the guest in two */
+		if (src->postcopy) {
+			mig_set_runstate_locked(s, MIG_RUN_POSTMIGRATE);
+		} else if (src->stopped && s->vm_was_running) {
 			s->vm->cont(s->vm_opaque);
 			mig_set_runstate_locked(s, MIG_RUN_RUNNING);
 		} else if (src->stopped) {
@@ -577,14 +593,19 @@ static void finish(Src *src, GError *error)
 
 gpointer mig_src_thread(gpointer opaque)
 {
-	Src src = { .s = opaque, .fd = -1 };
+	Src src = { .s = opaque, .fd = -1, .pre_fd = -1 };
 	MigSession *s = src.s;
 	g_autoptr(GError) err = NULL;
-	gboolean ok;
+	gboolean ok, postcopy = FALSE;
+
+	g_mutex_init(&src.wlock);
+	g_mutex_init(&src.rp_lock);
+	g_mutex_init(&src.urgent_lock);
+	g_cond_init(&src.rp_cond);
 
 	src.zero_mode = (guint)s->params.zero_page_detection;
 	ok = connect_main(&src, &err) && setup_tracking(&src, &err) && send_setup(&src, &err) &&
-	     start_multifd(&src, &err);
+	     start_multifd(&src, &err) && mig_pc_src_connect_preempt(&src, &err);
 	if (ok) {
 		g_mutex_lock(&s->lock);
 		s->stats.t_setup_done = g_get_monotonic_time();
@@ -593,9 +614,10 @@ gpointer mig_src_thread(gpointer opaque)
 		g_mutex_unlock(&s->lock);
 		src.win_start = g_get_monotonic_time();
 		src.drop_left = s->params.x_debug_drop_pages;
-		ok = precopy(&src, &err) && stop_and_copy(&src, &err);
+		ok = precopy(&src, &postcopy, &err) &&
+		     (postcopy ? mig_pc_src_run(&src, &err) : stop_and_copy(&src, &err));
 	}
-	if (!ok)
+	if (!ok && !src.postcopy)
 		explain_send_error(&src, &err);
 	if (src.mf) {
 		g_mutex_lock(&s->lock);
@@ -613,5 +635,9 @@ gpointer mig_src_thread(gpointer opaque)
 		s->stats.src_thread_cpu_us = (gint64)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 	}
 	finish(&src, ok ? NULL : err);
+	g_mutex_clear(&src.wlock);
+	g_mutex_clear(&src.rp_lock);
+	g_mutex_clear(&src.urgent_lock);
+	g_cond_clear(&src.rp_cond);
 	return NULL;
 }

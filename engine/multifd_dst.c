@@ -2,6 +2,7 @@
  * and parks at every sync point until the main channel says the whole pass is in. */
 #include "engine/multifd.h"
 #include "engine/bitmap.h"
+#include "engine/postcopy.h"
 #include "channels/frame.h"
 #include "channels/io.h"
 #include <errno.h>
@@ -15,6 +16,8 @@ typedef struct MfRecv {
 	guint index;
 	int fd;
 	GThread *thread;
+	guint8 *buf;       /* postcopy: pages land here before they are placed */
+	gsize buflen;
 } MfRecv;
 
 static gboolean recv_fail(MfRecv *r, GError **err, int code, const char *fmt, ...) G_GNUC_PRINTF(4, 5);
@@ -73,6 +76,28 @@ static gboolean recv_pages(MfRecv *r, guint32 len, GError **err)
 		offs[i] = GUINT64_FROM_BE(offs[i]);
 		if (offs[i] % rb->page_size || offs[i] >= rb->size)
 			return recv_fail(r, err, EPROTO, "page offset 0x%" G_GINT64_MODIFIER "x outside RAM block '%s'", offs[i], rb->name);
+	}
+	if (mig_pc_dst_placing(s)) {
+		/* postcopy: the guest runs, so a page is placed whole or not at all */
+		gsize need = (gsize)nn * rb->page_size;
+
+		if (need > r->buflen) {
+			r->buf = g_realloc(r->buf, need);
+			r->buflen = need;
+		}
+		if (nn && (rc = mig_io_read_full(r->fd, r->buf, need)) < 0)
+			return recv_fail(r, err, -rc, "stream truncated: %s", g_strerror(-rc));
+		for (guint i = 0; i < nn + nz; i++) {
+			GError *e = NULL;
+
+			if (!mig_pc_dst_place(s, bi, offs[i] / rb->page_size, i < nn ? r->buf + i * rb->page_size : NULL, &e)) {
+				recv_fail(r, err, e->code, "%s", e->message);
+				g_error_free(e);
+				return FALSE;
+			}
+		}
+		mig_atomic_add(&s->stats.transferred, MIG_FRAME_HDR_LEN + len);
+		return TRUE;
 	}
 	for (guint i = 0; i < nn; i++)
 		iov[i] = (struct iovec){ rb->host + offs[i], rb->page_size };
@@ -230,6 +255,7 @@ void mig_mf_dst_join(MigSession *s)
 
 		g_thread_join(r->thread);
 		close(r->fd);
+		g_free(r->buf);
 		g_free(r);
 	}
 	if (s->mf_recv)

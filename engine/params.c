@@ -12,7 +12,7 @@ static const struct {
 	[MIG_CAP_RDMA_PIN_ALL] = { "rdma-pin-all", FALSE },
 	[MIG_CAP_AUTO_CONVERGE] = { "auto-converge", FALSE },
 	[MIG_CAP_EVENTS] = { "events", TRUE },
-	[MIG_CAP_POSTCOPY_RAM] = { "postcopy-ram", FALSE },
+	[MIG_CAP_POSTCOPY_RAM] = { "postcopy-ram", TRUE },
 	[MIG_CAP_X_COLO] = { "x-colo", FALSE },
 	[MIG_CAP_RELEASE_RAM] = { "release-ram", FALSE },
 	[MIG_CAP_RETURN_PATH] = { "return-path", TRUE },   /* mig always has one */
@@ -25,7 +25,7 @@ static const struct {
 	[MIG_CAP_VALIDATE_UUID] = { "validate-uuid", FALSE },
 	[MIG_CAP_BACKGROUND_SNAPSHOT] = { "background-snapshot", FALSE },
 	[MIG_CAP_ZERO_COPY_SEND] = { "zero-copy-send", FALSE },
-	[MIG_CAP_POSTCOPY_PREEMPT] = { "postcopy-preempt", FALSE },
+	[MIG_CAP_POSTCOPY_PREEMPT] = { "postcopy-preempt", TRUE },
 	[MIG_CAP_SWITCHOVER_ACK] = { "switchover-ack", FALSE },
 	[MIG_CAP_DIRTY_LIMIT] = { "dirty-limit", FALSE },
 	[MIG_CAP_MAPPED_RAM] = { "mapped-ram", FALSE },
@@ -154,6 +154,7 @@ static const struct param {
 	{ "mode", P_ENUM, offsetof(MigParams, mode), 0, 0, mode_names },
 	{ "zero-page-detection", P_ENUM, offsetof(MigParams, zero_page_detection), 0, 0, zero_page_names },
 	U("x-debug-drop-pages", x_debug_drop_pages, 0, G_MAXUINT32),
+	U("x-postcopy-after-passes", x_postcopy_after_passes, 0, 1000000),
 #undef U
 #undef SZ
 };

@@ -173,6 +173,12 @@ static JsonNode *h_query_migrate(JsonObject *args, gpointer s, GError **err)
 	return mig_session_query_migrate(s);
 }
 
+static JsonNode *h_start_postcopy(JsonObject *args, gpointer s, GError **err)
+{
+	mig_session_start_postcopy(s, err);
+	return NULL;
+}
+
 static JsonNode *h_cancel(JsonObject *args, gpointer s, GError **err)
 {
 	mig_session_cancel(s, err);
@@ -197,5 +203,6 @@ void mig_qmp_add_session_commands(MigQmpServer *q, MigSession *s)
 	mig_qmp_register(q, "migrate-incoming", h_migrate_incoming, s);
 	mig_qmp_register(q, "query-migrate", h_query_migrate, s);
 	mig_qmp_register(q, "migrate_cancel", h_cancel, s);
+	mig_qmp_register(q, "migrate-start-postcopy", h_start_postcopy, s);
 	mig_session_set_event_cb(s, forward_event, q);
 }

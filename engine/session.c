@@ -56,6 +56,8 @@ MigSession *mig_session_new(const char *name)
 	mig_params_init(&s->params);
 	s->ram = g_ptr_array_new();
 	g_mutex_init(&s->mf_lock);
+	g_mutex_init(&s->rp_lock);
+	s->urgent_fd = -1;
 	g_cond_init(&s->mf_cond);
 	s->mf_recv = g_ptr_array_new();
 	s->src_fd = s->dst_fd = s->listen_fd = -1;
@@ -77,6 +79,7 @@ void mig_session_free(MigSession *s)
 	g_ptr_array_free(s->ram, TRUE);
 	g_ptr_array_free(s->mf_recv, TRUE);
 	g_mutex_clear(&s->mf_lock);
+	g_mutex_clear(&s->rp_lock);
 	g_cond_clear(&s->mf_cond);
 	g_free(s->error);
 	g_free(s->src_uri);
@@ -236,6 +239,7 @@ gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 	g_free(s->src_uri);
 	s->src_uri = g_strdup(uri);
 	s->cancel = FALSE;
+	s->start_postcopy = FALSE;
 	memset(&s->stats, 0, sizeof(s->stats));
 	s->stats.t_start = g_get_monotonic_time();
 	for (guint i = 0; i < s->ram->len; i++)   /* nothing is sent yet: all of it remains */
@@ -253,9 +257,34 @@ gboolean mig_session_incoming(MigSession *s, const char *uri, GError **err)
 	return mig_dst_listen(s, uri, err);
 }
 
+gboolean mig_session_start_postcopy(MigSession *s, GError **err)
+{
+	gboolean ok = TRUE;
+
+	g_mutex_lock(&s->lock);
+	if (!s->caps[MIG_CAP_POSTCOPY_RAM]) {
+		g_set_error(err, MIG_ERROR, EINVAL, "Enable postcopy with migrate_set_capability before the start of migration");
+		ok = FALSE;
+	} else if (s->status == MIG_STATUS_NONE) {
+		g_set_error(err, MIG_ERROR, EINVAL, "Postcopy must be started after migration has been started");
+		ok = FALSE;
+	} else {
+		/* a migration that already finished makes this a no-op, as in QEMU */
+		__atomic_store_n(&s->start_postcopy, TRUE, __ATOMIC_RELEASE);
+	}
+	g_mutex_unlock(&s->lock);
+	return ok;
+}
+
 gboolean mig_session_cancel(MigSession *s, GError **err)
 {
 	g_mutex_lock(&s->lock);
+	if (s->status == MIG_STATUS_POSTCOPY_ACTIVE || s->status == MIG_STATUS_POSTCOPY_DEVICE) {
+		/* the guest runs on the destination: the source cannot take it back */
+		g_mutex_unlock(&s->lock);
+		g_set_error(err, MIG_ERROR, EBUSY, "Postcopy migration in progress, cannot cancel.");
+		return FALSE;
+	}
 	if (s->status == MIG_STATUS_SETUP || s->status == MIG_STATUS_ACTIVE ||
 	    s->status == MIG_STATUS_DEVICE || s->status == MIG_STATUS_PRE_SWITCHOVER) {
 		s->cancel = TRUE;
@@ -335,8 +364,8 @@ static void add_ram_stats(MigSession *s, JsonBuilder *b, gboolean done)
 	add_int(b, "pages-per-second", psize ? (gint64)(mig_atomic_get(&st->bandwidth) / psize) : 0);
 	add_int(b, "precopy-bytes", (gint64)mig_atomic_get(&st->precopy_bytes));
 	add_int(b, "downtime-bytes", (gint64)mig_atomic_get(&st->downtime_bytes));
-	add_int(b, "postcopy-bytes", 0);
-	add_int(b, "postcopy-requests", 0);
+	add_int(b, "postcopy-bytes", (gint64)mig_atomic_get(&st->postcopy_bytes));
+	add_int(b, "postcopy-requests", (gint64)mig_atomic_get(&st->postcopy_requests));
 	add_int(b, "dirty-sync-missed-zero-copy", 0);
 	json_builder_end_object(b);
 }
@@ -363,11 +392,13 @@ JsonNode *mig_session_query_migrate(MigSession *s)
 			if (st->t_setup_done)
 				add_int(b, "setup-time", (st->t_setup_done - st->t_start) / 1000);
 			if (done && st->t_stop)
-				add_int(b, "downtime", (st->t_end - st->t_stop) / 1000);
+				add_int(b, "downtime", (st->downtime_us ? st->downtime_us : st->t_end - st->t_stop) / 1000);
 			if (st->t_end)
 				add_int(b, "x-migration-thread-cpu-ms", st->src_thread_cpu_us / 1000);
 			if (s->status == MIG_STATUS_ACTIVE)
 				add_int(b, "expected-downtime", (gint64)mig_atomic_get(&st->expected_downtime));
+			if (st->downtime_us && s->status == MIG_STATUS_POSTCOPY_ACTIVE)
+				add_int(b, "downtime", st->downtime_us / 1000);
 			if (s->status == MIG_STATUS_ACTIVE && mig_atomic_get(&st->dirty_sync_count) > 1) {
 				json_builder_set_member_name(b, "x-converging");
 				json_builder_add_boolean_value(b, st->converging);

@@ -31,6 +31,7 @@ typedef struct MigParams {
 	guint64 multifd_compression;
 	guint64 mode;
 	guint64 x_debug_drop_pages;   /* testing the integrity checker: lose N pages */
+	guint64 x_postcopy_after_passes; /* switch to postcopy after N passes (0: manual) */
 	char *tls_creds, *tls_hostname, *tls_authz;
 } MigParams;
 
@@ -47,6 +48,8 @@ typedef struct MigStats {
 	guint64 expected_downtime;/* ms */
 	guint64 precopy_bytes, downtime_bytes;
 	guint64 multifd_bytes;
+	guint64 postcopy_bytes, postcopy_requests;
+	gint64 downtime_us;        /* set when the downtime ends before t_end (postcopy) */
 	gint64 t_start, t_setup_done, t_stop, t_end;   /* monotonic µs */
 	gboolean converging;
 	gint64 src_thread_cpu_us;  /* CPU time of mig/src/main, set when it ends */
@@ -61,6 +64,7 @@ struct MigSession {
 	gboolean dst_autostart;    /* run the guest once incoming completes (stop clears it) */
 	char *error;
 	gboolean cancel;           /* set by migrate_cancel; threads poll it */
+	gboolean start_postcopy;   /* migrate-start-postcopy was called */
 
 	gboolean caps[MIG_CAP__MAX];
 	MigParams params;
@@ -101,6 +105,12 @@ struct MigSession {
 	gboolean mf_setup_done;    /* SETUP was loaded: receivers may place pages */
 	gboolean mf_quit;
 	struct MfSrc *src_mf;      /* source multifd senders, for cancel */
+
+	/* destination postcopy (postcopy_dst.c) */
+	struct PcDst *pc;
+	GMutex rp_lock;            /* return-path writes: loader and fault thread */
+	GThread *urgent_thread;    /* mig/dst/urgent: the preempt channel's loader */
+	int urgent_fd;
 };
 
 static inline void mig_bitmap_set_atomic(gulong *map, gsize i)
@@ -127,3 +137,4 @@ gpointer mig_src_thread(gpointer s);
 gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err);
 void mig_dst_shutdown(MigSession *s);
 void mig_dst_query(MigSession *s, JsonBuilder *b);
+gboolean mig_session_start_postcopy(MigSession *s, GError **err);

@@ -1,0 +1,430 @@
+/* Destination side of postcopy: userfaultfd registration, the fault thread, atomic
+ * placement, discards and the fault-latency statistics. */
+#include "engine/postcopy.h"
+#include "engine/bitmap.h"
+#include "channels/frame.h"
+#include "uffd/place.h"
+#include "uffd/uffd.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define LAT_BUCKETS 24
+#define MAX_SAMPLES (1u << 20)
+#define FAULT_BATCH 64
+
+typedef struct PcBlock {
+	MigRamBlock *rb;
+	gsize npages;
+	gulong *requested;     /* a request went to the source (atomic) */
+	gint64 *t_fault;       /* fault read time (ns) of the pending request, 0 if none */
+} PcBlock;
+
+typedef struct PcDst {
+	MigSession *s;
+	int uffd;
+	int quit_fd;           /* eventfd: stops the fault thread */
+	GThread *fault_thread;
+	gboolean placing;      /* from LISTEN on, pages are placed, never written in place */
+	guint8 *zero;          /* one zero page of the largest size (hugetlb has no ZEROPAGE) */
+	PcBlock *blocks;
+	guint nblocks;
+
+	GMutex stat_lock;
+	guint64 requests, placed_requested, lat_sum_ns;
+	guint64 dist[LAT_BUCKETS];
+	GArray *samples[3];    /* µs per request, by page size class: 4K, 2M, 1G */
+} PcDst;
+
+G_STATIC_ASSERT(sizeof(gint64) == 8);
+
+static inline gint64 now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (gint64)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int size_class(gsize ps)
+{
+	return ps >= (1u << 30) ? 2 : ps >= (2u << 20) ? 1 : 0;
+}
+
+static gboolean test_and_set(gulong *map, gsize i)
+{
+	gulong bit = 1ul << (i % MIG_BITS_PER_LONG);
+
+	return (__atomic_fetch_or(&map[i / MIG_BITS_PER_LONG], bit, __ATOMIC_SEQ_CST) & bit) != 0;
+}
+
+int mig_dst_rp_send(MigSession *s, guint16 type, const struct iovec *iov, int n)
+{
+	int rc;
+
+	g_mutex_lock(&s->rp_lock);
+	rc = s->dst_fd >= 0 ? mig_frame_send(s->dst_fd, type, 0, iov, n) : -EPIPE;
+	g_mutex_unlock(&s->rp_lock);
+	return rc;
+}
+
+static void record_latency(PcDst *pc, PcBlock *b, gsize page)
+{
+	gint64 t0 = __atomic_exchange_n(&b->t_fault[page], 0, __ATOMIC_ACQ_REL);
+	guint64 ns, us;
+	guint bucket;
+
+	if (!t0)
+		return;
+	ns = (guint64)MAX(now_ns() - t0, 0);
+	us = ns / 1000;
+	bucket = us ? MIN((guint)g_bit_nth_msf(us, -1), LAT_BUCKETS - 1u) : 0;
+	g_mutex_lock(&pc->stat_lock);
+	pc->placed_requested++;
+	pc->lat_sum_ns += ns;
+	pc->dist[bucket]++;
+	if (pc->samples[size_class(b->rb->page_size)]->len < MAX_SAMPLES) {
+		guint32 v = (guint32)MIN(us, (guint64)G_MAXUINT32);
+
+		g_array_append_val(pc->samples[size_class(b->rb->page_size)], v);
+	}
+	g_mutex_unlock(&pc->stat_lock);
+}
+
+static int place(PcDst *pc, PcBlock *b, gsize page, const void *data)
+{
+	guint8 *dst = b->rb->host + page * b->rb->page_size;
+	gsize ps = b->rb->page_size;
+	int rc;
+
+	if (data)
+		rc = mig_uffd_copy(pc->uffd, dst, data, ps);
+	else if (b->rb->backend == MIG_MEM_HUGETLB)
+		rc = mig_uffd_copy(pc->uffd, dst, pc->zero, ps);
+	else
+		rc = mig_uffd_zeropage(pc->uffd, dst, ps);
+	if (rc == -EEXIST) {
+		/* a racing copy won; wake anyone who faulted between its placement and now */
+		mig_uffd_wake(pc->uffd, dst, ps);
+		rc = 0;
+	}
+	return rc;
+}
+
+gboolean mig_pc_dst_place(MigSession *s, guint block, gsize page, const void *data, GError **err)
+{
+	PcDst *pc = s->pc;
+	PcBlock *b = &pc->blocks[block];
+	int rc = place(pc, b, page, data);
+
+	if (rc < 0) {
+		g_set_error(err, MIG_ERROR, -rc, "placing page %" G_GSIZE_FORMAT " of '%s': %s", page, b->rb->name, g_strerror(-rc));
+		return FALSE;
+	}
+	__atomic_fetch_or(&s->received[block][page / MIG_BITS_PER_LONG], 1ul << (page % MIG_BITS_PER_LONG), __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&b->requested[page / MIG_BITS_PER_LONG], __ATOMIC_SEQ_CST) & (1ul << (page % MIG_BITS_PER_LONG)))
+		record_latency(pc, b, page);
+	return TRUE;
+}
+
+gboolean mig_pc_dst_placing(MigSession *s)
+{
+	return s->pc && __atomic_load_n(&s->pc->placing, __ATOMIC_ACQUIRE);
+}
+
+static PcBlock *find_block(PcDst *pc, guint64 addr, guint *bi)
+{
+	for (guint i = 0; i < pc->nblocks; i++) {
+		MigRamBlock *rb = pc->blocks[i].rb;
+
+		if (addr >= (guint64)(uintptr_t)rb->host && addr < (guint64)(uintptr_t)rb->host + rb->size) {
+			*bi = i;
+			return &pc->blocks[i];
+		}
+	}
+	return NULL;
+}
+
+/* A fault on a page marked received is a zero page that was never materialised
+ * (QEMU shipped that hang): place it here instead of asking the source. */
+static int handle_fault(PcDst *pc, guint64 addr)
+{
+	MigSession *s = pc->s;
+	guint bi;
+	PcBlock *b = find_block(pc, addr, &bi);
+	gsize page;
+
+	if (!b)
+		return -EFAULT;
+	page = (addr - (guint64)(uintptr_t)b->rb->host) / b->rb->page_size;
+	if (mig_bitmap_test(s->received[bi], page))
+		return place(pc, b, page, NULL);
+	{
+		gint64 zero = 0;
+
+		__atomic_compare_exchange_n(&b->t_fault[page], &zero, now_ns(), FALSE, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+	}
+	if (test_and_set(b->requested, page))
+		return 0;   /* already asked; the placement wakes every waiter */
+	/* A placement may have landed since the check above. Each side publishes its bit
+	 * before reading the other's (seq-cst), so at least one of us sees both and the
+	 * exchange on t_fault makes exactly one of us time it. The request still goes:
+	 * the source counts what it was asked. */
+	if (__atomic_load_n(&s->received[bi][page / MIG_BITS_PER_LONG], __ATOMIC_SEQ_CST) & (1ul << (page % MIG_BITS_PER_LONG)))
+		record_latency(pc, b, page);
+	{
+		guint32 hdr[2] = { GUINT32_TO_BE(bi), 0 };
+		guint64 off = GUINT64_TO_BE((guint64)page * b->rb->page_size);
+		struct iovec iov[2] = { { hdr, sizeof(hdr) }, { &off, sizeof(off) } };
+
+		g_mutex_lock(&pc->stat_lock);
+		pc->requests++;
+		g_mutex_unlock(&pc->stat_lock);
+		return mig_dst_rp_send(s, MIG_F_RP_REQ_PAGE, iov, 2);
+	}
+}
+
+static gpointer fault_main(gpointer opaque)
+{
+	PcDst *pc = opaque;
+
+	for (;;) {
+		struct pollfd p[2] = { { .fd = pc->uffd, .events = POLLIN }, { .fd = pc->quit_fd, .events = POLLIN } };
+		struct uffd_msg msgs[FAULT_BATCH];
+		int n;
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents)
+			break;
+		n = mig_uffd_read_msgs(pc->uffd, msgs, FAULT_BATCH);
+		if (n < 0) {
+			mig_session_report_error(pc->s, "reading userfaultfd: %s", g_strerror(-n));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			int rc;
+
+			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+				continue;
+			rc = handle_fault(pc, msgs[i].arg.pagefault.address);
+			if (rc < 0) {
+				mig_session_report_error(pc->s, "postcopy fault at 0x%" G_GINT64_MODIFIER "x: %s",
+							 (guint64)msgs[i].arg.pagefault.address, g_strerror(-rc));
+				return NULL;
+			}
+		}
+	}
+	return NULL;
+}
+
+gboolean mig_pc_dst_listen(MigSession *s, GError **err)
+{
+	PcDst *pc;
+	MigUffdInfo info;
+	gsize maxps = 0;
+	int fd;
+
+	if (s->pc) {
+		g_set_error(err, MIG_ERROR, EPROTO, "postcopy LISTEN sent twice");
+		return FALSE;
+	}
+	fd = mig_uffd_open(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MISSING_HUGETLBFS, O_NONBLOCK, &info);
+	if (fd < 0) {
+		g_set_error(err, MIG_ERROR, -fd, "postcopy needs userfaultfd with shmem and hugetlbfs missing faults: %s",
+			    g_strerror(-fd));
+		return FALSE;
+	}
+	pc = g_new0(PcDst, 1);
+	pc->s = s;
+	pc->uffd = fd;
+	pc->quit_fd = eventfd(0, EFD_CLOEXEC);
+	g_mutex_init(&pc->stat_lock);
+	for (int i = 0; i < 3; i++)
+		pc->samples[i] = g_array_new(FALSE, FALSE, sizeof(guint32));
+	pc->nblocks = s->ram->len;
+	pc->blocks = g_new0(PcBlock, pc->nblocks);
+	for (guint i = 0; i < pc->nblocks; i++) {
+		PcBlock *b = &pc->blocks[i];
+		int rc;
+
+		b->rb = g_ptr_array_index(s->ram, i);
+		b->npages = mig_ram_block_pages(b->rb);
+		b->requested = mig_bitmap_new(b->npages);
+		b->t_fault = g_new0(gint64, b->npages);
+		maxps = MAX(maxps, b->rb->page_size);
+		rc = mig_uffd_register(fd, b->rb->host, b->rb->size, UFFDIO_REGISTER_MODE_MISSING, NULL);
+		if (rc < 0) {
+			g_set_error(err, MIG_ERROR, -rc, "registering '%s' (%s) with userfaultfd: %s", b->rb->name,
+				    mig_mem_backend_str(b->rb->backend), g_strerror(-rc));
+			s->pc = pc;
+			mig_pc_dst_stop(s);
+			return FALSE;
+		}
+	}
+	pc->zero = g_malloc0(maxps);
+	s->pc = pc;
+	__atomic_store_n(&pc->placing, TRUE, __ATOMIC_RELEASE);
+	pc->fault_thread = g_thread_new("mig/dst/fault", fault_main, pc);
+	return TRUE;
+}
+
+gboolean mig_pc_dst_discard(MigSession *s, guint block, guint64 first, guint64 n, GError **err)
+{
+	MigRamBlock *rb;
+	gsize ps;
+	int rc;
+
+	if (!s->pc || block >= s->ram->len) {
+		g_set_error(err, MIG_ERROR, EPROTO, "discard %s", s->pc ? "of an unknown block" : "before LISTEN");
+		return FALSE;
+	}
+	rb = g_ptr_array_index(s->ram, block);
+	ps = rb->page_size;
+	if (!n || first >= mig_ram_block_pages(rb) || n > mig_ram_block_pages(rb) - first) {
+		g_set_error(err, MIG_ERROR, EPROTO, "discard range outside '%s'", rb->name);
+		return FALSE;
+	}
+	/* shared memory keeps its page cache across MADV_DONTNEED: punch the file instead */
+	if (rb->fd >= 0)
+		rc = fallocate(rb->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(first * ps), (off_t)(n * ps));
+	else
+		rc = madvise(rb->host + first * ps, n * ps, MADV_DONTNEED);
+	if (rc < 0) {
+		g_set_error(err, MIG_ERROR, errno, "discarding pages of '%s': %s", rb->name, g_strerror(errno));
+		return FALSE;
+	}
+	for (guint64 i = first; i < first + n; i++)
+		__atomic_fetch_and(&s->received[block][i / MIG_BITS_PER_LONG], ~(1ul << (i % MIG_BITS_PER_LONG)), __ATOMIC_RELAXED);
+	return TRUE;
+}
+
+/* END comes on the main channel, but an urgent page the source took off its bulk
+ * list may still be on its way on the preempt channel (QEMU's preempt thread once
+ * quit early and lost such pages): wait for every page, bounded. */
+gboolean mig_pc_dst_finish(MigSession *s, GError **err)
+{
+	PcDst *pc = s->pc;
+	gint64 end = g_get_monotonic_time() + 30 * G_TIME_SPAN_SECOND;
+
+	for (guint i = 0; pc && i < pc->nblocks; i++) {
+		gsize have;
+
+		while ((have = mig_bitmap_count(s->received[i], pc->blocks[i].npages)) != pc->blocks[i].npages &&
+		       g_get_monotonic_time() < end && s->status != MIG_STATUS_FAILED)
+			g_usleep(1000);
+		if (have != pc->blocks[i].npages) {
+			g_set_error(err, MIG_ERROR, EPROTO, "postcopy ended with %" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT
+				    " pages of '%s' received", have, pc->blocks[i].npages, pc->blocks[i].rb->name);
+			return FALSE;
+		}
+	}
+	mig_pc_dst_stop(s);
+	return TRUE;
+}
+
+/* Stops the fault thread and unregisters; the statistics stay for query-migrate. */
+void mig_pc_dst_stop(MigSession *s)
+{
+	PcDst *pc = s->pc;
+	guint64 one = 1;
+
+	if (!pc || pc->uffd < 0)
+		return;
+	if (pc->fault_thread) {
+		if (write(pc->quit_fd, &one, sizeof(one)) < 0) {
+			/* an eventfd write cannot fail short of a bug; the join below would hang */
+			g_error("eventfd write: %s", g_strerror(errno));
+		}
+		g_thread_join(pc->fault_thread);
+		pc->fault_thread = NULL;
+	}
+	__atomic_store_n(&pc->placing, FALSE, __ATOMIC_RELEASE);
+	for (guint i = 0; i < pc->nblocks; i++)
+		mig_uffd_unregister(pc->uffd, pc->blocks[i].rb->host, pc->blocks[i].rb->size);
+	close(pc->uffd);
+	close(pc->quit_fd);
+	pc->uffd = pc->quit_fd = -1;
+	for (guint i = 0; i < pc->nblocks; i++) {
+		g_clear_pointer(&pc->blocks[i].requested, g_free);
+		g_clear_pointer(&pc->blocks[i].t_fault, g_free);
+	}
+	g_clear_pointer(&pc->zero, g_free);
+}
+
+void mig_pc_dst_free(MigSession *s)
+{
+	PcDst *pc = s->pc;
+
+	if (!pc)
+		return;
+	mig_pc_dst_stop(s);
+	for (int i = 0; i < 3; i++)
+		g_array_free(pc->samples[i], TRUE);
+	g_free(pc->blocks);
+	g_mutex_clear(&pc->stat_lock);
+	g_free(pc);
+	s->pc = NULL;
+}
+
+static int cmp_u32(gconstpointer a, gconstpointer b)
+{
+	guint32 x = *(const guint32 *)a, y = *(const guint32 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void add_int(JsonBuilder *b, const char *name, gint64 v)
+{
+	json_builder_set_member_name(b, name);
+	json_builder_add_int_value(b, v);
+}
+
+void mig_pc_dst_query(MigSession *s, JsonBuilder *b)
+{
+	static const char *const cls[3] = { "4k", "2m", "1g" };
+	PcDst *pc = s->pc;
+
+	if (!pc)
+		return;
+	g_mutex_lock(&pc->stat_lock);
+	add_int(b, "x-postcopy-requests", (gint64)pc->requests);
+	/* QEMU: per-vCPU blocked time; here the sum of every request's wait, in ms */
+	add_int(b, "postcopy-blocktime", (gint64)(pc->lat_sum_ns / 1000000));
+	add_int(b, "postcopy-latency", pc->placed_requested ? (gint64)(pc->lat_sum_ns / pc->placed_requested) : 0);
+	json_builder_set_member_name(b, "postcopy-latency-dist");
+	json_builder_begin_array(b);
+	for (int i = 0; i < LAT_BUCKETS; i++)
+		json_builder_add_int_value(b, (gint64)pc->dist[i]);
+	json_builder_end_array(b);
+	json_builder_set_member_name(b, "x-postcopy-latency");
+	json_builder_begin_object(b);
+	for (int c = 0; c < 3; c++) {
+		GArray *a = pc->samples[c];
+		g_autofree guint32 *v = NULL;
+
+		if (!a->len)
+			continue;
+		v = g_memdup2(a->data, a->len * sizeof(guint32));
+		qsort(v, a->len, sizeof(guint32), cmp_u32);
+		json_builder_set_member_name(b, cls[c]);
+		json_builder_begin_object(b);
+		add_int(b, "count", a->len);
+		add_int(b, "p50", v[(a->len - 1) * 50 / 100]);
+		add_int(b, "p90", v[(a->len - 1) * 90 / 100]);
+		add_int(b, "p99", v[(a->len - 1) * 99 / 100]);
+		add_int(b, "max", v[a->len - 1]);
+		json_builder_end_object(b);
+	}
+	json_builder_end_object(b);
+	g_mutex_unlock(&pc->stat_lock);
+}

@@ -1,0 +1,348 @@
+/* Source side of postcopy. After the switchover the guest runs on the destination;
+ * every page it faults on is asked for on the return path, and the return-path thread
+ * sends it at once: on the preempt channel when there is one, so it never queues
+ * behind bulk bytes. Meanwhile the migration thread pushes the remaining pages,
+ * continuing right after the last requested page (guests fault near where they
+ * faulted before). The source's vCPUs never run again once the destination has. */
+#include "engine/src_int.h"
+#include "engine/postcopy.h"
+#include "engine/bitmap.h"
+#include "engine/stream.h"
+#include "engine/unit.h"
+#include "channels/frame.h"
+#include "channels/hello.h"
+#include "channels/io.h"
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define DISCARD_RANGES 64u
+
+static gboolean test_and_clear(gulong *map, gsize i)
+{
+	gulong bit = 1ul << (i % MIG_BITS_PER_LONG);
+
+	return (__atomic_fetch_and(&map[i / MIG_BITS_PER_LONG], ~bit, __ATOMIC_ACQ_REL) & bit) != 0;
+}
+
+gboolean mig_pc_src_connect_preempt(Src *src, GError **err)
+{
+	MigSession *s = src->s;
+	MigHello h = { .version = MIG_PROTO_VERSION, .type = MIG_CHAN_PREEMPT, .index = 0 };
+	char msg[600];
+	int fd, rc;
+
+	if (!s->caps[MIG_CAP_POSTCOPY_PREEMPT])
+		return TRUE;
+	/* opened with the other channels, after the main one was accepted: identified by
+	 * its hello, it can never be mistaken for or race the main channel */
+	fd = mig_uri_connect(&src->uri, 10000);
+	if (fd < 0) {
+		g_set_error(err, MIG_ERROR, -fd, "preempt channel: connect: %s", g_strerror(-fd));
+		return FALSE;
+	}
+	memcpy(h.session, s->session_id, sizeof(h.session));
+	mig_io_set_timeout(fd, 10000);
+	rc = mig_hello_connect(fd, &h, msg, sizeof(msg));
+	mig_io_set_timeout(fd, 0);
+	if (rc < 0) {
+		if (MIG_HELLO_REFUSED(rc))
+			g_set_error(err, MIG_ERROR, EPROTO, "destination refused the preempt channel: %s", msg);
+		else
+			g_set_error(err, MIG_ERROR, -rc, "preempt channel: handshake: %s", g_strerror(-rc));
+		close(fd);
+		return FALSE;
+	}
+	src->pre_fd = fd;
+	return TRUE;
+}
+
+/* One urgent page on the preempt channel: the same PAGES/ZEROS frames as the main one. */
+static int send_urgent(Src *src, guint bi, gsize page)
+{
+	MigRamBlock *rb = src->blocks[bi].rb;
+	guint8 *p = rb->host + page * rb->page_size;
+	gboolean zero = mig_mem_is_zero(p, rb->page_size);
+	guint32 hdr[2] = { GUINT32_TO_BE(bi), GUINT32_TO_BE(1) };
+	guint64 off = GUINT64_TO_BE((guint64)page * rb->page_size);
+	struct iovec iov[3] = { { hdr, sizeof(hdr) }, { &off, 8 }, { p, rb->page_size } };
+	int rc = mig_frame_send(src->pre_fd, zero ? MIG_F_ZEROS : MIG_F_PAGES, 0, iov, zero ? 2 : 3);
+
+	if (rc == 0) {
+		guint64 bytes = MIG_FRAME_HDR_LEN + 16 + (zero ? 0 : rb->page_size);
+
+		mig_atomic_add(&src->s->stats.transferred, bytes);
+		mig_atomic_add(&src->s->stats.postcopy_bytes, bytes);
+	}
+	return rc;
+}
+
+static gboolean serve_request(Src *src, const guint8 *p, guint32 len, GError **err)
+{
+	guint32 bi;
+	guint64 off;
+	SrcBlock *b;
+	gsize page;
+	gboolean was_dirty;
+
+	if (len != 16) {
+		g_set_error(err, MIG_ERROR, EPROTO, "page request of %u bytes", len);
+		return FALSE;
+	}
+	memcpy(&bi, p, 4);
+	memcpy(&off, p + 8, 8);
+	bi = GUINT32_FROM_BE(bi);
+	off = GUINT64_FROM_BE(off);
+	if (bi >= src->nblocks || off % src->blocks[bi].rb->page_size || off >= src->blocks[bi].rb->size) {
+		g_set_error(err, MIG_ERROR, EPROTO, "page request for block %u offset 0x%" G_GINT64_MODIFIER "x is invalid", bi, off);
+		return FALSE;
+	}
+	b = &src->blocks[bi];
+	page = off / b->rb->page_size;
+	mig_atomic_add(&src->s->stats.postcopy_requests, 1);
+	__atomic_store_n(&src->hint[bi], page + 1, __ATOMIC_RELEASE);
+	if (src->pre_fd < 0) {
+		gboolean ok;
+
+		/* without preempt the bulk copy, if sent, is already ahead of us on this
+		 * socket; if we take the page, END must not overtake our copy of it */
+		g_mutex_lock(&src->urgent_lock);
+		was_dirty = test_and_clear(b->dirty, page);
+		ok = !was_dirty || mig_src_send_pages(src, bi, &page, 1, err);
+		g_mutex_unlock(&src->urgent_lock);
+		return ok;
+	}
+	test_and_clear(b->dirty, page);
+	{
+		/* even if bulk sent it already: that copy may sit behind megabytes in the
+		 * bulk socket, and the destination drops whichever copy comes second */
+		int rc = send_urgent(src, bi, page);
+
+		if (rc < 0) {
+			g_set_error(err, MIG_ERROR, -rc, "preempt channel: %s", g_strerror(-rc));
+			return FALSE;
+		}
+		return TRUE;
+	}
+}
+
+static void rp_signal(Src *src, gboolean *flag, char *error)
+{
+	g_mutex_lock(&src->rp_lock);
+	if (flag)
+		*flag = TRUE;
+	if (error && !src->rp_error)
+		src->rp_error = error;
+	else
+		g_free(error);
+	g_cond_broadcast(&src->rp_cond);
+	g_mutex_unlock(&src->rp_lock);
+}
+
+static gpointer rp_main(gpointer opaque)
+{
+	Src *src = opaque;
+	guint8 buf[4096];
+
+	for (;;) {
+		g_autoptr(GError) err = NULL;
+		MigFrameHdr h;
+		int rc = mig_frame_recv_hdr(src->fd, &h, sizeof(buf));
+
+		if (rc < 0) {
+			rp_signal(src, NULL, g_strdup_printf("return path: %s", rc == -EPIPE ?
+				  "the destination closed the connection" : g_strerror(-rc)));
+			return NULL;
+		}
+		memset(buf, 0, sizeof(buf));
+		if (h.len && (rc = mig_io_read_full(src->fd, buf, h.len)) < 0) {
+			rp_signal(src, NULL, g_strdup_printf("return path truncated: %s", g_strerror(-rc)));
+			return NULL;
+		}
+		switch (h.type) {
+		case MIG_F_RP_RUNNING:
+			rp_signal(src, &src->dst_running, NULL);
+			break;
+		case MIG_F_RP_DONE:
+			rp_signal(src, &src->dst_done, NULL);
+			return NULL;
+		case MIG_F_RP_ERROR:
+			rp_signal(src, NULL, g_strdup_printf("destination failed: %.*s", (int)h.len, (const char *)buf));
+			return NULL;
+		case MIG_F_RP_REQ_PAGE:
+			if (!serve_request(src, buf, h.len, &err)) {
+				rp_signal(src, NULL, g_strdup(err->message));
+				return NULL;
+			}
+			break;
+		default:
+			rp_signal(src, NULL, g_strdup_printf("unexpected return-path frame type %u", h.type));
+			return NULL;
+		}
+	}
+}
+
+/* Waits until *flag or a return-path error. */
+static gboolean rp_wait(Src *src, gboolean *flag, GError **err)
+{
+	gboolean ok;
+
+	g_mutex_lock(&src->rp_lock);
+	while (!*flag && !src->rp_error)
+		g_cond_wait(&src->rp_cond, &src->rp_lock);
+	ok = *flag;
+	if (!ok)
+		g_set_error(err, MIG_ERROR, EIO, "%s", src->rp_error);
+	g_mutex_unlock(&src->rp_lock);
+	return ok;
+}
+
+static gboolean rp_failed(Src *src, GError **err)
+{
+	gboolean failed;
+
+	g_mutex_lock(&src->rp_lock);
+	failed = src->rp_error != NULL;
+	if (failed)
+		g_set_error(err, MIG_ERROR, EIO, "%s", src->rp_error);
+	g_mutex_unlock(&src->rp_lock);
+	return failed;
+}
+
+/* Everything still dirty after the final sync was sent but changed since, or never
+ * sent: the destination drops it and will fault on it. */
+static gboolean send_discards(Src *src, GError **err)
+{
+	for (guint bi = 0; bi < src->nblocks; bi++) {
+		SrcBlock *b = &src->blocks[bi];
+		guint64 ranges[2 * DISCARD_RANGES];
+		guint n = 0;
+		gsize i = 0;
+
+		for (;;) {
+			gsize start = mig_bitmap_next(b->dirty, b->npages, i), end = start;
+
+			while (end < b->npages && mig_bitmap_test(b->dirty, end))
+				end++;
+			if (start < b->npages) {
+				ranges[2 * n] = GUINT64_TO_BE(start);
+				ranges[2 * n + 1] = GUINT64_TO_BE(end - start);
+				n++;
+			}
+			if (n && (n == DISCARD_RANGES || start >= b->npages)) {
+				guint32 hdr[2] = { GUINT32_TO_BE(bi), GUINT32_TO_BE(n) };
+				struct iovec iov[2] = { { hdr, sizeof(hdr) }, { ranges, n * 16u } };
+
+				if (!mig_src_send_frame(src, MIG_F_PC_DISCARD, iov, 2, err))
+					return FALSE;
+				n = 0;
+			}
+			if (start >= b->npages)
+				break;
+			i = end;
+		}
+	}
+	return TRUE;
+}
+
+/* The background push: every page still dirty, once, from the hint on. */
+static gboolean push_block(Src *src, guint bi, GError **err)
+{
+	SrcBlock *b = &src->blocks[bi];
+	gsize ps = b->rb->page_size;
+	guint max = (guint)MAX(1, MIN(MAX_BATCH_PAGES, MIG_BATCH_BYTES / ps));
+	gsize pages[MAX_BATCH_PAGES];
+
+	for (;;) {
+		gsize from = __atomic_exchange_n(&src->hint[bi], (gsize)-1, __ATOMIC_ACQ_REL);
+		gsize i = from == (gsize)-1 ? 0 : from;
+		guint n = 0;
+
+		if (from == (gsize)-1)
+			i = mig_bitmap_next(b->dirty, b->npages, 0);
+		/* wrap once: the hint may point past the last dirty page */
+		i = mig_bitmap_next(b->dirty, b->npages, i);
+		if (i >= b->npages)
+			i = mig_bitmap_next(b->dirty, b->npages, 0);
+		if (i >= b->npages)
+			return TRUE;
+		while (n < max && i < b->npages) {
+			if (test_and_clear(b->dirty, i))
+				pages[n++] = i;
+			i = mig_bitmap_next(b->dirty, b->npages, i + 1);
+		}
+		/* carry on from here unless a request moves us */
+		{
+			gsize expect = (gsize)-1;
+
+			__atomic_compare_exchange_n(&src->hint[bi], &expect, i, FALSE, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+		}
+		if (!n)
+			continue;
+		if (mig_src_cancelled(src) || rp_failed(src, err)) {
+			if (err && !*err)
+				g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
+			return FALSE;
+		}
+		if (src->mf ? !mig_mf_src_queue(src->mf, bi, b->rb, pages, n, err)
+			    : !mig_src_send_pages(src, bi, pages, n, err))
+			return FALSE;
+		mig_atomic_add(&src->s->stats.postcopy_bytes, (guint64)n * ps);
+	}
+}
+
+static gboolean switchover(Src *src, GError **err)
+{
+	guint64 dirty;
+
+	if (!mig_src_stop_vm(src, err) || !mig_src_sync_dirty(src, &dirty, err))
+		return FALSE;
+	src->hint = g_new0(gsize, src->nblocks);
+	for (guint i = 0; i < src->nblocks; i++)
+		src->hint[i] = (gsize)-1;
+	return mig_src_send_frame(src, MIG_F_PC_LISTEN, NULL, 0, err) && send_discards(src, err) &&
+	       mig_src_send_state(src, err) && mig_src_send_frame(src, MIG_F_PC_RUN, NULL, 0, err);
+}
+
+gboolean mig_pc_src_run(Src *src, GError **err)
+{
+	MigSession *s = src->s;
+	gboolean ok;
+
+	ok = switchover(src, err);
+	if (ok) {
+		src->rp_thread = g_thread_new("mig/src/return", rp_main, src);
+		ok = rp_wait(src, &src->dst_running, err);
+	}
+	if (ok) {
+		g_mutex_lock(&s->lock);
+		src->postcopy = TRUE;
+		s->stats.downtime_us = g_get_monotonic_time() - s->stats.t_stop;
+		src->in_downtime = FALSE;
+		mig_set_runstate_locked(s, MIG_RUN_POSTMIGRATE);
+		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_ACTIVE);
+		g_mutex_unlock(&s->lock);
+		for (guint bi = 0; ok && bi < src->nblocks; bi++)
+			ok = push_block(src, bi, err);
+		/* every page is taken; wait out a request that took one and is sending it */
+		g_mutex_lock(&src->urgent_lock);
+		g_mutex_unlock(&src->urgent_lock);
+		ok = ok && mig_src_pass_end(src, err) && mig_src_send_frame(src, MIG_F_PC_END, NULL, 0, err) &&
+		     rp_wait(src, &src->dst_done, err);
+	}
+	if (src->rp_thread) {
+		if (!ok)   /* unblock the return-path thread's read */
+			shutdown(src->fd, SHUT_RDWR);
+		g_thread_join(src->rp_thread);
+		src->rp_thread = NULL;
+	}
+	if (src->pre_fd >= 0) {
+		close(src->pre_fd);
+		src->pre_fd = -1;
+	}
+	g_free(src->rp_error);
+	src->rp_error = NULL;
+	g_clear_pointer(&src->hint, g_free);
+	return ok;
+}

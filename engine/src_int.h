@@ -1,0 +1,59 @@
+/* The source's migration state, shared by precopy (migrate_src.c) and postcopy
+ * (postcopy_src.c); engine-internal. */
+#pragma once
+#include "engine/session_int.h"
+#include "engine/multifd.h"
+#include "channels/uri.h"
+#include <sys/uio.h>
+
+#define MAX_BATCH_PAGES 128u
+
+typedef struct SrcBlock {
+	MigRamBlock *rb;
+	gsize npages;
+	gulong *dirty;
+	MigDirtyTracker *tracker;
+} SrcBlock;
+
+typedef struct Src {
+	MigSession *s;
+	int fd;
+	SrcBlock *blocks;
+	guint nblocks;
+	gboolean stopped;       /* vCPUs stopped by us */
+	gboolean in_downtime;
+	guint64 drop_left;      /* x-debug-drop-pages still to lose */
+	guint64 pass;           /* passes begun; numbers PASS frames and multifd syncs */
+	guint zero_mode;        /* zero-page-detection: 0 none, 1 legacy, 2 multifd */
+	MfSrc *mf;              /* multifd senders, NULL when multifd is off */
+	MigUri uri;
+	GMutex wlock;           /* main channel writes: the return-path thread sends too */
+	int pre_fd;             /* postcopy-preempt channel, -1 without */
+	gboolean postcopy;      /* switched to postcopy */
+	gboolean dst_running;   /* RP_RUNNING seen */
+	gboolean dst_done;      /* RP_DONE seen */
+	char *rp_error;         /* what the return path reported, if it failed */
+	GThread *rp_thread;
+	GMutex rp_lock;
+	GMutex urgent_lock;      /* a request's take-and-send, against END overtaking it */
+	GCond rp_cond;
+	gsize *hint;            /* per block: where the background push continues (locality) */
+	/* rate limiting over 100 ms windows */
+	gint64 win_start;
+	guint64 win_bytes;
+} Src;
+
+gboolean mig_src_cancelled(Src *src);
+gboolean mig_src_send_frame(Src *src, guint16 type, const struct iovec *iov, int n, GError **err);
+/* Sends these pages of a block on the main channel: zero pages as offsets, the rest
+ * as data straight from guest memory. */
+gboolean mig_src_send_pages(Src *src, guint bi, const gsize *pages, guint n, GError **err);
+gboolean mig_src_sync_dirty(Src *src, guint64 *bytes, GError **err);
+gboolean mig_src_pass_end(Src *src, GError **err);
+/* Stops the vCPUs for the switchover (status device, run state finish-migrate). */
+gboolean mig_src_stop_vm(Src *src, GError **err);
+gboolean mig_src_send_state(Src *src, GError **err);
+
+/* postcopy_src.c: from the end of a precopy pass to completion. */
+gboolean mig_pc_src_run(Src *src, GError **err);
+gboolean mig_pc_src_connect_preempt(Src *src, GError **err);

@@ -1,0 +1,19 @@
+/* Atomic page placement into userfaultfd-registered memory, and fault reading.
+ * Placement never overwrites: a page already present gives -EEXIST, which is how two
+ * copies of one page (bulk and urgent) can race without the later one clobbering
+ * whatever the guest wrote after the first. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include "uffd/compat.h"
+
+/* UFFDIO_COPY of len bytes (one whole host page) and wake the waiters.
+ * 0, -EEXIST if the page was already there, or -errno. */
+int mig_uffd_copy(int uffd, void *dst, const void *src, size_t len);
+/* UFFDIO_ZEROPAGE (anon, shmem). 0, -EEXIST or -errno. */
+int mig_uffd_zeropage(int uffd, void *dst, size_t len);
+/* Wakes threads waiting on [addr, addr+len) (e.g. after -EEXIST). */
+int mig_uffd_wake(int uffd, void *addr, size_t len);
+
+/* Reads up to n pending messages without blocking: count, 0 if none, or -errno. */
+int mig_uffd_read_msgs(int uffd, struct uffd_msg *msgs, int n);
