@@ -1,0 +1,238 @@
+/* A tiny synchronous QMP client; see qmpc.h. Server messages are one JSON object per
+ * line (docs/qmp.md section 1), so reading is line based. */
+#include "tools/bench/qmpc.h"
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define READ_CHUNK 65536
+#define MAX_PENDING (8u << 20)     /* more unparsed output than this is not QMP */
+#define MAX_MESSAGES 100000        /* per command: bounds the read loop in count */
+
+G_DEFINE_QUARK(qmpc-error, qmpc_error)
+
+struct QmpClient {
+	int fd;
+	GString *in;      /* bytes read but not yet consumed as lines */
+	guint next_id;
+};
+
+static gint64 deadline_after(int timeout_ms)
+{
+	return g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+}
+
+/* Waits for events on the fd until the deadline; EINTR just polls again. */
+static gboolean wait_fd(int fd, short events, gint64 deadline, GError **err)
+{
+	for (int i = 0; i < 1000; i++) {
+		gint64 left = deadline - g_get_monotonic_time();
+		struct pollfd pfd = { .fd = fd, .events = events };
+		int r;
+
+		if (left <= 0)
+			break;
+		r = poll(&pfd, 1, (int)MIN(left / 1000 + 1, G_MAXINT));
+		if (r > 0)
+			return TRUE;
+		if (r < 0 && errno != EINTR) {
+			g_set_error(err, QMPC_ERROR, QMPC_ERROR_IO, "poll: %s", g_strerror(errno));
+			return FALSE;
+		}
+	}
+	g_set_error(err, QMPC_ERROR, QMPC_ERROR_TIMEOUT, "QMP: no answer in time");
+	return FALSE;
+}
+
+static gboolean write_all(QmpClient *c, const char *buf, gsize len, gint64 deadline, GError **err)
+{
+	gsize done = 0;
+
+	/* each pass writes at least one byte or waits; the deadline bounds the waits */
+	for (gsize pass = 0; done < len && pass <= len; pass++) {
+		ssize_t n = send(c->fd, buf + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n > 0) {
+			done += (gsize)n;
+		} else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+			if (!wait_fd(c->fd, POLLOUT, deadline, err))
+				return FALSE;
+		} else {
+			g_set_error(err, QMPC_ERROR, QMPC_ERROR_IO, "QMP write: %s", g_strerror(errno));
+			return FALSE;
+		}
+	}
+	if (done < len) {
+		g_set_error(err, QMPC_ERROR, QMPC_ERROR_IO, "QMP write did not progress");
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* The next line the server sent (without its CR LF), waiting until the deadline. */
+static char *read_line(QmpClient *c, gint64 deadline, GError **err)
+{
+	char buf[READ_CHUNK];
+
+	for (guint i = 0; i < MAX_PENDING / 1024; i++) {
+		char *nl = memchr(c->in->str, '\n', c->in->len);
+		ssize_t n;
+
+		if (nl) {
+			gsize len = (gsize)(nl - c->in->str);
+			char *line = g_strndup(c->in->str, len);
+
+			g_string_erase(c->in, 0, (gssize)len + 1);
+			return line;
+		}
+		if (c->in->len > MAX_PENDING) {
+			g_set_error(err, QMPC_ERROR, QMPC_ERROR_PROTOCOL, "QMP: over %u bytes without a line end", MAX_PENDING);
+			return NULL;
+		}
+		if (!wait_fd(c->fd, POLLIN, deadline, err))
+			return NULL;
+		n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n == 0) {
+			g_set_error(err, QMPC_ERROR, QMPC_ERROR_IO, "QMP: the server closed the connection");
+			return NULL;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			g_set_error(err, QMPC_ERROR, QMPC_ERROR_IO, "QMP read: %s", g_strerror(errno));
+			return NULL;
+		}
+		if (n > 0)
+			g_string_append_len(c->in, buf, n);
+	}
+	g_set_error(err, QMPC_ERROR, QMPC_ERROR_PROTOCOL, "QMP: read loop bound reached");
+	return NULL;
+}
+
+/* The next message as a JSON object (a blank line is skipped). */
+static JsonObject *read_message(QmpClient *c, gint64 deadline, GError **err)
+{
+	for (int i = 0; i < MAX_MESSAGES; i++) {
+		g_autofree char *line = read_line(c, deadline, err);
+		g_autoptr(JsonParser) parser = NULL;
+		JsonNode *root;
+
+		if (!line)
+			return NULL;
+		g_strstrip(line);
+		if (!*line)
+			continue;
+		parser = json_parser_new();
+		if (!json_parser_load_from_data(parser, line, -1, NULL) ||
+		    !(root = json_parser_get_root(parser)) || !JSON_NODE_HOLDS_OBJECT(root)) {
+			g_set_error(err, QMPC_ERROR, QMPC_ERROR_PROTOCOL, "QMP: not a JSON object: %.200s", line);
+			return NULL;
+		}
+		return json_object_ref(json_node_get_object(root));
+	}
+	g_set_error(err, QMPC_ERROR, QMPC_ERROR_PROTOCOL, "QMP: only blank lines");
+	return NULL;
+}
+
+static int connect_unix(const char *path, GError **err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (g_str_has_prefix(path, "unix:"))
+		path += 5;
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		g_set_error(err, QMPC_ERROR, QMPC_ERROR_IO, "QMP socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		g_set_error(err, QMPC_ERROR, QMPC_ERROR_IO, "socket: %s", g_strerror(errno));
+		return -1;
+	}
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = errno;
+
+		close(fd);
+		g_set_error(err, QMPC_ERROR, e == ENOENT || e == ECONNREFUSED ? QMPC_ERROR_NOT_READY : QMPC_ERROR_IO,
+			    "connect %s: %s", path, g_strerror(e));
+		return -1;
+	}
+	return fd;
+}
+
+QmpClient *qmpc_connect(const char *path, int timeout_ms, GError **err)
+{
+	g_autoptr(QmpClient) c = g_new0(QmpClient, 1);
+	g_autoptr(JsonObject) greeting = NULL;
+	g_autoptr(JsonNode) ret = NULL;
+
+	c->in = g_string_new(NULL);
+	c->fd = connect_unix(path, err);
+	if (c->fd < 0)
+		return NULL;
+	greeting = read_message(c, deadline_after(timeout_ms), err);
+	if (!greeting)
+		return NULL;
+	if (!json_object_has_member(greeting, "QMP")) {
+		g_set_error(err, QMPC_ERROR, QMPC_ERROR_PROTOCOL, "%s: no QMP greeting", path);
+		return NULL;
+	}
+	ret = qmpc_execute(c, "qmp_capabilities", NULL, 10000, err);
+	if (!ret)
+		return NULL;
+	return g_steal_pointer(&c);
+}
+
+/* Turns a reply into its "return" value, or into err. */
+static JsonNode *reply_value(JsonObject *reply, GError **err)
+{
+	JsonObject *e;
+
+	if (json_object_has_member(reply, "return"))
+		return json_node_copy(json_object_get_member(reply, "return"));
+	e = json_object_get_object_member(reply, "error");
+	g_set_error(err, QMPC_ERROR, QMPC_ERROR_COMMAND, "%s",
+		    e && json_object_has_member(e, "desc") ? json_object_get_string_member(e, "desc") : "error without desc");
+	return NULL;
+}
+
+JsonNode *qmpc_execute(QmpClient *c, const char *command, const char *args_json,
+		       int timeout_ms, GError **err)
+{
+	gint64 deadline = deadline_after(timeout_ms);
+	guint id = ++c->next_id;
+	g_autofree char *msg = NULL;
+
+	msg = g_strdup_printf("{\"execute\":\"%s\"%s%s,\"id\":%u}\r\n", command,
+			      args_json ? ",\"arguments\":" : "", args_json ? args_json : "", id);
+	if (!write_all(c, msg, strlen(msg), deadline, err))
+		return NULL;
+	for (int i = 0; i < MAX_MESSAGES; i++) {
+		g_autoptr(JsonObject) m = read_message(c, deadline, err);
+		JsonNode *idn;
+
+		if (!m)
+			return NULL;
+		idn = json_object_get_member(m, "id");
+		if (json_object_has_member(m, "event") || !idn || !JSON_NODE_HOLDS_VALUE(idn) ||
+		    json_node_get_value_type(idn) != G_TYPE_INT64 || json_node_get_int(idn) != id)
+			continue;   /* events, and replies to nothing we are waiting for */
+		return reply_value(m, err);
+	}
+	g_set_error(err, QMPC_ERROR, QMPC_ERROR_PROTOCOL, "QMP: no reply to %s among %d messages", command, MAX_MESSAGES);
+	return NULL;
+}
+
+void qmpc_free(QmpClient *c)
+{
+	if (!c)
+		return;
+	if (c->fd >= 0)
+		close(c->fd);
+	if (c->in)
+		g_string_free(c->in, TRUE);
+	g_free(c);
+}

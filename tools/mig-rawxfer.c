@@ -1,0 +1,416 @@
+/* mig-rawxfer: the raw-TCP baseline of migbench. It answers "what does this machine's
+ * loopback TCP stack do with N connections and no migration engine", moving bytes in the
+ * same shape as a mig multifd channel (writev of 128 x 4 KiB from a pre-touched buffer),
+ * so that migbench can put each mig figure next to the ceiling measured in the same run.
+ *
+ *   mig-rawxfer recv --listen tcp:HOST:PORT --conns N [--timeout S]
+ *       prints the bound port on its first stdout line, receives until all N connections
+ *       have closed, then prints {"bytes":B,"seconds":S,"gbps":G,"conns":N}, timed from the
+ *       first byte received to the last. gbps is in GB/s (1e9 bytes per second), the unit
+ *       of migbench's tables.
+ *   mig-rawxfer send --connect tcp:HOST:PORT --conns N --bytes SIZE [--timeout S]
+ *       sends SIZE bytes split evenly over N connections, one thread per connection, and
+ *       prints the same JSON line as measured by the sender.
+ *
+ * Exit status: 0 all bytes moved, 1 a connection failed or timed out, 2 usage. */
+#include "tools/bench/stats.h"
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define PAGE_BYTES 4096u
+#define BATCH_IOVS 128u                          /* pages per writev: one multifd packet */
+#define BATCH_BYTES (BATCH_IOVS * PAGE_BYTES)    /* 512 KiB */
+#define RECV_BUF_BYTES (512u << 10)
+#define MAX_CONNS 256
+#define DEFAULT_TIMEOUT_S 300
+
+typedef struct Target {
+	char *host;
+	char *port;
+} Target;
+
+static void target_clear(Target *t)
+{
+	g_free(t->host);
+	g_free(t->port);
+}
+
+/* "tcp:HOST:PORT", HOST possibly in brackets (IPv6). */
+static gboolean parse_tcp_uri(const char *uri, Target *t)
+{
+	const char *rest, *colon;
+
+	if (!uri || !g_str_has_prefix(uri, "tcp:"))
+		return FALSE;
+	rest = uri + 4;
+	colon = strrchr(rest, ':');
+	if (!colon || colon == rest || !colon[1])
+		return FALSE;
+	if (rest[0] == '[' && colon[-1] == ']')
+		t->host = g_strndup(rest + 1, (gsize)(colon - rest - 2));
+	else
+		t->host = g_strndup(rest, (gsize)(colon - rest));
+	t->port = g_strdup(colon + 1);
+	return TRUE;
+}
+
+/* Bounds every blocking send/recv (and, on Linux, connect) of the socket. */
+static void set_io_timeout(int fd, int seconds)
+{
+	struct timeval tv = { .tv_sec = seconds };
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+static void print_result(guint64 bytes, gint64 first_us, gint64 last_us, guint conns)
+{
+	double seconds = last_us > first_us ? (double)(last_us - first_us) / 1e6 : 0.0;
+
+	printf("{\"bytes\":%" G_GUINT64_FORMAT ",\"seconds\":%.6f,\"gbps\":%.4f,\"conns\":%u}\n", bytes,
+	       seconds, seconds > 0 ? (double)bytes / seconds / 1e9 : 0.0, conns);
+	fflush(stdout);
+}
+
+/* ---- receiver ---------------------------------------------------------------------- */
+
+typedef struct RecvConn {
+	int fd;
+	gint64 deadline_us;
+	guint64 bytes;
+	gint64 first_us, last_us;   /* when the first and the last bytes arrived */
+	char *error;
+	GThread *thread;
+} RecvConn;
+
+static gpointer recv_conn_thread(gpointer opaque)
+{
+	RecvConn *rc = opaque;
+	g_autofree char *buf = g_malloc(RECV_BUF_BYTES);
+
+	/* fault the buffer in before the first byte starts the clock; it is then reused */
+	memset(buf, 0, RECV_BUF_BYTES);
+	for (;;) {
+		/* Whole 512 KiB reads, as mig's destination reads whole packets: returning on
+		 * every partial segment costs ~8% on loopback here, which would make the
+		 * baseline a ceiling mig can beat. The first read returns at once so that the
+		 * first byte's arrival is what starts the clock. */
+		ssize_t n = recv(rc->fd, buf, RECV_BUF_BYTES, rc->bytes ? MSG_WAITALL : 0);
+		gint64 now = g_get_monotonic_time();
+
+		if (n > 0) {
+			if (!rc->bytes)
+				rc->first_us = now;
+			rc->bytes += (guint64)n;
+			rc->last_us = now;
+		} else if (n == 0) {
+			break;
+		} else if (errno != EINTR) {
+			rc->error = g_strdup_printf("read: %s", errno == EAGAIN ? "timed out" : g_strerror(errno));
+			break;
+		}
+		if (now > rc->deadline_us) {
+			rc->error = g_strdup("timed out");
+			break;
+		}
+	}
+	close(rc->fd);
+	return NULL;
+}
+
+static int listen_tcp(const Target *t, int backlog, guint *port)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+	struct addrinfo *res = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fd = -1, one = 1, rc;
+
+	rc = getaddrinfo(t->host, t->port, &hints, &res);
+	if (rc) {
+		g_printerr("mig-rawxfer: %s:%s: %s\n", t->host, t->port, gai_strerror(rc));
+		return -1;
+	}
+	for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, backlog) < 0) {
+			close(fd);
+			fd = -1;
+		}
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		g_printerr("mig-rawxfer: cannot listen on %s:%s: %s\n", t->host, t->port, g_strerror(errno));
+		return -1;
+	}
+	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	*port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+					       : ((struct sockaddr_in *)&ss)->sin_port);
+	return fd;
+}
+
+/* Accepts one connection, waiting until the deadline. */
+static int accept_before(int lfd, gint64 deadline_us)
+{
+	for (int i = 0; i < 1000; i++) {
+		gint64 left_ms = (deadline_us - g_get_monotonic_time()) / 1000;
+		struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+
+		if (left_ms <= 0)
+			break;
+		if (poll(&pfd, 1, (int)MIN(left_ms, G_MAXINT)) > 0)
+			return accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	}
+	errno = ETIMEDOUT;
+	return -1;
+}
+
+static int run_recv(const Target *t, guint conns, int timeout_s)
+{
+	gint64 deadline = g_get_monotonic_time() + (gint64)timeout_s * G_USEC_PER_SEC;
+	g_autofree RecvConn *rc = g_new0(RecvConn, conns);
+	guint port = 0, accepted = 0, failed = 0;
+	guint64 bytes = 0;
+	gint64 first = G_MAXINT64, last = 0;
+	int lfd = listen_tcp(t, (int)conns, &port);
+
+	if (lfd < 0)
+		return 1;
+	printf("%u\n", port);
+	fflush(stdout);
+	for (; accepted < conns; accepted++) {
+		g_autofree char *name = g_strdup_printf("rawxfer/r%u", accepted);
+		RecvConn *c = &rc[accepted];
+
+		c->fd = accept_before(lfd, deadline);
+		if (c->fd < 0) {
+			g_printerr("mig-rawxfer: accept %u of %u: %s\n", accepted + 1, conns, g_strerror(errno));
+			break;
+		}
+		set_io_timeout(c->fd, timeout_s);
+		c->deadline_us = deadline;
+		c->thread = g_thread_new(name, recv_conn_thread, c);
+	}
+	close(lfd);
+	for (guint i = 0; i < accepted; i++) {
+		g_thread_join(rc[i].thread);
+		if (rc[i].error) {
+			g_printerr("mig-rawxfer: connection %u: %s\n", i, rc[i].error);
+			g_free(rc[i].error);
+			failed++;
+		}
+		bytes += rc[i].bytes;
+		if (rc[i].bytes) {
+			first = MIN(first, rc[i].first_us);
+			last = MAX(last, rc[i].last_us);
+		}
+	}
+	print_result(bytes, bytes ? first : 0, last, conns);
+	return failed || accepted < conns ? 1 : 0;
+}
+
+/* ---- sender ------------------------------------------------------------------------ */
+
+typedef struct SendConn {
+	const Target *target;
+	guint index;
+	int timeout_s;
+	gint64 deadline_us;
+	guint64 bytes;              /* this connection's share */
+	gint64 start_us, end_us;    /* connected, and last byte handed to the kernel */
+	char *error;
+	GThread *thread;
+} SendConn;
+
+static int connect_tcp(const Target *t, int timeout_s, char **error)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	struct addrinfo *res = NULL;
+	int fd = -1, off = 0, rc, e = 0;
+
+	rc = getaddrinfo(t->host, t->port, &hints, &res);
+	if (rc) {
+		*error = g_strdup_printf("%s:%s: %s", t->host, t->port, gai_strerror(rc));
+		return -1;
+	}
+	for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd < 0) {
+			e = errno;
+			continue;
+		}
+		set_io_timeout(fd, timeout_s);
+		/* Nagle stays on, as on a mig channel: full batches make it moot anyway */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &off, sizeof(off));
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+			e = errno;
+			close(fd);
+			fd = -1;
+		}
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		*error = g_strdup_printf("connect %s:%s: %s", t->host, t->port, g_strerror(e));
+	return fd;
+}
+
+/* Points up to BATCH_IOVS iovecs at consecutive pages of buf, covering len bytes. */
+static guint fill_batch(struct iovec *iov, char *buf, gsize len)
+{
+	guint n = 0;
+
+	for (gsize off = 0; off < len; off += PAGE_BYTES, n++) {
+		iov[n].iov_base = buf + off;
+		iov[n].iov_len = MIN(PAGE_BYTES, len - off);
+	}
+	return n;
+}
+
+/* writev until the whole batch is out, stepping over what a short write took. */
+static gboolean writev_all(int fd, struct iovec *iov, guint cnt, gint64 deadline_us, char **error)
+{
+	while (cnt) {
+		ssize_t n = writev(fd, iov, (int)cnt);
+
+		if (n < 0) {
+			if (errno == EINTR && g_get_monotonic_time() < deadline_us)
+				continue;
+			*error = g_strdup_printf("writev: %s", errno == EAGAIN ? "timed out" : g_strerror(errno));
+			return FALSE;
+		}
+		for (; cnt && (size_t)n >= iov->iov_len; cnt--, iov++)
+			n -= (ssize_t)iov->iov_len;
+		if (cnt) {
+			iov->iov_base = (char *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return TRUE;
+}
+
+static gpointer send_conn_thread(gpointer opaque)
+{
+	SendConn *sc = opaque;
+	g_autofree char *buf = g_malloc(BATCH_BYTES);
+	struct iovec iov[BATCH_IOVS];
+	guint64 left = sc->bytes;
+	int fd;
+
+	/* pre-touched and not zero, like guest pages that have to be sent */
+	memset(buf, 0x5a + (int)sc->index, BATCH_BYTES);
+	fd = connect_tcp(sc->target, sc->timeout_s, &sc->error);
+	if (fd < 0)
+		return NULL;
+	sc->start_us = g_get_monotonic_time();
+	while (left) {
+		gsize len = (gsize)MIN(left, BATCH_BYTES);
+
+		if (g_get_monotonic_time() > sc->deadline_us) {
+			sc->error = g_strdup("timed out");
+			break;
+		}
+		if (!writev_all(fd, iov, fill_batch(iov, buf, len), sc->deadline_us, &sc->error))
+			break;
+		left -= len;
+	}
+	sc->end_us = g_get_monotonic_time();
+	close(fd);
+	return NULL;
+}
+
+static int run_send(const Target *t, guint conns, guint64 total, int timeout_s)
+{
+	g_autofree SendConn *sc = g_new0(SendConn, conns);
+	gint64 deadline = g_get_monotonic_time() + (gint64)timeout_s * G_USEC_PER_SEC;
+	gint64 first = G_MAXINT64, last = 0;
+	guint failed = 0;
+
+	for (guint i = 0; i < conns; i++) {
+		g_autofree char *name = g_strdup_printf("rawxfer/s%u", i);
+
+		sc[i].target = t;
+		sc[i].index = i;
+		sc[i].timeout_s = timeout_s;
+		sc[i].deadline_us = deadline;
+		/* even split; the first total % conns connections carry one byte more */
+		sc[i].bytes = total / conns + (i < total % conns);
+		sc[i].thread = g_thread_new(name, send_conn_thread, &sc[i]);
+	}
+	for (guint i = 0; i < conns; i++) {
+		g_thread_join(sc[i].thread);
+		if (sc[i].error) {
+			g_printerr("mig-rawxfer: connection %u: %s\n", i, sc[i].error);
+			g_free(sc[i].error);
+			failed++;
+			continue;
+		}
+		first = MIN(first, sc[i].start_us);
+		last = MAX(last, sc[i].end_us);
+	}
+	if (!failed)
+		print_result(total, first, last, conns);
+	return failed ? 1 : 0;
+}
+
+/* ---- command line ------------------------------------------------------------------ */
+
+static int usage(const char *why)
+{
+	if (why)
+		g_printerr("mig-rawxfer: %s\n", why);
+	g_printerr("usage: mig-rawxfer recv --listen tcp:HOST:PORT --conns N [--timeout S]\n"
+		   "       mig-rawxfer send --connect tcp:HOST:PORT --conns N --bytes SIZE [--timeout S]\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	g_autofree char *listen = NULL, *connect_to = NULL, *bytes = NULL;
+	gint conns = 1, timeout_s = DEFAULT_TIMEOUT_S;
+	GOptionEntry entries[] = {
+		{ "listen", 0, 0, G_OPTION_ARG_STRING, &listen, "recv: where to listen", "tcp:HOST:PORT" },
+		{ "connect", 0, 0, G_OPTION_ARG_STRING, &connect_to, "send: where to connect", "tcp:HOST:PORT" },
+		{ "conns", 0, 0, G_OPTION_ARG_INT, &conns, "Number of connections (default 1)", "N" },
+		{ "bytes", 0, 0, G_OPTION_ARG_STRING, &bytes, "send: total bytes, suffix K/M/G allowed", "SIZE" },
+		{ "timeout", 0, 0, G_OPTION_ARG_INT, &timeout_s, "Give up after S seconds (default 300)", "S" },
+		{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	};
+	g_autoptr(GOptionContext) ctx = g_option_context_new("recv|send - raw loopback TCP baseline");
+	g_autoptr(GError) err = NULL;
+	Target t = { 0 };
+	guint64 total = 0;
+	gboolean is_recv;
+	int rc;
+
+	g_option_context_add_main_entries(ctx, entries, NULL);
+	if (!g_option_context_parse(ctx, &argc, &argv, &err))
+		return usage(err->message);
+	if (argc != 2 || (strcmp(argv[1], "recv") && strcmp(argv[1], "send")))
+		return usage("expected exactly one of recv, send");
+	is_recv = !strcmp(argv[1], "recv");
+	if (conns < 1 || conns > MAX_CONNS || timeout_s < 1)
+		return usage("--conns must be 1..256 and --timeout positive");
+	if (!parse_tcp_uri(is_recv ? listen : connect_to, &t))
+		return usage(is_recv ? "recv needs --listen tcp:HOST:PORT" : "send needs --connect tcp:HOST:PORT");
+	if (!is_recv && !bench_parse_size(bytes, &total)) {
+		target_clear(&t);
+		return usage("send needs --bytes SIZE (a positive size)");
+	}
+	/* a receiver that went away must show up as an error, not kill us */
+	signal(SIGPIPE, SIG_IGN);
+	rc = is_recv ? run_recv(&t, (guint)conns, timeout_s) : run_send(&t, (guint)conns, total, timeout_s);
+	target_clear(&t);
+	return rc;
+}
