@@ -475,6 +475,7 @@ static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 		bw = (mig_atomic_get(&st->transferred) - sent0) * G_USEC_PER_SEC / secs_us;
 		bw = MAX(bw, 1u);
 		mig_atomic_set(&st->bandwidth, bw);
+		src->bw_capped = s->params.max_bandwidth && bw >= s->params.max_bandwidth / 10 * 9;
 		mig_atomic_set(&st->dirty_pages_rate,
 			       dirty / MAX(src->blocks[0].rb->page_size, 1u) * G_USEC_PER_SEC / secs_us);
 		expected = dirty * 1000 / bw;

@@ -5,6 +5,7 @@
 #pragma once
 #include "engine/session_int.h"
 #include "channels/uri.h"
+#include <sys/socket.h>
 
 /* multifd channel frames (docs/protocol.md) */
 enum {
@@ -26,6 +27,9 @@ MfSrc *mig_mf_src_start(MigSession *s, const MigUri *uri, guint n, gboolean dete
 gboolean mig_mf_src_queue(MfSrc *m, guint block, MigRamBlock *rb, const gsize *pages, guint n, GError **err);
 /* Waits until every batch is on the wire, then sends SYNC(pass) on every channel. */
 gboolean mig_mf_src_sync(MfSrc *m, guint64 pass, GError **err);
+/* Applies a socket option to every channel (postcopy pacing). */
+guint mig_mf_src_channels(MfSrc *m);
+void mig_mf_src_setsockopt(MfSrc *m, int level, int opt, const void *val, socklen_t len);
 /* Unblocks everything (cancel); safe from any thread. */
 void mig_mf_src_abort(MfSrc *m);
 void mig_mf_src_free(MfSrc *m);

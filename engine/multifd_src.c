@@ -273,6 +273,20 @@ gboolean mig_mf_src_sync(MfSrc *m, guint64 pass, GError **err)
 	return ok;
 }
 
+void mig_mf_src_setsockopt(MfSrc *m, int level, int opt, const void *val, socklen_t len)
+{
+	g_mutex_lock(&m->lock);
+	for (guint i = 0; i < m->n; i++)
+		if (m->senders[i].fd >= 0)
+			setsockopt(m->senders[i].fd, level, opt, val, len);
+	g_mutex_unlock(&m->lock);
+}
+
+guint mig_mf_src_channels(MfSrc *m)
+{
+	return m->n;
+}
+
 void mig_mf_src_abort(MfSrc *m)
 {
 	g_mutex_lock(&m->lock);

@@ -155,6 +155,7 @@ static const struct param {
 	{ "zero-page-detection", P_ENUM, offsetof(MigParams, zero_page_detection), 0, 0, zero_page_names },
 	U("x-debug-drop-pages", x_debug_drop_pages, 0, G_MAXUINT32),
 	U("x-postcopy-after-passes", x_postcopy_after_passes, 0, 1000000),
+	{ "x-postcopy-pace", P_BOOL, offsetof(MigParams, x_postcopy_pace), 0, 1, NULL },
 #undef U
 #undef SZ
 };
@@ -170,6 +171,7 @@ void mig_params_init(MigParams *p)
 		.max_cpu_throttle = 99,
 		.xbzrle_cache_size = 64u << 20,
 		.zero_page_detection = 2,
+		.x_postcopy_pace = TRUE,
 		.tls_creds = g_strdup(""), .tls_hostname = g_strdup(""), .tls_authz = g_strdup(""),
 	};
 }

@@ -2,6 +2,7 @@
  * placement, discards and the fault-latency statistics. */
 #include "engine/postcopy.h"
 #include "engine/bitmap.h"
+#include "engine/probes.h"
 #include "channels/frame.h"
 #include "uffd/place.h"
 #include "uffd/uffd.h"
@@ -121,8 +122,11 @@ gboolean mig_pc_dst_place(MigSession *s, guint block, gsize page, const void *da
 {
 	PcDst *pc = s->pc;
 	PcBlock *b = &pc->blocks[block];
-	int rc = place(pc, b, page, data);
+	int rc;
 
+	MIG_PROBE(page_received, block, (guint64)page * b->rb->page_size);
+	rc = place(pc, b, page, data);
+	MIG_PROBE(page_placed, block, (guint64)page * b->rb->page_size);
 	if (rc < 0) {
 		g_set_error(err, MIG_ERROR, -rc, "placing page %" G_GSIZE_FORMAT " of '%s': %s", page, b->rb->name, g_strerror(-rc));
 		return FALSE;
@@ -163,6 +167,7 @@ static int handle_fault(PcDst *pc, guint64 addr)
 	if (!b)
 		return -EFAULT;
 	page = (addr - (guint64)(uintptr_t)b->rb->host) / b->rb->page_size;
+	MIG_PROBE(fault_read, bi, (guint64)page * b->rb->page_size);
 	if (mig_bitmap_test(s->received[bi], page))
 		return place(pc, b, page, NULL);
 	{
@@ -183,10 +188,14 @@ static int handle_fault(PcDst *pc, guint64 addr)
 		guint64 off = GUINT64_TO_BE((guint64)page * b->rb->page_size);
 		struct iovec iov[2] = { { hdr, sizeof(hdr) }, { &off, sizeof(off) } };
 
+		int rc;
+
 		g_mutex_lock(&pc->stat_lock);
 		pc->requests++;
 		g_mutex_unlock(&pc->stat_lock);
-		return mig_dst_rp_send(s, MIG_F_RP_REQ_PAGE, iov, 2);
+		rc = mig_dst_rp_send(s, MIG_F_RP_REQ_PAGE, iov, 2);
+		MIG_PROBE(request_sent, bi, (guint64)page * b->rb->page_size);
+		return rc;
 	}
 }
 

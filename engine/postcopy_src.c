@@ -7,12 +7,15 @@
 #include "engine/src_int.h"
 #include "engine/postcopy.h"
 #include "engine/bitmap.h"
+#include "engine/probes.h"
 #include "engine/stream.h"
 #include "engine/unit.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
 #include "channels/io.h"
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -100,6 +103,7 @@ static gboolean serve_request(Src *src, const guint8 *p, guint32 len, GError **e
 	}
 	b = &src->blocks[bi];
 	page = off / b->rb->page_size;
+	MIG_PROBE(request_received, bi, off);
 	mig_atomic_add(&src->s->stats.postcopy_requests, 1);
 	__atomic_store_n(&src->hint[bi], page + 1, __ATOMIC_RELEASE);
 	if (src->pre_fd < 0) {
@@ -109,16 +113,22 @@ static gboolean serve_request(Src *src, const guint8 *p, guint32 len, GError **e
 		 * socket; if we take the page, END must not overtake our copy of it */
 		g_mutex_lock(&src->urgent_lock);
 		was_dirty = test_and_clear(b->dirty, page);
+		if (was_dirty)
+			MIG_PROBE(page_queued, bi, off);
 		ok = !was_dirty || mig_src_send_pages(src, bi, &page, 1, err);
+		if (was_dirty)
+			MIG_PROBE(page_sent, bi, off);
 		g_mutex_unlock(&src->urgent_lock);
 		return ok;
 	}
 	test_and_clear(b->dirty, page);
+	MIG_PROBE(page_queued, bi, off);
 	{
 		/* even if bulk sent it already: that copy may sit behind megabytes in the
 		 * bulk socket, and the destination drops whichever copy comes second */
 		int rc = send_urgent(src, bi, page);
 
+		MIG_PROBE(page_sent, bi, off);
 		if (rc < 0) {
 			g_set_error(err, MIG_ERROR, -rc, "preempt channel: %s", g_strerror(-rc));
 			return FALSE;
@@ -170,12 +180,20 @@ static gpointer rp_main(gpointer opaque)
 		case MIG_F_RP_ERROR:
 			rp_signal(src, NULL, g_strdup_printf("destination failed: %.*s", (int)h.len, (const char *)buf));
 			return NULL;
-		case MIG_F_RP_REQ_PAGE:
-			if (!serve_request(src, buf, h.len, &err)) {
+		case MIG_F_RP_REQ_PAGE: {
+			gboolean ok;
+
+			/* the push pauses while this is non-zero (see push_block) */
+			__atomic_add_fetch(&src->urgent_pending, 1, __ATOMIC_ACQ_REL);
+			ok = serve_request(src, buf, h.len, &err);
+			if (!__atomic_sub_fetch(&src->urgent_pending, 1, __ATOMIC_ACQ_REL))
+				rp_signal(src, NULL, NULL);
+			if (!ok) {
 				rp_signal(src, NULL, g_strdup(err->message));
 				return NULL;
 			}
 			break;
+		}
 		default:
 			rp_signal(src, NULL, g_strdup_printf("unexpected return-path frame type %u", h.type));
 			return NULL;
@@ -246,6 +264,56 @@ static gboolean send_discards(Src *src, GError **err)
 	return TRUE;
 }
 
+/* Bulk waits while a request is being served, so the urgent page has the link (and
+ * the CPUs) to itself; bounded, so a stream of requests cannot starve the push. */
+static void yield_to_urgent(Src *src)
+{
+	gint64 end = g_get_monotonic_time() + 20 * G_TIME_SPAN_MILLISECOND;
+
+	if (!src->pre_fd_paced || !__atomic_load_n(&src->urgent_pending, __ATOMIC_ACQUIRE))
+		return;
+	g_mutex_lock(&src->rp_lock);
+	while (__atomic_load_n(&src->urgent_pending, __ATOMIC_ACQUIRE) && !src->rp_error &&
+	       g_cond_wait_until(&src->rp_cond, &src->rp_lock, end))
+		;
+	g_mutex_unlock(&src->rp_lock);
+}
+
+/* With preempt, bulk must not fill the queues an urgent page then waits in: only a
+ * little unsent data per bulk socket, and the bulk sockets together paced just under
+ * the bandwidth precopy measured, so the bottleneck's queue stays near empty. */
+static void pace_bulk(Src *src)
+{
+	MigSession *s = src->s;
+	int lowat = 64 << 10;
+	guint nsock = src->mf ? mig_mf_src_channels(src->mf) : 1;
+	guint64 bw = mig_atomic_get(&s->stats.bandwidth);
+	guint64 pc_cap = s->params.max_postcopy_bandwidth;
+	guint64 rate;
+
+	/* max-postcopy-bandwidth is the user's word for the postcopy phase (QEMU's); a
+	 * bandwidth measured under a max-bandwidth cap says nothing about the link */
+	if (pc_cap)
+		rate = pc_cap / nsock;
+	else if (src->bw_capped)
+		rate = 0;
+	else
+		rate = bw / 10 * 9 / nsock;
+
+	if (src->pre_fd < 0)
+		return;
+	src->pre_fd_paced = TRUE;
+	setsockopt(src->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+	if (src->mf)
+		mig_mf_src_setsockopt(src->mf, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+	if (!rate || !s->params.x_postcopy_pace)
+		return;
+	setsockopt(src->fd, SOL_SOCKET, SO_MAX_PACING_RATE, &rate, sizeof(rate));
+	if (src->mf)
+		mig_mf_src_setsockopt(src->mf, SOL_SOCKET, SO_MAX_PACING_RATE, &rate, sizeof(rate));
+	mig_atomic_set(&s->stats.x_bulk_pacing, rate * nsock);
+}
+
 /* The background push: every page still dirty, once, from the hint on. */
 static gboolean push_block(Src *src, guint bi, GError **err)
 {
@@ -280,6 +348,7 @@ static gboolean push_block(Src *src, guint bi, GError **err)
 		}
 		if (!n)
 			continue;
+		yield_to_urgent(src);
 		if (mig_src_cancelled(src) || rp_failed(src, err)) {
 			if (err && !*err)
 				g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
@@ -323,6 +392,7 @@ gboolean mig_pc_src_run(Src *src, GError **err)
 		mig_set_runstate_locked(s, MIG_RUN_POSTMIGRATE);
 		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_ACTIVE);
 		g_mutex_unlock(&s->lock);
+		pace_bulk(src);
 		for (guint bi = 0; ok && bi < src->nblocks; bi++)
 			ok = push_block(src, bi, err);
 		/* every page is taken; wait out a request that took one and is sending it */

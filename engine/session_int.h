@@ -32,6 +32,7 @@ typedef struct MigParams {
 	guint64 mode;
 	guint64 x_debug_drop_pages;   /* testing the integrity checker: lose N pages */
 	guint64 x_postcopy_after_passes; /* switch to postcopy after N passes (0: manual) */
+	gboolean x_postcopy_pace;     /* preempt: pace bulk under the measured bandwidth */
 	char *tls_creds, *tls_hostname, *tls_authz;
 } MigParams;
 
@@ -50,6 +51,7 @@ typedef struct MigStats {
 	guint64 multifd_bytes;
 	guint64 postcopy_bytes, postcopy_requests;
 	gint64 downtime_us;        /* set when the downtime ends before t_end (postcopy) */
+	guint64 x_bulk_pacing;     /* bytes/s bulk was paced at in postcopy, 0 if not */
 	gint64 t_start, t_setup_done, t_stop, t_end;   /* monotonic µs */
 	gboolean converging;
 	gint64 src_thread_cpu_us;  /* CPU time of mig/src/main, set when it ends */

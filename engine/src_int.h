@@ -38,6 +38,9 @@ typedef struct Src {
 	GMutex urgent_lock;      /* a request's take-and-send, against END overtaking it */
 	GCond rp_cond;
 	gsize *hint;            /* per block: where the background push continues (locality) */
+	guint urgent_pending;   /* requests received and not yet sent (atomic) */
+	gboolean bw_capped;      /* the last pass's bandwidth was max-bandwidth's, not the link's */
+	gboolean pre_fd_paced;  /* bulk yields to urgent work (preempt on, postcopy running) */
 	/* rate limiting over 100 ms windows */
 	gint64 win_start;
 	guint64 win_bytes;
