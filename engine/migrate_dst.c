@@ -5,6 +5,7 @@
 #include "engine/stream.h"
 #include "engine/multifd.h"
 #include "engine/postcopy.h"
+#include "engine/breakhuge.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
 #include "channels/io.h"
@@ -303,6 +304,7 @@ typedef struct Dst {
 	int fd;
 	gboolean have_setup, have_state;
 	guint32 max_frame;      /* grows to one huge page once SETUP named the blocks */
+	MigHugeAsm hasm;        /* break-huge: the huge page being assembled */
 	guint8 *buf;
 	gsize buflen;
 } Dst;
@@ -625,6 +627,10 @@ static gboolean load_loop(Dst *d, GError **err)
 			break;
 		case MIG_F_PC_END:
 			return postcopy_end(d, err);
+		case MIG_F_CHUNK:
+			if (!mig_huge_asm_chunk(d->s, &d->hasm, d->fd, h.len, err))
+				return FALSE;
+			break;
 		case MIG_F_ABORT:
 			if (!read_payload(d, MIN(h.len, 4096u), err))
 				return FALSE;
@@ -701,6 +707,7 @@ static gpointer dst_main_thread(gpointer opaque)
 	}
 	mig_pc_dst_stop(s);
 	g_free(d.buf);
+	mig_huge_asm_clear(&d.hasm);
 	g_mutex_lock(&s->lock);
 	g_mutex_lock(&s->rp_lock);
 	shutdown(s->dst_fd, SHUT_RDWR);

@@ -5,6 +5,7 @@
 #pragma once
 #include "engine/session_int.h"
 #include "channels/uri.h"
+#include "engine/breakhuge.h"
 #include <sys/socket.h>
 
 /* multifd channel frames (docs/protocol.md) */
@@ -29,6 +30,8 @@ gboolean mig_mf_src_queue(MfSrc *m, guint block, MigRamBlock *rb, const gsize *p
 gboolean mig_mf_src_sync(MfSrc *m, guint64 pass, GError **err);
 /* Applies a socket option to every channel (postcopy pacing). */
 guint mig_mf_src_channels(MfSrc *m);
+/* Postcopy break-huge: senders chunk huge pages and call yield between chunks. */
+void mig_mf_src_break_huge(MfSrc *m, MigYieldFn yield, gpointer opaque);
 void mig_mf_src_setsockopt(MfSrc *m, int level, int opt, const void *val, socklen_t len);
 /* Unblocks everything (cancel); safe from any thread. */
 void mig_mf_src_abort(MfSrc *m);

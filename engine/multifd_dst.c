@@ -18,6 +18,7 @@ typedef struct MfRecv {
 	GThread *thread;
 	guint8 *buf;       /* postcopy: pages land here before they are placed */
 	gsize buflen;
+	MigHugeAsm hasm;   /* break-huge: the huge page being assembled on this channel */
 } MfRecv;
 
 static gboolean recv_fail(MfRecv *r, GError **err, int code, const char *fmt, ...) G_GNUC_PRINTF(4, 5);
@@ -165,6 +166,8 @@ static gpointer recv_main(gpointer opaque)
 			ok = recv_pages(r, h.len, &err);
 		else if (h.type == MIG_F_MF_SYNC)
 			ok = recv_sync(r, h.len, &err);
+		else if (h.type == MIG_F_CHUNK)
+			ok = mig_huge_asm_chunk(s, &r->hasm, r->fd, h.len, &err);
 		else
 			ok = recv_fail(r, &err, EPROTO, "unknown packet type %u", h.type);
 		if (!ok)
@@ -256,6 +259,7 @@ void mig_mf_dst_join(MigSession *s)
 		g_thread_join(r->thread);
 		close(r->fd);
 		g_free(r->buf);
+		mig_huge_asm_clear(&r->hasm);
 		g_free(r);
 	}
 	if (s->mf_recv)

@@ -37,6 +37,8 @@ struct MfSrc {
 	guint64 seq;
 	guint n;
 	Sender *senders;
+	MigYieldFn yield;         /* set: chunk huge pages (postcopy break-huge) */
+	gpointer yield_opaque;
 };
 
 static void sender_fail(Sender *sd, const char *what, int rc)
@@ -51,6 +53,41 @@ static void sender_fail(Sender *sd, const char *what, int rc)
 	for (guint i = 0; i < m->n; i++)
 		g_cond_broadcast(&m->senders[i].cond);
 	g_mutex_unlock(&m->lock);
+}
+
+/* Break-huge: each data page in chunks, zero pages as one ordinary packet. */
+static int send_chunked(Sender *sd, guint64 seq)
+{
+	MfSrc *m = sd->m;
+	gsize ps = sd->rb->page_size;
+
+	for (guint i = 0; i < sd->npages; i++) {
+		guint8 *p = sd->rb->host + sd->pages[i] * ps;
+		guint64 bytes = 0;
+		int rc;
+
+		if (mig_mem_is_zero(p, ps)) {
+			guint32 hdr[6] = { GUINT32_TO_BE(sd->block), 0, GUINT32_TO_BE((guint32)(seq >> 32)),
+					   GUINT32_TO_BE((guint32)seq), 0, GUINT32_TO_BE(1) };
+			guint64 off = GUINT64_TO_BE(sd->pages[i] * ps);
+			struct iovec iov[2] = { { hdr, sizeof(hdr) }, { &off, 8 } };
+
+			rc = mig_frame_send(sd->fd, MIG_F_MF_PAGES, 0, iov, 2);
+			bytes = MIG_FRAME_HDR_LEN + sizeof(hdr) + 8;
+			mig_atomic_add(&m->s->stats.duplicate, 1);
+		} else {
+			rc = mig_huge_send(sd->fd, sd->block, sd->rb, sd->pages[i], m->yield, m->yield_opaque, &bytes);
+			if (rc == 1)
+				mig_atomic_add(&m->s->stats.x_break_huge_drops, 1);
+			else if (rc == 0)
+				mig_atomic_add(&m->s->stats.normal, 1);
+		}
+		if (rc < 0)
+			return rc;
+		mig_atomic_add(&m->s->stats.transferred, bytes);
+		mig_atomic_add(&m->s->stats.multifd_bytes, bytes);
+	}
+	return 0;
 }
 
 static int send_pages(Sender *sd, guint64 seq)
@@ -122,6 +159,8 @@ static gpointer sender_main(gpointer opaque)
 			struct iovec iov = { &be, sizeof(be) };
 
 			rc = mig_frame_send(sd->fd, MIG_F_MF_SYNC, 0, &iov, 1);
+		} else if (m->yield && sd->rb->page_size > MIG_CHUNK_SIZE) {
+			rc = send_chunked(sd, seq);
 		} else {
 			rc = send_pages(sd, seq);
 		}
@@ -279,6 +318,14 @@ void mig_mf_src_setsockopt(MfSrc *m, int level, int opt, const void *val, sockle
 	for (guint i = 0; i < m->n; i++)
 		if (m->senders[i].fd >= 0)
 			setsockopt(m->senders[i].fd, level, opt, val, len);
+	g_mutex_unlock(&m->lock);
+}
+
+void mig_mf_src_break_huge(MfSrc *m, MigYieldFn yield, gpointer opaque)
+{
+	g_mutex_lock(&m->lock);
+	m->yield = yield;
+	m->yield_opaque = opaque;
 	g_mutex_unlock(&m->lock);
 }
 

@@ -156,6 +156,7 @@ static const struct param {
 	U("x-debug-drop-pages", x_debug_drop_pages, 0, G_MAXUINT32),
 	U("x-postcopy-after-passes", x_postcopy_after_passes, 0, 1000000),
 	{ "x-postcopy-pace", P_BOOL, offsetof(MigParams, x_postcopy_pace), 0, 1, NULL },
+	{ "x-postcopy-preempt-break-huge", P_BOOL, offsetof(MigParams, x_postcopy_preempt_break_huge), 0, 1, NULL },
 #undef U
 #undef SZ
 };
@@ -172,6 +173,7 @@ void mig_params_init(MigParams *p)
 		.xbzrle_cache_size = 64u << 20,
 		.zero_page_detection = 2,
 		.x_postcopy_pace = TRUE,
+		.x_postcopy_preempt_break_huge = TRUE,
 		.tls_creds = g_strdup(""), .tls_hostname = g_strdup(""), .tls_authz = g_strdup(""),
 	};
 }

@@ -8,6 +8,7 @@
 #include "engine/postcopy.h"
 #include "engine/bitmap.h"
 #include "engine/probes.h"
+#include "engine/breakhuge.h"
 #include "engine/stream.h"
 #include "engine/unit.h"
 #include "channels/frame.h"
@@ -122,6 +123,8 @@ static gboolean serve_request(Src *src, const guint8 *p, guint32 len, GError **e
 		return ok;
 	}
 	test_and_clear(b->dirty, page);
+	/* a bulk lane half way through this huge page drops the rest when it sees this */
+	mig_bitmap_set_atomic(src->urgent_sent[bi], page);
 	MIG_PROBE(page_queued, bi, off);
 	{
 		/* even if bulk sent it already: that copy may sit behind megabytes in the
@@ -279,6 +282,41 @@ static void yield_to_urgent(Src *src)
 	g_mutex_unlock(&src->rp_lock);
 }
 
+static gboolean yield_for_chunk(gpointer opaque, guint block, gsize page)
+{
+	Src *src = opaque;
+
+	yield_to_urgent(src);
+	return mig_bitmap_test(src->urgent_sent[block], page);
+}
+
+/* Huge pages on the main channel, in chunks (break-huge). */
+static gboolean push_chunked(Src *src, guint bi, const gsize *pages, guint n, GError **err)
+{
+	SrcBlock *b = &src->blocks[bi];
+
+	for (guint k = 0; k < n; k++) {
+		guint64 bytes = 0;
+		int rc;
+
+		if (mig_mem_is_zero(b->rb->host + pages[k] * b->rb->page_size, b->rb->page_size)) {
+			if (!mig_src_send_pages(src, bi, &pages[k], 1, err))
+				return FALSE;
+			continue;
+		}
+		g_mutex_lock(&src->wlock);
+		rc = mig_huge_send(src->fd, bi, b->rb, pages[k], yield_for_chunk, src, &bytes);
+		g_mutex_unlock(&src->wlock);
+		if (rc < 0) {
+			g_set_error(err, MIG_ERROR, -rc, "sending to destination: %s", g_strerror(-rc));
+			return FALSE;
+		}
+		mig_atomic_add(&src->s->stats.transferred, bytes);
+		mig_atomic_add(rc == 1 ? &src->s->stats.x_break_huge_drops : &src->s->stats.normal, 1);
+	}
+	return TRUE;
+}
+
 /* With preempt, bulk must not fill the queues an urgent page then waits in: only a
  * little unsent data per bulk socket, and the bulk sockets together paced just under
  * the bandwidth precopy measured, so the bottleneck's queue stays near empty. */
@@ -303,6 +341,9 @@ static void pace_bulk(Src *src)
 	if (src->pre_fd < 0)
 		return;
 	src->pre_fd_paced = TRUE;
+	src->break_huge = s->params.x_postcopy_preempt_break_huge;
+	if (src->break_huge && src->mf)
+		mig_mf_src_break_huge(src->mf, yield_for_chunk, src);
 	setsockopt(src->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
 	if (src->mf)
 		mig_mf_src_setsockopt(src->mf, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
@@ -355,6 +396,7 @@ static gboolean push_block(Src *src, guint bi, GError **err)
 			return FALSE;
 		}
 		if (src->mf ? !mig_mf_src_queue(src->mf, bi, b->rb, pages, n, err)
+			    : src->break_huge && ps > MIG_CHUNK_SIZE ? !push_chunked(src, bi, pages, n, err)
 			    : !mig_src_send_pages(src, bi, pages, n, err))
 			return FALSE;
 		mig_atomic_add(&src->s->stats.postcopy_bytes, (guint64)n * ps);
@@ -368,8 +410,11 @@ static gboolean switchover(Src *src, GError **err)
 	if (!mig_src_stop_vm(src, err) || !mig_src_sync_dirty(src, &dirty, err))
 		return FALSE;
 	src->hint = g_new0(gsize, src->nblocks);
-	for (guint i = 0; i < src->nblocks; i++)
+	src->urgent_sent = g_new0(gulong *, src->nblocks);
+	for (guint i = 0; i < src->nblocks; i++) {
 		src->hint[i] = (gsize)-1;
+		src->urgent_sent[i] = mig_bitmap_new(src->blocks[i].npages);
+	}
 	return mig_src_send_frame(src, MIG_F_PC_LISTEN, NULL, 0, err) && send_discards(src, err) &&
 	       mig_src_send_state(src, err) && mig_src_send_frame(src, MIG_F_PC_RUN, NULL, 0, err);
 }
@@ -414,5 +459,8 @@ gboolean mig_pc_src_run(Src *src, GError **err)
 	g_free(src->rp_error);
 	src->rp_error = NULL;
 	g_clear_pointer(&src->hint, g_free);
+	for (guint i = 0; src->urgent_sent && i < src->nblocks; i++)
+		g_free(src->urgent_sent[i]);
+	g_clear_pointer(&src->urgent_sent, g_free);
 	return ok;
 }

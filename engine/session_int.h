@@ -33,6 +33,7 @@ typedef struct MigParams {
 	guint64 x_debug_drop_pages;   /* testing the integrity checker: lose N pages */
 	guint64 x_postcopy_after_passes; /* switch to postcopy after N passes (0: manual) */
 	gboolean x_postcopy_pace;     /* preempt: pace bulk under the measured bandwidth */
+	gboolean x_postcopy_preempt_break_huge; /* preempt: bulk sends huge pages in chunks */
 	char *tls_creds, *tls_hostname, *tls_authz;
 } MigParams;
 
@@ -52,6 +53,7 @@ typedef struct MigStats {
 	guint64 postcopy_bytes, postcopy_requests;
 	gint64 downtime_us;        /* set when the downtime ends before t_end (postcopy) */
 	guint64 x_bulk_pacing;     /* bytes/s bulk was paced at in postcopy, 0 if not */
+	guint64 x_break_huge_drops;/* huge pages whose bulk remainder was dropped */
 	gint64 t_start, t_setup_done, t_stop, t_end;   /* monotonic µs */
 	gboolean converging;
 	gint64 src_thread_cpu_us;  /* CPU time of mig/src/main, set when it ends */

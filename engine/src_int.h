@@ -40,6 +40,8 @@ typedef struct Src {
 	gsize *hint;            /* per block: where the background push continues (locality) */
 	guint urgent_pending;   /* requests received and not yet sent (atomic) */
 	gboolean bw_capped;      /* the last pass's bandwidth was max-bandwidth's, not the link's */
+	gulong **urgent_sent;   /* per block: pages the urgent lane sent (atomic) */
+	gboolean break_huge;    /* bulk sends huge pages in chunks, yielding between */
 	gboolean pre_fd_paced;  /* bulk yields to urgent work (preempt on, postcopy running) */
 	/* rate limiting over 100 ms windows */
 	gint64 win_start;
