@@ -12,6 +12,21 @@
  *       sends SIZE bytes split evenly over N connections, one thread per connection, and
  *       prints the same JSON line as measured by the sender.
  *
+ * pingpong measures the floor of a postcopy page fetch instead: the time to ask for one
+ * page and have all of it, over an otherwise idle link, with no engine in the way.
+ *
+ *   mig-rawxfer pingpong --listen tcp:HOST:PORT [--timeout S]
+ *       the page server (mig's source): prints the bound port, takes one connection and
+ *       answers every 16-byte request (be64 size, be64 sequence) with `size` bytes, the
+ *       sequence number in their first 8, until the client closes.
+ *   mig-rawxfer pingpong --connect tcp:HOST:PORT --sizes SIZE[,SIZE...] [--count N]
+ *                        [--warmup W] [--timeout S]
+ *       the faulting side (mig's destination): for each size, W untimed round trips and
+ *       then N timed ones (defaults 10 and 200), one request in flight at a time; prints
+ *       one line per size: {"size":B,"count":N,"median_us":M,"p10_us":..,"p90_us":..,
+ *       "min_us":..,"max_us":..}, each round trip timed from before the request is
+ *       written to after the last byte of the reply is read.
+ *
  * Exit status: 0 all bytes moved, 1 a connection failed or timed out, 2 usage. */
 #include "tools/bench/stats.h"
 #include <errno.h>
@@ -21,9 +36,11 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PAGE_BYTES 4096u
@@ -32,6 +49,11 @@
 #define RECV_BUF_BYTES (512u << 10)
 #define MAX_CONNS 256
 #define DEFAULT_TIMEOUT_S 300
+#define PING_REQ_BYTES 16u                      /* as mig's return-path page request */
+#define PING_MAX_SIZE (64u << 20)
+#define PING_MAX_COUNT 100000
+#define PING_MAX_SIZES 8
+#define PING_MAX_REQUESTS (PING_MAX_SIZES * 2 * PING_MAX_COUNT)   /* bounds the server's loop */
 
 typedef struct Target {
 	char *host;
@@ -364,6 +386,210 @@ static int run_send(const Target *t, guint conns, guint64 total, int timeout_s)
 	return failed ? 1 : 0;
 }
 
+/* ---- pingpong ---------------------------------------------------------------------- */
+
+/* Round trips of one small request each: Nagle would hold a request (and a reply's
+ * tail) back until the previous segment is acknowledged, which is not what a page
+ * fetch on mig's return path and preempt channel sees. */
+static void set_nodelay(int fd)
+{
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static gint64 now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (gint64)ts.tv_sec * G_GINT64_CONSTANT(1000000000) + ts.tv_nsec;
+}
+
+/* Whole-buffer I/O; the socket's SO_RCVTIMEO/SO_SNDTIMEO bound each call, and each call
+ * moves at least one byte or ends the loop, so the count of calls is bounded by len. */
+static gboolean send_all(int fd, const char *p, gsize len, char **error)
+{
+	for (gsize done = 0; done < len;) {
+		ssize_t n = send(fd, p + done, len - done, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			*error = g_strdup_printf("send: %s", n < 0 && errno == EAGAIN ? "timed out" : g_strerror(errno));
+			return FALSE;
+		}
+		done += (gsize)n;
+	}
+	return TRUE;
+}
+
+/* FALSE with *error NULL: the peer closed before the first byte (a clean end). */
+static gboolean recv_all(int fd, char *p, gsize len, char **error)
+{
+	for (gsize done = 0; done < len;) {
+		ssize_t n = recv(fd, p + done, len - done, MSG_WAITALL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0 && done == 0)
+			return FALSE;
+		if (n <= 0) {
+			*error = n == 0 ? g_strdup_printf("connection closed after %zu of %zu bytes", done, len)
+				       : g_strdup_printf("recv: %s", errno == EAGAIN ? "timed out" : g_strerror(errno));
+			return FALSE;
+		}
+		done += (gsize)n;
+	}
+	return TRUE;
+}
+
+static int run_ping_server(const Target *t, int timeout_s)
+{
+	gint64 deadline = g_get_monotonic_time() + (gint64)timeout_s * G_USEC_PER_SEC;
+	g_autofree char *buf = NULL, *error = NULL;
+	gsize buf_len = 0;
+	guint port = 0;
+	guint64 served = 0;
+	int lfd = listen_tcp(t, 1, &port), fd;
+
+	if (lfd < 0)
+		return 1;
+	printf("%u\n", port);
+	fflush(stdout);
+	fd = accept_before(lfd, deadline);
+	close(lfd);
+	if (fd < 0) {
+		g_printerr("mig-rawxfer: accept: %s\n", g_strerror(errno));
+		return 1;
+	}
+	set_io_timeout(fd, timeout_s);
+	set_nodelay(fd);
+	for (; served < PING_MAX_REQUESTS && g_get_monotonic_time() < deadline; served++) {
+		guint64 req[2], size, seq;
+
+		if (!recv_all(fd, (char *)req, sizeof(req), &error))
+			break;
+		size = GUINT64_FROM_BE(req[0]);
+		seq = req[1];   /* echoed as it came, big-endian */
+		if (size < 8 || size > PING_MAX_SIZE) {
+			error = g_strdup_printf("request %" G_GUINT64_FORMAT " asks for %" G_GUINT64_FORMAT " bytes",
+						served, size);
+			break;
+		}
+		if (size > buf_len) {
+			/* pre-touched and not zero, like a guest page the source sends */
+			buf = g_realloc(buf, size);
+			memset(buf, 0x5a, size);
+			buf_len = size;
+		}
+		memcpy(buf, &seq, sizeof(seq));
+		if (!send_all(fd, buf, size, &error))
+			break;
+	}
+	close(fd);
+	if (!error && served == PING_MAX_REQUESTS)
+		error = g_strdup("too many requests");
+	else if (!error && g_get_monotonic_time() >= deadline)
+		error = g_strdup("timed out");
+	if (error) {
+		g_printerr("mig-rawxfer: pingpong server: %s\n", error);
+		return 1;
+	}
+	return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Nearest-rank on a sorted copy, as the engine's x-postcopy-latency percentiles. */
+static double pct(const double *sorted, guint n, guint p)
+{
+	return sorted[(gsize)(n - 1) * p / 100];
+}
+
+static gboolean ping_size(int fd, guint64 size, guint count, guint warmup, gint64 deadline_us, guint64 *seq,
+			  char **error)
+{
+	g_autofree char *buf = g_malloc(size);
+	g_autofree double *us = g_new0(double, count);
+
+	memset(buf, 0, size);   /* faulted in before the first timed reply lands in it */
+	for (guint i = 0; i < warmup + count; i++) {
+		guint64 req[2] = { GUINT64_TO_BE(size), GUINT64_TO_BE(++*seq) }, got;
+		gint64 t0;
+
+		if (g_get_monotonic_time() > deadline_us) {
+			*error = g_strdup("timed out");
+			return FALSE;
+		}
+		t0 = now_ns();
+		if (!send_all(fd, (const char *)req, sizeof(req), error))
+			return FALSE;
+		if (!recv_all(fd, buf, size, error)) {
+			if (!*error)
+				*error = g_strdup("the server closed the connection");
+			return FALSE;
+		}
+		if (i >= warmup)
+			us[i - warmup] = (double)(now_ns() - t0) / 1e3;
+		memcpy(&got, buf, sizeof(got));
+		if (got != req[1]) {
+			*error = g_strdup_printf("reply %" G_GUINT64_FORMAT " answers another request", *seq);
+			return FALSE;
+		}
+	}
+	qsort(us, count, sizeof(*us), cmp_double);
+	printf("{\"size\":%" G_GUINT64_FORMAT ",\"count\":%u,\"median_us\":%.2f,\"p10_us\":%.2f,\"p90_us\":%.2f,"
+	       "\"min_us\":%.2f,\"max_us\":%.2f}\n", size, count, bench_median(us, count), pct(us, count, 10),
+	       pct(us, count, 90), us[0], us[count - 1]);
+	fflush(stdout);
+	return TRUE;
+}
+
+static int run_ping_client(const Target *t, const guint64 *sizes, guint nsizes, guint count, guint warmup,
+			   int timeout_s)
+{
+	gint64 deadline = g_get_monotonic_time() + (gint64)timeout_s * G_USEC_PER_SEC;
+	g_autofree char *error = NULL;
+	guint64 seq = 0;
+	gboolean ok = TRUE;
+	int fd = connect_tcp(t, timeout_s, &error);
+
+	if (fd < 0) {
+		g_printerr("mig-rawxfer: %s\n", error);
+		return 1;
+	}
+	set_nodelay(fd);
+	for (guint i = 0; ok && i < nsizes; i++)
+		ok = ping_size(fd, sizes[i], count, warmup, deadline, &seq, &error);
+	close(fd);
+	if (!ok) {
+		g_printerr("mig-rawxfer: pingpong: %s\n", error);
+		return 1;
+	}
+	return 0;
+}
+
+/* "4K,2M": up to PING_MAX_SIZES sizes of 8 bytes to 64 MiB. */
+static guint parse_sizes(const char *s, guint64 *sizes)
+{
+	g_auto(GStrv) parts = s ? g_strsplit(s, ",", -1) : NULL;
+	guint n = 0;
+
+	if (!parts || !parts[0] || g_strv_length(parts) > PING_MAX_SIZES)
+		return 0;
+	for (; parts[n]; n++) {
+		if (!bench_parse_size(parts[n], &sizes[n]) || sizes[n] < 8 || sizes[n] > PING_MAX_SIZE)
+			return 0;
+	}
+	return n;
+}
+
 /* ---- command line ------------------------------------------------------------------ */
 
 static int usage(const char *why)
@@ -371,46 +597,72 @@ static int usage(const char *why)
 	if (why)
 		g_printerr("mig-rawxfer: %s\n", why);
 	g_printerr("usage: mig-rawxfer recv --listen tcp:HOST:PORT --conns N [--timeout S]\n"
-		   "       mig-rawxfer send --connect tcp:HOST:PORT --conns N --bytes SIZE [--timeout S]\n");
+		   "       mig-rawxfer send --connect tcp:HOST:PORT --conns N --bytes SIZE [--timeout S]\n"
+		   "       mig-rawxfer pingpong --listen tcp:HOST:PORT [--timeout S]\n"
+		   "       mig-rawxfer pingpong --connect tcp:HOST:PORT --sizes SIZE[,SIZE...] [--count N]"
+		   " [--warmup W] [--timeout S]\n");
 	return 2;
 }
 
 int main(int argc, char **argv)
 {
-	g_autofree char *listen = NULL, *connect_to = NULL, *bytes = NULL;
-	gint conns = 1, timeout_s = DEFAULT_TIMEOUT_S;
+	g_autofree char *listen = NULL, *connect_to = NULL, *bytes = NULL, *sizes_arg = NULL;
+	gint conns = 1, timeout_s = DEFAULT_TIMEOUT_S, count = 200, warmup = 10;
 	GOptionEntry entries[] = {
-		{ "listen", 0, 0, G_OPTION_ARG_STRING, &listen, "recv: where to listen", "tcp:HOST:PORT" },
-		{ "connect", 0, 0, G_OPTION_ARG_STRING, &connect_to, "send: where to connect", "tcp:HOST:PORT" },
+		{ "listen", 0, 0, G_OPTION_ARG_STRING, &listen, "recv, pingpong server: where to listen", "tcp:HOST:PORT" },
+		{ "connect", 0, 0, G_OPTION_ARG_STRING, &connect_to, "send, pingpong client: where to connect",
+		  "tcp:HOST:PORT" },
 		{ "conns", 0, 0, G_OPTION_ARG_INT, &conns, "Number of connections (default 1)", "N" },
 		{ "bytes", 0, 0, G_OPTION_ARG_STRING, &bytes, "send: total bytes, suffix K/M/G allowed", "SIZE" },
+		{ "sizes", 0, 0, G_OPTION_ARG_STRING, &sizes_arg, "pingpong client: reply sizes, e.g. 4K,2M", "LIST" },
+		{ "count", 0, 0, G_OPTION_ARG_INT, &count, "pingpong client: timed round trips per size (default 200)",
+		  "N" },
+		{ "warmup", 0, 0, G_OPTION_ARG_INT, &warmup, "pingpong client: untimed round trips first (default 10)",
+		  "W" },
 		{ "timeout", 0, 0, G_OPTION_ARG_INT, &timeout_s, "Give up after S seconds (default 300)", "S" },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
-	g_autoptr(GOptionContext) ctx = g_option_context_new("recv|send - raw loopback TCP baseline");
+	g_autoptr(GOptionContext) ctx = g_option_context_new("recv|send|pingpong - raw TCP baselines");
 	g_autoptr(GError) err = NULL;
 	Target t = { 0 };
-	guint64 total = 0;
-	gboolean is_recv;
+	guint64 total = 0, sizes[PING_MAX_SIZES];
+	guint nsizes = 0;
+	gboolean is_recv, is_ping, ping_server;
 	int rc;
 
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	if (!g_option_context_parse(ctx, &argc, &argv, &err))
 		return usage(err->message);
-	if (argc != 2 || (strcmp(argv[1], "recv") && strcmp(argv[1], "send")))
-		return usage("expected exactly one of recv, send");
+	if (argc != 2 || (strcmp(argv[1], "recv") && strcmp(argv[1], "send") && strcmp(argv[1], "pingpong")))
+		return usage("expected exactly one of recv, send, pingpong");
 	is_recv = !strcmp(argv[1], "recv");
+	is_ping = !strcmp(argv[1], "pingpong");
+	ping_server = is_ping && listen != NULL;
 	if (conns < 1 || conns > MAX_CONNS || timeout_s < 1)
 		return usage("--conns must be 1..256 and --timeout positive");
-	if (!parse_tcp_uri(is_recv ? listen : connect_to, &t))
-		return usage(is_recv ? "recv needs --listen tcp:HOST:PORT" : "send needs --connect tcp:HOST:PORT");
-	if (!is_recv && !bench_parse_size(bytes, &total)) {
+	if (is_ping) {
+		if (!listen == !connect_to)
+			return usage("pingpong needs exactly one of --listen (server) and --connect (client)");
+		if (!ping_server && (!(nsizes = parse_sizes(sizes_arg, sizes)) || count < 1 || count > PING_MAX_COUNT ||
+				     warmup < 0 || warmup > PING_MAX_COUNT))
+			return usage("pingpong --connect needs --sizes (1..8 sizes of 8 bytes to 64M), --count 1..100000 "
+				     "and --warmup 0..100000");
+	}
+	if (!parse_tcp_uri(is_recv || ping_server ? listen : connect_to, &t))
+		return usage(is_recv || ping_server ? "--listen tcp:HOST:PORT is required"
+						    : "--connect tcp:HOST:PORT is required");
+	if (!is_recv && !is_ping && !bench_parse_size(bytes, &total)) {
 		target_clear(&t);
 		return usage("send needs --bytes SIZE (a positive size)");
 	}
 	/* a receiver that went away must show up as an error, not kill us */
 	signal(SIGPIPE, SIG_IGN);
-	rc = is_recv ? run_recv(&t, (guint)conns, timeout_s) : run_send(&t, (guint)conns, total, timeout_s);
+	if (ping_server)
+		rc = run_ping_server(&t, timeout_s);
+	else if (is_ping)
+		rc = run_ping_client(&t, sizes, nsizes, (guint)count, (guint)warmup, timeout_s);
+	else
+		rc = is_recv ? run_recv(&t, (guint)conns, timeout_s) : run_send(&t, (guint)conns, total, timeout_s);
 	target_clear(&t);
 	return rc;
 }

@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""The shaped-network test bed (netbed.py, and migbench's own in tools/bench/netns.c).
+
+- The bed builds: two namespaces, link-local /30 addresses on the veth ends and nothing
+  added to the host, tbf on both ends; a raw transfer across it runs at about the shaped
+  rate (0.5 to 1.1 Gbit/s), which proves the shaping is real; closing removes it.
+- A namespace left by a dead process is deleted by the next bed.
+- postcopy with the preempt channel completes across the bed, with integrity.
+- `migbench postcopy-latency --quick` exits 0 with JSON that parses and every run
+  verified, and leaves no namespace behind; SIGTERM in the middle of it exits 130 and
+  leaves neither namespaces nor processes.
+"""
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mig_harness as h  # noqa: E402
+import netbed  # noqa: E402
+
+SIZE = 256 * h.MiB
+PORT = 4444
+RAW_BYTES = 128 * h.MiB          # ~1.1 s at 1 Gbit/s
+QUICK_TIMEOUT = 300.0
+
+
+def new_bed():
+    try:
+        return netbed.NetBed()
+    except netbed.BedUnavailable as e:
+        raise h.Skip(str(e)) from None
+
+
+def read_line(proc, timeout, what):
+    """The child's next stdout line, waiting at most timeout seconds."""
+    deadline = h.Deadline(h.scaled(timeout))
+    buf = b""
+    for _ in range(10000):
+        if b"\n" in buf:
+            return buf.split(b"\n", 1)[0].decode()
+        if deadline.expired():
+            break
+        r, _, _ = select.select([proc.stdout], [], [], min(0.2, deadline.left()))
+        if r:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            buf += chunk
+    raise h.HarnessError("%s printed no line within %.0f s (got %r)" % (what, timeout, buf))
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=30)
+
+
+def raw_gbit(bed):
+    """Moves RAW_BYTES from the src namespace to the dst one; the receiver's Gbit/s."""
+    rawxfer = h.tool("mig-rawxfer")
+    recv = subprocess.Popen(bed.exec_argv("dst", [rawxfer, "recv", "--listen", bed.uri("dst", 0), "--conns", "1",
+                                                  "--timeout", "60"]),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, preexec_fn=h._set_pdeathsig)
+    try:
+        port = int(read_line(recv, 10, "mig-rawxfer recv"))
+        send = subprocess.run(bed.exec_argv("src", [rawxfer, "send", "--connect", bed.uri("dst", port),
+                                                    "--conns", "1", "--bytes", str(RAW_BYTES), "--timeout", "60"]),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=h.scaled(90))
+        h.check(send.returncode == 0, "mig-rawxfer send failed with status %d" % send.returncode)
+        result = json.loads(read_line(recv, 30, "mig-rawxfer recv's result"))
+        h.check(recv.wait(timeout=30) == 0, "mig-rawxfer recv failed")
+    finally:
+        stop(recv)
+    h.check(result["bytes"] == RAW_BYTES, "received %d of %d bytes" % (result["bytes"], RAW_BYTES))
+    return result["gbps"] * 8
+
+
+def host_links():
+    return subprocess.run(["ip", "-o", "link", "show"], stdout=subprocess.PIPE, timeout=10,
+                          check=True).stdout.decode()
+
+
+def case_bed():
+    before = host_links()
+    with new_bed() as bed:
+        names = netbed.namespaces()
+        for side in ("src", "dst"):
+            h.check(bed.ns[side] in names, "namespace %s missing: %s" % (bed.ns[side], names))
+            addrs = bed.addresses(side)
+            h.check(addrs == ["127.0.0.1/8", bed.addr[side] + netbed.PREFIX],
+                    "%s has addresses %s: only loopback and its link-local /30 belong there" % (side, addrs))
+            h.check(bed.addr[side].startswith("169.254."), "%s is not link-local" % bed.addr[side])
+            q = bed.qdisc(side)
+            h.check("tbf" in q and "rate 1Gbit" in q, "%s is not shaped: %s" % (side, q))
+        h.check(host_links().count("mig-") == before.count("mig-"), "the veth pair showed up on the host")
+        gbit = raw_gbit(bed)
+        print("raw across the bed: %.3f Gbit/s (shaped to %s)" % (gbit, netbed.RATE))
+        h.check(0.5 <= gbit <= 1.1, "raw %.3f Gbit/s across a bed shaped to 1 Gbit/s: the shaping is not real" % gbit)
+        ns = dict(bed.ns)
+    left = [n for n in netbed.namespaces() if n in ns.values()]
+    h.check(not left, "namespaces left after close: %s" % left)
+
+
+def case_stale_reaped():
+    dead = subprocess.Popen(["true"])
+    dead.wait(timeout=10)
+    name = "mig-src-%d" % dead.pid
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+    try:
+        with new_bed():
+            h.check(name not in netbed.namespaces(), "the stale namespace %s survived a new bed" % name)
+    finally:
+        if name in netbed.namespaces():
+            subprocess.run(["ip", "netns", "del", name], timeout=10)
+
+
+def case_postcopy_preempt():
+    caps = {"postcopy-ram": True, "postcopy-preempt": True}
+    with new_bed() as bed:
+        with netbed.NsMigd(bed, "dst", "dst", h.guest_args("256M", workload="random,rate=0", vcpus=2,
+                                                           incoming=bed.uri("dst", PORT))) as dst, \
+             netbed.NsMigd(bed, "src", "src", h.guest_args("256M", workload="seq")) as src:
+            dst.set_caps(caps)
+            src.set_caps(caps)
+            src.set_params({"max-bandwidth": 0, "downtime-limit": 1, "x-postcopy-after-passes": 1})
+            src.cmd("migrate", uri=bed.uri("dst", PORT))
+            src.wait_status(["postcopy-active", "completed"], timeout=60)
+            info = src.wait_status("completed", timeout=120)
+            h.check_migrated(src, dst, info, size=SIZE)
+            d = dst.query_migrate()
+            lat = d.get("x-postcopy-latency") or {}
+            reqs = d.get("x-postcopy-requests", -1)
+            h.check(reqs == sum(v["count"] for v in lat.values()),
+                    "%d requests but %s timed placements" % (reqs, lat))
+            h.check(info["ram"]["postcopy-requests"] == reqs,
+                    "source served %s requests, destination made %d" % (info["ram"]["postcopy-requests"], reqs))
+            print("across the bed: %d requests, latency %s, downtime %s ms" % (reqs, lat, info.get("downtime")))
+
+
+def migbench(args, **kw):
+    return subprocess.Popen([h.tool("migbench"), "postcopy-latency", "--quick"] + args,
+                            stdin=subprocess.DEVNULL, preexec_fn=h._set_pdeathsig, **kw)
+
+
+def check_quick_json(path):
+    with open(path) as f:
+        top = json.load(f)
+    h.check(top["scenario"] == "postcopy-latency" and top["quick"] is True, "scenario/quick: %s" % top)
+    nets = {n["net"]: n for n in top["nets"]}
+    h.check(sorted(nets) == ["loopback", "netns"], "nets %s" % sorted(nets))
+    for name, net in nets.items():
+        h.check(net["error"] is None, "%s: %s" % (name, net["error"]))
+        h.check(net["floor"]["4k"] and net["floor"]["4k"]["median_us"] > 0, "%s: no 4K floor" % name)
+        h.check([r["arm"] for r in net["rows"]] == ["off", "preempt", "preempt-break-huge"],
+                "%s rows %s" % (name, net["rows"]))
+        for r in net["rows"]:
+            what = "%s %s/%s" % (name, r["page"], r["arm"])
+            # break-huge may not exist in the engine yet: pending is a legitimate state
+            ok_states = ("ok", "pending") if r["arm"] == "preempt-break-huge" else ("ok",)
+            h.check(r["status"] in ok_states, "%s: %s: %s" % (what, r["status"], r["error"]))
+            for s in r["samples"]:
+                i = s["integrity"]
+                h.check(i["failed"] == 0 and i["total"] > 0 and i["checked"] == i["total"],
+                        "%s: integrity %s" % (what, i))
+                h.check(s["faults"] > 0 and s["requests"] == s["source_requests"], "%s: %s" % (what, s))
+            if r["status"] == "ok":
+                h.check(len(r["samples"]) == 1 and r["median"]["p50_us"] >= 0, "%s: %s" % (what, r))
+    h.check(nets["netns"]["raw"] and 0.5 <= nets["netns"]["raw"]["gbit_per_s"] <= 1.1,
+            "migbench's bed moved %s" % nets["netns"]["raw"])
+    return top
+
+
+def case_migbench_quick():
+    with tempfile.TemporaryDirectory(prefix="mig-netbed-", dir=h._tmp_base()) as d:
+        path = os.path.join(d, "quick.json")
+        p = migbench(["--json", path])
+        try:
+            rc = p.wait(timeout=h.scaled(QUICK_TIMEOUT))
+        finally:
+            stop(p)
+        h.check(rc == 0, "migbench postcopy-latency --quick exited with %d" % rc)
+        top = check_quick_json(path)
+        left = [n for n in netbed.namespaces() if n.endswith("-%d" % p.pid)]
+        h.check(not left, "migbench left %s" % left)
+        for net in top["nets"]:
+            for r in net["rows"]:
+                if r["median"]:
+                    print("%s %s %s: p50 %.3f ms, p99 %.3f ms" % (net["net"], r["page"], r["arm"],
+                                                                  r["median"]["p50_us"] / 1e3,
+                                                                  r["median"]["p99_us"] / 1e3))
+
+
+def children_of(pid):
+    """Pids whose parent is pid, from /proc (no procps needed)."""
+    kids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(name))
+    return kids
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def case_migbench_sigterm():
+    p = migbench([], stdout=subprocess.DEVNULL)
+    try:
+        mine = ["mig-src-%d" % p.pid, "mig-dst-%d" % p.pid]
+        # its bed exists, then a migd pair runs in it (the floor comes first: ~1 s)
+        h.wait_until(lambda: all(n in netbed.namespaces() for n in mine) or p.poll() is not None, 30,
+                     "migbench's namespaces")
+        time.sleep(3)
+        h.check(p.poll() is None, "migbench ended early with %s" % p.poll())
+        kids = h.wait_until(lambda: children_of(p.pid), 10, "migbench to run something in its bed")
+        p.send_signal(signal.SIGTERM)
+        rc = p.wait(timeout=h.scaled(60))
+    finally:
+        stop(p)
+    h.check(rc == 130, "migbench exited with %d after SIGTERM, not 130" % rc)
+    left = [n for n in netbed.namespaces() if n in mine]
+    h.check(not left, "SIGTERM left %s" % left)
+    # they die with it (PR_SET_PDEATHSIG) or are reaped by it: either way, at once
+    h.wait_until(lambda: not any(alive(k) for k in kids), 10, "migbench's children %s to be gone" % kids)
+
+
+if __name__ == "__main__":
+    h.main([case_bed, case_stale_reaped, case_postcopy_preempt, case_migbench_quick, case_migbench_sigterm])
