@@ -417,8 +417,13 @@ gboolean mig_guest_load_record(MigGuest *g, const guint8 *data, gsize len, GErro
 	}
 	g->ustate = g_new0(guint8, g->units);
 	__atomic_store_n(&g->integrity_on, 1, __ATOMIC_RELEASE);
-	g->verifier = g_thread_new("guest/verify", verify_main, g);
 	return TRUE;
+}
+
+void mig_guest_start_verifier(MigGuest *g)
+{
+	if (g->record && !g->verifier)
+		g->verifier = g_thread_new("guest/verify", verify_main, g);
 }
 
 void mig_guest_integrity(MigGuest *g, guint64 *checked, guint64 *failed, guint64 *total)

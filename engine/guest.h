@@ -54,8 +54,12 @@ gboolean mig_guest_running(MigGuest *g);
 /* Source, vCPUs stopped: the generation of every unit (and the seed) as bytes. */
 GBytes *mig_guest_save_record(MigGuest *g);
 /* Destination: adopt the record; from now on each unit is checked against it on its
- * first touch and by a background sweep thread ("guest/verify"). */
+ * first touch by a vCPU. */
 gboolean mig_guest_load_record(MigGuest *g, const guint8 *data, gsize len, GError **err);
+/* Destination, once every page is in place: a background thread ("guest/verify")
+ * checks the units no vCPU touched. Not earlier: in postcopy its faults would be
+ * counted as the guest's, and it would compete with the guest for missing pages. */
+void mig_guest_start_verifier(MigGuest *g);
 /* Progress of the record check; total is 0 before a record was loaded. */
 void mig_guest_integrity(MigGuest *g, guint64 *checked, guint64 *failed, guint64 *total);
 /* Waits (bounded) for the sweep to finish; TRUE if every unit was checked. */

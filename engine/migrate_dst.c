@@ -523,6 +523,8 @@ static gboolean complete(Dst *d, gboolean postcopy, GError **err)
 	if (s->status != MIG_STATUS_FAILED)
 		mig_set_status_locked(s, postcopy ? MIG_STATUS_POSTCOPY_ACTIVE : MIG_STATUS_COMPLETED);
 	g_mutex_unlock(&s->lock);
+	if (!postcopy && s->vm->incoming_done)
+		s->vm->incoming_done(s->vm_opaque);
 	mig_dst_rp_send(s, MIG_F_RP_RUNNING, &iov, 1);
 	return TRUE;
 }
@@ -564,6 +566,8 @@ static gboolean postcopy_end(Dst *d, GError **err)
 	if (!mig_pc_dst_finish(s, err))
 		return FALSE;
 	mig_set_status(s, MIG_STATUS_COMPLETED);
+	if (s->vm->incoming_done)
+		s->vm->incoming_done(s->vm_opaque);
 	mig_dst_rp_send(s, MIG_F_RP_DONE, &iov, 1);
 	return TRUE;
 }

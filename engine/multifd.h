@@ -32,6 +32,8 @@ gboolean mig_mf_src_sync(MfSrc *m, guint64 pass, GError **err);
 guint mig_mf_src_channels(MfSrc *m);
 /* Postcopy break-huge: senders chunk huge pages and call yield between chunks. */
 void mig_mf_src_break_huge(MfSrc *m, MigYieldFn yield, gpointer opaque);
+/* Postcopy: senders mark each page in maps[block] once it is written. */
+void mig_mf_src_mark_sent(MfSrc *m, gulong **maps);
 void mig_mf_src_setsockopt(MfSrc *m, int level, int opt, const void *val, socklen_t len);
 /* Unblocks everything (cancel); safe from any thread. */
 void mig_mf_src_abort(MfSrc *m);

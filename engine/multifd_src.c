@@ -38,6 +38,7 @@ struct MfSrc {
 	guint n;
 	Sender *senders;
 	MigYieldFn yield;         /* set: chunk huge pages (postcopy break-huge) */
+	gulong **sent_maps;       /* set: mark pages written (postcopy) */
 	gpointer yield_opaque;
 };
 
@@ -164,6 +165,9 @@ static gpointer sender_main(gpointer opaque)
 		} else {
 			rc = send_pages(sd, seq);
 		}
+		if (rc == 0 && !pass && m->sent_maps)
+			for (guint i = 0; i < sd->npages; i++)
+				mig_bitmap_set_atomic(m->sent_maps[sd->block], sd->pages[i]);
 		if (rc < 0) {
 			sender_fail(sd, pass ? "sending sync" : "sending pages", rc);
 			g_mutex_lock(&m->lock);
@@ -326,6 +330,13 @@ void mig_mf_src_break_huge(MfSrc *m, MigYieldFn yield, gpointer opaque)
 	g_mutex_lock(&m->lock);
 	m->yield = yield;
 	m->yield_opaque = opaque;
+	g_mutex_unlock(&m->lock);
+}
+
+void mig_mf_src_mark_sent(MfSrc *m, gulong **maps)
+{
+	g_mutex_lock(&m->lock);
+	m->sent_maps = maps;
 	g_mutex_unlock(&m->lock);
 }
 

@@ -122,7 +122,13 @@ static gboolean serve_request(Src *src, const guint8 *p, guint32 len, GError **e
 		g_mutex_unlock(&src->urgent_lock);
 		return ok;
 	}
-	test_and_clear(b->dirty, page);
+	was_dirty = test_and_clear(b->dirty, page);
+	if (!was_dirty && mig_bitmap_test(src->bulk_sent[bi], page)) {
+		/* bulk wrote all of it already; with little unsent data per bulk socket it is
+		 * about to land, and a second copy would only take link time from others */
+		mig_atomic_add(&src->s->stats.x_urgent_skipped, 1);
+		return TRUE;
+	}
 	/* a bulk lane half way through this huge page drops the rest when it sees this */
 	mig_bitmap_set_atomic(src->urgent_sent[bi], page);
 	MIG_PROBE(page_queued, bi, off);
@@ -302,6 +308,7 @@ static gboolean push_chunked(Src *src, guint bi, const gsize *pages, guint n, GE
 		if (mig_mem_is_zero(b->rb->host + pages[k] * b->rb->page_size, b->rb->page_size)) {
 			if (!mig_src_send_pages(src, bi, &pages[k], 1, err))
 				return FALSE;
+			mig_bitmap_set_atomic(src->bulk_sent[bi], pages[k]);
 			continue;
 		}
 		g_mutex_lock(&src->wlock);
@@ -313,6 +320,8 @@ static gboolean push_chunked(Src *src, guint bi, const gsize *pages, guint n, GE
 		}
 		mig_atomic_add(&src->s->stats.transferred, bytes);
 		mig_atomic_add(rc == 1 ? &src->s->stats.x_break_huge_drops : &src->s->stats.normal, 1);
+		if (rc == 0)
+			mig_bitmap_set_atomic(src->bulk_sent[bi], pages[k]);
 	}
 	return TRUE;
 }
@@ -360,7 +369,8 @@ static gboolean push_block(Src *src, guint bi, GError **err)
 {
 	SrcBlock *b = &src->blocks[bi];
 	gsize ps = b->rb->page_size;
-	guint max = (guint)MAX(1, MIN(MAX_BATCH_PAGES, MIG_BATCH_BYTES / ps));
+	/* with preempt, small batches: bulk checks for urgent work every 64 KiB */
+	guint max = (guint)MAX(1, MIN(MAX_BATCH_PAGES, (src->pre_fd_paced ? MIG_CHUNK_SIZE : MIG_BATCH_BYTES) / ps));
 	gsize pages[MAX_BATCH_PAGES];
 
 	for (;;) {
@@ -395,10 +405,18 @@ static gboolean push_block(Src *src, guint bi, GError **err)
 				g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
 			return FALSE;
 		}
-		if (src->mf ? !mig_mf_src_queue(src->mf, bi, b->rb, pages, n, err)
-			    : src->break_huge && ps > MIG_CHUNK_SIZE ? !push_chunked(src, bi, pages, n, err)
-			    : !mig_src_send_pages(src, bi, pages, n, err))
-			return FALSE;
+		if (src->mf) {
+			if (!mig_mf_src_queue(src->mf, bi, b->rb, pages, n, err))
+				return FALSE;
+		} else if (src->break_huge && ps > MIG_CHUNK_SIZE) {
+			if (!push_chunked(src, bi, pages, n, err))
+				return FALSE;
+		} else {
+			if (!mig_src_send_pages(src, bi, pages, n, err))
+				return FALSE;
+			for (guint k = 0; k < n; k++)
+				mig_bitmap_set_atomic(src->bulk_sent[bi], pages[k]);
+		}
 		mig_atomic_add(&src->s->stats.postcopy_bytes, (guint64)n * ps);
 	}
 }
@@ -411,10 +429,14 @@ static gboolean switchover(Src *src, GError **err)
 		return FALSE;
 	src->hint = g_new0(gsize, src->nblocks);
 	src->urgent_sent = g_new0(gulong *, src->nblocks);
+	src->bulk_sent = g_new0(gulong *, src->nblocks);
 	for (guint i = 0; i < src->nblocks; i++) {
 		src->hint[i] = (gsize)-1;
 		src->urgent_sent[i] = mig_bitmap_new(src->blocks[i].npages);
+		src->bulk_sent[i] = mig_bitmap_new(src->blocks[i].npages);
 	}
+	if (src->mf)
+		mig_mf_src_mark_sent(src->mf, src->bulk_sent);
 	return mig_src_send_frame(src, MIG_F_PC_LISTEN, NULL, 0, err) && send_discards(src, err) &&
 	       mig_src_send_state(src, err) && mig_src_send_frame(src, MIG_F_PC_RUN, NULL, 0, err);
 }
@@ -459,8 +481,13 @@ gboolean mig_pc_src_run(Src *src, GError **err)
 	g_free(src->rp_error);
 	src->rp_error = NULL;
 	g_clear_pointer(&src->hint, g_free);
-	for (guint i = 0; src->urgent_sent && i < src->nblocks; i++)
+	if (src->mf)
+		mig_mf_src_mark_sent(src->mf, NULL);
+	for (guint i = 0; src->urgent_sent && i < src->nblocks; i++) {
 		g_free(src->urgent_sent[i]);
+		g_free(src->bulk_sent[i]);
+	}
 	g_clear_pointer(&src->urgent_sent, g_free);
+	g_clear_pointer(&src->bulk_sent, g_free);
 	return ok;
 }

@@ -368,6 +368,7 @@ static void add_ram_stats(MigSession *s, JsonBuilder *b, gboolean done)
 	add_int(b, "postcopy-requests", (gint64)mig_atomic_get(&st->postcopy_requests));
 	add_int(b, "x-bulk-pacing", (gint64)mig_atomic_get(&st->x_bulk_pacing));
 	add_int(b, "x-break-huge-drops", (gint64)mig_atomic_get(&st->x_break_huge_drops));
+	add_int(b, "x-urgent-skipped", (gint64)mig_atomic_get(&st->x_urgent_skipped));
 	add_int(b, "dirty-sync-missed-zero-copy", 0);
 	json_builder_end_object(b);
 }

@@ -47,6 +47,8 @@ typedef struct MigVmOps {
 	gboolean (*load_state)(gpointer opaque, GBytes *state, GError **err);
 	/* Adds mig's x- members to the destination's query-migrate (may be NULL). */
 	void (*query)(gpointer opaque, JsonBuilder *b);
+	/* Destination: every page is in place (may be NULL). */
+	void (*incoming_done)(gpointer opaque);
 } MigVmOps;
 
 /* Receives every event; data is transfer full (may be NULL). */

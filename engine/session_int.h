@@ -54,6 +54,7 @@ typedef struct MigStats {
 	gint64 downtime_us;        /* set when the downtime ends before t_end (postcopy) */
 	guint64 x_bulk_pacing;     /* bytes/s bulk was paced at in postcopy, 0 if not */
 	guint64 x_break_huge_drops;/* huge pages whose bulk remainder was dropped */
+	guint64 x_urgent_skipped;  /* requests bulk had already fully written */
 	gint64 t_start, t_setup_done, t_stop, t_end;   /* monotonic µs */
 	gboolean converging;
 	gint64 src_thread_cpu_us;  /* CPU time of mig/src/main, set when it ends */

@@ -41,6 +41,7 @@ typedef struct Src {
 	guint urgent_pending;   /* requests received and not yet sent (atomic) */
 	gboolean bw_capped;      /* the last pass's bandwidth was max-bandwidth's, not the link's */
 	gulong **urgent_sent;   /* per block: pages the urgent lane sent (atomic) */
+	gulong **bulk_sent;     /* per block: pages bulk finished writing in postcopy (atomic) */
 	gboolean break_huge;    /* bulk sends huge pages in chunks, yielding between */
 	gboolean pre_fd_paced;  /* bulk yields to urgent work (preempt on, postcopy running) */
 	/* rate limiting over 100 ms windows */

@@ -520,7 +520,8 @@ static gboolean ping_size(int fd, guint64 size, guint count, guint warmup, gint6
 
 	memset(buf, 0, size);   /* faulted in before the first timed reply lands in it */
 	for (guint i = 0; i < warmup + count; i++) {
-		guint64 req[2] = { GUINT64_TO_BE(size), GUINT64_TO_BE(++*seq) }, got;
+		guint64 n = ++*seq;   /* not inside the byte-swap macro: it evaluates twice */
+		guint64 req[2] = { GUINT64_TO_BE(size), GUINT64_TO_BE(n) }, got;
 		gint64 t0;
 
 		if (g_get_monotonic_time() > deadline_us) {

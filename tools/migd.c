@@ -50,7 +50,13 @@ static void vm_query(gpointer g, JsonBuilder *b)
 	json_builder_end_object(b);
 }
 
+static void vm_incoming_done(gpointer g)
+{
+	mig_guest_start_verifier(g);
+}
+
 static const MigVmOps guest_ops = {
+	.incoming_done = vm_incoming_done,
 	.stop = vm_stop,
 	.cont = vm_cont,
 	.save_state = vm_save,

@@ -24,7 +24,8 @@ static gboolean vm_load(gpointer g, GBytes *b, GError **err)
 
 	return mig_guest_load_record(g, p, n, err);
 }
-static const MigVmOps ops = { vm_stop, vm_cont, vm_save, vm_load, NULL };
+static void vm_done(gpointer g) { mig_guest_start_verifier(g); }
+static const MigVmOps ops = { vm_stop, vm_cont, vm_save, vm_load, NULL, vm_done };
 
 static Side side_new(const char *name, gboolean incoming, const char *workload, guint64 size)
 {
