@@ -1,0 +1,530 @@
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+/* faultlat: how long the threads of one process wait on userfaultfd.
+ *
+ * Two ways in; the loader takes the first that loads and attaches.
+ *
+ * fentry: handle_userfault() entry to exit. Simple, but needs BPF trampolines.
+ *
+ * tracepoints, per thread of the target:
+ *  - start: a page fault (exceptions:page_fault_user, or _kernel on a user address)
+ *    records time and address;
+ *  - the wait is a userfaultfd one only if a uffd ioctl (UFFDIO_COPY, ZEROPAGE,
+ *    CONTINUE, WAKE, ..., seen at sys_enter_ioctl) wakes the thread (sched_waking runs
+ *    in the waker's context, so it is "inside that ioctl") and the ioctl's range covers
+ *    the fault address. Only that path wakes userfaultfd waiters: a fault that never
+ *    sleeps, or sleeps on I/O or a lock and is woken by anyone else, is never counted;
+ *  - end: the retried fault is done when the thread drops mmap_lock
+ *    (mmap_lock_released, in its own context), else at its first switch-in after the
+ *    wakeup, as learned from its next fault;
+ *  - a page placed before its thread got to sleep leaves nothing to wake: that fault
+ *    counts when its retry drops mmap_lock, if a recent uffd range (a small ring)
+ *    covered the address and the thread has not slept since faulting;
+ *  - waits with no fault address (get_user_pages() from a syscall or from KVM) are
+ *    recognised by handle_userfault() on the sleeping thread's kernel stack when the
+ *    uffd ioctl wakes it, and start when the thread went to sleep.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "faultlat.h"
+
+#define TASK_INTERRUPTIBLE	0x1
+#define TASK_UNINTERRUPTIBLE	0x2
+#define VM_HUGETLB		0x00400000
+#define PAGE_SHIFT		12
+
+const volatile pid_t targ_tgid = 0;
+const volatile pid_t targ_tid = 0;	/* 0: every thread */
+const volatile __u64 min_ns = 0;
+/* handle_userfault()'s text, from kallsyms; 0/0 turns the no-address path off. */
+const volatile __u64 uf_text_start = 0;
+const volatile __u64 uf_text_end = 0;
+
+struct vma_info {
+	__u64 start;
+	__u64 end;
+	__u32 shift;		/* 0 if unknown */
+};
+
+struct thread_state {
+	__u64 fault_ts;		/* page fault entry; 0 when no fault is open */
+	__u64 fault_addr;
+	__u64 block_ts;		/* last blocking switch-out; 0 once seen running */
+	__u64 wait_start;	/* a uffd ioctl woke us: the wait began here; else 0 */
+	__u64 run_ts;		/* first switch-in after that wakeup, 0 if none yet */
+	__u32 slept;		/* blocked since fault_ts: a fault record this old may
+				 * be stale, so it needs a wakeup to count */
+	__u32 fault_shift;	/* page shift of fault_addr's VMA, 0 if unknown */
+	__u32 wait_shift;
+	/* The VMA this thread last faulted in: bpf_find_vma() costs microseconds
+	 * (its unlock is deferred to an irq_work), too much to pay on every fault. */
+	struct vma_info vma;
+};
+
+struct uffd_range {
+	__u64 start;
+	__u64 len;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct thread_state);
+} threads SEC(".maps");
+
+/* uffd ioctls in flight, by the calling thread: sched_waking runs in the waker's
+ * context, so this says which range a wakeup is resolving. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct uffd_range);
+} inflight SEC(".maps");
+
+/* The last FL_RECENT ranges uffd ioctls resolved, for faults that never slept. */
+#define FL_RECENT 64
+
+struct resolved {
+	struct uffd_range r;
+	__u64 ts;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FL_RECENT);
+	__type(key, __u32);
+	__type(value, struct resolved);
+} recent SEC(".maps");
+
+__u64 recent_seq;	/* next slot, mod FL_RECENT */
+__u64 recent_last_ts;	/* when the newest entry was written */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FL_NR_PS);
+	__type(key, __u32);
+	__type(value, struct fl_hist);
+} hists SEC(".maps");
+
+struct stack_buf {
+	__u64 ip[FL_STACK_DEPTH];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stack_buf);
+} stacks SEC(".maps");
+
+static __always_inline bool wanted(pid_t tgid, pid_t tid)
+{
+	return tgid == targ_tgid && (!targ_tid || tid == targ_tid);
+}
+
+static void record(__u64 ns, __u32 shift)
+{
+	__u32 key = fl_page_size_of(shift);
+	struct fl_hist *h;
+	__u64 slot;
+
+	if (ns < min_ns)
+		return;
+	h = bpf_map_lookup_elem(&hists, &key);
+	if (!h)
+		return;
+	/* Per-CPU copies: plain increments, userspace adds the CPUs up. */
+	h->count++;
+	h->sum_ns += ns;
+	if (ns > h->max_ns)
+		h->max_ns = ns;
+	/* barrier_var: keep clang from bounds-checking one copy of the index and
+	 * indexing with another, which the verifier cannot follow. */
+	slot = fl_log2_slot(ns);
+	barrier_var(slot);
+	if (slot < FL_LOG2_SLOTS)
+		h->log2_us[slot]++;
+	slot = fl_fine_slot(ns);
+	barrier_var(slot);
+	if (slot < FL_FINE_SLOTS)
+		h->fine[slot]++;
+}
+
+/* A hugetlb VMA's page size lives in its hugetlbfs superblock's hstate. */
+static __u32 vma_page_shift(struct vm_area_struct *vma)
+{
+	struct hugetlbfs_sb_info *sbi;
+
+	if (!(BPF_CORE_READ(vma, vm_flags) & VM_HUGETLB))
+		return PAGE_SHIFT;
+	sbi = BPF_CORE_READ(vma, vm_file, f_inode, i_sb, s_fs_info);
+	return sbi ? PAGE_SHIFT + BPF_CORE_READ(sbi, hstate, order) : 0;
+}
+
+static long find_vma_cb(struct task_struct *task, struct vm_area_struct *vma, void *data)
+{
+	struct vma_info *vi = data;
+
+	vi->start = BPF_CORE_READ(vma, vm_start);
+	vi->end = BPF_CORE_READ(vma, vm_end);
+	vi->shift = vma_page_shift(vma);
+	return 0;
+}
+
+/* The page size at addr, from the cached VMA or a fresh lookup; 0 if unknown. */
+static __u32 fault_page_shift(struct thread_state *ts, __u64 addr)
+{
+	struct vma_info vi = {};
+
+	if (addr - ts->vma.start < ts->vma.end - ts->vma.start)
+		return ts->vma.shift;
+	/* Fails (-EBUSY) when mmap_lock is taken: the ioctl's range decides then. */
+	bpf_find_vma(bpf_get_current_task_btf(), addr, find_vma_cb, &vi, 0);
+	ts->vma = vi;
+	return vi.shift;
+}
+
+/* Without a VMA (mmap_lock contended, or a GUP wait) the ioctl's alignment is the best
+ * guess: UFFDIO_COPY on hugetlb must cover whole, aligned huge pages. */
+static __u32 range_page_shift(const struct uffd_range *r)
+{
+	if (!((r->start | r->len) & ((1ULL << 30) - 1)))
+		return 30;
+	if (!((r->start | r->len) & ((1ULL << 21) - 1)))
+		return 21;
+	return PAGE_SHIFT;
+}
+
+/* A cached VMA can be stale (unmapped and mapped again differently); a huge page
+ * size the resolving range is not aligned to is certainly wrong. */
+static __u32 resolved_page_shift(__u32 shift, const struct uffd_range *r)
+{
+	if (!shift || (shift > PAGE_SHIFT && ((r->start | r->len) & ((1ULL << shift) - 1))))
+		return range_page_shift(r);
+	return shift;
+}
+
+static struct thread_state *thread_get(__u32 tid)
+{
+	struct thread_state zero = {}, *ts;
+
+	ts = bpf_map_lookup_elem(&threads, &tid);
+	if (ts)
+		return ts;
+	bpf_map_update_elem(&threads, &tid, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&threads, &tid);
+}
+
+/* ---- tracepoint method ---- */
+
+static void finish_wait(struct thread_state *ts, __u64 end)
+{
+	record(end - ts->wait_start, ts->wait_shift);
+	ts->wait_start = 0;
+	ts->run_ts = 0;
+	ts->fault_ts = 0;
+}
+
+static int on_fault(__u64 addr)
+{
+	__u64 id = bpf_get_current_pid_tgid(), now = bpf_ktime_get_ns();
+	struct thread_state *ts;
+
+	if (!wanted(id >> 32, (__u32)id))
+		return 0;
+	ts = thread_get((__u32)id);
+	if (!ts)
+		return 0;
+	/* A wait whose retry was never seen dropping mmap_lock: it ended no later
+	 * than the thread ran again. */
+	if (ts->wait_start)
+		finish_wait(ts, ts->run_ts ? ts->run_ts : now);
+	ts->block_ts = 0;
+	ts->slept = 0;
+	ts->fault_ts = now;
+	ts->fault_addr = addr;
+	/* From the faulting thread, before it takes mmap_lock: later we would be in
+	 * someone else's context. */
+	ts->fault_shift = fault_page_shift(ts, addr);
+	return 0;
+}
+
+/* exceptions:* are not in vmlinux BTF as a struct; their layout is stable ABI. */
+struct fl_fault_args {
+	__u64 common;
+	unsigned long address;
+	unsigned long ip;
+	unsigned long error_code;
+};
+
+SEC("tracepoint/exceptions/page_fault_user")
+int page_fault_user(struct fl_fault_args *ctx)
+{
+	return on_fault(ctx->address);
+}
+
+/* copy_{to,from}_user() on registered memory faults in kernel mode. */
+SEC("tracepoint/exceptions/page_fault_kernel")
+int page_fault_kernel(struct fl_fault_args *ctx)
+{
+	if (ctx->address >> 63)	/* a kernel address: no userfaultfd there */
+		return 0;
+	return on_fault(ctx->address);
+}
+
+static void note_resolved(const struct uffd_range *r)
+{
+	__u32 slot = __sync_fetch_and_add(&recent_seq, 1) % FL_RECENT;
+	struct resolved *e = bpf_map_lookup_elem(&recent, &slot);
+
+	if (!e)
+		return;
+	e->r = *r;
+	e->ts = bpf_ktime_get_ns();
+	recent_last_ts = e->ts;
+}
+
+/* A range resolved after `since` that covers addr, copied to *out. */
+static bool resolved_since(__u64 addr, __u64 since, struct uffd_range *out)
+{
+	if (recent_last_ts < since)	/* the common case: no uffd ioctl since */
+		return false;
+	for (int i = 0; i < FL_RECENT; i++) {
+		/* The key gets its own slot: the verifier must see i stay a constant
+		 * bound loop counter, not a stack value the helper might change. */
+		__u32 key = i;
+		struct resolved *e = bpf_map_lookup_elem(&recent, &key);
+
+		if (e && e->ts >= since && addr - e->r.start < e->r.len) {
+			*out = e->r;
+			return true;
+		}
+	}
+	return false;
+}
+
+SEC("tracepoint/syscalls/sys_enter_ioctl")
+int uffd_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	const void *arg = (const void *)ctx->args[2];
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct uffd_range r;
+	__u64 dst_len[3];
+
+	switch ((__u32)ctx->args[1]) {
+	case FL_UFFDIO_COPY:
+	case FL_UFFDIO_MOVE:
+		if (bpf_probe_read_user(dst_len, sizeof(dst_len), arg))
+			return 0;
+		r.start = dst_len[0];
+		r.len = dst_len[2];
+		break;
+	case FL_UFFDIO_WAKE:
+	case FL_UFFDIO_ZEROPAGE:
+	case FL_UFFDIO_CONTINUE:
+	case FL_UFFDIO_WRITEPROTECT:
+	case FL_UFFDIO_POISON:
+		if (bpf_probe_read_user(&r, sizeof(r), arg))
+			return 0;
+		break;
+	default:
+		return 0;
+	}
+	bpf_map_update_elem(&inflight, &tid, &r, BPF_ANY);
+	note_resolved(&r);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_ioctl")
+int uffd_ioctl_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	/* Every ioctl on the machine passes here; look before taking the bucket lock. */
+	if (bpf_map_lookup_elem(&inflight, &tid))
+		bpf_map_delete_elem(&inflight, &tid);
+	return 0;
+}
+
+static bool in_handle_userfault(struct task_struct *p)
+{
+	struct stack_buf *buf;
+	__u32 zero = 0;
+	long n;
+
+	buf = bpf_map_lookup_elem(&stacks, &zero);
+	if (!buf)
+		return false;
+	n = bpf_get_task_stack(p, buf->ip, sizeof(buf->ip), 0);
+	for (int i = 0; i < FL_STACK_DEPTH; i++) {
+		if (i * (long)sizeof(__u64) >= n)
+			break;
+		if (buf->ip[i] >= uf_text_start && buf->ip[i] < uf_text_end)
+			return true;
+	}
+	return false;
+}
+
+/* Runs in the waker's context. A wakeup from inside a uffd ioctl is how a userfaultfd
+ * wait ends; the range check ties it to this thread's fault. */
+SEC("tp_btf/sched_waking")
+int BPF_PROG(sched_waking, struct task_struct *p)
+{
+	__u32 tid = p->pid, waker = (__u32)bpf_get_current_pid_tgid();
+	struct thread_state *ts;
+	struct uffd_range *r;
+
+	if (!wanted(p->tgid, p->pid))
+		return 0;
+	r = bpf_map_lookup_elem(&inflight, &waker);
+	if (!r)
+		return 0;
+	ts = bpf_map_lookup_elem(&threads, &tid);
+	if (!ts || ts->wait_start)
+		return 0;
+
+	if (ts->fault_ts && ts->fault_addr - r->start < r->len) {
+		__u32 shift = resolved_page_shift(ts->fault_shift, r);
+
+		ts->wait_start = ts->fault_ts;
+		ts->wait_shift = shift;
+		/* Not asleep yet (resolved between queueing and schedule()): it
+		 * never stops running. */
+		ts->run_ts = ts->block_ts ? 0 : bpf_ktime_get_ns();
+		return 0;
+	}
+	/* No fault address: a get_user_pages() wait, if the stack says so. Its
+	 * start is when the thread went to sleep. */
+	if (ts->block_ts && uf_text_end && in_handle_userfault(p)) {
+		ts->wait_start = ts->block_ts;
+		ts->wait_shift = range_page_shift(r);
+		ts->run_ts = 0;
+	}
+	return 0;
+}
+
+static void note_block(__u32 tid, __u64 now)
+{
+	struct thread_state *ts;
+
+	/* GUP waits need the block time of threads that have no fault open. */
+	ts = uf_text_end ? thread_get(tid) : bpf_map_lookup_elem(&threads, &tid);
+	if (!ts)
+		return;
+	/* A wait in progress goes on: a thread blocking after its wakeup is still
+	 * retrying (mmap_lock contended), and ends when the retry is done. */
+	ts->block_ts = now;
+	if (ts->fault_ts)
+		ts->slept = 1;
+}
+
+static void note_run(__u32 tid, __u64 now)
+{
+	struct thread_state *ts = bpf_map_lookup_elem(&threads, &tid);
+
+	if (!ts)
+		return;
+	if (ts->wait_start && !ts->run_ts)
+		ts->run_ts = now;
+	ts->block_ts = 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
+{
+	__u64 now;
+
+	/* Both filters read task fields only: the common case (another process) costs
+	 * no map access. */
+	bool out = !preempt && (prev_state & (TASK_INTERRUPTIBLE | TASK_UNINTERRUPTIBLE)) &&
+		   wanted(prev->tgid, prev->pid);
+	bool in = wanted(next->tgid, next->pid);
+
+	if (!out && !in)
+		return 0;
+	now = bpf_ktime_get_ns();
+	if (out)
+		note_block(prev->pid, now);
+	if (in)
+		note_run(next->pid, now);
+	return 0;
+}
+
+/* The fault path and GUP alike retry a fault a userfaultfd wait ended under mmap_lock
+ * and drop it when done: the last thing the thread does before going on. */
+SEC("tp_btf/mmap_lock_released")
+int BPF_PROG(mmap_lock_released, struct mm_struct *mm, bool write)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct thread_state *ts;
+	__u32 tid = (__u32)id;
+	struct uffd_range r;
+
+	if (!wanted(id >> 32, tid))
+		return 0;
+	ts = bpf_map_lookup_elem(&threads, &tid);
+	if (!ts)
+		return 0;
+	if (ts->wait_start) {
+		finish_wait(ts, bpf_ktime_get_ns());
+	} else if (ts->fault_ts && !ts->slept && resolved_since(ts->fault_addr, ts->fault_ts, &r)) {
+		/* Resolved before the thread slept: no wakeup, but a uffd fault. */
+		record(bpf_ktime_get_ns() - ts->fault_ts, resolved_page_shift(ts->fault_shift, &r));
+		ts->fault_ts = 0;
+	}
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int sched_process_exit(void *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+
+	if (id >> 32 == (__u32)targ_tgid)
+		bpf_map_delete_elem(&threads, &tid);
+	return 0;
+}
+
+/* ---- fentry method ---- */
+
+SEC("fentry/handle_userfault")
+int BPF_PROG(uf_enter, struct vm_fault *vmf, unsigned long reason)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct thread_state *ts;
+
+	if (!wanted(id >> 32, (__u32)id))
+		return 0;
+	/* KVM's async page fault asks first with RETRY_NOWAIT: that call never sleeps,
+	 * the wait (if any) happens later in a worker. */
+	if (BPF_CORE_READ(vmf, flags) & FAULT_FLAG_RETRY_NOWAIT)
+		return 0;
+	ts = thread_get((__u32)id);
+	if (!ts)
+		return 0;
+	ts->fault_ts = bpf_ktime_get_ns();
+	ts->fault_addr = BPF_CORE_READ(vmf, address);
+	ts->fault_shift = vma_page_shift(BPF_CORE_READ(vmf, vma));
+	return 0;
+}
+
+SEC("fexit/handle_userfault")
+int BPF_PROG(uf_exit, struct vm_fault *vmf, unsigned long reason, vm_fault_t ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct thread_state *ts = bpf_map_lookup_elem(&threads, &tid);
+
+	if (!ts || !ts->fault_ts)
+		return 0;
+	/* VM_FAULT_RETRY: the fault was queued to the handler (SIGBUS otherwise). */
+	if (ret & VM_FAULT_RETRY)
+		record(bpf_ktime_get_ns() - ts->fault_ts, ts->fault_shift);
+	ts->fault_ts = 0;
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -1,0 +1,298 @@
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+/* mig-faultlat: summarize how long the threads of a process wait on userfaultfd.
+ *
+ * The BPF side (bpf/faultlat.bpf.c) files every wait that a userfaultfd handler
+ * resolved into per-page-size histograms; this side loads it, waits, and prints
+ * percentiles and a log2 histogram per page size. Ends on Ctrl-C, after -d seconds, or
+ * when the target exits. docs/faultlat.md has the method and its limits. */
+#include <argp.h>
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bpf/faultlat-loader.h"
+#include "tools/faultlat/report.h"
+
+struct args {
+	pid_t pid;
+	pid_t tid;
+	double duration_s;	/* 0: until Ctrl-C or the target exits */
+	double interval_s;	/* 0: one report at the end */
+	uint64_t min_us;
+	bool json;
+	bool verbose;
+	enum fl_method method;
+};
+
+static volatile sig_atomic_t exiting;
+
+const char *argp_program_version = "mig-faultlat " MIG_VERSION;
+
+static const char doc[] =
+	"Summarize how long a process's threads wait on userfaultfd faults.\n"
+	"\n"
+	"USAGE: mig-faultlat -p PID [-t TID] [-d SECONDS] [-i INTERVAL] [-m MIN_US] [--json]\n"
+	"\n"
+	"EXAMPLES:\n"
+	"    mig-faultlat -p 1234             # until Ctrl-C or until 1234 exits\n"
+	"    mig-faultlat -p 1234 -d 10       # 10 seconds, one summary\n"
+	"    mig-faultlat -p 1234 -i 1 --json # a JSON line every second\n"
+	"    mig-faultlat -p $(pidof qemu-system-x86_64) -m 100  # waits of 100 us or more";
+
+static const struct argp_option options[] = {
+	{ "pid", 'p', "PID", 0, "Process to trace (required)", 0 },
+	{ "tid", 't', "TID", 0, "Only this thread of PID", 0 },
+	{ "duration", 'd', "SECONDS", 0, "Stop after this long", 0 },
+	{ "interval", 'i', "SECONDS", 0, "Print (and reset) every INTERVAL", 0 },
+	{ "min", 'm', "MIN_US", 0, "Ignore waits shorter than MIN_US microseconds", 0 },
+	{ "json", 'j', NULL, 0, "One JSON object per report on stdout", 0 },
+	{ "method", 'M', "METHOD", 0, "auto (default), fentry or tracepoints", 0 },
+	{ "verbose", 'v', NULL, 0, "libbpf debug output", 0 },
+	{ NULL, 'h', NULL, OPTION_HIDDEN, "Show this help", 0 },
+	{ 0 },
+};
+
+static int parse_pid(const char *s, pid_t *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || v <= 0 || v > INT_MAX)
+		return -EINVAL;
+	*out = (pid_t)v;
+	return 0;
+}
+
+static int parse_seconds(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || *end || !(v > 0) || v > 1e7)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static error_t parse_arg(int key, char *arg, struct argp_state *state)
+{
+	struct args *a = state->input;
+	double us;
+
+	switch (key) {
+	case 'p':
+		if (parse_pid(arg, &a->pid))
+			argp_error(state, "invalid PID: %s", arg);
+		break;
+	case 't':
+		if (parse_pid(arg, &a->tid))
+			argp_error(state, "invalid TID: %s", arg);
+		break;
+	case 'd':
+		if (parse_seconds(arg, &a->duration_s))
+			argp_error(state, "invalid duration: %s", arg);
+		break;
+	case 'i':
+		if (parse_seconds(arg, &a->interval_s))
+			argp_error(state, "invalid interval: %s", arg);
+		break;
+	case 'm':
+		if (parse_seconds(arg, &us))
+			argp_error(state, "invalid minimum: %s", arg);
+		a->min_us = (uint64_t)us;
+		break;
+	case 'j':
+		a->json = true;
+		break;
+	case 'v':
+		a->verbose = true;
+		break;
+	case 'M':
+		if (!strcmp(arg, "auto"))
+			a->method = FL_METHOD_AUTO;
+		else if (!strcmp(arg, "fentry"))
+			a->method = FL_METHOD_FENTRY;
+		else if (!strcmp(arg, "tracepoints"))
+			a->method = FL_METHOD_TRACEPOINTS;
+		else
+			argp_error(state, "unknown method: %s", arg);
+		break;
+	case 'h':
+		argp_state_help(state, stderr, ARGP_HELP_STD_HELP);
+		break;
+	case ARGP_KEY_END:
+		if (!a->pid)
+			argp_error(state, "-p PID is required");
+		break;
+	default:
+		return ARGP_ERR_UNKNOWN;
+	}
+	return 0;
+}
+
+static void sig_handler(int sig)
+{
+	exiting = 1;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A pidfd turns readable when the process exits: no polling /proc. */
+static int open_target(pid_t pid)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0), err = errno;
+
+	if (fd >= 0)
+		return fd;
+	/* A thread that is not a group leader: EINVAL before 6.9, ENOENT since. */
+	if ((err == EINVAL || err == ENOENT) && !kill(pid, 0))
+		fprintf(stderr, "%d is a thread, not a process: use -p TGID -t %d\n", pid, pid);
+	else
+		fprintf(stderr, "process %d: %s\n", pid, strerror(err));
+	return -err;
+}
+
+/* SIGINT/SIGTERM stay blocked except inside ppoll(), so none can slip in between the
+ * check of `exiting` and the wait. */
+static int setup_signals(sigset_t *wait_mask)
+{
+	struct sigaction sa = { .sa_handler = sig_handler };
+	sigset_t block;
+
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	if (sigprocmask(SIG_BLOCK, &block, wait_mask))
+		return -errno;
+	sigdelset(wait_mask, SIGINT);
+	sigdelset(wait_mask, SIGTERM);
+	if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL))
+		return -errno;
+	return 0;
+}
+
+static int report(const struct args *a, struct faultlat_bpf *skel, struct fl_report *rep,
+		  double since)
+{
+	int err;
+
+	rep->seconds = now_s() - since;
+	for (int ps = 0; ps < FL_NR_PS; ps++) {
+		err = fl_read_hist(skel, ps, &rep->hist[ps]);
+		if (err)
+			return err;
+	}
+	if (a->json) {
+		fl_report_json(stdout, rep);
+	} else {
+		if (a->interval_s) {
+			time_t t = time(NULL);
+			char buf[16];
+
+			strftime(buf, sizeof(buf), "%H:%M:%S", localtime(&t));
+			printf("\n%s", buf);
+		}
+		fl_report_text(stdout, rep);
+	}
+	return 0;
+}
+
+/* Waits for Ctrl-C, the end of -d, or the target's exit, reporting every -i. */
+static int run(const struct args *a, struct faultlat_bpf *skel, int pidfd,
+	       const sigset_t *wait_mask, struct fl_report *rep)
+{
+	double start = now_s(), since = start, until, left;
+	struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+	struct timespec ts;
+	int n, err;
+
+	for (;;) {
+		until = a->interval_s ? since + a->interval_s : start + a->duration_s;
+		if (a->duration_s && until > start + a->duration_s)
+			until = start + a->duration_s;
+		left = until - now_s();
+		if (left < 0)
+			left = 0;
+		ts.tv_sec = (time_t)left;
+		ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+		n = ppoll(&pfd, 1, a->interval_s || a->duration_s ? &ts : NULL, wait_mask);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (exiting || n > 0 || (a->duration_s && now_s() >= start + a->duration_s))
+			return report(a, skel, rep, since);
+		if (a->interval_s && now_s() >= since + a->interval_s) {
+			err = report(a, skel, rep, since);
+			if (!err)
+				err = fl_reset_hists(skel);
+			if (err)
+				return err;
+			since = now_s();
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct argp argp = { options, parse_arg, NULL, doc, NULL, NULL, NULL };
+	struct args a = { .method = FL_METHOD_AUTO };
+	struct faultlat_bpf *skel = NULL;
+	struct fl_report *rep = NULL;
+	enum fl_method used;
+	sigset_t wait_mask;
+	int pidfd, err;
+
+	err = argp_parse(&argp, argc, argv, 0, NULL, &a);
+	if (err)
+		return 1;
+	pidfd = open_target(a.pid);
+	if (pidfd < 0)
+		return 1;
+	rep = calloc(1, sizeof(*rep));
+	err = rep ? setup_signals(&wait_mask) : -ENOMEM;
+	if (err)
+		goto out;
+
+	err = fl_load(&(struct fl_config){ .tgid = a.pid, .tid = a.tid, .min_ns = a.min_us * 1000,
+					   .method = a.method, .verbose = a.verbose },
+		      &skel, &used);
+	if (err) {
+		fprintf(stderr, "failed to load and attach BPF programs: %s\n", strerror(-err));
+		goto out;
+	}
+	rep->pid = a.pid;
+	rep->method = used == FL_METHOD_FENTRY ? "fentry" : "tracepoints";
+
+	/* With --json, stdout carries only JSON; the rest goes to stderr. */
+	fprintf(a.json ? stderr : stdout, "method: %s\n", fl_method_desc(used));
+	fprintf(a.json ? stderr : stdout,
+		"Tracing userfaultfd waits of PID %d... Hit Ctrl-C to end.\n", a.pid);
+	fflush(stdout);
+	fflush(stderr);
+
+	err = run(&a, skel, pidfd, &wait_mask, rep);
+	if (err)
+		fprintf(stderr, "error: %s\n", strerror(-err));
+out:
+	fl_unload(skel);
+	free(rep);
+	close(pidfd);
+	return err ? 1 : 0;
+}
