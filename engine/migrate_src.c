@@ -354,35 +354,22 @@ static gboolean connect_main(Src *src, GError **err)
 {
 	MigSession *s = src->s;
 	MigUri uri = { 0 };
-	MigHello h = { .version = MIG_PROTO_VERSION, .type = MIG_CHAN_MAIN, .index = 0 };
-	char msg[600];
-	int fd, rc;
+	int fd;
 
 	if (mig_uri_parse(s->src_uri, &uri) < 0) {
 		g_set_error(err, MIG_ERROR, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT or unix:PATH)", s->src_uri);
 		return FALSE;
 	}
-	fd = mig_uri_connect(&uri, 10000);
-	if (fd < 0) {
-		g_set_error(err, MIG_ERROR, -fd, "Failed to connect to '%s': %s", s->src_uri, g_strerror(-fd));
+	fd = mig_chan_connect(&uri, s->src_uri, MIG_CHAN_MAIN, 0, err);
+	if (fd < 0)
 		return FALSE;
-	}
+	/* registered before the hello, so migrate_cancel can cut a stuck handshake */
 	g_mutex_lock(&s->lock);
 	s->src_fd = fd;
 	src->fd = fd;
 	g_mutex_unlock(&s->lock);
-	memcpy(h.session, s->session_id, sizeof(h.session));
-	mig_io_set_timeout(fd, 10000);
-	rc = mig_hello_connect(fd, &h, msg, sizeof(msg));
-	mig_io_set_timeout(fd, 0);
-	if (MIG_HELLO_REFUSED(rc)) {
-		g_set_error(err, MIG_ERROR, EPROTO, "destination refused the channel: %s", msg);
+	if (!mig_chan_hello(s, fd, MIG_CHAN_MAIN, 0, err))
 		return FALSE;
-	}
-	if (rc < 0) {
-		g_set_error(err, MIG_ERROR, -rc, "channel handshake with '%s' failed: %s", s->src_uri, g_strerror(-rc));
-		return FALSE;
-	}
 	src->uri = uri;
 	return TRUE;
 }

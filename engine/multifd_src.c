@@ -188,31 +188,6 @@ static gpointer sender_main(gpointer opaque)
 	return NULL;
 }
 
-static int connect_channel(MigSession *s, const MigUri *uri, guint index, GError **err)
-{
-	MigHello h = { .version = MIG_PROTO_VERSION, .type = MIG_CHAN_MULTIFD, .index = index };
-	char msg[600];
-	int fd = mig_uri_connect(uri, 10000), rc;
-
-	if (fd < 0) {
-		g_set_error(err, MIG_ERROR, -fd, "multifd channel %u: connect: %s", index, g_strerror(-fd));
-		return -1;
-	}
-	memcpy(h.session, s->session_id, sizeof(h.session));
-	mig_io_set_timeout(fd, 10000);
-	rc = mig_hello_connect(fd, &h, msg, sizeof(msg));
-	mig_io_set_timeout(fd, 0);
-	if (rc < 0) {
-		if (MIG_HELLO_REFUSED(rc))
-			g_set_error(err, MIG_ERROR, EPROTO, "destination refused multifd channel %u: %s", index, msg);
-		else
-			g_set_error(err, MIG_ERROR, -rc, "multifd channel %u: handshake: %s", index, g_strerror(-rc));
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 MfSrc *mig_mf_src_start(MigSession *s, const MigUri *uri, guint n, gboolean detect_zero, GError **err)
 {
 	MfSrc *m = g_new0(MfSrc, 1);
@@ -229,7 +204,7 @@ MfSrc *mig_mf_src_start(MigSession *s, const MigUri *uri, guint n, gboolean dete
 	}
 	for (guint i = 0; i < n; i++) {
 		Sender *sd = &m->senders[i];
-		int fd = connect_channel(s, uri, i, err);
+		int fd = mig_chan_open(s, uri, MIG_CHAN_MULTIFD, i, err);
 
 		if (fd < 0) {
 			mig_mf_src_free(m);

@@ -32,34 +32,12 @@ static gboolean test_and_clear(gulong *map, gsize i)
 
 gboolean mig_pc_src_connect_preempt(Src *src, GError **err)
 {
-	MigSession *s = src->s;
-	MigHello h = { .version = MIG_PROTO_VERSION, .type = MIG_CHAN_PREEMPT, .index = 0 };
-	char msg[600];
-	int fd, rc;
-
-	if (!s->caps[MIG_CAP_POSTCOPY_PREEMPT])
+	if (!src->s->caps[MIG_CAP_POSTCOPY_PREEMPT])
 		return TRUE;
 	/* opened with the other channels, after the main one was accepted: identified by
 	 * its hello, it can never be mistaken for or race the main channel */
-	fd = mig_uri_connect(&src->uri, 10000);
-	if (fd < 0) {
-		g_set_error(err, MIG_ERROR, -fd, "preempt channel: connect: %s", g_strerror(-fd));
-		return FALSE;
-	}
-	memcpy(h.session, s->session_id, sizeof(h.session));
-	mig_io_set_timeout(fd, 10000);
-	rc = mig_hello_connect(fd, &h, msg, sizeof(msg));
-	mig_io_set_timeout(fd, 0);
-	if (rc < 0) {
-		if (MIG_HELLO_REFUSED(rc))
-			g_set_error(err, MIG_ERROR, EPROTO, "destination refused the preempt channel: %s", msg);
-		else
-			g_set_error(err, MIG_ERROR, -rc, "preempt channel: handshake: %s", g_strerror(-rc));
-		close(fd);
-		return FALSE;
-	}
-	src->pre_fd = fd;
-	return TRUE;
+	src->pre_fd = mig_chan_open(src->s, &src->uri, MIG_CHAN_PREEMPT, 0, err);
+	return src->pre_fd >= 0;
 }
 
 /* One urgent page on the preempt channel: the same PAGES/ZEROS frames as the main one. */

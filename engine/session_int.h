@@ -143,3 +143,9 @@ gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err);
 void mig_dst_shutdown(MigSession *s);
 void mig_dst_query(MigSession *s, JsonBuilder *b);
 gboolean mig_session_start_postcopy(MigSession *s, GError **err);
+
+/* chanopen.c: a source channel is a connect plus this session's typed hello. */
+struct MigUri;
+int mig_chan_connect(const struct MigUri *uri, const char *uri_str, int type, guint index, GError **err);
+gboolean mig_chan_hello(MigSession *s, int fd, int type, guint index, GError **err);
+int mig_chan_open(MigSession *s, const struct MigUri *uri, int type, guint index, GError **err);
