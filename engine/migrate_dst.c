@@ -15,6 +15,8 @@
 #include <glib-unix.h>
 #include <stdarg.h>
 #include <poll.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -166,6 +168,13 @@ static gpointer listen_thread(gpointer opaque)
 		fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
 			continue;
+		{
+			/* page requests are tiny writes on the return path: with Nagle they wait
+			 * for the source's delayed ACK, 40 ms (unix sockets just refuse this) */
+			int one = 1;
+
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		}
 		switch (admit(s, fd, &index)) {
 		case MIG_CHAN_MAIN:
 			g_mutex_lock(&s->lock);

@@ -32,7 +32,8 @@ typedef struct PcDst {
 	int uffd;
 	int quit_fd;           /* eventfd: stops the fault thread */
 	GThread *fault_thread;
-	gboolean placing;      /* from LISTEN on, pages are placed, never written in place */
+	gboolean placing;      /* userfaultfd is live: pages are placed through it */
+	GRWLock place_lock;    /* placements read-hold it; stopping takes it to write */
 	guint8 *zero;          /* one zero page of the largest size (hugetlb has no ZEROPAGE) */
 	PcBlock *blocks;
 	guint nblocks;
@@ -125,7 +126,15 @@ gboolean mig_pc_dst_place(MigSession *s, guint block, gsize page, const void *da
 	int rc;
 
 	MIG_PROBE(page_received, block, (guint64)page * b->rb->page_size);
+	g_rw_lock_reader_lock(&pc->place_lock);
+	if (!pc->placing) {
+		/* postcopy is over and every page was present: this is a late second copy,
+		 * and the guest may have written the page since; drop it */
+		g_rw_lock_reader_unlock(&pc->place_lock);
+		return TRUE;
+	}
 	rc = place(pc, b, page, data);
+	g_rw_lock_reader_unlock(&pc->place_lock);
 	MIG_PROBE(page_placed, block, (guint64)page * b->rb->page_size);
 	if (rc < 0) {
 		g_set_error(err, MIG_ERROR, -rc, "placing page %" G_GSIZE_FORMAT " of '%s': %s", page, b->rb->name, g_strerror(-rc));
@@ -137,9 +146,10 @@ gboolean mig_pc_dst_place(MigSession *s, guint block, gsize page, const void *da
 	return TRUE;
 }
 
+/* From LISTEN on, and for good: no page may be written in place any more. */
 gboolean mig_pc_dst_placing(MigSession *s)
 {
-	return s->pc && __atomic_load_n(&s->pc->placing, __ATOMIC_ACQUIRE);
+	return __atomic_load_n(&s->pc, __ATOMIC_ACQUIRE) != NULL;
 }
 
 static PcBlock *find_block(PcDst *pc, guint64 addr, guint *bi)
@@ -258,6 +268,7 @@ gboolean mig_pc_dst_listen(MigSession *s, GError **err)
 	pc->uffd = fd;
 	pc->quit_fd = eventfd(0, EFD_CLOEXEC);
 	g_mutex_init(&pc->stat_lock);
+	g_rw_lock_init(&pc->place_lock);
 	for (int i = 0; i < 3; i++)
 		pc->samples[i] = g_array_new(FALSE, FALSE, sizeof(guint32));
 	pc->nblocks = s->ram->len;
@@ -281,8 +292,8 @@ gboolean mig_pc_dst_listen(MigSession *s, GError **err)
 		}
 	}
 	pc->zero = g_malloc0(maxps);
-	s->pc = pc;
-	__atomic_store_n(&pc->placing, TRUE, __ATOMIC_RELEASE);
+	pc->placing = TRUE;
+	__atomic_store_n(&s->pc, pc, __ATOMIC_RELEASE);
 	pc->fault_thread = g_thread_new("mig/dst/fault", fault_main, pc);
 	return TRUE;
 }
@@ -349,6 +360,10 @@ void mig_pc_dst_stop(MigSession *s)
 
 	if (!pc || pc->uffd < 0)
 		return;
+	/* no placement is under way once we hold this, and none starts after */
+	g_rw_lock_writer_lock(&pc->place_lock);
+	pc->placing = FALSE;
+	g_rw_lock_writer_unlock(&pc->place_lock);
 	if (pc->fault_thread) {
 		if (write(pc->quit_fd, &one, sizeof(one)) < 0) {
 			/* an eventfd write cannot fail short of a bug; the join below would hang */
@@ -357,17 +372,11 @@ void mig_pc_dst_stop(MigSession *s)
 		g_thread_join(pc->fault_thread);
 		pc->fault_thread = NULL;
 	}
-	__atomic_store_n(&pc->placing, FALSE, __ATOMIC_RELEASE);
 	for (guint i = 0; i < pc->nblocks; i++)
 		mig_uffd_unregister(pc->uffd, pc->blocks[i].rb->host, pc->blocks[i].rb->size);
 	close(pc->uffd);
 	close(pc->quit_fd);
 	pc->uffd = pc->quit_fd = -1;
-	for (guint i = 0; i < pc->nblocks; i++) {
-		g_clear_pointer(&pc->blocks[i].requested, g_free);
-		g_clear_pointer(&pc->blocks[i].t_fault, g_free);
-	}
-	g_clear_pointer(&pc->zero, g_free);
 }
 
 void mig_pc_dst_free(MigSession *s)
@@ -377,10 +386,18 @@ void mig_pc_dst_free(MigSession *s)
 	if (!pc)
 		return;
 	mig_pc_dst_stop(s);
+	/* only now: a lane may still have been placing (and reading these) until it was
+	 * joined, which the session does before freeing us */
+	for (guint i = 0; i < pc->nblocks; i++) {
+		g_free(pc->blocks[i].requested);
+		g_free(pc->blocks[i].t_fault);
+	}
+	g_free(pc->zero);
 	for (int i = 0; i < 3; i++)
 		g_array_free(pc->samples[i], TRUE);
 	g_free(pc->blocks);
 	g_mutex_clear(&pc->stat_lock);
+	g_rw_lock_clear(&pc->place_lock);
 	g_free(pc);
 	s->pc = NULL;
 }
