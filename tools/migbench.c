@@ -1538,7 +1538,7 @@ static void pc_print_net(Bench *b, const PcNet *net, guint nback, guint64 guest)
 	if (net->bed && nback > 1)
 		printf("; 2 MiB at %g Gbit/s: %.1f ms", BENCH_NET_RATE_BPS / 1e9, PC_HUGE_AT_LINK_MS);
 	printf("\nlatency: the destination's x-postcopy-latency, fault read to page placed, every faulting thread "
-	       "(its %d vCPUs and its integrity verifier)\n", PC_DST_VCPUS);
+	       "(its %d vCPUs; the integrity sweep starts once postcopy is over)\n", PC_DST_VCPUS);
 	printf("%-8s %-4s %-19s %8s %9s %9s %9s %8s %9s %9s\n", "backend", "page", "arm", "faults", "p50 ms",
 	       "p90 ms", "p99 ms", "p50/off", "p50/floor", "downtime");
 	for (guint bi = 0; bi < nback; bi++) {
