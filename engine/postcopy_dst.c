@@ -200,9 +200,7 @@ static int handle_fault(PcDst *pc, guint64 addr)
 
 		int rc;
 
-		g_mutex_lock(&pc->stat_lock);
-		pc->requests++;
-		g_mutex_unlock(&pc->stat_lock);
+		__atomic_add_fetch(&pc->requests, 1, __ATOMIC_RELAXED);
 		rc = mig_dst_rp_send(s, MIG_F_RP_REQ_PAGE, iov, 2);
 		MIG_PROBE(request_sent, bi, (guint64)page * b->rb->page_size);
 		return rc;
@@ -419,38 +417,48 @@ void mig_pc_dst_query(MigSession *s, JsonBuilder *b)
 {
 	static const char *const cls[3] = { "4k", "2m", "1g" };
 	PcDst *pc = s->pc;
+	guint64 placed, sum, dist[LAT_BUCKETS];
+	guint32 *v[3] = { NULL, NULL, NULL };
+	guint n[3] = { 0, 0, 0 };
 
 	if (!pc)
 		return;
+	/* copy under the lock, sort outside it: placements record into these while the
+	 * guest runs, and a query (migctl watch polls) must not stall them */
 	g_mutex_lock(&pc->stat_lock);
-	add_int(b, "x-postcopy-requests", (gint64)pc->requests);
+	placed = pc->placed_requested;
+	sum = pc->lat_sum_ns;
+	memcpy(dist, pc->dist, sizeof(dist));
+	for (int c = 0; c < 3; c++) {
+		n[c] = pc->samples[c]->len;
+		v[c] = n[c] ? g_memdup2(pc->samples[c]->data, n[c] * sizeof(guint32)) : NULL;
+	}
+	g_mutex_unlock(&pc->stat_lock);
+
+	add_int(b, "x-postcopy-requests", (gint64)__atomic_load_n(&pc->requests, __ATOMIC_RELAXED));
 	/* QEMU: per-vCPU blocked time; here the sum of every request's wait, in ms */
-	add_int(b, "postcopy-blocktime", (gint64)(pc->lat_sum_ns / 1000000));
-	add_int(b, "postcopy-latency", pc->placed_requested ? (gint64)(pc->lat_sum_ns / pc->placed_requested) : 0);
+	add_int(b, "postcopy-blocktime", (gint64)(sum / 1000000));
+	add_int(b, "postcopy-latency", placed ? (gint64)(sum / placed) : 0);
 	json_builder_set_member_name(b, "postcopy-latency-dist");
 	json_builder_begin_array(b);
 	for (int i = 0; i < LAT_BUCKETS; i++)
-		json_builder_add_int_value(b, (gint64)pc->dist[i]);
+		json_builder_add_int_value(b, (gint64)dist[i]);
 	json_builder_end_array(b);
 	json_builder_set_member_name(b, "x-postcopy-latency");
 	json_builder_begin_object(b);
 	for (int c = 0; c < 3; c++) {
-		GArray *a = pc->samples[c];
-		g_autofree guint32 *v = NULL;
-
-		if (!a->len)
+		if (!n[c])
 			continue;
-		v = g_memdup2(a->data, a->len * sizeof(guint32));
-		qsort(v, a->len, sizeof(guint32), cmp_u32);
+		qsort(v[c], n[c], sizeof(guint32), cmp_u32);
 		json_builder_set_member_name(b, cls[c]);
 		json_builder_begin_object(b);
-		add_int(b, "count", a->len);
-		add_int(b, "p50", v[(a->len - 1) * 50 / 100]);
-		add_int(b, "p90", v[(a->len - 1) * 90 / 100]);
-		add_int(b, "p99", v[(a->len - 1) * 99 / 100]);
-		add_int(b, "max", v[a->len - 1]);
+		add_int(b, "count", n[c]);
+		add_int(b, "p50", v[c][(n[c] - 1) * 50 / 100]);
+		add_int(b, "p90", v[c][(n[c] - 1) * 90 / 100]);
+		add_int(b, "p99", v[c][(n[c] - 1) * 99 / 100]);
+		add_int(b, "max", v[c][n[c] - 1]);
 		json_builder_end_object(b);
+		g_free(v[c]);
 	}
 	json_builder_end_object(b);
-	g_mutex_unlock(&pc->stat_lock);
 }
