@@ -123,9 +123,13 @@ gboolean mig_pc_dst_place(MigSession *s, guint block, gsize page, const void *da
 {
 	PcDst *pc = s->pc;
 	PcBlock *b = &pc->blocks[block];
+	/* probes only for requested pages: a tracer pays for every hit, and bulk places
+	 * every page of the guest */
+	gboolean traced = mig_bitmap_test(b->requested, page);
 	int rc;
 
-	MIG_PROBE(page_received, block, (guint64)page * b->rb->page_size);
+	if (traced)
+		MIG_PROBE(page_received, block, (guint64)page * b->rb->page_size);
 	g_rw_lock_reader_lock(&pc->place_lock);
 	if (!pc->placing) {
 		/* postcopy is over and every page was present: this is a late second copy,
@@ -135,7 +139,8 @@ gboolean mig_pc_dst_place(MigSession *s, guint block, gsize page, const void *da
 	}
 	rc = place(pc, b, page, data);
 	g_rw_lock_reader_unlock(&pc->place_lock);
-	MIG_PROBE(page_placed, block, (guint64)page * b->rb->page_size);
+	if (traced)
+		MIG_PROBE(page_placed, block, (guint64)page * b->rb->page_size);
 	if (rc < 0) {
 		g_set_error(err, MIG_ERROR, -rc, "placing page %" G_GSIZE_FORMAT " of '%s': %s", page, b->rb->name, g_strerror(-rc));
 		return FALSE;

@@ -4,7 +4,12 @@
  * The BPF side (bpf/faultlat.bpf.c) files every wait that a userfaultfd handler
  * resolved into per-page-size histograms; this side loads it, waits, and prints
  * percentiles and a log2 histogram per page size. Ends on Ctrl-C, after -d seconds, or
- * when the target exits. docs/faultlat.md has the method and its limits. */
+ * when the target exits.
+ *
+ * --stages breaks a migd postcopy page request down hop by hop instead: the USDT probes
+ * of the source and destination migd (engine/probes.h), matched by (block, offset) in
+ * bpf/faultstages.bpf.c, summarized by tools/faultlat/stages.c. docs/faultlat.md has
+ * the methods and their limits. */
 #include <argp.h>
 #include <errno.h>
 #include <limits.h>
@@ -19,7 +24,15 @@
 #include <unistd.h>
 
 #include "bpf/faultlat-loader.h"
+#include "bpf/faultstages-loader.h"
 #include "tools/faultlat/report.h"
+#include "tools/faultlat/stages.h"
+
+enum {
+	OPT_STAGES = 0x100,
+	OPT_SRC,
+	OPT_DST,
+};
 
 struct args {
 	pid_t pid;
@@ -29,7 +42,11 @@ struct args {
 	uint64_t min_us;
 	bool json;
 	bool verbose;
+	bool method_set;
 	enum fl_method method;
+	bool stages;		/* --stages: per-hop breakdown of migd's page requests */
+	pid_t src;
+	pid_t dst;
 };
 
 static volatile sig_atomic_t exiting;
@@ -40,15 +57,17 @@ static const char doc[] =
 	"Summarize how long a process's threads wait on userfaultfd faults.\n"
 	"\n"
 	"USAGE: mig-faultlat -p PID [-t TID] [-d SECONDS] [-i INTERVAL] [-m MIN_US] [--json]\n"
+	"       mig-faultlat --stages --src PID --dst PID [-d SECONDS] [--json]\n"
 	"\n"
 	"EXAMPLES:\n"
 	"    mig-faultlat -p 1234             # until Ctrl-C or until 1234 exits\n"
 	"    mig-faultlat -p 1234 -d 10       # 10 seconds, one summary\n"
 	"    mig-faultlat -p 1234 -i 1 --json # a JSON line every second\n"
-	"    mig-faultlat -p $(pidof qemu-system-x86_64) -m 100  # waits of 100 us or more";
+	"    mig-faultlat -p $(pidof qemu-system-x86_64) -m 100  # waits of 100 us or more\n"
+	"    mig-faultlat --stages --src 1234 --dst 5678 -d 30  # migd request hops";
 
 static const struct argp_option options[] = {
-	{ "pid", 'p', "PID", 0, "Process to trace (required)", 0 },
+	{ "pid", 'p', "PID", 0, "Process to trace (required, except with --stages)", 0 },
 	{ "tid", 't', "TID", 0, "Only this thread of PID", 0 },
 	{ "duration", 'd', "SECONDS", 0, "Stop after this long", 0 },
 	{ "interval", 'i', "SECONDS", 0, "Print (and reset) every INTERVAL", 0 },
@@ -56,6 +75,10 @@ static const struct argp_option options[] = {
 	{ "json", 'j', NULL, 0, "One JSON object per report on stdout", 0 },
 	{ "method", 'M', "METHOD", 0, "auto (default), fentry or tracepoints", 0 },
 	{ "verbose", 'v', NULL, 0, "libbpf debug output", 0 },
+	{ "stages", OPT_STAGES, NULL, 0,
+	  "Per-hop latency of migd's postcopy page requests (USDT probes; needs --src and --dst)", 0 },
+	{ "src", OPT_SRC, "PID", 0, "With --stages: the source migd", 0 },
+	{ "dst", OPT_DST, "PID", 0, "With --stages: the destination migd", 0 },
 	{ NULL, 'h', NULL, OPTION_HIDDEN, "Show this help", 0 },
 	{ 0 },
 };
@@ -119,7 +142,19 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 	case 'v':
 		a->verbose = true;
 		break;
+	case OPT_STAGES:
+		a->stages = true;
+		break;
+	case OPT_SRC:
+		if (parse_pid(arg, &a->src))
+			argp_error(state, "invalid source PID: %s", arg);
+		break;
+	case OPT_DST:
+		if (parse_pid(arg, &a->dst))
+			argp_error(state, "invalid destination PID: %s", arg);
+		break;
 	case 'M':
+		a->method_set = true;
 		if (!strcmp(arg, "auto"))
 			a->method = FL_METHOD_AUTO;
 		else if (!strcmp(arg, "fentry"))
@@ -133,8 +168,16 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 		argp_state_help(state, stderr, ARGP_HELP_STD_HELP);
 		break;
 	case ARGP_KEY_END:
-		if (!a->pid)
+		if (a->stages) {
+			if (!a->src || !a->dst)
+				argp_error(state, "--stages needs --src PID and --dst PID");
+			if (a->pid || a->tid || a->interval_s || a->min_us || a->method_set)
+				argp_error(state, "-p, -t, -i, -m and -M do not apply to --stages");
+		} else if (a->src || a->dst) {
+			argp_error(state, "--src and --dst go with --stages");
+		} else if (!a->pid) {
 			argp_error(state, "-p PID is required");
+		}
 		break;
 	default:
 		return ARGP_ERR_UNKNOWN;
@@ -249,6 +292,127 @@ static int run(const struct args *a, struct faultlat_bpf *skel, int pidfd,
 	}
 }
 
+struct stages_ctx {
+	struct fs_records placed;
+	struct fs_records open;
+	uint64_t dropped;	/* out of memory */
+};
+
+/* Requests that passed every stage, as they finish. */
+static void on_complete(void *opaque, const struct fs_record *r)
+{
+	struct stages_ctx *c = opaque;
+
+	if (fs_records_add(&c->placed, r))
+		c->dropped++;
+}
+
+/* What the map holds at the end: placed without passing every stage, or not placed. */
+static void on_left(void *opaque, const struct fs_record *r)
+{
+	struct stages_ctx *c = opaque;
+
+	if (fs_records_add(r->ts[FS_PAGE_PLACED] ? &c->placed : &c->open, r))
+		c->dropped++;
+}
+
+/* --stages: collect complete requests until Ctrl-C, -d, or either process exits, then
+ * take the rest from the map and print the breakdown. */
+static int run_stages(const struct args *a, const sigset_t *wait_mask)
+{
+	struct stages_ctx c = { 0 };
+	struct fs_tracer *t = NULL;
+	struct fs_report *rep = NULL;
+	struct pollfd pfd[3];
+	double start, left;
+	struct timespec ts;
+	char why[512];
+	int n, err;
+
+	pfd[1].fd = open_target(a->src);
+	pfd[2].fd = open_target(a->dst);
+	if (pfd[1].fd < 0 || pfd[2].fd < 0) {
+		err = -ESRCH;
+		goto out;
+	}
+	rep = calloc(1, sizeof(*rep));
+	if (!rep) {
+		err = -ENOMEM;
+		goto out;
+	}
+	err = fs_open(&(struct fs_config){ .src = a->src, .dst = a->dst, .verbose = a->verbose },
+		      on_complete, &c, &t, why, sizeof(why));
+	if (err) {
+		fprintf(stderr, "failed to attach: %s\n", why[0] ? why : strerror(-err));
+		goto out;
+	}
+	fprintf(a->json ? stderr : stdout, "method: %s\n", fs_method_desc());
+	fprintf(a->json ? stderr : stdout,
+		"Tracing postcopy requests from destination PID %d to source PID %d... "
+		"Hit Ctrl-C to end.\n", a->dst, a->src);
+	fflush(stdout);
+	fflush(stderr);
+
+	pfd[0].fd = fs_epoll_fd(t);
+	for (int i = 0; i < 3; i++)
+		pfd[i].events = POLLIN;
+	start = now_s();
+	for (;;) {
+		left = a->duration_s ? start + a->duration_s - now_s() : 1;
+		if (left < 0)
+			left = 0;
+		ts.tv_sec = (time_t)left;
+		ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+		n = ppoll(pfd, 3, &ts, wait_mask);
+		if (n < 0 && errno != EINTR) {
+			err = -errno;
+			break;
+		}
+		err = fs_consume(t);
+		if (err < 0)
+			break;
+		err = 0;
+		if (exiting || (n > 0 && (pfd[1].revents || pfd[2].revents)) ||
+		    (a->duration_s && now_s() >= start + a->duration_s))
+			break;
+	}
+	rep->seconds = now_s() - start;
+	fs_stop(t);
+	if (!err) {
+		n = fs_consume(t);
+		err = n < 0 ? n : 0;
+	}
+	if (!err) {
+		n = fs_for_each_open(t, on_left, &c);
+		err = n < 0 ? n : 0;
+	}
+	if (!err && c.dropped)
+		err = -ENOMEM;
+	if (!err)
+		err = fs_summarize(&c.placed, &c.open, &rep->sum);
+	if (err) {
+		fprintf(stderr, "error: %s\n", strerror(-err));
+		goto out;
+	}
+	rep->src = a->src;
+	rep->dst = a->dst;
+	rep->method = "usdt";
+	fs_read_counters(t, rep->counters);
+	if (a->json)
+		fs_report_json(stdout, rep);
+	else
+		fs_report_text(stdout, rep);
+out:
+	fs_close(t);
+	fs_records_free(&c.placed);
+	fs_records_free(&c.open);
+	free(rep);
+	for (int i = 1; i < 3; i++)
+		if (pfd[i].fd >= 0)
+			close(pfd[i].fd);
+	return err ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct argp argp = { options, parse_arg, NULL, doc, NULL, NULL, NULL };
@@ -262,6 +426,13 @@ int main(int argc, char **argv)
 	err = argp_parse(&argp, argc, argv, 0, NULL, &a);
 	if (err)
 		return 1;
+	if (a.stages) {
+		if (setup_signals(&wait_mask)) {
+			perror("signals");
+			return 1;
+		}
+		return run_stages(&a, &wait_mask);
+	}
 	pidfd = open_target(a.pid);
 	if (pidfd < 0)
 		return 1;

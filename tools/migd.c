@@ -1,8 +1,10 @@
 /* migd: hosts one migration session and a synthetic guest, controlled over QMP. */
+#include "bpf/faultlat-loader.h"
 #include "engine/guest.h"
 #include "engine/qmp.h"
 #include "engine/qmp_cmds.h"
 #include "engine/session.h"
+#include "tools/faultlat/report.h"
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -15,6 +17,92 @@ typedef struct Migd {
 	MigSession *session;
 	MigQmpServer *qmp;
 } Migd;
+
+/* --trace-latency: mig-faultlat's BPF programs (bpf/faultlat-loader.c, tracepoint
+ * method) on this process, read at query time into x-fault-latency-bpf. One migd, one
+ * tracer: loaded before any thread starts, read-only afterwards. */
+static struct {
+	gboolean on;
+	struct faultlat_bpf *skel;
+	enum fl_method method;
+	char *error;            /* why it could not be loaded */
+} trace_latency;
+
+static void trace_latency_start(void)
+{
+	struct fl_config cfg = { .tgid = getpid(), .method = FL_METHOD_TRACEPOINTS };
+	int rc;
+
+	trace_latency.on = TRUE;
+	rc = fl_load(&cfg, &trace_latency.skel, &trace_latency.method);
+	if (rc < 0) {
+		trace_latency.skel = NULL;
+		trace_latency.error = g_strdup_printf("loading the faultlat BPF programs: %s", g_strerror(-rc));
+		g_printerr("migd: --trace-latency: %s; x-fault-latency-bpf will say so\n", trace_latency.error);
+	}
+}
+
+/* to 0.1 µs (values are never negative): the percentiles are bucket midpoints, good to
+ * 1.6 %, so more digits would only be noise */
+static double tenths(double us)
+{
+	return (double)(gint64)(us * 10 + 0.5) / 10;
+}
+
+/* x-fault-latency-bpf: the guest threads' userfaultfd waits as the kernel saw them,
+ * shaped like x-postcopy-latency (µs, per page size) with a log2 histogram laid out like
+ * postcopy-latency-dist (bucket k: [2^k, 2^(k+1)) µs, the last one open). */
+static void trace_latency_query(JsonBuilder *b)
+{
+	static const char *const cls[FL_NR_PS] = { "4k", "2m", "1g", "other" };
+	guint64 dist[24] = { 0 };
+	struct fl_hist h;
+
+	json_builder_set_member_name(b, "x-fault-latency-bpf");
+	json_builder_begin_object(b);
+	if (!trace_latency.skel) {
+		json_builder_set_member_name(b, "error");
+		json_builder_add_string_value(b, trace_latency.error ? trace_latency.error : "not loaded");
+		json_builder_end_object(b);
+		return;
+	}
+	json_builder_set_member_name(b, "method");
+	json_builder_add_string_value(b, trace_latency.method == FL_METHOD_FENTRY ? "fentry" : "tracepoints");
+	for (int ps = 0; ps < FL_NR_PS; ps++) {
+		struct fl_summary s;
+		int rc = fl_read_hist(trace_latency.skel, ps, &h);
+
+		if (rc < 0) {
+			json_builder_set_member_name(b, "error");
+			json_builder_add_string_value(b, g_strerror(-rc));
+			break;
+		}
+		for (int i = 0; i < FL_LOG2_SLOTS; i++)
+			dist[MIN(i, (int)G_N_ELEMENTS(dist) - 1)] += h.log2_us[i];
+		if (!h.count)
+			continue;
+		fl_summarize(&h, &s);
+		json_builder_set_member_name(b, cls[ps]);
+		json_builder_begin_object(b);
+		json_builder_set_member_name(b, "count");
+		json_builder_add_int_value(b, (gint64)s.count);
+		json_builder_set_member_name(b, "p50");
+		json_builder_add_double_value(b, tenths(s.p50_us));
+		json_builder_set_member_name(b, "p90");
+		json_builder_add_double_value(b, tenths(s.p90_us));
+		json_builder_set_member_name(b, "p99");
+		json_builder_add_double_value(b, tenths(s.p99_us));
+		json_builder_set_member_name(b, "max");
+		json_builder_add_double_value(b, tenths(s.max_us));
+		json_builder_end_object(b);
+	}
+	json_builder_set_member_name(b, "hist");
+	json_builder_begin_array(b);
+	for (guint i = 0; i < G_N_ELEMENTS(dist); i++)
+		json_builder_add_int_value(b, (gint64)dist[i]);
+	json_builder_end_array(b);
+	json_builder_end_object(b);
+}
 
 static void vm_stop(gpointer g) { mig_guest_stop(g); }
 static void vm_cont(gpointer g) { mig_guest_cont(g); }
@@ -36,6 +124,8 @@ static void vm_query(gpointer g, JsonBuilder *b)
 {
 	guint64 checked, failed, total;
 
+	if (trace_latency.on)
+		trace_latency_query(b);
 	mig_guest_integrity(g, &checked, &failed, &total);
 	if (!total)
 		return;
@@ -137,7 +227,7 @@ int main(int argc, char **argv)
 	g_autofree char *name = NULL, *qmp = NULL, *mem = NULL, *backend = NULL, *huge = NULL;
 	g_autofree char *workload = NULL, *incoming = NULL;
 	gint vcpus = 1;
-	gboolean prealloc = FALSE;
+	gboolean prealloc = FALSE, trace_lat = FALSE;
 	gint64 seed = 1;
 	GOptionEntry entries[] = {
 		{ "name", 0, 0, G_OPTION_ARG_STRING, &name, "Name of this VM", "NAME" },
@@ -151,6 +241,8 @@ int main(int argc, char **argv)
 		{ "mem-prealloc", 0, 0, G_OPTION_ARG_NONE, &prealloc, "Fault all guest memory in at start", NULL },
 		{ "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Seed of the guest's memory contents", "N" },
 		{ "incoming", 0, 0, G_OPTION_ARG_STRING, &incoming, "Wait for a migration on URI, or 'defer'", "URI" },
+		{ "trace-latency", 0, 0, G_OPTION_ARG_NONE, &trace_lat,
+		  "Trace this process's userfaultfd waits with BPF (x-fault-latency-bpf in query-migrate)", NULL },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
 	g_autoptr(GOptionContext) ctx = g_option_context_new("- mig engine host with a synthetic guest");
@@ -192,6 +284,8 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	if (trace_lat)
+		trace_latency_start();
 
 	d.qmp = mig_qmp_server_new(g_str_has_prefix(qmp, "unix:") ? qmp + 5 : qmp, &ver, &err);
 	if (!d.qmp) {
@@ -227,5 +321,7 @@ int main(int argc, char **argv)
 	mig_session_free(d.session);
 	mig_guest_free(d.guest);
 	mig_qmp_server_free(d.qmp);
+	fl_unload(trace_latency.skel);
+	g_free(trace_latency.error);
 	return 0;
 }
