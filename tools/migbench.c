@@ -300,18 +300,26 @@ static gboolean wait_exit_ok(Bench *b, BenchChild *c, int timeout_ms, GError **e
 	return TRUE;
 }
 
-static gboolean parse_raw_result(const char *line, RawSample *out, GError **err)
+/* The JSON object a child printed on one line (owned by p), or NULL with *err. */
+static JsonObject *line_object(JsonParser *p, const char *line, const char *who, GError **err)
 {
-	g_autoptr(JsonParser) p = json_parser_new();
 	JsonNode *root;
-	JsonObject *o;
 
 	if (!json_parser_load_from_data(p, line, -1, NULL) || !(root = json_parser_get_root(p)) ||
 	    !JSON_NODE_HOLDS_OBJECT(root)) {
-		g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "mig-rawxfer recv printed %.200s", line);
-		return FALSE;
+		g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "%s printed %.200s", who, line);
+		return NULL;
 	}
-	o = json_node_get_object(root);
+	return json_node_get_object(root);
+}
+
+static gboolean parse_raw_result(const char *line, RawSample *out, GError **err)
+{
+	g_autoptr(JsonParser) p = json_parser_new();
+	JsonObject *o = line_object(p, line, "mig-rawxfer recv", err);
+
+	if (!o)
+		return FALSE;
 	out->bytes = (guint64)obj_int(o, "bytes", 0);
 	out->seconds = json_object_get_double_member_with_default(o, "seconds", 0);
 	out->gbps = json_object_get_double_member_with_default(o, "gbps", 0);
@@ -1233,15 +1241,10 @@ static gboolean pc_bed_check(Bench *b, PcNet *net, GError **err)
 static gboolean parse_floor(const char *line, PcFloor *f, GError **err)
 {
 	g_autoptr(JsonParser) p = json_parser_new();
-	JsonNode *root;
-	JsonObject *o;
+	JsonObject *o = line_object(p, line, "mig-rawxfer pingpong", err);
 
-	if (!json_parser_load_from_data(p, line, -1, NULL) || !(root = json_parser_get_root(p)) ||
-	    !JSON_NODE_HOLDS_OBJECT(root)) {
-		g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "mig-rawxfer pingpong printed %.200s", line);
+	if (!o)
 		return FALSE;
-	}
-	o = json_node_get_object(root);
 	f->count = (guint)obj_int(o, "count", 0);
 	f->median_us = json_object_get_double_member_with_default(o, "median_us", NAN);
 	f->p10_us = json_object_get_double_member_with_default(o, "p10_us", NAN);

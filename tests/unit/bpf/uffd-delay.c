@@ -34,19 +34,11 @@
 #include <unistd.h>
 
 #include "uffd/uffd.h"
-
-#ifndef MFD_HUGETLB
-#define MFD_HUGETLB 0x0004U
-#endif
-#ifndef MFD_HUGE_2MB
-#define MFD_HUGE_2MB (21U << 26)
-#endif
+#include "tests/unit/uffd/uffd-testmem.h"
 
 #define EXIT_SKIP	77
 #define PAGES_PER_PASS	64	/* also the most huge pages a run needs */
 #define HUGE_2M		(2UL << 20)
-#define HUGE_SYSFS	"/sys/kernel/mm/hugepages/hugepages-2048kB/"
-#define NR_HUGEPAGES	"/proc/sys/vm/nr_hugepages"
 #define MAX_THREADS	16
 #define QUEUE_CAP	(PAGES_PER_PASS * 2)
 
@@ -65,8 +57,7 @@ struct region {
 	size_t len;
 	size_t pgsz;
 	int memfd;	/* hugetlb only, else -1 */
-	long huge_orig;	/* nr_hugepages before we raised it, or -1 */
-	long huge_set;
+	TmHugeResv huge;	/* what reserving 2M pages changed, to undo exactly that */
 };
 
 /* Faults waiting for their delay to pass. One delay for all, so due times arrive in
@@ -168,65 +159,16 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		usage(argv[0]);
 }
 
-static long read_long(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	long v = -1;
-
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
-}
-
-static int write_long(const char *path, long v)
-{
-	FILE *f = fopen(path, "w");
-	int ok;
-
-	if (!f)
-		return -errno;
-	ok = fprintf(f, "%ld\n", v) > 0;
-	ok = (fclose(f) == 0) && ok;
-	return ok ? 0 : -EIO;
-}
-
-/* At least PAGES_PER_PASS unreserved 2M pages, raising the pool if needed. */
-static int reserve_huge(struct region *r)
-{
-	long nr = read_long(NR_HUGEPAGES);
-	long avail = read_long(HUGE_SYSFS "free_hugepages") - read_long(HUGE_SYSFS "resv_hugepages");
-
-	if (nr < 0)
-		return -ENOENT;
-	if (avail >= PAGES_PER_PASS)
-		return 0;
-	r->huge_set = nr + PAGES_PER_PASS - avail;
-	if (write_long(NR_HUGEPAGES, r->huge_set))
-		return -EACCES;
-	r->huge_orig = nr;
-	return 0;
-}
-
-/* Give back what reserve_huge added, unless someone resized the pool since. */
-static void release_huge(const struct region *r)
-{
-	if (r->huge_orig >= 0 && read_long(NR_HUGEPAGES) == r->huge_set)
-		write_long(NR_HUGEPAGES, r->huge_orig);
-}
-
 static int map_region(struct region *r, size_t pgsz)
 {
 	*r = (struct region){ .pgsz = pgsz, .len = pgsz * PAGES_PER_PASS, .memfd = -1,
-			      .huge_orig = -1 };
+			      .huge = { -1, -1 } };
 	if (pgsz == 4096) {
 		r->base = mmap(NULL, r->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 			       -1, 0);
 		return r->base == MAP_FAILED ? -errno : 0;
 	}
-	if (reserve_huge(r))
+	if (tm_reserve_huge(PAGES_PER_PASS, &r->huge))
 		return -ENOMEM;
 	r->memfd = memfd_create("uffd-delay", MFD_CLOEXEC | MFD_HUGETLB | MFD_HUGE_2MB);
 	if (r->memfd < 0)
@@ -252,7 +194,7 @@ static void unmap_region(struct region *r)
 		munmap(r->base, r->len);
 	if (r->memfd >= 0)
 		close(r->memfd);
-	release_huge(r);
+	tm_release_huge(&r->huge);
 }
 
 /* ---- the handler thread ---- */
@@ -492,7 +434,7 @@ int main(int argc, char **argv)
 	struct faulter f[MAX_THREADS] = { 0 };
 	pthread_barrier_t start, done;
 	struct handler *h = NULL;
-	struct region mem = { .memfd = -1, .huge_orig = -1 };
+	struct region mem = { .memfd = -1, .huge = { -1, -1 } };
 	struct opts o;
 	uint64_t *all = NULL, one = 1;
 	char *src = NULL;

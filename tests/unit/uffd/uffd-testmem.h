@@ -73,7 +73,8 @@ typedef struct {
 static inline int tm_reserve_huge(long want, TmHugeResv *r)
 {
 	long nr = tm_read_long(TM_HUGE_SYSFS "nr_hugepages");
-	long fr = tm_read_long(TM_HUGE_SYSFS "free_hugepages");
+	/* pages another process reserved (mapped, not yet touched) are not ours to use */
+	long fr = tm_read_long(TM_HUGE_SYSFS "free_hugepages") - tm_read_long(TM_HUGE_SYSFS "resv_hugepages");
 
 	r->orig = r->set = -1;
 	if (nr < 0 || fr < 0)
@@ -85,7 +86,8 @@ static inline int tm_reserve_huge(long want, TmHugeResv *r)
 	r->orig = nr;
 	r->set = nr + (want - fr);
 	/* The kernel may grant fewer than asked if memory is fragmented. */
-	return tm_read_long(TM_HUGE_SYSFS "free_hugepages") >= want ? 0 : -ENOMEM;
+	return tm_read_long(TM_HUGE_SYSFS "free_hugepages") - tm_read_long(TM_HUGE_SYSFS "resv_hugepages") >= want
+		       ? 0 : -ENOMEM;
 }
 
 /* Give back what tm_reserve_huge added, unless someone else changed the pool since:
