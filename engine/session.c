@@ -2,6 +2,7 @@
 #include "engine/session_int.h"
 #include "channels/uri.h"
 #include "engine/multifd.h"
+#include "engine/device_int.h"
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
@@ -55,6 +56,7 @@ MigSession *mig_session_new(const char *name)
 	g_mutex_init(&s->lock);
 	mig_params_init(&s->params);
 	s->ram = g_ptr_array_new();
+	s->devices = g_ptr_array_new_with_free_func((GDestroyNotify)mig_device_free);
 	g_mutex_init(&s->mf_lock);
 	g_mutex_init(&s->rp_lock);
 	s->urgent_fd = -1;
@@ -77,6 +79,7 @@ void mig_session_free(MigSession *s)
 	mig_dst_shutdown(s);
 	mig_params_clear(&s->params);
 	g_ptr_array_free(s->ram, TRUE);
+	g_ptr_array_free(s->devices, TRUE);
 	g_ptr_array_free(s->mf_recv, TRUE);
 	g_mutex_clear(&s->mf_lock);
 	g_mutex_clear(&s->rp_lock);

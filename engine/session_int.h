@@ -77,6 +77,7 @@ struct MigSession {
 	const MigVmOps *vm;
 	gpointer vm_opaque;
 	GPtrArray *ram;            /* MigRamBlock*, not owned */
+	GPtrArray *devices;        /* MigDevice*, owned; by registration order */
 
 	MigEventFn event_fn;
 	gpointer event_opaque;

@@ -1,0 +1,82 @@
+/* The device registry: ids, wire numbers and state transitions. */
+#include "engine/device_int.h"
+#include "engine/session_int.h"
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+const char *mig_dev_state_str(MigDevState st)
+{
+	static const char *const names[] = {
+		"error", "stop", "running", "stop-copy", "resuming", "running-p2p", "pre-copy", "pre-copy-p2p",
+	};
+
+	return (guint)st < G_N_ELEMENTS(names) ? names[st] : "?";
+}
+
+gboolean mig_session_add_device(MigSession *s, const char *id, const MigDeviceOps *ops, gpointer opaque,
+				GError **err)
+{
+	MigDevice *d;
+	gsize len = id ? strlen(id) : 0;
+
+	if (len == 0 || len > 63) {
+		g_set_error(err, MIG_ERROR, EINVAL, "device id must be 1 to 63 bytes");
+		return FALSE;
+	}
+	if (!ops || !ops->set_state || !ops->data_size) {
+		g_set_error(err, MIG_ERROR, EINVAL, "device '%s': set_state and data_size are required", id);
+		return FALSE;
+	}
+	g_mutex_lock(&s->lock);
+	for (guint i = 0; i < s->devices->len; i++) {
+		if (!strcmp(((MigDevice *)g_ptr_array_index(s->devices, i))->id, id)) {
+			g_mutex_unlock(&s->lock);
+			g_set_error(err, MIG_ERROR, EEXIST, "duplicate device id '%s'", id);
+			return FALSE;
+		}
+	}
+	if (s->status != MIG_STATUS_NONE) {
+		g_mutex_unlock(&s->lock);
+		g_set_error(err, MIG_ERROR, EBUSY, "device '%s': devices register before the migration starts", id);
+		return FALSE;
+	}
+	d = g_new0(MigDevice, 1);
+	d->id = g_strdup(id);
+	d->index = s->devices->len;
+	d->ops = ops;
+	d->opaque = opaque;
+	d->state = MIG_DEV_RUNNING;
+	g_ptr_array_add(s->devices, d);
+	g_mutex_unlock(&s->lock);
+	return TRUE;
+}
+
+gboolean mig_device_set_state(MigDevice *d, MigDevState st, int *fd, GError **err)
+{
+	int dummy = -1;
+	GError *e = NULL;
+
+	if (!fd)
+		fd = &dummy;
+	*fd = -1;
+	if (!d->ops->set_state(d->opaque, st, fd, &e)) {
+		g_set_error(err, MIG_ERROR, e ? e->code : EIO, "device '%s': %s -> %s: %s", d->id,
+			    mig_dev_state_str(d->state), mig_dev_state_str(st), e ? e->message : "failed");
+		g_clear_error(&e);
+		d->state = MIG_DEV_ERROR;
+		return FALSE;
+	}
+	d->state = st;
+	if (fd == &dummy && dummy >= 0)
+		close(dummy);
+	return TRUE;
+}
+
+void mig_device_free(MigDevice *d)
+{
+	if (!d)
+		return;
+	g_free(d->id);
+	g_free(d);
+}
