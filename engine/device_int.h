@@ -17,6 +17,8 @@ typedef struct MigDevice {
 } MigDevice;
 
 void mig_device_free(MigDevice *d);
+/* query-migrate's x-devices (call with the session lock held). */
+void mig_dev_query(MigSession *s, gboolean source, JsonBuilder *b);
 /* Moves d to st; *fd gets the data fd where the state has one (else -1). The error
  * names the device. */
 gboolean mig_device_set_state(MigDevice *d, MigDevState st, int *fd, GError **err);

@@ -6,6 +6,7 @@
 #include "engine/multifd.h"
 #include "engine/postcopy.h"
 #include "engine/breakhuge.h"
+#include "engine/devlane.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
 #include "channels/io.h"
@@ -252,6 +253,7 @@ void mig_dst_shutdown(MigSession *s)
 	if (dt)
 		g_thread_join(dt);
 	mig_mf_dst_join(s);
+	mig_dev_dst_free(s);
 	if (s->urgent_thread) {
 		g_thread_join(s->urgent_thread);
 		s->urgent_thread = NULL;
@@ -299,6 +301,11 @@ void mig_dst_query(MigSession *s, JsonBuilder *b)
 	json_builder_end_object(b);
 	json_builder_end_array(b);
 	mig_pc_dst_query(s, b);
+	if (s->devices->len) {
+		/* the reorder queue's high-water mark, which x-device-max-queued bounds */
+		json_builder_set_member_name(b, "x-device-queued-peak");
+		json_builder_add_int_value(b, (gint64)mig_dev_dst_queued_peak(s));
+	}
 	json_builder_set_member_name(b, "ram");
 	json_builder_begin_object(b);
 	json_builder_set_member_name(b, "transferred");
@@ -378,7 +385,12 @@ static gboolean load_setup(Dst *d, guint32 len, GError **err)
 		if (mf != s->mf_expected)
 			return fail(err, EINVAL, "the source uses %u multifd channels, this destination %u%s", mf,
 				    s->mf_expected, s->mf_expected ? "" : " (set the multifd capability on both sides)");
+		off += 4;
 	}
+	/* before the receivers are let go below: they may carry device chunks */
+	if (!mig_dev_dst_setup(s, d->buf, len, &off, err))
+		return FALSE;
+	d->max_frame = MAX(d->max_frame, MIG_DEV_HDR_LEN + MIG_DEV_CHUNK);
 	s->received = g_new0(gulong *, n);
 	for (guint i = 0; i < n; i++) {
 		MigRamBlock *rb = g_ptr_array_index(s->ram, i);
@@ -522,8 +534,11 @@ static gboolean complete(Dst *d, gboolean postcopy, GError **err)
 
 	if (!d->have_setup || !d->have_state)
 		return fail(err, EPROTO, "stream completed without %s", d->have_setup ? "the guest state" : "a setup frame");
+	if (!mig_dev_dst_complete_ok(s))
+		return fail(err, EPROTO, "stream completed before the devices' state ended");
 	g_mutex_lock(&s->lock);
 	if (s->dst_autostart) {
+		mig_dev_dst_run(s);
 		s->vm->cont(s->vm_opaque);
 		mig_set_runstate_locked(s, MIG_RUN_RUNNING);
 	} else {
@@ -620,6 +635,16 @@ static gboolean load_loop(Dst *d, GError **err)
 		}
 		case MIG_F_STATE:
 			if (!load_state(d, h.len, err))
+				return FALSE;
+			break;
+		case MIG_F_DEV_DATA:
+			if (!mig_dev_dst_chunk_serial(d->s, d->fd, h.len, err))
+				return FALSE;
+			break;
+		case MIG_F_DEV_END:
+			if (!d->have_setup)
+				return fail(err, EPROTO, "device end before the setup frame");
+			if (!read_payload(d, h.len, err) || !mig_dev_dst_end(d->s, d->buf, h.len, err))
 				return FALSE;
 			break;
 		case MIG_F_COMPLETE:

@@ -5,6 +5,7 @@
 #include "engine/bitmap.h"
 #include "engine/stream.h"
 #include "engine/multifd.h"
+#include "engine/devlane.h"
 #include "engine/unit.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
@@ -16,6 +17,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#define BW_MIN_SAMPLE (4u << 20)   /* bytes a pass must move to measure bandwidth */
+#define IDLE_PASS_US 10000         /* pause after a pass with nothing dirty that did not converge */
 
 gboolean mig_src_cancelled(Src *src)
 {
@@ -93,6 +97,8 @@ static gboolean poll_return_path(Src *src, int timeout_ms, guint16 *got, GError 
 		return FALSE;
 	}
 	*got = h.type;
+	if (h.type == MIG_F_RP_DEVICES)
+		return mig_dev_src_loaded(src->dev, (const guint8 *)msg, h.len, err);
 	if (h.type == MIG_F_RP_ERROR) {
 		g_set_error(err, MIG_ERROR, EIO, "destination failed: %s", msg);
 		return FALSE;
@@ -136,6 +142,7 @@ static gboolean send_setup(Src *src, GError **err)
 	}
 	n = GUINT32_TO_BE(src->s->caps[MIG_CAP_MULTIFD] ? (guint32)src->s->params.multifd_channels : 0);
 	g_byte_array_append(p, (guint8 *)&n, 4);
+	mig_dev_setup_append(src->s, p);
 	iov = (struct iovec){ p->data, p->len };
 	return mig_src_send_frame(src, MIG_F_SETUP, &iov, 1, err);
 }
@@ -453,19 +460,23 @@ static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 		guint64 sent0 = mig_atomic_get(&st->transferred);
 		guint64 dirty, limit, bw, expected, secs_us;
 
-		if (!send_dirty(src, err) || !mig_src_pass_end(src, err))
+		if (!mig_dev_src_precopy(src->dev, err) || !send_dirty(src, err) || !mig_src_pass_end(src, err))
 			return FALSE;
 		if (!mig_src_sync_dirty(src, &dirty, err))
 			return FALSE;
 		emit_pass(s);
 		secs_us = (guint64)MAX(g_get_monotonic_time() - t0, 1);
 		bw = (mig_atomic_get(&st->transferred) - sent0) * G_USEC_PER_SEC / secs_us;
+		/* a near-empty pass says nothing about the link, and the devices' state must
+		 * not look like it would crawl over it: keep the last real figure */
+		if (mig_atomic_get(&st->transferred) - sent0 < BW_MIN_SAMPLE && mig_atomic_get(&st->bandwidth))
+			bw = mig_atomic_get(&st->bandwidth);
 		bw = MAX(bw, 1u);
 		mig_atomic_set(&st->bandwidth, bw);
 		src->bw_capped = s->params.max_bandwidth && bw >= s->params.max_bandwidth / 10 * 9;
 		mig_atomic_set(&st->dirty_pages_rate,
 			       dirty / MAX(src->blocks[0].rb->page_size, 1u) * G_USEC_PER_SEC / secs_us);
-		expected = dirty * 1000 / bw;
+		expected = mig_dev_src_expected_ms(src->dev, dirty, bw);
 		mig_atomic_set(&st->expected_downtime, expected);
 		st->converging = expected < prev_expected || expected == 0;
 		prev_expected = expected;
@@ -476,6 +487,10 @@ static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 			*postcopy = TRUE;
 			return TRUE;
 		}
+		/* nothing dirty yet the rest (device state) does not fit: spinning on empty
+		 * passes would only take CPU from the guest */
+		if (!dirty)
+			g_usleep(IDLE_PASS_US);
 	}
 }
 
@@ -527,8 +542,17 @@ static gboolean stop_and_copy(Src *src, GError **err)
 
 	if (!mig_src_stop_vm(src, err))
 		return FALSE;
-	if (!mig_src_sync_dirty(src, &dirty, err) || !send_dirty(src, err) || !mig_src_pass_end(src, err))
+	/* with the lane, the devices stream on the senders while this thread adds RAM
+	 * behind them */
+	if (!mig_dev_src_stop_copy_begin(src->dev, err))
 		return FALSE;
+	if (!mig_src_sync_dirty(src, &dirty, err) || !send_dirty(src, err))
+		return FALSE;
+	/* before the pass's sync: a receiver parks at its SYNC until the main channel's
+	 * PASS, so a device chunk behind a SYNC would wait for the very sync waiting on it */
+	if (!mig_dev_src_stop_copy_end(src->dev, err) || !mig_src_pass_end(src, err))
+		return FALSE;
+	src->s->stats.t_ram_done = g_get_monotonic_time();
 	if (!mig_src_send_state(src, err) || !mig_src_send_frame(src, MIG_F_COMPLETE, NULL, 0, err))
 		return FALSE;
 	/* the destination answers once its guest runs (or why it cannot) */
@@ -593,7 +617,8 @@ gpointer mig_src_thread(gpointer opaque)
 
 	src.zero_mode = (guint)s->params.zero_page_detection;
 	ok = connect_main(&src, &err) && setup_tracking(&src, &err) && send_setup(&src, &err) &&
-	     start_multifd(&src, &err) && mig_pc_src_connect_preempt(&src, &err);
+	     start_multifd(&src, &err) && mig_pc_src_connect_preempt(&src, &err) &&
+	     (src.dev = mig_dev_src_new(&src, &err)) != NULL;
 	if (ok) {
 		g_mutex_lock(&s->lock);
 		s->stats.t_setup_done = g_get_monotonic_time();
@@ -613,8 +638,12 @@ gpointer mig_src_thread(gpointer opaque)
 		g_mutex_unlock(&s->lock);
 		if (!ok)
 			mig_mf_src_abort(src.mf);
+		/* save threads may wait on a sender: they see the abort and go first */
+		mig_dev_src_join(src.dev);
 		mig_mf_src_free(src.mf);
 	}
+	/* the source keeps running on failure (see finish), and so do its devices */
+	mig_dev_src_free(src.dev, !ok && !src.postcopy && (!src.stopped || s->vm_was_running));
 	free_tracking(&src);
 	{
 		struct timespec ts;

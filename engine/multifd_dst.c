@@ -3,6 +3,7 @@
 #include "engine/multifd.h"
 #include "engine/bitmap.h"
 #include "engine/postcopy.h"
+#include "engine/devlane.h"
 #include "channels/frame.h"
 #include "channels/io.h"
 #include <errno.h>
@@ -166,6 +167,8 @@ static gpointer recv_main(gpointer opaque)
 			ok = recv_pages(r, h.len, &err);
 		else if (h.type == MIG_F_MF_SYNC)
 			ok = recv_sync(r, h.len, &err);
+		else if (h.type == MIG_F_MF_DEV)
+			ok = mig_dev_dst_chunk_mf(s, r->fd, h.len, &err);
 		else if (h.type == MIG_F_CHUNK)
 			ok = mig_huge_asm_chunk(s, &r->hasm, r->fd, h.len, &err);
 		else
@@ -249,6 +252,8 @@ void mig_mf_dst_abort(MigSession *s)
 		shutdown(((MfRecv *)g_ptr_array_index(s->mf_recv, i))->fd, SHUT_RDWR);
 	g_cond_broadcast(&s->mf_cond);
 	g_mutex_unlock(&s->mf_lock);
+	/* a receiver may be waiting for room in the device lane */
+	mig_dev_dst_abort(s);
 }
 
 void mig_mf_dst_join(MigSession *s)

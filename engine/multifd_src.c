@@ -26,6 +26,13 @@ typedef struct Sender {
 	MigRamBlock *rb;
 	gsize pages[MIG_MF_MAX_PAGES];
 	guint npages;
+	/* or a device-state chunk (devlane.c), which the done callback then owns */
+	guint8 dev_hdr[MIG_MF_DEV_HDR_MAX];
+	guint dev_hdr_len;
+	guint8 *dev_buf;
+	guint32 dev_len;
+	MigMfDoneFn dev_done;
+	gpointer dev_done_data;
 } Sender;
 
 struct MfSrc {
@@ -36,6 +43,7 @@ struct MfSrc {
 	gboolean detect_zero;
 	char *error;              /* first failure */
 	guint next;               /* round-robin start */
+	guint dev_waiting;        /* device chunks waiting for a sender: RAM waits behind them */
 	guint64 seq;
 	guint n;
 	Sender *senders;
@@ -144,6 +152,21 @@ static int send_pages(Sender *sd, guint64 seq)
 	return 0;
 }
 
+static int send_dev(Sender *sd)
+{
+	MfSrc *m = sd->m;
+	struct iovec iov[2] = { { sd->dev_hdr, sd->dev_hdr_len }, { sd->dev_buf, sd->dev_len } };
+	int rc = mig_frame_send(sd->fd, MIG_F_MF_DEV, 0, iov, 2);
+
+	if (rc == 0) {
+		guint64 bytes = MIG_FRAME_HDR_LEN + sd->dev_hdr_len + (guint64)sd->dev_len;
+
+		mig_atomic_add(&m->s->stats.transferred, bytes);
+		mig_atomic_add(&m->s->stats.multifd_bytes, bytes);
+	}
+	return rc;
+}
+
 static gpointer sender_main(gpointer opaque)
 {
 	Sender *sd = opaque;
@@ -166,12 +189,17 @@ static gpointer sender_main(gpointer opaque)
 			struct iovec iov = { &be, sizeof(be) };
 
 			rc = mig_frame_send(sd->fd, MIG_F_MF_SYNC, 0, &iov, 1);
+		} else if (sd->dev_done) {
+			MigMfDoneFn done = g_steal_pointer(&sd->dev_done);
+
+			rc = send_dev(sd);
+			done(sd->dev_done_data, g_steal_pointer(&sd->dev_buf), rc);
 		} else if (m->yield && sd->rb->page_size > MIG_CHUNK_SIZE) {
 			rc = send_chunked(sd, seq);
 		} else {
 			rc = send_pages(sd, seq);
 		}
-		if (rc == 0 && !pass && m->sent_maps)
+		if (rc == 0 && !pass && sd->npages && m->sent_maps)
 			for (guint i = 0; i < sd->npages; i++)
 				mig_bitmap_set_atomic(m->sent_maps[sd->block], sd->pages[i]);
 		if (rc < 0) {
@@ -182,6 +210,7 @@ static gpointer sender_main(gpointer opaque)
 		g_mutex_lock(&m->lock);
 		sd->busy = FALSE;
 		sd->sync_pass = 0;
+		sd->npages = 0;
 		g_cond_broadcast(&m->idle_cond);
 	}
 	g_mutex_unlock(&m->lock);
@@ -232,6 +261,17 @@ static gboolean failed(MfSrc *m, GError **err)
 	return TRUE;
 }
 
+static Sender *idle_sender(MfSrc *m)
+{
+	for (guint k = 0; k < m->n; k++) {
+		Sender *c = &m->senders[(m->next + k) % m->n];
+
+		if (!c->busy)
+			return c;
+	}
+	return NULL;
+}
+
 gboolean mig_mf_src_queue(MfSrc *m, guint block, MigRamBlock *rb, const gsize *pages, guint n, GError **err)
 {
 	Sender *sd = NULL;
@@ -243,12 +283,7 @@ gboolean mig_mf_src_queue(MfSrc *m, guint block, MigRamBlock *rb, const gsize *p
 			g_mutex_unlock(&m->lock);
 			return FALSE;
 		}
-		for (guint k = 0; k < m->n && !sd; k++) {
-			Sender *c = &m->senders[(m->next + k) % m->n];
-
-			if (!c->busy)
-				sd = c;
-		}
+		sd = m->dev_waiting ? NULL : idle_sender(m);
 		if (!sd)
 			g_cond_wait(&m->idle_cond, &m->lock);
 	}
@@ -260,6 +295,43 @@ gboolean mig_mf_src_queue(MfSrc *m, guint block, MigRamBlock *rb, const gsize *p
 	sd->sync_pass = 0;
 	sd->busy = TRUE;
 	g_cond_signal(&sd->cond);
+	g_mutex_unlock(&m->lock);
+	return TRUE;
+}
+
+gboolean mig_mf_src_queue_dev(MfSrc *m, const void *hdr, guint hdr_len, guint8 *buf, guint32 len,
+			      MigMfDoneFn done, gpointer done_data, GError **err)
+{
+	Sender *sd = NULL;
+
+	g_assert(hdr_len <= MIG_MF_DEV_HDR_MAX && done);
+	g_mutex_lock(&m->lock);
+	m->dev_waiting++;
+	while (!sd) {
+		if (failed(m, err)) {
+			m->dev_waiting--;
+			g_cond_broadcast(&m->idle_cond);
+			g_mutex_unlock(&m->lock);
+			return FALSE;
+		}
+		if (!(sd = idle_sender(m)))
+			g_cond_wait(&m->idle_cond, &m->lock);
+	}
+	m->dev_waiting--;
+	m->next = (sd->index + 1) % m->n;
+	memcpy(sd->dev_hdr, hdr, hdr_len);
+	sd->dev_hdr_len = hdr_len;
+	sd->dev_buf = buf;
+	sd->dev_len = len;
+	sd->dev_done = done;
+	sd->dev_done_data = done_data;
+	sd->npages = 0;
+	sd->sync_pass = 0;
+	sd->busy = TRUE;
+	g_cond_signal(&sd->cond);
+	/* RAM batches held back by this chunk may go now */
+	if (!m->dev_waiting)
+		g_cond_broadcast(&m->idle_cond);
 	g_mutex_unlock(&m->lock);
 	return TRUE;
 }
@@ -355,6 +427,8 @@ void mig_mf_src_free(MfSrc *m)
 
 		if (sd->thread)
 			g_thread_join(sd->thread);
+		if (sd->dev_done)   /* a device chunk handed over but never sent */
+			sd->dev_done(sd->dev_done_data, g_steal_pointer(&sd->dev_buf), -ECANCELED);
 		if (sd->fd >= 0)
 			close(sd->fd);
 		g_cond_clear(&sd->cond);

@@ -29,6 +29,7 @@ static const struct {
 	[MIG_CAP_SWITCHOVER_ACK] = { "switchover-ack", FALSE },
 	[MIG_CAP_DIRTY_LIMIT] = { "dirty-limit", FALSE },
 	[MIG_CAP_MAPPED_RAM] = { "mapped-ram", FALSE },
+	[MIG_CAP_X_DEVICE_STATE_LANE] = { "x-device-state-lane", TRUE },
 };
 
 static int cap_lookup(const char *name)
@@ -157,6 +158,8 @@ static const struct param {
 	U("x-postcopy-after-passes", x_postcopy_after_passes, 0, 1000000),
 	{ "x-postcopy-pace", P_BOOL, offsetof(MigParams, x_postcopy_pace), 0, 1, NULL },
 	{ "x-postcopy-preempt-break-huge", P_BOOL, offsetof(MigParams, x_postcopy_preempt_break_huge), 0, 1, NULL },
+	SZ("x-device-max-queued", x_device_max_queued, 2u << 20, G_MAXINT64),
+	U("x-device-load-threads", x_device_load_threads, 1, 64),
 #undef U
 #undef SZ
 };
@@ -174,6 +177,8 @@ void mig_params_init(MigParams *p)
 		.zero_page_detection = 2,
 		.x_postcopy_pace = TRUE,
 		.x_postcopy_preempt_break_huge = TRUE,
+		.x_device_max_queued = 64u << 20,
+		.x_device_load_threads = 8,
 		.tls_creds = g_strdup(""), .tls_hostname = g_strdup(""), .tls_authz = g_strdup(""),
 	};
 }

@@ -4,6 +4,7 @@
  * behind bulk bytes. Meanwhile the migration thread pushes the remaining pages,
  * continuing right after the last requested page (guests fault near where they
  * faulted before). The source's vCPUs never run again once the destination has. */
+#include "engine/devlane.h"
 #include "engine/src_int.h"
 #include "engine/postcopy.h"
 #include "engine/bitmap.h"
@@ -162,6 +163,12 @@ static gpointer rp_main(gpointer opaque)
 		switch (h.type) {
 		case MIG_F_RP_RUNNING:
 			rp_signal(src, &src->dst_running, NULL);
+			break;
+		case MIG_F_RP_DEVICES:
+			if (!mig_dev_src_loaded(src->dev, buf, h.len, &err)) {
+				rp_signal(src, NULL, g_strdup(err->message));
+				return NULL;
+			}
 			break;
 		case MIG_F_RP_DONE:
 			rp_signal(src, &src->dst_done, NULL);
@@ -423,7 +430,8 @@ static gboolean switchover(Src *src, GError **err)
 {
 	guint64 dirty;
 
-	if (!mig_src_stop_vm(src, err) || !mig_src_sync_dirty(src, &dirty, err))
+	if (!mig_src_stop_vm(src, err) || !mig_dev_src_stop_copy_begin(src->dev, err) ||
+	    !mig_src_sync_dirty(src, &dirty, err))
 		return FALSE;
 	src->hint = g_new0(gsize, src->nblocks);
 	src->urgent_sent = g_new0(gulong *, src->nblocks);
@@ -435,8 +443,12 @@ static gboolean switchover(Src *src, GError **err)
 	}
 	if (src->mf)
 		mig_mf_src_mark_sent(src->mf, src->bulk_sent);
-	return mig_src_send_frame(src, MIG_F_PC_LISTEN, NULL, 0, err) && send_discards(src, err) &&
-	       mig_src_send_state(src, err) && mig_src_send_frame(src, MIG_F_PC_RUN, NULL, 0, err);
+	/* the devices load before the guest runs there: RUN follows their end */
+	if (!mig_src_send_frame(src, MIG_F_PC_LISTEN, NULL, 0, err) || !send_discards(src, err))
+		return FALSE;
+	src->s->stats.t_ram_done = g_get_monotonic_time();
+	return mig_dev_src_stop_copy_end(src->dev, err) && mig_src_send_state(src, err) &&
+	       mig_src_send_frame(src, MIG_F_PC_RUN, NULL, 0, err);
 }
 
 gboolean mig_pc_src_run(Src *src, GError **err)

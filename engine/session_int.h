@@ -13,6 +13,7 @@ typedef enum MigCap {
 	MIG_CAP_POSTCOPY_BLOCKTIME, MIG_CAP_LATE_BLOCK_ACTIVATE, MIG_CAP_X_IGNORE_SHARED,
 	MIG_CAP_VALIDATE_UUID, MIG_CAP_BACKGROUND_SNAPSHOT, MIG_CAP_ZERO_COPY_SEND,
 	MIG_CAP_POSTCOPY_PREEMPT, MIG_CAP_SWITCHOVER_ACK, MIG_CAP_DIRTY_LIMIT, MIG_CAP_MAPPED_RAM,
+	MIG_CAP_X_DEVICE_STATE_LANE,
 	MIG_CAP__MAX
 } MigCap;
 
@@ -34,6 +35,8 @@ typedef struct MigParams {
 	guint64 x_postcopy_after_passes; /* switch to postcopy after N passes (0: manual) */
 	gboolean x_postcopy_pace;     /* preempt: pace bulk under the measured bandwidth */
 	gboolean x_postcopy_preempt_break_huge; /* preempt: bulk sends huge pages in chunks */
+	guint64 x_device_max_queued;  /* destination: device bytes held for reordering, at most */
+	guint64 x_device_load_threads;/* destination: devices loading at once */
 	char *tls_creds, *tls_hostname, *tls_authz;
 } MigParams;
 
@@ -56,6 +59,8 @@ typedef struct MigStats {
 	guint64 x_break_huge_drops;/* huge pages whose bulk remainder was dropped */
 	guint64 x_urgent_skipped;  /* requests bulk had already fully written */
 	gint64 t_start, t_setup_done, t_stop, t_end;   /* monotonic µs */
+	gint64 t_ram_done;         /* the final RAM pass was on the wire */
+	gint64 t_dev_loaded;       /* the destination reported every device loaded */
 	gboolean converging;
 	gint64 src_thread_cpu_us;  /* CPU time of mig/src/main, set when it ends */
 } MigStats;
@@ -114,6 +119,7 @@ struct MigSession {
 
 	/* destination postcopy (postcopy_dst.c) */
 	struct PcDst *pc;
+	struct DevDst *devdst;     /* destination device lane (devlane_dst.c) */
 	GMutex rp_lock;            /* return-path writes: loader and fault thread */
 	GThread *urgent_thread;    /* mig/dst/urgent: the preempt channel's loader */
 	int urgent_fd;

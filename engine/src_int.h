@@ -26,6 +26,7 @@ typedef struct Src {
 	guint64 pass;           /* passes begun; numbers PASS frames and multifd syncs */
 	guint zero_mode;        /* zero-page-detection: 0 none, 1 legacy, 2 multifd */
 	MfSrc *mf;              /* multifd senders, NULL when multifd is off */
+	struct DevSrc *dev;     /* the device lane (devlane_src.c) */
 	MigUri uri;
 	GMutex wlock;           /* main channel writes: the return-path thread sends too */
 	int pre_fd;             /* postcopy-preempt channel, -1 without */

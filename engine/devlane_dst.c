@@ -1,0 +1,515 @@
+/* The device lane's destination half: chunks from any channel are put back in order
+ * per device (holding at most x-device-max-queued bytes; a receiver whose chunk does
+ * not fit waits with the chunk still in its socket, so TCP pushes back on the source)
+ * and written to each device by a bounded pool of load threads, devices in parallel. */
+#include "engine/devlane.h"
+#include "engine/multifd.h"
+#include "engine/postcopy.h"
+#include "channels/frame.h"
+#include "channels/io.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define END_WAIT_S 300   /* DEV_END waits this long at most for the loads to finish */
+
+typedef struct Chunk {
+	guint64 seq;
+	guint32 len, flags;
+	guint8 *data;
+} Chunk;
+
+typedef struct DevIn {
+	struct DevDst *dd;
+	MigDevice *d;
+	int fd;                 /* RESUMING's write end (non-blocking), -1 once closed */
+	guint64 next_in;        /* the next sequence number to go to ready */
+	GHashTable *pending;    /* seq -> Chunk*: arrived ahead of its turn */
+	GQueue ready;           /* Chunk*, in order, for the load pool */
+	gboolean loading;       /* a pool thread owns ready now */
+	guint64 loaded_chunks, loaded_bytes;
+	gint64 t_first_sc, t_done;
+	gboolean ended;         /* DEV_END's verdict was taken */
+} DevIn;
+
+typedef struct DevDst {
+	MigSession *s;
+	guint n;
+	DevIn *in;
+	GMutex lock;
+	GCond cond;             /* room in the queue, a chunk loaded, or quit */
+	guint64 held, cap;      /* bytes in pending and ready, and their limit */
+	guint64 peak;           /* the most ever held (x-device-queued-peak) */
+	GThreadPool *pool;
+	gboolean quit;
+	gboolean have_end;
+} DevDst;
+
+static gint64 now_us(void)
+{
+	return g_get_monotonic_time();
+}
+
+static void chunk_free(gpointer p)
+{
+	Chunk *c = p;
+
+	if (c) {
+		g_free(c->data);
+		g_free(c);
+	}
+}
+
+static DevDst *lane(MigSession *s)
+{
+	return s->devdst;
+}
+
+/* Writes a whole chunk to the device, waiting for it to take the bytes but giving up
+ * when the migration is torn down (a device that stopped reading must not hang us). */
+static int write_device(DevDst *dd, int fd, const guint8 *p, gsize len)
+{
+	while (len) {
+		ssize_t w = write(fd, p, len);
+
+		if (w > 0) {
+			p += w;
+			len -= (gsize)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno != EAGAIN)
+			return -errno;
+		{
+			struct pollfd pf = { .fd = fd, .events = POLLOUT };
+
+			if (__atomic_load_n(&dd->quit, __ATOMIC_ACQUIRE))
+				return -ECANCELED;
+			if (poll(&pf, 1, 100) < 0 && errno != EINTR)
+				return -errno;
+		}
+	}
+	return 0;
+}
+
+static void fail_migration(DevDst *dd, const char *msg)
+{
+	MigSession *s = dd->s;
+
+	mig_session_report_error(s, "%s", msg);
+	mig_mf_dst_abort(s);
+	/* the main channel's loader notices and answers the source */
+	g_mutex_lock(&s->lock);
+	if (s->dst_fd >= 0)
+		shutdown(s->dst_fd, SHUT_RD);
+	g_mutex_unlock(&s->lock);
+}
+
+/* Pool job: loads what is ready for one device, in order. */
+static void load_job(gpointer data, gpointer user)
+{
+	DevIn *in = data;
+	DevDst *dd = user;
+
+	pthread_setname_np(pthread_self(), "mig/dst/load");
+	g_mutex_lock(&dd->lock);
+	for (;;) {
+		Chunk *c = g_queue_pop_head(&in->ready);
+		int rc;
+
+		if (!c || dd->quit) {
+			chunk_free(c);
+			break;
+		}
+		g_mutex_unlock(&dd->lock);
+		if ((c->flags & MIG_DEV_F_STOP_COPY) && !in->t_first_sc)
+			in->t_first_sc = now_us();
+		rc = write_device(dd, in->fd, c->data, c->len);
+		g_mutex_lock(&dd->lock);
+		dd->held -= c->len;
+		if (rc == 0) {
+			in->loaded_chunks++;
+			in->loaded_bytes += c->len;
+		}
+		chunk_free(c);
+		g_cond_broadcast(&dd->cond);
+		if (rc < 0) {
+			g_autofree char *msg = g_strdup_printf("device '%s': loading state: %s", in->d->id, g_strerror(-rc));
+
+			dd->quit = TRUE;
+			g_mutex_unlock(&dd->lock);
+			if (rc != -ECANCELED)
+				fail_migration(dd, msg);
+			g_mutex_lock(&dd->lock);
+			break;
+		}
+	}
+	in->loading = FALSE;
+	g_cond_broadcast(&dd->cond);
+	g_mutex_unlock(&dd->lock);
+}
+
+/* Moves the chunks that are next in line to ready and gets a loader on them. Call with
+ * dd->lock held. */
+static void promote(DevDst *dd, DevIn *in)
+{
+	Chunk *c;
+
+	while ((c = g_hash_table_lookup(in->pending, &in->next_in))) {
+		g_hash_table_steal(in->pending, &in->next_in);
+		g_queue_push_tail(&in->ready, c);
+		in->next_in++;
+	}
+	if (!in->loading && !g_queue_is_empty(&in->ready)) {
+		in->loading = TRUE;
+		g_thread_pool_push(dd->pool, in, NULL);
+	}
+}
+
+gboolean mig_dev_dst_setup(MigSession *s, const guint8 *p, gsize len, gsize *off, GError **err)
+{
+	DevDst *dd;
+	guint32 n;
+
+	if (*off + 4 > len) {
+		g_set_error(err, MIG_ERROR, EPROTO, "setup frame truncated (device list)");
+		return FALSE;
+	}
+	memcpy(&n, p + *off, 4);
+	n = GUINT32_FROM_BE(n);
+	*off += 4;
+	if (n != s->devices->len) {
+		g_set_error(err, MIG_ERROR, EINVAL, "the source has %u devices, this destination %u", n, s->devices->len);
+		return FALSE;
+	}
+	for (guint i = 0; i < n; i++) {
+		MigDevice *d = g_ptr_array_index(s->devices, i);
+		guint8 l;
+
+		if (*off + 1 > len || *off + 1 + p[*off] > len) {
+			g_set_error(err, MIG_ERROR, EPROTO, "setup frame truncated (device list)");
+			return FALSE;
+		}
+		l = p[(*off)++];
+		if (l != strlen(d->id) || memcmp(p + *off, d->id, l)) {
+			g_set_error(err, MIG_ERROR, EINVAL, "device %u is '%.*s' on the source, '%s' here", i, l,
+				    (const char *)p + *off, d->id);
+			return FALSE;
+		}
+		*off += l;
+	}
+	dd = g_new0(DevDst, 1);
+	dd->s = s;
+	dd->n = n;
+	dd->in = g_new0(DevIn, n);
+	dd->cap = MAX(s->params.x_device_max_queued, 2ull * MIG_DEV_CHUNK);
+	g_mutex_init(&dd->lock);
+	g_cond_init(&dd->cond);
+	for (guint i = 0; i < n; i++) {
+		dd->in[i].dd = dd;
+		dd->in[i].d = g_ptr_array_index(s->devices, i);
+		dd->in[i].fd = -1;
+		dd->in[i].pending = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, chunk_free);
+		dd->in[i].d->bytes = dd->in[i].d->load_us = 0;
+	}
+	s->devdst = dd;
+	if (!n)
+		return TRUE;
+	/* exclusive: the pool's threads are ours alone and end with it */
+	dd->pool = g_thread_pool_new(load_job, dd, (gint)MIN((guint64)n, s->params.x_device_load_threads), TRUE, NULL);
+	for (guint i = 0; i < n; i++) {
+		DevIn *in = &dd->in[i];
+
+		if (!mig_device_set_state(in->d, MIG_DEV_RESUMING, &in->fd, err))
+			return FALSE;
+		if (in->fd < 0) {
+			g_set_error(err, MIG_ERROR, EPROTO, "device '%s': RESUMING gave no data fd", in->d->id);
+			return FALSE;
+		}
+		fcntl(in->fd, F_SETFL, fcntl(in->fd, F_GETFL) | O_NONBLOCK);
+	}
+	return TRUE;
+}
+
+static gboolean read_hdr(DevDst *dd, int fd, guint32 len, DevIn **inp, guint64 *seq, guint32 *flags,
+			 const char *where, GError **err)
+{
+	guint32 w[4];
+	guint dev;
+	int rc;
+
+	if (!dd) {
+		g_set_error(err, MIG_ERROR, EPROTO, "%s: device state before the setup frame", where);
+		return FALSE;
+	}
+	if (len < MIG_DEV_HDR_LEN || len - MIG_DEV_HDR_LEN > MIG_DEV_CHUNK || len == MIG_DEV_HDR_LEN) {
+		g_set_error(err, MIG_ERROR, EPROTO, "%s: device chunk of %u bytes", where, len);
+		return FALSE;
+	}
+	if ((rc = mig_io_read_full(fd, w, sizeof(w))) < 0) {
+		g_set_error(err, MIG_ERROR, -rc, "%s: stream truncated: %s", where, g_strerror(-rc));
+		return FALSE;
+	}
+	dev = GUINT32_FROM_BE(w[0]);
+	*flags = GUINT32_FROM_BE(w[1]);
+	*seq = (guint64)GUINT32_FROM_BE(w[2]) << 32 | GUINT32_FROM_BE(w[3]);
+	if (dev >= dd->n) {
+		g_set_error(err, MIG_ERROR, EPROTO, "%s: chunk for device %u of %u", where, dev, dd->n);
+		return FALSE;
+	}
+	*inp = &dd->in[dev];
+	if ((*inp)->ended || (*inp)->fd < 0) {
+		g_set_error(err, MIG_ERROR, EPROTO, "%s: device '%s': chunk after its end", where, (*inp)->d->id);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+gboolean mig_dev_dst_chunk_mf(MigSession *s, int fd, guint32 len, GError **err)
+{
+	DevDst *dd = lane(s);
+	DevIn *in;
+	Chunk *c;
+	guint64 seq;
+	guint32 flags, n = len - MIG_DEV_HDR_LEN;
+	int rc;
+
+	if (!read_hdr(dd, fd, len, &in, &seq, &flags, "multifd", err))
+		return FALSE;
+	g_mutex_lock(&dd->lock);
+	if (seq < in->next_in || g_hash_table_contains(in->pending, &seq)) {
+		g_mutex_unlock(&dd->lock);
+		g_set_error(err, MIG_ERROR, EPROTO, "device '%s': chunk %" G_GUINT64_FORMAT " arrived twice", in->d->id, seq);
+		return FALSE;
+	}
+	/* the next chunk in line always fits (see devlane.h); others leave it room */
+	while (!dd->quit && dd->held + n > dd->cap - (seq == in->next_in ? 0 : MIG_DEV_CHUNK))
+		g_cond_wait(&dd->cond, &dd->lock);
+	if (dd->quit) {
+		g_mutex_unlock(&dd->lock);
+		g_set_error(err, MIG_ERROR, ECANCELED, "device lane stopped");
+		return FALSE;
+	}
+	dd->held += n;
+	dd->peak = MAX(dd->peak, dd->held);
+	g_mutex_unlock(&dd->lock);
+
+	c = g_new0(Chunk, 1);
+	c->seq = seq;
+	c->len = n;
+	c->flags = flags;
+	c->data = g_malloc(n);
+	if ((rc = mig_io_read_full(fd, c->data, n)) < 0) {
+		g_set_error(err, MIG_ERROR, -rc, "multifd: device chunk truncated: %s", g_strerror(-rc));
+		g_mutex_lock(&dd->lock);
+		dd->held -= n;
+		g_cond_broadcast(&dd->cond);
+		g_mutex_unlock(&dd->lock);
+		chunk_free(c);
+		return FALSE;
+	}
+	mig_atomic_add(&s->stats.transferred, MIG_FRAME_HDR_LEN + (guint64)len);
+	g_mutex_lock(&dd->lock);
+	g_hash_table_insert(in->pending, &c->seq, c);
+	promote(dd, in);
+	g_mutex_unlock(&dd->lock);
+	return TRUE;
+}
+
+gboolean mig_dev_dst_chunk_serial(MigSession *s, int fd, guint32 len, GError **err)
+{
+	DevDst *dd = lane(s);
+	DevIn *in;
+	guint64 seq;
+	guint32 flags, n = len - MIG_DEV_HDR_LEN;
+	g_autofree guint8 *buf = NULL;
+	int rc;
+
+	if (!read_hdr(dd, fd, len, &in, &seq, &flags, "main channel", err))
+		return FALSE;
+	if (seq != in->next_in) {
+		g_set_error(err, MIG_ERROR, EPROTO, "device '%s': chunk %" G_GUINT64_FORMAT " where %" G_GUINT64_FORMAT
+			    " was due", in->d->id, seq, in->next_in);
+		return FALSE;
+	}
+	buf = g_malloc(n);
+	if ((rc = mig_io_read_full(fd, buf, n)) < 0) {
+		g_set_error(err, MIG_ERROR, -rc, "device chunk truncated: %s", g_strerror(-rc));
+		return FALSE;
+	}
+	mig_atomic_add(&s->stats.transferred, (guint64)len);
+	/* serial: the loader itself loads, and reads nothing else meanwhile */
+	if ((flags & MIG_DEV_F_STOP_COPY) && !in->t_first_sc)
+		in->t_first_sc = now_us();
+	if ((rc = write_device(dd, in->fd, buf, n)) < 0) {
+		g_set_error(err, MIG_ERROR, -rc, "device '%s': loading state: %s", in->d->id, g_strerror(-rc));
+		return FALSE;
+	}
+	in->next_in++;
+	in->loaded_chunks++;
+	in->loaded_bytes += n;
+	return TRUE;
+}
+
+/* Every chunk the source counted has been loaded (or the lane stopped). */
+static gboolean wait_loaded(DevDst *dd, DevIn *in, guint64 chunks, GError **err)
+{
+	gint64 end = g_get_monotonic_time() + END_WAIT_S * G_TIME_SPAN_SECOND;
+	gboolean ok = TRUE;
+
+	g_mutex_lock(&dd->lock);
+	while (!dd->quit && (in->next_in < chunks || in->loading || !g_queue_is_empty(&in->ready))) {
+		if (!g_cond_wait_until(&dd->cond, &dd->lock, end)) {
+			g_set_error(err, MIG_ERROR, ETIMEDOUT, "device '%s': %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
+				    " chunks after %d s", in->d->id, in->next_in, chunks, END_WAIT_S);
+			ok = FALSE;
+			break;
+		}
+	}
+	if (ok && dd->quit) {
+		g_set_error(err, MIG_ERROR, ECANCELED, "device '%s': the device lane stopped", in->d->id);
+		ok = FALSE;
+	}
+	g_mutex_unlock(&dd->lock);
+	return ok;
+}
+
+gboolean mig_dev_dst_end(MigSession *s, const guint8 *p, guint32 len, GError **err)
+{
+	DevDst *dd = lane(s);
+	g_autoptr(GByteArray) rp = g_byte_array_new();
+	guint32 n;
+
+	if (!dd || len < 4 || (memcpy(&n, p, 4), n = GUINT32_FROM_BE(n)) != dd->n || len != 4 + 16ull * n) {
+		g_set_error(err, MIG_ERROR, EPROTO, "malformed device end frame (%u bytes)", len);
+		return FALSE;
+	}
+	if (dd->have_end) {
+		g_set_error(err, MIG_ERROR, EPROTO, "device end frame sent twice");
+		return FALSE;
+	}
+	for (guint i = 0; i < n; i++) {
+		DevIn *in = &dd->in[i];
+		guint64 v[2];
+
+		memcpy(v, p + 4 + 16 * i, sizeof(v));
+		if (!wait_loaded(dd, in, GUINT64_FROM_BE(v[0]), err))
+			return FALSE;
+		if (in->next_in != GUINT64_FROM_BE(v[0]) || in->loaded_bytes != GUINT64_FROM_BE(v[1])) {
+			g_set_error(err, MIG_ERROR, EPROTO, "device '%s': loaded %" G_GUINT64_FORMAT " chunks (%" G_GUINT64_FORMAT
+				    " bytes), the source sent %" G_GUINT64_FORMAT " (%" G_GUINT64_FORMAT " bytes)", in->d->id,
+				    in->next_in, in->loaded_bytes, GUINT64_FROM_BE(v[0]), GUINT64_FROM_BE(v[1]));
+			return FALSE;
+		}
+	}
+	/* every byte is with the devices: the write ends close, and each gives its verdict */
+	for (guint i = 0; i < n; i++) {
+		DevIn *in = &dd->in[i];
+
+		close(in->fd);
+		in->fd = -1;
+		in->ended = TRUE;
+		if (!mig_device_set_state(in->d, MIG_DEV_STOP, NULL, err))
+			return FALSE;
+		in->t_done = now_us();
+	}
+	n = GUINT32_TO_BE(n);
+	g_byte_array_append(rp, (guint8 *)&n, 4);
+	g_mutex_lock(&s->lock);
+	for (guint i = 0; i < dd->n; i++) {
+		DevIn *in = &dd->in[i];
+		guint64 us = in->t_first_sc ? (guint64)(in->t_done - in->t_first_sc) : 0;
+		guint64 be = GUINT64_TO_BE(us);
+
+		in->d->bytes = in->loaded_bytes;
+		in->d->load_us = (gint64)us;
+		g_byte_array_append(rp, (guint8 *)&be, 8);
+	}
+	g_mutex_unlock(&s->lock);
+	dd->have_end = TRUE;
+	{
+		struct iovec iov = { rp->data, rp->len };
+
+		mig_dst_rp_send(s, MIG_F_RP_DEVICES, &iov, 1);
+	}
+	return TRUE;
+}
+
+gboolean mig_dev_dst_complete_ok(MigSession *s)
+{
+	return !s->devices->len || (lane(s) && lane(s)->have_end);
+}
+
+guint64 mig_dev_dst_queued_peak(MigSession *s)
+{
+	DevDst *dd = lane(s);
+	guint64 v;
+
+	if (!dd)
+		return 0;
+	g_mutex_lock(&dd->lock);
+	v = dd->peak;
+	g_mutex_unlock(&dd->lock);
+	return v;
+}
+
+void mig_dev_dst_run(MigSession *s)
+{
+	for (guint i = 0; i < s->devices->len; i++) {
+		MigDevice *d = g_ptr_array_index(s->devices, i);
+		g_autoptr(GError) e = NULL;
+
+		if (d->state == MIG_DEV_STOP && !mig_device_set_state(d, MIG_DEV_RUNNING, NULL, &e))
+			g_printerr("mig: %s: %s\n", s->name, e->message);
+	}
+}
+
+static void stop_lane(DevDst *dd)
+{
+	if (!dd)
+		return;
+	g_mutex_lock(&dd->lock);
+	dd->quit = TRUE;
+	g_cond_broadcast(&dd->cond);
+	g_mutex_unlock(&dd->lock);
+}
+
+void mig_dev_dst_abort(MigSession *s)
+{
+	stop_lane(lane(s));
+}
+
+void mig_dev_dst_free(MigSession *s)
+{
+	DevDst *dd = g_steal_pointer(&s->devdst);
+
+	if (!dd)
+		return;
+	stop_lane(dd);
+	if (dd->pool)
+		g_thread_pool_free(dd->pool, FALSE, TRUE);
+	for (guint i = 0; i < dd->n; i++) {
+		DevIn *in = &dd->in[i];
+
+		if (in->fd >= 0) {
+			g_autoptr(GError) e = NULL;
+
+			/* an unfinished stream: the device says why it is incomplete, and is reset */
+			close(in->fd);
+			in->fd = -1;
+			if (in->d->state == MIG_DEV_RESUMING)
+				mig_device_set_state(in->d, MIG_DEV_STOP, NULL, &e);
+		}
+		g_queue_clear_full(&in->ready, chunk_free);
+		g_hash_table_destroy(in->pending);
+	}
+	g_free(dd->in);
+	g_mutex_clear(&dd->lock);
+	g_cond_clear(&dd->cond);
+	g_free(dd);
+}

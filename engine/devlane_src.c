@@ -1,0 +1,422 @@
+/* The device lane's source half: pre-copy data in the live phase, then one save thread
+ * per device at switchover, each handing its chunks to whichever multifd sender is
+ * free before any RAM batch; or, with the lane off, every device after the other on
+ * the main channel (the serial baseline). */
+#include "engine/devlane.h"
+#include "channels/frame.h"
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct DevOut {
+	DevSrc *ds;
+	MigDevice *d;
+	int fd;                 /* the current phase's data fd, -1 between phases */
+	gboolean precopy;       /* the device is in PRE_COPY */
+	guint64 seq;            /* chunks sent (the next chunk's sequence number) */
+	guint64 bytes, precopy_bytes;
+	GThread *thread;        /* mig/src/save/N, at switchover with the lane on */
+	GError *error;
+	guint inflight;         /* chunks with a sender (under ds->lock) */
+	gint64 t_save0, t_saved, t_first, t_written;
+	gint64 load_us;         /* from RP_DEVICES */
+} DevOut;
+
+struct DevSrc {
+	Src *src;
+	MigSession *s;
+	gboolean lane;          /* chunks over multifd; else serial on the main channel */
+	guint n;
+	DevOut *out;
+	GMutex lock;
+	GCond cond;             /* a chunk was written */
+	gboolean loaded;        /* RP_DEVICES seen */
+};
+
+static gint64 now_us(void)
+{
+	return g_get_monotonic_time();
+}
+
+/* Reads up to len bytes; short only at EOF. */
+static gssize read_upto(int fd, guint8 *buf, gsize len)
+{
+	gsize got = 0;
+
+	while (got < len) {
+		gssize r = read(fd, buf + got, len - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			break;
+		got += (gsize)r;
+	}
+	return (gssize)got;
+}
+
+static void pack_hdr(guint8 hdr[MIG_DEV_HDR_LEN], guint dev, guint32 flags, guint64 seq)
+{
+	guint32 w[4] = { GUINT32_TO_BE(dev), GUINT32_TO_BE(flags), GUINT32_TO_BE((guint32)(seq >> 32)),
+			 GUINT32_TO_BE((guint32)seq) };
+
+	memcpy(hdr, w, sizeof(w));
+}
+
+/* A sender wrote (or failed to write) one of o's chunks. */
+static void chunk_done(gpointer data, guint8 *buf, int rc)
+{
+	DevOut *o = data;
+	DevSrc *ds = o->ds;
+
+	g_free(buf);
+	g_mutex_lock(&ds->lock);
+	o->inflight--;
+	o->t_written = now_us();
+	if (rc < 0 && !o->error)
+		o->error = g_error_new(MIG_ERROR, -rc, "device '%s': sending state: %s", o->d->id, g_strerror(-rc));
+	g_cond_broadcast(&ds->cond);
+	g_mutex_unlock(&ds->lock);
+}
+
+/* Sends one chunk; takes buf. */
+static gboolean send_chunk(DevOut *o, guint8 *buf, guint32 len, guint32 flags, GError **err)
+{
+	DevSrc *ds = o->ds;
+	guint8 hdr[MIG_DEV_HDR_LEN];
+	guint64 seq = o->seq++;
+
+	pack_hdr(hdr, o->d->index, flags, seq);
+	if ((flags & MIG_DEV_F_STOP_COPY) && !o->t_first)
+		o->t_first = now_us();
+	o->bytes += len;
+	if (!(flags & MIG_DEV_F_STOP_COPY))
+		o->precopy_bytes += len;
+	if (ds->lane) {
+		g_mutex_lock(&ds->lock);
+		o->inflight++;
+		g_mutex_unlock(&ds->lock);
+		if (!mig_mf_src_queue_dev(ds->src->mf, hdr, sizeof(hdr), buf, len, chunk_done, o, err)) {
+			g_free(buf);
+			g_mutex_lock(&ds->lock);
+			o->inflight--;
+			g_mutex_unlock(&ds->lock);
+			return FALSE;
+		}
+		return TRUE;
+	}
+	{
+		struct iovec iov[2] = { { hdr, sizeof(hdr) }, { buf, len } };
+		gboolean ok = mig_src_send_frame(ds->src, MIG_F_DEV_DATA, iov, 2, err);
+
+		g_free(buf);
+		o->t_written = now_us();
+		return ok;
+	}
+}
+
+/* Reads the open phase's data until EOF (limit G_MAXUINT64) or limit bytes. */
+static gboolean stream_out(DevOut *o, guint64 limit, guint32 flags, GError **err)
+{
+	while (limit) {
+		gsize want = (gsize)MIN((guint64)MIG_DEV_CHUNK, limit);
+		guint8 *buf = g_malloc(want);
+		gssize n = read_upto(o->fd, buf, want);
+
+		if (n <= 0) {
+			g_free(buf);
+			if (n == 0 && limit != G_MAXUINT64) {
+				g_set_error(err, MIG_ERROR, EPROTO, "device '%s': pre-copy data ended %" G_GUINT64_FORMAT
+					    " bytes early", o->d->id, limit);
+				return FALSE;
+			}
+			if (n < 0) {
+				g_set_error(err, MIG_ERROR, (int)-n, "device '%s': reading state: %s", o->d->id,
+					    g_strerror((int)-n));
+				return FALSE;
+			}
+			return TRUE;
+		}
+		if (limit != G_MAXUINT64)
+			limit -= (guint64)n;
+		if (mig_src_cancelled(o->ds->src)) {
+			g_free(buf);
+			g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
+			return FALSE;
+		}
+		if (!send_chunk(o, buf, (guint32)n, flags, err))
+			return FALSE;
+	}
+	return TRUE;
+}
+
+DevSrc *mig_dev_src_new(Src *src, GError **err)
+{
+	MigSession *s = src->s;
+	DevSrc *ds = g_new0(DevSrc, 1);
+
+	ds->src = src;
+	ds->s = s;
+	ds->lane = src->mf && s->caps[MIG_CAP_X_DEVICE_STATE_LANE];
+	ds->n = s->devices->len;
+	ds->out = g_new0(DevOut, ds->n);
+	g_mutex_init(&ds->lock);
+	g_cond_init(&ds->cond);
+	for (guint i = 0; i < ds->n; i++) {
+		DevOut *o = &ds->out[i];
+
+		o->ds = ds;
+		o->d = g_ptr_array_index(s->devices, i);
+		o->fd = -1;
+		o->d->bytes = o->d->precopy_bytes = 0;
+		o->d->save_us = o->d->transfer_us = o->d->load_us = 0;
+	}
+	for (guint i = 0; i < ds->n; i++) {
+		DevOut *o = &ds->out[i];
+
+		if (!o->d->ops->precopy_info)
+			continue;
+		if (!mig_device_set_state(o->d, MIG_DEV_PRE_COPY, &o->fd, err)) {
+			mig_dev_src_free(ds, TRUE);
+			return NULL;
+		}
+		o->precopy = TRUE;
+	}
+	return ds;
+}
+
+gboolean mig_dev_src_precopy(DevSrc *ds, GError **err)
+{
+	for (guint i = 0; ds && i < ds->n; i++) {
+		DevOut *o = &ds->out[i];
+		guint64 initial = 0, dirty = 0;
+		GError *e = NULL;
+
+		if (!o->precopy)
+			continue;
+		if (!o->d->ops->precopy_info(o->d->opaque, &initial, &dirty, &e)) {
+			g_set_error(err, MIG_ERROR, e ? e->code : EIO, "device '%s': pre-copy info: %s", o->d->id,
+				    e ? e->message : "failed");
+			g_clear_error(&e);
+			return FALSE;
+		}
+		if (initial + dirty && !stream_out(o, initial + dirty, 0, err))
+			return FALSE;
+	}
+	return TRUE;
+}
+
+static gpointer save_main(gpointer opaque)
+{
+	DevOut *o = opaque;
+	GError *e = NULL;
+
+	o->t_save0 = now_us();
+	if (!stream_out(o, G_MAXUINT64, MIG_DEV_F_STOP_COPY, &e)) {
+		g_mutex_lock(&o->ds->lock);
+		if (!o->error)
+			o->error = e;
+		else
+			g_error_free(e);
+		g_mutex_unlock(&o->ds->lock);
+	}
+	o->t_saved = now_us();
+	return NULL;
+}
+
+gboolean mig_dev_src_stop_copy_begin(DevSrc *ds, GError **err)
+{
+	for (guint i = 0; ds && i < ds->n; i++) {
+		DevOut *o = &ds->out[i];
+
+		if (o->fd >= 0) {
+			close(o->fd);
+			o->fd = -1;
+		}
+		/* VFIO goes RUNNING -> STOP -> STOP_COPY; PRE_COPY goes straight on */
+		if (!o->precopy && !mig_device_set_state(o->d, MIG_DEV_STOP, NULL, err))
+			return FALSE;
+		o->precopy = FALSE;
+		if (!mig_device_set_state(o->d, MIG_DEV_STOP_COPY, &o->fd, err))
+			return FALSE;
+		if (o->fd < 0) {
+			g_set_error(err, MIG_ERROR, EPROTO, "device '%s': STOP_COPY gave no data fd", o->d->id);
+			return FALSE;
+		}
+	}
+	if (!ds || !ds->lane)
+		return TRUE;
+	for (guint i = 0; i < ds->n; i++) {
+		g_autofree char *name = g_strdup_printf("mig/src/save/%u", i);
+
+		ds->out[i].thread = g_thread_new(name, save_main, &ds->out[i]);
+	}
+	return TRUE;
+}
+
+void mig_dev_src_join(DevSrc *ds)
+{
+	for (guint i = 0; ds && i < ds->n; i++)
+		if (ds->out[i].thread)
+			g_thread_join(g_steal_pointer(&ds->out[i].thread));
+}
+
+gboolean mig_dev_src_stop_copy_end(DevSrc *ds, GError **err)
+{
+	g_autoptr(GByteArray) p = NULL;
+	guint32 n;
+	struct iovec iov;
+
+	if (!ds || !ds->n)
+		return TRUE;
+	if (ds->lane) {
+		mig_dev_src_join(ds);
+	} else {
+		for (guint i = 0; i < ds->n; i++) {
+			DevOut *o = &ds->out[i];
+
+			o->t_save0 = now_us();
+			if (!stream_out(o, G_MAXUINT64, MIG_DEV_F_STOP_COPY, err))
+				return FALSE;
+			o->t_saved = now_us();
+		}
+	}
+	/* every chunk on the wire before DEV_END counts them */
+	g_mutex_lock(&ds->lock);
+	for (guint i = 0; i < ds->n; i++) {
+		DevOut *o = &ds->out[i];
+
+		while (o->inflight && !o->error)
+			g_cond_wait(&ds->cond, &ds->lock);
+		if (o->error) {
+			g_propagate_error(err, g_steal_pointer(&o->error));
+			g_mutex_unlock(&ds->lock);
+			return FALSE;
+		}
+	}
+	g_mutex_unlock(&ds->lock);
+	p = g_byte_array_new();
+	n = GUINT32_TO_BE(ds->n);
+	g_byte_array_append(p, (guint8 *)&n, 4);
+	g_mutex_lock(&ds->s->lock);
+	for (guint i = 0; i < ds->n; i++) {
+		DevOut *o = &ds->out[i];
+		guint64 v[2] = { GUINT64_TO_BE(o->seq), GUINT64_TO_BE(o->bytes) };
+
+		g_byte_array_append(p, (guint8 *)v, sizeof(v));
+		o->d->bytes = o->bytes;
+		o->d->precopy_bytes = o->precopy_bytes;
+		o->d->save_us = o->t_saved - o->t_save0;
+		o->d->transfer_us = o->t_first && o->t_written > o->t_first ? o->t_written - o->t_first : 0;
+	}
+	g_mutex_unlock(&ds->s->lock);
+	for (guint i = 0; i < ds->n; i++) {
+		DevOut *o = &ds->out[i];
+
+		close(o->fd);
+		o->fd = -1;
+		if (!mig_device_set_state(o->d, MIG_DEV_STOP, NULL, err))
+			return FALSE;
+	}
+	iov = (struct iovec){ p->data, p->len };
+	return mig_src_send_frame(ds->src, MIG_F_DEV_END, &iov, 1, err);
+}
+
+guint64 mig_dev_src_expected_ms(DevSrc *ds, guint64 ram_bytes, guint64 bw)
+{
+	guint64 slowest = 0, sum = 0, total = 0;
+
+	for (guint i = 0; ds && i < ds->n; i++) {
+		DevOut *o = &ds->out[i];
+		guint64 bytes = 0, initial = 0, dirty = 0, rd = 0, ld = 0, ms = 0;
+
+		if (!o->d->ops->data_size(o->d->opaque, &bytes, NULL))
+			continue;
+		if (o->precopy && o->d->ops->precopy_info(o->d->opaque, &initial, &dirty, NULL))
+			bytes += initial + dirty;
+		if (o->d->ops->rates)
+			o->d->ops->rates(o->d->opaque, &rd, &ld);
+		/* the device's own pace: reading out and loading overlap, the slower one rules */
+		if (rd)
+			ms = MAX(ms, bytes * 1000 / rd);
+		if (ld)
+			ms = MAX(ms, bytes * 1000 / ld);
+		ms = MAX(ms, bytes * 1000 / MAX(bw, 1u));
+		slowest = MAX(slowest, ms);
+		sum += ms;
+		total += bytes;
+	}
+	bw = MAX(bw, 1u);
+	if (!ds || !ds->lane)
+		return sum + ram_bytes * 1000 / bw;
+	/* in parallel, sharing the wire with RAM: the slowest device, unless the wire is
+	 * slower still */
+	return MAX(slowest, (total + ram_bytes) * 1000 / bw);
+}
+
+gboolean mig_dev_src_loaded(DevSrc *ds, const guint8 *p, guint32 len, GError **err)
+{
+	guint32 n;
+
+	if (!ds || len < 4 || (memcpy(&n, p, 4), n = GUINT32_FROM_BE(n)) != ds->n || len != 4 + 8ull * n) {
+		g_set_error(err, MIG_ERROR, EPROTO, "malformed device report on the return path (%u bytes)", len);
+		return FALSE;
+	}
+	g_mutex_lock(&ds->s->lock);
+	for (guint i = 0; i < n; i++) {
+		guint64 v;
+
+		memcpy(&v, p + 4 + 8 * i, 8);
+		ds->out[i].d->load_us = (gint64)GUINT64_FROM_BE(v);
+	}
+	ds->s->stats.t_dev_loaded = now_us();
+	g_mutex_unlock(&ds->s->lock);
+	ds->loaded = TRUE;
+	return TRUE;
+}
+
+void mig_dev_src_free(DevSrc *ds, gboolean resume)
+{
+	if (!ds)
+		return;
+	/* a save thread blocked on a sender returns once the senders are gone */
+	mig_dev_src_join(ds);
+	for (guint i = 0; i < ds->n; i++) {
+		DevOut *o = &ds->out[i];
+
+		if (o->fd >= 0)
+			close(o->fd);
+		/* the source VM runs again: so must its devices (VFIO: to RUNNING via STOP) */
+		if (resume && o->d->state != MIG_DEV_RUNNING) {
+			g_autoptr(GError) e = NULL;
+
+			if (o->d->state != MIG_DEV_STOP && o->d->state != MIG_DEV_PRE_COPY)
+				mig_device_set_state(o->d, MIG_DEV_STOP, NULL, &e);
+			if (!e && !mig_device_set_state(o->d, MIG_DEV_RUNNING, NULL, &e))
+				g_printerr("mig: %s: %s\n", ds->s->name, e->message);
+			else if (e)
+				g_printerr("mig: %s: %s\n", ds->s->name, e->message);
+		}
+		g_clear_error(&o->error);
+	}
+	g_free(ds->out);
+	g_mutex_clear(&ds->lock);
+	g_cond_clear(&ds->cond);
+	g_free(ds);
+}
+
+void mig_dev_setup_append(MigSession *s, GByteArray *p)
+{
+	guint32 n = GUINT32_TO_BE(s->devices->len);
+
+	g_byte_array_append(p, (guint8 *)&n, 4);
+	for (guint i = 0; i < s->devices->len; i++) {
+		MigDevice *d = g_ptr_array_index(s->devices, i);
+		guint8 len = (guint8)strlen(d->id);
+
+		g_byte_array_append(p, &len, 1);
+		g_byte_array_append(p, (guint8 *)d->id, len);
+	}
+}
