@@ -27,6 +27,9 @@ typedef struct MigSimDevConfig {
 	guint64 seed;
 	gint64 fail_at;           /* destination: reject the stream at this byte; -1 never */
 	MigSimDevFailMode fail_mode;
+	/* generate every chunk when it is served or checked instead of keeping the whole
+	 * state in memory (what states above 1 GiB always do) */
+	gboolean stream_only;
 } MigSimDevConfig;
 
 typedef struct MigSimDev MigSimDev;

@@ -9,6 +9,10 @@
 
 #define CHUNK 4096u
 
+/* Every case runs twice: devices keeping their state image (spliced into the pipe,
+ * compared in place) and devices generating each chunk on the fly. */
+static gboolean stream_only;
+
 static MigSimDev *dev_new(const char *spec)
 {
 	g_autoptr(GError) err = NULL;
@@ -16,6 +20,7 @@ static MigSimDev *dev_new(const char *spec)
 
 	g_assert_true(mig_simdev_parse(spec, &cfg, &err));
 	g_assert_no_error(err);
+	cfg.stream_only = stream_only;
 	return mig_simdev_new(&cfg);
 }
 
@@ -130,11 +135,16 @@ static void test_clean_stream(void)
 		g_autofree char *q = NULL;
 		g_autofree char *e = load_state(cases[i].spec, st->data, st->len, &q);
 		g_autofree char *want = g_strdup_printf("\"verified-bytes\":%u", st->len);
+		g_autofree char *e2 = NULL;
 
 		g_test_message("%s, %zu read in pre-copy: %s", cases[i].spec, cases[i].pre_read, q);
 		g_assert_null(e);
 		g_assert_nonnull(strstr(q, "\"result\":\"ok\""));
 		g_assert_nonnull(strstr(q, want));
+		stream_only = !stream_only;   /* the image and the generator agree */
+		e2 = load_state(cases[i].spec, st->data, st->len, NULL);
+		stream_only = !stream_only;
+		g_assert_null(e2);
 	}
 }
 
@@ -449,19 +459,38 @@ static void test_good_spec(void)
 	g_assert_cmpuint(cfg.seed, ==, 1);
 }
 
+static void run_mode(gconstpointer test)
+{
+	stream_only = g_str_has_prefix(g_test_get_path(), "/simdev/stream/");
+	((GTestFunc)test)();
+}
+
 int main(int argc, char **argv)
 {
+	static const struct {
+		const char *name;
+		GTestFunc fn;
+	} cases[] = {
+		{ "clean-stream", test_clean_stream },
+		{ "precopy-info", test_precopy_info },
+		{ "damage", test_damage },
+		{ "foreign-state", test_foreign_state },
+		{ "fail-at", test_fail_at },
+		{ "read-rate", test_read_rate },
+		{ "load-rate", test_load_rate },
+		{ "abandon", test_abandon },
+	};
+
 	signal(SIGPIPE, SIG_IGN);   /* fail-mode=abort closes the pipe under our writes */
 	g_test_init(&argc, &argv, NULL);
-	g_test_add_func("/simdev/clean-stream", test_clean_stream);
-	g_test_add_func("/simdev/precopy-info", test_precopy_info);
-	g_test_add_func("/simdev/damage", test_damage);
-	g_test_add_func("/simdev/foreign-state", test_foreign_state);
-	g_test_add_func("/simdev/fail-at", test_fail_at);
-	g_test_add_func("/simdev/read-rate", test_read_rate);
-	g_test_add_func("/simdev/load-rate", test_load_rate);
+	for (guint m = 0; m < 2; m++) {
+		for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+			g_autofree char *path = g_strdup_printf("/simdev/%s/%s", m ? "stream" : "image", cases[i].name);
+
+			g_test_add_data_func(path, (gconstpointer)cases[i].fn, run_mode);
+		}
+	}
 	g_test_add_func("/simdev/rates-reported", test_rates_reported);
-	g_test_add_func("/simdev/abandon", test_abandon);
 	g_test_add_func("/simdev/bad-transitions", test_bad_transitions);
 	g_test_add_func("/simdev/bad-specs", test_bad_specs);
 	g_test_add_func("/simdev/good-spec", test_good_spec);
