@@ -441,6 +441,10 @@ static gboolean thread_start(MigSimDev *d, const char *role, GThreadFunc fn, int
 	g_autofree char *name = g_strdup_printf("mig/dev/%s/%s", d->cfg.id, role);
 	SimThread *t = g_new0(SimThread, 1);
 
+	/* GLib names threads with pthread_setname_np, which refuses more than 15 bytes and
+	 * leaves the creator's name: better a cut name than a misleading one */
+	name[MIN(strlen(name), 15)] = '\0';
+
 	t->dev = d;
 	t->fd = fd;
 	t->start = start;

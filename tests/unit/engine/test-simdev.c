@@ -351,6 +351,7 @@ static void test_abandon(void)
 {
 	MigSimDev *src = dev_new("sim,id=ab,size=64M,precopy=64M");
 	MigSimDev *dst = dev_new("sim,id=ab,size=64M,load-rate=1M");
+	MigSimDev *longer = dev_new("sim,id=nic-0,size=1M,precopy=4M");
 	g_autoptr(JsonBuilder) b = json_builder_new();
 	g_autoptr(JsonNode) root = NULL;
 	gint64 t0 = g_get_monotonic_time();
@@ -368,6 +369,10 @@ static void test_abandon(void)
 
 	set_state(dst, MIG_DEV_RESUMING, &wfd);
 	g_assert_true(thread_named("mig/dev/ab/load"));
+	set_state(longer, MIG_DEV_PRE_COPY, &fd);
+	g_assert_true(thread_named("mig/dev/nic-0/s"));   /* cut, not the creator's name */
+	mig_simdev_free(longer);
+	close(fd);
 	json_builder_begin_object(b);
 	set_state(dst, MIG_DEV_ERROR, NULL);   /* the engine gives up: the load is cancelled */
 	mig_simdev_ops.query(dst, b);
