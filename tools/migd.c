@@ -285,6 +285,7 @@ int main(int argc, char **argv)
 
 		if (!mig_simdev_parse(device_specs[i], &dcfg, &err)) {
 			g_printerr("migd: --device: %s\n", err->message);
+			g_ptr_array_free(d.devices, TRUE);
 			return 2;
 		}
 		g_ptr_array_add(d.devices, mig_simdev_new(&dcfg));
@@ -323,6 +324,10 @@ int main(int argc, char **argv)
 
 		if (!mig_session_add_device(d.session, mig_simdev_id(dev), &mig_simdev_ops, dev, &err)) {
 			g_printerr("migd: --device: %s\n", err->message);
+			mig_session_free(d.session);
+			g_ptr_array_free(d.devices, TRUE);
+			mig_guest_free(d.guest);
+			mig_qmp_server_free(d.qmp);
 			return 2;
 		}
 	}

@@ -29,6 +29,7 @@ def case_refused_specs():
         (["vfio,id=a,size=1M"], "the only device type is 'sim'"),
         (["sim,id=a,size=1M,speed=9"], "unknown device option 'speed'"),
         (["sim,id=a,size=1M", "sim,id=a,size=2M"], "migd: --device: duplicate device id 'a'"),
+        (["sim,id=a,size=1M", "sim,id=b,size=1Q"], "bad device option size=1Q"),   # a made, b not
     ]
     for specs, want in cases:
         rc, err = run_migd(*specs)
