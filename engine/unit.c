@@ -16,18 +16,9 @@ struct unit_hdr {
 	uint64_t check;    /* mix of the three above, so a header torn on its own is caught */
 };
 
-static inline uint64_t mix64(uint64_t x)
-{
-	/* splitmix64 finaliser: cheap and avalanches every input bit */
-	x += 0x9e3779b97f4a7c15ull;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
-
 static inline uint64_t body_key(uint64_t seed, uint64_t index, uint64_t gen)
 {
-	return mix64(mix64(seed ^ mix64(index)) ^ (gen * 0xd1b54a32d192ed03ull));
+	return mig_mix64(mig_mix64(seed ^ mig_mix64(index)) ^ (gen * 0xd1b54a32d192ed03ull));
 }
 
 const char *mig_unit_verdict_str(MigUnitVerdict v)
@@ -49,12 +40,12 @@ void mig_unit_write(void *unit, uint64_t seed, uint64_t index, uint32_t gen)
 	uint64_t *w = unit;
 	uint64_t k = body_key(seed, index, gen);
 	struct unit_hdr h = {
-		.tag = UNIT_TAG ^ mix64(seed),
+		.tag = UNIT_TAG ^ mig_mix64(seed),
 		.index = index,
 		.gen = gen,
 	};
 
-	h.check = mix64(h.tag ^ mix64(h.index ^ mix64(h.gen)));
+	h.check = mig_mix64(h.tag ^ mig_mix64(h.index ^ mig_mix64(h.gen)));
 	for (uint32_t i = HDR_WORDS; i < UNIT_WORDS; i++)
 		w[i] = k + i * WORD_STEP;
 	/* header last: a reader racing the writer sees the old header with a new body,
@@ -100,9 +91,9 @@ MigUnitVerdict mig_unit_check_self(const void *unit, uint64_t seed, uint64_t ind
 
 	if (h->tag == 0 && h->index == 0 && h->gen == 0 && h->check == 0)
 		return mig_mem_is_zero(unit, MIG_UNIT_SIZE) ? MIG_UNIT_ZERO : MIG_UNIT_TORN;
-	if (h->tag != (UNIT_TAG ^ mix64(seed)) || h->index != index)
+	if (h->tag != (UNIT_TAG ^ mig_mix64(seed)) || h->index != index)
 		return MIG_UNIT_FOREIGN;
-	if (h->check != mix64(h->tag ^ mix64(h->index ^ mix64(h->gen))) || h->gen >= MIG_UNIT_ZERO_GEN)
+	if (h->check != mig_mix64(h->tag ^ mig_mix64(h->index ^ mig_mix64(h->gen))) || h->gen >= MIG_UNIT_ZERO_GEN)
 		return MIG_UNIT_TORN;
 	return check_body(unit, seed, index, h->gen);
 }

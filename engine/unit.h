@@ -37,3 +37,13 @@ MigUnitVerdict mig_unit_check_self(const void *unit, uint64_t seed, uint64_t ind
 MigUnitVerdict mig_unit_check(const void *unit, uint64_t seed, uint64_t index, uint32_t expected);
 
 bool mig_mem_is_zero(const void *p, uint64_t len);
+
+/* splitmix64: cheap and avalanches every input bit; a bijection, so the simulated
+ * devices (engine/simdev.c) can tell where a misplaced word of their state came from. */
+static inline uint64_t mig_mix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}

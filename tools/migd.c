@@ -4,6 +4,7 @@
 #include "engine/qmp.h"
 #include "engine/qmp_cmds.h"
 #include "engine/session.h"
+#include "engine/simdev.h"
 #include "tools/faultlat/report.h"
 #include <errno.h>
 #include <pthread.h>
@@ -16,6 +17,7 @@ typedef struct Migd {
 	MigGuest *guest;
 	MigSession *session;
 	MigQmpServer *qmp;
+	GPtrArray *devices;     /* MigSimDev*, registered with the session, freed after it */
 } Migd;
 
 /* --trace-latency: mig-faultlat's BPF programs (bpf/faultlat-loader.c, tracepoint
@@ -226,6 +228,7 @@ int main(int argc, char **argv)
 {
 	g_autofree char *name = NULL, *qmp = NULL, *mem = NULL, *backend = NULL, *huge = NULL;
 	g_autofree char *workload = NULL, *incoming = NULL;
+	g_auto(GStrv) device_specs = NULL;
 	gint vcpus = 1;
 	gboolean prealloc = FALSE, trace_lat = FALSE;
 	gint64 seed = 1;
@@ -241,6 +244,10 @@ int main(int argc, char **argv)
 		{ "mem-prealloc", 0, 0, G_OPTION_ARG_NONE, &prealloc, "Fault all guest memory in at start", NULL },
 		{ "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Seed of the guest's memory contents", "N" },
 		{ "incoming", 0, 0, G_OPTION_ARG_STRING, &incoming, "Wait for a migration on URI, or 'defer'", "URI" },
+		{ "device", 0, 0, G_OPTION_ARG_STRING_ARRAY, &device_specs,
+		  "Add a simulated device (repeatable): sim,id=ID,size=SIZE[,precopy=SIZE][,read-rate=RATE]"
+		  "[,load-rate=RATE][,load-latency=US][,load-chunk=SIZE][,seed=N][,fail-at=OFFSET]"
+		  "[,fail-mode=verdict|abort]; docs/devices.md", "SPEC" },
 		{ "trace-latency", 0, 0, G_OPTION_ARG_NONE, &trace_lat,
 		  "Trace this process's userfaultfd waits with BPF (x-fault-latency-bpf in query-migrate)", NULL },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
@@ -272,6 +279,17 @@ int main(int argc, char **argv)
 		g_printerr("migd: %s\n", err->message);
 		return 2;
 	}
+	d.devices = g_ptr_array_new_with_free_func((GDestroyNotify)mig_simdev_free);
+	for (guint i = 0; device_specs && device_specs[i]; i++) {
+		MigSimDevConfig dcfg;
+
+		if (!mig_simdev_parse(device_specs[i], &dcfg, &err)) {
+			g_printerr("migd: --device: %s\n", err->message);
+			g_ptr_array_free(d.devices, TRUE);
+			return 2;
+		}
+		g_ptr_array_add(d.devices, mig_simdev_new(&dcfg));
+	}
 	cfg.vcpus = (guint)vcpus;
 	cfg.seed = (guint64)seed;
 	cfg.incoming = incoming != NULL;
@@ -301,6 +319,18 @@ int main(int argc, char **argv)
 	d.session = mig_session_new(name ? name : "migd");
 	mig_session_set_vm(d.session, &guest_ops, d.guest, cfg.incoming ? MIG_RUN_INMIGRATE : MIG_RUN_RUNNING);
 	mig_session_add_ram(d.session, mig_guest_ram(d.guest));
+	for (guint i = 0; i < d.devices->len; i++) {
+		MigSimDev *dev = g_ptr_array_index(d.devices, i);
+
+		if (!mig_session_add_device(d.session, mig_simdev_id(dev), &mig_simdev_ops, dev, &err)) {
+			g_printerr("migd: --device: %s\n", err->message);
+			mig_session_free(d.session);
+			g_ptr_array_free(d.devices, TRUE);
+			mig_guest_free(d.guest);
+			mig_qmp_server_free(d.qmp);
+			return 2;
+		}
+	}
 	mig_guest_set_fail_cb(d.guest, on_integrity_failure, &d);
 	mig_qmp_add_session_commands(d.qmp, d.session);
 	mig_qmp_register(d.qmp, "quit", h_quit, &d);
@@ -319,6 +349,7 @@ int main(int argc, char **argv)
 	kill(getpid(), SIGUSR1);   /* releases the signal thread if no signal came */
 	g_thread_join(sigt);
 	mig_session_free(d.session);
+	g_ptr_array_free(d.devices, TRUE);   /* after the session: it used them until now */
 	mig_guest_free(d.guest);
 	mig_qmp_server_free(d.qmp);
 	fl_unload(trace_latency.skel);

@@ -1,0 +1,48 @@
+/* A simulated device with migratable state (MigDeviceOps), for migd --device and the
+ * tests: its state is a deterministic byte stream of (seed, id, version) that the source
+ * serves through a pipe at a device-like read rate, and that the destination verifies
+ * byte by byte while spending device time (not CPU) on loading it.
+ *
+ * The state stream is pre-copy data (version 0, `precopy` bytes) followed by stop-copy
+ * data (version 1, `size` bytes). Whatever the engine has not read of the pre-copy part
+ * when it enters STOP_COPY is served again at the head of the stop-copy fd, so the
+ * destination always receives exactly precopy + size bytes, in order. docs/devices.md
+ * describes the timing model and the failure injection. */
+#pragma once
+#include "engine/device.h"
+
+typedef enum MigSimDevFailMode {
+	MIG_SIMDEV_FAIL_VERDICT,  /* keep taking the stream; RESUMING -> STOP fails */
+	MIG_SIMDEV_FAIL_ABORT,    /* stop reading and close the pipe: the engine's writes fail */
+} MigSimDevFailMode;
+
+typedef struct MigSimDevConfig {
+	char id[64];
+	guint64 size;             /* stop-copy bytes */
+	guint64 precopy;          /* pre-copy bytes (0: no pre-copy phase) */
+	guint64 read_rate;        /* source: bytes/s the state is served at, 0 unlimited */
+	guint64 load_rate;        /* destination: bytes/s loading takes, 0 unlimited */
+	guint64 load_latency_us;  /* destination: device time per started load chunk */
+	guint64 load_chunk;       /* bytes per load-latency charge (default 1 MiB) */
+	guint64 seed;
+	gint64 fail_at;           /* destination: reject the stream at this byte; -1 never */
+	MigSimDevFailMode fail_mode;
+	/* generate every chunk when it is served or checked instead of keeping the whole
+	 * state in memory (what states above 1 GiB always do) */
+	gboolean stream_only;
+} MigSimDevConfig;
+
+typedef struct MigSimDev MigSimDev;
+
+/* "sim,id=ID,size=SIZE[,precopy=SIZE][,read-rate=RATE][,load-rate=RATE]
+ * [,load-latency=US][,load-chunk=SIZE][,seed=N][,fail-at=OFFSET][,fail-mode=verdict|abort]";
+ * sizes and rates take K/M/G/T suffixes (powers of 1024; rates are bytes/s). */
+gboolean mig_simdev_parse(const char *spec, MigSimDevConfig *cfg, GError **err);
+
+MigSimDev *mig_simdev_new(const MigSimDevConfig *cfg);
+/* Stops and joins the device's thread, if any, and closes its pipe ends. */
+void mig_simdev_free(MigSimDev *d);
+const char *mig_simdev_id(const MigSimDev *d);
+
+/* The ops for mig_session_add_device, with the MigSimDev as opaque. */
+extern const MigDeviceOps mig_simdev_ops;
