@@ -344,6 +344,7 @@ class Migd:
         self.exit_ok = False            # set when the test expects this migd to exit
         self.unexpected_exit = None     # exit status if it died before we ended it
         self.killed = False             # we sent SIGKILL
+        self.proc = None                # until Popen succeeds (a bad binary path raises)
         _instances.append(self)
         print("[harness] start %s: %s" % (name, " ".join(self.argv)), flush=True)
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
@@ -396,6 +397,8 @@ class Migd:
         """SIGKILL and reap (idempotent). Notes an exit that happened on its own."""
         if self.qmp:
             self.qmp.close()
+        if self.proc is None:
+            return None
         rc = self.proc.poll()
         if rc is not None:
             if not (self.killed or self.exit_ok) and self.unexpected_exit is None:
