@@ -3,6 +3,7 @@
  * not fit waits with the chunk still in its socket, so TCP pushes back on the source)
  * and written to each device by a bounded pool of load threads, devices in parallel. */
 #include "engine/devlane.h"
+#include "engine/bufpool.h"
 #include "engine/multifd.h"
 #include "engine/postcopy.h"
 #include "channels/frame.h"
@@ -47,6 +48,7 @@ typedef struct DevDst {
 	GThreadPool *pool;
 	gboolean quit;
 	gboolean have_end;
+	MigBufPool *bufs;       /* chunk payloads, recycled */
 } DevDst;
 
 static gint64 now_us(void)
@@ -54,12 +56,10 @@ static gint64 now_us(void)
 	return g_get_monotonic_time();
 }
 
-static void chunk_free(gpointer p)
+static void chunk_free(Chunk *c, DevDst *dd)
 {
-	Chunk *c = p;
-
 	if (c) {
-		g_free(c->data);
+		mig_buf_put(dd->bufs, c->data);
 		g_free(c);
 	}
 }
@@ -123,7 +123,7 @@ static void load_job(gpointer data, gpointer user)
 		int rc;
 
 		if (!c || dd->quit) {
-			chunk_free(c);
+			chunk_free(c, dd);
 			break;
 		}
 		g_mutex_unlock(&dd->lock);
@@ -136,7 +136,7 @@ static void load_job(gpointer data, gpointer user)
 			in->loaded_chunks++;
 			in->loaded_bytes += c->len;
 		}
-		chunk_free(c);
+		chunk_free(c, dd);
 		g_cond_broadcast(&dd->cond);
 		if (rc < 0) {
 			g_autofree char *msg = g_strdup_printf("device '%s': loading state: %s", in->d->id, g_strerror(-rc));
@@ -208,13 +208,15 @@ gboolean mig_dev_dst_setup(MigSession *s, const guint8 *p, gsize len, gsize *off
 	dd->n = n;
 	dd->in = g_new0(DevIn, n);
 	dd->cap = MAX(s->params.x_device_max_queued, 2ull * MIG_DEV_CHUNK);
+	/* what the queue can hold, plus a chunk per receiver reading one */
+	dd->bufs = mig_buf_pool_new(MIG_DEV_CHUNK, (guint)MIN(dd->cap / MIG_DEV_CHUNK + 64, 1024u));
 	g_mutex_init(&dd->lock);
 	g_cond_init(&dd->cond);
 	for (guint i = 0; i < n; i++) {
 		dd->in[i].dd = dd;
 		dd->in[i].d = g_ptr_array_index(s->devices, i);
 		dd->in[i].fd = -1;
-		dd->in[i].pending = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, chunk_free);
+		dd->in[i].pending = g_hash_table_new(g_int64_hash, g_int64_equal);
 		dd->in[i].d->bytes = dd->in[i].d->load_us = 0;
 	}
 	s->devdst = dd;
@@ -303,14 +305,14 @@ gboolean mig_dev_dst_chunk_mf(MigSession *s, int fd, guint32 len, GError **err)
 	c->seq = seq;
 	c->len = n;
 	c->flags = flags;
-	c->data = g_malloc(n);
+	c->data = mig_buf_get(dd->bufs);
 	if ((rc = mig_io_read_full(fd, c->data, n)) < 0) {
 		g_set_error(err, MIG_ERROR, -rc, "multifd: device chunk truncated: %s", g_strerror(-rc));
 		g_mutex_lock(&dd->lock);
 		dd->held -= n;
 		g_cond_broadcast(&dd->cond);
 		g_mutex_unlock(&dd->lock);
-		chunk_free(c);
+		chunk_free(c, dd);
 		return FALSE;
 	}
 	mig_atomic_add(&s->stats.transferred, MIG_FRAME_HDR_LEN + (guint64)len);
@@ -327,7 +329,7 @@ gboolean mig_dev_dst_chunk_serial(MigSession *s, int fd, guint32 len, GError **e
 	DevIn *in;
 	guint64 seq;
 	guint32 flags, n = len - MIG_DEV_HDR_LEN;
-	g_autofree guint8 *buf = NULL;
+	guint8 *buf;
 	int rc;
 
 	if (!read_hdr(dd, fd, len, &in, &seq, &flags, "main channel", err))
@@ -337,8 +339,9 @@ gboolean mig_dev_dst_chunk_serial(MigSession *s, int fd, guint32 len, GError **e
 			    " was due", in->d->id, seq, in->next_in);
 		return FALSE;
 	}
-	buf = g_malloc(n);
+	buf = mig_buf_get(dd->bufs);
 	if ((rc = mig_io_read_full(fd, buf, n)) < 0) {
+		mig_buf_put(dd->bufs, buf);
 		g_set_error(err, MIG_ERROR, -rc, "device chunk truncated: %s", g_strerror(-rc));
 		return FALSE;
 	}
@@ -346,7 +349,9 @@ gboolean mig_dev_dst_chunk_serial(MigSession *s, int fd, guint32 len, GError **e
 	/* serial: the loader itself loads, and reads nothing else meanwhile */
 	if ((flags & MIG_DEV_F_STOP_COPY) && !in->t_first_sc)
 		in->t_first_sc = now_us();
-	if ((rc = write_device(dd, in->fd, buf, n)) < 0) {
+	rc = write_device(dd, in->fd, buf, n);
+	mig_buf_put(dd->bufs, buf);
+	if (rc < 0) {
 		g_set_error(err, MIG_ERROR, -rc, "device '%s': loading state: %s", in->d->id, g_strerror(-rc));
 		return FALSE;
 	}
@@ -505,10 +510,21 @@ void mig_dev_dst_free(MigSession *s)
 			if (in->d->state == MIG_DEV_RESUMING)
 				mig_device_set_state(in->d, MIG_DEV_STOP, NULL, &e);
 		}
-		g_queue_clear_full(&in->ready, chunk_free);
-		g_hash_table_destroy(in->pending);
+		{
+			GHashTableIter it;
+			gpointer c;
+			Chunk *r;
+
+			while ((r = g_queue_pop_head(&in->ready)))
+				chunk_free(r, dd);
+			g_hash_table_iter_init(&it, in->pending);
+			while (g_hash_table_iter_next(&it, NULL, &c))
+				chunk_free(c, dd);
+			g_hash_table_destroy(in->pending);
+		}
 	}
 	g_free(dd->in);
+	mig_buf_pool_free(dd->bufs);
 	g_mutex_clear(&dd->lock);
 	g_cond_clear(&dd->cond);
 	g_free(dd);

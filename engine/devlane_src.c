@@ -3,6 +3,7 @@
  * free before any RAM batch; or, with the lane off, every device after the other on
  * the main channel (the serial baseline). */
 #include "engine/devlane.h"
+#include "engine/bufpool.h"
 #include "channels/frame.h"
 #include <errno.h>
 #include <string.h>
@@ -31,6 +32,7 @@ struct DevSrc {
 	GMutex lock;
 	GCond cond;             /* a chunk was written */
 	gboolean loaded;        /* RP_DEVICES seen */
+	MigBufPool *bufs;       /* chunk buffers, back from the senders */
 };
 
 static gint64 now_us(void)
@@ -71,7 +73,7 @@ static void chunk_done(gpointer data, guint8 *buf, int rc)
 	DevOut *o = data;
 	DevSrc *ds = o->ds;
 
-	g_free(buf);
+	mig_buf_put(ds->bufs, buf);
 	g_mutex_lock(&ds->lock);
 	o->inflight--;
 	o->t_written = now_us();
@@ -99,7 +101,7 @@ static gboolean send_chunk(DevOut *o, guint8 *buf, guint32 len, guint32 flags, G
 		o->inflight++;
 		g_mutex_unlock(&ds->lock);
 		if (!mig_mf_src_queue_dev(ds->src->mf, hdr, sizeof(hdr), buf, len, chunk_done, o, err)) {
-			g_free(buf);
+			mig_buf_put(ds->bufs, buf);
 			g_mutex_lock(&ds->lock);
 			o->inflight--;
 			g_mutex_unlock(&ds->lock);
@@ -111,7 +113,7 @@ static gboolean send_chunk(DevOut *o, guint8 *buf, guint32 len, guint32 flags, G
 		struct iovec iov[2] = { { hdr, sizeof(hdr) }, { buf, len } };
 		gboolean ok = mig_src_send_frame(ds->src, MIG_F_DEV_DATA, iov, 2, err);
 
-		g_free(buf);
+		mig_buf_put(ds->bufs, buf);
 		o->t_written = now_us();
 		return ok;
 	}
@@ -122,11 +124,11 @@ static gboolean stream_out(DevOut *o, guint64 limit, guint32 flags, GError **err
 {
 	while (limit) {
 		gsize want = (gsize)MIN((guint64)MIG_DEV_CHUNK, limit);
-		guint8 *buf = g_malloc(want);
+		guint8 *buf = mig_buf_get(o->ds->bufs);
 		gssize n = read_upto(o->fd, buf, want);
 
 		if (n <= 0) {
-			g_free(buf);
+			mig_buf_put(o->ds->bufs, buf);
 			if (n == 0 && limit != G_MAXUINT64) {
 				g_set_error(err, MIG_ERROR, EPROTO, "device '%s': pre-copy data ended %" G_GUINT64_FORMAT
 					    " bytes early", o->d->id, limit);
@@ -142,7 +144,7 @@ static gboolean stream_out(DevOut *o, guint64 limit, guint32 flags, GError **err
 		if (limit != G_MAXUINT64)
 			limit -= (guint64)n;
 		if (mig_src_cancelled(o->ds->src)) {
-			g_free(buf);
+			mig_buf_put(o->ds->bufs, buf);
 			g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
 			return FALSE;
 		}
@@ -164,6 +166,8 @@ DevSrc *mig_dev_src_new(Src *src, GError **err)
 	ds->out = g_new0(DevOut, ds->n);
 	g_mutex_init(&ds->lock);
 	g_cond_init(&ds->cond);
+	/* in flight at once: one chunk per sender, plus one being read per device */
+	ds->bufs = mig_buf_pool_new(MIG_DEV_CHUNK, ds->n + (src->mf ? mig_mf_src_channels(src->mf) : 0) + 1);
 	for (guint i = 0; i < ds->n; i++) {
 		DevOut *o = &ds->out[i];
 
@@ -402,6 +406,7 @@ void mig_dev_src_free(DevSrc *ds, gboolean resume)
 		g_clear_error(&o->error);
 	}
 	g_free(ds->out);
+	mig_buf_pool_free(ds->bufs);
 	g_mutex_clear(&ds->lock);
 	g_cond_clear(&ds->cond);
 	g_free(ds);
