@@ -4,6 +4,7 @@
 #include "channels/frame.h"
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,4 +91,28 @@ int mig_frame_recv_hdr(int fd, MigFrameHdr *h, uint32_t max_len)
 	if (h->len > max_len)
 		return -EPROTO;
 	return 0;
+}
+
+int mig_frame_send_spliced(int fd, uint16_t type, uint16_t flags, const void *head, uint32_t head_len,
+			   int pipe_fd, uint32_t tail_len)
+{
+	uint8_t buf[MIG_FRAME_HDR_LEN + MIG_FRAME_SPLICE_HEAD_MAX];
+	MigFrameHdr h = { .len = head_len + tail_len, .type = type, .flags = flags };
+	size_t off = 0, len = MIG_FRAME_HDR_LEN + head_len;
+
+	if (head_len > MIG_FRAME_SPLICE_HEAD_MAX || (uint64_t)head_len + tail_len > UINT32_MAX)
+		return -EMSGSIZE;
+	mig_frame_hdr_pack(&h, buf);
+	memcpy(buf + MIG_FRAME_HDR_LEN, head, head_len);
+	/* MSG_MORE: the head waits for the spliced tail instead of leaving as its own segment */
+	while (off < len) {
+		ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL | MSG_MORE);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == EAGAIN ? -ETIMEDOUT : -errno;
+		off += (size_t)n;
+	}
+	return mig_io_splice_full(pipe_fd, fd, tail_len, 0);
 }

@@ -4,6 +4,10 @@
 #include "channels/io.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -155,4 +159,89 @@ int mig_io_set_timeout(int fd, int timeout_ms)
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
 		return -errno;
 	return 0;
+}
+
+/* Waits until fd is ready for events, or reports why it never will be. */
+static int wait_fd(int fd, short events)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+
+	for (;;) {
+		int rc = poll(&p, 1, -1);
+
+		if (rc > 0)
+			return 0;
+		if (rc < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+int mig_io_splice_full(int in, int out, size_t len, unsigned int flags)
+{
+	while (len > 0) {
+		ssize_t n = splice(in, NULL, out, NULL, len, flags | SPLICE_F_MOVE);
+
+		if (n > 0) {
+			len -= (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			return -EPIPE;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			return -errno;
+		/* one end is non-blocking: wait for the one that is not ready */
+		{
+			struct pollfd p[2] = { { .fd = in, .events = POLLIN }, { .fd = out, .events = POLLOUT } };
+			int rc = poll(p, 2, 0);
+
+			if (rc < 0 && errno != EINTR)
+				return -errno;
+			rc = !(p[0].revents & (POLLIN | POLLHUP)) ? wait_fd(in, POLLIN) :
+			     !(p[1].revents & (POLLOUT | POLLERR)) ? wait_fd(out, POLLOUT) : 0;
+			if (rc < 0)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+void mig_io_block_sigpipe(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+ssize_t mig_io_splice_fill(int in, int pipe_w, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = splice(in, NULL, pipe_w, NULL, len - got, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+
+		if (n > 0) {
+			got += (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			return got ? (ssize_t)got : -errno;
+		{
+			struct pollfd p = { .fd = pipe_w, .events = POLLOUT };
+			int rc;
+
+			if (poll(&p, 1, 0) == 0)
+				break;   /* the pipe is full */
+			if ((rc = wait_fd(in, POLLIN)) < 0)
+				return got ? (ssize_t)got : rc;
+		}
+	}
+	return (ssize_t)got;
 }

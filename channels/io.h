@@ -1,6 +1,7 @@
 /* Whole-buffer socket I/O: short reads and writes and EINTR are handled here once. */
 #pragma once
 #include <stddef.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 /* 0 on success; -EPIPE when the peer closed before everything was read; -errno otherwise.
@@ -14,5 +15,18 @@ int mig_io_write_full(int fd, const void *buf, size_t len);
  * entry has iov_len == 0. Any iovcnt is fine (chunked by IOV_MAX). */
 int mig_io_writev_full(int fd, struct iovec *iov, int iovcnt);
 int mig_io_readv_full(int fd, struct iovec *iov, int iovcnt);
+/* Moves exactly len bytes from in to out with splice(2) (one of them a pipe), never
+ * through user memory; a non-blocking end is waited for with poll. 0, -EPIPE when in
+ * ends first, or -errno (-EINVAL: these fds cannot splice). Splicing into a socket
+ * whose peer left raises SIGPIPE: callers block it in their thread. */
+int mig_io_splice_full(int in, int out, size_t len, unsigned int flags);
+/* Splices up to len bytes from in into the pipe pipe_w: fewer when in ends (EOF) or
+ * the pipe has no buffer left (a pipe counts buffers, not bytes, so small fragments
+ * fill it early). Bytes moved, or -errno when none were (-EINVAL: in cannot splice). */
+ssize_t mig_io_splice_fill(int in, int pipe_w, size_t len);
+/* Blocks SIGPIPE in the calling thread: a thread that writes or splices into pipes
+ * (which have no MSG_NOSIGNAL) then sees EPIPE instead of a signal that would kill an
+ * embedder that never ignored it. */
+void mig_io_block_sigpipe(void);
 /* Applies SO_RCVTIMEO/SO_SNDTIMEO; 0 means block forever. */
 int mig_io_set_timeout(int fd, int timeout_ms);

@@ -4,6 +4,7 @@
  * and written to each device by a bounded pool of load threads, devices in parallel. */
 #include "engine/devlane.h"
 #include "engine/bufpool.h"
+#include "engine/pipepool.h"
 #include "engine/multifd.h"
 #include "engine/postcopy.h"
 #include "channels/frame.h"
@@ -14,6 +15,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define END_WAIT_S 300   /* DEV_END waits this long at most for the loads to finish */
@@ -21,13 +23,16 @@
 typedef struct Chunk {
 	guint64 seq;
 	guint32 len, flags;
-	guint8 *data;
+	MigPipe pipe;           /* the chunk's first plen bytes, spliced from the socket */
+	guint32 plen;
+	guint8 *data;           /* the rest (all of it without a pipe), read into memory */
 } Chunk;
 
 typedef struct DevIn {
 	struct DevDst *dd;
 	MigDevice *d;
 	int fd;                 /* RESUMING's write end (non-blocking), -1 once closed */
+	gboolean splice;        /* fd is a pipe: chunks go socket -> pipe -> device uncopied */
 	guint64 next_in;        /* the next sequence number to go to ready */
 	GHashTable *pending;    /* seq -> Chunk*: arrived ahead of its turn */
 	GQueue ready;           /* Chunk*, in order, for the load pool */
@@ -49,6 +54,7 @@ typedef struct DevDst {
 	gboolean quit;
 	gboolean have_end;
 	MigBufPool *bufs;       /* chunk payloads, recycled */
+	MigPipePool *pipes;     /* chunk pipes, likewise */
 } DevDst;
 
 static gint64 now_us(void)
@@ -56,10 +62,12 @@ static gint64 now_us(void)
 	return g_get_monotonic_time();
 }
 
-static void chunk_free(Chunk *c, DevDst *dd)
+/* sent: the chunk reached its device, so its pipe (if any) is empty */
+static void chunk_free(Chunk *c, DevDst *dd, gboolean sent)
 {
 	if (c) {
 		mig_buf_put(dd->bufs, c->data);
+		mig_pipe_put(dd->pipes, &c->pipe, sent);
 		g_free(c);
 	}
 }
@@ -69,21 +77,25 @@ static DevDst *lane(MigSession *s)
 	return s->devdst;
 }
 
-/* Writes a whole chunk to the device, waiting for it to take the bytes but giving up
- * when the migration is torn down (a device that stopped reading must not hang us). */
-static int write_device(DevDst *dd, int fd, const guint8 *p, gsize len)
+/* Hands len bytes to the device: spliced from the pipe pr, or written from p when pr
+ * is -1. Waits for the device to take them, but gives up when the migration is torn
+ * down (a device that stopped reading must not hang us). */
+static int feed_device(DevDst *dd, int fd, int pr, const guint8 *p, gsize len)
 {
 	while (len) {
-		ssize_t w = write(fd, p, len);
+		ssize_t n = pr >= 0 ? splice(pr, NULL, fd, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
+				    : write(fd, p, len);
 
-		if (w > 0) {
-			p += w;
-			len -= (gsize)w;
+		if (n > 0) {
+			p += pr >= 0 ? 0 : n;
+			len -= (gsize)n;
 			continue;
 		}
-		if (w < 0 && errno == EINTR)
+		if (n == 0)
+			return -EIO;   /* our own pipe ran dry, or a zero-length write: cannot happen */
+		if (errno == EINTR)
 			continue;
-		if (w < 0 && errno != EAGAIN)
+		if (errno != EAGAIN)
 			return -errno;
 		{
 			struct pollfd pf = { .fd = fd, .events = POLLOUT };
@@ -117,35 +129,39 @@ static void load_job(gpointer data, gpointer user)
 	DevDst *dd = user;
 
 	pthread_setname_np(pthread_self(), "mig/dst/load");
+	mig_io_block_sigpipe();
 	g_mutex_lock(&dd->lock);
 	for (;;) {
 		Chunk *c = g_queue_pop_head(&in->ready);
 		int rc;
 
 		if (!c || dd->quit) {
-			chunk_free(c, dd);
+			chunk_free(c, dd, FALSE);
 			break;
 		}
 		g_mutex_unlock(&dd->lock);
 		if ((c->flags & MIG_DEV_F_STOP_COPY) && !in->t_first_sc)
 			in->t_first_sc = now_us();
-		rc = write_device(dd, in->fd, c->data, c->len);
+		rc = c->plen ? feed_device(dd, in->fd, c->pipe.r, NULL, c->plen) : 0;
+		if (rc == 0 && c->len > c->plen)
+			rc = feed_device(dd, in->fd, -1, c->data, c->len - c->plen);
 		g_mutex_lock(&dd->lock);
 		dd->held -= c->len;
 		if (rc == 0) {
 			in->loaded_chunks++;
 			in->loaded_bytes += c->len;
 		}
-		chunk_free(c, dd);
+		chunk_free(c, dd, rc == 0);
 		g_cond_broadcast(&dd->cond);
 		if (rc < 0) {
 			g_autofree char *msg = g_strdup_printf("device '%s': loading state: %s", in->d->id, g_strerror(-rc));
 
-			dd->quit = TRUE;
+			/* the cause is recorded before anyone is woken to report a consequence */
 			g_mutex_unlock(&dd->lock);
 			if (rc != -ECANCELED)
 				fail_migration(dd, msg);
 			g_mutex_lock(&dd->lock);
+			dd->quit = TRUE;
 			break;
 		}
 	}
@@ -210,6 +226,8 @@ gboolean mig_dev_dst_setup(MigSession *s, const guint8 *p, gsize len, gsize *off
 	dd->cap = MAX(s->params.x_device_max_queued, 2ull * MIG_DEV_CHUNK);
 	/* what the queue can hold, plus a chunk per receiver reading one */
 	dd->bufs = mig_buf_pool_new(MIG_DEV_CHUNK, (guint)MIN(dd->cap / MIG_DEV_CHUNK + 64, 1024u));
+	dd->pipes = mig_pipe_pool_new(MIG_DEV_CHUNK, (guint)MIN(dd->cap / MIG_DEV_CHUNK + 16, 256u));
+	mig_io_block_sigpipe();   /* serially, this (loader) thread writes to the devices */
 	g_mutex_init(&dd->lock);
 	g_cond_init(&dd->cond);
 	for (guint i = 0; i < n; i++) {
@@ -234,6 +252,11 @@ gboolean mig_dev_dst_setup(MigSession *s, const guint8 *p, gsize len, gsize *off
 			return FALSE;
 		}
 		fcntl(in->fd, F_SETFL, fcntl(in->fd, F_GETFL) | O_NONBLOCK);
+		{
+			struct stat st;
+
+			in->splice = fstat(in->fd, &st) == 0 && S_ISFIFO(st.st_mode);
+		}
 	}
 	return TRUE;
 }
@@ -305,14 +328,27 @@ gboolean mig_dev_dst_chunk_mf(MigSession *s, int fd, guint32 len, GError **err)
 	c->seq = seq;
 	c->len = n;
 	c->flags = flags;
-	c->data = mig_buf_get(dd->bufs);
-	if ((rc = mig_io_read_full(fd, c->data, n)) < 0) {
+	c->pipe = (MigPipe){ -1, -1 };
+	rc = 0;
+	/* a pipe holds 256 buffers whatever their size and the socket's fragments may be
+	 * small: what does not fit is read into memory */
+	if (in->splice && mig_pipe_get(dd->pipes, &c->pipe) == 0) {
+		gssize got = mig_io_splice_fill(fd, c->pipe.w, n);
+
+		rc = got < 0 ? (int)got : 0;
+		c->plen = got < 0 ? 0 : (guint32)got;
+	}
+	if (rc == 0 && c->plen < n) {
+		c->data = mig_buf_get(dd->bufs);
+		rc = mig_io_read_full(fd, c->data, n - c->plen);
+	}
+	if (rc < 0) {
 		g_set_error(err, MIG_ERROR, -rc, "multifd: device chunk truncated: %s", g_strerror(-rc));
 		g_mutex_lock(&dd->lock);
 		dd->held -= n;
 		g_cond_broadcast(&dd->cond);
 		g_mutex_unlock(&dd->lock);
-		chunk_free(c, dd);
+		chunk_free(c, dd, FALSE);
 		return FALSE;
 	}
 	mig_atomic_add(&s->stats.transferred, MIG_FRAME_HDR_LEN + (guint64)len);
@@ -349,7 +385,7 @@ gboolean mig_dev_dst_chunk_serial(MigSession *s, int fd, guint32 len, GError **e
 	/* serial: the loader itself loads, and reads nothing else meanwhile */
 	if ((flags & MIG_DEV_F_STOP_COPY) && !in->t_first_sc)
 		in->t_first_sc = now_us();
-	rc = write_device(dd, in->fd, buf, n);
+	rc = feed_device(dd, in->fd, -1, buf, n);
 	mig_buf_put(dd->bufs, buf);
 	if (rc < 0) {
 		g_set_error(err, MIG_ERROR, -rc, "device '%s': loading state: %s", in->d->id, g_strerror(-rc));
@@ -376,11 +412,16 @@ static gboolean wait_loaded(DevDst *dd, DevIn *in, guint64 chunks, GError **err)
 			break;
 		}
 	}
+	g_mutex_unlock(&dd->lock);
 	if (ok && dd->quit) {
-		g_set_error(err, MIG_ERROR, ECANCELED, "device '%s': the device lane stopped", in->d->id);
+		MigSession *s = dd->s;
+
+		/* whoever stopped the lane left the reason */
+		g_mutex_lock(&s->lock);
+		g_set_error(err, MIG_ERROR, ECANCELED, "%s", s->error ? s->error : "the device lane stopped");
+		g_mutex_unlock(&s->lock);
 		ok = FALSE;
 	}
-	g_mutex_unlock(&dd->lock);
 	return ok;
 }
 
@@ -516,15 +557,16 @@ void mig_dev_dst_free(MigSession *s)
 			Chunk *r;
 
 			while ((r = g_queue_pop_head(&in->ready)))
-				chunk_free(r, dd);
+				chunk_free(r, dd, FALSE);
 			g_hash_table_iter_init(&it, in->pending);
 			while (g_hash_table_iter_next(&it, NULL, &c))
-				chunk_free(c, dd);
+				chunk_free(c, dd, FALSE);
 			g_hash_table_destroy(in->pending);
 		}
 	}
 	g_free(dd->in);
 	mig_buf_pool_free(dd->bufs);
+	mig_pipe_pool_free(dd->pipes);
 	g_mutex_clear(&dd->lock);
 	g_cond_clear(&dd->cond);
 	g_free(dd);

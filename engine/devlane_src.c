@@ -4,8 +4,12 @@
  * the main channel (the serial baseline). */
 #include "engine/devlane.h"
 #include "engine/bufpool.h"
+#include "engine/pipepool.h"
+#include "channels/io.h"
 #include "channels/frame.h"
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -14,6 +18,7 @@ typedef struct DevOut {
 	MigDevice *d;
 	int fd;                 /* the current phase's data fd, -1 between phases */
 	gboolean precopy;       /* the device is in PRE_COPY */
+	gboolean splice;        /* its fd splices: chunks go device -> pipe -> socket uncopied */
 	guint64 seq;            /* chunks sent (the next chunk's sequence number) */
 	guint64 bytes, precopy_bytes;
 	GThread *thread;        /* mig/src/save/N, at switchover with the lane on */
@@ -33,7 +38,15 @@ struct DevSrc {
 	GCond cond;             /* a chunk was written */
 	gboolean loaded;        /* RP_DEVICES seen */
 	MigBufPool *bufs;       /* chunk buffers, back from the senders */
+	MigPipePool *pipes;     /* chunk pipes, likewise */
 };
+
+/* One chunk on its way: in a buffer, or waiting in a pipe. */
+typedef struct OutChunk {
+	DevOut *o;
+	guint8 *buf;
+	MigPipe pipe;
+} OutChunk;
 
 static gint64 now_us(void)
 {
@@ -67,13 +80,21 @@ static void pack_hdr(guint8 hdr[MIG_DEV_HDR_LEN], guint dev, guint32 flags, guin
 	memcpy(hdr, w, sizeof(w));
 }
 
+static void chunk_release(OutChunk *c, gboolean sent)
+{
+	mig_buf_put(c->o->ds->bufs, c->buf);
+	mig_pipe_put(c->o->ds->pipes, &c->pipe, sent);
+	g_free(c);
+}
+
 /* A sender wrote (or failed to write) one of o's chunks. */
 static void chunk_done(gpointer data, guint8 *buf, int rc)
 {
-	DevOut *o = data;
+	OutChunk *c = data;
+	DevOut *o = c->o;
 	DevSrc *ds = o->ds;
 
-	mig_buf_put(ds->bufs, buf);
+	chunk_release(c, rc == 0);
 	g_mutex_lock(&ds->lock);
 	o->inflight--;
 	o->t_written = now_us();
@@ -83,9 +104,10 @@ static void chunk_done(gpointer data, guint8 *buf, int rc)
 	g_mutex_unlock(&ds->lock);
 }
 
-/* Sends one chunk; takes buf. */
-static gboolean send_chunk(DevOut *o, guint8 *buf, guint32 len, guint32 flags, GError **err)
+/* Sends one chunk; takes c. */
+static gboolean send_chunk(OutChunk *c, guint32 len, guint32 flags, GError **err)
 {
+	DevOut *o = c->o;
 	DevSrc *ds = o->ds;
 	guint8 hdr[MIG_DEV_HDR_LEN];
 	guint64 seq = o->seq++;
@@ -100,8 +122,8 @@ static gboolean send_chunk(DevOut *o, guint8 *buf, guint32 len, guint32 flags, G
 		g_mutex_lock(&ds->lock);
 		o->inflight++;
 		g_mutex_unlock(&ds->lock);
-		if (!mig_mf_src_queue_dev(ds->src->mf, hdr, sizeof(hdr), buf, len, chunk_done, o, err)) {
-			mig_buf_put(ds->bufs, buf);
+		if (!mig_mf_src_queue_dev(ds->src->mf, hdr, sizeof(hdr), c->buf, c->pipe.r, len, chunk_done, c, err)) {
+			chunk_release(c, FALSE);
 			g_mutex_lock(&ds->lock);
 			o->inflight--;
 			g_mutex_unlock(&ds->lock);
@@ -110,13 +132,45 @@ static gboolean send_chunk(DevOut *o, guint8 *buf, guint32 len, guint32 flags, G
 		return TRUE;
 	}
 	{
-		struct iovec iov[2] = { { hdr, sizeof(hdr) }, { buf, len } };
-		gboolean ok = mig_src_send_frame(ds->src, MIG_F_DEV_DATA, iov, 2, err);
+		struct iovec iov[2] = { { hdr, sizeof(hdr) }, { c->buf, len } };
+		gboolean ok;
 
-		mig_buf_put(ds->bufs, buf);
+		if (c->buf) {
+			ok = mig_src_send_frame(ds->src, MIG_F_DEV_DATA, iov, 2, err);
+		} else {
+			int rc;
+
+			g_mutex_lock(&ds->src->wlock);
+			rc = mig_frame_send_spliced(ds->src->fd, MIG_F_DEV_DATA, 0, hdr, sizeof(hdr), c->pipe.r, len);
+			g_mutex_unlock(&ds->src->wlock);
+			ok = rc == 0;
+			if (ok)
+				mig_atomic_add(&ds->s->stats.transferred, MIG_FRAME_HDR_LEN + sizeof(hdr) + (guint64)len);
+			else
+				g_set_error(err, MIG_ERROR, -rc, "sending device state: %s", g_strerror(-rc));
+		}
+		chunk_release(c, ok);
 		o->t_written = now_us();
 		return ok;
 	}
+}
+
+/* Takes the next chunk of the device's state into c (spliced where it can be). */
+static gssize take_chunk(DevOut *o, OutChunk *c, gsize want)
+{
+	if (o->splice) {
+		gssize n;
+		int rc = mig_pipe_get(o->ds->pipes, &c->pipe);
+
+		n = rc < 0 ? rc : mig_io_splice_fill(o->fd, c->pipe.w, want);
+		if (n != -EINVAL && rc == 0)
+			return n;
+		/* not a pipe-like fd (or no pipe to be had): read() from now on */
+		mig_pipe_put(o->ds->pipes, &c->pipe, TRUE);
+		o->splice = FALSE;
+	}
+	c->buf = mig_buf_get(o->ds->bufs);
+	return read_upto(o->fd, c->buf, want);
 }
 
 /* Reads the open phase's data until EOF (limit G_MAXUINT64) or limit bytes. */
@@ -124,11 +178,14 @@ static gboolean stream_out(DevOut *o, guint64 limit, guint32 flags, GError **err
 {
 	while (limit) {
 		gsize want = (gsize)MIN((guint64)MIG_DEV_CHUNK, limit);
-		guint8 *buf = mig_buf_get(o->ds->bufs);
-		gssize n = read_upto(o->fd, buf, want);
+		OutChunk *c = g_new0(OutChunk, 1);
+		gssize n;
 
+		c->o = o;
+		c->pipe = (MigPipe){ -1, -1 };
+		n = take_chunk(o, c, want);
 		if (n <= 0) {
-			mig_buf_put(o->ds->bufs, buf);
+			chunk_release(c, n == 0);
 			if (n == 0 && limit != G_MAXUINT64) {
 				g_set_error(err, MIG_ERROR, EPROTO, "device '%s': pre-copy data ended %" G_GUINT64_FORMAT
 					    " bytes early", o->d->id, limit);
@@ -144,11 +201,11 @@ static gboolean stream_out(DevOut *o, guint64 limit, guint32 flags, GError **err
 		if (limit != G_MAXUINT64)
 			limit -= (guint64)n;
 		if (mig_src_cancelled(o->ds->src)) {
-			mig_buf_put(o->ds->bufs, buf);
+			chunk_release(c, FALSE);
 			g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
 			return FALSE;
 		}
-		if (!send_chunk(o, buf, (guint32)n, flags, err))
+		if (!send_chunk(c, (guint32)n, flags, err))
 			return FALSE;
 	}
 	return TRUE;
@@ -168,12 +225,15 @@ DevSrc *mig_dev_src_new(Src *src, GError **err)
 	g_cond_init(&ds->cond);
 	/* in flight at once: one chunk per sender, plus one being read per device */
 	ds->bufs = mig_buf_pool_new(MIG_DEV_CHUNK, ds->n + (src->mf ? mig_mf_src_channels(src->mf) : 0) + 1);
+	ds->pipes = mig_pipe_pool_new(MIG_DEV_CHUNK, ds->n + (src->mf ? mig_mf_src_channels(src->mf) : 0) + 1);
+	mig_io_block_sigpipe();   /* serially, this thread splices into the main channel */
 	for (guint i = 0; i < ds->n; i++) {
 		DevOut *o = &ds->out[i];
 
 		o->ds = ds;
 		o->d = g_ptr_array_index(s->devices, i);
 		o->fd = -1;
+		o->splice = TRUE;
 		o->d->bytes = o->d->precopy_bytes = 0;
 		o->d->save_us = o->d->transfer_us = o->d->load_us = 0;
 	}
@@ -218,6 +278,7 @@ static gpointer save_main(gpointer opaque)
 	GError *e = NULL;
 
 	o->t_save0 = now_us();
+	mig_io_block_sigpipe();
 	if (!stream_out(o, G_MAXUINT64, MIG_DEV_F_STOP_COPY, &e)) {
 		g_mutex_lock(&o->ds->lock);
 		if (!o->error)
@@ -407,6 +468,7 @@ void mig_dev_src_free(DevSrc *ds, gboolean resume)
 	}
 	g_free(ds->out);
 	mig_buf_pool_free(ds->bufs);
+	mig_pipe_pool_free(ds->pipes);
 	g_mutex_clear(&ds->lock);
 	g_cond_clear(&ds->cond);
 	g_free(ds);

@@ -28,14 +28,15 @@ MfSrc *mig_mf_src_start(MigSession *s, const MigUri *uri, guint n, gboolean dete
 /* Hands a batch of pages of one block to a free sender, waiting for one if all are
  * busy. FALSE (with *err) once any channel failed. */
 gboolean mig_mf_src_queue(MfSrc *m, guint block, MigRamBlock *rb, const gsize *pages, guint n, GError **err);
-/* A device-state chunk (engine/devlane.c): hdr (copied) then len bytes of buf, on the
- * first free sender, ahead of any RAM batch waiting for one. done(data, buf, rc) runs on
- * the sender thread once the chunk was written (rc 0) or failed, and owns buf; on FALSE
- * the caller keeps buf. */
+/* A device-state chunk (engine/devlane.c): hdr (copied) then len bytes of buf, or
+ * with buf NULL len bytes spliced from pipe_fd, on the first free sender, ahead of any
+ * RAM batch waiting for one. done(data, buf, rc) runs on the sender thread once the
+ * chunk was written (rc 0) or failed, and owns buf and the pipe's contents; on FALSE
+ * the caller keeps both. */
 #define MIG_MF_DEV_HDR_MAX 32u
 typedef void (*MigMfDoneFn)(gpointer data, guint8 *buf, int rc);
-gboolean mig_mf_src_queue_dev(MfSrc *m, const void *hdr, guint hdr_len, guint8 *buf, guint32 len,
-			      MigMfDoneFn done, gpointer done_data, GError **err);
+gboolean mig_mf_src_queue_dev(MfSrc *m, const void *hdr, guint hdr_len, guint8 *buf, int pipe_fd,
+			      guint32 len, MigMfDoneFn done, gpointer done_data, GError **err);
 /* Waits until every batch is on the wire, then sends SYNC(pass) on every channel. */
 gboolean mig_mf_src_sync(MfSrc *m, guint64 pass, GError **err);
 /* Applies a socket option to every channel (postcopy pacing). */

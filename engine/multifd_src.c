@@ -30,6 +30,7 @@ typedef struct Sender {
 	guint8 dev_hdr[MIG_MF_DEV_HDR_MAX];
 	guint dev_hdr_len;
 	guint8 *dev_buf;
+	int dev_pipe;             /* with dev_buf NULL: the chunk waits in this pipe */
 	guint32 dev_len;
 	MigMfDoneFn dev_done;
 	gpointer dev_done_data;
@@ -156,7 +157,8 @@ static int send_dev(Sender *sd)
 {
 	MfSrc *m = sd->m;
 	struct iovec iov[2] = { { sd->dev_hdr, sd->dev_hdr_len }, { sd->dev_buf, sd->dev_len } };
-	int rc = mig_frame_send(sd->fd, MIG_F_MF_DEV, 0, iov, 2);
+	int rc = sd->dev_buf ? mig_frame_send(sd->fd, MIG_F_MF_DEV, 0, iov, 2) :
+		 mig_frame_send_spliced(sd->fd, MIG_F_MF_DEV, 0, sd->dev_hdr, sd->dev_hdr_len, sd->dev_pipe, sd->dev_len);
 
 	if (rc == 0) {
 		guint64 bytes = MIG_FRAME_HDR_LEN + sd->dev_hdr_len + (guint64)sd->dev_len;
@@ -172,6 +174,7 @@ static gpointer sender_main(gpointer opaque)
 	Sender *sd = opaque;
 	MfSrc *m = sd->m;
 
+	mig_io_block_sigpipe();   /* device chunks are spliced into the socket */
 	g_mutex_lock(&m->lock);
 	for (;;) {
 		guint64 seq, pass;
@@ -299,8 +302,8 @@ gboolean mig_mf_src_queue(MfSrc *m, guint block, MigRamBlock *rb, const gsize *p
 	return TRUE;
 }
 
-gboolean mig_mf_src_queue_dev(MfSrc *m, const void *hdr, guint hdr_len, guint8 *buf, guint32 len,
-			      MigMfDoneFn done, gpointer done_data, GError **err)
+gboolean mig_mf_src_queue_dev(MfSrc *m, const void *hdr, guint hdr_len, guint8 *buf, int pipe_fd,
+			      guint32 len, MigMfDoneFn done, gpointer done_data, GError **err)
 {
 	Sender *sd = NULL;
 
@@ -322,6 +325,7 @@ gboolean mig_mf_src_queue_dev(MfSrc *m, const void *hdr, guint hdr_len, guint8 *
 	memcpy(sd->dev_hdr, hdr, hdr_len);
 	sd->dev_hdr_len = hdr_len;
 	sd->dev_buf = buf;
+	sd->dev_pipe = pipe_fd;
 	sd->dev_len = len;
 	sd->dev_done = done;
 	sd->dev_done_data = done_data;
