@@ -10,7 +10,10 @@
   source keeps running with its guest intact and its devices running again. The same
   when the device stops reading mid-stream (the engine's writes fail).
 - One device loading slowly behind a small x-device-max-queued: the destination never
-  holds more than the cap, and the migration completes."""
+  holds more than the cap, and the migration completes.
+- The switchover estimate counts the devices: a device that needs about a second to
+  load keeps expected-downtime above a 300 ms downtime-limit (no switchover, and
+  x-converging says so) until the limit is raised, and then the downtime holds it."""
 import os
 import sys
 import time
@@ -198,7 +201,32 @@ def case_queue_cap():
         h.check(by_id(info)["slow0"]["load-ms"] >= 400, "slow0 loaded in %d ms" % by_id(info)["slow0"]["load-ms"])
 
 
+def case_estimate_counts_devices():
+    devices = [("slow0", "64M", "", ",read-rate=64M", ",load-rate=64M")]
+    src = h.Migd("src", h.guest_args("128M", workload="idle") + dev_args("src", devices))
+    dst = h.Migd("dst", h.guest_args("128M", incoming="tcp:127.0.0.1:0") + dev_args("dst", devices))
+    with src, dst:
+        for m in (src, dst):
+            m.set_caps({"multifd": True})
+            m.set_params({"multifd-channels": 2})
+        src.set_params({"max-bandwidth": 0, "downtime-limit": 300})
+        src.cmd("migrate", uri=dst.listen_uri())
+        h.wait_until(lambda: src.query_migrate()["ram"].get("dirty-sync-count", 0) >= 3, 60, "three passes")
+        info = src.query_migrate()
+        print("limit 300 ms: status %s, expected-downtime %s ms, x-converging %s"
+              % (info["status"], info.get("expected-downtime"), info.get("x-converging")))
+        h.check(info["status"] == "active", "switched over with a 1 s device: %s" % info["status"])
+        # 64 MiB at 64 MiB/s: a second of device time, whatever the wire does
+        h.check(info.get("expected-downtime", 0) >= 900, "expected-downtime %s ignores the device" % info.get("expected-downtime"))
+        h.check(info.get("x-converging") is False, "x-converging %s" % info.get("x-converging"))
+        src.set_params({"downtime-limit": 3000})
+        info = src.wait_status("completed", timeout=60)
+        h.check_migrated(src, dst, info, size=SIZE)
+        print("limit 3000 ms: downtime %d ms, split %s" % (info["downtime"], info.get("x-downtime-split")))
+        h.check(900 <= info["downtime"] <= 3000, "downtime %d ms for a 1 s device under a 3 s limit" % info["downtime"])
+
+
 if __name__ == "__main__":
     h.main([case_lane_precopy, case_lane_precopy_hugetlb, case_serial_precopy, case_serial_precopy_no_multifd,
             case_lane_postcopy, case_serial_postcopy, case_load_refused_lane, case_load_refused_serial,
-            case_load_aborted_lane, case_queue_cap])
+            case_load_aborted_lane, case_queue_cap, case_estimate_counts_devices])
