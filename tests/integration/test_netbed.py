@@ -9,7 +9,7 @@
 - `migbench postcopy-latency --quick` exits 0 with JSON that parses and every run
   verified, and leaves no namespace behind. Every run carries the kernel's view of its
   fault waits (migd --trace-latency: x-fault-latency-bpf), with about as many waits as
-  the engine timed, and the extra traced run of the preempt arm carries the stage
+  the engine timed (a few more: faults whose page bulk placed before migd read them), and the extra traced run of the preempt arm carries the stage
   breakdown of mig-faultlat --stages, whose typical request adds up to its total. SIGTERM in the middle of it exits 130 and
   leaves neither namespaces nor processes.
 """
@@ -154,8 +154,9 @@ def check_kernel(what, s):
     """The kernel's view (migd --trace-latency) of the same faults the engine timed."""
     k = s["kernel"]
     h.check(k is not None, "%s: no x-fault-latency-bpf figures (see migbench's notes)" % what)
-    # the kernel also sees faults whose page bulk placed before migd read them
-    h.check(abs(k["count"] - s["faults"]) <= max(2, 0.1 * s["faults"]),
+    # the kernel also sees faults whose page bulk placed before migd read them (migd
+    # never times those; 5 of 14 in one loopback preempt-off run), never fewer
+    h.check(-2 <= k["count"] - s["faults"] <= max(8, 0.1 * s["faults"]),
             "%s: the kernel saw %s waits, the engine timed %d" % (what, k["count"], s["faults"]))
     h.check(k["p50_us"] > 0 and k["p50_us"] <= k["p90_us"] <= k["p99_us"], "%s: kernel %s" % (what, k))
 
