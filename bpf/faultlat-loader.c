@@ -117,8 +117,6 @@ static void set_autoload(struct faultlat_bpf *skel, enum fl_method m)
 	bpf_program__set_autoload(skel->progs.sched_waking, !fentry);
 	bpf_program__set_autoload(skel->progs.sched_switch, !fentry);
 	bpf_program__set_autoload(skel->progs.mmap_lock_released, !fentry);
-	/* Exiting threads leave records behind in either method. */
-	bpf_program__set_autoload(skel->progs.sched_process_exit, true);
 }
 
 static int try_method(const struct fl_config *cfg, enum fl_method m, struct faultlat_bpf **out)

@@ -67,19 +67,22 @@ struct uffd_range {
 	__u64 len;
 };
 
+/* Per-thread state lives in task-local storage, not a hash map: the lookup is a pointer
+ * walk from the task instead of a hash and a bucket lock, it is paid on every event of
+ * a traced fault, and the kernel frees it with the thread. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct thread_state);
 } threads SEC(".maps");
 
-/* uffd ioctls in flight, by the calling thread: sched_waking runs in the waker's
+/* The uffd ioctl a thread is in, if any (len 0: none): sched_waking runs in the waker's
  * context, so this says which range a wakeup is resolving. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct uffd_range);
 } inflight SEC(".maps");
 
@@ -206,15 +209,14 @@ static __u32 resolved_page_shift(__u32 shift, const struct uffd_range *r)
 	return shift;
 }
 
-static struct thread_state *thread_get(__u32 tid)
+static struct thread_state *thread_get(struct task_struct *t)
 {
-	struct thread_state zero = {}, *ts;
+	return bpf_task_storage_get(&threads, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+}
 
-	ts = bpf_map_lookup_elem(&threads, &tid);
-	if (ts)
-		return ts;
-	bpf_map_update_elem(&threads, &tid, &zero, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&threads, &tid);
+static struct thread_state *thread_find(struct task_struct *t)
+{
+	return bpf_task_storage_get(&threads, t, 0, 0);
 }
 
 /* ---- tracepoint method ---- */
@@ -229,14 +231,16 @@ static void finish_wait(struct thread_state *ts, __u64 end)
 
 static int on_fault(__u64 addr)
 {
-	__u64 id = bpf_get_current_pid_tgid(), now = bpf_ktime_get_ns();
+	__u64 id = bpf_get_current_pid_tgid(), now;
 	struct thread_state *ts;
 
+	/* every page fault on the machine comes here: filter before anything else */
 	if (!wanted(id >> 32, (__u32)id))
 		return 0;
-	ts = thread_get((__u32)id);
+	ts = thread_get(bpf_get_current_task_btf());
 	if (!ts)
 		return 0;
+	now = bpf_ktime_get_ns();
 	/* A wait whose retry was never seen dropping mmap_lock: it ended no later
 	 * than the thread ran again. */
 	if (ts->wait_start)
@@ -309,8 +313,7 @@ SEC("tracepoint/syscalls/sys_enter_ioctl")
 int uffd_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	const void *arg = (const void *)ctx->args[2];
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct uffd_range r;
+	struct uffd_range r, *in;
 	__u64 dst_len[3];
 
 	switch ((__u32)ctx->args[1]) {
@@ -332,7 +335,11 @@ int uffd_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
 	default:
 		return 0;
 	}
-	bpf_map_update_elem(&inflight, &tid, &r, BPF_ANY);
+	if (!r.len)	/* nothing to resolve; and len 0 means "not in an ioctl" */
+		return 0;
+	in = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (in)
+		*in = r;
 	note_resolved(&r);
 	return 0;
 }
@@ -340,11 +347,12 @@ int uffd_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_exit_ioctl")
 int uffd_ioctl_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	/* Every ioctl on the machine passes here: a thread that never made a uffd ioctl
+	 * has no storage, and that answer is one pointer read. */
+	struct uffd_range *in = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
 
-	/* Every ioctl on the machine passes here; look before taking the bucket lock. */
-	if (bpf_map_lookup_elem(&inflight, &tid))
-		bpf_map_delete_elem(&inflight, &tid);
+	if (in)
+		in->len = 0;
 	return 0;
 }
 
@@ -372,16 +380,15 @@ static bool in_handle_userfault(struct task_struct *p)
 SEC("tp_btf/sched_waking")
 int BPF_PROG(sched_waking, struct task_struct *p)
 {
-	__u32 tid = p->pid, waker = (__u32)bpf_get_current_pid_tgid();
 	struct thread_state *ts;
 	struct uffd_range *r;
 
 	if (!wanted(p->tgid, p->pid))
 		return 0;
-	r = bpf_map_lookup_elem(&inflight, &waker);
-	if (!r)
+	r = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+	if (!r || !r->len)
 		return 0;
-	ts = bpf_map_lookup_elem(&threads, &tid);
+	ts = thread_find(p);
 	if (!ts || ts->wait_start)
 		return 0;
 
@@ -405,12 +412,12 @@ int BPF_PROG(sched_waking, struct task_struct *p)
 	return 0;
 }
 
-static void note_block(__u32 tid, __u64 now)
+static void note_block(struct task_struct *t, __u64 now)
 {
 	struct thread_state *ts;
 
 	/* GUP waits need the block time of threads that have no fault open. */
-	ts = uf_text_end ? thread_get(tid) : bpf_map_lookup_elem(&threads, &tid);
+	ts = uf_text_end ? thread_get(t) : thread_find(t);
 	if (!ts)
 		return;
 	/* A wait in progress goes on: a thread blocking after its wakeup is still
@@ -420,9 +427,9 @@ static void note_block(__u32 tid, __u64 now)
 		ts->slept = 1;
 }
 
-static void note_run(__u32 tid, __u64 now)
+static void note_run(struct task_struct *t, __u64 now)
 {
-	struct thread_state *ts = bpf_map_lookup_elem(&threads, &tid);
+	struct thread_state *ts = thread_find(t);
 
 	if (!ts)
 		return;
@@ -447,9 +454,9 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 		return 0;
 	now = bpf_ktime_get_ns();
 	if (out)
-		note_block(prev->pid, now);
+		note_block(prev, now);
 	if (in)
-		note_run(next->pid, now);
+		note_run(next, now);
 	return 0;
 }
 
@@ -460,12 +467,11 @@ int BPF_PROG(mmap_lock_released, struct mm_struct *mm, bool write)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct thread_state *ts;
-	__u32 tid = (__u32)id;
 	struct uffd_range r;
 
-	if (!wanted(id >> 32, tid))
+	if (!wanted(id >> 32, (__u32)id))
 		return 0;
-	ts = bpf_map_lookup_elem(&threads, &tid);
+	ts = thread_find(bpf_get_current_task_btf());
 	if (!ts)
 		return 0;
 	if (ts->wait_start) {
@@ -475,17 +481,6 @@ int BPF_PROG(mmap_lock_released, struct mm_struct *mm, bool write)
 		record(bpf_ktime_get_ns() - ts->fault_ts, resolved_page_shift(ts->fault_shift, &r));
 		ts->fault_ts = 0;
 	}
-	return 0;
-}
-
-SEC("tracepoint/sched/sched_process_exit")
-int sched_process_exit(void *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id;
-
-	if (id >> 32 == (__u32)targ_tgid)
-		bpf_map_delete_elem(&threads, &tid);
 	return 0;
 }
 
@@ -503,7 +498,7 @@ int BPF_PROG(uf_enter, struct vm_fault *vmf, unsigned long reason)
 	 * the wait (if any) happens later in a worker. */
 	if (BPF_CORE_READ(vmf, flags) & FAULT_FLAG_RETRY_NOWAIT)
 		return 0;
-	ts = thread_get((__u32)id);
+	ts = thread_get(bpf_get_current_task_btf());
 	if (!ts)
 		return 0;
 	ts->fault_ts = bpf_ktime_get_ns();
@@ -515,8 +510,7 @@ int BPF_PROG(uf_enter, struct vm_fault *vmf, unsigned long reason)
 SEC("fexit/handle_userfault")
 int BPF_PROG(uf_exit, struct vm_fault *vmf, unsigned long reason, vm_fault_t ret)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct thread_state *ts = bpf_map_lookup_elem(&threads, &tid);
+	struct thread_state *ts = thread_find(bpf_get_current_task_btf());
 
 	if (!ts || !ts->fault_ts)
 		return 0;

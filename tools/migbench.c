@@ -12,6 +12,7 @@
  * Exit status: 0 every row measured (rows the engine cannot run yet, "pending", and rows
  * the host cannot run, "skipped", are reported but do not fail), 1 some row failed,
  * 2 usage or setup error, 130 interrupted. */
+#include "tools/bench/faultview.h"
 #include "tools/bench/netns.h"
 #include "tools/bench/proc.h"
 #include "tools/bench/qmpc.h"
@@ -77,6 +78,7 @@ typedef struct Row {
 
 typedef struct Bench {
 	char *migd, *rawxfer;       /* the binaries under test */
+	char *faultlat;             /* mig-faultlat beside them; NULL when not built */
 	char *tmpdir;
 	char *command;              /* our command line, for the JSON */
 	const char *scenario;
@@ -409,6 +411,7 @@ typedef struct MigdSpec {
 	guint seed;                 /* --seed; 0: none given */
 	gboolean prealloc;          /* --mem-prealloc */
 	const char *incoming;       /* --incoming URI of a destination; NULL for a source */
+	gboolean trace_latency;     /* --trace-latency: x-fault-latency-bpf in query-migrate */
 	int side;                   /* -1 on the host, else the BenchNetSide of the bed to run in */
 	const char *const *devices; /* --device SPEC each; NULL-terminated, or NULL */
 } MigdSpec;
@@ -456,6 +459,8 @@ static BenchChild *spawn_migd(Bench *b, const MigdSpec *m, const char *name, con
 		g_ptr_array_add(argv, "--device");
 		g_ptr_array_add(argv, (char *)m->devices[i]);
 	}
+	if (m->trace_latency)
+		g_ptr_array_add(argv, "--trace-latency");
 	g_ptr_array_add(argv, NULL);
 	return spawn_on(b, m->side, name, (const char *const *)argv->pdata, err);
 }
@@ -1120,6 +1125,8 @@ static int run_precopy_throughput(Bench *b)
 #define PC_BACKENDS 2
 #define PC_TARGETS 5
 #define BREAK_HUGE "x-postcopy-preempt-break-huge"
+#define PC_STAGES_MAX_S "600"       /* mig-faultlat --stages -d: a bound; it is stopped once migrated */
+#define T_ATTACH_MS 30000           /* mig-faultlat attaching its probes */
 /* One 2 MiB page at the bed's rate: what no fetch of a huge page can beat. */
 #define PC_HUGE_AT_LINK_MS ((double)HUGEPAGE_BYTES * 8 / BENCH_NET_RATE_BPS * 1e3)
 
@@ -1144,6 +1151,9 @@ typedef struct PcSample {
 	gint64 postcopy_bytes, huge_drops;       /* the source's ram.postcopy-bytes, ram.x-break-huge-drops */
 	guint64 checked, failed, units;          /* the destination's x-integrity */
 	gint64 dist[PC_LAT_BUCKETS];             /* postcopy-latency-dist, all page sizes */
+	BenchKernelLat k;                        /* x-fault-latency-bpf for the page size: the kernel's view */
+	gboolean has_stages;                     /* a traced run: */
+	BenchStages stages;                      /* what mig-faultlat --stages saw */
 } PcSample;
 
 typedef struct PcRow {
@@ -1153,6 +1163,7 @@ typedef struct PcRow {
 	RowStatus status;
 	char *error;
 	gboolean no_break_huge;     /* the preempt arm found no BREAK_HUGE parameter to turn off */
+	gboolean traced;            /* the preempt arm again, with mig-faultlat --stages attached */
 } PcRow;
 
 typedef struct PcFloor {
@@ -1168,6 +1179,7 @@ typedef struct PcNet {
 	PcFloor floor[PC_BACKENDS]; /* by backend: 4K, 2M */
 	char *error;                /* the bed, its rate check or the floor failed */
 	PcRow *rows[PC_BACKENDS][N_ARMS];   /* NULL: not in this run (--quick has no hugetlb) */
+	PcRow *traced[PC_BACKENDS];         /* the stage breakdown's runs, out of the medians above */
 } PcNet;
 
 typedef struct PcTarget {
@@ -1207,18 +1219,27 @@ static double get_p90(const PcSample *s) { return s->p90_us; }
 static double get_p99(const PcSample *s) { return s->p99_us; }
 static double get_faults(const PcSample *s) { return (double)s->faults; }
 static double get_downtime(const PcSample *s) { return (double)s->downtime_ms; }
+static double get_k_p50(const PcSample *s) { return s->k.ok && s->k.count > 0 ? s->k.p50_us : NAN; }
+static double get_k_p90(const PcSample *s) { return s->k.ok && s->k.count > 0 ? s->k.p90_us : NAN; }
+static double get_k_p99(const PcSample *s) { return s->k.ok && s->k.count > 0 ? s->k.p99_us : NAN; }
+static double get_k_count(const PcSample *s) { return s->k.ok ? s->k.count : NAN; }
 
 /* Median over the runs of one figure; NAN unless the row is ok. */
 static double pc_median(const PcRow *r, PcGet get)
 {
 	g_autofree double *v = NULL;
+	guint n = 0;
 
 	if (!pc_ok(r))
 		return NAN;
 	v = g_new0(double, r->samples->len);
-	for (guint i = 0; i < r->samples->len; i++)
-		v[i] = get(&g_array_index(r->samples, PcSample, i));
-	return bench_median(v, r->samples->len);
+	for (guint i = 0; i < r->samples->len; i++) {
+		double x = get(&g_array_index(r->samples, PcSample, i));
+
+		if (!isnan(x))   /* a run without this figure (no BPF) */
+			v[n++] = x;
+	}
+	return bench_median(v, n);
 }
 
 /* The row's median p50 over the same backend's preempt-off median p50. */
@@ -1353,8 +1374,10 @@ static gboolean pc_set_break_huge(Bench *b, MigPair *p, PcRow *row, GError **err
 /* The figures of a completed, verified run: the destination's latency for the row's page
  * size, and the request counts, which must agree (a lost or doubled request would make
  * the latencies a lie). */
-static gboolean pc_figures(const PcRow *row, JsonObject *src_done, JsonObject *dst, PcSample *s, GError **err)
+static gboolean pc_figures(Bench *b, const PcRow *row, JsonObject *src_done, JsonObject *dst, PcSample *s,
+			   GError **err)
 {
+	g_autofree char *no_k = NULL;
 	const char *cls = pc_backends[row->bi].cls;
 	JsonObject *lat = obj_obj(dst, "x-postcopy-latency"), *c = obj_obj(lat, cls);
 	JsonNode *dist = json_object_get_member(dst, "postcopy-latency-dist");
@@ -1388,6 +1411,10 @@ static gboolean pc_figures(const PcRow *row, JsonObject *src_done, JsonObject *d
 	s->p90_us = (double)obj_int(c, "p90", -1);
 	s->p99_us = (double)obj_int(c, "p99", -1);
 	s->max_us = (double)obj_int(c, "max", -1);
+	/* the kernel's view is a second opinion: without BPF the run still counts, and the
+	 * table says why that column is empty */
+	if (!bench_klat_parse(dst, cls, &s->k, &no_k))
+		note(b, "no kernel-side latency (k- columns): %s", no_k);
 	if (s->requests != timed || s->src_requests != s->requests) {
 		g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED,
 			    "the destination made %" G_GINT64_FORMAT " requests and timed %" G_GINT64_FORMAT
@@ -1395,6 +1422,72 @@ static gboolean pc_figures(const PcRow *row, JsonObject *src_done, JsonObject *d
 			    s->requests, timed, s->src_requests);
 		return FALSE;
 	}
+	return TRUE;
+}
+
+/* Waits until the child's stderr holds `text`; bounded by timeout_ms. */
+static gboolean wait_err_text(Bench *b, BenchChild *c, const char *text, int timeout_ms, GError **err)
+{
+	for (int i = 0; i <= timeout_ms / POLL_MS; i++) {
+		g_autofree char *all = NULL;
+		gboolean alive = bench_child_alive(b->procs, c);
+
+		if (g_file_get_contents(c->err_path, &all, NULL, NULL) && strstr(all, text))
+			return TRUE;
+		if (!alive) {
+			child_error(b, c, err, "%s ended before printing \"%s\"", c->name, text);
+			return FALSE;
+		}
+		g_usleep(POLL_MS * 1000);
+	}
+	child_error(b, c, err, "%s did not print \"%s\" in %d s", c->name, text, timeout_ms / 1000);
+	return FALSE;
+}
+
+/* A tool that cannot attach (no BPF, no uprobes) makes the traced row skipped, with its
+ * reason; the migration's own figures are in the other rows. */
+static void stages_skipped(GError **err)
+{
+	if (*err && (*err)->code == BENCH_ERROR_FAILED)
+		(*err)->code = BENCH_ERROR_SKIPPED;
+	g_prefix_error(err, "mig-faultlat --stages: ");
+}
+
+/* mig-faultlat --stages on the pair, attached before the migration starts. */
+static BenchChild *pc_stages_start(Bench *b, MigPair *p, GError **err)
+{
+	g_autofree char *name = g_strdup_printf("%03u-faultlat-stages", b->seq);
+	g_autofree char *src = g_strdup_printf("%d", (int)p->src->pid), *dst = g_strdup_printf("%d", (int)p->dst->pid);
+	const char *argv[] = { b->faultlat, "--stages", "--src", src, "--dst", dst, "-d", PC_STAGES_MAX_S, "--json", NULL };
+	BenchChild *c;
+
+	if (!b->faultlat) {
+		g_set_error(err, BENCH_ERROR, BENCH_ERROR_SKIPPED, "mig-faultlat was not built beside migd");
+		return NULL;
+	}
+	c = bench_child_spawn(b->procs, b->tmpdir, name, argv, err);
+	if (c && !wait_err_text(b, c, "Tracing", T_ATTACH_MS, err)) {
+		bench_child_free(b->procs, c);
+		c = NULL;
+	}
+	if (!c)
+		stages_skipped(err);
+	return c;
+}
+
+/* Stops the tool (SIGINT: it prints its summary) and keeps the breakdown. */
+static gboolean pc_stages_finish(Bench *b, BenchChild *c, PcSample *s, GError **err)
+{
+	g_autofree char *out = NULL;
+
+	kill(c->pid, SIGINT);
+	if (!wait_exit_ok(b, c, T_QUIT_MS * 3, err))   /* unregistering the uprobes takes ~1 s */
+		return FALSE;
+	if (!g_file_get_contents(c->out_path, &out, NULL, err) || !bench_stages_parse(out, &s->stages, err)) {
+		stages_skipped(err);
+		return FALSE;
+	}
+	s->has_stages = TRUE;
 	return TRUE;
 }
 
@@ -1409,7 +1502,8 @@ static gboolean pc_run(Bench *b, const PcNet *net, PcRow *row, guint64 guest, Pc
 	MigdSpec src = { .backend = pc_backends[row->bi].backend, .huge = huge, .guest_bytes = guest,
 			 .workload = PC_SRC_WORKLOAD, .seed = seq, .side = src_side };
 	MigdSpec dst = { .backend = pc_backends[row->bi].backend, .huge = huge, .guest_bytes = guest,
-			 .workload = PC_DST_WORKLOAD, .vcpus = PC_DST_VCPUS, .incoming = incoming, .side = dst_side };
+			 .workload = PC_DST_WORKLOAD, .vcpus = PC_DST_VCPUS, .incoming = incoming, .side = dst_side,
+			 .trace_latency = TRUE };
 	g_autofree char *caps = g_strdup_printf("{\"capabilities\":[{\"capability\":\"postcopy-ram\",\"state\":true},"
 						"{\"capability\":\"postcopy-preempt\",\"state\":%s}]}",
 						row->arm == ARM_OFF ? "false" : "true");
@@ -1417,6 +1511,7 @@ static gboolean pc_run(Bench *b, const PcNet *net, PcRow *row, guint64 guest, Pc
 	g_autoptr(JsonObject) done = NULL, dq = NULL;
 	MigPair p = { 0 };
 	MigSample integ = { 0 };
+	BenchChild *tool = NULL;
 	gboolean ok;
 
 	/* capabilities on the destination first: it must know before the source connects.
@@ -1427,17 +1522,25 @@ static gboolean pc_run(Bench *b, const PcNet *net, PcRow *row, guint64 guest, Pc
 	     qmp_run(p.qsrc, "source", "migrate-set-parameters",
 		     "{\"max-bandwidth\":0,\"downtime-limit\":1,\"x-postcopy-after-passes\":1}", err) &&
 	     (port = net->bed ? g_strdup_printf("%u", PC_BED_PORT) : dst_port(b, &p, err)) != NULL;
+	if (ok && row->traced)
+		ok = (tool = pc_stages_start(b, &p, err)) != NULL;
 	if (ok) {
 		uri = g_strdup_printf("{\"uri\":\"tcp:%s:%s\"}", dst_host(b, net->bed), port);
 		ok = qmp_run(p.qsrc, "source", "migrate", uri, err) && (done = wait_source(b, &p, err)) != NULL &&
 		     wait_integrity(b, &p, &integ, err) && (dq = query_migrate(p.qdst, err)) != NULL &&
-		     pc_figures(row, done, dq, s, err);
+		     pc_figures(b, row, done, dq, s, err) && (!tool || pc_stages_finish(b, tool, s, err));
 	}
 	s->checked = integ.checked;
 	s->failed = integ.failed;
 	s->units = integ.units;
+	bench_child_free(b->procs, tool);   /* before the pair: it traces them */
 	mig_pair_stop(b, &p);
 	return ok;
+}
+
+static const char *pc_arm_name(const PcRow *r)
+{
+	return r->traced ? "preempt, --stages" : arm_names[r->arm];
 }
 
 static void pc_cell(Bench *b, const PcNet *net, PcRow *row, guint64 guest, int run)
@@ -1445,29 +1548,37 @@ static void pc_cell(Bench *b, const PcNet *net, PcRow *row, guint64 guest, int r
 	g_autoptr(GError) err = NULL;
 	PcSample s = { 0 };
 	const char *page = pc_backends[row->bi].page;
+	g_autofree char *extra = NULL;
 
 	if (row->status != ROW_OK)
 		return;
 	if (check_interrupted(b, &err) || !pc_run(b, net, row, guest, &s, &err)) {
 		row->status = status_of(err);
 		row->error = g_strdup(err->message);
-		g_printerr("migbench: %s %s %s run %d/%d: %s: %s\n", net->name, page, arm_names[row->arm], run + 1, b->runs,
+		g_printerr("migbench: %s %s %s run %d/%d: %s: %s\n", net->name, page, pc_arm_name(row), run + 1, b->runs,
 			   row_status_names[row->status], err->message);
 		return;
 	}
 	g_array_append_val(row->samples, s);
+	extra = s.has_stages ? g_strdup_printf("; stages: sum of hop p50s %.1f us, total p50 %.1f us",
+					       s.stages.sum_hop_p50_us, s.stages.total_p50_us)
+			     : g_strdup("");
 	g_printerr("migbench: %s %s %s run %d/%d: p50 %.3f p90 %.3f p99 %.3f ms over %" G_GUINT64_FORMAT
-		   " faults, downtime %" G_GINT64_FORMAT " ms\n", net->name, page, arm_names[row->arm], run + 1, b->runs,
-		   s.p50_us / 1e3, s.p90_us / 1e3, s.p99_us / 1e3, s.faults, s.downtime_ms);
+		   " faults (kernel: p50 %.3f ms over %.0f), downtime %" G_GINT64_FORMAT " ms%s\n", net->name, page,
+		   pc_arm_name(row), run + 1, b->runs, s.p50_us / 1e3, s.p90_us / 1e3, s.p99_us / 1e3, s.faults,
+		   get_k_p50(&s) / 1e3, get_k_count(&s), s.downtime_ms, extra);
 }
 
 static void pc_net(Bench *b, PcNet *net, guint nback, guint64 guest)
 {
 	g_autoptr(GError) err = NULL;
 
-	for (guint bi = 0; bi < nback; bi++)
+	for (guint bi = 0; bi < nback; bi++) {
 		for (int a = 0; a < N_ARMS; a++)
 			net->rows[bi][a] = pc_row_new(bi, (PcArm)a);
+		net->traced[bi] = pc_row_new(bi, ARM_PREEMPT);
+		net->traced[bi]->traced = TRUE;
+	}
 	if (net->bed) {
 		if (!(b->net = bench_net_new(&err))) {
 			net->error = g_strdup(err->message);
@@ -1482,11 +1593,15 @@ static void pc_net(Bench *b, PcNet *net, guint nback, guint64 guest)
 		net->error = g_strdup(err->message);
 	} else {
 		/* the arms take turns, starting one further each run, so drift on a shared
-		 * machine spreads over all three */
-		for (int run = 0; run < b->runs && !bench_procs_interrupted(b->procs); run++)
-			for (guint bi = 0; bi < nback; bi++)
+		 * machine spreads over all three. The traced run comes last: its probes slow
+		 * the migration, so it is kept out of the arms' medians. */
+		for (int run = 0; run < b->runs && !bench_procs_interrupted(b->procs); run++) {
+			for (guint bi = 0; bi < nback; bi++) {
 				for (int k = 0; k < N_ARMS; k++)
 					pc_cell(b, net, net->rows[bi][(k + run) % N_ARMS], guest, run);
+				pc_cell(b, net, net->traced[bi], guest, run);
+			}
+		}
 	}
 	bench_net_free(b->net);   /* every child of this net was reaped by now */
 	b->net = NULL;
@@ -1531,6 +1646,64 @@ static char *fmt_size(guint64 bytes)
 			    : g_strdup_printf("%" G_GUINT64_FORMAT " MiB", bytes >> 20);
 }
 
+/* A kernel-side figure: "no-bpf" when no run of the row had x-fault-latency-bpf. */
+static char *fmt_k(const PcRow *r, PcGet get)
+{
+	for (guint i = 0; pc_ok(r) && i < r->samples->len; i++)
+		if (g_array_index(r->samples, PcSample, i).k.ok)
+			return fmt_ms(pc_median(r, get));
+	return g_strdup(pc_ok(r) ? "no-bpf" : "-");
+}
+
+#define PC_ROW_FMT "%-8s %-4s %-19s %8s %9s %9s %9s %9s %9s %9s %8s %9s %9s\n"
+
+static void pc_print_row(const PcNet *net, const PcRow *r)
+{
+	gboolean ok = pc_ok(r);
+	g_autofree char *faults = fmt_num(pc_median(r, get_faults), 0);
+	g_autofree char *p50 = ok ? fmt_ms(pc_median(r, get_p50))
+			     : g_strdup(r->status == ROW_OK ? "not run" : row_status_names[r->status]);
+	g_autofree char *p90 = fmt_ms(pc_median(r, get_p90)), *p99 = fmt_ms(pc_median(r, get_p99));
+	g_autofree char *k50 = fmt_k(r, get_k_p50), *k90 = fmt_k(r, get_k_p90), *k99 = fmt_k(r, get_k_p99);
+	g_autofree char *over_off = fmt_num(pc_over_off(net, r), 3);
+	g_autofree char *over_floor = fmt_num(pc_over_floor(net, r), 1);
+	g_autofree char *down = fmt_num(pc_median(r, get_downtime), 0);
+
+	printf(PC_ROW_FMT, pc_backends[r->bi].backend, pc_backends[r->bi].page, pc_arm_name(r), faults, p50, p90, p99,
+	       k50, k90, k99, over_off, over_floor, down);
+}
+
+static void pc_print_row_error(const PcRow *r)
+{
+	if (!pc_ok(r) && r->error)
+		printf("%s %s: %s: %s\n", pc_backends[r->bi].page, pc_arm_name(r), row_status_names[r->status], r->error);
+}
+
+/* The traced rows' breakdown, median over their runs. */
+static void pc_print_stages(const PcNet *net, guint nback)
+{
+	printf("\nstage breakdown (the \"preempt, --stages\" rows: mig-faultlat --stages --src SRC --dst DST beside "
+	       "the migration; median over runs; \"typical\" is the mean per hop of the requests from p40 to p60 of "
+	       "the total, which adds up)\n");
+	for (guint bi = 0; bi < nback; bi++) {
+		const PcRow *r = net->traced[bi];
+		g_autofree BenchStages *v = NULL;
+		BenchStages med;
+		guint n = 0;
+
+		if (!pc_ok(r)) {
+			printf("  %s: %s\n", pc_backends[bi].page, r->status == ROW_OK ? "not run" : row_status_names[r->status]);
+			continue;
+		}
+		v = g_new0(BenchStages, r->samples->len);
+		for (guint i = 0; i < r->samples->len; i++)
+			v[n++] = g_array_index(r->samples, PcSample, i).stages;
+		bench_stages_median(v, n, &med);
+		printf("  %s, %u run%s:\n", pc_backends[bi].page, n, n == 1 ? "" : "s");
+		bench_stages_print(stdout, &med, "    ");
+	}
+}
+
 static void pc_print_net(Bench *b, const PcNet *net, guint nback, guint64 guest)
 {
 	g_autofree char *gs = fmt_size(guest);
@@ -1556,38 +1729,28 @@ static void pc_print_net(Bench *b, const PcNet *net, guint nback, guint64 guest)
 	if (net->bed && nback > 1)
 		printf("; 2 MiB at %g Gbit/s: %.1f ms", BENCH_NET_RATE_BPS / 1e9, PC_HUGE_AT_LINK_MS);
 	printf("\nlatency: the destination's x-postcopy-latency, fault read to page placed, every faulting thread "
-	       "(its %d vCPUs; the integrity sweep starts once postcopy is over)\n", PC_DST_VCPUS);
-	printf("%-8s %-4s %-19s %8s %9s %9s %9s %8s %9s %9s\n", "backend", "page", "arm", "faults", "p50 ms",
-	       "p90 ms", "p99 ms", "p50/off", "p50/floor", "downtime");
+	       "(its %d vCPUs; the integrity sweep starts once postcopy is over);\nk-: its x-fault-latency-bpf, the "
+	       "kernel's view of the same waits (migd --trace-latency), page fault to the retry's end\n", PC_DST_VCPUS);
+	printf(PC_ROW_FMT, "backend", "page", "arm", "faults", "p50 ms", "p90 ms", "p99 ms", "k-p50 ms", "k-p90 ms",
+	       "k-p99 ms", "p50/off", "p50/floor", "downtime");
 	for (guint bi = 0; bi < nback; bi++) {
 		for (int a = 0; a < N_ARMS; a++) {
-			const PcRow *r = net->rows[bi][a];
-			gboolean ok = pc_ok(r);
-			g_autofree char *faults = fmt_num(pc_median(r, get_faults), 0);
-			g_autofree char *p50 = ok ? fmt_ms(pc_median(r, get_p50))
-					     : g_strdup(r->status == ROW_OK ? "not run" : row_status_names[r->status]);
-			g_autofree char *p90 = fmt_ms(pc_median(r, get_p90)), *p99 = fmt_ms(pc_median(r, get_p99));
-			g_autofree char *over_off = fmt_num(pc_over_off(net, r), 3);
-			g_autofree char *over_floor = fmt_num(pc_over_floor(net, r), 1);
-			g_autofree char *down = fmt_num(pc_median(r, get_downtime), 0);
-
-			printf("%-8s %-4s %-19s %8s %9s %9s %9s %8s %9s %9s\n", pc_backends[bi].backend, pc_backends[bi].page,
-			       arm_names[a], faults, p50, p90, p99, over_off, over_floor, down);
-			footnotes |= !ok;
+			pc_print_row(net, net->rows[bi][a]);
+			footnotes |= !pc_ok(net->rows[bi][a]);
 		}
+		pc_print_row(net, net->traced[bi]);
+		footnotes |= !pc_ok(net->traced[bi]);
 	}
 	if (footnotes || net->error)
 		printf("\n");
 	if (net->error)
 		printf("%s: error: %s\n", net->name, net->error);
 	for (guint bi = 0; bi < nback; bi++) {
-		for (int a = 0; a < N_ARMS; a++) {
-			const PcRow *r = net->rows[bi][a];
-
-			if (!pc_ok(r) && r->error)
-				printf("%s %s: %s: %s\n", pc_backends[bi].page, arm_names[a], row_status_names[r->status], r->error);
-		}
+		for (int a = 0; a < N_ARMS; a++)
+			pc_print_row_error(net->rows[bi][a]);
+		pc_print_row_error(net->traced[bi]);
 	}
+	pc_print_stages(net, nback);
 	if (net->bed) {
 		PcTarget t[PC_TARGETS];
 
@@ -1644,6 +1807,23 @@ static void json_pc_sample(JsonBuilder *j, const PcSample *s)
 	json_int(j, "failed", (gint64)s->failed);
 	json_int(j, "total", (gint64)s->units);
 	json_builder_end_object(j);
+	/* null: migd could not load its BPF programs (the notes say why) */
+	json_builder_set_member_name(j, "kernel");
+	if (s->k.ok) {
+		json_builder_begin_object(j);
+		json_double_or_null(j, "count", s->k.count);
+		json_double_or_null(j, "p50_us", s->k.p50_us);
+		json_double_or_null(j, "p90_us", s->k.p90_us);
+		json_double_or_null(j, "p99_us", s->k.p99_us);
+		json_double_or_null(j, "max_us", s->k.max_us);
+		json_builder_end_object(j);
+	} else {
+		json_builder_add_null_value(j);
+	}
+	if (s->has_stages) {
+		json_builder_set_member_name(j, "stages");
+		bench_stages_json(j, &s->stages);
+	}
 	json_builder_end_object(j);
 }
 
@@ -1658,6 +1838,8 @@ static void json_pc_row(JsonBuilder *j, const PcNet *net, const PcRow *r)
 	json_builder_add_string_value(j, arm_keys[r->arm]);
 	json_builder_set_member_name(j, "preempt");
 	json_builder_add_boolean_value(j, r->arm != ARM_OFF);
+	json_builder_set_member_name(j, "traced");   /* mig-faultlat --stages attached */
+	json_builder_add_boolean_value(j, r->traced);
 	/* null: not set, because the arm has no preempt or the engine has no such parameter */
 	json_builder_set_member_name(j, "break_huge");
 	if (r->arm == ARM_OFF || r->no_break_huge)
@@ -1678,9 +1860,27 @@ static void json_pc_row(JsonBuilder *j, const PcNet *net, const PcRow *r)
 		json_double_or_null(j, "p99_us", pc_median(r, get_p99));
 		json_double_or_null(j, "faults", pc_median(r, get_faults));
 		json_double_or_null(j, "downtime_ms", pc_median(r, get_downtime));
+		json_double_or_null(j, "kernel_count", pc_median(r, get_k_count));
+		json_double_or_null(j, "kernel_p50_us", pc_median(r, get_k_p50));
+		json_double_or_null(j, "kernel_p90_us", pc_median(r, get_k_p90));
+		json_double_or_null(j, "kernel_p99_us", pc_median(r, get_k_p99));
 		json_builder_end_object(j);
 	} else {
 		json_builder_add_null_value(j);
+	}
+	if (r->traced) {
+		json_builder_set_member_name(j, "stages_median");
+		if (pc_ok(r)) {
+			g_autofree BenchStages *v = g_new0(BenchStages, r->samples->len);
+			BenchStages med;
+
+			for (guint i = 0; i < r->samples->len; i++)
+				v[i] = g_array_index(r->samples, PcSample, i).stages;
+			bench_stages_median(v, r->samples->len, &med);
+			bench_stages_json(j, &med);
+		} else {
+			json_builder_add_null_value(j);
+		}
 	}
 	json_double_or_null(j, "p50_over_off", pc_over_off(net, r));
 	json_double_or_null(j, "p50_over_floor", pc_over_floor(net, r));
@@ -1728,6 +1928,11 @@ static void json_pc_net(JsonBuilder *j, const PcNet *net, guint nback)
 	for (guint bi = 0; bi < nback; bi++)
 		for (int a = 0; a < N_ARMS; a++)
 			json_pc_row(j, net, net->rows[bi][a]);
+	json_builder_end_array(j);
+	json_builder_set_member_name(j, "traced");
+	json_builder_begin_array(j);
+	for (guint bi = 0; bi < nback; bi++)
+		json_pc_row(j, net, net->traced[bi]);
 	json_builder_end_array(j);
 	json_builder_set_member_name(j, "targets");
 	json_builder_begin_array(j);
@@ -1789,9 +1994,11 @@ static int run_postcopy_latency(Bench *b)
 			continue;   /* interrupted before it started */
 		pc_print_net(b, &nets[i], nback, guest);
 		rc |= nets[i].error != NULL;
-		for (guint bi = 0; bi < nback; bi++)
+		for (guint bi = 0; bi < nback; bi++) {
 			for (int a = 0; a < N_ARMS; a++)
 				rc |= nets[i].rows[bi][a]->status == ROW_ERROR;
+			rc |= nets[i].traced[bi]->status == ROW_ERROR;
+		}
 	}
 	for (guint i = 0; i < b->notes->len; i++)
 		printf("note: %s\n", (char *)g_ptr_array_index(b->notes, i));
@@ -1801,9 +2008,11 @@ static int run_postcopy_latency(Bench *b)
 		rc = 1;
 	}
 	for (guint i = 0; i < G_N_ELEMENTS(nets); i++) {
-		for (guint bi = 0; bi < PC_BACKENDS; bi++)
+		for (guint bi = 0; bi < PC_BACKENDS; bi++) {
 			for (int a = 0; a < N_ARMS; a++)
 				pc_row_free(nets[i].rows[bi][a]);
+			pc_row_free(nets[i].traced[bi]);
+		}
 		for (int s = 0; s < 2; s++) {
 			g_free(nets[i].ns[s]);
 			g_free(nets[i].addr[s]);
@@ -2216,6 +2425,10 @@ static gboolean find_binaries(Bench *b, const char *build, GError **err)
 		g_autofree char *raw = g_build_filename(d, "mig-rawxfer", NULL);
 
 		if (g_file_test(migd, G_FILE_TEST_IS_EXECUTABLE) && g_file_test(raw, G_FILE_TEST_IS_EXECUTABLE)) {
+			g_autofree char *fl = g_build_filename(d, "mig-faultlat", NULL);
+
+			if (g_file_test(fl, G_FILE_TEST_IS_EXECUTABLE))
+				b->faultlat = g_steal_pointer(&fl);
 			b->migd = g_steal_pointer(&migd);
 			b->rawxfer = g_steal_pointer(&raw);
 			return TRUE;
@@ -2281,6 +2494,7 @@ static void bench_clear(Bench *b)
 {
 	g_free(b->migd);
 	g_free(b->rawxfer);
+	g_free(b->faultlat);
 	g_free(b->tmpdir);
 	g_free(b->command);
 	g_ptr_array_unref(b->notes);

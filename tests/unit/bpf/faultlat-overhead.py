@@ -8,14 +8,34 @@ the median of the per-round p50s with and without the tool. Not a test: numbers 
 docs/faultlat.md.
 
     faultlat-overhead.py --tool PATH --delay PATH [--pairs 10] [--mem 4k] [--threads 1]
-                         [--delay-us 0] [--faults 256]
+                         [--delay-us 0] [--faults 256] [--cpus LIST] [--prog-stats]
+
+--cpus runs uffd-delay under `taskset -c LIST`. The untraced p50 of a free-running pair
+of threads is bimodal on a 2-CPU machine (same CPU or not); pinned, both states see the
+same placement. The tool itself is never pinned.
+
+--prog-stats also says where the time goes: it turns on kernel.bpf_stats_enabled for the
+run (and restores it), and prints, per BPF program of the tool, its runs and run time per
+traced round, per fault. Those stats put two clock reads around every program run, so
+the p50s of a --prog-stats run are not the overhead figures.
 """
 import argparse
+import collections
 import json
 import signal
 import statistics
 import subprocess
 import sys
+
+STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
+
+
+def prog_stats():
+    """{prog id: (name, run_cnt, run_time_ns)} of every loaded BPF program."""
+    out = subprocess.run(["bpftool", "prog", "show", "--json"], check=True, capture_output=True,
+                         text=True).stdout
+    return {p["id"]: (p.get("name", "?"), p.get("run_cnt", 0), p.get("run_time_ns", 0))
+            for p in json.loads(out)}
 
 
 def attach(tool, pid):
@@ -43,9 +63,18 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--delay-us", type=int, default=0)
     ap.add_argument("--faults", type=int, default=256)
+    ap.add_argument("--prog-stats", action="store_true")
+    ap.add_argument("--cpus")
     a = ap.parse_args()
+    stats_was = None
+    if a.prog_stats:
+        with open(STATS_SYSCTL) as f:
+            stats_was = f.read().strip()
+        with open(STATS_SYSCTL, "w") as f:
+            f.write("1\n")
+    cost = collections.defaultdict(lambda: [0, 0])   # name: [runs, ns] over traced rounds
 
-    cmd = [a.delay, "--mem", a.mem, "--threads", str(a.threads), "--delay-us",
+    cmd = (["taskset", "-c", a.cpus] if a.cpus else []) + [a.delay, "--mem", a.mem, "--threads", str(a.threads), "--delay-us",
            str(a.delay_us), "--faults", str(a.faults), "--rounds", str(2 * a.pairs), "--wait"]
     ud = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     p50 = {False: [], True: []}
@@ -55,10 +84,20 @@ def main():
             if not ready.startswith("ready "):
                 raise RuntimeError("uffd-delay: %r" % ready)
             traced = r % 2 == 1
+            before = prog_stats() if a.prog_stats else {}
             tool = attach(a.tool, ready.split()[1]) if traced else None
+            if tool and a.prog_stats:
+                ours = set(prog_stats()) - set(before)   # the tool's programs
+                before = prog_stats()
             ud.stdin.write("go\n")
             ud.stdin.flush()
             res = json.loads(ud.stdout.readline())
+            if tool and a.prog_stats:
+                after = prog_stats()
+                for pid in ours:
+                    name, cnt, ns = after.get(pid, ("?", 0, 0))
+                    cost[name][0] += cnt - before[pid][1]
+                    cost[name][1] += ns - before[pid][2]
             if tool:
                 detach(tool)
             p50[traced].append(res["p50_us"])
@@ -69,11 +108,27 @@ def main():
     finally:
         if ud.poll() is None:
             ud.kill()
+        if stats_was is not None:
+            with open(STATS_SYSCTL, "w") as f:
+                f.write(stats_was + "\n")
     off, on = statistics.median(p50[False]), statistics.median(p50[True])
+    # each traced round against the untraced round just before it: drift cancels out
+    diffs = [t - u for u, t in zip(p50[False], p50[True])]
     print("%s memory, %d thread(s), delay %d us, %d faults a round, %d rounds each way:" % (
         a.mem, a.threads, a.delay_us, a.faults, a.pairs))
     print("  median p50 without mig-faultlat %.1f us, with %.1f us: %+.1f us (%+.1f %%)" % (
         off, on, on - off, 100.0 * (on - off) / off))
+    print("  median of the per-pair differences (traced round - the untraced round before it): %+.2f us (%+.1f %%)" % (
+        statistics.median(diffs), 100.0 * statistics.median(diffs) / off))
+    if a.prog_stats:
+        faults = a.faults * a.threads * a.pairs
+        print("BPF programs over the %d traced rounds (%d faults), whole machine:" % (a.pairs, faults))
+        total = 0
+        for name, (cnt, ns) in sorted(cost.items(), key=lambda kv: -kv[1][1]):
+            total += ns
+            print("  %-22s %9d runs %8.0f ns/run %8.3f us/fault" % (
+                name, cnt, ns / cnt if cnt else 0, ns / 1e3 / faults))
+        print("  %-22s %43.3f us/fault" % ("all", total / 1e3 / faults))
     return 0
 
 
