@@ -548,11 +548,13 @@ static gboolean stop_and_copy(Src *src, GError **err)
 		return FALSE;
 	if (!mig_src_sync_dirty(src, &dirty, err) || !send_dirty(src, err))
 		return FALSE;
+	/* the rest of the RAM is with the senders (or on the main channel) by now: the
+	 * pass's sync below waits for the devices' chunks too, which ram-ms must not count */
+	src->s->stats.t_ram_done = g_get_monotonic_time();
 	/* before the pass's sync: a receiver parks at its SYNC until the main channel's
 	 * PASS, so a device chunk behind a SYNC would wait for the very sync waiting on it */
 	if (!mig_dev_src_stop_copy_end(src->dev, err) || !mig_src_pass_end(src, err))
 		return FALSE;
-	src->s->stats.t_ram_done = g_get_monotonic_time();
 	if (!mig_src_send_state(src, err) || !mig_src_send_frame(src, MIG_F_COMPLETE, NULL, 0, err))
 		return FALSE;
 	/* the destination answers once its guest runs (or why it cannot) */
