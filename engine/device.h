@@ -37,7 +37,8 @@ typedef struct MigDeviceOps {
 	/* PRE_COPY: bytes of initial state not yet read and bytes dirtied since
 	 * (VFIO_MIG_GET_PRECOPY_INFO). NULL: the device has no pre-copy phase. */
 	gboolean (*precopy_info)(gpointer opaque, guint64 *initial_bytes, guint64 *dirty_bytes, GError **err);
-	/* Bytes STOP_COPY will produce (VFIO_DEVICE_FEATURE_MIG_DATA_SIZE). */
+	/* Bytes STOP_COPY would produce if entered now, pre-copy data not yet read
+	 * included (VFIO_DEVICE_FEATURE_MIG_DATA_SIZE). */
 	gboolean (*data_size)(gpointer opaque, guint64 *stop_copy_bytes, GError **err);
 	/* Optional: how fast the device reads out and loads state, bytes/s (0 unknown), so
 	 * the switchover estimate includes device time, not only wire time. */

@@ -122,6 +122,17 @@ static void fail_migration(DevDst *dd, const char *msg)
 	g_mutex_unlock(&s->lock);
 }
 
+/* A device that stopped taking its state (EPIPE) knows why: its verdict says it. */
+static char *why_load_failed(DevIn *in, int rc)
+{
+	g_autoptr(GError) e = NULL;
+
+	if (rc == -EPIPE && in->d->state == MIG_DEV_RESUMING &&
+	    !mig_device_set_state(in->d, MIG_DEV_STOP, NULL, &e))
+		return g_strdup(e->message);
+	return g_strdup_printf("device '%s': loading state: %s", in->d->id, g_strerror(-rc));
+}
+
 /* Pool job: loads what is ready for one device, in order. */
 static void load_job(gpointer data, gpointer user)
 {
@@ -154,7 +165,7 @@ static void load_job(gpointer data, gpointer user)
 		chunk_free(c, dd, rc == 0);
 		g_cond_broadcast(&dd->cond);
 		if (rc < 0) {
-			g_autofree char *msg = g_strdup_printf("device '%s': loading state: %s", in->d->id, g_strerror(-rc));
+			g_autofree char *msg = why_load_failed(in, rc);
 
 			/* the cause is recorded before anyone is woken to report a consequence */
 			g_mutex_unlock(&dd->lock);
@@ -388,7 +399,9 @@ gboolean mig_dev_dst_chunk_serial(MigSession *s, int fd, guint32 len, GError **e
 	rc = feed_device(dd, in->fd, -1, buf, n);
 	mig_buf_put(dd->bufs, buf);
 	if (rc < 0) {
-		g_set_error(err, MIG_ERROR, -rc, "device '%s': loading state: %s", in->d->id, g_strerror(-rc));
+		g_autofree char *msg = why_load_failed(in, rc);
+
+		g_set_error(err, MIG_ERROR, -rc, "%s", msg);
 		return FALSE;
 	}
 	in->next_in++;

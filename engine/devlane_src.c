@@ -395,12 +395,11 @@ guint64 mig_dev_src_expected_ms(DevSrc *ds, guint64 ram_bytes, guint64 bw)
 
 	for (guint i = 0; ds && i < ds->n; i++) {
 		DevOut *o = &ds->out[i];
-		guint64 bytes = 0, initial = 0, dirty = 0, rd = 0, ld = 0, ms = 0;
+		guint64 bytes = 0, rd = 0, ld = 0, ms = 0;
 
+		/* what STOP_COPY would produce now, unread pre-copy bytes included */
 		if (!o->d->ops->data_size(o->d->opaque, &bytes, NULL))
 			continue;
-		if (o->precopy && o->d->ops->precopy_info(o->d->opaque, &initial, &dirty, NULL))
-			bytes += initial + dirty;
 		if (o->d->ops->rates)
 			o->d->ops->rates(o->d->opaque, &rd, &ld);
 		/* the device's own pace: reading out and loading overlap, the slower one rules */

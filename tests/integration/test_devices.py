@@ -156,6 +156,7 @@ def failed_load(lane, mode):
         desc = info.get("error-desc", "")
         print("lane %s, fail-mode %s: source failed with: %s" % (lane, mode, desc))
         h.check("gpu0" in desc, "error-desc does not name the device: %r" % desc)
+        h.check("12345678" in desc, "error-desc lost the device's own reason: %r" % desc)
         st = src.query_status()
         h.check(st.get("running") is True, "source not running after the failed migration: %s" % st)
         for dev_id, d in by_id(src.query_migrate()).items():
@@ -171,6 +172,10 @@ def case_load_refused_lane():
 
 def case_load_refused_serial():
     failed_load(False, "verdict")
+
+
+def case_load_aborted_serial():
+    failed_load(False, "abort")
 
 
 def case_load_aborted_lane():
@@ -229,4 +234,4 @@ def case_estimate_counts_devices():
 if __name__ == "__main__":
     h.main([case_lane_precopy, case_lane_precopy_hugetlb, case_serial_precopy, case_serial_precopy_no_multifd,
             case_lane_postcopy, case_serial_postcopy, case_load_refused_lane, case_load_refused_serial,
-            case_load_aborted_lane, case_queue_cap, case_estimate_counts_devices])
+            case_load_aborted_lane, case_load_aborted_serial, case_queue_cap, case_estimate_counts_devices])
