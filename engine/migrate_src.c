@@ -136,6 +136,8 @@ static gboolean send_setup(Src *src, GError **err)
 	}
 	n = GUINT32_TO_BE(src->s->caps[MIG_CAP_MULTIFD] ? (guint32)src->s->params.multifd_channels : 0);
 	g_byte_array_append(p, (guint8 *)&n, 4);
+	n = GUINT32_TO_BE(mig_preempt_channels(src->s));
+	g_byte_array_append(p, (guint8 *)&n, 4);
 	iov = (struct iovec){ p->data, p->len };
 	return mig_src_send_frame(src, MIG_F_SETUP, &iov, 1, err);
 }
@@ -581,7 +583,7 @@ static void finish(Src *src, GError *error)
 
 gpointer mig_src_thread(gpointer opaque)
 {
-	Src src = { .s = opaque, .fd = -1, .pre_fd = -1 };
+	Src src = { .s = opaque, .fd = -1 };
 	MigSession *s = src.s;
 	g_autoptr(GError) err = NULL;
 	gboolean ok, postcopy = FALSE;
@@ -616,6 +618,7 @@ gpointer mig_src_thread(gpointer opaque)
 		mig_mf_src_free(src.mf);
 	}
 	free_tracking(&src);
+	mig_pc_src_close_preempt(&src);   /* precopy finished, or failed, with them open */
 	{
 		struct timespec ts;
 
