@@ -1,6 +1,6 @@
 /* migbench: mig's benchmark runner (docs/benchmarks.md).
  *
- *   migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp]
+ *   migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp] [--preempt-channels N]
  *
  * It starts every process it measures (migd pairs, mig-rawxfer pairs) in a temporary
  * directory, on the host or inside its shaped netns bed (tools/bench/netns.h), waits for
@@ -83,6 +83,7 @@ typedef struct Bench {
 	const char *json_path;
 	int runs;
 	gboolean quick, keep_tmp, prealloc;
+	guint preempt_channels;     /* postcopy-latency: x-preempt-channels of ARM_CHANNELS (1: no such arm) */
 	BenchProcs *procs;
 	GPtrArray *notes;           /* char *: what the reader of the table must know */
 	GPtrArray *rows;            /* Row * */
@@ -1108,10 +1109,12 @@ static int run_precopy_throughput(Bench *b)
 /* One 2 MiB page at the bed's rate: what no fetch of a huge page can beat. */
 #define PC_HUGE_AT_LINK_MS ((double)HUGEPAGE_BYTES * 8 / BENCH_NET_RATE_BPS * 1e3)
 
-typedef enum { ARM_OFF, ARM_PREEMPT, ARM_BREAK_HUGE, N_ARMS } PcArm;
+/* ARM_CHANNELS (only with --preempt-channels N > 1): preempt+break-huge over N urgent
+ * channels, beside the same arm over one, in the same run. */
+typedef enum { ARM_OFF, ARM_PREEMPT, ARM_BREAK_HUGE, ARM_CHANNELS, N_ARMS } PcArm;
 
-static const char *const arm_names[N_ARMS] = { "preempt off", "preempt", "preempt+break-huge" };
-static const char *const arm_keys[N_ARMS] = { "off", "preempt", "preempt-break-huge" };
+static const char *const arm_names[N_ARMS] = { "preempt off", "preempt", "preempt+break-huge", "preempt+bh+channels" };
+static const char *const arm_keys[N_ARMS] = { "off", "preempt", "preempt-break-huge", "preempt-break-huge-channels" };
 
 static const struct {
 	const char *backend, *page, *cls;   /* --mem-backend, as printed, x-postcopy-latency class */
@@ -1152,6 +1155,7 @@ typedef struct PcNet {
 	RawSample raw;              /* the bed's rate check; bytes 0 when not measured */
 	PcFloor floor[PC_BACKENDS]; /* by backend: 4K, 2M */
 	char *error;                /* the bed, its rate check or the floor failed */
+	guint preempt_channels;     /* x-preempt-channels of the ARM_CHANNELS rows */
 	PcRow *rows[PC_BACKENDS][N_ARMS];   /* NULL: not in this run (--quick has no hugetlb) */
 } PcNet;
 
@@ -1303,12 +1307,15 @@ out:
 
 /* ---- postcopy-latency: one migration ------------------------------------------------------ */
 
-/* Arm (b) turns break-huge off and arm (c) on, on both sides. An engine without the
- * parameter refuses it as unexpected: arm (c) is then pending, and arm (b) runs as it
- * is, since the engine then never breaks huge pages up. */
+/* Arm (b) turns break-huge off and arm (c) on, on both sides; arm (d) is (c) with
+ * several urgent channels. An engine without the parameter refuses it as unexpected:
+ * arm (c) is then pending, and arm (b) runs as it is, since the engine then never
+ * breaks huge pages up. */
 static gboolean pc_set_break_huge(Bench *b, MigPair *p, PcRow *row, GError **err)
 {
-	g_autofree char *args = g_strdup_printf("{\"" BREAK_HUGE "\":%s}", row->arm == ARM_BREAK_HUGE ? "true" : "false");
+	g_autofree char *args = row->arm == ARM_CHANNELS
+		? g_strdup_printf("{\"" BREAK_HUGE "\":true,\"x-preempt-channels\":%u}", b->preempt_channels)
+		: g_strdup_printf("{\"" BREAK_HUGE "\":%s}", row->arm == ARM_BREAK_HUGE ? "true" : "false");
 	QmpClient *q[2] = { p->qdst, p->qsrc };
 	static const char *const side[2] = { "destination", "source" };
 
@@ -1429,10 +1436,11 @@ static void pc_cell(Bench *b, const PcNet *net, PcRow *row, guint64 guest, int r
 {
 	g_autoptr(GError) err = NULL;
 	PcSample s = { 0 };
-	const char *page = pc_backends[row->bi].page;
+	const char *page;
 
-	if (row->status != ROW_OK)
+	if (!row || row->status != ROW_OK)
 		return;
+	page = pc_backends[row->bi].page;
 	if (check_interrupted(b, &err) || !pc_run(b, net, row, guest, &s, &err)) {
 		row->status = status_of(err);
 		row->error = g_strdup(err->message);
@@ -1450,9 +1458,10 @@ static void pc_net(Bench *b, PcNet *net, guint nback, guint64 guest)
 {
 	g_autoptr(GError) err = NULL;
 
+	net->preempt_channels = b->preempt_channels;
 	for (guint bi = 0; bi < nback; bi++)
 		for (int a = 0; a < N_ARMS; a++)
-			net->rows[bi][a] = pc_row_new(bi, (PcArm)a);
+			net->rows[bi][a] = a != ARM_CHANNELS || b->preempt_channels > 1 ? pc_row_new(bi, (PcArm)a) : NULL;
 	if (net->bed) {
 		if (!(b->net = bench_net_new(&err))) {
 			net->error = g_strdup(err->message);
@@ -1467,7 +1476,7 @@ static void pc_net(Bench *b, PcNet *net, guint nback, guint64 guest)
 		net->error = g_strdup(err->message);
 	} else {
 		/* the arms take turns, starting one further each run, so drift on a shared
-		 * machine spreads over all three */
+		 * machine spreads over all of them */
 		for (int run = 0; run < b->runs && !bench_procs_interrupted(b->procs); run++)
 			for (guint bi = 0; bi < nback; bi++)
 				for (int k = 0; k < N_ARMS; k++)
@@ -1542,12 +1551,18 @@ static void pc_print_net(Bench *b, const PcNet *net, guint nback, guint64 guest)
 		printf("; 2 MiB at %g Gbit/s: %.1f ms", BENCH_NET_RATE_BPS / 1e9, PC_HUGE_AT_LINK_MS);
 	printf("\nlatency: the destination's x-postcopy-latency, fault read to page placed, every faulting thread "
 	       "(its %d vCPUs; the integrity sweep starts once postcopy is over)\n", PC_DST_VCPUS);
+	if (b->preempt_channels > 1)
+		printf("preempt+bh+channels: preempt+break-huge over x-preempt-channels=%u (the other preempt arms use 1)\n",
+		       b->preempt_channels);
 	printf("%-8s %-4s %-19s %8s %9s %9s %9s %8s %9s %9s\n", "backend", "page", "arm", "faults", "p50 ms",
 	       "p90 ms", "p99 ms", "p50/off", "p50/floor", "downtime");
 	for (guint bi = 0; bi < nback; bi++) {
 		for (int a = 0; a < N_ARMS; a++) {
 			const PcRow *r = net->rows[bi][a];
 			gboolean ok = pc_ok(r);
+
+			if (!r)
+				continue;
 			g_autofree char *faults = fmt_num(pc_median(r, get_faults), 0);
 			g_autofree char *p50 = ok ? fmt_ms(pc_median(r, get_p50))
 					     : g_strdup(r->status == ROW_OK ? "not run" : row_status_names[r->status]);
@@ -1569,7 +1584,7 @@ static void pc_print_net(Bench *b, const PcNet *net, guint nback, guint64 guest)
 		for (int a = 0; a < N_ARMS; a++) {
 			const PcRow *r = net->rows[bi][a];
 
-			if (!pc_ok(r) && r->error)
+			if (r && !pc_ok(r) && r->error)
 				printf("%s %s: %s: %s\n", pc_backends[bi].page, arm_names[a], row_status_names[r->status], r->error);
 		}
 	}
@@ -1648,7 +1663,8 @@ static void json_pc_row(JsonBuilder *j, const PcNet *net, const PcRow *r)
 	if (r->arm == ARM_OFF || r->no_break_huge)
 		json_builder_add_null_value(j);
 	else
-		json_builder_add_boolean_value(j, r->arm == ARM_BREAK_HUGE);
+		json_builder_add_boolean_value(j, r->arm >= ARM_BREAK_HUGE);
+	json_int(j, "preempt_channels", r->arm == ARM_OFF ? 0 : r->arm == ARM_CHANNELS ? (gint64)net->preempt_channels : 1);
 	json_builder_set_member_name(j, "status");
 	json_builder_add_string_value(j, row_status_names[r->status]);
 	json_builder_set_member_name(j, "error");
@@ -1722,7 +1738,8 @@ static void json_pc_net(JsonBuilder *j, const PcNet *net, guint nback)
 	json_builder_begin_array(j);
 	for (guint bi = 0; bi < nback; bi++)
 		for (int a = 0; a < N_ARMS; a++)
-			json_pc_row(j, net, net->rows[bi][a]);
+			if (net->rows[bi][a])
+				json_pc_row(j, net, net->rows[bi][a]);
 	json_builder_end_array(j);
 	json_builder_set_member_name(j, "targets");
 	json_builder_begin_array(j);
@@ -1786,7 +1803,7 @@ static int run_postcopy_latency(Bench *b)
 		rc |= nets[i].error != NULL;
 		for (guint bi = 0; bi < nback; bi++)
 			for (int a = 0; a < N_ARMS; a++)
-				rc |= nets[i].rows[bi][a]->status == ROW_ERROR;
+				rc |= nets[i].rows[bi][a] && nets[i].rows[bi][a]->status == ROW_ERROR;
 	}
 	for (guint i = 0; i < b->notes->len; i++)
 		printf("note: %s\n", (char *)g_ptr_array_index(b->notes, i));
@@ -1837,7 +1854,7 @@ static int usage(const char *why)
 {
 	if (why)
 		g_printerr("migbench: %s\n", why);
-	g_printerr("usage: migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp]\n"
+	g_printerr("usage: migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp] [--preempt-channels N]\n"
 		   "scenarios:\n");
 	for (gsize i = 0; i < G_N_ELEMENTS(scenarios); i++)
 		g_printerr("  %-20s %s\n", scenarios[i].name, scenarios[i].summary);
@@ -1976,6 +1993,7 @@ int main(int argc, char **argv)
 	g_autofree char *json = NULL, *build = NULL;
 	gint runs = -1;   /* unset */
 	gboolean quick = FALSE, keep = FALSE;
+	gint preempt_channels = 1;
 	GOptionEntry entries[] = {
 		{ "json", 0, 0, G_OPTION_ARG_FILENAME, &json, "Write every sample and the medians to FILE", "FILE" },
 		{ "runs", 0, 0, G_OPTION_ARG_INT, &runs, "Runs per cell (default 3; 1 with --quick)", "N" },
@@ -1983,6 +2001,8 @@ int main(int argc, char **argv)
 		  "DIR" },
 		{ "quick", 0, 0, G_OPTION_ARG_NONE, &quick, "CI smoke: a smaller scenario, 1 run (docs/benchmarks.md)", NULL },
 		{ "keep-tmp", 0, 0, G_OPTION_ARG_NONE, &keep, "Keep the temporary directory with every log", NULL },
+		{ "preempt-channels", 0, 0, G_OPTION_ARG_INT, &preempt_channels,
+		  "postcopy-latency: add an arm with x-preempt-channels=N (2..8)", "N" },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
 	g_autoptr(GOptionContext) ctx = g_option_context_new("SCENARIO - mig benchmarks");
@@ -2005,6 +2025,9 @@ int main(int argc, char **argv)
 	}
 	if (runs != -1 && (runs < 1 || runs > 99))
 		return usage("--runs must be 1..99");
+	if (preempt_channels < 1 || preempt_channels > 8)
+		return usage("--preempt-channels must be 1..8");
+	b.preempt_channels = (guint)preempt_channels;
 	b.runs = runs > 0 ? runs : quick ? 1 : 3;
 	b.quick = quick;
 	b.keep_tmp = keep;
