@@ -1,6 +1,7 @@
 /* migbench: mig's benchmark runner (docs/benchmarks.md).
  *
- *   migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp] [--preempt-channels N]
+ *   migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp]
+ *            [--preempt-channels N] [--dst-vcpus N]   (postcopy-latency)
  *
  * It starts every process it measures (migd pairs, mig-rawxfer pairs) in a temporary
  * directory, on the host or inside its shaped netns bed (tools/bench/netns.h), waits for
@@ -84,6 +85,7 @@ typedef struct Bench {
 	int runs;
 	gboolean quick, keep_tmp, prealloc;
 	guint preempt_channels;     /* postcopy-latency: x-preempt-channels of ARM_CHANNELS (1: no such arm) */
+	guint dst_vcpus;            /* postcopy-latency: the destination's faulting vCPUs */
 	BenchProcs *procs;
 	GPtrArray *notes;           /* char *: what the reader of the table must know */
 	GPtrArray *rows;            /* Row * */
@@ -1100,7 +1102,7 @@ static int run_precopy_throughput(Bench *b)
 #define PC_FLOOR_WARMUP "10"
 #define PC_BED_CHECK_BYTES ((guint64)256 << 20)   /* the bed's rate check: ~2 s at 1 Gbit/s */
 #define PC_LAT_BUCKETS 24
-#define PC_DST_VCPUS 2
+#define PC_DST_VCPUS 2             /* the default of --dst-vcpus */
 #define PC_SRC_WORKLOAD "seq"             /* keeps dirtying: precopy cannot converge */
 #define PC_DST_WORKLOAD "random,rate=0"   /* faults all over the guest, unthrottled */
 #define PC_BACKENDS 2
@@ -1401,7 +1403,7 @@ static gboolean pc_run(Bench *b, const PcNet *net, PcRow *row, guint64 guest, Pc
 	MigdSpec src = { .backend = pc_backends[row->bi].backend, .huge = huge, .guest_bytes = guest,
 			 .workload = PC_SRC_WORKLOAD, .seed = seq, .side = src_side };
 	MigdSpec dst = { .backend = pc_backends[row->bi].backend, .huge = huge, .guest_bytes = guest,
-			 .workload = PC_DST_WORKLOAD, .vcpus = PC_DST_VCPUS, .incoming = incoming, .side = dst_side };
+			 .workload = PC_DST_WORKLOAD, .vcpus = b->dst_vcpus, .incoming = incoming, .side = dst_side };
 	g_autofree char *caps = g_strdup_printf("{\"capabilities\":[{\"capability\":\"postcopy-ram\",\"state\":true},"
 						"{\"capability\":\"postcopy-preempt\",\"state\":%s}]}",
 						row->arm == ARM_OFF ? "false" : "true");
@@ -1531,7 +1533,7 @@ static void pc_print_net(Bench *b, const PcNet *net, guint nback, guint64 guest)
 	gboolean footnotes = FALSE;
 
 	printf("\npostcopy-latency, %s: %s guests (source " PC_SRC_WORKLOAD ", destination " PC_DST_WORKLOAD
-	       " on %d vCPUs), median of %d run%s, %u CPUs\n", net->name, gs, PC_DST_VCPUS, b->runs, b->runs == 1 ? "" : "s",
+	       " on %d vCPUs), median of %d run%s, %u CPUs\n", net->name, gs, b->dst_vcpus, b->runs, b->runs == 1 ? "" : "s",
 	       g_get_num_processors());
 	if (net->bed) {
 		g_autofree char *raw = fmt_num(net->raw.bytes ? net->raw.gbps * 8 : NAN, 3);
@@ -1550,7 +1552,7 @@ static void pc_print_net(Bench *b, const PcNet *net, guint nback, guint64 guest)
 	if (net->bed && nback > 1)
 		printf("; 2 MiB at %g Gbit/s: %.1f ms", BENCH_NET_RATE_BPS / 1e9, PC_HUGE_AT_LINK_MS);
 	printf("\nlatency: the destination's x-postcopy-latency, fault read to page placed, every faulting thread "
-	       "(its %d vCPUs; the integrity sweep starts once postcopy is over)\n", PC_DST_VCPUS);
+	       "(its %d vCPUs; the integrity sweep starts once postcopy is over)\n", b->dst_vcpus);
 	if (b->preempt_channels > 1)
 		printf("preempt+bh+channels: preempt+break-huge over x-preempt-channels=%u (the other preempt arms use 1)\n",
 		       b->preempt_channels);
@@ -1777,7 +1779,7 @@ static gboolean pc_write_json(Bench *b, const PcNet *nets, guint nnets, guint nb
 	json_builder_add_string_value(j, PC_SRC_WORKLOAD);
 	json_builder_set_member_name(j, "destination_workload");
 	json_builder_add_string_value(j, PC_DST_WORKLOAD);
-	json_int(j, "destination_vcpus", PC_DST_VCPUS);
+	json_int(j, "destination_vcpus", b->dst_vcpus);
 	json_builder_set_member_name(j, "nets");
 	json_builder_begin_array(j);
 	for (guint i = 0; i < nnets; i++)
@@ -1854,7 +1856,8 @@ static int usage(const char *why)
 {
 	if (why)
 		g_printerr("migbench: %s\n", why);
-	g_printerr("usage: migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp] [--preempt-channels N]\n"
+	g_printerr("usage: migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp]\n"
+		   "                [--preempt-channels N] [--dst-vcpus N]   (postcopy-latency)\n"
 		   "scenarios:\n");
 	for (gsize i = 0; i < G_N_ELEMENTS(scenarios); i++)
 		g_printerr("  %-20s %s\n", scenarios[i].name, scenarios[i].summary);
@@ -1993,7 +1996,7 @@ int main(int argc, char **argv)
 	g_autofree char *json = NULL, *build = NULL;
 	gint runs = -1;   /* unset */
 	gboolean quick = FALSE, keep = FALSE;
-	gint preempt_channels = 1;
+	gint preempt_channels = 1, dst_vcpus = PC_DST_VCPUS;
 	GOptionEntry entries[] = {
 		{ "json", 0, 0, G_OPTION_ARG_FILENAME, &json, "Write every sample and the medians to FILE", "FILE" },
 		{ "runs", 0, 0, G_OPTION_ARG_INT, &runs, "Runs per cell (default 3; 1 with --quick)", "N" },
@@ -2003,6 +2006,8 @@ int main(int argc, char **argv)
 		{ "keep-tmp", 0, 0, G_OPTION_ARG_NONE, &keep, "Keep the temporary directory with every log", NULL },
 		{ "preempt-channels", 0, 0, G_OPTION_ARG_INT, &preempt_channels,
 		  "postcopy-latency: add an arm with x-preempt-channels=N (2..8)", "N" },
+		{ "dst-vcpus", 0, 0, G_OPTION_ARG_INT, &dst_vcpus, "postcopy-latency: the destination's vCPUs (default 2)",
+		  "N" },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
 	g_autoptr(GOptionContext) ctx = g_option_context_new("SCENARIO - mig benchmarks");
@@ -2028,6 +2033,9 @@ int main(int argc, char **argv)
 	if (preempt_channels < 1 || preempt_channels > 8)
 		return usage("--preempt-channels must be 1..8");
 	b.preempt_channels = (guint)preempt_channels;
+	if (dst_vcpus < 1 || dst_vcpus > 64)
+		return usage("--dst-vcpus must be 1..64");
+	b.dst_vcpus = (guint)dst_vcpus;
 	b.runs = runs > 0 ? runs : quick ? 1 : 3;
 	b.quick = quick;
 	b.keep_tmp = keep;
