@@ -28,6 +28,19 @@
 static gpointer dst_main_thread(gpointer opaque);
 static gpointer urgent_thread(gpointer opaque);
 
+typedef struct UrgentArg {
+	MigSession *s;
+	guint index;
+} UrgentArg;
+
+static UrgentArg *urgent_arg_new(MigSession *s, guint index)
+{
+	UrgentArg *a = g_new(UrgentArg, 1);
+
+	*a = (UrgentArg){ s, index };
+	return a;
+}
+
 static gboolean fail(GError **err, int code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 static gboolean fail(GError **err, int code, const char *fmt, ...)
 {
@@ -72,6 +85,34 @@ static int admit_multifd(MigSession *s, const MigHello *h, const char **why)
 	return MIG_HELLO_OK;
 }
 
+/* Preempt channels join like multifd ones: the running session, once per index below
+ * x-preempt-channels, before postcopy starts (the source opens them all, each waiting
+ * for its reply, before it sends a page). Call with s->lock held. */
+static int admit_preempt(MigSession *s, const MigHello *h, const char **why)
+{
+	if (!s->incoming_started || memcmp(h->session, s->session_id, sizeof(h->session))) {
+		*why = "preempt channel of no running migration session";
+		return s->incoming_started ? MIG_HELLO_FOREIGN_SESSION : MIG_HELLO_NOT_EXPECTED;
+	}
+	if (!s->urgent_expected) {
+		*why = "postcopy-preempt is not enabled on the destination";
+		return MIG_HELLO_NOT_EXPECTED;
+	}
+	if (h->index >= s->urgent_expected) {
+		*why = "preempt channel index out of range of x-preempt-channels";
+		return MIG_HELLO_BAD_INDEX;
+	}
+	if (s->urgent_fd[h->index] >= 0) {
+		*why = "duplicate preempt channel index";
+		return MIG_HELLO_DUPLICATE;
+	}
+	if (s->status != MIG_STATUS_ACTIVE || s->pc) {
+		*why = "the migration is past setting up its channels";
+		return MIG_HELLO_NOT_EXPECTED;
+	}
+	return MIG_HELLO_OK;
+}
+
 /* Decides whether a connection may join and replies. Returns the channel type it was
  * admitted as (the caller starts its thread; *index says which channel), or 0 when
  * it was refused with a reason the peer can print. */
@@ -95,20 +136,9 @@ static int admit(MigSession *s, int fd, guint *index)
 			status = admit_multifd(s, &h, &why);
 			ok = status == MIG_HELLO_OK ? MIG_CHAN_MULTIFD : 0;
 		} else if (h.type == MIG_CHAN_PREEMPT) {
-			if (!s->incoming_started || memcmp(h.session, s->session_id, sizeof(h.session))) {
-				status = s->incoming_started ? MIG_HELLO_FOREIGN_SESSION : MIG_HELLO_NOT_EXPECTED;
-				why = "preempt channel of no running migration session";
-			} else if (!s->caps[MIG_CAP_POSTCOPY_PREEMPT]) {
-				status = MIG_HELLO_NOT_EXPECTED;
-				why = "postcopy-preempt is not enabled on the destination";
-			} else if (h.index != 0) {
-				status = MIG_HELLO_BAD_INDEX;
-				why = "preempt channel index must be 0";
-			} else if (s->urgent_fd >= 0) {
-				status = MIG_HELLO_DUPLICATE;
-				why = "duplicate preempt channel";
-			} else {
-				s->urgent_fd = fd;
+			status = admit_preempt(s, &h, &why);
+			if (status == MIG_HELLO_OK) {
+				s->urgent_fd[h.index] = fd;
 				ok = MIG_CHAN_PREEMPT;
 			}
 		} else if (h.type != MIG_CHAN_MAIN) {
@@ -129,6 +159,7 @@ static int admit(MigSession *s, int fd, guint *index)
 			s->dst_fd = fd;
 			/* capabilities and parameters are latched here, when the migration begins */
 			s->mf_expected = s->caps[MIG_CAP_MULTIFD] ? (guint)s->params.multifd_channels : 0;
+			s->urgent_expected = mig_preempt_channels(s);
 			mig_set_status_locked(s, MIG_STATUS_ACTIVE);
 			ok = MIG_CHAN_MAIN;
 		}
@@ -185,11 +216,15 @@ static gpointer listen_thread(gpointer opaque)
 		case MIG_CHAN_MULTIFD:
 			mig_mf_dst_add(s, index, fd);
 			break;
-		case MIG_CHAN_PREEMPT:
+		case MIG_CHAN_PREEMPT: {
+			char name[16];
+
+			g_snprintf(name, sizeof(name), "mig/dst/urg/%u", index);
 			g_mutex_lock(&s->lock);
-			s->urgent_thread = g_thread_new("mig/dst/urgent", urgent_thread, s);
+			s->urgent_thread[index] = g_thread_new(name, urgent_thread, urgent_arg_new(s, index));
 			g_mutex_unlock(&s->lock);
 			break;
+		}
 		default:
 			close(fd);
 		}
@@ -246,21 +281,23 @@ void mig_dst_shutdown(MigSession *s)
 	}
 	g_mutex_unlock(&s->lock);
 	mig_mf_dst_abort(s);
-	if (s->urgent_fd >= 0)
-		shutdown(s->urgent_fd, SHUT_RDWR);
+	for (guint i = 0; i < MIG_PREEMPT_MAX; i++)
+		if (s->urgent_fd[i] >= 0)
+			shutdown(s->urgent_fd[i], SHUT_RDWR);
 	if (lt)
 		g_thread_join(lt);
 	if (dt)
 		g_thread_join(dt);
 	mig_mf_dst_join(s);
 	mig_dev_dst_free(s);
-	if (s->urgent_thread) {
-		g_thread_join(s->urgent_thread);
-		s->urgent_thread = NULL;
-	}
-	if (s->urgent_fd >= 0) {
-		close(s->urgent_fd);
-		s->urgent_fd = -1;
+	/* the listener is joined: no channel is admitted any more */
+	for (guint i = 0; i < MIG_PREEMPT_MAX; i++) {
+		if (s->urgent_thread[i])
+			g_thread_join(s->urgent_thread[i]);
+		s->urgent_thread[i] = NULL;
+		if (s->urgent_fd[i] >= 0)
+			close(s->urgent_fd[i]);
+		s->urgent_fd[i] = -1;
 	}
 	mig_pc_dst_free(s);
 	for (int i = 0; i < 2; i++)
@@ -385,7 +422,14 @@ static gboolean load_setup(Dst *d, guint32 len, GError **err)
 		if (mf != s->mf_expected)
 			return fail(err, EINVAL, "the source uses %u multifd channels, this destination %u%s", mf,
 				    s->mf_expected, s->mf_expected ? "" : " (set the multifd capability on both sides)");
-		off += 4;
+		if (off + 8 > len)
+			return fail(err, EPROTO, "setup frame truncated");
+		memcpy(&mf, d->buf + off + 4, 4);
+		mf = GUINT32_FROM_BE(mf);
+		if (mf != s->urgent_expected)
+			return fail(err, EINVAL, "the source uses %u preempt channels, this destination %u (set postcopy-preempt "
+				    "and x-preempt-channels alike on both sides)", mf, s->urgent_expected);
+		off += 8;
 	}
 	/* before the receivers are let go below: they may carry device chunks */
 	if (!mig_dev_dst_setup(s, d->buf, len, &off, err))
@@ -683,10 +727,13 @@ static gboolean load_loop(Dst *d, GError **err)
  * frames; they are placed the moment they arrive. */
 static gpointer urgent_thread(gpointer opaque)
 {
-	MigSession *s = opaque;
-	Dst d = { .s = s, .fd = s->urgent_fd, .have_setup = TRUE, .max_frame = MIG_FRAME_MAX_LEN + (1u << 30) };
+	UrgentArg *a = opaque;
+	MigSession *s = a->s;
+	guint index = a->index;
+	Dst d = { .s = s, .fd = s->urgent_fd[index], .have_setup = TRUE, .max_frame = MIG_FRAME_MAX_LEN + (1u << 30) };
 	g_autoptr(GError) err = NULL;
 
+	g_free(a);
 	for (;;) {
 		MigFrameHdr h;
 		int rc = mig_frame_recv_hdr(d.fd, &h, d.max_frame);
@@ -694,11 +741,11 @@ static gpointer urgent_thread(gpointer opaque)
 
 		if (rc < 0) {
 			if (mig_session_status(s) != MIG_STATUS_COMPLETED && rc != -EPIPE)
-				g_set_error(&err, MIG_ERROR, -rc, "preempt channel: %s", g_strerror(-rc));
+				g_set_error(&err, MIG_ERROR, -rc, "preempt channel %u: %s", index, g_strerror(-rc));
 			break;
 		}
 		if (!s->received || !mig_pc_dst_placing(s)) {
-			g_set_error(&err, MIG_ERROR, EPROTO, "preempt channel: a page before postcopy started");
+			g_set_error(&err, MIG_ERROR, EPROTO, "preempt channel %u: a page before postcopy started", index);
 			break;
 		}
 		if (h.type == MIG_F_PAGES)
@@ -706,7 +753,7 @@ static gpointer urgent_thread(gpointer opaque)
 		else if (h.type == MIG_F_ZEROS)
 			ok = load_zeros(&d, h.len, &err);
 		else
-			ok = fail(&err, EPROTO, "preempt channel: unexpected frame type %u", h.type);
+			ok = fail(&err, EPROTO, "preempt channel %u: unexpected frame type %u", index, h.type);
 		if (!ok)
 			break;
 	}

@@ -142,6 +142,8 @@ static gboolean send_setup(Src *src, GError **err)
 	}
 	n = GUINT32_TO_BE(src->s->caps[MIG_CAP_MULTIFD] ? (guint32)src->s->params.multifd_channels : 0);
 	g_byte_array_append(p, (guint8 *)&n, 4);
+	n = GUINT32_TO_BE(mig_preempt_channels(src->s));
+	g_byte_array_append(p, (guint8 *)&n, 4);
 	mig_dev_setup_append(src->s, p);
 	iov = (struct iovec){ p->data, p->len };
 	return mig_src_send_frame(src, MIG_F_SETUP, &iov, 1, err);
@@ -607,7 +609,7 @@ static void finish(Src *src, GError *error)
 
 gpointer mig_src_thread(gpointer opaque)
 {
-	Src src = { .s = opaque, .fd = -1, .pre_fd = -1 };
+	Src src = { .s = opaque, .fd = -1 };
 	MigSession *s = src.s;
 	g_autoptr(GError) err = NULL;
 	gboolean ok, postcopy = FALSE;
@@ -647,6 +649,7 @@ gpointer mig_src_thread(gpointer opaque)
 	/* the source keeps running on failure (see finish), and so do its devices */
 	mig_dev_src_free(src.dev, !ok && !src.postcopy && (!src.stopped || s->vm_was_running));
 	free_tracking(&src);
+	mig_pc_src_close_preempt(&src);   /* precopy finished, or failed, with them open */
 	{
 		struct timespec ts;
 

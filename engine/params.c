@@ -160,6 +160,7 @@ static const struct param {
 	{ "x-postcopy-preempt-break-huge", P_BOOL, offsetof(MigParams, x_postcopy_preempt_break_huge), 0, 1, NULL },
 	SZ("x-device-max-queued", x_device_max_queued, 2u << 20, G_MAXINT64),
 	U("x-device-load-threads", x_device_load_threads, 1, 64),
+	U("x-preempt-channels", x_preempt_channels, 1, MIG_PREEMPT_MAX),
 #undef U
 #undef SZ
 };
@@ -179,6 +180,7 @@ void mig_params_init(MigParams *p)
 		.x_postcopy_preempt_break_huge = TRUE,
 		.x_device_max_queued = 64u << 20,
 		.x_device_load_threads = 8,
+		.x_preempt_channels = 1,
 		.tls_creds = g_strdup(""), .tls_hostname = g_strdup(""), .tls_authz = g_strdup(""),
 	};
 }
@@ -284,6 +286,15 @@ gboolean mig_session_set_params(MigSession *s, JsonObject *o, GError **err)
 		g_set_error(err, MIG_ERROR, EBUSY, "multifd-channels cannot change once incoming has started");
 		ok = FALSE;
 	}
+	if (ok && next.x_preempt_channels != s->params.x_preempt_channels) {
+		g_autoptr(GError) busy = NULL;
+
+		/* the channels are opened (and counted in SETUP) when the migration starts */
+		if (migration_busy(s, &busy)) {
+			g_set_error(err, MIG_ERROR, EBUSY, "x-preempt-channels cannot change during a migration");
+			ok = FALSE;
+		}
+	}
 	if (ok) {
 		mig_params_clear(&s->params);
 		s->params = next;
@@ -292,6 +303,18 @@ gboolean mig_session_set_params(MigSession *s, JsonObject *o, GError **err)
 	}
 	g_mutex_unlock(&s->lock);
 	return ok;
+}
+
+/* Several urgent channels without the preempt lane would be a setting that silently
+ * does nothing; say so when the migration starts (either order of setting is fine). */
+gboolean mig_params_check_lanes(MigSession *s, GError **err)
+{
+	if (s->params.x_preempt_channels > 1 && !s->caps[MIG_CAP_POSTCOPY_PREEMPT]) {
+		g_set_error(err, MIG_ERROR, EINVAL, "x-preempt-channels=%" G_GUINT64_FORMAT " requires the postcopy-preempt capability",
+			    s->params.x_preempt_channels);
+		return FALSE;
+	}
+	return TRUE;
 }
 
 JsonNode *mig_session_query_params(MigSession *s)

@@ -10,6 +10,7 @@
 #include "engine/bitmap.h"
 #include "engine/probes.h"
 #include "engine/breakhuge.h"
+#include "engine/urgent.h"
 #include "engine/stream.h"
 #include "engine/unit.h"
 #include "channels/frame.h"
@@ -35,35 +36,43 @@ static gboolean test_and_clear(gulong *map, gsize i)
 
 gboolean mig_pc_src_connect_preempt(Src *src, GError **err)
 {
-	if (!src->s->caps[MIG_CAP_POSTCOPY_PREEMPT])
-		return TRUE;
-	/* opened with the other channels, after the main one was accepted: identified by
-	 * its hello, it can never be mistaken for or race the main channel */
-	src->pre_fd = mig_chan_open(src->s, &src->uri, MIG_CHAN_PREEMPT, 0, err);
-	return src->pre_fd >= 0;
-}
+	guint n = mig_preempt_channels(src->s);
 
-/* One urgent page on the preempt channel: the same PAGES/ZEROS frames as the main one. */
-static int send_urgent(Src *src, guint bi, gsize page)
-{
-	MigRamBlock *rb = src->blocks[bi].rb;
-	guint8 *p = rb->host + page * rb->page_size;
-	gboolean zero = mig_mem_is_zero(p, rb->page_size);
-	guint32 hdr[2] = { GUINT32_TO_BE(bi), GUINT32_TO_BE(1) };
-	guint64 off = GUINT64_TO_BE((guint64)page * rb->page_size);
-	struct iovec iov[3] = { { hdr, sizeof(hdr) }, { &off, 8 }, { p, rb->page_size } };
-	int rc = mig_frame_send(src->pre_fd, zero ? MIG_F_ZEROS : MIG_F_PAGES, 0, iov, zero ? 2 : 3);
-
-	if (rc == 0) {
-		guint64 bytes = MIG_FRAME_HDR_LEN + 16 + (zero ? 0 : rb->page_size);
-
-		mig_atomic_add(&src->s->stats.transferred, bytes);
-		mig_atomic_add(&src->s->stats.postcopy_bytes, bytes);
+	/* opened one after the other, after the main channel (and multifd) were accepted,
+	 * each waiting for its reply: identified by its hello, none can be mistaken for or
+	 * race the main channel, and all are admitted before the first page is sent */
+	for (src->npre = 0; src->npre < n; src->npre++) {
+		src->pre_fds[src->npre] = mig_chan_open(src->s, &src->uri, MIG_CHAN_PREEMPT, src->npre, err);
+		if (src->pre_fds[src->npre] < 0)
+			return FALSE;
 	}
-	return rc;
+	return TRUE;
 }
 
-static gboolean serve_request(Src *src, const guint8 *p, guint32 len, GError **err)
+void mig_pc_src_close_preempt(Src *src)
+{
+	g_clear_pointer(&src->urgent, mig_urgent_free);
+	for (guint i = 0; i < src->npre; i++)
+		if (src->pre_fds[i] >= 0)
+			close(src->pre_fds[i]);
+	src->npre = 0;
+}
+
+static void rp_signal(Src *src, gboolean *flag, char *error);
+
+/* A request is done once its page is in its lane's socket (or its lane failed). */
+static void urgent_done(gpointer opaque, const GError *err)
+{
+	Src *src = opaque;
+
+	if (err)
+		rp_signal(src, NULL, g_strdup(err->message));
+	if (!__atomic_sub_fetch(&src->urgent_pending, 1, __ATOMIC_ACQ_REL))
+		rp_signal(src, NULL, NULL);
+}
+
+/* *queued: the page went to an urgent lane, which ends the request (urgent_done). */
+static gboolean serve_request(Src *src, const guint8 *p, guint32 len, gboolean *queued, GError **err)
 {
 	guint32 bi;
 	guint64 off;
@@ -88,7 +97,7 @@ static gboolean serve_request(Src *src, const guint8 *p, guint32 len, GError **e
 	MIG_PROBE(request_received, bi, off);
 	mig_atomic_add(&src->s->stats.postcopy_requests, 1);
 	__atomic_store_n(&src->hint[bi], page + 1, __ATOMIC_RELEASE);
-	if (src->pre_fd < 0) {
+	if (!src->npre) {
 		gboolean ok;
 
 		/* without preempt the bulk copy, if sent, is already ahead of us on this
@@ -113,18 +122,11 @@ static gboolean serve_request(Src *src, const guint8 *p, guint32 len, GError **e
 	/* a bulk lane half way through this huge page drops the rest when it sees this */
 	mig_bitmap_set_atomic(src->urgent_sent[bi], page);
 	MIG_PROBE(page_queued, bi, off);
-	{
-		/* even if bulk sent it already: that copy may sit behind megabytes in the
-		 * bulk socket, and the destination drops whichever copy comes second */
-		int rc = send_urgent(src, bi, page);
-
-		MIG_PROBE(page_sent, bi, off);
-		if (rc < 0) {
-			g_set_error(err, MIG_ERROR, -rc, "preempt channel: %s", g_strerror(-rc));
-			return FALSE;
-		}
-		return TRUE;
-	}
+	/* even if bulk sent it already: that copy may sit behind megabytes in the bulk
+	 * socket, and the destination drops whichever copy comes second */
+	mig_urgent_queue(src->urgent, bi, b->rb, page);
+	*queued = TRUE;
+	return TRUE;
 }
 
 static void rp_signal(Src *src, gboolean *flag, char *error)
@@ -177,12 +179,12 @@ static gpointer rp_main(gpointer opaque)
 			rp_signal(src, NULL, g_strdup_printf("destination failed: %.*s", (int)h.len, (const char *)buf));
 			return NULL;
 		case MIG_F_RP_REQ_PAGE: {
-			gboolean ok;
+			gboolean ok, queued = FALSE;
 
 			/* the push pauses while this is non-zero (see push_block) */
 			__atomic_add_fetch(&src->urgent_pending, 1, __ATOMIC_ACQ_REL);
-			ok = serve_request(src, buf, h.len, &err);
-			if (!__atomic_sub_fetch(&src->urgent_pending, 1, __ATOMIC_ACQ_REL))
+			ok = serve_request(src, buf, h.len, &queued, &err);
+			if (!queued && !__atomic_sub_fetch(&src->urgent_pending, 1, __ATOMIC_ACQ_REL))
 				rp_signal(src, NULL, NULL);
 			if (!ok) {
 				rp_signal(src, NULL, g_strdup(err->message));
@@ -260,16 +262,6 @@ static gboolean send_discards(Src *src, GError **err)
 	return TRUE;
 }
 
-/* Urgent bytes the destination has not acknowledged yet. Serving a request returns
- * once the page is in the preempt socket, not on the wire: a 2 MiB page is still
- * 16.8 ms of a 1 Gbit/s link, which bulk would otherwise share with it. */
-static int urgent_unacked(Src *src)
-{
-	int outq = 0;
-
-	return ioctl(src->pre_fd, SIOCOUTQ, &outq) == 0 ? outq : 0;
-}
-
 /* Bulk waits while a request is being served and until its page is delivered, so the
  * urgent page has the link (and the CPUs) to itself; bounded, so a stream of
  * requests cannot starve the push. */
@@ -287,7 +279,9 @@ static void yield_to_urgent(Src *src)
 				;
 			g_mutex_unlock(&src->rp_lock);
 		}
-		if (!urgent_unacked(src) || g_get_monotonic_time() >= end || src->rp_error)
+		/* a request is served once its page is in a preempt socket, not on the wire:
+		 * a 2 MiB page is still 16.8 ms of a 1 Gbit/s link, which bulk would share */
+		if (!mig_urgent_in_flight(src->urgent) || g_get_monotonic_time() >= end || src->rp_error)
 			return;
 		g_usleep(50);
 	}
@@ -352,7 +346,7 @@ static void pace_bulk(Src *src)
 	else
 		rate = bw / 10 * 9 / nsock;
 
-	if (src->pre_fd < 0)
+	if (!src->npre)
 		return;
 	src->pre_fd_paced = TRUE;
 	src->break_huge = s->params.x_postcopy_preempt_break_huge;
@@ -457,6 +451,8 @@ gboolean mig_pc_src_run(Src *src, GError **err)
 	gboolean ok;
 
 	ok = switchover(src, err);
+	if (ok && src->npre)
+		src->urgent = mig_urgent_new(s, src->pre_fds, src->npre, urgent_done, src);
 	if (ok) {
 		src->rp_thread = g_thread_new("mig/src/return", rp_main, src);
 		ok = rp_wait(src, &src->dst_running, err);
@@ -484,9 +480,12 @@ gboolean mig_pc_src_run(Src *src, GError **err)
 		g_thread_join(src->rp_thread);
 		src->rp_thread = NULL;
 	}
-	if (src->pre_fd >= 0) {
-		close(src->pre_fd);
-		src->pre_fd = -1;
+	/* after the return path: nothing queues any more (freed with the channels, once
+	 * the bulk senders that yield to it are gone) */
+	if (src->urgent) {
+		mig_urgent_stop(src->urgent);
+		/* what the lanes dropped will never be done: nothing may wait for it */
+		__atomic_store_n(&src->urgent_pending, 0, __ATOMIC_RELEASE);
 	}
 	g_free(src->rp_error);
 	src->rp_error = NULL;

@@ -60,7 +60,8 @@ MigSession *mig_session_new(const char *name)
 	s->caps[MIG_CAP_X_DEVICE_STATE_LANE] = TRUE;   /* used whenever multifd is on */
 	g_mutex_init(&s->mf_lock);
 	g_mutex_init(&s->rp_lock);
-	s->urgent_fd = -1;
+	for (guint i = 0; i < MIG_PREEMPT_MAX; i++)
+		s->urgent_fd[i] = -1;
 	g_cond_init(&s->mf_cond);
 	s->mf_recv = g_ptr_array_new();
 	s->src_fd = s->dst_fd = s->listen_fd = -1;
@@ -231,6 +232,10 @@ gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 		g_set_error(err, MIG_ERROR, EBUSY, "Guest is waiting for an incoming migration");
 		return FALSE;
 	}
+	if (!mig_params_check_lanes(s, err)) {
+		g_mutex_unlock(&s->lock);
+		return FALSE;
+	}
 	if (s->src_thread) {
 		GThread *t = s->src_thread;
 
@@ -258,7 +263,12 @@ gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 
 gboolean mig_session_incoming(MigSession *s, const char *uri, GError **err)
 {
-	return mig_dst_listen(s, uri, err);
+	gboolean ok;
+
+	g_mutex_lock(&s->lock);
+	ok = mig_params_check_lanes(s, err);
+	g_mutex_unlock(&s->lock);
+	return ok && mig_dst_listen(s, uri, err);
 }
 
 gboolean mig_session_start_postcopy(MigSession *s, GError **err)
@@ -373,6 +383,13 @@ static void add_ram_stats(MigSession *s, JsonBuilder *b, gboolean done)
 	add_int(b, "x-bulk-pacing", (gint64)mig_atomic_get(&st->x_bulk_pacing));
 	add_int(b, "x-break-huge-drops", (gint64)mig_atomic_get(&st->x_break_huge_drops));
 	add_int(b, "x-urgent-skipped", (gint64)mig_atomic_get(&st->x_urgent_skipped));
+	if (mig_preempt_channels(s)) {
+		json_builder_set_member_name(b, "x-preempt-channel-requests");
+		json_builder_begin_array(b);
+		for (guint i = 0; i < mig_preempt_channels(s); i++)
+			json_builder_add_int_value(b, (gint64)mig_atomic_get(&st->x_urgent_lane_requests[i]));
+		json_builder_end_array(b);
+	}
 	add_int(b, "dirty-sync-missed-zero-copy", 0);
 	json_builder_end_object(b);
 }

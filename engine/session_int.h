@@ -4,6 +4,7 @@
 #include "engine/dirty.h"
 
 #define MIG_ERROR (mig_error_quark())
+#define MIG_PREEMPT_MAX 8          /* x-preempt-channels' upper bound */
 GQuark mig_error_quark(void);
 
 typedef enum MigCap {
@@ -37,6 +38,7 @@ typedef struct MigParams {
 	gboolean x_postcopy_preempt_break_huge; /* preempt: bulk sends huge pages in chunks */
 	guint64 x_device_max_queued;  /* destination: device bytes held for reordering, at most */
 	guint64 x_device_load_threads;/* destination: devices loading at once */
+	guint64 x_preempt_channels;   /* preempt: urgent channels (1..MIG_PREEMPT_MAX) */
 	char *tls_creds, *tls_hostname, *tls_authz;
 } MigParams;
 
@@ -58,6 +60,7 @@ typedef struct MigStats {
 	guint64 x_bulk_pacing;     /* bytes/s bulk was paced at in postcopy, 0 if not */
 	guint64 x_break_huge_drops;/* huge pages whose bulk remainder was dropped */
 	guint64 x_urgent_skipped;  /* requests bulk had already fully written */
+	guint64 x_urgent_lane_requests[MIG_PREEMPT_MAX]; /* requests each preempt channel served */
 	gint64 t_start, t_setup_done, t_stop, t_end;   /* monotonic µs */
 	gint64 t_ram_done;         /* the final RAM pass was on the wire */
 	gint64 t_dev_loaded;       /* the destination reported every device loaded */
@@ -121,8 +124,9 @@ struct MigSession {
 	struct PcDst *pc;
 	struct DevDst *devdst;     /* destination device lane (devlane_dst.c) */
 	GMutex rp_lock;            /* return-path writes: loader and fault thread */
-	GThread *urgent_thread;    /* mig/dst/urgent: the preempt channel's loader */
-	int urgent_fd;
+	GThread *urgent_thread[MIG_PREEMPT_MAX];  /* mig/dst/urg/N: preempt channel N's loader */
+	int urgent_fd[MIG_PREEMPT_MAX];
+	guint urgent_expected;     /* preempt channels this destination takes (0: preempt off) */
 };
 
 static inline void mig_bitmap_set_atomic(gulong *map, gsize i)
@@ -134,6 +138,12 @@ static inline guint64 mig_atomic_get(const guint64 *p) { return __atomic_load_n(
 static inline void mig_atomic_add(guint64 *p, guint64 v) { __atomic_add_fetch(p, v, __ATOMIC_RELAXED); }
 static inline void mig_atomic_set(guint64 *p, guint64 v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 
+/* Urgent channels a migration uses: x-preempt-channels with postcopy-preempt, else 0. */
+static inline guint mig_preempt_channels(const MigSession *s)
+{
+	return s->caps[MIG_CAP_POSTCOPY_PREEMPT] ? (guint)s->params.x_preempt_channels : 0;
+}
+
 /* State changes (emit MIGRATION when the events capability is on). Call with lock held. */
 void mig_set_status_locked(MigSession *s, MigStatus st);
 void mig_set_status(MigSession *s, MigStatus st);
@@ -143,6 +153,8 @@ gboolean mig_status_is_active(MigStatus st);
 
 void mig_params_init(MigParams *p);
 void mig_params_clear(MigParams *p);
+/* At migrate / migrate-incoming: parameters that need a capability. Call with lock held. */
+gboolean mig_params_check_lanes(MigSession *s, GError **err);
 
 /* source (migrate_src.c) and destination (migrate_dst.c) entry points */
 gpointer mig_src_thread(gpointer s);

@@ -29,7 +29,9 @@ typedef struct Src {
 	struct DevSrc *dev;     /* the device lane (devlane_src.c) */
 	MigUri uri;
 	GMutex wlock;           /* main channel writes: the return-path thread sends too */
-	int pre_fd;             /* postcopy-preempt channel, -1 without */
+	int pre_fds[MIG_PREEMPT_MAX]; /* postcopy-preempt channels (x-preempt-channels) */
+	guint npre;             /* how many are open; 0 without preempt */
+	struct MigUrgent *urgent; /* their senders, while postcopy runs */
 	gboolean postcopy;      /* switched to postcopy */
 	gboolean dst_running;   /* RP_RUNNING seen */
 	gboolean dst_done;      /* RP_DONE seen */
@@ -64,3 +66,4 @@ gboolean mig_src_send_state(Src *src, GError **err);
 /* postcopy_src.c: from the end of a precopy pass to completion. */
 gboolean mig_pc_src_run(Src *src, GError **err);
 gboolean mig_pc_src_connect_preempt(Src *src, GError **err);
+void mig_pc_src_close_preempt(Src *src);

@@ -1,6 +1,7 @@
 /* migbench: mig's benchmark runner (docs/benchmarks.md).
  *
  *   migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp]
+ *            [--preempt-channels N] [--dst-vcpus N]   (postcopy-latency)
  *
  * It starts every process it measures (migd pairs, mig-rawxfer pairs) in a temporary
  * directory, on the host or inside its shaped netns bed (tools/bench/netns.h), waits for
@@ -85,6 +86,8 @@ typedef struct Bench {
 	const char *json_path;
 	int runs;
 	gboolean quick, keep_tmp, prealloc;
+	guint preempt_channels;     /* postcopy-latency: x-preempt-channels of ARM_CHANNELS (1: no such arm) */
+	guint dst_vcpus;            /* postcopy-latency: the destination's faulting vCPUs */
 	BenchProcs *procs;
 	GPtrArray *notes;           /* char *: what the reader of the table must know */
 	GPtrArray *rows;            /* Row * */
@@ -1119,7 +1122,7 @@ static int run_precopy_throughput(Bench *b)
 #define PC_FLOOR_WARMUP "10"
 #define PC_BED_CHECK_BYTES ((guint64)256 << 20)   /* the bed's rate check: ~2 s at 1 Gbit/s */
 #define PC_LAT_BUCKETS 24
-#define PC_DST_VCPUS 2
+#define PC_DST_VCPUS 2             /* the default of --dst-vcpus */
 #define PC_SRC_WORKLOAD "seq"             /* keeps dirtying: precopy cannot converge */
 #define PC_DST_WORKLOAD "random,rate=0"   /* faults all over the guest, unthrottled */
 #define PC_BACKENDS 2
@@ -1130,10 +1133,12 @@ static int run_precopy_throughput(Bench *b)
 /* One 2 MiB page at the bed's rate: what no fetch of a huge page can beat. */
 #define PC_HUGE_AT_LINK_MS ((double)HUGEPAGE_BYTES * 8 / BENCH_NET_RATE_BPS * 1e3)
 
-typedef enum { ARM_OFF, ARM_PREEMPT, ARM_BREAK_HUGE, N_ARMS } PcArm;
+/* ARM_CHANNELS (only with --preempt-channels N > 1): preempt+break-huge over N urgent
+ * channels, beside the same arm over one, in the same run. */
+typedef enum { ARM_OFF, ARM_PREEMPT, ARM_BREAK_HUGE, ARM_CHANNELS, N_ARMS } PcArm;
 
-static const char *const arm_names[N_ARMS] = { "preempt off", "preempt", "preempt+break-huge" };
-static const char *const arm_keys[N_ARMS] = { "off", "preempt", "preempt-break-huge" };
+static const char *const arm_names[N_ARMS] = { "preempt off", "preempt", "preempt+break-huge", "preempt+bh+channels" };
+static const char *const arm_keys[N_ARMS] = { "off", "preempt", "preempt-break-huge", "preempt-break-huge-channels" };
 
 static const struct {
 	const char *backend, *page, *cls;   /* --mem-backend, as printed, x-postcopy-latency class */
@@ -1178,6 +1183,7 @@ typedef struct PcNet {
 	RawSample raw;              /* the bed's rate check; bytes 0 when not measured */
 	PcFloor floor[PC_BACKENDS]; /* by backend: 4K, 2M */
 	char *error;                /* the bed, its rate check or the floor failed */
+	guint preempt_channels;     /* x-preempt-channels of the ARM_CHANNELS rows */
 	PcRow *rows[PC_BACKENDS][N_ARMS];   /* NULL: not in this run (--quick has no hugetlb) */
 	PcRow *traced[PC_BACKENDS];         /* the stage breakdown's runs, out of the medians above */
 } PcNet;
@@ -1339,12 +1345,15 @@ out:
 
 /* ---- postcopy-latency: one migration ------------------------------------------------------ */
 
-/* Arm (b) turns break-huge off and arm (c) on, on both sides. An engine without the
- * parameter refuses it as unexpected: arm (c) is then pending, and arm (b) runs as it
- * is, since the engine then never breaks huge pages up. */
+/* Arm (b) turns break-huge off and arm (c) on, on both sides; arm (d) is (c) with
+ * several urgent channels. An engine without the parameter refuses it as unexpected:
+ * arm (c) is then pending, and arm (b) runs as it is, since the engine then never
+ * breaks huge pages up. */
 static gboolean pc_set_break_huge(Bench *b, MigPair *p, PcRow *row, GError **err)
 {
-	g_autofree char *args = g_strdup_printf("{\"" BREAK_HUGE "\":%s}", row->arm == ARM_BREAK_HUGE ? "true" : "false");
+	g_autofree char *args = row->arm == ARM_CHANNELS
+		? g_strdup_printf("{\"" BREAK_HUGE "\":true,\"x-preempt-channels\":%u}", b->preempt_channels)
+		: g_strdup_printf("{\"" BREAK_HUGE "\":%s}", row->arm == ARM_BREAK_HUGE ? "true" : "false");
 	QmpClient *q[2] = { p->qdst, p->qsrc };
 	static const char *const side[2] = { "destination", "source" };
 
@@ -1502,7 +1511,7 @@ static gboolean pc_run(Bench *b, const PcNet *net, PcRow *row, guint64 guest, Pc
 	MigdSpec src = { .backend = pc_backends[row->bi].backend, .huge = huge, .guest_bytes = guest,
 			 .workload = PC_SRC_WORKLOAD, .seed = seq, .side = src_side };
 	MigdSpec dst = { .backend = pc_backends[row->bi].backend, .huge = huge, .guest_bytes = guest,
-			 .workload = PC_DST_WORKLOAD, .vcpus = PC_DST_VCPUS, .incoming = incoming, .side = dst_side,
+			 .workload = PC_DST_WORKLOAD, .vcpus = b->dst_vcpus, .incoming = incoming, .side = dst_side,
 			 .trace_latency = TRUE };
 	g_autofree char *caps = g_strdup_printf("{\"capabilities\":[{\"capability\":\"postcopy-ram\",\"state\":true},"
 						"{\"capability\":\"postcopy-preempt\",\"state\":%s}]}",
@@ -1547,11 +1556,12 @@ static void pc_cell(Bench *b, const PcNet *net, PcRow *row, guint64 guest, int r
 {
 	g_autoptr(GError) err = NULL;
 	PcSample s = { 0 };
-	const char *page = pc_backends[row->bi].page;
+	const char *page;
 	g_autofree char *extra = NULL;
 
-	if (row->status != ROW_OK)
+	if (!row || row->status != ROW_OK)
 		return;
+	page = pc_backends[row->bi].page;
 	if (check_interrupted(b, &err) || !pc_run(b, net, row, guest, &s, &err)) {
 		row->status = status_of(err);
 		row->error = g_strdup(err->message);
@@ -1573,9 +1583,10 @@ static void pc_net(Bench *b, PcNet *net, guint nback, guint64 guest)
 {
 	g_autoptr(GError) err = NULL;
 
+	net->preempt_channels = b->preempt_channels;
 	for (guint bi = 0; bi < nback; bi++) {
 		for (int a = 0; a < N_ARMS; a++)
-			net->rows[bi][a] = pc_row_new(bi, (PcArm)a);
+			net->rows[bi][a] = a != ARM_CHANNELS || b->preempt_channels > 1 ? pc_row_new(bi, (PcArm)a) : NULL;
 		net->traced[bi] = pc_row_new(bi, ARM_PREEMPT);
 		net->traced[bi]->traced = TRUE;
 	}
@@ -1710,7 +1721,7 @@ static void pc_print_net(Bench *b, const PcNet *net, guint nback, guint64 guest)
 	gboolean footnotes = FALSE;
 
 	printf("\npostcopy-latency, %s: %s guests (source " PC_SRC_WORKLOAD ", destination " PC_DST_WORKLOAD
-	       " on %d vCPUs), median of %d run%s, %u CPUs\n", net->name, gs, PC_DST_VCPUS, b->runs, b->runs == 1 ? "" : "s",
+	       " on %d vCPUs), median of %d run%s, %u CPUs\n", net->name, gs, b->dst_vcpus, b->runs, b->runs == 1 ? "" : "s",
 	       g_get_num_processors());
 	if (net->bed) {
 		g_autofree char *raw = fmt_num(net->raw.bytes ? net->raw.gbps * 8 : NAN, 3);
@@ -1730,11 +1741,16 @@ static void pc_print_net(Bench *b, const PcNet *net, guint nback, guint64 guest)
 		printf("; 2 MiB at %g Gbit/s: %.1f ms", BENCH_NET_RATE_BPS / 1e9, PC_HUGE_AT_LINK_MS);
 	printf("\nlatency: the destination's x-postcopy-latency, fault read to page placed, every faulting thread "
 	       "(its %d vCPUs; the integrity sweep starts once postcopy is over);\nk-: its x-fault-latency-bpf, the "
-	       "kernel's view of the same waits (migd --trace-latency), page fault to the retry's end\n", PC_DST_VCPUS);
+	       "kernel's view of the same waits (migd --trace-latency), page fault to the retry's end\n", b->dst_vcpus);
+	if (b->preempt_channels > 1)
+		printf("preempt+bh+channels: preempt+break-huge over x-preempt-channels=%u (the other preempt arms use 1)\n",
+		       b->preempt_channels);
 	printf(PC_ROW_FMT, "backend", "page", "arm", "faults", "p50 ms", "p90 ms", "p99 ms", "k-p50 ms", "k-p90 ms",
 	       "k-p99 ms", "p50/off", "p50/floor", "downtime");
 	for (guint bi = 0; bi < nback; bi++) {
 		for (int a = 0; a < N_ARMS; a++) {
+			if (!net->rows[bi][a])
+				continue;
 			pc_print_row(net, net->rows[bi][a]);
 			footnotes |= !pc_ok(net->rows[bi][a]);
 		}
@@ -1747,7 +1763,8 @@ static void pc_print_net(Bench *b, const PcNet *net, guint nback, guint64 guest)
 		printf("%s: error: %s\n", net->name, net->error);
 	for (guint bi = 0; bi < nback; bi++) {
 		for (int a = 0; a < N_ARMS; a++)
-			pc_print_row_error(net->rows[bi][a]);
+			if (net->rows[bi][a])
+				pc_print_row_error(net->rows[bi][a]);
 		pc_print_row_error(net->traced[bi]);
 	}
 	pc_print_stages(net, nback);
@@ -1845,7 +1862,8 @@ static void json_pc_row(JsonBuilder *j, const PcNet *net, const PcRow *r)
 	if (r->arm == ARM_OFF || r->no_break_huge)
 		json_builder_add_null_value(j);
 	else
-		json_builder_add_boolean_value(j, r->arm == ARM_BREAK_HUGE);
+		json_builder_add_boolean_value(j, r->arm >= ARM_BREAK_HUGE);
+	json_int(j, "preempt_channels", r->arm == ARM_OFF ? 0 : r->arm == ARM_CHANNELS ? (gint64)net->preempt_channels : 1);
 	json_status(j, r->status, r->error);
 	json_builder_set_member_name(j, "samples");
 	json_builder_begin_array(j);
@@ -1927,7 +1945,8 @@ static void json_pc_net(JsonBuilder *j, const PcNet *net, guint nback)
 	json_builder_begin_array(j);
 	for (guint bi = 0; bi < nback; bi++)
 		for (int a = 0; a < N_ARMS; a++)
-			json_pc_row(j, net, net->rows[bi][a]);
+			if (net->rows[bi][a])
+				json_pc_row(j, net, net->rows[bi][a]);
 	json_builder_end_array(j);
 	json_builder_set_member_name(j, "traced");
 	json_builder_begin_array(j);
@@ -1970,7 +1989,7 @@ static gboolean pc_write_json(Bench *b, const PcNet *nets, guint nnets, guint nb
 	json_builder_add_string_value(j, PC_SRC_WORKLOAD);
 	json_builder_set_member_name(j, "destination_workload");
 	json_builder_add_string_value(j, PC_DST_WORKLOAD);
-	json_int(j, "destination_vcpus", PC_DST_VCPUS);
+	json_int(j, "destination_vcpus", b->dst_vcpus);
 	json_builder_set_member_name(j, "nets");
 	json_builder_begin_array(j);
 	for (guint i = 0; i < nnets; i++)
@@ -1996,7 +2015,7 @@ static int run_postcopy_latency(Bench *b)
 		rc |= nets[i].error != NULL;
 		for (guint bi = 0; bi < nback; bi++) {
 			for (int a = 0; a < N_ARMS; a++)
-				rc |= nets[i].rows[bi][a]->status == ROW_ERROR;
+				rc |= nets[i].rows[bi][a] && nets[i].rows[bi][a]->status == ROW_ERROR;
 			rc |= nets[i].traced[bi]->status == ROW_ERROR;
 		}
 	}
@@ -2402,6 +2421,7 @@ static int usage(const char *why)
 	if (why)
 		g_printerr("migbench: %s\n", why);
 	g_printerr("usage: migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp]\n"
+		   "                [--preempt-channels N] [--dst-vcpus N]   (postcopy-latency)\n"
 		   "scenarios:\n");
 	for (gsize i = 0; i < G_N_ELEMENTS(scenarios); i++)
 		g_printerr("  %-20s %s\n", scenarios[i].name, scenarios[i].summary);
@@ -2545,6 +2565,7 @@ int main(int argc, char **argv)
 	g_autofree char *json = NULL, *build = NULL;
 	gint runs = -1;   /* unset */
 	gboolean quick = FALSE, keep = FALSE;
+	gint preempt_channels = 1, dst_vcpus = PC_DST_VCPUS;
 	GOptionEntry entries[] = {
 		{ "json", 0, 0, G_OPTION_ARG_FILENAME, &json, "Write every sample and the medians to FILE", "FILE" },
 		{ "runs", 0, 0, G_OPTION_ARG_INT, &runs, "Runs per cell (default 3; 1 with --quick)", "N" },
@@ -2552,6 +2573,10 @@ int main(int argc, char **argv)
 		  "DIR" },
 		{ "quick", 0, 0, G_OPTION_ARG_NONE, &quick, "CI smoke: a smaller scenario, 1 run (docs/benchmarks.md)", NULL },
 		{ "keep-tmp", 0, 0, G_OPTION_ARG_NONE, &keep, "Keep the temporary directory with every log", NULL },
+		{ "preempt-channels", 0, 0, G_OPTION_ARG_INT, &preempt_channels,
+		  "postcopy-latency: add an arm with x-preempt-channels=N (2..8)", "N" },
+		{ "dst-vcpus", 0, 0, G_OPTION_ARG_INT, &dst_vcpus, "postcopy-latency: the destination's vCPUs (default 2)",
+		  "N" },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
 	g_autoptr(GOptionContext) ctx = g_option_context_new("SCENARIO - mig benchmarks");
@@ -2574,6 +2599,12 @@ int main(int argc, char **argv)
 	}
 	if (runs != -1 && (runs < 1 || runs > 99))
 		return usage("--runs must be 1..99");
+	if (preempt_channels < 1 || preempt_channels > 8)
+		return usage("--preempt-channels must be 1..8");
+	b.preempt_channels = (guint)preempt_channels;
+	if (dst_vcpus < 1 || dst_vcpus > 64)
+		return usage("--dst-vcpus must be 1..64");
+	b.dst_vcpus = (guint)dst_vcpus;
 	b.runs = runs > 0 ? runs : quick ? 1 : 3;
 	b.quick = quick;
 	b.keep_tmp = keep;

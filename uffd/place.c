@@ -42,6 +42,22 @@ int mig_uffd_zeropage(int uffd, void *dst, size_t len)
 	}
 }
 
+int mig_uffd_continue(int uffd, void *dst, size_t len)
+{
+	for (;;) {
+		struct uffdio_continue c = {
+			.range = { .start = (uint64_t)(uintptr_t)dst, .len = len },
+		};
+
+		if (ioctl(uffd, UFFDIO_CONTINUE, &c) == 0)
+			return 0;
+		if (errno == EEXIST)
+			return -EEXIST;
+		if (errno != EAGAIN)
+			return -errno;
+	}
+}
+
 int mig_uffd_wake(int uffd, void *addr, size_t len)
 {
 	struct uffdio_range r = { .start = (uint64_t)(uintptr_t)addr, .len = len };

@@ -12,6 +12,10 @@
 int mig_uffd_copy(int uffd, void *dst, const void *src, size_t len);
 /* UFFDIO_ZEROPAGE (anon, shmem). 0, -EEXIST or -errno. */
 int mig_uffd_zeropage(int uffd, void *dst, size_t len);
+/* UFFDIO_CONTINUE (shared memory registered MINOR): maps the page cache's page, which
+ * the caller filled through another mapping, and wakes the waiters. 0, -EEXIST if it
+ * was mapped already, or -errno. */
+int mig_uffd_continue(int uffd, void *dst, size_t len);
 /* Wakes threads waiting on [addr, addr+len) (e.g. after -EEXIST). */
 int mig_uffd_wake(int uffd, void *addr, size_t len);
 

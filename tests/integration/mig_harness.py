@@ -729,6 +729,16 @@ def read_hello_reply(sock, timeout=5.0):
         data += chunk
 
 
+def expect_hello_refused(uri, hello_bytes, want, what):
+    """Sends one hello to a destination's tcp URI and checks the reply's status."""
+    with socket.create_connection(tcp_port(uri), timeout=scaled(5)) as s:
+        s.sendall(hello_bytes)
+        reply = read_hello_reply(s)
+    check(reply is not None, "%s: closed without a reply" % what)
+    check(reply[1] == want, "%s: status %d (%s), expected %d" % (what, reply[1], reply[2], want))
+    print("%s: refused with status %d (%s)" % (what, reply[1], reply[2]))
+
+
 # --------------------------------------------------------------------------------------
 # Runner
 

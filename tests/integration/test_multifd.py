@@ -60,15 +60,6 @@ def case_hugetlb():
     migrate_matrix("hugetlb")
 
 
-def refused(uri, hello, want, what):
-    with socket.create_connection(h.tcp_port(uri), timeout=h.scaled(5)) as s:
-        s.sendall(hello)
-        reply = h.read_hello_reply(s)
-    h.check(reply is not None, "%s: closed without a reply" % what)
-    h.check(reply[1] == want, "%s: status %d (%s), expected %d" % (what, reply[1], reply[2], want))
-    print("%s: refused with status %d (%s)" % (what, reply[1], reply[2]))
-
-
 def case_bad_channels_refused():
     with h.Migd("src", h.guest_args("256M", workload="seq")) as src, \
          h.Migd("dst", h.guest_args("256M", incoming="tcp:127.0.0.1:0")) as dst:
@@ -81,9 +72,9 @@ def case_bad_channels_refused():
         h.wait_until(lambda: (src.query_migrate().get("ram") or {}).get("multifd-bytes", 0) > 0,
                      30, "multifd data to flow")
         sid = bytes.fromhex(dst.query_migrate()["x-session-id"])
-        refused(uri, h.hello(chan_type=h.CHAN_MULTIFD, index=5, session=sid), BAD_INDEX, "index 5 of 2")
-        refused(uri, h.hello(chan_type=h.CHAN_MULTIFD, index=0, session=sid), DUPLICATE, "index 0 again")
-        refused(uri, h.hello(chan_type=h.CHAN_MULTIFD, index=1, session=b"\x01" * 16), FOREIGN,
+        h.expect_hello_refused(uri, h.hello(chan_type=h.CHAN_MULTIFD, index=5, session=sid), BAD_INDEX, "index 5 of 2")
+        h.expect_hello_refused(uri, h.hello(chan_type=h.CHAN_MULTIFD, index=0, session=sid), DUPLICATE, "index 0 again")
+        h.expect_hello_refused(uri, h.hello(chan_type=h.CHAN_MULTIFD, index=1, session=b"\x01" * 16), FOREIGN,
                 "another session")
         src.set_params(h.FAST_PARAMS)
         info = src.wait_status("completed", timeout=120)

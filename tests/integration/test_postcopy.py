@@ -7,8 +7,16 @@
   the destination made was answered by exactly one placement it timed.
 - x-postcopy-after-passes switches by itself.
 - A request storm from 8 destination vCPUs loses and duplicates nothing.
+- With x-preempt-channels 2 and 4 (anon, hugetlb, the storm) each urgent channel has its
+  named threads on both sides, the requests spread over the channels, and the counts
+  above still match exactly.
 - postcopy-preempt without postcopy-ram is refused on either side; so is
-  migrate-start-postcopy without the capability, and migrate_cancel once in postcopy."""
+  migrate-start-postcopy without the capability, and migrate_cancel once in postcopy.
+- x-preempt-channels > 1 without postcopy-preempt is refused at migrate and
+  migrate-incoming; a count that differs between the sides fails the migration with a
+  reason naming both counts while the source keeps running; a preempt channel with an
+  index out of range or already connected is refused and the migration completes."""
+import glob
 import os
 import sys
 import time
@@ -28,7 +36,31 @@ def caps(preempt, multifd):
     return c
 
 
-def postcopy_run(backend, preempt, multifd, dst_workload, vcpus=2, auto=False):
+def thread_names(m):
+    names = set()
+    for path in glob.glob("/proc/%d/task/*/comm" % m.pid()):
+        try:
+            with open(path) as f:
+                names.add(f.read().strip())
+        except OSError:
+            pass          # the thread ended meanwhile
+    return names
+
+
+def check_lane_threads(src, dst, lanes):
+    """While postcopy runs, every urgent channel has its sender and its receiver."""
+    want_src = {"mig/src/urg/%d" % i for i in range(lanes)}
+    want_dst = {"mig/dst/urg/%d" % i for i in range(lanes)}
+    if src.query_migrate()["status"] != "postcopy-active":
+        return False      # already over: nothing to look at
+    have_src, have_dst = thread_names(src), thread_names(dst)
+    h.check(want_src <= have_src, "source urgent senders: want %s, have %s" % (sorted(want_src), sorted(have_src)))
+    h.check(want_dst <= have_dst, "destination urgent receivers: want %s, have %s" % (sorted(want_dst), sorted(have_dst)))
+    h.check("mig/src/urg/%d" % lanes not in have_src, "more urgent senders than x-preempt-channels")
+    return True
+
+
+def postcopy_run(backend, preempt, multifd, dst_workload, vcpus=2, auto=False, lanes=1):
     if backend == "hugetlb":
         h.require_hugepages(2 * SIZE // (2 * h.MiB))
     with h.Migd("src", h.guest_args("256M", backend=backend, workload="seq", vcpus=2)) as src, \
@@ -38,6 +70,8 @@ def postcopy_run(backend, preempt, multifd, dst_workload, vcpus=2, auto=False):
             m.set_caps(caps(preempt, multifd))
             if multifd:
                 m.set_params({"multifd-channels": multifd})
+            if lanes > 1:
+                m.set_params({"x-preempt-channels": lanes})
         # slow enough that precopy cannot finish by itself: postcopy must take over
         params = {"max-bandwidth": 64 * h.MiB, "downtime-limit": 1}
         if auto:
@@ -49,6 +83,7 @@ def postcopy_run(backend, preempt, multifd, dst_workload, vcpus=2, auto=False):
             time.sleep(0.3)
             src.cmd("migrate-start-postcopy")
         src.wait_status(["postcopy-active", "completed"], timeout=60)
+        looked = preempt and check_lane_threads(src, dst, lanes)
         try:
             src.cmd("migrate_cancel")
             cancelled = src.query_migrate()["status"] != "completed"
@@ -66,18 +101,32 @@ def postcopy_run(backend, preempt, multifd, dst_workload, vcpus=2, auto=False):
         h.check(len(d.get("postcopy-latency-dist", [])) == 24, "postcopy-latency-dist must have 24 buckets")
         h.check(info["ram"]["postcopy-requests"] == reqs,
                 "source served %s requests, destination made %d" % (info["ram"]["postcopy-requests"], reqs))
-        print("%s preempt=%s multifd=%s dst=%s: downtime %s ms, %d requests, latency %s"
-              % (backend, preempt, multifd, dst_workload, info.get("downtime"), reqs, lat))
-        return reqs
+        per_lane = info["ram"].get("x-preempt-channel-requests")
+        if preempt:
+            # every request either rode exactly one urgent channel or bulk had it all
+            served = info["ram"]["postcopy-requests"] - info["ram"]["x-urgent-skipped"]
+            h.check(isinstance(per_lane, list) and len(per_lane) == lanes,
+                    "x-preempt-channel-requests %r for %d channels" % (per_lane, lanes))
+            h.check(sum(per_lane) == served, "channels sent %r = %d pages for %d requests served"
+                    % (per_lane, sum(per_lane), served))
+        else:
+            h.check(per_lane is None, "x-preempt-channel-requests without preempt: %r" % per_lane)
+        print("%s preempt=%s lanes=%d multifd=%s dst=%s: downtime %s ms, %d requests (per channel %s), "
+              "threads seen: %s, latency %s"
+              % (backend, preempt, lanes, multifd, dst_workload, info.get("downtime"), reqs, per_lane, looked, lat))
+        return reqs, per_lane
 
 
-def make(backend, preempt, multifd, dst_workload):
+def make(backend, preempt, multifd, dst_workload, lanes=1):
     name = "%s-%s-mf%d-%s" % (backend, "preempt" if preempt else "plain", multifd, dst_workload)
-    return (name, lambda: postcopy_run(backend, preempt, multifd, dst_workload))
+    if lanes > 1:
+        name += "-lanes%d" % lanes
+    return (name, lambda: postcopy_run(backend, preempt, multifd, dst_workload, lanes=lanes))
 
 
 CASES = [make(b, p, m, w) for b in ("anon", "memfd", "hugetlb")
          for (p, m, w) in ((False, 0, "random"), (True, 0, "random"), (True, 4, "seq"), (False, 4, "seq"))]
+CASES += [make(b, True, m, "random", lanes) for b in ("anon", "hugetlb") for (m, lanes) in ((0, 2), (4, 4))]
 
 
 def case_auto_switch():
@@ -85,8 +134,15 @@ def case_auto_switch():
 
 
 def case_request_storm():
-    reqs = postcopy_run("anon", True, 0, "random,rate=0", vcpus=8)
+    reqs, _ = postcopy_run("anon", True, 0, "random,rate=0", vcpus=8)
     h.check(reqs > 0, "the storm made no requests")
+
+
+def case_request_storm_4_channels():
+    reqs, per_lane = postcopy_run("anon", True, 0, "random,rate=0", vcpus=8, lanes=4)
+    h.check(reqs > 0, "the storm made no requests")
+    # ties go round the channels, so a storm reaches every one of them
+    h.check(all(n > 0 for n in per_lane), "a preempt channel served nothing: %r" % per_lane)
 
 
 def case_preempt_needs_postcopy():
@@ -105,5 +161,70 @@ def case_preempt_needs_postcopy():
             print("refused: %s" % e.desc)
 
 
+BAD_INDEX, DUPLICATE = 6, 5
+
+
+def expect_refusal(fn, words, what):
+    try:
+        fn()
+    except h.QmpError as e:
+        h.check(all(w in e.desc for w in words), "%s: error %r lacks %r" % (what, e.desc, words))
+        print("%s: refused: %s" % (what, e.desc))
+        return
+    h.check(False, "%s was accepted" % what)
+
+
+def case_preempt_channels_refused():
+    pc = {"postcopy-ram": True, "postcopy-preempt": True}
+    # several urgent channels without the preempt lane, on either side; out of range
+    with h.Migd("src", h.guest_args("64M")) as src, h.Migd("dst", h.guest_args("64M", incoming="defer")) as dst:
+        for m in (src, dst):
+            expect_refusal(lambda: m.set_params({"x-preempt-channels": 9}), ["x-preempt-channels", "8"],
+                           "%s x-preempt-channels=9" % m.name)
+            m.set_caps({"postcopy-ram": True})
+            m.set_params({"x-preempt-channels": 2})
+        expect_refusal(lambda: dst.cmd("migrate-incoming", uri="tcp:127.0.0.1:0"), ["postcopy-preempt"],
+                       "migrate-incoming with 2 preempt channels, no postcopy-preempt")
+        expect_refusal(lambda: src.cmd("migrate", uri="tcp:127.0.0.1:1"), ["postcopy-preempt"],
+                       "migrate with 2 preempt channels, no postcopy-preempt")
+        h.check(src.query_status()["status"] == "running", "the source stopped after a refused migrate")
+
+    # the sides disagree: 4 on the source, 2 on the destination
+    with h.Migd("src", h.guest_args("64M", workload="seq")) as src, \
+         h.Migd("dst", h.guest_args("64M", incoming="tcp:127.0.0.1:0")) as dst:
+        for m, n in ((src, 4), (dst, 2)):
+            m.set_caps(pc)
+            m.set_params({"x-preempt-channels": n})
+        src.cmd("migrate", uri=dst.listen_uri())
+        info = src.wait_status(["failed", "completed"], timeout=30)
+        h.check(info["status"] == "failed", "a migration with 4 preempt channels into 2 completed")
+        why = info.get("error-desc", "")
+        h.check("preempt channel" in why, "the failure does not name the preempt channels: %r" % why)
+        h.check(src.query_status()["status"] == "running", "the source does not run after the failure")
+        print("mismatch: source failed with %r" % why)
+
+    # wrong and duplicate indexes while a migration with 2 channels runs; it completes
+    with h.Migd("src", h.guest_args("256M", workload="seq")) as src, \
+         h.Migd("dst", h.guest_args("256M", incoming="tcp:127.0.0.1:0")) as dst:
+        for m in (src, dst):
+            m.set_caps(pc)
+            m.set_params({"x-preempt-channels": 2})
+        src.set_params({"max-bandwidth": 16 * h.MiB})
+        uri = dst.listen_uri()
+        src.cmd("migrate", uri=uri)
+        dst.wait_status("active", timeout=30)
+        src.wait_status("active", timeout=30)
+        expect_refusal(lambda: src.set_params({"x-preempt-channels": 3}), ["during a migration"],
+                       "changing x-preempt-channels mid-migration")
+        sid = bytes.fromhex(dst.query_migrate()["x-session-id"])
+        h.expect_hello_refused(uri, h.hello(chan_type=h.CHAN_PREEMPT, index=2, session=sid), BAD_INDEX, "preempt index 2 of 2")
+        h.expect_hello_refused(uri, h.hello(chan_type=h.CHAN_PREEMPT, index=7, session=sid), BAD_INDEX, "preempt index 7 of 2")
+        h.expect_hello_refused(uri, h.hello(chan_type=h.CHAN_PREEMPT, index=1, session=sid), DUPLICATE, "preempt index 1 again")
+        src.set_params(h.FAST_PARAMS)
+        info = src.wait_status("completed", timeout=120)
+        h.check_migrated(src, dst, info, size=SIZE)
+
+
 if __name__ == "__main__":
-    h.main(CASES + [case_auto_switch, case_request_storm, case_preempt_needs_postcopy])
+    h.main(CASES + [case_auto_switch, case_request_storm, case_request_storm_4_channels,
+                    case_preempt_needs_postcopy, case_preempt_channels_refused])

@@ -1,0 +1,24 @@
+/* The source's urgent lanes: one sender thread (mig/src/urg/N) per preempt channel.
+ * The return-path thread only decides and queues; the page goes out on the least busy
+ * lane, so a request never waits behind another request's huge page in one socket,
+ * nor behind the return-path thread's own writes. */
+#pragma once
+#include "engine/session_int.h"
+
+typedef struct MigUrgent MigUrgent;
+
+/* After each queued page is sent (err NULL) or its lane failed (err set; the lane then
+ * stops). Called on the lane's thread. */
+typedef void (*MigUrgentDoneFn)(gpointer opaque, const GError *err);
+
+/* Starts one sender per fd; the fds stay the caller's. */
+MigUrgent *mig_urgent_new(MigSession *s, const int *fds, guint n, MigUrgentDoneFn done, gpointer opaque);
+/* Queues one whole host page of block bi on the least busy lane. */
+void mig_urgent_queue(MigUrgent *u, guint bi, MigRamBlock *rb, gsize page);
+/* Urgent bytes queued or not yet acknowledged by the destination, over all lanes. */
+guint64 mig_urgent_in_flight(MigUrgent *u);
+/* Stops the senders, dropping what is still queued (every page is present by then, or
+ * the migration failed), and joins them. The lanes stay readable (in_flight) until
+ * freed: a bulk sender may still be yielding to them. */
+void mig_urgent_stop(MigUrgent *u);
+void mig_urgent_free(MigUrgent *u);
