@@ -115,6 +115,7 @@ static int send_pages(Sender *sd, const Job *j, guint64 seq)
 	struct iovec iov[MIG_MF_MAX_PAGES + 2];
 	guint32 hdr[6];
 	guint nn = 0, nz = 0;
+	int niov = 2;
 	guint64 bytes;
 
 	/* normal pages fill offs from the front, zero pages from the back. The zero test is
@@ -128,9 +129,8 @@ static int send_pages(Sender *sd, const Job *j, guint64 seq)
 		if (m->detect_zero && mig_mem_is_zero(p, ps)) {
 			offs[MIG_MF_MAX_PAGES - 1 - nz++] = GUINT64_TO_BE(j->pages[i] * ps);
 		} else {
-			offs[nn] = GUINT64_TO_BE(j->pages[i] * ps);
-			iov[2 + nn] = (struct iovec){ p, ps };
-			nn++;
+			offs[nn++] = GUINT64_TO_BE(j->pages[i] * ps);
+			mig_iov_append(iov, &niov, p, ps);
 		}
 	}
 	if (nz)  /* make the offsets contiguous: normal then zero */
@@ -145,7 +145,7 @@ static int send_pages(Sender *sd, const Job *j, guint64 seq)
 	iov[1] = (struct iovec){ offs, (nn + nz) * 8u };
 	bytes = MIG_FRAME_HDR_LEN + sizeof(hdr) + (nn + nz) * 8u + (guint64)nn * ps;
 	{
-		int rc = mig_frame_send(sd->fd, MIG_F_MF_PAGES, 0, iov, (int)nn + 2);
+		int rc = mig_frame_send(sd->fd, MIG_F_MF_PAGES, 0, iov, niov);
 
 		if (rc < 0)
 			return rc;
