@@ -270,7 +270,7 @@ static int run_recv(const Target *t, guint conns, guint64 total, const MemOpts *
 	guint port = 0, accepted = 0, failed = 0;
 	guint64 bytes = 0;
 	gint64 first = G_MAXINT64, last = 0;
-	gsize part = (gsize)(total / conns) + RECV_BUF_BYTES * 2u;
+	gsize part = (gsize)(total / conns) + RECV_BUF_BYTES;
 	Region dest = { 0 };
 	int lfd;
 

@@ -74,6 +74,7 @@ typedef enum {
 } RawMem;
 
 static const char *const raw_mem_names[] = { "hot", "distinct-4k", "distinct-2m" };
+#define RAW_HUGE_SLACK 8u   /* 2M pages beyond 2 x guest size: 8 connections' slack, rounded */
 
 typedef struct Row {
 	char *backend;
@@ -1068,7 +1069,8 @@ static RawMem raw_mem_for(Bench *b, const MigCell *cell)
 
 	if (!cell->huge)
 		return RAW_DISTINCT;
-	if (huge_ensure(b, 2 * (cell->guest_bytes / HUGEPAGE_BYTES), &e))
+	/* sender and receiver buffers; the receiver's has 512 KiB more per connection */
+	if (huge_ensure(b, 2 * (cell->guest_bytes / HUGEPAGE_BYTES) + RAW_HUGE_SLACK, &e))
 		return RAW_DISTINCT_HUGE;
 	note(b, "raw baseline of the hugetlb rows in 4K pages: %s", e->message);
 	return RAW_DISTINCT;
