@@ -33,6 +33,7 @@
 #define T_QMP_READY_MS 120000
 #define T_QMP_CMD_MS 10000
 #define T_PORT_MS 10000
+#define T_RAW_READY_MS 120000   /* mig-rawxfer recv --distinct touches the whole size first */
 #define T_MIGRATE_MS 300000
 #define T_INTEGRITY_MS 60000
 #define T_QUIT_MS 10000
@@ -376,7 +377,7 @@ static gboolean raw_run(Bench *b, gboolean bed, guint conns, guint64 bytes, RawM
 		recv_argv[9] = NULL;
 
 	recv = spawn_on(b, bed ? BENCH_NET_DST : -1, name_r, recv_argv, err);
-	if (!recv || !(port = wait_lines(b, recv, 1, T_PORT_MS, err)))
+	if (!recv || !(port = wait_lines(b, recv, 1, mem == RAW_HOT ? T_PORT_MS : T_RAW_READY_MS, err)))
 		goto out;
 	uri = g_strdup_printf("tcp:%s:%s", dst_host(b, bed), port[0]);
 	{
