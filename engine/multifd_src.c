@@ -118,6 +118,9 @@ static int send_pages(Sender *sd, const Job *j, guint64 seq)
 	int niov = 2;
 	guint64 bytes;
 
+	/* header and offsets first: mig_iov_append looks at the entry before a page's */
+	iov[0] = (struct iovec){ hdr, sizeof(hdr) };
+	iov[1] = (struct iovec){ offs, 0 };
 	/* normal pages fill offs from the front, zero pages from the back. The zero test is
 	 * the first touch of each cold page: start the next pages' misses early */
 	for (guint i = 0; i < j->npages; i++) {
@@ -141,8 +144,7 @@ static int send_pages(Sender *sd, const Job *j, guint64 seq)
 	hdr[3] = GUINT32_TO_BE((guint32)seq);
 	hdr[4] = GUINT32_TO_BE(nn);
 	hdr[5] = GUINT32_TO_BE(nz);
-	iov[0] = (struct iovec){ hdr, sizeof(hdr) };
-	iov[1] = (struct iovec){ offs, (nn + nz) * 8u };
+	iov[1].iov_len = (nn + nz) * 8u;
 	bytes = MIG_FRAME_HDR_LEN + sizeof(hdr) + (nn + nz) * 8u + (guint64)nn * ps;
 	{
 		int rc = mig_frame_send(sd->fd, MIG_F_MF_PAGES, 0, iov, niov);
