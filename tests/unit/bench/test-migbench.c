@@ -84,6 +84,10 @@ static void check_row(JsonObject *row, guint index, gint64 runs, gint64 guest_by
 	g_assert_true(multifd == (channels > 0));
 	if (!strcmp(status, "ok")) {
 		check_completed_row(row, runs, guest_bytes);
+		/* every ratio of an ok row is a number: none of its medians may be missing */
+		g_assert_cmpfloat(json_object_get_double_member(row, "ratio"), >, 0);
+		g_assert_cmpfloat(json_object_get_double_member(row, "ratio_paired"), >, 0);
+		g_assert_cmpfloat(json_object_get_double_member(row, "ratio_hot"), >, 0);
 		return;
 	}
 	g_test_message("%s/%" G_GINT64_FORMAT ": %s: %s", expected_rows[index].backend, channels, status,
