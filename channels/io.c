@@ -24,12 +24,30 @@ static int io_errno(int err)
 	return -err;
 }
 
+/* MSG_WAITALL lets the kernel keep copying as segments arrive instead of returning to
+ * us after each one: a 512 KiB multifd packet took dozens of readv calls and wakeups
+ * without it. Not every fd is a socket; those fall back to plain reads. */
+static ssize_t recv_iov(int fd, struct iovec *iov, int iovcnt, int *not_sock)
+{
+	if (!*not_sock) {
+		struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
+		ssize_t n = recvmsg(fd, &msg, MSG_WAITALL);
+
+		if (n >= 0 || errno != ENOTSOCK)
+			return n;
+		*not_sock = 1;
+	}
+	return readv(fd, iov, iovcnt);
+}
+
 int mig_io_read_full(int fd, void *buf, size_t len)
 {
 	uint8_t *p = buf;
+	int not_sock = 0;
 
 	while (len > 0) {
-		ssize_t n = read(fd, p, len);
+		struct iovec iov = { p, len };
+		ssize_t n = recv_iov(fd, &iov, 1, &not_sock);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -127,11 +145,13 @@ int mig_io_writev_full(int fd, struct iovec *iov, int iovcnt)
 
 int mig_io_readv_full(int fd, struct iovec *iov, int iovcnt)
 {
+	int not_sock = 0;
+
 	if (iovcnt < 0 || (iovcnt > 0 && !iov))
 		return -EINVAL;
 
 	for (iov_skip_empty(&iov, &iovcnt); iovcnt > 0; iov_skip_empty(&iov, &iovcnt)) {
-		ssize_t n = readv(fd, iov, iov_window(iovcnt));
+		ssize_t n = recv_iov(fd, iov, iov_window(iovcnt), &not_sock);
 
 		if (n < 0) {
 			if (errno == EINTR)

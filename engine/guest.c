@@ -360,6 +360,8 @@ gboolean mig_guest_running(MigGuest *g)
 	return !__atomic_load_n(&g->want_pause, __ATOMIC_ACQUIRE);
 }
 
+#define RECORD_PREFETCH 16   /* units ahead */
+
 /* Record: be64 seed, be64 zero fraction (as 2^-53 units), be64 units, be32 gen[units]. */
 GBytes *mig_guest_save_record(MigGuest *g)
 {
@@ -373,8 +375,13 @@ GBytes *mig_guest_save_record(MigGuest *g)
 	guint32 *gens = (guint32 *)(buf + 24);
 
 	memcpy(buf, hdr, sizeof(hdr));
-	for (guint64 i = 0; i < g->units; i++)
+	/* this runs in the downtime and reads one line of every 4 KiB unit: the hardware
+	 * prefetcher stops at page boundaries, so start the misses ahead ourselves */
+	for (guint64 i = 0; i < g->units; i++) {
+		if (i + RECORD_PREFETCH < g->units)
+			__builtin_prefetch(unit_ptr(g, i + RECORD_PREFETCH));
 		gens[i] = GUINT32_TO_BE(mig_unit_gen(unit_ptr(g, i)));
+	}
 	return g_bytes_new_take(buf, len);
 }
 

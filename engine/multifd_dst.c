@@ -56,7 +56,7 @@ static gboolean recv_pages(MfRecv *r, guint32 len, GError **err)
 	struct iovec iov[MIG_MF_MAX_PAGES];
 	guint bi, nn, nz;
 	MigRamBlock *rb;
-	int rc;
+	int rc, niov = 0;
 
 	if (len < MIG_MF_HDR_LEN)
 		return recv_fail(r, err, EPROTO, "packet too short (%u bytes)", len);
@@ -102,8 +102,8 @@ static gboolean recv_pages(MfRecv *r, guint32 len, GError **err)
 		return TRUE;
 	}
 	for (guint i = 0; i < nn; i++)
-		iov[i] = (struct iovec){ rb->host + offs[i], rb->page_size };
-	if (nn && (rc = mig_io_readv_full(r->fd, iov, (int)nn)) < 0)
+		mig_iov_append(iov, &niov, rb->host + offs[i], rb->page_size);
+	if (nn && (rc = mig_io_readv_full(r->fd, iov, niov)) < 0)
 		return recv_fail(r, err, -rc, "stream truncated: %s", g_strerror(-rc));
 	for (guint i = 0; i < nn + nz; i++) {
 		gsize pg = offs[i] / rb->page_size;

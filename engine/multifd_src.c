@@ -13,33 +13,48 @@
 
 #define PREFETCH_AHEAD 4
 
+/* One batch (or a sync point) for a sender. */
+typedef struct Job {
+	guint64 sync_pass;        /* non-zero: send SYNC(pass) instead of pages */
+	guint block;
+	MigRamBlock *rb;
+	gsize pages[MIG_MF_MAX_PAGES];
+	guint npages;
+	/* or, with dev_done set, a device-state chunk (devlane_src.c), which the done
+	 * callback then owns: in dev_buf, or waiting in the pipe dev_pipe */
+	guint8 dev_hdr[MIG_MF_DEV_HDR_MAX];
+	guint dev_hdr_len;
+	guint8 *dev_buf;
+	int dev_pipe;
+	guint32 dev_len;
+	MigMfDoneFn dev_done;
+	gpointer dev_done_data;
+} Job;
+
+/* Batches queued per sender in precopy. With one, a sender that finished a batch
+ * slept until the migration thread was scheduled to hand it the next: two wakeups per
+ * 512 KiB, and an idle socket in between on a busy 2-CPU host. With the next batch
+ * already queued it goes straight on. Postcopy keeps one, so that little bulk waits
+ * in line ahead of what the guest asks for. */
+#define MF_QDEPTH 3u
+
 typedef struct Sender {
 	struct MfSrc *m;
 	guint index;
 	int fd;
 	GThread *thread;
 	GCond cond;
-	/* the job, valid while busy */
-	gboolean busy;
-	guint64 sync_pass;        /* non-zero: send SYNC(pass) instead of pages */
-	guint block;
-	MigRamBlock *rb;
-	gsize pages[MIG_MF_MAX_PAGES];
-	guint npages;
-	/* or a device-state chunk (devlane.c), which the done callback then owns */
-	guint8 dev_hdr[MIG_MF_DEV_HDR_MAX];
-	guint dev_hdr_len;
-	guint8 *dev_buf;
-	int dev_pipe;             /* with dev_buf NULL: the chunk waits in this pipe */
-	guint32 dev_len;
-	MigMfDoneFn dev_done;
-	gpointer dev_done_data;
+	gboolean sleeping;        /* waiting on cond for a job */
+	/* queued jobs, jobs[head % MF_QDEPTH] first; the first stays queued until sent */
+	guint head, count;
+	Job jobs[MF_QDEPTH];
 } Sender;
 
 struct MfSrc {
 	MigSession *s;
 	GMutex lock;
-	GCond idle_cond;          /* a sender became idle, or one failed */
+	GCond idle_cond;          /* a sender finished a job, or one failed */
+	gboolean waiting;         /* someone waits on idle_cond */
 	gboolean quit;
 	gboolean detect_zero;
 	char *error;              /* first failure */
@@ -68,27 +83,27 @@ static void sender_fail(Sender *sd, const char *what, int rc)
 }
 
 /* Break-huge: each data page in chunks, zero pages as one ordinary packet. */
-static int send_chunked(Sender *sd, guint64 seq)
+static int send_chunked(Sender *sd, const Job *j, guint64 seq)
 {
 	MfSrc *m = sd->m;
-	gsize ps = sd->rb->page_size;
+	gsize ps = j->rb->page_size;
 
-	for (guint i = 0; i < sd->npages; i++) {
-		guint8 *p = sd->rb->host + sd->pages[i] * ps;
+	for (guint i = 0; i < j->npages; i++) {
+		guint8 *p = j->rb->host + j->pages[i] * ps;
 		guint64 bytes = 0;
 		int rc;
 
 		if (mig_mem_is_zero(p, ps)) {
-			guint32 hdr[6] = { GUINT32_TO_BE(sd->block), 0, GUINT32_TO_BE((guint32)(seq >> 32)),
+			guint32 hdr[6] = { GUINT32_TO_BE(j->block), 0, GUINT32_TO_BE((guint32)(seq >> 32)),
 					   GUINT32_TO_BE((guint32)seq), 0, GUINT32_TO_BE(1) };
-			guint64 off = GUINT64_TO_BE(sd->pages[i] * ps);
+			guint64 off = GUINT64_TO_BE(j->pages[i] * ps);
 			struct iovec iov[2] = { { hdr, sizeof(hdr) }, { &off, 8 } };
 
 			rc = mig_frame_send(sd->fd, MIG_F_MF_PAGES, 0, iov, 2);
 			bytes = MIG_FRAME_HDR_LEN + sizeof(hdr) + 8;
 			mig_atomic_add(&m->s->stats.duplicate, 1);
 		} else {
-			rc = mig_huge_send(sd->fd, sd->block, sd->rb, sd->pages[i], m->yield, m->yield_opaque, &bytes);
+			rc = mig_huge_send(sd->fd, j->block, j->rb, j->pages[i], m->yield, m->yield_opaque, &bytes);
 			if (rc == 1)
 				mig_atomic_add(&m->s->stats.x_break_huge_drops, 1);
 			else if (rc == 0)
@@ -102,45 +117,47 @@ static int send_chunked(Sender *sd, guint64 seq)
 	return 0;
 }
 
-static int send_pages(Sender *sd, guint64 seq)
+static int send_pages(Sender *sd, const Job *j, guint64 seq)
 {
 	MfSrc *m = sd->m;
-	gsize ps = sd->rb->page_size;
+	gsize ps = j->rb->page_size;
 	guint64 offs[MIG_MF_MAX_PAGES];
 	struct iovec iov[MIG_MF_MAX_PAGES + 2];
 	guint32 hdr[6];
 	guint nn = 0, nz = 0;
+	int niov = 2;
 	guint64 bytes;
 
+	/* header and offsets first: mig_iov_append looks at the entry before a page's */
+	iov[0] = (struct iovec){ hdr, sizeof(hdr) };
+	iov[1] = (struct iovec){ offs, 0 };
 	/* normal pages fill offs from the front, zero pages from the back. The zero test is
 	 * the first touch of each cold page: start the next pages' misses early */
-	for (guint i = 0; i < sd->npages; i++) {
-		guint8 *p = sd->rb->host + sd->pages[i] * ps;
+	for (guint i = 0; i < j->npages; i++) {
+		guint8 *p = j->rb->host + j->pages[i] * ps;
 
-		if (i + PREFETCH_AHEAD < sd->npages)
-			__builtin_prefetch(sd->rb->host + sd->pages[i + PREFETCH_AHEAD] * ps);
+		if (i + PREFETCH_AHEAD < j->npages)
+			__builtin_prefetch(j->rb->host + j->pages[i + PREFETCH_AHEAD] * ps);
 
 		if (m->detect_zero && mig_mem_is_zero(p, ps)) {
-			offs[MIG_MF_MAX_PAGES - 1 - nz++] = GUINT64_TO_BE(sd->pages[i] * ps);
+			offs[MIG_MF_MAX_PAGES - 1 - nz++] = GUINT64_TO_BE(j->pages[i] * ps);
 		} else {
-			offs[nn] = GUINT64_TO_BE(sd->pages[i] * ps);
-			iov[2 + nn] = (struct iovec){ p, ps };
-			nn++;
+			offs[nn++] = GUINT64_TO_BE(j->pages[i] * ps);
+			mig_iov_append(iov, &niov, p, ps);
 		}
 	}
 	if (nz)  /* make the offsets contiguous: normal then zero */
 		memmove(&offs[nn], &offs[MIG_MF_MAX_PAGES - nz], nz * sizeof(offs[0]));
-	hdr[0] = GUINT32_TO_BE(sd->block);
+	hdr[0] = GUINT32_TO_BE(j->block);
 	hdr[1] = 0;
 	hdr[2] = GUINT32_TO_BE((guint32)(seq >> 32));
 	hdr[3] = GUINT32_TO_BE((guint32)seq);
 	hdr[4] = GUINT32_TO_BE(nn);
 	hdr[5] = GUINT32_TO_BE(nz);
-	iov[0] = (struct iovec){ hdr, sizeof(hdr) };
-	iov[1] = (struct iovec){ offs, (nn + nz) * 8u };
+	iov[1].iov_len = (nn + nz) * 8u;
 	bytes = MIG_FRAME_HDR_LEN + sizeof(hdr) + (nn + nz) * 8u + (guint64)nn * ps;
 	{
-		int rc = mig_frame_send(sd->fd, MIG_F_MF_PAGES, 0, iov, (int)nn + 2);
+		int rc = mig_frame_send(sd->fd, MIG_F_MF_PAGES, 0, iov, niov);
 
 		if (rc < 0)
 			return rc;
@@ -153,20 +170,30 @@ static int send_pages(Sender *sd, guint64 seq)
 	return 0;
 }
 
-static int send_dev(Sender *sd)
+static int send_dev(Sender *sd, const Job *j)
 {
 	MfSrc *m = sd->m;
-	struct iovec iov[2] = { { sd->dev_hdr, sd->dev_hdr_len }, { sd->dev_buf, sd->dev_len } };
-	int rc = sd->dev_buf ? mig_frame_send(sd->fd, MIG_F_MF_DEV, 0, iov, 2) :
-		 mig_frame_send_spliced(sd->fd, MIG_F_MF_DEV, 0, sd->dev_hdr, sd->dev_hdr_len, sd->dev_pipe, sd->dev_len);
+	struct iovec iov[2] = { { (void *)j->dev_hdr, j->dev_hdr_len }, { j->dev_buf, j->dev_len } };
+	int rc = j->dev_buf ? mig_frame_send(sd->fd, MIG_F_MF_DEV, 0, iov, 2) :
+		 mig_frame_send_spliced(sd->fd, MIG_F_MF_DEV, 0, j->dev_hdr, j->dev_hdr_len, j->dev_pipe, j->dev_len);
 
 	if (rc == 0) {
-		guint64 bytes = MIG_FRAME_HDR_LEN + sd->dev_hdr_len + (guint64)sd->dev_len;
+		guint64 bytes = MIG_FRAME_HDR_LEN + j->dev_hdr_len + (guint64)j->dev_len;
 
 		mig_atomic_add(&m->s->stats.transferred, bytes);
 		mig_atomic_add(&m->s->stats.multifd_bytes, bytes);
 	}
 	return rc;
+}
+
+/* Wakes whoever waits for a sender to finish; the flag saves a futex call per batch
+ * when nobody does. */
+static void wake_waiters(MfSrc *m)
+{
+	if (m->waiting) {
+		m->waiting = FALSE;
+		g_cond_broadcast(&m->idle_cond);
+	}
 }
 
 static gpointer sender_main(gpointer opaque)
@@ -177,44 +204,49 @@ static gpointer sender_main(gpointer opaque)
 	mig_io_block_sigpipe();   /* device chunks are spliced into the socket */
 	g_mutex_lock(&m->lock);
 	for (;;) {
-		guint64 seq, pass;
+		Job *j;
+		guint64 seq;
 		int rc;
 
-		while (!sd->busy && !m->quit)
+		while (!sd->count && !m->quit) {
+			sd->sleeping = TRUE;
 			g_cond_wait(&sd->cond, &m->lock);
+			sd->sleeping = FALSE;
+		}
 		if (m->quit)
 			break;
-		pass = sd->sync_pass;
+		/* the queue only grows at its tail while we send its head */
+		j = &sd->jobs[sd->head % MF_QDEPTH];
 		seq = ++m->seq;
 		g_mutex_unlock(&m->lock);
-		if (pass) {
-			guint64 be = GUINT64_TO_BE(pass);
+		if (j->sync_pass) {
+			guint64 be = GUINT64_TO_BE(j->sync_pass);
 			struct iovec iov = { &be, sizeof(be) };
 
 			rc = mig_frame_send(sd->fd, MIG_F_MF_SYNC, 0, &iov, 1);
-		} else if (sd->dev_done) {
-			MigMfDoneFn done = g_steal_pointer(&sd->dev_done);
+		} else if (j->dev_done) {
+			MigMfDoneFn done = j->dev_done;
 
-			rc = send_dev(sd);
-			done(sd->dev_done_data, g_steal_pointer(&sd->dev_buf), rc);
-		} else if (m->yield && sd->rb->page_size > MIG_CHUNK_SIZE) {
-			rc = send_chunked(sd, seq);
+			rc = send_dev(sd, j);
+			j->dev_done = NULL;   /* handed back: free() must not hand it back again */
+			done(j->dev_done_data, g_steal_pointer(&j->dev_buf), rc);
+		} else if (m->yield && j->rb->page_size > MIG_CHUNK_SIZE) {
+			rc = send_chunked(sd, j, seq);
 		} else {
-			rc = send_pages(sd, seq);
+			rc = send_pages(sd, j, seq);
 		}
-		if (rc == 0 && !pass && sd->npages && m->sent_maps)
-			for (guint i = 0; i < sd->npages; i++)
-				mig_bitmap_set_atomic(m->sent_maps[sd->block], sd->pages[i]);
+		if (rc == 0 && j->npages && m->sent_maps)
+			for (guint i = 0; i < j->npages; i++)
+				mig_bitmap_set_atomic(m->sent_maps[j->block], j->pages[i]);
 		if (rc < 0) {
-			sender_fail(sd, pass ? "sending sync" : "sending pages", rc);
+			sender_fail(sd, j->sync_pass ? "sending sync" : j->npages ? "sending pages" : "sending device state", rc);
 			g_mutex_lock(&m->lock);
 			break;
 		}
 		g_mutex_lock(&m->lock);
-		sd->busy = FALSE;
-		sd->sync_pass = 0;
-		sd->npages = 0;
-		g_cond_broadcast(&m->idle_cond);
+		sd->head++;
+		sd->count--;
+		wake_waiters(m);
 	}
 	g_mutex_unlock(&m->lock);
 	return NULL;
@@ -264,15 +296,50 @@ static gboolean failed(MfSrc *m, GError **err)
 	return TRUE;
 }
 
-static Sender *idle_sender(MfSrc *m)
+/* Precopy keeps a few batches queued per sender; postcopy (pages marked as sent) one. */
+static guint depth(MfSrc *m)
 {
+	return m->sent_maps ? 1u : MF_QDEPTH;
+}
+
+/* Caller holds the lock and found room in sd's queue. */
+static void push_job(Sender *sd, guint64 sync_pass, guint block, MigRamBlock *rb, const gsize *pages, guint n)
+{
+	Job *j = &sd->jobs[(sd->head + sd->count) % MF_QDEPTH];
+
+	j->sync_pass = sync_pass;
+	j->block = block;
+	j->rb = rb;
+	if (n)
+		memcpy(j->pages, pages, n * sizeof(*pages));
+	j->npages = n;
+	j->dev_done = NULL;
+	sd->count++;
+	if (sd->sleeping)
+		g_cond_signal(&sd->cond);
+}
+
+static void wait_idle_cond(MfSrc *m)
+{
+	m->waiting = TRUE;
+	g_cond_wait(&m->idle_cond, &m->lock);
+}
+
+/* The least loaded sender with fewer than limit jobs, round-robin among equals: every
+ * channel keeps work. */
+static Sender *least_loaded(MfSrc *m, guint limit)
+{
+	Sender *sd = NULL;
+
 	for (guint k = 0; k < m->n; k++) {
 		Sender *c = &m->senders[(m->next + k) % m->n];
 
-		if (!c->busy)
-			return c;
+		if (c->count < limit) {
+			sd = c;
+			limit = c->count;
+		}
 	}
-	return NULL;
+	return sd;
 }
 
 gboolean mig_mf_src_queue(MfSrc *m, guint block, MigRamBlock *rb, const gsize *pages, guint n, GError **err)
@@ -282,22 +349,18 @@ gboolean mig_mf_src_queue(MfSrc *m, guint block, MigRamBlock *rb, const gsize *p
 	g_assert(n > 0 && n <= MIG_MF_MAX_PAGES);
 	g_mutex_lock(&m->lock);
 	while (!sd) {
+		guint best = depth(m);
+
 		if (failed(m, err)) {
 			g_mutex_unlock(&m->lock);
 			return FALSE;
 		}
-		sd = m->dev_waiting ? NULL : idle_sender(m);
+		sd = m->dev_waiting ? NULL : least_loaded(m, best);
 		if (!sd)
-			g_cond_wait(&m->idle_cond, &m->lock);
+			wait_idle_cond(m);
 	}
 	m->next = (sd->index + 1) % m->n;
-	sd->block = block;
-	sd->rb = rb;
-	memcpy(sd->pages, pages, n * sizeof(*pages));
-	sd->npages = n;
-	sd->sync_pass = 0;
-	sd->busy = TRUE;
-	g_cond_signal(&sd->cond);
+	push_job(sd, 0, block, rb, pages, n);
 	g_mutex_unlock(&m->lock);
 	return TRUE;
 }
@@ -306,6 +369,7 @@ gboolean mig_mf_src_queue_dev(MfSrc *m, const void *hdr, guint hdr_len, guint8 *
 			      guint32 len, MigMfDoneFn done, gpointer done_data, GError **err)
 {
 	Sender *sd = NULL;
+	Job *j;
 
 	g_assert(hdr_len <= MIG_MF_DEV_HDR_MAX && done);
 	g_mutex_lock(&m->lock);
@@ -317,22 +381,22 @@ gboolean mig_mf_src_queue_dev(MfSrc *m, const void *hdr, guint hdr_len, guint8 *
 			g_mutex_unlock(&m->lock);
 			return FALSE;
 		}
-		if (!(sd = idle_sender(m)))
-			g_cond_wait(&m->idle_cond, &m->lock);
+		if (!(sd = least_loaded(m, depth(m))))
+			wait_idle_cond(m);
 	}
 	m->dev_waiting--;
 	m->next = (sd->index + 1) % m->n;
-	memcpy(sd->dev_hdr, hdr, hdr_len);
-	sd->dev_hdr_len = hdr_len;
-	sd->dev_buf = buf;
-	sd->dev_pipe = pipe_fd;
-	sd->dev_len = len;
-	sd->dev_done = done;
-	sd->dev_done_data = done_data;
-	sd->npages = 0;
-	sd->sync_pass = 0;
-	sd->busy = TRUE;
-	g_cond_signal(&sd->cond);
+	/* appended at the tail: a channel carries its device chunks in the order they
+	 * were handed out, which the destination's reordering relies on (devlane.h) */
+	push_job(sd, 0, 0, NULL, NULL, 0);
+	j = &sd->jobs[(sd->head + sd->count - 1) % MF_QDEPTH];
+	memcpy(j->dev_hdr, hdr, hdr_len);
+	j->dev_hdr_len = hdr_len;
+	j->dev_buf = buf;
+	j->dev_pipe = pipe_fd;
+	j->dev_len = len;
+	j->dev_done_data = done_data;
+	j->dev_done = done;
 	/* RAM batches held back by this chunk may go now */
 	if (!m->dev_waiting)
 		g_cond_broadcast(&m->idle_cond);
@@ -348,27 +412,30 @@ static gboolean wait_all_idle(MfSrc *m, GError **err)
 		if (failed(m, err))
 			return FALSE;
 		for (guint i = 0; i < m->n; i++)
-			busy |= m->senders[i].busy;
+			busy |= m->senders[i].count > 0;
 		if (!busy)
 			return TRUE;
-		g_cond_wait(&m->idle_cond, &m->lock);
+		wait_idle_cond(m);
 	}
 }
 
+/* Each channel is a FIFO, so a SYNC queued behind a channel's batches follows them
+ * onto the wire; the pass is over once every queue has drained. */
 gboolean mig_mf_src_sync(MfSrc *m, guint64 pass, GError **err)
 {
-	gboolean ok;
+	gboolean ok = TRUE;
 
 	g_mutex_lock(&m->lock);
-	ok = wait_all_idle(m, err);
-	if (ok) {
-		for (guint i = 0; i < m->n; i++) {
-			m->senders[i].sync_pass = pass;
-			m->senders[i].busy = TRUE;
-			g_cond_signal(&m->senders[i].cond);
-		}
-		ok = wait_all_idle(m, err);
+	for (guint i = 0; i < m->n && ok; i++) {
+		Sender *sd = &m->senders[i];
+
+		while ((ok = !failed(m, err)) && sd->count >= MF_QDEPTH)
+			wait_idle_cond(m);
+		if (ok)
+			push_job(sd, pass, 0, NULL, NULL, 0);
 	}
+	if (ok)
+		ok = wait_all_idle(m, err);
 	g_mutex_unlock(&m->lock);
 	return ok;
 }
@@ -431,8 +498,13 @@ void mig_mf_src_free(MfSrc *m)
 
 		if (sd->thread)
 			g_thread_join(sd->thread);
-		if (sd->dev_done)   /* a device chunk handed over but never sent */
-			sd->dev_done(sd->dev_done_data, g_steal_pointer(&sd->dev_buf), -ECANCELED);
+		/* device chunks handed over but never sent go back to their owner */
+		for (guint k = 0; k < sd->count; k++) {
+			Job *j = &sd->jobs[(sd->head + k) % MF_QDEPTH];
+
+			if (j->dev_done)
+				j->dev_done(j->dev_done_data, g_steal_pointer(&j->dev_buf), -ECANCELED);
+		}
 		if (sd->fd >= 0)
 			close(sd->fd);
 		g_cond_clear(&sd->cond);

@@ -104,11 +104,11 @@ static gboolean serve_request(Src *src, const guint8 *p, guint32 len, gboolean *
 		 * socket; if we take the page, END must not overtake our copy of it */
 		g_mutex_lock(&src->urgent_lock);
 		was_dirty = test_and_clear(b->dirty, page);
-		if (was_dirty)
+		if (was_dirty) {
 			MIG_PROBE(page_queued, bi, off);
+			MIG_PROBE(page_sent, bi, off);   /* before the write, as on the preempt lane */
+		}
 		ok = !was_dirty || mig_src_send_pages(src, bi, &page, 1, err);
-		if (was_dirty)
-			MIG_PROBE(page_sent, bi, off);
 		g_mutex_unlock(&src->urgent_lock);
 		return ok;
 	}

@@ -57,9 +57,12 @@ static int send_page(Lane *l, const UrgentReq *r)
 	guint32 hdr[2] = { GUINT32_TO_BE(r->bi), GUINT32_TO_BE(1) };
 	guint64 off = GUINT64_TO_BE((guint64)r->page * ps);
 	struct iovec iov[3] = { { hdr, sizeof(hdr) }, { &off, 8 }, { p, ps } };
-	int rc = mig_frame_send(l->fd, zero ? MIG_F_ZEROS : MIG_F_PAGES, 0, iov, zero ? 2 : 3);
+	int rc;
 
+	/* before the write: on loopback the write itself may run the destination's receive
+	 * and placement, and a stage must not be stamped after the ones it causes */
 	MIG_PROBE(page_sent, r->bi, (guint64)r->page * ps);
+	rc = mig_frame_send(l->fd, zero ? MIG_F_ZEROS : MIG_F_PAGES, 0, iov, zero ? 2 : 3);
 	if (rc == 0) {
 		guint64 bytes = MIG_FRAME_HDR_LEN + 16 + (zero ? 0 : ps);
 

@@ -12,6 +12,12 @@
  *       sends SIZE bytes split evenly over N connections, one thread per connection, and
  *       prints the same JSON line as measured by the sender.
  *
+ *   --distinct (both sides; recv then needs --bytes SIZE too): every byte comes from, and
+ *       lands in, memory of its own, as when SIZE bytes of RAM move: the sender sends from
+ *       a pre-touched SIZE-byte buffer and the receiver reads into a pre-touched one,
+ *       instead of reusing one cache-hot 512 KiB buffer per connection. --hugetlb backs
+ *       those buffers with 2M huge pages. docs/benchmarks.md says why migbench uses this.
+ *
  * pingpong measures the floor of a postcopy page fetch instead: the time to ask for one
  * page and have all of it, over an otherwise idle link, with no engine in the way.
  *
@@ -39,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -55,6 +62,48 @@
 #define PING_MAX_COUNT 100000
 #define PING_MAX_SIZES 8
 #define PING_MAX_REQUESTS (PING_MAX_SIZES * 2 * PING_MAX_COUNT)   /* bounds the server's loop */
+#define HUGE_BYTES (2u << 20)
+
+/* Where the bytes come from and go to: one reused hot buffer, or memory of their own. */
+typedef struct MemOpts {
+	gboolean distinct;
+	gboolean hugetlb;
+} MemOpts;
+
+typedef struct Region {
+	char *base;
+	gsize len;      /* what the caller asked for */
+	gsize maplen;   /* rounded up to the page size */
+} Region;
+
+/* Maps len bytes and touches every page (filled with fill), so page faults happen
+ * before the clock starts, as they do for a guest's RAM and a pre-allocated destination. */
+static gboolean region_map(Region *r, gsize len, const MemOpts *mo, int fill, char **error)
+{
+	gsize unit = mo->hugetlb ? HUGE_BYTES : PAGE_BYTES;
+	int flags = MAP_PRIVATE | MAP_ANONYMOUS | (mo->hugetlb ? MAP_HUGETLB : 0);
+
+	r->len = len;
+	r->maplen = (MAX(len, 1) + unit - 1) / unit * unit;
+	r->base = mmap(NULL, r->maplen, PROT_READ | PROT_WRITE, flags, -1, 0);
+	if (r->base == MAP_FAILED) {
+		r->base = NULL;
+		*error = g_strdup_printf("mmap of %zu bytes%s: %s", r->maplen, mo->hugetlb ? " of 2M huge pages" : "",
+					 g_strerror(errno));
+		return FALSE;
+	}
+	if (!mo->hugetlb)   /* 4K pages, as mig's anon guests (they refuse THP for dirty tracking) */
+		madvise(r->base, r->maplen, MADV_NOHUGEPAGE);
+	memset(r->base, fill, r->maplen);
+	return TRUE;
+}
+
+static void region_unmap(Region *r)
+{
+	if (r->base)
+		munmap(r->base, r->maplen);
+	r->base = NULL;
+}
 
 typedef struct Target {
 	char *host;
@@ -108,6 +157,8 @@ static void print_result(guint64 bytes, gint64 first_us, gint64 last_us, guint c
 
 typedef struct RecvConn {
 	int fd;
+	char *dest;                 /* --distinct: this connection's part of the target */
+	gsize dest_len;
 	gint64 deadline_us;
 	guint64 bytes;
 	gint64 first_us, last_us;   /* when the first and the last bytes arrived */
@@ -118,11 +169,22 @@ typedef struct RecvConn {
 static gpointer recv_conn_thread(gpointer opaque)
 {
 	RecvConn *rc = opaque;
-	g_autofree char *buf = g_malloc(RECV_BUF_BYTES);
+	g_autofree char *hot = rc->dest ? NULL : g_malloc(RECV_BUF_BYTES);
+	gsize at = 0;
 
 	/* fault the buffer in before the first byte starts the clock; it is then reused */
-	memset(buf, 0, RECV_BUF_BYTES);
+	if (hot)
+		memset(hot, 0, RECV_BUF_BYTES);
 	for (;;) {
+		char *buf = hot;
+
+		if (rc->dest) {
+			/* each byte to a place of its own; the part has room for the even split
+			 * plus a block, so the wrap only guards against a sender sending more */
+			if (at + RECV_BUF_BYTES > rc->dest_len)
+				at = 0;
+			buf = rc->dest + at;
+		}
 		/* Whole 512 KiB reads, as mig's destination reads whole packets: returning on
 		 * every partial segment costs ~8% on loopback here, which would make the
 		 * baseline a ceiling mig can beat. The first read returns at once so that the
@@ -134,6 +196,7 @@ static gpointer recv_conn_thread(gpointer opaque)
 			if (!rc->bytes)
 				rc->first_us = now;
 			rc->bytes += (guint64)n;
+			at += (gsize)n;
 			rc->last_us = now;
 		} else if (n == 0) {
 			break;
@@ -200,17 +263,30 @@ static int accept_before(int lfd, gint64 deadline_us)
 	return -1;
 }
 
-static int run_recv(const Target *t, guint conns, int timeout_s)
+static int run_recv(const Target *t, guint conns, guint64 total, const MemOpts *mo, int timeout_s)
 {
 	gint64 deadline = g_get_monotonic_time() + (gint64)timeout_s * G_USEC_PER_SEC;
 	g_autofree RecvConn *rc = g_new0(RecvConn, conns);
 	guint port = 0, accepted = 0, failed = 0;
 	guint64 bytes = 0;
 	gint64 first = G_MAXINT64, last = 0;
-	int lfd = listen_tcp(t, (int)conns, &port);
+	gsize part = (gsize)(total / conns) + RECV_BUF_BYTES;
+	Region dest = { 0 };
+	int lfd;
 
-	if (lfd < 0)
+	if (mo->distinct) {
+		g_autofree char *error = NULL;
+
+		if (!region_map(&dest, part * conns, mo, 0, &error)) {
+			g_printerr("mig-rawxfer: receive buffer: %s\n", error);
+			return 1;
+		}
+	}
+	lfd = listen_tcp(t, (int)conns, &port);
+	if (lfd < 0) {
+		region_unmap(&dest);
 		return 1;
+	}
 	printf("%u\n", port);
 	fflush(stdout);
 	for (; accepted < conns; accepted++) {
@@ -224,6 +300,10 @@ static int run_recv(const Target *t, guint conns, int timeout_s)
 		}
 		set_io_timeout(c->fd, timeout_s);
 		c->deadline_us = deadline;
+		if (dest.base) {
+			c->dest = dest.base + (gsize)accepted * part;
+			c->dest_len = part;
+		}
 		c->thread = g_thread_new(name, recv_conn_thread, c);
 	}
 	close(lfd);
@@ -241,6 +321,7 @@ static int run_recv(const Target *t, guint conns, int timeout_s)
 		}
 	}
 	print_result(bytes, bytes ? first : 0, last, conns);
+	region_unmap(&dest);
 	return failed || accepted < conns ? 1 : 0;
 }
 
@@ -253,6 +334,7 @@ typedef struct SendConn {
 	gint64 deadline_us;
 	guint64 bytes;              /* this connection's share */
 	gboolean zerocopy;          /* MSG_ZEROCOPY instead of writev */
+	char *src;                  /* --distinct: this connection's share, pre-touched */
 	guint64 zc_sent, zc_done, zc_copied; /* sends, completions, completions the kernel copied */
 	gint64 start_us, end_us;    /* connected, and last byte handed to the kernel */
 	char *error;
@@ -380,13 +462,15 @@ static gboolean sendmsg_zc_all(int fd, SendConn *sc, struct iovec *iov, guint cn
 static gpointer send_conn_thread(gpointer opaque)
 {
 	SendConn *sc = opaque;
-	g_autofree char *buf = g_malloc(BATCH_BYTES);
+	g_autofree char *hot = sc->src ? NULL : g_malloc(BATCH_BYTES);
 	struct iovec iov[BATCH_IOVS];
 	guint64 left = sc->bytes;
+	char *buf = sc->src ? sc->src : hot;
 	int fd;
 
 	/* pre-touched and not zero, like guest pages that have to be sent */
-	memset(buf, 0x5a + (int)sc->index, BATCH_BYTES);
+	if (hot)
+		memset(hot, 0x5a + (int)sc->index, BATCH_BYTES);
 	fd = connect_tcp(sc->target, sc->timeout_s, &sc->error);
 	if (fd < 0)
 		return NULL;
@@ -411,19 +495,33 @@ static gpointer send_conn_thread(gpointer opaque)
 				 : !writev_all(fd, iov, fill_batch(iov, buf, len), sc->deadline_us, &sc->error))
 			break;
 		left -= len;
+		if (sc->src)
+			buf += len;
 	}
 	sc->end_us = g_get_monotonic_time();
 	close(fd);
 	return NULL;
 }
 
-static int run_send(const Target *t, guint conns, guint64 total, int timeout_s, gboolean zerocopy)
+static int run_send(const Target *t, guint conns, guint64 total, const MemOpts *mo, int timeout_s, gboolean zerocopy)
 {
 	g_autofree SendConn *sc = g_new0(SendConn, conns);
 	gint64 deadline = g_get_monotonic_time() + (gint64)timeout_s * G_USEC_PER_SEC;
 	gint64 first = G_MAXINT64, last = 0;
 	guint failed = 0;
+	Region src = { 0 };
+	gsize off = 0;
 
+	/* all of it touched before any connection starts, so no share's first byte waits on
+	 * another share's page faults */
+	if (mo->distinct) {
+		g_autofree char *error = NULL;
+
+		if (!region_map(&src, (gsize)total, mo, 0x5a, &error)) {
+			g_printerr("mig-rawxfer: send buffer: %s\n", error);
+			return 1;
+		}
+	}
 	for (guint i = 0; i < conns; i++) {
 		g_autofree char *name = g_strdup_printf("rawxfer/s%u", i);
 
@@ -434,6 +532,10 @@ static int run_send(const Target *t, guint conns, guint64 total, int timeout_s, 
 		sc[i].zerocopy = zerocopy;
 		/* even split; the first total % conns connections carry one byte more */
 		sc[i].bytes = total / conns + (i < total % conns);
+		if (src.base) {
+			sc[i].src = src.base + off;
+			off += (gsize)sc[i].bytes;
+		}
 		sc[i].thread = g_thread_new(name, send_conn_thread, &sc[i]);
 	}
 	for (guint i = 0; i < conns; i++) {
@@ -453,6 +555,7 @@ static int run_send(const Target *t, guint conns, guint64 total, int timeout_s, 
 	}
 	if (!failed)
 		print_result(total, first, last, conns);
+	region_unmap(&src);
 	return failed ? 1 : 0;
 }
 
@@ -667,8 +770,10 @@ static int usage(const char *why)
 {
 	if (why)
 		g_printerr("mig-rawxfer: %s\n", why);
-	g_printerr("usage: mig-rawxfer recv --listen tcp:HOST:PORT --conns N [--timeout S]\n"
-		   "       mig-rawxfer send --connect tcp:HOST:PORT --conns N --bytes SIZE [--timeout S]\n"
+	g_printerr("usage: mig-rawxfer recv --listen tcp:HOST:PORT --conns N [--distinct --bytes SIZE [--hugetlb]]"
+		   " [--timeout S]\n"
+		   "       mig-rawxfer send --connect tcp:HOST:PORT --conns N --bytes SIZE [--distinct [--hugetlb]]"
+		   " [--timeout S]\n"
 		   "       mig-rawxfer pingpong --listen tcp:HOST:PORT [--timeout S]\n"
 		   "       mig-rawxfer pingpong --connect tcp:HOST:PORT --sizes SIZE[,SIZE...] [--count N]"
 		   " [--warmup W] [--timeout S]\n");
@@ -680,6 +785,7 @@ int main(int argc, char **argv)
 	g_autofree char *listen = NULL, *connect_to = NULL, *bytes = NULL, *sizes_arg = NULL;
 	gint conns = 1, timeout_s = DEFAULT_TIMEOUT_S, count = 200, warmup = 10;
 	gboolean zerocopy = FALSE;
+	MemOpts mo = { 0 };
 	GOptionEntry entries[] = {
 		{ "listen", 0, 0, G_OPTION_ARG_STRING, &listen, "recv, pingpong server: where to listen", "tcp:HOST:PORT" },
 		{ "connect", 0, 0, G_OPTION_ARG_STRING, &connect_to, "send, pingpong client: where to connect",
@@ -687,6 +793,9 @@ int main(int argc, char **argv)
 		{ "conns", 0, 0, G_OPTION_ARG_INT, &conns, "Number of connections (default 1)", "N" },
 		{ "bytes", 0, 0, G_OPTION_ARG_STRING, &bytes, "send: total bytes, suffix K/M/G allowed", "SIZE" },
 		{ "zerocopy", 0, 0, G_OPTION_ARG_NONE, &zerocopy, "send: MSG_ZEROCOPY instead of writev", NULL },
+		{ "distinct", 0, 0, G_OPTION_ARG_NONE, &mo.distinct,
+		  "send, recv: every byte from and to memory of its own (pre-touched SIZE buffers)", NULL },
+		{ "hugetlb", 0, 0, G_OPTION_ARG_NONE, &mo.hugetlb, "with --distinct: 2M huge pages", NULL },
 		{ "sizes", 0, 0, G_OPTION_ARG_STRING, &sizes_arg, "pingpong client: reply sizes, e.g. 4K,2M", "LIST" },
 		{ "count", 0, 0, G_OPTION_ARG_INT, &count, "pingpong client: timed round trips per size (default 200)",
 		  "N" },
@@ -728,6 +837,18 @@ int main(int argc, char **argv)
 		target_clear(&t);
 		return usage("send needs --bytes SIZE (a positive size)");
 	}
+	if (mo.hugetlb && !mo.distinct) {
+		target_clear(&t);
+		return usage("--hugetlb goes with --distinct");
+	}
+	if (is_recv && mo.distinct && !bench_parse_size(bytes, &total)) {
+		target_clear(&t);
+		return usage("recv --distinct needs --bytes SIZE (what the sender sends)");
+	}
+	if (mo.distinct && (is_ping || total > ((guint64)64 << 30))) {
+		target_clear(&t);
+		return usage("--distinct is for send and recv, up to 64G");
+	}
 	/* a receiver that went away must show up as an error, not kill us */
 	signal(SIGPIPE, SIG_IGN);
 	if (ping_server)
@@ -735,7 +856,8 @@ int main(int argc, char **argv)
 	else if (is_ping)
 		rc = run_ping_client(&t, sizes, nsizes, (guint)count, (guint)warmup, timeout_s);
 	else
-		rc = is_recv ? run_recv(&t, (guint)conns, timeout_s) : run_send(&t, (guint)conns, total, timeout_s, zerocopy);
+		rc = is_recv ? run_recv(&t, (guint)conns, total, &mo, timeout_s)
+			     : run_send(&t, (guint)conns, total, &mo, timeout_s, zerocopy);
 	target_clear(&t);
 	return rc;
 }

@@ -41,13 +41,22 @@ static JsonObject *run_migbench(const char *migbench, const char *json_path)
 
 static void check_completed_row(JsonObject *row, gint64 runs, gint64 guest_bytes)
 {
-	JsonArray *raw = json_object_get_array_member(json_object_get_object_member(row, "raw"), "samples");
+	JsonObject *rawo = json_object_get_object_member(row, "raw");
+	JsonArray *raw = json_object_get_array_member(rawo, "samples");
+	JsonArray *hot = json_object_get_array_member(json_object_get_object_member(row, "raw_hot"), "samples");
 	JsonArray *mig = json_object_get_array_member(json_object_get_object_member(row, "mig"), "samples");
+	const char *backend = json_object_get_string_member(row, "backend");
 
 	g_assert_cmpint(json_array_get_length(raw), ==, runs);
+	g_assert_cmpint(json_array_get_length(hot), ==, runs);
 	g_assert_cmpint(json_array_get_length(mig), ==, runs);
-	for (guint i = 0; i < json_array_get_length(raw); i++)
+	/* the baseline moves distinct memory of the guest's page size */
+	g_assert_cmpstr(json_object_get_string_member(rawo, "memory"), ==,
+			!g_strcmp0(backend, "hugetlb") ? "distinct-2m" : "distinct-4k");
+	for (guint i = 0; i < json_array_get_length(raw); i++) {
 		g_assert_cmpint(json_object_get_int_member(json_array_get_object_element(raw, i), "bytes"), ==, guest_bytes);
+		g_assert_cmpint(json_object_get_int_member(json_array_get_object_element(hot, i), "bytes"), ==, guest_bytes);
+	}
 	for (guint i = 0; i < json_array_get_length(mig); i++) {
 		JsonObject *s = json_array_get_object_element(mig, i);
 		JsonObject *in = json_object_get_object_member(s, "integrity");
@@ -75,6 +84,10 @@ static void check_row(JsonObject *row, guint index, gint64 runs, gint64 guest_by
 	g_assert_true(multifd == (channels > 0));
 	if (!strcmp(status, "ok")) {
 		check_completed_row(row, runs, guest_bytes);
+		/* every ratio of an ok row is a number: none of its medians may be missing */
+		g_assert_cmpfloat(json_object_get_double_member(row, "ratio"), >, 0);
+		g_assert_cmpfloat(json_object_get_double_member(row, "ratio_paired"), >, 0);
+		g_assert_cmpfloat(json_object_get_double_member(row, "ratio_hot"), >, 0);
 		return;
 	}
 	g_test_message("%s/%" G_GINT64_FORMAT ": %s: %s", expected_rows[index].backend, channels, status,
