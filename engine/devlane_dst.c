@@ -92,7 +92,7 @@ static int feed_device(DevDst *dd, int fd, int pr, const guint8 *p, gsize len)
 			continue;
 		}
 		if (n == 0)
-			return -EIO;   /* our own pipe ran dry, or a zero-length write: cannot happen */
+			return -ENODATA;   /* the source of a splice ended (a write never returns 0) */
 		if (errno == EINTR)
 			continue;
 		if (errno != EAGAIN)
@@ -376,7 +376,7 @@ gboolean mig_dev_dst_chunk_serial(MigSession *s, int fd, guint32 len, GError **e
 	DevIn *in;
 	guint64 seq;
 	guint32 flags, n = len - MIG_DEV_HDR_LEN;
-	guint8 *buf;
+	guint8 *buf = NULL;
 	int rc;
 
 	if (!read_hdr(dd, fd, len, &in, &seq, &flags, "main channel", err))
@@ -386,18 +386,26 @@ gboolean mig_dev_dst_chunk_serial(MigSession *s, int fd, guint32 len, GError **e
 			    " was due", in->d->id, seq, in->next_in);
 		return FALSE;
 	}
-	buf = mig_buf_get(dd->bufs);
-	if ((rc = mig_io_read_full(fd, buf, n)) < 0) {
-		mig_buf_put(dd->bufs, buf);
-		g_set_error(err, MIG_ERROR, -rc, "device chunk truncated: %s", g_strerror(-rc));
-		return FALSE;
-	}
-	mig_atomic_add(&s->stats.transferred, (guint64)len);
 	/* serial: the loader itself loads, and reads nothing else meanwhile */
 	if ((flags & MIG_DEV_F_STOP_COPY) && !in->t_first_sc)
 		in->t_first_sc = now_us();
-	rc = feed_device(dd, in->fd, -1, buf, n);
-	mig_buf_put(dd->bufs, buf);
+	if (in->splice) {
+		/* straight from the socket into the device: the same single copy as the lane */
+		rc = feed_device(dd, in->fd, fd, NULL, n);
+	} else {
+		buf = mig_buf_get(dd->bufs);
+		rc = mig_io_read_full(fd, buf, n);
+		if (rc < 0)
+			rc = -ENODATA;
+		else
+			rc = feed_device(dd, in->fd, -1, buf, n);
+		mig_buf_put(dd->bufs, buf);
+	}
+	if (rc == -ENODATA) {
+		g_set_error(err, MIG_ERROR, EPIPE, "device '%s': chunk truncated", in->d->id);
+		return FALSE;
+	}
+	mig_atomic_add(&s->stats.transferred, (guint64)len);
 	if (rc < 0) {
 		g_autofree char *msg = why_load_failed(in, rc);
 
