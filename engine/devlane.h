@@ -63,7 +63,8 @@ gboolean mig_dev_dst_end(MigSession *s, const guint8 *p, guint32 len, GError **e
 gboolean mig_dev_dst_complete_ok(MigSession *s);
 /* The most state bytes the reorder queue ever held. */
 guint64 mig_dev_dst_queued_peak(MigSession *s);
-/* The guest starts: devices to RUNNING. */
+/* The guest starts (after an incoming migration, or a later cont): stopped devices to
+ * RUNNING. */
 void mig_dev_dst_run(MigSession *s);
 void mig_dev_dst_abort(MigSession *s);
 void mig_dev_dst_free(MigSession *s);

@@ -3,6 +3,7 @@
 #include "channels/uri.h"
 #include "engine/multifd.h"
 #include "engine/device_int.h"
+#include "engine/devlane.h"
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
@@ -206,6 +207,7 @@ gboolean mig_session_vm_cont(MigSession *s, GError **err)
 		g_set_error(err, MIG_ERROR, EBUSY, "Migration is not finished yet");
 		ok = FALSE;
 	} else if (s->runstate != MIG_RUN_RUNNING) {
+		mig_dev_dst_run(s);   /* stopped devices run again with the vCPUs */
 		s->vm->cont(s->vm_opaque);
 		mig_set_runstate_locked(s, MIG_RUN_RUNNING);
 	}

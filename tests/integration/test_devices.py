@@ -231,7 +231,26 @@ def case_estimate_counts_devices():
         h.check(900 <= info["downtime"] <= 3000, "downtime %d ms for a 1 s device under a 3 s limit" % info["downtime"])
 
 
+def case_devices_wait_for_cont():
+    """A destination told to stop before the migration keeps its guest and its devices
+    stopped after it, until cont."""
+    src, dst = pair(4, True)
+    with src, dst:
+        dst.cmd("stop")
+        src.set_params(dict(h.FAST_PARAMS, **{"downtime-limit": 2000}))
+        src.cmd("migrate", uri=dst.listen_uri())
+        src.wait_status("completed", timeout=120)
+        h.wait_until(lambda: dst.query_migrate().get("status") == "completed", 30, "destination to complete")
+        states = {k: v["state"] for k, v in by_id(dst.query_migrate()).items()}
+        h.check(set(states.values()) == {"stop"}, "devices of a paused destination: %s" % states)
+        dst.cmd("cont")
+        states = {k: v["state"] for k, v in by_id(dst.query_migrate()).items()}
+        h.check(set(states.values()) == {"running"}, "devices after cont: %s" % states)
+        print("paused destination: devices stop, then running after cont")
+
+
 if __name__ == "__main__":
     h.main([case_lane_precopy, case_lane_precopy_hugetlb, case_serial_precopy, case_serial_precopy_no_multifd,
             case_lane_postcopy, case_serial_postcopy, case_load_refused_lane, case_load_refused_serial,
-            case_load_aborted_lane, case_load_aborted_serial, case_queue_cap, case_estimate_counts_devices])
+            case_load_aborted_lane, case_load_aborted_serial, case_queue_cap, case_estimate_counts_devices,
+            case_devices_wait_for_cont])
