@@ -8,8 +8,6 @@
 #include "channels/io.h"
 #include "channels/frame.h"
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <string.h>
 #include <unistd.h>
 
