@@ -37,7 +37,7 @@ typedef struct DevIn {
 	GHashTable *pending;    /* seq -> Chunk*: arrived ahead of its turn */
 	GQueue ready;           /* Chunk*, in order, for the load pool */
 	gboolean loading;       /* a pool thread owns ready now */
-	guint64 loaded_chunks, loaded_bytes;
+	guint64 loaded_bytes;
 	gint64 t_first_sc, t_done;
 	gboolean ended;         /* DEV_END's verdict was taken */
 } DevIn;
@@ -159,7 +159,6 @@ static void load_job(gpointer data, gpointer user)
 		g_mutex_lock(&dd->lock);
 		dd->held -= c->len;
 		if (rc == 0) {
-			in->loaded_chunks++;
 			in->loaded_bytes += c->len;
 		}
 		chunk_free(c, dd, rc == 0);
@@ -413,7 +412,6 @@ gboolean mig_dev_dst_chunk_serial(MigSession *s, int fd, guint32 len, GError **e
 		return FALSE;
 	}
 	in->next_in++;
-	in->loaded_chunks++;
 	in->loaded_bytes += n;
 	return TRUE;
 }

@@ -34,7 +34,6 @@ struct DevSrc {
 	DevOut *out;
 	GMutex lock;
 	GCond cond;             /* a chunk was written */
-	gboolean loaded;        /* RP_DEVICES seen */
 	MigBufPool *bufs;       /* chunk buffers, back from the senders */
 	MigPipePool *pipes;     /* chunk pipes, likewise */
 };
@@ -435,7 +434,6 @@ gboolean mig_dev_src_loaded(DevSrc *ds, const guint8 *p, guint32 len, GError **e
 	}
 	ds->s->stats.t_dev_loaded = now_us();
 	g_mutex_unlock(&ds->s->lock);
-	ds->loaded = TRUE;
 	return TRUE;
 }
 

@@ -621,6 +621,21 @@ def migrate_pair(src_args, dst_args, caps=None, params=None, transport="tcp", ti
         yield Pair(src, dst, uri, info)
 
 
+def migrate_via_postcopy(src, dst, settle=0.3):
+    """Migrates src to dst slowly enough that precopy cannot finish by itself (64 MiB/s,
+    downtime-limit 1 ms), switches to postcopy after settle seconds, then lifts the
+    bandwidth cap. postcopy-ram must be set on both sides. Returns the source's completed
+    query-migrate."""
+    src.set_params({"max-bandwidth": 64 * MiB, "downtime-limit": 1})
+    src.cmd("migrate", uri=dst.listen_uri())
+    src.wait_status("active", timeout=30)
+    time.sleep(settle)
+    src.cmd("migrate-start-postcopy")
+    src.wait_status(["postcopy-active", "completed"], timeout=60)
+    src.set_params({"max-bandwidth": 0})
+    return src.wait_status("completed", timeout=120)
+
+
 def check_migrated(pair_or_src, dst=None, info=None, size=None, integrity_timeout=120.0):
     """The checks every successful migration must pass: source completed and
     postmigrate, destination running, ram.total == size, downtime reported, and the

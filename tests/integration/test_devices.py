@@ -16,7 +16,6 @@
   x-converging says so) until the limit is raised, and then the downtime holds it."""
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mig_harness as h  # noqa: E402
@@ -111,14 +110,7 @@ def postcopy_run(multifd, lane):
     with src, dst:
         for m in (src, dst):
             m.set_caps({"postcopy-ram": True})
-        src.set_params({"max-bandwidth": 64 * h.MiB, "downtime-limit": 1})
-        src.cmd("migrate", uri=dst.listen_uri())
-        src.wait_status("active", timeout=30)
-        time.sleep(0.3)
-        src.cmd("migrate-start-postcopy")
-        src.wait_status(["postcopy-active", "completed"], timeout=60)
-        src.set_params({"max-bandwidth": 0})
-        info = src.wait_status("completed", timeout=120)
+        info = h.migrate_via_postcopy(src, dst)
         h.check_migrated(src, dst, info, size=SIZE)
         check_devices(src, dst, info, lane and multifd)
 

@@ -34,7 +34,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mig_harness as h  # noqa: E402
@@ -139,18 +138,10 @@ def case_stages():
         h.check("error" not in bpf, "migd --trace-latency could not load its BPF programs: %s" % bpf.get("error"))
         for m in (src, dst):
             m.set_caps(CAPS)
-        # slow enough that precopy cannot finish by itself: postcopy must take over
-        src.set_params({"max-bandwidth": 64 * h.MiB, "downtime-limit": 1})
         tool = Tool(src.pid(), dst.pid())
         try:
             tool.wait_tracing()
-            src.cmd("migrate", uri=dst.listen_uri())
-            src.wait_status("active", timeout=30)
-            time.sleep(0.3)
-            src.cmd("migrate-start-postcopy")
-            src.wait_status(["postcopy-active", "completed"], timeout=60)
-            src.set_params({"max-bandwidth": 0})
-            info = src.wait_status("completed", timeout=120)
+            info = h.migrate_via_postcopy(src, dst)
             h.check_migrated(src, dst, info, size=SIZE)
             r = tool.stop()
         finally:
