@@ -325,26 +325,28 @@ static gboolean push_chunked(Src *src, guint bi, const gsize *pages, guint n, GE
 	return TRUE;
 }
 
+/* Every bulk socket at an equal part of the total rate. */
+static void set_bulk_rate(Src *src, guint64 total)
+{
+	guint nsock = src->mf ? mig_mf_src_channels(src->mf) : 1;
+	guint64 rate = MAX(total / nsock, 1);
+
+	setsockopt(src->fd, SOL_SOCKET, SO_MAX_PACING_RATE, &rate, sizeof(rate));
+	if (src->mf)
+		mig_mf_src_setsockopt(src->mf, SOL_SOCKET, SO_MAX_PACING_RATE, &rate, sizeof(rate));
+	mig_atomic_set(&src->s->stats.x_bulk_pacing, rate * nsock);
+}
+
 /* With preempt, bulk must not fill the queues an urgent page then waits in: only a
- * little unsent data per bulk socket, and the bulk sockets together paced just under
- * the bandwidth precopy measured, so the bottleneck's queue stays near empty. */
+ * little unsent data per bulk socket, and the bulk sockets together paced under what
+ * the link has left after the urgent pages (bulkpace.h), so the bottleneck's queue
+ * stays near empty. */
 static void pace_bulk(Src *src)
 {
 	MigSession *s = src->s;
 	int lowat = 64 << 10;
-	guint nsock = src->mf ? mig_mf_src_channels(src->mf) : 1;
 	guint64 bw = mig_atomic_get(&s->stats.bandwidth);
 	guint64 pc_cap = s->params.max_postcopy_bandwidth;
-	guint64 rate;
-
-	/* max-postcopy-bandwidth is the user's word for the postcopy phase (QEMU's); a
-	 * bandwidth measured under a max-bandwidth cap says nothing about the link */
-	if (pc_cap)
-		rate = pc_cap / nsock;
-	else if (src->bw_capped)
-		rate = 0;
-	else
-		rate = bw / 10 * 9 / nsock;
 
 	if (!src->npre)
 		return;
@@ -355,12 +357,31 @@ static void pace_bulk(Src *src)
 	setsockopt(src->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
 	if (src->mf)
 		mig_mf_src_setsockopt(src->mf, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
-	if (!rate || !s->params.x_postcopy_pace)
+	/* max-postcopy-bandwidth is the user's word for the postcopy phase (QEMU's): a
+	 * fixed rate. A bandwidth measured under a max-bandwidth cap says nothing about
+	 * the link, so nothing to pace against then. */
+	if (pc_cap) {
+		set_bulk_rate(src, pc_cap);
 		return;
-	setsockopt(src->fd, SOL_SOCKET, SO_MAX_PACING_RATE, &rate, sizeof(rate));
-	if (src->mf)
-		mig_mf_src_setsockopt(src->mf, SOL_SOCKET, SO_MAX_PACING_RATE, &rate, sizeof(rate));
-	mig_atomic_set(&s->stats.x_bulk_pacing, rate * nsock);
+	}
+	if (src->bw_capped || !bw || !s->params.x_postcopy_pace)
+		return;
+	mig_bulk_pace_init(&src->pace, bw, mig_urgent_bytes(src->urgent), g_get_monotonic_time());
+	src->pace_adapt = TRUE;
+	set_bulk_rate(src, src->pace.rate);
+}
+
+/* Bulk's share follows the urgent traffic: called between bulk batches. */
+static void repace_bulk(Src *src)
+{
+	gboolean changed;
+	guint64 rate;
+
+	if (!src->pace_adapt)
+		return;
+	rate = mig_bulk_pace_update(&src->pace, mig_urgent_bytes(src->urgent), g_get_monotonic_time(), &changed);
+	if (changed)
+		set_bulk_rate(src, rate);
 }
 
 /* The background push: every page still dirty, once, from the hint on. */
@@ -398,6 +419,7 @@ static gboolean push_block(Src *src, guint bi, GError **err)
 		}
 		if (!n)
 			continue;
+		repace_bulk(src);
 		yield_to_urgent(src);
 		if (mig_src_cancelled(src) || rp_failed(src, err)) {
 			if (err && !*err)

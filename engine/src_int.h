@@ -3,6 +3,7 @@
 #pragma once
 #include "engine/session_int.h"
 #include "engine/multifd.h"
+#include "engine/bulkpace.h"
 #include "channels/uri.h"
 #include <sys/uio.h>
 
@@ -47,6 +48,8 @@ typedef struct Src {
 	gulong **bulk_sent;     /* per block: pages bulk finished writing in postcopy (atomic) */
 	gboolean break_huge;    /* bulk sends huge pages in chunks, yielding between */
 	gboolean pre_fd_paced;  /* bulk yields to urgent work (preempt on, postcopy running) */
+	gboolean pace_adapt;    /* bulk's pacing rate follows the urgent traffic (bulkpace.h) */
+	MigBulkPace pace;
 	/* rate limiting over 100 ms windows */
 	gint64 win_start;
 	guint64 win_bytes;

@@ -15,6 +15,8 @@ typedef void (*MigUrgentDoneFn)(gpointer opaque, const GError *err);
 MigUrgent *mig_urgent_new(MigSession *s, const int *fds, guint n, MigUrgentDoneFn done, gpointer opaque);
 /* Queues one whole host page of block bi on the least busy lane. */
 void mig_urgent_queue(MigUrgent *u, guint bi, MigRamBlock *rb, gsize page);
+/* Urgent bytes written so far, over all lanes (what bulk pacing leaves room for). */
+guint64 mig_urgent_bytes(MigUrgent *u);
 /* Urgent bytes queued or not yet acknowledged by the destination, over all lanes. */
 guint64 mig_urgent_in_flight(MigUrgent *u);
 /* Stops the senders, dropping what is still queued (every page is present by then, or

@@ -37,6 +37,7 @@ struct MigUrgent {
 	gpointer opaque;
 	guint n;
 	guint next;            /* where the search for the least busy lane starts (ties rotate) */
+	guint64 bytes;         /* written, all lanes (atomic) */
 	Lane lanes[MIG_PREEMPT_MAX];
 };
 
@@ -68,6 +69,7 @@ static int send_page(Lane *l, const UrgentReq *r)
 
 		mig_atomic_add(&s->stats.transferred, bytes);
 		mig_atomic_add(&s->stats.postcopy_bytes, bytes);
+		mig_atomic_add(&l->u->bytes, bytes);
 		mig_atomic_add(&s->stats.x_urgent_lane_requests[l->index], 1);
 	}
 	return rc;
@@ -155,6 +157,11 @@ void mig_urgent_queue(MigUrgent *u, guint bi, MigRamBlock *rb, gsize page)
 	g_queue_push_tail(&best->queue, r);
 	g_cond_signal(&best->cond);
 	g_mutex_unlock(&best->lock);
+}
+
+guint64 mig_urgent_bytes(MigUrgent *u)
+{
+	return mig_atomic_get(&u->bytes);
 }
 
 guint64 mig_urgent_in_flight(MigUrgent *u)
