@@ -1,14 +1,15 @@
 /* The source's urgent lanes: one sender thread (mig/src/urg/N) per preempt channel.
- * The return-path thread only decides and queues; the page goes out on the least busy
- * lane, so a request never waits behind another request's huge page in one socket,
- * nor behind the return-path thread's own writes. */
+ * The return-path thread decides and queues; the page goes out on the least busy lane,
+ * so a request never waits behind another request's huge page in one socket. A small
+ * page for an idle lane the return-path thread writes itself, saving a wakeup. */
 #pragma once
 #include "engine/session_int.h"
 
 typedef struct MigUrgent MigUrgent;
 
 /* After each queued page is sent (err NULL) or its lane failed (err set; the lane then
- * stops). Called on the lane's thread. */
+ * stops). Called on the lane's thread, or within mig_urgent_queue() for a page it
+ * wrote itself. */
 typedef void (*MigUrgentDoneFn)(gpointer opaque, const GError *err);
 
 /* Starts one sender per fd; the fds stay the caller's. */
