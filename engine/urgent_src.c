@@ -80,14 +80,30 @@ static int send_page(Lane *l, const UrgentReq *r)
 	return rc;
 }
 
+/* Sends r (counted in l->queued), frees it and tells the owner; the write's result. */
+static int send_and_report(Lane *l, UrgentReq *r)
+{
+	MigUrgent *u = l->u;
+	int rc = send_page(l, r);
+
+	__atomic_sub_fetch(&l->queued, r->rb->page_size, __ATOMIC_RELEASE);
+	g_free(r);
+	if (rc < 0) {
+		g_autoptr(GError) err = g_error_new(MIG_ERROR, -rc, "preempt channel %u: %s", l->index, g_strerror(-rc));
+
+		u->done(u->opaque, err);
+	} else {
+		u->done(u->opaque, NULL);
+	}
+	return rc;
+}
+
 static gpointer lane_main(gpointer opaque)
 {
 	Lane *l = opaque;
-	MigUrgent *u = l->u;
 
 	for (;;) {
 		UrgentReq *r;
-		int rc;
 
 		g_mutex_lock(&l->lock);
 		while (!l->quit && g_queue_is_empty(&l->queue))
@@ -96,16 +112,8 @@ static gpointer lane_main(gpointer opaque)
 		g_mutex_unlock(&l->lock);
 		if (!r)
 			return NULL;
-		rc = send_page(l, r);
-		__atomic_sub_fetch(&l->queued, r->rb->page_size, __ATOMIC_RELAXED);
-		g_free(r);
-		if (rc < 0) {
-			g_autoptr(GError) err = g_error_new(MIG_ERROR, -rc, "preempt channel %u: %s", l->index, g_strerror(-rc));
-
-			u->done(u->opaque, err);
+		if (send_and_report(l, r) < 0)
 			return NULL;
-		}
-		u->done(u->opaque, NULL);
 	}
 }
 
@@ -146,24 +154,12 @@ static guint64 lane_load(Lane *l)
  * path. Takes r when it sent it. */
 static gboolean send_inline(Lane *l, UrgentReq *r)
 {
-	MigUrgent *u = l->u;
-	int rc;
-
 	if (r->rb->page_size > INLINE_MAX || __atomic_load_n(&l->queued, __ATOMIC_ACQUIRE) ||
 	    unacked(l->fd) > INLINE_UNACKED_MAX)
 		return FALSE;
 	/* in_flight counts it while it is written, as if queued */
 	__atomic_add_fetch(&l->queued, r->rb->page_size, __ATOMIC_RELAXED);
-	rc = send_page(l, r);
-	__atomic_sub_fetch(&l->queued, r->rb->page_size, __ATOMIC_RELEASE);
-	g_free(r);
-	if (rc < 0) {
-		g_autoptr(GError) err = g_error_new(MIG_ERROR, -rc, "preempt channel %u: %s", l->index, g_strerror(-rc));
-
-		u->done(u->opaque, err);
-	} else {
-		u->done(u->opaque, NULL);
-	}
+	send_and_report(l, r);
 	return TRUE;
 }
 
