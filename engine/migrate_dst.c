@@ -675,6 +675,12 @@ static gboolean load_loop(Dst *d, GError **err)
 			memcpy(&pass, d->buf, 8);
 			if (!mig_mf_dst_barrier(d->s, GUINT64_FROM_BE(pass), err))
 				return FALSE;
+			/* the source waits for this before it stops the guest (see precopy()) */
+			{
+				struct iovec iov = { &pass, sizeof(pass) };
+
+				mig_dst_rp_send(d->s, MIG_F_RP_PASS, &iov, 1);
+			}
 			break;
 		}
 		case MIG_F_STATE:

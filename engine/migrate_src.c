@@ -20,6 +20,9 @@
 
 #define BW_MIN_SAMPLE (4u << 20)   /* bytes a pass must move to measure bandwidth */
 #define IDLE_PASS_US 10000         /* pause after a pass with nothing dirty that did not converge */
+#define DRAIN_MAX_MS 2000          /* the longest wait for a pass to be in place before stopping */
+#define DRAIN_QUICK_US 2000        /* a pass in place this soon: stop now, no new pass first */
+#define DRAIN_ROUNDS 3             /* passes drained before stopping regardless */
 
 gboolean mig_src_cancelled(Src *src)
 {
@@ -97,6 +100,13 @@ static gboolean poll_return_path(Src *src, int timeout_ms, guint16 *got, GError 
 		return FALSE;
 	}
 	*got = h.type;
+	if (h.type == MIG_F_RP_PASS && h.len == 8) {
+		guint64 pass;
+
+		memcpy(&pass, msg, 8);
+		src->pass_acked = MAX(src->pass_acked, GUINT64_FROM_BE(pass));
+		return TRUE;
+	}
 	if (h.type == MIG_F_RP_DEVICES)
 		return mig_dev_src_loaded(src->dev, (const guint8 *)msg, h.len, err);
 	if (h.type == MIG_F_RP_ERROR) {
@@ -451,11 +461,35 @@ static gboolean postcopy_wanted(Src *src)
 
 /* Live passes until the dirty rest fits downtime-limit at the measured bandwidth, or
  * until postcopy is asked for (then *postcopy is set). */
+/* Waits (guest running) until the destination has the last pass in place, at most
+ * DRAIN_MAX_MS; *waited_us says how long it took. */
+static gboolean wait_pass_in_place(Src *src, gint64 *waited_us, GError **err)
+{
+	gint64 t0 = g_get_monotonic_time(), end = t0 + DRAIN_MAX_MS * G_TIME_SPAN_MILLISECOND;
+
+	while (src->pass_acked < src->pass) {
+		gint64 now = g_get_monotonic_time();
+		guint16 got;
+
+		if (now >= end)
+			break;
+		if (mig_src_cancelled(src)) {
+			g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
+			return FALSE;
+		}
+		if (!poll_return_path(src, (int)MIN((end - now + 999) / 1000, 100), &got, err))
+			return FALSE;
+	}
+	*waited_us = g_get_monotonic_time() - t0;
+	return TRUE;
+}
+
 static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 {
 	MigSession *s = src->s;
 	MigStats *st = &s->stats;
 	guint64 prev_expected = G_MAXUINT64;
+	guint drains = 0;
 
 	for (;;) {
 		gint64 t0 = g_get_monotonic_time();
@@ -483,8 +517,20 @@ static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 		st->converging = expected < prev_expected || expected == 0;
 		prev_expected = expected;
 		limit = __atomic_load_n(&s->params.downtime_limit, __ATOMIC_RELAXED);
-		if (expected <= limit)
-			return TRUE;
+		if (expected <= limit) {
+			gint64 waited;
+
+			/* A pass ends when the kernel has its bytes: what still sits in socket
+			 * buffers at either end would be received in the downtime, ahead of the
+			 * device state, which then waits for it. It drains here, guest running;
+			 * if that took a while the guest dirtied meanwhile, and a new pass
+			 * redoes the estimate. */
+			if (!wait_pass_in_place(src, &waited, err))
+				return FALSE;
+			if (waited <= DRAIN_QUICK_US || ++drains >= DRAIN_ROUNDS)
+				return TRUE;
+			continue;
+		}
 		if (postcopy_wanted(src)) {
 			*postcopy = TRUE;
 			return TRUE;

@@ -166,6 +166,8 @@ static gpointer rp_main(gpointer opaque)
 		case MIG_F_RP_RUNNING:
 			rp_signal(src, &src->dst_running, NULL);
 			break;
+		case MIG_F_RP_PASS:   /* precopy's; postcopy does not wait for passes */
+			break;
 		case MIG_F_RP_DEVICES:
 			if (!mig_dev_src_loaded(src->dev, buf, h.len, &err)) {
 				rp_signal(src, NULL, g_strdup(err->message));

@@ -14,6 +14,7 @@ enum {
 	/* destination -> source (return path, same socket) */
 	MIG_F_RP_RUNNING = 0x41, /* the guest runs on the destination */
 	MIG_F_RP_ERROR = 0x42,   /* the destination failed; payload is the reason */
+	MIG_F_RP_PASS = 0x49,    /* be64 pass number: all of that pass is in place here */
 };
 
 #define MIG_PAGES_HDR_LEN 8u
