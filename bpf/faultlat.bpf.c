@@ -5,11 +5,12 @@
  *
  * fentry: handle_userfault() entry to exit. Simple, but needs BPF trampolines.
  *
- * tracepoints, per thread of the target:
+ * tracepoints, per thread of the target (the page fault and ioctl ones attach as BTF
+ * raw tracepoints, tp_btf, else as classic ones: same logic, two entry points):
  *  - start: a page fault (exceptions:page_fault_user, or _kernel on a user address)
  *    records time and address;
  *  - the wait is a userfaultfd one only if a uffd ioctl (UFFDIO_COPY, ZEROPAGE,
- *    CONTINUE, WAKE, ..., seen at sys_enter_ioctl) wakes the thread (sched_waking runs
+ *    CONTINUE, WAKE, ..., seen at sys_enter) wakes the thread (sched_waking runs
  *    in the waker's context, so it is "inside that ioctl") and the ioctl's range covers
  *    the fault address. Only that path wakes userfaultfd waiters: a fault that never
  *    sleeps, or sleeps on I/O or a lock and is woken by anyone else, is never counted;
@@ -33,6 +34,7 @@
 #define TASK_UNINTERRUPTIBLE	0x2
 #define VM_HUGETLB		0x00400000
 #define PAGE_SHIFT		12
+#define FL_TS_COMPAT		0x0002	/* x86 thread_info.status: in a 32-bit syscall */
 
 const volatile pid_t targ_tgid = 0;
 const volatile pid_t targ_tid = 0;	/* 0: every thread */
@@ -255,7 +257,31 @@ static int on_fault(__u64 addr)
 	return 0;
 }
 
-/* exceptions:* are not in vmlinux BTF as a struct; their layout is stable ABI. */
+/* A kernel address: no userfaultfd there. */
+static __always_inline bool kernel_addr(unsigned long addr)
+{
+	return addr >> 63;
+}
+
+/* The BTF raw tracepoints get the tracepoint's arguments as they are: no perf record is
+ * filled before the program runs, on any page fault of the machine. */
+SEC("tp_btf/page_fault_user")
+int BPF_PROG(fault_user_btf, unsigned long address, struct pt_regs *regs, unsigned long error_code)
+{
+	return on_fault(address);
+}
+
+/* copy_{to,from}_user() on registered memory faults in kernel mode. */
+SEC("tp_btf/page_fault_kernel")
+int BPF_PROG(fault_kern_btf, unsigned long address, struct pt_regs *regs, unsigned long error_code)
+{
+	if (kernel_addr(address))
+		return 0;
+	return on_fault(address);
+}
+
+/* The classic fallback. exceptions:* are not in vmlinux BTF as a struct; their layout
+ * is stable ABI. */
 struct fl_fault_args {
 	__u64 common;
 	unsigned long address;
@@ -269,11 +295,10 @@ int page_fault_user(struct fl_fault_args *ctx)
 	return on_fault(ctx->address);
 }
 
-/* copy_{to,from}_user() on registered memory faults in kernel mode. */
 SEC("tracepoint/exceptions/page_fault_kernel")
 int page_fault_kernel(struct fl_fault_args *ctx)
 {
-	if (ctx->address >> 63)	/* a kernel address: no userfaultfd there */
+	if (kernel_addr(ctx->address))
 		return 0;
 	return on_fault(ctx->address);
 }
@@ -309,14 +334,12 @@ static bool resolved_since(__u64 addr, __u64 since, struct uffd_range *out)
 	return false;
 }
 
-SEC("tracepoint/syscalls/sys_enter_ioctl")
-int uffd_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
+static int on_ioctl(__u32 cmd, const void *arg)
 {
-	const void *arg = (const void *)ctx->args[2];
 	struct uffd_range r, *in;
 	__u64 dst_len[3];
 
-	switch ((__u32)ctx->args[1]) {
+	switch (cmd) {
 	case FL_UFFDIO_COPY:
 	case FL_UFFDIO_MOVE:
 		if (bpf_probe_read_user(dst_len, sizeof(dst_len), arg))
@@ -344,15 +367,57 @@ int uffd_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_ioctl")
-int uffd_ioctl_exit(struct trace_event_raw_sys_exit *ctx)
+static void on_ioctl_exit(void)
 {
-	/* Every ioctl on the machine passes here: a thread that never made a uffd ioctl
-	 * has no storage, and that answer is one pointer read. */
+	/* A thread that never made a uffd ioctl has no storage, and that answer is one
+	 * pointer read. */
 	struct uffd_range *in = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
 
 	if (in)
 		in->len = 0;
+}
+
+/* A 32-bit task's system call numbers are another table (16 is lchown there). */
+static __always_inline bool in_compat_syscall(void)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+
+	if (!bpf_core_field_exists(t->thread_info.status))
+		return false;
+	return t->thread_info.status & FL_TS_COMPAT;
+}
+
+/* Every system call of every thread on the machine runs this (the classic
+ * sys_enter_ioctl has the kernel filter on the number first): the number is the first
+ * thing looked at. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(sys_enter_btf, struct pt_regs *regs, long id)
+{
+	if (id != FL_NR_IOCTL || in_compat_syscall())
+		return 0;
+	return on_ioctl(PT_REGS_PARM2_SYSCALL(regs), (const void *)PT_REGS_PARM3_SYSCALL(regs));
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(sys_exit_btf, struct pt_regs *regs, long ret)
+{
+	/* x86: the system call number stays in orig_ax until the return to user mode. */
+	if (regs->orig_ax != FL_NR_IOCTL)
+		return 0;
+	on_ioctl_exit();
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_ioctl")
+int uffd_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_ioctl((__u32)ctx->args[1], (const void *)ctx->args[2]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_ioctl")
+int uffd_ioctl_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	on_ioctl_exit();
 	return 0;
 }
 
