@@ -121,11 +121,9 @@ static void set_autoload(struct faultlat_bpf *skel, enum fl_method m)
 	bpf_program__set_autoload(skel->progs.fault_user_btf, btf);
 	bpf_program__set_autoload(skel->progs.fault_kern_btf, btf);
 	bpf_program__set_autoload(skel->progs.sys_enter_btf, btf);
-	bpf_program__set_autoload(skel->progs.sys_exit_btf, btf);
 	bpf_program__set_autoload(skel->progs.page_fault_user, classic);
 	bpf_program__set_autoload(skel->progs.page_fault_kernel, classic);
 	bpf_program__set_autoload(skel->progs.uffd_ioctl_enter, classic);
-	bpf_program__set_autoload(skel->progs.uffd_ioctl_exit, classic);
 	bpf_program__set_autoload(skel->progs.sched_waking, !fentry);
 	bpf_program__set_autoload(skel->progs.sched_switch, !fentry);
 	bpf_program__set_autoload(skel->progs.mmap_lock_released, !fentry);
