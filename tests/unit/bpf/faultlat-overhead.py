@@ -21,6 +21,12 @@ traced round, per fault. Those stats put two clock reads around every program ru
 the p50s of a --prog-stats run are not the overhead figures.
 
 --method is passed to mig-faultlat -M (default: its own choice).
+
+Another tracer on the same hooks (a second mig-faultlat, or a migd --trace-latency
+running a benchmark) slows the untraced rounds too, and with syscall tracepoints it puts
+every system call on the slow path for both states: the difference then shows only part
+of the cost. The script refuses to measure while programs named like the tool's are
+loaded, checking before every round.
 """
 import argparse
 import collections
@@ -31,6 +37,10 @@ import subprocess
 import sys
 
 STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
+# Names of mig-faultlat's BPF programs, this version's and earlier ones'.
+TOOL_PROGS = {"uf_enter", "uf_exit", "fault_user_btf", "fault_kern_btf", "sys_enter_btf",
+              "sys_exit_btf", "page_fault_user", "page_fault_kernel", "uffd_ioctl_enter",
+              "uffd_ioctl_exit", "sched_waking", "sched_switch", "mmap_lock_released"}
 
 
 def prog_stats():
@@ -39,6 +49,22 @@ def prog_stats():
                          text=True).stdout
     return {p["id"]: (p.get("name", "?"), p.get("run_cnt", 0), p.get("run_time_ns", 0))
             for p in json.loads(out)}
+
+
+def tool_progs():
+    """{prog id: name} of the loaded programs named like the tool's."""
+    out = subprocess.run(["bpftool", "prog", "show", "--json"], check=True, capture_output=True,
+                         text=True).stdout
+    return {p["id"]: p.get("name", "") for p in json.loads(out) if p.get("name") in TOOL_PROGS}
+
+
+def check_quiet(ours):
+    """Raises if programs named like the tool's are loaded that are not ours (which the
+    kernel may still be freeing after a detach)."""
+    others = sorted({name for pid, name in tool_progs().items() if pid not in ours})
+    if others:
+        raise RuntimeError("programs named like mig-faultlat's are loaded (%s): another "
+                           "mig-faultlat or migd --trace-latency is running" % ", ".join(others))
 
 
 def attach(tool, pid, method):
@@ -87,16 +113,19 @@ def main():
     ud = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     p50 = {False: [], True: []}
     method = None   # what the tool said it used
+    our_ids = set()  # ids of the programs our attaches loaded
     try:
         for r in range(2 * a.pairs):
             ready = ud.stdout.readline()
             if not ready.startswith("ready "):
                 raise RuntimeError("uffd-delay: %r" % ready)
             traced = r % 2 == 1
+            check_quiet(our_ids)
             before = prog_stats() if a.prog_stats else {}
             tool = None
             if traced:
                 tool, method = attach(a.tool, ready.split()[1], a.method)
+                our_ids |= set(tool_progs())
             if tool and a.prog_stats:
                 ours = set(prog_stats()) - set(before)   # the tool's programs
                 before = prog_stats()
@@ -116,6 +145,7 @@ def main():
                 r, "traced" if traced else "untraced", res["p50_us"], res["p99_us"]))
         ud.stdin.close()
         ud.wait(timeout=60)
+        check_quiet(our_ids)
     finally:
         if ud.poll() is None:
             ud.kill()
@@ -144,4 +174,7 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except RuntimeError as e:
+        sys.exit("faultlat-overhead: %s" % e)
