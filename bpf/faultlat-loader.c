@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -23,6 +24,7 @@ _Static_assert(FL_UFFDIO_MOVE == UFFDIO_MOVE, "UFFDIO_MOVE");
 _Static_assert(FL_UFFDIO_WRITEPROTECT == UFFDIO_WRITEPROTECT, "UFFDIO_WRITEPROTECT");
 _Static_assert(FL_UFFDIO_CONTINUE == UFFDIO_CONTINUE, "UFFDIO_CONTINUE");
 _Static_assert(FL_UFFDIO_POISON == UFFDIO_POISON, "UFFDIO_POISON");
+_Static_assert(FL_NR_IOCTL == SYS_ioctl, "SYS_ioctl");
 
 #define TRACEFS		"/sys/kernel/tracing"
 #define DEBUGFS_TRACING	"/sys/kernel/debug/tracing"
@@ -32,8 +34,12 @@ const char *fl_method_desc(enum fl_method m)
 	switch (m) {
 	case FL_METHOD_FENTRY:
 		return "fentry";
+	case FL_METHOD_TP_BTF:
+		return "tracepoints (tp_btf)";
+	case FL_METHOD_TP_CLASSIC:
+		return "tracepoints (classic page fault and ioctl tracepoints)";
 	case FL_METHOD_TRACEPOINTS:
-		return "tracepoints (page_fault_user + sched_switch + uffd ioctl)";
+		return "tracepoints";
 	default:
 		return "auto";
 	}
@@ -107,13 +113,17 @@ int fl_ensure_tracefs(void)
 static void set_autoload(struct faultlat_bpf *skel, enum fl_method m)
 {
 	bool fentry = m == FL_METHOD_FENTRY;
+	bool btf = m == FL_METHOD_TP_BTF;
+	bool classic = m == FL_METHOD_TP_CLASSIC;
 
 	bpf_program__set_autoload(skel->progs.uf_enter, fentry);
 	bpf_program__set_autoload(skel->progs.uf_exit, fentry);
-	bpf_program__set_autoload(skel->progs.page_fault_user, !fentry);
-	bpf_program__set_autoload(skel->progs.page_fault_kernel, !fentry);
-	bpf_program__set_autoload(skel->progs.uffd_ioctl_enter, !fentry);
-	bpf_program__set_autoload(skel->progs.uffd_ioctl_exit, !fentry);
+	bpf_program__set_autoload(skel->progs.fault_user_btf, btf);
+	bpf_program__set_autoload(skel->progs.fault_kern_btf, btf);
+	bpf_program__set_autoload(skel->progs.sys_enter_btf, btf);
+	bpf_program__set_autoload(skel->progs.page_fault_user, classic);
+	bpf_program__set_autoload(skel->progs.page_fault_kernel, classic);
+	bpf_program__set_autoload(skel->progs.uffd_ioctl_enter, classic);
 	bpf_program__set_autoload(skel->progs.sched_waking, !fentry);
 	bpf_program__set_autoload(skel->progs.sched_switch, !fentry);
 	bpf_program__set_autoload(skel->progs.mmap_lock_released, !fentry);
@@ -133,10 +143,10 @@ static int try_method(const struct fl_config *cfg, enum fl_method m, struct faul
 	skel->rodata->min_ns = cfg->min_ns;
 	/* Without handle_userfault's address the waits that have no fault address
 	 * (get_user_pages) go unseen; the rest works. */
-	if (m == FL_METHOD_TRACEPOINTS && !fl_kallsyms_range("handle_userfault", &start, &end)) {
+	if (m != FL_METHOD_FENTRY && !fl_kallsyms_range("handle_userfault", &start, &end)) {
 		skel->rodata->uf_text_start = start;
 		skel->rodata->uf_text_end = end;
-	} else if (m == FL_METHOD_TRACEPOINTS && cfg->verbose) {
+	} else if (m != FL_METHOD_FENTRY && cfg->verbose) {
 		fprintf(stderr, "handle_userfault not in /proc/kallsyms: get_user_pages waits are not seen\n");
 	}
 	set_autoload(skel, m);
@@ -153,36 +163,50 @@ static int try_method(const struct fl_config *cfg, enum fl_method m, struct faul
 	return 0;
 }
 
-int fl_load(const struct fl_config *cfg, struct faultlat_bpf **skel, enum fl_method *used)
+/* A first choice the kernel may refuse: unless the user asked for this very method (or
+ * -v), libbpf's complaints about it stay out of sight, as on kernels without trampolines
+ * they are expected. */
+static int try_preferred(const struct fl_config *cfg, enum fl_method m, const char *what,
+			 struct faultlat_bpf **skel, enum fl_method *used)
 {
 	int err;
 
-	if (cfg->method != FL_METHOD_TRACEPOINTS) {
-		/* In auto mode a refusal is expected on kernels without trampolines: keep
-		 * libbpf's complaints about it out of sight unless asked. */
-		libbpf_set_print(cfg->verbose ? print_all :
-				 cfg->method == FL_METHOD_AUTO ? print_nothing : print_warnings);
-		err = try_method(cfg, FL_METHOD_FENTRY, skel);
-		if (!err) {
-			*used = FL_METHOD_FENTRY;
-			return 0;
-		}
-		if (cfg->method == FL_METHOD_FENTRY)
+	libbpf_set_print(cfg->verbose ? print_all : cfg->method == m ? print_warnings : print_nothing);
+	err = try_method(cfg, m, skel);
+	if (!err)
+		*used = m;
+	else if (cfg->verbose && cfg->method != m)
+		fprintf(stderr, "%s unavailable (%s), trying the next method\n", what, strerror(-err));
+	return err;
+}
+
+int fl_load(const struct fl_config *cfg, struct faultlat_bpf **skel, enum fl_method *used)
+{
+	enum fl_method m = cfg->method;
+	int err;
+
+	if (m == FL_METHOD_AUTO || m == FL_METHOD_FENTRY) {
+		err = try_preferred(cfg, FL_METHOD_FENTRY, "fentry/handle_userfault", skel, used);
+		if (!err || m == FL_METHOD_FENTRY)
 			return err;
-		if (cfg->verbose)
-			fprintf(stderr, "fentry/handle_userfault unavailable (%s), using tracepoints\n",
-				strerror(-err));
+	}
+	if (m != FL_METHOD_TP_CLASSIC) {
+		err = try_preferred(cfg, FL_METHOD_TP_BTF, "tp_btf page fault and syscall programs",
+				    skel, used);
+		if (!err || m == FL_METHOD_TP_BTF)
+			return err;
 	}
 
+	/* Only the classic tracepoints need tracefs, for their ids. */
 	libbpf_set_print(cfg->verbose ? print_all : print_warnings);
 	err = fl_ensure_tracefs();
 	if (err) {
 		fprintf(stderr, "cannot mount tracefs on %s: %s\n", TRACEFS, strerror(-err));
 		return err;
 	}
-	err = try_method(cfg, FL_METHOD_TRACEPOINTS, skel);
+	err = try_method(cfg, FL_METHOD_TP_CLASSIC, skel);
 	if (!err)
-		*used = FL_METHOD_TRACEPOINTS;
+		*used = FL_METHOD_TP_CLASSIC;
 	return err;
 }
 

@@ -13,7 +13,11 @@ struct faultlat_bpf;
 enum fl_method {
 	FL_METHOD_AUTO,		/* fentry if it loads and attaches, else tracepoints */
 	FL_METHOD_FENTRY,
-	FL_METHOD_TRACEPOINTS,
+	FL_METHOD_TRACEPOINTS,	/* TP_BTF if it loads and attaches, else TP_CLASSIC */
+	/* The tracepoint method with its page fault and ioctl programs on BTF raw
+	 * tracepoints, or on the classic (perf) ones, which cost more per event. */
+	FL_METHOD_TP_BTF,
+	FL_METHOD_TP_CLASSIC,
 };
 
 struct fl_config {
@@ -24,10 +28,11 @@ struct fl_config {
 	bool verbose;		/* libbpf's debug output, and why fentry was given up */
 };
 
-/* "fentry" / "tracepoints (...)": what the tool prints after "method: ". */
+/* "fentry" / "tracepoints (tp_btf)" / ...: what the tool prints after "method: ". */
 const char *fl_method_desc(enum fl_method m);
 
-/* Opens, loads and attaches; *used says which method is running. */
+/* Opens, loads and attaches; *used says which method is running: FENTRY, TP_BTF or
+ * TP_CLASSIC. */
 int fl_load(const struct fl_config *cfg, struct faultlat_bpf **skel, enum fl_method *used);
 void fl_unload(struct faultlat_bpf *skel);
 

@@ -5,13 +5,14 @@
  *
  * fentry: handle_userfault() entry to exit. Simple, but needs BPF trampolines.
  *
- * tracepoints, per thread of the target:
+ * tracepoints, per thread of the target (the page fault and ioctl ones attach as BTF
+ * raw tracepoints, tp_btf, else as classic ones: same logic, two entry points):
  *  - start: a page fault (exceptions:page_fault_user, or _kernel on a user address)
  *    records time and address;
  *  - the wait is a userfaultfd one only if a uffd ioctl (UFFDIO_COPY, ZEROPAGE,
- *    CONTINUE, WAKE, ..., seen at sys_enter_ioctl) wakes the thread (sched_waking runs
- *    in the waker's context, so it is "inside that ioctl") and the ioctl's range covers
- *    the fault address. Only that path wakes userfaultfd waiters: a fault that never
+ *    CONTINUE, WAKE, ..., seen at sys_enter) wakes the thread (sched_waking runs
+ *    in the waker's context, whose syscall registers say it is inside that ioctl) and
+ *    the ioctl's range covers the fault address. Only that path wakes userfaultfd waiters: a fault that never
  *    sleeps, or sleeps on I/O or a lock and is woken by anyone else, is never counted;
  *  - end: the retried fault is done when the thread drops mmap_lock
  *    (mmap_lock_released, in its own context), else at its first switch-in after the
@@ -33,6 +34,7 @@
 #define TASK_UNINTERRUPTIBLE	0x2
 #define VM_HUGETLB		0x00400000
 #define PAGE_SHIFT		12
+#define FL_TS_COMPAT		0x0002	/* x86 thread_info.status: in a 32-bit syscall */
 
 const volatile pid_t targ_tgid = 0;
 const volatile pid_t targ_tid = 0;	/* 0: every thread */
@@ -77,13 +79,20 @@ struct {
 	__type(value, struct thread_state);
 } threads SEC(".maps");
 
-/* The uffd ioctl a thread is in, if any (len 0: none): sched_waking runs in the waker's
- * context, so this says which range a wakeup is resolving. */
+/* The last uffd ioctl a thread entered (len 0: none, or nothing to resolve).
+ * sched_waking runs in the waker's context: when the waker's system call registers say
+ * it is still in that very ioctl, this is the range its wakeup resolves. */
+struct uffd_ioctl {
+	struct uffd_range r;
+	__u64 arg;
+	__u32 cmd;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, struct uffd_range);
+	__type(value, struct uffd_ioctl);
 } inflight SEC(".maps");
 
 /* The last FL_RECENT ranges uffd ioctls resolved, for faults that never slept. */
@@ -255,7 +264,31 @@ static int on_fault(__u64 addr)
 	return 0;
 }
 
-/* exceptions:* are not in vmlinux BTF as a struct; their layout is stable ABI. */
+/* A kernel address: no userfaultfd there. */
+static __always_inline bool kernel_addr(unsigned long addr)
+{
+	return addr >> 63;
+}
+
+/* The BTF raw tracepoints get the tracepoint's arguments as they are: no perf record is
+ * filled before the program runs, on any page fault of the machine. */
+SEC("tp_btf/page_fault_user")
+int BPF_PROG(fault_user_btf, unsigned long address, struct pt_regs *regs, unsigned long error_code)
+{
+	return on_fault(address);
+}
+
+/* copy_{to,from}_user() on registered memory faults in kernel mode. */
+SEC("tp_btf/page_fault_kernel")
+int BPF_PROG(fault_kern_btf, unsigned long address, struct pt_regs *regs, unsigned long error_code)
+{
+	if (kernel_addr(address))
+		return 0;
+	return on_fault(address);
+}
+
+/* The classic fallback. exceptions:* are not in vmlinux BTF as a struct; their layout
+ * is stable ABI. */
 struct fl_fault_args {
 	__u64 common;
 	unsigned long address;
@@ -269,11 +302,10 @@ int page_fault_user(struct fl_fault_args *ctx)
 	return on_fault(ctx->address);
 }
 
-/* copy_{to,from}_user() on registered memory faults in kernel mode. */
 SEC("tracepoint/exceptions/page_fault_kernel")
 int page_fault_kernel(struct fl_fault_args *ctx)
 {
-	if (ctx->address >> 63)	/* a kernel address: no userfaultfd there */
+	if (kernel_addr(ctx->address))
 		return 0;
 	return on_fault(ctx->address);
 }
@@ -309,18 +341,17 @@ static bool resolved_since(__u64 addr, __u64 since, struct uffd_range *out)
 	return false;
 }
 
-SEC("tracepoint/syscalls/sys_enter_ioctl")
-int uffd_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
+static int on_ioctl(__u32 cmd, const void *arg)
 {
-	const void *arg = (const void *)ctx->args[2];
-	struct uffd_range r, *in;
+	struct uffd_ioctl *in;
+	struct uffd_range r;
 	__u64 dst_len[3];
+	long err;
 
-	switch ((__u32)ctx->args[1]) {
+	switch (cmd) {
 	case FL_UFFDIO_COPY:
 	case FL_UFFDIO_MOVE:
-		if (bpf_probe_read_user(dst_len, sizeof(dst_len), arg))
-			return 0;
+		err = bpf_probe_read_user(dst_len, sizeof(dst_len), arg);
 		r.start = dst_len[0];
 		r.len = dst_len[2];
 		break;
@@ -329,31 +360,73 @@ int uffd_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
 	case FL_UFFDIO_CONTINUE:
 	case FL_UFFDIO_WRITEPROTECT:
 	case FL_UFFDIO_POISON:
-		if (bpf_probe_read_user(&r, sizeof(r), arg))
-			return 0;
+		err = bpf_probe_read_user(&r, sizeof(r), arg);
 		break;
 	default:
 		return 0;
 	}
-	if (!r.len)	/* nothing to resolve; and len 0 means "not in an ioctl" */
+	if (err)
+		r.len = 0;
+	/* Written even when there is nothing to resolve: the previous ioctl's range
+	 * must not pass for this one's. */
+	in = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0,
+				  r.len ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+	if (!in)
 		return 0;
-	in = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (in)
-		*in = r;
-	note_resolved(&r);
+	in->r = r;
+	in->arg = (__u64)arg;
+	in->cmd = cmd;
+	if (r.len)
+		note_resolved(&r);
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_ioctl")
-int uffd_ioctl_exit(struct trace_event_raw_sys_exit *ctx)
+/* The range of the uffd ioctl the current task is in, or NULL. x86 keeps the system call
+ * number in orig_ax, and the arguments in their registers, until the return to user
+ * mode: so no sys_exit program has to mark the ioctl done, which would run on every
+ * system call of the machine. */
+static const struct uffd_range *current_uffd_ioctl(void)
 {
-	/* Every ioctl on the machine passes here: a thread that never made a uffd ioctl
-	 * has no storage, and that answer is one pointer read. */
-	struct uffd_range *in = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct uffd_ioctl *in;
+	struct pt_regs *regs;
 
-	if (in)
-		in->len = 0;
-	return 0;
+	/* a thread that never made a uffd ioctl has no storage: one pointer read */
+	in = bpf_task_storage_get(&inflight, t, 0, 0);
+	if (!in || !in->r.len)
+		return NULL;
+	regs = (struct pt_regs *)bpf_task_pt_regs(t);
+	if (regs->orig_ax != FL_NR_IOCTL || (__u32)PT_REGS_PARM2_SYSCALL(regs) != in->cmd ||
+	    PT_REGS_PARM3_SYSCALL(regs) != in->arg)
+		return NULL;
+	return &in->r;
+}
+
+/* A 32-bit task's system call numbers are another table (16 is lchown there). */
+static __always_inline bool in_compat_syscall(void)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+
+	if (!bpf_core_field_exists(t->thread_info.status))
+		return false;
+	return t->thread_info.status & FL_TS_COMPAT;
+}
+
+/* Every system call of every thread on the machine runs this (the classic
+ * sys_enter_ioctl has the kernel filter on the number first): the number is the first
+ * thing looked at. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(sys_enter_btf, struct pt_regs *regs, long id)
+{
+	if (id != FL_NR_IOCTL || in_compat_syscall())
+		return 0;
+	return on_ioctl(PT_REGS_PARM2_SYSCALL(regs), (const void *)PT_REGS_PARM3_SYSCALL(regs));
+}
+
+SEC("tracepoint/syscalls/sys_enter_ioctl")
+int uffd_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_ioctl((__u32)ctx->args[1], (const void *)ctx->args[2]);
 }
 
 static bool in_handle_userfault(struct task_struct *p)
@@ -380,13 +453,13 @@ static bool in_handle_userfault(struct task_struct *p)
 SEC("tp_btf/sched_waking")
 int BPF_PROG(sched_waking, struct task_struct *p)
 {
+	const struct uffd_range *r;
 	struct thread_state *ts;
-	struct uffd_range *r;
 
 	if (!wanted(p->tgid, p->pid))
 		return 0;
-	r = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
-	if (!r || !r->len)
+	r = current_uffd_ioctl();
+	if (!r)
 		return 0;
 	ts = thread_find(p);
 	if (!ts || ts->wait_start)

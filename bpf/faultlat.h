@@ -128,3 +128,6 @@ static inline enum fl_page_size fl_page_size_of(__u32 shift)
 #define FL_UFFDIO_WRITEPROTECT	FL_IOC(3, 0x06, 24)	/* range first */
 #define FL_UFFDIO_CONTINUE	FL_IOC(3, 0x07, 32)	/* range first */
 #define FL_UFFDIO_POISON	FL_IOC(3, 0x08, 32)	/* range first */
+
+/* x86_64's ioctl(2) number, which the tp_btf programs filter system calls on. */
+#define FL_NR_IOCTL		16

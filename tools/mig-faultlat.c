@@ -73,7 +73,8 @@ static const struct argp_option options[] = {
 	{ "interval", 'i', "SECONDS", 0, "Print (and reset) every INTERVAL", 0 },
 	{ "min", 'm', "MIN_US", 0, "Ignore waits shorter than MIN_US microseconds", 0 },
 	{ "json", 'j', NULL, 0, "One JSON object per report on stdout", 0 },
-	{ "method", 'M', "METHOD", 0, "auto (default), fentry or tracepoints", 0 },
+	{ "method", 'M', "METHOD", 0,
+	  "auto (default), fentry, tracepoints (tp_btf, else classic), tp-btf or tp-classic", 0 },
 	{ "verbose", 'v', NULL, 0, "libbpf debug output", 0 },
 	{ "stages", OPT_STAGES, NULL, 0,
 	  "Per-hop latency of migd's postcopy page requests (USDT probes; needs --src and --dst)", 0 },
@@ -161,6 +162,10 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 			a->method = FL_METHOD_FENTRY;
 		else if (!strcmp(arg, "tracepoints"))
 			a->method = FL_METHOD_TRACEPOINTS;
+		else if (!strcmp(arg, "tp-btf"))
+			a->method = FL_METHOD_TP_BTF;
+		else if (!strcmp(arg, "tp-classic"))
+			a->method = FL_METHOD_TP_CLASSIC;
 		else
 			argp_error(state, "unknown method: %s", arg);
 		break;

@@ -9,6 +9,7 @@ docs/faultlat.md.
 
     faultlat-overhead.py --tool PATH --delay PATH [--pairs 10] [--mem 4k] [--threads 1]
                          [--delay-us 0] [--faults 256] [--cpus LIST] [--prog-stats]
+                         [--method M]
 
 --cpus runs uffd-delay under `taskset -c LIST`. The untraced p50 of a free-running pair
 of threads is bimodal on a 2-CPU machine (same CPU or not); pinned, both states see the
@@ -18,6 +19,14 @@ same placement. The tool itself is never pinned.
 run (and restores it), and prints, per BPF program of the tool, its runs and run time per
 traced round, per fault. Those stats put two clock reads around every program run, so
 the p50s of a --prog-stats run are not the overhead figures.
+
+--method is passed to mig-faultlat -M (default: its own choice).
+
+Another tracer on the same hooks (a second mig-faultlat, or a migd --trace-latency
+running a benchmark) slows the untraced rounds too, and with syscall tracepoints it puts
+every system call on the slow path for both states: the difference then shows only part
+of the cost. The script refuses to measure while programs named like the tool's are
+loaded, checking before every round.
 """
 import argparse
 import collections
@@ -28,6 +37,10 @@ import subprocess
 import sys
 
 STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
+# Names of mig-faultlat's BPF programs, this version's and earlier ones'.
+TOOL_PROGS = {"uf_enter", "uf_exit", "fault_user_btf", "fault_kern_btf", "sys_enter_btf",
+              "sys_exit_btf", "page_fault_user", "page_fault_kernel", "uffd_ioctl_enter",
+              "uffd_ioctl_exit", "sched_waking", "sched_switch", "mmap_lock_released"}
 
 
 def prog_stats():
@@ -38,12 +51,32 @@ def prog_stats():
             for p in json.loads(out)}
 
 
-def attach(tool, pid):
-    p = subprocess.Popen([tool, "-p", str(pid), "--json"], stdout=subprocess.DEVNULL,
+def tool_progs():
+    """{prog id: name} of the loaded programs named like the tool's."""
+    out = subprocess.run(["bpftool", "prog", "show", "--json"], check=True, capture_output=True,
+                         text=True).stdout
+    return {p["id"]: p.get("name", "") for p in json.loads(out) if p.get("name") in TOOL_PROGS}
+
+
+def check_quiet(ours):
+    """Raises if programs named like the tool's are loaded that are not ours (which the
+    kernel may still be freeing after a detach)."""
+    others = sorted({name for pid, name in tool_progs().items() if pid not in ours})
+    if others:
+        raise RuntimeError("programs named like mig-faultlat's are loaded (%s): another "
+                           "mig-faultlat or migd --trace-latency is running" % ", ".join(others))
+
+
+def attach(tool, pid, method):
+    p = subprocess.Popen([tool, "-p", str(pid), "--json"] + (["-M", method] if method else []),
+                         stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True)
+    method = None
     for line in p.stderr:
+        if line.startswith("method: "):
+            method = line.split(": ", 1)[1].strip()
         if line.startswith("Tracing"):
-            return p
+            return p, method
     p.wait()
     raise RuntimeError("mig-faultlat did not start (exit %s)" % p.returncode)
 
@@ -65,6 +98,7 @@ def main():
     ap.add_argument("--faults", type=int, default=256)
     ap.add_argument("--prog-stats", action="store_true")
     ap.add_argument("--cpus")
+    ap.add_argument("--method")
     a = ap.parse_args()
     stats_was = None
     if a.prog_stats:
@@ -78,14 +112,20 @@ def main():
            str(a.delay_us), "--faults", str(a.faults), "--rounds", str(2 * a.pairs), "--wait"]
     ud = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     p50 = {False: [], True: []}
+    method = None   # what the tool said it used
+    our_ids = set()  # ids of the programs our attaches loaded
     try:
         for r in range(2 * a.pairs):
             ready = ud.stdout.readline()
             if not ready.startswith("ready "):
                 raise RuntimeError("uffd-delay: %r" % ready)
             traced = r % 2 == 1
+            check_quiet(our_ids)
             before = prog_stats() if a.prog_stats else {}
-            tool = attach(a.tool, ready.split()[1]) if traced else None
+            tool = None
+            if traced:
+                tool, method = attach(a.tool, ready.split()[1], a.method)
+                our_ids |= set(tool_progs())
             if tool and a.prog_stats:
                 ours = set(prog_stats()) - set(before)   # the tool's programs
                 before = prog_stats()
@@ -105,6 +145,7 @@ def main():
                 r, "traced" if traced else "untraced", res["p50_us"], res["p99_us"]))
         ud.stdin.close()
         ud.wait(timeout=60)
+        check_quiet(our_ids)
     finally:
         if ud.poll() is None:
             ud.kill()
@@ -114,8 +155,8 @@ def main():
     off, on = statistics.median(p50[False]), statistics.median(p50[True])
     # each traced round against the untraced round just before it: drift cancels out
     diffs = [t - u for u, t in zip(p50[False], p50[True])]
-    print("%s memory, %d thread(s), delay %d us, %d faults a round, %d rounds each way:" % (
-        a.mem, a.threads, a.delay_us, a.faults, a.pairs))
+    print("%s memory, %d thread(s), delay %d us, %d faults a round, %d rounds each way, method %s:" % (
+        a.mem, a.threads, a.delay_us, a.faults, a.pairs, method))
     print("  median p50 without mig-faultlat %.1f us, with %.1f us: %+.1f us (%+.1f %%)" % (
         off, on, on - off, 100.0 * (on - off) / off))
     print("  median of the per-pair differences (traced round - the untraced round before it): %+.2f us (%+.1f %%)" % (
@@ -133,4 +174,7 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except RuntimeError as e:
+        sys.exit("faultlat-overhead: %s" % e)

@@ -19,7 +19,10 @@ reason to miss one, and any extra wait it reports would be a fault the method sh
 have rejected (the faulting threads also take ordinary faults and futex sleeps between
 touches, which is exactly what must not be counted).
 
-    faultlat-validate.py --tool PATH --delay PATH [--quick] [--cases 4k:1:100,...]
+    faultlat-validate.py --tool PATH --delay PATH [--cases 4k:1:100,...] [--method M]
+
+--method is passed to mig-faultlat -M (default: its auto choice), e.g. tp-classic to
+check the fallback programs that the auto choice does not run on this kernel.
 
 Exit 0 when all cases pass, 1 on a failure, 77 (with SKIP-REASON) when the kernel lacks
 what the method needs.
@@ -93,7 +96,8 @@ def run_case(args, mem, threads, delay, gup, faults):
             raise RuntimeError("uffd-delay: %r, exit %s" % (first, ud.returncode))
         pid = first.split()[1]
 
-        tool = subprocess.Popen([args.tool, "-p", pid, "--json"], stdout=subprocess.PIPE,
+        tool = subprocess.Popen([args.tool, "-p", pid, "--json"]
+                                + (["-M", args.method] if args.method else []), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         errq = queue.Queue()
         reader = threading.Thread(target=lines_of, args=(tool.stderr, errq), name="tool-stderr")
@@ -190,6 +194,7 @@ def main():
                     help="faults per case (default: 1024 up to 100 us of delay, else 256)")
     ap.add_argument("--count-slack", type=int, default=0)
     ap.add_argument("--cases", help="mem:threads:delay_us[:gup],... instead of the full set")
+    ap.add_argument("--method", help="mig-faultlat -M METHOD (default: its own choice)")
     args = ap.parse_args()
     if os.geteuid():
         print("mig-faultlat needs root (BPF, tracefs)")
