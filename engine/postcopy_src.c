@@ -350,6 +350,10 @@ static void pace_bulk(Src *src)
 	guint64 bw = mig_atomic_get(&s->stats.bandwidth);
 	guint64 pc_cap = s->params.max_postcopy_bandwidth;
 
+	/* max-postcopy-bandwidth is the user's word for the postcopy phase (QEMU's): a
+	 * fixed rate, with or without preempt (without, the requested pages share it) */
+	if (pc_cap)
+		set_bulk_rate(src, pc_cap);
 	if (!src->npre)
 		return;
 	src->pre_fd_paced = TRUE;
@@ -359,14 +363,9 @@ static void pace_bulk(Src *src)
 	setsockopt(src->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
 	if (src->mf)
 		mig_mf_src_setsockopt(src->mf, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
-	/* max-postcopy-bandwidth is the user's word for the postcopy phase (QEMU's): a
-	 * fixed rate. A bandwidth measured under a max-bandwidth cap says nothing about
-	 * the link, so nothing to pace against then. */
-	if (pc_cap) {
-		set_bulk_rate(src, pc_cap);
-		return;
-	}
-	if (src->bw_capped || !bw || !s->params.x_postcopy_pace)
+	/* a bandwidth measured under a max-bandwidth cap says nothing about the link, so
+	 * nothing to pace against then */
+	if (pc_cap || src->bw_capped || !bw || !s->params.x_postcopy_pace)
 		return;
 	mig_bulk_pace_init(&src->pace, bw, mig_urgent_bytes(src->urgent), g_get_monotonic_time());
 	src->pace_adapt = TRUE;

@@ -145,6 +145,37 @@ def case_request_storm_4_channels():
     h.check(all(n > 0 for n in per_lane), "a preempt channel served nothing: %r" % per_lane)
 
 
+def case_max_postcopy_bandwidth():
+    """max-postcopy-bandwidth caps the postcopy phase, preempt or not (QEMU's meaning):
+    the pacing the source reports is the cap, and the bytes of the postcopy phase took
+    at least as long as the cap allows (a ceiling, so its check cannot pass by luck)."""
+    cap = 48 * h.MiB
+    with h.Migd("src", h.guest_args("128M", workload="seq", vcpus=2)) as src, \
+         h.Migd("dst", h.guest_args("128M", workload="seq", vcpus=2, incoming="tcp:127.0.0.1:0")) as dst:
+        for m in (src, dst):
+            m.set_caps(caps(False, 0))
+        src.set_params({"max-postcopy-bandwidth": cap, "max-bandwidth": 64 * h.MiB, "downtime-limit": 1})
+        src.cmd("migrate", uri=dst.listen_uri())
+        src.wait_status("active", timeout=30)
+        time.sleep(0.2)
+        src.cmd("migrate-start-postcopy")
+        src.wait_status(["postcopy-active", "completed"], timeout=60)
+        t0, bytes0 = time.monotonic(), src.query_migrate()["ram"]["postcopy-bytes"]
+        src.set_params({"max-bandwidth": 0})   # the postcopy cap stays
+        info = src.wait_status("completed", timeout=120, interval=0.01)
+        secs = time.monotonic() - t0
+        ram = info["ram"]
+        moved = ram["postcopy-bytes"] - bytes0
+        h.check_migrated(src, dst, info, size=128 * h.MiB)
+        h.check(ram.get("x-bulk-pacing") == cap, "x-bulk-pacing %r, want the cap %d" % (ram.get("x-bulk-pacing"), cap))
+        # what sat in the socket buffers when the clock started went out unpaced
+        h.check(moved <= cap * secs * 1.25 + 8 * h.MiB,
+                "%d postcopy bytes in %.2f s: above the %d B/s cap" % (moved, secs, cap))
+        h.check(moved > 32 * h.MiB, "only %d bytes moved in postcopy: the cap was not exercised" % moved)
+        print("max-postcopy-bandwidth %d B/s: %d bytes in %.2f s (%.0f B/s), pacing %r"
+              % (cap, moved, secs, moved / secs, ram.get("x-bulk-pacing")))
+
+
 def case_preempt_needs_postcopy():
     with h.Migd("src", h.guest_args("64M")) as src, \
          h.Migd("dst", h.guest_args("64M", incoming="tcp:127.0.0.1:0")) as dst:
@@ -226,5 +257,5 @@ def case_preempt_channels_refused():
 
 
 if __name__ == "__main__":
-    h.main(CASES + [case_auto_switch, case_request_storm, case_request_storm_4_channels,
+    h.main(CASES + [case_auto_switch, case_max_postcopy_bandwidth, case_request_storm, case_request_storm_4_channels,
                     case_preempt_needs_postcopy, case_preempt_channels_refused])
