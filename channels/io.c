@@ -241,8 +241,15 @@ ssize_t mig_io_splice_fill(int in, int pipe_w, size_t len)
 	size_t got = 0;
 
 	while (got < len) {
-		ssize_t n = splice(in, NULL, pipe_w, NULL, len - got, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		struct pollfd p = { .fd = pipe_w, .events = POLLOUT };
+		ssize_t n;
 
+		/* a full pipe would make the splice below wait for a reader that is us */
+		if (poll(&p, 1, 0) == 0)
+			break;
+		/* blocking on in: the kernel waits for its data, which costs no round trip
+		 * through poll per arrival; it returns as soon as it moved any */
+		n = splice(in, NULL, pipe_w, NULL, len - got, SPLICE_F_MOVE);
 		if (n > 0) {
 			got += (size_t)n;
 			continue;
@@ -253,13 +260,11 @@ ssize_t mig_io_splice_fill(int in, int pipe_w, size_t len)
 			continue;
 		if (errno != EAGAIN)
 			return got ? (ssize_t)got : -errno;
+		/* a non-blocking in */
 		{
-			struct pollfd p = { .fd = pipe_w, .events = POLLOUT };
-			int rc;
+			int rc = wait_fd(in, POLLIN);
 
-			if (poll(&p, 1, 0) == 0)
-				break;   /* the pipe is full */
-			if ((rc = wait_fd(in, POLLIN)) < 0)
+			if (rc < 0)
 				return got ? (ssize_t)got : rc;
 		}
 	}

@@ -22,7 +22,8 @@ int mig_io_readv_full(int fd, struct iovec *iov, int iovcnt);
 int mig_io_splice_full(int in, int out, size_t len, unsigned int flags);
 /* Splices up to len bytes from in into the pipe pipe_w: fewer when in ends (EOF) or
  * the pipe has no buffer left (a pipe counts buffers, not bytes, so small fragments
- * fill it early). Bytes moved, or -errno when none were (-EINVAL: in cannot splice). */
+ * fill it early). A blocking in is waited for inside splice(2), a non-blocking one with
+ * poll. Bytes moved, or -errno when none were (-EINVAL: in cannot splice). */
 ssize_t mig_io_splice_fill(int in, int pipe_w, size_t len);
 /* Blocks SIGPIPE in the calling thread: a thread that writes or splices into pipes
  * (which have no MSG_NOSIGNAL) then sees EPIPE instead of a signal that would kill an
