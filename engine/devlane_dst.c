@@ -23,8 +23,11 @@
 typedef struct Chunk {
 	guint64 seq;
 	guint32 len, flags;
-	MigPipe pipe;           /* the chunk's first plen bytes, spliced from the socket */
-	guint32 plen;
+	/* The chunk's first plen[0] bytes, spliced from the socket, then plen[1] more in a
+	 * second pipe: a pipe counts buffers, and the socket's fragments fill one before
+	 * 1 MiB (about 5 % of a chunk is left over), which memory would cost two copies. */
+	MigPipe pipe[2];
+	guint32 plen[2];
 	guint8 *data;           /* the rest (all of it without a pipe), read into memory */
 } Chunk;
 
@@ -67,7 +70,8 @@ static void chunk_free(Chunk *c, DevDst *dd, gboolean sent)
 {
 	if (c) {
 		mig_buf_put(dd->bufs, c->data);
-		mig_pipe_put(dd->pipes, &c->pipe, sent);
+		mig_pipe_put(dd->pipes, &c->pipe[0], sent);
+		mig_pipe_put(dd->pipes, &c->pipe[1], sent);
 		g_free(c);
 	}
 }
@@ -153,9 +157,11 @@ static void load_job(gpointer data, gpointer user)
 		g_mutex_unlock(&dd->lock);
 		if ((c->flags & MIG_DEV_F_STOP_COPY) && !in->t_first_sc)
 			in->t_first_sc = now_us();
-		rc = c->plen ? feed_device(dd, in->fd, c->pipe.r, NULL, c->plen) : 0;
-		if (rc == 0 && c->len > c->plen)
-			rc = feed_device(dd, in->fd, -1, c->data, c->len - c->plen);
+		rc = c->plen[0] ? feed_device(dd, in->fd, c->pipe[0].r, NULL, c->plen[0]) : 0;
+		if (rc == 0 && c->plen[1])
+			rc = feed_device(dd, in->fd, c->pipe[1].r, NULL, c->plen[1]);
+		if (rc == 0 && c->len > c->plen[0] + c->plen[1])
+			rc = feed_device(dd, in->fd, -1, c->data, c->len - c->plen[0] - c->plen[1]);
 		g_mutex_lock(&dd->lock);
 		dd->held -= c->len;
 		if (rc == 0) {
@@ -236,7 +242,7 @@ gboolean mig_dev_dst_setup(MigSession *s, const guint8 *p, gsize len, gsize *off
 	dd->cap = MAX(s->params.x_device_max_queued, 2ull * MIG_DEV_CHUNK);
 	/* what the queue can hold, plus a chunk per receiver reading one */
 	dd->bufs = mig_buf_pool_new(MIG_DEV_CHUNK, (guint)MIN(dd->cap / MIG_DEV_CHUNK + 64, 1024u));
-	dd->pipes = mig_pipe_pool_new(MIG_DEV_CHUNK, (guint)MIN(dd->cap / MIG_DEV_CHUNK + 16, 256u));
+	dd->pipes = mig_pipe_pool_new(MIG_DEV_CHUNK, (guint)MIN(2 * (dd->cap / MIG_DEV_CHUNK) + 16, 512u));
 	mig_io_block_sigpipe();   /* serially, this (loader) thread writes to the devices */
 	g_mutex_init(&dd->lock);
 	g_cond_init(&dd->cond);
@@ -338,19 +344,22 @@ gboolean mig_dev_dst_chunk_mf(MigSession *s, int fd, guint32 len, GError **err)
 	c->seq = seq;
 	c->len = n;
 	c->flags = flags;
-	c->pipe = (MigPipe){ -1, -1 };
+	c->pipe[0] = c->pipe[1] = (MigPipe){ -1, -1 };
 	rc = 0;
-	/* a pipe holds 256 buffers whatever their size and the socket's fragments may be
-	 * small: what does not fit is read into memory */
-	if (in->splice && mig_pipe_get(dd->pipes, &c->pipe) == 0) {
-		gssize got = mig_io_splice_fill(fd, c->pipe.w, n);
+	/* what two pipes do not take (tiny fragments) is read into memory */
+	for (guint k = 0, left = n; rc == 0 && in->splice && left && k < 2; k++) {
+		gssize got;
 
+		if (mig_pipe_get(dd->pipes, &c->pipe[k]) < 0)
+			break;
+		got = mig_io_splice_fill(fd, c->pipe[k].w, left);
 		rc = got < 0 ? (int)got : 0;
-		c->plen = got < 0 ? 0 : (guint32)got;
+		c->plen[k] = got < 0 ? 0 : (guint32)got;
+		left -= c->plen[k];
 	}
-	if (rc == 0 && c->plen < n) {
+	if (rc == 0 && c->plen[0] + c->plen[1] < n) {
 		c->data = mig_buf_get(dd->bufs);
-		rc = mig_io_read_full(fd, c->data, n - c->plen);
+		rc = mig_io_read_full(fd, c->data, n - c->plen[0] - c->plen[1]);
 	}
 	if (rc < 0) {
 		g_set_error(err, MIG_ERROR, -rc, "multifd: device chunk truncated: %s", g_strerror(-rc));
