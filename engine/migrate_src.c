@@ -461,6 +461,20 @@ static gboolean postcopy_wanted(Src *src)
 
 /* Live passes until the dirty rest fits downtime-limit at the measured bandwidth, or
  * until postcopy is asked for (then *postcopy is set). */
+/* Reads what the return path has now. With multifd nothing else reads it in the live
+ * phase, and an RP_PASS per pass left there would in the end fill the socket and stop
+ * the destination's loader in its write. */
+static gboolean drain_return_path(Src *src, GError **err)
+{
+	guint16 got;
+
+	do {
+		if (!poll_return_path(src, 0, &got, err))
+			return FALSE;
+	} while (got);
+	return TRUE;
+}
+
 /* Waits (guest running) until the destination has the last pass in place, at most
  * DRAIN_MAX_MS; *waited_us says how long it took. */
 static gboolean wait_pass_in_place(Src *src, gint64 *waited_us, GError **err)
@@ -496,7 +510,8 @@ static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 		guint64 sent0 = mig_atomic_get(&st->transferred);
 		guint64 dirty, limit, bw, expected, secs_us;
 
-		if (!mig_dev_src_precopy(src->dev, err) || !send_dirty(src, err) || !mig_src_pass_end(src, err))
+		if (!mig_dev_src_precopy(src->dev, err) || !send_dirty(src, err) || !mig_src_pass_end(src, err) ||
+		    !drain_return_path(src, err))
 			return FALSE;
 		if (!mig_src_sync_dirty(src, &dirty, err))
 			return FALSE;
