@@ -145,6 +145,32 @@ def case_postcopy_preempt():
             print("across the bed: %d requests, latency %s, downtime %s ms" % (reqs, lat, info.get("downtime")))
 
 
+def case_idle_passes_drain_return_path():
+    """A precopy that cannot converge yet (a device needs seconds to load) spins through
+    passes with nothing dirty, and the destination answers each with RP_PASS. With the
+    source's receive buffer shrunk to 4 KiB (tcp_rmem, in the source's namespace only), a
+    source that did not read those answers would stall the destination's loader within a
+    few hundred passes, and the migration would never complete."""
+    dev = ["--device", "sim,id=slow,size=16M,load-rate=4M"]   # about 4 s to load
+    with new_bed() as bed:
+        subprocess.run(bed.exec_argv("src", ["sysctl", "-qw", "net.ipv4.tcp_rmem=4096 4096 4096"]),
+                       check=True, timeout=10)
+        with netbed.NsMigd(bed, "dst", "dst", h.guest_args("64M", incoming=bed.uri("dst", PORT)) + dev) as dst, \
+             netbed.NsMigd(bed, "src", "src", h.guest_args("64M", workload="idle") + dev) as src:
+            for m in (src, dst):
+                m.set_caps({"multifd": True})
+                m.set_params({"multifd-channels": 2})
+            src.set_params({"max-bandwidth": 0, "downtime-limit": 300})
+            src.cmd("migrate", uri=bed.uri("dst", PORT))
+            h.wait_until(lambda: src.query_migrate()["ram"].get("dirty-sync-count", 0) >= 400, 30,
+                         "400 passes of a migration that cannot converge yet")
+            h.check(src.query_migrate()["status"] == "active", "the migration left active early")
+            src.set_params({"downtime-limit": 60000})
+            info = src.wait_status("completed", timeout=60)
+            h.check_migrated(src, dst, info, size=64 * h.MiB)
+            print("completed after %d passes, downtime %d ms" % (info["ram"]["dirty-sync-count"], info["downtime"]))
+
+
 def migbench(args, **kw):
     return subprocess.Popen([h.tool("migbench"), "postcopy-latency", "--quick"] + args,
                             stdin=subprocess.DEVNULL, preexec_fn=h._set_pdeathsig, **kw)
@@ -279,4 +305,5 @@ def case_migbench_sigterm():
 
 
 if __name__ == "__main__":
-    h.main([case_bed, case_stale_reaped, case_postcopy_preempt, case_migbench_quick, case_migbench_sigterm])
+    h.main([case_bed, case_stale_reaped, case_postcopy_preempt, case_idle_passes_drain_return_path,
+            case_migbench_quick, case_migbench_sigterm])
