@@ -174,15 +174,21 @@ def case_load_aborted_lane():
     failed_load(True, "abort")
 
 
+def idle_lane_pair(devices, channels):
+    """An idle source and a destination with these devices, multifd (and so the lane) on."""
+    src = h.Migd("src", h.guest_args("128M", workload="idle") + dev_args("src", devices))
+    dst = h.Migd("dst", h.guest_args("128M", incoming="tcp:127.0.0.1:0") + dev_args("dst", devices))
+    for m in (src, dst):
+        m.set_caps({"multifd": True})
+        m.set_params({"multifd-channels": channels})
+    return src, dst
+
+
 def case_queue_cap():
     cap = 4 * h.MiB
     devices = [("slow0", "32M", "", "", ",load-rate=64M")] + [("fast%d" % i, "16M", "", "", "") for i in range(3)]
-    src = h.Migd("src", h.guest_args("128M", workload="idle") + dev_args("src", devices))
-    dst = h.Migd("dst", h.guest_args("128M", incoming="tcp:127.0.0.1:0") + dev_args("dst", devices))
+    src, dst = idle_lane_pair(devices, 4)
     with src, dst:
-        for m in (src, dst):
-            m.set_caps({"multifd": True})
-            m.set_params({"multifd-channels": 4})
         dst.set_params({"x-device-max-queued": cap})
         src.set_params(dict(h.FAST_PARAMS, **{"downtime-limit": 5000}))
         src.cmd("migrate", uri=dst.listen_uri())
@@ -200,12 +206,8 @@ def case_queue_cap():
 
 def case_estimate_counts_devices():
     devices = [("slow0", "64M", "", ",read-rate=64M", ",load-rate=64M")]
-    src = h.Migd("src", h.guest_args("128M", workload="idle") + dev_args("src", devices))
-    dst = h.Migd("dst", h.guest_args("128M", incoming="tcp:127.0.0.1:0") + dev_args("dst", devices))
+    src, dst = idle_lane_pair(devices, 2)
     with src, dst:
-        for m in (src, dst):
-            m.set_caps({"multifd": True})
-            m.set_params({"multifd-channels": 2})
         src.set_params({"max-bandwidth": 0, "downtime-limit": 300})
         src.cmd("migrate", uri=dst.listen_uri())
         h.wait_until(lambda: src.query_migrate()["ram"].get("dirty-sync-count", 0) >= 3, 60, "three passes")
