@@ -152,10 +152,11 @@ static guint64 lane_load(Lane *l)
  * Idle means nothing queued or being written, which only the caller can change, and
  * little unacknowledged, so the socket has room and the write cannot hold up the return
  * path. Takes r when it sent it. */
-static gboolean send_inline(Lane *l, UrgentReq *r)
+static gboolean send_inline(Lane *l, guint64 load, UrgentReq *r)
 {
+	/* load (lane_load) was read just before: queued only shrinks meanwhile */
 	if (r->rb->page_size > INLINE_MAX || __atomic_load_n(&l->queued, __ATOMIC_ACQUIRE) ||
-	    unacked(l->fd) > INLINE_UNACKED_MAX)
+	    load > INLINE_UNACKED_MAX)
 		return FALSE;
 	/* in_flight counts it while it is written, as if queued */
 	__atomic_add_fetch(&l->queued, r->rb->page_size, __ATOMIC_RELAXED);
@@ -168,7 +169,7 @@ void mig_urgent_queue(MigUrgent *u, guint bi, MigRamBlock *rb, gsize page)
 {
 	UrgentReq *r = g_new(UrgentReq, 1);
 	Lane *best = &u->lanes[u->next];
-	guint64 best_load = u->n > 1 ? lane_load(best) : 0;
+	guint64 best_load = lane_load(best);   /* one SIOCOUTQ: the choice and send_inline */
 
 	for (guint k = 1; k < u->n && best_load; k++) {
 		Lane *l = &u->lanes[(u->next + k) % u->n];
@@ -181,7 +182,7 @@ void mig_urgent_queue(MigUrgent *u, guint bi, MigRamBlock *rb, gsize page)
 	}
 	u->next = (best->index + 1) % u->n;
 	*r = (UrgentReq){ .rb = rb, .bi = bi, .page = page };
-	if (send_inline(best, r))
+	if (send_inline(best, best_load, r))
 		return;
 	__atomic_add_fetch(&best->queued, rb->page_size, __ATOMIC_RELAXED);
 	g_mutex_lock(&best->lock);
