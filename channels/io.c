@@ -10,6 +10,9 @@
 #include <signal.h>
 #include <limits.h>
 #include <stdint.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -269,4 +272,26 @@ ssize_t mig_io_splice_fill(int in, int pipe_w, size_t len)
 		}
 	}
 	return (ssize_t)got;
+}
+
+int mig_io_set_congestion(int fd, const char *algo)
+{
+	if (!algo || !*algo)
+		return 0;
+	if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, algo, (socklen_t)strlen(algo)) == 0)
+		return 0;
+	return errno == EOPNOTSUPP || errno == ENOPROTOOPT ? 0 : -errno;
+}
+
+int mig_io_congestion_usable(const char *algo)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), rc;
+
+	if (fd < 0)
+		fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	rc = setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, algo, (socklen_t)strlen(algo)) < 0 ? -errno : 0;
+	close(fd);
+	return rc;
 }

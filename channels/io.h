@@ -32,6 +32,13 @@ void mig_io_block_sigpipe(void);
 /* Applies SO_RCVTIMEO/SO_SNDTIMEO; 0 means block forever. */
 int mig_io_set_timeout(int fd, int timeout_ms);
 
+/* TCP congestion control by name ("" leaves the system's). A socket that is not TCP
+ * (unix) has none and is left alone. 0 or -errno. */
+int mig_io_set_congestion(int fd, const char *algo);
+/* Whether this process may use algo: -ENOENT if the kernel has no such algorithm,
+ * -EPERM if it is not in net.ipv4.tcp_allowed_congestion_control. */
+int mig_io_congestion_usable(const char *algo);
+
 /* Appends [base, base + len) to iov[0..*n), growing the last entry instead when the
  * range starts where it ends: the pages of a sequential pass lie back to back, and
  * one 512 KiB entry costs the kernel less than 128 of 4 KiB. */

@@ -15,16 +15,32 @@ static char *chan_name(int type, guint index)
 				     : g_strdup_printf("%s channel %u", mig_chan_type_str(type), index);
 }
 
-int mig_chan_connect(const MigUri *uri, const char *uri_str, int type, guint index, GError **err)
+int mig_chan_connect(MigSession *s, const MigUri *uri, int type, guint index, GError **err)
 {
 	int fd = mig_uri_connect(uri, CONNECT_TIMEOUT_MS);
 
 	if (fd < 0) {
 		g_autofree char *name = chan_name(type, index);
 
-		g_set_error(err, MIG_ERROR, -fd, "Failed to connect the %s to '%s': %s", name, uri_str, g_strerror(-fd));
+		g_set_error(err, MIG_ERROR, -fd, "Failed to connect the %s to '%s': %s", name, s->src_uri, g_strerror(-fd));
+		return fd;
 	}
+	mig_chan_set_congestion(s, fd);
 	return fd;
+}
+
+void mig_chan_set_congestion(MigSession *s, int fd)
+{
+	g_autofree char *algo = NULL;
+	int rc;
+
+	g_mutex_lock(&s->lock);
+	algo = g_strdup(s->params.x_tcp_congestion);
+	g_mutex_unlock(&s->lock);
+	/* checked when it was set: failing now (a module unloaded since) costs speed, not data */
+	rc = mig_io_set_congestion(fd, algo);
+	if (rc < 0)
+		g_warning("x-tcp-congestion '%s': %s; the channel keeps the system's", algo, g_strerror(-rc));
 }
 
 gboolean mig_chan_hello(MigSession *s, int fd, int type, guint index, GError **err)
@@ -50,7 +66,7 @@ gboolean mig_chan_hello(MigSession *s, int fd, int type, guint index, GError **e
 
 int mig_chan_open(MigSession *s, const MigUri *uri, int type, guint index, GError **err)
 {
-	int fd = mig_chan_connect(uri, s->src_uri, type, index, err);
+	int fd = mig_chan_connect(s, uri, type, index, err);
 
 	if (fd >= 0 && !mig_chan_hello(s, fd, type, index, err)) {
 		close(fd);

@@ -207,6 +207,8 @@ static gpointer listen_thread(gpointer opaque)
 
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		}
+		/* the destination sends too: the return path, and its acks */
+		mig_chan_set_congestion(s, fd);
 		switch (admit(s, fd, &index)) {
 		case MIG_CHAN_MAIN:
 			g_mutex_lock(&s->lock);

@@ -379,7 +379,7 @@ static gboolean connect_main(Src *src, GError **err)
 		g_set_error(err, MIG_ERROR, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT or unix:PATH)", s->src_uri);
 		return FALSE;
 	}
-	fd = mig_chan_connect(&uri, s->src_uri, MIG_CHAN_MAIN, 0, err);
+	fd = mig_chan_connect(s, &uri, MIG_CHAN_MAIN, 0, err);
 	if (fd < 0)
 		return FALSE;
 	/* registered before the hello, so migrate_cancel can cut a stuck handshake */

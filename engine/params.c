@@ -1,6 +1,7 @@
 /* Capabilities and parameters, with QEMU's names, defaults and checks. A request is
  * validated whole before anything is applied, so a bad member changes nothing. */
 #include "engine/session_int.h"
+#include "channels/io.h"
 #include <stddef.h>
 #include <string.h>
 
@@ -118,7 +119,13 @@ JsonNode *mig_session_query_caps(MigSession *s)
 
 /* ---- parameters ---- */
 
-typedef enum { P_UINT, P_SIZE, P_BOOL, P_STR, P_ENUM } ParamType;
+/* mig's channels are long bulk flows whose rate mig sets itself where it matters
+ * (max-bandwidth, postcopy pacing). BBR, a common system default, needs pacing, and
+ * without an fq qdisc (loopback has none) TCP paces it with a timer per packet: that
+ * took a third of the device lane's downtime here (docs/benchmarks.md). */
+#define MIG_TCP_CONGESTION_DEFAULT "cubic"
+
+typedef enum { P_UINT, P_SIZE, P_BOOL, P_STR, P_ENUM, P_TCP_CC } ParamType;
 
 static const char *const zero_page_names[] = { "none", "legacy", "multifd", NULL };
 static const char *const compression_names[] = { "none", NULL };
@@ -161,6 +168,7 @@ static const struct param {
 	SZ("x-device-max-queued", x_device_max_queued, 2u << 20, G_MAXINT64),
 	U("x-device-load-threads", x_device_load_threads, 1, 64),
 	U("x-preempt-channels", x_preempt_channels, 1, MIG_PREEMPT_MAX),
+	{ "x-tcp-congestion", P_TCP_CC, offsetof(MigParams, x_tcp_congestion), 0, 0, NULL },
 #undef U
 #undef SZ
 };
@@ -182,6 +190,8 @@ void mig_params_init(MigParams *p)
 		.x_device_load_threads = 8,
 		.x_preempt_channels = 1,
 		.tls_creds = g_strdup(""), .tls_hostname = g_strdup(""), .tls_authz = g_strdup(""),
+		/* a kernel without it keeps its own */
+		.x_tcp_congestion = g_strdup(mig_io_congestion_usable(MIG_TCP_CONGESTION_DEFAULT) == 0 ? MIG_TCP_CONGESTION_DEFAULT : ""),
 	};
 }
 
@@ -190,6 +200,7 @@ void mig_params_clear(MigParams *p)
 	g_free(p->tls_creds);
 	g_free(p->tls_hostname);
 	g_free(p->tls_authz);
+	g_free(p->x_tcp_congestion);
 }
 
 static const struct param *param_lookup(const char *name)
@@ -246,6 +257,25 @@ static gboolean parse_value(const struct param *p, JsonNode *n, MigParams *dst, 
 			return FALSE;
 		}
 		return TRUE;
+	case P_TCP_CC: {
+		const char *algo = t == G_TYPE_STRING ? json_node_get_string(n) : NULL;
+		int rc;
+
+		if (!algo) {
+			g_set_error(err, MIG_ERROR, EINVAL, "Invalid parameter type for '%s', expected: string", p->name);
+			return FALSE;
+		}
+		/* refused now, not when the channels open in the middle of a migration */
+		if (*algo && (rc = mig_io_congestion_usable(algo)) < 0) {
+			g_set_error(err, MIG_ERROR, -rc, "Parameter '%s': '%s' cannot be used: %s (see %s)", p->name, algo,
+				    g_strerror(-rc), rc == -EPERM ? "net.ipv4.tcp_allowed_congestion_control"
+								   : "net.ipv4.tcp_available_congestion_control");
+			return FALSE;
+		}
+		g_free(*(char **)field);
+		*(char **)field = g_strdup(algo);
+		return TRUE;
+	}
 	case P_ENUM:
 		if (t == G_TYPE_STRING) {
 			for (guint i = 0; p->enum_names[i]; i++) {
@@ -272,6 +302,7 @@ gboolean mig_session_set_params(MigSession *s, JsonObject *o, GError **err)
 	next.tls_creds = g_strdup(s->params.tls_creds);
 	next.tls_hostname = g_strdup(s->params.tls_hostname);
 	next.tls_authz = g_strdup(s->params.tls_authz);
+	next.x_tcp_congestion = g_strdup(s->params.x_tcp_congestion);
 	for (GList *l = members; l && ok; l = l->next) {
 		const struct param *p = param_lookup(l->data);
 
@@ -332,7 +363,8 @@ JsonNode *mig_session_query_params(MigSession *s)
 		case P_UINT:
 		case P_SIZE: json_builder_add_int_value(b, (gint64)*(const guint64 *)field); break;
 		case P_BOOL: json_builder_add_boolean_value(b, *(const gboolean *)field); break;
-		case P_STR: json_builder_add_string_value(b, *(char *const *)field); break;
+		case P_STR:
+		case P_TCP_CC: json_builder_add_string_value(b, *(char *const *)field); break;
 		case P_ENUM: json_builder_add_string_value(b, p->enum_names[*(const guint64 *)field]); break;
 		}
 	}

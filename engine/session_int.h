@@ -40,6 +40,7 @@ typedef struct MigParams {
 	guint64 x_device_load_threads;/* destination: devices loading at once */
 	guint64 x_preempt_channels;   /* preempt: urgent channels (1..MIG_PREEMPT_MAX) */
 	char *tls_creds, *tls_hostname, *tls_authz;
+	char *x_tcp_congestion;       /* the channels' TCP congestion control; "": the system's */
 } MigParams;
 
 /* Counters read by query-migrate while the migration threads update them. */
@@ -165,6 +166,8 @@ gboolean mig_session_start_postcopy(MigSession *s, GError **err);
 
 /* chanopen.c: a source channel is a connect plus this session's typed hello. */
 struct MigUri;
-int mig_chan_connect(const struct MigUri *uri, const char *uri_str, int type, guint index, GError **err);
+int mig_chan_connect(MigSession *s, const struct MigUri *uri, int type, guint index, GError **err);
+/* x-tcp-congestion onto a channel's socket (either side). */
+void mig_chan_set_congestion(MigSession *s, int fd);
 gboolean mig_chan_hello(MigSession *s, int fd, int type, guint index, GError **err);
 int mig_chan_open(MigSession *s, const struct MigUri *uri, int type, guint index, GError **err);

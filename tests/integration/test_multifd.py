@@ -8,9 +8,14 @@
   migration runs, and the migration still completes.
 - Killing one multifd connection in the middle of a pass (a proxy between source and
   destination drops it) fails the migration cleanly: the source ends "failed" with a
-  reason naming the channel, keeps running, and its guest is intact."""
+  reason naming the channel, keeps running, and its guest is intact.
+- x-tcp-congestion: an algorithm the kernel lacks is refused and changes nothing; one
+  it has is what every channel socket of both sides uses (as ss(8) reports it), and the
+  default is cubic where the kernel has it."""
 import os
+import re
 import socket
+import subprocess
 import sys
 import threading
 
@@ -190,5 +195,60 @@ def case_kill_one_channel():
         h.wait_until(lambda: dst.query_migrate().get("status") == "failed", 30, "destination to fail too")
 
 
+def channel_algorithms(pid, port):
+    """The congestion control of each established TCP socket of pid to or from port."""
+    out = subprocess.run(["ss", "-Htinp", "state", "established", "( sport = :%d or dport = :%d )" % (port, port)],
+                         capture_output=True, text=True, check=True).stdout
+    algos, owner = [], False
+    for line in out.splitlines():
+        if not line[:1].isspace():   # a socket line; its details follow, indented
+            owner = "pid=%d," % pid in line
+        elif owner:
+            m = re.match(r"\s*(\w+)\s", line)
+            algos.append(m.group(1) if m else "?")
+    return algos
+
+
+def query_param(m, name):
+    return m.cmd("query-migrate-parameters").get(name)
+
+
+def case_tcp_congestion():
+    with open("/proc/sys/net/ipv4/tcp_available_congestion_control") as f:
+        available = f.read().split()
+    with h.Migd("src", h.guest_args("256M", workload="seq")) as src, \
+         h.Migd("dst", h.guest_args("256M", incoming="tcp:127.0.0.1:0")) as dst:
+        default = query_param(src, "x-tcp-congestion")
+        h.check(default == ("cubic" if "cubic" in available else ""), "default x-tcp-congestion %r" % default)
+        try:
+            src.set_params({"x-tcp-congestion": "no-such-algorithm"})
+            h.check(False, "an unknown congestion control was accepted")
+        except h.QmpError as e:
+            print("refused: %s" % e)
+            h.check("no-such-algorithm" in str(e) and "cannot be used" in str(e), "unclear error: %s" % e)
+        h.check(query_param(src, "x-tcp-congestion") == default, "a refused value changed the parameter")
+        # one the system does not default to, so the check below sees the setting work
+        with open("/proc/sys/net/ipv4/tcp_congestion_control") as f:
+            system = f.read().strip()
+        algo = next(a for a in ("reno", "cubic", "bbr") if a in available and a != system)
+        for m in (src, dst):
+            setup(m, 4)
+            m.set_params({"x-tcp-congestion": algo})
+        src.set_params({"max-bandwidth": 32 * h.MiB})
+        port = h.tcp_port(dst.listen_uri())[1]
+        src.cmd("migrate", uri=dst.listen_uri())
+        h.wait_until(lambda: (src.query_migrate().get("ram") or {}).get("multifd-bytes", 0) > 0,
+                     30, "multifd data to flow")
+        for m, side in ((src, "source"), (dst, "destination")):
+            algos = channel_algorithms(m.pid(), port)
+            print("%s channels: %s" % (side, algos))
+            h.check(len(algos) == 5, "%s: %d channel sockets seen, not 5 (main + 4 multifd)" % (side, len(algos)))
+            h.check(all(a == algo for a in algos), "%s channels use %s, not %s" % (side, algos, algo))
+        src.set_params(h.FAST_PARAMS)
+        info = src.wait_status("completed", timeout=120)
+        h.check_migrated(src, dst, info, size=SIZE)
+
+
 if __name__ == "__main__":
-    h.main([case_anon, case_memfd, case_hugetlb, case_bad_channels_refused, case_kill_one_channel])
+    h.main([case_anon, case_memfd, case_hugetlb, case_bad_channels_refused, case_kill_one_channel,
+            case_tcp_congestion])
