@@ -224,6 +224,12 @@ DevSrc *mig_dev_src_new(Src *src, GError **err)
 	ds->bufs = mig_buf_pool_new(MIG_DEV_CHUNK, ds->n + (src->mf ? mig_mf_src_channels(src->mf) : 0) + 1);
 	ds->pipes = mig_pipe_pool_new(MIG_DEV_CHUNK, ds->n + (src->mf ? mig_mf_src_channels(src->mf) : 0) + 1);
 	mig_io_block_sigpipe();   /* serially, this thread splices into the main channel */
+	if (ds->lane) {
+		guint64 k = s->params.x_device_chunks_in_flight;
+
+		/* the CPUs this process may run on: its affinity, not the machine's */
+		mig_mf_src_limit_dev(src->mf, k ? (guint)k : (guint)MAX(g_get_num_processors(), 1));
+	}
 	for (guint i = 0; i < ds->n; i++) {
 		DevOut *o = &ds->out[i];
 

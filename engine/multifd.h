@@ -35,6 +35,10 @@ gboolean mig_mf_src_queue(MfSrc *m, guint block, MigRamBlock *rb, const gsize *p
  * the caller keeps both. */
 #define MIG_MF_DEV_HDR_MAX 32u
 typedef void (*MigMfDoneFn)(gpointer data, guint8 *buf, int rc);
+/* At most max device chunks queued or being sent at once (0: no limit). Every chunk in
+ * flight is a sender and a receiver pushing bytes: more of them than there are CPUs
+ * to run them only add switching (docs/benchmarks.md, device-downtime). */
+void mig_mf_src_limit_dev(MfSrc *m, guint max);
 gboolean mig_mf_src_queue_dev(MfSrc *m, const void *hdr, guint hdr_len, guint8 *buf, int pipe_fd,
 			      guint32 len, MigMfDoneFn done, gpointer done_data, GError **err);
 /* Waits until every batch is on the wire, then sends SYNC(pass) on every channel. */

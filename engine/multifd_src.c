@@ -60,6 +60,7 @@ struct MfSrc {
 	char *error;              /* first failure */
 	guint next;               /* round-robin start */
 	guint dev_waiting;        /* device chunks waiting for a sender: RAM waits behind them */
+	guint dev_held, dev_limit;/* device chunks queued or being sent; at most this (0: any) */
 	guint64 seq;
 	guint n;
 	Sender *senders;
@@ -230,6 +231,9 @@ static gpointer sender_main(gpointer opaque)
 			rc = send_dev(sd, j);
 			j->dev_done = NULL;   /* handed back: free() must not hand it back again */
 			done(j->dev_done_data, g_steal_pointer(&j->dev_buf), rc);
+			g_mutex_lock(&m->lock);
+			m->dev_held--;
+			g_mutex_unlock(&m->lock);
 		} else if (m->yield && j->rb->page_size > MIG_CHUNK_SIZE) {
 			rc = send_chunked(sd, j, seq);
 		} else {
@@ -365,6 +369,14 @@ gboolean mig_mf_src_queue(MfSrc *m, guint block, MigRamBlock *rb, const gsize *p
 	return TRUE;
 }
 
+void mig_mf_src_limit_dev(MfSrc *m, guint max)
+{
+	g_mutex_lock(&m->lock);
+	m->dev_limit = max;
+	g_cond_broadcast(&m->idle_cond);
+	g_mutex_unlock(&m->lock);
+}
+
 gboolean mig_mf_src_queue_dev(MfSrc *m, const void *hdr, guint hdr_len, guint8 *buf, int pipe_fd,
 			      guint32 len, MigMfDoneFn done, gpointer done_data, GError **err)
 {
@@ -381,10 +393,13 @@ gboolean mig_mf_src_queue_dev(MfSrc *m, const void *hdr, guint hdr_len, guint8 *
 			g_mutex_unlock(&m->lock);
 			return FALSE;
 		}
-		if (!(sd = least_loaded(m, depth(m))))
+		if ((m->dev_limit && m->dev_held >= m->dev_limit) || !(sd = least_loaded(m, depth(m))))
 			wait_idle_cond(m);
 	}
 	m->dev_waiting--;
+	m->dev_held++;
+	mig_atomic_set(&m->s->stats.x_device_in_flight_peak,
+		       MAX(mig_atomic_get(&m->s->stats.x_device_in_flight_peak), (guint64)m->dev_held));
 	m->next = (sd->index + 1) % m->n;
 	/* appended at the tail: a channel carries its device chunks in the order they
 	 * were handed out, which the destination's reordering relies on (devlane.h) */

@@ -167,6 +167,7 @@ static const struct param {
 	{ "x-postcopy-preempt-break-huge", P_BOOL, offsetof(MigParams, x_postcopy_preempt_break_huge), 0, 1, NULL },
 	SZ("x-device-max-queued", x_device_max_queued, 2u << 20, G_MAXINT64),
 	U("x-device-load-threads", x_device_load_threads, 1, 64),
+	U("x-device-chunks-in-flight", x_device_chunks_in_flight, 0, 1024),
 	U("x-preempt-channels", x_preempt_channels, 1, MIG_PREEMPT_MAX),
 	{ "x-tcp-congestion", P_TCP_CC, offsetof(MigParams, x_tcp_congestion), 0, 0, NULL },
 #undef U

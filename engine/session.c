@@ -383,6 +383,7 @@ static void add_ram_stats(MigSession *s, JsonBuilder *b, gboolean done)
 	add_int(b, "postcopy-bytes", (gint64)mig_atomic_get(&st->postcopy_bytes));
 	add_int(b, "postcopy-requests", (gint64)mig_atomic_get(&st->postcopy_requests));
 	add_int(b, "x-bulk-pacing", (gint64)mig_atomic_get(&st->x_bulk_pacing));
+	add_int(b, "x-device-chunks-in-flight-peak", (gint64)mig_atomic_get(&st->x_device_in_flight_peak));
 	add_int(b, "x-break-huge-drops", (gint64)mig_atomic_get(&st->x_break_huge_drops));
 	add_int(b, "x-urgent-skipped", (gint64)mig_atomic_get(&st->x_urgent_skipped));
 	if (mig_preempt_channels(s)) {

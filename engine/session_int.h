@@ -39,6 +39,7 @@ typedef struct MigParams {
 	guint64 x_device_max_queued;  /* destination: device bytes held for reordering, at most */
 	guint64 x_device_load_threads;/* destination: devices loading at once */
 	guint64 x_preempt_channels;   /* preempt: urgent channels (1..MIG_PREEMPT_MAX) */
+	guint64 x_device_chunks_in_flight; /* source: device chunks multifd holds at once; 0: a CPU each */
 	char *tls_creds, *tls_hostname, *tls_authz;
 	char *x_tcp_congestion;       /* the channels' TCP congestion control; "": the system's */
 } MigParams;
@@ -59,6 +60,7 @@ typedef struct MigStats {
 	guint64 postcopy_bytes, postcopy_requests;
 	gint64 downtime_us;        /* set when the downtime ends before t_end (postcopy) */
 	guint64 x_bulk_pacing;     /* bytes/s bulk was paced at in postcopy, 0 if not */
+	guint64 x_device_in_flight_peak; /* the most device chunks multifd held at once */
 	guint64 x_break_huge_drops;/* huge pages whose bulk remainder was dropped */
 	guint64 x_urgent_skipped;  /* requests bulk had already fully written */
 	guint64 x_urgent_lane_requests[MIG_PREEMPT_MAX]; /* requests each preempt channel served */

@@ -9,6 +9,9 @@
 - A device that refuses its state fails the migration with its id in the error; the
   source keeps running with its guest intact and its devices running again. The same
   when the device stops reading mid-stream (the engine's writes fail).
+- The source's multifd senders never hold more device chunks at once than
+  x-device-chunks-in-flight (by default one per CPU the source may use); at 1 the
+  lane still completes with every device verified.
 - One device loading slowly behind a small x-device-max-queued: the destination never
   holds more than the cap, and the migration completes.
 - The switchover estimate counts the devices: a device that needs about a second to
@@ -68,7 +71,7 @@ def pair(multifd, lane, backend="anon", dst_extra=None, dst_workload="seq"):
     return src, dst
 
 
-def check_devices(src, dst, info, lane):
+def check_devices(src, dst, info, lane, in_flight=0):
     want = expected_bytes()
     dinfo = dst.query_migrate()
     sdev, ddev = by_id(info), by_id(dinfo)
@@ -88,21 +91,26 @@ def check_devices(src, dst, info, lane):
     h.check(split.get("devices-ms", -1) >= 0 and "ram-ms" in split, "x-downtime-split %s" % split)
     mf = info["ram"].get("multifd-bytes", 0)
     dev_total = sum(want.values())
+    peak = info["ram"].get("x-device-chunks-in-flight-peak", -1)
     if lane:
         h.check(mf >= dev_total, "lane on, but only %d multifd bytes for %d device bytes" % (mf, dev_total))
-    print("devices: %s; downtime %d ms, split %s" % (
+        limit = in_flight or len(os.sched_getaffinity(0))
+        h.check(1 <= peak <= limit, "x-device-chunks-in-flight-peak %d, limit %d" % (peak, limit))
+    else:
+        h.check(peak == 0, "lane off, but x-device-chunks-in-flight-peak %d" % peak)
+    print("devices: %s; downtime %d ms, split %s, chunks in flight at most %d" % (
         ", ".join("%s %d B load %d ms" % (k, v["bytes"], v["load-ms"]) for k, v in sorted(sdev.items())),
-        info["downtime"], split))
+        info["downtime"], split, peak))
 
 
-def precopy_run(multifd, lane, backend="anon"):
+def precopy_run(multifd, lane, backend="anon", in_flight=0):
     src, dst = pair(multifd, lane, backend)
     with src, dst:
-        src.set_params(dict(h.FAST_PARAMS, **{"downtime-limit": 2000}))
+        src.set_params(dict(h.FAST_PARAMS, **{"downtime-limit": 2000, "x-device-chunks-in-flight": in_flight}))
         src.cmd("migrate", uri=dst.listen_uri())
         info = src.wait_status("completed", timeout=120)
         h.check_migrated(src, dst, info, size=SIZE)
-        check_devices(src, dst, info, lane and multifd)
+        check_devices(src, dst, info, lane and multifd, in_flight)
 
 
 def postcopy_run(multifd, lane):
@@ -121,6 +129,10 @@ def case_lane_precopy():
 
 def case_lane_precopy_hugetlb():
     precopy_run(4, True, "hugetlb")
+
+
+def case_lane_one_chunk_in_flight():
+    precopy_run(4, True, in_flight=1)
 
 
 def case_serial_precopy():
@@ -244,7 +256,7 @@ def case_devices_wait_for_cont():
 
 
 if __name__ == "__main__":
-    h.main([case_lane_precopy, case_lane_precopy_hugetlb, case_serial_precopy, case_serial_precopy_no_multifd,
+    h.main([case_lane_precopy, case_lane_precopy_hugetlb, case_lane_one_chunk_in_flight, case_serial_precopy, case_serial_precopy_no_multifd,
             case_lane_postcopy, case_serial_postcopy, case_load_refused_lane, case_load_refused_serial,
             case_load_aborted_lane, case_load_aborted_serial, case_queue_cap, case_estimate_counts_devices,
             case_devices_wait_for_cont])
