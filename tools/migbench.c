@@ -2284,28 +2284,30 @@ static gboolean dd_run(Bench *b, const DdRow *row, DdSample *s, GError **err)
 }
 
 /* A row's runs; once the build is known to lack the lane, the rest is pending unrun. */
-static void dd_cell(Bench *b, DdRow *row, gboolean *no_lane)
+/* One run of a row that has not failed yet. */
+static void dd_cell(Bench *b, DdRow *row, int run, gboolean *no_lane)
 {
-	for (int run = 0; run < b->runs && !*no_lane; run++) {
-		g_autoptr(GError) err = NULL;
-		DdSample s = { 0 };
+	g_autoptr(GError) err = NULL;
+	DdSample s = { 0 };
 
-		if (check_interrupted(b, &err) || !dd_run(b, row, &s, &err)) {
-			row->status = status_of(err);
-			row->error = g_strdup(err->message);
-			*no_lane = row->status == ROW_PENDING;
-			g_printerr("migbench: %s/%u ch/%u dev run %d/%d: %s: %s\n", dd_arm_names[row->arm], row->channels,
-				   row->devices, run + 1, b->runs, row_status_names[row->status], err->message);
-			return;
-		}
-		g_array_append_val(row->samples, s);
-		g_printerr("migbench: %s/%u ch/%u dev run %d/%d: downtime %" G_GINT64_FORMAT " ms\n", dd_arm_names[row->arm],
-			   row->channels, row->devices, run + 1, b->runs, s.downtime_ms);
-	}
-	if (*no_lane && row->status == ROW_OK) {
+	if (row->status != ROW_OK)
+		return;
+	if (*no_lane) {
 		row->status = ROW_PENDING;
 		row->error = g_strdup("device lane not in this build (not run)");
+		return;
 	}
+	if (check_interrupted(b, &err) || !dd_run(b, row, &s, &err)) {
+		row->status = status_of(err);
+		row->error = g_strdup(err->message);
+		*no_lane = row->status == ROW_PENDING;
+		g_printerr("migbench: %s/%u ch/%u dev run %d/%d: %s: %s\n", dd_arm_names[row->arm], row->channels,
+			   row->devices, run + 1, b->runs, row_status_names[row->status], err->message);
+		return;
+	}
+	g_array_append_val(row->samples, s);
+	g_printerr("migbench: %s/%u ch/%u dev run %d/%d: downtime %" G_GINT64_FORMAT " ms\n", dd_arm_names[row->arm],
+		   row->channels, row->devices, run + 1, b->runs, s.downtime_ms);
 }
 
 static DdRow *dd_find(GPtrArray *rows, DdArm arm, guint channels, guint devices)
@@ -2445,8 +2447,11 @@ static int run_device_downtime(Bench *b)
 		}
 		r->sweep = TRUE;
 	}
-	for (guint i = 0; i < rows->len && !bench_procs_interrupted(b->procs); i++)
-		dd_cell(b, g_ptr_array_index(rows, i), &no_lane);
+	/* Round by round, every row once per round: the ratios compare rows, and a host
+	 * whose load drifts over minutes then weighs on all of them alike. */
+	for (int run = 0; run < b->runs && !bench_procs_interrupted(b->procs); run++)
+		for (guint i = 0; i < rows->len && !bench_procs_interrupted(b->procs); i++)
+			dd_cell(b, g_ptr_array_index(rows, i), run, &no_lane);
 	dd_print(b, rows);
 	if (b->json_path && !dd_write_json(b, rows, &err)) {
 		g_printerr("migbench: --json %s: %s\n", b->json_path, err->message);
