@@ -32,6 +32,10 @@ void mig_io_block_sigpipe(void);
 /* Applies SO_RCVTIMEO/SO_SNDTIMEO; 0 means block forever. */
 int mig_io_set_timeout(int fd, int timeout_ms);
 
+/* What mig's channels use unless x-tcp-congestion says otherwise (engine/params.c
+ * says why); migbench gives its raw baseline the same. */
+#define MIG_TCP_CONGESTION_DEFAULT "cubic"
+
 /* TCP congestion control by name ("" leaves the system's). A socket that is not TCP
  * (unix) has none and is left alone. 0 or -errno. */
 int mig_io_set_congestion(int fd, const char *algo);

@@ -119,11 +119,11 @@ JsonNode *mig_session_query_caps(MigSession *s)
 
 /* ---- parameters ---- */
 
-/* mig's channels are long bulk flows whose rate mig sets itself where it matters
- * (max-bandwidth, postcopy pacing). BBR, a common system default, needs pacing, and
- * without an fq qdisc (loopback has none) TCP paces it with a timer per packet: that
- * took a third of the device lane's downtime here (docs/benchmarks.md). */
-#define MIG_TCP_CONGESTION_DEFAULT "cubic"
+/* MIG_TCP_CONGESTION_DEFAULT (channels/io.h): mig's channels are long bulk flows whose
+ * rate mig sets itself where it matters (max-bandwidth, postcopy pacing). BBR, a common
+ * system default, needs pacing, and without an fq qdisc (loopback has none) TCP paces
+ * it with a timer per packet: that took a third of the device lane's downtime here
+ * (docs/benchmarks.md). */
 
 typedef enum { P_UINT, P_SIZE, P_BOOL, P_STR, P_ENUM, P_TCP_CC } ParamType;
 

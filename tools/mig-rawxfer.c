@@ -51,6 +51,16 @@
 #include <time.h>
 #include <unistd.h>
 
+/* --congestion: set once in main, before any thread, then only read */
+static const char *congestion;
+
+/* An accepted connection inherits its listener's algorithm, so listeners get it too. */
+static void set_congestion(int fd)
+{
+	if (congestion)
+		setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, congestion, (socklen_t)strlen(congestion));
+}
+
 #define PAGE_BYTES 4096u
 #define BATCH_IOVS 128u                          /* pages per writev: one multifd packet */
 #define BATCH_BYTES (BATCH_IOVS * PAGE_BYTES)    /* 512 KiB */
@@ -228,6 +238,8 @@ static int listen_tcp(const Target *t, int backlog, guint *port)
 	}
 	for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
 		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd >= 0)
+			set_congestion(fd);
 		if (fd < 0)
 			continue;
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -354,6 +366,8 @@ static int connect_tcp(const Target *t, int timeout_s, char **error)
 	}
 	for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
 		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd >= 0)
+			set_congestion(fd);
 		if (fd < 0) {
 			e = errno;
 			continue;
@@ -785,6 +799,7 @@ int main(int argc, char **argv)
 	g_autofree char *listen = NULL, *connect_to = NULL, *bytes = NULL, *sizes_arg = NULL;
 	gint conns = 1, timeout_s = DEFAULT_TIMEOUT_S, count = 200, warmup = 10;
 	gboolean zerocopy = FALSE;
+	g_autofree char *cc = NULL;
 	MemOpts mo = { 0 };
 	GOptionEntry entries[] = {
 		{ "listen", 0, 0, G_OPTION_ARG_STRING, &listen, "recv, pingpong server: where to listen", "tcp:HOST:PORT" },
@@ -793,6 +808,8 @@ int main(int argc, char **argv)
 		{ "conns", 0, 0, G_OPTION_ARG_INT, &conns, "Number of connections (default 1)", "N" },
 		{ "bytes", 0, 0, G_OPTION_ARG_STRING, &bytes, "send: total bytes, suffix K/M/G allowed", "SIZE" },
 		{ "zerocopy", 0, 0, G_OPTION_ARG_NONE, &zerocopy, "send: MSG_ZEROCOPY instead of writev", NULL },
+		{ "congestion", 0, 0, G_OPTION_ARG_STRING, &cc,
+		  "TCP congestion control of every connection (default: the system's), as mig's x-tcp-congestion", "NAME" },
 		{ "distinct", 0, 0, G_OPTION_ARG_NONE, &mo.distinct,
 		  "send, recv: every byte from and to memory of its own (pre-touched SIZE buffers)", NULL },
 		{ "hugetlb", 0, 0, G_OPTION_ARG_NONE, &mo.hugetlb, "with --distinct: 2M huge pages", NULL },
@@ -820,6 +837,16 @@ int main(int argc, char **argv)
 	is_recv = !strcmp(argv[1], "recv");
 	is_ping = !strcmp(argv[1], "pingpong");
 	ping_server = is_ping && listen != NULL;
+	if (cc && *cc) {
+		int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (probe < 0 || setsockopt(probe, IPPROTO_TCP, TCP_CONGESTION, cc, (socklen_t)strlen(cc)) < 0) {
+			g_printerr("mig-rawxfer: --congestion %s: %s\n", cc, g_strerror(errno));
+			return 2;
+		}
+		close(probe);
+		congestion = cc;
+	}
 	if (conns < 1 || conns > MAX_CONNS || timeout_s < 1)
 		return usage("--conns must be 1..256 and --timeout positive");
 	if (is_ping) {

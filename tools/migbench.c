@@ -18,7 +18,11 @@
 #include "tools/bench/proc.h"
 #include "tools/bench/qmpc.h"
 #include "tools/bench/stats.h"
+#include "channels/io.h"
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -92,6 +96,7 @@ typedef struct Row {
 
 typedef struct Bench {
 	char *migd, *rawxfer;       /* the binaries under test */
+	char *raw_cc;               /* "--congestion=ALGO": mig-rawxfer's TCP as mig's channels */
 	char *faultlat;             /* mig-faultlat beside them; NULL when not built */
 	char *tmpdir;
 	char *command;              /* our command line, for the JSON */
@@ -277,6 +282,19 @@ static void huge_restore(Bench *b)
 
 /* ---- raw baseline (mig-rawxfer) ------------------------------------------------------ */
 
+/* The algorithm migd gives its channels by default (x-tcp-congestion), so the raw
+ * baseline runs the same TCP: "" (the system's) where the kernel lacks it, as migd. */
+static char *raw_congestion(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	gboolean usable = fd >= 0 && setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, MIG_TCP_CONGESTION_DEFAULT,
+						(socklen_t)strlen(MIG_TCP_CONGESTION_DEFAULT)) == 0;
+
+	if (fd >= 0)
+		close(fd);
+	return g_strdup_printf("--congestion=%s", usable ? MIG_TCP_CONGESTION_DEFAULT : "");
+}
+
 /* Reads the child's stdout once it has `lines` complete lines; bounded by timeout_ms. */
 static char **wait_lines(Bench *b, BenchChild *c, guint lines, int timeout_ms, GError **err)
 {
@@ -375,19 +393,19 @@ static gboolean raw_run(Bench *b, gboolean bed, guint conns, guint64 bytes, RawM
 	BenchChild *recv = NULL, *send = NULL;
 	gboolean ok = FALSE;
 	g_autofree char *listen = g_strdup_printf("tcp:%s:0", dst_host(b, bed));
-	const char *recv_argv[] = { b->rawxfer, "recv", "--listen", listen, "--conns", nconns, "--bytes", nbytes,
-				    mem == RAW_HOT ? NULL : "--distinct", "--hugetlb", NULL };
+	const char *recv_argv[] = { b->rawxfer, "recv", b->raw_cc, "--listen", listen, "--conns", nconns, "--bytes",
+				    nbytes, mem == RAW_HOT ? NULL : "--distinct", "--hugetlb", NULL };
 
 	if (mem != RAW_DISTINCT_HUGE)   /* the argument lists end early */
-		recv_argv[9] = NULL;
+		recv_argv[10] = NULL;
 
 	recv = spawn_on(b, bed ? BENCH_NET_DST : -1, name_r, recv_argv, err);
 	if (!recv || !(port = wait_lines(b, recv, 1, mem == RAW_HOT ? T_PORT_MS : T_RAW_READY_MS, err)))
 		goto out;
 	uri = g_strdup_printf("tcp:%s:%s", dst_host(b, bed), port[0]);
 	{
-		const char *send_argv[] = { b->rawxfer, "send", "--connect", uri, "--conns", nconns,
-					    "--bytes", nbytes, recv_argv[8], recv_argv[9], NULL };
+		const char *send_argv[] = { b->rawxfer, "send", b->raw_cc, "--connect", uri, "--conns", nconns,
+					    "--bytes", nbytes, recv_argv[9], recv_argv[10], NULL };
 
 		send = spawn_on(b, bed ? BENCH_NET_SRC : -1, name_s, send_argv, err);
 	}
@@ -867,6 +885,8 @@ static void print_table(Bench *b, guint64 guest_bytes)
 	}
 	printf("raw: mig-rawxfer --distinct, from and into pre-touched memory of the guest's page size, each byte once;\n"
 	       "raw-hot: one reused cache-hot 512 KiB buffer per connection on both ends (docs/benchmarks.md)\n");
+	printf("TCP congestion control of raw and mig alike: %s\n",
+	       b->raw_cc[strlen("--congestion=")] ? b->raw_cc + strlen("--congestion=") : "the system's");
 	if (footnotes)
 		printf("\n");
 	for (guint i = 0; i < b->rows->len; i++) {
@@ -1377,7 +1397,7 @@ static gboolean pc_floor(Bench *b, PcNet *net, guint nback, GError **err)
 	const char *host = net->bed ? b->net->addr[BENCH_NET_SRC] : "127.0.0.1";
 	g_autofree char *listen = g_strdup_printf("tcp:%s:0", host);
 	g_autofree char *uri = NULL;
-	const char *srv_argv[] = { b->rawxfer, "pingpong", "--listen", listen, "--timeout", "300", NULL };
+	const char *srv_argv[] = { b->rawxfer, "pingpong", b->raw_cc, "--listen", listen, "--timeout", "300", NULL };
 	g_auto(GStrv) port = NULL, lines = NULL;
 	BenchChild *srv = NULL, *cli = NULL;
 	gboolean ok = FALSE;
@@ -1387,7 +1407,7 @@ static gboolean pc_floor(Bench *b, PcNet *net, guint nback, GError **err)
 		goto out;
 	uri = g_strdup_printf("tcp:%s:%s", host, port[0]);
 	{
-		const char *cli_argv[] = { b->rawxfer, "pingpong", "--connect", uri, "--sizes", nback > 1 ? "4K,2M" : "4K",
+		const char *cli_argv[] = { b->rawxfer, "pingpong", b->raw_cc, "--connect", uri, "--sizes", nback > 1 ? "4K,2M" : "4K",
 					   "--count", PC_FLOOR_TRIPS, "--warmup", PC_FLOOR_WARMUP, "--timeout", "300", NULL };
 
 		cli = spawn_on(b, net->bed ? BENCH_NET_DST : -1, name_c, cli_argv, err);
@@ -2523,6 +2543,7 @@ static gboolean find_binaries(Bench *b, const char *build, GError **err)
 				b->faultlat = g_steal_pointer(&fl);
 			b->migd = g_steal_pointer(&migd);
 			b->rawxfer = g_steal_pointer(&raw);
+			b->raw_cc = raw_congestion();
 			return TRUE;
 		}
 	}
@@ -2586,6 +2607,7 @@ static void bench_clear(Bench *b)
 {
 	g_free(b->migd);
 	g_free(b->rawxfer);
+	g_free(b->raw_cc);
 	g_free(b->faultlat);
 	g_free(b->tmpdir);
 	g_free(b->command);
