@@ -207,6 +207,7 @@ static gpointer sender_main(gpointer opaque)
 	for (;;) {
 		Job *j;
 		guint64 seq;
+		gboolean dev;
 		int rc;
 
 		while (!sd->count && !m->quit) {
@@ -219,6 +220,7 @@ static gpointer sender_main(gpointer opaque)
 		/* the queue only grows at its tail while we send its head */
 		j = &sd->jobs[sd->head % MF_QDEPTH];
 		seq = ++m->seq;
+		dev = j->dev_done != NULL;
 		g_mutex_unlock(&m->lock);
 		if (j->sync_pass) {
 			guint64 be = GUINT64_TO_BE(j->sync_pass);
@@ -231,9 +233,6 @@ static gpointer sender_main(gpointer opaque)
 			rc = send_dev(sd, j);
 			j->dev_done = NULL;   /* handed back: free() must not hand it back again */
 			done(j->dev_done_data, g_steal_pointer(&j->dev_buf), rc);
-			g_mutex_lock(&m->lock);
-			m->dev_held--;
-			g_mutex_unlock(&m->lock);
 		} else if (m->yield && j->rb->page_size > MIG_CHUNK_SIZE) {
 			rc = send_chunked(sd, j, seq);
 		} else {
@@ -248,6 +247,7 @@ static gpointer sender_main(gpointer opaque)
 			break;
 		}
 		g_mutex_lock(&m->lock);
+		m->dev_held -= dev;
 		sd->head++;
 		sd->count--;
 		wake_waiters(m);

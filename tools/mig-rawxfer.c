@@ -35,6 +35,7 @@
  *
  * Exit status: 0 all bytes moved, 1 a connection failed or timed out, 2 usage. */
 #include "tools/bench/stats.h"
+#include "channels/io.h"
 #include <errno.h>
 #include <linux/errqueue.h>
 #include <netdb.h>
@@ -54,11 +55,11 @@
 /* --congestion: set once in main, before any thread, then only read */
 static const char *congestion;
 
-/* An accepted connection inherits its listener's algorithm, so listeners get it too. */
+/* An accepted connection inherits its listener's algorithm, so listeners get it too.
+ * Checked in main: it cannot fail here. */
 static void set_congestion(int fd)
 {
-	if (congestion)
-		setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, congestion, (socklen_t)strlen(congestion));
+	(void)mig_io_set_congestion(fd, congestion);
 }
 
 #define PAGE_BYTES 4096u
@@ -838,13 +839,12 @@ int main(int argc, char **argv)
 	is_ping = !strcmp(argv[1], "pingpong");
 	ping_server = is_ping && listen != NULL;
 	if (cc && *cc) {
-		int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int e = mig_io_congestion_usable(cc);
 
-		if (probe < 0 || setsockopt(probe, IPPROTO_TCP, TCP_CONGESTION, cc, (socklen_t)strlen(cc)) < 0) {
-			g_printerr("mig-rawxfer: --congestion %s: %s\n", cc, g_strerror(errno));
+		if (e < 0) {
+			g_printerr("mig-rawxfer: --congestion %s: %s\n", cc, g_strerror(-e));
 			return 2;
 		}
-		close(probe);
 		congestion = cc;
 	}
 	if (conns < 1 || conns > MAX_CONNS || timeout_s < 1)

@@ -20,9 +20,6 @@
 #include "tools/bench/stats.h"
 #include "channels/io.h"
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -286,12 +283,8 @@ static void huge_restore(Bench *b)
  * baseline runs the same TCP: "" (the system's) where the kernel lacks it, as migd. */
 static char *raw_congestion(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	gboolean usable = fd >= 0 && setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, MIG_TCP_CONGESTION_DEFAULT,
-						(socklen_t)strlen(MIG_TCP_CONGESTION_DEFAULT)) == 0;
+	gboolean usable = mig_io_congestion_usable(MIG_TCP_CONGESTION_DEFAULT) == 0;
 
-	if (fd >= 0)
-		close(fd);
 	return g_strdup_printf("--congestion=%s", usable ? MIG_TCP_CONGESTION_DEFAULT : "");
 }
 
