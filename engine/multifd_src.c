@@ -48,6 +48,7 @@ typedef struct Sender {
 	/* queued jobs, jobs[head % MF_QDEPTH] first; the first stays queued until sent */
 	guint head, count;
 	Job jobs[MF_QDEPTH];
+	guint64 last_done;        /* m->jobs_done when it last finished a job */
 } Sender;
 
 struct MfSrc {
@@ -62,6 +63,7 @@ struct MfSrc {
 	guint dev_waiting;        /* device chunks waiting for a sender: RAM waits behind them */
 	guint dev_held, dev_limit;/* device chunks queued or being sent; at most this (0: any) */
 	guint64 seq;
+	guint64 jobs_done;        /* a clock for Sender.last_done */
 	guint n;
 	Sender *senders;
 	MigYieldFn yield;         /* set: chunk huge pages (postcopy break-huge) */
@@ -250,6 +252,7 @@ static gpointer sender_main(gpointer opaque)
 		m->dev_held -= dev;
 		sd->head++;
 		sd->count--;
+		sd->last_done = ++m->jobs_done;
 		wake_waiters(m);
 	}
 	g_mutex_unlock(&m->lock);
@@ -329,16 +332,19 @@ static void wait_idle_cond(MfSrc *m)
 	g_cond_wait(&m->idle_cond, &m->lock);
 }
 
-/* The least loaded sender with fewer than limit jobs, round-robin among equals: every
- * channel keeps work. */
-static Sender *least_loaded(MfSrc *m, guint limit)
+/* The least loaded sender with fewer than limit jobs. Among equals, round-robin (every
+ * channel keeps work), or with warm the one that finished a job last: its thread, its
+ * socket and the receiver at the other end are still running. Device chunks are few
+ * in flight (x-device-chunks-in-flight); round-robin over 32 channels woke a cold
+ * sender and receiver for each (docs/benchmarks.md, device-downtime). */
+static Sender *least_loaded(MfSrc *m, guint limit, gboolean warm)
 {
 	Sender *sd = NULL;
 
 	for (guint k = 0; k < m->n; k++) {
 		Sender *c = &m->senders[(m->next + k) % m->n];
 
-		if (c->count < limit) {
+		if (c->count < limit || (warm && sd && c->count == limit && c->last_done > sd->last_done)) {
 			sd = c;
 			limit = c->count;
 		}
@@ -359,7 +365,7 @@ gboolean mig_mf_src_queue(MfSrc *m, guint block, MigRamBlock *rb, const gsize *p
 			g_mutex_unlock(&m->lock);
 			return FALSE;
 		}
-		sd = m->dev_waiting ? NULL : least_loaded(m, best);
+		sd = m->dev_waiting ? NULL : least_loaded(m, best, FALSE);
 		if (!sd)
 			wait_idle_cond(m);
 	}
@@ -393,7 +399,7 @@ gboolean mig_mf_src_queue_dev(MfSrc *m, const void *hdr, guint hdr_len, guint8 *
 			g_mutex_unlock(&m->lock);
 			return FALSE;
 		}
-		if ((m->dev_limit && m->dev_held >= m->dev_limit) || !(sd = least_loaded(m, depth(m))))
+		if ((m->dev_limit && m->dev_held >= m->dev_limit) || !(sd = least_loaded(m, depth(m), TRUE)))
 			wait_idle_cond(m);
 	}
 	m->dev_waiting--;
