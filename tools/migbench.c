@@ -1,6 +1,6 @@
 /* migbench: mig's benchmark runner (docs/benchmarks.md).
  *
- *   migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp]
+ *   migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp] [--tcp-congestion ALGO]
  *            [--preempt-channels N] [--dst-vcpus N]   (postcopy-latency)
  *
  * It starts every process it measures (migd pairs, mig-rawxfer pairs) in a temporary
@@ -93,6 +93,7 @@ typedef struct Row {
 
 typedef struct Bench {
 	char *migd, *rawxfer;       /* the binaries under test */
+	char *tcp_cc;               /* --tcp-congestion: every migd's x-tcp-congestion; NULL: migd's default */
 	char *raw_cc;               /* "--congestion=ALGO": mig-rawxfer's TCP as mig's channels */
 	char *faultlat;             /* mig-faultlat beside them; NULL when not built */
 	char *tmpdir;
@@ -279,13 +280,15 @@ static void huge_restore(Bench *b)
 
 /* ---- raw baseline (mig-rawxfer) ------------------------------------------------------ */
 
-/* The algorithm migd gives its channels by default (x-tcp-congestion), so the raw
- * baseline runs the same TCP: "" (the system's) where the kernel lacks it, as migd. */
-static char *raw_congestion(void)
+/* The algorithm migd gives its channels (--tcp-congestion, else migd's default), so
+ * the raw baseline runs the same TCP: "" (the system's) where the kernel lacks the
+ * default, as migd does. */
+static char *raw_congestion(const Bench *b)
 {
-	gboolean usable = mig_io_congestion_usable(MIG_TCP_CONGESTION_DEFAULT) == 0;
-
-	return g_strdup_printf("--congestion=%s", usable ? MIG_TCP_CONGESTION_DEFAULT : "");
+	if (b->tcp_cc)
+		return g_strdup_printf("--congestion=%s", b->tcp_cc);
+	return g_strdup_printf("--congestion=%s",
+			       mig_io_congestion_usable(MIG_TCP_CONGESTION_DEFAULT) == 0 ? MIG_TCP_CONGESTION_DEFAULT : "");
 }
 
 /* Reads the child's stdout once it has `lines` complete lines; bounded by timeout_ms. */
@@ -695,10 +698,17 @@ static gboolean pair_start(Bench *b, const MigdSpec *src, const MigdSpec *dst, M
 	p->sock_src = g_strdup_printf("%s/%s.sock", b->tmpdir, name_s);
 	p->sock_dst = g_strdup_printf("%s/%s.sock", b->tmpdir, name_d);
 	/* both allocate their guest at once; the QMP greetings wait for that */
-	return (p->dst = spawn_migd(b, dst, name_d, p->sock_dst, err)) &&
-	       (p->src = spawn_migd(b, src, name_s, p->sock_src, err)) &&
-	       (p->qdst = qmp_open(b, p->dst, p->sock_dst, err)) &&
-	       (p->qsrc = qmp_open(b, p->src, p->sock_src, err));
+	if (!(p->dst = spawn_migd(b, dst, name_d, p->sock_dst, err)) ||
+	    !(p->src = spawn_migd(b, src, name_s, p->sock_src, err)) ||
+	    !(p->qdst = qmp_open(b, p->dst, p->sock_dst, err)) || !(p->qsrc = qmp_open(b, p->src, p->sock_src, err)))
+		return FALSE;
+	if (b->tcp_cc) {
+		g_autofree char *args = g_strdup_printf("{\"x-tcp-congestion\":\"%s\"}", b->tcp_cc);
+
+		return qmp_run(p->qdst, "destination", "migrate-set-parameters", args, err) &&
+		       qmp_run(p->qsrc, "source", "migrate-set-parameters", args, err);
+	}
+	return TRUE;
 }
 
 /* precopy-throughput's pair: an idle source, a destination on loopback. */
@@ -2524,7 +2534,7 @@ static int usage(const char *why)
 {
 	if (why)
 		g_printerr("migbench: %s\n", why);
-	g_printerr("usage: migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp]\n"
+	g_printerr("usage: migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp] [--tcp-congestion ALGO]\n"
 		   "                [--preempt-channels N] [--dst-vcpus N]   (postcopy-latency)\n"
 		   "scenarios:\n");
 	for (gsize i = 0; i < G_N_ELEMENTS(scenarios); i++)
@@ -2555,7 +2565,7 @@ static gboolean find_binaries(Bench *b, const char *build, GError **err)
 				b->faultlat = g_steal_pointer(&fl);
 			b->migd = g_steal_pointer(&migd);
 			b->rawxfer = g_steal_pointer(&raw);
-			b->raw_cc = raw_congestion();
+			b->raw_cc = raw_congestion(b);
 			return TRUE;
 		}
 	}
@@ -2620,6 +2630,7 @@ static void bench_clear(Bench *b)
 	g_free(b->migd);
 	g_free(b->rawxfer);
 	g_free(b->raw_cc);
+	g_free(b->tcp_cc);
 	g_free(b->faultlat);
 	g_free(b->tmpdir);
 	g_free(b->command);
@@ -2672,6 +2683,7 @@ int main(int argc, char **argv)
 	gint runs = -1;   /* unset */
 	gboolean quick = FALSE, keep = FALSE;
 	gint preempt_channels = 1, dst_vcpus = PC_DST_VCPUS;
+	g_autofree char *tcp_cc = NULL;
 	GOptionEntry entries[] = {
 		{ "json", 0, 0, G_OPTION_ARG_FILENAME, &json, "Write every sample and the medians to FILE", "FILE" },
 		{ "runs", 0, 0, G_OPTION_ARG_INT, &runs, "Runs per cell (default 3, device-downtime 9; 1 with --quick)", "N" },
@@ -2683,6 +2695,9 @@ int main(int argc, char **argv)
 		  "postcopy-latency: add an arm with x-preempt-channels=N (2..8)", "N" },
 		{ "dst-vcpus", 0, 0, G_OPTION_ARG_INT, &dst_vcpus, "postcopy-latency: the destination's vCPUs (default 2)",
 		  "N" },
+		{ "tcp-congestion", 0, 0, G_OPTION_ARG_STRING, &tcp_cc,
+		  "Every migd's x-tcp-congestion and the raw baselines' (default: migd's, cubic; \"\": the system's)",
+		  "ALGO" },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
 	g_autoptr(GOptionContext) ctx = g_option_context_new("SCENARIO - mig benchmarks");
@@ -2711,6 +2726,10 @@ int main(int argc, char **argv)
 	if (dst_vcpus < 1 || dst_vcpus > 64)
 		return usage("--dst-vcpus must be 1..64");
 	b.dst_vcpus = (guint)dst_vcpus;
+	if (tcp_cc && *tcp_cc && mig_io_congestion_usable(tcp_cc) < 0)
+		return usage("--tcp-congestion: not an algorithm this kernel lets us use "
+			     "(net.ipv4.tcp_available_congestion_control)");
+	b.tcp_cc = g_steal_pointer(&tcp_cc);
 	b.runs = runs > 0 ? runs : quick ? 1 : sc->runs ? sc->runs : 3;
 	b.quick = quick;
 	b.keep_tmp = keep;
