@@ -37,7 +37,7 @@ const char *fl_method_desc(enum fl_method m)
 	case FL_METHOD_TP_BTF:
 		return "tracepoints (tp_btf)";
 	case FL_METHOD_TP_CLASSIC:
-		return "tracepoints (classic page fault and ioctl tracepoints)";
+		return "tracepoints (classic page fault tracepoints)";
 	case FL_METHOD_TRACEPOINTS:
 		return "tracepoints";
 	default:
@@ -120,10 +120,8 @@ static void set_autoload(struct faultlat_bpf *skel, enum fl_method m)
 	bpf_program__set_autoload(skel->progs.uf_exit, fentry);
 	bpf_program__set_autoload(skel->progs.fault_user_btf, btf);
 	bpf_program__set_autoload(skel->progs.fault_kern_btf, btf);
-	bpf_program__set_autoload(skel->progs.sys_enter_btf, btf);
 	bpf_program__set_autoload(skel->progs.page_fault_user, classic);
 	bpf_program__set_autoload(skel->progs.page_fault_kernel, classic);
-	bpf_program__set_autoload(skel->progs.uffd_ioctl_enter, classic);
 	bpf_program__set_autoload(skel->progs.sched_waking, !fentry);
 	bpf_program__set_autoload(skel->progs.sched_switch, !fentry);
 	bpf_program__set_autoload(skel->progs.mmap_lock_released, !fentry);
@@ -191,7 +189,7 @@ int fl_load(const struct fl_config *cfg, struct faultlat_bpf **skel, enum fl_met
 			return err;
 	}
 	if (m != FL_METHOD_TP_CLASSIC) {
-		err = try_preferred(cfg, FL_METHOD_TP_BTF, "tp_btf page fault and syscall programs",
+		err = try_preferred(cfg, FL_METHOD_TP_BTF, "tp_btf page fault programs",
 				    skel, used);
 		if (!err || m == FL_METHOD_TP_BTF)
 			return err;

@@ -14,7 +14,7 @@ enum fl_method {
 	FL_METHOD_AUTO,		/* fentry if it loads and attaches, else tracepoints */
 	FL_METHOD_FENTRY,
 	FL_METHOD_TRACEPOINTS,	/* TP_BTF if it loads and attaches, else TP_CLASSIC */
-	/* The tracepoint method with its page fault and ioctl programs on BTF raw
+	/* The tracepoint method with its page fault programs on BTF raw
 	 * tracepoints, or on the classic (perf) ones, which cost more per event. */
 	FL_METHOD_TP_BTF,
 	FL_METHOD_TP_CLASSIC,

@@ -5,21 +5,23 @@
  *
  * fentry: handle_userfault() entry to exit. Simple, but needs BPF trampolines.
  *
- * tracepoints, per thread of the target (the page fault and ioctl ones attach as BTF
+ * tracepoints, per thread of the target (the page fault ones attach as BTF
  * raw tracepoints, tp_btf, else as classic ones: same logic, two entry points):
  *  - start: a page fault (exceptions:page_fault_user, or _kernel on a user address)
  *    records time and address;
  *  - the wait is a userfaultfd one only if a uffd ioctl (UFFDIO_COPY, ZEROPAGE,
- *    CONTINUE, WAKE, ..., seen at sys_enter) wakes the thread (sched_waking runs
- *    in the waker's context, whose syscall registers say it is inside that ioctl) and
- *    the ioctl's range covers the fault address. Only that path wakes userfaultfd waiters: a fault that never
- *    sleeps, or sleeps on I/O or a lock and is woken by anyone else, is never counted;
+ *    CONTINUE, WAKE, ...) wakes the thread (sched_waking runs in the waker's context,
+ *    whose saved syscall registers say it is inside that ioctl, and whose argument
+ *    gives the range) and the ioctl's range covers the fault address. Only that path
+ *    wakes userfaultfd waiters: a fault that sleeps on I/O or a lock and is woken by
+ *    anyone else is never counted;
  *  - end: the retried fault is done when the thread drops mmap_lock
  *    (mmap_lock_released, in its own context), else at its first switch-in after the
  *    wakeup, as learned from its next fault;
- *  - a page placed before its thread got to sleep leaves nothing to wake: that fault
- *    counts when its retry drops mmap_lock, if a recent uffd range (a small ring)
- *    covered the address and the thread has not slept since faulting;
+ *  - a page placed before its thread got to sleep leaves nothing to wake: a
+ *    not-present (or write-protect) fault in a uffd-registered VMA that is retried,
+ *    still in the same exception, without having slept, counts when the retry drops
+ *    mmap_lock (handle_userfault() returns VM_FAULT_RETRY either way);
  *  - waits with no fault address (get_user_pages() from a syscall or from KVM) are
  *    recognised by handle_userfault() on the sleeping thread's kernel stack when the
  *    uffd ioctl wakes it, and start when the thread went to sleep.
@@ -33,7 +35,12 @@
 #define TASK_INTERRUPTIBLE	0x1
 #define TASK_UNINTERRUPTIBLE	0x2
 #define VM_HUGETLB		0x00400000
+#define VM_UFFD_MISSING		0x00000200
+#define VM_UFFD_WP		0x00001000
+#define FL_PF_PROT		0x1	/* x86 page fault error code: page was present */
+#define FL_PF_WRITE		0x2
 #define PAGE_SHIFT		12
+#define EBUSY			16
 #define FL_TS_COMPAT		0x0002	/* x86 thread_info.status: in a 32-bit syscall */
 
 const volatile pid_t targ_tgid = 0;
@@ -47,7 +54,10 @@ struct vma_info {
 	__u64 start;
 	__u64 end;
 	__u32 shift;		/* 0 if unknown */
+	__u32 uffd;		/* registered with a userfaultfd: FL_VMA_UFFD, | VM_UFFD_WP */
 };
+
+#define FL_VMA_UFFD	0x1
 
 struct thread_state {
 	__u64 fault_ts;		/* page fault entry; 0 when no fault is open */
@@ -59,6 +69,15 @@ struct thread_state {
 				 * be stale, so it needs a wakeup to count */
 	__u32 fault_shift;	/* page shift of fault_addr's VMA, 0 if unknown */
 	__u32 wait_shift;
+	/* The fault might be a userfaultfd one (see uffd_fault()), and the kernel entry
+	 * it came in with (saved ip and orig_ax), to tell its retry from anything the
+	 * thread does later under mmap_lock. */
+	__u32 fault_uffd;
+	/* bpf_find_vma() took mmap_lock: its unlock, left to an irq_work when irqs are off
+	 * (as in the page fault tracepoints), is this thread's next release. */
+	__u32 unlock_deferred;
+	__u64 fault_ip;
+	__u64 fault_orig_ax;
 	/* The VMA this thread last faulted in: bpf_find_vma() costs microseconds
 	 * (its unlock is deferred to an irq_work), too much to pay on every fault. */
 	struct vma_info vma;
@@ -78,40 +97,6 @@ struct {
 	__type(key, int);
 	__type(value, struct thread_state);
 } threads SEC(".maps");
-
-/* The last uffd ioctl a thread entered (len 0: none, or nothing to resolve).
- * sched_waking runs in the waker's context: when the waker's system call registers say
- * it is still in that very ioctl, this is the range its wakeup resolves. */
-struct uffd_ioctl {
-	struct uffd_range r;
-	__u64 arg;
-	__u32 cmd;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct uffd_ioctl);
-} inflight SEC(".maps");
-
-/* The last FL_RECENT ranges uffd ioctls resolved, for faults that never slept. */
-#define FL_RECENT 64
-
-struct resolved {
-	struct uffd_range r;
-	__u64 ts;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FL_RECENT);
-	__type(key, __u32);
-	__type(value, struct resolved);
-} recent SEC(".maps");
-
-__u64 recent_seq;	/* next slot, mod FL_RECENT */
-__u64 recent_last_ts;	/* when the newest entry was written */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -182,20 +167,38 @@ static long find_vma_cb(struct task_struct *task, struct vm_area_struct *vma, vo
 	vi->start = BPF_CORE_READ(vma, vm_start);
 	vi->end = BPF_CORE_READ(vma, vm_end);
 	vi->shift = vma_page_shift(vma);
+	vi->uffd = 0;
+	if (bpf_core_field_exists(vma->vm_userfaultfd_ctx) &&
+	    BPF_CORE_READ(vma, vm_userfaultfd_ctx.ctx))
+		vi->uffd = FL_VMA_UFFD | (BPF_CORE_READ(vma, vm_flags) & VM_UFFD_WP);
 	return 0;
 }
 
-/* The page size at addr, from the cached VMA or a fresh lookup; 0 if unknown. */
-static __u32 fault_page_shift(struct thread_state *ts, __u64 addr)
+/* The VMA at addr, cached or looked up; all zero if unknown. */
+static const struct vma_info *fault_vma(struct thread_state *ts, __u64 addr)
 {
 	struct vma_info vi = {};
 
 	if (addr - ts->vma.start < ts->vma.end - ts->vma.start)
-		return ts->vma.shift;
+		return &ts->vma;
+	/* Set first: with irqs on, the unlock happens before the helper returns. */
+	ts->unlock_deferred = 1;
 	/* Fails (-EBUSY) when mmap_lock is taken: the ioctl's range decides then. */
-	bpf_find_vma(bpf_get_current_task_btf(), addr, find_vma_cb, &vi, 0);
+	if (bpf_find_vma(bpf_get_current_task_btf(), addr, find_vma_cb, &vi, 0) == -EBUSY)
+		ts->unlock_deferred = 0;
 	ts->vma = vi;
-	return vi.shift;
+	return &ts->vma;
+}
+
+/* Could handle_userfault() take this fault? A missing or minor fault is not-present; a
+ * write-protect one is a write to a present page of a VMA registered for it. */
+static __u32 uffd_fault(const struct vma_info *vi, __u64 err)
+{
+	if (!(vi->uffd & FL_VMA_UFFD))
+		return 0;
+	if (!(err & FL_PF_PROT))
+		return 1;
+	return (err & FL_PF_WRITE) && (vi->uffd & VM_UFFD_WP);
 }
 
 /* Without a VMA (mmap_lock contended, or a GUP wait) the ioctl's alignment is the best
@@ -238,10 +241,12 @@ static void finish_wait(struct thread_state *ts, __u64 end)
 	ts->fault_ts = 0;
 }
 
-static int on_fault(__u64 addr)
+static int on_fault(__u64 addr, __u64 err)
 {
 	__u64 id = bpf_get_current_pid_tgid(), now;
+	const struct vma_info *vi;
 	struct thread_state *ts;
+	struct pt_regs *regs;
 
 	/* every page fault on the machine comes here: filter before anything else */
 	if (!wanted(id >> 32, (__u32)id))
@@ -260,7 +265,15 @@ static int on_fault(__u64 addr)
 	ts->fault_addr = addr;
 	/* From the faulting thread, before it takes mmap_lock: later we would be in
 	 * someone else's context. */
-	ts->fault_shift = fault_page_shift(ts, addr);
+	vi = fault_vma(ts, addr);
+	ts->fault_shift = vi->shift;
+	ts->fault_uffd = uffd_fault(vi, err);
+	/* The registers saved on entry to the kernel: a user fault's own, or those of the
+	 * system call a kernel-mode fault happened in (x86 orig_ax: the system call
+	 * number, or -1 for an exception). */
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	ts->fault_ip = regs->ip;
+	ts->fault_orig_ax = regs->orig_ax;
 	return 0;
 }
 
@@ -275,7 +288,7 @@ static __always_inline bool kernel_addr(unsigned long addr)
 SEC("tp_btf/page_fault_user")
 int BPF_PROG(fault_user_btf, unsigned long address, struct pt_regs *regs, unsigned long error_code)
 {
-	return on_fault(address);
+	return on_fault(address, error_code);
 }
 
 /* copy_{to,from}_user() on registered memory faults in kernel mode. */
@@ -284,7 +297,7 @@ int BPF_PROG(fault_kern_btf, unsigned long address, struct pt_regs *regs, unsign
 {
 	if (kernel_addr(address))
 		return 0;
-	return on_fault(address);
+	return on_fault(address, error_code);
 }
 
 /* The classic fallback. exceptions:* are not in vmlinux BTF as a struct; their layout
@@ -299,7 +312,7 @@ struct fl_fault_args {
 SEC("tracepoint/exceptions/page_fault_user")
 int page_fault_user(struct fl_fault_args *ctx)
 {
-	return on_fault(ctx->address);
+	return on_fault(ctx->address, ctx->error_code);
 }
 
 SEC("tracepoint/exceptions/page_fault_kernel")
@@ -307,44 +320,12 @@ int page_fault_kernel(struct fl_fault_args *ctx)
 {
 	if (kernel_addr(ctx->address))
 		return 0;
-	return on_fault(ctx->address);
+	return on_fault(ctx->address, ctx->error_code);
 }
 
-static void note_resolved(const struct uffd_range *r)
+/* The range a uffd ioctl works on, from its argument in user memory. */
+static bool uffd_ioctl_range(__u32 cmd, const void *arg, struct uffd_range *r)
 {
-	__u32 slot = __sync_fetch_and_add(&recent_seq, 1) % FL_RECENT;
-	struct resolved *e = bpf_map_lookup_elem(&recent, &slot);
-
-	if (!e)
-		return;
-	e->r = *r;
-	e->ts = bpf_ktime_get_ns();
-	recent_last_ts = e->ts;
-}
-
-/* A range resolved after `since` that covers addr, copied to *out. */
-static bool resolved_since(__u64 addr, __u64 since, struct uffd_range *out)
-{
-	if (recent_last_ts < since)	/* the common case: no uffd ioctl since */
-		return false;
-	for (int i = 0; i < FL_RECENT; i++) {
-		/* The key gets its own slot: the verifier must see i stay a constant
-		 * bound loop counter, not a stack value the helper might change. */
-		__u32 key = i;
-		struct resolved *e = bpf_map_lookup_elem(&recent, &key);
-
-		if (e && e->ts >= since && addr - e->r.start < e->r.len) {
-			*out = e->r;
-			return true;
-		}
-	}
-	return false;
-}
-
-static int on_ioctl(__u32 cmd, const void *arg)
-{
-	struct uffd_ioctl *in;
-	struct uffd_range r;
 	__u64 dst_len[3];
 	long err;
 
@@ -352,54 +333,20 @@ static int on_ioctl(__u32 cmd, const void *arg)
 	case FL_UFFDIO_COPY:
 	case FL_UFFDIO_MOVE:
 		err = bpf_probe_read_user(dst_len, sizeof(dst_len), arg);
-		r.start = dst_len[0];
-		r.len = dst_len[2];
+		r->start = dst_len[0];
+		r->len = dst_len[2];
 		break;
 	case FL_UFFDIO_WAKE:
 	case FL_UFFDIO_ZEROPAGE:
 	case FL_UFFDIO_CONTINUE:
 	case FL_UFFDIO_WRITEPROTECT:
 	case FL_UFFDIO_POISON:
-		err = bpf_probe_read_user(&r, sizeof(r), arg);
+		err = bpf_probe_read_user(r, sizeof(*r), arg);
 		break;
 	default:
-		return 0;
+		return false;
 	}
-	if (err)
-		r.len = 0;
-	/* Written even when there is nothing to resolve: the previous ioctl's range
-	 * must not pass for this one's. */
-	in = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0,
-				  r.len ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
-	if (!in)
-		return 0;
-	in->r = r;
-	in->arg = (__u64)arg;
-	in->cmd = cmd;
-	if (r.len)
-		note_resolved(&r);
-	return 0;
-}
-
-/* The range of the uffd ioctl the current task is in, or NULL. x86 keeps the system call
- * number in orig_ax, and the arguments in their registers, until the return to user
- * mode: so no sys_exit program has to mark the ioctl done, which would run on every
- * system call of the machine. */
-static const struct uffd_range *current_uffd_ioctl(void)
-{
-	struct task_struct *t = bpf_get_current_task_btf();
-	struct uffd_ioctl *in;
-	struct pt_regs *regs;
-
-	/* a thread that never made a uffd ioctl has no storage: one pointer read */
-	in = bpf_task_storage_get(&inflight, t, 0, 0);
-	if (!in || !in->r.len)
-		return NULL;
-	regs = (struct pt_regs *)bpf_task_pt_regs(t);
-	if (regs->orig_ax != FL_NR_IOCTL || (__u32)PT_REGS_PARM2_SYSCALL(regs) != in->cmd ||
-	    PT_REGS_PARM3_SYSCALL(regs) != in->arg)
-		return NULL;
-	return &in->r;
+	return !err && r->len;
 }
 
 /* A 32-bit task's system call numbers are another table (16 is lchown there). */
@@ -412,21 +359,19 @@ static __always_inline bool in_compat_syscall(void)
 	return t->thread_info.status & FL_TS_COMPAT;
 }
 
-/* Every system call of every thread on the machine runs this (the classic
- * sys_enter_ioctl has the kernel filter on the number first): the number is the first
- * thing looked at. */
-SEC("tp_btf/sys_enter")
-int BPF_PROG(sys_enter_btf, struct pt_regs *regs, long id)
+/* Is the current task inside a uffd ioctl, and on which range? x86 keeps the system
+ * call number in orig_ax, and the arguments in their registers, until the return to
+ * user mode; the argument was just copied in by the ioctl, so it is resident. Reading
+ * it here, when a wakeup needs it, spares a sys_enter program, which would put every
+ * system call of the machine on the slow path. */
+static bool current_uffd_ioctl(struct uffd_range *r)
 {
-	if (id != FL_NR_IOCTL || in_compat_syscall())
-		return 0;
-	return on_ioctl(PT_REGS_PARM2_SYSCALL(regs), (const void *)PT_REGS_PARM3_SYSCALL(regs));
-}
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 
-SEC("tracepoint/syscalls/sys_enter_ioctl")
-int uffd_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_ioctl((__u32)ctx->args[1], (const void *)ctx->args[2]);
+	if (regs->orig_ax != FL_NR_IOCTL || in_compat_syscall())
+		return false;
+	return uffd_ioctl_range((__u32)PT_REGS_PARM2_SYSCALL(regs),
+				(const void *)PT_REGS_PARM3_SYSCALL(regs), r);
 }
 
 static bool in_handle_userfault(struct task_struct *p)
@@ -453,18 +398,14 @@ static bool in_handle_userfault(struct task_struct *p)
 SEC("tp_btf/sched_waking")
 int BPF_PROG(sched_waking, struct task_struct *p)
 {
-	const struct uffd_range *r;
+	struct uffd_range rr, *r = &rr;
 	struct thread_state *ts;
 
-	if (!wanted(p->tgid, p->pid))
-		return 0;
-	r = current_uffd_ioctl();
-	if (!r)
+	if (!wanted(p->tgid, p->pid) || !current_uffd_ioctl(r))
 		return 0;
 	ts = thread_find(p);
 	if (!ts || ts->wait_start)
 		return 0;
-
 	if (ts->fault_ts && ts->fault_addr - r->start < r->len) {
 		__u32 shift = resolved_page_shift(ts->fault_shift, r);
 
@@ -485,7 +426,7 @@ int BPF_PROG(sched_waking, struct task_struct *p)
 	return 0;
 }
 
-static void note_block(struct task_struct *t, __u64 now)
+static void note_block(struct task_struct *t)
 {
 	struct thread_state *ts;
 
@@ -495,19 +436,19 @@ static void note_block(struct task_struct *t, __u64 now)
 		return;
 	/* A wait in progress goes on: a thread blocking after its wakeup is still
 	 * retrying (mmap_lock contended), and ends when the retry is done. */
-	ts->block_ts = now;
+	ts->block_ts = bpf_ktime_get_ns();
 	if (ts->fault_ts)
 		ts->slept = 1;
 }
 
-static void note_run(struct task_struct *t, __u64 now)
+static void note_run(struct task_struct *t)
 {
 	struct thread_state *ts = thread_find(t);
 
 	if (!ts)
 		return;
 	if (ts->wait_start && !ts->run_ts)
-		ts->run_ts = now;
+		ts->run_ts = bpf_ktime_get_ns();
 	ts->block_ts = 0;
 }
 
@@ -515,21 +456,16 @@ SEC("tp_btf/sched_switch")
 int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
 	     unsigned int prev_state)
 {
-	__u64 now;
-
 	/* Both filters read task fields only: the common case (another process) costs
 	 * no map access. */
 	bool out = !preempt && (prev_state & (TASK_INTERRUPTIBLE | TASK_UNINTERRUPTIBLE)) &&
 		   wanted(prev->tgid, prev->pid);
 	bool in = wanted(next->tgid, next->pid);
 
-	if (!out && !in)
-		return 0;
-	now = bpf_ktime_get_ns();
 	if (out)
-		note_block(prev, now);
+		note_block(prev);
 	if (in)
-		note_run(next, now);
+		note_run(next);
 	return 0;
 }
 
@@ -539,21 +475,42 @@ SEC("tp_btf/mmap_lock_released")
 int BPF_PROG(mmap_lock_released, struct mm_struct *mm, bool write)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	struct task_struct *t;
 	struct thread_state *ts;
-	struct uffd_range r;
+	struct pt_regs *regs;
 
 	if (!wanted(id >> 32, (__u32)id))
 		return 0;
-	ts = thread_find(bpf_get_current_task_btf());
+	t = bpf_get_current_task_btf();
+	ts = thread_find(t);
 	if (!ts)
+		return 0;
+	if (ts->unlock_deferred) {
+		ts->unlock_deferred = 0;
+		return 0;
+	}
+	/* handle_userfault() drops the lock after it has queued the fault and set the
+	 * thread's state, before it sleeps: that is not the end. */
+	if (t->__state)
 		return 0;
 	if (ts->wait_start) {
 		finish_wait(ts, bpf_ktime_get_ns());
-	} else if (ts->fault_ts && !ts->slept && resolved_since(ts->fault_addr, ts->fault_ts, &r)) {
-		/* Resolved before the thread slept: no wakeup, but a uffd fault. */
-		record(bpf_ktime_get_ns() - ts->fault_ts, resolved_page_shift(ts->fault_shift, &r));
-		ts->fault_ts = 0;
+		return 0;
 	}
+	if (!ts->fault_ts)
+		return 0;
+	/* Never slept and no wakeup: the page was placed between the fault and
+	 * handle_userfault()'s last look. If this is still the same exception and it could
+	 * be a uffd fault, the release is its retry's: a VM_FAULT_RETRY that any other cause
+	 * would have (a contended VMA lock, an anon_vma to prepare) needs a registered VMA
+	 * to be taken for one. */
+	if (ts->slept || !ts->fault_uffd)
+		return 0;
+	regs = (struct pt_regs *)bpf_task_pt_regs(t);
+	if (regs->ip != ts->fault_ip || regs->orig_ax != ts->fault_orig_ax)
+		return 0;
+	record(bpf_ktime_get_ns() - ts->fault_ts, ts->fault_shift ? ts->fault_shift : PAGE_SHIFT);
+	ts->fault_ts = 0;
 	return 0;
 }
 

@@ -35,6 +35,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import time
 
 STATS_SYSCTL = "/proc/sys/kernel/bpf_stats_enabled"
 # Names of mig-faultlat's BPF programs, this version's and earlier ones'.
@@ -58,10 +59,16 @@ def tool_progs():
     return {p["id"]: p.get("name", "") for p in json.loads(out) if p.get("name") in TOOL_PROGS}
 
 
-def check_quiet(ours):
-    """Raises if programs named like the tool's are loaded that are not ours (which the
-    kernel may still be freeing after a detach)."""
-    others = sorted({name for pid, name in tool_progs().items() if pid not in ours})
+def check_quiet(ours, grace=0.0):
+    """Raises if programs named like the tool's are loaded that are not ours. The kernel
+    frees a tracer's programs some time after it exits (a run right after another one
+    finds them), so `grace` seconds are given for them to go."""
+    deadline = time.monotonic() + grace
+    while True:
+        others = sorted({name for pid, name in tool_progs().items() if pid not in ours})
+        if not others or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
     if others:
         raise RuntimeError("programs named like mig-faultlat's are loaded (%s): another "
                            "mig-faultlat or migd --trace-latency is running" % ", ".join(others))
@@ -120,7 +127,7 @@ def main():
             if not ready.startswith("ready "):
                 raise RuntimeError("uffd-delay: %r" % ready)
             traced = r % 2 == 1
-            check_quiet(our_ids)
+            check_quiet(our_ids, grace=10.0 if r == 0 else 0.0)
             before = prog_stats() if a.prog_stats else {}
             tool = None
             if traced:

@@ -38,7 +38,7 @@ import threading
 SKIP = 77
 TRACEFS = "/sys/kernel/tracing"
 TRACEPOINTS = ("exceptions/page_fault_user", "sched/sched_switch", "sched/sched_waking",
-               "syscalls/sys_enter_ioctl", "mmap_lock/mmap_lock_released")
+               "mmap_lock/mmap_lock_released")
 FULL = [(mem, threads, delay) for mem in ("4k", "2m") for threads in (1, 4)
         for delay in (0, 100, 1000, 10000)]
 # get_user_pages() waits (what KVM vCPUs do), seen through the kernel stack.
