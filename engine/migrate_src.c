@@ -449,14 +449,26 @@ static void free_tracking(Src *src)
 	g_free(src->blocks);
 }
 
-static gboolean postcopy_wanted(Src *src)
+/* x-postcopy-after-passes: postcopy once that many passes are done, even if the rest
+ * would fit the downtime limit, so a benchmark or test gets its postcopy phase on a
+ * link fast enough to converge. */
+static gboolean postcopy_due(Src *src)
 {
 	MigSession *s = src->s;
 	guint64 after = __atomic_load_n(&s->params.x_postcopy_after_passes, __ATOMIC_RELAXED);
 
+	return s->caps[MIG_CAP_POSTCOPY_RAM] && after && src->pass >= after;
+}
+
+/* migrate-start-postcopy, as in QEMU: taken once a pass finds the rest too big for the
+ * downtime limit; a migration that converges first completes in precopy. */
+static gboolean postcopy_wanted(Src *src)
+{
+	MigSession *s = src->s;
+
 	if (!s->caps[MIG_CAP_POSTCOPY_RAM])
 		return FALSE;
-	return __atomic_load_n(&s->start_postcopy, __ATOMIC_ACQUIRE) || (after && src->pass >= after);
+	return __atomic_load_n(&s->start_postcopy, __ATOMIC_ACQUIRE) || postcopy_due(src);
 }
 
 /* Live passes until the dirty rest fits downtime-limit at the measured bandwidth, or
@@ -532,6 +544,10 @@ static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 		st->converging = expected < prev_expected || expected == 0;
 		prev_expected = expected;
 		limit = __atomic_load_n(&s->params.downtime_limit, __ATOMIC_RELAXED);
+		if (postcopy_due(src)) {
+			*postcopy = TRUE;
+			return TRUE;
+		}
 		if (expected <= limit) {
 			gint64 waited;
 

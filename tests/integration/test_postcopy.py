@@ -5,7 +5,7 @@
   source's seq workload keeps precopy from converging); the destination runs seq or
   random right after the switchover; integrity has zero failures and every request
   the destination made was answered by exactly one placement it timed.
-- x-postcopy-after-passes switches by itself.
+- x-postcopy-after-passes switches by itself, even when precopy would have converged.
 - A request storm from 8 destination vCPUs loses and duplicates nothing.
 - With x-preempt-channels 2 and 4 (anon, hugetlb, the storm) each urgent channel has its
   named threads on both sides, the requests spread over the channels, and the counts
@@ -133,6 +133,23 @@ def case_auto_switch():
     postcopy_run("anon", True, 0, "random", auto=True)
 
 
+def case_auto_switch_when_converging():
+    """x-postcopy-after-passes is a promise of a postcopy phase: an idle guest on loopback
+    converges after one pass, and still switches (migrate-start-postcopy would not)."""
+    with h.Migd("src", h.guest_args("256M", workload="idle")) as src, \
+         h.Migd("dst", h.guest_args("256M", workload="random", incoming="tcp:127.0.0.1:0")) as dst:
+        for m in (src, dst):
+            m.set_caps(caps(True, 0))
+        src.set_params({"downtime-limit": 60000, "x-postcopy-after-passes": 1})
+        src.cmd("migrate", uri=dst.listen_uri())
+        info = src.wait_status("completed", timeout=60)
+        h.check_migrated(src, dst, info, size=SIZE)
+        d = dst.query_migrate()
+        h.check("x-postcopy-requests" in d and "x-postcopy-latency" in d,
+                "the destination never entered postcopy: %s" % sorted(d))
+        print("converging guest: postcopy entered, %d requests" % d["x-postcopy-requests"])
+
+
 def case_request_storm():
     reqs, _ = postcopy_run("anon", True, 0, "random,rate=0", vcpus=8)
     h.check(reqs > 0, "the storm made no requests")
@@ -257,5 +274,5 @@ def case_preempt_channels_refused():
 
 
 if __name__ == "__main__":
-    h.main(CASES + [case_auto_switch, case_max_postcopy_bandwidth, case_request_storm, case_request_storm_4_channels,
+    h.main(CASES + [case_auto_switch, case_auto_switch_when_converging, case_max_postcopy_bandwidth, case_request_storm, case_request_storm_4_channels,
                     case_preempt_needs_postcopy, case_preempt_channels_refused])
