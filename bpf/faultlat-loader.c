@@ -139,6 +139,7 @@ static int try_method(const struct fl_config *cfg, enum fl_method m, struct faul
 	skel->rodata->targ_tgid = cfg->tgid;
 	skel->rodata->targ_tid = cfg->tid;
 	skel->rodata->min_ns = cfg->min_ns;
+	skel->rodata->hooks_only = cfg->hooks_only;
 	/* Without handle_userfault's address the waits that have no fault address
 	 * (get_user_pages) go unseen; the rest works. */
 	if (m != FL_METHOD_FENTRY && !fl_kallsyms_range("handle_userfault", &start, &end)) {

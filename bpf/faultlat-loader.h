@@ -26,6 +26,7 @@ struct fl_config {
 	uint64_t min_ns;	/* shorter waits are not recorded */
 	enum fl_method method;
 	bool verbose;		/* libbpf's debug output, and why fentry was given up */
+	bool hooks_only;	/* attach everything, record nothing: the hooks' own cost */
 };
 
 /* "fentry" / "tracepoints (tp_btf)" / ...: what the tool prints after "method: ". */

@@ -466,9 +466,7 @@ static gboolean postcopy_wanted(Src *src)
 {
 	MigSession *s = src->s;
 
-	if (!s->caps[MIG_CAP_POSTCOPY_RAM])
-		return FALSE;
-	return __atomic_load_n(&s->start_postcopy, __ATOMIC_ACQUIRE) || postcopy_due(src);
+	return s->caps[MIG_CAP_POSTCOPY_RAM] && __atomic_load_n(&s->start_postcopy, __ATOMIC_ACQUIRE);
 }
 
 /* Live passes until the dirty rest fits downtime-limit at the measured bandwidth, or

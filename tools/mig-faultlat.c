@@ -32,6 +32,7 @@ enum {
 	OPT_STAGES = 0x100,
 	OPT_SRC,
 	OPT_DST,
+	OPT_HOOKS_ONLY,
 };
 
 struct args {
@@ -43,6 +44,7 @@ struct args {
 	bool json;
 	bool verbose;
 	bool method_set;
+	bool hooks_only;
 	enum fl_method method;
 	bool stages;		/* --stages: per-hop breakdown of migd's page requests */
 	pid_t src;
@@ -80,6 +82,9 @@ static const struct argp_option options[] = {
 	  "Per-hop latency of migd's postcopy page requests (USDT probes; needs --src and --dst)", 0 },
 	{ "src", OPT_SRC, "PID", 0, "With --stages: the source migd", 0 },
 	{ "dst", OPT_DST, "PID", 0, "With --stages: the destination migd", 0 },
+	{ "x-hooks-only", OPT_HOOKS_ONLY, NULL, 0,
+	  "Attach every program but make each return at once (records nothing): for measuring "
+	  "what the hooks alone cost", 0 },
 	{ NULL, 'h', NULL, OPTION_HIDDEN, "Show this help", 0 },
 	{ 0 },
 };
@@ -146,6 +151,9 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 	case OPT_STAGES:
 		a->stages = true;
 		break;
+	case OPT_HOOKS_ONLY:
+		a->hooks_only = true;
+		break;
 	case OPT_SRC:
 		if (parse_pid(arg, &a->src))
 			argp_error(state, "invalid source PID: %s", arg);
@@ -176,8 +184,8 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 		if (a->stages) {
 			if (!a->src || !a->dst)
 				argp_error(state, "--stages needs --src PID and --dst PID");
-			if (a->pid || a->tid || a->interval_s || a->min_us || a->method_set)
-				argp_error(state, "-p, -t, -i, -m and -M do not apply to --stages");
+			if (a->pid || a->tid || a->interval_s || a->min_us || a->method_set || a->hooks_only)
+				argp_error(state, "-p, -t, -i, -m, -M and --x-hooks-only do not apply to --stages");
 		} else if (a->src || a->dst) {
 			argp_error(state, "--src and --dst go with --stages");
 		} else if (!a->pid) {
@@ -447,7 +455,7 @@ int main(int argc, char **argv)
 		goto out;
 
 	err = fl_load(&(struct fl_config){ .tgid = a.pid, .tid = a.tid, .min_ns = a.min_us * 1000,
-					   .method = a.method, .verbose = a.verbose },
+					   .method = a.method, .verbose = a.verbose, .hooks_only = a.hooks_only },
 		      &skel, &used);
 	if (err) {
 		fprintf(stderr, "failed to load and attach BPF programs: %s\n", strerror(-err));

@@ -9,7 +9,9 @@ docs/faultlat.md.
 
     faultlat-overhead.py --tool PATH --delay PATH [--pairs 10] [--mem 4k] [--threads 1]
                          [--delay-us 0] [--faults 256] [--cpus LIST] [--prog-stats]
-                         [--method M]
+                         [--method M] [--hooks-only]
+    faultlat-overhead.py --tool PATH --syscall-cost PATH [--pairs 10] [--cpus LIST]
+                         [--method M] [--hooks-only]
 
 --cpus runs uffd-delay under `taskset -c LIST`. The untraced p50 of a free-running pair
 of threads is bimodal on a 2-CPU machine (same CPU or not); pinned, both states see the
@@ -21,6 +23,13 @@ traced round, per fault. Those stats put two clock reads around every program ru
 the p50s of a --prog-stats run are not the overhead figures.
 
 --method is passed to mig-faultlat -M (default: its own choice).
+
+--hooks-only attaches the tool with --x-hooks-only: every program returns at once, so the
+difference is what the hooks being there costs.
+
+--syscall-cost PATH runs PATH (tests/unit/bpf/syscall-cost: ns per getppid()) instead of
+faults, alternately with nothing attached and with the tool attached to an idle process:
+what the tool costs the rest of the machine's system calls.
 
 Another tracer on the same hooks (a second mig-faultlat, or a migd --trace-latency
 running a benchmark) slows the untraced rounds too, and with syscall tracepoints it puts
@@ -74,8 +83,9 @@ def check_quiet(ours, grace=0.0):
                            "mig-faultlat or migd --trace-latency is running" % ", ".join(others))
 
 
-def attach(tool, pid, method):
-    p = subprocess.Popen([tool, "-p", str(pid), "--json"] + (["-M", method] if method else []),
+def attach(tool, pid, method, hooks_only=False):
+    p = subprocess.Popen([tool, "-p", str(pid), "--json"] + (["-M", method] if method else []) +
+                         (["--x-hooks-only"] if hooks_only else []),
                          stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True)
     method = None
@@ -94,10 +104,42 @@ def detach(p):
     p.wait(timeout=30)
 
 
+def syscall_cost(a):
+    """ns per getppid() on --cpus, with nothing attached and with the tool attached to an
+    idle process, alternating for --pairs pairs."""
+    idle = subprocess.Popen(["sleep", "3600"])
+    ns = {False: [], True: []}
+    method = None
+    our_ids = set()
+    try:
+        for r in range(2 * a.pairs):
+            traced = r % 2 == 1
+            check_quiet(our_ids, grace=10.0 if r == 0 else 0.0)
+            tool = None
+            if traced:
+                tool, method = attach(a.tool, idle.pid, a.method, a.hooks_only)
+                our_ids |= set(tool_progs())
+            cmd = (["taskset", "-c", a.cpus] if a.cpus else []) + [a.syscall_cost]
+            v = float(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+            if tool:
+                detach(tool)
+            ns[traced].append(v)
+            print("round %2d %-8s getppid %6.1f ns" % (r, "traced" if traced else "untraced", v))
+    finally:
+        idle.kill()
+        idle.wait()
+    off, on = statistics.median(ns[False]), statistics.median(ns[True])
+    print("getppid() on another process's CPU, %d rounds each way, method %s%s:" % (
+        a.pairs, method, ", hooks only" if a.hooks_only else ""))
+    print("  median without mig-faultlat %.1f ns, with %.1f ns: %+.1f ns" % (off, on, on - off))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tool", required=True)
-    ap.add_argument("--delay", required=True)
+    ap.add_argument("--delay")
+    ap.add_argument("--hooks-only", action="store_true")
+    ap.add_argument("--syscall-cost")
     ap.add_argument("--pairs", type=int, default=10)
     ap.add_argument("--mem", default="4k")
     ap.add_argument("--threads", type=int, default=1)
@@ -107,6 +149,10 @@ def main():
     ap.add_argument("--cpus")
     ap.add_argument("--method")
     a = ap.parse_args()
+    if a.syscall_cost:
+        return syscall_cost(a)
+    if not a.delay:
+        ap.error("--delay is required (or --syscall-cost)")
     stats_was = None
     if a.prog_stats:
         with open(STATS_SYSCTL) as f:
@@ -131,7 +177,7 @@ def main():
             before = prog_stats() if a.prog_stats else {}
             tool = None
             if traced:
-                tool, method = attach(a.tool, ready.split()[1], a.method)
+                tool, method = attach(a.tool, ready.split()[1], a.method, a.hooks_only)
                 our_ids |= set(tool_progs())
             if tool and a.prog_stats:
                 ours = set(prog_stats()) - set(before)   # the tool's programs
@@ -162,8 +208,8 @@ def main():
     off, on = statistics.median(p50[False]), statistics.median(p50[True])
     # each traced round against the untraced round just before it: drift cancels out
     diffs = [t - u for u, t in zip(p50[False], p50[True])]
-    print("%s memory, %d thread(s), delay %d us, %d faults a round, %d rounds each way, method %s:" % (
-        a.mem, a.threads, a.delay_us, a.faults, a.pairs, method))
+    print("%s memory, %d thread(s), delay %d us, %d faults a round, %d rounds each way, method %s%s:" % (
+        a.mem, a.threads, a.delay_us, a.faults, a.pairs, method, ", hooks only" if a.hooks_only else ""))
     print("  median p50 without mig-faultlat %.1f us, with %.1f us: %+.1f us (%+.1f %%)" % (
         off, on, on - off, 100.0 * (on - off) / off))
     print("  median of the per-pair differences (traced round - the untraced round before it): %+.2f us (%+.1f %%)" % (
