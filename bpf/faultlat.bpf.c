@@ -15,9 +15,9 @@
  *    gives the range) and the ioctl's range covers the fault address. Only that path
  *    wakes userfaultfd waiters: a fault that sleeps on I/O or a lock and is woken by
  *    anyone else is never counted;
- *  - end: the retried fault is done when the thread drops mmap_lock
- *    (mmap_lock_released, in its own context), else at its first switch-in after the
- *    wakeup, as learned from its next fault;
+ *  - end: the thread's return to running, its first switch-in after the wakeup (or
+ *    the wakeup itself if it was still on a CPU), as handle_userfault() returns; if
+ *    no switch-in is reported, the retry dropping mmap_lock (in its own context);
  *  - a page placed before its thread got to sleep leaves nothing to wake: a
  *    not-present (or write-protect) fault in a uffd-registered VMA that is retried,
  *    still in the same exception, without having slept, counts when the retry drops
@@ -66,7 +66,7 @@ struct thread_state {
 	__u64 fault_addr;
 	__u64 block_ts;		/* last blocking switch-out; 0 once seen running */
 	__u64 wait_start;	/* a uffd ioctl woke us: the wait began here; else 0 */
-	__u64 run_ts;		/* first switch-in after that wakeup, 0 if none yet */
+	__u64 wake_ts;		/* when that ioctl woke us */
 	__u32 slept;		/* blocked since fault_ts: a fault record this old may
 				 * be stale, so it needs a wakeup to count */
 	__u32 fault_shift;	/* page shift of fault_addr's VMA, 0 if unknown */
@@ -239,7 +239,6 @@ static void finish_wait(struct thread_state *ts, __u64 end)
 {
 	record(end - ts->wait_start, ts->wait_shift);
 	ts->wait_start = 0;
-	ts->run_ts = 0;
 	ts->fault_ts = 0;
 }
 
@@ -257,10 +256,11 @@ static int on_fault(__u64 addr, __u64 err)
 	if (!ts)
 		return 0;
 	now = bpf_ktime_get_ns();
-	/* A wait whose retry was never seen dropping mmap_lock: it ended no later
-	 * than the thread ran again. */
+	/* A wait whose end was never seen (no switch-in reported, no retry under
+	 * mmap_lock): the thread ran again somewhere between its wakeup and now; the
+	 * wakeup is the closer bound when the switch-in raced with it. */
 	if (ts->wait_start)
-		finish_wait(ts, ts->run_ts ? ts->run_ts : now);
+		finish_wait(ts, ts->wake_ts);
 	ts->block_ts = 0;
 	ts->slept = 0;
 	ts->fault_ts = now;
@@ -423,9 +423,13 @@ int BPF_PROG(sched_waking, struct task_struct *p)
 
 		ts->wait_start = ts->fault_ts;
 		ts->wait_shift = shift;
-		/* Not asleep yet (resolved between queueing and schedule()): it
-		 * never stops running. */
-		ts->run_ts = ts->block_ts ? 0 : bpf_ktime_get_ns();
+		ts->wake_ts = bpf_ktime_get_ns();
+		/* Still on a CPU (resolved between queueing and schedule()): it never
+		 * stopped running, and the wait ends now. Otherwise at its switch-in.
+		 * (on_cpu is set just after the switch-in tracepoint: a wakeup in that
+		 * window ends at the retry, or at the wakeup; see on_fault().) */
+		if (p->on_cpu)
+			finish_wait(ts, ts->wake_ts);
 		return 0;
 	}
 	/* No fault address: a get_user_pages() wait, if the stack says so. Its
@@ -433,7 +437,7 @@ int BPF_PROG(sched_waking, struct task_struct *p)
 	if (ts->block_ts && uf_text_end && in_handle_userfault(p)) {
 		ts->wait_start = ts->block_ts;
 		ts->wait_shift = range_page_shift(&r);
-		ts->run_ts = 0;
+		ts->wake_ts = bpf_ktime_get_ns();
 	}
 	return 0;
 }
@@ -446,8 +450,6 @@ static void note_block(struct task_struct *t)
 	ts = uf_text_end ? thread_get(t) : thread_find(t);
 	if (!ts)
 		return;
-	/* A wait in progress goes on: a thread blocking after its wakeup is still
-	 * retrying (mmap_lock contended), and ends when the retry is done. */
 	ts->block_ts = bpf_ktime_get_ns();
 	if (ts->fault_ts)
 		ts->slept = 1;
@@ -459,8 +461,9 @@ static void note_run(struct task_struct *t)
 
 	if (!ts)
 		return;
-	if (ts->wait_start && !ts->run_ts)
-		ts->run_ts = bpf_ktime_get_ns();
+	/* Back on a CPU after the wakeup: the wait is over. */
+	if (ts->wait_start)
+		finish_wait(ts, bpf_ktime_get_ns());
 	ts->block_ts = 0;
 }
 
@@ -511,6 +514,8 @@ int BPF_PROG(mmap_lock_released, struct mm_struct *mm, bool write)
 	 * thread's state, before it sleeps: that is not the end. */
 	if (t->__state)
 		return 0;
+	/* Woken but no switch-in reported (tracing misses some): the retry under
+	 * mmap_lock is the first sign of it running again. */
 	if (ts->wait_start) {
 		finish_wait(ts, bpf_ktime_get_ns());
 		return 0;

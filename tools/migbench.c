@@ -1886,7 +1886,7 @@ static void pc_print_net(Bench *b, const PcNet *net, guint nback, guint64 guest)
 		printf("; 2 MiB at %g Gbit/s: %.1f ms", BENCH_NET_RATE_BPS / 1e9, PC_HUGE_AT_LINK_MS);
 	printf("\nlatency: the destination's x-postcopy-latency, fault read to page placed, every faulting thread "
 	       "(its %d vCPUs; the integrity sweep starts once postcopy is over);\nk-: its x-fault-latency-bpf, the "
-	       "kernel's view of the same waits (migd --trace-latency), page fault to the retry's end\n", b->dst_vcpus);
+	       "kernel's view of the same waits (migd --trace-latency), page fault to the thread's return to running\n", b->dst_vcpus);
 	if (b->preempt_channels > 1)
 		printf("preempt+bh+channels: preempt+break-huge over x-preempt-channels=%u (the other preempt arms use 1)\n",
 		       b->preempt_channels);
