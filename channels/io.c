@@ -274,13 +274,19 @@ ssize_t mig_io_splice_fill(int in, int pipe_w, size_t len)
 	return (ssize_t)got;
 }
 
+static int set_cc(int fd, const char *algo)
+{
+	return setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, algo, (socklen_t)strlen(algo)) < 0 ? -errno : 0;
+}
+
 int mig_io_set_congestion(int fd, const char *algo)
 {
+	int rc;
+
 	if (!algo || !*algo)
 		return 0;
-	if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, algo, (socklen_t)strlen(algo)) == 0)
-		return 0;
-	return errno == EOPNOTSUPP || errno == ENOPROTOOPT ? 0 : -errno;
+	rc = set_cc(fd, algo);
+	return rc == -EOPNOTSUPP || rc == -ENOPROTOOPT ? 0 : rc;
 }
 
 int mig_io_congestion_usable(const char *algo)
@@ -291,7 +297,12 @@ int mig_io_congestion_usable(const char *algo)
 		fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	rc = setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, algo, (socklen_t)strlen(algo)) < 0 ? -errno : 0;
+	rc = set_cc(fd, algo);
 	close(fd);
 	return rc;
+}
+
+const char *mig_io_congestion_default(void)
+{
+	return mig_io_congestion_usable(MIG_TCP_CONGESTION_DEFAULT) == 0 ? MIG_TCP_CONGESTION_DEFAULT : "";
 }

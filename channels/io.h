@@ -42,6 +42,8 @@ int mig_io_set_congestion(int fd, const char *algo);
 /* Whether this process may use algo: -ENOENT if the kernel has no such algorithm,
  * -EPERM if it is not in net.ipv4.tcp_allowed_congestion_control. */
 int mig_io_congestion_usable(const char *algo);
+/* MIG_TCP_CONGESTION_DEFAULT if this process may use it, else "" (the system's). */
+const char *mig_io_congestion_default(void);
 
 /* Appends [base, base + len) to iov[0..*n), growing the last entry instead when the
  * range starts where it ends: the pages of a sequential pass lie back to back, and

@@ -192,7 +192,7 @@ void mig_params_init(MigParams *p)
 		.x_preempt_channels = 1,
 		.tls_creds = g_strdup(""), .tls_hostname = g_strdup(""), .tls_authz = g_strdup(""),
 		/* a kernel without it keeps its own */
-		.x_tcp_congestion = g_strdup(mig_io_congestion_usable(MIG_TCP_CONGESTION_DEFAULT) == 0 ? MIG_TCP_CONGESTION_DEFAULT : ""),
+		.x_tcp_congestion = g_strdup(mig_io_congestion_default()),
 	};
 }
 

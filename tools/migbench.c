@@ -285,10 +285,7 @@ static void huge_restore(Bench *b)
  * default, as migd does. */
 static char *raw_congestion(const Bench *b)
 {
-	if (b->tcp_cc)
-		return g_strdup_printf("--congestion=%s", b->tcp_cc);
-	return g_strdup_printf("--congestion=%s",
-			       mig_io_congestion_usable(MIG_TCP_CONGESTION_DEFAULT) == 0 ? MIG_TCP_CONGESTION_DEFAULT : "");
+	return g_strdup_printf("--congestion=%s", b->tcp_cc ? b->tcp_cc : mig_io_congestion_default());
 }
 
 /* Reads the child's stdout once it has `lines` complete lines; bounded by timeout_ms. */
