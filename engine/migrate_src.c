@@ -6,7 +6,6 @@
 #include "engine/stream.h"
 #include "engine/multifd.h"
 #include "engine/devlane.h"
-#include "engine/unit.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
 #include "channels/io.h"

@@ -2,7 +2,6 @@
  * senders look for zero pages and write packets straight from guest memory, so the
  * per-byte work scales with the channels, not with one thread. */
 #include "engine/multifd.h"
-#include "engine/unit.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
 #include "channels/io.h"

@@ -12,7 +12,6 @@
 #include "engine/breakhuge.h"
 #include "engine/urgent.h"
 #include "engine/stream.h"
-#include "engine/unit.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
 #include "channels/io.h"

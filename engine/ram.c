@@ -147,3 +147,15 @@ void mig_ram_block_free(MigRamBlock *b)
 		close(b->fd);
 	g_free(b);
 }
+
+gboolean mig_mem_is_zero(const void *p, gsize len)
+{
+	const guint64 *w = p;
+
+	/* the first word decides for nearly every populated page */
+	for (gsize i = 0; i < len / 8; i += 8) {
+		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7])
+			return FALSE;
+	}
+	return TRUE;
+}

@@ -38,3 +38,6 @@ static inline gsize mig_ram_block_pages(const MigRamBlock *b)
 
 /* "256M", "1G", "4096", "2M": a size with an optional K/M/G/T suffix (powers of 1024). */
 gboolean mig_parse_size(const char *s, guint64 *out);
+
+/* Is [p, p+len) all zero bytes? len is a multiple of 64 (a page). */
+gboolean mig_mem_is_zero(const void *p, gsize len);

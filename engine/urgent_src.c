@@ -5,7 +5,6 @@
 #include "engine/urgent.h"
 #include "engine/probes.h"
 #include "engine/stream.h"
-#include "engine/unit.h"
 #include "channels/frame.h"
 #include <errno.h>
 #include <linux/sockios.h>

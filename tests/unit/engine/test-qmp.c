@@ -1,7 +1,7 @@
 /* The QMP server driven over a real unix socket by a raw client, so framing, CRLF
  * and byte-level splitting are exercised exactly as a monitor client sees them. The
  * server runs in its own thread, as in mig. */
-#include "engine/qmp.h"
+#include "engine/qmp/qmp.h"
 
 #include <glib/gstdio.h>
 

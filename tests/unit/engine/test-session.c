@@ -1,6 +1,6 @@
 /* A source and a destination session in one process: there is no global state, so
  * this is a whole precopy migration (and its failure modes) without any migd. */
-#include "engine/guest.h"
+#include "tools/migd/guest_vm.h"
 #include "engine/session.h"
 #include "channels/hello.h"
 #include "channels/io.h"
@@ -14,18 +14,6 @@ typedef struct Side {
 	MigSession *s;
 } Side;
 
-static void vm_stop(gpointer g) { mig_guest_stop(g); }
-static void vm_cont(gpointer g) { mig_guest_cont(g); }
-static GBytes *vm_save(gpointer g, GError **err) { return mig_guest_save_record(g); }
-static gboolean vm_load(gpointer g, GBytes *b, GError **err)
-{
-	gsize n;
-	const guint8 *p = g_bytes_get_data(b, &n);
-
-	return mig_guest_load_record(g, p, n, err);
-}
-static void vm_done(gpointer g) { mig_guest_start_verifier(g); }
-static const MigVmOps ops = { vm_stop, vm_cont, vm_save, vm_load, NULL, vm_done };
 
 static Side side_new(const char *name, gboolean incoming, const char *workload, guint64 size)
 {
@@ -37,7 +25,7 @@ static Side side_new(const char *name, gboolean incoming, const char *workload, 
 	sd.guest = mig_guest_new(&cfg, &err);
 	g_assert_no_error(err);
 	sd.s = mig_session_new(name);
-	mig_session_set_vm(sd.s, &ops, sd.guest, incoming ? MIG_RUN_INMIGRATE : MIG_RUN_RUNNING);
+	mig_session_set_vm(sd.s, &mig_guest_vm_ops, sd.guest, incoming ? MIG_RUN_INMIGRATE : MIG_RUN_RUNNING);
 	mig_session_add_ram(sd.s, mig_guest_ram(sd.guest));
 	if (!incoming)
 		mig_guest_cont(sd.guest);

@@ -1,7 +1,7 @@
 /* The simulated device driven through its ops as the engine would: a source device's
  * pre-copy and stop-copy fds are read, the bytes (intact or damaged on purpose) are
  * written into a destination device's resuming fd, and its STOP verdict is checked. */
-#include "engine/simdev.h"
+#include "tools/migd/simdev.h"
 #include <errno.h>
 #include <signal.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* Unit encoding: every kind of damage a migration can do is told apart. */
-#include "engine/unit.h"
+#include "tools/migd/unit.h"
 #include <glib.h>
 #include <string.h>
 

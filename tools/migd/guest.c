@@ -1,7 +1,7 @@
 /* Synthetic guest. Each vCPU owns a disjoint slice of the units it touches, because
  * two vCPUs writing one unit at once would legitimately tear it and hide real bugs. */
-#include "engine/guest.h"
-#include "engine/unit.h"
+#include "tools/migd/guest.h"
+#include "tools/migd/unit.h"
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>

@@ -11,7 +11,7 @@
  * buffer and mode, because emitters on other threads append to them. Everything
  * else (input state, the command table) belongs to the loop thread. Handlers run
  * without the lock held so they may emit events themselves. */
-#include "engine/qmp.h"
+#include "engine/qmp/qmp.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -737,19 +737,10 @@ static void add_command(MigQmpServer *s, const char *name, MigQmpHandler fn, gpo
 	cmd->opaque = opaque;
 }
 
-static char *build_greeting(const MigQmpVersion *v, gsize *len)
+/* {"qemu": {"major", "minor", "micro"}, "package"}: query-version's reply and the
+ * greeting's "version". */
+static void add_version(JsonBuilder *b, const MigQmpVersion *v)
 {
-	static const MigQmpVersion none = { 0, 0, 0, "" };
-	g_autoptr(JsonBuilder) b = json_builder_new();
-	g_autoptr(JsonNode) root = NULL;
-	GString *msg;
-
-	if (!v)
-		v = &none;
-	json_builder_begin_object(b);
-	json_builder_set_member_name(b, "QMP");
-	json_builder_begin_object(b);
-	json_builder_set_member_name(b, "version");
 	json_builder_begin_object(b);
 	json_builder_set_member_name(b, "qemu");
 	json_builder_begin_object(b);
@@ -763,6 +754,30 @@ static char *build_greeting(const MigQmpVersion *v, gsize *len)
 	json_builder_set_member_name(b, "package");
 	json_builder_add_string_value(b, v->package ? v->package : "");
 	json_builder_end_object(b);
+}
+
+JsonNode *mig_qmp_version_json(const MigQmpVersion *v)
+{
+	g_autoptr(JsonBuilder) b = json_builder_new();
+
+	add_version(b, v);
+	return json_builder_get_root(b);
+}
+
+static char *build_greeting(const MigQmpVersion *v, gsize *len)
+{
+	static const MigQmpVersion none = { 0, 0, 0, "" };
+	g_autoptr(JsonBuilder) b = json_builder_new();
+	g_autoptr(JsonNode) root = NULL;
+	GString *msg;
+
+	if (!v)
+		v = &none;
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "QMP");
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "version");
+	add_version(b, v);
 	json_builder_set_member_name(b, "capabilities");
 	json_builder_begin_array(b);
 	json_builder_add_string_value(b, "oob");

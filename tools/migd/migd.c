@@ -1,10 +1,10 @@
 /* migd: hosts one migration session and a synthetic guest, controlled over QMP. */
 #include "bpf/faultlat-loader.h"
-#include "engine/guest.h"
-#include "engine/qmp.h"
-#include "engine/qmp_cmds.h"
+#include "tools/migd/guest_vm.h"
+#include "engine/qmp/qmp.h"
+#include "engine/qmp/qmp_cmds.h"
 #include "engine/session.h"
-#include "engine/simdev.h"
+#include "tools/migd/simdev.h"
 #include "tools/faultlat/report.h"
 #include <errno.h>
 #include <pthread.h>
@@ -106,55 +106,13 @@ static void trace_latency_query(JsonBuilder *b)
 	json_builder_end_object(b);
 }
 
-static void vm_stop(gpointer g) { mig_guest_stop(g); }
-static void vm_cont(gpointer g) { mig_guest_cont(g); }
-
-static GBytes *vm_save(gpointer g, GError **err)
+/* migd's query-migrate members: the guest's x-integrity and, when on, the latency trace. */
+static void migd_vm_query(gpointer g, JsonBuilder *b)
 {
-	return mig_guest_save_record(g);
-}
-
-static gboolean vm_load(gpointer g, GBytes *state, GError **err)
-{
-	gsize len;
-	const guint8 *p = g_bytes_get_data(state, &len);
-
-	return mig_guest_load_record(g, p, len, err);
-}
-
-static void vm_query(gpointer g, JsonBuilder *b)
-{
-	guint64 checked, failed, total;
-
 	if (trace_latency.on)
 		trace_latency_query(b);
-	mig_guest_integrity(g, &checked, &failed, &total);
-	if (!total)
-		return;
-	json_builder_set_member_name(b, "x-integrity");
-	json_builder_begin_object(b);
-	json_builder_set_member_name(b, "checked");
-	json_builder_add_int_value(b, (gint64)checked);
-	json_builder_set_member_name(b, "failed");
-	json_builder_add_int_value(b, (gint64)failed);
-	json_builder_set_member_name(b, "total");
-	json_builder_add_int_value(b, (gint64)total);
-	json_builder_end_object(b);
+	mig_guest_vm_query(g, b);
 }
-
-static void vm_incoming_done(gpointer g)
-{
-	mig_guest_start_verifier(g);
-}
-
-static const MigVmOps guest_ops = {
-	.incoming_done = vm_incoming_done,
-	.stop = vm_stop,
-	.cont = vm_cont,
-	.save_state = vm_save,
-	.load_state = vm_load,
-	.query = vm_query,
-};
 
 static void on_integrity_failure(gpointer opaque, guint64 unit, const char *what)
 {
@@ -169,27 +127,12 @@ static JsonNode *h_quit(JsonObject *args, gpointer opaque, GError **err)
 	return NULL;
 }
 
+/* The QEMU release whose QMP migd speaks: in the greeting and in query-version. */
+static const MigQmpVersion migd_version = { 10, 1, 0, "mig " MIG_VERSION };
+
 static JsonNode *h_query_version(JsonObject *args, gpointer opaque, GError **err)
 {
-	JsonBuilder *b = json_builder_new();
-	JsonNode *n;
-
-	json_builder_begin_object(b);
-	json_builder_set_member_name(b, "qemu");
-	json_builder_begin_object(b);
-	json_builder_set_member_name(b, "major");
-	json_builder_add_int_value(b, 10);
-	json_builder_set_member_name(b, "minor");
-	json_builder_add_int_value(b, 1);
-	json_builder_set_member_name(b, "micro");
-	json_builder_add_int_value(b, 0);
-	json_builder_end_object(b);
-	json_builder_set_member_name(b, "package");
-	json_builder_add_string_value(b, "mig " MIG_VERSION);
-	json_builder_end_object(b);
-	n = json_builder_get_root(b);
-	g_object_unref(b);
-	return n;
+	return mig_qmp_version_json(&migd_version);
 }
 
 static JsonNode *h_guest_check(JsonObject *args, gpointer opaque, GError **err)
@@ -255,8 +198,8 @@ int main(int argc, char **argv)
 	g_autoptr(GOptionContext) ctx = g_option_context_new("- mig engine host with a synthetic guest");
 	g_autoptr(GError) err = NULL;
 	MigGuestConfig cfg = { .mem_size = 256u << 20, .hugepage_size = 2u << 20, .seed = 1 };
-	MigQmpVersion ver = { 10, 1, 0, "mig " MIG_VERSION };
 	Migd d = { 0 };
+	MigVmOps vm_ops = mig_guest_vm_ops;   /* outlives the session: main returns last */
 	GThread *sigt;
 	sigset_t set;
 
@@ -305,7 +248,7 @@ int main(int argc, char **argv)
 	if (trace_lat)
 		trace_latency_start();
 
-	d.qmp = mig_qmp_server_new(g_str_has_prefix(qmp, "unix:") ? qmp + 5 : qmp, &ver, &err);
+	d.qmp = mig_qmp_server_new(g_str_has_prefix(qmp, "unix:") ? qmp + 5 : qmp, &migd_version, &err);
 	if (!d.qmp) {
 		g_printerr("migd: QMP socket %s: %s\n", qmp, err->message);
 		return 1;
@@ -317,7 +260,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	d.session = mig_session_new(name ? name : "migd");
-	mig_session_set_vm(d.session, &guest_ops, d.guest, cfg.incoming ? MIG_RUN_INMIGRATE : MIG_RUN_RUNNING);
+	vm_ops.query = migd_vm_query;
+	mig_session_set_vm(d.session, &vm_ops, d.guest, cfg.incoming ? MIG_RUN_INMIGRATE : MIG_RUN_RUNNING);
 	mig_session_add_ram(d.session, mig_guest_ram(d.guest));
 	for (guint i = 0; i < d.devices->len; i++) {
 		MigSimDev *dev = g_ptr_array_index(d.devices, i);

@@ -26,6 +26,9 @@ typedef struct MigQmpVersion {
 	const char *package;
 } MigQmpVersion;
 
+/* query-version's reply for this version (transfer full). */
+JsonNode *mig_qmp_version_json(const MigQmpVersion *v);
+
 MigQmpServer *mig_qmp_server_new(const char *unix_path, const MigQmpVersion *version, GError **err);
 void mig_qmp_register(MigQmpServer *s, const char *name, MigQmpHandler fn, gpointer opaque);
 

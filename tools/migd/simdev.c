@@ -1,9 +1,8 @@
 /* The simulated device: a deterministic state stream served and verified through
  * pipes by the device's own thread, with device-like read and load times. */
-#include "engine/simdev.h"
+#include "tools/migd/simdev.h"
 #include "engine/ram.h"
-#include "engine/session_int.h"
-#include "engine/unit.h"
+#include "tools/migd/unit.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -16,6 +15,9 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+
+G_DEFINE_QUARK(mig-simdev-error-quark, mig_simdev_error)
+#define SIMDEV_ERROR mig_simdev_error_quark()
 
 #define PIPE_BYTES     (1u << 20)   /* a 64 KiB default pipe would cap throughput */
 #define SAVE_CHUNK_MAX (256u << 10)
@@ -426,7 +428,7 @@ static gpointer load_thread(gpointer opaque)
 static gboolean make_pipe(int fds[2], int device_end, GError **err)
 {
 	if (pipe2(fds, O_CLOEXEC) < 0) {
-		g_set_error(err, MIG_ERROR, errno, "pipe: %s", g_strerror(errno));
+		g_set_error(err, SIMDEV_ERROR, errno, "pipe: %s", g_strerror(errno));
 		return FALSE;
 	}
 	/* best effort: above /proc/sys/fs/pipe-max-size only an unprivileged user fails */
@@ -452,7 +454,7 @@ static gboolean thread_start(MigSimDev *d, const char *role, GThreadFunc fn, int
 	g_mutex_init(&t->io);
 	t->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (t->cancel_fd < 0) {
-		g_set_error(err, MIG_ERROR, errno, "eventfd: %s", g_strerror(errno));
+		g_set_error(err, SIMDEV_ERROR, errno, "eventfd: %s", g_strerror(errno));
 		close(fd);
 		g_mutex_clear(&t->io);
 		g_free(t);
@@ -514,7 +516,7 @@ static gboolean start_save(MigSimDev *d, gboolean precopy, int *data_fd, GError 
 	if (!make_pipe(fds, 1, err))
 		return FALSE;
 	if (precopy && (d->pre_rd = dup(fds[0])) < 0) {
-		g_set_error(err, MIG_ERROR, errno, "dup: %s", g_strerror(errno));
+		g_set_error(err, SIMDEV_ERROR, errno, "dup: %s", g_strerror(errno));
 		close(fds[0]);
 		close(fds[1]);
 		return FALSE;
@@ -567,7 +569,7 @@ static gboolean end_load(MigSimDev *d, GError **err)
 	g_mutex_lock(&d->lock);
 	ok = d->result == LOAD_OK;
 	if (!ok)
-		g_set_error(err, MIG_ERROR, EBADMSG, "%s", d->error ? d->error : "state not loaded");
+		g_set_error(err, SIMDEV_ERROR, EBADMSG, "%s", d->error ? d->error : "state not loaded");
 	g_mutex_unlock(&d->lock);
 	return ok;
 }
@@ -602,7 +604,7 @@ static gboolean sim_set_state(gpointer opaque, MigDevState st, int *data_fd, GEr
 	if (!arc || st == from) {
 		g_mutex_unlock(&d->ctl);
 		if (!arc)
-			g_set_error(err, MIG_ERROR, EINVAL, "simulated device cannot go from %s to %s",
+			g_set_error(err, SIMDEV_ERROR, EINVAL, "simulated device cannot go from %s to %s",
 				    mig_dev_state_str(from), mig_dev_state_str(st));
 		return arc;
 	}
@@ -636,7 +638,7 @@ static gboolean sim_precopy_info(gpointer opaque, guint64 *initial_bytes, guint6
 		*initial_bytes = d->cfg.precopy - MIN(consumed_now(d), d->cfg.precopy);
 		*dirty_bytes = 0;
 	} else {
-		g_set_error(err, MIG_ERROR, EINVAL, "pre-copy info asked in state %s", mig_dev_state_str(d->state));
+		g_set_error(err, SIMDEV_ERROR, EINVAL, "pre-copy info asked in state %s", mig_dev_state_str(d->state));
 	}
 	g_mutex_unlock(&d->ctl);
 	return ok;
@@ -824,7 +826,7 @@ gboolean mig_simdev_parse(const char *spec, MigSimDevConfig *cfg, GError **err)
 
 	*cfg = (MigSimDevConfig){ .load_chunk = 1u << 20, .seed = 1, .fail_at = -1 };
 	if (g_strcmp0(parts[0], "sim")) {
-		g_set_error(err, MIG_ERROR, EINVAL, "device '%s': the only device type is 'sim' (sim,id=ID,size=SIZE,...)",
+		g_set_error(err, SIMDEV_ERROR, EINVAL, "device '%s': the only device type is 'sim' (sim,id=ID,size=SIZE,...)",
 			    spec ? spec : "");
 		return FALSE;
 	}
@@ -834,30 +836,30 @@ gboolean mig_simdev_parse(const char *spec, MigSimDevConfig *cfg, GError **err)
 		gboolean known;
 
 		if (!eq || !*val) {
-			g_set_error(err, MIG_ERROR, EINVAL, "device option '%s' needs a value (KEY=VALUE)", parts[i]);
+			g_set_error(err, SIMDEV_ERROR, EINVAL, "device option '%s' needs a value (KEY=VALUE)", parts[i]);
 			return FALSE;
 		}
 		*eq = '\0';
 		if (!g_hash_table_add(seen, (gpointer)key)) {
-			g_set_error(err, MIG_ERROR, EINVAL, "device option '%s' given twice", key);
+			g_set_error(err, SIMDEV_ERROR, EINVAL, "device option '%s' given twice", key);
 			return FALSE;
 		}
 		if (!parse_option(cfg, key, val, &known, &hint)) {
 			if (!known)
-				g_set_error(err, MIG_ERROR, EINVAL,
+				g_set_error(err, SIMDEV_ERROR, EINVAL,
 					    "unknown device option '%s' (id, size, precopy, read-rate, load-rate, "
 					    "load-latency, load-chunk, seed, fail-at, fail-mode)", key);
 			else
-				g_set_error(err, MIG_ERROR, EINVAL, "bad device option %s=%s: want %s", key, val, hint);
+				g_set_error(err, SIMDEV_ERROR, EINVAL, "bad device option %s=%s: want %s", key, val, hint);
 			return FALSE;
 		}
 	}
 	if (!cfg->id[0] || !g_hash_table_contains(seen, "size")) {
-		g_set_error(err, MIG_ERROR, EINVAL, "device '%s': id=ID and size=SIZE are required", spec);
+		g_set_error(err, SIMDEV_ERROR, EINVAL, "device '%s': id=ID and size=SIZE are required", spec);
 		return FALSE;
 	}
 	if (cfg->precopy + cfg->size >= STREAM_MAX) {
-		g_set_error(err, MIG_ERROR, EINVAL, "device '%s': precopy + size is too large", cfg->id);
+		g_set_error(err, SIMDEV_ERROR, EINVAL, "device '%s': precopy + size is too large", cfg->id);
 		return FALSE;
 	}
 	return TRUE;

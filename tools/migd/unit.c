@@ -1,7 +1,7 @@
 /* Unit encoding: a 32-byte header (tag, index, generation, header check) and a body
  * of 64-bit words derived from a per-(seed, index, generation) key. Each body word
  * also depends on its position, so a unit shifted or half-overwritten is caught. */
-#include "engine/unit.h"
+#include "tools/migd/unit.h"
 #include <string.h>
 
 #define UNIT_TAG   0x6d69672d756e6974ull   /* "mig-unit" */
@@ -52,18 +52,6 @@ void mig_unit_write(void *unit, uint64_t seed, uint64_t index, uint32_t gen)
 	 * which is reported as torn rather than passing as the new generation */
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	memcpy(w, &h, sizeof(h));
-}
-
-bool mig_mem_is_zero(const void *p, uint64_t len)
-{
-	const uint64_t *w = p;
-
-	/* the first word decides for nearly every populated page */
-	for (uint64_t i = 0; i < len / 8; i += 8) {
-		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7])
-			return false;
-	}
-	return true;
 }
 
 uint32_t mig_unit_gen(const void *unit)

@@ -34,6 +34,8 @@ typedef struct MigSimDevConfig {
 
 typedef struct MigSimDev MigSimDev;
 
+GQuark mig_simdev_error_quark(void);
+
 /* "sim,id=ID,size=SIZE[,precopy=SIZE][,read-rate=RATE][,load-rate=RATE]
  * [,load-latency=US][,load-chunk=SIZE][,seed=N][,fail-at=OFFSET][,fail-mode=verdict|abort]";
  * sizes and rates take K/M/G/T suffixes (powers of 1024; rates are bytes/s). */

@@ -1,6 +1,6 @@
 /* The migration commands of QMP, bound to one session. */
 #pragma once
-#include "engine/qmp.h"
+#include "engine/qmp/qmp.h"
 #include "engine/session.h"
 
 /* Registers query-status, stop, cont, migrate*, query-migrate*, migrate_cancel, and

@@ -5,6 +5,7 @@
  * header disagree), a stale one (older generation than recorded), a misplaced or foreign
  * one (wrong index or seed). A unit that was never written is all zero. */
 #pragma once
+#include "engine/ram.h"     /* mig_mem_is_zero */
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -36,10 +37,8 @@ MigUnitVerdict mig_unit_check_self(const void *unit, uint64_t seed, uint64_t ind
 /* Does the unit match the generation recorded for it (MIG_UNIT_ZERO_GEN: all zero)? */
 MigUnitVerdict mig_unit_check(const void *unit, uint64_t seed, uint64_t index, uint32_t expected);
 
-bool mig_mem_is_zero(const void *p, uint64_t len);
-
 /* splitmix64: cheap and avalanches every input bit; a bijection, so the simulated
- * devices (engine/simdev.c) can tell where a misplaced word of their state came from. */
+ * devices (tools/migd/simdev.c) can tell where a misplaced word of their state came from. */
 static inline uint64_t mig_mix64(uint64_t x)
 {
 	x += 0x9e3779b97f4a7c15ull;

@@ -1,5 +1,5 @@
 /* QMP command handlers: argument checking in QEMU's words, then a session call. */
-#include "engine/qmp_cmds.h"
+#include "engine/qmp/qmp_cmds.h"
 #include "engine/session_int.h"
 #include <string.h>
 

@@ -1,0 +1,50 @@
+/* MigVmOps over the synthetic guest (guest_vm.h). */
+#include "tools/migd/guest_vm.h"
+
+static void vm_stop(gpointer g) { mig_guest_stop(g); }
+static void vm_cont(gpointer g) { mig_guest_cont(g); }
+
+static GBytes *vm_save(gpointer g, GError **err)
+{
+	return mig_guest_save_record(g);
+}
+
+static gboolean vm_load(gpointer g, GBytes *state, GError **err)
+{
+	gsize len;
+	const guint8 *p = g_bytes_get_data(state, &len);
+
+	return mig_guest_load_record(g, p, len, err);
+}
+
+void mig_guest_vm_query(gpointer g, JsonBuilder *b)
+{
+	guint64 checked, failed, total;
+
+	mig_guest_integrity(g, &checked, &failed, &total);
+	if (!total)
+		return;
+	json_builder_set_member_name(b, "x-integrity");
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "checked");
+	json_builder_add_int_value(b, (gint64)checked);
+	json_builder_set_member_name(b, "failed");
+	json_builder_add_int_value(b, (gint64)failed);
+	json_builder_set_member_name(b, "total");
+	json_builder_add_int_value(b, (gint64)total);
+	json_builder_end_object(b);
+}
+
+static void vm_incoming_done(gpointer g)
+{
+	mig_guest_start_verifier(g);
+}
+
+const MigVmOps mig_guest_vm_ops = {
+	.stop = vm_stop,
+	.cont = vm_cont,
+	.save_state = vm_save,
+	.load_state = vm_load,
+	.query = mig_guest_vm_query,
+	.incoming_done = vm_incoming_done,
+};
