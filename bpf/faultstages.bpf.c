@@ -11,9 +11,11 @@
  * fault_read opens a request in `chains`, keyed by (block, offset); later stages stamp
  * it if it is open, each stage only the first time. A request is finished when every
  * stage has stamped it, in whatever order: the record goes to userspace through the ring
- * buffer and the entry is deleted. The order is not to be relied on: on loopback the
- * destination may place a page before the source's send() has returned, or before its
- * own request_sent fires, so page_placed cannot be what closes a request. Requests
+ * buffer and the entry is deleted. The order of the probe hits is not to be relied on:
+ * on loopback the destination may place a page before the source's send() has returned,
+ * and a bulk copy of the page already on its way may arrive before the urgent one is
+ * sent, so page_placed cannot be what closes a request. The probes that precede a
+ * write fire before it, so no stage is stamped after one it caused. Requests
  * that never pass every stage (the source skips a page the bulk lane already sent)
  * stay in the map, where userspace finds them at the end; there are at most as many as
  * pages requested. Events of pages nobody requested (every bulk page passes

@@ -11,10 +11,10 @@
 /* In the order a request passes them; each is a USDT probe of that name. */
 enum fs_stage {
 	FS_FAULT_READ,		/* dst: the fault thread read the fault */
-	FS_REQUEST_SENT,	/* dst: the request is on the return path */
+	FS_REQUEST_SENT,	/* dst: the request is about to be written to the return path */
 	FS_REQUEST_RECEIVED,	/* src: the return-path thread parsed it */
 	FS_PAGE_QUEUED,		/* src: the page is taken for an urgent send */
-	FS_PAGE_SENT,		/* src: the urgent copy is written */
+	FS_PAGE_SENT,		/* src: the urgent copy is about to be written */
 	FS_PAGE_RECEIVED,	/* dst: a copy of the page was read */
 	FS_PAGE_PLACED,		/* dst: UFFDIO_COPY/ZEROPAGE returned */
 	FS_NR_STAGES,

@@ -63,6 +63,8 @@ gboolean mig_dev_dst_end(MigSession *s, const guint8 *p, guint32 len, GError **e
 gboolean mig_dev_dst_complete_ok(MigSession *s);
 /* The most state bytes the reorder queue ever held. */
 guint64 mig_dev_dst_queued_peak(MigSession *s);
+/* The state bytes the reorder queue holds now (arrived, not yet loaded). */
+guint64 mig_dev_dst_held(MigSession *s);
 /* The guest starts (after an incoming migration, or a later cont): stopped devices to
  * RUNNING. */
 void mig_dev_dst_run(MigSession *s);

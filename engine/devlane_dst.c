@@ -453,11 +453,17 @@ static gboolean wait_loaded(DevDst *dd, DevIn *in, guint64 chunks, GError **err)
 	return ok;
 }
 
+static gboolean any_chunk(gpointer key, gpointer value, gpointer data)
+{
+	return TRUE;
+}
+
 gboolean mig_dev_dst_end(MigSession *s, const guint8 *p, guint32 len, GError **err)
 {
 	DevDst *dd = lane(s);
 	g_autoptr(GByteArray) rp = g_byte_array_new();
 	guint32 n;
+	Chunk *stray;
 
 	if (!dd || len < 4 || (memcpy(&n, p, 4), n = GUINT32_FROM_BE(n)) != dd->n || len != 4 + 16ull * n) {
 		g_set_error(err, MIG_ERROR, EPROTO, "malformed device end frame (%u bytes)", len);
@@ -480,6 +486,15 @@ gboolean mig_dev_dst_end(MigSession *s, const guint8 *p, guint32 len, GError **e
 				    in->next_in, in->loaded_bytes, GUINT64_FROM_BE(v[0]), GUINT64_FROM_BE(v[1]));
 			return FALSE;
 		}
+		/* a chunk past the count would otherwise sit in the queue unnoticed */
+		g_mutex_lock(&dd->lock);
+		stray = g_hash_table_find(in->pending, any_chunk, NULL);
+		if (stray)
+			g_set_error(err, MIG_ERROR, EPROTO, "device '%s': chunk %" G_GUINT64_FORMAT " is beyond the %"
+				    G_GUINT64_FORMAT " the source sent", in->d->id, stray->seq, in->next_in);
+		g_mutex_unlock(&dd->lock);
+		if (stray)
+			return FALSE;
 	}
 	/* every byte is with the devices: the write ends close, and each gives its verdict */
 	for (guint i = 0; i < n; i++) {
@@ -519,7 +534,8 @@ gboolean mig_dev_dst_complete_ok(MigSession *s)
 	return !s->devices->len || (lane(s) && lane(s)->have_end);
 }
 
-guint64 mig_dev_dst_queued_peak(MigSession *s)
+/* The queue's peak or what it holds now, 0 before setup. */
+static guint64 queued(MigSession *s, gboolean peak)
 {
 	DevDst *dd = lane(s);
 	guint64 v;
@@ -527,9 +543,19 @@ guint64 mig_dev_dst_queued_peak(MigSession *s)
 	if (!dd)
 		return 0;
 	g_mutex_lock(&dd->lock);
-	v = dd->peak;
+	v = peak ? dd->peak : dd->held;
 	g_mutex_unlock(&dd->lock);
 	return v;
+}
+
+guint64 mig_dev_dst_queued_peak(MigSession *s)
+{
+	return queued(s, TRUE);
+}
+
+guint64 mig_dev_dst_held(MigSession *s)
+{
+	return queued(s, FALSE);
 }
 
 void mig_dev_dst_run(MigSession *s)

@@ -203,12 +203,11 @@ static int handle_fault(PcDst *pc, guint64 addr)
 		guint64 off = GUINT64_TO_BE((guint64)page * b->rb->page_size);
 		struct iovec iov[2] = { { hdr, sizeof(hdr) }, { &off, sizeof(off) } };
 
-		int rc;
-
 		__atomic_add_fetch(&pc->requests, 1, __ATOMIC_RELAXED);
-		rc = mig_dst_rp_send(s, MIG_F_RP_REQ_PAGE, iov, 2);
+		/* before the write, as page_sent: once the bytes are in the socket the source
+		 * may read and answer them while this thread waits for a CPU */
 		MIG_PROBE(request_sent, bi, (guint64)page * b->rb->page_size);
-		return rc;
+		return mig_dst_rp_send(s, MIG_F_RP_REQ_PAGE, iov, 2);
 	}
 }
 
