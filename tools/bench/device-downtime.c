@@ -3,8 +3,7 @@
  * their state is read, moved and loaded in parallel, so downtime should follow the
  * slowest device, not the sum. Arms: the lane (multifd on, the lane on by default),
  * serial (capability x-device-state-lane off: device state on the main channel, the
- * baseline), and the lane across channel counts. Needs the engine's lane: without it
- * the rows are pending. */
+ * baseline), and the lane across channel counts. */
 #include "tools/bench/runner.h"
 #include <math.h>
 #include <stdio.h>
@@ -77,16 +76,14 @@ static double dd_median(const DdRow *r)
 	return dd_median_of(r, G_STRUCT_OFFSET(DdSample, downtime_ms));
 }
 
-/* The destination's x-devices: every device there, loaded and verified. A destination
- * without x-devices has no device lane: the row is pending, not failed. */
+/* The destination's x-devices: every device there, loaded and verified. */
 static gboolean dd_check_devices(JsonObject *dst, guint ndev, DdSample *s, GError **err)
 {
 	JsonNode *n = json_object_get_member(dst, "x-devices");
 	JsonArray *a;
 
 	if (!n || !JSON_NODE_HOLDS_ARRAY(n)) {
-		g_set_error(err, BENCH_ERROR, BENCH_ERROR_PENDING,
-			    "device lane not in this build (the destination's query-migrate has no x-devices)");
+		g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "the destination's query-migrate has no x-devices");
 		return FALSE;
 	}
 	a = json_node_get_array(n);
@@ -113,22 +110,13 @@ static gboolean dd_check_devices(JsonObject *dst, guint ndev, DdSample *s, GErro
 	return TRUE;
 }
 
-/* The serial arm turns the lane off; an engine without the capability is pending. */
+/* The serial arm turns the lane off. */
 static gboolean dd_set_lane(QmpClient *q, const char *side, gboolean on, GError **err)
 {
 	g_autofree char *caps = g_strdup_printf("{\"capabilities\":[{\"capability\":\"" DD_LANE_CAP "\",\"state\":%s}]}",
 						on ? "true" : "false");
-	g_autoptr(GError) e = NULL;
-	g_autoptr(JsonNode) r = qmpc_execute(q, "migrate-set-capabilities", caps, T_QMP_CMD_MS, &e);
 
-	if (r)
-		return TRUE;
-	if (g_error_matches(e, QMPC_ERROR, QMPC_ERROR_COMMAND) &&
-	    (strstr(e->message, "does not accept") || strstr(e->message, "not supported")))
-		g_set_error(err, BENCH_ERROR, BENCH_ERROR_PENDING, "device lane not in this build (%s: %s)", side, e->message);
-	else
-		g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "%s: " DD_LANE_CAP ": %s", side, e->message);
-	return FALSE;
+	return bench_qmp_run(q, side, "migrate-set-capabilities", caps, err);
 }
 
 static gboolean dd_run(Bench *b, const DdRow *row, DdSample *s, GError **err)
@@ -139,7 +127,7 @@ static gboolean dd_run(Bench *b, const DdRow *row, DdSample *s, GError **err)
 	guint seq = ++b->seq;
 	MigdSpec src = { .backend = "anon", .guest_bytes = DD_GUEST, .workload = "idle", .seed = seq, .side = -1,
 			 .devices = (const char *const *)devs };
-	MigdSpec dsts = { .backend = "anon", .guest_bytes = DD_GUEST, .prealloc = b->prealloc,
+	MigdSpec dsts = { .backend = "anon", .guest_bytes = DD_GUEST, .prealloc = TRUE,
 			  .incoming = "tcp:127.0.0.1:0", .side = -1, .devices = (const char *const *)devs };
 	MigSample ms = { 0 };
 	MigPair p = { 0 };
@@ -175,24 +163,17 @@ static gboolean dd_run(Bench *b, const DdRow *row, DdSample *s, GError **err)
 	return ok;
 }
 
-/* A row's runs; once the build is known to lack the lane, the rest is pending unrun. */
 /* One run of a row that has not failed yet. */
-static void dd_cell(Bench *b, DdRow *row, int run, gboolean *no_lane)
+static void dd_cell(Bench *b, DdRow *row, int run)
 {
 	g_autoptr(GError) err = NULL;
 	DdSample s = { 0 };
 
 	if (row->status != ROW_OK)
 		return;
-	if (*no_lane) {
-		row->status = ROW_PENDING;
-		row->error = g_strdup("device lane not in this build (not run)");
-		return;
-	}
 	if (bench_interrupted(b, &err) || !dd_run(b, row, &s, &err)) {
 		row->status = bench_status_of(err);
 		row->error = g_strdup(err->message);
-		*no_lane = row->status == ROW_PENDING;
 		g_printerr("migbench: %s/%u ch/%u dev run %d/%d: %s: %s\n", dd_arm_names[row->arm], row->channels,
 			   row->devices, run + 1, b->runs, bench_status_names[row->status], err->message);
 		return;
@@ -323,7 +304,6 @@ static int run_device_downtime(Bench *b)
 	guint nchannels = b->quick ? G_N_ELEMENTS(quick_channels) : G_N_ELEMENTS(full_channels);
 	g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func(dd_row_free);
 	g_autoptr(GError) err = NULL;
-	gboolean no_lane = FALSE;
 	g_autofree guint *order = NULL;
 	int rc = 0;
 
@@ -358,7 +338,7 @@ static int run_device_downtime(Bench *b)
 			order[j] = t;
 		}
 		for (guint i = 0; i < rows->len && !bench_procs_interrupted(b->procs); i++)
-			dd_cell(b, g_ptr_array_index(rows, order[i]), run, &no_lane);
+			dd_cell(b, g_ptr_array_index(rows, order[i]), run);
 	}
 	dd_print(b, rows);
 	if (b->json_path && !dd_write_json(b, rows, &err)) {

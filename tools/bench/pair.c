@@ -90,25 +90,15 @@ gboolean bench_qmp_run(QmpClient *q, const char *side, const char *cmd, const ch
 	return r != NULL;
 }
 
-/* multifd on with N channels, or explicitly off for the "main" row. An engine that does
- * not implement multifd yet makes the row pending, not failed: clients must not parse
- * desc in general, but this one sentence is the engine's documented way of saying it. */
+/* multifd on with N channels, or explicitly off for the "main" row. */
 gboolean bench_set_multifd(QmpClient *q, const char *side, guint channels, GError **err)
 {
 	g_autofree char *caps = g_strdup_printf("{\"capabilities\":[{\"capability\":\"multifd\",\"state\":%s}]}",
 						channels ? "true" : "false");
 	g_autofree char *params = g_strdup_printf("{\"multifd-channels\":%u}", MAX(channels, 1));
-	g_autoptr(GError) e = NULL;
-	g_autoptr(JsonNode) r = qmpc_execute(q, "migrate-set-capabilities", caps, T_QMP_CMD_MS, &e);
 
-	if (!r) {
-		gboolean pending = g_error_matches(e, QMPC_ERROR, QMPC_ERROR_COMMAND) && strstr(e->message, "not supported");
-
-		g_set_error(err, BENCH_ERROR, pending ? BENCH_ERROR_PENDING : BENCH_ERROR_FAILED, "%s: multifd: %s", side,
-			    e->message);
-		return FALSE;
-	}
-	return !channels || bench_qmp_run(q, side, "migrate-set-parameters", params, err);
+	return bench_qmp_run(q, side, "migrate-set-capabilities", caps, err) &&
+	       (!channels || bench_qmp_run(q, side, "migrate-set-parameters", params, err));
 }
 
 char *bench_dst_port(Bench *b, MigPair *p, GError **err)

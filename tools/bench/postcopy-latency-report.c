@@ -331,9 +331,9 @@ static void json_pc_row(JsonBuilder *j, const PcNet *net, const PcRow *r)
 	json_builder_add_boolean_value(j, r->traced);
 	json_builder_set_member_name(j, "kernel_tracer");   /* migd --trace-latency on the destination */
 	json_builder_add_boolean_value(j, !r->untraced);
-	/* null: not set, because the arm has no preempt or the engine has no such parameter */
+	/* null: not set, the arm has no preempt */
 	json_builder_set_member_name(j, "break_huge");
-	if (r->arm == ARM_OFF || r->no_break_huge)
+	if (r->arm == ARM_OFF)
 		json_builder_add_null_value(j);
 	else
 		json_builder_add_boolean_value(j, r->arm >= ARM_BREAK_HUGE);

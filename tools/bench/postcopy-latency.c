@@ -39,38 +39,15 @@ void pc_row_free(PcRow *r)
 }
 
 /* Arm (b) turns break-huge off and arm (c) on, on both sides; arm (d) is (c) with
- * several urgent channels. An engine without the parameter refuses it as unexpected:
- * arm (c) is then pending, and arm (b) runs as it is, since the engine then never
- * breaks huge pages up. */
-static gboolean pc_set_break_huge(Bench *b, MigPair *p, PcRow *row, GError **err)
+ * several urgent channels. */
+static gboolean pc_set_break_huge(Bench *b, MigPair *p, const PcRow *row, GError **err)
 {
 	g_autofree char *args = row->arm == ARM_CHANNELS
 		? g_strdup_printf("{\"" BREAK_HUGE "\":true,\"x-preempt-channels\":%u}", b->preempt_channels)
 		: g_strdup_printf("{\"" BREAK_HUGE "\":%s}", row->arm == ARM_BREAK_HUGE ? "true" : "false");
-	QmpClient *q[2] = { p->qdst, p->qsrc };
-	static const char *const side[2] = { "destination", "source" };
 
-	if (row->arm == ARM_OFF)
-		return TRUE;
-	for (int i = 0; i < 2; i++) {
-		g_autoptr(GError) e = NULL;
-		g_autoptr(JsonNode) r = qmpc_execute(q[i], "migrate-set-parameters", args, T_QMP_CMD_MS, &e);
-		gboolean absent;
-
-		if (r)
-			continue;
-		absent = g_error_matches(e, QMPC_ERROR, QMPC_ERROR_COMMAND) && strstr(e->message, "unexpected");
-		if (absent && row->arm == ARM_PREEMPT) {
-			row->no_break_huge = TRUE;
-			bench_note(b, "migd has no " BREAK_HUGE " parameter: the preempt arm ran as the engine is, and the "
-			     "preempt+break-huge arm is pending");
-			return TRUE;
-		}
-		g_set_error(err, BENCH_ERROR, absent ? BENCH_ERROR_PENDING : BENCH_ERROR_FAILED,
-			    "%s: migrate-set-parameters " BREAK_HUGE ": %s", side[i], e->message);
-		return FALSE;
-	}
-	return TRUE;
+	return row->arm == ARM_OFF || (bench_qmp_run(p->qdst, "destination", "migrate-set-parameters", args, err) &&
+				       bench_qmp_run(p->qsrc, "source", "migrate-set-parameters", args, err));
 }
 
 /* The figures of a completed, verified run: the destination's latency for the row's page

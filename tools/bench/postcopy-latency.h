@@ -38,7 +38,6 @@ typedef struct PcRow {
 	GArray *samples;            /* PcSample, in run order */
 	RowStatus status;
 	char *error;
-	gboolean no_break_huge;     /* the preempt arm found no BREAK_HUGE parameter to turn off */
 	gboolean traced;            /* the preempt arm again, with mig-faultlat --stages attached */
 	gboolean untraced;          /* the preempt arm again, its destination without --trace-latency */
 } PcRow;

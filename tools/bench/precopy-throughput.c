@@ -66,7 +66,7 @@ static gboolean precopy_pair_start(Bench *b, const MigCell *cell, MigPair *p, GE
 	MigdSpec src = { .backend = cell->backend, .huge = cell->huge, .guest_bytes = cell->guest_bytes,
 			 .workload = "idle", .seed = seq, .side = -1 };
 	MigdSpec dst = { .backend = cell->backend, .huge = cell->huge, .guest_bytes = cell->guest_bytes,
-			 .prealloc = b->prealloc, .incoming = "tcp:127.0.0.1:0", .side = -1 };
+			 .prealloc = TRUE, .incoming = "tcp:127.0.0.1:0", .side = -1 };
 
 	return bench_pair_start(b, &src, &dst, p, err);
 }
@@ -303,7 +303,7 @@ static gboolean write_json(Bench *b, GPtrArray *rows, guint64 guest_bytes, GErro
 	return bench_json_save(b, j, err);
 }
 
-/* 0 all rows measured or legitimately pending/skipped, 1 a row failed, 130 interrupted */
+/* 0 all rows measured or skipped by the host, 1 a row failed, 130 interrupted */
 static int rows_exit_status(Bench *b, GPtrArray *rows)
 {
 	int rc = 0;
@@ -363,8 +363,8 @@ static RawMem raw_mem_for(Bench *b, const MigCell *cell)
 }
 
 /* One cell: raw and mig runs alternate, so drift on a shared machine hits both. A row
- * that cannot run mig yet (pending, skipped) still measures its raw baseline: that is
- * the figure the missing feature will be held against. A failed run ends the row. */
+ * the host cannot migrate (skipped: no huge pages to give) still measures its raw
+ * baseline. A failed run ends the row. */
 static void precopy_cell(Bench *b, const MigCell *cell, Row *row)
 {
 	row->raw_mem = raw_mem_for(b, cell);
@@ -383,7 +383,7 @@ static void precopy_cell(Bench *b, const MigCell *cell, Row *row)
 		if (row->status == ROW_OK && !precopy_run(b, cell, &ms, &err)) {
 			row_fail(row, "mig", err);
 			report_run(cell, row, run, b->runs, &rs, NULL, NULL, err);
-			if (row->status == ROW_PENDING || row->status == ROW_SKIPPED)
+			if (row->status == ROW_SKIPPED)
 				continue;
 			return;
 		}

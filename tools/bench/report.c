@@ -55,8 +55,8 @@ void bench_json_head(Bench *b, JsonBuilder *j, guint64 guest_bytes)
 	json_builder_add_boolean_value(j, b->quick);
 	bench_json_int(j, "runs", b->runs);
 	bench_json_int(j, "guest_bytes", (gint64)guest_bytes);
-	json_builder_set_member_name(j, "mem_prealloc");
-	json_builder_add_boolean_value(j, b->prealloc);
+	json_builder_set_member_name(j, "mem_prealloc");   /* every destination pre-faults its memory */
+	json_builder_add_boolean_value(j, TRUE);
 	json_builder_set_member_name(j, "host");
 	json_builder_begin_object(j);
 	bench_json_int(j, "cpus", g_get_num_processors());

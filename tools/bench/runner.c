@@ -9,7 +9,7 @@
 
 G_DEFINE_QUARK(migbench-error, bench_error)
 
-const char *const bench_status_names[] = { "ok", "error", "pending", "skipped", "interrupted" };
+const char *const bench_status_names[] = { "ok", "error", "skipped", "interrupted" };
 
 void bench_note(Bench *b, const char *fmt, ...)
 {
@@ -97,7 +97,6 @@ RowStatus bench_status_of(const GError *e)
 {
 	static const RowStatus by_code[] = {
 		[BENCH_ERROR_FAILED] = ROW_ERROR,
-		[BENCH_ERROR_PENDING] = ROW_PENDING,
 		[BENCH_ERROR_SKIPPED] = ROW_SKIPPED,
 		[BENCH_ERROR_INTERRUPTED] = ROW_INTERRUPTED,
 	};

@@ -33,12 +33,11 @@ GQuark bench_error_quark(void);
 
 typedef enum {
 	BENCH_ERROR_FAILED,       /* a real failure: the row is an error row */
-	BENCH_ERROR_PENDING,      /* the engine does not implement what the row needs yet */
 	BENCH_ERROR_SKIPPED,      /* the host lacks what the row needs (huge pages) */
 	BENCH_ERROR_INTERRUPTED,
 } BenchError;
 
-typedef enum { ROW_OK, ROW_ERROR, ROW_PENDING, ROW_SKIPPED, ROW_INTERRUPTED } RowStatus;
+typedef enum { ROW_OK, ROW_ERROR, ROW_SKIPPED, ROW_INTERRUPTED } RowStatus;
 
 extern const char *const bench_status_names[];   /* by RowStatus, as printed and in the JSON */
 
@@ -74,7 +73,7 @@ typedef struct Bench {
 	const char *scenario;
 	const char *json_path;
 	int runs;
-	gboolean quick, keep_tmp, prealloc;
+	gboolean quick, keep_tmp;
 	guint preempt_channels;     /* postcopy-latency: x-preempt-channels of ARM_CHANNELS (1: no such arm) */
 	guint dst_vcpus;            /* postcopy-latency: the destination's faulting vCPUs */
 	BenchProcs *procs;
