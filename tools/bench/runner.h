@@ -9,7 +9,7 @@
 #pragma once
 #include "tools/bench/netns.h"
 #include "tools/bench/proc.h"
-#include "tools/bench/qmpc.h"
+#include "tools/qmpc/qmpc.h"
 #include "tools/bench/stats.h"
 #include <json-glib/json-glib.h>
 
