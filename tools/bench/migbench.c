@@ -2,6 +2,7 @@
  *
  *   migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp] [--tcp-congestion ALGO]
  *            [--preempt-channels N] [--dst-vcpus N]   (postcopy-latency)
+ *            [--guest-mib N]                          (precopy-throughput)
  *
  * It starts every process it measures (migd pairs, mig-rawxfer pairs) in a temporary
  * directory, on the host or inside its shaped netns bed (tools/bench/netns.h), waits for
@@ -42,6 +43,7 @@ static int usage(const char *why)
 		g_printerr("migbench: %s\n", why);
 	g_printerr("usage: migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp] [--tcp-congestion ALGO]\n"
 		   "                [--preempt-channels N] [--dst-vcpus N]   (postcopy-latency)\n"
+		   "                [--guest-mib N]                          (precopy-throughput)\n"
 		   "scenarios:\n");
 	for (gsize i = 0; i < G_N_ELEMENTS(scenarios); i++)
 		g_printerr("  %-20s %s\n", scenarios[i]->name, scenarios[i]->summary);
@@ -169,7 +171,7 @@ int main(int argc, char **argv)
 	g_autofree char *json = NULL, *build = NULL;
 	gint runs = -1;   /* unset */
 	gboolean quick = FALSE, keep = FALSE;
-	gint preempt_channels = 1, dst_vcpus = PC_DST_VCPUS;
+	gint preempt_channels = 1, dst_vcpus = PC_DST_VCPUS, guest_mib = 0;
 	g_autofree char *tcp_cc = NULL;
 	GOptionEntry entries[] = {
 		{ "json", 0, 0, G_OPTION_ARG_FILENAME, &json, "Write every sample and the medians to FILE", "FILE" },
@@ -182,6 +184,8 @@ int main(int argc, char **argv)
 		  "postcopy-latency: add an arm with x-preempt-channels=N (2..8)", "N" },
 		{ "dst-vcpus", 0, 0, G_OPTION_ARG_INT, &dst_vcpus, "postcopy-latency: the destination's vCPUs (default 2)",
 		  "N" },
+		{ "guest-mib", 0, 0, G_OPTION_ARG_INT, &guest_mib,
+		  "precopy-throughput: guest memory in MiB (64..65536, even; default 2048, 1024 with --quick)", "N" },
 		{ "tcp-congestion", 0, 0, G_OPTION_ARG_STRING, &tcp_cc,
 		  "Every migd's x-tcp-congestion and the raw baselines' (default: migd's, cubic; \"\": the system's)",
 		  "ALGO" },
@@ -213,6 +217,10 @@ int main(int argc, char **argv)
 	if (dst_vcpus < 1 || dst_vcpus > 64)
 		return usage("--dst-vcpus must be 1..64");
 	b.dst_vcpus = (guint)dst_vcpus;
+	/* even: the hugetlb rows are in 2 MiB pages */
+	if (guest_mib && (guest_mib < 64 || guest_mib > 65536 || guest_mib % 2))
+		return usage("--guest-mib must be 64..65536 and even");
+	b.guest_bytes = (guint64)guest_mib << 20;
 	if (tcp_cc && *tcp_cc && mig_io_congestion_usable(tcp_cc) < 0)
 		return usage("--tcp-congestion: not an algorithm this kernel lets us use "
 			     "(net.ipv4.tcp_available_congestion_control)");

@@ -82,12 +82,6 @@ static char *fmt_ms(double us)
 	return isnan(us) ? g_strdup("-") : g_strdup_printf("%.3f", us / 1e3);
 }
 
-static char *fmt_size(guint64 bytes)
-{
-	return bytes >= GiB ? g_strdup_printf("%" G_GUINT64_FORMAT " GiB", bytes / GiB)
-			    : g_strdup_printf("%" G_GUINT64_FORMAT " MiB", bytes >> 20);
-}
-
 /* A kernel-side figure: "no-bpf" when no run of the row had x-fault-latency-bpf. */
 static char *fmt_k(const PcRow *r, PcGet get)
 {
@@ -185,7 +179,7 @@ static void pc_print_stages(const PcNet *net, guint nback)
 
 void pc_print_net(Bench *b, const PcNet *net, guint nback, guint64 guest)
 {
-	g_autofree char *gs = fmt_size(guest);
+	g_autofree char *gs = bench_fmt_size(guest);
 	gboolean footnotes = FALSE;
 
 	printf("\npostcopy-latency, %s: %s guests (source " PC_SRC_WORKLOAD ", destination " PC_DST_WORKLOAD

@@ -175,8 +175,10 @@ static void print_table(Bench *b, GPtrArray *rows, guint64 guest_bytes)
 {
 	gboolean footnotes = FALSE;
 
-	printf("\n%s: %" G_GUINT64_FORMAT " GiB idle guest, loopback TCP, median of %d run%s, %u CPUs\n", b->scenario,
-	       guest_bytes / GiB, b->runs, b->runs == 1 ? "" : "s", g_get_num_processors());
+	g_autofree char *size = bench_fmt_size(guest_bytes);
+
+	printf("\n%s: %s idle guest, loopback TCP, median of %d run%s, %u CPUs\n", b->scenario, size, b->runs,
+	       b->runs == 1 ? "" : "s", g_get_num_processors());
 	printf("%-8s %-8s %9s %11s %8s %7s %13s %8s %11s\n", "backend", "channels", "raw GB/s", "mig GB/s", "mig/raw",
 	       "paired", "raw-hot GB/s", "mig/hot", "CPU ms/GiB");
 	for (guint i = 0; i < rows->len; i++) {
@@ -413,7 +415,7 @@ static int run_precopy_throughput(Bench *b)
 	};
 	const guint *channels = b->quick ? quick_channels : full_channels;
 	guint n_channels = b->quick ? G_N_ELEMENTS(quick_channels) : G_N_ELEMENTS(full_channels);
-	guint64 guest = b->quick ? 1 * GiB : 2 * GiB;
+	guint64 guest = b->guest_bytes ? b->guest_bytes : b->quick ? 1 * GiB : 2 * GiB;
 	g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func(row_free);
 
 	for (guint bi = 0; bi < G_N_ELEMENTS(backends); bi++) {

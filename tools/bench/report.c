@@ -9,6 +9,12 @@ char *bench_fmt_num(double v, int decimals)
 	return isnan(v) ? g_strdup("-") : g_strdup_printf("%.*f", decimals, v);
 }
 
+char *bench_fmt_size(guint64 bytes)
+{
+	return bytes >= GiB ? g_strdup_printf("%" G_GUINT64_FORMAT " GiB", bytes / GiB)
+			    : g_strdup_printf("%" G_GUINT64_FORMAT " MiB", bytes >> 20);
+}
+
 void bench_json_double(JsonBuilder *j, const char *name, double v)
 {
 	json_builder_set_member_name(j, name);

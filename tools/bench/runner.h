@@ -76,6 +76,7 @@ typedef struct Bench {
 	gboolean quick, keep_tmp;
 	guint preempt_channels;     /* postcopy-latency: x-preempt-channels of ARM_CHANNELS (1: no such arm) */
 	guint dst_vcpus;            /* postcopy-latency: the destination's faulting vCPUs */
+	guint64 guest_bytes;        /* precopy-throughput: --guest-mib; 0: the scenario's size */
 	BenchProcs *procs;
 	GPtrArray *notes;           /* char *: what the reader of the table must know */
 	guint seq;                  /* numbers per-run file names */
@@ -160,6 +161,7 @@ gboolean bench_wait_integrity(Bench *b, MigPair *p, MigSample *s, GError **err);
 /* ---- report.c ---- */
 
 char *bench_fmt_num(double v, int decimals);
+char *bench_fmt_size(guint64 bytes);        /* whole GiB, else MiB */
 void bench_json_double(JsonBuilder *j, const char *name, double v);   /* NAN: null */
 void bench_json_int(JsonBuilder *j, const char *name, gint64 v);
 void bench_json_str(JsonBuilder *j, const char *name, const char *v); /* NULL: null */
