@@ -7,33 +7,17 @@
  * SOCKET is a path or "unix:PATH". Exit status: 0 success, 1 the command (or the
  * watched migration) failed, 2 usage, connection or protocol trouble.
  *
- * Plain blocking-free sockets and poll(): watch mode has to wait for either the
- * next poll tick or an asynchronous event, which is one poll() with a timeout. */
-#include <errno.h>
-#include <poll.h>
+ * The QMP client is tools/qmpc (migbench's too), without timeouts here: watch mode
+ * waits for either the next poll tick or an asynchronous event, one read bounded by
+ * the time left to the tick. */
+#include "tools/qmpc/qmpc.h"
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <glib.h>
-#include <json-glib/json-glib.h>
-
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
-
-/* Server messages are single lines; anything longer than this is not QMP. */
-#define MAX_LINE (64u << 20)
-
-typedef struct {
-	int fd;
-	GString *in;     /* received bytes not yet split into messages */
-	unsigned seq;    /* for request ids */
-} Conn;
-
-typedef void (*EventFn)(JsonObject *ev, gpointer opaque);
 
 static void usage(FILE *out)
 {
@@ -42,164 +26,6 @@ static void usage(FILE *out)
 		"       migctl SOCKET watch [--interval MS] [--until-done]\n"
 		"SOCKET is a unix socket path, optionally prefixed with \"unix:\".\n"
 		"Exit status: 0 ok, 1 command or migration failed, 2 usage/connection error.\n");
-}
-
-static bool conn_open(Conn *c, const char *path, GError **err)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
-	if (g_str_has_prefix(path, "unix:"))
-		path += strlen("unix:");
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_NAMETOOLONG, "%s: path too long", path);
-		return false;
-	}
-	strcpy(sa.sun_path, path);
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int e = errno;
-
-		g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(e), "cannot connect to %s: %s",
-			    path, g_strerror(e));
-		return false;
-	}
-	c->in = g_string_new(NULL);
-	return true;
-}
-
-static void conn_close(Conn *c)
-{
-	if (c->fd >= 0)
-		close(c->fd);
-	if (c->in)
-		g_string_free(c->in, TRUE);
-}
-
-/* Returns the next message, or NULL: with *err set on EOF/error/bad input, without
- * it when timeout_ms (-1: forever) passed first. */
-static JsonObject *conn_read(Conn *c, int timeout_ms, GError **err)
-{
-	gint64 deadline = timeout_ms < 0 ? -1 : g_get_monotonic_time() + timeout_ms * 1000ll;
-
-	for (;;) {
-		char *eol = memchr(c->in->str, '\n', c->in->len);
-		struct pollfd p = { .fd = c->fd, .events = POLLIN };
-		char chunk[65536];
-		int wait_ms = -1;
-		ssize_t n;
-
-		if (eol) {
-			g_autoptr(JsonParser) parser = json_parser_new();
-			gsize len = (gsize)(eol - c->in->str);
-			JsonNode *root;
-			bool ok;
-
-			ok = json_parser_load_from_data(parser, c->in->str, (gssize)len, err);
-			g_string_erase(c->in, 0, (gssize)len + 1);
-			if (!ok)
-				return NULL;
-			root = json_parser_get_root(parser);
-			if (!root) /* a blank line */
-				continue;
-			if (!JSON_NODE_HOLDS_OBJECT(root)) {
-				g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-					    "server sent a non-object message");
-				return NULL;
-			}
-			return json_object_ref(json_node_get_object(root));
-		}
-		if (c->in->len > MAX_LINE) {
-			g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_INVAL, "server message too long");
-			return NULL;
-		}
-		if (deadline >= 0) {
-			gint64 left = deadline - g_get_monotonic_time();
-
-			if (left <= 0)
-				return NULL;
-			wait_ms = (int)((left + 999) / 1000);
-		}
-		n = poll(&p, 1, wait_ms);
-		if (n < 0 && errno != EINTR) {
-			g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno), "poll: %s",
-				    g_strerror(errno));
-			return NULL;
-		}
-		if (n <= 0)
-			continue;
-		n = recv(c->fd, chunk, sizeof(chunk), 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			g_set_error(err, G_FILE_ERROR, G_FILE_ERROR_IO, "connection closed%s%s",
-				    n ? ": " : "", n ? g_strerror(errno) : "");
-			return NULL;
-		}
-		g_string_append_len(c->in, chunk, n);
-	}
-}
-
-static bool conn_write(Conn *c, const char *data, gsize len, GError **err)
-{
-	while (len) {
-		ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			g_set_error(err, G_FILE_ERROR, g_file_error_from_errno(errno), "send: %s",
-				    g_strerror(errno));
-			return false;
-		}
-		data += n;
-		len -= (gsize)n;
-	}
-	return true;
-}
-
-/* Runs one command and returns the whole reply object ("return" or "error"). Events
- * that arrive first are handed to on_event (or dropped when it is NULL). */
-static JsonObject *conn_call(Conn *c, const char *cmd, JsonObject *args, EventFn on_event,
-			     gpointer opaque, GError **err)
-{
-	g_autoptr(JsonObject) req = json_object_new();
-	g_autoptr(JsonNode) node = NULL;
-	g_autofree char *id = g_strdup_printf("migctl-%u", ++c->seq);
-	g_autofree char *line = NULL;
-	g_autofree char *json = NULL;
-
-	json_object_set_string_member(req, "execute", cmd);
-	if (args)
-		json_object_set_object_member(req, "arguments", json_object_ref(args));
-	json_object_set_string_member(req, "id", id);
-	node = json_node_init_object(json_node_alloc(), req);
-	json = json_to_string(node, FALSE);
-	line = g_strconcat(json, "\r\n", NULL);
-	if (!conn_write(c, line, strlen(line), err))
-		return NULL;
-
-	for (;;) {
-		JsonObject *m = conn_read(c, -1, err);
-		JsonNode *rid;
-
-		if (!m)
-			return NULL;
-		if (json_object_has_member(m, "event")) {
-			if (on_event)
-				on_event(m, opaque);
-			json_object_unref(m);
-			continue;
-		}
-		/* Replies carry our id; an id-less error is the server failing to
-		 * parse what we sent, which is still the answer to this request. */
-		rid = json_object_get_member(m, "id");
-		if ((json_object_has_member(m, "return") || json_object_has_member(m, "error")) &&
-		    (!rid || (JSON_NODE_HOLDS_VALUE(rid) &&
-			      json_node_get_value_type(rid) == G_TYPE_STRING &&
-			      !strcmp(json_node_get_string(rid), id))))
-			return m;
-		json_object_unref(m); /* somebody else's, or unknown: ignore */
-	}
 }
 
 /* Prints "error: CLASS: DESC" when reply is an error; returns whether it was. */
@@ -217,18 +43,11 @@ static bool report_error(JsonObject *reply)
 }
 
 /* Greeting, then capabilities negotiation: afterwards any command may run. */
-static int conn_handshake(Conn *c)
+static int conn_handshake(QmpClient *c)
 {
 	g_autoptr(GError) err = NULL;
-	g_autoptr(JsonObject) greeting = conn_read(c, -1, &err);
-	g_autoptr(JsonObject) reply = NULL;
+	g_autoptr(JsonObject) reply = qmpc_greet(c, -1, &err);
 
-	if (!greeting || !json_object_has_member(greeting, "QMP")) {
-		fprintf(stderr, "migctl: no QMP greeting%s%s\n", err ? ": " : "",
-			err ? err->message : "");
-		return EXIT_USAGE;
-	}
-	reply = conn_call(c, "qmp_capabilities", NULL, NULL, NULL, &err);
 	if (!reply) {
 		fprintf(stderr, "migctl: %s\n", err->message);
 		return EXIT_USAGE;
@@ -236,14 +55,13 @@ static int conn_handshake(Conn *c)
 	return report_error(reply) ? EXIT_FAILED : EXIT_OK;
 }
 
-static int run_command(Conn *c, const char *cmd, const char *args_json)
+static int run_command(QmpClient *c, const char *cmd, const char *args_json)
 {
 	g_autoptr(GError) err = NULL;
 	g_autoptr(JsonObject) reply = NULL;
 	g_autoptr(JsonGenerator) gen = NULL;
 	g_autofree char *out = NULL;
 	g_autoptr(JsonParser) parser = json_parser_new();
-	JsonObject *args = NULL;
 	JsonNode *ret;
 
 	if (args_json) {
@@ -258,10 +76,9 @@ static int run_command(Conn *c, const char *cmd, const char *args_json)
 			fprintf(stderr, "migctl: JSON-ARGS must be a JSON object\n");
 			return EXIT_USAGE;
 		}
-		args = json_node_get_object(root);
 	}
 
-	reply = conn_call(c, cmd, args, NULL, NULL, &err);
+	reply = qmpc_call(c, cmd, args_json, -1, NULL, NULL, &err);
 	if (!reply) {
 		fprintf(stderr, "migctl: %s\n", err->message);
 		return EXIT_USAGE;
@@ -396,13 +213,13 @@ static void watch_print(Watch *w, JsonObject *info)
 	fflush(stdout);
 }
 
-static int run_watch(Conn *c, unsigned interval_ms, bool until_done)
+static int run_watch(QmpClient *c, unsigned interval_ms, bool until_done)
 {
 	Watch w = { .tty = isatty(STDOUT_FILENO) == 1 };
 
 	for (;;) {
 		g_autoptr(GError) err = NULL;
-		g_autoptr(JsonObject) reply = conn_call(c, "query-migrate", NULL, watch_event, &w, &err);
+		g_autoptr(JsonObject) reply = qmpc_call(c, "query-migrate", NULL, -1, watch_event, &w, &err);
 		gint64 deadline;
 		JsonObject *info;
 		const char *status;
@@ -439,9 +256,9 @@ static int run_watch(Conn *c, unsigned interval_ms, bool until_done)
 
 			if (left <= 0)
 				break;
-			m = conn_read(c, (int)((left + 999) / 1000), &err);
+			m = qmpc_read(c, (int)((left + 999) / 1000), &err);
 			if (!m) {
-				if (!err)
+				if (g_error_matches(err, QMPC_ERROR, QMPC_ERROR_TIMEOUT))
 					break;
 				watch_break_line(&w);
 				fprintf(stderr, "migctl: %s\n", err->message);
@@ -466,7 +283,7 @@ static bool parse_ms(const char *s, unsigned *out)
 
 int main(int argc, char **argv)
 {
-	Conn c = { .fd = -1 };
+	g_autoptr(QmpClient) c = NULL;
 	g_autoptr(GError) err = NULL;
 	unsigned interval = 1000;
 	bool until_done = false, watch;
@@ -501,16 +318,15 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 
-	if (!conn_open(&c, argv[1], &err)) {
+	c = qmpc_open(argv[1], &err);
+	if (!c) {
 		fprintf(stderr, "migctl: %s\n", err->message);
-		conn_close(&c);
 		return EXIT_USAGE;
 	}
-	ret = conn_handshake(&c);
+	ret = conn_handshake(c);
 	if (ret == EXIT_OK)
-		ret = watch ? run_watch(&c, interval, until_done)
-			    : run_command(&c, argv[2], argc > 3 ? argv[3] : NULL);
-	conn_close(&c);
+		ret = watch ? run_watch(c, interval, until_done)
+			    : run_command(c, argv[2], argc > 3 ? argv[3] : NULL);
 	return ret;
 
 bad_interval:

@@ -1,4 +1,4 @@
-/* touch-init: the whole userspace of the guest that tools/qemu-postcopy-compare boots in
+/* touch-init: the whole userspace of the guest that tools/bench/qemu-postcopy-compare boots in
  * QEMU. As /init of an initramfs it fills touch_mb MiB (from the kernel command line)
  * with self-describing 4 KiB pages, says "filled", then rewrites random pages as fast as
  * it can, checking each one before it rewrites it, and sweeps the whole area once every

@@ -1,6 +1,6 @@
-/* A tiny synchronous QMP client; see qmpc.h. Server messages are one JSON object per
- * line (docs/qmp.md section 1), so reading is line based. */
-#include "tools/bench/qmpc.h"
+/* mig's QMP client; see qmpc.h. Server messages are one JSON object per line
+ * (docs/qmp.md section 1), so reading is line based. */
+#include "tools/qmpc/qmpc.h"
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #define READ_CHUNK 65536
-#define MAX_PENDING (8u << 20)     /* more unparsed output than this is not QMP */
-#define MAX_MESSAGES 100000        /* per command: bounds the read loop in count */
+#define MAX_PENDING (64u << 20)    /* more unparsed output than this is not QMP */
+#define MAX_MESSAGES 100000        /* per timed wait: bounds the read loop in count */
 
 G_DEFINE_QUARK(qmpc-error, qmpc_error)
 
@@ -20,22 +20,23 @@ struct QmpClient {
 	guint next_id;
 };
 
+/* -1: no deadline */
 static gint64 deadline_after(int timeout_ms)
 {
-	return g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+	return timeout_ms < 0 ? -1 : g_get_monotonic_time() + (gint64)timeout_ms * 1000;
 }
 
 /* Waits for events on the fd until the deadline; EINTR just polls again. */
 static gboolean wait_fd(int fd, short events, gint64 deadline, GError **err)
 {
 	for (int i = 0; i < 1000; i++) {
-		gint64 left = deadline - g_get_monotonic_time();
+		gint64 left = deadline < 0 ? -1 : deadline - g_get_monotonic_time();
 		struct pollfd pfd = { .fd = fd, .events = events };
 		int r;
 
-		if (left <= 0)
+		if (deadline >= 0 && left <= 0)
 			break;
-		r = poll(&pfd, 1, (int)MIN(left / 1000 + 1, G_MAXINT));
+		r = poll(&pfd, 1, left < 0 ? -1 : (int)MIN(left / 1000 + 1, G_MAXINT));
 		if (r > 0)
 			return TRUE;
 		if (r < 0 && errno != EINTR) {
@@ -135,55 +136,51 @@ static JsonObject *read_message(QmpClient *c, gint64 deadline, GError **err)
 	return NULL;
 }
 
-static int connect_unix(const char *path, GError **err)
+JsonObject *qmpc_read(QmpClient *c, int timeout_ms, GError **err)
+{
+	return read_message(c, deadline_after(timeout_ms), err);
+}
+
+QmpClient *qmpc_open(const char *path, GError **err)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	QmpClient *c;
 	int fd;
 
 	if (g_str_has_prefix(path, "unix:"))
-		path += 5;
+		path += strlen("unix:");
 	if (strlen(path) >= sizeof(sa.sun_path)) {
-		g_set_error(err, QMPC_ERROR, QMPC_ERROR_IO, "QMP socket path too long: %s", path);
-		return -1;
+		g_set_error(err, QMPC_ERROR, QMPC_ERROR_IO, "%s: path too long", path);
+		return NULL;
 	}
 	strcpy(sa.sun_path, path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		g_set_error(err, QMPC_ERROR, QMPC_ERROR_IO, "socket: %s", g_strerror(errno));
-		return -1;
-	}
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int e = errno;
 
-		close(fd);
+		if (fd >= 0)
+			close(fd);
 		g_set_error(err, QMPC_ERROR, e == ENOENT || e == ECONNREFUSED ? QMPC_ERROR_NOT_READY : QMPC_ERROR_IO,
-			    "connect %s: %s", path, g_strerror(e));
-		return -1;
+			    "cannot connect to %s: %s", path, g_strerror(e));
+		return NULL;
 	}
-	return fd;
+	c = g_new0(QmpClient, 1);
+	c->fd = fd;
+	c->in = g_string_new(NULL);
+	return c;
 }
 
-QmpClient *qmpc_connect(const char *path, int timeout_ms, GError **err)
+JsonObject *qmpc_greet(QmpClient *c, int timeout_ms, GError **err)
 {
-	g_autoptr(QmpClient) c = g_new0(QmpClient, 1);
-	g_autoptr(JsonObject) greeting = NULL;
-	g_autoptr(JsonNode) ret = NULL;
+	g_autoptr(GError) e = NULL;
+	g_autoptr(JsonObject) greeting = read_message(c, deadline_after(timeout_ms), &e);
 
-	c->in = g_string_new(NULL);
-	c->fd = connect_unix(path, err);
-	if (c->fd < 0)
-		return NULL;
-	greeting = read_message(c, deadline_after(timeout_ms), err);
-	if (!greeting)
-		return NULL;
-	if (!json_object_has_member(greeting, "QMP")) {
-		g_set_error(err, QMPC_ERROR, QMPC_ERROR_PROTOCOL, "%s: no QMP greeting", path);
+	if (!greeting || !json_object_has_member(greeting, "QMP")) {
+		g_set_error(err, QMPC_ERROR, e ? e->code : QMPC_ERROR_PROTOCOL, "no QMP greeting%s%s", e ? ": " : "",
+			    e ? e->message : "");
 		return NULL;
 	}
-	ret = qmpc_execute(c, "qmp_capabilities", NULL, 10000, err);
-	if (!ret)
-		return NULL;
-	return g_steal_pointer(&c);
+	return qmpc_call(c, "qmp_capabilities", NULL, timeout_ms, NULL, NULL, err);
 }
 
 /* Turns a reply into its "return" value, or into err. */
@@ -199,31 +196,90 @@ static JsonNode *reply_value(JsonObject *reply, GError **err)
 	return NULL;
 }
 
-JsonNode *qmpc_execute(QmpClient *c, const char *command, const char *args_json,
-		       int timeout_ms, GError **err)
+QmpClient *qmpc_connect(const char *path, int timeout_ms, GError **err)
+{
+	g_autoptr(QmpClient) c = qmpc_open(path, err);
+	g_autoptr(JsonObject) reply = NULL;
+	g_autoptr(JsonNode) ret = NULL;
+
+	if (!c || !(reply = qmpc_greet(c, timeout_ms, err)) || !(ret = reply_value(reply, err)))
+		return NULL;
+	return g_steal_pointer(&c);
+}
+
+/* The request as one line. The arguments are parsed, not pasted: a command or its
+ * arguments are then never able to break the framing. */
+static char *request(const char *command, const char *args_json, guint id, GError **err)
+{
+	g_autoptr(JsonParser) parser = json_parser_new();
+	g_autoptr(JsonObject) req = json_object_new();
+	g_autoptr(JsonNode) node = NULL;
+	g_autofree char *text = NULL;
+	JsonNode *args;
+
+	json_object_set_string_member(req, "execute", command);
+	if (args_json) {
+		if (!json_parser_load_from_data(parser, args_json, -1, NULL) || !(args = json_parser_get_root(parser)) ||
+		    !JSON_NODE_HOLDS_OBJECT(args)) {
+			g_set_error(err, QMPC_ERROR, QMPC_ERROR_PROTOCOL, "%s: arguments are not a JSON object: %.200s",
+				    command, args_json);
+			return NULL;
+		}
+		json_object_set_member(req, "arguments", json_node_copy(args));
+	}
+	json_object_set_int_member(req, "id", id);
+	node = json_node_init_object(json_node_alloc(), req);
+	text = json_to_string(node, FALSE);
+	return g_strconcat(text, "\r\n", NULL);
+}
+
+/* Our reply: it carries our id; an id-less error is the server failing to parse what
+ * we sent, which is still the answer to this request. */
+static gboolean is_reply_to(JsonObject *m, guint id)
+{
+	JsonNode *idn = json_object_get_member(m, "id");
+
+	if (!json_object_has_member(m, "return") && !json_object_has_member(m, "error"))
+		return FALSE;
+	if (!idn)
+		return json_object_has_member(m, "error");
+	return JSON_NODE_HOLDS_VALUE(idn) && json_node_get_value_type(idn) == G_TYPE_INT64 &&
+	       json_node_get_int(idn) == id;
+}
+
+JsonObject *qmpc_call(QmpClient *c, const char *command, const char *args_json, int timeout_ms,
+		      QmpcEventFn on_event, gpointer opaque, GError **err)
 {
 	gint64 deadline = deadline_after(timeout_ms);
 	guint id = ++c->next_id;
-	g_autofree char *msg = NULL;
+	g_autofree char *msg = request(command, args_json, id, err);
 
-	msg = g_strdup_printf("{\"execute\":\"%s\"%s%s,\"id\":%u}\r\n", command,
-			      args_json ? ",\"arguments\":" : "", args_json ? args_json : "", id);
-	if (!write_all(c, msg, strlen(msg), deadline, err))
+	if (!msg || !write_all(c, msg, strlen(msg), deadline, err))
 		return NULL;
-	for (int i = 0; i < MAX_MESSAGES; i++) {
+	/* with no deadline, a long watch may see any number of events */
+	for (int i = 0; timeout_ms < 0 || i < MAX_MESSAGES; i++) {
 		g_autoptr(JsonObject) m = read_message(c, deadline, err);
-		JsonNode *idn;
 
 		if (!m)
 			return NULL;
-		idn = json_object_get_member(m, "id");
-		if (json_object_has_member(m, "event") || !idn || !JSON_NODE_HOLDS_VALUE(idn) ||
-		    json_node_get_value_type(idn) != G_TYPE_INT64 || json_node_get_int(idn) != id)
-			continue;   /* events, and replies to nothing we are waiting for */
-		return reply_value(m, err);
+		if (json_object_has_member(m, "event")) {
+			if (on_event)
+				on_event(m, opaque);
+			continue;
+		}
+		if (is_reply_to(m, id))
+			return g_steal_pointer(&m);
+		/* somebody else's reply, or unknown: skipped */
 	}
 	g_set_error(err, QMPC_ERROR, QMPC_ERROR_PROTOCOL, "QMP: no reply to %s among %d messages", command, MAX_MESSAGES);
 	return NULL;
+}
+
+JsonNode *qmpc_execute(QmpClient *c, const char *command, const char *args_json, int timeout_ms, GError **err)
+{
+	g_autoptr(JsonObject) reply = qmpc_call(c, command, args_json, timeout_ms, NULL, NULL, err);
+
+	return reply ? reply_value(reply, err) : NULL;
 }
 
 void qmpc_free(QmpClient *c)

@@ -27,7 +27,7 @@ the p50s of a --prog-stats run are not the overhead figures.
 --hooks-only attaches the tool with --x-hooks-only: every program returns at once, so the
 difference is what the hooks being there costs.
 
---syscall-cost PATH runs PATH (tests/unit/bpf/syscall-cost: ns per getppid()) instead of
+--syscall-cost PATH runs PATH (tools/bench/syscall-cost: ns per getppid()) instead of
 faults, alternately with nothing attached and with the tool attached to an idle process:
 what the tool costs the rest of the machine's system calls.
 

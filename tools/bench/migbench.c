@@ -1,0 +1,243 @@
+/* migbench: mig's benchmark runner (docs/benchmarks.md).
+ *
+ *   migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp] [--tcp-congestion ALGO]
+ *            [--preempt-channels N] [--dst-vcpus N]   (postcopy-latency)
+ *            [--guest-mib N]                          (precopy-throughput)
+ *
+ * It starts every process it measures (migd pairs, mig-rawxfer pairs) in a temporary
+ * directory, on the host or inside its shaped netns bed (tools/bench/netns.h), waits for
+ * each with a bounded wait, and kills and reaps them on every exit path, SIGINT
+ * included; then it deletes the bed. Each scenario prints a table, and --json writes
+ * every per-run sample next to the medians. Each scenario is a file of its own, listed
+ * in the table below; what they share is runner.h.
+ *
+ * It runs against the migd it was built with: a parameter or field migd lacks is an
+ * error, not a row to skip.
+ *
+ * Exit status: 0 every row measured (rows the host cannot run, "skipped", are reported
+ * but do not fail), 1 some row failed, 2 usage or setup error, 130 interrupted. */
+#include "tools/bench/runner.h"
+#include "channels/io.h"
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static const BenchScenario *const scenarios[] = {
+	&bench_precopy_throughput,
+	&bench_postcopy_latency,
+	&bench_device_downtime,
+};
+
+static const BenchScenario *find_scenario(const char *name)
+{
+	for (gsize i = 0; name && i < G_N_ELEMENTS(scenarios); i++)
+		if (!strcmp(scenarios[i]->name, name))
+			return scenarios[i];
+	return NULL;
+}
+
+static int usage(const char *why)
+{
+	if (why)
+		g_printerr("migbench: %s\n", why);
+	g_printerr("usage: migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp] [--tcp-congestion ALGO]\n"
+		   "                [--preempt-channels N] [--dst-vcpus N]   (postcopy-latency)\n"
+		   "                [--guest-mib N]                          (precopy-throughput)\n"
+		   "scenarios:\n");
+	for (gsize i = 0; i < G_N_ELEMENTS(scenarios); i++)
+		g_printerr("  %-20s %s\n", scenarios[i]->name, scenarios[i]->summary);
+	return 2;
+}
+
+/* DIR holding migd and mig-rawxfer: --build (a build root or its tools/), or where we are. */
+static gboolean find_binaries(Bench *b, const char *build, GError **err)
+{
+	g_autofree char *self = NULL, *dir = NULL;
+
+	if (!build) {
+		self = g_file_read_link("/proc/self/exe", err);
+		if (!self)
+			return FALSE;
+		build = dir = g_path_get_dirname(self);
+	}
+	for (int i = 0; i < 2; i++) {
+		g_autofree char *d = i ? g_build_filename(build, "tools", NULL) : g_strdup(build);
+		g_autofree char *migd = g_build_filename(d, "migd", NULL);
+		g_autofree char *raw = g_build_filename(d, "mig-rawxfer", NULL);
+
+		if (g_file_test(migd, G_FILE_TEST_IS_EXECUTABLE) && g_file_test(raw, G_FILE_TEST_IS_EXECUTABLE)) {
+			g_autofree char *fl = g_build_filename(d, "mig-faultlat", NULL);
+
+			if (g_file_test(fl, G_FILE_TEST_IS_EXECUTABLE))
+				b->faultlat = g_steal_pointer(&fl);
+			b->migd = g_steal_pointer(&migd);
+			b->rawxfer = g_steal_pointer(&raw);
+			b->raw_cc = bench_raw_congestion(b);
+			return TRUE;
+		}
+	}
+	g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "no migd and mig-rawxfer in %s or %s/tools", build, build);
+	return FALSE;
+}
+
+/* Signals are taken by this thread alone (sigwait): it kills the children, and the main
+ * thread, whose every wait is bounded and watches them, unwinds and reaps. */
+static gpointer signal_thread(gpointer opaque)
+{
+	Bench *b = opaque;
+	sigset_t set;
+	int sig = 0;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	sigwait(&set, &sig);
+	if (sig != SIGUSR1) {
+		g_printerr("migbench: %s: killing the processes under test\n", g_strsignal(sig));
+		bench_procs_interrupt(b->procs);
+	}
+	return NULL;
+}
+
+static void remove_tmpdir(const char *path)
+{
+	g_autoptr(GDir) d = g_dir_open(path, 0, NULL);
+	const char *name;
+
+	while (d && (name = g_dir_read_name(d)) != NULL) {
+		g_autofree char *f = g_build_filename(path, name, NULL);
+
+		unlink(f);
+	}
+	rmdir(path);
+}
+
+static void bench_clear(Bench *b)
+{
+	g_free(b->migd);
+	g_free(b->rawxfer);
+	g_free(b->raw_cc);
+	g_free(b->tcp_cc);
+	g_free(b->faultlat);
+	g_free(b->tmpdir);
+	g_free(b->command);
+	g_ptr_array_unref(b->notes);
+}
+
+static int run_scenario(Bench *b, const BenchScenario *sc)
+{
+	g_autoptr(GError) err = NULL;
+	GThread *sigt;
+	sigset_t set;
+	int rc;
+
+	/* before any thread exists, so that every thread inherits the mask */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);   /* a dead migd must be an error on its socket */
+	b->procs = bench_procs_new();
+	sigt = g_thread_new("migbench/sig", signal_thread, b);
+
+	b->tmpdir = g_dir_make_tmp("migbench-XXXXXX", &err);
+	if (!b->tmpdir) {
+		g_printerr("migbench: %s\n", err->message);
+		rc = 2;
+	} else {
+		rc = sc->run(b);
+	}
+
+	bench_procs_free(b->procs);   /* kills and reaps whatever is left */
+	bench_net_free(b->net);       /* after the children: a namespace lives while they do */
+	b->net = NULL;
+	bench_huge_restore(b);
+	kill(getpid(), SIGUSR1);      /* releases the signal thread if no signal came */
+	g_thread_join(sigt);
+	if (b->tmpdir && b->keep_tmp)
+		g_printerr("migbench: logs kept in %s\n", b->tmpdir);
+	else if (b->tmpdir)
+		remove_tmpdir(b->tmpdir);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	g_autofree char *json = NULL, *build = NULL;
+	gint runs = -1;   /* unset */
+	gboolean quick = FALSE, keep = FALSE;
+	gint preempt_channels = 1, dst_vcpus = PC_DST_VCPUS, guest_mib = 0;
+	g_autofree char *tcp_cc = NULL;
+	GOptionEntry entries[] = {
+		{ "json", 0, 0, G_OPTION_ARG_FILENAME, &json, "Write every sample and the medians to FILE", "FILE" },
+		{ "runs", 0, 0, G_OPTION_ARG_INT, &runs, "Runs per cell (default 3, device-downtime 9; 1 with --quick)", "N" },
+		{ "build", 0, 0, G_OPTION_ARG_FILENAME, &build, "Where migd and mig-rawxfer are (default: beside migbench)",
+		  "DIR" },
+		{ "quick", 0, 0, G_OPTION_ARG_NONE, &quick, "CI smoke: a smaller scenario, 1 run (docs/benchmarks.md)", NULL },
+		{ "keep-tmp", 0, 0, G_OPTION_ARG_NONE, &keep, "Keep the temporary directory with every log", NULL },
+		{ "preempt-channels", 0, 0, G_OPTION_ARG_INT, &preempt_channels,
+		  "postcopy-latency: add an arm with x-preempt-channels=N (2..8)", "N" },
+		{ "dst-vcpus", 0, 0, G_OPTION_ARG_INT, &dst_vcpus, "postcopy-latency: the destination's vCPUs (default 2)",
+		  "N" },
+		{ "guest-mib", 0, 0, G_OPTION_ARG_INT, &guest_mib,
+		  "precopy-throughput: guest memory in MiB (64..65536, even; default 2048, 1024 with --quick)", "N" },
+		{ "tcp-congestion", 0, 0, G_OPTION_ARG_STRING, &tcp_cc,
+		  "Every migd's x-tcp-congestion and the raw baselines' (default: migd's, cubic; \"\": the system's)",
+		  "ALGO" },
+		{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	};
+	g_autoptr(GOptionContext) ctx = g_option_context_new("SCENARIO - mig benchmarks");
+	g_autofree char *command = g_strjoinv(" ", argv);
+	g_autoptr(GError) err = NULL;
+	const BenchScenario *sc;
+	Bench b = { 0 };
+	int rc;
+
+	g_option_context_add_main_entries(ctx, entries, NULL);
+	if (!g_option_context_parse(ctx, &argc, &argv, &err))
+		return usage(err->message);
+	if (argc != 2)
+		return usage("expected one SCENARIO");
+	sc = find_scenario(argv[1]);
+	if (!sc) {
+		g_autofree char *why = g_strdup_printf("unknown scenario '%s'", argv[1]);
+
+		return usage(why);
+	}
+	if (runs != -1 && (runs < 1 || runs > 99))
+		return usage("--runs must be 1..99");
+	if (preempt_channels < 1 || preempt_channels > 8)
+		return usage("--preempt-channels must be 1..8");
+	b.preempt_channels = (guint)preempt_channels;
+	if (dst_vcpus < 1 || dst_vcpus > 64)
+		return usage("--dst-vcpus must be 1..64");
+	b.dst_vcpus = (guint)dst_vcpus;
+	/* even: the hugetlb rows are in 2 MiB pages */
+	if (guest_mib && (guest_mib < 64 || guest_mib > 65536 || guest_mib % 2))
+		return usage("--guest-mib must be 64..65536 and even");
+	b.guest_bytes = (guint64)guest_mib << 20;
+	if (tcp_cc && *tcp_cc && mig_io_congestion_usable(tcp_cc) < 0)
+		return usage("--tcp-congestion: not an algorithm this kernel lets us use "
+			     "(net.ipv4.tcp_available_congestion_control)");
+	b.tcp_cc = g_steal_pointer(&tcp_cc);
+	b.runs = runs > 0 ? runs : quick ? 1 : sc->runs ? sc->runs : 3;
+	b.quick = quick;
+	b.keep_tmp = keep;
+	b.json_path = json;
+	b.scenario = sc->name;
+	b.command = g_steal_pointer(&command);
+	b.notes = g_ptr_array_new_with_free_func(g_free);
+	if (!find_binaries(&b, build, &err)) {
+		g_printerr("migbench: %s\n", err->message);
+		bench_clear(&b);
+		return 2;
+	}
+	rc = run_scenario(&b, sc);
+	bench_clear(&b);
+	return rc;
+}
