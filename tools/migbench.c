@@ -18,6 +18,7 @@
 #include "tools/bench/proc.h"
 #include "tools/bench/qmpc.h"
 #include "tools/bench/stats.h"
+#include "migbench-commit.h"
 #include "channels/io.h"
 #include <errno.h>
 #include <math.h>
@@ -1029,8 +1030,12 @@ static void json_head(Bench *b, JsonBuilder *j, guint64 guest_bytes)
 	json_int(j, "guest_bytes", (gint64)guest_bytes);
 	json_builder_set_member_name(j, "mem_prealloc");
 	json_builder_add_boolean_value(j, b->prealloc);
+	json_builder_set_member_name(j, "commit");
+	json_builder_add_string_value(j, MIG_COMMIT);
 	json_builder_set_member_name(j, "host");
 	json_builder_begin_object(j);
+	json_builder_set_member_name(j, "name");
+	json_builder_add_string_value(j, g_get_host_name());
 	json_int(j, "cpus", g_get_num_processors());
 	json_builder_set_member_name(j, "kernel");
 	json_builder_add_string_value(j, u.release);
@@ -1042,7 +1047,25 @@ static void json_head(Bench *b, JsonBuilder *j, guint64 guest_bytes)
 	json_builder_end_array(j);
 }
 
-/* Closes the top object and writes it to --json. */
+/* Draws the plots of the JSON beside it (tools/bench/plot, with gnuplot), which prints
+ * their paths. A picture is a convenience: without one the benchmark stands. */
+static void json_plot(const char *path)
+{
+	const char *plot = g_getenv("MIG_BENCH_PLOT");
+	const char *argv[] = { NULL, path, NULL };
+	g_autoptr(GError) e = NULL;
+	int status;
+
+	if (!plot)
+		plot = g_file_test(MIG_BENCH_PLOT, G_FILE_TEST_IS_EXECUTABLE) ? MIG_BENCH_PLOT : MIG_BENCH_PLOT_INSTALLED;
+	argv[0] = plot;
+	fflush(stdout);
+	if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, NULL, NULL, &status, &e) ||
+	    !g_spawn_check_wait_status(status, &e))
+		g_printerr("migbench: warning: no plots of %s: %s: %s\n", path, plot, e->message);
+}
+
+/* Closes the top object, writes it to --json and plots it. */
 static gboolean json_save(Bench *b, JsonBuilder *j, GError **err)
 {
 	g_autoptr(JsonGenerator) gen = json_generator_new();
@@ -1054,7 +1077,10 @@ static gboolean json_save(Bench *b, JsonBuilder *j, GError **err)
 	json_generator_set_root(gen, root);
 	json_generator_set_pretty(gen, TRUE);
 	text = json_generator_to_data(gen, NULL);
-	return g_file_set_contents(b->json_path, text, -1, err);
+	if (!g_file_set_contents(b->json_path, text, -1, err))
+		return FALSE;
+	json_plot(b->json_path);
+	return TRUE;
 }
 
 static gboolean write_json(Bench *b, guint64 guest_bytes, GError **err)
