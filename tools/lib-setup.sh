@@ -3,11 +3,12 @@
 # prepare the host (huge pages, tracefs, locked memory) and build with meson.
 # Sourced, not executed. Everything here runs as root (developers' machines and CI alike).
 
-# Debian packages the build, the tests and the demo need.
+# Debian packages the build, the tests and the demo need (gnuplot-nox: the plots of
+# migbench and the demo, tools/bench/plot).
 MIG_DEPS=(
 	meson ninja-build pkg-config gcc clang llvm
 	libglib2.0-dev libjson-glib-dev liburing-dev libbpf-dev bpftool libssl-dev
-	systemtap-sdt-dev iproute2 python3 linux-libc-dev
+	systemtap-sdt-dev iproute2 python3 linux-libc-dev gnuplot-nox
 )
 
 # Free 2 MiB huge pages the tests want: two 1 GiB hugetlb guests (1024) plus room for

@@ -1,7 +1,9 @@
 /* What every scenario's report shares: number formatting and the JSON's head, null
  * conventions and saving. */
 #include "tools/bench/runner.h"
+#include "migbench-commit.h"
 #include <math.h>
+#include <stdio.h>
 #include <sys/utsname.h>
 
 char *bench_fmt_num(double v, int decimals)
@@ -63,8 +65,12 @@ void bench_json_head(Bench *b, JsonBuilder *j, guint64 guest_bytes)
 	bench_json_int(j, "guest_bytes", (gint64)guest_bytes);
 	json_builder_set_member_name(j, "mem_prealloc");   /* every destination pre-faults its memory */
 	json_builder_add_boolean_value(j, TRUE);
+	json_builder_set_member_name(j, "commit");
+	json_builder_add_string_value(j, MIG_COMMIT);
 	json_builder_set_member_name(j, "host");
 	json_builder_begin_object(j);
+	json_builder_set_member_name(j, "name");
+	json_builder_add_string_value(j, g_get_host_name());
 	bench_json_int(j, "cpus", g_get_num_processors());
 	json_builder_set_member_name(j, "kernel");
 	json_builder_add_string_value(j, u.release);
@@ -76,7 +82,25 @@ void bench_json_head(Bench *b, JsonBuilder *j, guint64 guest_bytes)
 	json_builder_end_array(j);
 }
 
-/* Closes the top object and writes it to --json. */
+/* Draws the plots of the JSON beside it (tools/bench/plot, with gnuplot), which prints
+ * their paths. A picture is a convenience: without one the benchmark stands. */
+static void json_plot(const char *path)
+{
+	const char *plot = g_getenv("MIG_BENCH_PLOT");
+	const char *argv[] = { NULL, path, NULL };
+	g_autoptr(GError) e = NULL;
+	int status;
+
+	if (!plot)
+		plot = g_file_test(MIG_BENCH_PLOT, G_FILE_TEST_IS_EXECUTABLE) ? MIG_BENCH_PLOT : MIG_BENCH_PLOT_INSTALLED;
+	argv[0] = plot;
+	fflush(stdout);
+	if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, NULL, NULL, &status, &e) ||
+	    !g_spawn_check_wait_status(status, &e))
+		g_printerr("migbench: warning: no plots of %s: %s: %s\n", path, plot, e->message);
+}
+
+/* Closes the top object, writes it to --json and plots it. */
 gboolean bench_json_save(Bench *b, JsonBuilder *j, GError **err)
 {
 	g_autoptr(JsonGenerator) gen = json_generator_new();
@@ -88,5 +112,8 @@ gboolean bench_json_save(Bench *b, JsonBuilder *j, GError **err)
 	json_generator_set_root(gen, root);
 	json_generator_set_pretty(gen, TRUE);
 	text = json_generator_to_data(gen, NULL);
-	return g_file_set_contents(b->json_path, text, -1, err);
+	if (!g_file_set_contents(b->json_path, text, -1, err))
+		return FALSE;
+	json_plot(b->json_path);
+	return TRUE;
 }
