@@ -86,6 +86,9 @@ def check_row(row, want, guest):
 def case_quick():
     with tempfile.TemporaryDirectory(prefix="mig-migbench-", dir=h._tmp_base()) as d:
         top = run_migbench(os.path.join(d, "quick.json"))
+        # migbench plots its JSON beside it (tools/bench/plot, gnuplot from lib-setup)
+        svg = os.path.join(d, "quick-throughput.svg")
+        h.check(os.path.exists(svg) and os.path.getsize(svg) > 0, "no plot %s beside the JSON" % svg)
     guest = GUEST_MIB * h.MiB
     h.check(top["scenario"] == "precopy-throughput" and top["quick"] is True and top["runs"] == 1,
             "scenario/quick/runs: %s %s %s" % (top["scenario"], top["quick"], top["runs"]))
