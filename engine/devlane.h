@@ -11,7 +11,7 @@
  * next one its device needs; in-order chunks always find room, because out-of-order
  * ones may fill the queue only up to one chunk short of the cap. */
 #pragma once
-#include "engine/src_int.h"
+#include "engine/src/src_int.h"
 #include "engine/device_int.h"
 
 #define MIG_DEV_CHUNK (1u << 20)          /* state bytes per chunk */

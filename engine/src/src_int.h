@@ -3,7 +3,7 @@
 #pragma once
 #include "engine/session_int.h"
 #include "engine/multifd.h"
-#include "engine/bulkpace.h"
+#include "engine/src/bulkpace.h"
 #include "channels/uri.h"
 #include <sys/uio.h>
 

@@ -5,12 +5,12 @@
  * continuing right after the last requested page (guests fault near where they
  * faulted before). The source's vCPUs never run again once the destination has. */
 #include "engine/devlane.h"
-#include "engine/src_int.h"
+#include "engine/src/src_int.h"
 #include "engine/postcopy.h"
 #include "engine/bitmap.h"
 #include "engine/probes.h"
 #include "engine/breakhuge.h"
-#include "engine/urgent.h"
+#include "engine/src/urgent.h"
 #include "engine/stream.h"
 #include "channels/frame.h"
 #include "channels/hello.h"

@@ -1,7 +1,7 @@
 /* The source's migration thread: precopy passes over dirty pages until the rest fits
  * the downtime limit, then stop-and-copy. Pages go out straight from guest memory
  * (one writev per batch); zero pages travel as offsets only. */
-#include "engine/src_int.h"
+#include "engine/src/src_int.h"
 #include "engine/bitmap.h"
 #include "engine/stream.h"
 #include "engine/multifd.h"
