@@ -19,7 +19,7 @@ typedef struct Job {
 	MigRamBlock *rb;
 	gsize pages[MIG_MF_MAX_PAGES];
 	guint npages;
-	/* or, with dev_done set, a device-state chunk (devlane_src.c), which the done
+	/* or, with dev_done set, a device-state chunk (devlane.c), which the done
 	 * callback then owns: in dev_buf, or waiting in the pipe dev_pipe */
 	guint8 dev_hdr[MIG_MF_DEV_HDR_MAX];
 	guint dev_hdr_len;

@@ -40,7 +40,7 @@ typedef struct Src {
 	guint64 pass_acked;     /* the last pass the destination has in place (RP_PASS) */
 	guint zero_mode;        /* zero-page-detection: 0 none, 1 legacy, 2 multifd */
 	MfSrc *mf;              /* multifd senders, NULL when multifd is off */
-	struct DevSrc *dev;     /* the device lane (devlane_src.c) */
+	struct DevSrc *dev;     /* the device lane (devlane.c) */
 	MigUri uri;
 	GMutex wlock;           /* main channel writes: the return-path thread sends too */
 	int pre_fds[MIG_PREEMPT_MAX]; /* postcopy-preempt channels (x-preempt-channels) */
