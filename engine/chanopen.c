@@ -15,28 +15,33 @@ static char *chan_name(int type, guint index)
 				     : g_strdup_printf("%s channel %u", mig_chan_type_str(type), index);
 }
 
-int mig_chan_connect(MigSession *s, const MigUri *uri, int type, guint index, GError **err)
+/* The URI as the user wrote it, near enough for an error message. */
+static char *uri_str(const MigUri *uri)
+{
+	if (uri->kind == MIG_URI_UNIX)
+		return g_strdup_printf("unix:%s", uri->path);
+	return g_strdup_printf(strchr(uri->host, ':') ? "tcp:[%s]:%s" : "tcp:%s:%s", uri->host, uri->port);
+}
+
+int mig_chan_connect(const MigUri *uri, const char *congestion, int type, guint index, GError **err)
 {
 	int fd = mig_uri_connect(uri, CONNECT_TIMEOUT_MS);
 
 	if (fd < 0) {
 		g_autofree char *name = chan_name(type, index);
+		g_autofree char *where = uri_str(uri);
 
-		g_set_error(err, MIG_ERROR, -fd, "Failed to connect the %s to '%s': %s", name, s->src_uri, g_strerror(-fd));
+		g_set_error(err, MIG_ERROR, -fd, "Failed to connect the %s to '%s': %s", name, where, g_strerror(-fd));
 		return fd;
 	}
-	mig_chan_set_congestion(s, fd);
+	mig_chan_set_congestion(fd, congestion);
 	return fd;
 }
 
-void mig_chan_set_congestion(MigSession *s, int fd)
+void mig_chan_set_congestion(int fd, const char *algo)
 {
-	g_autofree char *algo = NULL;
 	int rc;
 
-	g_mutex_lock(&s->lock);
-	algo = g_strdup(s->params.x_tcp_congestion);
-	g_mutex_unlock(&s->lock);
 	/* checked when it was set: failing now (a module unloaded since) costs speed, not data */
 	rc = mig_io_set_congestion(fd, algo);
 	if (rc < 0)
@@ -64,9 +69,9 @@ gboolean mig_chan_hello(MigSession *s, int fd, int type, guint index, GError **e
 	return FALSE;
 }
 
-int mig_chan_open(MigSession *s, const MigUri *uri, int type, guint index, GError **err)
+int mig_chan_open(MigSession *s, const MigUri *uri, const char *congestion, int type, guint index, GError **err)
 {
-	int fd = mig_chan_connect(s, uri, type, index, err);
+	int fd = mig_chan_connect(uri, congestion, type, index, err);
 
 	if (fd >= 0 && !mig_chan_hello(s, fd, type, index, err)) {
 		close(fd);

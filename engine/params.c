@@ -1,6 +1,7 @@
 /* Capabilities and parameters, with QEMU's names, defaults and checks. A request is
  * validated whole before anything is applied, so a bad member changes nothing. */
 #include "engine/session_int.h"
+#include "engine/dst/dst.h"
 #include "channels/io.h"
 #include <stddef.h>
 #include <string.h>
@@ -44,9 +45,10 @@ static int cap_lookup(const char *name)
 static gboolean migration_busy(MigSession *s, GError **err)
 {
 	/* a destination that only listens may still be configured, as in QEMU */
-	gboolean listening = s->listen_thread && !s->incoming_started;
+	gboolean started = mig_dst_started(s);
+	gboolean listening = s->dst && !started;
 
-	if ((mig_status_is_active(s->status) && !listening) || s->incoming_started) {
+	if ((mig_status_is_active(s->status) && !listening) || started) {
 		g_set_error(err, MIG_ERROR, EBUSY, "There's a migration process in progress");
 		return TRUE;
 	}
@@ -204,6 +206,15 @@ void mig_params_clear(MigParams *p)
 	g_free(p->x_tcp_congestion);
 }
 
+void mig_params_copy(MigParams *to, const MigParams *from)
+{
+	*to = *from;
+	to->tls_creds = g_strdup(from->tls_creds);
+	to->tls_hostname = g_strdup(from->tls_hostname);
+	to->tls_authz = g_strdup(from->tls_authz);
+	to->x_tcp_congestion = g_strdup(from->x_tcp_congestion);
+}
+
 static const struct param *param_lookup(const char *name)
 {
 	for (gsize i = 0; i < G_N_ELEMENTS(params); i++)
@@ -299,11 +310,7 @@ gboolean mig_session_set_params(MigSession *s, JsonObject *o, GError **err)
 	gboolean ok = TRUE;
 
 	g_mutex_lock(&s->lock);
-	next = s->params;
-	next.tls_creds = g_strdup(s->params.tls_creds);
-	next.tls_hostname = g_strdup(s->params.tls_hostname);
-	next.tls_authz = g_strdup(s->params.tls_authz);
-	next.x_tcp_congestion = g_strdup(s->params.x_tcp_congestion);
+	mig_params_copy(&next, &s->params);
 	for (GList *l = members; l && ok; l = l->next) {
 		const struct param *p = param_lookup(l->data);
 
@@ -314,7 +321,7 @@ gboolean mig_session_set_params(MigSession *s, JsonObject *o, GError **err)
 			ok = parse_value(p, json_object_get_member(o, l->data), &next, err);
 		}
 	}
-	if (ok && next.multifd_channels != s->params.multifd_channels && s->incoming_started) {
+	if (ok && next.multifd_channels != s->params.multifd_channels && mig_dst_started(s)) {
 		g_set_error(err, MIG_ERROR, EBUSY, "multifd-channels cannot change once incoming has started");
 		ok = FALSE;
 	}

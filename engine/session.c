@@ -1,13 +1,12 @@
 /* Session lifecycle, state machine, events and query-migrate. */
 #include "engine/session_int.h"
-#include "channels/uri.h"
-#include "engine/multifd.h"
 #include "engine/device_int.h"
-#include "engine/devlane.h"
+#include "engine/src/src.h"
+#include "engine/dst/dst.h"
+#include "channels/uri.h"
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 G_DEFINE_QUARK(mig-error-quark, mig_error)
@@ -30,25 +29,6 @@ const char *mig_runstate_str(MigRunState r)
 	return (guint)r < G_N_ELEMENTS(names) ? names[r] : "?";
 }
 
-gboolean mig_status_is_active(MigStatus st)
-{
-	switch (st) {
-	case MIG_STATUS_SETUP:
-	case MIG_STATUS_ACTIVE:
-	case MIG_STATUS_DEVICE:
-	case MIG_STATUS_CANCELLING:
-	case MIG_STATUS_PRE_SWITCHOVER:
-	case MIG_STATUS_POSTCOPY_DEVICE:
-	case MIG_STATUS_POSTCOPY_ACTIVE:
-	case MIG_STATUS_POSTCOPY_PAUSED:
-	case MIG_STATUS_POSTCOPY_RECOVER_SETUP:
-	case MIG_STATUS_POSTCOPY_RECOVER:
-		return TRUE;
-	default:
-		return FALSE;
-	}
-}
-
 MigSession *mig_session_new(const char *name)
 {
 	MigSession *s = g_new0(MigSession, 1);
@@ -59,14 +39,6 @@ MigSession *mig_session_new(const char *name)
 	s->ram = g_ptr_array_new();
 	s->devices = g_ptr_array_new_with_free_func((GDestroyNotify)mig_device_free);
 	s->caps[MIG_CAP_X_DEVICE_STATE_LANE] = TRUE;   /* used whenever multifd is on */
-	g_mutex_init(&s->mf_lock);
-	g_mutex_init(&s->rp_lock);
-	for (guint i = 0; i < MIG_PREEMPT_MAX; i++)
-		s->urgent_fd[i] = -1;
-	g_cond_init(&s->mf_cond);
-	s->mf_recv = g_ptr_array_new();
-	s->src_fd = s->dst_fd = s->listen_fd = -1;
-	s->listen_wake[0] = s->listen_wake[1] = -1;
 	s->runstate = MIG_RUN_RUNNING;
 	s->dst_autostart = TRUE;
 	return s;
@@ -77,18 +49,13 @@ void mig_session_free(MigSession *s)
 	if (!s)
 		return;
 	mig_session_cancel(s, NULL);
-	if (s->src_thread)
-		g_thread_join(s->src_thread);
+	if (s->src)
+		mig_src_free(g_steal_pointer(&s->src));
 	mig_dst_shutdown(s);
 	mig_params_clear(&s->params);
 	g_ptr_array_free(s->ram, TRUE);
 	g_ptr_array_free(s->devices, TRUE);
-	g_ptr_array_free(s->mf_recv, TRUE);
-	g_mutex_clear(&s->mf_lock);
-	g_mutex_clear(&s->rp_lock);
-	g_cond_clear(&s->mf_cond);
 	g_free(s->error);
-	g_free(s->src_uri);
 	g_free(s->name);
 	g_mutex_clear(&s->lock);
 	g_free(s);
@@ -207,7 +174,7 @@ gboolean mig_session_vm_cont(MigSession *s, GError **err)
 		g_set_error(err, MIG_ERROR, EBUSY, "Migration is not finished yet");
 		ok = FALSE;
 	} else if (s->runstate != MIG_RUN_RUNNING) {
-		mig_dev_dst_run(s);   /* stopped devices run again with the vCPUs */
+		mig_dst_cont(s);   /* stopped devices run again with the vCPUs */
 		s->vm->cont(s->vm_opaque);
 		mig_set_runstate_locked(s, MIG_RUN_RUNNING);
 	}
@@ -229,7 +196,7 @@ gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 		g_set_error(err, MIG_ERROR, EBUSY, "There's a migration process in progress");
 		return FALSE;
 	}
-	if (s->runstate == MIG_RUN_INMIGRATE || s->listen_thread) {
+	if (s->runstate == MIG_RUN_INMIGRATE || s->dst) {
 		g_mutex_unlock(&s->lock);
 		g_set_error(err, MIG_ERROR, EBUSY, "Guest is waiting for an incoming migration");
 		return FALSE;
@@ -238,17 +205,14 @@ gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 		g_mutex_unlock(&s->lock);
 		return FALSE;
 	}
-	if (s->src_thread) {
-		GThread *t = s->src_thread;
+	if (s->src) {
+		struct Src *old = g_steal_pointer(&s->src);
 
-		s->src_thread = NULL;
 		g_mutex_unlock(&s->lock);
-		g_thread_join(t);
+		mig_src_free(old);
 		g_mutex_lock(&s->lock);
 	}
 	g_clear_pointer(&s->error, g_free);
-	g_free(s->src_uri);
-	s->src_uri = g_strdup(uri);
 	s->cancel = FALSE;
 	s->start_postcopy = FALSE;
 	memset(&s->stats, 0, sizeof(s->stats));
@@ -258,7 +222,7 @@ gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 	for (int i = 0; i < 16; i++)
 		s->session_id[i] = (guint8)g_random_int();
 	mig_set_status_locked(s, MIG_STATUS_SETUP);
-	s->src_thread = g_thread_new("mig/src/main", mig_src_thread, s);
+	s->src = mig_src_start(s, uri);
 	g_mutex_unlock(&s->lock);
 	return TRUE;
 }
@@ -306,10 +270,8 @@ gboolean mig_session_cancel(MigSession *s, GError **err)
 		s->cancel = TRUE;
 		mig_set_status_locked(s, MIG_STATUS_CANCELLING);
 		/* unblocks a send or receive stuck on the peer */
-		if (s->src_fd >= 0)
-			shutdown(s->src_fd, SHUT_RDWR);
-		if (s->src_mf)
-			mig_mf_src_abort(s->src_mf);
+		if (s->src)
+			mig_src_cancel(s->src);
 	}
 	g_mutex_unlock(&s->lock);
 	return TRUE;
@@ -386,10 +348,10 @@ static void add_ram_stats(MigSession *s, JsonBuilder *b, gboolean done)
 	add_int(b, "x-device-chunks-in-flight-peak", (gint64)mig_atomic_get(&st->x_device_in_flight_peak));
 	add_int(b, "x-break-huge-drops", (gint64)mig_atomic_get(&st->x_break_huge_drops));
 	add_int(b, "x-urgent-skipped", (gint64)mig_atomic_get(&st->x_urgent_skipped));
-	if (mig_preempt_channels(s)) {
+	if (mig_preempt_channels(s, &s->params)) {
 		json_builder_set_member_name(b, "x-preempt-channel-requests");
 		json_builder_begin_array(b);
-		for (guint i = 0; i < mig_preempt_channels(s); i++)
+		for (guint i = 0; i < mig_preempt_channels(s, &s->params); i++)
 			json_builder_add_int_value(b, (gint64)mig_atomic_get(&st->x_urgent_lane_requests[i]));
 		json_builder_end_array(b);
 	}
@@ -421,8 +383,8 @@ JsonNode *mig_session_query_migrate(MigSession *s)
 
 	json_builder_begin_object(b);
 	g_mutex_lock(&s->lock);
-	if (s->status != MIG_STATUS_NONE || s->listen_thread) {
-		gboolean src = s->src_thread != NULL;
+	if (s->status != MIG_STATUS_NONE || s->dst) {
+		gboolean src = s->src != NULL;
 		gboolean done = s->status == MIG_STATUS_COMPLETED;
 
 		json_builder_set_member_name(b, "status");
@@ -454,7 +416,7 @@ JsonNode *mig_session_query_migrate(MigSession *s)
 		if (!src)
 			mig_dst_query(s, b);
 		mig_dev_query(s, src, b);
-		if (src || s->incoming_started) {
+		if (src || mig_dst_started(s)) {
 			char hex[33];
 
 			for (int i = 0; i < 16; i++)

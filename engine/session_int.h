@@ -76,7 +76,6 @@ struct MigSession {
 	GMutex lock;               /* status, runstate, error, fds, threads */
 	MigStatus status;
 	MigRunState runstate;
-	gboolean vm_was_running;   /* before the migration stopped it */
 	gboolean dst_autostart;    /* run the guest once incoming completes (stop clears it) */
 	char *error;
 	gboolean cancel;           /* set by migrate_cancel; threads poll it */
@@ -96,40 +95,10 @@ struct MigSession {
 	MigStats stats;
 	guint8 session_id[16];
 
-	/* source */
-	GThread *src_thread;
-	char *src_uri;
-	int src_fd;
-
-	/* destination */
-	GThread *listen_thread;
-	GThread *dst_thread;
-	int listen_fd;
-	int listen_wake[2];        /* pipe: wakes the listener to quit */
-	int dst_fd;
-	char *listen_uri;          /* the address actually bound */
-	gboolean incoming_started; /* a main channel was accepted */
-	gulong **received;         /* per block: pages received (set atomically) */
-
-	/* destination multifd (multifd_dst.c); mf_lock nests inside lock, never around it */
-	GMutex mf_lock;
-	GCond mf_cond;
-	GPtrArray *mf_recv;        /* MfRecv*, by arrival */
-	guint mf_expected;         /* channels this destination takes (0: multifd off) */
-	guint64 mf_connected;      /* bit i: multifd channel i was admitted (under lock) */
-	guint mf_synced;           /* channels parked at the current sync point */
-	guint64 mf_released;       /* last pass every channel was released from */
-	gboolean mf_setup_done;    /* SETUP was loaded: receivers may place pages */
-	gboolean mf_quit;
-	struct MfSrc *src_mf;      /* source multifd senders, for cancel */
-
-	/* destination postcopy (postcopy_dst.c) */
-	struct PcDst *pc;
-	struct DevDst *devdst;     /* destination device lane (devlane_dst.c) */
-	GMutex rp_lock;            /* return-path writes: loader and fault thread */
-	GThread *urgent_thread[MIG_PREEMPT_MAX];  /* mig/dst/urg/N: preempt channel N's loader */
-	int urgent_fd[MIG_PREEMPT_MAX];
-	guint urgent_expected;     /* preempt channels this destination takes (0: preempt off) */
+	/* the running half (engine/src/src.h, engine/dst/dst.h), set under lock; each owns
+	 * its threads, channels and a snapshot of params taken when the migration began */
+	struct Src *src;
+	struct Dst *dst;
 };
 
 static inline void mig_bitmap_set_atomic(gulong *map, gsize i)
@@ -142,9 +111,9 @@ static inline void mig_atomic_add(guint64 *p, guint64 v) { __atomic_add_fetch(p,
 static inline void mig_atomic_set(guint64 *p, guint64 v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 
 /* Urgent channels a migration uses: x-preempt-channels with postcopy-preempt, else 0. */
-static inline guint mig_preempt_channels(const MigSession *s)
+static inline guint mig_preempt_channels(const MigSession *s, const MigParams *p)
 {
-	return s->caps[MIG_CAP_POSTCOPY_PREEMPT] ? (guint)s->params.x_preempt_channels : 0;
+	return s->caps[MIG_CAP_POSTCOPY_PREEMPT] ? (guint)p->x_preempt_channels : 0;
 }
 
 /* State changes (emit MIGRATION when the events capability is on). Call with lock held. */
@@ -152,24 +121,41 @@ void mig_set_status_locked(MigSession *s, MigStatus st);
 void mig_set_status(MigSession *s, MigStatus st);
 void mig_emit(MigSession *s, const char *name, JsonNode *data);
 void mig_set_runstate_locked(MigSession *s, MigRunState r);
-gboolean mig_status_is_active(MigStatus st);
+
+static inline gboolean mig_status_is_active(MigStatus st)
+{
+	switch (st) {
+	case MIG_STATUS_SETUP:
+	case MIG_STATUS_ACTIVE:
+	case MIG_STATUS_DEVICE:
+	case MIG_STATUS_CANCELLING:
+	case MIG_STATUS_PRE_SWITCHOVER:
+	case MIG_STATUS_POSTCOPY_DEVICE:
+	case MIG_STATUS_POSTCOPY_ACTIVE:
+	case MIG_STATUS_POSTCOPY_PAUSED:
+	case MIG_STATUS_POSTCOPY_RECOVER_SETUP:
+	case MIG_STATUS_POSTCOPY_RECOVER:
+		return TRUE;
+	default:
+		return FALSE;
+	}
+}
 
 void mig_params_init(MigParams *p);
 void mig_params_clear(MigParams *p);
+/* A migration's own copy (strings duplicated): what it runs with from its start. */
+void mig_params_copy(MigParams *to, const MigParams *from);
 /* At migrate / migrate-incoming: parameters that need a capability. Call with lock held. */
 gboolean mig_params_check_lanes(MigSession *s, GError **err);
 
-/* source (migrate_src.c) and destination (migrate_dst.c) entry points */
-gpointer mig_src_thread(gpointer s);
-gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err);
-void mig_dst_shutdown(MigSession *s);
-void mig_dst_query(MigSession *s, JsonBuilder *b);
 gboolean mig_session_start_postcopy(MigSession *s, GError **err);
 
-/* chanopen.c: a source channel is a connect plus this session's typed hello. */
+/* chanopen.c: a source channel is a connect plus this session's typed hello.
+ * congestion: the migration's x-tcp-congestion. */
 struct MigUri;
-int mig_chan_connect(MigSession *s, const struct MigUri *uri, int type, guint index, GError **err);
+int mig_chan_connect(const struct MigUri *uri, const char *congestion, int type, guint index, GError **err);
 /* x-tcp-congestion onto a channel's socket (either side). */
-void mig_chan_set_congestion(MigSession *s, int fd);
+void mig_chan_set_congestion(int fd, const char *algo);
 gboolean mig_chan_hello(MigSession *s, int fd, int type, guint index, GError **err);
-int mig_chan_open(MigSession *s, const struct MigUri *uri, int type, guint index, GError **err);
+int mig_chan_open(MigSession *s, const struct MigUri *uri, const char *congestion, int type, guint index,
+		  GError **err);

@@ -11,7 +11,11 @@
   reason naming the channel, keeps running, and its guest is intact.
 - x-tcp-congestion: an algorithm the kernel lacks is refused and changes nothing; one
   it has is what every channel socket of both sides uses (as ss(8) reports it), and the
-  default is cubic where the kernel has it."""
+  default is cubic where the kernel has it.
+- A migration runs with the parameters of its start: multifd-channels and
+  x-debug-drop-pages changed on the source mid-migration are accepted (as QEMU accepts
+  migrate-set-parameters at any time) but neither adds a sender nor loses a page, while
+  the destination refuses a new multifd-channels once incoming has started."""
 import os
 import re
 import socket
@@ -65,17 +69,24 @@ def case_hugetlb():
     migrate_matrix("hugetlb")
 
 
+def migrate_slowly(src, dst):
+    """Two channels at 16 MiB/s: a migration that stays active a while. Returns once
+    multifd data flows; the destination's URI."""
+    setup(src, 2)
+    setup(dst, 2)
+    src.set_params({"max-bandwidth": 16 * h.MiB})
+    uri = dst.listen_uri()
+    src.cmd("migrate", uri=uri)
+    dst.wait_status("active", timeout=30)
+    h.wait_until(lambda: (src.query_migrate().get("ram") or {}).get("multifd-bytes", 0) > 0,
+                 30, "multifd data to flow")
+    return uri
+
+
 def case_bad_channels_refused():
     with h.Migd("src", h.guest_args("256M", workload="seq")) as src, \
          h.Migd("dst", h.guest_args("256M", incoming="tcp:127.0.0.1:0")) as dst:
-        setup(src, 2)
-        setup(dst, 2)
-        src.set_params({"max-bandwidth": 16 * h.MiB})
-        uri = dst.listen_uri()
-        src.cmd("migrate", uri=uri)
-        dst.wait_status("active", timeout=30)
-        h.wait_until(lambda: (src.query_migrate().get("ram") or {}).get("multifd-bytes", 0) > 0,
-                     30, "multifd data to flow")
+        uri = migrate_slowly(src, dst)
         sid = bytes.fromhex(dst.query_migrate()["x-session-id"])
         h.expect_hello_refused(uri, h.hello(chan_type=h.CHAN_MULTIFD, index=5, session=sid), BAD_INDEX, "index 5 of 2")
         h.expect_hello_refused(uri, h.hello(chan_type=h.CHAN_MULTIFD, index=0, session=sid), DUPLICATE, "index 0 again")
@@ -249,6 +260,40 @@ def case_tcp_congestion():
         h.check_migrated(src, dst, info, size=SIZE)
 
 
+def sender_threads(pid):
+    names = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                names.append(f.read().strip())
+        except FileNotFoundError:
+            pass        # the thread ended meanwhile
+    return sorted(n for n in names if n.startswith("mig/src/send/"))
+
+
+def case_params_snapshot():
+    with h.Migd("src", h.guest_args("256M", workload="seq")) as src, \
+         h.Migd("dst", h.guest_args("256M", incoming="tcp:127.0.0.1:0")) as dst:
+        migrate_slowly(src, dst)
+        src.set_params({"multifd-channels": 8, "x-debug-drop-pages": 1000})
+        h.check(query_param(src, "multifd-channels") == 8, "the source did not take multifd-channels=8")
+        try:
+            dst.set_params({"multifd-channels": 8})
+            h.check(False, "the destination took a new multifd-channels while incoming runs")
+        except h.QmpError as e:
+            h.check("incoming has started" in str(e), "unclear refusal: %s" % e)
+        # passes go on after the change: several of them must still run on two senders
+        passes = src.query_migrate()["ram"]["dirty-sync-count"]
+        h.wait_until(lambda: src.query_migrate()["ram"]["dirty-sync-count"] >= passes + 2, 60,
+                     "two more passes")
+        threads = sender_threads(src.pid())
+        h.check(threads == ["mig/src/send/0", "mig/src/send/1"], "senders after the change: %s" % threads)
+        src.set_params(h.FAST_PARAMS)
+        info = src.wait_status("completed", timeout=120)
+        # x-debug-drop-pages from the start (0) rules: no page lost, the guest intact
+        h.check_migrated(src, dst, info, size=SIZE)
+
+
 if __name__ == "__main__":
     h.main([case_anon, case_memfd, case_hugetlb, case_bad_channels_refused, case_kill_one_channel,
-            case_tcp_congestion])
+            case_tcp_congestion, case_params_snapshot])

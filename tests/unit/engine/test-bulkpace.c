@@ -1,6 +1,6 @@
-/* Postcopy bulk pacing (engine/bulkpace.h): bulk yields the link to urgent traffic at
+/* Postcopy bulk pacing (engine/src/bulkpace.h): bulk yields the link to urgent traffic at
  * once, takes it back slowly, never starves, and is left alone between windows. */
-#include "engine/bulkpace.h"
+#include "engine/src/bulkpace.h"
 #include <glib.h>
 
 #define LINK 125000000ull   /* 1 Gbit/s in bytes/s */

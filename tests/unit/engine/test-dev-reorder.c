@@ -9,7 +9,9 @@
  * for a small case, in seeded random orders for larger ones, and from several channel
  * threads at once against the smallest queue. */
 #include "bounded.h"
-#include "engine/devlane.h"
+#include "dst-fixture.h"
+#include "engine/dst/devlane.h"
+#include "engine/src/devlane.h"
 #include "channels/frame.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -109,6 +111,7 @@ static void rx_init(Rx *r, guint ndev, guint64 max_queued)
 		g_assert_true(mig_session_add_device(r->s, d->id, &tdev_ops, d, &err));
 	}
 	r->s->params.x_device_max_queued = max_queued;
+	test_dst_new(r->s);
 	r->cap = MAX(max_queued, 2ull * MIG_DEV_CHUNK);
 	mig_dev_setup_append(r->s, setup);
 	g_assert_true(mig_dev_dst_setup(r->s, setup->data, setup->len, &off, &err));

@@ -7,8 +7,9 @@
  * SYNC(n): otherwise a page's copy of pass n + 1 on one channel can land before the
  * copy of pass n still on its way on another, and the older one wins. */
 #include "bounded.h"
+#include "dst-fixture.h"
 #include "engine/bitmap.h"
-#include "engine/multifd.h"
+#include "engine/dst/multifd.h"
 #include "channels/frame.h"
 #include <errno.h>
 #include <string.h>
@@ -42,9 +43,10 @@ static void fx_init(Fx *f, guint n)
 	f->rb = mig_ram_block_new("ram", NPAGES * (gsize)sysconf(_SC_PAGESIZE), MIG_MEM_ANON, 0, &err);
 	g_assert_no_error(err);
 	mig_session_add_ram(s, f->rb);
-	s->received = g_new0(gulong *, 1);
-	s->received[0] = mig_bitmap_new(NPAGES);
-	s->mf_expected = n;
+	test_dst_new(s);
+	s->dst->received = g_new0(gulong *, 1);
+	s->dst->received[0] = mig_bitmap_new(NPAGES);
+	s->dst->mf_expected = n;
 	for (guint i = 0; i < n; i++) {
 		int sv[2];
 
@@ -53,10 +55,10 @@ static void fx_init(Fx *f, guint n)
 		f->rx[i] = sv[1];
 		mig_mf_dst_add(s, i, sv[1]);
 	}
-	g_mutex_lock(&s->mf_lock);
-	s->mf_setup_done = TRUE;
-	g_cond_broadcast(&s->mf_cond);
-	g_mutex_unlock(&s->mf_lock);
+	g_mutex_lock(&s->dst->mf_lock);
+	s->dst->mf_setup_done = TRUE;
+	g_cond_broadcast(&s->dst->mf_cond);
+	g_mutex_unlock(&s->dst->mf_lock);
 }
 
 static gpointer join_main(gpointer s)
@@ -121,9 +123,9 @@ static guint synced(Fx *f)
 {
 	guint n;
 
-	g_mutex_lock(&f->s->mf_lock);
-	n = f->s->mf_synced;
-	g_mutex_unlock(&f->s->mf_lock);
+	g_mutex_lock(&f->s->dst->mf_lock);
+	n = f->s->dst->mf_synced;
+	g_mutex_unlock(&f->s->dst->mf_lock);
 	return n;
 }
 

@@ -8,7 +8,7 @@
  * SIOCOUTQ, which makes a lane's load something the test controls; one case runs over
  * loopback TCP as the engine does. */
 #include "bounded.h"
-#include "engine/urgent.h"
+#include "engine/src/urgent.h"
 #include "engine/stream.h"
 #include "channels/frame.h"
 #include "channels/io.h"

@@ -1,9 +1,10 @@
 /* multifd receivers: each channel's thread reads packets straight into guest memory
  * and parks at every sync point until the main channel says the whole pass is in. */
-#include "engine/multifd.h"
+#include "engine/dst/multifd.h"
+#include "engine/dst/postcopy.h"
+#include "engine/dst/devlane.h"
+#include "engine/dst/breakhuge.h"
 #include "engine/bitmap.h"
-#include "engine/postcopy.h"
-#include "engine/devlane.h"
 #include "channels/frame.h"
 #include "channels/io.h"
 #include <errno.h>
@@ -40,11 +41,11 @@ static gboolean wait_setup(MfRecv *r)
 	MigSession *s = r->s;
 	gboolean ok;
 
-	g_mutex_lock(&s->mf_lock);
-	while (!s->mf_setup_done && !s->mf_quit)
-		g_cond_wait(&s->mf_cond, &s->mf_lock);
-	ok = !s->mf_quit;
-	g_mutex_unlock(&s->mf_lock);
+	g_mutex_lock(&s->dst->mf_lock);
+	while (!s->dst->mf_setup_done && !s->dst->mf_quit)
+		g_cond_wait(&s->dst->mf_cond, &s->dst->mf_lock);
+	ok = !s->dst->mf_quit;
+	g_mutex_unlock(&s->dst->mf_lock);
 	return ok;
 }
 
@@ -109,9 +110,9 @@ static gboolean recv_pages(MfRecv *r, guint32 len, GError **err)
 		gsize pg = offs[i] / rb->page_size;
 
 		/* fresh memory is zero already; only a page that got data earlier needs it */
-		if (i >= nn && mig_bitmap_test(s->received[bi], pg))
+		if (i >= nn && mig_bitmap_test(s->dst->received[bi], pg))
 			memset(rb->host + offs[i], 0, rb->page_size);
-		mig_bitmap_set_atomic(s->received[bi], pg);
+		mig_bitmap_set_atomic(s->dst->received[bi], pg);
 	}
 	mig_atomic_add(&s->stats.transferred, MIG_FRAME_HDR_LEN + len);
 	return TRUE;
@@ -128,18 +129,18 @@ static gboolean recv_sync(MfRecv *r, guint32 len, GError **err)
 	if ((rc = mig_io_read_full(r->fd, &pass, 8)) < 0)
 		return recv_fail(r, err, -rc, "stream truncated: %s", g_strerror(-rc));
 	pass = GUINT64_FROM_BE(pass);
-	g_mutex_lock(&s->mf_lock);
-	if (pass != s->mf_released + 1) {
-		g_mutex_unlock(&s->mf_lock);
+	g_mutex_lock(&s->dst->mf_lock);
+	if (pass != s->dst->mf_released + 1) {
+		g_mutex_unlock(&s->dst->mf_lock);
 		return recv_fail(r, err, EPROTO, "sync for pass %" G_GUINT64_FORMAT " while pass %" G_GUINT64_FORMAT " is due",
-				 pass, s->mf_released + 1);
+				 pass, s->dst->mf_released + 1);
 	}
-	s->mf_synced++;
-	g_cond_broadcast(&s->mf_cond);
+	s->dst->mf_synced++;
+	g_cond_broadcast(&s->dst->mf_cond);
 	/* nothing of the next pass may land before every channel finished this one */
-	while (s->mf_released < pass && !s->mf_quit)
-		g_cond_wait(&s->mf_cond, &s->mf_lock);
-	g_mutex_unlock(&s->mf_lock);
+	while (s->dst->mf_released < pass && !s->dst->mf_quit)
+		g_cond_wait(&s->dst->mf_cond, &s->dst->mf_lock);
+	g_mutex_unlock(&s->dst->mf_lock);
 	return TRUE;
 }
 
@@ -175,26 +176,21 @@ static gpointer recv_main(gpointer opaque)
 			ok = recv_fail(r, &err, EPROTO, "unknown packet type %u", h.type);
 		if (!ok)
 			break;
-		g_mutex_lock(&s->mf_lock);
-		ok = !s->mf_quit;
-		g_mutex_unlock(&s->mf_lock);
+		g_mutex_lock(&s->dst->mf_lock);
+		ok = !s->dst->mf_quit;
+		g_mutex_unlock(&s->dst->mf_lock);
 		if (!ok)
 			break;
 	}
 	if (err) {
 		gboolean quitting;
 
-		g_mutex_lock(&s->mf_lock);
-		quitting = s->mf_quit;
-		g_mutex_unlock(&s->mf_lock);
+		g_mutex_lock(&s->dst->mf_lock);
+		quitting = s->dst->mf_quit;
+		g_mutex_unlock(&s->dst->mf_lock);
 		if (!quitting) {
-			mig_session_report_error(s, "%s", err->message);
+			mig_dst_fail(s, err->message);
 			mig_mf_dst_abort(s);
-			/* the main channel's loader notices and answers the source */
-			g_mutex_lock(&s->lock);
-			if (s->dst_fd >= 0)
-				shutdown(s->dst_fd, SHUT_RD);
-			g_mutex_unlock(&s->lock);
 		}
 	}
 	return NULL;
@@ -208,10 +204,10 @@ void mig_mf_dst_add(MigSession *s, guint index, int fd)
 	r->s = s;
 	r->index = index;
 	r->fd = fd;
-	g_mutex_lock(&s->mf_lock);
-	g_ptr_array_add(s->mf_recv, r);
+	g_mutex_lock(&s->dst->mf_lock);
+	g_ptr_array_add(s->dst->mf_recv, r);
 	r->thread = g_thread_new(name, recv_main, r);
-	g_mutex_unlock(&s->mf_lock);
+	g_mutex_unlock(&s->dst->mf_lock);
 }
 
 gboolean mig_mf_dst_barrier(MigSession *s, guint64 pass, GError **err)
@@ -219,47 +215,47 @@ gboolean mig_mf_dst_barrier(MigSession *s, guint64 pass, GError **err)
 	gint64 end = g_get_monotonic_time() + 30 * G_TIME_SPAN_SECOND;
 	gboolean ok = TRUE;
 
-	if (!s->mf_expected)
+	if (!s->dst->mf_expected)
 		return TRUE;
-	g_mutex_lock(&s->mf_lock);
-	while (s->mf_synced < s->mf_expected && !s->mf_quit) {
-		if (!g_cond_wait_until(&s->mf_cond, &s->mf_lock, end)) {
+	g_mutex_lock(&s->dst->mf_lock);
+	while (s->dst->mf_synced < s->dst->mf_expected && !s->dst->mf_quit) {
+		if (!g_cond_wait_until(&s->dst->mf_cond, &s->dst->mf_lock, end)) {
 			g_set_error(err, MIG_ERROR, ETIMEDOUT,
 				    "pass %" G_GUINT64_FORMAT ": only %u of %u multifd channels reached the sync point",
-				    pass, s->mf_synced, s->mf_expected);
+				    pass, s->dst->mf_synced, s->dst->mf_expected);
 			ok = FALSE;
 			break;
 		}
 	}
-	if (ok && s->mf_quit) {
+	if (ok && s->dst->mf_quit) {
 		g_set_error(err, MIG_ERROR, EIO, "a multifd channel failed");
 		ok = FALSE;
 	}
 	if (ok) {
-		s->mf_synced = 0;
-		s->mf_released = pass;
-		g_cond_broadcast(&s->mf_cond);
+		s->dst->mf_synced = 0;
+		s->dst->mf_released = pass;
+		g_cond_broadcast(&s->dst->mf_cond);
 	}
-	g_mutex_unlock(&s->mf_lock);
+	g_mutex_unlock(&s->dst->mf_lock);
 	return ok;
 }
 
 void mig_mf_dst_abort(MigSession *s)
 {
-	g_mutex_lock(&s->mf_lock);
-	s->mf_quit = TRUE;
-	for (guint i = 0; s->mf_recv && i < s->mf_recv->len; i++)
-		shutdown(((MfRecv *)g_ptr_array_index(s->mf_recv, i))->fd, SHUT_RDWR);
-	g_cond_broadcast(&s->mf_cond);
-	g_mutex_unlock(&s->mf_lock);
+	g_mutex_lock(&s->dst->mf_lock);
+	s->dst->mf_quit = TRUE;
+	for (guint i = 0; s->dst->mf_recv && i < s->dst->mf_recv->len; i++)
+		shutdown(((MfRecv *)g_ptr_array_index(s->dst->mf_recv, i))->fd, SHUT_RDWR);
+	g_cond_broadcast(&s->dst->mf_cond);
+	g_mutex_unlock(&s->dst->mf_lock);
 	/* a receiver may be waiting for room in the device lane */
 	mig_dev_dst_abort(s);
 }
 
 void mig_mf_dst_join(MigSession *s)
 {
-	for (guint i = 0; s->mf_recv && i < s->mf_recv->len; i++) {
-		MfRecv *r = g_ptr_array_index(s->mf_recv, i);
+	for (guint i = 0; s->dst->mf_recv && i < s->dst->mf_recv->len; i++) {
+		MfRecv *r = g_ptr_array_index(s->dst->mf_recv, i);
 
 		g_thread_join(r->thread);
 		close(r->fd);
@@ -267,6 +263,6 @@ void mig_mf_dst_join(MigSession *s)
 		mig_huge_asm_clear(&r->hasm);
 		g_free(r);
 	}
-	if (s->mf_recv)
-		g_ptr_array_set_size(s->mf_recv, 0);
+	if (s->dst->mf_recv)
+		g_ptr_array_set_size(s->dst->mf_recv, 0);
 }

@@ -1,12 +1,12 @@
 /* The destination: a listener thread that admits channels by their typed hello, and a
  * loader thread that reads the main channel straight into guest memory. */
-#include "engine/session_int.h"
+#include "engine/dst/dst_int.h"
+#include "engine/dst/multifd.h"
+#include "engine/dst/postcopy.h"
+#include "engine/dst/breakhuge.h"
+#include "engine/dst/devlane.h"
 #include "engine/bitmap.h"
 #include "engine/stream.h"
-#include "engine/multifd.h"
-#include "engine/postcopy.h"
-#include "engine/breakhuge.h"
-#include "engine/devlane.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
 #include "channels/io.h"
@@ -57,7 +57,7 @@ static gboolean fail(GError **err, int code, const char *fmt, ...)
  * the channels are still being set up. Call with s->lock held. */
 static int admit_multifd(MigSession *s, const MigHello *h, const char **why)
 {
-	if (!s->incoming_started) {
+	if (!s->dst->incoming_started) {
 		*why = "no main channel yet: multifd channels follow the main channel";
 		return MIG_HELLO_NOT_EXPECTED;
 	}
@@ -65,23 +65,23 @@ static int admit_multifd(MigSession *s, const MigHello *h, const char **why)
 		*why = "multifd channel of another migration session";
 		return MIG_HELLO_FOREIGN_SESSION;
 	}
-	if (!s->mf_expected) {
+	if (!s->dst->mf_expected) {
 		*why = "multifd is not enabled on the destination";
 		return MIG_HELLO_NOT_EXPECTED;
 	}
-	if (h->index >= s->mf_expected) {
+	if (h->index >= s->dst->mf_expected) {
 		*why = "multifd channel index out of range of multifd-channels";
 		return MIG_HELLO_BAD_INDEX;
 	}
-	if (s->mf_connected & (1ull << h->index)) {
+	if (s->dst->mf_connected & (1ull << h->index)) {
 		*why = "duplicate multifd channel index";
 		return MIG_HELLO_DUPLICATE;
 	}
-	if (s->status != MIG_STATUS_ACTIVE || s->mf_released) {
+	if (s->status != MIG_STATUS_ACTIVE || s->dst->mf_released) {
 		*why = "the migration is past setting up its channels";
 		return MIG_HELLO_NOT_EXPECTED;
 	}
-	s->mf_connected |= 1ull << h->index;
+	s->dst->mf_connected |= 1ull << h->index;
 	return MIG_HELLO_OK;
 }
 
@@ -90,23 +90,23 @@ static int admit_multifd(MigSession *s, const MigHello *h, const char **why)
  * for its reply, before it sends a page). Call with s->lock held. */
 static int admit_preempt(MigSession *s, const MigHello *h, const char **why)
 {
-	if (!s->incoming_started || memcmp(h->session, s->session_id, sizeof(h->session))) {
+	if (!s->dst->incoming_started || memcmp(h->session, s->session_id, sizeof(h->session))) {
 		*why = "preempt channel of no running migration session";
-		return s->incoming_started ? MIG_HELLO_FOREIGN_SESSION : MIG_HELLO_NOT_EXPECTED;
+		return s->dst->incoming_started ? MIG_HELLO_FOREIGN_SESSION : MIG_HELLO_NOT_EXPECTED;
 	}
-	if (!s->urgent_expected) {
+	if (!s->dst->urgent_expected) {
 		*why = "postcopy-preempt is not enabled on the destination";
 		return MIG_HELLO_NOT_EXPECTED;
 	}
-	if (h->index >= s->urgent_expected) {
+	if (h->index >= s->dst->urgent_expected) {
 		*why = "preempt channel index out of range of x-preempt-channels";
 		return MIG_HELLO_BAD_INDEX;
 	}
-	if (s->urgent_fd[h->index] >= 0) {
+	if (s->dst->urgent_fd[h->index] >= 0) {
 		*why = "duplicate preempt channel index";
 		return MIG_HELLO_DUPLICATE;
 	}
-	if (s->status != MIG_STATUS_ACTIVE || s->pc) {
+	if (s->status != MIG_STATUS_ACTIVE || s->dst->pc) {
 		*why = "the migration is past setting up its channels";
 		return MIG_HELLO_NOT_EXPECTED;
 	}
@@ -138,13 +138,13 @@ static int admit(MigSession *s, int fd, guint *index)
 		} else if (h.type == MIG_CHAN_PREEMPT) {
 			status = admit_preempt(s, &h, &why);
 			if (status == MIG_HELLO_OK) {
-				s->urgent_fd[h.index] = fd;
+				s->dst->urgent_fd[h.index] = fd;
 				ok = MIG_CHAN_PREEMPT;
 			}
 		} else if (h.type != MIG_CHAN_MAIN) {
 			status = MIG_HELLO_NOT_EXPECTED;
 			why = "this channel type is not enabled on the destination";
-		} else if (s->incoming_started) {
+		} else if (s->dst->incoming_started) {
 			int foreign = memcmp(h.session, s->session_id, sizeof(h.session)) != 0;
 
 			status = foreign ? MIG_HELLO_FOREIGN_SESSION : MIG_HELLO_DUPLICATE;
@@ -155,11 +155,12 @@ static int admit(MigSession *s, int fd, guint *index)
 			why = "main channel must have index 0";
 		} else {
 			memcpy(s->session_id, h.session, sizeof(s->session_id));
-			s->incoming_started = TRUE;
-			s->dst_fd = fd;
 			/* capabilities and parameters are latched here, when the migration begins */
-			s->mf_expected = s->caps[MIG_CAP_MULTIFD] ? (guint)s->params.multifd_channels : 0;
-			s->urgent_expected = mig_preempt_channels(s);
+			mig_params_copy(&s->dst->p, &s->params);
+			s->dst->incoming_started = TRUE;
+			s->dst->fd = fd;
+			s->dst->mf_expected = s->caps[MIG_CAP_MULTIFD] ? (guint)s->dst->p.multifd_channels : 0;
+			s->dst->urgent_expected = mig_preempt_channels(s, &s->dst->p);
 			mig_set_status_locked(s, MIG_STATUS_ACTIVE);
 			ok = MIG_CHAN_MAIN;
 		}
@@ -178,14 +179,25 @@ static int admit(MigSession *s, int fd, guint *index)
 	return ok;
 }
 
+/* Until a migration starts, the setting of the moment; then the migration's own. */
+static void set_congestion(MigSession *s, int fd)
+{
+	g_autofree char *algo = NULL;
+
+	g_mutex_lock(&s->lock);
+	algo = g_strdup(s->dst->incoming_started ? s->dst->p.x_tcp_congestion : s->params.x_tcp_congestion);
+	g_mutex_unlock(&s->lock);
+	mig_chan_set_congestion(fd, algo);
+}
+
 static gpointer listen_thread(gpointer opaque)
 {
 	MigSession *s = opaque;
 
 	for (;;) {
 		struct pollfd p[2] = {
-			{ .fd = s->listen_fd, .events = POLLIN },
-			{ .fd = s->listen_wake[0], .events = POLLIN },
+			{ .fd = s->dst->listen_fd, .events = POLLIN },
+			{ .fd = s->dst->listen_wake[0], .events = POLLIN },
 		};
 		guint index = 0;
 		int fd;
@@ -197,7 +209,7 @@ static gpointer listen_thread(gpointer opaque)
 		}
 		if (p[1].revents)
 			break;
-		fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		fd = accept4(s->dst->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
 			continue;
 		{
@@ -208,11 +220,11 @@ static gpointer listen_thread(gpointer opaque)
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		}
 		/* the destination sends too: the return path, and its acks */
-		mig_chan_set_congestion(s, fd);
+		set_congestion(s, fd);
 		switch (admit(s, fd, &index)) {
 		case MIG_CHAN_MAIN:
 			g_mutex_lock(&s->lock);
-			s->dst_thread = g_thread_new("mig/dst/main", dst_main_thread, s);
+			s->dst->main_thread = g_thread_new("mig/dst/main", dst_main_thread, s);
 			g_mutex_unlock(&s->lock);
 			break;
 		case MIG_CHAN_MULTIFD:
@@ -223,7 +235,7 @@ static gpointer listen_thread(gpointer opaque)
 
 			g_snprintf(name, sizeof(name), "mig/dst/urg/%u", index);
 			g_mutex_lock(&s->lock);
-			s->urgent_thread[index] = g_thread_new(name, urgent_thread, urgent_arg_new(s, index));
+			s->dst->urgent_thread[index] = g_thread_new(name, urgent_thread, urgent_arg_new(s, index));
 			g_mutex_unlock(&s->lock);
 			break;
 		}
@@ -238,12 +250,13 @@ gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err)
 {
 	MigUri u;
 	char local[300];
+	Dst *d;
 	int fd;
 
 	if (mig_uri_parse(uri, &u) < 0)
 		return fail(err, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT or unix:PATH)", uri);
 	g_mutex_lock(&s->lock);
-	if (s->listen_thread || s->status != MIG_STATUS_NONE) {
+	if (s->dst || s->status != MIG_STATUS_NONE) {
 		g_mutex_unlock(&s->lock);
 		return fail(err, EBUSY, "The incoming migration has already been started");
 	}
@@ -256,15 +269,18 @@ gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err)
 		g_mutex_unlock(&s->lock);
 		return fail(err, -fd, "Failed to listen on '%s': %s", uri, g_strerror(-fd));
 	}
-	if (!g_unix_open_pipe(s->listen_wake, FD_CLOEXEC, NULL)) {
+	d = mig_dst_new(s);
+	if (!g_unix_open_pipe(d->listen_wake, FD_CLOEXEC, NULL)) {
 		close(fd);
+		mig_dst_free(d);
 		g_mutex_unlock(&s->lock);
 		return fail(err, EMFILE, "cannot create a pipe");
 	}
-	s->listen_fd = fd;
-	s->listen_uri = g_strdup(mig_uri_local(fd, local, sizeof(local)) == 0 ? local : uri);
+	s->dst = d;
+	s->dst->listen_fd = fd;
+	s->dst->listen_uri = g_strdup(mig_uri_local(fd, local, sizeof(local)) == 0 ? local : uri);
 	mig_set_status_locked(s, MIG_STATUS_SETUP);
-	s->listen_thread = g_thread_new("mig/dst/listen", listen_thread, s);
+	s->dst->listen_thread = g_thread_new("mig/dst/listen", listen_thread, s);
 	g_mutex_unlock(&s->lock);
 	return TRUE;
 }
@@ -273,19 +289,21 @@ void mig_dst_shutdown(MigSession *s)
 {
 	GThread *lt, *dt;
 
+	if (!s->dst)
+		return;
 	g_mutex_lock(&s->lock);
-	lt = g_steal_pointer(&s->listen_thread);
-	dt = g_steal_pointer(&s->dst_thread);
-	if (s->dst_fd >= 0)
-		shutdown(s->dst_fd, SHUT_RDWR);
-	if (s->listen_wake[1] >= 0 && write(s->listen_wake[1], "q", 1) < 0) {
+	lt = g_steal_pointer(&s->dst->listen_thread);
+	dt = g_steal_pointer(&s->dst->main_thread);
+	if (s->dst->fd >= 0)
+		shutdown(s->dst->fd, SHUT_RDWR);
+	if (s->dst->listen_wake[1] >= 0 && write(s->dst->listen_wake[1], "q", 1) < 0) {
 		/* the listener also stops when the pipe closes below */
 	}
 	g_mutex_unlock(&s->lock);
 	mig_mf_dst_abort(s);
 	for (guint i = 0; i < MIG_PREEMPT_MAX; i++)
-		if (s->urgent_fd[i] >= 0)
-			shutdown(s->urgent_fd[i], SHUT_RDWR);
+		if (s->dst->urgent_fd[i] >= 0)
+			shutdown(s->dst->urgent_fd[i], SHUT_RDWR);
 	if (lt)
 		g_thread_join(lt);
 	if (dt)
@@ -294,33 +312,40 @@ void mig_dst_shutdown(MigSession *s)
 	mig_dev_dst_free(s);
 	/* the listener is joined: no channel is admitted any more */
 	for (guint i = 0; i < MIG_PREEMPT_MAX; i++) {
-		if (s->urgent_thread[i])
-			g_thread_join(s->urgent_thread[i]);
-		s->urgent_thread[i] = NULL;
-		if (s->urgent_fd[i] >= 0)
-			close(s->urgent_fd[i]);
-		s->urgent_fd[i] = -1;
+		if (s->dst->urgent_thread[i])
+			g_thread_join(s->dst->urgent_thread[i]);
+		s->dst->urgent_thread[i] = NULL;
+		if (s->dst->urgent_fd[i] >= 0)
+			close(s->dst->urgent_fd[i]);
+		s->dst->urgent_fd[i] = -1;
 	}
 	mig_pc_dst_free(s);
 	for (int i = 0; i < 2; i++)
-		if (s->listen_wake[i] >= 0)
-			close(s->listen_wake[i]);
-	if (s->listen_fd >= 0)
-		close(s->listen_fd);
-	s->listen_fd = s->listen_wake[0] = s->listen_wake[1] = -1;
-	if (s->received) {
-		for (guint i = 0; i < s->ram->len; i++)
-			g_free(s->received[i]);
-		g_clear_pointer(&s->received, g_free);
-	}
-	g_clear_pointer(&s->listen_uri, g_free);
+		if (s->dst->listen_wake[i] >= 0)
+			close(s->dst->listen_wake[i]);
+	if (s->dst->listen_fd >= 0)
+		close(s->dst->listen_fd);
+	g_mutex_lock(&s->lock);
+	mig_dst_free(g_steal_pointer(&s->dst));
+	g_mutex_unlock(&s->lock);
+}
+
+gboolean mig_dst_started(MigSession *s)
+{
+	return s->dst && s->dst->incoming_started;
+}
+
+void mig_dst_cont(MigSession *s)
+{
+	if (s->dst)
+		mig_dev_dst_run(s);
 }
 
 void mig_dst_query(MigSession *s, JsonBuilder *b)
 {
 	MigUri u;
 
-	if (!s->listen_uri || mig_uri_parse(s->listen_uri, &u) < 0)
+	if (!s->dst || !s->dst->listen_uri || mig_uri_parse(s->dst->listen_uri, &u) < 0)
 		return;
 	json_builder_set_member_name(b, "socket-address");
 	json_builder_begin_array(b);
@@ -354,7 +379,7 @@ void mig_dst_query(MigSession *s, JsonBuilder *b)
 
 /* ---- the loader ---- */
 
-typedef struct Dst {
+typedef struct Loader {
 	MigSession *s;
 	int fd;
 	gboolean have_setup, have_state;
@@ -362,9 +387,9 @@ typedef struct Dst {
 	MigHugeAsm hasm;        /* break-huge: the huge page being assembled */
 	guint8 *buf;
 	gsize buflen;
-} Dst;
+} Loader;
 
-static gboolean read_payload(Dst *d, guint32 len, GError **err)
+static gboolean read_payload(Loader *d, guint32 len, GError **err)
 {
 	int rc;
 
@@ -379,7 +404,7 @@ static gboolean read_payload(Dst *d, guint32 len, GError **err)
 	return TRUE;
 }
 
-static gboolean load_setup(Dst *d, guint32 len, GError **err)
+static gboolean load_setup(Loader *d, guint32 len, GError **err)
 {
 	MigSession *s = d->s;
 	gsize off = 4;
@@ -421,40 +446,40 @@ static gboolean load_setup(Dst *d, guint32 len, GError **err)
 			return fail(err, EPROTO, "setup frame truncated");
 		memcpy(&mf, d->buf + off, 4);
 		mf = GUINT32_FROM_BE(mf);
-		if (mf != s->mf_expected)
+		if (mf != s->dst->mf_expected)
 			return fail(err, EINVAL, "the source uses %u multifd channels, this destination %u%s", mf,
-				    s->mf_expected, s->mf_expected ? "" : " (set the multifd capability on both sides)");
+				    s->dst->mf_expected, s->dst->mf_expected ? "" : " (set the multifd capability on both sides)");
 		if (off + 8 > len)
 			return fail(err, EPROTO, "setup frame truncated");
 		memcpy(&mf, d->buf + off + 4, 4);
 		mf = GUINT32_FROM_BE(mf);
-		if (mf != s->urgent_expected)
+		if (mf != s->dst->urgent_expected)
 			return fail(err, EINVAL, "the source uses %u preempt channels, this destination %u (set postcopy-preempt "
-				    "and x-preempt-channels alike on both sides)", mf, s->urgent_expected);
+				    "and x-preempt-channels alike on both sides)", mf, s->dst->urgent_expected);
 		off += 8;
 	}
 	/* before the receivers are let go below: they may carry device chunks */
 	if (!mig_dev_dst_setup(s, d->buf, len, &off, err))
 		return FALSE;
 	d->max_frame = MAX(d->max_frame, MIG_DEV_HDR_LEN + MIG_DEV_CHUNK);
-	s->received = g_new0(gulong *, n);
+	s->dst->received = g_new0(gulong *, n);
 	for (guint i = 0; i < n; i++) {
 		MigRamBlock *rb = g_ptr_array_index(s->ram, i);
 
-		s->received[i] = mig_bitmap_new(mig_ram_block_pages(rb));
+		s->dst->received[i] = mig_bitmap_new(mig_ram_block_pages(rb));
 		d->max_frame = (guint32)MIN((guint64)G_MAXUINT32, MAX((guint64)d->max_frame, MIG_PAGES_HDR_LEN + 8 + rb->page_size));
 	}
 	d->have_setup = TRUE;
-	g_mutex_lock(&s->mf_lock);
-	s->mf_setup_done = TRUE;
-	g_cond_broadcast(&s->mf_cond);
-	g_mutex_unlock(&s->mf_lock);
+	g_mutex_lock(&s->dst->mf_lock);
+	s->dst->mf_setup_done = TRUE;
+	g_cond_broadcast(&s->dst->mf_cond);
+	g_mutex_unlock(&s->dst->mf_lock);
 	return TRUE;
 }
 
 /* Reads the (block, count) head and the offsets of a PAGES or ZEROS frame, checking
  * every offset before a byte lands in guest memory. */
-static gboolean read_page_list(Dst *d, guint32 len, gboolean with_data, MigRamBlock **rbp,
+static gboolean read_page_list(Loader *d, guint32 len, gboolean with_data, MigRamBlock **rbp,
 			       guint *bip, guint64 *offs, guint *countp, GError **err)
 {
 	guint32 hdr[2];
@@ -493,7 +518,7 @@ static gboolean read_page_list(Dst *d, guint32 len, gboolean with_data, MigRamBl
 	return TRUE;
 }
 
-static gboolean load_pages(Dst *d, guint32 len, GError **err)
+static gboolean load_pages(Loader *d, guint32 len, GError **err)
 {
 	guint64 offs[MAX_FRAME_PAGES];
 	struct iovec iov[MAX_FRAME_PAGES];
@@ -520,11 +545,11 @@ static gboolean load_pages(Dst *d, guint32 len, GError **err)
 	if (rc < 0)
 		return fail(err, -rc, "migration stream truncated: %s", g_strerror(-rc));
 	for (guint i = 0; i < count; i++)
-		mig_bitmap_set_atomic(d->s->received[bi], offs[i] / rb->page_size);
+		mig_bitmap_set_atomic(d->s->dst->received[bi], offs[i] / rb->page_size);
 	return TRUE;
 }
 
-static gboolean load_zeros(Dst *d, guint32 len, GError **err)
+static gboolean load_zeros(Loader *d, guint32 len, GError **err)
 {
 	guint64 offs[MAX_FRAME_PAGES];
 	MigRamBlock *rb;
@@ -541,14 +566,14 @@ static gboolean load_zeros(Dst *d, guint32 len, GError **err)
 			continue;
 		}
 		/* fresh memory is already zero; only a page that got data earlier needs it */
-		if (mig_bitmap_test(d->s->received[bi], pg))
+		if (mig_bitmap_test(d->s->dst->received[bi], pg))
 			memset(rb->host + offs[i], 0, rb->page_size);
-		mig_bitmap_set_atomic(d->s->received[bi], pg);
+		mig_bitmap_set_atomic(d->s->dst->received[bi], pg);
 	}
 	return TRUE;
 }
 
-static gboolean load_state(Dst *d, guint32 len, GError **err)
+static gboolean load_state(Loader *d, guint32 len, GError **err)
 {
 	MigSession *s = d->s;
 	g_autoptr(GBytes) state = NULL;
@@ -572,7 +597,7 @@ static gboolean load_state(Dst *d, guint32 len, GError **err)
 	return TRUE;
 }
 
-static gboolean complete(Dst *d, gboolean postcopy, GError **err)
+static gboolean complete(Loader *d, gboolean postcopy, GError **err)
 {
 	MigSession *s = d->s;
 	static const char msg[] = "running";
@@ -599,7 +624,7 @@ static gboolean complete(Dst *d, gboolean postcopy, GError **err)
 	return TRUE;
 }
 
-static gboolean load_discard(Dst *d, guint32 len, GError **err)
+static gboolean load_discard(Loader *d, guint32 len, GError **err)
 {
 	guint32 hdr[2];
 	guint64 *r;
@@ -625,13 +650,13 @@ static gboolean load_discard(Dst *d, guint32 len, GError **err)
 	return TRUE;
 }
 
-static gboolean postcopy_end(Dst *d, GError **err)
+static gboolean postcopy_end(Loader *d, GError **err)
 {
 	MigSession *s = d->s;
 	static const char msg[] = "done";
 	struct iovec iov = { (void *)msg, sizeof(msg) - 1 };
 
-	if (!s->pc || !d->have_state)
+	if (!s->dst->pc || !d->have_state)
 		return fail(err, EPROTO, "postcopy END without a postcopy");
 	if (!mig_pc_dst_finish(s, err))
 		return FALSE;
@@ -642,7 +667,7 @@ static gboolean postcopy_end(Dst *d, GError **err)
 	return TRUE;
 }
 
-static gboolean load_loop(Dst *d, GError **err)
+static gboolean load_loop(Loader *d, GError **err)
 {
 	for (;;) {
 		MigFrameHdr h;
@@ -710,7 +735,7 @@ static gboolean load_loop(Dst *d, GError **err)
 				return FALSE;
 			break;
 		case MIG_F_PC_RUN:
-			if (!d->s->pc)
+			if (!d->s->dst->pc)
 				return fail(err, EPROTO, "postcopy RUN before LISTEN");
 			if (!complete(d, TRUE, err))
 				return FALSE;
@@ -738,7 +763,7 @@ static gpointer urgent_thread(gpointer opaque)
 	UrgentArg *a = opaque;
 	MigSession *s = a->s;
 	guint index = a->index;
-	Dst d = { .s = s, .fd = s->urgent_fd[index], .have_setup = TRUE, .max_frame = MIG_FRAME_MAX_LEN + (1u << 30) };
+	Loader d = { .s = s, .fd = s->dst->urgent_fd[index], .have_setup = TRUE, .max_frame = MIG_FRAME_MAX_LEN + (1u << 30) };
 	g_autoptr(GError) err = NULL;
 
 	g_free(a);
@@ -752,7 +777,7 @@ static gpointer urgent_thread(gpointer opaque)
 				g_set_error(&err, MIG_ERROR, -rc, "preempt channel %u: %s", index, g_strerror(-rc));
 			break;
 		}
-		if (!s->received || !mig_pc_dst_placing(s)) {
+		if (!s->dst->received || !mig_pc_dst_placing(s)) {
 			g_set_error(&err, MIG_ERROR, EPROTO, "preempt channel %u: a page before postcopy started", index);
 			break;
 		}
@@ -765,25 +790,20 @@ static gpointer urgent_thread(gpointer opaque)
 		if (!ok)
 			break;
 	}
-	if (err && mig_session_status(s) != MIG_STATUS_COMPLETED) {
-		mig_session_report_error(s, "%s", err->message);
-		g_mutex_lock(&s->lock);
-		if (s->dst_fd >= 0)
-			shutdown(s->dst_fd, SHUT_RD);
-		g_mutex_unlock(&s->lock);
-	}
+	if (err && mig_session_status(s) != MIG_STATUS_COMPLETED)
+		mig_dst_fail(s, err->message);
 	g_free(d.buf);
 	return NULL;
 }
 
 static gpointer dst_main_thread(gpointer opaque)
 {
-	Dst d = { .s = opaque, .max_frame = MIG_FRAME_MAX_LEN };
+	Loader d = { .s = opaque, .max_frame = MIG_FRAME_MAX_LEN };
 	MigSession *s = d.s;
 	g_autoptr(GError) err = NULL;
 
 	g_mutex_lock(&s->lock);
-	d.fd = s->dst_fd;
+	d.fd = s->dst->fd;
 	g_mutex_unlock(&s->lock);
 	if (!load_loop(&d, &err)) {
 		g_autofree char *why = NULL;
@@ -802,11 +822,11 @@ static gpointer dst_main_thread(gpointer opaque)
 	g_free(d.buf);
 	mig_huge_asm_clear(&d.hasm);
 	g_mutex_lock(&s->lock);
-	g_mutex_lock(&s->rp_lock);
-	shutdown(s->dst_fd, SHUT_RDWR);
-	close(s->dst_fd);
-	s->dst_fd = -1;
-	g_mutex_unlock(&s->rp_lock);
+	g_mutex_lock(&s->dst->rp_lock);
+	shutdown(s->dst->fd, SHUT_RDWR);
+	close(s->dst->fd);
+	s->dst->fd = -1;
+	g_mutex_unlock(&s->dst->rp_lock);
 	g_mutex_unlock(&s->lock);
 	return NULL;
 }

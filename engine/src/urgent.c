@@ -2,7 +2,7 @@
  * what its socket still holds unacknowledged (SIOCOUTQ): a 2 MiB page handed to the
  * kernel is still 16.8 ms of a 1 Gbit/s link, and the next request should not queue
  * behind it when another lane is empty. */
-#include "engine/urgent.h"
+#include "engine/src/urgent.h"
 #include "engine/probes.h"
 #include "engine/stream.h"
 #include "channels/frame.h"

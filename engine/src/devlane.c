@@ -2,7 +2,7 @@
  * per device at switchover, each handing its chunks to whichever multifd sender is
  * free before any RAM batch; or, with the lane off, every device after the other on
  * the main channel (the serial baseline). */
-#include "engine/devlane.h"
+#include "engine/src/devlane.h"
 #include "engine/bufpool.h"
 #include "engine/pipepool.h"
 #include "channels/io.h"
@@ -225,7 +225,7 @@ DevSrc *mig_dev_src_new(Src *src, GError **err)
 	ds->pipes = mig_pipe_pool_new(MIG_DEV_CHUNK, ds->n + (src->mf ? mig_mf_src_channels(src->mf) : 0) + 1);
 	mig_io_block_sigpipe();   /* serially, this thread splices into the main channel */
 	if (ds->lane) {
-		guint64 k = s->params.x_device_chunks_in_flight;
+		guint64 k = src->p.x_device_chunks_in_flight;
 
 		/* the CPUs this process may run on: its affinity, not the machine's */
 		mig_mf_src_limit_dev(src->mf, k ? (guint)k : (guint)MAX(g_get_num_processors(), 1));

@@ -2,11 +2,10 @@
  * per device (holding at most x-device-max-queued bytes; a receiver whose chunk does
  * not fit waits with the chunk still in its socket, so TCP pushes back on the source)
  * and written to each device by a bounded pool of load threads, devices in parallel. */
-#include "engine/devlane.h"
+#include "engine/dst/devlane.h"
 #include "engine/bufpool.h"
 #include "engine/pipepool.h"
 #include "engine/multifd.h"
-#include "engine/postcopy.h"
 #include "channels/frame.h"
 #include "channels/io.h"
 #include <errno.h>
@@ -78,7 +77,7 @@ static void chunk_free(Chunk *c, DevDst *dd, gboolean sent)
 
 static DevDst *lane(MigSession *s)
 {
-	return s->devdst;
+	return s->dst ? s->dst->devdst : NULL;
 }
 
 /* Hands len bytes to the device: spliced from the pipe pr, or written from p when pr
@@ -113,17 +112,13 @@ static int feed_device(DevDst *dd, int fd, int pr, const guint8 *p, gsize len)
 	return 0;
 }
 
+static void stop_lane(DevDst *dd);
+
+/* The loader notices, stops the receivers and answers the source. */
 static void fail_migration(DevDst *dd, const char *msg)
 {
-	MigSession *s = dd->s;
-
-	mig_session_report_error(s, "%s", msg);
-	mig_mf_dst_abort(s);
-	/* the main channel's loader notices and answers the source */
-	g_mutex_lock(&s->lock);
-	if (s->dst_fd >= 0)
-		shutdown(s->dst_fd, SHUT_RD);
-	g_mutex_unlock(&s->lock);
+	stop_lane(dd);
+	mig_dst_fail(dd->s, msg);
 }
 
 /* A device that stopped taking its state (EPIPE) knows why: its verdict says it. */
@@ -239,7 +234,7 @@ gboolean mig_dev_dst_setup(MigSession *s, const guint8 *p, gsize len, gsize *off
 	dd->s = s;
 	dd->n = n;
 	dd->in = g_new0(DevIn, n);
-	dd->cap = MAX(s->params.x_device_max_queued, 2ull * MIG_DEV_CHUNK);
+	dd->cap = MAX(s->dst->p.x_device_max_queued, 2ull * MIG_DEV_CHUNK);
 	/* what the queue can hold, plus a chunk per receiver reading one */
 	dd->bufs = mig_buf_pool_new(MIG_DEV_CHUNK, (guint)MIN(dd->cap / MIG_DEV_CHUNK + 64, 1024u));
 	dd->pipes = mig_pipe_pool_new(MIG_DEV_CHUNK, (guint)MIN(2 * (dd->cap / MIG_DEV_CHUNK) + 16, 512u));
@@ -253,11 +248,11 @@ gboolean mig_dev_dst_setup(MigSession *s, const guint8 *p, gsize len, gsize *off
 		dd->in[i].pending = g_hash_table_new(g_int64_hash, g_int64_equal);
 		dd->in[i].d->bytes = dd->in[i].d->load_us = 0;
 	}
-	s->devdst = dd;
+	s->dst->devdst = dd;
 	if (!n)
 		return TRUE;
 	/* exclusive: the pool's threads are ours alone and end with it */
-	dd->pool = g_thread_pool_new(load_job, dd, (gint)MIN((guint64)n, s->params.x_device_load_threads), TRUE, NULL);
+	dd->pool = g_thread_pool_new(load_job, dd, (gint)MIN((guint64)n, s->dst->p.x_device_load_threads), TRUE, NULL);
 	for (guint i = 0; i < n; i++) {
 		DevIn *in = &dd->in[i];
 
@@ -586,7 +581,7 @@ void mig_dev_dst_abort(MigSession *s)
 
 void mig_dev_dst_free(MigSession *s)
 {
-	DevDst *dd = g_steal_pointer(&s->devdst);
+	DevDst *dd = g_steal_pointer(&s->dst->devdst);
 
 	if (!dd)
 		return;

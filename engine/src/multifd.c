@@ -1,7 +1,7 @@
 /* multifd senders. The migration thread only picks pages and hands them over; the
  * senders look for zero pages and write packets straight from guest memory, so the
  * per-byte work scales with the channels, not with one thread. */
-#include "engine/multifd.h"
+#include "engine/src/multifd.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
 #include "channels/io.h"
@@ -19,7 +19,7 @@ typedef struct Job {
 	MigRamBlock *rb;
 	gsize pages[MIG_MF_MAX_PAGES];
 	guint npages;
-	/* or, with dev_done set, a device-state chunk (devlane_src.c), which the done
+	/* or, with dev_done set, a device-state chunk (devlane.c), which the done
 	 * callback then owns: in dev_buf, or waiting in the pipe dev_pipe */
 	guint8 dev_hdr[MIG_MF_DEV_HDR_MAX];
 	guint dev_hdr_len;
@@ -258,7 +258,8 @@ static gpointer sender_main(gpointer opaque)
 	return NULL;
 }
 
-MfSrc *mig_mf_src_start(MigSession *s, const MigUri *uri, guint n, gboolean detect_zero, GError **err)
+MfSrc *mig_mf_src_start(MigSession *s, const MigUri *uri, const char *congestion, guint n, gboolean detect_zero,
+			 GError **err)
 {
 	MfSrc *m = g_new0(MfSrc, 1);
 
@@ -274,7 +275,7 @@ MfSrc *mig_mf_src_start(MigSession *s, const MigUri *uri, guint n, gboolean dete
 	}
 	for (guint i = 0; i < n; i++) {
 		Sender *sd = &m->senders[i];
-		int fd = mig_chan_open(s, uri, MIG_CHAN_MULTIFD, i, err);
+		int fd = mig_chan_open(s, uri, congestion, MIG_CHAN_MULTIFD, i, err);
 
 		if (fd < 0) {
 			mig_mf_src_free(m);

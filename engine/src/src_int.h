@@ -1,9 +1,10 @@
-/* The source's migration state, shared by precopy (migrate_src.c) and postcopy
- * (postcopy_src.c); engine-internal. */
+/* The source's migration state, shared by precopy (migrate.c), postcopy (postcopy.c)
+ * and the device lane (devlane.c); created by migrate, freed by the next one or with
+ * the session. The main channel's common steps live in send.c, the bottom of the half. */
 #pragma once
-#include "engine/session_int.h"
-#include "engine/multifd.h"
-#include "engine/bulkpace.h"
+#include "engine/src/src.h"
+#include "engine/src/multifd.h"
+#include "engine/src/bulkpace.h"
 #include "channels/uri.h"
 #include <sys/uio.h>
 
@@ -18,7 +19,18 @@ typedef struct SrcBlock {
 
 typedef struct Src {
 	MigSession *s;
+	/* the parameters this migration runs with, copied at migrate; the few QEMU lets
+	 * change mid-migration (max-bandwidth, downtime-limit, max-postcopy-bandwidth,
+	 * avail-switchover-bandwidth) and x-postcopy-after-passes are read live from
+	 * s->params, atomically */
+	MigParams p;
+	char *uri_text;         /* as migrate was given it */
+	GThread *thread;        /* mig/src/main */
 	int fd;
+	/* under s->lock: what migrate_cancel cuts (the main channel, the senders) */
+	int cancel_fd;
+	MfSrc *cancel_mf;
+	gboolean vm_was_running; /* before the migration stopped it */
 	SrcBlock *blocks;
 	guint nblocks;
 	gboolean stopped;       /* vCPUs stopped by us */
@@ -28,7 +40,7 @@ typedef struct Src {
 	guint64 pass_acked;     /* the last pass the destination has in place (RP_PASS) */
 	guint zero_mode;        /* zero-page-detection: 0 none, 1 legacy, 2 multifd */
 	MfSrc *mf;              /* multifd senders, NULL when multifd is off */
-	struct DevSrc *dev;     /* the device lane (devlane_src.c) */
+	struct DevSrc *dev;     /* the device lane (devlane.c) */
 	MigUri uri;
 	GMutex wlock;           /* main channel writes: the return-path thread sends too */
 	int pre_fds[MIG_PREEMPT_MAX]; /* postcopy-preempt channels (x-preempt-channels) */
@@ -67,7 +79,3 @@ gboolean mig_src_pass_end(Src *src, GError **err);
 gboolean mig_src_stop_vm(Src *src, GError **err);
 gboolean mig_src_send_state(Src *src, GError **err);
 
-/* postcopy_src.c: from the end of a precopy pass to completion. */
-gboolean mig_pc_src_run(Src *src, GError **err);
-gboolean mig_pc_src_connect_preempt(Src *src, GError **err);
-void mig_pc_src_close_preempt(Src *src);

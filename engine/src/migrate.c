@@ -1,11 +1,11 @@
 /* The source's migration thread: precopy passes over dirty pages until the rest fits
  * the downtime limit, then stop-and-copy. Pages go out straight from guest memory
  * (one writev per batch); zero pages travel as offsets only. */
-#include "engine/src_int.h"
+#include "engine/src/src_int.h"
+#include "engine/src/postcopy.h"
+#include "engine/src/devlane.h"
 #include "engine/bitmap.h"
 #include "engine/stream.h"
-#include "engine/multifd.h"
-#include "engine/devlane.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
 #include "channels/io.h"
@@ -22,20 +22,6 @@
 #define DRAIN_MAX_MS 2000          /* the longest wait for a pass to be in place before stopping */
 #define DRAIN_QUICK_US 2000        /* a pass in place this soon: stop now, no new pass first */
 #define DRAIN_ROUNDS 3             /* passes drained before stopping regardless */
-
-gboolean mig_src_cancelled(Src *src)
-{
-	return __atomic_load_n(&src->s->cancel, __ATOMIC_ACQUIRE);
-}
-
-static void account(Src *src, guint64 bytes)
-{
-	MigStats *st = &src->s->stats;
-
-	mig_atomic_add(&st->transferred, bytes);
-	mig_atomic_add(src->in_downtime ? &st->downtime_bytes : &st->precopy_bytes, bytes);
-	src->win_bytes += bytes;
-}
 
 /* Sleeps out the rest of the window once this window's share of max-bandwidth is
  * spent; stop-and-copy is never throttled (it is downtime). */
@@ -56,24 +42,6 @@ static void rate_limit(Src *src)
 		g_usleep((gulong)MIN(src->win_start + win - now, 5000));
 	src->win_start = g_get_monotonic_time();
 	src->win_bytes = 0;
-}
-
-gboolean mig_src_send_frame(Src *src, guint16 type, const struct iovec *iov, int n, GError **err)
-{
-	guint64 len = MIG_FRAME_HDR_LEN;
-	int rc;
-
-	for (int i = 0; i < n; i++)
-		len += iov[i].iov_len;
-	g_mutex_lock(&src->wlock);
-	rc = mig_frame_send(src->fd, type, 0, iov, n);
-	g_mutex_unlock(&src->wlock);
-	if (rc < 0) {
-		g_set_error(err, MIG_ERROR, -rc, "sending to destination: %s", g_strerror(-rc));
-		return FALSE;
-	}
-	account(src, len);
-	return TRUE;
 }
 
 /* Reads what the destination said on the return path, if anything is pending. Returns
@@ -149,56 +117,13 @@ static gboolean send_setup(Src *src, GError **err)
 		g_byte_array_append(p, (guint8 *)rb->name, len);
 		g_byte_array_append(p, (guint8 *)v, sizeof(v));
 	}
-	n = GUINT32_TO_BE(src->s->caps[MIG_CAP_MULTIFD] ? (guint32)src->s->params.multifd_channels : 0);
+	n = GUINT32_TO_BE(src->s->caps[MIG_CAP_MULTIFD] ? (guint32)src->p.multifd_channels : 0);
 	g_byte_array_append(p, (guint8 *)&n, 4);
-	n = GUINT32_TO_BE(mig_preempt_channels(src->s));
+	n = GUINT32_TO_BE(mig_preempt_channels(src->s, &src->p));
 	g_byte_array_append(p, (guint8 *)&n, 4);
 	mig_dev_setup_append(src->s, p);
 	iov = (struct iovec){ p->data, p->len };
 	return mig_src_send_frame(src, MIG_F_SETUP, &iov, 1, err);
-}
-
-gboolean mig_src_send_pages(Src *src, guint bi, const gsize *pages, guint n, GError **err)
-{
-	SrcBlock *b = &src->blocks[bi];
-	gsize ps = b->rb->page_size;
-	guint64 data_off[MAX_BATCH_PAGES], zero_off[MAX_BATCH_PAGES];
-	struct iovec iov[MAX_BATCH_PAGES + 2];
-	guint nd = 0, nz = 0;
-	guint32 hdr[2];
-
-	g_assert(n <= MAX_BATCH_PAGES);
-	for (guint k = 0; k < n; k++) {
-		guint8 *p = b->rb->host + pages[k] * ps;
-
-		if (src->zero_mode && mig_mem_is_zero(p, ps)) {
-			zero_off[nz++] = GUINT64_TO_BE(pages[k] * ps);
-		} else {
-			iov[2 + nd] = (struct iovec){ p, ps };
-			data_off[nd++] = GUINT64_TO_BE(pages[k] * ps);
-		}
-	}
-	hdr[0] = GUINT32_TO_BE(bi);
-	if (nz) {
-		hdr[1] = GUINT32_TO_BE(nz);
-		iov[0] = (struct iovec){ hdr, sizeof(hdr) };
-		iov[1] = (struct iovec){ zero_off, nz * 8u };
-		if (!mig_src_send_frame(src, MIG_F_ZEROS, iov, 2, err))
-			return FALSE;
-		mig_atomic_add(&src->s->stats.duplicate, nz);
-	}
-	if (nd) {
-		hdr[1] = GUINT32_TO_BE(nd);
-		iov[0] = (struct iovec){ hdr, sizeof(hdr) };
-		iov[1] = (struct iovec){ data_off, nd * 8u };
-		if (!mig_src_send_frame(src, MIG_F_PAGES, iov, (int)nd + 2, err))
-			return FALSE;
-		mig_atomic_add(&src->s->stats.normal, nd);
-		mig_atomic_add(&src->s->stats.normal_bytes, nd * ps);
-	}
-	mig_atomic_set(&src->s->stats.remaining,
-		       mig_atomic_get(&src->s->stats.remaining) - MIN(mig_atomic_get(&src->s->stats.remaining), (guint64)n * ps));
-	return TRUE;
 }
 
 /* One batch: up to MAX_BATCH_PAGES (and MIG_BATCH_BYTES, but at least one huge page)
@@ -323,37 +248,6 @@ static gboolean send_dirty(Src *src, GError **err)
 	return TRUE;
 }
 
-/* Collects dirty pages from every tracker; returns dirty bytes. */
-gboolean mig_src_sync_dirty(Src *src, guint64 *bytes, GError **err)
-{
-	*bytes = 0;
-	for (guint bi = 0; bi < src->nblocks; bi++) {
-		SrcBlock *b = &src->blocks[bi];
-		guint64 n = 0;
-
-		if (!b->tracker->ops->sync(b->tracker, b->dirty, &n, err))
-			return FALSE;
-		*bytes += (guint64)mig_bitmap_count(b->dirty, b->npages) * b->rb->page_size;
-	}
-	mig_atomic_add(&src->s->stats.dirty_sync_count, 1);
-	mig_atomic_set(&src->s->stats.remaining, *bytes);
-	return TRUE;
-}
-
-/* Ends a pass: every multifd channel syncs first, so the destination has all of this
- * pass in place before anything of the next one can land. */
-gboolean mig_src_pass_end(Src *src, GError **err)
-{
-	guint64 pass = GUINT64_TO_BE(src->pass + 1);
-	struct iovec iov = { &pass, sizeof(pass) };
-
-	src->pass++;
-
-	if (src->mf && !mig_mf_src_sync(src->mf, src->pass, err))
-		return FALSE;
-	return mig_src_send_frame(src, MIG_F_PASS, &iov, 1, err);
-}
-
 static void emit_pass(MigSession *s)
 {
 	JsonNode *n;
@@ -374,16 +268,16 @@ static gboolean connect_main(Src *src, GError **err)
 	MigUri uri = { 0 };
 	int fd;
 
-	if (mig_uri_parse(s->src_uri, &uri) < 0) {
-		g_set_error(err, MIG_ERROR, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT or unix:PATH)", s->src_uri);
+	if (mig_uri_parse(src->uri_text, &uri) < 0) {
+		g_set_error(err, MIG_ERROR, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT or unix:PATH)", src->uri_text);
 		return FALSE;
 	}
-	fd = mig_chan_connect(s, &uri, MIG_CHAN_MAIN, 0, err);
+	fd = mig_chan_connect(&uri, src->p.x_tcp_congestion, MIG_CHAN_MAIN, 0, err);
 	if (fd < 0)
 		return FALSE;
 	/* registered before the hello, so migrate_cancel can cut a stuck handshake */
 	g_mutex_lock(&s->lock);
-	s->src_fd = fd;
+	src->cancel_fd = fd;
 	src->fd = fd;
 	g_mutex_unlock(&s->lock);
 	if (!mig_chan_hello(s, fd, MIG_CHAN_MAIN, 0, err))
@@ -401,12 +295,13 @@ static gboolean start_multifd(Src *src, GError **err)
 
 	if (!s->caps[MIG_CAP_MULTIFD])
 		return TRUE;
-	mf = mig_mf_src_start(s, &src->uri, (guint)s->params.multifd_channels, src->zero_mode == 2, err);
+	mf = mig_mf_src_start(s, &src->uri, src->p.x_tcp_congestion, (guint)src->p.multifd_channels,
+			      src->zero_mode == 2, err);
 	if (!mf)
 		return FALSE;
 	g_mutex_lock(&s->lock);
 	src->mf = mf;
-	s->src_mf = mf;
+	src->cancel_mf = mf;
 	if (s->cancel)
 		mig_mf_src_abort(mf);
 	g_mutex_unlock(&s->lock);
@@ -517,7 +412,7 @@ static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 	for (;;) {
 		gint64 t0 = g_get_monotonic_time();
 		guint64 sent0 = mig_atomic_get(&st->transferred);
-		guint64 dirty, limit, bw, expected, secs_us;
+		guint64 dirty, limit, bw, max_bw, expected, secs_us;
 
 		if (!mig_dev_src_precopy(src->dev, err) || !send_dirty(src, err) || !mig_src_pass_end(src, err) ||
 		    !drain_return_path(src, err))
@@ -533,7 +428,8 @@ static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 			bw = mig_atomic_get(&st->bandwidth);
 		bw = MAX(bw, 1u);
 		mig_atomic_set(&st->bandwidth, bw);
-		src->bw_capped = s->params.max_bandwidth && bw >= s->params.max_bandwidth / 10 * 9;
+		max_bw = __atomic_load_n(&s->params.max_bandwidth, __ATOMIC_RELAXED);
+		src->bw_capped = max_bw && bw >= max_bw / 10 * 9;
 		mig_atomic_set(&st->dirty_pages_rate,
 			       dirty / MAX(src->blocks[0].rb->page_size, 1u) * G_USEC_PER_SEC / secs_us);
 		expected = mig_dev_src_expected_ms(src->dev, dirty, bw);
@@ -567,47 +463,6 @@ static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 		 * passes would only take CPU from the guest */
 		if (!dirty)
 			g_usleep(IDLE_PASS_US);
-	}
-}
-
-gboolean mig_src_stop_vm(Src *src, GError **err)
-{
-	MigSession *s = src->s;
-
-	g_mutex_lock(&s->lock);
-	if (s->cancel) {
-		g_mutex_unlock(&s->lock);
-		g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
-		return FALSE;
-	}
-	mig_set_status_locked(s, MIG_STATUS_DEVICE);
-	s->stats.t_stop = g_get_monotonic_time();
-	s->vm_was_running = s->runstate == MIG_RUN_RUNNING;
-	mig_set_runstate_locked(s, MIG_RUN_FINISH_MIGRATE);
-	g_mutex_unlock(&s->lock);
-	s->vm->stop(s->vm_opaque);   /* not under the lock: see mig_session_vm_stop */
-	src->stopped = TRUE;
-	src->in_downtime = TRUE;
-	return TRUE;
-}
-
-gboolean mig_src_send_state(Src *src, GError **err)
-{
-	static const char id[] = "guest";
-	MigSession *s = src->s;
-	g_autoptr(GBytes) state = s->vm->save_state(s->vm_opaque, err);
-	guint8 idlen = sizeof(id) - 1;
-
-	if (!state)
-		return FALSE;
-	{
-		struct iovec iov[3] = {
-			{ &idlen, 1 },
-			{ (void *)id, idlen },
-			{ (void *)g_bytes_get_data(state, NULL), g_bytes_get_size(state) },
-		};
-
-		return mig_src_send_frame(src, MIG_F_STATE, iov, 3, err);
 	}
 }
 
@@ -659,7 +514,7 @@ static void finish(Src *src, GError *error)
 		 * has run: then resuming here would split the guest in two */
 		if (src->postcopy) {
 			mig_set_runstate_locked(s, MIG_RUN_POSTMIGRATE);
-		} else if (src->stopped && s->vm_was_running) {
+		} else if (src->stopped && src->vm_was_running) {
 			s->vm->cont(s->vm_opaque);
 			mig_set_runstate_locked(s, MIG_RUN_RUNNING);
 		} else if (src->stopped) {
@@ -674,42 +529,37 @@ static void finish(Src *src, GError *error)
 			mig_set_status_locked(s, MIG_STATUS_FAILED);
 		}
 	}
-	if (s->src_fd >= 0) {
-		close(s->src_fd);
-		s->src_fd = -1;
+	if (src->cancel_fd >= 0) {
+		close(src->cancel_fd);
+		src->cancel_fd = -1;
 	}
 	g_mutex_unlock(&s->lock);
 }
 
-gpointer mig_src_thread(gpointer opaque)
+static gpointer src_thread(gpointer opaque)
 {
-	Src src = { .s = opaque, .fd = -1 };
-	MigSession *s = src.s;
+	Src *src = opaque;
+	MigSession *s = src->s;
 	g_autoptr(GError) err = NULL;
 	gboolean ok, postcopy = FALSE;
 
-	g_mutex_init(&src.wlock);
-	g_mutex_init(&src.rp_lock);
-	g_mutex_init(&src.urgent_lock);
-	g_cond_init(&src.rp_cond);
-
-	src.zero_mode = (guint)s->params.zero_page_detection;
-	ok = connect_main(&src, &err) && setup_tracking(&src, &err) && send_setup(&src, &err) &&
-	     start_multifd(&src, &err) && mig_pc_src_connect_preempt(&src, &err) &&
-	     (src.dev = mig_dev_src_new(&src, &err)) != NULL;
+	src->zero_mode = (guint)src->p.zero_page_detection;
+	ok = connect_main(src, &err) && setup_tracking(src, &err) && send_setup(src, &err) &&
+	     start_multifd(src, &err) && mig_pc_src_connect_preempt(src, &err) &&
+	     (src->dev = mig_dev_src_new(src, &err)) != NULL;
 	if (ok) {
 		g_mutex_lock(&s->lock);
 		s->stats.t_setup_done = g_get_monotonic_time();
 		if (!s->cancel)
 			mig_set_status_locked(s, MIG_STATUS_ACTIVE);
 		g_mutex_unlock(&s->lock);
-		src.win_start = g_get_monotonic_time();
-		src.drop_left = s->params.x_debug_drop_pages;
-		ok = precopy(&src, &postcopy, &err) &&
-		     (postcopy ? mig_pc_src_run(&src, &err) : stop_and_copy(&src, &err));
+		src->win_start = g_get_monotonic_time();
+		src->drop_left = src->p.x_debug_drop_pages;
+		ok = precopy(src, &postcopy, &err) &&
+		     (postcopy ? mig_pc_src_run(src, &err) : stop_and_copy(src, &err));
 	}
-	if (!ok && !src.postcopy)
-		explain_send_error(&src, &err);
+	if (!ok && !src->postcopy)
+		explain_send_error(src, &err);
 	{
 		struct timespec ts;
 
@@ -722,26 +572,58 @@ gpointer mig_src_thread(gpointer opaque)
 	 * migrate joins this thread, so nothing can start before the teardown is done. On
 	 * failure the teardown comes first, as the guest may resume. */
 	if (ok)
-		finish(&src, NULL);
-	if (src.mf) {
+		finish(src, NULL);
+	if (src->mf) {
 		g_mutex_lock(&s->lock);
-		s->src_mf = NULL;
+		src->cancel_mf = NULL;
 		g_mutex_unlock(&s->lock);
 		if (!ok)
-			mig_mf_src_abort(src.mf);
+			mig_mf_src_abort(src->mf);
 		/* save threads may wait on a sender: they see the abort and go first */
-		mig_dev_src_join(src.dev);
-		mig_mf_src_free(src.mf);
+		mig_dev_src_join(src->dev);
+		mig_mf_src_free(src->mf);
 	}
 	/* the source keeps running on failure (see finish), and so do its devices */
-	mig_dev_src_free(src.dev, !ok && !src.postcopy && (!src.stopped || s->vm_was_running));
-	free_tracking(&src);
-	mig_pc_src_close_preempt(&src);   /* precopy finished, or failed, with them open */
+	mig_dev_src_free(src->dev, !ok && !src->postcopy && (!src->stopped || src->vm_was_running));
+	free_tracking(src);
+	mig_pc_src_close_preempt(src);   /* precopy finished, or failed, with them open */
 	if (!ok)
-		finish(&src, err);
-	g_mutex_clear(&src.wlock);
-	g_mutex_clear(&src.rp_lock);
-	g_mutex_clear(&src.urgent_lock);
-	g_cond_clear(&src.rp_cond);
+		finish(src, err);
 	return NULL;
+}
+
+struct Src *mig_src_start(MigSession *s, const char *uri)
+{
+	Src *src = g_new0(Src, 1);
+
+	src->s = s;
+	src->fd = src->cancel_fd = -1;
+	src->uri_text = g_strdup(uri);
+	mig_params_copy(&src->p, &s->params);
+	g_mutex_init(&src->wlock);
+	g_mutex_init(&src->rp_lock);
+	g_mutex_init(&src->urgent_lock);
+	g_cond_init(&src->rp_cond);
+	src->thread = g_thread_new("mig/src/main", src_thread, src);
+	return src;
+}
+
+void mig_src_cancel(struct Src *src)
+{
+	if (src->cancel_fd >= 0)
+		shutdown(src->cancel_fd, SHUT_RDWR);
+	if (src->cancel_mf)
+		mig_mf_src_abort(src->cancel_mf);
+}
+
+void mig_src_free(struct Src *src)
+{
+	g_thread_join(src->thread);
+	mig_params_clear(&src->p);
+	g_free(src->uri_text);
+	g_mutex_clear(&src->wlock);
+	g_mutex_clear(&src->rp_lock);
+	g_mutex_clear(&src->urgent_lock);
+	g_cond_clear(&src->rp_cond);
+	g_free(src);
 }

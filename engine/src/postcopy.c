@@ -4,13 +4,12 @@
  * behind bulk bytes. Meanwhile the migration thread pushes the remaining pages,
  * continuing right after the last requested page (guests fault near where they
  * faulted before). The source's vCPUs never run again once the destination has. */
-#include "engine/devlane.h"
-#include "engine/src_int.h"
-#include "engine/postcopy.h"
+#include "engine/src/postcopy.h"
+#include "engine/src/devlane.h"
+#include "engine/src/breakhuge.h"
+#include "engine/src/urgent.h"
 #include "engine/bitmap.h"
 #include "engine/probes.h"
-#include "engine/breakhuge.h"
-#include "engine/urgent.h"
 #include "engine/stream.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
@@ -35,13 +34,13 @@ static gboolean test_and_clear(gulong *map, gsize i)
 
 gboolean mig_pc_src_connect_preempt(Src *src, GError **err)
 {
-	guint n = mig_preempt_channels(src->s);
+	guint n = mig_preempt_channels(src->s, &src->p);
 
 	/* opened one after the other, after the main channel (and multifd) were accepted,
 	 * each waiting for its reply: identified by its hello, none can be mistaken for or
 	 * race the main channel, and all are admitted before the first page is sent */
 	for (src->npre = 0; src->npre < n; src->npre++) {
-		src->pre_fds[src->npre] = mig_chan_open(src->s, &src->uri, MIG_CHAN_PREEMPT, src->npre, err);
+		src->pre_fds[src->npre] = mig_chan_open(src->s, &src->uri, src->p.x_tcp_congestion, MIG_CHAN_PREEMPT, src->npre, err);
 		if (src->pre_fds[src->npre] < 0)
 			return FALSE;
 	}
@@ -347,7 +346,7 @@ static void pace_bulk(Src *src)
 	MigSession *s = src->s;
 	int lowat = 64 << 10;
 	guint64 bw = mig_atomic_get(&s->stats.bandwidth);
-	guint64 pc_cap = s->params.max_postcopy_bandwidth;
+	guint64 pc_cap = __atomic_load_n(&s->params.max_postcopy_bandwidth, __ATOMIC_RELAXED);
 
 	/* max-postcopy-bandwidth is the user's word for the postcopy phase (QEMU's): a
 	 * fixed rate, with or without preempt (without, the requested pages share it) */
@@ -356,7 +355,7 @@ static void pace_bulk(Src *src)
 	if (!src->npre)
 		return;
 	src->pre_fd_paced = TRUE;
-	src->break_huge = s->params.x_postcopy_preempt_break_huge;
+	src->break_huge = src->p.x_postcopy_preempt_break_huge;
 	if (src->break_huge && src->mf)
 		mig_mf_src_break_huge(src->mf, yield_for_chunk, src);
 	setsockopt(src->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
@@ -364,7 +363,7 @@ static void pace_bulk(Src *src)
 		mig_mf_src_setsockopt(src->mf, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
 	/* a bandwidth measured under a max-bandwidth cap says nothing about the link, so
 	 * nothing to pace against then */
-	if (pc_cap || src->bw_capped || !bw || !s->params.x_postcopy_pace)
+	if (pc_cap || src->bw_capped || !bw || !src->p.x_postcopy_pace)
 		return;
 	mig_bulk_pace_init(&src->pace, bw, mig_urgent_bytes(src->urgent), g_get_monotonic_time());
 	src->pace_adapt = TRUE;

@@ -1,5 +1,5 @@
 /* Postcopy bulk pacing: see bulkpace.h. */
-#include "engine/bulkpace.h"
+#include "engine/src/bulkpace.h"
 
 /* Shares of the link, in percent. Bulk alone takes at most BULK_MAX: the rest is the
  * bucket's refill for the first request of a burst. It never falls under BULK_MIN,

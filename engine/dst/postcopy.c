@@ -1,6 +1,6 @@
 /* Destination side of postcopy: userfaultfd registration, the fault thread, atomic
  * placement, discards and the fault-latency statistics. */
-#include "engine/postcopy.h"
+#include "engine/dst/postcopy.h"
 #include "engine/bitmap.h"
 #include "engine/probes.h"
 #include "channels/frame.h"
@@ -66,16 +66,6 @@ static gboolean test_and_set(gulong *map, gsize i)
 	return (__atomic_fetch_or(&map[i / MIG_BITS_PER_LONG], bit, __ATOMIC_SEQ_CST) & bit) != 0;
 }
 
-int mig_dst_rp_send(MigSession *s, guint16 type, const struct iovec *iov, int n)
-{
-	int rc;
-
-	g_mutex_lock(&s->rp_lock);
-	rc = s->dst_fd >= 0 ? mig_frame_send(s->dst_fd, type, 0, iov, n) : -EPIPE;
-	g_mutex_unlock(&s->rp_lock);
-	return rc;
-}
-
 static void record_latency(PcDst *pc, PcBlock *b, gsize page)
 {
 	gint64 t0 = __atomic_exchange_n(&b->t_fault[page], 0, __ATOMIC_ACQ_REL);
@@ -121,7 +111,7 @@ static int place(PcDst *pc, PcBlock *b, gsize page, const void *data)
 
 gboolean mig_pc_dst_place(MigSession *s, guint block, gsize page, const void *data, GError **err)
 {
-	PcDst *pc = s->pc;
+	PcDst *pc = s->dst->pc;
 	PcBlock *b = &pc->blocks[block];
 	/* probes only for requested pages: a tracer pays for every hit, and bulk places
 	 * every page of the guest */
@@ -145,7 +135,7 @@ gboolean mig_pc_dst_place(MigSession *s, guint block, gsize page, const void *da
 		g_set_error(err, MIG_ERROR, -rc, "placing page %" G_GSIZE_FORMAT " of '%s': %s", page, b->rb->name, g_strerror(-rc));
 		return FALSE;
 	}
-	__atomic_fetch_or(&s->received[block][page / MIG_BITS_PER_LONG], 1ul << (page % MIG_BITS_PER_LONG), __ATOMIC_SEQ_CST);
+	__atomic_fetch_or(&s->dst->received[block][page / MIG_BITS_PER_LONG], 1ul << (page % MIG_BITS_PER_LONG), __ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&b->requested[page / MIG_BITS_PER_LONG], __ATOMIC_SEQ_CST) & (1ul << (page % MIG_BITS_PER_LONG)))
 		record_latency(pc, b, page);
 	return TRUE;
@@ -154,7 +144,7 @@ gboolean mig_pc_dst_place(MigSession *s, guint block, gsize page, const void *da
 /* From LISTEN on, and for good: no page may be written in place any more. */
 gboolean mig_pc_dst_placing(MigSession *s)
 {
-	return __atomic_load_n(&s->pc, __ATOMIC_ACQUIRE) != NULL;
+	return __atomic_load_n(&s->dst->pc, __ATOMIC_ACQUIRE) != NULL;
 }
 
 static PcBlock *find_block(PcDst *pc, guint64 addr, guint *bi)
@@ -183,7 +173,7 @@ static int handle_fault(PcDst *pc, guint64 addr)
 		return -EFAULT;
 	page = (addr - (guint64)(uintptr_t)b->rb->host) / b->rb->page_size;
 	MIG_PROBE(fault_read, bi, (guint64)page * b->rb->page_size);
-	if (mig_bitmap_test(s->received[bi], page))
+	if (mig_bitmap_test(s->dst->received[bi], page))
 		return place(pc, b, page, NULL);
 	{
 		gint64 zero = 0;
@@ -196,7 +186,7 @@ static int handle_fault(PcDst *pc, guint64 addr)
 	 * before reading the other's (seq-cst), so at least one of us sees both and the
 	 * exchange on t_fault makes exactly one of us time it. The request still goes:
 	 * the source counts what it was asked. */
-	if (__atomic_load_n(&s->received[bi][page / MIG_BITS_PER_LONG], __ATOMIC_SEQ_CST) & (1ul << (page % MIG_BITS_PER_LONG)))
+	if (__atomic_load_n(&s->dst->received[bi][page / MIG_BITS_PER_LONG], __ATOMIC_SEQ_CST) & (1ul << (page % MIG_BITS_PER_LONG)))
 		record_latency(pc, b, page);
 	{
 		guint32 hdr[2] = { GUINT32_TO_BE(bi), 0 };
@@ -255,7 +245,7 @@ gboolean mig_pc_dst_listen(MigSession *s, GError **err)
 	gsize maxps = 0;
 	int fd;
 
-	if (s->pc) {
+	if (s->dst->pc) {
 		g_set_error(err, MIG_ERROR, EPROTO, "postcopy LISTEN sent twice");
 		return FALSE;
 	}
@@ -288,14 +278,14 @@ gboolean mig_pc_dst_listen(MigSession *s, GError **err)
 		if (rc < 0) {
 			g_set_error(err, MIG_ERROR, -rc, "registering '%s' (%s) with userfaultfd: %s", b->rb->name,
 				    mig_mem_backend_str(b->rb->backend), g_strerror(-rc));
-			s->pc = pc;
+			s->dst->pc = pc;
 			mig_pc_dst_stop(s);
 			return FALSE;
 		}
 	}
 	pc->zero = g_malloc0(maxps);
 	pc->placing = TRUE;
-	__atomic_store_n(&s->pc, pc, __ATOMIC_RELEASE);
+	__atomic_store_n(&s->dst->pc, pc, __ATOMIC_RELEASE);
 	pc->fault_thread = g_thread_new("mig/dst/fault", fault_main, pc);
 	return TRUE;
 }
@@ -306,8 +296,8 @@ gboolean mig_pc_dst_discard(MigSession *s, guint block, guint64 first, guint64 n
 	gsize ps;
 	int rc;
 
-	if (!s->pc || block >= s->ram->len) {
-		g_set_error(err, MIG_ERROR, EPROTO, "discard %s", s->pc ? "of an unknown block" : "before LISTEN");
+	if (!s->dst->pc || block >= s->ram->len) {
+		g_set_error(err, MIG_ERROR, EPROTO, "discard %s", s->dst->pc ? "of an unknown block" : "before LISTEN");
 		return FALSE;
 	}
 	rb = g_ptr_array_index(s->ram, block);
@@ -326,7 +316,7 @@ gboolean mig_pc_dst_discard(MigSession *s, guint block, guint64 first, guint64 n
 		return FALSE;
 	}
 	for (guint64 i = first; i < first + n; i++)
-		__atomic_fetch_and(&s->received[block][i / MIG_BITS_PER_LONG], ~(1ul << (i % MIG_BITS_PER_LONG)), __ATOMIC_RELAXED);
+		__atomic_fetch_and(&s->dst->received[block][i / MIG_BITS_PER_LONG], ~(1ul << (i % MIG_BITS_PER_LONG)), __ATOMIC_RELAXED);
 	return TRUE;
 }
 
@@ -335,13 +325,13 @@ gboolean mig_pc_dst_discard(MigSession *s, guint block, guint64 first, guint64 n
  * quit early and lost such pages): wait for every page, bounded. */
 gboolean mig_pc_dst_finish(MigSession *s, GError **err)
 {
-	PcDst *pc = s->pc;
+	PcDst *pc = s->dst->pc;
 	gint64 end = g_get_monotonic_time() + 30 * G_TIME_SPAN_SECOND;
 
 	for (guint i = 0; pc && i < pc->nblocks; i++) {
 		gsize have;
 
-		while ((have = mig_bitmap_count(s->received[i], pc->blocks[i].npages)) != pc->blocks[i].npages &&
+		while ((have = mig_bitmap_count(s->dst->received[i], pc->blocks[i].npages)) != pc->blocks[i].npages &&
 		       g_get_monotonic_time() < end && s->status != MIG_STATUS_FAILED)
 			g_usleep(1000);
 		if (have != pc->blocks[i].npages) {
@@ -357,7 +347,7 @@ gboolean mig_pc_dst_finish(MigSession *s, GError **err)
 /* Stops the fault thread and unregisters; the statistics stay for query-migrate. */
 void mig_pc_dst_stop(MigSession *s)
 {
-	PcDst *pc = s->pc;
+	PcDst *pc = s->dst->pc;
 	guint64 one = 1;
 
 	if (!pc || pc->uffd < 0)
@@ -383,7 +373,7 @@ void mig_pc_dst_stop(MigSession *s)
 
 void mig_pc_dst_free(MigSession *s)
 {
-	PcDst *pc = s->pc;
+	PcDst *pc = s->dst->pc;
 
 	if (!pc)
 		return;
@@ -401,7 +391,7 @@ void mig_pc_dst_free(MigSession *s)
 	g_mutex_clear(&pc->stat_lock);
 	g_rw_lock_clear(&pc->place_lock);
 	g_free(pc);
-	s->pc = NULL;
+	s->dst->pc = NULL;
 }
 
 static int cmp_u32(gconstpointer a, gconstpointer b)
@@ -420,7 +410,7 @@ static void add_int(JsonBuilder *b, const char *name, gint64 v)
 void mig_pc_dst_query(MigSession *s, JsonBuilder *b)
 {
 	static const char *const cls[3] = { "4k", "2m", "1g" };
-	PcDst *pc = s->pc;
+	PcDst *pc = s->dst->pc;
 	guint64 placed, sum, dist[LAT_BUCKETS];
 	guint32 *v[3] = { NULL, NULL, NULL };
 	guint n[3] = { 0, 0, 0 };

@@ -1,36 +1,10 @@
-/* Chunked huge pages on bulk lanes, and their assembly on the destination. */
-#include "engine/breakhuge.h"
-#include "engine/postcopy.h"
+/* Assembling the chunks of a huge page a bulk lane sent (engine/src/breakhuge.c). */
+#include "engine/dst/breakhuge.h"
+#include "engine/dst/postcopy.h"
 #include "channels/frame.h"
 #include "channels/io.h"
 #include <errno.h>
 #include <string.h>
-
-int mig_huge_send(int fd, guint block, MigRamBlock *rb, gsize page, MigYieldFn yield, gpointer opaque,
-		  guint64 *bytes)
-{
-	gsize ps = rb->page_size;
-	guint8 *base = rb->host + page * ps;
-
-	*bytes = 0;
-	for (gsize off = 0; off < ps; off += MIG_CHUNK_SIZE) {
-		gsize len = MIN((gsize)MIG_CHUNK_SIZE, ps - off);
-		guint32 hdr[4] = {
-			GUINT32_TO_BE(block), GUINT32_TO_BE((guint32)off),
-			GUINT32_TO_BE((guint32)(((guint64)page * ps) >> 32)), GUINT32_TO_BE((guint32)((guint64)page * ps)),
-		};
-		struct iovec iov[2] = { { hdr, sizeof(hdr) }, { base + off, len } };
-		int rc;
-
-		if (off && yield(opaque, block, page))
-			return 1;
-		rc = mig_frame_send(fd, MIG_F_CHUNK, 0, iov, 2);
-		if (rc < 0)
-			return rc;
-		*bytes += MIG_FRAME_HDR_LEN + sizeof(hdr) + len;
-	}
-	return 0;
-}
 
 void mig_huge_asm_clear(MigHugeAsm *a)
 {
@@ -54,7 +28,7 @@ gboolean mig_huge_asm_chunk(MigSession *s, MigHugeAsm *a, int fd, guint32 len, G
 	gsize dlen;
 	int rc;
 
-	if (len <= MIG_CHUNK_HDR_LEN || !s->received)
+	if (len <= MIG_CHUNK_HDR_LEN || !s->dst->received)
 		return asm_fail(err, EPROTO, "frame too short or before setup");
 	if ((rc = mig_io_read_full(fd, hdr, sizeof(hdr))) < 0)
 		return asm_fail(err, -rc, g_strerror(-rc));

@@ -1,0 +1,65 @@
+/* The destination's shared state: its lifetime, the return path and failing. The
+ * bottom of the half: every other part of it may call these, they call none of them. */
+#include "engine/dst/dst_int.h"
+#include "channels/frame.h"
+#include <errno.h>
+#include <sys/socket.h>
+
+Dst *mig_dst_new(MigSession *s)
+{
+	Dst *d = g_new0(Dst, 1);
+
+	d->s = s;
+	d->fd = d->listen_fd = -1;
+	d->listen_wake[0] = d->listen_wake[1] = -1;
+	for (guint i = 0; i < MIG_PREEMPT_MAX; i++)
+		d->urgent_fd[i] = -1;
+	g_mutex_init(&d->mf_lock);
+	g_cond_init(&d->mf_cond);
+	g_mutex_init(&d->rp_lock);
+	d->mf_recv = g_ptr_array_new();
+	return d;
+}
+
+void mig_dst_free(Dst *d)
+{
+	if (d->received) {
+		for (guint i = 0; i < d->s->ram->len; i++)
+			g_free(d->received[i]);
+		g_free(d->received);
+	}
+	if (d->incoming_started)
+		mig_params_clear(&d->p);
+	g_ptr_array_free(d->mf_recv, TRUE);
+	g_mutex_clear(&d->mf_lock);
+	g_cond_clear(&d->mf_cond);
+	g_mutex_clear(&d->rp_lock);
+	g_free(d->listen_uri);
+	g_free(d);
+}
+
+int mig_dst_rp_send(MigSession *s, guint16 type, const struct iovec *iov, int n)
+{
+	Dst *d = s->dst;
+	int rc;
+
+	g_mutex_lock(&d->rp_lock);
+	rc = d->fd >= 0 ? mig_frame_send(d->fd, type, 0, iov, n) : -EPIPE;
+	g_mutex_unlock(&d->rp_lock);
+	return rc;
+}
+
+void mig_dst_fail(MigSession *s, const char *msg)
+{
+	Dst *d = s->dst;
+
+	mig_session_report_error(s, "%s", msg);
+	g_mutex_lock(&d->mf_lock);
+	d->mf_quit = TRUE;
+	g_cond_broadcast(&d->mf_cond);
+	g_mutex_unlock(&d->mf_lock);
+	g_mutex_lock(&s->lock);
+	if (d->fd >= 0)
+		shutdown(d->fd, SHUT_RD);
+	g_mutex_unlock(&s->lock);
+}

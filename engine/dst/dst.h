@@ -1,0 +1,17 @@
+/* The destination half's entry points: all the engine core knows of it. The half itself
+ * (engine/dst/dst_int.h) runs on its own threads from migrate-incoming on. */
+#pragma once
+#include "engine/session_int.h"
+
+/* migrate-incoming: listens on uri and admits channels until the session is freed. */
+gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err);
+/* Stops every thread of the half and frees it (s->dst becomes NULL). */
+void mig_dst_shutdown(MigSession *s);
+/* query-migrate's destination members. Call with s->lock held. */
+void mig_dst_query(MigSession *s, JsonBuilder *b);
+/* A main channel was admitted: the migration runs, with the parameters of that
+ * moment. Call with s->lock held. */
+gboolean mig_dst_started(MigSession *s);
+/* cont after an incoming migration: the stopped devices run again with the vCPUs.
+ * Call with s->lock held. */
+void mig_dst_cont(MigSession *s);

@@ -1,0 +1,18 @@
+/* Postcopy at the destination (engine/postcopy.h has the frames and the design): the
+ * fault thread asks the source for every page the guest touches before it arrived, and
+ * every page lands whole through userfaultfd. */
+#pragma once
+#include "engine/dst/dst_int.h"
+#include "engine/postcopy.h"
+
+gboolean mig_pc_dst_listen(MigSession *s, GError **err);
+gboolean mig_pc_dst_discard(MigSession *s, guint block, guint64 first, guint64 n, GError **err);
+/* Places one whole host page (data NULL: a zero page). Safe from any thread; a page
+ * already present is left alone. */
+gboolean mig_pc_dst_place(MigSession *s, guint block, gsize page, const void *data, GError **err);
+gboolean mig_pc_dst_placing(MigSession *s);
+/* After END: every page present? Then unregister and stop the fault thread. */
+gboolean mig_pc_dst_finish(MigSession *s, GError **err);
+void mig_pc_dst_stop(MigSession *s);
+void mig_pc_dst_free(MigSession *s);
+void mig_pc_dst_query(MigSession *s, JsonBuilder *b);

@@ -1,0 +1,155 @@
+/* The source's main channel: frames, page batches, pass ends and the switchover steps
+ * precopy (migrate.c), postcopy (postcopy.c) and the device lane (devlane.c) share.
+ * The bottom of the half: it calls none of them. */
+#include "engine/src/src_int.h"
+#include "engine/bitmap.h"
+#include "engine/stream.h"
+#include "channels/frame.h"
+#include <errno.h>
+
+gboolean mig_src_cancelled(Src *src)
+{
+	return __atomic_load_n(&src->s->cancel, __ATOMIC_ACQUIRE);
+}
+
+static void account(Src *src, guint64 bytes)
+{
+	MigStats *st = &src->s->stats;
+
+	mig_atomic_add(&st->transferred, bytes);
+	mig_atomic_add(src->in_downtime ? &st->downtime_bytes : &st->precopy_bytes, bytes);
+	src->win_bytes += bytes;
+}
+
+gboolean mig_src_send_frame(Src *src, guint16 type, const struct iovec *iov, int n, GError **err)
+{
+	guint64 len = MIG_FRAME_HDR_LEN;
+	int rc;
+
+	for (int i = 0; i < n; i++)
+		len += iov[i].iov_len;
+	g_mutex_lock(&src->wlock);
+	rc = mig_frame_send(src->fd, type, 0, iov, n);
+	g_mutex_unlock(&src->wlock);
+	if (rc < 0) {
+		g_set_error(err, MIG_ERROR, -rc, "sending to destination: %s", g_strerror(-rc));
+		return FALSE;
+	}
+	account(src, len);
+	return TRUE;
+}
+
+gboolean mig_src_send_pages(Src *src, guint bi, const gsize *pages, guint n, GError **err)
+{
+	SrcBlock *b = &src->blocks[bi];
+	gsize ps = b->rb->page_size;
+	guint64 data_off[MAX_BATCH_PAGES], zero_off[MAX_BATCH_PAGES];
+	struct iovec iov[MAX_BATCH_PAGES + 2];
+	guint nd = 0, nz = 0;
+	guint32 hdr[2];
+
+	g_assert(n <= MAX_BATCH_PAGES);
+	for (guint k = 0; k < n; k++) {
+		guint8 *p = b->rb->host + pages[k] * ps;
+
+		if (src->zero_mode && mig_mem_is_zero(p, ps)) {
+			zero_off[nz++] = GUINT64_TO_BE(pages[k] * ps);
+		} else {
+			iov[2 + nd] = (struct iovec){ p, ps };
+			data_off[nd++] = GUINT64_TO_BE(pages[k] * ps);
+		}
+	}
+	hdr[0] = GUINT32_TO_BE(bi);
+	if (nz) {
+		hdr[1] = GUINT32_TO_BE(nz);
+		iov[0] = (struct iovec){ hdr, sizeof(hdr) };
+		iov[1] = (struct iovec){ zero_off, nz * 8u };
+		if (!mig_src_send_frame(src, MIG_F_ZEROS, iov, 2, err))
+			return FALSE;
+		mig_atomic_add(&src->s->stats.duplicate, nz);
+	}
+	if (nd) {
+		hdr[1] = GUINT32_TO_BE(nd);
+		iov[0] = (struct iovec){ hdr, sizeof(hdr) };
+		iov[1] = (struct iovec){ data_off, nd * 8u };
+		if (!mig_src_send_frame(src, MIG_F_PAGES, iov, (int)nd + 2, err))
+			return FALSE;
+		mig_atomic_add(&src->s->stats.normal, nd);
+		mig_atomic_add(&src->s->stats.normal_bytes, nd * ps);
+	}
+	mig_atomic_set(&src->s->stats.remaining,
+		       mig_atomic_get(&src->s->stats.remaining) - MIN(mig_atomic_get(&src->s->stats.remaining), (guint64)n * ps));
+	return TRUE;
+}
+
+/* Collects dirty pages from every tracker; returns dirty bytes. */
+gboolean mig_src_sync_dirty(Src *src, guint64 *bytes, GError **err)
+{
+	*bytes = 0;
+	for (guint bi = 0; bi < src->nblocks; bi++) {
+		SrcBlock *b = &src->blocks[bi];
+		guint64 n = 0;
+
+		if (!b->tracker->ops->sync(b->tracker, b->dirty, &n, err))
+			return FALSE;
+		*bytes += (guint64)mig_bitmap_count(b->dirty, b->npages) * b->rb->page_size;
+	}
+	mig_atomic_add(&src->s->stats.dirty_sync_count, 1);
+	mig_atomic_set(&src->s->stats.remaining, *bytes);
+	return TRUE;
+}
+
+/* Ends a pass: every multifd channel syncs first, so the destination has all of this
+ * pass in place before anything of the next one can land. */
+gboolean mig_src_pass_end(Src *src, GError **err)
+{
+	guint64 pass = GUINT64_TO_BE(src->pass + 1);
+	struct iovec iov = { &pass, sizeof(pass) };
+
+	src->pass++;
+
+	if (src->mf && !mig_mf_src_sync(src->mf, src->pass, err))
+		return FALSE;
+	return mig_src_send_frame(src, MIG_F_PASS, &iov, 1, err);
+}
+
+gboolean mig_src_stop_vm(Src *src, GError **err)
+{
+	MigSession *s = src->s;
+
+	g_mutex_lock(&s->lock);
+	if (s->cancel) {
+		g_mutex_unlock(&s->lock);
+		g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
+		return FALSE;
+	}
+	mig_set_status_locked(s, MIG_STATUS_DEVICE);
+	s->stats.t_stop = g_get_monotonic_time();
+	src->vm_was_running = s->runstate == MIG_RUN_RUNNING;
+	mig_set_runstate_locked(s, MIG_RUN_FINISH_MIGRATE);
+	g_mutex_unlock(&s->lock);
+	s->vm->stop(s->vm_opaque);   /* not under the lock: see mig_session_vm_stop */
+	src->stopped = TRUE;
+	src->in_downtime = TRUE;
+	return TRUE;
+}
+
+gboolean mig_src_send_state(Src *src, GError **err)
+{
+	static const char id[] = "guest";
+	MigSession *s = src->s;
+	g_autoptr(GBytes) state = s->vm->save_state(s->vm_opaque, err);
+	guint8 idlen = sizeof(id) - 1;
+
+	if (!state)
+		return FALSE;
+	{
+		struct iovec iov[3] = {
+			{ &idlen, 1 },
+			{ (void *)id, idlen },
+			{ (void *)g_bytes_get_data(state, NULL), g_bytes_get_size(state) },
+		};
+
+		return mig_src_send_frame(src, MIG_F_STATE, iov, 3, err);
+	}
+}

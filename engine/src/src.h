@@ -1,0 +1,16 @@
+/* The source half's entry points: all the engine core knows of it. The half itself
+ * (engine/src/src_int.h) runs on its own thread from migrate to completion. */
+#pragma once
+#include "engine/session_int.h"
+
+struct Src;
+
+/* migrate: snapshots the parameters and starts mig/src/main towards uri (already
+ * checked to parse). Call with s->lock held. */
+struct Src *mig_src_start(MigSession *s, const char *uri);
+/* migrate_cancel: cuts the channels so a thread stuck on the peer wakes up. Call with
+ * s->lock held. */
+void mig_src_cancel(struct Src *src);
+/* Joins the migration thread (it ends by itself) and frees what is left. Without
+ * s->lock. */
+void mig_src_free(struct Src *src);

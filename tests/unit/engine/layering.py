@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Checks that mig's include arrows point one way and that no two engine modules call
+each other in a circle.
+
+Layers, top to bottom: tools/ -> engine/ -> channels/, uffd/ (bpf/ beside the engine,
+used by tools). Inside engine/ the core (files directly in engine/) is the floor the
+two halves stand on; engine/src/ (source) and engine/dst/ (destination) never see each
+other, and the core reaches up into a half only through that half's entry header
+(engine/src/src.h, engine/dst/dst.h). engine/qmp/ is an adapter over the core's API.
+
+Circles are found on calls, not on includes alone: module A depends on module B when A
+calls a function B defines. Calls through an entry header are the one sanctioned upward
+arrow and do not count. Usage: layering.py [SOURCE_ROOT]; prints every violation and
+exits 1 if there is any."""
+import os
+import re
+import sys
+
+ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), '..', '..', '..')
+ENTRY = {'engine/src/src.h', 'engine/dst/dst.h'}
+INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+# A non-static function definition at the start of a line: "type name(args)\n{".
+DEFN = re.compile(r'^(?!static\b)(?:[A-Za-z_][\w \t*]*?[\s*])?([A-Za-z_]\w*)\s*\(([^;{}]*)\)\s*\{', re.M)
+DECL = re.compile(r'\b([A-Za-z_]\w*)\s*\(')
+CALL = re.compile(r'\b([A-Za-z_]\w*)\s*\(')
+KEYWORDS = {'if', 'while', 'for', 'switch', 'return', 'sizeof', 'defined', 'G_GNUC_PRINTF'}
+
+
+def sources(top):
+    out = []
+    for dirpath, dirs, files in os.walk(os.path.join(ROOT, top)):
+        dirs[:] = [d for d in dirs if not d.startswith('.') and d != 'build']
+        for f in files:
+            if f.endswith(('.c', '.h')):
+                out.append(os.path.relpath(os.path.join(dirpath, f), ROOT))
+    return sorted(out)
+
+
+def strip_comments(text):
+    text = re.sub(r'/\*.*?\*/', lambda m: '\n' * m.group(0).count('\n'), text, flags=re.S)
+    return re.sub(r'//[^\n]*', '', text)
+
+
+def group(path):
+    """core, src, dst, qmp (engine), or the top-level directory."""
+    parts = path.split('/')
+    if parts[0] != 'engine':
+        return parts[0]
+    return parts[1] if len(parts) > 2 and parts[1] in ('src', 'dst', 'qmp') else 'core'
+
+
+def read(path):
+    with open(os.path.join(ROOT, path), encoding='utf-8', errors='replace') as f:
+        return strip_comments(f.read())
+
+
+def include_rules(files):
+    bad = []
+    for path in files:
+        g = group(path)
+        for inc in INCLUDE.findall(read(path)):
+            ig = group(inc) if '/' in inc else g
+            if g in ('channels', 'uffd', 'bpf') and ig in ('core', 'src', 'dst', 'qmp', 'tools'):
+                bad.append(f'{path}: {g}/ includes {inc} (channels, uffd and bpf stand below the engine)')
+            elif g in ('core', 'src', 'dst', 'qmp') and ig in ('tools', 'bpf'):
+                bad.append(f'{path}: the engine includes {inc} (tools stand above it)')
+            elif g == 'core' and ig in ('src', 'dst') and inc not in ENTRY:
+                bad.append(f'{path}: the core includes {inc}, a {ig} internal (only {" and ".join(sorted(ENTRY))})')
+            elif g == 'core' and ig == 'qmp':
+                bad.append(f'{path}: the core includes {inc} (QMP is a layer over the core)')
+            elif {g, ig} == {'src', 'dst'}:
+                bad.append(f'{path}: the {g} half includes {inc} of the {ig} half')
+            elif g in ('src', 'dst') and ig == 'qmp':
+                bad.append(f'{path}: the {g} half includes {inc} (QMP is a layer over the engine)')
+            elif path in ENTRY and ig != 'core':
+                bad.append(f'{path}: an entry header includes {inc}; it may name core types only')
+    return bad
+
+
+def call_graph(cfiles):
+    """{module: {module it calls: [functions]}}, modules being .c files."""
+    defined = {}
+    texts = {p: read(p) for p in cfiles}
+    for p, t in texts.items():
+        for m in DEFN.finditer(t):
+            if m.group(1) not in KEYWORDS:
+                defined.setdefault(m.group(1), p)
+    upcalls = set()
+    for h in ENTRY:
+        if os.path.exists(os.path.join(ROOT, h)):
+            upcalls |= set(DECL.findall(read(h)))
+    graph = {p: {} for p in cfiles}
+    for p, t in texts.items():
+        for name in set(CALL.findall(t)):
+            q = defined.get(name)
+            if q and q != p and not (name in upcalls and group(p) == 'core'):
+                graph[p].setdefault(q, []).append(name)
+    return graph
+
+
+def cycles(graph):
+    """One circle per strongly connected component with more than one module."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    sys.setrecursionlimit(10000)
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def main():
+    files = [f for top in ('engine', 'channels', 'uffd', 'bpf') for f in sources(top)]
+    bad = include_rules(files)
+    graph = call_graph([f for f in files if f.startswith('engine/') and f.endswith('.c')])
+    for comp in cycles(graph):
+        edges = [f'{a} -> {b} ({", ".join(sorted(graph[a][b])[:3])})'
+                 for a in comp for b in sorted(graph[a]) if b in comp]
+        bad.append('modules calling each other in a circle: ' + ', '.join(comp) + '\n    ' + '\n    '.join(edges))
+    for b in bad:
+        print(b)
+    print(f'{len(files)} files, {len(bad)} violations')
+    return 1 if bad else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
