@@ -6,8 +6,7 @@
 #pragma once
 #include "engine/session_int.h"
 
-#define MIG_F_CHUNK 0x12    /* be32 block, be32 offset in page, be64 page offset, data */
-#define MIG_CHUNK_HDR_LEN 16u
+/* CHUNK frames (channels/wire.h) carry at most this much of a page each */
 #define MIG_CHUNK_SIZE (64u << 10)
 
 /* Between chunks: waits while urgent work is pending; TRUE when the page was served

@@ -13,17 +13,10 @@
 #pragma once
 #include "engine/src_int.h"
 #include "engine/device_int.h"
+#include "channels/wire.h"
 
-#define MIG_DEV_CHUNK (1u << 20)          /* state bytes per chunk */
-#define MIG_DEV_HDR_LEN 16u               /* be32 device, be32 flags, be64 sequence */
-#define MIG_DEV_F_STOP_COPY 1u            /* chunk flag: stop-copy data, not pre-copy */
-
-/* main channel frames (docs/protocol.md) */
-enum {
-	MIG_F_DEV_DATA = 0x20,   /* serial lane: device header, then the chunk */
-	MIG_F_DEV_END = 0x21,    /* be32 n, n x (be64 chunks, be64 bytes): all state was sent */
-	MIG_F_RP_DEVICES = 0x48, /* return path: be32 n, n x (be64 load µs): devices loaded */
-};
+/* its frames (DEV_DATA, MF_DEV, DEV_END, RP_DEVICES), the chunk header and
+ * MIG_DEV_CHUNK are in channels/wire.h */
 
 /* ---- source ---- */
 typedef struct DevSrc DevSrc;

@@ -2,7 +2,6 @@
  * loader thread that reads the main channel straight into guest memory. */
 #include "engine/session_int.h"
 #include "engine/bitmap.h"
-#include "engine/stream.h"
 #include "engine/multifd.h"
 #include "engine/postcopy.h"
 #include "engine/breakhuge.h"

@@ -3,7 +3,6 @@
  * (one writev per batch); zero pages travel as offsets only. */
 #include "engine/src_int.h"
 #include "engine/bitmap.h"
-#include "engine/stream.h"
 #include "engine/multifd.h"
 #include "engine/devlane.h"
 #include "channels/frame.h"

@@ -6,19 +6,10 @@
 #include "engine/session_int.h"
 #include "channels/uri.h"
 #include "engine/breakhuge.h"
+#include "channels/wire.h"
 #include <sys/socket.h>
 
-/* multifd channel frames (docs/protocol.md) */
-enum {
-	MIG_F_MF_PAGES = 0x10, /* be32 block, be32 flags, be64 seq, be32 nnormal, be32 nzero,
-				* be64 offsets[nnormal + nzero], nnormal pages of data */
-	MIG_F_MF_SYNC = 0x11,  /* be64 pass: everything of that pass went before this */
-	MIG_F_MF_DEV = 0x13,   /* device-state chunk: be32 device, be32 flags, be64 seq, data
-				* (engine/devlane.h) */
-};
-#define MIG_MF_HDR_LEN 24u
-#define MIG_MF_MAX_PAGES 128u
-
+/* the channels' frames are in channels/wire.h */
 /* ---- source ---- */
 typedef struct MfSrc MfSrc;
 

@@ -11,7 +11,6 @@
 #include "engine/probes.h"
 #include "engine/breakhuge.h"
 #include "engine/urgent.h"
-#include "engine/stream.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
 #include "channels/io.h"

@@ -4,7 +4,6 @@
  * behind it when another lane is empty. */
 #include "engine/urgent.h"
 #include "engine/probes.h"
-#include "engine/stream.h"
 #include "channels/frame.h"
 #include <errno.h>
 #include <linux/sockios.h>
