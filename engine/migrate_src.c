@@ -99,10 +99,7 @@ static gboolean poll_return_path(Src *src, int timeout_ms, guint16 *got, GError 
 	}
 	*got = h.type;
 	if (h.type == MIG_F_RP_PASS && h.len == 8) {
-		guint64 pass;
-
-		memcpy(&pass, msg, 8);
-		src->pass_acked = MAX(src->pass_acked, GUINT64_FROM_BE(pass));
+		src->pass_acked = MAX(src->pass_acked, mig_get_be64((const guint8 *)msg));
 		return TRUE;
 	}
 	if (h.type == MIG_F_RP_DEVICES)
@@ -135,23 +132,24 @@ static void explain_send_error(Src *src, GError **err)
 static gboolean send_setup(Src *src, GError **err)
 {
 	g_autoptr(GByteArray) p = g_byte_array_new();
-	guint32 n = GUINT32_TO_BE(src->nblocks);
+	guint8 w[16];
 	struct iovec iov;
 
-	g_byte_array_append(p, (guint8 *)&n, 4);
+	mig_put_be32(w, src->nblocks);
+	g_byte_array_append(p, w, 4);
 	for (guint i = 0; i < src->nblocks; i++) {
 		MigRamBlock *rb = src->blocks[i].rb;
 		guint8 len = (guint8)strlen(rb->name);
-		guint64 v[2] = { GUINT64_TO_BE(rb->size), GUINT64_TO_BE(rb->page_size) };
 
 		g_byte_array_append(p, &len, 1);
 		g_byte_array_append(p, (guint8 *)rb->name, len);
-		g_byte_array_append(p, (guint8 *)v, sizeof(v));
+		mig_put_be64(w, rb->size);
+		mig_put_be64(w + 8, rb->page_size);
+		g_byte_array_append(p, w, 16);
 	}
-	n = GUINT32_TO_BE(src->s->caps[MIG_CAP_MULTIFD] ? (guint32)src->s->params.multifd_channels : 0);
-	g_byte_array_append(p, (guint8 *)&n, 4);
-	n = GUINT32_TO_BE(mig_preempt_channels(src->s));
-	g_byte_array_append(p, (guint8 *)&n, 4);
+	mig_put_be32(w, src->s->caps[MIG_CAP_MULTIFD] ? (guint32)src->s->params.multifd_channels : 0);
+	mig_put_be32(w + 4, mig_preempt_channels(src->s));
+	g_byte_array_append(p, w, 8);
 	mig_dev_setup_append(src->s, p);
 	iov = (struct iovec){ p->data, p->len };
 	return mig_src_send_frame(src, MIG_F_SETUP, &iov, 1, err);
@@ -161,25 +159,24 @@ gboolean mig_src_send_pages(Src *src, guint bi, const gsize *pages, guint n, GEr
 {
 	SrcBlock *b = &src->blocks[bi];
 	gsize ps = b->rb->page_size;
-	guint64 data_off[MAX_BATCH_PAGES], zero_off[MAX_BATCH_PAGES];
+	guint8 data_off[MAX_BATCH_PAGES * 8], zero_off[MAX_BATCH_PAGES * 8];
 	struct iovec iov[MAX_BATCH_PAGES + 2];
 	guint nd = 0, nz = 0;
-	guint32 hdr[2];
+	guint8 hdr[MIG_PAGES_HDR_LEN];
 
 	g_assert(n <= MAX_BATCH_PAGES);
 	for (guint k = 0; k < n; k++) {
 		guint8 *p = b->rb->host + pages[k] * ps;
 
 		if (src->zero_mode && mig_mem_is_zero(p, ps)) {
-			zero_off[nz++] = GUINT64_TO_BE(pages[k] * ps);
+			mig_put_be64(zero_off + 8 * nz++, pages[k] * ps);
 		} else {
 			iov[2 + nd] = (struct iovec){ p, ps };
-			data_off[nd++] = GUINT64_TO_BE(pages[k] * ps);
+			mig_put_be64(data_off + 8 * nd++, pages[k] * ps);
 		}
 	}
-	hdr[0] = GUINT32_TO_BE(bi);
 	if (nz) {
-		hdr[1] = GUINT32_TO_BE(nz);
+		mig_put_pages_hdr(hdr, bi, nz);
 		iov[0] = (struct iovec){ hdr, sizeof(hdr) };
 		iov[1] = (struct iovec){ zero_off, nz * 8u };
 		if (!mig_src_send_frame(src, MIG_F_ZEROS, iov, 2, err))
@@ -187,7 +184,7 @@ gboolean mig_src_send_pages(Src *src, guint bi, const gsize *pages, guint n, GEr
 		mig_atomic_add(&src->s->stats.duplicate, nz);
 	}
 	if (nd) {
-		hdr[1] = GUINT32_TO_BE(nd);
+		mig_put_pages_hdr(hdr, bi, nd);
 		iov[0] = (struct iovec){ hdr, sizeof(hdr) };
 		iov[1] = (struct iovec){ data_off, nd * 8u };
 		if (!mig_src_send_frame(src, MIG_F_PAGES, iov, (int)nd + 2, err))
@@ -227,13 +224,14 @@ static gboolean send_batch(Src *src, guint bi, gsize *pos, GError **err)
 }
 
 /* Legacy zero detection stays in this thread and goes on the main channel. */
-static gboolean send_zeros(Src *src, guint bi, guint64 *offs, guint *n, GError **err)
+static gboolean send_zeros(Src *src, guint bi, guint8 *offs, guint *n, GError **err)
 {
-	guint32 hdr[2] = { GUINT32_TO_BE(bi), GUINT32_TO_BE(*n) };
+	guint8 hdr[MIG_PAGES_HDR_LEN];
 	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { offs, *n * 8u } };
 
 	if (!*n)
 		return TRUE;
+	mig_put_pages_hdr(hdr, bi, *n);
 	if (!mig_src_send_frame(src, MIG_F_ZEROS, iov, 2, err))
 		return FALSE;
 	mig_atomic_add(&src->s->stats.duplicate, *n);
@@ -249,7 +247,7 @@ static gboolean queue_dirty(Src *src, guint bi, GError **err)
 	gsize ps = b->rb->page_size;
 	guint max = (guint)MAX(1, MIN(MIG_MF_MAX_PAGES, MIG_BATCH_BYTES / ps));
 	gsize pages[MIG_MF_MAX_PAGES];
-	guint64 zeros[MAX_BATCH_PAGES];
+	guint8 zeros[MAX_BATCH_PAGES * 8];
 	guint n = 0, nz = 0;
 	gsize i = 0;
 	guint16 got;
@@ -259,7 +257,7 @@ static gboolean queue_dirty(Src *src, guint bi, GError **err)
 		if (i < b->npages) {
 			mig_bitmap_clear(b->dirty, i);
 			if (src->zero_mode == 1 && mig_mem_is_zero(b->rb->host + i * ps, ps))
-				zeros[nz++] = GUINT64_TO_BE(i * ps);
+				mig_put_be64(zeros + 8 * nz++, i * ps);
 			else if (src->drop_left)
 				src->drop_left--;   /* lost on purpose: the destination must notice */
 			else
@@ -343,11 +341,11 @@ gboolean mig_src_sync_dirty(Src *src, guint64 *bytes, GError **err)
  * pass in place before anything of the next one can land. */
 gboolean mig_src_pass_end(Src *src, GError **err)
 {
-	guint64 pass = GUINT64_TO_BE(src->pass + 1);
-	struct iovec iov = { &pass, sizeof(pass) };
+	guint8 pass[8];
+	struct iovec iov = { pass, sizeof(pass) };
 
 	src->pass++;
-
+	mig_put_be64(pass, src->pass);
 	if (src->mf && !mig_mf_src_sync(src->mf, src->pass, err))
 		return FALSE;
 	return mig_src_send_frame(src, MIG_F_PASS, &iov, 1, err);
