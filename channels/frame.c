@@ -10,25 +10,10 @@
 #include <string.h>
 
 #include "channels/io.h"
-#include "channels/wire.h"
 
 /* Enough for header + a handful of payload pieces without touching malloc
  * on the hot path. */
 #define FRAME_STACK_IOV 9
-
-void mig_frame_hdr_pack(const MigFrameHdr *h, uint8_t out[MIG_FRAME_HDR_LEN])
-{
-	mig_put_be32(out, h->len);
-	mig_put_be16(out + 4, h->type);
-	mig_put_be16(out + 6, h->flags);
-}
-
-void mig_frame_hdr_unpack(const uint8_t in[MIG_FRAME_HDR_LEN], MigFrameHdr *h)
-{
-	h->len = mig_get_be32(in);
-	h->type = mig_get_be16(in + 4);
-	h->flags = mig_get_be16(in + 6);
-}
 
 /* Sums the payload, refusing what the 32-bit length field cannot describe,
  * so a bad frame fails here with nothing written instead of desyncing the

@@ -1,21 +1,10 @@
-/* Length-prefixed frames: be32 length of payload, be16 type, be16 flags, payload. */
+/* Sending and receiving length-prefixed frames; the header layout (MigFrameHdr) and
+ * every frame type are in channels/wire.h. */
 #pragma once
 #include <stdint.h>
 #include <sys/uio.h>
 
-#define MIG_FRAME_HDR_LEN 8u
-/* Frames other than page data are never larger; a PAGES frame may carry one whole huge
- * page instead, so its receiver allows 16 + its largest page size. */
-#define MIG_FRAME_MAX_LEN (64u << 20)
-
-typedef struct MigFrameHdr {
-	uint32_t len;
-	uint16_t type;
-	uint16_t flags;
-} MigFrameHdr;
-
-void mig_frame_hdr_pack(const MigFrameHdr *h, uint8_t out[MIG_FRAME_HDR_LEN]);
-void mig_frame_hdr_unpack(const uint8_t in[MIG_FRAME_HDR_LEN], MigFrameHdr *h);
+#include "channels/wire.h"
 
 /* Sends header + payload iovecs in one writev loop (no staging copy). 0 or -errno.
  * -EMSGSIZE, with nothing written, when the payload does not fit the 32-bit

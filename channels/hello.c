@@ -1,4 +1,4 @@
-/* The typed channel handshake. Layouts are in docs/protocol-channels.md. */
+/* The typed channel handshake. Layouts are in channels/wire.h and docs/protocol.md. */
 #include "channels/hello.h"
 
 #include <errno.h>
@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "channels/io.h"
-#include "channels/wire.h"
 
 void mig_hello_pack(const MigHello *h, uint8_t out[MIG_HELLO_LEN])
 {

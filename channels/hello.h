@@ -1,21 +1,10 @@
-/* The typed channel handshake: every connection opens with a hello naming what it is. */
+/* The typed channel handshake: every connection opens with a hello naming what it is.
+ * Its layout, the reply's, the channel types and the status codes are in channels/wire.h. */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
 
-#define MIG_HELLO_MAGIC   0x4d494743u  /* "MIGC" */
-#define MIG_HELLO_REPLY   0x4d494741u  /* "MIGA" */
-#define MIG_PROTO_VERSION 1u
-#define MIG_HELLO_LEN     32u
-#define MIG_SESSION_LEN   16u
-#define MIG_HELLO_REPLY_HDR_LEN 10u  /* be32 magic, be32 status, be16 msg length */
-#define MIG_HELLO_MSG_MAX 512u       /* longer reply messages are a protocol error */
-
-typedef enum MigChanType {
-	MIG_CHAN_MAIN = 1,
-	MIG_CHAN_MULTIFD = 2,
-	MIG_CHAN_PREEMPT = 3,
-} MigChanType;
+#include "channels/wire.h"
 
 typedef struct MigHello {
 	uint16_t version;
@@ -24,19 +13,6 @@ typedef struct MigHello {
 	uint32_t flags;
 	uint8_t session[MIG_SESSION_LEN];
 } MigHello;
-
-/* Status codes carried in the reply (0 = accepted). */
-typedef enum MigHelloStatus {
-	MIG_HELLO_OK = 0,
-	MIG_HELLO_BAD_MAGIC = 1,
-	MIG_HELLO_BAD_VERSION = 2,
-	MIG_HELLO_BAD_TYPE = 3,
-	MIG_HELLO_FOREIGN_SESSION = 4,
-	MIG_HELLO_DUPLICATE = 5,
-	MIG_HELLO_BAD_INDEX = 6,
-	MIG_HELLO_NOT_EXPECTED = 7,   /* no incoming migration, or it already started */
-	MIG_HELLO_BUSY = 8,
-} MigHelloStatus;
 
 const char *mig_hello_status_str(int status);
 const char *mig_chan_type_str(int type);

@@ -8,6 +8,5 @@
  * declare the two sides. */
 #pragma once
 
-#define MIG_F_CHUNK 0x12    /* be32 block, be32 offset in page, be64 page offset, data */
-#define MIG_CHUNK_HDR_LEN 16u
+/* CHUNK frames (channels/wire.h) carry at most this much of a page each */
 #define MIG_CHUNK_SIZE (64u << 10)

@@ -14,14 +14,4 @@
  * This header holds the frames; engine/src/devlane.h and engine/dst/devlane.h
  * declare the two sides. */
 #pragma once
-
-#define MIG_DEV_CHUNK (1u << 20)          /* state bytes per chunk */
-#define MIG_DEV_HDR_LEN 16u               /* be32 device, be32 flags, be64 sequence */
-#define MIG_DEV_F_STOP_COPY 1u            /* chunk flag: stop-copy data, not pre-copy */
-
-/* main channel frames (docs/protocol.md) */
-enum {
-	MIG_F_DEV_DATA = 0x20,   /* serial lane: device header, then the chunk */
-	MIG_F_DEV_END = 0x21,    /* be32 n, n x (be64 chunks, be64 bytes): all state was sent */
-	MIG_F_RP_DEVICES = 0x48, /* return path: be32 n, n x (be64 load µs): devices loaded */
-};
+#include "channels/wire.h"   /* its frames, the chunk header and MIG_DEV_CHUNK */

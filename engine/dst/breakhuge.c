@@ -3,6 +3,7 @@
 #include "engine/dst/postcopy.h"
 #include "channels/frame.h"
 #include "channels/io.h"
+#include "channels/wire.h"
 #include <errno.h>
 #include <string.h>
 
@@ -21,20 +22,18 @@ static gboolean asm_fail(GError **err, int code, const char *what)
 
 gboolean mig_huge_asm_chunk(MigSession *s, MigHugeAsm *a, int fd, guint32 len, GError **err)
 {
-	guint32 hdr[4];
-	guint block;
-	guint64 off, pg_off;
+	guint8 raw[MIG_CHUNK_HDR_LEN];
+	guint32 block, off;
+	guint64 pg_off;
 	MigRamBlock *rb;
 	gsize dlen;
 	int rc;
 
 	if (len <= MIG_CHUNK_HDR_LEN || !s->dst->received)
 		return asm_fail(err, EPROTO, "frame too short or before setup");
-	if ((rc = mig_io_read_full(fd, hdr, sizeof(hdr))) < 0)
+	if ((rc = mig_io_read_full(fd, raw, sizeof(raw))) < 0)
 		return asm_fail(err, -rc, g_strerror(-rc));
-	block = GUINT32_FROM_BE(hdr[0]);
-	off = GUINT32_FROM_BE(hdr[1]);
-	pg_off = ((guint64)GUINT32_FROM_BE(hdr[2]) << 32) | GUINT32_FROM_BE(hdr[3]);
+	mig_get_head16(raw, &block, &off, &pg_off);
 	dlen = len - MIG_CHUNK_HDR_LEN;
 	if (block >= s->ram->len)
 		return asm_fail(err, EPROTO, "unknown RAM block");

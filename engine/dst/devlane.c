@@ -7,6 +7,7 @@
 #include "engine/pipepool.h"
 #include "engine/multifd.h"
 #include "channels/frame.h"
+#include "channels/wire.h"
 #include "channels/io.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -200,36 +201,34 @@ static void promote(DevDst *dd, DevIn *in)
 
 gboolean mig_dev_dst_setup(MigSession *s, const guint8 *p, gsize len, gsize *off, GError **err)
 {
+	MigWireRd r = mig_wire_rd(p + *off, *off <= len ? len - *off : 0);
 	DevDst *dd;
 	guint32 n;
 
-	if (*off + 4 > len) {
+	if (mig_rd_be32(&r, &n) < 0) {
 		g_set_error(err, MIG_ERROR, EPROTO, "setup frame truncated (device list)");
 		return FALSE;
 	}
-	memcpy(&n, p + *off, 4);
-	n = GUINT32_FROM_BE(n);
-	*off += 4;
 	if (n != s->devices->len) {
 		g_set_error(err, MIG_ERROR, EINVAL, "the source has %u devices, this destination %u", n, s->devices->len);
 		return FALSE;
 	}
 	for (guint i = 0; i < n; i++) {
 		MigDevice *d = g_ptr_array_index(s->devices, i);
+		const guint8 *id;
 		guint8 l;
 
-		if (*off + 1 > len || *off + 1 + p[*off] > len) {
+		if (mig_rd_str8(&r, &id, &l) < 0) {
 			g_set_error(err, MIG_ERROR, EPROTO, "setup frame truncated (device list)");
 			return FALSE;
 		}
-		l = p[(*off)++];
-		if (l != strlen(d->id) || memcmp(p + *off, d->id, l)) {
+		if (l != strlen(d->id) || memcmp(id, d->id, l)) {
 			g_set_error(err, MIG_ERROR, EINVAL, "device %u is '%.*s' on the source, '%s' here", i, l,
-				    (const char *)p + *off, d->id);
+				    (const char *)id, d->id);
 			return FALSE;
 		}
-		*off += l;
 	}
+	*off = len - r.left;
 	dd = g_new0(DevDst, 1);
 	dd->s = s;
 	dd->n = n;
@@ -275,8 +274,8 @@ gboolean mig_dev_dst_setup(MigSession *s, const guint8 *p, gsize len, gsize *off
 static gboolean read_hdr(DevDst *dd, int fd, guint32 len, DevIn **inp, guint64 *seq, guint32 *flags,
 			 const char *where, GError **err)
 {
-	guint32 w[4];
-	guint dev;
+	guint8 raw[MIG_DEV_HDR_LEN];
+	guint32 dev;
 	int rc;
 
 	if (!dd) {
@@ -287,13 +286,11 @@ static gboolean read_hdr(DevDst *dd, int fd, guint32 len, DevIn **inp, guint64 *
 		g_set_error(err, MIG_ERROR, EPROTO, "%s: device chunk of %u bytes", where, len);
 		return FALSE;
 	}
-	if ((rc = mig_io_read_full(fd, w, sizeof(w))) < 0) {
+	if ((rc = mig_io_read_full(fd, raw, sizeof(raw))) < 0) {
 		g_set_error(err, MIG_ERROR, -rc, "%s: stream truncated: %s", where, g_strerror(-rc));
 		return FALSE;
 	}
-	dev = GUINT32_FROM_BE(w[0]);
-	*flags = GUINT32_FROM_BE(w[1]);
-	*seq = (guint64)GUINT32_FROM_BE(w[2]) << 32 | GUINT32_FROM_BE(w[3]);
+	mig_get_head16(raw, &dev, flags, seq);
 	if (dev >= dd->n) {
 		g_set_error(err, MIG_ERROR, EPROTO, "%s: chunk for device %u of %u", where, dev, dd->n);
 		return FALSE;
@@ -457,10 +454,12 @@ gboolean mig_dev_dst_end(MigSession *s, const guint8 *p, guint32 len, GError **e
 {
 	DevDst *dd = lane(s);
 	g_autoptr(GByteArray) rp = g_byte_array_new();
+	MigWireRd r = mig_wire_rd(p, len);
+	guint8 w[8];
 	guint32 n;
 	Chunk *stray;
 
-	if (!dd || len < 4 || (memcpy(&n, p, 4), n = GUINT32_FROM_BE(n)) != dd->n || len != 4 + 16ull * n) {
+	if (!dd || mig_rd_be32(&r, &n) < 0 || n != dd->n || r.left != 16ull * n) {
 		g_set_error(err, MIG_ERROR, EPROTO, "malformed device end frame (%u bytes)", len);
 		return FALSE;
 	}
@@ -470,15 +469,17 @@ gboolean mig_dev_dst_end(MigSession *s, const guint8 *p, guint32 len, GError **e
 	}
 	for (guint i = 0; i < n; i++) {
 		DevIn *in = &dd->in[i];
-		guint64 v[2];
+		guint64 chunks = 0, bytes = 0;
 
-		memcpy(v, p + 4 + 16 * i, sizeof(v));
-		if (!wait_loaded(dd, in, GUINT64_FROM_BE(v[0]), err))
+		/* cannot fail: the length was checked */
+		mig_rd_be64(&r, &chunks);
+		mig_rd_be64(&r, &bytes);
+		if (!wait_loaded(dd, in, chunks, err))
 			return FALSE;
-		if (in->next_in != GUINT64_FROM_BE(v[0]) || in->loaded_bytes != GUINT64_FROM_BE(v[1])) {
+		if (in->next_in != chunks || in->loaded_bytes != bytes) {
 			g_set_error(err, MIG_ERROR, EPROTO, "device '%s': loaded %" G_GUINT64_FORMAT " chunks (%" G_GUINT64_FORMAT
 				    " bytes), the source sent %" G_GUINT64_FORMAT " (%" G_GUINT64_FORMAT " bytes)", in->d->id,
-				    in->next_in, in->loaded_bytes, GUINT64_FROM_BE(v[0]), GUINT64_FROM_BE(v[1]));
+				    in->next_in, in->loaded_bytes, chunks, bytes);
 			return FALSE;
 		}
 		/* a chunk past the count would otherwise sit in the queue unnoticed */
@@ -502,17 +503,17 @@ gboolean mig_dev_dst_end(MigSession *s, const guint8 *p, guint32 len, GError **e
 			return FALSE;
 		in->t_done = now_us();
 	}
-	n = GUINT32_TO_BE(n);
-	g_byte_array_append(rp, (guint8 *)&n, 4);
+	mig_put_be32(w, n);
+	g_byte_array_append(rp, w, 4);
 	g_mutex_lock(&s->lock);
 	for (guint i = 0; i < dd->n; i++) {
 		DevIn *in = &dd->in[i];
 		guint64 us = in->t_first_sc ? (guint64)(in->t_done - in->t_first_sc) : 0;
-		guint64 be = GUINT64_TO_BE(us);
 
 		in->d->bytes = in->loaded_bytes;
 		in->d->load_us = (gint64)us;
-		g_byte_array_append(rp, (guint8 *)&be, 8);
+		mig_put_be64(w, us);
+		g_byte_array_append(rp, w, 8);
 	}
 	g_mutex_unlock(&s->lock);
 	dd->have_end = TRUE;

@@ -6,9 +6,9 @@
 #include "engine/dst/breakhuge.h"
 #include "engine/dst/devlane.h"
 #include "engine/bitmap.h"
-#include "engine/stream.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
+#include "channels/wire.h"
 #include "channels/io.h"
 #include "channels/uri.h"
 #include <errno.h>
@@ -23,7 +23,6 @@
 #include <unistd.h>
 
 #define HELLO_TIMEOUT_MS 2000
-#define MAX_FRAME_PAGES 1024u
 
 static gpointer dst_main_thread(gpointer opaque);
 static gpointer urgent_thread(gpointer opaque);
@@ -407,58 +406,47 @@ static gboolean read_payload(Loader *d, guint32 len, GError **err)
 static gboolean load_setup(Loader *d, guint32 len, GError **err)
 {
 	MigSession *s = d->s;
-	gsize off = 4;
-	guint32 n;
+	MigWireRd r;
+	gsize off;
+	guint32 n, mf;
 
 	if (!read_payload(d, len, err))
 		return FALSE;
-	if (len < 4)
+	r = mig_wire_rd(d->buf, len);
+	if (mig_rd_be32(&r, &n) < 0)
 		return fail(err, EPROTO, "setup frame too short");
-	memcpy(&n, d->buf, 4);
-	n = GUINT32_FROM_BE(n);
 	if (n != s->ram->len)
 		return fail(err, EINVAL, "source has %u RAM blocks, destination %u", n, s->ram->len);
 	for (guint i = 0; i < n; i++) {
 		MigRamBlock *rb = g_ptr_array_index(s->ram, i);
-		guint64 v[2];
+		const guint8 *name;
+		guint64 size, ps;
 		guint8 nl;
 
-		if (off + 1 > len || off + 1 + d->buf[off] + 16 > len)
+		if (mig_rd_str8(&r, &name, &nl) < 0 || mig_rd_be64(&r, &size) < 0 || mig_rd_be64(&r, &ps) < 0)
 			return fail(err, EPROTO, "setup frame truncated");
-		nl = d->buf[off++];
-		if (nl != strlen(rb->name) || memcmp(d->buf + off, rb->name, nl))
+		if (nl != strlen(rb->name) || memcmp(name, rb->name, nl))
 			return fail(err, EINVAL, "RAM block %u is '%.*s' on the source, '%s' here", i, nl,
-				    (const char *)d->buf + off, rb->name);
-		off += nl;
-		memcpy(v, d->buf + off, sizeof(v));
-		off += sizeof(v);
-		if (GUINT64_FROM_BE(v[0]) != rb->size)
+				    (const char *)name, rb->name);
+		if (size != rb->size)
 			return fail(err, EINVAL, "RAM block '%s' is %" G_GUINT64_FORMAT " bytes on the source, %" G_GSIZE_FORMAT " here",
-				    rb->name, GUINT64_FROM_BE(v[0]), rb->size);
-		if (GUINT64_FROM_BE(v[1]) != rb->page_size)
+				    rb->name, size, rb->size);
+		if (ps != rb->page_size)
 			return fail(err, EINVAL, "RAM block '%s' has %" G_GUINT64_FORMAT "-byte pages on the source, %" G_GSIZE_FORMAT " here",
-				    rb->name, GUINT64_FROM_BE(v[1]), rb->page_size);
+				    rb->name, ps, rb->page_size);
 	}
-	{
-		guint32 mf;
-
-		if (off + 4 > len)
-			return fail(err, EPROTO, "setup frame truncated");
-		memcpy(&mf, d->buf + off, 4);
-		mf = GUINT32_FROM_BE(mf);
-		if (mf != s->dst->mf_expected)
-			return fail(err, EINVAL, "the source uses %u multifd channels, this destination %u%s", mf,
-				    s->dst->mf_expected, s->dst->mf_expected ? "" : " (set the multifd capability on both sides)");
-		if (off + 8 > len)
-			return fail(err, EPROTO, "setup frame truncated");
-		memcpy(&mf, d->buf + off + 4, 4);
-		mf = GUINT32_FROM_BE(mf);
-		if (mf != s->dst->urgent_expected)
-			return fail(err, EINVAL, "the source uses %u preempt channels, this destination %u (set postcopy-preempt "
-				    "and x-preempt-channels alike on both sides)", mf, s->dst->urgent_expected);
-		off += 8;
-	}
+	if (mig_rd_be32(&r, &mf) < 0)
+		return fail(err, EPROTO, "setup frame truncated");
+	if (mf != s->dst->mf_expected)
+		return fail(err, EINVAL, "the source uses %u multifd channels, this destination %u%s", mf,
+			    s->dst->mf_expected, s->dst->mf_expected ? "" : " (set the multifd capability on both sides)");
+	if (mig_rd_be32(&r, &mf) < 0)
+		return fail(err, EPROTO, "setup frame truncated");
+	if (mf != s->dst->urgent_expected)
+		return fail(err, EINVAL, "the source uses %u preempt channels, this destination %u (set postcopy-preempt "
+			    "and x-preempt-channels alike on both sides)", mf, s->dst->urgent_expected);
 	/* before the receivers are let go below: they may carry device chunks */
+	off = len - r.left;
 	if (!mig_dev_dst_setup(s, d->buf, len, &off, err))
 		return FALSE;
 	d->max_frame = MAX(d->max_frame, MIG_DEV_HDR_LEN + MIG_DEV_CHUNK);
@@ -482,8 +470,8 @@ static gboolean load_setup(Loader *d, guint32 len, GError **err)
 static gboolean read_page_list(Loader *d, guint32 len, gboolean with_data, MigRamBlock **rbp,
 			       guint *bip, guint64 *offs, guint *countp, GError **err)
 {
-	guint32 hdr[2];
-	guint bi, count;
+	guint8 raw[MIG_PAGES_HDR_LEN];
+	guint32 bi, count;
 	MigRamBlock *rb;
 	guint64 need;
 	int rc;
@@ -492,22 +480,21 @@ static gboolean read_page_list(Loader *d, guint32 len, gboolean with_data, MigRa
 		return fail(err, EPROTO, "page data before the setup frame");
 	if (len < MIG_PAGES_HDR_LEN)
 		return fail(err, EPROTO, "page frame too short");
-	if ((rc = mig_io_read_full(d->fd, hdr, sizeof(hdr))) < 0)
+	if ((rc = mig_io_read_full(d->fd, raw, sizeof(raw))) < 0)
 		return fail(err, -rc, "migration stream truncated: %s", g_strerror(-rc));
-	bi = GUINT32_FROM_BE(hdr[0]);
-	count = GUINT32_FROM_BE(hdr[1]);
+	mig_get_pages_hdr(raw, &bi, &count);
 	if (bi >= d->s->ram->len)
 		return fail(err, EPROTO, "page frame names RAM block %u of %u", bi, d->s->ram->len);
 	rb = g_ptr_array_index(d->s->ram, bi);
-	if (count == 0 || count > MAX_FRAME_PAGES)
+	if (count == 0 || count > MIG_PAGES_MAX)
 		return fail(err, EPROTO, "page frame with %u pages", count);
 	need = MIG_PAGES_HDR_LEN + (guint64)count * 8 + (with_data ? (guint64)count * rb->page_size : 0);
 	if (need != len)
 		return fail(err, EPROTO, "page frame length %u does not match %u pages", len, count);
 	if ((rc = mig_io_read_full(d->fd, offs, count * 8u)) < 0)
 		return fail(err, -rc, "migration stream truncated: %s", g_strerror(-rc));
+	mig_be64_decode_array(offs, count);
 	for (guint i = 0; i < count; i++) {
-		offs[i] = GUINT64_FROM_BE(offs[i]);
 		if (offs[i] % rb->page_size || offs[i] >= rb->size)
 			return fail(err, EPROTO, "page offset 0x%" G_GINT64_MODIFIER "x outside RAM block '%s'", offs[i], rb->name);
 	}
@@ -520,8 +507,8 @@ static gboolean read_page_list(Loader *d, guint32 len, gboolean with_data, MigRa
 
 static gboolean load_pages(Loader *d, guint32 len, GError **err)
 {
-	guint64 offs[MAX_FRAME_PAGES];
-	struct iovec iov[MAX_FRAME_PAGES];
+	guint64 offs[MIG_PAGES_MAX];
+	struct iovec iov[MIG_PAGES_MAX];
 	MigRamBlock *rb;
 	guint bi, count;
 	int rc;
@@ -551,7 +538,7 @@ static gboolean load_pages(Loader *d, guint32 len, GError **err)
 
 static gboolean load_zeros(Loader *d, guint32 len, GError **err)
 {
-	guint64 offs[MAX_FRAME_PAGES];
+	guint64 offs[MIG_PAGES_MAX];
 	MigRamBlock *rb;
 	guint bi, count;
 
@@ -577,20 +564,22 @@ static gboolean load_state(Loader *d, guint32 len, GError **err)
 {
 	MigSession *s = d->s;
 	g_autoptr(GBytes) state = NULL;
+	const guint8 *id;
 	guint8 idlen;
+	MigWireRd r;
 
 	if (!d->have_setup)
 		return fail(err, EPROTO, "device state before the setup frame");
 	if (!read_payload(d, len, err))
 		return FALSE;
-	if (len < 1 || 1u + d->buf[0] > len)
+	r = mig_wire_rd(d->buf, len);
+	if (mig_rd_str8(&r, &id, &idlen) < 0)
 		return fail(err, EPROTO, "state frame truncated");
-	idlen = d->buf[0];
-	if (idlen != 5 || memcmp(d->buf + 1, "guest", 5))
-		return fail(err, EINVAL, "unknown state section '%.*s'", idlen, (const char *)d->buf + 1);
+	if (idlen != 5 || memcmp(id, "guest", 5))
+		return fail(err, EINVAL, "unknown state section '%.*s'", idlen, (const char *)id);
 	if (d->have_state)
 		return fail(err, EPROTO, "state section 'guest' sent twice");
-	state = g_bytes_new(d->buf + 1 + idlen, len - 1 - idlen);
+	state = g_bytes_new(r.p, r.left);
 	if (!s->vm->load_state(s->vm_opaque, state, err))
 		return FALSE;
 	d->have_state = TRUE;
@@ -626,27 +615,25 @@ static gboolean complete(Loader *d, gboolean postcopy, GError **err)
 
 static gboolean load_discard(Loader *d, guint32 len, GError **err)
 {
-	guint32 hdr[2];
-	guint64 *r;
-	guint n;
+	guint32 bi, count;
+	MigWireRd r;
 
 	if (!read_payload(d, len, err))
 		return FALSE;
-	if (len < 8)
+	if (len < MIG_PAGES_HDR_LEN)
 		return fail(err, EPROTO, "discard frame too short");
-	memcpy(hdr, d->buf, 8);
-	n = GUINT32_FROM_BE(hdr[1]);
-	if (len != 8 + 16ull * n)
-		return fail(err, EPROTO, "discard frame length %u does not match %u ranges", len, n);
-	r = g_memdup2(d->buf + 8, 16ull * n);
-	for (guint i = 0; i < n; i++) {
-		if (!mig_pc_dst_discard(d->s, GUINT32_FROM_BE(hdr[0]), GUINT64_FROM_BE(r[2 * i]),
-					GUINT64_FROM_BE(r[2 * i + 1]), err)) {
-			g_free(r);
+	mig_get_pages_hdr(d->buf, &bi, &count);
+	if (len != MIG_PAGES_HDR_LEN + 16ull * count)
+		return fail(err, EPROTO, "discard frame length %u does not match %u ranges", len, count);
+	r = mig_wire_rd(d->buf + MIG_PAGES_HDR_LEN, len - MIG_PAGES_HDR_LEN);
+	for (guint i = 0; i < count; i++) {
+		guint64 first, n;
+
+		if (mig_rd_be64(&r, &first) < 0 || mig_rd_be64(&r, &n) < 0)
+			return fail(err, EPROTO, "discard frame truncated");
+		if (!mig_pc_dst_discard(d->s, bi, first, n, err))
 			return FALSE;
-		}
 	}
-	g_free(r);
 	return TRUE;
 }
 
@@ -695,16 +682,14 @@ static gboolean load_loop(Loader *d, GError **err)
 				return FALSE;
 			break;
 		case MIG_F_PASS: {
-			guint64 pass;
-
 			if (h.len != 8 || !read_payload(d, h.len, err))
 				return h.len == 8 ? FALSE : fail(err, EPROTO, "pass frame of %u bytes", h.len);
-			memcpy(&pass, d->buf, 8);
-			if (!mig_mf_dst_barrier(d->s, GUINT64_FROM_BE(pass), err))
+			if (!mig_mf_dst_barrier(d->s, mig_get_be64(d->buf), err))
 				return FALSE;
-			/* the source waits for this before it stops the guest (see precopy()) */
+			/* the source waits for this before it stops the guest (see precopy()): the
+			 * same be64 pass number goes back */
 			{
-				struct iovec iov = { &pass, sizeof(pass) };
+				struct iovec iov = { d->buf, 8 };
 
 				mig_dst_rp_send(d->s, MIG_F_RP_PASS, &iov, 1);
 			}

@@ -7,6 +7,7 @@
 #include "engine/bitmap.h"
 #include "channels/frame.h"
 #include "channels/io.h"
+#include "channels/wire.h"
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
@@ -52,7 +53,8 @@ static gboolean wait_setup(MfRecv *r)
 static gboolean recv_pages(MfRecv *r, guint32 len, GError **err)
 {
 	MigSession *s = r->s;
-	guint32 hdr[6];
+	guint8 raw[MIG_MF_HDR_LEN];
+	MigMfHdr hdr;
 	guint64 offs[MIG_MF_MAX_PAGES];
 	struct iovec iov[MIG_MF_MAX_PAGES];
 	guint bi, nn, nz;
@@ -61,11 +63,12 @@ static gboolean recv_pages(MfRecv *r, guint32 len, GError **err)
 
 	if (len < MIG_MF_HDR_LEN)
 		return recv_fail(r, err, EPROTO, "packet too short (%u bytes)", len);
-	if ((rc = mig_io_read_full(r->fd, hdr, sizeof(hdr))) < 0)
+	if ((rc = mig_io_read_full(r->fd, raw, sizeof(raw))) < 0)
 		return recv_fail(r, err, -rc, "stream truncated: %s", g_strerror(-rc));
-	bi = GUINT32_FROM_BE(hdr[0]);
-	nn = GUINT32_FROM_BE(hdr[4]);
-	nz = GUINT32_FROM_BE(hdr[5]);
+	mig_mf_hdr_unpack(raw, &hdr);
+	bi = hdr.block;
+	nn = hdr.nnormal;
+	nz = hdr.nzero;
 	if (bi >= s->ram->len)
 		return recv_fail(r, err, EPROTO, "packet names RAM block %u of %u", bi, s->ram->len);
 	rb = g_ptr_array_index(s->ram, bi);
@@ -75,8 +78,8 @@ static gboolean recv_pages(MfRecv *r, guint32 len, GError **err)
 		return recv_fail(r, err, EPROTO, "packet length %u does not match its %u+%u pages", len, nn, nz);
 	if ((rc = mig_io_read_full(r->fd, offs, (nn + nz) * 8u)) < 0)
 		return recv_fail(r, err, -rc, "stream truncated: %s", g_strerror(-rc));
+	mig_be64_decode_array(offs, nn + nz);
 	for (guint i = 0; i < nn + nz; i++) {
-		offs[i] = GUINT64_FROM_BE(offs[i]);
 		if (offs[i] % rb->page_size || offs[i] >= rb->size)
 			return recv_fail(r, err, EPROTO, "page offset 0x%" G_GINT64_MODIFIER "x outside RAM block '%s'", offs[i], rb->name);
 	}
@@ -121,14 +124,15 @@ static gboolean recv_pages(MfRecv *r, guint32 len, GError **err)
 static gboolean recv_sync(MfRecv *r, guint32 len, GError **err)
 {
 	MigSession *s = r->s;
+	guint8 raw[8];
 	guint64 pass;
 	int rc;
 
-	if (len != 8)
+	if (len != sizeof(raw))
 		return recv_fail(r, err, EPROTO, "sync packet of %u bytes", len);
-	if ((rc = mig_io_read_full(r->fd, &pass, 8)) < 0)
+	if ((rc = mig_io_read_full(r->fd, raw, sizeof(raw))) < 0)
 		return recv_fail(r, err, -rc, "stream truncated: %s", g_strerror(-rc));
-	pass = GUINT64_FROM_BE(pass);
+	pass = mig_get_be64(raw);
 	g_mutex_lock(&s->dst->mf_lock);
 	if (pass != s->dst->mf_released + 1) {
 		g_mutex_unlock(&s->dst->mf_lock);

@@ -4,6 +4,7 @@
 #include "engine/bitmap.h"
 #include "engine/probes.h"
 #include "channels/frame.h"
+#include "channels/wire.h"
 #include "uffd/place.h"
 #include "uffd/uffd.h"
 #include <errno.h>
@@ -189,15 +190,15 @@ static int handle_fault(PcDst *pc, guint64 addr)
 	if (__atomic_load_n(&s->dst->received[bi][page / MIG_BITS_PER_LONG], __ATOMIC_SEQ_CST) & (1ul << (page % MIG_BITS_PER_LONG)))
 		record_latency(pc, b, page);
 	{
-		guint32 hdr[2] = { GUINT32_TO_BE(bi), 0 };
-		guint64 off = GUINT64_TO_BE((guint64)page * b->rb->page_size);
-		struct iovec iov[2] = { { hdr, sizeof(hdr) }, { &off, sizeof(off) } };
+		guint8 req[MIG_PAGE_REQ_LEN];
+		struct iovec iov = { req, sizeof(req) };
 
+		mig_put_head16(req, bi, 0, (guint64)page * b->rb->page_size);
 		__atomic_add_fetch(&pc->requests, 1, __ATOMIC_RELAXED);
 		/* before the write, as page_sent: once the bytes are in the socket the source
 		 * may read and answer them while this thread waits for a CPU */
 		MIG_PROBE(request_sent, bi, (guint64)page * b->rb->page_size);
-		return mig_dst_rp_send(s, MIG_F_RP_REQ_PAGE, iov, 2);
+		return mig_dst_rp_send(s, MIG_F_RP_REQ_PAGE, &iov, 1);
 	}
 }
 

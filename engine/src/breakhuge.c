@@ -11,15 +11,13 @@ int mig_huge_send(int fd, guint block, MigRamBlock *rb, gsize page, MigYieldFn y
 	*bytes = 0;
 	for (gsize off = 0; off < ps; off += MIG_CHUNK_SIZE) {
 		gsize len = MIN((gsize)MIG_CHUNK_SIZE, ps - off);
-		guint32 hdr[4] = {
-			GUINT32_TO_BE(block), GUINT32_TO_BE((guint32)off),
-			GUINT32_TO_BE((guint32)(((guint64)page * ps) >> 32)), GUINT32_TO_BE((guint32)((guint64)page * ps)),
-		};
+		guint8 hdr[MIG_CHUNK_HDR_LEN];
 		struct iovec iov[2] = { { hdr, sizeof(hdr) }, { base + off, len } };
 		int rc;
 
 		if (off && yield(opaque, block, page))
 			return 1;
+		mig_put_head16(hdr, block, (guint32)off, (guint64)page * ps);
 		rc = mig_frame_send(fd, MIG_F_CHUNK, 0, iov, 2);
 		if (rc < 0)
 			return rc;

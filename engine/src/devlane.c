@@ -7,6 +7,7 @@
 #include "engine/pipepool.h"
 #include "channels/io.h"
 #include "channels/frame.h"
+#include "channels/wire.h"
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
@@ -69,14 +70,6 @@ static gssize read_upto(int fd, guint8 *buf, gsize len)
 	return (gssize)got;
 }
 
-static void pack_hdr(guint8 hdr[MIG_DEV_HDR_LEN], guint dev, guint32 flags, guint64 seq)
-{
-	guint32 w[4] = { GUINT32_TO_BE(dev), GUINT32_TO_BE(flags), GUINT32_TO_BE((guint32)(seq >> 32)),
-			 GUINT32_TO_BE((guint32)seq) };
-
-	memcpy(hdr, w, sizeof(w));
-}
-
 static void chunk_release(OutChunk *c, gboolean sent)
 {
 	mig_buf_put(c->o->ds->bufs, c->buf);
@@ -109,7 +102,7 @@ static gboolean send_chunk(OutChunk *c, guint32 len, guint32 flags, GError **err
 	guint8 hdr[MIG_DEV_HDR_LEN];
 	guint64 seq = o->seq++;
 
-	pack_hdr(hdr, o->d->index, flags, seq);
+	mig_put_head16(hdr, o->d->index, flags, seq);
 	if ((flags & MIG_DEV_F_STOP_COPY) && !o->t_first)
 		o->t_first = now_us();
 	o->bytes += len;
@@ -334,7 +327,7 @@ void mig_dev_src_join(DevSrc *ds)
 gboolean mig_dev_src_stop_copy_end(DevSrc *ds, GError **err)
 {
 	g_autoptr(GByteArray) p = NULL;
-	guint32 n;
+	guint8 w[16];
 	struct iovec iov;
 
 	if (!ds || !ds->n)
@@ -366,14 +359,15 @@ gboolean mig_dev_src_stop_copy_end(DevSrc *ds, GError **err)
 	}
 	g_mutex_unlock(&ds->lock);
 	p = g_byte_array_new();
-	n = GUINT32_TO_BE(ds->n);
-	g_byte_array_append(p, (guint8 *)&n, 4);
+	mig_put_be32(w, ds->n);
+	g_byte_array_append(p, w, 4);
 	g_mutex_lock(&ds->s->lock);
 	for (guint i = 0; i < ds->n; i++) {
 		DevOut *o = &ds->out[i];
-		guint64 v[2] = { GUINT64_TO_BE(o->seq), GUINT64_TO_BE(o->bytes) };
 
-		g_byte_array_append(p, (guint8 *)v, sizeof(v));
+		mig_put_be64(w, o->seq);
+		mig_put_be64(w + 8, o->bytes);
+		g_byte_array_append(p, w, 16);
 		o->d->bytes = o->bytes;
 		o->d->precopy_bytes = o->precopy_bytes;
 		o->d->save_us = o->t_saved - o->t_save0;
@@ -425,18 +419,19 @@ guint64 mig_dev_src_expected_ms(DevSrc *ds, guint64 ram_bytes, guint64 bw)
 
 gboolean mig_dev_src_loaded(DevSrc *ds, const guint8 *p, guint32 len, GError **err)
 {
+	MigWireRd r = mig_wire_rd(p, len);
 	guint32 n;
 
-	if (!ds || len < 4 || (memcpy(&n, p, 4), n = GUINT32_FROM_BE(n)) != ds->n || len != 4 + 8ull * n) {
+	if (!ds || mig_rd_be32(&r, &n) < 0 || n != ds->n || r.left != 8ull * n) {
 		g_set_error(err, MIG_ERROR, EPROTO, "malformed device report on the return path (%u bytes)", len);
 		return FALSE;
 	}
 	g_mutex_lock(&ds->s->lock);
 	for (guint i = 0; i < n; i++) {
-		guint64 v;
+		guint64 us = 0;
 
-		memcpy(&v, p + 4 + 8 * i, 8);
-		ds->out[i].d->load_us = (gint64)GUINT64_FROM_BE(v);
+		mig_rd_be64(&r, &us);   /* cannot fail: the length was checked */
+		ds->out[i].d->load_us = (gint64)us;
 	}
 	ds->s->stats.t_dev_loaded = now_us();
 	g_mutex_unlock(&ds->s->lock);
@@ -477,9 +472,10 @@ void mig_dev_src_free(DevSrc *ds, gboolean resume)
 
 void mig_dev_setup_append(MigSession *s, GByteArray *p)
 {
-	guint32 n = GUINT32_TO_BE(s->devices->len);
+	guint8 n[4];
 
-	g_byte_array_append(p, (guint8 *)&n, 4);
+	mig_put_be32(n, s->devices->len);
+	g_byte_array_append(p, n, 4);
 	for (guint i = 0; i < s->devices->len; i++) {
 		MigDevice *d = g_ptr_array_index(s->devices, i);
 		guint8 len = (guint8)strlen(d->id);

@@ -5,7 +5,6 @@
 #include "engine/src/postcopy.h"
 #include "engine/src/devlane.h"
 #include "engine/bitmap.h"
-#include "engine/stream.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
 #include "channels/io.h"
@@ -68,10 +67,7 @@ static gboolean poll_return_path(Src *src, int timeout_ms, guint16 *got, GError 
 	}
 	*got = h.type;
 	if (h.type == MIG_F_RP_PASS && h.len == 8) {
-		guint64 pass;
-
-		memcpy(&pass, msg, 8);
-		src->pass_acked = MAX(src->pass_acked, GUINT64_FROM_BE(pass));
+		src->pass_acked = MAX(src->pass_acked, mig_get_be64((const guint8 *)msg));
 		return TRUE;
 	}
 	if (h.type == MIG_F_RP_DEVICES)
@@ -104,23 +100,24 @@ static void explain_send_error(Src *src, GError **err)
 static gboolean send_setup(Src *src, GError **err)
 {
 	g_autoptr(GByteArray) p = g_byte_array_new();
-	guint32 n = GUINT32_TO_BE(src->nblocks);
+	guint8 w[16];
 	struct iovec iov;
 
-	g_byte_array_append(p, (guint8 *)&n, 4);
+	mig_put_be32(w, src->nblocks);
+	g_byte_array_append(p, w, 4);
 	for (guint i = 0; i < src->nblocks; i++) {
 		MigRamBlock *rb = src->blocks[i].rb;
 		guint8 len = (guint8)strlen(rb->name);
-		guint64 v[2] = { GUINT64_TO_BE(rb->size), GUINT64_TO_BE(rb->page_size) };
 
 		g_byte_array_append(p, &len, 1);
 		g_byte_array_append(p, (guint8 *)rb->name, len);
-		g_byte_array_append(p, (guint8 *)v, sizeof(v));
+		mig_put_be64(w, rb->size);
+		mig_put_be64(w + 8, rb->page_size);
+		g_byte_array_append(p, w, 16);
 	}
-	n = GUINT32_TO_BE(src->s->caps[MIG_CAP_MULTIFD] ? (guint32)src->p.multifd_channels : 0);
-	g_byte_array_append(p, (guint8 *)&n, 4);
-	n = GUINT32_TO_BE(mig_preempt_channels(src->s, &src->p));
-	g_byte_array_append(p, (guint8 *)&n, 4);
+	mig_put_be32(w, src->s->caps[MIG_CAP_MULTIFD] ? (guint32)src->p.multifd_channels : 0);
+	mig_put_be32(w + 4, mig_preempt_channels(src->s, &src->p));
+	g_byte_array_append(p, w, 8);
 	mig_dev_setup_append(src->s, p);
 	iov = (struct iovec){ p->data, p->len };
 	return mig_src_send_frame(src, MIG_F_SETUP, &iov, 1, err);
@@ -153,13 +150,14 @@ static gboolean send_batch(Src *src, guint bi, gsize *pos, GError **err)
 }
 
 /* Legacy zero detection stays in this thread and goes on the main channel. */
-static gboolean send_zeros(Src *src, guint bi, guint64 *offs, guint *n, GError **err)
+static gboolean send_zeros(Src *src, guint bi, guint8 *offs, guint *n, GError **err)
 {
-	guint32 hdr[2] = { GUINT32_TO_BE(bi), GUINT32_TO_BE(*n) };
+	guint8 hdr[MIG_PAGES_HDR_LEN];
 	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { offs, *n * 8u } };
 
 	if (!*n)
 		return TRUE;
+	mig_put_pages_hdr(hdr, bi, *n);
 	if (!mig_src_send_frame(src, MIG_F_ZEROS, iov, 2, err))
 		return FALSE;
 	mig_atomic_add(&src->s->stats.duplicate, *n);
@@ -175,7 +173,7 @@ static gboolean queue_dirty(Src *src, guint bi, GError **err)
 	gsize ps = b->rb->page_size;
 	guint max = (guint)MAX(1, MIN(MIG_MF_MAX_PAGES, MIG_BATCH_BYTES / ps));
 	gsize pages[MIG_MF_MAX_PAGES];
-	guint64 zeros[MAX_BATCH_PAGES];
+	guint8 zeros[MAX_BATCH_PAGES * 8];
 	guint n = 0, nz = 0;
 	gsize i = 0;
 	guint16 got;
@@ -185,7 +183,7 @@ static gboolean queue_dirty(Src *src, guint bi, GError **err)
 		if (i < b->npages) {
 			mig_bitmap_clear(b->dirty, i);
 			if (src->zero_mode == 1 && mig_mem_is_zero(b->rb->host + i * ps, ps))
-				zeros[nz++] = GUINT64_TO_BE(i * ps);
+				mig_put_be64(zeros + 8 * nz++, i * ps);
 			else if (src->drop_left)
 				src->drop_left--;   /* lost on purpose: the destination must notice */
 			else

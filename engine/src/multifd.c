@@ -4,6 +4,7 @@
 #include "engine/src/multifd.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
+#include "channels/wire.h"
 #include "channels/io.h"
 #include <errno.h>
 #include <string.h>
@@ -96,11 +97,11 @@ static int send_chunked(Sender *sd, const Job *j, guint64 seq)
 		int rc;
 
 		if (mig_mem_is_zero(p, ps)) {
-			guint32 hdr[6] = { GUINT32_TO_BE(j->block), 0, GUINT32_TO_BE((guint32)(seq >> 32)),
-					   GUINT32_TO_BE((guint32)seq), 0, GUINT32_TO_BE(1) };
-			guint64 off = GUINT64_TO_BE(j->pages[i] * ps);
-			struct iovec iov[2] = { { hdr, sizeof(hdr) }, { &off, 8 } };
+			guint8 hdr[MIG_MF_HDR_LEN], off[8];
+			struct iovec iov[2] = { { hdr, sizeof(hdr) }, { off, 8 } };
 
+			mig_mf_hdr_pack(&(MigMfHdr){ .block = j->block, .seq = seq, .nzero = 1 }, hdr);
+			mig_put_be64(off, j->pages[i] * ps);
 			rc = mig_frame_send(sd->fd, MIG_F_MF_PAGES, 0, iov, 2);
 			bytes = MIG_FRAME_HDR_LEN + sizeof(hdr) + 8;
 			mig_atomic_add(&m->s->stats.duplicate, 1);
@@ -123,9 +124,9 @@ static int send_pages(Sender *sd, const Job *j, guint64 seq)
 {
 	MfSrc *m = sd->m;
 	gsize ps = j->rb->page_size;
-	guint64 offs[MIG_MF_MAX_PAGES];
+	guint8 offs[MIG_MF_MAX_PAGES * 8];
 	struct iovec iov[MIG_MF_MAX_PAGES + 2];
-	guint32 hdr[6];
+	guint8 hdr[MIG_MF_HDR_LEN];
 	guint nn = 0, nz = 0;
 	int niov = 2;
 	guint64 bytes;
@@ -142,20 +143,15 @@ static int send_pages(Sender *sd, const Job *j, guint64 seq)
 			__builtin_prefetch(j->rb->host + j->pages[i + PREFETCH_AHEAD] * ps);
 
 		if (m->detect_zero && mig_mem_is_zero(p, ps)) {
-			offs[MIG_MF_MAX_PAGES - 1 - nz++] = GUINT64_TO_BE(j->pages[i] * ps);
+			mig_put_be64(offs + 8 * (MIG_MF_MAX_PAGES - 1 - nz++), j->pages[i] * ps);
 		} else {
-			offs[nn++] = GUINT64_TO_BE(j->pages[i] * ps);
+			mig_put_be64(offs + 8 * nn++, j->pages[i] * ps);
 			mig_iov_append(iov, &niov, p, ps);
 		}
 	}
 	if (nz)  /* make the offsets contiguous: normal then zero */
-		memmove(&offs[nn], &offs[MIG_MF_MAX_PAGES - nz], nz * sizeof(offs[0]));
-	hdr[0] = GUINT32_TO_BE(j->block);
-	hdr[1] = 0;
-	hdr[2] = GUINT32_TO_BE((guint32)(seq >> 32));
-	hdr[3] = GUINT32_TO_BE((guint32)seq);
-	hdr[4] = GUINT32_TO_BE(nn);
-	hdr[5] = GUINT32_TO_BE(nz);
+		memmove(offs + 8 * nn, offs + 8 * (MIG_MF_MAX_PAGES - nz), nz * 8u);
+	mig_mf_hdr_pack(&(MigMfHdr){ .block = j->block, .seq = seq, .nnormal = nn, .nzero = nz }, hdr);
 	iov[1].iov_len = (nn + nz) * 8u;
 	bytes = MIG_FRAME_HDR_LEN + sizeof(hdr) + (nn + nz) * 8u + (guint64)nn * ps;
 	{
@@ -224,9 +220,10 @@ static gpointer sender_main(gpointer opaque)
 		dev = j->dev_done != NULL;
 		g_mutex_unlock(&m->lock);
 		if (j->sync_pass) {
-			guint64 be = GUINT64_TO_BE(j->sync_pass);
-			struct iovec iov = { &be, sizeof(be) };
+			guint8 pass[8];
+			struct iovec iov = { pass, sizeof(pass) };
 
+			mig_put_be64(pass, j->sync_pass);
 			rc = mig_frame_send(sd->fd, MIG_F_MF_SYNC, 0, &iov, 1);
 		} else if (j->dev_done) {
 			MigMfDoneFn done = j->dev_done;

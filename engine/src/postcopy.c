@@ -10,9 +10,9 @@
 #include "engine/src/urgent.h"
 #include "engine/bitmap.h"
 #include "engine/probes.h"
-#include "engine/stream.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
+#include "channels/wire.h"
 #include "channels/io.h"
 #include <errno.h>
 #include <linux/sockios.h>
@@ -72,20 +72,17 @@ static void urgent_done(gpointer opaque, const GError *err)
 /* *queued: the page went to an urgent lane, which ends the request (urgent_done). */
 static gboolean serve_request(Src *src, const guint8 *p, guint32 len, gboolean *queued, GError **err)
 {
-	guint32 bi;
+	guint32 bi, reserved;
 	guint64 off;
 	SrcBlock *b;
 	gsize page;
 	gboolean was_dirty;
 
-	if (len != 16) {
+	if (len != MIG_PAGE_REQ_LEN) {
 		g_set_error(err, MIG_ERROR, EPROTO, "page request of %u bytes", len);
 		return FALSE;
 	}
-	memcpy(&bi, p, 4);
-	memcpy(&off, p + 8, 8);
-	bi = GUINT32_FROM_BE(bi);
-	off = GUINT64_FROM_BE(off);
+	mig_get_head16(p, &bi, &reserved, &off);
 	if (bi >= src->nblocks || off % src->blocks[bi].rb->page_size || off >= src->blocks[bi].rb->size) {
 		g_set_error(err, MIG_ERROR, EPROTO, "page request for block %u offset 0x%" G_GINT64_MODIFIER "x is invalid", bi, off);
 		return FALSE;
@@ -232,7 +229,7 @@ static gboolean send_discards(Src *src, GError **err)
 {
 	for (guint bi = 0; bi < src->nblocks; bi++) {
 		SrcBlock *b = &src->blocks[bi];
-		guint64 ranges[2 * DISCARD_RANGES];
+		guint8 ranges[16 * DISCARD_RANGES];
 		guint n = 0;
 		gsize i = 0;
 
@@ -242,14 +239,15 @@ static gboolean send_discards(Src *src, GError **err)
 			while (end < b->npages && mig_bitmap_test(b->dirty, end))
 				end++;
 			if (start < b->npages) {
-				ranges[2 * n] = GUINT64_TO_BE(start);
-				ranges[2 * n + 1] = GUINT64_TO_BE(end - start);
+				mig_put_be64(ranges + 16 * n, start);
+				mig_put_be64(ranges + 16 * n + 8, end - start);
 				n++;
 			}
 			if (n && (n == DISCARD_RANGES || start >= b->npages)) {
-				guint32 hdr[2] = { GUINT32_TO_BE(bi), GUINT32_TO_BE(n) };
+				guint8 hdr[MIG_PAGES_HDR_LEN];
 				struct iovec iov[2] = { { hdr, sizeof(hdr) }, { ranges, n * 16u } };
 
+				mig_put_pages_hdr(hdr, bi, n);
 				if (!mig_src_send_frame(src, MIG_F_PC_DISCARD, iov, 2, err))
 					return FALSE;
 				n = 0;

@@ -3,7 +3,7 @@
  * The bottom of the half: it calls none of them. */
 #include "engine/src/src_int.h"
 #include "engine/bitmap.h"
-#include "engine/stream.h"
+#include "channels/wire.h"
 #include "channels/frame.h"
 #include <errno.h>
 
@@ -43,25 +43,24 @@ gboolean mig_src_send_pages(Src *src, guint bi, const gsize *pages, guint n, GEr
 {
 	SrcBlock *b = &src->blocks[bi];
 	gsize ps = b->rb->page_size;
-	guint64 data_off[MAX_BATCH_PAGES], zero_off[MAX_BATCH_PAGES];
+	guint8 data_off[MAX_BATCH_PAGES * 8], zero_off[MAX_BATCH_PAGES * 8];
 	struct iovec iov[MAX_BATCH_PAGES + 2];
 	guint nd = 0, nz = 0;
-	guint32 hdr[2];
+	guint8 hdr[MIG_PAGES_HDR_LEN];
 
 	g_assert(n <= MAX_BATCH_PAGES);
 	for (guint k = 0; k < n; k++) {
 		guint8 *p = b->rb->host + pages[k] * ps;
 
 		if (src->zero_mode && mig_mem_is_zero(p, ps)) {
-			zero_off[nz++] = GUINT64_TO_BE(pages[k] * ps);
+			mig_put_be64(zero_off + 8 * nz++, pages[k] * ps);
 		} else {
 			iov[2 + nd] = (struct iovec){ p, ps };
-			data_off[nd++] = GUINT64_TO_BE(pages[k] * ps);
+			mig_put_be64(data_off + 8 * nd++, pages[k] * ps);
 		}
 	}
-	hdr[0] = GUINT32_TO_BE(bi);
 	if (nz) {
-		hdr[1] = GUINT32_TO_BE(nz);
+		mig_put_pages_hdr(hdr, bi, nz);
 		iov[0] = (struct iovec){ hdr, sizeof(hdr) };
 		iov[1] = (struct iovec){ zero_off, nz * 8u };
 		if (!mig_src_send_frame(src, MIG_F_ZEROS, iov, 2, err))
@@ -69,7 +68,7 @@ gboolean mig_src_send_pages(Src *src, guint bi, const gsize *pages, guint n, GEr
 		mig_atomic_add(&src->s->stats.duplicate, nz);
 	}
 	if (nd) {
-		hdr[1] = GUINT32_TO_BE(nd);
+		mig_put_pages_hdr(hdr, bi, nd);
 		iov[0] = (struct iovec){ hdr, sizeof(hdr) };
 		iov[1] = (struct iovec){ data_off, nd * 8u };
 		if (!mig_src_send_frame(src, MIG_F_PAGES, iov, (int)nd + 2, err))
@@ -103,11 +102,11 @@ gboolean mig_src_sync_dirty(Src *src, guint64 *bytes, GError **err)
  * pass in place before anything of the next one can land. */
 gboolean mig_src_pass_end(Src *src, GError **err)
 {
-	guint64 pass = GUINT64_TO_BE(src->pass + 1);
-	struct iovec iov = { &pass, sizeof(pass) };
+	guint8 pass[8];
+	struct iovec iov = { pass, sizeof(pass) };
 
 	src->pass++;
-
+	mig_put_be64(pass, src->pass);
 	if (src->mf && !mig_mf_src_sync(src->mf, src->pass, err))
 		return FALSE;
 	return mig_src_send_frame(src, MIG_F_PASS, &iov, 1, err);

@@ -9,6 +9,7 @@
 #include <sys/uio.h>
 
 #define MAX_BATCH_PAGES 128u
+#define MIG_BATCH_BYTES (512u << 10)   /* page data per PAGES frame (or one huge page) */
 
 typedef struct SrcBlock {
 	MigRamBlock *rb;

@@ -4,8 +4,8 @@
  * behind it when another lane is empty. */
 #include "engine/src/urgent.h"
 #include "engine/probes.h"
-#include "engine/stream.h"
 #include "channels/frame.h"
+#include "channels/wire.h"
 #include <errno.h>
 #include <linux/sockios.h>
 #include <string.h>
@@ -59,17 +59,18 @@ static int send_page(Lane *l, const UrgentReq *r)
 	gsize ps = r->rb->page_size;
 	guint8 *p = r->rb->host + r->page * ps;
 	gboolean zero = mig_mem_is_zero(p, ps);
-	guint32 hdr[2] = { GUINT32_TO_BE(r->bi), GUINT32_TO_BE(1) };
-	guint64 off = GUINT64_TO_BE((guint64)r->page * ps);
-	struct iovec iov[3] = { { hdr, sizeof(hdr) }, { &off, 8 }, { p, ps } };
+	guint8 hdr[MIG_PAGES_HDR_LEN + 8];
+	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { p, ps } };
 	int rc;
 
+	mig_put_pages_hdr(hdr, r->bi, 1);
+	mig_put_be64(hdr + MIG_PAGES_HDR_LEN, (guint64)r->page * ps);
 	/* before the write: on loopback the write itself may run the destination's receive
 	 * and placement, and a stage must not be stamped after the ones it causes */
 	MIG_PROBE(page_sent, r->bi, (guint64)r->page * ps);
-	rc = mig_frame_send(l->fd, zero ? MIG_F_ZEROS : MIG_F_PAGES, 0, iov, zero ? 2 : 3);
+	rc = mig_frame_send(l->fd, zero ? MIG_F_ZEROS : MIG_F_PAGES, 0, iov, zero ? 1 : 2);
 	if (rc == 0) {
-		guint64 bytes = MIG_FRAME_HDR_LEN + 16 + (zero ? 0 : ps);
+		guint64 bytes = MIG_FRAME_HDR_LEN + sizeof(hdr) + (zero ? 0 : ps);
 
 		mig_atomic_add(&s->stats.transferred, bytes);
 		mig_atomic_add(&s->stats.postcopy_bytes, bytes);

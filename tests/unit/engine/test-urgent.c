@@ -9,7 +9,7 @@
  * loopback TCP as the engine does. */
 #include "bounded.h"
 #include "engine/src/urgent.h"
-#include "engine/stream.h"
+#include "channels/wire.h"
 #include "channels/frame.h"
 #include "channels/io.h"
 #include <arpa/inet.h>
