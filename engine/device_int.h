@@ -1,6 +1,6 @@
 /* The engine's record of a registered device; engine-internal. */
 #pragma once
-#include "engine/device.h"
+#include <mig/device.h>
 
 typedef struct MigDevice {
 	char *id;

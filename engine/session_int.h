@@ -1,11 +1,9 @@
 /* MigSession internals shared by the engine's modules; not for embedders. */
 #pragma once
-#include "engine/session.h"
-#include "engine/dirty.h"
+#include <mig/session.h>
+#include <mig/dirty.h>
 
-#define MIG_ERROR (mig_error_quark())
 #define MIG_PREEMPT_MAX 8          /* x-preempt-channels' upper bound */
-GQuark mig_error_quark(void);
 
 typedef enum MigCap {
 	MIG_CAP_XBZRLE, MIG_CAP_RDMA_PIN_ALL, MIG_CAP_AUTO_CONVERGE, MIG_CAP_EVENTS,
@@ -164,7 +162,6 @@ gpointer mig_src_thread(gpointer s);
 gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err);
 void mig_dst_shutdown(MigSession *s);
 void mig_dst_query(MigSession *s, JsonBuilder *b);
-gboolean mig_session_start_postcopy(MigSession *s, GError **err);
 
 /* chanopen.c: a source channel is a connect plus this session's typed hello. */
 struct MigUri;

@@ -1,7 +1,7 @@
 /* The migration commands of QMP, bound to one session. */
 #pragma once
 #include "engine/qmp/qmp.h"
-#include "engine/session.h"
+#include <mig/session.h>
 
 /* Registers query-status, stop, cont, migrate*, query-migrate*, migrate_cancel, and
  * routes the session's events to the server. quit and query-version stay the host's. */

@@ -2,7 +2,7 @@
  * non-iterative state is the generation record, and the destination starts its integrity
  * sweep once every page is in. The one adapter migd and the tests both use. */
 #pragma once
-#include "engine/session.h"
+#include <mig/session.h>
 #include "tools/migd/guest.h"
 
 /* opaque is the MigGuest. query adds x-integrity {checked, failed, total}. */

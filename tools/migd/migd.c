@@ -3,7 +3,7 @@
 #include "tools/migd/guest_vm.h"
 #include "engine/qmp/qmp.h"
 #include "engine/qmp/qmp_cmds.h"
-#include "engine/session.h"
+#include <mig/session.h>
 #include "tools/migd/simdev.h"
 #include "tools/faultlat/report.h"
 #include <errno.h>

@@ -1,7 +1,7 @@
 /* The simulated device: a deterministic state stream served and verified through
  * pipes by the device's own thread, with device-like read and load times. */
 #include "tools/migd/simdev.h"
-#include "engine/ram.h"
+#include <mig/ram.h>
 #include "tools/migd/unit.h"
 #include <errno.h>
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 /* A source and a destination session in one process: there is no global state, so
  * this is a whole precopy migration (and its failure modes) without any migd. */
 #include "tools/migd/guest_vm.h"
-#include "engine/session.h"
+#include <mig/session.h>
 #include "channels/hello.h"
 #include "channels/io.h"
 #include "channels/uri.h"

@@ -1,7 +1,9 @@
 /* The dirty-tracker interface. The engine asks "which pages changed since last time";
  * an embedder may plug in its own source (a KVM dirty log, a ring) instead of uffd-wp. */
 #pragma once
-#include <glib.h>
+#include <mig/common.h>
+
+MIG_BEGIN_PUBLIC
 
 typedef struct MigDirtyTracker MigDirtyTracker;
 
@@ -27,3 +29,5 @@ static inline void mig_dirty_tracker_free(MigDirtyTracker *t)
 	if (t)
 		t->ops->free(t);
 }
+
+MIG_END_PUBLIC

@@ -8,8 +8,10 @@
  * One difference from VFIO: every entry into PRE_COPY, STOP_COPY or RESUMING returns a
  * new fd (VFIO keeps PRE_COPY's fd through STOP_COPY; an adapter dup()s it). */
 #pragma once
-#include <glib.h>
+#include <mig/common.h>
 #include <json-glib/json-glib.h>
+
+MIG_BEGIN_PUBLIC
 
 typedef struct MigSession MigSession;
 
@@ -52,3 +54,5 @@ typedef struct MigDeviceOps {
  * migrate-incoming; ops and opaque outlive the session. */
 gboolean mig_session_add_device(MigSession *s, const char *id, const MigDeviceOps *ops, gpointer opaque,
 				GError **err);
+
+MIG_END_PUBLIC

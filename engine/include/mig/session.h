@@ -1,9 +1,11 @@
 /* A migration session: one source or destination, with its channels, threads and
  * statistics. No global state: a source and a destination can share one process. */
 #pragma once
-#include <glib.h>
+#include <mig/common.h>
 #include <json-glib/json-glib.h>
-#include "engine/ram.h"
+#include <mig/ram.h>
+
+MIG_BEGIN_PUBLIC
 
 typedef struct MigSession MigSession;
 
@@ -70,6 +72,9 @@ JsonNode *mig_session_query_params(MigSession *s);
 gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err);
 gboolean mig_session_incoming(MigSession *s, const char *uri, GError **err);
 gboolean mig_session_cancel(MigSession *s, GError **err);
+/* Source with postcopy-ram on: switch to postcopy at the next chance (QEMU's
+ * migrate-start-postcopy). */
+gboolean mig_session_start_postcopy(MigSession *s, GError **err);
 JsonNode *mig_session_query_migrate(MigSession *s);
 MigStatus mig_session_status(MigSession *s);
 
@@ -80,3 +85,5 @@ MigRunState mig_session_runstate(MigSession *s);
 
 /* A failure found after the fact (e.g. an integrity check on the destination). */
 void mig_session_report_error(MigSession *s, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+MIG_END_PUBLIC
