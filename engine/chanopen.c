@@ -40,7 +40,7 @@ void mig_chan_set_congestion(MigSession *s, int fd)
 	/* checked when it was set: failing now (a module unloaded since) costs speed, not data */
 	rc = mig_io_set_congestion(fd, algo);
 	if (rc < 0)
-		g_warning("x-tcp-congestion '%s': %s; the channel keeps the system's", algo, g_strerror(-rc));
+		mig_log(s, MIG_LOG_WARNING, "x-tcp-congestion '%s': %s; the channel keeps the system's", algo, g_strerror(-rc));
 }
 
 gboolean mig_chan_hello(MigSession *s, int fd, int type, guint index, GError **err)

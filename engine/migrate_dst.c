@@ -128,7 +128,7 @@ static int admit(MigSession *s, int fd, guint *index)
 	if (rc == -EPROTO) {
 		why = mig_hello_status_str(status);
 	} else if (rc < 0) {
-		g_printerr("mig: %s: incoming connection dropped before its hello: %s\n", s->name, g_strerror(-rc));
+		mig_log(s, MIG_LOG_WARNING, "incoming connection dropped before its hello: %s", g_strerror(-rc));
 		return 0;
 	} else {
 		g_mutex_lock(&s->lock);
@@ -166,8 +166,8 @@ static int admit(MigSession *s, int fd, guint *index)
 		g_mutex_unlock(&s->lock);
 	}
 	if (!ok) {
-		g_printerr("mig: %s: refused a %s channel: %s\n", s->name,
-			   rc == 0 ? mig_chan_type_str(h.type) : "incoming", why);
+		mig_log(s, MIG_LOG_WARNING, "refused a %s channel: %s",
+			rc == 0 ? mig_chan_type_str(h.type) : "incoming", why);
 		mig_hello_reply(fd, status, why);
 		return 0;
 	}

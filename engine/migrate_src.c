@@ -670,7 +670,7 @@ static void finish(Src *src, GError *error)
 		} else {
 			g_free(s->error);
 			s->error = g_strdup(error->message);
-			g_printerr("mig: %s: migration failed: %s\n", s->name, error->message);
+			mig_log(s, MIG_LOG_ERROR, "migration failed: %s", error->message);
 			mig_set_status_locked(s, MIG_STATUS_FAILED);
 		}
 	}

@@ -327,7 +327,7 @@ void mig_session_report_error(MigSession *s, const char *fmt, ...)
 	if (!s->error)
 		s->error = g_strdup(msg);
 	if (s->status != MIG_STATUS_FAILED) {
-		g_printerr("mig: %s: migration failed: %s\n", s->name, msg);
+		mig_log(s, MIG_LOG_ERROR, "migration failed: %s", msg);
 		mig_set_status_locked(s, MIG_STATUS_FAILED);
 	}
 	g_mutex_unlock(&s->lock);

@@ -2,6 +2,7 @@
 #pragma once
 #include <mig/session.h>
 #include <mig/dirty.h>
+#include <mig/log.h>
 
 #define MIG_PREEMPT_MAX 8          /* x-preempt-channels' upper bound */
 
@@ -90,6 +91,8 @@ struct MigSession {
 
 	MigEventFn event_fn;
 	gpointer event_opaque;
+	MigLogFn log_fn;           /* NULL: g_log (log.c) */
+	gpointer log_opaque;
 
 	MigStats stats;
 	guint8 session_id[16];
@@ -149,6 +152,8 @@ static inline guint mig_preempt_channels(const MigSession *s)
 void mig_set_status_locked(MigSession *s, MigStatus st);
 void mig_set_status(MigSession *s, MigStatus st);
 void mig_emit(MigSession *s, const char *name, JsonNode *data);
+/* A message for the embedder's log (log.c); never stderr directly. */
+void mig_log(MigSession *s, MigLogLevel level, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 void mig_set_runstate_locked(MigSession *s, MigRunState r);
 gboolean mig_status_is_active(MigStatus st);
 

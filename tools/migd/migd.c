@@ -114,6 +114,12 @@ static void migd_vm_query(gpointer g, JsonBuilder *b)
 	mig_guest_vm_query(g, b);
 }
 
+/* The engine's messages on stderr, in the words the tests and scripts read. */
+static void log_stderr(gpointer opaque, MigLogLevel level, const char *session, const char *msg)
+{
+	g_printerr("mig: %s: %s\n", session, msg);
+}
+
 static void on_integrity_failure(gpointer opaque, guint64 unit, const char *what)
 {
 	Migd *d = opaque;
@@ -260,6 +266,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	d.session = mig_session_new(name ? name : "migd");
+	mig_session_set_log_cb(d.session, log_stderr, NULL);
 	vm_ops.query = migd_vm_query;
 	mig_session_set_vm(d.session, &vm_ops, d.guest, cfg.incoming ? MIG_RUN_INMIGRATE : MIG_RUN_RUNNING);
 	mig_session_add_ram(d.session, mig_guest_ram(d.guest));

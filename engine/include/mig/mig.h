@@ -5,4 +5,5 @@
 #include <mig/ram.h>
 #include <mig/dirty.h>
 #include <mig/device.h>
+#include <mig/log.h>
 #include <mig/session.h>

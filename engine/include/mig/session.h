@@ -4,6 +4,7 @@
 #include <mig/common.h>
 #include <json-glib/json-glib.h>
 #include <mig/ram.h>
+#include <mig/log.h>
 
 MIG_BEGIN_PUBLIC
 

@@ -90,6 +90,23 @@ static void test_precopy_in_process(void)
 	g_rmdir(dir);
 }
 
+/* Collects a session's log lines: the engine writes nowhere else. */
+typedef struct LogSink {
+	GMutex lock;
+	GString *text;
+	MigLogLevel worst;
+} LogSink;
+
+static void log_collect(gpointer opaque, MigLogLevel level, const char *session, const char *msg)
+{
+	LogSink *l = opaque;
+
+	g_mutex_lock(&l->lock);
+	g_string_append_printf(l->text, "%s: %s\n", session, msg);
+	l->worst = MIN(l->worst, level);
+	g_mutex_unlock(&l->lock);
+}
+
 /* A destination of another size refuses the stream; the source fails and keeps running. */
 static void test_size_mismatch(void)
 {
@@ -101,7 +118,10 @@ static void test_size_mismatch(void)
 	guint64 checked, failed;
 	g_autoptr(JsonNode) q = NULL;
 	const char *desc;
+	LogSink log = { .text = g_string_new(NULL), .worst = MIG_LOG_DEBUG };
 
+	g_mutex_init(&log.lock);
+	mig_session_set_log_cb(src.s, log_collect, &log);
 	g_assert_true(mig_session_incoming(dst.s, uri, &err));
 	g_assert_true(mig_session_migrate(src.s, uri, &err));
 	g_assert_cmpint(wait_final(src.s, 30), ==, MIG_STATUS_FAILED);
@@ -109,10 +129,16 @@ static void test_size_mismatch(void)
 	q = mig_session_query_migrate(src.s);
 	desc = json_object_get_string_member(json_node_get_object(q), "error-desc");
 	g_assert_nonnull(strstr(desc, "bytes on the source"));
+	/* the failure reached the embedder's log, with the session's name */
+	g_assert_cmpint(log.worst, ==, MIG_LOG_ERROR);
+	g_assert_true(g_str_has_prefix(log.text->str, "src: migration failed: "));
+	g_assert_nonnull(strstr(log.text->str, desc));
 	mig_guest_self_check(src.guest, &checked, &failed);
 	g_assert_cmpuint(failed, ==, 0);
 	side_free(&src);
 	side_free(&dst);
+	g_string_free(log.text, TRUE);
+	g_mutex_clear(&log.lock);
 	g_rmdir(dir);
 }
 
