@@ -427,8 +427,8 @@ static gboolean setup_tracking(Src *src, GError **err)
 		b->dirty = mig_bitmap_new(b->npages);
 		/* the first pass sends everything; tracking starts before it reads a byte */
 		mig_bitmap_fill(b->dirty, b->npages);
-		b->tracker = mig_dirty_tracker_uffd_new();
-		if (!b->tracker->ops->start(b->tracker, b->rb->host, b->rb->size, b->rb->page_size, err))
+		b->tracker = mig_tracker_new(s, b->rb, err);
+		if (!b->tracker || !b->tracker->ops->start(b->tracker, b->rb->host, b->rb->size, b->rb->page_size, err))
 			return FALSE;
 	}
 	return TRUE;

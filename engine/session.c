@@ -106,6 +106,26 @@ void mig_session_add_ram(MigSession *s, MigRamBlock *block)
 	g_ptr_array_add(s->ram, block);
 }
 
+void mig_session_set_dirty_tracker(MigSession *s, MigDirtyTrackerNewFn fn, gpointer opaque)
+{
+	g_mutex_lock(&s->lock);
+	s->tracker_new = fn;
+	s->tracker_opaque = opaque;
+	g_mutex_unlock(&s->lock);
+}
+
+MigDirtyTracker *mig_tracker_new(MigSession *s, const MigRamBlock *block, GError **err)
+{
+	MigDirtyTracker *t;
+
+	if (!s->tracker_new)
+		return mig_dirty_tracker_uffd_new();
+	t = s->tracker_new(s->tracker_opaque, block, err);
+	if (!t && err && !*err)
+		g_set_error(err, MIG_ERROR, EINVAL, "the dirty tracker for RAM block '%s' could not be created", block->name);
+	return t;
+}
+
 void mig_session_set_event_cb(MigSession *s, MigEventFn fn, gpointer opaque)
 {
 	s->event_fn = fn;

@@ -93,6 +93,8 @@ struct MigSession {
 	gpointer event_opaque;
 	MigLogFn log_fn;           /* NULL: g_log (log.c) */
 	gpointer log_opaque;
+	MigDirtyTrackerNewFn tracker_new;  /* NULL: uffd-wp */
+	gpointer tracker_opaque;
 
 	MigStats stats;
 	guint8 session_id[16];
@@ -161,6 +163,9 @@ void mig_params_init(MigParams *p);
 void mig_params_clear(MigParams *p);
 /* At migrate / migrate-incoming: parameters that need a capability. Call with lock held. */
 gboolean mig_params_check_lanes(MigSession *s, GError **err);
+
+/* The dirty tracker for one block: the embedder's, else uffd-wp. */
+MigDirtyTracker *mig_tracker_new(MigSession *s, const MigRamBlock *block, GError **err);
 
 /* source (migrate_src.c) and destination (migrate_dst.c) entry points */
 gpointer mig_src_thread(gpointer s);

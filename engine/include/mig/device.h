@@ -1,4 +1,4 @@
-/* Devices with migratable state, shaped like the VFIO migration uAPI v2 so a real VFIO
+/* Devices: THE plug point for device state. Devices with migratable state, shaped like the VFIO migration uAPI v2 so a real VFIO
  * device can sit behind these ops: the engine moves the device between states at the
  * right phases and streams its state through a file descriptor the device hands out.
  *

@@ -41,7 +41,11 @@ typedef enum MigRunState {
 } MigRunState;
 const char *mig_runstate_str(MigRunState r);
 
-/* What the engine needs from the VM it migrates. */
+/* The VM: THE plug point for the guest a session migrates. The embedder's vCPUs,
+ * its non-iterative state and its run state sit behind these ops; its memory is the
+ * MigRamBlocks it adds (ram.h), its devices the MigDeviceOps it registers (device.h),
+ * and its dirty pages come from a MigDirtyTracker (dirty.h). stop and cont are called
+ * from the migration threads and from mig_session_vm_stop / _cont. */
 typedef struct MigVmOps {
 	void (*stop)(gpointer opaque);     /* returns once no vCPU can write guest memory */
 	void (*cont)(gpointer opaque);

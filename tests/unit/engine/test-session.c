@@ -1,7 +1,7 @@
 /* A source and a destination session in one process: there is no global state, so
  * this is a whole precopy migration (and its failure modes) without any migd. */
 #include "tools/migd/guest_vm.h"
-#include <mig/session.h>
+#include <mig/mig.h>
 #include "channels/hello.h"
 #include "channels/io.h"
 #include "channels/uri.h"
@@ -83,6 +83,97 @@ static void test_precopy_in_process(void)
 	g_assert_true(mig_guest_wait_verified(dst.guest, 30 * G_USEC_PER_SEC));
 	mig_guest_integrity(dst.guest, &checked, &failed, &total);
 	g_assert_cmpuint(total, ==, (32u << 20) / 4096);
+	g_assert_cmpuint(checked, ==, total);
+	g_assert_cmpuint(failed, ==, 0);
+	side_free(&src);
+	side_free(&dst);
+	g_rmdir(dir);
+}
+
+/* A dirty tracker that reports every page dirty at every sync and counts its calls:
+ * plugged in, it must be the one the source asks (all of RAM goes again each pass). */
+typedef struct AllDirty {
+	MigDirtyTracker base;
+	gsize npages;
+	guint *syncs, *freed;
+} AllDirty;
+
+typedef struct TrackerCount {
+	guint made, syncs, freed;
+	const MigRamBlock *block;
+} TrackerCount;
+
+static gboolean all_start(MigDirtyTracker *t, void *host, gsize len, gsize page_size, GError **err)
+{
+	((AllDirty *)t)->npages = len / page_size;
+	return TRUE;
+}
+
+static gboolean all_sync(MigDirtyTracker *t, gulong *bitmap, guint64 *ndirty, GError **err)
+{
+	AllDirty *a = (AllDirty *)t;
+
+	for (gsize i = 0; i < a->npages; i++)
+		bitmap[i / (8 * sizeof(gulong))] |= 1ul << (i % (8 * sizeof(gulong)));
+	*ndirty = a->npages;
+	(*a->syncs)++;
+	return TRUE;
+}
+
+static void all_stop(MigDirtyTracker *t) { }
+
+static void all_free(MigDirtyTracker *t)
+{
+	(*((AllDirty *)t)->freed)++;
+	g_free(t);
+}
+
+static const MigDirtyTrackerOps all_dirty_ops = {
+	.name = "all-dirty", .start = all_start, .sync = all_sync, .stop = all_stop, .free = all_free,
+};
+
+static MigDirtyTracker *all_dirty_new(gpointer opaque, const MigRamBlock *block, GError **err)
+{
+	TrackerCount *c = opaque;
+	AllDirty *a = g_new0(AllDirty, 1);
+
+	a->base.ops = &all_dirty_ops;
+	a->syncs = &c->syncs;
+	a->freed = &c->freed;
+	c->made++;
+	c->block = block;
+	return &a->base;
+}
+
+static void test_custom_tracker(void)
+{
+	g_autofree char *dir = g_dir_make_tmp("mig-XXXXXX", NULL);
+	g_autofree char *uri = sock_uri(dir, "m.sock");
+	g_autoptr(GError) err = NULL;
+	Side src = side_new("src", FALSE, "idle", 16u << 20);
+	Side dst = side_new("dst", TRUE, "idle", 16u << 20);
+	TrackerCount c = { 0 };
+	g_autoptr(JsonNode) q = NULL;
+	JsonObject *ram;
+	guint64 checked, failed, total, pages = (16u << 20) / 4096;
+
+	mig_session_set_dirty_tracker(src.s, all_dirty_new, &c);
+	g_assert_true(mig_session_incoming(dst.s, uri, &err));
+	set_unlimited(src.s);
+	g_assert_true(mig_session_migrate(src.s, uri, &err));
+	g_assert_cmpint(wait_final(src.s, 60), ==, MIG_STATUS_COMPLETED);
+	g_assert_cmpint(wait_final(dst.s, 10), ==, MIG_STATUS_COMPLETED);
+	g_assert_cmpuint(c.made, ==, 1);
+	g_assert_true(c.block == mig_guest_ram(src.guest));
+	g_assert_cmpuint(c.syncs, >=, 2);   /* the first pass, and the stopped one at least */
+	g_assert_cmpuint(c.freed, ==, 1);
+	/* an idle guest dirties nothing: only this tracker makes every pass send it all */
+	q = mig_session_query_migrate(src.s);
+	ram = json_object_get_object_member(json_node_get_object(q), "ram");
+	g_assert_cmpint(json_object_get_int_member(ram, "normal") + json_object_get_int_member(ram, "duplicate"), >=,
+			(gint64)(pages * c.syncs));
+	g_assert_true(mig_guest_wait_verified(dst.guest, 30 * G_USEC_PER_SEC));
+	mig_guest_integrity(dst.guest, &checked, &failed, &total);
 	g_assert_cmpuint(checked, ==, total);
 	g_assert_cmpuint(failed, ==, 0);
 	side_free(&src);
@@ -184,6 +275,7 @@ int main(int argc, char **argv)
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/session/precopy-in-process", test_precopy_in_process);
 	g_test_add_func("/session/size-mismatch", test_size_mismatch);
+	g_test_add_func("/session/custom-dirty-tracker", test_custom_tracker);
 	g_test_add_func("/session/bad-hello", test_bad_hello);
 	return g_test_run();
 }
