@@ -64,27 +64,42 @@ static void set_unlimited(MigSession *s)
 	g_assert_no_error(err);
 }
 
+/* Migrates src to dst at full speed; both must complete. */
+static void migrate_ok(Side *src, Side *dst, const char *uri)
+{
+	g_autoptr(GError) err = NULL;
+
+	g_assert_true(mig_session_incoming(dst->s, uri, &err));
+	set_unlimited(src->s);
+	g_assert_true(mig_session_migrate(src->s, uri, &err));
+	g_assert_no_error(err);
+	g_assert_cmpint(wait_final(src->s, 60), ==, MIG_STATUS_COMPLETED);
+	g_assert_cmpint(wait_final(dst->s, 10), ==, MIG_STATUS_COMPLETED);
+}
+
+/* The destination's guest checked every unit of its memory and found none wrong. */
+static void assert_intact(Side *dst, guint64 want_total)
+{
+	guint64 checked, failed, total;
+
+	g_assert_true(mig_guest_wait_verified(dst->guest, 30 * G_USEC_PER_SEC));
+	mig_guest_integrity(dst->guest, &checked, &failed, &total);
+	g_assert_cmpuint(total, ==, want_total);
+	g_assert_cmpuint(checked, ==, total);
+	g_assert_cmpuint(failed, ==, 0);
+}
+
 static void test_precopy_in_process(void)
 {
 	g_autofree char *dir = g_dir_make_tmp("mig-XXXXXX", NULL);
 	g_autofree char *uri = sock_uri(dir, "m.sock");
-	g_autoptr(GError) err = NULL;
 	Side src = side_new("src", FALSE, "seq", 32u << 20);
 	Side dst = side_new("dst", TRUE, "random,wss=8M", 32u << 20);
-	guint64 checked, failed, total;
 
-	g_assert_true(mig_session_incoming(dst.s, uri, &err));
-	set_unlimited(src.s);
-	g_assert_true(mig_session_migrate(src.s, uri, &err));
-	g_assert_cmpint(wait_final(src.s, 60), ==, MIG_STATUS_COMPLETED);
-	g_assert_cmpint(wait_final(dst.s, 10), ==, MIG_STATUS_COMPLETED);
+	migrate_ok(&src, &dst, uri);
 	g_assert_cmpint(mig_session_runstate(src.s), ==, MIG_RUN_POSTMIGRATE);
 	g_assert_cmpint(mig_session_runstate(dst.s), ==, MIG_RUN_RUNNING);
-	g_assert_true(mig_guest_wait_verified(dst.guest, 30 * G_USEC_PER_SEC));
-	mig_guest_integrity(dst.guest, &checked, &failed, &total);
-	g_assert_cmpuint(total, ==, (32u << 20) / 4096);
-	g_assert_cmpuint(checked, ==, total);
-	g_assert_cmpuint(failed, ==, 0);
+	assert_intact(&dst, (32u << 20) / 4096);
 	side_free(&src);
 	side_free(&dst);
 	g_rmdir(dir);
@@ -149,20 +164,15 @@ static void test_custom_tracker(void)
 {
 	g_autofree char *dir = g_dir_make_tmp("mig-XXXXXX", NULL);
 	g_autofree char *uri = sock_uri(dir, "m.sock");
-	g_autoptr(GError) err = NULL;
 	Side src = side_new("src", FALSE, "idle", 16u << 20);
 	Side dst = side_new("dst", TRUE, "idle", 16u << 20);
 	TrackerCount c = { 0 };
 	g_autoptr(JsonNode) q = NULL;
 	JsonObject *ram;
-	guint64 checked, failed, total, pages = (16u << 20) / 4096;
+	guint64 pages = (16u << 20) / 4096;
 
 	mig_session_set_dirty_tracker(src.s, all_dirty_new, &c);
-	g_assert_true(mig_session_incoming(dst.s, uri, &err));
-	set_unlimited(src.s);
-	g_assert_true(mig_session_migrate(src.s, uri, &err));
-	g_assert_cmpint(wait_final(src.s, 60), ==, MIG_STATUS_COMPLETED);
-	g_assert_cmpint(wait_final(dst.s, 10), ==, MIG_STATUS_COMPLETED);
+	migrate_ok(&src, &dst, uri);
 	g_assert_cmpuint(c.made, ==, 1);
 	g_assert_true(c.block == mig_guest_ram(src.guest));
 	g_assert_cmpuint(c.syncs, >=, 2);   /* the first pass, and the stopped one at least */
@@ -172,10 +182,7 @@ static void test_custom_tracker(void)
 	ram = json_object_get_object_member(json_node_get_object(q), "ram");
 	g_assert_cmpint(json_object_get_int_member(ram, "normal") + json_object_get_int_member(ram, "duplicate"), >=,
 			(gint64)(pages * c.syncs));
-	g_assert_true(mig_guest_wait_verified(dst.guest, 30 * G_USEC_PER_SEC));
-	mig_guest_integrity(dst.guest, &checked, &failed, &total);
-	g_assert_cmpuint(checked, ==, total);
-	g_assert_cmpuint(failed, ==, 0);
+	assert_intact(&dst, pages);
 	side_free(&src);
 	side_free(&dst);
 	g_rmdir(dir);
