@@ -1,6 +1,8 @@
-/* QMP command handlers: argument checking in QEMU's words, then a session call. */
+/* QMP command handlers: argument checking in QEMU's words, then a call of the public
+ * API (<mig/mig.h>); the JSON of capabilities and parameters lives here, their checks in
+ * the engine. */
 #include "engine/qmp/qmp_cmds.h"
-#include "engine/session_int.h"
+#include <mig/mig.h>
 #include <string.h>
 
 static gboolean only_members(JsonObject *args, const char *const *allowed, GError **err)
@@ -58,10 +60,14 @@ static JsonNode *h_cont(JsonObject *args, gpointer s, GError **err)
 	return NULL;
 }
 
+/* [{"capability": name, "state": bool}, ...] */
 static JsonNode *h_set_caps(JsonObject *args, gpointer s, GError **err)
 {
 	static const char *const ok[] = { "capabilities", NULL };
 	JsonNode *n = json_object_get_member(args, "capabilities");
+	g_autofree MigCapSetting *set = NULL;
+	JsonArray *list;
+	guint len;
 
 	if (!only_members(args, ok, err))
 		return NULL;
@@ -70,24 +76,134 @@ static JsonNode *h_set_caps(JsonObject *args, gpointer s, GError **err)
 			    n ? "Invalid parameter type for 'capabilities', expected: array" : "Parameter 'capabilities' is missing");
 		return NULL;
 	}
-	mig_session_set_caps(s, json_node_get_array(n), err);
+	list = json_node_get_array(n);
+	len = json_array_get_length(list);
+	set = g_new0(MigCapSetting, MAX(len, 1));
+	for (guint i = 0; i < len; i++) {
+		JsonNode *e = json_array_get_element(list, i);
+		JsonObject *o = JSON_NODE_HOLDS_OBJECT(e) ? json_node_get_object(e) : NULL;
+		JsonNode *cap = o ? json_object_get_member(o, "capability") : NULL;
+		JsonNode *st = o ? json_object_get_member(o, "state") : NULL;
+
+		if (!cap || !st || json_node_get_value_type(cap) != G_TYPE_STRING ||
+		    json_node_get_value_type(st) != G_TYPE_BOOLEAN) {
+			g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
+				    "Invalid parameter type for 'capabilities[%u]', expected: {capability: string, state: bool}", i);
+			return NULL;
+		}
+		if (!mig_cap_from_name(json_node_get_string(cap), &set[i].cap)) {
+			g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Parameter 'capability' does not accept value '%s'",
+				    json_node_get_string(cap));
+			return NULL;
+		}
+		set[i].state = json_node_get_boolean(st);
+	}
+	mig_session_set_caps(s, set, len, err);
 	return NULL;
 }
 
 static JsonNode *h_query_caps(JsonObject *args, gpointer s, GError **err)
 {
-	return mig_session_query_caps(s);
+	g_autoptr(JsonBuilder) b = json_builder_new();
+
+	json_builder_begin_array(b);
+	for (int i = 0; i < MIG_CAP__MAX; i++) {
+		json_builder_begin_object(b);
+		json_builder_set_member_name(b, "capability");
+		json_builder_add_string_value(b, mig_cap_name(i));
+		json_builder_set_member_name(b, "state");
+		json_builder_add_boolean_value(b, mig_session_get_cap(s, i));
+		json_builder_end_object(b);
+	}
+	json_builder_end_array(b);
+	return json_builder_get_root(b);
+}
+
+/* One member of migrate-set-parameters as a typed setting, checked on its own so the
+ * first bad member is the one reported, as QEMU does. */
+static gboolean param_from_json(const char *name, JsonNode *n, MigParamSetting *out, GError **err)
+{
+	GType t = JSON_NODE_HOLDS_VALUE(n) ? json_node_get_value_type(n) : G_TYPE_INVALID;
+	static const char *const expect[] = {
+		[MIG_PARAM_TYPE_U64] = "integer", [MIG_PARAM_TYPE_BOOL] = "boolean", [MIG_PARAM_TYPE_STR] = "string",
+	};
+	gboolean typed;
+
+	if (!mig_param_from_name(name, &out->param)) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Parameter '%s' is unexpected", name);
+		return FALSE;
+	}
+	switch (mig_param_type(out->param)) {
+	case MIG_PARAM_TYPE_U64:
+		/* a negative value is out of every range */
+		if ((typed = t == G_TYPE_INT64))
+			out->u64 = (guint64)json_node_get_int(n);
+		break;
+	case MIG_PARAM_TYPE_BOOL:
+		if ((typed = t == G_TYPE_BOOLEAN))
+			out->boolean = json_node_get_boolean(n);
+		break;
+	case MIG_PARAM_TYPE_STR:
+		/* QEMU's StrOrNull: null resets a TLS parameter */
+		if (JSON_NODE_HOLDS_NULL(n) && g_str_has_prefix(name, "tls-")) {
+			out->str = "";
+			typed = TRUE;
+		} else if ((typed = t == G_TYPE_STRING)) {
+			out->str = json_node_get_string(n);
+		}
+		break;
+	case MIG_PARAM_TYPE_ENUM:
+		/* any other JSON is a value the enum does not have */
+		out->str = t == G_TYPE_STRING ? json_node_get_string(n) : NULL;
+		typed = TRUE;
+		break;
+	}
+	if (!typed) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Invalid parameter type for '%s', expected: %s", name,
+			    expect[mig_param_type(out->param)]);
+		return FALSE;
+	}
+	return mig_param_check(out, err);
 }
 
 static JsonNode *h_set_params(JsonObject *args, gpointer s, GError **err)
 {
-	mig_session_set_params(s, args, err);
+	g_autoptr(GList) members = json_object_get_members(args);
+	g_autofree MigParamSetting *set = g_new0(MigParamSetting, MAX(g_list_length(members), 1));
+	guint n = 0;
+
+	for (GList *l = members; l; l = l->next, n++)
+		if (!param_from_json(l->data, json_object_get_member(args, l->data), &set[n], err))
+			return NULL;
+	mig_session_set_params(s, set, n, err);
 	return NULL;
 }
 
 static JsonNode *h_query_params(JsonObject *args, gpointer s, GError **err)
 {
-	return mig_session_query_params(s);
+	g_autoptr(JsonBuilder) b = json_builder_new();
+
+	json_builder_begin_object(b);
+	for (int i = 0; i < MIG_PARAM__MAX; i++) {
+		json_builder_set_member_name(b, mig_param_name(i));
+		switch (mig_param_type(i)) {
+		case MIG_PARAM_TYPE_U64:
+			json_builder_add_int_value(b, (gint64)mig_session_get_param_u64(s, i));
+			break;
+		case MIG_PARAM_TYPE_BOOL:
+			json_builder_add_boolean_value(b, mig_session_get_param_bool(s, i));
+			break;
+		case MIG_PARAM_TYPE_STR:
+		case MIG_PARAM_TYPE_ENUM: {
+			g_autofree char *v = mig_session_get_param_str(s, i);
+
+			json_builder_add_string_value(b, v);
+			break;
+		}
+		}
+	}
+	json_builder_end_object(b);
+	return json_builder_get_root(b);
 }
 
 /* QEMU's "channels" form: [{"channel-type":"main","addr":{"transport":"socket",...}}]. */

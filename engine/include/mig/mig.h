@@ -6,4 +6,5 @@
 #include <mig/dirty.h>
 #include <mig/device.h>
 #include <mig/log.h>
+#include <mig/config.h>
 #include <mig/session.h>

@@ -5,6 +5,7 @@
 #include <json-glib/json-glib.h>
 #include <mig/ram.h>
 #include <mig/log.h>
+#include <mig/config.h>
 
 MIG_BEGIN_PUBLIC
 
@@ -68,11 +69,7 @@ void mig_session_set_vm(MigSession *s, const MigVmOps *ops, gpointer opaque, Mig
 void mig_session_add_ram(MigSession *s, MigRamBlock *block);
 void mig_session_set_event_cb(MigSession *s, MigEventFn fn, gpointer opaque);
 
-/* Capabilities and parameters (QEMU's names; mig's own start with x-). */
-gboolean mig_session_set_caps(MigSession *s, JsonArray *caps, GError **err);
-JsonNode *mig_session_query_caps(MigSession *s);
-gboolean mig_session_set_params(MigSession *s, JsonObject *params, GError **err);
-JsonNode *mig_session_query_params(MigSession *s);
+/* Capabilities and parameters: config.h. */
 
 gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err);
 gboolean mig_session_incoming(MigSession *s, const char *uri, GError **err);

@@ -56,12 +56,11 @@ static char *sock_uri(const char *dir, const char *name)
 
 static void set_unlimited(MigSession *s)
 {
-	g_autoptr(JsonParser) p = json_parser_new();
 	g_autoptr(GError) err = NULL;
 
-	g_assert_true(json_parser_load_from_data(p, "{\"max-bandwidth\": 0}", -1, NULL));
-	g_assert_true(mig_session_set_params(s, json_node_get_object(json_parser_get_root(p)), &err));
+	g_assert_true(mig_session_set_param_u64(s, MIG_PARAM_MAX_BANDWIDTH, 0, &err));
 	g_assert_no_error(err);
+	g_assert_cmpuint(mig_session_get_param_u64(s, MIG_PARAM_MAX_BANDWIDTH), ==, 0);
 }
 
 /* Migrates src to dst at full speed; both must complete. */
