@@ -316,40 +316,23 @@ void mig_dst_shutdown(MigSession *s)
 	g_clear_pointer(&s->listen_uri, g_free);
 }
 
-void mig_dst_query(MigSession *s, JsonBuilder *b)
+void mig_dst_query(MigSession *s, MigInfo *info)
 {
 	MigUri u;
 
 	if (!s->listen_uri || mig_uri_parse(s->listen_uri, &u) < 0)
 		return;
-	json_builder_set_member_name(b, "socket-address");
-	json_builder_begin_array(b);
-	json_builder_begin_object(b);
-	json_builder_set_member_name(b, "type");
 	if (u.kind == MIG_URI_TCP) {
-		json_builder_add_string_value(b, "inet");
-		json_builder_set_member_name(b, "host");
-		json_builder_add_string_value(b, u.host);
-		json_builder_set_member_name(b, "port");
-		json_builder_add_string_value(b, u.port);
+		info->listen_host = g_strdup(u.host);
+		info->listen_port = g_strdup(u.port);
 	} else {
-		json_builder_add_string_value(b, "unix");
-		json_builder_set_member_name(b, "path");
-		json_builder_add_string_value(b, u.path);
+		info->listen_path = g_strdup(u.path);
 	}
-	json_builder_end_object(b);
-	json_builder_end_array(b);
-	mig_pc_dst_query(s, b);
-	if (s->devices->len) {
-		/* the reorder queue's high-water mark, which x-device-max-queued bounds */
-		json_builder_set_member_name(b, "x-device-queued-peak");
-		json_builder_add_int_value(b, (gint64)mig_dev_dst_queued_peak(s));
-	}
-	json_builder_set_member_name(b, "ram");
-	json_builder_begin_object(b);
-	json_builder_set_member_name(b, "transferred");
-	json_builder_add_int_value(b, (gint64)mig_atomic_get(&s->stats.transferred));
-	json_builder_end_object(b);
+	mig_pc_dst_query(s, info->extra);
+	/* the reorder queue's high-water mark, which x-device-max-queued bounds */
+	if (s->devices->len)
+		info->device_queued_peak = (gint64)mig_dev_dst_queued_peak(s);
+	info->ram.transferred = mig_atomic_get(&s->stats.transferred);
 }
 
 /* ---- the loader ---- */

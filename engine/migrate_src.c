@@ -356,16 +356,9 @@ gboolean mig_src_pass_end(Src *src, GError **err)
 
 static void emit_pass(MigSession *s)
 {
-	JsonNode *n;
-	JsonObject *o;
-
-	if (!s->caps[MIG_CAP_EVENTS])
-		return;
-	n = json_node_new(JSON_NODE_OBJECT);
-	o = json_object_new();
-	json_object_set_int_member(o, "pass", (gint64)mig_atomic_get(&s->stats.dirty_sync_count));
-	json_node_take_object(n, o);
-	mig_emit(s, "MIGRATION_PASS", n);
+	if (s->caps[MIG_CAP_EVENTS])
+		mig_emit(s, &(MigEvent){ .type = MIG_EVENT_MIGRATION_PASS,
+					 .pass = mig_atomic_get(&s->stats.dirty_sync_count) });
 }
 
 static gboolean connect_main(Src *src, GError **err)

@@ -30,6 +30,6 @@ gboolean mig_pc_dst_placing(MigSession *s);
 gboolean mig_pc_dst_finish(MigSession *s, GError **err);
 void mig_pc_dst_stop(MigSession *s);
 void mig_pc_dst_free(MigSession *s);
-void mig_pc_dst_query(MigSession *s, JsonBuilder *b);
+void mig_pc_dst_query(MigSession *s, MigValue *b);
 /* Sends a return-path frame on the main channel (fault thread and loader share it). */
 int mig_dst_rp_send(MigSession *s, guint16 type, const struct iovec *iov, int n);

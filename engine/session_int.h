@@ -143,7 +143,7 @@ static inline guint mig_preempt_channels(const MigSession *s)
 /* State changes (emit MIGRATION when the events capability is on). Call with lock held. */
 void mig_set_status_locked(MigSession *s, MigStatus st);
 void mig_set_status(MigSession *s, MigStatus st);
-void mig_emit(MigSession *s, const char *name, JsonNode *data);
+void mig_emit(MigSession *s, const MigEvent *ev);
 /* A message for the embedder's log (log.c); never stderr directly. */
 void mig_log(MigSession *s, MigLogLevel level, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 void mig_set_runstate_locked(MigSession *s, MigRunState r);
@@ -161,7 +161,7 @@ MigDirtyTracker *mig_tracker_new(MigSession *s, const MigRamBlock *block, GError
 gpointer mig_src_thread(gpointer s);
 gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err);
 void mig_dst_shutdown(MigSession *s);
-void mig_dst_query(MigSession *s, JsonBuilder *b);
+void mig_dst_query(MigSession *s, MigInfo *info);
 
 /* chanopen.c: a source channel is a connect plus this session's typed hello. */
 struct MigUri;

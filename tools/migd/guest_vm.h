@@ -9,4 +9,4 @@
 extern const MigVmOps mig_guest_vm_ops;
 
 /* x-integrity for a host that wraps query with members of its own. */
-void mig_guest_vm_query(gpointer guest, JsonBuilder *b);
+void mig_guest_vm_query(gpointer guest, MigValue *obj);

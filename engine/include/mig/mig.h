@@ -2,6 +2,7 @@
  * One include for the whole public API; link with `pkg-config --cflags --libs mig`. */
 #pragma once
 #include <mig/common.h>
+#include <mig/value.h>
 #include <mig/ram.h>
 #include <mig/dirty.h>
 #include <mig/device.h>

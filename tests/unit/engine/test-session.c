@@ -166,8 +166,7 @@ static void test_custom_tracker(void)
 	Side src = side_new("src", FALSE, "idle", 16u << 20);
 	Side dst = side_new("dst", TRUE, "idle", 16u << 20);
 	TrackerCount c = { 0 };
-	g_autoptr(JsonNode) q = NULL;
-	JsonObject *ram;
+	MigInfo q = { .size = sizeof(q) };
 	guint64 pages = (16u << 20) / 4096;
 
 	mig_session_set_dirty_tracker(src.s, all_dirty_new, &c);
@@ -177,10 +176,9 @@ static void test_custom_tracker(void)
 	g_assert_cmpuint(c.syncs, >=, 2);   /* the first pass, and the stopped one at least */
 	g_assert_cmpuint(c.freed, ==, 1);
 	/* an idle guest dirties nothing: only this tracker makes every pass send it all */
-	q = mig_session_query_migrate(src.s);
-	ram = json_object_get_object_member(json_node_get_object(q), "ram");
-	g_assert_cmpint(json_object_get_int_member(ram, "normal") + json_object_get_int_member(ram, "duplicate"), >=,
-			(gint64)(pages * c.syncs));
+	g_assert_true(mig_session_query(src.s, &q));
+	g_assert_cmpuint(q.ram.normal + q.ram.duplicate, >=, pages * c.syncs);
+	mig_info_clear(&q);
 	assert_intact(&dst, pages);
 	side_free(&src);
 	side_free(&dst);
@@ -213,7 +211,7 @@ static void test_size_mismatch(void)
 	Side src = side_new("src", FALSE, "seq", 16u << 20);
 	Side dst = side_new("dst", TRUE, "idle", 32u << 20);
 	guint64 checked, failed;
-	g_autoptr(JsonNode) q = NULL;
+	MigInfo q = { .size = sizeof(q) };
 	const char *desc;
 	LogSink log = { .text = g_string_new(NULL), .worst = MIG_LOG_DEBUG };
 
@@ -223,8 +221,10 @@ static void test_size_mismatch(void)
 	g_assert_true(mig_session_migrate(src.s, uri, &err));
 	g_assert_cmpint(wait_final(src.s, 30), ==, MIG_STATUS_FAILED);
 	g_assert_cmpint(mig_session_runstate(src.s), ==, MIG_RUN_RUNNING);
-	q = mig_session_query_migrate(src.s);
-	desc = json_object_get_string_member(json_node_get_object(q), "error-desc");
+	g_assert_true(mig_session_query(src.s, &q));
+	g_assert_true(q.started && q.source);
+	g_assert_cmpint(q.status, ==, MIG_STATUS_FAILED);
+	desc = q.error;
 	g_assert_nonnull(strstr(desc, "bytes on the source"));
 	/* the failure reached the embedder's log, with the session's name */
 	g_assert_cmpint(log.worst, ==, MIG_LOG_ERROR);
@@ -234,6 +234,7 @@ static void test_size_mismatch(void)
 	g_assert_cmpuint(failed, ==, 0);
 	side_free(&src);
 	side_free(&dst);
+	mig_info_clear(&q);
 	g_string_free(log.text, TRUE);
 	g_mutex_clear(&log.lock);
 	g_rmdir(dir);
