@@ -359,6 +359,9 @@ static guint64 current_bandwidth(MigStats *st)
 	return mig_atomic_get(&st->transferred) * G_USEC_PER_SEC / (guint64)MAX(g_get_monotonic_time() - since, 1);
 }
 
+/* every preempt channel has its slot in the public snapshot */
+G_STATIC_ASSERT(MIG_INFO_PREEMPT_MAX >= MIG_PREEMPT_MAX);
+
 static void ram_info(MigSession *s, MigRamInfo *r)
 {
 	MigStats *st = &s->stats;
@@ -387,7 +390,7 @@ static void ram_info(MigSession *s, MigRamInfo *r)
 	r->device_chunks_in_flight_peak = mig_atomic_get(&st->x_device_in_flight_peak);
 	r->break_huge_drops = mig_atomic_get(&st->x_break_huge_drops);
 	r->urgent_skipped = mig_atomic_get(&st->x_urgent_skipped);
-	r->preempt_channels = MIN(mig_preempt_channels(s), MIG_INFO_PREEMPT_MAX);
+	r->preempt_channels = mig_preempt_channels(s);
 	for (guint i = 0; i < r->preempt_channels; i++)
 		r->preempt_channel_requests[i] = mig_atomic_get(&st->x_urgent_lane_requests[i]);
 }
