@@ -85,6 +85,9 @@ typedef void (*MigEventFn)(gpointer opaque, const MigEvent *ev);
 MigSession *mig_session_new(const char *name);
 void mig_session_free(MigSession *s);
 
+/* Before migrate or incoming: the VM (ops and opaque outlive the session; initial is
+ * MIG_RUN_RUNNING for a source, MIG_RUN_INMIGRATE for a destination) and its RAM blocks
+ * (not owned; both sides add blocks of the same names and sizes, in the same order). */
 void mig_session_set_vm(MigSession *s, const MigVmOps *ops, gpointer opaque, MigRunState initial);
 void mig_session_add_ram(MigSession *s, MigRamBlock *block);
 void mig_session_set_event_cb(MigSession *s, MigEventFn fn, gpointer opaque);
