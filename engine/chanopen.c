@@ -23,7 +23,7 @@ static char *uri_str(const MigUri *uri)
 	return g_strdup_printf(strchr(uri->host, ':') ? "tcp:[%s]:%s" : "tcp:%s:%s", uri->host, uri->port);
 }
 
-int mig_chan_connect(const MigUri *uri, const char *congestion, int type, guint index, GError **err)
+int mig_chan_connect(MigSession *s, const MigUri *uri, const char *congestion, int type, guint index, GError **err)
 {
 	int fd = mig_uri_connect(uri, CONNECT_TIMEOUT_MS);
 
@@ -34,18 +34,18 @@ int mig_chan_connect(const MigUri *uri, const char *congestion, int type, guint 
 		g_set_error(err, MIG_ERROR, -fd, "Failed to connect the %s to '%s': %s", name, where, g_strerror(-fd));
 		return fd;
 	}
-	mig_chan_set_congestion(fd, congestion);
+	mig_chan_set_congestion(s, fd, congestion);
 	return fd;
 }
 
-void mig_chan_set_congestion(int fd, const char *algo)
+void mig_chan_set_congestion(MigSession *s, int fd, const char *algo)
 {
 	int rc;
 
 	/* checked when it was set: failing now (a module unloaded since) costs speed, not data */
 	rc = mig_io_set_congestion(fd, algo);
 	if (rc < 0)
-		g_warning("x-tcp-congestion '%s': %s; the channel keeps the system's", algo, g_strerror(-rc));
+		mig_log(s, MIG_LOG_WARNING, "x-tcp-congestion '%s': %s; the channel keeps the system's", algo, g_strerror(-rc));
 }
 
 gboolean mig_chan_hello(MigSession *s, int fd, int type, guint index, GError **err)
@@ -71,7 +71,7 @@ gboolean mig_chan_hello(MigSession *s, int fd, int type, guint index, GError **e
 
 int mig_chan_open(MigSession *s, const MigUri *uri, const char *congestion, int type, guint index, GError **err)
 {
-	int fd = mig_chan_connect(uri, congestion, type, index, err);
+	int fd = mig_chan_connect(s, uri, congestion, type, index, err);
 
 	if (fd >= 0 && !mig_chan_hello(s, fd, type, index, err)) {
 		close(fd);

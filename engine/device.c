@@ -81,38 +81,34 @@ void mig_device_free(MigDevice *d)
 	g_free(d);
 }
 
-/* x-devices: one object per device with the lane's figures, then the device's own. */
-void mig_dev_query(MigSession *s, gboolean source, JsonBuilder *b)
+static void device_info_free(MigDeviceInfo *di)
+{
+	g_free(di->id);
+	mig_value_free(di->extra);
+	g_free(di);
+}
+
+/* One entry per device with the lane's figures, then the device's own. */
+void mig_dev_query(MigSession *s, gboolean source, MigInfo *info)
 {
 	if (!s->devices->len)
 		return;
-	json_builder_set_member_name(b, "x-devices");
-	json_builder_begin_array(b);
+	info->devices = g_ptr_array_new_with_free_func((GDestroyNotify)device_info_free);
 	for (guint i = 0; i < s->devices->len; i++) {
 		MigDevice *d = g_ptr_array_index(s->devices, i);
-		/* the destination knows only what it received and how long loading took */
-		const struct { const char *name; gint64 v; gboolean dst; } f[] = {
-			{ "bytes", (gint64)d->bytes, TRUE },
-			{ "precopy-bytes", (gint64)d->precopy_bytes, FALSE },
-			{ "save-ms", d->save_us / 1000, FALSE },
-			{ "transfer-ms", d->transfer_us / 1000, FALSE },
-			{ "load-ms", d->load_us / 1000, TRUE },
-		};
+		MigDeviceInfo *di = g_new0(MigDeviceInfo, 1);
 
-		json_builder_begin_object(b);
-		json_builder_set_member_name(b, "id");
-		json_builder_add_string_value(b, d->id);
-		json_builder_set_member_name(b, "state");
-		json_builder_add_string_value(b, mig_dev_state_str(d->state));
-		for (gsize k = 0; k < G_N_ELEMENTS(f); k++) {
-			if (!source && !f[k].dst)
-				continue;
-			json_builder_set_member_name(b, f[k].name);
-			json_builder_add_int_value(b, f[k].v);
-		}
+		di->id = g_strdup(d->id);
+		di->state = d->state;
+		di->bytes = d->bytes;
+		/* the destination knows only what it received and how long loading took */
+		di->precopy_bytes = source ? d->precopy_bytes : 0;
+		di->save_ms = source ? d->save_us / 1000 : -1;
+		di->transfer_ms = source ? d->transfer_us / 1000 : -1;
+		di->load_ms = d->load_us / 1000;
+		di->extra = mig_value_new_object();
 		if (d->ops->query)
-			d->ops->query(d->opaque, b);
-		json_builder_end_object(b);
+			d->ops->query(d->opaque, di->extra);
+		g_ptr_array_add(info->devices, di);
 	}
-	json_builder_end_array(b);
 }

@@ -1,6 +1,6 @@
 /* The engine's record of a registered device; engine-internal. */
 #pragma once
-#include "engine/device.h"
+#include <mig/session.h>
 
 typedef struct MigDevice {
 	char *id;
@@ -18,7 +18,7 @@ typedef struct MigDevice {
 
 void mig_device_free(MigDevice *d);
 /* query-migrate's x-devices (call with the session lock held). */
-void mig_dev_query(MigSession *s, gboolean source, JsonBuilder *b);
+void mig_dev_query(MigSession *s, gboolean source, MigInfo *info);
 /* Moves d to st; *fd gets the data fd where the state has one (else -1). The error
  * names the device. */
 gboolean mig_device_set_state(MigDevice *d, MigDevState st, int *fd, GError **err);

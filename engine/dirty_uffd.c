@@ -1,7 +1,7 @@
 /* The default MigDirtyTracker: a GLib face on uffd/wp_tracker (async uffd-wp +
  * PAGEMAP_SCAN). The only real work here is turning -EOPNOTSUPP into a message that
  * says which kernel feature is missing, because that is what an operator can act on. */
-#include "engine/dirty.h"
+#include <mig/dirty.h>
 #include "uffd/uffd.h"
 #include "uffd/wp_tracker.h"
 

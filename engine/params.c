@@ -34,12 +34,25 @@ static const struct {
 	[MIG_CAP_X_DEVICE_STATE_LANE] = { "x-device-state-lane", TRUE },
 };
 
-static int cap_lookup(const char *name)
+const char *mig_cap_name(MigCap cap)
 {
-	for (int i = 0; i < MIG_CAP__MAX; i++)
-		if (!g_strcmp0(caps[i].name, name))
-			return i;
-	return -1;
+	return (guint)cap < MIG_CAP__MAX ? caps[cap].name : "?";
+}
+
+gboolean mig_cap_from_name(const char *name, MigCap *out)
+{
+	for (int i = 0; i < MIG_CAP__MAX; i++) {
+		if (!g_strcmp0(caps[i].name, name)) {
+			*out = (MigCap)i;
+			return TRUE;
+		}
+	}
+	return FALSE;
+}
+
+gboolean mig_cap_supported(MigCap cap)
+{
+	return (guint)cap < MIG_CAP__MAX && caps[cap].supported;
 }
 
 static gboolean migration_busy(MigSession *s, GError **err)
@@ -55,7 +68,7 @@ static gboolean migration_busy(MigSession *s, GError **err)
 	return FALSE;
 }
 
-gboolean mig_session_set_caps(MigSession *s, JsonArray *list, GError **err)
+gboolean mig_session_set_caps(MigSession *s, const MigCapSetting *set, guint n, GError **err)
 {
 	gboolean want[MIG_CAP__MAX];
 	gboolean ok = FALSE;
@@ -64,30 +77,16 @@ gboolean mig_session_set_caps(MigSession *s, JsonArray *list, GError **err)
 	if (migration_busy(s, err))
 		goto out;
 	memcpy(want, s->caps, sizeof(want));
-	for (guint i = 0; i < json_array_get_length(list); i++) {
-		JsonNode *n = json_array_get_element(list, i);
-		JsonObject *o = JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
-		JsonNode *cap = o ? json_object_get_member(o, "capability") : NULL;
-		JsonNode *st = o ? json_object_get_member(o, "state") : NULL;
-		int idx;
-
-		if (!cap || !st || json_node_get_value_type(cap) != G_TYPE_STRING ||
-		    json_node_get_value_type(st) != G_TYPE_BOOLEAN) {
-			g_set_error(err, MIG_ERROR, EINVAL,
-				    "Invalid parameter type for 'capabilities[%u]', expected: {capability: string, state: bool}", i);
+	for (guint i = 0; i < n; i++) {
+		if ((guint)set[i].cap >= MIG_CAP__MAX) {
+			g_set_error(err, MIG_ERROR, EINVAL, "Capability %d does not exist", (int)set[i].cap);
 			goto out;
 		}
-		idx = cap_lookup(json_node_get_string(cap));
-		if (idx < 0) {
-			g_set_error(err, MIG_ERROR, EINVAL, "Parameter 'capability' does not accept value '%s'",
-				    json_node_get_string(cap));
+		if (set[i].state && !caps[set[i].cap].supported) {
+			g_set_error(err, MIG_ERROR, ENOTSUP, "Capability '%s' is not supported by mig yet", caps[set[i].cap].name);
 			goto out;
 		}
-		if (json_node_get_boolean(st) && !caps[idx].supported) {
-			g_set_error(err, MIG_ERROR, ENOTSUP, "Capability '%s' is not supported by mig yet", caps[idx].name);
-			goto out;
-		}
-		want[idx] = json_node_get_boolean(st);
+		want[set[i].cap] = !!set[i].state;
 	}
 	if (want[MIG_CAP_POSTCOPY_PREEMPT] && !want[MIG_CAP_POSTCOPY_RAM]) {
 		g_set_error(err, MIG_ERROR, EINVAL, "Postcopy preempt requires postcopy-ram");
@@ -100,23 +99,22 @@ out:
 	return ok;
 }
 
-JsonNode *mig_session_query_caps(MigSession *s)
+gboolean mig_session_set_cap(MigSession *s, MigCap cap, gboolean state, GError **err)
 {
-	g_autoptr(JsonBuilder) b = json_builder_new();
+	MigCapSetting one = { cap, state };
 
-	json_builder_begin_array(b);
+	return mig_session_set_caps(s, &one, 1, err);
+}
+
+gboolean mig_session_get_cap(MigSession *s, MigCap cap)
+{
+	gboolean on;
+
+	g_return_val_if_fail((guint)cap < MIG_CAP__MAX, FALSE);
 	g_mutex_lock(&s->lock);
-	for (int i = 0; i < MIG_CAP__MAX; i++) {
-		json_builder_begin_object(b);
-		json_builder_set_member_name(b, "capability");
-		json_builder_add_string_value(b, caps[i].name);
-		json_builder_set_member_name(b, "state");
-		json_builder_add_boolean_value(b, s->caps[i]);
-		json_builder_end_object(b);
-	}
+	on = s->caps[cap];
 	g_mutex_unlock(&s->lock);
-	json_builder_end_array(b);
-	return json_builder_get_root(b);
+	return on;
 }
 
 /* ---- parameters ---- */
@@ -139,39 +137,39 @@ static const struct param {
 	size_t off;
 	guint64 min, max;
 	const char *const *enum_names;
-} params[] = {
+} params[MIG_PARAM__MAX] = {
 #define U(n, f, lo, hi) { n, P_UINT, offsetof(MigParams, f), lo, hi, NULL }
 #define SZ(n, f, lo, hi) { n, P_SIZE, offsetof(MigParams, f), lo, hi, NULL }
-	U("announce-initial", announce_initial, 1, 100000),
-	U("announce-max", announce_max, 1, 100000),
-	U("announce-rounds", announce_rounds, 1, 1000),
-	U("announce-step", announce_step, 1, 10000),
-	U("throttle-trigger-threshold", throttle_trigger_threshold, 1, 100),
-	U("cpu-throttle-initial", cpu_throttle_initial, 1, 99),
-	U("cpu-throttle-increment", cpu_throttle_increment, 1, 99),
-	{ "cpu-throttle-tailslow", P_BOOL, offsetof(MigParams, cpu_throttle_tailslow), 0, 1, NULL },
-	{ "tls-creds", P_STR, offsetof(MigParams, tls_creds), 0, 0, NULL },
-	{ "tls-hostname", P_STR, offsetof(MigParams, tls_hostname), 0, 0, NULL },
-	{ "tls-authz", P_STR, offsetof(MigParams, tls_authz), 0, 0, NULL },
-	SZ("max-bandwidth", max_bandwidth, 0, G_MAXINT64),
-	SZ("avail-switchover-bandwidth", avail_switchover_bandwidth, 0, G_MAXINT64),
-	U("downtime-limit", downtime_limit, 0, 2000000),
-	U("multifd-channels", multifd_channels, 1, 64),
-	SZ("xbzrle-cache-size", xbzrle_cache_size, 0, G_MAXINT64),
-	SZ("max-postcopy-bandwidth", max_postcopy_bandwidth, 0, G_MAXINT64),
-	U("max-cpu-throttle", max_cpu_throttle, 1, 99),
-	{ "multifd-compression", P_ENUM, offsetof(MigParams, multifd_compression), 0, 0, compression_names },
-	{ "mode", P_ENUM, offsetof(MigParams, mode), 0, 0, mode_names },
-	{ "zero-page-detection", P_ENUM, offsetof(MigParams, zero_page_detection), 0, 0, zero_page_names },
-	U("x-debug-drop-pages", x_debug_drop_pages, 0, G_MAXUINT32),
-	U("x-postcopy-after-passes", x_postcopy_after_passes, 0, 1000000),
-	{ "x-postcopy-pace", P_BOOL, offsetof(MigParams, x_postcopy_pace), 0, 1, NULL },
-	{ "x-postcopy-preempt-break-huge", P_BOOL, offsetof(MigParams, x_postcopy_preempt_break_huge), 0, 1, NULL },
-	SZ("x-device-max-queued", x_device_max_queued, 2u << 20, G_MAXINT64),
-	U("x-device-load-threads", x_device_load_threads, 1, 64),
-	U("x-device-chunks-in-flight", x_device_chunks_in_flight, 0, 1024),
-	U("x-preempt-channels", x_preempt_channels, 1, MIG_PREEMPT_MAX),
-	{ "x-tcp-congestion", P_TCP_CC, offsetof(MigParams, x_tcp_congestion), 0, 0, NULL },
+	[MIG_PARAM_ANNOUNCE_INITIAL] = U("announce-initial", announce_initial, 1, 100000),
+	[MIG_PARAM_ANNOUNCE_MAX] = U("announce-max", announce_max, 1, 100000),
+	[MIG_PARAM_ANNOUNCE_ROUNDS] = U("announce-rounds", announce_rounds, 1, 1000),
+	[MIG_PARAM_ANNOUNCE_STEP] = U("announce-step", announce_step, 1, 10000),
+	[MIG_PARAM_THROTTLE_TRIGGER_THRESHOLD] = U("throttle-trigger-threshold", throttle_trigger_threshold, 1, 100),
+	[MIG_PARAM_CPU_THROTTLE_INITIAL] = U("cpu-throttle-initial", cpu_throttle_initial, 1, 99),
+	[MIG_PARAM_CPU_THROTTLE_INCREMENT] = U("cpu-throttle-increment", cpu_throttle_increment, 1, 99),
+	[MIG_PARAM_CPU_THROTTLE_TAILSLOW] = { "cpu-throttle-tailslow", P_BOOL, offsetof(MigParams, cpu_throttle_tailslow), 0, 1, NULL },
+	[MIG_PARAM_TLS_CREDS] = { "tls-creds", P_STR, offsetof(MigParams, tls_creds), 0, 0, NULL },
+	[MIG_PARAM_TLS_HOSTNAME] = { "tls-hostname", P_STR, offsetof(MigParams, tls_hostname), 0, 0, NULL },
+	[MIG_PARAM_TLS_AUTHZ] = { "tls-authz", P_STR, offsetof(MigParams, tls_authz), 0, 0, NULL },
+	[MIG_PARAM_MAX_BANDWIDTH] = SZ("max-bandwidth", max_bandwidth, 0, G_MAXINT64),
+	[MIG_PARAM_AVAIL_SWITCHOVER_BANDWIDTH] = SZ("avail-switchover-bandwidth", avail_switchover_bandwidth, 0, G_MAXINT64),
+	[MIG_PARAM_DOWNTIME_LIMIT] = U("downtime-limit", downtime_limit, 0, 2000000),
+	[MIG_PARAM_MULTIFD_CHANNELS] = U("multifd-channels", multifd_channels, 1, 64),
+	[MIG_PARAM_XBZRLE_CACHE_SIZE] = SZ("xbzrle-cache-size", xbzrle_cache_size, 0, G_MAXINT64),
+	[MIG_PARAM_MAX_POSTCOPY_BANDWIDTH] = SZ("max-postcopy-bandwidth", max_postcopy_bandwidth, 0, G_MAXINT64),
+	[MIG_PARAM_MAX_CPU_THROTTLE] = U("max-cpu-throttle", max_cpu_throttle, 1, 99),
+	[MIG_PARAM_MULTIFD_COMPRESSION] = { "multifd-compression", P_ENUM, offsetof(MigParams, multifd_compression), 0, 0, compression_names },
+	[MIG_PARAM_MODE] = { "mode", P_ENUM, offsetof(MigParams, mode), 0, 0, mode_names },
+	[MIG_PARAM_ZERO_PAGE_DETECTION] = { "zero-page-detection", P_ENUM, offsetof(MigParams, zero_page_detection), 0, 0, zero_page_names },
+	[MIG_PARAM_X_DEBUG_DROP_PAGES] = U("x-debug-drop-pages", x_debug_drop_pages, 0, G_MAXUINT32),
+	[MIG_PARAM_X_POSTCOPY_AFTER_PASSES] = U("x-postcopy-after-passes", x_postcopy_after_passes, 0, 1000000),
+	[MIG_PARAM_X_POSTCOPY_PACE] = { "x-postcopy-pace", P_BOOL, offsetof(MigParams, x_postcopy_pace), 0, 1, NULL },
+	[MIG_PARAM_X_POSTCOPY_PREEMPT_BREAK_HUGE] = { "x-postcopy-preempt-break-huge", P_BOOL, offsetof(MigParams, x_postcopy_preempt_break_huge), 0, 1, NULL },
+	[MIG_PARAM_X_DEVICE_MAX_QUEUED] = SZ("x-device-max-queued", x_device_max_queued, 2u << 20, G_MAXINT64),
+	[MIG_PARAM_X_DEVICE_LOAD_THREADS] = U("x-device-load-threads", x_device_load_threads, 1, 64),
+	[MIG_PARAM_X_DEVICE_CHUNKS_IN_FLIGHT] = U("x-device-chunks-in-flight", x_device_chunks_in_flight, 0, 1024),
+	[MIG_PARAM_X_PREEMPT_CHANNELS] = U("x-preempt-channels", x_preempt_channels, 1, MIG_PREEMPT_MAX),
+	[MIG_PARAM_X_TCP_CONGESTION] = { "x-tcp-congestion", P_TCP_CC, offsetof(MigParams, x_tcp_congestion), 0, 0, NULL },
 #undef U
 #undef SZ
 };
@@ -215,68 +213,71 @@ void mig_params_copy(MigParams *to, const MigParams *from)
 	to->x_tcp_congestion = g_strdup(from->x_tcp_congestion);
 }
 
-static const struct param *param_lookup(const char *name)
+const char *mig_param_name(MigParam p)
 {
-	for (gsize i = 0; i < G_N_ELEMENTS(params); i++)
-		if (!strcmp(params[i].name, name))
-			return &params[i];
-	return NULL;
+	return (guint)p < MIG_PARAM__MAX ? params[p].name : "?";
 }
 
-static gboolean parse_value(const struct param *p, JsonNode *n, MigParams *dst, GError **err)
+gboolean mig_param_from_name(const char *name, MigParam *out)
 {
-	gpointer field = (char *)dst + p->off;
-	GType t = JSON_NODE_HOLDS_VALUE(n) ? json_node_get_value_type(n) : G_TYPE_INVALID;
+	for (int i = 0; i < MIG_PARAM__MAX; i++) {
+		if (!g_strcmp0(params[i].name, name)) {
+			*out = (MigParam)i;
+			return TRUE;
+		}
+	}
+	return FALSE;
+}
 
+MigParamType mig_param_type(MigParam p)
+{
+	switch ((guint)p < MIG_PARAM__MAX ? params[p].type : P_UINT) {
+	case P_BOOL: return MIG_PARAM_TYPE_BOOL;
+	case P_STR:
+	case P_TCP_CC: return MIG_PARAM_TYPE_STR;
+	case P_ENUM: return MIG_PARAM_TYPE_ENUM;
+	default: return MIG_PARAM_TYPE_U64;
+	}
+}
+
+/* Checks v and, with dst, stores it in dst's field. */
+static gboolean apply_value(const MigParamSetting *v, MigParams *dst, GError **err)
+{
+	const struct param *p;
+	gpointer field;
+
+	if ((guint)v->param >= MIG_PARAM__MAX) {
+		g_set_error(err, MIG_ERROR, EINVAL, "Parameter %d does not exist", (int)v->param);
+		return FALSE;
+	}
+	p = &params[v->param];
+	field = dst ? (char *)dst + p->off : NULL;
 	switch (p->type) {
 	case P_UINT:
-	case P_SIZE: {
-		gint64 v;
-
-		if (t != G_TYPE_INT64) {
-			g_set_error(err, MIG_ERROR, EINVAL, "Invalid parameter type for '%s', expected: integer", p->name);
-			return FALSE;
-		}
-		v = json_node_get_int(n);
-		if (v < 0 || (guint64)v < p->min || (guint64)v > p->max) {
+	case P_SIZE:
+		if (v->u64 < p->min || v->u64 > p->max) {
 			g_set_error(err, MIG_ERROR, ERANGE,
 				    "Parameter '%s' expects a value between %" G_GUINT64_FORMAT " and %" G_GUINT64_FORMAT,
 				    p->name, p->min, p->max);
 			return FALSE;
 		}
-		*(guint64 *)field = (guint64)v;
+		if (field)
+			*(guint64 *)field = v->u64;
 		return TRUE;
-	}
 	case P_BOOL:
-		if (t != G_TYPE_BOOLEAN) {
-			g_set_error(err, MIG_ERROR, EINVAL, "Invalid parameter type for '%s', expected: boolean", p->name);
-			return FALSE;
-		}
-		*(gboolean *)field = json_node_get_boolean(n);
+		if (field)
+			*(gboolean *)field = !!v->boolean;
 		return TRUE;
 	case P_STR:
-		if (JSON_NODE_HOLDS_NULL(n)) {
-			g_free(*(char **)field);
-			*(char **)field = g_strdup("");
-			return TRUE;
-		}
-		if (t != G_TYPE_STRING) {
-			g_set_error(err, MIG_ERROR, EINVAL, "Invalid parameter type for '%s', expected: string", p->name);
-			return FALSE;
-		}
-		if (*json_node_get_string(n)) {
+		if (v->str && *v->str) {
 			g_set_error(err, MIG_ERROR, ENOTSUP, "Parameter '%s': TLS is not supported by mig yet", p->name);
 			return FALSE;
 		}
-		return TRUE;
+		return TRUE;   /* always "" until TLS lands */
 	case P_TCP_CC: {
-		const char *algo = t == G_TYPE_STRING ? json_node_get_string(n) : NULL;
+		const char *algo = v->str ? v->str : "";
 		int rc;
 
-		if (!algo) {
-			g_set_error(err, MIG_ERROR, EINVAL, "Invalid parameter type for '%s', expected: string", p->name);
-			return FALSE;
-		}
 		/* refused now, not when the channels open in the middle of a migration */
 		if (*algo && (rc = mig_io_congestion_usable(algo)) < 0) {
 			g_set_error(err, MIG_ERROR, -rc, "Parameter '%s': '%s' cannot be used: %s (see %s)", p->name, algo,
@@ -284,17 +285,18 @@ static gboolean parse_value(const struct param *p, JsonNode *n, MigParams *dst, 
 								   : "net.ipv4.tcp_available_congestion_control");
 			return FALSE;
 		}
-		g_free(*(char **)field);
-		*(char **)field = g_strdup(algo);
+		if (field) {
+			g_free(*(char **)field);
+			*(char **)field = g_strdup(algo);
+		}
 		return TRUE;
 	}
 	case P_ENUM:
-		if (t == G_TYPE_STRING) {
-			for (guint i = 0; p->enum_names[i]; i++) {
-				if (!strcmp(p->enum_names[i], json_node_get_string(n))) {
+		for (guint i = 0; v->str && p->enum_names[i]; i++) {
+			if (!strcmp(p->enum_names[i], v->str)) {
+				if (field)
 					*(guint64 *)field = i;
-					return TRUE;
-				}
+				return TRUE;
 			}
 		}
 		g_set_error(err, MIG_ERROR, EINVAL, "Parameter '%s' does not accept this value", p->name);
@@ -303,24 +305,20 @@ static gboolean parse_value(const struct param *p, JsonNode *n, MigParams *dst, 
 	return FALSE;
 }
 
-gboolean mig_session_set_params(MigSession *s, JsonObject *o, GError **err)
+gboolean mig_param_check(const MigParamSetting *v, GError **err)
+{
+	return apply_value(v, NULL, err);
+}
+
+gboolean mig_session_set_params(MigSession *s, const MigParamSetting *set, guint n, GError **err)
 {
 	MigParams next;
-	g_autoptr(GList) members = json_object_get_members(o);
 	gboolean ok = TRUE;
 
 	g_mutex_lock(&s->lock);
 	mig_params_copy(&next, &s->params);
-	for (GList *l = members; l && ok; l = l->next) {
-		const struct param *p = param_lookup(l->data);
-
-		if (!p) {
-			g_set_error(err, MIG_ERROR, EINVAL, "Parameter '%s' is unexpected", (char *)l->data);
-			ok = FALSE;
-		} else {
-			ok = parse_value(p, json_object_get_member(o, l->data), &next, err);
-		}
-	}
+	for (guint i = 0; i < n && ok; i++)
+		ok = apply_value(&set[i], &next, err);
 	if (ok && next.multifd_channels != s->params.multifd_channels && mig_dst_started(s)) {
 		g_set_error(err, MIG_ERROR, EBUSY, "multifd-channels cannot change once incoming has started");
 		ok = FALSE;
@@ -344,6 +342,86 @@ gboolean mig_session_set_params(MigSession *s, JsonObject *o, GError **err)
 	return ok;
 }
 
+gboolean mig_session_set_param_u64(MigSession *s, MigParam p, guint64 v, GError **err)
+{
+	MigParamSetting one = { .param = p, .u64 = v };
+
+	if (mig_param_type(p) != MIG_PARAM_TYPE_U64) {
+		g_set_error(err, MIG_ERROR, EINVAL, "Invalid parameter type for '%s', expected: integer", mig_param_name(p));
+		return FALSE;
+	}
+	return mig_session_set_params(s, &one, 1, err);
+}
+
+gboolean mig_session_set_param_bool(MigSession *s, MigParam p, gboolean v, GError **err)
+{
+	MigParamSetting one = { .param = p, .boolean = v };
+
+	if (mig_param_type(p) != MIG_PARAM_TYPE_BOOL) {
+		g_set_error(err, MIG_ERROR, EINVAL, "Invalid parameter type for '%s', expected: boolean", mig_param_name(p));
+		return FALSE;
+	}
+	return mig_session_set_params(s, &one, 1, err);
+}
+
+gboolean mig_session_set_param_str(MigSession *s, MigParam p, const char *v, GError **err)
+{
+	MigParamSetting one = { .param = p, .str = v };
+	MigParamType t = mig_param_type(p);
+
+	if (t != MIG_PARAM_TYPE_STR && t != MIG_PARAM_TYPE_ENUM) {
+		g_set_error(err, MIG_ERROR, EINVAL, "Invalid parameter type for '%s', expected: string", mig_param_name(p));
+		return FALSE;
+	}
+	return mig_session_set_params(s, &one, 1, err);
+}
+
+/* The field of p in s's parameters, if p has type t; read under the lock. */
+static gconstpointer param_field(MigSession *s, MigParam p, MigParamType t)
+{
+	if ((guint)p >= MIG_PARAM__MAX || mig_param_type(p) != t)
+		return NULL;
+	return (const char *)&s->params + params[p].off;
+}
+
+guint64 mig_session_get_param_u64(MigSession *s, MigParam p)
+{
+	gconstpointer f;
+	guint64 v = 0;
+
+	g_mutex_lock(&s->lock);
+	if ((f = param_field(s, p, MIG_PARAM_TYPE_U64)))
+		v = *(const guint64 *)f;
+	g_mutex_unlock(&s->lock);
+	return v;
+}
+
+gboolean mig_session_get_param_bool(MigSession *s, MigParam p)
+{
+	gconstpointer f;
+	gboolean v = FALSE;
+
+	g_mutex_lock(&s->lock);
+	if ((f = param_field(s, p, MIG_PARAM_TYPE_BOOL)))
+		v = *(const gboolean *)f;
+	g_mutex_unlock(&s->lock);
+	return v;
+}
+
+char *mig_session_get_param_str(MigSession *s, MigParam p)
+{
+	gconstpointer f;
+	char *v = NULL;
+
+	g_mutex_lock(&s->lock);
+	if ((f = param_field(s, p, MIG_PARAM_TYPE_STR)))
+		v = g_strdup(*(char *const *)f);
+	else if ((f = param_field(s, p, MIG_PARAM_TYPE_ENUM)))
+		v = g_strdup(params[p].enum_names[*(const guint64 *)f]);
+	g_mutex_unlock(&s->lock);
+	return v;
+}
+
 /* Several urgent channels without the preempt lane would be a setting that silently
  * does nothing; say so when the migration starts (either order of setting is fine). */
 gboolean mig_params_check_lanes(MigSession *s, GError **err)
@@ -354,29 +432,4 @@ gboolean mig_params_check_lanes(MigSession *s, GError **err)
 		return FALSE;
 	}
 	return TRUE;
-}
-
-JsonNode *mig_session_query_params(MigSession *s)
-{
-	g_autoptr(JsonBuilder) b = json_builder_new();
-
-	json_builder_begin_object(b);
-	g_mutex_lock(&s->lock);
-	for (gsize i = 0; i < G_N_ELEMENTS(params); i++) {
-		const struct param *p = &params[i];
-		gconstpointer field = (const char *)&s->params + p->off;
-
-		json_builder_set_member_name(b, p->name);
-		switch (p->type) {
-		case P_UINT:
-		case P_SIZE: json_builder_add_int_value(b, (gint64)*(const guint64 *)field); break;
-		case P_BOOL: json_builder_add_boolean_value(b, *(const gboolean *)field); break;
-		case P_STR:
-		case P_TCP_CC: json_builder_add_string_value(b, *(char *const *)field); break;
-		case P_ENUM: json_builder_add_string_value(b, p->enum_names[*(const guint64 *)field]); break;
-		}
-	}
-	g_mutex_unlock(&s->lock);
-	json_builder_end_object(b);
-	return json_builder_get_root(b);
 }

@@ -1,7 +1,7 @@
 /* RAM block allocation. hugetlb memory comes from a memfd with MFD_HUGETLB so no
  * hugetlbfs mount is needed; memfd and hugetlb are MAP_SHARED so a later postcopy can
  * place pages through a second mapping (UFFDIO_CONTINUE) if that measures faster. */
-#include "engine/ram.h"
+#include <mig/ram.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>

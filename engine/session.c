@@ -73,28 +73,43 @@ void mig_session_add_ram(MigSession *s, MigRamBlock *block)
 	g_ptr_array_add(s->ram, block);
 }
 
+void mig_session_set_dirty_tracker(MigSession *s, MigDirtyTrackerNewFn fn, gpointer opaque)
+{
+	g_mutex_lock(&s->lock);
+	s->tracker_new = fn;
+	s->tracker_opaque = opaque;
+	g_mutex_unlock(&s->lock);
+}
+
+MigDirtyTracker *mig_tracker_new(MigSession *s, const MigRamBlock *block, GError **err)
+{
+	MigDirtyTracker *t;
+
+	if (!s->tracker_new)
+		return mig_dirty_tracker_uffd_new();
+	t = s->tracker_new(s->tracker_opaque, block, err);
+	if (!t && err && !*err)
+		g_set_error(err, MIG_ERROR, EINVAL, "the dirty tracker for RAM block '%s' could not be created", block->name);
+	return t;
+}
+
 void mig_session_set_event_cb(MigSession *s, MigEventFn fn, gpointer opaque)
 {
 	s->event_fn = fn;
 	s->event_opaque = opaque;
 }
 
-void mig_emit(MigSession *s, const char *name, JsonNode *data)
+const char *mig_event_name(MigEventType type)
 {
-	if (s->event_fn)
-		s->event_fn(s->event_opaque, name, data);
-	else if (data)
-		json_node_unref(data);
+	static const char *const names[] = { "MIGRATION", "MIGRATION_PASS", "STOP", "RESUME" };
+
+	return (guint)type < G_N_ELEMENTS(names) ? names[type] : "?";
 }
 
-static JsonNode *status_data(MigStatus st)
+void mig_emit(MigSession *s, const MigEvent *ev)
 {
-	JsonNode *n = json_node_new(JSON_NODE_OBJECT);
-	JsonObject *o = json_object_new();
-
-	json_object_set_string_member(o, "status", mig_status_str(st));
-	json_node_take_object(n, o);
-	return n;
+	if (s->event_fn)
+		s->event_fn(s->event_opaque, ev);
 }
 
 void mig_set_status_locked(MigSession *s, MigStatus st)
@@ -103,7 +118,7 @@ void mig_set_status_locked(MigSession *s, MigStatus st)
 		return;
 	s->status = st;
 	if (s->caps[MIG_CAP_EVENTS])
-		mig_emit(s, "MIGRATION", status_data(st));
+		mig_emit(s, &(MigEvent){ .type = MIG_EVENT_MIGRATION, .status = st });
 }
 
 void mig_set_status(MigSession *s, MigStatus st)
@@ -119,9 +134,9 @@ void mig_set_runstate_locked(MigSession *s, MigRunState r)
 
 	s->runstate = r;
 	if (was && r != MIG_RUN_RUNNING)
-		mig_emit(s, "STOP", NULL);
+		mig_emit(s, &(MigEvent){ .type = MIG_EVENT_STOP });
 	else if (!was && r == MIG_RUN_RUNNING)
-		mig_emit(s, "RESUME", NULL);
+		mig_emit(s, &(MigEvent){ .type = MIG_EVENT_RESUME });
 }
 
 MigStatus mig_session_status(MigSession *s)
@@ -289,16 +304,10 @@ void mig_session_report_error(MigSession *s, const char *fmt, ...)
 	if (!s->error)
 		s->error = g_strdup(msg);
 	if (s->status != MIG_STATUS_FAILED) {
-		g_printerr("mig: %s: migration failed: %s\n", s->name, msg);
+		mig_log(s, MIG_LOG_ERROR, "migration failed: %s", msg);
 		mig_set_status_locked(s, MIG_STATUS_FAILED);
 	}
 	g_mutex_unlock(&s->lock);
-}
-
-static void add_int(JsonBuilder *b, const char *name, gint64 v)
-{
-	json_builder_set_member_name(b, name);
-	json_builder_add_int_value(b, v);
 }
 
 /* Bytes/s of the last pass; during the first pass, the average so far. */
@@ -312,126 +321,121 @@ static guint64 current_bandwidth(MigStats *st)
 	return mig_atomic_get(&st->transferred) * G_USEC_PER_SEC / (guint64)MAX(g_get_monotonic_time() - since, 1);
 }
 
-static void add_ram_stats(MigSession *s, JsonBuilder *b, gboolean done)
+/* every preempt channel has its slot in the public snapshot */
+G_STATIC_ASSERT(MIG_INFO_PREEMPT_MAX >= MIG_PREEMPT_MAX);
+
+static void ram_info(MigSession *s, MigRamInfo *r)
 {
 	MigStats *st = &s->stats;
-	guint64 total = 0, psize = 0;
 
 	for (guint i = 0; i < s->ram->len; i++) {
 		MigRamBlock *blk = g_ptr_array_index(s->ram, i);
 
-		total += blk->size;
-		psize = MAX(psize, blk->page_size);
+		r->total += blk->size;
+		r->page_size = MAX(r->page_size, blk->page_size);
 	}
-	json_builder_set_member_name(b, "ram");
-	json_builder_begin_object(b);
-	add_int(b, "transferred", (gint64)mig_atomic_get(&st->transferred));
-	if (!done) {
-		add_int(b, "remaining", (gint64)mig_atomic_get(&st->remaining));
-		add_int(b, "dirty-pages-rate", (gint64)mig_atomic_get(&st->dirty_pages_rate));
-	}
-	add_int(b, "total", (gint64)total);
-	add_int(b, "duplicate", (gint64)mig_atomic_get(&st->duplicate));
-	add_int(b, "normal", (gint64)mig_atomic_get(&st->normal));
-	add_int(b, "normal-bytes", (gint64)mig_atomic_get(&st->normal_bytes));
-	json_builder_set_member_name(b, "mbps");
-	json_builder_add_double_value(b, (double)current_bandwidth(st) * 8.0 / 1e6);
-	add_int(b, "dirty-sync-count", (gint64)mig_atomic_get(&st->dirty_sync_count));
-	add_int(b, "page-size", (gint64)psize);
-	add_int(b, "multifd-bytes", (gint64)mig_atomic_get(&st->multifd_bytes));
-	add_int(b, "pages-per-second", psize ? (gint64)(mig_atomic_get(&st->bandwidth) / psize) : 0);
-	add_int(b, "precopy-bytes", (gint64)mig_atomic_get(&st->precopy_bytes));
-	add_int(b, "downtime-bytes", (gint64)mig_atomic_get(&st->downtime_bytes));
-	add_int(b, "postcopy-bytes", (gint64)mig_atomic_get(&st->postcopy_bytes));
-	add_int(b, "postcopy-requests", (gint64)mig_atomic_get(&st->postcopy_requests));
-	add_int(b, "x-bulk-pacing", (gint64)mig_atomic_get(&st->x_bulk_pacing));
-	add_int(b, "x-device-chunks-in-flight-peak", (gint64)mig_atomic_get(&st->x_device_in_flight_peak));
-	add_int(b, "x-break-huge-drops", (gint64)mig_atomic_get(&st->x_break_huge_drops));
-	add_int(b, "x-urgent-skipped", (gint64)mig_atomic_get(&st->x_urgent_skipped));
-	if (mig_preempt_channels(s, &s->params)) {
-		json_builder_set_member_name(b, "x-preempt-channel-requests");
-		json_builder_begin_array(b);
-		for (guint i = 0; i < mig_preempt_channels(s, &s->params); i++)
-			json_builder_add_int_value(b, (gint64)mig_atomic_get(&st->x_urgent_lane_requests[i]));
-		json_builder_end_array(b);
-	}
-	add_int(b, "dirty-sync-missed-zero-copy", 0);
-	json_builder_end_object(b);
+	r->transferred = mig_atomic_get(&st->transferred);
+	r->remaining = mig_atomic_get(&st->remaining);
+	r->dirty_pages_rate = mig_atomic_get(&st->dirty_pages_rate);
+	r->duplicate = mig_atomic_get(&st->duplicate);
+	r->normal = mig_atomic_get(&st->normal);
+	r->normal_bytes = mig_atomic_get(&st->normal_bytes);
+	r->mbps = (double)current_bandwidth(st) * 8.0 / 1e6;
+	r->dirty_sync_count = mig_atomic_get(&st->dirty_sync_count);
+	r->multifd_bytes = mig_atomic_get(&st->multifd_bytes);
+	r->pages_per_second = r->page_size ? mig_atomic_get(&st->bandwidth) / r->page_size : 0;
+	r->precopy_bytes = mig_atomic_get(&st->precopy_bytes);
+	r->downtime_bytes = mig_atomic_get(&st->downtime_bytes);
+	r->postcopy_bytes = mig_atomic_get(&st->postcopy_bytes);
+	r->postcopy_requests = mig_atomic_get(&st->postcopy_requests);
+	r->bulk_pacing = mig_atomic_get(&st->x_bulk_pacing);
+	r->device_chunks_in_flight_peak = mig_atomic_get(&st->x_device_in_flight_peak);
+	r->break_huge_drops = mig_atomic_get(&st->x_break_huge_drops);
+	r->urgent_skipped = mig_atomic_get(&st->x_urgent_skipped);
+	r->preempt_channels = mig_preempt_channels(s, &s->params);
+	for (guint i = 0; i < r->preempt_channels; i++)
+		r->preempt_channel_requests[i] = mig_atomic_get(&st->x_urgent_lane_requests[i]);
 }
 
-/* Where the downtime went: the devices (stopped until the destination loaded them
- * all), the final RAM pass, and the rest (state, handshakes). Devices and RAM overlap
- * when the device lane is on, so the rest is what neither explains. */
-static void add_downtime_split(JsonBuilder *b, const MigStats *st, gint64 down_us)
+/* The source's times. Where the downtime went: the devices (stopped until the
+ * destination loaded them all), the final RAM pass, and the rest (state, handshakes).
+ * Devices and RAM overlap when the device lane is on, so the rest is what neither
+ * explains. */
+static void src_times(MigSession *s, MigInfo *info)
 {
-	gint64 dev = st->t_dev_loaded > st->t_stop ? st->t_dev_loaded - st->t_stop : 0;
-	gint64 ram = st->t_ram_done > st->t_stop ? st->t_ram_done - st->t_stop : 0;
-
-	json_builder_set_member_name(b, "x-downtime-split");
-	json_builder_begin_object(b);
-	add_int(b, "devices-ms", dev / 1000);
-	add_int(b, "ram-ms", ram / 1000);
-	add_int(b, "other-ms", MAX(down_us - MAX(dev, ram), 0) / 1000);
-	json_builder_end_object(b);
-}
-
-JsonNode *mig_session_query_migrate(MigSession *s)
-{
-	g_autoptr(JsonBuilder) b = json_builder_new();
 	MigStats *st = &s->stats;
-	gint64 now = g_get_monotonic_time();
+	gint64 end = st->t_end ? st->t_end : g_get_monotonic_time();
 
-	json_builder_begin_object(b);
+	info->total_time_ms = (end - st->t_start) / 1000;
+	if (st->t_setup_done)
+		info->setup_time_ms = (st->t_setup_done - st->t_start) / 1000;
+	if (s->status == MIG_STATUS_COMPLETED && st->t_stop) {
+		gint64 down = st->downtime_us ? st->downtime_us : st->t_end - st->t_stop;
+		gint64 dev = st->t_dev_loaded > st->t_stop ? st->t_dev_loaded - st->t_stop : 0;
+		gint64 ram = st->t_ram_done > st->t_stop ? st->t_ram_done - st->t_stop : 0;
+
+		info->downtime_ms = down / 1000;
+		info->downtime_devices_ms = dev / 1000;
+		info->downtime_ram_ms = ram / 1000;
+		info->downtime_other_ms = MAX(down - MAX(dev, ram), 0) / 1000;
+	}
+	if (st->t_end)
+		info->thread_cpu_ms = st->src_thread_cpu_us / 1000;
+	if (s->status == MIG_STATUS_ACTIVE)
+		info->expected_downtime_ms = (gint64)mig_atomic_get(&st->expected_downtime);
+	if (st->downtime_us && s->status == MIG_STATUS_POSTCOPY_ACTIVE)
+		info->downtime_ms = st->downtime_us / 1000;
+	if (s->status == MIG_STATUS_ACTIVE && mig_atomic_get(&st->dirty_sync_count) > 1)
+		info->converging = st->converging;
+}
+
+gboolean mig_session_query(MigSession *s, MigInfo *out)
+{
+	MigInfo info = {
+		.size = sizeof(MigInfo),
+		.total_time_ms = -1, .setup_time_ms = -1, .downtime_ms = -1, .expected_downtime_ms = -1,
+		.downtime_devices_ms = -1, .downtime_ram_ms = -1, .downtime_other_ms = -1,
+		.thread_cpu_ms = -1, .converging = -1, .device_queued_peak = -1,
+		.extra = mig_value_new_object(),
+	};
+	gsize size = out->size;
+
+	/* every member up to extra is the first version's */
+	g_return_val_if_fail(size >= G_STRUCT_OFFSET(MigInfo, extra) + sizeof(MigValue *), FALSE);
 	g_mutex_lock(&s->lock);
-	if (s->status != MIG_STATUS_NONE || s->dst) {
-		gboolean src = s->src != NULL;
-		gboolean done = s->status == MIG_STATUS_COMPLETED;
-
-		json_builder_set_member_name(b, "status");
-		json_builder_add_string_value(b, mig_status_str(s->status));
-		if (src && s->status != MIG_STATUS_NONE) {
-			gint64 end = st->t_end ? st->t_end : now;
-
-			add_ram_stats(s, b, done);
-			add_int(b, "total-time", (end - st->t_start) / 1000);
-			if (st->t_setup_done)
-				add_int(b, "setup-time", (st->t_setup_done - st->t_start) / 1000);
-			if (done && st->t_stop) {
-				gint64 down = st->downtime_us ? st->downtime_us : st->t_end - st->t_stop;
-
-				add_int(b, "downtime", down / 1000);
-				add_downtime_split(b, st, down);
-			}
-			if (st->t_end)
-				add_int(b, "x-migration-thread-cpu-ms", st->src_thread_cpu_us / 1000);
-			if (s->status == MIG_STATUS_ACTIVE)
-				add_int(b, "expected-downtime", (gint64)mig_atomic_get(&st->expected_downtime));
-			if (st->downtime_us && s->status == MIG_STATUS_POSTCOPY_ACTIVE)
-				add_int(b, "downtime", st->downtime_us / 1000);
-			if (s->status == MIG_STATUS_ACTIVE && mig_atomic_get(&st->dirty_sync_count) > 1) {
-				json_builder_set_member_name(b, "x-converging");
-				json_builder_add_boolean_value(b, st->converging);
-			}
+	info.started = s->status != MIG_STATUS_NONE || s->dst;
+	if (info.started) {
+		info.source = s->src != NULL;
+		info.status = s->status;
+		if (info.source && s->status != MIG_STATUS_NONE) {
+			ram_info(s, &info.ram);
+			src_times(s, &info);
 		}
-		if (!src)
-			mig_dst_query(s, b);
-		mig_dev_query(s, src, b);
-		if (src || mig_dst_started(s)) {
-			char hex[33];
-
+		if (!info.source)
+			mig_dst_query(s, &info);
+		mig_dev_query(s, info.source, &info);
+		if (info.source || mig_dst_started(s))
 			for (int i = 0; i < 16; i++)
-				g_snprintf(hex + 2 * i, 3, "%02x", s->session_id[i]);
-			json_builder_set_member_name(b, "x-session-id");
-			json_builder_add_string_value(b, hex);
-		}
-		if (s->error && (s->status == MIG_STATUS_FAILED || s->status == MIG_STATUS_CANCELLED)) {
-			json_builder_set_member_name(b, "error-desc");
-			json_builder_add_string_value(b, s->error);
-		}
+				g_snprintf(info.session_id + 2 * i, 3, "%02x", s->session_id[i]);
+		if (s->error && (s->status == MIG_STATUS_FAILED || s->status == MIG_STATUS_CANCELLED))
+			info.error = g_strdup(s->error);
 	}
 	g_mutex_unlock(&s->lock);
 	if (s->vm && s->vm->query)
-		s->vm->query(s->vm_opaque, b);
-	json_builder_end_object(b);
-	return json_builder_get_root(b);
+		s->vm->query(s->vm_opaque, info.extra);
+	memcpy(out, &info, MIN(size, sizeof(info)));
+	out->size = size;
+	return TRUE;
+}
+
+void mig_info_clear(MigInfo *info)
+{
+	if (!info)
+		return;
+	g_clear_pointer(&info->listen_host, g_free);
+	g_clear_pointer(&info->listen_port, g_free);
+	g_clear_pointer(&info->listen_path, g_free);
+	g_clear_pointer(&info->devices, g_ptr_array_unref);
+	g_clear_pointer(&info->error, g_free);
+	g_clear_pointer(&info->extra, mig_value_free);
 }

@@ -1,22 +1,11 @@
 /* MigSession internals shared by the engine's modules; not for embedders. */
 #pragma once
-#include "engine/session.h"
-#include "engine/dirty.h"
+#include <mig/session.h>
+#include <mig/dirty.h>
+#include <mig/log.h>
+#include <mig/config.h>
 
-#define MIG_ERROR (mig_error_quark())
 #define MIG_PREEMPT_MAX 8          /* x-preempt-channels' upper bound */
-GQuark mig_error_quark(void);
-
-typedef enum MigCap {
-	MIG_CAP_XBZRLE, MIG_CAP_RDMA_PIN_ALL, MIG_CAP_AUTO_CONVERGE, MIG_CAP_EVENTS,
-	MIG_CAP_POSTCOPY_RAM, MIG_CAP_X_COLO, MIG_CAP_RELEASE_RAM, MIG_CAP_RETURN_PATH,
-	MIG_CAP_PAUSE_BEFORE_SWITCHOVER, MIG_CAP_MULTIFD, MIG_CAP_DIRTY_BITMAPS,
-	MIG_CAP_POSTCOPY_BLOCKTIME, MIG_CAP_LATE_BLOCK_ACTIVATE, MIG_CAP_X_IGNORE_SHARED,
-	MIG_CAP_VALIDATE_UUID, MIG_CAP_BACKGROUND_SNAPSHOT, MIG_CAP_ZERO_COPY_SEND,
-	MIG_CAP_POSTCOPY_PREEMPT, MIG_CAP_SWITCHOVER_ACK, MIG_CAP_DIRTY_LIMIT, MIG_CAP_MAPPED_RAM,
-	MIG_CAP_X_DEVICE_STATE_LANE,
-	MIG_CAP__MAX
-} MigCap;
 
 typedef struct MigParams {
 	guint64 downtime_limit;        /* ms */
@@ -91,6 +80,10 @@ struct MigSession {
 
 	MigEventFn event_fn;
 	gpointer event_opaque;
+	MigLogFn log_fn;           /* NULL: g_log (log.c) */
+	gpointer log_opaque;
+	MigDirtyTrackerNewFn tracker_new;  /* NULL: uffd-wp */
+	gpointer tracker_opaque;
 
 	MigStats stats;
 	guint8 session_id[16];
@@ -119,7 +112,9 @@ static inline guint mig_preempt_channels(const MigSession *s, const MigParams *p
 /* State changes (emit MIGRATION when the events capability is on). Call with lock held. */
 void mig_set_status_locked(MigSession *s, MigStatus st);
 void mig_set_status(MigSession *s, MigStatus st);
-void mig_emit(MigSession *s, const char *name, JsonNode *data);
+void mig_emit(MigSession *s, const MigEvent *ev);
+/* A message for the embedder's log (log.c); never stderr directly. */
+void mig_log(MigSession *s, MigLogLevel level, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 void mig_set_runstate_locked(MigSession *s, MigRunState r);
 
 static inline gboolean mig_status_is_active(MigStatus st)
@@ -148,14 +143,15 @@ void mig_params_copy(MigParams *to, const MigParams *from);
 /* At migrate / migrate-incoming: parameters that need a capability. Call with lock held. */
 gboolean mig_params_check_lanes(MigSession *s, GError **err);
 
-gboolean mig_session_start_postcopy(MigSession *s, GError **err);
+/* The dirty tracker for one block: the embedder's, else uffd-wp. */
+MigDirtyTracker *mig_tracker_new(MigSession *s, const MigRamBlock *block, GError **err);
 
 /* chanopen.c: a source channel is a connect plus this session's typed hello.
  * congestion: the migration's x-tcp-congestion. */
 struct MigUri;
-int mig_chan_connect(const struct MigUri *uri, const char *congestion, int type, guint index, GError **err);
+int mig_chan_connect(MigSession *s, const struct MigUri *uri, const char *congestion, int type, guint index, GError **err);
 /* x-tcp-congestion onto a channel's socket (either side). */
-void mig_chan_set_congestion(int fd, const char *algo);
+void mig_chan_set_congestion(MigSession *s, int fd, const char *algo);
 gboolean mig_chan_hello(MigSession *s, int fd, int type, guint index, GError **err);
 int mig_chan_open(MigSession *s, const struct MigUri *uri, const char *congestion, int type, guint index,
 		  GError **err);

@@ -561,7 +561,7 @@ void mig_dev_dst_run(MigSession *s)
 		g_autoptr(GError) e = NULL;
 
 		if (d->state == MIG_DEV_STOP && !mig_device_set_state(d, MIG_DEV_RUNNING, NULL, &e))
-			g_printerr("mig: %s: %s\n", s->name, e->message);
+			mig_log(s, MIG_LOG_WARNING, "%s", e->message);
 	}
 }
 

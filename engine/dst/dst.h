@@ -8,7 +8,7 @@ gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err);
 /* Stops every thread of the half and frees it (s->dst becomes NULL). */
 void mig_dst_shutdown(MigSession *s);
 /* query-migrate's destination members. Call with s->lock held. */
-void mig_dst_query(MigSession *s, JsonBuilder *b);
+void mig_dst_query(MigSession *s, MigInfo *info);
 /* A main channel was admitted: the migration runs, with the parameters of that
  * moment. Call with s->lock held. */
 gboolean mig_dst_started(MigSession *s);

@@ -127,7 +127,7 @@ static int admit(MigSession *s, int fd, guint *index)
 	if (rc == -EPROTO) {
 		why = mig_hello_status_str(status);
 	} else if (rc < 0) {
-		g_printerr("mig: %s: incoming connection dropped before its hello: %s\n", s->name, g_strerror(-rc));
+		mig_log(s, MIG_LOG_WARNING, "incoming connection dropped before its hello: %s", g_strerror(-rc));
 		return 0;
 	} else {
 		g_mutex_lock(&s->lock);
@@ -166,8 +166,8 @@ static int admit(MigSession *s, int fd, guint *index)
 		g_mutex_unlock(&s->lock);
 	}
 	if (!ok) {
-		g_printerr("mig: %s: refused a %s channel: %s\n", s->name,
-			   rc == 0 ? mig_chan_type_str(h.type) : "incoming", why);
+		mig_log(s, MIG_LOG_WARNING, "refused a %s channel: %s",
+			rc == 0 ? mig_chan_type_str(h.type) : "incoming", why);
 		mig_hello_reply(fd, status, why);
 		return 0;
 	}
@@ -186,7 +186,7 @@ static void set_congestion(MigSession *s, int fd)
 	g_mutex_lock(&s->lock);
 	algo = g_strdup(s->dst->incoming_started ? s->dst->p.x_tcp_congestion : s->params.x_tcp_congestion);
 	g_mutex_unlock(&s->lock);
-	mig_chan_set_congestion(fd, algo);
+	mig_chan_set_congestion(s, fd, algo);
 }
 
 static gpointer listen_thread(gpointer opaque)
@@ -340,40 +340,23 @@ void mig_dst_cont(MigSession *s)
 		mig_dev_dst_run(s);
 }
 
-void mig_dst_query(MigSession *s, JsonBuilder *b)
+void mig_dst_query(MigSession *s, MigInfo *info)
 {
 	MigUri u;
 
 	if (!s->dst || !s->dst->listen_uri || mig_uri_parse(s->dst->listen_uri, &u) < 0)
 		return;
-	json_builder_set_member_name(b, "socket-address");
-	json_builder_begin_array(b);
-	json_builder_begin_object(b);
-	json_builder_set_member_name(b, "type");
 	if (u.kind == MIG_URI_TCP) {
-		json_builder_add_string_value(b, "inet");
-		json_builder_set_member_name(b, "host");
-		json_builder_add_string_value(b, u.host);
-		json_builder_set_member_name(b, "port");
-		json_builder_add_string_value(b, u.port);
+		info->listen_host = g_strdup(u.host);
+		info->listen_port = g_strdup(u.port);
 	} else {
-		json_builder_add_string_value(b, "unix");
-		json_builder_set_member_name(b, "path");
-		json_builder_add_string_value(b, u.path);
+		info->listen_path = g_strdup(u.path);
 	}
-	json_builder_end_object(b);
-	json_builder_end_array(b);
-	mig_pc_dst_query(s, b);
-	if (s->devices->len) {
-		/* the reorder queue's high-water mark, which x-device-max-queued bounds */
-		json_builder_set_member_name(b, "x-device-queued-peak");
-		json_builder_add_int_value(b, (gint64)mig_dev_dst_queued_peak(s));
-	}
-	json_builder_set_member_name(b, "ram");
-	json_builder_begin_object(b);
-	json_builder_set_member_name(b, "transferred");
-	json_builder_add_int_value(b, (gint64)mig_atomic_get(&s->stats.transferred));
-	json_builder_end_object(b);
+	mig_pc_dst_query(s, info->extra);
+	/* the reorder queue's high-water mark, which x-device-max-queued bounds */
+	if (s->devices->len)
+		info->device_queued_peak = (gint64)mig_dev_dst_queued_peak(s);
+	info->ram.transferred = mig_atomic_get(&s->stats.transferred);
 }
 
 /* ---- the loader ---- */

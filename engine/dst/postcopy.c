@@ -402,19 +402,14 @@ static int cmp_u32(gconstpointer a, gconstpointer b)
 	return x < y ? -1 : x > y;
 }
 
-static void add_int(JsonBuilder *b, const char *name, gint64 v)
-{
-	json_builder_set_member_name(b, name);
-	json_builder_add_int_value(b, v);
-}
-
-void mig_pc_dst_query(MigSession *s, JsonBuilder *b)
+void mig_pc_dst_query(MigSession *s, MigValue *b)
 {
 	static const char *const cls[3] = { "4k", "2m", "1g" };
 	PcDst *pc = s->dst->pc;
 	guint64 placed, sum, dist[LAT_BUCKETS];
 	guint32 *v[3] = { NULL, NULL, NULL };
 	guint n[3] = { 0, 0, 0 };
+	MigValue *arr, *lat;
 
 	if (!pc)
 		return;
@@ -430,30 +425,26 @@ void mig_pc_dst_query(MigSession *s, JsonBuilder *b)
 	}
 	g_mutex_unlock(&pc->stat_lock);
 
-	add_int(b, "x-postcopy-requests", (gint64)__atomic_load_n(&pc->requests, __ATOMIC_RELAXED));
+	mig_value_add_int(b, "x-postcopy-requests", (gint64)__atomic_load_n(&pc->requests, __ATOMIC_RELAXED));
 	/* QEMU: per-vCPU blocked time; here the sum of every request's wait, in ms */
-	add_int(b, "postcopy-blocktime", (gint64)(sum / 1000000));
-	add_int(b, "postcopy-latency", placed ? (gint64)(sum / placed) : 0);
-	json_builder_set_member_name(b, "postcopy-latency-dist");
-	json_builder_begin_array(b);
+	mig_value_add_int(b, "postcopy-blocktime", (gint64)(sum / 1000000));
+	mig_value_add_int(b, "postcopy-latency", placed ? (gint64)(sum / placed) : 0);
+	arr = mig_value_add_array(b, "postcopy-latency-dist");
 	for (int i = 0; i < LAT_BUCKETS; i++)
-		json_builder_add_int_value(b, (gint64)dist[i]);
-	json_builder_end_array(b);
-	json_builder_set_member_name(b, "x-postcopy-latency");
-	json_builder_begin_object(b);
+		mig_value_add_int(arr, NULL, (gint64)dist[i]);
+	lat = mig_value_add_object(b, "x-postcopy-latency");
 	for (int c = 0; c < 3; c++) {
+		MigValue *o;
+
 		if (!n[c])
 			continue;
 		qsort(v[c], n[c], sizeof(guint32), cmp_u32);
-		json_builder_set_member_name(b, cls[c]);
-		json_builder_begin_object(b);
-		add_int(b, "count", n[c]);
-		add_int(b, "p50", v[c][(n[c] - 1) * 50 / 100]);
-		add_int(b, "p90", v[c][(n[c] - 1) * 90 / 100]);
-		add_int(b, "p99", v[c][(n[c] - 1) * 99 / 100]);
-		add_int(b, "max", v[c][n[c] - 1]);
-		json_builder_end_object(b);
+		o = mig_value_add_object(lat, cls[c]);
+		mig_value_add_int(o, "count", n[c]);
+		mig_value_add_int(o, "p50", v[c][(n[c] - 1) * 50 / 100]);
+		mig_value_add_int(o, "p90", v[c][(n[c] - 1) * 90 / 100]);
+		mig_value_add_int(o, "p99", v[c][(n[c] - 1) * 99 / 100]);
+		mig_value_add_int(o, "max", v[c][n[c] - 1]);
 		g_free(v[c]);
 	}
-	json_builder_end_object(b);
 }

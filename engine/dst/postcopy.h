@@ -15,4 +15,4 @@ gboolean mig_pc_dst_placing(MigSession *s);
 gboolean mig_pc_dst_finish(MigSession *s, GError **err);
 void mig_pc_dst_stop(MigSession *s);
 void mig_pc_dst_free(MigSession *s);
-void mig_pc_dst_query(MigSession *s, JsonBuilder *b);
+void mig_pc_dst_query(MigSession *s, MigValue *b);

@@ -1,6 +1,8 @@
-/* QMP command handlers: argument checking in QEMU's words, then a session call. */
+/* QMP command handlers: argument checking in QEMU's words, then a call of the public
+ * API (<mig/mig.h>); the JSON of capabilities and parameters lives here, their checks in
+ * the engine. */
 #include "engine/qmp/qmp_cmds.h"
-#include "engine/session_int.h"
+#include <mig/mig.h>
 #include <string.h>
 
 static gboolean only_members(JsonObject *args, const char *const *allowed, GError **err)
@@ -33,6 +35,35 @@ static const char *string_arg(JsonObject *args, const char *name, gboolean requi
 	return json_node_get_string(n);
 }
 
+static void add_value(JsonBuilder *b, const MigValue *v)
+{
+	if (v->name)
+		json_builder_set_member_name(b, v->name);
+	switch (v->type) {
+	case MIG_VALUE_INT: json_builder_add_int_value(b, v->i); break;
+	case MIG_VALUE_DOUBLE: json_builder_add_double_value(b, v->d); break;
+	case MIG_VALUE_BOOL: json_builder_add_boolean_value(b, v->b); break;
+	case MIG_VALUE_STR: json_builder_add_string_value(b, v->s); break;
+	case MIG_VALUE_OBJECT:
+		json_builder_begin_object(b);
+		mig_qmp_add_value_members(b, v);
+		json_builder_end_object(b);
+		break;
+	case MIG_VALUE_ARRAY:
+		json_builder_begin_array(b);
+		for (guint i = 0; i < v->items->len; i++)
+			add_value(b, g_ptr_array_index(v->items, i));
+		json_builder_end_array(b);
+		break;
+	}
+}
+
+void mig_qmp_add_value_members(JsonBuilder *b, const MigValue *obj)
+{
+	for (guint i = 0; obj && i < obj->items->len; i++)
+		add_value(b, g_ptr_array_index(obj->items, i));
+}
+
 static JsonNode *h_query_status(JsonObject *args, gpointer s, GError **err)
 {
 	MigRunState r = mig_session_runstate(s);
@@ -58,10 +89,14 @@ static JsonNode *h_cont(JsonObject *args, gpointer s, GError **err)
 	return NULL;
 }
 
+/* [{"capability": name, "state": bool}, ...] */
 static JsonNode *h_set_caps(JsonObject *args, gpointer s, GError **err)
 {
 	static const char *const ok[] = { "capabilities", NULL };
 	JsonNode *n = json_object_get_member(args, "capabilities");
+	g_autofree MigCapSetting *set = NULL;
+	JsonArray *list;
+	guint len;
 
 	if (!only_members(args, ok, err))
 		return NULL;
@@ -70,24 +105,134 @@ static JsonNode *h_set_caps(JsonObject *args, gpointer s, GError **err)
 			    n ? "Invalid parameter type for 'capabilities', expected: array" : "Parameter 'capabilities' is missing");
 		return NULL;
 	}
-	mig_session_set_caps(s, json_node_get_array(n), err);
+	list = json_node_get_array(n);
+	len = json_array_get_length(list);
+	set = g_new0(MigCapSetting, MAX(len, 1));
+	for (guint i = 0; i < len; i++) {
+		JsonNode *e = json_array_get_element(list, i);
+		JsonObject *o = JSON_NODE_HOLDS_OBJECT(e) ? json_node_get_object(e) : NULL;
+		JsonNode *cap = o ? json_object_get_member(o, "capability") : NULL;
+		JsonNode *st = o ? json_object_get_member(o, "state") : NULL;
+
+		if (!cap || !st || json_node_get_value_type(cap) != G_TYPE_STRING ||
+		    json_node_get_value_type(st) != G_TYPE_BOOLEAN) {
+			g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
+				    "Invalid parameter type for 'capabilities[%u]', expected: {capability: string, state: bool}", i);
+			return NULL;
+		}
+		if (!mig_cap_from_name(json_node_get_string(cap), &set[i].cap)) {
+			g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Parameter 'capability' does not accept value '%s'",
+				    json_node_get_string(cap));
+			return NULL;
+		}
+		set[i].state = json_node_get_boolean(st);
+	}
+	mig_session_set_caps(s, set, len, err);
 	return NULL;
 }
 
 static JsonNode *h_query_caps(JsonObject *args, gpointer s, GError **err)
 {
-	return mig_session_query_caps(s);
+	g_autoptr(JsonBuilder) b = json_builder_new();
+
+	json_builder_begin_array(b);
+	for (int i = 0; i < MIG_CAP__MAX; i++) {
+		json_builder_begin_object(b);
+		json_builder_set_member_name(b, "capability");
+		json_builder_add_string_value(b, mig_cap_name(i));
+		json_builder_set_member_name(b, "state");
+		json_builder_add_boolean_value(b, mig_session_get_cap(s, i));
+		json_builder_end_object(b);
+	}
+	json_builder_end_array(b);
+	return json_builder_get_root(b);
+}
+
+/* One member of migrate-set-parameters as a typed setting, checked on its own so the
+ * first bad member is the one reported, as QEMU does. */
+static gboolean param_from_json(const char *name, JsonNode *n, MigParamSetting *out, GError **err)
+{
+	GType t = JSON_NODE_HOLDS_VALUE(n) ? json_node_get_value_type(n) : G_TYPE_INVALID;
+	static const char *const expect[] = {
+		[MIG_PARAM_TYPE_U64] = "integer", [MIG_PARAM_TYPE_BOOL] = "boolean", [MIG_PARAM_TYPE_STR] = "string",
+	};
+	gboolean typed;
+
+	if (!mig_param_from_name(name, &out->param)) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Parameter '%s' is unexpected", name);
+		return FALSE;
+	}
+	switch (mig_param_type(out->param)) {
+	case MIG_PARAM_TYPE_U64:
+		/* a negative value is out of every range */
+		if ((typed = t == G_TYPE_INT64))
+			out->u64 = (guint64)json_node_get_int(n);
+		break;
+	case MIG_PARAM_TYPE_BOOL:
+		if ((typed = t == G_TYPE_BOOLEAN))
+			out->boolean = json_node_get_boolean(n);
+		break;
+	case MIG_PARAM_TYPE_STR:
+		/* QEMU's StrOrNull: null resets a TLS parameter */
+		if (JSON_NODE_HOLDS_NULL(n) && g_str_has_prefix(name, "tls-")) {
+			out->str = "";
+			typed = TRUE;
+		} else if ((typed = t == G_TYPE_STRING)) {
+			out->str = json_node_get_string(n);
+		}
+		break;
+	case MIG_PARAM_TYPE_ENUM:
+		/* any other JSON is a value the enum does not have */
+		out->str = t == G_TYPE_STRING ? json_node_get_string(n) : NULL;
+		typed = TRUE;
+		break;
+	}
+	if (!typed) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Invalid parameter type for '%s', expected: %s", name,
+			    expect[mig_param_type(out->param)]);
+		return FALSE;
+	}
+	return mig_param_check(out, err);
 }
 
 static JsonNode *h_set_params(JsonObject *args, gpointer s, GError **err)
 {
-	mig_session_set_params(s, args, err);
+	g_autoptr(GList) members = json_object_get_members(args);
+	g_autofree MigParamSetting *set = g_new0(MigParamSetting, MAX(g_list_length(members), 1));
+	guint n = 0;
+
+	for (GList *l = members; l; l = l->next, n++)
+		if (!param_from_json(l->data, json_object_get_member(args, l->data), &set[n], err))
+			return NULL;
+	mig_session_set_params(s, set, n, err);
 	return NULL;
 }
 
 static JsonNode *h_query_params(JsonObject *args, gpointer s, GError **err)
 {
-	return mig_session_query_params(s);
+	g_autoptr(JsonBuilder) b = json_builder_new();
+
+	json_builder_begin_object(b);
+	for (int i = 0; i < MIG_PARAM__MAX; i++) {
+		json_builder_set_member_name(b, mig_param_name(i));
+		switch (mig_param_type(i)) {
+		case MIG_PARAM_TYPE_U64:
+			json_builder_add_int_value(b, (gint64)mig_session_get_param_u64(s, i));
+			break;
+		case MIG_PARAM_TYPE_BOOL:
+			json_builder_add_boolean_value(b, mig_session_get_param_bool(s, i));
+			break;
+		case MIG_PARAM_TYPE_STR:
+		case MIG_PARAM_TYPE_ENUM: {
+			g_autofree char *v = mig_session_get_param_str(s, i);
+
+			json_builder_add_string_value(b, v);
+			break;
+		}
+		}
+	}
+	json_builder_end_object(b);
+	return json_builder_get_root(b);
 }
 
 /* QEMU's "channels" form: [{"channel-type":"main","addr":{"transport":"socket",...}}]. */
@@ -168,9 +313,167 @@ static JsonNode *h_migrate_incoming(JsonObject *args, gpointer s, GError **err)
 	return NULL;
 }
 
+static void add_int(JsonBuilder *b, const char *name, gint64 v)
+{
+	json_builder_set_member_name(b, name);
+	json_builder_add_int_value(b, v);
+}
+
+static void add_opt(JsonBuilder *b, const char *name, gint64 v)
+{
+	if (v >= 0)
+		add_int(b, name, v);
+}
+
+/* query-migrate's ram members in QEMU's order, mbps (a double) between the two runs */
+#define RAM(name, field) { name, G_STRUCT_OFFSET(MigRamInfo, field) }
+static const struct ram_member {
+	const char *name;
+	glong off;
+} ram_head[] = {
+	RAM("total", total), RAM("duplicate", duplicate), RAM("normal", normal), RAM("normal-bytes", normal_bytes),
+}, ram_tail[] = {
+	RAM("dirty-sync-count", dirty_sync_count), RAM("page-size", page_size), RAM("multifd-bytes", multifd_bytes),
+	RAM("pages-per-second", pages_per_second), RAM("precopy-bytes", precopy_bytes),
+	RAM("downtime-bytes", downtime_bytes), RAM("postcopy-bytes", postcopy_bytes),
+	RAM("postcopy-requests", postcopy_requests), RAM("x-bulk-pacing", bulk_pacing),
+	RAM("x-device-chunks-in-flight-peak", device_chunks_in_flight_peak),
+	RAM("x-break-huge-drops", break_huge_drops), RAM("x-urgent-skipped", urgent_skipped),
+};
+#undef RAM
+
+static void add_ram_members(JsonBuilder *b, const MigRamInfo *r, const struct ram_member *m, gsize n)
+{
+	for (gsize i = 0; i < n; i++)
+		add_int(b, m[i].name, (gint64)G_STRUCT_MEMBER(guint64, r, m[i].off));
+}
+
+static void add_ram(JsonBuilder *b, const MigInfo *in)
+{
+	const MigRamInfo *r = &in->ram;
+
+	json_builder_set_member_name(b, "ram");
+	json_builder_begin_object(b);
+	add_int(b, "transferred", (gint64)r->transferred);
+	if (!in->source) {
+		json_builder_end_object(b);
+		return;
+	}
+	if (in->status != MIG_STATUS_COMPLETED) {
+		add_int(b, "remaining", (gint64)r->remaining);
+		add_int(b, "dirty-pages-rate", (gint64)r->dirty_pages_rate);
+	}
+	add_ram_members(b, r, ram_head, G_N_ELEMENTS(ram_head));
+	json_builder_set_member_name(b, "mbps");
+	json_builder_add_double_value(b, r->mbps);
+	add_ram_members(b, r, ram_tail, G_N_ELEMENTS(ram_tail));
+	if (r->preempt_channels) {
+		json_builder_set_member_name(b, "x-preempt-channel-requests");
+		json_builder_begin_array(b);
+		for (guint i = 0; i < r->preempt_channels; i++)
+			json_builder_add_int_value(b, (gint64)r->preempt_channel_requests[i]);
+		json_builder_end_array(b);
+	}
+	add_int(b, "dirty-sync-missed-zero-copy", 0);
+	json_builder_end_object(b);
+}
+
+/* QEMU's socket-address: the address the destination listens on. */
+static void add_socket_address(JsonBuilder *b, const MigInfo *in)
+{
+	json_builder_set_member_name(b, "socket-address");
+	json_builder_begin_array(b);
+	json_builder_begin_object(b);
+	json_builder_set_member_name(b, "type");
+	if (in->listen_path) {
+		json_builder_add_string_value(b, "unix");
+		json_builder_set_member_name(b, "path");
+		json_builder_add_string_value(b, in->listen_path);
+	} else {
+		json_builder_add_string_value(b, "inet");
+		json_builder_set_member_name(b, "host");
+		json_builder_add_string_value(b, in->listen_host);
+		json_builder_set_member_name(b, "port");
+		json_builder_add_string_value(b, in->listen_port);
+	}
+	json_builder_end_object(b);
+	json_builder_end_array(b);
+}
+
+static void add_devices(JsonBuilder *b, const MigInfo *in)
+{
+	json_builder_set_member_name(b, "x-devices");
+	json_builder_begin_array(b);
+	for (guint i = 0; i < in->devices->len; i++) {
+		const MigDeviceInfo *d = g_ptr_array_index(in->devices, i);
+
+		json_builder_begin_object(b);
+		json_builder_set_member_name(b, "id");
+		json_builder_add_string_value(b, d->id);
+		json_builder_set_member_name(b, "state");
+		json_builder_add_string_value(b, mig_dev_state_str(d->state));
+		add_int(b, "bytes", (gint64)d->bytes);
+		if (in->source)
+			add_int(b, "precopy-bytes", (gint64)d->precopy_bytes);
+		add_opt(b, "save-ms", d->save_ms);
+		add_opt(b, "transfer-ms", d->transfer_ms);
+		add_opt(b, "load-ms", d->load_ms);
+		mig_qmp_add_value_members(b, d->extra);
+		json_builder_end_object(b);
+	}
+	json_builder_end_array(b);
+}
+
 static JsonNode *h_query_migrate(JsonObject *args, gpointer s, GError **err)
 {
-	return mig_session_query_migrate(s);
+	g_autoptr(JsonBuilder) b = json_builder_new();
+	MigInfo in = { .size = sizeof(in) };
+
+	mig_session_query(s, &in);
+	json_builder_begin_object(b);
+	if (in.started) {
+		json_builder_set_member_name(b, "status");
+		json_builder_add_string_value(b, mig_status_str(in.status));
+		if (in.source && in.status != MIG_STATUS_NONE) {
+			add_ram(b, &in);
+			add_opt(b, "total-time", in.total_time_ms);
+			add_opt(b, "setup-time", in.setup_time_ms);
+			add_opt(b, "downtime", in.downtime_ms);
+			if (in.downtime_devices_ms >= 0) {
+				json_builder_set_member_name(b, "x-downtime-split");
+				json_builder_begin_object(b);
+				add_int(b, "devices-ms", in.downtime_devices_ms);
+				add_int(b, "ram-ms", in.downtime_ram_ms);
+				add_int(b, "other-ms", in.downtime_other_ms);
+				json_builder_end_object(b);
+			}
+			add_opt(b, "x-migration-thread-cpu-ms", in.thread_cpu_ms);
+			add_opt(b, "expected-downtime", in.expected_downtime_ms);
+			if (in.converging >= 0) {
+				json_builder_set_member_name(b, "x-converging");
+				json_builder_add_boolean_value(b, in.converging);
+			}
+		}
+		if (!in.source && (in.listen_path || in.listen_host)) {
+			add_socket_address(b, &in);
+			add_opt(b, "x-device-queued-peak", in.device_queued_peak);
+			add_ram(b, &in);
+		}
+		if (in.devices)
+			add_devices(b, &in);
+		if (in.session_id[0]) {
+			json_builder_set_member_name(b, "x-session-id");
+			json_builder_add_string_value(b, in.session_id);
+		}
+		if (in.error) {
+			json_builder_set_member_name(b, "error-desc");
+			json_builder_add_string_value(b, in.error);
+		}
+	}
+	mig_qmp_add_value_members(b, in.extra);
+	json_builder_end_object(b);
+	mig_info_clear(&in);
+	return json_builder_get_root(b);
 }
 
 static JsonNode *h_start_postcopy(JsonObject *args, gpointer s, GError **err)
@@ -185,9 +488,27 @@ static JsonNode *h_cancel(JsonObject *args, gpointer s, GError **err)
 	return NULL;
 }
 
-static void forward_event(gpointer q, const char *name, JsonNode *data)
+static void forward_event(gpointer q, const MigEvent *ev)
 {
-	mig_qmp_emit_event(q, name, data);
+	JsonNode *data = NULL;
+	JsonObject *o;
+
+	switch (ev->type) {
+	case MIG_EVENT_MIGRATION:
+	case MIG_EVENT_MIGRATION_PASS:
+		o = json_object_new();
+		if (ev->type == MIG_EVENT_MIGRATION)
+			json_object_set_string_member(o, "status", mig_status_str(ev->status));
+		else
+			json_object_set_int_member(o, "pass", (gint64)ev->pass);
+		data = json_node_new(JSON_NODE_OBJECT);
+		json_node_take_object(data, o);
+		break;
+	case MIG_EVENT_STOP:
+	case MIG_EVENT_RESUME:
+		break;
+	}
+	mig_qmp_emit_event(q, mig_event_name(ev->type), data);
 }
 
 void mig_qmp_add_session_commands(MigQmpServer *q, MigSession *s)

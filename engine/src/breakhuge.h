@@ -2,7 +2,7 @@
  * lane sends a huge page in chunks, yielding to urgent work between them. */
 #pragma once
 #include "engine/breakhuge.h"
-#include "engine/ram.h"
+#include <mig/ram.h>
 
 /* Between chunks: waits while urgent work is pending; TRUE when the page was served
  * by the urgent lane meanwhile, so the rest of it is not worth sending. */

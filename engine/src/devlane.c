@@ -456,9 +456,9 @@ void mig_dev_src_free(DevSrc *ds, gboolean resume)
 			if (o->d->state != MIG_DEV_STOP && o->d->state != MIG_DEV_PRE_COPY)
 				mig_device_set_state(o->d, MIG_DEV_STOP, NULL, &e);
 			if (!e && !mig_device_set_state(o->d, MIG_DEV_RUNNING, NULL, &e))
-				g_printerr("mig: %s: %s\n", ds->s->name, e->message);
+				mig_log(ds->s, MIG_LOG_WARNING, "%s", e->message);
 			else if (e)
-				g_printerr("mig: %s: %s\n", ds->s->name, e->message);
+				mig_log(ds->s, MIG_LOG_WARNING, "%s", e->message);
 		}
 		g_clear_error(&o->error);
 	}

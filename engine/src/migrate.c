@@ -248,16 +248,9 @@ static gboolean send_dirty(Src *src, GError **err)
 
 static void emit_pass(MigSession *s)
 {
-	JsonNode *n;
-	JsonObject *o;
-
-	if (!s->caps[MIG_CAP_EVENTS])
-		return;
-	n = json_node_new(JSON_NODE_OBJECT);
-	o = json_object_new();
-	json_object_set_int_member(o, "pass", (gint64)mig_atomic_get(&s->stats.dirty_sync_count));
-	json_node_take_object(n, o);
-	mig_emit(s, "MIGRATION_PASS", n);
+	if (s->caps[MIG_CAP_EVENTS])
+		mig_emit(s, &(MigEvent){ .type = MIG_EVENT_MIGRATION_PASS,
+					 .pass = mig_atomic_get(&s->stats.dirty_sync_count) });
 }
 
 static gboolean connect_main(Src *src, GError **err)
@@ -270,7 +263,7 @@ static gboolean connect_main(Src *src, GError **err)
 		g_set_error(err, MIG_ERROR, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT or unix:PATH)", src->uri_text);
 		return FALSE;
 	}
-	fd = mig_chan_connect(&uri, src->p.x_tcp_congestion, MIG_CHAN_MAIN, 0, err);
+	fd = mig_chan_connect(src->s, &uri, src->p.x_tcp_congestion, MIG_CHAN_MAIN, 0, err);
 	if (fd < 0)
 		return FALSE;
 	/* registered before the hello, so migrate_cancel can cut a stuck handshake */
@@ -320,8 +313,8 @@ static gboolean setup_tracking(Src *src, GError **err)
 		b->dirty = mig_bitmap_new(b->npages);
 		/* the first pass sends everything; tracking starts before it reads a byte */
 		mig_bitmap_fill(b->dirty, b->npages);
-		b->tracker = mig_dirty_tracker_uffd_new();
-		if (!b->tracker->ops->start(b->tracker, b->rb->host, b->rb->size, b->rb->page_size, err))
+		b->tracker = mig_tracker_new(s, b->rb, err);
+		if (!b->tracker || !b->tracker->ops->start(b->tracker, b->rb->host, b->rb->size, b->rb->page_size, err))
 			return FALSE;
 	}
 	return TRUE;
@@ -523,7 +516,7 @@ static void finish(Src *src, GError *error)
 		} else {
 			g_free(s->error);
 			s->error = g_strdup(error->message);
-			g_printerr("mig: %s: migration failed: %s\n", s->name, error->message);
+			mig_log(s, MIG_LOG_ERROR, "migration failed: %s", error->message);
 			mig_set_status_locked(s, MIG_STATUS_FAILED);
 		}
 	}

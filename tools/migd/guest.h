@@ -3,7 +3,7 @@
  * unit by unit at the destination. */
 #pragma once
 #include <glib.h>
-#include "engine/ram.h"
+#include <mig/ram.h>
 
 typedef enum MigWorkloadKind {
 	MIG_WORKLOAD_IDLE = 0,

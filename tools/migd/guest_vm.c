@@ -17,22 +17,18 @@ static gboolean vm_load(gpointer g, GBytes *state, GError **err)
 	return mig_guest_load_record(g, p, len, err);
 }
 
-void mig_guest_vm_query(gpointer g, JsonBuilder *b)
+void mig_guest_vm_query(gpointer g, MigValue *obj)
 {
 	guint64 checked, failed, total;
+	MigValue *o;
 
 	mig_guest_integrity(g, &checked, &failed, &total);
 	if (!total)
 		return;
-	json_builder_set_member_name(b, "x-integrity");
-	json_builder_begin_object(b);
-	json_builder_set_member_name(b, "checked");
-	json_builder_add_int_value(b, (gint64)checked);
-	json_builder_set_member_name(b, "failed");
-	json_builder_add_int_value(b, (gint64)failed);
-	json_builder_set_member_name(b, "total");
-	json_builder_add_int_value(b, (gint64)total);
-	json_builder_end_object(b);
+	o = mig_value_add_object(obj, "x-integrity");
+	mig_value_add_int(o, "checked", (gint64)checked);
+	mig_value_add_int(o, "failed", (gint64)failed);
+	mig_value_add_int(o, "total", (gint64)total);
 }
 
 static void vm_incoming_done(gpointer g)

@@ -2,11 +2,11 @@
  * non-iterative state is the generation record, and the destination starts its integrity
  * sweep once every page is in. The one adapter migd and the tests both use. */
 #pragma once
-#include "engine/session.h"
+#include <mig/session.h>
 #include "tools/migd/guest.h"
 
 /* opaque is the MigGuest. query adds x-integrity {checked, failed, total}. */
 extern const MigVmOps mig_guest_vm_ops;
 
 /* x-integrity for a host that wraps query with members of its own. */
-void mig_guest_vm_query(gpointer guest, JsonBuilder *b);
+void mig_guest_vm_query(gpointer guest, MigValue *obj);

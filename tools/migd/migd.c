@@ -3,7 +3,7 @@
 #include "tools/migd/guest_vm.h"
 #include "engine/qmp/qmp.h"
 #include "engine/qmp/qmp_cmds.h"
-#include "engine/session.h"
+#include <mig/session.h>
 #include "tools/migd/simdev.h"
 #include "tools/faultlat/report.h"
 #include <errno.h>
@@ -54,29 +54,25 @@ static double tenths(double us)
 /* x-fault-latency-bpf: the guest threads' userfaultfd waits as the kernel saw them,
  * shaped like x-postcopy-latency (µs, per page size) with a log2 histogram laid out like
  * postcopy-latency-dist (bucket k: [2^k, 2^(k+1)) µs, the last one open). */
-static void trace_latency_query(JsonBuilder *b)
+static void trace_latency_query(MigValue *obj)
 {
 	static const char *const cls[FL_NR_PS] = { "4k", "2m", "1g", "other" };
 	guint64 dist[24] = { 0 };
 	struct fl_hist h;
+	MigValue *b = mig_value_add_object(obj, "x-fault-latency-bpf"), *hist;
 
-	json_builder_set_member_name(b, "x-fault-latency-bpf");
-	json_builder_begin_object(b);
 	if (!trace_latency.skel) {
-		json_builder_set_member_name(b, "error");
-		json_builder_add_string_value(b, trace_latency.error ? trace_latency.error : "not loaded");
-		json_builder_end_object(b);
+		mig_value_add_str(b, "error", trace_latency.error ? trace_latency.error : "not loaded");
 		return;
 	}
-	json_builder_set_member_name(b, "method");
-	json_builder_add_string_value(b, trace_latency.method == FL_METHOD_FENTRY ? "fentry" : "tracepoints");
+	mig_value_add_str(b, "method", trace_latency.method == FL_METHOD_FENTRY ? "fentry" : "tracepoints");
 	for (int ps = 0; ps < FL_NR_PS; ps++) {
 		struct fl_summary s;
 		int rc = fl_read_hist(trace_latency.skel, ps, &h);
+		MigValue *o;
 
 		if (rc < 0) {
-			json_builder_set_member_name(b, "error");
-			json_builder_add_string_value(b, g_strerror(-rc));
+			mig_value_add_str(b, "error", g_strerror(-rc));
 			break;
 		}
 		for (int i = 0; i < FL_LOG2_SLOTS; i++)
@@ -84,34 +80,30 @@ static void trace_latency_query(JsonBuilder *b)
 		if (!h.count)
 			continue;
 		fl_summarize(&h, &s);
-		json_builder_set_member_name(b, cls[ps]);
-		json_builder_begin_object(b);
-		json_builder_set_member_name(b, "count");
-		json_builder_add_int_value(b, (gint64)s.count);
-		json_builder_set_member_name(b, "p50");
-		json_builder_add_double_value(b, tenths(s.p50_us));
-		json_builder_set_member_name(b, "p90");
-		json_builder_add_double_value(b, tenths(s.p90_us));
-		json_builder_set_member_name(b, "p99");
-		json_builder_add_double_value(b, tenths(s.p99_us));
-		json_builder_set_member_name(b, "max");
-		json_builder_add_double_value(b, tenths(s.max_us));
-		json_builder_end_object(b);
+		o = mig_value_add_object(b, cls[ps]);
+		mig_value_add_int(o, "count", (gint64)s.count);
+		mig_value_add_double(o, "p50", tenths(s.p50_us));
+		mig_value_add_double(o, "p90", tenths(s.p90_us));
+		mig_value_add_double(o, "p99", tenths(s.p99_us));
+		mig_value_add_double(o, "max", tenths(s.max_us));
 	}
-	json_builder_set_member_name(b, "hist");
-	json_builder_begin_array(b);
+	hist = mig_value_add_array(b, "hist");
 	for (guint i = 0; i < G_N_ELEMENTS(dist); i++)
-		json_builder_add_int_value(b, (gint64)dist[i]);
-	json_builder_end_array(b);
-	json_builder_end_object(b);
+		mig_value_add_int(hist, NULL, (gint64)dist[i]);
 }
 
 /* migd's query-migrate members: the guest's x-integrity and, when on, the latency trace. */
-static void migd_vm_query(gpointer g, JsonBuilder *b)
+static void migd_vm_query(gpointer g, MigValue *obj)
 {
 	if (trace_latency.on)
-		trace_latency_query(b);
-	mig_guest_vm_query(g, b);
+		trace_latency_query(obj);
+	mig_guest_vm_query(g, obj);
+}
+
+/* The engine's messages on stderr, in the words the tests and scripts read. */
+static void log_stderr(gpointer opaque, MigLogLevel level, const char *session, const char *msg)
+{
+	g_printerr("mig: %s: %s\n", session, msg);
 }
 
 static void on_integrity_failure(gpointer opaque, guint64 unit, const char *what)
@@ -260,6 +252,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	d.session = mig_session_new(name ? name : "migd");
+	mig_session_set_log_cb(d.session, log_stderr, NULL);
 	vm_ops.query = migd_vm_query;
 	mig_session_set_vm(d.session, &vm_ops, d.guest, cfg.incoming ? MIG_RUN_INMIGRATE : MIG_RUN_RUNNING);
 	mig_session_add_ram(d.session, mig_guest_ram(d.guest));

@@ -1,7 +1,7 @@
 /* The simulated device: a deterministic state stream served and verified through
  * pipes by the device's own thread, with device-like read and load times. */
 #include "tools/migd/simdev.h"
-#include "engine/ram.h"
+#include <mig/ram.h>
 #include "tools/migd/unit.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -665,13 +665,12 @@ static void sim_rates(gpointer opaque, guint64 *read_bps, guint64 *load_bps)
 	*load_bps = per_byte_s > 0 ? (guint64)(1.0 / per_byte_s) : 0;
 }
 
-static void add_int(JsonBuilder *b, const char *name, guint64 v)
+static void add_int(MigValue *b, const char *name, guint64 v)
 {
-	json_builder_set_member_name(b, name);
-	json_builder_add_int_value(b, (gint64)v);
+	mig_value_add_int(b, name, (gint64)v);
 }
 
-static void sim_query(gpointer opaque, JsonBuilder *b)
+static void sim_query(gpointer opaque, MigValue *b)
 {
 	static const char *const results[] = { "none", "pending", "ok", "failed" };
 	MigSimDev *d = opaque;
@@ -683,12 +682,9 @@ static void sim_query(gpointer opaque, JsonBuilder *b)
 		add_int(b, "expected-bytes", d->total);
 		add_int(b, "received-bytes", d->received);
 		add_int(b, "verified-bytes", d->verified);
-		json_builder_set_member_name(b, "result");
-		json_builder_add_string_value(b, results[d->result]);
-		if (d->error) {
-			json_builder_set_member_name(b, "error");
-			json_builder_add_string_value(b, d->error);
-		}
+		mig_value_add_str(b, "result", results[d->result]);
+		if (d->error)
+			mig_value_add_str(b, "error", d->error);
 	}
 	g_mutex_unlock(&d->lock);
 }

@@ -9,7 +9,7 @@
  * destination always receives exactly precopy + size bytes, in order. docs/devices.md
  * describes the timing model and the failure injection. */
 #pragma once
-#include "engine/device.h"
+#include <mig/device.h>
 
 typedef enum MigSimDevFailMode {
 	MIG_SIMDEV_FAIL_VERDICT,  /* keep taking the stream; RESUMING -> STOP fails */

@@ -5,7 +5,7 @@
  * header disagree), a stale one (older generation than recorded), a misplaced or foreign
  * one (wrong index or seed). A unit that was never written is all zero. */
 #pragma once
-#include "engine/ram.h"     /* mig_mem_is_zero */
+#include <mig/ram.h>     /* mig_mem_is_zero */
 #include <stdbool.h>
 #include <stdint.h>
 

@@ -1,7 +1,7 @@
 /* A source and a destination session in one process: there is no global state, so
  * this is a whole precopy migration (and its failure modes) without any migd. */
 #include "tools/migd/guest_vm.h"
-#include "engine/session.h"
+#include <mig/mig.h>
 #include "channels/hello.h"
 #include "channels/io.h"
 #include "channels/uri.h"
@@ -56,38 +56,150 @@ static char *sock_uri(const char *dir, const char *name)
 
 static void set_unlimited(MigSession *s)
 {
-	g_autoptr(JsonParser) p = json_parser_new();
 	g_autoptr(GError) err = NULL;
 
-	g_assert_true(json_parser_load_from_data(p, "{\"max-bandwidth\": 0}", -1, NULL));
-	g_assert_true(mig_session_set_params(s, json_node_get_object(json_parser_get_root(p)), &err));
+	g_assert_true(mig_session_set_param_u64(s, MIG_PARAM_MAX_BANDWIDTH, 0, &err));
 	g_assert_no_error(err);
+	g_assert_cmpuint(mig_session_get_param_u64(s, MIG_PARAM_MAX_BANDWIDTH), ==, 0);
+}
+
+/* Migrates src to dst at full speed; both must complete. */
+static void migrate_ok(Side *src, Side *dst, const char *uri)
+{
+	g_autoptr(GError) err = NULL;
+
+	g_assert_true(mig_session_incoming(dst->s, uri, &err));
+	set_unlimited(src->s);
+	g_assert_true(mig_session_migrate(src->s, uri, &err));
+	g_assert_no_error(err);
+	g_assert_cmpint(wait_final(src->s, 60), ==, MIG_STATUS_COMPLETED);
+	g_assert_cmpint(wait_final(dst->s, 10), ==, MIG_STATUS_COMPLETED);
+}
+
+/* The destination's guest checked every unit of its memory and found none wrong. */
+static void assert_intact(Side *dst, guint64 want_total)
+{
+	guint64 checked, failed, total;
+
+	g_assert_true(mig_guest_wait_verified(dst->guest, 30 * G_USEC_PER_SEC));
+	mig_guest_integrity(dst->guest, &checked, &failed, &total);
+	g_assert_cmpuint(total, ==, want_total);
+	g_assert_cmpuint(checked, ==, total);
+	g_assert_cmpuint(failed, ==, 0);
 }
 
 static void test_precopy_in_process(void)
 {
 	g_autofree char *dir = g_dir_make_tmp("mig-XXXXXX", NULL);
 	g_autofree char *uri = sock_uri(dir, "m.sock");
-	g_autoptr(GError) err = NULL;
 	Side src = side_new("src", FALSE, "seq", 32u << 20);
 	Side dst = side_new("dst", TRUE, "random,wss=8M", 32u << 20);
-	guint64 checked, failed, total;
 
-	g_assert_true(mig_session_incoming(dst.s, uri, &err));
-	set_unlimited(src.s);
-	g_assert_true(mig_session_migrate(src.s, uri, &err));
-	g_assert_cmpint(wait_final(src.s, 60), ==, MIG_STATUS_COMPLETED);
-	g_assert_cmpint(wait_final(dst.s, 10), ==, MIG_STATUS_COMPLETED);
+	migrate_ok(&src, &dst, uri);
 	g_assert_cmpint(mig_session_runstate(src.s), ==, MIG_RUN_POSTMIGRATE);
 	g_assert_cmpint(mig_session_runstate(dst.s), ==, MIG_RUN_RUNNING);
-	g_assert_true(mig_guest_wait_verified(dst.guest, 30 * G_USEC_PER_SEC));
-	mig_guest_integrity(dst.guest, &checked, &failed, &total);
-	g_assert_cmpuint(total, ==, (32u << 20) / 4096);
-	g_assert_cmpuint(checked, ==, total);
-	g_assert_cmpuint(failed, ==, 0);
+	assert_intact(&dst, (32u << 20) / 4096);
 	side_free(&src);
 	side_free(&dst);
 	g_rmdir(dir);
+}
+
+/* A dirty tracker that reports every page dirty at every sync and counts its calls:
+ * plugged in, it must be the one the source asks (all of RAM goes again each pass). */
+typedef struct AllDirty {
+	MigDirtyTracker base;
+	gsize npages;
+	guint *syncs, *freed;
+} AllDirty;
+
+typedef struct TrackerCount {
+	guint made, syncs, freed;
+	const MigRamBlock *block;
+} TrackerCount;
+
+static gboolean all_start(MigDirtyTracker *t, void *host, gsize len, gsize page_size, GError **err)
+{
+	((AllDirty *)t)->npages = len / page_size;
+	return TRUE;
+}
+
+static gboolean all_sync(MigDirtyTracker *t, gulong *bitmap, guint64 *ndirty, GError **err)
+{
+	AllDirty *a = (AllDirty *)t;
+
+	for (gsize i = 0; i < a->npages; i++)
+		bitmap[i / (8 * sizeof(gulong))] |= 1ul << (i % (8 * sizeof(gulong)));
+	*ndirty = a->npages;
+	(*a->syncs)++;
+	return TRUE;
+}
+
+static void all_stop(MigDirtyTracker *t) { }
+
+static void all_free(MigDirtyTracker *t)
+{
+	(*((AllDirty *)t)->freed)++;
+	g_free(t);
+}
+
+static const MigDirtyTrackerOps all_dirty_ops = {
+	.name = "all-dirty", .start = all_start, .sync = all_sync, .stop = all_stop, .free = all_free,
+};
+
+static MigDirtyTracker *all_dirty_new(gpointer opaque, const MigRamBlock *block, GError **err)
+{
+	TrackerCount *c = opaque;
+	AllDirty *a = g_new0(AllDirty, 1);
+
+	a->base.ops = &all_dirty_ops;
+	a->syncs = &c->syncs;
+	a->freed = &c->freed;
+	c->made++;
+	c->block = block;
+	return &a->base;
+}
+
+static void test_custom_tracker(void)
+{
+	g_autofree char *dir = g_dir_make_tmp("mig-XXXXXX", NULL);
+	g_autofree char *uri = sock_uri(dir, "m.sock");
+	Side src = side_new("src", FALSE, "idle", 16u << 20);
+	Side dst = side_new("dst", TRUE, "idle", 16u << 20);
+	TrackerCount c = { 0 };
+	MigInfo q = { .size = sizeof(q) };
+	guint64 pages = (16u << 20) / 4096;
+
+	mig_session_set_dirty_tracker(src.s, all_dirty_new, &c);
+	migrate_ok(&src, &dst, uri);
+	g_assert_cmpuint(c.made, ==, 1);
+	g_assert_true(c.block == mig_guest_ram(src.guest));
+	g_assert_cmpuint(c.syncs, >=, 2);   /* the first pass, and the stopped one at least */
+	g_assert_cmpuint(c.freed, ==, 1);
+	/* an idle guest dirties nothing: only this tracker makes every pass send it all */
+	g_assert_true(mig_session_query(src.s, &q));
+	g_assert_cmpuint(q.ram.normal + q.ram.duplicate, >=, pages * c.syncs);
+	mig_info_clear(&q);
+	assert_intact(&dst, pages);
+	side_free(&src);
+	side_free(&dst);
+	g_rmdir(dir);
+}
+
+/* Collects a session's log lines: the engine writes nowhere else. */
+typedef struct LogSink {
+	GMutex lock;
+	GString *text;
+	MigLogLevel worst;
+} LogSink;
+
+static void log_collect(gpointer opaque, MigLogLevel level, const char *session, const char *msg)
+{
+	LogSink *l = opaque;
+
+	g_mutex_lock(&l->lock);
+	g_string_append_printf(l->text, "%s: %s\n", session, msg);
+	l->worst = MIN(l->worst, level);
+	g_mutex_unlock(&l->lock);
 }
 
 /* A destination of another size refuses the stream; the source fails and keeps running. */
@@ -99,20 +211,32 @@ static void test_size_mismatch(void)
 	Side src = side_new("src", FALSE, "seq", 16u << 20);
 	Side dst = side_new("dst", TRUE, "idle", 32u << 20);
 	guint64 checked, failed;
-	g_autoptr(JsonNode) q = NULL;
+	MigInfo q = { .size = sizeof(q) };
 	const char *desc;
+	LogSink log = { .text = g_string_new(NULL), .worst = MIG_LOG_DEBUG };
 
+	g_mutex_init(&log.lock);
+	mig_session_set_log_cb(src.s, log_collect, &log);
 	g_assert_true(mig_session_incoming(dst.s, uri, &err));
 	g_assert_true(mig_session_migrate(src.s, uri, &err));
 	g_assert_cmpint(wait_final(src.s, 30), ==, MIG_STATUS_FAILED);
 	g_assert_cmpint(mig_session_runstate(src.s), ==, MIG_RUN_RUNNING);
-	q = mig_session_query_migrate(src.s);
-	desc = json_object_get_string_member(json_node_get_object(q), "error-desc");
+	g_assert_true(mig_session_query(src.s, &q));
+	g_assert_true(q.started && q.source);
+	g_assert_cmpint(q.status, ==, MIG_STATUS_FAILED);
+	desc = q.error;
 	g_assert_nonnull(strstr(desc, "bytes on the source"));
+	/* the failure reached the embedder's log, with the session's name */
+	g_assert_cmpint(log.worst, ==, MIG_LOG_ERROR);
+	g_assert_true(g_str_has_prefix(log.text->str, "src: migration failed: "));
+	g_assert_nonnull(strstr(log.text->str, desc));
 	mig_guest_self_check(src.guest, &checked, &failed);
 	g_assert_cmpuint(failed, ==, 0);
 	side_free(&src);
 	side_free(&dst);
+	mig_info_clear(&q);
+	g_string_free(log.text, TRUE);
+	g_mutex_clear(&log.lock);
 	g_rmdir(dir);
 }
 
@@ -158,6 +282,7 @@ int main(int argc, char **argv)
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/session/precopy-in-process", test_precopy_in_process);
 	g_test_add_func("/session/size-mismatch", test_size_mismatch);
+	g_test_add_func("/session/custom-dirty-tracker", test_custom_tracker);
 	g_test_add_func("/session/bad-hello", test_bad_hello);
 	return g_test_run();
 }

@@ -2,6 +2,7 @@
  * pre-copy and stop-copy fds are read, the bytes (intact or damaged on purpose) are
  * written into a destination device's resuming fd, and its STOP verdict is checked. */
 #include "tools/migd/simdev.h"
+#include "engine/qmp/qmp_cmds.h"
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
@@ -90,6 +91,7 @@ static char *load_state(const char *spec, const guint8 *p, gsize n, char **query
 	g_autoptr(JsonBuilder) b = json_builder_new();
 	g_autoptr(JsonGenerator) gen = json_generator_new();
 	g_autoptr(JsonNode) root = NULL;
+	g_autoptr(MigValue) q = mig_value_new_object();
 	int fd, dummy;
 
 	set_state(dst, MIG_DEV_STOP, NULL);
@@ -105,8 +107,9 @@ static char *load_state(const char *spec, const guint8 *p, gsize n, char **query
 	}
 	close(fd);   /* before RESUMING -> STOP: the device waits for EOF */
 	mig_simdev_ops.set_state(dst, MIG_DEV_STOP, &dummy, &err);
+	mig_simdev_ops.query(dst, q);
 	json_builder_begin_object(b);
-	mig_simdev_ops.query(dst, b);
+	mig_qmp_add_value_members(b, q);   /* as query-migrate shows it */
 	json_builder_end_object(b);
 	root = json_builder_get_root(b);
 	json_generator_set_root(gen, root);
@@ -352,8 +355,7 @@ static void test_abandon(void)
 	MigSimDev *src = dev_new("sim,id=ab,size=64M,precopy=64M");
 	MigSimDev *dst = dev_new("sim,id=ab,size=64M,load-rate=1M");
 	MigSimDev *longer = dev_new("sim,id=nic-0,size=1M,precopy=4M");
-	g_autoptr(JsonBuilder) b = json_builder_new();
-	g_autoptr(JsonNode) root = NULL;
+	g_autoptr(MigValue) q = mig_value_new_object();
 	gint64 t0 = g_get_monotonic_time();
 	int fd, wfd, dummy;
 
@@ -373,14 +375,10 @@ static void test_abandon(void)
 	g_assert_true(thread_named("mig/dev/nic-0/s"));   /* cut, not the creator's name */
 	mig_simdev_free(longer);
 	close(fd);
-	json_builder_begin_object(b);
 	set_state(dst, MIG_DEV_ERROR, NULL);   /* the engine gives up: the load is cancelled */
-	mig_simdev_ops.query(dst, b);
-	json_builder_end_object(b);
-	root = json_builder_get_root(b);
-	g_assert_cmpstr(json_object_get_string_member(json_node_get_object(root), "result"), ==, "failed");
-	g_assert_cmpstr(json_object_get_string_member(json_node_get_object(root), "error"), ==,
-			"loading cancelled at state byte 0");
+	mig_simdev_ops.query(dst, q);
+	g_assert_cmpstr(mig_value_get(q, "result")->s, ==, "failed");
+	g_assert_cmpstr(mig_value_get(q, "error")->s, ==, "loading cancelled at state byte 0");
 	mig_simdev_free(dst);
 	close(wfd);
 	g_assert_cmpint(g_get_monotonic_time() - t0, <, 10 * G_USEC_PER_SEC);   /* not hung */

@@ -1,7 +1,7 @@
 /* engine/dirty.h's default tracker (mig_dirty_tracker_uffd_new) over each backend. */
 #include <glib.h>
 
-#include "engine/dirty.h"
+#include <mig/dirty.h>
 #include "uffd-testmem.h"
 
 static const TmBackend backends[] = {

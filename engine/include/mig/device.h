@@ -1,4 +1,4 @@
-/* Devices with migratable state, shaped like the VFIO migration uAPI v2 so a real VFIO
+/* Devices: THE plug point for device state. Devices with migratable state, shaped like the VFIO migration uAPI v2 so a real VFIO
  * device can sit behind these ops: the engine moves the device between states at the
  * right phases and streams its state through a file descriptor the device hands out.
  *
@@ -8,8 +8,10 @@
  * One difference from VFIO: every entry into PRE_COPY, STOP_COPY or RESUMING returns a
  * new fd (VFIO keeps PRE_COPY's fd through STOP_COPY; an adapter dup()s it). */
 #pragma once
-#include <glib.h>
-#include <json-glib/json-glib.h>
+#include <mig/common.h>
+#include <mig/value.h>
+
+MIG_BEGIN_PUBLIC
 
 typedef struct MigSession MigSession;
 
@@ -43,12 +45,27 @@ typedef struct MigDeviceOps {
 	/* Optional: how fast the device reads out and loads state, bytes/s (0 unknown), so
 	 * the switchover estimate includes device time, not only wire time. */
 	void (*rates)(gpointer opaque, guint64 *read_bps, guint64 *load_bps);
-	/* Optional: the device's own figures for query-migrate (members of its object). */
-	void (*query)(gpointer opaque, JsonBuilder *b);
+	/* Optional: the device's own figures for a query, added to obj (its object in
+	 * query-migrate's x-devices). Called with the session's lock held. */
+	void (*query)(gpointer opaque, MigValue *obj);
 } MigDeviceOps;
+
+/* One device in a query (MigInfo.devices). */
+typedef struct MigDeviceInfo {
+	char *id;
+	MigDevState state;        /* as the engine last set it */
+	guint64 bytes;            /* state bytes moved, pre-copy and stop-copy */
+	guint64 precopy_bytes;    /* source only */
+	gint64 save_ms;           /* source: reading stop-copy state out of the device */
+	gint64 transfer_ms;       /* source: first stop-copy chunk handed over to the last one written */
+	gint64 load_ms;           /* destination: first stop-copy byte written to the device's verdict */
+	MigValue *extra;          /* the device's own members (MigDeviceOps.query); an OBJECT */
+} MigDeviceInfo;
 
 /* Registers a device under id (1..63 bytes, unique). Both sides register the same ids;
  * the destination refuses a stream whose devices differ. Call before migrate or
  * migrate-incoming; ops and opaque outlive the session. */
 gboolean mig_session_add_device(MigSession *s, const char *id, const MigDeviceOps *ops, gpointer opaque,
 				GError **err);
+
+MIG_END_PUBLIC

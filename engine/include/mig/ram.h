@@ -1,6 +1,8 @@
 /* RAM blocks: guest memory of a chosen backing (anonymous, memfd, hugetlb memfd). */
 #pragma once
-#include <glib.h>
+#include <mig/common.h>
+
+MIG_BEGIN_PUBLIC
 
 typedef enum MigMemBackend {
 	MIG_MEM_ANON = 0,
@@ -41,3 +43,5 @@ gboolean mig_parse_size(const char *s, guint64 *out);
 
 /* Is [p, p+len) all zero bytes? len is a multiple of 64 (a page). */
 gboolean mig_mem_is_zero(const void *p, gsize len);
+
+MIG_END_PUBLIC

@@ -1,0 +1,51 @@
+/* The dirty tracker: THE plug point for how the source learns which guest pages
+ * changed. The engine asks "which pages changed since last time" once per pass; by
+ * default userfaultfd write-protect answers (mig_dirty_tracker_uffd_new), and an
+ * embedder whose vCPUs write through something else (a KVM dirty log or ring, a
+ * device's own log) supplies its own with mig_session_set_dirty_tracker.
+ *
+ * A tracker is a struct whose first member is a MigDirtyTracker (ops set), e.g.
+ *     typedef struct { MigDirtyTracker base; int slot; } KvmTracker;
+ * The engine creates one per RAM block when a migration starts, calls start, then
+ * sync once per pass, and stop and free when the migration ends, all from the
+ * migration thread. */
+#pragma once
+#include <mig/common.h>
+#include <mig/ram.h>
+
+MIG_BEGIN_PUBLIC
+
+typedef struct MigSession MigSession;
+typedef struct MigDirtyTracker MigDirtyTracker;
+
+typedef struct MigDirtyTrackerOps {
+	const char *name;
+	/* Start recording writes to [host, host+len); pages are page_size each. */
+	gboolean (*start)(MigDirtyTracker *t, void *host, gsize len, gsize page_size, GError **err);
+	/* OR every page written since start or the previous sync into bitmap and forget them. */
+	gboolean (*sync)(MigDirtyTracker *t, gulong *bitmap, guint64 *ndirty, GError **err);
+	void (*stop)(MigDirtyTracker *t);
+	void (*free)(MigDirtyTracker *t);
+} MigDirtyTrackerOps;
+
+struct MigDirtyTracker {
+	const MigDirtyTrackerOps *ops;
+};
+
+/* The default tracker: userfaultfd async write-protect + PAGEMAP_SCAN. */
+MigDirtyTracker *mig_dirty_tracker_uffd_new(void);
+
+/* Makes the tracker for block (NULL with *err set to fail the migration). */
+typedef MigDirtyTracker *(*MigDirtyTrackerNewFn)(gpointer opaque, const MigRamBlock *block, GError **err);
+
+/* Source: the trackers of the next migrations come from fn (NULL: uffd-wp again).
+ * Set while no migration runs; opaque outlives the session. */
+void mig_session_set_dirty_tracker(MigSession *s, MigDirtyTrackerNewFn fn, gpointer opaque);
+
+static inline void mig_dirty_tracker_free(MigDirtyTracker *t)
+{
+	if (t)
+		t->ops->free(t);
+}
+
+MIG_END_PUBLIC
