@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-G_DEFINE_QUARK(mig-guest-error-quark, mig_guest_error)
-#define GUEST_ERROR mig_guest_error_quark()
+G_DEFINE_QUARK(migd-guest-error-quark, migd_guest_error)
+#define GUEST_ERROR migd_guest_error_quark()
 
 #define DEFAULT_RATE (64ull << 20)
 #define MAX_FAIL_LOGS 20
@@ -16,15 +16,15 @@ G_DEFINE_QUARK(mig-guest-error-quark, mig_guest_error)
 enum { U_UNCHECKED = 0, U_CHECKING = 1, U_CHECKED = 2 };
 
 typedef struct Vcpu {
-	MigGuest *g;
+	MigdGuest *g;
 	guint id;
 	GThread *thread;
 	guint64 first, count;  /* the slice of units this vCPU touches */
 	guint64 rng;
 } Vcpu;
 
-struct MigGuest {
-	MigGuestConfig cfg;
+struct MigdGuest {
+	MigdGuestConfig cfg;
 	MigRamBlock *ram;
 	guint64 units;
 	guint64 seed;          /* adopted from the record on the destination */
@@ -44,7 +44,7 @@ struct MigGuest {
 	gint integrity_on;
 	guint64 checked, failed;   /* atomics */
 	GThread *verifier;
-	MigGuestFailFn fail_cb;
+	MigdGuestFailFn fail_cb;
 	gpointer fail_opaque;
 };
 
@@ -65,17 +65,17 @@ static gboolean starts_zero(guint64 seed, double zero, guint64 idx)
 	return (double)(mix(seed ^ (idx * 0x2545f4914f6cdd1dull)) >> 11) < zero * (double)(1ull << 53);
 }
 
-gboolean mig_workload_parse(const char *s, MigWorkload *out, GError **err)
+gboolean migd_workload_parse(const char *s, MigdWorkload *out, GError **err)
 {
 	g_auto(GStrv) parts = g_strsplit(s ? s : "idle", ",", -1);
 
-	*out = (MigWorkload){ .rate = DEFAULT_RATE, .read_pct = 50 };
+	*out = (MigdWorkload){ .rate = DEFAULT_RATE, .read_pct = 50 };
 	if (!g_strcmp0(parts[0], "idle"))
-		out->kind = MIG_WORKLOAD_IDLE;
+		out->kind = MIGD_WORKLOAD_IDLE;
 	else if (!g_strcmp0(parts[0], "seq"))
-		out->kind = MIG_WORKLOAD_SEQ;
+		out->kind = MIGD_WORKLOAD_SEQ;
 	else if (!g_strcmp0(parts[0], "random"))
-		out->kind = MIG_WORKLOAD_RANDOM;
+		out->kind = MIGD_WORKLOAD_RANDOM;
 	else {
 		g_set_error(err, GUEST_ERROR, EINVAL, "unknown workload '%s' (idle, seq, random)", parts[0]);
 		return FALSE;
@@ -112,37 +112,37 @@ gboolean mig_workload_parse(const char *s, MigWorkload *out, GError **err)
 	return TRUE;
 }
 
-static inline guint8 *unit_ptr(MigGuest *g, guint64 idx)
+static inline guint8 *unit_ptr(MigdGuest *g, guint64 idx)
 {
-	return g->ram->host + idx * MIG_UNIT_SIZE;
+	return g->ram->host + idx * MIGD_UNIT_SIZE;
 }
 
-static void report_failure(MigGuest *g, guint64 idx, const char *what)
+static void report_failure(MigdGuest *g, guint64 idx, const char *what)
 {
 	guint64 n = __atomic_add_fetch(&g->failed, 1, __ATOMIC_RELAXED);
 
 	if (n <= MAX_FAIL_LOGS)
 		g_printerr("mig: INTEGRITY FAILURE: unit %" G_GUINT64_FORMAT " (guest offset 0x%" G_GINT64_MODIFIER "x): %s\n",
-			   idx, idx * MIG_UNIT_SIZE, what);
+			   idx, idx * MIGD_UNIT_SIZE, what);
 	if (g->fail_cb)
 		g->fail_cb(g->fail_opaque, idx, what);
 }
 
-static void check_unit(MigGuest *g, guint64 idx)
+static void check_unit(MigdGuest *g, guint64 idx)
 {
 	const guint8 *u = unit_ptr(g, idx);
 	guint32 want = g->record[idx];
-	MigUnitVerdict v = mig_unit_check(u, g->seed, idx, want);
+	MigdUnitVerdict v = migd_unit_check(u, g->seed, idx, want);
 
-	if (v != MIG_UNIT_OK) {
+	if (v != MIGD_UNIT_OK) {
 		char rec[16] = "zero", got[16] = "zero";
 		g_autofree char *what = NULL;
 
-		if (want != MIG_UNIT_ZERO_GEN)
+		if (want != MIGD_UNIT_ZERO_GEN)
 			g_snprintf(rec, sizeof(rec), "%u", want);
-		if (mig_unit_gen(u) != MIG_UNIT_ZERO_GEN)
-			g_snprintf(got, sizeof(got), "%u", mig_unit_gen(u));
-		what = g_strdup_printf("%s (recorded generation %s, header says %s)", mig_unit_verdict_str(v), rec, got);
+		if (migd_unit_gen(u) != MIGD_UNIT_ZERO_GEN)
+			g_snprintf(got, sizeof(got), "%u", migd_unit_gen(u));
+		what = g_strdup_printf("%s (recorded generation %s, header says %s)", migd_unit_verdict_str(v), rec, got);
 		report_failure(g, idx, what);
 	}
 	__atomic_add_fetch(&g->checked, 1, __ATOMIC_RELAXED);
@@ -150,7 +150,7 @@ static void check_unit(MigGuest *g, guint64 idx)
 
 /* Check a unit against the record exactly once, whoever gets there first; a vCPU that
  * loses the race waits, because it must not change the unit before it was checked. */
-static void ensure_checked(MigGuest *g, guint64 idx)
+static void ensure_checked(MigdGuest *g, guint64 idx)
 {
 	guint8 expect = U_UNCHECKED;
 
@@ -167,7 +167,7 @@ static void ensure_checked(MigGuest *g, guint64 idx)
 }
 
 /* Returns FALSE when the guest is quitting. */
-static gboolean park_if_asked(MigGuest *g)
+static gboolean park_if_asked(MigdGuest *g)
 {
 	if (!__atomic_load_n(&g->want_pause, __ATOMIC_ACQUIRE) && !__atomic_load_n(&g->quit, __ATOMIC_ACQUIRE))
 		return TRUE;
@@ -192,43 +192,43 @@ static guint64 next_rand(guint64 *s)
 	return *s;
 }
 
-static void touch(MigGuest *g, Vcpu *v, guint64 idx, gboolean write)
+static void touch(MigdGuest *g, Vcpu *v, guint64 idx, gboolean write)
 {
 	guint8 *u = unit_ptr(g, idx);
 
 	if (__atomic_load_n(&g->integrity_on, __ATOMIC_ACQUIRE))
 		ensure_checked(g, idx);
 	if (!write) {
-		MigUnitVerdict r = mig_unit_check_self(u, g->seed, idx);
+		MigdUnitVerdict r = migd_unit_check_self(u, g->seed, idx);
 
-		if (r != MIG_UNIT_OK && !(r == MIG_UNIT_ZERO && starts_zero(g->seed, g->zero, idx)))
-			report_failure(g, idx, mig_unit_verdict_str(r));
+		if (r != MIGD_UNIT_OK && !(r == MIGD_UNIT_ZERO && starts_zero(g->seed, g->zero, idx)))
+			report_failure(g, idx, migd_unit_verdict_str(r));
 		return;
 	}
-	guint32 gen = mig_unit_gen(u);
+	guint32 gen = migd_unit_gen(u);
 
-	mig_unit_write(u, g->seed, idx, gen == MIG_UNIT_ZERO_GEN ? 1 : gen + 1);
+	migd_unit_write(u, g->seed, idx, gen == MIGD_UNIT_ZERO_GEN ? 1 : gen + 1);
 	(void)v;
 }
 
 static gpointer vcpu_main(gpointer p)
 {
 	Vcpu *v = p;
-	MigGuest *g = v->g;
-	const MigWorkload *w = &g->cfg.workload;
+	MigdGuest *g = v->g;
+	const MigdWorkload *w = &g->cfg.workload;
 	guint64 rate = w->rate / MAX(g->cfg.vcpus, 1u);
 	gint64 t0 = g_get_monotonic_time();
 	guint64 done = 0, pos = 0;
 
 	while (park_if_asked(g)) {
-		if (w->kind == MIG_WORKLOAD_IDLE || !v->count) {
+		if (w->kind == MIGD_WORKLOAD_IDLE || !v->count) {
 			g_mutex_lock(&g->lock);
 			if (!g->want_pause && !g->quit)
 				g_cond_wait_until(&g->cond, &g->lock, g_get_monotonic_time() + 100 * G_TIME_SPAN_MILLISECOND);
 			g_mutex_unlock(&g->lock);
 			continue;
 		}
-		if (w->kind == MIG_WORKLOAD_SEQ) {
+		if (w->kind == MIGD_WORKLOAD_SEQ) {
 			touch(g, v, v->first + pos, TRUE);
 			pos = pos + 1 == v->count ? 0 : pos + 1;
 		} else {
@@ -236,7 +236,7 @@ static gpointer vcpu_main(gpointer p)
 
 			touch(g, v, v->first + (r >> 8) % v->count, (r & 0xff) * 100 >= w->read_pct * 256u);
 		}
-		done += MIG_UNIT_SIZE;
+		done += MIGD_UNIT_SIZE;
 		if (rate) {
 			/* pace against the start time so a pause does not cause a burst later */
 			gint64 due = t0 + (gint64)(done * G_USEC_PER_SEC / rate);
@@ -253,16 +253,16 @@ static gpointer vcpu_main(gpointer p)
 	return NULL;
 }
 
-static void populate(MigGuest *g)
+static void populate(MigdGuest *g)
 {
 	for (guint64 i = 0; i < g->units; i++)
 		if (!starts_zero(g->seed, g->zero, i))
-			mig_unit_write(unit_ptr(g, i), g->seed, i, 0);
+			migd_unit_write(unit_ptr(g, i), g->seed, i, 0);
 }
 
-MigGuest *mig_guest_new(const MigGuestConfig *cfg, GError **err)
+MigdGuest *migd_guest_new(const MigdGuestConfig *cfg, GError **err)
 {
-	MigGuest *g = g_new0(MigGuest, 1);
+	MigdGuest *g = g_new0(MigdGuest, 1);
 	guint64 span;
 
 	g->cfg = *cfg;
@@ -275,7 +275,7 @@ MigGuest *mig_guest_new(const MigGuestConfig *cfg, GError **err)
 		g_free(g);
 		return NULL;
 	}
-	g->units = g->ram->size / MIG_UNIT_SIZE;
+	g->units = g->ram->size / MIGD_UNIT_SIZE;
 	if (cfg->prealloc && !mig_ram_block_prealloc(g->ram, err)) {
 		mig_ram_block_free(g->ram);
 		g_free(g);
@@ -284,7 +284,7 @@ MigGuest *mig_guest_new(const MigGuestConfig *cfg, GError **err)
 	if (!cfg->incoming)
 		populate(g);
 	g->want_pause = TRUE;
-	span = cfg->workload.wss ? MIN(cfg->workload.wss / MIG_UNIT_SIZE, g->units) : g->units;
+	span = cfg->workload.wss ? MIN(cfg->workload.wss / MIGD_UNIT_SIZE, g->units) : g->units;
 	g->vcpus = g_new0(Vcpu, MAX(cfg->vcpus, 1u));
 	for (guint i = 0; i < cfg->vcpus; i++) {
 		Vcpu *v = &g->vcpus[i];
@@ -300,7 +300,7 @@ MigGuest *mig_guest_new(const MigGuestConfig *cfg, GError **err)
 	return g;
 }
 
-static void stop_verifier(MigGuest *g)
+static void stop_verifier(MigdGuest *g)
 {
 	if (g->verifier) {
 		g_thread_join(g->verifier);
@@ -308,7 +308,7 @@ static void stop_verifier(MigGuest *g)
 	}
 }
 
-void mig_guest_free(MigGuest *g)
+void migd_guest_free(MigdGuest *g)
 {
 	if (!g)
 		return;
@@ -328,16 +328,16 @@ void mig_guest_free(MigGuest *g)
 	g_free(g);
 }
 
-MigRamBlock *mig_guest_ram(MigGuest *g) { return g->ram; }
-guint64 mig_guest_units(MigGuest *g) { return g->units; }
+MigRamBlock *migd_guest_ram(MigdGuest *g) { return g->ram; }
+guint64 migd_guest_units(MigdGuest *g) { return g->units; }
 
-void mig_guest_set_fail_cb(MigGuest *g, MigGuestFailFn fn, gpointer opaque)
+void migd_guest_set_fail_cb(MigdGuest *g, MigdGuestFailFn fn, gpointer opaque)
 {
 	g->fail_cb = fn;
 	g->fail_opaque = opaque;
 }
 
-void mig_guest_cont(MigGuest *g)
+void migd_guest_cont(MigdGuest *g)
 {
 	g_mutex_lock(&g->lock);
 	__atomic_store_n(&g->want_pause, FALSE, __ATOMIC_RELEASE);
@@ -345,7 +345,7 @@ void mig_guest_cont(MigGuest *g)
 	g_mutex_unlock(&g->lock);
 }
 
-void mig_guest_stop(MigGuest *g)
+void migd_guest_stop(MigdGuest *g)
 {
 	g_mutex_lock(&g->lock);
 	__atomic_store_n(&g->want_pause, TRUE, __ATOMIC_RELEASE);
@@ -355,7 +355,7 @@ void mig_guest_stop(MigGuest *g)
 	g_mutex_unlock(&g->lock);
 }
 
-gboolean mig_guest_running(MigGuest *g)
+gboolean migd_guest_running(MigdGuest *g)
 {
 	return !__atomic_load_n(&g->want_pause, __ATOMIC_ACQUIRE);
 }
@@ -363,7 +363,7 @@ gboolean mig_guest_running(MigGuest *g)
 #define RECORD_PREFETCH 16   /* units ahead */
 
 /* Record: be64 seed, be64 zero fraction (as 2^-53 units), be64 units, be32 gen[units]. */
-GBytes *mig_guest_save_record(MigGuest *g)
+GBytes *migd_guest_save_record(MigdGuest *g)
 {
 	gsize len = 24 + g->units * 4;
 	guint8 *buf = g_malloc(len);
@@ -380,21 +380,21 @@ GBytes *mig_guest_save_record(MigGuest *g)
 	for (guint64 i = 0; i < g->units; i++) {
 		if (i + RECORD_PREFETCH < g->units)
 			__builtin_prefetch(unit_ptr(g, i + RECORD_PREFETCH));
-		gens[i] = GUINT32_TO_BE(mig_unit_gen(unit_ptr(g, i)));
+		gens[i] = GUINT32_TO_BE(migd_unit_gen(unit_ptr(g, i)));
 	}
 	return g_bytes_new_take(buf, len);
 }
 
 static gpointer verify_main(gpointer p)
 {
-	MigGuest *g = p;
+	MigdGuest *g = p;
 
 	for (guint64 i = 0; i < g->units && !__atomic_load_n(&g->quit, __ATOMIC_ACQUIRE); i++)
 		ensure_checked(g, i);
 	return NULL;
 }
 
-gboolean mig_guest_load_record(MigGuest *g, const guint8 *data, gsize len, GError **err)
+gboolean migd_guest_load_record(MigdGuest *g, const guint8 *data, gsize len, GError **err)
 {
 	guint64 hdr[3];
 
@@ -427,20 +427,20 @@ gboolean mig_guest_load_record(MigGuest *g, const guint8 *data, gsize len, GErro
 	return TRUE;
 }
 
-void mig_guest_start_verifier(MigGuest *g)
+void migd_guest_start_verifier(MigdGuest *g)
 {
 	if (g->record && !g->verifier)
 		g->verifier = g_thread_new("guest/verify", verify_main, g);
 }
 
-void mig_guest_integrity(MigGuest *g, guint64 *checked, guint64 *failed, guint64 *total)
+void migd_guest_integrity(MigdGuest *g, guint64 *checked, guint64 *failed, guint64 *total)
 {
 	*checked = __atomic_load_n(&g->checked, __ATOMIC_RELAXED);
 	*failed = __atomic_load_n(&g->failed, __ATOMIC_RELAXED);
 	*total = g->record ? g->units : 0;
 }
 
-gboolean mig_guest_wait_verified(MigGuest *g, gint64 timeout_us)
+gboolean migd_guest_wait_verified(MigdGuest *g, gint64 timeout_us)
 {
 	gint64 end = g_get_monotonic_time() + timeout_us;
 
@@ -452,22 +452,22 @@ gboolean mig_guest_wait_verified(MigGuest *g, gint64 timeout_us)
 	return g->record != NULL;
 }
 
-void mig_guest_self_check(MigGuest *g, guint64 *checked, guint64 *failed)
+void migd_guest_self_check(MigdGuest *g, guint64 *checked, guint64 *failed)
 {
-	gboolean was_running = mig_guest_running(g);
+	gboolean was_running = migd_guest_running(g);
 	guint64 bad = 0;
 
-	mig_guest_stop(g);
+	migd_guest_stop(g);
 	for (guint64 i = 0; i < g->units; i++) {
-		MigUnitVerdict v = mig_unit_check_self(unit_ptr(g, i), g->seed, i);
+		MigdUnitVerdict v = migd_unit_check_self(unit_ptr(g, i), g->seed, i);
 
-		if (v == MIG_UNIT_OK || (v == MIG_UNIT_ZERO && starts_zero(g->seed, g->zero, i)))
+		if (v == MIGD_UNIT_OK || (v == MIGD_UNIT_ZERO && starts_zero(g->seed, g->zero, i)))
 			continue;
 		if (++bad <= MAX_FAIL_LOGS)
-			g_printerr("mig: self-check: unit %" G_GUINT64_FORMAT ": %s\n", i, mig_unit_verdict_str(v));
+			g_printerr("mig: self-check: unit %" G_GUINT64_FORMAT ": %s\n", i, migd_unit_verdict_str(v));
 	}
 	if (was_running)
-		mig_guest_cont(g);
+		migd_guest_cont(g);
 	*checked = g->units;
 	*failed = bad;
 }

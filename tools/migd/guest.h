@@ -5,66 +5,66 @@
 #include <glib.h>
 #include <mig/ram.h>
 
-typedef enum MigWorkloadKind {
-	MIG_WORKLOAD_IDLE = 0,
-	MIG_WORKLOAD_SEQ,
-	MIG_WORKLOAD_RANDOM,
-} MigWorkloadKind;
+typedef enum MigdWorkloadKind {
+	MIGD_WORKLOAD_IDLE = 0,
+	MIGD_WORKLOAD_SEQ,
+	MIGD_WORKLOAD_RANDOM,
+} MigdWorkloadKind;
 
-typedef struct MigWorkload {
-	MigWorkloadKind kind;
+typedef struct MigdWorkload {
+	MigdWorkloadKind kind;
 	guint64 wss;        /* random: working set in bytes from the start of RAM (0 = all) */
 	guint64 rate;       /* units touched per second, in bytes, whole guest (0 = unlimited) */
 	double zero;        /* fraction of units left zero at generation 0 */
 	guint read_pct;     /* random: share of touches that only read */
-} MigWorkload;
+} MigdWorkload;
 
-typedef struct MigGuestConfig {
+typedef struct MigdGuestConfig {
 	guint64 mem_size;
 	MigMemBackend backend;
 	gsize hugepage_size;
 	guint vcpus;
-	MigWorkload workload;
+	MigdWorkload workload;
 	guint64 seed;
 	gboolean incoming;  /* memory left empty, vCPUs parked until the migration hands over */
 	gboolean prealloc;  /* fault every page in up front, like QEMU's -mem-prealloc */
-} MigGuestConfig;
+} MigdGuestConfig;
 
-typedef struct MigGuest MigGuest;
-GQuark mig_guest_error_quark(void);
+typedef struct MigdGuest MigdGuest;
+GQuark migd_guest_error_quark(void);
 
 /* Called (from a vCPU or the verify thread) for each unit that fails its check. */
-typedef void (*MigGuestFailFn)(gpointer opaque, guint64 unit, const char *what);
+typedef void (*MigdGuestFailFn)(gpointer opaque, guint64 unit, const char *what);
 
 /* "seq", "random,wss=64M,rate=0", "idle", "seq,zero=0.25". */
-gboolean mig_workload_parse(const char *s, MigWorkload *out, GError **err);
+gboolean migd_workload_parse(const char *s, MigdWorkload *out, GError **err);
 
-MigGuest *mig_guest_new(const MigGuestConfig *cfg, GError **err);
-void mig_guest_free(MigGuest *g);
+MigdGuest *migd_guest_new(const MigdGuestConfig *cfg, GError **err);
+void migd_guest_free(MigdGuest *g);
 
-MigRamBlock *mig_guest_ram(MigGuest *g);
-guint64 mig_guest_units(MigGuest *g);
-void mig_guest_set_fail_cb(MigGuest *g, MigGuestFailFn fn, gpointer opaque);
+MigRamBlock *migd_guest_ram(MigdGuest *g);
+guint64 migd_guest_units(MigdGuest *g);
+void migd_guest_set_fail_cb(MigdGuest *g, MigdGuestFailFn fn, gpointer opaque);
 
 /* vCPUs: start or resume; stop returns once every vCPU is parked between touches. */
-void mig_guest_cont(MigGuest *g);
-void mig_guest_stop(MigGuest *g);
-gboolean mig_guest_running(MigGuest *g);
+void migd_guest_cont(MigdGuest *g);
+void migd_guest_stop(MigdGuest *g);
+gboolean migd_guest_running(MigdGuest *g);
 
 /* Source, vCPUs stopped: the generation of every unit (and the seed) as bytes. */
-GBytes *mig_guest_save_record(MigGuest *g);
+GBytes *migd_guest_save_record(MigdGuest *g);
 /* Destination: adopt the record; from now on each unit is checked against it on its
  * first touch by a vCPU. */
-gboolean mig_guest_load_record(MigGuest *g, const guint8 *data, gsize len, GError **err);
+gboolean migd_guest_load_record(MigdGuest *g, const guint8 *data, gsize len, GError **err);
 /* Destination, once every page is in place: a background thread ("guest/verify")
  * checks the units no vCPU touched. Not earlier: in postcopy its faults would be
  * counted as the guest's, and it would compete with the guest for missing pages. */
-void mig_guest_start_verifier(MigGuest *g);
+void migd_guest_start_verifier(MigdGuest *g);
 /* Progress of the record check; total is 0 before a record was loaded. */
-void mig_guest_integrity(MigGuest *g, guint64 *checked, guint64 *failed, guint64 *total);
+void migd_guest_integrity(MigdGuest *g, guint64 *checked, guint64 *failed, guint64 *total);
 /* Waits (bounded) for the sweep to finish; TRUE if every unit was checked. */
-gboolean mig_guest_wait_verified(MigGuest *g, gint64 timeout_us);
+gboolean migd_guest_wait_verified(MigdGuest *g, gint64 timeout_us);
 
 /* Stops the vCPUs, checks every unit is self-consistent (and zero only where it may
  * be), resumes them if they ran. For "is the source intact after a cancel". */
-void mig_guest_self_check(MigGuest *g, guint64 *checked, guint64 *failed);
+void migd_guest_self_check(MigdGuest *g, guint64 *checked, guint64 *failed);

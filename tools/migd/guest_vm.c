@@ -1,12 +1,12 @@
 /* MigVmOps over the synthetic guest (guest_vm.h). */
 #include "tools/migd/guest_vm.h"
 
-static void vm_stop(gpointer g) { mig_guest_stop(g); }
-static void vm_cont(gpointer g) { mig_guest_cont(g); }
+static void vm_stop(gpointer g) { migd_guest_stop(g); }
+static void vm_cont(gpointer g) { migd_guest_cont(g); }
 
 static GBytes *vm_save(gpointer g, GError **err)
 {
-	return mig_guest_save_record(g);
+	return migd_guest_save_record(g);
 }
 
 static gboolean vm_load(gpointer g, GBytes *state, GError **err)
@@ -14,15 +14,15 @@ static gboolean vm_load(gpointer g, GBytes *state, GError **err)
 	gsize len;
 	const guint8 *p = g_bytes_get_data(state, &len);
 
-	return mig_guest_load_record(g, p, len, err);
+	return migd_guest_load_record(g, p, len, err);
 }
 
-void mig_guest_vm_query(gpointer g, MigValue *obj)
+void migd_guest_vm_query(gpointer g, MigValue *obj)
 {
 	guint64 checked, failed, total;
 	MigValue *o;
 
-	mig_guest_integrity(g, &checked, &failed, &total);
+	migd_guest_integrity(g, &checked, &failed, &total);
 	if (!total)
 		return;
 	o = mig_value_add_object(obj, "x-integrity");
@@ -33,14 +33,14 @@ void mig_guest_vm_query(gpointer g, MigValue *obj)
 
 static void vm_incoming_done(gpointer g)
 {
-	mig_guest_start_verifier(g);
+	migd_guest_start_verifier(g);
 }
 
-const MigVmOps mig_guest_vm_ops = {
+const MigVmOps migd_guest_vm_ops = {
 	.stop = vm_stop,
 	.cont = vm_cont,
 	.save_state = vm_save,
 	.load_state = vm_load,
-	.query = mig_guest_vm_query,
+	.query = migd_guest_vm_query,
 	.incoming_done = vm_incoming_done,
 };

@@ -5,8 +5,8 @@
 #include <mig/session.h>
 #include "tools/migd/guest.h"
 
-/* opaque is the MigGuest. query adds x-integrity {checked, failed, total}. */
-extern const MigVmOps mig_guest_vm_ops;
+/* opaque is the MigdGuest. query adds x-integrity {checked, failed, total}. */
+extern const MigVmOps migd_guest_vm_ops;
 
 /* x-integrity for a host that wraps query with members of its own. */
-void mig_guest_vm_query(gpointer guest, MigValue *obj);
+void migd_guest_vm_query(gpointer guest, MigValue *obj);

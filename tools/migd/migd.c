@@ -14,10 +14,10 @@
 #include <unistd.h>
 
 typedef struct Migd {
-	MigGuest *guest;
+	MigdGuest *guest;
 	MigSession *session;
 	MigQmpServer *qmp;
-	GPtrArray *devices;     /* MigSimDev*, registered with the session, freed after it */
+	GPtrArray *devices;     /* MigdSimDev*, registered with the session, freed after it */
 } Migd;
 
 /* --trace-latency: mig-faultlat's BPF programs (bpf/faultlat-loader.c, tracepoint
@@ -97,7 +97,7 @@ static void migd_vm_query(gpointer g, MigValue *obj)
 {
 	if (trace_latency.on)
 		trace_latency_query(obj);
-	mig_guest_vm_query(g, obj);
+	migd_guest_vm_query(g, obj);
 }
 
 /* The engine's messages on stderr, in the words the tests and scripts read. */
@@ -134,7 +134,7 @@ static JsonNode *h_guest_check(JsonObject *args, gpointer opaque, GError **err)
 	JsonNode *n = json_node_new(JSON_NODE_OBJECT);
 	JsonObject *o = json_object_new();
 
-	mig_guest_self_check(d->guest, &checked, &failed);
+	migd_guest_self_check(d->guest, &checked, &failed);
 	json_object_set_int_member(o, "checked", (gint64)checked);
 	json_object_set_int_member(o, "failed", (gint64)failed);
 	json_node_take_object(n, o);
@@ -189,9 +189,9 @@ int main(int argc, char **argv)
 	};
 	g_autoptr(GOptionContext) ctx = g_option_context_new("- mig engine host with a synthetic guest");
 	g_autoptr(GError) err = NULL;
-	MigGuestConfig cfg = { .mem_size = 256u << 20, .hugepage_size = 2u << 20, .seed = 1 };
+	MigdGuestConfig cfg = { .mem_size = 256u << 20, .hugepage_size = 2u << 20, .seed = 1 };
 	Migd d = { 0 };
-	MigVmOps vm_ops = mig_guest_vm_ops;   /* outlives the session: main returns last */
+	MigVmOps vm_ops = migd_guest_vm_ops;   /* outlives the session: main returns last */
 	GThread *sigt;
 	sigset_t set;
 
@@ -210,20 +210,20 @@ int main(int argc, char **argv)
 		g_printerr("migd: bad -m, --mem-backend, --hugepage-size or --vcpus value\n");
 		return 2;
 	}
-	if (!mig_workload_parse(workload, &cfg.workload, &err)) {
+	if (!migd_workload_parse(workload, &cfg.workload, &err)) {
 		g_printerr("migd: %s\n", err->message);
 		return 2;
 	}
-	d.devices = g_ptr_array_new_with_free_func((GDestroyNotify)mig_simdev_free);
+	d.devices = g_ptr_array_new_with_free_func((GDestroyNotify)migd_simdev_free);
 	for (guint i = 0; device_specs && device_specs[i]; i++) {
-		MigSimDevConfig dcfg;
+		MigdSimDevConfig dcfg;
 
-		if (!mig_simdev_parse(device_specs[i], &dcfg, &err)) {
+		if (!migd_simdev_parse(device_specs[i], &dcfg, &err)) {
 			g_printerr("migd: --device: %s\n", err->message);
 			g_ptr_array_free(d.devices, TRUE);
 			return 2;
 		}
-		g_ptr_array_add(d.devices, mig_simdev_new(&dcfg));
+		g_ptr_array_add(d.devices, migd_simdev_new(&dcfg));
 	}
 	cfg.vcpus = (guint)vcpus;
 	cfg.seed = (guint64)seed;
@@ -245,7 +245,7 @@ int main(int argc, char **argv)
 		g_printerr("migd: QMP socket %s: %s\n", qmp, err->message);
 		return 1;
 	}
-	d.guest = mig_guest_new(&cfg, &err);
+	d.guest = migd_guest_new(&cfg, &err);
 	if (!d.guest) {
 		g_printerr("migd: guest memory: %s\n", err->message);
 		mig_qmp_server_free(d.qmp);
@@ -255,20 +255,20 @@ int main(int argc, char **argv)
 	mig_session_set_log_cb(d.session, log_stderr, NULL);
 	vm_ops.query = migd_vm_query;
 	mig_session_set_vm(d.session, &vm_ops, d.guest, cfg.incoming ? MIG_RUN_INMIGRATE : MIG_RUN_RUNNING);
-	mig_session_add_ram(d.session, mig_guest_ram(d.guest));
+	mig_session_add_ram(d.session, migd_guest_ram(d.guest));
 	for (guint i = 0; i < d.devices->len; i++) {
-		MigSimDev *dev = g_ptr_array_index(d.devices, i);
+		MigdSimDev *dev = g_ptr_array_index(d.devices, i);
 
-		if (!mig_session_add_device(d.session, mig_simdev_id(dev), &mig_simdev_ops, dev, &err)) {
+		if (!mig_session_add_device(d.session, migd_simdev_id(dev), &migd_simdev_ops, dev, &err)) {
 			g_printerr("migd: --device: %s\n", err->message);
 			mig_session_free(d.session);
 			g_ptr_array_free(d.devices, TRUE);
-			mig_guest_free(d.guest);
+			migd_guest_free(d.guest);
 			mig_qmp_server_free(d.qmp);
 			return 2;
 		}
 	}
-	mig_guest_set_fail_cb(d.guest, on_integrity_failure, &d);
+	migd_guest_set_fail_cb(d.guest, on_integrity_failure, &d);
 	mig_qmp_add_session_commands(d.qmp, d.session);
 	mig_qmp_register(d.qmp, "quit", h_quit, &d);
 	mig_qmp_register(d.qmp, "query-version", h_query_version, &d);
@@ -278,7 +278,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (!cfg.incoming)
-		mig_guest_cont(d.guest);
+		migd_guest_cont(d.guest);
 
 	sigt = g_thread_new("migd/signals", signal_thread, &d);
 	mig_qmp_server_run(d.qmp);
@@ -287,7 +287,7 @@ int main(int argc, char **argv)
 	g_thread_join(sigt);
 	mig_session_free(d.session);
 	g_ptr_array_free(d.devices, TRUE);   /* after the session: it used them until now */
-	mig_guest_free(d.guest);
+	migd_guest_free(d.guest);
 	mig_qmp_server_free(d.qmp);
 	fl_unload(trace_latency.skel);
 	g_free(trace_latency.error);

@@ -16,8 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
-G_DEFINE_QUARK(mig-simdev-error-quark, mig_simdev_error)
-#define SIMDEV_ERROR mig_simdev_error_quark()
+G_DEFINE_QUARK(migd-simdev-error-quark, migd_simdev_error)
+#define SIMDEV_ERROR migd_simdev_error_quark()
 
 #define PIPE_BYTES     (1u << 20)   /* a 64 KiB default pipe would cap throughput */
 #define SAVE_CHUNK_MAX (256u << 10)
@@ -30,7 +30,7 @@ G_DEFINE_QUARK(mig-simdev-error-quark, mig_simdev_error)
 typedef enum LoadResult { LOAD_NONE, LOAD_PENDING, LOAD_OK, LOAD_FAILED } LoadResult;
 
 typedef struct SimThread {
-	MigSimDev *dev;
+	MigdSimDev *dev;
 	GThread *thread;
 	int fd;                 /* the device's end of the pipe; the thread closes it */
 	int cancel_fd;          /* eventfd: leave now */
@@ -39,8 +39,8 @@ typedef struct SimThread {
 	guint64 written;        /* save: bytes into the pipe */
 } SimThread;
 
-struct MigSimDev {
-	MigSimDevConfig cfg;
+struct MigdSimDev {
+	MigdSimDevConfig cfg;
 	guint64 total;          /* precopy + size: the whole stream */
 	guint64 key[2];         /* per version */
 	guint8 *image;          /* the whole stream, generated once and never written again; or NULL */
@@ -77,23 +77,23 @@ static void fill_version(guint64 key, guint64 off, guint8 *buf, gsize len)
 	if (skip) {
 		gsize take = MIN(8 - skip, len);
 
-		v = GUINT64_TO_LE(mig_mix64(key ^ w++));
+		v = GUINT64_TO_LE(migd_mix64(key ^ w++));
 		memcpy(buf, (guint8 *)&v + skip, take);
 		buf += take;
 		len -= take;
 	}
 	for (; len >= 8; len -= 8, buf += 8) {
-		v = GUINT64_TO_LE(mig_mix64(key ^ w++));
+		v = GUINT64_TO_LE(migd_mix64(key ^ w++));
 		memcpy(buf, &v, 8);
 	}
 	if (len) {
-		v = GUINT64_TO_LE(mig_mix64(key ^ w));
+		v = GUINT64_TO_LE(migd_mix64(key ^ w));
 		memcpy(buf, &v, len);
 	}
 }
 
 /* Stream bytes [pos, pos + len): version 0 up to precopy, version 1 after it. */
-static void stream_fill(const MigSimDev *d, guint64 pos, guint8 *buf, gsize len)
+static void stream_fill(const MigdSimDev *d, guint64 pos, guint8 *buf, gsize len)
 {
 	if (pos < d->cfg.precopy) {
 		gsize n = (gsize)MIN(len, d->cfg.precopy - pos);
@@ -134,7 +134,7 @@ static guint64 unmix64(guint64 z)
 
 /* Where in the stream the 8 bytes at p come from, if they are a word of this device's
  * state: the word's index is recoverable because mix64 is a bijection. */
-static gboolean word_origin(const MigSimDev *d, const guint8 *p, guint64 *origin)
+static gboolean word_origin(const MigdSimDev *d, const guint8 *p, guint64 *origin)
 {
 	guint64 v, x;
 
@@ -151,7 +151,7 @@ static gboolean word_origin(const MigSimDev *d, const guint8 *p, guint64 *origin
 	return FALSE;
 }
 
-static char *stream_where(const MigSimDev *d, guint64 pos)
+static char *stream_where(const MigdSimDev *d, guint64 pos)
 {
 	return pos < d->cfg.precopy ? g_strdup_printf("pre-copy byte %" G_GUINT64_FORMAT, pos)
 				    : g_strdup_printf("stop-copy byte %" G_GUINT64_FORMAT, pos - d->cfg.precopy);
@@ -159,7 +159,7 @@ static char *stream_where(const MigSimDev *d, guint64 pos)
 
 /* What the bytes received from buf[i] on are: in place but corrupt, from further on
  * (bytes lost or reordered), from earlier (duplicated or reordered), or foreign. */
-static char *diagnose(const MigSimDev *d, const guint8 *buf, gsize len, gsize i, guint64 pos)
+static char *diagnose(const MigdSimDev *d, const guint8 *buf, gsize len, gsize i, guint64 pos)
 {
 	for (gsize j = i; j < i + 16 && j + 8 <= len; j++) {
 		guint64 origin, at = pos + j;
@@ -285,7 +285,7 @@ static gboolean pipe_put(SimThread *t, const guint8 *p, gsize n, gboolean splice
 static gpointer save_thread(gpointer opaque)
 {
 	SimThread *t = opaque;
-	MigSimDev *d = t->dev;
+	MigdSimDev *d = t->dev;
 	gsize chunk = pace_chunk(d->cfg.read_rate, SAVE_CHUNK_MAX);
 	g_autofree guint8 *buf = d->image ? NULL : g_malloc(chunk);
 	DevClock clk = { 0 };
@@ -310,7 +310,7 @@ static gpointer save_thread(gpointer opaque)
 	return NULL;
 }
 
-static void load_publish(MigSimDev *d, guint64 received, guint64 verified, LoadResult result, char *error)
+static void load_publish(MigdSimDev *d, guint64 received, guint64 verified, LoadResult result, char *error)
 {
 	g_mutex_lock(&d->lock);
 	d->received = received;
@@ -325,7 +325,7 @@ static void load_publish(MigSimDev *d, guint64 received, guint64 verified, LoadR
 
 /* Checks buf, stream bytes [pos, pos + n) (n within the stream), against the stream;
  * NULL if they match, else what is wrong at the first differing byte. */
-static char *load_check(const MigSimDev *d, const guint8 *buf, gsize n, guint64 pos, guint8 *scratch, gsize *good)
+static char *load_check(const MigdSimDev *d, const guint8 *buf, gsize n, guint64 pos, guint8 *scratch, gsize *good)
 {
 	g_autofree char *where = NULL, *why = NULL;
 	const guint8 *want = d->image ? d->image + pos : scratch;
@@ -348,7 +348,7 @@ static char *load_check(const MigSimDev *d, const guint8 *buf, gsize n, guint64 
 
 /* The device's load cost of stream bytes [pos, pos + n): load-rate, plus load-latency
  * for every load-chunk started. */
-static guint64 load_cost_ns(const MigSimDev *d, guint64 pos, gsize n)
+static guint64 load_cost_ns(const MigdSimDev *d, guint64 pos, gsize n)
 {
 	guint64 c = d->cfg.load_chunk;
 	guint64 started = (pos + n + c - 1) / c - (pos + c - 1) / c;
@@ -361,7 +361,7 @@ static guint64 load_cost_ns(const MigSimDev *d, guint64 pos, gsize n)
 static gpointer load_thread(gpointer opaque)
 {
 	SimThread *t = opaque;
-	MigSimDev *d = t->dev;
+	MigdSimDev *d = t->dev;
 	gsize cap = pace_chunk(d->cfg.load_rate, LOAD_CHUNK_MAX);
 	g_autofree guint8 *buf = g_malloc(cap), *want = d->image ? NULL : g_malloc(cap);
 	guint64 pos = 0, verified = 0;
@@ -409,7 +409,7 @@ static gpointer load_thread(gpointer opaque)
 		}
 		pos += (guint64)n;
 		load_publish(d, pos, verified, LOAD_PENDING, NULL);
-		if (error && d->cfg.fail_mode == MIG_SIMDEV_FAIL_ABORT)
+		if (error && d->cfg.fail_mode == MIGD_SIMDEV_FAIL_ABORT)
 			break;
 		if (!sleep_until(ready, t->cancel_fd)) {
 			error = error ? error : g_strdup_printf("loading cancelled at state byte %" G_GUINT64_FORMAT, pos);
@@ -437,7 +437,7 @@ static gboolean make_pipe(int fds[2], int device_end, GError **err)
 	return TRUE;
 }
 
-static gboolean thread_start(MigSimDev *d, const char *role, GThreadFunc fn, int fd, guint64 start, guint64 end,
+static gboolean thread_start(MigdSimDev *d, const char *role, GThreadFunc fn, int fd, guint64 start, guint64 end,
 			     GError **err)
 {
 	g_autofree char *name = g_strdup_printf("mig/dev/%s/%s", d->cfg.id, role);
@@ -467,7 +467,7 @@ static gboolean thread_start(MigSimDev *d, const char *role, GThreadFunc fn, int
 
 /* Joins the worker: cancel stops it where it is, otherwise it runs to its end (EOF).
  * Returns the stream position a save thread reached (bytes into its pipe). */
-static guint64 thread_join(MigSimDev *d, gboolean cancel)
+static guint64 thread_join(MigdSimDev *d, gboolean cancel)
 {
 	SimThread *t = d->worker;
 	guint64 reached;
@@ -493,7 +493,7 @@ static guint64 pipe_bytes(int fd)
 }
 
 /* Stream bytes the engine has taken so far (in PRE_COPY: read out of the pipe). */
-static guint64 consumed_now(MigSimDev *d)
+static guint64 consumed_now(MigdSimDev *d)
 {
 	SimThread *t = d->worker;
 	guint64 n;
@@ -508,7 +508,7 @@ static guint64 consumed_now(MigSimDev *d)
 
 /* ---- MigDeviceOps ---- */
 
-static gboolean start_save(MigSimDev *d, gboolean precopy, int *data_fd, GError **err)
+static gboolean start_save(MigdSimDev *d, gboolean precopy, int *data_fd, GError **err)
 {
 	guint64 end = precopy ? d->cfg.precopy : d->total;
 	int fds[2];
@@ -531,7 +531,7 @@ static gboolean start_save(MigSimDev *d, gboolean precopy, int *data_fd, GError 
 
 /* PRE_COPY ends: what the engine did not read out of the pipe is served again at the
  * head of the stop-copy stream (the engine no longer reads the pre-copy fd by now). */
-static void end_precopy(MigSimDev *d)
+static void end_precopy(MigdSimDev *d)
 {
 	guint64 reached = thread_join(d, TRUE);
 
@@ -541,7 +541,7 @@ static void end_precopy(MigSimDev *d)
 	d->pre_rd = -1;
 }
 
-static gboolean start_load(MigSimDev *d, int *data_fd, GError **err)
+static gboolean start_load(MigdSimDev *d, int *data_fd, GError **err)
 {
 	int fds[2];
 
@@ -561,7 +561,7 @@ static gboolean start_load(MigSimDev *d, int *data_fd, GError **err)
 }
 
 /* RESUMING -> STOP: the engine has closed its write end, so the thread reaches EOF. */
-static gboolean end_load(MigSimDev *d, GError **err)
+static gboolean end_load(MigdSimDev *d, GError **err)
 {
 	gboolean ok;
 
@@ -576,7 +576,7 @@ static gboolean end_load(MigSimDev *d, GError **err)
 
 static gboolean sim_set_state(gpointer opaque, MigDevState st, int *data_fd, GError **err)
 {
-	MigSimDev *d = opaque;
+	MigdSimDev *d = opaque;
 	MigDevState from;
 	gboolean ok = TRUE, arc;
 
@@ -629,7 +629,7 @@ static gboolean sim_set_state(gpointer opaque, MigDevState st, int *data_fd, GEr
 
 static gboolean sim_precopy_info(gpointer opaque, guint64 *initial_bytes, guint64 *dirty_bytes, GError **err)
 {
-	MigSimDev *d = opaque;
+	MigdSimDev *d = opaque;
 	gboolean ok;
 
 	g_mutex_lock(&d->ctl);
@@ -646,7 +646,7 @@ static gboolean sim_precopy_info(gpointer opaque, guint64 *initial_bytes, guint6
 
 static gboolean sim_data_size(gpointer opaque, guint64 *stop_copy_bytes, GError **err)
 {
-	MigSimDev *d = opaque;
+	MigdSimDev *d = opaque;
 
 	g_mutex_lock(&d->ctl);
 	*stop_copy_bytes = d->total - MIN(consumed_now(d), d->total);
@@ -656,7 +656,7 @@ static gboolean sim_data_size(gpointer opaque, guint64 *stop_copy_bytes, GError 
 
 static void sim_rates(gpointer opaque, guint64 *read_bps, guint64 *load_bps)
 {
-	MigSimDev *d = opaque;
+	MigdSimDev *d = opaque;
 	double per_byte_s = (d->cfg.load_rate ? 1.0 / (double)d->cfg.load_rate : 0) +
 			    (double)d->cfg.load_latency_us * 1e-6 / (double)d->cfg.load_chunk;
 
@@ -673,7 +673,7 @@ static void add_int(MigValue *b, const char *name, guint64 v)
 static void sim_query(gpointer opaque, MigValue *b)
 {
 	static const char *const results[] = { "none", "pending", "ok", "failed" };
-	MigSimDev *d = opaque;
+	MigdSimDev *d = opaque;
 
 	g_mutex_lock(&d->lock);
 	if (d->served)
@@ -689,7 +689,7 @@ static void sim_query(gpointer opaque, MigValue *b)
 	g_mutex_unlock(&d->lock);
 }
 
-const MigDeviceOps mig_simdev_ops = {
+const MigDeviceOps migd_simdev_ops = {
 	.set_state = sim_set_state,
 	.precopy_info = sim_precopy_info,
 	.data_size = sim_data_size,
@@ -699,18 +699,18 @@ const MigDeviceOps mig_simdev_ops = {
 
 /* ---- life cycle ---- */
 
-MigSimDev *mig_simdev_new(const MigSimDevConfig *cfg)
+MigdSimDev *migd_simdev_new(const MigdSimDevConfig *cfg)
 {
-	MigSimDev *d = g_new0(MigSimDev, 1);
+	MigdSimDev *d = g_new0(MigdSimDev, 1);
 	guint64 base;
 
 	d->cfg = *cfg;
 	if (!d->cfg.load_chunk)
 		d->cfg.load_chunk = 1u << 20;
 	d->total = cfg->precopy + cfg->size;
-	base = mig_mix64(cfg->seed ^ mig_mix64(id_hash(cfg->id)));
+	base = migd_mix64(cfg->seed ^ migd_mix64(id_hash(cfg->id)));
 	for (guint v = 0; v < 2; v++)
-		d->key[v] = mig_mix64(base ^ ((v + 1) * 0xd1b54a32d192ed03ull));
+		d->key[v] = migd_mix64(base ^ ((v + 1) * 0xd1b54a32d192ed03ull));
 	g_mutex_init(&d->ctl);
 	g_mutex_init(&d->lock);
 	d->state = MIG_DEV_RUNNING;
@@ -729,7 +729,7 @@ MigSimDev *mig_simdev_new(const MigSimDevConfig *cfg)
 	return d;
 }
 
-void mig_simdev_free(MigSimDev *d)
+void migd_simdev_free(MigdSimDev *d)
 {
 	if (!d)
 		return;
@@ -744,7 +744,7 @@ void mig_simdev_free(MigSimDev *d)
 	g_free(d);
 }
 
-const char *mig_simdev_id(const MigSimDev *d)
+const char *migd_simdev_id(const MigdSimDev *d)
 {
 	return d->cfg.id;
 }
@@ -764,7 +764,7 @@ static gboolean id_ok(const char *id)
 }
 
 /* One KEY=VALUE of the spec into cfg; FALSE with *hint saying what the value should be. */
-static gboolean parse_option(MigSimDevConfig *cfg, const char *key, const char *val, gboolean *known,
+static gboolean parse_option(MigdSimDevConfig *cfg, const char *key, const char *val, gboolean *known,
 			     const char **hint)
 {
 	guint64 v = 0, *size = NULL;
@@ -780,7 +780,7 @@ static gboolean parse_option(MigSimDevConfig *cfg, const char *key, const char *
 	}
 	if (!strcmp(key, "fail-mode")) {
 		*hint = "verdict or abort";
-		cfg->fail_mode = !strcmp(val, "abort") ? MIG_SIMDEV_FAIL_ABORT : MIG_SIMDEV_FAIL_VERDICT;
+		cfg->fail_mode = !strcmp(val, "abort") ? MIGD_SIMDEV_FAIL_ABORT : MIGD_SIMDEV_FAIL_VERDICT;
 		return !strcmp(val, "abort") || !strcmp(val, "verdict");
 	}
 	if (!strcmp(key, "seed")) {
@@ -815,12 +815,12 @@ static gboolean parse_option(MigSimDevConfig *cfg, const char *key, const char *
 	return TRUE;
 }
 
-gboolean mig_simdev_parse(const char *spec, MigSimDevConfig *cfg, GError **err)
+gboolean migd_simdev_parse(const char *spec, MigdSimDevConfig *cfg, GError **err)
 {
 	g_auto(GStrv) parts = g_strsplit(spec ? spec : "", ",", -1);
 	g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
 
-	*cfg = (MigSimDevConfig){ .load_chunk = 1u << 20, .seed = 1, .fail_at = -1 };
+	*cfg = (MigdSimDevConfig){ .load_chunk = 1u << 20, .seed = 1, .fail_at = -1 };
 	if (g_strcmp0(parts[0], "sim")) {
 		g_set_error(err, SIMDEV_ERROR, EINVAL, "device '%s': the only device type is 'sim' (sim,id=ID,size=SIZE,...)",
 			    spec ? spec : "");

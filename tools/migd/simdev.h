@@ -11,12 +11,12 @@
 #pragma once
 #include <mig/device.h>
 
-typedef enum MigSimDevFailMode {
-	MIG_SIMDEV_FAIL_VERDICT,  /* keep taking the stream; RESUMING -> STOP fails */
-	MIG_SIMDEV_FAIL_ABORT,    /* stop reading and close the pipe: the engine's writes fail */
-} MigSimDevFailMode;
+typedef enum MigdSimDevFailMode {
+	MIGD_SIMDEV_FAIL_VERDICT,  /* keep taking the stream; RESUMING -> STOP fails */
+	MIGD_SIMDEV_FAIL_ABORT,    /* stop reading and close the pipe: the engine's writes fail */
+} MigdSimDevFailMode;
 
-typedef struct MigSimDevConfig {
+typedef struct MigdSimDevConfig {
 	char id[64];
 	guint64 size;             /* stop-copy bytes */
 	guint64 precopy;          /* pre-copy bytes (0: no pre-copy phase) */
@@ -26,25 +26,25 @@ typedef struct MigSimDevConfig {
 	guint64 load_chunk;       /* bytes per load-latency charge (default 1 MiB) */
 	guint64 seed;
 	gint64 fail_at;           /* destination: reject the stream at this byte; -1 never */
-	MigSimDevFailMode fail_mode;
+	MigdSimDevFailMode fail_mode;
 	/* generate every chunk when it is served or checked instead of keeping the whole
 	 * state in memory (what states above 1 GiB always do) */
 	gboolean stream_only;
-} MigSimDevConfig;
+} MigdSimDevConfig;
 
-typedef struct MigSimDev MigSimDev;
+typedef struct MigdSimDev MigdSimDev;
 
-GQuark mig_simdev_error_quark(void);
+GQuark migd_simdev_error_quark(void);
 
 /* "sim,id=ID,size=SIZE[,precopy=SIZE][,read-rate=RATE][,load-rate=RATE]
  * [,load-latency=US][,load-chunk=SIZE][,seed=N][,fail-at=OFFSET][,fail-mode=verdict|abort]";
  * sizes and rates take K/M/G/T suffixes (powers of 1024; rates are bytes/s). */
-gboolean mig_simdev_parse(const char *spec, MigSimDevConfig *cfg, GError **err);
+gboolean migd_simdev_parse(const char *spec, MigdSimDevConfig *cfg, GError **err);
 
-MigSimDev *mig_simdev_new(const MigSimDevConfig *cfg);
+MigdSimDev *migd_simdev_new(const MigdSimDevConfig *cfg);
 /* Stops and joins the device's thread, if any, and closes its pipe ends. */
-void mig_simdev_free(MigSimDev *d);
-const char *mig_simdev_id(const MigSimDev *d);
+void migd_simdev_free(MigdSimDev *d);
+const char *migd_simdev_id(const MigdSimDev *d);
 
-/* The ops for mig_session_add_device, with the MigSimDev as opaque. */
-extern const MigDeviceOps mig_simdev_ops;
+/* The ops for mig_session_add_device, with the MigdSimDev as opaque. */
+extern const MigDeviceOps migd_simdev_ops;

@@ -10,32 +10,32 @@
 #include <unistd.h>
 
 typedef struct Side {
-	MigGuest *guest;
+	MigdGuest *guest;
 	MigSession *s;
 } Side;
 
 
 static Side side_new(const char *name, gboolean incoming, const char *workload, guint64 size)
 {
-	MigGuestConfig cfg = { .mem_size = size, .backend = MIG_MEM_ANON, .vcpus = 2, .seed = 77, .incoming = incoming };
+	MigdGuestConfig cfg = { .mem_size = size, .backend = MIG_MEM_ANON, .vcpus = 2, .seed = 77, .incoming = incoming };
 	g_autoptr(GError) err = NULL;
 	Side sd;
 
-	g_assert_true(mig_workload_parse(workload, &cfg.workload, &err));
-	sd.guest = mig_guest_new(&cfg, &err);
+	g_assert_true(migd_workload_parse(workload, &cfg.workload, &err));
+	sd.guest = migd_guest_new(&cfg, &err);
 	g_assert_no_error(err);
 	sd.s = mig_session_new(name);
-	mig_session_set_vm(sd.s, &mig_guest_vm_ops, sd.guest, incoming ? MIG_RUN_INMIGRATE : MIG_RUN_RUNNING);
-	mig_session_add_ram(sd.s, mig_guest_ram(sd.guest));
+	mig_session_set_vm(sd.s, &migd_guest_vm_ops, sd.guest, incoming ? MIG_RUN_INMIGRATE : MIG_RUN_RUNNING);
+	mig_session_add_ram(sd.s, migd_guest_ram(sd.guest));
 	if (!incoming)
-		mig_guest_cont(sd.guest);
+		migd_guest_cont(sd.guest);
 	return sd;
 }
 
 static void side_free(Side *sd)
 {
 	mig_session_free(sd->s);
-	mig_guest_free(sd->guest);
+	migd_guest_free(sd->guest);
 }
 
 static MigStatus wait_final(MigSession *s, gint64 timeout_s)
@@ -81,8 +81,8 @@ static void assert_intact(Side *dst, guint64 want_total)
 {
 	guint64 checked, failed, total;
 
-	g_assert_true(mig_guest_wait_verified(dst->guest, 30 * G_USEC_PER_SEC));
-	mig_guest_integrity(dst->guest, &checked, &failed, &total);
+	g_assert_true(migd_guest_wait_verified(dst->guest, 30 * G_USEC_PER_SEC));
+	migd_guest_integrity(dst->guest, &checked, &failed, &total);
 	g_assert_cmpuint(total, ==, want_total);
 	g_assert_cmpuint(checked, ==, total);
 	g_assert_cmpuint(failed, ==, 0);
@@ -172,7 +172,7 @@ static void test_custom_tracker(void)
 	mig_session_set_dirty_tracker(src.s, all_dirty_new, &c);
 	migrate_ok(&src, &dst, uri);
 	g_assert_cmpuint(c.made, ==, 1);
-	g_assert_true(c.block == mig_guest_ram(src.guest));
+	g_assert_true(c.block == migd_guest_ram(src.guest));
 	g_assert_cmpuint(c.syncs, >=, 2);   /* the first pass, and the stopped one at least */
 	g_assert_cmpuint(c.freed, ==, 1);
 	/* an idle guest dirties nothing: only this tracker makes every pass send it all */
@@ -230,7 +230,7 @@ static void test_size_mismatch(void)
 	g_assert_cmpint(log.worst, ==, MIG_LOG_ERROR);
 	g_assert_true(g_str_has_prefix(log.text->str, "src: migration failed: "));
 	g_assert_nonnull(strstr(log.text->str, desc));
-	mig_guest_self_check(src.guest, &checked, &failed);
+	migd_guest_self_check(src.guest, &checked, &failed);
 	g_assert_cmpuint(failed, ==, 0);
 	side_free(&src);
 	side_free(&dst);

@@ -14,23 +14,23 @@
  * compared in place) and devices generating each chunk on the fly. */
 static gboolean stream_only;
 
-static MigSimDev *dev_new(const char *spec)
+static MigdSimDev *dev_new(const char *spec)
 {
 	g_autoptr(GError) err = NULL;
-	MigSimDevConfig cfg;
+	MigdSimDevConfig cfg;
 
-	g_assert_true(mig_simdev_parse(spec, &cfg, &err));
+	g_assert_true(migd_simdev_parse(spec, &cfg, &err));
 	g_assert_no_error(err);
 	cfg.stream_only = stream_only;
-	return mig_simdev_new(&cfg);
+	return migd_simdev_new(&cfg);
 }
 
-static void set_state(MigSimDev *d, MigDevState st, int *fd)
+static void set_state(MigdSimDev *d, MigDevState st, int *fd)
 {
 	g_autoptr(GError) err = NULL;
 	int dummy;
 
-	g_assert_true(mig_simdev_ops.set_state(d, st, fd ? fd : &dummy, &err));
+	g_assert_true(migd_simdev_ops.set_state(d, st, fd ? fd : &dummy, &err));
 	g_assert_no_error(err);
 	if (!fd)
 		g_assert_cmpint(dummy, ==, -1);
@@ -56,7 +56,7 @@ static void read_into(int fd, GByteArray *out, gsize max)
  * the rest in STOP_COPY. */
 static GByteArray *source_state(const char *spec, gsize pre_read)
 {
-	MigSimDev *src = dev_new(spec);
+	MigdSimDev *src = dev_new(spec);
 	GByteArray *out = g_byte_array_new();
 	guint64 initial, dirty, stop_copy, pre_stop_copy = 0;
 	int fd;
@@ -64,21 +64,21 @@ static GByteArray *source_state(const char *spec, gsize pre_read)
 	if (pre_read) {
 		set_state(src, MIG_DEV_PRE_COPY, &fd);
 		read_into(fd, out, pre_read);
-		g_assert_true(mig_simdev_ops.precopy_info(src, &initial, &dirty, NULL));
+		g_assert_true(migd_simdev_ops.precopy_info(src, &initial, &dirty, NULL));
 		g_assert_cmpuint(dirty, ==, 0);
-		g_assert_true(mig_simdev_ops.data_size(src, &pre_stop_copy, NULL));
+		g_assert_true(migd_simdev_ops.data_size(src, &pre_stop_copy, NULL));
 		g_assert_cmpuint(pre_stop_copy, >=, initial);
 		close(fd);
 	}
 	set_state(src, MIG_DEV_STOP_COPY, &fd);
-	g_assert_true(mig_simdev_ops.data_size(src, &stop_copy, NULL));
+	g_assert_true(migd_simdev_ops.data_size(src, &stop_copy, NULL));
 	if (pre_read)   /* what was not read in pre-copy is in the stop-copy stream */
 		g_assert_cmpuint(stop_copy, ==, pre_stop_copy);
 	read_into(fd, out, G_MAXSIZE);
 	g_assert_cmpuint(out->len, ==, pre_read + stop_copy);
 	close(fd);
 	set_state(src, MIG_DEV_STOP, NULL);
-	mig_simdev_free(src);
+	migd_simdev_free(src);
 	return out;
 }
 
@@ -86,7 +86,7 @@ static GByteArray *source_state(const char *spec, gsize pre_read)
  * loaded); *query_out gets the device's query members as JSON. */
 static char *load_state(const char *spec, const guint8 *p, gsize n, char **query_out)
 {
-	MigSimDev *dst = dev_new(spec);
+	MigdSimDev *dst = dev_new(spec);
 	g_autoptr(GError) err = NULL;
 	g_autoptr(JsonBuilder) b = json_builder_new();
 	g_autoptr(JsonGenerator) gen = json_generator_new();
@@ -106,8 +106,8 @@ static char *load_state(const char *spec, const guint8 *p, gsize n, char **query
 		n -= (gsize)w;
 	}
 	close(fd);   /* before RESUMING -> STOP: the device waits for EOF */
-	mig_simdev_ops.set_state(dst, MIG_DEV_STOP, &dummy, &err);
-	mig_simdev_ops.query(dst, q);
+	migd_simdev_ops.set_state(dst, MIG_DEV_STOP, &dummy, &err);
+	migd_simdev_ops.query(dst, q);
 	json_builder_begin_object(b);
 	mig_qmp_add_value_members(b, q);   /* as query-migrate shows it */
 	json_builder_end_object(b);
@@ -115,7 +115,7 @@ static char *load_state(const char *spec, const guint8 *p, gsize n, char **query
 	json_generator_set_root(gen, root);
 	if (query_out)
 		*query_out = json_generator_to_data(gen, NULL);
-	mig_simdev_free(dst);
+	migd_simdev_free(dst);
 	return err ? g_strdup(err->message) : NULL;
 }
 
@@ -153,30 +153,30 @@ static void test_clean_stream(void)
 
 static void test_precopy_info(void)
 {
-	MigSimDev *src = dev_new("sim,id=a,size=1M,precopy=256K");
+	MigdSimDev *src = dev_new("sim,id=a,size=1M,precopy=256K");
 	g_autoptr(GByteArray) got = g_byte_array_new();
 	g_autoptr(GError) err = NULL;
 	guint64 initial, dirty, size;
 	int fd;
 
-	g_assert_false(mig_simdev_ops.precopy_info(src, &initial, &dirty, &err));
+	g_assert_false(migd_simdev_ops.precopy_info(src, &initial, &dirty, &err));
 	g_assert_cmpint(err->code, ==, EINVAL);
-	g_assert_true(mig_simdev_ops.data_size(src, &size, NULL));
+	g_assert_true(migd_simdev_ops.data_size(src, &size, NULL));
 	g_assert_cmpuint(size, ==, (1u << 20) + (256u << 10));
 	set_state(src, MIG_DEV_PRE_COPY, &fd);
-	g_assert_true(mig_simdev_ops.precopy_info(src, &initial, &dirty, NULL));
+	g_assert_true(migd_simdev_ops.precopy_info(src, &initial, &dirty, NULL));
 	g_assert_cmpuint(initial, ==, 256u << 10);   /* however much the thread wrote: none read */
 	read_into(fd, got, 100000);
-	g_assert_true(mig_simdev_ops.precopy_info(src, &initial, &dirty, NULL));
+	g_assert_true(migd_simdev_ops.precopy_info(src, &initial, &dirty, NULL));
 	g_assert_cmpuint(initial, ==, (256u << 10) - 100000);
 	read_into(fd, got, G_MAXSIZE);   /* EOF after exactly the pre-copy bytes */
 	g_assert_cmpuint(got->len, ==, 256u << 10);
-	g_assert_true(mig_simdev_ops.precopy_info(src, &initial, &dirty, NULL));
+	g_assert_true(migd_simdev_ops.precopy_info(src, &initial, &dirty, NULL));
 	g_assert_cmpuint(initial, ==, 0);
-	g_assert_true(mig_simdev_ops.data_size(src, &size, NULL));
+	g_assert_true(migd_simdev_ops.data_size(src, &size, NULL));
 	g_assert_cmpuint(size, ==, 1u << 20);
 	close(fd);
-	mig_simdev_free(src);
+	migd_simdev_free(src);
 }
 
 typedef enum Damage { FLIP, DROP, DUP, SWAP, TRUNCATE, EXTRA } Damage;
@@ -279,13 +279,13 @@ static void test_fail_at(void)
 
 static void test_read_rate(void)
 {
-	MigSimDev *src = dev_new("sim,id=slow,size=8M,read-rate=64M");
+	MigdSimDev *src = dev_new("sim,id=slow,size=8M,read-rate=64M");
 	g_autoptr(GByteArray) got = g_byte_array_new();
 	guint64 rd, ld;
 	gint64 t0;
 	int fd;
 
-	mig_simdev_ops.rates(src, &rd, &ld);
+	migd_simdev_ops.rates(src, &rd, &ld);
 	g_assert_cmpuint(rd, ==, 64u << 20);
 	g_assert_cmpuint(ld, ==, 0);
 	t0 = g_get_monotonic_time();
@@ -295,7 +295,7 @@ static void test_read_rate(void)
 	/* 125 ms of device time; only a lower bound, the machine may be slower */
 	g_assert_cmpint(g_get_monotonic_time() - t0, >=, 100000);
 	close(fd);
-	mig_simdev_free(src);
+	migd_simdev_free(src);
 }
 
 static void test_load_rate(void)
@@ -320,15 +320,15 @@ static void test_load_rate(void)
 
 static void test_rates_reported(void)
 {
-	MigSimDev *d = dev_new("sim,id=r,size=1M,read-rate=1G,load-rate=1G,load-latency=1000");
+	MigdSimDev *d = dev_new("sim,id=r,size=1M,read-rate=1G,load-rate=1G,load-latency=1000");
 	guint64 rd, ld;
 
-	mig_simdev_ops.rates(d, &rd, &ld);
+	migd_simdev_ops.rates(d, &rd, &ld);
 	g_assert_cmpuint(rd, ==, 1u << 30);
 	/* 1 MiB costs 1/1024 s at 1 GiB/s plus 1 ms: about half the raw rate */
 	g_assert_cmpuint(ld, >, 500u << 20);
 	g_assert_cmpuint(ld, <, 530u << 20);
-	mig_simdev_free(d);
+	migd_simdev_free(d);
 }
 
 /* Is a thread of this process named want (within 2 s: a new thread names itself)? */
@@ -352,9 +352,9 @@ static gboolean thread_named(const char *want)
 /* Threads are named and stop promptly wherever the engine abandons them. */
 static void test_abandon(void)
 {
-	MigSimDev *src = dev_new("sim,id=ab,size=64M,precopy=64M");
-	MigSimDev *dst = dev_new("sim,id=ab,size=64M,load-rate=1M");
-	MigSimDev *longer = dev_new("sim,id=nic-0,size=1M,precopy=4M");
+	MigdSimDev *src = dev_new("sim,id=ab,size=64M,precopy=64M");
+	MigdSimDev *dst = dev_new("sim,id=ab,size=64M,load-rate=1M");
+	MigdSimDev *longer = dev_new("sim,id=nic-0,size=1M,precopy=4M");
 	g_autoptr(MigValue) q = mig_value_new_object();
 	gint64 t0 = g_get_monotonic_time();
 	int fd, wfd, dummy;
@@ -366,39 +366,39 @@ static void test_abandon(void)
 	close(dummy);
 	set_state(src, MIG_DEV_RUNNING, NULL);       /* a failed migration: back to running */
 	set_state(src, MIG_DEV_PRE_COPY, &fd);
-	mig_simdev_free(src);                        /* free in the middle of pre-copy */
+	migd_simdev_free(src);                        /* free in the middle of pre-copy */
 	close(fd);
 
 	set_state(dst, MIG_DEV_RESUMING, &wfd);
 	g_assert_true(thread_named("mig/dev/ab/load"));
 	set_state(longer, MIG_DEV_PRE_COPY, &fd);
 	g_assert_true(thread_named("mig/dev/nic-0/s"));   /* cut, not the creator's name */
-	mig_simdev_free(longer);
+	migd_simdev_free(longer);
 	close(fd);
 	set_state(dst, MIG_DEV_ERROR, NULL);   /* the engine gives up: the load is cancelled */
-	mig_simdev_ops.query(dst, q);
+	migd_simdev_ops.query(dst, q);
 	g_assert_cmpstr(mig_value_get(q, "result")->s, ==, "failed");
 	g_assert_cmpstr(mig_value_get(q, "error")->s, ==, "loading cancelled at state byte 0");
-	mig_simdev_free(dst);
+	migd_simdev_free(dst);
 	close(wfd);
 	g_assert_cmpint(g_get_monotonic_time() - t0, <, 10 * G_USEC_PER_SEC);   /* not hung */
 }
 
 static void test_bad_transitions(void)
 {
-	MigSimDev *d = dev_new("sim,id=t,size=4K");
+	MigdSimDev *d = dev_new("sim,id=t,size=4K");
 	g_autoptr(GError) err = NULL;
 	int fd;
 
 	set_state(d, MIG_DEV_STOP, NULL);
-	g_assert_false(mig_simdev_ops.set_state(d, MIG_DEV_PRE_COPY, &fd, &err));
+	g_assert_false(migd_simdev_ops.set_state(d, MIG_DEV_PRE_COPY, &fd, &err));
 	g_assert_cmpstr(err->message, ==, "simulated device cannot go from stop to pre-copy");
 	g_assert_cmpint(fd, ==, -1);
 	g_clear_error(&err);
 	set_state(d, MIG_DEV_RESUMING, &fd);
-	g_assert_false(mig_simdev_ops.set_state(d, MIG_DEV_STOP_COPY, &fd, &err));
+	g_assert_false(migd_simdev_ops.set_state(d, MIG_DEV_STOP_COPY, &fd, &err));
 	g_assert_nonnull(strstr(err->message, "from resuming to stop-copy"));
-	mig_simdev_free(d);
+	migd_simdev_free(d);
 }
 
 static void test_bad_specs(void)
@@ -430,9 +430,9 @@ static void test_bad_specs(void)
 
 	for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
 		g_autoptr(GError) err = NULL;
-		MigSimDevConfig cfg;
+		MigdSimDevConfig cfg;
 
-		g_assert_false(mig_simdev_parse(cases[i].spec, &cfg, &err));
+		g_assert_false(migd_simdev_parse(cases[i].spec, &cfg, &err));
 		g_test_message("'%s': %s", cases[i].spec, err->message);
 		g_assert_nonnull(strstr(err->message, cases[i].want));
 	}
@@ -441,9 +441,9 @@ static void test_bad_specs(void)
 static void test_good_spec(void)
 {
 	g_autoptr(GError) err = NULL;
-	MigSimDevConfig cfg;
+	MigdSimDevConfig cfg;
 
-	g_assert_true(mig_simdev_parse("sim,id=nic-0,size=100M,precopy=1G,read-rate=2G,load-rate=1G,"
+	g_assert_true(migd_simdev_parse("sim,id=nic-0,size=100M,precopy=1G,read-rate=2G,load-rate=1G,"
 				       "load-latency=250,load-chunk=64K,seed=0x10,fail-at=4K,fail-mode=abort",
 				       &cfg, &err));
 	g_assert_cmpstr(cfg.id, ==, "nic-0");
@@ -455,8 +455,8 @@ static void test_good_spec(void)
 	g_assert_cmpuint(cfg.load_chunk, ==, 64u << 10);
 	g_assert_cmpuint(cfg.seed, ==, 16);
 	g_assert_cmpint(cfg.fail_at, ==, 4096);
-	g_assert_cmpint(cfg.fail_mode, ==, MIG_SIMDEV_FAIL_ABORT);
-	g_assert_true(mig_simdev_parse("sim,id=b,size=0", &cfg, &err));
+	g_assert_cmpint(cfg.fail_mode, ==, MIGD_SIMDEV_FAIL_ABORT);
+	g_assert_true(migd_simdev_parse("sim,id=b,size=0", &cfg, &err));
 	g_assert_cmpint(cfg.fail_at, ==, -1);
 	g_assert_cmpuint(cfg.load_chunk, ==, 1u << 20);
 	g_assert_cmpuint(cfg.seed, ==, 1);
