@@ -3,7 +3,8 @@
 each other in a circle.
 
 Layers, top to bottom: tools/ -> engine/ -> channels/, uffd/ (bpf/ beside the engine,
-used by tools). Inside engine/ the core (files directly in engine/) is the floor the
+used by tools; tools/ and engine/qmp/ see only the public <mig/...> headers and
+engine/qmp/). Inside engine/ the core (files directly in engine/) is the floor the
 two halves stand on; engine/src/ (source) and engine/dst/ (destination) never see each
 other, and the core reaches up into a half only through that half's entry header
 (engine/src/src.h, engine/dst/dst.h). engine/qmp/ is an adapter over the core's API.
@@ -74,6 +75,8 @@ def include_rules(files):
                 bad.append(f'{path}: the {g} half includes {inc} (QMP is a layer over the engine)')
             elif path in ENTRY and ig != 'core':
                 bad.append(f'{path}: an entry header includes {inc}; it may name core types only')
+            elif g in ('qmp', 'tools') and ig in ('core', 'src', 'dst'):
+                bad.append(f'{path}: {g}/ includes {inc}, an engine internal (only <mig/...> and engine/qmp/)')
     return bad
 
 
@@ -131,7 +134,7 @@ def cycles(graph):
 
 
 def main():
-    files = [f for top in ('engine', 'channels', 'uffd', 'bpf') for f in sources(top)]
+    files = [f for top in ('engine', 'channels', 'uffd', 'bpf', 'tools') for f in sources(top)]
     bad = include_rules(files)
     graph = call_graph([f for f in files if f.startswith('engine/') and f.endswith('.c')])
     for comp in cycles(graph):
