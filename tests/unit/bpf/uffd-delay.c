@@ -7,17 +7,24 @@
  * read it. Pages are dropped between passes so every touch is a fresh fault.
  *
  *   uffd-delay --mem 4k|2m --threads N --delay-us D [--faults F] [--rounds R] [--wait]
- *              [--gup]
+ *              [--gup] [--perf-wait]
  *
  * Prints one JSON line per round: count and p50/p90/p99/max of the true latencies. With
  * --wait it prints "ready PID ROUND" and reads a line from stdin before each round, so a
  * driver can attach a tracer first (or detach it, for the overhead comparison). --gup
  * touches through process_vm_readv(), so the faults come from get_user_pages() in the
  * kernel, as KVM's do, instead of a user-mode access.
+ *
+ * --perf-wait also times each wait the way mig-faultlat defines one, from the page
+ * fault to the thread's first switch-in after it blocked, with the kernel's own records
+ * (perf-wait.h), and checks that each lies inside its stopwatch interval. The round's
+ * JSON then has a "wait" object with the same figures for those, and "unslept": touches
+ * whose thread never blocked (the page came first), timed to the stopwatch's end.
  * Exit 77 with a SKIP-REASON line when the kernel lacks userfaultfd or huge pages. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -33,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "perf-wait.h"
 #include "uffd/uffd.h"
 #include "tests/unit/uffd/uffd-testmem.h"
 
@@ -50,6 +58,7 @@ struct opts {
 	int rounds;
 	bool wait;
 	bool gup;
+	bool perf_wait;
 };
 
 struct region {
@@ -88,6 +97,8 @@ struct faulter {
 	int passes;		/* per round */
 	uint64_t *lat;		/* this round's latencies, ns */
 	size_t nlat;
+	uint64_t *wlat;		/* the same touches' waits (--perf-wait), ns */
+	size_t unslept;
 	int err;
 };
 
@@ -102,7 +113,7 @@ static uint64_t now_ns(void)
 static void usage(const char *argv0)
 {
 	fprintf(stderr, "usage: %s --mem 4k|2m --threads N --delay-us D [--faults F] "
-		"[--rounds R] [--wait] [--gup]\n", argv0);
+		"[--rounds R] [--wait] [--gup] [--perf-wait]\n", argv0);
 	exit(2);
 }
 
@@ -116,6 +127,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		{ "rounds", required_argument, NULL, 'r' },
 		{ "wait", no_argument, NULL, 'w' },
 		{ "gup", no_argument, NULL, 'g' },
+		{ "perf-wait", no_argument, NULL, 'P' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -148,6 +160,9 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case 'g':
 			o->gup = true;
+			break;
+		case 'P':
+			o->perf_wait = true;
 			break;
 		default:
 			usage(argv[0]);
@@ -289,48 +304,86 @@ static void *handler_main(void *arg)
 
 /* ---- the faulting threads ---- */
 
-/* One fresh page, timed around the access itself. */
-static int64_t touch(char *p, bool gup)
+/* One fresh page, timed around the access itself: t[0] before, t[1] after. */
+static int touch(char *p, bool gup, uint64_t t[2])
 {
 	struct iovec local, remote = { .iov_base = p, .iov_len = 1 };
-	uint64_t t0, t1;
 	char c;
 	ssize_t n = 1;
 
 	local = (struct iovec){ .iov_base = &c, .iov_len = 1 };
-	t0 = now_ns();
+	t[0] = now_ns();
 	__asm__ __volatile__("" ::: "memory");
 	if (gup)
 		n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
 	else
 		*(volatile char *)p = 1;
 	__asm__ __volatile__("" ::: "memory");
-	t1 = now_ns();
-	return n == 1 ? (int64_t)(t1 - t0) : -errno;
+	t[1] = now_ns();
+	return n == 1 ? 0 : -errno;
+}
+
+/* The kernel's view of the touch just timed: from the fault to the return to running.
+ * It must lie inside the stopwatch's interval, which holds the exception entry before
+ * it and the retry and return to user mode after it. */
+static int touch_wait(struct faulter *f, struct perf_wait *pw, char *p, const uint64_t t[2])
+{
+	struct perf_wait_span w;
+	int err;
+
+	err = perf_wait_span(pw, (uintptr_t)p, f->mem->pgsz, f->o->gup, &w);
+	if (err) {
+		fprintf(stderr, "uffd-delay: %s\n", err == -ENOENT ? "no fault event for a touched page"
+			: err == -EOVERFLOW ? "perf records lost" : "bad perf record");
+		return err;
+	}
+	/* Never blocked: the page came first. The stopwatch is all there is to time it. */
+	if (!w.end) {
+		f->unslept++;
+		w.start = w.start ? w.start : t[0];
+		w.end = t[1];
+	}
+	if (w.start < t[0] || w.end > t[1] || w.end < w.start) {
+		fprintf(stderr, "uffd-delay: wait %" PRIu64 "..%" PRIu64 " outside its touch %" PRIu64
+			"..%" PRIu64 "\n", w.start, w.end, t[0], t[1]);
+		return -ERANGE;
+	}
+	f->wlat[f->nlat] = w.end - w.start;
+	return 0;
 }
 
 static void *faulter_main(void *arg)
 {
 	struct faulter *f = arg;
 	size_t per = PAGES_PER_PASS / (size_t)f->o->threads, first = per * (size_t)f->idx;
-	int64_t ns;
+	struct perf_wait pw = { .fd = -1, .ring = MAP_FAILED };
+	uint64_t t[2];
+	char *p;
 
+	if (f->o->perf_wait)
+		f->err = perf_wait_open(&pw);
 	for (int r = 0; r < f->o->rounds; r++) {
 		for (int pass = 0; pass < f->passes; pass++) {
 			pthread_barrier_wait(f->start);
 			/* main() read last round's lat[] before letting us past start. */
-			if (!pass)
+			if (!pass) {
 				f->nlat = 0;
+				f->unslept = 0;
+			}
 			for (size_t i = 0; i < per && !f->err; i++) {
-				ns = touch(f->mem->base + (first + i) * f->mem->pgsz, f->o->gup);
-				if (ns < 0)
-					f->err = (int)ns;
-				else
-					f->lat[f->nlat++] = (uint64_t)ns;
+				p = f->mem->base + (first + i) * f->mem->pgsz;
+				if (f->o->perf_wait)
+					perf_wait_drain(&pw);
+				f->err = touch(p, f->o->gup, t);
+				if (!f->err && f->o->perf_wait)
+					f->err = touch_wait(f, &pw, p, t);
+				if (!f->err)
+					f->lat[f->nlat++] = t[1] - t[0];
 			}
 			pthread_barrier_wait(f->done);
 		}
 	}
+	perf_wait_close(&pw);
 	return NULL;
 }
 
@@ -356,23 +409,40 @@ static double pct_us(const uint64_t *sorted, size_t n, double p)
 	return (double)sorted[rank - 1] / 1e3;
 }
 
-static void print_round(const struct opts *o, int round, struct faulter *f, uint64_t *all)
+/* "count", the percentiles, max and mean of every thread's lat[] (or wlat[]). */
+static void print_stats(struct faulter *f, int threads, bool waits, uint64_t *all)
 {
 	double sum = 0;
 	size_t n = 0;
 
-	for (int t = 0; t < o->threads; t++)
+	for (int t = 0; t < threads; t++)
 		for (size_t i = 0; i < f[t].nlat; i++)
-			all[n++] = f[t].lat[i];
+			all[n++] = waits ? f[t].wlat[i] : f[t].lat[i];
 	qsort(all, n, sizeof(*all), cmp_u64);
 	for (size_t i = 0; i < n; i++)
 		sum += (double)all[i];
-	printf("{\"mem\":\"%s\",\"threads\":%d,\"delay_us\":%ld,\"gup\":%s,\"round\":%d,"
-	       "\"count\":%zu,\"p50_us\":%.3f,\"p90_us\":%.3f,\"p99_us\":%.3f,\"max_us\":%.3f,"
-	       "\"mean_us\":%.3f}\n", o->pgsz == 4096 ? "4K" : "2M", o->threads, o->delay_us,
-	       o->gup ? "true" : "false", round, n, n ? pct_us(all, n, 50) : 0,
-	       n ? pct_us(all, n, 90) : 0, n ? pct_us(all, n, 99) : 0,
-	       n ? (double)all[n - 1] / 1e3 : 0, n ? sum / (double)n / 1e3 : 0);
+	printf("\"count\":%zu,\"p50_us\":%.3f,\"p90_us\":%.3f,\"p99_us\":%.3f,\"max_us\":%.3f,"
+	       "\"mean_us\":%.3f", n, n ? pct_us(all, n, 50) : 0, n ? pct_us(all, n, 90) : 0,
+	       n ? pct_us(all, n, 99) : 0, n ? (double)all[n - 1] / 1e3 : 0,
+	       n ? sum / (double)n / 1e3 : 0);
+}
+
+static void print_round(const struct opts *o, int round, struct faulter *f, uint64_t *all)
+{
+	size_t unslept = 0;
+
+	printf("{\"mem\":\"%s\",\"threads\":%d,\"delay_us\":%ld,\"gup\":%s,\"round\":%d,",
+	       o->pgsz == 4096 ? "4K" : "2M", o->threads, o->delay_us, o->gup ? "true" : "false",
+	       round);
+	print_stats(f, o->threads, false, all);
+	if (o->perf_wait) {
+		for (int t = 0; t < o->threads; t++)
+			unslept += f[t].unslept;
+		printf(",\"wait\":{");
+		print_stats(f, o->threads, true, all);
+		printf(",\"unslept\":%zu}", unslept);
+	}
+	printf("}\n");
 	fflush(stdout);
 }
 
@@ -475,6 +545,17 @@ int main(int argc, char **argv)
 		unmap_region(&mem);
 		return EXIT_SKIP;
 	}
+	if (o.perf_wait) {
+		struct perf_wait pw;
+
+		err = perf_wait_open(&pw);
+		if (err) {
+			printf("SKIP-REASON: kernel lacks perf software events (%s)\n", strerror(-err));
+			unmap_region(&mem);
+			return EXIT_SKIP;
+		}
+		perf_wait_close(&pw);
+	}
 	h->stopfd = eventfd(0, EFD_CLOEXEC);
 	h->pgsz = o.pgsz;
 	h->src = src;
@@ -486,7 +567,8 @@ int main(int argc, char **argv)
 		f[t] = (struct faulter){ .idx = t, .o = &o, .mem = &mem, .start = &start,
 					 .done = &done, .passes = passes };
 		f[t].lat = calloc(per_thread, sizeof(uint64_t));
-		if (!f[t].lat)
+		f[t].wlat = calloc(per_thread, sizeof(uint64_t));
+		if (!f[t].lat || !f[t].wlat)
 			return 1;
 	}
 	err = start_threads(&o, h, f);
@@ -500,6 +582,7 @@ int main(int argc, char **argv)
 	for (int t = 0; t < o.threads; t++) {
 		pthread_join(f[t].th, NULL);
 		free(f[t].lat);
+		free(f[t].wlat);
 	}
 	if (write(h->stopfd, &one, sizeof(one)) != sizeof(one))
 		err = err ? err : -errno;
