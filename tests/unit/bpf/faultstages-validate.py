@@ -9,16 +9,21 @@ lets the requests run, and checks:
 - the counts are exact: complete, incomplete (the source skipped page_queued/page_sent),
   unfinished (never placed), repeated faults, and the probe hits of the traced
   processes only (the decoy must not show);
-- each hop's p50 and p90, and the total's, are within 10 % or 5 us of the truth (the
-  probe is timed right before it fires; the tracer's timestamp comes a trap later at
-  both ends of a hop); p99s within 25 % or 20 us.
+- each hop's p50, p90 and p99, and the total's, lie within what the stopwatch allows.
 
-Why the p99s get more room: the processes busy-wait on a 2-CPU machine, and a preemption
-between reading the stopwatch and the probe moves one sample by tens of microseconds.
-That is noise in the truth, not in the tool, but a p99 is the 4th largest of 400 values
-and moves with a few such samples. A failing run is repeated once and passes if the
-second one does (both are printed), as in faultlat-validate.py; the counts must be exact
-in the run that passes, and a systematic error fails both runs.
+usdt-stages reads the clock right before and right after each probe, and the tracer's
+timestamp lies between the two. So each request's true hop, as a tracer sees it, is
+between lo (the second probe's before minus the first's after) and hi (the second's
+after minus the first's before), and a nearest-rank percentile of the tool's hops lies
+between the same percentile of lo and of hi: an exact check, which needs no tolerance
+beyond the clocks' rounding. The bracket is as wide as a uprobe trap, about 5 us per
+probe on the VM of docs/faultlat.md, and wider when the thread is preempted inside the
+trap (the handler runs on the way back to user mode, after any pending reschedule).
+That variable lag is why the earlier check against the before-stamps alone (within
+10 % or 5 us) failed now and then on a p90 or a p99.
+
+A failing run is repeated once and passes if the second one does (both are printed),
+as in faultlat-validate.py; the counts must be exact in the run that passes.
 
     faultstages-validate.py --tool PATH --prog PATH [--requests N]
 
@@ -57,10 +62,13 @@ def wait_line(q, prefix, timeout, what):
             return line
 
 
-def within(got, truth, pct):
-    if pct == "p99_us":
-        return abs(got - truth) <= max(0.25 * abs(truth), 20.0)
-    return abs(got - truth) <= max(0.10 * abs(truth), 5.0)
+# Both sides print whole nanoseconds in us; bpf_ktime_get_ns() and the vDSO read one
+# clock.
+ROUNDING_US = 0.002
+
+
+def inside(got, lo, hi):
+    return lo - ROUNDING_US <= got <= hi + ROUNDING_US
 
 
 def run(args):
@@ -118,17 +126,18 @@ def run(args):
     if got["lost"] or got["map_full"]:
         fails.append("lost %d, map full %d" % (got["lost"], got["map_full"]))
 
-    print("%-36s %22s %22s %22s" % ("hop", "p50 truth / tool", "p90 truth / tool", "p99 truth / tool"))
+    print("%-36s %30s %30s %30s" % ("hop", "p50 lo..hi / tool (width)", "p90 lo..hi / tool (width)",
+                                    "p99 lo..hi / tool (width)"))
     for t, g in zip(truth["hops"] + [truth["total"]], got["hops"] + [got["total"]]):
         name = "%s -> %s" % (g["from"], g["to"])
         row = []
         for p in ("p50_us", "p90_us", "p99_us"):
-            row.append("%9.1f / %-9.1f" % (t[p], g[p]))
-            if not within(g[p], t[p], p):
-                fails.append("%s %s: %.1f, truth %.1f" % (name, p[:3], g[p], t[p]))
+            row.append("%6.1f..%-6.1f / %6.1f (%4.1f)" % (t["lo"][p], t["hi"][p], g[p], t["width"][p]))
+            if not inside(g[p], t["lo"][p], t["hi"][p]):
+                fails.append("%s %s: %.3f, truth %.3f..%.3f" % (name, p[:3], g[p], t["lo"][p], t["hi"][p]))
         if g["count"] != t["count"]:
             fails.append("%s count %d, truth %d" % (name, g["count"], t["count"]))
-        print("%-36s %s" % (name, " ".join("%22s" % c for c in row)))
+        print("%-36s %s" % (name, " ".join("%30s" % c for c in row)))
     print("counts: %s; truth %s" % (json.dumps(req), json.dumps({k: truth[k] for k in
                                                                     ("complete", "incomplete", "unfinished")})))
     return fails

@@ -6,7 +6,10 @@
  * page_placed), a child the source (request_received, page_queued, page_sent); a pipe
  * carries each request and its answer. Every hop is a busy wait of a pseudo-random
  * length, and every probe is timed with CLOCK_MONOTONIC (bpf_ktime_get_ns()'s clock)
- * right before it fires. Besides the complete requests:
+ * right before it fires and right after it returns: the tracer's timestamp lies between
+ * the two. That bracket is as wide as the probe's trap, and wider when the thread is
+ * preempted in the trap: the uprobe handler runs on the way back to user mode, after
+ * any pending reschedule. Besides the complete requests:
  *  - every --skip-every'th request the source answers without page_queued/page_sent
  *    (as migd does for a page the bulk lane already sent): incomplete;
  *  - every 7th request faults twice (the second fault_read must not restart it);
@@ -18,7 +21,12 @@
  *
  * With --wait it prints "ready DSTPID SRCPID DECOYPID" and waits for a line on stdin.
  * At the end it prints one JSON line: the counts and, over the complete requests, the
- * nearest-rank p50/p90/p99 of each hop and of the total, in µs. */
+ * nearest-rank p50/p90/p99 of each hop and of the total, in µs, from the stamps before
+ * the probes; "lo" and "hi", the same percentiles of each request's shortest and
+ * longest hop its brackets allow (the second stage's before minus the first's after,
+ * and the other way round); and "width", the percentiles of the brackets of the hop's
+ * two stages. A tracer that is right on every request has each percentile between lo's
+ * and hi's. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -41,8 +49,21 @@
 #define PROBE(name, block, offset) do { (void)(block); (void)(offset); } while (0)
 #endif
 
+/* A probe of one request's stage, bracketed by the stopwatch. */
+#define STAMPED(st, stage, name, block, offset) do {		\
+	(st)->before[stage] = now_ns();				\
+	PROBE(name, block, offset);				\
+	(st)->after[stage] = now_ns();				\
+} while (0)
+
+/* One request's probes: stamped right before and right after each. */
+struct stamps {
+	uint64_t before[FS_NR_STAGES];
+	uint64_t after[FS_NR_STAGES];
+};
+
 struct answer {
-	uint64_t ts[FS_NR_STAGES];	/* the source's stamps */
+	struct stamps ts;	/* the source's stages only */
 	uint32_t skipped;
 };
 
@@ -111,15 +132,12 @@ static void source(int req_fd, int ans_fd, int skip_every)
 		uint64_t b = block_of(i), off = offset_of(i);
 		struct answer a = { .skipped = skip_every && i % (uint64_t)skip_every == (uint64_t)skip_every - 1 };
 
-		a.ts[FS_REQUEST_RECEIVED] = now_ns();
-		PROBE(request_received, b, off);
+		STAMPED(&a.ts, FS_REQUEST_RECEIVED, request_received, b, off);
 		if (!a.skipped) {
 			spin_us(rnd(&seed, 1, 20));
-			a.ts[FS_PAGE_QUEUED] = now_ns();
-			PROBE(page_queued, b, off);
+			STAMPED(&a.ts, FS_PAGE_QUEUED, page_queued, b, off);
 			spin_us(rnd(&seed, 20, 120));
-			a.ts[FS_PAGE_SENT] = now_ns();
-			PROBE(page_sent, b, off);
+			STAMPED(&a.ts, FS_PAGE_SENT, page_sent, b, off);
 		}
 		if (write_full(ans_fd, &a, sizeof(a)))
 			break;
@@ -163,11 +181,42 @@ static double pct_us(int64_t *v, size_t n, double p)
 	return (double)v[rank - 1] / 1e3;
 }
 
-static void print_dist(const char *from, const char *to, int64_t *v, size_t n)
+/* "p50_us":...,"p99_us":... of v[], which it sorts. */
+static void print_pcts(int64_t *v, size_t n)
 {
 	qsort(v, n, sizeof(*v), cmp_i64);
-	printf("{\"from\":\"%s\",\"to\":\"%s\",\"count\":%zu,\"p50_us\":%.3f,\"p90_us\":%.3f,\"p99_us\":%.3f}",
-	       from, to, n, pct_us(v, n, 50), pct_us(v, n, 90), pct_us(v, n, 99));
+	printf("\"p50_us\":%.3f,\"p90_us\":%.3f,\"p99_us\":%.3f", pct_us(v, n, 50), pct_us(v, n, 90),
+	       pct_us(v, n, 99));
+}
+
+/* One hop over the complete requests: from the stamps before, and its lo, hi and width
+ * (see the top). */
+static void print_hop(const struct stamps *ts, int n, int from, int to, int64_t *v)
+{
+	size_t k;
+
+	printf("{\"from\":\"%s\",\"to\":\"%s\",", fs_stage_name(from), fs_stage_name(to));
+	for (int what = 0; what < 4; what++) {
+		k = 0;
+		for (int i = 0; i < n; i++) {
+			const struct stamps *t = &ts[i];
+
+			if (!t->before[FS_PAGE_QUEUED])
+				continue;
+			v[k++] = what == 0 ? (int64_t)(t->before[to] - t->before[from])
+				: what == 1 ? (int64_t)(t->before[to] - t->after[from])
+				: what == 2 ? (int64_t)(t->after[to] - t->before[from])
+				: (int64_t)(t->after[from] - t->before[from] + t->after[to] - t->before[to]);
+		}
+		if (what == 0)
+			printf("\"count\":%zu,", k);
+		else
+			printf(",\"%s\":{", what == 1 ? "lo" : what == 2 ? "hi" : "width");
+		print_pcts(v, k);
+		if (what)
+			putchar('}');
+	}
+	putchar('}');
 }
 
 int main(int argc, char **argv)
@@ -179,7 +228,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	int n = 500, skip_every = 5, c, req[2], ans[2];
-	uint64_t (*ts)[FS_NR_STAGES];
+	struct stamps *ts;
 	unsigned int complete = 0, incomplete = 0, refaults = 0;
 	bool wait_go = false;
 	pid_t src, dcy, parent;
@@ -258,8 +307,7 @@ int main(int argc, char **argv)
 		uint64_t b = block_of(i), off = offset_of(i);
 		struct answer a;
 
-		ts[i][FS_FAULT_READ] = now_ns();
-		PROBE(fault_read, b, off);
+		STAMPED(&ts[i], FS_FAULT_READ, fault_read, b, off);
 		if (i % 7 == 3) {
 			/* another thread faults on the same page: the request began earlier */
 			spin_us(rnd(&seed, 1, 10));
@@ -267,20 +315,18 @@ int main(int argc, char **argv)
 			refaults++;
 		}
 		spin_us(rnd(&seed, 5, 60));
-		ts[i][FS_REQUEST_SENT] = now_ns();
-		PROBE(request_sent, b, off);
+		STAMPED(&ts[i], FS_REQUEST_SENT, request_sent, b, off);
 		if (write_full(req[1], &i, sizeof(i)) || read_full(ans[0], &a, sizeof(a))) {
 			fprintf(stderr, "the source went away\n");
 			return 1;
 		}
-		ts[i][FS_REQUEST_RECEIVED] = a.ts[FS_REQUEST_RECEIVED];
-		ts[i][FS_PAGE_QUEUED] = a.ts[FS_PAGE_QUEUED];
-		ts[i][FS_PAGE_SENT] = a.ts[FS_PAGE_SENT];
-		ts[i][FS_PAGE_RECEIVED] = now_ns();
-		PROBE(page_received, b, off);
+		for (int st = FS_REQUEST_RECEIVED; st <= FS_PAGE_SENT; st++) {
+			ts[i].before[st] = a.ts.before[st];
+			ts[i].after[st] = a.ts.after[st];
+		}
+		STAMPED(&ts[i], FS_PAGE_RECEIVED, page_received, b, off);
 		spin_us(rnd(&seed, 5, 40));
-		ts[i][FS_PAGE_PLACED] = now_ns();
-		PROBE(page_placed, b, off);
+		STAMPED(&ts[i], FS_PAGE_PLACED, page_placed, b, off);
 		/* a second copy of the page (bulk and urgent both sent it): ignored */
 		if (i % 11 == 5) {
 			PROBE(page_received, b, off);
@@ -302,16 +348,12 @@ int main(int argc, char **argv)
 	       complete, incomplete, refaults);
 	for (int h = 0; h <= FS_NR_HOPS; h++) {
 		int from = h < FS_NR_HOPS ? h : FS_FAULT_READ, to = h < FS_NR_HOPS ? h + 1 : FS_PAGE_PLACED;
-		size_t k = 0;
 
-		for (int i = 0; i < n; i++)
-			if (ts[i][FS_PAGE_QUEUED])
-				v[k++] = (int64_t)(ts[i][to] - ts[i][from]);
 		if (h == FS_NR_HOPS)
 			printf("],\"total\":");
 		else if (h)
 			putchar(',');
-		print_dist(fs_stage_name(from), fs_stage_name(to), v, k);
+		print_hop(ts, n, from, to, v);
 	}
 	printf("}\n");
 	fflush(stdout);
