@@ -16,7 +16,7 @@
  *    wakes userfaultfd waiters: a fault that sleeps on I/O or a lock and is woken by
  *    anyone else is never counted;
  *  - end: the thread's return to running, its first switch-in after the wakeup (or
- *    the wakeup itself if it was still on a CPU), as handle_userfault() returns; if
+ *    the wakeup itself if it was still running), as handle_userfault() returns; if
  *    no switch-in is reported, the retry dropping mmap_lock (in its own context);
  *  - a page placed before its thread got to sleep leaves nothing to wake: a
  *    not-present (or write-protect) fault in a uffd-registered VMA that is retried,
@@ -424,11 +424,15 @@ int BPF_PROG(sched_waking, struct task_struct *p)
 		ts->wait_start = ts->fault_ts;
 		ts->wait_shift = shift;
 		ts->wake_ts = bpf_ktime_get_ns();
-		/* Still on a CPU (resolved between queueing and schedule()): it never
-		 * stopped running, and the wait ends now. Otherwise at its switch-in.
-		 * (on_cpu is set just after the switch-in tracepoint: a wakeup in that
-		 * window ends at the retry, or at the wakeup; see on_fault().) */
-		if (p->on_cpu)
+		/* Still running (resolved between queueing and schedule()): it never
+		 * stops, and the wait ends now. Otherwise at its switch-in. on_cpu alone
+		 * is not enough: a thread that schedule() has already taken off the
+		 * runqueue stays on_cpu until the switch away is done, and is switched
+		 * in again only later. (If schedule() dequeues it right after this read,
+		 * before the wakeup takes the runqueue lock, the wait ends early here; a
+		 * preempted thread being switched back in gets on_cpu just after the
+		 * switch-in tracepoint, and a wakeup in between ends at the retry.) */
+		if (p->on_cpu && p->on_rq)
 			finish_wait(ts, ts->wake_ts);
 		return 0;
 	}
