@@ -67,6 +67,8 @@ struct thread_state {
 	__u64 block_ts;		/* last blocking switch-out; 0 once seen running */
 	__u64 wait_start;	/* a uffd ioctl woke us: the wait began here; else 0 */
 	__u64 wake_ts;		/* when that ioctl woke us */
+	__u32 woke_running;	/* that ioctl found us running: the wait ended at wake_ts,
+				 * unless schedule() takes us off the runqueue after all */
 	__u32 slept;		/* blocked since fault_ts: a fault record this old may
 				 * be stale, so it needs a wakeup to count */
 	__u32 fault_shift;	/* page shift of fault_addr's VMA, 0 if unknown */
@@ -239,6 +241,7 @@ static void finish_wait(struct thread_state *ts, __u64 end)
 {
 	record(end - ts->wait_start, ts->wait_shift);
 	ts->wait_start = 0;
+	ts->woke_running = 0;
 	ts->fault_ts = 0;
 }
 
@@ -425,15 +428,15 @@ int BPF_PROG(sched_waking, struct task_struct *p)
 		ts->wait_shift = shift;
 		ts->wake_ts = bpf_ktime_get_ns();
 		/* Still running (resolved between queueing and schedule()): it never
-		 * stops, and the wait ends now. Otherwise at its switch-in. on_cpu alone
-		 * is not enough: a thread that schedule() has already taken off the
-		 * runqueue stays on_cpu until the switch away is done, and is switched
-		 * in again only later. (If schedule() dequeues it right after this read,
-		 * before the wakeup takes the runqueue lock, the wait ends early here; a
-		 * preempted thread being switched back in gets on_cpu just after the
-		 * switch-in tracepoint, and a wakeup in between ends at the retry.) */
-		if (p->on_cpu && p->on_rq)
-			finish_wait(ts, ts->wake_ts);
+		 * stops, and the wait ended now; that is settled at its next event.
+		 * Otherwise it ends at its switch-in. on_cpu alone is not enough: a
+		 * thread that schedule() has already taken off the runqueue stays on_cpu
+		 * until the switch away is done, and is switched in again only later.
+		 * Nor is this read final: schedule() can still dequeue the thread before
+		 * this wakeup takes the runqueue lock, and then it blocks (note_block()).
+		 * (A preempted thread being switched back in gets on_cpu just after the
+		 * switch-in tracepoint; a wakeup in between ends at the retry.) */
+		ts->woke_running = p->on_cpu && p->on_rq;
 		return 0;
 	}
 	/* No fault address: a get_user_pages() wait, if the stack says so. Its
@@ -442,6 +445,7 @@ int BPF_PROG(sched_waking, struct task_struct *p)
 		ts->wait_start = ts->block_ts;
 		ts->wait_shift = range_page_shift(&r);
 		ts->wake_ts = bpf_ktime_get_ns();
+		ts->woke_running = 0;
 	}
 	return 0;
 }
@@ -457,6 +461,8 @@ static void note_block(struct task_struct *t)
 	ts->block_ts = bpf_ktime_get_ns();
 	if (ts->fault_ts)
 		ts->slept = 1;
+	/* Woken while running, but it blocks after all: it waits for its switch-in. */
+	ts->woke_running = 0;
 }
 
 static void note_run(struct task_struct *t)
@@ -465,9 +471,10 @@ static void note_run(struct task_struct *t)
 
 	if (!ts)
 		return;
-	/* Back on a CPU after the wakeup: the wait is over. */
+	/* Back on a CPU after the wakeup: the wait is over (or was at the wakeup, if
+	 * it came while the thread ran and this is the end of a preemption). */
 	if (ts->wait_start)
-		finish_wait(ts, bpf_ktime_get_ns());
+		finish_wait(ts, ts->woke_running ? ts->wake_ts : bpf_ktime_get_ns());
 	ts->block_ts = 0;
 }
 
@@ -519,9 +526,10 @@ int BPF_PROG(mmap_lock_released, struct mm_struct *mm, bool write)
 	if (t->__state)
 		return 0;
 	/* Woken but no switch-in reported (tracing misses some): the retry under
-	 * mmap_lock is the first sign of it running again. */
+	 * mmap_lock is the first sign of it running again. Woken while running, it
+	 * never stopped: the wakeup was the end. */
 	if (ts->wait_start) {
-		finish_wait(ts, bpf_ktime_get_ns());
+		finish_wait(ts, ts->woke_running ? ts->wake_ts : bpf_ktime_get_ns());
 		return 0;
 	}
 	if (!ts->fault_ts)
