@@ -17,9 +17,10 @@ docs/faultlat.md's Validation, where the first user access to a page the guest k
 just mapped costs a fault in the hypervisor), so the stopwatch is not the tool's interval.
 
 A case that fails is run once more, and passes if the second run does (both are
-printed): an interrupt or a preemption between the tracer's timestamp and perf's at
-either end can move one sample, and with two or three of those a p99. A systematic error
-fails both runs.
+printed): a stall of the CPU between the tracer's hook and perf's at either end (at the
+end, perf's comes after the context switch) moves one sample by the stall, and on a VM
+such stalls run from tens of microseconds to milliseconds; in a sparse tail one sample
+moves a p99. A systematic error fails both runs.
 
 Counts must match exactly (--count-slack to loosen): every touch of uffd-delay is one
 MISSING fault that its handler resolves with exactly one UFFDIO_COPY, so the tool has no
