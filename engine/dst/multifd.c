@@ -258,15 +258,23 @@ void mig_mf_dst_abort(MigSession *s)
 
 void mig_mf_dst_join(MigSession *s)
 {
-	for (guint i = 0; s->dst->mf_recv && i < s->dst->mf_recv->len; i++) {
-		MfRecv *r = g_ptr_array_index(s->dst->mf_recv, i);
+	GPtrArray *recv = s->dst->mf_recv;
 
-		g_thread_join(r->thread);
+	if (!recv)
+		return;
+	/* Every receiver is joined before any is freed: one that fails meanwhile walks the
+	 * list to shut the others' sockets down (mig_mf_dst_abort). */
+	for (guint i = 0; i < recv->len; i++)
+		g_thread_join(((MfRecv *)g_ptr_array_index(recv, i))->thread);
+	g_mutex_lock(&s->dst->mf_lock);
+	for (guint i = 0; i < recv->len; i++) {
+		MfRecv *r = g_ptr_array_index(recv, i);
+
 		close(r->fd);
 		g_free(r->buf);
 		mig_huge_asm_clear(&r->hasm);
 		g_free(r);
 	}
-	if (s->dst->mf_recv)
-		g_ptr_array_set_size(s->dst->mf_recv, 0);
+	g_ptr_array_set_size(recv, 0);
+	g_mutex_unlock(&s->dst->mf_lock);
 }
