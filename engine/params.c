@@ -21,7 +21,7 @@ static const struct {
 	[MIG_CAP_PAUSE_BEFORE_SWITCHOVER] = { "pause-before-switchover", FALSE },
 	[MIG_CAP_MULTIFD] = { "multifd", TRUE },
 	[MIG_CAP_DIRTY_BITMAPS] = { "dirty-bitmaps", FALSE },
-	[MIG_CAP_POSTCOPY_BLOCKTIME] = { "postcopy-blocktime", FALSE },
+	[MIG_CAP_POSTCOPY_BLOCKTIME] = { "postcopy-blocktime", TRUE },
 	[MIG_CAP_LATE_BLOCK_ACTIVATE] = { "late-block-activate", FALSE },
 	[MIG_CAP_X_IGNORE_SHARED] = { "x-ignore-shared", FALSE },
 	[MIG_CAP_VALIDATE_UUID] = { "validate-uuid", FALSE },

@@ -55,6 +55,8 @@ void mig_session_free(MigSession *s)
 	mig_params_clear(&s->params);
 	g_ptr_array_free(s->ram, TRUE);
 	g_ptr_array_free(s->devices, TRUE);
+	if (s->vcpu_tids)
+		g_array_unref(s->vcpu_tids);
 	g_free(s->error);
 	g_free(s->name);
 	g_mutex_clear(&s->lock);
@@ -66,6 +68,16 @@ void mig_session_set_vm(MigSession *s, const MigVmOps *ops, gpointer opaque, Mig
 	s->vm = ops;
 	s->vm_opaque = opaque;
 	s->runstate = initial;
+}
+
+void mig_session_set_vcpus(MigSession *s, const pid_t *tids, guint n)
+{
+	g_mutex_lock(&s->lock);
+	if (s->vcpu_tids)
+		g_array_unref(s->vcpu_tids);
+	s->vcpu_tids = g_array_sized_new(FALSE, FALSE, sizeof(pid_t), n);
+	g_array_append_vals(s->vcpu_tids, tids, n);
+	g_mutex_unlock(&s->lock);
 }
 
 void mig_session_add_ram(MigSession *s, MigRamBlock *block)

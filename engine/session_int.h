@@ -84,6 +84,7 @@ struct MigSession {
 	gpointer log_opaque;
 	MigDirtyTrackerNewFn tracker_new;  /* NULL: uffd-wp */
 	gpointer tracker_opaque;
+	GArray *vcpu_tids;         /* pid_t of each vCPU thread (mig_session_set_vcpus) */
 
 	MigStats stats;
 	guint8 session_id[16];

@@ -1,6 +1,7 @@
 /* Destination side of postcopy: userfaultfd registration, the fault thread, atomic
  * placement, discards and the fault-latency statistics. */
 #include "engine/dst/postcopy.h"
+#include "engine/dst/blocktime.h"
 #include "engine/bitmap.h"
 #include "engine/probes.h"
 #include "channels/frame.h"
@@ -43,6 +44,7 @@ typedef struct PcDst {
 	guint64 requests, placed_requested, lat_sum_ns;
 	guint64 dist[LAT_BUCKETS];
 	GArray *samples[3];    /* µs per request, by page size class: 4K, 2M, 1G */
+	MigBlocktime *bt;      /* postcopy-blocktime capability on, else NULL */
 } PcDst;
 
 G_STATIC_ASSERT(sizeof(gint64) == 8);
@@ -137,8 +139,13 @@ gboolean mig_pc_dst_place(MigSession *s, guint block, gsize page, const void *da
 		return FALSE;
 	}
 	__atomic_fetch_or(&s->dst->received[block][page / MIG_BITS_PER_LONG], 1ul << (page % MIG_BITS_PER_LONG), __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&b->requested[page / MIG_BITS_PER_LONG], __ATOMIC_SEQ_CST) & (1ul << (page % MIG_BITS_PER_LONG)))
+	if (__atomic_load_n(&b->requested[page / MIG_BITS_PER_LONG], __ATOMIC_SEQ_CST) & (1ul << (page % MIG_BITS_PER_LONG))) {
 		record_latency(pc, b, page);
+		/* every fault sets requested before it reads received (handle_fault), so a
+		 * page nobody asked for has no waiter and skips the lock */
+		if (pc->bt)
+			mig_blocktime_end(pc->bt, (guint64)(uintptr_t)(b->rb->host + page * b->rb->page_size), now_ns());
+	}
 	return TRUE;
 }
 
@@ -163,11 +170,13 @@ static PcBlock *find_block(PcDst *pc, guint64 addr, guint *bi)
 
 /* A fault on a page marked received is a zero page that was never materialised
  * (QEMU shipped that hang): place it here instead of asking the source. */
-static int handle_fault(PcDst *pc, guint64 addr)
+static int handle_fault(PcDst *pc, guint64 addr, pid_t tid)
 {
 	MigSession *s = pc->s;
 	guint bi;
 	PcBlock *b = find_block(pc, addr, &bi);
+	gboolean already;
+	guint64 key;
 	gsize page;
 
 	if (!b)
@@ -176,12 +185,22 @@ static int handle_fault(PcDst *pc, guint64 addr)
 	MIG_PROBE(fault_read, bi, (guint64)page * b->rb->page_size);
 	if (mig_bitmap_test(s->dst->received[bi], page))
 		return place(pc, b, page, NULL);
+	key = (guint64)(uintptr_t)(b->rb->host + page * b->rb->page_size);
+	if (pc->bt)
+		mig_blocktime_begin(pc->bt, key, tid, now_ns());
 	{
 		gint64 zero = 0;
 
 		__atomic_compare_exchange_n(&b->t_fault[page], &zero, now_ns(), FALSE, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 	}
-	if (test_and_set(b->requested, page))
+	already = test_and_set(b->requested, page);
+	/* The wait began before requested was set, and a placement ends waits only on
+	 * requested pages: if it read requested before we set it, we see its received
+	 * bit here (seq-cst on both), and end the wait ourselves. */
+	if (pc->bt && (__atomic_load_n(&s->dst->received[bi][page / MIG_BITS_PER_LONG], __ATOMIC_SEQ_CST) &
+		       (1ul << (page % MIG_BITS_PER_LONG))))
+		mig_blocktime_end(pc->bt, key, now_ns());
+	if (already)
 		return 0;   /* already asked; the placement wakes every waiter */
 	/* A placement may have landed since the check above. Each side publishes its bit
 	 * before reading the other's (seq-cst), so at least one of us sees both and the
@@ -228,7 +247,7 @@ static gpointer fault_main(gpointer opaque)
 
 			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
 				continue;
-			rc = handle_fault(pc, msgs[i].arg.pagefault.address);
+			rc = handle_fault(pc, msgs[i].arg.pagefault.address, (pid_t)msgs[i].arg.pagefault.feat.ptid);
 			if (rc < 0) {
 				mig_session_report_error(pc->s, "postcopy fault at 0x%" G_GINT64_MODIFIER "x: %s",
 							 (guint64)msgs[i].arg.pagefault.address, g_strerror(-rc));
@@ -250,7 +269,17 @@ gboolean mig_pc_dst_listen(MigSession *s, GError **err)
 		g_set_error(err, MIG_ERROR, EPROTO, "postcopy LISTEN sent twice");
 		return FALSE;
 	}
-	fd = mig_uffd_open(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MISSING_HUGETLBFS, O_NONBLOCK, &info);
+	/* QEMU attributes waits to vCPUs by the faulting thread's id (4.14+) */
+	fd = -EOPNOTSUPP;
+	if (s->caps[MIG_CAP_POSTCOPY_BLOCKTIME])
+		fd = mig_uffd_open(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MISSING_HUGETLBFS | UFFD_FEATURE_THREAD_ID,
+				   O_NONBLOCK, &info);
+	if (fd == -EOPNOTSUPP) {
+		if (s->caps[MIG_CAP_POSTCOPY_BLOCKTIME])
+			mig_log(s, MIG_LOG_WARNING, "postcopy-blocktime: the kernel lacks UFFD_FEATURE_THREAD_ID; "
+							"every wait counts as a non-vCPU one");
+		fd = mig_uffd_open(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MISSING_HUGETLBFS, O_NONBLOCK, &info);
+	}
 	if (fd < 0) {
 		g_set_error(err, MIG_ERROR, -fd, "postcopy needs userfaultfd with shmem and hugetlbfs missing faults: %s",
 			    g_strerror(-fd));
@@ -264,6 +293,12 @@ gboolean mig_pc_dst_listen(MigSession *s, GError **err)
 	g_rw_lock_init(&pc->place_lock);
 	for (int i = 0; i < 3; i++)
 		pc->samples[i] = g_array_new(FALSE, FALSE, sizeof(guint32));
+	if (s->caps[MIG_CAP_POSTCOPY_BLOCKTIME]) {
+		g_mutex_lock(&s->lock);
+		pc->bt = s->vcpu_tids ? mig_blocktime_new((const pid_t *)(void *)s->vcpu_tids->data, s->vcpu_tids->len)
+				      : mig_blocktime_new(NULL, 0);
+		g_mutex_unlock(&s->lock);
+	}
 	pc->nblocks = s->ram->len;
 	pc->blocks = g_new0(PcBlock, pc->nblocks);
 	for (guint i = 0; i < pc->nblocks; i++) {
@@ -388,6 +423,7 @@ void mig_pc_dst_free(MigSession *s)
 	g_free(pc->zero);
 	for (int i = 0; i < 3; i++)
 		g_array_free(pc->samples[i], TRUE);
+	mig_blocktime_free(pc->bt);
 	g_free(pc->blocks);
 	g_mutex_clear(&pc->stat_lock);
 	g_rw_lock_clear(&pc->place_lock);
@@ -426,10 +462,12 @@ void mig_pc_dst_query(MigSession *s, MigValue *b)
 	g_mutex_unlock(&pc->stat_lock);
 
 	mig_value_add_int(b, "x-postcopy-requests", (gint64)__atomic_load_n(&pc->requests, __ATOMIC_RELAXED));
-	/* QEMU: per-vCPU blocked time; here the sum of every request's wait, in ms */
-	mig_value_add_int(b, "postcopy-blocktime", (gint64)(sum / 1000000));
-	mig_value_add_int(b, "postcopy-latency", placed ? (gint64)(sum / placed) : 0);
-	arr = mig_value_add_array(b, "postcopy-latency-dist");
+	/* QEMU's members, with QEMU's meaning, only with its capability (blocktime.h);
+	 * mig's own view is per request, whoever waited on it */
+	if (pc->bt)
+		mig_blocktime_query(pc->bt, b);
+	mig_value_add_int(b, "x-postcopy-request-latency", placed ? (gint64)(sum / placed) : 0);
+	arr = mig_value_add_array(b, "x-postcopy-request-latency-dist");
 	for (int i = 0; i < LAT_BUCKETS; i++)
 		mig_value_add_int(arr, NULL, (gint64)dist[i]);
 	lat = mig_value_add_object(b, "x-postcopy-latency");

@@ -72,6 +72,8 @@ def postcopy_run(backend, preempt, multifd, dst_workload, vcpus=2, auto=False, l
                 m.set_params({"multifd-channels": multifd})
             if lanes > 1:
                 m.set_params({"x-preempt-channels": lanes})
+        # QEMU's blocktime figures, attributed to the destination's vCPU threads
+        dst.set_caps({"postcopy-blocktime": True})
         # slow enough that precopy cannot finish by itself: postcopy must take over
         params = {"max-bandwidth": 64 * h.MiB, "downtime-limit": 1}
         if auto:
@@ -98,7 +100,9 @@ def postcopy_run(backend, preempt, multifd, dst_workload, vcpus=2, auto=False, l
         timed = sum(v["count"] for v in lat.values())
         reqs = d.get("x-postcopy-requests", -1)
         h.check(reqs == timed, "%d requests but %d timed placements: a request was lost or doubled" % (reqs, timed))
-        h.check(len(d.get("postcopy-latency-dist", [])) == 24, "postcopy-latency-dist must have 24 buckets")
+        h.check(len(d.get("x-postcopy-request-latency-dist", [])) == 24,
+                "x-postcopy-request-latency-dist must have 24 buckets")
+        check_blocktime(d, vcpus, reqs)
         h.check(info["ram"]["postcopy-requests"] == reqs,
                 "source served %s requests, destination made %d" % (info["ram"]["postcopy-requests"], reqs))
         per_lane = info["ram"].get("x-preempt-channel-requests")
@@ -115,6 +119,29 @@ def postcopy_run(backend, preempt, multifd, dst_workload, vcpus=2, auto=False, l
               "threads seen: %s, latency %s"
               % (backend, preempt, lanes, multifd, dst_workload, info.get("downtime"), reqs, per_lane, looked, lat))
         return reqs, per_lane
+
+
+def check_blocktime(d, vcpus, reqs):
+    """QEMU's members with QEMU's meaning: every fault's wait ended once every page is
+    in (so at least one wait per request), one entry per vCPU, and the time all vCPUs
+    waited at once no longer than any one vCPU's."""
+    for k in ("postcopy-blocktime", "postcopy-vcpu-blocktime", "postcopy-latency", "postcopy-vcpu-latency",
+              "postcopy-non-vcpu-latency", "postcopy-latency-dist"):
+        h.check(k in d, "%s missing with the postcopy-blocktime capability: %s" % (k, sorted(d)))
+    per_vcpu = d["postcopy-vcpu-blocktime"]
+    h.check(len(per_vcpu) == vcpus and len(d["postcopy-vcpu-latency"]) == vcpus,
+            "per-vCPU arrays %r / %r for %d vCPUs" % (per_vcpu, d["postcopy-vcpu-latency"], vcpus))
+    h.check(d["postcopy-blocktime"] <= min(per_vcpu),
+            "all vCPUs blocked %d ms, longer than one of them %r" % (d["postcopy-blocktime"], per_vcpu))
+    print("blocktime %d ms, per vCPU %r ms, latency %d ns (vCPU %r, other %d)"
+          % (d["postcopy-blocktime"], per_vcpu, d["postcopy-latency"], d["postcopy-vcpu-latency"],
+             d["postcopy-non-vcpu-latency"]))
+    waits = sum(d["postcopy-latency-dist"])
+    h.check(len(d["postcopy-latency-dist"]) == 24 and waits >= reqs,
+            "%d waits ended for %d requests: a wait was lost" % (waits, reqs))
+    if reqs:
+        h.check(d["postcopy-latency"] > 0 and (max(d["postcopy-vcpu-latency"]) > 0 or d["postcopy-non-vcpu-latency"] > 0),
+                "requests but no latency: %r" % {k: d[k] for k in d if "latency" in k})
 
 
 def make(backend, preempt, multifd, dst_workload, lanes=1):

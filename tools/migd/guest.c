@@ -21,6 +21,7 @@ typedef struct Vcpu {
 	GThread *thread;
 	guint64 first, count;  /* the slice of units this vCPU touches */
 	guint64 rng;
+	pid_t tid;             /* set by the thread itself before the guest is returned */
 } Vcpu;
 
 struct MigdGuest {
@@ -36,6 +37,7 @@ struct MigdGuest {
 	gboolean want_pause;   /* read racily by vCPUs as a hint, then under lock */
 	gboolean quit;
 	guint parked;
+	guint started;         /* vCPU threads that have published their tid */
 	Vcpu *vcpus;
 
 	/* integrity against the generation record */
@@ -220,6 +222,11 @@ static gpointer vcpu_main(gpointer p)
 	gint64 t0 = g_get_monotonic_time();
 	guint64 done = 0, pos = 0;
 
+	g_mutex_lock(&g->lock);
+	v->tid = gettid();
+	g->started++;
+	g_cond_broadcast(&g->cond);
+	g_mutex_unlock(&g->lock);
 	while (park_if_asked(g)) {
 		if (w->kind == MIGD_WORKLOAD_IDLE || !v->count) {
 			g_mutex_lock(&g->lock);
@@ -297,6 +304,11 @@ MigdGuest *migd_guest_new(const MigdGuestConfig *cfg, GError **err)
 		v->rng = mix(cfg->seed + i + 1) | 1;
 		v->thread = g_thread_new(name, vcpu_main, v);
 	}
+	/* the engine learns the vCPUs' tids from migd_guest_vcpu_tids */
+	g_mutex_lock(&g->lock);
+	while (g->started < cfg->vcpus)
+		g_cond_wait(&g->cond, &g->lock);
+	g_mutex_unlock(&g->lock);
 	return g;
 }
 
@@ -329,6 +341,15 @@ void migd_guest_free(MigdGuest *g)
 }
 
 MigRamBlock *migd_guest_ram(MigdGuest *g) { return g->ram; }
+
+guint migd_guest_vcpu_tids(MigdGuest *g, pid_t *tids, guint max)
+{
+	guint n = MIN(max, g->cfg.vcpus);
+
+	for (guint i = 0; i < n; i++)
+		tids[i] = g->vcpus[i].tid;
+	return n;
+}
 guint64 migd_guest_units(MigdGuest *g) { return g->units; }
 
 void migd_guest_set_fail_cb(MigdGuest *g, MigdGuestFailFn fn, gpointer opaque)

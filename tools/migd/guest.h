@@ -4,6 +4,7 @@
 #pragma once
 #include <glib.h>
 #include <mig/ram.h>
+#include <sys/types.h>
 
 typedef enum MigdWorkloadKind {
 	MIGD_WORKLOAD_IDLE = 0,
@@ -44,6 +45,8 @@ void migd_guest_free(MigdGuest *g);
 
 MigRamBlock *migd_guest_ram(MigdGuest *g);
 guint64 migd_guest_units(MigdGuest *g);
+/* The vCPU threads' ids, vCPU i first (at most max); returns how many. */
+guint migd_guest_vcpu_tids(MigdGuest *g, pid_t *tids, guint max);
 void migd_guest_set_fail_cb(MigdGuest *g, MigdGuestFailFn fn, gpointer opaque);
 
 /* vCPUs: start or resume; stop returns once every vCPU is parked between touches. */

@@ -256,6 +256,11 @@ int main(int argc, char **argv)
 	vm_ops.query = migd_vm_query;
 	mig_session_set_vm(d.session, &vm_ops, d.guest, cfg.incoming ? MIG_RUN_INMIGRATE : MIG_RUN_RUNNING);
 	mig_session_add_ram(d.session, migd_guest_ram(d.guest));
+	{
+		pid_t tids[256];
+
+		mig_session_set_vcpus(d.session, tids, migd_guest_vcpu_tids(d.guest, tids, G_N_ELEMENTS(tids)));
+	}
 	for (guint i = 0; i < d.devices->len; i++) {
 		MigdSimDev *dev = g_ptr_array_index(d.devices, i);
 

@@ -7,6 +7,7 @@
 #include <mig/config.h>
 #include <mig/device.h>
 #include <mig/value.h>
+#include <sys/types.h>
 
 MIG_BEGIN_PUBLIC
 
@@ -90,6 +91,10 @@ void mig_session_free(MigSession *s);
  * (not owned; both sides add blocks of the same names and sizes, in the same order). */
 void mig_session_set_vm(MigSession *s, const MigVmOps *ops, gpointer opaque, MigRunState initial);
 void mig_session_add_ram(MigSession *s, MigRamBlock *block);
+/* The VM's vCPU threads (vCPU i is tids[i]): with the postcopy-blocktime capability a
+ * destination attributes its postcopy waits to them, as QEMU does. Call before
+ * incoming; later calls replace the list. */
+void mig_session_set_vcpus(MigSession *s, const pid_t *tids, guint n);
 void mig_session_set_event_cb(MigSession *s, MigEventFn fn, gpointer opaque);
 
 /* Capabilities and parameters: config.h. */
