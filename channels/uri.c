@@ -93,6 +93,17 @@ static int parse_unix(const char *s, MigUri *out)
 	return 0;
 }
 
+/* QEMU's rule for getfd names: one starting with a digit would read as a number */
+static int parse_fd(const char *s, MigUri *out)
+{
+	if (*s >= '0' && *s <= '9')
+		return -EINVAL;
+	if (copy_field(out->path, sizeof(out->path), s, strlen(s)) < 0)
+		return -EINVAL;
+	out->kind = MIG_URI_FD;
+	return 0;
+}
+
 int mig_uri_parse(const char *uri, MigUri *out)
 {
 	if (!uri || !out)
@@ -102,6 +113,8 @@ int mig_uri_parse(const char *uri, MigUri *out)
 		return parse_tcp(uri + 4, out);
 	if (strncmp(uri, "unix:", 5) == 0)
 		return parse_unix(uri + 5, out);
+	if (strncmp(uri, "fd:", 3) == 0)
+		return parse_fd(uri + 3, out);
 	return -EINVAL;
 }
 
@@ -237,6 +250,8 @@ int mig_uri_listen(const MigUri *uri, int backlog)
 		return listen_tcp(uri, backlog);
 	case MIG_URI_UNIX:
 		return listen_unix(uri, backlog);
+	case MIG_URI_FD:
+		break;
 	}
 	return -EINVAL;
 }
@@ -457,6 +472,29 @@ int mig_uri_connect(const MigUri *uri, int timeout_ms)
 		return connect_tcp(uri, deadline);
 	case MIG_URI_UNIX:
 		return connect_unix(uri, deadline);
+	case MIG_URI_FD:
+		break;
 	}
 	return -EINVAL;
+}
+
+int mig_uri_adopt_fd(int fd)
+{
+	int type = 0, rc;
+	socklen_t len = sizeof(type);
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+		return errno == ENOTSOCK ? -ENOTSOCK : -errno;
+	if (type != SOCK_STREAM)
+		return -ENOTSOCK;
+	if ((rc = set_blocking(fd)) < 0)
+		return rc;
+	if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+		return -errno;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0 &&
+	    (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
+		return set_nodelay(fd);
+	return 0;
 }

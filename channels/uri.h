@@ -1,26 +1,31 @@
-/* Migration URIs ("tcp:HOST:PORT", "unix:PATH") and the sockets behind them. */
+/* Migration URIs ("tcp:HOST:PORT", "unix:PATH", "fd:NAME") and the sockets behind them. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
 
-typedef enum { MIG_URI_TCP = 1, MIG_URI_UNIX = 2 } MigUriKind;
+typedef enum { MIG_URI_TCP = 1, MIG_URI_UNIX = 2, MIG_URI_FD = 3 } MigUriKind;
 
 typedef struct MigUri {
 	MigUriKind kind;
 	char host[256];   /* tcp: host name or literal; "[::1]" brackets removed */
 	char port[16];    /* tcp: decimal port, "0" lets the kernel choose */
-	char path[108];   /* unix: socket path */
+	char path[108];   /* unix: socket path; fd: the descriptor's name (QMP getfd) */
 } MigUri;
 
 /* Returns 0 or -EINVAL (unknown scheme, missing port, path too long...). */
 int mig_uri_parse(const char *uri, MigUri *out);
+
+/* fd:NAME: a socket someone else connected (QMP getfd), made fit for a channel:
+ * blocking, close-on-exec, TCP_NODELAY when it is TCP. 0, or -ENOTSOCK when it is not
+ * a stream socket (the channel needs both directions: a pipe or file will not do). */
+int mig_uri_adopt_fd(int fd);
 
 /* Listening socket, SOCK_CLOEXEC; unix paths are unlinked first. Returns fd or -errno.
  * tcp binds the first resolved address that works (SO_REUSEADDR). Only an
  * existing *socket* file is unlinked; any other file makes it -EADDRINUSE.
  * Name resolution failures map to -ENXIO (unknown host), -EAGAIN (temporary),
  * -ENOMEM, -EAFNOSUPPORT, or -EINVAL. */
-int mig_uri_listen(const MigUri *uri, int backlog);
+int mig_uri_listen(const MigUri *uri, int backlog);   /* -EINVAL for fd: */
 
 /* The URI a listening fd actually answers on (port 0 resolved). Returns 0 or -errno.
  * A wildcard bind (0.0.0.0, ::) is reported as loopback so the result can be
@@ -32,4 +37,4 @@ int mig_uri_local(int listen_fd, char *buf, size_t len);
  * timeout_ms <= 0 waits forever. The deadline covers all resolved addresses
  * (each is tried in turn; the last error is returned) but not the DNS lookup
  * itself. The returned fd is blocking and SOCK_CLOEXEC. -ETIMEDOUT on timeout. */
-int mig_uri_connect(const MigUri *uri, int timeout_ms);
+int mig_uri_connect(const MigUri *uri, int timeout_ms);   /* -EINVAL for fd: */

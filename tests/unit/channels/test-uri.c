@@ -31,6 +31,8 @@ static const GoodUri good_uris[] = {
 	{ "unix:/tmp/mig.sock", MIG_URI_UNIX, "/tmp/mig.sock", NULL },
 	{ "unix:relative/x", MIG_URI_UNIX, "relative/x", NULL },
 	{ "unix:/with:colon", MIG_URI_UNIX, "/with:colon", NULL },
+	{ "fd:migrate", MIG_URI_FD, "migrate", NULL },
+	{ "fd:a1", MIG_URI_FD, "a1", NULL },
 };
 
 static void test_parse_good(void)
@@ -63,7 +65,7 @@ static void test_parse_bad(void)
 		"tcp:host:99999999999999999999", "tcp:host:-1", "tcp:host:+1", "tcp:host: 1",
 		"tcp:host:1 ", "tcp:host:8x", "tcp:host:0x10", "tcp:host:1:2", "tcp:::1:80",
 		"tcp:[::1]", "tcp:[::1]80", "tcp:[::1:80", "tcp:[]:80", "tcp:[::1]:",
-		"unix:", "udp:host:1", "TCP:host:1", "tcp6:host:1", "host:1", ":1",
+		"unix:", "fd:", "fd:3", "udp:host:1", "TCP:host:1", "tcp6:host:1", "host:1", ":1",
 		long_unix, long_tcp,
 	};
 	MigUri u;
@@ -412,12 +414,37 @@ static void test_bad_args(void)
 	chan_socketpair(sv);
 	g_assert_cmpint(mig_uri_local(sv[0], buf, sizeof(buf)), ==, -EAFNOSUPPORT);
 	chan_close_pair(sv);
+
+	/* fd: has nothing to listen on or connect to: the socket is passed */
+	g_assert_cmpint(mig_uri_parse("fd:m", &u), ==, 0);
+	g_assert_cmpint(mig_uri_listen(&u, 1), ==, -EINVAL);
+	g_assert_cmpint(mig_uri_connect(&u, 1), ==, -EINVAL);
+}
+
+/* fd: takes a connected stream socket as it comes (libvirt's may be non-blocking) and
+ * makes it blocking and close-on-exec; a pipe cannot carry a return path. */
+static void test_adopt_fd(void)
+{
+	int sv[2], p[2];
+
+	chan_socketpair(sv);
+	g_assert_cmpint(fcntl(sv[0], F_SETFL, O_NONBLOCK), ==, 0);
+	g_assert_cmpint(fcntl(sv[0], F_SETFD, 0), ==, 0);
+	g_assert_cmpint(mig_uri_adopt_fd(sv[0]), ==, 0);
+	g_assert_cmpint(fcntl(sv[0], F_GETFL) & O_NONBLOCK, ==, 0);
+	g_assert_cmpint(fcntl(sv[0], F_GETFD) & FD_CLOEXEC, ==, FD_CLOEXEC);
+	chan_close_pair(sv);
+	g_assert_cmpint(pipe(p), ==, 0);
+	g_assert_cmpint(mig_uri_adopt_fd(p[0]), ==, -ENOTSOCK);
+	close(p[0]);
+	close(p[1]);
 }
 
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/channels/uri/parse-good", test_parse_good);
+	g_test_add_func("/channels/uri/adopt-fd", test_adopt_fd);
 	g_test_add_func("/channels/uri/parse-bad", test_parse_bad);
 	g_test_add_func("/channels/uri/parse-limits", test_parse_limits);
 	g_test_add_func("/channels/uri/tcp-v4", test_tcp_v4);
