@@ -4,6 +4,7 @@
 #include "channels/hello.h"
 #include "channels/uri.h"
 #include "channels/io.h"
+#include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -20,6 +21,8 @@ static char *uri_str(const MigUri *uri)
 {
 	if (uri->kind == MIG_URI_UNIX)
 		return g_strdup_printf("unix:%s", uri->path);
+	if (uri->kind == MIG_URI_FD)
+		return g_strdup_printf("fd:%s", uri->path);
 	return g_strdup_printf(strchr(uri->host, ':') ? "tcp:[%s]:%s" : "tcp:%s:%s", uri->host, uri->port);
 }
 
@@ -75,6 +78,26 @@ int mig_chan_open(MigSession *s, const MigUri *uri, const char *congestion, int 
 
 	if (fd >= 0 && !mig_chan_hello(s, fd, type, index, err)) {
 		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int mig_session_take_fd(MigSession *s, const MigUri *uri, GError **err)
+{
+	int fd, rc;
+
+	if (!s->fd_lookup) {
+		g_set_error(err, MIG_ERROR, ENOTSUP, "fd:%s: this host passes no file descriptors", uri->path);
+		return -1;
+	}
+	fd = s->fd_lookup(s->fd_opaque, uri->path, err);
+	if (fd < 0)
+		return -1;
+	if ((rc = mig_uri_adopt_fd(fd)) < 0) {
+		close(fd);
+		g_set_error(err, MIG_ERROR, -rc, "fd:%s: %s (a migration needs a connected stream socket)", uri->path,
+			    g_strerror(-rc));
 		return -1;
 	}
 	return fd;

@@ -3,6 +3,7 @@
 #include "engine/session_int.h"
 #include "engine/dst/dst.h"
 #include "channels/io.h"
+#include "channels/uri.h"
 #include <stddef.h>
 #include <string.h>
 
@@ -17,12 +18,14 @@ static const struct {
 	[MIG_CAP_POSTCOPY_RAM] = { "postcopy-ram", TRUE },
 	[MIG_CAP_X_COLO] = { "x-colo", FALSE },
 	[MIG_CAP_RELEASE_RAM] = { "release-ram", FALSE },
-	[MIG_CAP_RETURN_PATH] = { "return-path", TRUE },   /* mig always has one */
-	[MIG_CAP_PAUSE_BEFORE_SWITCHOVER] = { "pause-before-switchover", FALSE },
+	/* mig's main channel always carries one (docs/qmp.md says what false means) */
+	[MIG_CAP_RETURN_PATH] = { "return-path", TRUE },
+	[MIG_CAP_PAUSE_BEFORE_SWITCHOVER] = { "pause-before-switchover", TRUE },
 	[MIG_CAP_MULTIFD] = { "multifd", TRUE },
 	[MIG_CAP_DIRTY_BITMAPS] = { "dirty-bitmaps", FALSE },
 	[MIG_CAP_POSTCOPY_BLOCKTIME] = { "postcopy-blocktime", TRUE },
-	[MIG_CAP_LATE_BLOCK_ACTIVATE] = { "late-block-activate", FALSE },
+	/* about block devices, which mig has none of: both states are honest */
+	[MIG_CAP_LATE_BLOCK_ACTIVATE] = { "late-block-activate", TRUE },
 	[MIG_CAP_X_IGNORE_SHARED] = { "x-ignore-shared", FALSE },
 	[MIG_CAP_VALIDATE_UUID] = { "validate-uuid", FALSE },
 	[MIG_CAP_BACKGROUND_SNAPSHOT] = { "background-snapshot", FALSE },
@@ -55,13 +58,15 @@ gboolean mig_cap_supported(MigCap cap)
 	return (guint)cap < MIG_CAP__MAX && caps[cap].supported;
 }
 
+/* A migration runs: setup on the source, anything past listening on the destination.
+ * Once it completed, failed or was cancelled, both sides may be reconfigured (libvirt
+ * resets them after every migration), as in QEMU. */
 static gboolean migration_busy(MigSession *s, GError **err)
 {
 	/* a destination that only listens may still be configured, as in QEMU */
-	gboolean started = mig_dst_started(s);
-	gboolean listening = s->dst && !started;
+	gboolean listening = s->dst && !mig_dst_started(s);
 
-	if ((mig_status_is_active(s->status) && !listening) || started) {
+	if (mig_status_is_active(s->status) && !listening) {
 		g_set_error(err, MIG_ERROR, EBUSY, "There's a migration process in progress");
 		return TRUE;
 	}
@@ -319,7 +324,8 @@ gboolean mig_session_set_params(MigSession *s, const MigParamSetting *set, guint
 	mig_params_copy(&next, &s->params);
 	for (guint i = 0; i < n && ok; i++)
 		ok = apply_value(&set[i], &next, err);
-	if (ok && next.multifd_channels != s->params.multifd_channels && mig_dst_started(s)) {
+	if (ok && next.multifd_channels != s->params.multifd_channels && mig_dst_started(s) &&
+	    mig_status_is_active(s->status)) {
 		g_set_error(err, MIG_ERROR, EBUSY, "multifd-channels cannot change once incoming has started");
 		ok = FALSE;
 	}
@@ -429,6 +435,20 @@ gboolean mig_params_check_lanes(MigSession *s, GError **err)
 	if (s->params.x_preempt_channels > 1 && !s->caps[MIG_CAP_POSTCOPY_PREEMPT]) {
 		g_set_error(err, MIG_ERROR, EINVAL, "x-preempt-channels=%" G_GUINT64_FORMAT " requires the postcopy-preempt capability",
 			    s->params.x_preempt_channels);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+gboolean mig_params_check_fd_uri(MigSession *s, const MigUri *uri, GError **err)
+{
+	/* the extra channels connect to the address they were given; a passed socket has
+	 * none (QEMU too takes multifd on fd: only for files) */
+	if (uri->kind != MIG_URI_FD)
+		return TRUE;
+	if (s->caps[MIG_CAP_MULTIFD] || s->caps[MIG_CAP_POSTCOPY_PREEMPT]) {
+		g_set_error(err, MIG_ERROR, EINVAL, "fd:%s is one socket: it cannot carry the channels of %s", uri->path,
+			    s->caps[MIG_CAP_MULTIFD] ? "multifd" : "postcopy-preempt");
 		return FALSE;
 	}
 	return TRUE;

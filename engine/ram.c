@@ -3,6 +3,7 @@
  * place pages through a second mapping (UFFDIO_CONTINUE) if that measures faster. */
 #include <mig/ram.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -136,6 +137,16 @@ gboolean mig_ram_block_prealloc(MigRamBlock *b, GError **err)
 		return FALSE;
 	}
 	return TRUE;
+}
+
+int mig_ram_block_discard(MigRamBlock *b, guint64 first, guint64 n)
+{
+	gsize ps = b->page_size;
+
+	/* shared memory keeps its page cache across MADV_DONTNEED: punch the file instead */
+	if (b->fd >= 0)
+		return fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(first * ps), (off_t)(n * ps));
+	return madvise(b->host + first * ps, n * ps, MADV_DONTNEED);
 }
 
 void mig_ram_block_free(MigRamBlock *b)

@@ -24,7 +24,7 @@ const char *mig_status_str(MigStatus s)
 
 const char *mig_runstate_str(MigRunState r)
 {
-	static const char *const names[] = { "running", "paused", "inmigrate", "postmigrate", "finish-migrate" };
+	static const char *const names[] = { "running", "paused", "inmigrate", "postmigrate", "finish-migrate", "prelaunch" };
 
 	return (guint)r < G_N_ELEMENTS(names) ? names[r] : "?";
 }
@@ -35,6 +35,7 @@ MigSession *mig_session_new(const char *name)
 
 	s->name = g_strdup(name ? name : "mig");
 	g_mutex_init(&s->lock);
+	g_cond_init(&s->switchover_cond);
 	mig_params_init(&s->params);
 	s->ram = g_ptr_array_new();
 	s->devices = g_ptr_array_new_with_free_func((GDestroyNotify)mig_device_free);
@@ -59,6 +60,7 @@ void mig_session_free(MigSession *s)
 		g_array_unref(s->vcpu_tids);
 	g_free(s->error);
 	g_free(s->name);
+	g_cond_clear(&s->switchover_cond);
 	g_mutex_clear(&s->lock);
 	g_free(s);
 }
@@ -109,6 +111,21 @@ void mig_session_set_event_cb(MigSession *s, MigEventFn fn, gpointer opaque)
 {
 	s->event_fn = fn;
 	s->event_opaque = opaque;
+}
+
+void mig_session_set_autostart(MigSession *s, gboolean autostart)
+{
+	g_mutex_lock(&s->lock);
+	s->dst_autostart = autostart;
+	g_mutex_unlock(&s->lock);
+}
+
+void mig_session_set_fd_lookup(MigSession *s, MigFdLookupFn fn, gpointer opaque)
+{
+	g_mutex_lock(&s->lock);
+	s->fd_lookup = fn;
+	s->fd_opaque = opaque;
+	g_mutex_unlock(&s->lock);
 }
 
 const char *mig_event_name(MigEventType type)
@@ -212,9 +229,10 @@ gboolean mig_session_vm_cont(MigSession *s, GError **err)
 gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 {
 	MigUri parsed;
+	int fd = -1;
 
 	if (mig_uri_parse(uri, &parsed) < 0) {
-		g_set_error(err, MIG_ERROR, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT or unix:PATH)", uri);
+		g_set_error(err, MIG_ERROR, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT, unix:PATH or fd:NAME)", uri);
 		return FALSE;
 	}
 	g_mutex_lock(&s->lock);
@@ -228,7 +246,8 @@ gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 		g_set_error(err, MIG_ERROR, EBUSY, "Guest is waiting for an incoming migration");
 		return FALSE;
 	}
-	if (!mig_params_check_lanes(s, err)) {
+	if (!mig_params_check_lanes(s, err) || !mig_params_check_fd_uri(s, &parsed, err) ||
+	    (parsed.kind == MIG_URI_FD && (fd = mig_session_take_fd(s, &parsed, err)) < 0)) {
 		g_mutex_unlock(&s->lock);
 		return FALSE;
 	}
@@ -242,6 +261,7 @@ gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 	g_clear_pointer(&s->error, g_free);
 	s->cancel = FALSE;
 	s->start_postcopy = FALSE;
+	s->switchover_go = FALSE;
 	memset(&s->stats, 0, sizeof(s->stats));
 	s->stats.t_start = g_get_monotonic_time();
 	for (guint i = 0; i < s->ram->len; i++)   /* nothing is sent yet: all of it remains */
@@ -249,7 +269,7 @@ gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 	for (int i = 0; i < 16; i++)
 		s->session_id[i] = (guint8)g_random_int();
 	mig_set_status_locked(s, MIG_STATUS_SETUP);
-	s->src = mig_src_start(s, uri);
+	s->src = mig_src_start(s, uri, fd);
 	g_mutex_unlock(&s->lock);
 	return TRUE;
 }
@@ -283,6 +303,22 @@ gboolean mig_session_start_postcopy(MigSession *s, GError **err)
 	return ok;
 }
 
+gboolean mig_session_continue(MigSession *s, MigStatus state, GError **err)
+{
+	gboolean ok = TRUE;
+
+	g_mutex_lock(&s->lock);
+	if (s->status != state || state != MIG_STATUS_PRE_SWITCHOVER) {
+		g_set_error(err, MIG_ERROR, EINVAL, "Migration not in expected state: %s", mig_status_str(s->status));
+		ok = FALSE;
+	} else {
+		s->switchover_go = TRUE;
+		g_cond_broadcast(&s->switchover_cond);
+	}
+	g_mutex_unlock(&s->lock);
+	return ok;
+}
+
 gboolean mig_session_cancel(MigSession *s, GError **err)
 {
 	g_mutex_lock(&s->lock);
@@ -295,6 +331,7 @@ gboolean mig_session_cancel(MigSession *s, GError **err)
 	if (s->status == MIG_STATUS_SETUP || s->status == MIG_STATUS_ACTIVE ||
 	    s->status == MIG_STATUS_DEVICE || s->status == MIG_STATUS_PRE_SWITCHOVER) {
 		s->cancel = TRUE;
+		g_cond_broadcast(&s->switchover_cond);   /* out of pre-switchover */
 		mig_set_status_locked(s, MIG_STATUS_CANCELLING);
 		/* unblocks a send or receive stuck on the peer */
 		if (s->src)

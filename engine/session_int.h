@@ -69,6 +69,9 @@ struct MigSession {
 	char *error;
 	gboolean cancel;           /* set by migrate_cancel; threads poll it */
 	gboolean start_postcopy;   /* migrate-start-postcopy was called */
+	gboolean switchover_go;    /* migrate-continue left pre-switchover (under lock) */
+	GCond switchover_cond;     /* with lock: migrate-continue or cancel happened */
+	gboolean incoming_ran;     /* a failed incoming got to postcopy: memory not reusable */
 
 	gboolean caps[MIG_CAP__MAX];
 	MigParams params;
@@ -82,6 +85,8 @@ struct MigSession {
 	gpointer event_opaque;
 	MigLogFn log_fn;           /* NULL: g_log (log.c) */
 	gpointer log_opaque;
+	MigFdLookupFn fd_lookup;   /* fd:NAME URIs; NULL: refused */
+	gpointer fd_opaque;
 	MigDirtyTrackerNewFn tracker_new;  /* NULL: uffd-wp */
 	gpointer tracker_opaque;
 	GArray *vcpu_tids;         /* pid_t of each vCPU thread (mig_session_set_vcpus) */
@@ -141,15 +146,19 @@ void mig_params_init(MigParams *p);
 void mig_params_clear(MigParams *p);
 /* A migration's own copy (strings duplicated): what it runs with from its start. */
 void mig_params_copy(MigParams *to, const MigParams *from);
-/* At migrate / migrate-incoming: parameters that need a capability. Call with lock held. */
+/* fd:NAME: the named descriptor, adopted as a channel socket; -1 with *err set. */
+struct MigUri;
+int mig_session_take_fd(MigSession *s, const struct MigUri *uri, GError **err);
+/* At migrate / migrate-incoming: parameters that need a capability, and what an fd:
+ * URI cannot carry (it is one socket). Call with lock held. */
 gboolean mig_params_check_lanes(MigSession *s, GError **err);
+gboolean mig_params_check_fd_uri(MigSession *s, const struct MigUri *uri, GError **err);
 
 /* The dirty tracker for one block: the embedder's, else uffd-wp. */
 MigDirtyTracker *mig_tracker_new(MigSession *s, const MigRamBlock *block, GError **err);
 
 /* chanopen.c: a source channel is a connect plus this session's typed hello.
  * congestion: the migration's x-tcp-congestion. */
-struct MigUri;
 int mig_chan_connect(MigSession *s, const struct MigUri *uri, const char *congestion, int type, guint index, GError **err);
 /* x-tcp-congestion onto a channel's socket (either side). */
 void mig_chan_set_congestion(MigSession *s, int fd, const char *algo);

@@ -4,13 +4,14 @@
 #include "channels/frame.h"
 #include <errno.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 Dst *mig_dst_new(MigSession *s)
 {
 	Dst *d = g_new0(Dst, 1);
 
 	d->s = s;
-	d->fd = d->listen_fd = -1;
+	d->fd = d->listen_fd = d->given_fd = -1;
 	d->listen_wake[0] = d->listen_wake[1] = -1;
 	for (guint i = 0; i < MIG_PREEMPT_MAX; i++)
 		d->urgent_fd[i] = -1;
@@ -34,6 +35,8 @@ void mig_dst_free(Dst *d)
 	g_mutex_clear(&d->mf_lock);
 	g_cond_clear(&d->mf_cond);
 	g_mutex_clear(&d->rp_lock);
+	if (d->given_fd >= 0)
+		close(d->given_fd);
 	g_free(d->listen_uri);
 	g_free(d);
 }

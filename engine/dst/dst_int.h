@@ -13,7 +13,8 @@ typedef struct Dst {
 	MigParams p;
 	GThread *listen_thread;
 	GThread *main_thread;      /* mig/dst/main: the loader */
-	int listen_fd;
+	int listen_fd;             /* -1 with an fd: URI */
+	int given_fd;              /* fd: URI: the passed socket until the listener admits it */
 	int listen_wake[2];        /* pipe: wakes the listener to quit */
 	int fd;                    /* the main channel (under s->lock; rp_lock for writes) */
 	char *listen_uri;          /* the address actually bound */
@@ -32,6 +33,7 @@ typedef struct Dst {
 	gboolean mf_quit;
 
 	struct PcDst *pc;          /* postcopy (postcopy.c) */
+	gboolean pc_began;         /* LISTEN was loaded: memory is registered (under s->lock) */
 	struct DevDst *devdst;     /* the device lane (devlane.c) */
 	GMutex rp_lock;            /* return-path writes: loader and fault thread */
 	GThread *urgent_thread[MIG_PREEMPT_MAX];  /* mig/dst/urg/N: preempt channel N's loader */

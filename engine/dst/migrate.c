@@ -189,16 +189,46 @@ static void set_congestion(MigSession *s, int fd)
 	mig_chan_set_congestion(s, fd, algo);
 }
 
+/* Starts the thread of a channel admit() let in, or closes the connection. */
+static void take_channel(MigSession *s, int fd)
+{
+	guint index = 0;
+
+	switch (admit(s, fd, &index)) {
+	case MIG_CHAN_MAIN:
+		g_mutex_lock(&s->lock);
+		s->dst->main_thread = g_thread_new("mig/dst/main", dst_main_thread, s);
+		g_mutex_unlock(&s->lock);
+		break;
+	case MIG_CHAN_MULTIFD:
+		mig_mf_dst_add(s, index, fd);
+		break;
+	case MIG_CHAN_PREEMPT: {
+		char name[16];
+
+		g_snprintf(name, sizeof(name), "mig/dst/urg/%u", index);
+		g_mutex_lock(&s->lock);
+		s->dst->urgent_thread[index] = g_thread_new(name, urgent_thread, urgent_arg_new(s, index));
+		g_mutex_unlock(&s->lock);
+		break;
+	}
+	default:
+		close(fd);
+	}
+}
+
 static gpointer listen_thread(gpointer opaque)
 {
 	MigSession *s = opaque;
 
+	/* fd: the one connection there will be (listen_fd is -1, which poll skips) */
+	if (s->dst->given_fd >= 0)
+		take_channel(s, g_steal_fd(&s->dst->given_fd));
 	for (;;) {
 		struct pollfd p[2] = {
 			{ .fd = s->dst->listen_fd, .events = POLLIN },
 			{ .fd = s->dst->listen_wake[0], .events = POLLIN },
 		};
-		guint index = 0;
 		int fd;
 
 		if (poll(p, 2, -1) < 0) {
@@ -220,29 +250,43 @@ static gpointer listen_thread(gpointer opaque)
 		}
 		/* the destination sends too: the return path, and its acks */
 		set_congestion(s, fd);
-		switch (admit(s, fd, &index)) {
-		case MIG_CHAN_MAIN:
-			g_mutex_lock(&s->lock);
-			s->dst->main_thread = g_thread_new("mig/dst/main", dst_main_thread, s);
-			g_mutex_unlock(&s->lock);
-			break;
-		case MIG_CHAN_MULTIFD:
-			mig_mf_dst_add(s, index, fd);
-			break;
-		case MIG_CHAN_PREEMPT: {
-			char name[16];
-
-			g_snprintf(name, sizeof(name), "mig/dst/urg/%u", index);
-			g_mutex_lock(&s->lock);
-			s->dst->urgent_thread[index] = g_thread_new(name, urgent_thread, urgent_arg_new(s, index));
-			g_mutex_unlock(&s->lock);
-			break;
-		}
-		default:
-			close(fd);
-		}
+		take_channel(s, fd);
 	}
 	return NULL;
+}
+
+/* exit-on-error false: after a failed or cancelled incoming migration a new
+ * migrate-incoming replaces it, as long as the guest never ran here. Its memory goes
+ * back to the kernel first, so the next migration starts from zero pages as the
+ * first one did (a page it sends as zero must not keep the old data). A failure
+ * once postcopy began is final: the guest may have run here. */
+static gboolean retry_after_failure(MigSession *s, GError **err)
+{
+	gboolean again;
+
+	g_mutex_lock(&s->lock);
+	again = s->dst && (s->status == MIG_STATUS_FAILED || s->status == MIG_STATUS_CANCELLED) &&
+		s->runstate == MIG_RUN_INMIGRATE;
+	if (again && s->dst->pc_began) {
+		g_mutex_unlock(&s->lock);
+		return fail(err, EBUSY, "The failed incoming migration had entered postcopy: this guest cannot take another one");
+	}
+	g_mutex_unlock(&s->lock);
+	if (!again)
+		return TRUE;
+	mig_dst_shutdown(s);
+	for (guint i = 0; i < s->ram->len; i++) {
+		MigRamBlock *rb = g_ptr_array_index(s->ram, i);
+
+		if (mig_ram_block_discard(rb, 0, mig_ram_block_pages(rb)) < 0)
+			return fail(err, errno, "discarding the failed migration's pages of '%s': %s", rb->name, g_strerror(errno));
+	}
+	g_mutex_lock(&s->lock);
+	s->status = MIG_STATUS_NONE;   /* QEMU has no event for this either */
+	g_clear_pointer(&s->error, g_free);
+	memset(s->session_id, 0, sizeof(s->session_id));
+	g_mutex_unlock(&s->lock);
+	return TRUE;
 }
 
 gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err)
@@ -253,7 +297,9 @@ gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err)
 	int fd;
 
 	if (mig_uri_parse(uri, &u) < 0)
-		return fail(err, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT or unix:PATH)", uri);
+		return fail(err, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT, unix:PATH or fd:NAME)", uri);
+	if (!retry_after_failure(s, err))
+		return FALSE;
 	g_mutex_lock(&s->lock);
 	if (s->dst || s->status != MIG_STATUS_NONE) {
 		g_mutex_unlock(&s->lock);
@@ -263,10 +309,14 @@ gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err)
 		g_mutex_unlock(&s->lock);
 		return fail(err, EINVAL, "'-incoming' was not specified on the command line");
 	}
-	fd = mig_uri_listen(&u, 16);
+	if (!mig_params_check_fd_uri(s, &u, err)) {
+		g_mutex_unlock(&s->lock);
+		return FALSE;
+	}
+	fd = u.kind == MIG_URI_FD ? mig_session_take_fd(s, &u, err) : mig_uri_listen(&u, 16);
 	if (fd < 0) {
 		g_mutex_unlock(&s->lock);
-		return fail(err, -fd, "Failed to listen on '%s': %s", uri, g_strerror(-fd));
+		return u.kind == MIG_URI_FD ? FALSE : fail(err, -fd, "Failed to listen on '%s': %s", uri, g_strerror(-fd));
 	}
 	d = mig_dst_new(s);
 	if (!g_unix_open_pipe(d->listen_wake, FD_CLOEXEC, NULL)) {
@@ -276,8 +326,13 @@ gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err)
 		return fail(err, EMFILE, "cannot create a pipe");
 	}
 	s->dst = d;
-	s->dst->listen_fd = fd;
-	s->dst->listen_uri = g_strdup(mig_uri_local(fd, local, sizeof(local)) == 0 ? local : uri);
+	if (u.kind == MIG_URI_FD) {
+		/* no address to report: QEMU lists socket-address only for what it listens on */
+		s->dst->given_fd = fd;
+	} else {
+		s->dst->listen_fd = fd;
+		s->dst->listen_uri = g_strdup(mig_uri_local(fd, local, sizeof(local)) == 0 ? local : uri);
+	}
 	mig_set_status_locked(s, MIG_STATUS_SETUP);
 	s->dst->listen_thread = g_thread_new("mig/dst/listen", listen_thread, s);
 	g_mutex_unlock(&s->lock);
@@ -344,13 +399,15 @@ void mig_dst_query(MigSession *s, MigInfo *info)
 {
 	MigUri u;
 
-	if (!s->dst || !s->dst->listen_uri || mig_uri_parse(s->dst->listen_uri, &u) < 0)
+	if (!s->dst)
 		return;
-	if (u.kind == MIG_URI_TCP) {
-		info->listen_host = g_strdup(u.host);
-		info->listen_port = g_strdup(u.port);
-	} else {
-		info->listen_path = g_strdup(u.path);
+	if (s->dst->listen_uri && mig_uri_parse(s->dst->listen_uri, &u) == 0) {
+		if (u.kind == MIG_URI_TCP) {
+			info->listen_host = g_strdup(u.host);
+			info->listen_port = g_strdup(u.port);
+		} else {
+			info->listen_path = g_strdup(u.path);
+		}
 	}
 	mig_pc_dst_query(s, info->extra);
 	/* the reorder queue's high-water mark, which x-device-max-queued bounds */
@@ -695,6 +752,9 @@ static gboolean load_loop(Loader *d, GError **err)
 		case MIG_F_COMPLETE:
 			return complete(d, FALSE, err);
 		case MIG_F_PC_LISTEN:
+			g_mutex_lock(&d->s->lock);
+			d->s->dst->pc_began = TRUE;
+			g_mutex_unlock(&d->s->lock);
 			if (!d->have_setup || !mig_pc_dst_listen(d->s, err))
 				return d->have_setup ? FALSE : fail(err, EPROTO, "postcopy LISTEN before setup");
 			break;

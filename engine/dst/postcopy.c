@@ -329,25 +329,17 @@ gboolean mig_pc_dst_listen(MigSession *s, GError **err)
 gboolean mig_pc_dst_discard(MigSession *s, guint block, guint64 first, guint64 n, GError **err)
 {
 	MigRamBlock *rb;
-	gsize ps;
-	int rc;
 
 	if (!s->dst->pc || block >= s->ram->len) {
 		g_set_error(err, MIG_ERROR, EPROTO, "discard %s", s->dst->pc ? "of an unknown block" : "before LISTEN");
 		return FALSE;
 	}
 	rb = g_ptr_array_index(s->ram, block);
-	ps = rb->page_size;
 	if (!n || first >= mig_ram_block_pages(rb) || n > mig_ram_block_pages(rb) - first) {
 		g_set_error(err, MIG_ERROR, EPROTO, "discard range outside '%s'", rb->name);
 		return FALSE;
 	}
-	/* shared memory keeps its page cache across MADV_DONTNEED: punch the file instead */
-	if (rb->fd >= 0)
-		rc = fallocate(rb->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(first * ps), (off_t)(n * ps));
-	else
-		rc = madvise(rb->host + first * ps, n * ps, MADV_DONTNEED);
-	if (rc < 0) {
+	if (mig_ram_block_discard(rb, first, n) < 0) {
 		g_set_error(err, MIG_ERROR, errno, "discarding pages of '%s': %s", rb->name, g_strerror(errno));
 		return FALSE;
 	}

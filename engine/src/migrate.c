@@ -263,9 +263,15 @@ static gboolean connect_main(Src *src, GError **err)
 		g_set_error(err, MIG_ERROR, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT or unix:PATH)", src->uri_text);
 		return FALSE;
 	}
-	fd = mig_chan_connect(src->s, &uri, src->p.x_tcp_congestion, MIG_CHAN_MAIN, 0, err);
-	if (fd < 0)
-		return FALSE;
+	if (uri.kind == MIG_URI_FD) {
+		/* connected by whoever passed it (getfd): only the hello is ours */
+		fd = src->given_fd;
+		src->given_fd = -1;
+	} else {
+		fd = mig_chan_connect(src->s, &uri, src->p.x_tcp_congestion, MIG_CHAN_MAIN, 0, err);
+		if (fd < 0)
+			return FALSE;
+	}
 	/* registered before the hello, so migrate_cancel can cut a stuck handshake */
 	g_mutex_lock(&s->lock);
 	src->cancel_fd = fd;
@@ -583,12 +589,13 @@ static gpointer src_thread(gpointer opaque)
 	return NULL;
 }
 
-struct Src *mig_src_start(MigSession *s, const char *uri)
+struct Src *mig_src_start(MigSession *s, const char *uri, int fd)
 {
 	Src *src = g_new0(Src, 1);
 
 	src->s = s;
 	src->fd = src->cancel_fd = -1;
+	src->given_fd = fd;
 	src->uri_text = g_strdup(uri);
 	mig_params_copy(&src->p, &s->params);
 	g_mutex_init(&src->wlock);
@@ -610,6 +617,8 @@ void mig_src_cancel(struct Src *src)
 void mig_src_free(struct Src *src)
 {
 	g_thread_join(src->thread);
+	if (src->given_fd >= 0)
+		close(src->given_fd);
 	mig_params_clear(&src->p);
 	g_free(src->uri_text);
 	g_mutex_clear(&src->wlock);

@@ -122,14 +122,29 @@ gboolean mig_src_stop_vm(Src *src, GError **err)
 		g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
 		return FALSE;
 	}
-	mig_set_status_locked(s, MIG_STATUS_DEVICE);
 	s->stats.t_stop = g_get_monotonic_time();
 	src->vm_was_running = s->runstate == MIG_RUN_RUNNING;
+	/* QEMU's order: STOP, then [pre-switchover,] device */
 	mig_set_runstate_locked(s, MIG_RUN_FINISH_MIGRATE);
 	g_mutex_unlock(&s->lock);
 	s->vm->stop(s->vm_opaque);   /* not under the lock: see mig_session_vm_stop */
 	src->stopped = TRUE;
 	src->in_downtime = TRUE;
+	g_mutex_lock(&s->lock);
+	if (s->caps[MIG_CAP_PAUSE_BEFORE_SWITCHOVER] && !s->cancel) {
+		/* the management's moment (libvirt: its own switchover work) with both guests
+		 * stopped; it may cancel here, and the source then runs again */
+		mig_set_status_locked(s, MIG_STATUS_PRE_SWITCHOVER);
+		while (!s->switchover_go && !s->cancel)
+			g_cond_wait(&s->switchover_cond, &s->lock);
+	}
+	if (s->cancel) {
+		g_mutex_unlock(&s->lock);
+		g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
+		return FALSE;
+	}
+	mig_set_status_locked(s, MIG_STATUS_DEVICE);
+	g_mutex_unlock(&s->lock);
 	return TRUE;
 }
 

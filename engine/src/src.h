@@ -6,8 +6,9 @@
 struct Src;
 
 /* migrate: snapshots the parameters and starts mig/src/main towards uri (already
- * checked to parse). Call with s->lock held. */
-struct Src *mig_src_start(MigSession *s, const char *uri);
+ * checked to parse); fd is the main channel for an fd: URI (taken), else -1. Call
+ * with s->lock held. */
+struct Src *mig_src_start(MigSession *s, const char *uri, int fd);
 /* migrate_cancel: cuts the channels so a thread stuck on the peer wakes up. Call with
  * s->lock held. */
 void mig_src_cancel(struct Src *src);

@@ -28,6 +28,7 @@ typedef struct Src {
 	char *uri_text;         /* as migrate was given it */
 	GThread *thread;        /* mig/src/main */
 	int fd;
+	int given_fd;           /* fd: URI: the passed socket until connect_main takes it */
 	/* under s->lock: what migrate_cancel cuts (the main channel, the senders) */
 	int cancel_fd;
 	MfSrc *cancel_mf;

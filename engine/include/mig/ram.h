@@ -30,6 +30,10 @@ MigRamBlock *mig_ram_block_new(const char *name, gsize size, MigMemBackend backe
 			       gsize hugepage_size, GError **err);
 void mig_ram_block_free(MigRamBlock *b);
 
+/* Gives [first, first+n) pages back to the kernel: they read as zero afterwards
+ * (punched from the memfd, MADV_DONTNEED for anonymous memory). -1 with errno set. */
+int mig_ram_block_discard(MigRamBlock *b, guint64 first, guint64 n);
+
 /* Faults every page in writable now, so receiving later costs no page faults. */
 gboolean mig_ram_block_prealloc(MigRamBlock *b, GError **err);
 

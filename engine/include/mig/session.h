@@ -41,6 +41,7 @@ typedef enum MigRunState {
 	MIG_RUN_INMIGRATE,
 	MIG_RUN_POSTMIGRATE,
 	MIG_RUN_FINISH_MIGRATE,
+	MIG_RUN_PRELAUNCH,         /* started paused (QEMU's -S), never run yet */
 } MigRunState;
 const char *mig_runstate_str(MigRunState r);
 
@@ -96,6 +97,15 @@ void mig_session_add_ram(MigSession *s, MigRamBlock *block);
  * incoming; later calls replace the list. */
 void mig_session_set_vcpus(MigSession *s, const pid_t *tids, guint n);
 void mig_session_set_event_cb(MigSession *s, MigEventFn fn, gpointer opaque);
+/* Destination: run the guest once an incoming migration completes (QEMU's autostart,
+ * the default) or keep it paused until mig_session_vm_cont (QEMU's -S). */
+void mig_session_set_autostart(MigSession *s, gboolean autostart);
+
+/* fd:NAME URIs: how the session gets the file descriptor called NAME (QMP's getfd).
+ * Called from mig_session_migrate / _incoming in the caller's thread; returns a
+ * connected stream socket the session then owns, or -1 with *err set. */
+typedef int (*MigFdLookupFn)(gpointer opaque, const char *name, GError **err);
+void mig_session_set_fd_lookup(MigSession *s, MigFdLookupFn fn, gpointer opaque);
 
 /* Capabilities and parameters: config.h. */
 
@@ -105,6 +115,9 @@ gboolean mig_session_cancel(MigSession *s, GError **err);
 /* Source with postcopy-ram on: switch to postcopy at the next chance (QEMU's
  * migrate-start-postcopy). */
 gboolean mig_session_start_postcopy(MigSession *s, GError **err);
+/* Source with pause-before-switchover: leave status state (QEMU's migrate-continue;
+ * only MIG_STATUS_PRE_SWITCHOVER waits today) and switch over. */
+gboolean mig_session_continue(MigSession *s, MigStatus state, GError **err);
 
 /* A source's RAM figures: QEMU's MigrationStats and mig's x- members. */
 #define MIG_INFO_PREEMPT_MAX 8
