@@ -37,6 +37,9 @@
 /* How long run() keeps trying to deliver queued replies after a stop. */
 #define QMP_STOP_FLUSH_MS 1000
 #define QMP_READ_CHUNK 65536
+/* File descriptors a client may hold (passed and not yet named, and named by getfd):
+ * libvirt passes one per migration; the cap keeps a client from exhausting ours. */
+#define QMP_MAX_FDS 16
 
 G_DEFINE_QUARK(mig-qmp-error-quark, mig_qmp_error)
 
@@ -67,6 +70,10 @@ typedef struct {
 	bool command_mode;  /* capabilities negotiated; events are delivered */
 	/* Set by whoever notices the client is unusable; the loop closes it. */
 	gint dead;
+	/* Under s->lock: descriptors passed with SCM_RIGHTS, oldest first, until getfd
+	 * names the latest; and those named (name -> fd + 1). Closed with the client. */
+	GArray *passed_fds;
+	GHashTable *named_fds;
 } QmpClient;
 
 typedef struct {
@@ -92,6 +99,9 @@ struct MigQmpServer {
 	 * keeps the listener readable, so poll() would spin; leave it out and retry
 	 * on a timer instead. */
 	bool accept_backoff;
+	/* The client whose command runs now, for the commands that act on its own file
+	 * descriptors (getfd, closefd, an fd: URI). Set around each in-band handler. */
+	QmpClient *cur;
 
 	char rbuf[QMP_READ_CHUNK];
 };
@@ -554,7 +564,9 @@ static JsonNode *dispatch(MigQmpServer *s, QmpClient *c, JsonObject *req, bool *
 		return NULL;
 	}
 
+	s->cur = c;
 	ret = cmd->fn(args, cmd->opaque, err);
+	s->cur = NULL;
 	if (err && *err) {
 		/* A handler that both returned a value and failed: the error wins. */
 		g_clear_pointer(&ret, json_node_unref);
@@ -623,19 +635,77 @@ static void client_consume(MigQmpServer *s, QmpClient *c, const char *data, gsiz
 
 /* ---- clients ----------------------------------------------------------------------- */
 
+static void close_fd_array(GArray *fds)
+{
+	for (guint i = 0; i < fds->len; i++)
+		close(g_array_index(fds, int, i));
+	g_array_set_size(fds, 0);
+}
+
 static void client_free(gpointer p)
 {
 	QmpClient *c = p;
+	GHashTableIter it;
+	gpointer fd;
 
+	close_fd_array(c->passed_fds);
+	g_array_free(c->passed_fds, TRUE);
+	g_hash_table_iter_init(&it, c->named_fds);
+	while (g_hash_table_iter_next(&it, NULL, &fd))
+		close(GPOINTER_TO_INT(fd) - 1);
+	g_hash_table_unref(c->named_fds);
 	close(c->fd);
 	g_string_free(c->in.msg, TRUE);
 	g_byte_array_unref(c->out);
 	g_free(c);
 }
 
+static guint client_fd_count_locked(QmpClient *c)
+{
+	return c->passed_fds->len + g_hash_table_size(c->named_fds);
+}
+
+/* Keeps the descriptors that came with a read (SCM_RIGHTS) for getfd; over the cap,
+ * or when the kernel cut the list short, they are closed: the getfd that follows
+ * then says no descriptor came. */
+static void client_take_passed(MigQmpServer *s, QmpClient *c, struct msghdr *mh)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+		int n;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		for (int i = 0; i < n; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			g_mutex_lock(&s->lock);
+			if (!(mh->msg_flags & MSG_CTRUNC) && client_fd_count_locked(c) < QMP_MAX_FDS) {
+				g_array_append_val(c->passed_fds, fd);
+				fd = -1;
+			}
+			g_mutex_unlock(&s->lock);
+			if (fd >= 0) {
+				g_debug("qmp: client fd %d passes more than %d descriptors, closing one", c->fd, QMP_MAX_FDS);
+				close(fd);
+			}
+		}
+	}
+}
+
 static void client_read(MigQmpServer *s, QmpClient *c)
 {
-	ssize_t n = recv(c->fd, s->rbuf, sizeof(s->rbuf), MSG_DONTWAIT);
+	union {
+		char buf[CMSG_SPACE(QMP_MAX_FDS * sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = { s->rbuf, sizeof(s->rbuf) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
+	ssize_t n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+
+	if (n >= 0 && mh.msg_controllen)
+		client_take_passed(s, c, &mh);
 
 	if (n < 0) {
 		if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
@@ -671,6 +741,8 @@ static void accept_clients(MigQmpServer *s)
 		c->fd = fd;
 		c->in.msg = g_string_new(NULL);
 		c->out = g_byte_array_new();
+		c->passed_fds = g_array_new(FALSE, FALSE, sizeof(int));
+		c->named_fds = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 		g_mutex_lock(&s->lock);
 		g_ptr_array_add(s->clients, c);
 		client_append_locked(c, s->greeting, s->greeting_len);
@@ -713,6 +785,102 @@ static void sweep_dead(MigQmpServer *s)
 static JsonNode *cmd_query_commands(JsonObject *args, gpointer opaque, GError **err)
 {
 	return mig_qmp_command_list(opaque);
+}
+
+/* ---- file descriptors (getfd, closefd) ---------------------------------------------- */
+
+static const char *fdname_arg(JsonObject *args, GError **err)
+{
+	JsonNode *n = json_object_get_member(args, "fdname");
+	g_autoptr(GList) keys = json_object_get_members(args);
+
+	for (GList *l = keys; l; l = l->next) {
+		if (strcmp(l->data, "fdname")) {
+			g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Parameter '%s' is unexpected",
+				    (const char *)l->data);
+			return NULL;
+		}
+	}
+	if (!n || !node_is_string(n)) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
+			    n ? "Invalid parameter type for 'fdname', expected: string" : "Parameter 'fdname' is missing");
+		return NULL;
+	}
+	return json_node_get_string(n);
+}
+
+/* getfd {fdname}: names the descriptor that came last with SCM_RIGHTS, as QEMU does;
+ * a name in use gets the new one and its old descriptor is closed. */
+static JsonNode *cmd_getfd(JsonObject *args, gpointer opaque, GError **err)
+{
+	MigQmpServer *s = opaque;
+	QmpClient *c = s->cur;
+	const char *name = fdname_arg(args, err);
+	gpointer old = NULL;
+	int fd;
+
+	if (!name)
+		return NULL;
+	if (g_ascii_isdigit(name[0])) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "File descriptor name may not start with a digit");
+		return NULL;
+	}
+	g_mutex_lock(&s->lock);
+	if (!c->passed_fds->len) {
+		g_mutex_unlock(&s->lock);
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "No file descriptor supplied via SCM_RIGHTS");
+		return NULL;
+	}
+	fd = g_array_index(c->passed_fds, int, c->passed_fds->len - 1);
+	g_array_set_size(c->passed_fds, c->passed_fds->len - 1);
+	/* the older ones were never named: nothing can claim them any more */
+	close_fd_array(c->passed_fds);
+	if (!g_hash_table_lookup_extended(c->named_fds, name, NULL, &old))
+		old = NULL;
+	g_hash_table_insert(c->named_fds, g_strdup(name), GINT_TO_POINTER(fd + 1));
+	g_mutex_unlock(&s->lock);
+	if (old)
+		close(GPOINTER_TO_INT(old) - 1);
+	return NULL;
+}
+
+static int steal_named_fd(MigQmpServer *s, QmpClient *c, const char *name)
+{
+	gpointer v = NULL;
+
+	g_mutex_lock(&s->lock);
+	if (c && g_hash_table_lookup_extended(c->named_fds, name, NULL, &v))
+		g_hash_table_remove(c->named_fds, name);
+	else
+		v = NULL;
+	g_mutex_unlock(&s->lock);
+	return v ? GPOINTER_TO_INT(v) - 1 : -1;
+}
+
+static JsonNode *cmd_closefd(JsonObject *args, gpointer opaque, GError **err)
+{
+	MigQmpServer *s = opaque;
+	const char *name = fdname_arg(args, err);
+	int fd;
+
+	if (!name)
+		return NULL;
+	fd = steal_named_fd(s, s->cur, name);
+	if (fd < 0) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "File descriptor named '%s' not found", name);
+		return NULL;
+	}
+	close(fd);
+	return NULL;
+}
+
+int mig_qmp_take_fd(MigQmpServer *s, const char *name, GError **err)
+{
+	int fd = steal_named_fd(s, s->cur, name);
+
+	if (fd < 0)
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "File descriptor named '%s' has not been found", name);
+	return fd;
 }
 
 static void command_free(gpointer p)
@@ -874,6 +1042,8 @@ MigQmpServer *mig_qmp_server_new(const char *unix_path, const MigQmpVersion *ver
 
 	add_command(s, "qmp_capabilities", NULL, NULL);
 	add_command(s, "query-commands", cmd_query_commands, s);
+	add_command(s, "getfd", cmd_getfd, s);
+	add_command(s, "closefd", cmd_closefd, s);
 	return s;
 }
 

@@ -42,5 +42,10 @@ void mig_qmp_server_free(MigQmpServer *s);
  * data is taken (transfer full) and may be NULL. Never blocks on a slow client. */
 void mig_qmp_emit_event(MigQmpServer *s, const char *name, JsonNode *data);
 
+/* The descriptor the client whose command runs now named with getfd (passed over the
+ * socket with SCM_RIGHTS); the caller owns it. Only from inside a handler. -1 with
+ * *err set when that client has no such name. */
+int mig_qmp_take_fd(MigQmpServer *s, const char *name, GError **err);
+
 /* The names registered so far, for query-commands (array of {"name": ...}). */
 JsonNode *mig_qmp_command_list(MigQmpServer *s);

@@ -137,6 +137,9 @@ static JsonNode *h_query_caps(JsonObject *args, gpointer s, GError **err)
 
 	json_builder_begin_array(b);
 	for (int i = 0; i < MIG_CAP__MAX; i++) {
+		/* a client turns on what it sees listed (libvirt does): list only what works */
+		if (!mig_cap_supported(i))
+			continue;
 		json_builder_begin_object(b);
 		json_builder_set_member_name(b, "capability");
 		json_builder_add_string_value(b, mig_cap_name(i));
@@ -304,9 +307,16 @@ static JsonNode *h_migrate_incoming(JsonObject *args, gpointer s, GError **err)
 {
 	static const char *const ok[] = { "uri", "channels", "exit-on-error", NULL };
 	g_autofree char *uri = NULL;
+	JsonNode *eoe = json_object_get_member(args, "exit-on-error");
 
 	if (!only_members(args, ok, err))
 		return NULL;
+	/* migd never exits on a failed incoming migration: it reports it (QEMU's false) and
+	 * takes a new migrate-incoming; true is accepted as the default it is */
+	if (eoe && (!JSON_NODE_HOLDS_VALUE(eoe) || json_node_get_value_type(eoe) != G_TYPE_BOOLEAN)) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Invalid parameter type for 'exit-on-error', expected: boolean");
+		return NULL;
+	}
 	uri = uri_arg(args, err);
 	if (uri)
 		mig_session_incoming(s, uri, err);
@@ -325,19 +335,24 @@ static void add_opt(JsonBuilder *b, const char *name, gint64 v)
 		add_int(b, name, v);
 }
 
-/* query-migrate's ram members in QEMU's order, mbps (a double) between the two runs */
+/* query-migrate's ram: every member of QEMU's MigrationStats, in its order (all are
+ * mandatory in QEMU's schema: libvirt fails without transferred, remaining, total),
+ * then mig's x- members. */
 #define RAM(name, field) { name, G_STRUCT_OFFSET(MigRamInfo, field) }
 static const struct ram_member {
 	const char *name;
 	glong off;
 } ram_head[] = {
-	RAM("total", total), RAM("duplicate", duplicate), RAM("normal", normal), RAM("normal-bytes", normal_bytes),
+	RAM("transferred", transferred), RAM("remaining", remaining), RAM("total", total),
+	RAM("duplicate", duplicate), RAM("normal", normal), RAM("normal-bytes", normal_bytes),
+	RAM("dirty-pages-rate", dirty_pages_rate),
 }, ram_tail[] = {
-	RAM("dirty-sync-count", dirty_sync_count), RAM("page-size", page_size), RAM("multifd-bytes", multifd_bytes),
+	RAM("dirty-sync-count", dirty_sync_count), RAM("postcopy-requests", postcopy_requests),
+	RAM("page-size", page_size), RAM("multifd-bytes", multifd_bytes),
 	RAM("pages-per-second", pages_per_second), RAM("precopy-bytes", precopy_bytes),
 	RAM("downtime-bytes", downtime_bytes), RAM("postcopy-bytes", postcopy_bytes),
-	RAM("postcopy-requests", postcopy_requests), RAM("x-bulk-pacing", bulk_pacing),
-	RAM("x-device-chunks-in-flight-peak", device_chunks_in_flight_peak),
+}, ram_x[] = {
+	RAM("x-bulk-pacing", bulk_pacing), RAM("x-device-chunks-in-flight-peak", device_chunks_in_flight_peak),
 	RAM("x-break-huge-drops", break_huge_drops), RAM("x-urgent-skipped", urgent_skipped),
 };
 #undef RAM
@@ -350,31 +365,26 @@ static void add_ram_members(JsonBuilder *b, const MigRamInfo *r, const struct ra
 
 static void add_ram(JsonBuilder *b, const MigInfo *in)
 {
-	const MigRamInfo *r = &in->ram;
+	MigRamInfo r = in->ram;
 
+	/* as QEMU: what is left and the dirty rate are 0 once completed */
+	if (in->status == MIG_STATUS_COMPLETED)
+		r.remaining = r.dirty_pages_rate = 0;
 	json_builder_set_member_name(b, "ram");
 	json_builder_begin_object(b);
-	add_int(b, "transferred", (gint64)r->transferred);
-	if (!in->source) {
-		json_builder_end_object(b);
-		return;
-	}
-	if (in->status != MIG_STATUS_COMPLETED) {
-		add_int(b, "remaining", (gint64)r->remaining);
-		add_int(b, "dirty-pages-rate", (gint64)r->dirty_pages_rate);
-	}
-	add_ram_members(b, r, ram_head, G_N_ELEMENTS(ram_head));
+	add_ram_members(b, &r, ram_head, G_N_ELEMENTS(ram_head));
 	json_builder_set_member_name(b, "mbps");
-	json_builder_add_double_value(b, r->mbps);
-	add_ram_members(b, r, ram_tail, G_N_ELEMENTS(ram_tail));
-	if (r->preempt_channels) {
+	json_builder_add_double_value(b, r.mbps);
+	add_ram_members(b, &r, ram_tail, G_N_ELEMENTS(ram_tail));
+	add_int(b, "dirty-sync-missed-zero-copy", 0);   /* mig has no zero-copy send */
+	add_ram_members(b, &r, ram_x, G_N_ELEMENTS(ram_x));
+	if (r.preempt_channels) {
 		json_builder_set_member_name(b, "x-preempt-channel-requests");
 		json_builder_begin_array(b);
-		for (guint i = 0; i < r->preempt_channels; i++)
-			json_builder_add_int_value(b, (gint64)r->preempt_channel_requests[i]);
+		for (guint i = 0; i < r.preempt_channels; i++)
+			json_builder_add_int_value(b, (gint64)r.preempt_channel_requests[i]);
 		json_builder_end_array(b);
 	}
-	add_int(b, "dirty-sync-missed-zero-copy", 0);
 	json_builder_end_object(b);
 }
 
@@ -424,6 +434,70 @@ static void add_devices(JsonBuilder *b, const MigInfo *in)
 	json_builder_end_array(b);
 }
 
+/* The source statuses QEMU reports times and ram in (fill_source_migration_info):
+ * not setup (nothing measured yet), not failed or cancelled (status and error only). */
+static gboolean src_reports_stats(MigStatus st)
+{
+	switch (st) {
+	case MIG_STATUS_ACTIVE:
+	case MIG_STATUS_CANCELLING:
+	case MIG_STATUS_POSTCOPY_DEVICE:
+	case MIG_STATUS_POSTCOPY_ACTIVE:
+	case MIG_STATUS_POSTCOPY_PAUSED:
+	case MIG_STATUS_POSTCOPY_RECOVER_SETUP:
+	case MIG_STATUS_POSTCOPY_RECOVER:
+	case MIG_STATUS_PRE_SWITCHOVER:
+	case MIG_STATUS_DEVICE:
+	case MIG_STATUS_COMPLETED:
+		return TRUE;
+	default:
+		return FALSE;
+	}
+}
+
+/* QEMU's populate_time_info: setup-time and total-time always; downtime once the guest
+ * runs on the destination (postcopy-active, completed), expected-downtime before. */
+static void add_src_times(JsonBuilder *b, const MigInfo *in)
+{
+	add_int(b, "total-time", MAX(in->total_time_ms, 0));
+	if (in->status == MIG_STATUS_POSTCOPY_ACTIVE || in->status == MIG_STATUS_COMPLETED)
+		add_int(b, "downtime", MAX(in->downtime_ms, 0));
+	else
+		add_int(b, "expected-downtime", MAX(in->expected_downtime_ms, 0));
+	add_int(b, "setup-time", MAX(in->setup_time_ms, 0));
+}
+
+static void add_src_info(JsonBuilder *b, const MigInfo *in)
+{
+	if (!src_reports_stats(in->status))
+		return;
+	add_ram(b, in);
+	add_src_times(b, in);
+	if (in->downtime_devices_ms >= 0) {
+		json_builder_set_member_name(b, "x-downtime-split");
+		json_builder_begin_object(b);
+		add_int(b, "devices-ms", in->downtime_devices_ms);
+		add_int(b, "ram-ms", in->downtime_ram_ms);
+		add_int(b, "other-ms", in->downtime_other_ms);
+		json_builder_end_object(b);
+	}
+	add_opt(b, "x-migration-thread-cpu-ms", in->thread_cpu_ms);
+	if (in->converging >= 0) {
+		json_builder_set_member_name(b, "x-converging");
+		json_builder_add_boolean_value(b, in->converging);
+	}
+}
+
+/* QEMU's destination reports no ram (fill_destination_migration_info): its status,
+ * the addresses it listens on, and once completed its postcopy figures (in extra). */
+static void add_dst_info(JsonBuilder *b, const MigInfo *in)
+{
+	if (in->listen_path || in->listen_host)
+		add_socket_address(b, in);
+	add_opt(b, "x-device-queued-peak", in->device_queued_peak);
+	add_int(b, "x-ram-transferred", (gint64)in->ram.transferred);
+}
+
 static JsonNode *h_query_migrate(JsonObject *args, gpointer s, GError **err)
 {
 	g_autoptr(JsonBuilder) b = json_builder_new();
@@ -431,34 +505,13 @@ static JsonNode *h_query_migrate(JsonObject *args, gpointer s, GError **err)
 
 	mig_session_query(s, &in);
 	json_builder_begin_object(b);
-	if (in.started) {
+	if (in.started && (in.status != MIG_STATUS_NONE || !in.source)) {
 		json_builder_set_member_name(b, "status");
 		json_builder_add_string_value(b, mig_status_str(in.status));
-		if (in.source && in.status != MIG_STATUS_NONE) {
-			add_ram(b, &in);
-			add_opt(b, "total-time", in.total_time_ms);
-			add_opt(b, "setup-time", in.setup_time_ms);
-			add_opt(b, "downtime", in.downtime_ms);
-			if (in.downtime_devices_ms >= 0) {
-				json_builder_set_member_name(b, "x-downtime-split");
-				json_builder_begin_object(b);
-				add_int(b, "devices-ms", in.downtime_devices_ms);
-				add_int(b, "ram-ms", in.downtime_ram_ms);
-				add_int(b, "other-ms", in.downtime_other_ms);
-				json_builder_end_object(b);
-			}
-			add_opt(b, "x-migration-thread-cpu-ms", in.thread_cpu_ms);
-			add_opt(b, "expected-downtime", in.expected_downtime_ms);
-			if (in.converging >= 0) {
-				json_builder_set_member_name(b, "x-converging");
-				json_builder_add_boolean_value(b, in.converging);
-			}
-		}
-		if (!in.source && (in.listen_path || in.listen_host)) {
-			add_socket_address(b, &in);
-			add_opt(b, "x-device-queued-peak", in.device_queued_peak);
-			add_ram(b, &in);
-		}
+		if (in.source)
+			add_src_info(b, &in);
+		else
+			add_dst_info(b, &in);
 		if (in.devices)
 			add_devices(b, &in);
 		if (in.session_id[0]) {
@@ -480,6 +533,29 @@ static JsonNode *h_start_postcopy(JsonObject *args, gpointer s, GError **err)
 {
 	mig_session_start_postcopy(s, err);
 	return NULL;
+}
+
+/* migrate-continue {state}: state must be the status the migration waits in */
+static JsonNode *h_continue(JsonObject *args, gpointer s, GError **err)
+{
+	static const char *const ok[] = { "state", NULL };
+	const char *name;
+
+	if (!only_members(args, ok, err) || !(name = string_arg(args, "state", TRUE, err)))
+		return NULL;
+	for (int st = MIG_STATUS_NONE; st <= MIG_STATUS_WAIT_UNPLUG; st++) {
+		if (!strcmp(mig_status_str(st), name)) {
+			mig_session_continue(s, st, err);
+			return NULL;
+		}
+	}
+	g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Parameter 'state' does not accept value '%s'", name);
+	return NULL;
+}
+
+static int take_fd(gpointer q, const char *name, GError **err)
+{
+	return mig_qmp_take_fd(q, name, err);
 }
 
 static JsonNode *h_cancel(JsonObject *args, gpointer s, GError **err)
@@ -525,5 +601,8 @@ void mig_qmp_add_session_commands(MigQmpServer *q, MigSession *s)
 	mig_qmp_register(q, "query-migrate", h_query_migrate, s);
 	mig_qmp_register(q, "migrate_cancel", h_cancel, s);
 	mig_qmp_register(q, "migrate-start-postcopy", h_start_postcopy, s);
+	mig_qmp_register(q, "migrate-continue", h_continue, s);
 	mig_session_set_event_cb(s, forward_event, q);
+	/* fd:NAME names a descriptor the same client passed with getfd */
+	mig_session_set_fd_lookup(s, take_fd, q);
 }

@@ -6,6 +6,7 @@
 #include <glib/gstdio.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -65,6 +66,19 @@ static JsonNode *h_emit(JsonObject *args, gpointer opaque, GError **err)
 	return json_node_init_int(json_node_alloc(), 42);
 }
 
+/* take {fdname}: what an fd: URI does with a name, writing "ok" into the descriptor. */
+static JsonNode *h_take(JsonObject *args, gpointer opaque, GError **err)
+{
+	int fd = mig_qmp_take_fd(opaque, json_object_get_string_member(args, "fdname"), err);
+	ssize_t n;
+
+	if (fd < 0)
+		return NULL;
+	n = write(fd, "ok", 2);
+	close(fd);
+	return json_node_init_int(json_node_alloc(), n);
+}
+
 /* ---- fixture -------------------------------------------------------------------- */
 
 static gpointer run_server(gpointer p)
@@ -89,6 +103,7 @@ static void setup(Fixture *f, gconstpointer data)
 	mig_qmp_register(f->srv, "no-device", h_no_device, NULL);
 	mig_qmp_register(f->srv, "quit", h_quit, f->srv);
 	mig_qmp_register(f->srv, "emit", h_emit, f->srv);
+	mig_qmp_register(f->srv, "take", h_take, f->srv);
 	f->thread = g_thread_new("qmp", run_server, f->srv);
 }
 
@@ -586,7 +601,7 @@ static void test_events(Fixture *f, gconstpointer data)
 static void test_query_commands(Fixture *f, gconstpointer data)
 {
 	static const char *const want[] = {
-		"qmp_capabilities", "query-commands", "echo", "fail", "no-device", "quit", "emit",
+		"qmp_capabilities", "query-commands", "getfd", "closefd", "echo", "fail", "no-device", "quit", "emit", "take",
 	};
 	Client *c = client_ready(f);
 	g_autoptr(JsonObject) m = NULL;
@@ -604,6 +619,81 @@ static void test_query_commands(Fixture *f, gconstpointer data)
 		g_assert_cmpstr(json_object_get_string_member(o, "name"), ==, want[i]);
 	}
 	client_close(c);
+}
+
+/* Sends s with fd attached (SCM_RIGHTS), as libvirt sends getfd. */
+static void client_send_fd(Client *c, const char *s, int fd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl = { 0 };
+	struct iovec iov = { (void *)s, strlen(s) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	g_assert_cmpint(sendmsg(c->fd, &mh, 0), ==, (ssize_t)strlen(s));
+}
+
+/* read() on a pipe, bounded: the server closes its end on its own thread */
+static ssize_t read_bounded(int fd, char *buf, size_t len)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	g_assert_cmpint(poll(&p, 1, RECV_TIMEOUT_S * 1000), ==, 1);
+	return read(fd, buf, len);
+}
+
+/* getfd names the passed descriptor; take (an fd: URI) gets it once; closefd and a
+ * client's close give it back; names are per client, as QEMU's are per monitor. */
+static void test_getfd(Fixture *f, gconstpointer data)
+{
+	Client *c = client_ready(f), *other = client_ready(f);
+	g_autoptr(JsonObject) m = NULL;
+	int p[2];
+	char buf[8];
+
+	client_send(c, "{\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"m\"}}");
+	recv_error(c, "GenericError", "No file descriptor supplied via SCM_RIGHTS");
+	client_send(c, "{\"execute\":\"closefd\",\"arguments\":{\"fdname\":\"m\"}}");
+	recv_error(c, "GenericError", "File descriptor named 'm' not found");
+
+	g_assert_cmpint(pipe(p), ==, 0);
+	client_send_fd(c, "{\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"1x\"}}", p[1]);
+	recv_error(c, "GenericError", "File descriptor name may not start with a digit");
+	client_send_fd(c, "{\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"m\"}}", p[1]);
+	g_clear_pointer(&m, json_object_unref);
+	m = recv_return(c);
+	close(p[1]);
+	/* another client does not see it */
+	client_send(other, "{\"execute\":\"take\",\"arguments\":{\"fdname\":\"m\"}}");
+	recv_error(other, "GenericError", "File descriptor named 'm' has not been found");
+	client_send(c, "{\"execute\":\"take\",\"arguments\":{\"fdname\":\"m\"}}");
+	g_clear_pointer(&m, json_object_unref);
+	m = recv_return(c);
+	g_assert_cmpint(json_object_get_int_member(m, "return"), ==, 2);
+	g_assert_cmpint(read_bounded(p[0], buf, sizeof(buf)), ==, 2);
+	g_assert_cmpint(memcmp(buf, "ok", 2), ==, 0);
+	/* taken: the name is gone, and with it the server's last copy of the write end */
+	client_send(c, "{\"execute\":\"take\",\"arguments\":{\"fdname\":\"m\"}}");
+	recv_error(c, "GenericError", "File descriptor named 'm' has not been found");
+	g_assert_cmpint(read_bounded(p[0], buf, sizeof(buf)), ==, 0);
+	close(p[0]);
+
+	/* a named descriptor dies with its client */
+	g_assert_cmpint(pipe(p), ==, 0);
+	client_send_fd(c, "{\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"n\"}}", p[1]);
+	g_clear_pointer(&m, json_object_unref);
+	m = recv_return(c);
+	close(p[1]);
+	client_close(c);
+	g_assert_cmpint(read_bounded(p[0], buf, sizeof(buf)), ==, 0);   /* EOF once the server closed it */
+	close(p[0]);
+	client_close(other);
 }
 
 static void test_disconnect(Fixture *f, gconstpointer data)
@@ -823,6 +913,7 @@ int main(int argc, char **argv)
 	ADD("oversized", test_oversized);
 	ADD("events", test_events);
 	ADD("query-commands", test_query_commands);
+	ADD("getfd", test_getfd);
 	ADD("disconnect", test_disconnect);
 	ADD("slow-reader", test_slow_reader);
 	ADD("flood", test_flood);
