@@ -165,7 +165,7 @@ int main(int argc, char **argv)
 	g_autofree char *workload = NULL, *incoming = NULL;
 	g_auto(GStrv) device_specs = NULL;
 	gint vcpus = 1;
-	gboolean prealloc = FALSE, trace_lat = FALSE;
+	gboolean prealloc = FALSE, trace_lat = FALSE, paused = FALSE;
 	gint64 seed = 1;
 	GOptionEntry entries[] = {
 		{ "name", 0, 0, G_OPTION_ARG_STRING, &name, "Name of this VM", "NAME" },
@@ -179,6 +179,8 @@ int main(int argc, char **argv)
 		{ "mem-prealloc", 0, 0, G_OPTION_ARG_NONE, &prealloc, "Fault all guest memory in at start", NULL },
 		{ "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Seed of the guest's memory contents", "N" },
 		{ "incoming", 0, 0, G_OPTION_ARG_STRING, &incoming, "Wait for a migration on URI, or 'defer'", "URI" },
+		{ "paused", 'S', 0, G_OPTION_ARG_NONE, &paused,
+		  "Keep the guest paused until 'cont' (QEMU's -S): at start, or after an incoming migration", NULL },
 		{ "device", 0, 0, G_OPTION_ARG_STRING_ARRAY, &device_specs,
 		  "Add a simulated device (repeatable): sim,id=ID,size=SIZE[,precopy=SIZE][,read-rate=RATE]"
 		  "[,load-rate=RATE][,load-latency=US][,load-chunk=SIZE][,seed=N][,fail-at=OFFSET]"
@@ -254,7 +256,9 @@ int main(int argc, char **argv)
 	d.session = mig_session_new(name ? name : "migd");
 	mig_session_set_log_cb(d.session, log_stderr, NULL);
 	vm_ops.query = migd_vm_query;
-	mig_session_set_vm(d.session, &vm_ops, d.guest, cfg.incoming ? MIG_RUN_INMIGRATE : MIG_RUN_RUNNING);
+	mig_session_set_vm(d.session, &vm_ops, d.guest,
+			   cfg.incoming ? MIG_RUN_INMIGRATE : paused ? MIG_RUN_PRELAUNCH : MIG_RUN_RUNNING);
+	mig_session_set_autostart(d.session, !paused);
 	mig_session_add_ram(d.session, migd_guest_ram(d.guest));
 	{
 		pid_t tids[256];
@@ -282,7 +286,7 @@ int main(int argc, char **argv)
 		g_printerr("migd: --incoming %s: %s\n", incoming, err->message);
 		return 1;
 	}
-	if (!cfg.incoming)
+	if (!cfg.incoming && !paused)
 		migd_guest_cont(d.guest);
 
 	sigt = g_thread_new("migd/signals", signal_thread, &d);
