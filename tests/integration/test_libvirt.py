@@ -34,8 +34,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mig_harness as h  # noqa: E402
 
-GUEST = ["-m", "64M", "--mem-backend", "anon"]
-SIZE = 64 * h.MiB
+GUEST = ["-m", "32M", "--mem-backend", "anon"]
+SIZE = 32 * h.MiB
 
 # libvirt's qemuMigrationCapability names (the ones it may put in a
 # migrate-set-capabilities); it only ever sends those the process listed.
@@ -401,7 +401,7 @@ def case_cancel():
     pre-switchover where both guests are stopped: each time the source runs again."""
     for where in ("active", "pre-switchover"):
         src, dst = migds()
-        params = {"max-bandwidth": 32 * h.MiB} if where == "active" else {}
+        params = {"max-bandwidth": 8 * h.MiB} if where == "active" else {}
         c = Conversation(src, dst, caps={"return-path"})
         c.begin()
         c.prepare()
@@ -481,8 +481,8 @@ def case_incoming_again():
     first.set_params({"max-bandwidth": 16 * h.MiB})
     first.cmd("migrate", uri=uri)
     # killed with a good part of its memory (another seed's data) in the destination
-    h.wait_until(lambda: (first.query_migrate().get("ram") or {}).get("transferred", 0) >= 24 * h.MiB,
-                 30, "the first source to send 24 MiB")
+    h.wait_until(lambda: (first.query_migrate().get("ram") or {}).get("transferred", 0) >= 12 * h.MiB,
+                 30, "the first source to send 12 MiB")
     first.kill()
     md.wait_event("MIGRATION", 30, lambda d: d["status"] == "failed")
     info = md.query_migrate()
