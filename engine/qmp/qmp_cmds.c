@@ -489,10 +489,14 @@ static void add_src_info(JsonBuilder *b, const MigInfo *in)
 }
 
 /* QEMU's destination reports no ram (fill_destination_migration_info): its status,
- * the addresses it listens on, and once completed its postcopy figures (in extra). */
+ * the addresses it listens on until the incoming migration ends (QEMU frees them
+ * with the incoming state), and once completed its postcopy figures (in extra). */
 static void add_dst_info(JsonBuilder *b, const MigInfo *in)
 {
-	if (in->listen_path || in->listen_host)
+	gboolean ended = in->status == MIG_STATUS_COMPLETED || in->status == MIG_STATUS_FAILED ||
+			 in->status == MIG_STATUS_CANCELLED;
+
+	if ((in->listen_path || in->listen_host) && !ended)
 		add_socket_address(b, in);
 	add_opt(b, "x-device-queued-peak", in->device_queued_peak);
 	add_int(b, "x-ram-transferred", (gint64)in->ram.transferred);
