@@ -222,7 +222,7 @@ def case_estimate_counts_devices():
     with src, dst:
         src.set_params({"max-bandwidth": 0, "downtime-limit": 300})
         src.cmd("migrate", uri=dst.listen_uri())
-        h.wait_until(lambda: src.query_migrate()["ram"].get("dirty-sync-count", 0) >= 3, 60, "three passes")
+        h.wait_until(lambda: (src.query_migrate().get("ram") or {}).get("dirty-sync-count", 0) >= 3, 60, "three passes")
         info = src.query_migrate()
         print("limit 300 ms: status %s, expected-downtime %s ms, x-converging %s"
               % (info["status"], info.get("expected-downtime"), info.get("x-converging")))

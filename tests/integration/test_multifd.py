@@ -283,8 +283,8 @@ def case_params_snapshot():
         except h.QmpError as e:
             h.check("incoming has started" in str(e), "unclear refusal: %s" % e)
         # passes go on after the change: several of them must still run on two senders
-        passes = src.query_migrate()["ram"]["dirty-sync-count"]
-        h.wait_until(lambda: src.query_migrate()["ram"]["dirty-sync-count"] >= passes + 2, 60,
+        passes = (src.query_migrate().get("ram") or {}).get("dirty-sync-count", 0)
+        h.wait_until(lambda: (src.query_migrate().get("ram") or {}).get("dirty-sync-count", 0) >= passes + 2, 60,
                      "two more passes")
         threads = sender_threads(src.pid())
         h.check(threads == ["mig/src/send/0", "mig/src/send/1"], "senders after the change: %s" % threads)

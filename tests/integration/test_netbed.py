@@ -164,7 +164,7 @@ def case_idle_passes_drain_return_path():
                 m.set_params({"multifd-channels": 2})
             src.set_params({"max-bandwidth": 0, "downtime-limit": 300})
             src.cmd("migrate", uri=bed.uri("dst", PORT))
-            h.wait_until(lambda: src.query_migrate()["ram"].get("dirty-sync-count", 0) >= 400, 30,
+            h.wait_until(lambda: (src.query_migrate().get("ram") or {}).get("dirty-sync-count", 0) >= 400, 30,
                          "400 passes of a migration that cannot converge yet")
             h.check(src.query_migrate()["status"] == "active", "the migration left active early")
             src.set_params({"downtime-limit": 60000})
