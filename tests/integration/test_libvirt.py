@@ -85,6 +85,22 @@ def libvirt_parse_migrate(reply, where):
     return status
 
 
+def reply_shape(reply):
+    """What a reply says without its figures: the error, or the members (and ram's, and
+    status), so two implementations' replies compare."""
+    if "error" in reply:
+        return "error"
+    r = reply.get("return")
+    if not isinstance(r, dict):
+        return type(r).__name__
+    parts = sorted(k for k in r if not k.startswith("x-"))
+    if isinstance(r.get("ram"), dict):
+        parts.append("ram{%s}" % ",".join(sorted(k for k in r["ram"] if not k.startswith("x-"))))
+    if "status" in r:
+        parts.append("status=%s" % r["status"])
+    return " ".join(parts)
+
+
 class Monitor:
     """libvirt's QMP monitor (qemu_monitor.c / qemu_monitor_json.c): reads lines split
     on CRLF, ignores the greeting, sends qmp_capabilities without arguments, numbers its
@@ -99,6 +115,7 @@ class Monitor:
         self.serial = 0
         self.events = []
         self.sent = []              # every command, for the log of a failure
+        self.transcript = []        # (command, the reply's shape): tools/libvirt-qemu-control
         greeting = self._read_line(10)
         h.check("QMP" in greeting, "%s: no QMP greeting: %r" % (name, greeting))
         self.cmd("qmp_capabilities")
@@ -145,6 +162,7 @@ class Monitor:
                         "%s: event without QEMU's timestamp: %r" % (self.name, m))
                 self.events.append(m)
             elif m.get("id") == cid:
+                self.transcript.append((name, reply_shape(m)))
                 return m
         raise h.HarnessError("monitor loop bound")
 
@@ -227,8 +245,9 @@ def reset(mon, listed, saved):
 class Conversation:
     """One source and one destination driven as libvirt does."""
 
-    def __init__(self, src, dst, caps=(), params=None, uri=None):
+    def __init__(self, src, dst, caps=(), params=None, uri=None, size=SIZE):
         self.src, self.dst = src, dst
+        self.size = size            # the guest's RAM, when known exactly
         self.caps = set(caps)
         self.params = params or {}
         self.uri = uri
@@ -251,7 +270,8 @@ class Conversation:
         md.cmd("migrate-incoming", {"uri": incoming})
         if self.uri is None:
             info = md.query_migrate()
-            h.check(info.get("status") == "setup", "destination after migrate-incoming: %s" % info)
+            # QEMU 7.2 has no status until the source connects, later ones say setup
+            h.check(info.get("status") in (None, "setup"), "destination after migrate-incoming: %s" % info)
             # libvirt picks the port itself; port 0 and socket-address keep tests apart
             self.uri = h.uri_of(info["socket-address"][0])
         st = md.cmd("query-status")
@@ -300,8 +320,8 @@ class Conversation:
             ms.wait_event("STOP")
             h.check(seen.index("device") > seen.index("pre-switchover"),
                     "statuses out of QEMU's order: %s" % seen)
-        if postcopy:
-            h.check(started_postcopy, "migration ended before the second pass: %s" % seen)
+        if postcopy and st == "postcopy-active":
+            h.check(started_postcopy, "postcopy without migrate-start-postcopy: %s" % seen)
         info = ms.query_migrate()
         h.check(info["status"] in (st, "completed"), "Perform ended in %s, query says %s" % (st, info))
         print("Perform: statuses %s" % seen)
@@ -332,7 +352,8 @@ class Conversation:
         info = ms.query_migrate()
         for k in ("total-time", "downtime", "setup-time"):
             h.check(isinstance(info.get(k), int), "completed source lacks %s: %s" % (k, info))
-        h.check(info["ram"]["total"] == SIZE and info["ram"]["remaining"] == 0, "completed ram: %s" % info["ram"])
+        h.check(info["ram"]["total"] == (self.size or info["ram"]["total"]) and info["ram"]["remaining"] == 0,
+                "completed ram: %s" % info["ram"])
         st = ms.cmd("query-status")
         h.check(st["status"] == "postmigrate", "source after migration: %s" % st)
         reset(ms, self.src_caps, self.src_saved)
@@ -380,20 +401,32 @@ def case_precopy():
 
 
 def case_postcopy_preempt_multifd():
-    src, dst = migds()
+    """migrate-start-postcopy at the second MIGRATION_PASS. Whether it is taken is the
+    engine's call, as in QEMU: a pass that finds almost nothing dirty (a starved vCPU on
+    a loaded machine) completes in precopy, and libvirt's Perform returns at completed
+    just as well. That run is checked too, then the case tries again: it needs one run
+    through postcopy, out of three."""
     caps = {"return-path", "postcopy-ram", "postcopy-preempt", "multifd"}
-    # `virsh migrate --bandwidth 48 ...` and `migrate-setmaxdowntime 1`: below the
-    # guest's dirty rate precopy alone cannot finish, so the migrate-start-postcopy sent
-    # at the second pass is taken; postcopy's own bandwidth is unlimited
-    c = Conversation(src, dst, caps=caps,
-                     params={"multifd-channels": 2, "downtime-limit": 1, "max-bandwidth": 48 * h.MiB})
-    c.begin()
-    c.prepare()
-    h.check(c.perform(postcopy=True) == "postcopy-active", "did not enter postcopy")
-    c.finish(postcopy=True)
-    c.confirm()
-    c.close()
-    check_integrity(dst)
+    for attempt in range(3):
+        src, dst = migds()
+        # `virsh migrate --bandwidth 24 ...` and `migrate-setmaxdowntime 1`: below the
+        # guest's dirty rate precopy alone does not finish; postcopy's own bandwidth is
+        # unlimited
+        c = Conversation(src, dst, caps=caps,
+                         params={"multifd-channels": 2, "downtime-limit": 1, "max-bandwidth": 24 * h.MiB})
+        c.begin()
+        c.prepare()
+        ended = c.perform(postcopy=True)
+        c.finish(postcopy=ended == "postcopy-active")
+        c.confirm()
+        c.close()
+        check_integrity(dst)
+        if ended == "postcopy-active":
+            return
+        print("attempt %d converged in precopy; again" % (attempt + 1))
+        src.kill()
+        dst.kill()
+    raise AssertionError("three migrations completed in precopy: postcopy never ran")
 
 
 def case_cancel():
