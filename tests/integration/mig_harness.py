@@ -331,7 +331,7 @@ class Migd:
     (self.qmp). "{tmpdir}" in args is replaced by that directory. Use as a context
     manager: the process is always killed and reaped."""
 
-    def __init__(self, name, args=(), negotiate=True, start_timeout=10.0):
+    def __init__(self, name, args=(), negotiate=True, start_timeout=30.0):
         binary = tool("migd")
         self.name = name
         self.tmpdir = tempfile.mkdtemp(prefix="mig-%s-" % name, dir=_tmp_base())
