@@ -83,21 +83,16 @@ int mig_frame_send_spliced(int fd, uint16_t type, uint16_t flags, const void *he
 {
 	uint8_t buf[MIG_FRAME_HDR_LEN + MIG_FRAME_SPLICE_HEAD_MAX];
 	MigFrameHdr h = { .len = head_len + tail_len, .type = type, .flags = flags };
-	size_t off = 0, len = MIG_FRAME_HDR_LEN + head_len;
+	size_t len = MIG_FRAME_HDR_LEN + head_len;
+	int ret;
 
 	if (head_len > MIG_FRAME_SPLICE_HEAD_MAX || (uint64_t)head_len + tail_len > UINT32_MAX)
 		return -EMSGSIZE;
 	mig_frame_hdr_pack(&h, buf);
 	memcpy(buf + MIG_FRAME_HDR_LEN, head, head_len);
 	/* MSG_MORE: the head waits for the spliced tail instead of leaving as its own segment */
-	while (off < len) {
-		ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL | MSG_MORE);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return errno == EAGAIN ? -ETIMEDOUT : -errno;
-		off += (size_t)n;
-	}
+	ret = mig_io_write_more(fd, buf, len);
+	if (ret < 0)
+		return ret;
 	return mig_io_splice_full(pipe_fd, fd, tail_len, 0);
 }

@@ -2,6 +2,7 @@
  * so partial transfers, EINTR and the EAGAIN-means-timeout convention are
  * handled here once instead of at each call site. */
 #include "channels/io.h"
+#include "channels/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +46,10 @@ static ssize_t recv_iov(int fd, struct iovec *iov, int iovcnt, int *not_sock)
 
 int mig_io_read_full(int fd, void *buf, size_t len)
 {
+	MigTls *tls = mig_tls_of(fd);
+
+	if (tls)
+		return mig_tls_read_full(tls, buf, len);
 	uint8_t *p = buf;
 	int not_sock = 0;
 
@@ -67,6 +72,10 @@ int mig_io_read_full(int fd, void *buf, size_t len)
 
 int mig_io_write_full(int fd, const void *buf, size_t len)
 {
+	MigTls *tls = mig_tls_of(fd);
+
+	if (tls)
+		return mig_tls_write_full(tls, buf, len);
 	const uint8_t *p = buf;
 
 	while (len > 0) {
@@ -123,6 +132,10 @@ static int iov_window(int iovcnt)
 
 int mig_io_writev_full(int fd, struct iovec *iov, int iovcnt)
 {
+	MigTls *tls = mig_tls_of(fd);
+
+	if (tls)
+		return mig_tls_writev_full(tls, iov, iovcnt);
 	if (iovcnt < 0 || (iovcnt > 0 && !iov))
 		return -EINVAL;
 
@@ -148,6 +161,10 @@ int mig_io_writev_full(int fd, struct iovec *iov, int iovcnt)
 
 int mig_io_readv_full(int fd, struct iovec *iov, int iovcnt)
 {
+	MigTls *tls = mig_tls_of(fd);
+
+	if (tls)
+		return mig_tls_readv_full(tls, iov, iovcnt);
 	int not_sock = 0;
 
 	if (iovcnt < 0 || (iovcnt > 0 && !iov))
@@ -166,6 +183,37 @@ int mig_io_readv_full(int fd, struct iovec *iov, int iovcnt)
 		iov_advance(&iov, &iovcnt, (size_t)n);
 	}
 	return 0;
+}
+
+int mig_io_write_more(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	MigTls *tls = mig_tls_of(fd);
+
+	if (tls)
+		return mig_tls_write_full(tls, buf, len);
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_MORE);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return io_errno(errno);
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int mig_io_is_tls(int fd)
+{
+	return mig_tls_of(fd) != NULL;
+}
+
+int mig_io_close(int fd)
+{
+	mig_tls_detach(fd);
+	return close(fd);
 }
 
 int mig_io_set_timeout(int fd, int timeout_ms)
@@ -201,6 +249,10 @@ static int wait_fd(int fd, short events)
 
 int mig_io_splice_full(int in, int out, size_t len, unsigned int flags)
 {
+	MigTls *tls = mig_tls_of(out);
+
+	if (tls)   /* the record layer needs the bytes in user memory */
+		return mig_tls_from_pipe(tls, in, len);
 	while (len > 0) {
 		ssize_t n = splice(in, NULL, out, NULL, len, flags | SPLICE_F_MOVE);
 
@@ -242,6 +294,10 @@ void mig_io_block_sigpipe(void)
 ssize_t mig_io_splice_fill(int in, int pipe_w, size_t len)
 {
 	size_t got = 0;
+
+	/* ciphertext must not reach the pipe: nothing spliced, the caller reads the rest */
+	if (mig_tls_of(in))
+		return 0;
 
 	while (got < len) {
 		struct pollfd p = { .fd = pipe_w, .events = POLLOUT };

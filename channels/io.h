@@ -1,4 +1,5 @@
-/* Whole-buffer socket I/O: short reads and writes and EINTR are handled here once. */
+/* Whole-buffer socket I/O: short reads and writes and EINTR are handled here once.
+ * A socket with a TLS session (channels/tls.h) goes through it transparently. */
 #pragma once
 #include <stddef.h>
 #include <sys/types.h>
@@ -29,6 +30,13 @@ ssize_t mig_io_splice_fill(int in, int pipe_w, size_t len);
  * (which have no MSG_NOSIGNAL) then sees EPIPE instead of a signal that would kill an
  * embedder that never ignored it. */
 void mig_io_block_sigpipe(void);
+/* write_full with MSG_MORE: the bytes wait for what the caller sends next. */
+int mig_io_write_more(int fd, const void *buf, size_t len);
+/* Whether fd carries TLS (channels/tls.h): its bytes are ciphertext, so a caller that
+ * would splice() from it directly must read through this module instead. */
+int mig_io_is_tls(int fd);
+/* Closes a channel's fd, ending its TLS session first if it has one. */
+int mig_io_close(int fd);
 /* Applies SO_RCVTIMEO/SO_SNDTIMEO; 0 means block forever. */
 int mig_io_set_timeout(int fd, int timeout_ms);
 

@@ -160,6 +160,8 @@ typedef enum MigHelloStatus {
 	MIG_HELLO_BAD_INDEX = 6,
 	MIG_HELLO_NOT_EXPECTED = 7,   /* no incoming migration, or it already started */
 	MIG_HELLO_BUSY = 8,
+	MIG_HELLO_NOT_AUTHORIZED = 10, /* TLS: the client's identity is refused by tls-authz, or a
+				      * plain-text channel reached a destination that requires TLS */
 } MigHelloStatus;
 
 /* ---- frame header: everything after an accepted hello, both directions ---- */

@@ -5,6 +5,8 @@
 #include "channels/uri.h"
 #include "channels/io.h"
 #include <errno.h>
+#include "channels/tls.h"
+#include "engine/tlscreds.h"
 #include <string.h>
 #include <unistd.h>
 
@@ -51,24 +53,57 @@ void mig_chan_set_congestion(MigSession *s, int fd, const char *algo)
 		mig_log(s, MIG_LOG_WARNING, "x-tcp-congestion '%s': %s; the channel keeps the system's", algo, g_strerror(-rc));
 }
 
+/* With tls-creds the channel is TLS from its first byte, the hello inside it. */
+static gboolean chan_tls(MigSession *s, int fd, const char *name, GError **err)
+{
+	SSL_CTX *ctx = NULL;
+	g_autofree char *host = NULL;
+	char why[512];
+	int rc;
+
+	g_mutex_lock(&s->lock);
+	if (s->tls_src && s->tls_src->ctx) {
+		ctx = s->tls_src->ctx;
+		host = g_strdup(s->tls_src->host);
+	}
+	g_mutex_unlock(&s->lock);
+	if (!ctx)
+		return TRUE;
+	/* the run holds its reference to ctx until the next migrate, which joins us first */
+	rc = mig_tls_client(fd, ctx, host, CONNECT_TIMEOUT_MS, 0, why, sizeof(why));
+	if (rc < 0)
+		g_set_error(err, MIG_ERROR, -rc, "%s: TLS handshake failed: %s", name, why);
+	return rc == 0;
+}
+
 gboolean mig_chan_hello(MigSession *s, int fd, int type, guint index, GError **err)
 {
 	MigHello h = { .version = MIG_PROTO_VERSION, .type = (guint16)type, .index = index };
-	g_autofree char *name = NULL;
+	g_autofree char *name = chan_name(type, index);
+	MigTls *tls;
 	char msg[600];
 	int rc;
 
+	if (!chan_tls(s, fd, name, err))
+		return FALSE;
 	memcpy(h.session, s->session_id, sizeof(h.session));
 	mig_io_set_timeout(fd, CONNECT_TIMEOUT_MS);
 	rc = mig_hello_connect(fd, &h, msg, sizeof(msg));
 	mig_io_set_timeout(fd, 0);
-	if (rc == 0)
+	if (rc == 0) {
+		mig_tls_note_channel(s, fd, type, index);
 		return TRUE;
-	name = chan_name(type, index);
-	if (MIG_HELLO_REFUSED(rc))
+	}
+	tls = mig_tls_of(fd);
+	if (MIG_HELLO_REFUSED(rc)) {
 		g_set_error(err, MIG_ERROR, EPROTO, "destination refused the %s: %s", name, msg);
-	else
+	} else if (tls && (mig_tls_last_error(tls, msg, sizeof(msg)), msg[0])) {
+		/* TLS 1.3 finishes the client's handshake before the server has checked the
+		 * client's certificate: a refusal arrives as an alert on the first read */
+		g_set_error(err, MIG_ERROR, -rc, "%s: the destination refused the TLS session: %s", name, msg);
+	} else {
 		g_set_error(err, MIG_ERROR, -rc, "%s: handshake failed: %s", name, g_strerror(-rc));
+	}
 	return FALSE;
 }
 
@@ -77,7 +112,7 @@ int mig_chan_open(MigSession *s, const MigUri *uri, const char *congestion, int 
 	int fd = mig_chan_connect(s, uri, congestion, type, index, err);
 
 	if (fd >= 0 && !mig_chan_hello(s, fd, type, index, err)) {
-		close(fd);
+		mig_io_close(fd);
 		return -1;
 	}
 	return fd;

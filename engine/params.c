@@ -274,11 +274,13 @@ static gboolean apply_value(const MigParamSetting *v, MigParams *dst, GError **e
 			*(gboolean *)field = !!v->boolean;
 		return TRUE;
 	case P_STR:
-		if (v->str && *v->str) {
-			g_set_error(err, MIG_ERROR, ENOTSUP, "Parameter '%s': TLS is not supported by mig yet", p->name);
-			return FALSE;
+		/* an object id: whether it exists is checked at migrate and migrate-incoming,
+		 * as in QEMU, so the object may be created after the parameter is set */
+		if (field) {
+			g_free(*(char **)field);
+			*(char **)field = g_strdup(v->str ? v->str : "");
 		}
-		return TRUE;   /* always "" until TLS lands */
+		return TRUE;
 	case P_TCP_CC: {
 		const char *algo = v->str ? v->str : "";
 		int rc;

@@ -3,6 +3,7 @@
 #include "engine/device_int.h"
 #include "engine/src/src.h"
 #include "engine/dst/dst.h"
+#include "engine/tlscreds.h"
 #include "channels/uri.h"
 #include <errno.h>
 #include <stdarg.h>
@@ -53,6 +54,10 @@ void mig_session_free(MigSession *s)
 	if (s->src)
 		mig_src_free(g_steal_pointer(&s->src));
 	mig_dst_shutdown(s);
+	if (s->tls_src)
+		mig_tls_run_clear(s->tls_src);
+	g_free(s->tls_src);
+	mig_objects_free(s);
 	mig_params_clear(&s->params);
 	g_ptr_array_free(s->ram, TRUE);
 	g_ptr_array_free(s->devices, TRUE);
@@ -230,6 +235,7 @@ gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 {
 	MigUri parsed;
 	int fd = -1;
+	MigTlsRun tls;
 
 	if (mig_uri_parse(uri, &parsed) < 0) {
 		g_set_error(err, MIG_ERROR, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT, unix:PATH or fd:NAME)", uri);
@@ -247,7 +253,12 @@ gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 		return FALSE;
 	}
 	if (!mig_params_check_lanes(s, err) || !mig_params_check_fd_uri(s, &parsed, err) ||
-	    (parsed.kind == MIG_URI_FD && (fd = mig_session_take_fd(s, &parsed, err)) < 0)) {
+	    !mig_tls_run_init(s, &s->params, FALSE, parsed.kind == MIG_URI_TCP ? parsed.host : "", &tls, err)) {
+		g_mutex_unlock(&s->lock);
+		return FALSE;
+	}
+	if (parsed.kind == MIG_URI_FD && (fd = mig_session_take_fd(s, &parsed, err)) < 0) {
+		mig_tls_run_clear(&tls);
 		g_mutex_unlock(&s->lock);
 		return FALSE;
 	}
@@ -268,6 +279,12 @@ gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 		s->stats.remaining += ((MigRamBlock *)g_ptr_array_index(s->ram, i))->size;
 	for (int i = 0; i < 16; i++)
 		s->session_id[i] = (guint8)g_random_int();
+	/* the old run's channels are gone with its Src: nothing uses its TLS any more */
+	if (!s->tls_src)
+		s->tls_src = g_new0(MigTlsRun, 1);
+	mig_tls_run_clear(s->tls_src);
+	*s->tls_src = tls;
+	mig_tls_forget_channels_locked(s);
 	mig_set_status_locked(s, MIG_STATUS_SETUP);
 	s->src = mig_src_start(s, uri, fd);
 	g_mutex_unlock(&s->lock);
@@ -277,9 +294,15 @@ gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 gboolean mig_session_incoming(MigSession *s, const char *uri, GError **err)
 {
 	gboolean ok;
+	MigTlsRun tls;
 
 	g_mutex_lock(&s->lock);
-	ok = mig_params_check_lanes(s, err);
+	/* the credentials are taken again per channel; this only says early what is missing */
+	ok = mig_params_check_lanes(s, err) && mig_tls_run_init(s, &s->params, TRUE, NULL, &tls, err);
+	if (ok) {
+		mig_tls_run_clear(&tls);
+		mig_tls_forget_channels_locked(s);   /* a retry after a failed incoming */
+	}
 	g_mutex_unlock(&s->lock);
 	return ok && mig_dst_listen(s, uri, err);
 }
@@ -462,6 +485,7 @@ gboolean mig_session_query(MigSession *s, MigInfo *out)
 		}
 		if (!info.source)
 			mig_dst_query(s, &info);
+		mig_tls_query_locked(s, info.extra);
 		mig_dev_query(s, info.source, &info);
 		if (info.source || mig_dst_started(s))
 			for (int i = 0; i < 16; i++)

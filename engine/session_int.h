@@ -98,6 +98,12 @@ struct MigSession {
 	 * its threads, channels and a snapshot of params taken when the migration began */
 	struct Src *src;
 	struct Dst *dst;
+
+	/* engine/tlscreds.c: the objects (-object / object-add), the TLS settings the
+	 * source's migration took at its start, and what each channel negotiated */
+	GPtrArray *objects;
+	struct MigTlsRun *tls_src;
+	GArray *tls_chans;
 };
 
 static inline void mig_bitmap_set_atomic(gulong *map, gsize i)

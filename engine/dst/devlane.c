@@ -389,8 +389,9 @@ gboolean mig_dev_dst_chunk_serial(MigSession *s, int fd, guint32 len, GError **e
 	/* serial: the loader itself loads, and reads nothing else meanwhile */
 	if ((flags & MIG_DEV_F_STOP_COPY) && !in->t_first_sc)
 		in->t_first_sc = now_us();
-	if (in->splice) {
-		/* straight from the socket into the device: the same single copy as the lane */
+	if (in->splice && !mig_io_is_tls(fd)) {
+		/* straight from the socket into the device: the same single copy as the lane
+		 * (TLS has to decrypt in user memory first) */
 		rc = feed_device(dd, in->fd, fd, NULL, n);
 	} else {
 		buf = mig_buf_get(dd->bufs);

@@ -11,6 +11,8 @@
 #include "channels/wire.h"
 #include "channels/io.h"
 #include "channels/uri.h"
+#include "channels/tls.h"
+#include "engine/tlscreds.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <glib-unix.h>
@@ -115,13 +117,62 @@ static int admit_preempt(MigSession *s, const MigHello *h, const char **why)
 /* Decides whether a connection may join and replies. Returns the channel type it was
  * admitted as (the caller starts its thread; *index says which channel), or 0 when
  * it was refused with a reason the peer can print. */
+/* With tls-creds every channel is TLS from its first byte: the handshake comes before
+ * the hello. FALSE when the connection is refused (and answered, when it can be). */
+static gboolean admit_tls(MigSession *s, int fd, MigTlsRun *tls)
+{
+	g_autoptr(GError) e = NULL;
+	char why[512];
+	gboolean ok;
+	int rc;
+
+	g_mutex_lock(&s->lock);
+	ok = mig_tls_run_init(s, s->dst->incoming_started ? &s->dst->p : &s->params, TRUE, NULL, tls, &e);
+	g_mutex_unlock(&s->lock);
+	if (!ok) {
+		mig_log(s, MIG_LOG_WARNING, "refused an incoming connection: %s", e->message);
+		return FALSE;
+	}
+	if (!tls->ctx)
+		return TRUE;
+	rc = mig_tls_server(fd, tls->ctx, HELLO_TIMEOUT_MS, MIG_HELLO_MAGIC, 0, why, sizeof(why));
+	if (rc == -EPROTONOSUPPORT) {
+		/* a plain mig source: tell it why, in its own language */
+		mig_log(s, MIG_LOG_WARNING, "refused a plain-text channel: tls-creds is set, every channel must use TLS");
+		mig_hello_reply(fd, MIG_HELLO_NOT_AUTHORIZED,
+				"this destination requires TLS (tls-creds is set): plain-text channels are refused");
+		return FALSE;
+	}
+	if (rc < 0) {
+		mig_log(s, MIG_LOG_WARNING, "refused an incoming connection: TLS handshake failed: %s", why);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* tls-authz: the client's identity (certificate DN or PSK username) must be allowed. */
+static gboolean authorized(MigSession *s, int fd, const MigTlsRun *tls, char *why, gsize len)
+{
+	char id[512];
+	MigTls *t = mig_tls_of(fd);
+
+	if (!t || !tls->authz || !*tls->authz)
+		return TRUE;
+	mig_tls_peer_identity(t, id, sizeof(id));
+	return mig_tls_authz_allows(s, tls->authz, id, why, len);
+}
+
 static int admit(MigSession *s, int fd, guint *index)
 {
 	MigHello h;
 	int status = MIG_HELLO_OK, rc;
 	const char *why = NULL;
 	int ok = 0;
+	g_auto(MigTlsRun) tls = { 0 };
+	char authz_why[700];
 
+	if (!admit_tls(s, fd, &tls))
+		return 0;
 	mig_io_set_timeout(fd, HELLO_TIMEOUT_MS);
 	rc = mig_hello_read(fd, &h, &status);
 	if (rc == -EPROTO) {
@@ -129,6 +180,9 @@ static int admit(MigSession *s, int fd, guint *index)
 	} else if (rc < 0) {
 		mig_log(s, MIG_LOG_WARNING, "incoming connection dropped before its hello: %s", g_strerror(-rc));
 		return 0;
+	} else if (!authorized(s, fd, &tls, authz_why, sizeof(authz_why))) {
+		status = MIG_HELLO_NOT_AUTHORIZED;
+		why = authz_why;
 	} else {
 		g_mutex_lock(&s->lock);
 		if (h.type == MIG_CHAN_MULTIFD) {
@@ -174,6 +228,7 @@ static int admit(MigSession *s, int fd, guint *index)
 	mig_io_set_timeout(fd, 0);
 	/* on a failed reply the channel's thread finds the dead socket and fails cleanly */
 	mig_hello_reply(fd, MIG_HELLO_OK, "welcome");
+	mig_tls_note_channel(s, fd, ok, h.index);
 	*index = h.index;
 	return ok;
 }
@@ -213,7 +268,7 @@ static void take_channel(MigSession *s, int fd)
 		break;
 	}
 	default:
-		close(fd);
+		mig_io_close(fd);
 	}
 }
 
@@ -370,7 +425,7 @@ void mig_dst_shutdown(MigSession *s)
 			g_thread_join(s->dst->urgent_thread[i]);
 		s->dst->urgent_thread[i] = NULL;
 		if (s->dst->urgent_fd[i] >= 0)
-			close(s->dst->urgent_fd[i]);
+			mig_io_close(s->dst->urgent_fd[i]);
 		s->dst->urgent_fd[i] = -1;
 	}
 	mig_pc_dst_free(s);
@@ -852,7 +907,7 @@ static gpointer dst_main_thread(gpointer opaque)
 	g_mutex_lock(&s->lock);
 	g_mutex_lock(&s->dst->rp_lock);
 	shutdown(s->dst->fd, SHUT_RDWR);
-	close(s->dst->fd);
+	mig_io_close(s->dst->fd);
 	s->dst->fd = -1;
 	g_mutex_unlock(&s->dst->rp_lock);
 	g_mutex_unlock(&s->lock);

@@ -270,7 +270,7 @@ void mig_mf_dst_join(MigSession *s)
 	for (guint i = 0; i < recv->len; i++) {
 		MfRecv *r = g_ptr_array_index(recv, i);
 
-		close(r->fd);
+		mig_io_close(r->fd);
 		g_free(r->buf);
 		mig_huge_asm_clear(&r->hasm);
 		g_free(r);

@@ -533,6 +533,100 @@ static JsonNode *h_query_migrate(JsonObject *args, gpointer s, GError **err)
 	return json_builder_get_root(b);
 }
 
+/* One property value as the engine takes it: a string (booleans as on/off). */
+static char *prop_string(const char *name, JsonNode *n, GError **err)
+{
+	if (JSON_NODE_HOLDS_VALUE(n)) {
+		GType t = json_node_get_value_type(n);
+
+		if (t == G_TYPE_STRING)
+			return g_strdup(json_node_get_string(n));
+		if (t == G_TYPE_BOOLEAN)
+			return g_strdup(json_node_get_boolean(n) ? "on" : "off");
+		if (t == G_TYPE_INT64)
+			return g_strdup_printf("%" G_GINT64_FORMAT, json_node_get_int(n));
+	}
+	g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Invalid parameter type for '%s'", name);
+	return NULL;
+}
+
+/* QEMU's object-add: qom-type, id and the type's properties as members (or, as older
+ * QEMUs took them, in "props"); authz-list's "rules" is an array of objects. */
+static gboolean object_props(JsonObject *o, GPtrArray *kv, GError **err)
+{
+	g_autoptr(GList) members = json_object_get_members(o);
+
+	for (GList *l = members; l; l = l->next) {
+		const char *name = l->data;
+		JsonNode *n = json_object_get_member(o, name);
+
+		if (!strcmp(name, "qom-type") || !strcmp(name, "id"))
+			continue;
+		if (!strcmp(name, "props") && JSON_NODE_HOLDS_OBJECT(n)) {
+			if (!object_props(json_node_get_object(n), kv, err))
+				return FALSE;
+			continue;
+		}
+		if (!strcmp(name, "rules") && JSON_NODE_HOLDS_ARRAY(n)) {
+			JsonArray *a = json_node_get_array(n);
+
+			for (guint i = 0; i < json_array_get_length(a); i++) {
+				JsonNode *r = json_array_get_element(a, i);
+				g_autoptr(GList) rm = NULL;
+
+				if (!JSON_NODE_HOLDS_OBJECT(r)) {
+					g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
+						    "Invalid parameter type for 'rules', expected: array of objects");
+					return FALSE;
+				}
+				rm = json_object_get_members(json_node_get_object(r));
+				for (GList *k = rm; k; k = k->next) {
+					char *v = prop_string(k->data, json_object_get_member(json_node_get_object(r), k->data), err);
+
+					if (!v)
+						return FALSE;
+					g_ptr_array_add(kv, g_strdup_printf("rules.%u.%s", i, (char *)k->data));
+					g_ptr_array_add(kv, v);
+				}
+			}
+			continue;
+		}
+		{
+			char *v = prop_string(name, n, err);
+
+			if (!v)
+				return FALSE;
+			g_ptr_array_add(kv, g_strdup(name));
+			g_ptr_array_add(kv, v);
+		}
+	}
+	return TRUE;
+}
+
+static JsonNode *h_object_add(JsonObject *args, gpointer s, GError **err)
+{
+	const char *type = string_arg(args, "qom-type", TRUE, err);
+	const char *id = type ? string_arg(args, "id", TRUE, err) : NULL;
+	g_autoptr(GPtrArray) kv = g_ptr_array_new_with_free_func(g_free);
+
+	if (!id || !object_props(args, kv, err))
+		return NULL;
+	g_ptr_array_add(kv, NULL);
+	mig_session_object_add(s, type, id, (const char *const *)kv->pdata, err);
+	return NULL;
+}
+
+static JsonNode *h_object_del(JsonObject *args, gpointer s, GError **err)
+{
+	static const char *const ok[] = { "id", NULL };
+	const char *id;
+
+	if (!only_members(args, ok, err) || !(id = string_arg(args, "id", TRUE, err)))
+		return NULL;
+	mig_session_object_del(s, id, err);
+	return NULL;
+}
+
 static JsonNode *h_start_postcopy(JsonObject *args, gpointer s, GError **err)
 {
 	mig_session_start_postcopy(s, err);
@@ -606,6 +700,8 @@ void mig_qmp_add_session_commands(MigQmpServer *q, MigSession *s)
 	mig_qmp_register(q, "migrate_cancel", h_cancel, s);
 	mig_qmp_register(q, "migrate-start-postcopy", h_start_postcopy, s);
 	mig_qmp_register(q, "migrate-continue", h_continue, s);
+	mig_qmp_register(q, "object-add", h_object_add, s);
+	mig_qmp_register(q, "object-del", h_object_del, s);
 	mig_session_set_event_cb(s, forward_event, q);
 	/* fd:NAME names a descriptor the same client passed with getfd */
 	mig_session_set_fd_lookup(s, take_fd, q);

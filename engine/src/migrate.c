@@ -527,7 +527,7 @@ static void finish(Src *src, GError *error)
 		}
 	}
 	if (src->cancel_fd >= 0) {
-		close(src->cancel_fd);
+		mig_io_close(src->cancel_fd);
 		src->cancel_fd = -1;
 	}
 	g_mutex_unlock(&s->lock);

@@ -524,7 +524,7 @@ void mig_mf_src_free(MfSrc *m)
 				j->dev_done(j->dev_done_data, g_steal_pointer(&j->dev_buf), -ECANCELED);
 		}
 		if (sd->fd >= 0)
-			close(sd->fd);
+			mig_io_close(sd->fd);
 		g_cond_clear(&sd->cond);
 	}
 	g_free(m->senders);

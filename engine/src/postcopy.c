@@ -52,7 +52,7 @@ void mig_pc_src_close_preempt(Src *src)
 	g_clear_pointer(&src->urgent, mig_urgent_free);
 	for (guint i = 0; i < src->npre; i++)
 		if (src->pre_fds[i] >= 0)
-			close(src->pre_fds[i]);
+			mig_io_close(src->pre_fds[i]);
 	src->npre = 0;
 }
 

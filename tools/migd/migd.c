@@ -159,11 +159,59 @@ static gpointer signal_thread(gpointer opaque)
 	return NULL;
 }
 
+/* QEMU's option syntax: comma-separated, ",," standing for a comma in a value. */
+static GStrv split_opts(const char *spec)
+{
+	GPtrArray *parts = g_ptr_array_new();
+	GString *cur = g_string_new(NULL);
+
+	for (const char *p = spec; *p; p++) {
+		if (*p == ',' && p[1] == ',') {
+			g_string_append_c(cur, ',');
+			p++;
+		} else if (*p == ',') {
+			g_ptr_array_add(parts, g_string_free(cur, FALSE));
+			cur = g_string_new(NULL);
+		} else {
+			g_string_append_c(cur, *p);
+		}
+	}
+	g_ptr_array_add(parts, g_string_free(cur, FALSE));
+	g_ptr_array_add(parts, NULL);
+	return (GStrv)g_ptr_array_free(parts, FALSE);
+}
+
+/* QEMU's -object syntax: TYPE,id=ID,key=value,... */
+static gboolean add_object(MigSession *s, const char *spec, GError **err)
+{
+	g_auto(GStrv) parts = split_opts(spec);
+	g_autoptr(GPtrArray) kv = g_ptr_array_new_with_free_func(g_free);
+	const char *id = NULL;
+
+	for (guint i = 1; parts[i]; i++) {
+		char *eq = strchr(parts[i], '=');
+
+		if (!eq) {
+			g_set_error(err, MIG_ERROR, EINVAL, "'%s': '%s' is not key=value", spec, parts[i]);
+			return FALSE;
+		}
+		*eq = 0;
+		if (!strcmp(parts[i], "id")) {
+			id = eq + 1;
+			continue;
+		}
+		g_ptr_array_add(kv, g_strdup(parts[i]));
+		g_ptr_array_add(kv, g_strdup(eq + 1));
+	}
+	g_ptr_array_add(kv, NULL);
+	return mig_session_object_add(s, parts[0], id, (const char *const *)kv->pdata, err);
+}
+
 int main(int argc, char **argv)
 {
 	g_autofree char *name = NULL, *qmp = NULL, *mem = NULL, *backend = NULL, *huge = NULL;
 	g_autofree char *workload = NULL, *incoming = NULL;
-	g_auto(GStrv) device_specs = NULL;
+	g_auto(GStrv) device_specs = NULL, object_specs = NULL;
 	gint vcpus = 1;
 	gboolean prealloc = FALSE, trace_lat = FALSE, paused = FALSE;
 	gint64 seed = 1;
@@ -185,6 +233,11 @@ int main(int argc, char **argv)
 		  "Add a simulated device (repeatable): sim,id=ID,size=SIZE[,precopy=SIZE][,read-rate=RATE]"
 		  "[,load-rate=RATE][,load-latency=US][,load-chunk=SIZE][,seed=N][,fail-at=OFFSET]"
 		  "[,fail-mode=verdict|abort]; docs/devices.md", "SPEC" },
+		{ "object", 0, 0, G_OPTION_ARG_STRING_ARRAY, &object_specs,
+		  "Create an object (repeatable), as QEMU's -object: tls-creds-x509,id=ID,dir=DIR,"
+		  "endpoint=server|client[,verify-peer=on|off], tls-creds-psk,id=ID,dir=DIR,endpoint=..."
+		  "[,username=NAME], authz-simple,id=ID,identity=DN, authz-list,id=ID,policy=allow|deny,"
+		  "rules.0.match=DN,rules.0.policy=allow|deny[,rules.0.format=exact|glob]", "SPEC" },
 		{ "trace-latency", 0, 0, G_OPTION_ARG_NONE, &trace_lat,
 		  "Trace this process's userfaultfd waits with BPF (x-fault-latency-bpf in query-migrate)", NULL },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
@@ -270,6 +323,16 @@ int main(int argc, char **argv)
 
 		if (!mig_session_add_device(d.session, migd_simdev_id(dev), &migd_simdev_ops, dev, &err)) {
 			g_printerr("migd: --device: %s\n", err->message);
+			mig_session_free(d.session);
+			g_ptr_array_free(d.devices, TRUE);
+			migd_guest_free(d.guest);
+			mig_qmp_server_free(d.qmp);
+			return 2;
+		}
+	}
+	for (guint i = 0; object_specs && object_specs[i]; i++) {
+		if (!add_object(d.session, object_specs[i], &err)) {
+			g_printerr("migd: --object: %s\n", err->message);
 			mig_session_free(d.session);
 			g_ptr_array_free(d.devices, TRUE);
 			migd_guest_free(d.guest);

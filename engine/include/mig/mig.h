@@ -9,3 +9,4 @@
 #include <mig/log.h>
 #include <mig/config.h>
 #include <mig/session.h>
+#include <mig/object.h>

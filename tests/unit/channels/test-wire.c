@@ -443,6 +443,7 @@ static const struct {
 	{ "BAD_TYPE", MIG_HELLO_BAD_TYPE }, { "FOREIGN_SESSION", MIG_HELLO_FOREIGN_SESSION },
 	{ "DUPLICATE", MIG_HELLO_DUPLICATE }, { "BAD_INDEX", MIG_HELLO_BAD_INDEX },
 	{ "NOT_EXPECTED", MIG_HELLO_NOT_EXPECTED }, { "BUSY", MIG_HELLO_BUSY },
+	{ "NOT_AUTHORIZED", MIG_HELLO_NOT_AUTHORIZED },
 };
 
 /* Table rows "| value | NAME |" (NAME possibly in backticks): each name the header

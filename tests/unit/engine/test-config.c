@@ -1,6 +1,7 @@
 /* The typed configuration (config.h): names, types, checks and all-or-nothing setting,
  * without any JSON. */
 #include <mig/mig.h>
+#include <string.h>
 #include <errno.h>
 
 /* Every enum member is in the table: a name that maps back to it. */
@@ -55,9 +56,33 @@ static void test_params(void)
 	g_assert_error(err, MIG_ERROR, EINVAL);
 	g_clear_error(&err);
 
-	g_assert_false(mig_session_set_param_str(s, MIG_PARAM_TLS_CREDS, "tls0", &err));
-	g_assert_error(err, MIG_ERROR, ENOTSUP);
+	/* an object id, checked when a migration starts (the object may come later) */
+	g_assert_true(mig_session_set_param_str(s, MIG_PARAM_TLS_CREDS, "tls0", &err));
+	g_assert_false(mig_session_migrate(s, "tcp:127.0.0.1:1", &err));
+	g_assert_error(err, MIG_ERROR, ENOENT);
+	g_assert_nonnull(strstr(err->message, "'tls0'"));
 	g_clear_error(&err);
+	{
+		const char *const props[] = { "identity", "CN=client", NULL };
+
+		/* an authz object is not credentials */
+		g_assert_true(mig_session_object_add(s, "authz-simple", "tls0", props, &err));
+		g_assert_false(mig_session_object_add(s, "authz-simple", "tls0", props, &err));
+		g_assert_error(err, MIG_ERROR, EEXIST);
+		g_clear_error(&err);
+		g_assert_false(mig_session_migrate(s, "tcp:127.0.0.1:1", &err));
+		g_assert_error(err, MIG_ERROR, ENOENT);
+		g_clear_error(&err);
+		g_assert_false(mig_session_object_add(s, "tls-creds-x509", "t1", props, &err));
+		g_assert_error(err, MIG_ERROR, EINVAL);   /* identity is not an x509 property */
+		g_clear_error(&err);
+		g_assert_true(mig_session_object_del(s, "tls0", &err));
+		g_assert_false(mig_session_object_del(s, "tls0", &err));
+		g_assert_error(err, MIG_ERROR, ENOENT);
+		g_clear_error(&err);
+	}
+	g_assert_true(mig_session_set_param_str(s, MIG_PARAM_TLS_CREDS, "", &err));
+	g_assert_cmpuint(mig_session_status(s), ==, MIG_STATUS_NONE);
 
 	/* a getter of the wrong type answers nothing rather than a reinterpreted field */
 	g_assert_null(mig_session_get_param_str(s, MIG_PARAM_DOWNTIME_LIMIT));
