@@ -185,6 +185,13 @@ static ssize_t tls_op(MigTls *t, Op op, void *buf, size_t len)
 		}
 		err = ok ? SSL_ERROR_NONE : SSL_get_error(t->ssl, 0);
 		saved_errno = errno;
+		/* OpenSSL 3 calls an EOF without close_notify an error; to io.h's callers it
+		 * is what it is on a plain socket, the peer gone */
+		if (err == SSL_ERROR_SSL && ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+			ERR_clear_error();
+			err = SSL_ERROR_SYSCALL;
+			saved_errno = 0;
+		}
 		if (err == SSL_ERROR_SSL || (err == SSL_ERROR_SYSCALL && ERR_peek_error()) ||
 		    err == SSL_ERROR_ZERO_RETURN)
 			ssl_error_text(t->ssl, err, t->error, sizeof(t->error));
