@@ -370,6 +370,25 @@ static int peer_is_plain(int fd, uint32_t magic, int timeout_ms)
 	       ((uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3]) == magic;
 }
 
+/* After refusing a handshake: the alert is in flight, and a TLS 1.3 client that
+ * thinks it is done may already be sending. Closing now would answer those bytes with
+ * a reset, which can destroy the alert in the client's receive queue before it reads
+ * it; so stop sending and swallow what comes until the client closes, for a short
+ * bounded while. */
+static void linger_after_alert(int fd, int timeout_ms)
+{
+	int64_t end = now_ms() + timeout_ms;
+	char sink[4096];
+
+	shutdown(fd, SHUT_WR);
+	while (now_ms() < end && wait_ready(fd, POLLIN, (int)(end - now_ms())) == 0) {
+		ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			break;
+	}
+}
+
 static int handshake(int fd, SSL_CTX *ctx, int server, const char *host, int timeout_ms, uint64_t rekey_bytes,
 		     char *err, size_t errlen)
 {
@@ -441,6 +460,8 @@ static int handshake(int fd, SSL_CTX *ctx, int server, const char *host, int tim
 			snprintf(err, errlen, "the peer closed the connection during the TLS handshake%s%s",
 				 saved_errno ? ": " : "", saved_errno ? strerror(saved_errno) : "");
 		tls_free(t);
+		if (server)
+			linger_after_alert(fd, 500);
 		return -EPROTO;
 	}
 	rc = table_set(fd, t);

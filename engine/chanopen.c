@@ -101,6 +101,9 @@ gboolean mig_chan_hello(MigSession *s, int fd, int type, guint index, GError **e
 		/* TLS 1.3 finishes the client's handshake before the server has checked the
 		 * client's certificate: a refusal arrives as an alert on the first read */
 		g_set_error(err, MIG_ERROR, -rc, "%s: the destination refused the TLS session: %s", name, msg);
+	} else if (tls) {
+		g_set_error(err, MIG_ERROR, -rc, "%s: the destination closed the TLS session before its reply (%s): "
+			    "it may have refused this source's certificate, see its log", name, g_strerror(-rc));
 	} else {
 		g_set_error(err, MIG_ERROR, -rc, "%s: handshake failed: %s", name, g_strerror(-rc));
 	}

@@ -281,7 +281,6 @@ static unsigned int psk_lookup(const char *file, const char *username, unsigned 
 	lines = g_strsplit(text, "\n", -1);
 	for (guint i = 0; lines[i]; i++) {
 		char *colon = strchr(lines[i], ':');
-		g_autofree guint8 *key = NULL;
 		gsize n = 0;
 
 		g_strchomp(lines[i]);

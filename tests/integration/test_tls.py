@@ -27,6 +27,10 @@ import mig_harness as h  # noqa: E402
 # RFC 4514 order, most specific first, as QEMU (GnuTLS) prints a DN: the reverse of the
 # certificate's own order (O, then CN: the order of the CA's policy section below)
 CLIENT_DN = "CN=client,O=mig"
+# Encryption on a loaded 2-CPU machine makes the measured bandwidth low, and a device's
+# stop-copy state then does not fit QEMU's default 300 ms: these tests are about TLS,
+# not convergence, so they allow a longer downtime.
+PARAMS = dict(h.FAST_PARAMS, **{"downtime-limit": 3000})
 
 
 def openssl(*args, cwd):
@@ -132,10 +136,10 @@ def creds(kind, d, endpoint, **extra):
     return o
 
 
-def tls_dst(c, name="dst", caps=None, params=None, server_dir=None, authz=True, extra=(), **kw):
+def tls_dst(c, name="dst", caps=None, params=None, server_dir=None, authz=True, extra=(), args=(), **kw):
     """A destination with server credentials (x509, verify-peer) and, by default,
     tls-authz allowing only the good client's DN. --incoming defer, then its params."""
-    args = list(h.guest_args(kw.pop("size", "128M"), **kw)) + ["--incoming", "defer"]
+    args = list(h.guest_args(kw.pop("size", "128M"), **kw)) + list(args) + ["--incoming", "defer"]
     args += ["--object", "tls-creds-x509,id=tls0,dir=%s,endpoint=server,verify-peer=on%s"
              % (server_dir or c.path("server"), "".join("," + e for e in extra))]
     if authz:
@@ -152,12 +156,12 @@ def tls_dst(c, name="dst", caps=None, params=None, server_dir=None, authz=True, 
     return dst
 
 
-def tls_src(c, caps=None, params=None, client_dir=None, **kw):
-    src = h.Migd("src", h.guest_args(kw.pop("size", "128M"), **kw))
+def tls_src(c, caps=None, params=None, client_dir=None, args=(), **kw):
+    src = h.Migd("src", h.guest_args(kw.pop("size", "128M"), **kw) + list(args))
     if caps:
         src.set_caps(caps)
     src.cmd("object-add", creds("tls-creds-x509", client_dir or c.path("client"), "client"))
-    p = dict(h.FAST_PARAMS)
+    p = dict(PARAMS)
     p["tls-creds"] = "tls0"
     p.update(params or {})
     src.set_params(p)
@@ -175,14 +179,25 @@ def check_x_tls(m, types):
     return x
 
 
+DEVICE = ["--device", "sim,id=d0,size=8M,precopy=1M"]
+
+
+def check_device(dst):
+    d = {x["id"]: x for x in dst.query_migrate().get("x-devices", [])}.get("d0") or {}
+    h.check(d.get("result") == "ok" and d.get("verified-bytes") == d.get("expected-bytes") == 9 * h.MiB,
+            "device state over TLS: %r" % d)
+
+
 def case_precopy_multifd():
+    """multifd with the device-state lane: device chunks spliced into TLS senders."""
     c = certs()
     caps = {"multifd": True, "events": True}
-    with tls_dst(c, caps=caps, params={"multifd-channels": 4}, workload="seq", size="64M") as dst, \
-         tls_src(c, caps=caps, params={"multifd-channels": 4}, workload="seq", size="64M") as src:
+    with tls_dst(c, caps=caps, params={"multifd-channels": 4}, workload="seq", size="64M", args=DEVICE) as dst, \
+         tls_src(c, caps=caps, params={"multifd-channels": 4}, workload="seq", size="64M", args=DEVICE) as src:
         src.cmd("migrate", uri=dst.listen_uri())
         info = src.wait_status("completed", timeout=60)
         h.check_migrated(src, dst, info, size=64 * h.MiB)
+        check_device(dst)
         want = [("main", 0)] + [("multifd", i) for i in range(4)]
         x = check_x_tls(src, want)
         check_x_tls(dst, want)
@@ -206,22 +221,24 @@ def case_postcopy_preempt():
 
 
 def case_psk():
+    """PSK, and device state serially on the main channel (lane off)."""
     c = certs()
-    caps = {"multifd": True, "events": True}
-    args = list(h.guest_args("64M", workload="seq")) + [
+    caps = {"multifd": True, "events": True, "x-device-state-lane": False}
+    args = list(h.guest_args("64M", workload="idle")) + DEVICE + [
         "--incoming", "defer", "--object", "tls-creds-psk,id=tls0,dir=%s,endpoint=server" % c.path("psk"),
         "--object", "authz-list,id=auth0,policy=deny,rules.0.match=qemu,rules.0.policy=allow"]
-    with h.Migd("dst", args) as dst, h.Migd("src", h.guest_args("64M", workload="seq")) as src:
+    with h.Migd("dst", args) as dst, h.Migd("src", h.guest_args("64M", workload="idle") + DEVICE) as src:
         dst.set_caps(caps)
         dst.set_params({"tls-creds": "tls0", "tls-authz": "auth0", "multifd-channels": 2})
         dst.cmd("migrate-incoming", uri="tcp:127.0.0.1:0")
         src.set_caps(caps)
         src.cmd("object-add", creds("tls-creds-psk", c.path("psk"), "client", username="qemu"))
-        p = dict(h.FAST_PARAMS, **{"tls-creds": "tls0", "multifd-channels": 2})
+        p = dict(PARAMS, **{"tls-creds": "tls0", "multifd-channels": 2})
         src.set_params(p)
         src.cmd("migrate", uri=dst.listen_uri())
         info = src.wait_status("completed", timeout=60)
         h.check_migrated(src, dst, info, size=64 * h.MiB)
+        check_device(dst)
         check_x_tls(src, [("main", 0), ("multifd", 0), ("multifd", 1)])
 
 
@@ -262,7 +279,7 @@ def set_src_creds(src, d, **extra):
 def case_refusals():
     """One destination; the source tries every wrong way in turn, then the right one."""
     c = certs()
-    with tls_dst(c, size="64M") as dst, tls_src(c, size="64M", workload="seq") as src:
+    with tls_dst(c, size="64M") as dst, tls_src(c, size="64M", workload="idle") as src:
         uri = dst.listen_uri()
         # files: missing, and certificates out of their validity period (QEMU's sanity check)
         object_add_fails(src, creds("tls-creds-x509", c.path("nothing"), "client"), ["ca-cert.pem", "no such file"])
@@ -276,7 +293,8 @@ def case_refusals():
         # a client certificate not valid yet: the destination refuses it
         set_src_creds(src, c.path("early"), **{"sanity-check": False})
         mark = len(dst._read_log(dst.stderr_path))
-        refused(src, dst, uri, ["refused the TLS session"], ["certificate is not yet valid"], mark)
+        # (the alert normally reaches the source, but a reset may overtake it: both say so)
+        refused(src, dst, uri, ["TLS session"], ["certificate is not yet valid"], mark)
         # hostname mismatch
         set_src_creds(src, c.path("client"))
         src.set_params({"tls-hostname": "other.example"})
@@ -330,12 +348,10 @@ def case_s_client():
         h.check("CN = localhost" in out or "CN=localhost" in out, "s_client did not see the server's certificate:\n" + out)
         h.check("Verify return code: 0 (ok)" in out, "s_client could not verify the server:\n" + out)
         mark = len(dst._read_log(dst.stderr_path))
-        r = subprocess.run(base, input="x" * 32, capture_output=True, text=True, timeout=h.scaled(20))
-        out = r.stdout + r.stderr
-        h.check("alert certificate required" in out or r.returncode != 0, "s_client without a certificate:\n" + out)
+        subprocess.run(base, input="x" * 32, capture_output=True, text=True, timeout=h.scaled(20))
 
         def logged():
-            return "TLS handshake failed" in dst._read_log(dst.stderr_path)[mark:]
+            return "did not return a certificate" in dst._read_log(dst.stderr_path)[mark:]
         h.wait_until(logged, h.scaled(10), "the destination to log the refused s_client")
         h.check(dst.query_migrate().get("status") == "setup", "destination left setup")
         print("s_client: TLSv1.3, server certificate verified; without a client certificate refused")
