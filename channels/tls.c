@@ -23,7 +23,7 @@ struct MigTls {
 	int fd;
 	SSL *ssl;
 	pthread_mutex_t lock;   /* every SSL call; never held across a wait */
-	uint64_t rekey_bytes, since_rekey, key_updates;
+	uint64_t rekey_bytes, since_rekey, key_updates; /* rekey_bytes 0: never (kTLS) */
 	char error[256];        /* the last TLS-level failure, under lock */
 };
 
@@ -464,6 +464,10 @@ static int handshake(int fd, SSL_CTX *ctx, int server, const char *host, int tim
 			linger_after_alert(fd, 500);
 		return -EPROTO;
 	}
+	/* the kernel keeps kTLS's keys, and OpenSSL 3.0 cannot update them there: a
+	 * KeyUpdate would fail the channel, so kTLS channels do not re-key */
+	if (BIO_get_ktls_send(SSL_get_wbio(t->ssl)) > 0)
+		t->rekey_bytes = 0;
 	rc = table_set(fd, t);
 	if (rc < 0) {
 		snprintf(err, errlen, "fd %d out of the TLS table's range", fd);
