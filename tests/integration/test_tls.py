@@ -192,11 +192,11 @@ def case_precopy_multifd():
     """multifd with the device-state lane: device chunks spliced into TLS senders."""
     c = certs()
     caps = {"multifd": True, "events": True}
-    with tls_dst(c, caps=caps, params={"multifd-channels": 4}, workload="seq", size="64M", args=DEVICE) as dst, \
-         tls_src(c, caps=caps, params={"multifd-channels": 4}, workload="seq", size="64M", args=DEVICE) as src:
+    with tls_dst(c, caps=caps, params={"multifd-channels": 4}, workload="seq", size="32M", args=DEVICE) as dst, \
+         tls_src(c, caps=caps, params={"multifd-channels": 4}, workload="seq", size="32M", args=DEVICE) as src:
         src.cmd("migrate", uri=dst.listen_uri())
         info = src.wait_status("completed", timeout=60)
-        h.check_migrated(src, dst, info, size=64 * h.MiB)
+        h.check_migrated(src, dst, info, size=32 * h.MiB)
         check_device(dst)
         want = [("main", 0)] + [("multifd", i) for i in range(4)]
         x = check_x_tls(src, want)
@@ -207,14 +207,15 @@ def case_precopy_multifd():
 def case_postcopy_preempt():
     c = certs()
     caps = {"postcopy-ram": True, "postcopy-preempt": True, "events": True}
-    with tls_dst(c, caps=caps, workload="seq", size="64M") as dst, \
-         tls_src(c, caps=caps, params={"x-postcopy-after-passes": 1}, workload="seq", size="64M") as src:
+    with tls_dst(c, caps=caps, workload="seq", size="32M") as dst, \
+         tls_src(c, caps=caps, params={"x-postcopy-after-passes": 1}, workload="seq", size="32M") as src:
         src.cmd("migrate", uri=dst.listen_uri())
         info = src.wait_status("completed", timeout=60)
-        h.check_migrated(src, dst, info, size=64 * h.MiB)
+        h.check_migrated(src, dst, info, size=32 * h.MiB)
         print("postcopy: total %s ms, setup %s ms, downtime %s ms, latency %s"
               % (info.get("total-time"), info.get("setup-time"), info.get("downtime"),
                  dst.query_migrate().get("x-postcopy-latency")))
+        h.check(info["ram"].get("postcopy-bytes", 0) > 0, "no postcopy phase: %r" % info["ram"])
         want = [("main", 0), ("preempt", 0)]
         check_x_tls(src, want)
         check_x_tls(dst, want)
