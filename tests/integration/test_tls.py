@@ -3,9 +3,11 @@
 made by the openssl command line in a temporary directory.
 
 - x509 with verify-peer on both sides and tls-authz naming the client's DN: precopy over
-  4 multifd channels, and postcopy with a preempt channel, complete intact; both sides'
-  query-migrate x-tls report TLSv1.3 and list every channel.
-- PSK credentials (keys.psk, username:hexkey) migrate too.
+  4 multifd channels with a device's state on the lane, and postcopy with a preempt
+  channel, complete intact; both sides' query-migrate x-tls report TLSv1.3 and list
+  every channel.
+- PSK credentials (keys.psk, username:hexkey, authz-list) migrate too, the device's
+  state serially on the main channel.
 - Refusals, each by its cause, with the source guest still running afterwards and the
   destination still listening (a good migration to it follows): a missing file, an
   expired or not-yet-valid certificate at object-add; a wrong CA; a server certificate
