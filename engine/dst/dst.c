@@ -1,6 +1,7 @@
 /* The destination's shared state: its lifetime, the return path and failing. The
  * bottom of the half: every other part of it may call these, they call none of them. */
 #include "engine/dst/dst_int.h"
+#include "engine/bitmap.h"
 #include "channels/frame.h"
 #include <errno.h>
 #include <sys/socket.h>
@@ -65,4 +66,38 @@ void mig_dst_fail(MigSession *s, const char *msg)
 	if (d->fd >= 0)
 		shutdown(d->fd, SHUT_RD);
 	g_mutex_unlock(&s->lock);
+}
+
+gboolean mig_dst_all_received(MigSession *s, GError **err)
+{
+	Dst *d = s->dst;
+	guint64 missing = 0, total = 0;
+	const char *first_block = NULL;
+	gsize first_page = 0;
+
+	if (!d->received) {
+		g_set_error(err, MIG_ERROR, EPROTO, "no page can have arrived before the setup frame");
+		return FALSE;
+	}
+	for (guint i = 0; i < s->ram->len; i++) {
+		MigRamBlock *rb = g_ptr_array_index(s->ram, i);
+		gsize n = mig_ram_block_pages(rb), have = mig_bitmap_count(d->received[i], n);
+
+		total += n;
+		if (have == n)
+			continue;
+		missing += n - have;
+		for (gsize pg = 0; !first_block && pg < n; pg++) {
+			if (!mig_bitmap_test(d->received[i], pg)) {
+				first_block = rb->name;
+				first_page = pg;
+			}
+		}
+	}
+	if (!missing)
+		return TRUE;
+	g_set_error(err, MIG_ERROR, EPROTO, "%" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " guest pages never arrived "
+		    "(the first: page %" G_GSIZE_FORMAT " of RAM block '%s'); the guest is not started", missing, total,
+		    first_page, first_block);
+	return FALSE;
 }

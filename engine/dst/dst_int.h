@@ -31,6 +31,8 @@ typedef struct Dst {
 	guint64 mf_released;       /* last pass every channel was released from */
 	gboolean mf_setup_done;    /* SETUP was loaded: receivers may place pages */
 	gboolean mf_quit;
+	gboolean mf_sealed;        /* the guest may run: no receiver writes into it any more */
+	guint mf_writing;          /* receivers between their seal check and their last write */
 
 	struct PcDst *pc;          /* postcopy (postcopy.c) */
 	gboolean pc_began;         /* LISTEN was loaded: memory is registered (under s->lock) */
@@ -46,6 +48,10 @@ Dst *mig_dst_new(MigSession *s);
 void mig_dst_free(Dst *d);
 /* Sends a return-path frame on the main channel (loader and fault thread share it). */
 int mig_dst_rp_send(MigSession *s, guint16 type, const struct iovec *iov, int n);
+/* Every page of every RAM block arrived (the received bitmaps; a zero page counts,
+ * and in postcopy a placed page): else an error naming how many are missing and the
+ * first of them. A guest may start only on a complete memory image. */
+gboolean mig_dst_all_received(MigSession *s, GError **err);
 /* A part of the half failed: records why, wakes the receivers and cuts the main
  * channel's reading, so the loader notices, stops the rest and answers the source. */
 void mig_dst_fail(MigSession *s, const char *msg);

@@ -691,6 +691,13 @@ static gboolean complete(Loader *d, gboolean postcopy, GError **err)
 		return fail(err, EPROTO, "stream completed without %s", d->have_setup ? "the guest state" : "a setup frame");
 	if (!mig_dev_dst_complete_ok(s))
 		return fail(err, EPROTO, "stream completed before the devices' state ended");
+	if (!postcopy) {
+		/* the guest may run from here on: nothing written in place any more, and
+		 * it starts only on a complete image (postcopy fetches what is missing) */
+		mig_mf_dst_seal(s);
+		if (!mig_dst_all_received(s, err))
+			return FALSE;
+	}
 	g_mutex_lock(&s->lock);
 	if (s->dst_autostart) {
 		mig_dev_dst_run(s);
@@ -742,6 +749,7 @@ static gboolean postcopy_end(Loader *d, GError **err)
 		return fail(err, EPROTO, "postcopy END without a postcopy");
 	if (!mig_pc_dst_finish(s, err))
 		return FALSE;
+	mig_mf_dst_seal(s);
 	mig_set_status(s, MIG_STATUS_COMPLETED);
 	if (s->vm->incoming_done)
 		s->vm->incoming_done(s->vm_opaque);

@@ -105,20 +105,34 @@ static gboolean recv_pages(MfRecv *r, guint32 len, GError **err)
 		mig_atomic_add(&s->stats.transferred, MIG_FRAME_HDR_LEN + len);
 		return TRUE;
 	}
+	/* precopy writes in place: only until the guest may start (mig_mf_dst_seal) */
+	g_mutex_lock(&s->dst->mf_lock);
+	if (s->dst->mf_sealed) {
+		g_mutex_unlock(&s->dst->mf_lock);
+		return recv_fail(r, err, EPROTO, "pages after the migration completed");
+	}
+	s->dst->mf_writing++;
+	g_mutex_unlock(&s->dst->mf_lock);
 	for (guint i = 0; i < nn; i++)
 		mig_iov_append(iov, &niov, rb->host + offs[i], rb->page_size);
-	if (nn && (rc = mig_io_readv_full(r->fd, iov, niov)) < 0)
-		return recv_fail(r, err, -rc, "stream truncated: %s", g_strerror(-rc));
-	for (guint i = 0; i < nn + nz; i++) {
-		gsize pg = offs[i] / rb->page_size;
+	if (nn && (rc = mig_io_readv_full(r->fd, iov, niov)) < 0) {
+		g_set_error(err, MIG_ERROR, -rc, "multifd channel %u: stream truncated: %s", r->index, g_strerror(-rc));
+	} else {
+		for (guint i = 0; i < nn + nz; i++) {
+			gsize pg = offs[i] / rb->page_size;
 
-		/* fresh memory is zero already; only a page that got data earlier needs it */
-		if (i >= nn && mig_bitmap_test(s->dst->received[bi], pg))
-			memset(rb->host + offs[i], 0, rb->page_size);
-		mig_bitmap_set_atomic(s->dst->received[bi], pg);
+			/* fresh memory is zero already; only a page that got data earlier needs it */
+			if (i >= nn && mig_bitmap_test(s->dst->received[bi], pg))
+				memset(rb->host + offs[i], 0, rb->page_size);
+			mig_bitmap_set_atomic(s->dst->received[bi], pg);
+		}
+		mig_atomic_add(&s->stats.transferred, MIG_FRAME_HDR_LEN + len);
 	}
-	mig_atomic_add(&s->stats.transferred, MIG_FRAME_HDR_LEN + len);
-	return TRUE;
+	g_mutex_lock(&s->dst->mf_lock);
+	s->dst->mf_writing--;
+	g_cond_broadcast(&s->dst->mf_cond);
+	g_mutex_unlock(&s->dst->mf_lock);
+	return rc >= 0;
 }
 
 static gboolean recv_sync(MfRecv *r, guint32 len, GError **err)
@@ -159,8 +173,16 @@ static gpointer recv_main(gpointer opaque)
 	for (;;) {
 		MigFrameHdr h;
 		int rc = mig_frame_recv_hdr(r->fd, &h, MIG_FRAME_MAX_LEN + (1u << 30));
-		gboolean ok;
+		gboolean ok, sealed;
 
+		g_mutex_lock(&s->dst->mf_lock);
+		sealed = s->dst->mf_sealed;
+		g_mutex_unlock(&s->dst->mf_lock);
+		if (sealed && rc == 0)
+			mig_log(s, MIG_LOG_WARNING, "multifd channel %u: a frame (type %u) after the migration completed; "
+				"channel closed", r->index, h.type);
+		if (sealed)
+			break;   /* the channel's work is over; seal shut the socket */
 		if (rc == -EPIPE && mig_session_status(s) == MIG_STATUS_COMPLETED)
 			break;   /* the source closes its channels after completing */
 		if (rc < 0) {
@@ -190,7 +212,7 @@ static gpointer recv_main(gpointer opaque)
 		gboolean quitting;
 
 		g_mutex_lock(&s->dst->mf_lock);
-		quitting = s->dst->mf_quit;
+		quitting = s->dst->mf_quit || s->dst->mf_sealed;
 		g_mutex_unlock(&s->dst->mf_lock);
 		if (!quitting) {
 			mig_dst_fail(s, err->message);
@@ -254,6 +276,19 @@ void mig_mf_dst_abort(MigSession *s)
 	g_mutex_unlock(&s->dst->mf_lock);
 	/* a receiver may be waiting for room in the device lane */
 	mig_dev_dst_abort(s);
+}
+
+void mig_mf_dst_seal(MigSession *s)
+{
+	g_mutex_lock(&s->dst->mf_lock);
+	s->dst->mf_sealed = TRUE;
+	/* a legitimate source sends nothing more here (its last SYNC came before the final
+	 * PASS); a receiver mid-packet wakes up at once and gives up its write */
+	for (guint i = 0; s->dst->mf_recv && i < s->dst->mf_recv->len; i++)
+		shutdown(((MfRecv *)g_ptr_array_index(s->dst->mf_recv, i))->fd, SHUT_RDWR);
+	while (s->dst->mf_writing)
+		g_cond_wait(&s->dst->mf_cond, &s->dst->mf_lock);
+	g_mutex_unlock(&s->dst->mf_lock);
 }
 
 void mig_mf_dst_join(MigSession *s)

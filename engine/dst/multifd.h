@@ -8,6 +8,10 @@
 void mig_mf_dst_add(MigSession *s, guint index, int fd);
 /* Main thread, on PASS(pass): wait for every channel's SYNC(pass) and release them. */
 gboolean mig_mf_dst_barrier(MigSession *s, guint64 pass, GError **err);
+/* The guest may start: from now on no receiver writes into guest memory; every
+ * channel is shut and a frame that still arrives is refused. Waits for a receiver
+ * that is mid-write (its socket is shut, so that is bounded). */
+void mig_mf_dst_seal(MigSession *s);
 /* Stops receivers (after an error or at teardown) and joins them. */
 void mig_mf_dst_abort(MigSession *s);
 void mig_mf_dst_join(MigSession *s);
