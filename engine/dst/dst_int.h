@@ -19,6 +19,13 @@ typedef struct Dst {
 	int fd;                    /* the main channel (under s->lock; rp_lock for writes) */
 	char *listen_uri;          /* the address actually bound */
 	gboolean incoming_started; /* a main channel was accepted (under s->lock) */
+	/* The main channel's peer is bound only once its SETUP arrives: until then the
+	 * listener watches the deadline (monotonic µs, 0: none) and, past it, cuts the
+	 * channel (setup_overdue) so the loader unbinds the session and the destination
+	 * listens again; the listener reaps that loader (stale_main). Under s->lock. */
+	gint64 setup_deadline;
+	gboolean setup_overdue;
+	gboolean stale_main;
 	gulong **received;         /* per block: pages received (set atomically) */
 
 	/* multifd (multifd.c); mf_lock nests inside s->lock, never around it */

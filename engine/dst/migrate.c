@@ -25,6 +25,9 @@
 #include <unistd.h>
 
 #define HELLO_TIMEOUT_MS 2000
+/* A peer whose main hello was admitted must send SETUP within this, or it is dropped
+ * and the destination listens again: a silent peer cannot hold it. */
+#define SETUP_DEADLINE_MS 15000
 
 static gpointer dst_main_thread(gpointer opaque);
 static gpointer urgent_thread(gpointer opaque);
@@ -211,6 +214,8 @@ static int admit(MigSession *s, int fd, guint *index)
 			/* capabilities and parameters are latched here, when the migration begins */
 			mig_params_copy(&s->dst->p, &s->params);
 			s->dst->incoming_started = TRUE;
+			s->dst->setup_deadline = g_get_monotonic_time() + SETUP_DEADLINE_MS * (gint64)1000;
+			s->dst->setup_overdue = FALSE;
 			s->dst->fd = fd;
 			s->dst->mf_expected = s->caps[MIG_CAP_MULTIFD] ? (guint)s->dst->p.multifd_channels : 0;
 			s->dst->urgent_expected = mig_preempt_channels(s, &s->dst->p);
@@ -244,17 +249,77 @@ static void set_congestion(MigSession *s, int fd)
 	mig_chan_set_congestion(s, fd, algo);
 }
 
+/* A loader that gave up its peer before SETUP (unbind_overdue) left its thread and
+ * those of that peer's other channels, all told to stop: join them and make room for
+ * the next main channel. Listener thread, before it starts the new loader. */
+static void reap_stale(MigSession *s, GThread *old)
+{
+	if (old)
+		g_thread_join(old);
+	mig_mf_dst_join(s);
+	g_mutex_lock(&s->dst->mf_lock);
+	s->dst->mf_quit = FALSE;
+	s->dst->mf_synced = 0;
+	s->dst->mf_released = 0;
+	g_mutex_unlock(&s->dst->mf_lock);
+	for (guint i = 0; i < MIG_PREEMPT_MAX; i++) {
+		if (s->dst->urgent_thread[i])
+			g_thread_join(s->dst->urgent_thread[i]);
+		s->dst->urgent_thread[i] = NULL;
+		g_mutex_lock(&s->lock);
+		if (s->dst->urgent_fd[i] >= 0)
+			close(s->dst->urgent_fd[i]);
+		s->dst->urgent_fd[i] = -1;
+		g_mutex_unlock(&s->lock);
+	}
+}
+
+/* Milliseconds until the admitted main channel's SETUP is overdue (-1: no deadline);
+ * past it, cuts that channel so its loader unbinds. */
+static int watch_setup(MigSession *s)
+{
+	int ms = -1;
+
+	g_mutex_lock(&s->lock);
+	if (s->dst->setup_deadline) {
+		gint64 left = s->dst->setup_deadline - g_get_monotonic_time();
+
+		if (left <= 0) {
+			s->dst->setup_deadline = 0;
+			s->dst->setup_overdue = TRUE;
+			if (s->dst->fd >= 0)
+				shutdown(s->dst->fd, SHUT_RDWR);
+		} else {
+			ms = (int)MIN(left / 1000 + 1, G_MAXINT);
+		}
+	}
+	g_mutex_unlock(&s->lock);
+	return ms;
+}
+
 /* Starts the thread of a channel admit() let in, or closes the connection. */
 static void take_channel(MigSession *s, int fd)
 {
 	guint index = 0;
 
 	switch (admit(s, fd, &index)) {
-	case MIG_CHAN_MAIN:
+	case MIG_CHAN_MAIN: {
+		GThread *old = NULL;
+		gboolean stale;
+
+		g_mutex_lock(&s->lock);
+		stale = s->dst->stale_main;
+		s->dst->stale_main = FALSE;
+		if (stale)
+			old = g_steal_pointer(&s->dst->main_thread);
+		g_mutex_unlock(&s->lock);
+		if (stale)
+			reap_stale(s, old);
 		g_mutex_lock(&s->lock);
 		s->dst->main_thread = g_thread_new("mig/dst/main", dst_main_thread, s);
 		g_mutex_unlock(&s->lock);
 		break;
+	}
 	case MIG_CHAN_MULTIFD:
 		mig_mf_dst_add(s, index, fd);
 		break;
@@ -284,15 +349,17 @@ static gpointer listen_thread(gpointer opaque)
 			{ .fd = s->dst->listen_fd, .events = POLLIN },
 			{ .fd = s->dst->listen_wake[0], .events = POLLIN },
 		};
-		int fd;
+		int fd, n;
 
-		if (poll(p, 2, -1) < 0) {
+		if ((n = poll(p, 2, watch_setup(s))) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
 		if (p[1].revents)
 			break;
+		if (n == 0)
+			continue;
 		fd = accept4(s->dst->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
 			continue;
@@ -553,6 +620,9 @@ static gboolean load_setup(Loader *d, guint32 len, GError **err)
 		d->max_frame = (guint32)MIN((guint64)G_MAXUINT32, MAX((guint64)d->max_frame, MIG_PAGES_HDR_LEN + 8 + rb->page_size));
 	}
 	d->have_setup = TRUE;
+	g_mutex_lock(&s->lock);
+	s->dst->setup_deadline = 0;   /* the peer is bound now */
+	g_mutex_unlock(&s->lock);
 	g_mutex_lock(&s->dst->mf_lock);
 	s->dst->mf_setup_done = TRUE;
 	g_cond_broadcast(&s->dst->mf_cond);
@@ -887,6 +957,44 @@ static gpointer urgent_thread(gpointer opaque)
 	return NULL;
 }
 
+/* The listener cut a main channel whose SETUP did not come in time: nothing of that
+ * peer touched the guest, so forget its session, stop its other channels and listen
+ * again (status setup, not failed); the listener reaps the threads (reap_stale).
+ * Returns FALSE, doing nothing, for any other failure. */
+static gboolean unbind_overdue(MigSession *s)
+{
+	gboolean overdue;
+
+	g_mutex_lock(&s->lock);
+	/* an fd: incoming has no listener to go back to: there the peer just failed */
+	overdue = s->dst->setup_overdue && !s->dst->received && s->dst->listen_fd >= 0;
+	g_mutex_unlock(&s->lock);
+	if (!overdue)
+		return FALSE;
+	mig_mf_dst_abort(s);
+	g_mutex_lock(&s->lock);
+	for (guint i = 0; i < MIG_PREEMPT_MAX; i++) {
+		if (s->dst->urgent_fd[i] >= 0)
+			shutdown(s->dst->urgent_fd[i], SHUT_RDWR);
+	}
+	g_mutex_lock(&s->dst->rp_lock);
+	close(s->dst->fd);
+	s->dst->fd = -1;
+	g_mutex_unlock(&s->dst->rp_lock);
+	mig_params_clear(&s->dst->p);
+	memset(&s->dst->p, 0, sizeof(s->dst->p));
+	memset(s->session_id, 0, sizeof(s->session_id));
+	s->dst->incoming_started = FALSE;
+	s->dst->setup_overdue = FALSE;
+	s->dst->mf_connected = 0;
+	s->dst->stale_main = TRUE;
+	mig_set_status_locked(s, MIG_STATUS_SETUP);
+	g_mutex_unlock(&s->lock);
+	mig_log(s, MIG_LOG_WARNING, "the main channel's peer sent no setup frame within %d s: dropped it, "
+		"listening again", SETUP_DEADLINE_MS / 1000);
+	return TRUE;
+}
+
 static gpointer dst_main_thread(gpointer opaque)
 {
 	Loader d = { .s = opaque, .max_frame = MIG_FRAME_MAX_LEN };
@@ -896,7 +1004,10 @@ static gpointer dst_main_thread(gpointer opaque)
 	g_mutex_lock(&s->lock);
 	d.fd = s->dst->fd;
 	g_mutex_unlock(&s->lock);
-	if (!load_loop(&d, &err)) {
+	if (!load_loop(&d, &err) && unbind_overdue(s)) {
+		g_free(d.buf);
+		return NULL;
+	} else if (err) {
 		g_autofree char *why = NULL;
 		struct iovec iov;
 

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Attacks on a listening destination, each by a python peer speaking the wire
+(docs/protocol.md) and each ending with nothing of the attacker's in the guest:
+(i) a valid main hello, then silence: the destination drops it after its SETUP deadline
+and listens again, and the real source then completes; (ii) SETUP + STATE + COMPLETE
+with half the pages missing: refused with the count, guest not started; (iii) MF_PAGES
+on a multifd channel after COMPLETE: the channel is closed and the page never reaches
+the running guest."""
+import os
+import socket
+import struct
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mig_harness as h  # noqa: E402
+
+SIZE = 64 * h.MiB
+PAGE = 4096
+NPAGES = SIZE // PAGE
+SETUP_DEADLINE = 15          # engine/dst/migrate.c, SETUP_DEADLINE_MS
+
+F_SETUP, F_ZEROS, F_PASS, F_STATE, F_COMPLETE = 1, 3, 4, 5, 6
+F_MF_PAGES, F_MF_SYNC = 0x10, 0x11
+RP_RUNNING, RP_ERROR, RP_PASS = 0x41, 0x42, 0x49
+
+
+def frame(ftype, payload=b""):
+    return struct.pack(">IHH", len(payload), ftype, 0) + payload
+
+
+def setup_payload(multifd=0, preempt=0):
+    name = b"pc.ram"
+    return (struct.pack(">IB", 1, len(name)) + name + struct.pack(">QQ", SIZE, PAGE)
+            + struct.pack(">III", multifd, preempt, 0))
+
+
+def zeros(first, count):
+    return frame(F_ZEROS, struct.pack(">II", 0, count)
+                 + b"".join(struct.pack(">Q", (first + i) * PAGE) for i in range(count)))
+
+
+def guest_state():
+    """migd's generation record for an all-zero guest: seed, zero fraction, units, and
+    0xffffffff ("all zero") per 4 KiB unit."""
+    units = SIZE // h.UNIT
+    return frame(F_STATE, b"\x05guest" + struct.pack(">QQQ", 0, 0, units) + b"\xff" * (4 * units))
+
+
+def open_channel(uri, chan_type=h.CHAN_MAIN, index=0, session=b"attacker-sessid!"):
+    s = socket.create_connection(h.tcp_port(uri), timeout=h.scaled(10))
+    s.sendall(h.hello(chan_type=chan_type, index=index, session=session))
+    reply = h.read_hello_reply(s)
+    h.check(reply is not None and reply[1] == 0, "hello type %d refused: %r" % (chan_type, reply))
+    return s
+
+
+def recv_exact(s, n, timeout=10):
+    deadline = h.Deadline(h.scaled(timeout))
+    data = b""
+    while len(data) < n:
+        h.check(not deadline.expired(), "no %d bytes from the destination in time" % n)
+        s.settimeout(max(0.001, deadline.left()))
+        try:
+            chunk = s.recv(n - len(data))
+        except socket.timeout:
+            continue
+        h.check(chunk, "the destination closed the return path (%r so far)" % data)
+        data += chunk
+    return data
+
+
+def rp_frame(s, timeout=10):
+    ln, ftype, _ = struct.unpack(">IHH", recv_exact(s, 8, timeout))
+    h.check(ln <= 65536, "return-path frame of %d bytes" % ln)
+    return ftype, recv_exact(s, ln, timeout) if ln else b""
+
+
+def wait_closed(s, timeout=10):
+    """True once the peer closed (EOF or reset), bounded."""
+    deadline = h.Deadline(h.scaled(timeout))
+    while not deadline.expired():
+        s.settimeout(max(0.001, deadline.left()))
+        try:
+            if not s.recv(4096):
+                return True
+        except socket.timeout:
+            continue
+        except OSError:
+            return True
+    return False
+
+
+def case_silent_intruder_then_real_source():
+    with h.Migd("dst", h.guest_args("64M", incoming="tcp:127.0.0.1:0")) as dst, \
+         h.Migd("src", h.guest_args("64M", workload="seq")) as src:
+        uri = dst.listen_uri()
+        intruder = open_channel(uri)          # a valid hello, then nothing
+        h.wait_until(lambda: dst.query_migrate().get("status") == "active", 10, "the intruder bound")
+        src.set_params(h.FAST_PARAMS)
+        t0 = time.monotonic()
+        # the intruder's deadline runs: the destination must listen again without failing
+        h.wait_until(lambda: dst.query_migrate().get("status") == "setup",
+                     SETUP_DEADLINE * 2 + 3, "the destination to drop the silent peer")
+        waited = time.monotonic() - t0
+        h.check(wait_closed(intruder), "the silent peer's connection stays open")
+        intruder.close()
+        h.check(dst.listen_uri() == uri, "the destination stopped listening on %s" % uri)
+        print("silent peer dropped after %.1f s" % waited)
+        src.cmd("migrate", uri=uri)
+        info = src.wait_status("completed", timeout=120)
+        h.check_migrated(src, dst, info, size=SIZE)
+
+
+def case_missing_pages_refused():
+    with h.Migd("dst", h.guest_args("64M", incoming="tcp:127.0.0.1:0")) as dst:
+        s = open_channel(dst.listen_uri())
+        s.sendall(frame(F_SETUP, setup_payload()))
+        for first in range(0, NPAGES // 2, 1024):   # only the first half
+            s.sendall(zeros(first, 1024))
+        s.sendall(guest_state() + frame(F_COMPLETE))
+        ftype, msg = rp_frame(s)
+        h.check(ftype == RP_ERROR, "COMPLETE with half the pages answered %#x %r" % (ftype, msg))
+        h.check(b"%d of %d guest pages never arrived" % (NPAGES // 2, NPAGES) in msg,
+                "RP_ERROR does not count the missing pages: %r" % msg)
+        s.close()
+        info = dst.wait_status("failed", timeout=10)
+        h.check("never arrived" in info.get("error-desc", ""), "error-desc %r" % info.get("error-desc"))
+        st = dst.query_status()
+        h.check(not st.get("running"), "the destination started an incomplete guest: %s" % st)
+        print("refused: %s" % info.get("error-desc"))
+
+
+def case_multifd_pages_after_complete():
+    with h.Migd("dst", h.guest_args("64M", workload="idle", incoming="tcp:127.0.0.1:0")) as dst:
+        dst.set_caps({"multifd": True})
+        dst.set_params({"multifd-channels": 1})
+        uri = dst.listen_uri()
+        main = open_channel(uri)
+        main.sendall(frame(F_SETUP, setup_payload(multifd=1)))
+        mf = open_channel(uri, h.CHAN_MULTIFD)
+        for seq, first in enumerate(range(0, NPAGES, 128)):
+            offs = b"".join(struct.pack(">Q", (first + i) * PAGE) for i in range(128))
+            mf.sendall(frame(F_MF_PAGES, struct.pack(">IIQII", 0, 0, seq, 0, 128) + offs))
+        mf.sendall(frame(F_MF_SYNC, struct.pack(">Q", 1)))
+        main.sendall(frame(F_PASS, struct.pack(">Q", 1)))
+        h.check(rp_frame(main)[0] == RP_PASS, "no RP_PASS for pass 1")
+        main.sendall(guest_state() + frame(F_COMPLETE))
+        ftype, msg = rp_frame(main)
+        h.check(ftype == RP_RUNNING, "a complete stream answered %#x %r" % (ftype, msg))
+        dst.wait_status("completed", timeout=10)
+        dst.wait_running(True)
+        # a page of 0xaa at offset 0 of the running guest, after completion
+        try:
+            mf.sendall(frame(F_MF_PAGES, struct.pack(">IIQIIQ", 0, 0, 1 << 20, 1, 0, 0) + b"\xaa" * PAGE))
+        except OSError:
+            pass                               # already shut: refused either way
+        h.check(wait_closed(mf), "the multifd channel stays open after completion")
+        mf.close()
+        main.close()
+        integ = dst.wait_integrity(60)
+        h.check(integ.get("failed") == 0 and integ.get("checked") == NPAGES,
+                "the late page reached the guest: x-integrity %s" % integ)
+        h.check(dst.query_migrate().get("status") == "completed", "status changed after the late page")
+
+
+if __name__ == "__main__":
+    h.main([case_missing_pages_refused, case_multifd_pages_after_complete,
+            case_silent_intruder_then_real_source])
