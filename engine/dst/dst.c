@@ -19,6 +19,8 @@ Dst *mig_dst_new(MigSession *s)
 	g_mutex_init(&d->mf_lock);
 	g_cond_init(&d->mf_cond);
 	g_mutex_init(&d->rp_lock);
+	g_mutex_init(&d->open_lock);
+	d->openers = g_ptr_array_new();
 	d->mf_recv = g_ptr_array_new();
 	return d;
 }
@@ -38,6 +40,8 @@ void mig_dst_free(Dst *d)
 	g_mutex_clear(&d->rp_lock);
 	if (d->given_fd >= 0)
 		close(d->given_fd);
+	g_mutex_clear(&d->open_lock);
+	g_ptr_array_free(d->openers, TRUE);
 	g_free(d->listen_uri);
 	g_free(d);
 }

@@ -12,6 +12,13 @@ typedef struct Dst {
 	 * admitted (the listener alone may still be reconfigured, as in QEMU) */
 	MigParams p;
 	GThread *listen_thread;
+	/* mig/dst/open: one per connection still saying hello (Opener* in migrate.c; the
+	 * list under s->lock, at most MIG_DST_OPENERS); open_lock makes admitting a
+	 * channel and starting its thread one step, and an unbind another (taken before
+	 * s->lock, never inside it) */
+	GPtrArray *openers;
+	GMutex open_lock;
+	gboolean open_quit;        /* openers give up (under s->lock) */
 	GThread *main_thread;      /* mig/dst/main: the loader */
 	int listen_fd;             /* -1 with an fd: URI */
 	int given_fd;              /* fd: URI: the passed socket until the listener admits it */

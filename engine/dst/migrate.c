@@ -28,6 +28,8 @@
 /* A peer whose main hello was admitted must send SETUP within this, or it is dropped
  * and the destination listens again: a silent peer cannot hold it. */
 #define SETUP_DEADLINE_MS 15000
+/* Connections saying hello at once (mig/dst/open threads); more wait in the backlog. */
+#define MIG_DST_OPENERS 8
 
 static gpointer dst_main_thread(gpointer opaque);
 static gpointer urgent_thread(gpointer opaque);
@@ -117,9 +119,6 @@ static int admit_preempt(MigSession *s, const MigHello *h, const char **why)
 	return MIG_HELLO_OK;
 }
 
-/* Decides whether a connection may join and replies. Returns the channel type it was
- * admitted as (the caller starts its thread; *index says which channel), or 0 when
- * it was refused with a reason the peer can print. */
 /* With tls-creds every channel is TLS from its first byte: the handshake comes before
  * the hello. FALSE when the connection is refused (and answered, when it can be). */
 static gboolean admit_tls(MigSession *s, int fd, MigTlsRun *tls)
@@ -165,7 +164,51 @@ static gboolean authorized(MigSession *s, int fd, const MigTlsRun *tls, char *wh
 	return mig_tls_authz_allows(s, tls->authz, id, why, len);
 }
 
-static int admit(MigSession *s, int fd, guint *index)
+/* Reads the hello by one deadline for all its bytes, so a peer trickling them cannot
+ * hold an opener longer than HELLO_TIMEOUT_MS whatever its pace (a per-read timeout
+ * restarts with every byte). 0, -EPROTO with *status (as mig_hello_read), -errno. */
+static int read_hello(MigSession *s, int fd, MigHello *h, int *status)
+{
+	guint8 buf[MIG_HELLO_LEN];
+	gsize got = 0;
+	gint64 end = g_get_monotonic_time() + HELLO_TIMEOUT_MS * (gint64)1000;
+
+	while (got < sizeof(buf)) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		gint64 left = end - g_get_monotonic_time();
+		gboolean quit;
+		ssize_t n;
+
+		g_mutex_lock(&s->lock);
+		quit = s->dst->open_quit;
+		g_mutex_unlock(&s->lock);
+		if (quit)
+			return -ECANCELED;
+		if (left <= 0)
+			return -ETIMEDOUT;
+		/* wakes at least every 100 ms to see open_quit */
+		if (poll(&p, 1, (int)MIN(left / 1000 + 1, 100)) < 0 && errno != EINTR)
+			return -errno;
+		n = recv(fd, buf + got, sizeof(buf) - got, MSG_DONTWAIT);
+		if (n == 0)
+			return -EPIPE;
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+				continue;
+			return -errno;
+		}
+		got += (gsize)n;
+	}
+	return mig_hello_parse(buf, h, status);
+}
+
+static void start_channel(MigSession *s, int type, guint index, int fd);
+
+/* Decides whether a connection may join, replies, and starts the channel's thread.
+ * Returns TRUE when the channel took fd, FALSE when it was refused (with a reason the
+ * peer can print) or dropped: the caller closes fd. Runs on a mig/dst/open thread;
+ * deciding and starting are one step under open_lock. */
+static gboolean admit(MigSession *s, int fd)
 {
 	MigHello h;
 	int status = MIG_HELLO_OK, rc;
@@ -173,20 +216,28 @@ static int admit(MigSession *s, int fd, guint *index)
 	int ok = 0;
 	g_auto(MigTlsRun) tls = { 0 };
 	char authz_why[700];
+	gboolean locked = FALSE;
 
 	if (!admit_tls(s, fd, &tls))
-		return 0;
-	mig_io_set_timeout(fd, HELLO_TIMEOUT_MS);
-	rc = mig_hello_read(fd, &h, &status);
+		return FALSE;
+	if (tls.ctx) {
+		/* the hello comes through the TLS session, whose handshake had its deadline */
+		mig_io_set_timeout(fd, HELLO_TIMEOUT_MS);
+		rc = mig_hello_read(fd, &h, &status);
+	} else {
+		rc = read_hello(s, fd, &h, &status);
+	}
 	if (rc == -EPROTO) {
 		why = mig_hello_status_str(status);
 	} else if (rc < 0) {
 		mig_log(s, MIG_LOG_WARNING, "incoming connection dropped before its hello: %s", g_strerror(-rc));
-		return 0;
+		return FALSE;
 	} else if (!authorized(s, fd, &tls, authz_why, sizeof(authz_why))) {
 		status = MIG_HELLO_NOT_AUTHORIZED;
 		why = authz_why;
 	} else {
+		g_mutex_lock(&s->dst->open_lock);
+		locked = TRUE;
 		g_mutex_lock(&s->lock);
 		if (h.type == MIG_CHAN_MULTIFD) {
 			status = admit_multifd(s, &h, &why);
@@ -225,17 +276,23 @@ static int admit(MigSession *s, int fd, guint *index)
 		g_mutex_unlock(&s->lock);
 	}
 	if (!ok) {
+		if (locked)
+			g_mutex_unlock(&s->dst->open_lock);
 		mig_log(s, MIG_LOG_WARNING, "refused a %s channel: %s",
 			rc == 0 ? mig_chan_type_str(h.type) : "incoming", why);
+		/* the peer may not read: a reply is small, but never wait on it for long */
+		mig_io_set_timeout(fd, HELLO_TIMEOUT_MS);
 		mig_hello_reply(fd, status, why);
-		return 0;
+		return FALSE;
 	}
-	mig_io_set_timeout(fd, 0);
 	/* on a failed reply the channel's thread finds the dead socket and fails cleanly */
+	mig_io_set_timeout(fd, HELLO_TIMEOUT_MS);
 	mig_hello_reply(fd, MIG_HELLO_OK, "welcome");
 	mig_tls_note_channel(s, fd, ok, h.index);
-	*index = h.index;
-	return ok;
+	mig_io_set_timeout(fd, 0);
+	start_channel(s, ok, h.index, fd);
+	g_mutex_unlock(&s->dst->open_lock);
+	return TRUE;
 }
 
 /* Until a migration starts, the setting of the moment; then the migration's own. */
@@ -249,29 +306,88 @@ static void set_congestion(MigSession *s, int fd)
 	mig_chan_set_congestion(s, fd, algo);
 }
 
-/* A loader that gave up its peer before SETUP (unbind_overdue) left its thread and
- * those of that peer's other channels, all told to stop: join them and make room for
- * the next main channel. Listener thread, before it starts the new loader. */
-static void reap_stale(MigSession *s, GThread *old)
+/* Starts the thread of a channel admit() just accepted. Call with open_lock held. */
+static void start_channel(MigSession *s, int type, guint index, int fd)
 {
-	if (old)
-		g_thread_join(old);
-	mig_mf_dst_join(s);
-	g_mutex_lock(&s->dst->mf_lock);
-	s->dst->mf_quit = FALSE;
-	s->dst->mf_synced = 0;
-	s->dst->mf_released = 0;
-	g_mutex_unlock(&s->dst->mf_lock);
-	for (guint i = 0; i < MIG_PREEMPT_MAX; i++) {
-		if (s->dst->urgent_thread[i])
-			g_thread_join(s->dst->urgent_thread[i]);
-		s->dst->urgent_thread[i] = NULL;
+	if (type == MIG_CHAN_MAIN) {
+		GThread *old;
+
+		/* a loader that gave up a silent peer (unbind_overdue) has finished its work */
 		g_mutex_lock(&s->lock);
-		if (s->dst->urgent_fd[i] >= 0)
-			close(s->dst->urgent_fd[i]);
-		s->dst->urgent_fd[i] = -1;
+		old = s->dst->stale_main ? g_steal_pointer(&s->dst->main_thread) : NULL;
+		s->dst->stale_main = FALSE;
+		g_mutex_unlock(&s->lock);
+		if (old)
+			g_thread_join(old);
+		g_mutex_lock(&s->lock);
+		s->dst->main_thread = g_thread_new("mig/dst/main", dst_main_thread, s);
+		g_mutex_unlock(&s->lock);
+	} else if (type == MIG_CHAN_MULTIFD) {
+		mig_mf_dst_add(s, index, fd);
+	} else {
+		char name[16];
+
+		g_snprintf(name, sizeof(name), "mig/dst/urg/%u", index);
+		g_mutex_lock(&s->lock);
+		s->dst->urgent_thread[index] = g_thread_new(name, urgent_thread, urgent_arg_new(s, index));
 		g_mutex_unlock(&s->lock);
 	}
+}
+
+/* One accepted connection saying hello, on its own thread (mig/dst/open) so that a
+ * slow or silent peer never holds the listener. */
+typedef struct Opener {
+	MigSession *s;
+	int fd;
+	GThread *thread;
+	gboolean done;      /* under s->lock: the listener may join it */
+} Opener;
+
+static gpointer opener_thread(gpointer opaque)
+{
+	Opener *o = opaque;
+	MigSession *s = o->s;
+	int one = 1;
+
+	/* page requests are tiny writes on the return path: with Nagle they wait for the
+	 * source's delayed ACK, 40 ms (unix sockets just refuse this) */
+	setsockopt(o->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* the destination sends too: the return path, and its acks */
+	set_congestion(s, o->fd);
+	if (!admit(s, o->fd))
+		mig_io_close(o->fd);
+	g_mutex_lock(&s->lock);
+	o->done = TRUE;
+	g_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+/* Joins the openers that finished (all of them with all = TRUE, after open_quit);
+ * returns how many still run. Listener thread only: it alone adds and removes. */
+static guint reap_openers(MigSession *s, gboolean all)
+{
+	GPtrArray *ops = s->dst->openers;
+	guint i = 0, n;
+
+	while (i < ops->len) {
+		Opener *o = g_ptr_array_index(ops, i);
+		gboolean done;
+
+		g_mutex_lock(&s->lock);
+		done = o->done;
+		g_mutex_unlock(&s->lock);
+		if (!done && !all) {
+			i++;
+			continue;
+		}
+		g_thread_join(o->thread);
+		g_ptr_array_remove_index_fast(ops, i);
+		g_free(o);
+	}
+	g_mutex_lock(&s->lock);
+	n = ops->len;
+	g_mutex_unlock(&s->lock);
+	return n;
 }
 
 /* Milliseconds until the admitted main channel's SETUP is overdue (-1: no deadline);
@@ -297,83 +413,63 @@ static int watch_setup(MigSession *s)
 	return ms;
 }
 
-/* Starts the thread of a channel admit() let in, or closes the connection. */
-static void take_channel(MigSession *s, int fd)
+/* Hands a connection to a new opener thread (listener thread only). */
+static void start_opener(MigSession *s, int fd)
 {
-	guint index = 0;
+	Opener *o = g_new0(Opener, 1);
 
-	switch (admit(s, fd, &index)) {
-	case MIG_CHAN_MAIN: {
-		GThread *old = NULL;
-		gboolean stale;
-
-		g_mutex_lock(&s->lock);
-		stale = s->dst->stale_main;
-		s->dst->stale_main = FALSE;
-		if (stale)
-			old = g_steal_pointer(&s->dst->main_thread);
-		g_mutex_unlock(&s->lock);
-		if (stale)
-			reap_stale(s, old);
-		g_mutex_lock(&s->lock);
-		s->dst->main_thread = g_thread_new("mig/dst/main", dst_main_thread, s);
-		g_mutex_unlock(&s->lock);
-		break;
-	}
-	case MIG_CHAN_MULTIFD:
-		mig_mf_dst_add(s, index, fd);
-		break;
-	case MIG_CHAN_PREEMPT: {
-		char name[16];
-
-		g_snprintf(name, sizeof(name), "mig/dst/urg/%u", index);
-		g_mutex_lock(&s->lock);
-		s->dst->urgent_thread[index] = g_thread_new(name, urgent_thread, urgent_arg_new(s, index));
-		g_mutex_unlock(&s->lock);
-		break;
-	}
-	default:
-		mig_io_close(fd);
-	}
+	o->s = s;
+	o->fd = fd;
+	g_mutex_lock(&s->lock);
+	g_ptr_array_add(s->dst->openers, o);
+	g_mutex_unlock(&s->lock);
+	o->thread = g_thread_new("mig/dst/open", opener_thread, o);
 }
 
+/* Accepts, and hands each connection to an opener; at most MIG_DST_OPENERS say hello
+ * at once, each within HELLO_TIMEOUT_MS, and further connections wait in the kernel's
+ * backlog meanwhile: a flood of silent peers costs threads and fds only up to that
+ * bound and delays the real source by at most a hello's deadline per round. */
 static gpointer listen_thread(gpointer opaque)
 {
 	MigSession *s = opaque;
 
 	/* fd: the one connection there will be (listen_fd is -1, which poll skips) */
 	if (s->dst->given_fd >= 0)
-		take_channel(s, g_steal_fd(&s->dst->given_fd));
+		start_opener(s, g_steal_fd(&s->dst->given_fd));
 	for (;;) {
 		struct pollfd p[2] = {
 			{ .fd = s->dst->listen_fd, .events = POLLIN },
 			{ .fd = s->dst->listen_wake[0], .events = POLLIN },
 		};
-		int fd, n;
+		int timeout = watch_setup(s), fd, n;
 
-		if ((n = poll(p, 2, watch_setup(s))) < 0) {
+		/* while openers run, look in on them now and then to join the finished ones;
+		 * with all of them busy, further connections wait in the backlog (delayed,
+		 * not refused: the real source may be among them) */
+		if (reap_openers(s, FALSE)) {
+			timeout = timeout < 0 ? 50 : MIN(timeout, 50);
+			if (s->dst->openers->len >= MIG_DST_OPENERS)
+				p[0].fd = -1;
+		}
+		if ((n = poll(p, 2, timeout)) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
 		if (p[1].revents)
 			break;
-		if (n == 0)
+		if (n == 0 || !p[0].revents)
 			continue;
 		fd = accept4(s->dst->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
 			continue;
-		{
-			/* page requests are tiny writes on the return path: with Nagle they wait
-			 * for the source's delayed ACK, 40 ms (unix sockets just refuse this) */
-			int one = 1;
-
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		}
-		/* the destination sends too: the return path, and its acks */
-		set_congestion(s, fd);
-		take_channel(s, fd);
+		start_opener(s, fd);
 	}
+	g_mutex_lock(&s->lock);
+	s->dst->open_quit = TRUE;
+	g_mutex_unlock(&s->lock);
+	reap_openers(s, TRUE);
 	return NULL;
 }
 
@@ -958,38 +1054,60 @@ static gpointer urgent_thread(gpointer opaque)
 }
 
 /* The listener cut a main channel whose SETUP did not come in time: nothing of that
- * peer touched the guest, so forget its session, stop its other channels and listen
- * again (status setup, not failed); the listener reaps the threads (reap_stale).
- * Returns FALSE, doing nothing, for any other failure. */
+ * peer touched the guest, so forget its session, stop and join its other channels and
+ * listen again (status setup, not failed); this thread itself is joined when the next
+ * main channel starts. Under open_lock, so no channel is admitted meanwhile. Returns
+ * FALSE, doing nothing, for any other failure. */
 static gboolean unbind_overdue(MigSession *s)
 {
+	Dst *d = s->dst;
 	gboolean overdue;
 
+	g_mutex_lock(&d->open_lock);
 	g_mutex_lock(&s->lock);
 	/* an fd: incoming has no listener to go back to: there the peer just failed */
-	overdue = s->dst->setup_overdue && !s->dst->received && s->dst->listen_fd >= 0;
+	overdue = d->setup_overdue && !d->received && d->listen_fd >= 0;
+	for (guint i = 0; overdue && i < MIG_PREEMPT_MAX; i++) {
+		if (d->urgent_fd[i] >= 0)
+			shutdown(d->urgent_fd[i], SHUT_RDWR);
+	}
 	g_mutex_unlock(&s->lock);
-	if (!overdue)
+	if (!overdue) {
+		g_mutex_unlock(&d->open_lock);
 		return FALSE;
+	}
 	mig_mf_dst_abort(s);
+	mig_mf_dst_join(s);
+	g_mutex_lock(&d->mf_lock);
+	d->mf_quit = FALSE;
+	d->mf_synced = 0;
+	d->mf_released = 0;
+	g_mutex_unlock(&d->mf_lock);
+	for (guint i = 0; i < MIG_PREEMPT_MAX; i++) {
+		if (d->urgent_thread[i])
+			g_thread_join(d->urgent_thread[i]);
+		d->urgent_thread[i] = NULL;
+	}
 	g_mutex_lock(&s->lock);
 	for (guint i = 0; i < MIG_PREEMPT_MAX; i++) {
-		if (s->dst->urgent_fd[i] >= 0)
-			shutdown(s->dst->urgent_fd[i], SHUT_RDWR);
+		if (d->urgent_fd[i] >= 0)
+			mig_io_close(d->urgent_fd[i]);
+		d->urgent_fd[i] = -1;
 	}
-	g_mutex_lock(&s->dst->rp_lock);
-	close(s->dst->fd);
-	s->dst->fd = -1;
-	g_mutex_unlock(&s->dst->rp_lock);
-	mig_params_clear(&s->dst->p);
-	memset(&s->dst->p, 0, sizeof(s->dst->p));
+	g_mutex_lock(&d->rp_lock);
+	mig_io_close(d->fd);
+	d->fd = -1;
+	g_mutex_unlock(&d->rp_lock);
+	mig_params_clear(&d->p);
+	memset(&d->p, 0, sizeof(d->p));
 	memset(s->session_id, 0, sizeof(s->session_id));
-	s->dst->incoming_started = FALSE;
-	s->dst->setup_overdue = FALSE;
-	s->dst->mf_connected = 0;
-	s->dst->stale_main = TRUE;
+	d->incoming_started = FALSE;
+	d->setup_overdue = FALSE;
+	d->mf_connected = 0;
+	d->stale_main = TRUE;
 	mig_set_status_locked(s, MIG_STATUS_SETUP);
 	g_mutex_unlock(&s->lock);
+	g_mutex_unlock(&d->open_lock);
 	mig_log(s, MIG_LOG_WARNING, "the main channel's peer sent no setup frame within %d s: dropped it, "
 		"listening again", SETUP_DEADLINE_MS / 1000);
 	return TRUE;

@@ -5,11 +5,13 @@
 and listens again, and the real source then completes; (ii) SETUP + STATE + COMPLETE
 with half the pages missing: refused with the count, guest not started; (iii) MF_PAGES
 on a multifd channel after COMPLETE: the channel is closed and the page never reaches
-the running guest."""
+the running guest; (iv) peers trickling their hello a byte at a time are cut at the
+hello deadline while a real migration goes through beside them."""
 import os
 import socket
 import struct
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -164,6 +166,49 @@ def case_multifd_pages_after_complete():
         h.check(dst.query_migrate().get("status") == "completed", "status changed after the late page")
 
 
+def trickle(uri, result, interval=0.5):
+    """Sends a main hello one byte per interval; result gets the bytes sent before the
+    destination closed the connection (32: it never did)."""
+    data = h.hello(session=b"trickling-peer!!")
+    sent = 0
+    try:
+        with socket.create_connection(h.tcp_port(uri), timeout=h.scaled(5)) as s:
+            s.setblocking(False)
+            for b in data:
+                try:
+                    if s.recv(1) == b"":
+                        break                  # EOF: cut
+                except BlockingIOError:
+                    pass
+                s.send(bytes([b]))
+                sent += 1
+                time.sleep(interval)
+    except OSError:
+        pass                                   # reset: cut
+    result.append(sent)
+
+
+def case_trickling_hello_does_not_block():
+    with h.Migd("dst", h.guest_args("64M", incoming="tcp:127.0.0.1:0")) as dst, \
+         h.Migd("src", h.guest_args("64M", workload="seq")) as src:
+        uri = dst.listen_uri()
+        results = []
+        peers = [threading.Thread(target=trickle, args=(uri, results)) for _ in range(3)]
+        for t in peers:
+            t.start()
+        time.sleep(0.3)                        # the tricklers hold their openers now
+        src.set_params(h.FAST_PARAMS)
+        src.cmd("migrate", uri=uri)
+        info = src.wait_status("completed", timeout=120)
+        for t in peers:
+            t.join(h.scaled(30))
+            h.check(not t.is_alive(), "a trickling peer is still connected")
+        h.check(len(results) == 3 and max(results) < h.HELLO_LEN,
+                "a trickling peer got its whole hello in (bytes sent: %s)" % results)
+        print("tricklers cut after %s bytes" % results)
+        h.check_migrated(src, dst, info, size=SIZE)
+
+
 if __name__ == "__main__":
     h.main([case_missing_pages_refused, case_multifd_pages_after_complete,
-            case_silent_intruder_then_real_source])
+            case_trickling_hello_does_not_block, case_silent_intruder_then_real_source])
