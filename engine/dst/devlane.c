@@ -364,6 +364,16 @@ gboolean mig_dev_dst_chunk_mf(MigSession *s, int fd, guint32 len, GError **err)
 	}
 	mig_atomic_add(&s->stats.transferred, MIG_FRAME_HDR_LEN + (guint64)len);
 	g_mutex_lock(&dd->lock);
+	/* checked again with the insert: the same chunk may have been read on another
+	 * channel meanwhile, and a second insert would drop the first (leaked, counted) */
+	if (seq < in->next_in || g_hash_table_contains(in->pending, &seq)) {
+		dd->held -= n;
+		g_cond_broadcast(&dd->cond);
+		g_mutex_unlock(&dd->lock);
+		chunk_free(c, dd, FALSE);
+		g_set_error(err, MIG_ERROR, EPROTO, "device '%s': chunk %" G_GUINT64_FORMAT " arrived twice", in->d->id, seq);
+		return FALSE;
+	}
 	g_hash_table_insert(in->pending, &c->seq, c);
 	promote(dd, in);
 	g_mutex_unlock(&dd->lock);

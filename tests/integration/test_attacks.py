@@ -6,7 +6,8 @@ and listens again, and the real source then completes; (ii) SETUP + STATE + COMP
 with half the pages missing: refused with the count, guest not started; (iii) MF_PAGES
 on a multifd channel after COMPLETE: the channel is closed and the page never reaches
 the running guest; (iv) peers trickling their hello a byte at a time are cut at the
-hello deadline while a real migration goes through beside them."""
+hello deadline while a real migration goes through beside them; (v) the same device
+chunk on two multifd channels at once: refused as a duplicate, not stored twice.""" 
 import os
 import socket
 import struct
@@ -23,7 +24,7 @@ NPAGES = SIZE // PAGE
 SETUP_DEADLINE = 15          # engine/dst/migrate.c, SETUP_DEADLINE_MS
 
 F_SETUP, F_ZEROS, F_PASS, F_STATE, F_COMPLETE = 1, 3, 4, 5, 6
-F_MF_PAGES, F_MF_SYNC = 0x10, 0x11
+F_MF_PAGES, F_MF_SYNC, F_MF_DEV = 0x10, 0x11, 0x13
 RP_RUNNING, RP_ERROR, RP_PASS = 0x41, 0x42, 0x49
 
 
@@ -31,10 +32,11 @@ def frame(ftype, payload=b""):
     return struct.pack(">IHH", len(payload), ftype, 0) + payload
 
 
-def setup_payload(multifd=0, preempt=0):
+def setup_payload(multifd=0, preempt=0, devices=()):
     name = b"pc.ram"
     return (struct.pack(">IB", 1, len(name)) + name + struct.pack(">QQ", SIZE, PAGE)
-            + struct.pack(">III", multifd, preempt, 0))
+            + struct.pack(">III", multifd, preempt, len(devices))
+            + b"".join(struct.pack(">B", len(d)) + d for d in devices))
 
 
 def zeros(first, count):
@@ -209,6 +211,36 @@ def case_trickling_hello_does_not_block():
         h.check_migrated(src, dst, info, size=SIZE)
 
 
+def case_device_chunk_twice():
+    with h.Migd("dst", h.guest_args("64M", incoming="tcp:127.0.0.1:0")
+                + ["--device", "sim,id=dev0,size=1M"]) as dst:
+        dst.set_caps({"multifd": True})
+        dst.set_params({"multifd-channels": 2})
+        uri = dst.listen_uri()
+        main = open_channel(uri)
+        main.sendall(frame(F_SETUP, setup_payload(multifd=2, devices=[b"dev0"])))
+        a = open_channel(uri, h.CHAN_MULTIFD, 0)
+        b = open_channel(uri, h.CHAN_MULTIFD, 1)
+        data = b"\x5a" * 4096
+        chunk = frame(F_MF_DEV, struct.pack(">IIQ", 0, 1, 0) + data)   # device 0, stop-copy, seq 0
+        # channel 0 stops inside the chunk: its receiver has passed the duplicate check
+        # and waits for the rest while channel 1 delivers the same chunk whole
+        a.sendall(chunk[:8 + 16 + 100])
+        time.sleep(0.5)
+        b.sendall(chunk)
+        time.sleep(0.5)
+        a.sendall(chunk[8 + 16 + 100:])
+        ftype, msg = rp_frame(main)
+        h.check(ftype == RP_ERROR and b"chunk 0 arrived twice" in msg,
+                "a device chunk sent twice answered %#x %r" % (ftype, msg))
+        info = dst.wait_status("failed", timeout=10)
+        h.check("arrived twice" in info.get("error-desc", ""), "error-desc %r" % info.get("error-desc"))
+        for c in (a, b, main):
+            c.close()
+        print("refused: %s" % info.get("error-desc"))
+
+
 if __name__ == "__main__":
     h.main([case_missing_pages_refused, case_multifd_pages_after_complete,
-            case_trickling_hello_does_not_block, case_silent_intruder_then_real_source])
+            case_device_chunk_twice, case_trickling_hello_does_not_block,
+            case_silent_intruder_then_real_source])
