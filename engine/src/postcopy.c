@@ -119,8 +119,18 @@ static gboolean serve_request(Src *src, const guint8 *p, guint32 len, gboolean *
 	MIG_PROBE(page_queued, bi, off);
 	/* even if bulk sent it already: that copy may sit behind megabytes in the bulk
 	 * socket, and the destination drops whichever copy comes second */
-	mig_urgent_queue(src->urgent, bi, b->rb, page);
-	*queued = TRUE;
+	switch (mig_urgent_queue(src->urgent, bi, b->rb, page)) {
+	case 1:
+		*queued = TRUE;
+		break;
+	case 0:
+		mig_atomic_add(&src->s->stats.x_urgent_skipped, 1);   /* asked again while queued */
+		break;
+	default:
+		g_set_error(err, MIG_ERROR, E2BIG, "the destination has more than %u page requests outstanding",
+			    mig_urgent_pending_max());
+		return FALSE;
+	}
 	return TRUE;
 }
 

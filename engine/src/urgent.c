@@ -16,6 +16,10 @@
  * when their lane has at most this much unacknowledged. */
 #define INLINE_MAX (64u << 10)
 #define INLINE_UNACKED_MAX (64u << 10)
+/* Requests queued at once. A destination asks for a page only while a vCPU waits on
+ * it, so a few per vCPU at most; one that asks for far more is broken or hostile, and
+ * each queued request costs the source memory. */
+#define PENDING_MAX 65536u
 
 typedef struct UrgentReq {
 	MigRamBlock *rb;
@@ -42,8 +46,25 @@ struct MigUrgent {
 	guint n;
 	guint next;            /* where the search for the least busy lane starts (ties rotate) */
 	guint64 bytes;         /* written, all lanes (atomic) */
+	/* pages queued and not yet taken by a sender: a page asked for again meanwhile
+	 * is not queued twice (a destination repeating one request cannot grow us) */
+	GMutex pend_lock;
+	GHashTable *pending;   /* key: pend_key() */
 	Lane lanes[MIG_PREEMPT_MAX];
 };
+
+static gpointer pend_key(guint bi, gsize page)
+{
+	/* +1: never the NULL key */
+	return GSIZE_TO_POINTER((((gsize)bi << 40) | page) + 1);
+}
+
+static void pend_drop(MigUrgent *u, const UrgentReq *r)
+{
+	g_mutex_lock(&u->pend_lock);
+	g_hash_table_remove(u->pending, pend_key(r->bi, r->page));
+	g_mutex_unlock(&u->pend_lock);
+}
 
 static guint64 unacked(int fd)
 {
@@ -84,7 +105,10 @@ static int send_page(Lane *l, const UrgentReq *r)
 static int send_and_report(Lane *l, UrgentReq *r)
 {
 	MigUrgent *u = l->u;
-	int rc = send_page(l, r);
+	int rc;
+
+	pend_drop(u, r);
+	rc = send_page(l, r);
 
 	__atomic_sub_fetch(&l->queued, r->rb->page_size, __ATOMIC_RELEASE);
 	g_free(r);
@@ -126,6 +150,8 @@ MigUrgent *mig_urgent_new(MigSession *s, const int *fds, guint n, MigUrgentDoneF
 	u->done = done;
 	u->opaque = opaque;
 	u->n = n;
+	g_mutex_init(&u->pend_lock);
+	u->pending = g_hash_table_new(g_direct_hash, g_direct_equal);
 	for (guint i = 0; i < n; i++) {
 		Lane *l = &u->lanes[i];
 		char name[16];
@@ -165,11 +191,25 @@ static gboolean send_inline(Lane *l, guint64 load, UrgentReq *r)
 }
 
 /* Only the return-path thread queues, so u->next needs no lock. */
-void mig_urgent_queue(MigUrgent *u, guint bi, MigRamBlock *rb, gsize page)
+int mig_urgent_queue(MigUrgent *u, guint bi, MigRamBlock *rb, gsize page)
 {
-	UrgentReq *r = g_new(UrgentReq, 1);
+	UrgentReq *r;
 	Lane *best = &u->lanes[u->next];
-	guint64 best_load = lane_load(best);   /* one SIOCOUTQ: the choice and send_inline */
+	guint64 best_load;
+	int rc = 1;
+
+	g_mutex_lock(&u->pend_lock);
+	if (g_hash_table_contains(u->pending, pend_key(bi, page)))
+		rc = 0;
+	else if (g_hash_table_size(u->pending) >= PENDING_MAX)
+		rc = -E2BIG;
+	else
+		g_hash_table_add(u->pending, pend_key(bi, page));
+	g_mutex_unlock(&u->pend_lock);
+	if (rc <= 0)
+		return rc;
+	r = g_new(UrgentReq, 1);
+	best_load = lane_load(best);   /* one SIOCOUTQ: the choice and send_inline */
 
 	for (guint k = 1; k < u->n && best_load; k++) {
 		Lane *l = &u->lanes[(u->next + k) % u->n];
@@ -183,12 +223,18 @@ void mig_urgent_queue(MigUrgent *u, guint bi, MigRamBlock *rb, gsize page)
 	u->next = (best->index + 1) % u->n;
 	*r = (UrgentReq){ .rb = rb, .bi = bi, .page = page };
 	if (send_inline(best, best_load, r))
-		return;
+		return 1;
 	__atomic_add_fetch(&best->queued, rb->page_size, __ATOMIC_RELAXED);
 	g_mutex_lock(&best->lock);
 	g_queue_push_tail(&best->queue, r);
 	g_cond_signal(&best->cond);
 	g_mutex_unlock(&best->lock);
+	return 1;
+}
+
+guint mig_urgent_pending_max(void)
+{
+	return PENDING_MAX;
 }
 
 guint64 mig_urgent_bytes(MigUrgent *u)
@@ -229,6 +275,9 @@ void mig_urgent_stop(MigUrgent *u)
 		g_mutex_unlock(&l->lock);
 		__atomic_store_n(&l->queued, 0, __ATOMIC_RELAXED);
 	}
+	g_mutex_lock(&u->pend_lock);
+	g_hash_table_remove_all(u->pending);
+	g_mutex_unlock(&u->pend_lock);
 }
 
 void mig_urgent_free(MigUrgent *u)
@@ -240,5 +289,7 @@ void mig_urgent_free(MigUrgent *u)
 		g_mutex_clear(&u->lanes[i].lock);
 		g_cond_clear(&u->lanes[i].cond);
 	}
+	g_hash_table_destroy(u->pending);
+	g_mutex_clear(&u->pend_lock);
 	g_free(u);
 }

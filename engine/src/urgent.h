@@ -14,8 +14,12 @@ typedef void (*MigUrgentDoneFn)(gpointer opaque, const GError *err);
 
 /* Starts one sender per fd; the fds stay the caller's. */
 MigUrgent *mig_urgent_new(MigSession *s, const int *fds, guint n, MigUrgentDoneFn done, gpointer opaque);
-/* Queues one whole host page of block bi on the least busy lane. */
-void mig_urgent_queue(MigUrgent *u, guint bi, MigRamBlock *rb, gsize page);
+/* Queues one whole host page of block bi on the least busy lane: 1 (done will be
+ * called), 0 when that page is queued already (no second copy, no call), -E2BIG when
+ * mig_urgent_pending_max() requests are queued (a destination asking for that many
+ * at once is broken or hostile). */
+int mig_urgent_queue(MigUrgent *u, guint bi, MigRamBlock *rb, gsize page);
+guint mig_urgent_pending_max(void);
 /* Urgent bytes written so far, over all lanes (what bulk pacing leaves room for). */
 guint64 mig_urgent_bytes(MigUrgent *u);
 /* Urgent bytes queued or not yet acknowledged by the destination, over all lanes. */

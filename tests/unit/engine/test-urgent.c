@@ -207,7 +207,7 @@ static void fx_free(Fx *f)
 
 static void queue(Fx *f, guint64 page)
 {
-	mig_urgent_queue(f->u, BLOCK, &f->rb, page);
+	g_assert_cmpint(mig_urgent_queue(f->u, BLOCK, &f->rb, page), ==, 1);
 }
 
 static guint done_count(Fx *f)
@@ -464,6 +464,34 @@ static void test_stop_blocked(void)
 	fx_free(&f);
 }
 
+/* A page asked for again while it is still queued is not queued again: a destination
+ * repeating one request cannot grow the source. One lane, its peer reading nothing and
+ * its socket tiny: page 0 holds the sender in its write, page 1 waits in the queue and
+ * 100000 more requests for it add nothing; released, page 1 goes out once. */
+static void test_repeat_not_queued(void)
+{
+	Fx f;
+	int tiny = 1;
+	static const guint64 want[] = { 0, 1 };
+	Want full = { &f, 0, 1 };
+
+	fx_init(&f, 1, 256u << 10, 2, FALSE, TRUE);
+	g_assert_cmpint(setsockopt(f.peer[0].src_fd, SOL_SOCKET, SO_SNDBUF, &tiny, sizeof(tiny)), ==, 0);
+	queue(&f, 0);
+	bounded_wait(outq_at_least, &full, "the sender blocking in its full socket");
+	queue(&f, 1);
+	for (guint k = 0; k < 100000; k++)
+		g_assert_cmpint(mig_urgent_queue(f.u, BLOCK, &f.rb, 1), ==, 0);
+	hold(&f.peer[0], FALSE);
+	wait_done(&f, 2);
+	wait_drained(&f, 0, 2);
+	check_lane(&f, 0, want, 2);
+	/* sent, so no longer pending: a new request queues it again */
+	queue(&f, 1);
+	wait_done(&f, 3);
+	fx_free(&f);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -472,5 +500,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/urgent/least-queued", test_least_queued);
 	g_test_add_func("/urgent/each-once-tcp", test_each_once_tcp);
 	g_test_add_func("/urgent/stop-blocked", test_stop_blocked);
+	g_test_add_func("/urgent/repeat-not-queued", test_repeat_not_queued);
 	return g_test_run();
 }
