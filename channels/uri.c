@@ -213,18 +213,36 @@ static int listen_tcp(const MigUri *uri, int backlog)
 	return ret;
 }
 
+/* Whether a process listens on the socket at sun: a connect() is the only way to
+ * tell. Only a refusal (nobody listening) makes it stale; a full backlog or any
+ * doubt counts as live. */
+static int socket_is_live(const struct sockaddr_un *sun)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), live;
+
+	if (fd < 0)
+		return -errno;
+	live = connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0 || errno != ECONNREFUSED;
+	close(fd);
+	return live;
+}
+
 /* A socket file left by a crashed run would make bind() fail forever. Only
- * sockets are removed: a typo'd path must not delete someone's regular file
- * (bind then reports EADDRINUSE instead). */
-static int remove_stale(const char *path)
+ * stale sockets are removed: a typo'd path must not delete someone's regular
+ * file, nor a live socket (another migd's QMP socket, say) be taken over;
+ * bind then reports EADDRINUSE instead. */
+static int remove_stale(const struct sockaddr_un *sun)
 {
 	struct stat st;
+	int live;
 
-	if (lstat(path, &st) < 0)
+	if (lstat(sun->sun_path, &st) < 0)
 		return errno == ENOENT ? 0 : -errno;
 	if (!S_ISSOCK(st.st_mode))
 		return 0;
-	if (unlink(path) < 0 && errno != ENOENT)
+	if ((live = socket_is_live(sun)) != 0)
+		return live < 0 ? live : -EADDRINUSE;
+	if (unlink(sun->sun_path) < 0 && errno != ENOENT)
 		return -errno;
 	return 0;
 }
@@ -235,7 +253,7 @@ static int listen_unix(const MigUri *uri, int backlog)
 	int ret = fill_sun(&sun, uri->path);
 
 	if (ret == 0)
-		ret = remove_stale(uri->path);
+		ret = remove_stale(&sun);
 	if (ret < 0)
 		return ret;
 	return listen_one(AF_UNIX, (struct sockaddr *)&sun, sizeof(sun), backlog);

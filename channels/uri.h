@@ -21,8 +21,9 @@ int mig_uri_parse(const char *uri, MigUri *out);
 int mig_uri_adopt_fd(int fd);
 
 /* Listening socket, SOCK_CLOEXEC; unix paths are unlinked first. Returns fd or -errno.
- * tcp binds the first resolved address that works (SO_REUSEADDR). Only an
- * existing *socket* file is unlinked; any other file makes it -EADDRINUSE.
+ * tcp binds the first resolved address that works (SO_REUSEADDR). Only a stale
+ * *socket* file (a connect() to it is refused) is unlinked; a live socket or any
+ * other file makes it -EADDRINUSE.
  * Name resolution failures map to -ENXIO (unknown host), -EAGAIN (temporary),
  * -ENOMEM, -EAFNOSUPPORT, or -EINVAL. */
 int mig_uri_listen(const MigUri *uri, int backlog);   /* -EINVAL for fd: */

@@ -33,6 +33,7 @@ typedef struct Dst {
 	gint64 setup_deadline;
 	gboolean setup_overdue;
 	gboolean stale_main;
+	gboolean bound;            /* SETUP arrived: the peer is bound (under s->lock) */
 	gulong **received;         /* per block: pages received (set atomically) */
 
 	/* multifd (multifd.c); mf_lock nests inside s->lock, never around it */

@@ -426,6 +426,21 @@ static void start_opener(MigSession *s, int fd)
 	o->thread = g_thread_new("mig/dst/open", opener_thread, o);
 }
 
+/* Once the bound session has every channel it announced, nothing more may join: the
+ * listener closes its socket (a port left open is one more thing to attack). */
+static int all_in(MigSession *s)   /* -1: no session yet, 0: not yet, 1: all in */
+{
+	Dst *d = s->dst;
+	int in;
+
+	g_mutex_lock(&s->lock);
+	in = !d->incoming_started ? -1 : d->bound && (guint)__builtin_popcountll(d->mf_connected) == d->mf_expected;
+	for (guint i = 0; in > 0 && i < d->urgent_expected; i++)
+		in = d->urgent_fd[i] >= 0;
+	g_mutex_unlock(&s->lock);
+	return in;
+}
+
 /* Accepts, and hands each connection to an opener; at most MIG_DST_OPENERS say hello
  * at once, each within HELLO_TIMEOUT_MS, and further connections wait in the kernel's
  * backlog meanwhile: a flood of silent peers costs threads and fds only up to that
@@ -433,6 +448,7 @@ static void start_opener(MigSession *s, int fd)
 static gpointer listen_thread(gpointer opaque)
 {
 	MigSession *s = opaque;
+	gboolean starved = FALSE;   /* out of fds: accept again only after a pause */
 
 	/* fd: the one connection there will be (listen_fd is -1, which poll skips) */
 	if (s->dst->given_fd >= 0)
@@ -442,15 +458,35 @@ static gpointer listen_thread(gpointer opaque)
 			{ .fd = s->dst->listen_fd, .events = POLLIN },
 			{ .fd = s->dst->listen_wake[0], .events = POLLIN },
 		};
-		int timeout = watch_setup(s), fd, n;
+		int timeout = watch_setup(s), fd, n, in;
+		guint opening = reap_openers(s, FALSE);
+
+		if (s->dst->listen_fd >= 0 && (in = all_in(s)) >= 0) {
+			if (!opening && in) {
+				g_mutex_lock(&s->lock);
+				close(s->dst->listen_fd);
+				s->dst->listen_fd = -1;
+				g_mutex_unlock(&s->lock);
+				mig_log(s, MIG_LOG_INFO, "every channel is in: the listener is closed");
+			} else {
+				/* look again soon: SETUP and the last channels come on other threads */
+				timeout = timeout < 0 ? 200 : MIN(timeout, 200);
+			}
+		}
+		p[0].fd = s->dst->listen_fd;
 
 		/* while openers run, look in on them now and then to join the finished ones;
 		 * with all of them busy, further connections wait in the backlog (delayed,
 		 * not refused: the real source may be among them) */
-		if (reap_openers(s, FALSE)) {
+		if (opening) {
 			timeout = timeout < 0 ? 50 : MIN(timeout, 50);
 			if (s->dst->openers->len >= MIG_DST_OPENERS)
 				p[0].fd = -1;
+		}
+		if (starved) {
+			/* the pending connection stays readable: polling it would spin a CPU */
+			p[0].fd = -1;
+			timeout = timeout < 0 ? 100 : MIN(timeout, 100);
 		}
 		if ((n = poll(p, 2, timeout)) < 0) {
 			if (errno == EINTR)
@@ -459,11 +495,21 @@ static gpointer listen_thread(gpointer opaque)
 		}
 		if (p[1].revents)
 			break;
+		if (starved && n == 0) {
+			starved = FALSE;
+			continue;
+		}
 		if (n == 0 || !p[0].revents)
 			continue;
 		fd = accept4(s->dst->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				mig_log(s, MIG_LOG_WARNING, "cannot accept a migration connection: %s; retrying in 100 ms",
+					g_strerror(errno));
+				starved = TRUE;
+			}
 			continue;
+		}
 		start_opener(s, fd);
 	}
 	g_mutex_lock(&s->lock);
@@ -532,6 +578,11 @@ gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err)
 		return FALSE;
 	}
 	fd = u.kind == MIG_URI_FD ? mig_session_take_fd(s, &u, err) : mig_uri_listen(&u, 16);
+	if (fd == -EADDRINUSE && u.kind == MIG_URI_UNIX) {
+		g_mutex_unlock(&s->lock);
+		return fail(err, EADDRINUSE, "Failed to listen on '%s': the path is in use: a process listens on "
+			    "that socket (a live socket is never removed) or it is not a socket", uri);
+	}
 	if (fd < 0) {
 		g_mutex_unlock(&s->lock);
 		return u.kind == MIG_URI_FD ? FALSE : fail(err, -fd, "Failed to listen on '%s': %s", uri, g_strerror(-fd));
@@ -718,6 +769,7 @@ static gboolean load_setup(Loader *d, guint32 len, GError **err)
 	d->have_setup = TRUE;
 	g_mutex_lock(&s->lock);
 	s->dst->setup_deadline = 0;   /* the peer is bound now */
+	s->dst->bound = TRUE;
 	g_mutex_unlock(&s->lock);
 	g_mutex_lock(&s->dst->mf_lock);
 	s->dst->mf_setup_done = TRUE;

@@ -754,6 +754,18 @@ def expect_hello_refused(uri, hello_bytes, want, what):
     print("%s: refused with status %d (%s)" % (what, reply[1], reply[2]))
 
 
+def expect_listener_closed(uri, timeout=10):
+    """A destination closes its listener once every channel of the bound session is in:
+    a connection to uri must be refused (bounded wait)."""
+    def refused():
+        try:
+            socket.create_connection(tcp_port(uri), timeout=scaled(2)).close()
+            return False
+        except ConnectionRefusedError:
+            return True
+    wait_until(refused, timeout, "the listener on %s to close once every channel is in" % uri)
+
+
 # --------------------------------------------------------------------------------------
 # Runner
 

@@ -286,6 +286,34 @@ static void test_unix_keeps_regular_file(void)
 	g_assert_cmpint(g_rmdir(dir), ==, 0);
 }
 
+/* A live socket (something listens on it) is never removed nor taken over. */
+static void test_unix_keeps_live_socket(void)
+{
+	g_autoptr(GError) err = NULL;
+	g_autofree char *dir = g_dir_make_tmp("mig-uri-XXXXXX", &err);
+	g_autofree char *path = NULL, *uri = NULL;
+	MigUri u;
+	int lfd, cfd, afd;
+
+	g_assert_no_error(err);
+	path = g_build_filename(dir, "live", NULL);
+	uri = g_strconcat("unix:", path, NULL);
+	g_assert_cmpint(mig_uri_parse(uri, &u), ==, 0);
+	lfd = mig_uri_listen(&u, 4);
+	g_assert_cmpint(lfd, >=, 0);
+	g_assert_cmpint(mig_uri_listen(&u, 4), ==, -EADDRINUSE);
+	/* the first listener still owns the path */
+	cfd = mig_uri_connect(&u, 1000);
+	g_assert_cmpint(cfd, >=, 0);
+	afd = accept(lfd, NULL, NULL);
+	g_assert_cmpint(afd, >=, 0);
+	close(afd);
+	close(cfd);
+	close(lfd);
+	g_assert_cmpint(g_unlink(path), ==, 0);
+	g_assert_cmpint(g_rmdir(dir), ==, 0);
+}
+
 static void test_unix_connect_missing(void)
 {
 	MigUri u;
@@ -450,6 +478,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/channels/uri/tcp-v4", test_tcp_v4);
 	g_test_add_func("/channels/uri/tcp-v6", test_tcp_v6);
 	g_test_add_func("/channels/uri/local-wildcard", test_local_wildcard);
+	g_test_add_func("/channels/uri/unix-keeps-live-socket", test_unix_keeps_live_socket);
 	g_test_add_func("/channels/uri/tcp-reuseaddr", test_tcp_reuseaddr);
 	g_test_add_func("/channels/uri/unix", test_unix);
 	g_test_add_func("/channels/uri/unix-keeps-regular-file", test_unix_keeps_regular_file);
