@@ -96,3 +96,18 @@ int mig_frame_send_spliced(int fd, uint16_t type, uint16_t flags, const void *he
 		return ret;
 	return mig_io_splice_full(pipe_fd, fd, tail_len, 0);
 }
+
+char *mig_peer_text(const void *p, size_t len, char out[MIG_PEER_TEXT_MAX + 4])
+{
+	const unsigned char *in = p;
+	size_t n = len < MIG_PEER_TEXT_MAX ? len : MIG_PEER_TEXT_MAX, i;
+
+	for (i = 0; i < n; i++)
+		out[i] = in[i] >= 0x20 && in[i] < 0x7f ? (char)in[i] : '?';
+	if (len > n) {
+		memcpy(out + i, "...", 3);
+		i += 3;
+	}
+	out[i] = '\0';
+	return out;
+}

@@ -21,3 +21,9 @@ int mig_frame_send_spliced(int fd, uint16_t type, uint16_t flags, const void *he
  * is not consumed. max_len is the caller's policy (typically MIG_FRAME_MAX_LEN,
  * plus whatever its largest legitimate frame needs). */
 int mig_frame_recv_hdr(int fd, MigFrameHdr *h, uint32_t max_len);
+
+/* Text a peer sent (an error reason) made safe to log or report: printable ASCII
+ * kept, every other byte '?', cut to MIG_PEER_TEXT_MAX bytes (then "..."), always
+ * NUL-terminated. out must hold MIG_PEER_TEXT_MAX + 4 bytes. Returns out. */
+#define MIG_PEER_TEXT_MAX 512u
+char *mig_peer_text(const void *p, size_t len, char out[MIG_PEER_TEXT_MAX + 4]);

@@ -5,6 +5,7 @@
 #include "engine/dst/dst.h"
 #include "engine/tlscreds.h"
 #include "channels/uri.h"
+#include <sys/random.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
@@ -277,8 +278,11 @@ gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 	s->stats.t_start = g_get_monotonic_time();
 	for (guint i = 0; i < s->ram->len; i++)   /* nothing is sent yet: all of it remains */
 		s->stats.remaining += ((MigRamBlock *)g_ptr_array_index(s->ram, i))->size;
-	for (int i = 0; i < 16; i++)
-		s->session_id[i] = (guint8)g_random_int();
+	/* a CSPRNG: the id is what binds every channel of the migration to its main one */
+	if (getrandom(s->session_id, sizeof(s->session_id), 0) != (ssize_t)sizeof(s->session_id)) {
+		for (gsize i = 0; i < sizeof(s->session_id); i++)   /* no getrandom: ENOSYS */
+			s->session_id[i] = (guint8)g_random_int();
+	}
 	/* the old run's channels are gone with its Src: nothing uses its TLS any more */
 	if (!s->tls_src)
 		s->tls_src = g_new0(MigTlsRun, 1);

@@ -1055,10 +1055,13 @@ static gboolean load_loop(Loader *d, GError **err)
 			if (!mig_huge_asm_chunk(d->s, &d->hasm, d->fd, h.len, err))
 				return FALSE;
 			break;
-		case MIG_F_ABORT:
+		case MIG_F_ABORT: {
+			char text[MIG_PEER_TEXT_MAX + 4];
+
 			if (!read_payload(d, MIN(h.len, 4096u), err))
 				return FALSE;
-			return fail(err, ECANCELED, "source aborted: %.*s", (int)MIN(h.len, 4096u), (const char *)d->buf);
+			return fail(err, ECANCELED, "source aborted: %s", mig_peer_text(d->buf, MIN(h.len, 4096u), text));
+		}
 		default:
 			return fail(err, EPROTO, "unknown frame type %u", h.type);
 		}

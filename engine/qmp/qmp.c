@@ -34,6 +34,9 @@
 #define QMP_MAX_OUTPUT (8u << 20)
 /* How long to leave the listener alone after accept() ran out of resources. */
 #define QMP_ACCEPT_BACKOFF_MS 100
+/* Clients at once: each holds up to QMP_MAX_MESSAGE in and QMP_MAX_OUTPUT out, so an
+ * unbounded number of them is unbounded memory; QEMU's users need one or two. */
+#define QMP_MAX_CLIENTS 16
 /* How long run() keeps trying to deliver queued replies after a stop. */
 #define QMP_STOP_FLUSH_MS 1000
 #define QMP_READ_CHUNK 65536
@@ -737,6 +740,16 @@ static void accept_clients(MigQmpServer *s)
 			}
 			return;
 		}
+		if (s->clients->len >= QMP_MAX_CLIENTS) {
+			static const char busy[] = "{\"error\": {\"class\": \"GenericError\", \"desc\": "
+				"\"too many QMP clients: at most 16 at once\"}}\r\n";
+
+			/* best effort: the socket is fresh and the message small */
+			if (send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+				g_debug("qmp: refusing a client: %s", g_strerror(errno));
+			close(fd);
+			continue;
+		}
 		c = g_new0(QmpClient, 1);
 		c->fd = fd;
 		c->in.msg = g_string_new(NULL);
@@ -993,7 +1006,9 @@ static int listen_unix(const char *path, GError **err)
 		if (e == ECONNREFUSED)
 			unlink(path);
 	}
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0)
+	/* owner only, whatever the umask: QMP runs migrations, stops and starts the guest.
+	 * Set between bind and listen, so nobody connects while it is looser. */
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0600) < 0 || listen(fd, 16) < 0)
 		goto fail;
 	return fd;
 

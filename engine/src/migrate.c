@@ -73,7 +73,9 @@ static gboolean poll_return_path(Src *src, int timeout_ms, guint16 *got, GError 
 	if (h.type == MIG_F_RP_DEVICES)
 		return mig_dev_src_loaded(src->dev, (const guint8 *)msg, h.len, err);
 	if (h.type == MIG_F_RP_ERROR) {
-		g_set_error(err, MIG_ERROR, EIO, "destination failed: %s", msg);
+		char text[MIG_PEER_TEXT_MAX + 4];
+
+		g_set_error(err, MIG_ERROR, EIO, "destination failed: %s", mig_peer_text(msg, h.len, text));
 		return FALSE;
 	}
 	if (h.type != MIG_F_RP_RUNNING) {

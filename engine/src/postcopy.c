@@ -182,9 +182,12 @@ static gpointer rp_main(gpointer opaque)
 		case MIG_F_RP_DONE:
 			rp_signal(src, &src->dst_done, NULL);
 			return NULL;
-		case MIG_F_RP_ERROR:
-			rp_signal(src, NULL, g_strdup_printf("destination failed: %.*s", (int)h.len, (const char *)buf));
+		case MIG_F_RP_ERROR: {
+			char text[MIG_PEER_TEXT_MAX + 4];
+
+			rp_signal(src, NULL, g_strdup_printf("destination failed: %s", mig_peer_text(buf, h.len, text)));
 			return NULL;
+		}
 		case MIG_F_RP_REQ_PAGE: {
 			gboolean ok, queued = FALSE;
 

@@ -7,7 +7,13 @@ with half the pages missing: refused with the count, guest not started; (iii) MF
 on a multifd channel after COMPLETE: the channel is closed and the page never reaches
 the running guest; (iv) peers trickling their hello a byte at a time are cut at the
 hello deadline while a real migration goes through beside them; (v) the same device
-chunk on two multifd channels at once: refused as a duplicate, not stored twice.""" 
+chunk on two multifd channels at once: refused as a duplicate, not stored twice;
+(vi) migrate-incoming on a live unix socket (migd's own QMP socket): refused, the
+socket left alone; (vii) channels bound to the session: a second main hello, multifd
+and preempt hellos of another session, out of range or repeated are refused without
+disturbing the bound stream, which completes; once every channel is in the listener
+is closed; (viii) QMP: the socket is 0600, and a 17th client at once is refused with
+a clear error while the others keep working."""
 import os
 import socket
 import struct
@@ -80,6 +86,19 @@ def rp_frame(s, timeout=10):
     return ftype, recv_exact(s, ln, timeout) if ln else b""
 
 
+def finish(dst, main, multifd):
+    """Ends pass 1 (every multifd channel's SYNC, then PASS), sends the guest state and
+    COMPLETE: the destination must answer RP_RUNNING and complete."""
+    for c in multifd:
+        c.sendall(frame(F_MF_SYNC, struct.pack(">Q", 1)))
+    main.sendall(frame(F_PASS, struct.pack(">Q", 1)))
+    h.check(rp_frame(main)[0] == RP_PASS, "no RP_PASS for pass 1")
+    main.sendall(guest_state() + frame(F_COMPLETE))
+    ftype, msg = rp_frame(main)
+    h.check(ftype == RP_RUNNING, "a complete stream answered %#x %r" % (ftype, msg))
+    dst.wait_status("completed", timeout=10)
+
+
 def wait_closed(s, timeout=10):
     """True once the peer closed (EOF or reset), bounded."""
     deadline = h.Deadline(h.scaled(timeout))
@@ -114,6 +133,7 @@ def case_silent_intruder_then_real_source():
         src.cmd("migrate", uri=uri)
         info = src.wait_status("completed", timeout=120)
         h.check_migrated(src, dst, info, size=SIZE)
+        h.expect_listener_closed(uri)
 
 
 def case_missing_pages_refused():
@@ -146,13 +166,7 @@ def case_multifd_pages_after_complete():
         for seq, first in enumerate(range(0, NPAGES, 128)):
             offs = b"".join(struct.pack(">Q", (first + i) * PAGE) for i in range(128))
             mf.sendall(frame(F_MF_PAGES, struct.pack(">IIQII", 0, 0, seq, 0, 128) + offs))
-        mf.sendall(frame(F_MF_SYNC, struct.pack(">Q", 1)))
-        main.sendall(frame(F_PASS, struct.pack(">Q", 1)))
-        h.check(rp_frame(main)[0] == RP_PASS, "no RP_PASS for pass 1")
-        main.sendall(guest_state() + frame(F_COMPLETE))
-        ftype, msg = rp_frame(main)
-        h.check(ftype == RP_RUNNING, "a complete stream answered %#x %r" % (ftype, msg))
-        dst.wait_status("completed", timeout=10)
+        finish(dst, main, [mf])
         dst.wait_running(True)
         # a page of 0xaa at offset 0 of the running guest, after completion
         try:
@@ -166,6 +180,7 @@ def case_multifd_pages_after_complete():
         h.check(integ.get("failed") == 0 and integ.get("checked") == NPAGES,
                 "the late page reached the guest: x-integrity %s" % integ)
         h.check(dst.query_migrate().get("status") == "completed", "status changed after the late page")
+        h.expect_listener_closed(uri)
 
 
 def trickle(uri, result, interval=0.5):
@@ -240,7 +255,80 @@ def case_device_chunk_twice():
         print("refused: %s" % info.get("error-desc"))
 
 
+def case_unix_live_socket_kept():
+    with h.Migd("dst", h.guest_args("64M", incoming="defer")) as dst:
+        try:
+            dst.cmd("migrate-incoming", uri="unix:" + dst.qmp_path)
+            h.check(False, "migrate-incoming took over the live QMP socket")
+        except h.QmpError as e:
+            h.check("a process listens on that socket" in str(e), "unclear refusal: %s" % e)
+            print("refused: %s" % e)
+        # the QMP socket still belongs to migd: a new client gets its greeting
+        with dst.connect() as q:
+            h.check(q.cmd("query-status").get("status") == "inmigrate", "QMP lost after the refusal")
+
+
+FOREIGN, DUPLICATE, BAD_INDEX = 4, 5, 6
+
+
+def case_channels_bound_to_session():
+    sid, other = b"the-real-session", b"another-session!"
+    with h.Migd("dst", h.guest_args("64M", workload="idle", incoming="tcp:127.0.0.1:0")) as dst:
+        dst.set_caps({"multifd": True, "postcopy-ram": True, "postcopy-preempt": True})
+        dst.set_params({"multifd-channels": 2, "x-preempt-channels": 2})
+        uri = dst.listen_uri()
+        main = open_channel(uri, session=sid)
+        main.sendall(frame(F_SETUP, setup_payload(multifd=2, preempt=2)))
+        mf = [open_channel(uri, h.CHAN_MULTIFD, 0, session=sid)]
+        urg = [open_channel(uri, h.CHAN_PREEMPT, 0, session=sid)]
+        for what, hello, want in [
+                ("a second main channel", h.hello(session=other), FOREIGN),
+                ("the main channel again", h.hello(session=sid), DUPLICATE),
+                ("multifd of another session", h.hello(chan_type=h.CHAN_MULTIFD, index=1, session=other), FOREIGN),
+                ("multifd index 5 of 2", h.hello(chan_type=h.CHAN_MULTIFD, index=5, session=sid), BAD_INDEX),
+                ("multifd index 0 again", h.hello(chan_type=h.CHAN_MULTIFD, index=0, session=sid), DUPLICATE),
+                ("preempt of another session", h.hello(chan_type=h.CHAN_PREEMPT, index=1, session=other), FOREIGN),
+                ("preempt index 2 of 2", h.hello(chan_type=h.CHAN_PREEMPT, index=2, session=sid), BAD_INDEX),
+                ("preempt index 0 again", h.hello(chan_type=h.CHAN_PREEMPT, index=0, session=sid), DUPLICATE)]:
+            h.expect_hello_refused(uri, hello, want, what)
+        mf.append(open_channel(uri, h.CHAN_MULTIFD, 1, session=sid))
+        urg.append(open_channel(uri, h.CHAN_PREEMPT, 1, session=sid))
+        h.expect_listener_closed(uri)
+        # the bound stream was not disturbed: it completes
+        for first in range(0, NPAGES, 1024):
+            main.sendall(zeros(first, 1024))
+        finish(dst, main, mf)
+        for c in mf + urg + [main]:
+            c.close()
+
+
+def case_qmp_clients_limited():
+    with h.Migd("dst", h.guest_args("64M", incoming="defer")) as dst:
+        mode = os.stat(dst.qmp_path).st_mode & 0o777
+        h.check(mode == 0o600, "QMP socket mode %o, not 600" % mode)
+        extra = [dst.connect() for _ in range(15)]     # + the harness's own: 16
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(h.scaled(10))
+            s.connect(dst.qmp_path)
+            data = b""
+            deadline = h.Deadline(h.scaled(10))
+            while not deadline.expired():
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        h.check(b"too many QMP clients" in data and b"QMP" not in data.split(b"too many")[0],
+                "the 17th client got %r, not a refusal" % data)
+        print("17th client: %s" % data.decode().strip())
+        h.check(extra[0].cmd("query-status").get("status") == "inmigrate", "an admitted client stopped working")
+        extra.pop().close()
+        with dst.connect() as q:                        # room again
+            h.check(q.cmd("query-status").get("status") == "inmigrate", "no room after a client left")
+        for q in extra:
+            q.close()
+
+
 if __name__ == "__main__":
-    h.main([case_missing_pages_refused, case_multifd_pages_after_complete,
-            case_device_chunk_twice, case_trickling_hello_does_not_block,
+    h.main([case_channels_bound_to_session, case_missing_pages_refused, case_multifd_pages_after_complete,
+            case_device_chunk_twice, case_unix_live_socket_kept, case_qmp_clients_limited, case_trickling_hello_does_not_block,
             case_silent_intruder_then_real_source])

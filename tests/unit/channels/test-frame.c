@@ -267,6 +267,22 @@ static void test_send_dead_peer(void)
 	chan_close_pair(sv);
 }
 
+/* Peer text for a log: printable ASCII only, control bytes and non-ASCII as '?',
+ * cut at MIG_PEER_TEXT_MAX with "...". */
+static void test_peer_text(void)
+{
+	char out[MIG_PEER_TEXT_MAX + 4];
+	char big[MIG_PEER_TEXT_MAX + 100];
+
+	g_assert_cmpstr(mig_peer_text("ok: fine", 8, out), ==, "ok: fine");
+	g_assert_cmpstr(mig_peer_text("a\nb\x1b[31mc\xc3\xa9\x00" "d", 13, out), ==, "a?b?[31mc???d");
+	g_assert_cmpstr(mig_peer_text("", 0, out), ==, "");
+	memset(big, 'x', sizeof(big));
+	mig_peer_text(big, sizeof(big), out);
+	g_assert_cmpuint(strlen(out), ==, MIG_PEER_TEXT_MAX + 3);
+	g_assert_true(g_str_has_suffix(out, "x..."));
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -280,5 +296,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/channels/frame/recv-oversize", test_recv_oversize);
 	g_test_add_func("/channels/frame/recv-truncated", test_recv_truncated);
 	g_test_add_func("/channels/frame/send-dead-peer", test_send_dead_peer);
+	g_test_add_func("/channels/frame/peer-text", test_peer_text);
 	return g_test_run();
 }
