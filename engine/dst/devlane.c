@@ -115,11 +115,13 @@ static int feed_device(DevDst *dd, int fd, int pr, const guint8 *p, gsize len)
 
 static void stop_lane(DevDst *dd);
 
-/* The loader notices, stops the receivers and answers the source. */
+/* The loader notices, stops the receivers and answers the source. The cause is
+ * recorded (and the receivers told to quit) before the lane stops: a receiver woken
+ * by the stop must find it, not report "the device lane stopped" as the first error. */
 static void fail_migration(DevDst *dd, const char *msg)
 {
-	stop_lane(dd);
 	mig_dst_fail(dd->s, msg);
+	stop_lane(dd);
 }
 
 /* A device that stopped taking its state (EPIPE) knows why: its verdict says it. */
