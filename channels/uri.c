@@ -283,15 +283,14 @@ static int fmt_result(int n, size_t len)
 	return (size_t)n >= len ? -ERANGE : 0;
 }
 
-/* A wildcard bind is reported as loopback: the result is meant to be
- * connected to, and nothing can connect to 0.0.0.0 or ::. */
+/* The address really bound, a wildcard included: reporting a wildcard as
+ * loopback told a remote source an address it cannot reach, and hid that the
+ * port is open on every interface. */
 static int local_in(const struct sockaddr_in *sin, char *buf, size_t len)
 {
 	char addr[INET_ADDRSTRLEN];
 	struct in_addr a = sin->sin_addr;
 
-	if (a.s_addr == htonl(INADDR_ANY))
-		a.s_addr = htonl(INADDR_LOOPBACK);
 	if (!inet_ntop(AF_INET, &a, addr, sizeof(addr)))
 		return -errno;
 	return fmt_result(snprintf(buf, len, "tcp:%s:%u", addr, ntohs(sin->sin_port)), len);
@@ -302,8 +301,6 @@ static int local_in6(const struct sockaddr_in6 *sin6, char *buf, size_t len)
 	char addr[INET6_ADDRSTRLEN];
 	struct in6_addr a = sin6->sin6_addr;
 
-	if (IN6_IS_ADDR_UNSPECIFIED(&a))
-		a = in6addr_loopback;
 	if (!inet_ntop(AF_INET6, &a, addr, sizeof(addr)))
 		return -errno;
 	return fmt_result(snprintf(buf, len, "tcp:[%s]:%u", addr, ntohs(sin6->sin6_port)), len);

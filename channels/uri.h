@@ -29,9 +29,9 @@ int mig_uri_adopt_fd(int fd);
 int mig_uri_listen(const MigUri *uri, int backlog);   /* -EINVAL for fd: */
 
 /* The URI a listening fd actually answers on (port 0 resolved). Returns 0 or -errno.
- * A wildcard bind (0.0.0.0, ::) is reported as loopback so the result can be
- * connected to. -ERANGE if buf is too small; -EAFNOSUPPORT for abstract or
- * unnamed unix sockets. */
+ * A wildcard bind is reported as such (tcp:0.0.0.0:PORT, tcp:[::]:PORT), as QEMU
+ * reports it. -ERANGE if buf is too small; -EAFNOSUPPORT for abstract or unnamed
+ * unix sockets. */
 int mig_uri_local(int listen_fd, char *buf, size_t len);
 
 /* Connected stream socket, TCP_NODELAY set for tcp. Gives up after timeout_ms. fd or -errno.

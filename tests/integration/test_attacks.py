@@ -13,7 +13,8 @@ socket left alone; (vii) channels bound to the session: a second main hello, mul
 and preempt hellos of another session, out of range or repeated are refused without
 disturbing the bound stream, which completes; once every channel is in the listener
 is closed; (viii) QMP: the socket is 0600, and a 17th client at once is refused with
-a clear error while the others keep working."""
+a clear error while the others keep working; (ix) a wildcard listener reports the
+address it really bound (0.0.0.0), not loopback."""
 import os
 import socket
 import struct
@@ -328,7 +329,15 @@ def case_qmp_clients_limited():
             q.close()
 
 
+def case_wildcard_reported():
+    with h.Migd("dst", h.guest_args("64M", incoming="tcp:0.0.0.0:0")) as dst:
+        uri = dst.listen_uri()
+        h.check(uri.startswith("tcp:0.0.0.0:") and h.tcp_port(uri)[1] > 0,
+                "a wildcard listener reported as %s" % uri)
+
+
 if __name__ == "__main__":
     h.main([case_channels_bound_to_session, case_missing_pages_refused, case_multifd_pages_after_complete,
-            case_device_chunk_twice, case_unix_live_socket_kept, case_qmp_clients_limited, case_trickling_hello_does_not_block,
+            case_device_chunk_twice, case_unix_live_socket_kept, case_qmp_clients_limited,
+            case_wildcard_reported, case_trickling_hello_does_not_block,
             case_silent_intruder_then_real_source])

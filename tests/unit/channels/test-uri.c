@@ -161,8 +161,9 @@ static void test_tcp_v6(void)
 	tcp_roundtrip("tcp:[::1]:0", "tcp:[::1]:");
 }
 
-/* A wildcard address is reported as loopback, since the result is for
- * connecting. Bound but never listening, so nothing is exposed. */
+/* A wildcard address is reported as bound (0.0.0.0, ::), not as loopback: a
+ * remote source could not use that. Bound but never listening, so nothing is
+ * exposed. */
 static void test_local_wildcard(void)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY) };
@@ -176,7 +177,7 @@ static void test_local_wildcard(void)
 	g_assert_cmpint(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), ==, 0);
 	g_assert_cmpint(getsockname(fd, (struct sockaddr *)&sin, &len), ==, 0);
 	g_assert_cmpint(mig_uri_local(fd, local, sizeof(local)), ==, 0);
-	g_snprintf(want, sizeof(want), "tcp:127.0.0.1:%u", ntohs(sin.sin_port));
+	g_snprintf(want, sizeof(want), "tcp:0.0.0.0:%u", ntohs(sin.sin_port));
 	g_assert_cmpstr(local, ==, want);
 	close(fd);
 
@@ -190,7 +191,7 @@ static void test_local_wildcard(void)
 	len = sizeof(sin6);
 	g_assert_cmpint(getsockname(fd, (struct sockaddr *)&sin6, &len), ==, 0);
 	g_assert_cmpint(mig_uri_local(fd, local, sizeof(local)), ==, 0);
-	g_snprintf(want, sizeof(want), "tcp:[::1]:%u", ntohs(sin6.sin6_port));
+	g_snprintf(want, sizeof(want), "tcp:[::]:%u", ntohs(sin6.sin6_port));
 	g_assert_cmpstr(local, ==, want);
 	close(fd);
 }
