@@ -593,7 +593,7 @@ static JsonNode *dispatch(MigQmpServer *s, QmpClient *c, JsonObject *req, ModeCh
 			}
 			if (exec_key) {
 				g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
-					    "QMP input member '%s' conflicts with '%s'", key, exec_key);
+					    "QMP input member '%s' clashes with '%s'", key, exec_key);
 				return NULL;
 			}
 			exec_key = key;
