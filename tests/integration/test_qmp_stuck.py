@@ -104,12 +104,13 @@ def wait_vcpus_stuck(m):
 
 def case_stuck():
     args = dict(workload="seq", vcpus=2)
-    with h.Migd("src", h.guest_args("128M", **args)) as src, \
-         h.Migd("dst", h.guest_args("128M", incoming="tcp:127.0.0.1:0", **args)) as dst:
+    with h.Migd("src", h.guest_args("64M", **args)) as src, \
+         h.Migd("dst", h.guest_args("64M", incoming="tcp:127.0.0.1:0", **args)) as dst:
         for m in (src, dst):
             m.set_caps({"postcopy-ram": True, "events": True})
-        # slow enough that most of the guest is still on the source at the switchover
-        src.set_params({"max-bandwidth": 16 * h.MiB, "max-postcopy-bandwidth": 4 * h.MiB,
+        # the source rewrites its memory faster than precopy sends it, and postcopy is
+        # slow: most pages are still missing on the destination at the switchover
+        src.set_params({"max-bandwidth": 32 * h.MiB, "max-postcopy-bandwidth": 2 * h.MiB,
                         "downtime-limit": 1})
         src.cmd("migrate", uri=dst.listen_uri())
         src.wait_status("active", timeout=30)
@@ -163,8 +164,8 @@ def case_stuck():
 
 
 def case_oob():
-    with h.Migd("src", h.guest_args("128M", workload="seq")) as src, \
-         h.Migd("dst", h.guest_args("128M", incoming="tcp:127.0.0.1:0")) as dst:
+    with h.Migd("src", h.guest_args("64M", workload="seq")) as src, \
+         h.Migd("dst", h.guest_args("64M", incoming="tcp:127.0.0.1:0")) as dst:
         q = src.qmp
         # without the capability, as QEMU: an unexpected member, whatever the command
         for name in ("yank", "query-status"):
