@@ -88,7 +88,9 @@ typedef struct {
 	GByteArray *out;
 	gsize out_off;      /* bytes of out already sent */
 	bool command_mode;  /* capabilities negotiated; events are delivered */
-	bool oob;           /* negotiated "oob": exec-oob accepted, eight requests queue */
+	gint oob;           /* negotiated "oob": exec-oob accepted, eight requests queue;
+			     * written under s->lock, atomic so the reader's per-message
+			     * room check needs no lock */
 	gint queued;        /* in-band requests queued or running (atomic) */
 	/* Set by whoever notices the client is unusable; the loop closes it. */
 	gint dead;
@@ -414,7 +416,7 @@ static void client_send(MigQmpServer *s, QmpClient *c, GString *msg, ModeChange 
 	client_append_locked(c, msg->str, msg->len);
 	if (mode != MODE_KEEP) {
 		c->command_mode = true;
-		c->oob = mode == MODE_COMMAND_OOB;
+		g_atomic_int_set(&c->oob, mode == MODE_COMMAND_OOB);
 	}
 	g_mutex_unlock(&s->lock);
 }
@@ -423,7 +425,7 @@ static void client_mode(MigQmpServer *s, QmpClient *c, bool *command_mode, bool 
 {
 	g_mutex_lock(&s->lock);
 	*command_mode = c->command_mode;
-	*oob = c->oob;
+	*oob = g_atomic_int_get(&c->oob);
 	g_mutex_unlock(&s->lock);
 }
 
@@ -817,10 +819,7 @@ static void handle_message(MigQmpServer *s, QmpClient *c, const char *json, gsiz
 /* Reader: whether the client may have another in-band request queued. */
 static bool client_has_room(MigQmpServer *s, QmpClient *c)
 {
-	bool command_mode, oob;
-
-	client_mode(s, c, &command_mode, &oob);
-	return g_atomic_int_get(&c->queued) < (oob ? QMP_QUEUE_MAX_OOB : QMP_QUEUE_MAX);
+	return g_atomic_int_get(&c->queued) < (g_atomic_int_get(&c->oob) ? QMP_QUEUE_MAX_OOB : QMP_QUEUE_MAX);
 }
 
 /* Feeds bytes through the splitter, answering or queueing each complete value. Stops
