@@ -141,9 +141,10 @@ static JsonNode *h_guest_check(JsonObject *args, gpointer opaque, GError **err)
 	return n;
 }
 
-/* quit and SIGTERM end migd within this, whatever the guest and the migration do: the
- * harness and libvirt give a VMM a few seconds before they kill it. */
-#define MIGD_EXIT_DEADLINE_MS 3500
+/* The teardown after the QMP server stopped (its replies flushed in at most 1 s) takes at
+ * most this, whatever the guest and the migration do, so quit and SIGTERM end migd
+ * within 4 s: libvirt and the harness give a VMM about 5 before they kill it. */
+#define MIGD_EXIT_DEADLINE_MS 3000
 /* How long the vCPUs get to leave a read that waits for a page, at quit. */
 #define MIGD_VCPU_QUIT_MS 1000
 
