@@ -777,18 +777,16 @@ static gpointer dispatcher_main(gpointer opaque)
 G_GNUC_PRINTF(3, 4)
 static void input_error(MigQmpServer *s, QmpClient *c, const char *fmt, ...)
 {
-	char *msg;
+	g_autoptr(GError) err = NULL;
 	va_list ap;
 
 	va_start(ap, fmt);
-	msg = g_strdup_vprintf(fmt, ap);
+	err = g_error_new_valist(MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, fmt, ap);
 	va_end(ap);
-	if (g_atomic_int_get(&c->queued)) {
-		enqueue(s, c, NULL, msg);
-		return;
-	}
-	reply_error(s, c, NULL, "%s", msg);
-	g_free(msg);
+	if (g_atomic_int_get(&c->queued))
+		enqueue(s, c, NULL, g_steal_pointer(&err->message));
+	else
+		reply(s, c, NULL, NULL, err, MODE_KEEP);
 }
 
 /* Reader: one complete JSON value. */
