@@ -368,6 +368,27 @@ gboolean mig_session_cancel(MigSession *s, GError **err)
 	return TRUE;
 }
 
+gboolean mig_session_has_channels(MigSession *s)
+{
+	gboolean any;
+
+	g_mutex_lock(&s->lock);
+	any = (s->src && mig_src_has_channels(s->src)) || (s->dst && mig_dst_has_channels(s));
+	g_mutex_unlock(&s->lock);
+	return any;
+}
+
+void mig_session_yank(MigSession *s)
+{
+	g_mutex_lock(&s->lock);
+	if (s->src)
+		mig_src_yank(s->src);
+	if (s->dst)
+		mig_dst_yank(s);
+	g_mutex_unlock(&s->lock);
+	mig_log(s, MIG_LOG_WARNING, "yank: migration channels shut down");
+}
+
 void mig_session_report_error(MigSession *s, const char *fmt, ...)
 {
 	va_list ap;

@@ -7,6 +7,10 @@
 gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err);
 /* Stops every thread of the half and frees it (s->dst becomes NULL). */
 void mig_dst_shutdown(MigSession *s);
+/* yank: shuts down the main, preempt and multifd channels; has_channels: the main
+ * channel is open. Both with s->lock held. */
+void mig_dst_yank(MigSession *s);
+gboolean mig_dst_has_channels(MigSession *s);
 /* query-migrate's destination members. Call with s->lock held. */
 void mig_dst_query(MigSession *s, MigInfo *info);
 /* A main channel was admitted: the migration runs, with the parameters of that

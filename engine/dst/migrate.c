@@ -608,6 +608,21 @@ gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err)
 	return TRUE;
 }
 
+void mig_dst_yank(MigSession *s)
+{
+	if (s->dst->fd >= 0)
+		shutdown(s->dst->fd, SHUT_RDWR);
+	for (guint i = 0; i < MIG_PREEMPT_MAX; i++)
+		if (s->dst->urgent_fd[i] >= 0)
+			shutdown(s->dst->urgent_fd[i], SHUT_RDWR);
+	mig_mf_dst_yank(s);
+}
+
+gboolean mig_dst_has_channels(MigSession *s)
+{
+	return s->dst->fd >= 0;
+}
+
 void mig_dst_shutdown(MigSession *s)
 {
 	GThread *lt, *dt;

@@ -266,6 +266,14 @@ gboolean mig_mf_dst_barrier(MigSession *s, guint64 pass, GError **err)
 	return ok;
 }
 
+void mig_mf_dst_yank(MigSession *s)
+{
+	g_mutex_lock(&s->dst->mf_lock);
+	for (guint i = 0; s->dst->mf_recv && i < s->dst->mf_recv->len; i++)
+		shutdown(((MfRecv *)g_ptr_array_index(s->dst->mf_recv, i))->fd, SHUT_RDWR);
+	g_mutex_unlock(&s->dst->mf_lock);
+}
+
 void mig_mf_dst_abort(MigSession *s)
 {
 	g_mutex_lock(&s->dst->mf_lock);

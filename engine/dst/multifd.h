@@ -14,4 +14,6 @@ gboolean mig_mf_dst_barrier(MigSession *s, guint64 pass, GError **err);
 void mig_mf_dst_seal(MigSession *s);
 /* Stops receivers (after an error or at teardown) and joins them. */
 void mig_mf_dst_abort(MigSession *s);
+/* shutdown(2) on every receiver's socket, and nothing else: the receivers find out. */
+void mig_mf_dst_yank(MigSession *s);
 void mig_mf_dst_join(MigSession *s);

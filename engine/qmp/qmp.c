@@ -1,16 +1,25 @@
-/* QMP server: one poll() loop in the caller's thread serves the listening socket,
- * every client and an eventfd that other threads kick when they queue events or ask
- * the loop to stop.
+/* QMP server: one poll() loop in the caller's thread (the reader) serves the listening
+ * socket, every client and an eventfd that other threads kick when they queue output or
+ * free room in a client's request queue.
  *
  * Input is a byte stream of JSON values with no framing, so a small lexer-level
  * splitter (brace/bracket depth, strings, escapes) finds where each value ends;
  * json-glib does the actual parsing. Output is queued per client and written
  * non-blocking, so neither the loop nor an event emitter ever waits on a peer.
  *
+ * Execution follows QEMU's monitor: in-band commands of every client go to one FIFO run
+ * by the dispatcher thread (qmp/dispatch), one at a time, so the reader never waits for
+ * a command and a command that takes long delays other in-band commands but never the
+ * reading, the events or out-of-band commands. A client has at most one in-band request
+ * queued or running (eight once it negotiated "oob"); past that the reader leaves its
+ * input in the socket, which keeps its replies in order. "exec-oob" requests of commands
+ * that allow it run in the reader at once, overtaking queued in-band ones.
+ *
  * Locking: s->lock protects the client array's membership and each client's output
- * buffer and mode, because emitters on other threads append to them. Everything
- * else (input state, the command table) belongs to the loop thread. Handlers run
- * without the lock held so they may emit events themselves. */
+ * buffer, mode and oob flag, because the dispatcher and emitters on other threads use
+ * them. s->qlock protects the request queue and the dispatcher's state. The two are
+ * never held together. Input state belongs to the reader; the command table is fixed
+ * once the server runs. Handlers run with no lock held so they may emit events. */
 #include "engine/qmp/qmp.h"
 
 #include <errno.h>
@@ -39,6 +48,13 @@
 #define QMP_MAX_CLIENTS 16
 /* How long run() keeps trying to deliver queued replies after a stop. */
 #define QMP_STOP_FLUSH_MS 1000
+/* How long run() waits, after a stop, for the command the dispatcher is running (a
+ * "quit" queues its reply only when its handler returns). */
+#define QMP_STOP_DRAIN_MS 1500
+/* In-band requests a client may have queued or running: QEMU's one without "oob", its
+ * QMP_REQ_QUEUE_LEN_MAX with it. */
+#define QMP_QUEUE_MAX 1
+#define QMP_QUEUE_MAX_OOB 8
 #define QMP_READ_CHUNK 65536
 /* File descriptors a client may hold (passed and not yet named, and named by getfd):
  * libvirt passes one per migration; the cap keeps a client from exhausting ours. */
@@ -66,11 +82,19 @@ typedef struct {
 
 typedef struct {
 	int fd;
-	Splitter in;        /* loop thread only */
+	gint ref;           /* the client array's, and one per queued request */
+	/* Reader only: */
+	Splitter in;
+	GByteArray *pending; /* read but left unsplit while the request queue was full */
+	bool hup;           /* the socket hung up while its input was held back */
 	/* Under s->lock: */
 	GByteArray *out;
 	gsize out_off;      /* bytes of out already sent */
 	bool command_mode;  /* capabilities negotiated; events are delivered */
+	gint oob;           /* negotiated "oob": exec-oob accepted, eight requests queue;
+			     * written under s->lock, atomic so the reader's per-message
+			     * room check needs no lock */
+	gint queued;        /* in-band requests queued or running (atomic) */
 	/* Set by whoever notices the client is unusable; the loop closes it. */
 	gint dead;
 	/* Under s->lock: descriptors passed with SCM_RIGHTS, oldest first, until getfd
@@ -83,7 +107,16 @@ typedef struct {
 	char *name;
 	MigQmpHandler fn;   /* NULL for qmp_capabilities, which dispatch handles */
 	gpointer opaque;
+	bool allow_oob;     /* from qmp_oob_commands, by name */
 } QmpCommand;
+
+/* One in-band request waiting for the dispatcher: the parsed message, or the error the
+ * reader found in it (QEMU queues those too, so they answer in order). */
+typedef struct {
+	QmpClient *c;       /* a reference */
+	JsonNode *root;
+	char *error;
+} QmpRequest;
 
 struct MigQmpServer {
 	int listen_fd;
@@ -98,13 +131,24 @@ struct MigQmpServer {
 	GMutex lock;
 	GPtrArray *clients;     /* QmpClient; membership changes under lock */
 	gint stopping;
+
+	GThread *dispatcher;    /* qmp/dispatch */
+	GMutex qlock;
+	GCond qcond;
+	GQueue queue;           /* QmpRequest, under qlock */
+	bool dispatch_quit;     /* under qlock: take no more requests */
+	bool dispatch_busy;     /* under qlock: a handler is running */
+	bool dispatch_done;     /* under qlock: the thread returned */
 	/* Loop thread only: accept() ran out of fds or memory. The pending connection
 	 * keeps the listener readable, so poll() would spin; leave it out and retry
 	 * on a timer instead. */
 	bool accept_backoff;
 	/* The client whose command runs now, for the commands that act on its own file
-	 * descriptors (getfd, closefd, an fd: URI). Set around each in-band handler. */
+	 * descriptors (getfd, closefd, an fd: URI). Set around each handler: cur by
+	 * qmp/dispatch (in-band), cur_oob by the reader (out-of-band), so that the two
+	 * threads never see each other's. */
 	QmpClient *cur;
+	QmpClient *cur_oob;
 
 	char rbuf[QMP_READ_CHUNK];
 };
@@ -364,15 +408,27 @@ static void client_flush_locked(QmpClient *c)
 	}
 }
 
-/* Queues one message for a client. enter_command_mode flips the client's mode in
- * the same critical section, so no event can be delivered ahead of the
- * qmp_capabilities reply that enables them. */
-static void client_send(MigQmpServer *s, QmpClient *c, GString *msg, bool enter_command_mode)
+/* Queues one message for a client. negotiated (a successful qmp_capabilities, with
+ * "oob" or not) flips the client's mode in the same critical section, so no event can
+ * be delivered ahead of the reply that enables them. */
+typedef enum { MODE_KEEP, MODE_COMMAND, MODE_COMMAND_OOB } ModeChange;
+
+static void client_send(MigQmpServer *s, QmpClient *c, GString *msg, ModeChange mode)
 {
 	g_mutex_lock(&s->lock);
 	client_append_locked(c, msg->str, msg->len);
-	if (enter_command_mode)
+	if (mode != MODE_KEEP) {
 		c->command_mode = true;
+		g_atomic_int_set(&c->oob, mode == MODE_COMMAND_OOB);
+	}
+	g_mutex_unlock(&s->lock);
+}
+
+static void client_mode(MigQmpServer *s, QmpClient *c, bool *command_mode, bool *oob)
+{
+	g_mutex_lock(&s->lock);
+	*command_mode = c->command_mode;
+	*oob = g_atomic_int_get(&c->oob);
 	g_mutex_unlock(&s->lock);
 }
 
@@ -405,7 +461,7 @@ static const char *error_class(const GError *err)
 /* id is the request's "id" member, echoed verbatim; NULL when there was none or the
  * request could not be read far enough to find it. */
 static void reply(MigQmpServer *s, QmpClient *c, JsonNode *id, JsonNode *ret, const GError *err,
-		  bool enter_command_mode)
+		  ModeChange mode)
 {
 	g_autoptr(JsonObject) obj = json_object_new();
 	g_autoptr(GString) msg = NULL;
@@ -424,7 +480,7 @@ static void reply(MigQmpServer *s, QmpClient *c, JsonNode *id, JsonNode *ret, co
 	if (id)
 		json_object_set_member(obj, "id", json_node_copy(id));
 	msg = serialize_object(obj);
-	client_send(s, c, msg, enter_command_mode);
+	client_send(s, c, msg, mode);
 }
 
 G_GNUC_PRINTF(4, 5)
@@ -436,25 +492,48 @@ static void reply_error(MigQmpServer *s, QmpClient *c, JsonNode *id, const char 
 	va_start(ap, fmt);
 	err = g_error_new_valist(MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, fmt, ap);
 	va_end(ap);
-	reply(s, c, id, NULL, err, false);
+	reply(s, c, id, NULL, err, MODE_KEEP);
 }
 
 /* ---- dispatch ---------------------------------------------------------------------- */
+
+/* The commands QEMU's schema marks allow-oob that a mig host may register. By name, so a
+ * handler registered under one of them runs out-of-band whoever registers it. Each must
+ * return promptly and take only locks held for bounded times. */
+static const char *const qmp_oob_commands[] = {
+	"migrate-pause", "migrate-recover", "yank", "query-yank", NULL,
+};
 
 static bool node_is_string(JsonNode *n)
 {
 	return JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING;
 }
 
-/* qmp_capabilities needs the client, which handlers never see, so it lives here. */
-static bool negotiate(QmpClient *c, JsonObject *args, GError **err)
+/* Where the calling thread keeps the client whose command it runs. */
+static QmpClient **cur_slot(MigQmpServer *s)
+{
+	return g_thread_self() == s->dispatcher ? &s->cur : &s->cur_oob;
+}
+
+/* QEMU's test for an out-of-band request, made before anything else is checked. */
+static bool request_is_oob(JsonNode *root)
+{
+	JsonObject *o = JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
+
+	return o && json_object_has_member(o, "exec-oob") && !json_object_has_member(o, "execute");
+}
+
+/* qmp_capabilities needs the client, which handlers never see, so it lives here.
+ * Returns the mode the client enters, MODE_KEEP on error. */
+static ModeChange negotiate(bool command_mode, JsonObject *args, GError **err)
 {
 	g_autoptr(GList) keys = json_object_get_members(args);
+	bool oob = false;
 
-	if (c->command_mode) {
+	if (command_mode) {
 		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_COMMAND_NOT_FOUND,
 			    "Capabilities negotiation is already complete, command ignored");
-		return false;
+		return MODE_KEEP;
 	}
 	for (GList *l = keys; l; l = l->next) {
 		const char *key = l->data;
@@ -464,12 +543,12 @@ static bool negotiate(QmpClient *c, JsonObject *args, GError **err)
 		if (strcmp(key, "enable") != 0) {
 			g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
 				    "Parameter '%s' is unexpected", key);
-			return false;
+			return MODE_KEEP;
 		}
 		if (!JSON_NODE_HOLDS_ARRAY(n)) {
 			g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
 				    "Invalid parameter type for 'enable', expected: array");
-			return false;
+			return MODE_KEEP;
 		}
 		a = json_node_get_array(n);
 		for (guint i = 0; i < json_array_get_length(a); i++) {
@@ -478,24 +557,24 @@ static bool negotiate(QmpClient *c, JsonObject *args, GError **err)
 			if (!node_is_string(cap)) {
 				g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
 					    "Invalid parameter type for 'enable[%u]', expected: string", i);
-				return false;
+				return MODE_KEEP;
 			}
 			if (strcmp(json_node_get_string(cap), "oob") != 0) {
 				g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
 					    "Parameter 'enable' does not accept value '%s'",
 					    json_node_get_string(cap));
-				return false;
+				return MODE_KEEP;
 			}
+			oob = true;
 		}
 	}
-	/* Accepted but inert: no command here allows OOB, so enabling it changes
-	 * nothing a client could observe. */
-	return true;
+	return oob ? MODE_COMMAND_OOB : MODE_COMMAND;
 }
 
-/* Validates the request envelope and runs the command. Returns the "return" value
- * (NULL meaning {}) or NULL with *err set. */
-static JsonNode *dispatch(MigQmpServer *s, QmpClient *c, JsonObject *req, bool *negotiated,
+/* Validates the request envelope and runs the command, in QEMU's order of checks:
+ * "exec-oob" is a member like any unknown one unless the client negotiated "oob".
+ * Returns the "return" value (NULL meaning {}) or NULL with *err set. */
+static JsonNode *dispatch(MigQmpServer *s, QmpClient *c, JsonObject *req, ModeChange *mode,
 			  GError **err)
 {
 	g_autoptr(GList) keys = json_object_get_members(req);
@@ -504,12 +583,14 @@ static JsonNode *dispatch(MigQmpServer *s, QmpClient *c, JsonObject *req, bool *
 	JsonObject *args = NULL;
 	QmpCommand *cmd;
 	JsonNode *ret;
+	bool command_mode, oob;
 
+	client_mode(s, c, &command_mode, &oob);
 	for (GList *l = keys; l; l = l->next) {
 		const char *key = l->data;
 		JsonNode *n = json_object_get_member(req, key);
 
-		if (!strcmp(key, "execute") || !strcmp(key, "exec-oob")) {
+		if (!strcmp(key, "execute") || (!strcmp(key, "exec-oob") && oob)) {
 			if (!node_is_string(n)) {
 				g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
 					    "QMP input member '%s' must be a string", key);
@@ -517,7 +598,7 @@ static JsonNode *dispatch(MigQmpServer *s, QmpClient *c, JsonObject *req, bool *
 			}
 			if (exec_key) {
 				g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
-					    "QMP input member '%s' conflicts with '%s'", key, exec_key);
+					    "QMP input member '%s' clashes with '%s'", key, exec_key);
 				return NULL;
 			}
 			exec_key = key;
@@ -544,7 +625,7 @@ static JsonNode *dispatch(MigQmpServer *s, QmpClient *c, JsonObject *req, bool *
 	/* Before negotiation only qmp_capabilities exists, as far as the client can
 	 * tell; QEMU words that error so the client learns what it forgot. */
 	cmd = g_hash_table_lookup(s->by_name, name);
-	if (!c->command_mode && (!cmd || cmd->fn)) {
+	if (!command_mode && (!cmd || cmd->fn)) {
 		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_COMMAND_NOT_FOUND,
 			    "Expecting capabilities negotiation with 'qmp_capabilities'");
 		return NULL;
@@ -554,7 +635,7 @@ static JsonNode *dispatch(MigQmpServer *s, QmpClient *c, JsonObject *req, bool *
 			    "The command %s has not been found", name);
 		return NULL;
 	}
-	if (!strcmp(exec_key, "exec-oob")) {
+	if (!strcmp(exec_key, "exec-oob") && !cmd->allow_oob) {
 		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
 			    "The command %s does not support OOB", name);
 		return NULL;
@@ -563,13 +644,13 @@ static JsonNode *dispatch(MigQmpServer *s, QmpClient *c, JsonObject *req, bool *
 	if (!args)
 		args = no_args = json_object_new();
 	if (!cmd->fn) {
-		*negotiated = negotiate(c, args, err);
+		*mode = negotiate(command_mode, args, err);
 		return NULL;
 	}
 
-	s->cur = c;
+	*cur_slot(s) = c;
 	ret = cmd->fn(args, cmd->opaque, err);
-	s->cur = NULL;
+	*cur_slot(s) = NULL;
 	if (err && *err) {
 		/* A handler that both returned a value and failed: the error wins. */
 		g_clear_pointer(&ret, json_node_unref);
@@ -577,38 +658,175 @@ static JsonNode *dispatch(MigQmpServer *s, QmpClient *c, JsonObject *req, bool *
 	return ret;
 }
 
-static void handle_message(MigQmpServer *s, QmpClient *c, const char *json, gsize len)
+/* Runs one parsed request and queues its reply: in the reader for exec-oob, in the
+ * dispatcher for everything else. */
+static void execute(MigQmpServer *s, QmpClient *c, JsonNode *root)
 {
-	g_autoptr(JsonParser) parser = json_parser_new();
 	g_autoptr(GError) err = NULL;
 	g_autoptr(JsonNode) ret = NULL;
-	bool negotiated = false;
-	JsonNode *root, *id;
+	ModeChange mode = MODE_KEEP;
 	JsonObject *req;
+	JsonNode *id;
 
-	if (!json_parser_load_from_data(parser, json, (gssize)len, &err)) {
-		reply_error(s, c, NULL, "JSON parse error, %s", err->message);
-		return;
-	}
-	root = json_parser_get_root(parser);
-	if (!root) {
-		/* Only possible for input that is all comments, which json-glib skips. */
-		reply_error(s, c, NULL, "JSON parse error, no value");
-		return;
-	}
 	if (!JSON_NODE_HOLDS_OBJECT(root)) {
 		reply_error(s, c, NULL, "QMP input must be a JSON object");
 		return;
 	}
 	req = json_node_get_object(root);
 	id = json_object_get_member(req, "id");
-	ret = dispatch(s, c, req, &negotiated, &err);
-	reply(s, c, id, ret, err, negotiated);
+	ret = dispatch(s, c, req, &mode, &err);
+	reply(s, c, id, ret, err, mode);
 }
 
-/* Feeds one read's worth of bytes through the splitter, answering each complete
- * value. Stops early if the server is stopping (the rest is not for us) or the
- * client died under us (say, its output overflowed). */
+static QmpClient *client_ref(QmpClient *c)
+{
+	g_atomic_int_inc(&c->ref);
+	return c;
+}
+
+static void close_fd_array(GArray *fds)
+{
+	for (guint i = 0; i < fds->len; i++)
+		close(g_array_index(fds, int, i));
+	g_array_set_size(fds, 0);
+}
+
+static void client_unref(gpointer p)
+{
+	QmpClient *c = p;
+	GHashTableIter it;
+	gpointer fd;
+
+	if (!g_atomic_int_dec_and_test(&c->ref))
+		return;
+	close_fd_array(c->passed_fds);
+	g_array_free(c->passed_fds, TRUE);
+	g_hash_table_iter_init(&it, c->named_fds);
+	while (g_hash_table_iter_next(&it, NULL, &fd))
+		close(GPOINTER_TO_INT(fd) - 1);
+	g_hash_table_unref(c->named_fds);
+	close(c->fd);
+	g_string_free(c->in.msg, TRUE);
+	if (c->pending)
+		g_byte_array_unref(c->pending);
+	g_byte_array_unref(c->out);
+	g_free(c);
+}
+
+static void request_free(QmpRequest *r)
+{
+	client_unref(r->c);
+	if (r->root)
+		json_node_unref(r->root);
+	g_free(r->error);
+	g_free(r);
+}
+
+/* Reader: hands an in-band request (or the error found in it) to the dispatcher. */
+static void enqueue(MigQmpServer *s, QmpClient *c, JsonNode *root, char *error)
+{
+	QmpRequest *r = g_new0(QmpRequest, 1);
+
+	r->c = client_ref(c);
+	r->root = root;
+	r->error = error;
+	g_atomic_int_inc(&c->queued);
+	g_mutex_lock(&s->qlock);
+	g_queue_push_tail(&s->queue, r);
+	g_cond_signal(&s->qcond);
+	g_mutex_unlock(&s->qlock);
+}
+
+/* Commands of a client that hung up still run, only their replies go nowhere: a
+ * "quit" written just before closing the socket must still quit. */
+static gpointer dispatcher_main(gpointer opaque)
+{
+	MigQmpServer *s = opaque;
+
+	g_mutex_lock(&s->qlock);
+	for (;;) {
+		QmpRequest *r;
+
+		while (!s->dispatch_quit && g_queue_is_empty(&s->queue))
+			g_cond_wait(&s->qcond, &s->qlock);
+		if (s->dispatch_quit)
+			break;
+		r = g_queue_pop_head(&s->queue);
+		s->dispatch_busy = true;
+		g_mutex_unlock(&s->qlock);
+
+		if (r->error)
+			reply_error(s, r->c, NULL, "%s", r->error);
+		else
+			execute(s, r->c, r->root);
+		g_atomic_int_dec_and_test(&r->c->queued);
+		request_free(r);
+		/* the reader flushes the reply and may read this client's input again */
+		wake(s);
+
+		g_mutex_lock(&s->qlock);
+		s->dispatch_busy = false;
+		g_cond_broadcast(&s->qcond);
+	}
+	s->dispatch_done = true;
+	g_cond_broadcast(&s->qcond);
+	g_mutex_unlock(&s->qlock);
+	return NULL;
+}
+
+/* Reader: an error found in the input, answered in order with the in-band replies:
+ * at once when none is pending (the common case, and the cheap one for a client that
+ * sends garbage by the megabyte), else queued behind them. */
+G_GNUC_PRINTF(3, 4)
+static void input_error(MigQmpServer *s, QmpClient *c, const char *fmt, ...)
+{
+	g_autoptr(GError) err = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	err = g_error_new_valist(MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, fmt, ap);
+	va_end(ap);
+	if (g_atomic_int_get(&c->queued))
+		enqueue(s, c, NULL, g_steal_pointer(&err->message));
+	else
+		reply(s, c, NULL, NULL, err, MODE_KEEP);
+}
+
+/* Reader: one complete JSON value. */
+static void handle_message(MigQmpServer *s, QmpClient *c, const char *json, gsize len)
+{
+	g_autoptr(JsonParser) parser = json_parser_new();
+	g_autoptr(GError) err = NULL;
+	JsonNode *root;
+
+	if (!json_parser_load_from_data(parser, json, (gssize)len, &err)) {
+		input_error(s, c, "JSON parse error, %s", err->message);
+		return;
+	}
+	root = json_parser_get_root(parser);
+	if (!root) {
+		/* Only possible for input that is all comments, which json-glib skips. */
+		input_error(s, c, "JSON parse error, no value");
+		return;
+	}
+	if (!JSON_NODE_HOLDS_OBJECT(root))
+		input_error(s, c, "QMP input must be a JSON object");
+	else if (request_is_oob(root))
+		execute(s, c, root);
+	else
+		enqueue(s, c, json_node_copy(root), NULL);
+}
+
+/* Reader: whether the client may have another in-band request queued. */
+static bool client_has_room(MigQmpServer *s, QmpClient *c)
+{
+	return g_atomic_int_get(&c->queued) < (g_atomic_int_get(&c->oob) ? QMP_QUEUE_MAX_OOB : QMP_QUEUE_MAX);
+}
+
+/* Feeds bytes through the splitter, answering or queueing each complete value. Stops
+ * early if the server is stopping (the rest is not for us) or the client died under
+ * us (say, its output overflowed); keeps the rest in c->pending when the client's
+ * request queue is full, to go on once the dispatcher made room. */
 static void client_consume(MigQmpServer *s, QmpClient *c, const char *data, gsize len)
 {
 	gsize off = 0;
@@ -616,6 +834,12 @@ static void client_consume(MigQmpServer *s, QmpClient *c, const char *data, gsiz
 	while (off < len && !g_atomic_int_get(&s->stopping) && !client_is_dead(c)) {
 		SplitResult r;
 
+		if (!client_has_room(s, c)) {
+			if (!c->pending)
+				c->pending = g_byte_array_new();
+			g_byte_array_append(c->pending, (const guint8 *)data + off, (guint)(len - off));
+			return;
+		}
 		off += splitter_feed(&c->in, data + off, len - off, &r);
 		switch (r) {
 		case SPLIT_MORE:
@@ -625,12 +849,10 @@ static void client_consume(MigQmpServer *s, QmpClient *c, const char *data, gsiz
 			g_string_truncate(c->in.msg, 0);
 			break;
 		case SPLIT_TOO_BIG:
-			reply_error(s, c, NULL, "JSON parse error, message exceeds %u bytes",
-				    QMP_MAX_MESSAGE);
+			input_error(s, c, "JSON parse error, message exceeds %u bytes", QMP_MAX_MESSAGE);
 			break;
 		case SPLIT_TOO_DEEP:
-			reply_error(s, c, NULL, "JSON parse error, nesting exceeds %u levels",
-				    QMP_MAX_DEPTH);
+			input_error(s, c, "JSON parse error, nesting exceeds %u levels", QMP_MAX_DEPTH);
 			break;
 		}
 	}
@@ -638,29 +860,21 @@ static void client_consume(MigQmpServer *s, QmpClient *c, const char *data, gsiz
 
 /* ---- clients ----------------------------------------------------------------------- */
 
-static void close_fd_array(GArray *fds)
+/* Reader: whether to poll the client's socket for input now. */
+static bool client_wants_input(MigQmpServer *s, QmpClient *c)
 {
-	for (guint i = 0; i < fds->len; i++)
-		close(g_array_index(fds, int, i));
-	g_array_set_size(fds, 0);
+	return !c->pending && client_has_room(s, c);
 }
 
-static void client_free(gpointer p)
+/* Reader: goes on with input held back while the client's queue was full. */
+static void client_resume(MigQmpServer *s, QmpClient *c)
 {
-	QmpClient *c = p;
-	GHashTableIter it;
-	gpointer fd;
+	g_autoptr(GByteArray) held = NULL;
 
-	close_fd_array(c->passed_fds);
-	g_array_free(c->passed_fds, TRUE);
-	g_hash_table_iter_init(&it, c->named_fds);
-	while (g_hash_table_iter_next(&it, NULL, &fd))
-		close(GPOINTER_TO_INT(fd) - 1);
-	g_hash_table_unref(c->named_fds);
-	close(c->fd);
-	g_string_free(c->in.msg, TRUE);
-	g_byte_array_unref(c->out);
-	g_free(c);
+	if (!c->pending || !client_has_room(s, c))
+		return;
+	held = g_steal_pointer(&c->pending);
+	client_consume(s, c, (const char *)held->data, held->len);
 }
 
 static guint client_fd_count_locked(QmpClient *c)
@@ -752,6 +966,7 @@ static void accept_clients(MigQmpServer *s)
 		}
 		c = g_new0(QmpClient, 1);
 		c->fd = fd;
+		c->ref = 1;
 		c->in.msg = g_string_new(NULL);
 		c->out = g_byte_array_new();
 		c->passed_fds = g_array_new(FALSE, FALSE, sizeof(int));
@@ -775,11 +990,12 @@ static void flush_all(MigQmpServer *s)
 	g_mutex_unlock(&s->lock);
 }
 
-/* Removes dead clients under the lock, then closes them outside it: once out of
- * the array no emitter can reach them. */
+/* Removes dead clients under the lock, then drops the array's references outside it:
+ * once out of the array no emitter can reach them; a queued request may still hold
+ * one, and the socket closes with the last. */
 static void sweep_dead(MigQmpServer *s)
 {
-	g_autoptr(GPtrArray) gone = g_ptr_array_new_with_free_func(client_free);
+	g_autoptr(GPtrArray) gone = g_ptr_array_new_with_free_func(client_unref);
 
 	g_mutex_lock(&s->lock);
 	for (guint i = 0; i < s->clients->len;) {
@@ -827,7 +1043,7 @@ static const char *fdname_arg(JsonObject *args, GError **err)
 static JsonNode *cmd_getfd(JsonObject *args, gpointer opaque, GError **err)
 {
 	MigQmpServer *s = opaque;
-	QmpClient *c = s->cur;
+	QmpClient *c = *cur_slot(s);
 	const char *name = fdname_arg(args, err);
 	gpointer old = NULL;
 	int fd;
@@ -878,7 +1094,7 @@ static JsonNode *cmd_closefd(JsonObject *args, gpointer opaque, GError **err)
 
 	if (!name)
 		return NULL;
-	fd = steal_named_fd(s, s->cur, name);
+	fd = steal_named_fd(s, *cur_slot(s), name);
 	if (fd < 0) {
 		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "File descriptor named '%s' not found", name);
 		return NULL;
@@ -889,7 +1105,7 @@ static JsonNode *cmd_closefd(JsonObject *args, gpointer opaque, GError **err)
 
 int mig_qmp_take_fd(MigQmpServer *s, const char *name, GError **err)
 {
-	int fd = steal_named_fd(s, s->cur, name);
+	int fd = steal_named_fd(s, *cur_slot(s), name);
 
 	if (fd < 0)
 		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "File descriptor named '%s' has not been found", name);
@@ -916,6 +1132,7 @@ static void add_command(MigQmpServer *s, const char *name, MigQmpHandler fn, gpo
 	}
 	cmd->fn = fn;
 	cmd->opaque = opaque;
+	cmd->allow_oob = g_strv_contains(qmp_oob_commands, name);
 }
 
 /* {"qemu": {"major", "minor", "micro"}, "package"}: query-version's reply and the
@@ -1052,8 +1269,11 @@ MigQmpServer *mig_qmp_server_new(const char *unix_path, const MigQmpVersion *ver
 	s->greeting = build_greeting(version, &s->greeting_len);
 	s->commands = g_ptr_array_new_with_free_func(command_free);
 	s->by_name = g_hash_table_new(g_str_hash, g_str_equal);
-	s->clients = g_ptr_array_new_with_free_func(client_free);
+	s->clients = g_ptr_array_new_with_free_func(client_unref);
 	g_mutex_init(&s->lock);
+	g_mutex_init(&s->qlock);
+	g_cond_init(&s->qcond);
+	g_queue_init(&s->queue);
 
 	add_command(s, "qmp_capabilities", NULL, NULL);
 	add_command(s, "query-commands", cmd_query_commands, s);
@@ -1085,7 +1305,9 @@ JsonNode *mig_qmp_command_list(MigQmpServer *s)
 }
 
 /* Fills pfds with the listener and wake fd (unless only_output) followed by one entry
- * per live client, in s->clients order; returns how many clients are included. */
+ * per client, in s->clients order; returns how many clients are polled. A client whose
+ * request queue is full is not polled for input: what it sends waits in the socket,
+ * as QEMU suspends such a monitor. */
 static guint build_pollfds(MigQmpServer *s, GArray *pfds, bool only_output)
 {
 	guint n = 0;
@@ -1099,21 +1321,25 @@ static guint build_pollfds(MigQmpServer *s, GArray *pfds, bool only_output)
 		g_array_append_val(pfds, l);
 		g_array_append_val(pfds, w);
 	}
-	g_mutex_lock(&s->lock);
 	for (guint i = 0; i < s->clients->len; i++) {
 		QmpClient *c = s->clients->pdata[i];
+		bool input = !only_output && client_wants_input(s, c);
 		struct pollfd p = { .fd = c->fd };
 
-		if (!only_output)
+		if (input)
 			p.events |= POLLIN;
+		g_mutex_lock(&s->lock);
 		if (client_has_output_locked(c))
 			p.events |= POLLOUT;
-		if (only_output && !p.events)
-			p.fd = -1; /* poll() skips negative fds; keeps indices aligned */
+		g_mutex_unlock(&s->lock);
+		/* poll() skips negative fds, which keeps the indices aligned. A hang-up
+		 * is reported whatever the events; while input is held back it would
+		 * wake us in a loop, so such a client waits unpolled for its room. */
+		if (!p.events || (!input && c->hup))
+			p.fd = -1;
 		g_array_append_val(pfds, p);
-		n += p.events ? 1 : 0;
+		n += p.fd >= 0 ? 1 : 0;
 	}
-	g_mutex_unlock(&s->lock);
 	return n;
 }
 
@@ -1140,11 +1366,33 @@ static void final_flush(MigQmpServer *s)
 	}
 }
 
-void mig_qmp_server_run(MigQmpServer *s)
+/* After a stop: the dispatcher takes no more requests; the one it runs (a "quit"
+ * above all) gets a bounded time to finish and queue its reply. */
+static bool drain_dispatcher(MigQmpServer *s)
+{
+	gint64 deadline = g_get_monotonic_time() + QMP_STOP_DRAIN_MS * G_TIME_SPAN_MILLISECOND;
+	bool done;
+
+	g_mutex_lock(&s->qlock);
+	s->dispatch_quit = true;
+	g_cond_broadcast(&s->qcond);
+	while (!s->dispatch_done && g_cond_wait_until(&s->qcond, &s->qlock, deadline))
+		;
+	done = s->dispatch_done;
+	g_mutex_unlock(&s->qlock);
+	if (!done)
+		g_warning("qmp: a command is still running %d ms after the stop; leaving it",
+			  QMP_STOP_DRAIN_MS);
+	return done;
+}
+
+gboolean mig_qmp_server_run(MigQmpServer *s)
 {
 	g_autoptr(GArray) pfds = g_array_new(FALSE, FALSE, sizeof(struct pollfd));
+	bool quiet;
 
-	g_return_if_fail(s != NULL);
+	g_return_val_if_fail(s != NULL, TRUE);
+	s->dispatcher = g_thread_new("qmp/dispatch", dispatcher_main, s);
 	while (!g_atomic_int_get(&s->stopping)) {
 		struct pollfd *p;
 
@@ -1168,16 +1416,24 @@ void mig_qmp_server_run(MigQmpServer *s)
 		 * thread, so p[2 + i] still matches s->clients[i] here. */
 		for (guint i = 0; i + 2 < pfds->len && !g_atomic_int_get(&s->stopping); i++) {
 			QmpClient *c = s->clients->pdata[i];
+			short ev = p[2 + i].revents;
 
-			if (p[2 + i].revents & (POLLIN | POLLHUP | POLLERR))
+			if (!(p[2 + i].events & POLLIN)) {
+				if (ev & (POLLHUP | POLLERR))
+					c->hup = true;
+				client_resume(s, c);
+			} else if (ev & (POLLIN | POLLHUP | POLLERR)) {
 				client_read(s, c);
+			}
 		}
 		if ((p[0].revents & POLLIN) || s->accept_backoff)
 			accept_clients(s);
 		flush_all(s);
 		sweep_dead(s);
 	}
+	quiet = drain_dispatcher(s);
 	final_flush(s);
+	return quiet;
 }
 
 void mig_qmp_server_stop(MigQmpServer *s)
@@ -1225,6 +1481,12 @@ void mig_qmp_server_free(MigQmpServer *s)
 {
 	if (!s)
 		return;
+	if (s->dispatcher) {
+		/* run() returned: the dispatcher was told to quit; a handler it may still
+		 * run is the caller's to have ended (run's return value) */
+		g_thread_join(s->dispatcher);
+	}
+	g_queue_clear_full(&s->queue, (GDestroyNotify)request_free);
 	g_ptr_array_unref(s->clients);
 	close(s->listen_fd);
 	close(s->wake_fd);
@@ -1234,5 +1496,7 @@ void mig_qmp_server_free(MigQmpServer *s)
 	g_hash_table_unref(s->by_name);
 	g_ptr_array_unref(s->commands);
 	g_mutex_clear(&s->lock);
+	g_mutex_clear(&s->qlock);
+	g_cond_clear(&s->qcond);
 	g_free(s);
 }

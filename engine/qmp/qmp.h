@@ -1,7 +1,10 @@
 /* A QMP server (QEMU Machine Protocol) on a unix socket: greeting, capabilities
- * negotiation, command dispatch, events. It knows the protocol, not the commands:
- * the host registers handlers. One thread (the caller of mig_qmp_server_run) serves
- * every client; mig_qmp_emit_event may be called from any thread. */
+ * negotiation, command dispatch, out-of-band execution, events. It knows the protocol,
+ * not the commands: the host registers handlers. The caller of mig_qmp_server_run reads
+ * every client and runs their "exec-oob" requests; in-band commands run one at a time
+ * on the server's thread qmp/dispatch, as QEMU's main loop runs them. Handlers are
+ * called with no server lock held, from either thread; mig_qmp_emit_event may be called
+ * from any thread. */
 #pragma once
 #include <glib.h>
 #include <json-glib/json-glib.h>
@@ -30,11 +33,17 @@ typedef struct MigQmpVersion {
 JsonNode *mig_qmp_version_json(const MigQmpVersion *v);
 
 MigQmpServer *mig_qmp_server_new(const char *unix_path, const MigQmpVersion *version, GError **err);
+/* Before mig_qmp_server_run. The commands QEMU marks allow-oob (migrate-pause,
+ * migrate-recover, yank, query-yank: a table in qmp.c) accept "exec-oob" and then run
+ * in the reader: their handlers must return promptly whatever the guest or the peer do. */
 void mig_qmp_register(MigQmpServer *s, const char *name, MigQmpHandler fn, gpointer opaque);
 
-/* Serves until mig_qmp_server_stop() (from a handler, e.g. "quit", or any thread);
- * a reply already queued is flushed before returning. */
-void mig_qmp_server_run(MigQmpServer *s);
+/* Serves until mig_qmp_server_stop() (from a handler, e.g. "quit", or any thread). The
+ * command running then gets a bounded time to finish; replies queued are flushed
+ * (bounded too) before returning. Returns FALSE if a handler was still running: the
+ * server must then not be freed, as that handler uses it (and whatever the host gave
+ * it); a host in that state exits instead. */
+gboolean mig_qmp_server_run(MigQmpServer *s);
 void mig_qmp_server_stop(MigQmpServer *s);
 void mig_qmp_server_free(MigQmpServer *s);
 

@@ -2,6 +2,7 @@
  * API (<mig/mig.h>); the JSON of capabilities and parameters lives here, their checks in
  * the engine. */
 #include "engine/qmp/qmp_cmds.h"
+#include "engine/qmp/qmp_yank.h"
 #include <mig/mig.h>
 #include <string.h>
 
@@ -702,6 +703,7 @@ void mig_qmp_add_session_commands(MigQmpServer *q, MigSession *s)
 	mig_qmp_register(q, "migrate-continue", h_continue, s);
 	mig_qmp_register(q, "object-add", h_object_add, s);
 	mig_qmp_register(q, "object-del", h_object_del, s);
+	mig_qmp_add_yank_commands(q, s);
 	mig_session_set_event_cb(s, forward_event, q);
 	/* fd:NAME names a descriptor the same client passed with getfd */
 	mig_session_set_fd_lookup(s, take_fd, q);

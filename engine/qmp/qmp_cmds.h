@@ -3,7 +3,8 @@
 #include "engine/qmp/qmp.h"
 #include <mig/mig.h>
 
-/* Registers query-status, stop, cont, migrate*, query-migrate*, migrate_cancel, and
+/* Registers query-status, stop, cont, migrate*, query-migrate*, migrate_cancel, yank,
+ * query-yank, and
  * routes the session's events to the server. quit and query-version stay the host's. */
 void mig_qmp_add_session_commands(MigQmpServer *q, MigSession *s);
 

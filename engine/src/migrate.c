@@ -616,6 +616,19 @@ void mig_src_cancel(struct Src *src)
 		mig_mf_src_abort(src->cancel_mf);
 }
 
+void mig_src_yank(struct Src *src)
+{
+	if (src->cancel_fd >= 0)
+		shutdown(src->cancel_fd, SHUT_RDWR);
+	if (src->cancel_mf)
+		mig_mf_src_yank(src->cancel_mf);
+}
+
+gboolean mig_src_has_channels(struct Src *src)
+{
+	return src->cancel_fd >= 0;
+}
+
 void mig_src_free(struct Src *src)
 {
 	g_thread_join(src->thread);

@@ -502,6 +502,15 @@ void mig_mf_src_abort(MfSrc *m)
 	g_mutex_unlock(&m->lock);
 }
 
+void mig_mf_src_yank(MfSrc *m)
+{
+	g_mutex_lock(&m->lock);
+	for (guint i = 0; i < m->n; i++)
+		if (m->senders[i].fd >= 0)
+			shutdown(m->senders[i].fd, SHUT_RDWR);
+	g_mutex_unlock(&m->lock);
+}
+
 void mig_mf_src_free(MfSrc *m)
 {
 	if (!m)

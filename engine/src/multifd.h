@@ -41,5 +41,7 @@ void mig_mf_src_mark_sent(MfSrc *m, gulong **maps);
 void mig_mf_src_setsockopt(MfSrc *m, int level, int opt, const void *val, socklen_t len);
 /* Unblocks everything (cancel); safe from any thread. */
 void mig_mf_src_abort(MfSrc *m);
+/* shutdown(2) on every sender's socket, and nothing else: the senders find out. */
+void mig_mf_src_yank(MfSrc *m);
 void mig_mf_src_free(MfSrc *m);
 

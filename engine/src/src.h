@@ -12,6 +12,11 @@ struct Src *mig_src_start(MigSession *s, const char *uri, int fd);
 /* migrate_cancel: cuts the channels so a thread stuck on the peer wakes up. Call with
  * s->lock held. */
 void mig_src_cancel(struct Src *src);
+/* yank: shuts down the main channel (and with it the return path) and the multifd
+ * channels; the preempt channels end with the postcopy the main channel's failure
+ * stops. has_channels: the main channel is open. Both with s->lock held. */
+void mig_src_yank(struct Src *src);
+gboolean mig_src_has_channels(struct Src *src);
 /* Joins the migration thread (it ends by itself) and frees what is left. Without
  * s->lock. */
 void mig_src_free(struct Src *src);

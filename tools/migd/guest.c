@@ -22,6 +22,9 @@ typedef struct Vcpu {
 	guint64 first, count;  /* the slice of units this vCPU touches */
 	guint64 rng;
 	pid_t tid;             /* set by the thread itself before the guest is returned */
+	/* Inside a unit's first read, where a destination vCPU waits for a missing page:
+	 * counts as stopped (seq-cst, against want_pause; see access_begin). */
+	gint in_access;
 } Vcpu;
 
 struct MigdGuest {
@@ -31,13 +34,15 @@ struct MigdGuest {
 	guint64 seed;          /* adopted from the record on the destination */
 	double zero;
 
-	/* pause machinery: vCPUs park between touches */
+	/* pause machinery: vCPUs park between touches, and between a touch's read and its
+	 * write; one waiting for a page in that read counts as stopped */
 	GMutex lock;
 	GCond cond;
 	gboolean want_pause;   /* read racily by vCPUs as a hint, then under lock */
 	gboolean quit;
 	guint parked;
 	guint started;         /* vCPU threads that have published their tid */
+	guint exited;          /* vCPU threads that returned */
 	Vcpu *vcpus;
 
 	/* integrity against the generation record */
@@ -171,7 +176,7 @@ static void ensure_checked(MigdGuest *g, guint64 idx)
 /* Returns FALSE when the guest is quitting. */
 static gboolean park_if_asked(MigdGuest *g)
 {
-	if (!__atomic_load_n(&g->want_pause, __ATOMIC_ACQUIRE) && !__atomic_load_n(&g->quit, __ATOMIC_ACQUIRE))
+	if (!__atomic_load_n(&g->want_pause, __ATOMIC_SEQ_CST) && !__atomic_load_n(&g->quit, __ATOMIC_ACQUIRE))
 		return TRUE;
 	g_mutex_lock(&g->lock);
 	if (g->want_pause && !g->quit) {
@@ -186,6 +191,33 @@ static gboolean park_if_asked(MigdGuest *g)
 	return go;
 }
 
+/* A unit's first access is a read: on the destination in postcopy it may wait for a page
+ * that the network does not bring soon, and "stop" must not wait for that (a real vCPU
+ * in such a fault is kicked out of it and counts as stopped). So the read is bracketed:
+ * inside, the vCPU counts as stopped; leaving it, it parks before doing anything else
+ * if a pause came meanwhile. Dekker-style: the vCPU writes in_access then reads
+ * want_pause, the stopper writes want_pause then reads in_access, both seq-cst, so
+ * either the vCPU sees the pause and parks or the stopper sees it in the read. The
+ * write half of a touch, where a source vCPU may wait on a uffd-wp fault that the
+ * migration resolves, stays outside: a vCPU there is running and is waited for. */
+static gboolean access_begin(MigdGuest *g, Vcpu *v)
+{
+	for (;;) {
+		__atomic_store_n(&v->in_access, 1, __ATOMIC_SEQ_CST);
+		if (!__atomic_load_n(&g->want_pause, __ATOMIC_SEQ_CST) && !__atomic_load_n(&g->quit, __ATOMIC_ACQUIRE))
+			return TRUE;
+		__atomic_store_n(&v->in_access, 0, __ATOMIC_SEQ_CST);
+		if (!park_if_asked(g))
+			return FALSE;
+	}
+}
+
+static gboolean access_end(MigdGuest *g, Vcpu *v)
+{
+	__atomic_store_n(&v->in_access, 0, __ATOMIC_SEQ_CST);
+	return park_if_asked(g);
+}
+
 static guint64 next_rand(guint64 *s)
 {
 	*s ^= *s << 13;
@@ -194,23 +226,30 @@ static guint64 next_rand(guint64 *s)
 	return *s;
 }
 
-static void touch(MigdGuest *g, Vcpu *v, guint64 idx, gboolean write)
+/* Returns FALSE when the guest is quitting. */
+static gboolean touch(MigdGuest *g, Vcpu *v, guint64 idx, gboolean write)
 {
 	guint8 *u = unit_ptr(g, idx);
+	MigdUnitVerdict r = MIGD_UNIT_OK;
+	guint32 gen = 0;
 
+	if (!access_begin(g, v))
+		return FALSE;
 	if (__atomic_load_n(&g->integrity_on, __ATOMIC_ACQUIRE))
 		ensure_checked(g, idx);
+	if (write)
+		gen = migd_unit_gen(u);
+	else
+		r = migd_unit_check_self(u, g->seed, idx);
+	if (!access_end(g, v))
+		return FALSE;
 	if (!write) {
-		MigdUnitVerdict r = migd_unit_check_self(u, g->seed, idx);
-
 		if (r != MIGD_UNIT_OK && !(r == MIGD_UNIT_ZERO && starts_zero(g->seed, g->zero, idx)))
 			report_failure(g, idx, migd_unit_verdict_str(r));
-		return;
+		return TRUE;
 	}
-	guint32 gen = migd_unit_gen(u);
-
 	migd_unit_write(u, g->seed, idx, gen == MIGD_UNIT_ZERO_GEN ? 1 : gen + 1);
-	(void)v;
+	return TRUE;
 }
 
 static gpointer vcpu_main(gpointer p)
@@ -236,12 +275,14 @@ static gpointer vcpu_main(gpointer p)
 			continue;
 		}
 		if (w->kind == MIGD_WORKLOAD_SEQ) {
-			touch(g, v, v->first + pos, TRUE);
+			if (!touch(g, v, v->first + pos, TRUE))
+				break;
 			pos = pos + 1 == v->count ? 0 : pos + 1;
 		} else {
 			guint64 r = next_rand(&v->rng);
 
-			touch(g, v, v->first + (r >> 8) % v->count, (r & 0xff) * 100 >= w->read_pct * 256u);
+			if (!touch(g, v, v->first + (r >> 8) % v->count, (r & 0xff) * 100 >= w->read_pct * 256u))
+				break;
 		}
 		done += MIGD_UNIT_SIZE;
 		if (rate) {
@@ -257,6 +298,10 @@ static gpointer vcpu_main(gpointer p)
 			}
 		}
 	}
+	g_mutex_lock(&g->lock);
+	g->exited++;
+	g_cond_broadcast(&g->cond);
+	g_mutex_unlock(&g->lock);
 	return NULL;
 }
 
@@ -320,12 +365,27 @@ static void stop_verifier(MigdGuest *g)
 	}
 }
 
+gboolean migd_guest_quit(MigdGuest *g, gint64 timeout_us)
+{
+	gint64 end = g_get_monotonic_time() + timeout_us;
+	gboolean all;
+
+	g_mutex_lock(&g->lock);
+	__atomic_store_n(&g->quit, TRUE, __ATOMIC_RELEASE);
+	g_cond_broadcast(&g->cond);
+	while (g->exited < g->cfg.vcpus && g_cond_wait_until(&g->cond, &g->lock, end))
+		;
+	all = g->exited == g->cfg.vcpus;
+	g_mutex_unlock(&g->lock);
+	return all;
+}
+
 void migd_guest_free(MigdGuest *g)
 {
 	if (!g)
 		return;
 	g_mutex_lock(&g->lock);
-	g->quit = TRUE;
+	__atomic_store_n(&g->quit, TRUE, __ATOMIC_RELEASE);
 	g_cond_broadcast(&g->cond);
 	g_mutex_unlock(&g->lock);
 	for (guint i = 0; i < g->cfg.vcpus; i++)
@@ -366,12 +426,23 @@ void migd_guest_cont(MigdGuest *g)
 	g_mutex_unlock(&g->lock);
 }
 
+/* Under g->lock, so no parked vCPU leaves and none parks while we count: a vCPU is
+ * either parked or, if in_access, on its way to park without running guest code. */
+static guint stopped_locked(MigdGuest *g)
+{
+	guint n = g->parked;
+
+	for (guint i = 0; i < g->cfg.vcpus; i++)
+		n += __atomic_load_n(&g->vcpus[i].in_access, __ATOMIC_SEQ_CST) ? 1 : 0;
+	return n;
+}
+
 void migd_guest_stop(MigdGuest *g)
 {
 	g_mutex_lock(&g->lock);
-	__atomic_store_n(&g->want_pause, TRUE, __ATOMIC_RELEASE);
+	__atomic_store_n(&g->want_pause, TRUE, __ATOMIC_SEQ_CST);
 	g_cond_broadcast(&g->cond);
-	while (g->parked < g->cfg.vcpus && !g->quit)
+	while (stopped_locked(g) + g->exited < g->cfg.vcpus && !g->quit)
 		g_cond_wait(&g->cond, &g->lock);
 	g_mutex_unlock(&g->lock);
 }

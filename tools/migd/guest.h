@@ -41,6 +41,9 @@ typedef void (*MigdGuestFailFn)(gpointer opaque, guint64 unit, const char *what)
 gboolean migd_workload_parse(const char *s, MigdWorkload *out, GError **err);
 
 MigdGuest *migd_guest_new(const MigdGuestConfig *cfg, GError **err);
+/* Tells the vCPUs to end and waits up to timeout_us for them: FALSE if one is still
+ * waiting for a page (then neither its memory nor the guest may be freed). */
+gboolean migd_guest_quit(MigdGuest *g, gint64 timeout_us);
 void migd_guest_free(MigdGuest *g);
 
 MigRamBlock *migd_guest_ram(MigdGuest *g);
@@ -49,7 +52,8 @@ guint64 migd_guest_units(MigdGuest *g);
 guint migd_guest_vcpu_tids(MigdGuest *g, pid_t *tids, guint max);
 void migd_guest_set_fail_cb(MigdGuest *g, MigdGuestFailFn fn, gpointer opaque);
 
-/* vCPUs: start or resume; stop returns once every vCPU is parked between touches. */
+/* vCPUs: start or resume; stop returns once every vCPU is parked or waits inside a
+ * read for a page (it then parks before anything else, should the page come). */
 void migd_guest_cont(MigdGuest *g);
 void migd_guest_stop(MigdGuest *g);
 gboolean migd_guest_running(MigdGuest *g);

@@ -141,6 +141,40 @@ static JsonNode *h_guest_check(JsonObject *args, gpointer opaque, GError **err)
 	return n;
 }
 
+/* The teardown after the QMP server stopped (its replies flushed in at most 1 s) takes at
+ * most this, whatever the guest and the migration do, so quit and SIGTERM end migd
+ * within 4 s: libvirt and the harness give a VMM about 5 before they kill it. */
+#define MIGD_EXIT_DEADLINE_MS 3000
+/* How long the vCPUs get to leave a read that waits for a page, at quit. */
+#define MIGD_VCPU_QUIT_MS 1000
+
+/* migd/exit: ends the process if the orderly teardown outlives MIGD_EXIT_DEADLINE_MS
+ * (a session thread waiting on a silent peer that nothing wakes). */
+typedef struct ExitGuard {
+	GMutex lock;
+	GCond cond;
+	gboolean done;
+	const char *qmp_path;
+} ExitGuard;
+
+static gpointer exit_guard_thread(gpointer opaque)
+{
+	ExitGuard *x = opaque;
+	gint64 end = g_get_monotonic_time() + MIGD_EXIT_DEADLINE_MS * G_TIME_SPAN_MILLISECOND;
+
+	g_mutex_lock(&x->lock);
+	while (!x->done && g_cond_wait_until(&x->cond, &x->lock, end))
+		;
+	if (!x->done) {
+		g_printerr("migd: teardown still running after %d ms (a migration thread waits on its peer); exiting\n",
+			   MIGD_EXIT_DEADLINE_MS);
+		unlink(x->qmp_path);
+		_exit(0);
+	}
+	g_mutex_unlock(&x->lock);
+	return NULL;
+}
+
 /* Signals are taken by a named thread with sigwait, so no handler ever runs inside
  * the engine's threads; it turns SIGINT/SIGTERM into an orderly QMP stop. */
 static gpointer signal_thread(gpointer opaque)
@@ -247,7 +281,9 @@ int main(int argc, char **argv)
 	MigdGuestConfig cfg = { .mem_size = 256u << 20, .hugepage_size = 2u << 20, .seed = 1 };
 	Migd d = { 0 };
 	MigVmOps vm_ops = migd_guest_vm_ops;   /* outlives the session: main returns last */
-	GThread *sigt;
+	GThread *sigt, *guard_thread;
+	ExitGuard guard = { .done = FALSE };
+	gboolean quiet;
 	sigset_t set;
 
 	g_option_context_add_main_entries(ctx, entries, NULL);
@@ -353,14 +389,34 @@ int main(int argc, char **argv)
 		migd_guest_cont(d.guest);
 
 	sigt = g_thread_new("migd/signals", signal_thread, &d);
-	mig_qmp_server_run(d.qmp);
+	quiet = mig_qmp_server_run(d.qmp);
 
+	g_mutex_init(&guard.lock);
+	g_cond_init(&guard.cond);
+	guard.qmp_path = g_str_has_prefix(qmp, "unix:") ? qmp + 5 : qmp;
+	guard_thread = g_thread_new("migd/exit", exit_guard_thread, &guard);
 	kill(getpid(), SIGUSR1);   /* releases the signal thread if no signal came */
 	g_thread_join(sigt);
+	/* The vCPUs end first: a vCPU waiting for a page stays blocked while the session
+	 * lives, and freeing it would release the vCPU onto memory that was never sent.
+	 * Such a vCPU, or a QMP command stuck in the engine, leaves only _exit. */
+	if (!quiet || !migd_guest_quit(d.guest, MIGD_VCPU_QUIT_MS * G_TIME_SPAN_MILLISECOND)) {
+		g_printerr("migd: %s; exiting without teardown\n",
+			   quiet ? "a vCPU still waits for a page" : "a QMP command is still running");
+		unlink(guard.qmp_path);
+		_exit(0);
+	}
 	mig_session_free(d.session);
 	g_ptr_array_free(d.devices, TRUE);   /* after the session: it used them until now */
 	migd_guest_free(d.guest);
 	mig_qmp_server_free(d.qmp);
+	g_mutex_lock(&guard.lock);
+	guard.done = TRUE;
+	g_cond_signal(&guard.cond);
+	g_mutex_unlock(&guard.lock);
+	g_thread_join(guard_thread);
+	g_mutex_clear(&guard.lock);
+	g_cond_clear(&guard.cond);
 	fl_unload(trace_latency.skel);
 	g_free(trace_latency.error);
 	return 0;

@@ -180,6 +180,14 @@ gboolean mig_session_vm_stop(MigSession *s, GError **err);
 gboolean mig_session_vm_cont(MigSession *s, GError **err);
 MigRunState mig_session_runstate(MigSession *s);
 
+/* QMP's yank, migration instance. has_channels: the session has migration channels open
+ * (query-yank lists the instance only then). yank: shutdown(2) on every one of them, both
+ * directions, at once, without telling the migration: its threads see their channels
+ * fail and it reacts as to a broken link. For a QMP server's out-of-band path: any
+ * thread, bounded (short locks only), never waits on the peer. */
+gboolean mig_session_has_channels(MigSession *s);
+void mig_session_yank(MigSession *s);
+
 /* A failure found after the fact (e.g. an integrity check on the destination). */
 void mig_session_report_error(MigSession *s, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 

@@ -23,6 +23,11 @@ typedef struct {
 	char *path;
 	MigQmpServer *srv;
 	GThread *thread;
+	/* "slow" runs until the test opens the gate (bounded, so a failing test ends) */
+	GMutex gate_lock;
+	GCond gate_cond;
+	gboolean gate_open;
+	gboolean slow_running;
 } Fixture;
 
 typedef struct {
@@ -79,6 +84,27 @@ static JsonNode *h_take(JsonObject *args, gpointer opaque, GError **err)
 	return json_node_init_int(json_node_alloc(), n);
 }
 
+static JsonNode *h_slow(JsonObject *args, gpointer opaque, GError **err)
+{
+	Fixture *f = opaque;
+	gint64 end = g_get_monotonic_time() + 2 * RECV_TIMEOUT_S * G_USEC_PER_SEC;
+
+	g_mutex_lock(&f->gate_lock);
+	f->slow_running = TRUE;
+	g_cond_broadcast(&f->gate_cond);
+	while (!f->gate_open && g_cond_wait_until(&f->gate_cond, &f->gate_lock, end))
+		;
+	f->slow_running = FALSE;
+	g_mutex_unlock(&f->gate_lock);
+	return json_node_init_string(json_node_alloc(), "slow done");
+}
+
+/* Registered as "yank", which the server lets run out-of-band by its name. */
+static JsonNode *h_oob(JsonObject *args, gpointer opaque, GError **err)
+{
+	return json_node_init_string(json_node_alloc(), "oob done");
+}
+
 /* ---- fixture -------------------------------------------------------------------- */
 
 static gpointer run_server(gpointer p)
@@ -104,6 +130,10 @@ static void setup(Fixture *f, gconstpointer data)
 	mig_qmp_register(f->srv, "quit", h_quit, f->srv);
 	mig_qmp_register(f->srv, "emit", h_emit, f->srv);
 	mig_qmp_register(f->srv, "take", h_take, f->srv);
+	mig_qmp_register(f->srv, "slow", h_slow, f);
+	mig_qmp_register(f->srv, "yank", h_oob, f);
+	g_mutex_init(&f->gate_lock);
+	g_cond_init(&f->gate_cond);
 	f->thread = g_thread_new("qmp", run_server, f->srv);
 }
 
@@ -114,6 +144,8 @@ static void teardown(Fixture *f, gconstpointer data)
 		g_thread_join(f->thread);
 	}
 	mig_qmp_server_free(f->srv);
+	g_mutex_clear(&f->gate_lock);
+	g_cond_clear(&f->gate_cond);
 	/* free removes the socket it created. */
 	g_assert_false(g_file_test(f->path, G_FILE_TEST_EXISTS));
 	g_assert_cmpint(g_rmdir(f->dir), ==, 0);
@@ -368,6 +400,7 @@ static void test_errors(Fixture *f, gconstpointer data)
 {
 	Client *c = client_ready(f);
 	g_autoptr(JsonObject) m = NULL;
+	g_autoptr(JsonObject) m2 = NULL;
 
 	client_send(c, "{\"execute\":\"fail\"}");
 	recv_error(c, "GenericError", "nothing to do here");
@@ -388,8 +421,14 @@ static void test_errors(Fixture *f, gconstpointer data)
 	recv_error(c, "GenericError", "QMP input member 'arguments' must be an object");
 	client_send(c, "{\"execute\":\"echo\",\"foo\":1}");
 	recv_error(c, "GenericError", "QMP input member 'foo' is unexpected");
+	/* Without the oob capability exec-oob is just an unknown member, as in QEMU,
+	 * even for a command that allows OOB. */
 	client_send(c, "{\"exec-oob\":\"echo\"}");
-	recv_error(c, "GenericError", "The command echo does not support OOB");
+	recv_error(c, "GenericError", "QMP input member 'exec-oob' is unexpected");
+	client_send(c, "{\"exec-oob\":\"yank\",\"id\":3}");
+	m2 = client_recv(c);
+	expect_error(m2, "GenericError", "QMP input member 'exec-oob' is unexpected");
+	g_assert_cmpint(json_object_get_int_member(m2, "id"), ==, 3);
 
 	/* Arguments reach the handler intact; single quotes are accepted. */
 	{
@@ -602,6 +641,7 @@ static void test_query_commands(Fixture *f, gconstpointer data)
 {
 	static const char *const want[] = {
 		"qmp_capabilities", "query-commands", "getfd", "closefd", "echo", "fail", "no-device", "quit", "emit", "take",
+		"slow", "yank",
 	};
 	Client *c = client_ready(f);
 	g_autoptr(JsonObject) m = NULL;
@@ -789,6 +829,97 @@ static void test_flood(Fixture *f, gconstpointer data)
 	client_close(c);
 }
 
+static void open_gate(Fixture *f)
+{
+	g_mutex_lock(&f->gate_lock);
+	f->gate_open = TRUE;
+	g_cond_broadcast(&f->gate_cond);
+	g_mutex_unlock(&f->gate_lock);
+}
+
+static void wait_slow_running(Fixture *f)
+{
+	gint64 end = g_get_monotonic_time() + RECV_TIMEOUT_S * G_USEC_PER_SEC;
+
+	g_mutex_lock(&f->gate_lock);
+	while (!f->slow_running && g_cond_wait_until(&f->gate_cond, &f->gate_lock, end))
+		;
+	g_assert_true(f->slow_running);
+	g_mutex_unlock(&f->gate_lock);
+}
+
+/* QEMU's out-of-band rules: negotiated with qmp_capabilities, "exec-oob" only for
+ * commands that allow it, and such a command overtakes an in-band one still running,
+ * on the same client and on another. */
+static void test_oob(Fixture *f, gconstpointer data)
+{
+	Client *a = client_connect(f), *b = client_ready(f);
+	g_autoptr(JsonObject) m = NULL;
+
+	recv_greeting(a);
+	/* Before negotiation only qmp_capabilities exists, exec-oob or not. */
+	client_send(a, "{\"exec-oob\":\"yank\",\"id\":0}");
+	recv_error(a, "GenericError", "QMP input member 'exec-oob' is unexpected");
+	client_send(a, "{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]}}");
+	json_object_unref(recv_return(a));
+
+	client_send(a, "{\"exec-oob\":\"echo\",\"id\":1}");
+	recv_error(a, "GenericError", "The command echo does not support OOB");
+	client_send(a, "{\"exec-oob\":\"no-such\",\"id\":1}");
+	recv_error(a, "CommandNotFound", "The command no-such has not been found");
+	client_send(a, "{\"exec-oob\":\"yank\",\"execute\":\"yank\"}");
+	recv_error(a, "GenericError", NULL);
+
+	/* a's in-band "slow" runs; a's and b's out-of-band yank answer meanwhile, a's
+	 * in-band echo waits its turn behind slow, and so does b's: one dispatcher. */
+	client_send(a, "{\"execute\":\"slow\",\"id\":10}{\"execute\":\"echo\",\"id\":11}");
+	wait_slow_running(f);
+	client_send(a, "{\"exec-oob\":\"yank\",\"id\":12}");
+	m = recv_return(a);
+	g_assert_cmpint(json_object_get_int_member(m, "id"), ==, 12);
+	g_assert_cmpstr(json_object_get_string_member(m, "return"), ==, "oob done");
+	g_clear_pointer(&m, json_object_unref);
+	/* b did not negotiate oob: its exec-oob is refused, but at once */
+	client_send(b, "{\"exec-oob\":\"yank\",\"id\":20}{\"execute\":\"echo\",\"id\":21}");
+	m = client_recv(b);
+	expect_error(m, "GenericError", "QMP input member 'exec-oob' is unexpected");
+	g_assert_cmpint(json_object_get_int_member(m, "id"), ==, 20);
+	g_clear_pointer(&m, json_object_unref);
+	open_gate(f);
+	m = recv_return(a);
+	g_assert_cmpint(json_object_get_int_member(m, "id"), ==, 10);
+	g_assert_cmpstr(json_object_get_string_member(m, "return"), ==, "slow done");
+	recv_return_id(a, 11);
+	recv_return_id(b, 21);
+	client_close(a);
+	client_close(b);
+}
+
+/* A client that queues in-band requests faster than they run, and a half-sent one
+ * after them, holds back only itself: past its queue's room its input waits in the
+ * socket, the other client is served, and its own requests all run, in order. */
+static void test_queue_full(Fixture *f, gconstpointer data)
+{
+	Client *a = client_ready(f), *b = client_ready(f);
+	g_autoptr(GString) burst = g_string_new(NULL);
+
+	client_send(a, "{\"execute\":\"slow\",\"id\":0}");
+	wait_slow_running(f);
+	for (int i = 1; i <= 200; i++)
+		g_string_append_printf(burst, "{\"execute\":\"echo\",\"id\":%d}", i);
+	g_string_append(burst, "{\"execute\":\"echo\",\"id\":");
+	client_send(a, burst->str);
+	client_send(b, "{\"execute\":\"echo\",\"id\":1000}");
+	open_gate(f);
+	recv_return_id(b, 1000);
+	for (int i = 0; i <= 200; i++)
+		recv_return_id(a, i);
+	client_send(a, "201}");
+	recv_return_id(a, 201);
+	client_close(a);
+	client_close(b);
+}
+
 static void test_stop_flushes(Fixture *f, gconstpointer data)
 {
 	Client *c = client_ready(f);
@@ -918,6 +1049,8 @@ int main(int argc, char **argv)
 	ADD("slow-reader", test_slow_reader);
 	ADD("flood", test_flood);
 	ADD("stop-flushes", test_stop_flushes);
+	ADD("oob", test_oob);
+	ADD("queue-full", test_queue_full);
 #undef ADD
 	g_test_add_func("/qmp/socket-path", test_socket_path);
 	g_test_add_func("/qmp/emfile", test_emfile);
