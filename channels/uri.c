@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -104,6 +105,32 @@ static int parse_fd(const char *s, MigUri *out)
 	return 0;
 }
 
+/* "PATH" or "PATH,offset=N": QEMU's only option of a file URI. */
+static int parse_file(const char *s, MigUri *out)
+{
+	const char *comma = strrchr(s, ',');
+	size_t n = comma ? (size_t)(comma - s) : strlen(s);
+
+	if (copy_field(out->file, sizeof(out->file), s, n) < 0)
+		return -EINVAL;
+	if (comma) {
+		const char *v = comma + 1;
+		char *end = NULL;
+
+		if (strncmp(v, "offset=", 7) != 0)
+			return -EINVAL;
+		v += 7;
+		if (*v < '0' || *v > '9')
+			return -EINVAL;
+		errno = 0;
+		out->offset = strtoull(v, &end, 0);
+		if (errno || *end)
+			return -EINVAL;
+	}
+	out->kind = MIG_URI_FILE;
+	return 0;
+}
+
 int mig_uri_parse(const char *uri, MigUri *out)
 {
 	if (!uri || !out)
@@ -115,6 +142,8 @@ int mig_uri_parse(const char *uri, MigUri *out)
 		return parse_unix(uri + 5, out);
 	if (strncmp(uri, "fd:", 3) == 0)
 		return parse_fd(uri + 3, out);
+	if (strncmp(uri, "file:", 5) == 0)
+		return parse_file(uri + 5, out);
 	return -EINVAL;
 }
 
@@ -269,6 +298,7 @@ int mig_uri_listen(const MigUri *uri, int backlog)
 	case MIG_URI_UNIX:
 		return listen_unix(uri, backlog);
 	case MIG_URI_FD:
+	case MIG_URI_FILE:   /* a file is opened, not listened on */
 		break;
 	}
 	return -EINVAL;
@@ -488,6 +518,7 @@ int mig_uri_connect(const MigUri *uri, int timeout_ms)
 	case MIG_URI_UNIX:
 		return connect_unix(uri, deadline);
 	case MIG_URI_FD:
+	case MIG_URI_FILE:
 		break;
 	}
 	return -EINVAL;

@@ -1,18 +1,22 @@
-/* Migration URIs ("tcp:HOST:PORT", "unix:PATH", "fd:NAME") and the sockets behind them. */
+/* Migration URIs ("tcp:HOST:PORT", "unix:PATH", "fd:NAME", "file:PATH[,offset=N]") and
+ * the sockets behind the first three (a file is opened by its users: engine/mapfile.h). */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
 
-typedef enum { MIG_URI_TCP = 1, MIG_URI_UNIX = 2, MIG_URI_FD = 3 } MigUriKind;
+typedef enum { MIG_URI_TCP = 1, MIG_URI_UNIX = 2, MIG_URI_FD = 3, MIG_URI_FILE = 4 } MigUriKind;
 
 typedef struct MigUri {
 	MigUriKind kind;
 	char host[256];   /* tcp: host name or literal; "[::1]" brackets removed */
 	char port[16];    /* tcp: decimal port, "0" lets the kernel choose */
 	char path[108];   /* unix: socket path; fd: the descriptor's name (QMP getfd) */
+	char file[4096];  /* file: the file's path (QEMU's "file:PATH[,offset=N]") */
+	unsigned long long offset;  /* file: where the migration starts in it */
 } MigUri;
 
-/* Returns 0 or -EINVAL (unknown scheme, missing port, path too long...). */
+/* Returns 0 or -EINVAL (unknown scheme, missing port, path too long...). A file's
+ * offset is decimal or 0x-hex, as QEMU takes it. */
 int mig_uri_parse(const char *uri, MigUri *out);
 
 /* fd:NAME: a socket someone else connected (QMP getfd), made fit for a channel:

@@ -4,6 +4,7 @@
 #include "engine/dst/dst.h"
 #include "channels/io.h"
 #include "channels/uri.h"
+#include "engine/mapfile.h"
 #include <stddef.h>
 #include <string.h>
 
@@ -33,7 +34,7 @@ static const struct {
 	[MIG_CAP_POSTCOPY_PREEMPT] = { "postcopy-preempt", TRUE },
 	[MIG_CAP_SWITCHOVER_ACK] = { "switchover-ack", FALSE },
 	[MIG_CAP_DIRTY_LIMIT] = { "dirty-limit", FALSE },
-	[MIG_CAP_MAPPED_RAM] = { "mapped-ram", FALSE },
+	[MIG_CAP_MAPPED_RAM] = { "mapped-ram", TRUE },
 	[MIG_CAP_X_DEVICE_STATE_LANE] = { "x-device-state-lane", TRUE },
 };
 
@@ -175,6 +176,7 @@ static const struct param {
 	[MIG_PARAM_X_DEVICE_CHUNKS_IN_FLIGHT] = U("x-device-chunks-in-flight", x_device_chunks_in_flight, 0, 1024),
 	[MIG_PARAM_X_PREEMPT_CHANNELS] = U("x-preempt-channels", x_preempt_channels, 1, MIG_PREEMPT_MAX),
 	[MIG_PARAM_X_TCP_CONGESTION] = { "x-tcp-congestion", P_TCP_CC, offsetof(MigParams, x_tcp_congestion), 0, 0, NULL },
+	[MIG_PARAM_DIRECT_IO] = { "direct-io", P_BOOL, offsetof(MigParams, direct_io), 0, 1, NULL },
 #undef U
 #undef SZ
 };
@@ -451,6 +453,50 @@ gboolean mig_params_check_fd_uri(MigSession *s, const MigUri *uri, GError **err)
 	if (s->caps[MIG_CAP_MULTIFD] || s->caps[MIG_CAP_POSTCOPY_PREEMPT]) {
 		g_set_error(err, MIG_ERROR, EINVAL, "fd:%s is one socket: it cannot carry the channels of %s", uri->path,
 			    s->caps[MIG_CAP_MULTIFD] ? "multifd" : "postcopy-preempt");
+		return FALSE;
+	}
+	return TRUE;
+}
+
+gboolean mig_params_check_file(MigSession *s, const char *uri, gboolean source, GError **err)
+{
+	MigUri u;
+	gboolean file = mig_uri_parse(uri, &u) == 0 && u.kind == MIG_URI_FILE;
+
+	if (s->params.direct_io && !s->caps[MIG_CAP_MAPPED_RAM]) {
+		g_set_error(err, MIG_ERROR, EINVAL, "direct-io needs the mapped-ram capability: only mapped-ram puts pages at "
+			    "the aligned offsets O_DIRECT requires");
+		return FALSE;
+	}
+	if (s->caps[MIG_CAP_MAPPED_RAM] && !file) {
+		g_set_error(err, MIG_ERROR, EINVAL, "mapped-ram needs a file: URI: it lays RAM out at fixed offsets of a file");
+		return FALSE;
+	}
+	if (!file)
+		return TRUE;
+	if (!s->caps[MIG_CAP_MAPPED_RAM]) {
+		g_set_error(err, MIG_ERROR, ENOTSUP, "file: without mapped-ram (a streamed file) is not supported by mig; "
+			    "turn on the mapped-ram capability");
+		return FALSE;
+	}
+	if (source && s->caps[MIG_CAP_POSTCOPY_RAM]) {
+		g_set_error(err, MIG_ERROR, EINVAL, "postcopy-ram cannot save to a file: postcopy needs a destination that "
+			    "runs the guest and asks for its pages; turn postcopy-ram off");
+		return FALSE;
+	}
+	if (!source && s->caps[MIG_CAP_POSTCOPY_RAM]) {
+		g_set_error(err, MIG_ERROR, ENOTSUP, "postcopy restore from a mapped-ram file is not supported by mig yet; "
+			    "turn postcopy-ram off to load the whole file");
+		return FALSE;
+	}
+	if (s->params.direct_io && u.offset % MIG_MAPF_ALIGN) {
+		g_set_error(err, MIG_ERROR, EINVAL, "direct-io needs the file offset (%llu) to be a multiple of %u", u.offset,
+			    MIG_MAPF_ALIGN);
+		return FALSE;
+	}
+	if (s->devices->len) {
+		g_set_error(err, MIG_ERROR, ENOTSUP, "a mapped-ram file does not hold device state yet, and this VM has %u devices",
+			    s->devices->len);
 		return FALSE;
 	}
 	return TRUE;

@@ -239,7 +239,7 @@ gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 	MigTlsRun tls;
 
 	if (mig_uri_parse(uri, &parsed) < 0) {
-		g_set_error(err, MIG_ERROR, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT, unix:PATH or fd:NAME)", uri);
+		g_set_error(err, MIG_ERROR, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT, unix:PATH, fd:NAME or file:PATH[,offset=N])", uri);
 		return FALSE;
 	}
 	g_mutex_lock(&s->lock);
@@ -254,6 +254,7 @@ gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 		return FALSE;
 	}
 	if (!mig_params_check_lanes(s, err) || !mig_params_check_fd_uri(s, &parsed, err) ||
+	    !mig_params_check_file(s, uri, TRUE, err) ||
 	    !mig_tls_run_init(s, &s->params, FALSE, parsed.kind == MIG_URI_TCP ? parsed.host : "", &tls, err)) {
 		g_mutex_unlock(&s->lock);
 		return FALSE;
@@ -302,7 +303,8 @@ gboolean mig_session_incoming(MigSession *s, const char *uri, GError **err)
 
 	g_mutex_lock(&s->lock);
 	/* the credentials are taken again per channel; this only says early what is missing */
-	ok = mig_params_check_lanes(s, err) && mig_tls_run_init(s, &s->params, TRUE, NULL, &tls, err);
+	ok = mig_params_check_lanes(s, err) && mig_params_check_file(s, uri, FALSE, err) &&
+	     mig_tls_run_init(s, &s->params, TRUE, NULL, &tls, err);
 	if (ok) {
 		mig_tls_run_clear(&tls);
 		mig_tls_forget_channels_locked(s);   /* a retry after a failed incoming */
@@ -486,6 +488,16 @@ static void src_times(MigSession *s, MigInfo *info)
 		info->converging = st->converging;
 }
 
+/* x-file: what a mapped-ram file migration moved, and how. */
+static void file_query(MigSession *s, gboolean source, MigValue *extra)
+{
+	MigValue *f = mig_value_add_object(extra, "x-file");
+
+	mig_value_add_int(f, source ? "bytes-written" : "bytes-read", (gint64)mig_atomic_get(&s->stats.x_file_bytes));
+	mig_value_add_int(f, "queue-depth-reached", (gint64)mig_atomic_get(&s->stats.x_file_depth_peak));
+	mig_value_add_bool(f, "direct", s->stats.x_file_direct);
+}
+
 gboolean mig_session_query(MigSession *s, MigInfo *out)
 {
 	MigInfo info = {
@@ -512,6 +524,8 @@ gboolean mig_session_query(MigSession *s, MigInfo *out)
 			mig_dst_query(s, &info);
 		mig_tls_query_locked(s, info.extra);
 		mig_dev_query(s, info.source, &info);
+		if (s->stats.x_file)
+			file_query(s, info.source, info.extra);
 		if (info.source || mig_dst_started(s))
 			for (int i = 0; i < 16; i++)
 				g_snprintf(info.session_id + 2 * i, 3, "%02x", s->session_id[i]);

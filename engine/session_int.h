@@ -31,6 +31,7 @@ typedef struct MigParams {
 	guint64 x_device_chunks_in_flight; /* source: device chunks multifd holds at once; 0: a CPU each */
 	char *tls_creds, *tls_hostname, *tls_authz;
 	char *x_tcp_congestion;       /* the channels' TCP congestion control; "": the system's */
+	gboolean direct_io;           /* mapped-ram file: pages with O_DIRECT */
 } MigParams;
 
 /* Counters read by query-migrate while the migration threads update them. */
@@ -58,6 +59,10 @@ typedef struct MigStats {
 	gint64 t_dev_loaded;       /* the destination reported every device loaded */
 	gboolean converging;
 	gint64 src_thread_cpu_us;  /* CPU time of mig/src/main, set when it ends */
+	/* a mapped-ram file migration (query-migrate's x-file) */
+	gboolean x_file, x_file_direct;
+	guint64 x_file_bytes;      /* written (source) or read (destination) */
+	guint64 x_file_depth_peak; /* the most requests one worker's io_uring had in flight */
 } MigStats;
 
 struct MigSession {
@@ -159,6 +164,9 @@ int mig_session_take_fd(MigSession *s, const struct MigUri *uri, GError **err);
  * URI cannot carry (it is one socket). Call with lock held. */
 gboolean mig_params_check_lanes(MigSession *s, GError **err);
 gboolean mig_params_check_fd_uri(MigSession *s, const struct MigUri *uri, GError **err);
+/* At migrate / migrate-incoming: what a file: URI, mapped-ram and direct-io allow
+ * together. Call with lock held. */
+gboolean mig_params_check_file(MigSession *s, const char *uri, gboolean source, GError **err);
 
 /* The dirty tracker for one block: the embedder's, else uffd-wp. */
 MigDirtyTracker *mig_tracker_new(MigSession *s, const MigRamBlock *block, GError **err);

@@ -1,6 +1,7 @@
 /* The destination: a listener thread that admits channels by their typed hello, and a
  * loader thread that reads the main channel straight into guest memory. */
 #include "engine/dst/dst_int.h"
+#include "engine/dst/fileload.h"
 #include "engine/dst/multifd.h"
 #include "engine/dst/postcopy.h"
 #include "engine/dst/breakhuge.h"
@@ -561,9 +562,11 @@ gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err)
 	int fd;
 
 	if (mig_uri_parse(uri, &u) < 0)
-		return fail(err, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT, unix:PATH or fd:NAME)", uri);
+		return fail(err, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT, unix:PATH, fd:NAME or file:PATH[,offset=N])", uri);
 	if (!retry_after_failure(s, err))
 		return FALSE;
+	if (u.kind == MIG_URI_FILE)
+		return mig_file_dst_start(s, &u, err);
 	g_mutex_lock(&s->lock);
 	if (s->dst || s->status != MIG_STATUS_NONE) {
 		g_mutex_unlock(&s->lock);

@@ -4,6 +4,7 @@
 #include "engine/src/src_int.h"
 #include "engine/src/postcopy.h"
 #include "engine/src/devlane.h"
+#include "engine/src/filesave.h"
 #include "engine/bitmap.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
@@ -540,13 +541,17 @@ static gpointer src_thread(gpointer opaque)
 	Src *src = opaque;
 	MigSession *s = src->s;
 	g_autoptr(GError) err = NULL;
-	gboolean ok, postcopy = FALSE;
+	gboolean ok, file, postcopy = FALSE;
 
 	src->zero_mode = (guint)src->p.zero_page_detection;
-	ok = connect_main(src, &err) && setup_tracking(src, &err) && send_setup(src, &err) &&
-	     start_multifd(src, &err) && mig_pc_src_connect_preempt(src, &err) &&
-	     (src->dev = mig_dev_src_new(src, &err)) != NULL;
-	if (ok) {
+	file = mig_uri_parse(src->uri_text, &src->uri) == 0 && src->uri.kind == MIG_URI_FILE;
+	if (file)   /* mapped-ram: no peer, no channels; filesave.c does the passes */
+		ok = setup_tracking(src, &err) && mig_file_src_run(src, &err);
+	else
+		ok = connect_main(src, &err) && setup_tracking(src, &err) && send_setup(src, &err) &&
+		     start_multifd(src, &err) && mig_pc_src_connect_preempt(src, &err) &&
+		     (src->dev = mig_dev_src_new(src, &err)) != NULL;
+	if (ok && !file) {
 		g_mutex_lock(&s->lock);
 		s->stats.t_setup_done = g_get_monotonic_time();
 		if (!s->cancel)
@@ -557,7 +562,7 @@ static gpointer src_thread(gpointer opaque)
 		ok = precopy(src, &postcopy, &err) &&
 		     (postcopy ? mig_pc_src_run(src, &err) : stop_and_copy(src, &err));
 	}
-	if (!ok && !src->postcopy)
+	if (!ok && !src->postcopy && !file)
 		explain_send_error(src, &err);
 	{
 		struct timespec ts;

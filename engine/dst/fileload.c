@@ -1,0 +1,274 @@
+/* The destination of a mapped-ram file migration. Nothing reaches the guest before the
+ * whole file is checked: the header against this guest's RAM blocks (names, sizes, page
+ * sizes, the one layout they allow), the file's length, every bitmap's and the guest
+ * record's SHA-256. Then `multifd-channels` workers (one with multifd off), each with an
+ * io_uring, take chunks from a shared cursor and read the present pages of each chunk
+ * straight into guest memory, adjacent pages in one request; absent pages are zero and
+ * fresh guest memory already is, so they cost no I/O. */
+#include "engine/dst/fileload.h"
+#include "engine/dst/devlane.h"
+#include "engine/mapfile.h"
+#include "engine/ring.h"
+#include "engine/bitmap.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CHUNK_BYTES (2u << 20)
+
+typedef struct FileLoad {
+	MigSession *s;
+	MigUri u;
+	MigMapFile map;
+	int fd, dfd;
+	gulong **present;
+	guint64 *chunk_base;
+	guint nworkers;
+	MigRing **rings;
+	guint64 next_chunk;
+	GMutex err_lock;
+	GError *error;
+	gboolean failed;
+} FileLoad;
+
+typedef struct Worker {
+	FileLoad *fl;
+	guint index;
+	GThread *thread;
+} Worker;
+
+static gsize chunk_pages(const MigRamBlock *rb)
+{
+	return MAX(CHUNK_BYTES, rb->page_size) / rb->page_size;
+}
+
+static gboolean read_chunk(FileLoad *fl, MigRing *ring, guint bi, guint64 chunk, GError **err)
+{
+	MigRamBlock *rb = g_ptr_array_index(fl->s->ram, bi);
+	gsize ps = rb->page_size, cp = chunk_pages(rb), npages = mig_ram_block_pages(rb);
+	gsize first = chunk * cp, end = MIN(first + cp, npages), run = 0, nrun = 0;
+	guint64 base = fl->u.offset + fl->map.blocks[bi].pages_off;
+
+	for (gsize i = mig_bitmap_next(fl->present[bi], end, first); ; i = mig_bitmap_next(fl->present[bi], end, i + 1)) {
+		if (nrun && (i >= end || i != run + nrun)) {
+			if (!mig_ring_read(ring, rb->host + run * ps, nrun * ps, base + run * ps, err))
+				return FALSE;
+			nrun = 0;
+		}
+		if (i >= end)
+			return TRUE;
+		if (!nrun)
+			run = i;
+		nrun++;
+	}
+}
+
+static gpointer worker_thread(gpointer opaque)
+{
+	Worker *w = opaque;
+	FileLoad *fl = w->fl;
+	MigRing *ring = fl->rings[w->index];
+	guint nb = fl->s->ram->len;
+	GError *e = NULL;
+
+	while (!__atomic_load_n(&fl->failed, __ATOMIC_ACQUIRE)) {
+		guint64 c = __atomic_fetch_add(&fl->next_chunk, 1, __ATOMIC_RELAXED);
+		guint bi = 0;
+
+		if (c >= fl->chunk_base[nb])
+			break;
+		while (c >= fl->chunk_base[bi + 1])
+			bi++;
+		if (!read_chunk(fl, ring, bi, c - fl->chunk_base[bi], &e))
+			break;
+	}
+	if (!mig_ring_drain(ring, e ? NULL : &e) || e) {
+		g_mutex_lock(&fl->err_lock);
+		if (!fl->error)
+			fl->error = g_steal_pointer(&e);
+		g_mutex_unlock(&fl->err_lock);
+		g_clear_error(&e);
+		__atomic_store_n(&fl->failed, TRUE, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+static gboolean open_file(FileLoad *fl, GError **err)
+{
+	fl->fd = open(fl->u.file, O_RDONLY | O_CLOEXEC);
+	if (fl->fd < 0) {
+		g_set_error(err, MIG_ERROR, errno, "cannot open '%s': %s", fl->u.file, g_strerror(errno));
+		return FALSE;
+	}
+	fl->dfd = fl->fd;
+	if (fl->s->dst->p.direct_io) {
+		fl->dfd = open(fl->u.file, O_RDONLY | O_DIRECT | O_CLOEXEC);
+		if (fl->dfd < 0) {
+			g_set_error(err, MIG_ERROR, errno, "direct-io: cannot open '%s' with O_DIRECT (%s): its file system does "
+				    "not support direct I/O; turn direct-io off", fl->u.file, g_strerror(errno));
+			return FALSE;
+		}
+	}
+	fl->s->stats.x_file_direct = fl->s->dst->p.direct_io;
+	return TRUE;
+}
+
+/* Everything but the pages, checked; the guest record is returned for later. */
+static GBytes *check_file(FileLoad *fl, GError **err)
+{
+	MigSession *s = fl->s;
+	g_autofree guint8 *state = NULL;
+	guint8 sha[MIG_MAPF_SHA_LEN];
+
+	if (!mig_mapf_read_header(fl->fd, fl->u.offset, s->ram, &fl->map, err))
+		return NULL;
+	fl->present = g_new0(gulong *, s->ram->len);
+	fl->chunk_base = g_new0(guint64, s->ram->len + 1);
+	for (guint bi = 0; bi < s->ram->len; bi++) {
+		const MigRamBlock *rb = g_ptr_array_index(s->ram, bi);
+		const MigMapBlock *mb = &fl->map.blocks[bi];
+		gsize npages = mig_ram_block_pages(rb);
+		g_autofree guint8 *bm = g_malloc0(MAX(mb->bitmap_len, 1u));
+
+		fl->present[bi] = mig_bitmap_new(npages);
+		fl->chunk_base[bi + 1] = fl->chunk_base[bi] + (npages + chunk_pages(rb) - 1) / chunk_pages(rb);
+		if (!mig_mapf_pread(fl->fd, bm, mb->bitmap_len, fl->u.offset + mb->bitmap_off, "page bitmap", err))
+			return NULL;
+		mig_mapf_sha256(bm, mb->bitmap_len, sha);
+		if (memcmp(sha, mb->bitmap_sha, sizeof(sha)) || !mig_mapf_bitmap_unpack(bm, npages, fl->present[bi])) {
+			g_set_error(err, MIG_ERROR, EINVAL, "mapped-ram file refused: the page bitmap of RAM block '%s' is damaged "
+				    "(checksum)", rb->name);
+			return NULL;
+		}
+	}
+	state = g_malloc(MAX(fl->map.state_len, 1u));
+	if (!mig_mapf_pread(fl->fd, state, fl->map.state_len, fl->u.offset + fl->map.state_off, "guest record", err))
+		return NULL;
+	mig_mapf_sha256(state, fl->map.state_len, sha);
+	if (memcmp(sha, fl->map.state_sha, sizeof(sha))) {
+		g_set_error(err, MIG_ERROR, EINVAL, "mapped-ram file refused: the guest record is damaged (checksum)");
+		return NULL;
+	}
+	return g_bytes_new_take(g_steal_pointer(&state), fl->map.state_len);
+}
+
+static gboolean read_pages(FileLoad *fl, GError **err)
+{
+	MigSession *s = fl->s;
+	Worker *w;
+	guint64 peak = 0, bytes = 0;
+
+	fl->nworkers = s->caps[MIG_CAP_MULTIFD] ? (guint)s->dst->p.multifd_channels : 1;
+	fl->rings = g_new0(MigRing *, fl->nworkers);
+	for (guint i = 0; i < fl->nworkers; i++)
+		if (!(fl->rings[i] = mig_ring_new(fl->dfd, MIG_RING_QD, err)))
+			return FALSE;
+	w = g_newa(Worker, fl->nworkers);
+	for (guint i = 0; i < fl->nworkers; i++) {
+		char name[16];
+
+		w[i] = (Worker){ fl, i, NULL };
+		g_snprintf(name, sizeof(name), "mig/dst/file/%u", i);
+		w[i].thread = g_thread_new(name, worker_thread, &w[i]);
+	}
+	for (guint i = 0; i < fl->nworkers; i++) {
+		g_thread_join(w[i].thread);
+		peak = MAX(peak, mig_ring_depth_peak(fl->rings[i]));
+		bytes += mig_ring_bytes(fl->rings[i]);
+	}
+	mig_atomic_set(&s->stats.x_file_depth_peak, peak);
+	mig_atomic_set(&s->stats.x_file_bytes, bytes);
+	mig_atomic_set(&s->stats.transferred, bytes);
+	if (fl->error) {
+		g_propagate_error(err, g_steal_pointer(&fl->error));
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static gboolean load(FileLoad *fl, GError **err)
+{
+	MigSession *s = fl->s;
+	g_autoptr(GBytes) state = NULL;
+
+	if (!open_file(fl, err) || !(state = check_file(fl, err)))
+		return FALSE;
+	g_mutex_lock(&s->lock);
+	memcpy(s->session_id, fl->map.session, 16);   /* the saving migration's */
+	mig_set_status_locked(s, MIG_STATUS_ACTIVE);
+	g_mutex_unlock(&s->lock);
+	if (!read_pages(fl, err) || !s->vm->load_state(s->vm_opaque, state, err))
+		return FALSE;
+	g_mutex_lock(&s->lock);
+	if (s->dst_autostart) {
+		mig_dev_dst_run(s);
+		s->vm->cont(s->vm_opaque);
+		mig_set_runstate_locked(s, MIG_RUN_RUNNING);
+	} else {
+		mig_set_runstate_locked(s, MIG_RUN_PAUSED);
+	}
+	if (s->status != MIG_STATUS_FAILED)
+		mig_set_status_locked(s, MIG_STATUS_COMPLETED);
+	g_mutex_unlock(&s->lock);
+	if (s->vm->incoming_done)
+		s->vm->incoming_done(s->vm_opaque);
+	return TRUE;
+}
+
+static gpointer file_thread(gpointer opaque)
+{
+	FileLoad *fl = opaque;
+	g_autoptr(GError) err = NULL;
+
+	if (!load(fl, &err))
+		mig_session_report_error(fl->s, "%s", err->message);
+	for (guint i = 0; fl->rings && i < fl->nworkers; i++)
+		mig_ring_free(fl->rings[i]);
+	g_free(fl->rings);
+	for (guint bi = 0; fl->present && bi < fl->s->ram->len; bi++)
+		g_free(fl->present[bi]);
+	g_free(fl->present);
+	g_free(fl->chunk_base);
+	mig_mapf_clear(&fl->map);
+	if (fl->dfd >= 0 && fl->dfd != fl->fd)
+		close(fl->dfd);
+	if (fl->fd >= 0)
+		close(fl->fd);
+	g_clear_error(&fl->error);
+	g_mutex_clear(&fl->err_lock);
+	g_free(fl);
+	return NULL;
+}
+
+gboolean mig_file_dst_start(MigSession *s, const MigUri *u, GError **err)
+{
+	FileLoad *fl;
+	Dst *d;
+
+	g_mutex_lock(&s->lock);
+	if (s->dst || s->status != MIG_STATUS_NONE) {
+		g_mutex_unlock(&s->lock);
+		g_set_error(err, MIG_ERROR, EBUSY, "The incoming migration has already been started");
+		return FALSE;
+	}
+	if (s->runstate != MIG_RUN_INMIGRATE) {
+		g_mutex_unlock(&s->lock);
+		g_set_error(err, MIG_ERROR, EINVAL, "'-incoming' was not specified on the command line");
+		return FALSE;
+	}
+	d = mig_dst_new(s);
+	mig_params_copy(&d->p, &s->params);
+	d->incoming_started = TRUE;
+	s->dst = d;
+	s->stats.x_file = TRUE;
+	fl = g_new0(FileLoad, 1);
+	fl->s = s;
+	fl->u = *u;
+	fl->fd = fl->dfd = -1;
+	g_mutex_init(&fl->err_lock);
+	mig_set_status_locked(s, MIG_STATUS_SETUP);
+	d->main_thread = g_thread_new("mig/dst/file", file_thread, fl);
+	g_mutex_unlock(&s->lock);
+	return TRUE;
+}

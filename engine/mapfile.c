@@ -1,0 +1,261 @@
+/* The mapped-ram file format: layout, header packing and the destination's checks.
+ * Integers are big-endian like the wire's; every region starts MIG_MAPF_ALIGN-aligned
+ * and a block's pages at a multiple of its page size, so O_DIRECT can move them and a
+ * huge page is one extent. */
+#include "engine/mapfile.h"
+#include "engine/bitmap.h"
+#include "channels/wire.h"
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static guint64 align_up(guint64 v, guint64 a)
+{
+	return (v + a - 1) / a * a;
+}
+
+void mig_mapf_layout(MigMapFile *f, GPtrArray *ram, guint64 state_len)
+{
+	guint64 off;
+
+	memset(f, 0, sizeof(*f));
+	f->nblocks = ram->len;
+	f->blocks = g_new0(MigMapBlock, MAX(ram->len, 1u));
+	f->header_len = align_up(MIG_MAPF_HEAD_LEN + (guint64)ram->len * MIG_MAPF_BLOCK_LEN + MIG_MAPF_SHA_LEN,
+				 MIG_MAPF_ALIGN);
+	off = f->header_len;
+	for (guint i = 0; i < ram->len; i++) {
+		const MigRamBlock *rb = g_ptr_array_index(ram, i);
+		MigMapBlock *b = &f->blocks[i];
+
+		g_strlcpy(b->name, rb->name, sizeof(b->name));
+		b->size = rb->size;
+		b->page_size = rb->page_size;
+		b->bitmap_off = off;
+		b->bitmap_len = (mig_ram_block_pages(rb) + 7) / 8;
+		off = align_up(off + b->bitmap_len, MAX(MIG_MAPF_ALIGN, b->page_size));
+		b->pages_off = off;
+		off += b->size;
+	}
+	f->state_off = align_up(off, MIG_MAPF_ALIGN);
+	f->state_len = state_len;
+	f->file_len = f->state_off + state_len;
+}
+
+void mig_mapf_clear(MigMapFile *f)
+{
+	g_clear_pointer(&f->blocks, g_free);
+}
+
+void mig_mapf_sha256(const void *data, gsize len, guint8 out[MIG_MAPF_SHA_LEN])
+{
+	g_autoptr(GChecksum) c = g_checksum_new(G_CHECKSUM_SHA256);
+	gsize n = MIG_MAPF_SHA_LEN;
+
+	g_checksum_update(c, data, (gssize)len);
+	g_checksum_get_digest(c, out, &n);
+}
+
+guint8 *mig_mapf_pack(const MigMapFile *f)
+{
+	guint8 *h = g_malloc0(f->header_len);
+	guint8 *p = h + MIG_MAPF_HEAD_LEN;
+	gsize body = MIG_MAPF_HEAD_LEN + (gsize)f->nblocks * MIG_MAPF_BLOCK_LEN;
+
+	memcpy(h, MIG_MAPF_MAGIC, 8);
+	mig_put_be32(h + 8, MIG_MAPF_VERSION);
+	mig_put_be32(h + 12, f->flags);
+	mig_put_be32(h + 16, f->nblocks);
+	mig_put_be64(h + 24, f->file_len);
+	mig_put_be64(h + 32, f->state_off);
+	mig_put_be64(h + 40, f->state_len);
+	memcpy(h + 48, f->state_sha, MIG_MAPF_SHA_LEN);
+	memcpy(h + 80, f->session, 16);
+	for (guint i = 0; i < f->nblocks; i++, p += MIG_MAPF_BLOCK_LEN) {
+		const MigMapBlock *b = &f->blocks[i];
+
+		memcpy(p, b->name, strnlen(b->name, sizeof(b->name)));
+		mig_put_be64(p + 64, b->size);
+		mig_put_be64(p + 72, b->page_size);
+		mig_put_be64(p + 80, b->bitmap_off);
+		mig_put_be64(p + 88, b->bitmap_len);
+		mig_put_be64(p + 96, b->pages_off);
+		memcpy(p + 104, b->bitmap_sha, MIG_MAPF_SHA_LEN);
+	}
+	mig_mapf_sha256(h, body, h + body);
+	return h;
+}
+
+gboolean mig_mapf_pread(int fd, void *buf, gsize len, guint64 off, const char *what, GError **err)
+{
+	gsize done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, (guint8 *)buf + done, len - done, (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			g_set_error(err, MIG_ERROR, n < 0 ? errno : EIO, "reading the %s at file offset %" G_GUINT64_FORMAT ": %s",
+				    what, off + done, n < 0 ? g_strerror(errno) : "the file ends there (truncated)");
+			return FALSE;
+		}
+		done += (gsize)n;
+	}
+	return TRUE;
+}
+
+gboolean mig_mapf_pwrite(int fd, const void *buf, gsize len, guint64 off, const char *what, GError **err)
+{
+	gsize done = 0;
+
+	while (done < len) {
+		ssize_t n = pwrite(fd, (const guint8 *)buf + done, len - done, (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int e = n < 0 ? errno : ENOSPC;
+
+			g_set_error(err, MIG_ERROR, e, "writing the %s at file offset %" G_GUINT64_FORMAT ": %s", what,
+				    off + done, g_strerror(e));
+			return FALSE;
+		}
+		done += (gsize)n;
+	}
+	return TRUE;
+}
+
+void mig_mapf_bitmap_pack(const gulong *map, gsize npages, guint8 *out)
+{
+	memset(out, 0, (npages + 7) / 8);
+	for (gsize i = mig_bitmap_next(map, npages, 0); i < npages; i = mig_bitmap_next(map, npages, i + 1))
+		out[i / 8] |= (guint8)(1u << (i % 8));
+}
+
+gboolean mig_mapf_bitmap_unpack(const guint8 *in, gsize npages, gulong *map)
+{
+	gsize len = (npages + 7) / 8;
+
+	if (npages % 8 && (in[len - 1] >> (npages % 8)))
+		return FALSE;
+	for (gsize i = 0; i < len; i++) {
+		if (!in[i])
+			continue;
+		for (guint k = 0; k < 8; k++)
+			if (in[i] & (1u << k))
+				mig_bitmap_set(map, i * 8 + k);
+	}
+	return TRUE;
+}
+
+static gboolean bad(GError **err, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+static gboolean bad(GError **err, const char *fmt, ...)
+{
+	va_list ap;
+	g_autofree char *msg = NULL;
+
+	va_start(ap, fmt);
+	msg = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	g_set_error(err, MIG_ERROR, EINVAL, "mapped-ram file refused: %s", msg);
+	return FALSE;
+}
+
+/* A block table entry against the block this side has and where the layout puts it. */
+static gboolean check_block(const guint8 *p, guint i, const MigMapBlock *want, MigMapBlock *got, GError **err)
+{
+	memcpy(got->name, p, 64);
+	if (got->name[63] || strcmp(got->name, want->name))
+		return bad(err, "RAM block %u is '%.63s' in the file, '%s' here", i, got->name, want->name);
+	got->size = mig_get_be64(p + 64);
+	got->page_size = mig_get_be64(p + 72);
+	got->bitmap_off = mig_get_be64(p + 80);
+	got->bitmap_len = mig_get_be64(p + 88);
+	got->pages_off = mig_get_be64(p + 96);
+	memcpy(got->bitmap_sha, p + 104, MIG_MAPF_SHA_LEN);
+	if (got->size != want->size)
+		return bad(err, "RAM block '%s' has %" G_GUINT64_FORMAT " bytes in the file, %" G_GUINT64_FORMAT " here",
+			   want->name, got->size, want->size);
+	if (got->page_size != want->page_size)
+		return bad(err, "RAM block '%s' has %" G_GUINT64_FORMAT "-byte pages in the file, %" G_GUINT64_FORMAT " here",
+			   want->name, got->page_size, want->page_size);
+	if (got->bitmap_off != want->bitmap_off || got->bitmap_len != want->bitmap_len || got->pages_off != want->pages_off)
+		return bad(err, "RAM block '%s': bitmap or page offsets are not the format's layout", want->name);
+	return TRUE;
+}
+
+gboolean mig_mapf_read_header(int fd, guint64 start, GPtrArray *ram, MigMapFile *f, GError **err)
+{
+	g_autofree guint8 *h = g_malloc0(MIG_MAPF_ALIGN);
+	MigMapFile want;
+	guint8 sha[MIG_MAPF_SHA_LEN];
+	guint32 version, nblocks;
+	gsize body;
+	struct stat st;
+	gboolean ok = FALSE;
+
+	memset(f, 0, sizeof(*f));
+	if (fstat(fd, &st) < 0)
+		return bad(err, "cannot stat it: %s", g_strerror(errno));
+	if ((guint64)st.st_size < start + MIG_MAPF_HEAD_LEN)
+		return bad(err, "it has %lld bytes, too few for a header at offset %" G_GUINT64_FORMAT " (truncated or empty)",
+			   (long long)st.st_size, start);
+	if (!mig_mapf_pread(fd, h, MIG_MAPF_HEAD_LEN, start, "header", err))
+		return FALSE;
+	if (memcmp(h, MIG_MAPF_MAGIC, 8))
+		return bad(err, "no mapped-ram header at offset %" G_GUINT64_FORMAT " (bad magic)", start);
+	version = mig_get_be32(h + 8);
+	if (version != MIG_MAPF_VERSION)
+		return bad(err, "format version %u, this mig reads version %u", version, MIG_MAPF_VERSION);
+	f->flags = mig_get_be32(h + 12);
+	nblocks = mig_get_be32(h + 16);
+	if (nblocks != ram->len)
+		return bad(err, "it holds %u RAM blocks, this guest has %u", nblocks, ram->len);
+	if (nblocks > MIG_MAPF_MAX_BLOCKS)
+		return bad(err, "%u RAM blocks, more than the %u the format allows", nblocks, MIG_MAPF_MAX_BLOCKS);
+	body = MIG_MAPF_HEAD_LEN + (gsize)nblocks * MIG_MAPF_BLOCK_LEN;
+	h = g_realloc(h, body + MIG_MAPF_SHA_LEN);
+	if ((guint64)st.st_size < start + body + MIG_MAPF_SHA_LEN)
+		return bad(err, "the file ends inside its header (truncated)");
+	if (!mig_mapf_pread(fd, h + MIG_MAPF_HEAD_LEN, body + MIG_MAPF_SHA_LEN - MIG_MAPF_HEAD_LEN,
+			    start + MIG_MAPF_HEAD_LEN, "block table", err))
+		return FALSE;
+	mig_mapf_sha256(h, body, sha);
+	if (memcmp(sha, h + body, MIG_MAPF_SHA_LEN))
+		return bad(err, "the header's checksum does not match (damaged header)");
+	if (!(f->flags & MIG_MAPF_F_COMPLETE))
+		return bad(err, "it is marked incomplete: the save that wrote it did not finish");
+	if (f->flags & ~MIG_MAPF_F_COMPLETE)
+		return bad(err, "unknown flags 0x%x", f->flags & ~MIG_MAPF_F_COMPLETE);
+	f->nblocks = nblocks;
+	f->file_len = mig_get_be64(h + 24);
+	f->state_off = mig_get_be64(h + 32);
+	f->state_len = mig_get_be64(h + 40);
+	memcpy(f->state_sha, h + 48, MIG_MAPF_SHA_LEN);
+	memcpy(f->session, h + 80, 16);
+	if (f->state_len > MIG_MAPF_MAX_STATE)
+		return bad(err, "a guest record of %" G_GUINT64_FORMAT " bytes, more than %u", f->state_len, MIG_MAPF_MAX_STATE);
+	mig_mapf_layout(&want, ram, f->state_len);
+	f->header_len = want.header_len;
+	f->blocks = g_new0(MigMapBlock, MAX(nblocks, 1u));
+	for (guint i = 0; i < nblocks; i++)
+		if (!check_block(h + MIG_MAPF_HEAD_LEN + (gsize)i * MIG_MAPF_BLOCK_LEN, i, &want.blocks[i], &f->blocks[i], err))
+			goto out;
+	if (f->state_off != want.state_off || f->file_len != want.file_len) {
+		bad(err, "the guest record's offset or the file length is not the format's layout");
+		goto out;
+	}
+	if ((guint64)st.st_size < start + f->file_len) {
+		bad(err, "it has %lld bytes, the header says %" G_GUINT64_FORMAT " from offset %" G_GUINT64_FORMAT " (truncated)",
+		    (long long)st.st_size, f->file_len, start);
+		goto out;
+	}
+	ok = TRUE;
+out:
+	mig_mapf_clear(&want);
+	if (!ok)
+		mig_mapf_clear(f);
+	return ok;
+}

@@ -1,0 +1,58 @@
+/* The mapped-ram file format (capability mapped-ram, URI file:): a header with a block
+ * table, then per RAM block a bitmap of the pages present and the pages at fixed
+ * offsets, then the guest record. Byte by byte in docs/protocol.md ("Mapped-ram file").
+ * Both halves use it: the source lays the file out and fills the header, the
+ * destination checks every field against its own RAM before a byte goes into the guest. */
+#pragma once
+#include "engine/session_int.h"
+
+#define MIG_MAPF_MAGIC "MIGMAPRM"
+#define MIG_MAPF_VERSION 1u
+#define MIG_MAPF_F_COMPLETE 1u          /* set only once everything else is on disk */
+#define MIG_MAPF_HEAD_LEN 96u           /* fixed head before the block table */
+#define MIG_MAPF_BLOCK_LEN 144u         /* one block table entry */
+#define MIG_MAPF_SHA_LEN 32u            /* SHA-256 */
+#define MIG_MAPF_ALIGN 4096u            /* every region: O_DIRECT's and a 4K page's alignment */
+#define MIG_MAPF_MAX_BLOCKS 1024u
+#define MIG_MAPF_MAX_STATE (256u << 20) /* the guest record, at most */
+
+typedef struct MigMapBlock {
+	char name[64];
+	guint64 size, page_size;
+	guint64 bitmap_off, bitmap_len;    /* relative to the migration's start in the file */
+	guint64 pages_off;
+	guint8 bitmap_sha[MIG_MAPF_SHA_LEN];
+} MigMapBlock;
+
+typedef struct MigMapFile {
+	guint32 flags;
+	guint32 nblocks;
+	guint64 header_len;                /* the header region, MIG_MAPF_ALIGN-aligned */
+	guint64 file_len;                  /* from the start to the end of the guest record */
+	guint64 state_off, state_len;
+	guint8 state_sha[MIG_MAPF_SHA_LEN];
+	guint8 session[16];
+	MigMapBlock *blocks;
+} MigMapFile;
+
+/* The layout for these RAM blocks (MigRamBlock*) with a guest record of state_len bytes:
+ * the one layout a file of them may have. Free with mig_mapf_clear. */
+void mig_mapf_layout(MigMapFile *f, GPtrArray *ram, guint64 state_len);
+void mig_mapf_clear(MigMapFile *f);
+/* The header region's bytes (header_len of them, digest included). */
+guint8 *mig_mapf_pack(const MigMapFile *f);
+/* Reads and checks the header at offset start of fd against the session's RAM blocks
+ * and the file's size: magic, version, flags (COMPLETE set), digest, every block's
+ * name, size, page size and offsets (they must be the layout mig_mapf_layout gives),
+ * the guest record's bounds. A clear error names the first thing wrong. */
+gboolean mig_mapf_read_header(int fd, guint64 start, GPtrArray *ram, MigMapFile *f, GError **err);
+
+/* A block's bitmap in the file's byte order (page i: byte i/8, bit i%8) from an
+ * in-memory gulong bitmap, and back (checking that no bit past npages is set). */
+void mig_mapf_bitmap_pack(const gulong *map, gsize npages, guint8 *out);
+gboolean mig_mapf_bitmap_unpack(const guint8 *in, gsize npages, gulong *map);
+void mig_mapf_sha256(const void *data, gsize len, guint8 out[MIG_MAPF_SHA_LEN]);
+
+/* pread/pwrite of exactly len bytes, with a clear error naming what and where. */
+gboolean mig_mapf_pread(int fd, void *buf, gsize len, guint64 off, const char *what, GError **err);
+gboolean mig_mapf_pwrite(int fd, const void *buf, gsize len, guint64 off, const char *what, GError **err);

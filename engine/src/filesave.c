@@ -1,0 +1,354 @@
+/* The source of a mapped-ram file migration. Each pass splits RAM into chunks (2 MiB,
+ * or one huge page) that `multifd-channels` workers (one with multifd off), each with
+ * its own io_uring, take in turn from a shared cursor: a worker writes a chunk's dirty
+ * non-zero pages straight from guest memory at their offsets, adjacent pages in one
+ * request, and clears the present bit of a zero page instead of writing it. A page
+ * dirtied again is rewritten in place, so the file never grows with dirtying. The
+ * header written first has no COMPLETE flag; it gets it only after the pages, the
+ * bitmaps and the guest record are on disk, so a save that fails anywhere leaves a file
+ * no load accepts. */
+#include "engine/src/filesave.h"
+#include "engine/mapfile.h"
+#include "engine/ring.h"
+#include "engine/bitmap.h"
+#include "channels/uri.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CHUNK_BYTES (2u << 20)
+
+typedef struct FileSave {
+	Src *src;
+	MigMapFile map;
+	int fd;               /* the header, bitmaps and record: buffered */
+	int dfd;              /* the pages: O_DIRECT with direct-io, else fd */
+	guint64 start;        /* the URI's offset */
+	gulong **present;     /* per block: the page has data in the file (atomic bits) */
+	guint64 *chunk_base;  /* per block: its first chunk's number; [nblocks] = all */
+	guint nworkers;
+	MigRing **rings;
+	guint64 next_chunk;   /* the pass's cursor (atomic) */
+	GMutex err_lock;
+	GError *error;        /* the first worker error */
+	gboolean failed;      /* (atomic) stop taking chunks */
+} FileSave;
+
+typedef struct Worker {
+	FileSave *fs;
+	guint index;
+	GThread *thread;
+} Worker;
+
+static gsize chunk_pages(const MigRamBlock *rb)
+{
+	return MAX(CHUNK_BYTES, rb->page_size) / rb->page_size;
+}
+
+static void set_present(gulong *map, gsize i, gboolean on)
+{
+	gulong bit = 1ul << (i % (8 * sizeof(gulong)));
+
+	if (on)
+		__atomic_fetch_or(&map[i / (8 * sizeof(gulong))], bit, __ATOMIC_RELAXED);
+	else
+		__atomic_fetch_and(&map[i / (8 * sizeof(gulong))], ~bit, __ATOMIC_RELAXED);
+}
+
+static gboolean write_chunk(FileSave *fs, MigRing *ring, guint bi, guint64 chunk, GError **err)
+{
+	Src *src = fs->src;
+	SrcBlock *b = &src->blocks[bi];
+	MigStats *st = &src->s->stats;
+	gsize ps = b->rb->page_size, cp = chunk_pages(b->rb);
+	gsize first = chunk * cp, end = MIN(first + cp, b->npages);
+	gsize run = 0, nrun = 0, nzero = 0, ndata = 0;
+	guint64 base = fs->start + fs->map.blocks[bi].pages_off;
+
+	for (gsize i = mig_bitmap_next(b->dirty, end, first); ; i = mig_bitmap_next(b->dirty, end, i + 1)) {
+		gboolean zero = i < end && src->zero_mode && mig_mem_is_zero(b->rb->host + i * ps, ps);
+
+		/* the run ends at a gap, a zero page, the chunk's end */
+		if (nrun && (i >= end || zero || i != run + nrun)) {
+			if (!mig_ring_write(ring, b->rb->host + run * ps, nrun * ps, base + run * ps, err))
+				return FALSE;
+			nrun = 0;
+		}
+		if (i >= end)
+			break;
+		set_present(fs->present[bi], i, !zero);
+		if (zero) {
+			nzero++;
+			continue;
+		}
+		ndata++;
+		if (!nrun)
+			run = i;
+		nrun++;
+	}
+	mig_atomic_add(&st->duplicate, nzero);
+	mig_atomic_add(&st->normal, ndata);
+	mig_atomic_add(&st->normal_bytes, ndata * ps);
+	mig_atomic_add(&st->transferred, ndata * ps);
+	mig_atomic_add(src->in_downtime ? &st->downtime_bytes : &st->precopy_bytes, ndata * ps);
+	mig_atomic_set(&st->remaining, mig_atomic_get(&st->remaining) - MIN(mig_atomic_get(&st->remaining), (guint64)(ndata + nzero) * ps));
+	return TRUE;
+}
+
+static void worker_fail(FileSave *fs, GError *e)
+{
+	g_mutex_lock(&fs->err_lock);
+	if (!fs->error)
+		fs->error = e;
+	else
+		g_error_free(e);
+	g_mutex_unlock(&fs->err_lock);
+	__atomic_store_n(&fs->failed, TRUE, __ATOMIC_RELEASE);
+}
+
+static gpointer worker_thread(gpointer opaque)
+{
+	Worker *w = opaque;
+	FileSave *fs = w->fs;
+	MigRing *ring = fs->rings[w->index];
+	guint nb = fs->src->nblocks;
+	GError *e = NULL;
+
+	while (!__atomic_load_n(&fs->failed, __ATOMIC_ACQUIRE)) {
+		guint64 c = __atomic_fetch_add(&fs->next_chunk, 1, __ATOMIC_RELAXED);
+		guint bi = 0;
+
+		if (c >= fs->chunk_base[nb])
+			break;
+		if (mig_src_cancelled(fs->src)) {
+			g_set_error(&e, MIG_ERROR, ECANCELED, "migration cancelled");
+			break;
+		}
+		while (c >= fs->chunk_base[bi + 1])
+			bi++;
+		if (!write_chunk(fs, ring, bi, c - fs->chunk_base[bi], &e))
+			break;
+	}
+	/* every write of the pass is done (or failed) before the pass counts */
+	if (!mig_ring_drain(ring, e ? NULL : &e) || e)
+		worker_fail(fs, e);
+	return NULL;
+}
+
+/* One pass over the dirty bitmaps; clears them afterwards (the workers only read them:
+ * a page written meanwhile is already in the tracker's next collect). */
+static gboolean write_pass(FileSave *fs, GError **err)
+{
+	Src *src = fs->src;
+	Worker *w = g_newa(Worker, fs->nworkers);
+	guint64 peak = 0;
+
+	fs->next_chunk = 0;
+	for (guint i = 0; i < fs->nworkers; i++) {
+		char name[16];
+
+		w[i] = (Worker){ fs, i, NULL };
+		g_snprintf(name, sizeof(name), "mig/src/file/%u", i);
+		w[i].thread = g_thread_new(name, worker_thread, &w[i]);
+	}
+	for (guint i = 0; i < fs->nworkers; i++) {
+		g_thread_join(w[i].thread);
+		peak = MAX(peak, mig_ring_depth_peak(fs->rings[i]));
+	}
+	mig_atomic_set(&src->s->stats.x_file_depth_peak, peak);
+	{
+		guint64 bytes = 0;
+
+		for (guint i = 0; i < fs->nworkers; i++)
+			bytes += mig_ring_bytes(fs->rings[i]);
+		mig_atomic_set(&src->s->stats.x_file_bytes, bytes);
+	}
+	if (fs->error) {
+		g_propagate_error(err, g_steal_pointer(&fs->error));
+		return FALSE;
+	}
+	for (guint bi = 0; bi < src->nblocks; bi++)
+		memset(src->blocks[bi].dirty, 0, mig_bitmap_longs(src->blocks[bi].npages) * sizeof(gulong));
+	src->pass++;
+	return TRUE;
+}
+
+static gboolean open_file(FileSave *fs, GError **err)
+{
+	const MigUri *u = &fs->src->uri;
+
+	fs->fd = open(u->file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fs->fd < 0) {
+		g_set_error(err, MIG_ERROR, errno, "cannot open '%s' for writing: %s", u->file, g_strerror(errno));
+		return FALSE;
+	}
+	/* an older save behind the offset is no longer there to be mistaken for this one */
+	if (ftruncate(fs->fd, (off_t)u->offset) < 0) {
+		g_set_error(err, MIG_ERROR, errno, "cannot truncate '%s' to offset %llu: %s", u->file, u->offset, g_strerror(errno));
+		return FALSE;
+	}
+	fs->dfd = fs->fd;
+	if (fs->src->p.direct_io) {
+		fs->dfd = open(u->file, O_WRONLY | O_DIRECT | O_CLOEXEC);
+		if (fs->dfd < 0) {
+			g_set_error(err, MIG_ERROR, errno, "direct-io: cannot open '%s' with O_DIRECT (%s): its file system does "
+				    "not support direct I/O; turn direct-io off", u->file, g_strerror(errno));
+			return FALSE;
+		}
+	}
+	fs->src->s->stats.x_file_direct = fs->src->p.direct_io;
+	return TRUE;
+}
+
+static gboolean setup(FileSave *fs, GError **err)
+{
+	Src *src = fs->src;
+	MigSession *s = src->s;
+	g_autofree guint8 *hdr = NULL;
+	MigStats *st = &s->stats;
+
+	fs->start = src->uri.offset;
+	if (!open_file(fs, err))
+		return FALSE;
+	mig_mapf_layout(&fs->map, s->ram, 0);
+	memcpy(fs->map.session, s->session_id, 16);
+	/* marked incomplete from the first byte on */
+	hdr = mig_mapf_pack(&fs->map);
+	if (!mig_mapf_pwrite(fs->fd, hdr, fs->map.header_len, fs->start, "header", err))
+		return FALSE;
+	fs->present = g_new0(gulong *, src->nblocks);
+	fs->chunk_base = g_new0(guint64, src->nblocks + 1);
+	for (guint bi = 0; bi < src->nblocks; bi++) {
+		const MigRamBlock *rb = src->blocks[bi].rb;
+
+		fs->present[bi] = mig_bitmap_new(src->blocks[bi].npages);
+		fs->chunk_base[bi + 1] = fs->chunk_base[bi] + (src->blocks[bi].npages + chunk_pages(rb) - 1) / chunk_pages(rb);
+	}
+	fs->nworkers = s->caps[MIG_CAP_MULTIFD] ? (guint)src->p.multifd_channels : 1;
+	fs->rings = g_new0(MigRing *, fs->nworkers);
+	for (guint i = 0; i < fs->nworkers; i++)
+		if (!(fs->rings[i] = mig_ring_new(fs->dfd, MIG_RING_QD, err)))
+			return FALSE;
+	st->x_file = TRUE;
+	return TRUE;
+}
+
+/* Live passes until the dirty rest fits downtime-limit at the file's measured rate. */
+static gboolean live_passes(FileSave *fs, GError **err)
+{
+	Src *src = fs->src;
+	MigSession *s = src->s;
+	MigStats *st = &s->stats;
+
+	for (;;) {
+		gint64 t0 = g_get_monotonic_time();
+		guint64 todo = mig_atomic_get(&st->remaining), dirty, bw, expected;
+
+		if (!write_pass(fs, err) || !mig_src_sync_dirty(src, &dirty, err))
+			return FALSE;
+		if (s->caps[MIG_CAP_EVENTS])
+			mig_emit(s, &(MigEvent){ .type = MIG_EVENT_MIGRATION_PASS, .pass = mig_atomic_get(&st->dirty_sync_count) });
+		bw = MAX(todo * G_USEC_PER_SEC / (guint64)MAX(g_get_monotonic_time() - t0, 1), 1u);
+		if (todo >= (4u << 20) || !mig_atomic_get(&st->bandwidth))
+			mig_atomic_set(&st->bandwidth, bw);
+		expected = dirty * 1000 / MAX(mig_atomic_get(&st->bandwidth), 1u);
+		mig_atomic_set(&st->expected_downtime, expected);
+		if (expected <= __atomic_load_n(&s->params.downtime_limit, __ATOMIC_RELAXED))
+			return TRUE;
+		if (mig_src_cancelled(src)) {
+			g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
+			return FALSE;
+		}
+	}
+}
+
+/* Guest stopped: the last dirty pages, then everything that makes the file loadable,
+ * each step on disk before the next; the COMPLETE flag last. */
+static gboolean stop_and_copy(FileSave *fs, GError **err)
+{
+	Src *src = fs->src;
+	MigSession *s = src->s;
+	g_autoptr(GBytes) state = NULL;
+	g_autofree guint8 *hdr = NULL;
+	guint64 dirty;
+
+	if (!mig_src_stop_vm(src, err) || !mig_src_sync_dirty(src, &dirty, err) || !write_pass(fs, err))
+		return FALSE;
+	s->stats.t_ram_done = g_get_monotonic_time();
+	if (fdatasync(fs->dfd) < 0) {
+		g_set_error(err, MIG_ERROR, errno, "flushing the pages to '%s': %s", src->uri.file, g_strerror(errno));
+		return FALSE;
+	}
+	state = s->vm->save_state(s->vm_opaque, err);
+	if (!state)
+		return FALSE;
+	if (g_bytes_get_size(state) > MIG_MAPF_MAX_STATE) {
+		g_set_error(err, MIG_ERROR, EFBIG, "the guest record has %zu bytes, more than a mapped-ram file holds (%u)",
+			    g_bytes_get_size(state), MIG_MAPF_MAX_STATE);
+		return FALSE;
+	}
+	fs->map.state_len = g_bytes_get_size(state);
+	fs->map.file_len = fs->map.state_off + fs->map.state_len;
+	mig_mapf_sha256(g_bytes_get_data(state, NULL), fs->map.state_len, fs->map.state_sha);
+	for (guint bi = 0; bi < src->nblocks; bi++) {
+		MigMapBlock *mb = &fs->map.blocks[bi];
+		g_autofree guint8 *bm = g_malloc0(MAX(mb->bitmap_len, 1u));
+
+		mig_mapf_bitmap_pack(fs->present[bi], src->blocks[bi].npages, bm);
+		mig_mapf_sha256(bm, mb->bitmap_len, mb->bitmap_sha);
+		if (!mig_mapf_pwrite(fs->fd, bm, mb->bitmap_len, fs->start + mb->bitmap_off, "page bitmap", err))
+			return FALSE;
+	}
+	if (!mig_mapf_pwrite(fs->fd, g_bytes_get_data(state, NULL), fs->map.state_len, fs->start + fs->map.state_off,
+			     "guest record", err))
+		return FALSE;
+	if (fdatasync(fs->fd) < 0) {
+		g_set_error(err, MIG_ERROR, errno, "flushing '%s': %s", src->uri.file, g_strerror(errno));
+		return FALSE;
+	}
+	fs->map.flags = MIG_MAPF_F_COMPLETE;
+	hdr = mig_mapf_pack(&fs->map);
+	if (!mig_mapf_pwrite(fs->fd, hdr, fs->map.header_len, fs->start, "header", err))
+		return FALSE;
+	if (fdatasync(fs->fd) < 0) {
+		g_set_error(err, MIG_ERROR, errno, "flushing the header of '%s': %s", src->uri.file, g_strerror(errno));
+		return FALSE;
+	}
+	mig_atomic_add(&s->stats.x_file_bytes, fs->map.header_len + fs->map.state_len);
+	s->stats.downtime_us = g_get_monotonic_time() - s->stats.t_stop;
+	return TRUE;
+}
+
+gboolean mig_file_src_run(Src *src, GError **err)
+{
+	MigSession *s = src->s;
+	FileSave fs = { .src = src, .fd = -1, .dfd = -1 };
+	gboolean ok;
+
+	g_mutex_init(&fs.err_lock);
+	ok = setup(&fs, err);
+	if (ok) {
+		g_mutex_lock(&s->lock);
+		s->stats.t_setup_done = g_get_monotonic_time();
+		if (!s->cancel)
+			mig_set_status_locked(s, MIG_STATUS_ACTIVE);
+		g_mutex_unlock(&s->lock);
+		ok = live_passes(&fs, err) && stop_and_copy(&fs, err);
+	}
+	for (guint i = 0; fs.rings && i < fs.nworkers; i++)
+		mig_ring_free(fs.rings[i]);
+	g_free(fs.rings);
+	for (guint bi = 0; fs.present && bi < src->nblocks; bi++)
+		g_free(fs.present[bi]);
+	g_free(fs.present);
+	g_free(fs.chunk_base);
+	mig_mapf_clear(&fs.map);
+	if (fs.dfd >= 0 && fs.dfd != fs.fd)
+		close(fs.dfd);
+	if (fs.fd >= 0)
+		close(fs.fd);
+	g_clear_error(&fs.error);
+	g_mutex_clear(&fs.err_lock);
+	return ok;
+}
