@@ -239,7 +239,8 @@ static JsonNode *h_query_params(JsonObject *args, gpointer s, GError **err)
 	return json_builder_get_root(b);
 }
 
-/* QEMU's "channels" form: [{"channel-type":"main","addr":{"transport":"socket",...}}]. */
+/* QEMU's "channels" form: [{"channel-type":"main","addr":{"transport":"socket",...}}],
+ * or {"transport":"file","filename":PATH,"offset":N}. */
 static char *uri_from_channels(JsonNode *n, GError **err)
 {
 	JsonArray *a = JSON_NODE_HOLDS_ARRAY(n) ? json_node_get_array(n) : NULL;
@@ -253,9 +254,14 @@ static char *uri_from_channels(JsonNode *n, GError **err)
 	ch = json_array_get_object_element(a, 0);
 	addr = json_object_has_member(ch, "addr") && JSON_NODE_HOLDS_OBJECT(json_object_get_member(ch, "addr"))
 		       ? json_object_get_object_member(ch, "addr") : NULL;
+	if (addr && !g_strcmp0(json_object_get_string_member_with_default(ch, "channel-type", "main"), "main") &&
+	    !g_strcmp0(json_object_get_string_member_with_default(addr, "transport", ""), "file"))
+		return g_strdup_printf("file:%s,offset=%" G_GINT64_FORMAT,
+				       json_object_get_string_member_with_default(addr, "filename", ""),
+				       json_object_get_int_member_with_default(addr, "offset", 0));
 	if (!addr || g_strcmp0(json_object_get_string_member_with_default(ch, "channel-type", "main"), "main") ||
 	    g_strcmp0(json_object_get_string_member_with_default(addr, "transport", ""), "socket")) {
-		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Only a 'main' channel with a 'socket' address is supported");
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Only a 'main' channel with a 'socket' or 'file' address is supported");
 		return NULL;
 	}
 	type = json_object_get_string_member_with_default(addr, "type", "");

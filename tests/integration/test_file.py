@@ -1,0 +1,334 @@
+#!/usr/bin/env python3
+"""Migration to and from a file: QEMU's file: URI with the mapped-ram capability.
+
+Round trips through a mapped-ram file for every memory backend, checked unit by unit
+by the destination's guest (x-integrity); a live save of a writing guest and a save of
+a stopped one; damaged files (truncated, bad magic or version, flipped bytes in the
+header and in the page bitmap, marked incomplete, another guest size or page size)
+refused before a byte is read into the guest; a full file system (a small tmpfs made
+here) fails the save, leaves the source running and the file marked incomplete;
+direct-io on tmpfs; the combinations that make no sense refused with the reason."""
+import contextlib
+import hashlib
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mig_harness as h  # noqa: E402
+
+HEAD_LEN, BLOCK_LEN, SHA_LEN = 96, 144, 32
+FILE_CAPS = {"mapped-ram": True}
+SIZE = 128 * h.MiB
+
+
+@contextlib.contextmanager
+def workdir():
+    d = tempfile.mkdtemp(prefix="mig-file-", dir=os.environ.get("MIG_TMPDIR", "/tmp"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def small_tmpfs(size):
+    """A tmpfs of this size, mounted for the case and removed after it."""
+    d = tempfile.mkdtemp(prefix="mig-file-tmpfs-", dir="/tmp")
+    try:
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s" % size, "tmpfs", d],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise h.Skip("kernel lacks a mountable tmpfs here (%s)" % r.stderr.strip())
+        try:
+            yield d
+        finally:
+            subprocess.run(["umount", "-l", d], capture_output=True, timeout=30)
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
+
+
+def save(src, path, caps=None, params=None, timeout=60):
+    src.set_caps(dict(FILE_CAPS, **(caps or {})))
+    src.set_params(params or {})
+    src.cmd("migrate", uri="file:" + path)
+    return src.wait_status("completed", timeout=timeout)
+
+
+def restore(path, guest, caps=None, params=None, status="completed", timeout=60):
+    """A fresh destination loads path; returns (migd, its query-migrate)."""
+    dst = h.Migd("dst", guest + ["--incoming", "defer"])
+    dst.set_caps(dict(FILE_CAPS, **(caps or {})))
+    dst.set_params(params or {})
+    dst.cmd("migrate-incoming", uri="file:" + path)
+    if status == "failed":
+        info = h.wait_until(lambda: (lambda i: i if i.get("status") == "failed" else None)(dst.query_migrate()),
+                            timeout, "the destination to refuse the file")
+    else:
+        info = dst.wait_status(status, timeout=timeout)
+    return dst, info
+
+
+def check_restored(dst, size):
+    dst.wait_running(True, timeout=30)
+    integ = dst.wait_integrity(timeout=120)
+    h.check(integ.get("failed") == 0, "restored guest damaged: %s" % integ)
+    h.check(integ.get("total") == size // h.UNIT, "x-integrity total %r, want %d" % (integ.get("total"), size // h.UNIT))
+
+
+def check_saved(src, info, path, size, direct=False, page=4096):
+    xf = info.get("x-file") or {}
+    h.check(xf.get("bytes-written", 0) > 0, "x-file reports nothing written: %s" % info)
+    h.check(xf.get("queue-depth-reached", 0) >= 1, "x-file queue depth: %s" % xf)
+    h.check(xf.get("direct") is direct, "x-file direct %r, want %r" % (xf.get("direct"), direct))
+    h.check(info.get("downtime") is not None, "no downtime reported: %s" % info)
+    st = src.query_status()
+    h.check(st.get("status") == "postmigrate" and st.get("running") is False,
+            "source after a save: %s" % st)
+    # pages sit at fixed offsets: however often the guest dirtied them, the file is the
+    # guest's size plus header, bitmap and guest record
+    flen = os.path.getsize(path)
+    h.check(flen <= size + page + 2 * h.MiB, "file has %d bytes for a %d-byte guest: it grew with dirtying" % (flen, size))
+    with open(path, "rb") as f:
+        head = f.read(HEAD_LEN)
+    h.check(head[:8] == b"MIGMAPRM" and struct.unpack(">I", head[12:16])[0] == 1,
+            "saved file's head: %r" % head[:16])
+
+
+def case_live_anon_multifd():
+    """A live save of a writing guest over 2 io_uring workers, restored and checked."""
+    with workdir() as d:
+        path = os.path.join(d, "anon.img")
+        with h.Migd("src", h.guest_args("128M", workload="seq")) as src:
+            info = save(src, path, caps={"multifd": True}, params={"multifd-channels": 2, "downtime-limit": 300})
+            h.check(info["ram"]["dirty-sync-count"] >= 2, "a live save takes passes: %s" % info["ram"])
+            check_saved(src, info, path, SIZE)
+        dst, dinfo = restore(path, h.guest_args("128M"), caps={"multifd": True}, params={"multifd-channels": 2})
+        with dst:
+            h.check((dinfo.get("x-file") or {}).get("bytes-read", 0) > 0, "destination x-file: %s" % dinfo)
+            check_restored(dst, SIZE)
+
+
+def case_stopped_memfd_zero_pages():
+    """Suspend to file: the guest is stopped first; zero pages cost no write (the
+    bitmap says so) and the file stays sparse; the restored guest checks every unit."""
+    with workdir() as d:
+        path = os.path.join(d, "memfd.img")
+        guest = h.guest_args("128M", backend="memfd", workload="idle,zero=0.5", seed=7)
+        with h.Migd("src", guest) as src:
+            src.cmd("stop")
+            info = save(src, path)
+            check_saved(src, info, path, SIZE)
+            h.check(info["ram"]["duplicate"] > 0, "no zero pages found in a half-zero guest: %s" % info["ram"])
+            written = info["x-file"]["bytes-written"]
+            h.check(written < SIZE * 3 // 4, "%d bytes written for a half-zero %d-byte guest" % (written, SIZE))
+        h.check(os.stat(path).st_blocks * 512 < SIZE * 3 // 4, "the file of a half-zero guest is not sparse")
+        dst, _ = restore(path, h.guest_args("128M", backend="memfd", seed=7))
+        with dst:
+            check_restored(dst, SIZE)
+
+
+def case_hugetlb_2m_direct_io():
+    """2 MiB pages with O_DIRECT on this file system."""
+    h.require_hugepages(2 * SIZE // (2 * h.MiB))
+    with workdir() as d:
+        path = os.path.join(d, "huge.img")
+        guest = h.guest_args("128M", backend="hugetlb", hugepage_size="2M", workload="seq")
+        try:
+            os.close(os.open(os.path.join(d, "probe"), os.O_CREAT | os.O_WRONLY | os.O_DIRECT))
+        except OSError as e:
+            raise h.Skip("kernel lacks O_DIRECT on the test's file system (%s)" % e)
+        with h.Migd("src", guest) as src:
+            info = save(src, path, caps={"multifd": True}, params={"direct-io": True, "multifd-channels": 2})
+            check_saved(src, info, path, SIZE, direct=True, page=2 * h.MiB)
+        dst, _ = restore(path, h.guest_args("128M", backend="hugetlb", hugepage_size="2M"),
+                         params={"direct-io": True})
+        with dst:
+            check_restored(dst, SIZE)
+
+
+def case_hugetlb_1g():
+    h.require_hugepages(2, size_kb=1 << 20)
+    with workdir() as d:
+        path = os.path.join(d, "huge1g.img")
+        with h.Migd("src", h.guest_args("1G", backend="hugetlb", hugepage_size="1G", workload="seq")) as src:
+            info = save(src, path, caps={"multifd": True})
+            check_saved(src, info, path, h.GiB, page=h.GiB)
+        dst, _ = restore(path, h.guest_args("1G", backend="hugetlb", hugepage_size="1G"))
+        with dst:
+            check_restored(dst, h.GiB)
+
+
+def damage(path, out, how):
+    shutil.copyfile(path, out)
+    with open(out, "r+b") as f:
+        head = f.read(HEAD_LEN)
+        nblocks = struct.unpack(">I", head[16:20])[0]
+        body = HEAD_LEN + nblocks * BLOCK_LEN
+        f.seek(0)
+        hdr = bytearray(f.read(body + SHA_LEN))
+        if how == "truncated":
+            f.truncate(os.path.getsize(out) // 2)
+        elif how == "magic":
+            hdr[0] ^= 0xff
+        elif how == "version":
+            hdr[8:12] = struct.pack(">I", 2)
+        elif how == "header-byte":
+            hdr[30] ^= 0x01              # inside the file length
+        elif how == "incomplete":
+            hdr[12:16] = struct.pack(">I", 0)
+            hdr[body:body + SHA_LEN] = hashlib.sha256(bytes(hdr[:body])).digest()
+        elif how == "bitmap-bit":
+            bitmap_off = struct.unpack(">Q", hdr[HEAD_LEN + 80:HEAD_LEN + 88])[0]
+            f.seek(bitmap_off + 3)
+            b = f.read(1)
+            f.seek(bitmap_off + 3)
+            f.write(bytes([b[0] ^ 0x10]))
+        if how in ("magic", "version", "header-byte", "incomplete"):
+            f.seek(0)
+            f.write(hdr)
+
+
+def case_damaged_files_refused():
+    """Every damage is refused with its reason, and nothing was read into the guest."""
+    with workdir() as d:
+        path = os.path.join(d, "good.img")
+        # the guest's size does not matter here: small ones start faster
+        with h.Migd("src", h.guest_args("32M", workload="idle")) as src:
+            save(src, path)
+        cases = [
+            ("truncated", h.guest_args("32M"), "truncated"),
+            ("magic", h.guest_args("32M"), "bad magic"),
+            ("version", h.guest_args("32M"), "version 2"),
+            ("header-byte", h.guest_args("32M"), "damaged header"),
+            ("bitmap-bit", h.guest_args("32M"), "bitmap of RAM block"),
+            ("incomplete", h.guest_args("32M"), "marked incomplete"),
+            (None, h.guest_args("64M"), "bytes in the file"),   # another guest size
+        ]
+        if os.path.isdir("/sys/kernel/mm/hugepages/hugepages-2048kB"):
+            h.require_hugepages(16)
+            cases.append((None, h.guest_args("32M", backend="hugetlb", hugepage_size="2M"), "-byte pages in the file"))
+        for how, guest, want in cases:
+            f = path
+            if how:
+                f = os.path.join(d, how + ".img")
+                damage(path, f, how)
+            dst, info = restore(f, guest, status="failed")
+            with dst:
+                err = info.get("error-desc") or ""
+                print("%s: %s" % (how or " ".join(guest), err))
+                h.check(want in err and "refused" in err, "%s: error %r does not say %r" % (how, err, want))
+                h.check((info.get("x-file") or {}).get("bytes-read") == 0,
+                        "%s: pages were read into the guest before the refusal: %s" % (how, info))
+                st = dst.query_status()
+                h.check(st.get("running") is False, "%s: the refused guest runs: %s" % (how, st))
+
+
+def case_enospc_and_direct_io_on_tmpfs():
+    """A 48 MiB tmpfs: saving 128 MiB runs out of space; the source keeps running, its
+    guest intact, and the file is marked incomplete (a load refuses it). direct-io on
+    tmpfs: a clear error if tmpfs refuses O_DIRECT, else a save that works."""
+    with small_tmpfs("48M") as d, h.Migd("src", h.guest_args("128M", workload="seq")) as src:
+        path = os.path.join(d, "full.img")
+        src.set_caps(FILE_CAPS)
+        src.cmd("migrate", uri="file:" + path)
+        info = h.wait_until(lambda: (lambda i: i if i.get("status") == "failed" else None)(src.query_migrate()),
+                            60, "the save to a full file system to fail")
+        err = info.get("error-desc") or ""
+        print("ENOSPC: %s" % err)
+        h.check("No space left" in err, "error does not name the full disk: %r" % err)
+        src.wait_running(True, timeout=10)
+        chk = src.cmd("x-guest-check", timeout=120)
+        h.check(chk.get("failed") == 0, "source guest damaged by the failed save: %s" % chk)
+        with open(path, "rb") as f:
+            head = f.read(HEAD_LEN)
+        h.check(head[:8] == b"MIGMAPRM" and struct.unpack(">I", head[12:16])[0] == 0,
+                "the failed save's file is not marked incomplete: %r" % head[:16])
+        dst, dinfo = restore(path, h.guest_args("128M"), status="failed")
+        with dst:
+            h.check("marked incomplete" in (dinfo.get("error-desc") or ""), "load of the failed save: %s" % dinfo)
+        os.unlink(path)
+
+        # direct-io on tmpfs
+        small = h.guest_args("16M", workload="seq")
+        probe = os.path.join(d, "probe")
+        try:
+            os.close(os.open(probe, os.O_CREAT | os.O_WRONLY | os.O_DIRECT))
+            tmpfs_direct = True
+        except OSError:
+            tmpfs_direct = False
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+        path = os.path.join(d, "direct.img")
+        with h.Migd("src2", small) as src2:
+            src2.set_caps(FILE_CAPS)
+            src2.set_params({"direct-io": True})
+            src2.cmd("migrate", uri="file:" + path)
+            if tmpfs_direct:
+                info = src2.wait_status("completed", timeout=60)
+                print("tmpfs takes O_DIRECT here: saved with direct-io")
+                h.check(info["x-file"]["direct"] is True, "x-file: %s" % info["x-file"])
+            else:
+                info = h.wait_until(lambda: (lambda i: i if i.get("status") == "failed" else None)(src2.query_migrate()),
+                                    60, "direct-io on tmpfs to fail")
+                err = info.get("error-desc") or ""
+                print("direct-io on tmpfs: %s" % err)
+                h.check("O_DIRECT" in err, "error does not name O_DIRECT: %r" % err)
+                src2.wait_running(True, timeout=10)
+
+
+def case_refusals():
+    """Combinations that make no sense are refused at migrate, naming why; the guest
+    keeps running."""
+    with workdir() as d, h.Migd("src", h.guest_args("64M", workload="idle")) as src:
+        uri = "file:" + os.path.join(d, "x.img")
+
+        def refused(want, caps=None, params=None, u=uri):
+            src.set_caps(caps or {})
+            src.set_params(params or {})
+            try:
+                src.cmd("migrate", uri=u)
+            except h.QmpError as e:
+                print("refused: %s" % e)
+                h.check(want in str(e), "refusal %r does not say %r" % (str(e), want))
+            else:
+                raise h.HarnessError("migrate %s with %s %s was accepted" % (u, caps, params))
+            src.set_caps({k: False for k in (caps or {})})
+            src.set_params({k: False for k in (params or {})})
+
+        refused("mapped-ram", caps={})
+        refused("postcopy", caps={"mapped-ram": True, "postcopy-ram": True})
+        refused("direct-io needs the mapped-ram", params={"direct-io": True})
+        refused("needs a file: URI", caps={"mapped-ram": True}, u="tcp:127.0.0.1:1")
+        refused("offset", caps={"mapped-ram": True, "postcopy-ram": False}, params={"direct-io": True},
+                u=uri + ",offset=100")
+        h.check(src.query_status().get("running") is True, "source stopped by a refused migrate")
+        h.check(not os.path.exists(os.path.join(d, "x.img")), "a refused migrate created the file")
+
+
+def case_offset_and_channels():
+    """file:PATH,offset=N keeps the bytes before N, and the channels form works."""
+    with workdir() as d:
+        path = os.path.join(d, "off.img")
+        with open(path, "wb") as f:
+            f.write(b"keep" * 1024)
+        with h.Migd("src", h.guest_args("64M", workload="seq")) as src:
+            src.set_caps(FILE_CAPS)
+            src.cmd("migrate", channels=[{"channel-type": "main",
+                                          "addr": {"transport": "file", "filename": path, "offset": 4096}}])
+            src.wait_status("completed", timeout=60)
+        with open(path, "rb") as f:
+            h.check(f.read(4096) == b"keep" * 1024, "the bytes before the offset were changed")
+        dst, _ = restore(path + ",offset=4096", h.guest_args("64M"))
+        with dst:
+            check_restored(dst, 64 * h.MiB)
+
+
+if __name__ == "__main__":
+    h.main([case_live_anon_multifd, case_stopped_memfd_zero_pages, case_hugetlb_2m_direct_io,
+            case_hugetlb_1g, case_damaged_files_refused, case_enospc_and_direct_io_on_tmpfs,
+            case_refusals, case_offset_and_channels])
