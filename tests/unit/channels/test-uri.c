@@ -66,6 +66,8 @@ static void test_parse_bad(void)
 		"tcp:host:1 ", "tcp:host:8x", "tcp:host:0x10", "tcp:host:1:2", "tcp:::1:80",
 		"tcp:[::1]", "tcp:[::1]80", "tcp:[::1:80", "tcp:[]:80", "tcp:[::1]:",
 		"unix:", "fd:", "fd:3", "udp:host:1", "TCP:host:1", "tcp6:host:1", "host:1", ":1",
+		"file:", "file:,offset=1", "file:/x,offset=", "file:/x,offset=-1", "file:/x,offset=1x",
+		"file:/x,size=1", "file:/x,offset=99999999999999999999999",
 		long_unix, long_tcp,
 	};
 	MigUri u;
@@ -76,6 +78,26 @@ static void test_parse_bad(void)
 	}
 	g_assert_cmpint(mig_uri_parse(NULL, &u), ==, -EINVAL);
 	g_assert_cmpint(mig_uri_parse("tcp:h:1", NULL), ==, -EINVAL);
+}
+
+/* QEMU's file:PATH[,offset=N], N decimal or 0x-hex. */
+static void test_parse_file(void)
+{
+	MigUri u;
+
+	g_assert_cmpint(mig_uri_parse("file:/tmp/a,b.img", &u), ==, -EINVAL);
+	g_assert_cmpint(mig_uri_parse("file:/tmp/vm.img", &u), ==, 0);
+	g_assert_cmpint(u.kind, ==, MIG_URI_FILE);
+	g_assert_cmpstr(u.file, ==, "/tmp/vm.img");
+	g_assert_cmpuint(u.offset, ==, 0);
+	g_assert_cmpint(mig_uri_parse("file:rel/x:y,offset=4096", &u), ==, 0);
+	g_assert_cmpstr(u.file, ==, "rel/x:y");
+	g_assert_cmpuint(u.offset, ==, 4096);
+	g_assert_cmpint(mig_uri_parse("file:/x,offset=0x1000", &u), ==, 0);
+	g_assert_cmpuint(u.offset, ==, 4096);
+	/* a file is not a socket */
+	g_assert_cmpint(mig_uri_listen(&u, 1), ==, -EINVAL);
+	g_assert_cmpint(mig_uri_connect(&u, 10), ==, -EINVAL);
 }
 
 /* The limits are exactly the buffer sizes, not one less or more. */
@@ -476,6 +498,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/channels/uri/adopt-fd", test_adopt_fd);
 	g_test_add_func("/channels/uri/parse-bad", test_parse_bad);
 	g_test_add_func("/channels/uri/parse-limits", test_parse_limits);
+	g_test_add_func("/channels/uri/parse-file", test_parse_file);
 	g_test_add_func("/channels/uri/tcp-v4", test_tcp_v4);
 	g_test_add_func("/channels/uri/tcp-v6", test_tcp_v6);
 	g_test_add_func("/channels/uri/local-wildcard", test_local_wildcard);

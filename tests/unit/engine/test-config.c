@@ -118,6 +118,10 @@ static void test_all_or_nothing(void)
 	g_assert_error(err, MIG_ERROR, ENOTSUP);
 	g_clear_error(&err);
 	g_assert_false(mig_cap_supported(MIG_CAP_XBZRLE));
+	g_assert_true(mig_cap_supported(MIG_CAP_MAPPED_RAM));
+	g_assert_cmpstr(mig_cap_name(MIG_CAP_MAPPED_RAM), ==, "mapped-ram");
+	g_assert_cmpstr(mig_param_name(MIG_PARAM_DIRECT_IO), ==, "direct-io");
+	g_assert_cmpint(mig_param_type(MIG_PARAM_DIRECT_IO), ==, MIG_PARAM_TYPE_BOOL);
 
 	caps[1].cap = MIG_CAP_POSTCOPY_RAM;
 	g_assert_true(mig_session_set_caps(s, caps, G_N_ELEMENTS(caps), &err));
