@@ -484,11 +484,6 @@ gboolean mig_params_check_file(MigSession *s, const char *uri, gboolean source, 
 			    "runs the guest and asks for its pages; turn postcopy-ram off");
 		return FALSE;
 	}
-	if (!source && s->caps[MIG_CAP_POSTCOPY_RAM]) {
-		g_set_error(err, MIG_ERROR, ENOTSUP, "postcopy restore from a mapped-ram file is not supported by mig yet; "
-			    "turn postcopy-ram off to load the whole file");
-		return FALSE;
-	}
 	if (s->params.direct_io && u.offset % MIG_MAPF_ALIGN) {
 		g_set_error(err, MIG_ERROR, EINVAL, "direct-io needs the file offset (%llu) to be a multiple of %u", u.offset,
 			    MIG_MAPF_ALIGN);

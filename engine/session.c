@@ -496,6 +496,8 @@ static void file_query(MigSession *s, gboolean source, MigValue *extra)
 	mig_value_add_int(f, source ? "bytes-written" : "bytes-read", (gint64)mig_atomic_get(&s->stats.x_file_bytes));
 	mig_value_add_int(f, "queue-depth-reached", (gint64)mig_atomic_get(&s->stats.x_file_depth_peak));
 	mig_value_add_bool(f, "direct", s->stats.x_file_direct);
+	if (s->stats.x_file_running_us)
+		mig_value_add_double(f, "running-after-ms", (double)s->stats.x_file_running_us / 1000.0);
 }
 
 gboolean mig_session_query(MigSession *s, MigInfo *out)

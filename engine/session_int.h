@@ -63,6 +63,7 @@ typedef struct MigStats {
 	gboolean x_file, x_file_direct;
 	guint64 x_file_bytes;      /* written (source) or read (destination) */
 	guint64 x_file_depth_peak; /* the most requests one worker's io_uring had in flight */
+	gint64 x_file_running_us;  /* lazy restore: migrate-incoming until the guest ran */
 } MigStats;
 
 struct MigSession {

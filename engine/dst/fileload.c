@@ -7,11 +7,13 @@
  * fresh guest memory already is, so they cost no I/O. */
 #include "engine/dst/fileload.h"
 #include "engine/dst/devlane.h"
+#include "engine/dst/postcopy.h"
 #include "engine/mapfile.h"
 #include "engine/ring.h"
 #include "engine/bitmap.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -30,17 +32,78 @@ typedef struct FileLoad {
 	GMutex err_lock;
 	GError *error;
 	gboolean failed;
+	gsize max_chunk;      /* lazy: bytes of the largest chunk */
+	gboolean lazy;        /* postcopy-ram: the guest runs first, pages come through userfaultfd */
+	guint8 *fault_buf;    /* lazy: the fault thread's page, aligned for O_DIRECT */
 } FileLoad;
 
 typedef struct Worker {
 	FileLoad *fl;
 	guint index;
 	GThread *thread;
+	guint8 *buf;          /* lazy: a chunk read here before it is placed */
 } Worker;
+
+static gboolean quitting(FileLoad *fl)
+{
+	return __atomic_load_n(&fl->s->dst->mf_quit, __ATOMIC_ACQUIRE) || __atomic_load_n(&fl->failed, __ATOMIC_ACQUIRE);
+}
 
 static gsize chunk_pages(const MigRamBlock *rb)
 {
 	return MAX(CHUNK_BYTES, rb->page_size) / rb->page_size;
+}
+
+/* Lazy restore: a vCPU faulted on a page not placed yet. Its offset is known, so one
+ * read at queue depth 1 serves it, on the fault thread itself: ahead of any prefetch. */
+static int lazy_fetch(gpointer opaque, guint bi, gsize page)
+{
+	FileLoad *fl = opaque;
+	MigRamBlock *rb = g_ptr_array_index(fl->s->ram, bi);
+	g_autoptr(GError) e = NULL;
+
+	if (!mig_mapf_pread(fl->dfd, fl->fault_buf, rb->page_size,
+			    fl->u.offset + fl->map.blocks[bi].pages_off + (guint64)page * rb->page_size, "faulted page", &e) ||
+	    !mig_pc_dst_place(fl->s, bi, page, fl->fault_buf, &e)) {
+		mig_session_report_error(fl->s, "lazy restore: %s", e->message);
+		return -(e->code ? e->code : EIO);
+	}
+	mig_atomic_add(&fl->s->stats.x_file_bytes, rb->page_size);
+	return 0;
+}
+
+/* Lazy restore's prefetch: the chunk's present pages not placed yet, read into the
+ * worker's buffer and placed whole through userfaultfd (a page a fault placed
+ * meanwhile is left alone). */
+static gboolean prefetch_chunk(FileLoad *fl, Worker *w, MigRing *ring, guint bi, guint64 chunk, GError **err)
+{
+	MigSession *s = fl->s;
+	MigRamBlock *rb = g_ptr_array_index(s->ram, bi);
+	gsize ps = rb->page_size, cp = chunk_pages(rb), npages = mig_ram_block_pages(rb);
+	gsize first = chunk * cp, end = MIN(first + cp, npages), run = 0, nrun = 0;
+	guint64 base = fl->u.offset + fl->map.blocks[bi].pages_off;
+	gulong *want = mig_bitmap_new(cp);
+	gboolean ok = TRUE;
+
+	for (gsize i = first; i < end; i++)
+		if (mig_bitmap_test(fl->present[bi], i) && !mig_bitmap_test(s->dst->received[bi], i))
+			mig_bitmap_set(want, i - first);
+	for (gsize k = mig_bitmap_next(want, end - first, 0); ok; k = mig_bitmap_next(want, end - first, k + 1)) {
+		if (nrun && (k >= end - first || k != run + nrun)) {
+			ok = mig_ring_read(ring, w->buf + run * ps, nrun * ps, base + (first + run) * ps, err);
+			nrun = 0;
+		}
+		if (k >= end - first)
+			break;
+		if (!nrun)
+			run = k;
+		nrun++;
+	}
+	ok = ok && mig_ring_drain(ring, err);
+	for (gsize k = mig_bitmap_next(want, end - first, 0); ok && k < end - first; k = mig_bitmap_next(want, end - first, k + 1))
+		ok = mig_pc_dst_place(s, bi, first + k, w->buf + k * ps, err);
+	g_free(want);
+	return ok;
 }
 
 static gboolean read_chunk(FileLoad *fl, MigRing *ring, guint bi, guint64 chunk, GError **err)
@@ -72,7 +135,7 @@ static gpointer worker_thread(gpointer opaque)
 	guint nb = fl->s->ram->len;
 	GError *e = NULL;
 
-	while (!__atomic_load_n(&fl->failed, __ATOMIC_ACQUIRE)) {
+	while (!quitting(fl)) {
 		guint64 c = __atomic_fetch_add(&fl->next_chunk, 1, __ATOMIC_RELAXED);
 		guint bi = 0;
 
@@ -80,9 +143,12 @@ static gpointer worker_thread(gpointer opaque)
 			break;
 		while (c >= fl->chunk_base[bi + 1])
 			bi++;
-		if (!read_chunk(fl, ring, bi, c - fl->chunk_base[bi], &e))
+		if (!(fl->lazy ? prefetch_chunk(fl, w, ring, bi, c - fl->chunk_base[bi], &e)
+			       : read_chunk(fl, ring, bi, c - fl->chunk_base[bi], &e)))
 			break;
 	}
+	if (!e && __atomic_load_n(&fl->s->dst->mf_quit, __ATOMIC_ACQUIRE))
+		g_set_error(&e, MIG_ERROR, ECANCELED, "the incoming migration was stopped");
 	if (!mig_ring_drain(ring, e ? NULL : &e) || e) {
 		g_mutex_lock(&fl->err_lock);
 		if (!fl->error)
@@ -168,22 +234,66 @@ static gboolean read_pages(FileLoad *fl, GError **err)
 	for (guint i = 0; i < fl->nworkers; i++) {
 		char name[16];
 
-		w[i] = (Worker){ fl, i, NULL };
+		w[i] = (Worker){ fl, i, NULL, NULL };
+		if (fl->lazy && posix_memalign((void **)&w[i].buf, MIG_MAPF_ALIGN, fl->max_chunk))
+			g_error("out of memory for a prefetch buffer");
 		g_snprintf(name, sizeof(name), "mig/dst/file/%u", i);
 		w[i].thread = g_thread_new(name, worker_thread, &w[i]);
 	}
 	for (guint i = 0; i < fl->nworkers; i++) {
 		g_thread_join(w[i].thread);
+		free(w[i].buf);
 		peak = MAX(peak, mig_ring_depth_peak(fl->rings[i]));
 		bytes += mig_ring_bytes(fl->rings[i]);
 	}
 	mig_atomic_set(&s->stats.x_file_depth_peak, peak);
-	mig_atomic_set(&s->stats.x_file_bytes, bytes);
-	mig_atomic_set(&s->stats.transferred, bytes);
+	mig_atomic_add(&s->stats.x_file_bytes, bytes);
+	mig_atomic_add(&s->stats.transferred, bytes);
 	if (fl->error) {
 		g_propagate_error(err, g_steal_pointer(&fl->error));
 		return FALSE;
 	}
+	return TRUE;
+}
+
+/* The guest, running: its vCPUs (and guest/verify) fault pages in through lazy_fetch
+ * while the workers prefetch the rest in order. Pages absent from the file are zero:
+ * marked received, a fault on one is placed as a zero page without I/O. */
+static gboolean lazy_start(FileLoad *fl, GBytes *state, GError **err)
+{
+	MigSession *s = fl->s;
+	gsize maxps = 0;
+
+	s->dst->received = g_new0(gulong *, s->ram->len);
+	for (guint bi = 0; bi < s->ram->len; bi++) {
+		MigRamBlock *rb = g_ptr_array_index(s->ram, bi);
+		gsize npages = mig_ram_block_pages(rb);
+
+		s->dst->received[bi] = mig_bitmap_new(npages);
+		for (gsize i = 0; i < npages; i++)
+			if (!mig_bitmap_test(fl->present[bi], i))
+				mig_bitmap_set(s->dst->received[bi], i);
+		maxps = MAX(maxps, rb->page_size);
+		fl->max_chunk = MAX(fl->max_chunk, chunk_pages(rb) * rb->page_size);
+	}
+	if (posix_memalign((void **)&fl->fault_buf, MIG_MAPF_ALIGN, maxps))
+		g_error("out of memory for the fault buffer");
+	if (!mig_pc_dst_listen(s, err))
+		return FALSE;
+	mig_pc_dst_set_fetch(s, lazy_fetch, fl);
+	if (!s->vm->load_state(s->vm_opaque, state, err))
+		return FALSE;
+	g_mutex_lock(&s->lock);
+	if (s->dst_autostart) {
+		s->vm->cont(s->vm_opaque);
+		mig_set_runstate_locked(s, MIG_RUN_RUNNING);
+	} else {
+		mig_set_runstate_locked(s, MIG_RUN_PAUSED);
+	}
+	s->stats.x_file_running_us = g_get_monotonic_time() - s->stats.t_start;
+	if (s->status != MIG_STATUS_FAILED)
+		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_ACTIVE);
+	g_mutex_unlock(&s->lock);
 	return TRUE;
 }
 
@@ -198,6 +308,14 @@ static gboolean load(FileLoad *fl, GError **err)
 	memcpy(s->session_id, fl->map.session, 16);   /* the saving migration's */
 	mig_set_status_locked(s, MIG_STATUS_ACTIVE);
 	g_mutex_unlock(&s->lock);
+	if (fl->lazy) {
+		if (!lazy_start(fl, state, err) || !read_pages(fl, err) || !mig_pc_dst_finish(s, err))
+			return FALSE;
+		mig_set_status(s, MIG_STATUS_COMPLETED);
+		if (s->vm->incoming_done)
+			s->vm->incoming_done(s->vm_opaque);
+		return TRUE;
+	}
 	if (!read_pages(fl, err) || !s->vm->load_state(s->vm_opaque, state, err))
 		return FALSE;
 	g_mutex_lock(&s->lock);
@@ -237,6 +355,7 @@ static gpointer file_thread(gpointer opaque)
 		close(fl->fd);
 	g_clear_error(&fl->error);
 	g_mutex_clear(&fl->err_lock);
+	free(fl->fault_buf);
 	g_free(fl);
 	return NULL;
 }
@@ -266,6 +385,8 @@ gboolean mig_file_dst_start(MigSession *s, const MigUri *u, GError **err)
 	fl->s = s;
 	fl->u = *u;
 	fl->fd = fl->dfd = -1;
+	fl->lazy = s->caps[MIG_CAP_POSTCOPY_RAM];
+	s->stats.t_start = g_get_monotonic_time();
 	g_mutex_init(&fl->err_lock);
 	mig_set_status_locked(s, MIG_STATUS_SETUP);
 	d->main_thread = g_thread_new("mig/dst/file", file_thread, fl);

@@ -40,6 +40,9 @@ typedef struct PcDst {
 	PcBlock *blocks;
 	guint nblocks;
 
+	MigPcFetchFn fetch;    /* no source: a fault is served here (lazy restore) */
+	gpointer fetch_opaque;
+
 	GMutex stat_lock;
 	guint64 requests, placed_requested, lat_sum_ns;
 	guint64 dist[LAT_BUCKETS];
@@ -212,8 +215,12 @@ static int handle_fault(PcDst *pc, guint64 addr, pid_t tid)
 		guint8 req[MIG_PAGE_REQ_LEN];
 		struct iovec iov = { req, sizeof(req) };
 
-		mig_put_head16(req, bi, 0, (guint64)page * b->rb->page_size);
 		__atomic_add_fetch(&pc->requests, 1, __ATOMIC_RELAXED);
+		if (pc->fetch) {
+			MIG_PROBE(request_sent, bi, (guint64)page * b->rb->page_size);
+			return pc->fetch(pc->fetch_opaque, bi, page);
+		}
+		mig_put_head16(req, bi, 0, (guint64)page * b->rb->page_size);
 		/* before the write, as page_sent: once the bytes are in the socket the source
 		 * may read and answer them while this thread waits for a CPU */
 		MIG_PROBE(request_sent, bi, (guint64)page * b->rb->page_size);
@@ -324,6 +331,15 @@ gboolean mig_pc_dst_listen(MigSession *s, GError **err)
 	__atomic_store_n(&s->dst->pc, pc, __ATOMIC_RELEASE);
 	pc->fault_thread = g_thread_new("mig/dst/fault", fault_main, pc);
 	return TRUE;
+}
+
+void mig_pc_dst_set_fetch(MigSession *s, MigPcFetchFn fetch, gpointer opaque)
+{
+	PcDst *pc = s->dst->pc;
+
+	/* before the guest runs, so before any fault: the fault thread reads them after */
+	pc->fetch_opaque = opaque;
+	pc->fetch = fetch;
 }
 
 gboolean mig_pc_dst_discard(MigSession *s, guint block, guint64 first, guint64 n, GError **err)

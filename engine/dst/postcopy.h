@@ -6,6 +6,11 @@
 #include "engine/postcopy.h"
 
 gboolean mig_pc_dst_listen(MigSession *s, GError **err);
+/* Where a faulting page comes from when there is no source to ask: fetch reads it and
+ * places it (mig_pc_dst_place) on the fault thread, returning 0 or -errno. Set after
+ * listen and before the guest runs (the lazy restore from a file, fileload.c). */
+typedef int (*MigPcFetchFn)(gpointer opaque, guint block, gsize page);
+void mig_pc_dst_set_fetch(MigSession *s, MigPcFetchFn fetch, gpointer opaque);
 gboolean mig_pc_dst_discard(MigSession *s, guint block, guint64 first, guint64 n, GError **err);
 /* Places one whole host page (data NULL: a zero page). Safe from any thread; a page
  * already present is left alone. */
