@@ -56,6 +56,10 @@ typedef struct Dst {
 	GThread *urgent_thread[MIG_PREEMPT_MAX];  /* mig/dst/urg/N: preempt channel N's loader */
 	int urgent_fd[MIG_PREEMPT_MAX];
 	guint urgent_expected;     /* preempt channels this destination takes (0: preempt off) */
+	/* a file migration's state (fileload.c): the lazy restore's fault thread reads
+	 * the file until postcopy is freed, so it is freed after that */
+	gpointer file;
+	GDestroyNotify file_free;
 } Dst;
 
 /* dst.c: what every part of the half may do. */

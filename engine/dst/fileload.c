@@ -334,13 +334,12 @@ static gboolean load(FileLoad *fl, GError **err)
 	return TRUE;
 }
 
-static gpointer file_thread(gpointer opaque)
+/* After postcopy is freed (mig_dst_shutdown): a lazy restore that failed may still have
+ * its fault thread reading the file until then. */
+static void file_free(gpointer opaque)
 {
 	FileLoad *fl = opaque;
-	g_autoptr(GError) err = NULL;
 
-	if (!load(fl, &err))
-		mig_session_report_error(fl->s, "%s", err->message);
 	for (guint i = 0; fl->rings && i < fl->nworkers; i++)
 		mig_ring_free(fl->rings[i]);
 	g_free(fl->rings);
@@ -357,6 +356,15 @@ static gpointer file_thread(gpointer opaque)
 	g_mutex_clear(&fl->err_lock);
 	free(fl->fault_buf);
 	g_free(fl);
+}
+
+static gpointer file_thread(gpointer opaque)
+{
+	FileLoad *fl = opaque;
+	g_autoptr(GError) err = NULL;
+
+	if (!load(fl, &err))
+		mig_session_report_error(fl->s, "%s", err->message);
 	return NULL;
 }
 
@@ -389,6 +397,8 @@ gboolean mig_file_dst_start(MigSession *s, const MigUri *u, GError **err)
 	s->stats.t_start = g_get_monotonic_time();
 	g_mutex_init(&fl->err_lock);
 	mig_set_status_locked(s, MIG_STATUS_SETUP);
+	d->file = fl;
+	d->file_free = file_free;
 	d->main_thread = g_thread_new("mig/dst/file", file_thread, fl);
 	g_mutex_unlock(&s->lock);
 	return TRUE;

@@ -661,6 +661,8 @@ void mig_dst_shutdown(MigSession *s)
 		s->dst->urgent_fd[i] = -1;
 	}
 	mig_pc_dst_free(s);
+	if (s->dst->file_free)
+		s->dst->file_free(g_steal_pointer(&s->dst->file));
 	for (int i = 0; i < 2; i++)
 		if (s->dst->listen_wake[i] >= 0)
 			close(s->dst->listen_wake[i]);
