@@ -4,7 +4,9 @@
  * record's SHA-256. Then `multifd-channels` workers (one with multifd off), each with an
  * io_uring, take chunks from a shared cursor and read the present pages of each chunk
  * straight into guest memory, adjacent pages in one request; absent pages are zero and
- * fresh guest memory already is, so they cost no I/O. */
+ * fresh guest memory already is, so they cost no I/O. With postcopy-ram the guest runs
+ * first (lazy restore): faults are served from the file by postcopy's fault thread
+ * (lazy_fetch) while the workers prefetch the rest through userfaultfd. */
 #include "engine/dst/fileload.h"
 #include "engine/dst/devlane.h"
 #include "engine/dst/postcopy.h"
