@@ -498,6 +498,8 @@ static void file_query(MigSession *s, gboolean source, MigValue *extra)
 	mig_value_add_bool(f, "direct", s->stats.x_file_direct);
 	if (s->stats.x_file_running_us)
 		mig_value_add_double(f, "running-after-ms", (double)s->stats.x_file_running_us / 1000.0);
+	if (s->stats.x_file_all_in_us)
+		mig_value_add_double(f, "all-in-after-ms", (double)s->stats.x_file_all_in_us / 1000.0);
 }
 
 gboolean mig_session_query(MigSession *s, MigInfo *out)

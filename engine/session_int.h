@@ -64,6 +64,7 @@ typedef struct MigStats {
 	guint64 x_file_bytes;      /* written (source) or read (destination) */
 	guint64 x_file_depth_peak; /* the most requests one worker's io_uring had in flight */
 	gint64 x_file_running_us;  /* lazy restore: migrate-incoming until the guest ran */
+	gint64 x_file_all_in_us;   /* lazy restore: migrate-incoming until every page was in */
 } MigStats;
 
 struct MigSession {

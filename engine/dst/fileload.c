@@ -313,7 +313,11 @@ static gboolean load(FileLoad *fl, GError **err)
 	if (fl->lazy) {
 		if (!lazy_start(fl, state, err) || !read_pages(fl, err) || !mig_pc_dst_finish(s, err))
 			return FALSE;
-		mig_set_status(s, MIG_STATUS_COMPLETED);
+		g_mutex_lock(&s->lock);
+		s->stats.x_file_all_in_us = g_get_monotonic_time() - s->stats.t_start;
+		if (s->status != MIG_STATUS_FAILED)
+			mig_set_status_locked(s, MIG_STATUS_COMPLETED);
+		g_mutex_unlock(&s->lock);
 		if (s->vm->incoming_done)
 			s->vm->incoming_done(s->vm_opaque);
 		return TRUE;

@@ -196,9 +196,12 @@ def lazy_restore(backend, hugepage_size=None):
             check_restored(dst, 64 * h.MiB)
             info = dst.query_migrate()
             xf = info.get("x-file") or {}
-            print("lazy restore: running after %s ms, x-postcopy-latency %s, requests %s"
-                  % (xf.get("running-after-ms"), info.get("x-postcopy-latency"), info.get("x-postcopy-requests")))
+            print("lazy restore: running after %s ms, all in after %s ms, x-postcopy-latency %s, requests %s"
+                  % (xf.get("running-after-ms"), xf.get("all-in-after-ms"), info.get("x-postcopy-latency"),
+                     info.get("x-postcopy-requests")))
             h.check(xf.get("running-after-ms") is not None, "no running-after-ms in x-file: %s" % xf)
+            h.check(xf.get("all-in-after-ms", -1) >= xf["running-after-ms"],
+                    "every page in at %s ms, before the guest ran at %s ms" % (xf.get("all-in-after-ms"), xf["running-after-ms"]))
             # whether the vCPUs beat the prefetch to a page depends on scheduling; that
             # every fault served is timed exactly once does not
             lat = info.get("x-postcopy-latency") or {}
