@@ -3,6 +3,7 @@
  * and a block's pages at a multiple of its page size, so O_DIRECT can move them and a
  * huge page is one extent. */
 #include "engine/mapfile.h"
+#include "engine/device_int.h"
 #include "engine/bitmap.h"
 #include "channels/wire.h"
 #include <errno.h>
@@ -15,15 +16,17 @@ static guint64 align_up(guint64 v, guint64 a)
 	return (v + a - 1) / a * a;
 }
 
-void mig_mapf_layout(MigMapFile *f, GPtrArray *ram, guint64 state_len)
+void mig_mapf_layout(MigMapFile *f, GPtrArray *ram, guint ndevs)
 {
 	guint64 off;
 
 	memset(f, 0, sizeof(*f));
 	f->nblocks = ram->len;
+	f->ndevs = ndevs;
 	f->blocks = g_new0(MigMapBlock, MAX(ram->len, 1u));
-	f->header_len = align_up(MIG_MAPF_HEAD_LEN + (guint64)ram->len * MIG_MAPF_BLOCK_LEN + MIG_MAPF_SHA_LEN,
-				 MIG_MAPF_ALIGN);
+	f->devs = g_new0(MigMapDev, MAX(ndevs, 1u));
+	f->header_len = align_up(MIG_MAPF_HEAD_LEN + (guint64)ram->len * MIG_MAPF_BLOCK_LEN +
+				 (guint64)ndevs * MIG_MAPF_DEV_LEN + MIG_MAPF_SHA_LEN, MIG_MAPF_ALIGN);
 	off = f->header_len;
 	for (guint i = 0; i < ram->len; i++) {
 		const MigRamBlock *rb = g_ptr_array_index(ram, i);
@@ -39,13 +42,27 @@ void mig_mapf_layout(MigMapFile *f, GPtrArray *ram, guint64 state_len)
 		off += b->size;
 	}
 	f->state_off = align_up(off, MIG_MAPF_ALIGN);
+	mig_mapf_set_lengths(f, 0, NULL);
+}
+
+void mig_mapf_set_lengths(MigMapFile *f, guint64 state_len, const guint64 *dev_lens)
+{
+	guint64 off;
+
 	f->state_len = state_len;
-	f->file_len = f->state_off + state_len;
+	off = f->state_off + state_len;
+	for (guint i = 0; i < f->ndevs; i++) {
+		f->devs[i].off = align_up(off, MIG_MAPF_ALIGN);
+		f->devs[i].len = dev_lens ? dev_lens[i] : 0;
+		off = f->devs[i].off + f->devs[i].len;
+	}
+	f->file_len = off;
 }
 
 void mig_mapf_clear(MigMapFile *f)
 {
 	g_clear_pointer(&f->blocks, g_free);
+	g_clear_pointer(&f->devs, g_free);
 }
 
 void mig_mapf_sha256(const void *data, gsize len, guint8 out[MIG_MAPF_SHA_LEN])
@@ -61,12 +78,13 @@ guint8 *mig_mapf_pack(const MigMapFile *f)
 {
 	guint8 *h = g_malloc0(f->header_len);
 	guint8 *p = h + MIG_MAPF_HEAD_LEN;
-	gsize body = MIG_MAPF_HEAD_LEN + (gsize)f->nblocks * MIG_MAPF_BLOCK_LEN;
+	gsize body = MIG_MAPF_HEAD_LEN + (gsize)f->nblocks * MIG_MAPF_BLOCK_LEN + (gsize)f->ndevs * MIG_MAPF_DEV_LEN;
 
 	memcpy(h, MIG_MAPF_MAGIC, 8);
 	mig_put_be32(h + 8, MIG_MAPF_VERSION);
 	mig_put_be32(h + 12, f->flags);
 	mig_put_be32(h + 16, f->nblocks);
+	mig_put_be32(h + 20, f->ndevs);
 	mig_put_be64(h + 24, f->file_len);
 	mig_put_be64(h + 32, f->state_off);
 	mig_put_be64(h + 40, f->state_len);
@@ -82,6 +100,14 @@ guint8 *mig_mapf_pack(const MigMapFile *f)
 		mig_put_be64(p + 88, b->bitmap_len);
 		mig_put_be64(p + 96, b->pages_off);
 		memcpy(p + 104, b->bitmap_sha, MIG_MAPF_SHA_LEN);
+	}
+	for (guint i = 0; i < f->ndevs; i++, p += MIG_MAPF_DEV_LEN) {
+		const MigMapDev *d = &f->devs[i];
+
+		memcpy(p, d->id, strnlen(d->id, sizeof(d->id)));
+		mig_put_be64(p + 64, d->off);
+		mig_put_be64(p + 72, d->len);
+		memcpy(p + 80, d->sha, MIG_MAPF_SHA_LEN);
 	}
 	mig_mapf_sha256(h, body, h + body);
 	return h;
@@ -186,12 +212,13 @@ static gboolean check_block(const guint8 *p, guint i, const MigMapBlock *want, M
 	return TRUE;
 }
 
-gboolean mig_mapf_read_header(int fd, guint64 start, GPtrArray *ram, MigMapFile *f, GError **err)
+gboolean mig_mapf_read_header(int fd, guint64 start, GPtrArray *ram, GPtrArray *devices, MigMapFile *f,
+			      GError **err)
 {
 	g_autofree guint8 *h = g_malloc0(MIG_MAPF_ALIGN);
 	MigMapFile want;
 	guint8 sha[MIG_MAPF_SHA_LEN];
-	guint32 version, nblocks;
+	guint32 version, nblocks, ndevs;
 	gsize body;
 	struct stat st;
 	gboolean ok = FALSE;
@@ -215,7 +242,12 @@ gboolean mig_mapf_read_header(int fd, guint64 start, GPtrArray *ram, MigMapFile 
 		return bad(err, "it holds %u RAM blocks, this guest has %u", nblocks, ram->len);
 	if (nblocks > MIG_MAPF_MAX_BLOCKS)
 		return bad(err, "%u RAM blocks, more than the %u the format allows", nblocks, MIG_MAPF_MAX_BLOCKS);
-	body = MIG_MAPF_HEAD_LEN + (gsize)nblocks * MIG_MAPF_BLOCK_LEN;
+	ndevs = mig_get_be32(h + 20);
+	if (ndevs != devices->len)
+		return bad(err, "it holds the state of %u devices, this VM has %u", ndevs, devices->len);
+	if (ndevs > MIG_MAPF_MAX_DEVS)
+		return bad(err, "%u devices, more than the %u the format allows", ndevs, MIG_MAPF_MAX_DEVS);
+	body = MIG_MAPF_HEAD_LEN + (gsize)nblocks * MIG_MAPF_BLOCK_LEN + (gsize)ndevs * MIG_MAPF_DEV_LEN;
 	h = g_realloc(h, body + MIG_MAPF_SHA_LEN);
 	if ((guint64)st.st_size < start + body + MIG_MAPF_SHA_LEN)
 		return bad(err, "the file ends inside its header (truncated)");
@@ -237,12 +269,44 @@ gboolean mig_mapf_read_header(int fd, guint64 start, GPtrArray *ram, MigMapFile 
 	memcpy(f->session, h + 80, 16);
 	if (f->state_len > MIG_MAPF_MAX_STATE)
 		return bad(err, "a guest record of %" G_GUINT64_FORMAT " bytes, more than %u", f->state_len, MIG_MAPF_MAX_STATE);
-	mig_mapf_layout(&want, ram, f->state_len);
+	mig_mapf_layout(&want, ram, ndevs);
 	f->header_len = want.header_len;
+	f->ndevs = ndevs;
 	f->blocks = g_new0(MigMapBlock, MAX(nblocks, 1u));
+	f->devs = g_new0(MigMapDev, MAX(ndevs, 1u));
 	for (guint i = 0; i < nblocks; i++)
 		if (!check_block(h + MIG_MAPF_HEAD_LEN + (gsize)i * MIG_MAPF_BLOCK_LEN, i, &want.blocks[i], &f->blocks[i], err))
 			goto out;
+	{
+		g_autofree guint64 *lens = g_new0(guint64, MAX(ndevs, 1u));
+
+		for (guint i = 0; i < ndevs; i++) {
+			const guint8 *p = h + MIG_MAPF_HEAD_LEN + (gsize)nblocks * MIG_MAPF_BLOCK_LEN + (gsize)i * MIG_MAPF_DEV_LEN;
+			const MigDevice *dev = g_ptr_array_index(devices, i);
+			MigMapDev *d = &f->devs[i];
+
+			memcpy(d->id, p, 64);
+			if (d->id[63] || strcmp(d->id, dev->id)) {
+				bad(err, "device %u is '%.63s' in the file, '%s' here", i, d->id, dev->id);
+				goto out;
+			}
+			d->off = mig_get_be64(p + 64);
+			d->len = lens[i] = mig_get_be64(p + 72);
+			memcpy(d->sha, p + 80, MIG_MAPF_SHA_LEN);
+			if (d->len > MIG_MAPF_MAX_DEV_STATE) {
+				bad(err, "device '%s' has %" G_GUINT64_FORMAT " bytes of state, more than %llu", d->id, d->len,
+				    (unsigned long long)MIG_MAPF_MAX_DEV_STATE);
+				goto out;
+			}
+		}
+		mig_mapf_set_lengths(&want, f->state_len, lens);
+		for (guint i = 0; i < ndevs; i++) {
+			if (f->devs[i].off != want.devs[i].off) {
+				bad(err, "device '%s': its state's offset is not the format's layout", f->devs[i].id);
+				goto out;
+			}
+		}
+	}
 	if (f->state_off != want.state_off || f->file_len != want.file_len) {
 		bad(err, "the guest record's offset or the file length is not the format's layout");
 		goto out;

@@ -11,6 +11,9 @@
 #define MIG_MAPF_F_COMPLETE 1u          /* set only once everything else is on disk */
 #define MIG_MAPF_HEAD_LEN 96u           /* fixed head before the block table */
 #define MIG_MAPF_BLOCK_LEN 144u         /* one block table entry */
+#define MIG_MAPF_DEV_LEN 112u           /* one device table entry */
+#define MIG_MAPF_MAX_DEVS 64u
+#define MIG_MAPF_MAX_DEV_STATE (1ull << 30) /* one device's state, at most */
 #define MIG_MAPF_SHA_LEN 32u            /* SHA-256 */
 #define MIG_MAPF_ALIGN 4096u            /* every region: O_DIRECT's and a 4K page's alignment */
 #define MIG_MAPF_MAX_BLOCKS 1024u
@@ -24,9 +27,17 @@ typedef struct MigMapBlock {
 	guint8 bitmap_sha[MIG_MAPF_SHA_LEN];
 } MigMapBlock;
 
+typedef struct MigMapDev {
+	char id[64];
+	guint64 off, len;                  /* the device's state region */
+	guint8 sha[MIG_MAPF_SHA_LEN];
+} MigMapDev;
+
 typedef struct MigMapFile {
 	guint32 flags;
 	guint32 nblocks;
+	guint32 ndevs;
+	MigMapDev *devs;                   /* ids set by the caller (registration order) */
 	guint64 header_len;                /* the header region, MIG_MAPF_ALIGN-aligned */
 	guint64 file_len;                  /* from the start to the end of the guest record */
 	guint64 state_off, state_len;
@@ -35,17 +46,21 @@ typedef struct MigMapFile {
 	MigMapBlock *blocks;
 } MigMapFile;
 
-/* The layout for these RAM blocks (MigRamBlock*) with a guest record of state_len bytes:
- * the one layout a file of them may have. Free with mig_mapf_clear. */
-void mig_mapf_layout(MigMapFile *f, GPtrArray *ram, guint64 state_len);
+/* The layout for these RAM blocks (MigRamBlock*) and ndevs devices: the one layout a
+ * file of them may have. Free with mig_mapf_clear. The guest record's and the devices'
+ * offsets follow from their lengths: mig_mapf_set_lengths (all 0 until then). */
+void mig_mapf_layout(MigMapFile *f, GPtrArray *ram, guint ndevs);
+/* dev_lens: ndevs lengths, or NULL for none yet. */
+void mig_mapf_set_lengths(MigMapFile *f, guint64 state_len, const guint64 *dev_lens);
 void mig_mapf_clear(MigMapFile *f);
 /* The header region's bytes (header_len of them, digest included). */
 guint8 *mig_mapf_pack(const MigMapFile *f);
-/* Reads and checks the header at offset start of fd against the session's RAM blocks
- * and the file's size: magic, version, flags (COMPLETE set), digest, every block's
+/* Reads and checks the header at offset start of fd against the session's RAM blocks,
+ * its devices (MigDevice*: ids in order) and the file's size: magic, version, flags (COMPLETE set), digest, every block's
  * name, size, page size and offsets (they must be the layout mig_mapf_layout gives),
  * the guest record's bounds. A clear error names the first thing wrong. */
-gboolean mig_mapf_read_header(int fd, guint64 start, GPtrArray *ram, MigMapFile *f, GError **err);
+gboolean mig_mapf_read_header(int fd, guint64 start, GPtrArray *ram, GPtrArray *devices, MigMapFile *f,
+			      GError **err);
 
 /* A block's bitmap in the file's byte order (page i: byte i/8, bit i%8) from an
  * in-memory gulong bitmap, and back (checking that no bit past npages is set). */

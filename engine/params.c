@@ -489,10 +489,5 @@ gboolean mig_params_check_file(MigSession *s, const char *uri, gboolean source, 
 			    MIG_MAPF_ALIGN);
 		return FALSE;
 	}
-	if (s->devices->len) {
-		g_set_error(err, MIG_ERROR, ENOTSUP, "a mapped-ram file does not hold device state yet, and this VM has %u devices",
-			    s->devices->len);
-		return FALSE;
-	}
 	return TRUE;
 }

@@ -13,6 +13,7 @@
 #include "engine/mapfile.h"
 #include "engine/ring.h"
 #include "engine/bitmap.h"
+#include "engine/device_int.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@ typedef struct FileLoad {
 	GError *error;
 	gboolean failed;
 	gsize max_chunk;      /* lazy: bytes of the largest chunk */
+	GPtrArray *dev_state; /* GBytes per device, checked, until loaded */
 	gboolean lazy;        /* postcopy-ram: the guest runs first, pages come through userfaultfd */
 	guint8 *fault_buf;    /* lazy: the fault thread's page, aligned for O_DIRECT */
 } FileLoad;
@@ -54,6 +56,48 @@ static gboolean quitting(FileLoad *fl)
 static gsize chunk_pages(const MigRamBlock *rb)
 {
 	return MAX(CHUNK_BYTES, rb->page_size) / rb->page_size;
+}
+
+/* A device's data fd is a pipe, not a socket. */
+static int write_all(int fd, const guint8 *p, gsize len)
+{
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (gsize)n;
+	}
+	return 0;
+}
+
+/* Each device takes its state (already checked) in its resuming state; its verdict
+ * comes when it stops, before the guest may run. */
+static gboolean load_devices(FileLoad *fl, GError **err)
+{
+	MigSession *s = fl->s;
+
+	for (guint i = 0; i < s->devices->len; i++) {
+		MigDevice *d = g_ptr_array_index(s->devices, i);
+		GBytes *b = g_ptr_array_index(fl->dev_state, i);
+		int fd = -1, rc;
+
+		if (!mig_device_set_state(d, MIG_DEV_RESUMING, &fd, err))
+			return FALSE;
+		rc = write_all(fd, g_bytes_get_data(b, NULL), g_bytes_get_size(b));
+		close(fd);
+		if (rc < 0) {
+			g_set_error(err, MIG_ERROR, -rc, "loading device '%s': %s", d->id, g_strerror(-rc));
+			return FALSE;
+		}
+		if (!mig_device_set_state(d, MIG_DEV_STOP, NULL, err))
+			return FALSE;
+		d->bytes = g_bytes_get_size(b);
+	}
+	return TRUE;
 }
 
 /* Lazy restore: a vCPU faulted on a page not placed yet. Its offset is known, so one
@@ -189,7 +233,7 @@ static GBytes *check_file(FileLoad *fl, GError **err)
 	g_autofree guint8 *state = NULL;
 	guint8 sha[MIG_MAPF_SHA_LEN];
 
-	if (!mig_mapf_read_header(fl->fd, fl->u.offset, s->ram, &fl->map, err))
+	if (!mig_mapf_read_header(fl->fd, fl->u.offset, s->ram, s->devices, &fl->map, err))
 		return NULL;
 	fl->present = g_new0(gulong *, s->ram->len);
 	fl->chunk_base = g_new0(guint64, s->ram->len + 1);
@@ -207,6 +251,23 @@ static GBytes *check_file(FileLoad *fl, GError **err)
 		if (memcmp(sha, mb->bitmap_sha, sizeof(sha)) || !mig_mapf_bitmap_unpack(bm, npages, fl->present[bi])) {
 			g_set_error(err, MIG_ERROR, EINVAL, "mapped-ram file refused: the page bitmap of RAM block '%s' is damaged "
 				    "(checksum)", rb->name);
+			return NULL;
+		}
+	}
+	fl->dev_state = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+	for (guint i = 0; i < fl->map.ndevs; i++) {
+		const MigMapDev *md = &fl->map.devs[i];
+		guint8 *buf = g_malloc(MAX(md->len, 1u));
+
+		if (!mig_mapf_pread(fl->fd, buf, md->len, fl->u.offset + md->off, "device state", err)) {
+			g_free(buf);
+			return NULL;
+		}
+		mig_mapf_sha256(buf, md->len, sha);
+		g_ptr_array_add(fl->dev_state, g_bytes_new_take(buf, md->len));
+		if (memcmp(sha, md->sha, sizeof(sha))) {
+			g_set_error(err, MIG_ERROR, EINVAL, "mapped-ram file refused: the state of device '%s' is damaged (checksum)",
+				    md->id);
 			return NULL;
 		}
 	}
@@ -283,10 +344,11 @@ static gboolean lazy_start(FileLoad *fl, GBytes *state, GError **err)
 	if (!mig_pc_dst_listen(s, err))
 		return FALSE;
 	mig_pc_dst_set_fetch(s, lazy_fetch, fl);
-	if (!s->vm->load_state(s->vm_opaque, state, err))
+	if (!load_devices(fl, err) || !s->vm->load_state(s->vm_opaque, state, err))
 		return FALSE;
 	g_mutex_lock(&s->lock);
 	if (s->dst_autostart) {
+		mig_dev_dst_run(s);
 		s->vm->cont(s->vm_opaque);
 		mig_set_runstate_locked(s, MIG_RUN_RUNNING);
 	} else {
@@ -322,7 +384,7 @@ static gboolean load(FileLoad *fl, GError **err)
 			s->vm->incoming_done(s->vm_opaque);
 		return TRUE;
 	}
-	if (!read_pages(fl, err) || !s->vm->load_state(s->vm_opaque, state, err))
+	if (!read_pages(fl, err) || !load_devices(fl, err) || !s->vm->load_state(s->vm_opaque, state, err))
 		return FALSE;
 	g_mutex_lock(&s->lock);
 	if (s->dst_autostart) {
@@ -361,6 +423,8 @@ static void file_free(gpointer opaque)
 	g_clear_error(&fl->error);
 	g_mutex_clear(&fl->err_lock);
 	free(fl->fault_buf);
+	if (fl->dev_state)
+		g_ptr_array_free(fl->dev_state, TRUE);
 	g_free(fl);
 }
 

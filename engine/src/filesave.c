@@ -11,6 +11,7 @@
 #include "engine/mapfile.h"
 #include "engine/ring.h"
 #include "engine/bitmap.h"
+#include "engine/device_int.h"
 #include "channels/uri.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -211,7 +212,9 @@ static gboolean setup(FileSave *fs, GError **err)
 	fs->start = src->uri.offset;
 	if (!open_file(fs, err))
 		return FALSE;
-	mig_mapf_layout(&fs->map, s->ram, 0);
+	mig_mapf_layout(&fs->map, s->ram, s->devices->len);
+	for (guint i = 0; i < s->devices->len; i++)
+		g_strlcpy(fs->map.devs[i].id, ((MigDevice *)g_ptr_array_index(s->devices, i))->id, sizeof(fs->map.devs[i].id));
 	memcpy(fs->map.session, s->session_id, 16);
 	/* marked incomplete from the first byte on */
 	hdr = mig_mapf_pack(&fs->map);
@@ -263,6 +266,70 @@ static gboolean live_passes(FileSave *fs, GError **err)
 	}
 }
 
+/* A stopped device's whole state, read out of its stop-copy fd (the guest is stopped:
+ * the device, already stopped with it, has nothing more to change). */
+static GBytes *device_state(MigDevice *d, GError **err)
+{
+	g_autoptr(GByteArray) buf = g_byte_array_new();
+	int fd = -1;
+
+	if (!mig_device_set_state(d, MIG_DEV_STOP, NULL, err) || !mig_device_set_state(d, MIG_DEV_STOP_COPY, &fd, err))
+		return NULL;
+	for (;;) {
+		guint8 chunk[64 << 10];
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			g_set_error(err, MIG_ERROR, errno, "reading device '%s': %s", d->id, g_strerror(errno));
+			break;
+		}
+		if (!n)
+			break;
+		if (buf->len + (guint64)n > MIG_MAPF_MAX_DEV_STATE) {
+			g_set_error(err, MIG_ERROR, EFBIG, "device '%s' has more state than a mapped-ram file holds (%llu bytes)",
+				    d->id, (unsigned long long)MIG_MAPF_MAX_DEV_STATE);
+			break;
+		}
+		g_byte_array_append(buf, chunk, (guint)n);
+	}
+	close(fd);
+	if ((err && *err) || !mig_device_set_state(d, MIG_DEV_STOP, NULL, err))
+		return NULL;
+	d->bytes = buf->len;
+	return g_byte_array_free_to_bytes(g_steal_pointer(&buf));
+}
+
+/* Every device's state, each in its region after the guest record. */
+static gboolean save_devices(FileSave *fs, GBytes *state, GError **err)
+{
+	MigSession *s = fs->src->s;
+	guint n = s->devices->len;
+	g_autoptr(GPtrArray) all = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+	g_autofree guint64 *lens = g_new0(guint64, MAX(n, 1u));
+
+	for (guint i = 0; i < n; i++) {
+		GBytes *b = device_state(g_ptr_array_index(s->devices, i), err);
+
+		if (!b)
+			return FALSE;
+		g_ptr_array_add(all, b);
+		lens[i] = g_bytes_get_size(b);
+	}
+	mig_mapf_set_lengths(&fs->map, g_bytes_get_size(state), lens);
+	for (guint i = 0; i < n; i++) {
+		MigMapDev *md = &fs->map.devs[i];
+		GBytes *b = g_ptr_array_index(all, i);
+
+		mig_mapf_sha256(g_bytes_get_data(b, NULL), md->len, md->sha);
+		if (!mig_mapf_pwrite(fs->fd, g_bytes_get_data(b, NULL), md->len, fs->start + md->off, "device state", err))
+			return FALSE;
+		mig_atomic_add(&s->stats.x_file_bytes, md->len);
+	}
+	return TRUE;
+}
+
 /* Guest stopped: the last dirty pages, then everything that makes the file loadable,
  * each step on disk before the next; the COMPLETE flag last. */
 static gboolean stop_and_copy(FileSave *fs, GError **err)
@@ -288,8 +355,8 @@ static gboolean stop_and_copy(FileSave *fs, GError **err)
 			    g_bytes_get_size(state), MIG_MAPF_MAX_STATE);
 		return FALSE;
 	}
-	fs->map.state_len = g_bytes_get_size(state);
-	fs->map.file_len = fs->map.state_off + fs->map.state_len;
+	if (!save_devices(fs, state, err))
+		return FALSE;
 	mig_mapf_sha256(g_bytes_get_data(state, NULL), fs->map.state_len, fs->map.state_sha);
 	for (guint bi = 0; bi < src->nblocks; bi++) {
 		MigMapBlock *mb = &fs->map.blocks[bi];
@@ -335,6 +402,15 @@ gboolean mig_file_src_run(Src *src, GError **err)
 			mig_set_status_locked(s, MIG_STATUS_ACTIVE);
 		g_mutex_unlock(&s->lock);
 		ok = live_passes(&fs, err) && stop_and_copy(&fs, err);
+	}
+	/* the guest resumes after a failure (migrate.c) when it ran before: so do its devices */
+	for (guint i = 0; !ok && src->vm_was_running && i < s->devices->len; i++) {
+		MigDevice *d = g_ptr_array_index(s->devices, i);
+		g_autoptr(GError) e = NULL;
+
+		if (d->state != MIG_DEV_RUNNING && (d->state == MIG_DEV_STOP || mig_device_set_state(d, MIG_DEV_STOP, NULL, &e)) &&
+		    !mig_device_set_state(d, MIG_DEV_RUNNING, NULL, &e))
+			mig_log(s, MIG_LOG_WARNING, "%s", e->message);
 	}
 	for (guint i = 0; fs.rings && i < fs.nworkers; i++)
 		mig_ring_free(fs.rings[i]);

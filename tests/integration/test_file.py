@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Migration to and from a file: QEMU's file: URI with the mapped-ram capability.
 
-Round trips through a mapped-ram file for every memory backend, checked unit by unit
+Round trips through a mapped-ram file for every memory backend (and devices), checked unit by unit
 by the destination's guest (x-integrity); a live save of a writing guest and a save of
 a stopped one; a lazy restore (postcopy-ram on migrate-incoming) under a random
 workload; damaged files (truncated, bad magic or version, flipped bytes in the
@@ -21,7 +21,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mig_harness as h  # noqa: E402
 
-HEAD_LEN, BLOCK_LEN, SHA_LEN = 96, 144, 32
+HEAD_LEN, BLOCK_LEN, DEV_LEN, SHA_LEN = 96, 144, 112, 32
 FILE_CAPS = {"mapped-ram": True}
 SIZE = 128 * h.MiB
 
@@ -101,19 +101,40 @@ def check_saved(src, info, path, size, direct=False, page=4096, offset=0):
             "saved file's head: %r" % head[:16])
 
 
-def case_live_anon_multifd():
-    """A live save of a writing guest over 2 io_uring workers, restored and checked."""
+DEVICES = ["--device", "sim,id=d0,size=4M", "--device", "sim,id=d1,size=2M,precopy=1M"]
+
+
+def case_live_anon_multifd_devices():
+    """A live save of a writing guest with two devices over 2 io_uring workers, restored
+    and checked: every unit, each device's state byte by byte. Then the same file with
+    one byte of a device's state flipped is refused."""
     with workdir() as d:
         path = os.path.join(d, "anon.img")
         # a writing guest, at a rate a loaded machine's disk still outruns
-        with h.Migd("src", h.guest_args("128M", workload="seq,rate=16M")) as src:
+        with h.Migd("src", h.guest_args("128M", workload="seq,rate=16M") + DEVICES) as src:
             info = save(src, path, caps={"multifd": True}, params={"multifd-channels": 2, "downtime-limit": 300})
             h.check(info["ram"]["dirty-sync-count"] >= 2, "a live save takes passes: %s" % info["ram"])
-            check_saved(src, info, path, SIZE)
-        dst, dinfo = restore(path, h.guest_args("128M"), caps={"multifd": True}, params={"multifd-channels": 2})
+            check_saved(src, info, path, SIZE + 8 * h.MiB)
+        dst, dinfo = restore(path, h.guest_args("128M") + DEVICES, caps={"multifd": True}, params={"multifd-channels": 2})
         with dst:
             h.check((dinfo.get("x-file") or {}).get("bytes-read", 0) > 0, "destination x-file: %s" % dinfo)
             check_restored(dst, SIZE)
+            devs = dst.query_migrate().get("x-devices") or []
+            h.check([x.get("result") for x in devs] == ["ok", "ok"], "devices after the restore: %s" % devs)
+            h.check([x.get("verified-bytes") for x in devs] == [4 * h.MiB, 3 * h.MiB], "devices verified: %s" % devs)
+        with open(path, "r+b") as f:
+            head = f.read(HEAD_LEN)
+            nblocks = struct.unpack(">I", head[16:20])[0]
+            f.seek(HEAD_LEN + nblocks * BLOCK_LEN + DEV_LEN + 64)   # the second device's offset
+            off = struct.unpack(">Q", f.read(8))[0]
+            f.seek(off + 1000)
+            b = f.read(1)
+            f.seek(off + 1000)
+            f.write(bytes([b[0] ^ 1]))
+        dst, dinfo = restore(path, h.guest_args("128M") + DEVICES, status="failed")
+        with dst:
+            err = dinfo.get("error-desc") or ""
+            h.check("state of device 'd1' is damaged" in err, "flipped device state: %r" % err)
 
 
 def case_stopped_memfd_zero_pages_offset():
@@ -368,6 +389,6 @@ def case_refusals():
 
 
 if __name__ == "__main__":
-    h.main([case_live_anon_multifd, case_stopped_memfd_zero_pages_offset, case_hugetlb_2m_direct_io,
+    h.main([case_live_anon_multifd_devices, case_stopped_memfd_zero_pages_offset, case_hugetlb_2m_direct_io,
             case_hugetlb_1g, case_lazy_restore_anon, case_lazy_restore_hugetlb_2m, case_damaged_files_refused, case_enospc_and_direct_io_on_tmpfs,
             case_refusals])

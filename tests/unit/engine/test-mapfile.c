@@ -10,7 +10,7 @@
 
 typedef struct Fixture {
 	char *dir, *path;
-	GPtrArray *ram;
+	GPtrArray *ram, *devices;
 	MigRamBlock blk[2];
 } Fixture;
 
@@ -20,6 +20,7 @@ static void fixture_init(Fixture *f)
 	g_assert_nonnull(f->dir);
 	f->path = g_build_filename(f->dir, "f.img", NULL);
 	f->ram = g_ptr_array_new();
+	f->devices = g_ptr_array_new();
 	f->blk[0] = (MigRamBlock){ .name = "pc.ram", .size = 64 << 20, .page_size = 4096, .fd = -1 };
 	f->blk[1] = (MigRamBlock){ .name = "huge", .size = 8 << 20, .page_size = 2 << 20, .fd = -1 };
 	g_ptr_array_add(f->ram, &f->blk[0]);
@@ -33,6 +34,7 @@ static void fixture_clear(Fixture *f)
 	g_free(f->path);
 	g_free(f->dir);
 	g_ptr_array_free(f->ram, TRUE);
+	g_ptr_array_free(f->devices, TRUE);
 }
 
 /* A complete file of this layout: the header, the rest a hole. Returns its header. */
@@ -42,7 +44,8 @@ static guint8 *write_file(Fixture *f, MigMapFile *m, guint32 flags, guint64 star
 	guint8 *h;
 
 	g_assert_cmpint(fd, >=, 0);
-	mig_mapf_layout(m, f->ram, 1000);
+	mig_mapf_layout(m, f->ram, 0);
+	mig_mapf_set_lengths(m, 1000, NULL);
 	m->flags = flags;
 	h = mig_mapf_pack(m);
 	g_assert_true(mig_mapf_pwrite(fd, h, m->header_len, start, "header", NULL));
@@ -58,7 +61,7 @@ static gboolean read_back(Fixture *f, guint64 start, GError **err)
 	gboolean ok;
 
 	g_assert_cmpint(fd, >=, 0);
-	ok = mig_mapf_read_header(fd, start, f->ram, &got, err);
+	ok = mig_mapf_read_header(fd, start, f->ram, f->devices, &got, err);
 	if (ok) {
 		g_assert_cmpuint(got.nblocks, ==, 2);
 		g_assert_cmpuint(got.blocks[1].pages_off % (2 << 20), ==, 0);
