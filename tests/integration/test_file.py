@@ -196,7 +196,7 @@ def case_hugetlb_1g():
             check_restored(dst, h.GiB)
 
 
-def lazy_restore(backend, hugepage_size=None):
+def lazy_restore(backend, hugepage_size=None, direct=False):
     """postcopy-ram on migrate-incoming: the guest runs after the guest record alone, a
     random workload faults its pages in from the file while the rest is prefetched; every
     unit checked, every fault timed like a network postcopy request."""
@@ -209,7 +209,7 @@ def lazy_restore(backend, hugepage_size=None):
         dst = h.Migd("dst", dst_guest + ["--incoming", "defer"])
         with dst:
             dst.set_caps({"mapped-ram": True, "postcopy-ram": True, "multifd": True})
-            dst.set_params({"multifd-channels": 2})
+            dst.set_params({"multifd-channels": 2, "direct-io": direct})
             dst.cmd("migrate-incoming", uri="file:" + path)
             info = dst.wait_status(["postcopy-active", "completed"], timeout=30)
             dst.wait_running(True, timeout=10)
@@ -230,6 +230,7 @@ def lazy_restore(backend, hugepage_size=None):
             h.check(lat.get(cls, {}).get("count", 0) == info.get("x-postcopy-requests", 0),
                     "faults served %s, timed %s" % (info.get("x-postcopy-requests"), lat))
             h.check(xf.get("bytes-read", 0) >= 32 * h.MiB, "prefetch read only %s bytes" % xf.get("bytes-read"))
+            h.check(xf.get("direct") is direct, "x-file direct %r, want %r" % (xf.get("direct"), direct))
 
 
 def case_lazy_restore_anon():
@@ -237,8 +238,9 @@ def case_lazy_restore_anon():
 
 
 def case_lazy_restore_hugetlb_2m():
+    """2 MiB pages with direct-io: faults and prefetch read with O_DIRECT."""
     h.require_hugepages(64)
-    lazy_restore("hugetlb", "2M")
+    lazy_restore("hugetlb", "2M", direct=True)
 
 
 def damage(path, out, how):
