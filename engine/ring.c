@@ -56,6 +56,9 @@ void mig_ring_free(MigRing *r)
 	if (!r)
 		return;
 	mig_ring_drain(r, NULL);
+	/* the ring's own teardown is deferred in the kernel, and with it the file's last
+	 * reference: a file removed right after the migration would keep its space a while */
+	io_uring_unregister_files(&r->ring);
 	io_uring_queue_exit(&r->ring);
 	g_free(r->slots);
 	g_free(r->free_slots);

@@ -341,6 +341,10 @@ static gboolean lazy_start(FileLoad *fl, GBytes *state, GError **err)
 	}
 	if (posix_memalign((void **)&fl->fault_buf, MIG_MAPF_ALIGN, maxps))
 		g_error("out of memory for the fault buffer");
+	/* from here on a failure cannot be retried: the guest may run on what it has */
+	g_mutex_lock(&s->lock);
+	s->dst->pc_began = TRUE;
+	g_mutex_unlock(&s->lock);
 	if (!mig_pc_dst_listen(s, err))
 		return FALSE;
 	mig_pc_dst_set_fetch(s, lazy_fetch, fl);
@@ -459,6 +463,9 @@ gboolean mig_file_dst_start(MigSession *s, const MigUri *u, GError **err)
 	d->incoming_started = TRUE;
 	s->dst = d;
 	s->stats.x_file = TRUE;
+	/* a retried incoming migration (after a failed one) counts afresh */
+	s->stats.transferred = s->stats.x_file_bytes = s->stats.x_file_depth_peak = 0;
+	s->stats.x_file_running_us = s->stats.x_file_all_in_us = 0;
 	fl = g_new0(FileLoad, 1);
 	fl->s = s;
 	fl->u = *u;

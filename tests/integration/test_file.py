@@ -332,6 +332,9 @@ def case_enospc_and_direct_io_on_tmpfs():
         with dst:
             h.check("marked incomplete" in (dinfo.get("error-desc") or ""), "load of the failed save: %s" % dinfo)
         os.unlink(path)
+        # the space comes back once every reference to the file is gone (bounded wait)
+        h.wait_until(lambda: (lambda v: v.f_bavail * v.f_frsize >= 32 * h.MiB)(os.statvfs(d)), 30,
+                     "the full file's space to come back")
 
         # direct-io on tmpfs
         small = h.guest_args("16M", workload="seq")
