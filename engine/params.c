@@ -479,6 +479,11 @@ gboolean mig_params_check_file(MigSession *s, const char *uri, gboolean source, 
 			    "turn on the mapped-ram capability");
 		return FALSE;
 	}
+	if (s->params.tls_creds && *s->params.tls_creds) {
+		g_set_error(err, MIG_ERROR, EINVAL, "tls-creds does not apply to a mapped-ram file: mig reads and writes it "
+			    "in the clear; unset tls-creds");
+		return FALSE;
+	}
 	if (source && s->caps[MIG_CAP_POSTCOPY_RAM]) {
 		g_set_error(err, MIG_ERROR, EINVAL, "postcopy-ram cannot save to a file: postcopy needs a destination that "
 			    "runs the guest and asks for its pages; turn postcopy-ram off");

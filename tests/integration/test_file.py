@@ -381,7 +381,7 @@ def case_refusals():
             else:
                 raise h.HarnessError("migrate %s with %s %s was accepted" % (u, caps, params))
             src.set_caps({k: False for k in (caps or {})})
-            src.set_params({k: False for k in (params or {})})
+            src.set_params({k: "" if isinstance(v, str) else False for k, v in (params or {}).items()})
 
         refused("mapped-ram", caps={})
         refused("postcopy", caps={"mapped-ram": True, "postcopy-ram": True})
@@ -389,6 +389,7 @@ def case_refusals():
         refused("needs a file: URI", caps={"mapped-ram": True}, u="tcp:127.0.0.1:1")
         refused("offset", caps={"mapped-ram": True, "postcopy-ram": False}, params={"direct-io": True},
                 u=uri + ",offset=100")
+        refused("tls-creds does not apply", caps={"mapped-ram": True}, params={"tls-creds": "creds0"})
         h.check(src.query_status().get("running") is True, "source stopped by a refused migrate")
         h.check(not os.path.exists(os.path.join(d, "x.img")), "a refused migrate created the file")
 
