@@ -991,8 +991,13 @@ static gpointer urgent_thread(gpointer opaque)
 		gboolean ok;
 
 		if (rc < 0) {
-			if (mig_session_status(s) != MIG_STATUS_COMPLETED && rc != -EPIPE)
-				g_set_error(&err, MIG_ERROR, -rc, "preempt channel %u: %s", index, g_strerror(-rc));
+			MigStatus st = mig_session_status(s);
+
+			/* a source that closes it after a failed precopy says why on the main
+			 * channel; in postcopy every lost channel pauses */
+			if (st != MIG_STATUS_COMPLETED && (rc != -EPIPE || mig_status_is_postcopy_run(st)))
+				g_set_error(&err, MIG_ERROR, -rc, "preempt channel %u: %s", index,
+					    rc == -EPIPE ? "the source closed the connection" : g_strerror(-rc));
 			break;
 		}
 		if (!s->dst->received || !mig_pc_dst_placing(s)) {
