@@ -13,6 +13,7 @@
 - double: a recovery that fails in postcopy-recover on either side (the source's peer
   answers its hello and then nothing, the destination's peer reads its bitmaps and then
   nothing; migrate-pause on each) pauses again; the next recovery completes.
+- quit: quit ends a paused source and a paused destination.
 - hugetlb: a 2 MiB hugetlb guest with preempt and break-huge (half-sent huge pages in
   flight when the link goes) pauses and recovers with integrity intact."""
 import os
@@ -233,5 +234,17 @@ def case_hugetlb_break_huge():
         h.check_migrated(src, dst, info, size=128 * h.MiB)
 
 
+def case_quit():
+    """quit ends a paused source and a paused destination (their threads wait for a
+    resume that will not come): both exit, status 0, within the bound."""
+    src, dst, _ = start_postcopy(preempt=True, multifd=2)
+    with src, dst:
+        dst.cmd("migrate-pause")
+        check_paused(src, dst, paused_by=dst)
+        for m in (dst, src):
+            rc = m.quit()
+            h.check(rc == 0, "%s exited with %r after quit while paused" % (m.name, rc))
+
+
 if __name__ == "__main__":
-    h.main([case_pause, case_cut, case_double, case_hugetlb_break_huge])
+    h.main([case_pause, case_cut, case_double, case_hugetlb_break_huge, case_quit])

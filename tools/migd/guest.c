@@ -121,7 +121,12 @@ static inline guint8 *unit_ptr(MigdGuest *g, guint64 idx)
 
 static void report_failure(MigdGuest *g, guint64 idx, const char *what)
 {
-	guint64 n = __atomic_add_fetch(&g->failed, 1, __ATOMIC_RELAXED);
+	guint64 n;
+
+	/* torn down: what it reads now is not the guest's memory any more */
+	if (__atomic_load_n(&g->quit, __ATOMIC_ACQUIRE))
+		return;
+	n = __atomic_add_fetch(&g->failed, 1, __ATOMIC_RELAXED);
 
 	if (n <= MAX_FAIL_LOGS)
 		g_printerr("mig: INTEGRITY FAILURE: unit %" G_GUINT64_FORMAT " (guest offset 0x%" G_GINT64_MODIFIER "x): %s\n",
@@ -320,14 +325,19 @@ static void stop_verifier(MigdGuest *g)
 	}
 }
 
+void migd_guest_quit(MigdGuest *g)
+{
+	g_mutex_lock(&g->lock);
+	__atomic_store_n(&g->quit, TRUE, __ATOMIC_RELEASE);
+	g_cond_broadcast(&g->cond);
+	g_mutex_unlock(&g->lock);
+}
+
 void migd_guest_free(MigdGuest *g)
 {
 	if (!g)
 		return;
-	g_mutex_lock(&g->lock);
-	g->quit = TRUE;
-	g_cond_broadcast(&g->cond);
-	g_mutex_unlock(&g->lock);
+	migd_guest_quit(g);
 	for (guint i = 0; i < g->cfg.vcpus; i++)
 		g_thread_join(g->vcpus[i].thread);
 	stop_verifier(g);

@@ -41,6 +41,10 @@ typedef void (*MigdGuestFailFn)(gpointer opaque, guint64 unit, const char *what)
 gboolean migd_workload_parse(const char *s, MigdWorkload *out, GError **err);
 
 MigdGuest *migd_guest_new(const MigdGuestConfig *cfg, GError **err);
+/* The guest is going away: its vCPUs stop at their next step and report nothing more.
+ * Before the session is freed, which may take memory away from under a vCPU (a paused
+ * postcopy's missing pages); migd_guest_free then joins them. */
+void migd_guest_quit(MigdGuest *g);
 void migd_guest_free(MigdGuest *g);
 
 MigRamBlock *migd_guest_ram(MigdGuest *g);

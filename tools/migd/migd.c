@@ -357,6 +357,7 @@ int main(int argc, char **argv)
 
 	kill(getpid(), SIGUSR1);   /* releases the signal thread if no signal came */
 	g_thread_join(sigt);
+	migd_guest_quit(d.guest);
 	mig_session_free(d.session);
 	g_ptr_array_free(d.devices, TRUE);   /* after the session: it used them until now */
 	migd_guest_free(d.guest);
