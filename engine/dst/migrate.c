@@ -140,6 +140,15 @@ static int admit_resume(MigSession *s, const MigHello *h, const char **why)
 		*why = "main channel must have index 0";
 		return MIG_HELLO_BAD_INDEX;
 	}
+	/* migrate-recover may come before the loader has joined the old channels' threads:
+	 * that takes moments, so wait for it (bounded) rather than refuse */
+	{
+		gint64 end = g_get_monotonic_time() + HELLO_TIMEOUT_MS * G_TIME_SPAN_MILLISECOND;
+
+		while (s->status == MIG_STATUS_POSTCOPY_RECOVER_SETUP && !d->paused_ready && !d->quit &&
+		       g_cond_wait_until(&d->recover_cond, &s->lock, end))
+			;
+	}
 	if (s->status != MIG_STATUS_POSTCOPY_RECOVER_SETUP || !d->paused_ready || d->fd >= 0 || d->resume_claimed) {
 		*why = s->status == MIG_STATUS_POSTCOPY_RECOVER_SETUP ? "the destination is still tearing down its old channels; try again"
 			: "the destination is not in postcopy-paused with migrate-recover listening";
@@ -1075,6 +1084,7 @@ static gboolean pause_and_recover(Loader *d)
 		pause_teardown(d);
 		g_mutex_lock(&s->lock);
 		dst->paused_ready = TRUE;
+		g_cond_broadcast(&dst->recover_cond);
 		while (!dst->quit && dst->fd < 0)
 			g_cond_wait(&dst->recover_cond, &s->lock);
 		quit = dst->quit;

@@ -522,7 +522,7 @@ static gboolean recover(Src *src, GError **err)
 
 	if (!mig_src_recover_begin(src, &missing, err))
 		return FALSE;
-	mig_log(s, MIG_LOG_INFO, "postcopy recovery: the destination lacks %" G_GUINT64_FORMAT " pages", missing);
+	mig_log(s, MIG_LOG_INFO, "postcopy recovery: the destination lacks %" G_GUINT64_FORMAT " bytes", missing);
 	/* whatever bulk or the lanes had written went down with the channels: the
 	 * bitmap above says what arrived, and nothing counts as sent any more */
 	for (guint i = 0; i < src->nblocks; i++) {
@@ -597,7 +597,10 @@ gboolean mig_src_postcopy_lost(Src *src, const GError *why, GError **err)
 		if (recover(src, &again))
 			return TRUE;
 		g_free(cause);
-		cause = g_strdup(again->message);
+		g_mutex_lock(&s->lock);
+		cause = src->pause_req ? g_strdup_printf("paused by migrate-pause (%s)", again->message)
+				       : g_strdup(again->message);
+		g_mutex_unlock(&s->lock);
 	}
 }
 

@@ -134,7 +134,8 @@ gboolean mig_src_recover_begin(Src *src, guint64 *missing, GError **err)
 		break;
 	}
 	for (guint i = 0; i < src->nblocks; i++)
-		*missing += mig_bitmap_count(src->blocks[i].dirty, src->blocks[i].npages);
+		*missing += (guint64)mig_bitmap_count(src->blocks[i].dirty, src->blocks[i].npages) * src->blocks[i].rb->page_size;
+	mig_atomic_set(&s->stats.remaining, *missing);
 	return TRUE;
 }
 

@@ -182,8 +182,9 @@ def case_double():
         h.check(recv_exact(conn, 8) == frame(F_PC_RECOVER), "the source did not open with PC_RECOVER")
         src.wait_status("postcopy-recover", timeout=10)
         src.cmd("migrate-pause")
-        src.wait_status("postcopy-paused", timeout=30)
-        print("source paused again: %s" % src.query_migrate().get("error-desc"))
+        why = src.wait_status("postcopy-paused", timeout=30).get("error-desc", "")
+        h.check("migrate-pause" in why, "the source paused again for another reason: %r" % why)
+        print("source paused again: %s" % why)
         conn.close()
         fake.close()
 
@@ -216,8 +217,9 @@ def case_double():
                 blocks += 1
             dst.wait_status("postcopy-recover", timeout=10)
             dst.cmd("migrate-pause")
-            dst.wait_status("postcopy-paused", timeout=30)
-            print("destination paused again: %s" % dst.query_migrate().get("error-desc"))
+            why = dst.wait_status("postcopy-paused", timeout=30).get("error-desc", "")
+            h.check("migrate-pause" in why, "the destination paused again for another reason: %r" % why)
+            print("destination paused again: %s" % why)
         integ = dst.query_migrate().get("x-integrity") or {}
         h.check(integ.get("failed", 0) == 0, "a unit read wrong while paused: %s" % integ)
         info = recover(src, dst)
