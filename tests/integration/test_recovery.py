@@ -13,6 +13,7 @@
 - double: a recovery that fails in postcopy-recover on either side (the source's peer
   answers its hello and then nothing, the destination's peer reads its bitmaps and then
   nothing; migrate-pause on each) pauses again; the next recovery completes.
+- one_lane: one multifd channel cut pauses both sides too; the recovery re-opens it.
 - quit: quit ends a paused source and a paused destination.
 - hugetlb: a 2 MiB hugetlb guest with preempt and break-huge (half-sent huge pages in
   flight when the link goes) pauses and recovers with integrity intact."""
@@ -234,6 +235,23 @@ def case_hugetlb_break_huge():
         check_paused(src, dst)
         info = recover(src, dst)
         h.check_migrated(src, dst, info, size=128 * h.MiB)
+        proxy.close()
+
+
+def case_one_lane():
+    """One multifd channel cut, the others and the main channel intact: both sides
+    pause all the same (the source's sender fails, the destination's receiver sees its
+    peer go), and the recovery re-opens every channel."""
+    src, dst, proxy = start_postcopy(preempt=True, multifd=2, proxied=True)
+    with src, dst:
+        proxy.cut(h.CHAN_MULTIFD, 1)
+        check_paused(src, dst)
+        h.check("multifd" in src.query_migrate().get("error-desc", "") + dst.query_migrate().get("error-desc", ""),
+                "neither side blames the multifd channel: %r / %r"
+                % (src.query_migrate().get("error-desc"), dst.query_migrate().get("error-desc")))
+        info = recover(src, dst)
+        h.check_migrated(src, dst, info, size=128 * h.MiB)
+        proxy.close()
 
 
 def case_quit():
@@ -249,4 +267,4 @@ def case_quit():
 
 
 if __name__ == "__main__":
-    h.main([case_pause, case_cut, case_double, case_hugetlb_break_huge, case_quit])
+    h.main([case_pause, case_cut, case_double, case_hugetlb_break_huge, case_quit, case_one_lane])
