@@ -1037,12 +1037,6 @@ static void pause_teardown(Loader *d)
 	Dst *dst = s->dst;
 	GThread *ut[MIG_PREEMPT_MAX];
 
-	mig_mf_dst_abort(s);
-	mig_mf_dst_join(s);
-	g_mutex_lock(&dst->mf_lock);
-	dst->mf_quit = FALSE;
-	dst->mf_synced = 0;
-	g_mutex_unlock(&dst->mf_lock);
 	g_mutex_lock(&s->lock);
 	for (guint i = 0; i < MIG_PREEMPT_MAX; i++) {
 		ut[i] = g_steal_pointer(&dst->urgent_thread[i]);
@@ -1053,6 +1047,14 @@ static void pause_teardown(Loader *d)
 	for (guint i = 0; i < MIG_PREEMPT_MAX; i++)
 		if (ut[i])
 			g_thread_join(ut[i]);
+	mig_mf_dst_abort(s);
+	mig_mf_dst_join(s);
+	/* last: every old thread that could report its channel lost (which sets
+	 * mf_quit) is joined, so the resumed receivers start clean */
+	g_mutex_lock(&dst->mf_lock);
+	dst->mf_quit = FALSE;
+	dst->mf_synced = 0;
+	g_mutex_unlock(&dst->mf_lock);
 	g_mutex_lock(&s->lock);
 	for (guint i = 0; i < MIG_PREEMPT_MAX; i++) {
 		if (dst->urgent_fd[i] >= 0)
