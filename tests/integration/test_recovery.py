@@ -212,8 +212,8 @@ def case_double():
                 bits = body[13 + nl:]
                 h.check(len(bits) == (pages + 7) // 8, "bitmap of %d bytes for %d pages" % (len(bits), pages))
                 have = sum(bin(b).count("1") for b in bits)
-                h.check(0 < have < pages, "the destination has %d of %d pages: not a partial postcopy"
-                        % (have, pages))
+                # a seq guest may have dirtied all of it in the one precopy pass
+                h.check(have < pages, "the destination has all %d pages: not a paused postcopy" % pages)
                 print("bitmap of %s: %d of %d pages in place" % (body[5:5 + nl].decode(), have, pages))
                 blocks += 1
             dst.wait_status("postcopy-recover", timeout=10)
