@@ -171,6 +171,8 @@ const char *mig_hello_status_str(int status)
 		return "no incoming migration expected";
 	case MIG_HELLO_BUSY:
 		return "destination busy";
+	case MIG_HELLO_NO_RECOVERY:
+		return "no paused postcopy to recover";
 	case MIG_HELLO_NOT_AUTHORIZED:
 		return "not authorized";
 	}

@@ -131,7 +131,7 @@ static inline int mig_rd_str8(MigWireRd *r, const uint8_t **s, uint8_t *len)
 
 /* hello, connecting side -> listening side, MIG_HELLO_LEN bytes:
  *   0:4 magic "MIGC"   4:2 version   6:2 type (MigChanType)   8:4 index
- *   12:4 flags (sent 0)   16:16 session id
+ *   12:4 flags (MIG_HELLO_F_*)   16:16 session id
  * reply, listening side -> connecting side, MIG_HELLO_REPLY_HDR_LEN + msglen bytes:
  *   0:4 magic "MIGA"   4:4 status (MigHelloStatus)   8:2 msglen (<= MIG_HELLO_MSG_MAX)
  *   10:msglen UTF-8 message, no NUL */
@@ -160,9 +160,14 @@ typedef enum MigHelloStatus {
 	MIG_HELLO_BAD_INDEX = 6,
 	MIG_HELLO_NOT_EXPECTED = 7,   /* no incoming migration, or it already started */
 	MIG_HELLO_BUSY = 8,
+	MIG_HELLO_NO_RECOVERY = 9,    /* a RESUME hello, but no paused postcopy of that session */
 	MIG_HELLO_NOT_AUTHORIZED = 10, /* TLS: the client's identity is refused by tls-authz, or a
 				      * plain-text channel reached a destination that requires TLS */
 } MigHelloStatus;
+
+/* Hello flags. RESUME: this channel re-opens a paused postcopy of the session it names
+ * (docs/protocol.md, Postcopy recovery). */
+#define MIG_HELLO_F_RESUME (1u << 0)
 
 /* ---- frame header: everything after an accepted hello, both directions ---- */
 
@@ -211,6 +216,9 @@ enum {
 				 * be64 page count }: drop these, the guest will fault on them */
 	MIG_F_PC_RUN = 10,      /* empty: start the guest now; answer RP_RUNNING */
 	MIG_F_PC_END = 11,      /* empty: every page was sent; answer RP_DONE once placed */
+	MIG_F_PC_RECOVER = 12,  /* empty, first frame of a resumed main channel: send your
+				 * received bitmaps (RP_RECV_BITMAP..., RP_RECV_END) */
+	MIG_F_PC_RESUME = 13,   /* empty: every channel is back; answer RP_RESUME_ACK */
 	MIG_F_DEV_DATA = 0x20,  /* dev head, 1..MIG_DEV_CHUNK state bytes (device lane off) */
 	MIG_F_DEV_END = 0x21,   /* 0:4 ndevices, [ndevices] { be64 chunks, be64 bytes } */
 
@@ -232,6 +240,12 @@ enum {
 	MIG_F_RP_DONE = 0x44,    /* "done": postcopy finished, every page is present */
 	MIG_F_RP_DEVICES = 0x48, /* 0:4 ndevices, [ndevices] be64 load µs: devices loaded */
 	MIG_F_RP_PASS = 0x49,    /* 0:8 pass number: all of that pass is in place here */
+	MIG_F_RP_RECV_BITMAP = 0x4a, /* 0:4 block index, u8 len, name, be64 pages, then
+				      * ceil(pages/8) bytes: page i is bit i%8 (LSB first) of
+				      * byte i/8, set when the page is in place here */
+	MIG_F_RP_RECV_END = 0x4b, /* 0:4 nblocks (one bitmap each was sent)   4:8 the last
+				   * pass in place here (0: none) */
+	MIG_F_RP_RESUME_ACK = 0x4c, /* empty: resumed; outstanding page requests follow */
 };
 
 /* ---- fixed payload heads ---- */

@@ -78,7 +78,8 @@ static gboolean chan_tls(MigSession *s, int fd, const char *name, GError **err)
 
 gboolean mig_chan_hello(MigSession *s, int fd, int type, guint index, GError **err)
 {
-	MigHello h = { .version = MIG_PROTO_VERSION, .type = (guint16)type, .index = index };
+	MigHello h = { .version = MIG_PROTO_VERSION, .type = (guint16)type, .index = index,
+		       .flags = __atomic_load_n(&s->chan_flags, __ATOMIC_ACQUIRE) };
 	g_autofree char *name = chan_name(type, index);
 	MigTls *tls;
 	char msg[600];

@@ -232,16 +232,23 @@ gboolean mig_session_vm_cont(MigSession *s, GError **err)
 	return ok;
 }
 
+static gboolean uri_ok(const char *uri, MigUri *parsed, GError **err)
+{
+	if (mig_uri_parse(uri, parsed) < 0) {
+		g_set_error(err, MIG_ERROR, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT, unix:PATH, fd:NAME or file:PATH[,offset=N])", uri);
+		return FALSE;
+	}
+	return TRUE;
+}
+
 gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 {
 	MigUri parsed;
 	int fd = -1;
 	MigTlsRun tls;
 
-	if (mig_uri_parse(uri, &parsed) < 0) {
-		g_set_error(err, MIG_ERROR, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT, unix:PATH, fd:NAME or file:PATH[,offset=N])", uri);
+	if (!uri_ok(uri, &parsed, err))
 		return FALSE;
-	}
 	g_mutex_lock(&s->lock);
 	if (mig_status_is_active(s->status)) {
 		g_mutex_unlock(&s->lock);
@@ -351,7 +358,7 @@ gboolean mig_session_continue(MigSession *s, MigStatus state, GError **err)
 gboolean mig_session_cancel(MigSession *s, GError **err)
 {
 	g_mutex_lock(&s->lock);
-	if (s->status == MIG_STATUS_POSTCOPY_ACTIVE || s->status == MIG_STATUS_POSTCOPY_DEVICE) {
+	if (mig_status_is_postcopy_run(s->status) || s->status == MIG_STATUS_POSTCOPY_DEVICE) {
 		/* the guest runs on the destination: the source cannot take it back */
 		g_mutex_unlock(&s->lock);
 		g_set_error(err, MIG_ERROR, EBUSY, "Postcopy migration in progress, cannot cancel.");
@@ -389,6 +396,60 @@ void mig_session_yank(MigSession *s)
 		mig_dst_yank(s);
 	g_mutex_unlock(&s->lock);
 	mig_log(s, MIG_LOG_WARNING, "yank: migration channels shut down");
+}
+
+gboolean mig_session_pause(MigSession *s, GError **err)
+{
+	gboolean ok;
+
+	g_mutex_lock(&s->lock);
+	ok = s->status == MIG_STATUS_POSTCOPY_ACTIVE || s->status == MIG_STATUS_POSTCOPY_RECOVER ||
+	     (s->src && s->status == MIG_STATUS_POSTCOPY_RECOVER_SETUP);
+	if (!ok)
+		g_set_error(err, MIG_ERROR, EINVAL, "migrate-pause is currently only supported during postcopy-active "
+			    "or postcopy-recover state (now %s)", mig_status_str(s->status));
+	else if (s->src)
+		mig_src_pause(s->src);
+	g_mutex_unlock(&s->lock);
+	/* the destination's own lock order: its channels' locks are taken without ours */
+	if (ok && !s->src)
+		mig_dst_pause(s);
+	return ok;
+}
+
+/* Recovery opens new channels itself: an address, not a passed descriptor. */
+static gboolean recovery_uri_ok(const char *uri, GError **err)
+{
+	MigUri parsed;
+
+	if (!uri_ok(uri, &parsed, err))
+		return FALSE;
+	if (parsed.kind == MIG_URI_FD || parsed.kind == MIG_URI_FILE) {
+		g_set_error(err, MIG_ERROR, EINVAL, "postcopy recovery needs a tcp: or unix: address, not '%s'", uri);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+gboolean mig_session_recover(MigSession *s, const char *uri, GError **err)
+{
+	return recovery_uri_ok(uri, err) && mig_dst_recover(s, uri, err);
+}
+
+gboolean mig_session_resume(MigSession *s, const char *uri, GError **err)
+{
+	gboolean ok;
+
+	if (!recovery_uri_ok(uri, err))
+		return FALSE;
+	g_mutex_lock(&s->lock);
+	ok = s->src && s->status == MIG_STATUS_POSTCOPY_PAUSED;
+	if (ok)
+		mig_src_resume(s->src, uri);
+	else
+		g_set_error(err, MIG_ERROR, EINVAL, "Cannot resume if there is no paused migration");
+	g_mutex_unlock(&s->lock);
+	return ok;
 }
 
 void mig_session_report_error(MigSession *s, const char *fmt, ...)
@@ -533,7 +594,9 @@ gboolean mig_session_query(MigSession *s, MigInfo *out)
 		if (info.source || mig_dst_started(s))
 			for (int i = 0; i < 16; i++)
 				g_snprintf(info.session_id + 2 * i, 3, "%02x", s->session_id[i]);
-		if (s->error && (s->status == MIG_STATUS_FAILED || s->status == MIG_STATUS_CANCELLED))
+		if (s->error && (s->status == MIG_STATUS_FAILED || s->status == MIG_STATUS_CANCELLED ||
+				 s->status == MIG_STATUS_POSTCOPY_PAUSED || s->status == MIG_STATUS_POSTCOPY_RECOVER_SETUP ||
+				 s->status == MIG_STATUS_POSTCOPY_RECOVER))
 			info.error = g_strdup(s->error);
 	}
 	g_mutex_unlock(&s->lock);

@@ -100,6 +100,7 @@ struct MigSession {
 
 	MigStats stats;
 	guint8 session_id[16];
+	guint32 chan_flags;        /* hello flags of the source's channels (RESUME while recovering) */
 
 	/* the running half (engine/src/src.h, engine/dst/dst.h), set under lock; each owns
 	 * its threads, channels and a snapshot of params taken when the migration began */
@@ -172,6 +173,14 @@ gboolean mig_params_check_file(MigSession *s, const char *uri, gboolean source, 
 
 /* The dirty tracker for one block: the embedder's, else uffd-wp. */
 MigDirtyTracker *mig_tracker_new(MigSession *s, const MigRamBlock *block, GError **err);
+
+/* Postcopy after the guest ran on the destination: a lost channel pauses (both sides),
+ * never fails. */
+static inline gboolean mig_status_is_postcopy_run(MigStatus st)
+{
+	return st == MIG_STATUS_POSTCOPY_ACTIVE || st == MIG_STATUS_POSTCOPY_PAUSED ||
+	       st == MIG_STATUS_POSTCOPY_RECOVER_SETUP || st == MIG_STATUS_POSTCOPY_RECOVER;
+}
 
 /* chanopen.c: a source channel is a connect plus this session's typed hello.
  * congestion: the migration's x-tcp-congestion. */

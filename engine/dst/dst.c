@@ -18,6 +18,7 @@ Dst *mig_dst_new(MigSession *s)
 		d->urgent_fd[i] = -1;
 	g_mutex_init(&d->mf_lock);
 	g_cond_init(&d->mf_cond);
+	g_cond_init(&d->recover_cond);
 	g_mutex_init(&d->rp_lock);
 	g_mutex_init(&d->open_lock);
 	d->openers = g_ptr_array_new();
@@ -37,6 +38,7 @@ void mig_dst_free(Dst *d)
 	g_ptr_array_free(d->mf_recv, TRUE);
 	g_mutex_clear(&d->mf_lock);
 	g_cond_clear(&d->mf_cond);
+	g_cond_clear(&d->recover_cond);
 	g_mutex_clear(&d->rp_lock);
 	if (d->given_fd >= 0)
 		close(d->given_fd);
@@ -52,7 +54,10 @@ int mig_dst_rp_send(MigSession *s, guint16 type, const struct iovec *iov, int n)
 	int rc;
 
 	g_mutex_lock(&d->rp_lock);
-	rc = d->fd >= 0 ? mig_frame_send(d->fd, type, 0, iov, n) : -EPIPE;
+	if (d->rp_hold && type == MIG_F_RP_REQ_PAGE)
+		rc = 0;   /* paused: asked again after RP_RESUME_ACK (the bit stays set) */
+	else
+		rc = d->fd >= 0 ? mig_frame_send(d->fd, type, 0, iov, n) : -EPIPE;
 	g_mutex_unlock(&d->rp_lock);
 	return rc;
 }
@@ -61,6 +66,8 @@ void mig_dst_fail(MigSession *s, const char *msg)
 {
 	Dst *d = s->dst;
 
+	if (mig_dst_postcopy_lost(s, msg))
+		return;
 	mig_session_report_error(s, "%s", msg);
 	g_mutex_lock(&d->mf_lock);
 	d->mf_quit = TRUE;
@@ -104,4 +111,36 @@ gboolean mig_dst_all_received(MigSession *s, GError **err)
 		    "(the first: page %" G_GSIZE_FORMAT " of RAM block '%s'); the guest is not started", missing, total,
 		    first_page, first_block);
 	return FALSE;
+}
+
+gboolean mig_dst_postcopy_lost(MigSession *s, const char *why)
+{
+	Dst *d = s->dst;
+
+	g_mutex_lock(&s->lock);
+	if (!d->pc_running || !mig_status_is_postcopy_run(s->status)) {
+		g_mutex_unlock(&s->lock);
+		return FALSE;
+	}
+	if (s->status != MIG_STATUS_POSTCOPY_PAUSED) {
+		g_free(s->error);
+		s->error = g_strdup(why);
+		mig_log(s, MIG_LOG_WARNING, "postcopy paused: %s", why);
+		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_PAUSED);
+	}
+	if (d->fd >= 0)
+		shutdown(d->fd, SHUT_RDWR);
+	for (guint i = 0; i < MIG_PREEMPT_MAX; i++)
+		if (d->urgent_fd[i] >= 0)
+			shutdown(d->urgent_fd[i], SHUT_RDWR);
+	g_mutex_unlock(&s->lock);
+	g_mutex_lock(&d->rp_lock);
+	d->rp_hold = TRUE;
+	g_mutex_unlock(&d->rp_lock);
+	/* the receivers' sockets: the loader shuts them as it tears down */
+	g_mutex_lock(&d->mf_lock);
+	d->mf_quit = TRUE;
+	g_cond_broadcast(&d->mf_cond);
+	g_mutex_unlock(&d->mf_lock);
+	return TRUE;
 }

@@ -60,6 +60,15 @@ typedef struct Dst {
 	 * the file until postcopy is freed, so it is freed after that */
 	gpointer file;
 	GDestroyNotify file_free;
+
+	/* postcopy recovery (under s->lock unless said otherwise) */
+	gboolean pc_running;       /* PC_RUN done: the guest ran here, a lost channel pauses */
+	gboolean paused_ready;     /* paused, and every old channel and thread is gone */
+	gboolean resume_claimed;   /* the listener is admitting a resumed main channel */
+	gboolean quit;             /* the session goes away: the paused loader ends */
+	GCond recover_cond;        /* wakes the paused loader: a main channel is back, or quit */
+	gboolean rp_hold;          /* under rp_lock: page requests wait for RP_RESUME_ACK */
+	guint64 pass_done;         /* the loader's last PASS in place (told at recovery) */
 } Dst;
 
 /* dst.c: what every part of the half may do. */
@@ -74,3 +83,10 @@ gboolean mig_dst_all_received(MigSession *s, GError **err);
 /* A part of the half failed: records why, wakes the receivers and cuts the main
  * channel's reading, so the loader notices, stops the rest and answers the source. */
 void mig_dst_fail(MigSession *s, const char *msg);
+/* Every channel failure once the guest ran here comes through this (main channel,
+ * return path, multifd, preempt, migrate-pause; from any thread): enters
+ * postcopy-paused with why as error-desc and cuts every channel, so each thread
+ * notices; the loader then joins them and waits for a recovery. userfaultfd stays
+ * registered and the fault thread keeps its requests. FALSE when not in postcopy (the
+ * caller fails the migration as before). */
+gboolean mig_dst_postcopy_lost(MigSession *s, const char *why);

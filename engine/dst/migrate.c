@@ -6,6 +6,7 @@
 #include "engine/dst/postcopy.h"
 #include "engine/dst/breakhuge.h"
 #include "engine/dst/devlane.h"
+#include "engine/dst/recover.h"
 #include "engine/bitmap.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
@@ -84,7 +85,12 @@ static int admit_multifd(MigSession *s, const MigHello *h, const char **why)
 		*why = "duplicate multifd channel index";
 		return MIG_HELLO_DUPLICATE;
 	}
-	if (s->status != MIG_STATUS_ACTIVE || s->dst->mf_released) {
+	if (h->flags & MIG_HELLO_F_RESUME) {
+		if (s->status != MIG_STATUS_POSTCOPY_RECOVER) {
+			*why = "a resumed multifd channel, but no postcopy recovery under way";
+			return MIG_HELLO_NO_RECOVERY;
+		}
+	} else if (s->status != MIG_STATUS_ACTIVE || s->dst->mf_released) {
 		*why = "the migration is past setting up its channels";
 		return MIG_HELLO_NOT_EXPECTED;
 	}
@@ -113,10 +119,48 @@ static int admit_preempt(MigSession *s, const MigHello *h, const char **why)
 		*why = "duplicate preempt channel index";
 		return MIG_HELLO_DUPLICATE;
 	}
-	if (s->status != MIG_STATUS_ACTIVE || s->dst->pc) {
+	if (h->flags & MIG_HELLO_F_RESUME) {
+		if (s->status != MIG_STATUS_POSTCOPY_RECOVER) {
+			*why = "a resumed preempt channel, but no postcopy recovery under way";
+			return MIG_HELLO_NO_RECOVERY;
+		}
+	} else if (s->status != MIG_STATUS_ACTIVE || s->dst->pc) {
 		*why = "the migration is past setting up its channels";
 		return MIG_HELLO_NOT_EXPECTED;
 	}
+	return MIG_HELLO_OK;
+}
+
+/* A resumed main channel: the same session, paused, migrate-recover listening, and
+ * the old channels all gone. Call with s->lock held. */
+static int admit_resume(MigSession *s, const MigHello *h, const char **why)
+{
+	Dst *d = s->dst;
+
+	if (!d->incoming_started || memcmp(h->session, s->session_id, sizeof(h->session))) {
+		*why = d->incoming_started ? "a resumed main channel of another migration session"
+					   : "a resumed main channel, but no migration ever started here";
+		return d->incoming_started ? MIG_HELLO_FOREIGN_SESSION : MIG_HELLO_NO_RECOVERY;
+	}
+	if (h->index != 0) {
+		*why = "main channel must have index 0";
+		return MIG_HELLO_BAD_INDEX;
+	}
+	/* migrate-recover may come before the loader has joined the old channels' threads:
+	 * that takes moments, so wait for it (bounded) rather than refuse */
+	{
+		gint64 end = g_get_monotonic_time() + HELLO_TIMEOUT_MS * G_TIME_SPAN_MILLISECOND;
+
+		while (s->status == MIG_STATUS_POSTCOPY_RECOVER_SETUP && !d->paused_ready && !d->quit &&
+		       g_cond_wait_until(&d->recover_cond, &s->lock, end))
+			;
+	}
+	if (s->status != MIG_STATUS_POSTCOPY_RECOVER_SETUP || !d->paused_ready || d->fd >= 0 || d->resume_claimed) {
+		*why = s->status == MIG_STATUS_POSTCOPY_RECOVER_SETUP ? "the destination is still tearing down its old channels; try again"
+			: "the destination is not in postcopy-paused with migrate-recover listening";
+		return MIG_HELLO_NO_RECOVERY;
+	}
+	d->resume_claimed = TRUE;
 	return MIG_HELLO_OK;
 }
 
@@ -203,7 +247,7 @@ static int read_hello(MigSession *s, int fd, MigHello *h, int *status)
 	return mig_hello_parse(buf, h, status);
 }
 
-static void start_channel(MigSession *s, int type, guint index, int fd);
+static void start_channel(MigSession *s, int type, guint index, int fd, gboolean resumed);
 
 /* Decides whether a connection may join, replies, and starts the channel's thread.
  * Returns TRUE when the channel took fd, FALSE when it was refused (with a reason the
@@ -252,6 +296,9 @@ static gboolean admit(MigSession *s, int fd)
 		} else if (h.type != MIG_CHAN_MAIN) {
 			status = MIG_HELLO_NOT_EXPECTED;
 			why = "this channel type is not enabled on the destination";
+		} else if (h.flags & MIG_HELLO_F_RESUME) {
+			status = admit_resume(s, &h, &why);
+			ok = status == MIG_HELLO_OK ? -MIG_CHAN_MAIN : 0;
 		} else if (s->dst->incoming_started) {
 			int foreign = memcmp(h.session, s->session_id, sizeof(h.session)) != 0;
 
@@ -291,7 +338,7 @@ static gboolean admit(MigSession *s, int fd)
 	mig_hello_reply(fd, MIG_HELLO_OK, "welcome");
 	mig_tls_note_channel(s, fd, ok, h.index);
 	mig_io_set_timeout(fd, 0);
-	start_channel(s, ok, h.index, fd);
+	start_channel(s, ok, h.index, fd, (h.flags & MIG_HELLO_F_RESUME) != 0);
 	g_mutex_unlock(&s->dst->open_lock);
 	return TRUE;
 }
@@ -307,10 +354,28 @@ static void set_congestion(MigSession *s, int fd)
 	mig_chan_set_congestion(s, fd, algo);
 }
 
-/* Starts the thread of a channel admit() just accepted. Call with open_lock held. */
-static void start_channel(MigSession *s, int type, guint index, int fd)
+/* A resumed channel was admitted to a recovery that has failed since (the loader's
+ * teardown did not see it). Call with s->lock held. */
+static gboolean recovery_failed(MigSession *s)
 {
-	if (type == MIG_CHAN_MAIN) {
+	return s->status == MIG_STATUS_POSTCOPY_PAUSED || s->status == MIG_STATUS_POSTCOPY_RECOVER_SETUP ||
+	       s->dst->quit;
+}
+
+/* Starts the thread of a channel admit() just accepted, or hands a resumed main channel
+ * (-MIG_CHAN_MAIN) to the paused loader. Call with open_lock held. */
+static void start_channel(MigSession *s, int type, guint index, int fd, gboolean resumed)
+{
+	if (type == -MIG_CHAN_MAIN) {
+		/* the paused loader takes it over (after the reply, so its reads and timeouts
+		 * are its own) */
+		g_mutex_lock(&s->lock);
+		s->dst->resume_claimed = FALSE;
+		s->dst->fd = fd;
+		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_RECOVER);
+		g_cond_broadcast(&s->dst->recover_cond);
+		g_mutex_unlock(&s->lock);
+	} else if (type == MIG_CHAN_MAIN) {
 		GThread *old;
 
 		/* a loader that gave up a silent peer (unbind_overdue) has finished its work */
@@ -324,13 +389,26 @@ static void start_channel(MigSession *s, int type, guint index, int fd)
 		s->dst->main_thread = g_thread_new("mig/dst/main", dst_main_thread, s);
 		g_mutex_unlock(&s->lock);
 	} else if (type == MIG_CHAN_MULTIFD) {
-		mig_mf_dst_add(s, index, fd);
+		g_mutex_lock(&s->lock);
+		if (resumed && recovery_failed(s))
+			mig_io_close(fd);
+		else
+			mig_mf_dst_add(s, index, fd);
+		g_mutex_unlock(&s->lock);
 	} else {
 		char name[16];
 
 		g_snprintf(name, sizeof(name), "mig/dst/urg/%u", index);
 		g_mutex_lock(&s->lock);
-		s->dst->urgent_thread[index] = g_thread_new(name, urgent_thread, urgent_arg_new(s, index));
+		if (resumed && recovery_failed(s)) {
+			/* the teardown may have closed it already */
+			if (s->dst->urgent_fd[index] == fd) {
+				s->dst->urgent_fd[index] = -1;
+				mig_io_close(fd);
+			}
+		} else {
+			s->dst->urgent_thread[index] = g_thread_new(name, urgent_thread, urgent_arg_new(s, index));
+		}
 		g_mutex_unlock(&s->lock);
 	}
 }
@@ -436,6 +514,10 @@ static int all_in(MigSession *s)   /* -1: no session yet, 0: not yet, 1: all in 
 
 	g_mutex_lock(&s->lock);
 	in = !d->incoming_started ? -1 : d->bound && (guint)__builtin_popcountll(d->mf_connected) == d->mf_expected;
+	/* a recovery listens for the resumed main channel, then its other channels */
+	if (in > 0 && (s->status == MIG_STATUS_POSTCOPY_PAUSED || s->status == MIG_STATUS_POSTCOPY_RECOVER_SETUP ||
+		       d->fd < 0))
+		in = 0;
 	for (guint i = 0; in > 0 && i < d->urgent_expected; i++)
 		in = d->urgent_fd[i] >= 0;
 	g_mutex_unlock(&s->lock);
@@ -626,6 +708,64 @@ gboolean mig_dst_has_channels(MigSession *s)
 	return s->dst->fd >= 0;
 }
 
+void mig_dst_pause(MigSession *s)
+{
+	if (s->dst)
+		mig_dst_postcopy_lost(s, "paused by migrate-pause");
+}
+
+gboolean mig_dst_recover(MigSession *s, const char *uri, GError **err)
+{
+	Dst *d;
+	GThread *lt;
+	MigUri u;
+	char local[300];
+	int fd, wake[2];
+
+	if (mig_uri_parse(uri, &u) < 0)
+		return fail(err, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT or unix:PATH)", uri);
+	g_mutex_lock(&s->lock);
+	d = s->dst;
+	if (!d || s->status != MIG_STATUS_POSTCOPY_PAUSED) {
+		g_mutex_unlock(&s->lock);
+		return fail(err, EINVAL, "Migrate recover can only be run when postcopy is paused.");
+	}
+	/* the old listener goes first: the new address may be the same */
+	lt = g_steal_pointer(&d->listen_thread);
+	if (d->listen_wake[1] >= 0 && write(d->listen_wake[1], "q", 1) < 0) {
+		/* a full pipe already wakes it */
+	}
+	g_mutex_unlock(&s->lock);
+	if (lt)
+		g_thread_join(lt);   /* at most one hello's timeout */
+	if (!g_unix_open_pipe(wake, FD_CLOEXEC, NULL))
+		return fail(err, EMFILE, "cannot create a pipe");
+	g_mutex_lock(&s->lock);
+	for (int i = 0; i < 2; i++) {
+		if (d->listen_wake[i] >= 0)
+			close(d->listen_wake[i]);
+		d->listen_wake[i] = wake[i];
+	}
+	if (d->listen_fd >= 0)
+		close(d->listen_fd);
+	d->listen_fd = -1;
+	fd = mig_uri_listen(&u, 16);
+	if (fd < 0) {
+		g_mutex_unlock(&s->lock);
+		return fail(err, -fd, "Failed to listen on '%s': %s", uri, g_strerror(-fd));
+	}
+	d->listen_fd = fd;
+	g_free(d->listen_uri);
+	d->listen_uri = g_strdup(mig_uri_local(fd, local, sizeof(local)) == 0 ? local : uri);
+	/* a pause or a failure may have come while we joined: still paused? */
+	if (s->status == MIG_STATUS_POSTCOPY_PAUSED)
+		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_RECOVER_SETUP);
+	d->open_quit = FALSE;   /* the old listener's openers are joined */
+	d->listen_thread = g_thread_new("mig/dst/listen", listen_thread, s);
+	g_mutex_unlock(&s->lock);
+	return TRUE;
+}
+
 void mig_dst_shutdown(MigSession *s)
 {
 	GThread *lt, *dt;
@@ -635,6 +775,8 @@ void mig_dst_shutdown(MigSession *s)
 	g_mutex_lock(&s->lock);
 	lt = g_steal_pointer(&s->dst->listen_thread);
 	dt = g_steal_pointer(&s->dst->main_thread);
+	s->dst->quit = TRUE;
+	g_cond_broadcast(&s->dst->recover_cond);
 	if (s->dst->fd >= 0)
 		shutdown(s->dst->fd, SHUT_RDWR);
 	if (s->dst->listen_wake[1] >= 0 && write(s->dst->listen_wake[1], "q", 1) < 0) {
@@ -946,6 +1088,8 @@ static gboolean complete(Loader *d, gboolean postcopy, GError **err)
 	}
 	if (s->status != MIG_STATUS_FAILED)
 		mig_set_status_locked(s, postcopy ? MIG_STATUS_POSTCOPY_ACTIVE : MIG_STATUS_COMPLETED);
+	/* from here the guest may touch missing pages: a lost channel pauses */
+	s->dst->pc_running = postcopy && s->status != MIG_STATUS_FAILED;
 	g_mutex_unlock(&s->lock);
 	if (!postcopy && s->vm->incoming_done)
 		s->vm->incoming_done(s->vm_opaque);
@@ -1027,6 +1171,7 @@ static gboolean load_loop(Loader *d, GError **err)
 				return h.len == 8 ? FALSE : fail(err, EPROTO, "pass frame of %u bytes", h.len);
 			if (!mig_mf_dst_barrier(d->s, mig_get_be64(d->buf), err))
 				return FALSE;
+			d->s->dst->pass_done = mig_get_be64(d->buf);
 			/* the source waits for this before it stops the guest (see precopy()): the
 			 * same be64 pass number goes back */
 			{
@@ -1105,8 +1250,13 @@ static gpointer urgent_thread(gpointer opaque)
 		gboolean ok;
 
 		if (rc < 0) {
-			if (mig_session_status(s) != MIG_STATUS_COMPLETED && rc != -EPIPE)
-				g_set_error(&err, MIG_ERROR, -rc, "preempt channel %u: %s", index, g_strerror(-rc));
+			MigStatus st = mig_session_status(s);
+
+			/* a source that closes it after a failed precopy says why on the main
+			 * channel; in postcopy every lost channel pauses */
+			if (st != MIG_STATUS_COMPLETED && (rc != -EPIPE || mig_status_is_postcopy_run(st)))
+				g_set_error(&err, MIG_ERROR, -rc, "preempt channel %u: %s", index,
+					    rc == -EPIPE ? "the source closed the connection" : g_strerror(-rc));
 			break;
 		}
 		if (!s->dst->received || !mig_pc_dst_placing(s)) {
@@ -1188,38 +1338,139 @@ static gboolean unbind_overdue(MigSession *s)
 	return TRUE;
 }
 
+/* The channels and threads of a postcopy that broke: shut, joined, closed; their
+ * half-assembled huge pages dropped (the received bitmap never counted them). The
+ * fault thread and userfaultfd stay: vCPUs on missing pages wait. */
+static void pause_teardown(Loader *d)
+{
+	MigSession *s = d->s;
+	Dst *dst = s->dst;
+	GThread *ut[MIG_PREEMPT_MAX];
+
+	g_mutex_lock(&s->lock);
+	for (guint i = 0; i < MIG_PREEMPT_MAX; i++) {
+		ut[i] = g_steal_pointer(&dst->urgent_thread[i]);
+		if (dst->urgent_fd[i] >= 0)
+			shutdown(dst->urgent_fd[i], SHUT_RDWR);
+	}
+	g_mutex_unlock(&s->lock);
+	for (guint i = 0; i < MIG_PREEMPT_MAX; i++)
+		if (ut[i])
+			g_thread_join(ut[i]);
+	mig_mf_dst_abort(s);
+	mig_mf_dst_join(s);
+	/* last: every old thread that could report its channel lost (which sets
+	 * mf_quit) is joined, so the resumed receivers start clean */
+	g_mutex_lock(&dst->mf_lock);
+	dst->mf_quit = FALSE;
+	dst->mf_synced = 0;
+	g_mutex_unlock(&dst->mf_lock);
+	g_mutex_lock(&s->lock);
+	for (guint i = 0; i < MIG_PREEMPT_MAX; i++) {
+		if (dst->urgent_fd[i] >= 0)
+			mig_io_close(dst->urgent_fd[i]);
+		dst->urgent_fd[i] = -1;
+	}
+	dst->mf_connected = 0;
+	g_mutex_lock(&dst->rp_lock);
+	if (dst->fd >= 0)
+		mig_io_close(dst->fd);
+	dst->fd = d->fd = -1;
+	g_mutex_unlock(&dst->rp_lock);
+	g_mutex_unlock(&s->lock);
+	mig_huge_asm_clear(&d->hasm);
+}
+
+/* Paused: waits for migrate-recover and the source's resumed main channel, then runs
+ * the handshake; a failure there pauses again, as often as it takes. FALSE when the
+ * session goes away meanwhile. */
+static gboolean pause_and_recover(Loader *d)
+{
+	MigSession *s = d->s;
+	Dst *dst = s->dst;
+
+	for (;;) {
+		g_autoptr(GError) err = NULL;
+		gboolean quit;
+
+		pause_teardown(d);
+		g_mutex_lock(&s->lock);
+		dst->paused_ready = TRUE;
+		g_cond_broadcast(&dst->recover_cond);
+		while (!dst->quit && dst->fd < 0)
+			g_cond_wait(&dst->recover_cond, &s->lock);
+		quit = dst->quit;
+		dst->paused_ready = FALSE;
+		d->fd = dst->fd;
+		g_mutex_unlock(&s->lock);
+		if (quit)
+			return FALSE;
+		if (mig_dst_recover_handshake(s, d->fd, &err)) {
+			g_mutex_lock(&s->lock);
+			/* a pause may have come meanwhile: then the loop below finds the
+			 * channel shut and pauses again */
+			if (s->status == MIG_STATUS_POSTCOPY_RECOVER) {
+				g_clear_pointer(&s->error, g_free);
+				mig_set_status_locked(s, MIG_STATUS_POSTCOPY_ACTIVE);
+			}
+			g_mutex_unlock(&s->lock);
+			return TRUE;
+		}
+		mig_dst_postcopy_lost(s, err->message);
+	}
+}
+
 static gpointer dst_main_thread(gpointer opaque)
 {
 	Loader d = { .s = opaque, .max_frame = MIG_FRAME_MAX_LEN };
 	MigSession *s = d.s;
 	g_autoptr(GError) err = NULL;
+	gboolean paused = FALSE;
 
 	g_mutex_lock(&s->lock);
 	d.fd = s->dst->fd;
 	g_mutex_unlock(&s->lock);
-	if (!load_loop(&d, &err) && unbind_overdue(s)) {
-		g_free(d.buf);
-		return NULL;
-	} else if (err) {
-		g_autofree char *why = NULL;
-		struct iovec iov;
+	while (!load_loop(&d, &err)) {
+		/* a silent peer whose SETUP never came: nothing of it touched the guest */
+		if (unbind_overdue(s)) {
+			g_free(d.buf);
+			return NULL;
+		}
+		/* the guest ran here: it waits for its pages, whatever broke */
+		if (mig_dst_postcopy_lost(s, err->message)) {
+			g_clear_error(&err);
+			if (pause_and_recover(&d))
+				continue;
+			paused = TRUE;   /* and the session goes away */
+			break;
+		}
+		{
+			g_autofree char *why = NULL;
+			struct iovec iov;
 
-		/* the first failure is the cause (a multifd receiver may have stopped us) */
-		mig_session_report_error(s, "%s", err->message);
-		mig_mf_dst_abort(s);
-		g_mutex_lock(&s->lock);
-		why = g_strdup(s->error);
-		g_mutex_unlock(&s->lock);
-		iov = (struct iovec){ why, strlen(why) };
-		mig_dst_rp_send(s, MIG_F_RP_ERROR, &iov, 1);
+			/* the first failure is the cause (a multifd receiver may have stopped us) */
+			mig_session_report_error(s, "%s", err->message);
+			mig_mf_dst_abort(s);
+			g_mutex_lock(&s->lock);
+			why = g_strdup(s->error);
+			g_mutex_unlock(&s->lock);
+			iov = (struct iovec){ why, strlen(why) };
+			mig_dst_rp_send(s, MIG_F_RP_ERROR, &iov, 1);
+		}
+		break;
 	}
-	mig_pc_dst_stop(s);
+	/* never while paused: the guest would read zeros where pages are missing (the
+	 * session's teardown stops it once no vCPU runs) */
+	if (!paused)
+		mig_pc_dst_stop(s);
 	g_free(d.buf);
 	mig_huge_asm_clear(&d.hasm);
 	g_mutex_lock(&s->lock);
 	g_mutex_lock(&s->dst->rp_lock);
-	shutdown(s->dst->fd, SHUT_RDWR);
-	mig_io_close(s->dst->fd);
+	if (s->dst->fd >= 0) {
+		shutdown(s->dst->fd, SHUT_RDWR);
+		mig_io_close(s->dst->fd);
+	}
 	s->dst->fd = -1;
 	g_mutex_unlock(&s->dst->rp_lock);
 	g_mutex_unlock(&s->lock);

@@ -224,7 +224,10 @@ static int handle_fault(PcDst *pc, guint64 addr, pid_t tid)
 		/* before the write, as page_sent: once the bytes are in the socket the source
 		 * may read and answer them while this thread waits for a CPU */
 		MIG_PROBE(request_sent, bi, (guint64)page * b->rb->page_size);
-		return mig_dst_rp_send(s, MIG_F_RP_REQ_PAGE, &iov, 1);
+		/* a write that fails means the channel broke: the loader notices and pauses,
+		 * and the request, its bit set, is asked again once resumed */
+		mig_dst_rp_send(s, MIG_F_RP_REQ_PAGE, &iov, 1);
+		return 0;
 	}
 }
 
@@ -376,7 +379,7 @@ gboolean mig_pc_dst_finish(MigSession *s, GError **err)
 		gsize have;
 
 		while ((have = mig_bitmap_count(s->dst->received[i], pc->blocks[i].npages)) != pc->blocks[i].npages &&
-		       g_get_monotonic_time() < end && s->status != MIG_STATUS_FAILED)
+		       g_get_monotonic_time() < end && s->status != MIG_STATUS_FAILED && s->status != MIG_STATUS_POSTCOPY_PAUSED)
 			g_usleep(1000);
 		if (have != pc->blocks[i].npages) {
 			g_set_error(err, MIG_ERROR, EPROTO, "postcopy ended with %" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT
@@ -386,6 +389,39 @@ gboolean mig_pc_dst_finish(MigSession *s, GError **err)
 	}
 	mig_pc_dst_stop(s);
 	return TRUE;
+}
+
+int mig_pc_dst_resume(MigSession *s, int fd)
+{
+	PcDst *pc = s->dst->pc;
+	guint64 asked = 0;
+	int rc;
+
+	g_mutex_lock(&s->dst->rp_lock);
+	rc = mig_frame_send(fd, MIG_F_RP_RESUME_ACK, 0, NULL, 0);
+	for (guint bi = 0; rc == 0 && bi < pc->nblocks; bi++) {
+		PcBlock *b = &pc->blocks[bi];
+
+		for (gsize i = mig_bitmap_next(b->requested, b->npages, 0); rc == 0 && i < b->npages;
+		     i = mig_bitmap_next(b->requested, b->npages, i + 1)) {
+			guint8 req[MIG_PAGE_REQ_LEN];
+			struct iovec iov = { req, sizeof(req) };
+
+			if (mig_bitmap_test(s->dst->received[bi], i))
+				continue;
+			mig_put_head16(req, bi, 0, (guint64)i * b->rb->page_size);
+			rc = mig_frame_send(fd, MIG_F_RP_REQ_PAGE, 0, &iov, 1);
+			asked++;
+		}
+	}
+	/* from here the fault thread asks by itself again; a fault that raced the scan
+	 * may ask twice, which the source serves as any repeated request */
+	if (rc == 0)
+		s->dst->rp_hold = FALSE;
+	g_mutex_unlock(&s->dst->rp_lock);
+	if (rc == 0)
+		mig_log(s, MIG_LOG_INFO, "postcopy resumed: %" G_GUINT64_FORMAT " outstanding page requests asked again", asked);
+	return rc;
 }
 
 /* Stops the fault thread and unregisters; the statistics stay for query-migrate. */

@@ -299,13 +299,14 @@ static JsonNode *h_migrate(JsonObject *args, gpointer s, GError **err)
 
 	if (!only_members(args, ok, err))
 		return NULL;
-	if (resume && (!JSON_NODE_HOLDS_VALUE(resume) || json_node_get_value_type(resume) != G_TYPE_BOOLEAN ||
-		       json_node_get_boolean(resume))) {
-		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Cannot resume if there is no paused migration");
+	if (resume && (!JSON_NODE_HOLDS_VALUE(resume) || json_node_get_value_type(resume) != G_TYPE_BOOLEAN)) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Invalid parameter type for 'resume', expected: boolean");
 		return NULL;
 	}
 	uri = uri_arg(args, err);
-	if (uri)
+	if (uri && resume && json_node_get_boolean(resume))
+		mig_session_resume(s, uri, err);   /* a paused postcopy reconnects */
+	else if (uri)
 		mig_session_migrate(s, uri, err);
 	return NULL;
 }
@@ -663,6 +664,25 @@ static int take_fd(gpointer q, const char *name, GError **err)
 	return mig_qmp_take_fd(q, name, err);
 }
 
+static JsonNode *h_pause(JsonObject *args, gpointer s, GError **err)
+{
+	mig_session_pause(s, err);
+	return NULL;
+}
+
+static JsonNode *h_recover(JsonObject *args, gpointer s, GError **err)
+{
+	static const char *const ok[] = { "uri", NULL };
+	const char *uri;
+
+	if (!only_members(args, ok, err))
+		return NULL;
+	uri = string_arg(args, "uri", TRUE, err);
+	if (uri)
+		mig_session_recover(s, uri, err);
+	return NULL;
+}
+
 static JsonNode *h_cancel(JsonObject *args, gpointer s, GError **err)
 {
 	mig_session_cancel(s, err);
@@ -710,6 +730,8 @@ void mig_qmp_add_session_commands(MigQmpServer *q, MigSession *s)
 	mig_qmp_register(q, "object-add", h_object_add, s);
 	mig_qmp_register(q, "object-del", h_object_del, s);
 	mig_qmp_add_yank_commands(q, s);
+	mig_qmp_register(q, "migrate-pause", h_pause, s);
+	mig_qmp_register(q, "migrate-recover", h_recover, s);
 	mig_session_set_event_cb(s, forward_event, q);
 	/* fd:NAME names a descriptor the same client passed with getfd */
 	mig_session_set_fd_lookup(s, take_fd, q);

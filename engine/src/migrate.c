@@ -609,6 +609,7 @@ struct Src *mig_src_start(MigSession *s, const char *uri, int fd)
 	g_mutex_init(&src->rp_lock);
 	g_mutex_init(&src->urgent_lock);
 	g_cond_init(&src->rp_cond);
+	g_cond_init(&src->resume_cond);
 	src->thread = g_thread_new("mig/src/main", src_thread, src);
 	return src;
 }
@@ -634,11 +635,35 @@ gboolean mig_src_has_channels(struct Src *src)
 	return src->cancel_fd >= 0;
 }
 
+void mig_src_pause(struct Src *src)
+{
+	src->pause_req = TRUE;
+	if (src->cancel_fd >= 0)
+		shutdown(src->cancel_fd, SHUT_RDWR);
+	if (src->cancel_mf)
+		mig_mf_src_abort(src->cancel_mf);
+}
+
+void mig_src_resume(struct Src *src, const char *uri)
+{
+	g_free(src->resume_uri);
+	src->resume_uri = g_strdup(uri);
+	mig_set_status_locked(src->s, MIG_STATUS_POSTCOPY_RECOVER_SETUP);
+	g_cond_broadcast(&src->resume_cond);
+}
+
 void mig_src_free(struct Src *src)
 {
+	/* a paused postcopy waits for a resume that will not come now */
+	g_mutex_lock(&src->s->lock);
+	src->quit = TRUE;
+	g_cond_broadcast(&src->resume_cond);
+	g_mutex_unlock(&src->s->lock);
 	g_thread_join(src->thread);
 	if (src->given_fd >= 0)
 		close(src->given_fd);
+	g_free(src->resume_uri);
+	g_cond_clear(&src->resume_cond);
 	mig_params_clear(&src->p);
 	g_free(src->uri_text);
 	g_mutex_clear(&src->wlock);

@@ -8,6 +8,7 @@
 #include "engine/src/devlane.h"
 #include "engine/src/breakhuge.h"
 #include "engine/src/urgent.h"
+#include "engine/src/recover.h"
 #include "engine/bitmap.h"
 #include "engine/probes.h"
 #include "channels/frame.h"
@@ -477,6 +478,159 @@ static gboolean switchover(Src *src, GError **err)
 	       mig_src_send_frame(src, MIG_F_PC_RUN, NULL, 0, err);
 }
 
+/* Joins the return-path thread (shut: cutting its read first), then stops the lanes:
+ * nothing queues on them any more (freed with the channels, once the bulk senders that
+ * yield to them are gone). */
+static void stop_return_path(Src *src, gboolean shut)
+{
+	if (src->rp_thread) {
+		if (shut && src->fd >= 0)
+			shutdown(src->fd, SHUT_RDWR);
+		g_thread_join(src->rp_thread);
+		src->rp_thread = NULL;
+	}
+	if (src->urgent) {
+		mig_urgent_stop(src->urgent);
+		/* what the lanes dropped will never be done: nothing may wait for it */
+		__atomic_store_n(&src->urgent_pending, 0, __ATOMIC_RELEASE);
+	}
+}
+
+/* The channels and threads of a postcopy that broke: shut, joined, closed. The guest
+ * stays stopped and every page stays here; what was in flight is found missing in the
+ * destination's received bitmap and sent again. */
+static void teardown(Src *src)
+{
+	MigSession *s = src->s;
+
+	stop_return_path(src, TRUE);
+	if (src->mf) {
+		g_mutex_lock(&s->lock);
+		src->cancel_mf = NULL;
+		g_mutex_unlock(&s->lock);
+		mig_mf_src_abort(src->mf);
+		mig_mf_src_free(g_steal_pointer(&src->mf));
+	}
+	/* after the senders: they may have been yielding to the lanes */
+	mig_pc_src_close_preempt(src);
+	g_mutex_lock(&s->lock);
+	if (src->fd >= 0)
+		mig_io_close(src->fd);
+	src->fd = src->cancel_fd = -1;
+	g_mutex_unlock(&s->lock);
+	g_mutex_lock(&src->rp_lock);
+	g_clear_pointer(&src->rp_error, g_free);
+	src->dst_done = FALSE;
+	g_mutex_unlock(&src->rp_lock);
+	src->pace_adapt = FALSE;
+}
+
+/* One try at recovery, after `migrate resume:true` (docs/protocol.md, Postcopy
+ * recovery). On failure the caller tears down whatever came up and pauses again. */
+static gboolean recover(Src *src, GError **err)
+{
+	MigSession *s = src->s;
+	guint64 missing;
+	gboolean paused;
+
+	if (!mig_src_recover_begin(src, &missing, err))
+		return FALSE;
+	mig_log(s, MIG_LOG_INFO, "postcopy recovery: the destination lacks %" G_GUINT64_FORMAT " bytes", missing);
+	/* whatever bulk or the lanes had written went down with the channels: the
+	 * bitmap above says what arrived, and nothing counts as sent any more */
+	for (guint i = 0; i < src->nblocks; i++) {
+		gsize longs = mig_bitmap_longs(src->blocks[i].npages);
+
+		memset(src->urgent_sent[i], 0, longs * sizeof(gulong));
+		memset(src->bulk_sent[i], 0, longs * sizeof(gulong));
+		src->hint[i] = (gsize)-1;
+	}
+	if (s->caps[MIG_CAP_MULTIFD]) {
+		MfSrc *mf = mig_mf_src_start(s, &src->uri, src->p.x_tcp_congestion, (guint)src->p.multifd_channels,
+					     src->zero_mode == 2, err);
+
+		if (!mf)
+			return FALSE;
+		mig_mf_src_mark_sent(mf, src->bulk_sent);
+		g_mutex_lock(&s->lock);
+		src->mf = src->cancel_mf = mf;
+		if (src->pause_req)
+			mig_mf_src_abort(mf);
+		g_mutex_unlock(&s->lock);
+	}
+	if (!mig_pc_src_connect_preempt(src, err) || !mig_src_recover_end(src, err))
+		return FALSE;
+	if (src->npre)
+		src->urgent = mig_urgent_new(s, src->pre_fds, src->npre, urgent_done, src);
+	src->rp_thread = g_thread_new("mig/src/return", rp_main, src);
+	g_mutex_lock(&s->lock);
+	paused = src->pause_req;
+	if (!paused) {
+		g_clear_pointer(&s->error, g_free);
+		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_ACTIVE);
+	}
+	g_mutex_unlock(&s->lock);
+	if (paused) {
+		g_set_error(err, MIG_ERROR, EINTR, "postcopy recovery interrupted by migrate-pause");
+		return FALSE;
+	}
+	pace_bulk(src);
+	return TRUE;
+}
+
+gboolean mig_src_postcopy_lost(Src *src, const GError *why, GError **err)
+{
+	MigSession *s = src->s;
+	g_autoptr(GError) again = NULL;
+	g_autofree char *cause = NULL;
+
+	g_mutex_lock(&s->lock);
+	cause = src->pause_req ? g_strdup("paused by migrate-pause")
+			       : g_strdup(why ? why->message : "a postcopy channel was lost");
+	g_mutex_unlock(&s->lock);
+	for (;;) {
+		teardown(src);
+		g_mutex_lock(&s->lock);
+		g_free(s->error);
+		s->error = g_strdup(cause);
+		src->pause_req = FALSE;
+		mig_log(s, MIG_LOG_WARNING, "postcopy paused: %s", cause);
+		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_PAUSED);
+		while (!src->quit && !src->resume_uri)
+			g_cond_wait(&src->resume_cond, &s->lock);
+		if (src->quit) {
+			g_mutex_unlock(&s->lock);
+			g_set_error(err, MIG_ERROR, ECANCELED, "postcopy paused (%s) when the session ended", cause);
+			return FALSE;
+		}
+		g_free(src->uri_text);
+		src->uri_text = g_steal_pointer(&src->resume_uri);
+		g_mutex_unlock(&s->lock);
+		g_clear_error(&again);
+		if (recover(src, &again))
+			return TRUE;
+		g_free(cause);
+		g_mutex_lock(&s->lock);
+		cause = src->pause_req ? g_strdup_printf("paused by migrate-pause (%s)", again->message)
+				       : g_strdup(again->message);
+		g_mutex_unlock(&s->lock);
+	}
+}
+
+/* From postcopy-active to completion: the push, END, and the destination's DONE. */
+static gboolean push_rest(Src *src, GError **err)
+{
+	gboolean ok = TRUE;
+
+	for (guint bi = 0; ok && bi < src->nblocks; bi++)
+		ok = push_block(src, bi, err);
+	/* every page is taken; wait out a request that took one and is sending it */
+	g_mutex_lock(&src->urgent_lock);
+	g_mutex_unlock(&src->urgent_lock);
+	return ok && mig_src_pass_end(src, err) && mig_src_send_frame(src, MIG_F_PC_END, NULL, 0, err) &&
+	       rp_wait(src, &src->dst_done, err);
+}
+
 gboolean mig_pc_src_run(Src *src, GError **err)
 {
 	MigSession *s = src->s;
@@ -498,27 +652,19 @@ gboolean mig_pc_src_run(Src *src, GError **err)
 		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_ACTIVE);
 		g_mutex_unlock(&s->lock);
 		pace_bulk(src);
-		for (guint bi = 0; ok && bi < src->nblocks; bi++)
-			ok = push_block(src, bi, err);
-		/* every page is taken; wait out a request that took one and is sending it */
-		g_mutex_lock(&src->urgent_lock);
-		g_mutex_unlock(&src->urgent_lock);
-		ok = ok && mig_src_pass_end(src, err) && mig_src_send_frame(src, MIG_F_PC_END, NULL, 0, err) &&
-		     rp_wait(src, &src->dst_done, err);
+		for (;;) {
+			g_autoptr(GError) lost = NULL;
+
+			if (push_rest(src, &lost))
+				break;
+			/* the guest runs there: whatever broke, it waits for its pages */
+			if (!mig_src_postcopy_lost(src, lost, err)) {
+				ok = FALSE;
+				break;
+			}
+		}
 	}
-	if (src->rp_thread) {
-		if (!ok)   /* unblock the return-path thread's read */
-			shutdown(src->fd, SHUT_RDWR);
-		g_thread_join(src->rp_thread);
-		src->rp_thread = NULL;
-	}
-	/* after the return path: nothing queues any more (freed with the channels, once
-	 * the bulk senders that yield to it are gone) */
-	if (src->urgent) {
-		mig_urgent_stop(src->urgent);
-		/* what the lanes dropped will never be done: nothing may wait for it */
-		__atomic_store_n(&src->urgent_pending, 0, __ATOMIC_RELEASE);
-	}
+	stop_return_path(src, !ok);
 	g_free(src->rp_error);
 	src->rp_error = NULL;
 	g_clear_pointer(&src->hint, g_free);

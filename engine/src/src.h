@@ -17,6 +17,12 @@ void mig_src_cancel(struct Src *src);
  * stops. has_channels: the main channel is open. Both with s->lock held. */
 void mig_src_yank(struct Src *src);
 gboolean mig_src_has_channels(struct Src *src);
+/* migrate-pause: cuts every channel, so the migration thread pauses. Call with
+ * s->lock held, in postcopy-active or a recovery. */
+void mig_src_pause(struct Src *src);
+/* migrate resume:true in postcopy-paused: reconnect to uri (already checked to parse).
+ * Call with s->lock held. */
+void mig_src_resume(struct Src *src, const char *uri);
 /* Joins the migration thread (it ends by itself) and frees what is left. Without
  * s->lock. */
 void mig_src_free(struct Src *src);

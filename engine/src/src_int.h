@@ -65,12 +65,26 @@ typedef struct Src {
 	gboolean pre_fd_paced;  /* bulk yields to urgent work (preempt on, postcopy running) */
 	gboolean pace_adapt;    /* bulk's pacing rate follows the urgent traffic (bulkpace.h) */
 	MigBulkPace pace;
+	/* postcopy recovery, under s->lock: the address `migrate resume:true` gave, a
+	 * migrate-pause asked for, the session going away; resume_cond wakes the paused
+	 * migration thread */
+	GCond resume_cond;
+	char *resume_uri;
+	gboolean pause_req;
+	gboolean quit;
 	/* rate limiting over 100 ms windows */
 	gint64 win_start;
 	guint64 win_bytes;
 } Src;
 
 gboolean mig_src_cancelled(Src *src);
+/* Every channel failure once the guest ran on the destination comes here (main channel,
+ * return path, multifd, preempt; a migrate-pause too): tears the channels and their
+ * threads down, keeps the guest stopped and every page, and enters postcopy-paused
+ * with why as error-desc. Then waits for `migrate resume:true` and recovers, pausing
+ * again on failure, as often as it takes. FALSE (with *err) only when the session goes
+ * away meanwhile. (engine/src/postcopy.c) */
+gboolean mig_src_postcopy_lost(Src *src, const GError *why, GError **err);
 gboolean mig_src_send_frame(Src *src, guint16 type, const struct iovec *iov, int n, GError **err);
 /* Sends these pages of a block on the main channel: zero pages as offsets, the rest
  * as data straight from guest memory. */

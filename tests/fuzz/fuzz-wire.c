@@ -173,10 +173,24 @@ static void counted(MigWireRd *r, unsigned per_entry)
 		be64s(r, (uint64_t)n * per_entry, UINT64_MAX);
 }
 
+/* RP_RECV_BITMAP: be32 block, name, be64 pages, the bitmap's bytes to the end. */
+static void recv_bitmap(MigWireRd *r)
+{
+	const uint8_t *bits;
+	uint32_t block;
+	uint64_t pages;
+
+	if (rd32(r, &block) < 0 || rd_str8(r) < 0 || rd64(r, &pages) < 0)
+		return;
+	if (pages / 8 + 1 <= r->left)
+		mig_rd_bytes(r, (size_t)((pages + 7) / 8), &bits);
+}
+
 static void payload(uint16_t type, const uint8_t *p, size_t len)
 {
 	MigWireRd r = mig_wire_rd(p, len);
 	uint64_t v;
+	uint32_t n32;
 
 	switch (type) {
 	case MIG_F_SETUP:
@@ -211,6 +225,13 @@ static void payload(uint16_t type, const uint8_t *p, size_t len)
 		break;
 	case MIG_F_MF_PAGES:
 		mf_pages(&r);
+		break;
+	case MIG_F_RP_RECV_BITMAP:
+		recv_bitmap(&r);
+		break;
+	case MIG_F_RP_RECV_END:
+		if (rd32(&r, &n32) == 0)
+			rd64(&r, &v);
 		break;
 	}
 }

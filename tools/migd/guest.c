@@ -126,7 +126,12 @@ static inline guint8 *unit_ptr(MigdGuest *g, guint64 idx)
 
 static void report_failure(MigdGuest *g, guint64 idx, const char *what)
 {
-	guint64 n = __atomic_add_fetch(&g->failed, 1, __ATOMIC_RELAXED);
+	guint64 n;
+
+	/* torn down: what it reads now is not the guest's memory any more */
+	if (__atomic_load_n(&g->quit, __ATOMIC_ACQUIRE))
+		return;
+	n = __atomic_add_fetch(&g->failed, 1, __ATOMIC_RELAXED);
 
 	if (n <= MAX_FAIL_LOGS)
 		g_printerr("mig: INTEGRITY FAILURE: unit %" G_GUINT64_FORMAT " (guest offset 0x%" G_GINT64_MODIFIER "x): %s\n",

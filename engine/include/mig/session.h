@@ -119,6 +119,16 @@ gboolean mig_session_start_postcopy(MigSession *s, GError **err);
  * only MIG_STATUS_PRE_SWITCHOVER waits today) and switch over. */
 gboolean mig_session_continue(MigSession *s, MigStatus state, GError **err);
 
+/* Postcopy recovery, QEMU's way (docs/design.md, Postcopy recovery). Once the guest
+ * ran on the destination a lost channel pauses both sides (postcopy-paused) instead of
+ * failing. pause (either side, postcopy-active or a recovery): cuts every channel, so
+ * the migration pauses now (migrate-pause). recover (a paused destination): listens on
+ * uri for the source's new channels (migrate-recover; again after a failed try).
+ * resume (a paused source): reconnects to uri (migrate with resume: true). */
+gboolean mig_session_pause(MigSession *s, GError **err);
+gboolean mig_session_recover(MigSession *s, const char *uri, GError **err);
+gboolean mig_session_resume(MigSession *s, const char *uri, GError **err);
+
 /* A source's RAM figures: QEMU's MigrationStats and mig's x- members. */
 #define MIG_INFO_PREEMPT_MAX 8
 typedef struct MigRamInfo {
@@ -165,7 +175,7 @@ typedef struct MigInfo {
 	gint64 device_queued_peak; /* destination with devices: the reorder queue's high-water mark */
 	GPtrArray *devices;        /* MigDeviceInfo*, in registration order; NULL without devices */
 	char session_id[33];       /* hex; "" until the migration identified itself */
-	char *error;               /* failed or cancelled: why; else NULL */
+	char *error;               /* failed, cancelled or postcopy paused: why; else NULL */
 	MigValue *extra;           /* an OBJECT: the destination's postcopy figures, then the VM's
 				    * own members (MigVmOps.query), even when not started */
 } MigInfo;

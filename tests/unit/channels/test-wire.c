@@ -244,6 +244,41 @@ static void case_rp_pass(GByteArray *enc, const GByteArray *g)
 	pass_frame(enc, g, MIG_F_RP_PASS);
 }
 
+/* Recovery: block 0 "pc.ram" of 12 pages, pages 0, 1 and 9 in place. */
+static void case_rp_recv_bitmap(GByteArray *enc, const GByteArray *g)
+{
+	static const uint8_t bits[2] = { 0x03, 0x02 };
+	MigWireRd r;
+	const uint8_t *p = NULL;
+
+	frame(enc, MIG_F_RP_RECV_BITMAP, 4 + 7 + 8 + 2);
+	put32(enc, 0);
+	g_byte_array_append(enc, (const guint8 *)"\x06pc.ram", 7);
+	put64(enc, 12);
+	g_byte_array_append(enc, bits, 2);
+	r = check_frame(g, MIG_F_RP_RECV_BITMAP, 4 + 7 + 8 + 2);
+	g_assert_cmpuint(rd32(&r), ==, 0);
+	rd_str(&r, "pc.ram");
+	g_assert_cmpuint(rd64(&r), ==, 12);
+	g_assert_cmpint(mig_rd_bytes(&r, 2, &p), ==, 0);
+	g_assert_cmpmem(p, 2, bits, 2);
+	g_assert_cmpuint(r.left, ==, 0);
+}
+
+/* Recovery: 1 block, pass 2 in place. */
+static void case_rp_recv_end(GByteArray *enc, const GByteArray *g)
+{
+	MigWireRd r;
+
+	frame(enc, MIG_F_RP_RECV_END, 12);
+	put32(enc, 1);
+	put64(enc, 2);
+	r = check_frame(g, MIG_F_RP_RECV_END, 12);
+	g_assert_cmpuint(rd32(&r), ==, 1);
+	g_assert_cmpuint(rd64(&r), ==, 2);
+	g_assert_cmpuint(r.left, ==, 0);
+}
+
 static void case_pc_discard(GByteArray *enc, const GByteArray *g)
 {
 	uint8_t h[MIG_PAGES_HDR_LEN];
@@ -389,6 +424,8 @@ static const struct {
 	{ "pages", case_pages },
 	{ "pass", case_pass },
 	{ "pc-discard", case_pc_discard },
+	{ "rp-recv-bitmap", case_rp_recv_bitmap },
+	{ "rp-recv-end", case_rp_recv_end },
 	{ "dev-data", case_dev_data },
 	{ "dev-end", case_dev_end },
 	{ "rp-req-page", case_rp_req_page },
@@ -438,11 +475,14 @@ static const struct {
 	{ "MF_DEV", MIG_F_MF_DEV }, { "CHUNK", MIG_F_CHUNK }, { "RP_RUNNING", MIG_F_RP_RUNNING },
 	{ "RP_ERROR", MIG_F_RP_ERROR }, { "RP_REQ_PAGE", MIG_F_RP_REQ_PAGE }, { "RP_DONE", MIG_F_RP_DONE },
 	{ "RP_DEVICES", MIG_F_RP_DEVICES }, { "RP_PASS", MIG_F_RP_PASS },
+	{ "PC_RECOVER", MIG_F_PC_RECOVER }, { "PC_RESUME", MIG_F_PC_RESUME }, { "RP_RECV_BITMAP", MIG_F_RP_RECV_BITMAP },
+	{ "RP_RECV_END", MIG_F_RP_RECV_END }, { "RP_RESUME_ACK", MIG_F_RP_RESUME_ACK },
 	{ "main", MIG_CHAN_MAIN }, { "multifd", MIG_CHAN_MULTIFD }, { "preempt", MIG_CHAN_PREEMPT },
 	{ "OK", MIG_HELLO_OK }, { "BAD_MAGIC", MIG_HELLO_BAD_MAGIC }, { "BAD_VERSION", MIG_HELLO_BAD_VERSION },
 	{ "BAD_TYPE", MIG_HELLO_BAD_TYPE }, { "FOREIGN_SESSION", MIG_HELLO_FOREIGN_SESSION },
 	{ "DUPLICATE", MIG_HELLO_DUPLICATE }, { "BAD_INDEX", MIG_HELLO_BAD_INDEX },
 	{ "NOT_EXPECTED", MIG_HELLO_NOT_EXPECTED }, { "BUSY", MIG_HELLO_BUSY },
+	{ "NO_RECOVERY", MIG_HELLO_NO_RECOVERY },
 	{ "NOT_AUTHORIZED", MIG_HELLO_NOT_AUTHORIZED },
 };
 

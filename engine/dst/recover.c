@@ -1,0 +1,106 @@
+/* The destination's postcopy recovery handshake. The received bitmap counts only
+ * pages placed whole: a huge page half assembled when its channel broke is not in it,
+ * and the source sends it again, whole. */
+#include "engine/dst/recover.h"
+#include "engine/dst/postcopy.h"
+#include "engine/bitmap.h"
+#include "channels/frame.h"
+#include "channels/io.h"
+#include "channels/wire.h"
+#include <errno.h>
+#include <string.h>
+
+#define RECOVER_TIMEOUT_MS 30000   /* the longest wait for one frame of the handshake */
+
+/* every error of the handshake says so first */
+#define rfail(err, code, fmt, ...) \
+	(g_set_error((err), MIG_ERROR, (code), "postcopy recovery: " fmt, ##__VA_ARGS__), FALSE)
+
+/* Both frames the source sends here are empty. */
+static gboolean expect(int fd, guint16 type, const char *what, GError **err)
+{
+	MigFrameHdr h;
+	int rc = mig_frame_recv_hdr(fd, &h, 0);
+
+	if (rc < 0)
+		return rfail(err, -rc, "waiting for %s: %s", what, rc == -EPROTO ? "frame with a payload" :
+			     rc == -EPIPE ? "the source closed the connection" : g_strerror(-rc));
+	if (h.type != type || h.len)
+		return rfail(err, EPROTO, "frame type %u (%u bytes) instead of %s", h.type, h.len, what);
+	return TRUE;
+}
+
+static gboolean send_bitmap(MigSession *s, int fd, guint bi, GError **err)
+{
+	MigRamBlock *rb = g_ptr_array_index(s->ram, bi);
+	gsize npages = mig_ram_block_pages(rb), nbytes = (npages + 7) / 8;
+	const gulong *map = s->dst->received[bi];
+	g_autofree guint8 *bits = g_malloc0(nbytes);
+	guint8 head[4 + 1 + 255 + 8];
+	guint8 nl = (guint8)strlen(rb->name);
+	struct iovec iov[2] = { { head, 4 + 1 + nl + 8 }, { bits, nbytes } };
+	int rc;
+
+	for (gsize i = 0; i < npages; i++)
+		if (__atomic_load_n(&map[i / MIG_BITS_PER_LONG], __ATOMIC_ACQUIRE) & (1ul << (i % MIG_BITS_PER_LONG)))
+			bits[i / 8] |= (guint8)(1u << (i % 8));
+	mig_put_be32(head, bi);
+	head[4] = nl;
+	memcpy(head + 5, rb->name, nl);
+	mig_put_be64(head + 5 + nl, npages);
+	rc = mig_frame_send(fd, MIG_F_RP_RECV_BITMAP, 0, iov, 2);
+	if (rc < 0)
+		return rfail(err, -rc, "sending the received bitmap of '%s': %s", rb->name, g_strerror(-rc));
+	return TRUE;
+}
+
+/* Every channel the migration had is back: the source opens them, each waiting for
+ * its reply, before PC_RESUME; the listener hands each over right after replying, so
+ * the last may still be on its way here (bounded). */
+static gboolean channels_back(MigSession *s, GError **err)
+{
+	Dst *d = s->dst;
+	gint64 end = g_get_monotonic_time() + 5 * G_TIME_SPAN_SECOND;
+	guint mf, pre;
+
+	for (;;) {
+		g_mutex_lock(&s->lock);
+		g_mutex_lock(&d->mf_lock);
+		mf = d->mf_recv->len;
+		g_mutex_unlock(&d->mf_lock);
+		pre = 0;
+		for (guint i = 0; i < d->urgent_expected; i++)
+			pre += d->urgent_fd[i] >= 0;
+		g_mutex_unlock(&s->lock);
+		if (mf == d->mf_expected && pre == d->urgent_expected)
+			return TRUE;
+		if (g_get_monotonic_time() >= end)
+			return rfail(err, EPROTO, "PC_RESUME with %u of %u multifd and %u of %u preempt channels back", mf,
+				     d->mf_expected, pre, d->urgent_expected);
+		g_usleep(1000);
+	}
+}
+
+gboolean mig_dst_recover_handshake(MigSession *s, int fd, GError **err)
+{
+	guint8 end[12];
+	struct iovec iov = { end, sizeof(end) };
+	int rc;
+
+	mig_io_set_timeout(fd, RECOVER_TIMEOUT_MS);
+	if (!expect(fd, MIG_F_PC_RECOVER, "PC_RECOVER", err))
+		return FALSE;
+	for (guint bi = 0; bi < s->ram->len; bi++)
+		if (!send_bitmap(s, fd, bi, err))
+			return FALSE;
+	mig_put_be32(end, s->ram->len);
+	mig_put_be64(end + 4, s->dst->pass_done);
+	if ((rc = mig_frame_send(fd, MIG_F_RP_RECV_END, 0, &iov, 1)) < 0)
+		return rfail(err, -rc, "sending RECV_END: %s", g_strerror(-rc));
+	if (!expect(fd, MIG_F_PC_RESUME, "PC_RESUME", err) || !channels_back(s, err))
+		return FALSE;
+	mig_io_set_timeout(fd, 0);
+	if ((rc = mig_pc_dst_resume(s, fd)) < 0)
+		return rfail(err, -rc, "sending RESUME_ACK: %s", g_strerror(-rc));
+	return TRUE;
+}

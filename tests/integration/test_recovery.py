@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""Postcopy recovery, QEMU's way: a lost channel pauses both sides, never fails them.
+
+- pause: migrate-pause on the source during postcopy-active -> both sides
+  postcopy-paused with an error-desc; the destination's vCPUs wait on their missing
+  pages (the guest keeps running, no unit read wrong, status stays paused);
+  migrate_cancel and a second migrate are refused; migrate-recover on the destination
+  and migrate resume:true on the source -> postcopy-recover-setup, postcopy-recover,
+  postcopy-active (events on both sides), then completed with integrity intact.
+  A RESUME hello of another session, or while no migrate-recover listens, is refused.
+- cut: the link cut by a proxy (multifd and preempt channels through it too) -> both
+  paused -> recovery through a new address -> completed, integrity intact.
+- double: a recovery that fails in postcopy-recover on either side (the source's peer
+  answers its hello and then nothing, the destination's peer reads its bitmaps and then
+  nothing; migrate-pause on each) pauses again; the next recovery completes.
+- one_lane: one multifd channel cut pauses both sides too; the recovery re-opens it.
+- quit: quit ends a paused source and a paused destination.
+- hugetlb: a 2 MiB hugetlb guest with preempt and break-huge (half-sent huge pages in
+  flight when the link goes) pauses and recovers with integrity intact."""
+import os
+import socket
+import struct
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mig_harness as h  # noqa: E402
+from test_multifd import Proxy  # noqa: E402
+from test_postcopy import expect_refusal  # noqa: E402
+
+NO_RECOVERY, FOREIGN_SESSION = 9, 4
+HELLO_F_RESUME = 1
+F_PC_RECOVER, F_RP_RECV_BITMAP, F_RP_RECV_END = 12, 0x4a, 0x4b
+
+
+def start_postcopy(backend="anon", size="128M", preempt=False, multifd=0, proxied=False):
+    """Source and destination in postcopy-active, the push slow (max-postcopy-bandwidth)
+    so that most pages are still missing; proxied: every channel through a Proxy.
+    Returns the two Migd (to be entered) and the proxy (or None)."""
+    if backend == "hugetlb":
+        h.require_hugepages(2 * h.parse_size(size) // (2 * h.MiB))
+    src = h.Migd("src", h.guest_args(size, backend=backend, workload="seq", vcpus=2))
+    dst = h.Migd("dst", h.guest_args(size, backend=backend, workload="random", vcpus=2,
+                                     incoming="tcp:127.0.0.1:0"))
+    try:
+        return _start_postcopy(src, dst, preempt, multifd, proxied)
+    except BaseException:
+        src.cleanup()
+        dst.cleanup()
+        raise
+
+
+def _start_postcopy(src, dst, preempt, multifd, proxied):
+    caps = {"postcopy-ram": True, "events": True}
+    if preempt:
+        caps["postcopy-preempt"] = True
+    if multifd:
+        caps["multifd"] = True
+    for m in (src, dst):
+        m.set_caps(caps)
+        if multifd:
+            m.set_params({"multifd-channels": multifd})
+    src.set_params({"max-bandwidth": 64 * h.MiB, "downtime-limit": 1, "x-postcopy-after-passes": 1,
+                    "max-postcopy-bandwidth": 16 * h.MiB})
+    if preempt:
+        src.set_params({"x-postcopy-preempt-break-huge": True})
+    proxy = Proxy(dst.listen_uri()) if proxied else None
+    src.cmd("migrate", uri=proxy.uri if proxy else dst.listen_uri())
+    src.wait_status("postcopy-active", timeout=60)
+    dst.wait_status("postcopy-active", timeout=30)
+    return src, dst, proxy
+
+
+def check_paused(src, dst, paused_by=None):
+    """Both sides paused with a reason (paused_by's naming migrate-pause); the
+    destination's guest still runs, its vCPUs on missing pages waiting, and nothing
+    read wrong."""
+    for m in (src, dst):
+        info = m.wait_status("postcopy-paused", timeout=30)
+        why = info.get("error-desc", "")
+        h.check(why, "%s: postcopy-paused without an error-desc" % m.name)
+        h.check(m is not paused_by or "migrate-pause" in why, "%s's error-desc %r" % (m.name, why))
+        print("%s paused: %s" % (m.name, why))
+    h.check(dst.query_status()["status"] == "running", "the destination's guest stopped")
+    h.check(src.query_status()["running"] is False, "the source's guest runs again")
+    time.sleep(0.5)     # vCPUs touch missing pages meanwhile
+    for m in (src, dst):
+        h.check(m.query_migrate()["status"] == "postcopy-paused", "%s left postcopy-paused by itself" % m.name)
+    integ = dst.query_migrate().get("x-integrity") or {}
+    h.check(integ.get("failed", 0) == 0, "a unit read wrong while paused: %s" % integ)
+
+
+def recover(src, dst, expect_src_events=True):
+    """migrate-recover on a new address, migrate resume:true; both back in
+    postcopy-active (the statuses in between announced), then completed."""
+    for m in (src, dst):
+        m.qmp.take_events("MIGRATION")
+    dst.cmd("migrate-recover", uri="tcp:127.0.0.1:0")
+    h.check(dst.query_migrate()["status"] == "postcopy-recover-setup",
+            "destination after migrate-recover: %s" % dst.query_migrate()["status"])
+    uri = dst.listen_uri()
+    src.cmd("migrate", uri=uri, resume=True)
+    src.set_params({"max-postcopy-bandwidth": 0})
+    info = src.wait_status("completed", timeout=90)
+    dst.wait_status("completed", timeout=30)
+    for m, want in ((src, ["postcopy-recover-setup", "postcopy-recover", "postcopy-active"]),
+                    (dst, ["postcopy-recover-setup", "postcopy-recover", "postcopy-active"])):
+        seen = [e["data"]["status"] for e in m.qmp.take_events("MIGRATION")]
+        pos = 0
+        for st in seen:
+            if pos < len(want) and st == want[pos]:
+                pos += 1
+        h.check(pos == len(want), "%s's MIGRATION events %r lack %r in order" % (m.name, seen, want))
+    return info
+
+
+def case_pause():
+    src, dst, proxy = start_postcopy(preempt=True)
+    with src, dst:
+        expect_refusal(lambda: dst.cmd("migrate-recover", uri="tcp:127.0.0.1:0"), ["postcopy is paused"],
+                       "migrate-recover while postcopy-active")
+        expect_refusal(lambda: src.cmd("migrate", uri="tcp:127.0.0.1:1", resume=True), ["no paused migration"],
+                       "resume while postcopy-active")
+        src.cmd("migrate-pause")
+        check_paused(src, dst, paused_by=src)
+        expect_refusal(lambda: src.cmd("migrate_cancel"), ["Postcopy"], "migrate_cancel while paused")
+        expect_refusal(lambda: src.cmd("migrate", uri="tcp:127.0.0.1:1"), ["in progress"],
+                       "a new migrate while paused")
+        expect_refusal(lambda: src.cmd("migrate-pause"), ["postcopy-active"], "migrate-pause while paused")
+        # the old listener still answers: a resume there is refused, as is another session
+        old = dst.listen_uri()
+        sid = bytes.fromhex(dst.query_migrate()["x-session-id"])
+        h.expect_hello_refused(old, h.hello(flags=HELLO_F_RESUME, session=sid), NO_RECOVERY,
+                               "RESUME hello before migrate-recover")
+        h.expect_hello_refused(old, h.hello(flags=HELLO_F_RESUME, session=b"\x55" * 16), FOREIGN_SESSION,
+                               "RESUME hello of another session")
+        info = recover(src, dst)
+        h.check_migrated(src, dst, info, size=128 * h.MiB)
+
+
+def case_cut():
+    src, dst, proxy = start_postcopy(preempt=True, multifd=2, proxied=True)
+    with src, dst:
+        proxy.close()
+        print("proxy: every connection cut")
+        check_paused(src, dst)
+        info = recover(src, dst)
+        h.check_migrated(src, dst, info, size=128 * h.MiB)
+
+
+def frame(ftype, payload=b""):
+    return struct.pack(">IHH", len(payload), ftype, 0) + payload
+
+
+def recv_exact(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise h.HarnessError("peer closed after %d of %d bytes" % (len(data), n))
+        data += chunk
+    return data
+
+
+def case_double():
+    src, dst, proxy = start_postcopy()
+    with src, dst:
+        src.cmd("migrate-pause")
+        check_paused(src, dst, paused_by=src)
+
+        # the source's recovery stalls in postcopy-recover: its peer answers the hello
+        # and then nothing; migrate-pause there pauses it again
+        fake = socket.socket()
+        fake.bind(("127.0.0.1", 0))
+        fake.listen(1)
+        src.cmd("migrate", uri="tcp:127.0.0.1:%d" % fake.getsockname()[1], resume=True)
+        fake.settimeout(h.scaled(10))
+        conn, _ = fake.accept()
+        conn.settimeout(h.scaled(10))
+        hello = recv_exact(conn, 32)
+        h.check(struct.unpack(">I", hello[12:16])[0] & HELLO_F_RESUME, "the source's resume hello lacks RESUME")
+        conn.sendall(struct.pack(">IIH", 0x4d494741, 0, 0))
+        h.check(recv_exact(conn, 8) == frame(F_PC_RECOVER), "the source did not open with PC_RECOVER")
+        src.wait_status("postcopy-recover", timeout=10)
+        src.cmd("migrate-pause")
+        why = src.wait_status("postcopy-paused", timeout=30).get("error-desc", "")
+        h.check("migrate-pause" in why, "the source paused again for another reason: %r" % why)
+        print("source paused again: %s" % why)
+        conn.close()
+        fake.close()
+
+        # the destination's recovery stalls in postcopy-recover: a peer of its session
+        # reads the bitmaps and then says nothing; migrate-pause there pauses it again
+        sid = bytes.fromhex(dst.query_migrate()["x-session-id"])
+        dst.cmd("migrate-recover", uri="tcp:127.0.0.1:0")
+        with socket.create_connection(h.tcp_port(dst.listen_uri()), timeout=h.scaled(10)) as peer:
+            peer.sendall(h.hello(flags=HELLO_F_RESUME, session=sid))
+            reply = h.read_hello_reply(peer)
+            h.check(reply is not None and reply[1] == 0, "resume hello refused: %r" % (reply,))
+            peer.sendall(frame(F_PC_RECOVER))
+            blocks = 0
+            for _ in range(64):
+                ln, ftype, _ = struct.unpack(">IHH", recv_exact(peer, 8))
+                body = recv_exact(peer, ln)
+                if ftype == F_RP_RECV_END:
+                    h.check(struct.unpack(">I", body[:4])[0] == blocks, "RECV_END counts %r, %d bitmaps came"
+                            % (body[:4], blocks))
+                    break
+                h.check(ftype == F_RP_RECV_BITMAP, "frame type %#x during recovery" % ftype)
+                nl = body[4]
+                pages = struct.unpack(">Q", body[5 + nl:13 + nl])[0]
+                bits = body[13 + nl:]
+                h.check(len(bits) == (pages + 7) // 8, "bitmap of %d bytes for %d pages" % (len(bits), pages))
+                have = sum(bin(b).count("1") for b in bits)
+                # a seq guest may have dirtied all of it in the one precopy pass
+                h.check(have < pages, "the destination has all %d pages: not a paused postcopy" % pages)
+                print("bitmap of %s: %d of %d pages in place" % (body[5:5 + nl].decode(), have, pages))
+                blocks += 1
+            dst.wait_status("postcopy-recover", timeout=10)
+            dst.cmd("migrate-pause")
+            why = dst.wait_status("postcopy-paused", timeout=30).get("error-desc", "")
+            h.check("migrate-pause" in why, "the destination paused again for another reason: %r" % why)
+            print("destination paused again: %s" % why)
+        integ = dst.query_migrate().get("x-integrity") or {}
+        h.check(integ.get("failed", 0) == 0, "a unit read wrong while paused: %s" % integ)
+        info = recover(src, dst)
+        h.check_migrated(src, dst, info, size=128 * h.MiB)
+
+
+def case_hugetlb_break_huge():
+    src, dst, proxy = start_postcopy(backend="hugetlb", size="128M", preempt=True, proxied=True)
+    with src, dst:
+        # the main channel carries bulk's huge pages in chunks: one is half way
+        proxy.cut(h.CHAN_MAIN, 0)
+        check_paused(src, dst)
+        info = recover(src, dst)
+        h.check_migrated(src, dst, info, size=128 * h.MiB)
+        proxy.close()
+
+
+def case_one_lane():
+    """One multifd channel cut, the others and the main channel intact: both sides
+    pause all the same (the source's sender fails, the destination's receiver sees its
+    peer go), and the recovery re-opens every channel."""
+    src, dst, proxy = start_postcopy(preempt=True, multifd=2, proxied=True)
+    with src, dst:
+        proxy.cut(h.CHAN_MULTIFD, 1)
+        check_paused(src, dst)
+        h.check("multifd" in src.query_migrate().get("error-desc", "") + dst.query_migrate().get("error-desc", ""),
+                "neither side blames the multifd channel: %r / %r"
+                % (src.query_migrate().get("error-desc"), dst.query_migrate().get("error-desc")))
+        info = recover(src, dst)
+        h.check_migrated(src, dst, info, size=128 * h.MiB)
+        proxy.close()
+
+
+def case_quit():
+    """quit ends a paused source and a paused destination (their threads wait for a
+    resume that will not come): both exit, status 0, within the bound."""
+    src, dst, _ = start_postcopy(preempt=True, multifd=2)
+    with src, dst:
+        dst.cmd("migrate-pause")
+        check_paused(src, dst, paused_by=dst)
+        for m in (dst, src):
+            rc = m.quit()
+            h.check(rc == 0, "%s exited with %r after quit while paused" % (m.name, rc))
+
+
+if __name__ == "__main__":
+    h.main([case_pause, case_cut, case_double, case_hugetlb_break_huge, case_quit, case_one_lane])
