@@ -515,8 +515,7 @@ static int all_in(MigSession *s)   /* -1: no session yet, 0: not yet, 1: all in 
 	g_mutex_lock(&s->lock);
 	in = !d->incoming_started ? -1 : d->bound && (guint)__builtin_popcountll(d->mf_connected) == d->mf_expected;
 	/* a recovery listens for the resumed main channel, then its other channels */
-	if (in > 0 && (s->status == MIG_STATUS_POSTCOPY_PAUSED || s->status == MIG_STATUS_POSTCOPY_RECOVER_SETUP ||
-		       d->fd < 0))
+	if (in > 0 && (s->status == MIG_STATUS_POSTCOPY_PAUSED || s->status == MIG_STATUS_POSTCOPY_RECOVER_SETUP))
 		in = 0;
 	for (guint i = 0; in > 0 && i < d->urgent_expected; i++)
 		in = d->urgent_fd[i] >= 0;
