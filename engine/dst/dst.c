@@ -57,7 +57,7 @@ int mig_dst_rp_send(MigSession *s, guint16 type, const struct iovec *iov, int n)
 	return rc;
 }
 
-void mig_dst_fail(MigSession *s, const char *msg)
+static void fail_now(MigSession *s, const char *msg)
 {
 	Dst *d = s->dst;
 
@@ -104,4 +104,22 @@ gboolean mig_dst_all_received(MigSession *s, GError **err)
 		    "(the first: page %" G_GSIZE_FORMAT " of RAM block '%s'); the guest is not started", missing, total,
 		    first_page, first_block);
 	return FALSE;
+}
+
+gboolean mig_dst_pc_running(Dst *d)
+{
+	return __atomic_load_n(&d->pc_running, __ATOMIC_ACQUIRE);
+}
+
+void mig_dst_postcopy_lost(Dst *d, const char *why)
+{
+	fail_now(d->s, why);
+}
+
+void mig_dst_fail(MigSession *s, const char *msg)
+{
+	if (mig_dst_pc_running(s->dst))
+		mig_dst_postcopy_lost(s->dst, msg);
+	else
+		fail_now(s, msg);
 }

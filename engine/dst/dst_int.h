@@ -60,6 +60,7 @@ typedef struct Dst {
 	 * the file until postcopy is freed, so it is freed after that */
 	gpointer file;
 	GDestroyNotify file_free;
+	gboolean pc_running;       /* postcopy: GO came and the guest may run here (atomic) */
 } Dst;
 
 /* dst.c: what every part of the half may do. */
@@ -72,5 +73,12 @@ int mig_dst_rp_send(MigSession *s, guint16 type, const struct iovec *iov, int n)
  * first of them. A guest may start only on a complete memory image. */
 gboolean mig_dst_all_received(MigSession *s, GError **err);
 /* A part of the half failed: records why, wakes the receivers and cuts the main
- * channel's reading, so the loader notices, stops the rest and answers the source. */
+ * channel's reading, so the loader notices, stops the rest and answers the source.
+ * Once the guest may run in postcopy this is mig_dst_postcopy_lost. */
 void mig_dst_fail(MigSession *s, const char *msg);
+/* Postcopy, guest running here: a channel died or failed (the main channel or return
+ * path, a multifd or preempt channel, the fault thread's requests). Every such
+ * detection comes here, and only here. Today the migration fails as above. */
+void mig_dst_postcopy_lost(Dst *d, const char *why);
+/* Whether the guest may run here while pages are still missing (postcopy after GO). */
+gboolean mig_dst_pc_running(Dst *d);

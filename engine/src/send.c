@@ -12,6 +12,23 @@ gboolean mig_src_cancelled(Src *src)
 	return __atomic_load_n(&src->s->cancel, __ATOMIC_ACQUIRE);
 }
 
+gboolean mig_src_stopping(Src *src)
+{
+	return mig_src_cancelled(src) || __atomic_load_n(&src->quit, __ATOMIC_ACQUIRE);
+}
+
+gboolean mig_src_send_go(Src *src, GError **err)
+{
+	__atomic_store_n(&src->go_sent, TRUE, __ATOMIC_RELEASE);
+	return mig_src_send_frame(src, MIG_F_GO, NULL, 0, err);
+}
+
+gboolean mig_src_postcopy_lost(Src *src, const char *why)
+{
+	mig_log(src->s, MIG_LOG_ERROR, "postcopy lost the destination: %s", why);
+	return FALSE;
+}
+
 static void account(Src *src, guint64 bytes)
 {
 	MigStats *st = &src->s->stats;

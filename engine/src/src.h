@@ -17,6 +17,9 @@ void mig_src_cancel(struct Src *src);
  * stops. has_channels: the main channel is open. Both with s->lock held. */
 void mig_src_yank(struct Src *src);
 gboolean mig_src_has_channels(struct Src *src);
+/* The session is going away (quit): like cancel, and in postcopy too, so that every
+ * thread of the half ends. Call with s->lock held. */
+void mig_src_quit(struct Src *src);
 /* Joins the migration thread (it ends by itself) and frees what is left. Without
  * s->lock. */
 void mig_src_free(struct Src *src);
