@@ -378,6 +378,25 @@ static void case_chunk(GByteArray *enc, const GByteArray *g)
 	g_assert_cmpuint(page, ==, 2u << 20);
 }
 
+static void case_go(GByteArray *enc, const GByteArray *g)
+{
+	MigWireRd r;
+
+	frame(enc, MIG_F_GO, 0);
+	r = check_frame(g, MIG_F_GO, 0);
+	g_assert_cmpuint(r.left, ==, 0);
+}
+
+static void case_rp_ready(GByteArray *enc, const GByteArray *g)
+{
+	MigWireRd r;
+
+	frame(enc, MIG_F_RP_READY, 5);
+	g_byte_array_append(enc, (const guint8 *)"ready", 5);
+	r = check_frame(g, MIG_F_RP_READY, 5);
+	g_assert_cmpmem(r.p, r.left, "ready", 5);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(GByteArray *enc, const GByteArray *golden);
@@ -398,6 +417,8 @@ static const struct {
 	{ "mf-pages", case_mf_pages },
 	{ "mf-sync", case_mf_sync },
 	{ "chunk", case_chunk },
+	{ "go", case_go },
+	{ "rp-ready", case_rp_ready },
 };
 
 static void test_golden(gconstpointer data)
