@@ -470,17 +470,21 @@ static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 }
 
 /* Waits for the destination's answer at the switchover: x-channel-timeout, counted
- * again from every frame it sends meanwhile (RP_PASS, RP_DEVICES), since those show
- * it working through what is still in the sockets. Cancel ends it before GO. */
+ * again from every frame it sends meanwhile (RP_PASS, RP_DEVICES) and whenever it
+ * took in more of the stream, since both show it working through what is still in
+ * the sockets. Cancel ends it before GO. */
 static gboolean wait_rp(Src *src, guint16 want, GError **err)
 {
 	gint64 span = (gint64)src->p.x_channel_timeout * G_TIME_SPAN_MILLISECOND;
 	gint64 end = g_get_monotonic_time() + span;
 	guint16 got = 0;
+	int outq = G_MAXINT;
 
 	while (got != want) {
 		gint64 now = g_get_monotonic_time();
 
+		if (mig_src_dst_draining(src, &outq))
+			end = now + span;
 		if (mig_src_stopping(src)) {
 			g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
 			return FALSE;

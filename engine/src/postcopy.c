@@ -225,15 +225,25 @@ static gpointer rp_main(gpointer opaque)
 }
 
 /* Waits until *flag, a return-path error, cancel or quit (mig_src_cancel and
- * mig_src_quit wake it), or x-channel-timeout without *flag. */
+ * mig_src_quit wake it), or x-channel-timeout without *flag nor the destination
+ * taking in more of the stream (it may still be working through it). */
 static gboolean rp_wait(Src *src, gboolean *flag, const char *what, GError **err)
 {
-	gint64 end = g_get_monotonic_time() + (gint64)src->p.x_channel_timeout * G_TIME_SPAN_MILLISECOND;
+	gint64 span = (gint64)src->p.x_channel_timeout * G_TIME_SPAN_MILLISECOND;
+	gint64 end = g_get_monotonic_time() + span;
 	gboolean ok, timed_out = FALSE;
+	int outq = G_MAXINT;
 
 	g_mutex_lock(&src->rp_lock);
-	while (!*flag && !src->rp_error && !mig_src_stopping(src) && !timed_out)
-		timed_out = !g_cond_wait_until(&src->rp_cond, &src->rp_lock, end);
+	while (!*flag && !src->rp_error && !mig_src_stopping(src) && !timed_out) {
+		gint64 now = g_get_monotonic_time();
+
+		if (mig_src_dst_draining(src, &outq))
+			end = now + span;
+		/* a look at the socket every 100 ms */
+		g_cond_wait_until(&src->rp_cond, &src->rp_lock, MIN(end, now + 100 * G_TIME_SPAN_MILLISECOND));
+		timed_out = g_get_monotonic_time() >= end;
+	}
 	ok = *flag;
 	if (ok)
 		;

@@ -92,6 +92,11 @@ gboolean mig_src_stop_vm(Src *src, GError **err);
 gboolean mig_src_send_state(Src *src, GError **err);
 /* Whether the migration must stop waiting: cancelled, or the session quits. */
 gboolean mig_src_stopping(Src *src);
+/* Whether the destination took in more of what was sent on the main channel since
+ * *outq (its unacknowledged bytes, SIOCOUTQ, start with G_MAXINT): a destination still
+ * working through the stream is not a dead one, so the switchover's waits count their
+ * x-channel-timeout from its last progress. */
+gboolean mig_src_dst_draining(Src *src, int *outq);
 /* Sends GO: from here on the source's guest never runs again, even if the write
  * fails (part of it may have left); the caller's error must say so. */
 gboolean mig_src_send_go(Src *src, GError **err);

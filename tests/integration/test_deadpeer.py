@@ -20,13 +20,14 @@ import mig_harness as h  # noqa: E402
 
 TIMEOUT_MS = 2000
 BOUND = h.scaled(TIMEOUT_MS / 1000 * 2 + 3)
-# slow enough that precopy is still running when the peer stops: 256 MiB at 32 MiB/s
-PARAMS = {"max-bandwidth": 32 * h.MiB, "downtime-limit": 300, "x-channel-timeout": TIMEOUT_MS}
+# slow enough that precopy is still running when the peer stops: 128 MiB at 16 MiB/s
+PARAMS = {"max-bandwidth": 16 * h.MiB, "downtime-limit": 300, "x-channel-timeout": TIMEOUT_MS}
 
 
 def pair():
-    src = h.Migd("src", h.guest_args("256M", workload="seq"))
-    dst = h.Migd("dst", h.guest_args("256M", incoming="tcp:127.0.0.1:0"))
+    # a loaded host may take a while to start one
+    src = h.Migd("src", h.guest_args("128M", workload="seq"), start_timeout=30)
+    dst = h.Migd("dst", h.guest_args("128M", incoming="tcp:127.0.0.1:0"), start_timeout=30)
     for m in (src, dst):
         m.set_caps({"events": True})
         m.set_params({"x-channel-timeout": TIMEOUT_MS})
