@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Dead peers are noticed in precopy, within x-channel-timeout * 2 + 3 s (2000 ms here).
+"""Dead peers are noticed, within x-channel-timeout * 2 + 3 s (2000 ms here).
 
 - The destination is SIGSTOPped while precopy runs: its kernel still acknowledges, but
   nothing drains the socket; the source's writes stop making progress, its send timeout
@@ -8,6 +8,8 @@
   timeout) stops; the destination's bounded read notices, and it ends `failed` with its
   guest not started. Once continued, the source finds the channel dead, fails too, and
   its guest runs on: it never stopped for the switchover.
+- The destination is SIGSTOPped in postcopy: the source leaves postcopy-active (failed
+  today, postcopy-paused is as good), its guest stays stopped, and quit ends it.
 The socket options themselves (keepalive, TCP_USER_TIMEOUT, send timeout) are checked
 by the unit test channels-io; the switchover's bounded waits by test_switchover.py."""
 import os
@@ -20,18 +22,21 @@ import mig_harness as h  # noqa: E402
 
 TIMEOUT_MS = 2000
 BOUND = h.scaled(TIMEOUT_MS / 1000 * 2 + 3)
-# slow enough that precopy is still running when the peer stops: 128 MiB at 16 MiB/s
+# slow enough that precopy is still running when the peer stops: 64 MiB at 16 MiB/s
 PARAMS = {"max-bandwidth": 16 * h.MiB, "downtime-limit": 300, "x-channel-timeout": TIMEOUT_MS}
 
 
-def pair():
+def pair(postcopy=False):
     # a loaded host may take a while to start one
-    src = h.Migd("src", h.guest_args("128M", workload="seq"), start_timeout=30)
-    dst = h.Migd("dst", h.guest_args("128M", incoming="tcp:127.0.0.1:0"), start_timeout=30)
+    src = h.Migd("src", h.guest_args("64M", workload="seq"), start_timeout=30)
+    dst = h.Migd("dst", h.guest_args("64M", incoming="tcp:127.0.0.1:0"), start_timeout=30)
     for m in (src, dst):
-        m.set_caps({"events": True})
+        m.set_caps({"events": True, "postcopy-ram": postcopy})
         m.set_params({"x-channel-timeout": TIMEOUT_MS})
     src.set_params(PARAMS)
+    if postcopy:
+        # postcopy at once, and a push slow enough to be under way when the peer stops
+        src.set_params({"x-postcopy-after-passes": 1, "max-postcopy-bandwidth": 8 * h.MiB})
     return src, dst
 
 
@@ -90,5 +95,35 @@ def case_source_stopped():
         h.check(dst.query_status().get("running") is False, "destination guest runs")
 
 
+def case_destination_stopped_postcopy():
+    """A destination silent in postcopy: the source leaves postcopy-active within the
+    bound (today failed; a paused postcopy is as good), never runs its guest again, and
+    quit ends it."""
+    src, dst = pair(postcopy=True)
+    with src, dst:
+        src.cmd("migrate", uri=dst.listen_uri())
+        src.wait_status("postcopy-active", timeout=60)
+        os.kill(dst.pid(), signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            # the paced push first fills the socket buffers (~10 MB at 8 MiB/s) before
+            # a write makes no progress: that much more than the bound
+            bound = BOUND + h.scaled(2)
+            deadline = h.Deadline(bound + h.scaled(10))
+            while src.query_migrate().get("status") == "postcopy-active" and not deadline.expired():
+                time.sleep(0.05)
+            took = time.monotonic() - t0
+            info = src.query_migrate()
+            print("source left postcopy-active in %.1f s: %s (%s)" % (took, info.get("status"), info.get("error-desc")))
+            h.check(info.get("status") in ("failed", "postcopy-paused"), "source status %s" % info.get("status"))
+            h.check(took <= bound, "source took %.1f s, more than %.1f s" % (took, bound))
+            h.check(src.query_status().get("running") is False, "source guest runs again after GO")
+            t0 = time.monotonic()
+            h.check(src.quit(timeout=BOUND) == 0, "source quit with a failure status")
+            print("source quit in %.1f s" % (time.monotonic() - t0))
+        finally:
+            os.kill(dst.pid(), signal.SIGCONT)
+
+
 if __name__ == "__main__":
-    h.main([case_destination_stopped, case_source_stopped])
+    h.main([case_destination_stopped, case_source_stopped, case_destination_stopped_postcopy])
