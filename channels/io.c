@@ -216,7 +216,7 @@ int mig_io_close(int fd)
 	return close(fd);
 }
 
-int mig_io_set_timeout(int fd, int timeout_ms)
+static int set_tv(int fd, int opt, int timeout_ms)
 {
 	struct timeval tv = {
 		.tv_sec = timeout_ms / 1000,
@@ -225,9 +225,55 @@ int mig_io_set_timeout(int fd, int timeout_ms)
 
 	if (timeout_ms < 0)
 		return -EINVAL;
-	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+	return setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv)) < 0 ? -errno : 0;
+}
+
+int mig_io_set_timeout(int fd, int timeout_ms)
+{
+	return set_tv(fd, SO_RCVTIMEO, timeout_ms) ?: set_tv(fd, SO_SNDTIMEO, timeout_ms);
+}
+
+int mig_io_set_recv_timeout(int fd, int timeout_ms)
+{
+	return set_tv(fd, SO_RCVTIMEO, timeout_ms);
+}
+
+/* Keepalive counts in whole seconds: half the budget idle, the rest in probes at least
+ * a second apart, so idle + cnt * intvl <= max(timeout, 2 s). */
+static int at_least_1(int v)
+{
+	return v < 1 ? 1 : v;
+}
+
+void mig_io_keepalive_for(int timeout_ms, int *idle_s, int *intvl_s, int *cnt)
+{
+	int t = at_least_1(timeout_ms / 1000);
+
+	*idle_s = at_least_1(t / 2);
+	*intvl_s = at_least_1(t / 6);
+	*cnt = at_least_1((t - *idle_s) / *intvl_s);
+}
+
+int mig_io_set_liveness(int fd, int timeout_ms)
+{
+	int domain = 0, one = 1, idle, intvl, cnt, rc;
+	unsigned int uto = (unsigned int)timeout_ms;
+	socklen_t len = sizeof(domain);
+
+	if (timeout_ms <= 0)
+		return -EINVAL;
+	if ((rc = set_tv(fd, SO_SNDTIMEO, timeout_ms)) < 0)
+		return rc;
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0)
 		return -errno;
-	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+	if (domain != AF_INET && domain != AF_INET6)
+		return 0;   /* a unix socket's peer cannot vanish without the kernel knowing */
+	mig_io_keepalive_for(timeout_ms, &idle, &intvl, &cnt);
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto)) < 0)
 		return -errno;
 	return 0;
 }

@@ -39,6 +39,18 @@ int mig_io_is_tls(int fd);
 int mig_io_close(int fd);
 /* Applies SO_RCVTIMEO/SO_SNDTIMEO; 0 means block forever. */
 int mig_io_set_timeout(int fd, int timeout_ms);
+/* SO_RCVTIMEO alone; 0 means block forever. */
+int mig_io_set_recv_timeout(int fd, int timeout_ms);
+/* A peer that stops acknowledging or answering for timeout_ms is dead: on TCP,
+ * keepalive probes (idle, interval and count derived so that a silent peer is declared
+ * dead within timeout_ms + 1 s) and TCP_USER_TIMEOUT = timeout_ms (unacknowledged data
+ * or window probes); on any socket, SO_SNDTIMEO = timeout_ms, so a write that makes no
+ * progress for that long fails with -ETIMEDOUT (a peer that is alive but stopped keeps
+ * acknowledging and only this catches it). Reads are left alone: an idle channel is
+ * not a dead one (mig_io_set_recv_timeout). 0 or -errno. */
+int mig_io_set_liveness(int fd, int timeout_ms);
+/* The keepalive settings mig_io_set_liveness derives, in seconds (exposed for tests). */
+void mig_io_keepalive_for(int timeout_ms, int *idle_s, int *intvl_s, int *cnt);
 
 /* What mig's channels use unless x-tcp-congestion says otherwise (engine/params.c
  * says why); migbench gives its raw baseline the same. */

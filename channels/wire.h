@@ -137,7 +137,7 @@ static inline int mig_rd_str8(MigWireRd *r, const uint8_t **s, uint8_t *len)
  *   10:msglen UTF-8 message, no NUL */
 #define MIG_HELLO_MAGIC   0x4d494743u  /* "MIGC" */
 #define MIG_HELLO_REPLY   0x4d494741u  /* "MIGA" */
-#define MIG_PROTO_VERSION 1u
+#define MIG_PROTO_VERSION 2u          /* 2: the switchover waits for GO (docs/design.md) */
 #define MIG_HELLO_LEN     32u
 #define MIG_SESSION_LEN   16u
 #define MIG_HELLO_REPLY_HDR_LEN 10u
@@ -209,16 +209,20 @@ enum {
 	MIG_F_ZEROS = 3,        /* pages head, [count] be64 byte offset: these pages are zero */
 	MIG_F_PASS = 4,         /* 0:8 pass number: everything of that pass was sent */
 	MIG_F_STATE = 5,        /* u8 len, id ("guest"), state bytes ... */
-	MIG_F_COMPLETE = 6,     /* empty: the stream is over, start the guest */
+	MIG_F_COMPLETE = 6,     /* empty: the stream is over; check it, answer RP_READY, wait for GO */
 	MIG_F_ABORT = 7,        /* UTF-8 reason ...: the source gives up */
 	MIG_F_PC_LISTEN = 8,    /* empty: postcopy begins, register RAM with userfaultfd */
 	MIG_F_PC_DISCARD = 9,   /* pages head (count = n ranges), [n] { be64 first page,
 				 * be64 page count }: drop these, the guest will fault on them */
-	MIG_F_PC_RUN = 10,      /* empty: start the guest now; answer RP_RUNNING */
+	MIG_F_PC_RUN = 10,      /* empty: postcopy's COMPLETE: answer RP_READY, wait for GO */
 	MIG_F_PC_END = 11,      /* empty: every page was sent; answer RP_DONE once placed */
 	MIG_F_PC_RECOVER = 12,  /* empty, first frame of a resumed main channel: send your
 				 * received bitmaps (RP_RECV_BITMAP..., RP_RECV_END) */
 	MIG_F_PC_RESUME = 13,   /* empty: every channel is back; answer RP_RESUME_ACK */
+	MIG_F_NOP = 14,         /* empty: the source's heartbeat, every quarter of x-channel-timeout
+				 * from the hello until COMPLETE / PC_RUN; ignored */
+	MIG_F_GO = 15,          /* empty: start the guest now (only after RP_READY); answer
+				 * RP_RUNNING. The source never runs its guest again once sent */
 	MIG_F_DEV_DATA = 0x20,  /* dev head, 1..MIG_DEV_CHUNK state bytes (device lane off) */
 	MIG_F_DEV_END = 0x21,   /* 0:4 ndevices, [ndevices] { be64 chunks, be64 bytes } */
 
@@ -246,6 +250,7 @@ enum {
 	MIG_F_RP_RECV_END = 0x4b, /* 0:4 nblocks (one bitmap each was sent)   4:8 the last
 				   * pass in place here (0: none) */
 	MIG_F_RP_RESUME_ACK = 0x4c, /* empty: resumed; outstanding page requests follow */
+	MIG_F_RP_READY = 0x4d,   /* "ready": COMPLETE / PC_RUN checked, guest stopped, waiting for GO */
 };
 
 /* ---- fixed payload heads ---- */

@@ -10,8 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CONNECT_TIMEOUT_MS 10000
-
 static char *chan_name(int type, guint index)
 {
 	return type == MIG_CHAN_MAIN ? g_strdup("main channel")
@@ -28,9 +26,9 @@ static char *uri_str(const MigUri *uri)
 	return g_strdup_printf(strchr(uri->host, ':') ? "tcp:[%s]:%s" : "tcp:%s:%s", uri->host, uri->port);
 }
 
-int mig_chan_connect(MigSession *s, const MigUri *uri, const char *congestion, int type, guint index, GError **err)
+int mig_chan_connect(MigSession *s, const MigUri *uri, const MigParams *p, int type, guint index, GError **err)
 {
-	int fd = mig_uri_connect(uri, CONNECT_TIMEOUT_MS);
+	int fd = mig_uri_connect(uri, (int)p->x_channel_timeout);
 
 	if (fd < 0) {
 		g_autofree char *name = chan_name(type, index);
@@ -39,8 +37,18 @@ int mig_chan_connect(MigSession *s, const MigUri *uri, const char *congestion, i
 		g_set_error(err, MIG_ERROR, -fd, "Failed to connect the %s to '%s': %s", name, where, g_strerror(-fd));
 		return fd;
 	}
-	mig_chan_set_congestion(s, fd, congestion);
+	mig_chan_set_congestion(s, fd, p->x_tcp_congestion);
+	mig_chan_set_liveness(s, fd, p->x_channel_timeout);
 	return fd;
+}
+
+void mig_chan_set_liveness(MigSession *s, int fd, guint64 timeout_ms)
+{
+	int rc = mig_io_set_liveness(fd, (int)timeout_ms);
+
+	/* a socket that refuses them still works; it only notices a dead peer later */
+	if (rc < 0)
+		mig_log(s, MIG_LOG_WARNING, "x-channel-timeout on a channel: %s", g_strerror(-rc));
 }
 
 void mig_chan_set_congestion(MigSession *s, int fd, const char *algo)
@@ -54,7 +62,7 @@ void mig_chan_set_congestion(MigSession *s, int fd, const char *algo)
 }
 
 /* With tls-creds the channel is TLS from its first byte, the hello inside it. */
-static gboolean chan_tls(MigSession *s, int fd, const char *name, GError **err)
+static gboolean chan_tls(MigSession *s, int fd, const char *name, int timeout_ms, GError **err)
 {
 	SSL_CTX *ctx = NULL;
 	g_autofree char *host = NULL;
@@ -70,13 +78,13 @@ static gboolean chan_tls(MigSession *s, int fd, const char *name, GError **err)
 	if (!ctx)
 		return TRUE;
 	/* the run holds its reference to ctx until the next migrate, which joins us first */
-	rc = mig_tls_client(fd, ctx, host, CONNECT_TIMEOUT_MS, 0, why, sizeof(why));
+	rc = mig_tls_client(fd, ctx, host, timeout_ms, 0, why, sizeof(why));
 	if (rc < 0)
 		g_set_error(err, MIG_ERROR, -rc, "%s: TLS handshake failed: %s", name, why);
 	return rc == 0;
 }
 
-gboolean mig_chan_hello(MigSession *s, int fd, int type, guint index, GError **err)
+gboolean mig_chan_hello(MigSession *s, int fd, const MigParams *p, int type, guint index, GError **err)
 {
 	MigHello h = { .version = MIG_PROTO_VERSION, .type = (guint16)type, .index = index,
 		       .flags = __atomic_load_n(&s->chan_flags, __ATOMIC_ACQUIRE) };
@@ -85,12 +93,13 @@ gboolean mig_chan_hello(MigSession *s, int fd, int type, guint index, GError **e
 	char msg[600];
 	int rc;
 
-	if (!chan_tls(s, fd, name, err))
+	if (!chan_tls(s, fd, name, (int)p->x_channel_timeout, err))
 		return FALSE;
 	memcpy(h.session, s->session_id, sizeof(h.session));
-	mig_io_set_timeout(fd, CONNECT_TIMEOUT_MS);
+	/* the reply is bounded like every wait on the peer; the send timeout stays */
+	mig_io_set_recv_timeout(fd, (int)p->x_channel_timeout);
 	rc = mig_hello_connect(fd, &h, msg, sizeof(msg));
-	mig_io_set_timeout(fd, 0);
+	mig_io_set_recv_timeout(fd, 0);
 	if (rc == 0) {
 		mig_tls_note_channel(s, fd, type, index);
 		return TRUE;
@@ -111,11 +120,11 @@ gboolean mig_chan_hello(MigSession *s, int fd, int type, guint index, GError **e
 	return FALSE;
 }
 
-int mig_chan_open(MigSession *s, const MigUri *uri, const char *congestion, int type, guint index, GError **err)
+int mig_chan_open(MigSession *s, const MigUri *uri, const MigParams *p, int type, guint index, GError **err)
 {
-	int fd = mig_chan_connect(s, uri, congestion, type, index, err);
+	int fd = mig_chan_connect(s, uri, p, type, index, err);
 
-	if (fd >= 0 && !mig_chan_hello(s, fd, type, index, err)) {
+	if (fd >= 0 && !mig_chan_hello(s, fd, p, type, index, err)) {
 		mig_io_close(fd);
 		return -1;
 	}

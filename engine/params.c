@@ -177,6 +177,7 @@ static const struct param {
 	[MIG_PARAM_X_PREEMPT_CHANNELS] = U("x-preempt-channels", x_preempt_channels, 1, MIG_PREEMPT_MAX),
 	[MIG_PARAM_X_TCP_CONGESTION] = { "x-tcp-congestion", P_TCP_CC, offsetof(MigParams, x_tcp_congestion), 0, 0, NULL },
 	[MIG_PARAM_DIRECT_IO] = { "direct-io", P_BOOL, offsetof(MigParams, direct_io), 0, 1, NULL },
+	[MIG_PARAM_X_CHANNEL_TIMEOUT] = U("x-channel-timeout", x_channel_timeout, MIG_CHANNEL_TIMEOUT_MIN, MIG_CHANNEL_TIMEOUT_MAX),
 #undef U
 #undef SZ
 };
@@ -197,6 +198,9 @@ void mig_params_init(MigParams *p)
 		.x_device_max_queued = 64u << 20,
 		.x_device_load_threads = 8,
 		.x_preempt_channels = 1,
+		/* a dead peer noticed within 15 s: well past a loaded host's hiccups, well
+		 * inside what an operator waits before suspecting a hang */
+		.x_channel_timeout = 15000,
 		.tls_creds = g_strdup(""), .tls_hostname = g_strdup(""), .tls_authz = g_strdup(""),
 		/* a kernel without it keeps its own */
 		.x_tcp_congestion = g_strdup(mig_io_congestion_default()),

@@ -52,6 +52,10 @@ void mig_session_free(MigSession *s)
 	if (!s)
 		return;
 	mig_session_cancel(s, NULL);
+	g_mutex_lock(&s->lock);
+	if (s->src)
+		mig_src_quit(s->src);
+	g_mutex_unlock(&s->lock);
 	if (s->src)
 		mig_src_free(g_steal_pointer(&s->src));
 	mig_dst_shutdown(s);

@@ -6,6 +6,8 @@
 #include <mig/config.h>
 
 #define MIG_PREEMPT_MAX 8          /* x-preempt-channels' upper bound */
+#define MIG_CHANNEL_TIMEOUT_MIN 1000u    /* x-channel-timeout's bounds, ms */
+#define MIG_CHANNEL_TIMEOUT_MAX 600000u
 
 typedef struct MigParams {
 	guint64 downtime_limit;        /* ms */
@@ -32,6 +34,7 @@ typedef struct MigParams {
 	char *tls_creds, *tls_hostname, *tls_authz;
 	char *x_tcp_congestion;       /* the channels' TCP congestion control; "": the system's */
 	gboolean direct_io;           /* mapped-ram file: pages with O_DIRECT */
+	guint64 x_channel_timeout;    /* ms: a peer silent this long is dead (channels/io.h) */
 } MigParams;
 
 /* Counters read by query-migrate while the migration threads update them. */
@@ -182,11 +185,15 @@ static inline gboolean mig_status_is_postcopy_run(MigStatus st)
 	       st == MIG_STATUS_POSTCOPY_RECOVER_SETUP || st == MIG_STATUS_POSTCOPY_RECOVER;
 }
 
-/* chanopen.c: a source channel is a connect plus this session's typed hello.
- * congestion: the migration's x-tcp-congestion. */
-int mig_chan_connect(MigSession *s, const struct MigUri *uri, const char *congestion, int type, guint index, GError **err);
+/* chanopen.c: a source channel is a connect plus this session's typed hello, both
+ * bounded by the migration's x-channel-timeout; the socket gets its x-tcp-congestion
+ * and x-channel-timeout's liveness settings. */
+int mig_chan_connect(MigSession *s, const struct MigUri *uri, const MigParams *p, int type, guint index, GError **err);
 /* x-tcp-congestion onto a channel's socket (either side). */
 void mig_chan_set_congestion(MigSession *s, int fd, const char *algo);
-gboolean mig_chan_hello(MigSession *s, int fd, int type, guint index, GError **err);
-int mig_chan_open(MigSession *s, const struct MigUri *uri, const char *congestion, int type, guint index,
+/* x-channel-timeout onto a channel's socket (either side): channels/io.h,
+ * mig_io_set_liveness. */
+void mig_chan_set_liveness(MigSession *s, int fd, guint64 timeout_ms);
+gboolean mig_chan_hello(MigSession *s, int fd, const MigParams *p, int type, guint index, GError **err);
+int mig_chan_open(MigSession *s, const struct MigUri *uri, const MigParams *p, int type, guint index,
 		  GError **err);

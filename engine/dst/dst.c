@@ -62,7 +62,7 @@ int mig_dst_rp_send(MigSession *s, guint16 type, const struct iovec *iov, int n)
 	return rc;
 }
 
-void mig_dst_fail(MigSession *s, const char *msg)
+static void fail_now(MigSession *s, const char *msg)
 {
 	Dst *d = s->dst;
 
@@ -113,6 +113,11 @@ gboolean mig_dst_all_received(MigSession *s, GError **err)
 	return FALSE;
 }
 
+gboolean mig_dst_pc_running(Dst *d)
+{
+	return __atomic_load_n(&d->pc_running, __ATOMIC_ACQUIRE);
+}
+
 gboolean mig_dst_postcopy_lost(MigSession *s, const char *why)
 {
 	Dst *d = s->dst;
@@ -143,4 +148,10 @@ gboolean mig_dst_postcopy_lost(MigSession *s, const char *why)
 	g_cond_broadcast(&d->mf_cond);
 	g_mutex_unlock(&d->mf_lock);
 	return TRUE;
+}
+
+void mig_dst_fail(MigSession *s, const char *msg)
+{
+	if (!mig_dst_postcopy_lost(s, msg))
+		fail_now(s, msg);
 }

@@ -62,7 +62,8 @@ typedef struct Dst {
 	GDestroyNotify file_free;
 
 	/* postcopy recovery (under s->lock unless said otherwise) */
-	gboolean pc_running;       /* PC_RUN done: the guest ran here, a lost channel pauses */
+	gboolean pc_running;       /* postcopy: GO came and the guest may run here, a lost channel
+				    * pauses (set under s->lock, read atomically too) */
 	gboolean paused_ready;     /* paused, and every old channel and thread is gone */
 	gboolean resume_claimed;   /* the listener is admitting a resumed main channel */
 	gboolean quit;             /* the session goes away: the paused loader ends */
@@ -81,7 +82,8 @@ int mig_dst_rp_send(MigSession *s, guint16 type, const struct iovec *iov, int n)
  * first of them. A guest may start only on a complete memory image. */
 gboolean mig_dst_all_received(MigSession *s, GError **err);
 /* A part of the half failed: records why, wakes the receivers and cuts the main
- * channel's reading, so the loader notices, stops the rest and answers the source. */
+ * channel's reading, so the loader notices, stops the rest and answers the source.
+ * Once the guest may run in postcopy this is mig_dst_postcopy_lost. */
 void mig_dst_fail(MigSession *s, const char *msg);
 /* Every channel failure once the guest ran here comes through this (main channel,
  * return path, multifd, preempt, migrate-pause; from any thread): enters
@@ -90,3 +92,5 @@ void mig_dst_fail(MigSession *s, const char *msg);
  * registered and the fault thread keeps its requests. FALSE when not in postcopy (the
  * caller fails the migration as before). */
 gboolean mig_dst_postcopy_lost(MigSession *s, const char *why);
+/* Whether the guest may run here while pages are still missing (postcopy after GO). */
+gboolean mig_dst_pc_running(Dst *d);

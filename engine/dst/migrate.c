@@ -338,6 +338,18 @@ static gboolean admit(MigSession *s, int fd)
 	mig_hello_reply(fd, MIG_HELLO_OK, "welcome");
 	mig_tls_note_channel(s, fd, ok, h.index);
 	mig_io_set_timeout(fd, 0);
+	{
+		guint64 t;
+
+		g_mutex_lock(&s->lock);
+		t = s->dst->p.x_channel_timeout;   /* latched with the main channel */
+		g_mutex_unlock(&s->lock);
+		mig_chan_set_liveness(s, fd, t);
+		/* the main channel's reads are bounded until the guest runs here: the source
+		 * sends at least a NOP every quarter of this; the other channels may idle */
+		if (ok == MIG_CHAN_MAIN)
+			mig_io_set_recv_timeout(fd, (int)t);
+	}
 	start_channel(s, ok, h.index, fd, (h.flags & MIG_HELLO_F_RESUME) != 0);
 	g_mutex_unlock(&s->dst->open_lock);
 	return TRUE;
@@ -852,6 +864,7 @@ typedef struct Loader {
 	MigSession *s;
 	int fd;
 	gboolean have_setup, have_state;
+	gboolean ready;         /* RP_READY sent: the source may have sent GO (switchover) */
 	guint32 max_frame;      /* grows to one huge page once SETUP named the blocks */
 	MigHugeAsm hasm;        /* break-huge: the huge page being assembled */
 	guint8 *buf;
@@ -1060,11 +1073,40 @@ static gboolean load_state(Loader *d, guint32 len, GError **err)
 	return TRUE;
 }
 
+/* After RP_READY only GO may come (or the source's ABORT). The read is bounded by
+ * x-channel-timeout (the main channel's receive timeout); the caller turns a failure
+ * into "outcome unknown". */
+static gboolean wait_go(Loader *d, GError **err)
+{
+	MigFrameHdr h;
+	int rc = mig_frame_recv_hdr(d->fd, &h, d->max_frame);
+
+	if (rc < 0)
+		return fail(err, -rc, "%s", rc == -EPIPE ? "the source closed the connection" : g_strerror(-rc));
+	if (h.type == MIG_F_ABORT) {
+		char text[MIG_PEER_TEXT_MAX + 4];
+
+		if (!read_payload(d, MIN(h.len, 4096u), err))
+			return FALSE;
+		return fail(err, ECANCELED, "source aborted: %s", mig_peer_text(d->buf, MIN(h.len, 4096u), text));
+	}
+	if (h.type != MIG_F_GO || h.len)
+		return fail(err, EPROTO, "frame type %u of %u bytes where GO was due", h.type, h.len);
+	return TRUE;
+}
+
+/* COMPLETE (precopy) or PC_RUN (postcopy): everything must be here. The guest starts
+ * only on the source's GO, which the source sends only after our RP_READY: so the
+ * source knows, before it gives its guest up, that ours can run (docs/design.md,
+ * Switchover). */
 static gboolean complete(Loader *d, gboolean postcopy, GError **err)
 {
 	MigSession *s = d->s;
-	static const char msg[] = "running";
+	static const char msg[] = "running", rmsg[] = "ready";
 	struct iovec iov = { (void *)msg, sizeof(msg) - 1 };
+	struct iovec riov = { (void *)rmsg, sizeof(rmsg) - 1 };
+	g_autoptr(GError) why = NULL;
+	int rc;
 
 	if (!d->have_setup || !d->have_state)
 		return fail(err, EPROTO, "stream completed without %s", d->have_setup ? "the guest state" : "a setup frame");
@@ -1076,6 +1118,26 @@ static gboolean complete(Loader *d, gboolean postcopy, GError **err)
 		mig_mf_dst_seal(s);
 		if (!mig_dst_all_received(s, err))
 			return FALSE;
+	}
+	/* from the first byte of RP_READY on, the source may send GO and give its guest up */
+	d->ready = TRUE;
+	rc = mig_dst_rp_send(s, MIG_F_RP_READY, &riov, 1);
+	if (rc < 0 || !wait_go(d, &why)) {
+		const char *cause = rc < 0 ? g_strerror(-rc) : why->message;
+
+		if (postcopy)
+			return fail(err, EIO, "switchover outcome unknown: no GO from the source after RP_READY (%s); "
+				    "the guest stays stopped here and this side lacks pages (postcopy), so only the "
+				    "source can run it: check it and `cont` it there", cause);
+		return fail(err, EIO, "switchover outcome unknown: no GO from the source after RP_READY (%s); "
+			    "the guest stays stopped here and may be running on the source: check the source, "
+			    "then `cont` the guest on one side only", cause);
+	}
+	if (postcopy) {
+		/* the source's heartbeat ended with PC_RUN and bulk may ride multifd: the main
+		 * channel may now idle for good reasons */
+		mig_io_set_recv_timeout(d->fd, 0);
+		__atomic_store_n(&s->dst->pc_running, TRUE, __ATOMIC_RELEASE);
 	}
 	g_mutex_lock(&s->lock);
 	if (s->dst_autostart) {
@@ -1219,6 +1281,12 @@ static gboolean load_loop(Loader *d, GError **err)
 			if (!mig_huge_asm_chunk(d->s, &d->hasm, d->fd, h.len, err))
 				return FALSE;
 			break;
+		case MIG_F_NOP:
+			if (h.len)
+				return fail(err, EPROTO, "NOP frame of %u bytes", h.len);
+			break;
+		case MIG_F_GO:
+			return fail(err, EPROTO, "GO before the stream completed");
 		case MIG_F_ABORT: {
 			char text[MIG_PEER_TEXT_MAX + 4];
 
@@ -1449,6 +1517,13 @@ static gpointer dst_main_thread(gpointer opaque)
 
 			/* the first failure is the cause (a multifd receiver may have stopped us) */
 			mig_session_report_error(s, "%s", err->message);
+			if (d.ready && !mig_pc_dst_placing(s)) {
+				/* precopy, the outcome unknown: every page and the state are here,
+				 * so the operator may `cont` this side (never both) */
+				g_mutex_lock(&s->lock);
+				mig_set_runstate_locked(s, MIG_RUN_PAUSED);
+				g_mutex_unlock(&s->lock);
+			}
 			mig_mf_dst_abort(s);
 			g_mutex_lock(&s->lock);
 			why = g_strdup(s->error);

@@ -259,8 +259,11 @@ static gpointer fault_main(gpointer opaque)
 				continue;
 			rc = handle_fault(pc, msgs[i].arg.pagefault.address, (pid_t)msgs[i].arg.pagefault.feat.ptid);
 			if (rc < 0) {
-				mig_session_report_error(pc->s, "postcopy fault at 0x%" G_GINT64_MODIFIER "x: %s",
-							 (guint64)msgs[i].arg.pagefault.address, g_strerror(-rc));
+				g_autofree char *why = g_strdup_printf("postcopy fault at 0x%" G_GINT64_MODIFIER "x: %s",
+								      (guint64)msgs[i].arg.pagefault.address, g_strerror(-rc));
+
+				/* mostly the return path failing under the request */
+				mig_dst_fail(pc->s, why);
 				return NULL;
 			}
 		}

@@ -79,7 +79,8 @@ static gboolean poll_return_path(Src *src, int timeout_ms, guint16 *got, GError 
 		g_set_error(err, MIG_ERROR, EIO, "destination failed: %s", mig_peer_text(msg, h.len, text));
 		return FALSE;
 	}
-	if (h.type != MIG_F_RP_RUNNING) {
+	if ((h.type != MIG_F_RP_RUNNING && h.type != MIG_F_RP_READY) ||
+	    (h.type == MIG_F_RP_RUNNING && !__atomic_load_n(&src->go_sent, __ATOMIC_ACQUIRE))) {
 		g_set_error(err, MIG_ERROR, EPROTO, "unexpected return-path frame type %u", h.type);
 		return FALSE;
 	}
@@ -92,7 +93,7 @@ static void explain_send_error(Src *src, GError **err)
 	g_autoptr(GError) rp = NULL;
 	guint16 got;
 
-	if (mig_src_cancelled(src) || !err || !*err)
+	if (mig_src_cancelled(src) || !err || !*err || src->go_sent)
 		return;
 	if (!poll_return_path(src, 200, &got, &rp) && rp && rp->code == EIO) {
 		g_clear_error(err);
@@ -270,8 +271,9 @@ static gboolean connect_main(Src *src, GError **err)
 		/* connected by whoever passed it (getfd): only the hello is ours */
 		fd = src->given_fd;
 		src->given_fd = -1;
+		mig_chan_set_liveness(s, fd, src->p.x_channel_timeout);
 	} else {
-		fd = mig_chan_connect(src->s, &uri, src->p.x_tcp_congestion, MIG_CHAN_MAIN, 0, err);
+		fd = mig_chan_connect(src->s, &uri, &src->p, MIG_CHAN_MAIN, 0, err);
 		if (fd < 0)
 			return FALSE;
 	}
@@ -280,9 +282,10 @@ static gboolean connect_main(Src *src, GError **err)
 	src->cancel_fd = fd;
 	src->fd = fd;
 	g_mutex_unlock(&s->lock);
-	if (!mig_chan_hello(s, fd, MIG_CHAN_MAIN, 0, err))
+	if (!mig_chan_hello(s, fd, &src->p, MIG_CHAN_MAIN, 0, err))
 		return FALSE;
 	src->uri = uri;
+	mig_src_beat_start(src);
 	return TRUE;
 }
 
@@ -295,7 +298,7 @@ static gboolean start_multifd(Src *src, GError **err)
 
 	if (!s->caps[MIG_CAP_MULTIFD])
 		return TRUE;
-	mf = mig_mf_src_start(s, &src->uri, src->p.x_tcp_congestion, (guint)src->p.multifd_channels,
+	mf = mig_mf_src_start(s, &src->uri, &src->p, (guint)src->p.multifd_channels,
 			      src->zero_mode == 2, err);
 	if (!mf)
 		return FALSE;
@@ -466,10 +469,48 @@ static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 	}
 }
 
+/* Waits for the destination's answer at the switchover: x-channel-timeout, counted
+ * again from every frame it sends meanwhile (RP_PASS, RP_DEVICES) and whenever it
+ * took in more of the stream, since both show it working through what is still in
+ * the sockets. Cancel ends it before GO. */
+static gboolean wait_rp(Src *src, guint16 want, GError **err)
+{
+	gint64 span = (gint64)src->p.x_channel_timeout * G_TIME_SPAN_MILLISECOND;
+	gint64 end = g_get_monotonic_time() + span;
+	guint16 got = 0;
+	int outq = G_MAXINT;
+
+	while (got != want) {
+		gint64 now = g_get_monotonic_time();
+
+		if (mig_src_dst_draining(src, &outq))
+			end = now + span;
+		if (mig_src_stopping(src)) {
+			g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
+			return FALSE;
+		}
+		if (now >= end) {
+			g_set_error(err, MIG_ERROR, ETIMEDOUT, "no %s from the destination within %" G_GUINT64_FORMAT
+				    " ms (x-channel-timeout)", want == MIG_F_RP_READY ? "RP_READY" : "RP_RUNNING",
+				    src->p.x_channel_timeout);
+			return FALSE;
+		}
+		if (!poll_return_path(src, (int)MIN((end - now + 999) / 1000, 100), &got, err))
+			return FALSE;
+		if (got == MIG_F_RP_READY && want != MIG_F_RP_READY) {
+			g_set_error(err, MIG_ERROR, EPROTO, "RP_READY sent twice");
+			return FALSE;
+		}
+		if (got && got != want)
+			end = g_get_monotonic_time() + span;
+	}
+	return TRUE;
+}
+
 static gboolean stop_and_copy(Src *src, GError **err)
 {
+	g_autoptr(GError) why = NULL;
 	guint64 dirty;
-	guint16 got = 0;
 
 	if (!mig_src_stop_vm(src, err))
 		return FALSE;
@@ -486,16 +527,17 @@ static gboolean stop_and_copy(Src *src, GError **err)
 	 * PASS, so a device chunk behind a SYNC would wait for the very sync waiting on it */
 	if (!mig_dev_src_stop_copy_end(src->dev, err) || !mig_src_pass_end(src, err))
 		return FALSE;
-	if (!mig_src_send_state(src, err) || !mig_src_send_frame(src, MIG_F_COMPLETE, NULL, 0, err))
+	if (!mig_src_send_state(src, err))
 		return FALSE;
-	/* the destination answers once its guest runs (or why it cannot) */
-	while (got != MIG_F_RP_RUNNING) {
-		if (mig_src_cancelled(src)) {
-			g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
-			return FALSE;
-		}
-		if (!poll_return_path(src, 100, &got, err))
-			return FALSE;
+	mig_src_beat_stop(src);
+	if (!mig_src_send_frame(src, MIG_F_COMPLETE, NULL, 0, err) || !wait_rp(src, MIG_F_RP_READY, err))
+		return FALSE;
+	/* the destination has everything and waits: past this point the guest is theirs */
+	if (!mig_src_send_go(src, &why) || !wait_rp(src, MIG_F_RP_RUNNING, &why)) {
+		g_set_error(err, MIG_ERROR, EIO, "the destination may be running: GO was sent but no RP_RUNNING came "
+			    "(%s); the guest stays stopped here: check the destination, then `cont` the guest on one "
+			    "side only", why->message);
+		return FALSE;
 	}
 	return TRUE;
 }
@@ -512,7 +554,7 @@ static void finish(Src *src, GError *error)
 	} else {
 		/* the source keeps running whatever went wrong, unless the destination's guest
 		 * has run: then resuming here would split the guest in two */
-		if (src->postcopy) {
+		if (src->postcopy || src->go_sent) {
 			mig_set_runstate_locked(s, MIG_RUN_POSTMIGRATE);
 		} else if (src->stopped && src->vm_was_running) {
 			s->vm->cont(s->vm_opaque);
@@ -520,7 +562,7 @@ static void finish(Src *src, GError *error)
 		} else if (src->stopped) {
 			mig_set_runstate_locked(s, MIG_RUN_PAUSED);
 		}
-		if (s->cancel) {
+		if (s->cancel && !src->go_sent) {
 			mig_set_status_locked(s, MIG_STATUS_CANCELLED);
 		} else {
 			g_free(s->error);
@@ -564,6 +606,7 @@ static gpointer src_thread(gpointer opaque)
 	}
 	if (!ok && !src->postcopy && !file)
 		explain_send_error(src, &err);
+	mig_src_beat_stop(src);   /* before finish closes the channel it writes on */
 	{
 		struct timespec ts;
 
@@ -588,7 +631,7 @@ static gpointer src_thread(gpointer opaque)
 		mig_mf_src_free(src->mf);
 	}
 	/* the source keeps running on failure (see finish), and so do its devices */
-	mig_dev_src_free(src->dev, !ok && !src->postcopy && (!src->stopped || src->vm_was_running));
+	mig_dev_src_free(src->dev, !ok && !src->postcopy && !src->go_sent && (!src->stopped || src->vm_was_running));
 	free_tracking(src);
 	mig_pc_src_close_preempt(src);   /* precopy finished, or failed, with them open */
 	if (!ok)
@@ -610,8 +653,18 @@ struct Src *mig_src_start(MigSession *s, const char *uri, int fd)
 	g_mutex_init(&src->urgent_lock);
 	g_cond_init(&src->rp_cond);
 	g_cond_init(&src->resume_cond);
+	g_mutex_init(&src->beat_lock);
+	g_cond_init(&src->beat_cond);
 	src->thread = g_thread_new("mig/src/main", src_thread, src);
 	return src;
+}
+
+/* Wakes whatever waits on the return path's news (rp_wait). */
+static void wake_rp(struct Src *src)
+{
+	g_mutex_lock(&src->rp_lock);
+	g_cond_broadcast(&src->rp_cond);
+	g_mutex_unlock(&src->rp_lock);
 }
 
 void mig_src_cancel(struct Src *src)
@@ -620,6 +673,17 @@ void mig_src_cancel(struct Src *src)
 		shutdown(src->cancel_fd, SHUT_RDWR);
 	if (src->cancel_mf)
 		mig_mf_src_abort(src->cancel_mf);
+	wake_rp(src);
+}
+
+void mig_src_quit(struct Src *src)
+{
+	__atomic_store_n(&src->quit, TRUE, __ATOMIC_RELEASE);
+	g_cond_broadcast(&src->resume_cond);   /* a paused postcopy waits for a resume */
+	/* postcopy refuses a cancel, but a session going away cuts the main channel and
+	 * the senders all the same; a preempt lane's blocked write ends within
+	 * x-channel-timeout (its send timeout) */
+	mig_src_cancel(src);
 }
 
 void mig_src_yank(struct Src *src)
@@ -670,5 +734,7 @@ void mig_src_free(struct Src *src)
 	g_mutex_clear(&src->rp_lock);
 	g_mutex_clear(&src->urgent_lock);
 	g_cond_clear(&src->rp_cond);
+	g_mutex_clear(&src->beat_lock);
+	g_cond_clear(&src->beat_cond);
 	g_free(src);
 }

@@ -255,7 +255,7 @@ static gpointer sender_main(gpointer opaque)
 	return NULL;
 }
 
-MfSrc *mig_mf_src_start(MigSession *s, const MigUri *uri, const char *congestion, guint n, gboolean detect_zero,
+MfSrc *mig_mf_src_start(MigSession *s, const MigUri *uri, const MigParams *p, guint n, gboolean detect_zero,
 			 GError **err)
 {
 	MfSrc *m = g_new0(MfSrc, 1);
@@ -272,7 +272,7 @@ MfSrc *mig_mf_src_start(MigSession *s, const MigUri *uri, const char *congestion
 	}
 	for (guint i = 0; i < n; i++) {
 		Sender *sd = &m->senders[i];
-		int fd = mig_chan_open(s, uri, congestion, MIG_CHAN_MULTIFD, i, err);
+		int fd = mig_chan_open(s, uri, p, MIG_CHAN_MULTIFD, i, err);
 
 		if (fd < 0) {
 			mig_mf_src_free(m);

@@ -12,8 +12,8 @@ typedef struct MfSrc MfSrc;
 
 /* Connects n channels (after the main channel was accepted) and starts their senders.
  * detect_zero: the senders look for zero pages (zero-page-detection=multifd);
- * congestion: the migration's x-tcp-congestion. */
-MfSrc *mig_mf_src_start(MigSession *s, const MigUri *uri, const char *congestion, guint n, gboolean detect_zero,
+ * p: the migration's parameters (x-tcp-congestion, x-channel-timeout). */
+MfSrc *mig_mf_src_start(MigSession *s, const MigUri *uri, const MigParams *p, guint n, gboolean detect_zero,
 			 GError **err);
 /* Hands a batch of pages of one block to a free sender, waiting for one if all are
  * busy. FALSE (with *err) once any channel failed. */

@@ -41,7 +41,7 @@ gboolean mig_pc_src_connect_preempt(Src *src, GError **err)
 	 * each waiting for its reply: identified by its hello, none can be mistaken for or
 	 * race the main channel, and all are admitted before the first page is sent */
 	for (src->npre = 0; src->npre < n; src->npre++) {
-		src->pre_fds[src->npre] = mig_chan_open(src->s, &src->uri, src->p.x_tcp_congestion, MIG_CHAN_PREEMPT, src->npre, err);
+		src->pre_fds[src->npre] = mig_chan_open(src->s, &src->uri, &src->p, MIG_CHAN_PREEMPT, src->npre, err);
 		if (src->pre_fds[src->npre] < 0)
 			return FALSE;
 	}
@@ -169,7 +169,18 @@ static gpointer rp_main(gpointer opaque)
 			return NULL;
 		}
 		switch (h.type) {
+		case MIG_F_RP_READY:
+			if (src->dst_ready) {
+				rp_signal(src, NULL, g_strdup("RP_READY sent twice"));
+				return NULL;
+			}
+			rp_signal(src, &src->dst_ready, NULL);
+			break;
 		case MIG_F_RP_RUNNING:
+			if (!__atomic_load_n(&src->go_sent, __ATOMIC_ACQUIRE)) {
+				rp_signal(src, NULL, g_strdup("RP_RUNNING before GO"));
+				return NULL;
+			}
 			rp_signal(src, &src->dst_running, NULL);
 			break;
 		case MIG_F_RP_PASS:   /* precopy's; postcopy does not wait for passes */
@@ -181,6 +192,10 @@ static gpointer rp_main(gpointer opaque)
 			}
 			break;
 		case MIG_F_RP_DONE:
+			if (!src->dst_running) {
+				rp_signal(src, NULL, g_strdup("RP_DONE before RP_RUNNING"));
+				return NULL;
+			}
 			rp_signal(src, &src->dst_done, NULL);
 			return NULL;
 		case MIG_F_RP_ERROR: {
@@ -210,17 +225,36 @@ static gpointer rp_main(gpointer opaque)
 	}
 }
 
-/* Waits until *flag or a return-path error. */
-static gboolean rp_wait(Src *src, gboolean *flag, GError **err)
+/* Waits until *flag, a return-path error, cancel or quit (mig_src_cancel and
+ * mig_src_quit wake it), or x-channel-timeout without *flag nor the destination
+ * taking in more of the stream (it may still be working through it). */
+static gboolean rp_wait(Src *src, gboolean *flag, const char *what, GError **err)
 {
-	gboolean ok;
+	gint64 span = (gint64)src->p.x_channel_timeout * G_TIME_SPAN_MILLISECOND;
+	gint64 end = g_get_monotonic_time() + span;
+	gboolean ok, timed_out = FALSE;
+	int outq = G_MAXINT;
 
 	g_mutex_lock(&src->rp_lock);
-	while (!*flag && !src->rp_error)
-		g_cond_wait(&src->rp_cond, &src->rp_lock);
+	while (!*flag && !src->rp_error && !mig_src_stopping(src) && !timed_out) {
+		gint64 now = g_get_monotonic_time();
+
+		if (mig_src_dst_draining(src, &outq))
+			end = now + span;
+		/* a look at the socket every 100 ms */
+		g_cond_wait_until(&src->rp_cond, &src->rp_lock, MIN(end, now + 100 * G_TIME_SPAN_MILLISECOND));
+		timed_out = g_get_monotonic_time() >= end;
+	}
 	ok = *flag;
-	if (!ok)
+	if (ok)
+		;
+	else if (src->rp_error)
 		g_set_error(err, MIG_ERROR, EIO, "%s", src->rp_error);
+	else if (mig_src_stopping(src))
+		g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
+	else
+		g_set_error(err, MIG_ERROR, ETIMEDOUT, "no %s from the destination within %" G_GUINT64_FORMAT
+			    " ms (x-channel-timeout)", what, src->p.x_channel_timeout);
 	g_mutex_unlock(&src->rp_lock);
 	return ok;
 }
@@ -474,8 +508,10 @@ static gboolean switchover(Src *src, GError **err)
 	if (!mig_src_send_frame(src, MIG_F_PC_LISTEN, NULL, 0, err) || !send_discards(src, err))
 		return FALSE;
 	src->s->stats.t_ram_done = g_get_monotonic_time();
-	return mig_dev_src_stop_copy_end(src->dev, err) && mig_src_send_state(src, err) &&
-	       mig_src_send_frame(src, MIG_F_PC_RUN, NULL, 0, err);
+	if (!mig_dev_src_stop_copy_end(src->dev, err) || !mig_src_send_state(src, err))
+		return FALSE;
+	mig_src_beat_stop(src);
+	return mig_src_send_frame(src, MIG_F_PC_RUN, NULL, 0, err);
 }
 
 /* Joins the return-path thread (shut: cutting its read first), then stops the lanes:
@@ -546,7 +582,7 @@ static gboolean recover(Src *src, GError **err)
 		src->hint[i] = (gsize)-1;
 	}
 	if (s->caps[MIG_CAP_MULTIFD]) {
-		MfSrc *mf = mig_mf_src_start(s, &src->uri, src->p.x_tcp_congestion, (guint)src->p.multifd_channels,
+		MfSrc *mf = mig_mf_src_start(s, &src->uri, &src->p, (guint)src->p.multifd_channels,
 					     src->zero_mode == 2, err);
 
 		if (!mf)
@@ -563,6 +599,11 @@ static gboolean recover(Src *src, GError **err)
 	if (src->npre)
 		src->urgent = mig_urgent_new(s, src->pre_fds, src->npre, urgent_done, src);
 	src->rp_thread = g_thread_new("mig/src/return", rp_main, src);
+	/* a destination that resumed is in postcopy: it ran, whether or not its RP_RUNNING
+	 * got here before the link went (RP_DONE needs it) */
+	g_mutex_lock(&src->rp_lock);
+	src->dst_running = TRUE;
+	g_mutex_unlock(&src->rp_lock);
 	g_mutex_lock(&s->lock);
 	paused = src->pause_req;
 	if (!paused) {
@@ -628,7 +669,7 @@ static gboolean push_rest(Src *src, GError **err)
 	g_mutex_lock(&src->urgent_lock);
 	g_mutex_unlock(&src->urgent_lock);
 	return ok && mig_src_pass_end(src, err) && mig_src_send_frame(src, MIG_F_PC_END, NULL, 0, err) &&
-	       rp_wait(src, &src->dst_done, err);
+	       rp_wait(src, &src->dst_done, "RP_DONE", err);
 }
 
 gboolean mig_pc_src_run(Src *src, GError **err)
@@ -641,12 +682,26 @@ gboolean mig_pc_src_run(Src *src, GError **err)
 		src->urgent = mig_urgent_new(s, src->pre_fds, src->npre, urgent_done, src);
 	if (ok) {
 		src->rp_thread = g_thread_new("mig/src/return", rp_main, src);
-		ok = rp_wait(src, &src->dst_running, err);
+		/* GO only once the destination has checked everything and waits */
+		ok = rp_wait(src, &src->dst_ready, "RP_READY", err) && mig_src_send_go(src, err) &&
+		     rp_wait(src, &src->dst_running, "RP_RUNNING", err);
+	}
+	/* once GO may have left, the guest may run there on pages only we have: never
+	 * resume here, pause (the destination paused too, if it runs) */
+	if (!ok && src->go_sent) {
+		g_autoptr(GError) lost = NULL;
+
+		if (!src->dst_running && err && *err)
+			g_prefix_error(err, "the destination may be running: GO was sent but no RP_RUNNING came: ");
+		lost = err && *err ? g_error_copy(*err) : g_error_new(MIG_ERROR, EIO, "the switchover failed after GO");
+		g_clear_error(err);
+		ok = mig_src_postcopy_lost(src, lost, err);
 	}
 	if (ok) {
 		g_mutex_lock(&s->lock);
+		if (!src->postcopy)
+			s->stats.downtime_us = g_get_monotonic_time() - s->stats.t_stop;
 		src->postcopy = TRUE;
-		s->stats.downtime_us = g_get_monotonic_time() - s->stats.t_stop;
 		src->in_downtime = FALSE;
 		mig_set_runstate_locked(s, MIG_RUN_POSTMIGRATE);
 		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_ACTIVE);

@@ -87,7 +87,7 @@ gboolean mig_src_recover_begin(Src *src, guint64 *missing, GError **err)
 	if (mig_uri_parse(src->uri_text, &src->uri) < 0)
 		return rfail(err, EINVAL, "invalid migration URI '%s'", src->uri_text);
 	__atomic_store_n(&s->chan_flags, MIG_HELLO_F_RESUME, __ATOMIC_RELEASE);
-	fd = mig_chan_connect(s, &src->uri, src->p.x_tcp_congestion, MIG_CHAN_MAIN, 0, err);
+	fd = mig_chan_connect(s, &src->uri, &src->p, MIG_CHAN_MAIN, 0, err);
 	if (fd < 0)
 		return FALSE;
 	/* registered before the hello, so migrate-pause can cut a stuck handshake */
@@ -96,7 +96,7 @@ gboolean mig_src_recover_begin(Src *src, guint64 *missing, GError **err)
 	if (src->pause_req)
 		shutdown(fd, SHUT_RDWR);
 	g_mutex_unlock(&s->lock);
-	if (!mig_chan_hello(s, fd, MIG_CHAN_MAIN, 0, err))
+	if (!mig_chan_hello(s, fd, &src->p, MIG_CHAN_MAIN, 0, err))
 		return FALSE;
 	mig_set_status(s, MIG_STATUS_POSTCOPY_RECOVER);
 	mig_io_set_timeout(fd, RECOVER_TIMEOUT_MS);

@@ -6,10 +6,35 @@
 #include "channels/wire.h"
 #include "channels/frame.h"
 #include <errno.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 
 gboolean mig_src_cancelled(Src *src)
 {
 	return __atomic_load_n(&src->s->cancel, __ATOMIC_ACQUIRE);
+}
+
+gboolean mig_src_stopping(Src *src)
+{
+	return mig_src_cancelled(src) || __atomic_load_n(&src->quit, __ATOMIC_ACQUIRE);
+}
+
+gboolean mig_src_send_go(Src *src, GError **err)
+{
+	__atomic_store_n(&src->go_sent, TRUE, __ATOMIC_RELEASE);
+	return mig_src_send_frame(src, MIG_F_GO, NULL, 0, err);
+}
+
+gboolean mig_src_dst_draining(Src *src, int *outq)
+{
+	int q = 0;
+	gboolean moved;
+
+	if (ioctl(src->fd, SIOCOUTQ, &q) < 0)
+		return FALSE;
+	moved = q < *outq;
+	*outq = q;
+	return moved;
 }
 
 static void account(Src *src, guint64 bytes)

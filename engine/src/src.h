@@ -23,6 +23,9 @@ void mig_src_pause(struct Src *src);
 /* migrate resume:true in postcopy-paused: reconnect to uri (already checked to parse).
  * Call with s->lock held. */
 void mig_src_resume(struct Src *src, const char *uri);
+/* The session is going away (quit): like cancel, and in postcopy too, so that every
+ * thread of the half ends. Call with s->lock held. */
+void mig_src_quit(struct Src *src);
 /* Joins the migration thread (it ends by itself) and frees what is left. Without
  * s->lock. */
 void mig_src_free(struct Src *src);

@@ -49,6 +49,11 @@ typedef struct Src {
 	guint npre;             /* how many are open; 0 without preempt */
 	struct MigUrgent *urgent; /* their senders, while postcopy runs */
 	gboolean postcopy;      /* switched to postcopy */
+	/* GO may have left (set before its first byte is written): the guest never runs
+	 * here again (docs/design.md, Switchover). Atomic: the return path reads it */
+	gboolean go_sent;
+	gboolean quit;          /* the session is going away: every wait ends (atomic) */
+	gboolean dst_ready;     /* RP_READY seen (postcopy; precopy reads it inline) */
 	gboolean dst_running;   /* RP_RUNNING seen */
 	gboolean dst_done;      /* RP_DONE seen */
 	char *rp_error;         /* what the return path reported, if it failed */
@@ -66,12 +71,16 @@ typedef struct Src {
 	gboolean pace_adapt;    /* bulk's pacing rate follows the urgent traffic (bulkpace.h) */
 	MigBulkPace pace;
 	/* postcopy recovery, under s->lock: the address `migrate resume:true` gave, a
-	 * migrate-pause asked for, the session going away; resume_cond wakes the paused
+	 * migrate-pause asked for (and quit, above); resume_cond wakes the paused
 	 * migration thread */
 	GCond resume_cond;
 	char *resume_uri;
 	gboolean pause_req;
-	gboolean quit;
+	/* the heartbeat (beat.c): NOPs on the main channel until COMPLETE / PC_RUN */
+	GThread *beat_thread;   /* mig/src/beat */
+	GMutex beat_lock;
+	GCond beat_cond;
+	gboolean beat_quit;
 	/* rate limiting over 100 ms windows */
 	gint64 win_start;
 	guint64 win_bytes;
@@ -94,4 +103,18 @@ gboolean mig_src_pass_end(Src *src, GError **err);
 /* Stops the vCPUs for the switchover (status device, run state finish-migrate). */
 gboolean mig_src_stop_vm(Src *src, GError **err);
 gboolean mig_src_send_state(Src *src, GError **err);
+/* Whether the migration must stop waiting: cancelled, or the session quits. */
+gboolean mig_src_stopping(Src *src);
+/* Whether the destination took in more of what was sent on the main channel since
+ * *outq (its unacknowledged bytes, SIOCOUTQ, start with G_MAXINT): a destination still
+ * working through the stream is not a dead one, so the switchover's waits count their
+ * x-channel-timeout from its last progress. */
+gboolean mig_src_dst_draining(Src *src, int *outq);
+/* Sends GO: from here on the source's guest never runs again, even if the write
+ * fails (part of it may have left); the caller's error must say so. */
+gboolean mig_src_send_go(Src *src, GError **err);
+/* The heartbeat (beat.c), from the main channel's hello until COMPLETE / PC_RUN; stop
+ * is idempotent and joins mig/src/beat. */
+void mig_src_beat_start(Src *src);
+void mig_src_beat_stop(Src *src);
 

@@ -318,6 +318,12 @@ size_t fuzz_seed(uint8_t buf[FUZZ_INPUT_MAX], unsigned which)
 		len += frame(buf + len, MIG_F_STATE, p, 10);
 		mig_put_head16(p, 0, 64u << 10, 2u << 20);
 		len += frame(buf + len, MIG_F_CHUNK, p, 16);
+		/* the switchover of protocol 2, with a heartbeat before it */
+		len += frame(buf + len, MIG_F_NOP, p, 0);
+		len += frame(buf + len, MIG_F_COMPLETE, p, 0);
+		len += frame(buf + len, MIG_F_RP_READY, (const uint8_t *)"ready", 5);
+		len += frame(buf + len, MIG_F_GO, p, 0);
+		len += frame(buf + len, MIG_F_RP_RUNNING, (const uint8_t *)"running", 7);
 		break;
 	}
 	return len;

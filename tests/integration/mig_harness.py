@@ -52,6 +52,7 @@ HELLO_REPLY = 0x4D494741        # "MIGA"
 HELLO_FMT = ">IHHII16s"         # magic, version, type, index, flags, session: 32 bytes
 HELLO_LEN = struct.calcsize(HELLO_FMT)
 CHAN_MAIN, CHAN_MULTIFD, CHAN_PREEMPT = 1, 2, 3
+PROTO_VERSION = 2               # channels/wire.h MIG_PROTO_VERSION
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                      "runtime error:", "WARNING: ThreadSanitizer")
@@ -712,7 +713,7 @@ def require_hugepages(count, size_kb=2048):
 # --------------------------------------------------------------------------------------
 # Migration-port peers
 
-def hello(magic=HELLO_MAGIC, version=1, chan_type=CHAN_MAIN, index=0, flags=0,
+def hello(magic=HELLO_MAGIC, version=PROTO_VERSION, chan_type=CHAN_MAIN, index=0, flags=0,
           session=b"\0" * 16):
     return struct.pack(HELLO_FMT, magic, version, chan_type, index, flags, session)
 
@@ -764,6 +765,191 @@ def expect_listener_closed(uri, timeout=10):
         except ConnectionRefusedError:
             return True
     wait_until(refused, timeout, "the listener on %s to close once every channel is in" % uri)
+
+
+# --------------------------------------------------------------------------------------
+# A main-channel proxy that cuts the link at a chosen frame
+
+F_COMPLETE, F_PC_RUN, F_NOP, F_GO = 6, 10, 14, 15
+F_RP_RUNNING, F_RP_READY = 0x41, 0x4D
+FRAME_NAMES = {F_COMPLETE: "COMPLETE", F_PC_RUN: "PC_RUN", F_GO: "GO",
+               F_RP_RUNNING: "RP_RUNNING", F_RP_READY: "RP_READY"}
+
+
+class CutProxy:
+    """A TCP proxy between a source and a destination's migration port. Every
+    connection is forwarded; the main channel (the first connection whose hello says
+    type 1) is parsed frame by frame in both directions, and right after the whole frame
+    of type cut_after has gone through (either direction), the main channel is cut:
+    nothing more is forwarded either way, both peers get a FIN, and what they send after
+    it is read and dropped. mode "blackhole" instead forwards nothing more but keeps
+    both connections open and silent (a peer that stopped). self.cut is set once it
+    happened; self.seen lists the frame types forwarded on the main channel, in order.
+    Bounded: every socket has a timeout and the threads end with close()."""
+
+    def __init__(self, upstream_uri, cut_after=None, mode="cut"):
+        import threading
+        self.threading = threading
+        self.upstream = tcp_port(upstream_uri)
+        self.cut_after = cut_after
+        self.mode = mode
+        self.lock = threading.Lock()
+        self.cut = threading.Event()
+        self.closed = threading.Event()
+        self.seen = []
+        self.socks = []
+        self.threads = []
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.lsock.settimeout(0.2)
+        self.uri = "tcp:127.0.0.1:%d" % self.lsock.getsockname()[1]
+        self._spawn(self._accept_loop)
+
+    def _spawn(self, fn, *args):
+        t = self.threading.Thread(target=fn, args=args, daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.closed.set()
+        with contextlib.suppress(OSError):
+            self.lsock.close()
+        for s in list(self.socks):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                s.close()
+        for t in self.threads:
+            t.join(timeout=5)
+
+    def wait_cut(self, timeout):
+        if not self.cut.wait(scaled(timeout)):
+            raise HarnessError("the proxy never saw %s (saw %s)"
+                               % (FRAME_NAMES.get(self.cut_after, self.cut_after), self.names()))
+
+    def names(self):
+        return [FRAME_NAMES[t] for t in self.seen if t in FRAME_NAMES]
+
+    def _accept_loop(self):
+        main_taken = False
+        while not self.closed.is_set():
+            try:
+                c, _ = self.lsock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                u = socket.create_connection(self.upstream, timeout=scaled(5))
+            except OSError:
+                c.close()
+                continue
+            for s in (c, u):
+                s.settimeout(None)
+                self.socks.append(s)
+            hello_bytes = self._read_exact(c, HELLO_LEN)
+            if hello_bytes is None:
+                continue
+            u.sendall(hello_bytes)
+            is_main = struct.unpack(HELLO_FMT, hello_bytes)[2] == CHAN_MAIN and not main_taken
+            main_taken = main_taken or is_main
+            if is_main:
+                self._spawn(self._frames, c, u, 0, True)       # source -> destination
+                self._spawn(self._frames, u, c, 10, False)     # the reply, then the return path
+            else:
+                self._spawn(self._raw, c, u)
+                self._spawn(self._raw, u, c)
+
+    @staticmethod
+    def _read_exact(s, n):
+        data = b""
+        while len(data) < n:
+            try:
+                chunk = s.recv(n - len(data))
+            except OSError:
+                return None
+            if not chunk:
+                return None
+            data += chunk
+        return data
+
+    def _raw(self, a, b):
+        while True:
+            try:
+                chunk = a.recv(256 * KiB)
+                if not chunk:
+                    b.shutdown(socket.SHUT_WR)
+                    return
+                b.sendall(chunk)
+            except OSError:
+                return
+
+    def _drop(self, a):
+        while True:
+            try:
+                if not a.recv(256 * KiB):
+                    return
+            except OSError:
+                return
+
+    def _do_cut(self, a, b):
+        # under self.lock: nothing is forwarded from here on, either way
+        self.cut.set()
+        if self.mode == "cut":
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_WR)
+
+    def _frames(self, a, b, skip, to_dst):
+        if skip:    # the hello reply: 10 bytes + its message
+            head = self._read_exact(a, 10)
+            if head is None:
+                return
+            rest = self._read_exact(a, struct.unpack(">H", head[8:10])[0])
+            if rest is None:
+                return
+            b.sendall(head + rest)
+        while True:
+            hdr = self._read_exact(a, 8)
+            if hdr is None:
+                break
+            length, ftype = struct.unpack(">IH", hdr[:6])
+            parts = [hdr]
+            left = length
+            while left > 0:
+                try:
+                    chunk = a.recv(min(left, 256 * KiB))
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    break
+                parts.append(chunk)
+                left -= len(chunk)
+            with self.lock:
+                if self.cut.is_set():
+                    break
+                try:
+                    b.sendall(b"".join(parts))
+                except OSError:
+                    break
+                if left:
+                    break
+                self.seen.append(ftype)
+                if ftype == self.cut_after:
+                    self._do_cut(a, b)
+                    break
+        if self.cut.is_set():
+            self._drop(a)       # a cut link loses what is sent into it
+        else:
+            with contextlib.suppress(OSError):
+                b.shutdown(socket.SHUT_WR)
 
 
 # --------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ SETUP_DEADLINE = 15          # engine/dst/migrate.c, SETUP_DEADLINE_MS
 
 F_SETUP, F_ZEROS, F_PASS, F_STATE, F_COMPLETE = 1, 3, 4, 5, 6
 F_MF_PAGES, F_MF_SYNC, F_MF_DEV = 0x10, 0x11, 0x13
-RP_RUNNING, RP_ERROR, RP_PASS = 0x41, 0x42, 0x49
+RP_RUNNING, RP_ERROR, RP_PASS, RP_READY = 0x41, 0x42, 0x49, 0x4D
 
 
 def frame(ftype, payload=b""):
@@ -89,14 +89,17 @@ def rp_frame(s, timeout=10):
 
 def finish(dst, main, multifd):
     """Ends pass 1 (every multifd channel's SYNC, then PASS), sends the guest state and
-    COMPLETE: the destination must answer RP_RUNNING and complete."""
+    COMPLETE: the destination must answer RP_READY, then on GO RP_RUNNING, and complete."""
     for c in multifd:
         c.sendall(frame(F_MF_SYNC, struct.pack(">Q", 1)))
     main.sendall(frame(F_PASS, struct.pack(">Q", 1)))
     h.check(rp_frame(main)[0] == RP_PASS, "no RP_PASS for pass 1")
     main.sendall(guest_state() + frame(F_COMPLETE))
     ftype, msg = rp_frame(main)
-    h.check(ftype == RP_RUNNING, "a complete stream answered %#x %r" % (ftype, msg))
+    h.check(ftype == RP_READY, "a complete stream answered %#x %r" % (ftype, msg))
+    main.sendall(frame(h.F_GO))
+    ftype, msg = rp_frame(main)
+    h.check(ftype == RP_RUNNING, "GO answered %#x %r" % (ftype, msg))
     dst.wait_status("completed", timeout=10)
 
 

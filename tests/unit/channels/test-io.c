@@ -5,6 +5,8 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/uio.h>
@@ -244,6 +246,60 @@ static void test_set_timeout(void)
 	chan_close_pair(sv);
 }
 
+static int sockopt_int(int fd, int level, int name)
+{
+	int v = -1;
+	socklen_t len = sizeof(v);
+
+	g_assert_cmpint(getsockopt(fd, level, name, &v, &len), ==, 0);
+	return v;
+}
+
+/* A TCP channel gets keepalive and a user timeout that declare a silent peer dead
+ * within the timeout + 1 s, and a send timeout; a unix one only the send timeout. */
+static void test_liveness(void)
+{
+	static const int timeouts[] = { 1000, 2000, 2500, 15000, 600000 };
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct timeval tv;
+	socklen_t len = sizeof(tv);
+	int sv[2];
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	for (size_t i = 0; i < G_N_ELEMENTS(timeouts); i++) {
+		int idle, intvl, cnt, t = timeouts[i];
+
+		mig_io_keepalive_for(t, &idle, &intvl, &cnt);
+		g_assert_cmpint(idle, >=, 1);
+		g_assert_cmpint(intvl, >=, 1);
+		g_assert_cmpint(cnt, >=, 1);
+		g_assert_cmpint((idle + cnt * intvl) * 1000, <=, t + 1000);
+	}
+	g_assert_cmpint(fd, >=, 0);
+	g_assert_cmpint(bind(fd, (struct sockaddr *)&a, sizeof(a)), ==, 0);
+	g_assert_cmpint(mig_io_set_liveness(fd, 2000), ==, 0);
+	g_assert_cmpint(sockopt_int(fd, SOL_SOCKET, SO_KEEPALIVE), ==, 1);
+	g_assert_cmpint(sockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), ==, 2000);
+	g_assert_cmpint(sockopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE) +
+			sockopt_int(fd, IPPROTO_TCP, TCP_KEEPCNT) * sockopt_int(fd, IPPROTO_TCP, TCP_KEEPINTVL), <=, 3);
+	g_assert_cmpint(getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &len), ==, 0);
+	g_assert_cmpint(tv.tv_sec, ==, 2);
+	g_assert_cmpint(getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &len), ==, 0);
+	g_assert_cmpint(tv.tv_sec, ==, 0);   /* an idle channel is not a dead one */
+	close(fd);
+
+	chan_socketpair(sv);
+	g_assert_cmpint(mig_io_set_liveness(sv[0], 1500), ==, 0);
+	g_assert_cmpint(getsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, &len), ==, 0);
+	g_assert_cmpint(tv.tv_sec, ==, 1);
+	g_assert_cmpint(tv.tv_usec, ==, 500000);
+	g_assert_cmpint(mig_io_set_liveness(sv[0], 0), ==, -EINVAL);
+	g_assert_cmpint(mig_io_set_recv_timeout(sv[1], 300), ==, 0);
+	g_assert_cmpint(getsockopt(sv[1], SOL_SOCKET, SO_RCVTIMEO, &tv, &len), ==, 0);
+	g_assert_cmpint(tv.tv_usec, ==, 300000);
+	chan_close_pair(sv);
+}
+
 static void test_read_timeout(void)
 {
 	uint8_t buf[4];
@@ -344,6 +400,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/channels/io/bad-iovcnt", test_bad_iovcnt);
 	g_test_add_func("/channels/io/set-timeout", test_set_timeout);
 	g_test_add_func("/channels/io/read-timeout", test_read_timeout);
+	g_test_add_func("/channels/io/liveness", test_liveness);
 	g_test_add_func("/channels/io/write-timeout", test_write_timeout);
 	g_test_add_func("/channels/io/eintr", test_eintr);
 	return g_test_run();

@@ -413,6 +413,25 @@ static void case_chunk(GByteArray *enc, const GByteArray *g)
 	g_assert_cmpuint(page, ==, 2u << 20);
 }
 
+static void case_go(GByteArray *enc, const GByteArray *g)
+{
+	MigWireRd r;
+
+	frame(enc, MIG_F_GO, 0);
+	r = check_frame(g, MIG_F_GO, 0);
+	g_assert_cmpuint(r.left, ==, 0);
+}
+
+static void case_rp_ready(GByteArray *enc, const GByteArray *g)
+{
+	MigWireRd r;
+
+	frame(enc, MIG_F_RP_READY, 5);
+	g_byte_array_append(enc, (const guint8 *)"ready", 5);
+	r = check_frame(g, MIG_F_RP_READY, 5);
+	g_assert_cmpmem(r.p, r.left, "ready", 5);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(GByteArray *enc, const GByteArray *golden);
@@ -435,6 +454,8 @@ static const struct {
 	{ "mf-pages", case_mf_pages },
 	{ "mf-sync", case_mf_sync },
 	{ "chunk", case_chunk },
+	{ "go", case_go },
+	{ "rp-ready", case_rp_ready },
 };
 
 static void test_golden(gconstpointer data)
@@ -477,6 +498,7 @@ static const struct {
 	{ "RP_DEVICES", MIG_F_RP_DEVICES }, { "RP_PASS", MIG_F_RP_PASS },
 	{ "PC_RECOVER", MIG_F_PC_RECOVER }, { "PC_RESUME", MIG_F_PC_RESUME }, { "RP_RECV_BITMAP", MIG_F_RP_RECV_BITMAP },
 	{ "RP_RECV_END", MIG_F_RP_RECV_END }, { "RP_RESUME_ACK", MIG_F_RP_RESUME_ACK },
+	{ "RP_READY", MIG_F_RP_READY }, { "NOP", MIG_F_NOP }, { "GO", MIG_F_GO },
 	{ "main", MIG_CHAN_MAIN }, { "multifd", MIG_CHAN_MULTIFD }, { "preempt", MIG_CHAN_PREEMPT },
 	{ "OK", MIG_HELLO_OK }, { "BAD_MAGIC", MIG_HELLO_BAD_MAGIC }, { "BAD_VERSION", MIG_HELLO_BAD_VERSION },
 	{ "BAD_TYPE", MIG_HELLO_BAD_TYPE }, { "FOREIGN_SESSION", MIG_HELLO_FOREIGN_SESSION },

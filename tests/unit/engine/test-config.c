@@ -45,6 +45,14 @@ static void test_params(void)
 	g_assert_cmpstr(err->message, ==, "Parameter 'multifd-channels' expects a value between 1 and 64");
 	g_clear_error(&err);
 
+	g_assert_cmpuint(mig_session_get_param_u64(s, MIG_PARAM_X_CHANNEL_TIMEOUT), ==, 15000);
+	g_assert_false(mig_session_set_param_u64(s, MIG_PARAM_X_CHANNEL_TIMEOUT, 999, &err));
+	g_assert_error(err, MIG_ERROR, ERANGE);
+	g_assert_cmpstr(err->message, ==, "Parameter 'x-channel-timeout' expects a value between 1000 and 600000");
+	g_clear_error(&err);
+	g_assert_true(mig_session_set_param_u64(s, MIG_PARAM_X_CHANNEL_TIMEOUT, 2000, &err));
+	g_assert_cmpuint(mig_session_get_param_u64(s, MIG_PARAM_X_CHANNEL_TIMEOUT), ==, 2000);
+
 	g_assert_false(mig_session_set_param_bool(s, MIG_PARAM_MAX_BANDWIDTH, TRUE, &err));
 	g_assert_error(err, MIG_ERROR, EINVAL);
 	g_clear_error(&err);

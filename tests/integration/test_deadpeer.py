@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Dead peers are noticed, within x-channel-timeout * 2 + 3 s (2000 ms here).
+
+- The destination is SIGSTOPped while precopy runs: its kernel still acknowledges, but
+  nothing drains the socket; the source's writes stop making progress, its send timeout
+  fires, and it ends `failed` with its guest running.
+- The source is SIGSTOPped while precopy runs: its heartbeat (NOP every quarter of the
+  timeout) stops; the destination's bounded read notices, and it ends `failed` with its
+  guest not started. Once continued, the source finds the channel dead, fails too, and
+  its guest runs on: it never stopped for the switchover.
+- The destination is SIGSTOPped in postcopy: the source leaves postcopy-active (failed
+  today, postcopy-paused is as good), its guest stays stopped, and quit ends it.
+The socket options themselves (keepalive, TCP_USER_TIMEOUT, send timeout) are checked
+by the unit test channels-io; the switchover's bounded waits by test_switchover.py."""
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mig_harness as h  # noqa: E402
+
+TIMEOUT_MS = 2000
+BOUND = h.scaled(TIMEOUT_MS / 1000 * 2 + 3)
+# slow enough that precopy is still running when the peer stops: 64 MiB at 16 MiB/s
+PARAMS = {"max-bandwidth": 16 * h.MiB, "downtime-limit": 300, "x-channel-timeout": TIMEOUT_MS}
+
+
+def pair(postcopy=False):
+    # a loaded host may take a while to start one
+    src = h.Migd("src", h.guest_args("64M", workload="seq"), start_timeout=30)
+    dst = h.Migd("dst", h.guest_args("64M", incoming="tcp:127.0.0.1:0"), start_timeout=30)
+    for m in (src, dst):
+        m.set_caps({"events": True, "postcopy-ram": postcopy})
+        m.set_params({"x-channel-timeout": TIMEOUT_MS})
+    src.set_params(PARAMS)
+    if postcopy:
+        # postcopy at once, and a push slow enough to be under way when the peer stops
+        src.set_params({"x-postcopy-after-passes": 1, "max-postcopy-bandwidth": 8 * h.MiB})
+    return src, dst
+
+
+def wait_failed(m, since, what):
+    """Polls m until its migration failed; returns (query-migrate, seconds since)."""
+    deadline = h.Deadline(BOUND + h.scaled(10))
+    while True:
+        info = m.query_migrate()
+        if info.get("status") == "failed":
+            return info, time.monotonic() - since
+        h.check(info.get("status") != "completed", "%s: migration completed" % what)
+        if deadline.expired():
+            raise h.HarnessError("%s: %s still %s after %.0f s" % (what, m.name, info.get("status"),
+                                                                    deadline.seconds))
+        time.sleep(0.05)
+
+
+def start(src, dst):
+    src.cmd("migrate", uri=dst.listen_uri())
+    src.wait_status("active", timeout=30)
+    time.sleep(0.5)
+    h.check(src.query_migrate()["status"] == "active", "precopy ended before the peer stopped")
+
+
+def stop_and_notice(stopped, watcher, what):
+    """SIGSTOPs stopped while precopy runs; watcher's migration must fail within BOUND
+    with its guest as it was (source running, destination not started)."""
+    start(*((watcher, stopped) if watcher.name == "src" else (stopped, watcher)))
+    os.kill(stopped.pid(), signal.SIGSTOP)
+    try:
+        info, took = wait_failed(watcher, time.monotonic(), what)
+        print("%s noticed in %.1f s: %s" % (what, took, info.get("error-desc")))
+        h.check(took <= BOUND, "%s: took %.1f s, more than %.1f s" % (what, took, BOUND))
+        h.check(watcher.query_status().get("running") is (watcher.name == "src"),
+                "%s: %s's guest running=%s" % (what, watcher.name, watcher.query_status().get("running")))
+    finally:
+        os.kill(stopped.pid(), signal.SIGCONT)
+
+
+def case_destination_stopped():
+    src, dst = pair()
+    with src, dst:
+        stop_and_notice(dst, src, "destination stopped")
+        chk = src.cmd("x-guest-check", timeout=120)
+        h.check(chk.get("failed") == 0, "source guest damaged by the failed migration: %s" % chk)
+        src.wait_running(True)
+
+
+def case_source_stopped():
+    src, dst = pair()
+    with src, dst:
+        stop_and_notice(src, dst, "source stopped")
+        info, _ = wait_failed(src, time.monotonic(), "source continued")
+        print("continued source: %s" % info.get("error-desc"))
+        src.wait_running(True)
+        h.check(dst.query_status().get("running") is False, "destination guest runs")
+
+
+def case_destination_stopped_postcopy():
+    """A destination silent in postcopy: the source leaves postcopy-active within the
+    bound (today failed; a paused postcopy is as good), never runs its guest again, and
+    quit ends it."""
+    src, dst = pair(postcopy=True)
+    with src, dst:
+        src.cmd("migrate", uri=dst.listen_uri())
+        src.wait_status("postcopy-active", timeout=60)
+        os.kill(dst.pid(), signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            # the paced push first fills the socket buffers (~10 MB at 8 MiB/s) before
+            # a write makes no progress: that much more than the bound
+            bound = BOUND + h.scaled(2)
+            deadline = h.Deadline(bound + h.scaled(10))
+            while src.query_migrate().get("status") == "postcopy-active" and not deadline.expired():
+                time.sleep(0.05)
+            took = time.monotonic() - t0
+            info = src.query_migrate()
+            print("source left postcopy-active in %.1f s: %s (%s)" % (took, info.get("status"), info.get("error-desc")))
+            h.check(info.get("status") in ("failed", "postcopy-paused"), "source status %s" % info.get("status"))
+            h.check(took <= bound, "source took %.1f s, more than %.1f s" % (took, bound))
+            h.check(src.query_status().get("running") is False, "source guest runs again after GO")
+            t0 = time.monotonic()
+            h.check(src.quit(timeout=BOUND) == 0, "source quit with a failure status")
+            print("source quit in %.1f s" % (time.monotonic() - t0))
+        finally:
+            os.kill(dst.pid(), signal.SIGCONT)
+
+
+if __name__ == "__main__":
+    h.main([case_destination_stopped, case_source_stopped, case_destination_stopped_postcopy])
