@@ -5,6 +5,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Any wait on the engine: above its own bounds (30 s), with room for a loaded host. */
+#define FUZZ_WAIT_MS 60000
+
 /* One step: waits up to timeout_ms for fd, drops what came back, sends what it can of
  * data[*off, size) and shuts the write side once everything is sent. FALSE once the
  * engine closed its end (or the socket failed). */

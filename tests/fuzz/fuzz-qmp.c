@@ -21,8 +21,6 @@
 #include "fuzz-io.h"
 #include "fuzz.h"
 
-#define WAIT_MS 20000
-
 static char *dir;
 
 static void cleanup(void)
@@ -47,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static const MigQmpVersion version = { 9, 2, 0, "mig-fuzz" };
 	MigdGuestConfig cfg = { .mem_size = 1u << 20, .backend = MIG_MEM_ANON, .incoming = TRUE };
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	gint64 end = g_get_monotonic_time() + WAIT_MS * 1000ll;
+	gint64 end = g_get_monotonic_time() + FUZZ_WAIT_MS * 1000ll;
 	g_autofree char *qmp_path = NULL, *in_uri = NULL;
 	GError *err = NULL;
 	MigQmpServer *q;

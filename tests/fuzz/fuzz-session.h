@@ -9,13 +9,13 @@
 #include <stdint.h>
 
 #include "engine/dst/dst_int.h"
+#include "fuzz-io.h"
 #include "tools/migd/guest.h"
 #include "tools/migd/simdev.h"
 
 /* What the recorded seeds were made with (tools/fuzz-record): keep them alike. */
 #define FUZZ_MEM_SIZE (2u << 20)
 #define FUZZ_DEV_SPEC "sim,id=dev0,size=4K,precopy=2K"
-#define FUZZ_WAIT_MS 60000     /* any wait on the engine: above its own bounds (30 s) */
 
 enum {
 	FUZZ_DST_POSTCOPY = 1u << 0,  /* postcopy-ram */

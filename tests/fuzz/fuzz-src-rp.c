@@ -24,8 +24,6 @@
 #include "fuzz-io.h"
 #include "fuzz.h"
 
-#define WAIT_MS 20000
-
 static int listen_fd = -1;
 static char *sock_dir, *sock_path;
 
@@ -74,7 +72,7 @@ static gboolean over(MigSession *s)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	MigdGuestConfig cfg = { .mem_size = 2u << 20, .backend = MIG_MEM_ANON };
-	gint64 end = g_get_monotonic_time() + WAIT_MS * 1000ll;
+	gint64 end = g_get_monotonic_time() + FUZZ_WAIT_MS * 1000ll;
 	g_autofree char *uri = NULL;
 	GError *err = NULL;
 	MigdGuest *g;
@@ -99,7 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(mig_session_migrate(s, uri, &err));
 
 	p.fd = listen_fd;
-	if (poll(&p, 1, WAIT_MS) != 1)
+	if (poll(&p, 1, FUZZ_WAIT_MS) != 1)
 		fuzz_io_deadline(0, "the source never connected");
 	fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 	CHECK(fd >= 0);
