@@ -96,9 +96,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uri = g_strdup_printf("unix:%s", sock_path);
 	CHECK(mig_session_migrate(s, uri, &err));
 
+	/* a source that fails before it connects is a finding of its own: say why */
 	p.fd = listen_fd;
-	if (poll(&p, 1, FUZZ_WAIT_MS) != 1)
-		fuzz_io_deadline(0, "the source never connected");
+	while (poll(&p, 1, 100) != 1) {
+		if (over(s)) {
+			fprintf(stderr, "fuzz: the source failed before connecting: %s\n", s->error);
+			abort();
+		}
+		fuzz_io_deadline(end, "the source never connected");
+	}
 	fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 	CHECK(fd >= 0);
 	CHECK(mig_hello_read(fd, &h, &status) == 0 && h.type == MIG_CHAN_MAIN);
