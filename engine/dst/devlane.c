@@ -91,7 +91,8 @@ static int feed_device(DevDst *dd, int fd, int pr, const guint8 *p, gsize len)
 				    : write(fd, p, len);
 
 		if (n > 0) {
-			p += pr >= 0 ? 0 : n;
+			if (pr < 0)   /* p is NULL when splicing: no arithmetic on it */
+				p += n;
 			len -= (gsize)n;
 			continue;
 		}

@@ -72,6 +72,10 @@ typedef struct Dst {
 	guint64 pass_done;         /* the loader's last PASS in place (told at recovery) */
 } Dst;
 
+/* migrate.c: one accepted connection, from its hello on (what an opener thread does;
+ * the fuzz harnesses hand it one end of a socketpair). Takes fd. */
+void mig_dst_accept(MigSession *s, int fd);
+
 /* dst.c: what every part of the half may do. */
 Dst *mig_dst_new(MigSession *s);
 void mig_dst_free(Dst *d);

@@ -434,19 +434,25 @@ typedef struct Opener {
 	gboolean done;      /* under s->lock: the listener may join it */
 } Opener;
 
-static gpointer opener_thread(gpointer opaque)
+void mig_dst_accept(MigSession *s, int fd)
 {
-	Opener *o = opaque;
-	MigSession *s = o->s;
 	int one = 1;
 
 	/* page requests are tiny writes on the return path: with Nagle they wait for the
 	 * source's delayed ACK, 40 ms (unix sockets just refuse this) */
-	setsockopt(o->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	/* the destination sends too: the return path, and its acks */
-	set_congestion(s, o->fd);
-	if (!admit(s, o->fd))
-		mig_io_close(o->fd);
+	set_congestion(s, fd);
+	if (!admit(s, fd))
+		mig_io_close(fd);
+}
+
+static gpointer opener_thread(gpointer opaque)
+{
+	Opener *o = opaque;
+	MigSession *s = o->s;
+
+	mig_dst_accept(s, o->fd);
 	g_mutex_lock(&s->lock);
 	o->done = TRUE;
 	g_mutex_unlock(&s->lock);

@@ -372,17 +372,21 @@ gboolean mig_pc_dst_discard(MigSession *s, guint block, guint64 first, guint64 n
 
 /* END comes on the main channel, but an urgent page the source took off its bulk
  * list may still be on its way on the preempt channel (QEMU's preempt thread once
- * quit early and lost such pages): wait for every page, bounded. */
+ * quit early and lost such pages), or a bulk page on a multifd channel: wait for
+ * every page, bounded, and not at all when the main channel is the only one (what
+ * came before END is all there is). A shutdown (mf_quit) ends the wait too. */
 gboolean mig_pc_dst_finish(MigSession *s, GError **err)
 {
 	PcDst *pc = s->dst->pc;
-	gint64 end = g_get_monotonic_time() + 30 * G_TIME_SPAN_SECOND;
+	gboolean others = s->dst->urgent_expected || s->dst->mf_expected;
+	gint64 end = g_get_monotonic_time() + (others ? 30 * G_TIME_SPAN_SECOND : 0);
 
 	for (guint i = 0; pc && i < pc->nblocks; i++) {
 		gsize have;
 
 		while ((have = mig_bitmap_count(s->dst->received[i], pc->blocks[i].npages)) != pc->blocks[i].npages &&
-		       g_get_monotonic_time() < end && s->status != MIG_STATUS_FAILED && s->status != MIG_STATUS_POSTCOPY_PAUSED)
+		       g_get_monotonic_time() < end && s->status != MIG_STATUS_FAILED &&
+		       s->status != MIG_STATUS_POSTCOPY_PAUSED && !__atomic_load_n(&s->dst->mf_quit, __ATOMIC_RELAXED))
 			g_usleep(1000);
 		if (have != pc->blocks[i].npages) {
 			g_set_error(err, MIG_ERROR, EPROTO, "postcopy ended with %" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT

@@ -1,0 +1,56 @@
+/* Fuzz target: a preempt channel of the destination (urgent PAGES and ZEROS), read
+ * once postcopy runs: the main channel brings the session's SETUP, its guest state,
+ * LISTEN and RUN, then the input goes to the engine's own urgent-channel thread, which
+ * places pages through userfaultfd into the running guest.
+ *
+ * libFuzzer: -Dfuzzing=true. Otherwise fuzz-driver.c replays the corpus. */
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "channels/hello.h"
+#include "channels/wire.h"
+#include "fuzz-session.h"
+#include "fuzz.h"
+
+static gboolean postcopy_runs(FuzzDst *f)
+{
+	MigStatus st = mig_session_status(f->s);
+
+	if (st == MIG_STATUS_FAILED) {   /* the prologue is well formed */
+		fprintf(stderr, "fuzz-dst-preempt: postcopy did not start: %s\n", f->s->error);
+		abort();
+	}
+	return st == MIG_STATUS_POSTCOPY_ACTIVE;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	FuzzDst f;
+	uint8_t hello[MIG_HELLO_LEN];
+	g_autoptr(GByteArray) b = NULL;
+	g_autoptr(GByteArray) state = NULL;
+	int main_fd, fd;
+
+	fuzz_dst_init(&f, FUZZ_DST_PREEMPT | FUZZ_DST_NODEV);
+	fuzz_dst_hello(&f, MIG_CHAN_MAIN, 0, hello);
+	main_fd = fuzz_dst_connect(&f, hello, sizeof(hello), FALSE);
+	fuzz_dst_hello(&f, MIG_CHAN_PREEMPT, 0, hello);
+	fd = fuzz_dst_connect(&f, hello, sizeof(hello), FALSE);
+	b = fuzz_dst_setup_frame(&f);
+	state = fuzz_dst_state_frame(&f);
+	g_byte_array_append(b, state->data, state->len);
+	fuzz_frame(b, MIG_F_PC_LISTEN, NULL, 0);
+	fuzz_frame(b, MIG_F_PC_RUN, NULL, 0);
+	CHECK(fuzz_write(main_fd, b->data, b->len) == b->len);
+	fuzz_wait(postcopy_runs, &f, "postcopy to start");
+
+	fuzz_write(fd, data, size);
+	shutdown(fd, SHUT_WR);
+	fuzz_dst_settle(&f, main_fd, fd);
+	close(main_fd);
+	close(fd);
+	fuzz_dst_free(&f);
+	return 0;
+}
+
+const char fuzz_name[] = "fuzz-dst-preempt";

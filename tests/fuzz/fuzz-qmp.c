@@ -1,0 +1,96 @@
+/* Fuzz target: the QMP server, as a client reaches it. The input is what one client
+ * writes on the socket (JSON, one message after another, any bytes); the server
+ * parses it with the real protocol code and dispatches to QEMU's migration commands
+ * over a real destination session (already listening for its incoming migration on a
+ * private unix socket, so no command can reach the network: migrate and
+ * migrate-incoming are refused). Whatever the bytes, the server answers or drops the
+ * client, never hangs or crashes, and stops and frees cleanly.
+ *
+ * libFuzzer: -Dfuzzing=true. Otherwise fuzz-driver.c replays the corpus. */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "engine/qmp/qmp.h"
+#include "engine/qmp/qmp_cmds.h"
+#include "tools/migd/guest.h"
+#include "tools/migd/guest_vm.h"
+#include "fuzz-io.h"
+#include "fuzz.h"
+
+static char *dir;
+
+static void cleanup(void)
+{
+	if (dir)
+		rmdir(dir);
+	g_free(dir);
+}
+
+static void quiet_log(gpointer opaque, MigLogLevel level, const char *session, const char *msg)
+{
+}
+
+static gpointer serve(gpointer q)
+{
+	mig_qmp_server_run(q);
+	return NULL;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const MigQmpVersion version = { 9, 2, 0, "mig-fuzz" };
+	MigdGuestConfig cfg = { .mem_size = 1u << 20, .backend = MIG_MEM_ANON, .incoming = TRUE };
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	gint64 end = g_get_monotonic_time() + FUZZ_WAIT_MS * 1000ll;
+	g_autofree char *qmp_path = NULL, *in_uri = NULL;
+	GError *err = NULL;
+	MigQmpServer *q;
+	MigdGuest *g;
+	MigSession *s;
+	GThread *t;
+	size_t off = 0;
+	int fd;
+
+	if (!dir) {
+		dir = g_dir_make_tmp("mig-fuzz-qmp-XXXXXX", NULL);
+		CHECK(dir != NULL);
+		atexit(cleanup);
+	}
+	qmp_path = g_build_filename(dir, "qmp.sock", NULL);
+	in_uri = g_strdup_printf("unix:%s/in.sock", dir);
+	g = migd_guest_new(&cfg, &err);
+	CHECK(g != NULL);
+	s = mig_session_new("fuzz-qmp");
+	mig_session_set_log_cb(s, quiet_log, NULL);
+	mig_session_set_vm(s, &migd_guest_vm_ops, g, MIG_RUN_INMIGRATE);
+	mig_session_add_ram(s, migd_guest_ram(g));
+	CHECK(mig_session_incoming(s, in_uri, &err));
+	q = mig_qmp_server_new(qmp_path, &version, &err);
+	CHECK(q != NULL);
+	mig_qmp_add_session_commands(q, s);
+	t = g_thread_new("fuzz/qmp", serve, q);
+
+	CHECK(strlen(qmp_path) < sizeof(a.sun_path));
+	strcpy(a.sun_path, qmp_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(fd >= 0);
+	CHECK(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	if (size == 0)
+		shutdown(fd, SHUT_WR);
+	/* until the server hangs up: it does at the end of the client's input */
+	while (fuzz_io_step(fd, data, size, &off, 100))
+		fuzz_io_deadline(end, "the QMP client was never answered nor dropped");
+	close(fd);
+	mig_qmp_server_stop(q);
+	g_thread_join(t);
+	mig_qmp_server_free(q);
+	mig_session_free(s);
+	migd_guest_free(g);
+	return 0;
+}
+
+const char fuzz_name[] = "fuzz-qmp";

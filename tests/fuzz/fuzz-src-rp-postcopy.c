@@ -1,0 +1,3 @@
+/* fuzz-src-rp with the source in postcopy from its first pass on (fuzz-src-rp.c). */
+#define FUZZ_SRC_POSTCOPY 1
+#include "fuzz-src-rp.c"
