@@ -59,7 +59,7 @@ static gboolean pc_figures(Bench *b, const PcRow *row, JsonObject *src_done, Jso
 	g_autofree char *no_k = NULL;
 	const char *cls = pc_backends[row->bi].cls;
 	JsonObject *lat = bench_obj_obj(dst, "x-postcopy-latency"), *c = bench_obj_obj(lat, cls);
-	JsonNode *dist = json_object_get_member(dst, "postcopy-latency-dist");
+	JsonNode *dist = json_object_get_member(dst, "x-postcopy-request-latency-dist");
 	g_autoptr(GList) classes = lat ? json_object_get_members(lat) : NULL;
 	gint64 timed = 0;
 
@@ -72,7 +72,7 @@ static gboolean pc_figures(Bench *b, const PcRow *row, JsonObject *src_done, Jso
 	if (!lat || !dist || !JSON_NODE_HOLDS_ARRAY(dist) ||
 	    json_array_get_length(json_node_get_array(dist)) != PC_LAT_BUCKETS) {
 		g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED,
-			    "the destination's query-migrate lacks x-postcopy-latency or a %d-bucket postcopy-latency-dist",
+			    "the destination's query-migrate lacks x-postcopy-latency or a %d-bucket x-postcopy-request-latency-dist",
 			    PC_LAT_BUCKETS);
 		return FALSE;
 	}

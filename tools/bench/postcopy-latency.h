@@ -26,7 +26,7 @@ typedef struct PcSample {
 	gint64 downtime_ms, total_ms;
 	gint64 postcopy_bytes, huge_drops;       /* the source's ram.postcopy-bytes, ram.x-break-huge-drops */
 	guint64 checked, failed, units;          /* the destination's x-integrity */
-	gint64 dist[PC_LAT_BUCKETS];             /* postcopy-latency-dist, all page sizes */
+	gint64 dist[PC_LAT_BUCKETS];             /* x-postcopy-request-latency-dist, all page sizes */
 	BenchKernelLat k;                        /* x-fault-latency-bpf for the page size: the kernel's view */
 	gboolean has_stages;                     /* a traced run: */
 	BenchStages stages;                      /* what mig-faultlat --stages saw */

@@ -53,7 +53,7 @@ static double tenths(double us)
 
 /* x-fault-latency-bpf: the guest threads' userfaultfd waits as the kernel saw them,
  * shaped like x-postcopy-latency (µs, per page size) with a log2 histogram laid out like
- * postcopy-latency-dist (bucket k: [2^k, 2^(k+1)) µs, the last one open). */
+ * x-postcopy-request-latency-dist (bucket k: [2^k, 2^(k+1)) µs, the last one open). */
 static void trace_latency_query(MigValue *obj)
 {
 	static const char *const cls[FL_NR_PS] = { "4k", "2m", "1g", "other" };
