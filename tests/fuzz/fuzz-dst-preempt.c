@@ -1,6 +1,6 @@
 /* Fuzz target: a preempt channel of the destination (urgent PAGES and ZEROS), read
  * once postcopy runs: the main channel brings the session's SETUP, its guest state,
- * LISTEN and RUN, then the input goes to the engine's own urgent-channel thread, which
+ * LISTEN, RUN and GO, then the input goes to the engine's own urgent-channel thread, which
  * places pages through userfaultfd into the running guest.
  *
  * libFuzzer: -Dfuzzing=true. Otherwise fuzz-driver.c replays the corpus. */
@@ -41,6 +41,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	g_byte_array_append(b, state->data, state->len);
 	fuzz_frame(b, MIG_F_PC_LISTEN, NULL, 0);
 	fuzz_frame(b, MIG_F_PC_RUN, NULL, 0);
+	/* the destination answers RP_READY and starts only on GO (read after it) */
+	fuzz_frame(b, MIG_F_GO, NULL, 0);
 	CHECK(fuzz_write(main_fd, b->data, b->len) == b->len);
 	fuzz_wait(postcopy_runs, &f, "postcopy to start");
 
