@@ -1143,7 +1143,6 @@ static gboolean complete(Loader *d, gboolean postcopy, GError **err)
 		/* the source's heartbeat ended with PC_RUN and bulk may ride multifd: the main
 		 * channel may now idle for good reasons */
 		mig_io_set_recv_timeout(d->fd, 0);
-		__atomic_store_n(&s->dst->pc_running, TRUE, __ATOMIC_RELEASE);
 	}
 	g_mutex_lock(&s->lock);
 	if (s->dst_autostart) {
@@ -1156,7 +1155,7 @@ static gboolean complete(Loader *d, gboolean postcopy, GError **err)
 	if (s->status != MIG_STATUS_FAILED)
 		mig_set_status_locked(s, postcopy ? MIG_STATUS_POSTCOPY_ACTIVE : MIG_STATUS_COMPLETED);
 	/* from here the guest may touch missing pages: a lost channel pauses */
-	s->dst->pc_running = postcopy && s->status != MIG_STATUS_FAILED;
+	__atomic_store_n(&s->dst->pc_running, postcopy && s->status != MIG_STATUS_FAILED, __ATOMIC_RELEASE);
 	g_mutex_unlock(&s->lock);
 	if (!postcopy && s->vm->incoming_done)
 		s->vm->incoming_done(s->vm_opaque);
