@@ -2,7 +2,8 @@
  *
  *   migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp] [--tcp-congestion ALGO]
  *            [--preempt-channels N] [--dst-vcpus N]   (postcopy-latency)
- *            [--guest-mib N]                          (precopy-throughput)
+ *            [--guest-mib N]                          (precopy-throughput, file)
+ *            [--dir DIR]                              (file)
  *
  * It starts every process it measures (migd pairs, mig-rawxfer pairs) in a temporary
  * directory, on the host or inside its shaped netns bed (tools/bench/netns.h), waits for
@@ -27,6 +28,7 @@ static const BenchScenario *const scenarios[] = {
 	&bench_precopy_throughput,
 	&bench_postcopy_latency,
 	&bench_device_downtime,
+	&bench_file,
 };
 
 static const BenchScenario *find_scenario(const char *name)
@@ -43,7 +45,8 @@ static int usage(const char *why)
 		g_printerr("migbench: %s\n", why);
 	g_printerr("usage: migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp] [--tcp-congestion ALGO]\n"
 		   "                [--preempt-channels N] [--dst-vcpus N]   (postcopy-latency)\n"
-		   "                [--guest-mib N]                          (precopy-throughput)\n"
+		   "                [--guest-mib N]                          (precopy-throughput, file)\n"
+		   "                [--dir DIR]                              (file)\n"
 		   "scenarios:\n");
 	for (gsize i = 0; i < G_N_ELEMENTS(scenarios); i++)
 		g_printerr("  %-20s %s\n", scenarios[i]->name, scenarios[i]->summary);
@@ -168,7 +171,7 @@ static int run_scenario(Bench *b, const BenchScenario *sc)
 
 int main(int argc, char **argv)
 {
-	g_autofree char *json = NULL, *build = NULL;
+	g_autofree char *json = NULL, *build = NULL, *dir = NULL;
 	gint runs = -1;   /* unset */
 	gboolean quick = FALSE, keep = FALSE;
 	gint preempt_channels = 1, dst_vcpus = PC_DST_VCPUS, guest_mib = 0;
@@ -185,7 +188,10 @@ int main(int argc, char **argv)
 		{ "dst-vcpus", 0, 0, G_OPTION_ARG_INT, &dst_vcpus, "postcopy-latency: the destination's vCPUs (default 2)",
 		  "N" },
 		{ "guest-mib", 0, 0, G_OPTION_ARG_INT, &guest_mib,
-		  "precopy-throughput: guest memory in MiB (64..65536, even; default 2048, 1024 with --quick)", "N" },
+		  "precopy-throughput, file: guest memory in MiB (64..65536, even; default 2048, 1024 with --quick; "
+		  "file: 4096, 256 with --quick)", "N" },
+		{ "dir", 0, 0, G_OPTION_ARG_FILENAME, &dir,
+		  "file: where the saved file goes, on a real file system, not tmpfs (default /var/tmp)", "DIR" },
 		{ "tcp-congestion", 0, 0, G_OPTION_ARG_STRING, &tcp_cc,
 		  "Every migd's x-tcp-congestion and the raw baselines' (default: migd's, cubic; \"\": the system's)",
 		  "ALGO" },
@@ -229,6 +235,7 @@ int main(int argc, char **argv)
 	b.quick = quick;
 	b.keep_tmp = keep;
 	b.json_path = json;
+	b.file_dir = dir ? dir : "/var/tmp";
 	b.scenario = sc->name;
 	b.command = g_steal_pointer(&command);
 	b.notes = g_ptr_array_new_with_free_func(g_free);

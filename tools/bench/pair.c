@@ -199,6 +199,29 @@ gboolean bench_wait_integrity(Bench *b, MigPair *p, MigSample *s, GError **err)
 	return FALSE;
 }
 
+/* Starts one migd and connects to it over QMP: p->src/qsrc for a source, p->dst/qdst
+ * for a destination (m->incoming), the other side left empty (bench_pair_stop takes it). */
+gboolean bench_migd_start(Bench *b, const MigdSpec *m, MigPair *p, GError **err)
+{
+	gboolean dst = m->incoming != NULL;
+	g_autofree char *name = g_strdup_printf("%03u-mig-%s", b->seq, dst ? "dst" : "src");
+	char *sock = g_strdup_printf("%s/%s.sock", b->tmpdir, name);
+	BenchChild *c;
+	QmpClient *q;
+
+	if (m->huge && !bench_huge_ensure(b, m->guest_bytes / HUGEPAGE_BYTES, err)) {
+		g_free(sock);
+		return FALSE;
+	}
+	*(dst ? &p->sock_dst : &p->sock_src) = sock;
+	c = spawn_migd(b, m, name, sock, err);
+	*(dst ? &p->dst : &p->src) = c;
+	if (!c || !(q = qmp_open(b, c, sock, err)))
+		return FALSE;
+	*(dst ? &p->qdst : &p->qsrc) = q;
+	return TRUE;
+}
+
 /* Starts a destination and a source, and connects to both over QMP. */
 gboolean bench_pair_start(Bench *b, const MigdSpec *src, const MigdSpec *dst, MigPair *p, GError **err)
 {

@@ -76,7 +76,8 @@ typedef struct Bench {
 	gboolean quick, keep_tmp;
 	guint preempt_channels;     /* postcopy-latency: x-preempt-channels of ARM_CHANNELS (1: no such arm) */
 	guint dst_vcpus;            /* postcopy-latency: the destination's faulting vCPUs */
-	guint64 guest_bytes;        /* precopy-throughput: --guest-mib; 0: the scenario's size */
+	guint64 guest_bytes;        /* precopy-throughput, file: --guest-mib; 0: the scenario's size */
+	const char *file_dir;       /* file: --dir, where the saved file goes (a real file system) */
 	BenchProcs *procs;
 	GPtrArray *notes;           /* char *: what the reader of the table must know */
 	guint seq;                  /* numbers per-run file names */
@@ -92,7 +93,7 @@ typedef struct BenchScenario {
 } BenchScenario;
 
 /* the scenarios, one file each */
-extern const BenchScenario bench_precopy_throughput, bench_postcopy_latency, bench_device_downtime;
+extern const BenchScenario bench_precopy_throughput, bench_postcopy_latency, bench_device_downtime, bench_file;
 
 /* ---- runner.c ---- */
 
@@ -151,6 +152,7 @@ typedef struct MigdSpec {
 } MigdSpec;
 
 gboolean bench_pair_start(Bench *b, const MigdSpec *src, const MigdSpec *dst, MigPair *p, GError **err);
+gboolean bench_migd_start(Bench *b, const MigdSpec *m, MigPair *p, GError **err);
 void bench_pair_stop(Bench *b, MigPair *p);
 gboolean bench_qmp_run(QmpClient *q, const char *side, const char *cmd, const char *args, GError **err);
 gboolean bench_set_multifd(QmpClient *q, const char *side, guint channels, GError **err);

@@ -1,0 +1,581 @@
+/* Scenario file: save a stopped guest to a mapped-ram file and restore it, with 1, 2
+ * and 4 multifd channels, with and without direct-io, against a raw write and read of
+ * the same bytes to the same file system in the same run (N threads, 1 MiB pwrite and
+ * pread, O_DIRECT for the direct rows, fdatasync as the save does); then a lazy restore
+ * (postcopy-ram on migrate-incoming): when the guest ran, and its 4K fault p50 against
+ * a raw 4 KiB O_DIRECT read at queue depth 1 of the same file. The file lives under
+ * --dir (default /var/tmp, not tmpfs) and is deleted after each run; the page cache is
+ * dropped between save and restore of the buffered rows. */
+#include "tools/bench/runner.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FB_GUEST (4 * GiB)
+#define FB_GUEST_QUICK ((guint64)256 << 20)
+#define FB_WORKLOAD "idle,zero=0.5"     /* half the units start zero: they are not written */
+#define FB_BLOCK ((size_t)1 << 20)
+#define FB_QD1_READS 2000
+#define FB_POLL_US 5000
+#define FB_TARGET_RATIO 0.9
+#define FB_TARGET_RUNNING_MS 50.0
+#define FB_TARGET_FAULT_X 2.0
+
+typedef struct FbSample {
+	guint64 bytes_written, bytes_read;
+	double save_s, restore_s;           /* wall time, command to "completed" */
+	double raw_write_gbps, raw_read_gbps;
+} FbSample;
+
+typedef struct FbRow {
+	guint channels;
+	gboolean direct;
+	GArray *samples;                    /* FbSample */
+	RowStatus status;
+	char *error;
+} FbRow;
+
+typedef struct FbLazy {
+	double running_ms, all_in_ms, fault_p50_us, fault_p99_us, raw_qd1_p50_us;
+	RowStatus status;
+	char *error;
+} FbLazy;
+
+/* ---- the raw baseline ---- */
+
+typedef struct FbRawJob {
+	const char *path;
+	gboolean direct, write;
+	guint64 off, len;
+	int err;                            /* errno, 0 ok */
+} FbRawJob;
+
+static gpointer fb_raw_thread(gpointer opaque)
+{
+	FbRawJob *j = opaque;
+	int fd = open(j->path, (j->write ? O_WRONLY : O_RDONLY) | (j->direct ? O_DIRECT : 0) | O_CLOEXEC);
+	void *buf = NULL;
+
+	if (fd < 0 || posix_memalign(&buf, 4096, FB_BLOCK)) {
+		j->err = fd < 0 ? errno : ENOMEM;
+		goto out;
+	}
+	memset(buf, 0x5a, FB_BLOCK);        /* not zero: a file system may not store zeros */
+	for (guint64 done = 0; done < j->len && !j->err; done += FB_BLOCK) {
+		ssize_t n = j->write ? pwrite(fd, buf, FB_BLOCK, (off_t)(j->off + done))
+				     : pread(fd, buf, FB_BLOCK, (off_t)(j->off + done));
+
+		if (n != (ssize_t)FB_BLOCK)
+			j->err = n < 0 ? errno : EIO;
+	}
+	if (!j->err && j->write && fdatasync(fd) < 0)
+		j->err = errno;
+out:
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+/* threads threads each move its share of bytes (whole MiB) in 1 MiB blocks; GB/s. */
+static double fb_raw_pass(const char *path, guint threads, gboolean direct, gboolean write, guint64 bytes,
+			  GError **err)
+{
+	g_autofree FbRawJob *jobs = g_new0(FbRawJob, threads);
+	g_autofree GThread **t = g_new0(GThread *, threads);
+	guint64 blocks = bytes / FB_BLOCK, per = blocks / threads;
+	gint64 t0 = g_get_monotonic_time(), t1;
+	int e = 0;
+
+	for (guint i = 0; i < threads; i++) {
+		jobs[i] = (FbRawJob){ path, direct, write, i * per * FB_BLOCK,
+				      (i + 1 == threads ? blocks - i * per : per) * FB_BLOCK, 0 };
+		t[i] = g_thread_new("migbench/raw", fb_raw_thread, &jobs[i]);
+	}
+	for (guint i = 0; i < threads; i++) {
+		g_thread_join(t[i]);
+		e = e ? e : jobs[i].err;
+	}
+	t1 = g_get_monotonic_time();
+	if (e) {
+		g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "raw %s%s of %s: %s", direct ? "O_DIRECT " : "",
+			    write ? "write" : "read", path, g_strerror(e));
+		return -1;
+	}
+	return (double)(blocks * FB_BLOCK) / ((double)(t1 - t0) * 1e3);
+}
+
+/* Clean pages of the file system out of the page cache, so a read comes from the disk. */
+static gboolean fb_drop_caches(const char *dir, GError **err)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		syncfs(fd);
+		close(fd);
+	}
+	fd = open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, "1", 1) != 1) {
+		g_set_error(err, BENCH_ERROR, BENCH_ERROR_SKIPPED, "cannot drop the page cache: %s (needs root)",
+			    g_strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return FALSE;
+	}
+	close(fd);
+	return TRUE;
+}
+
+static gboolean fb_raw_run(const char *dir, guint threads, gboolean direct, guint64 bytes, FbSample *s, GError **err)
+{
+	g_autofree char *path = g_build_filename(dir, "raw.img", NULL);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	gboolean ok;
+
+	bytes = MAX(bytes / FB_BLOCK, threads) * FB_BLOCK;
+	if (fd < 0 || ftruncate(fd, (off_t)bytes) < 0) {
+		g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "%s: %s", path, g_strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		unlink(path);
+		return FALSE;
+	}
+	close(fd);
+	ok = (s->raw_write_gbps = fb_raw_pass(path, threads, direct, TRUE, bytes, err)) > 0 &&
+	     (direct || fb_drop_caches(dir, err)) &&
+	     (s->raw_read_gbps = fb_raw_pass(path, threads, direct, FALSE, bytes, err)) > 0;
+	unlink(path);
+	return ok;
+}
+
+static int fb_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Random 4 KiB O_DIRECT reads of path, one at a time: p50 in us. */
+static double fb_raw_qd1(const char *path, GError **err)
+{
+	int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	g_autofree double *lat = g_new0(double, FB_QD1_READS);
+	g_autoptr(GRand) rng = g_rand_new_with_seed(17);
+	void *buf = NULL;
+	struct stat st;
+	double p50 = -1;
+
+	if (fd < 0 || fstat(fd, &st) < 0 || st.st_size < 4096 || posix_memalign(&buf, 4096, 4096)) {
+		g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "raw QD1 read of %s: %s", path, g_strerror(errno));
+		goto out;
+	}
+	for (int i = 0; i < FB_QD1_READS; i++) {
+		off_t off = (off_t)g_rand_int_range(rng, 0, (gint32)MIN(st.st_size / 4096, G_MAXINT32)) * 4096;
+		gint64 t0 = g_get_monotonic_time();
+
+		if (pread(fd, buf, 4096, off) != 4096) {
+			g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "raw QD1 read of %s: %s", path, g_strerror(errno));
+			goto out;
+		}
+		lat[i] = (double)(g_get_monotonic_time() - t0);
+	}
+	qsort(lat, FB_QD1_READS, sizeof(double), fb_cmp_double);
+	p50 = lat[FB_QD1_READS / 2];
+out:
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	return p50;
+}
+
+/* ---- mig ---- */
+
+static gboolean fb_caps(QmpClient *q, const char *side, guint channels, gboolean direct, gboolean postcopy,
+			GError **err)
+{
+	g_autofree char *caps = g_strdup_printf("{\"capabilities\":[{\"capability\":\"mapped-ram\",\"state\":true},"
+						"{\"capability\":\"postcopy-ram\",\"state\":%s}]}",
+						postcopy ? "true" : "false");
+	g_autofree char *params = g_strdup_printf("{\"direct-io\":%s}", direct ? "true" : "false");
+
+	return bench_qmp_run(q, side, "migrate-set-capabilities", caps, err) &&
+	       bench_set_multifd(q, side, channels, err) && bench_qmp_run(q, side, "migrate-set-parameters", params, err);
+}
+
+/* Polls q until status is one of want (NULL-terminated); the last reply. */
+static JsonObject *fb_wait_status(Bench *b, QmpClient *q, const char *side, const char *const *want, GError **err)
+{
+	for (gint64 i = 0; i <= (gint64)T_MIGRATE_MS * 1000 / FB_POLL_US; i++) {
+		g_autoptr(JsonObject) o = bench_query_migrate(q, err);
+		const char *st;
+
+		if (!o) {
+			g_prefix_error(err, "%s: ", side);
+			return NULL;
+		}
+		st = bench_obj_str(o, "status");
+		if (g_strv_contains(want, st ? st : ""))
+			return g_steal_pointer(&o);
+		if (!g_strcmp0(st, "failed") || !g_strcmp0(st, "cancelled")) {
+			g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "%s %s: %s", side, st,
+				    bench_obj_str(o, "error-desc") ? bench_obj_str(o, "error-desc") : "no error-desc");
+			return NULL;
+		}
+		if (bench_interrupted(b, err))
+			return NULL;
+		g_usleep(FB_POLL_US);
+	}
+	g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "%s not done in %d s", side, T_MIGRATE_MS / 1000);
+	return NULL;
+}
+
+static const char *const fb_completed[] = { "completed", NULL };
+
+/* A guest saved, stopped (one pass: suspend to file), to path. */
+static gboolean fb_save(Bench *b, guint64 guest, guint channels, gboolean direct, const char *path, FbSample *s,
+			GError **err)
+{
+	MigdSpec m = { .backend = "anon", .guest_bytes = guest, .workload = FB_WORKLOAD, .seed = 7, .side = -1 };
+	g_autofree char *uri = g_strdup_printf("{\"uri\":\"file:%s\"}", path);
+	g_autoptr(JsonObject) done = NULL;
+	MigPair p = { 0 };
+	gint64 t0 = 0;
+	gboolean ok;
+
+	b->seq++;
+	ok = bench_migd_start(b, &m, &p, err) && fb_caps(p.qsrc, "source", channels, direct, FALSE, err) &&
+	     bench_qmp_run(p.qsrc, "source", "stop", NULL, err) && (t0 = g_get_monotonic_time()) &&
+	     bench_qmp_run(p.qsrc, "source", "migrate", uri, err) &&
+	     (done = fb_wait_status(b, p.qsrc, "source", fb_completed, err)) != NULL;
+	if (ok) {
+		s->save_s = (double)(g_get_monotonic_time() - t0) / 1e6;
+		s->bytes_written = (guint64)bench_obj_int(bench_obj_obj(done, "x-file"), "bytes-written", 0);
+	}
+	bench_pair_stop(b, &p);
+	return ok;
+}
+
+/* A fresh destination loads path; every unit of its guest checked. With lazy, the
+ * guest runs a random workload and faults its pages in from the file. */
+static gboolean fb_restore(Bench *b, guint64 guest, guint channels, gboolean direct, gboolean lazy, const char *path,
+			   FbSample *s, FbLazy *l, GError **err)
+{
+	MigdSpec m = { .backend = "anon", .guest_bytes = guest, .workload = lazy ? "random" : FB_WORKLOAD, .seed = 7,
+		       .incoming = "defer", .side = -1 };
+	g_autofree char *uri = g_strdup_printf("{\"uri\":\"file:%s\"}", path);
+	g_autoptr(JsonObject) done = NULL;
+	MigSample ms = { 0 };
+	MigPair p = { 0 };
+	gint64 t0 = 0;
+	gboolean ok;
+
+	b->seq++;
+	ok = bench_migd_start(b, &m, &p, err) && fb_caps(p.qdst, "destination", channels, direct, lazy, err) &&
+	     (t0 = g_get_monotonic_time()) && bench_qmp_run(p.qdst, "destination", "migrate-incoming", uri, err) &&
+	     (done = fb_wait_status(b, p.qdst, "destination", fb_completed, err)) != NULL;
+	if (ok && s) {
+		s->restore_s = (double)(g_get_monotonic_time() - t0) / 1e6;
+		s->bytes_read = (guint64)bench_obj_int(bench_obj_obj(done, "x-file"), "bytes-read", 0);
+	}
+	ok = ok && bench_wait_integrity(b, &p, &ms, err);
+	if (ok && l) {
+		g_autoptr(JsonObject) o = bench_query_migrate(p.qdst, err);
+		JsonObject *xf = bench_obj_obj(o, "x-file"), *k4 = bench_obj_obj(bench_obj_obj(o, "x-postcopy-latency"), "4k");
+
+		ok = o != NULL;
+		l->running_ms = xf && json_object_has_member(xf, "running-after-ms") ?
+				json_object_get_double_member(xf, "running-after-ms") : NAN;
+		l->all_in_ms = xf && json_object_has_member(xf, "all-in-after-ms") ?
+			       json_object_get_double_member(xf, "all-in-after-ms") : NAN;
+		l->fault_p50_us = k4 && bench_obj_int(k4, "count", 0) ? json_object_get_double_member_with_default(k4, "p50", NAN)
+								      : NAN;
+		l->fault_p99_us = k4 && bench_obj_int(k4, "count", 0) ? json_object_get_double_member_with_default(k4, "p99", NAN)
+								      : NAN;
+	}
+	bench_pair_stop(b, &p);
+	return ok;
+}
+
+/* ---- rows and report ---- */
+
+static void fb_row_free(gpointer p)
+{
+	FbRow *r = p;
+
+	g_array_unref(r->samples);
+	g_free(r->error);
+	g_free(r);
+}
+
+static double fb_median(const FbRow *r, gsize field)
+{
+	g_autofree double *v = g_new0(double, r->samples->len + 1);
+
+	if (r->status != ROW_OK || !r->samples->len)
+		return NAN;
+	for (guint i = 0; i < r->samples->len; i++)
+		v[i] = G_STRUCT_MEMBER(double, &g_array_index(r->samples, FbSample, i), field);
+	return bench_median(v, r->samples->len);
+}
+
+typedef struct FbRates {
+	double save, restore, raw_w, raw_r, save_x, restore_x;
+} FbRates;
+
+/* GB/s of the bytes the file holds (what mig wrote and read: the zero units are not). */
+static FbRates fb_rates(const FbRow *r)
+{
+	g_autofree double *sv = g_new0(double, r->samples->len + 1), *rv = g_new0(double, r->samples->len + 1);
+	FbRates x;
+
+	for (guint i = 0; i < r->samples->len; i++) {
+		const FbSample *s = &g_array_index(r->samples, FbSample, i);
+
+		sv[i] = (double)s->bytes_written / s->save_s / 1e9;
+		rv[i] = (double)s->bytes_read / s->restore_s / 1e9;
+	}
+	x.save = r->status == ROW_OK ? bench_median(sv, r->samples->len) : NAN;
+	x.restore = r->status == ROW_OK ? bench_median(rv, r->samples->len) : NAN;
+	x.raw_w = fb_median(r, G_STRUCT_OFFSET(FbSample, raw_write_gbps));
+	x.raw_r = fb_median(r, G_STRUCT_OFFSET(FbSample, raw_read_gbps));
+	x.save_x = x.save / x.raw_w;
+	x.restore_x = x.restore / x.raw_r;
+	return x;
+}
+
+/* The row of this direct-ness with the best save (restore) rate: the target's row. */
+static const FbRow *fb_best(GPtrArray *rows, gboolean direct, gboolean restore)
+{
+	const FbRow *best = NULL;
+	double bv = -1;
+
+	for (guint i = 0; i < rows->len; i++) {
+		const FbRow *r = g_ptr_array_index(rows, i);
+		FbRates x = fb_rates(r);
+		double v = restore ? x.restore : x.save;
+
+		if (r->direct == direct && !isnan(v) && v > bv) {
+			bv = v;
+			best = r;
+		}
+	}
+	return best;
+}
+
+static const char *fb_mark(gboolean ok, double v)
+{
+	return isnan(v) ? "n/a" : ok ? "met" : "MISSED";
+}
+
+static void fb_print(Bench *b, guint64 guest, GPtrArray *rows, const FbLazy *l)
+{
+	g_autofree char *size = bench_fmt_size(guest);
+
+	printf("\n%s: %s anon guest (" FB_WORKLOAD "), stopped, mapped-ram file in %s, median of %d run%s, %u CPUs\n",
+	       b->scenario, size, b->file_dir, b->runs, b->runs == 1 ? "" : "s", g_get_num_processors());
+	printf("%-8s %6s %9s %8s %8s %8s %9s %8s %8s %9s\n", "channels", "direct", "file MiB", "save", "raw wr",
+	       "save/raw", "restore", "raw rd", "rest/raw", "target");
+	for (guint i = 0; i < rows->len; i++) {
+		const FbRow *r = g_ptr_array_index(rows, i);
+		FbRates x = fb_rates(r);
+		g_autofree char *sv = bench_fmt_num(x.save, 2), *rw = bench_fmt_num(x.raw_w, 2), *sx = bench_fmt_num(x.save_x, 2);
+		g_autofree char *rv = bench_fmt_num(x.restore, 2), *rr = bench_fmt_num(x.raw_r, 2);
+		g_autofree char *rx = bench_fmt_num(x.restore_x, 2);
+		const char *mark = "";
+
+		if (r == fb_best(rows, r->direct, FALSE) || r == fb_best(rows, r->direct, TRUE))
+			mark = fb_mark((r != fb_best(rows, r->direct, FALSE) || x.save_x >= FB_TARGET_RATIO) &&
+				       (r != fb_best(rows, r->direct, TRUE) || x.restore_x >= FB_TARGET_RATIO), x.save_x);
+		if (r->status != ROW_OK)
+			mark = bench_status_names[r->status];
+		printf("%-8u %6s %9.0f %8s %8s %8s %9s %8s %8s %9s\n", r->channels, r->direct ? "yes" : "no",
+		       r->samples->len ? (double)g_array_index(r->samples, FbSample, 0).bytes_written / (1 << 20) : NAN,
+		       sv, rw, sx, rv, rr, rx, mark);
+	}
+	printf("GB/s = 1e9 bytes/s of the bytes the file holds (zero units are not written); raw: the same bytes, same "
+	       "threads, 1 MiB pwrite+fdatasync / pread\n");
+	printf("target: save and restore >= %.1fx raw at the best channel count (marked on that row)\n", FB_TARGET_RATIO);
+	{
+		g_autofree char *run = bench_fmt_num(l->running_ms, 1), *p50 = bench_fmt_num(l->fault_p50_us, 0);
+		g_autofree char *p99 = bench_fmt_num(l->fault_p99_us, 0), *raw = bench_fmt_num(l->raw_qd1_p50_us, 0);
+		g_autofree char *all = bench_fmt_num(l->all_in_ms, 0);
+
+		printf("lazy restore (postcopy-ram, 4 channels, direct-io, random workload): running after %s ms [<= %.0f ms: "
+		       "%s], all in after %s ms; 4K fault p50 %s us p99 %s us, raw 4K O_DIRECT QD1 read p50 %s us "
+		       "[p50 <= %.0fx raw: %s]\n", run, FB_TARGET_RUNNING_MS,
+		       fb_mark(l->running_ms <= FB_TARGET_RUNNING_MS, l->running_ms), all, p50, p99, raw, FB_TARGET_FAULT_X,
+		       fb_mark(l->fault_p50_us <= FB_TARGET_FAULT_X * l->raw_qd1_p50_us, l->fault_p50_us + l->raw_qd1_p50_us));
+		if (l->status != ROW_OK)
+			printf("lazy %s: %s\n", bench_status_names[l->status], l->error);
+	}
+	for (guint i = 0; i < rows->len; i++) {
+		const FbRow *r = g_ptr_array_index(rows, i);
+
+		if (r->status != ROW_OK)
+			printf("%u/%s %s: %s\n", r->channels, r->direct ? "direct" : "buffered", bench_status_names[r->status],
+			       r->error);
+	}
+	for (guint i = 0; i < b->notes->len; i++)
+		printf("note: %s\n", (char *)g_ptr_array_index(b->notes, i));
+	fflush(stdout);
+}
+
+static gboolean fb_write_json(Bench *b, guint64 guest, GPtrArray *rows, const FbLazy *l, GError **err)
+{
+	g_autoptr(JsonBuilder) j = json_builder_new();
+
+	bench_json_head(b, j, guest);
+	bench_json_str(j, "dir", b->file_dir);
+	bench_json_str(j, "workload", FB_WORKLOAD);
+	json_builder_set_member_name(j, "rows");
+	json_builder_begin_array(j);
+	for (guint i = 0; i < rows->len; i++) {
+		const FbRow *r = g_ptr_array_index(rows, i);
+		FbRates x = fb_rates(r);
+
+		json_builder_begin_object(j);
+		bench_json_int(j, "channels", r->channels);
+		json_builder_set_member_name(j, "direct");
+		json_builder_add_boolean_value(j, r->direct);
+		bench_json_status(j, r->status, r->error);
+		json_builder_set_member_name(j, "samples");
+		json_builder_begin_array(j);
+		for (guint k = 0; k < r->samples->len; k++) {
+			const FbSample *s = &g_array_index(r->samples, FbSample, k);
+
+			json_builder_begin_object(j);
+			bench_json_int(j, "bytes_written", (gint64)s->bytes_written);
+			bench_json_int(j, "bytes_read", (gint64)s->bytes_read);
+			bench_json_double(j, "save_s", s->save_s);
+			bench_json_double(j, "restore_s", s->restore_s);
+			bench_json_double(j, "raw_write_gbps", s->raw_write_gbps);
+			bench_json_double(j, "raw_read_gbps", s->raw_read_gbps);
+			json_builder_end_object(j);
+		}
+		json_builder_end_array(j);
+		bench_json_double(j, "save_gbps", x.save);
+		bench_json_double(j, "restore_gbps", x.restore);
+		bench_json_double(j, "raw_write_gbps", x.raw_w);
+		bench_json_double(j, "raw_read_gbps", x.raw_r);
+		bench_json_double(j, "save_vs_raw", x.save_x);
+		bench_json_double(j, "restore_vs_raw", x.restore_x);
+		json_builder_end_object(j);
+	}
+	json_builder_end_array(j);
+	json_builder_set_member_name(j, "lazy");
+	json_builder_begin_object(j);
+	bench_json_status(j, l->status, l->error);
+	bench_json_double(j, "running_after_ms", l->running_ms);
+	bench_json_double(j, "all_in_after_ms", l->all_in_ms);
+	bench_json_double(j, "fault_4k_p50_us", l->fault_p50_us);
+	bench_json_double(j, "fault_4k_p99_us", l->fault_p99_us);
+	bench_json_double(j, "raw_qd1_4k_p50_us", l->raw_qd1_p50_us);
+	json_builder_end_object(j);
+	return bench_json_save(b, j, err);
+}
+
+/* ---- the runs ---- */
+
+static void fb_fail(RowStatus *status, char **error, const char *what, GError *err)
+{
+	*status = bench_status_of(err);
+	*error = g_strdup(err->message);
+	g_printerr("migbench: %s: %s: %s\n", what, bench_status_names[*status], err->message);
+}
+
+static void fb_cell(Bench *b, guint64 guest, const char *dir, FbRow *r, int run)
+{
+	g_autofree char *path = g_build_filename(dir, "guest.img", NULL);
+	g_autofree char *what = g_strdup_printf("%u ch %s run %d/%d", r->channels, r->direct ? "direct" : "buffered",
+						run + 1, b->runs);
+	g_autoptr(GError) err = NULL;
+	FbSample s = { 0 };
+	gboolean ok;
+
+	if (r->status != ROW_OK)
+		return;
+	ok = !bench_interrupted(b, &err) && fb_save(b, guest, r->channels, r->direct, path, &s, &err) &&
+	     (r->direct || fb_drop_caches(dir, &err)) &&
+	     fb_restore(b, guest, r->channels, r->direct, FALSE, path, &s, NULL, &err);
+	unlink(path);
+	ok = ok && fb_raw_run(dir, r->channels, r->direct, s.bytes_written, &s, &err);
+	if (!ok) {
+		fb_fail(&r->status, &r->error, what, err);
+		return;
+	}
+	g_array_append_val(r->samples, s);
+	g_printerr("migbench: %s: save %.2f s, restore %.2f s, %" G_GUINT64_FORMAT " MiB; raw %.2f/%.2f GB/s\n", what,
+		   s.save_s, s.restore_s, s.bytes_written >> 20, s.raw_write_gbps, s.raw_read_gbps);
+}
+
+static void fb_lazy(Bench *b, guint64 guest, const char *dir, FbLazy *l)
+{
+	g_autofree char *path = g_build_filename(dir, "lazy.img", NULL);
+	g_autoptr(GError) err = NULL;
+	FbSample s = { 0 };
+	gboolean ok;
+
+	*l = (FbLazy){ NAN, NAN, NAN, NAN, NAN, ROW_OK, NULL };
+	ok = !bench_interrupted(b, &err) && fb_save(b, guest, 4, TRUE, path, &s, &err) &&
+	     (l->raw_qd1_p50_us = fb_raw_qd1(path, &err)) > 0 && fb_drop_caches(dir, &err) &&
+	     fb_restore(b, guest, 4, TRUE, TRUE, path, NULL, l, &err);
+	unlink(path);
+	if (!ok)
+		fb_fail(&l->status, &l->error, "lazy restore", err);
+}
+
+static int run_file(Bench *b)
+{
+	static const guint channels[] = { 1, 2, 4 };
+	guint64 guest = b->guest_bytes ? b->guest_bytes : b->quick ? FB_GUEST_QUICK : FB_GUEST;
+	g_autofree char *tmpl = g_build_filename(b->file_dir, "migbench-file-XXXXXX", NULL);
+	g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func(fb_row_free);
+	g_autoptr(GError) err = NULL;
+	FbLazy lazy = { 0 };
+	int rc = 0;
+
+	if (!g_mkdtemp(tmpl)) {
+		g_printerr("migbench: --dir %s: %s\n", b->file_dir, g_strerror(errno));
+		return 2;
+	}
+	for (int direct = 1; direct >= 0; direct--) {
+		for (guint i = 0; i < G_N_ELEMENTS(channels); i++) {
+			FbRow *r = g_new0(FbRow, 1);
+
+			r->channels = channels[i];
+			r->direct = direct;
+			r->samples = g_array_new(FALSE, TRUE, sizeof(FbSample));
+			g_ptr_array_add(rows, r);
+		}
+	}
+	/* round by round, so a drift of the host's load weighs on every row alike */
+	for (int run = 0; run < b->runs && !bench_procs_interrupted(b->procs); run++)
+		for (guint i = 0; i < rows->len && !bench_procs_interrupted(b->procs); i++)
+			fb_cell(b, guest, tmpl, g_ptr_array_index(rows, i), run);
+	if (!bench_procs_interrupted(b->procs))
+		fb_lazy(b, guest, tmpl, &lazy);
+	else
+		lazy = (FbLazy){ NAN, NAN, NAN, NAN, NAN, ROW_INTERRUPTED, g_strdup("interrupted") };
+	rmdir(tmpl);
+	fb_print(b, guest, rows, &lazy);
+	if (b->json_path && !fb_write_json(b, guest, rows, &lazy, &err)) {
+		g_printerr("migbench: --json %s: %s\n", b->json_path, err->message);
+		rc = 1;
+	}
+	for (guint i = 0; i < rows->len; i++)
+		rc |= ((FbRow *)g_ptr_array_index(rows, i))->status == ROW_ERROR;
+	rc |= lazy.status == ROW_ERROR;
+	g_free(lazy.error);
+	b->keep_tmp |= rc == 1;
+	return bench_procs_interrupted(b->procs) ? 130 : rc;
+}
+
+const BenchScenario bench_file = {
+	"file", "mapped-ram save/restore with 1, 2, 4 channels, direct-io or not, vs raw pwrite/pread; lazy restore",
+	run_file, 3,
+};
