@@ -4,6 +4,7 @@
  *            [--preempt-channels N] [--dst-vcpus N]   (postcopy-latency)
  *            [--guest-mib N]                          (precopy-throughput, file)
  *            [--dir DIR]                              (file)
+ *            [--cut-ms N] [--outage-s N]              (postcopy-recovery)
  *
  * It starts every process it measures (migd pairs, mig-rawxfer pairs) in a temporary
  * directory, on the host or inside its shaped netns bed (tools/bench/netns.h), waits for
@@ -29,6 +30,7 @@ static const BenchScenario *const scenarios[] = {
 	&bench_postcopy_latency,
 	&bench_device_downtime,
 	&bench_file,
+	&bench_postcopy_recovery,
 };
 
 static const BenchScenario *find_scenario(const char *name)
@@ -47,6 +49,7 @@ static int usage(const char *why)
 		   "                [--preempt-channels N] [--dst-vcpus N]   (postcopy-latency)\n"
 		   "                [--guest-mib N]                          (precopy-throughput, file)\n"
 		   "                [--dir DIR]                              (file)\n"
+		   "                [--cut-ms N] [--outage-s N]              (postcopy-recovery)\n"
 		   "scenarios:\n");
 	for (gsize i = 0; i < G_N_ELEMENTS(scenarios); i++)
 		g_printerr("  %-20s %s\n", scenarios[i]->name, scenarios[i]->summary);
@@ -174,7 +177,7 @@ int main(int argc, char **argv)
 	g_autofree char *json = NULL, *build = NULL, *dir = NULL;
 	gint runs = -1;   /* unset */
 	gboolean quick = FALSE, keep = FALSE;
-	gint preempt_channels = 1, dst_vcpus = PC_DST_VCPUS, guest_mib = 0;
+	gint preempt_channels = 1, dst_vcpus = PC_DST_VCPUS, guest_mib = 0, cut_ms = 500, outage_s = 5;
 	g_autofree char *tcp_cc = NULL;
 	GOptionEntry entries[] = {
 		{ "json", 0, 0, G_OPTION_ARG_FILENAME, &json, "Write every sample and the medians to FILE", "FILE" },
@@ -192,6 +195,10 @@ int main(int argc, char **argv)
 		  "file: 4096, 256 with --quick)", "N" },
 		{ "dir", 0, 0, G_OPTION_ARG_FILENAME, &dir,
 		  "file: where the saved file goes, on a real file system, not tmpfs (default /var/tmp)", "DIR" },
+		{ "cut-ms", 0, 0, G_OPTION_ARG_INT, &cut_ms,
+		  "postcopy-recovery: cut the link N ms into postcopy-active (0..60000, default 500)", "N" },
+		{ "outage-s", 0, 0, G_OPTION_ARG_INT, &outage_s,
+		  "postcopy-recovery: mend it N s later (1..600, default 5)", "N" },
 		{ "tcp-congestion", 0, 0, G_OPTION_ARG_STRING, &tcp_cc,
 		  "Every migd's x-tcp-congestion and the raw baselines' (default: migd's, cubic; \"\": the system's)",
 		  "ALGO" },
@@ -227,6 +234,12 @@ int main(int argc, char **argv)
 	if (guest_mib && (guest_mib < 64 || guest_mib > 65536 || guest_mib % 2))
 		return usage("--guest-mib must be 64..65536 and even");
 	b.guest_bytes = (guint64)guest_mib << 20;
+	if (cut_ms < 0 || cut_ms > 60000)
+		return usage("--cut-ms must be 0..60000");
+	if (outage_s < 1 || outage_s > 600)
+		return usage("--outage-s must be 1..600");
+	b.cut_ms = (guint)cut_ms;
+	b.outage_s = (guint)outage_s;
 	if (tcp_cc && *tcp_cc && mig_io_congestion_usable(tcp_cc) < 0)
 		return usage("--tcp-congestion: not an algorithm this kernel lets us use "
 			     "(net.ipv4.tcp_available_congestion_control)");

@@ -253,6 +253,16 @@ BenchNet *bench_net_new(GError **err)
 	return n;
 }
 
+/* Down on the source's end: the veth peer loses its carrier as well, so nothing crosses
+ * either way, and the sockets see no reset (their packets are just not delivered). Up
+ * again brings the connected route back; the addresses and the shaping stay throughout. */
+gboolean bench_net_set_link(BenchNet *n, gboolean up, GError **err)
+{
+	const char *words[] = { "link", "set", n->dev[BENCH_NET_SRC], up ? "up" : "down", NULL };
+
+	return in_ns(n->ip, n->ns[BENCH_NET_SRC], err, words);
+}
+
 void bench_net_free(BenchNet *n)
 {
 	if (!n)

@@ -43,3 +43,7 @@ void bench_net_free(BenchNet *n);
  * { ip, "netns", "exec", NS, argv... }. Free the array with g_free; the strings are
  * borrowed from n and argv. */
 const char **bench_net_wrap(const BenchNet *n, BenchNetSide side, const char *const *argv);
+
+/* Cuts the link (FALSE) or mends it (TRUE): the veth end in the source's namespace goes
+ * down or up (postcopy-recovery). */
+gboolean bench_net_set_link(BenchNet *n, gboolean up, GError **err);

@@ -78,6 +78,8 @@ typedef struct Bench {
 	guint dst_vcpus;            /* postcopy-latency: the destination's faulting vCPUs */
 	guint64 guest_bytes;        /* precopy-throughput, file: --guest-mib; 0: the scenario's size */
 	const char *file_dir;       /* file: --dir, where the saved file goes (a real file system) */
+	guint cut_ms;               /* postcopy-recovery: the link is cut this long into postcopy-active */
+	guint outage_s;             /* postcopy-recovery: and mended this long after */
 	BenchProcs *procs;
 	GPtrArray *notes;           /* char *: what the reader of the table must know */
 	guint seq;                  /* numbers per-run file names */
@@ -93,7 +95,8 @@ typedef struct BenchScenario {
 } BenchScenario;
 
 /* the scenarios, one file each */
-extern const BenchScenario bench_precopy_throughput, bench_postcopy_latency, bench_device_downtime, bench_file;
+extern const BenchScenario bench_precopy_throughput, bench_postcopy_latency, bench_device_downtime, bench_file,
+	bench_postcopy_recovery;
 
 /* ---- runner.c ---- */
 
