@@ -188,8 +188,8 @@ int main(int argc, char **argv)
 		{ "keep-tmp", 0, 0, G_OPTION_ARG_NONE, &keep, "Keep the temporary directory with every log", NULL },
 		{ "preempt-channels", 0, 0, G_OPTION_ARG_INT, &preempt_channels,
 		  "postcopy-latency: add an arm with x-preempt-channels=N (2..8)", "N" },
-		{ "dst-vcpus", 0, 0, G_OPTION_ARG_INT, &dst_vcpus, "postcopy-latency: the destination's vCPUs (default 2)",
-		  "N" },
+		{ "dst-vcpus", 0, 0, G_OPTION_ARG_INT, &dst_vcpus,
+		  "postcopy-latency, postcopy-recovery: the destination's vCPUs (default 2)", "N" },
 		{ "guest-mib", 0, 0, G_OPTION_ARG_INT, &guest_mib,
 		  "precopy-throughput, file: guest memory in MiB (64..65536, even; default 2048, 1024 with --quick; "
 		  "file: 4096, 256 with --quick)", "N" },

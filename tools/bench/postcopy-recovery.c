@@ -172,10 +172,18 @@ static gboolean pr_cut_and_recover(Bench *b, MigPair *p, PrSample *s, GError **e
 	if (!bench_net_set_link(b->net, TRUE, ok ? err : NULL) || !ok)
 		return FALSE;
 	for (int side = 0; side < 2; side++) {
-		if (isnan(s->detect_ms[side])) {
-			s->forced = TRUE;
-			if (!bench_qmp_run(q[side], side ? "destination" : "source", "migrate-pause", NULL, err))
-				return FALSE;
+		const char *name = side ? "destination" : "source";
+		g_autoptr(GError) e = NULL;
+		g_autofree char *st = NULL;
+
+		if (!isnan(s->detect_ms[side]))
+			continue;
+		s->forced = TRUE;
+		/* refused only if the side paused by itself since the last look */
+		if (!bench_qmp_run(q[side], name, "migrate-pause", NULL, &e) &&
+		    g_strcmp0(st = pr_status(q[side], name, NULL), "postcopy-paused")) {
+			g_propagate_error(err, g_steal_pointer(&e));
+			return FALSE;
 		}
 	}
 	if (s->forced) {
@@ -277,7 +285,9 @@ static gboolean pr_detect_met(const PrSample *s)
 
 static double pr_resume_target_ms(const PrCtx *c)
 {
-	return isnan(c->rtt_us) ? NAN : (PR_RESUME_TRIPS * c->rtt_us + (double)c->bitmap_bytes * 8 / BENCH_NET_RATE_BPS * 1e6) / 1e3;
+	double bitmaps_us = (double)c->bitmap_bytes * 8 / BENCH_NET_RATE_BPS * 1e6;
+
+	return isnan(c->rtt_us) ? NAN : (PR_RESUME_TRIPS * c->rtt_us + bitmaps_us) / 1e3;
 }
 
 static gboolean pr_resume_met(const PrCtx *c, const PrSample *s)
