@@ -395,8 +395,8 @@ static void pr_print(Bench *b, const PrCtx *c)
 	       g_get_num_processors());
 	printf("%-9s", "arm");
 	for (guint k = 0; k < G_N_ELEMENTS(cols); k++)
-		printf(" %15s", cols[k].head);
-	printf(" %9s %17s\n", "re-sent/x", "integrity");
+		printf(" %s", cols[k].head);
+	printf(" %9s %s\n", "re-sent/x", "integrity");
 	for (int a = 0; a < PR_ARMS; a++) {
 		const PrRow *r = &c->rows[a];
 		g_autofree double *ratios = g_new0(double, r->samples->len + 1);
@@ -408,7 +408,7 @@ static void pr_print(Bench *b, const PrCtx *c)
 			g_autofree char *v = r->status == ROW_OK ? bench_fmt_num(pr_median(r, cols[k].get), cols[k].dec)
 								 : g_strdup(bench_status_names[r->status]);
 
-			printf(" %15s", v);
+			printf(" %*s", (int)strlen(cols[k].head), v);
 		}
 		for (guint i = 0; i < r->samples->len; i++) {
 			ratios[i] = pr_ratio(&g_array_index(r->samples, PrSample, i));
@@ -416,7 +416,7 @@ static void pr_print(Bench *b, const PrCtx *c)
 		}
 		ratio = bench_fmt_num(r->samples->len ? bench_median(ratios, r->samples->len) : NAN, 3);
 		integ = r->samples->len ? g_strdup_printf("%" G_GUINT64_FORMAT " failed", failed) : g_strdup("-");
-		printf(" %9s %17s\n", a == PR_CUT ? ratio : "-", integ);
+		printf(" %9s %s\n", a == PR_CUT ? ratio : "-", integ);
 	}
 	pr_targets(c, met, &measured);
 	{
