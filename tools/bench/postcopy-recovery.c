@@ -509,6 +509,7 @@ static int run_postcopy_recovery(Bench *b)
 	g_autoptr(GError) err = NULL, bed_err = NULL, floor_err = NULL;
 	int rc = 0;
 
+	b->unplotted = TRUE;
 	c.bitmap_bytes = c.guest / 4096 / 8;
 	for (int a = 0; a < PR_ARMS; a++) {
 		c.rows[a].arm = (PrArm)a;

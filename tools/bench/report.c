@@ -100,7 +100,7 @@ static void json_plot(const char *path)
 		g_printerr("migbench: warning: no plots of %s: %s: %s\n", path, plot, e->message);
 }
 
-/* Closes the top object, writes it to --json and plots it. */
+/* Closes the top object, writes it to --json and plots it (if the plot script knows it). */
 gboolean bench_json_save(Bench *b, JsonBuilder *j, GError **err)
 {
 	g_autoptr(JsonGenerator) gen = json_generator_new();
@@ -114,6 +114,7 @@ gboolean bench_json_save(Bench *b, JsonBuilder *j, GError **err)
 	text = json_generator_to_data(gen, NULL);
 	if (!g_file_set_contents(b->json_path, text, -1, err))
 		return FALSE;
-	json_plot(b->json_path);
+	if (!b->unplotted)
+		json_plot(b->json_path);
 	return TRUE;
 }

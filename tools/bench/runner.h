@@ -74,6 +74,7 @@ typedef struct Bench {
 	const char *json_path;
 	int runs;
 	gboolean quick, keep_tmp;
+	gboolean unplotted;         /* set by a scenario tools/bench/plot has no plots of: --json is not plotted */
 	guint preempt_channels;     /* postcopy-latency: x-preempt-channels of ARM_CHANNELS (1: no such arm) */
 	guint dst_vcpus;            /* postcopy-latency: the destination's faulting vCPUs */
 	guint64 guest_bytes;        /* precopy-throughput, file: --guest-mib; 0: the scenario's size */
