@@ -170,10 +170,13 @@ class Proxy:
         with self.lock:
             for c, up in self.conns.values():
                 for s in (c, up):
-                    try:
-                        s.close()
-                    except OSError:
-                        pass
+                    # shutdown first: close() alone neither wakes a pump blocked in recv
+                    # on it nor ends the connection while that recv holds the file
+                    for f in (lambda: s.shutdown(socket.SHUT_RDWR), s.close):
+                        try:
+                            f()
+                        except OSError:
+                            pass
 
 
 def case_kill_one_channel():
