@@ -178,6 +178,7 @@ static const struct param {
 	[MIG_PARAM_X_TCP_CONGESTION] = { "x-tcp-congestion", P_TCP_CC, offsetof(MigParams, x_tcp_congestion), 0, 0, NULL },
 	[MIG_PARAM_DIRECT_IO] = { "direct-io", P_BOOL, offsetof(MigParams, direct_io), 0, 1, NULL },
 	[MIG_PARAM_X_CHANNEL_TIMEOUT] = U("x-channel-timeout", x_channel_timeout, MIG_CHANNEL_TIMEOUT_MIN, MIG_CHANNEL_TIMEOUT_MAX),
+	[MIG_PARAM_X_POSTCOPY_AUTO] = { "x-postcopy-auto", P_BOOL, offsetof(MigParams, x_postcopy_auto), 0, 1, NULL },
 #undef U
 #undef SZ
 };
@@ -443,6 +444,16 @@ gboolean mig_params_check_lanes(MigSession *s, GError **err)
 	if (s->params.x_preempt_channels > 1 && !s->caps[MIG_CAP_POSTCOPY_PREEMPT]) {
 		g_set_error(err, MIG_ERROR, EINVAL, "x-preempt-channels=%" G_GUINT64_FORMAT " requires the postcopy-preempt capability",
 			    s->params.x_preempt_channels);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* x-postcopy-auto switches to postcopy: without postcopy-ram it could only do nothing. */
+gboolean mig_params_check_auto(MigSession *s, GError **err)
+{
+	if (s->params.x_postcopy_auto && !s->caps[MIG_CAP_POSTCOPY_RAM]) {
+		g_set_error(err, MIG_ERROR, EINVAL, "x-postcopy-auto requires the postcopy-ram capability");
 		return FALSE;
 	}
 	return TRUE;

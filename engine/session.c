@@ -265,7 +265,7 @@ gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 		return FALSE;
 	}
 	if (!mig_params_check_lanes(s, err) || !mig_params_check_fd_uri(s, &parsed, err) ||
-	    !mig_params_check_file(s, uri, TRUE, err) ||
+	    !mig_params_check_file(s, uri, TRUE, err) || !mig_params_check_auto(s, err) ||
 	    !mig_tls_run_init(s, &s->params, FALSE, parsed.kind == MIG_URI_TCP ? parsed.host : "", &tls, err)) {
 		g_mutex_unlock(&s->lock);
 		return FALSE;
@@ -553,6 +553,18 @@ static void src_times(MigSession *s, MigInfo *info)
 		info->converging = st->converging;
 }
 
+/* x-postcopy-auto: the pass at which the engine chose postcopy, and why. */
+static void auto_query(MigSession *s, MigValue *extra)
+{
+	MigValue *a;
+
+	if (!s->stats.x_auto_pass)
+		return;
+	a = mig_value_add_object(extra, "x-postcopy-auto");
+	mig_value_add_int(a, "pass", (gint64)s->stats.x_auto_pass);
+	mig_value_add_str(a, "reason", s->stats.x_auto_reason);
+}
+
 /* x-file: what a mapped-ram file migration moved, and how. */
 static void file_query(MigSession *s, gboolean source, MigValue *extra)
 {
@@ -588,6 +600,7 @@ gboolean mig_session_query(MigSession *s, MigInfo *out)
 		if (info.source && s->status != MIG_STATUS_NONE) {
 			ram_info(s, &info.ram);
 			src_times(s, &info);
+			auto_query(s, info.extra);
 		}
 		if (!info.source)
 			mig_dst_query(s, &info);

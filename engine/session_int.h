@@ -35,6 +35,7 @@ typedef struct MigParams {
 	char *x_tcp_congestion;       /* the channels' TCP congestion control; "": the system's */
 	gboolean direct_io;           /* mapped-ram file: pages with O_DIRECT */
 	guint64 x_channel_timeout;    /* ms: a peer silent this long is dead (channels/io.h) */
+	gboolean x_postcopy_auto;     /* source: switch to postcopy when precopy will not converge */
 } MigParams;
 
 /* Counters read by query-migrate while the migration threads update them. */
@@ -68,6 +69,9 @@ typedef struct MigStats {
 	guint64 x_file_depth_peak; /* the most requests one worker's io_uring had in flight */
 	gint64 x_file_running_us;  /* lazy restore: migrate-incoming until the guest ran */
 	gint64 x_file_all_in_us;   /* lazy restore: migrate-incoming until every page was in */
+	/* x-postcopy-auto switched (under lock): at which pass, and why */
+	guint64 x_auto_pass;
+	char x_auto_reason[256];
 } MigStats;
 
 struct MigSession {
@@ -169,6 +173,7 @@ int mig_session_take_fd(MigSession *s, const struct MigUri *uri, GError **err);
 /* At migrate / migrate-incoming: parameters that need a capability, and what an fd:
  * URI cannot carry (it is one socket). Call with lock held. */
 gboolean mig_params_check_lanes(MigSession *s, GError **err);
+gboolean mig_params_check_auto(MigSession *s, GError **err);
 gboolean mig_params_check_fd_uri(MigSession *s, const struct MigUri *uri, GError **err);
 /* At migrate / migrate-incoming: what a file: URI, mapped-ram and direct-io allow
  * together. Call with lock held. */

@@ -366,8 +366,6 @@ static gboolean postcopy_wanted(Src *src)
 	return s->caps[MIG_CAP_POSTCOPY_RAM] && __atomic_load_n(&s->start_postcopy, __ATOMIC_ACQUIRE);
 }
 
-/* Live passes until the dirty rest fits downtime-limit at the measured bandwidth, or
- * until postcopy is asked for (then *postcopy is set). */
 /* Reads what the return path has now. With multifd nothing else reads it in the live
  * phase, and an RP_PASS per pass left there would in the end fill the socket and stop
  * the destination's loader in its write. */
@@ -405,6 +403,29 @@ static gboolean wait_pass_in_place(Src *src, gint64 *waited_us, GError **err)
 	return TRUE;
 }
 
+/* x-postcopy-auto: feeds the pass to the judge (autopc.h) and says whether to switch
+ * now; the reason goes to query-migrate and the log. */
+static gboolean postcopy_judged(Src *src, guint64 dirty, guint64 bw, guint64 secs_us, guint64 limit)
+{
+	MigSession *s = src->s;
+	char why[sizeof(s->stats.x_auto_reason)];
+	guint64 expected;
+
+	if (!src->p.x_postcopy_auto || !s->caps[MIG_CAP_POSTCOPY_RAM])
+		return FALSE;
+	expected = mig_dev_src_expected_ms(src->dev, dirty, (guint64)MAX(mig_autopc_bandwidth(&src->autopc, bw), 1.0));
+	if (!mig_autopc_judge(&src->autopc, expected, limit, dirty * G_USEC_PER_SEC / MAX(secs_us, 1u), why, sizeof(why)))
+		return FALSE;
+	g_mutex_lock(&s->lock);
+	s->stats.x_auto_pass = src->pass;
+	g_strlcpy(s->stats.x_auto_reason, why, sizeof(s->stats.x_auto_reason));
+	g_mutex_unlock(&s->lock);
+	mig_log(s, MIG_LOG_INFO, "x-postcopy-auto: switching to postcopy: %s", why);
+	return TRUE;
+}
+
+/* Live passes until the dirty rest fits downtime-limit at the measured bandwidth, or
+ * until postcopy is asked for or judged needed (then *postcopy is set). */
 static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 {
 	MigSession *s = src->s;
@@ -416,6 +437,7 @@ static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 		gint64 t0 = g_get_monotonic_time();
 		guint64 sent0 = mig_atomic_get(&st->transferred);
 		guint64 dirty, limit, bw, max_bw, expected, secs_us;
+		gboolean judged;
 
 		if (!mig_dev_src_precopy(src->dev, err) || !send_dirty(src, err) || !mig_src_pass_end(src, err) ||
 		    !drain_return_path(src, err))
@@ -440,6 +462,7 @@ static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 		st->converging = expected < prev_expected || expected == 0;
 		prev_expected = expected;
 		limit = __atomic_load_n(&s->params.downtime_limit, __ATOMIC_RELAXED);
+		judged = postcopy_judged(src, dirty, bw, secs_us, limit);
 		if (postcopy_due(src)) {
 			*postcopy = TRUE;
 			return TRUE;
@@ -458,7 +481,7 @@ static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 				return TRUE;
 			continue;
 		}
-		if (postcopy_wanted(src)) {
+		if (postcopy_wanted(src) || judged) {
 			*postcopy = TRUE;
 			return TRUE;
 		}

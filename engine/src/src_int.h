@@ -5,6 +5,7 @@
 #include "engine/src/src.h"
 #include "engine/src/multifd.h"
 #include "engine/src/bulkpace.h"
+#include "engine/src/autopc.h"
 #include "channels/uri.h"
 #include <sys/uio.h>
 
@@ -70,6 +71,7 @@ typedef struct Src {
 	gboolean pre_fd_paced;  /* bulk yields to urgent work (preempt on, postcopy running) */
 	gboolean pace_adapt;    /* bulk's pacing rate follows the urgent traffic (bulkpace.h) */
 	MigBulkPace pace;
+	MigAutoPc autopc;       /* x-postcopy-auto's view of the passes so far */
 	/* postcopy recovery, under s->lock: the address `migrate resume:true` gave, a
 	 * migrate-pause asked for (and quit, above); resume_cond wakes the paused
 	 * migration thread */

@@ -1,0 +1,35 @@
+/* x-postcopy-auto: judging, pass by pass, whether precopy will ever fit the downtime
+ * limit, so a migration that would not converge switches to postcopy by itself.
+ *
+ * The model: each pass of a guest that dirties memory at rate R over a link at rate B
+ * leaves a dirty rest that shrinks by about R/B per pass, until it reaches the guest's
+ * working set, where it stops shrinking. So the figure to watch is the ratio of one
+ * pass's expected downtime to the one before (smoothed over passes), and the bandwidth
+ * it is computed against is smoothed too: one slow pass must not decide. The first
+ * pass (the bulk copy) only sets the baseline: what the guest dirtied during it says
+ * how much it dirties in that long, not how the rest shrinks. */
+#pragma once
+
+#include <glib.h>
+
+typedef struct MigAutoPc {
+	double bw;          /* smoothed bandwidth, bytes/s; 0 until the first pass */
+	double shrink;      /* smoothed expected(pass) / expected(pass - 1) */
+	guint64 prev_ms;    /* the last pass's expected downtime */
+	guint passes;       /* passes seen */
+} MigAutoPc;
+
+/* A smoothed expected downtime shrinking slower than this per pass has stalled. */
+#define MIG_AUTOPC_STALL 0.9
+/* More passes than this still needed at the current shrink rate: switch now. */
+#define MIG_AUTOPC_MAX_MORE 4
+
+/* Feeds one pass's measured bandwidth (bytes/s); returns the smoothed figure. */
+double mig_autopc_bandwidth(MigAutoPc *a, guint64 bw);
+
+/* One pass's verdict, once its expected downtime (ms, against the smoothed bandwidth)
+ * is known: TRUE means switch to postcopy now, and why says why (for query-migrate).
+ * dirty_rate is what the guest dirtied during the pass, bytes/s. Never TRUE on the
+ * first pass, nor while expected_ms fits limit_ms. */
+gboolean mig_autopc_judge(MigAutoPc *a, guint64 expected_ms, guint64 limit_ms, guint64 dirty_rate,
+			  char *why, gsize why_len);

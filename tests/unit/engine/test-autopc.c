@@ -1,0 +1,125 @@
+/* x-postcopy-auto's judge on known pass sequences: a guest whose dirty rest shrinks
+ * fast is left to precopy, one whose rest stalls at its working set, or that dirties
+ * as fast as the link moves, or would need many more passes, is switched; never on
+ * the first pass, never while the rest fits the limit. */
+#include "engine/src/autopc.h"
+
+#define MB 1000000ull
+
+typedef struct Pass {
+	guint64 bw, expected_ms, dirty_rate;
+} Pass;
+
+/* Runs the passes; returns the 1-based pass that switched, 0 if none did. */
+static guint run(const Pass *p, guint n, guint64 limit_ms, char *why, gsize len)
+{
+	MigAutoPc a = { 0 };
+
+	for (guint i = 0; i < n; i++) {
+		mig_autopc_bandwidth(&a, p[i].bw);
+		if (mig_autopc_judge(&a, p[i].expected_ms, limit_ms, p[i].dirty_rate, why, len))
+			return i + 1;
+	}
+	return 0;
+}
+
+static void test_converging(void)
+{
+	/* halving per pass: 1600 -> 800 -> 400 -> 200, under 300 at the fourth */
+	const Pass p[] = { { 100 * MB, 3200, 10 * MB }, { 100 * MB, 1600, 10 * MB }, { 100 * MB, 800, 10 * MB },
+			   { 100 * MB, 400, 10 * MB }, { 100 * MB, 200, 10 * MB } };
+	char why[256] = "";
+
+	g_assert_cmpuint(run(p, G_N_ELEMENTS(p), 300, why, sizeof(why)), ==, 0);
+	g_assert_cmpstr(why, ==, "");
+}
+
+static void test_working_set(void)
+{
+	/* the rest stays at its working set: 900 ms every pass against 300 */
+	const Pass p[] = { { 100 * MB, 5000, 30 * MB }, { 100 * MB, 900, 30 * MB }, { 100 * MB, 900, 30 * MB },
+			   { 100 * MB, 900, 30 * MB } };
+	char why[256] = "";
+
+	/* pass 2's ratio to the bulk pass is small; pass 3 brings the average to 0.59,
+	 * which needs three passes; pass 4's 0.80 average needs more than four */
+	g_assert_cmpuint(run(p, G_N_ELEMENTS(p), 300, why, sizeof(why)), ==, 4);
+	g_assert_nonnull(strstr(why, "pass 4"));
+	g_assert_nonnull(strstr(why, "downtime-limit 300 ms"));
+}
+
+static void test_stalled_from_start(void)
+{
+	/* the bulk pass's rest is already the working set: a ratio of 1 at pass 2 */
+	const Pass p[] = { { 100 * MB, 900, 30 * MB }, { 100 * MB, 900, 30 * MB } };
+	char why[256] = "";
+
+	g_assert_cmpuint(run(p, G_N_ELEMENTS(p), 300, why, sizeof(why)), ==, 2);
+	g_assert_nonnull(strstr(why, "shrinking only 1.00x"));
+}
+
+static void test_dirty_faster_than_link(void)
+{
+	/* shrinking, but the guest dirties faster than the smoothed link (100, then 20:
+	 * 60 MB/s) */
+	const Pass p[] = { { 100 * MB, 5000, 10 * MB }, { 20 * MB, 1000, 70 * MB } };
+	char why[256] = "";
+
+	g_assert_cmpuint(run(p, G_N_ELEMENTS(p), 300, why, sizeof(why)), ==, 2);
+	g_assert_nonnull(strstr(why, "70.0 MB/s"));
+	g_assert_nonnull(strstr(why, "60.0 MB/s"));
+}
+
+static void test_fits_limit(void)
+{
+	/* stalled, but under the limit: precopy completes now */
+	const Pass p[] = { { 100 * MB, 200, 90 * MB }, { 100 * MB, 200, 99 * MB }, { 100 * MB, 200, 99 * MB } };
+	char why[256] = "";
+
+	g_assert_cmpuint(run(p, G_N_ELEMENTS(p), 300, why, sizeof(why)), ==, 0);
+}
+
+static void test_first_pass_never(void)
+{
+	const Pass p[] = { { 1 * MB, 100000, 500 * MB } };
+	char why[256] = "";
+
+	g_assert_cmpuint(run(p, 1, 300, why, sizeof(why)), ==, 0);
+}
+
+static void test_after_empty_pass(void)
+{
+	/* nothing left after pass 2, then the guest wakes: one pass of growth from zero
+	 * is not a verdict (the smoothed ratio still remembers the empty pass), the same
+	 * rest pass after pass is */
+	const Pass p[] = { { 100 * MB, 3000, 1 * MB }, { 100 * MB, 0, 1 * MB }, { 100 * MB, 800, 1 * MB },
+			   { 100 * MB, 800, 1 * MB }, { 100 * MB, 800, 1 * MB } };
+	char why[256] = "";
+
+	g_assert_cmpuint(run(p, 4, 300, why, sizeof(why)), ==, 0);
+	g_assert_cmpuint(run(p, G_N_ELEMENTS(p), 300, why, sizeof(why)), ==, 5);
+	g_assert_nonnull(strstr(why, "more than 4 passes"));
+}
+
+static void test_smoothed_bandwidth(void)
+{
+	MigAutoPc a = { 0 };
+
+	g_assert_cmpfloat(mig_autopc_bandwidth(&a, 100), ==, 100.0);
+	g_assert_cmpfloat(mig_autopc_bandwidth(&a, 300), ==, 200.0);
+	g_assert_cmpfloat(mig_autopc_bandwidth(&a, 0), ==, 100.0);
+}
+
+int main(int argc, char **argv)
+{
+	g_test_init(&argc, &argv, NULL);
+	g_test_add_func("/autopc/converging", test_converging);
+	g_test_add_func("/autopc/working-set", test_working_set);
+	g_test_add_func("/autopc/stalled-from-start", test_stalled_from_start);
+	g_test_add_func("/autopc/dirty-faster-than-link", test_dirty_faster_than_link);
+	g_test_add_func("/autopc/fits-limit", test_fits_limit);
+	g_test_add_func("/autopc/first-pass-never", test_first_pass_never);
+	g_test_add_func("/autopc/after-empty-pass", test_after_empty_pass);
+	g_test_add_func("/autopc/smoothed-bandwidth", test_smoothed_bandwidth);
+	return g_test_run();
+}
