@@ -2,7 +2,7 @@
  *
  *   migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp] [--tcp-congestion ALGO]
  *            [--preempt-channels N] [--dst-vcpus N]   (postcopy-latency)
- *            [--guest-mib N]                          (precopy-throughput, file)
+ *            [--guest-mib N]             (precopy-throughput, file, postcopy-auto)
  *            [--dir DIR]                              (file)
  *            [--cut-ms N] [--outage-s N]              (postcopy-recovery)
  *
@@ -31,6 +31,7 @@ static const BenchScenario *const scenarios[] = {
 	&bench_device_downtime,
 	&bench_file,
 	&bench_postcopy_recovery,
+	&bench_postcopy_auto,
 };
 
 static const BenchScenario *find_scenario(const char *name)
@@ -47,7 +48,7 @@ static int usage(const char *why)
 		g_printerr("migbench: %s\n", why);
 	g_printerr("usage: migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp] [--tcp-congestion ALGO]\n"
 		   "                [--preempt-channels N] [--dst-vcpus N]   (postcopy-latency)\n"
-		   "                [--guest-mib N]                          (precopy-throughput, file)\n"
+		   "                [--guest-mib N]             (precopy-throughput, file, postcopy-auto)\n"
 		   "                [--dir DIR]                              (file)\n"
 		   "                [--cut-ms N] [--outage-s N]              (postcopy-recovery)\n"
 		   "scenarios:\n");
