@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """x-postcopy-auto: the engine decides when precopy will not converge.
 
-- A guest that keeps writing over a link capped below what precopy needs switches to
-  postcopy by itself (no migrate-start-postcopy): query-migrate names the pass and the
+- A guest that keeps writing (with a device whose state alone is over the limit) over
+  a link capped below what precopy needs switches to postcopy by itself (no migrate-start-postcopy): query-migrate names the pass and the
   reason, and the migration completes with integrity intact.
 - An idle guest converges: precopy completes, and the destination never enters
   postcopy.
@@ -16,18 +16,22 @@ import mig_harness as h  # noqa: E402
 SIZE = 128 * h.MiB
 
 
-def pair(src_workload):
-    return (h.Migd("src", h.guest_args("128M", workload=src_workload, vcpus=2)),
-            h.Migd("dst", h.guest_args("128M", workload="random", incoming="tcp:127.0.0.1:0")))
+def pair(src_workload, device=()):
+    return (h.Migd("src", h.guest_args("128M", workload=src_workload, vcpus=2) + list(device)),
+            h.Migd("dst", h.guest_args("128M", workload="random", incoming="tcp:127.0.0.1:0") + list(device)))
 
 
 def case_busy_guest_switches():
-    s, d = pair("seq")
+    # A vCPU starved by a loaded host may dirty nothing for a short pass; the 4 MiB
+    # device (125 ms at the cap) keeps even such a pass over the 1 ms limit, so
+    # precopy can never finish on its own and the verdict cannot depend on the
+    # scheduler.
+    s, d = pair("seq", ["--device", "sim,id=dev0,size=4M"])
     with s as src, d as dst:
         for m in (src, dst):
             m.set_caps({"postcopy-ram": True, "events": True})
-        # a 1 ms limit no pass of a writing guest can meet at 32 MiB/s: precopy alone
-        # would run forever, so only the judge can end it
+        # a 1 ms limit no pass can meet at 32 MiB/s: precopy alone would run forever,
+        # so only the judge can end it
         src.set_params({"max-bandwidth": 32 * h.MiB, "downtime-limit": 1, "x-postcopy-auto": True})
         src.cmd("migrate", uri=dst.listen_uri())
         src.wait_status(["postcopy-active", "completed"], timeout=90)
