@@ -135,6 +135,12 @@ def case_stuck():
             timed(q, "cont")
             h.check(timed(q, "query-status")["running"], "cont: the destination guest does not run")
             timed(q, "query-migrate-parameters")
+            # migd's check reads every unit: refused at once, not stuck on a missing page
+            t0 = time.monotonic()
+            r = q.execute("x-guest-check", timeout=BOUND + 5)
+            h.check("not while an incoming migration" in r.get("error", {}).get("desc", ""),
+                    "x-guest-check on a destination in postcopy: %r" % r)
+            h.check(time.monotonic() - t0 <= h.scaled(BOUND), "x-guest-check's refusal too slow")
 
             with oob_client(dst) as o:
                 t0 = time.monotonic()

@@ -131,9 +131,22 @@ static JsonNode *h_guest_check(JsonObject *args, gpointer opaque, GError **err)
 {
 	Migd *d = opaque;
 	guint64 checked, failed;
-	JsonNode *n = json_node_new(JSON_NODE_OBJECT);
-	JsonObject *o = json_object_new();
+	MigInfo info = { .size = sizeof(info) };
+	JsonNode *n;
+	JsonObject *o;
 
+	/* the check reads every unit: on a destination whose pages are still coming, a
+	 * read of a missing one would wait for it inside the QMP dispatcher */
+	mig_session_query(d->session, &info);
+	if (info.started && !info.source && info.status != MIG_STATUS_COMPLETED) {
+		g_set_error(err, MIG_ERROR, EBUSY, "x-guest-check reads every page: not while an incoming migration "
+			    "is %s", mig_status_str(info.status));
+		mig_info_clear(&info);
+		return NULL;
+	}
+	mig_info_clear(&info);
+	n = json_node_new(JSON_NODE_OBJECT);
+	o = json_object_new();
 	migd_guest_self_check(d->guest, &checked, &failed);
 	json_object_set_int_member(o, "checked", (gint64)checked);
 	json_object_set_int_member(o, "failed", (gint64)failed);
