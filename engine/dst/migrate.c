@@ -1528,6 +1528,11 @@ static gpointer dst_main_thread(gpointer opaque)
 				g_mutex_lock(&s->lock);
 				mig_set_runstate_locked(s, MIG_RUN_PAUSED);
 				g_mutex_unlock(&s->lock);
+				/* complete as far as this side knows: the VM's own checks
+				 * (migd's integrity sweep) must run if the operator picks
+				 * this side */
+				if (s->vm->incoming_done)
+					s->vm->incoming_done(s->vm_opaque);
 			}
 			mig_mf_dst_abort(s);
 			g_mutex_lock(&s->lock);

@@ -10,7 +10,8 @@ guest:
 - before GO left the source (COMPLETE / PC_RUN cut): the source fails and runs its
   guest; the destination fails with its guest stopped and says the outcome is unknown;
 - RP_READY cut (GO sent into the cut link): both stay stopped; each says why; the
-  operator's `cont` on the source then runs exactly one guest;
+  operator's `cont` on the source then runs exactly one guest; in precopy the operator
+  may pick the destination instead, whose guest then runs whole (every unit checked);
 - GO cut (GO arrived): the destination runs; the source stays stopped and says the
   destination may be running;
 - RP_RUNNING cut: precopy completes on both sides.
@@ -143,6 +144,22 @@ def expect_both_stopped(postcopy):
     run_cut(postcopy, h.F_RP_READY, then)
 
 
+def expect_destination_chosen():
+    """Precopy, RP_READY cut: both stopped, and every page and the state are on the
+    destination, so the operator may pick it instead: `cont` there runs exactly one
+    guest, and it is the whole guest (its integrity sweep checks every unit)."""
+    def then(src, dst, si, di, s_run, d_run, name):
+        h.check(not s_run and not d_run, "%s: running src=%s dst=%s" % (name, s_run, d_run))
+        h.check(di["status"] == "failed", "%s: destination %s" % (name, di["status"]))
+        dst.cmd("cont")
+        dst.wait_running(True)
+        stays(src, False)
+        integ = dst.wait_integrity(60)
+        h.check(integ.get("failed") == 0, "%s: integrity %s" % (name, integ))
+        h.check(running(dst) and not running(src), "%s: after cont on the destination" % name)
+    run_cut(False, h.F_RP_READY, then)
+
+
 def expect_destination_runs(postcopy, cut_after):
     """GO arrived (GO or RP_RUNNING cut): the destination's guest runs, the source's
     never again."""
@@ -171,6 +188,10 @@ def case_precopy_cut_complete():
 
 def case_precopy_cut_ready():
     expect_both_stopped(False)
+
+
+def case_precopy_cut_ready_cont_destination():
+    expect_destination_chosen()
 
 
 def case_precopy_cut_go():
@@ -206,7 +227,8 @@ def case_postcopy_blackhole_run():
 
 
 if __name__ == "__main__":
-    h.main([case_precopy_cut_complete, case_precopy_cut_ready, case_precopy_cut_go,
+    h.main([case_precopy_cut_complete, case_precopy_cut_ready, case_precopy_cut_ready_cont_destination,
+            case_precopy_cut_go,
             case_precopy_cut_running, case_precopy_blackhole_complete,
             case_postcopy_cut_run, case_postcopy_cut_ready, case_postcopy_cut_go,
             case_postcopy_cut_running, case_postcopy_blackhole_run])
