@@ -32,6 +32,12 @@
 #define SETUP_DEADLINE_MS 15000
 /* Connections saying hello at once (mig/dst/open threads); more wait in the backlog. */
 #define MIG_DST_OPENERS 8
+/* The listen backlog: connections the kernel completes while every opener is busy. The
+ * kernel holds at most this many (plus one) in the accept queue, costing migd nothing;
+ * further SYNs are dropped and the peer's TCP retries them (a unix peer's connect
+ * blocks or fails with EAGAIN). So a flood costs at most MIG_DST_OPENERS threads and
+ * fds here, and a bounded queue in the kernel. */
+#define MIG_DST_BACKLOG 16
 
 static gpointer dst_main_thread(gpointer opaque);
 static gpointer urgent_thread(gpointer opaque);
@@ -679,7 +685,7 @@ gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err)
 		g_mutex_unlock(&s->lock);
 		return FALSE;
 	}
-	fd = u.kind == MIG_URI_FD ? mig_session_take_fd(s, &u, err) : mig_uri_listen(&u, 16);
+	fd = u.kind == MIG_URI_FD ? mig_session_take_fd(s, &u, err) : mig_uri_listen(&u, MIG_DST_BACKLOG);
 	if (fd == -EADDRINUSE && u.kind == MIG_URI_UNIX) {
 		g_mutex_unlock(&s->lock);
 		return fail(err, EADDRINUSE, "Failed to listen on '%s': the path is in use: a process listens on "
@@ -766,7 +772,7 @@ gboolean mig_dst_recover(MigSession *s, const char *uri, GError **err)
 	if (d->listen_fd >= 0)
 		close(d->listen_fd);
 	d->listen_fd = -1;
-	fd = mig_uri_listen(&u, 16);
+	fd = mig_uri_listen(&u, MIG_DST_BACKLOG);
 	if (fd < 0) {
 		g_mutex_unlock(&s->lock);
 		return fail(err, -fd, "Failed to listen on '%s': %s", uri, g_strerror(-fd));

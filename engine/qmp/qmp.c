@@ -43,9 +43,6 @@
 #define QMP_MAX_OUTPUT (8u << 20)
 /* How long to leave the listener alone after accept() ran out of resources. */
 #define QMP_ACCEPT_BACKOFF_MS 100
-/* Clients at once: each holds up to QMP_MAX_MESSAGE in and QMP_MAX_OUTPUT out, so an
- * unbounded number of them is unbounded memory; QEMU's users need one or two. */
-#define QMP_MAX_CLIENTS 16
 /* How long run() keeps trying to deliver queued replies after a stop. */
 #define QMP_STOP_FLUSH_MS 1000
 /* How long run() waits, after a stop, for the command the dispatcher is running (a
@@ -130,6 +127,7 @@ struct MigQmpServer {
 
 	GMutex lock;
 	GPtrArray *clients;     /* QmpClient; membership changes under lock */
+	guint max_clients;      /* set before run; see MIG_QMP_MAX_CLIENTS_DEFAULT */
 	gint stopping;
 
 	GThread *dispatcher;    /* qmp/dispatch */
@@ -954,12 +952,13 @@ static void accept_clients(MigQmpServer *s)
 			}
 			return;
 		}
-		if (s->clients->len >= QMP_MAX_CLIENTS) {
-			static const char busy[] = "{\"error\": {\"class\": \"GenericError\", \"desc\": "
-				"\"too many QMP clients: at most 16 at once\"}}\r\n";
+		if (s->clients->len >= s->max_clients) {
+			char busy[160];
+			int n = g_snprintf(busy, sizeof(busy), "{\"error\": {\"class\": \"GenericError\", \"desc\": "
+					 "\"too many QMP clients: at most %u at once\"}}\r\n", s->max_clients);
 
 			/* best effort: the socket is fresh and the message small */
-			if (send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			if (send(fd, busy, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 				g_debug("qmp: refusing a client: %s", g_strerror(errno));
 			close(fd);
 			continue;
@@ -1270,6 +1269,7 @@ MigQmpServer *mig_qmp_server_new(const char *unix_path, const MigQmpVersion *ver
 	s->commands = g_ptr_array_new_with_free_func(command_free);
 	s->by_name = g_hash_table_new(g_str_hash, g_str_equal);
 	s->clients = g_ptr_array_new_with_free_func(client_unref);
+	s->max_clients = MIG_QMP_MAX_CLIENTS_DEFAULT;
 	g_mutex_init(&s->lock);
 	g_mutex_init(&s->qlock);
 	g_cond_init(&s->qcond);
@@ -1280,6 +1280,12 @@ MigQmpServer *mig_qmp_server_new(const char *unix_path, const MigQmpVersion *ver
 	add_command(s, "getfd", cmd_getfd, s);
 	add_command(s, "closefd", cmd_closefd, s);
 	return s;
+}
+
+void mig_qmp_set_max_clients(MigQmpServer *s, guint n)
+{
+	g_return_if_fail(s != NULL && n >= 1 && n <= MIG_QMP_MAX_CLIENTS_LIMIT);
+	s->max_clients = n;
 }
 
 void mig_qmp_register(MigQmpServer *s, const char *name, MigQmpHandler fn, gpointer opaque)

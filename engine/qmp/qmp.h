@@ -33,6 +33,13 @@ typedef struct MigQmpVersion {
 JsonNode *mig_qmp_version_json(const MigQmpVersion *v);
 
 MigQmpServer *mig_qmp_server_new(const char *unix_path, const MigQmpVersion *version, GError **err);
+/* Clients connected at once; one more gets an error object instead of the greeting
+ * and is disconnected. Each holds up to 1 MiB of input and 8 MiB of output, so the
+ * number is what bounds QMP's memory; QEMU's users need one or two. Before
+ * mig_qmp_server_run; 1 to MIG_QMP_MAX_CLIENTS_LIMIT. */
+#define MIG_QMP_MAX_CLIENTS_DEFAULT 16u
+#define MIG_QMP_MAX_CLIENTS_LIMIT 1024u
+void mig_qmp_set_max_clients(MigQmpServer *s, guint n);
 /* Before mig_qmp_server_run. The commands QEMU marks allow-oob (migrate-pause,
  * migrate-recover, yank, query-yank: a table in qmp.c) accept "exec-oob" and then run
  * in the reader: their handlers must return promptly whatever the guest or the peer do. */

@@ -18,6 +18,7 @@ address it really bound (0.0.0.0), not loopback."""
 import os
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -306,11 +307,13 @@ def case_channels_bound_to_session():
             c.close()
 
 
-def case_qmp_clients_limited():
-    with h.Migd("dst", h.guest_args("64M", incoming="defer")) as dst:
+def qmp_clients_limited(limit, args=()):
+    """limit clients are served (the harness's own and limit - 1 more); one more gets
+    an error naming the limit, not the greeting; a slot freed is taken again."""
+    with h.Migd("dst", h.guest_args("64M", incoming="defer") + list(args)) as dst:
         mode = os.stat(dst.qmp_path).st_mode & 0o777
         h.check(mode == 0o600, "QMP socket mode %o, not 600" % mode)
-        extra = [dst.connect() for _ in range(15)]     # + the harness's own: 16
+        extra = [dst.connect() for _ in range(limit - 1)]     # + the harness's own
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(h.scaled(10))
             s.connect(dst.qmp_path)
@@ -321,15 +324,17 @@ def case_qmp_clients_limited():
                 if not chunk:
                     break
                 data += chunk
-        h.check(b"too many QMP clients" in data and b"QMP" not in data.split(b"too many")[0],
-                "the 17th client got %r, not a refusal" % data)
-        print("17th client: %s" % data.decode().strip())
-        h.check(extra[0].cmd("query-status").get("status") == "inmigrate", "an admitted client stopped working")
-        extra.pop().close()
+        want = b"too many QMP clients: at most %d at once" % limit
+        h.check(want in data and b"QMP" not in data.split(b"too many")[0],
+                "client %d of %d got %r, not a refusal" % (limit + 1, limit, data))
+        print("client %d of %d: %s" % (limit + 1, limit, data.decode().strip()))
+        for q in extra + [dst.qmp]:
+            h.check(q.cmd("query-status").get("status") == "inmigrate", "an admitted client stopped working")
+        (extra or [dst.qmp]).pop().close()
 
         def admitted():
             # the server frees the slot once it has read the leaver's EOF: until then
-            # a newcomer is still the 17th
+            # a newcomer is still one too many
             try:
                 return dst.connect()
             except h.HarnessError as e:
@@ -342,6 +347,19 @@ def case_qmp_clients_limited():
             q.close()
 
 
+def case_qmp_clients_limited():
+    qmp_clients_limited(16)
+
+
+def case_qmp_max_clients_option():
+    qmp_clients_limited(3, ["--qmp-max-clients", "3"])
+    # a limit out of range is refused at startup, naming the option
+    r = subprocess.run([h.tool("migd"), "--qmp", "unix:/nonexistent/q.sock", "--qmp-max-clients", "0"],
+                       capture_output=True, text=True, timeout=h.scaled(20))
+    h.check(r.returncode == 2 and "--qmp-max-clients" in r.stderr,
+            "--qmp-max-clients 0 gave rc %d: %r" % (r.returncode, r.stderr))
+
+
 def case_wildcard_reported():
     with h.Migd("dst", h.guest_args("64M", incoming="tcp:0.0.0.0:0")) as dst:
         uri = dst.listen_uri()
@@ -352,5 +370,6 @@ def case_wildcard_reported():
 if __name__ == "__main__":
     h.main([case_channels_bound_to_session, case_missing_pages_refused, case_multifd_pages_after_complete,
             case_device_chunk_twice, case_unix_live_socket_kept, case_qmp_clients_limited,
+            case_qmp_max_clients_option,
             case_wildcard_reported, case_trickling_hello_does_not_block,
             case_silent_intruder_then_real_source])

@@ -2,7 +2,7 @@
  *
  *   migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp] [--tcp-congestion ALGO]
  *            [--preempt-channels N] [--dst-vcpus N]   (postcopy-latency)
- *            [--guest-mib N]             (precopy-throughput, file, postcopy-auto)
+ *            [--guest-mib N]   (precopy-throughput, file, tls, postcopy-auto)
  *            [--dir DIR]                              (file)
  *            [--cut-ms N] [--outage-s N]              (postcopy-recovery)
  *
@@ -20,6 +20,7 @@
  * but do not fail), 1 some row failed, 2 usage or setup error, 130 interrupted. */
 #include "tools/bench/runner.h"
 #include "channels/io.h"
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,6 +33,7 @@ static const BenchScenario *const scenarios[] = {
 	&bench_file,
 	&bench_postcopy_recovery,
 	&bench_postcopy_auto,
+	&bench_tls,
 };
 
 static const BenchScenario *find_scenario(const char *name)
@@ -48,7 +50,7 @@ static int usage(const char *why)
 		g_printerr("migbench: %s\n", why);
 	g_printerr("usage: migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp] [--tcp-congestion ALGO]\n"
 		   "                [--preempt-channels N] [--dst-vcpus N]   (postcopy-latency)\n"
-		   "                [--guest-mib N]             (precopy-throughput, file, postcopy-auto)\n"
+		   "                [--guest-mib N]   (precopy-throughput, file, tls, postcopy-auto)\n"
 		   "                [--dir DIR]                              (file)\n"
 		   "                [--cut-ms N] [--outage-s N]              (postcopy-recovery)\n"
 		   "scenarios:\n");
@@ -117,7 +119,8 @@ static void remove_tmpdir(const char *path)
 	while (d && (name = g_dir_read_name(d)) != NULL) {
 		g_autofree char *f = g_build_filename(path, name, NULL);
 
-		unlink(f);
+		if (unlink(f) < 0 && errno == EISDIR)
+			remove_tmpdir(f);   /* a scenario's own directory (tls: its credentials) */
 	}
 	rmdir(path);
 }
@@ -130,6 +133,7 @@ static void bench_clear(Bench *b)
 	g_free(b->tcp_cc);
 	g_free(b->faultlat);
 	g_free(b->tmpdir);
+	g_free(b->tls_dir);
 	g_free(b->command);
 	g_ptr_array_unref(b->notes);
 }

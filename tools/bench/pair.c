@@ -126,6 +126,28 @@ char *bench_dst_port(Bench *b, MigPair *p, GError **err)
 	return NULL;
 }
 
+gboolean bench_mig_sample(JsonObject *o, MigSample *s, GError **err)
+{
+	JsonObject *ram = bench_obj_obj(o, "ram");
+	gint64 active_ms;
+
+	s->total_ms = bench_obj_int(o, "total-time", -1);
+	s->setup_ms = bench_obj_int(o, "setup-time", 0);
+	s->downtime_ms = bench_obj_int(o, "downtime", -1);
+	s->cpu_ms = bench_obj_int(o, "x-migration-thread-cpu-ms", -1);
+	s->ram_total = (guint64)bench_obj_int(ram, "total", 0);
+	s->ram_transferred = (guint64)bench_obj_int(ram, "transferred", 0);
+	active_ms = s->total_ms - s->setup_ms;
+	if (!s->ram_total || active_ms <= 0) {
+		g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED,
+			    "completed without usable figures (ram.total %" G_GUINT64_FORMAT ", total-time %" G_GINT64_FORMAT
+			    " ms, setup-time %" G_GINT64_FORMAT " ms)", s->ram_total, s->total_ms, s->setup_ms);
+		return FALSE;
+	}
+	s->gbps = (double)s->ram_total / ((double)active_ms / 1e3) / 1e9;
+	return TRUE;
+}
+
 /* Polls the source until the migration ends; returns its last query-migrate if it
  * completed. */
 JsonObject *bench_wait_source(Bench *b, MigPair *p, GError **err)

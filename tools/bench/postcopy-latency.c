@@ -19,7 +19,7 @@ const PcBackend pc_backends[PC_BACKENDS] = {
 
 static const char *const arm_names[N_ARMS] = { "preempt off", "preempt", "preempt+break-huge", "preempt+bh+channels" };
 
-static PcRow *pc_row_new(guint bi, PcArm arm)
+PcRow *pc_row_new(guint bi, PcArm arm)
 {
 	PcRow *r = g_new0(PcRow, 1);
 
@@ -104,7 +104,7 @@ static gboolean pc_figures(Bench *b, const PcRow *row, JsonObject *src_done, Jso
 	return TRUE;
 }
 
-static gboolean pc_run(Bench *b, const PcNet *net, PcRow *row, guint64 guest, PcSample *s, GError **err)
+gboolean pc_run(Bench *b, const PcNet *net, PcRow *row, guint64 guest, PcSample *s, GError **err)
 {
 	guint seq = ++b->seq;
 	gboolean huge = pc_backends[row->bi].huge;
@@ -132,6 +132,7 @@ static gboolean pc_run(Bench *b, const PcNet *net, PcRow *row, guint64 guest, Pc
 	 * of the listener, which may name an address the source cannot reach. */
 	ok = bench_pair_start(b, &src, &dst, &p, err) && bench_qmp_run(p.qdst, "destination", "migrate-set-capabilities", caps, err) &&
 	     bench_qmp_run(p.qsrc, "source", "migrate-set-capabilities", caps, err) && pc_set_break_huge(b, &p, row, err) &&
+	     (!row->tls || bench_tls_enable(b, &p, err)) &&
 	     bench_qmp_run(p.qsrc, "source", "migrate-set-parameters",
 		     "{\"max-bandwidth\":0,\"downtime-limit\":1,\"x-postcopy-after-passes\":1}", err) &&
 	     (port = net->bed ? g_strdup_printf("%u", PC_BED_PORT) : bench_dst_port(b, &p, err)) != NULL;

@@ -40,6 +40,7 @@ typedef struct PcRow {
 	char *error;
 	gboolean traced;            /* the preempt arm again, with mig-faultlat --stages attached */
 	gboolean untraced;          /* the preempt arm again, its destination without --trace-latency */
+	gboolean tls;               /* the tls scenario: over TLS (bench_tls_enable) */
 } PcRow;
 
 typedef struct PcFloor {
@@ -82,7 +83,11 @@ extern const PcBackend pc_backends[PC_BACKENDS];
 
 /* postcopy-latency.c */
 const char *pc_arm_name(const PcRow *r);
+PcRow *pc_row_new(guint bi, PcArm arm);
 void pc_row_free(PcRow *r);
+/* One migration of row's arm on net (the bed: net->bed with b->net set), verified, its
+ * figures in s. */
+gboolean pc_run(Bench *b, const PcNet *net, PcRow *row, guint64 guest, PcSample *s, GError **err);
 
 /* postcopy-latency-link.c: the bed's rate check and the floor */
 gboolean pc_bed_check(Bench *b, PcNet *net, GError **err);

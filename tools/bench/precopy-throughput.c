@@ -29,34 +29,12 @@ typedef struct MigCell {
 	guint64 guest_bytes;
 } MigCell;
 
-static gboolean sample_from_source(JsonObject *o, MigSample *s, GError **err)
-{
-	JsonObject *ram = bench_obj_obj(o, "ram");
-	gint64 active_ms;
-
-	s->total_ms = bench_obj_int(o, "total-time", -1);
-	s->setup_ms = bench_obj_int(o, "setup-time", 0);
-	s->downtime_ms = bench_obj_int(o, "downtime", -1);
-	s->cpu_ms = bench_obj_int(o, "x-migration-thread-cpu-ms", -1);
-	s->ram_total = (guint64)bench_obj_int(ram, "total", 0);
-	s->ram_transferred = (guint64)bench_obj_int(ram, "transferred", 0);
-	active_ms = s->total_ms - s->setup_ms;
-	if (!s->ram_total || active_ms <= 0) {
-		g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED,
-			    "completed without usable figures (ram.total %" G_GUINT64_FORMAT ", total-time %" G_GINT64_FORMAT
-			    " ms, setup-time %" G_GINT64_FORMAT " ms)", s->ram_total, s->total_ms, s->setup_ms);
-		return FALSE;
-	}
-	s->gbps = (double)s->ram_total / ((double)active_ms / 1e3) / 1e9;
-	return TRUE;
-}
-
 /* Waits for the migration to end; fills the sample when it completed. */
 static gboolean wait_migration(Bench *b, MigPair *p, MigSample *s, GError **err)
 {
 	g_autoptr(JsonObject) o = bench_wait_source(b, p, err);
 
-	return o && sample_from_source(o, s, err);
+	return o && bench_mig_sample(o, s, err);
 }
 
 /* precopy-throughput's pair: an idle source, a destination on loopback. */

@@ -86,6 +86,7 @@ typedef struct Bench {
 	guint seq;                  /* numbers per-run file names */
 	guint64 huge_added;         /* 2M huge pages we added to nr_hugepages */
 	BenchNet *net;              /* the netns bed while a scenario uses it */
+	char *tls_dir;              /* tls: the openssl-made credentials, QEMU's file names */
 } Bench;
 
 typedef struct BenchScenario {
@@ -97,7 +98,7 @@ typedef struct BenchScenario {
 
 /* the scenarios, one file each */
 extern const BenchScenario bench_precopy_throughput, bench_postcopy_latency, bench_device_downtime, bench_file,
-	bench_postcopy_recovery, bench_postcopy_auto;
+	bench_postcopy_recovery, bench_postcopy_auto, bench_tls;
 
 /* ---- runner.c ---- */
 
@@ -162,7 +163,15 @@ gboolean bench_qmp_run(QmpClient *q, const char *side, const char *cmd, const ch
 gboolean bench_set_multifd(QmpClient *q, const char *side, guint channels, GError **err);
 char *bench_dst_port(Bench *b, MigPair *p, GError **err);
 JsonObject *bench_wait_source(Bench *b, MigPair *p, GError **err);
+/* A completed migration's figures from the source's last query-migrate. */
+gboolean bench_mig_sample(JsonObject *o, MigSample *s, GError **err);
 gboolean bench_wait_integrity(Bench *b, MigPair *p, MigSample *s, GError **err);
+
+/* ---- tls.c ---- */
+
+/* TLS on the pair before it migrates: x509 credentials from b->tls_dir (verify-peer
+ * on both ends), the source checking the server's certificate as "localhost". */
+gboolean bench_tls_enable(Bench *b, MigPair *p, GError **err);
 
 /* ---- report.c ---- */
 

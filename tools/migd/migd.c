@@ -259,12 +259,14 @@ int main(int argc, char **argv)
 	g_autofree char *name = NULL, *qmp = NULL, *mem = NULL, *backend = NULL, *huge = NULL;
 	g_autofree char *workload = NULL, *incoming = NULL;
 	g_auto(GStrv) device_specs = NULL, object_specs = NULL;
-	gint vcpus = 1;
+	gint vcpus = 1, qmp_max_clients = (gint)MIG_QMP_MAX_CLIENTS_DEFAULT;
 	gboolean prealloc = FALSE, trace_lat = FALSE, paused = FALSE;
 	gint64 seed = 1;
 	GOptionEntry entries[] = {
 		{ "name", 0, 0, G_OPTION_ARG_STRING, &name, "Name of this VM", "NAME" },
 		{ "qmp", 0, 0, G_OPTION_ARG_STRING, &qmp, "QMP socket (unix:PATH)", "URI" },
+		{ "qmp-max-clients", 0, 0, G_OPTION_ARG_INT, &qmp_max_clients,
+		  "QMP clients served at once (default 16); one more is refused", "N" },
 		{ "memory", 'm', 0, G_OPTION_ARG_STRING, &mem, "Guest memory size (default 256M)", "SIZE" },
 		{ "mem-backend", 0, 0, G_OPTION_ARG_STRING, &backend, "anon (default), memfd or hugetlb", "KIND" },
 		{ "hugepage-size", 0, 0, G_OPTION_ARG_STRING, &huge, "2M (default) or 1G", "SIZE" },
@@ -308,6 +310,11 @@ int main(int argc, char **argv)
 		g_printerr("migd: --qmp unix:PATH is required\n");
 		return 2;
 	}
+	if (qmp_max_clients < 1 || qmp_max_clients > (gint)MIG_QMP_MAX_CLIENTS_LIMIT) {
+		g_printerr("migd: --qmp-max-clients must be 1 to %u, not %d\n", MIG_QMP_MAX_CLIENTS_LIMIT,
+			   qmp_max_clients);
+		return 2;
+	}
 	if ((mem && !mig_parse_size(mem, &cfg.mem_size)) ||
 	    (backend && !mig_mem_backend_parse(backend, &cfg.backend)) ||
 	    (huge && !mig_parse_size(huge, (guint64 *)&cfg.hugepage_size)) || vcpus < 1 || vcpus > 256) {
@@ -345,6 +352,8 @@ int main(int argc, char **argv)
 		trace_latency_start();
 
 	d.qmp = mig_qmp_server_new(g_str_has_prefix(qmp, "unix:") ? qmp + 5 : qmp, &migd_version, &err);
+	if (d.qmp)
+		mig_qmp_set_max_clients(d.qmp, (guint)qmp_max_clients);
 	if (!d.qmp) {
 		g_printerr("migd: QMP socket %s: %s\n", qmp, err->message);
 		return 1;
