@@ -23,7 +23,7 @@ The phases, as libvirt runs them for `virsh migrate --live [--postcopy ...]`:
 Cases: -S (prelaunch); precopy; postcopy + preempt + multifd; cancel (while active,
 and in pre-switchover); fd: (a socketpair passed with getfd to both sides); a second
 migrate-incoming after a failed one; the same precopy conversation through QEMU's own
-qemu.qmp library when it is importable.
+qemu.qmp library (QEMU 7.2's, fetched from Debian's qemu source package by the test setup).
 """
 import asyncio
 import json
@@ -613,25 +613,37 @@ async def qemu_qmp_conversation(qmp_mod, src, dst):
         await d.disconnect()
 
 
-def case_qemu_qmp():
+# Where tools/lib-setup.sh's mig_fetch_qemu_qmp extracts QEMU's python/qemu/qmp.
+QEMU_QMP_DIR = os.environ.get("MIG_QEMU_QMP_DIR") or "/var/cache/mig/qemu-qmp"
+
+
+def import_qemu_qmp():
+    """QEMU's library: installed, or fetched by the test setup from Debian's qemu source
+    package. Missing is a failure naming the setup step, never a skip."""
+    try:
+        import qemu.qmp as qmp_mod
+        return qmp_mod
+    except ImportError:
+        pass
+    h.check(os.path.isfile(os.path.join(QEMU_QMP_DIR, "qemu", "qmp", "__init__.py")),
+            "qemu.qmp is not importable and not in %s: the test setup fetches it from Debian's qemu "
+            "source package (tools/lib-setup.sh, mig_fetch_qemu_qmp, run by tools/run-tests); "
+            "it failed or did not run" % QEMU_QMP_DIR)
+    sys.path.insert(0, QEMU_QMP_DIR)
     import qemu.qmp as qmp_mod
+    return qmp_mod
+
+
+def case_qemu_qmp():
+    qmp_mod = import_qemu_qmp()
     src, dst = migds()
     asyncio.run(qemu_qmp_conversation(qmp_mod, src, dst))
     check_integrity(dst)
 
 
 def cases():
-    found = [case_prelaunch, case_precopy, case_postcopy_preempt_multifd, case_cancel, case_fd,
-             case_incoming_again]
-    try:
-        import qemu.qmp  # noqa: F401
-    except ImportError:
-        # QEMU's library is not a Debian package: where it is absent the case is left
-        # out, not skipped (a skip must name a kernel feature)
-        pass
-    else:
-        found.append(case_qemu_qmp)
-    return found
+    return [case_prelaunch, case_precopy, case_postcopy_preempt_multifd, case_cancel, case_fd,
+            case_incoming_again, case_qemu_qmp]
 
 
 if __name__ == "__main__":
