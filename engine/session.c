@@ -307,7 +307,44 @@ gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 	return TRUE;
 }
 
+void mig_session_set_incoming_failed_cb(MigSession *s, MigIncomingFailedFn fn, gpointer opaque)
+{
+	g_mutex_lock(&s->lock);
+	s->incoming_failed_fn = fn;
+	s->incoming_failed_opaque = opaque;
+	g_mutex_unlock(&s->lock);
+}
+
+void mig_session_incoming_failed(MigSession *s)
+{
+	MigIncomingFailedFn fn;
+	gpointer opaque;
+	gboolean exit_on_error;
+	g_autofree char *why = NULL;
+
+	g_mutex_lock(&s->lock);
+	/* a guest that ran here (or may: the switchover's outcome unknown, all of it here)
+	 * is the operator's to decide on, not thrown away with the process */
+	if (s->status != MIG_STATUS_FAILED || s->runstate != MIG_RUN_INMIGRATE || s->dst_failure_told) {
+		g_mutex_unlock(&s->lock);
+		return;
+	}
+	s->dst_failure_told = TRUE;
+	fn = s->incoming_failed_fn;
+	opaque = s->incoming_failed_opaque;
+	exit_on_error = s->dst_exit_on_error;
+	why = g_strdup(s->error ? s->error : "unknown error");
+	g_mutex_unlock(&s->lock);
+	if (fn)
+		fn(opaque, why, exit_on_error);
+}
+
 gboolean mig_session_incoming(MigSession *s, const char *uri, GError **err)
+{
+	return mig_session_incoming_full(s, uri, FALSE, err);
+}
+
+gboolean mig_session_incoming_full(MigSession *s, const char *uri, gboolean exit_on_error, GError **err)
 {
 	gboolean ok;
 	MigTlsRun tls;
@@ -321,7 +358,7 @@ gboolean mig_session_incoming(MigSession *s, const char *uri, GError **err)
 		mig_tls_forget_channels_locked(s);   /* a retry after a failed incoming */
 	}
 	g_mutex_unlock(&s->lock);
-	return ok && mig_dst_listen(s, uri, err);
+	return ok && mig_dst_listen(s, uri, exit_on_error, err);
 }
 
 gboolean mig_session_start_postcopy(MigSession *s, GError **err)

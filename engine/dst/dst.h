@@ -4,7 +4,7 @@
 #include "engine/session_int.h"
 
 /* migrate-incoming: listens on uri and admits channels until the session is freed. */
-gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err);
+gboolean mig_dst_listen(MigSession *s, const char *uri, gboolean exit_on_error, GError **err);
 /* migrate-pause on the destination (postcopy-active or recovering): cuts every
  * channel; the loader pauses. Without s->lock. */
 void mig_dst_pause(MigSession *s);

@@ -437,8 +437,10 @@ static gpointer file_thread(gpointer opaque)
 	FileLoad *fl = opaque;
 	g_autoptr(GError) err = NULL;
 
-	if (!load(fl, &err))
+	if (!load(fl, &err)) {
 		mig_session_report_error(fl->s, "%s", err->message);
+		mig_session_incoming_failed(fl->s);
+	}
 	return NULL;
 }
 

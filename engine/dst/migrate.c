@@ -653,7 +653,7 @@ static gboolean retry_after_failure(MigSession *s, GError **err)
 	return TRUE;
 }
 
-gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err)
+gboolean mig_dst_listen(MigSession *s, const char *uri, gboolean exit_on_error, GError **err)
 {
 	MigUri u;
 	char local[300];
@@ -664,6 +664,12 @@ gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err)
 		return fail(err, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT, unix:PATH, fd:NAME or file:PATH[,offset=N])", uri);
 	if (!retry_after_failure(s, err))
 		return FALSE;
+	g_mutex_lock(&s->lock);
+	if (!s->dst && s->status == MIG_STATUS_NONE) {   /* else refused below: the running one keeps its own */
+		s->dst_exit_on_error = exit_on_error;
+		s->dst_failure_told = FALSE;
+	}
+	g_mutex_unlock(&s->lock);
 	if (u.kind == MIG_URI_FILE)
 		return mig_file_dst_start(s, &u, err);
 	g_mutex_lock(&s->lock);
@@ -1535,6 +1541,7 @@ static gpointer dst_main_thread(gpointer opaque)
 			g_mutex_unlock(&s->lock);
 			iov = (struct iovec){ why, strlen(why) };
 			mig_dst_rp_send(s, MIG_F_RP_ERROR, &iov, 1);
+			mig_session_incoming_failed(s);
 		}
 		break;
 	}

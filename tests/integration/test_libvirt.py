@@ -29,6 +29,8 @@ import asyncio
 import json
 import os
 import socket
+import struct
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -112,6 +114,7 @@ class Monitor:
         self.sock.settimeout(h.scaled(10))
         self.sock.connect(path)
         self.buf = b""
+        self.eof = False
         self.serial = 0
         self.events = []
         self.sent = []              # every command, for the log of a failure
@@ -186,7 +189,9 @@ class Monitor:
                 chunk = self.sock.recv(65536)
             except socket.timeout:
                 return
-            h.check(chunk, "%s: monitor closed" % self.name)
+            if not chunk:
+                self.eof = True         # what came before it is still read
+                return
             self.buf += chunk
 
     def take(self, name, match=None):
@@ -201,8 +206,9 @@ class Monitor:
             e = self.take(name, match)
             if e:
                 return e
-            h.check(not deadline.expired(), "%s: no %s event in %.0f s; have %s"
-                    % (self.name, name, timeout, [(x["event"], x.get("data")) for x in self.events]))
+            h.check(not deadline.expired() and not self.eof, "%s: no %s event in %.0f s%s; have %s"
+                    % (self.name, name, timeout, " (monitor closed)" if self.eof else "",
+                       [(x["event"], x.get("data")) for x in self.events]))
             self.pump(0.2)
 
     def query_migrate(self):
@@ -541,6 +547,59 @@ def case_incoming_again():
     md.close()
 
 
+def garbage_source(uri):
+    """A source that opens the main channel properly and then sends a frame of no known
+    type: the incoming migration fails."""
+    peer = socket.create_connection(h.tcp_port(uri), timeout=h.scaled(10))
+    peer.sendall(h.hello(session=os.urandom(16)))
+    reply = h.read_hello_reply(peer)
+    h.check(reply is not None and reply[1] == 0, "main channel refused: %r" % (reply,))
+    peer.sendall(struct.pack(">IHH", 0, 0x7777, 0))
+    return peer
+
+
+def case_exit_on_error():
+    """migrate-incoming's exit-on-error with QEMU's meaning. Default (true): the failed
+    incoming migration is reported (MIGRATION failed, the error on stderr) and the process
+    exits with an error status, as QEMU's does. False: it stays up in failed with the
+    error in error-desc, its guest in inmigrate, and takes migrate-incoming again."""
+    for eoe in (None, False):
+        dst = h.Migd("dst", GUEST + ["-S", "--incoming", "defer"])
+        md = Monitor(dst.qmp_path, "dst")
+        dst_caps = process_start(md, "inmigrate")
+        set_caps(md, dst_caps, {"late-block-activate"})
+        args = {"uri": "tcp:127.0.0.1:0"}
+        if eoe is not None:
+            args["exit-on-error"] = eoe
+        md.cmd("migrate-incoming", args)
+        uri = h.uri_of(md.query_migrate()["socket-address"][0])
+        if eoe is None:
+            dst.expect_exit()
+        peer = garbage_source(uri)
+        md.wait_event("MIGRATION", 30, lambda d: d["status"] == "failed")
+        if eoe is None:
+            try:
+                rc = dst.proc.wait(timeout=h.scaled(15))
+            except subprocess.TimeoutExpired:
+                raise AssertionError("destination still runs 15 s after its failed incoming migration")
+            log = dst._read_log(dst.stderr_path)
+            h.check(rc == 1, "destination exited with %r after the failure, QEMU's is 1" % rc)
+            h.check("load of migration failed" in log and "unknown frame type" in log,
+                    "the exit does not report the failure:\n%s" % dst.log_tail(20))
+            print("exit-on-error true: exited with status %d" % rc)
+        else:
+            info = md.query_migrate()
+            h.check(info["status"] == "failed" and info.get("error-desc"), "exit-on-error false: %s" % info)
+            h.check(md.cmd("query-status")["status"] == "inmigrate", "guest left inmigrate")
+            md.cmd("migrate-incoming", {"uri": "tcp:127.0.0.1:0", "exit-on-error": False})
+            h.check(md.query_migrate().get("status") == "setup", "no second incoming migration")
+            h.check(dst.alive(), "destination exited with exit-on-error false")
+            print("exit-on-error false: stayed up: %s" % info["error-desc"])
+        peer.close()
+        md.close()
+        dst.kill()
+
+
 def case_prelaunch():
     """migd -S: QEMU's prelaunch until cont; and migrating such a guest keeps it
     from ever running on the source."""
@@ -643,7 +702,7 @@ def case_qemu_qmp():
 
 def cases():
     return [case_prelaunch, case_precopy, case_postcopy_preempt_multifd, case_cancel, case_fd,
-            case_incoming_again, case_qemu_qmp]
+            case_incoming_again, case_exit_on_error, case_qemu_qmp]
 
 
 if __name__ == "__main__":
