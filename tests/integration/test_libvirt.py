@@ -35,6 +35,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mig_harness as h  # noqa: E402
+from test_recovery import check_paused, check_recovery_events  # noqa: E402
 
 GUEST = ["-m", "32M", "--mem-backend", "anon"]
 SIZE = 32 * h.MiB
@@ -616,13 +617,77 @@ def case_prelaunch():
         m.close()
 
 
-# Postcopy recovery (migrate-pause, migrate-recover, migrate {resume: true}) joins the
-# conversation here once the recovery commands exist, as libvirt runs it for
-# `virsh migrate --postcopy-resume`: query-migrate on both sides says postcopy-paused,
-# destination migrate-recover {uri}, source migrate {detach: true, resume: true, uri},
-# then Finish and Confirm as above. It is not a case yet, so that it cannot skip.
-def postcopy_recovery_conversation():
-    raise NotImplementedError("postcopy recovery is not in mig yet")
+def statuses_until(mon, final, timeout=60):
+    """The MIGRATION statuses mon announces, in order, up to one of final."""
+    seen = []
+    deadline = h.Deadline(h.scaled(timeout))
+    while True:
+        e = mon.take("MIGRATION")
+        if e:
+            seen.append(e["data"]["status"])
+            if seen[-1] in final:
+                return seen
+            continue
+        h.check(not deadline.expired() and not mon.eof, "%s: no %s in %.0f s; statuses %s"
+                % (mon.name, final, timeout, seen))
+        mon.pump(0.2)
+
+
+def case_postcopy_recovery():
+    """virsh migrate --postcopy; the link broken in postcopy-active (virsh domjobabort
+    --postcopy: migrate-pause on the source); then virsh migrate --postcopy
+    --postcopy-resume as libvirt runs it (qemuMigrationSrcBeginResume,
+    qemuMigrationDstPrepareResume, qemuMigrationSrcPerformResume): query-migrate on both
+    sides must say postcopy-paused (parsed with libvirt's rules), migrate-recover on the
+    destination, migrate {detach, resume: true, uri} on the source, both back in
+    postcopy-active with the recovery's events, Finish and Confirm, integrity intact.
+    The pages trickle (--postcopy-bandwidth) so that the pause finds most of them
+    missing; before the resume `virsh migrate-setspeed --postcopy 0` lets them go."""
+    src, dst = migds()
+    # scaffolding, not libvirt's: postcopy at the third pass at the latest, so the case
+    # never ends in precopy (libvirt's migrate-start-postcopy at the second comes first)
+    src.set_params({"x-postcopy-after-passes": 3})
+    c = Conversation(src, dst, caps={"return-path", "postcopy-ram", "postcopy-preempt"},
+                     params={"downtime-limit": 1, "max-bandwidth": 24 * h.MiB,
+                             "max-postcopy-bandwidth": 256 * h.KiB})
+    ms, md = c.ms, c.md
+    c.begin()
+    c.prepare()
+    h.check(c.perform(postcopy=True) == "postcopy-active", "no postcopy to break")
+    md.wait_event("MIGRATION", 60, lambda d: d["status"] == "postcopy-active")
+    md.cmd("cont")              # Finish began: the guest runs on the destination
+    md.wait_event("RESUME")
+    ms.cmd("migrate-pause")     # virsh domjobabort --postcopy
+    for mon in (ms, md):
+        statuses_until(mon, ("postcopy-paused",), 30)
+    check_paused(src, dst, paused_by=src)
+
+    # qemuMigrationSrcBeginResume: the source must be paused
+    h.check(ms.query_migrate()["status"] == "postcopy-paused", "source not paused")
+    # qemuMigrationDstPrepareResume: paused, then migrate-recover on the new address
+    h.check(md.query_migrate()["status"] == "postcopy-paused", "destination not paused")
+    md.cmd("migrate-recover", {"uri": "tcp:127.0.0.1:0"})
+    info = md.query_migrate()
+    h.check(info["status"] == "postcopy-recover-setup", "destination after migrate-recover: %s" % info)
+    uri = h.uri_of(info["socket-address"][0])
+    # qemuMigrationSrcPerformResume, the pages no longer held back (the rate a
+    # postcopy's channels take when they open)
+    ms.cmd("migrate-set-parameters", {"max-postcopy-bandwidth": 0})
+    ms.cmd("migrate", {"detach": True, "resume": True, "uri": uri})
+    src_seen = statuses_until(ms, ("postcopy-active", "completed"))
+    dst_seen = statuses_until(md, ("postcopy-active", "completed"))
+    check_recovery_events("src", src_seen + ["postcopy-active"] * (src_seen[-1] == "completed"))
+    check_recovery_events("dst", dst_seen + ["postcopy-active"] * (dst_seen[-1] == "completed"))
+    print("recovered: source %s, destination %s" % (src_seen, dst_seen))
+
+    # Finish (the guest already runs) and Confirm
+    if dst_seen[-1] != "completed":
+        statuses_until(md, ("completed",))
+    h.check(md.query_migrate()["status"] == "completed", "destination not completed")
+    reset(md, c.dst_caps, c.dst_saved)
+    c.confirm()
+    c.close()
+    check_integrity(dst)
 
 
 async def qemu_qmp_conversation(qmp_mod, src, dst):
@@ -702,7 +767,8 @@ def case_qemu_qmp():
 
 def cases():
     return [case_prelaunch, case_precopy, case_postcopy_preempt_multifd, case_cancel, case_fd,
-            case_incoming_again, case_exit_on_error, case_qemu_qmp]
+            case_incoming_again, case_exit_on_error, case_postcopy_recovery,
+            case_qemu_qmp]
 
 
 if __name__ == "__main__":
