@@ -31,6 +31,8 @@ const char *mig_runstate_str(MigRunState r)
 	return (guint)r < G_N_ELEMENTS(names) ? names[r] : "?";
 }
 
+static gboolean src_cancel(MigSession *s, GError **err);
+
 MigSession *mig_session_new(const char *name)
 {
 	MigSession *s = g_new0(MigSession, 1);
@@ -51,7 +53,7 @@ void mig_session_free(MigSession *s)
 {
 	if (!s)
 		return;
-	mig_session_cancel(s, NULL);
+	src_cancel(s, NULL);
 	g_mutex_lock(&s->lock);
 	if (s->src)
 		mig_src_quit(s->src);
@@ -396,7 +398,8 @@ gboolean mig_session_continue(MigSession *s, MigStatus state, GError **err)
 	return ok;
 }
 
-gboolean mig_session_cancel(MigSession *s, GError **err)
+/* The source's cancel; also what the session's teardown uses. */
+static gboolean src_cancel(MigSession *s, GError **err)
 {
 	g_mutex_lock(&s->lock);
 	if (mig_status_is_postcopy_run(s->status) || s->status == MIG_STATUS_POSTCOPY_DEVICE) {
@@ -416,6 +419,16 @@ gboolean mig_session_cancel(MigSession *s, GError **err)
 	}
 	g_mutex_unlock(&s->lock);
 	return TRUE;
+}
+
+gboolean mig_session_cancel(MigSession *s, GError **err)
+{
+	gboolean incoming;
+
+	g_mutex_lock(&s->lock);
+	incoming = s->dst && !s->src && !mig_status_is_postcopy_run(s->status) && s->status != MIG_STATUS_POSTCOPY_DEVICE;
+	g_mutex_unlock(&s->lock);
+	return incoming ? mig_dst_cancel(s, err) : src_cancel(s, err);
 }
 
 gboolean mig_session_has_channels(MigSession *s)

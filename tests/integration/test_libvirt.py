@@ -446,6 +446,9 @@ def case_cancel():
         c = Conversation(src, dst, caps={"return-path"})
         c.begin()
         c.prepare()
+        # libvirt's Prepare leaves exit-on-error at QEMU's default: the destination
+        # ends once the source cancels, and libvirt's Finish reaps it
+        dst.expect_exit()
         c.params = params
         ms = c.ms
         c.src_saved = saved_params(ms)
@@ -469,6 +472,11 @@ def case_cancel():
         # the guest kept its memory intact through all of it
         check = src.cmd("x-guest-check")
         h.check(check["failed"] == 0, "source guest after cancel: %s" % check)
+        try:
+            rc = dst.proc.wait(timeout=h.scaled(15))
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the destination still runs 15 s after the source cancelled")
+        h.check(rc == 1, "the destination exited with %r after the source cancelled, QEMU's is 1" % rc)
         c.close()
         src.kill()
         dst.kill()
@@ -507,18 +515,24 @@ def case_fd():
     check_integrity(dst)
 
 
+def listening_destination(**incoming):
+    """A -S/defer destination after libvirt's process start and Prepare's capabilities,
+    listening (migrate-incoming plus the given arguments): (migd, monitor, caps, uri)."""
+    dst = h.Migd("dst", GUEST + ["-S", "--incoming", "defer"])
+    md = Monitor(dst.qmp_path, "dst")
+    dst_caps = process_start(md, "inmigrate")
+    set_caps(md, dst_caps, {"late-block-activate"})
+    md.cmd("migrate-incoming", dict({"uri": "tcp:127.0.0.1:0"}, **incoming))
+    return dst, md, dst_caps, h.uri_of(md.query_migrate()["socket-address"][0])
+
+
 def case_incoming_again():
     """A destination whose incoming migration failed (its source died mid-stream) is
     reset and takes migrate-incoming again, as QEMU with exit-on-error false; the second
     migration must leave nothing of the first in guest memory."""
-    dst = h.Migd("dst", GUEST + ["-S", "--incoming", "defer"])
-    first = h.Migd("src1", GUEST + ["--workload", "seq", "--seed", "7"])
-    md = Monitor(dst.qmp_path, "dst")
-    dst_caps = process_start(md, "inmigrate")
+    dst, md, dst_caps, uri = listening_destination(**{"exit-on-error": False})
     saved = saved_params(md)
-    set_caps(md, dst_caps, {"late-block-activate"})
-    md.cmd("migrate-incoming", {"uri": "tcp:127.0.0.1:0", "exit-on-error": False})
-    uri = h.uri_of(md.query_migrate()["socket-address"][0])
+    first = h.Migd("src1", GUEST + ["--workload", "seq", "--seed", "7"])
     first.set_params({"max-bandwidth": 16 * h.MiB})
     first.cmd("migrate", uri=uri)
     # killed with a good part of its memory (another seed's data) in the destination
@@ -533,12 +547,17 @@ def case_incoming_again():
     h.check(st["status"] == "inmigrate", "destination after the failure: %s" % st)
 
     # half its units zero: sent as zero pages, which must not find the first's data
-    second = h.Migd("src2", GUEST + ["--workload", "idle,zero=0.5"])
     set_caps(md, dst_caps, {"late-block-activate"})
-    md.cmd("migrate-incoming", {"uri": "tcp:127.0.0.1:0", "exit-on-error": False})
+    second_incoming(dst, md, {"exit-on-error": False})
+
+
+def second_incoming(dst, md, incoming):
+    """migrate-incoming again after a failed or cancelled one, from a source whose half
+    zero units, sent as zero pages, must not find the first one's data."""
+    second = h.Migd("src2", GUEST + ["--workload", "idle,zero=0.5"])
+    md.cmd("migrate-incoming", dict({"uri": "tcp:127.0.0.1:0"}, **incoming))
     info = md.query_migrate()
     h.check(info.get("status") == "setup" and "error-desc" not in info, "second incoming: %s" % info)
-    second.set_caps({"events": True})
     second.set_params(h.FAST_PARAMS)
     second.cmd("migrate", uri=h.uri_of(info["socket-address"][0]))
     second.wait_status("completed", 60)
@@ -546,6 +565,39 @@ def case_incoming_again():
     md.cmd("cont")
     check_integrity(dst)
     md.close()
+
+
+def case_incoming_cancel():
+    """migrate_cancel on the destination while the migration is active stops it for real:
+    cancelling then cancelled, the guest never started (inmigrate), the channels closed
+    (nothing to yank, the listener gone), the source told (failed, its guest running and
+    intact); then migrate-incoming again takes a second source, whose zero pages must not
+    find the first one's data."""
+    dst, md, dst_caps, uri = listening_destination()
+    first = h.Migd("src1", GUEST + ["--workload", "seq", "--seed", "7"])
+    first.set_caps({"events": True})
+    first.set_params({"max-bandwidth": 8 * h.MiB})
+    first.cmd("migrate", uri=uri)
+    md.wait_event("MIGRATION", 30, lambda d: d["status"] == "active")
+    h.wait_until(lambda: (first.query_migrate().get("ram") or {}).get("transferred", 0) >= 8 * h.MiB,
+                 30, "the source to send 8 MiB")
+    md.cmd("migrate_cancel")
+    md.wait_event("MIGRATION", 30, lambda d: d["status"] == "cancelling")
+    md.wait_event("MIGRATION", 30, lambda d: d["status"] == "cancelled")
+    info = md.query_migrate()
+    h.check(info["status"] == "cancelled" and "socket-address" not in info, "after cancel: %s" % info)
+    h.check(md.cmd("query-status")["status"] == "inmigrate", "the guest left inmigrate")
+    h.check(md.take("RESUME") is None, "the destination's guest started")
+    h.check(md.cmd("query-yank") == [], "channels still open after the cancel")
+    h.expect_listener_closed(uri)
+    why = first.wait_status("failed", 30).get("error-desc", "")
+    h.check("cancel" in why, "the source's error-desc does not name the cancel: %r" % why)
+    first.wait_running(True)
+    check = first.cmd("x-guest-check")
+    h.check(check["failed"] == 0, "source guest after the destination's cancel: %s" % check)
+    print("cancelled: source says %r" % why)
+    first.kill()
+    second_incoming(dst, md, {})
 
 
 def garbage_source(uri):
@@ -565,15 +617,7 @@ def case_exit_on_error():
     exits with an error status, as QEMU's does. False: it stays up in failed with the
     error in error-desc, its guest in inmigrate, and takes migrate-incoming again."""
     for eoe in (None, False):
-        dst = h.Migd("dst", GUEST + ["-S", "--incoming", "defer"])
-        md = Monitor(dst.qmp_path, "dst")
-        dst_caps = process_start(md, "inmigrate")
-        set_caps(md, dst_caps, {"late-block-activate"})
-        args = {"uri": "tcp:127.0.0.1:0"}
-        if eoe is not None:
-            args["exit-on-error"] = eoe
-        md.cmd("migrate-incoming", args)
-        uri = h.uri_of(md.query_migrate()["socket-address"][0])
+        dst, md, dst_caps, uri = listening_destination(**({} if eoe is None else {"exit-on-error": eoe}))
         if eoe is None:
             dst.expect_exit()
         peer = garbage_source(uri)
@@ -767,7 +811,7 @@ def case_qemu_qmp():
 
 def cases():
     return [case_prelaunch, case_precopy, case_postcopy_preempt_multifd, case_cancel, case_fd,
-            case_incoming_again, case_exit_on_error, case_postcopy_recovery,
+            case_incoming_again, case_exit_on_error, case_incoming_cancel, case_postcopy_recovery,
             case_qemu_qmp]
 
 
