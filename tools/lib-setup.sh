@@ -111,8 +111,8 @@ mig__debian_mirror() {
 
 mig_fetch_qemu_qmp() {
 	local dir=$MIG_QEMU_QMP_DIR cache apt_opts tarball t0 mirror
-	python3 -c 'import qemu.qmp' 2>/dev/null && return 0
 	[[ -f $dir/qemu/qmp/__init__.py ]] && return 0
+	python3 -c 'import qemu.qmp' 2>/dev/null && return 0
 	t0=$SECONDS
 	cache=$(dirname "$dir")/qemu-src
 	mirror=$(mig__debian_mirror)
@@ -123,11 +123,11 @@ mig_fetch_qemu_qmp() {
 		-o "Dir::State::Lists=$cache/lists" -o "Dir::Cache=$cache" -o "APT::Sandbox::User=root")
 	mig_log "fetching QEMU's python/qemu/qmp from Debian bookworm's qemu source ($mirror)"
 	apt-get -qq "${apt_opts[@]}" update || { mig_log "apt-get update of the deb-src entry failed"; return 1; }
-	tarball=$(ls "$cache"/dl/qemu_*.orig.tar.* 2>/dev/null | head -n1)
+	tarball=$(find "$cache/dl" -maxdepth 1 -name 'qemu_*.orig.tar.*' | head -n1)
 	if [[ -z $tarball ]]; then
 		(cd "$cache/dl" && apt-get -qq "${apt_opts[@]}" source --download-only qemu) ||
 			{ mig_log "apt-get source --download-only qemu failed"; return 1; }
-		tarball=$(ls "$cache"/dl/qemu_*.orig.tar.* 2>/dev/null | head -n1)
+		tarball=$(find "$cache/dl" -maxdepth 1 -name 'qemu_*.orig.tar.*' | head -n1)
 	fi
 	[[ -n $tarball ]] || { mig_log "no qemu orig tarball in $cache/dl"; return 1; }
 	rm -rf "$dir.tmp" && mkdir -p "$dir.tmp" || return 1
