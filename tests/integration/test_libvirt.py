@@ -568,12 +568,19 @@ def second_incoming(dst, md, incoming):
 
 
 def case_incoming_cancel():
-    """migrate_cancel on the destination while the migration is active stops it for real:
+    """migrate_cancel on the destination, first in setup (the listener goes), then while
+    the migration is active, stops it for real:
     cancelling then cancelled, the guest never started (inmigrate), the channels closed
     (nothing to yank, the listener gone), the source told (failed, its guest running and
     intact); then migrate-incoming again takes a second source, whose zero pages must not
     find the first one's data."""
     dst, md, dst_caps, uri = listening_destination()
+    # in setup, nothing connected yet: the listener goes, and migrate-incoming again
+    md.cmd("migrate_cancel")
+    md.wait_event("MIGRATION", 30, lambda d: d["status"] == "cancelled")
+    h.expect_listener_closed(uri)
+    md.cmd("migrate-incoming", {"uri": "tcp:127.0.0.1:0"})
+    uri = h.uri_of(md.query_migrate()["socket-address"][0])
     first = h.Migd("src1", GUEST + ["--workload", "seq", "--seed", "7"])
     first.set_caps({"events": True})
     # 28 MiB still to go at 4 MiB/s when the cancel comes: it cannot complete first
