@@ -22,8 +22,10 @@ The phases, as libvirt runs them for `virsh migrate --live [--postcopy ...]`:
   Confirm (source):     wait for completed, reset.
 Cases: -S (prelaunch); precopy; postcopy + preempt + multifd; cancel (while active,
 and in pre-switchover); fd: (a socketpair passed with getfd to both sides); a second
-migrate-incoming after a failed one; the same precopy conversation through QEMU's own
-qemu.qmp library (QEMU 7.2's, fetched from Debian's qemu source package by the test setup).
+migrate-incoming after a failed one; exit-on-error true and false; migrate_cancel on the
+destination; postcopy recovery (virsh migrate --postcopy-resume); the same precopy
+conversation through QEMU's own qemu.qmp library (QEMU 7.2's, fetched from Debian's qemu
+source package by the test setup).
 """
 import asyncio
 import json
