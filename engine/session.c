@@ -31,6 +31,8 @@ const char *mig_runstate_str(MigRunState r)
 	return (guint)r < G_N_ELEMENTS(names) ? names[r] : "?";
 }
 
+static gboolean src_cancel(MigSession *s, GError **err);
+
 MigSession *mig_session_new(const char *name)
 {
 	MigSession *s = g_new0(MigSession, 1);
@@ -51,7 +53,7 @@ void mig_session_free(MigSession *s)
 {
 	if (!s)
 		return;
-	mig_session_cancel(s, NULL);
+	src_cancel(s, NULL);
 	g_mutex_lock(&s->lock);
 	if (s->src)
 		mig_src_quit(s->src);
@@ -307,7 +309,44 @@ gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 	return TRUE;
 }
 
+void mig_session_set_incoming_failed_cb(MigSession *s, MigIncomingFailedFn fn, gpointer opaque)
+{
+	g_mutex_lock(&s->lock);
+	s->incoming_failed_fn = fn;
+	s->incoming_failed_opaque = opaque;
+	g_mutex_unlock(&s->lock);
+}
+
+void mig_session_incoming_failed(MigSession *s)
+{
+	MigIncomingFailedFn fn;
+	gpointer opaque;
+	gboolean exit_on_error;
+	g_autofree char *why = NULL;
+
+	g_mutex_lock(&s->lock);
+	/* a guest that ran here (or may: the switchover's outcome unknown, all of it here)
+	 * is the operator's to decide on, not thrown away with the process */
+	if (s->status != MIG_STATUS_FAILED || s->runstate != MIG_RUN_INMIGRATE || s->dst_failure_told) {
+		g_mutex_unlock(&s->lock);
+		return;
+	}
+	s->dst_failure_told = TRUE;
+	fn = s->incoming_failed_fn;
+	opaque = s->incoming_failed_opaque;
+	exit_on_error = s->dst_exit_on_error;
+	why = g_strdup(s->error ? s->error : "unknown error");
+	g_mutex_unlock(&s->lock);
+	if (fn)
+		fn(opaque, why, exit_on_error);
+}
+
 gboolean mig_session_incoming(MigSession *s, const char *uri, GError **err)
+{
+	return mig_session_incoming_full(s, uri, FALSE, err);
+}
+
+gboolean mig_session_incoming_full(MigSession *s, const char *uri, gboolean exit_on_error, GError **err)
 {
 	gboolean ok;
 	MigTlsRun tls;
@@ -321,7 +360,7 @@ gboolean mig_session_incoming(MigSession *s, const char *uri, GError **err)
 		mig_tls_forget_channels_locked(s);   /* a retry after a failed incoming */
 	}
 	g_mutex_unlock(&s->lock);
-	return ok && mig_dst_listen(s, uri, err);
+	return ok && mig_dst_listen(s, uri, exit_on_error, err);
 }
 
 gboolean mig_session_start_postcopy(MigSession *s, GError **err)
@@ -359,7 +398,8 @@ gboolean mig_session_continue(MigSession *s, MigStatus state, GError **err)
 	return ok;
 }
 
-gboolean mig_session_cancel(MigSession *s, GError **err)
+/* The source's cancel; also what the session's teardown uses. */
+static gboolean src_cancel(MigSession *s, GError **err)
 {
 	g_mutex_lock(&s->lock);
 	if (mig_status_is_postcopy_run(s->status) || s->status == MIG_STATUS_POSTCOPY_DEVICE) {
@@ -379,6 +419,16 @@ gboolean mig_session_cancel(MigSession *s, GError **err)
 	}
 	g_mutex_unlock(&s->lock);
 	return TRUE;
+}
+
+gboolean mig_session_cancel(MigSession *s, GError **err)
+{
+	gboolean incoming;
+
+	g_mutex_lock(&s->lock);
+	incoming = s->dst && !s->src && !mig_status_is_postcopy_run(s->status) && s->status != MIG_STATUS_POSTCOPY_DEVICE;
+	g_mutex_unlock(&s->lock);
+	return incoming ? mig_dst_cancel(s, err) : src_cancel(s, err);
 }
 
 gboolean mig_session_has_channels(MigSession *s)

@@ -86,6 +86,10 @@ struct MigSession {
 	gboolean switchover_go;    /* migrate-continue left pre-switchover (under lock) */
 	GCond switchover_cond;     /* with lock: migrate-continue or cancel happened */
 	gboolean incoming_ran;     /* a failed incoming got to postcopy: memory not reusable */
+	gboolean dst_exit_on_error;   /* the running incoming's exit-on-error */
+	gboolean dst_failure_told;    /* its failure went to incoming_failed_fn */
+	MigIncomingFailedFn incoming_failed_fn;
+	gpointer incoming_failed_opaque;
 
 	gboolean caps[MIG_CAP__MAX];
 	MigParams params;
@@ -138,6 +142,9 @@ static inline guint mig_preempt_channels(const MigSession *s, const MigParams *p
 
 /* State changes (emit MIGRATION when the events capability is on). Call with lock held. */
 void mig_set_status_locked(MigSession *s, MigStatus st);
+/* A destination's incoming migration failed and is reported: the host's incoming-failed
+ * callback, once, while the guest never ran here. Without s->lock. */
+void mig_session_incoming_failed(MigSession *s);
 void mig_set_status(MigSession *s, MigStatus st);
 void mig_emit(MigSession *s, const MigEvent *ev);
 /* A message for the embedder's log (log.c); never stderr directly. */

@@ -90,3 +90,50 @@ mig_host_prep() {
 		mig_log "warning: could not lift the locked-memory limit (stays at $(ulimit -l) KiB)"
 	fi
 }
+
+# QEMU's own QMP library (python/qemu/qmp of QEMU's source), for the qemu.qmp case of
+# tests/integration/test_libvirt.py. It is no Debian binary package, so it comes from
+# the source package: a deb-src entry for bookworm on the mirror this host already uses,
+# kept in a private apt configuration under the cache (the host's sources stay as they
+# are), `apt-get source --download-only qemu`, and only python/qemu/qmp extracted from
+# the orig tarball. The test looks in MIG_QEMU_QMP_DIR (default below). Idempotent: once
+# extracted (or when python3 already imports qemu.qmp) it returns at once. A failure is
+# reported and leaves no half-extracted tree; the test case then fails naming this step.
+MIG_QEMU_QMP_DIR=${MIG_QEMU_QMP_DIR:-/var/cache/mig/qemu-qmp}
+
+mig__debian_mirror() {
+	local m
+	m=$(grep -hoE '^(URIs:|deb) +[a-z]+://[^ ]+/debian/?( |$)' /etc/apt/sources.list \
+		/etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
+		grep -oE '[a-z]+://[^ ]+' | head -n1)
+	echo "${m:-http://deb.debian.org/debian}"
+}
+
+mig_fetch_qemu_qmp() {
+	local dir=$MIG_QEMU_QMP_DIR cache apt_opts tarball t0 mirror
+	[[ -f $dir/qemu/qmp/__init__.py ]] && return 0
+	python3 -c 'import qemu.qmp' 2>/dev/null && return 0
+	t0=$SECONDS
+	cache=$(dirname "$dir")/qemu-src
+	mirror=$(mig__debian_mirror)
+	mkdir -p "$cache/lists/partial" "$cache/archives/partial" "$cache/dl" || return 1
+	printf 'deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s bookworm main\n' \
+		"$mirror" >"$cache/sources.list"
+	apt_opts=(-o "Dir::Etc::SourceList=$cache/sources.list" -o "Dir::Etc::SourceParts=/nonexistent"
+		-o "Dir::State::Lists=$cache/lists" -o "Dir::Cache=$cache" -o "APT::Sandbox::User=root")
+	mig_log "fetching QEMU's python/qemu/qmp from Debian bookworm's qemu source ($mirror)"
+	apt-get -qq "${apt_opts[@]}" update || { mig_log "apt-get update of the deb-src entry failed"; return 1; }
+	tarball=$(find "$cache/dl" -maxdepth 1 -name 'qemu_*.orig.tar.*' | head -n1)
+	if [[ -z $tarball ]]; then
+		(cd "$cache/dl" && apt-get -qq "${apt_opts[@]}" source --download-only qemu) ||
+			{ mig_log "apt-get source --download-only qemu failed"; return 1; }
+		tarball=$(find "$cache/dl" -maxdepth 1 -name 'qemu_*.orig.tar.*' | head -n1)
+	fi
+	[[ -n $tarball ]] || { mig_log "no qemu orig tarball in $cache/dl"; return 1; }
+	rm -rf "$dir.tmp" && mkdir -p "$dir.tmp" || return 1
+	tar -xf "$tarball" -C "$dir.tmp" --no-same-owner --strip-components=2 --wildcards '*/python/qemu/qmp/*' ||
+		{ rm -rf "$dir.tmp"; mig_log "python/qemu/qmp not found in $tarball"; return 1; }
+	[[ -f $dir.tmp/qemu/qmp/__init__.py ]] || { rm -rf "$dir.tmp"; mig_log "no qemu/qmp in $tarball"; return 1; }
+	rm -rf "$dir" && mv "$dir.tmp" "$dir" || return 1
+	mig_log "qemu.qmp ready in $dir ($((SECONDS - t0)) s)"
+}

@@ -62,13 +62,24 @@ int mig_dst_rp_send(MigSession *s, guint16 type, const struct iovec *iov, int n)
 	return rc;
 }
 
+gboolean mig_dst_cancelled(MigSession *s)
+{
+	gboolean c;
+
+	g_mutex_lock(&s->lock);
+	c = s->dst && s->dst->cancelled;
+	g_mutex_unlock(&s->lock);
+	return c;
+}
+
 static void fail_now(MigSession *s, const char *msg)
 {
 	Dst *d = s->dst;
 
 	if (mig_dst_postcopy_lost(s, msg))
 		return;
-	mig_session_report_error(s, "%s", msg);
+	if (!mig_dst_cancelled(s))
+		mig_session_report_error(s, "%s", msg);
 	g_mutex_lock(&d->mf_lock);
 	d->mf_quit = TRUE;
 	g_cond_broadcast(&d->mf_cond);

@@ -4,13 +4,16 @@
 #include "engine/session_int.h"
 
 /* migrate-incoming: listens on uri and admits channels until the session is freed. */
-gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err);
+gboolean mig_dst_listen(MigSession *s, const char *uri, gboolean exit_on_error, GError **err);
 /* migrate-pause on the destination (postcopy-active or recovering): cuts every
  * channel; the loader pauses. Without s->lock. */
 void mig_dst_pause(MigSession *s);
 /* migrate-recover: a paused destination listens on uri (replacing its listener) for
  * the source's resumed channels. Without s->lock. */
 gboolean mig_dst_recover(MigSession *s, const char *uri, GError **err);
+/* migrate_cancel on a destination (before the switchover: stops everything, status
+ * cancelled; refused from the switchover on). Without s->lock. */
+gboolean mig_dst_cancel(MigSession *s, GError **err);
 /* Stops every thread of the half and frees it (s->dst becomes NULL). */
 void mig_dst_shutdown(MigSession *s);
 /* yank: shuts down the main, preempt and multifd channels; has_channels: the main

@@ -51,6 +51,8 @@ typedef struct Dst {
 
 	struct PcDst *pc;          /* postcopy (postcopy.c) */
 	gboolean pc_began;         /* LISTEN was loaded: memory is registered (under s->lock) */
+	gboolean switching;        /* RP_READY may be out: the source may give its guest up (under s->lock) */
+	gboolean cancelled;        /* migrate_cancel stops it: failures are its doing (under s->lock) */
 	struct DevDst *devdst;     /* the device lane (devlane.c) */
 	GMutex rp_lock;            /* return-path writes: loader and fault thread */
 	GThread *urgent_thread[MIG_PREEMPT_MAX];  /* mig/dst/urg/N: preempt channel N's loader */
@@ -96,5 +98,7 @@ void mig_dst_fail(MigSession *s, const char *msg);
  * registered and the fault thread keeps its requests. FALSE when not in postcopy (the
  * caller fails the migration as before). */
 gboolean mig_dst_postcopy_lost(MigSession *s, const char *why);
+/* migrate_cancel is stopping this incoming migration: what fails now is not reported. */
+gboolean mig_dst_cancelled(MigSession *s);
 /* Whether the guest may run here while pages are still missing (postcopy after GO). */
 gboolean mig_dst_pc_running(Dst *d);

@@ -343,6 +343,11 @@ static gboolean lazy_start(FileLoad *fl, GBytes *state, GError **err)
 		g_error("out of memory for the fault buffer");
 	/* from here on a failure cannot be retried: the guest may run on what it has */
 	g_mutex_lock(&s->lock);
+	if (s->dst->cancelled) {
+		g_mutex_unlock(&s->lock);
+		g_set_error(err, MIG_ERROR, ECANCELED, "the incoming migration was cancelled");
+		return FALSE;
+	}
 	s->dst->pc_began = TRUE;
 	g_mutex_unlock(&s->lock);
 	if (!mig_pc_dst_listen(s, err))
@@ -391,6 +396,12 @@ static gboolean load(FileLoad *fl, GError **err)
 	if (!read_pages(fl, err) || !load_devices(fl, err) || !s->vm->load_state(s->vm_opaque, state, err))
 		return FALSE;
 	g_mutex_lock(&s->lock);
+	if (s->dst->cancelled) {   /* a cancel came first; one after this is refused */
+		g_mutex_unlock(&s->lock);
+		g_set_error(err, MIG_ERROR, ECANCELED, "the incoming migration was cancelled");
+		return FALSE;
+	}
+	s->dst->switching = TRUE;
 	if (s->dst_autostart) {
 		mig_dev_dst_run(s);
 		s->vm->cont(s->vm_opaque);
@@ -437,8 +448,10 @@ static gpointer file_thread(gpointer opaque)
 	FileLoad *fl = opaque;
 	g_autoptr(GError) err = NULL;
 
-	if (!load(fl, &err))
+	if (!load(fl, &err) && !mig_dst_cancelled(fl->s)) {
 		mig_session_report_error(fl->s, "%s", err->message);
+		mig_session_incoming_failed(fl->s);
+	}
 	return NULL;
 }
 

@@ -630,26 +630,35 @@ static gpointer listen_thread(gpointer opaque)
  * back to the kernel first, so the next migration starts from zero pages as the
  * first one did (a page it sends as zero must not keep the old data). A failure
  * once postcopy began is final: the guest may have run here. */
+static gboolean discard_guest_ram(MigSession *s, GError **err)
+{
+	for (guint i = 0; i < s->ram->len; i++) {
+		MigRamBlock *rb = g_ptr_array_index(s->ram, i);
+
+		if (mig_ram_block_discard(rb, 0, mig_ram_block_pages(rb)) < 0)
+			return fail(err, errno, "discarding the failed migration's pages of '%s': %s", rb->name, g_strerror(errno));
+	}
+	return TRUE;
+}
+
 static gboolean retry_after_failure(MigSession *s, GError **err)
 {
-	gboolean again;
+	gboolean again, stopped;
 
 	g_mutex_lock(&s->lock);
-	again = s->dst && (s->status == MIG_STATUS_FAILED || s->status == MIG_STATUS_CANCELLED) &&
-		s->runstate == MIG_RUN_INMIGRATE;
-	if (again && s->dst->pc_began) {
+	again = (s->status == MIG_STATUS_FAILED || s->status == MIG_STATUS_CANCELLED) && s->runstate == MIG_RUN_INMIGRATE;
+	stopped = !s->dst;   /* a cancel stopped it and gave the memory back already */
+	if (again && !stopped && s->dst->pc_began) {
 		g_mutex_unlock(&s->lock);
 		return fail(err, EBUSY, "The failed incoming migration had entered postcopy: this guest cannot take another one");
 	}
 	g_mutex_unlock(&s->lock);
 	if (!again)
 		return TRUE;
-	mig_dst_shutdown(s);
-	for (guint i = 0; i < s->ram->len; i++) {
-		MigRamBlock *rb = g_ptr_array_index(s->ram, i);
-
-		if (mig_ram_block_discard(rb, 0, mig_ram_block_pages(rb)) < 0)
-			return fail(err, errno, "discarding the failed migration's pages of '%s': %s", rb->name, g_strerror(errno));
+	if (!stopped) {
+		mig_dst_shutdown(s);
+		if (!discard_guest_ram(s, err))
+			return FALSE;
 	}
 	g_mutex_lock(&s->lock);
 	s->status = MIG_STATUS_NONE;   /* QEMU has no event for this either */
@@ -659,7 +668,7 @@ static gboolean retry_after_failure(MigSession *s, GError **err)
 	return TRUE;
 }
 
-gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err)
+gboolean mig_dst_listen(MigSession *s, const char *uri, gboolean exit_on_error, GError **err)
 {
 	MigUri u;
 	char local[300];
@@ -670,6 +679,12 @@ gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err)
 		return fail(err, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT, unix:PATH, fd:NAME or file:PATH[,offset=N])", uri);
 	if (!retry_after_failure(s, err))
 		return FALSE;
+	g_mutex_lock(&s->lock);
+	if (!s->dst && s->status == MIG_STATUS_NONE) {   /* else refused below: the running one keeps its own */
+		s->dst_exit_on_error = exit_on_error;
+		s->dst_failure_told = FALSE;
+	}
+	g_mutex_unlock(&s->lock);
 	if (u.kind == MIG_URI_FILE)
 		return mig_file_dst_start(s, &u, err);
 	g_mutex_lock(&s->lock);
@@ -714,6 +729,49 @@ gboolean mig_dst_listen(MigSession *s, const char *uri, GError **err)
 	s->dst->listen_thread = g_thread_new("mig/dst/listen", listen_thread, s);
 	g_mutex_unlock(&s->lock);
 	return TRUE;
+}
+
+/* migrate_cancel on a destination. Until RP_READY nothing of the guest ran here and the
+ * source still holds it (it gives it up only on our RP_READY), so the incoming migration
+ * stops for real: every thread joined, every channel closed (the source hears RP_ERROR
+ * or a closed channel and keeps its guest), the memory given back, status cancelled,
+ * ready for another migrate-incoming. From RP_READY on (or once postcopy registered the
+ * memory) the source may have handed its guest over: refused, as QEMU refuses a cancel
+ * in postcopy. Nothing running: nothing to do, as QEMU's. Without s->lock. */
+gboolean mig_dst_cancel(MigSession *s, GError **err)
+{
+	gboolean ok;
+
+	g_mutex_lock(&s->lock);
+	if (!s->dst || !(s->status == MIG_STATUS_SETUP || s->status == MIG_STATUS_ACTIVE || s->status == MIG_STATUS_DEVICE)) {
+		g_mutex_unlock(&s->lock);
+		return TRUE;
+	}
+	if (s->dst->switching || s->dst->pc_began) {
+		g_mutex_unlock(&s->lock);
+		return fail(err, EBUSY, "The incoming migration is switching over (%s), cannot cancel.",
+			    s->dst->pc_began ? "postcopy began" : "the source may have handed its guest over");
+	}
+	s->dst->cancelled = TRUE;
+	g_free(s->error);
+	s->error = g_strdup("the incoming migration was cancelled (migrate_cancel)");
+	mig_set_status_locked(s, MIG_STATUS_CANCELLING);
+	g_mutex_unlock(&s->lock);
+	mig_log(s, MIG_LOG_INFO, "migrate_cancel: stopping the incoming migration");
+	{
+		static const char why[] = "the destination cancelled the incoming migration (migrate_cancel)";
+		struct iovec iov = { (void *)why, sizeof(why) - 1 };
+
+		/* the source's clear reason (no main channel yet, or gone: -EPIPE, nothing sent) */
+		mig_dst_rp_send(s, MIG_F_RP_ERROR, &iov, 1);
+	}
+	mig_dst_shutdown(s);
+	ok = discard_guest_ram(s, err);
+	g_mutex_lock(&s->lock);
+	mig_set_status_locked(s, MIG_STATUS_CANCELLED);
+	memset(s->session_id, 0, sizeof(s->session_id));
+	g_mutex_unlock(&s->lock);
+	return ok;
 }
 
 void mig_dst_yank(MigSession *s)
@@ -1131,7 +1189,15 @@ static gboolean complete(Loader *d, gboolean postcopy, GError **err)
 		if (!mig_dst_all_received(s, err))
 			return FALSE;
 	}
-	/* from the first byte of RP_READY on, the source may send GO and give its guest up */
+	/* from the first byte of RP_READY on, the source may send GO and give its guest up:
+	 * a cancel either came first or is refused from here on */
+	g_mutex_lock(&s->lock);
+	if (s->dst->cancelled) {
+		g_mutex_unlock(&s->lock);
+		return fail(err, ECANCELED, "the incoming migration was cancelled");
+	}
+	s->dst->switching = TRUE;
+	g_mutex_unlock(&s->lock);
 	d->ready = TRUE;
 	rc = mig_dst_rp_send(s, MIG_F_RP_READY, &riov, 1);
 	if (rc < 0 || !wait_go(d, &why)) {
@@ -1526,8 +1592,10 @@ static gpointer dst_main_thread(gpointer opaque)
 			g_autofree char *why = NULL;
 			struct iovec iov;
 
-			/* the first failure is the cause (a multifd receiver may have stopped us) */
-			mig_session_report_error(s, "%s", err->message);
+			/* the first failure is the cause (a multifd receiver may have stopped us);
+			 * a cancel's own doing is no failure, but the source hears of it */
+			if (!mig_dst_cancelled(s))
+				mig_session_report_error(s, "%s", err->message);
 			if (d.ready && !mig_pc_dst_placing(s)) {
 				/* precopy, the outcome unknown: every page and the state are here,
 				 * so the operator may `cont` this side (never both) */
@@ -1542,10 +1610,11 @@ static gpointer dst_main_thread(gpointer opaque)
 			}
 			mig_mf_dst_abort(s);
 			g_mutex_lock(&s->lock);
-			why = g_strdup(s->error);
+			why = g_strdup(s->error ? s->error : err->message);
 			g_mutex_unlock(&s->lock);
 			iov = (struct iovec){ why, strlen(why) };
 			mig_dst_rp_send(s, MIG_F_RP_ERROR, &iov, 1);
+			mig_session_incoming_failed(s);
 		}
 		break;
 	}

@@ -319,15 +319,14 @@ static JsonNode *h_migrate_incoming(JsonObject *args, gpointer s, GError **err)
 
 	if (!only_members(args, ok, err))
 		return NULL;
-	/* migd never exits on a failed incoming migration: it reports it (QEMU's false) and
-	 * takes a new migrate-incoming; true is accepted as the default it is */
+	/* QEMU's default is true; what a failure then does is the host's (migd exits) */
 	if (eoe && (!JSON_NODE_HOLDS_VALUE(eoe) || json_node_get_value_type(eoe) != G_TYPE_BOOLEAN)) {
 		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Invalid parameter type for 'exit-on-error', expected: boolean");
 		return NULL;
 	}
 	uri = uri_arg(args, err);
 	if (uri)
-		mig_session_incoming(s, uri, err);
+		mig_session_incoming_full(s, uri, eoe ? json_node_get_boolean(eoe) : TRUE, err);
 	return NULL;
 }
 

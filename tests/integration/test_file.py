@@ -65,7 +65,8 @@ def restore(path, guest, caps=None, params=None, status="completed", timeout=60)
     dst = h.Migd("dst", guest + ["--incoming", "defer"])
     dst.set_caps(dict(FILE_CAPS, **(caps or {})))
     dst.set_params(params or {})
-    dst.cmd("migrate-incoming", uri="file:" + path)
+    # a refusal is read from the destination: it stays up (QEMU's default ends it)
+    dst.cmd("migrate-incoming", {"uri": "file:" + path, "exit-on-error": status != "failed"})
     if status == "failed":
         info = h.wait_until(lambda: (lambda i: i if i.get("status") == "failed" else None)(dst.query_migrate()),
                             timeout, "the destination to refuse the file")

@@ -22,17 +22,22 @@ The phases, as libvirt runs them for `virsh migrate --live [--postcopy ...]`:
   Confirm (source):     wait for completed, reset.
 Cases: -S (prelaunch); precopy; postcopy + preempt + multifd; cancel (while active,
 and in pre-switchover); fd: (a socketpair passed with getfd to both sides); a second
-migrate-incoming after a failed one; the same precopy conversation through QEMU's own
-qemu.qmp library when it is importable.
+migrate-incoming after a failed one; exit-on-error true and false; migrate_cancel on the
+destination; postcopy recovery (virsh migrate --postcopy-resume); the same precopy
+conversation through QEMU's own qemu.qmp library (QEMU 7.2's, fetched from Debian's qemu
+source package by the test setup).
 """
 import asyncio
 import json
 import os
 import socket
+import struct
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mig_harness as h  # noqa: E402
+from test_recovery import check_paused, check_recovery_events  # noqa: E402
 
 GUEST = ["-m", "32M", "--mem-backend", "anon"]
 SIZE = 32 * h.MiB
@@ -112,6 +117,7 @@ class Monitor:
         self.sock.settimeout(h.scaled(10))
         self.sock.connect(path)
         self.buf = b""
+        self.eof = False
         self.serial = 0
         self.events = []
         self.sent = []              # every command, for the log of a failure
@@ -186,7 +192,9 @@ class Monitor:
                 chunk = self.sock.recv(65536)
             except socket.timeout:
                 return
-            h.check(chunk, "%s: monitor closed" % self.name)
+            if not chunk:
+                self.eof = True         # what came before it is still read
+                return
             self.buf += chunk
 
     def take(self, name, match=None):
@@ -201,8 +209,9 @@ class Monitor:
             e = self.take(name, match)
             if e:
                 return e
-            h.check(not deadline.expired(), "%s: no %s event in %.0f s; have %s"
-                    % (self.name, name, timeout, [(x["event"], x.get("data")) for x in self.events]))
+            h.check(not deadline.expired() and not self.eof, "%s: no %s event in %.0f s%s; have %s"
+                    % (self.name, name, timeout, " (monitor closed)" if self.eof else "",
+                       [(x["event"], x.get("data")) for x in self.events]))
             self.pump(0.2)
 
     def query_migrate(self):
@@ -439,6 +448,9 @@ def case_cancel():
         c = Conversation(src, dst, caps={"return-path"})
         c.begin()
         c.prepare()
+        # libvirt's Prepare leaves exit-on-error at QEMU's default: the destination
+        # ends once the source cancels, and libvirt's Finish reaps it
+        dst.expect_exit()
         c.params = params
         ms = c.ms
         c.src_saved = saved_params(ms)
@@ -462,6 +474,11 @@ def case_cancel():
         # the guest kept its memory intact through all of it
         check = src.cmd("x-guest-check")
         h.check(check["failed"] == 0, "source guest after cancel: %s" % check)
+        try:
+            rc = dst.proc.wait(timeout=h.scaled(15))
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the destination still runs 15 s after the source cancelled")
+        h.check(rc == 1, "the destination exited with %r after the source cancelled, QEMU's is 1" % rc)
         c.close()
         src.kill()
         dst.kill()
@@ -500,18 +517,24 @@ def case_fd():
     check_integrity(dst)
 
 
+def listening_destination(**incoming):
+    """A -S/defer destination after libvirt's process start and Prepare's capabilities,
+    listening (migrate-incoming plus the given arguments): (migd, monitor, caps, uri)."""
+    dst = h.Migd("dst", GUEST + ["-S", "--incoming", "defer"])
+    md = Monitor(dst.qmp_path, "dst")
+    dst_caps = process_start(md, "inmigrate")
+    set_caps(md, dst_caps, {"late-block-activate"})
+    md.cmd("migrate-incoming", dict({"uri": "tcp:127.0.0.1:0"}, **incoming))
+    return dst, md, dst_caps, h.uri_of(md.query_migrate()["socket-address"][0])
+
+
 def case_incoming_again():
     """A destination whose incoming migration failed (its source died mid-stream) is
     reset and takes migrate-incoming again, as QEMU with exit-on-error false; the second
     migration must leave nothing of the first in guest memory."""
-    dst = h.Migd("dst", GUEST + ["-S", "--incoming", "defer"])
-    first = h.Migd("src1", GUEST + ["--workload", "seq", "--seed", "7"])
-    md = Monitor(dst.qmp_path, "dst")
-    dst_caps = process_start(md, "inmigrate")
+    dst, md, dst_caps, uri = listening_destination(**{"exit-on-error": False})
     saved = saved_params(md)
-    set_caps(md, dst_caps, {"late-block-activate"})
-    md.cmd("migrate-incoming", {"uri": "tcp:127.0.0.1:0", "exit-on-error": False})
-    uri = h.uri_of(md.query_migrate()["socket-address"][0])
+    first = h.Migd("src1", GUEST + ["--workload", "seq", "--seed", "7"])
     first.set_params({"max-bandwidth": 16 * h.MiB})
     first.cmd("migrate", uri=uri)
     # killed with a good part of its memory (another seed's data) in the destination
@@ -526,12 +549,17 @@ def case_incoming_again():
     h.check(st["status"] == "inmigrate", "destination after the failure: %s" % st)
 
     # half its units zero: sent as zero pages, which must not find the first's data
-    second = h.Migd("src2", GUEST + ["--workload", "idle,zero=0.5"])
     set_caps(md, dst_caps, {"late-block-activate"})
-    md.cmd("migrate-incoming", {"uri": "tcp:127.0.0.1:0", "exit-on-error": False})
+    second_incoming(dst, md, {"exit-on-error": False})
+
+
+def second_incoming(dst, md, incoming):
+    """migrate-incoming again after a failed or cancelled one, from a source whose half
+    zero units, sent as zero pages, must not find the first one's data."""
+    second = h.Migd("src2", GUEST + ["--workload", "idle,zero=0.5"])
+    md.cmd("migrate-incoming", dict({"uri": "tcp:127.0.0.1:0"}, **incoming))
     info = md.query_migrate()
     h.check(info.get("status") == "setup" and "error-desc" not in info, "second incoming: %s" % info)
-    second.set_caps({"events": True})
     second.set_params(h.FAST_PARAMS)
     second.cmd("migrate", uri=h.uri_of(info["socket-address"][0]))
     second.wait_status("completed", 60)
@@ -539,6 +567,93 @@ def case_incoming_again():
     md.cmd("cont")
     check_integrity(dst)
     md.close()
+
+
+def case_incoming_cancel():
+    """migrate_cancel on the destination, first in setup (the listener goes), then while
+    the migration is active, stops it for real:
+    cancelling then cancelled, the guest never started (inmigrate), the channels closed
+    (nothing to yank, the listener gone), the source told (failed, its guest running and
+    intact); then migrate-incoming again takes a second source, whose zero pages must not
+    find the first one's data."""
+    dst, md, dst_caps, uri = listening_destination()
+    # in setup, nothing connected yet: the listener goes, and migrate-incoming again
+    md.cmd("migrate_cancel")
+    md.wait_event("MIGRATION", 30, lambda d: d["status"] == "cancelled")
+    h.expect_listener_closed(uri)
+    md.cmd("migrate-incoming", {"uri": "tcp:127.0.0.1:0"})
+    uri = h.uri_of(md.query_migrate()["socket-address"][0])
+    first = h.Migd("src1", GUEST + ["--workload", "seq", "--seed", "7"])
+    first.set_caps({"events": True})
+    # 28 MiB still to go at 4 MiB/s when the cancel comes: it cannot complete first
+    first.set_params({"max-bandwidth": 4 * h.MiB})
+    first.cmd("migrate", uri=uri)
+    md.wait_event("MIGRATION", 30, lambda d: d["status"] == "active")
+    h.wait_until(lambda: (first.query_migrate().get("ram") or {}).get("transferred", 0) >= 4 * h.MiB,
+                 30, "the source to send 4 MiB")
+    md.cmd("migrate_cancel")
+    md.wait_event("MIGRATION", 30, lambda d: d["status"] == "cancelling")
+    md.wait_event("MIGRATION", 30, lambda d: d["status"] == "cancelled")
+    info = md.query_migrate()
+    h.check(info["status"] == "cancelled" and "socket-address" not in info, "after cancel: %s" % info)
+    h.check(md.cmd("query-status")["status"] == "inmigrate", "the guest left inmigrate")
+    h.check(md.take("RESUME") is None, "the destination's guest started")
+    h.check(md.cmd("query-yank") == [], "channels still open after the cancel")
+    h.expect_listener_closed(uri)
+    why = first.wait_status("failed", 30).get("error-desc", "")
+    # RP_ERROR names the cancel; a send that meets the closed channel first may win
+    h.check(why, "the source failed without an error-desc")
+    first.wait_running(True)
+    check = first.cmd("x-guest-check")
+    h.check(check["failed"] == 0, "source guest after the destination's cancel: %s" % check)
+    print("cancelled: source says %r" % why)
+    first.kill()
+    second_incoming(dst, md, {})
+
+
+def garbage_source(uri):
+    """A source that opens the main channel properly and then sends a frame of no known
+    type: the incoming migration fails."""
+    peer = socket.create_connection(h.tcp_port(uri), timeout=h.scaled(10))
+    peer.sendall(h.hello(session=os.urandom(16)))
+    reply = h.read_hello_reply(peer)
+    h.check(reply is not None and reply[1] == 0, "main channel refused: %r" % (reply,))
+    peer.sendall(struct.pack(">IHH", 0, 0x7777, 0))
+    return peer
+
+
+def case_exit_on_error():
+    """migrate-incoming's exit-on-error with QEMU's meaning. Default (true): the failed
+    incoming migration is reported (MIGRATION failed, the error on stderr) and the process
+    exits with an error status, as QEMU's does. False: it stays up in failed with the
+    error in error-desc, its guest in inmigrate, and takes migrate-incoming again."""
+    for eoe in (None, False):
+        dst, md, dst_caps, uri = listening_destination(**({} if eoe is None else {"exit-on-error": eoe}))
+        if eoe is None:
+            dst.expect_exit()
+        peer = garbage_source(uri)
+        md.wait_event("MIGRATION", 30, lambda d: d["status"] == "failed")
+        if eoe is None:
+            try:
+                rc = dst.proc.wait(timeout=h.scaled(15))
+            except subprocess.TimeoutExpired:
+                raise AssertionError("destination still runs 15 s after its failed incoming migration")
+            log = dst._read_log(dst.stderr_path)
+            h.check(rc == 1, "destination exited with %r after the failure, QEMU's is 1" % rc)
+            h.check("load of migration failed" in log and "unknown frame type" in log,
+                    "the exit does not report the failure:\n%s" % dst.log_tail(20))
+            print("exit-on-error true: exited with status %d" % rc)
+        else:
+            info = md.query_migrate()
+            h.check(info["status"] == "failed" and info.get("error-desc"), "exit-on-error false: %s" % info)
+            h.check(md.cmd("query-status")["status"] == "inmigrate", "guest left inmigrate")
+            md.cmd("migrate-incoming", {"uri": "tcp:127.0.0.1:0", "exit-on-error": False})
+            h.check(md.query_migrate().get("status") == "setup", "no second incoming migration")
+            h.check(dst.alive(), "destination exited with exit-on-error false")
+            print("exit-on-error false: stayed up: %s" % info["error-desc"])
+        peer.close()
+        md.close()
+        dst.kill()
 
 
 def case_prelaunch():
@@ -557,13 +672,78 @@ def case_prelaunch():
         m.close()
 
 
-# Postcopy recovery (migrate-pause, migrate-recover, migrate {resume: true}) joins the
-# conversation here once the recovery commands exist, as libvirt runs it for
-# `virsh migrate --postcopy-resume`: query-migrate on both sides says postcopy-paused,
-# destination migrate-recover {uri}, source migrate {detach: true, resume: true, uri},
-# then Finish and Confirm as above. It is not a case yet, so that it cannot skip.
-def postcopy_recovery_conversation():
-    raise NotImplementedError("postcopy recovery is not in mig yet")
+def statuses_until(mon, final, timeout=60):
+    """The MIGRATION statuses mon announces, in order, up to one of final."""
+    seen = []
+    deadline = h.Deadline(h.scaled(timeout))
+    while True:
+        e = mon.take("MIGRATION")
+        if e:
+            seen.append(e["data"]["status"])
+            if seen[-1] in final:
+                return seen
+            continue
+        h.check(not deadline.expired() and not mon.eof, "%s: no %s in %.0f s; statuses %s"
+                % (mon.name, final, timeout, seen))
+        mon.pump(0.2)
+
+
+def case_postcopy_recovery():
+    """virsh migrate --postcopy; the link broken in postcopy-active (virsh domjobabort
+    --postcopy: migrate-pause on the source); then virsh migrate --postcopy
+    --postcopy-resume as libvirt runs it (qemuMigrationSrcBeginResume,
+    qemuMigrationDstPrepareResume, qemuMigrationSrcPerformResume): query-migrate on both
+    sides must say postcopy-paused (parsed with libvirt's rules), migrate-recover on the
+    destination, migrate {detach, resume: true, uri} on the source, both back in
+    postcopy-active with the recovery's events, Finish and Confirm, integrity intact.
+    The pages trickle (--postcopy-bandwidth) so that the pause finds most of them
+    missing; before the resume `virsh migrate-setspeed --postcopy 0` lets them go."""
+    src, dst = migds()
+    # scaffolding, not libvirt's: postcopy after the fourth pass at the latest, so the
+    # case never ends in precopy (libvirt's migrate-start-postcopy at the second pass
+    # comes first, with a whole pass to spare for a starved test loop)
+    src.set_params({"x-postcopy-after-passes": 4})
+    c = Conversation(src, dst, caps={"return-path", "postcopy-ram", "postcopy-preempt"},
+                     params={"downtime-limit": 1, "max-bandwidth": 24 * h.MiB,
+                             "max-postcopy-bandwidth": 256 * h.KiB})
+    ms, md = c.ms, c.md
+    c.begin()
+    c.prepare()
+    h.check(c.perform(postcopy=True) == "postcopy-active", "no postcopy to break")
+    md.wait_event("MIGRATION", 60, lambda d: d["status"] == "postcopy-active")
+    md.cmd("cont")              # Finish began: the guest runs on the destination
+    md.wait_event("RESUME")
+    ms.cmd("migrate-pause")     # virsh domjobabort --postcopy
+    for mon in (ms, md):
+        statuses_until(mon, ("postcopy-paused",), 30)
+    check_paused(src, dst, paused_by=src)
+
+    # qemuMigrationSrcBeginResume: the source must be paused
+    h.check(ms.query_migrate()["status"] == "postcopy-paused", "source not paused")
+    # qemuMigrationDstPrepareResume: paused, then migrate-recover on the new address
+    h.check(md.query_migrate()["status"] == "postcopy-paused", "destination not paused")
+    md.cmd("migrate-recover", {"uri": "tcp:127.0.0.1:0"})
+    info = md.query_migrate()
+    h.check(info["status"] == "postcopy-recover-setup", "destination after migrate-recover: %s" % info)
+    uri = h.uri_of(info["socket-address"][0])
+    # qemuMigrationSrcPerformResume, the pages no longer held back (the rate a
+    # postcopy's channels take when they open)
+    ms.cmd("migrate-set-parameters", {"max-postcopy-bandwidth": 0})
+    ms.cmd("migrate", {"detach": True, "resume": True, "uri": uri})
+    src_seen = statuses_until(ms, ("postcopy-active", "completed"))
+    dst_seen = statuses_until(md, ("postcopy-active", "completed"))
+    check_recovery_events("src", src_seen + ["postcopy-active"] * (src_seen[-1] == "completed"))
+    check_recovery_events("dst", dst_seen + ["postcopy-active"] * (dst_seen[-1] == "completed"))
+    print("recovered: source %s, destination %s" % (src_seen, dst_seen))
+
+    # Finish (the guest already runs) and Confirm
+    if dst_seen[-1] != "completed":
+        statuses_until(md, ("completed",))
+    h.check(md.query_migrate()["status"] == "completed", "destination not completed")
+    reset(md, c.dst_caps, c.dst_saved)
+    c.confirm()
+    c.close()
+    check_integrity(dst)
 
 
 async def qemu_qmp_conversation(qmp_mod, src, dst):
@@ -613,25 +793,38 @@ async def qemu_qmp_conversation(qmp_mod, src, dst):
         await d.disconnect()
 
 
-def case_qemu_qmp():
+# Where tools/lib-setup.sh's mig_fetch_qemu_qmp extracts QEMU's python/qemu/qmp.
+QEMU_QMP_DIR = os.environ.get("MIG_QEMU_QMP_DIR") or "/var/cache/mig/qemu-qmp"
+
+
+def import_qemu_qmp():
+    """QEMU's library: installed, or fetched by the test setup from Debian's qemu source
+    package. Missing is a failure naming the setup step, never a skip."""
+    try:
+        import qemu.qmp as qmp_mod
+        return qmp_mod
+    except ImportError:
+        pass
+    h.check(os.path.isfile(os.path.join(QEMU_QMP_DIR, "qemu", "qmp", "__init__.py")),
+            "qemu.qmp is not importable and not in %s: the test setup fetches it from Debian's qemu "
+            "source package (tools/lib-setup.sh, mig_fetch_qemu_qmp, run by tools/run-tests); "
+            "it failed or did not run" % QEMU_QMP_DIR)
+    sys.path.insert(0, QEMU_QMP_DIR)
     import qemu.qmp as qmp_mod
+    return qmp_mod
+
+
+def case_qemu_qmp():
+    qmp_mod = import_qemu_qmp()
     src, dst = migds()
     asyncio.run(qemu_qmp_conversation(qmp_mod, src, dst))
     check_integrity(dst)
 
 
 def cases():
-    found = [case_prelaunch, case_precopy, case_postcopy_preempt_multifd, case_cancel, case_fd,
-             case_incoming_again]
-    try:
-        import qemu.qmp  # noqa: F401
-    except ImportError:
-        # QEMU's library is not a Debian package: where it is absent the case is left
-        # out, not skipped (a skip must name a kernel feature)
-        pass
-    else:
-        found.append(case_qemu_qmp)
-    return found
+    return [case_prelaunch, case_precopy, case_postcopy_preempt_multifd, case_cancel, case_fd,
+            case_incoming_again, case_exit_on_error, case_incoming_cancel, case_postcopy_recovery,
+            case_qemu_qmp]
 
 
 if __name__ == "__main__":

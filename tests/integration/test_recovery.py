@@ -106,15 +106,19 @@ def recover(src, dst, expect_src_events=True, before_resume=None):
     src.set_params({"max-postcopy-bandwidth": 0})
     info = src.wait_status("completed", timeout=90)
     dst.wait_status("completed", timeout=30)
-    for m, want in ((src, ["postcopy-recover-setup", "postcopy-recover", "postcopy-active"]),
-                    (dst, ["postcopy-recover-setup", "postcopy-recover", "postcopy-active"])):
-        seen = [e["data"]["status"] for e in m.qmp.take_events("MIGRATION")]
-        pos = 0
-        for st in seen:
-            if pos < len(want) and st == want[pos]:
-                pos += 1
-        h.check(pos == len(want), "%s's MIGRATION events %r lack %r in order" % (m.name, seen, want))
+    for m in (src, dst):
+        check_recovery_events(m.name, [e["data"]["status"] for e in m.qmp.take_events("MIGRATION")])
     return info
+
+
+def check_recovery_events(name, seen):
+    """A recovery's MIGRATION statuses, in order, among those a side announced."""
+    want = ["postcopy-recover-setup", "postcopy-recover", "postcopy-active"]
+    pos = 0
+    for st in seen:
+        if pos < len(want) and st == want[pos]:
+            pos += 1
+    h.check(pos == len(want), "%s's MIGRATION events %r lack %r in order" % (name, seen, want))
 
 
 def case_pause():

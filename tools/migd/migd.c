@@ -18,6 +18,7 @@ typedef struct Migd {
 	MigSession *session;
 	MigQmpServer *qmp;
 	GPtrArray *devices;     /* MigdSimDev*, registered with the session, freed after it */
+	gint exit_status;       /* atomic: 1 once an incoming migration failed with exit-on-error */
 } Migd;
 
 /* --trace-latency: mig-faultlat's BPF programs (bpf/faultlat-loader.c, tracepoint
@@ -113,6 +114,20 @@ static void on_integrity_failure(gpointer opaque, guint64 unit, const char *what
 	mig_session_report_error(d->session, "integrity check failed at unit %" G_GUINT64_FORMAT ": %s", unit, what);
 }
 
+/* QEMU's migrate-incoming exit-on-error (its default): a failed incoming migration is
+ * reported, then the process ends with an error status. Through the orderly stop, so
+ * the clients still get the MIGRATION event and the replies already queued. */
+static void on_incoming_failed(gpointer opaque, const char *error, gboolean exit_on_error)
+{
+	Migd *d = opaque;
+
+	if (!exit_on_error)
+		return;
+	g_printerr("migd: load of migration failed: %s; exiting (exit-on-error)\n", error);
+	g_atomic_int_set(&d->exit_status, 1);
+	mig_qmp_server_stop(d->qmp);
+}
+
 static JsonNode *h_quit(JsonObject *args, gpointer opaque, GError **err)
 {
 	mig_qmp_server_stop(((Migd *)opaque)->qmp);
@@ -168,6 +183,7 @@ typedef struct ExitGuard {
 	GCond cond;
 	gboolean done;
 	const char *qmp_path;
+	gint *exit_status;      /* Migd.exit_status */
 } ExitGuard;
 
 static gpointer exit_guard_thread(gpointer opaque)
@@ -182,7 +198,7 @@ static gpointer exit_guard_thread(gpointer opaque)
 		g_printerr("migd: teardown still running after %d ms (a migration thread waits on its peer); exiting\n",
 			   MIGD_EXIT_DEADLINE_MS);
 		unlink(x->qmp_path);
-		_exit(0);
+		_exit(g_atomic_int_get(x->exit_status));
 	}
 	g_mutex_unlock(&x->lock);
 	return NULL;
@@ -399,6 +415,7 @@ int main(int argc, char **argv)
 		}
 	}
 	migd_guest_set_fail_cb(d.guest, on_integrity_failure, &d);
+	mig_session_set_incoming_failed_cb(d.session, on_incoming_failed, &d);
 	mig_qmp_add_session_commands(d.qmp, d.session);
 	mig_qmp_register(d.qmp, "quit", h_quit, &d);
 	mig_qmp_register(d.qmp, "query-version", h_query_version, &d);
@@ -416,6 +433,7 @@ int main(int argc, char **argv)
 	g_mutex_init(&guard.lock);
 	g_cond_init(&guard.cond);
 	guard.qmp_path = g_str_has_prefix(qmp, "unix:") ? qmp + 5 : qmp;
+	guard.exit_status = &d.exit_status;
 	guard_thread = g_thread_new("migd/exit", exit_guard_thread, &guard);
 	kill(getpid(), SIGUSR1);   /* releases the signal thread if no signal came */
 	g_thread_join(sigt);
@@ -426,7 +444,7 @@ int main(int argc, char **argv)
 		g_printerr("migd: %s; exiting without teardown\n",
 			   quiet ? "a vCPU still waits for a page" : "a QMP command is still running");
 		unlink(guard.qmp_path);
-		_exit(0);
+		_exit(g_atomic_int_get(&d.exit_status));
 	}
 	mig_session_free(d.session);
 	g_ptr_array_free(d.devices, TRUE);   /* after the session: it used them until now */
@@ -441,5 +459,5 @@ int main(int argc, char **argv)
 	g_cond_clear(&guard.cond);
 	fl_unload(trace_latency.skel);
 	g_free(trace_latency.error);
-	return 0;
+	return g_atomic_int_get(&d.exit_status);
 }

@@ -111,6 +111,17 @@ void mig_session_set_fd_lookup(MigSession *s, MigFdLookupFn fn, gpointer opaque)
 
 gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err);
 gboolean mig_session_incoming(MigSession *s, const char *uri, GError **err);
+/* mig_session_incoming with QEMU's migrate-incoming exit-on-error, which the engine only
+ * hands to the incoming-failed callback below should this incoming migration fail
+ * (mig_session_incoming passes FALSE). */
+gboolean mig_session_incoming_full(MigSession *s, const char *uri, gboolean exit_on_error, GError **err);
+/* Destination: called once when an incoming migration fails while the guest never ran
+ * here (not when it is cancelled), after the failure is reported (status failed,
+ * error-desc set), from an engine thread without the session's lock. A host that follows
+ * QEMU ends the process with an error status when exit_on_error is TRUE; the session
+ * must then not be freed from inside the callback. */
+typedef void (*MigIncomingFailedFn)(gpointer opaque, const char *error, gboolean exit_on_error);
+void mig_session_set_incoming_failed_cb(MigSession *s, MigIncomingFailedFn fn, gpointer opaque);
 gboolean mig_session_cancel(MigSession *s, GError **err);
 /* Source with postcopy-ram on: switch to postcopy at the next chance (QEMU's
  * migrate-start-postcopy). */
