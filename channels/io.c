@@ -83,6 +83,8 @@ int mig_io_write_full(int fd, const void *buf, size_t len)
 		 * process-killing SIGPIPE in a daemon that never asked for it. */
 		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
 
+		if (n < 0 && errno == ENOTSOCK)
+			n = write(fd, p, len);   /* a streamed file: URI */
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -147,6 +149,8 @@ int mig_io_writev_full(int fd, struct iovec *iov, int iovcnt)
 		};
 		ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
 
+		if (n < 0 && errno == ENOTSOCK)
+			n = writev(fd, iov, iov_window(iovcnt));   /* a streamed file: URI */
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -195,6 +199,8 @@ int mig_io_write_more(int fd, const void *buf, size_t len)
 	while (len > 0) {
 		ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_MORE);
 
+		if (n < 0 && errno == ENOTSOCK)
+			n = write(fd, p, len);   /* a streamed file: URI */
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)

@@ -8,8 +8,9 @@
 /* 0 on success; -EPIPE when the peer closed before everything was read; -errno otherwise.
  * An expired SO_RCVTIMEO/SO_SNDTIMEO (EAGAIN) is reported as -ETIMEDOUT; data
  * already transferred by then is lost to the caller, so treat it as fatal.
- * Writes use MSG_NOSIGNAL: a dead peer is -EPIPE, never SIGPIPE (fd must be a
- * socket; reads work on any fd). */
+ * Writes use MSG_NOSIGNAL: a dead peer is -EPIPE, never SIGPIPE; an fd that is no
+ * socket (a streamed file: URI's file) is written with plain write/writev. Reads work
+ * on any fd. */
 int mig_io_read_full(int fd, void *buf, size_t len);
 int mig_io_write_full(int fd, const void *buf, size_t len);
 /* iov is consumed (modified) as data goes out or comes in: on success every

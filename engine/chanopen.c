@@ -7,6 +7,7 @@
 #include <errno.h>
 #include "channels/tls.h"
 #include "engine/tlscreds.h"
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -148,5 +149,67 @@ int mig_session_take_fd(MigSession *s, const MigUri *uri, GError **err)
 			    g_strerror(-rc));
 		return -1;
 	}
+	return fd;
+}
+
+int mig_chan_file_out(MigSession *s, const MigUri *uri, GError **err)
+{
+	MigHello h = { .version = MIG_PROTO_VERSION, .type = MIG_CHAN_MAIN };
+	guint8 buf[MIG_HELLO_LEN];
+	int fd = open(uri->file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600), rc;
+
+	if (fd < 0) {
+		g_set_error(err, MIG_ERROR, errno, "cannot open '%s' for writing: %s", uri->file, g_strerror(errno));
+		return -1;
+	}
+	/* an older save behind the offset is no longer there to be read as this one's tail */
+	if (ftruncate(fd, (off_t)uri->offset) < 0 || lseek(fd, (off_t)uri->offset, SEEK_SET) < 0) {
+		g_set_error(err, MIG_ERROR, errno, "cannot cut '%s' at offset %llu: %s", uri->file, uri->offset,
+			    g_strerror(errno));
+		close(fd);
+		return -1;
+	}
+	memcpy(h.session, s->session_id, sizeof(h.session));
+	mig_hello_pack(&h, buf);
+	if ((rc = mig_io_write_full(fd, buf, sizeof(buf))) < 0) {
+		g_set_error(err, MIG_ERROR, -rc, "writing to '%s': %s", uri->file, g_strerror(-rc));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int mig_chan_file_in(MigSession *s, const MigUri *uri, GError **err)
+{
+	guint8 buf[MIG_HELLO_LEN];
+	MigHello h;
+	int fd = open(uri->file, O_RDONLY | O_CLOEXEC), rc, status = 0;
+
+	if (fd < 0) {
+		g_set_error(err, MIG_ERROR, errno, "cannot open '%s': %s", uri->file, g_strerror(errno));
+		return -1;
+	}
+	if (lseek(fd, (off_t)uri->offset, SEEK_SET) < 0) {
+		g_set_error(err, MIG_ERROR, errno, "cannot seek '%s' to offset %llu: %s", uri->file, uri->offset,
+			    g_strerror(errno));
+		close(fd);
+		return -1;
+	}
+	rc = mig_io_read_full(fd, buf, sizeof(buf));
+	if (rc == 0)
+		rc = mig_hello_parse(buf, &h, &status);
+	if (rc == 0 && (h.type != MIG_CHAN_MAIN || h.index || h.flags))
+		rc = -EPROTO, status = MIG_HELLO_BAD_TYPE;
+	if (rc < 0) {
+		g_set_error(err, MIG_ERROR, rc == -EPIPE ? EINVAL : -rc, "'%s' holds no migration stream at offset %llu: %s",
+			    uri->file, uri->offset,
+			    rc == -EPIPE ? "the file ends first (empty or truncated)"
+			    : rc == -EPROTO ? (status == MIG_HELLO_BAD_TYPE ? "not a main channel's beginning"
+									       : mig_hello_status_str(status))
+			    : g_strerror(-rc));
+		close(fd);
+		return -1;
+	}
+	memcpy(s->session_id, h.session, sizeof(h.session));
 	return fd;
 }

@@ -489,13 +489,8 @@ gboolean mig_params_check_file(MigSession *s, const char *uri, gboolean source, 
 	}
 	if (!file)
 		return TRUE;
-	if (!s->caps[MIG_CAP_MAPPED_RAM]) {
-		g_set_error(err, MIG_ERROR, ENOTSUP, "file: without mapped-ram (a streamed file) is not supported by mig; "
-			    "turn on the mapped-ram capability");
-		return FALSE;
-	}
 	if (s->params.tls_creds && *s->params.tls_creds) {
-		g_set_error(err, MIG_ERROR, EINVAL, "tls-creds does not apply to a mapped-ram file: mig reads and writes it "
+		g_set_error(err, MIG_ERROR, EINVAL, "tls-creds does not apply to a file: mig reads and writes it "
 			    "in the clear; unset tls-creds");
 		return FALSE;
 	}
@@ -503,6 +498,22 @@ gboolean mig_params_check_file(MigSession *s, const char *uri, gboolean source, 
 		g_set_error(err, MIG_ERROR, EINVAL, "postcopy-ram cannot save to a file: postcopy needs a destination that "
 			    "runs the guest and asks for its pages; turn postcopy-ram off");
 		return FALSE;
+	}
+	if (!s->caps[MIG_CAP_MAPPED_RAM]) {
+		/* the streamed file: one channel's stream, with no way back (as QEMU's) */
+		if (s->caps[MIG_CAP_MULTIFD]) {
+			g_set_error(err, MIG_ERROR, EINVAL, "multifd to a file needs the mapped-ram capability: a streamed "
+				    "file is one channel's stream; turn on mapped-ram or turn multifd off");
+			return FALSE;
+		}
+		if (s->caps[MIG_CAP_POSTCOPY_RAM] || s->caps[MIG_CAP_POSTCOPY_PREEMPT]) {
+			g_set_error(err, MIG_ERROR, EINVAL, "%s from a streamed file (no mapped-ram) is not possible: a lazy "
+				    "restore finds each page at its fixed offset, which only mapped-ram gives; turn on "
+				    "mapped-ram or turn %s off", s->caps[MIG_CAP_POSTCOPY_RAM] ? "postcopy-ram" : "postcopy-preempt",
+				    s->caps[MIG_CAP_POSTCOPY_RAM] ? "postcopy-ram" : "postcopy-preempt");
+			return FALSE;
+		}
+		return TRUE;
 	}
 	if (s->params.direct_io && u.offset % MIG_MAPF_ALIGN) {
 		g_set_error(err, MIG_ERROR, EINVAL, "direct-io needs the file offset (%llu) to be a multiple of %u", u.offset,

@@ -209,3 +209,10 @@ void mig_chan_set_liveness(MigSession *s, int fd, guint64 timeout_ms);
 gboolean mig_chan_hello(MigSession *s, int fd, const MigParams *p, int type, guint index, GError **err);
 int mig_chan_open(MigSession *s, const struct MigUri *uri, const MigParams *p, int type, guint index,
 		  GError **err);
+/* A streamed file: URI (no mapped-ram) as the main channel, one way, no return path.
+ * The source opens the file (created, cut at the URI's offset, the bytes before it
+ * kept) and writes this session's main hello there; the destination opens it, reads
+ * that hello at the offset and checks it is a main channel's, and adopts the saving
+ * session's id. The fd, or -1 with *err naming the file and the cause. */
+int mig_chan_file_out(MigSession *s, const struct MigUri *uri, GError **err);
+int mig_chan_file_in(MigSession *s, const struct MigUri *uri, GError **err);

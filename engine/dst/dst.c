@@ -45,6 +45,7 @@ void mig_dst_free(Dst *d)
 	g_mutex_clear(&d->open_lock);
 	g_ptr_array_free(d->openers, TRUE);
 	g_free(d->listen_uri);
+	g_free(d->stream_file);
 	g_free(d);
 }
 
@@ -53,6 +54,8 @@ int mig_dst_rp_send(MigSession *s, guint16 type, const struct iovec *iov, int n)
 	Dst *d = s->dst;
 	int rc;
 
+	if (d->stream_file)
+		return 0;   /* a file has no way back */
 	g_mutex_lock(&d->rp_lock);
 	if (d->rp_hold && type == MIG_F_RP_REQ_PAGE)
 		rc = 0;   /* paused: asked again after RP_RESUME_ACK (the bit stays set) */

@@ -25,6 +25,8 @@ typedef struct Dst {
 	int listen_wake[2];        /* pipe: wakes the listener to quit */
 	int fd;                    /* the main channel (under s->lock; rp_lock for writes) */
 	char *listen_uri;          /* the address actually bound */
+	char *stream_file;         /* a streamed file: URI's path: the main channel is that file,
+				    * read one way, with no return path (nothing answers) */
 	gboolean incoming_started; /* a main channel was accepted (under s->lock) */
 	/* The main channel's peer is bound only once its SETUP arrives: until then the
 	 * listener watches the deadline (monotonic µs, 0: none) and, past it, cuts the

@@ -668,6 +668,28 @@ static gboolean retry_after_failure(MigSession *s, GError **err)
 	return TRUE;
 }
 
+/* A streamed file (file: without mapped-ram): no listener, the file is the main
+ * channel as if admitted, and the loader reads it to its COMPLETE; nothing is sent
+ * back. Call with s->lock held. */
+static gboolean stream_file_start(MigSession *s, const MigUri *u, GError **err)
+{
+	int fd = mig_chan_file_in(s, u, err);
+	Dst *d;
+
+	if (fd < 0)
+		return FALSE;
+	d = mig_dst_new(s);
+	s->dst = d;
+	d->stream_file = g_strdup(u->file);
+	mig_params_copy(&d->p, &s->params);
+	d->incoming_started = TRUE;
+	d->fd = fd;
+	mig_set_status_locked(s, MIG_STATUS_SETUP);
+	mig_set_status_locked(s, MIG_STATUS_ACTIVE);
+	d->main_thread = g_thread_new("mig/dst/main", dst_main_thread, s);
+	return TRUE;
+}
+
 gboolean mig_dst_listen(MigSession *s, const char *uri, gboolean exit_on_error, GError **err)
 {
 	MigUri u;
@@ -685,7 +707,7 @@ gboolean mig_dst_listen(MigSession *s, const char *uri, gboolean exit_on_error, 
 		s->dst_failure_told = FALSE;
 	}
 	g_mutex_unlock(&s->lock);
-	if (u.kind == MIG_URI_FILE)
+	if (u.kind == MIG_URI_FILE && s->caps[MIG_CAP_MAPPED_RAM])
 		return mig_file_dst_start(s, &u, err);
 	g_mutex_lock(&s->lock);
 	if (s->dst || s->status != MIG_STATUS_NONE) {
@@ -699,6 +721,12 @@ gboolean mig_dst_listen(MigSession *s, const char *uri, gboolean exit_on_error, 
 	if (!mig_params_check_fd_uri(s, &u, err)) {
 		g_mutex_unlock(&s->lock);
 		return FALSE;
+	}
+	if (u.kind == MIG_URI_FILE) {
+		gboolean ok = stream_file_start(s, &u, err);
+
+		g_mutex_unlock(&s->lock);
+		return ok;
 	}
 	fd = u.kind == MIG_URI_FD ? mig_session_take_fd(s, &u, err) : mig_uri_listen(&u, MIG_DST_BACKLOG);
 	if (fd == -EADDRINUSE && u.kind == MIG_URI_UNIX) {
@@ -1200,7 +1228,8 @@ static gboolean complete(Loader *d, gboolean postcopy, GError **err)
 	g_mutex_unlock(&s->lock);
 	d->ready = TRUE;
 	rc = mig_dst_rp_send(s, MIG_F_RP_READY, &riov, 1);
-	if (rc < 0 || !wait_go(d, &why)) {
+	/* a file's source is gone: its COMPLETE is the whole switchover */
+	if (!s->dst->stream_file && (rc < 0 || !wait_go(d, &why))) {
 		const char *cause = rc < 0 ? g_strerror(-rc) : why->message;
 
 		if (postcopy)
@@ -1288,6 +1317,8 @@ static gboolean load_loop(Loader *d, GError **err)
 		if (rc < 0)
 			return fail(err, -rc, "migration stream truncated: %s",
 				    rc == -EPIPE ? "the source closed the connection" : g_strerror(-rc));
+		if (d->s->dst->stream_file && __atomic_load_n(&d->s->dst->quit, __ATOMIC_ACQUIRE))
+			return fail(err, ECANCELED, "the incoming migration was stopped");
 		mig_atomic_add(&d->s->stats.transferred, MIG_FRAME_HDR_LEN);
 		switch (h.type) {
 		case MIG_F_SETUP:
@@ -1593,7 +1624,11 @@ static gpointer dst_main_thread(gpointer opaque)
 			struct iovec iov;
 
 			/* the first failure is the cause (a multifd receiver may have stopped us);
-			 * a cancel's own doing is no failure, but the source hears of it */
+			 * a cancel's own doing is no failure, but the source hears of it; a file
+			 * that ends early: every read says so in its own words */
+			if (!mig_dst_cancelled(s) && s->dst->stream_file && err->code == EPIPE)
+				mig_session_report_error(s, "'%s' is truncated: the file ends before the migration stream "
+							 "does (%s)", s->dst->stream_file, err->message);
 			if (!mig_dst_cancelled(s))
 				mig_session_report_error(s, "%s", err->message);
 			if (d.ready && !mig_pc_dst_placing(s)) {

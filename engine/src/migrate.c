@@ -54,6 +54,8 @@ static gboolean poll_return_path(Src *src, int timeout_ms, guint16 *got, GError 
 	int rc;
 
 	*got = 0;
+	if (src->no_rp)
+		return TRUE;   /* a file says nothing back */
 	if (poll(&p, 1, timeout_ms) <= 0)
 		return TRUE;
 	rc = mig_frame_recv_hdr(src->fd, &h, 4096);
@@ -267,6 +269,19 @@ static gboolean connect_main(Src *src, GError **err)
 		g_set_error(err, MIG_ERROR, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT or unix:PATH)", src->uri_text);
 		return FALSE;
 	}
+	if (uri.kind == MIG_URI_FILE) {
+		/* a streamed file: the stream goes into it, nothing comes back, and no peer
+		 * needs a heartbeat */
+		fd = mig_chan_file_out(s, &uri, err);
+		if (fd < 0)
+			return FALSE;
+		g_mutex_lock(&s->lock);
+		src->fd = src->cancel_fd = fd;
+		src->no_rp = TRUE;
+		g_mutex_unlock(&s->lock);
+		src->uri = uri;
+		return TRUE;
+	}
 	if (uri.kind == MIG_URI_FD) {
 		/* connected by whoever passed it (getfd): only the hello is ours */
 		fd = src->given_fd;
@@ -386,7 +401,8 @@ static gboolean wait_pass_in_place(Src *src, gint64 *waited_us, GError **err)
 {
 	gint64 t0 = g_get_monotonic_time(), end = t0 + DRAIN_MAX_MS * G_TIME_SPAN_MILLISECOND;
 
-	while (src->pass_acked < src->pass) {
+	/* a file has the pass once it is written */
+	while (!src->no_rp && src->pass_acked < src->pass) {
 		gint64 now = g_get_monotonic_time();
 		guint16 got;
 
@@ -530,6 +546,20 @@ static gboolean wait_rp(Src *src, guint16 want, GError **err)
 	return TRUE;
 }
 
+/* A streamed file ends with COMPLETE, on disk: nobody answers, and the guest stays
+ * stopped here (postmigrate) as after any completed migration. */
+static gboolean file_complete(Src *src, GError **err)
+{
+	if (!mig_src_send_frame(src, MIG_F_COMPLETE, NULL, 0, err))
+		return FALSE;
+	if (fdatasync(src->fd) < 0) {
+		g_set_error(err, MIG_ERROR, errno, "flushing '%s': %s", src->uri.file, g_strerror(errno));
+		return FALSE;
+	}
+	src->s->stats.downtime_us = g_get_monotonic_time() - src->s->stats.t_stop;
+	return TRUE;
+}
+
 static gboolean stop_and_copy(Src *src, GError **err)
 {
 	g_autoptr(GError) why = NULL;
@@ -553,6 +583,8 @@ static gboolean stop_and_copy(Src *src, GError **err)
 	if (!mig_src_send_state(src, err))
 		return FALSE;
 	mig_src_beat_stop(src);
+	if (src->no_rp)
+		return file_complete(src, err);
 	if (!mig_src_send_frame(src, MIG_F_COMPLETE, NULL, 0, err) || !wait_rp(src, MIG_F_RP_READY, err))
 		return FALSE;
 	/* the destination has everything and waits: past this point the guest is theirs */
@@ -609,7 +641,8 @@ static gpointer src_thread(gpointer opaque)
 	gboolean ok, file, postcopy = FALSE;
 
 	src->zero_mode = (guint)src->p.zero_page_detection;
-	file = mig_uri_parse(src->uri_text, &src->uri) == 0 && src->uri.kind == MIG_URI_FILE;
+	file = mig_uri_parse(src->uri_text, &src->uri) == 0 && src->uri.kind == MIG_URI_FILE &&
+	       s->caps[MIG_CAP_MAPPED_RAM];
 	if (file)   /* mapped-ram: no peer, no channels; filesave.c does the passes */
 		ok = setup_tracking(src, &err) && mig_file_src_run(src, &err);
 	else

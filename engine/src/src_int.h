@@ -45,6 +45,7 @@ typedef struct Src {
 	MfSrc *mf;              /* multifd senders, NULL when multifd is off */
 	struct DevSrc *dev;     /* the device lane (devlane.c) */
 	MigUri uri;
+	gboolean no_rp;         /* a streamed file: URI: a main channel with no return path */
 	GMutex wlock;           /* main channel writes: the return-path thread sends too */
 	int pre_fds[MIG_PREEMPT_MAX]; /* postcopy-preempt channels (x-preempt-channels) */
 	guint npre;             /* how many are open; 0 without preempt */

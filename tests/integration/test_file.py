@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Migration to and from a file: QEMU's file: URI with the mapped-ram capability.
+"""Migration to and from a file: QEMU's file: URI with the mapped-ram capability, and
+without it (the ordinary stream in a file).
 
 Round trips through a mapped-ram file for every memory backend (and devices), checked unit by unit
 by the destination's guest (x-integrity); a live save of a writing guest and a save of
@@ -365,6 +366,65 @@ def case_enospc_and_direct_io_on_tmpfs():
                 src2.wait_running(True, timeout=10)
 
 
+def expect_refused(migd, command, uri, want):
+    """command (migrate or migrate-incoming) with this uri fails, saying want."""
+    try:
+        migd.cmd(command, uri=uri)
+    except h.QmpError as e:
+        print("refused: %s" % e)
+        h.check(want in str(e), "refusal %r does not say %r" % (str(e), want))
+    else:
+        raise h.HarnessError("%s %s was accepted" % (command, uri))
+
+
+def case_streamed():
+    """file: without mapped-ram writes the ordinary migration stream into the file (QEMU's
+    old way): a live save of a writing guest with two devices at an offset, the bytes
+    before it kept, restored by migrate-incoming file: and checked unit by unit and
+    byte by byte; the same file cut short, and a file that holds no stream, are
+    refused naming why; a lazy restore from a stream is refused (no fixed offsets)."""
+    size = 64 * h.MiB
+    guest = h.guest_args("64M", workload="seq,rate=16M") + DEVICES
+    with workdir() as d:
+        path = os.path.join(d, "stream.img")
+        with open(path, "wb") as f:
+            f.write(b"keep" * 1024)
+        with h.Migd("src", guest) as src:
+            src.set_params({"max-bandwidth": 4 * h.GiB, "downtime-limit": 300})
+            src.cmd("migrate", uri="file:%s,offset=4096" % path)
+            info = src.wait_status("completed", timeout=90)
+            h.check(info["ram"]["dirty-sync-count"] >= 2, "a live save takes passes: %s" % info["ram"])
+            h.check(info.get("downtime") is not None, "no downtime reported: %s" % info)
+            st = src.query_status()
+            h.check(st.get("status") == "postmigrate" and st.get("running") is False, "source after a save: %s" % st)
+        with open(path, "rb") as f:
+            h.check(f.read(4096) == b"keep" * 1024, "the bytes before the offset were changed")
+            h.check(f.read(4) == b"MIGC", "the stream does not begin with the main channel's hello")
+        flen = os.path.getsize(path)
+        h.check(flen > size // 2, "a %d-byte stream for a %d-byte guest" % (flen, size))
+        dst, dinfo = restore(path + ",offset=4096", h.guest_args("64M") + DEVICES, caps={"mapped-ram": False})
+        with dst:
+            check_restored(dst, size)
+            devs = dst.query_migrate().get("x-devices") or []
+            h.check([x.get("result") for x in devs] == ["ok", "ok"], "devices after the restore: %s" % devs)
+        # cut in the middle of the pages: refused with the cause, the guest never started
+        with open(path, "r+b") as f:
+            f.truncate(4096 + flen // 2)
+        dst, dinfo = restore(path + ",offset=4096", h.guest_args("64M") + DEVICES, caps={"mapped-ram": False},
+                             status="failed")
+        with dst:
+            err = dinfo.get("error-desc") or ""
+            print("truncated stream: %s" % err)
+            h.check("truncated" in err and "ends before the migration stream" in err, "truncated stream: %r" % err)
+            h.check(dst.query_status().get("running") is False, "a guest ran from a truncated stream")
+        with h.Migd("dst", h.guest_args("64M") + DEVICES + ["--incoming", "defer"]) as dst:
+            dst.set_caps({})
+            expect_refused(dst, "migrate-incoming", "file:" + path, "holds no migration stream at offset 0")
+            dst.set_caps({"postcopy-ram": True})
+            expect_refused(dst, "migrate-incoming", "file:%s,offset=4096" % path, "only mapped-ram gives")
+            h.check(dst.query_status().get("running") is False, "the refused destination runs a guest")
+
+
 def case_refusals():
     """Combinations that make no sense are refused at migrate, naming why; the guest
     keeps running."""
@@ -374,17 +434,11 @@ def case_refusals():
         def refused(want, caps=None, params=None, u=uri):
             src.set_caps(caps or {})
             src.set_params(params or {})
-            try:
-                src.cmd("migrate", uri=u)
-            except h.QmpError as e:
-                print("refused: %s" % e)
-                h.check(want in str(e), "refusal %r does not say %r" % (str(e), want))
-            else:
-                raise h.HarnessError("migrate %s with %s %s was accepted" % (u, caps, params))
+            expect_refused(src, "migrate", u, want)
             src.set_caps({k: False for k in (caps or {})})
             src.set_params({k: "" if isinstance(v, str) else False for k, v in (params or {}).items()})
 
-        refused("mapped-ram", caps={})
+        refused("multifd to a file needs the mapped-ram capability", caps={"multifd": True})
         refused("postcopy", caps={"mapped-ram": True, "postcopy-ram": True})
         refused("direct-io needs the mapped-ram", params={"direct-io": True})
         refused("needs a file: URI", caps={"mapped-ram": True}, u="tcp:127.0.0.1:1")
@@ -398,4 +452,4 @@ def case_refusals():
 if __name__ == "__main__":
     h.main([case_live_anon_multifd_devices, case_stopped_memfd_zero_pages_offset, case_hugetlb_2m_direct_io,
             case_hugetlb_1g, case_lazy_restore_anon, case_lazy_restore_hugetlb_2m, case_damaged_files_refused, case_enospc_and_direct_io_on_tmpfs,
-            case_refusals])
+            case_refusals, case_streamed])
