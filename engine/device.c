@@ -112,3 +112,49 @@ void mig_dev_query(MigSession *s, gboolean source, MigInfo *info)
 		g_ptr_array_add(info->devices, di);
 	}
 }
+
+typedef struct DevJob {
+	MigDevice *d;
+	guint index;
+	MigDevJobFn fn;
+	gpointer opaque;
+	GError *err;
+} DevJob;
+
+static gpointer dev_job_thread(gpointer opaque)
+{
+	DevJob *j = opaque;
+
+	j->fn(j->d, j->index, j->opaque, &j->err);
+	return NULL;
+}
+
+gboolean mig_devices_parallel(GPtrArray *devices, const char *name_prefix, MigDevJobFn fn, gpointer opaque,
+			      gint64 *wall_us, GError **err)
+{
+	guint n = devices->len;
+	g_autofree DevJob *jobs = g_new0(DevJob, MAX(n, 1u));
+	g_autofree GThread **threads = g_new0(GThread *, MAX(n, 1u));
+	gint64 t0 = g_get_monotonic_time();
+	gboolean ok = TRUE;
+
+	for (guint i = 0; i < n; i++) {
+		char name[16];
+
+		jobs[i] = (DevJob){ g_ptr_array_index(devices, i), i, fn, opaque, NULL };
+		g_snprintf(name, sizeof(name), "%s%u", name_prefix, i);
+		threads[i] = g_thread_new(name, dev_job_thread, &jobs[i]);
+	}
+	for (guint i = 0; i < n; i++)
+		g_thread_join(threads[i]);
+	if (wall_us)
+		*wall_us = g_get_monotonic_time() - t0;
+	for (guint i = 0; i < n; i++) {
+		if (jobs[i].err && ok) {
+			g_propagate_error(err, g_steal_pointer(&jobs[i].err));
+			ok = FALSE;
+		}
+		g_clear_error(&jobs[i].err);
+	}
+	return ok;
+}

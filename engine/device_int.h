@@ -22,3 +22,10 @@ void mig_dev_query(MigSession *s, gboolean source, MigInfo *info);
 /* Moves d to st; *fd gets the data fd where the state has one (else -1). The error
  * names the device. */
 gboolean mig_device_set_state(MigDevice *d, MigDevState st, int *fd, GError **err);
+
+/* Runs fn(device i, opaque) for each of the n devices at once, one thread per device
+ * (named name_prefix and its index, joined here), and returns the first error in device
+ * order. The file migration's device lane: each device's state is its own region. */
+typedef gboolean (*MigDevJobFn)(MigDevice *d, guint i, gpointer opaque, GError **err);
+gboolean mig_devices_parallel(GPtrArray *devices, const char *name_prefix, MigDevJobFn fn, gpointer opaque,
+			      gint64 *wall_us, GError **err);

@@ -627,6 +627,8 @@ static void file_query(MigSession *s, gboolean source, MigValue *extra)
 		mig_value_add_double(f, "running-after-ms", (double)s->stats.x_file_running_us / 1000.0);
 	if (s->stats.x_file_all_in_us)
 		mig_value_add_double(f, "all-in-after-ms", (double)s->stats.x_file_all_in_us / 1000.0);
+	if (s->stats.x_file_devices_us)
+		mig_value_add_double(f, "devices-ms", (double)s->stats.x_file_devices_us / 1000.0);
 }
 
 gboolean mig_session_query(MigSession *s, MigInfo *out)

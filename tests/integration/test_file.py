@@ -139,6 +139,44 @@ def case_live_anon_multifd_devices():
             h.check("state of device 'd1' is damaged" in err, "flipped device state: %r" % err)
 
 
+def case_devices_parallel():
+    """The device lane of a file: three devices that each take about a second to save
+    (read-rate) and to load (load-rate) are saved and loaded at once, each in its own
+    region: the devices' phase (x-file devices-ms) takes well under the sum of the
+    devices' own times, and every state round-trips byte by byte."""
+    devs = []
+    for i in range(3):
+        devs += ["--device", "sim,id=p%d,size=2M,read-rate=2M,load-rate=2M,seed=%d" % (i, i + 1)]
+    guest = h.guest_args("64M", workload="idle") + devs
+    with workdir() as d:
+        path = os.path.join(d, "devs.img")
+        with h.Migd("src", guest) as src:
+            src.cmd("stop")
+            info = save(src, path)
+            xd = info.get("x-devices") or []
+            save_ms = [x.get("save-ms") or 0 for x in xd]
+            wall = (info.get("x-file") or {}).get("devices-ms", 0)
+            print("save: each device %s ms, all of them %.0f ms" % (save_ms, wall))
+            h.check(len(save_ms) == 3 and min(save_ms) >= 800, "devices' save times: %s" % xd)
+            h.check(0 < wall < 0.75 * sum(save_ms), "devices saved one after another: %.0f ms for %s" % (wall, save_ms))
+        with open(path, "rb") as f:
+            head = f.read(HEAD_LEN + 1 * BLOCK_LEN + 3 * DEV_LEN)
+        regions = [struct.unpack(">QQ", head[HEAD_LEN + BLOCK_LEN + i * DEV_LEN + 64:][:16]) for i in range(3)]
+        h.check(all(r[1] == 2 * h.MiB for r in regions) and len({r[0] for r in regions}) == 3,
+                "device regions: %s" % regions)
+        dst, dinfo = restore(path, guest)
+        with dst:
+            check_restored(dst, 64 * h.MiB)
+            q = dst.query_migrate()
+            xd = q.get("x-devices") or []
+            h.check([x.get("result") for x in xd] == ["ok"] * 3, "devices after the restore: %s" % xd)
+            load_ms = [x.get("load-ms") or 0 for x in xd]
+            wall = (q.get("x-file") or {}).get("devices-ms", 0)
+            print("load: each device %s ms, all of them %.0f ms" % (load_ms, wall))
+            h.check(min(load_ms) >= 800, "devices' load times: %s" % xd)
+            h.check(0 < wall < 0.75 * sum(load_ms), "devices loaded one after another: %.0f ms for %s" % (wall, load_ms))
+
+
 def case_stopped_memfd_zero_pages_offset():
     """Suspend to file: the guest is stopped first; zero pages cost no write (the
     bitmap says so) and the file stays sparse; saved with QEMU's channels form at an
@@ -452,4 +490,4 @@ def case_refusals():
 if __name__ == "__main__":
     h.main([case_live_anon_multifd_devices, case_stopped_memfd_zero_pages_offset, case_hugetlb_2m_direct_io,
             case_hugetlb_1g, case_lazy_restore_anon, case_lazy_restore_hugetlb_2m, case_damaged_files_refused, case_enospc_and_direct_io_on_tmpfs,
-            case_refusals, case_streamed])
+            case_refusals, case_streamed, case_devices_parallel])
