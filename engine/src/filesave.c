@@ -220,6 +220,12 @@ static gboolean setup(FileSave *fs, GError **err)
 	hdr = mig_mapf_pack(&fs->map);
 	if (!mig_mapf_pwrite(fs->fd, hdr, fs->map.header_len, fs->start, "header", err))
 		return FALSE;
+	/* sized up front (a hole, nothing allocated): a page write then never extends the
+	 * file, which ext4 does synchronously, one writer at a time, with a journal update */
+	if (ftruncate(fs->fd, (off_t)(fs->start + fs->map.state_off)) < 0) {
+		g_set_error(err, MIG_ERROR, errno, "cannot size '%s': %s", src->uri.file, g_strerror(errno));
+		return FALSE;
+	}
 	fs->present = g_new0(gulong *, src->nblocks);
 	fs->chunk_base = g_new0(guint64, src->nblocks + 1);
 	for (guint bi = 0; bi < src->nblocks; bi++) {
