@@ -1,5 +1,6 @@
-/* Scenario file: save a stopped guest to a mapped-ram file and restore it, with 1, 2
- * and 4 multifd channels, with and without direct-io, against a raw write and read of
+/* Scenario file: save a stopped guest (anon, and hugetlb 2M with direct-io) to a
+ * mapped-ram file and restore it, with 1, 2 and 4 multifd channels, with and without
+ * direct-io, and once as a streamed file (no mapped-ram: the old way), against a raw write and read of
  * the same bytes to the same file system in the same run (N threads, 1 MiB pwrite and
  * pread, O_DIRECT for the direct rows, fdatasync as the save does); then a lazy restore
  * (postcopy-ram on migrate-incoming): when the guest ran, and its 4K fault p50 against
@@ -35,6 +36,8 @@ typedef struct FbSample {
 typedef struct FbRow {
 	guint channels;
 	gboolean direct;
+	gboolean huge;                      /* hugetlb 2M guest, else anon */
+	gboolean streamed;                  /* file: without mapped-ram: the old way */
 	GArray *samples;                    /* FbSample */
 	RowStatus status;
 	char *error;
@@ -195,16 +198,27 @@ out:
 
 /* ---- mig ---- */
 
-static gboolean fb_caps(QmpClient *q, const char *side, guint channels, gboolean direct, gboolean postcopy,
-			GError **err)
+/* A streamed file is one channel's precopy: no multifd, and max-bandwidth (a
+ * precopy's pacing, 128 MiB/s by default) out of the disk's way. */
+static gboolean fb_caps(QmpClient *q, const char *side, const FbRow *r, gboolean postcopy, GError **err)
 {
-	g_autofree char *caps = g_strdup_printf("{\"capabilities\":[{\"capability\":\"mapped-ram\",\"state\":true},"
+	g_autofree char *caps = g_strdup_printf("{\"capabilities\":[{\"capability\":\"mapped-ram\",\"state\":%s},"
 						"{\"capability\":\"postcopy-ram\",\"state\":%s}]}",
-						postcopy ? "true" : "false");
-	g_autofree char *params = g_strdup_printf("{\"direct-io\":%s}", direct ? "true" : "false");
+						r->streamed ? "false" : "true", postcopy ? "true" : "false");
+	g_autofree char *params = g_strdup_printf("{\"direct-io\":%s%s}", r->direct ? "true" : "false",
+						  r->streamed ? ",\"max-bandwidth\":1099511627776" : "");
 
 	return bench_qmp_run(q, side, "migrate-set-capabilities", caps, err) &&
-	       bench_set_multifd(q, side, channels, err) && bench_qmp_run(q, side, "migrate-set-parameters", params, err);
+	       bench_set_multifd(q, side, r->streamed ? 0 : r->channels, err) &&
+	       bench_qmp_run(q, side, "migrate-set-parameters", params, err);
+}
+
+/* What a side moved: x-file's count, or a streamed file's stream bytes. */
+static guint64 fb_bytes(JsonObject *done, const char *member)
+{
+	JsonObject *xf = bench_obj_obj(done, "x-file");
+
+	return (guint64)(xf ? bench_obj_int(xf, member, 0) : bench_obj_int(bench_obj_obj(done, "ram"), "transferred", 0));
 }
 
 /* Polls q until status is one of want (NULL-terminated); the last reply. */
@@ -237,10 +251,10 @@ static JsonObject *fb_wait_status(Bench *b, QmpClient *q, const char *side, cons
 static const char *const fb_completed[] = { "completed", NULL };
 
 /* A guest saved, stopped (one pass: suspend to file), to path. */
-static gboolean fb_save(Bench *b, guint64 guest, guint channels, gboolean direct, const char *path, FbSample *s,
-			GError **err)
+static gboolean fb_save(Bench *b, guint64 guest, const FbRow *r, const char *path, FbSample *s, GError **err)
 {
-	MigdSpec m = { .backend = "anon", .guest_bytes = guest, .workload = FB_WORKLOAD, .seed = 7, .side = -1 };
+	MigdSpec m = { .backend = r->huge ? "hugetlb" : "anon", .huge = r->huge, .guest_bytes = guest,
+		       .workload = FB_WORKLOAD, .seed = 7, .side = -1 };
 	g_autofree char *uri = g_strdup_printf("{\"uri\":\"file:%s\"}", path);
 	g_autoptr(JsonObject) done = NULL;
 	MigPair p = { 0 };
@@ -248,13 +262,13 @@ static gboolean fb_save(Bench *b, guint64 guest, guint channels, gboolean direct
 	gboolean ok;
 
 	b->seq++;
-	ok = bench_migd_start(b, &m, &p, err) && fb_caps(p.qsrc, "source", channels, direct, FALSE, err) &&
+	ok = bench_migd_start(b, &m, &p, err) && fb_caps(p.qsrc, "source", r, FALSE, err) &&
 	     bench_qmp_run(p.qsrc, "source", "stop", NULL, err) && (t0 = g_get_monotonic_time()) &&
 	     bench_qmp_run(p.qsrc, "source", "migrate", uri, err) &&
 	     (done = fb_wait_status(b, p.qsrc, "source", fb_completed, err)) != NULL;
 	if (ok) {
 		s->save_s = (double)(g_get_monotonic_time() - t0) / 1e6;
-		s->bytes_written = (guint64)bench_obj_int(bench_obj_obj(done, "x-file"), "bytes-written", 0);
+		s->bytes_written = fb_bytes(done, "bytes-written");
 	}
 	bench_pair_stop(b, &p);
 	return ok;
@@ -262,11 +276,11 @@ static gboolean fb_save(Bench *b, guint64 guest, guint channels, gboolean direct
 
 /* A fresh destination loads path; every unit of its guest checked. With lazy, the
  * guest runs a random workload and faults its pages in from the file. */
-static gboolean fb_restore(Bench *b, guint64 guest, guint channels, gboolean direct, gboolean lazy, const char *path,
-			   FbSample *s, FbLazy *l, GError **err)
+static gboolean fb_restore(Bench *b, guint64 guest, const FbRow *r, gboolean lazy, const char *path, FbSample *s,
+			   FbLazy *l, GError **err)
 {
-	MigdSpec m = { .backend = "anon", .guest_bytes = guest, .workload = lazy ? "random" : FB_WORKLOAD, .seed = 7,
-		       .incoming = "defer", .side = -1 };
+	MigdSpec m = { .backend = r->huge ? "hugetlb" : "anon", .huge = r->huge, .guest_bytes = guest,
+		       .workload = lazy ? "random" : FB_WORKLOAD, .seed = 7, .incoming = "defer", .side = -1 };
 	g_autofree char *uri = g_strdup_printf("{\"uri\":\"file:%s\"}", path);
 	g_autoptr(JsonObject) done = NULL;
 	MigSample ms = { 0 };
@@ -275,12 +289,12 @@ static gboolean fb_restore(Bench *b, guint64 guest, guint channels, gboolean dir
 	gboolean ok;
 
 	b->seq++;
-	ok = bench_migd_start(b, &m, &p, err) && fb_caps(p.qdst, "destination", channels, direct, lazy, err) &&
+	ok = bench_migd_start(b, &m, &p, err) && fb_caps(p.qdst, "destination", r, lazy, err) &&
 	     (t0 = g_get_monotonic_time()) && bench_qmp_run(p.qdst, "destination", "migrate-incoming", uri, err) &&
 	     (done = fb_wait_status(b, p.qdst, "destination", fb_completed, err)) != NULL;
 	if (ok && s) {
 		s->restore_s = (double)(g_get_monotonic_time() - t0) / 1e6;
-		s->bytes_read = (guint64)bench_obj_int(bench_obj_obj(done, "x-file"), "bytes-read", 0);
+		s->bytes_read = fb_bytes(done, "bytes-read");
 	}
 	ok = ok && bench_wait_integrity(b, &p, &ms, err);
 	if (ok && l) {
@@ -349,8 +363,10 @@ static FbRates fb_rates(const FbRow *r)
 }
 
 /* The row of this direct-ness with the best save (restore) rate: the target's row. */
-static const FbRow *fb_best(GPtrArray *rows, gboolean direct, gboolean restore)
+static const FbRow *fb_best(GPtrArray *rows, const FbRow *like, gboolean restore)
 {
+	gboolean direct = like->direct;
+
 	const FbRow *best = NULL;
 	double bv = -1;
 
@@ -359,7 +375,7 @@ static const FbRow *fb_best(GPtrArray *rows, gboolean direct, gboolean restore)
 		FbRates x = fb_rates(r);
 		double v = restore ? x.restore : x.save;
 
-		if (r->direct == direct && !isnan(v) && v > bv) {
+		if (r->direct == direct && r->huge == like->huge && !r->streamed && !isnan(v) && v > bv) {
 			bv = v;
 			best = r;
 		}
@@ -376,9 +392,10 @@ static void fb_print(Bench *b, guint64 guest, GPtrArray *rows, const FbLazy *l)
 {
 	g_autofree char *size = bench_fmt_size(guest);
 
-	printf("\n%s: %s anon guest (" FB_WORKLOAD "), stopped, mapped-ram file in %s, median of %d run%s, %u CPUs\n",
+	printf("\n%s: %s guest (" FB_WORKLOAD "), stopped, file in %s, median of %d run%s, %u CPUs\n",
 	       b->scenario, size, b->file_dir, b->runs, b->runs == 1 ? "" : "s", g_get_num_processors());
-	printf("%-8s %6s %9s %8s %8s %8s %9s %8s %8s %9s\n", "channels", "direct", "file MiB", "save", "raw wr",
+	printf("%-7s %-10s %-8s %6s %9s %8s %8s %8s %9s %8s %8s %9s\n", "memory", "format", "channels", "direct",
+	       "file MiB", "save", "raw wr",
 	       "save/raw", "restore", "raw rd", "rest/raw", "target");
 	for (guint i = 0; i < rows->len; i++) {
 		const FbRow *r = g_ptr_array_index(rows, i);
@@ -388,18 +405,20 @@ static void fb_print(Bench *b, guint64 guest, GPtrArray *rows, const FbLazy *l)
 		g_autofree char *rx = bench_fmt_num(x.restore_x, 2);
 		const char *mark = "";
 
-		if (r == fb_best(rows, r->direct, FALSE) || r == fb_best(rows, r->direct, TRUE))
-			mark = fb_mark((r != fb_best(rows, r->direct, FALSE) || x.save_x >= FB_TARGET_RATIO) &&
-				       (r != fb_best(rows, r->direct, TRUE) || x.restore_x >= FB_TARGET_RATIO), x.save_x);
+		if (r == fb_best(rows, r, FALSE) || r == fb_best(rows, r, TRUE))
+			mark = fb_mark((r != fb_best(rows, r, FALSE) || x.save_x >= FB_TARGET_RATIO) &&
+				       (r != fb_best(rows, r, TRUE) || x.restore_x >= FB_TARGET_RATIO), x.save_x);
 		if (r->status != ROW_OK)
 			mark = bench_status_names[r->status];
-		printf("%-8u %6s %9.0f %8s %8s %8s %9s %8s %8s %9s\n", r->channels, r->direct ? "yes" : "no",
+		printf("%-7s %-10s %-8u %6s %9.0f %8s %8s %8s %9s %8s %8s %9s\n", r->huge ? "hugetlb" : "anon",
+		       r->streamed ? "streamed" : "mapped-ram", r->channels, r->direct ? "yes" : "no",
 		       r->samples->len ? (double)g_array_index(r->samples, FbSample, 0).bytes_written / (1 << 20) : NAN,
 		       sv, rw, sx, rv, rr, rx, mark);
 	}
 	printf("GB/s = 1e9 bytes/s of the bytes the file holds (zero units are not written); raw: the same bytes, same "
 	       "threads, 1 MiB pwrite+fdatasync / pread\n");
-	printf("target: save and restore >= %.1fx raw at the best channel count (marked on that row)\n", FB_TARGET_RATIO);
+	printf("target: save and restore >= %.1fx raw at the best channel count (marked on that row, per memory and "
+	       "direct-ness; streamed: file: without mapped-ram, the old way, one channel, no target)\n", FB_TARGET_RATIO);
 	{
 		g_autofree char *run = bench_fmt_num(l->running_ms, 1), *p50 = bench_fmt_num(l->fault_p50_us, 0);
 		g_autofree char *p99 = bench_fmt_num(l->fault_p99_us, 0), *raw = bench_fmt_num(l->raw_qd1_p50_us, 0);
@@ -417,8 +436,8 @@ static void fb_print(Bench *b, guint64 guest, GPtrArray *rows, const FbLazy *l)
 		const FbRow *r = g_ptr_array_index(rows, i);
 
 		if (r->status != ROW_OK)
-			printf("%u/%s %s: %s\n", r->channels, r->direct ? "direct" : "buffered", bench_status_names[r->status],
-			       r->error);
+			printf("%s %s %u/%s %s: %s\n", r->huge ? "hugetlb" : "anon", r->streamed ? "streamed" : "mapped-ram",
+			       r->channels, r->direct ? "direct" : "buffered", bench_status_names[r->status], r->error);
 	}
 	for (guint i = 0; i < b->notes->len; i++)
 		printf("note: %s\n", (char *)g_ptr_array_index(b->notes, i));
@@ -439,6 +458,8 @@ static gboolean fb_write_json(Bench *b, guint64 guest, GPtrArray *rows, const Fb
 		FbRates x = fb_rates(r);
 
 		json_builder_begin_object(j);
+		bench_json_str(j, "memory", r->huge ? "hugetlb" : "anon");
+		bench_json_str(j, "format", r->streamed ? "streamed" : "mapped-ram");
 		bench_json_int(j, "channels", r->channels);
 		json_builder_set_member_name(j, "direct");
 		json_builder_add_boolean_value(j, r->direct);
@@ -491,17 +512,19 @@ static void fb_fail(RowStatus *status, char **error, const char *what, GError *e
 static void fb_cell(Bench *b, guint64 guest, const char *dir, FbRow *r, int run)
 {
 	g_autofree char *path = g_build_filename(dir, "guest.img", NULL);
-	g_autofree char *what = g_strdup_printf("%u ch %s run %d/%d", r->channels, r->direct ? "direct" : "buffered",
-						run + 1, b->runs);
+	g_autofree char *what = g_strdup_printf("%s %s %u ch %s run %d/%d", r->huge ? "hugetlb" : "anon",
+						r->streamed ? "streamed" : "mapped-ram", r->channels,
+						r->direct ? "direct" : "buffered", run + 1, b->runs);
 	g_autoptr(GError) err = NULL;
 	FbSample s = { 0 };
 	gboolean ok;
 
 	if (r->status != ROW_OK)
 		return;
-	ok = !bench_interrupted(b, &err) && fb_save(b, guest, r->channels, r->direct, path, &s, &err) &&
-	     (r->direct || fb_drop_caches(dir, &err)) &&
-	     fb_restore(b, guest, r->channels, r->direct, FALSE, path, &s, NULL, &err);
+	/* the hugetlb guest, saved and restored one after the other, needs its pages once */
+	ok = !bench_interrupted(b, &err) && (!r->huge || bench_huge_ensure(b, guest / (2u << 20), &err)) &&
+	     fb_save(b, guest, r, path, &s, &err) && (r->direct || fb_drop_caches(dir, &err)) &&
+	     fb_restore(b, guest, r, FALSE, path, &s, NULL, &err);
 	unlink(path);
 	ok = ok && fb_raw_run(dir, r->channels, r->direct, s.bytes_written, &s, &err);
 	if (!ok) {
@@ -518,12 +541,13 @@ static void fb_lazy(Bench *b, guint64 guest, const char *dir, FbLazy *l)
 	g_autofree char *path = g_build_filename(dir, "lazy.img", NULL);
 	g_autoptr(GError) err = NULL;
 	FbSample s = { 0 };
+	const FbRow r = { .channels = 4, .direct = TRUE };
 	gboolean ok;
 
 	*l = (FbLazy){ NAN, NAN, NAN, NAN, NAN, ROW_OK, NULL };
-	ok = !bench_interrupted(b, &err) && fb_save(b, guest, 4, TRUE, path, &s, &err) &&
+	ok = !bench_interrupted(b, &err) && fb_save(b, guest, &r, path, &s, &err) &&
 	     (l->raw_qd1_p50_us = fb_raw_qd1(path, &err)) > 0 && fb_drop_caches(dir, &err) &&
-	     fb_restore(b, guest, 4, TRUE, TRUE, path, NULL, l, &err);
+	     fb_restore(b, guest, &r, TRUE, path, NULL, l, &err);
 	unlink(path);
 	if (!ok)
 		fb_fail(&l->status, &l->error, "lazy restore", err);
@@ -543,12 +567,15 @@ static int run_file(Bench *b)
 		g_printerr("migbench: --dir %s: %s\n", b->file_dir, g_strerror(errno));
 		return 2;
 	}
-	for (int direct = 1; direct >= 0; direct--) {
-		for (guint i = 0; i < G_N_ELEMENTS(channels); i++) {
+	/* anon direct and buffered, hugetlb 2M direct, by channels; then the old way */
+	for (int k = 0; k < 4; k++) {
+		for (guint i = 0; i < (k == 3 ? 1 : G_N_ELEMENTS(channels)); i++) {
 			FbRow *r = g_new0(FbRow, 1);
 
 			r->channels = channels[i];
-			r->direct = direct;
+			r->direct = k == 0 || k == 2;
+			r->huge = k == 2;
+			r->streamed = k == 3;
 			r->samples = g_array_new(FALSE, TRUE, sizeof(FbSample));
 			g_ptr_array_add(rows, r);
 		}
@@ -576,6 +603,7 @@ static int run_file(Bench *b)
 }
 
 const BenchScenario bench_file = {
-	"file", "mapped-ram save/restore with 1, 2, 4 channels, direct-io or not, vs raw pwrite/pread; lazy restore",
+	"file", "mapped-ram save/restore (anon, hugetlb 2M) with 1, 2, 4 channels, direct-io or not, and the streamed "
+	"file, vs raw pwrite/pread; lazy restore",
 	run_file, 3,
 };
