@@ -57,7 +57,10 @@ gboolean mig_src_send_frame(Src *src, guint16 type, const struct iovec *iov, int
 	rc = mig_frame_send(src->fd, type, 0, iov, n);
 	g_mutex_unlock(&src->wlock);
 	if (rc < 0) {
-		g_set_error(err, MIG_ERROR, -rc, "sending to destination: %s", g_strerror(-rc));
+		if (src->no_rp)
+			g_set_error(err, MIG_ERROR, -rc, "writing to '%s': %s", src->uri.file, g_strerror(-rc));
+		else
+			g_set_error(err, MIG_ERROR, -rc, "sending to destination: %s", g_strerror(-rc));
 		return FALSE;
 	}
 	account(src, len);

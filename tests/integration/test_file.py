@@ -350,7 +350,8 @@ def case_damaged_files_refused():
 
 def case_enospc_and_direct_io_on_tmpfs():
     """A 48 MiB tmpfs: saving 128 MiB runs out of space; the source keeps running, its
-    guest intact, and the file is marked incomplete (a load refuses it). direct-io on
+    guest intact, and the file is marked incomplete (a load refuses it); a streamed
+    file (no mapped-ram) there fails alike, naming the file. direct-io on
     tmpfs: a clear error if tmpfs refuses O_DIRECT, else a save that works."""
     with small_tmpfs("48M") as d, h.Migd("src", h.guest_args("128M", workload="seq")) as src:
         path = os.path.join(d, "full.img")
@@ -375,6 +376,21 @@ def case_enospc_and_direct_io_on_tmpfs():
         # the space comes back once every reference to the file is gone (bounded wait)
         h.wait_until(lambda: (lambda v: v.f_bavail * v.f_frsize >= 32 * h.MiB)(os.statvfs(d)), 30,
                      "the full file's space to come back")
+
+        # the streamed file (no mapped-ram) on the full disk: the same, naming the file
+        src.set_caps({"mapped-ram": False})
+        src.set_params({"max-bandwidth": 4 * h.GiB})
+        src.cmd("migrate", uri="file:" + path)
+        info = h.wait_until(lambda: (lambda i: i if i.get("status") == "failed" else None)(src.query_migrate()),
+                            60, "the streamed save to a full file system to fail")
+        err = info.get("error-desc") or ""
+        print("ENOSPC, streamed: %s" % err)
+        h.check("No space left" in err and path in err, "error does not name the full disk and file: %r" % err)
+        src.wait_running(True, timeout=10)
+        os.unlink(path)
+        h.wait_until(lambda: (lambda v: v.f_bavail * v.f_frsize >= 32 * h.MiB)(os.statvfs(d)), 30,
+                     "the streamed file's space to come back")
+        src.set_caps(FILE_CAPS)
 
         # direct-io on tmpfs
         small = h.guest_args("16M", workload="seq")
