@@ -295,6 +295,9 @@ static gboolean fb_restore(Bench *b, guint64 guest, const FbRow *r, gboolean laz
 	if (ok && s) {
 		s->restore_s = (double)(g_get_monotonic_time() - t0) / 1e6;
 		s->bytes_read = fb_bytes(done, "bytes-read");
+		/* a streamed file is read whole: its bytes are the stream's */
+		if (!s->bytes_read && r->streamed)
+			s->bytes_read = s->bytes_written;
 	}
 	ok = ok && bench_wait_integrity(b, &p, &ms, err);
 	if (ok && l) {
