@@ -5,7 +5,8 @@
  * cell, and the cell asserts where both sides end:
  *   - before the switchover (the peer hit is the destination): the source `failed`
  *     with its guest running and intact, the destination `failed` and not running (or
- *     gone);
+ *     gone; a malformed hello is refused as a stranger's, and the destination keeps
+ *     waiting for its source);
  *   - after it (the peer hit is the source): both `postcopy-paused`, the destination's
  *     vCPUs waiting and no unit read wrong, then once mended a recovery (migrate-recover,
  *     migrate resume:true) that completes with every unit checked and none failed; a
@@ -271,8 +272,18 @@ static gboolean fx_expect_source_runs(FxRun *r, GError **err)
 
 	if (!fx_wait(r, SRC, "failed", FX_BOUND_MS, &c->detect_ms[SRC], err) || !fx_one_guest(r, err) || !fx_mend(r, err))
 		return FALSE;
-	if (!r->dead[DST] && !fx_wait(r, DST, "failed", FX_BOUND_MS, &c->detect_ms[DST], err))
+	if (c->fault == FX_BAD && c->phase == FX_SETUP) {
+		/* a hello that is not mig's is a stray connection, refused: the incoming side
+		 * keeps waiting for its source, as it must (a stranger cannot fail it) */
+		g_autofree char *st = fx_status(r, DST, err);
+
+		if (!st)
+			return FALSE;
+		if (strcmp(st, "setup"))
+			return fx_fail(err, "the destination is %s after refusing a bad hello, not still setup", st);
+	} else if (!r->dead[DST] && !fx_wait(r, DST, "failed", FX_BOUND_MS, &c->detect_ms[DST], err)) {
 		return FALSE;
+	}
 	if (fx_running(r, SRC, err) != 1)
 		return *err ? FALSE : fx_fail(err, "the source's guest does not run after the failed migration");
 	if (!r->dead[DST] && fx_running(r, DST, err) != 0)
@@ -284,7 +295,8 @@ static gboolean fx_expect_source_runs(FxRun *r, GError **err)
 	c->failed = bench_obj_int(o, "failed", -1);
 	if (c->failed != 0)
 		return fx_fail(err, "the source's guest check found %" G_GINT64_FORMAT " failed units", c->failed);
-	c->outcome = g_strdup_printf("source failed, runs; destination %s", r->dead[DST] ? "gone" : "failed");
+	c->outcome = g_strdup_printf("source failed, runs; destination %s", r->dead[DST] ? "gone"
+				     : c->fault == FX_BAD && c->phase == FX_SETUP ? "refused the hello, still listens" : "failed");
 	return TRUE;
 }
 
