@@ -96,10 +96,15 @@ static gboolean fp_read_exact(BenchFProxy *p, int fd, guint8 *buf, size_t n)
 /* Forwards, unless the proxy holds: then it waits for the release first. */
 static gboolean fp_write_all(BenchFProxy *p, int fd, const guint8 *buf, size_t n)
 {
+	gboolean closing;
+
 	g_mutex_lock(&p->lock);
 	while (p->held && !p->closing)
 		g_cond_wait_until(&p->cond, &p->lock, g_get_monotonic_time() + FPROXY_TICK_MS * 1000);
+	closing = p->closing;
 	g_mutex_unlock(&p->lock);
+	if (closing)   /* held bytes die with the proxy: a reset must not let them out first */
+		return FALSE;
 	for (size_t off = 0; off < n;) {
 		ssize_t w = send(fd, buf + off, n - off, MSG_DONTWAIT | MSG_NOSIGNAL);
 

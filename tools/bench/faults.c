@@ -307,6 +307,7 @@ static gboolean fx_recover(FxRun *r, GError **err)
 	g_autofree char *res = NULL;
 	MigSample integ = { 0 };
 	guint16 port;
+	gboolean ok;
 
 	if (!fx_qmp(r, DST, "migrate-recover", rec, err) || !(port = fx_dst_port(r, err)))
 		return FALSE;
@@ -315,15 +316,10 @@ static gboolean fx_recover(FxRun *r, GError **err)
 	    !fx_qmp(r, SRC, "migrate-set-parameters", "{\"max-postcopy-bandwidth\":0}", err) ||
 	    !bench_wait_source(r->b, &r->p, err))
 		return FALSE;
-	r->cell->checked = (gint64)integ.checked;
-	if (!bench_wait_integrity(r->b, &r->p, &integ, err)) {
-		r->cell->checked = (gint64)integ.checked;
-		r->cell->failed = (gint64)integ.failed;
-		return FALSE;
-	}
+	ok = bench_wait_integrity(r->b, &r->p, &integ, err);
 	r->cell->checked = (gint64)integ.checked;
 	r->cell->failed = (gint64)integ.failed;
-	return fx_one_guest(r, err);
+	return ok && fx_one_guest(r, err);
 }
 
 /* After the switchover: both pause; the destination's vCPUs wait and read nothing
