@@ -239,6 +239,7 @@ static gboolean fx_inject(FxRun *r, GError **err)
 			if (!bench_fproxy_wait_corrupted(r->proxy, FX_MOMENT_MS))
 				return fx_fail(err, "no frame went through the proxy to corrupt");
 		}
+		r->t_fault = g_get_monotonic_time();   /* the fault is the bad frame, not the arming */
 		break;
 	default:
 		g_assert_not_reached();
