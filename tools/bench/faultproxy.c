@@ -261,7 +261,16 @@ static void fp_accept_one(BenchFProxy *p, int cfd)
 	g_mutex_lock(&p->lock);
 	g_ptr_array_add(p->conns, c);   /* closed by bench_fproxy_free, whatever happens here */
 	g_mutex_unlock(&p->lock);
-	if (c->fd[1] < 0 || !fp_read_exact(p, cfd, hello, sizeof(hello)))
+	if (c->fd[1] < 0) {
+		/* as the destination's refusal would: a RST, not a connection left silent */
+		struct linger rst = { .l_onoff = 1, .l_linger = 0 };
+
+		setsockopt(cfd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
+		close(cfd);
+		c->fd[0] = -1;
+		return;
+	}
+	if (!fp_read_exact(p, cfd, hello, sizeof(hello)))
 		return;
 	c->main = ((hello[6] << 8) | hello[7]) == CHAN_MAIN && !p->main_taken;
 	p->main_taken |= c->main;
