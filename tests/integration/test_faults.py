@@ -19,10 +19,15 @@ bound derived from x-channel-timeout (2000 ms here).
 - stop_source_recover: the source SIGSTOPped in postcopy-recover (just after its
   PC_RECOVER reached the destination) -> the destination pauses again by itself;
   continued, the source pauses too; the next recovery completes, intact.
-Never two running guests: both sides' query-status at every look."""
+Never two running guests: both sides' query-status at every look.
+- migbench_cell: `migbench faults` itself runs one cell (reset@setup) in its netns bed
+  and reports it PASS in its table and its JSON (skipped where no bed can be built)."""
+import json
 import os
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -184,6 +189,28 @@ def case_stop_source_recover():
         h.check_migrated(src, dst, info, size=SIZE)
 
 
+def case_migbench_cell():
+    with tempfile.TemporaryDirectory(prefix="mig-faults-", dir=h._tmp_base()) as d:
+        path = os.path.join(d, "faults.json")
+        p = subprocess.run([h.tool("migbench"), "faults", "--quick", "--cells", "reset@setup", "--json", path],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=h.scaled(120), preexec_fn=h._set_pdeathsig)
+        print(p.stdout)
+        if p.returncode != 0 and "needs the netns bed" in p.stdout:
+            raise h.Skip("no netns bed here")
+        h.check(p.returncode == 0, "migbench faults exited with %d" % p.returncode)
+        h.check("1 of 1 cells PASS" in p.stdout, "the table does not say the cell passed")
+        with open(path) as f:
+            top = json.load(f)
+    h.check(top["scenario"] == "faults" and top["channel_timeout_ms"] > 0, "JSON head %s" % top["scenario"])
+    cells = top["cells"]
+    h.check(len(cells) == 1, "%d cells, not 1" % len(cells))
+    c = cells[0]
+    h.check((c["fault"], c["phase"], c["result"], c["error"]) == ("reset", "setup", "PASS", None), "cell %s" % c)
+    h.check(c["units_failed"] == 0 and c["units_checked"] > 0, "cell's guest check %s" % c)
+    h.check(c["detect_src_ms"] is not None and c["detect_src_ms"] <= top["bound_ms"], "cell's time %s" % c)
+
+
 if __name__ == "__main__":
     h.main([case_reset_setup, case_kill_destination_precopy, case_reset_switchover, case_malformed_postcopy,
-            case_kill_source_postcopy, case_stop_source_recover])
+            case_kill_source_postcopy, case_stop_source_recover, case_migbench_cell])
