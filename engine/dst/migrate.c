@@ -351,8 +351,9 @@ static gboolean admit(MigSession *s, int fd)
 		t = s->dst->p.x_channel_timeout;   /* latched with the main channel */
 		g_mutex_unlock(&s->lock);
 		mig_chan_set_liveness(s, fd, t);
-		/* the main channel's reads are bounded until the guest runs here: the source
-		 * sends at least a NOP every quarter of this; the other channels may idle */
+		/* the main channel's reads are bounded until the guest runs here (precopy) or
+		 * until PC_END (postcopy, where a silent source must pause this side): the
+		 * source sends at least a NOP every quarter of this; the other channels may idle */
 		if (ok == MIG_CHAN_MAIN)
 			mig_io_set_recv_timeout(fd, (int)t);
 	}
@@ -1239,11 +1240,6 @@ static gboolean complete(Loader *d, gboolean postcopy, GError **err)
 		return fail(err, EIO, "switchover outcome unknown: no GO from the source after RP_READY (%s); "
 			    "the guest stays stopped here and may be running on the source: check the source, "
 			    "then `cont` the guest on one side only", cause);
-	}
-	if (postcopy) {
-		/* the source's heartbeat ended with PC_RUN and bulk may ride multifd: the main
-		 * channel may now idle for good reasons */
-		mig_io_set_recv_timeout(d->fd, 0);
 	}
 	g_mutex_lock(&s->lock);
 	if (s->dst_autostart) {

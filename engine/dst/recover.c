@@ -10,8 +10,6 @@
 #include <errno.h>
 #include <string.h>
 
-#define RECOVER_TIMEOUT_MS 30000   /* the longest wait for one frame of the handshake */
-
 /* every error of the handshake says so first */
 #define rfail(err, code, fmt, ...) \
 	(g_set_error((err), MIG_ERROR, (code), "postcopy recovery: " fmt, ##__VA_ARGS__), FALSE)
@@ -85,9 +83,16 @@ gboolean mig_dst_recover_handshake(MigSession *s, int fd, GError **err)
 {
 	guint8 end[12];
 	struct iovec iov = { end, sizeof(end) };
+	guint64 t;
 	int rc;
 
-	mig_io_set_timeout(fd, RECOVER_TIMEOUT_MS);
+	g_mutex_lock(&s->lock);
+	t = s->dst->p.x_channel_timeout;
+	g_mutex_unlock(&s->lock);
+	/* a silent source (stopped, its link gone) is noticed within x-channel-timeout
+	 * here as on the first main channel: every step of the source between two of its
+	 * frames is bounded by it too */
+	mig_io_set_timeout(fd, (int)t);
 	if (!expect(fd, MIG_F_PC_RECOVER, "PC_RECOVER", err))
 		return FALSE;
 	for (guint bi = 0; bi < s->ram->len; bi++)
@@ -99,7 +104,8 @@ gboolean mig_dst_recover_handshake(MigSession *s, int fd, GError **err)
 		return rfail(err, -rc, "sending RECV_END: %s", g_strerror(-rc));
 	if (!expect(fd, MIG_F_PC_RESUME, "PC_RESUME", err) || !channels_back(s, err))
 		return FALSE;
-	mig_io_set_timeout(fd, 0);
+	/* as on the first main channel in postcopy: the source beats until PC_END, so
+	 * reads stay bounded; writes are bounded as on every channel */
 	if ((rc = mig_pc_dst_resume(s, fd)) < 0)
 		return rfail(err, -rc, "sending RESUME_ACK: %s", g_strerror(-rc));
 	return TRUE;

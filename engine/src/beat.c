@@ -1,6 +1,6 @@
 /* The source's heartbeat: a NOP on the main channel every quarter of x-channel-timeout,
- * from the hello until COMPLETE / PC_RUN. The destination bounds its reads by that
- * timeout, so a source that stops (SIGSTOP, a wedged host) is noticed there even
+ * from the hello until COMPLETE / PC_RUN, and in postcopy-active from RP_RUNNING (or a
+ * recovery) until PC_END. The destination bounds its reads by that timeout, so a source that stops (SIGSTOP, a wedged host) is noticed there even
  * while its kernel still acknowledges; and a healthy source that has nothing to send
  * for a while (rate limit, a slow device, waiting for a pass to drain) is not taken
  * for a dead one. */

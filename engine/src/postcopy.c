@@ -663,11 +663,15 @@ static gboolean push_rest(Src *src, GError **err)
 {
 	gboolean ok = TRUE;
 
+	/* the destination bounds its main channel's reads until PC_END, so that it pauses
+	 * when this side goes silent: beat while bulk is paced, rides multifd or waits */
+	mig_src_beat_start(src);
 	for (guint bi = 0; ok && bi < src->nblocks; bi++)
 		ok = push_block(src, bi, err);
 	/* every page is taken; wait out a request that took one and is sending it */
 	g_mutex_lock(&src->urgent_lock);
 	g_mutex_unlock(&src->urgent_lock);
+	mig_src_beat_stop(src);   /* before teardown closes the channel it writes on */
 	return ok && mig_src_pass_end(src, err) && mig_src_send_frame(src, MIG_F_PC_END, NULL, 0, err) &&
 	       rp_wait(src, &src->dst_done, "RP_DONE", err);
 }

@@ -79,7 +79,8 @@ typedef struct Src {
 	GCond resume_cond;
 	char *resume_uri;
 	gboolean pause_req;
-	/* the heartbeat (beat.c): NOPs on the main channel until COMPLETE / PC_RUN */
+	/* the heartbeat (beat.c): NOPs on the main channel until COMPLETE / PC_RUN, and in
+	 * postcopy-active until PC_END */
 	GThread *beat_thread;   /* mig/src/beat */
 	GMutex beat_lock;
 	GCond beat_cond;
@@ -116,8 +117,8 @@ gboolean mig_src_dst_draining(Src *src, int *outq);
 /* Sends GO: from here on the source's guest never runs again, even if the write
  * fails (part of it may have left); the caller's error must say so. */
 gboolean mig_src_send_go(Src *src, GError **err);
-/* The heartbeat (beat.c), from the main channel's hello until COMPLETE / PC_RUN; stop
- * is idempotent and joins mig/src/beat. */
+/* The heartbeat (beat.c), from the main channel's hello until COMPLETE / PC_RUN and
+ * during postcopy's push; stop is idempotent and joins mig/src/beat. */
 void mig_src_beat_start(Src *src);
 void mig_src_beat_stop(Src *src);
 

@@ -771,46 +771,64 @@ def expect_listener_closed(uri, timeout=10):
 
 
 # --------------------------------------------------------------------------------------
-# A main-channel proxy that cuts the link at a chosen frame
+# The proxy the tests break migrations with
 
-F_COMPLETE, F_PC_RUN, F_NOP, F_GO = 6, 10, 14, 15
+F_COMPLETE, F_PC_RUN, F_PC_RECOVER, F_NOP, F_GO = 6, 10, 12, 14, 15
 F_RP_RUNNING, F_RP_READY = 0x41, 0x4D
-FRAME_NAMES = {F_COMPLETE: "COMPLETE", F_PC_RUN: "PC_RUN", F_GO: "GO",
+F_BAD_TYPE = 0x7E7E     # what a corrupted frame's type becomes: no frame has it
+FRAME_NAMES = {F_COMPLETE: "COMPLETE", F_PC_RUN: "PC_RUN", F_PC_RECOVER: "PC_RECOVER", F_GO: "GO",
                F_RP_RUNNING: "RP_RUNNING", F_RP_READY: "RP_READY"}
 
 
-class CutProxy:
+class Proxy:
     """A TCP proxy between a source and a destination's migration port. Every
-    connection is forwarded; the main channel (the first connection whose hello says
-    type 1) is parsed frame by frame in both directions, and right after the whole frame
-    of type cut_after has gone through (either direction), the main channel is cut:
-    nothing more is forwarded either way, both peers get a FIN, and what they send after
-    it is read and dropped. mode "blackhole" instead forwards nothing more but keeps
-    both connections open and silent (a peer that stopped). self.cut is set once it
-    happened; self.seen lists the frame types forwarded on the main channel, in order.
-    Bounded: every socket has a timeout and the threads end with close()."""
+    connection is forwarded and known by its hello's (type, index), so that one channel
+    can be cut alone (cut_channel). The main channel (the first connection whose hello
+    says type 1) is parsed frame by frame in both directions; right after the whole
+    frame of type cut_after has gone through (either direction) the proxy acts on it, by
+    mode:
+      "cut": nothing more is forwarded either way, both peers get a FIN, and what they
+             send after it is read and dropped (a cut link loses what is sent into it);
+      "blackhole": nothing more is forwarded, both connections stay open and silent (a
+             peer that stopped);
+      "reset": every connection ends at once with a RST both ways (reset() does it now);
+      "hold": nothing more is forwarded on any connection until release() (a fault
+             goes in meanwhile at an exact moment), then everything flows on.
+    corrupt_at: the main channel's frame of that type from the source goes on with an
+    unknown type (a malformed frame); corrupt_next() does that to its next frame.
+    self.cut is set once the proxy acted, self.corrupted once a frame was corrupted;
+    self.seen lists the frame types forwarded on the main channel, in order.
+    Bounded: every socket has a timeout or is shut down by close(), and close() joins
+    the threads. A socket is always shut down before it is closed: close() alone
+    neither wakes a thread blocked in recv on it nor ends the connection."""
 
-    def __init__(self, upstream_uri, cut_after=None, mode="cut"):
+    def __init__(self, upstream_uri, cut_after=None, mode="cut", corrupt_at=None):
         import threading
         self.threading = threading
         self.upstream = tcp_port(upstream_uri)
         self.cut_after = cut_after
         self.mode = mode
+        self.corrupt_at = corrupt_at
+        self._corrupt_next = False
+        self.flowing = threading.Event()    # cleared while the proxy holds
+        self.flowing.set()
         self.lock = threading.Lock()
         self.cut = threading.Event()
+        self.corrupted = threading.Event()
         self.closed = threading.Event()
         self.seen = []
         self.socks = []
+        self.conns = {}           # (type, index) -> (client, upstream), the last of each
         self.threads = []
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(16)
+        self.lsock.listen(32)
         self.lsock.settimeout(0.2)
         self.uri = "tcp:127.0.0.1:%d" % self.lsock.getsockname()[1]
         self._spawn(self._accept_loop)
 
     def _spawn(self, fn, *args):
-        t = self.threading.Thread(target=fn, args=args, daemon=True)
+        t = self.threading.Thread(target=fn, args=args, name="proxy", daemon=True)
         t.start()
         self.threads.append(t)
 
@@ -832,10 +850,39 @@ class CutProxy:
         for t in self.threads:
             t.join(timeout=5)
 
+    def cut_channel(self, ctype, index):
+        """Ends one connection both ways with a FIN, the others forwarded on."""
+        with self.lock:
+            c, u = self.conns[(ctype, index)]
+        for s in (c, u):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)    # a pump may have shut it already
+
+    def reset(self):
+        """Every connection ends now with a RST both ways."""
+        with self.lock:
+            self._rst_all()
+
+    def release(self):
+        self.flowing.set()
+
+    def _wait_flowing(self):
+        while not self.flowing.wait(0.1):
+            if self.closed.is_set():
+                return
+
+    def corrupt_next(self):
+        with self.lock:
+            self._corrupt_next = True
+
     def wait_cut(self, timeout):
         if not self.cut.wait(scaled(timeout)):
             raise HarnessError("the proxy never saw %s (saw %s)"
                                % (FRAME_NAMES.get(self.cut_after, self.cut_after), self.names()))
+
+    def wait_corrupted(self, timeout):
+        if not self.corrupted.wait(scaled(timeout)):
+            raise HarnessError("the proxy corrupted no frame (saw %s)" % self.names())
 
     def names(self):
         return [FRAME_NAMES[t] for t in self.seen if t in FRAME_NAMES]
@@ -861,7 +908,10 @@ class CutProxy:
             if hello_bytes is None:
                 continue
             u.sendall(hello_bytes)
-            is_main = struct.unpack(HELLO_FMT, hello_bytes)[2] == CHAN_MAIN and not main_taken
+            _, _, ctype, index, _, _ = struct.unpack(HELLO_FMT, hello_bytes)
+            with self.lock:
+                self.conns[(ctype, index)] = (c, u)
+            is_main = ctype == CHAN_MAIN and not main_taken
             main_taken = main_taken or is_main
             if is_main:
                 self._spawn(self._frames, c, u, 0, True)       # source -> destination
@@ -890,6 +940,7 @@ class CutProxy:
                 if not chunk:
                     b.shutdown(socket.SHUT_WR)
                     return
+                self._wait_flowing()
                 b.sendall(chunk)
             except OSError:
                 return
@@ -902,6 +953,17 @@ class CutProxy:
             except OSError:
                 return
 
+    def _rst_all(self):
+        # under self.lock. SHUT_RD sends nothing but wakes the socket's pump; a close
+        # with a zero linger then sends the RST
+        for s in list(self.socks):
+            with contextlib.suppress(OSError):
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RD)
+            with contextlib.suppress(OSError):
+                s.close()
+
     def _do_cut(self, a, b):
         # under self.lock: nothing is forwarded from here on, either way
         self.cut.set()
@@ -909,6 +971,10 @@ class CutProxy:
             for s in (a, b):
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_WR)
+        elif self.mode == "reset":
+            self._rst_all()
+        elif self.mode == "hold":
+            self.flowing.clear()
 
     def _frames(self, a, b, skip, to_dst):
         if skip:    # the hello reply: 10 bytes + its message
@@ -918,12 +984,18 @@ class CutProxy:
             rest = self._read_exact(a, struct.unpack(">H", head[8:10])[0])
             if rest is None:
                 return
-            b.sendall(head + rest)
+            with contextlib.suppress(OSError):
+                b.sendall(head + rest)
         while True:
             hdr = self._read_exact(a, 8)
             if hdr is None:
                 break
             length, ftype = struct.unpack(">IH", hdr[:6])
+            with self.lock:
+                bad = to_dst and (self._corrupt_next or ftype == self.corrupt_at)
+                self._corrupt_next = self._corrupt_next and not bad
+            if bad:
+                hdr = hdr[:4] + struct.pack(">H", F_BAD_TYPE) + hdr[6:]
             parts = [hdr]
             left = length
             while left > 0:
@@ -935,20 +1007,24 @@ class CutProxy:
                     break
                 parts.append(chunk)
                 left -= len(chunk)
+            self._wait_flowing()
             with self.lock:
-                if self.cut.is_set():
+                if self.cut.is_set() and self.mode != "hold":
                     break
                 try:
                     b.sendall(b"".join(parts))
                 except OSError:
                     break
+                if bad:
+                    self.corrupted.set()
                 if left:
                     break
                 self.seen.append(ftype)
-                if ftype == self.cut_after:
+                if ftype == self.cut_after and not self.cut.is_set():
                     self._do_cut(a, b)
-                    break
-        if self.cut.is_set():
+                    if self.mode != "hold":
+                        break
+        if self.cut.is_set() and self.mode != "hold":
             self._drop(a)       # a cut link loses what is sent into it
         else:
             with contextlib.suppress(OSError):

@@ -18,10 +18,8 @@
   the destination refuses a new multifd-channels once incoming has started."""
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mig_harness as h  # noqa: E402
@@ -94,91 +92,6 @@ def case_bad_channels_refused():
         h.check_migrated(src, dst, info, size=SIZE)
 
 
-class Proxy:
-    """A TCP proxy that learns each connection's channel type and index from its hello,
-    so a test can cut exactly one channel."""
-
-    def __init__(self, target):
-        self.target = h.tcp_port(target)
-        self.lsock = socket.socket()
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(32)
-        self.lsock.settimeout(0.2)
-        self.conns = {}           # (type, index) -> (client, upstream)
-        self.lock = threading.Lock()
-        self.stop = False
-        self.threads = [threading.Thread(target=self._accept, name="proxy-accept", daemon=True)]
-        self.threads[0].start()
-
-    @property
-    def uri(self):
-        return "tcp:127.0.0.1:%d" % self.lsock.getsockname()[1]
-
-    def _accept(self):
-        while not self.stop:
-            try:
-                c, _ = self.lsock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            c.settimeout(None)
-            head = b""
-            while len(head) < 32:
-                chunk = c.recv(32 - len(head))
-                if not chunk:
-                    break
-                head += chunk
-            up = socket.create_connection(self.target)
-            up.sendall(head)
-            _, _, ctype, index, _, _ = h.struct.unpack(h.HELLO_FMT, head) if len(head) == 32 else (0,) * 6
-            with self.lock:
-                self.conns[(ctype, index)] = (c, up)
-            for a, b in ((c, up), (up, c)):
-                t = threading.Thread(target=self._pump, args=(a, b), name="proxy-pump", daemon=True)
-                t.start()
-                self.threads.append(t)
-
-    @staticmethod
-    def _pump(a, b):
-        try:
-            while True:
-                data = a.recv(1 << 16)
-                if not data:
-                    break
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self, ctype, index):
-        with self.lock:
-            c, up = self.conns[(ctype, index)]
-        for s in (c, up):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass    # a pump may have shut it already
-
-    def close(self):
-        self.stop = True
-        self.lsock.close()
-        with self.lock:
-            for c, up in self.conns.values():
-                for s in (c, up):
-                    # shutdown first: close() alone neither wakes a pump blocked in recv
-                    # on it nor ends the connection while that recv holds the file
-                    for f in (lambda: s.shutdown(socket.SHUT_RDWR), s.close):
-                        try:
-                            f()
-                        except OSError:
-                            pass
-
-
 def case_kill_one_channel():
     with h.Migd("src", h.guest_args("256M", workload="seq")) as src, \
          h.Migd("dst", h.guest_args("256M", incoming="tcp:127.0.0.1:0")) as dst:
@@ -186,13 +99,13 @@ def case_kill_one_channel():
         setup(src, 4)
         setup(dst, 4)
         src.set_params({"max-bandwidth": 32 * h.MiB})
-        proxy = Proxy(dst.listen_uri())
+        proxy = h.Proxy(dst.listen_uri())
         try:
             src.cmd("migrate", uri=proxy.uri)
             h.wait_until(lambda: (src.query_migrate().get("ram") or {}).get("multifd-bytes", 0) > 16 * h.MiB,
                          30, "16 MiB over multifd")
             h.check(src.query_migrate()["status"] == "active", "migration no longer active before the cut")
-            proxy.cut(h.CHAN_MULTIFD, 2)
+            proxy.cut_channel(h.CHAN_MULTIFD, 2)
             info = src.wait_status("failed", timeout=30)
         finally:
             proxy.close()

@@ -25,7 +25,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mig_harness as h  # noqa: E402
-from test_multifd import Proxy  # noqa: E402
 from test_postcopy import expect_refusal  # noqa: E402
 
 FOREIGN_SESSION = 4
@@ -64,7 +63,7 @@ def _start_postcopy(src, dst, preempt, multifd, proxied):
                     "max-postcopy-bandwidth": 16 * h.MiB})
     if preempt:
         src.set_params({"x-postcopy-preempt-break-huge": True})
-    proxy = Proxy(dst.listen_uri()) if proxied else None
+    proxy = h.Proxy(dst.listen_uri()) if proxied else None
     src.cmd("migrate", uri=proxy.uri if proxy else dst.listen_uri())
     src.wait_status("postcopy-active", timeout=60)
     dst.wait_status("postcopy-active", timeout=30)
@@ -237,7 +236,7 @@ def case_hugetlb_break_huge():
     src, dst, proxy = start_postcopy(backend="hugetlb", size="128M", preempt=True, proxied=True)
     with src, dst:
         # the main channel carries bulk's huge pages in chunks: one is half way
-        proxy.cut(h.CHAN_MAIN, 0)
+        proxy.cut_channel(h.CHAN_MAIN, 0)
         check_paused(src, dst)
         info = recover(src, dst)
         h.check_migrated(src, dst, info, size=128 * h.MiB)
@@ -250,7 +249,7 @@ def case_one_lane():
     peer go), and the recovery re-opens every channel."""
     src, dst, proxy = start_postcopy(preempt=True, multifd=2, proxied=True)
     with src, dst:
-        proxy.cut(h.CHAN_MULTIFD, 1)
+        proxy.cut_channel(h.CHAN_MULTIFD, 1)
         check_paused(src, dst)
         h.check("multifd" in src.query_migrate().get("error-desc", "") + dst.query_migrate().get("error-desc", ""),
                 "neither side blames the multifd channel: %r / %r"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The switchover never lets two guests run, whatever message of it is lost.
 
-A proxy (mig_harness.CutProxy) forwards the main channel and cuts both directions right
+A proxy (mig_harness.Proxy) forwards the main channel and cuts both directions right
 after one message of the switchover: COMPLETE, RP_READY, GO, RP_RUNNING in precopy;
 PC_RUN, RP_READY, GO, RP_RUNNING in postcopy. For each cut point both sides must end
 where docs/design.md (Switchover) says, and at no moment may both report a running
@@ -90,7 +90,7 @@ def run_cut(postcopy, cut_after, then, mode="cut"):
     name = "%s %s after %s" % ("postcopy" if postcopy else "precopy", mode, h.FRAME_NAMES[cut_after])
     timeout_ms = HOLE_TIMEOUT_MS if mode == "blackhole" else CUT_TIMEOUT_MS
     src, dst = start_pair(postcopy, timeout_ms)
-    with src, dst, h.CutProxy(dst.listen_uri(), cut_after, mode) as proxy:
+    with src, dst, h.Proxy(dst.listen_uri(), cut_after, mode) as proxy:
         t0 = time.monotonic()
         src.cmd("migrate", uri=proxy.uri)
         proxy.wait_cut(60)

@@ -5,6 +5,7 @@
  *            [--guest-mib N]   (precopy-throughput, file, tls, postcopy-auto)
  *            [--dir DIR]                              (file)
  *            [--cut-ms N] [--outage-s N]              (postcopy-recovery)
+ *            [--cells GLOB]                           (faults)
  *
  * It starts every process it measures (migd pairs, mig-rawxfer pairs) in a temporary
  * directory, on the host or inside its shaped netns bed (tools/bench/netns.h), waits for
@@ -34,6 +35,7 @@ static const BenchScenario *const scenarios[] = {
 	&bench_postcopy_recovery,
 	&bench_postcopy_auto,
 	&bench_tls,
+	&bench_faults,
 };
 
 static const BenchScenario *find_scenario(const char *name)
@@ -53,6 +55,7 @@ static int usage(const char *why)
 		   "                [--guest-mib N]   (precopy-throughput, file, tls, postcopy-auto)\n"
 		   "                [--dir DIR]                              (file)\n"
 		   "                [--cut-ms N] [--outage-s N]              (postcopy-recovery)\n"
+		   "                [--cells GLOB]                           (faults)\n"
 		   "scenarios:\n");
 	for (gsize i = 0; i < G_N_ELEMENTS(scenarios); i++)
 		g_printerr("  %-20s %s\n", scenarios[i]->name, scenarios[i]->summary);
@@ -179,7 +182,7 @@ static int run_scenario(Bench *b, const BenchScenario *sc)
 
 int main(int argc, char **argv)
 {
-	g_autofree char *json = NULL, *build = NULL, *dir = NULL;
+	g_autofree char *json = NULL, *build = NULL, *dir = NULL, *cells = NULL;
 	gint runs = -1;   /* unset */
 	gboolean quick = FALSE, keep = FALSE;
 	gint preempt_channels = 1, dst_vcpus = PC_DST_VCPUS, guest_mib = 0, cut_ms = 500, outage_s = 5;
@@ -204,6 +207,8 @@ int main(int argc, char **argv)
 		  "postcopy-recovery: cut the link N ms into postcopy-active (0..60000, default 500)", "N" },
 		{ "outage-s", 0, 0, G_OPTION_ARG_INT, &outage_s,
 		  "postcopy-recovery: mend it N s later (1..600, default 5)", "N" },
+		{ "cells", 0, 0, G_OPTION_ARG_STRING, &cells,
+		  "faults: only the cells FAULT@PHASE that GLOB matches (e.g. 'sigstop@*', '*@switchover')", "GLOB" },
 		{ "tcp-congestion", 0, 0, G_OPTION_ARG_STRING, &tcp_cc,
 		  "Every migd's x-tcp-congestion and the raw baselines' (default: migd's, cubic; \"\": the system's)",
 		  "ALGO" },
@@ -254,6 +259,7 @@ int main(int argc, char **argv)
 	b.keep_tmp = keep;
 	b.json_path = json;
 	b.file_dir = dir ? dir : "/var/tmp";
+	b.cells = cells;
 	b.scenario = sc->name;
 	b.command = g_steal_pointer(&command);
 	b.notes = g_ptr_array_new_with_free_func(g_free);

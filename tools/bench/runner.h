@@ -81,6 +81,7 @@ typedef struct Bench {
 	const char *file_dir;       /* file: --dir, where the saved file goes (a real file system) */
 	guint cut_ms;               /* postcopy-recovery: the link is cut this long into postcopy-active */
 	guint outage_s;             /* postcopy-recovery: and mended this long after */
+	const char *cells;          /* faults: --cells GLOB, only the cells FAULT@PHASE it matches */
 	BenchProcs *procs;
 	GPtrArray *notes;           /* char *: what the reader of the table must know */
 	guint seq;                  /* numbers per-run file names */
@@ -98,7 +99,7 @@ typedef struct BenchScenario {
 
 /* the scenarios, one file each */
 extern const BenchScenario bench_precopy_throughput, bench_postcopy_latency, bench_device_downtime, bench_file,
-	bench_postcopy_recovery, bench_postcopy_auto, bench_tls;
+	bench_postcopy_recovery, bench_postcopy_auto, bench_tls, bench_faults;
 
 /* ---- runner.c ---- */
 
