@@ -342,7 +342,7 @@ static gboolean admit(MigSession *s, int fd)
 	/* on a failed reply the channel's thread finds the dead socket and fails cleanly */
 	mig_io_set_timeout(fd, HELLO_TIMEOUT_MS);
 	mig_hello_reply(fd, MIG_HELLO_OK, "welcome");
-	mig_tls_note_channel(s, fd, ok, h.index);
+	mig_tls_note_channel(s, fd, ABS(ok), h.index);   /* -MIG_CHAN_MAIN: a resumed main channel */
 	mig_io_set_timeout(fd, 0);
 	{
 		guint64 t;
