@@ -37,14 +37,12 @@ gboolean mig_pc_src_connect_preempt(Src *src, GError **err)
 {
 	guint n = mig_preempt_channels(src->s, &src->p);
 
-	/* opened one after the other, after the main channel (and multifd) were accepted,
-	 * each waiting for its reply: identified by its hello, none can be mistaken for or
-	 * race the main channel, and all are admitted before the first page is sent */
-	for (src->npre = 0; src->npre < n; src->npre++) {
-		src->pre_fds[src->npre] = mig_chan_open(src->s, &src->uri, &src->p, MIG_CHAN_PREEMPT, src->npre, err);
-		if (src->pre_fds[src->npre] < 0)
-			return FALSE;
-	}
+	/* opened after the main channel (and multifd) were accepted, all at once, each
+	 * waiting for its reply: identified by its hello, none can be mistaken for or race
+	 * the main channel, and all are admitted before the first page is sent */
+	if (!n || !mig_chan_batch_join(mig_chan_batch_start(src->s, &src->uri, &src->p, 0, n), NULL, src->pre_fds, err))
+		return n == 0;
+	src->npre = n;
 	return TRUE;
 }
 
