@@ -412,6 +412,7 @@ static void start_channel(MigSession *s, int type, guint index, int fd, gboolean
 			mig_io_close(fd);
 		else
 			mig_mf_dst_add(s, index, fd);
+		g_cond_broadcast(&s->dst->recover_cond);   /* a recovery's channels_back counts them */
 		g_mutex_unlock(&s->lock);
 	} else {
 		char name[16];
