@@ -207,7 +207,8 @@ MigChanBatch *mig_chan_batch_start(MigSession *s, const MigUri *uri, const MigPa
 		b->ch[i].index = i < nmf ? i : i - nmf;
 		b->ch[i].fd = -1;
 	}
-	for (guint w = 0; w < MIN(b->n, BATCH_PARALLEL); w++)
+	/* the joining thread is the first worker: one channel costs no thread */
+	for (guint w = 1; w < MIN(b->n, BATCH_PARALLEL); w++)
 		b->workers[w] = g_thread_new("mig/src/open", batch_worker, b);
 	return b;
 }
@@ -216,6 +217,7 @@ gboolean mig_chan_batch_join(MigChanBatch *b, int *mf_fds, int *pre_fds, GError 
 {
 	GError *first = NULL;
 
+	batch_worker(b);
 	for (guint w = 0; w < BATCH_PARALLEL; w++)
 		if (b->workers[w])
 			g_thread_join(b->workers[w]);

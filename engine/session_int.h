@@ -210,7 +210,8 @@ gboolean mig_chan_hello(MigSession *s, int fd, const MigParams *p, int type, gui
 int mig_chan_open(MigSession *s, const struct MigUri *uri, const MigParams *p, int type, guint index,
 		  GError **err);
 /* nmf multifd channels (indexes 0..nmf-1) and npre preempt channels opened at once,
- * each as mig_chan_open, by up to 4 mig/src/open threads. uri is copied; p must outlive the
+ * each as mig_chan_open, by up to 3 mig/src/open threads and, once it joins, the
+ * caller's. uri is copied; p must outlive the
  * batch. Join it exactly once: TRUE with every fd in mf_fds and pre_fds, or FALSE with
  * the first failure (in multifd, then preempt order) and none of them open. */
 typedef struct MigChanBatch MigChanBatch;
