@@ -1212,11 +1212,6 @@ static gboolean complete(Loader *d, gboolean postcopy, GError **err)
 			    "the guest stays stopped here and may be running on the source: check the source, "
 			    "then `cont` the guest on one side only", cause);
 	}
-	if (postcopy) {
-		/* the source's heartbeat ended with PC_RUN and bulk may ride multifd: the main
-		 * channel may now idle for good reasons */
-		mig_io_set_recv_timeout(d->fd, 0);
-	}
 	g_mutex_lock(&s->lock);
 	if (s->dst_autostart) {
 		mig_dev_dst_run(s);

@@ -103,7 +103,10 @@ gboolean mig_dst_recover_handshake(MigSession *s, int fd, GError **err)
 	if (!expect(fd, MIG_F_PC_RESUME, "PC_RESUME", err) || !channels_back(s, err))
 		return FALSE;
 
+	/* the source's heartbeat resumes with the push: the main channel's reads stay
+	 * bounded by x-channel-timeout, so a silent source pauses us again */
 	mig_io_set_timeout(fd, 0);
+	mig_io_set_recv_timeout(fd, (int)s->dst->p.x_channel_timeout);
 	if ((rc = mig_pc_dst_resume(s, fd)) < 0)
 		return rfail(err, -rc, "sending RESUME_ACK: %s", g_strerror(-rc));
 	return TRUE;

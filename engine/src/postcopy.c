@@ -537,6 +537,7 @@ static void teardown(Src *src)
 {
 	MigSession *s = src->s;
 
+	mig_src_beat_stop(src);   /* it writes on the main channel, closed below */
 	stop_return_path(src, TRUE);
 	if (src->mf) {
 		g_mutex_lock(&s->lock);
@@ -617,6 +618,7 @@ static gboolean recover(Src *src, GError **err)
 	if (src->npre)
 		src->urgent = mig_urgent_new(s, src->pre_fds, src->npre, urgent_done, src);
 	src->rp_thread = g_thread_new("mig/src/return", rp_main, src);
+	mig_src_beat_start(src);
 	mig_log(s, MIG_LOG_INFO, "postcopy recovery: the destination lacks %" G_GUINT64_FORMAT " bytes", missing);
 	pace_bulk(src);
 	return TRUE;
@@ -671,8 +673,11 @@ static gboolean push_rest(Src *src, GError **err)
 	/* every page is taken; wait out a request that took one and is sending it */
 	g_mutex_lock(&src->urgent_lock);
 	g_mutex_unlock(&src->urgent_lock);
-	return ok && mig_src_pass_end(src, err) && mig_src_send_frame(src, MIG_F_PC_END, NULL, 0, err) &&
-	       rp_wait(src, &src->dst_done, "RP_DONE", err);
+	if (!ok || !mig_src_pass_end(src, err))
+		return FALSE;
+	/* the destination reads nothing after END: a NOP behind it would stay unread */
+	mig_src_beat_stop(src);
+	return mig_src_send_frame(src, MIG_F_PC_END, NULL, 0, err) && rp_wait(src, &src->dst_done, "RP_DONE", err);
 }
 
 gboolean mig_pc_src_run(Src *src, GError **err)
@@ -709,6 +714,9 @@ gboolean mig_pc_src_run(Src *src, GError **err)
 		mig_set_runstate_locked(s, MIG_RUN_POSTMIGRATE);
 		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_ACTIVE);
 		g_mutex_unlock(&s->lock);
+		/* the guest runs there: its main channel's reads are bounded again, and the
+		 * push may leave that channel idle (bulk on multifd, or done) */
+		mig_src_beat_start(src);
 		pace_bulk(src);
 		for (;;) {
 			g_autoptr(GError) lost = NULL;
