@@ -167,6 +167,10 @@ static int admit_resume(MigSession *s, const MigHello *h, const char **why)
 		return MIG_HELLO_NO_RECOVERY;
 	}
 	d->resume_claimed = TRUE;
+	/* before the reply: the source opens the other channels as soon as it has it, and
+	 * they are admitted only in postcopy-recover. A reply that fails leaves the loader
+	 * a dead channel, whose handshake fails and pauses again. */
+	mig_set_status_locked(s, MIG_STATUS_POSTCOPY_RECOVER);
 	return MIG_HELLO_OK;
 }
 
