@@ -68,3 +68,37 @@ static inline gsize mig_bitmap_count(const gulong *map, gsize nbits)
 		c += (gsize)__builtin_popcountl(map[w]);
 	return c;
 }
+
+/* The wire's form of a bitmap (docs/protocol.md, RP_RECV_BITMAP): bit i is bit i mod 8,
+ * least significant first, of byte i / 8; (nbits + 7) / 8 bytes. A word at a time:
+ * a 1 TiB guest's bitmap is 2^28 bits. Each word is read once, atomically (other
+ * threads may be setting bits). */
+static inline void mig_bitmap_to_bytes(const gulong *map, gsize nbits, guint8 *out)
+{
+	gsize nbytes = (nbits + 7) / 8;
+
+	for (gsize w = 0; w < mig_bitmap_longs(nbits); w++) {
+		gulong v = __atomic_load_n(&map[w], __ATOMIC_ACQUIRE);
+
+		for (gsize k = 0; k < sizeof(gulong) && w * sizeof(gulong) + k < nbytes; k++)
+			out[w * sizeof(gulong) + k] = (guint8)(v >> (8 * k));
+	}
+	if (nbits % 8)
+		out[nbytes - 1] &= (guint8)((1u << (nbits % 8)) - 1);
+}
+
+/* The other way, inverted when invert: bits past nbits stay clear whatever in has. */
+static inline void mig_bitmap_from_bytes(gulong *map, gsize nbits, const guint8 *in, gboolean invert)
+{
+	gsize nbytes = (nbits + 7) / 8, longs = mig_bitmap_longs(nbits);
+
+	for (gsize w = 0; w < longs; w++) {
+		gulong v = 0;
+
+		for (gsize k = 0; k < sizeof(gulong) && w * sizeof(gulong) + k < nbytes; k++)
+			v |= (gulong)in[w * sizeof(gulong) + k] << (8 * k);
+		map[w] = invert ? ~v : v;
+	}
+	if (longs && nbits % MIG_BITS_PER_LONG)
+		map[longs - 1] &= (1ul << (nbits % MIG_BITS_PER_LONG)) - 1;
+}

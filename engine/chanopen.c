@@ -1,5 +1,7 @@
 /* Opening a source channel: connect, then this session's typed hello. One place, so
- * the main, multifd and preempt channels fail with the same words. */
+ * the main, multifd and preempt channels fail with the same words. The multifd and
+ * preempt channels open all at once, each on its own thread: their round trips
+ * (connect, TLS, hello) overlap instead of adding up. */
 #include "engine/session_int.h"
 #include "channels/hello.h"
 #include "channels/uri.h"
@@ -212,4 +214,95 @@ int mig_chan_file_in(MigSession *s, const MigUri *uri, GError **err)
 	}
 	memcpy(s->session_id, h.session, sizeof(h.session));
 	return fd;
+}
+
+/* At most this many channels of a batch open at once: a destination says hello to a
+ * few connections at a time (MIG_DST_OPENERS) and lets the rest wait for a while. */
+#define BATCH_PARALLEL 4
+
+typedef struct BatchChan {
+	int type;
+	guint index;
+	int fd;
+	GError *err;
+} BatchChan;
+
+struct MigChanBatch {
+	MigSession *s;
+	MigUri uri;
+	const MigParams *p;
+	guint nmf, n;
+	BatchChan *ch;      /* nmf multifd, then the preempt ones */
+	guint next;         /* atomic: the next channel a worker takes */
+	gint failed;        /* atomic: a channel failed, open no more */
+	GThread *workers[BATCH_PARALLEL];
+};
+
+/* A mig/src/open worker: opens channels of the batch until none is left. */
+static gpointer batch_worker(gpointer opaque)
+{
+	MigChanBatch *b = opaque;
+	guint i;
+
+	while ((i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED)) < b->n &&
+	       !__atomic_load_n(&b->failed, __ATOMIC_RELAXED)) {
+		BatchChan *c = &b->ch[i];
+
+		c->fd = mig_chan_open(b->s, &b->uri, b->p, c->type, c->index, &c->err);
+		if (c->fd < 0)
+			__atomic_store_n(&b->failed, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+MigChanBatch *mig_chan_batch_start(MigSession *s, const MigUri *uri, const MigParams *p, guint nmf, guint npre)
+{
+	MigChanBatch *b = g_new0(MigChanBatch, 1);
+
+	b->s = s;
+	b->uri = *uri;
+	b->p = p;
+	b->nmf = nmf;
+	b->n = nmf + npre;
+	b->ch = g_new0(BatchChan, b->n);
+	for (guint i = 0; i < b->n; i++) {
+		b->ch[i].type = i < nmf ? MIG_CHAN_MULTIFD : MIG_CHAN_PREEMPT;
+		b->ch[i].index = i < nmf ? i : i - nmf;
+		b->ch[i].fd = -1;
+	}
+	/* the joining thread is the first worker: one channel costs no thread */
+	for (guint w = 1; w < MIN(b->n, BATCH_PARALLEL); w++)
+		b->workers[w] = g_thread_new("mig/src/open", batch_worker, b);
+	return b;
+}
+
+gboolean mig_chan_batch_join(MigChanBatch *b, int *mf_fds, int *pre_fds, GError **err)
+{
+	GError *first = NULL;
+
+	batch_worker(b);
+	for (guint w = 0; w < BATCH_PARALLEL; w++)
+		if (b->workers[w])
+			g_thread_join(b->workers[w]);
+	for (guint i = 0; i < b->n; i++) {
+		if (!first && b->ch[i].err)
+			first = g_steal_pointer(&b->ch[i].err);
+		g_clear_error(&b->ch[i].err);
+	}
+	/* all or nothing: a channel that came up beside a failed one is closed again */
+	for (guint i = 0; i < b->n; i++) {
+		if (first) {
+			if (b->ch[i].fd >= 0)
+				mig_io_close(b->ch[i].fd);
+		} else if (i < b->nmf) {
+			mf_fds[i] = b->ch[i].fd;
+		} else {
+			pre_fds[i - b->nmf] = b->ch[i].fd;
+		}
+	}
+	g_free(b->ch);
+	g_free(b);
+	if (first)
+		g_propagate_error(err, first);
+	return first == NULL;
 }

@@ -217,3 +217,12 @@ int mig_chan_open(MigSession *s, const struct MigUri *uri, const MigParams *p, i
  * session's id. The fd, or -1 with *err naming the file and the cause. */
 int mig_chan_file_out(MigSession *s, const struct MigUri *uri, GError **err);
 int mig_chan_file_in(MigSession *s, const struct MigUri *uri, GError **err);
+/* nmf multifd channels (indexes 0..nmf-1) and npre preempt channels opened at once,
+ * each as mig_chan_open, by up to 3 mig/src/open threads and, once it joins, the
+ * caller's. uri is copied; p must outlive the
+ * batch. Join it exactly once: TRUE with every fd in mf_fds and pre_fds, or FALSE with
+ * the first failure (in multifd, then preempt order) and none of them open. */
+typedef struct MigChanBatch MigChanBatch;
+MigChanBatch *mig_chan_batch_start(MigSession *s, const struct MigUri *uri, const MigParams *p, guint nmf,
+				   guint npre);
+gboolean mig_chan_batch_join(MigChanBatch *b, int *mf_fds, int *pre_fds, GError **err);

@@ -598,6 +598,16 @@ void mig_tls_note_channel(MigSession *s, int fd, int type, guint index)
 	g_mutex_lock(&s->lock);
 	if (!s->tls_chans)
 		s->tls_chans = g_array_new(FALSE, TRUE, sizeof(TlsChan));
+	/* a channel re-opened by a postcopy recovery takes its predecessor's place */
+	for (guint i = 0; i < s->tls_chans->len; i++) {
+		TlsChan *old = &g_array_index(s->tls_chans, TlsChan, i);
+
+		if (old->type == c.type && old->index == c.index) {
+			*old = c;
+			g_mutex_unlock(&s->lock);
+			return;
+		}
+	}
 	g_array_append_val(s->tls_chans, c);
 	g_mutex_unlock(&s->lock);
 }

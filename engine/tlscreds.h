@@ -27,7 +27,8 @@ G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(MigTlsRun, mig_tls_run_clear)
  * buf). */
 gboolean mig_tls_authz_allows(MigSession *s, const char *authz, const char *identity, char *why, gsize len);
 
-/* Records what the channel on fd negotiated, for x-tls (either side). */
+/* Records what the channel on fd negotiated, for x-tls (either side); a channel
+ * re-opened by a postcopy recovery replaces its entry. */
 void mig_tls_note_channel(MigSession *s, int fd, int type, guint index);
 /* Forgets the last migration's channels (a new one begins). Call with s->lock held. */
 void mig_tls_forget_channels_locked(MigSession *s);

@@ -71,7 +71,7 @@ typedef struct Dst {
 	gboolean paused_ready;     /* paused, and every old channel and thread is gone */
 	gboolean resume_claimed;   /* the listener is admitting a resumed main channel */
 	gboolean quit;             /* the session goes away: the paused loader ends */
-	GCond recover_cond;        /* wakes the paused loader: a main channel is back, or quit */
+	GCond recover_cond;        /* wakes the paused loader: a main channel is back, a resumed multifd channel joined, or quit */
 	gboolean rp_hold;          /* under rp_lock: page requests wait for RP_RESUME_ACK */
 	guint64 pass_done;         /* the loader's last PASS in place (told at recovery) */
 } Dst;

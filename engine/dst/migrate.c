@@ -167,6 +167,10 @@ static int admit_resume(MigSession *s, const MigHello *h, const char **why)
 		return MIG_HELLO_NO_RECOVERY;
 	}
 	d->resume_claimed = TRUE;
+	/* before the reply: the source opens the other channels as soon as it has it, and
+	 * they are admitted only in postcopy-recover. A reply that fails leaves the loader
+	 * a dead channel, whose handshake fails and pauses again. */
+	mig_set_status_locked(s, MIG_STATUS_POSTCOPY_RECOVER);
 	return MIG_HELLO_OK;
 }
 
@@ -342,7 +346,7 @@ static gboolean admit(MigSession *s, int fd)
 	/* on a failed reply the channel's thread finds the dead socket and fails cleanly */
 	mig_io_set_timeout(fd, HELLO_TIMEOUT_MS);
 	mig_hello_reply(fd, MIG_HELLO_OK, "welcome");
-	mig_tls_note_channel(s, fd, ok, h.index);
+	mig_tls_note_channel(s, fd, ABS(ok), h.index);   /* -MIG_CHAN_MAIN: a resumed main channel */
 	mig_io_set_timeout(fd, 0);
 	{
 		guint64 t;
@@ -413,6 +417,7 @@ static void start_channel(MigSession *s, int type, guint index, int fd, gboolean
 			mig_io_close(fd);
 		else
 			mig_mf_dst_add(s, index, fd);
+		g_cond_broadcast(&s->dst->recover_cond);   /* a recovery's channels_back counts them */
 		g_mutex_unlock(&s->lock);
 	} else {
 		char name[16];

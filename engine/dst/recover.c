@@ -33,15 +33,13 @@ static gboolean send_bitmap(MigSession *s, int fd, guint bi, GError **err)
 	MigRamBlock *rb = g_ptr_array_index(s->ram, bi);
 	gsize npages = mig_ram_block_pages(rb), nbytes = (npages + 7) / 8;
 	const gulong *map = s->dst->received[bi];
-	g_autofree guint8 *bits = g_malloc0(nbytes);
+	g_autofree guint8 *bits = g_malloc(nbytes);
 	guint8 head[4 + 1 + 255 + 8];
 	guint8 nl = (guint8)strlen(rb->name);
 	struct iovec iov[2] = { { head, 4 + 1 + nl + 8 }, { bits, nbytes } };
 	int rc;
 
-	for (gsize i = 0; i < npages; i++)
-		if (__atomic_load_n(&map[i / MIG_BITS_PER_LONG], __ATOMIC_ACQUIRE) & (1ul << (i % MIG_BITS_PER_LONG)))
-			bits[i / 8] |= (guint8)(1u << (i % 8));
+	mig_bitmap_to_bytes(map, npages, bits);
 	mig_put_be32(head, bi);
 	head[4] = nl;
 	memcpy(head + 5, rb->name, nl);
@@ -54,29 +52,31 @@ static gboolean send_bitmap(MigSession *s, int fd, guint bi, GError **err)
 
 /* Every channel the migration had is back: the source opens them, each waiting for
  * its reply, before PC_RESUME; the listener hands each over right after replying, so
- * the last may still be on its way here (bounded). */
+ * the last may still be on its way here (bounded; start_channel wakes us). */
 static gboolean channels_back(MigSession *s, GError **err)
 {
 	Dst *d = s->dst;
 	gint64 end = g_get_monotonic_time() + 5 * G_TIME_SPAN_SECOND;
+	gboolean ok;
 	guint mf, pre;
 
+	g_mutex_lock(&s->lock);
 	for (;;) {
-		g_mutex_lock(&s->lock);
 		g_mutex_lock(&d->mf_lock);
 		mf = d->mf_recv->len;
 		g_mutex_unlock(&d->mf_lock);
 		pre = 0;
 		for (guint i = 0; i < d->urgent_expected; i++)
 			pre += d->urgent_fd[i] >= 0;
-		g_mutex_unlock(&s->lock);
-		if (mf == d->mf_expected && pre == d->urgent_expected)
-			return TRUE;
-		if (g_get_monotonic_time() >= end)
-			return rfail(err, EPROTO, "PC_RESUME with %u of %u multifd and %u of %u preempt channels back", mf,
-				     d->mf_expected, pre, d->urgent_expected);
-		g_usleep(1000);
+		ok = mf == d->mf_expected && pre == d->urgent_expected;
+		if (ok || d->quit || !g_cond_wait_until(&d->recover_cond, &s->lock, end))
+			break;
 	}
+	g_mutex_unlock(&s->lock);
+	if (!ok)
+		return rfail(err, EPROTO, "PC_RESUME with %u of %u multifd and %u of %u preempt channels back", mf,
+			     d->mf_expected, pre, d->urgent_expected);
+	return TRUE;
 }
 
 gboolean mig_dst_recover_handshake(MigSession *s, int fd, GError **err)
@@ -95,6 +95,7 @@ gboolean mig_dst_recover_handshake(MigSession *s, int fd, GError **err)
 	mig_io_set_timeout(fd, (int)t);
 	if (!expect(fd, MIG_F_PC_RECOVER, "PC_RECOVER", err))
 		return FALSE;
+
 	for (guint bi = 0; bi < s->ram->len; bi++)
 		if (!send_bitmap(s, fd, bi, err))
 			return FALSE;
@@ -102,6 +103,7 @@ gboolean mig_dst_recover_handshake(MigSession *s, int fd, GError **err)
 	mig_put_be64(end + 4, s->dst->pass_done);
 	if ((rc = mig_frame_send(fd, MIG_F_RP_RECV_END, 0, &iov, 1)) < 0)
 		return rfail(err, -rc, "sending RECV_END: %s", g_strerror(-rc));
+
 	if (!expect(fd, MIG_F_PC_RESUME, "PC_RESUME", err) || !channels_back(s, err))
 		return FALSE;
 	/* as on the first main channel in postcopy: the source beats until PC_END, so

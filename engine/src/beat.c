@@ -1,6 +1,7 @@
 /* The source's heartbeat: a NOP on the main channel every quarter of x-channel-timeout,
- * from the hello until COMPLETE / PC_RUN, and in postcopy-active from RP_RUNNING (or a
- * recovery) until PC_END. The destination bounds its reads by that timeout, so a source that stops (SIGSTOP, a wedged host) is noticed there even
+ * from the hello until COMPLETE / PC_RUN, and again in postcopy from RP_RUNNING (or a
+ * recovery's RP_RESUME_ACK) until PC_END. The destination bounds its reads by that
+ * timeout, so a source that stops (SIGSTOP, a wedged host) is noticed there even
  * while its kernel still acknowledges; and a healthy source that has nothing to send
  * for a while (rate limit, a slow device, waiting for a pass to drain) is not taken
  * for a dead one. */
@@ -37,6 +38,8 @@ static gpointer beat_main(gpointer opaque)
 
 void mig_src_beat_start(Src *src)
 {
+	if (src->beat_thread)
+		return;   /* a recovery inside the postcopy run already started it */
 	src->beat_quit = FALSE;
 	src->beat_thread = g_thread_new("mig/src/beat", beat_main, src);
 }

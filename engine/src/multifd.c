@@ -255,8 +255,7 @@ static gpointer sender_main(gpointer opaque)
 	return NULL;
 }
 
-MfSrc *mig_mf_src_start(MigSession *s, const MigUri *uri, const MigParams *p, guint n, gboolean detect_zero,
-			 GError **err)
+MfSrc *mig_mf_src_adopt(MigSession *s, const int *fds, guint n, gboolean detect_zero)
 {
 	MfSrc *m = g_new0(MfSrc, 1);
 
@@ -267,22 +266,12 @@ MfSrc *mig_mf_src_start(MigSession *s, const MigUri *uri, const MigParams *p, gu
 	g_cond_init(&m->idle_cond);
 	m->senders = g_new0(Sender, n);
 	for (guint i = 0; i < n; i++) {
-		m->senders[i].fd = -1;
-		g_cond_init(&m->senders[i].cond);
-	}
-	for (guint i = 0; i < n; i++) {
 		Sender *sd = &m->senders[i];
-		int fd = mig_chan_open(s, uri, p, MIG_CHAN_MULTIFD, i, err);
 
-		if (fd < 0) {
-			mig_mf_src_free(m);
-			return NULL;
-		}
-		g_mutex_lock(&m->lock);
+		g_cond_init(&sd->cond);
 		sd->m = m;
 		sd->index = i;
-		sd->fd = fd;
-		g_mutex_unlock(&m->lock);
+		sd->fd = fds[i];
 	}
 	for (guint i = 0; i < n; i++) {
 		g_autofree char *name = g_strdup_printf("mig/src/send/%u", i);
@@ -290,6 +279,16 @@ MfSrc *mig_mf_src_start(MigSession *s, const MigUri *uri, const MigParams *p, gu
 		m->senders[i].thread = g_thread_new(name, sender_main, &m->senders[i]);
 	}
 	return m;
+}
+
+MfSrc *mig_mf_src_start(MigSession *s, const MigUri *uri, const MigParams *p, guint n, gboolean detect_zero,
+			 GError **err)
+{
+	g_autofree int *fds = g_new(int, n);
+
+	if (!mig_chan_batch_join(mig_chan_batch_start(s, uri, p, n, 0), fds, NULL, err))
+		return NULL;
+	return mig_mf_src_adopt(s, fds, n, detect_zero);
 }
 
 static gboolean failed(MfSrc *m, GError **err)

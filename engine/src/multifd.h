@@ -10,11 +10,14 @@
 
 typedef struct MfSrc MfSrc;
 
-/* Connects n channels (after the main channel was accepted) and starts their senders.
- * detect_zero: the senders look for zero pages (zero-page-detection=multifd);
- * p: the migration's parameters (x-tcp-congestion, x-channel-timeout). */
+/* Connects n channels (after the main channel was accepted, all at once) and starts
+ * their senders. detect_zero: the senders look for zero pages
+ * (zero-page-detection=multifd); p: the migration's parameters (x-tcp-congestion,
+ * x-channel-timeout). */
 MfSrc *mig_mf_src_start(MigSession *s, const MigUri *uri, const MigParams *p, guint n, gboolean detect_zero,
 			 GError **err);
+/* The senders on n channels already open (fds[i] for index i), which it now owns. */
+MfSrc *mig_mf_src_adopt(MigSession *s, const int *fds, guint n, gboolean detect_zero);
 /* Hands a batch of pages of one block to a free sender, waiting for one if all are
  * busy. FALSE (with *err) once any channel failed. */
 gboolean mig_mf_src_queue(MfSrc *m, guint block, MigRamBlock *rb, const gsize *pages, guint n, GError **err);

@@ -37,14 +37,12 @@ gboolean mig_pc_src_connect_preempt(Src *src, GError **err)
 {
 	guint n = mig_preempt_channels(src->s, &src->p);
 
-	/* opened one after the other, after the main channel (and multifd) were accepted,
-	 * each waiting for its reply: identified by its hello, none can be mistaken for or
-	 * race the main channel, and all are admitted before the first page is sent */
-	for (src->npre = 0; src->npre < n; src->npre++) {
-		src->pre_fds[src->npre] = mig_chan_open(src->s, &src->uri, &src->p, MIG_CHAN_PREEMPT, src->npre, err);
-		if (src->pre_fds[src->npre] < 0)
-			return FALSE;
-	}
+	/* opened after the main channel (and multifd) were accepted, all at once, each
+	 * waiting for its reply: identified by its hello, none can be mistaken for or race
+	 * the main channel, and all are admitted before the first page is sent */
+	if (!n || !mig_chan_batch_join(mig_chan_batch_start(src->s, &src->uri, &src->p, 0, n), NULL, src->pre_fds, err))
+		return n == 0;
+	src->npre = n;
 	return TRUE;
 }
 
@@ -539,6 +537,7 @@ static void teardown(Src *src)
 {
 	MigSession *s = src->s;
 
+	mig_src_beat_stop(src);   /* it writes on the main channel, closed below */
 	stop_return_path(src, TRUE);
 	if (src->mf) {
 		g_mutex_lock(&s->lock);
@@ -562,18 +561,25 @@ static void teardown(Src *src)
 }
 
 /* One try at recovery, after `migrate resume:true` (docs/protocol.md, Postcopy
- * recovery). On failure the caller tears down whatever came up and pauses again. */
+ * recovery). On failure the caller tears down whatever came up and pauses again.
+ * The multifd and preempt channels open all at once while the destination answers
+ * PC_RECOVER; the status changes before the return path's and the lanes' threads
+ * start, which takes a while on a busy host (requests wait in the socket). */
 static gboolean recover(Src *src, GError **err)
 {
 	MigSession *s = src->s;
+	guint nmf = s->caps[MIG_CAP_MULTIFD] ? (guint)src->p.multifd_channels : 0;
+	guint npre = mig_preempt_channels(s, &src->p);
+	g_autofree int *mf_fds = g_new(int, nmf + 1);
 	guint64 missing;
 	gboolean paused;
 
-	if (!mig_src_recover_begin(src, &missing, err))
+	if (!mig_src_recover_begin(src, err) ||
+	    !mig_chan_batch_join(mig_chan_batch_start(s, &src->uri, &src->p, nmf, npre), mf_fds, src->pre_fds, err))
 		return FALSE;
-	mig_log(s, MIG_LOG_INFO, "postcopy recovery: the destination lacks %" G_GUINT64_FORMAT " bytes", missing);
+	src->npre = npre;
 	/* whatever bulk or the lanes had written went down with the channels: the
-	 * bitmap above says what arrived, and nothing counts as sent any more */
+	 * received bitmap says what arrived, and nothing counts as sent any more */
 	for (guint i = 0; i < src->nblocks; i++) {
 		gsize longs = mig_bitmap_longs(src->blocks[i].npages);
 
@@ -581,12 +587,9 @@ static gboolean recover(Src *src, GError **err)
 		memset(src->bulk_sent[i], 0, longs * sizeof(gulong));
 		src->hint[i] = (gsize)-1;
 	}
-	if (s->caps[MIG_CAP_MULTIFD]) {
-		MfSrc *mf = mig_mf_src_start(s, &src->uri, &src->p, (guint)src->p.multifd_channels,
-					     src->zero_mode == 2, err);
+	if (nmf) {
+		MfSrc *mf = mig_mf_src_adopt(s, mf_fds, nmf, src->zero_mode == 2);
 
-		if (!mf)
-			return FALSE;
 		mig_mf_src_mark_sent(mf, src->bulk_sent);
 		g_mutex_lock(&s->lock);
 		src->mf = src->cancel_mf = mf;
@@ -594,11 +597,8 @@ static gboolean recover(Src *src, GError **err)
 			mig_mf_src_abort(mf);
 		g_mutex_unlock(&s->lock);
 	}
-	if (!mig_pc_src_connect_preempt(src, err) || !mig_src_recover_end(src, err))
+	if (!mig_src_recover_end(src, &missing, err))
 		return FALSE;
-	if (src->npre)
-		src->urgent = mig_urgent_new(s, src->pre_fds, src->npre, urgent_done, src);
-	src->rp_thread = g_thread_new("mig/src/return", rp_main, src);
 	/* a destination that resumed is in postcopy: it ran, whether or not its RP_RUNNING
 	 * got here before the link went (RP_DONE needs it) */
 	g_mutex_lock(&src->rp_lock);
@@ -615,6 +615,11 @@ static gboolean recover(Src *src, GError **err)
 		g_set_error(err, MIG_ERROR, EINTR, "postcopy recovery interrupted by migrate-pause");
 		return FALSE;
 	}
+	if (src->npre)
+		src->urgent = mig_urgent_new(s, src->pre_fds, src->npre, urgent_done, src);
+	src->rp_thread = g_thread_new("mig/src/return", rp_main, src);
+	mig_src_beat_start(src);
+	mig_log(s, MIG_LOG_INFO, "postcopy recovery: the destination lacks %" G_GUINT64_FORMAT " bytes", missing);
 	pace_bulk(src);
 	return TRUE;
 }
@@ -671,9 +676,11 @@ static gboolean push_rest(Src *src, GError **err)
 	/* every page is taken; wait out a request that took one and is sending it */
 	g_mutex_lock(&src->urgent_lock);
 	g_mutex_unlock(&src->urgent_lock);
-	mig_src_beat_stop(src);   /* before teardown closes the channel it writes on */
-	return ok && mig_src_pass_end(src, err) && mig_src_send_frame(src, MIG_F_PC_END, NULL, 0, err) &&
-	       rp_wait(src, &src->dst_done, "RP_DONE", err);
+	if (!ok || !mig_src_pass_end(src, err))
+		return FALSE;
+	/* the destination reads nothing after END: a NOP behind it would stay unread */
+	mig_src_beat_stop(src);
+	return mig_src_send_frame(src, MIG_F_PC_END, NULL, 0, err) && rp_wait(src, &src->dst_done, "RP_DONE", err);
 }
 
 gboolean mig_pc_src_run(Src *src, GError **err)
@@ -710,6 +717,9 @@ gboolean mig_pc_src_run(Src *src, GError **err)
 		mig_set_runstate_locked(s, MIG_RUN_POSTMIGRATE);
 		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_ACTIVE);
 		g_mutex_unlock(&s->lock);
+		/* the guest runs there: its main channel's reads are bounded again, and the
+		 * push may leave that channel idle (bulk on multifd, or done) */
+		mig_src_beat_start(src);
 		pace_bulk(src);
 		for (;;) {
 			g_autoptr(GError) lost = NULL;

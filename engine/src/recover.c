@@ -1,8 +1,10 @@
 /* The source's side of the postcopy recovery handshake (docs/protocol.md, Postcopy
- * recovery): a new main channel with a RESUME hello, PC_RECOVER, the destination's
- * received bitmaps (everything it lacks becomes dirty again, so the push re-sends
- * exactly that), then PC_RESUME once the other channels are back, answered by
- * RP_RESUME_ACK. postcopy.c tears down, waits and restarts the threads around it. */
+ * recovery): a new main channel with a RESUME hello, PC_RECOVER, then PC_RESUME once
+ * the other channels are back (they open while the destination answers PC_RECOVER),
+ * then the destination's received bitmaps (everything it lacks becomes dirty again,
+ * so the push re-sends exactly that) and RP_RESUME_ACK. PC_RESUME does not wait for
+ * the bitmaps: the handshake costs no round trip for them. postcopy.c tears down,
+ * waits and restarts the threads around it. */
 #include "engine/src/recover.h"
 #include "engine/bitmap.h"
 #include "channels/frame.h"
@@ -69,21 +71,15 @@ static gboolean take_bitmap(Src *src, const guint8 *p, guint32 len, gboolean *se
 	seen[bi] = TRUE;
 	/* the bits that land here are only ever set by this thread's push, which is not
 	 * running: a plain rewrite is safe */
-	memset(b->dirty, 0, mig_bitmap_longs(b->npages) * sizeof(gulong));
-	for (gsize i = 0; i < b->npages; i++)
-		if (!(bits[i / 8] & (1u << (i % 8))))
-			mig_bitmap_set(b->dirty, i);
+	mig_bitmap_from_bytes(b->dirty, b->npages, bits, TRUE);
 	return TRUE;
 }
 
-gboolean mig_src_recover_begin(Src *src, guint64 *missing, GError **err)
+gboolean mig_src_recover_begin(Src *src, GError **err)
 {
 	MigSession *s = src->s;
-	g_autofree gboolean *seen = g_new0(gboolean, src->nblocks);
-	guint32 max = 16;
 	int fd;
 
-	*missing = 0;
 	if (mig_uri_parse(src->uri_text, &src->uri) < 0)
 		return rfail(err, EINVAL, "invalid migration URI '%s'", src->uri_text);
 	__atomic_store_n(&s->chan_flags, MIG_HELLO_F_RESUME, __ATOMIC_RELEASE);
@@ -100,8 +96,16 @@ gboolean mig_src_recover_begin(Src *src, guint64 *missing, GError **err)
 		return FALSE;
 	mig_set_status(s, MIG_STATUS_POSTCOPY_RECOVER);
 	mig_io_set_timeout(fd, RECOVER_TIMEOUT_MS);
-	if (!mig_src_send_frame(src, MIG_F_PC_RECOVER, NULL, 0, err))
-		return FALSE;
+	return mig_src_send_frame(src, MIG_F_PC_RECOVER, NULL, 0, err);
+}
+
+/* RP_RECV_BITMAP x nblocks, then RP_RECV_END. */
+static gboolean read_bitmaps(Src *src, guint64 *missing, GError **err)
+{
+	g_autofree gboolean *seen = g_new0(gboolean, src->nblocks);
+	guint32 max = 16;
+
+	*missing = 0;
 	for (guint i = 0; i < src->nblocks; i++)
 		max = (guint32)MAX((guint64)max, 4 + 1 + 255 + 8 + (src->blocks[i].npages + 7) / 8);
 	for (;;) {
@@ -135,17 +139,17 @@ gboolean mig_src_recover_begin(Src *src, guint64 *missing, GError **err)
 	}
 	for (guint i = 0; i < src->nblocks; i++)
 		*missing += (guint64)mig_bitmap_count(src->blocks[i].dirty, src->blocks[i].npages) * src->blocks[i].rb->page_size;
-	mig_atomic_set(&s->stats.remaining, *missing);
+	mig_atomic_set(&src->s->stats.remaining, *missing);
 	return TRUE;
 }
 
-gboolean mig_src_recover_end(Src *src, GError **err)
+gboolean mig_src_recover_end(Src *src, guint64 *missing, GError **err)
 {
 	MigFrameHdr h;
 	g_autofree guint8 *p = NULL;
 
 	__atomic_store_n(&src->s->chan_flags, 0, __ATOMIC_RELEASE);
-	if (!mig_src_send_frame(src, MIG_F_PC_RESUME, NULL, 0, err))
+	if (!mig_src_send_frame(src, MIG_F_PC_RESUME, NULL, 0, err) || !read_bitmaps(src, missing, err))
 		return FALSE;
 	p = read_rp(src, &h, 4096, err);
 	if (!p)

@@ -798,13 +798,16 @@ class Proxy:
     unknown type (a malformed frame); corrupt_next() does that to its next frame.
     self.cut is set once the proxy acted, self.corrupted once a frame was corrupted;
     self.seen lists the frame types forwarded on the main channel, in order.
+    raw: forward bytes only, reading nothing (channels inside TLS, whose hellos and
+    frames the proxy cannot see); close() still cuts every connection.
     Bounded: every socket has a timeout or is shut down by close(), and close() joins
     the threads. A socket is always shut down before it is closed: close() alone
     neither wakes a thread blocked in recv on it nor ends the connection."""
 
-    def __init__(self, upstream_uri, cut_after=None, mode="cut", corrupt_at=None):
+    def __init__(self, upstream_uri, cut_after=None, mode="cut", corrupt_at=None, raw=False):
         import threading
         self.threading = threading
+        self.raw = raw
         self.upstream = tcp_port(upstream_uri)
         self.cut_after = cut_after
         self.mode = mode
@@ -904,6 +907,10 @@ class Proxy:
             for s in (c, u):
                 s.settimeout(None)
                 self.socks.append(s)
+            if self.raw:
+                self._spawn(self._raw, c, u)
+                self._spawn(self._raw, u, c)
+                continue
             hello_bytes = self._read_exact(c, HELLO_LEN)
             if hello_bytes is None:
                 continue

@@ -10,6 +10,10 @@
   its guest runs on: it never stopped for the switchover.
 - The destination is SIGSTOPped in postcopy: the source leaves postcopy-active (failed
   today, postcopy-paused is as good), its guest stays stopped, and quit ends it.
+- The source is SIGSTOPped in postcopy while the destination's guest is idle (no fault,
+  no page request): the source's postcopy heartbeat stops, the destination pauses
+  within the bound with its guest running; continued, the source pauses too, and a
+  recovery completes intact.
 The socket options themselves (keepalive, TCP_USER_TIMEOUT, send timeout) are checked
 by the unit test channels-io; the switchover's bounded waits by test_switchover.py."""
 import os
@@ -125,5 +129,37 @@ def case_destination_stopped_postcopy():
             os.kill(dst.pid(), signal.SIGCONT)
 
 
+def case_source_stopped_postcopy():
+    """A source silent in postcopy while the destination's guest touches no page it
+    lacks (idle guest: no fault, no request): the destination still notices within the
+    bound and pauses, its guest running; once continued, the source pauses too, and a
+    recovery completes intact."""
+    from test_recovery import recover
+    src, dst = pair(postcopy=True)
+    with src, dst:
+        src.cmd("migrate", uri=dst.listen_uri())
+        src.wait_status("postcopy-active", timeout=60)
+        dst.wait_status("postcopy-active", timeout=30)
+        os.kill(src.pid(), signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            deadline = h.Deadline(BOUND + h.scaled(10))
+            while dst.query_migrate().get("status") == "postcopy-active" and not deadline.expired():
+                time.sleep(0.05)
+            took = time.monotonic() - t0
+            info = dst.query_migrate()
+            print("destination left postcopy-active in %.1f s: %s (%s)"
+                  % (took, info.get("status"), info.get("error-desc")))
+            h.check(info.get("status") == "postcopy-paused", "destination status %s" % info.get("status"))
+            h.check(took <= BOUND, "destination took %.1f s, more than %.1f s" % (took, BOUND))
+            h.check(dst.query_status().get("status") == "running", "the destination's guest stopped")
+        finally:
+            os.kill(src.pid(), signal.SIGCONT)
+        src.wait_status("postcopy-paused", timeout=BOUND + h.scaled(10))
+        info = recover(src, dst)
+        h.check_migrated(src, dst, info, size=64 * h.MiB)
+
+
 if __name__ == "__main__":
-    h.main([case_destination_stopped, case_source_stopped, case_destination_stopped_postcopy])
+    h.main([case_destination_stopped, case_source_stopped, case_destination_stopped_postcopy,
+            case_source_stopped_postcopy])

@@ -16,9 +16,17 @@ made by the openssl command line in a temporary directory.
   destination, and a TLS source at a plain one.
 - openssl s_client against the migration port sees TLSv1.3 and the server's
   certificate; without a client certificate it is refused.
-- kTLS: used and reported where the kernel has the tls ULP, else skipped with a reason."""
+- kTLS: used and reported where the kernel has the tls ULP, else skipped with a reason.
+- Postcopy recovery inside TLS: postcopy with preempt and 2 multifd channels, every
+  connection cut by a proxy; at the new address migrate-recover opens, a plain-text
+  RESUME hello of the right session is refused in plain text (status 10) and a RESUME
+  hello of another session inside TLS is refused (4); then migrate resume:true re-opens
+  every channel inside TLS (x-tls lists each once, TLSv1.3) and the migration completes
+  intact."""
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -360,6 +368,63 @@ def case_s_client():
         print("s_client: TLSv1.3, server certificate verified; without a client certificate refused")
 
 
+NOT_AUTHORIZED, FOREIGN_SESSION, HELLO_F_RESUME = 10, 4, 1
+
+
+def tls_hello_refused(c, uri, hello_bytes, want, what):
+    """expect_hello_refused inside a TLS session made with the good client's certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_verify_locations(os.path.join(c.path("client"), "ca-cert.pem"))
+    ctx.load_cert_chain(os.path.join(c.path("client"), "client-cert.pem"),
+                        os.path.join(c.path("client"), "client-key.pem"))
+    with socket.create_connection(h.tcp_port(uri), timeout=h.scaled(5)) as raw, \
+         ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        h.check(s.version() == "TLSv1.3", "%s: TLS %s" % (what, s.version()))
+        s.sendall(hello_bytes)
+        reply = h.read_hello_reply(s)
+    h.check(reply is not None, "%s: closed without a reply" % what)
+    h.check(reply[1] == want, "%s: status %d (%s), expected %d" % (what, reply[1], reply[2], want))
+    print("%s: refused with status %d (%s)" % (what, reply[1], reply[2]))
+
+
+def case_recovery():
+    """A postcopy whose every channel is cut pauses both sides; the recovery re-opens
+    every channel inside TLS, refuses what is not inside TLS or not of this session."""
+    from test_recovery import check_paused, recover
+    c = certs()
+    caps = {"postcopy-ram": True, "postcopy-preempt": True, "multifd": True, "events": True}
+    params = {"multifd-channels": 2}
+    with tls_dst(c, caps=caps, params=params, workload="random", size="64M", vcpus=2) as dst, \
+         tls_src(c, caps=caps, workload="seq", size="64M", vcpus=2,
+                 params=dict(params, **{"max-bandwidth": 64 * h.MiB, "downtime-limit": 1,
+                                        "x-postcopy-after-passes": 1,
+                                        "max-postcopy-bandwidth": 8 * h.MiB})) as src:
+        # raw: the hellos and frames are inside TLS
+        proxy = h.Proxy(dst.listen_uri(), raw=True)
+        try:
+            src.cmd("migrate", uri=proxy.uri)
+            src.wait_status("postcopy-active", timeout=60)
+            dst.wait_status("postcopy-active", timeout=30)
+            proxy.close()
+            print("proxy: every connection cut")
+            check_paused(src, dst)
+        finally:
+            proxy.close()
+        sid = bytes.fromhex(dst.query_migrate()["x-session-id"])
+
+        def refusals(uri):
+            h.expect_hello_refused(uri, h.hello(flags=HELLO_F_RESUME, session=sid), NOT_AUTHORIZED,
+                                   "plain-text RESUME hello of this session")
+            tls_hello_refused(c, uri, h.hello(flags=HELLO_F_RESUME, session=b"\x55" * 16), FOREIGN_SESSION,
+                              "RESUME hello of another session inside TLS")
+        info = recover(src, dst, before_resume=refusals)
+        h.check_migrated(src, dst, info, size=64 * h.MiB)
+        want = [("main", 0), ("preempt", 0), ("multifd", 0), ("multifd", 1)]
+        check_x_tls(src, want)
+        check_x_tls(dst, want)
+
+
 def case_ktls():
     with open("/proc/sys/net/ipv4/tcp_available_ulp") as f:
         ulps = f.read().split()
@@ -378,7 +443,7 @@ def case_ktls():
 if __name__ == "__main__":
     try:
         h.main([case_precopy_multifd, case_postcopy_preempt, case_psk, case_refusals, case_refusals_server_side,
-                case_s_client, case_ktls])
+                case_s_client, case_ktls, case_recovery])
     finally:
         if CERTS:
             CERTS.cleanup()

@@ -3,7 +3,8 @@
  * --outage-s later, then recovered QEMU's way (migrate-recover on the destination at a
  * new port, migrate resume:true on the source). Per run: how long each side took to
  * notice the cut by itself (x-channel-timeout short, so that it does within the
- * outage), from the resume command to postcopy-active on each side, the bytes sent
+ * outage), from the resume command to postcopy-active on each side (the MIGRATION
+ * event's own timestamp, so neither polling nor the client's wake-up counts), the bytes sent
  * after the resume against what the destination lacked, the guest's longest stall and
  * the integrity check; next to the same migration without the cut in the same run.
  * docs/benchmarks.md explains the method and the targets. */
@@ -29,7 +30,7 @@ static const char *const pr_arm_names[PR_ARMS] = { "baseline", "cut" };
 typedef struct PrSample {
 	double detect_ms[2];        /* by BenchNetSide: cut to postcopy-paused seen; NAN: not within the outage */
 	gboolean forced;            /* a side had not noticed: migrate-pause ended the wait */
-	double resume_ms[2];        /* by BenchNetSide: resume command to postcopy-active (or completed) seen */
+	double resume_ms[2];        /* by BenchNetSide: resume command sent to the postcopy-active event's timestamp */
 	gint64 lacked;              /* bytes the destination lacked (its bitmaps, the source's log); -1 unknown */
 	gint64 resent;              /* the source's ram.transferred after the resume minus before */
 	gint64 max_stall_us;        /* the destination's x-postcopy-latency max over page sizes */
@@ -98,9 +99,8 @@ static gboolean pr_wait_postcopy(Bench *b, MigPair *p, GError **err)
 }
 
 /* Polls both sides until deadline_us (monotonic) or until both have st_want; the first
- * time each is seen in it, in ms since t0, goes to at[] (NAN: not seen). "completed" counts
- * as having passed through postcopy-active when want_active. */
-static gboolean pr_watch(Bench *b, MigPair *p, const char *want, gboolean want_active, gint64 t0, gint64 deadline_us,
+ * time each is seen in it, in ms since t0, goes to at[] (NAN: not seen). */
+static gboolean pr_watch(Bench *b, MigPair *p, const char *want, gint64 t0, gint64 deadline_us,
 			 double at[2], GError **err)
 {
 	QmpClient *q[2] = { p->qsrc, p->qdst };
@@ -115,7 +115,7 @@ static gboolean pr_watch(Bench *b, MigPair *p, const char *want, gboolean want_a
 				continue;
 			if (!(st = pr_status(q[s], names[s], err)))
 				return FALSE;
-			if (!strcmp(st, want) || (want_active && !strcmp(st, "completed")))
+			if (!strcmp(st, want))
 				at[s] = pr_since_ms(t0);
 			else if (pr_over(st)) {
 				g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "the %s reached %s while waiting for %s",
@@ -126,6 +126,72 @@ static gboolean pr_watch(Bench *b, MigPair *p, const char *want, gboolean want_a
 		if (bench_interrupted(b, err))
 			return FALSE;
 		g_usleep(PR_FAST_POLL_US);
+	}
+	return TRUE;
+}
+
+/* A MIGRATION event's status into *st and its timestamp (wall clock, µs) into *ts;
+ * FALSE for any other message. */
+static gboolean pr_migration_event(JsonObject *ev, const char **st, gint64 *ts)
+{
+	JsonObject *t = bench_obj_obj(ev, "timestamp");
+
+	if (g_strcmp0(bench_obj_str(ev, "event"), "MIGRATION") || !t)
+		return FALSE;
+	*st = bench_obj_str(bench_obj_obj(ev, "data"), "status");
+	*ts = bench_obj_int(t, "seconds", 0) * G_USEC_PER_SEC + bench_obj_int(t, "microseconds", 0);
+	return *st != NULL;
+}
+
+/* The resume's end on one side: its first postcopy-active event stamped at or after
+ * t0 (wall clock, µs), in ms after t0. */
+typedef struct PrResume {
+	gint64 t0;
+	double *at;
+	const char *over;           /* a status that ends the migration, seen first */
+} PrResume;
+
+static void pr_on_event(JsonObject *ev, gpointer opaque)
+{
+	PrResume *r = opaque;
+	const char *st;
+	gint64 ts;
+
+	if (!isnan(*r->at) || r->over || !pr_migration_event(ev, &st, &ts) || ts < r->t0)
+		return;
+	if (!strcmp(st, "postcopy-active"))
+		*r->at = (double)(ts - r->t0) / 1e3;
+	else if (pr_over(st))
+		r->over = g_intern_string(st);
+}
+
+/* Reads side's events (after the command that started the resume, which saw some)
+ * until its postcopy-active; bounded by deadline_us (monotonic). */
+static gboolean pr_wait_resumed(Bench *b, QmpClient *q, const char *side, PrResume *r, gint64 deadline_us,
+				GError **err)
+{
+	while (isnan(*r->at) && !r->over) {
+		g_autoptr(GError) e = NULL;
+		g_autoptr(JsonObject) ev = NULL;
+
+		if (g_get_monotonic_time() >= deadline_us) {
+			g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "the %s: no postcopy-active event in %d s", side,
+				    T_MIGRATE_MS / 1000);
+			return FALSE;
+		}
+		if (bench_interrupted(b, err))
+			return FALSE;
+		ev = qmpc_read(q, 200, &e);
+		if (ev)
+			pr_on_event(ev, r);
+		else if (!g_error_matches(e, QMPC_ERROR, QMPC_ERROR_TIMEOUT)) {
+			g_propagate_prefixed_error(err, g_steal_pointer(&e), "%s: ", side);
+			return FALSE;
+		}
+	}
+	if (r->over) {
+		g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "the %s reached %s while resuming", side, r->over);
+		return FALSE;
 	}
 	return TRUE;
 }
@@ -157,15 +223,17 @@ static gboolean pr_cut_and_recover(Bench *b, MigPair *p, PrSample *s, GError **e
 	g_autofree char *res = g_strdup_printf("{\"uri\":\"tcp:%s:%u\",\"resume\":true}", bench_dst_host(b, TRUE),
 					       PR_RECOVER_PORT);
 	QmpClient *q[2] = { p->qsrc, p->qdst };
+	PrResume res_src = { .at = &s->resume_ms[0] }, res_dst = { .at = &s->resume_ms[1] };
+	g_autoptr(JsonObject) reply = NULL;
 	double paused[2];
-	gint64 t_cut, before, t0;
+	gint64 t_cut, before, end;
 	gboolean ok;
 
 	g_usleep((gulong)b->cut_ms * 1000);
 	if (!bench_net_set_link(b->net, FALSE, err))
 		return FALSE;
 	t_cut = g_get_monotonic_time();
-	ok = pr_watch(b, p, "postcopy-paused", FALSE, t_cut, t_cut + (gint64)b->outage_s * G_USEC_PER_SEC, s->detect_ms, err);
+	ok = pr_watch(b, p, "postcopy-paused", t_cut, t_cut + (gint64)b->outage_s * G_USEC_PER_SEC, s->detect_ms, err);
 	/* the link is mended on every path: the bed outlives this run */
 	while (g_get_monotonic_time() < t_cut + (gint64)b->outage_s * G_USEC_PER_SEC)
 		g_usleep(PR_FAST_POLL_US * 10);
@@ -187,7 +255,7 @@ static gboolean pr_cut_and_recover(Bench *b, MigPair *p, PrSample *s, GError **e
 		}
 	}
 	if (s->forced) {
-		if (!pr_watch(b, p, "postcopy-paused", FALSE, t_cut, g_get_monotonic_time() + (gint64)PR_PAUSE_MS * 1000,
+		if (!pr_watch(b, p, "postcopy-paused", t_cut, g_get_monotonic_time() + (gint64)PR_PAUSE_MS * 1000,
 			      paused, err))
 			return FALSE;
 		if (isnan(paused[0]) || isnan(paused[1])) {
@@ -199,15 +267,23 @@ static gboolean pr_cut_and_recover(Bench *b, MigPair *p, PrSample *s, GError **e
 	if ((before = pr_transferred(p->qsrc, err)) < 0 ||
 	    !bench_qmp_run(p->qdst, "destination", "migrate-recover", rec, err))
 		return FALSE;
-	t0 = g_get_monotonic_time();
-	if (!bench_qmp_run(p->qsrc, "source", "migrate", res, err) ||
-	    !pr_watch(b, p, "postcopy-active", TRUE, t0, t0 + (gint64)T_MIGRATE_MS * 1000, s->resume_ms, err))
-		return FALSE;
-	if (isnan(s->resume_ms[0]) || isnan(s->resume_ms[1])) {
-		g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "not both sides back in postcopy-active in %d s",
-			    T_MIGRATE_MS / 1000);
+	/* nothing polls either side until both are back: on a busy host the queries would
+	 * take CPU from what they time */
+	res_src.t0 = res_dst.t0 = g_get_real_time();
+	end = g_get_monotonic_time() + (gint64)T_MIGRATE_MS * 1000;
+	reply = qmpc_call(p->qsrc, "migrate", res, T_QMP_CMD_MS, pr_on_event, &res_src, err);
+	if (!reply) {
+		g_prefix_error(err, "source migrate: ");
 		return FALSE;
 	}
+	if (json_object_has_member(reply, "error")) {
+		g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "source migrate resume:true: %s",
+			    bench_obj_str(bench_obj_obj(reply, "error"), "desc"));
+		return FALSE;
+	}
+	if (!pr_wait_resumed(b, p->qsrc, "source", &res_src, end, err) ||
+	    !pr_wait_resumed(b, p->qdst, "destination", &res_dst, end, err))
+		return FALSE;
 	s->resent = -before;   /* the rest once the source has completed */
 	return TRUE;
 }
@@ -231,7 +307,8 @@ static gboolean pr_run(Bench *b, PrCtx *c, PrArm arm, PrSample *s, GError **err)
 	g_autofree char *uri = g_strdup_printf("{\"uri\":\"%s\"}", incoming);
 	g_autofree char *timeout = g_strdup_printf("{\"x-channel-timeout\":%d}", PR_CHANNEL_TIMEOUT_MS);
 	static const char caps[] = "{\"capabilities\":[{\"capability\":\"postcopy-ram\",\"state\":true},"
-				   "{\"capability\":\"postcopy-preempt\",\"state\":true}]}";
+				   "{\"capability\":\"postcopy-preempt\",\"state\":true},"
+				   "{\"capability\":\"events\",\"state\":true}]}";
 	/* the source keeps dirtying so precopy cannot converge; the destination's vCPUs fault
 	 * all over the guest as soon as they run, so the cut finds them waiting */
 	MigdSpec src = { .backend = "anon", .guest_bytes = c->guest, .workload = PC_SRC_WORKLOAD, .seed = seq,
