@@ -16,7 +16,7 @@
  * "sim,id=dev0,size=4K,precopy=2K"): keep them alike. */
 #define FUZZ_MEM_SIZE (2u << 20)
 #define FUZZ_DEV_ID "dev0"
-#define FUZZ_DEV_SIZE 4096u
+#define FUZZ_DEV_SIZE 6144u   /* the 2 KiB of pre-copy state and the 4 KiB of stop-copy */
 
 enum {
 	FUZZ_DST_POSTCOPY = 1u << 0,  /* postcopy-ram */
