@@ -490,7 +490,10 @@ gboolean mig_dev_dst_end(MigSession *s, const guint8 *p, guint32 len, GError **e
 		/* cannot fail: the length was checked */
 		mig_rd_be64(&r, &chunks);
 		mig_rd_be64(&r, &bytes);
-		if (!wait_loaded(dd, in, chunks, err))
+		/* without multifd every chunk came on the main channel, which this thread
+		 * reads: none is on its way, and waiting for a count the peer made up would
+		 * hold the loader END_WAIT_S */
+		if (s->dst->mf_expected && !wait_loaded(dd, in, chunks, err))
 			return FALSE;
 		if (in->next_in != chunks || in->loaded_bytes != bytes) {
 			g_set_error(err, MIG_ERROR, EPROTO, "device '%s': loaded %" G_GUINT64_FORMAT " chunks (%" G_GUINT64_FORMAT
