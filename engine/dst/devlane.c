@@ -53,7 +53,7 @@ typedef struct DevDst {
 	GCond cond;             /* room in the queue, a chunk loaded, or quit */
 	guint64 held, cap;      /* bytes in pending and ready, and their limit */
 	guint64 peak;           /* the most ever held (x-device-queued-peak) */
-	GThreadPool *pool;
+	GThreadPool *pool;      /* exclusive: its threads are ours alone and end with it */
 	gboolean quit;
 	gboolean have_end;
 	MigBufPool *bufs;       /* chunk payloads, recycled */
@@ -198,6 +198,10 @@ static void promote(DevDst *dd, DevIn *in)
 	}
 	if (!in->loading && !g_queue_is_empty(&in->ready)) {
 		in->loading = TRUE;
+		/* made for the first chunk the lane brings: a serial stream never needs it */
+		if (!dd->pool)
+			dd->pool = g_thread_pool_new(load_job, dd, (gint)MIN((guint64)dd->n, dd->s->dst->p.x_device_load_threads),
+						     TRUE, NULL);
 		g_thread_pool_push(dd->pool, in, NULL);
 	}
 }
@@ -253,8 +257,6 @@ gboolean mig_dev_dst_setup(MigSession *s, const guint8 *p, gsize len, gsize *off
 	s->dst->devdst = dd;
 	if (!n)
 		return TRUE;
-	/* exclusive: the pool's threads are ours alone and end with it */
-	dd->pool = g_thread_pool_new(load_job, dd, (gint)MIN((guint64)n, s->dst->p.x_device_load_threads), TRUE, NULL);
 	for (guint i = 0; i < n; i++) {
 		DevIn *in = &dd->in[i];
 
@@ -488,7 +490,10 @@ gboolean mig_dev_dst_end(MigSession *s, const guint8 *p, guint32 len, GError **e
 		/* cannot fail: the length was checked */
 		mig_rd_be64(&r, &chunks);
 		mig_rd_be64(&r, &bytes);
-		if (!wait_loaded(dd, in, chunks, err))
+		/* without multifd every chunk came on the main channel, which this thread
+		 * reads: none is on its way, and waiting for a count the peer made up would
+		 * hold the loader END_WAIT_S */
+		if (s->dst->mf_expected && !wait_loaded(dd, in, chunks, err))
 			return FALSE;
 		if (in->next_in != chunks || in->loaded_bytes != bytes) {
 			g_set_error(err, MIG_ERROR, EPROTO, "device '%s': loaded %" G_GUINT64_FORMAT " chunks (%" G_GUINT64_FORMAT

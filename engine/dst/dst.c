@@ -12,7 +12,7 @@ Dst *mig_dst_new(MigSession *s)
 	Dst *d = g_new0(Dst, 1);
 
 	d->s = s;
-	d->fd = d->listen_fd = d->given_fd = -1;
+	d->fd = d->listen_fd = d->given_fd = d->inline_resume_fd = -1;
 	d->listen_wake[0] = d->listen_wake[1] = -1;
 	for (guint i = 0; i < MIG_PREEMPT_MAX; i++)
 		d->urgent_fd[i] = -1;

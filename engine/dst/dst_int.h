@@ -74,11 +74,21 @@ typedef struct Dst {
 	GCond recover_cond;        /* wakes the paused loader: a main channel is back, a resumed multifd channel joined, or quit */
 	gboolean rp_hold;          /* under rp_lock: page requests wait for RP_RESUME_ACK */
 	guint64 pass_done;         /* the loader's last PASS in place (told at recovery) */
+	/* mig_dst_accept_inline is admitting a channel or running its loader on the
+	 * caller's thread, with the resumed main channel a pause takes (under s->lock) */
+	gboolean inline_main;
+	int inline_resume_fd;
 } Dst;
 
 /* migrate.c: one accepted connection, from its hello on (what an opener thread does;
  * the fuzz harnesses hand it one end of a socketpair). Takes fd. */
 void mig_dst_accept(MigSession *s, int fd);
+/* The same, but an admitted main channel's loader runs on this thread until it ends.
+ * A postcopy that pauses is recovered once, as if migrate-recover had been run and
+ * resume_fd had connected to its listener (a hello first), or ends it (resume_fd -1,
+ * or used); resume_fd is taken in any case. For the fuzz harnesses, which queue a
+ * whole input before: no thread per input, no handoff. */
+void mig_dst_accept_inline(MigSession *s, int fd, int resume_fd);
 
 /* dst.c: what every part of the half may do. */
 Dst *mig_dst_new(MigSession *s);

@@ -409,7 +409,8 @@ static void start_channel(MigSession *s, int type, guint index, int fd, gboolean
 		if (old)
 			g_thread_join(old);
 		g_mutex_lock(&s->lock);
-		s->dst->main_thread = g_thread_new("mig/dst/main", dst_main_thread, s);
+		if (!s->dst->inline_main)   /* else mig_dst_accept_inline runs it */
+			s->dst->main_thread = g_thread_new("mig/dst/main", dst_main_thread, s);
 		g_mutex_unlock(&s->lock);
 	} else if (type == MIG_CHAN_MULTIFD) {
 		g_mutex_lock(&s->lock);
@@ -457,6 +458,28 @@ void mig_dst_accept(MigSession *s, int fd)
 	set_congestion(s, fd);
 	if (!admit(s, fd))
 		mig_io_close(fd);
+}
+
+void mig_dst_accept_inline(MigSession *s, int fd, int resume_fd)
+{
+	gboolean run;
+
+	g_mutex_lock(&s->lock);
+	s->dst->inline_main = TRUE;
+	s->dst->inline_resume_fd = resume_fd;
+	g_mutex_unlock(&s->lock);
+	mig_dst_accept(s, fd);
+	g_mutex_lock(&s->lock);
+	run = s->dst->fd == fd && !s->dst->main_thread;
+	g_mutex_unlock(&s->lock);
+	if (run)
+		dst_main_thread(s);
+	g_mutex_lock(&s->lock);
+	s->dst->inline_main = FALSE;
+	if (s->dst->inline_resume_fd >= 0)
+		mig_io_close(s->dst->inline_resume_fd);   /* postcopy never paused */
+	s->dst->inline_resume_fd = -1;
+	g_mutex_unlock(&s->lock);
 }
 
 static gpointer opener_thread(gpointer opaque)
@@ -971,6 +994,8 @@ typedef struct Loader {
 	gboolean ready;         /* RP_READY sent: the source may have sent GO (switchover) */
 	guint32 max_frame;      /* grows to one huge page once SETUP named the blocks */
 	MigHugeAsm hasm;        /* break-huge: the huge page being assembled */
+	gboolean inline_run;    /* on mig_dst_accept_inline's thread: a pause takes its
+				 * resumed channel or ends it */
 	guint8 *buf;
 	gsize buflen;
 } Loader;
@@ -1573,9 +1598,21 @@ static gboolean pause_and_recover(Loader *d)
 		g_mutex_lock(&s->lock);
 		dst->paused_ready = TRUE;
 		g_cond_broadcast(&dst->recover_cond);
-		while (!dst->quit && dst->fd < 0)
+		if (d->inline_run && dst->inline_resume_fd >= 0) {
+			int fd = dst->inline_resume_fd;
+
+			/* what migrate-recover and its listener would do, on this thread */
+			dst->inline_resume_fd = -1;
+			if (s->status == MIG_STATUS_POSTCOPY_PAUSED)
+				mig_set_status_locked(s, MIG_STATUS_POSTCOPY_RECOVER_SETUP);
+			g_mutex_unlock(&s->lock);
+			mig_dst_accept(s, fd);
+			g_mutex_lock(&s->lock);
+		}
+		while (!dst->quit && dst->fd < 0 && !d->inline_run)
 			g_cond_wait(&dst->recover_cond, &s->lock);
-		quit = dst->quit;
+		/* inline, no channel came back: nothing else will */
+		quit = dst->quit || dst->fd < 0;
 		dst->paused_ready = FALSE;
 		d->fd = dst->fd;
 		g_mutex_unlock(&s->lock);
@@ -1605,6 +1642,7 @@ static gpointer dst_main_thread(gpointer opaque)
 
 	g_mutex_lock(&s->lock);
 	d.fd = s->dst->fd;
+	d.inline_run = s->dst->inline_main;
 	g_mutex_unlock(&s->lock);
 	while (!load_loop(&d, &err)) {
 		/* a silent peer whose SETUP never came: nothing of it touched the guest */

@@ -22,10 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	fuzz_dst_init(&f, FUZZ_DST_POSTCOPY);
 	fuzz_dst_hello(&f, MIG_CHAN_MAIN, 0, hello);
-	fd = fuzz_dst_connect(&f, hello, sizeof(hello), FALSE);
-	fuzz_write(fd, data, size);
-	shutdown(fd, SHUT_WR);
-	fuzz_drain(fd);   /* the loader closes the channel when it is done */
+	/* the loader runs on this thread until the input is used up */
+	fd = fuzz_dst_connect_inline(&f, hello, sizeof(hello), data, size);
 	close(fd);
 	fuzz_dst_free(&f);
 	return 0;

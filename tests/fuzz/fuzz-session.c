@@ -2,6 +2,7 @@
 #include "fuzz-session.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -29,10 +30,60 @@ static void check_ok(gboolean ok, GError *err)
 	}
 }
 
+static void dev_close(FuzzDev *d)
+{
+	if (d->rd >= 0)
+		close(d->rd);
+	d->rd = -1;
+}
+
+static gboolean dev_set_state(gpointer opaque, MigDevState st, int *data_fd, GError **err)
+{
+	FuzzDev *d = opaque;
+	gboolean ok = TRUE;
+	int fds[2];
+
+	*data_fd = -1;
+	if (d->st == MIG_DEV_RESUMING && st != MIG_DEV_RESUMING) {
+		static guint8 sink[65536];
+		gsize got = 0;
+		ssize_t n;
+
+		while ((n = read(d->rd, sink, sizeof(sink))) > 0)
+			got += (gsize)n;
+		dev_close(d);
+		if (st != MIG_DEV_ERROR && got != FUZZ_DEV_SIZE) {
+			g_set_error(err, MIG_ERROR, EBADMSG, "fuzz device: %" G_GSIZE_FORMAT " bytes of state loaded, not %u",
+				    got, FUZZ_DEV_SIZE);
+			ok = FALSE;
+		}
+	}
+	if (st == MIG_DEV_PRE_COPY || st == MIG_DEV_STOP_COPY) {
+		g_set_error(err, MIG_ERROR, EINVAL, "fuzz device: a destination's device saves no state");
+		ok = FALSE;
+	} else if (ok && st == MIG_DEV_RESUMING) {
+		CHECK(pipe2(fds, O_CLOEXEC) == 0);
+		/* any input's state fits: the engine never waits for room */
+		CHECK(fcntl(fds[1], F_SETPIPE_SZ, 1 << 20) >= (1 << 20));
+		CHECK(fcntl(fds[0], F_SETFL, O_NONBLOCK) == 0);
+		d->rd = fds[0];
+		*data_fd = fds[1];
+	}
+	d->st = ok ? st : MIG_DEV_ERROR;
+	return ok;
+}
+
+static gboolean dev_data_size(gpointer opaque, guint64 *stop_copy_bytes, GError **err)
+{
+	*stop_copy_bytes = 0;
+	return TRUE;
+}
+
+static const MigDeviceOps fuzz_dev_ops = { .set_state = dev_set_state, .data_size = dev_data_size };
+
 void fuzz_dst_init(FuzzDst *f, guint flags)
 {
 	MigdGuestConfig cfg = { .mem_size = FUZZ_MEM_SIZE, .backend = MIG_MEM_ANON, .incoming = TRUE };
-	MigdSimDevConfig dcfg;
 	GError *err = NULL;
 	MigSession *s;
 
@@ -42,14 +93,13 @@ void fuzz_dst_init(FuzzDst *f, guint flags)
 		f->session_id[i] = (guint8)(0xa0 + i);
 	f->guest = migd_guest_new(&cfg, &err);
 	check_ok(f->guest != NULL, err);
-	check_ok(migd_simdev_parse(FUZZ_DEV_SPEC, &dcfg, &err), err);
-	f->dev = migd_simdev_new(&dcfg);
+	f->dev = (FuzzDev){ .st = MIG_DEV_RUNNING, .rd = -1 };
 	f->s = s = mig_session_new("fuzz-dst");
 	mig_session_set_log_cb(s, quiet_log, NULL);
 	mig_session_set_vm(s, &migd_guest_vm_ops, f->guest, MIG_RUN_INMIGRATE);
 	mig_session_add_ram(s, migd_guest_ram(f->guest));
 	if (!(flags & FUZZ_DST_NODEV))
-		check_ok(mig_session_add_device(s, migd_simdev_id(f->dev), &migd_simdev_ops, f->dev, &err), err);
+		check_ok(mig_session_add_device(s, FUZZ_DEV_ID, &fuzz_dev_ops, &f->dev, &err), err);
 	if (flags & (FUZZ_DST_POSTCOPY | FUZZ_DST_PREEMPT))
 		check_ok(mig_session_set_cap(s, MIG_CAP_POSTCOPY_RAM, TRUE, &err), err);
 	if (flags & FUZZ_DST_PREEMPT) {
@@ -72,7 +122,7 @@ void fuzz_dst_init(FuzzDst *f, guint flags)
 void fuzz_dst_free(FuzzDst *f)
 {
 	mig_session_free(f->s);
-	migd_simdev_free(f->dev);
+	dev_close(&f->dev);
 	migd_guest_free(f->guest);
 }
 
@@ -84,17 +134,67 @@ void fuzz_dst_hello(const FuzzDst *f, int type, guint index, uint8_t out[32])
 	mig_hello_pack(&h, out);
 }
 
+/* A socketpair whose ends each queue a few MiB: every reply of an input fits,
+ * however many small frames it holds (each one a socket buffer of its own), and a
+ * whole input goes in one send. */
+static void pair(int sv[2])
+{
+	int buf = 4 << 20;
+
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+	for (int i = 0; i < 2; i++)
+		(void)setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+}
+
 int fuzz_dst_connect(FuzzDst *f, const uint8_t *data, size_t hello_len, gboolean last)
 {
 	int sv[2];
 
-	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+	pair(sv);
 	if (hello_len)
 		CHECK(send(sv[0], data, hello_len, MSG_NOSIGNAL) == (ssize_t)hello_len);
 	if (last)
 		CHECK(shutdown(sv[0], SHUT_WR) == 0);
 	mig_dst_accept(f->s, sv[1]);
 	return sv[0];
+}
+
+/* A socketpair with data queued and the write side shut: the harness's end in
+ * sv[0]. */
+static void queued(int sv[2], const uint8_t *hello, size_t hello_len, const uint8_t *data, size_t size)
+{
+	pair(sv);
+	if (hello_len)
+		CHECK(send(sv[0], hello, hello_len, MSG_NOSIGNAL) == (ssize_t)hello_len);
+	if (size)
+		CHECK(send(sv[0], data, size, MSG_NOSIGNAL) == (ssize_t)size);
+	CHECK(shutdown(sv[0], SHUT_WR) == 0);
+}
+
+int fuzz_dst_connect_inline(FuzzDst *f, const uint8_t *hello, size_t hello_len, const uint8_t *data,
+			    size_t size)
+{
+	int sv[2];
+
+	/* the harness reads no reply before the loader ends */
+	queued(sv, hello, hello_len, data, size);
+	mig_dst_accept_inline(f->s, sv[1], -1);
+	return sv[0];
+}
+
+void fuzz_dst_run_recovery(FuzzDst *f, const GByteArray *main_in, const uint8_t *data, size_t size)
+{
+	uint8_t hello[MIG_HELLO_LEN];
+	MigHello h = { .version = MIG_PROTO_VERSION, .type = MIG_CHAN_MAIN, .flags = MIG_HELLO_F_RESUME };
+	int m[2], r[2];
+
+	memcpy(h.session, f->session_id, sizeof(h.session));
+	mig_hello_pack(&h, hello);
+	queued(m, NULL, 0, main_in->data, main_in->len);
+	queued(r, hello, sizeof(hello), data, size);
+	mig_dst_accept_inline(f->s, m[1], r[1]);
+	close(m[0]);
+	close(r[0]);
 }
 
 void fuzz_frame(GByteArray *b, guint16 type, const void *payload, guint32 len)
@@ -111,7 +211,7 @@ GByteArray *fuzz_dst_setup_frame(const FuzzDst *f)
 {
 	GByteArray *p = g_byte_array_new(), *b = g_byte_array_new();
 	MigRamBlock *rb = migd_guest_ram(f->guest);
-	const char *id = migd_simdev_id(f->dev);
+	const char *id = FUZZ_DEV_ID;
 	guint8 w[8], l;
 
 	mig_put_be32(w, 1);
@@ -154,34 +254,14 @@ GByteArray *fuzz_dst_state_frame(const FuzzDst *f)
 	return b;
 }
 
-size_t fuzz_write(int fd, const uint8_t *data, size_t len)
+void fuzz_dst_passes(GByteArray *b, guint n)
 {
-	gint64 end = g_get_monotonic_time() + FUZZ_WAIT_MS * 1000ll;
-	static uint8_t sink[65536];
-	size_t off = 0;
+	uint8_t p[8];
 
-	while (off < len) {
-		struct pollfd p = { .fd = fd, .events = POLLIN | POLLOUT };
-		ssize_t n;
-
-		fuzz_io_deadline(end, "a channel took no bytes");
-		if (poll(&p, 1, 100) <= 0)
-			continue;
-		if (p.revents & POLLIN) {
-			if (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) == 0)
-				break;   /* closed by the engine: the rest will not be read */
-		}
-		if (p.revents & POLLOUT) {
-			n = send(fd, data + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
-			if (n < 0 && errno != EAGAIN && errno != EINTR)
-				break;
-			if (n > 0)
-				off += (size_t)n;
-		}
-		if ((p.revents & (POLLERR | POLLHUP)) && !(p.revents & POLLIN))
-			break;
+	for (guint64 pass = 1; pass <= n; pass++) {
+		mig_put_be64(p, pass);
+		fuzz_frame(b, MIG_F_PASS, p, 8);
 	}
-	return off;
 }
 
 void fuzz_drain(int fd)
@@ -201,61 +281,20 @@ int fuzz_unread(int fd)
 	return n;
 }
 
-void fuzz_wait(gboolean (*pred)(FuzzDst *f), FuzzDst *f, const char *what)
+void fuzz_dst_wait_status(FuzzDst *f, int main_fd, MigStatus want)
 {
 	gint64 end = g_get_monotonic_time() + FUZZ_WAIT_MS * 1000ll;
+	size_t off = 0;
+	MigStatus st;
 
-	while (!pred(f)) {
-		fuzz_io_deadline(end, what);
-		g_usleep(200);
+	/* the status changes before the reply that tells the source (RP_RUNNING) */
+	while ((st = mig_session_status(f->s)) != want) {
+		if (st == MIG_STATUS_FAILED) {   /* the prologue is well formed */
+			fprintf(stderr, "fuzz: the destination failed instead of reaching %s: %s\n",
+				mig_status_str(want), f->s->error);
+			abort();
+		}
+		fuzz_io_deadline(end, "the destination never reached the status wanted");
+		CHECK(fuzz_io_step(main_fd, NULL, 0, &off, 100));
 	}
-}
-
-MigStatus fuzz_status(FuzzDst *f)
-{
-	return mig_session_status(f->s);
-}
-
-guint64 fuzz_dst_parked(FuzzDst *f)
-{
-	Dst *d = f->s->dst;
-	guint64 pass = 0;
-
-	g_mutex_lock(&d->mf_lock);
-	if (d->mf_expected && d->mf_synced >= d->mf_expected && !d->mf_quit)
-		pass = d->mf_released + 1;
-	g_mutex_unlock(&d->mf_lock);
-	return pass;
-}
-
-void fuzz_dst_release(FuzzDst *f, int main_fd, guint64 *released)
-{
-	guint64 pass = fuzz_dst_parked(f);
-	g_autoptr(GByteArray) b = NULL;
-	uint8_t p[8];
-
-	if (!pass || pass == *released)
-		return;
-	b = g_byte_array_new();
-	mig_put_be64(p, pass);
-	fuzz_frame(b, MIG_F_PASS, p, 8);
-	if (send(main_fd, b->data, b->len, MSG_NOSIGNAL) == (ssize_t)b->len)
-		*released = pass;
-}
-
-void fuzz_dst_settle(FuzzDst *f, int main_fd, int fd)
-{
-	gint64 end = g_get_monotonic_time() + FUZZ_WAIT_MS * 1000ll;
-	static uint8_t sink[65536];
-	guint64 released = 0;
-
-	while (fuzz_unread(fd) > 0 && mig_session_status(f->s) != MIG_STATUS_FAILED) {
-		fuzz_io_deadline(end, "a channel's input was never read");
-		fuzz_dst_release(f, main_fd, &released);
-		/* the loader answers each PASS on the return path */
-		(void)recv(main_fd, sink, sizeof(sink), MSG_DONTWAIT);
-		g_usleep(200);
-	}
-	shutdown(main_fd, SHUT_WR);
-	fuzz_drain(main_fd);
 }

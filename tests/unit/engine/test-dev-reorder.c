@@ -112,6 +112,9 @@ static void rx_init(Rx *r, guint ndev, guint64 max_queued)
 	}
 	r->s->params.x_device_max_queued = max_queued;
 	test_dst_new(r->s);
+	/* the lane's chunks come on multifd channels (these tests' take_chunk): DEV_END
+	 * waits for them only when the destination has some */
+	r->s->dst->mf_expected = 1;
 	r->cap = MAX(max_queued, 2ull * MIG_DEV_CHUNK);
 	mig_dev_setup_append(r->s, setup);
 	g_assert_true(mig_dev_dst_setup(r->s, setup->data, setup->len, &off, &err));
