@@ -47,6 +47,7 @@ void fuzz_dst_init(FuzzDst *f, guint flags)
 	f->s = s = mig_session_new("fuzz-dst");
 	mig_session_set_log_cb(s, quiet_log, NULL);
 	mig_session_set_vm(s, &migd_guest_vm_ops, f->guest, MIG_RUN_INMIGRATE);
+	mig_session_set_vm_live(s, &migd_guest_vm_live_ops);
 	mig_session_add_ram(s, migd_guest_ram(f->guest));
 	if (!(flags & FUZZ_DST_NODEV))
 		check_ok(mig_session_add_device(s, migd_simdev_id(f->dev), &migd_simdev_ops, f->dev, &err), err);
