@@ -34,6 +34,7 @@ static const BenchScenario *const scenarios[] = {
 	&bench_postcopy_recovery,
 	&bench_postcopy_auto,
 	&bench_tls,
+	&bench_downtime_size,
 };
 
 static const BenchScenario *find_scenario(const char *name)
