@@ -554,7 +554,7 @@ static void run_append(GByteArray *out, gsize *run_at, guint64 idx, guint32 gen)
 }
 
 /* Hands out the marked units from the cursor on, a word of marks at a time, while out
- * has room for a whole word's worth (max 0: no bound). Returns TRUE if it stopped for
+ * has room for a whole word's worth (at least one word; max 0: no bound). Returns TRUE if it stopped for
  * room before the end. Only the summary's set bits are visited, so an idle guest
  * costs a walk of one bit per 64 units' word. */
 static gboolean record_take(MigdGuest *g, GByteArray *out, gsize max)
@@ -572,7 +572,7 @@ static gboolean record_take(MigdGuest *g, GByteArray *out, gsize max)
 			guint64 w = sw * WORD_BITS + (guint64)__builtin_ctzl(sum);
 			gulong bits;
 
-			if (max && out->len + word_max > max) {
+			if (max && out->len && out->len + word_max > max) {
 				g->rec_cursor = w;
 				return TRUE;
 			}
