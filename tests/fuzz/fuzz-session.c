@@ -143,13 +143,14 @@ GByteArray *fuzz_dst_setup_frame(const FuzzDst *f)
 GByteArray *fuzz_dst_state_frame(const FuzzDst *f)
 {
 	guint64 units = migd_guest_units(f->guest);
-	gsize len = 6 + 24 + units * 4;
+	gsize len = 6 + 24 + 12 + units * 4;   /* head, then one run of every unit at generation 0 */
 	guint8 *p = g_malloc0(len);
 	GByteArray *b = g_byte_array_new();
 
 	p[0] = 5;
 	memcpy(p + 1, "guest", 5);
 	mig_put_be64(p + 22, units);
+	mig_put_be32(p + 38, (guint32)units);
 	fuzz_frame(b, MIG_F_STATE, p, (guint32)len);
 	g_free(p);
 	return b;
