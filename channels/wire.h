@@ -176,6 +176,7 @@ typedef enum MigHelloStatus {
 /* Frames other than page data are never larger; a PAGES frame may carry one whole huge
  * page instead, so its receiver allows 16 + its largest page size. */
 #define MIG_FRAME_MAX_LEN (64u << 20)
+#define MIG_STATE_PART_MAX (1u << 20)   /* bytes of one STATE_PART */
 
 typedef struct MigFrameHdr {
 	uint32_t len;
@@ -224,6 +225,8 @@ enum {
 				 * RP_RUNNING / RP_RESUME_ACK until PC_END; ignored */
 	MIG_F_GO = 15,          /* empty: start the guest now (only after RP_READY); answer
 				 * RP_RUNNING. The source never runs its guest again once sent */
+	MIG_F_STATE_PART = 16,  /* state bytes ...: part of the guest's state, sent live
+				 * (MigVmLiveOps); STATE follows with the rest */
 	MIG_F_DEV_DATA = 0x20,  /* dev head, 1..MIG_DEV_CHUNK state bytes (device lane off) */
 	MIG_F_DEV_END = 0x21,   /* 0:4 ndevices, [ndevices] { be64 chunks, be64 bytes } */
 

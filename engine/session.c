@@ -84,6 +84,11 @@ void mig_session_set_vm(MigSession *s, const MigVmOps *ops, gpointer opaque, Mig
 	s->runstate = initial;
 }
 
+void mig_session_set_vm_live(MigSession *s, const MigVmLiveOps *ops)
+{
+	s->vm_live = ops;
+}
+
 void mig_session_set_vcpus(MigSession *s, const pid_t *tids, guint n)
 {
 	g_mutex_lock(&s->lock);

@@ -97,6 +97,7 @@ struct MigSession {
 
 	const MigVmOps *vm;
 	gpointer vm_opaque;
+	const MigVmLiveOps *vm_live;   /* NULL: all VM state is save_state's */
 	GPtrArray *ram;            /* MigRamBlock*, not owned */
 	GPtrArray *devices;        /* MigDevice*, owned; by registration order */
 

@@ -387,6 +387,9 @@ static gboolean load(FileLoad *fl, GError **err)
 
 	if (!open_file(fl, err) || !(state = check_file(fl, err)))
 		return FALSE;
+	/* a file holds the VM's state whole: no parts of an earlier migration count */
+	if (s->vm_live)
+		s->vm_live->load_begin(s->vm_opaque);
 	g_mutex_lock(&s->lock);
 	memcpy(s->session_id, fl->map.session, 16);   /* the saving migration's */
 	mig_set_status_locked(s, MIG_STATUS_ACTIVE);

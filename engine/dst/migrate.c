@@ -1070,6 +1070,8 @@ static gboolean load_setup(Loader *d, guint32 len, GError **err)
 		d->max_frame = (guint32)MIN((guint64)G_MAXUINT32, MAX((guint64)d->max_frame, MIG_PAGES_HDR_LEN + 8 + rb->page_size));
 	}
 	d->have_setup = TRUE;
+	if (s->vm_live)
+		s->vm_live->load_begin(s->vm_opaque);
 	g_mutex_lock(&s->lock);
 	s->dst->setup_deadline = 0;   /* the peer is bound now */
 	s->dst->bound = TRUE;
@@ -1200,6 +1202,24 @@ static gboolean load_state(Loader *d, guint32 len, GError **err)
 		return FALSE;
 	d->have_state = TRUE;
 	return TRUE;
+}
+
+/* A part of the guest's state sent while it ran (MigVmLiveOps): the VM checks it. */
+static gboolean load_state_part(Loader *d, guint32 len, GError **err)
+{
+	MigSession *s = d->s;
+
+	if (!d->have_setup)
+		return fail(err, EPROTO, "guest state part before the setup frame");
+	if (d->have_state)
+		return fail(err, EPROTO, "guest state part after the guest state");
+	if (!s->vm_live)
+		return fail(err, EPROTO, "guest state part, but this destination's VM takes its state whole");
+	if (!len || len > MIG_STATE_PART_MAX)
+		return fail(err, EPROTO, "guest state part of %u bytes (1..%u)", len, MIG_STATE_PART_MAX);
+	if (!read_payload(d, len, err))
+		return FALSE;
+	return s->vm_live->load_part(s->vm_opaque, d->buf, len, err);
 }
 
 /* After RP_READY only GO may come (or the source's ABORT). The read is bounded by
@@ -1378,6 +1398,10 @@ static gboolean load_loop(Loader *d, GError **err)
 		}
 		case MIG_F_STATE:
 			if (!load_state(d, h.len, err))
+				return FALSE;
+			break;
+		case MIG_F_STATE_PART:
+			if (!load_state_part(d, h.len, err))
 				return FALSE;
 			break;
 		case MIG_F_DEV_DATA:

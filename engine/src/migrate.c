@@ -455,8 +455,8 @@ static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 		guint64 dirty, limit, bw, max_bw, expected, secs_us;
 		gboolean judged;
 
-		if (!mig_dev_src_precopy(src->dev, err) || !send_dirty(src, err) || !mig_src_pass_end(src, err) ||
-		    !drain_return_path(src, err))
+		if (!mig_dev_src_precopy(src->dev, err) || !send_dirty(src, err) || !mig_src_send_live(src, err) ||
+		    !mig_src_pass_end(src, err) || !drain_return_path(src, err))
 			return FALSE;
 		if (!mig_src_sync_dirty(src, &dirty, err))
 			return FALSE;
@@ -641,6 +641,9 @@ static gpointer src_thread(gpointer opaque)
 	gboolean ok, file, postcopy = FALSE;
 
 	src->zero_mode = (guint)src->p.zero_page_detection;
+	/* every migration, to a file too: what an earlier one handed out is not there */
+	if (s->vm_live)
+		s->vm_live->save_begin(s->vm_opaque);
 	file = mig_uri_parse(src->uri_text, &src->uri) == 0 && src->uri.kind == MIG_URI_FILE &&
 	       s->caps[MIG_CAP_MAPPED_RAM];
 	if (file)   /* mapped-ram: no peer, no channels; filesave.c does the passes */

@@ -176,6 +176,34 @@ gboolean mig_src_stop_vm(Src *src, GError **err)
 	return TRUE;
 }
 
+gboolean mig_src_send_live(Src *src, GError **err)
+{
+	MigSession *s = src->s;
+	g_autoptr(GByteArray) part = NULL;
+	gboolean more = TRUE;
+
+	if (!s->vm_live)
+		return TRUE;
+	part = g_byte_array_sized_new(MIG_STATE_PART_MAX);
+	while (more) {
+		struct iovec iov;
+
+		g_byte_array_set_size(part, 0);
+		more = s->vm_live->save_part(s->vm_opaque, part, MIG_STATE_PART_MAX);
+		if (!part->len)
+			break;
+		if (part->len > MIG_STATE_PART_MAX) {
+			g_set_error(err, MIG_ERROR, EOVERFLOW, "the VM handed out a state part of %u bytes, more than %u",
+				    part->len, MIG_STATE_PART_MAX);
+			return FALSE;
+		}
+		iov = (struct iovec){ part->data, part->len };
+		if (!mig_src_send_frame(src, MIG_F_STATE_PART, &iov, 1, err))
+			return FALSE;
+	}
+	return TRUE;
+}
+
 gboolean mig_src_send_state(Src *src, GError **err)
 {
 	static const char id[] = "guest";

@@ -106,6 +106,10 @@ gboolean mig_src_sync_dirty(Src *src, guint64 *bytes, GError **err);
 gboolean mig_src_pass_end(Src *src, GError **err);
 /* Stops the vCPUs for the switchover (status device, run state finish-migrate). */
 gboolean mig_src_stop_vm(Src *src, GError **err);
+/* The VM's live state (MigVmLiveOps) changed since it was last handed out, in
+ * STATE_PART frames; nothing without live ops. Once per pass, the guest running, so
+ * that STATE carries only what changed after the last pass. */
+gboolean mig_src_send_live(Src *src, GError **err);
 gboolean mig_src_send_state(Src *src, GError **err);
 /* Whether the migration must stop waiting: cancelled, or the session quits. */
 gboolean mig_src_stopping(Src *src);

@@ -97,6 +97,7 @@ void fuzz_dst_init(FuzzDst *f, guint flags)
 	f->s = s = mig_session_new("fuzz-dst");
 	mig_session_set_log_cb(s, quiet_log, NULL);
 	mig_session_set_vm(s, &migd_guest_vm_ops, f->guest, MIG_RUN_INMIGRATE);
+	mig_session_set_vm_live(s, &migd_guest_vm_live_ops);
 	mig_session_add_ram(s, migd_guest_ram(f->guest));
 	if (!(flags & FUZZ_DST_NODEV))
 		check_ok(mig_session_add_device(s, FUZZ_DEV_ID, &fuzz_dev_ops, &f->dev, &err), err);
@@ -242,13 +243,14 @@ GByteArray *fuzz_dst_setup_frame(const FuzzDst *f)
 GByteArray *fuzz_dst_state_frame(const FuzzDst *f)
 {
 	guint64 units = migd_guest_units(f->guest);
-	gsize len = 6 + 24 + units * 4;
+	gsize len = 6 + 24 + 12 + units * 4;   /* head, then one run of every unit at generation 0 */
 	guint8 *p = g_malloc0(len);
 	GByteArray *b = g_byte_array_new();
 
 	p[0] = 5;
 	memcpy(p + 1, "guest", 5);
 	mig_put_be64(p + 22, units);
+	mig_put_be32(p + 38, (guint32)units);
 	fuzz_frame(b, MIG_F_STATE, p, (guint32)len);
 	g_free(p);
 	return b;

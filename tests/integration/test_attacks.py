@@ -53,10 +53,10 @@ def zeros(first, count):
 
 
 def guest_state():
-    """migd's generation record for an all-zero guest: seed, zero fraction, units, and
-    0xffffffff ("all zero") per 4 KiB unit."""
+    """migd's generation record for an all-zero guest, whole: seed, zero fraction, units,
+    then one run (first unit 0, count) of 0xffffffff ("all zero") per 4 KiB unit."""
     units = SIZE // h.UNIT
-    return frame(F_STATE, b"\x05guest" + struct.pack(">QQQ", 0, 0, units) + b"\xff" * (4 * units))
+    return frame(F_STATE, b"\x05guest" + struct.pack(">QQQQI", 0, 0, units, 0, units) + b"\xff" * (4 * units))
 
 
 def open_channel(uri, chan_type=h.CHAN_MAIN, index=0, session=b"attacker-sessid!"):

@@ -36,6 +36,7 @@ static const BenchScenario *const scenarios[] = {
 	&bench_postcopy_auto,
 	&bench_tls,
 	&bench_faults,
+	&bench_downtime_size,
 };
 
 static const BenchScenario *find_scenario(const char *name)

@@ -99,7 +99,7 @@ typedef struct BenchScenario {
 
 /* the scenarios, one file each */
 extern const BenchScenario bench_precopy_throughput, bench_postcopy_latency, bench_device_downtime, bench_file,
-	bench_postcopy_recovery, bench_postcopy_auto, bench_tls, bench_faults;
+	bench_postcopy_recovery, bench_postcopy_auto, bench_tls, bench_faults, bench_downtime_size;
 
 /* ---- runner.c ---- */
 

@@ -2,6 +2,7 @@
  * two vCPUs writing one unit at once would legitimately tear it and hide real bugs. */
 #include "tools/migd/guest.h"
 #include "tools/migd/unit.h"
+#include "channels/wire.h"
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -44,6 +45,18 @@ struct MigdGuest {
 	guint started;         /* vCPU threads that have published their tid */
 	guint exited;          /* vCPU threads that returned */
 	Vcpu *vcpus;
+
+	/* The generation record as the source keeps it: every write updates gens and
+	 * marks the unit, so a migration hands out only what changed since it last
+	 * looked (save_part), and the downtime does not read all of RAM. */
+	guint32 *gens;         /* each unit's generation as its last write left it */
+	gulong *rec_dirty;     /* units not handed out since save_begin (atomic words) */
+	gulong *rec_sum;       /* bit w: word w of rec_dirty may have bits (atomic words) */
+	guint64 rec_words;     /* words of rec_dirty */
+	guint64 rec_cursor;    /* save_part goes on from this word of rec_dirty */
+	/* destination: the record as it arrives, in parts then whole */
+	gulong *rec_have;      /* units whose generation arrived */
+	guint64 rec_nhave;
 
 	/* integrity against the generation record */
 	guint32 *record;
@@ -231,6 +244,23 @@ static guint64 next_rand(guint64 *s)
 	return *s;
 }
 
+#define WORD_BITS (8 * sizeof(gulong))
+
+/* A write left unit idx at gen: the record must hand it out again. gens first, then
+ * the mark (release), so whoever takes the mark (acquire) reads this gen or a later
+ * one. The summary bit is set by whoever found the word empty: a saver empties the
+ * summary bit before it takes the word, so a mark is never left unsummarised. */
+static void record_written(MigdGuest *g, guint64 idx, guint32 gen)
+{
+	guint64 w = idx / WORD_BITS;
+	gulong old;
+
+	__atomic_store_n(&g->gens[idx], gen, __ATOMIC_RELAXED);
+	old = __atomic_fetch_or(&g->rec_dirty[w], 1ul << (idx % WORD_BITS), __ATOMIC_RELEASE);
+	if (!old)
+		__atomic_fetch_or(&g->rec_sum[w / WORD_BITS], 1ul << (w % WORD_BITS), __ATOMIC_RELEASE);
+}
+
 /* Returns FALSE when the guest is quitting. */
 static gboolean touch(MigdGuest *g, Vcpu *v, guint64 idx, gboolean write)
 {
@@ -253,7 +283,9 @@ static gboolean touch(MigdGuest *g, Vcpu *v, guint64 idx, gboolean write)
 			report_failure(g, idx, migd_unit_verdict_str(r));
 		return TRUE;
 	}
-	migd_unit_write(u, g->seed, idx, gen == MIGD_UNIT_ZERO_GEN ? 1 : gen + 1);
+	gen = gen == MIGD_UNIT_ZERO_GEN ? 1 : gen + 1;
+	migd_unit_write(u, g->seed, idx, gen);
+	record_written(g, idx, gen);
 	return TRUE;
 }
 
@@ -312,9 +344,31 @@ static gpointer vcpu_main(gpointer p)
 
 static void populate(MigdGuest *g)
 {
-	for (guint64 i = 0; i < g->units; i++)
-		if (!starts_zero(g->seed, g->zero, i))
+	for (guint64 i = 0; i < g->units; i++) {
+		gboolean zero = starts_zero(g->seed, g->zero, i);
+
+		if (!zero)
 			migd_unit_write(unit_ptr(g, i), g->seed, i, 0);
+		g->gens[i] = zero ? MIGD_UNIT_ZERO_GEN : 0;
+	}
+}
+
+/* Every unit still to hand out. Racing writers only mark what is marked already. */
+static void record_mark_all(MigdGuest *g)
+{
+	guint64 sum_words = (g->rec_words + WORD_BITS - 1) / WORD_BITS;
+
+	for (guint64 w = 0; w < g->rec_words; w++) {
+		guint64 last = MIN(g->units - w * WORD_BITS, WORD_BITS);
+
+		__atomic_store_n(&g->rec_dirty[w], last == WORD_BITS ? ~0ul : (1ul << last) - 1, __ATOMIC_RELAXED);
+	}
+	for (guint64 w = 0; w < sum_words; w++) {
+		guint64 last = MIN(g->rec_words - w * WORD_BITS, WORD_BITS);
+
+		__atomic_store_n(&g->rec_sum[w], last == WORD_BITS ? ~0ul : (1ul << last) - 1, __ATOMIC_RELEASE);
+	}
+	g->rec_cursor = 0;
 }
 
 MigdGuest *migd_guest_new(const MigdGuestConfig *cfg, GError **err)
@@ -333,8 +387,16 @@ MigdGuest *migd_guest_new(const MigdGuestConfig *cfg, GError **err)
 		return NULL;
 	}
 	g->units = g->ram->size / MIGD_UNIT_SIZE;
+	g->rec_words = (g->units + WORD_BITS - 1) / WORD_BITS;
+	g->gens = g_new0(guint32, g->units);
+	g->rec_dirty = g_new0(gulong, g->rec_words);
+	g->rec_sum = g_new0(gulong, (g->rec_words + WORD_BITS - 1) / WORD_BITS);
+	record_mark_all(g);
 	if (cfg->prealloc && !mig_ram_block_prealloc(g->ram, err)) {
 		mig_ram_block_free(g->ram);
+		g_free(g->gens);
+		g_free(g->rec_dirty);
+		g_free(g->rec_sum);
 		g_free(g);
 		return NULL;
 	}
@@ -400,6 +462,10 @@ void migd_guest_free(MigdGuest *g)
 	g_free(g->vcpus);
 	g_free(g->record);
 	g_free(g->ustate);
+	g_free(g->gens);
+	g_free(g->rec_dirty);
+	g_free(g->rec_sum);
+	g_free(g->rec_have);
 	g_mutex_clear(&g->lock);
 	g_cond_clear(&g->cond);
 	g_free(g);
@@ -457,29 +523,157 @@ gboolean migd_guest_running(MigdGuest *g)
 	return !__atomic_load_n(&g->want_pause, __ATOMIC_ACQUIRE);
 }
 
-#define RECORD_PREFETCH 16   /* units ahead */
+/* The record travels as runs: be64 first unit, be32 count (>= 1), be32 gen[count].
+ * Whole (save_state) it is a head, be64 seed, be64 zero fraction (as 2^-53 units),
+ * be64 units, then the runs not handed out in parts. */
+#define RUN_HEAD 12u
+#define RECORD_HEAD 24u
 
-/* Record: be64 seed, be64 zero fraction (as 2^-53 units), be64 units, be32 gen[units]. */
+/* Appends unit idx's generation, extending the last run when it ends just before. */
+static void run_append(GByteArray *out, gsize *run_at, guint64 idx, guint32 gen)
+{
+	guint8 b[RUN_HEAD];
+
+	if (*run_at != G_MAXSIZE) {
+		guint8 *r = out->data + *run_at;
+		guint32 n = mig_get_be32(r + 8);
+
+		if (mig_get_be64(r) + n == idx && n < G_MAXUINT32) {
+			mig_put_be32(r + 8, n + 1);
+			mig_put_be32(b, gen);
+			g_byte_array_append(out, b, 4);
+			return;
+		}
+	}
+	*run_at = out->len;
+	mig_put_be64(b, idx);
+	mig_put_be32(b + 8, 1);
+	g_byte_array_append(out, b, RUN_HEAD);
+	mig_put_be32(b, gen);
+	g_byte_array_append(out, b, 4);
+}
+
+/* Hands out the marked units from the cursor on, a word of marks at a time, while out
+ * has room for a whole word's worth (at least one word; max 0: no bound). Returns TRUE if it stopped for
+ * room before the end. Only the summary's set bits are visited, so an idle guest
+ * costs a walk of one bit per 64 units' word. */
+static gboolean record_take(MigdGuest *g, GByteArray *out, gsize max)
+{
+	const gsize word_max = WORD_BITS * (RUN_HEAD + 4);
+	guint64 sum_words = (g->rec_words + WORD_BITS - 1) / WORD_BITS;
+	gsize run_at = G_MAXSIZE;
+
+	for (guint64 sw = g->rec_cursor / WORD_BITS; sw < sum_words; sw++) {
+		gulong sum = __atomic_load_n(&g->rec_sum[sw], __ATOMIC_ACQUIRE);
+
+		if (sw == g->rec_cursor / WORD_BITS)
+			sum &= ~0ul << (g->rec_cursor % WORD_BITS);
+		while (sum) {
+			guint64 w = sw * WORD_BITS + (guint64)__builtin_ctzl(sum);
+			gulong bits;
+
+			if (max && out->len && out->len + word_max > max) {
+				g->rec_cursor = w;
+				return TRUE;
+			}
+			sum &= sum - 1;
+			/* the summary bit first: a writer finding the word empty after this sets it again */
+			__atomic_fetch_and(&g->rec_sum[sw], ~(1ul << (w % WORD_BITS)), __ATOMIC_ACQ_REL);
+			bits = __atomic_exchange_n(&g->rec_dirty[w], 0, __ATOMIC_ACQUIRE);
+			while (bits) {
+				guint64 idx = w * WORD_BITS + (guint64)__builtin_ctzl(bits);
+
+				bits &= bits - 1;
+				run_append(out, &run_at, idx, __atomic_load_n(&g->gens[idx], __ATOMIC_RELAXED));
+			}
+		}
+	}
+	g->rec_cursor = 0;
+	return FALSE;
+}
+
+void migd_guest_save_begin(MigdGuest *g)
+{
+	record_mark_all(g);
+}
+
+gboolean migd_guest_save_part(MigdGuest *g, GByteArray *out, gsize max)
+{
+	return record_take(g, out, max);
+}
+
+/* Source, vCPUs stopped: the head and every generation not handed out in parts (all
+ * of them when none was). */
 GBytes *migd_guest_save_record(MigdGuest *g)
 {
-	gsize len = 24 + g->units * 4;
-	guint8 *buf = g_malloc(len);
-	guint64 hdr[3] = {
-		GUINT64_TO_BE(g->seed),
-		GUINT64_TO_BE((guint64)(g->zero * (double)(1ull << 53))),
-		GUINT64_TO_BE(g->units),
-	};
-	guint32 *gens = (guint32 *)(buf + 24);
+	GByteArray *out = g_byte_array_new();
+	guint8 head[RECORD_HEAD];
 
-	memcpy(buf, hdr, sizeof(hdr));
-	/* this runs in the downtime and reads one line of every 4 KiB unit: the hardware
-	 * prefetcher stops at page boundaries, so start the misses ahead ourselves */
-	for (guint64 i = 0; i < g->units; i++) {
-		if (i + RECORD_PREFETCH < g->units)
-			__builtin_prefetch(unit_ptr(g, i + RECORD_PREFETCH));
-		gens[i] = GUINT32_TO_BE(migd_unit_gen(unit_ptr(g, i)));
+	mig_put_be64(head, g->seed);
+	mig_put_be64(head + 8, (guint64)(g->zero * (double)(1ull << 53)));
+	mig_put_be64(head + 16, g->units);
+	g_byte_array_append(out, head, RECORD_HEAD);
+	g->rec_cursor = 0;
+	record_take(g, out, 0);
+	return g_byte_array_free_to_bytes(out);
+}
+
+void migd_guest_load_begin(MigdGuest *g)
+{
+	if (__atomic_load_n(&g->integrity_on, __ATOMIC_ACQUIRE))
+		return;   /* adopted: what comes now is refused */
+	g_free(g->rec_have);
+	g_free(g->record);
+	g->rec_have = g_new0(gulong, g->rec_words);
+	g->record = g_new(guint32, g->units);
+	g->rec_nhave = 0;
+}
+
+/* Checks every run before it keeps any of it: a peer's bytes. */
+static gboolean record_apply(MigdGuest *g, const guint8 *data, gsize len, GError **err)
+{
+	MigWireRd r = mig_wire_rd(data, len);
+
+	if (__atomic_load_n(&g->integrity_on, __ATOMIC_ACQUIRE)) {
+		g_set_error(err, GUEST_ERROR, EEXIST, "guest generation record loaded twice");
+		return FALSE;
 	}
-	return g_bytes_new_take(buf, len);
+	if (!g->record)   /* no load_begin: the record comes whole */
+		migd_guest_load_begin(g);
+	while (r.left) {
+		guint64 first;
+		guint32 n;
+		const guint8 *gen;
+
+		if (mig_rd_be64(&r, &first) < 0 || mig_rd_be32(&r, &n) < 0 || !n ||
+		    mig_rd_bytes(&r, (gsize)n * 4, &gen) < 0) {
+			g_set_error(err, GUEST_ERROR, EPROTO, "guest generation record: run truncated or empty");
+			return FALSE;
+		}
+		if (first >= g->units || n > g->units - first) {
+			g_set_error(err, GUEST_ERROR, EPROTO,
+				    "guest generation record: units %" G_GUINT64_FORMAT "..+%u outside the %" G_GUINT64_FORMAT " this guest has",
+				    first, n, g->units);
+			return FALSE;
+		}
+		for (guint32 k = 0; k < n; k++) {
+			guint64 idx = first + k;
+			guint32 v = mig_get_be32(gen + 4 * k);
+
+			g->record[idx] = v;
+			g->gens[idx] = v;   /* what this guest hands out if it migrates on */
+			if (!(g->rec_have[idx / WORD_BITS] & (1ul << (idx % WORD_BITS)))) {
+				g->rec_have[idx / WORD_BITS] |= 1ul << (idx % WORD_BITS);
+				g->rec_nhave++;
+			}
+		}
+	}
+	return TRUE;
+}
+
+gboolean migd_guest_load_part(MigdGuest *g, const guint8 *data, gsize len, GError **err)
+{
+	return record_apply(g, data, len, err);
 }
 
 static gpointer verify_main(gpointer p)
@@ -491,34 +685,29 @@ static gpointer verify_main(gpointer p)
 	return NULL;
 }
 
+/* Destination: the head, the last runs, and then every unit must have its generation. */
 gboolean migd_guest_load_record(MigdGuest *g, const guint8 *data, gsize len, GError **err)
 {
-	guint64 hdr[3];
-
-	if (len < 24) {
+	if (len < RECORD_HEAD) {
 		g_set_error(err, GUEST_ERROR, EPROTO, "guest generation record truncated (%" G_GSIZE_FORMAT " bytes)", len);
 		return FALSE;
 	}
-	memcpy(hdr, data, sizeof(hdr));
-	if (GUINT64_FROM_BE(hdr[2]) != g->units || len != 24 + g->units * 4) {
+	if (mig_get_be64(data + 16) != g->units) {
 		g_set_error(err, GUEST_ERROR, EPROTO,
 			    "guest generation record is for %" G_GUINT64_FORMAT " units, this guest has %" G_GUINT64_FORMAT,
-			    GUINT64_FROM_BE(hdr[2]), g->units);
+			    mig_get_be64(data + 16), g->units);
 		return FALSE;
 	}
-	if (g->record) {
-		g_set_error(err, GUEST_ERROR, EEXIST, "guest generation record loaded twice");
+	if (!record_apply(g, data + RECORD_HEAD, len - RECORD_HEAD, err))
+		return FALSE;
+	if (g->rec_nhave != g->units) {
+		g_set_error(err, GUEST_ERROR, EPROTO,
+			    "guest generation record incomplete: %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " units have a generation",
+			    g->rec_nhave, g->units);
 		return FALSE;
 	}
-	g->seed = GUINT64_FROM_BE(hdr[0]);
-	g->zero = (double)GUINT64_FROM_BE(hdr[1]) / (double)(1ull << 53);
-	g->record = g_new(guint32, g->units);
-	for (guint64 i = 0; i < g->units; i++) {
-		guint32 v;
-
-		memcpy(&v, data + 24 + i * 4, 4);
-		g->record[i] = GUINT32_FROM_BE(v);
-	}
+	g->seed = mig_get_be64(data);
+	g->zero = (double)mig_get_be64(data + 8) / (double)(1ull << 53);
 	g->ustate = g_new0(guint8, g->units);
 	__atomic_store_n(&g->integrity_on, 1, __ATOMIC_RELEASE);
 	return TRUE;

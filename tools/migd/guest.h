@@ -58,10 +58,20 @@ void migd_guest_cont(MigdGuest *g);
 void migd_guest_stop(MigdGuest *g);
 gboolean migd_guest_running(MigdGuest *g);
 
-/* Source, vCPUs stopped: the generation of every unit (and the seed) as bytes. */
+/* The generation record (MigVmLiveOps, docs/design.md): the guest keeps every unit's
+ * generation as its vCPUs write, and hands out what changed since it last did.
+ * save_begin: a migration begins, every unit is still to hand out. save_part: the
+ * guest running, the next changes into out, at most max bytes; TRUE if more remain. */
+void migd_guest_save_begin(MigdGuest *g);
+gboolean migd_guest_save_part(MigdGuest *g, GByteArray *out, gsize max);
+/* Source, vCPUs stopped: the seed and the generations not yet handed out, as bytes. */
 GBytes *migd_guest_save_record(MigdGuest *g);
-/* Destination: adopt the record; from now on each unit is checked against it on its
- * first touch by a vCPU. */
+/* Destination: a migration begins (parts of an earlier one are dropped); a part as
+ * save_part made it; the rest as save_record made it, after which every unit must
+ * have a generation. Then each unit is checked against the record on its first touch
+ * by a vCPU. */
+void migd_guest_load_begin(MigdGuest *g);
+gboolean migd_guest_load_part(MigdGuest *g, const guint8 *data, gsize len, GError **err);
 gboolean migd_guest_load_record(MigdGuest *g, const guint8 *data, gsize len, GError **err);
 /* Destination, once every page is in place: a background thread ("guest/verify")
  * checks the units no vCPU touched. Not earlier: in postcopy its faults would be

@@ -44,3 +44,19 @@ const MigVmOps migd_guest_vm_ops = {
 	.query = migd_guest_vm_query,
 	.incoming_done = vm_incoming_done,
 };
+
+static void vm_save_begin(gpointer g) { migd_guest_save_begin(g); }
+static gboolean vm_save_part(gpointer g, GByteArray *out, gsize max) { return migd_guest_save_part(g, out, max); }
+static void vm_load_begin(gpointer g) { migd_guest_load_begin(g); }
+
+static gboolean vm_load_part(gpointer g, const guint8 *data, gsize len, GError **err)
+{
+	return migd_guest_load_part(g, data, len, err);
+}
+
+const MigVmLiveOps migd_guest_vm_live_ops = {
+	.save_begin = vm_save_begin,
+	.save_part = vm_save_part,
+	.load_begin = vm_load_begin,
+	.load_part = vm_load_part,
+};

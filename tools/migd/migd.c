@@ -385,6 +385,7 @@ int main(int argc, char **argv)
 	vm_ops.query = migd_vm_query;
 	mig_session_set_vm(d.session, &vm_ops, d.guest,
 			   cfg.incoming ? MIG_RUN_INMIGRATE : paused ? MIG_RUN_PRELAUNCH : MIG_RUN_RUNNING);
+	mig_session_set_vm_live(d.session, &migd_guest_vm_live_ops);
 	mig_session_set_autostart(d.session, !paused);
 	mig_session_add_ram(d.session, migd_guest_ram(d.guest));
 	{

@@ -62,6 +62,24 @@ typedef struct MigVmOps {
 	void (*incoming_done)(gpointer opaque);
 } MigVmOps;
 
+/* Optional, beside MigVmOps: VM state that can travel while the guest runs (QEMU's
+ * iterative sections), so that the downtime carries only what changed since. Without
+ * it all of the VM's state is save_state's, in the downtime. With it, save_state
+ * returns what the parts did not carry (all of it when no part was taken, as in a
+ * migration to a file) and load_state comes after every part. */
+typedef struct MigVmLiveOps {
+	/* Source: a migration begins; nothing has been handed out yet. */
+	void (*save_begin)(gpointer opaque);
+	/* Source, the guest running: appends to out at most max bytes of state changed
+	 * since it was last handed out (since save_begin: all of it). Returns TRUE when
+	 * out filled before the VM had walked all its state; the engine calls again. */
+	gboolean (*save_part)(gpointer opaque, GByteArray *out, gsize max);
+	/* Destination: a migration begins (forget parts of an earlier one), then each
+	 * part in order. A part is a peer's bytes: check them. */
+	void (*load_begin)(gpointer opaque);
+	gboolean (*load_part)(gpointer opaque, const guint8 *data, gsize len, GError **err);
+} MigVmLiveOps;
+
 /* Events, named as QEMU's QMP events. MIGRATION and MIGRATION_PASS come only with the
  * events capability on; STOP and RESUME always. */
 typedef enum MigEventType {
@@ -92,6 +110,9 @@ void mig_session_free(MigSession *s);
  * (not owned; both sides add blocks of the same names and sizes, in the same order). */
 void mig_session_set_vm(MigSession *s, const MigVmOps *ops, gpointer opaque, MigRunState initial);
 void mig_session_add_ram(MigSession *s, MigRamBlock *block);
+/* Before migrate or incoming, after mig_session_set_vm: the VM's live state (ops
+ * outlive the session; NULL: none). Both sides set it, or neither. */
+void mig_session_set_vm_live(MigSession *s, const MigVmLiveOps *ops);
 /* The VM's vCPU threads (vCPU i is tids[i]): with the postcopy-blocktime capability a
  * destination attributes its postcopy waits to them, as QEMU does. Call before
  * incoming; later calls replace the list. */

@@ -413,6 +413,27 @@ static void case_chunk(GByteArray *enc, const GByteArray *g)
 	g_assert_cmpuint(page, ==, 2u << 20);
 }
 
+/* The payload is the VM's; migd's run (be64 first unit, be32 count, be32 gen) here. */
+static void case_state_part(GByteArray *enc, const GByteArray *g)
+{
+	MigWireRd r;
+	uint64_t first = 0;
+	uint32_t n = 0, gen = 0;
+
+	frame(enc, MIG_F_STATE_PART, 16);
+	put64(enc, 0x40);
+	put32(enc, 1);
+	put32(enc, 3);
+	r = check_frame(g, MIG_F_STATE_PART, 16);
+	g_assert_cmpint(mig_rd_be64(&r, &first), ==, 0);
+	g_assert_cmpint(mig_rd_be32(&r, &n), ==, 0);
+	g_assert_cmpint(mig_rd_be32(&r, &gen), ==, 0);
+	g_assert_cmpuint(first, ==, 0x40);
+	g_assert_cmpuint(n, ==, 1);
+	g_assert_cmpuint(gen, ==, 3);
+	g_assert_cmpuint(r.left, ==, 0);
+}
+
 static void case_go(GByteArray *enc, const GByteArray *g)
 {
 	MigWireRd r;
@@ -454,6 +475,7 @@ static const struct {
 	{ "mf-pages", case_mf_pages },
 	{ "mf-sync", case_mf_sync },
 	{ "chunk", case_chunk },
+	{ "state-part", case_state_part },
 	{ "go", case_go },
 	{ "rp-ready", case_rp_ready },
 };
@@ -499,6 +521,7 @@ static const struct {
 	{ "PC_RECOVER", MIG_F_PC_RECOVER }, { "PC_RESUME", MIG_F_PC_RESUME }, { "RP_RECV_BITMAP", MIG_F_RP_RECV_BITMAP },
 	{ "RP_RECV_END", MIG_F_RP_RECV_END }, { "RP_RESUME_ACK", MIG_F_RP_RESUME_ACK },
 	{ "RP_READY", MIG_F_RP_READY }, { "NOP", MIG_F_NOP }, { "GO", MIG_F_GO },
+	{ "STATE_PART", MIG_F_STATE_PART },
 	{ "main", MIG_CHAN_MAIN }, { "multifd", MIG_CHAN_MULTIFD }, { "preempt", MIG_CHAN_PREEMPT },
 	{ "OK", MIG_HELLO_OK }, { "BAD_MAGIC", MIG_HELLO_BAD_MAGIC }, { "BAD_VERSION", MIG_HELLO_BAD_VERSION },
 	{ "BAD_TYPE", MIG_HELLO_BAD_TYPE }, { "FOREIGN_SESSION", MIG_HELLO_FOREIGN_SESSION },
