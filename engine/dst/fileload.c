@@ -9,6 +9,7 @@
  * (lazy_fetch) while the workers prefetch the rest through userfaultfd. */
 #include "engine/dst/fileload.h"
 #include "engine/dst/devlane.h"
+#include "engine/dst/start.h"
 #include "engine/dst/postcopy.h"
 #include "engine/mapfile.h"
 #include "engine/ring.h"
@@ -366,16 +367,8 @@ static gboolean lazy_start(FileLoad *fl, GBytes *state, GError **err)
 	if (!load_devices(fl, err) || !s->vm->load_state(s->vm_opaque, state, err))
 		return FALSE;
 	g_mutex_lock(&s->lock);
-	if (s->dst_autostart) {
-		mig_dev_dst_run(s);
-		s->vm->cont(s->vm_opaque);
-		mig_set_runstate_locked(s, MIG_RUN_RUNNING);
-	} else {
-		mig_set_runstate_locked(s, MIG_RUN_PAUSED);
-	}
+	mig_dst_start_guest_locked(s, MIG_STATUS_POSTCOPY_ACTIVE);
 	s->stats.x_file_running_us = g_get_monotonic_time() - s->stats.t_start;
-	if (s->status != MIG_STATUS_FAILED)
-		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_ACTIVE);
 	g_mutex_unlock(&s->lock);
 	return TRUE;
 }
@@ -415,15 +408,7 @@ static gboolean load(FileLoad *fl, GError **err)
 		return FALSE;
 	}
 	s->dst->switching = TRUE;
-	if (s->dst_autostart) {
-		mig_dev_dst_run(s);
-		s->vm->cont(s->vm_opaque);
-		mig_set_runstate_locked(s, MIG_RUN_RUNNING);
-	} else {
-		mig_set_runstate_locked(s, MIG_RUN_PAUSED);
-	}
-	if (s->status != MIG_STATUS_FAILED)
-		mig_set_status_locked(s, MIG_STATUS_COMPLETED);
+	mig_dst_start_guest_locked(s, MIG_STATUS_COMPLETED);
 	g_mutex_unlock(&s->lock);
 	if (s->vm->incoming_done)
 		s->vm->incoming_done(s->vm_opaque);

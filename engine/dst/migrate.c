@@ -2,6 +2,7 @@
  * loader thread that reads the main channel straight into guest memory. */
 #include "engine/dst/dst_int.h"
 #include "engine/dst/fileload.h"
+#include "engine/dst/start.h"
 #include "engine/dst/multifd.h"
 #include "engine/dst/postcopy.h"
 #include "engine/dst/breakhuge.h"
@@ -1292,15 +1293,7 @@ static gboolean complete(Loader *d, gboolean postcopy, GError **err)
 			    "then `cont` the guest on one side only", cause);
 	}
 	g_mutex_lock(&s->lock);
-	if (s->dst_autostart) {
-		mig_dev_dst_run(s);
-		s->vm->cont(s->vm_opaque);
-		mig_set_runstate_locked(s, MIG_RUN_RUNNING);
-	} else {
-		mig_set_runstate_locked(s, MIG_RUN_PAUSED);
-	}
-	if (s->status != MIG_STATUS_FAILED)
-		mig_set_status_locked(s, postcopy ? MIG_STATUS_POSTCOPY_ACTIVE : MIG_STATUS_COMPLETED);
+	mig_dst_start_guest_locked(s, postcopy ? MIG_STATUS_POSTCOPY_ACTIVE : MIG_STATUS_COMPLETED);
 	/* from here the guest may touch missing pages: a lost channel pauses */
 	__atomic_store_n(&s->dst->pc_running, postcopy && s->status != MIG_STATUS_FAILED, __ATOMIC_RELEASE);
 	g_mutex_unlock(&s->lock);
