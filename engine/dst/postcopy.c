@@ -174,10 +174,6 @@ static PcBlock *find_block(PcDst *pc, guint64 addr, guint *bi)
 	return NULL;
 }
 
-/* A fault on a page marked received is a zero page that was never materialised
- * (QEMU shipped that hang): place it here instead of asking the source. */
-static int handle_fault(PcDst *pc, guint64 addr, pid_t tid, MigReqBatch *reqs);
-
 /* Sends the requests gathered so far in one write. A write that fails means the
  * channel broke: the loader notices and pauses, and the requests, their bits set, are
  * asked again once resumed. */
@@ -198,6 +194,9 @@ static void flush_requests(PcDst *pc, MigReqBatch *reqs)
 	mig_req_batch_reset(reqs);
 }
 
+/* A fault on a page marked received is a zero page that was never materialised
+ * (QEMU shipped that hang): place it here instead of asking the source. Any other
+ * missing page is asked for in reqs. */
 static int handle_fault(PcDst *pc, guint64 addr, pid_t tid, MigReqBatch *reqs)
 {
 	MigSession *s = pc->s;
