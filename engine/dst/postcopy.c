@@ -5,6 +5,7 @@
 #include "engine/dst/reqbatch.h"
 #include "engine/bitmap.h"
 #include "engine/probes.h"
+#include "engine/urgency.h"
 #include "channels/frame.h"
 #include "channels/io.h"
 #include "channels/wire.h"
@@ -254,6 +255,8 @@ static gpointer fault_main(gpointer opaque)
 {
 	PcDst *pc = opaque;
 	MigReqBatch reqs = { 0 };
+
+	mig_thread_set_urgent();
 
 	for (;;) {
 		struct pollfd p[2] = { { .fd = pc->uffd, .events = POLLIN }, { .fd = pc->quit_fd, .events = POLLIN } };
