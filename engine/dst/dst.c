@@ -3,6 +3,7 @@
 #include "engine/dst/dst_int.h"
 #include "engine/bitmap.h"
 #include "channels/frame.h"
+#include "channels/io.h"
 #include <errno.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -57,10 +58,21 @@ int mig_dst_rp_send(MigSession *s, guint16 type, const struct iovec *iov, int n)
 	if (d->stream_file)
 		return 0;   /* a file has no way back */
 	g_mutex_lock(&d->rp_lock);
-	if (d->rp_hold && type == MIG_F_RP_REQ_PAGE)
-		rc = 0;   /* paused: asked again after RP_RESUME_ACK (the bit stays set) */
+	rc = d->fd >= 0 ? mig_frame_send(d->fd, type, 0, iov, n) : -EPIPE;
+	g_mutex_unlock(&d->rp_lock);
+	return rc;
+}
+
+int mig_dst_rp_send_reqs(MigSession *s, const void *frames, gsize len)
+{
+	Dst *d = s->dst;
+	int rc;
+
+	g_mutex_lock(&d->rp_lock);
+	if (d->rp_hold)
+		rc = 0;   /* paused: asked again after RP_RESUME_ACK (the bits stay set) */
 	else
-		rc = d->fd >= 0 ? mig_frame_send(d->fd, type, 0, iov, n) : -EPIPE;
+		rc = d->fd >= 0 ? mig_io_write_full(d->fd, frames, len) : -EPIPE;
 	g_mutex_unlock(&d->rp_lock);
 	return rc;
 }

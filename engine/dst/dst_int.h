@@ -95,6 +95,9 @@ Dst *mig_dst_new(MigSession *s);
 void mig_dst_free(Dst *d);
 /* Sends a return-path frame on the main channel (loader and fault thread share it). */
 int mig_dst_rp_send(MigSession *s, guint16 type, const struct iovec *iov, int n);
+/* Whole RP_REQ_PAGE frames, back to back (reqbatch.h), in one write under the same
+ * lock; held (nothing written, 0) while postcopy is paused. */
+int mig_dst_rp_send_reqs(MigSession *s, const void *frames, gsize len);
 /* Every page of every RAM block arrived (the received bitmaps; a zero page counts,
  * and in postcopy a placed page): else an error naming how many are missing and the
  * first of them. A guest may start only on a complete memory image. */

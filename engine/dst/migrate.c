@@ -9,6 +9,7 @@
 #include "engine/dst/devlane.h"
 #include "engine/dst/recover.h"
 #include "engine/bitmap.h"
+#include "engine/urgency.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
 #include "channels/wire.h"
@@ -1462,6 +1463,7 @@ static gpointer urgent_thread(gpointer opaque)
 	g_autoptr(GError) err = NULL;
 
 	g_free(a);
+	mig_thread_set_urgent();
 	for (;;) {
 		MigFrameHdr h;
 		int rc = mig_frame_recv_hdr(d.fd, &h, d.max_frame);

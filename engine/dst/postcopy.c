@@ -2,9 +2,12 @@
  * placement, discards and the fault-latency statistics. */
 #include "engine/dst/postcopy.h"
 #include "engine/dst/blocktime.h"
+#include "engine/dst/reqbatch.h"
 #include "engine/bitmap.h"
 #include "engine/probes.h"
+#include "engine/urgency.h"
 #include "channels/frame.h"
+#include "channels/io.h"
 #include "channels/wire.h"
 #include "uffd/place.h"
 #include "uffd/uffd.h"
@@ -20,7 +23,7 @@
 
 #define LAT_BUCKETS 24
 #define MAX_SAMPLES (1u << 20)
-#define FAULT_BATCH 64
+#define FAULT_BATCH MIG_REQ_BATCH_MAX
 
 typedef struct PcBlock {
 	MigRamBlock *rb;
@@ -171,9 +174,30 @@ static PcBlock *find_block(PcDst *pc, guint64 addr, guint *bi)
 	return NULL;
 }
 
+/* Sends the requests gathered so far in one write. A write that fails means the
+ * channel broke: the loader notices and pauses, and the requests, their bits set, are
+ * asked again once resumed. */
+static void flush_requests(PcDst *pc, MigReqBatch *reqs)
+{
+	if (!reqs->n)
+		return;
+	/* before the write, as page_sent: once the bytes are in the socket the source may
+	 * read and answer them while this thread waits for a CPU */
+	for (guint i = 0; i < reqs->n; i++) {
+		guint32 bi, zero;
+		guint64 off;
+
+		mig_get_head16(reqs->buf + (gsize)i * MIG_REQ_FRAME_LEN + MIG_FRAME_HDR_LEN, &bi, &zero, &off);
+		MIG_PROBE(request_sent, bi, off);
+	}
+	mig_dst_rp_send_reqs(pc->s, reqs->buf, mig_req_batch_bytes(reqs));
+	mig_req_batch_reset(reqs);
+}
+
 /* A fault on a page marked received is a zero page that was never materialised
- * (QEMU shipped that hang): place it here instead of asking the source. */
-static int handle_fault(PcDst *pc, guint64 addr, pid_t tid)
+ * (QEMU shipped that hang): place it here instead of asking the source. Any other
+ * missing page is asked for in reqs. */
+static int handle_fault(PcDst *pc, guint64 addr, pid_t tid, MigReqBatch *reqs)
 {
 	MigSession *s = pc->s;
 	guint bi;
@@ -211,29 +235,28 @@ static int handle_fault(PcDst *pc, guint64 addr, pid_t tid)
 	 * the source counts what it was asked. */
 	if (__atomic_load_n(&s->dst->received[bi][page / MIG_BITS_PER_LONG], __ATOMIC_SEQ_CST) & (1ul << (page % MIG_BITS_PER_LONG)))
 		record_latency(pc, b, page);
-	{
-		guint8 req[MIG_PAGE_REQ_LEN];
-		struct iovec iov = { req, sizeof(req) };
-
-		__atomic_add_fetch(&pc->requests, 1, __ATOMIC_RELAXED);
-		if (pc->fetch) {
-			MIG_PROBE(request_sent, bi, (guint64)page * b->rb->page_size);
-			return pc->fetch(pc->fetch_opaque, bi, page);
-		}
-		mig_put_head16(req, bi, 0, (guint64)page * b->rb->page_size);
-		/* before the write, as page_sent: once the bytes are in the socket the source
-		 * may read and answer them while this thread waits for a CPU */
+	__atomic_add_fetch(&pc->requests, 1, __ATOMIC_RELAXED);
+	if (pc->fetch) {
 		MIG_PROBE(request_sent, bi, (guint64)page * b->rb->page_size);
-		/* a write that fails means the channel broke: the loader notices and pauses,
-		 * and the request, its bit set, is asked again once resumed */
-		mig_dst_rp_send(s, MIG_F_RP_REQ_PAGE, &iov, 1);
-		return 0;
+		return pc->fetch(pc->fetch_opaque, bi, page);
 	}
+	/* sent with the rest of this read's requests (fault_main) */
+	if (!mig_req_batch_add(reqs, bi, (guint64)page * b->rb->page_size)) {
+		flush_requests(pc, reqs);
+		mig_req_batch_add(reqs, bi, (guint64)page * b->rb->page_size);
+	}
+	return 0;
 }
 
+/* Reads the faults queued on userfaultfd in batches and asks for all the missing
+ * pages of one batch in one write: with many vCPUs faulting at once, a system call
+ * per fault made this thread the queue. */
 static gpointer fault_main(gpointer opaque)
 {
 	PcDst *pc = opaque;
+	MigReqBatch reqs = { 0 };
+
+	mig_thread_set_urgent();
 
 	for (;;) {
 		struct pollfd p[2] = { { .fd = pc->uffd, .events = POLLIN }, { .fd = pc->quit_fd, .events = POLLIN } };
@@ -257,7 +280,7 @@ static gpointer fault_main(gpointer opaque)
 
 			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
 				continue;
-			rc = handle_fault(pc, msgs[i].arg.pagefault.address, (pid_t)msgs[i].arg.pagefault.feat.ptid);
+			rc = handle_fault(pc, msgs[i].arg.pagefault.address, (pid_t)msgs[i].arg.pagefault.feat.ptid, &reqs);
 			if (rc < 0) {
 				g_autofree char *why = g_strdup_printf("postcopy fault at 0x%" G_GINT64_MODIFIER "x: %s",
 								      (guint64)msgs[i].arg.pagefault.address, g_strerror(-rc));
@@ -267,6 +290,7 @@ static gpointer fault_main(gpointer opaque)
 				return NULL;
 			}
 		}
+		flush_requests(pc, &reqs);
 	}
 	return NULL;
 }
@@ -401,6 +425,7 @@ gboolean mig_pc_dst_finish(MigSession *s, GError **err)
 int mig_pc_dst_resume(MigSession *s, int fd)
 {
 	PcDst *pc = s->dst->pc;
+	MigReqBatch reqs = { 0 };
 	guint64 asked = 0;
 	int rc;
 
@@ -411,16 +436,18 @@ int mig_pc_dst_resume(MigSession *s, int fd)
 
 		for (gsize i = mig_bitmap_next(b->requested, b->npages, 0); rc == 0 && i < b->npages;
 		     i = mig_bitmap_next(b->requested, b->npages, i + 1)) {
-			guint8 req[MIG_PAGE_REQ_LEN];
-			struct iovec iov = { req, sizeof(req) };
-
 			if (mig_bitmap_test(s->dst->received[bi], i))
 				continue;
-			mig_put_head16(req, bi, 0, (guint64)i * b->rb->page_size);
-			rc = mig_frame_send(fd, MIG_F_RP_REQ_PAGE, 0, &iov, 1);
+			if (!mig_req_batch_add(&reqs, bi, (guint64)i * b->rb->page_size)) {
+				rc = mig_io_write_full(fd, reqs.buf, mig_req_batch_bytes(&reqs));
+				mig_req_batch_reset(&reqs);
+				mig_req_batch_add(&reqs, bi, (guint64)i * b->rb->page_size);
+			}
 			asked++;
 		}
 	}
+	if (rc == 0 && reqs.n)
+		rc = mig_io_write_full(fd, reqs.buf, mig_req_batch_bytes(&reqs));
 	/* from here the fault thread asks by itself again; a fault that raced the scan
 	 * may ask twice, which the source serves as any repeated request */
 	if (rc == 0)

@@ -11,6 +11,7 @@
 #include "engine/src/recover.h"
 #include "engine/bitmap.h"
 #include "engine/probes.h"
+#include "engine/urgency.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
 #include "channels/wire.h"
@@ -151,6 +152,7 @@ static gpointer rp_main(gpointer opaque)
 	Src *src = opaque;
 	guint8 buf[4096];
 
+	mig_thread_set_urgent();
 	for (;;) {
 		g_autoptr(GError) err = NULL;
 		MigFrameHdr h;

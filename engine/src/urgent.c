@@ -4,6 +4,7 @@
  * behind it when another lane is empty. */
 #include "engine/src/urgent.h"
 #include "engine/probes.h"
+#include "engine/urgency.h"
 #include "channels/frame.h"
 #include "channels/wire.h"
 #include <errno.h>
@@ -126,6 +127,7 @@ static gpointer lane_main(gpointer opaque)
 {
 	Lane *l = opaque;
 
+	mig_thread_set_urgent();
 	for (;;) {
 		UrgentReq *r;
 

@@ -115,7 +115,8 @@ gboolean pc_run(Bench *b, const PcNet *net, PcRow *row, guint64 guest, PcSample 
 	MigdSpec src = { .backend = pc_backends[row->bi].backend, .huge = huge, .guest_bytes = guest,
 			 .workload = PC_SRC_WORKLOAD, .seed = seq, .side = src_side };
 	MigdSpec dst = { .backend = pc_backends[row->bi].backend, .huge = huge, .guest_bytes = guest,
-			 .workload = PC_DST_WORKLOAD, .vcpus = b->dst_vcpus, .incoming = incoming, .side = dst_side,
+			 .workload = PC_DST_WORKLOAD, .vcpus = row->vcpus ? row->vcpus : b->dst_vcpus,
+			 .incoming = incoming, .side = dst_side,
 			 .trace_latency = !row->untraced };
 	g_autofree char *caps = g_strdup_printf("{\"capabilities\":[{\"capability\":\"postcopy-ram\",\"state\":true},"
 						"{\"capability\":\"postcopy-preempt\",\"state\":%s}]}",
@@ -154,7 +155,7 @@ gboolean pc_run(Bench *b, const PcNet *net, PcRow *row, guint64 guest, PcSample 
 
 const char *pc_arm_name(const PcRow *r)
 {
-	return r->traced ? "preempt, --stages" : r->untraced ? "preempt, untraced" : arm_names[r->arm];
+	return r->vcpus ? r->name : r->traced ? "preempt, --stages" : r->untraced ? "preempt, untraced" : arm_names[r->arm];
 }
 
 static void pc_cell(Bench *b, const PcNet *net, PcRow *row, guint64 guest, int run)
@@ -197,6 +198,18 @@ static void pc_net(Bench *b, PcNet *net, guint nback, guint64 guest)
 		net->untraced[bi] = pc_row_new(bi, ARM_PREEMPT);
 		net->untraced[bi]->untraced = TRUE;
 	}
+	/* many faulting vCPUs: 4K, over every preempt channel there is (what such a
+	 * host would use), after the other rows of each run */
+	for (guint i = 0; i < b->n_vcpu_rows; i++) {
+		PcRow *r = pc_row_new(0, b->preempt_channels > 1 ? ARM_CHANNELS : ARM_PREEMPT);
+
+		r->vcpus = b->vcpu_rows[i];
+		if (b->preempt_channels > 1)
+			g_snprintf(r->name, sizeof(r->name), "%u ch, %u vCPUs", b->preempt_channels, r->vcpus);
+		else
+			g_snprintf(r->name, sizeof(r->name), "preempt, %u vCPUs", r->vcpus);
+		net->many[net->nmany++] = r;
+	}
 	if (net->bed) {
 		if (!(b->net = bench_net_new(&err))) {
 			net->error = g_strdup(err->message);
@@ -224,6 +237,8 @@ static void pc_net(Bench *b, PcNet *net, guint nback, guint64 guest)
 				}
 				pc_cell(b, net, net->traced[bi], guest, run);
 			}
+			for (guint i = 0; i < net->nmany; i++)
+				pc_cell(b, net, net->many[i], guest, run);
 		}
 	}
 	bench_net_free(b->net);   /* every child of this net was reaped by now */
@@ -251,6 +266,8 @@ static int run_postcopy_latency(Bench *b)
 			rc |= nets[i].traced[bi]->status == ROW_ERROR;
 			rc |= nets[i].untraced[bi]->status == ROW_ERROR;
 		}
+		for (guint m = 0; m < nets[i].nmany; m++)
+			rc |= nets[i].many[m]->status == ROW_ERROR;
 	}
 	for (guint i = 0; i < b->notes->len; i++)
 		printf("note: %s\n", (char *)g_ptr_array_index(b->notes, i));
@@ -266,6 +283,8 @@ static int run_postcopy_latency(Bench *b)
 			pc_row_free(nets[i].traced[bi]);
 			pc_row_free(nets[i].untraced[bi]);
 		}
+		for (guint m = 0; m < nets[i].nmany; m++)
+			pc_row_free(nets[i].many[m]);
 		for (int s = 0; s < 2; s++) {
 			g_free(nets[i].ns[s]);
 			g_free(nets[i].addr[s]);

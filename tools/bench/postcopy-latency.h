@@ -41,6 +41,8 @@ typedef struct PcRow {
 	gboolean traced;            /* the preempt arm again, with mig-faultlat --stages attached */
 	gboolean untraced;          /* the preempt arm again, its destination without --trace-latency */
 	gboolean tls;               /* the tls scenario: over TLS (bench_tls_enable) */
+	guint vcpus;                /* a many-vCPU row (--vcpu-rows): its vCPUs; 0: --dst-vcpus */
+	char name[24];              /* a many-vCPU row's arm, as printed */
 } PcRow;
 
 typedef struct PcFloor {
@@ -59,6 +61,8 @@ typedef struct PcNet {
 	PcRow *rows[PC_BACKENDS][N_ARMS];   /* NULL: not in this run (--quick has no hugetlb) */
 	PcRow *traced[PC_BACKENDS];         /* the stage breakdown's runs, out of the medians above */
 	PcRow *untraced[PC_BACKENDS];       /* the preempt arm without the kernel tracer: what it costs */
+	PcRow *many[PC_VCPU_ROWS_MAX];      /* 4K with --vcpu-rows vCPUs, the channels arm if any */
+	guint nmany;
 } PcNet;
 
 

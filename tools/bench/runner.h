@@ -62,6 +62,7 @@ typedef enum {
 } RawMem;
 
 #define PC_DST_VCPUS 2              /* postcopy-latency: the default of --dst-vcpus */
+#define PC_VCPU_ROWS_MAX 4          /* postcopy-latency: most --vcpu-rows values */
 
 typedef struct Bench {
 	char *migd, *rawxfer;       /* the binaries under test */
@@ -77,6 +78,8 @@ typedef struct Bench {
 	gboolean unplotted;         /* set by a scenario tools/bench/plot has no plots of: --json is not plotted */
 	guint preempt_channels;     /* postcopy-latency: x-preempt-channels of ARM_CHANNELS (1: no such arm) */
 	guint dst_vcpus;            /* postcopy-latency: the destination's faulting vCPUs */
+	guint vcpu_rows[PC_VCPU_ROWS_MAX];   /* postcopy-latency: --vcpu-rows, the many-vCPU rows' counts */
+	guint n_vcpu_rows;
 	guint64 guest_bytes;        /* precopy-throughput, file: --guest-mib; 0: the scenario's size */
 	const char *file_dir;       /* file: --dir, where the saved file goes (a real file system) */
 	guint cut_ms;               /* postcopy-recovery: the link is cut this long into postcopy-active */
