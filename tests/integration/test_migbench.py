@@ -1,13 +1,25 @@
 #!/usr/bin/env python3
-"""migbench's smoke test: `migbench precopy-throughput --quick --runs 1 --guest-mib 64`
-against the built tree, the smallest run it accepts (six rows, each a raw baseline, a
-migration and a cache-hot baseline of 64 MiB).
+"""migbench's smoke tests against the built tree.
+
+quick: `migbench precopy-throughput --quick --runs 1 --guest-mib 64`, the smallest run
+it accepts (six rows, each a raw baseline, a migration and a cache-hot baseline of 64 MiB).
 
 - It exits 0 and its JSON has the six rows --quick makes, in order.
 - Every row completed with every page verified, its samples moved the guest's size,
   and its figures are sane: positive, finite speeds and ratios, a total time that
   covers the setup time. The one exception is a hugetlb row "skipped" because the host
   has no 2M huge pages to give: that is the host, not mig.
+
+device_downtime: `migbench device-downtime --quick --runs 1` (1 and 4 devices of 100 MiB,
+lane and serial, 4 channels).
+
+- It exits 0, every row is ok (migbench counts a run only if every device's bytes were
+  verified on the destination), and each device took at least the load time its
+  load-rate asks for, inside the downtime.
+- Each lane row has its floor from the same run: a raw transfer of exactly its devices'
+  bytes, the floor the larger of that and the 1-device row's load time, the ratio to
+  it as the downtime says; serial rows have none. The 4-device target's verdict in the
+  JSON and the table agrees with its ratio.
 
 Speeds are never compared with a target: they are benchmark figures, not assertions.
 """
@@ -27,14 +39,14 @@ TIMEOUT = 300.0
 ROWS = [("anon", "main"), ("anon", 1), ("anon", 4), ("hugetlb", "main"), ("hugetlb", 1), ("hugetlb", 4)]
 
 
-def run_migbench(path):
-    cmd = [h.tool("migbench"), "precopy-throughput", "--quick", "--runs", "1", "--guest-mib", str(GUEST_MIB),
-           "--json", path]
+def run_migbench(path, args=("precopy-throughput", "--quick", "--runs", "1", "--guest-mib", str(GUEST_MIB))):
+    """migbench ARGS --json PATH: its JSON and its output."""
+    cmd = [h.tool("migbench")] + list(args) + ["--json", path]
     p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        text=True, timeout=h.scaled(TIMEOUT), preexec_fn=h._set_pdeathsig)
     h.check(p.returncode == 0, "migbench exited with %d:\n%s" % (p.returncode, p.stdout))
     with open(path) as f:
-        return json.load(f)
+        return json.load(f), p.stdout
 
 
 def positive(x):
@@ -85,7 +97,7 @@ def check_row(row, want, guest):
 
 def case_quick():
     with tempfile.TemporaryDirectory(prefix="mig-migbench-", dir=h._tmp_base()) as d:
-        top = run_migbench(os.path.join(d, "quick.json"))
+        top, _ = run_migbench(os.path.join(d, "quick.json"))
         # migbench plots its JSON beside it (tools/bench/plot, gnuplot from lib-setup)
         svg = os.path.join(d, "quick-throughput.svg")
         h.check(os.path.exists(svg) and os.path.getsize(svg) > 0, "no plot %s beside the JSON" % svg)
@@ -98,5 +110,52 @@ def case_quick():
         check_row(row, want, guest)
 
 
+DD_ROWS = [("lane", 4, 1), ("lane", 4, 4), ("serial", 4, 1), ("serial", 4, 4)]
+DD_DEVICE_BYTES = 100 * h.MiB
+DD_LOAD_MS = 97   # 100 MiB at load-rate=1G (2^30 bytes/s): 97.7 ms of device time at least
+
+
+def close(a, b):
+    return abs(a - b) <= 1e-6 * max(1.0, abs(b))
+
+
+def case_device_downtime():
+    with tempfile.TemporaryDirectory(prefix="mig-migbench-", dir=h._tmp_base()) as d:
+        top, out = run_migbench(os.path.join(d, "dd.json"), ("device-downtime", "--quick", "--runs", "1"))
+    print(out)
+    h.check(top["scenario"] == "device-downtime" and top["quick"] is True and top["runs"] == 1,
+            "scenario/quick/runs: %s %s %s" % (top["scenario"], top["quick"], top["runs"]))
+    h.check(top["device_bytes"] == DD_DEVICE_BYTES, "device_bytes %s" % top["device_bytes"])
+    rows = {(r["arm"], r["channels"], r["devices"]): r for r in top["rows"]}
+    h.check(sorted(rows) == sorted(DD_ROWS), "rows %s, not %s" % (sorted(rows), sorted(DD_ROWS)))
+    for key, r in rows.items():
+        h.check(r["status"] == "ok", "%s: %s: %s" % (key, r["status"], r["error"]))
+        h.check(len(r["samples"]) == 1, "%s: %d samples" % (key, len(r["samples"])))
+        s = r["samples"][0]
+        h.check(s["max_load_ms"] >= DD_LOAD_MS and s["downtime_ms"] >= s["max_load_ms"],
+                "%s: load %d ms, downtime %d ms" % (key, s["max_load_ms"], s["downtime_ms"]))
+        if key[0] == "serial":
+            h.check(s["raw_ms"] is None and r["floor_ms"] is None and r["vs_floor"] is None,
+                    "%s: a serial row with a floor: %s" % (key, r))
+            continue
+        h.check(positive(s["raw_ms"]) and positive(s["raw_gbps"]), "%s: raw %s" % (key, s))
+        # the raw transfer moved the row's device bytes: its speed and time agree
+        moved = s["raw_gbps"] * 1e9 * s["raw_ms"] / 1e3
+        h.check(abs(moved - key[2] * DD_DEVICE_BYTES) <= 0.01 * key[2] * DD_DEVICE_BYTES,
+                "%s: raw %.0f bytes, not %d" % (key, moved, key[2] * DD_DEVICE_BYTES))
+        h.check(close(r["median_raw_ms"], s["raw_ms"]), "%s: median raw %s" % (key, r["median_raw_ms"]))
+        floor = max(top["one_device_load_ms"], r["median_raw_ms"])
+        h.check(close(r["floor_ms"], floor), "%s: floor %s, not %s" % (key, r["floor_ms"], floor))
+        h.check(close(r["vs_floor"], s["downtime_ms"] / floor), "%s: vs_floor %s" % (key, r["vs_floor"]))
+    h.check(top["one_device_load_ms"] == rows[("lane", 4, 1)]["samples"][0]["max_load_ms"],
+            "one_device_load_ms %s" % top["one_device_load_ms"])
+    t = top["floor_target"]
+    vs = rows[("lane", 4, 4)]["vs_floor"]
+    h.check(t["devices"] == 4 and t["channels"] == 4 and t["limit"] == 1.2 and close(t["vs_floor"], vs)
+            and t["met"] == (vs <= 1.2), "floor_target %s (row: %s)" % (t, vs))
+    line = "target: lane, 4 devices, 4 channels <= 1.2 x floor: %.2f %s" % (vs, "met" if vs <= 1.2 else "MISSED")
+    h.check(line in out, "the table lacks %r" % line)
+
+
 if __name__ == "__main__":
-    h.main([case_quick])
+    h.main([case_quick, case_device_downtime])

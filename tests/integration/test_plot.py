@@ -66,7 +66,8 @@ def case_every_kind():
         })
         plot_fixture(tmp, "device-downtime", {
             "downtime-devices": ["device-state lane: median downtime", "serial (lane off, main channel)",
-                                 "load time of the slowest device", "devices", "downtime (ms)"],
+                                 "load time of the slowest device", "devices", "downtime (ms)",
+                                 "floor: max(one device's load, raw transfer of the devices' bytes)"],
             "downtime-channels": ["device-state lane: median downtime", "multifd channels", "downtime (ms)"],
         })
         plot_fixture(tmp, "postcopy-latency", {

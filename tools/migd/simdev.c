@@ -26,6 +26,7 @@ G_DEFINE_QUARK(migd-simdev-error-quark, migd_simdev_error)
 #define CLOCK_SLACK_NS 2000000      /* an oversleep this small is made up, not lost */
 #define STREAM_MAX     (1ull << 62)
 #define IMAGE_MAX      (1ull << 30) /* larger states are generated chunk by chunk */
+#define SUM_BLOCK      4096u        /* bytes per block sum (a multiple of 32) */
 
 typedef enum LoadResult { LOAD_NONE, LOAD_PENDING, LOAD_OK, LOAD_FAILED } LoadResult;
 
@@ -44,6 +45,7 @@ struct MigdSimDev {
 	guint64 total;          /* precopy + size: the whole stream */
 	guint64 key[2];         /* per version */
 	guint8 *image;          /* the whole stream, generated once and never written again; or NULL */
+	guint64 *sums;          /* with the image: block_sum() of each whole SUM_BLOCK of it */
 	GMutex ctl;             /* the engine's calls: set_state, precopy_info, data_size */
 	MigDevState state;
 	SimThread *worker;      /* at most one thread at a time */
@@ -53,6 +55,7 @@ struct MigdSimDev {
 	GMutex lock;            /* the figures below: the worker writes, query reads */
 	guint64 served;
 	guint64 received, verified;
+	gint64 wait_ns, cpu_ns; /* destination: waiting for bytes mid-stream; the load thread's CPU */
 	LoadResult result;
 	char *error;
 };
@@ -105,6 +108,27 @@ static void stream_fill(const MigdSimDev *d, guint64 pos, guint8 *buf, gsize len
 	}
 	if (len)
 		fill_version(d->key[1], pos - d->cfg.precopy, buf, len);
+}
+
+/* A block's words, each weighted by an odd number from its place, summed mod 2^64:
+ * one changed word always changes the sum (an odd weight is invertible), and words
+ * moved within or into the block change it unless their difference happens to vanish
+ * mod 2^64, about 2^-54 for this state's pseudo-random words. It reads the block once,
+ * with four independent sums, so checking a block costs about what reading it does. */
+static guint64 block_sum(const guint8 *p)
+{
+	guint64 s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+
+	for (guint64 i = 0; i < SUM_BLOCK / 8; i += 4, p += 32) {
+		guint64 w[4];
+
+		memcpy(w, p, sizeof(w));
+		s0 += w[0] * (2 * i + 1);
+		s1 += w[1] * (2 * i + 3);
+		s2 += w[2] * (2 * i + 5);
+		s3 += w[3] * (2 * i + 7);
+	}
+	return s0 + s1 + s2 + s3;
 }
 
 static guint64 unxorshift(guint64 y, int s)
@@ -310,6 +334,14 @@ static gpointer save_thread(gpointer opaque)
 	return NULL;
 }
 
+static gint64 thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return ts.tv_sec * G_GINT64_CONSTANT(1000000000) + ts.tv_nsec;
+}
+
 static void load_publish(MigdSimDev *d, guint64 received, guint64 verified, LoadResult result, char *error)
 {
 	g_mutex_lock(&d->lock);
@@ -323,23 +355,45 @@ static void load_publish(MigdSimDev *d, guint64 received, guint64 verified, Load
 	g_mutex_unlock(&d->lock);
 }
 
+/* How many leading bytes of buf, stream bytes [pos, pos + n), match want, the same
+ * bytes as they should be. With block sums, the whole blocks in buf are checked by their
+ * sum and only the partial blocks at its edges, or a block whose sum is off, byte by
+ * byte: a load costs the device its copy out of the pipe and little more, as a real
+ * device's DMA or driver copy would, rather than a second pass over a cold image. */
+static gsize good_prefix(const MigdSimDev *d, const guint8 *buf, gsize n, guint64 pos, const guint8 *want)
+{
+	gsize i = 0;
+
+	if (d->sums) {
+		gsize head = (gsize)MIN((guint64)n, (SUM_BLOCK - pos % SUM_BLOCK) % SUM_BLOCK);
+
+		if (!memcmp(buf, want, head)) {
+			for (i = head; i + SUM_BLOCK <= n; i += SUM_BLOCK)
+				if (block_sum(buf + i) != d->sums[(pos + i) / SUM_BLOCK])
+					break;
+		}
+	}
+	if (!memcmp(buf + i, want + i, n - i))
+		return n;
+	while (buf[i] == want[i])
+		i++;
+	return i;
+}
+
 /* Checks buf, stream bytes [pos, pos + n) (n within the stream), against the stream;
  * NULL if they match, else what is wrong at the first differing byte. */
 static char *load_check(const MigdSimDev *d, const guint8 *buf, gsize n, guint64 pos, guint8 *scratch, gsize *good)
 {
 	g_autofree char *where = NULL, *why = NULL;
 	const guint8 *want = d->image ? d->image + pos : scratch;
-	gsize i = 0;
+	gsize i;
 
 	if (!d->image)
 		stream_fill(d, pos, scratch, n);
-	if (!memcmp(buf, want, n)) {
-		*good = n;
-		return NULL;
-	}
-	while (buf[i] == want[i])
-		i++;
+	i = good_prefix(d, buf, n, pos, want);
 	*good = i;
+	if (i == n)
+		return NULL;
 	where = stream_where(d, pos + i);
 	why = diagnose(d, buf, n, i, pos);
 	return g_strdup_printf("state byte %" G_GUINT64_FORMAT " (%s): expected 0x%02x, got 0x%02x; %s", pos + i, where,
@@ -367,13 +421,19 @@ static gpointer load_thread(gpointer opaque)
 	guint64 pos = 0, verified = 0;
 	char *error = NULL;
 	DevClock clk = { 0 };
+	gint64 cpu0 = thread_cpu_ns(), wait_ns = 0;
 
 	device_thread_setup();
 	for (;;) {
 		ssize_t n;
-		gint64 ready;
+		gint64 ready, t0 = now_ns();
+		gboolean ok = wait_fd(t, POLLIN);
 
-		if (!wait_fd(t, POLLIN)) {
+		/* the engine was late: counted from the first stop-copy byte to the last, not
+		 * while the device waits for the switchover or for its EOF */
+		if (pos > d->cfg.precopy && pos < d->total)
+			wait_ns += now_ns() - t0;
+		if (!ok) {
 			error = g_strdup_printf("loading cancelled at state byte %" G_GUINT64_FORMAT, pos);
 			break;
 		}
@@ -419,6 +479,10 @@ static gpointer load_thread(gpointer opaque)
 	/* closing here, not at join, is what makes the engine's writes fail in abort mode */
 	close(t->fd);
 	t->fd = -1;
+	g_mutex_lock(&d->lock);
+	d->wait_ns = wait_ns;
+	d->cpu_ns = thread_cpu_ns() - cpu0;
+	g_mutex_unlock(&d->lock);
 	load_publish(d, pos, verified, error ? LOAD_FAILED : LOAD_OK, error);
 	return NULL;
 }
@@ -549,6 +613,7 @@ static gboolean start_load(MigdSimDev *d, int *data_fd, GError **err)
 		return FALSE;
 	g_mutex_lock(&d->lock);
 	d->received = d->verified = 0;
+	d->wait_ns = d->cpu_ns = 0;
 	d->result = LOAD_PENDING;
 	g_clear_pointer(&d->error, g_free);
 	g_mutex_unlock(&d->lock);
@@ -682,6 +747,10 @@ static void sim_query(gpointer opaque, MigValue *b)
 		add_int(b, "expected-bytes", d->total);
 		add_int(b, "received-bytes", d->received);
 		add_int(b, "verified-bytes", d->verified);
+		if (d->result != LOAD_PENDING) {
+			add_int(b, "wait-ms", (guint64)(d->wait_ns / 1000000));
+			add_int(b, "cpu-ms", (guint64)(d->cpu_ns / 1000000));
+		}
 		mig_value_add_str(b, "result", results[d->result]);
 		if (d->error)
 			mig_value_add_str(b, "error", d->error);
@@ -721,7 +790,15 @@ MigdSimDev *migd_simdev_new(const MigdSimDevConfig *cfg)
 		void *m = mmap(NULL, d->total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 		if (m != MAP_FAILED) {
-			stream_fill(d, 0, m, d->total);
+			d->sums = g_new(guint64, d->total / SUM_BLOCK + 1);
+			/* a megabyte at a time, summed while it is still in the cache */
+			for (guint64 pos = 0; pos < d->total; pos += 1u << 20) {
+				guint64 end = MIN(d->total, pos + (1u << 20));
+
+				stream_fill(d, pos, (guint8 *)m + pos, (gsize)(end - pos));
+				for (guint64 k = pos; k + SUM_BLOCK <= end; k += SUM_BLOCK)
+					d->sums[k / SUM_BLOCK] = block_sum((guint8 *)m + k);
+			}
 			mprotect(m, d->total, PROT_READ);   /* spliced pages must never change */
 			d->image = m;
 		}
@@ -738,6 +815,7 @@ void migd_simdev_free(MigdSimDev *d)
 		close(d->pre_rd);
 	if (d->image)
 		munmap(d->image, d->total);
+	g_free(d->sums);
 	g_free(d->error);
 	g_mutex_clear(&d->ctl);
 	g_mutex_clear(&d->lock);

@@ -82,9 +82,10 @@ static GByteArray *source_state(const char *spec, gsize pre_read)
 	return out;
 }
 
-/* Writes n bytes of p into a destination device and returns its verdict's error (NULL:
- * loaded); *query_out gets the device's query members as JSON. */
-static char *load_state(const char *spec, const guint8 *p, gsize n, char **query_out)
+/* Writes n bytes of p into a destination device, piece bytes per write, and returns
+ * its verdict's error (NULL: loaded); *query_out gets the device's query members as
+ * JSON. */
+static char *load_state_pieces(const char *spec, const guint8 *p, gsize n, gsize piece, char **query_out)
 {
 	MigdSimDev *dst = dev_new(spec);
 	g_autoptr(GError) err = NULL;
@@ -97,7 +98,7 @@ static char *load_state(const char *spec, const guint8 *p, gsize n, char **query
 	set_state(dst, MIG_DEV_STOP, NULL);
 	set_state(dst, MIG_DEV_RESUMING, &fd);
 	while (n) {
-		ssize_t w = write(fd, p, MIN(n, 100000));
+		ssize_t w = write(fd, p, MIN(n, piece));
 
 		if (w < 0 && errno == EPIPE)
 			break;   /* fail-mode=abort: the device closed its end */
@@ -117,6 +118,11 @@ static char *load_state(const char *spec, const guint8 *p, gsize n, char **query
 		*query_out = json_generator_to_data(gen, NULL);
 	migd_simdev_free(dst);
 	return err ? g_strdup(err->message) : NULL;
+}
+
+static char *load_state(const char *spec, const guint8 *p, gsize n, char **query_out)
+{
+	return load_state_pieces(spec, p, n, 100000, query_out);
 }
 
 static void test_clean_stream(void)
@@ -144,6 +150,8 @@ static void test_clean_stream(void)
 		g_assert_null(e);
 		g_assert_nonnull(strstr(q, "\"result\":\"ok\""));
 		g_assert_nonnull(strstr(q, want));
+		g_assert_nonnull(strstr(q, "\"wait-ms\":"));   /* the load's own figures */
+		g_assert_nonnull(strstr(q, "\"cpu-ms\":"));
 		stream_only = !stream_only;   /* the image and the generator agree */
 		e2 = load_state(cases[i].spec, st->data, st->len, NULL);
 		stream_only = !stream_only;
@@ -179,7 +187,7 @@ static void test_precopy_info(void)
 	migd_simdev_free(src);
 }
 
-typedef enum Damage { FLIP, DROP, DUP, SWAP, TRUNCATE, EXTRA } Damage;
+typedef enum Damage { FLIP, DROP, DUP, SWAP, TRUNCATE, EXTRA, WORDS, ZERO } Damage;
 
 /* The clean state of spec, damaged at 4 KiB chunk k (or byte off for FLIP/TRUNCATE). */
 static GByteArray *damaged(const char *spec, Damage dmg, guint k, gsize off)
@@ -207,6 +215,13 @@ static GByteArray *damaged(const char *spec, Damage dmg, guint k, gsize off)
 		break;
 	case EXTRA:
 		g_byte_array_append(st, tmp, 10);
+		break;
+	case WORDS:   /* two 8-byte words of chunk k trade places: every byte still this block's */
+		memcpy(st->data + k * CHUNK + off, tmp + 1000, 8);
+		memcpy(st->data + k * CHUNK + 1000, tmp + off, 8);
+		break;
+	case ZERO:
+		memset(st->data + k * CHUNK, 0, CHUNK);
 		break;
 	}
 	return st;
@@ -245,6 +260,47 @@ static void test_damage(void)
 		g_assert_nonnull(e);
 		g_assert_nonnull(strstr(e, cases[i].want));
 		g_assert_nonnull(strstr(q, "\"result\":\"failed\""));
+	}
+}
+
+/* Damage that leaves the bytes of a 4 KiB block in it, or spans a whole block, is found
+ * at its first byte, however the device's reads cut the stream: written in one piece
+ * (read whole blocks at a time) and in odd pieces (blocks split between reads). */
+static void test_damage_in_block(void)
+{
+	static const char *spec = "sim,id=blk,size=512K,seed=5";
+	static const struct {
+		Damage dmg;
+		guint chunk;
+		gsize off;
+	} cases[] = {
+		{ WORDS, 50, 24 },     /* word 3 <-> word 125 of block 50 */
+		{ WORDS, 0, 0 },       /* the first word of the stream */
+		{ WORDS, 127, 4088 },  /* the last word of the stream */
+		{ ZERO, 77, 0 },
+	};
+	g_autoptr(GByteArray) clean = source_state(spec, 0);
+
+	for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+		g_autoptr(GByteArray) st = damaged(spec, cases[i].dmg, cases[i].chunk, cases[i].off);
+		gsize first = 0;
+		g_autofree char *want = NULL;
+
+		g_assert_cmpuint(st->len, ==, clean->len);
+		while (first < st->len && st->data[first] == clean->data[first])
+			first++;
+		g_assert_cmpuint(first, <, st->len);
+		want = g_strdup_printf("state byte %zu (stop-copy byte %zu)", first, first);
+		for (guint piece = 0; piece < 2; piece++) {
+			g_autofree char *q = NULL;
+			g_autofree char *e = load_state_pieces(spec, st->data, st->len, piece ? 4099 : st->len, &q);
+			g_autofree char *verified = g_strdup_printf("\"verified-bytes\":%zu", first);
+
+			g_test_message("case %u, %s: %s", i, piece ? "4099-byte writes" : "one write", e ? e : "(loaded)");
+			g_assert_nonnull(e);
+			g_assert_nonnull(strstr(e, want));
+			g_assert_nonnull(strstr(q, verified));
+		}
 	}
 }
 
@@ -477,6 +533,7 @@ int main(int argc, char **argv)
 		{ "clean-stream", test_clean_stream },
 		{ "precopy-info", test_precopy_info },
 		{ "damage", test_damage },
+		{ "damage-in-block", test_damage_in_block },
 		{ "foreign-state", test_foreign_state },
 		{ "fail-at", test_fail_at },
 		{ "read-rate", test_read_rate },
