@@ -359,7 +359,8 @@ static gboolean admit(MigSession *s, int fd)
 		mig_chan_set_liveness(s, fd, t);
 		/* the main channel's reads are bounded until the guest runs here (precopy) or
 		 * until PC_END (postcopy, where a silent source must pause this side): the
-		 * source sends at least a NOP every quarter of this; the other channels may idle */
+		 * source sends at least a NOP every quarter of this (or second); the other channels
+		 * may idle */
 		if (ok == MIG_CHAN_MAIN)
 			mig_io_set_recv_timeout(fd, (int)t);
 	}
