@@ -19,9 +19,12 @@ a frame instead of from the last byte took twice the timeout (16 s) and failed i
   push is half way through frames and the destination's guest is idle (no fault, no
   page request): the destination pauses within the bound with its guest running;
   continued, the source pauses too, and a recovery completes intact.
-- bound_cut_link_postcopy: the link of the netns bed is cut in postcopy (nothing
-  crosses, no reset): both sides pause within the bound, by themselves; mended, a
-  recovery completes intact. Skipped where the bed cannot be built (not root).
+- bound_cut_link_precopy: the link of the netns bed is cut in precopy (nothing
+  crosses, no reset): the source fails within the bound, its guest running and
+  intact; the destination fails too, its guest never started.
+- bound_cut_link_postcopy: the same in postcopy: both sides pause within the bound,
+  by themselves; mended, a recovery completes intact.
+The bed's cases are skipped where it cannot be built (not root).
 The socket options themselves (keepalive, TCP_USER_TIMEOUT, send timeout) are checked
 by the unit test channels-io; the switchover's bounded waits by test_switchover.py."""
 import os
@@ -191,22 +194,53 @@ def case_bound_stopped_source_postcopy():
         h.check_migrated(src, dst, info, size=64 * h.MiB)
 
 
+def bed_or_skip():
+    import netbed
+    try:
+        return netbed.NetBed()
+    except netbed.BedUnavailable as e:
+        raise h.Skip(str(e)) from None
+
+
+def bed_pair(bed, postcopy):
+    """A pair in the netns bed (the source in its source namespace, the destination
+    listening on its address) with the tight timeout."""
+    import netbed
+    return pair(postcopy=postcopy, timeout_ms=TIGHT_MS,
+                src_new=lambda name, args: netbed.NsMigd(bed, "src", name, args, start_timeout=30),
+                dst_new=lambda name, args: netbed.NsMigd(
+                    bed, "dst", name, [a.replace("tcp:127.0.0.1:0", bed.uri("dst", 0)) for a in args],
+                    start_timeout=30))
+
+
+def case_bound_cut_link_precopy():
+    """The link cut in precopy: the source notices within the issue's bound and fails
+    with its guest running and intact; the destination notices too and fails, its guest
+    never started."""
+    with bed_or_skip() as bed:
+        src, dst = bed_pair(bed, postcopy=False)
+        with src, dst:
+            start(src, dst)
+            bed.link("src", False)
+            t0 = time.monotonic()
+            for m in (src, dst):
+                info, took = wait_failed(m, t0, "link cut in precopy")
+                print("link cut in precopy: %s failed in %.2f s (bound %.1f s): %s"
+                      % (m.name, took, TIGHT_BOUND, info.get("error-desc")))
+                h.check(took <= TIGHT_BOUND, "link cut in precopy: %s took %.2f s" % (m.name, took))
+            h.check(dst.query_status().get("running") is False, "the destination's guest runs")
+            src.wait_running(True)
+            chk = src.cmd("x-guest-check", timeout=120)
+            h.check(chk.get("failed") == 0 and chk.get("checked", 0) > 0, "source guest check %s" % chk)
+
+
 def case_bound_cut_link_postcopy():
     """The link cut in postcopy (the netns bed: nothing crosses, nothing is reset):
     both sides pause by themselves within the issue's bound; mended, a recovery over
     the bed completes intact."""
-    import netbed
     from test_recovery import recover
-    try:
-        bed = netbed.NetBed()
-    except netbed.BedUnavailable as e:
-        raise h.Skip(str(e)) from None
-    with bed:
-        src, dst = pair(postcopy=True, timeout_ms=TIGHT_MS,
-                        src_new=lambda name, args: netbed.NsMigd(bed, "src", name, args, start_timeout=30),
-                        dst_new=lambda name, args: netbed.NsMigd(
-                            bed, "dst", name, [a.replace("tcp:127.0.0.1:0", bed.uri("dst", 0)) for a in args],
-                            start_timeout=30))
+    with bed_or_skip() as bed:
+        src, dst = bed_pair(bed, postcopy=True)
         with src, dst:
             src.cmd("migrate", uri=dst.listen_uri())
             src.wait_status("postcopy-active", timeout=60)
@@ -224,4 +258,4 @@ def case_bound_cut_link_postcopy():
 
 if __name__ == "__main__":
     h.main([case_destination_stopped, case_source_stopped, case_destination_stopped_postcopy,
-            case_bound_stopped_source_postcopy, case_bound_cut_link_postcopy])
+            case_bound_stopped_source_postcopy, case_bound_cut_link_precopy, case_bound_cut_link_postcopy])
