@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -26,6 +27,66 @@ static int io_errno(int err)
 	if (err == EAGAIN || err == EWOULDBLOCK)
 		return -ETIMEDOUT;
 	return -err;
+}
+
+int mig_io_timeout_ms(int fd, short events)
+{
+	struct timeval tv = { 0 };
+	socklen_t l = sizeof(tv);
+
+	if (getsockopt(fd, SOL_SOCKET, events == POLLIN ? SO_RCVTIMEO : SO_SNDTIMEO, &tv, &l) < 0)
+		return -1;
+	if (!tv.tv_sec && !tv.tv_usec)
+		return -1;
+	return (int)(tv.tv_sec * 1000 + tv.tv_usec / 1000);
+}
+
+int mig_io_wait(int fd, short events, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+
+	for (;;) {
+		int rc = poll(&p, 1, timeout_ms);
+
+		if (rc > 0)
+			return 0;
+		if (rc == 0)
+			return -ETIMEDOUT;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+/* The kernel counts a receive timeout over the whole call, not from the last byte: a
+ * MSG_WAITALL read that got part of what it asked for returns once the waits of the
+ * call add up to the timeout, however recently bytes came, and a plain retry would wait
+ * a whole timeout more (a source that stopped in the middle of a frame was noticed
+ * after twice the timeout). So after a short read on a socket with a receive timeout,
+ * the wait goes on only for what is left of it since the last byte arrived (TCP_INFO;
+ * on a socket without it, the whole timeout). 0: read on; -ETIMEDOUT: the peer has
+ * been silent for the whole timeout. */
+static int wait_rest_of_timeout(int fd)
+{
+	int t = mig_io_timeout_ms(fd, POLLIN), left = t;
+	struct tcp_info ti;
+	socklen_t l = sizeof(ti);
+
+	if (t < 0)
+		return 0;
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) == 0 &&
+	    l >= offsetof(struct tcp_info, tcpi_last_data_recv) + sizeof(ti.tcpi_last_data_recv))
+		left = ti.tcpi_last_data_recv >= (uint32_t)t ? 0 : t - (int)ti.tcpi_last_data_recv;
+	return left > 0 ? mig_io_wait(fd, POLLIN, left) : -ETIMEDOUT;
+}
+
+/* A blocking send counts its send timeout over the whole call as well, so sockets are
+ * written without blocking and the wait for room is a poll bounded by the timeout,
+ * counted again from each wake: room freed is the peer's progress, and a peer that
+ * takes nothing (stopped, its window closed) is noticed the timeout after it last did.
+ * 0 when there is room, -ETIMEDOUT, or -errno. */
+static int wait_room(int fd)
+{
+	return mig_io_wait(fd, POLLOUT, mig_io_timeout_ms(fd, POLLOUT));
 }
 
 /* MSG_WAITALL lets the kernel keep copying as segments arrive instead of returning to
@@ -66,6 +127,8 @@ int mig_io_read_full(int fd, void *buf, size_t len)
 			return -EPIPE;
 		p += n;
 		len -= (size_t)n;
+		if (len > 0 && !not_sock && (n = wait_rest_of_timeout(fd)) < 0)
+			return (int)n;
 	}
 	return 0;
 }
@@ -81,14 +144,20 @@ int mig_io_write_full(int fd, const void *buf, size_t len)
 	while (len > 0) {
 		/* MSG_NOSIGNAL: a vanished peer must be an error return, not a
 		 * process-killing SIGPIPE in a daemon that never asked for it. */
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n < 0 && errno == ENOTSOCK)
 			n = write(fd, p, len);   /* a streamed file: URI */
 		if (n < 0) {
+			int rc;
+
 			if (errno == EINTR)
 				continue;
-			return io_errno(errno);
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				return -errno;
+			if ((rc = wait_room(fd)) < 0)
+				return rc;
+			continue;
 		}
 		if (n == 0)	/* cannot happen for len > 0; don't spin if it does */
 			return -EIO;
@@ -147,14 +216,20 @@ int mig_io_writev_full(int fd, struct iovec *iov, int iovcnt)
 			.msg_iov = iov,
 			.msg_iovlen = (size_t)iov_window(iovcnt),
 		};
-		ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+		ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n < 0 && errno == ENOTSOCK)
 			n = writev(fd, iov, iov_window(iovcnt));   /* a streamed file: URI */
 		if (n < 0) {
+			int rc;
+
 			if (errno == EINTR)
 				continue;
-			return io_errno(errno);
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				return -errno;
+			if ((rc = wait_room(fd)) < 0)
+				return rc;
+			continue;
 		}
 		if (n == 0)
 			return -EIO;
@@ -185,6 +260,9 @@ int mig_io_readv_full(int fd, struct iovec *iov, int iovcnt)
 		if (n == 0)
 			return -EPIPE;
 		iov_advance(&iov, &iovcnt, (size_t)n);
+		iov_skip_empty(&iov, &iovcnt);
+		if (iovcnt > 0 && !not_sock && (n = wait_rest_of_timeout(fd)) < 0)
+			return (int)n;
 	}
 	return 0;
 }
@@ -197,14 +275,21 @@ int mig_io_write_more(int fd, const void *buf, size_t len)
 	if (tls)
 		return mig_tls_write_full(tls, buf, len);
 	while (len > 0) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_MORE);
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_MORE | MSG_DONTWAIT);
 
 		if (n < 0 && errno == ENOTSOCK)
 			n = write(fd, p, len);   /* a streamed file: URI */
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			int rc = wait_room(fd);
+
+			if (rc < 0)
+				return rc;
+			continue;
+		}
 		if (n < 0)
-			return io_errno(errno);
+			return -errno;
 		p += n;
 		len -= (size_t)n;
 	}
@@ -284,21 +369,6 @@ int mig_io_set_liveness(int fd, int timeout_ms)
 	return 0;
 }
 
-/* Waits until fd is ready for events, or reports why it never will be. */
-static int wait_fd(int fd, short events)
-{
-	struct pollfd p = { .fd = fd, .events = events };
-
-	for (;;) {
-		int rc = poll(&p, 1, -1);
-
-		if (rc > 0)
-			return 0;
-		if (rc < 0 && errno != EINTR)
-			return -errno;
-	}
-}
-
 int mig_io_splice_full(int in, int out, size_t len, unsigned int flags)
 {
 	MigTls *tls = mig_tls_of(out);
@@ -325,8 +395,8 @@ int mig_io_splice_full(int in, int out, size_t len, unsigned int flags)
 
 			if (rc < 0 && errno != EINTR)
 				return -errno;
-			rc = !(p[0].revents & (POLLIN | POLLHUP)) ? wait_fd(in, POLLIN) :
-			     !(p[1].revents & (POLLOUT | POLLERR)) ? wait_fd(out, POLLOUT) : 0;
+			rc = !(p[0].revents & (POLLIN | POLLHUP)) ? mig_io_wait(in, POLLIN, -1) :
+			     !(p[1].revents & (POLLOUT | POLLERR)) ? mig_io_wait(out, POLLOUT, -1) : 0;
 			if (rc < 0)
 				return rc;
 		}
@@ -373,7 +443,7 @@ ssize_t mig_io_splice_fill(int in, int pipe_w, size_t len)
 			return got ? (ssize_t)got : -errno;
 		/* a non-blocking in */
 		{
-			int rc = wait_fd(in, POLLIN);
+			int rc = mig_io_wait(in, POLLIN, -1);
 
 			if (rc < 0)
 				return got ? (ssize_t)got : rc;

@@ -6,8 +6,11 @@
 #include <sys/uio.h>
 
 /* 0 on success; -EPIPE when the peer closed before everything was read; -errno otherwise.
- * An expired SO_RCVTIMEO/SO_SNDTIMEO (EAGAIN) is reported as -ETIMEDOUT; data
- * already transferred by then is lost to the caller, so treat it as fatal.
+ * An expired SO_RCVTIMEO/SO_SNDTIMEO is reported as -ETIMEDOUT; data already
+ * transferred by then is lost to the caller, so treat it as fatal. Either timeout
+ * counts from the peer's last progress on a TCP socket (the last byte received; the
+ * last room freed in the send buffer), not from the start of the call: a peer silent
+ * for the timeout in the middle of a buffer is noticed then, not a timeout later.
  * Writes use MSG_NOSIGNAL: a dead peer is -EPIPE, never SIGPIPE; an fd that is no
  * socket (a streamed file: URI's file) is written with plain write/writev. Reads work
  * on any fd. */
@@ -38,6 +41,12 @@ int mig_io_write_more(int fd, const void *buf, size_t len);
 int mig_io_is_tls(int fd);
 /* Closes a channel's fd, ending its TLS session first if it has one. */
 int mig_io_close(int fd);
+/* A socket's SO_RCVTIMEO (events POLLIN) or SO_SNDTIMEO (POLLOUT) in ms; -1 when it
+ * has none (or fd is no socket). */
+int mig_io_timeout_ms(int fd, short events);
+/* Waits until fd is ready for events (poll(2)) or timeout_ms passes (-1: forever).
+ * 0, -ETIMEDOUT, or -errno. */
+int mig_io_wait(int fd, short events, int timeout_ms);
 /* Applies SO_RCVTIMEO/SO_SNDTIMEO; 0 means block forever. */
 int mig_io_set_timeout(int fd, int timeout_ms);
 /* SO_RCVTIMEO alone; 0 means block forever. */

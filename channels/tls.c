@@ -2,6 +2,7 @@
  * channels/io.h, and the fd -> session table io.c consults. channels/tls.h says how the
  * reader and the writer of one channel share its session. */
 #include "channels/tls.h"
+#include "channels/io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -123,37 +124,6 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The socket's own timeout for that direction (SO_RCVTIMEO/SO_SNDTIMEO, which
- * mig_io_set_timeout sets): a non-blocking socket ignores them, so the wait applies it. */
-static int sock_timeout_ms(int fd, short events)
-{
-	struct timeval tv = { 0 };
-	socklen_t l = sizeof(tv);
-
-	if (getsockopt(fd, SOL_SOCKET, events == POLLIN ? SO_RCVTIMEO : SO_SNDTIMEO, &tv, &l) < 0)
-		return -1;
-	if (!tv.tv_sec && !tv.tv_usec)
-		return -1;
-	return (int)(tv.tv_sec * 1000 + tv.tv_usec / 1000);
-}
-
-/* Waits until fd is ready for events or timeout_ms (-1: forever) passes. */
-static int wait_ready(int fd, short events, int timeout_ms)
-{
-	struct pollfd p = { .fd = fd, .events = events };
-
-	for (;;) {
-		int rc = poll(&p, 1, timeout_ms);
-
-		if (rc > 0)
-			return 0;
-		if (rc == 0)
-			return -ETIMEDOUT;
-		if (errno != EINTR)
-			return -errno;
-	}
-}
-
 /* ---- record I/O ---- */
 
 typedef enum { OP_READ, OP_WRITE } Op;
@@ -220,7 +190,7 @@ static ssize_t tls_op(MigTls *t, Op op, void *buf, size_t len)
 			return -EPROTO;
 		}
 		{
-			int rc = wait_ready(t->fd, want, sock_timeout_ms(t->fd, want));
+			int rc = mig_io_wait(t->fd, want, mig_io_timeout_ms(t->fd, want));
 
 			if (rc < 0)
 				return rc;
@@ -326,7 +296,7 @@ int mig_tls_from_pipe(MigTls *t, int in, size_t len)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN) {
-			int rc = wait_ready(in, POLLIN, -1);
+			int rc = mig_io_wait(in, POLLIN, -1);
 
 			if (rc < 0)
 				return rc;
@@ -361,7 +331,7 @@ static int peer_is_plain(int fd, uint32_t magic, int timeout_ms)
 		if (n == (ssize_t)sizeof(b) || n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
 			break;
 		/* fewer than 4 bytes yet: a TLS record header is 5, so wait for them */
-		if (now_ms() >= end || wait_ready(fd, POLLIN, (int)(end - now_ms())) < 0)
+		if (now_ms() >= end || mig_io_wait(fd, POLLIN, (int)(end - now_ms())) < 0)
 			return 0;
 		if (n > 0)
 			usleep(1000);   /* POLLIN stays set with bytes pending: don't spin */
@@ -381,7 +351,7 @@ static void linger_after_alert(int fd, int timeout_ms)
 	char sink[4096];
 
 	shutdown(fd, SHUT_WR);
-	while (now_ms() < end && wait_ready(fd, POLLIN, (int)(end - now_ms())) == 0) {
+	while (now_ms() < end && mig_io_wait(fd, POLLIN, (int)(end - now_ms())) == 0) {
 		ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
 
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
@@ -441,7 +411,7 @@ static int handshake(int fd, SSL_CTX *ctx, int server, const char *host, int tim
 		saved_errno = errno;
 		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
 			want = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
-			if (now_ms() >= end || (rc = wait_ready(fd, want, (int)(end - now_ms()))) == -ETIMEDOUT) {
+			if (now_ms() >= end || (rc = mig_io_wait(fd, want, (int)(end - now_ms()))) == -ETIMEDOUT) {
 				snprintf(err, errlen, "TLS handshake timed out after %d ms", timeout_ms);
 				tls_free(t);
 				return -ETIMEDOUT;

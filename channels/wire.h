@@ -221,7 +221,7 @@ enum {
 				 * received bitmaps (RP_RECV_BITMAP..., RP_RECV_END) */
 	MIG_F_PC_RESUME = 13,   /* empty: every channel is back; answer RP_RESUME_ACK */
 	MIG_F_NOP = 14,         /* empty: the source's heartbeat, every quarter of x-channel-timeout
-				 * from the hello until COMPLETE / PC_RUN, and in postcopy from
+				 * (at least every second) from the hello until COMPLETE / PC_RUN, and in postcopy from
 				 * RP_RUNNING / RP_RESUME_ACK until PC_END; ignored */
 	MIG_F_GO = 15,          /* empty: start the guest now (only after RP_READY); answer
 				 * RP_RUNNING. The source never runs its guest again once sent */

@@ -216,9 +216,12 @@ int mig_chan_file_in(MigSession *s, const MigUri *uri, GError **err)
 	return fd;
 }
 
-/* At most this many channels of a batch open at once: a destination says hello to a
- * few connections at a time (MIG_DST_OPENERS) and lets the rest wait for a while. */
-#define BATCH_PARALLEL 4
+/* At most this many channels of a batch open at once: a destination says hello to 8
+ * connections at a time (MIG_DST_OPENERS) and lets the rest wait for a while, and the
+ * main channel's opener may still hold one of them. 7 is every channel of a migration
+ * with up to 6 multifd channels and preempt in one round of round trips (a postcopy
+ * recovery's count of them, docs/protocol.md). */
+#define BATCH_PARALLEL 7
 
 typedef struct BatchChan {
 	int type;

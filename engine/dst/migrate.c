@@ -359,7 +359,8 @@ static gboolean admit(MigSession *s, int fd)
 		mig_chan_set_liveness(s, fd, t);
 		/* the main channel's reads are bounded until the guest runs here (precopy) or
 		 * until PC_END (postcopy, where a silent source must pause this side): the
-		 * source sends at least a NOP every quarter of this; the other channels may idle */
+		 * source sends at least a NOP every quarter of this (or second); the other channels
+		 * may idle */
 		if (ok == MIG_CHAN_MAIN)
 			mig_io_set_recv_timeout(fd, (int)t);
 	}
@@ -1376,11 +1377,20 @@ static gboolean load_loop(Loader *d, GError **err)
 				return FALSE;
 			break;
 		case MIG_F_PASS: {
+			guint64 pass;
+
 			if (h.len != 8 || !read_payload(d, h.len, err))
 				return h.len == 8 ? FALSE : fail(err, EPROTO, "pass frame of %u bytes", h.len);
-			if (!mig_mf_dst_barrier(d->s, mig_get_be64(d->buf), err))
+			/* passes end in order, one after the other: the barrier releases the
+			 * multifd channels' next pass by this number, the source waits for it to
+			 * come back, and a recovery restarts from it */
+			pass = mig_get_be64(d->buf);
+			if (pass != d->s->dst->pass_done + 1)
+				return fail(err, EPROTO, "end of pass %" G_GUINT64_FORMAT " where pass %" G_GUINT64_FORMAT
+					    " was due", pass, d->s->dst->pass_done + 1);
+			if (!mig_mf_dst_barrier(d->s, pass, err))
 				return FALSE;
-			d->s->dst->pass_done = mig_get_be64(d->buf);
+			d->s->dst->pass_done = pass;
 			/* the source waits for this before it stops the guest (see precopy()): the
 			 * same be64 pass number goes back */
 			{
@@ -1547,6 +1557,7 @@ static gboolean unbind_overdue(MigSession *s)
 	memset(&d->p, 0, sizeof(d->p));
 	memset(s->session_id, 0, sizeof(s->session_id));
 	d->incoming_started = FALSE;
+	d->pass_done = 0;
 	d->setup_overdue = FALSE;
 	d->mf_connected = 0;
 	d->stale_main = TRUE;

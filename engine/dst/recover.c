@@ -52,11 +52,12 @@ static gboolean send_bitmap(MigSession *s, int fd, guint bi, GError **err)
 
 /* Every channel the migration had is back: the source opens them, each waiting for
  * its reply, before PC_RESUME; the listener hands each over right after replying, so
- * the last may still be on its way here (bounded; start_channel wakes us). */
-static gboolean channels_back(MigSession *s, GError **err)
+ * the last may still be on its way here (bounded by x-channel-timeout, as every wait
+ * that involves the peer; start_channel wakes us). */
+static gboolean channels_back(MigSession *s, guint64 timeout_ms, GError **err)
 {
 	Dst *d = s->dst;
-	gint64 end = g_get_monotonic_time() + 5 * G_TIME_SPAN_SECOND;
+	gint64 end = g_get_monotonic_time() + (gint64)timeout_ms * G_TIME_SPAN_MILLISECOND;
 	gboolean ok;
 	guint mf, pre;
 
@@ -104,7 +105,7 @@ gboolean mig_dst_recover_handshake(MigSession *s, int fd, GError **err)
 	if ((rc = mig_frame_send(fd, MIG_F_RP_RECV_END, 0, &iov, 1)) < 0)
 		return rfail(err, -rc, "sending RECV_END: %s", g_strerror(-rc));
 
-	if (!expect(fd, MIG_F_PC_RESUME, "PC_RESUME", err) || !channels_back(s, err))
+	if (!expect(fd, MIG_F_PC_RESUME, "PC_RESUME", err) || !channels_back(s, t, err))
 		return FALSE;
 	/* as on the first main channel in postcopy: the source beats until PC_END, so
 	 * reads stay bounded; writes are bounded as on every channel */

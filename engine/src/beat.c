@@ -1,17 +1,20 @@
-/* The source's heartbeat: a NOP on the main channel every quarter of x-channel-timeout,
- * from the hello until COMPLETE / PC_RUN, and again in postcopy from RP_RUNNING (or a
- * recovery's RP_RESUME_ACK) until PC_END. The destination bounds its reads by that
- * timeout, so a source that stops (SIGSTOP, a wedged host) is noticed there even
- * while its kernel still acknowledges; and a healthy source that has nothing to send
- * for a while (rate limit, a slow device, waiting for a pass to drain) is not taken
- * for a dead one. */
+/* The source's heartbeat: a NOP on the main channel every quarter of x-channel-timeout
+ * and at least every second, from the hello until COMPLETE / PC_RUN, and again in
+ * postcopy from RP_RUNNING (or a recovery's RP_RESUME_ACK) until PC_END. The
+ * destination bounds its reads by that timeout, so a source that stops (SIGSTOP, a
+ * wedged host) is noticed there even while its kernel still acknowledges; and a
+ * healthy source that has nothing to send for a while (rate limit, a slow device,
+ * waiting for a pass to drain) is not taken for a dead one. The second: on a cut link
+ * TCP_USER_TIMEOUT counts from the first byte left unacknowledged, which for a source
+ * with nothing else to send is the next NOP; so the source notices within the timeout
+ * + 1 s whatever the timeout. */
 #include "engine/src/src_int.h"
 #include "channels/frame.h"
 
 static gpointer beat_main(gpointer opaque)
 {
 	Src *src = opaque;
-	gint64 period = (gint64)src->p.x_channel_timeout * G_TIME_SPAN_MILLISECOND / 4;
+	gint64 period = MIN((gint64)src->p.x_channel_timeout * G_TIME_SPAN_MILLISECOND / 4, G_TIME_SPAN_SECOND);
 
 	g_mutex_lock(&src->beat_lock);
 	while (!src->beat_quit) {

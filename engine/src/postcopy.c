@@ -383,6 +383,17 @@ static void set_bulk_rate(Src *src, guint64 total)
 	mig_atomic_set(&src->s->stats.x_bulk_pacing, rate * nsock);
 }
 
+/* No pacing at all (max-postcopy-bandwidth lifted in the middle of postcopy). */
+static void unset_bulk_rate(Src *src)
+{
+	guint64 rate = ~0ull;
+
+	setsockopt(src->fd, SOL_SOCKET, SO_MAX_PACING_RATE, &rate, sizeof(rate));
+	if (src->mf)
+		mig_mf_src_setsockopt(src->mf, SOL_SOCKET, SO_MAX_PACING_RATE, &rate, sizeof(rate));
+	mig_atomic_set(&src->s->stats.x_bulk_pacing, 0);
+}
+
 /* With preempt, bulk must not fill the queues an urgent page then waits in: only a
  * little unsent data per bulk socket, and the bulk sockets together paced under what
  * the link has left after the urgent pages (bulkpace.h), so the bottleneck's queue
@@ -396,6 +407,7 @@ static void pace_bulk(Src *src)
 
 	/* max-postcopy-bandwidth is the user's word for the postcopy phase (QEMU's): a
 	 * fixed rate, with or without preempt (without, the requested pages share it) */
+	src->pc_cap = pc_cap;
 	if (pc_cap)
 		set_bulk_rate(src, pc_cap);
 	if (!src->npre)
@@ -416,12 +428,27 @@ static void pace_bulk(Src *src)
 	set_bulk_rate(src, src->pace.rate);
 }
 
-/* Bulk's share follows the urgent traffic: called between bulk batches. */
+/* Bulk's share follows the urgent traffic: called between bulk batches. And
+ * max-postcopy-bandwidth applies live, as max-bandwidth does in precopy (QEMU's
+ * meaning): a new cap takes over from the next batch on, and lifting it (0) lifts the
+ * pacing. */
 static void repace_bulk(Src *src)
 {
+	guint64 cap = __atomic_load_n(&src->s->params.max_postcopy_bandwidth, __ATOMIC_RELAXED);
 	gboolean changed;
 	guint64 rate;
 
+	if (cap != src->pc_cap) {
+		src->pc_cap = cap;
+		src->pace_adapt = FALSE;   /* the user's word from now on */
+		if (cap)
+			set_bulk_rate(src, cap);
+		else
+			unset_bulk_rate(src);
+		mig_log(src->s, MIG_LOG_INFO, "max-postcopy-bandwidth now %" G_GUINT64_FORMAT " B/s%s", cap,
+			cap ? "" : " (unpaced)");
+		return;
+	}
 	if (!src->pace_adapt)
 		return;
 	rate = mig_bulk_pace_update(&src->pace, mig_urgent_bytes(src->urgent), g_get_monotonic_time(), &changed);

@@ -16,8 +16,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define RECOVER_TIMEOUT_MS 30000   /* the longest wait for one reply of the handshake */
-
 /* every error of the handshake says so first */
 #define rfail(err, code, fmt, ...) \
 	(g_set_error((err), MIG_ERROR, (code), "postcopy recovery: " fmt, ##__VA_ARGS__), FALSE)
@@ -95,7 +93,10 @@ gboolean mig_src_recover_begin(Src *src, GError **err)
 	if (!mig_chan_hello(s, fd, &src->p, MIG_CHAN_MAIN, 0, err))
 		return FALSE;
 	mig_set_status(s, MIG_STATUS_POSTCOPY_RECOVER);
-	mig_io_set_timeout(fd, RECOVER_TIMEOUT_MS);
+	/* every reply of the handshake is bounded as any wait on the peer: a destination
+	 * that took the channel and says nothing more pauses this side again (its send
+	 * timeout is the channel's own, x-channel-timeout too) */
+	mig_io_set_recv_timeout(fd, (int)src->p.x_channel_timeout);
 	return mig_src_send_frame(src, MIG_F_PC_RECOVER, NULL, 0, err);
 }
 
@@ -158,6 +159,7 @@ gboolean mig_src_recover_end(Src *src, guint64 *missing, GError **err)
 		return rfail(err, EIO, "the destination refused: %.*s", (int)h.len, (const char *)p);
 	if (h.type != MIG_F_RP_RESUME_ACK || h.len)
 		return rfail(err, EPROTO, "unexpected return-path frame type %u (%u bytes) instead of RESUME_ACK", h.type, h.len);
-	mig_io_set_timeout(src->fd, 0);
+	/* the return path idles legitimately from here on; the send timeout stays */
+	mig_io_set_recv_timeout(src->fd, 0);
 	return TRUE;
 }

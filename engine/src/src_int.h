@@ -71,6 +71,7 @@ typedef struct Src {
 	gboolean break_huge;    /* bulk sends huge pages in chunks, yielding between */
 	gboolean pre_fd_paced;  /* bulk yields to urgent work (preempt on, postcopy running) */
 	gboolean pace_adapt;    /* bulk's pacing rate follows the urgent traffic (bulkpace.h) */
+	guint64 pc_cap;         /* max-postcopy-bandwidth as the bulk sockets have it (0: none) */
 	MigBulkPace pace;
 	MigAutoPc autopc;       /* x-postcopy-auto's view of the passes so far */
 	/* postcopy recovery, under s->lock: the address `migrate resume:true` gave, a

@@ -168,6 +168,12 @@ class NetBed:
     def uri(self, side, port):
         return "tcp:%s:%d" % (self.addr[side], port)
 
+    def link(self, side, up):
+        """Cuts (up False) or mends the link at side's veth end: its peer loses its
+        carrier too, so nothing crosses either way and no socket is reset; the
+        addresses and the shaping stay (migbench's postcopy-recovery does the same)."""
+        _run([self.ip, "-n", self.ns[side], "link", "set", self.dev[side], "up" if up else "down"])
+
     def qdisc(self, side):
         """tc's view of side's root qdisc, for checks."""
         return _run([self.tc, "-n", self.ns[side], "qdisc", "show", "dev", self.dev[side]]).stdout.decode()

@@ -14,7 +14,8 @@ and preempt hellos of another session, out of range or repeated are refused with
 disturbing the bound stream, which completes; once every channel is in the listener
 is closed; (viii) QMP: the socket is 0600, and a 17th client at once is refused with
 a clear error while the others keep working; (ix) a wildcard listener reports the
-address it really bound (0.0.0.0), not loopback."""
+address it really bound (0.0.0.0), not loopback; (x) PASS for a pass that skips ahead:
+refused naming both pass numbers, guest not started."""
 import os
 import socket
 import struct
@@ -157,6 +158,25 @@ def case_missing_pages_refused():
         h.check("never arrived" in info.get("error-desc", ""), "error-desc %r" % info.get("error-desc"))
         st = dst.query_status()
         h.check(not st.get("running"), "the destination started an incomplete guest: %s" % st)
+        print("refused: %s" % info.get("error-desc"))
+
+
+def case_pass_out_of_order():
+    """PASS ends the next pass and no other: the end of a pass that skips ahead is
+    refused with an RP_ERROR naming both numbers (the multifd barrier and a recovery
+    count on them), the destination fails and its guest never starts."""
+    with h.Migd("dst", h.guest_args("64M", incoming="tcp:127.0.0.1:0")) as dst:
+        s = open_channel(dst.listen_uri())
+        s.sendall(frame(F_SETUP, setup_payload()) + frame(F_PASS, struct.pack(">Q", 1)))
+        h.check(rp_frame(s)[0] == RP_PASS, "no RP_PASS for pass 1")
+        s.sendall(frame(F_PASS, struct.pack(">Q", 5)))
+        ftype, msg = rp_frame(s)
+        h.check(ftype == RP_ERROR, "PASS 5 after pass 1 answered %#x %r" % (ftype, msg))
+        h.check(b"end of pass 5 where pass 2 was due" in msg, "RP_ERROR does not name the passes: %r" % msg)
+        s.close()
+        info = dst.wait_status("failed", timeout=10)
+        h.check("pass 5" in info.get("error-desc", ""), "error-desc %r" % info.get("error-desc"))
+        h.check(not dst.query_status().get("running"), "the destination started its guest")
         print("refused: %s" % info.get("error-desc"))
 
 
@@ -368,7 +388,8 @@ def case_wildcard_reported():
 
 
 if __name__ == "__main__":
-    h.main([case_channels_bound_to_session, case_missing_pages_refused, case_multifd_pages_after_complete,
+    h.main([case_channels_bound_to_session, case_missing_pages_refused, case_pass_out_of_order,
+            case_multifd_pages_after_complete,
             case_device_chunk_twice, case_unix_live_socket_kept, case_qmp_clients_limited,
             case_qmp_max_clients_option,
             case_wildcard_reported, case_trickling_hello_does_not_block,

@@ -1,19 +1,30 @@
 #!/usr/bin/env python3
-"""Dead peers are noticed, within x-channel-timeout * 2 + 3 s (2000 ms here).
+"""Dead peers are noticed: within x-channel-timeout * 2 + 3 s (2000 ms here) where the
+buffers in between take their time, and within the issue's timeout + 1 s (plus a margin
+for a loaded host, less than the timeout) where nothing does.
 
 - The destination is SIGSTOPped while precopy runs: its kernel still acknowledges, but
-  nothing drains the socket; the source's writes stop making progress, its send timeout
-  fires, and it ends `failed` with its guest running.
+  nothing drains the socket; the source's writes stop making progress once the socket
+  buffers are full, its send timeout fires, and it ends `failed` with its guest running.
 - The source is SIGSTOPped while precopy runs: its heartbeat (NOP every quarter of the
-  timeout) stops; the destination's bounded read notices, and it ends `failed` with its
-  guest not started. Once continued, the source finds the channel dead, fails too, and
-  its guest runs on: it never stopped for the switchover.
+  timeout, at least every second) stops; the destination's bounded read notices, and it
+  ends `failed` with its guest not started. Once continued, the source finds the
+  channel dead, fails too, and its guest runs on: it never stopped for the switchover.
 - The destination is SIGSTOPped in postcopy: the source leaves postcopy-active (failed
   today, postcopy-paused is as good), its guest stays stopped, and quit ends it.
-- The source is SIGSTOPped in postcopy while the destination's guest is idle (no fault,
-  no page request): the source's postcopy heartbeat stops, the destination pauses
-  within the bound with its guest running; continued, the source pauses too, and a
-  recovery completes intact.
+The bound of the issue, with an 8000 ms timeout: the bound is the timeout + 1 s + half
+the timeout of margin (13 s), where the reads that counted the timeout from the start of
+a frame instead of from the last byte took twice the timeout (16 s) and failed it:
+- bound_stopped_source_postcopy: the source is SIGSTOPped in postcopy while its paced
+  push is half way through frames and the destination's guest is idle (no fault, no
+  page request): the destination pauses within the bound with its guest running;
+  continued, the source pauses too, and a recovery completes intact.
+- bound_cut_link_precopy: the link of the netns bed is cut in precopy (nothing
+  crosses, no reset): the source fails within the bound, its guest running and
+  intact; the destination fails too, its guest never started.
+- bound_cut_link_postcopy: the same in postcopy: both sides pause within the bound,
+  by themselves; mended, a recovery completes intact.
+The bed's cases are skipped where it cannot be built (not root).
 The socket options themselves (keepalive, TCP_USER_TIMEOUT, send timeout) are checked
 by the unit test channels-io; the switchover's bounded waits by test_switchover.py."""
 import os
@@ -30,18 +41,49 @@ BOUND = h.scaled(TIMEOUT_MS / 1000 * 2 + 3)
 PARAMS = {"max-bandwidth": 16 * h.MiB, "downtime-limit": 300, "x-channel-timeout": TIMEOUT_MS}
 
 
-def pair(postcopy=False):
+# the issue's bound: the timeout + 1 s, and half the timeout for a loaded host (scaled
+# for sanitizers), which stays under the twice the timeout that reads restarting their
+# timeout in the middle of a frame took
+TIGHT_MS = 8000
+TIGHT_BOUND = TIGHT_MS / 1000 + 1 + h.scaled(TIGHT_MS / 1000 / 2)
+
+
+def new_migd(name, args):
+    return h.Migd(name, args, start_timeout=30)
+
+
+def pair(postcopy=False, timeout_ms=TIMEOUT_MS, src_new=None, dst_new=None):
     # a loaded host may take a while to start one
-    src = h.Migd("src", h.guest_args("64M", workload="seq"), start_timeout=30)
-    dst = h.Migd("dst", h.guest_args("64M", incoming="tcp:127.0.0.1:0"), start_timeout=30)
+    src = (src_new or new_migd)("src", h.guest_args("64M", workload="seq"))
+    dst = (dst_new or new_migd)("dst", h.guest_args("64M", incoming="tcp:127.0.0.1:0"))
     for m in (src, dst):
         m.set_caps({"events": True, "postcopy-ram": postcopy})
-        m.set_params({"x-channel-timeout": TIMEOUT_MS})
-    src.set_params(PARAMS)
+        m.set_params({"x-channel-timeout": timeout_ms})
+    src.set_params(dict(PARAMS, **{"x-channel-timeout": timeout_ms}))
     if postcopy:
         # postcopy at once, and a push slow enough to be under way when the peer stops
         src.set_params({"x-postcopy-after-passes": 1, "max-postcopy-bandwidth": 8 * h.MiB})
     return src, dst
+
+
+def wait_paused(ms, since, bound, what):
+    """Polls every side in ms until each left postcopy-active; checks each paused
+    within bound seconds of since (first seen)."""
+    deadline = h.Deadline(bound + h.scaled(10))
+    took = {}
+    while len(took) < len(ms) and not deadline.expired():
+        for m in ms:
+            if m.name not in took and m.query_migrate().get("status") != "postcopy-active":
+                took[m.name] = time.monotonic() - since
+        time.sleep(0.05)
+    for m in ms:
+        info = m.query_migrate()
+        t = took.get(m.name)
+        print("%s: %s left postcopy-active in %s s (bound %.1f s): %s (%s)"
+              % (what, m.name, "%.2f" % t if t is not None else "more than %.0f" % deadline.seconds, bound,
+                 info.get("status"), info.get("error-desc")))
+        h.check(info.get("status") == "postcopy-paused", "%s: %s status %s" % (what, m.name, info.get("status")))
+        h.check(t is not None and t <= bound, "%s: %s took more than %.1f s" % (what, m.name, bound))
 
 
 def wait_failed(m, since, what):
@@ -129,37 +171,91 @@ def case_destination_stopped_postcopy():
             os.kill(dst.pid(), signal.SIGCONT)
 
 
-def case_source_stopped_postcopy():
+def case_bound_stopped_source_postcopy():
     """A source silent in postcopy while the destination's guest touches no page it
     lacks (idle guest: no fault, no request): the destination still notices within the
-    bound and pauses, its guest running; once continued, the source pauses too, and a
-    recovery completes intact."""
+    issue's bound and pauses, its guest running; once continued, the source pauses too,
+    and a recovery completes intact."""
     from test_recovery import recover
-    src, dst = pair(postcopy=True)
+    src, dst = pair(postcopy=True, timeout_ms=TIGHT_MS)
     with src, dst:
         src.cmd("migrate", uri=dst.listen_uri())
         src.wait_status("postcopy-active", timeout=60)
         dst.wait_status("postcopy-active", timeout=30)
+        time.sleep(0.5)     # the paced push is under way: the destination reads a frame
         os.kill(src.pid(), signal.SIGSTOP)
         try:
-            t0 = time.monotonic()
-            deadline = h.Deadline(BOUND + h.scaled(10))
-            while dst.query_migrate().get("status") == "postcopy-active" and not deadline.expired():
-                time.sleep(0.05)
-            took = time.monotonic() - t0
-            info = dst.query_migrate()
-            print("destination left postcopy-active in %.1f s: %s (%s)"
-                  % (took, info.get("status"), info.get("error-desc")))
-            h.check(info.get("status") == "postcopy-paused", "destination status %s" % info.get("status"))
-            h.check(took <= BOUND, "destination took %.1f s, more than %.1f s" % (took, BOUND))
+            wait_paused([dst], time.monotonic(), TIGHT_BOUND, "source stopped")
             h.check(dst.query_status().get("status") == "running", "the destination's guest stopped")
         finally:
             os.kill(src.pid(), signal.SIGCONT)
-        src.wait_status("postcopy-paused", timeout=BOUND + h.scaled(10))
+        src.wait_status("postcopy-paused", timeout=TIGHT_BOUND + h.scaled(10))
         info = recover(src, dst)
         h.check_migrated(src, dst, info, size=64 * h.MiB)
 
 
+def bed_or_skip():
+    import netbed
+    try:
+        return netbed.NetBed()
+    except netbed.BedUnavailable as e:
+        raise h.Skip(str(e)) from None
+
+
+def bed_pair(bed, postcopy):
+    """A pair in the netns bed (the source in its source namespace, the destination
+    listening on its address) with the tight timeout."""
+    import netbed
+    return pair(postcopy=postcopy, timeout_ms=TIGHT_MS,
+                src_new=lambda name, args: netbed.NsMigd(bed, "src", name, args, start_timeout=30),
+                dst_new=lambda name, args: netbed.NsMigd(
+                    bed, "dst", name, [a.replace("tcp:127.0.0.1:0", bed.uri("dst", 0)) for a in args],
+                    start_timeout=30))
+
+
+def case_bound_cut_link_precopy():
+    """The link cut in precopy: the source notices within the issue's bound and fails
+    with its guest running and intact; the destination notices too and fails, its guest
+    never started."""
+    with bed_or_skip() as bed:
+        src, dst = bed_pair(bed, postcopy=False)
+        with src, dst:
+            start(src, dst)
+            bed.link("src", False)
+            t0 = time.monotonic()
+            for m in (src, dst):
+                info, took = wait_failed(m, t0, "link cut in precopy")
+                print("link cut in precopy: %s failed in %.2f s (bound %.1f s): %s"
+                      % (m.name, took, TIGHT_BOUND, info.get("error-desc")))
+                h.check(took <= TIGHT_BOUND, "link cut in precopy: %s took %.2f s" % (m.name, took))
+            h.check(dst.query_status().get("running") is False, "the destination's guest runs")
+            src.wait_running(True)
+            chk = src.cmd("x-guest-check", timeout=120)
+            h.check(chk.get("failed") == 0 and chk.get("checked", 0) > 0, "source guest check %s" % chk)
+
+
+def case_bound_cut_link_postcopy():
+    """The link cut in postcopy (the netns bed: nothing crosses, nothing is reset):
+    both sides pause by themselves within the issue's bound; mended, a recovery over
+    the bed completes intact."""
+    from test_recovery import recover
+    with bed_or_skip() as bed:
+        src, dst = bed_pair(bed, postcopy=True)
+        with src, dst:
+            src.cmd("migrate", uri=dst.listen_uri())
+            src.wait_status("postcopy-active", timeout=60)
+            dst.wait_status("postcopy-active", timeout=30)
+            time.sleep(0.5)
+            bed.link("src", False)
+            t0 = time.monotonic()
+            wait_paused([dst, src], t0, TIGHT_BOUND, "link cut")
+            h.check(dst.query_status().get("status") == "running", "the destination's guest stopped")
+            h.check(src.query_status().get("running") is False, "the source's guest runs again")
+            bed.link("src", True)
+            info = recover(src, dst, listen=bed.uri("dst", 0))
+            h.check_migrated(src, dst, info, size=64 * h.MiB)
+
+
 if __name__ == "__main__":
     h.main([case_destination_stopped, case_source_stopped, case_destination_stopped_postcopy,
-            case_source_stopped_postcopy])
+            case_bound_stopped_source_postcopy, case_bound_cut_link_precopy, case_bound_cut_link_postcopy])

@@ -35,8 +35,11 @@ import mig_harness as h  # noqa: E402
 from test_recovery import check_paused, recover  # noqa: E402
 
 TIMEOUT_MS = 2000
-# a side must notice within twice the timeout (a read that got part of a frame waits
-# once more) + 3 s, scaled for sanitizers; the waits give another 10 s before failing
+# a side notices within the timeout of its peer's last progress, which the socket
+# buffers may delay (a stopped destination: until they are full); twice the timeout
+# + 3 s, scaled for sanitizers, leaves room for that and a loaded host (the issue's
+# timeout + 1 s is test_deadpeer.py's bound_* cases'); the waits give another 10 s
+# before failing
 BOUND = h.scaled(TIMEOUT_MS / 1000 * 2 + 3)
 SIZE = 64 * h.MiB
 F_SETUP = 1

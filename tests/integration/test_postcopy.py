@@ -231,6 +231,40 @@ def case_max_postcopy_bandwidth():
               % (cap, moved, secs, moved / secs, ram.get("x-bulk-pacing")))
 
 
+def case_max_postcopy_bandwidth_live():
+    """max-postcopy-bandwidth changed in the middle of postcopy applies at once, as
+    max-bandwidth does in precopy (QEMU applies it live): the pacing the source reports
+    follows each new cap, 0 lifts it, and the migration then completes intact. At the
+    first cap the push would take half a minute; the test does not wait for that."""
+    slow, fast = 2 * h.MiB, 16 * h.MiB
+    with h.Migd("src", h.guest_args("64M", workload="seq", vcpus=2)) as src, \
+         h.Migd("dst", h.guest_args("64M", incoming="tcp:127.0.0.1:0")) as dst:
+        for m in (src, dst):
+            m.set_caps(caps(False, 0))
+        # a first pass of 2 s, during which the source's vCPU dirties all of the guest
+        # again: postcopy has most of it to push
+        src.set_params({"max-postcopy-bandwidth": slow, "max-bandwidth": 32 * h.MiB, "downtime-limit": 1,
+                        "x-postcopy-after-passes": 1})
+        src.cmd("migrate", uri=dst.listen_uri())
+        src.wait_status("postcopy-active", timeout=60)
+
+        def pacing(want):
+            def seen():
+                info = src.query_migrate()
+                h.check(info["status"] == "postcopy-active", "postcopy ended early: %s" % info["status"])
+                return info["ram"].get("x-bulk-pacing") == want
+            h.wait_until(seen, 10, "x-bulk-pacing %d" % want)
+
+        pacing(slow)
+        src.set_params({"max-postcopy-bandwidth": fast})
+        pacing(fast)
+        src.set_params({"max-postcopy-bandwidth": 0})
+        info = src.wait_status("completed", timeout=60)
+        h.check(info["ram"].get("x-bulk-pacing") == 0, "x-bulk-pacing %r after the cap was lifted"
+                % info["ram"].get("x-bulk-pacing"))
+        h.check_migrated(src, dst, info, size=64 * h.MiB)
+
+
 def case_preempt_needs_postcopy():
     with h.Migd("src", h.guest_args("64M")) as src, \
          h.Migd("dst", h.guest_args("64M", incoming="tcp:127.0.0.1:0")) as dst:
@@ -310,6 +344,7 @@ def case_preempt_channels_refused():
 
 
 if __name__ == "__main__":
-    h.main(CASES + [case_auto_switch, case_auto_switch_when_converging, case_max_postcopy_bandwidth, case_request_storm, case_request_storm_4_channels,
+    h.main(CASES + [case_auto_switch, case_auto_switch_when_converging, case_max_postcopy_bandwidth,
+                    case_max_postcopy_bandwidth_live, case_request_storm, case_request_storm_4_channels,
                     case_vcpu_storm_32,
                     case_preempt_needs_postcopy, case_preempt_channels_refused])

@@ -10,9 +10,11 @@
   A RESUME hello of another session, or while no migrate-recover listens, is refused.
 - cut: the link cut by a proxy (multifd and preempt channels through it too) -> both
   paused -> recovery through a new address -> completed, integrity intact.
-- double: a recovery that fails in postcopy-recover on either side (the source's peer
-  answers its hello and then nothing, the destination's peer reads its bitmaps and then
-  nothing; migrate-pause on each) pauses again; the next recovery completes.
+- double: a recovery that fails in postcopy-recover on either side pauses again, and
+  the next recovery completes. The source's peer answers its hello, reads PC_RECOVER
+  and then says nothing: the source pauses again by itself within x-channel-timeout
+  (2000 ms here) * 2 + 3 s, as every wait on a peer; the destination's peer reads its
+  bitmaps and then says nothing: the same there.
 - one_lane: one multifd channel cut pauses both sides too; the recovery re-opens it.
 - quit: quit ends a paused source and a paused destination.
 - hugetlb: a 2 MiB hugetlb guest with preempt and break-huge (half-sent huge pages in
@@ -32,16 +34,21 @@ HELLO_F_RESUME = 1
 F_PC_RECOVER, F_RP_RECV_BITMAP, F_RP_RECV_END = 12, 0x4a, 0x4b
 
 
-def start_postcopy(backend="anon", size="128M", preempt=False, multifd=0, proxied=False, dst_workload="random"):
+def start_postcopy(backend="anon", size="128M", preempt=False, multifd=0, proxied=False, dst_workload="random",
+                   timeout_ms=None):
     """Source and destination in postcopy-active, the push slow (max-postcopy-bandwidth)
-    so that most pages are still missing; proxied: every channel through a Proxy.
-    Returns the two Migd (to be entered) and the proxy (or None)."""
+    so that most pages are still missing; proxied: every channel through a Proxy;
+    timeout_ms: x-channel-timeout on both sides. Returns the two Migd (to be entered)
+    and the proxy (or None)."""
     if backend == "hugetlb":
         h.require_hugepages(2 * h.parse_size(size) // (2 * h.MiB))
     src = h.Migd("src", h.guest_args(size, backend=backend, workload="seq", vcpus=2))
     dst = h.Migd("dst", h.guest_args(size, backend=backend, workload=dst_workload, vcpus=2,
                                      incoming="tcp:127.0.0.1:0"))
     try:
+        if timeout_ms:
+            for m in (src, dst):
+                m.set_params({"x-channel-timeout": timeout_ms})
         return _start_postcopy(src, dst, preempt, multifd, proxied)
     except BaseException:
         src.cleanup()
@@ -89,13 +96,13 @@ def check_paused(src, dst, paused_by=None):
     h.check(integ.get("failed", 0) == 0, "a unit read wrong while paused: %s" % integ)
 
 
-def recover(src, dst, expect_src_events=True, before_resume=None):
-    """migrate-recover on a new address, migrate resume:true; both back in
+def recover(src, dst, expect_src_events=True, before_resume=None, listen="tcp:127.0.0.1:0"):
+    """migrate-recover on a new address (listen), migrate resume:true; both back in
     postcopy-active (the statuses in between announced), then completed.
     before_resume(uri) runs against the new listener before the source resumes."""
     for m in (src, dst):
         m.qmp.take_events("MIGRATION")
-    dst.cmd("migrate-recover", uri="tcp:127.0.0.1:0")
+    dst.cmd("migrate-recover", uri=listen)
     h.check(dst.query_migrate()["status"] == "postcopy-recover-setup",
             "destination after migrate-recover: %s" % dst.query_migrate()["status"])
     uri = dst.listen_uri()
@@ -167,14 +174,34 @@ def recv_exact(sock, n):
     return data
 
 
+DOUBLE_TIMEOUT_MS = 2000
+DOUBLE_BOUND = h.scaled(DOUBLE_TIMEOUT_MS / 1000 * 2 + 3)
+
+
+def paused_again(m, since, what):
+    """m goes back to postcopy-paused by itself, through postcopy-recover, within
+    DOUBLE_BOUND of since; returns its error-desc."""
+    info = m.wait_status("postcopy-paused", timeout=DOUBLE_BOUND + 10)
+    took = time.monotonic() - since
+    why = info.get("error-desc", "")
+    print("%s paused again in %.1f s: %s" % (m.name, took, why))
+    h.check(took <= DOUBLE_BOUND, "%s: %s took %.1f s to pause again, more than %.1f s"
+            % (what, m.name, took, DOUBLE_BOUND))
+    h.check(why.startswith("postcopy recovery:"), "%s: %s paused again for another reason: %r" % (what, m.name, why))
+    seen = [e["data"]["status"] for e in m.qmp.take_events("MIGRATION")]
+    h.check(seen[-2:] == ["postcopy-recover", "postcopy-paused"], "%s: %s's MIGRATION events %r" % (what, m.name, seen))
+    return why
+
+
 def case_double():
-    src, dst, proxy = start_postcopy()
+    src, dst, proxy = start_postcopy(timeout_ms=DOUBLE_TIMEOUT_MS)
     with src, dst:
         src.cmd("migrate-pause")
         check_paused(src, dst, paused_by=src)
 
-        # the source's recovery stalls in postcopy-recover: its peer answers the hello
-        # and then nothing; migrate-pause there pauses it again
+        # the source's recovery stalls in postcopy-recover: its peer answers the hello,
+        # takes PC_RECOVER and then says nothing
+        src.qmp.take_events("MIGRATION")
         fake = socket.socket()
         fake.bind(("127.0.0.1", 0))
         fake.listen(1)
@@ -186,17 +213,14 @@ def case_double():
         h.check(struct.unpack(">I", hello[12:16])[0] & HELLO_F_RESUME, "the source's resume hello lacks RESUME")
         conn.sendall(struct.pack(">IIH", 0x4d494741, 0, 0))
         h.check(recv_exact(conn, 8) == frame(F_PC_RECOVER), "the source did not open with PC_RECOVER")
-        src.wait_status("postcopy-recover", timeout=10)
-        src.cmd("migrate-pause")
-        why = src.wait_status("postcopy-paused", timeout=30).get("error-desc", "")
-        h.check("migrate-pause" in why, "the source paused again for another reason: %r" % why)
-        print("source paused again: %s" % why)
+        paused_again(src, time.monotonic(), "a silent destination in postcopy-recover")
         conn.close()
         fake.close()
 
         # the destination's recovery stalls in postcopy-recover: a peer of its session
-        # reads the bitmaps and then says nothing; migrate-pause there pauses it again
+        # reads the bitmaps and then says nothing
         sid = bytes.fromhex(dst.query_migrate()["x-session-id"])
+        dst.qmp.take_events("MIGRATION")
         dst.cmd("migrate-recover", uri="tcp:127.0.0.1:0")
         with socket.create_connection(h.tcp_port(dst.listen_uri()), timeout=h.scaled(10)) as peer:
             peer.sendall(h.hello(flags=HELLO_F_RESUME, session=sid))
@@ -221,11 +245,8 @@ def case_double():
                 h.check(have < pages, "the destination has all %d pages: not a paused postcopy" % pages)
                 print("bitmap of %s: %d of %d pages in place" % (body[5:5 + nl].decode(), have, pages))
                 blocks += 1
-            dst.wait_status("postcopy-recover", timeout=10)
-            dst.cmd("migrate-pause")
-            why = dst.wait_status("postcopy-paused", timeout=30).get("error-desc", "")
-            h.check("migrate-pause" in why, "the destination paused again for another reason: %r" % why)
-            print("destination paused again: %s" % why)
+            why = paused_again(dst, time.monotonic(), "a silent source in postcopy-recover")
+            h.check("PC_RESUME" in why, "the destination's error-desc does not say what it waited for: %r" % why)
         integ = dst.query_migrate().get("x-integrity") or {}
         h.check(integ.get("failed", 0) == 0, "a unit read wrong while paused: %s" % integ)
         info = recover(src, dst)

@@ -336,6 +336,113 @@ static void test_write_timeout(void)
 	chan_close_pair(sv);
 }
 
+/* A connected pair of TCP sockets on loopback: the timeouts below count from the
+ * peer's last progress, which io.c reads from TCP_INFO. */
+static void tcp_pair(int sv[2])
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	g_assert_cmpint(l, >=, 0);
+	g_assert_cmpint(bind(l, (struct sockaddr *)&a, sizeof(a)), ==, 0);
+	g_assert_cmpint(listen(l, 1), ==, 0);
+	g_assert_cmpint(getsockname(l, (struct sockaddr *)&a, &len), ==, 0);
+	sv[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	g_assert_cmpint(connect(sv[0], (struct sockaddr *)&a, sizeof(a)), ==, 0);
+	sv[1] = accept(l, NULL, NULL);
+	g_assert_cmpint(sv[1], >=, 0);
+	close(l);
+}
+
+/* The kernel counts a receive timeout over one whole MSG_WAITALL call: a read that
+ * got part of its buffer came back after the timeout and a retry waited a whole
+ * timeout more, twice the timeout after the last byte. Now it is the timeout after
+ * the last byte (and 2 s of margin still ends before twice). */
+static void test_read_timeout_from_last_byte(void)
+{
+	const int t = 2000;
+	uint8_t buf[64];
+	struct iovec iov[2] = { { buf, 32 }, { buf + 32, 32 } };
+	gint64 t0, dt;
+	int sv[2];
+
+	tcp_pair(sv);
+	g_assert_cmpint(mig_io_set_recv_timeout(sv[1], t), ==, 0);
+	chan_put_raw(sv[0], "half", 4);
+	t0 = chan_now_ms();
+	g_assert_cmpint(mig_io_read_full(sv[1], buf, sizeof(buf)), ==, -ETIMEDOUT);
+	dt = chan_now_ms() - t0;
+	g_assert_cmpint(dt, >=, t - 50);
+	g_assert_cmpint(dt, <, 2 * t - 250);
+	chan_put_raw(sv[0], "half", 4);
+	t0 = chan_now_ms();
+	g_assert_cmpint(mig_io_readv_full(sv[1], iov, 2), ==, -ETIMEDOUT);
+	dt = chan_now_ms() - t0;
+	g_assert_cmpint(dt, >=, t - 50);
+	g_assert_cmpint(dt, <, 2 * t - 250);
+	chan_close_pair(sv);
+}
+
+typedef struct {
+	int fd;
+	guint n, gap_ms;
+} Trickle;
+
+static gpointer trickle_thread(gpointer opaque)
+{
+	Trickle *w = opaque;
+
+	for (guint i = 0; i < w->n; i++) {
+		g_usleep(w->gap_ms * 1000);
+		chan_put_raw(w->fd, "x", 1);
+	}
+	return NULL;
+}
+
+/* A peer that keeps sending, however slowly, is alive: a read of more than it sends
+ * in a timeout goes on as long as bytes come, even after the kernel's count of the
+ * call's waits ran out. */
+static void test_read_slow_peer_lives(void)
+{
+	Trickle w = { .n = 12, .gap_ms = 250 };
+	uint8_t buf[12];
+	int sv[2];
+	GThread *th;
+
+	tcp_pair(sv);
+	g_assert_cmpint(mig_io_set_recv_timeout(sv[1], 1000), ==, 0);
+	w.fd = sv[0];
+	th = g_thread_new("trickle", trickle_thread, &w);
+	g_assert_cmpint(mig_io_read_full(sv[1], buf, sizeof(buf)), ==, 0);
+	g_thread_join(th);
+	g_assert_cmpmem(buf, 4, "xxxx", 4);
+	chan_close_pair(sv);
+}
+
+/* A peer that reads nothing (stopped; its kernel still acknowledges): a write times
+ * out the send timeout after the buffers filled, not twice that (a blocking send that
+ * moved part of its buffer came back after the timeout, and a retry waited again). */
+static void test_write_timeout_from_last_room(void)
+{
+	const int t = 2000;
+	const size_t len = 64u << 20;	/* far more than both socket buffers */
+	g_autofree uint8_t *buf = g_malloc0(len);
+	gint64 t0, dt;
+	int sv[2];
+
+	tcp_pair(sv);
+	/* the send timeout alone: TCP_USER_TIMEOUT would also end a window closed for
+	 * that long, which mig_io_set_liveness adds on every channel */
+	g_assert_cmpint(mig_io_set_timeout(sv[0], t), ==, 0);
+	t0 = chan_now_ms();
+	g_assert_cmpint(mig_io_write_full(sv[0], buf, len), ==, -ETIMEDOUT);
+	dt = chan_now_ms() - t0;
+	g_assert_cmpint(dt, >=, t - 50);
+	g_assert_cmpint(dt, <, 2 * t - 250);
+	chan_close_pair(sv);
+}
+
 /* A signal handler installed without SA_RESTART makes a blocked read
  * return EINTR; the loop has to swallow it and keep reading. */
 static volatile sig_atomic_t got_usr1;
@@ -402,6 +509,9 @@ int main(int argc, char **argv)
 	g_test_add_func("/channels/io/read-timeout", test_read_timeout);
 	g_test_add_func("/channels/io/liveness", test_liveness);
 	g_test_add_func("/channels/io/write-timeout", test_write_timeout);
+	g_test_add_func("/channels/io/read-timeout-from-last-byte", test_read_timeout_from_last_byte);
+	g_test_add_func("/channels/io/read-slow-peer-lives", test_read_slow_peer_lives);
+	g_test_add_func("/channels/io/write-timeout-from-last-room", test_write_timeout_from_last_room);
 	g_test_add_func("/channels/io/eintr", test_eintr);
 	return g_test_run();
 }
