@@ -19,6 +19,7 @@ struct MigRing {
 	guint *free_slots;
 	guint nfree;
 	guint64 bytes;
+	guint64 requests;        /* queued, a resubmitted rest not counted */
 	int err;                 /* first failure (negative errno), 0 if none */
 	guint64 err_off;
 	gboolean err_write;
@@ -169,6 +170,7 @@ static gboolean queue(MigRing *r, guint8 *buf, gsize len, guint64 off, gboolean 
 		r->slots[slot] = (Slot){ buf, n, off, write };
 		prep(r, slot);
 		r->inflight++;
+		r->requests++;
 		r->peak = MAX(r->peak, r->inflight);
 		/* submitted in batches: one syscall per few requests, not per request */
 		if (r->unsubmitted >= 8)
@@ -205,4 +207,9 @@ guint mig_ring_depth_peak(const MigRing *r)
 guint64 mig_ring_bytes(const MigRing *r)
 {
 	return r->bytes;
+}
+
+guint64 mig_ring_requests(const MigRing *r)
+{
+	return r->requests;
 }

@@ -23,3 +23,4 @@ gboolean mig_ring_read(MigRing *r, void *buf, gsize len, guint64 off, GError **e
 gboolean mig_ring_drain(MigRing *r, GError **err);
 guint mig_ring_depth_peak(const MigRing *r);
 guint64 mig_ring_bytes(const MigRing *r);
+guint64 mig_ring_requests(const MigRing *r);

@@ -5,6 +5,7 @@
 #include "engine/dst/dst.h"
 #include "engine/tlscreds.h"
 #include "channels/uri.h"
+#include "channels/wire.h"
 #include <sys/random.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -620,20 +621,29 @@ static void auto_query(MigSession *s, MigValue *extra)
 	mig_value_add_str(a, "reason", s->stats.x_auto_reason);
 }
 
-/* x-file: what a mapped-ram file migration moved, and how. */
+/* x-file: what a file migration moved, and how. A streamed file is one stream written
+ * or read in order, one request at a time: its bytes are the stream's, hello included. */
 static void file_query(MigSession *s, gboolean source, MigValue *extra)
 {
 	MigValue *f = mig_value_add_object(extra, "x-file");
+	MigStats *st = &s->stats;
+	gboolean streamed = st->x_file_streamed;
+	guint64 bytes = streamed ? MIG_HELLO_LEN + mig_atomic_get(&st->transferred) : mig_atomic_get(&st->x_file_bytes);
 
-	mig_value_add_int(f, source ? "bytes-written" : "bytes-read", (gint64)mig_atomic_get(&s->stats.x_file_bytes));
-	mig_value_add_int(f, "queue-depth-reached", (gint64)mig_atomic_get(&s->stats.x_file_depth_peak));
-	mig_value_add_bool(f, "direct", s->stats.x_file_direct);
-	if (s->stats.x_file_running_us)
-		mig_value_add_double(f, "running-after-ms", (double)s->stats.x_file_running_us / 1000.0);
-	if (s->stats.x_file_all_in_us)
-		mig_value_add_double(f, "all-in-after-ms", (double)s->stats.x_file_all_in_us / 1000.0);
-	if (s->stats.x_file_devices_us)
-		mig_value_add_double(f, "devices-ms", (double)s->stats.x_file_devices_us / 1000.0);
+	mig_value_add_bool(f, "mapped-ram", !streamed);
+	mig_value_add_int(f, source ? "bytes-written" : "bytes-read", (gint64)bytes);
+	mig_value_add_int(f, "queue-depth-reached", streamed ? 1 : (gint64)mig_atomic_get(&st->x_file_depth_peak));
+	mig_value_add_bool(f, "direct", st->x_file_direct);
+	if (!streamed)
+		mig_value_add_int(f, "requests", (gint64)mig_atomic_get(&st->x_file_requests));
+	if (source && !streamed)
+		mig_value_add_bool(f, "preallocated", st->x_file_prealloc);
+	if (st->x_file_running_us)
+		mig_value_add_double(f, "running-after-ms", (double)st->x_file_running_us / 1000.0);
+	if (st->x_file_all_in_us)
+		mig_value_add_double(f, "all-in-after-ms", (double)st->x_file_all_in_us / 1000.0);
+	if (st->x_file_devices_us)
+		mig_value_add_double(f, "devices-ms", (double)st->x_file_devices_us / 1000.0);
 }
 
 gboolean mig_session_query(MigSession *s, MigInfo *out)

@@ -63,9 +63,12 @@ typedef struct MigStats {
 	gint64 t_dev_loaded;       /* the destination reported every device loaded */
 	gboolean converging;
 	gint64 src_thread_cpu_us;  /* CPU time of mig/src/main, set when it ends */
-	/* a mapped-ram file migration (query-migrate's x-file) */
+	/* a file migration (query-migrate's x-file), mapped-ram or streamed */
 	gboolean x_file, x_file_direct;
+	gboolean x_file_streamed;  /* file: without mapped-ram: the stream's bytes are the file's */
+	gboolean x_file_prealloc;  /* source: the pages' region was allocated up front */
 	guint64 x_file_bytes;      /* written (source) or read (destination) */
+	guint64 x_file_requests;   /* I/O requests the io_uring workers queued */
 	guint64 x_file_depth_peak; /* the most requests one worker's io_uring had in flight */
 	gint64 x_file_running_us;  /* lazy restore: migrate-incoming until the guest ran */
 	gint64 x_file_all_in_us;   /* lazy restore: migrate-incoming until every page was in */

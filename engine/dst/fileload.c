@@ -319,6 +319,7 @@ static gboolean read_pages(FileLoad *fl, GError **err)
 		free(w[i].buf);
 		peak = MAX(peak, mig_ring_depth_peak(fl->rings[i]));
 		bytes += mig_ring_bytes(fl->rings[i]);
+		mig_atomic_add(&s->stats.x_file_requests, mig_ring_requests(fl->rings[i]));
 	}
 	mig_atomic_set(&s->stats.x_file_depth_peak, peak);
 	mig_atomic_add(&s->stats.x_file_bytes, bytes);
@@ -474,8 +475,9 @@ gboolean mig_file_dst_start(MigSession *s, const MigUri *u, GError **err)
 	d->incoming_started = TRUE;
 	s->dst = d;
 	s->stats.x_file = TRUE;
+	s->stats.x_file_streamed = FALSE;
 	/* a retried incoming migration (after a failed one) counts afresh */
-	s->stats.transferred = s->stats.x_file_bytes = s->stats.x_file_depth_peak = 0;
+	s->stats.transferred = s->stats.x_file_bytes = s->stats.x_file_depth_peak = s->stats.x_file_requests = 0;
 	s->stats.x_file_running_us = s->stats.x_file_all_in_us = s->stats.x_file_devices_us = 0;
 	fl = g_new0(FileLoad, 1);
 	fl->s = s;

@@ -716,6 +716,9 @@ static gboolean stream_file_start(MigSession *s, const MigUri *u, GError **err)
 	mig_params_copy(&d->p, &s->params);
 	d->incoming_started = TRUE;
 	d->fd = fd;
+	/* a retried incoming migration (after a failed one) counts afresh */
+	s->stats.transferred = 0;
+	s->stats.x_file = s->stats.x_file_streamed = TRUE;
 	mig_set_status_locked(s, MIG_STATUS_SETUP);
 	mig_set_status_locked(s, MIG_STATUS_ACTIVE);
 	d->main_thread = g_thread_new("mig/dst/main", dst_main_thread, s);

@@ -159,11 +159,14 @@ static gboolean write_pass(FileSave *fs, GError **err)
 	}
 	mig_atomic_set(&src->s->stats.x_file_depth_peak, peak);
 	{
-		guint64 bytes = 0;
+		guint64 bytes = 0, requests = 0;
 
-		for (guint i = 0; i < fs->nworkers; i++)
+		for (guint i = 0; i < fs->nworkers; i++) {
 			bytes += mig_ring_bytes(fs->rings[i]);
+			requests += mig_ring_requests(fs->rings[i]);
+		}
 		mig_atomic_set(&src->s->stats.x_file_bytes, bytes);
+		mig_atomic_set(&src->s->stats.x_file_requests, requests);
 	}
 	if (fs->error) {
 		g_propagate_error(err, g_steal_pointer(&fs->error));
@@ -202,6 +205,36 @@ static gboolean open_file(FileSave *fs, GError **err)
 	return TRUE;
 }
 
+/* The bitmaps' and pages' region, sized up front so that a page write never extends
+ * the file (which ext4 does synchronously, one writer at a time, with a journal
+ * update), and allocated up front (fallocate: unwritten extents, read as zeros) so
+ * that it is an overwrite: ext4 runs an O_DIRECT overwrite under the shared inode lock
+ * and io_uring issues it inline, where a write into a hole allocates under the
+ * exclusive lock, in an io-wq thread, one writer at a time. A file system that cannot
+ * (no fallocate, or no room for the whole guest though its zero pages may leave enough)
+ * gets a hole: zero pages take no space there, and a full disk fails the write that
+ * meets it. */
+static gboolean size_file(FileSave *fs, GError **err)
+{
+	Src *src = fs->src;
+	guint64 from = fs->start + fs->map.header_len, to = fs->start + fs->map.state_off;
+	int e;
+
+	if (fallocate(fs->fd, 0, (off_t)from, (off_t)(to - from)) == 0) {
+		src->s->stats.x_file_prealloc = TRUE;
+		return TRUE;
+	}
+	e = errno;
+	mig_log(src->s, MIG_LOG_INFO, "'%s': no room allocated up front for the pages (fallocate: %s); they go into a hole",
+		src->uri.file, g_strerror(e));
+	/* what a failed fallocate did allocate goes, so the hole has the room it leaves */
+	if (ftruncate(fs->fd, (off_t)from) < 0 || ftruncate(fs->fd, (off_t)to) < 0) {
+		g_set_error(err, MIG_ERROR, errno, "cannot size '%s': %s", src->uri.file, g_strerror(errno));
+		return FALSE;
+	}
+	return TRUE;
+}
+
 static gboolean setup(FileSave *fs, GError **err)
 {
 	Src *src = fs->src;
@@ -220,12 +253,8 @@ static gboolean setup(FileSave *fs, GError **err)
 	hdr = mig_mapf_pack(&fs->map);
 	if (!mig_mapf_pwrite(fs->fd, hdr, fs->map.header_len, fs->start, "header", err))
 		return FALSE;
-	/* sized up front (a hole, nothing allocated): a page write then never extends the
-	 * file, which ext4 does synchronously, one writer at a time, with a journal update */
-	if (ftruncate(fs->fd, (off_t)(fs->start + fs->map.state_off)) < 0) {
-		g_set_error(err, MIG_ERROR, errno, "cannot size '%s': %s", src->uri.file, g_strerror(errno));
+	if (!size_file(fs, err))
 		return FALSE;
-	}
 	fs->present = g_new0(gulong *, src->nblocks);
 	fs->chunk_base = g_new0(guint64, src->nblocks + 1);
 	for (guint bi = 0; bi < src->nblocks; bi++) {

@@ -278,6 +278,8 @@ static gboolean connect_main(Src *src, GError **err)
 		g_mutex_lock(&s->lock);
 		src->fd = src->cancel_fd = fd;
 		src->no_rp = TRUE;
+		s->stats.x_file_streamed = TRUE;
+		s->stats.x_file = TRUE;
 		g_mutex_unlock(&s->lock);
 		src->uri = uri;
 		return TRUE;

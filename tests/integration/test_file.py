@@ -92,8 +92,11 @@ def check_saved(src, info, path, size, direct=False, page=4096, offset=0):
     st = src.query_status()
     h.check(st.get("status") == "postmigrate" and st.get("running") is False,
             "source after a save: %s" % st)
+    h.check(xf.get("mapped-ram") is True, "x-file mapped-ram: %s" % xf)
+    h.check(0 < xf.get("requests", 0) <= xf["bytes-written"] // 4096, "x-file requests: %s" % xf)
+    h.check(isinstance(xf.get("preallocated"), bool), "x-file preallocated: %s" % xf)
     # pages sit at fixed offsets: however often the guest dirtied them, the file is the
-    # guest's size plus header, bitmap and guest record
+    # guest's size plus header, bitmap and guest record, and exactly as long as its header says
     flen = os.path.getsize(path)
     h.check(flen <= size + page + 2 * h.MiB, "file has %d bytes for a %d-byte guest: it grew with dirtying" % (flen, size))
     with open(path, "rb") as f:
@@ -101,6 +104,40 @@ def check_saved(src, info, path, size, direct=False, page=4096, offset=0):
         head = f.read(HEAD_LEN)
     h.check(head[:8] == b"MIGMAPRM" and struct.unpack(">I", head[12:16])[0] == 1,
             "saved file's head: %r" % head[:16])
+    h.check(flen == offset + struct.unpack(">Q", head[24:32])[0],
+            "file has %d bytes, its header says %d from offset %d" % (flen, struct.unpack(">Q", head[24:32])[0], offset))
+
+
+def can_fallocate(d):
+    """Whether the file system of directory d allocates a file's blocks up front."""
+    probe = os.path.join(d, "fallocate-probe")
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_WRONLY)
+        try:
+            os.posix_fallocate(fd, 0, 1 << 20)
+            return True
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError:
+        return False
+
+
+def data_bytes(path):
+    """Bytes of the file that hold data (SEEK_DATA/SEEK_HOLE): holes and allocated but
+    never written extents read as zeros and are not counted."""
+    n = 0
+    with open(path, "rb") as f:
+        fd, end, pos = f.fileno(), os.fstat(f.fileno()).st_size, 0
+        while pos < end:
+            try:
+                pos = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:
+                break
+            hole = os.lseek(fd, pos, os.SEEK_HOLE)
+            n += hole - pos
+            pos = hole
+    return n
 
 
 DEVICES = ["--device", "sim,id=d0,size=4M", "--device", "sim,id=d1,size=2M,precopy=1M"]
@@ -197,11 +234,46 @@ def case_stopped_memfd_zero_pages_offset():
             h.check(info["ram"]["duplicate"] > 0, "no zero pages found in a half-zero guest: %s" % info["ram"])
             written = info["x-file"]["bytes-written"]
             h.check(written < size * 3 // 4, "%d bytes written for a half-zero %d-byte guest" % (written, size))
-        h.check(os.stat(path).st_blocks * 512 < size * 3 // 4, "the file of a half-zero guest is not sparse")
+            h.check(info["x-file"]["preallocated"] is can_fallocate(d), "x-file preallocated: %s" % info["x-file"])
+        # zero pages are never written: allocated up front or a hole, they hold no data
+        h.check(data_bytes(path) < size * 3 // 4, "the file of a half-zero guest holds %d bytes of data" % data_bytes(path))
         with open(path, "rb") as f:
             h.check(f.read(4096) == b"keep" * 1024, "the bytes before the offset were changed")
         dst, _ = restore(path + ",offset=4096", h.guest_args("64M", backend="memfd", seed=7))
         with dst:
+            check_restored(dst, size)
+
+
+def case_scattered_direct_multifd():
+    """A guest whose data pages are scattered (half its 4K units zero, at random) saved
+    stopped by 4 io_uring workers with O_DIRECT: adjacent data pages go in one request,
+    zero pages in none; restored the same way and checked unit by unit."""
+    size = 128 * h.MiB
+    caps, params = {"multifd": True}, {"multifd-channels": 4, "direct-io": True}
+    with workdir() as d:
+        path = os.path.join(d, "scattered.img")
+        try:
+            os.close(os.open(os.path.join(d, "probe"), os.O_CREAT | os.O_WRONLY | os.O_DIRECT))
+        except OSError as e:
+            raise h.Skip("kernel lacks O_DIRECT on the test's file system (%s)" % e)
+        with h.Migd("src", h.guest_args("128M", workload="idle,zero=0.5", seed=11)) as src:
+            src.cmd("stop")
+            info = save(src, path, caps=caps, params=params)
+            check_saved(src, info, path, size, direct=True)
+            xf, ram = info["x-file"], info["ram"]
+            print("scattered save: x-file %s, normal %d, duplicate %d" % (xf, ram["normal"], ram["duplicate"]))
+            h.check(size // 4096 // 4 < ram["normal"] < size // 4096 * 3 // 4, "not half data: %s" % ram)
+            h.check(xf["requests"] <= ram["normal"] * 3 // 4, "%d requests for %d scattered data pages: adjacent pages "
+                    "not written together" % (xf["requests"], ram["normal"]))
+            h.check(xf["preallocated"] is can_fallocate(d), "x-file preallocated: %s" % xf)
+        h.check(data_bytes(path) < size * 3 // 4, "the file of a half-zero guest holds %d bytes of data" % data_bytes(path))
+        dst, dinfo = restore(path, h.guest_args("128M", seed=11), caps=caps, params=params)
+        with dst:
+            dxf = dinfo.get("x-file") or {}
+            print("scattered restore: x-file %s" % dxf)
+            h.check(dxf.get("bytes-read", 0) >= ram["normal"] * 4096 and dxf.get("direct") is True,
+                    "scattered restore: %s" % dxf)
+            h.check(0 < dxf.get("requests", 0) <= ram["normal"] * 3 // 4, "scattered restore's requests: %s" % dxf)
             check_restored(dst, size)
 
 
@@ -420,6 +492,25 @@ def case_enospc_and_direct_io_on_tmpfs():
                 src2.wait_running(True, timeout=10)
 
 
+def case_enospc_fallocate_fallback():
+    """No room to allocate the whole guest up front (a 48 MiB tmpfs of its own, a 64 MiB
+    guest): the save falls back to a hole, where a guest half of whose pages are zero
+    fits, and the guest restores whole."""
+    with small_tmpfs("48M") as d:
+        path = os.path.join(d, "half.img")
+        half = h.guest_args("64M", workload="idle,zero=0.5", seed=9)
+        with h.Migd("src", half) as src:
+            src.cmd("stop")
+            info = save(src, path, caps={"multifd": True}, params={"multifd-channels": 2})
+            print("fallocate refused: x-file %s" % info.get("x-file"))
+            check_saved(src, info, path, 64 * h.MiB)
+            h.check(info["x-file"]["preallocated"] is False, "a 64 MiB guest preallocated on a 48 MiB file system: %s"
+                    % info["x-file"])
+        dst, _ = restore(path, h.guest_args("64M", seed=9), caps={"multifd": True}, params={"multifd-channels": 2})
+        with dst:
+            check_restored(dst, 64 * h.MiB)
+
+
 def expect_refused(migd, command, uri, want):
     """command (migrate or migrate-incoming) with this uri fails, saying want."""
     try:
@@ -456,8 +547,19 @@ def case_streamed():
             h.check(f.read(4) == b"MIGC", "the stream does not begin with the main channel's hello")
         flen = os.path.getsize(path)
         h.check(flen > size // 2, "a %d-byte stream for a %d-byte guest" % (flen, size))
+        # x-file as for mapped-ram: the stream is the file's bytes, written and read in order
+        xf = info.get("x-file") or {}
+        print("streamed save: x-file %s, ram.transferred %s" % (xf, info["ram"]["transferred"]))
+        h.check(xf.get("mapped-ram") is False and xf.get("direct") is False and xf.get("queue-depth-reached") == 1,
+                "streamed save's x-file: %s" % xf)
+        h.check(xf.get("bytes-written") == flen - 4096, "streamed save wrote %d bytes, x-file says %s" % (flen - 4096, xf))
         dst, dinfo = restore(path + ",offset=4096", h.guest_args("64M") + DEVICES, caps={"mapped-ram": False})
         with dst:
+            dxf = dinfo.get("x-file") or {}
+            print("streamed restore: x-file %s, x-ram-transferred %s" % (dxf, dinfo.get("x-ram-transferred")))
+            h.check(dxf.get("mapped-ram") is False and dxf.get("bytes-read") == flen - 4096,
+                    "streamed restore read %d bytes, x-file says %s" % (flen - 4096, dxf))
+            h.check(dinfo.get("x-ram-transferred", 0) > size // 2, "streamed restore's x-ram-transferred: %s" % dinfo)
             check_restored(dst, size)
             devs = dst.query_migrate().get("x-devices") or []
             h.check([x.get("result") for x in devs] == ["ok", "ok"], "devices after the restore: %s" % devs)
@@ -504,6 +606,8 @@ def case_refusals():
 
 
 if __name__ == "__main__":
-    h.main([case_live_anon_multifd_devices, case_stopped_memfd_zero_pages_offset, case_hugetlb_2m_direct_io,
+    h.main([case_live_anon_multifd_devices, case_stopped_memfd_zero_pages_offset, case_scattered_direct_multifd,
+            case_hugetlb_2m_direct_io,
             case_hugetlb_1g, case_lazy_restore_anon, case_lazy_restore_hugetlb_2m, case_damaged_files_refused, case_enospc_and_direct_io_on_tmpfs,
+            case_enospc_fallocate_fallback,
             case_refusals, case_streamed, case_devices_parallel])

@@ -1,15 +1,19 @@
 /* Scenario file: save a stopped guest (anon, and hugetlb 2M with direct-io) to a
  * mapped-ram file and restore it, with 1, 2 and 4 multifd channels, with and without
- * direct-io, and once as a streamed file (no mapped-ram: the old way), against a raw write and read of
- * the same bytes to the same file system in the same run (N threads, 1 MiB pwrite and
- * pread, O_DIRECT for the direct rows, fdatasync as the save does); then a lazy restore
- * (postcopy-ram on migrate-incoming): when the guest ran, and its 4K fault p50 against
- * a raw 4 KiB O_DIRECT read at queue depth 1 of the same file. The file lives under
- * --dir (default /var/tmp, not tmpfs) and is deleted after each run; the page cache is
+ * direct-io, a guest whose data pages are scattered (half its 4K units zero, at random)
+ * and one whose pages are all data (dense), and once as a streamed file (no
+ * mapped-ram: the old way), against a raw write and read of the same data bytes to the
+ * same file system in the same run: as many threads, each with an io_uring at mig's
+ * queue depth moving 1 MiB requests (O_DIRECT for the direct rows, fdatasync as the
+ * save does), and the same with pwrite/pread; then a lazy restore (postcopy-ram on
+ * migrate-incoming): when the guest ran, and its 4K fault p50/p99 against a raw 4 KiB
+ * O_DIRECT read at queue depth 1 of the same file. The file lives under --dir
+ * (default /var/tmp, not tmpfs) and is deleted after each run; the page cache is
  * dropped between save and restore of the buffered rows. */
 #include "tools/bench/runner.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <liburing.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +23,10 @@
 
 #define FB_GUEST (4 * GiB)
 #define FB_GUEST_QUICK ((guint64)256 << 20)
-#define FB_WORKLOAD "idle,zero=0.5"     /* half the units start zero: they are not written */
-#define FB_BLOCK ((size_t)1 << 20)
+#define FB_SCATTERED "idle,zero=0.5"    /* half the units start zero, at random: not written */
+#define FB_DENSE "idle"                 /* every unit data */
+#define FB_BLOCK ((size_t)1 << 20)      /* mig's largest request (MIG_RING_MAX_IO) */
+#define FB_QD 32u                       /* mig's requests in flight per worker (MIG_RING_QD) */
 #define FB_QD1_READS 2000
 #define FB_POLL_US 5000
 #define FB_TARGET_RATIO 0.9
@@ -28,15 +34,19 @@
 #define FB_TARGET_FAULT_X 2.0
 
 typedef struct FbSample {
-	guint64 bytes_written, bytes_read;
+	guint64 data_bytes;                 /* the guest's non-zero pages: the source's ram.normal-bytes */
+	guint64 bytes_written, bytes_read;  /* x-file: everything the file moved */
+	guint64 depth_save, depth_restore;  /* x-file queue-depth-reached */
 	double save_s, restore_s;           /* wall time, command to "completed" */
-	double raw_write_gbps, raw_read_gbps;
+	double raw_write_gbps, raw_read_gbps;   /* io_uring */
+	double raw_pwrite_gbps, raw_pread_gbps; /* pwrite/pread */
 } FbSample;
 
 typedef struct FbRow {
 	guint channels;
 	gboolean direct;
 	gboolean huge;                      /* hugetlb 2M guest, else anon */
+	gboolean dense;                     /* every page data, else half of them zero at random */
 	gboolean streamed;                  /* file: without mapped-ram: the old way */
 	GArray *samples;                    /* FbSample */
 	RowStatus status;
@@ -44,7 +54,7 @@ typedef struct FbRow {
 } FbRow;
 
 typedef struct FbLazy {
-	double running_ms, all_in_ms, fault_p50_us, fault_p99_us, raw_qd1_p50_us;
+	double running_ms, all_in_ms, fault_p50_us, fault_p99_us, raw_qd1_p50_us, raw_qd1_p99_us;
 	RowStatus status;
 	char *error;
 } FbLazy;
@@ -53,41 +63,90 @@ typedef struct FbLazy {
 
 typedef struct FbRawJob {
 	const char *path;
-	gboolean direct, write;
+	gboolean direct, write, uring;
+	guint8 *buf;                        /* len bytes of its own, pre-touched (guest RAM is not cache-hot) */
 	guint64 off, len;
 	int err;                            /* errno, 0 ok */
 } FbRawJob;
+
+/* One io_uring of FB_QD entries keeping FB_QD requests of FB_BLOCK in flight over
+ * [off, off + len): the shape of one of mig's file workers (MIG_RING_QD,
+ * MIG_RING_MAX_IO) with nothing else in the way. An errno, 0 if all of it moved. */
+static int fb_uring_move(int fd, FbRawJob *j)
+{
+	struct io_uring ring;
+	guint64 next = 0;
+	guint inflight = 0;
+	int rc = io_uring_queue_init(FB_QD, &ring, 0), err = 0;
+
+	if (rc < 0)
+		return -rc;
+	if ((rc = io_uring_register_files(&ring, &fd, 1)) < 0) {
+		io_uring_queue_exit(&ring);
+		return -rc;
+	}
+	while (inflight || (next < j->len && !err)) {
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+
+		for (; next < j->len && !err && inflight < FB_QD; next += FB_BLOCK, inflight++) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+
+			if (j->write)
+				io_uring_prep_write(sqe, 0, j->buf + next, FB_BLOCK, j->off + next);
+			else
+				io_uring_prep_read(sqe, 0, j->buf + next, FB_BLOCK, j->off + next);
+			sqe->flags |= IOSQE_FIXED_FILE;
+		}
+		rc = io_uring_submit_and_wait(&ring, 1);
+		if (rc < 0 && rc != -EINTR && rc != -EAGAIN) {
+			err = -rc;
+			break;
+		}
+		io_uring_for_each_cqe(&ring, head, cqe) {
+			if (cqe->res != (int)FB_BLOCK && !err)
+				err = cqe->res < 0 ? -cqe->res : EIO;
+			n++;
+		}
+		io_uring_cq_advance(&ring, n);
+		inflight -= n;
+	}
+	io_uring_queue_exit(&ring);
+	return err;
+}
+
+static int fb_sync_move(int fd, FbRawJob *j)
+{
+	for (guint64 done = 0; done < j->len; done += FB_BLOCK) {
+		ssize_t n = j->write ? pwrite(fd, j->buf + done, FB_BLOCK, (off_t)(j->off + done))
+				     : pread(fd, j->buf + done, FB_BLOCK, (off_t)(j->off + done));
+
+		if (n != (ssize_t)FB_BLOCK)
+			return n < 0 ? errno : EIO;
+	}
+	return 0;
+}
 
 static gpointer fb_raw_thread(gpointer opaque)
 {
 	FbRawJob *j = opaque;
 	int fd = open(j->path, (j->write ? O_WRONLY : O_RDONLY) | (j->direct ? O_DIRECT : 0) | O_CLOEXEC);
-	void *buf = NULL;
 
-	if (fd < 0 || posix_memalign(&buf, 4096, FB_BLOCK)) {
-		j->err = fd < 0 ? errno : ENOMEM;
-		goto out;
+	if (fd < 0) {
+		j->err = errno;
+		return NULL;
 	}
-	memset(buf, 0x5a, FB_BLOCK);        /* not zero: a file system may not store zeros */
-	for (guint64 done = 0; done < j->len && !j->err; done += FB_BLOCK) {
-		ssize_t n = j->write ? pwrite(fd, buf, FB_BLOCK, (off_t)(j->off + done))
-				     : pread(fd, buf, FB_BLOCK, (off_t)(j->off + done));
-
-		if (n != (ssize_t)FB_BLOCK)
-			j->err = n < 0 ? errno : EIO;
-	}
+	j->err = j->uring ? fb_uring_move(fd, j) : fb_sync_move(fd, j);
 	if (!j->err && j->write && fdatasync(fd) < 0)
 		j->err = errno;
-out:
-	free(buf);
-	if (fd >= 0)
-		close(fd);
+	close(fd);
 	return NULL;
 }
 
-/* threads threads each move its share of bytes (whole MiB) in 1 MiB blocks; GB/s. */
-static double fb_raw_pass(const char *path, guint threads, gboolean direct, gboolean write, guint64 bytes,
-			  GError **err)
+/* threads threads each move their share of bytes (whole MiB) in 1 MiB requests, from
+ * or into memory of their own; GB/s. */
+static double fb_raw_pass(const char *path, guint threads, gboolean direct, gboolean uring, gboolean write,
+			  guint64 bytes, guint8 *mem, GError **err)
 {
 	g_autofree FbRawJob *jobs = g_new0(FbRawJob, threads);
 	g_autofree GThread **t = g_new0(GThread *, threads);
@@ -96,7 +155,7 @@ static double fb_raw_pass(const char *path, guint threads, gboolean direct, gboo
 	int e = 0;
 
 	for (guint i = 0; i < threads; i++) {
-		jobs[i] = (FbRawJob){ path, direct, write, i * per * FB_BLOCK,
+		jobs[i] = (FbRawJob){ path, direct, write, uring, mem + i * per * FB_BLOCK, i * per * FB_BLOCK,
 				      (i + 1 == threads ? blocks - i * per : per) * FB_BLOCK, 0 };
 		t[i] = g_thread_new("migbench/raw", fb_raw_thread, &jobs[i]);
 	}
@@ -106,8 +165,8 @@ static double fb_raw_pass(const char *path, guint threads, gboolean direct, gboo
 	}
 	t1 = g_get_monotonic_time();
 	if (e) {
-		g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "raw %s%s of %s: %s", direct ? "O_DIRECT " : "",
-			    write ? "write" : "read", path, g_strerror(e));
+		g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "raw %s%s %s of %s: %s", direct ? "O_DIRECT " : "",
+			    uring ? "io_uring" : "sync", write ? "write" : "read", path, g_strerror(e));
 		return -1;
 	}
 	return (double)(blocks * FB_BLOCK) / ((double)(t1 - t0) * 1e3);
@@ -134,25 +193,47 @@ static gboolean fb_drop_caches(const char *dir, GError **err)
 	return TRUE;
 }
 
-static gboolean fb_raw_run(const char *dir, guint threads, gboolean direct, guint64 bytes, FbSample *s, GError **err)
+/* A fresh file of bytes, its blocks allocated up front as mig's save does (fallocate,
+ * else a hole where the file system has none). */
+static gboolean fb_raw_file(const char *path, guint64 bytes, GError **err)
 {
-	g_autofree char *path = g_build_filename(dir, "raw.img", NULL);
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	gboolean ok;
 
-	bytes = MAX(bytes / FB_BLOCK, threads) * FB_BLOCK;
-	if (fd < 0 || ftruncate(fd, (off_t)bytes) < 0) {
+	if (fd < 0 || (fallocate(fd, 0, 0, (off_t)bytes) < 0 && ftruncate(fd, (off_t)bytes) < 0)) {
 		g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "%s: %s", path, g_strerror(errno));
 		if (fd >= 0)
 			close(fd);
-		unlink(path);
 		return FALSE;
 	}
 	close(fd);
-	ok = (s->raw_write_gbps = fb_raw_pass(path, threads, direct, TRUE, bytes, err)) > 0 &&
-	     (direct || fb_drop_caches(dir, err)) &&
-	     (s->raw_read_gbps = fb_raw_pass(path, threads, direct, FALSE, bytes, err)) > 0;
-	unlink(path);
+	return TRUE;
+}
+
+/* The same bytes as the guest's data, written and read back by as many threads:
+ * through io_uring at mig's queue depth, and with pwrite/pread, O_DIRECT on the direct
+ * rows, each write pass into a fresh file. */
+static gboolean fb_raw_run(const char *dir, guint threads, gboolean direct, guint64 bytes, FbSample *s, GError **err)
+{
+	g_autofree char *path = g_build_filename(dir, "raw.img", NULL);
+	guint8 *mem = NULL;
+	gboolean ok = TRUE;
+
+	bytes = MAX(bytes / FB_BLOCK, threads) * FB_BLOCK;
+	if (posix_memalign((void **)&mem, FB_BLOCK, bytes)) {
+		g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "no memory for the raw baseline's %" G_GUINT64_FORMAT
+			    " bytes", bytes);
+		return FALSE;
+	}
+	memset(mem, 0x5a, bytes);           /* not zero: a file system may not store zeros */
+	for (int uring = 1; uring >= 0 && ok; uring--) {
+		double *w = uring ? &s->raw_write_gbps : &s->raw_pwrite_gbps, *r = uring ? &s->raw_read_gbps : &s->raw_pread_gbps;
+
+		ok = fb_raw_file(path, bytes, err) && (*w = fb_raw_pass(path, threads, direct, uring, TRUE, bytes, mem, err)) > 0 &&
+		     (direct || fb_drop_caches(dir, err)) &&
+		     (*r = fb_raw_pass(path, threads, direct, uring, FALSE, bytes, mem, err)) > 0;
+		unlink(path);
+	}
+	free(mem);
 	return ok;
 }
 
@@ -163,15 +244,16 @@ static int fb_cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Random 4 KiB O_DIRECT reads of path, one at a time: p50 in us. */
-static double fb_raw_qd1(const char *path, GError **err)
+/* Random 4 KiB O_DIRECT reads of path, one at a time (pread, as a lazy restore's
+ * fault is served): their p50 and p99 in us. */
+static gboolean fb_raw_qd1(const char *path, double *p50, double *p99, GError **err)
 {
 	int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
 	g_autofree double *lat = g_new0(double, FB_QD1_READS);
 	g_autoptr(GRand) rng = g_rand_new_with_seed(17);
 	void *buf = NULL;
 	struct stat st;
-	double p50 = -1;
+	gboolean ok = FALSE;
 
 	if (fd < 0 || fstat(fd, &st) < 0 || st.st_size < 4096 || posix_memalign(&buf, 4096, 4096)) {
 		g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "raw QD1 read of %s: %s", path, g_strerror(errno));
@@ -188,12 +270,14 @@ static double fb_raw_qd1(const char *path, GError **err)
 		lat[i] = (double)(g_get_monotonic_time() - t0);
 	}
 	qsort(lat, FB_QD1_READS, sizeof(double), fb_cmp_double);
-	p50 = lat[FB_QD1_READS / 2];
+	*p50 = lat[FB_QD1_READS / 2];
+	*p99 = lat[FB_QD1_READS * 99 / 100];
+	ok = TRUE;
 out:
 	free(buf);
 	if (fd >= 0)
 		close(fd);
-	return p50;
+	return ok;
 }
 
 /* ---- mig ---- */
@@ -213,12 +297,15 @@ static gboolean fb_caps(QmpClient *q, const char *side, const FbRow *r, gboolean
 	       bench_qmp_run(q, side, "migrate-set-parameters", params, err);
 }
 
-/* What a side moved: x-file's count, or a streamed file's stream bytes. */
-static guint64 fb_bytes(JsonObject *done, const char *member)
+/* An x-file member of a side's last query-migrate. */
+static guint64 fb_xfile(JsonObject *done, const char *member)
 {
-	JsonObject *xf = bench_obj_obj(done, "x-file");
+	return (guint64)bench_obj_int(bench_obj_obj(done, "x-file"), member, 0);
+}
 
-	return (guint64)(xf ? bench_obj_int(xf, member, 0) : bench_obj_int(bench_obj_obj(done, "ram"), "transferred", 0));
+static const char *fb_workload(const FbRow *r)
+{
+	return r->dense ? FB_DENSE : FB_SCATTERED;
 }
 
 /* Polls q until status is one of want (NULL-terminated); the last reply. */
@@ -254,7 +341,7 @@ static const char *const fb_completed[] = { "completed", NULL };
 static gboolean fb_save(Bench *b, guint64 guest, const FbRow *r, const char *path, FbSample *s, GError **err)
 {
 	MigdSpec m = { .backend = r->huge ? "hugetlb" : "anon", .huge = r->huge, .guest_bytes = guest,
-		       .workload = FB_WORKLOAD, .seed = 7, .side = -1 };
+		       .workload = fb_workload(r), .seed = 7, .side = -1 };
 	g_autofree char *uri = g_strdup_printf("{\"uri\":\"file:%s\"}", path);
 	g_autoptr(JsonObject) done = NULL;
 	MigPair p = { 0 };
@@ -268,7 +355,14 @@ static gboolean fb_save(Bench *b, guint64 guest, const FbRow *r, const char *pat
 	     (done = fb_wait_status(b, p.qsrc, "source", fb_completed, err)) != NULL;
 	if (ok) {
 		s->save_s = (double)(g_get_monotonic_time() - t0) / 1e6;
-		s->bytes_written = fb_bytes(done, "bytes-written");
+		s->data_bytes = (guint64)bench_obj_int(bench_obj_obj(done, "ram"), "normal-bytes", 0);
+		s->bytes_written = fb_xfile(done, "bytes-written");
+		s->depth_save = fb_xfile(done, "queue-depth-reached");
+		if (!s->data_bytes || !s->bytes_written) {
+			g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "the source's query-migrate lacks ram.normal-bytes "
+				    "or x-file.bytes-written");
+			ok = FALSE;
+		}
 	}
 	bench_pair_stop(b, &p);
 	return ok;
@@ -280,7 +374,7 @@ static gboolean fb_restore(Bench *b, guint64 guest, const FbRow *r, gboolean laz
 			   FbLazy *l, GError **err)
 {
 	MigdSpec m = { .backend = r->huge ? "hugetlb" : "anon", .huge = r->huge, .guest_bytes = guest,
-		       .workload = lazy ? "random" : FB_WORKLOAD, .seed = 7, .incoming = "defer", .side = -1 };
+		       .workload = lazy ? "random" : fb_workload(r), .seed = 7, .incoming = "defer", .side = -1 };
 	g_autofree char *uri = g_strdup_printf("{\"uri\":\"file:%s\"}", path);
 	g_autoptr(JsonObject) done = NULL;
 	MigSample ms = { 0 };
@@ -294,10 +388,12 @@ static gboolean fb_restore(Bench *b, guint64 guest, const FbRow *r, gboolean laz
 	     (done = fb_wait_status(b, p.qdst, "destination", fb_completed, err)) != NULL;
 	if (ok && s) {
 		s->restore_s = (double)(g_get_monotonic_time() - t0) / 1e6;
-		s->bytes_read = fb_bytes(done, "bytes-read");
-		/* a streamed file is read whole: its bytes are the stream's */
-		if (!s->bytes_read && r->streamed)
-			s->bytes_read = s->bytes_written;
+		s->bytes_read = fb_xfile(done, "bytes-read");
+		s->depth_restore = fb_xfile(done, "queue-depth-reached");
+		if (!s->bytes_read) {
+			g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "the destination's query-migrate lacks x-file.bytes-read");
+			ok = FALSE;
+		}
 	}
 	ok = ok && bench_wait_integrity(b, &p, &ms, err);
 	if (ok && l) {
@@ -341,10 +437,11 @@ static double fb_median(const FbRow *r, gsize field)
 }
 
 typedef struct FbRates {
-	double save, restore, raw_w, raw_r, save_x, restore_x;
+	double save, restore, raw_w, raw_r, save_x, restore_x, raw_pw, raw_pr;
 } FbRates;
 
-/* GB/s of the bytes the file holds (what mig wrote and read: the zero units are not). */
+/* GB/s of the guest's data (its non-zero pages: what a save must write), for mig and
+ * for the raw baseline that moved as many bytes. */
 static FbRates fb_rates(const FbRow *r)
 {
 	g_autofree double *sv = g_new0(double, r->samples->len + 1), *rv = g_new0(double, r->samples->len + 1);
@@ -353,23 +450,24 @@ static FbRates fb_rates(const FbRow *r)
 	for (guint i = 0; i < r->samples->len; i++) {
 		const FbSample *s = &g_array_index(r->samples, FbSample, i);
 
-		sv[i] = (double)s->bytes_written / s->save_s / 1e9;
-		rv[i] = (double)s->bytes_read / s->restore_s / 1e9;
+		sv[i] = (double)s->data_bytes / s->save_s / 1e9;
+		rv[i] = (double)s->data_bytes / s->restore_s / 1e9;
 	}
 	x.save = r->status == ROW_OK ? bench_median(sv, r->samples->len) : NAN;
 	x.restore = r->status == ROW_OK ? bench_median(rv, r->samples->len) : NAN;
 	x.raw_w = fb_median(r, G_STRUCT_OFFSET(FbSample, raw_write_gbps));
 	x.raw_r = fb_median(r, G_STRUCT_OFFSET(FbSample, raw_read_gbps));
+	x.raw_pw = fb_median(r, G_STRUCT_OFFSET(FbSample, raw_pwrite_gbps));
+	x.raw_pr = fb_median(r, G_STRUCT_OFFSET(FbSample, raw_pread_gbps));
 	x.save_x = x.save / x.raw_w;
 	x.restore_x = x.restore / x.raw_r;
 	return x;
 }
 
-/* The row of this direct-ness with the best save (restore) rate: the target's row. */
+/* The row of this memory, layout and direct-ness with the best save (restore) rate:
+ * the target's row. */
 static const FbRow *fb_best(GPtrArray *rows, const FbRow *like, gboolean restore)
 {
-	gboolean direct = like->direct;
-
 	const FbRow *best = NULL;
 	double bv = -1;
 
@@ -378,7 +476,8 @@ static const FbRow *fb_best(GPtrArray *rows, const FbRow *like, gboolean restore
 		FbRates x = fb_rates(r);
 		double v = restore ? x.restore : x.save;
 
-		if (r->direct == direct && r->huge == like->huge && !r->streamed && !isnan(v) && v > bv) {
+		if (r->direct == like->direct && r->huge == like->huge && r->dense == like->dense && !r->streamed &&
+		    !isnan(v) && v > bv) {
 			bv = v;
 			best = r;
 		}
@@ -391,15 +490,19 @@ static const char *fb_mark(gboolean ok, double v)
 	return isnan(v) ? "n/a" : ok ? "met" : "MISSED";
 }
 
+static guint64 fb_first(const FbRow *r, gsize field)
+{
+	return r->samples->len ? G_STRUCT_MEMBER(guint64, &g_array_index(r->samples, FbSample, 0), field) : 0;
+}
+
 static void fb_print(Bench *b, guint64 guest, GPtrArray *rows, const FbLazy *l)
 {
 	g_autofree char *size = bench_fmt_size(guest);
 
-	printf("\n%s: %s guest (" FB_WORKLOAD "), stopped, file in %s, median of %d run%s, %u CPUs\n",
-	       b->scenario, size, b->file_dir, b->runs, b->runs == 1 ? "" : "s", g_get_num_processors());
-	printf("%-7s %-10s %-8s %6s %9s %8s %8s %8s %9s %8s %8s %9s\n", "memory", "format", "channels", "direct",
-	       "file MiB", "save", "raw wr",
-	       "save/raw", "restore", "raw rd", "rest/raw", "target");
+	printf("\n%s: %s guest, stopped, file in %s, median of %d run%s, %u CPUs\n", b->scenario, size, b->file_dir,
+	       b->runs, b->runs == 1 ? "" : "s", g_get_num_processors());
+	printf("%-7s %-9s %-10s %2s %3s %8s %7s %7s %7s %8s %7s %7s %8s %5s %6s\n", "memory", "layout", "format", "ch",
+	       "dir", "data MiB", "save", "raw wr", "sv/raw", "restore", "raw rd", "rs/raw", "target", "qd sv", "qd rs");
 	for (guint i = 0; i < rows->len; i++) {
 		const FbRow *r = g_ptr_array_index(rows, i);
 		FbRates x = fb_rates(r);
@@ -413,25 +516,39 @@ static void fb_print(Bench *b, guint64 guest, GPtrArray *rows, const FbLazy *l)
 				       (r != fb_best(rows, r, TRUE) || x.restore_x >= FB_TARGET_RATIO), x.save_x);
 		if (r->status != ROW_OK)
 			mark = bench_status_names[r->status];
-		printf("%-7s %-10s %-8u %6s %9.0f %8s %8s %8s %9s %8s %8s %9s\n", r->huge ? "hugetlb" : "anon",
-		       r->streamed ? "streamed" : "mapped-ram", r->channels, r->direct ? "yes" : "no",
-		       r->samples->len ? (double)g_array_index(r->samples, FbSample, 0).bytes_written / (1 << 20) : NAN,
-		       sv, rw, sx, rv, rr, rx, mark);
+		printf("%-7s %-9s %-10s %2u %3s %8.0f %7s %7s %7s %8s %7s %7s %8s %5" G_GUINT64_FORMAT " %6" G_GUINT64_FORMAT "\n",
+		       r->huge ? "hugetlb" : "anon", r->dense ? "dense" : "scattered", r->streamed ? "streamed" : "mapped-ram",
+		       r->channels, r->direct ? "yes" : "no", (double)fb_first(r, G_STRUCT_OFFSET(FbSample, data_bytes)) / (1 << 20),
+		       sv, rw, sx, rv, rr, rx, mark, fb_first(r, G_STRUCT_OFFSET(FbSample, depth_save)),
+		       fb_first(r, G_STRUCT_OFFSET(FbSample, depth_restore)));
 	}
-	printf("GB/s = 1e9 bytes/s of the bytes the file holds (zero units are not written); raw: the same bytes, same "
-	       "threads, 1 MiB pwrite+fdatasync / pread\n");
-	printf("target: save and restore >= %.1fx raw at the best channel count (marked on that row, per memory and "
+	printf("GB/s = 1e9 bytes/s of the guest's data (its non-zero pages); raw: as many bytes, as many threads, each an "
+	       "io_uring with %u requests of 1 MiB in flight (then fdatasync) / the same read; qd: x-file "
+	       "queue-depth-reached (first run)\n", FB_QD);
+	printf("target: save and restore >= %.1fx raw at the best channel count (marked on that row, per memory, layout and "
 	       "direct-ness; streamed: file: without mapped-ram, the old way, one channel, no target)\n", FB_TARGET_RATIO);
+	printf("raw with pwrite/pread instead of io_uring, GB/s write/read:");
+	for (guint i = 0; i < rows->len; i++) {
+		const FbRow *r = g_ptr_array_index(rows, i);
+		FbRates x = fb_rates(r);
+		g_autofree char *pw = bench_fmt_num(x.raw_pw, 2), *pr = bench_fmt_num(x.raw_pr, 2);
+
+		printf("%s %s/%s", i ? "," : "", pw, pr);
+	}
+	printf(" (rows in order)\n");
 	{
 		g_autofree char *run = bench_fmt_num(l->running_ms, 1), *p50 = bench_fmt_num(l->fault_p50_us, 0);
-		g_autofree char *p99 = bench_fmt_num(l->fault_p99_us, 0), *raw = bench_fmt_num(l->raw_qd1_p50_us, 0);
-		g_autofree char *all = bench_fmt_num(l->all_in_ms, 0);
+		g_autofree char *p99 = bench_fmt_num(l->fault_p99_us, 0), *raw50 = bench_fmt_num(l->raw_qd1_p50_us, 0);
+		g_autofree char *raw99 = bench_fmt_num(l->raw_qd1_p99_us, 0), *all = bench_fmt_num(l->all_in_ms, 0);
+		g_autofree char *x50 = bench_fmt_num(l->fault_p50_us / l->raw_qd1_p50_us, 2);
+		g_autofree char *x99 = bench_fmt_num(l->fault_p99_us / l->raw_qd1_p99_us, 2);
 
-		printf("lazy restore (postcopy-ram, 4 channels, direct-io, random workload): running after %s ms [<= %.0f ms: "
-		       "%s], all in after %s ms; 4K fault p50 %s us p99 %s us, raw 4K O_DIRECT QD1 read p50 %s us "
-		       "[p50 <= %.0fx raw: %s]\n", run, FB_TARGET_RUNNING_MS,
-		       fb_mark(l->running_ms <= FB_TARGET_RUNNING_MS, l->running_ms), all, p50, p99, raw, FB_TARGET_FAULT_X,
-		       fb_mark(l->fault_p50_us <= FB_TARGET_FAULT_X * l->raw_qd1_p50_us, l->fault_p50_us + l->raw_qd1_p50_us));
+		printf("lazy restore (postcopy-ram, 4 channels, direct-io, random workload, scattered file): running after %s ms "
+		       "[<= %.0f ms: %s], all in after %s ms\n", run, FB_TARGET_RUNNING_MS,
+		       fb_mark(l->running_ms <= FB_TARGET_RUNNING_MS, l->running_ms), all);
+		printf("  4K fault p50 %s us, p99 %s us; raw 4K O_DIRECT QD1 read p50 %s us, p99 %s us; fault/raw p50 %s "
+		       "[<= %.0fx: %s], p99 %s\n", p50, p99, raw50, raw99, x50, FB_TARGET_FAULT_X,
+		       fb_mark(l->fault_p50_us <= FB_TARGET_FAULT_X * l->raw_qd1_p50_us, l->fault_p50_us + l->raw_qd1_p50_us), x99);
 		if (l->status != ROW_OK)
 			printf("lazy %s: %s\n", bench_status_names[l->status], l->error);
 	}
@@ -439,8 +556,9 @@ static void fb_print(Bench *b, guint64 guest, GPtrArray *rows, const FbLazy *l)
 		const FbRow *r = g_ptr_array_index(rows, i);
 
 		if (r->status != ROW_OK)
-			printf("%s %s %u/%s %s: %s\n", r->huge ? "hugetlb" : "anon", r->streamed ? "streamed" : "mapped-ram",
-			       r->channels, r->direct ? "direct" : "buffered", bench_status_names[r->status], r->error);
+			printf("%s %s %s %u/%s %s: %s\n", r->huge ? "hugetlb" : "anon", r->dense ? "dense" : "scattered",
+			       r->streamed ? "streamed" : "mapped-ram", r->channels, r->direct ? "direct" : "buffered",
+			       bench_status_names[r->status], r->error);
 	}
 	for (guint i = 0; i < b->notes->len; i++)
 		printf("note: %s\n", (char *)g_ptr_array_index(b->notes, i));
@@ -453,7 +571,8 @@ static gboolean fb_write_json(Bench *b, guint64 guest, GPtrArray *rows, const Fb
 
 	bench_json_head(b, j, guest);
 	bench_json_str(j, "dir", b->file_dir);
-	bench_json_str(j, "workload", FB_WORKLOAD);
+	bench_json_int(j, "raw_queue_depth", FB_QD);
+	bench_json_int(j, "raw_request_bytes", FB_BLOCK);
 	json_builder_set_member_name(j, "rows");
 	json_builder_begin_array(j);
 	for (guint i = 0; i < rows->len; i++) {
@@ -462,6 +581,8 @@ static gboolean fb_write_json(Bench *b, guint64 guest, GPtrArray *rows, const Fb
 
 		json_builder_begin_object(j);
 		bench_json_str(j, "memory", r->huge ? "hugetlb" : "anon");
+		bench_json_str(j, "layout", r->dense ? "dense" : "scattered");
+		bench_json_str(j, "workload", fb_workload(r));
 		bench_json_str(j, "format", r->streamed ? "streamed" : "mapped-ram");
 		bench_json_int(j, "channels", r->channels);
 		json_builder_set_member_name(j, "direct");
@@ -473,12 +594,17 @@ static gboolean fb_write_json(Bench *b, guint64 guest, GPtrArray *rows, const Fb
 			const FbSample *s = &g_array_index(r->samples, FbSample, k);
 
 			json_builder_begin_object(j);
+			bench_json_int(j, "data_bytes", (gint64)s->data_bytes);
 			bench_json_int(j, "bytes_written", (gint64)s->bytes_written);
 			bench_json_int(j, "bytes_read", (gint64)s->bytes_read);
+			bench_json_int(j, "queue_depth_save", (gint64)s->depth_save);
+			bench_json_int(j, "queue_depth_restore", (gint64)s->depth_restore);
 			bench_json_double(j, "save_s", s->save_s);
 			bench_json_double(j, "restore_s", s->restore_s);
 			bench_json_double(j, "raw_write_gbps", s->raw_write_gbps);
 			bench_json_double(j, "raw_read_gbps", s->raw_read_gbps);
+			bench_json_double(j, "raw_pwrite_gbps", s->raw_pwrite_gbps);
+			bench_json_double(j, "raw_pread_gbps", s->raw_pread_gbps);
 			json_builder_end_object(j);
 		}
 		json_builder_end_array(j);
@@ -486,6 +612,8 @@ static gboolean fb_write_json(Bench *b, guint64 guest, GPtrArray *rows, const Fb
 		bench_json_double(j, "restore_gbps", x.restore);
 		bench_json_double(j, "raw_write_gbps", x.raw_w);
 		bench_json_double(j, "raw_read_gbps", x.raw_r);
+		bench_json_double(j, "raw_pwrite_gbps", x.raw_pw);
+		bench_json_double(j, "raw_pread_gbps", x.raw_pr);
 		bench_json_double(j, "save_vs_raw", x.save_x);
 		bench_json_double(j, "restore_vs_raw", x.restore_x);
 		json_builder_end_object(j);
@@ -499,6 +627,7 @@ static gboolean fb_write_json(Bench *b, guint64 guest, GPtrArray *rows, const Fb
 	bench_json_double(j, "fault_4k_p50_us", l->fault_p50_us);
 	bench_json_double(j, "fault_4k_p99_us", l->fault_p99_us);
 	bench_json_double(j, "raw_qd1_4k_p50_us", l->raw_qd1_p50_us);
+	bench_json_double(j, "raw_qd1_4k_p99_us", l->raw_qd1_p99_us);
 	json_builder_end_object(j);
 	return bench_json_save(b, j, err);
 }
@@ -515,9 +644,9 @@ static void fb_fail(RowStatus *status, char **error, const char *what, GError *e
 static void fb_cell(Bench *b, guint64 guest, const char *dir, FbRow *r, int run)
 {
 	g_autofree char *path = g_build_filename(dir, "guest.img", NULL);
-	g_autofree char *what = g_strdup_printf("%s %s %u ch %s run %d/%d", r->huge ? "hugetlb" : "anon",
-						r->streamed ? "streamed" : "mapped-ram", r->channels,
-						r->direct ? "direct" : "buffered", run + 1, b->runs);
+	g_autofree char *what = g_strdup_printf("%s %s %s %u ch %s run %d/%d", r->huge ? "hugetlb" : "anon",
+						r->dense ? "dense" : "scattered", r->streamed ? "streamed" : "mapped-ram",
+						r->channels, r->direct ? "direct" : "buffered", run + 1, b->runs);
 	g_autoptr(GError) err = NULL;
 	FbSample s = { 0 };
 	gboolean ok;
@@ -529,14 +658,17 @@ static void fb_cell(Bench *b, guint64 guest, const char *dir, FbRow *r, int run)
 	     fb_save(b, guest, r, path, &s, &err) && (r->direct || fb_drop_caches(dir, &err)) &&
 	     fb_restore(b, guest, r, FALSE, path, &s, NULL, &err);
 	unlink(path);
-	ok = ok && fb_raw_run(dir, r->channels, r->direct, s.bytes_written, &s, &err);
+	ok = ok && fb_raw_run(dir, r->channels, r->direct, s.data_bytes, &s, &err);
 	if (!ok) {
 		fb_fail(&r->status, &r->error, what, err);
 		return;
 	}
 	g_array_append_val(r->samples, s);
-	g_printerr("migbench: %s: save %.2f s, restore %.2f s, %" G_GUINT64_FORMAT " MiB; raw %.2f/%.2f GB/s\n", what,
-		   s.save_s, s.restore_s, s.bytes_written >> 20, s.raw_write_gbps, s.raw_read_gbps);
+	g_printerr("migbench: %s: save %.2f s, restore %.2f s, data %" G_GUINT64_FORMAT " MiB, written %" G_GUINT64_FORMAT
+		   " MiB, read %" G_GUINT64_FORMAT " MiB, qd %" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "; raw io_uring "
+		   "%.2f/%.2f GB/s, pwrite/pread %.2f/%.2f GB/s\n", what, s.save_s, s.restore_s, s.data_bytes >> 20,
+		   s.bytes_written >> 20, s.bytes_read >> 20, s.depth_save, s.depth_restore, s.raw_write_gbps,
+		   s.raw_read_gbps, s.raw_pwrite_gbps, s.raw_pread_gbps);
 }
 
 static void fb_lazy(Bench *b, guint64 guest, const char *dir, FbLazy *l)
@@ -547,9 +679,9 @@ static void fb_lazy(Bench *b, guint64 guest, const char *dir, FbLazy *l)
 	const FbRow r = { .channels = 4, .direct = TRUE };
 	gboolean ok;
 
-	*l = (FbLazy){ NAN, NAN, NAN, NAN, NAN, ROW_OK, NULL };
+	*l = (FbLazy){ NAN, NAN, NAN, NAN, NAN, NAN, ROW_OK, NULL };
 	ok = !bench_interrupted(b, &err) && fb_save(b, guest, &r, path, &s, &err) &&
-	     (l->raw_qd1_p50_us = fb_raw_qd1(path, &err)) > 0 && fb_drop_caches(dir, &err) &&
+	     fb_raw_qd1(path, &l->raw_qd1_p50_us, &l->raw_qd1_p99_us, &err) && fb_drop_caches(dir, &err) &&
 	     fb_restore(b, guest, &r, TRUE, path, NULL, l, &err);
 	unlink(path);
 	if (!ok)
@@ -559,6 +691,16 @@ static void fb_lazy(Bench *b, guint64 guest, const char *dir, FbLazy *l)
 static int run_file(Bench *b)
 {
 	static const guint channels[] = { 1, 2, 4 };
+	/* the row groups, each by channels: memory, layout, direct-io; then the old way */
+	static const struct {
+		gboolean huge, dense, direct, streamed;
+	} groups[] = {
+		{ FALSE, FALSE, TRUE, FALSE },  /* anon, scattered, direct */
+		{ FALSE, FALSE, FALSE, FALSE }, /* anon, scattered, buffered */
+		{ FALSE, TRUE, TRUE, FALSE },   /* anon, dense, direct */
+		{ TRUE, FALSE, TRUE, FALSE },   /* hugetlb 2M (every 2M page has data), direct */
+		{ FALSE, FALSE, FALSE, TRUE },  /* streamed, one channel */
+	};
 	guint64 guest = b->guest_bytes ? b->guest_bytes : b->quick ? FB_GUEST_QUICK : FB_GUEST;
 	g_autofree char *tmpl = g_build_filename(b->file_dir, "migbench-file-XXXXXX", NULL);
 	g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func(fb_row_free);
@@ -570,15 +712,16 @@ static int run_file(Bench *b)
 		g_printerr("migbench: --dir %s: %s\n", b->file_dir, g_strerror(errno));
 		return 2;
 	}
-	/* anon direct and buffered, hugetlb 2M direct, by channels; then the old way */
-	for (int k = 0; k < 4; k++) {
-		for (guint i = 0; i < (k == 3 ? 1 : G_N_ELEMENTS(channels)); i++) {
+	b->unplotted = TRUE;    /* tools/bench/plot has no plot of this scenario */
+	for (guint k = 0; k < G_N_ELEMENTS(groups); k++) {
+		for (guint i = 0; i < (groups[k].streamed ? 1 : G_N_ELEMENTS(channels)); i++) {
 			FbRow *r = g_new0(FbRow, 1);
 
 			r->channels = channels[i];
-			r->direct = k == 0 || k == 2;
-			r->huge = k == 2;
-			r->streamed = k == 3;
+			r->huge = groups[k].huge;
+			r->dense = groups[k].dense;
+			r->direct = groups[k].direct;
+			r->streamed = groups[k].streamed;
 			r->samples = g_array_new(FALSE, TRUE, sizeof(FbSample));
 			g_ptr_array_add(rows, r);
 		}
@@ -590,7 +733,7 @@ static int run_file(Bench *b)
 	if (!bench_procs_interrupted(b->procs))
 		fb_lazy(b, guest, tmpl, &lazy);
 	else
-		lazy = (FbLazy){ NAN, NAN, NAN, NAN, NAN, ROW_INTERRUPTED, g_strdup("interrupted") };
+		lazy = (FbLazy){ NAN, NAN, NAN, NAN, NAN, NAN, ROW_INTERRUPTED, g_strdup("interrupted") };
 	rmdir(tmpl);
 	fb_print(b, guest, rows, &lazy);
 	if (b->json_path && !fb_write_json(b, guest, rows, &lazy, &err)) {
@@ -606,7 +749,7 @@ static int run_file(Bench *b)
 }
 
 const BenchScenario bench_file = {
-	"file", "mapped-ram save/restore (anon, hugetlb 2M) with 1, 2, 4 channels, direct-io or not, and the streamed "
-	"file, vs raw pwrite/pread; lazy restore",
+	"file", "mapped-ram save/restore (anon scattered and dense, hugetlb 2M) with 1, 2, 4 channels, direct-io or not, "
+	"and the streamed file, vs raw io_uring (and pwrite/pread) of the same bytes; lazy restore",
 	run_file, 3,
 };
