@@ -253,8 +253,9 @@ static gboolean uri_ok(const char *uri, MigUri *parsed, GError **err)
 	return TRUE;
 }
 
-gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
+static gboolean migrate(MigSession *s, const char *uri, const MigSrcInline *in, GError **err)
 {
+	struct Src *src;
 	MigUri parsed;
 	int fd = -1;
 	MigTlsRun tls;
@@ -310,9 +311,25 @@ gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
 	*s->tls_src = tls;
 	mig_tls_forget_channels_locked(s);
 	mig_set_status_locked(s, MIG_STATUS_SETUP);
-	s->src = mig_src_start(s, uri, fd);
+	s->src = src = in ? mig_src_new_inline(s, uri, fd, in) : mig_src_start(s, uri, fd);
 	g_mutex_unlock(&s->lock);
+	if (in)
+		mig_src_run_inline(src);
 	return TRUE;
+}
+
+gboolean mig_session_migrate(MigSession *s, const char *uri, GError **err)
+{
+	return migrate(s, uri, NULL, err);
+}
+
+gboolean mig_session_migrate_inline(MigSession *s, const char *uri, const MigSrcInline *in, GError **err)
+{
+	if (migrate(s, uri, in, err))
+		return TRUE;
+	if (in->resume_fd >= 0)
+		close(in->resume_fd);
+	return FALSE;
 }
 
 void mig_session_set_incoming_failed_cb(MigSession *s, MigIncomingFailedFn fn, gpointer opaque)

@@ -150,6 +150,22 @@ void mig_set_status_locked(MigSession *s, MigStatus st);
 /* A destination's incoming migration failed and is reported: the host's incoming-failed
  * callback, once, while the guest never ran here. Without s->lock. */
 void mig_session_incoming_failed(MigSession *s);
+/* The fuzz harnesses' source (tests/fuzz, fuzz-src-*): mig_session_migrate with the
+ * migration thread's work on the caller's thread until the migration ends, and no
+ * other thread of the source half: no heartbeat (its NOPs are writes only), the
+ * return path read where the migration waits for it. Where the source waits for the
+ * destination and its channel has nothing to read, feed is called with the engine's
+ * end of that channel (fd) and must make it readable: write the destination's next
+ * bytes into the other end, or shut that end. A postcopy that pauses resumes once on
+ * resume_fd (a connected socket, as if `migrate resume` had connected it: its hello
+ * reply queued) or, with -1, ends failed as if the session went away. resume_fd is
+ * taken in any case. */
+typedef struct MigSrcInline {
+	void (*feed)(gpointer opaque, int fd);
+	gpointer opaque;
+	int resume_fd;
+} MigSrcInline;
+gboolean mig_session_migrate_inline(MigSession *s, const char *uri, const MigSrcInline *in, GError **err);
 void mig_set_status(MigSession *s, MigStatus st);
 void mig_emit(MigSession *s, const MigEvent *ev);
 /* A message for the embedder's log (log.c); never stderr directly. */

@@ -41,8 +41,9 @@ static gpointer beat_main(gpointer opaque)
 
 void mig_src_beat_start(Src *src)
 {
-	if (src->beat_thread)
-		return;   /* a recovery inside the postcopy run already started it */
+	if (src->beat_thread || src->inline_run)
+		return;   /* a recovery inside the postcopy run already started it; an inline run
+			   * has no thread but the caller's */
 	src->beat_quit = FALSE;
 	src->beat_thread = g_thread_new("mig/src/beat", beat_main, src);
 }

@@ -56,6 +56,10 @@ static gboolean poll_return_path(Src *src, int timeout_ms, guint16 *got, GError 
 	*got = 0;
 	if (src->no_rp)
 		return TRUE;   /* a file says nothing back */
+	if (timeout_ms && src->inline_run) {
+		mig_src_feed(src);   /* the wait is for the destination: what it says next */
+		timeout_ms = 0;
+	}
 	if (poll(&p, 1, timeout_ms) <= 0)
 		return TRUE;
 	rc = mig_frame_recv_hdr(src->fd, &h, 4096);
@@ -700,7 +704,7 @@ static gpointer src_thread(gpointer opaque)
 	return NULL;
 }
 
-struct Src *mig_src_start(MigSession *s, const char *uri, int fd)
+static Src *src_new(MigSession *s, const char *uri, int fd)
 {
 	Src *src = g_new0(Src, 1);
 
@@ -716,8 +720,30 @@ struct Src *mig_src_start(MigSession *s, const char *uri, int fd)
 	g_cond_init(&src->resume_cond);
 	g_mutex_init(&src->beat_lock);
 	g_cond_init(&src->beat_cond);
+	src->inl.resume_fd = -1;
+	return src;
+}
+
+struct Src *mig_src_start(MigSession *s, const char *uri, int fd)
+{
+	Src *src = src_new(s, uri, fd);
+
 	src->thread = g_thread_new("mig/src/main", src_thread, src);
 	return src;
+}
+
+struct Src *mig_src_new_inline(MigSession *s, const char *uri, int fd, const MigSrcInline *in)
+{
+	Src *src = src_new(s, uri, fd);
+
+	src->inline_run = TRUE;
+	src->inl = *in;
+	return src;
+}
+
+void mig_src_run_inline(struct Src *src)
+{
+	src_thread(src);
 }
 
 /* Wakes whatever waits on the return path's news (rp_wait). */
@@ -784,9 +810,12 @@ void mig_src_free(struct Src *src)
 	src->quit = TRUE;
 	g_cond_broadcast(&src->resume_cond);
 	g_mutex_unlock(&src->s->lock);
-	g_thread_join(src->thread);
+	if (src->thread)
+		g_thread_join(src->thread);
 	if (src->given_fd >= 0)
 		close(src->given_fd);
+	if (src->inl.resume_fd >= 0)
+		close(src->inl.resume_fd);
 	g_free(src->resume_uri);
 	g_cond_clear(&src->resume_cond);
 	mig_params_clear(&src->p);

@@ -147,82 +147,112 @@ static void rp_signal(Src *src, gboolean *flag, char *error)
 	g_mutex_unlock(&src->rp_lock);
 }
 
+/* One frame of the return path, read and acted on; FALSE once it said its last
+ * (RP_DONE) or failed (rp_error says why). */
+static gboolean rp_take(Src *src)
+{
+	guint8 buf[4096];
+	g_autoptr(GError) err = NULL;
+	MigFrameHdr h;
+	int rc = mig_frame_recv_hdr(src->fd, &h, sizeof(buf));
+
+	if (rc < 0) {
+		rp_signal(src, NULL, g_strdup_printf("return path: %s", rc == -EPIPE ?
+			  "the destination closed the connection" : g_strerror(-rc)));
+		return FALSE;
+	}
+	memset(buf, 0, sizeof(buf));
+	if (h.len && (rc = mig_io_read_full(src->fd, buf, h.len)) < 0) {
+		rp_signal(src, NULL, g_strdup_printf("return path truncated: %s", g_strerror(-rc)));
+		return FALSE;
+	}
+	switch (h.type) {
+	case MIG_F_RP_READY:
+		if (src->dst_ready) {
+			rp_signal(src, NULL, g_strdup("RP_READY sent twice"));
+			return FALSE;
+		}
+		rp_signal(src, &src->dst_ready, NULL);
+		break;
+	case MIG_F_RP_RUNNING:
+		if (!__atomic_load_n(&src->go_sent, __ATOMIC_ACQUIRE)) {
+			rp_signal(src, NULL, g_strdup("RP_RUNNING before GO"));
+			return FALSE;
+		}
+		rp_signal(src, &src->dst_running, NULL);
+		break;
+	case MIG_F_RP_PASS:   /* precopy's; postcopy does not wait for passes */
+		break;
+	case MIG_F_RP_DEVICES:
+		if (!mig_dev_src_loaded(src->dev, buf, h.len, &err)) {
+			rp_signal(src, NULL, g_strdup(err->message));
+			return FALSE;
+		}
+		break;
+	case MIG_F_RP_DONE:
+		if (!src->dst_running) {
+			rp_signal(src, NULL, g_strdup("RP_DONE before RP_RUNNING"));
+			return FALSE;
+		}
+		rp_signal(src, &src->dst_done, NULL);
+		return FALSE;
+	case MIG_F_RP_ERROR: {
+		char text[MIG_PEER_TEXT_MAX + 4];
+
+		rp_signal(src, NULL, g_strdup_printf("destination failed: %s", mig_peer_text(buf, h.len, text)));
+		return FALSE;
+	}
+	case MIG_F_RP_REQ_PAGE: {
+		gboolean ok, queued = FALSE;
+
+		/* the push pauses while this is non-zero (see push_block) */
+		__atomic_add_fetch(&src->urgent_pending, 1, __ATOMIC_ACQ_REL);
+		ok = serve_request(src, buf, h.len, &queued, &err);
+		if (!queued && !__atomic_sub_fetch(&src->urgent_pending, 1, __ATOMIC_ACQ_REL))
+			rp_signal(src, NULL, NULL);
+		if (!ok) {
+			rp_signal(src, NULL, g_strdup(err->message));
+			return FALSE;
+		}
+		break;
+	}
+	default:
+		rp_signal(src, NULL, g_strdup_printf("unexpected return-path frame type %u", h.type));
+		return FALSE;
+	}
+	return TRUE;
+}
+
 static gpointer rp_main(gpointer opaque)
 {
 	Src *src = opaque;
-	guint8 buf[4096];
 
 	mig_thread_set_urgent();
-	for (;;) {
-		g_autoptr(GError) err = NULL;
-		MigFrameHdr h;
-		int rc = mig_frame_recv_hdr(src->fd, &h, sizeof(buf));
+	while (rp_take(src))
+		;
+	return NULL;
+}
 
-		if (rc < 0) {
-			rp_signal(src, NULL, g_strdup_printf("return path: %s", rc == -EPIPE ?
-				  "the destination closed the connection" : g_strerror(-rc)));
-			return NULL;
-		}
-		memset(buf, 0, sizeof(buf));
-		if (h.len && (rc = mig_io_read_full(src->fd, buf, h.len)) < 0) {
-			rp_signal(src, NULL, g_strdup_printf("return path truncated: %s", g_strerror(-rc)));
-			return NULL;
-		}
-		switch (h.type) {
-		case MIG_F_RP_READY:
-			if (src->dst_ready) {
-				rp_signal(src, NULL, g_strdup("RP_READY sent twice"));
-				return NULL;
-			}
-			rp_signal(src, &src->dst_ready, NULL);
-			break;
-		case MIG_F_RP_RUNNING:
-			if (!__atomic_load_n(&src->go_sent, __ATOMIC_ACQUIRE)) {
-				rp_signal(src, NULL, g_strdup("RP_RUNNING before GO"));
-				return NULL;
-			}
-			rp_signal(src, &src->dst_running, NULL);
-			break;
-		case MIG_F_RP_PASS:   /* precopy's; postcopy does not wait for passes */
-			break;
-		case MIG_F_RP_DEVICES:
-			if (!mig_dev_src_loaded(src->dev, buf, h.len, &err)) {
-				rp_signal(src, NULL, g_strdup(err->message));
-				return NULL;
-			}
-			break;
-		case MIG_F_RP_DONE:
-			if (!src->dst_running) {
-				rp_signal(src, NULL, g_strdup("RP_DONE before RP_RUNNING"));
-				return NULL;
-			}
-			rp_signal(src, &src->dst_done, NULL);
-			return NULL;
-		case MIG_F_RP_ERROR: {
-			char text[MIG_PEER_TEXT_MAX + 4];
+/* An inline run's return path (no thread): the destination's next frame, read and
+ * acted on here; once it said its last, nothing more. */
+static void rp_step(Src *src)
+{
+	if (src->rp_ended)
+		return;
+	mig_src_feed(src);
+	src->rp_ended = !rp_take(src);
+}
 
-			rp_signal(src, NULL, g_strdup_printf("destination failed: %s", mig_peer_text(buf, h.len, text)));
-			return NULL;
-		}
-		case MIG_F_RP_REQ_PAGE: {
-			gboolean ok, queued = FALSE;
+static gboolean rp_failed(Src *src, GError **err)
+{
+	gboolean failed;
 
-			/* the push pauses while this is non-zero (see push_block) */
-			__atomic_add_fetch(&src->urgent_pending, 1, __ATOMIC_ACQ_REL);
-			ok = serve_request(src, buf, h.len, &queued, &err);
-			if (!queued && !__atomic_sub_fetch(&src->urgent_pending, 1, __ATOMIC_ACQ_REL))
-				rp_signal(src, NULL, NULL);
-			if (!ok) {
-				rp_signal(src, NULL, g_strdup(err->message));
-				return NULL;
-			}
-			break;
-		}
-		default:
-			rp_signal(src, NULL, g_strdup_printf("unexpected return-path frame type %u", h.type));
-			return NULL;
-		}
-	}
+	g_mutex_lock(&src->rp_lock);
+	failed = src->rp_error != NULL;
+	if (failed)
+		g_set_error(err, MIG_ERROR, EIO, "%s", src->rp_error);
+	g_mutex_unlock(&src->rp_lock);
+	return failed;
 }
 
 /* Waits until *flag, a return-path error, cancel or quit (mig_src_cancel and
@@ -235,8 +265,11 @@ static gboolean rp_wait(Src *src, gboolean *flag, const char *what, GError **err
 	gboolean ok, timed_out = FALSE;
 	int outq = G_MAXINT;
 
+	/* inline: what the return-path thread would have read meanwhile */
+	while (src->inline_run && !*flag && !src->rp_ended && !rp_failed(src, NULL))
+		rp_step(src);
 	g_mutex_lock(&src->rp_lock);
-	while (!*flag && !src->rp_error && !mig_src_stopping(src) && !timed_out) {
+	while (!*flag && !src->rp_error && !mig_src_stopping(src) && !timed_out && !src->rp_ended) {
 		gint64 now = g_get_monotonic_time();
 
 		if (mig_src_dst_draining(src, &outq))
@@ -252,23 +285,13 @@ static gboolean rp_wait(Src *src, gboolean *flag, const char *what, GError **err
 		g_set_error(err, MIG_ERROR, EIO, "%s", src->rp_error);
 	else if (mig_src_stopping(src))
 		g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
+	else if (src->rp_ended)
+		g_set_error(err, MIG_ERROR, EPROTO, "no %s from the destination: its return path ended", what);
 	else
 		g_set_error(err, MIG_ERROR, ETIMEDOUT, "no %s from the destination within %" G_GUINT64_FORMAT
 			    " ms (x-channel-timeout)", what, src->p.x_channel_timeout);
 	g_mutex_unlock(&src->rp_lock);
 	return ok;
-}
-
-static gboolean rp_failed(Src *src, GError **err)
-{
-	gboolean failed;
-
-	g_mutex_lock(&src->rp_lock);
-	failed = src->rp_error != NULL;
-	if (failed)
-		g_set_error(err, MIG_ERROR, EIO, "%s", src->rp_error);
-	g_mutex_unlock(&src->rp_lock);
-	return failed;
 }
 
 /* Everything still dirty after the final sync was sent but changed since, or never
@@ -493,6 +516,8 @@ static gboolean push_block(Src *src, guint bi, GError **err)
 			continue;
 		repace_bulk(src);
 		yield_to_urgent(src);
+		if (src->inline_run)
+			rp_step(src);   /* a request among the batches, as the thread would serve it */
 		if (mig_src_cancelled(src) || rp_failed(src, err)) {
 			if (err && !*err)
 				g_set_error(err, MIG_ERROR, ECANCELED, "migration cancelled");
@@ -585,6 +610,7 @@ static void teardown(Src *src)
 	g_mutex_lock(&src->rp_lock);
 	g_clear_pointer(&src->rp_error, g_free);
 	src->dst_done = FALSE;
+	src->rp_ended = FALSE;
 	g_mutex_unlock(&src->rp_lock);
 	src->pace_adapt = FALSE;
 }
@@ -646,7 +672,8 @@ static gboolean recover(Src *src, GError **err)
 	}
 	if (src->npre)
 		src->urgent = mig_urgent_new(s, src->pre_fds, src->npre, urgent_done, src);
-	src->rp_thread = g_thread_new("mig/src/return", rp_main, src);
+	if (!src->inline_run)
+		src->rp_thread = g_thread_new("mig/src/return", rp_main, src);
 	mig_src_beat_start(src);
 	mig_log(s, MIG_LOG_INFO, "postcopy recovery: the destination lacks %" G_GUINT64_FORMAT " bytes", missing);
 	pace_bulk(src);
@@ -671,9 +698,14 @@ gboolean mig_src_postcopy_lost(Src *src, const GError *why, GError **err)
 		src->pause_req = FALSE;
 		mig_log(s, MIG_LOG_WARNING, "postcopy paused: %s", cause);
 		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_PAUSED);
-		while (!src->quit && !src->resume_uri)
+		if (src->inline_run && src->inl.resume_fd >= 0 && !src->resume_uri) {
+			/* the harness's resumed channel, once: as migrate resume would */
+			src->resume_uri = g_strdup(src->uri_text);
+			mig_set_status_locked(s, MIG_STATUS_POSTCOPY_RECOVER_SETUP);
+		}
+		while (!src->quit && !src->resume_uri && !src->inline_run)
 			g_cond_wait(&src->resume_cond, &s->lock);
-		if (src->quit) {
+		if (src->quit || !src->resume_uri) {
 			g_mutex_unlock(&s->lock);
 			g_set_error(err, MIG_ERROR, ECANCELED, "postcopy paused (%s) when the session ended", cause);
 			return FALSE;
@@ -721,7 +753,8 @@ gboolean mig_pc_src_run(Src *src, GError **err)
 	if (ok && src->npre)
 		src->urgent = mig_urgent_new(s, src->pre_fds, src->npre, urgent_done, src);
 	if (ok) {
-		src->rp_thread = g_thread_new("mig/src/return", rp_main, src);
+		if (!src->inline_run)
+			src->rp_thread = g_thread_new("mig/src/return", rp_main, src);
 		/* GO only once the destination has checked everything and waits */
 		ok = rp_wait(src, &src->dst_ready, "RP_READY", err) && mig_src_send_go(src, err) &&
 		     rp_wait(src, &src->dst_running, "RP_RUNNING", err);

@@ -7,6 +7,7 @@
 #include "channels/frame.h"
 #include <errno.h>
 #include <linux/sockios.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 
 gboolean mig_src_cancelled(Src *src)
@@ -222,4 +223,12 @@ gboolean mig_src_send_state(Src *src, GError **err)
 
 		return mig_src_send_frame(src, MIG_F_STATE, iov, 3, err);
 	}
+}
+
+void mig_src_feed(Src *src)
+{
+	struct pollfd p = { .fd = src->fd, .events = POLLIN };
+
+	if (src->inline_run && src->inl.feed && src->fd >= 0 && poll(&p, 1, 0) == 0)
+		src->inl.feed(src->inl.opaque, src->fd);
 }

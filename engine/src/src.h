@@ -9,6 +9,11 @@ struct Src;
  * checked to parse); fd is the main channel for an fd: URI (taken), else -1. Call
  * with s->lock held. */
 struct Src *mig_src_start(MigSession *s, const char *uri, int fd);
+/* The same without the thread, for mig_session_migrate_inline (in: its feed and
+ * resume_fd, taken); then mig_src_run_inline, without s->lock, runs the migration on
+ * the caller's thread until it ends. */
+struct Src *mig_src_new_inline(MigSession *s, const char *uri, int fd, const MigSrcInline *in);
+void mig_src_run_inline(struct Src *src);
 /* migrate_cancel: cuts the channels so a thread stuck on the peer wakes up. Call with
  * s->lock held. */
 void mig_src_cancel(struct Src *src);

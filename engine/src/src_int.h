@@ -86,12 +86,22 @@ typedef struct Src {
 	GMutex beat_lock;
 	GCond beat_cond;
 	gboolean beat_quit;
+	/* mig_session_migrate_inline (the fuzz harnesses): no thread of the half, the
+	 * return path read on this thread (rp_ended: it said its last), the harness asked
+	 * for the destination's bytes (mig_src_feed) */
+	gboolean inline_run;
+	gboolean rp_ended;
+	MigSrcInline inl;
 	/* rate limiting over 100 ms windows */
 	gint64 win_start;
 	guint64 win_bytes;
 } Src;
 
 gboolean mig_src_cancelled(Src *src);
+/* An inline run (mig_session_migrate_inline) where the source waits for the
+ * destination: if the main channel has nothing to read, the harness's feed writes the
+ * destination's next bytes (or ends the channel). Nothing otherwise. */
+void mig_src_feed(Src *src);
 /* Every channel failure once the guest ran on the destination comes here (main channel,
  * return path, multifd, preempt; a migrate-pause too): tears the channels and their
  * threads down, keeps the guest stopped and every page, and enters postcopy-paused
