@@ -1310,6 +1310,7 @@ static gboolean complete(Loader *d, gboolean postcopy, GError **err)
 
 static gboolean load_discard(Loader *d, guint32 len, GError **err)
 {
+	g_autofree guint64 *ranges = NULL;
 	guint32 bi, count;
 	MigWireRd r;
 
@@ -1320,16 +1321,12 @@ static gboolean load_discard(Loader *d, guint32 len, GError **err)
 	mig_get_pages_hdr(d->buf, &bi, &count);
 	if (len != MIG_PAGES_HDR_LEN + 16ull * count)
 		return fail(err, EPROTO, "discard frame length %u does not match %u ranges", len, count);
+	ranges = g_new(guint64, 2ull * count);
 	r = mig_wire_rd(d->buf + MIG_PAGES_HDR_LEN, len - MIG_PAGES_HDR_LEN);
-	for (guint i = 0; i < count; i++) {
-		guint64 first, n;
-
-		if (mig_rd_be64(&r, &first) < 0 || mig_rd_be64(&r, &n) < 0)
+	for (guint i = 0; i < 2 * count; i++)
+		if (mig_rd_be64(&r, &ranges[i]) < 0)
 			return fail(err, EPROTO, "discard frame truncated");
-		if (!mig_pc_dst_discard(d->s, bi, first, n, err))
-			return FALSE;
-	}
-	return TRUE;
+	return mig_pc_dst_discard(d->s, bi, ranges, count, err);
 }
 
 static gboolean postcopy_end(Loader *d, GError **err)

@@ -4,6 +4,7 @@
 #include "engine/dst/blocktime.h"
 #include "engine/dst/reqbatch.h"
 #include "engine/bitmap.h"
+#include "engine/discard.h"
 #include "engine/probes.h"
 #include "engine/urgency.h"
 #include "channels/frame.h"
@@ -51,6 +52,7 @@ typedef struct PcDst {
 	guint64 dist[LAT_BUCKETS];
 	GArray *samples[3];    /* µs per request, by page size class: 4K, 2M, 1G */
 	MigBlocktime *bt;      /* postcopy-blocktime capability on, else NULL */
+	MigDiscarder *discarder;   /* made at the first discard (the loader's thread) */
 } PcDst;
 
 G_STATIC_ASSERT(sizeof(gint64) == 8);
@@ -372,25 +374,39 @@ void mig_pc_dst_set_fetch(MigSession *s, MigPcFetchFn fetch, gpointer opaque)
 	pc->fetch = fetch;
 }
 
-gboolean mig_pc_dst_discard(MigSession *s, guint block, guint64 first, guint64 n, GError **err)
+gboolean mig_pc_dst_discard(MigSession *s, guint block, const guint64 *ranges, guint n, GError **err)
 {
+	PcDst *pc = s->dst->pc;
 	MigRamBlock *rb;
+	gulong *received;
+	int rc;
 
-	if (!s->dst->pc || block >= s->ram->len) {
-		g_set_error(err, MIG_ERROR, EPROTO, "discard %s", s->dst->pc ? "of an unknown block" : "before LISTEN");
+	if (!pc || block >= s->ram->len) {
+		g_set_error(err, MIG_ERROR, EPROTO, "discard %s", pc ? "of an unknown block" : "before LISTEN");
 		return FALSE;
 	}
 	rb = g_ptr_array_index(s->ram, block);
-	if (!n || first >= mig_ram_block_pages(rb) || n > mig_ram_block_pages(rb) - first) {
-		g_set_error(err, MIG_ERROR, EPROTO, "discard range outside '%s'", rb->name);
+	/* every range is checked before any memory is touched */
+	for (guint i = 0; i < n; i++) {
+		guint64 first = ranges[2 * i], count = ranges[2 * i + 1];
+
+		if (!count || first >= mig_ram_block_pages(rb) || count > mig_ram_block_pages(rb) - first) {
+			g_set_error(err, MIG_ERROR, EPROTO, "discard range outside '%s'", rb->name);
+			return FALSE;
+		}
+	}
+	if (!pc->discarder) {
+		pc->discarder = mig_discarder_new();
+		mig_log(s, MIG_LOG_INFO, "postcopy discards pages with %s", mig_discarder_method(pc->discarder));
+	}
+	if ((rc = mig_discarder_apply(pc->discarder, rb, ranges, n)) < 0) {
+		g_set_error(err, MIG_ERROR, -rc, "discarding pages of '%s': %s", rb->name, g_strerror(-rc));
 		return FALSE;
 	}
-	if (mig_ram_block_discard(rb, first, n) < 0) {
-		g_set_error(err, MIG_ERROR, errno, "discarding pages of '%s': %s", rb->name, g_strerror(errno));
-		return FALSE;
-	}
-	for (guint64 i = first; i < first + n; i++)
-		__atomic_fetch_and(&s->dst->received[block][i / MIG_BITS_PER_LONG], ~(1ul << (i % MIG_BITS_PER_LONG)), __ATOMIC_RELAXED);
+	received = s->dst->received[block];
+	for (guint i = 0; i < n; i++)
+		for (guint64 p = ranges[2 * i]; p < ranges[2 * i] + ranges[2 * i + 1]; p++)
+			__atomic_fetch_and(&received[p / MIG_BITS_PER_LONG], ~(1ul << (p % MIG_BITS_PER_LONG)), __ATOMIC_RELAXED);
 	return TRUE;
 }
 
@@ -502,6 +518,7 @@ void mig_pc_dst_free(MigSession *s)
 	for (int i = 0; i < 3; i++)
 		g_array_free(pc->samples[i], TRUE);
 	mig_blocktime_free(pc->bt);
+	mig_discarder_free(pc->discarder);
 	g_free(pc->blocks);
 	g_mutex_clear(&pc->stat_lock);
 	g_rw_lock_clear(&pc->place_lock);

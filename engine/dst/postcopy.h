@@ -11,7 +11,9 @@ gboolean mig_pc_dst_listen(MigSession *s, GError **err);
  * listen and before the guest runs (the lazy restore from a file, fileload.c). */
 typedef int (*MigPcFetchFn)(gpointer opaque, guint block, gsize page);
 void mig_pc_dst_set_fetch(MigSession *s, MigPcFetchFn fetch, gpointer opaque);
-gboolean mig_pc_dst_discard(MigSession *s, guint block, guint64 first, guint64 n, GError **err);
+/* Drops n ranges of a block (ranges[2i] first page, ranges[2i+1] count), all checked
+ * before any is applied: they were dirtied after they were sent and will be faulted in. */
+gboolean mig_pc_dst_discard(MigSession *s, guint block, const guint64 *ranges, guint n, GError **err);
 /* Places one whole host page (data NULL: a zero page). Safe from any thread; a page
  * already present is left alone. */
 gboolean mig_pc_dst_place(MigSession *s, guint block, gsize page, const void *data, GError **err);

@@ -25,7 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define DISCARD_RANGES 64u
+#define DISCARD_RANGES 1024u   /* one process_madvise call takes up to 1024 (discard.h) */
 
 static gboolean test_and_clear(gulong *map, gsize i)
 {
