@@ -3,8 +3,9 @@
  * sizes, the one layout they allow), the file's length, every bitmap's and the guest
  * record's SHA-256. Then `multifd-channels` workers (one with multifd off), each with an
  * io_uring, take chunks from a shared cursor and read the present pages of each chunk
- * straight into guest memory, adjacent pages in one request; absent pages are zero and
- * fresh guest memory already is, so they cost no I/O. With postcopy-ram the guest runs
+ * straight into guest memory, adjacent pages (and runs a short gap apart) in one
+ * request; absent pages are zero and fresh guest memory already is, so they cost no
+ * I/O of their own. With postcopy-ram the guest runs
  * first (lazy restore): faults are served from the file by postcopy's fault thread
  * (lazy_fetch) while the workers prefetch the rest through userfaultfd. */
 #include "engine/dst/fileload.h"
@@ -145,8 +146,10 @@ static gboolean prefetch_chunk(FileLoad *fl, Worker *w, MigRing *ring, guint bi,
 	for (gsize i = first; i < end; i++)
 		if (mig_bitmap_test(fl->present[bi], i) && !mig_bitmap_test(s->dst->received[bi], i))
 			mig_bitmap_set(want, i - first);
+	/* into the worker's buffer: a short gap is read with the runs around it (see
+	 * read_chunk), its bytes never placed */
 	for (gsize k = mig_bitmap_next(want, end - first, 0); ok; k = mig_bitmap_next(want, end - first, k + 1)) {
-		if (nrun && (k >= end - first || k != run + nrun)) {
+		if (nrun && (k >= end - first || (k - run - nrun) * ps > MIG_RING_FILL_MAX)) {
 			ok = mig_ring_read(ring, w->buf + run * ps, nrun * ps, base + (first + run) * ps, err);
 			nrun = 0;
 		}
@@ -154,7 +157,7 @@ static gboolean prefetch_chunk(FileLoad *fl, Worker *w, MigRing *ring, guint bi,
 			break;
 		if (!nrun)
 			run = k;
-		nrun++;
+		nrun = k + 1 - run;
 	}
 	ok = ok && mig_ring_drain(ring, err);
 	for (gsize k = mig_bitmap_next(want, end - first, 0); ok && k < end - first; k = mig_bitmap_next(want, end - first, k + 1))
@@ -163,25 +166,36 @@ static gboolean prefetch_chunk(FileLoad *fl, Worker *w, MigRing *ring, guint bi,
 	return ok;
 }
 
+/* A chunk's present pages read straight into guest memory, a run in one request and
+ * runs apart by at most MIG_RING_FILL_MAX bytes in one request too, the gap read into
+ * the ring's discard filler: an absent page's bytes in the file may be stale (a page
+ * that was data in an earlier pass) and never reach the guest, whose fresh memory is
+ * already zero there. */
 static gboolean read_chunk(FileLoad *fl, MigRing *ring, guint bi, guint64 chunk, GError **err)
 {
 	MigRamBlock *rb = g_ptr_array_index(fl->s->ram, bi);
 	gsize ps = rb->page_size, cp = chunk_pages(rb), npages = mig_ram_block_pages(rb);
-	gsize first = chunk * cp, end = MIN(first + cp, npages), run = 0, nrun = 0;
+	gsize first = chunk * cp, end = MIN(first + cp, npages), last = 0;
 	guint64 base = fl->u.offset + fl->map.blocks[bi].pages_off;
+	gboolean open = FALSE;
 
-	for (gsize i = mig_bitmap_next(fl->present[bi], end, first); ; i = mig_bitmap_next(fl->present[bi], end, i + 1)) {
-		if (nrun && (i >= end || i != run + nrun)) {
-			if (!mig_ring_read(ring, rb->host + run * ps, nrun * ps, base + run * ps, err))
+	for (gsize i = mig_bitmap_next(fl->present[bi], end, first); i < end; i = mig_bitmap_next(fl->present[bi], end, i + 1)) {
+		if (open && i != last && (i - last) * ps > MIG_RING_FILL_MAX) {
+			if (!mig_ring_vec_end(ring, err))
 				return FALSE;
-			nrun = 0;
+			open = FALSE;
 		}
-		if (i >= end)
-			return TRUE;
-		if (!nrun)
-			run = i;
-		nrun++;
+		if (!open) {
+			mig_ring_vec_begin(ring, base + i * ps, FALSE);
+			open = TRUE;
+		} else if (i != last && !mig_ring_vec_fill(ring, (i - last) * ps, err)) {
+			return FALSE;
+		}
+		if (!mig_ring_vec_add(ring, rb->host + i * ps, ps, FALSE, err))
+			return FALSE;
+		last = i + 1;
 	}
+	return !open || mig_ring_vec_end(ring, err);
 }
 
 static gpointer worker_thread(gpointer opaque)
@@ -297,7 +311,7 @@ static gboolean read_pages(FileLoad *fl, GError **err)
 {
 	MigSession *s = fl->s;
 	Worker *w;
-	guint64 peak = 0, bytes = 0;
+	guint64 peak = 0, bytes = 0, fill = 0;
 
 	fl->nworkers = s->caps[MIG_CAP_MULTIFD] ? (guint)s->dst->p.multifd_channels : 1;
 	fl->rings = g_new0(MigRing *, fl->nworkers);
@@ -320,10 +334,12 @@ static gboolean read_pages(FileLoad *fl, GError **err)
 		peak = MAX(peak, mig_ring_depth_peak(fl->rings[i]));
 		bytes += mig_ring_bytes(fl->rings[i]);
 		mig_atomic_add(&s->stats.x_file_requests, mig_ring_requests(fl->rings[i]));
+		fill += mig_ring_fill_bytes(fl->rings[i]);
 	}
+	mig_atomic_add(&s->stats.x_file_fill_bytes, fill);
 	mig_atomic_set(&s->stats.x_file_depth_peak, peak);
 	mig_atomic_add(&s->stats.x_file_bytes, bytes);
-	mig_atomic_add(&s->stats.transferred, bytes);
+	mig_atomic_add(&s->stats.transferred, bytes - fill);
 	if (fl->error) {
 		g_propagate_error(err, g_steal_pointer(&fl->error));
 		return FALSE;
@@ -478,6 +494,7 @@ gboolean mig_file_dst_start(MigSession *s, const MigUri *u, GError **err)
 	s->stats.x_file_streamed = FALSE;
 	/* a retried incoming migration (after a failed one) counts afresh */
 	s->stats.transferred = s->stats.x_file_bytes = s->stats.x_file_depth_peak = s->stats.x_file_requests = 0;
+	s->stats.x_file_fill_bytes = 0;
 	s->stats.x_file_running_us = s->stats.x_file_all_in_us = s->stats.x_file_devices_us = 0;
 	fl = g_new0(FileLoad, 1);
 	fl->s = s;
