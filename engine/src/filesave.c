@@ -10,6 +10,7 @@
  * no load accepts. */
 #include "engine/src/filesave.h"
 #include "engine/mapfile.h"
+#include "engine/holes.h"
 #include "engine/ring.h"
 #include "engine/bitmap.h"
 #include "engine/device_int.h"
@@ -28,6 +29,7 @@ typedef struct FileSave {
 	int dfd;              /* the pages: O_DIRECT with direct-io, else fd */
 	guint64 start;        /* the URI's offset */
 	gsize fill_max;       /* the longest gap written through: 0 into a hole (its zero pages take no room) */
+	MigHoles *holes;      /* pages that hold nothing are zero without a read */
 	gulong **present;     /* per block: the page has data in the file (atomic bits) */
 	guint64 *chunk_base;  /* per block: its first chunk's number; [nblocks] = all */
 	guint nworkers;
@@ -94,8 +96,13 @@ static gboolean write_chunk(FileSave *fs, MigRing *ring, guint bi, guint64 chunk
 	gboolean open = FALSE;
 	guint64 base = fs->start + fs->map.blocks[bi].pages_off;
 
+	gulong empty[CHUNK_BYTES / 4096 / MIG_BITS_PER_LONG];   /* chunk_pages() of 4 KiB pages, the most */
+
+	/* a page never touched is zero: reading it to see would fault it in */
+	if (src->zero_mode)
+		mig_holes_find(fs->holes, b->rb, first, end - first, empty);
 	for (gsize i = mig_bitmap_next(b->dirty, end, first); i < end; i = mig_bitmap_next(b->dirty, end, i + 1)) {
-		gboolean zero = src->zero_mode && mig_mem_is_zero(b->rb->host + i * ps, ps);
+		gboolean zero = src->zero_mode && (mig_bitmap_test(empty, i - first) || mig_mem_is_zero(b->rb->host + i * ps, ps));
 
 		set_present(fs->present[bi], i, !zero);
 		if (zero) {
@@ -298,6 +305,7 @@ static gboolean setup(FileSave *fs, GError **err)
 		fs->present[bi] = mig_bitmap_new(src->blocks[bi].npages);
 		fs->chunk_base[bi + 1] = fs->chunk_base[bi] + (src->blocks[bi].npages + chunk_pages(rb) - 1) / chunk_pages(rb);
 	}
+	fs->holes = mig_holes_new();
 	fs->nworkers = s->caps[MIG_CAP_MULTIFD] ? (guint)src->p.multifd_channels : 1;
 	fs->rings = g_new0(MigRing *, fs->nworkers);
 	for (guint i = 0; i < fs->nworkers; i++)
@@ -517,6 +525,7 @@ gboolean mig_file_src_run(Src *src, GError **err)
 		g_free(fs.present[bi]);
 	g_free(fs.present);
 	g_free(fs.chunk_base);
+	mig_holes_free(fs.holes);
 	mig_mapf_clear(&fs.map);
 	if (fs.dfd >= 0 && fs.dfd != fs.fd)
 		close(fs.dfd);
