@@ -23,6 +23,12 @@
 #include <unistd.h>
 
 #define CHUNK_BYTES (2u << 20)
+/* Lazy restore: after a fault, the prefetch stays at a fault's pace this long (faults
+ * come in streams: a vCPU that faulted once touches more), with one request of at most
+ * FAULT_PACE_IO bytes in flight: a fault's read then waits behind that much at most,
+ * not behind every worker's queue (docs/design.md, Migration to a file). */
+#define FAULT_QUIET_US 20000
+#define FAULT_PACE_IO (128u << 10)
 
 typedef struct FileLoad {
 	MigSession *s;
@@ -41,6 +47,8 @@ typedef struct FileLoad {
 	GPtrArray *dev_state; /* GBytes per device, checked, until loaded */
 	gboolean lazy;        /* postcopy-ram: the guest runs first, pages come through userfaultfd */
 	guint8 *fault_buf;    /* lazy: the fault thread's page, aligned for O_DIRECT */
+	gint faulting;        /* lazy: faults being read now (atomic) */
+	gint64 fault_end_us;  /* lazy: when the last one was placed (atomic) */
 } FileLoad;
 
 typedef struct Worker {
@@ -48,6 +56,7 @@ typedef struct Worker {
 	guint index;
 	GThread *thread;
 	guint8 *buf;          /* lazy: a chunk read here before it is placed */
+	gboolean throttled;   /* lazy: its ring is at the faults' pace (make_room) */
 } Worker;
 
 static gboolean quitting(FileLoad *fl)
@@ -119,15 +128,42 @@ static int lazy_fetch(gpointer opaque, guint bi, gsize page)
 	FileLoad *fl = opaque;
 	MigRamBlock *rb = g_ptr_array_index(fl->s->ram, bi);
 	g_autoptr(GError) e = NULL;
+	int rc = 0;
 
+	__atomic_add_fetch(&fl->faulting, 1, __ATOMIC_SEQ_CST);
 	if (!mig_mapf_pread(fl->dfd, fl->fault_buf, rb->page_size,
 			    fl->u.offset + fl->map.blocks[bi].pages_off + (guint64)page * rb->page_size, "faulted page", &e) ||
 	    !mig_pc_dst_place(fl->s, bi, page, fl->fault_buf, &e)) {
 		mig_session_report_error(fl->s, "lazy restore: %s", e->message);
-		return -(e->code ? e->code : EIO);
+		rc = -(e->code ? e->code : EIO);
+	} else {
+		mig_atomic_add(&fl->s->stats.x_file_bytes, rb->page_size);
 	}
-	mig_atomic_add(&fl->s->stats.x_file_bytes, rb->page_size);
-	return 0;
+	__atomic_store_n(&fl->fault_end_us, g_get_monotonic_time(), __ATOMIC_RELEASE);
+	__atomic_sub_fetch(&fl->faulting, 1, __ATOMIC_SEQ_CST);
+	return rc;
+}
+
+static gboolean faults_near(FileLoad *fl)
+{
+	return __atomic_load_n(&fl->faulting, __ATOMIC_SEQ_CST) ||
+	       g_get_monotonic_time() - __atomic_load_n(&fl->fault_end_us, __ATOMIC_ACQUIRE) < FAULT_QUIET_US;
+}
+
+/* Before a prefetch request: while faults come, one worker prefetches, one small
+ * request at a time, and the others wait; else every worker at full depth. */
+static void make_room(FileLoad *fl, Worker *w, MigRing *ring)
+{
+	gboolean near = faults_near(fl);
+
+	while (near && w->index > 0 && !quitting(fl)) {
+		g_usleep(1000);
+		near = faults_near(fl);
+	}
+	if (near != w->throttled) {
+		mig_ring_throttle(ring, near ? 1 : MIG_RING_QD, near ? FAULT_PACE_IO : MIG_RING_MAX_IO);
+		w->throttled = near;
+	}
 }
 
 /* Lazy restore's prefetch: the chunk's present pages not placed yet, read into the
@@ -150,6 +186,7 @@ static gboolean prefetch_chunk(FileLoad *fl, Worker *w, MigRing *ring, guint bi,
 	 * read_chunk), its bytes never placed */
 	for (gsize k = mig_bitmap_next(want, end - first, 0); ok; k = mig_bitmap_next(want, end - first, k + 1)) {
 		if (nrun && (k >= end - first || (k - run - nrun) * ps > MIG_RING_FILL_MAX)) {
+			make_room(fl, w, ring);
 			ok = mig_ring_read(ring, w->buf + run * ps, nrun * ps, base + (first + run) * ps, err);
 			nrun = 0;
 		}
@@ -322,7 +359,7 @@ static gboolean read_pages(FileLoad *fl, GError **err)
 	for (guint i = 0; i < fl->nworkers; i++) {
 		char name[16];
 
-		w[i] = (Worker){ fl, i, NULL, NULL };
+		w[i] = (Worker){ fl, i, NULL, NULL, FALSE };
 		if (fl->lazy && posix_memalign((void **)&w[i].buf, MIG_MAPF_ALIGN, fl->max_chunk))
 			g_error("out of memory for a prefetch buffer");
 		g_snprintf(name, sizeof(name), "mig/dst/file/%u", i);
@@ -361,9 +398,12 @@ static gboolean lazy_start(FileLoad *fl, GBytes *state, GError **err)
 		gsize npages = mig_ram_block_pages(rb);
 
 		s->dst->received[bi] = mig_bitmap_new(npages);
-		for (gsize i = 0; i < npages; i++)
-			if (!mig_bitmap_test(fl->present[bi], i))
-				mig_bitmap_set(s->dst->received[bi], i);
+		/* a word at a time: before the guest runs, a bit at a time cost about 1.5 ms
+		 * of CPU per GiB of guest */
+		for (gsize w = 0; w < mig_bitmap_longs(npages); w++)
+			s->dst->received[bi][w] = ~fl->present[bi][w];
+		if (npages % MIG_BITS_PER_LONG)
+			s->dst->received[bi][npages / MIG_BITS_PER_LONG] &= (1ul << (npages % MIG_BITS_PER_LONG)) - 1;
 		maxps = MAX(maxps, rb->page_size);
 		fl->max_chunk = MAX(fl->max_chunk, chunk_pages(rb) * rb->page_size);
 	}
