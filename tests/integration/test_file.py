@@ -377,7 +377,7 @@ def case_gaps_direct():
     # as filler; the file must still restore whole
     with workdir() as d:
         path = os.path.join(d, "gaps-live.img")
-        with h.Migd("src", h.guest_args("64M", workload="random,rate=16M,zero=%g" % zero, seed=seed)) as src:
+        with h.Migd("src", h.guest_args("64M", workload="random,rate=8M,zero=%g" % zero, seed=seed)) as src:
             info = save(src, path, caps=caps, params=dict(params, **{"downtime-limit": 300}))
             print("gaps, live save: x-file %s, passes %d" % (info["x-file"], info["ram"]["dirty-sync-count"]))
             h.check(info["ram"]["dirty-sync-count"] >= 2, "a live save takes passes: %s" % info["ram"])
