@@ -71,10 +71,15 @@ static gboolean write_gap(FileSave *fs, MigRing *ring, guint bi, gsize from, gsi
 	MigRamBlock *rb = fs->src->blocks[bi].rb;
 	gsize ps = rb->page_size;
 
-	for (gsize i = from; i < to; i++) {
-		gboolean ok = mig_bitmap_test(fs->present[bi], i) ? mig_ring_vec_add(ring, rb->host + i * ps, ps, TRUE, err)
-								: mig_ring_vec_fill(ring, ps, err);
+	for (gsize i = from, j; i < to; i = j) {
+		gboolean present = mig_bitmap_test(fs->present[bi], i);
+		gboolean ok;
 
+		/* pages alike in one piece: a filler piece is an iovec of its own */
+		for (j = i + 1; j < to && mig_bitmap_test(fs->present[bi], j) == present; j++)
+			;
+		ok = present ? mig_ring_vec_add(ring, rb->host + i * ps, (j - i) * ps, TRUE, err)
+			     : mig_ring_vec_fill(ring, (j - i) * ps, err);
 		if (!ok)
 			return FALSE;
 	}
