@@ -8,6 +8,7 @@
 #include "channels/wire.h"
 #include <errno.h>
 #include <string.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -65,13 +66,15 @@ void mig_mapf_clear(MigMapFile *f)
 	g_clear_pointer(&f->devs, g_free);
 }
 
+/* OpenSSL's, not GChecksum's: a lazy restore checks the guest record's digest before
+ * the guest runs, and for migd's record (4 bytes per 4 KiB page) GChecksum took about
+ * 10 ms per GiB of guest, OpenSSL's vectorised code about a quarter of that. */
 void mig_mapf_sha256(const void *data, gsize len, guint8 out[MIG_MAPF_SHA_LEN])
 {
-	g_autoptr(GChecksum) c = g_checksum_new(G_CHECKSUM_SHA256);
-	gsize n = MIG_MAPF_SHA_LEN;
+	unsigned int n = MIG_MAPF_SHA_LEN;
 
-	g_checksum_update(c, data, (gssize)len);
-	g_checksum_get_digest(c, out, &n);
+	if (!EVP_Digest(data, len, out, &n, EVP_sha256(), NULL))
+		g_error("SHA-256: OpenSSL's EVP_Digest failed");
 }
 
 guint8 *mig_mapf_pack(const MigMapFile *f)
@@ -166,13 +169,8 @@ gboolean mig_mapf_bitmap_unpack(const guint8 *in, gsize npages, gulong *map)
 
 	if (npages % 8 && (in[len - 1] >> (npages % 8)))
 		return FALSE;
-	for (gsize i = 0; i < len; i++) {
-		if (!in[i])
-			continue;
-		for (guint k = 0; k < 8; k++)
-			if (in[i] & (1u << k))
-				mig_bitmap_set(map, i * 8 + k);
-	}
+	/* a word at a time: a lazy restore does this before the guest runs */
+	mig_bitmap_from_bytes(map, npages, in, FALSE);
 	return TRUE;
 }
 

@@ -651,8 +651,10 @@ static void file_query(MigSession *s, gboolean source, MigValue *extra)
 	mig_value_add_int(f, source ? "bytes-written" : "bytes-read", (gint64)bytes);
 	mig_value_add_int(f, "queue-depth-reached", streamed ? 1 : (gint64)mig_atomic_get(&st->x_file_depth_peak));
 	mig_value_add_bool(f, "direct", st->x_file_direct);
-	if (!streamed)
+	if (!streamed) {
 		mig_value_add_int(f, "requests", (gint64)mig_atomic_get(&st->x_file_requests));
+		mig_value_add_int(f, "fill-bytes", (gint64)mig_atomic_get(&st->x_file_fill_bytes));
+	}
 	if (source && !streamed)
 		mig_value_add_bool(f, "preallocated", st->x_file_prealloc);
 	if (st->x_file_running_us)

@@ -68,6 +68,7 @@ typedef struct MigStats {
 	gboolean x_file_streamed;  /* file: without mapped-ram: the stream's bytes are the file's */
 	gboolean x_file_prealloc;  /* source: the pages' region was allocated up front */
 	guint64 x_file_bytes;      /* written (source) or read (destination) */
+	guint64 x_file_fill_bytes; /* of x_file_bytes: gaps between runs of pages, moved to make requests large */
 	guint64 x_file_requests;   /* I/O requests the io_uring workers queued */
 	guint64 x_file_depth_peak; /* the most requests one worker's io_uring had in flight */
 	gint64 x_file_running_us;  /* lazy restore: migrate-incoming until the guest ran */

@@ -3,8 +3,9 @@
  * sizes, the one layout they allow), the file's length, every bitmap's and the guest
  * record's SHA-256. Then `multifd-channels` workers (one with multifd off), each with an
  * io_uring, take chunks from a shared cursor and read the present pages of each chunk
- * straight into guest memory, adjacent pages in one request; absent pages are zero and
- * fresh guest memory already is, so they cost no I/O. With postcopy-ram the guest runs
+ * straight into guest memory, adjacent pages (and runs a short gap apart) in one
+ * request; absent pages are zero and fresh guest memory already is, so they cost no
+ * I/O of their own. With postcopy-ram the guest runs
  * first (lazy restore): faults are served from the file by postcopy's fault thread
  * (lazy_fetch) while the workers prefetch the rest through userfaultfd. */
 #include "engine/dst/fileload.h"
@@ -22,6 +23,12 @@
 #include <unistd.h>
 
 #define CHUNK_BYTES (2u << 20)
+/* Lazy restore: after a fault, the prefetch stays at a fault's pace this long (faults
+ * come in streams: a vCPU that faulted once touches more), with one request of at most
+ * FAULT_PACE_IO bytes in flight: a fault's read then waits behind that much at most,
+ * not behind every worker's queue (docs/design.md, Migration to a file). */
+#define FAULT_QUIET_US 20000
+#define FAULT_PACE_IO (128u << 10)
 
 typedef struct FileLoad {
 	MigSession *s;
@@ -40,6 +47,8 @@ typedef struct FileLoad {
 	GPtrArray *dev_state; /* GBytes per device, checked, until loaded */
 	gboolean lazy;        /* postcopy-ram: the guest runs first, pages come through userfaultfd */
 	guint8 *fault_buf;    /* lazy: the fault thread's page, aligned for O_DIRECT */
+	gint faulting;        /* lazy: faults being read now (atomic) */
+	gint64 fault_end_us;  /* lazy: when the last one was placed (atomic) */
 } FileLoad;
 
 typedef struct Worker {
@@ -47,6 +56,7 @@ typedef struct Worker {
 	guint index;
 	GThread *thread;
 	guint8 *buf;          /* lazy: a chunk read here before it is placed */
+	gboolean throttled;   /* lazy: its ring is at the faults' pace (make_room) */
 } Worker;
 
 static gboolean quitting(FileLoad *fl)
@@ -118,15 +128,42 @@ static int lazy_fetch(gpointer opaque, guint bi, gsize page)
 	FileLoad *fl = opaque;
 	MigRamBlock *rb = g_ptr_array_index(fl->s->ram, bi);
 	g_autoptr(GError) e = NULL;
+	int rc = 0;
 
+	__atomic_add_fetch(&fl->faulting, 1, __ATOMIC_SEQ_CST);
 	if (!mig_mapf_pread(fl->dfd, fl->fault_buf, rb->page_size,
 			    fl->u.offset + fl->map.blocks[bi].pages_off + (guint64)page * rb->page_size, "faulted page", &e) ||
 	    !mig_pc_dst_place(fl->s, bi, page, fl->fault_buf, &e)) {
 		mig_session_report_error(fl->s, "lazy restore: %s", e->message);
-		return -(e->code ? e->code : EIO);
+		rc = -(e->code ? e->code : EIO);
+	} else {
+		mig_atomic_add(&fl->s->stats.x_file_bytes, rb->page_size);
 	}
-	mig_atomic_add(&fl->s->stats.x_file_bytes, rb->page_size);
-	return 0;
+	__atomic_store_n(&fl->fault_end_us, g_get_monotonic_time(), __ATOMIC_RELEASE);
+	__atomic_sub_fetch(&fl->faulting, 1, __ATOMIC_SEQ_CST);
+	return rc;
+}
+
+static gboolean faults_near(FileLoad *fl)
+{
+	return __atomic_load_n(&fl->faulting, __ATOMIC_SEQ_CST) ||
+	       g_get_monotonic_time() - __atomic_load_n(&fl->fault_end_us, __ATOMIC_ACQUIRE) < FAULT_QUIET_US;
+}
+
+/* Before a prefetch request: while faults come, one worker prefetches, one small
+ * request at a time, and the others wait; else every worker at full depth. */
+static void make_room(FileLoad *fl, Worker *w, MigRing *ring)
+{
+	gboolean near = faults_near(fl);
+
+	while (near && w->index > 0 && !quitting(fl)) {
+		g_usleep(1000);
+		near = faults_near(fl);
+	}
+	if (near != w->throttled) {
+		mig_ring_throttle(ring, near ? 1 : MIG_RING_QD, near ? FAULT_PACE_IO : MIG_RING_MAX_IO);
+		w->throttled = near;
+	}
 }
 
 /* Lazy restore's prefetch: the chunk's present pages not placed yet, read into the
@@ -145,8 +182,11 @@ static gboolean prefetch_chunk(FileLoad *fl, Worker *w, MigRing *ring, guint bi,
 	for (gsize i = first; i < end; i++)
 		if (mig_bitmap_test(fl->present[bi], i) && !mig_bitmap_test(s->dst->received[bi], i))
 			mig_bitmap_set(want, i - first);
+	/* into the worker's buffer: a short gap is read with the runs around it (see
+	 * read_chunk), its bytes never placed */
 	for (gsize k = mig_bitmap_next(want, end - first, 0); ok; k = mig_bitmap_next(want, end - first, k + 1)) {
-		if (nrun && (k >= end - first || k != run + nrun)) {
+		if (nrun && (k >= end - first || (k - run - nrun) * ps > MIG_RING_FILL_MAX)) {
+			make_room(fl, w, ring);
 			ok = mig_ring_read(ring, w->buf + run * ps, nrun * ps, base + (first + run) * ps, err);
 			nrun = 0;
 		}
@@ -154,7 +194,7 @@ static gboolean prefetch_chunk(FileLoad *fl, Worker *w, MigRing *ring, guint bi,
 			break;
 		if (!nrun)
 			run = k;
-		nrun++;
+		nrun = k + 1 - run;
 	}
 	ok = ok && mig_ring_drain(ring, err);
 	for (gsize k = mig_bitmap_next(want, end - first, 0); ok && k < end - first; k = mig_bitmap_next(want, end - first, k + 1))
@@ -163,25 +203,36 @@ static gboolean prefetch_chunk(FileLoad *fl, Worker *w, MigRing *ring, guint bi,
 	return ok;
 }
 
+/* A chunk's present pages read straight into guest memory, a run in one request and
+ * runs apart by at most MIG_RING_FILL_MAX bytes in one request too, the gap read into
+ * the ring's discard filler: an absent page's bytes in the file may be stale (a page
+ * that was data in an earlier pass) and never reach the guest, whose fresh memory is
+ * already zero there. */
 static gboolean read_chunk(FileLoad *fl, MigRing *ring, guint bi, guint64 chunk, GError **err)
 {
 	MigRamBlock *rb = g_ptr_array_index(fl->s->ram, bi);
 	gsize ps = rb->page_size, cp = chunk_pages(rb), npages = mig_ram_block_pages(rb);
-	gsize first = chunk * cp, end = MIN(first + cp, npages), run = 0, nrun = 0;
+	gsize first = chunk * cp, end = MIN(first + cp, npages), last = 0;
 	guint64 base = fl->u.offset + fl->map.blocks[bi].pages_off;
+	gboolean open = FALSE;
 
-	for (gsize i = mig_bitmap_next(fl->present[bi], end, first); ; i = mig_bitmap_next(fl->present[bi], end, i + 1)) {
-		if (nrun && (i >= end || i != run + nrun)) {
-			if (!mig_ring_read(ring, rb->host + run * ps, nrun * ps, base + run * ps, err))
+	for (gsize i = mig_bitmap_next(fl->present[bi], end, first); i < end; i = mig_bitmap_next(fl->present[bi], end, i + 1)) {
+		if (open && i != last && (i - last) * ps > MIG_RING_FILL_MAX) {
+			if (!mig_ring_vec_end(ring, err))
 				return FALSE;
-			nrun = 0;
+			open = FALSE;
 		}
-		if (i >= end)
-			return TRUE;
-		if (!nrun)
-			run = i;
-		nrun++;
+		if (!open) {
+			mig_ring_vec_begin(ring, base + i * ps, FALSE);
+			open = TRUE;
+		} else if (i != last && !mig_ring_vec_fill(ring, (i - last) * ps, err)) {
+			return FALSE;
+		}
+		if (!mig_ring_vec_add(ring, rb->host + i * ps, ps, FALSE, err))
+			return FALSE;
+		last = i + 1;
 	}
+	return !open || mig_ring_vec_end(ring, err);
 }
 
 static gpointer worker_thread(gpointer opaque)
@@ -297,7 +348,7 @@ static gboolean read_pages(FileLoad *fl, GError **err)
 {
 	MigSession *s = fl->s;
 	Worker *w;
-	guint64 peak = 0, bytes = 0;
+	guint64 peak = 0, bytes = 0, fill = 0;
 
 	fl->nworkers = s->caps[MIG_CAP_MULTIFD] ? (guint)s->dst->p.multifd_channels : 1;
 	fl->rings = g_new0(MigRing *, fl->nworkers);
@@ -308,7 +359,7 @@ static gboolean read_pages(FileLoad *fl, GError **err)
 	for (guint i = 0; i < fl->nworkers; i++) {
 		char name[16];
 
-		w[i] = (Worker){ fl, i, NULL, NULL };
+		w[i] = (Worker){ fl, i, NULL, NULL, FALSE };
 		if (fl->lazy && posix_memalign((void **)&w[i].buf, MIG_MAPF_ALIGN, fl->max_chunk))
 			g_error("out of memory for a prefetch buffer");
 		g_snprintf(name, sizeof(name), "mig/dst/file/%u", i);
@@ -320,10 +371,12 @@ static gboolean read_pages(FileLoad *fl, GError **err)
 		peak = MAX(peak, mig_ring_depth_peak(fl->rings[i]));
 		bytes += mig_ring_bytes(fl->rings[i]);
 		mig_atomic_add(&s->stats.x_file_requests, mig_ring_requests(fl->rings[i]));
+		fill += mig_ring_fill_bytes(fl->rings[i]);
 	}
+	mig_atomic_add(&s->stats.x_file_fill_bytes, fill);
 	mig_atomic_set(&s->stats.x_file_depth_peak, peak);
 	mig_atomic_add(&s->stats.x_file_bytes, bytes);
-	mig_atomic_add(&s->stats.transferred, bytes);
+	mig_atomic_add(&s->stats.transferred, bytes - fill);
 	if (fl->error) {
 		g_propagate_error(err, g_steal_pointer(&fl->error));
 		return FALSE;
@@ -345,9 +398,12 @@ static gboolean lazy_start(FileLoad *fl, GBytes *state, GError **err)
 		gsize npages = mig_ram_block_pages(rb);
 
 		s->dst->received[bi] = mig_bitmap_new(npages);
-		for (gsize i = 0; i < npages; i++)
-			if (!mig_bitmap_test(fl->present[bi], i))
-				mig_bitmap_set(s->dst->received[bi], i);
+		/* a word at a time: before the guest runs, a bit at a time cost about 1.5 ms
+		 * of CPU per GiB of guest */
+		for (gsize w = 0; w < mig_bitmap_longs(npages); w++)
+			s->dst->received[bi][w] = ~fl->present[bi][w];
+		if (npages % MIG_BITS_PER_LONG)
+			s->dst->received[bi][npages / MIG_BITS_PER_LONG] &= (1ul << (npages % MIG_BITS_PER_LONG)) - 1;
 		maxps = MAX(maxps, rb->page_size);
 		fl->max_chunk = MAX(fl->max_chunk, chunk_pages(rb) * rb->page_size);
 	}
@@ -478,6 +534,7 @@ gboolean mig_file_dst_start(MigSession *s, const MigUri *u, GError **err)
 	s->stats.x_file_streamed = FALSE;
 	/* a retried incoming migration (after a failed one) counts afresh */
 	s->stats.transferred = s->stats.x_file_bytes = s->stats.x_file_depth_peak = s->stats.x_file_requests = 0;
+	s->stats.x_file_fill_bytes = 0;
 	s->stats.x_file_running_us = s->stats.x_file_all_in_us = s->stats.x_file_devices_us = 0;
 	fl = g_new0(FileLoad, 1);
 	fl->s = s;

@@ -1,14 +1,16 @@
 /* The source of a mapped-ram file migration. Each pass splits RAM into chunks (2 MiB,
  * or one huge page) that `multifd-channels` workers (one with multifd off), each with
  * its own io_uring, take in turn from a shared cursor: a worker writes a chunk's dirty
- * non-zero pages straight from guest memory at their offsets, adjacent pages in one
- * request, and clears the present bit of a zero page instead of writing it. A page
+ * non-zero pages straight from guest memory at their offsets, adjacent pages and runs
+ * a short gap apart in one request, and clears the present bit of a zero page instead
+ * of writing it (in a short gap it writes filler there: the bitmap says absent). A page
  * dirtied again is rewritten in place, so the file never grows with dirtying. The
  * header written first has no COMPLETE flag; it gets it only after the pages, the
  * bitmaps and the guest record are on disk, so a save that fails anywhere leaves a file
  * no load accepts. */
 #include "engine/src/filesave.h"
 #include "engine/mapfile.h"
+#include "engine/holes.h"
 #include "engine/ring.h"
 #include "engine/bitmap.h"
 #include "engine/device_int.h"
@@ -26,6 +28,8 @@ typedef struct FileSave {
 	int fd;               /* the header, bitmaps and record: buffered */
 	int dfd;              /* the pages: O_DIRECT with direct-io, else fd */
 	guint64 start;        /* the URI's offset */
+	gsize fill_max;       /* the longest gap written through: 0 into a hole (its zero pages take no room) */
+	MigHoles *holes;      /* pages that hold nothing are zero without a read */
 	gulong **present;     /* per block: the page has data in the file (atomic bits) */
 	guint64 *chunk_base;  /* per block: its first chunk's number; [nblocks] = all */
 	guint nworkers;
@@ -57,6 +61,35 @@ static void set_present(gulong *map, gsize i, gboolean on)
 		__atomic_fetch_and(&map[i / (8 * sizeof(gulong))], ~bit, __ATOMIC_RELAXED);
 }
 
+/* The pages [from, to) between two data pages of one request, written through so the
+ * request goes on: a page present in the file (clean in this pass) from guest memory,
+ * whose current bytes are the file's or newer (then it is dirty again and rewritten
+ * next pass); an absent one (zero now or before) from the ring's zero filler, without
+ * touching its memory. The bitmap says which of them the file holds. */
+static gboolean write_gap(FileSave *fs, MigRing *ring, guint bi, gsize from, gsize to, GError **err)
+{
+	MigRamBlock *rb = fs->src->blocks[bi].rb;
+	gsize ps = rb->page_size;
+
+	for (gsize i = from, j; i < to; i = j) {
+		gboolean present = mig_bitmap_test(fs->present[bi], i);
+		gboolean ok;
+
+		/* pages alike in one piece: a filler piece is an iovec of its own */
+		for (j = i + 1; j < to && mig_bitmap_test(fs->present[bi], j) == present; j++)
+			;
+		ok = present ? mig_ring_vec_add(ring, rb->host + i * ps, (j - i) * ps, TRUE, err)
+			     : mig_ring_vec_fill(ring, (j - i) * ps, err);
+		if (!ok)
+			return FALSE;
+	}
+	return TRUE;
+}
+
+/* A chunk's dirty non-zero pages, each at its fixed offset: a run of them in one
+ * request, and runs apart by at most fill_max bytes (MIG_RING_FILL_MAX) in one request
+ * too, the gap written through (write_gap): a disk takes a request for about as long
+ * as it takes that many bytes. */
 static gboolean write_chunk(FileSave *fs, MigRing *ring, guint bi, guint64 chunk, GError **err)
 {
 	Src *src = fs->src;
@@ -64,30 +97,41 @@ static gboolean write_chunk(FileSave *fs, MigRing *ring, guint bi, guint64 chunk
 	MigStats *st = &src->s->stats;
 	gsize ps = b->rb->page_size, cp = chunk_pages(b->rb);
 	gsize first = chunk * cp, end = MIN(first + cp, b->npages);
-	gsize run = 0, nrun = 0, nzero = 0, ndata = 0;
+	gsize last = 0, nzero = 0, ndata = 0;   /* last: one past the request's last data page */
+	gboolean open = FALSE;
 	guint64 base = fs->start + fs->map.blocks[bi].pages_off;
 
-	for (gsize i = mig_bitmap_next(b->dirty, end, first); ; i = mig_bitmap_next(b->dirty, end, i + 1)) {
-		gboolean zero = i < end && src->zero_mode && mig_mem_is_zero(b->rb->host + i * ps, ps);
+	gulong empty[CHUNK_BYTES / 4096 / MIG_BITS_PER_LONG];   /* chunk_pages() of 4 KiB pages, the most */
 
-		/* the run ends at a gap, a zero page, the chunk's end */
-		if (nrun && (i >= end || zero || i != run + nrun)) {
-			if (!mig_ring_write(ring, b->rb->host + run * ps, nrun * ps, base + run * ps, err))
-				return FALSE;
-			nrun = 0;
-		}
-		if (i >= end)
-			break;
+	/* a page never touched is zero: reading it to see would fault it in */
+	if (src->zero_mode)
+		mig_holes_find(fs->holes, b->rb, first, end - first, empty);
+	for (gsize i = mig_bitmap_next(b->dirty, end, first); i < end; i = mig_bitmap_next(b->dirty, end, i + 1)) {
+		gboolean zero = src->zero_mode && (mig_bitmap_test(empty, i - first) || mig_mem_is_zero(b->rb->host + i * ps, ps));
+
 		set_present(fs->present[bi], i, !zero);
 		if (zero) {
 			nzero++;
 			continue;
 		}
 		ndata++;
-		if (!nrun)
-			run = i;
-		nrun++;
+		if (open && i != last && (i - last) * ps > fs->fill_max) {
+			if (!mig_ring_vec_end(ring, err))
+				return FALSE;
+			open = FALSE;
+		}
+		if (!open) {
+			mig_ring_vec_begin(ring, base + i * ps, TRUE);
+			open = TRUE;
+		} else if (!write_gap(fs, ring, bi, last, i, err)) {
+			return FALSE;
+		}
+		if (!mig_ring_vec_add(ring, b->rb->host + i * ps, ps, FALSE, err))
+			return FALSE;
+		last = i + 1;
 	}
+	if (open && !mig_ring_vec_end(ring, err))
+		return FALSE;
 	mig_atomic_add(&st->duplicate, nzero);
 	mig_atomic_add(&st->normal, ndata);
 	mig_atomic_add(&st->normal_bytes, ndata * ps);
@@ -159,13 +203,15 @@ static gboolean write_pass(FileSave *fs, GError **err)
 	}
 	mig_atomic_set(&src->s->stats.x_file_depth_peak, peak);
 	{
-		guint64 bytes = 0, requests = 0;
+		guint64 bytes = 0, requests = 0, fill = 0;
 
 		for (guint i = 0; i < fs->nworkers; i++) {
 			bytes += mig_ring_bytes(fs->rings[i]);
 			requests += mig_ring_requests(fs->rings[i]);
+			fill += mig_ring_fill_bytes(fs->rings[i]);
 		}
 		mig_atomic_set(&src->s->stats.x_file_bytes, bytes);
+		mig_atomic_set(&src->s->stats.x_file_fill_bytes, fill);
 		mig_atomic_set(&src->s->stats.x_file_requests, requests);
 	}
 	if (fs->error) {
@@ -213,7 +259,7 @@ static gboolean open_file(FileSave *fs, GError **err)
  * exclusive lock, in an io-wq thread, one writer at a time. A file system that cannot
  * (no fallocate, or no room for the whole guest though its zero pages may leave enough)
  * gets a hole: zero pages take no space there, and a full disk fails the write that
- * meets it. */
+ * meets it; no filler is written into it either (it would take room). */
 static gboolean size_file(FileSave *fs, GError **err)
 {
 	Src *src = fs->src;
@@ -222,6 +268,7 @@ static gboolean size_file(FileSave *fs, GError **err)
 
 	if (fallocate(fs->fd, 0, (off_t)from, (off_t)(to - from)) == 0) {
 		src->s->stats.x_file_prealloc = TRUE;
+		fs->fill_max = MIG_RING_FILL_MAX;
 		return TRUE;
 	}
 	e = errno;
@@ -263,6 +310,7 @@ static gboolean setup(FileSave *fs, GError **err)
 		fs->present[bi] = mig_bitmap_new(src->blocks[bi].npages);
 		fs->chunk_base[bi + 1] = fs->chunk_base[bi] + (src->blocks[bi].npages + chunk_pages(rb) - 1) / chunk_pages(rb);
 	}
+	fs->holes = mig_holes_new();
 	fs->nworkers = s->caps[MIG_CAP_MULTIFD] ? (guint)src->p.multifd_channels : 1;
 	fs->rings = g_new0(MigRing *, fs->nworkers);
 	for (guint i = 0; i < fs->nworkers; i++)
@@ -482,6 +530,7 @@ gboolean mig_file_src_run(Src *src, GError **err)
 		g_free(fs.present[bi]);
 	g_free(fs.present);
 	g_free(fs.chunk_base);
+	mig_holes_free(fs.holes);
 	mig_mapf_clear(&fs.map);
 	if (fs.dfd >= 0 && fs.dfd != fs.fd)
 		close(fs.dfd);
