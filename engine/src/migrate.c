@@ -44,6 +44,8 @@ static void rate_limit(Src *src)
 	src->win_bytes = 0;
 }
 
+#define RP_BEATS_PER_POLL 64   /* RP_NOPs one poll_return_path takes at most */
+
 /* The destination beats on the return path (RP_NOP, at least every quarter of
  * x-channel-timeout): silence for the whole timeout means it stopped or its link went,
  * however full the socket buffers between us still are (their room is what the send
@@ -69,6 +71,7 @@ static gboolean poll_return_path(Src *src, int timeout_ms, guint16 *got, GError 
 	struct pollfd p = { .fd = src->fd, .events = POLLIN };
 	MigFrameHdr h;
 	g_autofree char *msg = NULL;
+	guint beats = 0;
 	int rc;
 
 	*got = 0;
@@ -93,7 +96,11 @@ static gboolean poll_return_path(Src *src, int timeout_ms, guint16 *got, GError 
 			g_set_error(err, MIG_ERROR, EPROTO, "RP_NOP with a payload of %u bytes", h.len);
 			return FALSE;
 		}
-		timeout_ms = 0;   /* a beat answers no wait: take what else is there */
+		/* a beat answers no wait: take what else is there, but a flood of them
+		 * (a peer gone wrong) must not hold the migration here */
+		if (++beats == RP_BEATS_PER_POLL)
+			return TRUE;
+		timeout_ms = 0;
 	}
 	msg = g_malloc0(h.len + 1);
 	if (h.len && (rc = mig_io_read_full(src->fd, msg, h.len)) < 0) {
