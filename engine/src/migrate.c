@@ -90,12 +90,8 @@ static gboolean poll_return_path(Src *src, int timeout_ms, guint16 *got, GError 
 			return FALSE;
 		}
 		src->rp_heard = g_get_monotonic_time();
-		if (h.type != MIG_F_RP_NOP)
-			break;
-		if (h.len) {
-			g_set_error(err, MIG_ERROR, EPROTO, "RP_NOP with a payload of %u bytes", h.len);
-			return FALSE;
-		}
+		if (h.type != MIG_F_RP_NOP || h.len)
+			break;   /* one with a payload is refused once read, as any bad frame */
 		/* a beat answers no wait: take what else is there, but a flood of them
 		 * (a peer gone wrong) must not hold the migration here */
 		if (++beats == RP_BEATS_PER_POLL)
@@ -108,6 +104,10 @@ static gboolean poll_return_path(Src *src, int timeout_ms, guint16 *got, GError 
 		return FALSE;
 	}
 	*got = h.type;
+	if (h.type == MIG_F_RP_NOP) {
+		g_set_error(err, MIG_ERROR, EPROTO, "RP_NOP with a payload of %u bytes", h.len);
+		return FALSE;
+	}
 	if (h.type == MIG_F_RP_PASS && h.len == 8) {
 		src->pass_acked = MAX(src->pass_acked, mig_get_be64((const guint8 *)msg));
 		return TRUE;
