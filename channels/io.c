@@ -17,17 +17,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
-
-/* With SO_RCVTIMEO/SO_SNDTIMEO set, an expired timeout is reported as
- * EAGAIN, which callers would misread as "try again"; it is not retryable
- * here, so give it its real name. */
-static int io_errno(int err)
-{
-	if (err == EAGAIN || err == EWOULDBLOCK)
-		return -ETIMEDOUT;
-	return -err;
-}
 
 int mig_io_timeout_ms(int fd, short events)
 {
@@ -57,52 +48,149 @@ int mig_io_wait(int fd, short events, int timeout_ms)
 	}
 }
 
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* The kernel counts a receive timeout over the whole call, not from the last byte: a
  * MSG_WAITALL read that got part of what it asked for returns once the waits of the
  * call add up to the timeout, however recently bytes came, and a plain retry would wait
  * a whole timeout more (a source that stopped in the middle of a frame was noticed
- * after twice the timeout). So after a short read on a socket with a receive timeout,
- * the wait goes on only for what is left of it since the last byte arrived (TCP_INFO;
- * on a socket without it, the whole timeout). 0: read on; -ETIMEDOUT: the peer has
- * been silent for the whole timeout. */
-static int wait_rest_of_timeout(int fd)
+ * after twice the timeout). So after a short read on a TCP socket with a receive
+ * timeout t, the wait goes on only for what is left of it since the last byte arrived,
+ * which TCP_INFO knows. 0: read on; -ETIMEDOUT: the peer has been silent for the whole
+ * timeout. */
+static int wait_rest_of_timeout(int fd, int t)
 {
-	int t = mig_io_timeout_ms(fd, POLLIN), left = t;
 	struct tcp_info ti;
 	socklen_t l = sizeof(ti);
+	int left = t;
 
-	if (t < 0)
-		return 0;
 	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) == 0 &&
 	    l >= offsetof(struct tcp_info, tcpi_last_data_recv) + sizeof(ti.tcpi_last_data_recv))
 		left = ti.tcpi_last_data_recv >= (uint32_t)t ? 0 : t - (int)ti.tcpi_last_data_recv;
 	return left > 0 ? mig_io_wait(fd, POLLIN, left) : -ETIMEDOUT;
 }
 
+int mig_io_send_wait_ms(int fd)
+{
+	struct timeval tv = { 0 };
+	socklen_t l = sizeof(tv);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &l) < 0)
+		return -1;   /* no socket: a pipe or a file, whose reader is local */
+	if (!tv.tv_sec && !tv.tv_usec)
+		return MIG_IO_TIMEOUT_DEFAULT_MS;
+	return (int)(tv.tv_sec * 1000 + tv.tv_usec / 1000);
+}
+
 /* A blocking send counts its send timeout over the whole call as well, so sockets are
  * written without blocking and the wait for room is a poll bounded by the timeout,
  * counted again from each wake: room freed is the peer's progress, and a peer that
  * takes nothing (stopped, its window closed) is noticed the timeout after it last did.
- * 0 when there is room, -ETIMEDOUT, or -errno. */
+ * A socket without a send timeout waits as long as a channel would by default: never
+ * for ever on a peer. 0 when there is room, -ETIMEDOUT, or -errno. */
 static int wait_room(int fd)
 {
-	return mig_io_wait(fd, POLLOUT, mig_io_timeout_ms(fd, POLLOUT));
+	return mig_io_wait(fd, POLLOUT, mig_io_send_wait_ms(fd));
 }
 
-/* MSG_WAITALL lets the kernel keep copying as segments arrive instead of returning to
- * us after each one: a 512 KiB multifd packet took dozens of readv calls and wakeups
- * without it. Not every fd is a socket; those fall back to plain reads. */
-static ssize_t recv_iov(int fd, struct iovec *iov, int iovcnt, int *not_sock)
-{
-	if (!*not_sock) {
-		struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
-		ssize_t n = recvmsg(fd, &msg, MSG_WAITALL);
+/* One whole read's view of its fd, learnt as it goes: a socket whose bytes are all
+ * there needs nothing more than one non-blocking recvmsg (the common case, a busy
+ * stream); only a read that has to wait asks how its wait is bounded. */
+typedef enum RdMode {
+	RD_NEW,     /* not asked yet: a non-blocking try first */
+	RD_FILE,    /* no socket: plain blocking reads */
+	RD_PLAIN,   /* a socket without a receive timeout: blocking, unbounded */
+	RD_TCP,     /* TCP with a receive timeout: the kernel bounds each call, TCP_INFO
+		     * the rest of it after a short one (wait_rest_of_timeout) */
+	RD_POLLED,  /* any other socket with a receive timeout (unix): no TCP_INFO, so
+		     * the silence since the last byte is counted here, a poll per wait */
+} RdMode;
 
-		if (n >= 0 || errno != ENOTSOCK)
+typedef struct IoRd {
+	RdMode mode;
+	int timeout_ms;   /* the receive timeout (RD_TCP, RD_POLLED) */
+	int64_t last_ms;  /* RD_POLLED: when the last byte came (the read's start before) */
+	int partial;      /* RD_TCP: a blocking call came back short, so the next wait is
+			   * what is left of the timeout since the last byte */
+} IoRd;
+
+static IoRd rd_new(void)
+{
+	return (IoRd){ .mode = RD_NEW, .last_ms = now_ms() };
+}
+
+static void rd_probe(int fd, IoRd *r)
+{
+	struct tcp_info ti;
+	socklen_t l = sizeof(ti);
+
+	r->timeout_ms = mig_io_timeout_ms(fd, POLLIN);
+	if (r->timeout_ms < 0)
+		r->mode = RD_PLAIN;
+	else if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) == 0)
+		r->mode = RD_TCP;
+	else
+		r->mode = RD_POLLED;
+}
+
+/* The next bytes of a whole read into iov: how many (> 0), 0 at EOF, or -errno
+ * (-ETIMEDOUT: the peer was silent for the receive timeout, counted from the last byte
+ * it sent, not from the start of the call). MSG_WAITALL where the kernel may wait: it
+ * keeps copying as segments arrive instead of returning to us after each one (a 512
+ * KiB multifd packet took dozens of readv calls and wakeups without it). */
+static ssize_t rd_step(int fd, struct iovec *iov, int iovcnt, IoRd *r)
+{
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
+
+	for (;;) {
+		ssize_t n;
+		int rc, left;
+
+		if (r->mode == RD_FILE) {
+			n = readv(fd, iov, iovcnt);
+			if (n < 0 && errno == EINTR)
+				continue;
+			return n < 0 ? -errno : n;
+		}
+		if (r->mode == RD_TCP && r->partial && (rc = wait_rest_of_timeout(fd, r->timeout_ms)) < 0)
+			return rc;
+		n = recvmsg(fd, &msg, r->mode == RD_NEW || r->mode == RD_POLLED ? MSG_DONTWAIT : MSG_WAITALL);
+		if (n > 0) {
+			/* only a blocking call came back short: a non-blocking try took what
+			 * was queued, maybe long ago while the window was shut (a busy
+			 * reader), and the kernel's next wait starts afresh */
+			r->partial = r->mode == RD_TCP;
+			r->last_ms = now_ms();
 			return n;
-		*not_sock = 1;
+		}
+		if (n == 0)
+			return 0;
+		if (errno == EINTR)
+			continue;
+		if (errno == ENOTSOCK) {
+			r->mode = RD_FILE;
+			continue;
+		}
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -errno;
+		if (r->mode == RD_NEW) {
+			rd_probe(fd, r);
+			continue;
+		}
+		if (r->mode != RD_POLLED)
+			return -ETIMEDOUT;   /* the kernel's receive timeout (or an O_NONBLOCK fd) */
+		left = r->timeout_ms - (int)(now_ms() - r->last_ms);
+		if (left <= 0)
+			return -ETIMEDOUT;
+		if ((rc = mig_io_wait(fd, POLLIN, left)) < 0)
+			return rc;
 	}
-	return readv(fd, iov, iovcnt);
 }
 
 int mig_io_read_full(int fd, void *buf, size_t len)
@@ -112,23 +200,18 @@ int mig_io_read_full(int fd, void *buf, size_t len)
 	if (tls)
 		return mig_tls_read_full(tls, buf, len);
 	uint8_t *p = buf;
-	int not_sock = 0;
+	IoRd r = rd_new();
 
 	while (len > 0) {
 		struct iovec iov = { p, len };
-		ssize_t n = recv_iov(fd, &iov, 1, &not_sock);
+		ssize_t n = rd_step(fd, &iov, 1, &r);
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return io_errno(errno);
-		}
+		if (n < 0)
+			return (int)n;
 		if (n == 0)
 			return -EPIPE;
 		p += n;
 		len -= (size_t)n;
-		if (len > 0 && !not_sock && (n = wait_rest_of_timeout(fd)) < 0)
-			return (int)n;
 	}
 	return 0;
 }
@@ -244,25 +327,19 @@ int mig_io_readv_full(int fd, struct iovec *iov, int iovcnt)
 
 	if (tls)
 		return mig_tls_readv_full(tls, iov, iovcnt);
-	int not_sock = 0;
+	IoRd r = rd_new();
 
 	if (iovcnt < 0 || (iovcnt > 0 && !iov))
 		return -EINVAL;
 
 	for (iov_skip_empty(&iov, &iovcnt); iovcnt > 0; iov_skip_empty(&iov, &iovcnt)) {
-		ssize_t n = recv_iov(fd, iov, iov_window(iovcnt), &not_sock);
+		ssize_t n = rd_step(fd, iov, iov_window(iovcnt), &r);
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return io_errno(errno);
-		}
+		if (n < 0)
+			return (int)n;
 		if (n == 0)
 			return -EPIPE;
 		iov_advance(&iov, &iovcnt, (size_t)n);
-		iov_skip_empty(&iov, &iovcnt);
-		if (iovcnt > 0 && !not_sock && (n = wait_rest_of_timeout(fd)) < 0)
-			return (int)n;
 	}
 	return 0;
 }
@@ -395,8 +472,9 @@ int mig_io_splice_full(int in, int out, size_t len, unsigned int flags)
 
 			if (rc < 0 && errno != EINTR)
 				return -errno;
+			/* in is a local pipe; out may be a peer's socket (wait_room's bound) */
 			rc = !(p[0].revents & (POLLIN | POLLHUP)) ? mig_io_wait(in, POLLIN, -1) :
-			     !(p[1].revents & (POLLOUT | POLLERR)) ? mig_io_wait(out, POLLOUT, -1) : 0;
+			     !(p[1].revents & (POLLOUT | POLLERR)) ? mig_io_wait(out, POLLOUT, mig_io_send_wait_ms(out)) : 0;
 			if (rc < 0)
 				return rc;
 		}

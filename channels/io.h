@@ -8,9 +8,12 @@
 /* 0 on success; -EPIPE when the peer closed before everything was read; -errno otherwise.
  * An expired SO_RCVTIMEO/SO_SNDTIMEO is reported as -ETIMEDOUT; data already
  * transferred by then is lost to the caller, so treat it as fatal. Either timeout
- * counts from the peer's last progress on a TCP socket (the last byte received; the
- * last room freed in the send buffer), not from the start of the call: a peer silent
- * for the timeout in the middle of a buffer is noticed then, not a timeout later.
+ * counts from the peer's last progress (the last byte received: TCP_INFO's on TCP,
+ * the time this reader took it on a unix socket; the last room freed in the send
+ * buffer), not from the start of the call: a peer silent for the timeout in the middle
+ * of a buffer is noticed then, not a timeout later, and one that sends slowly but
+ * steadily is never cut. A socket without SO_SNDTIMEO waits for room at most
+ * MIG_IO_TIMEOUT_DEFAULT_MS (mig_io_send_wait_ms).
  * Writes use MSG_NOSIGNAL: a dead peer is -EPIPE, never SIGPIPE; an fd that is no
  * socket (a streamed file: URI's file) is written with plain write/writev. Reads work
  * on any fd. */
@@ -44,6 +47,13 @@ int mig_io_close(int fd);
 /* A socket's SO_RCVTIMEO (events POLLIN) or SO_SNDTIMEO (POLLOUT) in ms; -1 when it
  * has none (or fd is no socket). */
 int mig_io_timeout_ms(int fd, short events);
+/* x-channel-timeout's default, and what a write waits for room on a socket that has no
+ * SO_SNDTIMEO: no wait on a peer is for ever. */
+#define MIG_IO_TIMEOUT_DEFAULT_MS 15000
+/* How long a write on fd waits for room without progress: its SO_SNDTIMEO, else
+ * MIG_IO_TIMEOUT_DEFAULT_MS on a socket; -1 (as long as it takes) on an fd that is
+ * no socket (a pipe or a file: a local reader, no peer). */
+int mig_io_send_wait_ms(int fd);
 /* Waits until fd is ready for events (poll(2)) or timeout_ms passes (-1: forever).
  * 0, -ETIMEDOUT, or -errno. */
 int mig_io_wait(int fd, short events, int timeout_ms);

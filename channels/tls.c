@@ -190,7 +190,8 @@ static ssize_t tls_op(MigTls *t, Op op, void *buf, size_t len)
 			return -EPROTO;
 		}
 		{
-			int rc = mig_io_wait(t->fd, want, mig_io_timeout_ms(t->fd, want));
+			int rc = mig_io_wait(t->fd, want, want == POLLOUT ? mig_io_send_wait_ms(t->fd) :
+								    mig_io_timeout_ms(t->fd, want));
 
 			if (rc < 0)
 				return rc;

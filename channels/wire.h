@@ -255,6 +255,9 @@ enum {
 				   * pass in place here (0: none) */
 	MIG_F_RP_RESUME_ACK = 0x4c, /* empty: resumed; outstanding page requests follow */
 	MIG_F_RP_READY = 0x4d,   /* "ready": COMPLETE / PC_RUN checked, guest stopped, waiting for GO */
+	MIG_F_RP_NOP = 0x4e,     /* empty: the destination's heartbeat, every quarter of x-channel-timeout
+				  * (at least every second) from its loader's start until RP_RUNNING
+				  * (precopy) / RP_DONE (postcopy), and from RP_RESUME_ACK on; ignored */
 };
 
 /* ---- fixed payload heads ---- */

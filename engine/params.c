@@ -201,7 +201,7 @@ void mig_params_init(MigParams *p)
 		.x_preempt_channels = 1,
 		/* a dead peer noticed within 15 s: well past a loaded host's hiccups, well
 		 * inside what an operator waits before suspecting a hang */
-		.x_channel_timeout = 15000,
+		.x_channel_timeout = MIG_IO_TIMEOUT_DEFAULT_MS,
 		.tls_creds = g_strdup(""), .tls_hostname = g_strdup(""), .tls_authz = g_strdup(""),
 		/* a kernel without it keeps its own */
 		.x_tcp_congestion = g_strdup(mig_io_congestion_default()),

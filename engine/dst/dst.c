@@ -21,6 +21,8 @@ Dst *mig_dst_new(MigSession *s)
 	g_cond_init(&d->mf_cond);
 	g_cond_init(&d->recover_cond);
 	g_mutex_init(&d->rp_lock);
+	g_mutex_init(&d->beat_lock);
+	g_cond_init(&d->beat_cond);
 	g_mutex_init(&d->open_lock);
 	d->openers = g_ptr_array_new();
 	d->mf_recv = g_ptr_array_new();
@@ -41,6 +43,8 @@ void mig_dst_free(Dst *d)
 	g_cond_clear(&d->mf_cond);
 	g_cond_clear(&d->recover_cond);
 	g_mutex_clear(&d->rp_lock);
+	g_mutex_clear(&d->beat_lock);
+	g_cond_clear(&d->beat_cond);
 	if (d->given_fd >= 0)
 		close(d->given_fd);
 	g_mutex_clear(&d->open_lock);

@@ -56,7 +56,13 @@ typedef struct Dst {
 	gboolean switching;        /* RP_READY may be out: the source may give its guest up (under s->lock) */
 	gboolean cancelled;        /* migrate_cancel stops it: failures are its doing (under s->lock) */
 	struct DevDst *devdst;     /* the device lane (devlane.c) */
-	GMutex rp_lock;            /* return-path writes: loader and fault thread */
+	GMutex rp_lock;            /* return-path writes: loader, fault thread and beat */
+	/* the return path's heartbeat (beat.c), started and stopped by the loader */
+	GThread *beat_thread;      /* mig/dst/beat */
+	GMutex beat_lock;
+	GCond beat_cond;
+	gboolean beat_quit;        /* under beat_lock */
+	gint64 beat_period;        /* µs, set before the thread starts */
 	GThread *urgent_thread[MIG_PREEMPT_MAX];  /* mig/dst/urg/N: preempt channel N's loader */
 	int urgent_fd[MIG_PREEMPT_MAX];
 	guint urgent_expected;     /* preempt channels this destination takes (0: preempt off) */

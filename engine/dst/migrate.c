@@ -8,6 +8,7 @@
 #include "engine/dst/breakhuge.h"
 #include "engine/dst/devlane.h"
 #include "engine/dst/recover.h"
+#include "engine/dst/beat.h"
 #include "engine/bitmap.h"
 #include "engine/urgency.h"
 #include "channels/frame.h"
@@ -1304,6 +1305,9 @@ static gboolean complete(Loader *d, gboolean postcopy, GError **err)
 	g_mutex_unlock(&s->lock);
 	if (!postcopy && s->vm->incoming_done)
 		s->vm->incoming_done(s->vm_opaque);
+	/* precopy: RP_RUNNING is the return path's last frame, the source reads no more */
+	if (!postcopy)
+		mig_dst_beat_stop(s);
 	mig_dst_rp_send(s, MIG_F_RP_RUNNING, &iov, 1);
 	return TRUE;
 }
@@ -1343,6 +1347,7 @@ static gboolean postcopy_end(Loader *d, GError **err)
 	mig_set_status(s, MIG_STATUS_COMPLETED);
 	if (s->vm->incoming_done)
 		s->vm->incoming_done(s->vm_opaque);
+	mig_dst_beat_stop(s);   /* RP_DONE is the last frame the source reads */
 	mig_dst_rp_send(s, MIG_F_RP_DONE, &iov, 1);
 	return TRUE;
 }
@@ -1578,6 +1583,7 @@ static void pause_teardown(Loader *d)
 	Dst *dst = s->dst;
 	GThread *ut[MIG_PREEMPT_MAX];
 
+	mig_dst_beat_stop(s);   /* it writes on the main channel, closed below */
 	g_mutex_lock(&s->lock);
 	for (guint i = 0; i < MIG_PREEMPT_MAX; i++) {
 		ut[i] = g_steal_pointer(&dst->urgent_thread[i]);
@@ -1657,6 +1663,9 @@ static gboolean pause_and_recover(Loader *d)
 				mig_set_status_locked(s, MIG_STATUS_POSTCOPY_ACTIVE);
 			}
 			g_mutex_unlock(&s->lock);
+			/* the source bounds its return path's reads again from RP_RESUME_ACK */
+			if (!d->inline_run)
+				mig_dst_beat_start(s);
 			return TRUE;
 		}
 		mig_dst_postcopy_lost(s, err->message);
@@ -1674,9 +1683,14 @@ static gpointer dst_main_thread(gpointer opaque)
 	d.fd = s->dst->fd;
 	d.inline_run = s->dst->inline_main;
 	g_mutex_unlock(&s->lock);
+	/* the source bounds its reads of the return path from its hello on (an inline run
+	 * has its caller's thread only, and a harness reads nothing back in time) */
+	if (!d.inline_run)
+		mig_dst_beat_start(s);
 	while (!load_loop(&d, &err)) {
 		/* a silent peer whose SETUP never came: nothing of it touched the guest */
 		if (unbind_overdue(s)) {
+			mig_dst_beat_stop(s);
 			g_free(d.buf);
 			return NULL;
 		}
@@ -1713,6 +1727,7 @@ static gpointer dst_main_thread(gpointer opaque)
 					s->vm->incoming_done(s->vm_opaque);
 			}
 			mig_mf_dst_abort(s);
+			mig_dst_beat_stop(s);   /* RP_ERROR is the last frame */
 			g_mutex_lock(&s->lock);
 			why = g_strdup(s->error ? s->error : err->message);
 			g_mutex_unlock(&s->lock);
@@ -1726,6 +1741,7 @@ static gpointer dst_main_thread(gpointer opaque)
 	 * session's teardown stops it once no vCPU runs) */
 	if (!paused)
 		mig_pc_dst_stop(s);
+	mig_dst_beat_stop(s);
 	g_free(d.buf);
 	mig_huge_asm_clear(&d.hasm);
 	g_mutex_lock(&s->lock);

@@ -44,13 +44,34 @@ static void rate_limit(Src *src)
 	src->win_bytes = 0;
 }
 
-/* Reads what the destination said on the return path, if anything is pending. Returns
- * FALSE with *err set when the destination reported an error or hung up. */
+#define RP_BEATS_PER_POLL 64   /* RP_NOPs one poll_return_path takes at most */
+
+/* The destination beats on the return path (RP_NOP, at least every quarter of
+ * x-channel-timeout): silence for the whole timeout means it stopped or its link went,
+ * however full the socket buffers between us still are (their room is what the send
+ * timeout waits for, and at a low max-bandwidth that takes long). An inline run's
+ * destination is a harness that says nothing unless asked. */
+static gboolean rp_silent(Src *src, GError **err)
+{
+	gint64 quiet = g_get_monotonic_time() - src->rp_heard;
+
+	if (src->inline_run || quiet < (gint64)src->p.x_channel_timeout * G_TIME_SPAN_MILLISECOND)
+		return FALSE;
+	g_set_error(err, MIG_ERROR, ETIMEDOUT, "the destination said nothing on the return path for %" G_GINT64_FORMAT
+		    " ms (x-channel-timeout %" G_GUINT64_FORMAT " ms): it stopped or its link went",
+		    quiet / 1000, src->p.x_channel_timeout);
+	return TRUE;
+}
+
+/* Reads what the destination said on the return path, if anything is pending; its
+ * heartbeats are taken and not reported. Returns FALSE with *err set when the
+ * destination reported an error, hung up or went silent for x-channel-timeout. */
 static gboolean poll_return_path(Src *src, int timeout_ms, guint16 *got, GError **err)
 {
 	struct pollfd p = { .fd = src->fd, .events = POLLIN };
 	MigFrameHdr h;
 	g_autofree char *msg = NULL;
+	guint beats = 0;
 	int rc;
 
 	*got = 0;
@@ -60,12 +81,22 @@ static gboolean poll_return_path(Src *src, int timeout_ms, guint16 *got, GError 
 		mig_src_feed(src);   /* the wait is for the destination: what it says next */
 		timeout_ms = 0;
 	}
-	if (poll(&p, 1, timeout_ms) <= 0)
-		return TRUE;
-	rc = mig_frame_recv_hdr(src->fd, &h, 4096);
-	if (rc < 0) {
-		g_set_error(err, MIG_ERROR, -rc, "destination closed the connection (%s)", g_strerror(-rc));
-		return FALSE;
+	for (;;) {
+		if (poll(&p, 1, timeout_ms) <= 0)
+			return !rp_silent(src, err);
+		rc = mig_frame_recv_hdr(src->fd, &h, 4096);
+		if (rc < 0) {
+			g_set_error(err, MIG_ERROR, -rc, "destination closed the connection (%s)", g_strerror(-rc));
+			return FALSE;
+		}
+		src->rp_heard = g_get_monotonic_time();
+		if (h.type != MIG_F_RP_NOP || h.len)
+			break;   /* one with a payload is refused once read, as any bad frame */
+		/* a beat answers no wait: take what else is there, but a flood of them
+		 * (a peer gone wrong) must not hold the migration here */
+		if (++beats == RP_BEATS_PER_POLL)
+			return TRUE;
+		timeout_ms = 0;
 	}
 	msg = g_malloc0(h.len + 1);
 	if (h.len && (rc = mig_io_read_full(src->fd, msg, h.len)) < 0) {
@@ -73,6 +104,10 @@ static gboolean poll_return_path(Src *src, int timeout_ms, guint16 *got, GError 
 		return FALSE;
 	}
 	*got = h.type;
+	if (h.type == MIG_F_RP_NOP) {
+		g_set_error(err, MIG_ERROR, EPROTO, "RP_NOP with a payload of %u bytes", h.len);
+		return FALSE;
+	}
 	if (h.type == MIG_F_RP_PASS && h.len == 8) {
 		src->pass_acked = MAX(src->pass_acked, mig_get_be64((const guint8 *)msg));
 		return TRUE;
@@ -306,6 +341,7 @@ static gboolean connect_main(Src *src, GError **err)
 	if (!mig_chan_hello(s, fd, &src->p, MIG_CHAN_MAIN, 0, err))
 		return FALSE;
 	src->uri = uri;
+	mig_src_rp_bound(src);
 	mig_src_beat_start(src);
 	return TRUE;
 }

@@ -57,6 +57,7 @@ void mig_pc_src_close_preempt(Src *src)
 }
 
 static void rp_signal(Src *src, gboolean *flag, char *error);
+static gboolean rp_failed(Src *src, GError **err);
 
 /* A request is done once its page is in its lane's socket (or its lane failed). */
 static void urgent_done(gpointer opaque, const GError *err)
@@ -147,15 +148,35 @@ static void rp_signal(Src *src, gboolean *flag, char *error)
 	g_mutex_unlock(&src->rp_lock);
 }
 
+static gboolean rp_take_frame(Src *src);
+
 /* One frame of the return path, read and acted on; FALSE once it said its last
- * (RP_DONE) or failed (rp_error says why). */
+ * (RP_DONE) or failed (rp_error says why). Once GO may have left, a failure also cuts
+ * the main channel: mig/src/main may be waiting for room in it (a stopped destination
+ * leaves its buffers full) and must go to the pause now, not a send timeout later. */
 static gboolean rp_take(Src *src)
+{
+	gboolean more = rp_take_frame(src);
+
+	if (!more && !src->inline_run && __atomic_load_n(&src->go_sent, __ATOMIC_ACQUIRE) && rp_failed(src, NULL))
+		shutdown(src->fd, SHUT_RDWR);
+	return more;
+}
+
+static gboolean rp_take_frame(Src *src)
 {
 	guint8 buf[4096];
 	g_autoptr(GError) err = NULL;
 	MigFrameHdr h;
 	int rc = mig_frame_recv_hdr(src->fd, &h, sizeof(buf));
 
+	if (rc == -ETIMEDOUT) {
+		/* the destination beats (RP_NOP) at least every quarter of the timeout */
+		rp_signal(src, NULL, g_strdup_printf("return path: the destination said nothing for %" G_GUINT64_FORMAT
+						     " ms (x-channel-timeout): it stopped or its link went",
+						     src->p.x_channel_timeout));
+		return FALSE;
+	}
 	if (rc < 0) {
 		rp_signal(src, NULL, g_strdup_printf("return path: %s", rc == -EPIPE ?
 			  "the destination closed the connection" : g_strerror(-rc)));
@@ -167,6 +188,12 @@ static gboolean rp_take(Src *src)
 		return FALSE;
 	}
 	switch (h.type) {
+	case MIG_F_RP_NOP:   /* the heartbeat: that the destination lives is all it says */
+		if (h.len) {
+			rp_signal(src, NULL, g_strdup_printf("RP_NOP with a payload of %u bytes", h.len));
+			return FALSE;
+		}
+		break;
 	case MIG_F_RP_READY:
 		if (src->dst_ready) {
 			rp_signal(src, NULL, g_strdup("RP_READY sent twice"));
@@ -686,9 +713,17 @@ gboolean mig_src_postcopy_lost(Src *src, const GError *why, GError **err)
 	g_autoptr(GError) again = NULL;
 	g_autofree char *cause = NULL;
 
+	/* a failed return path is the cause: it cuts the main channel (rp_take), and the
+	 * write that then fails would only say "broken pipe" */
+	g_mutex_lock(&src->rp_lock);
+	cause = g_strdup(src->rp_error);
+	g_mutex_unlock(&src->rp_lock);
 	g_mutex_lock(&s->lock);
-	cause = src->pause_req ? g_strdup("paused by migrate-pause")
-			       : g_strdup(why ? why->message : "a postcopy channel was lost");
+	if (src->pause_req || !cause) {
+		g_free(cause);
+		cause = src->pause_req ? g_strdup("paused by migrate-pause")
+				       : g_strdup(why ? why->message : "a postcopy channel was lost");
+	}
 	g_mutex_unlock(&s->lock);
 	for (;;) {
 		teardown(src);

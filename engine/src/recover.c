@@ -167,7 +167,7 @@ gboolean mig_src_recover_end(Src *src, guint64 *missing, GError **err)
 		return rfail(err, EIO, "the destination refused: %.*s", (int)h.len, (const char *)p);
 	if (h.type != MIG_F_RP_RESUME_ACK || h.len)
 		return rfail(err, EPROTO, "unexpected return-path frame type %u (%u bytes) instead of RESUME_ACK", h.type, h.len);
-	/* the return path idles legitimately from here on; the send timeout stays */
-	mig_io_set_recv_timeout(src->fd, 0);
+	/* the destination beats on the return path from here on, as on the first channel */
+	mig_src_rp_bound(src);
 	return TRUE;
 }

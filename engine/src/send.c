@@ -5,6 +5,7 @@
 #include "engine/bitmap.h"
 #include "channels/wire.h"
 #include "channels/frame.h"
+#include "channels/io.h"
 #include <errno.h>
 #include <linux/sockios.h>
 #include <poll.h>
@@ -24,6 +25,12 @@ gboolean mig_src_send_go(Src *src, GError **err)
 {
 	__atomic_store_n(&src->go_sent, TRUE, __ATOMIC_RELEASE);
 	return mig_src_send_frame(src, MIG_F_GO, NULL, 0, err);
+}
+
+void mig_src_rp_bound(Src *src)
+{
+	src->rp_heard = g_get_monotonic_time();
+	mig_io_set_recv_timeout(src->fd, src->inline_run ? 0 : (int)src->p.x_channel_timeout);
 }
 
 gboolean mig_src_dst_draining(Src *src, int *outq)

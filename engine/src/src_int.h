@@ -46,6 +46,7 @@ typedef struct Src {
 	struct DevSrc *dev;     /* the device lane (devlane.c) */
 	MigUri uri;
 	gboolean no_rp;         /* a streamed file: URI: a main channel with no return path */
+	gint64 rp_heard;        /* monotonic µs: the return path's last frame, in precopy (mig/src/main) */
 	GMutex wlock;           /* main channel writes: the return-path thread sends too */
 	int pre_fds[MIG_PREEMPT_MAX]; /* postcopy-preempt channels (x-preempt-channels) */
 	guint npre;             /* how many are open; 0 without preempt */
@@ -136,4 +137,8 @@ gboolean mig_src_send_go(Src *src, GError **err);
  * during postcopy's push; stop is idempotent and joins mig/src/beat. */
 void mig_src_beat_start(Src *src);
 void mig_src_beat_stop(Src *src);
+/* From a main channel's hello (or a recovery's RP_RESUME_ACK) on, the return path's
+ * reads are bounded by x-channel-timeout: the destination beats on it (RP_NOP). Not
+ * in an inline run, whose harness answers only when asked. (send.c) */
+void mig_src_rp_bound(Src *src);
 

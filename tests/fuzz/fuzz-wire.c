@@ -322,6 +322,7 @@ size_t fuzz_seed(uint8_t buf[FUZZ_INPUT_MAX], unsigned which)
 		len += frame(buf + len, MIG_F_NOP, p, 0);
 		len += frame(buf + len, MIG_F_COMPLETE, p, 0);
 		len += frame(buf + len, MIG_F_RP_READY, (const uint8_t *)"ready", 5);
+		len += frame(buf + len, MIG_F_RP_NOP, p, 0);
 		len += frame(buf + len, MIG_F_GO, p, 0);
 		len += frame(buf + len, MIG_F_RP_RUNNING, (const uint8_t *)"running", 7);
 		break;

@@ -34,7 +34,7 @@ SETUP_DEADLINE = 15          # engine/dst/migrate.c, SETUP_DEADLINE_MS
 
 F_SETUP, F_ZEROS, F_PASS, F_STATE, F_COMPLETE = 1, 3, 4, 5, 6
 F_MF_PAGES, F_MF_SYNC, F_MF_DEV = 0x10, 0x11, 0x13
-RP_RUNNING, RP_ERROR, RP_PASS, RP_READY = 0x41, 0x42, 0x49, 0x4D
+RP_RUNNING, RP_ERROR, RP_PASS, RP_READY, RP_NOP = 0x41, 0x42, 0x49, 0x4D, 0x4E
 
 
 def frame(ftype, payload=b""):
@@ -84,9 +84,13 @@ def recv_exact(s, n, timeout=10):
 
 
 def rp_frame(s, timeout=10):
-    ln, ftype, _ = struct.unpack(">IHH", recv_exact(s, 8, timeout))
-    h.check(ln <= 65536, "return-path frame of %d bytes" % ln)
-    return ftype, recv_exact(s, ln, timeout) if ln else b""
+    """The destination's next return-path frame but its heartbeats (RP_NOP, empty)."""
+    while True:
+        ln, ftype, _ = struct.unpack(">IHH", recv_exact(s, 8, timeout))
+        h.check(ln <= 65536, "return-path frame of %d bytes" % ln)
+        if ftype != RP_NOP:
+            return ftype, recv_exact(s, ln, timeout) if ln else b""
+        h.check(ln == 0, "RP_NOP with %d bytes" % ln)
 
 
 def finish(dst, main, multifd):

@@ -358,8 +358,9 @@ static void tcp_pair(int sv[2])
 /* The kernel counts a receive timeout over one whole MSG_WAITALL call: a read that
  * got part of its buffer came back after the timeout and a retry waited a whole
  * timeout more, twice the timeout after the last byte. Now it is the timeout after
- * the last byte (and 2 s of margin still ends before twice). */
-static void test_read_timeout_from_last_byte(void)
+ * the last byte (and 2 s of margin still ends before twice), on a pair made by
+ * make_pair. */
+static void check_read_timeout_from_last_byte(void (*make_pair)(int sv[2]))
 {
 	const int t = 2000;
 	uint8_t buf[64];
@@ -367,7 +368,7 @@ static void test_read_timeout_from_last_byte(void)
 	gint64 t0, dt;
 	int sv[2];
 
-	tcp_pair(sv);
+	make_pair(sv);
 	g_assert_cmpint(mig_io_set_recv_timeout(sv[1], t), ==, 0);
 	chan_put_raw(sv[0], "half", 4);
 	t0 = chan_now_ms();
@@ -382,6 +383,12 @@ static void test_read_timeout_from_last_byte(void)
 	g_assert_cmpint(dt, >=, t - 50);
 	g_assert_cmpint(dt, <, 2 * t - 250);
 	chan_close_pair(sv);
+}
+
+/* TCP: the last byte's time is TCP_INFO's */
+static void test_read_timeout_from_last_byte(void)
+{
+	check_read_timeout_from_last_byte(tcp_pair);
 }
 
 typedef struct {
@@ -440,6 +447,79 @@ static void test_write_timeout_from_last_room(void)
 	dt = chan_now_ms() - t0;
 	g_assert_cmpint(dt, >=, t - 50);
 	g_assert_cmpint(dt, <, 2 * t - 250);
+	chan_close_pair(sv);
+}
+
+/* A unix socket has no TCP_INFO: the reader counts the silence since the last byte it
+ * took itself (with the kernel's count alone, twice the timeout). */
+static void test_unix_read_timeout_from_last_byte(void)
+{
+	check_read_timeout_from_last_byte(chan_socketpair);
+}
+
+/* ... and a unix peer that sends slowly but steadily (a byte every quarter of the
+ * timeout, 3 timeouts in all) is never cut; a read whose bytes are all queued takes
+ * them without waiting. */
+static void test_unix_read_slow_peer_lives(void)
+{
+	Trickle w = { .n = 12, .gap_ms = 250 };
+	uint8_t buf[12];
+	struct iovec iov[2] = { { buf, 5 }, { buf + 5, 7 } };
+	int sv[2];
+	GThread *th;
+
+	chan_socketpair(sv);
+	g_assert_cmpint(mig_io_set_recv_timeout(sv[1], 1000), ==, 0);
+	w.fd = sv[0];
+	th = g_thread_new("trickle", trickle_thread, &w);
+	g_assert_cmpint(mig_io_read_full(sv[1], buf, sizeof(buf)), ==, 0);
+	g_thread_join(th);
+	g_assert_cmpmem(buf, 12, "xxxxxxxxxxxx", 12);
+	th = g_thread_new("trickle", trickle_thread, &w);
+	g_assert_cmpint(mig_io_readv_full(sv[1], iov, 2), ==, 0);
+	g_thread_join(th);
+	g_assert_cmpmem(buf, 12, "xxxxxxxxxxxx", 12);
+	chan_put_raw(sv[0], "0123456789ab", 12);
+	g_assert_cmpint(mig_io_read_full(sv[1], buf, sizeof(buf)), ==, 0);
+	g_assert_cmpmem(buf, 12, "0123456789ab", 12);
+	chan_close_pair(sv);
+}
+
+/* What a write waits for room: the socket's send timeout, the default channel timeout
+ * on a socket without one (never for ever on a peer), no bound on a pipe (a local
+ * reader). */
+static void test_send_wait_bound(void)
+{
+	int sv[2], p[2];
+
+	chan_socketpair(sv);
+	g_assert_cmpint(mig_io_send_wait_ms(sv[0]), ==, MIG_IO_TIMEOUT_DEFAULT_MS);
+	g_assert_cmpint(mig_io_set_timeout(sv[0], 1500), ==, 0);
+	g_assert_cmpint(mig_io_send_wait_ms(sv[0]), ==, 1500);
+	g_assert_cmpint(mig_io_set_timeout(sv[0], 0), ==, 0);
+	g_assert_cmpint(mig_io_send_wait_ms(sv[0]), ==, MIG_IO_TIMEOUT_DEFAULT_MS);
+	chan_close_pair(sv);
+	g_assert_cmpint(pipe(p), ==, 0);
+	g_assert_cmpint(mig_io_send_wait_ms(p[1]), ==, -1);
+	close(p[0]);
+	close(p[1]);
+}
+
+/* A peer that reads nothing, on a socket nobody gave a send timeout: the write still
+ * ends, -ETIMEDOUT the default timeout after the buffer filled (it waited for ever). */
+static void test_write_without_timeout_ends(void)
+{
+	const size_t len = 16u << 20;	/* far more than any socket buffer */
+	g_autofree uint8_t *buf = g_malloc0(len);
+	gint64 t0, dt;
+	int sv[2];
+
+	chan_socketpair(sv);
+	t0 = chan_now_ms();
+	g_assert_cmpint(mig_io_write_full(sv[0], buf, len), ==, -ETIMEDOUT);
+	dt = chan_now_ms() - t0;
+	g_assert_cmpint(dt, >=, MIG_IO_TIMEOUT_DEFAULT_MS - 50);
+	g_assert_cmpint(dt, <, 2 * MIG_IO_TIMEOUT_DEFAULT_MS + 3000);
 	chan_close_pair(sv);
 }
 
@@ -512,6 +592,10 @@ int main(int argc, char **argv)
 	g_test_add_func("/channels/io/read-timeout-from-last-byte", test_read_timeout_from_last_byte);
 	g_test_add_func("/channels/io/read-slow-peer-lives", test_read_slow_peer_lives);
 	g_test_add_func("/channels/io/write-timeout-from-last-room", test_write_timeout_from_last_room);
+	g_test_add_func("/channels/io/unix-read-timeout-from-last-byte", test_unix_read_timeout_from_last_byte);
+	g_test_add_func("/channels/io/unix-read-slow-peer-lives", test_unix_read_slow_peer_lives);
+	g_test_add_func("/channels/io/send-wait-bound", test_send_wait_bound);
+	g_test_add_func("/channels/io/write-without-timeout-ends", test_write_without_timeout_ends);
 	g_test_add_func("/channels/io/eintr", test_eintr);
 	return g_test_run();
 }

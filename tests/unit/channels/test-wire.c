@@ -453,6 +453,15 @@ static void case_rp_ready(GByteArray *enc, const GByteArray *g)
 	g_assert_cmpmem(r.p, r.left, "ready", 5);
 }
 
+static void case_rp_nop(GByteArray *enc, const GByteArray *g)
+{
+	MigWireRd r;
+
+	frame(enc, MIG_F_RP_NOP, 0);
+	r = check_frame(g, MIG_F_RP_NOP, 0);
+	g_assert_cmpuint(r.left, ==, 0);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(GByteArray *enc, const GByteArray *golden);
@@ -478,6 +487,7 @@ static const struct {
 	{ "state-part", case_state_part },
 	{ "go", case_go },
 	{ "rp-ready", case_rp_ready },
+	{ "rp-nop", case_rp_nop },
 };
 
 static void test_golden(gconstpointer data)
@@ -521,6 +531,7 @@ static const struct {
 	{ "PC_RECOVER", MIG_F_PC_RECOVER }, { "PC_RESUME", MIG_F_PC_RESUME }, { "RP_RECV_BITMAP", MIG_F_RP_RECV_BITMAP },
 	{ "RP_RECV_END", MIG_F_RP_RECV_END }, { "RP_RESUME_ACK", MIG_F_RP_RESUME_ACK },
 	{ "RP_READY", MIG_F_RP_READY }, { "NOP", MIG_F_NOP }, { "GO", MIG_F_GO },
+	{ "RP_NOP", MIG_F_RP_NOP },
 	{ "STATE_PART", MIG_F_STATE_PART },
 	{ "main", MIG_CHAN_MAIN }, { "multifd", MIG_CHAN_MULTIFD }, { "preempt", MIG_CHAN_PREEMPT },
 	{ "OK", MIG_HELLO_OK }, { "BAD_MAGIC", MIG_HELLO_BAD_MAGIC }, { "BAD_VERSION", MIG_HELLO_BAD_VERSION },
