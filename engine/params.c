@@ -179,6 +179,7 @@ static const struct param {
 	[MIG_PARAM_DIRECT_IO] = { "direct-io", P_BOOL, offsetof(MigParams, direct_io), 0, 1, NULL },
 	[MIG_PARAM_X_CHANNEL_TIMEOUT] = U("x-channel-timeout", x_channel_timeout, MIG_CHANNEL_TIMEOUT_MIN, MIG_CHANNEL_TIMEOUT_MAX),
 	[MIG_PARAM_X_POSTCOPY_AUTO] = { "x-postcopy-auto", P_BOOL, offsetof(MigParams, x_postcopy_auto), 0, 1, NULL },
+	[MIG_PARAM_X_POSTCOPY_RT_PRIORITY] = U("x-postcopy-rt-priority", x_postcopy_rt_priority, 0, 99),
 #undef U
 #undef SZ
 };

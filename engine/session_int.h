@@ -36,6 +36,7 @@ typedef struct MigParams {
 	gboolean direct_io;           /* mapped-ram file: pages with O_DIRECT */
 	guint64 x_channel_timeout;    /* ms: a peer silent this long is dead (channels/io.h) */
 	gboolean x_postcopy_auto;     /* source: switch to postcopy when precopy will not converge */
+	guint64 x_postcopy_rt_priority; /* SCHED_FIFO priority of the fault path's threads; 0: fair */
 } MigParams;
 
 /* Counters read by query-migrate while the migration threads update them. */

@@ -1478,7 +1478,12 @@ static gpointer urgent_thread(gpointer opaque)
 	g_autoptr(GError) err = NULL;
 
 	g_free(a);
-	mig_thread_set_urgent();
+	{
+		char name[16];
+
+		g_snprintf(name, sizeof(name), "mig/dst/urg/%u", index);
+		mig_thread_set_urgent_for(s, (guint)s->dst->p.x_postcopy_rt_priority, name);
+	}
 	for (;;) {
 		MigFrameHdr h;
 		int rc = mig_frame_recv_hdr(d.fd, &h, d.max_frame);

@@ -258,7 +258,7 @@ static gpointer fault_main(gpointer opaque)
 	PcDst *pc = opaque;
 	MigReqBatch reqs = { 0 };
 
-	mig_thread_set_urgent();
+	mig_thread_set_urgent_for(pc->s, (guint)pc->s->dst->p.x_postcopy_rt_priority, "mig/dst/fault");
 
 	for (;;) {
 		struct pollfd p[2] = { { .fd = pc->uffd, .events = POLLIN }, { .fd = pc->quit_fd, .events = POLLIN } };

@@ -254,7 +254,7 @@ static gpointer rp_main(gpointer opaque)
 {
 	Src *src = opaque;
 
-	mig_thread_set_urgent();
+	mig_thread_set_urgent_for(src->s, (guint)src->p.x_postcopy_rt_priority, "mig/src/return");
 	while (rp_take(src))
 		;
 	return NULL;
@@ -698,7 +698,7 @@ static gboolean recover(Src *src, GError **err)
 		return FALSE;
 	}
 	if (src->npre)
-		src->urgent = mig_urgent_new(s, src->pre_fds, src->npre, urgent_done, src);
+		src->urgent = mig_urgent_new(s, src->pre_fds, src->npre, (guint)src->p.x_postcopy_rt_priority, urgent_done, src);
 	if (!src->inline_run)
 		src->rp_thread = g_thread_new("mig/src/return", rp_main, src);
 	mig_src_beat_start(src);
@@ -786,7 +786,7 @@ gboolean mig_pc_src_run(Src *src, GError **err)
 
 	ok = switchover(src, err);
 	if (ok && src->npre)
-		src->urgent = mig_urgent_new(s, src->pre_fds, src->npre, urgent_done, src);
+		src->urgent = mig_urgent_new(s, src->pre_fds, src->npre, (guint)src->p.x_postcopy_rt_priority, urgent_done, src);
 	if (ok) {
 		if (!src->inline_run)
 			src->rp_thread = g_thread_new("mig/src/return", rp_main, src);

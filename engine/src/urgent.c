@@ -45,6 +45,7 @@ struct MigUrgent {
 	MigUrgentDoneFn done;
 	gpointer opaque;
 	guint n;
+	guint rt_priority;     /* x-postcopy-rt-priority, for the senders */
 	guint next;            /* where the search for the least busy lane starts (ties rotate) */
 	guint64 bytes;         /* written, all lanes (atomic) */
 	/* pages queued and not yet taken by a sender: a page asked for again meanwhile
@@ -126,8 +127,10 @@ static int send_and_report(Lane *l, UrgentReq *r)
 static gpointer lane_main(gpointer opaque)
 {
 	Lane *l = opaque;
+	char name[16];
 
-	mig_thread_set_urgent();
+	g_snprintf(name, sizeof(name), "mig/src/urg/%u", l->index);
+	mig_thread_set_urgent_for(l->u->s, l->u->rt_priority, name);
 	for (;;) {
 		UrgentReq *r;
 
@@ -143,7 +146,8 @@ static gpointer lane_main(gpointer opaque)
 	}
 }
 
-MigUrgent *mig_urgent_new(MigSession *s, const int *fds, guint n, MigUrgentDoneFn done, gpointer opaque)
+MigUrgent *mig_urgent_new(MigSession *s, const int *fds, guint n, guint rt_priority, MigUrgentDoneFn done,
+			  gpointer opaque)
 {
 	MigUrgent *u = g_new0(MigUrgent, 1);
 
@@ -152,6 +156,7 @@ MigUrgent *mig_urgent_new(MigSession *s, const int *fds, guint n, MigUrgentDoneF
 	u->done = done;
 	u->opaque = opaque;
 	u->n = n;
+	u->rt_priority = rt_priority;
 	g_mutex_init(&u->pend_lock);
 	u->pending = g_hash_table_new(g_direct_hash, g_direct_equal);
 	for (guint i = 0; i < n; i++) {

@@ -12,8 +12,10 @@ typedef struct MigUrgent MigUrgent;
  * wrote itself. */
 typedef void (*MigUrgentDoneFn)(gpointer opaque, const GError *err);
 
-/* Starts one sender per fd; the fds stay the caller's. */
-MigUrgent *mig_urgent_new(MigSession *s, const int *fds, guint n, MigUrgentDoneFn done, gpointer opaque);
+/* Starts one sender per fd, each scheduled as mig_thread_set_urgent_for() with
+ * rt_priority (engine/urgency.h); the fds stay the caller's. */
+MigUrgent *mig_urgent_new(MigSession *s, const int *fds, guint n, guint rt_priority, MigUrgentDoneFn done,
+			  gpointer opaque);
 /* Queues one whole host page of block bi on the least busy lane: 1 (done will be
  * called), 0 when that page is queued already (no second copy, no call), -E2BIG when
  * mig_urgent_pending_max() requests are queued (a destination asking for that many

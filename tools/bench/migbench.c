@@ -203,6 +203,7 @@ int main(int argc, char **argv)
 	gint runs = -1;   /* unset */
 	gboolean quick = FALSE, keep = FALSE;
 	gint preempt_channels = 1, dst_vcpus = PC_DST_VCPUS, guest_mib = 0, cut_ms = 500, outage_s = 5;
+	gint rt_priority = 1;
 	g_autofree char *tcp_cc = NULL, *vcpu_rows = NULL;
 	GOptionEntry entries[] = {
 		{ "json", 0, 0, G_OPTION_ARG_FILENAME, &json, "Write every sample and the medians to FILE", "FILE" },
@@ -215,6 +216,8 @@ int main(int argc, char **argv)
 		  "postcopy-latency: add an arm with x-preempt-channels=N (2..8)", "N" },
 		{ "dst-vcpus", 0, 0, G_OPTION_ARG_INT, &dst_vcpus,
 		  "postcopy-latency, postcopy-recovery: the destination's vCPUs (default 2)", "N" },
+		{ "rt-priority", 0, 0, G_OPTION_ARG_INT, &rt_priority,
+		  "postcopy-latency: x-postcopy-rt-priority on both sides (0..99, default 1; 0: the fair class)", "N" },
 		{ "vcpu-rows", 0, 0, G_OPTION_ARG_STRING, &vcpu_rows,
 		  "postcopy-latency: 4K rows with this many faulting vCPUs (default 8,32; \"\": none)", "N,..." },
 		{ "guest-mib", 0, 0, G_OPTION_ARG_INT, &guest_mib,
@@ -259,6 +262,9 @@ int main(int argc, char **argv)
 	if (dst_vcpus < 1 || dst_vcpus > 64)
 		return usage("--dst-vcpus must be 1..64");
 	b.dst_vcpus = (guint)dst_vcpus;
+	if (rt_priority < 0 || rt_priority > 99)
+		return usage("--rt-priority must be 0..99");
+	b.rt_priority = (guint)rt_priority;
 	/* --quick is CI's smoke run: the many-vCPU rows (minutes, and a QMP that a 32-vCPU
 	 * storm on 2 CPUs can starve) only when asked for */
 	if (!parse_vcpu_rows(vcpu_rows ? vcpu_rows : quick ? "" : "8,32", &b))

@@ -222,6 +222,8 @@ void pc_print_net(Bench *b, const PcNet *net, guint nback, guint64 guest)
 	printf("\nlatency: the destination's x-postcopy-latency, fault read to page placed, every faulting thread "
 	       "(its %d vCPUs; the integrity sweep starts once postcopy is over);\nk-: its x-fault-latency-bpf, the "
 	       "kernel's view of the same waits (migd --trace-latency), page fault to the thread's return to running\n", b->dst_vcpus);
+	printf("the threads on a fault's path: x-postcopy-rt-priority %u on both sides (%s)\n", b->rt_priority,
+	       b->rt_priority ? "SCHED_FIFO" : "the fair class with a short slice");
 	if (b->preempt_channels > 1)
 		printf("preempt+bh+channels: preempt+break-huge over x-preempt-channels=%u (the other preempt arms use 1)\n",
 		       b->preempt_channels);
@@ -531,6 +533,7 @@ gboolean pc_write_json(Bench *b, const PcNet *nets, guint nnets, guint nback, gu
 	json_builder_set_member_name(j, "destination_workload");
 	json_builder_add_string_value(j, PC_DST_WORKLOAD);
 	bench_json_int(j, "destination_vcpus", b->dst_vcpus);
+	bench_json_int(j, "rt_priority", b->rt_priority);
 	json_builder_set_member_name(j, "nets");
 	json_builder_begin_array(j);
 	for (guint i = 0; i < nnets; i++)

@@ -121,6 +121,9 @@ gboolean pc_run(Bench *b, const PcNet *net, PcRow *row, guint64 guest, PcSample 
 	g_autofree char *caps = g_strdup_printf("{\"capabilities\":[{\"capability\":\"postcopy-ram\",\"state\":true},"
 						"{\"capability\":\"postcopy-preempt\",\"state\":%s}]}",
 						row->arm == ARM_OFF ? "false" : "true");
+	/* the threads on a fault's path (docs/design.md, Postcopy): with vCPU threads
+	 * outnumbering the CPUs, what decides how long a fault waits */
+	g_autofree char *rt = g_strdup_printf("{\"x-postcopy-rt-priority\":%u}", b->rt_priority);
 	g_autofree char *port = NULL, *uri = NULL;
 	g_autoptr(JsonObject) done = NULL, dq = NULL;
 	MigPair p = { 0 };
@@ -136,6 +139,8 @@ gboolean pc_run(Bench *b, const PcNet *net, PcRow *row, guint64 guest, PcSample 
 	     (!row->tls || bench_tls_enable(b, &p, err)) &&
 	     bench_qmp_run(p.qsrc, "source", "migrate-set-parameters",
 		     "{\"max-bandwidth\":0,\"downtime-limit\":1,\"x-postcopy-after-passes\":1}", err) &&
+	     bench_qmp_run(p.qdst, "destination", "migrate-set-parameters", rt, err) &&
+	     bench_qmp_run(p.qsrc, "source", "migrate-set-parameters", rt, err) &&
 	     (port = net->bed ? g_strdup_printf("%u", PC_BED_PORT) : bench_dst_port(b, &p, err)) != NULL;
 	if (ok && row->traced)
 		ok = (tool = pc_stages_start(b, &p, err)) != NULL;

@@ -174,7 +174,7 @@ static void fx_init(Fx *f, guint n, gsize ps, guint npages, gboolean tcp, gboole
 		p->got = g_array_new(FALSE, FALSE, sizeof(Got));
 		p->thread = g_thread_new("peer", peer_main, p);
 	}
-	f->u = mig_urgent_new(f->s, fds, n, done_cb, f);
+	f->u = mig_urgent_new(f->s, fds, n, 0, done_cb, f);
 }
 
 static void hold(Peer *p, gboolean held)
