@@ -21,6 +21,7 @@
  * never held together. Input state belongs to the reader; the command table is fixed
  * once the server runs. Handlers run with no lock held so they may emit events. */
 #include "engine/qmp/qmp.h"
+#include "engine/qmp/qmp_int.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -147,6 +148,8 @@ struct MigQmpServer {
 	 * threads never see each other's. */
 	QmpClient *cur;
 	QmpClient *cur_oob;
+	/* mig_qmp_server_run_inline: in-band commands run in the reader, as they come */
+	bool inline_dispatch;
 
 	char rbuf[QMP_READ_CHUNK];
 };
@@ -723,8 +726,19 @@ static void request_free(QmpRequest *r)
 /* Reader: hands an in-band request (or the error found in it) to the dispatcher. */
 static void enqueue(MigQmpServer *s, QmpClient *c, JsonNode *root, char *error)
 {
-	QmpRequest *r = g_new0(QmpRequest, 1);
+	QmpRequest *r;
 
+	if (s->inline_dispatch) {
+		if (error)
+			reply_error(s, c, NULL, "%s", error);
+		else
+			execute(s, c, root);
+		if (root)
+			json_node_unref(root);
+		g_free(error);
+		return;
+	}
+	r = g_new0(QmpRequest, 1);
 	r->c = client_ref(c);
 	r->root = root;
 	r->error = error;
@@ -1392,6 +1406,48 @@ static bool drain_dispatcher(MigQmpServer *s)
 	return done;
 }
 
+/* One round of the reader's loop: waits for the listener, the wake-up or a client,
+ * then reads, accepts, flushes and sweeps. FALSE when poll failed. */
+static bool serve_once(MigQmpServer *s, GArray *pfds)
+{
+	struct pollfd *p;
+
+	build_pollfds(s, pfds, false);
+	if (poll((struct pollfd *)pfds->data, pfds->len, s->accept_backoff ? QMP_ACCEPT_BACKOFF_MS : -1) < 0) {
+		if (errno == EINTR)
+			return true;
+		g_warning("qmp: poll: %s", g_strerror(errno));
+		return false;
+	}
+	p = (struct pollfd *)pfds->data;
+	if (p[1].revents) {
+		uint64_t cnt;
+
+		/* Only a wake-up: the work is whatever it left queued. */
+		if (read(s->wake_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+			g_debug("qmp: eventfd read: %s", g_strerror(errno));
+	}
+	/* Clients are only added below and removed in sweep_dead, both in this
+	 * thread, so p[2 + i] still matches s->clients[i] here. */
+	for (guint i = 0; i + 2 < pfds->len && !g_atomic_int_get(&s->stopping); i++) {
+		QmpClient *c = s->clients->pdata[i];
+		short ev = p[2 + i].revents;
+
+		if (!(p[2 + i].events & POLLIN)) {
+			if (ev & (POLLHUP | POLLERR))
+				c->hup = true;
+			client_resume(s, c);
+		} else if (ev & (POLLIN | POLLHUP | POLLERR)) {
+			client_read(s, c);
+		}
+	}
+	if ((p[0].revents & POLLIN) || s->accept_backoff)
+		accept_clients(s);
+	flush_all(s);
+	sweep_dead(s);
+	return true;
+}
+
 gboolean mig_qmp_server_run(MigQmpServer *s)
 {
 	g_autoptr(GArray) pfds = g_array_new(FALSE, FALSE, sizeof(struct pollfd));
@@ -1399,47 +1455,22 @@ gboolean mig_qmp_server_run(MigQmpServer *s)
 
 	g_return_val_if_fail(s != NULL, TRUE);
 	s->dispatcher = g_thread_new("qmp/dispatch", dispatcher_main, s);
-	while (!g_atomic_int_get(&s->stopping)) {
-		struct pollfd *p;
-
-		build_pollfds(s, pfds, false);
-		if (poll((struct pollfd *)pfds->data, pfds->len,
-			 s->accept_backoff ? QMP_ACCEPT_BACKOFF_MS : -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			g_warning("qmp: poll: %s", g_strerror(errno));
-			break;
-		}
-		p = (struct pollfd *)pfds->data;
-		if (p[1].revents) {
-			uint64_t cnt;
-
-			/* Only a wake-up: the work is whatever it left queued. */
-			if (read(s->wake_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
-				g_debug("qmp: eventfd read: %s", g_strerror(errno));
-		}
-		/* Clients are only added below and removed in sweep_dead, both in this
-		 * thread, so p[2 + i] still matches s->clients[i] here. */
-		for (guint i = 0; i + 2 < pfds->len && !g_atomic_int_get(&s->stopping); i++) {
-			QmpClient *c = s->clients->pdata[i];
-			short ev = p[2 + i].revents;
-
-			if (!(p[2 + i].events & POLLIN)) {
-				if (ev & (POLLHUP | POLLERR))
-					c->hup = true;
-				client_resume(s, c);
-			} else if (ev & (POLLIN | POLLHUP | POLLERR)) {
-				client_read(s, c);
-			}
-		}
-		if ((p[0].revents & POLLIN) || s->accept_backoff)
-			accept_clients(s);
-		flush_all(s);
-		sweep_dead(s);
-	}
+	while (!g_atomic_int_get(&s->stopping) && serve_once(s, pfds))
+		;
 	quiet = drain_dispatcher(s);
 	final_flush(s);
 	return quiet;
+}
+
+void mig_qmp_server_run_inline(MigQmpServer *s)
+{
+	g_autoptr(GArray) pfds = g_array_new(FALSE, FALSE, sizeof(struct pollfd));
+
+	s->inline_dispatch = true;
+	accept_clients(s);
+	while (s->clients->len && !g_atomic_int_get(&s->stopping) && serve_once(s, pfds))
+		;
+	s->inline_dispatch = false;
 }
 
 void mig_qmp_server_stop(MigQmpServer *s)
