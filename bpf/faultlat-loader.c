@@ -214,10 +214,9 @@ void fl_unload(struct faultlat_bpf *skel)
 	faultlat_bpf__destroy(skel);
 }
 
-int fl_read_hist(struct faultlat_bpf *skel, enum fl_page_size ps, struct fl_hist *out)
+static int read_hist(struct faultlat_bpf *skel, __u32 key, struct fl_hist *out)
 {
 	int ncpus = libbpf_num_possible_cpus();
-	__u32 key = ps;
 	struct fl_hist *per_cpu;
 	int err = 0;
 
@@ -249,6 +248,16 @@ out:
 	return err;
 }
 
+int fl_read_hist(struct faultlat_bpf *skel, enum fl_page_size ps, struct fl_hist *out)
+{
+	return read_hist(skel, ps, out);
+}
+
+int fl_read_hist_woken(struct faultlat_bpf *skel, enum fl_page_size ps, struct fl_hist *out)
+{
+	return read_hist(skel, FL_WOKEN + ps, out);
+}
+
 int fl_reset_hists(struct faultlat_bpf *skel)
 {
 	int ncpus = libbpf_num_possible_cpus();
@@ -260,7 +269,7 @@ int fl_reset_hists(struct faultlat_bpf *skel)
 	zero = calloc((size_t)ncpus, sizeof(*zero));
 	if (!zero)
 		return -ENOMEM;
-	for (__u32 key = 0; key < FL_NR_PS && !err; key++)
+	for (__u32 key = 0; key < FL_NR_HISTS && !err; key++)
 		if (bpf_map__update_elem(skel->maps.hists, &key, sizeof(key), zero,
 					 (size_t)ncpus * sizeof(*zero), 0))
 			err = -errno;

@@ -39,6 +39,9 @@ void fl_unload(struct faultlat_bpf *skel);
 
 /* The histogram of one page size, summed over CPUs. */
 int fl_read_hist(struct faultlat_bpf *skel, enum fl_page_size ps, struct fl_hist *out);
+/* The same waits ended at their wakeup instead of their thread's next run (faultlat.h,
+ * FL_WOKEN); empty with the fentry method, which sees no wakeup. */
+int fl_read_hist_woken(struct faultlat_bpf *skel, enum fl_page_size ps, struct fl_hist *out);
 /* Zeroes every histogram (interval mode). Waits recorded meanwhile may be lost. */
 int fl_reset_hists(struct faultlat_bpf *skel);
 

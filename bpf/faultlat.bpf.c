@@ -104,7 +104,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, FL_NR_PS);
+	__uint(max_entries, FL_NR_HISTS);
 	__type(key, __u32);
 	__type(value, struct fl_hist);
 } hists SEC(".maps");
@@ -125,9 +125,10 @@ static __always_inline bool wanted(pid_t tgid, pid_t tid)
 	return tgid == targ_tgid && (!targ_tid || tid == targ_tid);
 }
 
-static void record(__u64 ns, __u32 shift)
+/* base: 0, or FL_WOKEN for the histograms that end at the wakeup */
+static void record_in(__u32 base, __u64 ns, __u32 shift)
 {
-	__u32 key = fl_page_size_of(shift);
+	__u32 key = base + fl_page_size_of(shift);
 	struct fl_hist *h;
 	__u64 slot;
 
@@ -151,6 +152,11 @@ static void record(__u64 ns, __u32 shift)
 	barrier_var(slot);
 	if (slot < FL_FINE_SLOTS)
 		h->fine[slot]++;
+}
+
+static void record(__u64 ns, __u32 shift)
+{
+	record_in(0, ns, shift);
 }
 
 /* A hugetlb VMA's page size lives in its hugetlbfs superblock's hstate. */
@@ -240,6 +246,8 @@ static struct thread_state *thread_find(struct task_struct *t)
 static void finish_wait(struct thread_state *ts, __u64 end)
 {
 	record(end - ts->wait_start, ts->wait_shift);
+	if (ts->wake_ts >= ts->wait_start && ts->wake_ts <= end)
+		record_in(FL_WOKEN, ts->wake_ts - ts->wait_start, ts->wait_shift);
 	ts->wait_start = 0;
 	ts->woke_running = 0;
 	ts->fault_ts = 0;
@@ -506,7 +514,7 @@ int BPF_PROG(mmap_lock_released, struct mm_struct *mm, bool write)
 	struct task_struct *t;
 	struct thread_state *ts;
 	struct pt_regs *regs;
-	__u64 id;
+	__u64 id, now;
 
 	if (hooks_only)
 		return 0;
@@ -544,7 +552,10 @@ int BPF_PROG(mmap_lock_released, struct mm_struct *mm, bool write)
 	regs = (struct pt_regs *)bpf_task_pt_regs(t);
 	if (regs->ip != ts->fault_ip || regs->orig_ax != ts->fault_orig_ax)
 		return 0;
-	record(bpf_ktime_get_ns() - ts->fault_ts, ts->fault_shift ? ts->fault_shift : PAGE_SHIFT);
+	/* never slept, so never woken: both windows end here */
+	now = bpf_ktime_get_ns();
+	record(now - ts->fault_ts, ts->fault_shift ? ts->fault_shift : PAGE_SHIFT);
+	record_in(FL_WOKEN, now - ts->fault_ts, ts->fault_shift ? ts->fault_shift : PAGE_SHIFT);
 	ts->fault_ts = 0;
 	return 0;
 }

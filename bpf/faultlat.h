@@ -18,6 +18,13 @@ enum fl_page_size {
 	FL_NR_PS,
 };
 
+/* The hists map holds two histograms per page size: key ps, a wait until its thread ran
+ * again (what the guest lost), and key FL_WOKEN + ps, the same wait until the wakeup
+ * (tracepoint method only): the part the handler controls, without the woken thread's
+ * wait for a CPU, which on a loaded host can be longer than the rest. */
+#define FL_WOKEN	FL_NR_PS
+#define FL_NR_HISTS	(2 * FL_NR_PS)
+
 /* runqlat-style display histogram: slot k holds [2^k, 2^(k+1)) µs, slot 0 also 0 µs. */
 #define FL_LOG2_SLOTS	32
 

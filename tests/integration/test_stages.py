@@ -20,10 +20,13 @@ migd by (block, offset). It is stopped with SIGINT once the migration has comple
   run in 8 for that reason alone; it is printed for information;
 - the destination's x-fault-latency-bpf (the kernel's view of the guest threads'
   userfaultfd waits) has no error, a count within 10 % of x-postcopy-latency's (the
-  engine's fault-to-placement timing), and a p50 between 0.5x and 2x + 200 us of the
-  engine's: the windows differ (the kernel's adds the fault's wait before migd reads
-  it and the vCPU's wakeup; the engine's end can come late when the woken vCPU preempts
-  the placing thread), and on 2 loaded CPUs runs were seen at 0.75x and 1.36x.
+  engine's fault-to-placement timing); its waits ended at the wakeup count the same
+  and are not longer than those ended at the vCPU's next run; and their p50 is between
+  0.5x and 2x + 200 us of the engine's: the windows differ (the kernel's adds the
+  fault's wait before migd reads it; the engine's end can come late when the woken
+  vCPU preempts the placing thread). The wait until the vCPU ran again is not compared:
+  it adds the woken vCPU's wait for a CPU, which on 2 loaded CPUs once made its p50
+  2.9x the engine's.
 
 Needs root (BPF). Exit 77 with "SKIP-REASON: kernel lacks uprobes" only when the kernel
 has no uprobe support."""
@@ -190,11 +193,24 @@ def case_stages():
         expect(near(ker["count"], eng["count"], 0.10, 0),
                "x-fault-latency-bpf counts %d waits, x-postcopy-latency %d requests (more than 10 %% apart)"
                % (ker["count"], eng["count"]))
-        # Different windows: the kernel's adds the fault's wait in the queue before migd
-        # reads it and the vCPU's wakeup (docs/faultlat.md).
-        expect(0.5 * eng["p50"] <= ker["p50"] <= 2 * eng["p50"] + 200,
-               "x-fault-latency-bpf p50 %.1f us is outside [0.5x, 2x + 200 us] of x-postcopy-latency's %d us"
-               % (ker["p50"], eng["p50"]))
+        # The engine's window is the fault thread's read to the placement; the kernel's
+        # woken one adds the fault's wait in the queue before migd reads it, and ends at
+        # the wakeup the placement makes. Its running one adds the woken vCPU's wait for
+        # a CPU, which the engine cannot see and which on 2 loaded CPUs was seen to
+        # triple it: compared with the engine's, it made this test fail (docs/faultlat.md).
+        woken = (bpf.get("woken") or {}).get("4k") or {"count": 0, "p50": 0}
+        print("kernel 4k p50: %.1f us until the wakeup, %.1f us until the vCPU ran; engine %d us"
+              % (woken["p50"], ker["p50"], eng["p50"]))
+        expect(near(woken["count"], ker["count"], 0.02, 0),
+               "x-fault-latency-bpf counts %d waits until the wakeup, %d until the vCPU ran"
+               % (woken["count"], ker["count"]))
+        # bucket midpoints are within 1.6 % of their values
+        expect(woken["p50"] <= ker["p50"] * 1.04 + 1,
+               "x-fault-latency-bpf p50 until the wakeup %.1f us is above the p50 until the vCPU ran, %.1f us"
+               % (woken["p50"], ker["p50"]))
+        expect(0.5 * eng["p50"] <= woken["p50"] <= 2 * eng["p50"] + 200,
+               "x-fault-latency-bpf p50 until the wakeup %.1f us is outside [0.5x, 2x + 200 us] of "
+               "x-postcopy-latency's %d us" % (woken["p50"], eng["p50"]))
     h.check(not fails, "\n".join(fails))
 
 if __name__ == "__main__":

@@ -52,6 +52,15 @@ static double tenths(double us)
 	return (double)(gint64)(us * 10 + 0.5) / 10;
 }
 
+static void add_summary(MigValue *o, const struct fl_summary *s)
+{
+	mig_value_add_int(o, "count", (gint64)s->count);
+	mig_value_add_double(o, "p50", tenths(s->p50_us));
+	mig_value_add_double(o, "p90", tenths(s->p90_us));
+	mig_value_add_double(o, "p99", tenths(s->p99_us));
+	mig_value_add_double(o, "max", tenths(s->max_us));
+}
+
 /* x-fault-latency-bpf: the guest threads' userfaultfd waits as the kernel saw them,
  * shaped like x-postcopy-latency (µs, per page size) with a log2 histogram laid out like
  * x-postcopy-request-latency-dist (bucket k: [2^k, 2^(k+1)) µs, the last one open). */
@@ -60,7 +69,7 @@ static void trace_latency_query(MigValue *obj)
 	static const char *const cls[FL_NR_PS] = { "4k", "2m", "1g", "other" };
 	guint64 dist[24] = { 0 };
 	struct fl_hist h;
-	MigValue *b = mig_value_add_object(obj, "x-fault-latency-bpf"), *hist;
+	MigValue *b = mig_value_add_object(obj, "x-fault-latency-bpf"), *hist, *woken;
 
 	if (!trace_latency.skel) {
 		mig_value_add_str(b, "error", trace_latency.error ? trace_latency.error : "not loaded");
@@ -70,7 +79,6 @@ static void trace_latency_query(MigValue *obj)
 	for (int ps = 0; ps < FL_NR_PS; ps++) {
 		struct fl_summary s;
 		int rc = fl_read_hist(trace_latency.skel, ps, &h);
-		MigValue *o;
 
 		if (rc < 0) {
 			mig_value_add_str(b, "error", g_strerror(-rc));
@@ -81,16 +89,21 @@ static void trace_latency_query(MigValue *obj)
 		if (!h.count)
 			continue;
 		fl_summarize(&h, &s);
-		o = mig_value_add_object(b, cls[ps]);
-		mig_value_add_int(o, "count", (gint64)s.count);
-		mig_value_add_double(o, "p50", tenths(s.p50_us));
-		mig_value_add_double(o, "p90", tenths(s.p90_us));
-		mig_value_add_double(o, "p99", tenths(s.p99_us));
-		mig_value_add_double(o, "max", tenths(s.max_us));
+		add_summary(mig_value_add_object(b, cls[ps]), &s);
 	}
 	hist = mig_value_add_array(b, "hist");
 	for (guint i = 0; i < G_N_ELEMENTS(dist); i++)
 		mig_value_add_int(hist, NULL, (gint64)dist[i]);
+	/* the same waits until the wakeup, without the woken thread's wait for a CPU */
+	woken = mig_value_add_object(b, "woken");
+	for (int ps = 0; ps < FL_NR_PS; ps++) {
+		struct fl_summary s;
+
+		if (fl_read_hist_woken(trace_latency.skel, ps, &h) < 0 || !h.count)
+			continue;
+		fl_summarize(&h, &s);
+		add_summary(mig_value_add_object(woken, cls[ps]), &s);
+	}
 }
 
 /* migd's query-migrate members: the guest's x-integrity and, when on, the latency trace. */
