@@ -21,8 +21,7 @@ Dst *mig_dst_new(MigSession *s)
 	g_cond_init(&d->mf_cond);
 	g_cond_init(&d->recover_cond);
 	g_mutex_init(&d->rp_lock);
-	g_mutex_init(&d->beat_lock);
-	g_cond_init(&d->beat_cond);
+	mig_beat_init(&d->beat);
 	g_mutex_init(&d->open_lock);
 	d->openers = g_ptr_array_new();
 	d->mf_recv = g_ptr_array_new();
@@ -43,8 +42,7 @@ void mig_dst_free(Dst *d)
 	g_cond_clear(&d->mf_cond);
 	g_cond_clear(&d->recover_cond);
 	g_mutex_clear(&d->rp_lock);
-	g_mutex_clear(&d->beat_lock);
-	g_cond_clear(&d->beat_cond);
+	mig_beat_clear(&d->beat);
 	if (d->given_fd >= 0)
 		close(d->given_fd);
 	g_mutex_clear(&d->open_lock);
@@ -65,6 +63,35 @@ int mig_dst_rp_send(MigSession *s, guint16 type, const struct iovec *iov, int n)
 	rc = d->fd >= 0 ? mig_frame_send(d->fd, type, 0, iov, n) : -EPIPE;
 	g_mutex_unlock(&d->rp_lock);
 	return rc;
+}
+
+/* Under Dst.rp_lock, as every return-path write: between frames, never inside one.
+ * The source bounds its return-path reads by x-channel-timeout, so it notices a
+ * destination that stopped (SIGSTOP, a wedged host) whether or not a page request is
+ * pending. Its own thread, not the loader's nor the fault thread's: both may wait for
+ * long (a device loading, vCPUs on pages that do not come) while the destination
+ * lives. */
+static int beat_send(gpointer opaque)
+{
+	return mig_dst_rp_send(opaque, MIG_F_RP_NOP, NULL, 0);
+}
+
+void mig_dst_beat_start(MigSession *s)
+{
+	Dst *d = s->dst;
+	guint timeout;
+
+	if (d->stream_file)
+		return;
+	g_mutex_lock(&s->lock);
+	timeout = d->p.x_channel_timeout;
+	g_mutex_unlock(&s->lock);
+	mig_beat_start(&d->beat, "mig/dst/beat", timeout, beat_send, s);
+}
+
+void mig_dst_beat_stop(MigSession *s)
+{
+	mig_beat_stop(&s->dst->beat);
 }
 
 int mig_dst_rp_send_reqs(MigSession *s, const void *frames, gsize len)

@@ -4,6 +4,7 @@
  * session is. */
 #pragma once
 #include "engine/dst/dst.h"
+#include "engine/beat.h"
 #include <sys/uio.h>
 
 typedef struct Dst {
@@ -57,12 +58,7 @@ typedef struct Dst {
 	gboolean cancelled;        /* migrate_cancel stops it: failures are its doing (under s->lock) */
 	struct DevDst *devdst;     /* the device lane (devlane.c) */
 	GMutex rp_lock;            /* return-path writes: loader, fault thread and beat */
-	/* the return path's heartbeat (beat.c), started and stopped by the loader */
-	GThread *beat_thread;      /* mig/dst/beat */
-	GMutex beat_lock;
-	GCond beat_cond;
-	gboolean beat_quit;        /* under beat_lock */
-	gint64 beat_period;        /* µs, set before the thread starts */
+	MigBeat beat;              /* mig/dst/beat, started and stopped by the loader */
 	GThread *urgent_thread[MIG_PREEMPT_MAX];  /* mig/dst/urg/N: preempt channel N's loader */
 	int urgent_fd[MIG_PREEMPT_MAX];
 	guint urgent_expected;     /* preempt channels this destination takes (0: preempt off) */
@@ -104,6 +100,12 @@ int mig_dst_rp_send(MigSession *s, guint16 type, const struct iovec *iov, int n)
 /* Whole RP_REQ_PAGE frames, back to back (reqbatch.h), in one write under the same
  * lock; held (nothing written, 0) while postcopy is paused. */
 int mig_dst_rp_send_reqs(MigSession *s, const void *frames, gsize len);
+/* The return path's heartbeat (engine/beat.h): mig/dst/beat, an RP_NOP every quarter
+ * of x-channel-timeout, at least every second; nothing for a streamed file. Started by
+ * the loader; stopped (and joined) before the return path's last frame (RP_RUNNING in
+ * precopy, RP_DONE in postcopy), on a pause and at its end. Both idempotent. */
+void mig_dst_beat_start(MigSession *s);
+void mig_dst_beat_stop(MigSession *s);
 /* Every page of every RAM block arrived (the received bitmaps; a zero page counts,
  * and in postcopy a placed page): else an error naming how many are missing and the
  * first of them. A guest may start only on a complete memory image. */

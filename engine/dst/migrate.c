@@ -8,7 +8,6 @@
 #include "engine/dst/breakhuge.h"
 #include "engine/dst/devlane.h"
 #include "engine/dst/recover.h"
-#include "engine/dst/beat.h"
 #include "engine/bitmap.h"
 #include "engine/urgency.h"
 #include "channels/frame.h"

@@ -754,8 +754,7 @@ static Src *src_new(MigSession *s, const char *uri, int fd)
 	g_mutex_init(&src->urgent_lock);
 	g_cond_init(&src->rp_cond);
 	g_cond_init(&src->resume_cond);
-	g_mutex_init(&src->beat_lock);
-	g_cond_init(&src->beat_cond);
+	mig_beat_init(&src->beat);
 	src->inl.resume_fd = -1;
 	return src;
 }
@@ -860,7 +859,6 @@ void mig_src_free(struct Src *src)
 	g_mutex_clear(&src->rp_lock);
 	g_mutex_clear(&src->urgent_lock);
 	g_cond_clear(&src->rp_cond);
-	g_mutex_clear(&src->beat_lock);
-	g_cond_clear(&src->beat_cond);
+	mig_beat_clear(&src->beat);
 	g_free(src);
 }

@@ -27,6 +27,35 @@ gboolean mig_src_send_go(Src *src, GError **err)
 	return mig_src_send_frame(src, MIG_F_GO, NULL, 0, err);
 }
 
+/* A NOP between frames, never inside one: under the main channel's writer lock. Not
+ * accounted in the statistics, which belong to mig/src/main. The destination bounds
+ * its reads by x-channel-timeout, so a source that stops (SIGSTOP, a wedged host) is
+ * noticed there even while its kernel still acknowledges, and a healthy source with
+ * nothing to send for a while (rate limit, a slow device, a pass draining) is not
+ * taken for a dead one. */
+static int beat_send(gpointer opaque)
+{
+	Src *src = opaque;
+	int rc;
+
+	g_mutex_lock(&src->wlock);
+	rc = mig_frame_send(src->fd, MIG_F_NOP, 0, NULL, 0);
+	g_mutex_unlock(&src->wlock);
+	return rc;
+}
+
+void mig_src_beat_start(Src *src)
+{
+	/* an inline run (the fuzz harnesses) has no thread but the caller's */
+	if (!src->inline_run)
+		mig_beat_start(&src->beat, "mig/src/beat", src->p.x_channel_timeout, beat_send, src);
+}
+
+void mig_src_beat_stop(Src *src)
+{
+	mig_beat_stop(&src->beat);
+}
+
 void mig_src_rp_bound(Src *src)
 {
 	src->rp_heard = g_get_monotonic_time();

@@ -6,6 +6,7 @@
 #include "engine/src/multifd.h"
 #include "engine/src/bulkpace.h"
 #include "engine/src/autopc.h"
+#include "engine/beat.h"
 #include "channels/uri.h"
 #include <sys/uio.h>
 
@@ -81,12 +82,9 @@ typedef struct Src {
 	GCond resume_cond;
 	char *resume_uri;
 	gboolean pause_req;
-	/* the heartbeat (beat.c): NOPs on the main channel until COMPLETE / PC_RUN, and in
+	/* mig/src/beat: NOPs on the main channel until COMPLETE / PC_RUN, and in
 	 * postcopy-active until PC_END */
-	GThread *beat_thread;   /* mig/src/beat */
-	GMutex beat_lock;
-	GCond beat_cond;
-	gboolean beat_quit;
+	MigBeat beat;
 	/* mig_session_migrate_inline (the fuzz harnesses): no thread of the half, the
 	 * return path read on this thread (rp_ended: it said its last), the harness asked
 	 * for the destination's bytes (mig_src_feed) */
@@ -133,8 +131,8 @@ gboolean mig_src_dst_draining(Src *src, int *outq);
 /* Sends GO: from here on the source's guest never runs again, even if the write
  * fails (part of it may have left); the caller's error must say so. */
 gboolean mig_src_send_go(Src *src, GError **err);
-/* The heartbeat (beat.c), from the main channel's hello until COMPLETE / PC_RUN and
- * during postcopy's push; stop is idempotent and joins mig/src/beat. */
+/* The heartbeat (engine/beat.h), from the main channel's hello until COMPLETE / PC_RUN
+ * and during postcopy's push; stop is idempotent and joins mig/src/beat. (send.c) */
 void mig_src_beat_start(Src *src);
 void mig_src_beat_stop(Src *src);
 /* From a main channel's hello (or a recovery's RP_RESUME_ACK) on, the return path's
