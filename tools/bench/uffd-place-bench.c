@@ -11,7 +11,7 @@
  *   uffd-place-bench --check                                    small, as a test
  * Exit 77 when the kernel lacks a needed feature or huge pages. */
 #include "uffd/place.h"
-#include "tests/unit/uffd/uffd-testmem.h"
+#include "uffd/testmem.h"
 #include <poll.h>
 #include <pthread.h>
 #include <time.h>

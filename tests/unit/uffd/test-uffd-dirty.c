@@ -2,7 +2,7 @@
 #include <glib.h>
 
 #include <mig/dirty.h>
-#include "uffd-testmem.h"
+#include "uffd/testmem.h"
 
 static const TmBackend backends[] = {
 	{ TM_ANON, "anon" },
