@@ -1,4 +1,4 @@
-/* engine/dirty.h's default tracker (mig_dirty_tracker_uffd_new) over each backend. */
+/* <mig/dirty.h>'s default tracker (mig_dirty_tracker_uffd_new) over each backend. */
 #include <glib.h>
 
 #include <mig/dirty.h>
