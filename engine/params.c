@@ -325,6 +325,32 @@ gboolean mig_param_check(const MigParamSetting *v, GError **err)
 	return apply_value(v, NULL, err);
 }
 
+/* The parameters a running migration reads live from s->params, without the session
+ * lock (atomic loads): those QEMU lets change mid-migration. In the order of MigParams. */
+static const size_t live_params[] = {
+	offsetof(MigParams, downtime_limit),
+	offsetof(MigParams, max_bandwidth),
+	offsetof(MigParams, max_postcopy_bandwidth),
+};
+
+/* *to = *from, with the live fields stored atomically: a plain struct store would race
+ * with the migration threads' loads of them. Called with the session lock held. */
+static void params_store(MigParams *to, const MigParams *from)
+{
+	size_t at = 0;
+
+	for (gsize i = 0; i < G_N_ELEMENTS(live_params); i++) {
+		size_t o = live_params[i];
+
+		g_assert(o >= at);
+		memcpy((char *)to + at, (const char *)from + at, o - at);
+		__atomic_store_n((guint64 *)((char *)to + o), *(const guint64 *)((const char *)from + o),
+				 __ATOMIC_RELAXED);
+		at = o + sizeof(guint64);
+	}
+	memcpy((char *)to + at, (const char *)from + at, sizeof(*to) - at);
+}
+
 gboolean mig_session_set_params(MigSession *s, const MigParamSetting *set, guint n, GError **err)
 {
 	MigParams next;
@@ -350,7 +376,7 @@ gboolean mig_session_set_params(MigSession *s, const MigParamSetting *set, guint
 	}
 	if (ok) {
 		mig_params_clear(&s->params);
-		s->params = next;
+		params_store(&s->params, &next);
 	} else {
 		mig_params_clear(&next);
 	}

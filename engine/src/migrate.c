@@ -405,13 +405,13 @@ static void free_tracking(Src *src)
 
 /* x-postcopy-after-passes: postcopy once that many passes are done, even if the rest
  * would fit the downtime limit, so a benchmark or test gets its postcopy phase on a
- * link fast enough to converge. */
+ * link fast enough to converge. Read from the migration's snapshot: QEMU has no such
+ * parameter to change mid-migration. */
 static gboolean postcopy_due(Src *src)
 {
-	MigSession *s = src->s;
-	guint64 after = __atomic_load_n(&s->params.x_postcopy_after_passes, __ATOMIC_RELAXED);
+	guint64 after = src->p.x_postcopy_after_passes;
 
-	return s->caps[MIG_CAP_POSTCOPY_RAM] && after && src->pass >= after;
+	return src->s->caps[MIG_CAP_POSTCOPY_RAM] && after && src->pass >= after;
 }
 
 /* migrate-start-postcopy, as in QEMU: taken once a pass finds the rest too big for the

@@ -2,7 +2,8 @@
 # Installs this build into a scratch root, builds tests/embed/embed.c against it with
 # nothing but pkg-config's answer for mig (no include path into the tree), and runs it
 # with the installed libmig.so. A header not installed, a symbol not exported or a
-# broken mig.pc fails here as it would for a VMM.
+# broken mig.pc fails here as it would for a VMM. Then runs the installed migbench's
+# smallest scenario: it needs migd and mig-rawxfer installed beside it.
 #   run-embed.sh MESON BUILD_DIR SOURCE CC... (EMBED_CFLAGS: e.g. the build's -fsanitize)
 set -eu
 meson=$1 build=$2 src=$3
@@ -28,3 +29,11 @@ echo "cc $cflags embed.c $libs"
 # shellcheck disable=SC2086  # pkg-config's words are meant to split
 "$@" ${EMBED_CFLAGS:-} -std=gnu11 -Wall -Werror $cflags "$src" -o "$tmp/embed" $libs
 LD_LIBRARY_PATH=$libdir "$tmp/embed"
+
+bindir=$(dirname "$(find "$tmp/root" -type f -name migbench | head -n 1)")
+[ -x "$bindir/migbench" ] || { echo "migbench was not installed" >&2; exit 1; }
+echo "$bindir/migbench precopy-throughput --quick"
+LD_LIBRARY_PATH=$libdir "$bindir/migbench" precopy-throughput --quick --runs 1 --guest-mib 64 \
+	--json "$tmp/bench.json" >"$tmp/bench.log" 2>&1 ||
+	{ cat "$tmp/bench.log" >&2; echo "the installed migbench failed" >&2; exit 1; }
+[ -s "$tmp/bench.json" ] || { echo "the installed migbench wrote no JSON" >&2; exit 1; }

@@ -27,9 +27,10 @@ the p50s of a --prog-stats run are not the overhead figures.
 --hooks-only attaches the tool with --x-hooks-only: every program returns at once, so the
 difference is what the hooks being there costs.
 
---syscall-cost PATH runs PATH (tools/bench/syscall-cost: ns per getppid()) instead of
-faults, alternately with nothing attached and with the tool attached to an idle process:
-what the tool costs the rest of the machine's system calls.
+--syscall-cost PATH runs PATH (build/tools/bench/syscall-cost, built from
+tools/bench/syscall-cost.c: ns per getppid()) instead of faults, alternately with
+nothing attached and with the tool attached to an idle process: what the tool costs
+the rest of the machine's system calls.
 
 Another tracer on the same hooks (a second mig-faultlat, or a migd --trace-latency
 running a benchmark) slows the untraced rounds too, and with syscall tracepoints it puts

@@ -221,8 +221,8 @@ int main(int argc, char **argv)
 		{ "vcpu-rows", 0, 0, G_OPTION_ARG_STRING, &vcpu_rows,
 		  "postcopy-latency: 4K rows with this many faulting vCPUs (default 8,32; \"\": none)", "N,..." },
 		{ "guest-mib", 0, 0, G_OPTION_ARG_INT, &guest_mib,
-		  "precopy-throughput, file: guest memory in MiB (64..65536, even; default 2048, 1024 with --quick; "
-		  "file: 4096, 256 with --quick)", "N" },
+		  "precopy-throughput, file, tls, postcopy-auto: guest memory in MiB (64..65536, even; default 2048, "
+		  "1024 with --quick; file: 4096, 256; tls: 2048, 512; postcopy-auto: 1024, 256)", "N" },
 		{ "dir", 0, 0, G_OPTION_ARG_FILENAME, &dir,
 		  "file: where the saved file goes, on a real file system, not tmpfs (default /var/tmp)", "DIR" },
 		{ "cut-ms", 0, 0, G_OPTION_ARG_INT, &cut_ms,

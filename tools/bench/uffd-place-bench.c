@@ -11,7 +11,7 @@
  *   uffd-place-bench --check                                    small, as a test
  * Exit 77 when the kernel lacks a needed feature or huge pages. */
 #include "uffd/place.h"
-#include "tests/unit/uffd/uffd-testmem.h"
+#include "uffd/testmem.h"
 #include <poll.h>
 #include <pthread.h>
 #include <time.h>
@@ -134,7 +134,10 @@ static int run_once(TmKind kind, size_t npages, Method m, const char *src, Figur
 		rc = r.uffd < 0 ? r.uffd : rc;
 		goto out;
 	}
-	pthread_create(&th, NULL, handler, &r);
+	rc = -pthread_create(&th, NULL, handler, &r);
+	if (rc < 0)
+		goto out;
+	pthread_setname_np(th, "uffdplace/fault");
 	t0 = now_ns(CLOCK_MONOTONIC);
 	for (size_t i = 0; i < npages; i++) {
 		uint64_t a = now_ns(CLOCK_MONOTONIC);

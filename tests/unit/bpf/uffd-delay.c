@@ -42,7 +42,7 @@
 
 #include "perf-wait.h"
 #include "uffd/uffd.h"
-#include "tests/unit/uffd/uffd-testmem.h"
+#include "uffd/testmem.h"
 
 #define EXIT_SKIP	77
 #define PAGES_PER_PASS	64	/* also the most huge pages a run needs */

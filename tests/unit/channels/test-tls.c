@@ -1,7 +1,7 @@
 /* channels/tls.c over a real socket pair, with PSK contexts made here: the handshake,
- * io.h's functions on a TLS fd, one session read and written by two threads at once
- * while both directions re-key every 64 KiB, shutdown() waking a blocked reader, the
- * plain-peer check, and the splice paths. */
+ * channels/io.h's functions on a TLS fd, one session read and written by two threads
+ * at once while both directions re-key every 64 KiB, shutdown() waking a blocked
+ * reader, the plain-peer check, and the splice paths. */
 #include "channels/tls.h"
 #include "channels/io.h"
 

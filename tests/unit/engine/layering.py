@@ -19,7 +19,10 @@ import sys
 
 ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), '..', '..', '..')
 ENTRY = {'engine/src/src.h', 'engine/dst/dst.h'}
-INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+INCLUDE = re.compile(r'^\s*#\s*include\s+(["<])([^">]+)[">]', re.M)
+# the build's include path (meson.build's inc), searched after the including file's own
+# directory for "" includes and alone for <> ones, as the compiler does
+INC_DIRS = ('.', 'engine/include')
 # A non-static function definition at the start of a line: "type name(args)\n{".
 DEFN = re.compile(r'^(?!static\b)(?:[A-Za-z_][\w \t*]*?[\s*])?([A-Za-z_]\w*)\s*\(([^;{}]*)\)\s*\{', re.M)
 DECL = re.compile(r'\b([A-Za-z_]\w*)\s*\(')
@@ -43,11 +46,39 @@ def strip_comments(text):
 
 
 def group(path):
-    """core, src, dst, qmp (engine), or the top-level directory."""
+    """core, src, dst, qmp, include (engine), or the top-level directory."""
     parts = path.split('/')
     if parts[0] != 'engine':
         return parts[0]
-    return parts[1] if len(parts) > 2 and parts[1] in ('src', 'dst', 'qmp') else 'core'
+    return parts[1] if len(parts) > 2 and parts[1] in ('src', 'dst', 'qmp', 'include') else 'core'
+
+
+def resolve(path, quote, inc):
+    """The tree file `#include <quote>inc` in `path` names, relative to ROOT, found the
+    way the compiler finds it; None for a system or generated header."""
+    dirs = ([os.path.dirname(path)] if quote == '"' else []) + list(INC_DIRS)
+    for d in dirs:
+        cand = os.path.normpath(os.path.join(d, inc))
+        if not cand.startswith('..') and os.path.isfile(os.path.join(ROOT, cand)):
+            return cand
+    return None
+
+
+def includes(path):
+    """[(include text, the tree file it resolves to)] of one file; tree files only."""
+    out = []
+    for quote, inc in INCLUDE.findall(read(path)):
+        target = resolve(path, quote, inc)
+        if target:
+            out.append((inc, target))
+    return out
+
+
+def tests_rule(files):
+    """tests/ stands above everything: nothing outside it may include a file in it."""
+    return [f'{path}: includes {inc} ({target}), a file of tests/'
+            for path in files if group(path) != 'tests'
+            for inc, target in includes(path) if group(target) == 'tests']
 
 
 def read(path):
@@ -59,21 +90,23 @@ def include_rules(files):
     bad = []
     for path in files:
         g = group(path)
-        for inc in INCLUDE.findall(read(path)):
-            ig = group(inc) if '/' in inc else g
-            if g in ('channels', 'uffd', 'bpf') and ig in ('core', 'src', 'dst', 'qmp', 'tools'):
+        for inc, target in includes(path):
+            ig = group(target)
+            if g in ('channels', 'uffd', 'bpf') and ig in ('core', 'src', 'dst', 'qmp', 'include', 'tools'):
                 bad.append(f'{path}: {g}/ includes {inc} (channels, uffd and bpf stand below the engine)')
             elif g in ('core', 'src', 'dst', 'qmp') and ig in ('tools', 'bpf'):
                 bad.append(f'{path}: the engine includes {inc} (tools stand above it)')
-            elif g == 'core' and ig in ('src', 'dst') and inc not in ENTRY:
+            elif g == 'core' and ig in ('src', 'dst') and target not in ENTRY:
                 bad.append(f'{path}: the core includes {inc}, a {ig} internal (only {" and ".join(sorted(ENTRY))})')
             elif g == 'core' and ig == 'qmp':
                 bad.append(f'{path}: the core includes {inc} (QMP is a layer over the core)')
             elif {g, ig} == {'src', 'dst'}:
                 bad.append(f'{path}: the {g} half includes {inc} of the {ig} half')
+            elif g == 'include' and ig != 'include':
+                bad.append(f'{path}: a public header includes {inc}; it may name <mig/...> only')
             elif g in ('src', 'dst') and ig == 'qmp':
                 bad.append(f'{path}: the {g} half includes {inc} (QMP is a layer over the engine)')
-            elif path in ENTRY and ig != 'core':
+            elif path in ENTRY and ig not in ('core', 'include'):
                 bad.append(f'{path}: an entry header includes {inc}; it may name core types only')
             elif g in ('qmp', 'tools') and ig in ('core', 'src', 'dst'):
                 bad.append(f'{path}: {g}/ includes {inc}, an engine internal (only <mig/...> and engine/qmp/)')
@@ -135,7 +168,7 @@ def cycles(graph):
 
 def main():
     files = [f for top in ('engine', 'channels', 'uffd', 'bpf', 'tools') for f in sources(top)]
-    bad = include_rules(files)
+    bad = include_rules(files) + tests_rule(files)
     graph = call_graph([f for f in files if f.startswith('engine/') and f.endswith('.c')])
     for comp in cycles(graph):
         edges = [f'{a} -> {b} ({", ".join(sorted(graph[a][b])[:3])})'

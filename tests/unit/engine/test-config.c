@@ -1,5 +1,5 @@
-/* The typed configuration (config.h): names, types, checks and all-or-nothing setting,
- * without any JSON. */
+/* The typed configuration (<mig/config.h>): names, types, checks and all-or-nothing
+ * setting, without any JSON. */
 #include <mig/mig.h>
 #include <string.h>
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* The destination's device reorder queue (engine/devlane.h): chunks of several
+/* The destination's device reorder queue (engine/dst/devlane.h): chunks of several
  * devices, tagged (device, sequence), arrive over the multifd channels in any order
  * and each device must get its bytes in order, exactly once, with at most
  * x-device-max-queued bytes held.

@@ -1,6 +1,6 @@
-/* The destination's multifd sync barrier (engine/multifd.h), driven as the source and
- * the main channel's loader would drive it: real receiver threads reading frames from
- * socketpairs into a RAM block, the test writing SYNC and page frames on the other
+/* The destination's multifd sync barrier (engine/dst/multifd.h), driven as the source
+ * and the main channel's loader would drive it: real receiver threads reading frames
+ * from socketpairs into a RAM block, the test writing SYNC and page frames on the other
  * ends and calling mig_mf_dst_barrier() where the loader gets PASS(n).
  *
  * A receiver that read SYNC(n) must not read on before PASS(n) and every channel's

@@ -1,4 +1,4 @@
-/* The source's urgent lanes (engine/urgent.h) over real sockets: a request goes to
+/* The source's urgent lanes (engine/src/urgent.h) over real sockets: a request goes to
  * the lane with the least load, what it has queued plus what its socket still holds
  * (SIOCOUTQ), ties taking turns; every page queued is written once, as a PAGES or
  * ZEROS frame, and stopping does not hang on a lane blocked in a full socket.

@@ -1,8 +1,8 @@
-/* engine/dirty.h's default tracker (mig_dirty_tracker_uffd_new) over each backend. */
+/* <mig/dirty.h>'s default tracker (mig_dirty_tracker_uffd_new) over each backend. */
 #include <glib.h>
 
 #include <mig/dirty.h>
-#include "uffd-testmem.h"
+#include "uffd/testmem.h"
 
 static const TmBackend backends[] = {
 	{ TM_ANON, "anon" },

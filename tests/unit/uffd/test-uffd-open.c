@@ -7,7 +7,7 @@
 #include <sys/wait.h>
 
 #include "uffd/wp_tracker.h"
-#include "uffd-testmem.h"
+#include "uffd/testmem.h"
 
 static void test_probe(void)
 {

@@ -5,7 +5,7 @@
 #include <stdbool.h>
 
 #include "uffd/wp_tracker.h"
-#include "uffd-testmem.h"
+#include "uffd/testmem.h"
 
 static const TmBackend backends[] = {
 	{ TM_ANON, "anon" },

@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "uffd/wp_tracker.h"
-#include "uffd-testmem.h"
+#include "uffd/testmem.h"
 
 static double now_ms(void)
 {

@@ -1,5 +1,7 @@
-/* Test memory for the uffd suite: the three backends mig runs guests on, plus huge page
- * reservation. Header-only (static functions) so each test binary stays one file. */
+/* Memory on the three backends mig runs guests on, plus huge page reservation, for the
+ * programs that exercise userfaultfd outside a migration: the uffd and bpf unit tests and
+ * tools/bench's uffd-place-bench. Here, below both, so a tool need not include tests/.
+ * Header-only (static functions) so each program stays one file; libmig does not use it. */
 #pragma once
 #include <errno.h>
 #include <fcntl.h>
