@@ -4,9 +4,9 @@ their copies of its numbers are checked against the header here, read at run tim
 module-level integer constant of mig_harness.py and the test_*.py scripts whose name is
 a wire.h name without its MIG_ / MIG_F_ / MIG_HELLO_ prefix (F_PC_RUN, CHAN_MAIN,
 RP_READY, FOREIGN_SESSION, HELLO_F_RESUME, ...) must have wire.h's value. A constant
-that looks like a wire number (F_*, RP_*, CHAN_*, HELLO_*) but names nothing in wire.h
-is a failure too, as is the proxy's bad frame type being a real one or differing from
-migbench's (tools/bench/faultproxy.h)."""
+named like a frame type (F_*, RP_*) that names nothing in wire.h is a failure too, as
+is the proxy's bad frame type being a real one or differing from migbench's
+(tools/bench/faultproxy.h)."""
 import ast
 import glob
 import os
@@ -20,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 WIRE_H = os.path.join(h.repo_root(), "channels", "wire.h")
 FAULTPROXY_H = os.path.join(h.repo_root(), "tools", "bench", "faultproxy.h")
 PREFIXES = ("MIG_", "MIG_F_", "MIG_HELLO_")
-WIRE_LIKE = re.compile(r"^(F|RP|CHAN|HELLO)_")
+WIRE_LIKE = re.compile(r"^(F|RP)_")    # frame types; other prefixes name test settings too
 NOT_WIRE = {"F_BAD_TYPE"}      # the proxy's own: checked apart below
 
 
