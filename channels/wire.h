@@ -317,6 +317,9 @@ static inline void mig_mf_hdr_unpack(const uint8_t in[MIG_MF_HDR_LEN], MigMfHdr 
 
 /* CHUNK: 0:4 block index   4:4 offset within the page   8:8 byte offset of the page */
 #define MIG_CHUNK_HDR_LEN 16u
+/* Page bytes per CHUNK as sent (the last of a page may carry fewer); a receiver only
+ * requires that they stay inside the page */
+#define MIG_CHUNK_SIZE (64u << 10)
 
 /* RP_REQ_PAGE: 0:4 block index   4:4 zero   8:8 byte offset of the host page */
 #define MIG_PAGE_REQ_LEN 16u

@@ -4,9 +4,7 @@
  * places the page only when it is whole; a page the urgent lane served meanwhile is
  * dropped by bulk (the sender stops, the receiver's partial copy is discarded).
  *
- * This header holds the frames; engine/src/breakhuge.h and engine/dst/breakhuge.h
- * declare the two sides. */
+ * The CHUNK frame and its size (MIG_CHUNK_SIZE) are in channels/wire.h;
+ * engine/src/breakhuge.h and engine/dst/breakhuge.h declare the two sides. */
 #pragma once
-
-/* CHUNK frames (channels/wire.h) carry at most this much of a page each */
-#define MIG_CHUNK_SIZE (64u << 10)
+#include "channels/wire.h"   /* its frame: CHUNK */

@@ -3,7 +3,8 @@
  *
  * Input goes through a real socketpair so the read loops are exercised too,
  * not just the parsers. Every result is checked against an independent
- * decoding of the same bytes; any mismatch aborts, which is what a fuzzer
+ * decoding of the same bytes (its own offsets and rules; the byte order comes
+ * from channels/wire.h's helpers, the one encoding); any mismatch aborts, which is what a fuzzer
  * (or the test harness) reports.
  *
  * libFuzzer: build with -fsanitize=fuzzer -DMIG_FUZZ_LIBFUZZER.
@@ -22,20 +23,11 @@
 #include "channels/frame.h"
 #include "channels/hello.h"
 #include "channels/io.h"
+#include "channels/wire.h"
 #include "fuzz.h"
 
 #define FRAME_LIMIT 4096u
 #define MAX_FRAMES 64
-
-static uint32_t be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint16_t be16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
 
 /* Queues as much of the input as the socket takes without blocking, then
  * half-closes so every read ends in data or EOF, never a hang. Returns the
@@ -61,11 +53,11 @@ static void unfeed(int sv[2])
 /* Status the destination must report for these 32 bytes. */
 static int expected_hello_status(const uint8_t *p)
 {
-	uint16_t type = be16(p + 6);
+	uint16_t type = mig_get_be16(p + 6);
 
-	if (be32(p) != MIG_HELLO_MAGIC)
+	if (mig_get_be32(p) != MIG_HELLO_MAGIC)
 		return MIG_HELLO_BAD_MAGIC;
-	if (be16(p + 4) != MIG_PROTO_VERSION)
+	if (mig_get_be16(p + 4) != MIG_PROTO_VERSION)
 		return MIG_HELLO_BAD_VERSION;
 	if (type < MIG_CHAN_MAIN || type > MIG_CHAN_PREEMPT)
 		return MIG_HELLO_BAD_TYPE;
@@ -86,10 +78,10 @@ static size_t check_hello_read(int fd, const uint8_t *data, size_t size)
 	int want = expected_hello_status(data);
 	CHECK(status == want);
 	CHECK(ret == (want == MIG_HELLO_OK ? 0 : -EPROTO));
-	CHECK(h.version == be16(data + 4));
-	CHECK(h.type == be16(data + 6));
-	CHECK(h.index == be32(data + 8));
-	CHECK(h.flags == be32(data + 12));
+	CHECK(h.version == mig_get_be16(data + 4));
+	CHECK(h.type == mig_get_be16(data + 6));
+	CHECK(h.index == mig_get_be32(data + 8));
+	CHECK(h.flags == mig_get_be32(data + 12));
 	CHECK(memcmp(h.session, data + 16, MIG_SESSION_LEN) == 0);
 	return MIG_HELLO_LEN;
 }
@@ -108,9 +100,9 @@ static void check_frames(int fd, const uint8_t *data, size_t size)
 			CHECK(ret == -EPIPE);
 			return;
 		}
-		CHECK(h.len == be32(data + off));
-		CHECK(h.type == be16(data + off + 4));
-		CHECK(h.flags == be16(data + off + 6));
+		CHECK(h.len == mig_get_be32(data + off));
+		CHECK(h.type == mig_get_be16(data + off + 4));
+		CHECK(h.flags == mig_get_be16(data + off + 6));
 		off += MIG_FRAME_HDR_LEN;
 		if (h.len > FRAME_LIMIT) {
 			CHECK(ret == -EPROTO);
@@ -154,7 +146,7 @@ static void fuzz_source(const uint8_t *data, size_t size)
 	{
 		uint8_t sent[MIG_HELLO_LEN + 1];
 		CHECK(recv(sv[1], sent, sizeof(sent), MSG_DONTWAIT) == MIG_HELLO_LEN);
-		CHECK(be32(sent) == MIG_HELLO_MAGIC);
+		CHECK(mig_get_be32(sent) == MIG_HELLO_MAGIC);
 	}
 	CHECK(memchr(msg, '\0', sizeof(msg)) != NULL);
 	for (const char *p = msg; *p; p++)
@@ -162,13 +154,13 @@ static void fuzz_source(const uint8_t *data, size_t size)
 
 	if (n < MIG_HELLO_REPLY_HDR_LEN) {
 		CHECK(ret == -EPIPE);
-	} else if (be32(data) != MIG_HELLO_REPLY || be16(data + 8) > MIG_HELLO_MSG_MAX) {
+	} else if (mig_get_be32(data) != MIG_HELLO_REPLY || mig_get_be16(data + 8) > MIG_HELLO_MSG_MAX) {
 		CHECK(ret == -EPROTO);
-	} else if (n - MIG_HELLO_REPLY_HDR_LEN < be16(data + 8)) {
+	} else if (n - MIG_HELLO_REPLY_HDR_LEN < mig_get_be16(data + 8)) {
 		CHECK(ret == -EPIPE);
 	} else {
-		uint32_t status = be32(data + 4);
-		size_t mlen = be16(data + 8);
+		uint32_t status = mig_get_be32(data + 4);
+		size_t mlen = mig_get_be16(data + 8);
 
 		if (status == 0)
 			CHECK(ret == 0);
@@ -190,6 +182,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 const char fuzz_name[] = "fuzz-hello";
 
+/* A hello reply of msglen (which may lie about msg's length) and msg. */
+static size_t seed_reply(uint8_t *buf, uint32_t status, uint16_t msglen, const char *msg)
+{
+	size_t n = strlen(msg);
+
+	mig_put_be32(buf, MIG_HELLO_REPLY);
+	mig_put_be32(buf + 4, status);
+	mig_put_be16(buf + 8, msglen);
+	memcpy(buf + MIG_HELLO_REPLY_HDR_LEN, msg, n);
+	return MIG_HELLO_REPLY_HDR_LEN + n;
+}
+
 /* Seeds sit on the decision boundaries: frames one byte over the limit,
  * reply messages one byte over the cap. */
 size_t fuzz_seed(uint8_t buf[FUZZ_INPUT_MAX], unsigned which)
@@ -200,18 +204,14 @@ size_t fuzz_seed(uint8_t buf[FUZZ_INPUT_MAX], unsigned which)
 		.index = which,
 		.session = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 },
 	};
-	static const uint8_t refusal[] = { 'M', 'I', 'G', 'A', 0, 0, 0, 4, 0, 3, 'b', 'a', 'd' };
-	static const uint8_t overlong[] = { 'M', 'I', 'G', 'A', 0, 0, 0, 0, 0x02, 0x01, 'x' };
 	MigFrameHdr f = { .len = 5, .type = 1, .flags = 0 };
 	size_t len;
 
 	switch (which % 4) {
 	case 1:
-		memcpy(buf, refusal, sizeof(refusal));
-		return sizeof(refusal);
-	case 3:
-		memcpy(buf, overlong, sizeof(overlong));
-		return sizeof(overlong);
+		return seed_reply(buf, MIG_HELLO_FOREIGN_SESSION, 3, "bad");
+	case 3:   /* says one byte more than a message may have */
+		return seed_reply(buf, MIG_HELLO_OK, MIG_HELLO_MSG_MAX + 1, "x");
 	}
 	mig_hello_pack(&h, buf);
 	len = MIG_HELLO_LEN;

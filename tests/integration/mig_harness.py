@@ -47,12 +47,17 @@ TIMEOUT_SCALE = float(os.environ.get("MIG_TIMEOUT_SCALE", "1") or "1")
 # bandwidth limit (128 MiB/s) would make every test slow.
 FAST_PARAMS = {"downtime-limit": 300, "max-bandwidth": 10 * GiB}
 
+# The wire's numbers, as channels/wire.h has them (Python cannot include it): each NAME
+# here that wire.h has as MIG_NAME must equal it, which tests/integration/test_wire_consts.py
+# checks. Layouts in channels/wire.h; struct formats are big-endian (">").
 HELLO_MAGIC = 0x4D494743        # "MIGC"
 HELLO_REPLY = 0x4D494741        # "MIGA"
 HELLO_FMT = ">IHHII16s"         # magic, version, type, index, flags, session: 32 bytes
 HELLO_LEN = struct.calcsize(HELLO_FMT)
+HELLO_REPLY_HDR_LEN = 10        # be32 magic, be32 status, be16 message length
+FRAME_HDR_LEN = 8               # be32 payload length, be16 type, be16 flags
 CHAN_MAIN, CHAN_MULTIFD, CHAN_PREEMPT = 1, 2, 3
-PROTO_VERSION = 2               # channels/wire.h MIG_PROTO_VERSION
+PROTO_VERSION = 2
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                      "runtime error:", "WARNING: ThreadSanitizer")
@@ -724,11 +729,10 @@ def read_hello_reply(sock, timeout=5.0):
     deadline = Deadline(scaled(timeout))
     data = b""
     while True:
-        if len(data) >= 10:
-            (msglen,) = struct.unpack(">H", data[8:10])
-            if len(data) >= 10 + msglen:
-                magic, status = struct.unpack(">II", data[:8])
-                return magic, status, data[10:10 + msglen].decode("utf-8", "replace")
+        if len(data) >= HELLO_REPLY_HDR_LEN:
+            magic, status, msglen = struct.unpack(">IIH", data[:HELLO_REPLY_HDR_LEN])
+            if len(data) >= HELLO_REPLY_HDR_LEN + msglen:
+                return magic, status, data[HELLO_REPLY_HDR_LEN:HELLO_REPLY_HDR_LEN + msglen].decode("utf-8", "replace")
         if deadline.expired():
             raise HarnessError("incomplete hello reply after %.0f s: %r" % (deadline.seconds, data))
         sock.settimeout(max(0.001, deadline.left()))
@@ -775,7 +779,8 @@ def expect_listener_closed(uri, timeout=10):
 
 F_COMPLETE, F_PC_RUN, F_PC_RECOVER, F_NOP, F_GO = 6, 10, 12, 14, 15
 F_RP_RUNNING, F_RP_READY = 0x41, 0x4D
-F_BAD_TYPE = 0x7E7E     # what a corrupted frame's type becomes: no frame has it
+F_BAD_TYPE = 0x7E7E     # what a corrupted frame's type becomes: no frame has it (as migbench's
+                        # FPROXY_BAD_TYPE, tools/bench/faultproxy.h)
 FRAME_NAMES = {F_COMPLETE: "COMPLETE", F_PC_RUN: "PC_RUN", F_PC_RECOVER: "PC_RECOVER", F_GO: "GO",
                F_RP_RUNNING: "RP_RUNNING", F_RP_READY: "RP_READY"}
 
@@ -984,20 +989,20 @@ class Proxy:
             self.flowing.clear()
 
     def _frames(self, a, b, skip, to_dst):
-        if skip:    # the hello reply: 10 bytes + its message
-            head = self._read_exact(a, 10)
+        if skip:    # the hello reply: its head + its message
+            head = self._read_exact(a, HELLO_REPLY_HDR_LEN)
             if head is None:
                 return
-            rest = self._read_exact(a, struct.unpack(">H", head[8:10])[0])
+            rest = self._read_exact(a, struct.unpack(">IIH", head)[2])
             if rest is None:
                 return
             with contextlib.suppress(OSError):
                 b.sendall(head + rest)
         while True:
-            hdr = self._read_exact(a, 8)
+            hdr = self._read_exact(a, FRAME_HDR_LEN)
             if hdr is None:
                 break
-            length, ftype = struct.unpack(">IH", hdr[:6])
+            length, ftype, _ = struct.unpack(">IHH", hdr)
             with self.lock:
                 bad = to_dst and (self._corrupt_next or ftype == self.corrupt_at)
                 self._corrupt_next = self._corrupt_next and not bad

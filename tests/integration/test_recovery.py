@@ -211,7 +211,7 @@ def case_double():
         conn.settimeout(h.scaled(10))
         hello = recv_exact(conn, 32)
         h.check(struct.unpack(">I", hello[12:16])[0] & HELLO_F_RESUME, "the source's resume hello lacks RESUME")
-        conn.sendall(struct.pack(">IIH", 0x4d494741, 0, 0))
+        conn.sendall(struct.pack(">IIH", h.HELLO_REPLY, 0, 0))
         h.check(recv_exact(conn, 8) == frame(F_PC_RECOVER), "the source did not open with PC_RECOVER")
         paused_again(src, time.monotonic(), "a silent destination in postcopy-recover")
         conn.close()

@@ -1,5 +1,6 @@
 /* migbench faults' proxy; see faultproxy.h. */
 #include "tools/bench/faultproxy.h"
+#include "channels/wire.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -12,10 +13,6 @@
 
 #define FPROXY_TICK_MS 100       /* longest a thread waits before looking at `closing` */
 #define FPROXY_START_MS 10000    /* the acceptor's listener, in its namespace */
-#define HELLO_LEN 32             /* channels/wire.h: the hello */
-#define HELLO_REPLY_HEAD 10      /* magic, status, be16 message length */
-#define FRAME_HEAD 8             /* be32 length, be16 type, be16 flags */
-#define CHAN_MAIN 1
 #define CHUNK (256 << 10)
 #define NETNS_DIR "/var/run/netns"
 
@@ -134,26 +131,28 @@ static gboolean fp_frames(BenchFProxy *p, int in, int out, int dir)
 	g_autofree guint8 *buf = g_malloc(CHUNK);
 
 	if (dir == 1) {   /* the hello reply first */
-		guint8 head[HELLO_REPLY_HEAD];
+		guint8 head[MIG_HELLO_REPLY_HDR_LEN];
 		size_t len;
 
 		if (!fp_read_exact(p, in, head, sizeof(head)))
 			return FALSE;
-		len = ((size_t)head[8] << 8) | head[9];
+		len = mig_get_be16(head + 8);   /* msglen; the proxy forwards whatever it says */
 		if (!fp_read_exact(p, in, buf, len) || !fp_write_all(p, out, head, sizeof(head)) ||
 		    !fp_write_all(p, out, buf, len))
 			return FALSE;
 	}
 	for (;;) {
-		guint8 head[FRAME_HEAD];
+		guint8 head[MIG_FRAME_HDR_LEN];
+		MigFrameHdr h;
 		guint32 left;
 		int type;
 		gboolean bad = FALSE;
 
 		if (!fp_read_exact(p, in, head, sizeof(head)))
 			return FALSE;
-		left = ((guint32)head[0] << 24) | ((guint32)head[1] << 16) | ((guint32)head[2] << 8) | head[3];
-		type = (head[4] << 8) | head[5];
+		mig_frame_hdr_unpack(head, &h);
+		left = h.len;
+		type = h.type;
 		if (dir == 0) {
 			g_mutex_lock(&p->lock);
 			bad = p->corrupt_next || type == p->spec.corrupt_at;
@@ -161,8 +160,8 @@ static gboolean fp_frames(BenchFProxy *p, int in, int out, int dir)
 			g_mutex_unlock(&p->lock);
 		}
 		if (bad) {
-			head[4] = FPROXY_BAD_TYPE >> 8;
-			head[5] = FPROXY_BAD_TYPE & 0xff;
+			h.type = FPROXY_BAD_TYPE;
+			mig_frame_hdr_pack(&h, head);
 		}
 		if (!fp_write_all(p, out, head, sizeof(head)))
 			return FALSE;
@@ -254,7 +253,7 @@ static void fp_start_pumps(BenchFProxy *p, FpConn *c)
 static void fp_accept_one(BenchFProxy *p, int cfd)
 {
 	FpConn *c = g_new0(FpConn, 1);
-	guint8 hello[HELLO_LEN];
+	guint8 hello[MIG_HELLO_LEN];
 
 	c->fd[0] = cfd;
 	c->fd[1] = fp_connect(p);
@@ -272,7 +271,7 @@ static void fp_accept_one(BenchFProxy *p, int cfd)
 	}
 	if (!fp_read_exact(p, cfd, hello, sizeof(hello)))
 		return;
-	c->main = ((hello[6] << 8) | hello[7]) == CHAN_MAIN && !p->main_taken;
+	c->main = mig_get_be16(hello + 6) == MIG_CHAN_MAIN && !p->main_taken;   /* 6:2 type */
 	p->main_taken |= c->main;
 	if (c->main && p->spec.corrupt_hello)
 		hello[0] ^= 0xff;

@@ -17,6 +17,7 @@
  * the traffic goes through tools/bench/faultproxy.h, which holds everything right
  * after the frame that marks the moment while the fault goes in. */
 #include "tools/bench/faultproxy.h"
+#include "channels/wire.h"
 #include "tools/bench/runner.h"
 #include <math.h>
 #include <signal.h>
@@ -29,8 +30,6 @@
 #define FX_SETTLE_MS 500            /* into precopy / postcopy before the fault */
 #define FX_STILL_PAUSED_MS 2000     /* an unrecoverable pause must hold at least this long */
 #define FX_POLL_US 20000
-#define FX_F_PC_RUN 10              /* channels/wire.h MIG_F_PC_RUN */
-#define FX_F_PC_RECOVER 12          /* MIG_F_PC_RECOVER */
 
 typedef enum { FX_CUT, FX_RESET, FX_KILL, FX_STOP, FX_BAD, FX_FAULTS } FxFault;
 typedef enum { FX_SETUP, FX_PRECOPY, FX_SWITCHOVER, FX_POSTCOPY, FX_RECOVER, FX_PHASES } FxPhase;
@@ -404,9 +403,9 @@ static gboolean fx_reach(FxRun *r, GError **err)
 	if (!port || !fx_qmp(r, SRC, "migrate-set-parameters", params, err))
 		return FALSE;
 	if (proxied) {
-		int hold = c->phase == FX_SETUP ? FPROXY_HELLO : c->phase == FX_SWITCHOVER ? FX_F_PC_RUN : FPROXY_NONE;
+		int hold = c->phase == FX_SETUP ? FPROXY_HELLO : c->phase == FX_SWITCHOVER ? MIG_F_PC_RUN : FPROXY_NONE;
 
-		if (!fx_proxy(r, port, bad ? FPROXY_NONE : hold, bad && c->phase == FX_SWITCHOVER ? FX_F_PC_RUN : FPROXY_NONE,
+		if (!fx_proxy(r, port, bad ? FPROXY_NONE : hold, bad && c->phase == FX_SWITCHOVER ? MIG_F_PC_RUN : FPROXY_NONE,
 			      bad && c->phase == FX_SETUP, &pport, err))
 			return FALSE;
 		uri = g_strdup_printf("{\"uri\":\"tcp:127.0.0.1:%u\"}", pport);
@@ -439,7 +438,7 @@ static gboolean fx_reach(FxRun *r, GError **err)
 		g_usleep(FX_SETTLE_MS * 1000);
 		if (!fx_qmp(r, SRC, "migrate-pause", NULL, err) || !fx_wait_both(r, "postcopy-paused", err) ||
 		    !fx_qmp(r, DST, "migrate-recover", rec, err) || !(port = fx_dst_port(r, err)) ||
-		    !fx_proxy(r, port, bad ? FPROXY_NONE : FX_F_PC_RECOVER, bad ? FX_F_PC_RECOVER : FPROXY_NONE, FALSE, &pport,
+		    !fx_proxy(r, port, bad ? FPROXY_NONE : MIG_F_PC_RECOVER, bad ? MIG_F_PC_RECOVER : FPROXY_NONE, FALSE, &pport,
 			      err))
 			return FALSE;
 		res = g_strdup_printf("{\"uri\":\"tcp:127.0.0.1:%u\",\"resume\":true}", pport);

@@ -7,12 +7,16 @@
  * copy path) and keep what they read. Chunks go as frames over socketpairs and are
  * taken by mig_dev_dst_chunk_mf(), as a multifd receiver does: in every arrival order
  * for a small case, in seeded random orders for larger ones, and from several channel
- * threads at once against the smallest queue. */
+ * threads at once against the smallest queue.
+ *
+ * Every call into the queue that can wait (taking a chunk, DEV_END) runs under a bound
+ * (bounded.h): a broken queue fails the test with a message, it does not hang it. */
 #include "bounded.h"
 #include "dst-fixture.h"
 #include "engine/dst/devlane.h"
 #include "engine/src/devlane.h"
 #include "channels/frame.h"
+#include "channels/wire.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -144,16 +148,17 @@ static guint8 chunk_byte(guint dev, guint64 seq, gsize i)
 static void send_chunk(Rx *r, int fd, guint dev, guint64 seq, gsize len)
 {
 	g_autofree guint8 *data = g_malloc(len);
-	guint32 hdr[4] = { GUINT32_TO_BE(dev), GUINT32_TO_BE(MIG_DEV_F_STOP_COPY), GUINT32_TO_BE((guint32)(seq >> 32)),
-			   GUINT32_TO_BE((guint32)seq) };
+	guint8 hdr[MIG_DEV_HDR_LEN];
 	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { data, len } };
 
+	mig_put_head16(hdr, dev, MIG_DEV_F_STOP_COPY, seq);
 	for (gsize i = 0; i < len; i++)
 		data[i] = chunk_byte(dev, seq, i);
 	g_assert_cmpint(mig_frame_send(fd, MIG_F_MF_DEV, 0, iov, 2), ==, 0);
 }
 
-/* What a multifd receiver does with the next frame on fd. */
+/* What a multifd receiver does with the next frame on fd. It may wait for room in
+ * the queue: callers on the test's own thread use take_chunk_bounded. */
 static gboolean take_chunk(Rx *r, int fd, GError **err)
 {
 	MigFrameHdr h;
@@ -161,6 +166,34 @@ static gboolean take_chunk(Rx *r, int fd, GError **err)
 	g_assert_cmpint(mig_frame_recv_hdr(fd, &h, MIG_FRAME_MAX_LEN), ==, 0);
 	g_assert_cmpuint(h.type, ==, MIG_F_MF_DEV);
 	return mig_dev_dst_chunk_mf(r->s, fd, h.len, err);
+}
+
+/* A call into the queue on its own thread, with its answer and error. */
+typedef struct QCall {
+	Rx *r;
+	int fd;
+	gboolean ok;
+	GError *err;
+} QCall;
+
+static gpointer take_main(gpointer opaque)
+{
+	QCall *q = opaque;
+
+	q->ok = take_chunk(q->r, q->fd, &q->err);
+	return NULL;
+}
+
+/* take_chunk, failing the test if it does not return within BOUNDED_MS: a chunk that
+ * never fits (held bytes never given to their device) must not hang the test. */
+static gboolean take_chunk_bounded(Rx *r, int fd, GError **err)
+{
+	QCall q = { r, fd, FALSE, NULL };
+
+	bounded_call_join(bounded_call_start("take-chunk", take_main, &q), "taking a device chunk");
+	if (q.err)
+		g_propagate_error(err, q.err);
+	return q.ok;
 }
 
 static void plan_chunk(Rx *r, guint dev, gsize len)
@@ -174,19 +207,36 @@ static void plan_chunk(Rx *r, guint dev, gsize len)
 	}
 }
 
-/* DEV_END with the counts the source would send. */
+static gpointer end_main(gpointer opaque)
+{
+	QCall *q = opaque;
+	Rx *r = q->r;
+	g_autoptr(GByteArray) p = g_byte_array_new();
+	guint8 n[4];
+
+	mig_put_be32(n, r->ndev);
+	g_byte_array_append(p, n, sizeof(n));
+	for (guint i = 0; i < r->ndev; i++) {
+		guint8 v[16];
+
+		mig_put_be64(v, r->nchunks[i]);
+		mig_put_be64(v + 8, r->want[i]->len);
+		g_byte_array_append(p, v, sizeof(v));
+	}
+	q->ok = mig_dev_dst_end(r->s, p->data, p->len, &q->err);
+	return NULL;
+}
+
+/* DEV_END with the counts the source would send. The engine waits up to minutes for
+ * the loads to finish; the test fails within BOUNDED_MS instead. */
 static gboolean end_lane(Rx *r, GError **err)
 {
-	g_autoptr(GByteArray) p = g_byte_array_new();
-	guint32 n = GUINT32_TO_BE(r->ndev);
+	QCall q = { r, -1, FALSE, NULL };
 
-	g_byte_array_append(p, (guint8 *)&n, 4);
-	for (guint i = 0; i < r->ndev; i++) {
-		guint64 v[2] = { GUINT64_TO_BE(r->nchunks[i]), GUINT64_TO_BE(r->want[i]->len) };
-
-		g_byte_array_append(p, (guint8 *)v, sizeof(v));
-	}
-	return mig_dev_dst_end(r->s, p->data, p->len, err);
+	bounded_call_join(bounded_call_start("dev-end", end_main, &q), "DEV_END waiting for the loads");
+	if (q.err)
+		g_propagate_error(err, q.err);
+	return q.ok;
 }
 
 static void check_delivered(Rx *r)
@@ -232,7 +282,7 @@ static void run_order(const Chunk *c, guint n, guint ndev, const guint *order)
 		HeldWant w = { &r, 0 };
 
 		send_chunk(&r, sv[0], ck->dev, ck->seq, ck->len);
-		g_assert_true(take_chunk(&r, sv[1], &err));
+		g_assert_true(take_chunk_bounded(&r, sv[1], &err));
 		g_assert_no_error(err);
 		arrived[order[k]] = TRUE;
 		/* waiting: every arrived chunk with an earlier one of its device missing */
@@ -434,7 +484,7 @@ static void expect_refused(const Chunk *c, guint n, gboolean at_end, const char 
 		if (c[i].dev < r.ndev && c[i].seq == r.nchunks[c[i].dev])
 			plan_chunk(&r, c[i].dev, c[i].len);
 		send_chunk(&r, sv[0], c[i].dev, c[i].seq, c[i].len);
-		ok = take_chunk(&r, sv[1], &err);
+		ok = take_chunk_bounded(&r, sv[1], &err);
 		g_assert_true(ok || i + 1 == n);
 	}
 	if (at_end) {

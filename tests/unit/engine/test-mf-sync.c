@@ -11,6 +11,7 @@
 #include "engine/bitmap.h"
 #include "engine/dst/multifd.h"
 #include "channels/frame.h"
+#include "channels/wire.h"
 #include <errno.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -88,18 +89,22 @@ static void send_page(Fx *f, guint ch, guint page, guint8 v)
 {
 	gsize ps = f->rb->page_size;
 	g_autofree guint8 *data = g_malloc(ps);
-	guint32 hdr[6] = { 0, 0, 0, 0, GUINT32_TO_BE(1), 0 };
-	guint64 off = GUINT64_TO_BE((guint64)page * ps);
-	struct iovec iov[3] = { { hdr, sizeof(hdr) }, { &off, 8 }, { data, ps } };
+	MigMfHdr h = { .nnormal = 1 };
+	guint8 hdr[MIG_MF_HDR_LEN], off[8];
+	struct iovec iov[3] = { { hdr, sizeof(hdr) }, { off, sizeof(off) }, { data, ps } };
 
+	mig_mf_hdr_pack(&h, hdr);
+	mig_put_be64(off, (guint64)page * ps);
 	memset(data, v, ps);
 	g_assert_cmpint(mig_frame_send(f->tx[ch], MIG_F_MF_PAGES, 0, iov, 3), ==, 0);
 }
 
 static void send_sync(Fx *f, guint ch, guint64 pass)
 {
-	guint64 be = GUINT64_TO_BE(pass);
-	struct iovec iov = { &be, 8 };
+	guint8 be[8];
+	struct iovec iov = { be, sizeof(be) };
+
+	mig_put_be64(be, pass);
 
 	g_assert_cmpint(mig_frame_send(f->tx[ch], MIG_F_MF_SYNC, 0, &iov, 1), ==, 0);
 }

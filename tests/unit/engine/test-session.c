@@ -261,20 +261,16 @@ static void test_bad_hello(void)
 	g_assert_true(mig_session_incoming(dst.s, uri, &err));
 	g_assert_cmpint(mig_uri_parse(uri, &u), ==, 0);
 	for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
-		guint8 hello[MIG_HELLO_LEN] = { 0 }, reply[10];
-		guint32 m = GUINT32_TO_BE(cases[i].magic), st;
-		guint16 v = GUINT16_TO_BE(cases[i].version), t = GUINT16_TO_BE(MIG_CHAN_MAIN);
+		guint8 hello[MIG_HELLO_LEN], reply[MIG_HELLO_REPLY_HDR_LEN];
 		int fd = mig_uri_connect(&u, 2000);
 
 		g_assert_cmpint(fd, >=, 0);
-		memcpy(hello, &m, 4);
-		memcpy(hello + 4, &v, 2);
-		memcpy(hello + 6, &t, 2);
+		mig_hello_pack(&(MigHello){ .version = cases[i].version, .type = MIG_CHAN_MAIN }, hello);
+		mig_put_be32(hello, cases[i].magic);   /* over the good magic pack wrote */
 		g_assert_cmpint(mig_io_write_full(fd, hello, sizeof(hello)), ==, 0);
 		g_assert_cmpint(mig_io_read_full(fd, reply, sizeof(reply)), ==, 0);
 		g_assert_cmpmem(reply, 4, "MIGA", 4);
-		memcpy(&st, reply + 4, 4);
-		g_assert_cmpint(GUINT32_FROM_BE(st), ==, cases[i].want);
+		g_assert_cmpint(mig_get_be32(reply + 4), ==, cases[i].want);
 		close(fd);
 	}
 	g_assert_cmpint(mig_session_status(dst.s), ==, MIG_STATUS_SETUP);

@@ -67,7 +67,8 @@ static gpointer peer_main(gpointer opaque)
 
 	for (;;) {
 		MigFrameHdr h;
-		guint32 w[2];
+		guint8 head[MIG_PAGES_HDR_LEN], offb[8];
+		guint32 block, count;
 		guint64 off;
 		Got g;
 		int rc;
@@ -83,15 +84,17 @@ static gpointer peer_main(gpointer opaque)
 			p->error = g_strdup_printf("frame type %u of %u bytes", h.type, h.len);
 			return NULL;
 		}
-		if ((rc = mig_io_read_full(p->fd, w, 8)) < 0 || (rc = mig_io_read_full(p->fd, &off, 8)) < 0 ||
+		if ((rc = mig_io_read_full(p->fd, head, sizeof(head))) < 0 || (rc = mig_io_read_full(p->fd, offb, 8)) < 0 ||
 		    (!g.zero && (rc = mig_io_read_full(p->fd, buf, ps)) < 0)) {
 			p->error = g_strdup_printf("frame truncated: %s", g_strerror(-rc));
 			return NULL;
 		}
-		g.page = GUINT64_FROM_BE(off) / ps;
-		if (GUINT32_FROM_BE(w[0]) != BLOCK || GUINT32_FROM_BE(w[1]) != 1 || GUINT64_FROM_BE(off) % ps) {
+		mig_get_pages_hdr(head, &block, &count);
+		off = mig_get_be64(offb);
+		g.page = off / ps;
+		if (block != BLOCK || count != 1 || off % ps) {
 			p->error = g_strdup_printf("frame for block %u, %u pages at 0x%" G_GINT64_MODIFIER "x",
-						   GUINT32_FROM_BE(w[0]), GUINT32_FROM_BE(w[1]), GUINT64_FROM_BE(off));
+						   block, count, off);
 			return NULL;
 		}
 		for (gsize i = 0; !g.zero && i < ps; i++) {
