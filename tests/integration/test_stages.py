@@ -12,12 +12,16 @@ migd by (block, offset). It is stopped with SIGINT once the migration has comple
 - complete chains > 0, and the tool saw every request: its request_sent hits equal the
   destination's x-postcopy-requests, its request_received hits the source's
   postcopy-requests;
-- every hop's p50 >= 0;
-- the breakdown of the typical request (requests whose total is between p40 and p60;
-  the mean of each hop) sums to its total within 10 %. Not the sum of the hop p50s:
-  medians do not add up when hops are skewed to the right (the median request hits a
-  scheduling delay on some hop, no hop's median does), and asserting that failed ~1
-  run in 8 for that reason alone; it is printed for information;
+- every hop's p50 >= 0 (the probes that stand for a write fire before it; a request
+  answered by a copy that left before the urgent one is counted apart as early);
+- the tool's fault_read -> page_placed p50 over every placed request is between 0.5x
+  - 25 us and 1.1x + 25 us of x-postcopy-latency's 4K p50: the same requests, timed by
+  the probes in the kernel on one side and by the engine's clock on the other, so a
+  probe in the wrong place or a record matched to the wrong request shows here. The
+  probes' span lies within the engine's but for the cost of a probe, hence the upper
+  bound; the engine's has come out 13 to 23 % longer on a loaded machine, a margin not
+  yet explained, hence the lower bound's room. (The typical request's hop means add up
+  to its total by construction: printed, not asserted);
 - the destination's x-fault-latency-bpf (the kernel's view of the guest threads'
   userfaultfd waits) has no error, a count within 10 % of x-postcopy-latency's (the
   engine's fault-to-placement timing); its waits ended at the wakeup count the same
@@ -177,12 +181,6 @@ def case_stages():
         expect(hop["count"] == req["complete"], "hop %s -> %s counts %d of %d complete chains"
                % (hop["from"], hop["to"], hop["count"], req["complete"]))
         expect(hop["p50_us"] >= 0, "hop %s -> %s has a negative p50: %.1f us" % (hop["from"], hop["to"], hop["p50_us"]))
-    # The breakdown must account for the total: checked on the typical request, since
-    # medians of skewed hops do not add up (see the docstring).
-    typ = r["typical"]
-    expect(near(sum(typ["hop_mean_us"]), typ["total_mean_us"], 0.10, 0),
-           "typical request: hops %s sum to %.1f us, its total is %.1f us (more than 10 %% apart)"
-           % (" + ".join("%.1f" % v for v in typ["hop_mean_us"]), sum(typ["hop_mean_us"]), typ["total_mean_us"]))
 
     expect("error" not in bpf, "x-fault-latency-bpf: %s" % bpf.get("error"))
     expect(len(bpf.get("hist", [])) == 24, "x-fault-latency-bpf's hist must have 24 buckets")
@@ -190,6 +188,12 @@ def case_stages():
     if not eng:
         fails.append("x-postcopy-latency has no 4k class: %s" % json.dumps(lat))
     else:
+        tot = r["total_all_placed"]
+        print("fault_read -> page_placed p50: %.1f us by the probes (%d requests), %d us by the engine (%d)"
+              % (tot["p50_us"], tot["count"], eng["p50"], eng["count"]))
+        expect(0.5 * eng["p50"] - 25 <= tot["p50_us"] <= 1.1 * eng["p50"] + 25,
+               "mig-faultlat's fault_read -> page_placed p50 %.1f us is outside [0.5x - 25 us, 1.1x + 25 us] "
+               "of x-postcopy-latency's %d us" % (tot["p50_us"], eng["p50"]))
         expect(near(ker["count"], eng["count"], 0.10, 0),
                "x-fault-latency-bpf counts %d waits, x-postcopy-latency %d requests (more than 10 %% apart)"
                % (ker["count"], eng["count"]))

@@ -85,6 +85,15 @@ static int64_t span(const struct fs_record *r, int from, int to)
 	return (int64_t)(r->ts[to] - r->ts[from]);
 }
 
+/* Every stage seen, and the copy the destination read did not leave before the urgent
+ * one: every probe that stands for a write fires before it, so on these requests no
+ * hop is negative. Where page_received comes first, another copy of the page (bulk,
+ * already on its way) answered the fault; its hops would mix two copies. */
+static int complete(const struct fs_record *r)
+{
+	return fs_seen_mask(r) == FS_ALL_STAGES && r->ts[FS_PAGE_RECEIVED] >= r->ts[FS_PAGE_SENT];
+}
+
 /* The typical request: complete ones whose total is between the total's p40 and p60.
  * v has room for every record. */
 static void typical(const struct fs_records *placed, int64_t *v, struct fs_summary *out)
@@ -93,7 +102,7 @@ static void typical(const struct fs_records *placed, int64_t *v, struct fs_summa
 	size_t k = 0;
 
 	for (size_t i = 0; i < placed->n; i++)
-		if (fs_seen_mask(&placed->v[i]) == FS_ALL_STAGES)
+		if (complete(&placed->v[i]))
 			v[k++] = span(&placed->v[i], FS_FAULT_READ, FS_PAGE_PLACED);
 	if (!k)
 		return;
@@ -106,7 +115,7 @@ static void typical(const struct fs_records *placed, int64_t *v, struct fs_summa
 		const struct fs_record *r = &placed->v[i];
 		int64_t t = span(r, FS_FAULT_READ, FS_PAGE_PLACED);
 
-		if (fs_seen_mask(r) != FS_ALL_STAGES || t < lo || t > hi)
+		if (!complete(r) || t < lo || t > hi)
 			continue;
 		out->typical.count++;
 		for (int h = 0; h < FS_NR_HOPS; h++)
@@ -130,8 +139,10 @@ int fs_summarize(const struct fs_records *placed, const struct fs_records *open,
 	for (size_t i = 0; i < placed->n; i++) {
 		unsigned int m = fs_seen_mask(&placed->v[i]);
 
-		if (m == FS_ALL_STAGES) {
+		if (complete(&placed->v[i])) {
 			out->complete++;
+		} else if (m == FS_ALL_STAGES) {
+			out->early++;
 		} else {
 			out->incomplete++;
 			out->by_seen[m]++;
@@ -150,7 +161,7 @@ int fs_summarize(const struct fs_records *placed, const struct fs_records *open,
 
 		k = 0;
 		for (size_t i = 0; i < placed->n; i++)
-			if (fs_seen_mask(&placed->v[i]) == FS_ALL_STAGES)
+			if (complete(&placed->v[i]))
 				v[k++] = span(&placed->v[i], from, to);
 		dist_of(v, k, h < FS_NR_HOPS ? &out->hop[h] : &out->total);
 	}
@@ -198,9 +209,11 @@ void fs_report_text(FILE *out, const struct fs_report *r)
 
 	fprintf(out, "\nsource PID %d, destination PID %d, %.1f s\n", (int)r->src, (int)r->dst,
 		r->seconds);
-	fprintf(out, "requests: %llu complete, %llu incomplete (placed without passing every stage), "
+	fprintf(out, "requests: %llu complete, %llu early (placed from a copy read before the urgent "
+		"one left), %llu incomplete (placed without passing every stage), "
 		"%llu unfinished (not placed while traced)\n", (unsigned long long)s->complete,
-		(unsigned long long)s->incomplete, (unsigned long long)s->unfinished);
+		(unsigned long long)s->early, (unsigned long long)s->incomplete,
+		(unsigned long long)s->unfinished);
 	if (s->complete) {
 		fprintf(out, "\n%-36s %7s %10s %10s %10s %10s %10s\n", "hop (complete requests)", "count",
 			"p50 us", "p90 us", "p99 us", "min us", "max us");
@@ -256,8 +269,9 @@ void fs_report_json(FILE *out, const struct fs_report *r)
 
 	fprintf(out, "{\"src_pid\":%d,\"dst_pid\":%d,\"method\":\"%s\",\"seconds\":%.3f,", (int)r->src,
 		(int)r->dst, r->method, r->seconds);
-	fprintf(out, "\"requests\":{\"complete\":%llu,\"incomplete\":%llu,\"unfinished\":%llu,"
-		"\"not_complete\":[", (unsigned long long)s->complete, (unsigned long long)s->incomplete,
+	fprintf(out, "\"requests\":{\"complete\":%llu,\"early\":%llu,\"incomplete\":%llu,"
+		"\"unfinished\":%llu,\"not_complete\":[", (unsigned long long)s->complete,
+		(unsigned long long)s->early, (unsigned long long)s->incomplete,
 		(unsigned long long)s->unfinished);
 	for (unsigned int m = 0; m < FS_NR_MASKS; m++) {
 		if (!s->by_seen[m])

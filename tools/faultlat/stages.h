@@ -34,7 +34,11 @@ struct fs_dist {
 #define FS_NR_MASKS	(1U << FS_NR_STAGES)
 
 struct fs_summary {
-	uint64_t complete;	/* placed, every stage seen: these make the tables */
+	uint64_t complete;	/* placed from the urgent copy, every stage seen: these
+				 * make the tables */
+	uint64_t early;		/* every stage seen, but the copy placed was read before
+				 * the urgent one left (page_received before page_sent):
+				 * another copy (bulk) answered the fault */
 	uint64_t incomplete;	/* placed, some stage not seen */
 	uint64_t unfinished;	/* never placed while traced */
 	/* Incomplete and unfinished requests by the set of stages they were seen at
