@@ -91,7 +91,8 @@ struct MigSession {
 	gboolean start_postcopy;   /* migrate-start-postcopy was called */
 	gboolean switchover_go;    /* migrate-continue left pre-switchover (under lock) */
 	GCond switchover_cond;     /* with lock: migrate-continue or cancel happened */
-	gboolean incoming_ran;     /* a failed incoming got to postcopy: memory not reusable */
+	/* the destination's, yet here: migrate-incoming sets them before its Dst exists,
+	 * and mig_session_incoming_failed (core, which cannot see Dst) reads them */
 	gboolean dst_exit_on_error;   /* the running incoming's exit-on-error */
 	gboolean dst_failure_told;    /* its failure went to incoming_failed_fn */
 	MigIncomingFailedFn incoming_failed_fn;
@@ -118,6 +119,8 @@ struct MigSession {
 
 	MigStats stats;
 	guint8 session_id[16];
+	/* the source's, yet here: chanopen.c (core, which cannot see Src) reads it in
+	 * every hello it writes for the source's channels */
 	guint32 chan_flags;        /* hello flags of the source's channels (RESUME while recovering) */
 
 	/* the running half (engine/src/src.h, engine/dst/dst.h), set under lock; each owns
@@ -126,7 +129,9 @@ struct MigSession {
 	struct Dst *dst;
 
 	/* engine/tlscreds.c: the objects (-object / object-add), the TLS settings the
-	 * source's migration took at its start, and what each channel negotiated */
+	 * source's migration took at its start, and what each channel negotiated. tls_src
+	 * is the source's, yet here: migrate sets it before its Src exists and chanopen.c
+	 * (core, which cannot see Src) reads it for every channel */
 	GPtrArray *objects;
 	struct MigTlsRun *tls_src;
 	GArray *tls_chans;
