@@ -202,6 +202,8 @@ void mig_params_init(MigParams *p);
 void mig_params_clear(MigParams *p);
 /* A migration's own copy (strings duplicated): what it runs with from its start. */
 void mig_params_copy(MigParams *to, const MigParams *from);
+/* Checks v against the parameter table and, with to, stores it in to's field. */
+gboolean mig_params_apply(const MigParamSetting *v, MigParams *to, GError **err);
 /* fd:NAME: the named descriptor, adopted as a channel socket; -1 with *err set. */
 struct MigUri;
 int mig_session_take_fd(MigSession *s, const struct MigUri *uri, GError **err);
