@@ -119,9 +119,6 @@ struct MigSession {
 
 	MigStats stats;
 	guint8 session_id[16];
-	/* the source's, yet here: chanopen.c (core, which cannot see Src) reads it in
-	 * every hello it writes for the source's channels */
-	guint32 chan_flags;        /* hello flags of the source's channels (RESUME while recovering) */
 
 	/* the running half (engine/src/src.h, engine/dst/dst.h), set under lock; each owns
 	 * its threads, channels and a snapshot of params taken when the migration began */
@@ -236,9 +233,11 @@ void mig_chan_set_congestion(MigSession *s, int fd, const char *algo);
 /* x-channel-timeout onto a channel's socket (either side): channels/io.h,
  * mig_io_set_liveness. */
 void mig_chan_set_liveness(MigSession *s, int fd, guint64 timeout_ms);
-gboolean mig_chan_hello(MigSession *s, int fd, const MigParams *p, int type, guint index, GError **err);
+/* flags: the hello's (the source's Src.chan_flags: RESUME while it recovers). */
+gboolean mig_chan_hello(MigSession *s, int fd, const MigParams *p, int type, guint index, guint32 flags,
+			GError **err);
 int mig_chan_open(MigSession *s, const struct MigUri *uri, const MigParams *p, int type, guint index,
-		  GError **err);
+		  guint32 flags, GError **err);
 /* A streamed file: URI (no mapped-ram) as the main channel, one way, no return path.
  * The source opens the file (created, cut at the URI's offset, the bytes before it
  * kept) and writes this session's main hello there; the destination opens it, reads
@@ -248,10 +247,10 @@ int mig_chan_file_out(MigSession *s, const struct MigUri *uri, GError **err);
 int mig_chan_file_in(MigSession *s, const struct MigUri *uri, GError **err);
 /* nmf multifd channels (indexes 0..nmf-1) and npre preempt channels opened at once,
  * each as mig_chan_open, by up to 3 mig/src/open threads and, once it joins, the
- * caller's. uri is copied; p must outlive the
+ * caller's, each hello with flags. uri is copied; p must outlive the
  * batch. Join it exactly once: TRUE with every fd in mf_fds and pre_fds, or FALSE with
  * the first failure (in multifd, then preempt order) and none of them open. */
 typedef struct MigChanBatch MigChanBatch;
 MigChanBatch *mig_chan_batch_start(MigSession *s, const struct MigUri *uri, const MigParams *p, guint nmf,
-				   guint npre);
+				   guint npre, guint32 flags);
 gboolean mig_chan_batch_join(MigChanBatch *b, int *mf_fds, int *pre_fds, GError **err);
