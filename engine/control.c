@@ -1,7 +1,7 @@
 /* The migration commands (migrate, migrate-incoming, cancel, pause, recover, resume,
- * stop and cont, and the session's teardown): each checks the shared state
- * (engine/session.c) and hands the work to the half it is for. Nothing below calls
- * back up here: the halves report through engine/session.c. */
+ * yank, start-postcopy, continue, stop and cont, and the session's teardown): each
+ * checks the shared state (engine/session.c) and hands the work to the half it is
+ * for. Nothing below calls back up here: the halves report through engine/session.c. */
 #include "engine/session_int.h"
 #include "engine/src/src.h"
 #include "engine/dst/dst.h"
