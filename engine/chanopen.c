@@ -87,10 +87,10 @@ static gboolean chan_tls(MigSession *s, int fd, const char *name, int timeout_ms
 	return rc == 0;
 }
 
-gboolean mig_chan_hello(MigSession *s, int fd, const MigParams *p, int type, guint index, GError **err)
+gboolean mig_chan_hello(MigSession *s, int fd, const MigParams *p, int type, guint index, guint32 flags,
+			GError **err)
 {
-	MigHello h = { .version = MIG_PROTO_VERSION, .type = (guint16)type, .index = index,
-		       .flags = __atomic_load_n(&s->chan_flags, __ATOMIC_ACQUIRE) };
+	MigHello h = { .version = MIG_PROTO_VERSION, .type = (guint16)type, .index = index, .flags = flags };
 	g_autofree char *name = chan_name(type, index);
 	MigTls *tls;
 	char msg[600];
@@ -123,11 +123,12 @@ gboolean mig_chan_hello(MigSession *s, int fd, const MigParams *p, int type, gui
 	return FALSE;
 }
 
-int mig_chan_open(MigSession *s, const MigUri *uri, const MigParams *p, int type, guint index, GError **err)
+int mig_chan_open(MigSession *s, const MigUri *uri, const MigParams *p, int type, guint index, guint32 flags,
+		  GError **err)
 {
 	int fd = mig_chan_connect(s, uri, p, type, index, err);
 
-	if (fd >= 0 && !mig_chan_hello(s, fd, p, type, index, err)) {
+	if (fd >= 0 && !mig_chan_hello(s, fd, p, type, index, flags, err)) {
 		mig_io_close(fd);
 		return -1;
 	}
@@ -234,6 +235,7 @@ struct MigChanBatch {
 	MigSession *s;
 	MigUri uri;
 	const MigParams *p;
+	guint32 flags;      /* every channel's hello flags */
 	guint nmf, n;
 	BatchChan *ch;      /* nmf multifd, then the preempt ones */
 	guint next;         /* atomic: the next channel a worker takes */
@@ -251,20 +253,22 @@ static gpointer batch_worker(gpointer opaque)
 	       !__atomic_load_n(&b->failed, __ATOMIC_RELAXED)) {
 		BatchChan *c = &b->ch[i];
 
-		c->fd = mig_chan_open(b->s, &b->uri, b->p, c->type, c->index, &c->err);
+		c->fd = mig_chan_open(b->s, &b->uri, b->p, c->type, c->index, b->flags, &c->err);
 		if (c->fd < 0)
 			__atomic_store_n(&b->failed, 1, __ATOMIC_RELAXED);
 	}
 	return NULL;
 }
 
-MigChanBatch *mig_chan_batch_start(MigSession *s, const MigUri *uri, const MigParams *p, guint nmf, guint npre)
+MigChanBatch *mig_chan_batch_start(MigSession *s, const MigUri *uri, const MigParams *p, guint nmf, guint npre,
+				   guint32 flags)
 {
 	MigChanBatch *b = g_new0(MigChanBatch, 1);
 
 	b->s = s;
 	b->uri = *uri;
 	b->p = p;
+	b->flags = flags;
 	b->nmf = nmf;
 	b->n = nmf + npre;
 	b->ch = g_new0(BatchChan, b->n);

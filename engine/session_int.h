@@ -91,7 +91,8 @@ struct MigSession {
 	gboolean start_postcopy;   /* migrate-start-postcopy was called */
 	gboolean switchover_go;    /* migrate-continue left pre-switchover (under lock) */
 	GCond switchover_cond;     /* with lock: migrate-continue or cancel happened */
-	gboolean incoming_ran;     /* a failed incoming got to postcopy: memory not reusable */
+	/* the destination's, yet here: migrate-incoming sets them before its Dst exists,
+	 * and mig_session_incoming_failed (core, which cannot see Dst) reads them */
 	gboolean dst_exit_on_error;   /* the running incoming's exit-on-error */
 	gboolean dst_failure_told;    /* its failure went to incoming_failed_fn */
 	MigIncomingFailedFn incoming_failed_fn;
@@ -118,7 +119,6 @@ struct MigSession {
 
 	MigStats stats;
 	guint8 session_id[16];
-	guint32 chan_flags;        /* hello flags of the source's channels (RESUME while recovering) */
 
 	/* the running half (engine/src/src.h, engine/dst/dst.h), set under lock; each owns
 	 * its threads, channels and a snapshot of params taken when the migration began */
@@ -126,7 +126,9 @@ struct MigSession {
 	struct Dst *dst;
 
 	/* engine/tlscreds.c: the objects (-object / object-add), the TLS settings the
-	 * source's migration took at its start, and what each channel negotiated */
+	 * source's migration took at its start, and what each channel negotiated. tls_src
+	 * is the source's, yet here: migrate sets it before its Src exists and chanopen.c
+	 * (core, which cannot see Src) reads it for every channel */
 	GPtrArray *objects;
 	struct MigTlsRun *tls_src;
 	GArray *tls_chans;
@@ -197,6 +199,8 @@ void mig_params_init(MigParams *p);
 void mig_params_clear(MigParams *p);
 /* A migration's own copy (strings duplicated): what it runs with from its start. */
 void mig_params_copy(MigParams *to, const MigParams *from);
+/* Checks v against the parameter table and, with to, stores it in to's field. */
+gboolean mig_params_apply(const MigParamSetting *v, MigParams *to, GError **err);
 /* fd:NAME: the named descriptor, adopted as a channel socket; -1 with *err set. */
 struct MigUri;
 int mig_session_take_fd(MigSession *s, const struct MigUri *uri, GError **err);
@@ -229,9 +233,11 @@ void mig_chan_set_congestion(MigSession *s, int fd, const char *algo);
 /* x-channel-timeout onto a channel's socket (either side): channels/io.h,
  * mig_io_set_liveness. */
 void mig_chan_set_liveness(MigSession *s, int fd, guint64 timeout_ms);
-gboolean mig_chan_hello(MigSession *s, int fd, const MigParams *p, int type, guint index, GError **err);
+/* flags: the hello's (the source's Src.chan_flags: RESUME while it recovers). */
+gboolean mig_chan_hello(MigSession *s, int fd, const MigParams *p, int type, guint index, guint32 flags,
+			GError **err);
 int mig_chan_open(MigSession *s, const struct MigUri *uri, const MigParams *p, int type, guint index,
-		  GError **err);
+		  guint32 flags, GError **err);
 /* A streamed file: URI (no mapped-ram) as the main channel, one way, no return path.
  * The source opens the file (created, cut at the URI's offset, the bytes before it
  * kept) and writes this session's main hello there; the destination opens it, reads
@@ -241,10 +247,10 @@ int mig_chan_file_out(MigSession *s, const struct MigUri *uri, GError **err);
 int mig_chan_file_in(MigSession *s, const struct MigUri *uri, GError **err);
 /* nmf multifd channels (indexes 0..nmf-1) and npre preempt channels opened at once,
  * each as mig_chan_open, by up to 3 mig/src/open threads and, once it joins, the
- * caller's. uri is copied; p must outlive the
+ * caller's, each hello with flags. uri is copied; p must outlive the
  * batch. Join it exactly once: TRUE with every fd in mf_fds and pre_fds, or FALSE with
  * the first failure (in multifd, then preempt order) and none of them open. */
 typedef struct MigChanBatch MigChanBatch;
 MigChanBatch *mig_chan_batch_start(MigSession *s, const struct MigUri *uri, const MigParams *p, guint nmf,
-				   guint npre);
+				   guint npre, guint32 flags);
 gboolean mig_chan_batch_join(MigChanBatch *b, int *mf_fds, int *pre_fds, GError **err);

@@ -338,7 +338,7 @@ static gboolean connect_main(Src *src, GError **err)
 	src->cancel_fd = fd;
 	src->fd = fd;
 	g_mutex_unlock(&s->lock);
-	if (!mig_chan_hello(s, fd, &src->p, MIG_CHAN_MAIN, 0, err))
+	if (!mig_chan_hello(s, fd, &src->p, MIG_CHAN_MAIN, 0, src->chan_flags, err))
 		return FALSE;
 	src->uri = uri;
 	mig_src_rp_bound(src);

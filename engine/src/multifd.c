@@ -286,7 +286,7 @@ MfSrc *mig_mf_src_start(MigSession *s, const MigUri *uri, const MigParams *p, gu
 {
 	g_autofree int *fds = g_new(int, n);
 
-	if (!mig_chan_batch_join(mig_chan_batch_start(s, uri, p, n, 0), fds, NULL, err))
+	if (!mig_chan_batch_join(mig_chan_batch_start(s, uri, p, n, 0, 0), fds, NULL, err))
 		return NULL;
 	return mig_mf_src_adopt(s, fds, n, detect_zero);
 }

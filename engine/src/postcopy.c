@@ -41,7 +41,8 @@ gboolean mig_pc_src_connect_preempt(Src *src, GError **err)
 	/* opened after the main channel (and multifd) were accepted, all at once, each
 	 * waiting for its reply: identified by its hello, none can be mistaken for or race
 	 * the main channel, and all are admitted before the first page is sent */
-	if (!n || !mig_chan_batch_join(mig_chan_batch_start(src->s, &src->uri, &src->p, 0, n), NULL, src->pre_fds, err))
+	if (!n || !mig_chan_batch_join(mig_chan_batch_start(src->s, &src->uri, &src->p, 0, n, src->chan_flags), NULL,
+				       src->pre_fds, err))
 		return n == 0;
 	src->npre = n;
 	return TRUE;
@@ -657,7 +658,8 @@ static gboolean recover(Src *src, GError **err)
 	gboolean paused;
 
 	if (!mig_src_recover_begin(src, err) ||
-	    !mig_chan_batch_join(mig_chan_batch_start(s, &src->uri, &src->p, nmf, npre), mf_fds, src->pre_fds, err))
+	    !mig_chan_batch_join(mig_chan_batch_start(s, &src->uri, &src->p, nmf, npre, src->chan_flags), mf_fds,
+				 src->pre_fds, err))
 		return FALSE;
 	src->npre = npre;
 	/* whatever bulk or the lanes had written went down with the channels: the

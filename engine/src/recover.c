@@ -83,7 +83,7 @@ gboolean mig_src_recover_begin(Src *src, GError **err)
 
 	if (mig_uri_parse(src->uri_text, &src->uri) < 0)
 		return rfail(err, EINVAL, "invalid migration URI '%s'", src->uri_text);
-	__atomic_store_n(&s->chan_flags, MIG_HELLO_F_RESUME, __ATOMIC_RELEASE);
+	src->chan_flags = MIG_HELLO_F_RESUME;
 	if (src->inline_run && src->inl.resume_fd >= 0) {
 		fd = src->inl.resume_fd;   /* the harness's, once */
 		src->inl.resume_fd = -1;
@@ -98,7 +98,7 @@ gboolean mig_src_recover_begin(Src *src, GError **err)
 	if (src->pause_req)
 		shutdown(fd, SHUT_RDWR);
 	g_mutex_unlock(&s->lock);
-	if (!mig_chan_hello(s, fd, &src->p, MIG_CHAN_MAIN, 0, err))
+	if (!mig_chan_hello(s, fd, &src->p, MIG_CHAN_MAIN, 0, src->chan_flags, err))
 		return FALSE;
 	mig_set_status(s, MIG_STATUS_POSTCOPY_RECOVER);
 	/* every reply of the handshake is bounded as any wait on the peer: a destination
@@ -157,7 +157,7 @@ gboolean mig_src_recover_end(Src *src, guint64 *missing, GError **err)
 	MigFrameHdr h;
 	g_autofree guint8 *p = NULL;
 
-	__atomic_store_n(&src->s->chan_flags, 0, __ATOMIC_RELEASE);
+	src->chan_flags = 0;
 	if (!mig_src_send_frame(src, MIG_F_PC_RESUME, NULL, 0, err) || !read_bitmaps(src, missing, err))
 		return FALSE;
 	p = read_rp(src, &h, 4096, err);

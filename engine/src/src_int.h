@@ -46,6 +46,7 @@ typedef struct Src {
 	MfSrc *mf;              /* multifd senders, NULL when multifd is off */
 	struct DevSrc *dev;     /* the device lane (devlane.c) */
 	MigUri uri;
+	guint32 chan_flags;     /* its channels' hello flags: RESUME while it recovers (mig/src/main) */
 	gboolean no_rp;         /* a streamed file: URI: a main channel with no return path */
 	gint64 rp_heard;        /* monotonic µs: the return path's last frame, in precopy (mig/src/main) */
 	GMutex wlock;           /* main channel writes: the return-path thread sends too */

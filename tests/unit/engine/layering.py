@@ -6,12 +6,15 @@ Layers, top to bottom: tools/ -> engine/ -> channels/, uffd/ (bpf/ beside the en
 used by tools; tools/ and engine/qmp/ see only the public <mig/...> headers and
 engine/qmp/). Inside engine/ the core (files directly in engine/) is the floor the
 two halves stand on; engine/src/ (source) and engine/dst/ (destination) never see each
-other, and the core reaches up into a half only through that half's entry header
-(engine/src/src.h, engine/dst/dst.h). engine/qmp/ is an adapter over the core's API.
+other. Above both halves stand the top modules (TOP: the commands that dispatch to a
+half, query-migrate, the capability and parameter setters): only they include a half's
+entry header (engine/src/src.h, engine/dst/dst.h) and call into it, and neither the
+floor nor a half calls them. engine/qmp/ is an adapter over the public API.
 
 Circles are found on calls, not on includes alone: module A depends on module B when A
-calls a function B defines. Calls through an entry header are the one sanctioned upward
-arrow and do not count. Usage: layering.py [SOURCE_ROOT]; prints every violation and
+calls a function B defines. Every call counts, so a half calling back into a module
+that calls it is a circle; the core's floor calling up into a half or a top module is
+a violation of its own. Usage: layering.py [SOURCE_ROOT]; prints every violation and
 exits 1 if there is any."""
 import os
 import re
@@ -19,13 +22,13 @@ import sys
 
 ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), '..', '..', '..')
 ENTRY = {'engine/src/src.h', 'engine/dst/dst.h'}
+TOP = {'engine/control.c', 'engine/query.c', 'engine/configure.c'}
 INCLUDE = re.compile(r'^\s*#\s*include\s+(["<])([^">]+)[">]', re.M)
 # the build's include path (meson.build's inc), searched after the including file's own
 # directory for "" includes and alone for <> ones, as the compiler does
 INC_DIRS = ('.', 'engine/include')
 # A non-static function definition at the start of a line: "type name(args)\n{".
 DEFN = re.compile(r'^(?!static\b)(?:[A-Za-z_][\w \t*]*?[\s*])?([A-Za-z_]\w*)\s*\(([^;{}]*)\)\s*\{', re.M)
-DECL = re.compile(r'\b([A-Za-z_]\w*)\s*\(')
 CALL = re.compile(r'\b([A-Za-z_]\w*)\s*\(')
 KEYWORDS = {'if', 'while', 'for', 'switch', 'return', 'sizeof', 'defined', 'G_GNUC_PRINTF'}
 
@@ -46,10 +49,12 @@ def strip_comments(text):
 
 
 def group(path):
-    """core, src, dst, qmp, include (engine), or the top-level directory."""
+    """top, core, src, dst, qmp, include (engine), or the top-level directory."""
     parts = path.split('/')
     if parts[0] != 'engine':
         return parts[0]
+    if path in TOP:
+        return 'top'
     return parts[1] if len(parts) > 2 and parts[1] in ('src', 'dst', 'qmp', 'include') else 'core'
 
 
@@ -92,13 +97,15 @@ def include_rules(files):
         g = group(path)
         for inc, target in includes(path):
             ig = group(target)
-            if g in ('channels', 'uffd', 'bpf') and ig in ('core', 'src', 'dst', 'qmp', 'include', 'tools'):
+            if g in ('channels', 'uffd', 'bpf') and ig in ('top', 'core', 'src', 'dst', 'qmp', 'include', 'tools'):
                 bad.append(f'{path}: {g}/ includes {inc} (channels, uffd and bpf stand below the engine)')
-            elif g in ('core', 'src', 'dst', 'qmp') and ig in ('tools', 'bpf'):
+            elif g in ('top', 'core', 'src', 'dst', 'qmp') and ig in ('tools', 'bpf'):
                 bad.append(f'{path}: the engine includes {inc} (tools stand above it)')
-            elif g == 'core' and ig in ('src', 'dst') and target not in ENTRY:
-                bad.append(f'{path}: the core includes {inc}, a {ig} internal (only {" and ".join(sorted(ENTRY))})')
-            elif g == 'core' and ig == 'qmp':
+            elif g == 'top' and ig in ('src', 'dst') and target not in ENTRY:
+                bad.append(f'{path}: a top module includes {inc}, a {ig} internal (only {" and ".join(sorted(ENTRY))})')
+            elif g == 'core' and ig in ('src', 'dst'):
+                bad.append(f'{path}: the core includes {inc} of the {ig} half (only {", ".join(sorted(TOP))} may)')
+            elif g in ('top', 'core') and ig == 'qmp':
                 bad.append(f'{path}: the core includes {inc} (QMP is a layer over the core)')
             elif {g, ig} == {'src', 'dst'}:
                 bad.append(f'{path}: the {g} half includes {inc} of the {ig} half')
@@ -108,7 +115,7 @@ def include_rules(files):
                 bad.append(f'{path}: the {g} half includes {inc} (QMP is a layer over the engine)')
             elif path in ENTRY and ig not in ('core', 'include'):
                 bad.append(f'{path}: an entry header includes {inc}; it may name core types only')
-            elif g in ('qmp', 'tools') and ig in ('core', 'src', 'dst'):
+            elif g in ('qmp', 'tools') and ig in ('top', 'core', 'src', 'dst'):
                 bad.append(f'{path}: {g}/ includes {inc}, an engine internal (only <mig/...> and engine/qmp/)')
     return bad
 
@@ -121,17 +128,26 @@ def call_graph(cfiles):
         for m in DEFN.finditer(t):
             if m.group(1) not in KEYWORDS:
                 defined.setdefault(m.group(1), p)
-    upcalls = set()
-    for h in ENTRY:
-        if os.path.exists(os.path.join(ROOT, h)):
-            upcalls |= set(DECL.findall(read(h)))
     graph = {p: {} for p in cfiles}
     for p, t in texts.items():
         for name in set(CALL.findall(t)):
             q = defined.get(name)
-            if q and q != p and not (name in upcalls and group(p) == 'core'):
+            if q and q != p:
                 graph[p].setdefault(q, []).append(name)
     return graph
+
+
+def upcalls(graph):
+    """Calls from the engine's floor or a half up into a top module, and from the floor
+    into a half (engine/qmp/ stands above them all and may call the top)."""
+    bad = []
+    for p in sorted(graph):
+        for q in sorted(graph[p]):
+            if group(p) in ('core', 'src', 'dst') and group(q) == 'top':
+                bad.append(f'{p}: calls {", ".join(sorted(graph[p][q])[:3])} of {q}, a top module')
+            elif group(p) == 'core' and group(q) in ('src', 'dst'):
+                bad.append(f'{p}: the core calls {", ".join(sorted(graph[p][q])[:3])} of the {group(q)} half in {q}')
+    return bad
 
 
 def cycles(graph):
@@ -170,6 +186,9 @@ def main():
     files = [f for top in ('engine', 'channels', 'uffd', 'bpf', 'tools') for f in sources(top)]
     bad = include_rules(files) + tests_rule(files)
     graph = call_graph([f for f in files if f.startswith('engine/') and f.endswith('.c')])
+    missing = [f for f in sorted(TOP) if f not in files]
+    bad += [f'{f}: named in TOP but not found' for f in missing]
+    bad += upcalls(graph)
     for comp in cycles(graph):
         edges = [f'{a} -> {b} ({", ".join(sorted(graph[a][b])[:3])})'
                  for a in comp for b in sorted(graph[a]) if b in comp]
