@@ -19,8 +19,8 @@ migd by (block, offset). It is stopped with SIGINT once the migration has comple
   the probes in the kernel on one side and by the engine's clock on the other, so a
   probe in the wrong place or a record matched to the wrong request shows here. The
   probes' span lies within the engine's but for the cost of a probe, hence the upper
-  bound; the engine's has come out 13 to 23 % longer on a loaded machine, a margin not
-  yet explained, hence the lower bound's room. (The typical request's hop means add up
+  bound; the engine's has come out 3 to 45 % longer (the most in quiet runs with few
+  requests), a margin not yet explained, hence the lower bound's room. (The typical request's hop means add up
   to its total by construction: printed, not asserted);
 - the destination's x-fault-latency-bpf (the kernel's view of the guest threads'
   userfaultfd waits) has no error, a count within 10 % of x-postcopy-latency's (the
