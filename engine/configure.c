@@ -68,6 +68,10 @@ static const size_t live_params[] = {
 	offsetof(MigParams, max_bandwidth),
 	offsetof(MigParams, max_postcopy_bandwidth),
 };
+/* params_store walks them in order: a reordering of MigParams must fail the build, not
+ * every set-params at run time. */
+G_STATIC_ASSERT(offsetof(MigParams, downtime_limit) < offsetof(MigParams, max_bandwidth));
+G_STATIC_ASSERT(offsetof(MigParams, max_bandwidth) < offsetof(MigParams, max_postcopy_bandwidth));
 
 /* *to = *from, with the live fields stored atomically: a plain struct store would race
  * with the migration threads' loads of them. Called with the session lock held. */
@@ -78,7 +82,6 @@ static void params_store(MigParams *to, const MigParams *from)
 	for (gsize i = 0; i < G_N_ELEMENTS(live_params); i++) {
 		size_t o = live_params[i];
 
-		g_assert(o >= at);
 		memcpy((char *)to + at, (const char *)from + at, o - at);
 		__atomic_store_n((guint64 *)((char *)to + o), *(const guint64 *)((const char *)from + o),
 				 __ATOMIC_RELAXED);
