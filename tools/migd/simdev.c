@@ -452,6 +452,28 @@ static guint64 load_cost_ns(const MigdSimDev *d, guint64 pos, gsize n)
 	return rate_ns(n, d->cfg.load_rate) + started * d->cfg.load_latency_us * 1000;
 }
 
+/* Reads up to cap bytes of the stream from pos on, ending at a block boundary where the
+ * pipe holds enough: a read that ends mid-block leaves that block's bytes to be checked
+ * byte by byte against the cold image, and the engine's frames cut the stream anywhere.
+ * Returns what read() would: bytes, 0 at EOF, -1 with errno when nothing was read. */
+static ssize_t read_blocks(int fd, guint8 *buf, gsize cap, guint64 pos)
+{
+	gsize want = cap - (gsize)((pos + cap) % SUM_BLOCK), got = 0;
+
+	if (want == 0 || cap < SUM_BLOCK)
+		want = cap;
+	while (got < want) {
+		ssize_t n = read(fd, buf + got, want - got);
+
+		if (n <= 0)
+			return got ? (ssize_t)got : n;
+		got += (gsize)n;
+		if ((pos + got) % SUM_BLOCK == 0)
+			break;
+	}
+	return (ssize_t)got;
+}
+
 /* "mig/dev/ID/load": takes the stream in order until EOF, verifying every byte and
  * spending device time on it. The verdict waits in d->result for RESUMING -> STOP. */
 static gpointer load_thread(gpointer opaque)
@@ -479,7 +501,7 @@ static gpointer load_thread(gpointer opaque)
 			error = g_strdup_printf("loading cancelled at state byte %" G_GUINT64_FORMAT, pos);
 			break;
 		}
-		n = read(t->fd, buf, cap);
+		n = read_blocks(t->fd, buf, cap, pos);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			continue;
 		if (n < 0) {
