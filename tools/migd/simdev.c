@@ -21,12 +21,18 @@ G_DEFINE_QUARK(migd-simdev-error-quark, migd_simdev_error)
 
 #define PIPE_BYTES     (1u << 20)   /* a 64 KiB default pipe would cap throughput */
 #define SAVE_CHUNK_MAX (256u << 10)
-#define LOAD_CHUNK_MAX (1u << 20)
+#define LOAD_CHUNK_MAX (128u << 10) /* a read the cache still holds when it is checked */
+#define SLEEP_AHEAD_NS 1000000      /* the load sleeps once it is this far ahead of device time */
 #define PACE_CHUNK_MIN (4u << 10)
 #define CLOCK_SLACK_NS 2000000      /* an oversleep this small is made up, not lost */
 #define STREAM_MAX     (1ull << 62)
 #define IMAGE_MAX      (1ull << 30) /* larger states are generated chunk by chunk */
-#define SUM_BLOCK      4096u        /* bytes per block sum (a multiple of 32) */
+#define SUM_BLOCK      4096u        /* bytes per block sum (a multiple of 64) */
+
+typedef struct BlockSum {
+	guint64 a, b;
+} BlockSum;
+typedef BlockSum (*BlockSumFn)(const guint8 *p);
 
 typedef enum LoadResult { LOAD_NONE, LOAD_PENDING, LOAD_OK, LOAD_FAILED } LoadResult;
 
@@ -45,7 +51,8 @@ struct MigdSimDev {
 	guint64 total;          /* precopy + size: the whole stream */
 	guint64 key[2];         /* per version */
 	guint8 *image;          /* the whole stream, generated once and never written again; or NULL */
-	guint64 *sums;          /* with the image: block_sum() of each whole SUM_BLOCK of it */
+	BlockSum *sums;         /* with the image: block_sum() of each whole SUM_BLOCK of it */
+	BlockSumFn block_sum;   /* the fastest form this CPU runs */
 	GMutex ctl;             /* the engine's calls: set_state, precopy_info, data_size */
 	MigDevState state;
 	SimThread *worker;      /* at most one thread at a time */
@@ -110,25 +117,60 @@ static void stream_fill(const MigdSimDev *d, guint64 pos, guint8 *buf, gsize len
 		fill_version(d->key[1], pos - d->cfg.precopy, buf, len);
 }
 
-/* A block's words, each weighted by an odd number from its place, summed mod 2^64:
- * one changed word always changes the sum (an odd weight is invertible), and words
- * moved within or into the block change it unless their difference happens to vanish
- * mod 2^64, about 2^-54 for this state's pseudo-random words. It reads the block once,
- * with four independent sums, so checking a block costs about what reading it does. */
-static guint64 block_sum(const guint8 *p)
+/* A block's two sums mod 2^64 over its words w_0..w_{N-1}: a = sum of w_i, b = sum of
+ * (N - i) w_i. One changed word always changes a; words moved within or into the block
+ * keep a but change b unless their difference times their distance vanishes mod 2^64,
+ * about 2^-55 for this state's pseudo-random words. Adds only, in 4-word vectors down
+ * the block's rows of 8 words (a weighs a word by its row, the lane corrects for its
+ * column), so the check runs at about the speed of the copy it follows, not of a
+ * multiply per word. */
+typedef guint64 V4 __attribute__((vector_size(32)));
+
+static inline __attribute__((always_inline)) BlockSum block_sum_body(const guint8 *p)
 {
-	guint64 s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+	V4 a0 = { 0 }, b0 = { 0 }, a1 = { 0 }, b1 = { 0 };
+	BlockSum s;
 
-	for (guint64 i = 0; i < SUM_BLOCK / 8; i += 4, p += 32) {
-		guint64 w[4];
+	for (guint r = 0; r < SUM_BLOCK / 64; r++, p += 64) {
+		V4 w0, w1;
 
-		memcpy(w, p, sizeof(w));
-		s0 += w[0] * (2 * i + 1);
-		s1 += w[1] * (2 * i + 3);
-		s2 += w[2] * (2 * i + 5);
-		s3 += w[3] * (2 * i + 7);
+		memcpy(&w0, p, sizeof(w0));
+		memcpy(&w1, p + 32, sizeof(w1));
+		a0 += w0;
+		b0 += a0;
+		a1 += w1;
+		b1 += a1;
 	}
-	return s0 + s1 + s2 + s3;
+	/* word (r, l) is w_{8r+l}: it has weight R - r in b's lanes, N - 8r - l overall */
+	s.a = a0[0] + a0[1] + a0[2] + a0[3] + a1[0] + a1[1] + a1[2] + a1[3];
+	s.b = 8 * (b0[0] + b0[1] + b0[2] + b0[3] + b1[0] + b1[1] + b1[2] + b1[3]) -
+	      (a0[1] + 2 * a0[2] + 3 * a0[3] + 4 * a1[0] + 5 * a1[1] + 6 * a1[2] + 7 * a1[3]);
+	return s;
+}
+
+static BlockSum block_sum_plain(const guint8 *p)
+{
+	return block_sum_body(p);
+}
+
+/* the same sums with 256-bit adds, where the CPU has them: half the instructions */
+__attribute__((target("avx2"))) static BlockSum block_sum_avx2(const guint8 *p)
+{
+	return block_sum_body(p);
+}
+
+static BlockSumFn block_sum_fn(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	if (__builtin_cpu_supports("avx2"))
+		return block_sum_avx2;
+#endif
+	return block_sum_plain;
+}
+
+static gboolean block_sum_eq(BlockSum x, BlockSum y)
+{
+	return x.a == y.a && x.b == y.b;
 }
 
 static guint64 unxorshift(guint64 y, int s)
@@ -369,7 +411,7 @@ static gsize good_prefix(const MigdSimDev *d, const guint8 *buf, gsize n, guint6
 
 		if (!memcmp(buf, want, head)) {
 			for (i = head; i + SUM_BLOCK <= n; i += SUM_BLOCK)
-				if (block_sum(buf + i) != d->sums[(pos + i) / SUM_BLOCK])
+				if (!block_sum_eq(d->block_sum(buf + i), d->sums[(pos + i) / SUM_BLOCK]))
 					break;
 		}
 	}
@@ -410,6 +452,28 @@ static guint64 load_cost_ns(const MigdSimDev *d, guint64 pos, gsize n)
 	return rate_ns(n, d->cfg.load_rate) + started * d->cfg.load_latency_us * 1000;
 }
 
+/* Reads up to cap bytes of the stream from pos on, ending at a block boundary where the
+ * pipe holds enough: a read that ends mid-block leaves that block's bytes to be checked
+ * byte by byte against the cold image, and the engine's frames cut the stream anywhere.
+ * Returns what read() would: bytes, 0 at EOF, -1 with errno when nothing was read. */
+static ssize_t read_blocks(int fd, guint8 *buf, gsize cap, guint64 pos)
+{
+	gsize want = cap - (gsize)((pos + cap) % SUM_BLOCK), got = 0;
+
+	if (want == 0 || cap < SUM_BLOCK)
+		want = cap;
+	while (got < want) {
+		ssize_t n = read(fd, buf + got, want - got);
+
+		if (n <= 0)
+			return got ? (ssize_t)got : n;
+		got += (gsize)n;
+		if ((pos + got) % SUM_BLOCK == 0)
+			break;
+	}
+	return (ssize_t)got;
+}
+
 /* "mig/dev/ID/load": takes the stream in order until EOF, verifying every byte and
  * spending device time on it. The verdict waits in d->result for RESUMING -> STOP. */
 static gpointer load_thread(gpointer opaque)
@@ -426,18 +490,18 @@ static gpointer load_thread(gpointer opaque)
 	device_thread_setup();
 	for (;;) {
 		ssize_t n;
-		gint64 ready, t0 = now_ns();
+		gint64 ready, t0 = MAX(now_ns(), clk.busy_ns);   /* device time not slept is no wait */
 		gboolean ok = wait_fd(t, POLLIN);
 
 		/* the engine was late: counted from the first stop-copy byte to the last, not
 		 * while the device waits for the switchover or for its EOF */
 		if (pos > d->cfg.precopy && pos < d->total)
-			wait_ns += now_ns() - t0;
+			wait_ns += MAX(now_ns() - t0, 0);
 		if (!ok) {
 			error = g_strdup_printf("loading cancelled at state byte %" G_GUINT64_FORMAT, pos);
 			break;
 		}
-		n = read(t->fd, buf, cap);
+		n = read_blocks(t->fd, buf, cap, pos);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			continue;
 		if (n < 0) {
@@ -445,6 +509,9 @@ static gpointer load_thread(gpointer opaque)
 			break;
 		}
 		if (n == 0) {
+			/* the device time of the last reads, which did not sleep while it was short */
+			if (!sleep_until(clk.busy_ns, t->cancel_fd) && !error)
+				error = g_strdup_printf("loading cancelled at state byte %" G_GUINT64_FORMAT, pos);
 			if (error)
 				;   /* the first fault is the one to report */
 			else if (pos < d->total)
@@ -471,7 +538,8 @@ static gpointer load_thread(gpointer opaque)
 		load_publish(d, pos, verified, LOAD_PENDING, NULL);
 		if (error && d->cfg.fail_mode == MIGD_SIMDEV_FAIL_ABORT)
 			break;
-		if (!sleep_until(ready, t->cancel_fd)) {
+		/* a sleep per 128 KiB read would cost more wake-ups than the reads */
+		if (ready - now_ns() >= SLEEP_AHEAD_NS && !sleep_until(ready, t->cancel_fd)) {
 			error = error ? error : g_strdup_printf("loading cancelled at state byte %" G_GUINT64_FORMAT, pos);
 			break;
 		}
@@ -784,20 +852,21 @@ MigdSimDev *migd_simdev_new(const MigdSimDevConfig *cfg)
 	g_mutex_init(&d->lock);
 	d->state = MIG_DEV_RUNNING;
 	d->pre_rd = -1;
+	d->block_sum = block_sum_fn();
 	/* generated here, outside any downtime; without it (too large, or no memory) each
 	 * chunk is generated when it is served or checked, a few ms of CPU per 10 MiB */
 	if (!cfg->stream_only && d->total && d->total <= IMAGE_MAX) {
 		void *m = mmap(NULL, d->total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 		if (m != MAP_FAILED) {
-			d->sums = g_new(guint64, d->total / SUM_BLOCK + 1);
+			d->sums = g_new(BlockSum, d->total / SUM_BLOCK + 1);
 			/* a megabyte at a time, summed while it is still in the cache */
 			for (guint64 pos = 0; pos < d->total; pos += 1u << 20) {
 				guint64 end = MIN(d->total, pos + (1u << 20));
 
 				stream_fill(d, pos, (guint8 *)m + pos, (gsize)(end - pos));
 				for (guint64 k = pos; k + SUM_BLOCK <= end; k += SUM_BLOCK)
-					d->sums[k / SUM_BLOCK] = block_sum((guint8 *)m + k);
+					d->sums[k / SUM_BLOCK] = d->block_sum((guint8 *)m + k);
 			}
 			mprotect(m, d->total, PROT_READ);   /* spliced pages must never change */
 			d->image = m;

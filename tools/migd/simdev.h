@@ -1,8 +1,8 @@
 /* A simulated device with migratable state (MigDeviceOps), for migd --device and the
  * tests: its state is a deterministic byte stream of (seed, id, version) that the source
  * serves through a pipe at a device-like read rate, and that the destination verifies
- * (by block sums, byte by byte where one is off) while spending device time (not CPU)
- * on loading it.
+ * (by add-only block sums, byte by byte where one is off) while spending device time
+ * (not CPU) on loading it.
  *
  * The state stream is pre-copy data (version 0, `precopy` bytes) followed by stop-copy
  * data (version 1, `size` bytes). Whatever the engine has not read of the pre-copy part

@@ -277,6 +277,10 @@ static void test_damage_in_block(void)
 		{ WORDS, 50, 24 },     /* word 3 <-> word 125 of block 50 */
 		{ WORDS, 0, 0 },       /* the first word of the stream */
 		{ WORDS, 127, 4088 },  /* the last word of the stream */
+		/* neighbours in one row of the sum's 8-word rows: only the lane's weight tells them apart */
+		{ WORDS, 60, 992 },    /* word 124 <-> word 125 */
+		{ WORDS, 61, 1008 },   /* word 126 <-> word 125 */
+		{ WORDS, 62, 960 },    /* word 120 <-> word 125: one in each half of the row */
 		{ ZERO, 77, 0 },
 	};
 	g_autoptr(GByteArray) clean = source_state(spec, 0);
