@@ -76,6 +76,17 @@ static int wait_rest_of_timeout(int fd, int t)
 	return left > 0 ? mig_io_wait(fd, POLLIN, left) : -ETIMEDOUT;
 }
 
+long mig_io_idle_ms(int fd)
+{
+	struct tcp_info ti;
+	socklen_t l = sizeof(ti);
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) < 0 ||
+	    l < offsetof(struct tcp_info, tcpi_last_data_recv) + sizeof(ti.tcpi_last_data_recv))
+		return -1;
+	return (long)ti.tcpi_last_data_recv;
+}
+
 int mig_io_send_wait_ms(int fd)
 {
 	struct timeval tv = { 0 };

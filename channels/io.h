@@ -57,6 +57,10 @@ int mig_io_send_wait_ms(int fd);
 /* Waits until fd is ready for events (poll(2)) or timeout_ms passes (-1: forever).
  * 0, -ETIMEDOUT, or -errno. */
 int mig_io_wait(int fd, short events, int timeout_ms);
+/* How long ago (ms) the last byte came in on a TCP socket (TCP_INFO: the kernel's
+ * count, whether or not anyone read it yet); -1 when fd is no TCP socket. Lets a wait
+ * on bytes that another thread reads count the peer's silence from its last progress. */
+long mig_io_idle_ms(int fd);
 /* Applies SO_RCVTIMEO/SO_SNDTIMEO; 0 means block forever. */
 int mig_io_set_timeout(int fd, int timeout_ms);
 /* SO_RCVTIMEO alone; 0 means block forever. */

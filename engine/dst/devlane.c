@@ -3,6 +3,7 @@
  * not fit waits with the chunk still in its socket, so TCP pushes back on the source)
  * and written to each device by a bounded pool of load threads, devices in parallel. */
 #include "engine/dst/devlane.h"
+#include "engine/dst/silence.h"
 #include "engine/bufpool.h"
 #include "engine/pipepool.h"
 #include "engine/multifd.h"
@@ -91,6 +92,7 @@ static int feed_device(DevDst *dd, int fd, int pr, const guint8 *p, gsize len)
 				    : write(fd, p, len);
 
 		if (n > 0) {
+			__atomic_fetch_add(&dd->s->dst->dev_fed, (guint64)n, __ATOMIC_RELAXED);
 			if (pr < 0)   /* p is NULL when splicing: no arithmetic on it */
 				p += n;
 			len -= (gsize)n;
@@ -433,15 +435,39 @@ gboolean mig_dev_dst_chunk_serial(MigSession *s, int fd, guint32 len, GError **e
 	return TRUE;
 }
 
-/* Every chunk the source counted has been loaded (or the lane stopped). */
+/* Every chunk the source counted has been loaded (or the lane stopped). Bounded by
+ * the source's silence on the multifd channels while chunks are due from it
+ * (silence.h), and by END_WAIT_S while a device takes its time loading what came; a
+ * cancel or quit stops the lane (dd->quit). */
 static gboolean wait_loaded(DevDst *dd, DevIn *in, guint64 chunks, GError **err)
 {
 	gint64 end = g_get_monotonic_time() + END_WAIT_S * G_TIME_SPAN_SECOND;
+	MigDstSilence w;
 	gboolean ok = TRUE;
 
+	mig_dst_silence_init(&w, dd->s, FALSE);
 	g_mutex_lock(&dd->lock);
 	while (!dd->quit && (in->next_in < chunks || in->loading || !g_queue_is_empty(&in->ready))) {
-		if (!g_cond_wait_until(&dd->cond, &dd->lock, end)) {
+		gboolean local = in->loading || !g_queue_is_empty(&in->ready);
+		gint64 left;
+
+		g_mutex_unlock(&dd->lock);
+		/* a load under way waits on this side, not on the peer */
+		if (local)
+			mig_dst_silence_touch(&w);
+		left = mig_dst_silence_left(&w);
+		g_mutex_lock(&dd->lock);
+		if (dd->quit || (in->next_in >= chunks && !in->loading && g_queue_is_empty(&in->ready)))
+			break;
+		if (!left) {
+			g_set_error(err, MIG_ERROR, ETIMEDOUT, "device '%s': %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
+				    " chunks arrived: nothing came on the multifd channels for %" G_GUINT64_FORMAT
+				    " ms (x-channel-timeout)", in->d->id, in->next_in, chunks, mig_dst_silence_ms(&w));
+			ok = FALSE;
+			break;
+		}
+		if (!g_cond_wait_until(&dd->cond, &dd->lock, MIN(end, g_get_monotonic_time() + mig_dst_silence_slice_us(&w, left))) &&
+		    g_get_monotonic_time() >= end) {
 			g_set_error(err, MIG_ERROR, ETIMEDOUT, "device '%s': %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
 				    " chunks after %d s", in->d->id, in->next_in, chunks, END_WAIT_S);
 			ok = FALSE;

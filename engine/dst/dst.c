@@ -17,6 +17,8 @@ Dst *mig_dst_new(MigSession *s)
 	d->listen_wake[0] = d->listen_wake[1] = -1;
 	for (guint i = 0; i < MIG_PREEMPT_MAX; i++)
 		d->urgent_fd[i] = -1;
+	for (guint i = 0; i < MIG_DST_MF_MAX; i++)
+		d->mf_fd[i] = -1;
 	g_mutex_init(&d->mf_lock);
 	g_cond_init(&d->mf_cond);
 	g_cond_init(&d->recover_cond);

@@ -7,6 +7,8 @@
 #include "engine/beat.h"
 #include <sys/uio.h>
 
+#define MIG_DST_MF_MAX 64   /* multifd-channels' most (mf_connected's bits) */
+
 typedef struct Dst {
 	MigSession *s;
 	/* the parameters this migration runs with, copied when its main channel is
@@ -51,12 +53,15 @@ typedef struct Dst {
 	gboolean mf_quit;
 	gboolean mf_sealed;        /* the guest may run: no receiver writes into it any more */
 	guint mf_writing;          /* receivers between their seal check and their last write */
+	int mf_fd[MIG_DST_MF_MAX]; /* receiver i's socket while it runs, else -1: the channels'
+				    * silence (silence.c) reads it without calling into multifd.c */
 
 	struct PcDst *pc;          /* postcopy (postcopy.c) */
 	gboolean pc_began;         /* LISTEN was loaded: memory is registered (under s->lock) */
 	gboolean switching;        /* RP_READY may be out: the source may give its guest up (under s->lock) */
 	gboolean cancelled;        /* migrate_cancel stops it: failures are its doing (under s->lock) */
 	struct DevDst *devdst;     /* the device lane (devlane.c) */
+	guint64 dev_fed;           /* state bytes written to the devices so far (atomic) */
 	GMutex rp_lock;            /* return-path writes: loader, fault thread and beat */
 	MigBeat beat;              /* mig/dst/beat, started and stopped by the loader */
 	GThread *urgent_thread[MIG_PREEMPT_MAX];  /* mig/dst/urg/N: preempt channel N's loader */

@@ -4,6 +4,7 @@
 #include "engine/dst/postcopy.h"
 #include "engine/dst/devlane.h"
 #include "engine/dst/breakhuge.h"
+#include "engine/dst/silence.h"
 #include "engine/bitmap.h"
 #include "channels/frame.h"
 #include "channels/io.h"
@@ -232,26 +233,41 @@ void mig_mf_dst_add(MigSession *s, guint index, int fd)
 	r->fd = fd;
 	g_mutex_lock(&s->dst->mf_lock);
 	g_ptr_array_add(s->dst->mf_recv, r);
+	if (index < MIG_DST_MF_MAX)
+		s->dst->mf_fd[index] = fd;
 	r->thread = g_thread_new(name, recv_main, r);
 	g_mutex_unlock(&s->dst->mf_lock);
 }
 
 gboolean mig_mf_dst_barrier(MigSession *s, guint64 pass, GError **err)
 {
-	gint64 end = g_get_monotonic_time() + 30 * G_TIME_SPAN_SECOND;
+	MigDstSilence w;
 	gboolean ok = TRUE;
 
 	if (!s->dst->mf_expected)
 		return TRUE;
+	/* the main channel is not read meanwhile: the source's silence on the channels
+	 * whose SYNC is due bounds the wait (a cancel, pause or quit sets mf_quit) */
+	mig_dst_silence_init(&w, s, FALSE);
 	g_mutex_lock(&s->dst->mf_lock);
 	while (s->dst->mf_synced < s->dst->mf_expected && !s->dst->mf_quit) {
-		if (!g_cond_wait_until(&s->dst->mf_cond, &s->dst->mf_lock, end)) {
+		gint64 left;
+
+		g_mutex_unlock(&s->dst->mf_lock);
+		left = mig_dst_silence_left(&w);
+		g_mutex_lock(&s->dst->mf_lock);
+		if (s->dst->mf_synced >= s->dst->mf_expected || s->dst->mf_quit)
+			break;
+		if (!left) {
 			g_set_error(err, MIG_ERROR, ETIMEDOUT,
-				    "pass %" G_GUINT64_FORMAT ": only %u of %u multifd channels reached the sync point",
-				    pass, s->dst->mf_synced, s->dst->mf_expected);
+				    "pass %" G_GUINT64_FORMAT ": only %u of %u multifd channels reached the sync point: "
+				    "nothing came on them for %" G_GUINT64_FORMAT " ms (x-channel-timeout)",
+				    pass, s->dst->mf_synced, s->dst->mf_expected, mig_dst_silence_ms(&w));
 			ok = FALSE;
 			break;
 		}
+		g_cond_wait_until(&s->dst->mf_cond, &s->dst->mf_lock,
+				  g_get_monotonic_time() + mig_dst_silence_slice_us(&w, left));
 	}
 	if (ok && s->dst->mf_quit) {
 		g_set_error(err, MIG_ERROR, EIO, "a multifd channel failed");
@@ -313,6 +329,8 @@ void mig_mf_dst_join(MigSession *s)
 	for (guint i = 0; i < recv->len; i++) {
 		MfRecv *r = g_ptr_array_index(recv, i);
 
+		if (r->index < MIG_DST_MF_MAX)
+			s->dst->mf_fd[r->index] = -1;
 		mig_io_close(r->fd);
 		g_free(r->buf);
 		mig_huge_asm_clear(&r->hasm);

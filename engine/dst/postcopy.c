@@ -3,6 +3,7 @@
 #include "engine/dst/postcopy.h"
 #include "engine/dst/blocktime.h"
 #include "engine/dst/reqbatch.h"
+#include "engine/dst/silence.h"
 #include "engine/bitmap.h"
 #include "engine/discard.h"
 #include "engine/probes.h"
@@ -413,24 +414,41 @@ gboolean mig_pc_dst_discard(MigSession *s, guint block, const guint64 *ranges, g
 /* END comes on the main channel, but an urgent page the source took off its bulk
  * list may still be on its way on the preempt channel (QEMU's preempt thread once
  * quit early and lost such pages), or a bulk page on a multifd channel: wait for
- * every page, bounded, and not at all when the main channel is the only one (what
- * came before END is all there is). A shutdown (mf_quit) ends the wait too. */
+ * every page, and not at all when the main channel is the only one (what came before
+ * END is all there is). Bounded by the source's silence on those channels (silence.h);
+ * a pause, a failure or a shutdown (mf_quit) ends the wait too. The caller pauses on
+ * a failure: the guest runs here and waits for what is missing. */
 gboolean mig_pc_dst_finish(MigSession *s, GError **err)
 {
 	PcDst *pc = s->dst->pc;
 	gboolean others = s->dst->urgent_expected || s->dst->mf_expected;
-	gint64 end = g_get_monotonic_time() + (others ? 30 * G_TIME_SPAN_SECOND : 0);
+	MigDstSilence w = { 0 };
+	gint64 left = 1, next = 0;
 
+	if (others)
+		mig_dst_silence_init(&w, s, TRUE);
 	for (guint i = 0; pc && i < pc->nblocks; i++) {
 		gsize have;
 
 		while ((have = mig_bitmap_count(s->dst->received[i], pc->blocks[i].npages)) != pc->blocks[i].npages &&
-		       g_get_monotonic_time() < end && s->status != MIG_STATUS_FAILED &&
-		       s->status != MIG_STATUS_POSTCOPY_PAUSED && !__atomic_load_n(&s->dst->mf_quit, __ATOMIC_RELAXED))
-			g_usleep(1000);
+		       others && left && s->status != MIG_STATUS_FAILED && s->status != MIG_STATUS_POSTCOPY_PAUSED &&
+		       !__atomic_load_n(&s->dst->mf_quit, __ATOMIC_RELAXED)) {
+			/* the pages' own arrival is polled often; the channels less so */
+			if (g_get_monotonic_time() >= next) {
+				left = mig_dst_silence_left(&w);
+				next = g_get_monotonic_time() + MIN(mig_dst_silence_slice_us(&w, left), 50 * G_TIME_SPAN_MILLISECOND);
+			}
+			if (left)
+				g_usleep(1000);
+		}
 		if (have != pc->blocks[i].npages) {
-			g_set_error(err, MIG_ERROR, EPROTO, "postcopy ended with %" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT
-				    " pages of '%s' received", have, pc->blocks[i].npages, pc->blocks[i].rb->name);
+			g_autofree char *why = !left ? g_strdup_printf(": nothing came on the multifd and preempt channels for %"
+								       G_GUINT64_FORMAT " ms (x-channel-timeout)",
+								       mig_dst_silence_ms(&w)) : NULL;
+
+			g_set_error(err, MIG_ERROR, !left ? ETIMEDOUT : EPROTO, "postcopy ended with %" G_GSIZE_FORMAT " of %"
+				    G_GSIZE_FORMAT " pages of '%s' received%s", have, pc->blocks[i].npages,
+				    pc->blocks[i].rb->name, why ? why : "");
 			return FALSE;
 		}
 	}

@@ -778,6 +778,7 @@ def expect_listener_closed(uri, timeout=10):
 # The proxy the tests break migrations with
 
 F_COMPLETE, F_PC_RUN, F_PC_RECOVER, F_NOP, F_GO = 6, 10, 12, 14, 15
+F_PC_END, F_MF_SYNC, F_MF_DEV = 11, 0x11, 0x13
 F_RP_RUNNING, F_RP_READY = 0x41, 0x4D
 F_BAD_TYPE = 0x7E7E     # what a corrupted frame's type becomes: no frame has it (as migbench's
                         # FPROXY_BAD_TYPE, tools/bench/faultproxy.h)
@@ -805,11 +806,18 @@ class Proxy:
     self.seen lists the frame types forwarded on the main channel, in order.
     raw: forward bytes only, reading nothing (channels inside TLS, whose hellos and
     frames the proxy cannot see); close() still cuts every connection.
+    mute=(ctype, pred): every channel of that type is parsed frame by frame from the
+    source; from the first frame for which pred(ftype, counts) is true (counts: frame
+    type -> how many went through on that channel) nothing more reaches the destination,
+    not even the source's FIN: what the source sends is read and dropped, so it never
+    blocks, and the destination sees a live connection go silent (a peer stopped on that
+    channel alone). self.muted is set then; self.seen_at[ftype] is when the main
+    channel's first frame of that type went through (time.monotonic()).
     Bounded: every socket has a timeout or is shut down by close(), and close() joins
     the threads. A socket is always shut down before it is closed: close() alone
     neither wakes a thread blocked in recv on it nor ends the connection."""
 
-    def __init__(self, upstream_uri, cut_after=None, mode="cut", corrupt_at=None, raw=False):
+    def __init__(self, upstream_uri, cut_after=None, mode="cut", corrupt_at=None, raw=False, mute=None):
         import threading
         self.threading = threading
         self.raw = raw
@@ -817,6 +825,9 @@ class Proxy:
         self.cut_after = cut_after
         self.mode = mode
         self.corrupt_at = corrupt_at
+        self.mute = mute
+        self.muted = threading.Event()
+        self.seen_at = {}
         self._corrupt_next = False
         self.flowing = threading.Event()    # cleared while the proxy holds
         self.flowing.set()
@@ -928,9 +939,36 @@ class Proxy:
             if is_main:
                 self._spawn(self._frames, c, u, 0, True)       # source -> destination
                 self._spawn(self._frames, u, c, 10, False)     # the reply, then the return path
+            elif self.mute and ctype == self.mute[0]:
+                self._spawn(self._muting, c, u, self.mute[1])
+                self._spawn(self._raw, u, c)
             else:
                 self._spawn(self._raw, c, u)
                 self._spawn(self._raw, u, c)
+
+    def _muting(self, a, b, pred):
+        counts = {}
+        while True:
+            hdr = self._read_exact(a, FRAME_HDR_LEN)
+            if hdr is None:
+                return
+            length, ftype, _ = struct.unpack(">IHH", hdr)
+            if pred(ftype, counts):
+                self.muted.set()
+                self._drop(a)       # b stays open and hears nothing more
+                return
+            parts, left = [hdr], length
+            while left > 0:
+                chunk = self._read_exact(a, min(left, 256 * KiB))
+                if chunk is None:
+                    return
+                parts.append(chunk)
+                left -= len(chunk)
+            try:
+                b.sendall(b"".join(parts))
+            except OSError:
+                return
+            counts[ftype] = counts.get(ftype, 0) + 1
 
     @staticmethod
     def _read_exact(s, n):
@@ -1032,6 +1070,7 @@ class Proxy:
                 if left:
                     break
                 self.seen.append(ftype)
+                self.seen_at.setdefault(ftype, time.monotonic())
                 if ftype == self.cut_after and not self.cut.is_set():
                     self._do_cut(a, b)
                     if self.mode != "hold":

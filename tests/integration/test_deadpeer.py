@@ -27,6 +27,19 @@ a frame instead of from the last byte took twice the timeout (16 s) and failed i
 - bound_cut_link_postcopy: the same in postcopy: both sides pause within the bound,
   by themselves; mended, a recovery completes intact.
 The bed's cases are skipped where it cannot be built (not root).
+The destination's waits for bytes that other channels bring, while its loader reads
+nothing (x-channel-timeout 1500 ms, bound twice that + 3 s from the moment the proxy
+muted the channel; a proxy mutes the channel: the destination sees it open and silent,
+the main channel flowing on, its NOPs included):
+- silent_multifd_sync: precopy's sync barrier, every multifd channel muted at its first
+  SYNC: the destination fails naming the sync point; the source fails on its answer,
+  its guest running and intact.
+- silent_device_chunks: DEV_END's wait for the devices' chunks (the lane on multifd),
+  every multifd channel muted at its first device chunk: the destination fails naming
+  the device; the source fails, its guest running.
+- silent_preempt_at_end: postcopy's wait after PC_END for the urgent pages still on the
+  preempt channel, which the proxy swallows: the destination pauses (never runs on the
+  missing pages, its vCPUs wait), the source too, and a recovery completes intact.
 The socket options themselves (keepalive, TCP_USER_TIMEOUT, send timeout) are checked
 by the unit test channels-io; the switchover's bounded waits by test_switchover.py."""
 import os
@@ -196,6 +209,89 @@ def case_bound_stopped_source_postcopy():
         h.check_migrated(src, dst, info, size=64 * h.MiB)
 
 
+WAIT_MS = 1500
+WAIT_BOUND = h.scaled(WAIT_MS / 1000 * 2 + 3)
+
+
+def waits_pair(dst_workload="idle", extra=()):
+    src = new_migd("src", h.guest_args("64M", workload="seq") + list(extra))
+    dst = new_migd("dst", h.guest_args("64M", workload=dst_workload, incoming="tcp:127.0.0.1:0") + list(extra))
+    for m in (src, dst):
+        m.set_params({"x-channel-timeout": WAIT_MS})
+    return src, dst
+
+
+def failed_in_wait(src, dst, proxy, since, what, text):
+    """The destination fails within WAIT_BOUND of since, its error naming text and
+    x-channel-timeout, its guest not started; the source fails too, its guest running."""
+    info, took = wait_failed(dst, since, what)
+    why = info.get("error-desc", "")
+    print("%s: the destination failed in %.2f s (bound %.1f s): %s" % (what, took, WAIT_BOUND, why))
+    h.check(took <= WAIT_BOUND, "%s: the destination took %.2f s" % (what, took))
+    h.check(text in why and "x-channel-timeout" in why, "%s: error-desc %r" % (what, why))
+    h.check(dst.query_status().get("running") is False, "%s: the destination's guest runs" % what)
+    info, _ = wait_failed(src, since, what)
+    print("%s: the source failed: %s" % (what, info.get("error-desc")))
+    src.wait_running(True)
+
+
+def case_silent_multifd_sync():
+    src, dst = waits_pair()
+    with src, dst:
+        for m in (src, dst):
+            m.set_caps({"events": True, "multifd": True})
+            m.set_params({"multifd-channels": 2})
+        with h.Proxy(dst.listen_uri(), mute=(h.CHAN_MULTIFD, lambda t, n: t == h.F_MF_SYNC)) as proxy:
+            src.cmd("migrate", uri=proxy.uri)
+            h.check(proxy.muted.wait(h.scaled(60)), "no multifd channel sent its SYNC")
+            failed_in_wait(src, dst, proxy, time.monotonic(), "multifd sync silent",
+                           "multifd channels reached the sync point")
+        chk = src.cmd("x-guest-check", timeout=120)
+        h.check(chk.get("failed") == 0, "source guest damaged by the failed migration: %s" % chk)
+
+
+def case_silent_device_chunks():
+    # one device without a pre-copy part: its chunks come only in stop-copy, after
+    # the last pass's pages, so the first one muted is behind every SYNC but DEV_END's
+    dev = ["--device", "sim,id=dev0,size=4M,seed=11"]
+    src, dst = waits_pair(extra=dev)
+    with src, dst:
+        for m in (src, dst):
+            m.set_caps({"events": True, "multifd": True, "x-device-state-lane": True})
+            m.set_params({"multifd-channels": 2})
+        with h.Proxy(dst.listen_uri(), mute=(h.CHAN_MULTIFD, lambda t, n: t == h.F_MF_DEV)) as proxy:
+            src.cmd("migrate", uri=proxy.uri)
+            h.check(proxy.muted.wait(h.scaled(60)), "no device chunk on a multifd channel")
+            failed_in_wait(src, dst, proxy, time.monotonic(), "device chunks silent", "device 'dev0'")
+
+
+def case_silent_preempt_at_end():
+    from test_recovery import check_paused, recover
+    src, dst = waits_pair(dst_workload="random")
+    with src, dst:
+        for m in (src, dst):
+            m.set_caps({"events": True, "postcopy-ram": True, "postcopy-preempt": True})
+        # the first pass slow enough that the source's guest dirties much of it again, the
+        # push slow enough that the destination's vCPUs fault on pages still missing (the
+        # source answers those on the preempt channel)
+        src.set_params({"x-postcopy-after-passes": 1, "max-bandwidth": 32 * h.MiB,
+                        "max-postcopy-bandwidth": 16 * h.MiB})
+        with h.Proxy(dst.listen_uri(), mute=(h.CHAN_PREEMPT, lambda t, n: True)) as proxy:
+            src.cmd("migrate", uri=proxy.uri)
+            h.wait_until(lambda: h.F_PC_END in proxy.seen_at, 60, "PC_END through the proxy")
+            h.check(proxy.muted.is_set(), "no urgent page on the preempt channel before PC_END")
+            info = dst.wait_status("postcopy-paused", timeout=WAIT_BOUND + 10)
+            took = time.monotonic() - proxy.seen_at[h.F_PC_END]
+            why = info.get("error-desc", "")
+            print("preempt silent after PC_END: the destination paused in %.2f s (bound %.1f s): %s"
+                  % (took, WAIT_BOUND, why))
+            h.check(took <= WAIT_BOUND, "the destination took %.2f s to pause" % took)
+            h.check("postcopy ended with" in why and "x-channel-timeout" in why, "error-desc %r" % why)
+            check_paused(src, dst)
+        info = recover(src, dst)
+        h.check_migrated(src, dst, info, size=64 * h.MiB)
+
+
 def bed_or_skip():
     import netbed
     try:
@@ -260,4 +356,5 @@ def case_bound_cut_link_postcopy():
 
 if __name__ == "__main__":
     h.main([case_destination_stopped, case_source_stopped, case_destination_stopped_postcopy,
-            case_bound_stopped_source_postcopy, case_bound_cut_link_precopy, case_bound_cut_link_postcopy])
+            case_bound_stopped_source_postcopy, case_bound_cut_link_precopy, case_bound_cut_link_postcopy,
+            case_silent_multifd_sync, case_silent_device_chunks, case_silent_preempt_at_end])

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <glib.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -488,6 +489,34 @@ static void test_unix_read_slow_peer_lives(void)
 /* What a write waits for room: the socket's send timeout, the default channel timeout
  * on a socket without one (never for ever on a peer), no bound on a pipe (a local
  * reader). */
+/* mig_io_idle_ms: the time since the last byte came in, whether or not it was read
+ * (TCP_INFO), so a waiter on another thread's channel can count the peer's silence;
+ * -1 where the kernel cannot tell (a unix socket). */
+static void test_idle_ms(void)
+{
+	gint64 t0;
+	long idle;
+	char c;
+	int sv[2];
+
+	tcp_pair(sv);
+	chan_put_raw(sv[0], "x", 1);
+	t0 = chan_now_ms();
+	g_usleep(300 * G_TIME_SPAN_MILLISECOND);
+	idle = mig_io_idle_ms(sv[1]);
+	/* nothing read: the byte still counts; the clock's tick is a few ms */
+	g_assert_cmpint(idle, >=, 250);
+	g_assert_cmpint(idle, <=, chan_now_ms() - t0 + 1000);
+	g_assert_cmpint(mig_io_read_full(sv[1], &c, 1), ==, 0);
+	chan_put_raw(sv[0], "y", 1);
+	g_assert_cmpint(mig_io_wait(sv[1], POLLIN, 10000), ==, 0);
+	g_assert_cmpint(mig_io_idle_ms(sv[1]), <, idle);
+	chan_close_pair(sv);
+	chan_socketpair(sv);
+	g_assert_cmpint(mig_io_idle_ms(sv[1]), ==, -1);
+	chan_close_pair(sv);
+}
+
 static void test_send_wait_bound(void)
 {
 	int sv[2], p[2];
@@ -594,6 +623,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/channels/io/write-timeout-from-last-room", test_write_timeout_from_last_room);
 	g_test_add_func("/channels/io/unix-read-timeout-from-last-byte", test_unix_read_timeout_from_last_byte);
 	g_test_add_func("/channels/io/unix-read-slow-peer-lives", test_unix_read_slow_peer_lives);
+	g_test_add_func("/channels/io/idle-ms", test_idle_ms);
 	g_test_add_func("/channels/io/send-wait-bound", test_send_wait_bound);
 	g_test_add_func("/channels/io/write-without-timeout-ends", test_write_without_timeout_ends);
 	g_test_add_func("/channels/io/eintr", test_eintr);
