@@ -34,7 +34,7 @@ void mig_ram_block_free(MigRamBlock *b);
  * can (MADV_HUGEPAGE, as QEMU advises guest RAM), FALSE keeps it in 4 KiB pages (what
  * mig_ram_block_new sets). Call before the memory is touched. On the source, an
  * unwritten 2 MiB region is then one entry for the dirty tracker's page-table walk
- * instead of 512; a write splits it (docs/design.md, Dirty tracking). */
+ * instead of 512; a write splits it (docs/design.md, Precopy). */
 gboolean mig_ram_block_set_thp(MigRamBlock *b, gboolean huge, GError **err);
 
 /* Gives [first, first+n) pages back to the kernel: they read as zero afterwards
