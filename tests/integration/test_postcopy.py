@@ -83,11 +83,19 @@ def check_lane_threads(src, dst, lanes, rt=0):
     """While postcopy runs, every urgent channel has its sender and its receiver."""
     want_src = {"mig/src/urg/%d" % i for i in range(lanes)}
     want_dst = {"mig/dst/urg/%d" % i for i in range(lanes)}
-    if src.query_migrate()["status"] != "postcopy-active":
-        return False      # already over: nothing to look at
+    # a thread just created shows its creator's name until it first runs (slow under
+    # SCHED_IDLE on a loaded host), and the lanes stop before the status leaves
+    # postcopy-active: look again, bounded, while postcopy runs
+    deadline = time.monotonic() + h.scaled(5.0)
+    while True:
+        if src.query_migrate()["status"] != "postcopy-active":
+            return False      # already over: nothing to look at
+        have_src, have_dst = thread_names(src), thread_names(dst)
+        if (want_src <= have_src and want_dst <= have_dst) or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
     if rt:
         check_rt_threads(src, dst, lanes)
-    have_src, have_dst = thread_names(src), thread_names(dst)
     h.check(want_src <= have_src, "source urgent senders: want %s, have %s" % (sorted(want_src), sorted(have_src)))
     h.check(want_dst <= have_dst, "destination urgent receivers: want %s, have %s" % (sorted(want_dst), sorted(have_dst)))
     h.check("mig/src/urg/%d" % lanes not in have_src, "more urgent senders than x-preempt-channels")
