@@ -87,6 +87,35 @@ static void src_times(MigSession *s, MigInfo *info)
 		info->converging = st->converging;
 }
 
+/* x-downtime-us: precopy's stop-and-copy step by step, in µs, each step from the end
+ * of the one before (their sum is the downtime): x-downtime-split's whole ms cannot
+ * show which step grows with the guest. Only a completed precopy that waited for the
+ * destination has every step. */
+static void downtime_us_query(MigSession *s, MigValue *extra)
+{
+	const MigStats *st = &s->stats;
+	const struct { const char *name; gint64 t; } step[] = {
+		{ "stop", st->t_vm_stopped }, { "sync", st->t_synced }, { "send", st->t_ram_done },
+		{ "pass", st->t_pass_done }, { "state", st->t_state_sent }, { "ready", st->t_ready },
+		{ "running", st->t_end },
+	};
+	gint64 prev = st->t_stop;
+	MigValue *d;
+
+	if (s->status != MIG_STATUS_COMPLETED || !st->t_stop || st->downtime_us)
+		return;
+	for (gsize i = 0; i < G_N_ELEMENTS(step); i++)
+		if (step[i].t < prev || !(prev = step[i].t))
+			return;
+	d = mig_value_add_object(extra, "x-downtime-us");
+	prev = st->t_stop;
+	for (gsize i = 0; i < G_N_ELEMENTS(step); i++) {
+		mig_value_add_int(d, step[i].name, step[i].t - prev);
+		prev = step[i].t;
+	}
+	mig_value_add_int(d, "total", st->t_end - st->t_stop);
+}
+
 /* x-postcopy-auto: the pass at which the engine chose postcopy, and why. */
 static void auto_query(MigSession *s, MigValue *extra)
 {
@@ -148,6 +177,7 @@ gboolean mig_session_query(MigSession *s, MigInfo *out)
 			ram_info(s, &info.ram);
 			src_times(s, &info);
 			auto_query(s, info.extra);
+			downtime_us_query(s, info.extra);
 		}
 		if (!info.source)
 			mig_dst_query(s, &info);

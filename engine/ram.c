@@ -120,11 +120,30 @@ MigRamBlock *mig_ram_block_new(const char *name, gsize size, MigMemBackend backe
 		return NULL;
 	}
 	if (backend == MIG_MEM_ANON) {
-		/* the first write-protect fault would split a THP anyway (and a destination
-		 * would populate 2 MiB per touched 4 KiB): keep anon memory in 4 KiB pages */
+		/* 4 KiB pages unless the owner asks for THP (mig_ram_block_set_thp): a
+		 * write-protect fault splits a THP, and a destination would populate 2 MiB
+		 * per touched 4 KiB */
 		madvise(b->host, size, MADV_NOHUGEPAGE);
 	}
 	return g_steal_pointer(&b);
+}
+
+gboolean mig_ram_block_set_thp(MigRamBlock *b, gboolean huge, GError **err)
+{
+	if (b->backend != MIG_MEM_ANON) {
+		g_set_error(err, mig_ram_error_quark(), EINVAL, "transparent huge pages are for anon memory, not %s",
+			    mig_mem_backend_str(b->backend));
+		return FALSE;
+	}
+	if (madvise(b->host, b->size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) < 0) {
+		int e = errno;
+
+		g_set_error(err, mig_ram_error_quark(), e, "madvise(%s) of %" G_GSIZE_FORMAT " bytes: %s%s",
+			    huge ? "MADV_HUGEPAGE" : "MADV_NOHUGEPAGE", b->size, g_strerror(e),
+			    e == EINVAL ? " (a kernel without transparent huge pages?)" : "");
+		return FALSE;
+	}
+	return TRUE;
 }
 
 gboolean mig_ram_block_prealloc(MigRamBlock *b, GError **err)

@@ -62,6 +62,8 @@ typedef struct MigStats {
 	gint64 t_start, t_setup_done, t_stop, t_end;   /* monotonic µs */
 	gint64 t_ram_done;         /* the final RAM pass was on the wire */
 	gint64 t_dev_loaded;       /* the destination reported every device loaded */
+	/* precopy's stop-and-copy, each step's end (query-migrate's x-downtime-us) */
+	gint64 t_vm_stopped, t_synced, t_pass_done, t_state_sent, t_ready;
 	gboolean converging;
 	gint64 src_thread_cpu_us;  /* CPU time of mig/src/main, set when it ends */
 	/* a file migration (query-migrate's x-file), mapped-ram or streamed */

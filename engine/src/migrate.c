@@ -604,6 +604,7 @@ static gboolean file_complete(Src *src, GError **err)
 
 static gboolean stop_and_copy(Src *src, GError **err)
 {
+	MigStats *st = &src->s->stats;
 	g_autoptr(GError) why = NULL;
 	guint64 dirty;
 
@@ -613,22 +614,29 @@ static gboolean stop_and_copy(Src *src, GError **err)
 	 * behind them */
 	if (!mig_dev_src_stop_copy_begin(src->dev, err))
 		return FALSE;
-	if (!mig_src_sync_dirty(src, &dirty, err) || !send_dirty(src, err))
+	st->t_vm_stopped = g_get_monotonic_time();
+	if (!mig_src_sync_dirty(src, &dirty, err))
+		return FALSE;
+	st->t_synced = g_get_monotonic_time();
+	if (!send_dirty(src, err))
 		return FALSE;
 	/* the rest of the RAM is with the senders (or on the main channel) by now: the
 	 * pass's sync below waits for the devices' chunks too, which ram-ms must not count */
-	src->s->stats.t_ram_done = g_get_monotonic_time();
+	st->t_ram_done = g_get_monotonic_time();
 	/* before the pass's sync: a receiver parks at its SYNC until the main channel's
 	 * PASS, so a device chunk behind a SYNC would wait for the very sync waiting on it */
 	if (!mig_dev_src_stop_copy_end(src->dev, err) || !mig_src_pass_end(src, err))
 		return FALSE;
+	st->t_pass_done = g_get_monotonic_time();
 	if (!mig_src_send_state(src, err))
 		return FALSE;
+	st->t_state_sent = g_get_monotonic_time();
 	mig_src_beat_stop(src);
 	if (src->no_rp)
 		return file_complete(src, err);
 	if (!mig_src_send_frame(src, MIG_F_COMPLETE, NULL, 0, err) || !wait_rp(src, MIG_F_RP_READY, err))
 		return FALSE;
+	st->t_ready = g_get_monotonic_time();
 	/* the destination has everything and waits: past this point the guest is theirs */
 	if (!mig_src_send_go(src, &why) || !wait_rp(src, MIG_F_RP_RUNNING, &why)) {
 		g_set_error(err, MIG_ERROR, EIO, "the destination may be running: GO was sent but no RP_RUNNING came "

@@ -642,6 +642,25 @@ def migrate_via_postcopy(src, dst, settle=0.3):
     return src.wait_status("completed", timeout=120)
 
 
+def anon_huge_bytes(m):
+    """AnonHugePages of migd m: its guest's memory on transparent huge pages (--mem-thp)."""
+    with open("/proc/%d/smaps_rollup" % m.pid()) as f:
+        for line in f:
+            if line.startswith("AnonHugePages:"):
+                return int(line.split()[1]) * KiB
+    raise AssertionError("no AnonHugePages in /proc/%d/smaps_rollup" % m.pid())
+
+
+def require_thp(m, nbytes):
+    """Skips unless at least a quarter of m's guest of nbytes is on transparent huge
+    pages; returns the bytes that are."""
+    huge = anon_huge_bytes(m)
+    if huge < nbytes // 4:
+        raise Skip("kernel lacks transparent huge pages for the guest: %d MiB of %d MiB "
+                   "(/sys/kernel/mm/transparent_hugepage/enabled must allow madvise)" % (huge // MiB, nbytes // MiB))
+    return huge
+
+
 def check_migrated(pair_or_src, dst=None, info=None, size=None, integrity_timeout=120.0):
     """The checks every successful migration must pass: source completed and
     postmigrate, destination running, ram.total == size, downtime reported, and the

@@ -20,7 +20,8 @@
   downtime-bytes (what the source sent with the guest stopped) of a 64 MiB and of a
   256 MiB idle guest are both far below the guest's generation record (1 MiB per GiB,
   which travels live) and do not grow with the size; both destinations verify every
-  unit against the record."""
+  unit against the record. The source's x-downtime-us has every step of the
+  stop-and-copy, adding up to the downtime it reports in ms."""
 import os
 import re
 import subprocess
@@ -212,6 +213,19 @@ def case_params_snapshot():
         h.check_migrated(src, dst, info, size=SIZE)
 
 
+def check_downtime_us(info):
+    """x-downtime-us: every step of the stop-and-copy, in order, adding up to the
+    downtime that query-migrate gives in whole ms."""
+    d = info.get("x-downtime-us")
+    steps = ("stop", "sync", "send", "pass", "state", "ready", "running")
+    h.check(isinstance(d, dict) and sorted(d) == sorted(steps + ("total",)), "x-downtime-us %r" % d)
+    h.check(all(isinstance(d[k], int) and d[k] >= 0 for k in d), "x-downtime-us %r" % d)
+    h.check(sum(d[k] for k in steps) == d["total"], "x-downtime-us steps do not add up to total: %r" % d)
+    h.check(d["total"] // 1000 == info["downtime"], "x-downtime-us total %d us, downtime %d ms"
+            % (d["total"], info["downtime"]))
+    print("x-downtime-us %s" % d)
+
+
 def case_idle_downtime_flat():
     dbytes = {}
     for size in ("64M", "256M"):
@@ -225,6 +239,7 @@ def case_idle_downtime_flat():
             info = src.wait_status("completed", timeout=120)
             h.check_migrated(src, dst, info, size=nbytes)
             dbytes[size] = info["ram"]["downtime-bytes"]
+            check_downtime_us(info)
             record = nbytes // h.UNIT * 4
             # the record alone would be 64 KiB / 256 KiB; what is left is the switchover's
             # frames and the record's 24-byte head

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Postcopy, with and without the preempt channel and multifd.
 
-- anon, memfd and hugetlb-2M guests move by postcopy (migrate-start-postcopy while the
+- anon, memfd and hugetlb-2M guests, and anon guests on transparent huge pages (thp,
+  both sides), move by postcopy (migrate-start-postcopy while the
   source's seq workload keeps precopy from converging); the destination runs seq or
   random right after the switchover; integrity has zero failures and every request
   the destination made was answered by exactly one placement it timed.
@@ -82,11 +83,19 @@ def check_lane_threads(src, dst, lanes, rt=0):
     """While postcopy runs, every urgent channel has its sender and its receiver."""
     want_src = {"mig/src/urg/%d" % i for i in range(lanes)}
     want_dst = {"mig/dst/urg/%d" % i for i in range(lanes)}
-    if src.query_migrate()["status"] != "postcopy-active":
-        return False      # already over: nothing to look at
+    # a thread just created shows its creator's name until it first runs (slow under
+    # SCHED_IDLE on a loaded host), and the lanes stop before the status leaves
+    # postcopy-active: look again, bounded, while postcopy runs
+    deadline = time.monotonic() + h.scaled(5.0)
+    while True:
+        if src.query_migrate()["status"] != "postcopy-active":
+            return False      # already over: nothing to look at
+        have_src, have_dst = thread_names(src), thread_names(dst)
+        if (want_src <= have_src and want_dst <= have_dst) or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
     if rt:
         check_rt_threads(src, dst, lanes)
-    have_src, have_dst = thread_names(src), thread_names(dst)
     h.check(want_src <= have_src, "source urgent senders: want %s, have %s" % (sorted(want_src), sorted(have_src)))
     h.check(want_dst <= have_dst, "destination urgent receivers: want %s, have %s" % (sorted(want_dst), sorted(have_dst)))
     h.check("mig/src/urg/%d" % lanes not in have_src, "more urgent senders than x-preempt-channels")
@@ -96,9 +105,14 @@ def check_lane_threads(src, dst, lanes, rt=0):
 def postcopy_run(backend, preempt, multifd, dst_workload, vcpus=2, auto=False, lanes=1, mib=SIZE // h.MiB, rt=0):
     if backend == "hugetlb":
         h.require_hugepages(2 * mib // 2)
-    with h.Migd("src", h.guest_args("%dM" % mib, backend=backend, workload="seq", vcpus=2)) as src, \
+    # thp: anon guests on transparent huge pages on both sides (migd --mem-thp)
+    extra = ["--mem-thp"] if backend == "thp" else []
+    backend = "anon" if backend == "thp" else backend
+    with h.Migd("src", h.guest_args("%dM" % mib, backend=backend, workload="seq", vcpus=2) + extra) as src, \
          h.Migd("dst", h.guest_args("%dM" % mib, backend=backend, workload=dst_workload, vcpus=vcpus,
-                                    incoming="tcp:127.0.0.1:0")) as dst:
+                                    incoming="tcp:127.0.0.1:0") + extra) as dst:
+        if extra:
+            h.require_thp(src, mib * h.MiB)
         for m in (src, dst):
             m.set_caps(caps(preempt, multifd))
             if multifd:
@@ -156,6 +170,8 @@ def postcopy_run(backend, preempt, multifd, dst_workload, vcpus=2, auto=False, l
                     % (per_lane, sum(per_lane), served))
         else:
             h.check(per_lane is None, "x-preempt-channel-requests without preempt: %r" % per_lane)
+        if extra:
+            print("destination AnonHugePages after: %d MiB" % (h.anon_huge_bytes(dst) // h.MiB))
         print("%s preempt=%s lanes=%d multifd=%s dst=%s: downtime %s ms, %d requests (per channel %s), "
               "threads seen: %s, latency %s"
               % (backend, preempt, lanes, multifd, dst_workload, info.get("downtime"), reqs, per_lane, looked, lat))
@@ -195,6 +211,8 @@ def make(backend, preempt, multifd, dst_workload, lanes=1):
 CASES = [make(b, p, m, w) for b in ("anon", "memfd", "hugetlb")
          for (p, m, w) in ((False, 0, "random"), (True, 0, "random"), (True, 4, "seq"), (False, 4, "seq"))]
 CASES += [make(b, True, m, "random", lanes) for b in ("anon", "hugetlb") for (m, lanes) in ((0, 2), (4, 4))]
+# the destination's memory advised for THP: missing faults and placement stay per 4 KiB page
+CASES += [make("thp", p, m, w) for (p, m, w) in ((False, 0, "random"), (True, 4, "seq"))]
 
 
 def case_auto_switch():

@@ -1,9 +1,10 @@
 /* Scenario downtime-size: an idle guest's downtime against its size (1, 2, 4, 8 and
- * 16 GiB; --quick 1 and 4), multifd 4 on loopback. Nothing is dirty at the stop, so
- * whatever grows with the size is work on all of RAM in the downtime (the last dirty
- * scan, the guest's state, the destination's checks). Both guests of a row are in
- * memory at once, whole: a row whose pair does not fit the memory available now is
- * skipped, saying so (16 GiB does not on a 24 GiB host). */
+ * 16 GiB; --quick 1 and 4), multifd 4 on loopback, each size with guest RAM in 4 KiB
+ * pages and on transparent huge pages. Nothing is dirty at the stop, so whatever grows
+ * with the size is work on all of RAM in the downtime (the last dirty scan, the guest's
+ * state, the destination's checks); x-downtime-us says which step. Both guests of a row
+ * are in memory at once, whole: a row whose pair does not fit the memory available now
+ * is skipped, saying so (16 GiB does not on a 24 GiB host). */
 #include "tools/bench/runner.h"
 #include <math.h>
 #include <stdio.h>
@@ -13,13 +14,21 @@
 #define DS_CHANNELS 4
 #define DS_MARGIN ((guint64)2 << 30) /* memory left to everyone else */
 
+/* x-downtime-us's steps, in its order (docs/qmp.md) */
+static const char *const ds_steps[] = { "stop", "sync", "send", "pass", "state", "ready", "running" };
+#define DS_NSTEPS G_N_ELEMENTS(ds_steps)
+
 typedef struct DsSample {
 	gint64 downtime_ms, ram_ms, other_ms, total_ms;
 	gint64 downtime_bytes;
+	gint64 downtime_us;          /* x-downtime-us total; -1 absent */
+	gint64 step_us[DS_NSTEPS];   /* x-downtime-us's steps; -1 absent */
+	gint64 huge_pct;             /* the source's AnonHugePages at the start, % of the guest; -1 unknown */
 } DsSample;
 
 typedef struct DsRow {
 	guint64 bytes;
+	gboolean thp;               /* guests on transparent huge pages (migd --mem-thp) */
 	GArray *samples;            /* DsSample */
 	RowStatus status;
 	char *error;
@@ -50,9 +59,22 @@ static double ds_median_of(const DsRow *r, gsize field)
 	return bench_median(v, r->samples->len);
 }
 
+/* The downtime in ms from x-downtime-us, finer than query-migrate's whole ms. */
 static double ds_median(const DsRow *r)
 {
-	return ds_median_of(r, G_STRUCT_OFFSET(DsSample, downtime_ms));
+	return ds_median_of(r, G_STRUCT_OFFSET(DsSample, downtime_us)) / 1000;
+}
+
+/* The source's AnonHugePages in bytes, from /proc/PID/smaps_rollup; -1 unknown. */
+static gint64 anon_huge_bytes(pid_t pid)
+{
+	g_autofree char *path = g_strdup_printf("/proc/%d/smaps_rollup", (int)pid);
+	g_autofree char *text = NULL;
+	const char *p;
+
+	if (!g_file_get_contents(path, &text, NULL, NULL) || !(p = strstr(text, "AnonHugePages:")))
+		return -1;
+	return (gint64)g_ascii_strtoull(p + 14, NULL, 10) << 10;
 }
 
 /* MemAvailable in bytes, 0 if unknown. */
@@ -84,8 +106,10 @@ static gboolean ds_run(Bench *b, const DsRow *row, DsSample *s, GError **err)
 	g_autofree char *port = NULL, *uri = NULL;
 	g_autoptr(JsonObject) src_done = NULL;
 	guint seq = ++b->seq;
-	MigdSpec src = { .backend = "anon", .guest_bytes = row->bytes, .workload = DS_WORKLOAD, .seed = seq, .side = -1 };
-	MigdSpec dst = { .backend = "anon", .guest_bytes = row->bytes, .incoming = "tcp:127.0.0.1:0", .side = -1 };
+	MigdSpec src = { .backend = "anon", .guest_bytes = row->bytes, .workload = DS_WORKLOAD, .seed = seq,
+			 .thp = row->thp, .side = -1 };
+	MigdSpec dst = { .backend = "anon", .guest_bytes = row->bytes, .incoming = "tcp:127.0.0.1:0",
+			 .thp = row->thp, .side = -1 };
 	MigSample ms = { 0 };
 	MigPair p = { 0 };
 	gboolean ok;
@@ -96,6 +120,9 @@ static gboolean ds_run(Bench *b, const DsRow *row, DsSample *s, GError **err)
 	     bench_qmp_run(p.qsrc, "source", "migrate-set-parameters", "{\"max-bandwidth\":0,\"downtime-limit\":300}", err) &&
 	     (port = bench_dst_port(b, &p, err)) != NULL;
 	if (ok) {
+		gint64 huge = anon_huge_bytes(p.src->pid);
+
+		s->huge_pct = huge < 0 ? -1 : (gint64)((guint64)huge * 100 / row->bytes);
 		uri = g_strdup_printf("{\"uri\":\"tcp:127.0.0.1:%s\"}", port);
 		ok = bench_qmp_run(p.qsrc, "source", "migrate", uri, err) && (src_done = bench_wait_source(b, &p, err)) &&
 		     bench_wait_integrity(b, &p, &ms, err);
@@ -108,6 +135,14 @@ static gboolean ds_run(Bench *b, const DsRow *row, DsSample *s, GError **err)
 		s->ram_ms = bench_obj_int(split, "ram-ms", -1);
 		s->other_ms = bench_obj_int(split, "other-ms", -1);
 		s->downtime_bytes = bench_obj_int(bench_obj_obj(src_done, "ram"), "downtime-bytes", -1);
+		split = bench_obj_obj(src_done, "x-downtime-us");
+		s->downtime_us = bench_obj_int(split, "total", -1);
+		for (guint i = 0; i < DS_NSTEPS; i++)
+			s->step_us[i] = bench_obj_int(split, ds_steps[i], -1);
+		if (s->downtime_us < 0) {
+			g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "the source's query-migrate has no x-downtime-us");
+			ok = FALSE;
+		}
 	}
 	bench_pair_stop(b, &p);
 	return ok;
@@ -128,41 +163,58 @@ static void ds_cell(Bench *b, DsRow *row, int run)
 		return;
 	}
 	g_array_append_val(row->samples, s);
-	g_printerr("migbench: %" G_GUINT64_FORMAT " GiB run %d/%d: downtime %" G_GINT64_FORMAT " ms, %" G_GINT64_FORMAT
-		   " bytes\n", row->bytes >> 30, run + 1, b->runs, s.downtime_ms, s.downtime_bytes);
+	g_printerr("migbench: %" G_GUINT64_FORMAT " GiB %s run %d/%d: downtime %.3f ms, sync %.3f ms, %" G_GINT64_FORMAT
+		   " bytes, %" G_GINT64_FORMAT " %% huge\n", row->bytes >> 30, row->thp ? "THP" : "4K", run + 1, b->runs,
+		   (double)s.downtime_us / 1000, (double)s.step_us[1] / 1000, s.downtime_bytes, s.huge_pct);
 }
 
+/* Against the smallest guest of the same pages. */
 static double ds_vs_first(GPtrArray *rows, const DsRow *r)
 {
-	const DsRow *first = g_ptr_array_index(rows, 0);
+	for (guint i = 0; i < rows->len; i++) {
+		const DsRow *first = g_ptr_array_index(rows, i);
 
-	return first != r ? ds_median(r) / ds_median(first) : NAN;
+		if (first->thp == r->thp)
+			return first != r ? ds_median(r) / ds_median(first) : NAN;
+	}
+	return NAN;
 }
 
 static void ds_print(Bench *b, GPtrArray *rows)
 {
 	printf("\n%s: idle guest (" DS_WORKLOAD "), %u multifd channels, loopback TCP, median of %d run%s, %u CPUs\n",
 	       b->scenario, DS_CHANNELS, b->runs, b->runs == 1 ? "" : "s", g_get_num_processors());
-	printf("%-8s %12s %8s %9s %15s %10s %10s\n", "guest", "downtime ms", "ram ms", "other ms", "downtime bytes",
-	       "total s", "vs 1 GiB");
+	printf("pages: 4K = guest RAM in 4 KiB pages (migd's default), THP = transparent huge pages (--mem-thp);\n"
+	       "huge: the source's AnonHugePages at the start; downtime and its steps (x-downtime-us) in ms\n");
+	printf("%-7s %-5s %5s %9s", "guest", "pages", "huge", "downtime");
+	for (guint k = 0; k < DS_NSTEPS; k++)
+		printf(" %7s", ds_steps[k]);
+	printf(" %6s %8s %9s\n", "bytes", "total s", "vs 1 GiB");
 	for (guint i = 0; i < rows->len; i++) {
 		DsRow *r = g_ptr_array_index(rows, i);
 		g_autofree char *size = bench_fmt_size(r->bytes);
-		g_autofree char *dt = r->status == ROW_OK ? bench_fmt_num(ds_median(r), 0) : g_strdup(bench_status_names[r->status]);
-		g_autofree char *ram = bench_fmt_num(ds_median_of(r, G_STRUCT_OFFSET(DsSample, ram_ms)), 0);
-		g_autofree char *other = bench_fmt_num(ds_median_of(r, G_STRUCT_OFFSET(DsSample, other_ms)), 0);
+		g_autofree char *dt = r->status == ROW_OK ? bench_fmt_num(ds_median(r), 2) : g_strdup(bench_status_names[r->status]);
+		g_autofree char *huge = bench_fmt_num(ds_median_of(r, G_STRUCT_OFFSET(DsSample, huge_pct)), 0);
 		g_autofree char *bytes = bench_fmt_num(ds_median_of(r, G_STRUCT_OFFSET(DsSample, downtime_bytes)), 0);
 		g_autofree char *total = bench_fmt_num(ds_median_of(r, G_STRUCT_OFFSET(DsSample, total_ms)) / 1000, 1);
 		g_autofree char *vs = bench_fmt_num(ds_vs_first(rows, r), 2);
 
-		printf("%-8s %12s %8s %9s %15s %10s %10s\n", size, dt, ram, other, bytes, total, vs);
+		printf("%-7s %-5s %4s%% %9s", size, r->thp ? "THP" : "4K", huge, dt);
+		for (guint k = 0; k < DS_NSTEPS; k++) {
+			g_autofree char *v = bench_fmt_num(ds_median_of(r, G_STRUCT_OFFSET(DsSample, step_us) +
+								      k * sizeof(gint64)) / 1000, 2);
+
+			printf(" %7s", v);
+		}
+		printf(" %6s %8s %9s\n", bytes, total, vs);
 	}
-	printf("target: the largest guest's downtime <= 1.2 x the 1 GiB one's\n");
+	printf("target: the largest guest's downtime <= 1.2 x the 1 GiB one's (each kind of pages against its own)\n");
 	for (guint i = 0; i < rows->len; i++) {
 		DsRow *r = g_ptr_array_index(rows, i);
 
 		if (r->status != ROW_OK)
-			printf("%" G_GUINT64_FORMAT " GiB %s: %s\n", r->bytes >> 30, bench_status_names[r->status], r->error);
+			printf("%" G_GUINT64_FORMAT " GiB %s %s: %s\n", r->bytes >> 30, r->thp ? "THP" : "4K",
+			       bench_status_names[r->status], r->error);
 	}
 	fflush(stdout);
 }
@@ -181,6 +233,7 @@ static gboolean ds_write_json(Bench *b, GPtrArray *rows, GError **err)
 
 		json_builder_begin_object(j);
 		bench_json_int(j, "guest_bytes", (gint64)r->bytes);
+		bench_json_str(j, "pages", r->thp ? "thp" : "4k");
 		bench_json_status(j, r->status, r->error);
 		json_builder_set_member_name(j, "samples");
 		json_builder_begin_array(j);
@@ -193,6 +246,13 @@ static gboolean ds_write_json(Bench *b, GPtrArray *rows, GError **err)
 			bench_json_int(j, "other_ms", s->other_ms);
 			bench_json_int(j, "downtime_bytes", s->downtime_bytes);
 			bench_json_int(j, "total_ms", s->total_ms);
+			bench_json_int(j, "downtime_us", s->downtime_us);
+			for (guint m = 0; m < DS_NSTEPS; m++) {
+				g_autofree char *name = g_strdup_printf("%s_us", ds_steps[m]);
+
+				bench_json_int(j, name, s->step_us[m]);
+			}
+			bench_json_int(j, "huge_pct", s->huge_pct);
 			json_builder_end_object(j);
 		}
 		json_builder_end_array(j);
@@ -214,10 +274,13 @@ static int run_downtime_size(Bench *b)
 	int rc = 0;
 
 	b->unplotted = TRUE;
-	for (guint i = 0; i < n; i++) {
+	/* each size in 4 KiB pages and on THP: the THP rows measure the walk's change, the
+	 * 4K rows keep the figure comparable with tables taken before THP existed here */
+	for (guint i = 0; i < 2 * n; i++) {
 		DsRow *r = g_new0(DsRow, 1);
 
-		r->bytes = (guint64)gib[i] * GiB;
+		r->bytes = (guint64)gib[i / 2] * GiB;
+		r->thp = i % 2;
 		r->samples = g_array_new(FALSE, TRUE, sizeof(DsSample));
 		g_ptr_array_add(rows, r);
 	}

@@ -38,6 +38,8 @@ static BenchChild *spawn_migd(Bench *b, const MigdSpec *m, const char *name, con
 	}
 	if (m->prealloc)
 		g_ptr_array_add(argv, "--mem-prealloc");
+	if (m->thp)
+		g_ptr_array_add(argv, "--mem-thp");
 	if (m->incoming) {
 		g_ptr_array_add(argv, "--incoming");
 		g_ptr_array_add(argv, (char *)m->incoming);

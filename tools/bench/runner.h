@@ -155,6 +155,7 @@ typedef struct MigdSpec {
 	guint vcpus;                /* --vcpus; 0: none given */
 	guint seed;                 /* --seed; 0: none given */
 	gboolean prealloc;          /* --mem-prealloc */
+	gboolean thp;               /* --mem-thp */
 	const char *incoming;       /* --incoming URI of a destination; NULL for a source */
 	gboolean trace_latency;     /* --trace-latency: x-fault-latency-bpf in query-migrate */
 	int side;                   /* -1 on the host, else the BenchNetSide of the bed to run in */

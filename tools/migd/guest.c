@@ -382,6 +382,8 @@ MigdGuest *migd_guest_new(const MigdGuestConfig *cfg, GError **err)
 	g_mutex_init(&g->lock);
 	g_cond_init(&g->cond);
 	g->ram = mig_ram_block_new("pc.ram", cfg->mem_size, cfg->backend, cfg->hugepage_size, err);
+	if (g->ram && cfg->thp && !mig_ram_block_set_thp(g->ram, TRUE, err))
+		g_clear_pointer(&g->ram, mig_ram_block_free);
 	if (!g->ram) {
 		g_free(g);
 		return NULL;

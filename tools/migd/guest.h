@@ -29,6 +29,7 @@ typedef struct MigdGuestConfig {
 	guint64 seed;
 	gboolean incoming;  /* memory left empty, vCPUs parked until the migration hands over */
 	gboolean prealloc;  /* fault every page in up front, like QEMU's -mem-prealloc */
+	gboolean thp;       /* anon: transparent huge pages (MADV_HUGEPAGE) */
 } MigdGuestConfig;
 
 typedef struct MigdGuest MigdGuest;

@@ -289,7 +289,7 @@ int main(int argc, char **argv)
 	g_autofree char *workload = NULL, *incoming = NULL;
 	g_auto(GStrv) device_specs = NULL, object_specs = NULL;
 	gint vcpus = 1, qmp_max_clients = (gint)MIG_QMP_MAX_CLIENTS_DEFAULT;
-	gboolean prealloc = FALSE, trace_lat = FALSE, paused = FALSE;
+	gboolean prealloc = FALSE, trace_lat = FALSE, paused = FALSE, thp = FALSE;
 	gint64 seed = 1;
 	GOptionEntry entries[] = {
 		{ "name", 0, 0, G_OPTION_ARG_STRING, &name, "Name of this VM", "NAME" },
@@ -303,6 +303,8 @@ int main(int argc, char **argv)
 		{ "workload", 0, 0, G_OPTION_ARG_STRING, &workload,
 		  "idle|seq|random[,wss=SIZE][,rate=BYTES_PER_S][,zero=FRACTION][,read=PCT]", "SPEC" },
 		{ "mem-prealloc", 0, 0, G_OPTION_ARG_NONE, &prealloc, "Fault all guest memory in at start", NULL },
+		{ "mem-thp", 0, 0, G_OPTION_ARG_NONE, &thp,
+		  "anon: back guest memory with transparent huge pages (MADV_HUGEPAGE) instead of 4K pages", NULL },
 		{ "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Seed of the guest's memory contents", "N" },
 		{ "incoming", 0, 0, G_OPTION_ARG_STRING, &incoming, "Wait for a migration on URI, or 'defer'", "URI" },
 		{ "paused", 'S', 0, G_OPTION_ARG_NONE, &paused,
@@ -350,6 +352,10 @@ int main(int argc, char **argv)
 		g_printerr("migd: bad -m, --mem-backend, --hugepage-size or --vcpus value\n");
 		return 2;
 	}
+	if (thp && cfg.backend != MIG_MEM_ANON) {
+		g_printerr("migd: --mem-thp is for --mem-backend anon\n");
+		return 2;
+	}
 	if (!migd_workload_parse(workload, &cfg.workload, &err)) {
 		g_printerr("migd: %s\n", err->message);
 		return 2;
@@ -369,6 +375,7 @@ int main(int argc, char **argv)
 	cfg.seed = (guint64)seed;
 	cfg.incoming = incoming != NULL;
 	cfg.prealloc = prealloc;
+	cfg.thp = thp;
 
 	/* before any thread exists, so every thread inherits the mask */
 	sigemptyset(&set);

@@ -30,6 +30,13 @@ MigRamBlock *mig_ram_block_new(const char *name, gsize size, MigMemBackend backe
 			       gsize hugepage_size, GError **err);
 void mig_ram_block_free(MigRamBlock *b);
 
+/* Anonymous memory only: TRUE backs it with transparent huge pages where the kernel
+ * can (MADV_HUGEPAGE, as QEMU advises guest RAM), FALSE keeps it in 4 KiB pages (what
+ * mig_ram_block_new sets). Call before the memory is touched. On the source, an
+ * unwritten 2 MiB region is then one entry for the dirty tracker's page-table walk
+ * instead of 512; a write splits it (docs/design.md, Precopy). */
+gboolean mig_ram_block_set_thp(MigRamBlock *b, gboolean huge, GError **err);
+
 /* Gives [first, first+n) pages back to the kernel: they read as zero afterwards
  * (punched from the memfd, MADV_DONTNEED for anonymous memory). -1 with errno set. */
 int mig_ram_block_discard(MigRamBlock *b, guint64 first, guint64 n);
