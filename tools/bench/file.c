@@ -495,12 +495,9 @@ static guint64 fb_first(const FbRow *r, gsize field)
 	return r->samples->len ? G_STRUCT_MEMBER(guint64, &g_array_index(r->samples, FbSample, 0), field) : 0;
 }
 
-static void fb_print(Bench *b, guint64 guest, GPtrArray *rows, const FbLazy *l)
+/* The save/restore rows' table and the lines under it. */
+static void fb_print_rows(GPtrArray *rows)
 {
-	g_autofree char *size = bench_fmt_size(guest);
-
-	printf("\n%s: %s guest, stopped, file in %s, median of %d run%s, %u CPUs\n", b->scenario, size, b->file_dir,
-	       b->runs, b->runs == 1 ? "" : "s", g_get_num_processors());
 	printf("%-7s %-9s %-10s %2s %3s %8s %7s %7s %7s %8s %7s %7s %8s %5s %6s\n", "memory", "layout", "format", "ch",
 	       "dir", "data MiB", "save", "raw wr", "sv/raw", "restore", "raw rd", "rs/raw", "target", "qd sv", "qd rs");
 	for (guint i = 0; i < rows->len; i++) {
@@ -536,6 +533,20 @@ static void fb_print(Bench *b, guint64 guest, GPtrArray *rows, const FbLazy *l)
 		printf("%s %s/%s", i ? "," : "", pw, pr);
 	}
 	printf(" (rows in order)\n");
+}
+
+static void fb_print(Bench *b, guint64 guest, GPtrArray *rows, const FbLazy *l)
+{
+	g_autofree char *size = bench_fmt_size(guest);
+
+	if (b->lazy_only)
+		printf("\n%s: %s guest, file in %s, the lazy restore only (--lazy-only), %u CPUs\n", b->scenario, size,
+		       b->file_dir, g_get_num_processors());
+	else
+		printf("\n%s: %s guest, stopped, file in %s, median of %d run%s, %u CPUs\n", b->scenario, size, b->file_dir,
+		       b->runs, b->runs == 1 ? "" : "s", g_get_num_processors());
+	if (!b->lazy_only)
+		fb_print_rows(rows);
 	{
 		g_autofree char *run = bench_fmt_num(l->running_ms, 1), *p50 = bench_fmt_num(l->fault_p50_us, 0);
 		g_autofree char *p99 = bench_fmt_num(l->fault_p99_us, 0), *raw50 = bench_fmt_num(l->raw_qd1_p50_us, 0);
@@ -713,7 +724,7 @@ static int run_file(Bench *b)
 		return 2;
 	}
 	b->unplotted = TRUE;    /* tools/bench/plot has no plot of this scenario */
-	for (guint k = 0; k < G_N_ELEMENTS(groups); k++) {
+	for (guint k = 0; k < (b->lazy_only ? 0 : G_N_ELEMENTS(groups)); k++) {
 		for (guint i = 0; i < (groups[k].streamed ? 1 : G_N_ELEMENTS(channels)); i++) {
 			FbRow *r = g_new0(FbRow, 1);
 
