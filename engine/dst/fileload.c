@@ -391,6 +391,7 @@ static gboolean lazy_start(FileLoad *fl, GBytes *state, GError **err)
 {
 	MigSession *s = fl->s;
 	gsize maxps = 0;
+	gint64 t0;
 
 	s->dst->received = g_new0(gulong *, s->ram->len);
 	for (guint bi = 0; bi < s->ram->len; bi++) {
@@ -421,9 +422,13 @@ static gboolean lazy_start(FileLoad *fl, GBytes *state, GError **err)
 	if (!mig_pc_dst_listen(s, err))
 		return FALSE;
 	mig_pc_dst_set_fetch(s, lazy_fetch, fl);
-	if (!load_devices(fl, err) || !s->vm->load_state(s->vm_opaque, state, err))
+	if (!load_devices(fl, err))
+		return FALSE;
+	t0 = g_get_monotonic_time();
+	if (!s->vm->load_state(s->vm_opaque, state, err))
 		return FALSE;
 	g_mutex_lock(&s->lock);
+	s->stats.x_file_vm_load_us = MAX(g_get_monotonic_time() - t0, 1);
 	mig_dst_start_guest_locked(s, MIG_STATUS_POSTCOPY_ACTIVE);
 	s->stats.x_file_running_us = g_get_monotonic_time() - s->stats.t_start;
 	g_mutex_unlock(&s->lock);
@@ -434,13 +439,17 @@ static gboolean load(FileLoad *fl, GError **err)
 {
 	MigSession *s = fl->s;
 	g_autoptr(GBytes) state = NULL;
+	gint64 checked;
 
 	if (!open_file(fl, err) || !(state = check_file(fl, err)))
 		return FALSE;
+	checked = g_get_monotonic_time();
 	/* a file holds the VM's state whole: no parts of an earlier migration count */
 	if (s->vm_live)
 		s->vm_live->load_begin(s->vm_opaque);
 	g_mutex_lock(&s->lock);
+	if (fl->lazy)
+		s->stats.x_file_checked_us = MAX(checked - s->stats.t_start, 1);
 	memcpy(s->session_id, fl->map.session, 16);   /* the saving migration's */
 	mig_set_status_locked(s, MIG_STATUS_ACTIVE);
 	g_mutex_unlock(&s->lock);
@@ -536,6 +545,7 @@ gboolean mig_file_dst_start(MigSession *s, const MigUri *u, GError **err)
 	s->stats.transferred = s->stats.x_file_bytes = s->stats.x_file_depth_peak = s->stats.x_file_requests = 0;
 	s->stats.x_file_fill_bytes = 0;
 	s->stats.x_file_running_us = s->stats.x_file_all_in_us = s->stats.x_file_devices_us = 0;
+	s->stats.x_file_checked_us = s->stats.x_file_vm_load_us = 0;
 	fl = g_new0(FileLoad, 1);
 	fl->s = s;
 	fl->u = *u;
