@@ -288,6 +288,18 @@ static gboolean open_file(FileLoad *fl, GError **err)
 	return TRUE;
 }
 
+/* The regions read next (bitmaps; guest record and devices' state, one region at the
+ * file's end) asked of the disk all at once: read one after the other, each waited
+ * for the disk in turn, and these reads grow with the guest (a lazy restore's start). */
+static void prefetch_meta(FileLoad *fl)
+{
+	for (guint bi = 0; bi < fl->map.nblocks; bi++)
+		posix_fadvise(fl->fd, (off_t)(fl->u.offset + fl->map.blocks[bi].bitmap_off), (off_t)fl->map.blocks[bi].bitmap_len,
+			      POSIX_FADV_WILLNEED);
+	posix_fadvise(fl->fd, (off_t)(fl->u.offset + fl->map.state_off), (off_t)(fl->map.file_len - fl->map.state_off),
+		      POSIX_FADV_WILLNEED);
+}
+
 /* Everything but the pages, checked; the guest record is returned for later. */
 static GBytes *check_file(FileLoad *fl, GError **err)
 {
@@ -297,6 +309,7 @@ static GBytes *check_file(FileLoad *fl, GError **err)
 
 	if (!mig_mapf_read_header(fl->fd, fl->u.offset, s->ram, s->devices, &fl->map, err))
 		return NULL;
+	prefetch_meta(fl);
 	fl->present = g_new0(gulong *, s->ram->len);
 	fl->chunk_base = g_new0(guint64, s->ram->len + 1);
 	for (guint bi = 0; bi < s->ram->len; bi++) {
