@@ -149,6 +149,10 @@ static void file_query(MigSession *s, gboolean source, MigValue *extra)
 		mig_value_add_bool(f, "preallocated", st->x_file_prealloc);
 	if (st->x_file_running_us)
 		mig_value_add_double(f, "running-after-ms", (double)st->x_file_running_us / 1000.0);
+	if (st->x_file_checked_us)
+		mig_value_add_double(f, "checked-after-ms", (double)st->x_file_checked_us / 1000.0);
+	if (st->x_file_vm_load_us)
+		mig_value_add_double(f, "vm-load-ms", (double)st->x_file_vm_load_us / 1000.0);
 	if (st->x_file_all_in_us)
 		mig_value_add_double(f, "all-in-after-ms", (double)st->x_file_all_in_us / 1000.0);
 	if (st->x_file_devices_us)

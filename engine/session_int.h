@@ -75,6 +75,8 @@ typedef struct MigStats {
 	guint64 x_file_requests;   /* I/O requests the io_uring workers queued */
 	guint64 x_file_depth_peak; /* the most requests one worker's io_uring had in flight */
 	gint64 x_file_running_us;  /* lazy restore: migrate-incoming until the guest ran */
+	gint64 x_file_checked_us;  /* lazy restore: migrate-incoming until all but the pages was checked */
+	gint64 x_file_vm_load_us;  /* lazy restore: the VM's load of the guest record */
 	gint64 x_file_all_in_us;   /* lazy restore: migrate-incoming until every page was in */
 	gint64 x_file_devices_us;  /* the devices' state, all of them in parallel: first start to last end */
 	/* x-postcopy-auto switched (under lock): at which pass, and why */

@@ -435,12 +435,22 @@ def lazy_restore(backend, hugepage_size=None, direct=False):
             check_restored(dst, 64 * h.MiB)
             info = dst.query_migrate()
             xf = info.get("x-file") or {}
-            print("lazy restore: running after %s ms, all in after %s ms, x-postcopy-latency %s, requests %s"
-                  % (xf.get("running-after-ms"), xf.get("all-in-after-ms"), info.get("x-postcopy-latency"),
+            print("lazy restore: running after %s ms (checked after %s ms, VM load %s ms), all in after %s ms, "
+                  "x-postcopy-latency %s, requests %s"
+                  % (xf.get("running-after-ms"), xf.get("checked-after-ms"), xf.get("vm-load-ms"),
+                     xf.get("all-in-after-ms"), info.get("x-postcopy-latency"),
                      info.get("x-postcopy-requests")))
             h.check(xf.get("running-after-ms") is not None, "no running-after-ms in x-file: %s" % xf)
             h.check(xf.get("all-in-after-ms", -1) >= xf["running-after-ms"],
                     "every page in at %s ms, before the guest ran at %s ms" % (xf.get("all-in-after-ms"), xf["running-after-ms"]))
+            # the start's two parts: the file checked, then (after registration and the
+            # devices) the VM's load of its record; both inside it, in that order
+            chk, vml = xf.get("checked-after-ms"), xf.get("vm-load-ms")
+            h.check(chk is not None and vml is not None, "no checked-after-ms or vm-load-ms in x-file: %s" % xf)
+            h.check(chk is not None and vml is not None and 0 < chk and 0 < vml
+                    and chk + vml <= xf["running-after-ms"] + 0.01,
+                    "checked after %s ms and the VM's load %s ms do not fit in running after %s ms"
+                    % (chk, vml, xf["running-after-ms"]))
             # whether the vCPUs beat the prefetch to a page depends on scheduling; that
             # every fault served is timed exactly once does not
             lat = info.get("x-postcopy-latency") or {}

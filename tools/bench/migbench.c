@@ -3,7 +3,7 @@
  *   migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp] [--tcp-congestion ALGO]
  *            [--preempt-channels N] [--dst-vcpus N] [--vcpu-rows N,...]   (postcopy-latency)
  *            [--guest-mib N]   (precopy-throughput, file, tls, postcopy-auto)
- *            [--dir DIR]                              (file)
+ *            [--dir DIR] [--lazy-only]                (file)
  *            [--cut-ms N] [--outage-s N]              (postcopy-recovery)
  *            [--cells GLOB]                           (faults)
  *
@@ -54,7 +54,7 @@ static int usage(const char *why)
 	g_printerr("usage: migbench SCENARIO [--json FILE] [--runs N] [--build DIR] [--quick] [--keep-tmp] [--tcp-congestion ALGO]\n"
 		   "                [--preempt-channels N] [--dst-vcpus N] [--vcpu-rows N,...]   (postcopy-latency)\n"
 		   "                [--guest-mib N]   (precopy-throughput, file, tls, postcopy-auto)\n"
-		   "                [--dir DIR]                              (file)\n"
+		   "                [--dir DIR] [--lazy-only]                (file)\n"
 		   "                [--cut-ms N] [--outage-s N]              (postcopy-recovery)\n"
 		   "                [--cells GLOB]                           (faults)\n"
 		   "scenarios:\n");
@@ -201,7 +201,7 @@ int main(int argc, char **argv)
 {
 	g_autofree char *json = NULL, *build = NULL, *dir = NULL, *cells = NULL;
 	gint runs = -1;   /* unset */
-	gboolean quick = FALSE, keep = FALSE;
+	gboolean quick = FALSE, keep = FALSE, lazy_only = FALSE;
 	gint preempt_channels = 1, dst_vcpus = PC_DST_VCPUS, guest_mib = 0, cut_ms = 500, outage_s = 5;
 	gint rt_priority = 1;
 	g_autofree char *tcp_cc = NULL, *vcpu_rows = NULL;
@@ -225,6 +225,8 @@ int main(int argc, char **argv)
 		  "1024 with --quick; file: 4096, 256; tls: 2048, 512; postcopy-auto: 1024, 256)", "N" },
 		{ "dir", 0, 0, G_OPTION_ARG_FILENAME, &dir,
 		  "file: where the saved file goes, on a real file system, not tmpfs (default /var/tmp)", "DIR" },
+		{ "lazy-only", 0, 0, G_OPTION_ARG_NONE, &lazy_only,
+		  "file: only the lazy restore, none of the save/restore rows (about a minute)", NULL },
 		{ "cut-ms", 0, 0, G_OPTION_ARG_INT, &cut_ms,
 		  "postcopy-recovery: cut the link N ms into postcopy-active (0..60000, default 500)", "N" },
 		{ "outage-s", 0, 0, G_OPTION_ARG_INT, &outage_s,
@@ -288,6 +290,7 @@ int main(int argc, char **argv)
 	b.keep_tmp = keep;
 	b.json_path = json;
 	b.file_dir = dir ? dir : "/var/tmp";
+	b.lazy_only = lazy_only;
 	b.cells = cells;
 	b.scenario = sc->name;
 	b.command = g_steal_pointer(&command);

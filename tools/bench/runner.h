@@ -83,6 +83,7 @@ typedef struct Bench {
 	guint n_vcpu_rows;
 	guint64 guest_bytes;        /* precopy-throughput, file: --guest-mib; 0: the scenario's size */
 	const char *file_dir;       /* file: --dir, where the saved file goes (a real file system) */
+	gboolean lazy_only;         /* file: --lazy-only, no rows, only the lazy restore */
 	guint cut_ms;               /* postcopy-recovery: the link is cut this long into postcopy-active */
 	guint outage_s;             /* postcopy-recovery: and mended this long after */
 	const char *cells;          /* faults: --cells GLOB, only the cells FAULT@PHASE it matches */
