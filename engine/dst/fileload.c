@@ -27,13 +27,9 @@
 /* Lazy restore: after a fault, the prefetch stays at a fault's pace this long (faults
  * come in streams: a vCPU that faulted once touches more), with one request of at most
  * FAULT_PACE_IO bytes in flight: a fault's read then waits behind that much at most,
- * not behind every worker's queue (docs/design.md, Migration to a file). At 128 KiB a
- * fault took 2.4x a lone 4 KiB O_DIRECT read (p50, docs/benchmarks.md, scenario file):
- * about a lone read plus one whole 128 KiB read at this disk's rate, as if the disk
- * served the fault after the prefetch's request. 32 KiB is a quarter of that wait; the
- * price is that every page is in later while faults keep coming. */
+ * not behind every worker's queue (docs/design.md, Migration to a file). */
 #define FAULT_QUIET_US 20000
-#define FAULT_PACE_IO (32u << 10)
+#define FAULT_PACE_IO (128u << 10)
 
 typedef struct FileLoad {
 	MigSession *s;
