@@ -123,18 +123,6 @@ gboolean mig_chan_hello(MigSession *s, int fd, const MigParams *p, int type, gui
 	return FALSE;
 }
 
-int mig_chan_open(MigSession *s, const MigUri *uri, const MigParams *p, int type, guint index, guint32 flags,
-		  GError **err)
-{
-	int fd = mig_chan_connect(s, uri, p, type, index, err);
-
-	if (fd >= 0 && !mig_chan_hello(s, fd, p, type, index, flags, err)) {
-		mig_io_close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 int mig_session_take_fd(MigSession *s, const MigUri *uri, GError **err)
 {
 	int fd, rc;
@@ -233,6 +221,12 @@ typedef struct BatchChan {
 
 struct MigChanBatch {
 	MigSession *s;
+	/* gated: the channels connect, then wait for mig_chan_batch_gate before their
+	 * hellos (gate 0 closed, 1 open, -1 the caller failed: close, say nothing) */
+	gboolean gated;
+	GMutex gate_lock;
+	GCond gate_cond;
+	int gate;
 	MigUri uri;
 	const MigParams *p;
 	guint32 flags;      /* every channel's hello flags */
@@ -243,6 +237,20 @@ struct MigChanBatch {
 	GThread *workers[BATCH_PARALLEL];
 };
 
+static gboolean gate_passed(MigChanBatch *b)
+{
+	gboolean go;
+
+	if (!b->gated)
+		return TRUE;
+	g_mutex_lock(&b->gate_lock);
+	while (!b->gate)
+		g_cond_wait(&b->gate_cond, &b->gate_lock);
+	go = b->gate > 0;
+	g_mutex_unlock(&b->gate_lock);
+	return go;
+}
+
 /* A mig/src/open worker: opens channels of the batch until none is left. */
 static gpointer batch_worker(gpointer opaque)
 {
@@ -252,16 +260,21 @@ static gpointer batch_worker(gpointer opaque)
 	while ((i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED)) < b->n &&
 	       !__atomic_load_n(&b->failed, __ATOMIC_RELAXED)) {
 		BatchChan *c = &b->ch[i];
+		int fd = mig_chan_connect(b->s, &b->uri, b->p, c->type, c->index, &c->err);
 
-		c->fd = mig_chan_open(b->s, &b->uri, b->p, c->type, c->index, b->flags, &c->err);
-		if (c->fd < 0)
+		if (fd >= 0 && (!gate_passed(b) || !mig_chan_hello(b->s, fd, b->p, c->type, c->index, b->flags, &c->err))) {
+			mig_io_close(fd);
+			fd = -1;
+		}
+		c->fd = fd;
+		if (fd < 0)
 			__atomic_store_n(&b->failed, 1, __ATOMIC_RELAXED);
 	}
 	return NULL;
 }
 
-MigChanBatch *mig_chan_batch_start(MigSession *s, const MigUri *uri, const MigParams *p, guint nmf, guint npre,
-				   guint32 flags)
+static MigChanBatch *batch_start(MigSession *s, const MigUri *uri, const MigParams *p, guint nmf, guint npre,
+				 guint32 flags, gboolean gated)
 {
 	MigChanBatch *b = g_new0(MigChanBatch, 1);
 
@@ -277,10 +290,34 @@ MigChanBatch *mig_chan_batch_start(MigSession *s, const MigUri *uri, const MigPa
 		b->ch[i].index = i < nmf ? i : i - nmf;
 		b->ch[i].fd = -1;
 	}
-	/* the joining thread is the first worker: one channel costs no thread */
-	for (guint w = 1; w < MIN(b->n, BATCH_PARALLEL); w++)
+	b->gated = gated;
+	g_mutex_init(&b->gate_lock);
+	g_cond_init(&b->gate_cond);
+	/* the joining thread is the first worker (one channel costs no thread), unless
+	 * the caller is busy with its main channel meanwhile */
+	for (guint w = gated ? 0 : 1; w < MIN(b->n, BATCH_PARALLEL); w++)
 		b->workers[w] = g_thread_new("mig/src/open", batch_worker, b);
 	return b;
+}
+
+MigChanBatch *mig_chan_batch_start(MigSession *s, const MigUri *uri, const MigParams *p, guint nmf, guint npre,
+				   guint32 flags)
+{
+	return batch_start(s, uri, p, nmf, npre, flags, FALSE);
+}
+
+MigChanBatch *mig_chan_batch_start_gated(MigSession *s, const MigUri *uri, const MigParams *p, guint nmf,
+					 guint npre, guint32 flags)
+{
+	return batch_start(s, uri, p, nmf, npre, flags, TRUE);
+}
+
+void mig_chan_batch_gate(MigChanBatch *b, gboolean go)
+{
+	g_mutex_lock(&b->gate_lock);
+	b->gate = go ? 1 : -1;
+	g_cond_broadcast(&b->gate_cond);
+	g_mutex_unlock(&b->gate_lock);
 }
 
 gboolean mig_chan_batch_join(MigChanBatch *b, int *mf_fds, int *pre_fds, GError **err)
@@ -296,6 +333,9 @@ gboolean mig_chan_batch_join(MigChanBatch *b, int *mf_fds, int *pre_fds, GError 
 			first = g_steal_pointer(&b->ch[i].err);
 		g_clear_error(&b->ch[i].err);
 	}
+	/* closed by the caller's failure: the caller has the cause */
+	if (!first && b->gate < 0 && b->n)
+		first = g_error_new(MIG_ERROR, ECANCELED, "the main channel failed before the other channels' hellos");
 	/* all or nothing: a channel that came up beside a failed one is closed again */
 	for (guint i = 0; i < b->n; i++) {
 		if (first) {
@@ -308,6 +348,8 @@ gboolean mig_chan_batch_join(MigChanBatch *b, int *mf_fds, int *pre_fds, GError 
 		}
 	}
 	g_free(b->ch);
+	g_mutex_clear(&b->gate_lock);
+	g_cond_clear(&b->gate_cond);
 	g_free(b);
 	if (first)
 		g_propagate_error(err, first);

@@ -240,8 +240,6 @@ void mig_chan_set_liveness(MigSession *s, int fd, guint64 timeout_ms);
 /* flags: the hello's (the source's Src.chan_flags: RESUME while it recovers). */
 gboolean mig_chan_hello(MigSession *s, int fd, const MigParams *p, int type, guint index, guint32 flags,
 			GError **err);
-int mig_chan_open(MigSession *s, const struct MigUri *uri, const MigParams *p, int type, guint index,
-		  guint32 flags, GError **err);
 /* A streamed file: URI (no mapped-ram) as the main channel, one way, no return path.
  * The source opens the file (created, cut at the URI's offset, the bytes before it
  * kept) and writes this session's main hello there; the destination opens it, reads
@@ -250,11 +248,21 @@ int mig_chan_open(MigSession *s, const struct MigUri *uri, const MigParams *p, i
 int mig_chan_file_out(MigSession *s, const struct MigUri *uri, GError **err);
 int mig_chan_file_in(MigSession *s, const struct MigUri *uri, GError **err);
 /* nmf multifd channels (indexes 0..nmf-1) and npre preempt channels opened at once,
- * each as mig_chan_open, by up to 3 mig/src/open threads and, once it joins, the
- * caller's, each hello with flags. uri is copied; p must outlive the
- * batch. Join it exactly once: TRUE with every fd in mf_fds and pre_fds, or FALSE with
- * the first failure (in multifd, then preempt order) and none of them open. */
+ * each connected and said hello as mig_chan_connect and mig_chan_hello do, by up to 6
+ * mig/src/open threads and, once it joins, the caller's, each hello with flags. uri
+ * is copied; p must outlive the batch. Join it exactly once: TRUE with every fd in
+ * mf_fds and pre_fds, or FALSE with the first failure (in multifd, then preempt
+ * order) and none of them open. */
 typedef struct MigChanBatch MigChanBatch;
 MigChanBatch *mig_chan_batch_start(MigSession *s, const struct MigUri *uri, const MigParams *p, guint nmf,
 				   guint npre, guint32 flags);
 gboolean mig_chan_batch_join(MigChanBatch *b, int *mf_fds, int *pre_fds, GError **err);
+/* The same, but each channel only connects (each on a mig/src/open thread, up to the
+ * batch's parallelism) until mig_chan_batch_gate(b, TRUE) lets the hellos go: they
+ * connect while the caller's main channel has its own hello answered (a postcopy
+ * recovery's resumed channels are admitted only after the resumed main channel). With
+ * FALSE (the main channel failed) they close without a hello; join then fails too.
+ * Gate exactly once, before the join. */
+MigChanBatch *mig_chan_batch_start_gated(MigSession *s, const struct MigUri *uri, const MigParams *p, guint nmf,
+					 guint npre, guint32 flags);
+void mig_chan_batch_gate(MigChanBatch *b, gboolean go);

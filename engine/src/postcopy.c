@@ -645,21 +645,29 @@ static void teardown(Src *src)
 
 /* One try at recovery, after `migrate resume:true` (docs/protocol.md, Postcopy
  * recovery). On failure the caller tears down whatever came up and pauses again.
- * The multifd and preempt channels open all at once while the destination answers
- * PC_RECOVER; the status changes before the return path's and the lanes' threads
- * start, which takes a while on a busy host (requests wait in the socket). */
+ * The multifd and preempt channels connect while the main channel does and has its
+ * hello answered (the destination admits them only after it), then say hello all at
+ * once while the destination answers PC_RECOVER; the status changes before the return
+ * path's and the lanes' threads start, which takes a while on a busy host (requests
+ * wait in the socket). */
 static gboolean recover(Src *src, GError **err)
 {
 	MigSession *s = src->s;
 	guint nmf = s->caps[MIG_CAP_MULTIFD] ? (guint)src->p.multifd_channels : 0;
 	guint npre = mig_preempt_channels(s, &src->p);
 	g_autofree int *mf_fds = g_new(int, nmf + 1);
+	g_autoptr(GError) lanes_err = NULL;
+	MigChanBatch *lanes;
 	guint64 missing;
-	gboolean paused;
+	gboolean paused, main_ok;
 
-	if (!mig_src_recover_begin(src, err) ||
-	    !mig_chan_batch_join(mig_chan_batch_start(s, &src->uri, &src->p, nmf, npre, src->chan_flags), mf_fds,
-				 src->pre_fds, err))
+	if (!mig_src_recover_uri(src, err))
+		return FALSE;
+	lanes = mig_chan_batch_start_gated(s, &src->uri, &src->p, nmf, npre, src->chan_flags);
+	main_ok = mig_src_recover_begin(src, err);
+	mig_chan_batch_gate(lanes, main_ok);
+	/* the main channel's failure is the cause; the lanes then only close */
+	if (!mig_chan_batch_join(lanes, mf_fds, src->pre_fds, main_ok ? err : &lanes_err) || !main_ok)
 		return FALSE;
 	src->npre = npre;
 	/* whatever bulk or the lanes had written went down with the channels: the

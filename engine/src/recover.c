@@ -76,14 +76,19 @@ static gboolean take_bitmap(Src *src, const guint8 *p, guint32 len, gboolean *se
 	return TRUE;
 }
 
+gboolean mig_src_recover_uri(Src *src, GError **err)
+{
+	if (mig_uri_parse(src->uri_text, &src->uri) < 0)
+		return rfail(err, EINVAL, "invalid migration URI '%s'", src->uri_text);
+	src->chan_flags = MIG_HELLO_F_RESUME;
+	return TRUE;
+}
+
 gboolean mig_src_recover_begin(Src *src, GError **err)
 {
 	MigSession *s = src->s;
 	int fd;
 
-	if (mig_uri_parse(src->uri_text, &src->uri) < 0)
-		return rfail(err, EINVAL, "invalid migration URI '%s'", src->uri_text);
-	src->chan_flags = MIG_HELLO_F_RESUME;
 	if (src->inline_run && src->inl.resume_fd >= 0) {
 		fd = src->inl.resume_fd;   /* the harness's, once */
 		src->inl.resume_fd = -1;

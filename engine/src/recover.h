@@ -2,8 +2,10 @@
 #pragma once
 #include "engine/src/src_int.h"
 
-/* Connects a main channel to src->uri_text with a RESUME hello and sends PC_RECOVER;
- * the other channels may open meanwhile. */
+/* src->uri_text into src->uri, and the RESUME flag for every channel's hello. */
+gboolean mig_src_recover_uri(Src *src, GError **err);
+/* Connects a main channel to src->uri with a RESUME hello and sends PC_RECOVER; the
+ * other channels may connect meanwhile, and say hello once this returned TRUE. */
 gboolean mig_src_recover_begin(Src *src, GError **err);
 /* Once every other channel is back: PC_RESUME, then the destination's received
  * bitmaps (every page it lacks is dirty again; *missing: their bytes, also

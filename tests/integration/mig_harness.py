@@ -864,7 +864,9 @@ class Proxy:
         self.corrupted = threading.Event()
         self.closed = threading.Event()
         self.seen = []
-        self.socks = []
+        self.socks = []           # under socks_lock (self.lock is held across sends)
+        self.socks_lock = threading.Lock()
+        self.main_taken = False
         self.conns = {}           # (type, index) -> (client, upstream), the last of each
         self.threads = []
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -886,16 +888,20 @@ class Proxy:
         self.close()
 
     def close(self):
-        self.closed.set()
+        with self.socks_lock:
+            self.closed.set()
+            socks = list(self.socks)
         with contextlib.suppress(OSError):
             self.lsock.close()
-        for s in list(self.socks):
+        for s in socks:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 s.close()
-        for t in self.threads:
-            t.join(timeout=5)
+        i = 0
+        while i < len(self.threads):    # an opener may have started pumps meanwhile; none after
+            self.threads[i].join(timeout=5)
+            i += 1
 
     def cut_channel(self, ctype, index):
         """Ends one connection both ways with a FIN, the others forwarded on."""
@@ -934,8 +940,17 @@ class Proxy:
     def names(self):
         return [FRAME_NAMES[t] for t in self.seen if t in FRAME_NAMES]
 
+    def _keep(self, s):
+        """Registers a socket for close(); FALSE (and closes it) once the proxy closed."""
+        with self.socks_lock:
+            if not self.closed.is_set():
+                self.socks.append(s)
+                return True
+        with contextlib.suppress(OSError):
+            s.close()
+        return False
+
     def _accept_loop(self):
-        main_taken = False
         while not self.closed.is_set():
             try:
                 c, _ = self.lsock.accept()
@@ -943,36 +958,46 @@ class Proxy:
                 continue
             except OSError:
                 return
-            try:
-                u = socket.create_connection(self.upstream, timeout=scaled(5))
-            except OSError:
-                c.close()
-                continue
-            for s in (c, u):
-                s.settimeout(None)
-                self.socks.append(s)
-            if self.raw:
-                self._spawn(self._raw, c, u)
-                self._spawn(self._raw, u, c)
-                continue
-            hello_bytes = self._read_exact(c, HELLO_LEN)
-            if hello_bytes is None:
-                continue
+            if self._keep(c):
+                # each connection's hello on its own thread: a source may say hello on
+                # one channel only once another is answered (a recovery's channels wait
+                # for the main one's), so a hello not yet sent holds up no accept
+                self._spawn(self._open, c)
+
+    def _open(self, c):
+        try:
+            u = socket.create_connection(self.upstream, timeout=scaled(5))
+        except OSError:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+            return
+        if not self._keep(u):
+            return
+        for s in (c, u):
+            s.settimeout(None)      # close() shuts them down
+        if self.raw:
+            self._spawn(self._raw, c, u)
+            self._spawn(self._raw, u, c)
+            return
+        hello_bytes = self._read_exact(c, HELLO_LEN)
+        if hello_bytes is None:
+            return
+        with contextlib.suppress(OSError):
             u.sendall(hello_bytes)
-            _, _, ctype, index, _, _ = struct.unpack(HELLO_FMT, hello_bytes)
-            with self.lock:
-                self.conns[(ctype, index)] = (c, u)
-            is_main = ctype == CHAN_MAIN and not main_taken
-            main_taken = main_taken or is_main
-            if is_main:
-                self._spawn(self._frames, c, u, 0, True)       # source -> destination
-                self._spawn(self._frames, u, c, 10, False)     # the reply, then the return path
-            elif self.mute and ctype == self.mute[0]:
-                self._spawn(self._muting, c, u, self.mute[1])
-                self._spawn(self._raw, u, c)
-            else:
-                self._spawn(self._raw, c, u)
-                self._spawn(self._raw, u, c)
+        _, _, ctype, index, _, _ = struct.unpack(HELLO_FMT, hello_bytes)
+        with self.lock:
+            self.conns[(ctype, index)] = (c, u)
+            is_main = ctype == CHAN_MAIN and not self.main_taken
+            self.main_taken = self.main_taken or is_main
+        if is_main:
+            self._spawn(self._frames, c, u, 0, True)       # source -> destination
+            self._spawn(self._frames, u, c, 10, False)     # the reply, then the return path
+        elif self.mute and ctype == self.mute[0]:
+            self._spawn(self._muting, c, u, self.mute[1])
+            self._spawn(self._raw, u, c)
+        else:
+            self._spawn(self._raw, c, u)
+            self._spawn(self._raw, u, c)
 
     def _muting(self, a, b, pred):
         counts = {}

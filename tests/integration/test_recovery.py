@@ -15,10 +15,14 @@
   and then says nothing: the source pauses again by itself within x-channel-timeout
   (2000 ms here) * 2 + 3 s, as every wait on a peer; the destination's peer reads its
   bitmaps and then says nothing: the same there.
-- one_lane: one multifd channel cut pauses both sides too; the recovery re-opens it.
+- one_lane: one multifd channel cut pauses both sides too; a resume whose main channel
+  gets no answer then pauses the source again naming it (the multifd and preempt
+  channels, which connect beside it, say nothing until it is answered and close without
+  a byte when it fails); the next recovery re-opens every channel.
 - quit: quit ends a paused source and a paused destination.
 - hugetlb: a 2 MiB hugetlb guest with preempt and break-huge (half-sent huge pages in
   flight when the link goes) pauses and recovers with integrity intact."""
+import contextlib
 import os
 import socket
 import struct
@@ -279,9 +283,70 @@ def case_one_lane():
         h.check("multifd" in src.query_migrate().get("error-desc", "") + dst.query_migrate().get("error-desc", ""),
                 "neither side blames the multifd channel: %r / %r"
                 % (src.query_migrate().get("error-desc"), dst.query_migrate().get("error-desc")))
+        refuse_main(src, 2 + 1)
         info = recover(src, dst)
         h.check_migrated(src, dst, info, size=128 * h.MiB)
         proxy.close()
+
+
+def refuse_main(src, nchans):
+    """A resume whose main channel gets no answer: the nchans other channels, which
+    connect beside it, say nothing until it is answered and close without a byte when
+    it fails; the source pauses again, naming the main channel."""
+    fake = socket.socket()
+    fake.bind(("127.0.0.1", 0))
+    fake.listen(16)
+    fake.settimeout(0.2)
+    conns = []
+    before = src.query_migrate().get("error-desc")
+    try:
+        src.cmd("migrate", uri="tcp:127.0.0.1:%d" % fake.getsockname()[1], resume=True)
+        deadline = h.Deadline(h.scaled(10))
+        while len(conns) < nchans + 1 and not deadline.expired():
+            try:
+                conns.append(fake.accept()[0])
+            except socket.timeout:
+                pass
+        h.check(len(conns) == nchans + 1, "%d of %d connections came" % (len(conns), nchans + 1))
+        for c in conns:
+            c.setblocking(False)
+        # the main channel's hello comes; the others' must not, however long we wait
+        spoke = {}
+        deadline = h.Deadline(h.scaled(10))
+        while not spoke and not deadline.expired():
+            time.sleep(0.05)
+            for c in conns:
+                try:
+                    data = c.recv(64)
+                except BlockingIOError:
+                    continue
+                spoke[c] = data
+        time.sleep(0.3)      # what the others would send, had they not waited
+        for c in conns:
+            if c not in spoke:
+                with contextlib.suppress(BlockingIOError):
+                    spoke[c] = c.recv(64)
+        h.check(len(spoke) == 1, "%d channels spoke before the main channel's answer" % len(spoke))
+        main, hello = next(iter(spoke.items()))
+        h.check(len(hello) >= h.HELLO_LEN and struct.unpack(h.HELLO_FMT, hello[:h.HELLO_LEN])[2] == h.CHAN_MAIN,
+                "the first to speak is not a main channel's hello: %r" % hello)
+        main.close()         # no answer: the main channel's hello fails
+        for c in conns:
+            if c is main:
+                continue
+            c.setblocking(True)
+            c.settimeout(h.scaled(10))
+            h.check(c.recv(64) == b"", "a channel sent bytes after the main channel failed")
+    finally:
+        for c in conns:
+            c.close()
+        fake.close()
+    # paused again: the status it had before the resume, with a new error-desc
+    info = h.wait_until(lambda: (lambda i: i if i["status"] == "postcopy-paused" and i.get("error-desc") != before
+                                 else None)(src.query_migrate()), 30, "the source paused again")
+    why = info.get("error-desc", "")
+    print("source paused again: %s" % why)
+    h.check("main channel" in why and "other channels" not in why, "the source's error-desc %r" % why)
 
 
 def case_quit():

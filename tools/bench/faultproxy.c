@@ -31,7 +31,8 @@ struct BenchFProxy {
 	GError *start_err;
 	GThread *acceptor;
 	GPtrArray *conns;           /* FpConn * */
-	GPtrArray *pumps;           /* GThread * */
+	GPtrArray *openers;         /* GThread *: one per connection, its hello (the acceptor's) */
+	GPtrArray *pumps;           /* GThread *, under lock (the openers add them) */
 };
 
 typedef struct FpPump {
@@ -246,14 +247,56 @@ static void fp_start_pumps(BenchFProxy *p, FpConn *c)
 		pu->p = p;
 		pu->c = c;
 		pu->dir = dir;
+		g_mutex_lock(&p->lock);
 		g_ptr_array_add(p->pumps, g_thread_new("migbench/proxy", fp_pump, pu));
+		g_mutex_unlock(&p->lock);
 	}
 }
 
+typedef struct FpOpen {
+	BenchFProxy *p;
+	FpConn *c;
+} FpOpen;
+
+/* A connection's hello, on its own thread: a source may connect several channels and
+ * say hello on one only once another is answered (a recovery's channels wait for the
+ * main one's), so a hello not yet sent must not hold up the next accept. */
+static gpointer fp_opener(gpointer data)
+{
+	FpOpen *o = data;
+	BenchFProxy *p = o->p;
+	FpConn *c = o->c;
+	guint8 hello[MIG_HELLO_LEN];
+
+	g_free(o);
+	if (!fp_read_exact(p, c->fd[0], hello, sizeof(hello)))
+		return NULL;
+	g_mutex_lock(&p->lock);
+	c->main = mig_get_be16(hello + 6) == MIG_CHAN_MAIN && !p->main_taken;   /* 6:2 type */
+	p->main_taken |= c->main;
+	g_mutex_unlock(&p->lock);
+	if (c->main && p->spec.corrupt_hello)
+		hello[0] ^= 0xff;
+	if (!fp_write_all(p, c->fd[1], hello, sizeof(hello)))
+		return NULL;
+	if (c->main && p->spec.corrupt_hello) {
+		g_mutex_lock(&p->lock);
+		p->corrupted = TRUE;
+		g_cond_broadcast(&p->cond);
+		g_mutex_unlock(&p->lock);
+	}
+	fp_start_pumps(p, c);
+	if (c->main && p->spec.hold_at == FPROXY_HELLO)
+		fp_hold(p);
+	return NULL;
+}
+
+/* The connection to the destination is made here, in the namespace (setns holds for
+ * the acceptor's thread only); the hello is read on a thread of its own. */
 static void fp_accept_one(BenchFProxy *p, int cfd)
 {
 	FpConn *c = g_new0(FpConn, 1);
-	guint8 hello[MIG_HELLO_LEN];
+	FpOpen *o;
 
 	c->fd[0] = cfd;
 	c->fd[1] = fp_connect(p);
@@ -269,23 +312,10 @@ static void fp_accept_one(BenchFProxy *p, int cfd)
 		c->fd[0] = -1;
 		return;
 	}
-	if (!fp_read_exact(p, cfd, hello, sizeof(hello)))
-		return;
-	c->main = mig_get_be16(hello + 6) == MIG_CHAN_MAIN && !p->main_taken;   /* 6:2 type */
-	p->main_taken |= c->main;
-	if (c->main && p->spec.corrupt_hello)
-		hello[0] ^= 0xff;
-	if (!fp_write_all(p, c->fd[1], hello, sizeof(hello)))
-		return;
-	if (c->main && p->spec.corrupt_hello) {
-		g_mutex_lock(&p->lock);
-		p->corrupted = TRUE;
-		g_cond_broadcast(&p->cond);
-		g_mutex_unlock(&p->lock);
-	}
-	fp_start_pumps(p, c);
-	if (c->main && p->spec.hold_at == FPROXY_HELLO)
-		fp_hold(p);
+	o = g_new0(FpOpen, 1);
+	o->p = p;
+	o->c = c;
+	g_ptr_array_add(p->openers, g_thread_new("migbench/proxy", fp_opener, o));
 }
 
 static gboolean fp_listen(BenchFProxy *p, GError **err)
@@ -349,6 +379,7 @@ BenchFProxy *bench_fproxy_new(const BenchFProxySpec *spec, GError **err)
 	g_mutex_init(&p->lock);
 	g_cond_init(&p->cond);
 	p->conns = g_ptr_array_new();
+	p->openers = g_ptr_array_new();
 	p->pumps = g_ptr_array_new();
 	p->acceptor = g_thread_new("migbench/proxy", fp_acceptor, p);
 	g_mutex_lock(&p->lock);
@@ -418,8 +449,11 @@ void bench_fproxy_free(BenchFProxy *p, gboolean reset)
 	p->closing = TRUE;
 	g_cond_broadcast(&p->cond);
 	g_mutex_unlock(&p->lock);
-	/* every thread sees `closing` within a tick; the acceptor first, so no pump is added */
+	/* every thread sees `closing` within a tick; the acceptor first, so no opener is
+	 * added, then the openers, so no pump is */
 	g_thread_join(p->acceptor);
+	for (guint i = 0; i < p->openers->len; i++)
+		g_thread_join(g_ptr_array_index(p->openers, i));
 	for (guint i = 0; i < p->pumps->len; i++)
 		g_thread_join(g_ptr_array_index(p->pumps, i));
 	for (guint i = 0; i < p->conns->len; i++) {
@@ -440,6 +474,7 @@ void bench_fproxy_free(BenchFProxy *p, gboolean reset)
 	}
 	if (p->lfd >= 0)
 		close(p->lfd);
+	g_ptr_array_unref(p->openers);
 	g_ptr_array_unref(p->pumps);
 	g_ptr_array_unref(p->conns);
 	g_cond_clear(&p->cond);
