@@ -137,9 +137,9 @@ static gboolean fault_read_error(guint64 off, int res, GError **err)
 }
 
 /* A faulted page's read at queue depth 1, its completion polled for up to
- * FAULT_SPIN_US before the thread sleeps on it: the vCPU waits on this read, and
- * sleeping in pread added a wake-up to every fault (a loaded machine's scheduler can
- * take long to run a woken thread; docs/design.md, Migration to a file). */
+ * FAULT_SPIN_US before the thread sleeps on it: the vCPU waits on this read anyway,
+ * and a thread asleep on it (in pread) pays a wake-up on every fault, long on a loaded
+ * machine (docs/design.md, Migration to a file). */
 static gboolean fault_read(FileLoad *fl, guint8 *buf, gsize len, guint64 off, GError **err)
 {
 	gsize done = 0;
@@ -152,7 +152,10 @@ static gboolean fault_read(FileLoad *fl, guint8 *buf, gsize len, guint64 off, GE
 		gint64 until = g_get_monotonic_time() + FAULT_SPIN_US;
 		int rc;
 
-		/* the ring is empty between reads: an sqe is always free */
+		/* the ring is empty between reads, so an sqe is free; a read that failed
+		 * stops the fault thread, so none is left behind */
+		if (!sqe)
+			return fault_read_error(off + done, -EBUSY, err);
 		io_uring_prep_read(sqe, fl->dfd, buf + done, (unsigned)(len - done), off + done);
 		rc = io_uring_submit(&fl->fault_ring);
 		if (rc != 1)
