@@ -55,11 +55,11 @@ def by_id(info):
     return {d["id"]: d for d in info.get("x-devices", [])}
 
 
-def pair(multifd, lane, backend="anon", dst_extra=None, dst_workload="seq"):
+def pair(multifd, lane, backend="anon", dst_extra=None, dst_workload="seq", size="128M"):
     if backend == "hugetlb":
-        h.require_hugepages(2 * SIZE // (2 * h.MiB))
-    src = h.Migd("src", h.guest_args("128M", backend=backend, workload="seq", vcpus=2) + dev_args("src"))
-    dst = h.Migd("dst", h.guest_args("128M", backend=backend, workload=dst_workload, vcpus=2,
+        h.require_hugepages(2 * h.parse_size(size) // (2 * h.MiB))
+    src = h.Migd("src", h.guest_args(size, backend=backend, workload="seq", vcpus=2) + dev_args("src"))
+    dst = h.Migd("dst", h.guest_args(size, backend=backend, workload=dst_workload, vcpus=2,
                                      incoming="tcp:127.0.0.1:0") + dev_args("dst", dst_extra=dst_extra))
     for m in (src, dst):
         caps = {"events": True, "x-device-state-lane": lane}
@@ -152,7 +152,8 @@ def case_serial_postcopy():
 
 
 def failed_load(lane, mode):
-    src, dst = pair(4 if lane else 0, lane, dst_extra={"gpu0": ",fail-at=12345678,fail-mode=" + mode})
+    # the device's failure is the point, not the RAM before it: a 64 MiB guest
+    src, dst = pair(4 if lane else 0, lane, dst_extra={"gpu0": ",fail-at=12345678,fail-mode=" + mode}, size="64M")
     with src, dst:
         src.set_params(dict(h.FAST_PARAMS, **{"downtime-limit": 2000}))
         src.cmd("migrate", uri=dst.listen_uri())

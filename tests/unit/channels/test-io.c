@@ -604,9 +604,65 @@ static void test_eintr(void)
 	g_assert_cmpint(sigaction(SIGUSR1, &old, NULL), ==, 0);
 }
 
+/* The cases that wait out a timeout (or a slow peer) each wait on their own socket
+ * pair and share nothing else, so they wait at the same time: a whole run starts each
+ * on its own thread before the cases run, and the case of that name joins it and
+ * asserts what it waited for. Each keeps its own bounds, measured on its own thread
+ * from its own start, so waiting side by side changes no bound; the run then takes
+ * about the longest wait (write-without-timeout-ends, the 15 s default) instead of
+ * their sum. An assertion that fails on such a thread aborts the run with its
+ * function and line, as on the main thread. A run that picks cases (-p, -s) runs them
+ * in place (-l lists them without starting any). */
+typedef struct {
+	const char *path;
+	GTestFunc fn;
+	GThread *th;
+} Waiter;
+
+static Waiter waiters[] = {
+	{ "/channels/io/read-timeout-from-last-byte", test_read_timeout_from_last_byte, NULL },
+	{ "/channels/io/read-slow-peer-lives", test_read_slow_peer_lives, NULL },
+	{ "/channels/io/write-timeout-from-last-room", test_write_timeout_from_last_room, NULL },
+	{ "/channels/io/unix-read-timeout-from-last-byte", test_unix_read_timeout_from_last_byte, NULL },
+	{ "/channels/io/unix-read-slow-peer-lives", test_unix_read_slow_peer_lives, NULL },
+	{ "/channels/io/write-without-timeout-ends", test_write_without_timeout_ends, NULL },
+};
+
+static gpointer waiter_thread(gpointer opaque)
+{
+	((Waiter *)opaque)->fn();
+	return NULL;
+}
+
+static void join_waiter(gconstpointer opaque)
+{
+	Waiter *w = (Waiter *)opaque;
+
+	if (!w->th) {
+		w->fn();
+		return;
+	}
+	g_thread_join(w->th);
+	w->th = NULL;
+}
+
+static gboolean picks_cases(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "-p") || !strcmp(argv[i], "-s") || !strcmp(argv[i], "-l") ||
+		    g_str_has_prefix(argv[i], "--GTestSkip"))
+			return TRUE;
+	return FALSE;
+}
+
 int main(int argc, char **argv)
 {
+	gboolean at_once = !picks_cases(argc, argv);
+
 	g_test_init(&argc, &argv, NULL);
+	if (at_once && !g_test_subprocess())
+		for (size_t i = 0; i < G_N_ELEMENTS(waiters); i++)
+			waiters[i].th = g_thread_new("io-waiter", waiter_thread, &waiters[i]);
 	g_test_add_func("/channels/io/big-roundtrip", test_big_roundtrip);
 	g_test_add_func("/channels/io/zero-len", test_zero_len);
 	g_test_add_func("/channels/io/eof", test_eof);
@@ -618,14 +674,10 @@ int main(int argc, char **argv)
 	g_test_add_func("/channels/io/read-timeout", test_read_timeout);
 	g_test_add_func("/channels/io/liveness", test_liveness);
 	g_test_add_func("/channels/io/write-timeout", test_write_timeout);
-	g_test_add_func("/channels/io/read-timeout-from-last-byte", test_read_timeout_from_last_byte);
-	g_test_add_func("/channels/io/read-slow-peer-lives", test_read_slow_peer_lives);
-	g_test_add_func("/channels/io/write-timeout-from-last-room", test_write_timeout_from_last_room);
-	g_test_add_func("/channels/io/unix-read-timeout-from-last-byte", test_unix_read_timeout_from_last_byte);
-	g_test_add_func("/channels/io/unix-read-slow-peer-lives", test_unix_read_slow_peer_lives);
 	g_test_add_func("/channels/io/idle-ms", test_idle_ms);
 	g_test_add_func("/channels/io/send-wait-bound", test_send_wait_bound);
-	g_test_add_func("/channels/io/write-without-timeout-ends", test_write_without_timeout_ends);
 	g_test_add_func("/channels/io/eintr", test_eintr);
+	for (size_t i = 0; i < G_N_ELEMENTS(waiters); i++)
+		g_test_add_data_func(waiters[i].path, &waiters[i], join_waiter);
 	return g_test_run();
 }
