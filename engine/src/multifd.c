@@ -62,6 +62,8 @@ struct MfSrc {
 	guint next;               /* round-robin start */
 	guint dev_waiting;        /* device chunks waiting for a sender: RAM waits behind them */
 	guint dev_held, dev_limit;/* device chunks queued or being sent; at most this (0: any) */
+	guint64 dev_ticket;       /* device chunks that asked for a sender so far */
+	guint64 dev_turn;         /* the ticket whose chunk goes next: first come, first sent */
 	guint64 seq;
 	guint64 jobs_done;        /* a clock for Sender.last_done */
 	guint n;
@@ -384,9 +386,11 @@ gboolean mig_mf_src_queue_dev(MfSrc *m, const void *hdr, guint hdr_len, guint8 *
 {
 	Sender *sd = NULL;
 	Job *j;
+	guint64 ticket;
 
 	g_assert(hdr_len <= MIG_MF_DEV_HDR_MAX && done);
 	g_mutex_lock(&m->lock);
+	ticket = m->dev_ticket++;
 	m->dev_waiting++;
 	while (!sd) {
 		if (failed(m, err)) {
@@ -395,9 +399,16 @@ gboolean mig_mf_src_queue_dev(MfSrc *m, const void *hdr, guint hdr_len, guint8 *
 			g_mutex_unlock(&m->lock);
 			return FALSE;
 		}
-		if ((m->dev_limit && m->dev_held >= m->dev_limit) || !(sd = least_loaded(m, depth(m), TRUE)))
+		/* first come, first sent: with fewer chunks in flight than devices, a chunk
+		 * that just came would otherwise often overtake those woken with it, and a
+		 * device left behind loads its last chunks alone while the guest stays
+		 * stopped (docs/benchmarks.md, device-downtime). A failure ends every
+		 * waiter, so a ticket that leaves without its turn holds nobody up. */
+		if (ticket != m->dev_turn || (m->dev_limit && m->dev_held >= m->dev_limit) ||
+		    !(sd = least_loaded(m, depth(m), TRUE)))
 			wait_idle_cond(m);
 	}
+	m->dev_turn++;
 	m->dev_waiting--;
 	m->dev_held++;
 	mig_atomic_set(&m->s->stats.x_device_in_flight_peak,
@@ -414,11 +425,22 @@ gboolean mig_mf_src_queue_dev(MfSrc *m, const void *hdr, guint hdr_len, guint8 *
 	j->dev_len = len;
 	j->dev_done_data = done_data;
 	j->dev_done = done;
-	/* RAM batches held back by this chunk may go now */
-	if (!m->dev_waiting)
+	/* RAM batches held back by device chunks may go now, or the next ticket's chunk
+	 * if there is still a place for it (else the next chunk written wakes it) */
+	if (!m->dev_waiting || !m->dev_limit || m->dev_held < m->dev_limit)
 		g_cond_broadcast(&m->idle_cond);
 	g_mutex_unlock(&m->lock);
 	return TRUE;
+}
+
+guint mig_mf_src_dev_waiting(MfSrc *m)
+{
+	guint n;
+
+	g_mutex_lock(&m->lock);
+	n = m->dev_waiting;
+	g_mutex_unlock(&m->lock);
+	return n;
 }
 
 static gboolean wait_all_idle(MfSrc *m, GError **err)

@@ -33,6 +33,8 @@ typedef void (*MigMfDoneFn)(gpointer data, guint8 *buf, int rc);
 void mig_mf_src_limit_dev(MfSrc *m, guint max);
 gboolean mig_mf_src_queue_dev(MfSrc *m, const void *hdr, guint hdr_len, guint8 *buf, int pipe_fd,
 			      guint32 len, MigMfDoneFn done, gpointer done_data, GError **err);
+/* Device chunks waiting for a sender now (for tests). */
+guint mig_mf_src_dev_waiting(MfSrc *m);
 /* Waits until every batch is on the wire, then sends SYNC(pass) on every channel. */
 gboolean mig_mf_src_sync(MfSrc *m, guint64 pass, GError **err);
 /* Applies a socket option to every channel (postcopy pacing). */
