@@ -54,17 +54,29 @@ void mig_dst_free(Dst *d)
 	g_free(d);
 }
 
-int mig_dst_rp_send(MigSession *s, guint16 type, const struct iovec *iov, int n)
+static int rp_send(MigSession *s, guint16 type, const struct iovec *iov, int n, gboolean last)
 {
 	Dst *d = s->dst;
-	int rc;
+	int rc = 0;
 
 	if (d->stream_file)
 		return 0;   /* a file has no way back */
 	g_mutex_lock(&d->rp_lock);
-	rc = d->fd >= 0 ? mig_frame_send(d->fd, type, 0, iov, n) : -EPIPE;
+	if (!d->rp_last || type != MIG_F_RP_NOP)
+		rc = d->fd >= 0 ? mig_frame_send(d->fd, type, 0, iov, n) : -EPIPE;
+	d->rp_last |= last;
 	g_mutex_unlock(&d->rp_lock);
 	return rc;
+}
+
+int mig_dst_rp_send(MigSession *s, guint16 type, const struct iovec *iov, int n)
+{
+	return rp_send(s, type, iov, n, FALSE);
+}
+
+int mig_dst_rp_send_last(MigSession *s, guint16 type, const struct iovec *iov, int n)
+{
+	return rp_send(s, type, iov, n, TRUE);
 }
 
 /* Under Dst.rp_lock, as every return-path write: between frames, never inside one.

@@ -63,6 +63,8 @@ typedef struct Dst {
 	struct DevDst *devdst;     /* the device lane (devlane.c) */
 	guint64 dev_fed;           /* state bytes written to the devices so far (atomic) */
 	GMutex rp_lock;            /* return-path writes: loader, fault thread and beat */
+	gboolean rp_last;          /* the return path's last frame is out: the beat sends no
+				    * more (under rp_lock) */
 	MigBeat beat;              /* mig/dst/beat, started and stopped by the loader */
 	GThread *urgent_thread[MIG_PREEMPT_MAX];  /* mig/dst/urg/N: preempt channel N's loader */
 	int urgent_fd[MIG_PREEMPT_MAX];
@@ -111,6 +113,9 @@ int mig_dst_rp_send_reqs(MigSession *s, const void *frames, gsize len);
  * precopy, RP_DONE in postcopy), on a pause and at its end. Both idempotent. */
 void mig_dst_beat_start(MigSession *s);
 void mig_dst_beat_stop(MigSession *s);
+/* Sends the return path's last frame (precopy's RP_RUNNING): the beat, which may still
+ * be between two NOPs, sends nothing after it, so it can be joined afterwards. */
+int mig_dst_rp_send_last(MigSession *s, guint16 type, const struct iovec *iov, int n);
 /* Every page of every RAM block arrived (the received bitmaps; a zero page counts,
  * and in postcopy a placed page): else an error naming how many are missing and the
  * first of them. A guest may start only on a complete memory image. */

@@ -1302,12 +1302,18 @@ static gboolean complete(Loader *d, gboolean postcopy, GError **err)
 	/* from here the guest may touch missing pages: a lost channel pauses */
 	__atomic_store_n(&s->dst->pc_running, postcopy && s->status != MIG_STATUS_FAILED, __ATOMIC_RELEASE);
 	g_mutex_unlock(&s->lock);
-	if (!postcopy && s->vm->incoming_done)
+	if (postcopy) {
+		mig_dst_rp_send(s, MIG_F_RP_RUNNING, &iov, 1);
+		return TRUE;
+	}
+	/* precopy: RP_RUNNING is the return path's last frame, the source reads no more.
+	 * The source's guest stays stopped until it reads it, so it goes first: joining
+	 * the beat (a thread to wake) and the VM's incoming_done (the synthetic guest
+	 * starts a verifier that walks all of RAM and takes a CPU) come after. */
+	mig_dst_rp_send_last(s, MIG_F_RP_RUNNING, &iov, 1);
+	mig_dst_beat_stop(s);
+	if (s->vm->incoming_done)
 		s->vm->incoming_done(s->vm_opaque);
-	/* precopy: RP_RUNNING is the return path's last frame, the source reads no more */
-	if (!postcopy)
-		mig_dst_beat_stop(s);
-	mig_dst_rp_send(s, MIG_F_RP_RUNNING, &iov, 1);
 	return TRUE;
 }
 

@@ -107,21 +107,34 @@ def finish(dst, main, multifd):
     ftype, msg = rp_frame(main)
     h.check(ftype == RP_RUNNING, "GO answered %#x %r" % (ftype, msg))
     dst.wait_status("completed", timeout=10)
+    # RP_RUNNING is precopy's last return-path frame: not even a heartbeat follows it
+    rest = rest_until_closed(main)
+    h.check(rest == b"", "the return path after RP_RUNNING: %s" %
+            ("not closed" if rest is None else "%r" % rest[:64]))
+
+
+def rest_until_closed(s, timeout=10):
+    """What the peer sends until it closes (b"" if nothing), bounded; None if it has not
+    closed in time."""
+    deadline = h.Deadline(h.scaled(timeout))
+    data = b""
+    while not deadline.expired():
+        s.settimeout(max(0.001, deadline.left()))
+        try:
+            chunk = s.recv(4096)
+        except socket.timeout:
+            continue
+        except OSError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+    return None
 
 
 def wait_closed(s, timeout=10):
     """True once the peer closed (EOF or reset), bounded."""
-    deadline = h.Deadline(h.scaled(timeout))
-    while not deadline.expired():
-        s.settimeout(max(0.001, deadline.left()))
-        try:
-            if not s.recv(4096):
-                return True
-        except socket.timeout:
-            continue
-        except OSError:
-            return True
-    return False
+    return rest_until_closed(s, timeout) is not None
 
 
 def case_silent_intruder_then_real_source():

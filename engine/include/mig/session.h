@@ -58,7 +58,8 @@ typedef struct MigVmOps {
 	gboolean (*load_state)(gpointer opaque, GBytes *state, GError **err);
 	/* Adds the VM's own members to a query (MigInfo.extra; may be NULL). */
 	void (*query)(gpointer opaque, MigValue *obj);
-	/* Destination: every page is in place (may be NULL). */
+	/* Destination: every page is in place (may be NULL). A precopy over a connection
+	 * calls it after RP_RUNNING is out, so what it does is not downtime. */
 	void (*incoming_done)(gpointer opaque);
 } MigVmOps;
 
