@@ -22,7 +22,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
-#include <liburing.h>
 
 #define CHUNK_BYTES (2u << 20)
 /* Lazy restore: after a fault, the prefetch stays at a fault's pace this long (faults
@@ -31,10 +30,6 @@
  * not behind every worker's queue (docs/design.md, Migration to a file). */
 #define FAULT_QUIET_US 20000
 #define FAULT_PACE_IO (128u << 10)
-/* Lazy restore: how long the fault thread spins on its read's completion before it
- * sleeps on it: a 4 KiB read here takes 40-100 us (docs/benchmarks.md, file), and a
- * slower one (a huge page, a busy disk) costs at most this much CPU. */
-#define FAULT_SPIN_US 500
 
 typedef struct FileLoad {
 	MigSession *s;
@@ -53,8 +48,6 @@ typedef struct FileLoad {
 	GPtrArray *dev_state; /* GBytes per device, checked, until loaded */
 	gboolean lazy;        /* postcopy-ram: the guest runs first, pages come through userfaultfd */
 	guint8 *fault_buf;    /* lazy: the fault thread's page, aligned for O_DIRECT */
-	struct io_uring fault_ring; /* lazy: the fault thread's, one read at a time */
-	gboolean fault_ring_up;     /* else the fault thread preads */
 	gint faulting;        /* lazy: faults being read now (atomic) */
 	gint64 fault_end_us;  /* lazy: when the last one was placed (atomic) */
 } FileLoad;
@@ -129,54 +122,6 @@ static gboolean load_devices(FileLoad *fl, GError **err)
 	return ok;
 }
 
-static gboolean fault_read_error(guint64 off, int res, GError **err)
-{
-	g_set_error(err, MIG_ERROR, res < 0 ? -res : EIO, "reading the faulted page at file offset %" G_GUINT64_FORMAT ": %s",
-		    off, res < 0 ? g_strerror(-res) : "the file ends there (truncated)");
-	return FALSE;
-}
-
-/* A faulted page's read at queue depth 1, its completion polled for up to
- * FAULT_SPIN_US before the thread sleeps on it: the vCPU waits on this read anyway,
- * and a thread asleep on it (in pread) pays a wake-up on every fault, long on a loaded
- * machine (docs/design.md, Migration to a file). */
-static gboolean fault_read(FileLoad *fl, guint8 *buf, gsize len, guint64 off, GError **err)
-{
-	gsize done = 0;
-
-	if (!fl->fault_ring_up)
-		return mig_mapf_pread(fl->dfd, buf, len, off, "faulted page", err);
-	while (done < len) {
-		struct io_uring_sqe *sqe = io_uring_get_sqe(&fl->fault_ring);
-		struct io_uring_cqe *cqe = NULL;
-		gint64 until = g_get_monotonic_time() + FAULT_SPIN_US;
-		int rc;
-
-		/* the ring is empty between reads, so an sqe is free; a read that failed
-		 * stops the fault thread, so none is left behind */
-		if (!sqe)
-			return fault_read_error(off + done, -EBUSY, err);
-		io_uring_prep_read(sqe, fl->dfd, buf + done, (unsigned)(len - done), off + done);
-		rc = io_uring_submit(&fl->fault_ring);
-		if (rc != 1)
-			return fault_read_error(off + done, rc < 0 ? rc : -EIO, err);
-		while ((rc = io_uring_peek_cqe(&fl->fault_ring, &cqe)) == -EAGAIN && g_get_monotonic_time() < until)
-			;
-		while (rc == -EAGAIN || rc == -EINTR)
-			rc = io_uring_wait_cqe(&fl->fault_ring, &cqe);
-		if (rc < 0)
-			return fault_read_error(off + done, rc, err);
-		rc = cqe->res;
-		io_uring_cqe_seen(&fl->fault_ring, cqe);
-		if (rc == -EINTR)
-			continue;
-		if (rc <= 0)
-			return fault_read_error(off + done, rc, err);
-		done += (gsize)rc;
-	}
-	return TRUE;
-}
-
 /* Lazy restore: a vCPU faulted on a page not placed yet. Its offset is known, so one
  * read at queue depth 1 serves it, on the fault thread itself: ahead of any prefetch. */
 static int lazy_fetch(gpointer opaque, guint bi, gsize page)
@@ -187,7 +132,8 @@ static int lazy_fetch(gpointer opaque, guint bi, gsize page)
 	int rc = 0;
 
 	__atomic_add_fetch(&fl->faulting, 1, __ATOMIC_SEQ_CST);
-	if (!fault_read(fl, fl->fault_buf, rb->page_size, fl->u.offset + fl->map.blocks[bi].pages_off + (guint64)page * rb->page_size, &e) ||
+	if (!mig_mapf_pread(fl->dfd, fl->fault_buf, rb->page_size,
+			    fl->u.offset + fl->map.blocks[bi].pages_off + (guint64)page * rb->page_size, "faulted page", &e) ||
 	    !mig_pc_dst_place(fl->s, bi, page, fl->fault_buf, &e)) {
 		mig_session_report_error(fl->s, "lazy restore: %s", e->message);
 		rc = -(e->code ? e->code : EIO);
@@ -494,10 +440,6 @@ static gboolean lazy_start(FileLoad *fl, GBytes *state, GError **err)
 	}
 	if (posix_memalign((void **)&fl->fault_buf, MIG_MAPF_ALIGN, maxps))
 		g_error("out of memory for the fault buffer");
-	/* without it (no memory to lock for a ring), faults are read with pread */
-	fl->fault_ring_up = io_uring_queue_init(2, &fl->fault_ring, 0) == 0;
-	if (!fl->fault_ring_up)
-		mig_log(s, MIG_LOG_WARNING, "lazy restore: no io_uring for the fault thread; faults are read with pread");
 	/* from here on a failure cannot be retried: the guest may run on what it has */
 	g_mutex_lock(&s->lock);
 	if (s->dst->cancelled) {
@@ -590,8 +532,6 @@ static void file_free(gpointer opaque)
 	g_clear_error(&fl->error);
 	g_mutex_clear(&fl->err_lock);
 	free(fl->fault_buf);
-	if (fl->fault_ring_up)
-		io_uring_queue_exit(&fl->fault_ring);
 	if (fl->dev_state)
 		g_ptr_array_free(fl->dev_state, TRUE);
 	g_free(fl);

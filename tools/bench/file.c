@@ -7,9 +7,9 @@
  * queue depth moving 1 MiB requests (O_DIRECT for the direct rows, fdatasync as the
  * save does), and the same with pwrite/pread; then a lazy restore (postcopy-ram on
  * migrate-incoming): when the guest ran, and its 4K fault p50/p99 against a raw 4 KiB
- * O_DIRECT read at queue depth 1 of the same file (pread, and polled through io_uring).
- * The file lives under --dir (default /var/tmp, not tmpfs) and is deleted after each
- * run; the page cache is dropped between save and restore of the buffered rows. */
+ * O_DIRECT read at queue depth 1 of the same file. The file lives under --dir
+ * (default /var/tmp, not tmpfs) and is deleted after each run; the page cache is
+ * dropped between save and restore of the buffered rows. */
 #include "tools/bench/runner.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -58,7 +58,6 @@ typedef struct FbLazy {
 	RowStatus status;
 	char *error;
 	double checked_ms, vm_load_ms;   /* of running_ms: the file checked; the VM's load of its record */
-	double raw_poll_p50_us, raw_poll_p99_us; /* the raw read through io_uring, its completion polled */
 } FbLazy;
 
 /* ---- the raw baseline ---- */
@@ -246,37 +245,13 @@ static int fb_cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* One read through ring, its completion polled as the lazy restore's fault thread polls
- * (for at most a second here, then slept on). */
-static ssize_t fb_polled_read(struct io_uring *ring, int fd, void *buf, size_t len, off_t off)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-	struct io_uring_cqe *cqe = NULL;
-	gint64 until = g_get_monotonic_time() + G_USEC_PER_SEC;
-	int rc;
-
-	io_uring_prep_read(sqe, fd, buf, (unsigned)len, (guint64)off);
-	if ((rc = io_uring_submit(ring)) != 1)
-		return rc < 0 ? rc : -EIO;
-	while ((rc = io_uring_peek_cqe(ring, &cqe)) == -EAGAIN && g_get_monotonic_time() < until)
-		;
-	while (rc == -EAGAIN || rc == -EINTR)
-		rc = io_uring_wait_cqe(ring, &cqe);
-	if (rc < 0)
-		return rc;
-	rc = cqe->res;
-	io_uring_cqe_seen(ring, cqe);
-	return rc;
-}
-
-/* Random 4 KiB O_DIRECT reads of path, one at a time: with pread, or (ring) through an
- * io_uring with the completion polled, as a lazy restore's fault is served. Their p50
- * and p99 in us. */
-static gboolean fb_raw_qd1(const char *path, struct io_uring *ring, double *p50, double *p99, GError **err)
+/* Random 4 KiB O_DIRECT reads of path, one at a time (pread, as a lazy restore's
+ * fault is served): their p50 and p99 in us. */
+static gboolean fb_raw_qd1(const char *path, double *p50, double *p99, GError **err)
 {
 	int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
 	g_autofree double *lat = g_new0(double, FB_QD1_READS);
-	g_autoptr(GRand) rng = g_rand_new_with_seed(ring ? 18 : 17); /* other offsets: no cache below shared */
+	g_autoptr(GRand) rng = g_rand_new_with_seed(17);
 	void *buf = NULL;
 	struct stat st;
 	gboolean ok = FALSE;
@@ -289,11 +264,8 @@ static gboolean fb_raw_qd1(const char *path, struct io_uring *ring, double *p50,
 		off_t off = (off_t)g_rand_int_range(rng, 0, (gint32)MIN(st.st_size / 4096, G_MAXINT32)) * 4096;
 		gint64 t0 = g_get_monotonic_time();
 
-		ssize_t n = ring ? fb_polled_read(ring, fd, buf, 4096, off) : pread(fd, buf, 4096, off);
-
-		if (n != 4096) {
-			g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "raw QD1 read of %s: %s", path,
-				    n < 0 ? g_strerror(ring ? (int)-n : errno) : "short read");
+		if (pread(fd, buf, 4096, off) != 4096) {
+			g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "raw QD1 read of %s: %s", path, g_strerror(errno));
 			goto out;
 		}
 		lat[i] = (double)(g_get_monotonic_time() - t0);
@@ -587,8 +559,6 @@ static void fb_print(Bench *b, guint64 guest, GPtrArray *rows, const FbLazy *l)
 		g_autofree char *x50 = bench_fmt_num(l->fault_p50_us / l->raw_qd1_p50_us, 2);
 		g_autofree char *x99 = bench_fmt_num(l->fault_p99_us / l->raw_qd1_p99_us, 2);
 		g_autofree char *chk = bench_fmt_num(l->checked_ms, 1), *vml = bench_fmt_num(l->vm_load_ms, 1);
-		g_autofree char *pol50 = bench_fmt_num(l->raw_poll_p50_us, 0), *pol99 = bench_fmt_num(l->raw_poll_p99_us, 0);
-		g_autofree char *px50 = bench_fmt_num(l->fault_p50_us / l->raw_poll_p50_us, 2);
 
 		printf("lazy restore (postcopy-ram, 4 channels, direct-io, random workload, scattered file): running after %s ms "
 		       "[<= %.0f ms: %s] (file checked after %s ms, the VM's load of its record %s ms), all in after %s ms\n", run,
@@ -596,8 +566,6 @@ static void fb_print(Bench *b, guint64 guest, GPtrArray *rows, const FbLazy *l)
 		printf("  4K fault p50 %s us, p99 %s us; raw 4K O_DIRECT QD1 read p50 %s us, p99 %s us; fault/raw p50 %s "
 		       "[<= %.0fx: %s], p99 %s\n", p50, p99, raw50, raw99, x50, FB_TARGET_FAULT_X,
 		       fb_mark(l->fault_p50_us <= FB_TARGET_FAULT_X * l->raw_qd1_p50_us, l->fault_p50_us + l->raw_qd1_p50_us), x99);
-		printf("  raw 4K O_DIRECT QD1 read through io_uring, completion polled (as mig's fault thread reads): p50 %s us, "
-		       "p99 %s us; fault/polled p50 %s\n", pol50, pol99, px50);
 		if (l->status != ROW_OK)
 			printf("lazy %s: %s\n", bench_status_names[l->status], l->error);
 	}
@@ -679,8 +647,6 @@ static gboolean fb_write_json(Bench *b, guint64 guest, GPtrArray *rows, const Fb
 	bench_json_double(j, "fault_4k_p99_us", l->fault_p99_us);
 	bench_json_double(j, "raw_qd1_4k_p50_us", l->raw_qd1_p50_us);
 	bench_json_double(j, "raw_qd1_4k_p99_us", l->raw_qd1_p99_us);
-	bench_json_double(j, "raw_qd1_polled_4k_p50_us", l->raw_poll_p50_us);
-	bench_json_double(j, "raw_qd1_polled_4k_p99_us", l->raw_poll_p99_us);
 	json_builder_end_object(j);
 	return bench_json_save(b, j, err);
 }
@@ -732,20 +698,10 @@ static void fb_lazy(Bench *b, guint64 guest, const char *dir, FbLazy *l)
 	const FbRow r = { .channels = 4, .direct = TRUE };
 	gboolean ok;
 
-	struct io_uring ring;
-	int rc;
-
-	*l = (FbLazy){ NAN, NAN, NAN, NAN, NAN, NAN, ROW_OK, NULL, NAN, NAN, NAN, NAN };
-	if ((rc = io_uring_queue_init(2, &ring, 0)) < 0) {
-		g_set_error(&err, BENCH_ERROR, BENCH_ERROR_FAILED, "io_uring for the polled QD1 read: %s", g_strerror(-rc));
-		fb_fail(&l->status, &l->error, "lazy restore", err);
-		return;
-	}
+	*l = (FbLazy){ NAN, NAN, NAN, NAN, NAN, NAN, ROW_OK, NULL, NAN, NAN };
 	ok = !bench_interrupted(b, &err) && fb_save(b, guest, &r, path, &s, &err) &&
-	     fb_raw_qd1(path, NULL, &l->raw_qd1_p50_us, &l->raw_qd1_p99_us, &err) &&
-	     fb_raw_qd1(path, &ring, &l->raw_poll_p50_us, &l->raw_poll_p99_us, &err) && fb_drop_caches(dir, &err) &&
+	     fb_raw_qd1(path, &l->raw_qd1_p50_us, &l->raw_qd1_p99_us, &err) && fb_drop_caches(dir, &err) &&
 	     fb_restore(b, guest, &r, TRUE, path, NULL, l, &err);
-	io_uring_queue_exit(&ring);
 	unlink(path);
 	if (!ok)
 		fb_fail(&l->status, &l->error, "lazy restore", err);
@@ -796,7 +752,7 @@ static int run_file(Bench *b)
 	if (!bench_procs_interrupted(b->procs))
 		fb_lazy(b, guest, tmpl, &lazy);
 	else
-		lazy = (FbLazy){ NAN, NAN, NAN, NAN, NAN, NAN, ROW_INTERRUPTED, g_strdup("interrupted"), NAN, NAN, NAN, NAN };
+		lazy = (FbLazy){ NAN, NAN, NAN, NAN, NAN, NAN, ROW_INTERRUPTED, g_strdup("interrupted"), NAN, NAN };
 	rmdir(tmpl);
 	fb_print(b, guest, rows, &lazy);
 	if (b->json_path && !fb_write_json(b, guest, rows, &lazy, &err)) {
