@@ -168,6 +168,28 @@ static gboolean send_setup(Src *src, GError **err)
 	return mig_src_send_frame(src, MIG_F_SETUP, &iov, 1, err);
 }
 
+/* migrate-start-postcopy, as in QEMU: taken once the pass it came in has ended, if the
+ * rest is too big for the downtime limit; a migration that converges first completes
+ * in precopy. */
+static gboolean postcopy_wanted(Src *src)
+{
+	MigSession *s = src->s;
+
+	return s->caps[MIG_CAP_POSTCOPY_RAM] && __atomic_load_n(&s->start_postcopy, __ATOMIC_ACQUIRE);
+}
+
+/* Whether the live pass stops where it is, asked between batches: migrate-start-postcopy
+ * must not wait for the rest of a pass that may take minutes (17 of them for a 1 TiB
+ * guest at 1 GB/s). What the pass did not reach keeps its dirty bit, as a page written since does:
+ * the bitmap stays exact and postcopy sends both. Never in the downtime, whose pass
+ * must be whole. */
+static gboolean pass_cut(Src *src)
+{
+	if (!src->pass_cut && !src->in_downtime && postcopy_wanted(src))
+		src->pass_cut = TRUE;
+	return src->pass_cut;
+}
+
 /* One batch: up to MAX_BATCH_PAGES (and MIG_BATCH_BYTES, but at least one huge page)
  * dirty pages from *pos on; their dirty bits are cleared before the data is read, so a
  * write racing the send is caught by the tracker and the page goes again. */
@@ -238,6 +260,9 @@ static gboolean queue_dirty(Src *src, guint bi, GError **err)
 		if (nz == MAX_BATCH_PAGES || (i >= b->npages && nz)) {
 			if (!send_zeros(src, bi, zeros, &nz, err))
 				return FALSE;
+			/* a guest mostly of zeros queues no batch for long */
+			if (!n && pass_cut(src))
+				return TRUE;
 		}
 		if (n == max || (i >= b->npages && n)) {
 			if (mig_src_cancelled(src)) {
@@ -255,6 +280,10 @@ static gboolean queue_dirty(Src *src, guint bi, GError **err)
 				if (!poll_return_path(src, 0, &got, err))
 					return FALSE;
 			}
+			/* cut: every page whose bit was cleared is queued (the pass's end waits
+			 * for the senders to write it), and so are the zeros picked so far */
+			if (pass_cut(src))
+				return send_zeros(src, bi, zeros, &nz, err);
 		}
 		if (i >= b->npages)
 			return TRUE;
@@ -264,7 +293,7 @@ static gboolean queue_dirty(Src *src, guint bi, GError **err)
 static gboolean send_dirty(Src *src, GError **err)
 {
 	if (src->mf) {
-		for (guint bi = 0; bi < src->nblocks; bi++)
+		for (guint bi = 0; bi < src->nblocks && !src->pass_cut; bi++)
 			if (!queue_dirty(src, bi, err))
 				return FALSE;
 		return TRUE;
@@ -286,6 +315,9 @@ static gboolean send_dirty(Src *src, GError **err)
 				if (!poll_return_path(src, 0, &got, err))
 					return FALSE;
 			}
+			/* the batch is sent whole: what it cleared is on the channel */
+			if (pass_cut(src))
+				return TRUE;
 		}
 	}
 	return TRUE;
@@ -414,15 +446,6 @@ static gboolean postcopy_due(Src *src)
 	return src->s->caps[MIG_CAP_POSTCOPY_RAM] && after && src->pass >= after;
 }
 
-/* migrate-start-postcopy, as in QEMU: taken once a pass finds the rest too big for the
- * downtime limit; a migration that converges first completes in precopy. */
-static gboolean postcopy_wanted(Src *src)
-{
-	MigSession *s = src->s;
-
-	return s->caps[MIG_CAP_POSTCOPY_RAM] && __atomic_load_n(&s->start_postcopy, __ATOMIC_ACQUIRE);
-}
-
 /* Reads what the return path has now. With multifd nothing else reads it in the live
  * phase, and an RP_PASS per pass left there would in the end fill the socket and stop
  * the destination's loader in its write. */
@@ -494,9 +517,13 @@ static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 	for (;;) {
 		gint64 t0 = g_get_monotonic_time();
 		guint64 sent0 = mig_atomic_get(&st->transferred);
-		guint64 dirty, limit, bw, max_bw, expected, secs_us;
+		guint64 dirty, limit, bw, max_bw, expected, secs_us, moved;
 		gboolean judged;
 
+		/* A cut pass ends as any other: the multifd senders write what they were
+		 * handed and sync, PASS, a dirty sync, so the switchover starts from a whole
+		 * pass's state on both sides; only fewer pages went in it. */
+		src->pass_cut = FALSE;
 		if (!mig_dev_src_precopy(src->dev, err) || !send_dirty(src, err) || !mig_src_send_live(src, err) ||
 		    !mig_src_pass_end(src, err) || !drain_return_path(src, err))
 			return FALSE;
@@ -504,23 +531,35 @@ static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 			return FALSE;
 		emit_pass(s);
 		secs_us = (guint64)MAX(g_get_monotonic_time() - t0, 1);
-		bw = (mig_atomic_get(&st->transferred) - sent0) * G_USEC_PER_SEC / secs_us;
+		moved = mig_atomic_get(&st->transferred) - sent0;
+		if (src->pass_cut)
+			mig_log(s, MIG_LOG_INFO, "migrate-start-postcopy: pass %" G_GUINT64_FORMAT " stopped early, after %"
+				G_GUINT64_FORMAT " bytes in %" G_GUINT64_FORMAT " ms; %" G_GUINT64_FORMAT " bytes dirty or unsent",
+				src->pass, moved, secs_us / 1000, dirty);
+		bw = moved * G_USEC_PER_SEC / secs_us;
 		/* a near-empty pass says nothing about the link, and the devices' state must
-		 * not look like it would crawl over it: keep the last real figure */
-		if (mig_atomic_get(&st->transferred) - sent0 < BW_MIN_SAMPLE && mig_atomic_get(&st->bandwidth))
+		 * not look like it would crawl over it: keep the last real figure. A cut
+		 * pass's few bytes do not become the figure either: postcopy would pace its
+		 * bulk by it (pace_bulk), and without one it does not pace */
+		if (moved < BW_MIN_SAMPLE && mig_atomic_get(&st->bandwidth))
 			bw = mig_atomic_get(&st->bandwidth);
 		bw = MAX(bw, 1u);
-		mig_atomic_set(&st->bandwidth, bw);
+		if (!src->pass_cut || moved >= BW_MIN_SAMPLE)
+			mig_atomic_set(&st->bandwidth, bw);
 		max_bw = __atomic_load_n(&s->params.max_bandwidth, __ATOMIC_RELAXED);
 		src->bw_capped = max_bw && bw >= max_bw / 10 * 9;
-		mig_atomic_set(&st->dirty_pages_rate,
-			       dirty / MAX(src->blocks[0].rb->page_size, 1u) * G_USEC_PER_SEC / secs_us);
+		/* a cut pass's dirty rest holds what it never reached: no rate of writes */
+		if (!src->pass_cut)
+			mig_atomic_set(&st->dirty_pages_rate,
+				       dirty / MAX(src->blocks[0].rb->page_size, 1u) * G_USEC_PER_SEC / secs_us);
 		expected = mig_dev_src_expected_ms(src->dev, dirty, bw);
 		mig_atomic_set(&st->expected_downtime, expected);
 		st->converging = expected < prev_expected || expected == 0;
 		prev_expected = expected;
 		limit = __atomic_load_n(&s->params.downtime_limit, __ATOMIC_RELAXED);
-		judged = postcopy_judged(src, dirty, bw, secs_us, limit);
+		/* the judge compares whole passes; a cut one ends precopy anyway unless its
+		 * rest fits, and then completes it */
+		judged = !src->pass_cut && postcopy_judged(src, dirty, bw, secs_us, limit);
 		if (postcopy_due(src)) {
 			*postcopy = TRUE;
 			return TRUE;

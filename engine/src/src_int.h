@@ -42,6 +42,7 @@ typedef struct Src {
 	guint64 drop_left;      /* x-debug-drop-pages still to lose */
 	guint64 pass;           /* passes begun; numbers PASS frames and multifd syncs */
 	guint64 pass_acked;     /* the last pass the destination has in place (RP_PASS) */
+	gboolean pass_cut;      /* this live pass stopped early for migrate-start-postcopy (mig/src/main) */
 	guint zero_mode;        /* zero-page-detection: 0 none, 1 legacy, 2 multifd */
 	MfSrc *mf;              /* multifd senders, NULL when multifd is off */
 	struct DevSrc *dev;     /* the device lane (devlane.c) */

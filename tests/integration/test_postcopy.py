@@ -7,6 +7,9 @@
   random right after the switchover; integrity has zero failures and every request
   the destination made was answered by exactly one placement it timed.
 - x-postcopy-after-passes switches by itself, even when precopy would have converged.
+- migrate-start-postcopy early in a first pass that would last 16 or 32 s switches
+  within a few seconds (main channel; multifd and preempt): less than half the guest
+  went before the switch, the rest in postcopy, and every unit is intact.
 - A request storm from 8 destination vCPUs loses and duplicates nothing; nor does one
   from 32 vCPUs over 4 preempt channels with x-postcopy-rt-priority 1, whose threads on
   the fault path (both sides) are then SCHED_FIFO at priority 1 (as root).
@@ -237,6 +240,60 @@ def case_auto_switch_when_converging():
         print("converging guest: postcopy entered, %d requests" % d["x-postcopy-requests"])
 
 
+def start_postcopy_mid_pass(mib, preempt, multifd):
+    """migrate-start-postcopy early in a first pass that would take mib/4 s (at
+    max-bandwidth 4 MiB/s) switches within a bound far below that: the pass stops where
+    it is, and what it never reached is sent in postcopy. Every unit is verified on the
+    destination, which faults (random) on pages it never got."""
+    rate = 4 * h.MiB
+    pass_s = mib * h.MiB / rate
+    bound = min(h.scaled(5.0), pass_s / 2)
+    with h.Migd("src", h.guest_args("%dM" % mib, workload="seq", vcpus=2)) as src, \
+         h.Migd("dst", h.guest_args("%dM" % mib, workload="random", vcpus=2, incoming="tcp:127.0.0.1:0")) as dst:
+        for m in (src, dst):
+            m.set_caps(caps(preempt, multifd))
+            if multifd:
+                m.set_params({"multifd-channels": multifd})
+        src.set_params({"max-bandwidth": rate, "downtime-limit": 1})
+        src.cmd("migrate", uri=dst.listen_uri())
+        src.wait_status("active", timeout=30)
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        src.cmd("migrate-start-postcopy")
+        at = src.wait_status(["postcopy-active", "completed"], timeout=60, interval=0.01)
+        took = time.monotonic() - t0
+        h.check(took <= bound, "postcopy began %.2f s after migrate-start-postcopy, bound %.1f s (a pass: %.0f s)"
+                % (took, bound, pass_s))
+        h.check(at["status"] == "postcopy-active", "status %s at the switch" % at["status"])
+        # the push runs unpaced from the switch on, before this query: its bytes aside
+        sent = at["ram"]["transferred"] - at["ram"]["postcopy-bytes"]
+        h.check(sent < mib * h.MiB // 2, "%d bytes sent before the switch: the first pass was not cut" % sent)
+        info = src.wait_status("completed", timeout=120)
+        h.check_migrated(src, dst, info, size=mib * h.MiB)
+        # the pages the pass never reached went in postcopy: pushed or asked for
+        h.check(info["ram"]["postcopy-bytes"] >= mib * h.MiB // 2,
+                "only %d bytes in postcopy after a cut first pass" % info["ram"]["postcopy-bytes"])
+        d = dst.query_migrate()
+        reqs = d.get("x-postcopy-requests", -1)
+        timed = sum(v["count"] for v in (d.get("x-postcopy-latency") or {}).values())
+        h.check(reqs == timed, "%d requests but %d timed placements" % (reqs, timed))
+        h.check(info["ram"]["postcopy-requests"] == reqs,
+                "source served %s requests, destination made %d" % (info["ram"]["postcopy-requests"], reqs))
+        print("migrate-start-postcopy mid-pass (preempt=%s multifd=%d): switched after %.2f s (bound %.1f s, pass "
+              "%.0f s), %d bytes before, %d in postcopy, %d requests, downtime %s ms"
+              % (preempt, multifd, took, bound, pass_s, sent, info["ram"]["postcopy-bytes"], reqs, info.get("downtime")))
+
+
+def case_start_postcopy_mid_pass():
+    """The pages the cut pass left queue on multifd channels; urgent ones ride preempt."""
+    start_postcopy_mid_pass(128, True, 2)
+
+
+def case_start_postcopy_mid_pass_main():
+    """The main channel alone: the pass stops between its batches."""
+    start_postcopy_mid_pass(64, False, 0)
+
+
 def case_request_storm():
     reqs, _ = postcopy_run("anon", True, 0, "random,rate=0", vcpus=8)
     h.check(reqs > 0, "the storm made no requests")
@@ -407,7 +464,8 @@ def case_preempt_channels_refused():
 
 
 if __name__ == "__main__":
-    h.main(CASES + [case_auto_switch, case_auto_switch_when_converging, case_max_postcopy_bandwidth,
+    h.main(CASES + [case_auto_switch, case_auto_switch_when_converging, case_start_postcopy_mid_pass,
+                    case_start_postcopy_mid_pass_main, case_max_postcopy_bandwidth,
                     case_max_postcopy_bandwidth_live, case_request_storm, case_request_storm_4_channels,
                     case_vcpu_storm_32,
                     case_preempt_needs_postcopy, case_preempt_channels_refused])
