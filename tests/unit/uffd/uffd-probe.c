@@ -4,6 +4,7 @@
  *
  *   uffd-probe [MiB]      (default 1024; hugetlb is measured only if enough 2 MiB
  *                          pages are free, see /proc/sys/vm/nr_hugepages)
+ *   uffd-probe MiB log    the scan against the sync log only
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -378,6 +379,8 @@ int main(int argc, char **argv)
 	size_t mib = argc > 1 ? strtoul(argv[1], NULL, 0) : 1024;
 	long huge_free = tm_read_long(TM_HUGE_SYSFS "free_hugepages");
 
+	if (argc > 2 && !strcmp(argv[2], "log"))
+		goto log;
 	print_features();
 	printf("functional check:\n");
 	functional(TM_ANON);
@@ -396,6 +399,7 @@ int main(int argc, char **argv)
 		bench(TM_HUGETLB, mib << 20);
 	else
 		printf("  hugetlb-2M  skipped: %ld free 2 MiB pages, need %zu\n", huge_free, mib / 2);
+log:
 	printf("the scan against the sync log:\n");
 	bench_log(TM_ANON, mib << 20);
 	bench_log(TM_MEMFD, mib << 20);
