@@ -13,7 +13,8 @@
  *   any bit are listed in `words`, so a collect visits only those. The thread mig/wplog
  *   reads fault messages and, for each page, under `lock`: logs it, then un-protects it
  *   (UFFDIO_WRITEPROTECT without DONTWAKE, which wakes the writer). collect, under the
- *   same lock: takes every logged page, re-protects it, reports it.
+ *   same lock: takes every logged page, re-protects it, reports it (one ioctl per
+ *   run of consecutive logged pages).
  *
  * Ordering guarantees (wp_tracker.c's, restated for this mechanism)
  *   1. A write after arm returns faults (the pte, or its marker, is protected), so its
@@ -259,6 +260,49 @@ int mig_wp_log_arm(MigWpLog *l)
 	return ret;
 }
 
+static int cmp_size(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* With lock held: re-protects every logged page, one ioctl per run of consecutive
+ * pages (runs may span words: the words are taken in address order), and moves the
+ * log into bitmap. */
+static int reprotect_log(MigWpLog *l, unsigned long *bitmap, uint64_t *found)
+{
+	size_t run = 0, run_end = 0;	/* pending run [run, run_end), empty if equal */
+	int ret = 0;
+
+	qsort(l->words, l->nlisted, sizeof(*l->words), cmp_size);
+	for (size_t i = 0; !ret && i < l->nlisted; i++) {
+		size_t w = l->words[i];
+		unsigned long bits = l->logged[w];
+
+		while (bits && !ret) {
+			unsigned b = (unsigned)__builtin_ctzl(bits);
+			unsigned e = b;
+
+			while (e < BITS_PER_ULONG && (bits >> e & 1))
+				e++;
+			if (w * BITS_PER_ULONG + b != run_end) {
+				if (run_end > run)
+					ret = wp_pages(l, run, run_end - run, 1);
+				run = w * BITS_PER_ULONG + b;
+			}
+			run_end = w * BITS_PER_ULONG + e;
+			bits &= e < BITS_PER_ULONG ? ~0UL << e : 0;
+		}
+		bitmap[w] |= l->logged[w];
+		*found += (uint64_t)__builtin_popcountl(l->logged[w]);
+		l->logged[w] = 0;
+	}
+	if (!ret && run_end > run)
+		ret = wp_pages(l, run, run_end - run, 1);
+	return ret;
+}
+
 int mig_wp_log_collect(MigWpLog *l, unsigned long *bitmap, uint64_t *ndirty)
 {
 	uint64_t found = 0;
@@ -266,28 +310,11 @@ int mig_wp_log_collect(MigWpLog *l, unsigned long *bitmap, uint64_t *ndirty)
 
 	pthread_mutex_lock(&l->lock);
 	ret = l->failed ? l->failed : l->armed ? 0 : -EINVAL;
-	for (size_t i = 0; !ret && i < l->nlisted; i++) {
-		size_t w = l->words[i];
-		unsigned long bits = l->logged[w];
-
-		/* One ioctl per run of set bits in the word. */
-		while (bits && !ret) {
-			unsigned b = (unsigned)__builtin_ctzl(bits);
-			unsigned e = b;
-
-			while (e < BITS_PER_ULONG && (bits >> e & 1))
-				e++;
-			ret = wp_pages(l, w * BITS_PER_ULONG + b, e - b, 1);
-			bits &= e < BITS_PER_ULONG ? ~0UL << e : 0;
-		}
-		if (ret)
-			break;
-		bitmap[w] |= l->logged[w];
-		found += (uint64_t)__builtin_popcountl(l->logged[w]);
-		l->logged[w] = 0;
-	}
+	if (!ret)
+		ret = reprotect_log(l, bitmap, &found);
 	if (ret) {
-		/* Some pages may be re-protected and not reported: report everything. */
+		/* Some pages may be re-protected and not reported, or reported and not
+		 * re-protected: report everything. */
 		for (size_t w = 0; w < l->nwords; w++)
 			bitmap[w] |= w + 1 < l->nwords || !(l->npages % BITS_PER_ULONG)
 					     ? ~0UL : (1UL << (l->npages % BITS_PER_ULONG)) - 1;
