@@ -1,8 +1,11 @@
-/* The default MigDirtyTracker: a GLib face on uffd/wp_tracker (async uffd-wp +
- * PAGEMAP_SCAN). The only real work here is turning -EOPNOTSUPP into a message that
- * says which kernel feature is missing, because that is what an operator can act on. */
+/* The uffd MigDirtyTrackers: a GLib face on uffd/wp_tracker (async uffd-wp +
+ * PAGEMAP_SCAN, the default) and uffd/wp_log (sync uffd-wp faults logged by a thread:
+ * a sync costs what was written, not a walk of all RAM). The only real work here is
+ * turning -EOPNOTSUPP into a message that says which kernel feature is missing,
+ * because that is what an operator can act on, and the log's fall-back to the scan. */
 #include <mig/dirty.h>
 #include "uffd/uffd.h"
+#include "uffd/wp_log.h"
 #include "uffd/wp_tracker.h"
 
 #include <errno.h>
@@ -15,7 +18,11 @@ G_DEFINE_QUARK(mig-dirty-uffd-error-quark, mig_dirty_uffd_error)
 typedef struct {
 	MigDirtyTracker base;
 	MigWpTracker *wp;
+	MigWpLog *log;
+	gboolean want_log;	/* try wp_log first; base.ops then says which one runs */
 } UffdDirty;
+
+static const MigDirtyTrackerOps uffd_ops, uffd_log_ops;
 
 static const char *missing_feature(void)
 {
@@ -52,16 +59,41 @@ static void set_errno_error(GError **err, int neg, const char *what)
 		g_set_error(err, DIRTY_ERROR, -neg, "%s: %s", what, g_strerror(-neg));
 }
 
+/* The log's start; FALSE with *ret = -EOPNOTSUPP asks for the scan instead. */
+static gboolean log_start(UffdDirty *t, void *host, gsize len, gsize page_size, int *ret)
+{
+	*ret = mig_wp_log_new(host, len, page_size, &t->log);
+	if (*ret < 0)
+		return FALSE;
+	*ret = mig_wp_log_arm(t->log);
+	if (*ret < 0) {
+		mig_wp_log_free(t->log);
+		t->log = NULL;
+		return FALSE;
+	}
+	t->base.ops = &uffd_log_ops;
+	return TRUE;
+}
+
 static gboolean uffd_start(MigDirtyTracker *base, void *host, gsize len, gsize page_size,
 			   GError **err)
 {
 	UffdDirty *t = (UffdDirty *)base;
 	int ret;
 
-	if (t->wp) {
+	if (t->wp || t->log) {
 		g_set_error(err, DIRTY_ERROR, EBUSY, "dirty tracker already started");
 		return FALSE;
 	}
+	if (t->want_log) {
+		if (log_start(t, host, len, page_size, &ret))
+			return TRUE;
+		if (ret != -EOPNOTSUPP) {
+			set_errno_error(err, ret, "uffd-wp dirty log");
+			return FALSE;
+		}
+	}
+	t->base.ops = &uffd_ops;	/* the scan: what a kernel without the log uses */
 	ret = mig_wp_tracker_new(host, len, page_size, &t->wp);
 	if (ret < 0) {
 		set_errno_error(err, ret, "uffd-wp dirty tracking");
@@ -83,13 +115,14 @@ static gboolean uffd_sync(MigDirtyTracker *base, gulong *bitmap, guint64 *ndirty
 	uint64_t n = 0;
 	int ret;
 
-	if (!t->wp) {
+	if (!t->wp && !t->log) {
 		g_set_error(err, DIRTY_ERROR, EINVAL, "dirty tracker not started");
 		return FALSE;
 	}
 	/* On failure the tracker has already marked every page dirty in bitmap, so a
 	 * caller that chooses to continue anyway stays correct. */
-	ret = mig_wp_tracker_collect(t->wp, bitmap, &n);
+	ret = t->log ? mig_wp_log_collect(t->log, bitmap, &n)
+		     : mig_wp_tracker_collect(t->wp, bitmap, &n);
 	if (ndirty)
 		*ndirty = n;
 	if (ret < 0) {
@@ -105,6 +138,8 @@ static void uffd_stop(MigDirtyTracker *base)
 
 	mig_wp_tracker_free(t->wp);
 	t->wp = NULL;
+	mig_wp_log_free(t->log);
+	t->log = NULL;
 }
 
 static void uffd_free(MigDirtyTracker *base)
@@ -121,10 +156,27 @@ static const MigDirtyTrackerOps uffd_ops = {
 	.free = uffd_free,
 };
 
+static const MigDirtyTrackerOps uffd_log_ops = {
+	.name = "uffd-wp-log",
+	.start = uffd_start,
+	.sync = uffd_sync,
+	.stop = uffd_stop,
+	.free = uffd_free,
+};
+
 MigDirtyTracker *mig_dirty_tracker_uffd_new(void)
 {
 	UffdDirty *t = g_new0(UffdDirty, 1);
 
 	t->base.ops = &uffd_ops;
+	return &t->base;
+}
+
+MigDirtyTracker *mig_dirty_tracker_uffd_log_new(void)
+{
+	UffdDirty *t = g_new0(UffdDirty, 1);
+
+	t->base.ops = &uffd_log_ops;
+	t->want_log = TRUE;
 	return &t->base;
 }

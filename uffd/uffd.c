@@ -115,6 +115,17 @@ int mig_uffd_unregister(int uffd, void *addr, size_t len)
 	return ioctl(uffd, UFFDIO_UNREGISTER, &range) < 0 ? -errno : 0;
 }
 
+int mig_uffd_check_range(const void *addr, size_t len, size_t page_size)
+{
+	long base = sysconf(_SC_PAGESIZE);
+	uintptr_t start = (uintptr_t)addr;
+
+	if (base <= 0 || page_size < (size_t)base || (page_size & (page_size - 1)) ||
+	    !len || start % page_size || len % page_size || start + len < start)
+		return -EINVAL;
+	return 0;
+}
+
 int mig_uffd_wp(int uffd, void *addr, size_t len, int wp)
 {
 	struct uffdio_writeprotect w = {

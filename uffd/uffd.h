@@ -22,5 +22,9 @@ uint64_t mig_uffd_probe_features(void);
 int mig_uffd_register(int uffd, void *addr, size_t len, uint64_t mode, uint64_t *range_ioctls);
 int mig_uffd_unregister(int uffd, void *addr, size_t len);
 
+/* Is [addr, addr+len) a non-empty range of whole pages of page_size (a power of two,
+ * at least the base page)? 0 or -EINVAL. */
+int mig_uffd_check_range(const void *addr, size_t len, size_t page_size);
+
 /* Write-protect (wp = 1) or un-protect a range. */
 int mig_uffd_wp(int uffd, void *addr, size_t len, int wp);

@@ -147,15 +147,13 @@ static int open_uffd(int *dropped_shmem)
 
 int mig_wp_tracker_new(void *addr, size_t len, size_t page_size, MigWpTracker **out)
 {
-	long base = sysconf(_SC_PAGESIZE);
 	uintptr_t start = (uintptr_t)addr;
 	MigWpTracker *t;
 	uint64_t ioctls = 0;
 	int dropped_shmem, ret;
 
 	*out = NULL;
-	if (base <= 0 || page_size < (size_t)base || (page_size & (page_size - 1)) ||
-	    !len || start % page_size || len % page_size || start + len < start)
+	if (mig_uffd_check_range(addr, len, page_size) < 0)
 		return -EINVAL;
 
 	t = calloc(1, sizeof(*t));

@@ -417,6 +417,9 @@ static gboolean setup_tracking(Src *src, GError **err)
 		b->tracker = mig_tracker_new(s, b->rb, err);
 		if (!b->tracker || !b->tracker->ops->start(b->tracker, b->rb->host, b->rb->size, b->rb->page_size, err))
 			return FALSE;
+		/* a tracker may fall back to another kind at start (uffd-wp-log to uffd-wp) */
+		mig_log(s, MIG_LOG_INFO, "RAM block '%s': dirty tracking by %s", b->rb->name,
+			b->tracker->ops->name);
 	}
 	return TRUE;
 }

@@ -6,7 +6,7 @@ the destination runs, ram.total and downtime are reported, and the destination's
 integrity sweep checks every 4 KiB unit with 0 failures.
 
     test_precopy.py BACKEND [--size 256M] [--transport tcp ...] [--workload idle ...]
-                    [--clean-exit] [CASE-SUBSTRING ...]
+                    [--clean-exit] [--dirty-log WORKLOAD ...] [CASE-SUBSTRING ...]
 
 BACKEND is anon, memfd, hugetlb (2 MiB pages) or anon-thp (anon on transparent huge
 pages, migd --mem-thp, both sides). With anon-thp the source's guest must be on huge
@@ -14,6 +14,9 @@ pages before the migration (else the case skips, saying so), and a writing workl
 must have split some of them: its writes hit write-protected huge pages between passes
 and up to the stop, and every unit still checks. --clean-exit ends both migd with QMP
 quit and requires exit status 0 (used by the sanitizer run: leaks show up at exit).
+--dirty-log WORKLOAD adds a tcp case of that workload whose source tracks writes with
+sync uffd-wp faults (migd --dirty-log): the guest writes through every pass and at the
+stop, the source's log must say that tracker ran, and every unit must check.
 """
 import argparse
 import os
@@ -55,7 +58,7 @@ def run_thp(size, transport, workload, clean_exit):
                 h.check(rc == 0, "migd %s exited with status %s after quit" % (m.name, rc))
 
 
-def make_case(backend, size, transport, workload, clean_exit):
+def make_case(backend, size, transport, workload, clean_exit, dirty_log=False):
     def run():
         nbytes = h.parse_size(size)
         if backend == "anon-thp":
@@ -65,13 +68,22 @@ def make_case(backend, size, transport, workload, clean_exit):
             h.require_hugepages(2 * (nbytes // (2 * h.MiB)))
         src = h.guest_args(size, backend, workload=WORKLOADS[workload])
         dst = h.guest_args(size, backend)
+        if dirty_log:
+            src += ["--dirty-log"]
         with h.migrate_pair(src, dst, transport=transport) as p:
             h.check_migrated(p, size=nbytes)
+            if dirty_log:
+                with open(p.src.stderr_path, errors="replace") as f:
+                    log = f.read()
+                h.check("dirty tracking by uffd-wp-log" in log,
+                        "the source did not report tracking by uffd-wp-log:\n" + log[-2000:])
+                h.check(p.info["ram"]["dirty-sync-count"] >= 2,
+                        "no live sync before the final one: %s" % p.info["ram"])
             if clean_exit:
                 for m in (p.dst, p.src):
                     rc = m.quit()
                     h.check(rc == 0, "migd %s exited with status %s after quit" % (m.name, rc))
-    return ("%s/%s/%s/%s" % (backend, size, transport, workload), run)
+    return ("%s/%s/%s/%s%s" % (backend, size, transport, workload, "/dirty-log" if dirty_log else ""), run)
 
 
 def main():
@@ -81,11 +93,13 @@ def main():
     ap.add_argument("--transport", action="append", choices=["tcp", "unix"])
     ap.add_argument("--workload", action="append", choices=sorted(WORKLOADS))
     ap.add_argument("--clean-exit", action="store_true")
+    ap.add_argument("--dirty-log", action="append", choices=sorted(WORKLOADS), default=[])
     ap.add_argument("only", nargs="*")
     a = ap.parse_args()
     cases = [make_case(a.backend, a.size, t, w, a.clean_exit)
              for t in a.transport or ["tcp", "unix"]
              for w in a.workload or ["idle", "seq", "random"]]
+    cases += [make_case(a.backend, a.size, "tcp", w, a.clean_exit, dirty_log=True) for w in a.dirty_log]
     h.main(cases, a.only)
 
 

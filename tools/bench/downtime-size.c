@@ -4,7 +4,9 @@
  * with the size is work on all of RAM in the downtime (the last dirty scan, the guest's
  * state, the destination's checks); x-downtime-us says which step. Both guests of a row
  * are in memory at once, whole: a row whose pair does not fit the memory available now
- * is skipped, saying so (16 GiB does not on a 24 GiB host). */
+ * is skipped, saying so (16 GiB does not on a 24 GiB host). A third kind, 4K-log, is
+ * 4 KiB pages with the source tracking writes by sync uffd-wp faults (migd --dirty-log),
+ * whose last sync costs what was written instead of a walk of all RAM. */
 #include "tools/bench/runner.h"
 #include <math.h>
 #include <stdio.h>
@@ -26,9 +28,19 @@ typedef struct DsSample {
 	gint64 huge_pct;             /* the source's AnonHugePages at the start, % of the guest; -1 unknown */
 } DsSample;
 
+typedef enum {
+	DS_4K,                      /* guest RAM in 4 KiB pages, migd's defaults */
+	DS_THP,                     /* guests on transparent huge pages (migd --mem-thp) */
+	DS_4K_LOG,                  /* 4 KiB pages, the source's tracker the sync log (--dirty-log) */
+	DS_NKINDS
+} DsPages;
+
+static const char *const ds_pages_names[DS_NKINDS] = { "4K", "THP", "4K-log" };
+static const char *const ds_pages_json[DS_NKINDS] = { "4k", "thp", "4k-log" };
+
 typedef struct DsRow {
 	guint64 bytes;
-	gboolean thp;               /* guests on transparent huge pages (migd --mem-thp) */
+	DsPages pages;
 	GArray *samples;            /* DsSample */
 	RowStatus status;
 	char *error;
@@ -107,9 +119,9 @@ static gboolean ds_run(Bench *b, const DsRow *row, DsSample *s, GError **err)
 	g_autoptr(JsonObject) src_done = NULL;
 	guint seq = ++b->seq;
 	MigdSpec src = { .backend = "anon", .guest_bytes = row->bytes, .workload = DS_WORKLOAD, .seed = seq,
-			 .thp = row->thp, .side = -1 };
+			 .thp = row->pages == DS_THP, .dirty_log = row->pages == DS_4K_LOG, .side = -1 };
 	MigdSpec dst = { .backend = "anon", .guest_bytes = row->bytes, .incoming = "tcp:127.0.0.1:0",
-			 .thp = row->thp, .side = -1 };
+			 .thp = row->pages == DS_THP, .side = -1 };
 	MigSample ms = { 0 };
 	MigPair p = { 0 };
 	gboolean ok;
@@ -164,7 +176,7 @@ static void ds_cell(Bench *b, DsRow *row, int run)
 	}
 	g_array_append_val(row->samples, s);
 	g_printerr("migbench: %" G_GUINT64_FORMAT " GiB %s run %d/%d: downtime %.3f ms, sync %.3f ms, %" G_GINT64_FORMAT
-		   " bytes, %" G_GINT64_FORMAT " %% huge\n", row->bytes >> 30, row->thp ? "THP" : "4K", run + 1, b->runs,
+		   " bytes, %" G_GINT64_FORMAT " %% huge\n", row->bytes >> 30, ds_pages_names[row->pages], run + 1, b->runs,
 		   (double)s.downtime_us / 1000, (double)s.step_us[1] / 1000, s.downtime_bytes, s.huge_pct);
 }
 
@@ -174,7 +186,7 @@ static double ds_vs_first(GPtrArray *rows, const DsRow *r)
 	for (guint i = 0; i < rows->len; i++) {
 		const DsRow *first = g_ptr_array_index(rows, i);
 
-		if (first->thp == r->thp)
+		if (first->pages == r->pages)
 			return first != r ? ds_median(r) / ds_median(first) : NAN;
 	}
 	return NAN;
@@ -184,9 +196,10 @@ static void ds_print(Bench *b, GPtrArray *rows)
 {
 	printf("\n%s: idle guest (" DS_WORKLOAD "), %u multifd channels, loopback TCP, median of %d run%s, %u CPUs\n",
 	       b->scenario, DS_CHANNELS, b->runs, b->runs == 1 ? "" : "s", g_get_num_processors());
-	printf("pages: 4K = guest RAM in 4 KiB pages (migd's default), THP = transparent huge pages (--mem-thp);\n"
+	printf("pages: 4K = guest RAM in 4 KiB pages (migd's default), THP = transparent huge pages (--mem-thp),\n"
+	       "4K-log = 4 KiB pages tracked by sync uffd-wp faults (source migd --dirty-log);\n"
 	       "huge: the source's AnonHugePages at the start; downtime and its steps (x-downtime-us) in ms\n");
-	printf("%-7s %-5s %5s %9s", "guest", "pages", "huge", "downtime");
+	printf("%-7s %-6s %5s %9s", "guest", "pages", "huge", "downtime");
 	for (guint k = 0; k < DS_NSTEPS; k++)
 		printf(" %7s", ds_steps[k]);
 	printf(" %6s %8s %9s\n", "bytes", "total s", "vs 1 GiB");
@@ -199,7 +212,7 @@ static void ds_print(Bench *b, GPtrArray *rows)
 		g_autofree char *total = bench_fmt_num(ds_median_of(r, G_STRUCT_OFFSET(DsSample, total_ms)) / 1000, 1);
 		g_autofree char *vs = bench_fmt_num(ds_vs_first(rows, r), 2);
 
-		printf("%-7s %-5s %4s%% %9s", size, r->thp ? "THP" : "4K", huge, dt);
+		printf("%-7s %-6s %4s%% %9s", size, ds_pages_names[r->pages], huge, dt);
 		for (guint k = 0; k < DS_NSTEPS; k++) {
 			g_autofree char *v = bench_fmt_num(ds_median_of(r, G_STRUCT_OFFSET(DsSample, step_us) +
 								      k * sizeof(gint64)) / 1000, 2);
@@ -213,7 +226,7 @@ static void ds_print(Bench *b, GPtrArray *rows)
 		DsRow *r = g_ptr_array_index(rows, i);
 
 		if (r->status != ROW_OK)
-			printf("%" G_GUINT64_FORMAT " GiB %s %s: %s\n", r->bytes >> 30, r->thp ? "THP" : "4K",
+			printf("%" G_GUINT64_FORMAT " GiB %s %s: %s\n", r->bytes >> 30, ds_pages_names[r->pages],
 			       bench_status_names[r->status], r->error);
 	}
 	fflush(stdout);
@@ -233,7 +246,7 @@ static gboolean ds_write_json(Bench *b, GPtrArray *rows, GError **err)
 
 		json_builder_begin_object(j);
 		bench_json_int(j, "guest_bytes", (gint64)r->bytes);
-		bench_json_str(j, "pages", r->thp ? "thp" : "4k");
+		bench_json_str(j, "pages", ds_pages_json[r->pages]);
 		bench_json_status(j, r->status, r->error);
 		json_builder_set_member_name(j, "samples");
 		json_builder_begin_array(j);
@@ -274,13 +287,14 @@ static int run_downtime_size(Bench *b)
 	int rc = 0;
 
 	b->unplotted = TRUE;
-	/* each size in 4 KiB pages and on THP: the THP rows measure the walk's change, the
-	 * 4K rows keep the figure comparable with tables taken before THP existed here */
-	for (guint i = 0; i < 2 * n; i++) {
+	/* each size in 4 KiB pages, on THP and in 4 KiB pages with the sync log: the THP and
+	 * 4K-log rows measure the walk's change, the 4K rows keep the figure comparable with
+	 * tables taken before either existed here */
+	for (guint i = 0; i < DS_NKINDS * n; i++) {
 		DsRow *r = g_new0(DsRow, 1);
 
-		r->bytes = (guint64)gib[i / 2] * GiB;
-		r->thp = i % 2;
+		r->bytes = (guint64)gib[i / DS_NKINDS] * GiB;
+		r->pages = (DsPages)(i % DS_NKINDS);
 		r->samples = g_array_new(FALSE, TRUE, sizeof(DsSample));
 		g_ptr_array_add(rows, r);
 	}

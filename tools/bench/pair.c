@@ -40,6 +40,8 @@ static BenchChild *spawn_migd(Bench *b, const MigdSpec *m, const char *name, con
 		g_ptr_array_add(argv, "--mem-prealloc");
 	if (m->thp)
 		g_ptr_array_add(argv, "--mem-thp");
+	if (m->dirty_log)
+		g_ptr_array_add(argv, "--dirty-log");
 	if (m->incoming) {
 		g_ptr_array_add(argv, "--incoming");
 		g_ptr_array_add(argv, (char *)m->incoming);

@@ -157,6 +157,7 @@ typedef struct MigdSpec {
 	guint seed;                 /* --seed; 0: none given */
 	gboolean prealloc;          /* --mem-prealloc */
 	gboolean thp;               /* --mem-thp */
+	gboolean dirty_log;         /* --dirty-log (a source's dirty tracking by sync uffd-wp faults) */
 	const char *incoming;       /* --incoming URI of a destination; NULL for a source */
 	gboolean trace_latency;     /* --trace-latency: x-fault-latency-bpf in query-migrate */
 	int side;                   /* -1 on the host, else the BenchNetSide of the bed to run in */

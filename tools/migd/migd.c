@@ -3,6 +3,7 @@
 #include "tools/migd/guest_vm.h"
 #include "engine/qmp/qmp.h"
 #include "engine/qmp/qmp_cmds.h"
+#include <mig/dirty.h>
 #include <mig/session.h>
 #include "tools/migd/simdev.h"
 #include "tools/faultlat/report.h"
@@ -118,6 +119,12 @@ static void migd_vm_query(gpointer g, MigValue *obj)
 static void log_stderr(gpointer opaque, MigLogLevel level, const char *session, const char *msg)
 {
 	g_printerr("mig: %s: %s\n", session, msg);
+}
+
+/* --dirty-log: the source's trackers log sync write faults instead of scanning. */
+static MigDirtyTracker *log_tracker_new(gpointer opaque, const MigRamBlock *block, GError **err)
+{
+	return mig_dirty_tracker_uffd_log_new();
 }
 
 static void on_integrity_failure(gpointer opaque, guint64 unit, const char *what)
@@ -289,7 +296,7 @@ int main(int argc, char **argv)
 	g_autofree char *workload = NULL, *incoming = NULL;
 	g_auto(GStrv) device_specs = NULL, object_specs = NULL;
 	gint vcpus = 1, qmp_max_clients = (gint)MIG_QMP_MAX_CLIENTS_DEFAULT;
-	gboolean prealloc = FALSE, trace_lat = FALSE, paused = FALSE, thp = FALSE;
+	gboolean prealloc = FALSE, trace_lat = FALSE, paused = FALSE, thp = FALSE, dirty_log = FALSE;
 	gint64 seed = 1;
 	GOptionEntry entries[] = {
 		{ "name", 0, 0, G_OPTION_ARG_STRING, &name, "Name of this VM", "NAME" },
@@ -305,6 +312,10 @@ int main(int argc, char **argv)
 		{ "mem-prealloc", 0, 0, G_OPTION_ARG_NONE, &prealloc, "Fault all guest memory in at start", NULL },
 		{ "mem-thp", 0, 0, G_OPTION_ARG_NONE, &thp,
 		  "anon: back guest memory with transparent huge pages (MADV_HUGEPAGE) instead of 4K pages", NULL },
+		{ "dirty-log", 0, 0, G_OPTION_ARG_NONE, &dirty_log,
+		  "As a source, track dirty pages with synchronous uffd-wp faults logged by a thread "
+		  "(a sync costs what was written) instead of async uffd-wp + PAGEMAP_SCAN "
+		  "(a sync walks all RAM)", NULL },
 		{ "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Seed of the guest's memory contents", "N" },
 		{ "incoming", 0, 0, G_OPTION_ARG_STRING, &incoming, "Wait for a migration on URI, or 'defer'", "URI" },
 		{ "paused", 'S', 0, G_OPTION_ARG_NONE, &paused,
@@ -402,6 +413,8 @@ int main(int argc, char **argv)
 	}
 	d.session = mig_session_new(name ? name : "migd");
 	mig_session_set_log_cb(d.session, log_stderr, NULL);
+	if (dirty_log)
+		mig_session_set_dirty_tracker(d.session, log_tracker_new, NULL);
 	vm_ops.query = migd_vm_query;
 	mig_session_set_vm(d.session, &vm_ops, d.guest,
 			   cfg.incoming ? MIG_RUN_INMIGRATE : paused ? MIG_RUN_PRELAUNCH : MIG_RUN_RUNNING);

@@ -1,8 +1,10 @@
-/* <mig/dirty.h>'s default tracker (mig_dirty_tracker_uffd_new) over each backend. */
+/* <mig/dirty.h>'s uffd trackers (mig_dirty_tracker_uffd_new, the default, and
+ * mig_dirty_tracker_uffd_log_new) over each backend. */
 #include <glib.h>
 
 #include <mig/dirty.h>
 #include "uffd/testmem.h"
+#include "uffd/uffd.h"
 
 static const TmBackend backends[] = {
 	{ TM_ANON, "anon" },
@@ -10,12 +12,30 @@ static const TmBackend backends[] = {
 	{ TM_HUGETLB, "hugetlb-2M" },
 };
 
+typedef struct {
+	const char *name;	/* ops->name before start */
+	MigDirtyTracker *(*new_)(void);
+} Kind;
+
+static const Kind kinds[] = {
+	{ "uffd-wp", mig_dirty_tracker_uffd_new },
+	{ "uffd-wp-log", mig_dirty_tracker_uffd_log_new },
+};
+
+typedef struct {
+	const TmBackend *b;
+	const Kind *k;
+} Case;
+
+static Case cases[G_N_ELEMENTS(kinds)][G_N_ELEMENTS(backends)];
+
 static TmHugeResv huge_resv;
 static int huge_err;
 
 static void test_adapter(gconstpointer data)
 {
-	const TmBackend *b = data;
+	const Case *c = data;
+	const TmBackend *b = c->b;
 	size_t len = b->kind == TM_HUGETLB ? 8 * TM_HUGE_2M : 1UL << 20;
 	g_autoptr(GError) err = NULL;
 	g_autofree gulong *map = NULL;
@@ -43,9 +63,9 @@ static void test_adapter(gconstpointer data)
 	nlongs = tm_bitmap_longs(m.npages);
 	map = g_new0(gulong, nlongs);
 
-	t = mig_dirty_tracker_uffd_new();
+	t = c->k->new_();
 	g_assert_nonnull(t);
-	g_assert_cmpstr(t->ops->name, ==, "uffd-wp");
+	g_assert_cmpstr(t->ops->name, ==, c->k->name);
 
 	/* sync before start is an error, not a crash */
 	g_assert_false(t->ops->sync(t, map, &n, &err));
@@ -62,6 +82,13 @@ static void test_adapter(gconstpointer data)
 		}
 		g_error("start: %s", err->message);
 	}
+	/* The log runs wherever never-touched pages can be write-protected (which the
+	 * scan needs too); it falls back to the scan only without that. */
+	if (c->k->new_ == mig_dirty_tracker_uffd_log_new &&
+	    (mig_uffd_probe_features() & UFFD_FEATURE_WP_UNPOPULATED))
+		g_assert_cmpstr(t->ops->name, ==, "uffd-wp-log");
+	else
+		g_assert_cmpstr(t->ops->name, ==, "uffd-wp");
 	/* a second start is refused while the first is live */
 	g_assert_false(t->ops->start(t, m.base, m.len, m.page_size, &err));
 	g_assert_error(err, g_quark_from_static_string("mig-dirty-uffd-error-quark"), EBUSY);
@@ -128,11 +155,15 @@ int main(int argc, char **argv)
 
 	g_test_init(&argc, &argv, NULL);
 	huge_err = tm_reserve_huge(16, &huge_resv);
-	for (size_t i = 0; i < G_N_ELEMENTS(backends); i++) {
-		g_autofree char *path = g_strdup_printf("/uffd/dirty/%s", backends[i].name);
+	for (size_t k = 0; k < G_N_ELEMENTS(kinds); k++)
+		for (size_t i = 0; i < G_N_ELEMENTS(backends); i++) {
+			/* the default's paths as they always were */
+			g_autofree char *path = g_strdup_printf("/uffd/dirty/%s%s", k ? "log/" : "",
+								backends[i].name);
 
-		g_test_add_data_func(path, &backends[i], test_adapter);
-	}
+			cases[k][i] = (Case){ &backends[i], &kinds[k] };
+			g_test_add_data_func(path, &cases[k][i], test_adapter);
+		}
 	g_test_add_func("/uffd/dirty/bad-range", test_bad_range);
 	ret = g_test_run();
 	tm_release_huge(&huge_resv);

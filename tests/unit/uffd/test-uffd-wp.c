@@ -1,9 +1,10 @@
-/* MigWpTracker on anon, anon+THP, memfd (shmem) and hugetlb-2M memory:
+/* MigWpTracker and MigWpLog on anon, anon+THP, memfd (shmem) and hugetlb-2M memory:
  * exact reporting, get-and-clear, and no lost writes under a concurrent writer. */
 #include <glib.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "uffd/wp_log.h"
 #include "uffd/wp_tracker.h"
 #include "uffd/testmem.h"
 
@@ -13,6 +14,54 @@ static const TmBackend backends[] = {
 	{ TM_MEMFD, "memfd" },
 	{ TM_HUGETLB, "hugetlb-2M" },
 };
+
+/* The two trackers with one contract: async WP + PAGEMAP_SCAN, and the sync fault log. */
+typedef struct {
+	const char *name;
+	int (*new_)(void *addr, size_t len, size_t page_size, void **out);
+	int (*arm)(void *t);
+	int (*collect)(void *t, unsigned long *bitmap, uint64_t *ndirty);
+	void (*free_)(void *t);
+} Impl;
+
+#define IMPL_WRAP(P, T)                                                                    \
+	static int P##_new_(void *a, size_t len, size_t ps, void **out)                    \
+	{                                                                                  \
+		T *t;                                                                      \
+		int ret = mig_##P##_new(a, len, ps, &t);                                   \
+                                                                                           \
+		*out = t;                                                                  \
+		return ret;                                                                \
+	}                                                                                  \
+	static int P##_arm_(void *t) { return mig_##P##_arm(t); }                          \
+	static int P##_collect_(void *t, unsigned long *map, uint64_t *n)                  \
+	{                                                                                  \
+		return mig_##P##_collect(t, map, n);                                       \
+	}                                                                                  \
+	static void P##_free_(void *t) { mig_##P##_free(t); }
+IMPL_WRAP(wp_tracker, MigWpTracker)
+IMPL_WRAP(wp_log, MigWpLog)
+
+static const Impl impls[] = {
+	{ "wp", wp_tracker_new_, wp_tracker_arm_, wp_tracker_collect_, wp_tracker_free_ },
+	{ "wp-log", wp_log_new_, wp_log_arm_, wp_log_collect_, wp_log_free_ },
+};
+
+typedef struct {
+	const TmBackend *b;
+	const Impl *impl;
+} Case;
+
+static Case cases[G_N_ELEMENTS(impls)][G_N_ELEMENTS(backends)];
+static const Impl *impl;	/* the running test's */
+
+static const TmBackend *use_case(gconstpointer data)
+{
+	const Case *c = data;
+
+	impl = c->impl;
+	return c->b;
+}
 
 #define HUGE_WANT 64	/* free 2 MiB pages we make sure exist; tests use at most 32 */
 static TmHugeResv huge_resv;
@@ -57,7 +106,7 @@ static void skip(char *msg)
 }
 
 /* Maps memory and starts a tracker, or skips the test saying why. */
-static gboolean setup(TmKind kind, size_t len, TmMem *m, MigWpTracker **t)
+static gboolean setup(TmKind kind, size_t len, TmMem *m, void **t)
 {
 	int ret;
 
@@ -76,7 +125,7 @@ static gboolean setup(TmKind kind, size_t len, TmMem *m, MigWpTracker **t)
 	/* THP only forms on populated memory: fault it all in before registering. */
 	if (kind == TM_ANON_THP)
 		memset(m->base, 0, len);
-	ret = mig_wp_tracker_new(m->base, m->len, m->page_size, t);
+	ret = impl->new_(m->base, m->len, m->page_size, t);
 	if (ret == -EOPNOTSUPP) {
 		tm_unmap(m);
 		skip(g_strdup_printf("kernel lacks %s", tm_missing_wp_feature(kind)));
@@ -86,10 +135,10 @@ static gboolean setup(TmKind kind, size_t len, TmMem *m, MigWpTracker **t)
 	return TRUE;
 }
 
-static void collect(MigWpTracker *t, unsigned long *map, size_t nlongs, uint64_t *n)
+static void collect(void *t, unsigned long *map, size_t nlongs, uint64_t *n)
 {
 	memset(map, 0, nlongs * sizeof(long));
-	g_assert_cmpint(mig_wp_tracker_collect(t, map, n), ==, 0);
+	g_assert_cmpint(impl->collect(t, map, n), ==, 0);
 }
 
 static void assert_exact(const TmMem *m, const unsigned long *map, uint64_t n,
@@ -119,12 +168,12 @@ static void assert_exact(const TmMem *m, const unsigned long *map, uint64_t n,
 
 static void test_exact(gconstpointer data)
 {
-	const TmBackend *b = data;
+	const TmBackend *b = use_case(data);
 	size_t len = b->kind == TM_HUGETLB ? 32 * TM_HUGE_2M : 8UL << 20;
 	g_autofree gboolean *want = NULL;
 	g_autofree uint64_t *expect = NULL;
 	g_autofree unsigned long *map = NULL;
-	MigWpTracker *t;
+	void *t;
 	size_t np, nlongs, untouched, read_only;
 	uint64_t n;
 	TmMem m;
@@ -143,7 +192,7 @@ static void test_exact(gconstpointer data)
 		poke(&m, p, expect[p]);
 	}
 
-	g_assert_cmpint(mig_wp_tracker_arm(t), ==, 0);
+	g_assert_cmpint(impl->arm(t), ==, 0);
 
 	/* Nothing written since arm: nothing reported, populated or not. */
 	collect(t, map, nlongs, &n);
@@ -192,7 +241,7 @@ static void test_exact(gconstpointer data)
 	}
 
 	/* After free the memory is plainly writable again. */
-	mig_wp_tracker_free(t);
+	impl->free_(t);
 	for (size_t p = 0; p < np; p++)
 		poke(&m, p, ~(uint64_t)p);
 	for (size_t p = 0; p < np; p++)
@@ -204,10 +253,10 @@ static void test_exact(gconstpointer data)
  * walk_end several times, and nothing may fall between two calls. */
 static void test_many_regions(gconstpointer data)
 {
-	const TmBackend *b = data;
+	const TmBackend *b = use_case(data);
 	g_autofree gboolean *want = NULL;
 	g_autofree unsigned long *map = NULL;
-	MigWpTracker *t;
+	void *t;
 	size_t nlongs;
 	uint64_t n;
 	TmMem m;
@@ -217,7 +266,7 @@ static void test_many_regions(gconstpointer data)
 	nlongs = tm_bitmap_longs(m.npages);
 	map = g_new0(unsigned long, nlongs);
 	want = g_new0(gboolean, m.npages);
-	g_assert_cmpint(mig_wp_tracker_arm(t), ==, 0);
+	g_assert_cmpint(impl->arm(t), ==, 0);
 	/* Every other page, plus a few pairs so some regions are longer than one page:
 	 * about 2000 separate regions. */
 	for (size_t p = 0; p < m.npages; p += 2) {
@@ -233,7 +282,7 @@ static void test_many_regions(gconstpointer data)
 	memset(want, 0, m.npages * sizeof(*want));
 	collect(t, map, nlongs, &n);
 	assert_exact(&m, map, n, want);
-	mig_wp_tracker_free(t);
+	impl->free_(t);
 	tm_unmap(&m);
 }
 
@@ -353,7 +402,7 @@ static gboolean reported_between(GArray *h, guint lo, guint hi)
 
 static void test_concurrent(gconstpointer data)
 {
-	const TmBackend *b = data;
+	const TmBackend *b = use_case(data);
 	size_t len = b->kind == TM_HUGETLB ? 16 * TM_HUGE_2M : 4UL << 20;
 	g_autofree unsigned long *map = NULL;
 	g_autofree guint *done_before = NULL, *snap = NULL;
@@ -362,7 +411,7 @@ static void test_concurrent(gconstpointer data)
 	g_autofree WriteLog *log = NULL;
 	g_autofree uint64_t *expect = NULL;
 	g_autofree gboolean *wrote = NULL;
-	MigWpTracker *t;
+	void *t;
 	GThread *th;
 	Race r = { 0 };
 	Books bk;
@@ -401,7 +450,7 @@ static void test_concurrent(gconstpointer data)
 	atomic_init(&r.epoch, 0);
 	atomic_init(&r.stop, false);
 
-	g_assert_cmpint(mig_wp_tracker_arm(t), ==, 0);
+	g_assert_cmpint(impl->arm(t), ==, 0);
 	/* Epoch 1 before the writer starts: its first writes belong to collect >= 1. */
 	atomic_store(&r.epoch, 1);
 	th = g_thread_new("uffd-writer", writer, &r);
@@ -468,7 +517,7 @@ static void test_concurrent(gconstpointer data)
 	g_assert_cmpuint(k, >, 2);
 	for (size_t p = 0; p < np; p++)
 		g_array_unref(hist[p]);
-	mig_wp_tracker_free(t);
+	impl->free_(t);
 	tm_unmap(&m);
 }
 
@@ -479,17 +528,22 @@ int main(int argc, char **argv)
 	g_test_init(&argc, &argv, NULL);
 	huge_err = tm_reserve_huge(HUGE_WANT, &huge_resv);
 
+	for (size_t k = 0; k < G_N_ELEMENTS(impls); k++)
 	for (size_t i = 0; i < G_N_ELEMENTS(backends); i++) {
-		g_autofree char *p1 = g_strdup_printf("/uffd/wp/%s/exact", backends[i].name);
-		g_autofree char *p2 = g_strdup_printf("/uffd/wp/%s/concurrent", backends[i].name);
+		const Case *c = &cases[k][i];
+		g_autofree char *p1 = g_strdup_printf("/uffd/%s/%s/exact", impls[k].name,
+						      backends[i].name);
+		g_autofree char *p2 = g_strdup_printf("/uffd/%s/%s/concurrent", impls[k].name,
+						      backends[i].name);
 
-		g_test_add_data_func(p1, &backends[i], test_exact);
-		g_test_add_data_func(p2, &backends[i], test_concurrent);
+		cases[k][i] = (Case){ &backends[i], &impls[k] };
+		g_test_add_data_func(p1, c, test_exact);
+		g_test_add_data_func(p2, c, test_concurrent);
 		if (backends[i].kind != TM_HUGETLB) {	/* 512+ huge pages: too many to ask */
-			g_autofree char *p3 = g_strdup_printf("/uffd/wp/%s/many-regions",
-							      backends[i].name);
+			g_autofree char *p3 = g_strdup_printf("/uffd/%s/%s/many-regions",
+							      impls[k].name, backends[i].name);
 
-			g_test_add_data_func(p3, &backends[i], test_many_regions);
+			g_test_add_data_func(p3, c, test_many_regions);
 		}
 	}
 	ret = g_test_run();

@@ -1,14 +1,17 @@
 /* uffd-probe: what does this kernel offer, does async uffd-wp dirty tracking work on
- * each memory type, and what does it cost. Not a test; run by hand:
+ * each memory type, and what does it cost, against the sync fault log (wp_log). Not a
+ * test; run by hand:
  *
  *   uffd-probe [MiB]      (default 1024; hugetlb is measured only if enough 2 MiB
  *                          pages are free, see /proc/sys/vm/nr_hugepages)
+ *   uffd-probe MiB log    the scan against the sync log only
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <sys/ioctl.h>
 #include <time.h>
 
+#include "uffd/wp_log.h"
 #include "uffd/wp_tracker.h"
 #include "uffd/testmem.h"
 
@@ -251,6 +254,97 @@ out:
 	tm_unmap(&m);
 }
 
+/* Writes one byte in each of n random pages; returns ms. */
+static double scatter(const TmMem *m, size_t n, uint32_t *x)
+{
+	double t0 = now_ms();
+
+	for (size_t i = 0; i < n; i++) {
+		*x ^= *x << 13, *x ^= *x >> 17, *x ^= *x << 5;
+		m->base[(*x % m->npages) * m->page_size + (*x % 64)]++;
+	}
+	return now_ms() - t0;
+}
+
+/* The scan's collect against the log's, with 0, 100 and 1% of the pages written since
+ * the previous one (what the last collect of a migration costs), and what a first
+ * write costs the writer under each. All memory populated and written beforehand. */
+static void bench_log(TmKind kind, size_t len)
+{
+	static const size_t fixed[] = { 0, 100 };
+	size_t nlongs, sizes[3];
+	double scan[3][ROUNDS], logc[3][ROUNDS], wscan[ROUNDS], wlog[ROUNDS], t0;
+	unsigned long *map;
+	MigWpTracker *t;
+	MigWpLog *l;
+	uint32_t x = 0x2545f491;
+	uint64_t n = 0;
+	TmMem m;
+	int ret;
+
+	ret = tm_map(kind, len, &m);
+	if (ret < 0) {
+		printf("  %-10s  cannot map %zu MiB: %s\n", kind_name(kind), len >> 20, strerror(-ret));
+		return;
+	}
+	memset(m.base, 0x5a, m.len);
+	nlongs = tm_bitmap_longs(m.npages);
+	map = calloc(nlongs, sizeof(long));
+	sizes[0] = fixed[0];
+	sizes[1] = fixed[1];
+	sizes[2] = m.npages / 100;
+
+	if (mig_wp_tracker_new(m.base, m.len, m.page_size, &t) < 0 || mig_wp_tracker_arm(t) < 0) {
+		printf("  %-10s  no scan tracker\n", kind_name(kind));
+		goto out;
+	}
+	for (int r = 0; r < ROUNDS; r++)
+		for (int k = 0; k < 3; k++) {
+			double w = scatter(&m, sizes[k], &x);
+
+			if (k == 2)
+				wscan[r] = w;
+			t0 = now_ms();
+			mig_wp_tracker_collect(t, map, &n);
+			scan[k][r] = now_ms() - t0;
+		}
+	mig_wp_tracker_free(t);
+
+	if (mig_wp_log_new(m.base, m.len, m.page_size, &l) < 0) {
+		printf("  %-10s  no log tracker\n", kind_name(kind));
+		goto out;
+	}
+	t0 = now_ms();
+	mig_wp_log_arm(l);
+	printf("  %-10s  %zu MiB, all written; scan = wp_tracker, log = wp_log; median of %d\n",
+	       kind_name(kind), len >> 20, ROUNDS);
+	printf("    log arm (UFFDIO_WRITEPROTECT of all):                  %7.3f ms\n", now_ms() - t0);
+	for (int r = 0; r < ROUNDS; r++)
+		for (int k = 0; k < 3; k++) {
+			double w = scatter(&m, sizes[k], &x);
+
+			if (k == 2)
+				wlog[r] = w;
+			t0 = now_ms();
+			mig_wp_log_collect(l, map, &n);
+			logc[k][r] = now_ms() - t0;
+		}
+	mig_wp_log_free(l);
+	for (int k = 0; k < 3; k++) {
+		qsort(scan[k], ROUNDS, sizeof(double), cmp_double);
+		qsort(logc[k], ROUNDS, sizeof(double), cmp_double);
+		printf("    collect, %6zu pages written since:  scan %7.3f ms   log %7.3f ms\n", sizes[k],
+		       scan[k][ROUNDS / 2], logc[k][ROUNDS / 2]);
+	}
+	qsort(wscan, ROUNDS, sizeof(double), cmp_double);
+	qsort(wlog, ROUNDS, sizeof(double), cmp_double);
+	printf("    first write to a page, the writer's cost:  scan %6.2f us   log %6.2f us\n",
+	       wscan[ROUNDS / 2] * 1000 / (double)sizes[2], wlog[ROUNDS / 2] * 1000 / (double)sizes[2]);
+out:
+	free(map);
+	tm_unmap(&m);
+}
+
 /* Corner: MADV_DONTNEED on tracked anon memory changes contents (to zero). */
 static void dontneed(void)
 {
@@ -285,6 +379,8 @@ int main(int argc, char **argv)
 	size_t mib = argc > 1 ? strtoul(argv[1], NULL, 0) : 1024;
 	long huge_free = tm_read_long(TM_HUGE_SYSFS "free_hugepages");
 
+	if (argc > 2 && !strcmp(argv[2], "log"))
+		goto log;
 	print_features();
 	printf("functional check:\n");
 	functional(TM_ANON);
@@ -303,5 +399,9 @@ int main(int argc, char **argv)
 		bench(TM_HUGETLB, mib << 20);
 	else
 		printf("  hugetlb-2M  skipped: %ld free 2 MiB pages, need %zu\n", huge_free, mib / 2);
+log:
+	printf("the scan against the sync log:\n");
+	bench_log(TM_ANON, mib << 20);
+	bench_log(TM_MEMFD, mib << 20);
 	return 0;
 }
