@@ -558,6 +558,15 @@ static int cmp_u32(gconstpointer a, gconstpointer b)
 	return x < y ? -1 : x > y;
 }
 
+/* Nearest rank, as mig-faultlat's: the smallest sample with at least p % of the
+ * samples at or below it (n > 0). */
+static guint32 nearest_rank(const guint32 *sorted, guint n, guint p)
+{
+	guint64 rank = ((guint64)n * p + 99) / 100;
+
+	return sorted[MAX(rank, 1) - 1];
+}
+
 void mig_pc_dst_query(MigSession *s, MigValue *b)
 {
 	static const char *const cls[3] = { "4k", "2m", "1g" };
@@ -599,9 +608,9 @@ void mig_pc_dst_query(MigSession *s, MigValue *b)
 		qsort(v[c], n[c], sizeof(guint32), cmp_u32);
 		o = mig_value_add_object(lat, cls[c]);
 		mig_value_add_int(o, "count", n[c]);
-		mig_value_add_int(o, "p50", v[c][(n[c] - 1) * 50 / 100]);
-		mig_value_add_int(o, "p90", v[c][(n[c] - 1) * 90 / 100]);
-		mig_value_add_int(o, "p99", v[c][(n[c] - 1) * 99 / 100]);
+		mig_value_add_int(o, "p50", nearest_rank(v[c], n[c], 50));
+		mig_value_add_int(o, "p90", nearest_rank(v[c], n[c], 90));
+		mig_value_add_int(o, "p99", nearest_rank(v[c], n[c], 99));
 		mig_value_add_int(o, "max", v[c][n[c] - 1]);
 		g_free(v[c]);
 	}
