@@ -78,7 +78,8 @@ static gboolean test_and_set(gulong *map, gsize i)
 	return (__atomic_fetch_or(&map[i / MIG_BITS_PER_LONG], bit, __ATOMIC_SEQ_CST) & bit) != 0;
 }
 
-static void record_latency(PcDst *pc, PcBlock *b, gsize page)
+/* t_end: when the placement's ioctl returned, which is when it woke the waiters. */
+static void record_latency(PcDst *pc, PcBlock *b, gsize page, gint64 t_end)
 {
 	gint64 t0 = __atomic_exchange_n(&b->t_fault[page], 0, __ATOMIC_ACQ_REL);
 	guint64 ns, us;
@@ -86,7 +87,7 @@ static void record_latency(PcDst *pc, PcBlock *b, gsize page)
 
 	if (!t0)
 		return;
-	ns = (guint64)MAX(now_ns() - t0, 0);
+	ns = (guint64)MAX(t_end - t0, 0);
 	us = ns / 1000;
 	bucket = us ? MIN((guint)g_bit_nth_msf(us, -1), LAT_BUCKETS - 1u) : 0;
 	g_mutex_lock(&pc->stat_lock);
@@ -128,6 +129,7 @@ gboolean mig_pc_dst_place(MigSession *s, guint block, gsize page, const void *da
 	/* probes only for requested pages: a tracer pays for every hit, and bulk places
 	 * every page of the guest */
 	gboolean traced = mig_bitmap_test(b->requested, page);
+	gint64 t_end;
 	int rc;
 
 	if (traced)
@@ -140,20 +142,25 @@ gboolean mig_pc_dst_place(MigSession *s, guint block, gsize page, const void *da
 		return TRUE;
 	}
 	rc = place(pc, b, page, data);
-	g_rw_lock_reader_unlock(&pc->place_lock);
+	/* The ioctl woke the waiters: its return ends their wait, here and for the
+	 * page_placed probe, which fires next. Read after the probe, the clock also
+	 * counted the probe's trap, and any wait for a CPU on the way back from it, when a
+	 * tracer is attached: the two figures of one fault then disagreed. */
+	t_end = now_ns();
 	if (traced)
 		MIG_PROBE(page_placed, block, (guint64)page * b->rb->page_size);
+	g_rw_lock_reader_unlock(&pc->place_lock);
 	if (rc < 0) {
 		g_set_error(err, MIG_ERROR, -rc, "placing page %" G_GSIZE_FORMAT " of '%s': %s", page, b->rb->name, g_strerror(-rc));
 		return FALSE;
 	}
 	__atomic_fetch_or(&s->dst->received[block][page / MIG_BITS_PER_LONG], 1ul << (page % MIG_BITS_PER_LONG), __ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&b->requested[page / MIG_BITS_PER_LONG], __ATOMIC_SEQ_CST) & (1ul << (page % MIG_BITS_PER_LONG))) {
-		record_latency(pc, b, page);
+		record_latency(pc, b, page, t_end);
 		/* every fault sets requested before it reads received (handle_fault), so a
 		 * page nobody asked for has no waiter and skips the lock */
 		if (pc->bt)
-			mig_blocktime_end(pc->bt, (guint64)(uintptr_t)(b->rb->host + page * b->rb->page_size), now_ns());
+			mig_blocktime_end(pc->bt, (guint64)(uintptr_t)(b->rb->host + page * b->rb->page_size), t_end);
 	}
 	return TRUE;
 }
@@ -237,7 +244,7 @@ static int handle_fault(PcDst *pc, guint64 addr, pid_t tid, MigReqBatch *reqs)
 	 * exchange on t_fault makes exactly one of us time it. The request still goes:
 	 * the source counts what it was asked. */
 	if (__atomic_load_n(&s->dst->received[bi][page / MIG_BITS_PER_LONG], __ATOMIC_SEQ_CST) & (1ul << (page % MIG_BITS_PER_LONG)))
-		record_latency(pc, b, page);
+		record_latency(pc, b, page, now_ns());
 	__atomic_add_fetch(&pc->requests, 1, __ATOMIC_RELAXED);
 	if (pc->fetch) {
 		MIG_PROBE(request_sent, bi, (guint64)page * b->rb->page_size);
@@ -551,6 +558,15 @@ static int cmp_u32(gconstpointer a, gconstpointer b)
 	return x < y ? -1 : x > y;
 }
 
+/* Nearest rank, as mig-faultlat's: the smallest sample with at least p % of the
+ * samples at or below it (n > 0). */
+static guint32 nearest_rank(const guint32 *sorted, guint n, guint p)
+{
+	guint64 rank = ((guint64)n * p + 99) / 100;
+
+	return sorted[MAX(rank, 1) - 1];
+}
+
 void mig_pc_dst_query(MigSession *s, MigValue *b)
 {
 	static const char *const cls[3] = { "4k", "2m", "1g" };
@@ -592,9 +608,9 @@ void mig_pc_dst_query(MigSession *s, MigValue *b)
 		qsort(v[c], n[c], sizeof(guint32), cmp_u32);
 		o = mig_value_add_object(lat, cls[c]);
 		mig_value_add_int(o, "count", n[c]);
-		mig_value_add_int(o, "p50", v[c][(n[c] - 1) * 50 / 100]);
-		mig_value_add_int(o, "p90", v[c][(n[c] - 1) * 90 / 100]);
-		mig_value_add_int(o, "p99", v[c][(n[c] - 1) * 99 / 100]);
+		mig_value_add_int(o, "p50", nearest_rank(v[c], n[c], 50));
+		mig_value_add_int(o, "p90", nearest_rank(v[c], n[c], 90));
+		mig_value_add_int(o, "p99", nearest_rank(v[c], n[c], 99));
 		mig_value_add_int(o, "max", v[c][n[c] - 1]);
 		g_free(v[c]);
 	}

@@ -14,14 +14,18 @@ migd by (block, offset). It is stopped with SIGINT once the migration has comple
   postcopy-requests;
 - every hop's p50 >= 0 (the probes that stand for a write fire before it; a request
   answered by a copy that left before the urgent one is counted apart as early);
-- the tool's fault_read -> page_placed p50 over every placed request is between 0.5x
-  - 25 us and 1.1x + 25 us of x-postcopy-latency's 4K p50: the same requests, timed by
-  the probes in the kernel on one side and by the engine's clock on the other, so a
-  probe in the wrong place or a record matched to the wrong request shows here. The
-  probes' span lies within the engine's but for the cost of a probe, hence the upper
-  bound; the engine's has come out 3 to 45 % longer (the most in quiet runs with few
-  requests), a margin not yet explained, hence the lower bound's room. (The typical request's hop means add up
-  to its total by construction: printed, not asserted);
+- the tool's fault_read -> page_placed p50 over every placed request against
+  x-postcopy-latency's 4K p50: the same requests, timed by the probes in the kernel on
+  one side and by the engine's clock on the other, so a probe in the wrong place or a
+  record matched to the wrong request shows here. The engine reads its clock just after
+  the fault_read probe and just before the page_placed one (both as the ioctl that
+  placed the page returned), so per request its span lies inside the probes' by the
+  two traps' cost (6 us at p50 here): the engine's p50 may not exceed the probes' by
+  more than 3 % + 3 us (room for the few requests one side times and the other does
+  not), and the probes' may not exceed 1.1x the engine's + 25 us. An engine that read
+  its end after the probe counted the probe's trap and the wait for a CPU behind it,
+  and came out 3 to 45 % above the probes (226 against 188 us in one run). (The typical
+  request's hop means add up to its total by construction: printed, not asserted);
 - the destination's x-fault-latency-bpf (the kernel's view of the guest threads'
   userfaultfd waits) has no error, a count within 10 % of x-postcopy-latency's (the
   engine's fault-to-placement timing); its waits ended at the wakeup count the same
@@ -191,8 +195,12 @@ def case_stages():
         tot = r["total_all_placed"]
         print("fault_read -> page_placed p50: %.1f us by the probes (%d requests), %d us by the engine (%d)"
               % (tot["p50_us"], tot["count"], eng["p50"], eng["count"]))
-        expect(0.5 * eng["p50"] - 25 <= tot["p50_us"] <= 1.1 * eng["p50"] + 25,
-               "mig-faultlat's fault_read -> page_placed p50 %.1f us is outside [0.5x - 25 us, 1.1x + 25 us] "
+        expect(eng["p50"] <= 1.03 * tot["p50_us"] + 3,
+               "x-postcopy-latency's p50 %d us is more than 3 %% + 3 us above mig-faultlat's fault_read -> "
+               "page_placed p50 %.1f us: the engine times more than the span between the probes"
+               % (eng["p50"], tot["p50_us"]))
+        expect(tot["p50_us"] <= 1.1 * eng["p50"] + 25,
+               "mig-faultlat's fault_read -> page_placed p50 %.1f us is above 1.1x + 25 us "
                "of x-postcopy-latency's %d us" % (tot["p50_us"], eng["p50"]))
         expect(near(ker["count"], eng["count"], 0.10, 0),
                "x-fault-latency-bpf counts %d waits, x-postcopy-latency %d requests (more than 10 %% apart)"

@@ -694,10 +694,12 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Nearest-rank on a sorted copy, as the engine's x-postcopy-latency percentiles. */
+/* Nearest rank on a sorted copy (n > 0), as the engine's x-postcopy-latency percentiles. */
 static double pct(const double *sorted, guint n, guint p)
 {
-	return sorted[(gsize)(n - 1) * p / 100];
+	guint64 rank = ((guint64)n * p + 99) / 100;
+
+	return sorted[MAX(rank, 1) - 1];
 }
 
 static gboolean ping_size(int fd, guint64 size, guint count, guint warmup, gint64 deadline_us, guint64 *seq,
