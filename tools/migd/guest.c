@@ -27,6 +27,7 @@ typedef struct Vcpu {
 	/* Inside a unit's first read, where a destination vCPU waits for a missing page:
 	 * counts as stopped (seq-cst, against want_pause; see access_begin). */
 	gint in_access;
+	guint64 writes;        /* units written; this thread stores, anyone loads (relaxed) */
 } Vcpu;
 
 struct MigdGuest {
@@ -287,6 +288,7 @@ static gboolean touch(MigdGuest *g, Vcpu *v, guint64 idx, gboolean write)
 	gen = gen == MIGD_UNIT_ZERO_GEN ? 1 : gen + 1;
 	migd_unit_write(u, g->seed, idx, gen);
 	record_written(g, idx, gen);
+	__atomic_store_n(&v->writes, v->writes + 1, __ATOMIC_RELAXED);
 	return TRUE;
 }
 
@@ -502,6 +504,15 @@ guint migd_guest_vcpu_tids(MigdGuest *g, pid_t *tids, guint max)
 	return n;
 }
 guint64 migd_guest_units(MigdGuest *g) { return g->units; }
+
+guint64 migd_guest_writes(MigdGuest *g)
+{
+	guint64 n = 0;
+
+	for (guint i = 0; i < g->cfg.vcpus; i++)
+		n += __atomic_load_n(&g->vcpus[i].writes, __ATOMIC_RELAXED);
+	return n;
+}
 
 void migd_guest_set_fail_cb(MigdGuest *g, MigdGuestFailFn fn, gpointer opaque)
 {
