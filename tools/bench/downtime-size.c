@@ -6,13 +6,18 @@
  * are in memory at once, whole: a row whose pair does not fit the memory available now
  * is skipped, saying so (16 GiB does not on a 24 GiB host). A third kind, 4K-log, is
  * 4 KiB pages with the source tracking writes by sync uffd-wp faults (migd --dirty-log),
- * whose last sync costs what was written instead of a walk of all RAM. */
+ * whose last sync costs what was written instead of a walk of all RAM. --sizes picks the
+ * sizes. --workload makes the source guest busy, with a 4K row (the scan) beside a
+ * 4K-log row at each size: what the log costs a writing guest, in its own write rate
+ * (migd's x-guest-writes) before and during precopy, passes, total time and downtime. */
 #include "tools/bench/runner.h"
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#define DS_WORKLOAD "idle"
+#define DS_IDLE "idle"
+#define DS_UNIT_BYTES 4096u                /* migd's unit, what x-guest-writes counts (tools/migd/unit.h) */
+#define DS_RATE_WINDOW_US G_USEC_PER_SEC   /* a busy guest's write rate before the migration */
 #define DS_CHANNELS 4
 #define DS_MARGIN ((guint64)2 << 30) /* memory left to everyone else */
 
@@ -26,6 +31,9 @@ typedef struct DsSample {
 	gint64 downtime_us;          /* x-downtime-us total; -1 absent */
 	gint64 step_us[DS_NSTEPS];   /* x-downtime-us's steps; -1 absent */
 	gint64 huge_pct;             /* the source's AnonHugePages at the start, % of the guest; -1 unknown */
+	gint64 passes;               /* ram.dirty-sync-count */
+	gint64 wr_before_kibs;       /* the busy guest's writes, KiB/s, the second before migrate; -1 idle */
+	gint64 wr_during_kibs;       /* and from migrate to the stop; -1 idle */
 } DsSample;
 
 typedef enum {
@@ -113,17 +121,37 @@ static gboolean ds_fits(guint64 bytes, GError **err)
 	return TRUE;
 }
 
+/* The source guest's x-guest-writes (units) now, with the time it was read. */
+static gboolean ds_writes(MigPair *p, guint64 *units, gint64 *at, GError **err)
+{
+	g_autoptr(JsonObject) o = bench_query_migrate(p->qsrc, err);
+
+	if (!o)
+		return FALSE;
+	*at = g_get_monotonic_time();
+	*units = (guint64)MAX(bench_obj_int(o, "x-guest-writes", 0), 0);
+	return TRUE;
+}
+
+static gint64 kib_per_s(guint64 units, gint64 us)
+{
+	return us > 0 ? (gint64)((double)units * (DS_UNIT_BYTES >> 10) * G_USEC_PER_SEC / (double)us) : -1;
+}
+
 static gboolean ds_run(Bench *b, const DsRow *row, DsSample *s, GError **err)
 {
 	g_autofree char *port = NULL, *uri = NULL;
 	g_autoptr(JsonObject) src_done = NULL;
 	guint seq = ++b->seq;
-	MigdSpec src = { .backend = "anon", .guest_bytes = row->bytes, .workload = DS_WORKLOAD, .seed = seq,
+	const char *workload = b->ds_workload ? b->ds_workload : DS_IDLE;
+	MigdSpec src = { .backend = "anon", .guest_bytes = row->bytes, .workload = workload, .seed = seq,
 			 .thp = row->pages == DS_THP, .dirty_log = row->pages == DS_4K_LOG, .side = -1 };
 	MigdSpec dst = { .backend = "anon", .guest_bytes = row->bytes, .incoming = "tcp:127.0.0.1:0",
 			 .thp = row->pages == DS_THP, .side = -1 };
 	MigSample ms = { 0 };
 	MigPair p = { 0 };
+	guint64 w0 = 0, w1 = 0;
+	gint64 t0 = 0, t1 = 0;
 	gboolean ok;
 
 	ok = ds_fits(row->bytes, err) && bench_pair_start(b, &src, &dst, &p, err) &&
@@ -135,8 +163,13 @@ static gboolean ds_run(Bench *b, const DsRow *row, DsSample *s, GError **err)
 		gint64 huge = anon_huge_bytes(p.src->pid);
 
 		s->huge_pct = huge < 0 ? -1 : (gint64)((guint64)huge * 100 / row->bytes);
+		s->wr_before_kibs = s->wr_during_kibs = -1;
+		if (b->ds_workload) {
+			ok = ds_writes(&p, &w0, &t0, err) && (g_usleep(DS_RATE_WINDOW_US), ds_writes(&p, &w1, &t1, err));
+			s->wr_before_kibs = kib_per_s(w1 - w0, t1 - t0);
+		}
 		uri = g_strdup_printf("{\"uri\":\"tcp:127.0.0.1:%s\"}", port);
-		ok = bench_qmp_run(p.qsrc, "source", "migrate", uri, err) && (src_done = bench_wait_source(b, &p, err)) &&
+		ok = ok && bench_qmp_run(p.qsrc, "source", "migrate", uri, err) && (src_done = bench_wait_source(b, &p, err)) &&
 		     bench_wait_integrity(b, &p, &ms, err);
 	}
 	if (ok) {
@@ -147,6 +180,13 @@ static gboolean ds_run(Bench *b, const DsRow *row, DsSample *s, GError **err)
 		s->ram_ms = bench_obj_int(split, "ram-ms", -1);
 		s->other_ms = bench_obj_int(split, "other-ms", -1);
 		s->downtime_bytes = bench_obj_int(bench_obj_obj(src_done, "ram"), "downtime-bytes", -1);
+		s->passes = bench_obj_int(bench_obj_obj(src_done, "ram"), "dirty-sync-count", -1);
+		if (b->ds_workload) {
+			guint64 w2 = (guint64)MAX(bench_obj_int(src_done, "x-guest-writes", 0), 0);
+
+			/* migrate to the stop: total-time less the downtime, the guest stopped since */
+			s->wr_during_kibs = kib_per_s(w2 - MIN(w1, w2), (s->total_ms - s->downtime_ms) * 1000);
+		}
 		split = bench_obj_obj(src_done, "x-downtime-us");
 		s->downtime_us = bench_obj_int(split, "total", -1);
 		for (guint i = 0; i < DS_NSTEPS; i++)
@@ -176,8 +216,13 @@ static void ds_cell(Bench *b, DsRow *row, int run)
 	}
 	g_array_append_val(row->samples, s);
 	g_printerr("migbench: %" G_GUINT64_FORMAT " GiB %s run %d/%d: downtime %.3f ms, sync %.3f ms, %" G_GINT64_FORMAT
-		   " bytes, %" G_GINT64_FORMAT " %% huge\n", row->bytes >> 30, ds_pages_names[row->pages], run + 1, b->runs,
-		   (double)s.downtime_us / 1000, (double)s.step_us[1] / 1000, s.downtime_bytes, s.huge_pct);
+		   " bytes, %" G_GINT64_FORMAT " %% huge, %" G_GINT64_FORMAT " passes, total %" G_GINT64_FORMAT " ms",
+		   row->bytes >> 30, ds_pages_names[row->pages], run + 1, b->runs, (double)s.downtime_us / 1000,
+		   (double)s.step_us[1] / 1000, s.downtime_bytes, s.huge_pct, s.passes, s.total_ms);
+	if (b->ds_workload)
+		g_printerr(", guest writes %.1f MiB/s before, %.1f during precopy", (double)s.wr_before_kibs / 1024,
+			   (double)s.wr_during_kibs / 1024);
+	g_printerr("\n");
 }
 
 /* Against the smallest guest of the same pages. */
@@ -194,15 +239,25 @@ static double ds_vs_first(GPtrArray *rows, const DsRow *r)
 
 static void ds_print(Bench *b, GPtrArray *rows)
 {
-	printf("\n%s: idle guest (" DS_WORKLOAD "), %u multifd channels, loopback TCP, median of %d run%s, %u CPUs\n",
-	       b->scenario, DS_CHANNELS, b->runs, b->runs == 1 ? "" : "s", g_get_num_processors());
+	guint64 first_gib = rows->len ? ((DsRow *)g_ptr_array_index(rows, 0))->bytes >> 30 : 1;
+	g_autofree char *vs_head = g_strdup_printf("vs %" G_GUINT64_FORMAT " GiB", first_gib);
+
+	printf("\n%s: %s guest (%s), %u multifd channels, loopback TCP, median of %d run%s, %u CPUs\n",
+	       b->scenario, b->ds_workload ? "busy" : "idle", b->ds_workload ? b->ds_workload : DS_IDLE, DS_CHANNELS,
+	       b->runs, b->runs == 1 ? "" : "s", g_get_num_processors());
 	printf("pages: 4K = guest RAM in 4 KiB pages (migd's default), THP = transparent huge pages (--mem-thp),\n"
 	       "4K-log = 4 KiB pages tracked by sync uffd-wp faults (source migd --dirty-log);\n"
 	       "huge: the source's AnonHugePages at the start; downtime and its steps (x-downtime-us) in ms\n");
+	if (b->ds_workload)
+		printf("wr before / during: the guest's own writes in MiB/s (x-guest-writes), the second before migrate\n"
+		       "and from migrate to the stop\n");
 	printf("%-7s %-6s %5s %9s", "guest", "pages", "huge", "downtime");
 	for (guint k = 0; k < DS_NSTEPS; k++)
 		printf(" %7s", ds_steps[k]);
-	printf(" %6s %8s %9s\n", "bytes", "total s", "vs 1 GiB");
+	printf(" %6s %8s %9s", "bytes", "total s", vs_head);
+	if (b->ds_workload)
+		printf(" %6s %9s %9s", "passes", "wr before", "wr during");
+	printf("\n");
 	for (guint i = 0; i < rows->len; i++) {
 		DsRow *r = g_ptr_array_index(rows, i);
 		g_autofree char *size = bench_fmt_size(r->bytes);
@@ -219,9 +274,20 @@ static void ds_print(Bench *b, GPtrArray *rows)
 
 			printf(" %7s", v);
 		}
-		printf(" %6s %8s %9s\n", bytes, total, vs);
+		printf(" %6s %8s %9s", bytes, total, vs);
+		if (b->ds_workload) {
+			g_autofree char *passes = bench_fmt_num(ds_median_of(r, G_STRUCT_OFFSET(DsSample, passes)), 0);
+			g_autofree char *wb = bench_fmt_num(ds_median_of(r, G_STRUCT_OFFSET(DsSample, wr_before_kibs)) /
+							    1024, 1);
+			g_autofree char *wd = bench_fmt_num(ds_median_of(r, G_STRUCT_OFFSET(DsSample, wr_during_kibs)) /
+							    1024, 1);
+
+			printf(" %6s %9s %9s", passes, wb, wd);
+		}
+		printf("\n");
 	}
-	printf("target: the largest guest's downtime <= 1.2 x the 1 GiB one's (each kind of pages against its own)\n");
+	if (!b->ds_workload)
+		printf("target: the largest guest's downtime <= 1.2 x the 1 GiB one's (each kind of pages against its own)\n");
 	for (guint i = 0; i < rows->len; i++) {
 		DsRow *r = g_ptr_array_index(rows, i);
 
@@ -237,7 +303,7 @@ static gboolean ds_write_json(Bench *b, GPtrArray *rows, GError **err)
 	g_autoptr(JsonBuilder) j = json_builder_new();
 
 	bench_json_head(b, j, 0);
-	bench_json_str(j, "workload", DS_WORKLOAD);
+	bench_json_str(j, "workload", b->ds_workload ? b->ds_workload : DS_IDLE);
 	bench_json_int(j, "channels", DS_CHANNELS);
 	json_builder_set_member_name(j, "rows");
 	json_builder_begin_array(j);
@@ -266,6 +332,11 @@ static gboolean ds_write_json(Bench *b, GPtrArray *rows, GError **err)
 				bench_json_int(j, name, s->step_us[m]);
 			}
 			bench_json_int(j, "huge_pct", s->huge_pct);
+			bench_json_int(j, "passes", s->passes);
+			if (b->ds_workload) {
+				bench_json_int(j, "guest_write_kibs_before", s->wr_before_kibs);
+				bench_json_int(j, "guest_write_kibs_during", s->wr_during_kibs);
+			}
 			json_builder_end_object(j);
 		}
 		json_builder_end_array(j);
@@ -279,22 +350,38 @@ static gboolean ds_write_json(Bench *b, GPtrArray *rows, GError **err)
 
 static int run_downtime_size(Bench *b)
 {
-	static const guint full[] = { 1, 2, 4, 8, 16 }, quick[] = { 1, 4 };
-	const guint *gib = b->quick ? quick : full;
-	guint n = b->quick ? G_N_ELEMENTS(quick) : G_N_ELEMENTS(full);
+	static const guint full[] = { 1, 2, 4, 8, 16 }, quick[] = { 1, 4 }, busy[] = { 1, 4 }, busy_quick[] = { 1 };
+	static const DsPages all_kinds[] = { DS_4K, DS_THP, DS_4K_LOG }, busy_kinds[] = { DS_4K, DS_4K_LOG };
+	const DsPages *kinds = b->ds_workload ? busy_kinds : all_kinds;
+	guint nk = b->ds_workload ? G_N_ELEMENTS(busy_kinds) : G_N_ELEMENTS(all_kinds);
+	const guint *gib;
+	guint n;
 	g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func(ds_row_free);
 	g_autoptr(GError) err = NULL;
 	int rc = 0;
 
+	if (b->n_ds_sizes) {
+		gib = b->ds_sizes;
+		n = b->n_ds_sizes;
+	} else if (b->ds_workload) {
+		gib = b->quick ? busy_quick : busy;
+		n = b->quick ? G_N_ELEMENTS(busy_quick) : G_N_ELEMENTS(busy);
+	} else {
+		gib = b->quick ? quick : full;
+		n = b->quick ? G_N_ELEMENTS(quick) : G_N_ELEMENTS(full);
+	}
+	if (b->ds_workload && !strcmp(b->ds_workload, "busy"))
+		b->ds_workload = DS_BUSY;
 	b->unplotted = TRUE;
-	/* each size in 4 KiB pages, on THP and in 4 KiB pages with the sync log: the THP and
-	 * 4K-log rows measure the walk's change, the 4K rows keep the figure comparable with
-	 * tables taken before either existed here */
-	for (guint i = 0; i < DS_NKINDS * n; i++) {
+	/* idle: each size in 4 KiB pages, on THP and in 4 KiB pages with the sync log: the
+	 * THP and 4K-log rows measure the walk's change, the 4K rows keep the figure
+	 * comparable with tables taken before either existed here. Busy: the scan against
+	 * the log, on the pages the log is for */
+	for (guint i = 0; i < nk * n; i++) {
 		DsRow *r = g_new0(DsRow, 1);
 
-		r->bytes = (guint64)gib[i / DS_NKINDS] * GiB;
-		r->pages = (DsPages)(i % DS_NKINDS);
+		r->bytes = (guint64)gib[i / nk] * GiB;
+		r->pages = kinds[i % nk];
 		r->samples = g_array_new(FALSE, TRUE, sizeof(DsSample));
 		g_ptr_array_add(rows, r);
 	}
@@ -315,6 +402,6 @@ static int run_downtime_size(Bench *b)
 
 const BenchScenario bench_downtime_size = {
 	.name = "downtime-size",
-	.summary = "an idle guest's downtime against its size (1..16 GiB)",
+	.summary = "an idle guest's downtime against its size (1..16 GiB); --workload: a busy one's, scan vs log",
 	.run = run_downtime_size,
 };

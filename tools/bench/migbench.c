@@ -6,6 +6,7 @@
  *            [--dir DIR] [--lazy-only]                (file)
  *            [--cut-ms N] [--outage-s N]              (postcopy-recovery)
  *            [--cells GLOB]                           (faults)
+ *            [--sizes N,...] [--workload SPEC]        (downtime-size)
  *
  * It starts every process it measures (migd pairs, mig-rawxfer pairs) in a temporary
  * directory, on the host or inside its shaped netns bed (tools/bench/netns.h), waits for
@@ -57,6 +58,7 @@ static int usage(const char *why)
 		   "                [--dir DIR] [--lazy-only]                (file)\n"
 		   "                [--cut-ms N] [--outage-s N]              (postcopy-recovery)\n"
 		   "                [--cells GLOB]                           (faults)\n"
+		   "                [--sizes N,...] [--workload SPEC]        (downtime-size)\n"
 		   "scenarios:\n");
 	for (gsize i = 0; i < G_N_ELEMENTS(scenarios); i++)
 		g_printerr("  %-20s %s\n", scenarios[i]->name, scenarios[i]->summary);
@@ -181,18 +183,18 @@ static int run_scenario(Bench *b, const BenchScenario *sc)
 	return rc;
 }
 
-/* "8,32" into b->vcpu_rows; "" is none. */
-static gboolean parse_vcpu_rows(const char *list, Bench *b)
+/* "8,32" into out, at most max counts, each lo..hi; "" is none. */
+static gboolean parse_counts(const char *list, guint max, guint64 lo, guint64 hi, guint *out, guint *n)
 {
 	g_auto(GStrv) parts = *list ? g_strsplit(list, ",", -1) : g_new0(char *, 1);
 
-	b->n_vcpu_rows = 0;
+	*n = 0;
 	for (guint i = 0; parts[i]; i++) {
 		guint64 v;
 
-		if (b->n_vcpu_rows == PC_VCPU_ROWS_MAX || !g_ascii_string_to_unsigned(parts[i], 10, 1, 64, &v, NULL))
+		if (*n == max || !g_ascii_string_to_unsigned(parts[i], 10, lo, hi, &v, NULL))
 			return FALSE;
-		b->vcpu_rows[b->n_vcpu_rows++] = (guint)v;
+		out[(*n)++] = (guint)v;
 	}
 	return TRUE;
 }
@@ -204,7 +206,7 @@ int main(int argc, char **argv)
 	gboolean quick = FALSE, keep = FALSE, lazy_only = FALSE;
 	gint preempt_channels = 1, dst_vcpus = PC_DST_VCPUS, guest_mib = 0, cut_ms = 500, outage_s = 5;
 	gint rt_priority = 1;
-	g_autofree char *tcp_cc = NULL, *vcpu_rows = NULL;
+	g_autofree char *tcp_cc = NULL, *vcpu_rows = NULL, *sizes = NULL, *workload = NULL;
 	GOptionEntry entries[] = {
 		{ "json", 0, 0, G_OPTION_ARG_FILENAME, &json, "Write every sample and the medians to FILE", "FILE" },
 		{ "runs", 0, 0, G_OPTION_ARG_INT, &runs, "Runs per cell (default 3, device-downtime 9; 1 with --quick)", "N" },
@@ -233,6 +235,11 @@ int main(int argc, char **argv)
 		  "postcopy-recovery: mend it N s later (1..600, default 5)", "N" },
 		{ "cells", 0, 0, G_OPTION_ARG_STRING, &cells,
 		  "faults: only the cells FAULT@PHASE that GLOB matches (e.g. 'sigstop@*', '*@switchover')", "GLOB" },
+		{ "sizes", 0, 0, G_OPTION_ARG_STRING, &sizes,
+		  "downtime-size: the guests' sizes in GiB (default 1,2,4,8,16; 1,4 with --quick)", "N,..." },
+		{ "workload", 0, 0, G_OPTION_ARG_STRING, &workload,
+		  "downtime-size: a busy source guest (migd --workload SPEC; \"busy\": " DS_BUSY "), "
+		  "4K scan against 4K-log rows", "SPEC" },
 		{ "tcp-congestion", 0, 0, G_OPTION_ARG_STRING, &tcp_cc,
 		  "Every migd's x-tcp-congestion and the raw baselines' (default: migd's, cubic; \"\": the system's)",
 		  "ALGO" },
@@ -269,8 +276,12 @@ int main(int argc, char **argv)
 	b.rt_priority = (guint)rt_priority;
 	/* --quick is CI's smoke run: the many-vCPU rows (minutes, and a QMP that a 32-vCPU
 	 * storm on 2 CPUs can starve) only when asked for */
-	if (!parse_vcpu_rows(vcpu_rows ? vcpu_rows : quick ? "" : "8,32", &b))
+	if (!parse_counts(vcpu_rows ? vcpu_rows : quick ? "" : "8,32", PC_VCPU_ROWS_MAX, 1, 64, b.vcpu_rows,
+			  &b.n_vcpu_rows))
 		return usage("--vcpu-rows must be up to 4 counts, each 1..64, separated by commas");
+	if (sizes && (!parse_counts(sizes, DS_SIZES_MAX, 1, 1024, b.ds_sizes, &b.n_ds_sizes) || !b.n_ds_sizes))
+		return usage("--sizes must be 1 to 8 sizes in GiB, each 1..1024, separated by commas");
+	b.ds_workload = workload;
 	/* even: the hugetlb rows are in 2 MiB pages */
 	if (guest_mib && (guest_mib < 64 || guest_mib > 65536 || guest_mib % 2))
 		return usage("--guest-mib must be 64..65536 and even");

@@ -63,6 +63,8 @@ typedef enum {
 
 #define PC_DST_VCPUS 2              /* postcopy-latency: the default of --dst-vcpus */
 #define PC_VCPU_ROWS_MAX 4          /* postcopy-latency: most --vcpu-rows values */
+#define DS_SIZES_MAX 8              /* downtime-size: most --sizes values */
+#define DS_BUSY "seq,rate=256M"     /* downtime-size: --workload busy */
 
 typedef struct Bench {
 	char *migd, *rawxfer;       /* the binaries under test */
@@ -87,6 +89,9 @@ typedef struct Bench {
 	guint cut_ms;               /* postcopy-recovery: the link is cut this long into postcopy-active */
 	guint outage_s;             /* postcopy-recovery: and mended this long after */
 	const char *cells;          /* faults: --cells GLOB, only the cells FAULT@PHASE it matches */
+	guint ds_sizes[DS_SIZES_MAX];   /* downtime-size: --sizes, GiB */
+	guint n_ds_sizes;           /* 0: the scenario's sizes */
+	const char *ds_workload;    /* downtime-size: --workload, the source's; NULL: idle */
 	BenchProcs *procs;
 	GPtrArray *notes;           /* char *: what the reader of the table must know */
 	guint seq;                  /* numbers per-run file names */

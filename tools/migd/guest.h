@@ -49,6 +49,9 @@ void migd_guest_free(MigdGuest *g);
 
 MigRamBlock *migd_guest_ram(MigdGuest *g);
 guint64 migd_guest_units(MigdGuest *g);
+/* Units the vCPUs have written since the guest started: the workload's own
+ * throughput, which a dirty tracker's cost to the writer lowers. */
+guint64 migd_guest_writes(MigdGuest *g);
 /* The vCPU threads' ids, vCPU i first (at most max); returns how many. */
 guint migd_guest_vcpu_tids(MigdGuest *g, pid_t *tids, guint max);
 void migd_guest_set_fail_cb(MigdGuest *g, MigdGuestFailFn fn, gpointer opaque);

@@ -19,9 +19,11 @@ static gboolean vm_load(gpointer g, GBytes *state, GError **err)
 
 void migd_guest_vm_query(gpointer g, MigValue *obj)
 {
-	guint64 checked, failed, total;
+	guint64 checked, failed, total, writes = migd_guest_writes(g);
 	MigValue *o;
 
+	if (writes)
+		mig_value_add_int(obj, "x-guest-writes", (gint64)writes);
 	migd_guest_integrity(g, &checked, &failed, &total);
 	if (!total)
 		return;
