@@ -520,12 +520,14 @@ static gboolean load(FileLoad *fl, GError **err)
 	g_mutex_unlock(&s->lock);
 	if (fl->lazy) {
 		guint32 p50 = 0, p99 = 0;
+		gint64 all_in;
 
 		if (!lazy_start(fl, state, err) || !read_pages(fl, err) || !mig_pc_dst_finish(s, err))
 			return FALSE;
+		all_in = g_get_monotonic_time() - s->stats.t_start;   /* the sort below is not the restore's */
 		fault_read_pcts(fl, &p50, &p99);
 		g_mutex_lock(&s->lock);
-		s->stats.x_file_all_in_us = g_get_monotonic_time() - s->stats.t_start;
+		s->stats.x_file_all_in_us = all_in;
 		s->stats.x_file_fault_read_p50_us = p50;
 		s->stats.x_file_fault_read_p99_us = p99;
 		if (s->status != MIG_STATUS_FAILED)
