@@ -436,17 +436,19 @@ static gboolean read_pages(FileLoad *fl, GError **err)
 	return TRUE;
 }
 
-/* The faults' reads' p50 and p99 (as x-postcopy-latency's), once postcopy has
- * stopped and joined the fault thread, their only writer. */
+/* The faults' reads' p50 and p99 by nearest rank (as x-postcopy-latency's: the
+ * smallest sample with at least p % at or below it), once postcopy has stopped and
+ * joined the fault thread, their only writer. */
 static void fault_read_pcts(FileLoad *fl, guint32 *p50, guint32 *p99)
 {
 	GArray *a = fl->fault_read_us;
+	guint n = a->len;
 
-	if (!a->len)
+	if (!n)
 		return;
 	g_array_sort(a, cmp_u32);
-	*p50 = g_array_index(a, guint32, (a->len - 1) * 50 / 100);
-	*p99 = g_array_index(a, guint32, (a->len - 1) * 99 / 100);
+	*p50 = g_array_index(a, guint32, MAX(((guint64)n * 50 + 99) / 100, 1) - 1);
+	*p99 = g_array_index(a, guint32, MAX(((guint64)n * 99 + 99) / 100, 1) - 1);
 }
 
 /* The guest, running: its vCPUs (and guest/verify) fault pages in through lazy_fetch
