@@ -155,6 +155,12 @@ static void file_query(MigSession *s, gboolean source, MigValue *extra)
 		mig_value_add_double(f, "vm-load-ms", (double)st->x_file_vm_load_us / 1000.0);
 	if (st->x_file_all_in_us)
 		mig_value_add_double(f, "all-in-after-ms", (double)st->x_file_all_in_us / 1000.0);
+	if (st->x_file_running_us)
+		mig_value_add_int(f, "fault-reads", (gint64)mig_atomic_get(&st->x_file_fault_reads));
+	if (st->x_file_all_in_us && mig_atomic_get(&st->x_file_fault_reads)) {
+		mig_value_add_int(f, "fault-read-p50-us", (gint64)st->x_file_fault_read_p50_us);
+		mig_value_add_int(f, "fault-read-p99-us", (gint64)st->x_file_fault_read_p99_us);
+	}
 	if (st->x_file_devices_us)
 		mig_value_add_double(f, "devices-ms", (double)st->x_file_devices_us / 1000.0);
 }

@@ -78,6 +78,8 @@ typedef struct MigStats {
 	gint64 x_file_checked_us;  /* lazy restore: migrate-incoming until all but the pages was checked */
 	gint64 x_file_vm_load_us;  /* lazy restore: the VM's load of the guest record */
 	gint64 x_file_all_in_us;   /* lazy restore: migrate-incoming until every page was in */
+	guint64 x_file_fault_reads; /* lazy restore: faults read from the file (atomic) */
+	guint64 x_file_fault_read_p50_us, x_file_fault_read_p99_us; /* lazy restore: of their reads alone, once all in */
 	gint64 x_file_devices_us;  /* the devices' state, all of them in parallel: first start to last end */
 	/* x-postcopy-auto switched (under lock): at which pass, and why */
 	guint64 x_auto_pass;

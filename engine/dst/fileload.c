@@ -30,6 +30,8 @@
  * not behind every worker's queue (docs/design.md, Migration to a file). */
 #define FAULT_QUIET_US 20000
 #define FAULT_PACE_IO (128u << 10)
+/* Lazy restore: the faults' reads timed, at most this many (4 MiB) */
+#define FAULT_READ_SAMPLES (1u << 20)
 
 typedef struct FileLoad {
 	MigSession *s;
@@ -50,6 +52,7 @@ typedef struct FileLoad {
 	guint8 *fault_buf;    /* lazy: the fault thread's page, aligned for O_DIRECT */
 	gint faulting;        /* lazy: faults being read now (atomic) */
 	gint64 fault_end_us;  /* lazy: when the last one was placed (atomic) */
+	GArray *fault_read_us; /* lazy: guint32 per fault, its read alone; the fault thread's until postcopy stops */
 } FileLoad;
 
 typedef struct Worker {
@@ -129,12 +132,24 @@ static int lazy_fetch(gpointer opaque, guint bi, gsize page)
 	FileLoad *fl = opaque;
 	MigRamBlock *rb = g_ptr_array_index(fl->s->ram, bi);
 	g_autoptr(GError) e = NULL;
+	gint64 t0;
+	gboolean ok;
 	int rc = 0;
 
 	__atomic_add_fetch(&fl->faulting, 1, __ATOMIC_SEQ_CST);
-	if (!mig_mapf_pread(fl->dfd, fl->fault_buf, rb->page_size,
-			    fl->u.offset + fl->map.blocks[bi].pages_off + (guint64)page * rb->page_size, "faulted page", &e) ||
-	    !mig_pc_dst_place(fl->s, bi, page, fl->fault_buf, &e)) {
+	t0 = g_get_monotonic_time();
+	ok = mig_mapf_pread(fl->dfd, fl->fault_buf, rb->page_size,
+			    fl->u.offset + fl->map.blocks[bi].pages_off + (guint64)page * rb->page_size, "faulted page", &e);
+	if (ok) {
+		/* the read apart from the rest of the fault (x-file fault-read-*): what the
+		 * disk's queue costs a fault, against a raw read's */
+		guint32 us = (guint32)MIN(g_get_monotonic_time() - t0, (gint64)G_MAXUINT32);
+
+		if (fl->fault_read_us->len < FAULT_READ_SAMPLES)
+			g_array_append_val(fl->fault_read_us, us);
+		mig_atomic_add(&fl->s->stats.x_file_fault_reads, 1);
+	}
+	if (!ok || !mig_pc_dst_place(fl->s, bi, page, fl->fault_buf, &e)) {
 		mig_session_report_error(fl->s, "lazy restore: %s", e->message);
 		rc = -(e->code ? e->code : EIO);
 	} else {
@@ -143,6 +158,13 @@ static int lazy_fetch(gpointer opaque, guint bi, gsize page)
 	__atomic_store_n(&fl->fault_end_us, g_get_monotonic_time(), __ATOMIC_RELEASE);
 	__atomic_sub_fetch(&fl->faulting, 1, __ATOMIC_SEQ_CST);
 	return rc;
+}
+
+static gint cmp_u32(gconstpointer a, gconstpointer b)
+{
+	guint32 x = *(const guint32 *)a, y = *(const guint32 *)b;
+
+	return x < y ? -1 : x > y;
 }
 
 static gboolean faults_near(FileLoad *fl)
@@ -414,6 +436,21 @@ static gboolean read_pages(FileLoad *fl, GError **err)
 	return TRUE;
 }
 
+/* The faults' reads' p50 and p99 by nearest rank (as x-postcopy-latency's: the
+ * smallest sample with at least p % at or below it), once postcopy has stopped and
+ * joined the fault thread, their only writer. */
+static void fault_read_pcts(FileLoad *fl, guint32 *p50, guint32 *p99)
+{
+	GArray *a = fl->fault_read_us;
+	guint n = a->len;
+
+	if (!n)
+		return;
+	g_array_sort(a, cmp_u32);
+	*p50 = g_array_index(a, guint32, MAX(((guint64)n * 50 + 99) / 100, 1) - 1);
+	*p99 = g_array_index(a, guint32, MAX(((guint64)n * 99 + 99) / 100, 1) - 1);
+}
+
 /* The guest, running: its vCPUs (and guest/verify) fault pages in through lazy_fetch
  * while the workers prefetch the rest in order. Pages absent from the file are zero:
  * marked received, a fault on one is placed as a zero page without I/O. */
@@ -484,10 +521,17 @@ static gboolean load(FileLoad *fl, GError **err)
 	mig_set_status_locked(s, MIG_STATUS_ACTIVE);
 	g_mutex_unlock(&s->lock);
 	if (fl->lazy) {
+		guint32 p50 = 0, p99 = 0;
+		gint64 all_in;
+
 		if (!lazy_start(fl, state, err) || !read_pages(fl, err) || !mig_pc_dst_finish(s, err))
 			return FALSE;
+		all_in = g_get_monotonic_time() - s->stats.t_start;   /* the sort below is not the restore's */
+		fault_read_pcts(fl, &p50, &p99);
 		g_mutex_lock(&s->lock);
-		s->stats.x_file_all_in_us = g_get_monotonic_time() - s->stats.t_start;
+		s->stats.x_file_all_in_us = all_in;
+		s->stats.x_file_fault_read_p50_us = p50;
+		s->stats.x_file_fault_read_p99_us = p99;
 		if (s->status != MIG_STATUS_FAILED)
 			mig_set_status_locked(s, MIG_STATUS_COMPLETED);
 		g_mutex_unlock(&s->lock);
@@ -532,6 +576,7 @@ static void file_free(gpointer opaque)
 	g_clear_error(&fl->error);
 	g_mutex_clear(&fl->err_lock);
 	free(fl->fault_buf);
+	g_array_free(fl->fault_read_us, TRUE);
 	if (fl->dev_state)
 		g_ptr_array_free(fl->dev_state, TRUE);
 	g_free(fl);
@@ -576,11 +621,13 @@ gboolean mig_file_dst_start(MigSession *s, const MigUri *u, GError **err)
 	s->stats.x_file_fill_bytes = 0;
 	s->stats.x_file_running_us = s->stats.x_file_all_in_us = s->stats.x_file_devices_us = 0;
 	s->stats.x_file_checked_us = s->stats.x_file_vm_load_us = 0;
+	s->stats.x_file_fault_reads = s->stats.x_file_fault_read_p50_us = s->stats.x_file_fault_read_p99_us = 0;
 	fl = g_new0(FileLoad, 1);
 	fl->s = s;
 	fl->u = *u;
 	fl->fd = fl->dfd = -1;
 	fl->lazy = s->caps[MIG_CAP_POSTCOPY_RAM];
+	fl->fault_read_us = g_array_new(FALSE, FALSE, sizeof(guint32));
 	s->stats.t_start = g_get_monotonic_time();
 	g_mutex_init(&fl->err_lock);
 	mig_set_status_locked(s, MIG_STATUS_SETUP);

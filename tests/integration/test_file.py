@@ -436,10 +436,10 @@ def lazy_restore(backend, hugepage_size=None, direct=False):
             info = dst.query_migrate()
             xf = info.get("x-file") or {}
             print("lazy restore: running after %s ms (checked after %s ms, VM load %s ms), all in after %s ms, "
-                  "x-postcopy-latency %s, requests %s"
+                  "x-postcopy-latency %s, requests %s, their reads p50 %s us, p99 %s us"
                   % (xf.get("running-after-ms"), xf.get("checked-after-ms"), xf.get("vm-load-ms"),
                      xf.get("all-in-after-ms"), info.get("x-postcopy-latency"),
-                     info.get("x-postcopy-requests")))
+                     info.get("x-postcopy-requests"), xf.get("fault-read-p50-us"), xf.get("fault-read-p99-us")))
             h.check(xf.get("running-after-ms") is not None, "no running-after-ms in x-file: %s" % xf)
             h.check(xf.get("all-in-after-ms", -1) >= xf["running-after-ms"],
                     "every page in at %s ms, before the guest ran at %s ms" % (xf.get("all-in-after-ms"), xf["running-after-ms"]))
@@ -458,6 +458,12 @@ def lazy_restore(backend, hugepage_size=None, direct=False):
             h.check(lat.get(cls, {}).get("count", 0) == info.get("x-postcopy-requests", 0),
                     "faults served %s, timed %s" % (info.get("x-postcopy-requests"), lat))
             h.check(xf.get("bytes-read", 0) >= 32 * h.MiB, "prefetch read only %s bytes" % xf.get("bytes-read"))
+            # every fault served was read from the file once, its read timed apart
+            reqs = info.get("x-postcopy-requests", 0)
+            h.check(xf.get("fault-reads") == reqs, "faults served %s, read from the file %s" % (reqs, xf.get("fault-reads")))
+            r50, r99 = xf.get("fault-read-p50-us"), xf.get("fault-read-p99-us")
+            h.check((r50 is not None and r99 is not None and 0 <= r50 <= r99) if reqs else (r50 is None and r99 is None),
+                    "%s faults read, their reads' p50 %s us and p99 %s us" % (reqs, r50, r99))
             h.check(xf.get("direct") is direct, "x-file direct %r, want %r" % (xf.get("direct"), direct))
 
 

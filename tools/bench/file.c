@@ -58,6 +58,7 @@ typedef struct FbLazy {
 	RowStatus status;
 	char *error;
 	double checked_ms, vm_load_ms;   /* of running_ms: the file checked; the VM's load of its record */
+	double read_p50_us, read_p99_us; /* of a fault: its read from the file alone (x-file fault-read-*) */
 } FbLazy;
 
 /* ---- the raw baseline ---- */
@@ -414,6 +415,8 @@ static gboolean fb_restore(Bench *b, guint64 guest, const FbRow *r, gboolean laz
 								      : NAN;
 		l->fault_p99_us = k4 && bench_obj_int(k4, "count", 0) ? json_object_get_double_member_with_default(k4, "p99", NAN)
 								      : NAN;
+		l->read_p50_us = xf ? json_object_get_double_member_with_default(xf, "fault-read-p50-us", NAN) : NAN;
+		l->read_p99_us = xf ? json_object_get_double_member_with_default(xf, "fault-read-p99-us", NAN) : NAN;
 	}
 	bench_pair_stop(b, &p);
 	return ok;
@@ -559,6 +562,7 @@ static void fb_print(Bench *b, guint64 guest, GPtrArray *rows, const FbLazy *l)
 		g_autofree char *x50 = bench_fmt_num(l->fault_p50_us / l->raw_qd1_p50_us, 2);
 		g_autofree char *x99 = bench_fmt_num(l->fault_p99_us / l->raw_qd1_p99_us, 2);
 		g_autofree char *chk = bench_fmt_num(l->checked_ms, 1), *vml = bench_fmt_num(l->vm_load_ms, 1);
+		g_autofree char *rd50 = bench_fmt_num(l->read_p50_us, 0), *rd99 = bench_fmt_num(l->read_p99_us, 0);
 
 		printf("lazy restore (postcopy-ram, 4 channels, direct-io, random workload, scattered file): running after %s ms "
 		       "[<= %.0f ms: %s] (file checked after %s ms, the VM's load of its record %s ms), all in after %s ms\n", run,
@@ -566,6 +570,8 @@ static void fb_print(Bench *b, guint64 guest, GPtrArray *rows, const FbLazy *l)
 		printf("  4K fault p50 %s us, p99 %s us; raw 4K O_DIRECT QD1 read p50 %s us, p99 %s us; fault/raw p50 %s "
 		       "[<= %.0fx: %s], p99 %s\n", p50, p99, raw50, raw99, x50, FB_TARGET_FAULT_X,
 		       fb_mark(l->fault_p50_us <= FB_TARGET_FAULT_X * l->raw_qd1_p50_us, l->fault_p50_us + l->raw_qd1_p50_us), x99);
+		printf("  of a fault, its read from the file alone: p50 %s us, p99 %s us (the rest: its placement, "
+		       "UFFDIO_COPY with the wake)\n", rd50, rd99);
 		if (l->status != ROW_OK)
 			printf("lazy %s: %s\n", bench_status_names[l->status], l->error);
 	}
@@ -647,6 +653,8 @@ static gboolean fb_write_json(Bench *b, guint64 guest, GPtrArray *rows, const Fb
 	bench_json_double(j, "fault_4k_p99_us", l->fault_p99_us);
 	bench_json_double(j, "raw_qd1_4k_p50_us", l->raw_qd1_p50_us);
 	bench_json_double(j, "raw_qd1_4k_p99_us", l->raw_qd1_p99_us);
+	bench_json_double(j, "fault_read_p50_us", l->read_p50_us);
+	bench_json_double(j, "fault_read_p99_us", l->read_p99_us);
 	json_builder_end_object(j);
 	return bench_json_save(b, j, err);
 }
@@ -698,7 +706,7 @@ static void fb_lazy(Bench *b, guint64 guest, const char *dir, FbLazy *l)
 	const FbRow r = { .channels = 4, .direct = TRUE };
 	gboolean ok;
 
-	*l = (FbLazy){ NAN, NAN, NAN, NAN, NAN, NAN, ROW_OK, NULL, NAN, NAN };
+	*l = (FbLazy){ NAN, NAN, NAN, NAN, NAN, NAN, ROW_OK, NULL, NAN, NAN, NAN, NAN };
 	ok = !bench_interrupted(b, &err) && fb_save(b, guest, &r, path, &s, &err) &&
 	     fb_raw_qd1(path, &l->raw_qd1_p50_us, &l->raw_qd1_p99_us, &err) && fb_drop_caches(dir, &err) &&
 	     fb_restore(b, guest, &r, TRUE, path, NULL, l, &err);
@@ -752,7 +760,7 @@ static int run_file(Bench *b)
 	if (!bench_procs_interrupted(b->procs))
 		fb_lazy(b, guest, tmpl, &lazy);
 	else
-		lazy = (FbLazy){ NAN, NAN, NAN, NAN, NAN, NAN, ROW_INTERRUPTED, g_strdup("interrupted"), NAN, NAN };
+		lazy = (FbLazy){ NAN, NAN, NAN, NAN, NAN, NAN, ROW_INTERRUPTED, g_strdup("interrupted"), NAN, NAN, NAN, NAN };
 	rmdir(tmpl);
 	fb_print(b, guest, rows, &lazy);
 	if (b->json_path && !fb_write_json(b, guest, rows, &lazy, &err)) {
