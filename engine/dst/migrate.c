@@ -304,6 +304,10 @@ static gboolean admit(MigSession *s, int fd)
 			if (status == MIG_HELLO_OK) {
 				s->dst->urgent_fd[h.index] = fd;
 				ok = MIG_CHAN_PREEMPT;
+				/* a recovery's channels_back counts it from here: its ack may go
+				 * while this reply and the channel's thread are under way (the
+				 * source sends on it only after both) */
+				g_cond_broadcast(&s->dst->recover_cond);
 			}
 		} else if (h.type != MIG_CHAN_MAIN) {
 			status = MIG_HELLO_NOT_EXPECTED;
