@@ -1643,6 +1643,7 @@ static gboolean pause_and_recover(Loader *d)
 	for (;;) {
 		g_autoptr(GError) err = NULL;
 		gboolean quit;
+		guint64 asked;
 
 		pause_teardown(d);
 		g_mutex_lock(&s->lock);
@@ -1668,7 +1669,7 @@ static gboolean pause_and_recover(Loader *d)
 		g_mutex_unlock(&s->lock);
 		if (quit)
 			return FALSE;
-		if (mig_dst_recover_handshake(s, d->fd, &err)) {
+		if (mig_dst_recover_handshake(s, d->fd, &asked, &err)) {
 			g_mutex_lock(&s->lock);
 			/* a pause may have come meanwhile: then the loop below finds the
 			 * channel shut and pauses again */
@@ -1680,6 +1681,9 @@ static gboolean pause_and_recover(Loader *d)
 			/* the source bounds its return path's reads again from RP_RESUME_ACK */
 			if (!d->inline_run)
 				mig_dst_beat_start(s);
+			/* after the status: a log line is the host's work, not the resume's */
+			mig_log(s, MIG_LOG_INFO, "postcopy resumed: %" G_GUINT64_FORMAT " outstanding page requests asked again",
+				asked);
 			return TRUE;
 		}
 		mig_dst_postcopy_lost(s, err->message);

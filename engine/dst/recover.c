@@ -104,7 +104,7 @@ static gboolean channels_back(MigSession *s, int fd, guint64 timeout_ms, GError 
 	return TRUE;
 }
 
-gboolean mig_dst_recover_handshake(MigSession *s, int fd, GError **err)
+gboolean mig_dst_recover_handshake(MigSession *s, int fd, guint64 *asked, GError **err)
 {
 	guint8 end[12];
 	struct iovec iov = { end, sizeof(end) };
@@ -133,7 +133,7 @@ gboolean mig_dst_recover_handshake(MigSession *s, int fd, GError **err)
 		return FALSE;
 	/* as on the first main channel in postcopy: the source beats until PC_END, so
 	 * reads stay bounded; writes are bounded as on every channel */
-	if ((rc = mig_pc_dst_resume(s, fd)) < 0)
+	if ((rc = mig_pc_dst_resume(s, fd, asked)) < 0)
 		return rfail(err, -rc, "sending RESUME_ACK: %s", g_strerror(-rc));
 	return TRUE;
 }
