@@ -219,7 +219,8 @@ enum {
 	MIG_F_PC_END = 11,      /* empty: every page was sent; answer RP_DONE once placed */
 	MIG_F_PC_RECOVER = 12,  /* empty, first frame of a resumed main channel: send your
 				 * received bitmaps (RP_RECV_BITMAP..., RP_RECV_END) */
-	MIG_F_PC_RESUME = 13,   /* empty: every channel is back; answer RP_RESUME_ACK */
+	MIG_F_PC_RESUME = 13,   /* empty, right after PC_RECOVER: answer RP_RESUME_ACK once
+				 * every other channel is back */
 	MIG_F_NOP = 14,         /* empty: the source's heartbeat, every quarter of x-channel-timeout
 				 * (at least every second) from the hello until COMPLETE / PC_RUN, and in postcopy from
 				 * RP_RUNNING / RP_RESUME_ACK until PC_END; ignored */

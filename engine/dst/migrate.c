@@ -304,6 +304,10 @@ static gboolean admit(MigSession *s, int fd)
 			if (status == MIG_HELLO_OK) {
 				s->dst->urgent_fd[h.index] = fd;
 				ok = MIG_CHAN_PREEMPT;
+				/* a recovery's channels_back counts it from here: its ack may go
+				 * while this reply and the channel's thread are under way (the
+				 * source sends on it only after both) */
+				g_cond_broadcast(&s->dst->recover_cond);
 			}
 		} else if (h.type != MIG_CHAN_MAIN) {
 			status = MIG_HELLO_NOT_EXPECTED;
@@ -1639,6 +1643,7 @@ static gboolean pause_and_recover(Loader *d)
 	for (;;) {
 		g_autoptr(GError) err = NULL;
 		gboolean quit;
+		guint64 asked;
 
 		pause_teardown(d);
 		g_mutex_lock(&s->lock);
@@ -1664,7 +1669,7 @@ static gboolean pause_and_recover(Loader *d)
 		g_mutex_unlock(&s->lock);
 		if (quit)
 			return FALSE;
-		if (mig_dst_recover_handshake(s, d->fd, &err)) {
+		if (mig_dst_recover_handshake(s, d->fd, &asked, &err)) {
 			g_mutex_lock(&s->lock);
 			/* a pause may have come meanwhile: then the loop below finds the
 			 * channel shut and pauses again */
@@ -1676,6 +1681,9 @@ static gboolean pause_and_recover(Loader *d)
 			/* the source bounds its return path's reads again from RP_RESUME_ACK */
 			if (!d->inline_run)
 				mig_dst_beat_start(s);
+			/* after the status: a log line is the host's work, not the resume's */
+			mig_log(s, MIG_LOG_INFO, "postcopy resumed: %" G_GUINT64_FORMAT " outstanding page requests asked again",
+				asked);
 			return TRUE;
 		}
 		mig_dst_postcopy_lost(s, err->message);

@@ -463,13 +463,13 @@ gboolean mig_pc_dst_finish(MigSession *s, GError **err)
 	return TRUE;
 }
 
-int mig_pc_dst_resume(MigSession *s, int fd)
+int mig_pc_dst_resume(MigSession *s, int fd, guint64 *asked)
 {
 	PcDst *pc = s->dst->pc;
 	MigReqBatch reqs = { 0 };
-	guint64 asked = 0;
 	int rc;
 
+	*asked = 0;
 	g_mutex_lock(&s->dst->rp_lock);
 	rc = mig_frame_send(fd, MIG_F_RP_RESUME_ACK, 0, NULL, 0);
 	for (guint bi = 0; rc == 0 && bi < pc->nblocks; bi++) {
@@ -484,7 +484,7 @@ int mig_pc_dst_resume(MigSession *s, int fd)
 				mig_req_batch_reset(&reqs);
 				mig_req_batch_add(&reqs, bi, (guint64)i * b->rb->page_size);
 			}
-			asked++;
+			(*asked)++;
 		}
 	}
 	if (rc == 0 && reqs.n)
@@ -494,8 +494,6 @@ int mig_pc_dst_resume(MigSession *s, int fd)
 	if (rc == 0)
 		s->dst->rp_hold = FALSE;
 	g_mutex_unlock(&s->dst->rp_lock);
-	if (rc == 0)
-		mig_log(s, MIG_LOG_INFO, "postcopy resumed: %" G_GUINT64_FORMAT " outstanding page requests asked again", asked);
 	return rc;
 }
 

@@ -22,8 +22,8 @@ gboolean mig_pc_dst_placing(MigSession *s);
 gboolean mig_pc_dst_finish(MigSession *s, GError **err);
 void mig_pc_dst_stop(MigSession *s);
 /* Recovery: RP_RESUME_ACK on fd (the resumed main channel), then every page asked for
- * and not yet in place is asked again, and the fault thread may ask by itself again.
- * 0 or -errno. */
-int mig_pc_dst_resume(MigSession *s, int fd);
+ * and not yet in place is asked again (*asked: how many), and the fault thread may ask
+ * by itself again. 0 or -errno. */
+int mig_pc_dst_resume(MigSession *s, int fd, guint64 *asked);
 void mig_pc_dst_free(MigSession *s);
 void mig_pc_dst_query(MigSession *s, MigValue *b);

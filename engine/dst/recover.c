@@ -8,6 +8,7 @@
 #include "channels/io.h"
 #include "channels/wire.h"
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 
 /* every error of the handshake says so first */
@@ -50,19 +51,36 @@ static gboolean send_bitmap(MigSession *s, int fd, guint bi, GError **err)
 	return TRUE;
 }
 
-/* Every channel the migration had is back: the source opens them, each waiting for
- * its reply, before PC_RESUME; the listener hands each over right after replying, so
- * the last may still be on its way here (bounded by x-channel-timeout, as every wait
- * that involves the peer; start_channel wakes us). */
-static gboolean channels_back(MigSession *s, guint64 timeout_ms, GError **err)
+/* How often channels_back looks at the main channel while no other channel comes: a
+ * source that failed to open one closes it, and this side should pause again now, not
+ * at x-channel-timeout. The channels' arrival wakes it at once. */
+#define MAIN_WATCH_MS 10
+
+/* Readable main channel after PC_RESUME: the source sends nothing more until it has
+ * RESUME_ACK, so this is its end (or a frame out of turn, as bad). */
+static gboolean main_ended(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
+
+	return poll(&p, 1, 0) > 0;
+}
+
+/* Every channel the migration had is back. The source sends PC_RESUME right after
+ * PC_RECOVER and opens the other channels meanwhile, so they come while this side
+ * answers PC_RECOVER or after it; each one's admission wakes us (admit, start_channel).
+ * The wait is bounded by x-channel-timeout, as every wait that involves the peer, and
+ * ends early when the source closes the main channel (it could not open them). */
+static gboolean channels_back(MigSession *s, int fd, guint64 timeout_ms, GError **err)
 {
 	Dst *d = s->dst;
 	gint64 end = g_get_monotonic_time() + (gint64)timeout_ms * G_TIME_SPAN_MILLISECOND;
-	gboolean ok;
+	gboolean ok, ended = FALSE;
 	guint mf, pre;
 
 	g_mutex_lock(&s->lock);
 	for (;;) {
+		gint64 now;
+
 		g_mutex_lock(&d->mf_lock);
 		mf = d->mf_recv->len;
 		g_mutex_unlock(&d->mf_lock);
@@ -70,17 +88,23 @@ static gboolean channels_back(MigSession *s, guint64 timeout_ms, GError **err)
 		for (guint i = 0; i < d->urgent_expected; i++)
 			pre += d->urgent_fd[i] >= 0;
 		ok = mf == d->mf_expected && pre == d->urgent_expected;
-		if (ok || d->quit || !g_cond_wait_until(&d->recover_cond, &s->lock, end))
+		now = g_get_monotonic_time();
+		if (ok || d->quit || now >= end || (ended = main_ended(fd)))
 			break;
+		g_cond_wait_until(&d->recover_cond, &s->lock, MIN(end, now + MAIN_WATCH_MS * G_TIME_SPAN_MILLISECOND));
 	}
 	g_mutex_unlock(&s->lock);
+	if (ended)
+		return rfail(err, EPIPE, "the source closed the main channel after PC_RESUME with %u of %u multifd and "
+			     "%u of %u preempt channels back (it could not open the others)", mf, d->mf_expected, pre,
+			     d->urgent_expected);
 	if (!ok)
 		return rfail(err, EPROTO, "PC_RESUME with %u of %u multifd and %u of %u preempt channels back", mf,
 			     d->mf_expected, pre, d->urgent_expected);
 	return TRUE;
 }
 
-gboolean mig_dst_recover_handshake(MigSession *s, int fd, GError **err)
+gboolean mig_dst_recover_handshake(MigSession *s, int fd, guint64 *asked, GError **err)
 {
 	guint8 end[12];
 	struct iovec iov = { end, sizeof(end) };
@@ -105,11 +129,11 @@ gboolean mig_dst_recover_handshake(MigSession *s, int fd, GError **err)
 	if ((rc = mig_frame_send(fd, MIG_F_RP_RECV_END, 0, &iov, 1)) < 0)
 		return rfail(err, -rc, "sending RECV_END: %s", g_strerror(-rc));
 
-	if (!expect(fd, MIG_F_PC_RESUME, "PC_RESUME", err) || !channels_back(s, t, err))
+	if (!expect(fd, MIG_F_PC_RESUME, "PC_RESUME", err) || !channels_back(s, fd, t, err))
 		return FALSE;
 	/* as on the first main channel in postcopy: the source beats until PC_END, so
 	 * reads stay bounded; writes are bounded as on every channel */
-	if ((rc = mig_pc_dst_resume(s, fd)) < 0)
+	if ((rc = mig_pc_dst_resume(s, fd, asked)) < 0)
 		return rfail(err, -rc, "sending RESUME_ACK: %s", g_strerror(-rc));
 	return TRUE;
 }

@@ -647,9 +647,10 @@ static void teardown(Src *src)
  * recovery). On failure the caller tears down whatever came up and pauses again.
  * The multifd and preempt channels connect while the main channel does and has its
  * hello answered (the destination admits them only after it), then say hello all at
- * once while the destination answers PC_RECOVER; the status changes before the return
- * path's and the lanes' threads start, which takes a while on a busy host (requests
- * wait in the socket). */
+ * once while the destination answers PC_RECOVER and PC_RESUME (it acks once they are
+ * in; one that fails here closes the main channel, which ends its wait); the status
+ * changes before the return path's and the lanes' threads start, which takes a while
+ * on a busy host (requests wait in the socket). */
 static gboolean recover(Src *src, GError **err)
 {
 	MigSession *s = src->s;
@@ -664,8 +665,9 @@ static gboolean recover(Src *src, GError **err)
 	if (!mig_src_recover_uri(src, err))
 		return FALSE;
 	lanes = mig_chan_batch_start_gated(s, &src->uri, &src->p, nmf, npre, src->chan_flags);
-	main_ok = mig_src_recover_begin(src, err);
-	mig_chan_batch_gate(lanes, main_ok);
+	main_ok = mig_src_recover_begin(src, lanes, err);
+	if (!main_ok)
+		mig_chan_batch_gate(lanes, FALSE);
 	/* the main channel's failure is the cause; the lanes then only close */
 	if (!mig_chan_batch_join(lanes, mf_fds, src->pre_fds, main_ok ? err : &lanes_err) || !main_ok)
 		return FALSE;

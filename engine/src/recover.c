@@ -1,10 +1,10 @@
 /* The source's side of the postcopy recovery handshake (docs/protocol.md, Postcopy
- * recovery): a new main channel with a RESUME hello, PC_RECOVER, then PC_RESUME once
- * the other channels are back (they open while the destination answers PC_RECOVER),
- * then the destination's received bitmaps (everything it lacks becomes dirty again,
- * so the push re-sends exactly that) and RP_RESUME_ACK. PC_RESUME does not wait for
- * the bitmaps: the handshake costs no round trip for them. postcopy.c tears down,
- * waits and restarts the threads around it. */
+ * recovery): a new main channel with a RESUME hello, PC_RECOVER and PC_RESUME at once
+ * (the other channels open meanwhile, and the destination waits for them before its
+ * ack), then the destination's received bitmaps (everything it lacks becomes dirty
+ * again, so the push re-sends exactly that) and RP_RESUME_ACK. Neither the bitmaps nor
+ * the other channels' hellos cost the handshake a round trip of their own. postcopy.c
+ * tears down, waits and restarts the threads around it. */
 #include "engine/src/recover.h"
 #include "engine/bitmap.h"
 #include "channels/frame.h"
@@ -84,9 +84,10 @@ gboolean mig_src_recover_uri(Src *src, GError **err)
 	return TRUE;
 }
 
-gboolean mig_src_recover_begin(Src *src, GError **err)
+gboolean mig_src_recover_begin(Src *src, MigChanBatch *lanes, GError **err)
 {
 	MigSession *s = src->s;
+	gboolean ok;
 	int fd;
 
 	if (src->inline_run && src->inl.resume_fd >= 0) {
@@ -105,12 +106,20 @@ gboolean mig_src_recover_begin(Src *src, GError **err)
 	g_mutex_unlock(&s->lock);
 	if (!mig_chan_hello(s, fd, &src->p, MIG_CHAN_MAIN, 0, src->chan_flags, err))
 		return FALSE;
-	mig_set_status(s, MIG_STATUS_POSTCOPY_RECOVER);
 	/* every reply of the handshake is bounded as any wait on the peer: a destination
 	 * that took the channel and says nothing more pauses this side again (its send
 	 * timeout is the channel's own, x-channel-timeout too) */
 	mig_io_set_recv_timeout(fd, (int)src->p.x_channel_timeout);
-	return mig_src_send_frame(src, MIG_F_PC_RECOVER, NULL, 0, err);
+	/* PC_RESUME at once: the destination waits for the other channels itself, so
+	 * their hellos cost no round trip of their own on this channel */
+	ok = mig_src_send_frame(src, MIG_F_PC_RECOVER, NULL, 0, err) &&
+	     mig_src_send_frame(src, MIG_F_PC_RESUME, NULL, 0, err);
+	/* the frames and the other channels' hellos first: the status's event is the
+	 * host's work, not the handshake's */
+	if (ok)
+		mig_chan_batch_gate(lanes, TRUE);
+	mig_set_status(s, MIG_STATUS_POSTCOPY_RECOVER);
+	return ok;
 }
 
 /* RP_RECV_BITMAP x nblocks, then RP_RECV_END. */
@@ -163,7 +172,7 @@ gboolean mig_src_recover_end(Src *src, guint64 *missing, GError **err)
 	g_autofree guint8 *p = NULL;
 
 	src->chan_flags = 0;
-	if (!mig_src_send_frame(src, MIG_F_PC_RESUME, NULL, 0, err) || !read_bitmaps(src, missing, err))
+	if (!read_bitmaps(src, missing, err))
 		return FALSE;
 	p = read_rp(src, &h, 4096, err);
 	if (!p)

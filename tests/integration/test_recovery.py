@@ -18,7 +18,9 @@
 - one_lane: one multifd channel cut pauses both sides too; a resume whose main channel
   gets no answer then pauses the source again naming it (the multifd and preempt
   channels, which connect beside it, say nothing until it is answered and close without
-  a byte when it fails); the next recovery re-opens every channel.
+  a byte when it fails); a destination whose resumed main channel closes after
+  PC_RESUME while it waits for the other channels pauses again at once, naming it; the
+  next recovery re-opens every channel.
 - quit: quit ends a paused source and a paused destination.
 - hugetlb: a 2 MiB hugetlb guest with preempt and break-huge (half-sent huge pages in
   flight when the link goes) pauses and recovers with integrity intact."""
@@ -35,7 +37,7 @@ from test_postcopy import expect_refusal  # noqa: E402
 
 FOREIGN_SESSION = 4
 HELLO_F_RESUME = 1
-F_PC_RECOVER, F_RP_RECV_BITMAP, F_RP_RECV_END = 12, 0x4a, 0x4b
+F_PC_RECOVER, F_PC_RESUME, F_RP_RECV_BITMAP, F_RP_RECV_END = 12, 13, 0x4a, 0x4b
 
 
 def start_postcopy(backend="anon", size="128M", preempt=False, multifd=0, proxied=False, dst_workload="random",
@@ -197,6 +199,44 @@ def paused_again(m, since, what):
     return why
 
 
+@contextlib.contextmanager
+def resumed_peer(dst):
+    """migrate-recover on a new port, and a hand-made source of dst's session there
+    whose RESUME hello was admitted: the connection, closed on leaving."""
+    sid = bytes.fromhex(dst.query_migrate()["x-session-id"])
+    dst.qmp.take_events("MIGRATION")
+    dst.cmd("migrate-recover", uri="tcp:127.0.0.1:0")
+    with socket.create_connection(h.tcp_port(dst.listen_uri()), timeout=h.scaled(10)) as peer:
+        peer.sendall(h.hello(flags=HELLO_F_RESUME, session=sid))
+        reply = h.read_hello_reply(peer)
+        h.check(reply is not None and reply[1] == 0, "resume hello refused: %r" % (reply,))
+        yield peer
+
+
+def read_bitmaps(peer):
+    """The destination's answer to PC_RECOVER, read and checked: a received bitmap per
+    RAM block, then RECV_END counting them."""
+    blocks = 0
+    for _ in range(64):
+        ln, ftype, _ = struct.unpack(">IHH", recv_exact(peer, 8))
+        body = recv_exact(peer, ln)
+        if ftype == F_RP_RECV_END:
+            h.check(struct.unpack(">I", body[:4])[0] == blocks, "RECV_END counts %r, %d bitmaps came"
+                    % (body[:4], blocks))
+            return
+        h.check(ftype == F_RP_RECV_BITMAP, "frame type %#x during recovery" % ftype)
+        nl = body[4]
+        pages = struct.unpack(">Q", body[5 + nl:13 + nl])[0]
+        bits = body[13 + nl:]
+        h.check(len(bits) == (pages + 7) // 8, "bitmap of %d bytes for %d pages" % (len(bits), pages))
+        have = sum(bin(b).count("1") for b in bits)
+        # a seq guest may have dirtied all of it in the one precopy pass
+        h.check(have < pages, "the destination has all %d pages: not a paused postcopy" % pages)
+        print("bitmap of %s: %d of %d pages in place" % (body[5:5 + nl].decode(), have, pages))
+        blocks += 1
+    h.check(False, "no RECV_END after 64 bitmaps")
+
+
 def case_double():
     src, dst, proxy = start_postcopy(timeout_ms=DOUBLE_TIMEOUT_MS)
     with src, dst:
@@ -223,32 +263,9 @@ def case_double():
 
         # the destination's recovery stalls in postcopy-recover: a peer of its session
         # reads the bitmaps and then says nothing
-        sid = bytes.fromhex(dst.query_migrate()["x-session-id"])
-        dst.qmp.take_events("MIGRATION")
-        dst.cmd("migrate-recover", uri="tcp:127.0.0.1:0")
-        with socket.create_connection(h.tcp_port(dst.listen_uri()), timeout=h.scaled(10)) as peer:
-            peer.sendall(h.hello(flags=HELLO_F_RESUME, session=sid))
-            reply = h.read_hello_reply(peer)
-            h.check(reply is not None and reply[1] == 0, "resume hello refused: %r" % (reply,))
+        with resumed_peer(dst) as peer:
             peer.sendall(frame(F_PC_RECOVER))
-            blocks = 0
-            for _ in range(64):
-                ln, ftype, _ = struct.unpack(">IHH", recv_exact(peer, 8))
-                body = recv_exact(peer, ln)
-                if ftype == F_RP_RECV_END:
-                    h.check(struct.unpack(">I", body[:4])[0] == blocks, "RECV_END counts %r, %d bitmaps came"
-                            % (body[:4], blocks))
-                    break
-                h.check(ftype == F_RP_RECV_BITMAP, "frame type %#x during recovery" % ftype)
-                nl = body[4]
-                pages = struct.unpack(">Q", body[5 + nl:13 + nl])[0]
-                bits = body[13 + nl:]
-                h.check(len(bits) == (pages + 7) // 8, "bitmap of %d bytes for %d pages" % (len(bits), pages))
-                have = sum(bin(b).count("1") for b in bits)
-                # a seq guest may have dirtied all of it in the one precopy pass
-                h.check(have < pages, "the destination has all %d pages: not a paused postcopy" % pages)
-                print("bitmap of %s: %d of %d pages in place" % (body[5:5 + nl].decode(), have, pages))
-                blocks += 1
+            read_bitmaps(peer)
             why = paused_again(dst, time.monotonic(), "a silent source in postcopy-recover")
             h.check("PC_RESUME" in why, "the destination's error-desc does not say what it waited for: %r" % why)
         integ = dst.query_migrate().get("x-integrity") or {}
@@ -284,9 +301,29 @@ def case_one_lane():
                 "neither side blames the multifd channel: %r / %r"
                 % (src.query_migrate().get("error-desc"), dst.query_migrate().get("error-desc")))
         refuse_main(src, 2 + 1)
+        lanes_never_come(dst)
         info = recover(src, dst)
         h.check_migrated(src, dst, info, size=128 * h.MiB)
         proxy.close()
+
+
+def lanes_never_come(dst):
+    """A source that sends PC_RECOVER and PC_RESUME together, as mig's does, and then
+    closes its main channel, its other channels never coming (it could not open them):
+    the destination, which waits for those before its ack, pauses again as soon as the
+    main channel closes, naming that, not after x-channel-timeout (15 s here) naming
+    the missing channels."""
+    with resumed_peer(dst) as peer:
+        peer.sendall(frame(F_PC_RECOVER) + frame(F_PC_RESUME))
+        read_bitmaps(peer)
+        t0 = time.monotonic()
+    info = dst.wait_status("postcopy-paused", timeout=h.scaled(15 * 2 + 3))
+    why = info.get("error-desc", "")
+    print("destination paused again %.2f s after the main channel closed: %s" % (time.monotonic() - t0, why))
+    h.check("closed the main channel after PC_RESUME" in why,
+            "the destination did not pause for the closed main channel: %r" % why)
+    seen = [e["data"]["status"] for e in dst.qmp.take_events("MIGRATION")]
+    h.check(seen[-2:] == ["postcopy-recover", "postcopy-paused"], "destination's MIGRATION events %r" % seen)
 
 
 def refuse_main(src, nchans):
