@@ -107,6 +107,22 @@ int mig_uffd_register(int uffd, void *addr, size_t len, uint64_t mode, uint64_t 
 	return 0;
 }
 
+int mig_uffd_register_wp(int uffd, void *addr, size_t len, int shmem_ok)
+{
+	uint64_t ioctls = 0;
+	int ret = mig_uffd_register(uffd, addr, len, UFFDIO_REGISTER_MODE_WP, &ioctls);
+
+	if (ret == -EINVAL && !shmem_ok)
+		return -EOPNOTSUPP;
+	if (ret < 0)
+		return ret;
+	if (!(ioctls & (1ULL << _UFFDIO_WRITEPROTECT))) {
+		mig_uffd_unregister(uffd, addr, len);
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
 int mig_uffd_unregister(int uffd, void *addr, size_t len)
 {
 	struct uffdio_range range = { .start = (uintptr_t)addr, .len = len };

@@ -22,6 +22,12 @@ uint64_t mig_uffd_probe_features(void);
 int mig_uffd_register(int uffd, void *addr, size_t len, uint64_t mode, uint64_t *range_ioctls);
 int mig_uffd_unregister(int uffd, void *addr, size_t len);
 
+/* Registers a range for write-protect faults and checks that UFFDIO_WRITEPROTECT is
+ * offered on it; nothing stays registered on failure. -EOPNOTSUPP where the kernel
+ * cannot protect this memory: a shmem/hugetlb range on a uffd opened without
+ * UFFD_FEATURE_WP_HUGETLBFS_SHMEM (`shmem_ok` 0), or no WRITEPROTECT ioctl. */
+int mig_uffd_register_wp(int uffd, void *addr, size_t len, int shmem_ok);
+
 /* Is [addr, addr+len) a non-empty range of whole pages of page_size (a power of two,
  * at least the base page)? 0 or -EINVAL. */
 int mig_uffd_check_range(const void *addr, size_t len, size_t page_size);

@@ -159,7 +159,7 @@ static void *log_thread(void *arg)
 int mig_wp_log_new(void *addr, size_t len, size_t page_size, MigWpLog **out)
 {
 	uintptr_t start = (uintptr_t)addr;
-	uint64_t features, ioctls = 0;
+	uint64_t features;
 	MigUffdInfo info = { 0 };
 	MigWpLog *l;
 	int ret;
@@ -199,15 +199,9 @@ int mig_wp_log_new(void *addr, size_t len, size_t page_size, MigWpLog **out)
 		ret = l->uffd;
 		goto err;
 	}
-	ret = mig_uffd_register(l->uffd, addr, len, UFFDIO_REGISTER_MODE_WP, &ioctls);
-	if (ret == -EINVAL && !(features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM))
-		ret = -EOPNOTSUPP;	/* shmem/hugetlb VMA, kernel cannot WP it */
+	ret = mig_uffd_register_wp(l->uffd, addr, len, !!(features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM));
 	if (ret < 0)
 		goto err;
-	if (!(ioctls & (1ULL << _UFFDIO_WRITEPROTECT))) {
-		ret = -EOPNOTSUPP;
-		goto err_unregister;
-	}
 	l->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (l->stopfd < 0) {
 		ret = -errno;

@@ -149,7 +149,6 @@ int mig_wp_tracker_new(void *addr, size_t len, size_t page_size, MigWpTracker **
 {
 	uintptr_t start = (uintptr_t)addr;
 	MigWpTracker *t;
-	uint64_t ioctls = 0;
 	int dropped_shmem, ret;
 
 	*out = NULL;
@@ -177,15 +176,9 @@ int mig_wp_tracker_new(void *addr, size_t len, size_t page_size, MigWpTracker **
 		goto err;
 	}
 
-	ret = mig_uffd_register(t->uffd, addr, len, UFFDIO_REGISTER_MODE_WP, &ioctls);
-	if (ret == -EINVAL && dropped_shmem)
-		ret = -EOPNOTSUPP;	/* shmem/hugetlb VMA, kernel cannot WP it */
+	ret = mig_uffd_register_wp(t->uffd, addr, len, !dropped_shmem);
 	if (ret < 0)
 		goto err;
-	if (!(ioctls & (1ULL << _UFFDIO_WRITEPROTECT))) {
-		ret = -EOPNOTSUPP;
-		goto err_unregister;
-	}
 
 	ret = check_pagemap_scan(t);
 	if (ret < 0)
