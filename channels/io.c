@@ -136,6 +136,11 @@ static IoRd rd_new(void)
 	return (IoRd){ .mode = RD_NEW, .last_ms = now_ms() };
 }
 
+/* One or two getsockopt calls per whole read that has to wait, not cached: they run
+ * only once a non-blocking try found nothing, when the thread is about to sleep, so
+ * they cost CPU in its idle gap rather than latency on a postcopy fault's path; a
+ * cache would need state beside every fd, kept true by every caller that changes the
+ * timeout, and a stale one turns into false timeouts. */
 static void rd_probe(int fd, IoRd *r)
 {
 	struct tcp_info ti;

@@ -32,9 +32,10 @@ typedef struct Dst {
 				    * read one way, with no return path (nothing answers) */
 	gboolean incoming_started; /* a main channel was accepted (under s->lock) */
 	/* The main channel's peer is bound only once its SETUP arrives: until then the
-	 * listener watches the deadline (monotonic µs, 0: none) and, past it, cuts the
-	 * channel (setup_overdue) so the loader unbinds the session and the destination
-	 * listens again; the listener reaps that loader (stale_main). Under s->lock. */
+	 * listener watches the deadline (monotonic µs, 0: none; x-channel-timeout after
+	 * the hello) and, past it, cuts the channel (setup_overdue) so the loader unbinds
+	 * the session and the destination listens again; the listener reaps that loader
+	 * (stale_main). Under s->lock. */
 	gint64 setup_deadline;
 	gboolean setup_overdue;
 	gboolean stale_main;

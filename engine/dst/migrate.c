@@ -28,10 +28,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* The longest a connection may take to say hello (its TLS handshake, if any, and the
+ * hello's bytes): shorter still when x-channel-timeout is (hello_ms). Openers are few
+ * (MIG_DST_OPENERS), so a flood of slow peers must not hold them long whatever the
+ * timeout says. */
 #define HELLO_TIMEOUT_MS 2000
-/* A peer whose main hello was admitted must send SETUP within this, or it is dropped
- * and the destination listens again: a silent peer cannot hold it. */
-#define SETUP_DEADLINE_MS 15000
 /* Connections saying hello at once (mig/dst/open threads); more wait in the backlog. */
 #define MIG_DST_OPENERS 8
 /* The listen backlog: connections the kernel completes while every opener is busy. The
@@ -176,9 +177,23 @@ static int admit_resume(MigSession *s, const MigHello *h, const char **why)
 	return MIG_HELLO_OK;
 }
 
+/* How long a connection has for its hello: HELLO_TIMEOUT_MS, or x-channel-timeout when
+ * that is shorter (a peer silent that long is dead): the bound migration's own, else
+ * the setting of the moment. */
+static int hello_ms(MigSession *s)
+{
+	guint64 t;
+
+	g_mutex_lock(&s->lock);
+	t = s->dst->incoming_started ? s->dst->p.x_channel_timeout : s->params.x_channel_timeout;
+	g_mutex_unlock(&s->lock);
+	return (int)MIN((guint64)HELLO_TIMEOUT_MS, t);
+}
+
 /* With tls-creds every channel is TLS from its first byte: the handshake comes before
- * the hello. FALSE when the connection is refused (and answered, when it can be). */
-static gboolean admit_tls(MigSession *s, int fd, MigTlsRun *tls)
+ * the hello, within hello_ms. FALSE when the connection is refused (and answered, when
+ * it can be). */
+static gboolean admit_tls(MigSession *s, int fd, MigTlsRun *tls, int ms)
 {
 	g_autoptr(GError) e = NULL;
 	char why[512];
@@ -194,7 +209,7 @@ static gboolean admit_tls(MigSession *s, int fd, MigTlsRun *tls)
 	}
 	if (!tls->ctx)
 		return TRUE;
-	rc = mig_tls_server(fd, tls->ctx, HELLO_TIMEOUT_MS, MIG_HELLO_MAGIC, 0, why, sizeof(why));
+	rc = mig_tls_server(fd, tls->ctx, ms, MIG_HELLO_MAGIC, 0, why, sizeof(why));
 	if (rc == -EPROTONOSUPPORT) {
 		/* a plain mig source: tell it why, in its own language */
 		mig_log(s, MIG_LOG_WARNING, "refused a plain-text channel: tls-creds is set, every channel must use TLS");
@@ -221,14 +236,14 @@ static gboolean authorized(MigSession *s, int fd, const MigTlsRun *tls, char *wh
 	return mig_tls_authz_allows(s, tls->authz, id, why, len);
 }
 
-/* Reads the hello by one deadline for all its bytes, so a peer trickling them cannot
- * hold an opener longer than HELLO_TIMEOUT_MS whatever its pace (a per-read timeout
- * restarts with every byte). 0, -EPROTO with *status (as mig_hello_read), -errno. */
-static int read_hello(MigSession *s, int fd, MigHello *h, int *status)
+/* Reads the hello by one deadline (ms from now) for all its bytes, so a peer trickling
+ * them cannot hold an opener longer whatever its pace (a per-read timeout restarts
+ * with every byte). 0, -EPROTO with *status (as mig_hello_read), -errno. */
+static int read_hello(MigSession *s, int fd, int ms, MigHello *h, int *status)
 {
 	guint8 buf[MIG_HELLO_LEN];
 	gsize got = 0;
-	gint64 end = g_get_monotonic_time() + HELLO_TIMEOUT_MS * (gint64)1000;
+	gint64 end = g_get_monotonic_time() + ms * (gint64)1000;
 
 	while (got < sizeof(buf)) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -274,15 +289,16 @@ static gboolean admit(MigSession *s, int fd)
 	g_auto(MigTlsRun) tls = { 0 };
 	char authz_why[700];
 	gboolean locked = FALSE;
+	int hello = hello_ms(s);
 
-	if (!admit_tls(s, fd, &tls))
+	if (!admit_tls(s, fd, &tls, hello))
 		return FALSE;
 	if (tls.ctx) {
 		/* the hello comes through the TLS session, whose handshake had its deadline */
-		mig_io_set_timeout(fd, HELLO_TIMEOUT_MS);
+		mig_io_set_timeout(fd, hello);
 		rc = mig_hello_read(fd, &h, &status);
 	} else {
-		rc = read_hello(s, fd, &h, &status);
+		rc = read_hello(s, fd, hello, &h, &status);
 	}
 	if (rc == -EPROTO) {
 		why = mig_hello_status_str(status);
@@ -329,7 +345,11 @@ static gboolean admit(MigSession *s, int fd)
 			/* capabilities and parameters are latched here, when the migration begins */
 			mig_params_copy(&s->dst->p, &s->params);
 			s->dst->incoming_started = TRUE;
-			s->dst->setup_deadline = g_get_monotonic_time() + SETUP_DEADLINE_MS * (gint64)1000;
+			/* the source sends SETUP right after its hello: silence for
+			 * x-channel-timeout is a dead or foreign peer, as anywhere else; one
+			 * deadline, not a read timeout, so NOPs or a trickle cannot stretch it */
+			s->dst->setup_deadline = g_get_monotonic_time() +
+						 (gint64)s->dst->p.x_channel_timeout * G_TIME_SPAN_MILLISECOND;
 			s->dst->setup_overdue = FALSE;
 			s->dst->fd = fd;
 			s->dst->mf_expected = s->caps[MIG_CAP_MULTIFD] ? (guint)s->dst->p.multifd_channels : 0;
@@ -345,12 +365,12 @@ static gboolean admit(MigSession *s, int fd)
 		mig_log(s, MIG_LOG_WARNING, "refused a %s channel: %s",
 			rc == 0 ? mig_chan_type_str(h.type) : "incoming", why);
 		/* the peer may not read: a reply is small, but never wait on it for long */
-		mig_io_set_timeout(fd, HELLO_TIMEOUT_MS);
+		mig_io_set_timeout(fd, hello);
 		mig_hello_reply(fd, status, why);
 		return FALSE;
 	}
 	/* on a failed reply the channel's thread finds the dead socket and fails cleanly */
-	mig_io_set_timeout(fd, HELLO_TIMEOUT_MS);
+	mig_io_set_timeout(fd, hello);
 	mig_hello_reply(fd, MIG_HELLO_OK, "welcome");
 	mig_tls_note_channel(s, fd, ABS(ok), h.index);   /* -MIG_CHAN_MAIN: a resumed main channel */
 	mig_io_set_timeout(fd, 0);
@@ -584,7 +604,7 @@ static int all_in(MigSession *s)   /* -1: no session yet, 0: not yet, 1: all in 
 }
 
 /* Accepts, and hands each connection to an opener; at most MIG_DST_OPENERS say hello
- * at once, each within HELLO_TIMEOUT_MS, and further connections wait in the kernel's
+ * at once, each within hello_ms, and further connections wait in the kernel's
  * backlog meanwhile: a flood of silent peers costs threads and fds only up to that
  * bound and delays the real source by at most a hello's deadline per round. */
 static gpointer listen_thread(gpointer opaque)
@@ -1527,20 +1547,23 @@ static gpointer urgent_thread(gpointer opaque)
 	return NULL;
 }
 
-/* The listener cut a main channel whose SETUP did not come in time: nothing of that
- * peer touched the guest, so forget its session, stop and join its other channels and
- * listen again (status setup, not failed); this thread itself is joined when the next
- * main channel starts. Under open_lock, so no channel is admitted meanwhile. Returns
- * FALSE, doing nothing, for any other failure. */
-static gboolean unbind_overdue(MigSession *s)
+/* A main channel whose SETUP did not come in time (the listener cut it at the
+ * deadline, or silent, the loader's own read timed out first: both count
+ * x-channel-timeout from the hello): nothing of that peer touched the guest, so forget
+ * its session, stop and join its other channels and listen again (status setup, not
+ * failed); this thread itself is joined when the next main channel starts. Under
+ * open_lock, so no channel is admitted meanwhile. Returns FALSE, doing nothing, for
+ * any other failure. */
+static gboolean unbind_overdue(MigSession *s, gboolean silent)
 {
 	Dst *d = s->dst;
 	gboolean overdue;
+	guint64 waited;
 
 	g_mutex_lock(&d->open_lock);
 	g_mutex_lock(&s->lock);
 	/* an fd: incoming has no listener to go back to: there the peer just failed */
-	overdue = d->setup_overdue && !d->received && d->listen_fd >= 0;
+	overdue = (d->setup_overdue || silent) && !d->received && d->listen_fd >= 0;
 	for (guint i = 0; overdue && i < MIG_PREEMPT_MAX; i++) {
 		if (d->urgent_fd[i] >= 0)
 			shutdown(d->urgent_fd[i], SHUT_RDWR);
@@ -1572,19 +1595,21 @@ static gboolean unbind_overdue(MigSession *s)
 	mig_io_close(d->fd);
 	d->fd = -1;
 	g_mutex_unlock(&d->rp_lock);
+	waited = d->p.x_channel_timeout;
 	mig_params_clear(&d->p);
 	memset(&d->p, 0, sizeof(d->p));
 	memset(s->session_id, 0, sizeof(s->session_id));
 	d->incoming_started = FALSE;
 	d->pass_done = 0;
+	d->setup_deadline = 0;
 	d->setup_overdue = FALSE;
 	d->mf_connected = 0;
 	d->stale_main = TRUE;
 	mig_set_status_locked(s, MIG_STATUS_SETUP);
 	g_mutex_unlock(&s->lock);
 	g_mutex_unlock(&d->open_lock);
-	mig_log(s, MIG_LOG_WARNING, "the main channel's peer sent no setup frame within %d s: dropped it, "
-		"listening again", SETUP_DEADLINE_MS / 1000);
+	mig_log(s, MIG_LOG_WARNING, "the main channel's peer sent no setup frame within %" G_GUINT64_FORMAT
+		" ms of its hello (x-channel-timeout): dropped it, listening again", waited);
 	return TRUE;
 }
 
@@ -1707,7 +1732,7 @@ static gpointer dst_main_thread(gpointer opaque)
 		mig_dst_beat_start(s);
 	while (!load_loop(&d, &err)) {
 		/* a silent peer whose SETUP never came: nothing of it touched the guest */
-		if (unbind_overdue(s)) {
+		if (unbind_overdue(s, !d.have_setup && err->code == ETIMEDOUT)) {
 			mig_dst_beat_stop(s);
 			g_free(d.buf);
 			return NULL;

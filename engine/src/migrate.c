@@ -142,16 +142,20 @@ static void explain_send_error(Src *src, GError **err)
 	}
 }
 
+/* Right after the hello, before anything that takes time here (arming the dirty
+ * trackers grows with the guest): the destination drops a main channel whose SETUP
+ * does not come within x-channel-timeout of its hello. */
 static gboolean send_setup(Src *src, GError **err)
 {
 	g_autoptr(GByteArray) p = g_byte_array_new();
+	GPtrArray *ram = src->s->ram;
 	guint8 w[16];
 	struct iovec iov;
 
-	mig_put_be32(w, src->nblocks);
+	mig_put_be32(w, ram->len);
 	g_byte_array_append(p, w, 4);
-	for (guint i = 0; i < src->nblocks; i++) {
-		MigRamBlock *rb = src->blocks[i].rb;
+	for (guint i = 0; i < ram->len; i++) {
+		MigRamBlock *rb = g_ptr_array_index(ram, i);
 		guint8 len = (guint8)strlen(rb->name);
 
 		g_byte_array_append(p, &len, 1);
@@ -741,7 +745,7 @@ static gpointer src_thread(gpointer opaque)
 	if (file)   /* mapped-ram: no peer, no channels; filesave.c does the passes */
 		ok = setup_tracking(src, &err) && mig_file_src_run(src, &err);
 	else
-		ok = connect_main(src, &err) && setup_tracking(src, &err) && send_setup(src, &err) &&
+		ok = connect_main(src, &err) && send_setup(src, &err) && setup_tracking(src, &err) &&
 		     start_multifd(src, &err) && mig_pc_src_connect_preempt(src, &err) &&
 		     (src->dev = mig_dev_src_new(src, &err)) != NULL;
 	if (ok && !file) {
