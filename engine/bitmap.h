@@ -84,13 +84,19 @@ static inline gsize mig_bitmap_count(const gulong *map, gsize nbits)
  * threads may be setting bits). */
 static inline void mig_bitmap_to_bytes(const gulong *map, gsize nbits, guint8 *out)
 {
-	gsize nbytes = (nbits + 7) / 8;
+	gsize nbytes = (nbits + 7) / 8, whole = nbytes / sizeof(gulong);
 
-	for (gsize w = 0; w < mig_bitmap_longs(nbits); w++) {
-		gulong v = __atomic_load_n(&map[w], __ATOMIC_ACQUIRE);
+	/* a whole word's bytes are its little-endian form: one store each, not eight */
+	for (gsize w = 0; w < whole; w++) {
+		gulong v = GULONG_TO_LE(__atomic_load_n(&map[w], __ATOMIC_ACQUIRE));
 
-		for (gsize k = 0; k < sizeof(gulong) && w * sizeof(gulong) + k < nbytes; k++)
-			out[w * sizeof(gulong) + k] = (guint8)(v >> (8 * k));
+		memcpy(out + w * sizeof(gulong), &v, sizeof(v));
+	}
+	if (whole * sizeof(gulong) < nbytes) {
+		gulong v = __atomic_load_n(&map[whole], __ATOMIC_ACQUIRE);
+
+		for (gsize k = 0; whole * sizeof(gulong) + k < nbytes; k++)
+			out[whole * sizeof(gulong) + k] = (guint8)(v >> (8 * k));
 	}
 	if (nbits % 8)
 		out[nbytes - 1] &= (guint8)((1u << (nbits % 8)) - 1);
@@ -99,14 +105,21 @@ static inline void mig_bitmap_to_bytes(const gulong *map, gsize nbits, guint8 *o
 /* The other way, inverted when invert: bits past nbits stay clear whatever in has. */
 static inline void mig_bitmap_from_bytes(gulong *map, gsize nbits, const guint8 *in, gboolean invert)
 {
-	gsize nbytes = (nbits + 7) / 8, longs = mig_bitmap_longs(nbits);
+	gsize nbytes = (nbits + 7) / 8, longs = mig_bitmap_longs(nbits), whole = nbytes / sizeof(gulong);
 
-	for (gsize w = 0; w < longs; w++) {
+	for (gsize w = 0; w < whole; w++) {
+		gulong v;
+
+		memcpy(&v, in + w * sizeof(gulong), sizeof(v));
+		v = GULONG_FROM_LE(v);
+		map[w] = invert ? ~v : v;
+	}
+	if (whole < longs) {
 		gulong v = 0;
 
-		for (gsize k = 0; k < sizeof(gulong) && w * sizeof(gulong) + k < nbytes; k++)
-			v |= (gulong)in[w * sizeof(gulong) + k] << (8 * k);
-		map[w] = invert ? ~v : v;
+		for (gsize k = 0; whole * sizeof(gulong) + k < nbytes; k++)
+			v |= (gulong)in[whole * sizeof(gulong) + k] << (8 * k);
+		map[whole] = invert ? ~v : v;
 	}
 	if (longs && nbits % MIG_BITS_PER_LONG)
 		map[longs - 1] &= (1ul << (nbits % MIG_BITS_PER_LONG)) - 1;

@@ -11,6 +11,7 @@
 #include "engine/tlscreds.h"
 #include <fcntl.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static char *chan_name(int type, guint index)
@@ -227,6 +228,7 @@ struct MigChanBatch {
 	GMutex gate_lock;
 	GCond gate_cond;
 	int gate;
+	int watch_fd;       /* shut when a channel fails once the gate is open; -1: none */
 	MigUri uri;
 	const MigParams *p;
 	guint32 flags;      /* every channel's hello flags */
@@ -267,8 +269,13 @@ static gpointer batch_worker(gpointer opaque)
 			fd = -1;
 		}
 		c->fd = fd;
-		if (fd < 0)
+		if (fd < 0) {
 			__atomic_store_n(&b->failed, 1, __ATOMIC_RELAXED);
+			g_mutex_lock(&b->gate_lock);
+			if (b->watch_fd >= 0)
+				shutdown(b->watch_fd, SHUT_RDWR);
+			g_mutex_unlock(&b->gate_lock);
+		}
 	}
 	return NULL;
 }
@@ -291,6 +298,7 @@ static MigChanBatch *batch_start(MigSession *s, const MigUri *uri, const MigPara
 		b->ch[i].fd = -1;
 	}
 	b->gated = gated;
+	b->watch_fd = -1;
 	g_mutex_init(&b->gate_lock);
 	g_cond_init(&b->gate_cond);
 	/* the joining thread is the first worker (one channel costs no thread), unless
@@ -312,10 +320,15 @@ MigChanBatch *mig_chan_batch_start_gated(MigSession *s, const MigUri *uri, const
 	return batch_start(s, uri, p, nmf, npre, flags, TRUE);
 }
 
-void mig_chan_batch_gate(MigChanBatch *b, gboolean go)
+void mig_chan_batch_gate(MigChanBatch *b, gboolean go, int watch_fd)
 {
 	g_mutex_lock(&b->gate_lock);
 	b->gate = go ? 1 : -1;
+	if (go) {
+		b->watch_fd = watch_fd;
+		if (watch_fd >= 0 && __atomic_load_n(&b->failed, __ATOMIC_RELAXED))
+			shutdown(watch_fd, SHUT_RDWR);
+	}
 	g_cond_broadcast(&b->gate_cond);
 	g_mutex_unlock(&b->gate_lock);
 }

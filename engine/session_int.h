@@ -264,7 +264,9 @@ gboolean mig_chan_batch_join(MigChanBatch *b, int *mf_fds, int *pre_fds, GError 
  * connect while the caller's main channel has its own hello answered (a postcopy
  * recovery's resumed channels are admitted only after the resumed main channel). With
  * FALSE (the main channel failed) they close without a hello; join then fails too.
- * Gate exactly once, before the join. */
+ * With TRUE, a channel that failed or fails later shuts watch_fd (-1: none), so the
+ * caller may wait on its main channel before the join: that wait ends too. watch_fd
+ * stays open until the join. Gate exactly once, before the join. */
 MigChanBatch *mig_chan_batch_start_gated(MigSession *s, const struct MigUri *uri, const MigParams *p, guint nmf,
 					 guint npre, guint32 flags);
-void mig_chan_batch_gate(MigChanBatch *b, gboolean go);
+void mig_chan_batch_gate(MigChanBatch *b, gboolean go, int watch_fd);

@@ -648,7 +648,9 @@ static void teardown(Src *src)
  * The multifd and preempt channels connect while the main channel does and has its
  * hello answered (the destination admits them only after it), then say hello all at
  * once while the destination answers PC_RECOVER and PC_RESUME (it acks once they are
- * in; one that fails here closes the main channel, which ends its wait); the status
+ * in). The answer is read before they are joined, so that their replies and the join
+ * overlap the bitmaps' transfer; one that fails shuts the main channel, which ends
+ * the read here and the destination's wait; the status
  * changes before the return path's and the lanes' threads start, which takes a while
  * on a busy host (requests wait in the socket). */
 static gboolean recover(Src *src, GError **err)
@@ -657,30 +659,36 @@ static gboolean recover(Src *src, GError **err)
 	guint nmf = s->caps[MIG_CAP_MULTIFD] ? (guint)src->p.multifd_channels : 0;
 	guint npre = mig_preempt_channels(s, &src->p);
 	g_autofree int *mf_fds = g_new(int, nmf + 1);
-	g_autoptr(GError) lanes_err = NULL;
+	g_autoptr(GError) lanes_err = NULL, end_err = NULL;
 	MigChanBatch *lanes;
-	guint64 missing;
-	gboolean paused, main_ok;
+	guint64 missing = 0;
+	gboolean paused, main_ok, end_ok = FALSE;
 
 	if (!mig_src_recover_uri(src, err))
 		return FALSE;
 	lanes = mig_chan_batch_start_gated(s, &src->uri, &src->p, nmf, npre, src->chan_flags);
 	main_ok = mig_src_recover_begin(src, lanes, err);
-	if (!main_ok)
-		mig_chan_batch_gate(lanes, FALSE);
-	/* the main channel's failure is the cause; the lanes then only close */
+	if (!main_ok) {
+		mig_chan_batch_gate(lanes, FALSE, -1);
+	} else {
+		/* whatever bulk or the lanes had written went down with the channels: the
+		 * received bitmap says what arrived, and nothing counts as sent any more */
+		for (guint i = 0; i < src->nblocks; i++) {
+			gsize longs = mig_bitmap_longs(src->blocks[i].npages);
+
+			memset(src->urgent_sent[i], 0, longs * sizeof(gulong));
+			memset(src->bulk_sent[i], 0, longs * sizeof(gulong));
+			src->hint[i] = (gsize)-1;
+		}
+		/* the answer while the other channels say hello (one that fails shuts the
+		 * main channel, which ends this read): it comes once they are all in */
+		end_ok = mig_src_recover_end(src, &missing, &end_err);
+	}
+	/* the main channel's failure is the cause; the lanes then only close. A lane's
+	 * failure is the cause of the answer's, which it cut */
 	if (!mig_chan_batch_join(lanes, mf_fds, src->pre_fds, main_ok ? err : &lanes_err) || !main_ok)
 		return FALSE;
 	src->npre = npre;
-	/* whatever bulk or the lanes had written went down with the channels: the
-	 * received bitmap says what arrived, and nothing counts as sent any more */
-	for (guint i = 0; i < src->nblocks; i++) {
-		gsize longs = mig_bitmap_longs(src->blocks[i].npages);
-
-		memset(src->urgent_sent[i], 0, longs * sizeof(gulong));
-		memset(src->bulk_sent[i], 0, longs * sizeof(gulong));
-		src->hint[i] = (gsize)-1;
-	}
 	if (nmf) {
 		MfSrc *mf = mig_mf_src_adopt(s, mf_fds, nmf, src->zero_mode == 2);
 
@@ -691,8 +699,11 @@ static gboolean recover(Src *src, GError **err)
 			mig_mf_src_abort(mf);
 		g_mutex_unlock(&s->lock);
 	}
-	if (!mig_src_recover_end(src, &missing, err))
+	/* the teardown closes the channels */
+	if (!end_ok) {
+		g_propagate_error(err, g_steal_pointer(&end_err));
 		return FALSE;
+	}
 	/* a destination that resumed is in postcopy: it ran, whether or not its RP_RUNNING
 	 * got here before the link went (RP_DONE needs it) */
 	g_mutex_lock(&src->rp_lock);

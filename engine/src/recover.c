@@ -115,9 +115,10 @@ gboolean mig_src_recover_begin(Src *src, MigChanBatch *lanes, GError **err)
 	ok = mig_src_send_frame(src, MIG_F_PC_RECOVER, NULL, 0, err) &&
 	     mig_src_send_frame(src, MIG_F_PC_RESUME, NULL, 0, err);
 	/* the frames and the other channels' hellos first: the status's event is the
-	 * host's work, not the handshake's */
+	 * host's work, not the handshake's. A channel that fails shuts this one, whose
+	 * reads of the answer come before the lanes' join */
 	if (ok)
-		mig_chan_batch_gate(lanes, TRUE);
+		mig_chan_batch_gate(lanes, TRUE, fd);
 	mig_set_status(s, MIG_STATUS_POSTCOPY_RECOVER);
 	return ok;
 }

@@ -18,7 +18,9 @@
 - one_lane: one multifd channel cut pauses both sides too; a resume whose main channel
   gets no answer then pauses the source again naming it (the multifd and preempt
   channels, which connect beside it, say nothing until it is answered and close without
-  a byte when it fails); a destination whose resumed main channel closes after
+  a byte when it fails); a resume whose main channel is answered and whose other
+  channels are then refused pauses the source again at once, naming them (it reads the
+  answer while they say hello); a destination whose resumed main channel closes after
   PC_RESUME while it waits for the other channels pauses again at once, naming it; the
   next recovery re-opens every channel.
 - quit: quit ends a paused source and a paused destination.
@@ -36,6 +38,7 @@ import mig_harness as h  # noqa: E402
 from test_postcopy import expect_refusal  # noqa: E402
 
 FOREIGN_SESSION = 4
+NOT_EXPECTED = 7
 HELLO_F_RESUME = 1
 F_PC_RECOVER, F_PC_RESUME, F_RP_RECV_BITMAP, F_RP_RECV_END = 12, 13, 0x4a, 0x4b
 
@@ -301,6 +304,7 @@ def case_one_lane():
                 "neither side blames the multifd channel: %r / %r"
                 % (src.query_migrate().get("error-desc"), dst.query_migrate().get("error-desc")))
         refuse_main(src, 2 + 1)
+        lanes_refused(src, 2 + 1)
         lanes_never_come(dst)
         info = recover(src, dst)
         h.check_migrated(src, dst, info, size=128 * h.MiB)
@@ -326,25 +330,89 @@ def lanes_never_come(dst):
     h.check(seen[-2:] == ["postcopy-recover", "postcopy-paused"], "destination's MIGRATION events %r" % seen)
 
 
-def refuse_main(src, nchans):
-    """A resume whose main channel gets no answer: the nchans other channels, which
-    connect beside it, say nothing until it is answered and close without a byte when
-    it fails; the source pauses again, naming the main channel."""
+def fake_listener():
     fake = socket.socket()
     fake.bind(("127.0.0.1", 0))
     fake.listen(16)
     fake.settimeout(0.2)
+    return fake
+
+
+def resume_to(src, fake, conns, nchans):
+    """migrate resume:true to the fake listener: its main channel's connection and
+    the nchans others', appended to conns as they come (the caller closes them)."""
+    src.cmd("migrate", uri="tcp:127.0.0.1:%d" % fake.getsockname()[1], resume=True)
+    deadline = h.Deadline(h.scaled(10))
+    while len(conns) < nchans + 1 and not deadline.expired():
+        try:
+            conns.append(fake.accept()[0])
+        except socket.timeout:
+            pass
+    h.check(len(conns) == nchans + 1, "%d of %d connections came" % (len(conns), nchans + 1))
+
+
+def lanes_refused(src, nchans):
+    """A resume whose main channel is answered and whose nchans other channels are
+    then refused: the source reads the answer while they say hello, so a refused one
+    must end that read (it shuts the main channel). It pauses again at once, naming
+    the refused channel, not after x-channel-timeout (15 s here) of a silent main
+    channel."""
+    fake = fake_listener()
+    conns, hellos = [], {}
+    before = src.query_migrate().get("error-desc")
+    why_refused = b"this test refuses the channel"
+    try:
+        resume_to(src, fake, conns, nchans)
+        for c in conns:
+            c.settimeout(0.05)
+        # the main channel speaks first; the others wait for its answer
+        main = None
+        deadline = h.Deadline(h.scaled(10))
+        while main is None and not deadline.expired():
+            for c in conns:
+                with contextlib.suppress(socket.timeout):
+                    data = c.recv(h.HELLO_LEN)
+                    h.check(data, "a channel closed before its hello")
+                    main = c
+                    hellos[c] = data
+                    break
+        h.check(main is not None, "no channel said hello")
+        main.settimeout(h.scaled(10))
+        hello = hellos[main] + recv_exact(main, h.HELLO_LEN - len(hellos[main]))
+        h.check(struct.unpack(h.HELLO_FMT, hello)[2] == h.CHAN_MAIN, "the first to speak is not the main channel")
+        main.sendall(struct.pack(">IIH", h.HELLO_REPLY, 0, 0))
+        h.check(recv_exact(main, 16) == frame(F_PC_RECOVER) + frame(F_PC_RESUME),
+                "the source did not send PC_RECOVER and PC_RESUME")
+        t0 = time.monotonic()
+        # the main channel stays silent; every other channel is refused
+        for c in conns:
+            if c is main:
+                continue
+            c.settimeout(h.scaled(10))
+            recv_exact(c, h.HELLO_LEN)
+            c.sendall(struct.pack(">IIH", h.HELLO_REPLY, NOT_EXPECTED, len(why_refused)) + why_refused)
+        info = h.wait_until(lambda: (lambda i: i if i["status"] == "postcopy-paused" and i.get("error-desc") != before
+                                     else None)(src.query_migrate()), 30, "the source paused again")
+        took = time.monotonic() - t0
+    finally:
+        for c in conns:
+            c.close()
+        fake.close()
+    why = info.get("error-desc", "")
+    print("source paused again %.2f s after its other channels were refused: %s" % (took, why))
+    h.check(took < h.scaled(5), "the source took %.1f s to pause again: its read of the answer did not end" % took)
+    h.check(why_refused.decode() in why and "main channel" not in why, "the source's error-desc %r" % why)
+
+
+def refuse_main(src, nchans):
+    """A resume whose main channel gets no answer: the nchans other channels, which
+    connect beside it, say nothing until it is answered and close without a byte when
+    it fails; the source pauses again, naming the main channel."""
+    fake = fake_listener()
     conns = []
     before = src.query_migrate().get("error-desc")
     try:
-        src.cmd("migrate", uri="tcp:127.0.0.1:%d" % fake.getsockname()[1], resume=True)
-        deadline = h.Deadline(h.scaled(10))
-        while len(conns) < nchans + 1 and not deadline.expired():
-            try:
-                conns.append(fake.accept()[0])
-            except socket.timeout:
-                pass
-        h.check(len(conns) == nchans + 1, "%d of %d connections came" % (len(conns), nchans + 1))
+        resume_to(src, fake, conns, nchans)
         for c in conns:
             c.setblocking(False)
         # the main channel's hello comes; the others' must not, however long we wait
