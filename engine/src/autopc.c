@@ -9,9 +9,9 @@ double mig_autopc_bandwidth(MigAutoPc *a, guint64 bw)
 	return a->bw;
 }
 
-gboolean mig_autopc_judge(MigAutoPc *a, guint64 expected_ms, guint64 limit_ms, guint64 dirty_rate,
-			  char *why, gsize why_len)
+gboolean mig_autopc_judge(MigAutoPc *a, const MigAutoPcPass *p, guint64 limit_ms, char *why, gsize why_len)
 {
+	guint64 expected_ms = p->expected_ms, dirty_rate = p->dirty_rate;
 	double q, left;
 	guint more;
 	guint pass = ++a->passes;
@@ -23,8 +23,21 @@ gboolean mig_autopc_judge(MigAutoPc *a, guint64 expected_ms, guint64 limit_ms, g
 	else
 		q = expected_ms ? 1.0 : 0.0;
 	a->prev_ms = expected_ms;
-	if (pass == 1)
-		return FALSE;
+	if (pass == 1) {
+		/* The bulk pass sent every page once. Its rest counts each page written
+		 * meanwhile once, so it can show the guest at most as fast as the pass; a
+		 * guest rewriting all it has shows as a rate just under the link's (the
+		 * link's bytes carry the framing too), and a rest of a smaller working set
+		 * says nothing yet about the guest's rate. Only a rest of nearly the whole
+		 * guest decides here; the comparison is with the RAM the pass went over,
+		 * not with its bytes on the wire, which zero pages shrink. */
+		if (expected_ms <= limit_ms || !p->ram || (double)p->dirty < MIG_AUTOPC_STALL * (double)p->ram)
+			return FALSE;
+		g_snprintf(why, why_len, "pass 1: the guest dirtied %.0f %% of its RAM during the first pass, %.1f MB/s "
+			   "against the link's %.1f MB/s: precopy cannot catch up", 100.0 * (double)p->dirty / (double)p->ram,
+			   (double)dirty_rate / 1e6, a->bw / 1e6);
+		return TRUE;
+	}
 	a->shrink = pass == 2 ? q : (a->shrink + q) / 2;
 	if (expected_ms <= limit_ms)
 		return FALSE;

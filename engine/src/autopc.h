@@ -6,8 +6,12 @@
  * working set, where it stops shrinking. So the figure to watch is the ratio of one
  * pass's expected downtime to the one before (smoothed over passes), and the bandwidth
  * it is computed against is smoothed too: one slow pass must not decide. The first
- * pass (the bulk copy) only sets the baseline: what the guest dirtied during it says
- * how much it dirties in that long, not how the rest shrinks. */
+ * pass (the bulk copy) sets the baseline: what the guest dirtied during it says how
+ * much it dirties in that long, not how the rest shrinks, since a pass that long
+ * catches the whole working set. It decides alone only when that rest is nearly the
+ * whole guest: the guest rewrote what the pass sent as fast as the pass sent it, and
+ * the dirty bitmap, which counts a page once however often it is written, cannot show
+ * a faster guest than that. */
 #pragma once
 
 #include <glib.h>
@@ -19,7 +23,8 @@ typedef struct MigAutoPc {
 	guint passes;       /* passes seen */
 } MigAutoPc;
 
-/* A smoothed expected downtime shrinking slower than this per pass has stalled. */
+/* A smoothed expected downtime shrinking slower than this per pass has stalled; so has
+ * a first pass that left this much of the guest dirty. */
 #define MIG_AUTOPC_STALL 0.9
 /* More passes than this still needed at the current shrink rate: switch now. */
 #define MIG_AUTOPC_MAX_MORE 4
@@ -27,9 +32,15 @@ typedef struct MigAutoPc {
 /* Feeds one pass's measured bandwidth (bytes/s); returns the smoothed figure. */
 double mig_autopc_bandwidth(MigAutoPc *a, guint64 bw);
 
-/* One pass's verdict, once its expected downtime (ms, against the smoothed bandwidth)
- * is known: TRUE means switch to postcopy now, and why says why (for query-migrate).
- * dirty_rate is what the guest dirtied during the pass, bytes/s. Never TRUE on the
- * first pass, nor while expected_ms fits limit_ms. */
-gboolean mig_autopc_judge(MigAutoPc *a, guint64 expected_ms, guint64 limit_ms, guint64 dirty_rate,
-			  char *why, gsize why_len);
+/* What one pass left, as the judge sees it. */
+typedef struct MigAutoPcPass {
+	guint64 expected_ms;    /* the rest's expected downtime against the smoothed bandwidth */
+	guint64 dirty;          /* the rest, bytes */
+	guint64 dirty_rate;     /* what the guest dirtied during the pass, bytes/s */
+	guint64 ram;            /* the guest's RAM, bytes: what the first pass went over */
+} MigAutoPcPass;
+
+/* One pass's verdict: TRUE means switch to postcopy now, and why says why (for
+ * query-migrate). Never TRUE while expected_ms fits limit_ms; on the first pass only
+ * when the rest is MIG_AUTOPC_STALL of the guest's RAM or more. */
+gboolean mig_autopc_judge(MigAutoPc *a, const MigAutoPcPass *p, guint64 limit_ms, char *why, gsize why_len);

@@ -497,12 +497,23 @@ static gboolean postcopy_judged(Src *src, guint64 dirty, guint64 bw, guint64 sec
 {
 	MigSession *s = src->s;
 	char why[sizeof(s->stats.x_auto_reason)];
-	guint64 expected;
+	MigAutoPcPass pass = { 0 };
+	double smoothed;
 
 	if (!src->p.x_postcopy_auto || !s->caps[MIG_CAP_POSTCOPY_RAM])
 		return FALSE;
-	expected = mig_dev_src_expected_ms(src->dev, dirty, (guint64)MAX(mig_autopc_bandwidth(&src->autopc, bw), 1.0));
-	if (!mig_autopc_judge(&src->autopc, expected, limit, dirty * G_USEC_PER_SEC / MAX(secs_us, 1u), why, sizeof(why)))
+	smoothed = MAX(mig_autopc_bandwidth(&src->autopc, bw), 1.0);
+	pass.expected_ms = mig_dev_src_expected_ms(src->dev, dirty, (guint64)smoothed);
+	pass.dirty = dirty;
+	pass.dirty_rate = dirty * G_USEC_PER_SEC / MAX(secs_us, 1u);
+	for (guint i = 0; i < src->nblocks; i++)
+		pass.ram += src->blocks[i].rb->size;
+	/* the judge's inputs, so a verdict (or its absence) can be followed in the log */
+	mig_log(s, MIG_LOG_DEBUG, "x-postcopy-auto: pass %" G_GUINT64_FORMAT ": %" G_GUINT64_FORMAT " of %"
+		G_GUINT64_FORMAT " bytes dirty, dirtied %.1f MB/s, link %.1f MB/s (smoothed %.1f), expected downtime %"
+		G_GUINT64_FORMAT " ms", src->pass, dirty, pass.ram, (double)pass.dirty_rate / 1e6, (double)bw / 1e6,
+		smoothed / 1e6, pass.expected_ms);
+	if (!mig_autopc_judge(&src->autopc, &pass, limit, why, sizeof(why)))
 		return FALSE;
 	g_mutex_lock(&s->lock);
 	s->stats.x_auto_pass = src->pass;

@@ -3,11 +3,14 @@
 
 - A guest that keeps writing (with a device whose state alone is over the limit) over
   a link capped below what precopy needs switches to postcopy by itself (no migrate-start-postcopy): query-migrate names the pass and the
-  reason, and the migration completes with integrity intact.
+  reason, and the migration completes with integrity intact. Its vCPUs rewrite all of
+  it during the bulk pass, so the verdict may come after that pass; then only because
+  nearly all its RAM was dirty again.
 - An idle guest converges: precopy completes, and the destination never enters
   postcopy.
 - Without postcopy-ram, migrate refuses x-postcopy-auto and the source keeps running."""
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -38,9 +41,14 @@ def case_busy_guest_switches():
         q = src.query_migrate()
         auto = q.get("x-postcopy-auto")
         h.check(isinstance(auto, dict), "switched without x-postcopy-auto in query-migrate: %s" % sorted(q))
-        h.check(auto["pass"] >= 2, "switched at pass %r: the bulk pass alone must not decide" % auto["pass"])
+        h.check(auto["pass"] >= 1, "switched at pass %r" % auto["pass"])
         h.check(("pass %d:" % auto["pass"]) in auto["reason"], "reason %r does not name pass %d"
                 % (auto["reason"], auto["pass"]))
+        if auto["pass"] == 1:
+            # the bulk pass decides alone only on a rest of 90 % of the RAM or more
+            share = re.search(r"dirtied (\d+) % of its RAM during the first pass", auto["reason"])
+            h.check(share is not None and int(share.group(1)) >= 90, "a pass-1 verdict without nearly all "
+                    "the RAM dirty: %r" % auto["reason"])
         src.set_params({"max-bandwidth": 0})
         info = src.wait_status("completed", timeout=120)
         h.check_migrated(src, dst, info, size=SIZE)

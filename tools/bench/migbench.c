@@ -7,6 +7,7 @@
  *            [--cut-ms N] [--outage-s N]              (postcopy-recovery)
  *            [--cells GLOB]                           (faults)
  *            [--sizes N,...] [--workload SPEC]        (downtime-size)
+ *            [--rows NAME,...]                        (postcopy-auto)
  *
  * It starts every process it measures (migd pairs, mig-rawxfer pairs) in a temporary
  * directory, on the host or inside its shaped netns bed (tools/bench/netns.h), waits for
@@ -59,6 +60,7 @@ static int usage(const char *why)
 		   "                [--cut-ms N] [--outage-s N]              (postcopy-recovery)\n"
 		   "                [--cells GLOB]                           (faults)\n"
 		   "                [--sizes N,...] [--workload SPEC]        (downtime-size)\n"
+		   "                [--rows NAME,...]                        (postcopy-auto)\n"
 		   "scenarios:\n");
 	for (gsize i = 0; i < G_N_ELEMENTS(scenarios); i++)
 		g_printerr("  %-20s %s\n", scenarios[i]->name, scenarios[i]->summary);
@@ -206,7 +208,7 @@ int main(int argc, char **argv)
 	gboolean quick = FALSE, keep = FALSE, lazy_only = FALSE;
 	gint preempt_channels = 1, dst_vcpus = PC_DST_VCPUS, guest_mib = 0, cut_ms = 500, outage_s = 5;
 	gint rt_priority = 1;
-	g_autofree char *tcp_cc = NULL, *vcpu_rows = NULL, *sizes = NULL, *workload = NULL;
+	g_autofree char *tcp_cc = NULL, *vcpu_rows = NULL, *sizes = NULL, *workload = NULL, *rows = NULL;
 	GOptionEntry entries[] = {
 		{ "json", 0, 0, G_OPTION_ARG_FILENAME, &json, "Write every sample and the medians to FILE", "FILE" },
 		{ "runs", 0, 0, G_OPTION_ARG_INT, &runs, "Runs per cell (default 3, device-downtime 9; 1 with --quick)", "N" },
@@ -240,6 +242,8 @@ int main(int argc, char **argv)
 		{ "workload", 0, 0, G_OPTION_ARG_STRING, &workload,
 		  "downtime-size: a busy source guest (migd --workload SPEC; \"busy\": " DS_BUSY "), "
 		  "4K scan against 4K-log rows", "SPEC" },
+		{ "rows", 0, 0, G_OPTION_ARG_STRING, &rows,
+		  "postcopy-auto: only these rows (stream, hot, idle; default all)", "NAME,..." },
 		{ "tcp-congestion", 0, 0, G_OPTION_ARG_STRING, &tcp_cc,
 		  "Every migd's x-tcp-congestion and the raw baselines' (default: migd's, cubic; \"\": the system's)",
 		  "ALGO" },
@@ -282,6 +286,7 @@ int main(int argc, char **argv)
 	if (sizes && (!parse_counts(sizes, DS_SIZES_MAX, 1, 1024, b.ds_sizes, &b.n_ds_sizes) || !b.n_ds_sizes))
 		return usage("--sizes must be 1 to 8 sizes in GiB, each 1..1024, separated by commas");
 	b.ds_workload = workload;
+	b.auto_rows = rows;
 	/* even: the hugetlb rows are in 2 MiB pages */
 	if (guest_mib && (guest_mib < 64 || guest_mib > 65536 || guest_mib % 2))
 		return usage("--guest-mib must be 64..65536 and even");

@@ -9,6 +9,7 @@
 #include "tools/bench/runner.h"
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #define AUTO_LIMIT_MS 300           /* downtime-limit of the postcopy arms */
 #define AUTO_FIXED_PASSES 2         /* the fixed policy */
@@ -180,12 +181,26 @@ static int run_postcopy_auto(Bench *b)
 	g_autofree char *hot = g_strdup_printf("random,wss=%" G_GUINT64_FORMAT "M,rate=0", guest / 2 >> 20);
 	const char *const workloads[][2] = { { "stream", "seq,rate=0" }, { "hot", hot }, { "idle", "idle" } };
 	g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func(row_free);
+	g_auto(GStrv) only = b->auto_rows ? g_strsplit(b->auto_rows, ",", -1) : NULL;
 	int rc = 0;
 
 	b->unplotted = TRUE;
-	for (guint w = 0; w < G_N_ELEMENTS(workloads) && !bench_procs_interrupted(b->procs); w++) {
-		Row *r = g_new0(Row, 1);
+	for (guint i = 0; only && only[i]; i++) {
+		guint w = 0;
 
+		while (w < G_N_ELEMENTS(workloads) && strcmp(only[i], workloads[w][0]))
+			w++;
+		if (w == G_N_ELEMENTS(workloads)) {
+			g_printerr("migbench: --rows: no row '%s' (stream, hot, idle)\n", only[i]);
+			return 2;
+		}
+	}
+	for (guint w = 0; w < G_N_ELEMENTS(workloads) && !bench_procs_interrupted(b->procs); w++) {
+		Row *r;
+
+		if (only && !g_strv_contains((const char *const *)only, workloads[w][0]))
+			continue;
+		r = g_new0(Row, 1);
 		r->workload = workloads[w][0];
 		r->spec = workloads[w][1];
 		for (int a = 0; a < N_ARMS; a++)

@@ -1,13 +1,16 @@
 /* x-postcopy-auto's judge on known pass sequences: a guest whose dirty rest shrinks
  * fast is left to precopy, one whose rest stalls at its working set, or that dirties
- * as fast as the link moves, or would need many more passes, is switched; never on
- * the first pass, never while the rest fits the limit. */
+ * as fast as the link moves, or would need many more passes, is switched; on the
+ * first pass only a guest that rewrote nearly all of itself, never while the rest
+ * fits the limit. */
 #include "engine/src/autopc.h"
 
 #define MB 1000000ull
 
+#define GUEST (1024 * MB)   /* the RAM of every sequence here */
+
 typedef struct Pass {
-	guint64 bw, expected_ms, dirty_rate;
+	guint64 bw, expected_ms, dirty_rate, dirty;   /* dirty 0: half the guest */
 } Pass;
 
 /* Runs the passes; returns the 1-based pass that switched, 0 if none did. */
@@ -16,8 +19,11 @@ static guint run(const Pass *p, guint n, guint64 limit_ms, char *why, gsize len)
 	MigAutoPc a = { 0 };
 
 	for (guint i = 0; i < n; i++) {
+		MigAutoPcPass in = { .expected_ms = p[i].expected_ms, .dirty_rate = p[i].dirty_rate,
+				     .dirty = p[i].dirty ? p[i].dirty : GUEST / 2, .ram = GUEST };
+
 		mig_autopc_bandwidth(&a, p[i].bw);
-		if (mig_autopc_judge(&a, p[i].expected_ms, limit_ms, p[i].dirty_rate, why, len))
+		if (mig_autopc_judge(&a, &in, limit_ms, why, len))
 			return i + 1;
 	}
 	return 0;
@@ -26,8 +32,8 @@ static guint run(const Pass *p, guint n, guint64 limit_ms, char *why, gsize len)
 static void test_converging(void)
 {
 	/* halving per pass: 1600 -> 800 -> 400 -> 200, under 300 at the fourth */
-	const Pass p[] = { { 100 * MB, 3200, 10 * MB }, { 100 * MB, 1600, 10 * MB }, { 100 * MB, 800, 10 * MB },
-			   { 100 * MB, 400, 10 * MB }, { 100 * MB, 200, 10 * MB } };
+	const Pass p[] = { { 100 * MB, 3200, 10 * MB, 0 }, { 100 * MB, 1600, 10 * MB, 0 }, { 100 * MB, 800, 10 * MB, 0 },
+			   { 100 * MB, 400, 10 * MB, 0 }, { 100 * MB, 200, 10 * MB, 0 } };
 	char why[256] = "";
 
 	g_assert_cmpuint(run(p, G_N_ELEMENTS(p), 300, why, sizeof(why)), ==, 0);
@@ -37,8 +43,8 @@ static void test_converging(void)
 static void test_working_set(void)
 {
 	/* the rest stays at its working set: 900 ms every pass against 300 */
-	const Pass p[] = { { 100 * MB, 5000, 30 * MB }, { 100 * MB, 900, 30 * MB }, { 100 * MB, 900, 30 * MB },
-			   { 100 * MB, 900, 30 * MB } };
+	const Pass p[] = { { 100 * MB, 5000, 30 * MB, 0 }, { 100 * MB, 900, 30 * MB, 0 }, { 100 * MB, 900, 30 * MB, 0 },
+			   { 100 * MB, 900, 30 * MB, 0 } };
 	char why[256] = "";
 
 	/* pass 2's ratio to the bulk pass is small; pass 3 brings the average to 0.59,
@@ -51,7 +57,7 @@ static void test_working_set(void)
 static void test_stalled_from_start(void)
 {
 	/* the bulk pass's rest is already the working set: a ratio of 1 at pass 2 */
-	const Pass p[] = { { 100 * MB, 900, 30 * MB }, { 100 * MB, 900, 30 * MB } };
+	const Pass p[] = { { 100 * MB, 900, 30 * MB, 0 }, { 100 * MB, 900, 30 * MB, 0 } };
 	char why[256] = "";
 
 	g_assert_cmpuint(run(p, G_N_ELEMENTS(p), 300, why, sizeof(why)), ==, 2);
@@ -62,7 +68,7 @@ static void test_dirty_faster_than_link(void)
 {
 	/* shrinking, but the guest dirties faster than the smoothed link (100, then 20:
 	 * 60 MB/s) */
-	const Pass p[] = { { 100 * MB, 5000, 10 * MB }, { 20 * MB, 1000, 70 * MB } };
+	const Pass p[] = { { 100 * MB, 5000, 10 * MB, 0 }, { 20 * MB, 1000, 70 * MB, 0 } };
 	char why[256] = "";
 
 	g_assert_cmpuint(run(p, G_N_ELEMENTS(p), 300, why, sizeof(why)), ==, 2);
@@ -73,18 +79,57 @@ static void test_dirty_faster_than_link(void)
 static void test_fits_limit(void)
 {
 	/* stalled, but under the limit: precopy completes now */
-	const Pass p[] = { { 100 * MB, 200, 90 * MB }, { 100 * MB, 200, 99 * MB }, { 100 * MB, 200, 99 * MB } };
+	const Pass p[] = { { 100 * MB, 200, 90 * MB, 0 }, { 100 * MB, 200, 99 * MB, 0 }, { 100 * MB, 200, 99 * MB, 0 } };
 	char why[256] = "";
 
 	g_assert_cmpuint(run(p, G_N_ELEMENTS(p), 300, why, sizeof(why)), ==, 0);
 }
 
-static void test_first_pass_never(void)
+static void test_first_pass_working_set(void)
 {
-	const Pass p[] = { { 1 * MB, 100000, 500 * MB } };
+	/* a first pass whose rest is the working set (half the guest) does not decide,
+	 * however fast that rest was dirtied against however slow a link */
+	const Pass p[] = { { 1 * MB, 100000, 500 * MB, 0 } };
 	char why[256] = "";
 
 	g_assert_cmpuint(run(p, 1, 300, why, sizeof(why)), ==, 0);
+	g_assert_cmpstr(why, ==, "");
+}
+
+static void test_first_pass_rewrote_all(void)
+{
+	/* the stream guest of migbench postcopy-auto: every page dirty again after the
+	 * bulk pass, at a rate just under the link's (its bytes carry the framing) */
+	const Pass all[] = { { 191 * MB, 5617, 190 * MB, GUEST } };
+	/* 90 % of the guest is the threshold; 89 % waits for pass 2 */
+	const Pass most[] = { { 191 * MB, 5000, 170 * MB, GUEST / 10 * 9 } };
+	const Pass less[] = { { 191 * MB, 5000, 170 * MB, GUEST / 100 * 89 } };
+	/* all dirty, but it fits the limit: precopy completes */
+	const Pass fits[] = { { 191 * MB, 300, 190 * MB, GUEST } };
+	char why[256] = "";
+
+	g_assert_cmpuint(run(all, 1, 300, why, sizeof(why)), ==, 1);
+	g_assert_nonnull(strstr(why, "pass 1"));
+	g_assert_nonnull(strstr(why, "100 % of its RAM"));
+	g_assert_nonnull(strstr(why, "190.0 MB/s"));
+	g_assert_nonnull(strstr(why, "191.0 MB/s"));
+	g_assert_cmpuint(run(most, 1, 300, why, sizeof(why)), ==, 1);
+	why[0] = '\0';
+	g_assert_cmpuint(run(less, 1, 300, why, sizeof(why)), ==, 0);
+	g_assert_cmpuint(run(fits, 1, 300, why, sizeof(why)), ==, 0);
+	g_assert_cmpstr(why, ==, "");
+}
+
+static void test_first_pass_zero_pages(void)
+{
+	/* a guest of zero pages: the bulk pass moved few bytes, so its measured link is
+	 * slow, and a modest writer's rate is above it; its rest is small against the
+	 * RAM, so pass 2, on a real link figure, decides (and here converges) */
+	const Pass p[] = { { 30 * MB, 500, 50 * MB, 15 * MB }, { 250 * MB, 20, 50 * MB, 3 * MB } };
+	char why[256] = "";
+
+	g_assert_cmpuint(run(p, G_N_ELEMENTS(p), 300, why, sizeof(why)), ==, 0);
+	g_assert_cmpstr(why, ==, "");
 }
 
 static void test_after_empty_pass(void)
@@ -92,8 +137,8 @@ static void test_after_empty_pass(void)
 	/* nothing left after pass 2, then the guest wakes: one pass of growth from zero
 	 * is not a verdict (the smoothed ratio still remembers the empty pass), the same
 	 * rest pass after pass is */
-	const Pass p[] = { { 100 * MB, 3000, 1 * MB }, { 100 * MB, 0, 1 * MB }, { 100 * MB, 800, 1 * MB },
-			   { 100 * MB, 800, 1 * MB }, { 100 * MB, 800, 1 * MB } };
+	const Pass p[] = { { 100 * MB, 3000, 1 * MB, 0 }, { 100 * MB, 0, 1 * MB, 0 }, { 100 * MB, 800, 1 * MB, 0 },
+			   { 100 * MB, 800, 1 * MB, 0 }, { 100 * MB, 800, 1 * MB, 0 } };
 	char why[256] = "";
 
 	g_assert_cmpuint(run(p, 4, 300, why, sizeof(why)), ==, 0);
@@ -118,7 +163,9 @@ int main(int argc, char **argv)
 	g_test_add_func("/autopc/stalled-from-start", test_stalled_from_start);
 	g_test_add_func("/autopc/dirty-faster-than-link", test_dirty_faster_than_link);
 	g_test_add_func("/autopc/fits-limit", test_fits_limit);
-	g_test_add_func("/autopc/first-pass-never", test_first_pass_never);
+	g_test_add_func("/autopc/first-pass-working-set", test_first_pass_working_set);
+	g_test_add_func("/autopc/first-pass-rewrote-all", test_first_pass_rewrote_all);
+	g_test_add_func("/autopc/first-pass-zero-pages", test_first_pass_zero_pages);
 	g_test_add_func("/autopc/after-empty-pass", test_after_empty_pass);
 	g_test_add_func("/autopc/smoothed-bandwidth", test_smoothed_bandwidth);
 	return g_test_run();
