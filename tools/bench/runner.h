@@ -80,7 +80,7 @@ typedef struct Bench {
 	gboolean unplotted;         /* set by a scenario tools/bench/plot has no plots of: --json is not plotted */
 	guint preempt_channels;     /* postcopy-latency: x-preempt-channels of ARM_CHANNELS (1: no such arm) */
 	guint dst_vcpus;            /* postcopy-latency: the destination's faulting vCPUs */
-	guint rt_priority;          /* postcopy-latency: x-postcopy-rt-priority on both sides (0: fair) */
+	guint rt_priority;          /* postcopy-latency: x-postcopy-rt-priority on both sides; file: on the lazy restore (0: fair) */
 	guint vcpu_rows[PC_VCPU_ROWS_MAX];   /* postcopy-latency: --vcpu-rows, the many-vCPU rows' counts */
 	guint n_vcpu_rows;
 	guint64 guest_bytes;        /* precopy-throughput, file: --guest-mib; 0: the scenario's size */
