@@ -547,7 +547,7 @@ static int run_faults(Bench *b)
 	int rc = 0;
 
 	b->unplotted = TRUE;
-	if (!(b->net = bench_net_new(&err))) {
+	if (!(b->net = bench_net_new(NULL, &err))) {
 		g_printerr("migbench: faults needs the netns bed: %s\n", err->message);
 		return 1;
 	}

@@ -216,7 +216,7 @@ static gboolean build(BenchNet *n, const char *tc, GError **err)
 		const char *lo_up[] = { "link", "set", "lo", "up", NULL };
 		const char *addr[] = { "addr", "add", cidr, "dev", n->dev[s], NULL };
 		const char *up[] = { "link", "set", n->dev[s], "up", NULL };
-		const char *shape[] = { "qdisc", "add", "dev", n->dev[s], "root", "tbf", "rate", BENCH_NET_RATE, "burst",
+		const char *shape[] = { "qdisc", "add", "dev", n->dev[s], "root", "tbf", "rate", n->rate, "burst",
 					"256kb", "latency", "20ms", NULL };
 
 		if (!in_ns(n->ip, n->ns[s], err, lo_up) || !in_ns(n->ip, n->ns[s], err, addr) ||
@@ -226,13 +226,14 @@ static gboolean build(BenchNet *n, const char *tc, GError **err)
 	return TRUE;
 }
 
-BenchNet *bench_net_new(GError **err)
+BenchNet *bench_net_new(const char *rate, GError **err)
 {
 	g_autofree char *tc = g_find_program_in_path("tc");
 	BenchNet *n = g_new0(BenchNet, 1);
 	static const char *const sides[2] = { "src", "dst" };
 
 	n->ip = g_find_program_in_path("ip");
+	n->rate = g_strdup(rate ? rate : BENCH_NET_RATE);
 	if (!n->ip || !tc) {
 		g_set_error(err, NET_ERROR, 0, "the netns bed needs ip and tc (iproute2) in PATH");
 		bench_net_free(n);
@@ -277,6 +278,7 @@ void bench_net_free(BenchNet *n)
 		g_free(n->addr[s]);
 	}
 	g_free(n->ip);
+	g_free(n->rate);
 	g_free(n);
 }
 

@@ -2,7 +2,8 @@
  * network namespaces, mig-src-<pid> and mig-dst-<pid>, joined by a veth pair whose ends
  * are created inside them (nothing ever appears in the host's namespace), with the
  * link-local addresses 169.254.77.1/30 and .2/30, loopback up in each, and each end's
- * egress shaped by tbf (this kernel has no netem). Processes go in with
+ * egress shaped by tbf (this kernel has no netem) at BENCH_NET_RATE unless the scenario
+ * asks for another rate. Processes go in with
  * `ip netns exec NS ...`. tests/integration/netbed.py is the same bed in Python: keep
  * the two in step.
  *
@@ -24,6 +25,7 @@ typedef struct BenchNet {
 	char *ns[2];        /* by BenchNetSide: "mig-src-<pid>", "mig-dst-<pid>" */
 	char *dev[2];       /* the veth end inside each: "mig-src", "mig-dst" */
 	char *addr[2];      /* "169.254.77.1", "169.254.77.2" */
+	char *rate;         /* tbf's rate on each end, in tc(8)'s words */
 	gboolean made[2];   /* namespaces we created, so must delete */
 } BenchNet;
 
@@ -31,9 +33,10 @@ typedef struct BenchNet {
  * it deleted; failures to delete one are reported on stderr and skipped. */
 guint bench_net_reap_stale(void);
 
-/* Reaps stale beds, then builds ours. NULL with err set if ip/tc are missing or a
+/* Reaps stale beds, then builds ours, each end shaped at rate (tc(8)'s syntax, e.g.
+ * "2147483648bit"; NULL: BENCH_NET_RATE). NULL with err set if ip/tc are missing or a
  * command fails (whatever was built is deleted again). */
-BenchNet *bench_net_new(GError **err);
+BenchNet *bench_net_new(const char *rate, GError **err);
 
 /* Deletes the namespaces (the veth pair goes with them) and frees. Kill the processes
  * inside first: a namespace lives on while a process is in it. NULL is fine. */

@@ -216,7 +216,7 @@ static void pc_net(Bench *b, PcNet *net, guint nback, guint64 guest)
 		net->many[net->nmany++] = r;
 	}
 	if (net->bed) {
-		if (!(b->net = bench_net_new(&err))) {
+		if (!(b->net = bench_net_new(NULL, &err))) {
 			net->error = g_strdup(err->message);
 			return;
 		}

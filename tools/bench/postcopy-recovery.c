@@ -592,7 +592,7 @@ static int run_postcopy_recovery(Bench *b)
 		c.rows[a].arm = (PrArm)a;
 		c.rows[a].samples = g_array_new(FALSE, TRUE, sizeof(PrSample));
 	}
-	if (!(b->net = bench_net_new(&bed_err))) {
+	if (!(b->net = bench_net_new(NULL, &bed_err))) {
 		for (int a = 0; a < PR_ARMS; a++) {
 			c.rows[a].status = ROW_ERROR;
 			c.rows[a].error = g_strdup(bed_err->message);

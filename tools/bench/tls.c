@@ -317,7 +317,7 @@ static void postcopy_net(Bench *b, TlsRun *t)
 		t->pc[i]->untraced = TRUE;               /* no kernel tracer: it would cost both arms */
 		t->pc[i]->tls = i;
 	}
-	if (!(b->net = bench_net_new(&err))) {
+	if (!(b->net = bench_net_new(NULL, &err))) {
 		t->net.error = g_strdup(err->message);
 		return;
 	}
