@@ -12,9 +12,11 @@ double mig_autopc_bandwidth(MigAutoPc *a, guint64 bw)
 gboolean mig_autopc_judge(MigAutoPc *a, const MigAutoPcPass *p, guint64 limit_ms, char *why, gsize why_len)
 {
 	guint64 expected_ms = p->expected_ms, dirty_rate = p->dirty_rate;
-	double q, left;
+	double q, left, sent;
 	guint more;
 	guint pass = ++a->passes;
+	/* a ratio to an empty pass is a convention, not a measured shrink */
+	gboolean measured = a->prev_ms != 0;
 
 	/* after a pass that left nothing, anything is growth; after nothing and nothing,
 	 * steady at zero (which fits any limit below) */
@@ -51,13 +53,26 @@ gboolean mig_autopc_judge(MigAutoPc *a, const MigAutoPcPass *p, guint64 limit_ms
 			   G_GUINT64_FORMAT " ms and shrinking only %.2fx per pass", pass, expected_ms, limit_ms, a->shrink);
 		return TRUE;
 	}
-	/* passes still needed at this rate, counted only as far as the verdict needs */
-	for (more = 0, left = (double)expected_ms; left > (double)limit_ms && more <= MIG_AUTOPC_MAX_MORE; more++)
+	/* passes still needed at this rate, counted only as far as the verdict needs;
+	 * precopy from here sends the rest, then each pass's smaller rest, the last one
+	 * in the downtime: sent = expected_ms x (1 + q + ... + q^more) */
+	for (more = 0, left = (double)expected_ms, sent = left; left > (double)limit_ms && more <= MIG_AUTOPC_MAX_MORE;
+	     more++) {
 		left *= a->shrink;
+		sent += left;
+	}
 	if (more > MIG_AUTOPC_MAX_MORE) {
 		g_snprintf(why, why_len, "pass %u: expected downtime %" G_GUINT64_FORMAT " ms would take more than %u "
 			   "passes at %.2fx per pass to reach downtime-limit %" G_GUINT64_FORMAT " ms", pass, expected_ms,
 			   MIG_AUTOPC_MAX_MORE, a->shrink, limit_ms);
+		return TRUE;
+	}
+	/* postcopy sends the rest once; precopy's further passes are its extra time.
+	 * Only on a measured ratio: growth from an empty pass says nothing of how the
+	 * rest shrinks. */
+	if (measured && sent > MIG_AUTOPC_MARGIN * (double)expected_ms) {
+		g_snprintf(why, why_len, "pass %u: precopy expects %u more passes (q=%.2f), about %.0f ms, postcopy "
+			   "about %" G_GUINT64_FORMAT " ms", pass, more, a->shrink, sent, expected_ms);
 		return TRUE;
 	}
 	return FALSE;

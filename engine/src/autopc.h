@@ -11,7 +11,8 @@
  * catches the whole working set. It decides alone only when that rest is nearly the
  * whole guest: the guest rewrote what the pass sent as fast as the pass sent it, and
  * the dirty bitmap, which counts a page once however often it is written, cannot show
- * a faster guest than that. */
+ * a faster guest than that. Of a guest that will converge, the judge picks the sooner
+ * finish: precopy sends the rest again and again as it shrinks, postcopy sends it once. */
 #pragma once
 
 #include <glib.h>
@@ -28,6 +29,11 @@ typedef struct MigAutoPc {
 #define MIG_AUTOPC_STALL 0.9
 /* More passes than this still needed at the current shrink rate: switch now. */
 #define MIG_AUTOPC_MAX_MORE 4
+/* Precopy's remaining sending (the rest, each further pass's rest, the final copy)
+ * against postcopy's (the rest once): switch when it is more than this many times
+ * as long. Postcopy's faults stall the guest and cost round trips, so a near tie
+ * stays in precopy. */
+#define MIG_AUTOPC_MARGIN 1.5
 
 /* Feeds one pass's measured bandwidth (bytes/s); returns the smoothed figure. */
 double mig_autopc_bandwidth(MigAutoPc *a, guint64 bw);

@@ -1,8 +1,9 @@
 /* x-postcopy-auto's judge on known pass sequences: a guest whose dirty rest shrinks
  * fast is left to precopy, one whose rest stalls at its working set, or that dirties
- * as fast as the link moves, or would need many more passes, is switched; on the
- * first pass only a guest that rewrote nearly all of itself, never while the rest
- * fits the limit. */
+ * as fast as the link moves, or would need many more passes, is switched, and so is
+ * one whose further passes would take longer than postcopy moving the rest once; on
+ * the first pass only a guest that rewrote nearly all of itself, never while the
+ * rest fits the limit. */
 #include "engine/src/autopc.h"
 
 #define MB 1000000ull
@@ -31,13 +32,39 @@ static guint run(const Pass *p, guint n, guint64 limit_ms, char *why, gsize len)
 
 static void test_converging(void)
 {
-	/* halving per pass: 1600 -> 800 -> 400 -> 200, under 300 at the fourth */
-	const Pass p[] = { { 100 * MB, 3200, 10 * MB, 0 }, { 100 * MB, 1600, 10 * MB, 0 }, { 100 * MB, 800, 10 * MB, 0 },
-			   { 100 * MB, 400, 10 * MB, 0 }, { 100 * MB, 200, 10 * MB, 0 } };
+	/* a fifth per pass: 3200 -> 640 -> 128; at pass 2 precopy expects one more pass,
+	 * 640 + 128 ms against postcopy's 640 (x1.5 margin): stays, then fits */
+	const Pass p[] = { { 100 * MB, 3200, 10 * MB, 0 }, { 100 * MB, 640, 10 * MB, 0 }, { 100 * MB, 128, 10 * MB, 0 } };
 	char why[256] = "";
 
 	g_assert_cmpuint(run(p, G_N_ELEMENTS(p), 300, why, sizeof(why)), ==, 0);
 	g_assert_cmpstr(why, ==, "");
+}
+
+static void test_halving(void)
+{
+	/* halving per pass converges in three more, but 1600 + 800 + 400 + 200 ms of
+	 * precopy is more than 1.5 x postcopy's 1600: the sooner finish is postcopy */
+	const Pass p[] = { { 100 * MB, 3200, 10 * MB, 0 }, { 100 * MB, 1600, 10 * MB, 0 }, { 100 * MB, 800, 10 * MB, 0 },
+			   { 100 * MB, 400, 10 * MB, 0 }, { 100 * MB, 200, 10 * MB, 0 } };
+	char why[256] = "";
+
+	g_assert_cmpuint(run(p, G_N_ELEMENTS(p), 300, why, sizeof(why)), ==, 2);
+	g_assert_cmpstr(why, ==, "pass 2: precopy expects 3 more passes (q=0.50), about 3000 ms, postcopy about 1600 ms");
+}
+
+static void test_hot(void)
+{
+	/* migbench postcopy-auto's hot guest: the ratio to the bulk pass looks fast (0.30:
+	 * 1500 + 450 + 135 ms, under 1.5 x 1500), pass 3 shows the real shrink (0.67,
+	 * averaged 0.48): 1000 + 483 + 234 ms against postcopy's 1000 switches, though
+	 * precopy would converge within MIG_AUTOPC_MAX_MORE passes */
+	const Pass p[] = { { 100 * MB, 5000, 30 * MB, 0 }, { 100 * MB, 1500, 30 * MB, 0 }, { 100 * MB, 1000, 30 * MB, 0 },
+			   { 100 * MB, 700, 30 * MB, 0 } };
+	char why[256] = "";
+
+	g_assert_cmpuint(run(p, G_N_ELEMENTS(p), 300, why, sizeof(why)), ==, 3);
+	g_assert_cmpstr(why, ==, "pass 3: precopy expects 2 more passes (q=0.48), about 1717 ms, postcopy about 1000 ms");
 }
 
 static void test_working_set(void)
@@ -48,10 +75,10 @@ static void test_working_set(void)
 	char why[256] = "";
 
 	/* pass 2's ratio to the bulk pass is small; pass 3 brings the average to 0.59,
-	 * which needs three passes; pass 4's 0.80 average needs more than four */
-	g_assert_cmpuint(run(p, G_N_ELEMENTS(p), 300, why, sizeof(why)), ==, 4);
-	g_assert_nonnull(strstr(why, "pass 4"));
-	g_assert_nonnull(strstr(why, "downtime-limit 300 ms"));
+	 * which needs three passes: 900 + 531 + 313 + 185 ms against postcopy's 900 */
+	g_assert_cmpuint(run(p, G_N_ELEMENTS(p), 300, why, sizeof(why)), ==, 3);
+	g_assert_nonnull(strstr(why, "pass 3: precopy expects 3 more passes (q=0.59)"));
+	g_assert_nonnull(strstr(why, "postcopy about 900 ms"));
 }
 
 static void test_stalled_from_start(void)
@@ -135,15 +162,15 @@ static void test_first_pass_zero_pages(void)
 static void test_after_empty_pass(void)
 {
 	/* nothing left after pass 2, then the guest wakes: one pass of growth from zero
-	 * is not a verdict (the smoothed ratio still remembers the empty pass), the same
-	 * rest pass after pass is */
+	 * is not a verdict (its ratio is no measured shrink), the same rest again is: at
+	 * the smoothed 0.75, four more passes, about 2441 ms against postcopy's 800 */
 	const Pass p[] = { { 100 * MB, 3000, 1 * MB, 0 }, { 100 * MB, 0, 1 * MB, 0 }, { 100 * MB, 800, 1 * MB, 0 },
 			   { 100 * MB, 800, 1 * MB, 0 }, { 100 * MB, 800, 1 * MB, 0 } };
 	char why[256] = "";
 
-	g_assert_cmpuint(run(p, 4, 300, why, sizeof(why)), ==, 0);
-	g_assert_cmpuint(run(p, G_N_ELEMENTS(p), 300, why, sizeof(why)), ==, 5);
-	g_assert_nonnull(strstr(why, "more than 4 passes"));
+	g_assert_cmpuint(run(p, 3, 300, why, sizeof(why)), ==, 0);
+	g_assert_cmpuint(run(p, G_N_ELEMENTS(p), 300, why, sizeof(why)), ==, 4);
+	g_assert_nonnull(strstr(why, "pass 4: precopy expects 4 more passes (q=0.75)"));
 }
 
 static void test_smoothed_bandwidth(void)
@@ -159,6 +186,8 @@ int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/autopc/converging", test_converging);
+	g_test_add_func("/autopc/halving", test_halving);
+	g_test_add_func("/autopc/hot", test_hot);
 	g_test_add_func("/autopc/working-set", test_working_set);
 	g_test_add_func("/autopc/stalled-from-start", test_stalled_from_start);
 	g_test_add_func("/autopc/dirty-faster-than-link", test_dirty_faster_than_link);
