@@ -34,6 +34,9 @@ typedef struct MigAutoPc {
  * as long. Postcopy's faults stall the guest and cost round trips, so a near tie
  * stays in precopy. */
 #define MIG_AUTOPC_MARGIN 1.5
+/* How far the first pass's verdict counts passes: its ratio is below MIG_AUTOPC_STALL,
+ * so the sum has nearly reached its limit by then. */
+#define MIG_AUTOPC_MAX_PASSES 64
 
 /* Feeds one pass's measured bandwidth (bytes/s); returns the smoothed figure. */
 double mig_autopc_bandwidth(MigAutoPc *a, guint64 bw);

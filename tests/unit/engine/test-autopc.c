@@ -11,7 +11,7 @@
 #define GUEST (1024 * MB)   /* the RAM of every sequence here */
 
 typedef struct Pass {
-	guint64 bw, expected_ms, dirty_rate, dirty;   /* dirty 0: half the guest */
+	guint64 bw, expected_ms, dirty_rate, dirty;   /* dirty 0: a tenth of the guest */
 } Pass;
 
 /* Runs the passes; returns the 1-based pass that switched, 0 if none did. */
@@ -21,7 +21,7 @@ static guint run(const Pass *p, guint n, guint64 limit_ms, char *why, gsize len)
 
 	for (guint i = 0; i < n; i++) {
 		MigAutoPcPass in = { .expected_ms = p[i].expected_ms, .dirty_rate = p[i].dirty_rate,
-				     .dirty = p[i].dirty ? p[i].dirty : GUEST / 2, .ram = GUEST };
+				     .dirty = p[i].dirty ? p[i].dirty : GUEST / 10, .ram = GUEST };
 
 		mig_autopc_bandwidth(&a, p[i].bw);
 		if (mig_autopc_judge(&a, &in, limit_ms, why, len))
@@ -55,7 +55,20 @@ static void test_halving(void)
 
 static void test_hot(void)
 {
-	/* migbench postcopy-auto's hot guest: the ratio to the bulk pass looks fast (0.30:
+	/* migbench postcopy-auto's hot guest, half its RAM rewritten at random: the bulk
+	 * pass leaves that half, so the next ratio is 0.5 or more, and 2200 + 1100 + 550
+	 * + 275 ms of precopy is more than 1.5 x postcopy's 2200 */
+	const Pass p[] = { { 250 * MB, 2200, 60 * MB, GUEST / 2 } };
+	char why[256] = "";
+
+	g_assert_cmpuint(run(p, 1, 300, why, sizeof(why)), ==, 1);
+	g_assert_cmpstr(why, ==, "pass 1: precopy expects 3 more passes (q=0.50 or more: the guest dirtied 50 % of its "
+			"RAM during the first pass), about 4125 ms, postcopy about 2200 ms");
+}
+
+static void test_slow_shrink(void)
+{
+	/* a guest whose bulk pass left little: the ratio to it looks fast (0.30:
 	 * 1500 + 450 + 135 ms, under 1.5 x 1500), pass 3 shows the real shrink (0.67,
 	 * averaged 0.48): 1000 + 483 + 234 ms against postcopy's 1000 switches, though
 	 * precopy would converge within MIG_AUTOPC_MAX_MORE passes */
@@ -114,13 +127,19 @@ static void test_fits_limit(void)
 
 static void test_first_pass_working_set(void)
 {
-	/* a first pass whose rest is the working set (half the guest) does not decide,
-	 * however fast that rest was dirtied against however slow a link */
-	const Pass p[] = { { 1 * MB, 100000, 500 * MB, 0 } };
+	/* a first pass whose rest is a working set smaller than the guest decides only
+	 * by what the rest will cost, however fast that rest was dirtied against however
+	 * slow a link: a quarter of the guest, 1100 + 275 ms of precopy, is under 1.5 x
+	 * postcopy's 1100 (at q=0.25 no rest ever reaches it); 40 % of it, 10 s at q=0.4,
+	 * 10000 + 4000 + 1600 + 640 + 256 ms, is over */
+	const Pass small[] = { { 1 * MB, 1100, 500 * MB, GUEST / 4 } };
+	const Pass big[] = { { 1 * MB, 10000, 500 * MB, GUEST / 5 * 2 } };
 	char why[256] = "";
 
-	g_assert_cmpuint(run(p, 1, 300, why, sizeof(why)), ==, 0);
+	g_assert_cmpuint(run(small, 1, 300, why, sizeof(why)), ==, 0);
 	g_assert_cmpstr(why, ==, "");
+	g_assert_cmpuint(run(big, 1, 300, why, sizeof(why)), ==, 1);
+	g_assert_nonnull(strstr(why, "pass 1: precopy expects 4 more passes (q=0.40 or more"));
 }
 
 static void test_first_pass_rewrote_all(void)
@@ -128,7 +147,8 @@ static void test_first_pass_rewrote_all(void)
 	/* the stream guest of migbench postcopy-auto: every page dirty again after the
 	 * bulk pass, at a rate just under the link's (its bytes carry the framing) */
 	const Pass all[] = { { 191 * MB, 5617, 190 * MB, GUEST } };
-	/* 90 % of the guest is the threshold; 89 % waits for pass 2 */
+	/* 90 % of the guest is the threshold of a stall; 89 % is switched by what its
+	 * further passes would cost */
 	const Pass most[] = { { 191 * MB, 5000, 170 * MB, GUEST / 10 * 9 } };
 	const Pass less[] = { { 191 * MB, 5000, 170 * MB, GUEST / 100 * 89 } };
 	/* all dirty, but it fits the limit: precopy completes */
@@ -141,8 +161,9 @@ static void test_first_pass_rewrote_all(void)
 	g_assert_nonnull(strstr(why, "190.0 MB/s"));
 	g_assert_nonnull(strstr(why, "191.0 MB/s"));
 	g_assert_cmpuint(run(most, 1, 300, why, sizeof(why)), ==, 1);
+	g_assert_cmpuint(run(less, 1, 300, why, sizeof(why)), ==, 1);
+	g_assert_nonnull(strstr(why, "(q=0.89 or more"));
 	why[0] = '\0';
-	g_assert_cmpuint(run(less, 1, 300, why, sizeof(why)), ==, 0);
 	g_assert_cmpuint(run(fits, 1, 300, why, sizeof(why)), ==, 0);
 	g_assert_cmpstr(why, ==, "");
 }
@@ -188,6 +209,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/autopc/converging", test_converging);
 	g_test_add_func("/autopc/halving", test_halving);
 	g_test_add_func("/autopc/hot", test_hot);
+	g_test_add_func("/autopc/slow-shrink", test_slow_shrink);
 	g_test_add_func("/autopc/working-set", test_working_set);
 	g_test_add_func("/autopc/stalled-from-start", test_stalled_from_start);
 	g_test_add_func("/autopc/dirty-faster-than-link", test_dirty_faster_than_link);
