@@ -5,7 +5,8 @@
   a link capped below what precopy needs switches to postcopy by itself (no migrate-start-postcopy): query-migrate names the pass and the
   reason, and the migration completes with integrity intact. Its vCPUs rewrite all of
   it during the bulk pass, so the verdict may come after that pass; then only because
-  nearly all its RAM was dirty again.
+  nearly all its RAM was dirty again, or because precopy's further passes would take
+  longer than postcopy.
 - An idle guest converges: precopy completes, and the destination never enters
   postcopy.
 - Without postcopy-ram, migrate refuses x-postcopy-auto and the source keeps running."""
