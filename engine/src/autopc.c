@@ -9,12 +9,28 @@ double mig_autopc_bandwidth(MigAutoPc *a, guint64 bw)
 	return a->bw;
 }
 
+/* What precopy sends from a pass whose rest is expected_ms until the rest fits limit_ms
+ * at q per pass: the rest, then each further pass's smaller rest, the last one in the
+ * downtime, expected_ms x (1 + q + ... + q^more). Counts passes only up to cap. */
+static double precopy_sent(guint64 expected_ms, double q, guint64 limit_ms, guint cap, guint *more)
+{
+	double left = (double)expected_ms, sent = left;
+
+	for (*more = 0; left > (double)limit_ms && *more < cap; (*more)++) {
+		left *= q;
+		sent += left;
+	}
+	return sent;
+}
+
 gboolean mig_autopc_judge(MigAutoPc *a, const MigAutoPcPass *p, guint64 limit_ms, char *why, gsize why_len)
 {
 	guint64 expected_ms = p->expected_ms, dirty_rate = p->dirty_rate;
-	double q, left;
+	double q, sent, share;
 	guint more;
 	guint pass = ++a->passes;
+	/* a ratio to an empty pass is a convention, not a measured shrink */
+	gboolean measured = a->prev_ms != 0;
 
 	/* after a pass that left nothing, anything is growth; after nothing and nothing,
 	 * steady at zero (which fits any limit below) */
@@ -27,15 +43,29 @@ gboolean mig_autopc_judge(MigAutoPc *a, const MigAutoPcPass *p, guint64 limit_ms
 		/* The bulk pass sent every page once. Its rest counts each page written
 		 * meanwhile once, so it can show the guest at most as fast as the pass; a
 		 * guest rewriting all it has shows as a rate just under the link's (the
-		 * link's bytes carry the framing too), and a rest of a smaller working set
-		 * says nothing yet about the guest's rate. Only a rest of nearly the whole
-		 * guest decides here; the comparison is with the RAM the pass went over,
-		 * not with its bytes on the wire, which zero pages shrink. */
-		if (expected_ms <= limit_ms || !p->ram || (double)p->dirty < MIG_AUTOPC_STALL * (double)p->ram)
+		 * link's bytes carry the framing too). A rest of nearly the whole guest
+		 * has stalled; the comparison is with the RAM the pass went over, not with
+		 * its bytes on the wire, which zero pages shrink. */
+		if (expected_ms <= limit_ms || !p->ram)
 			return FALSE;
-		g_snprintf(why, why_len, "pass 1: the guest dirtied %.0f %% of its RAM during the first pass, %.1f MB/s "
-			   "against the link's %.1f MB/s: precopy cannot catch up", 100.0 * (double)p->dirty / (double)p->ram,
-			   (double)dirty_rate / 1e6, a->bw / 1e6);
+		share = (double)p->dirty / (double)p->ram;
+		if (share >= MIG_AUTOPC_STALL) {
+			g_snprintf(why, why_len, "pass 1: the guest dirtied %.0f %% of its RAM during the first pass, %.1f MB/s "
+				   "against the link's %.1f MB/s: precopy cannot catch up", 100.0 * share,
+				   (double)dirty_rate / 1e6, a->bw / 1e6);
+			return TRUE;
+		}
+		/* A smaller rest still bounds the next ratio from below: a guest that
+		 * dirtied that share of its RAM over the whole pass dirties at least that
+		 * share of it over a shorter one (pages already dirty are not counted
+		 * twice, so the count grows slower than the time), and the pass over all
+		 * the RAM took no less than one over the rest would. */
+		sent = precopy_sent(expected_ms, share, limit_ms, MIG_AUTOPC_MAX_PASSES, &more);
+		if (sent <= MIG_AUTOPC_MARGIN * (double)expected_ms)
+			return FALSE;
+		g_snprintf(why, why_len, "pass 1: precopy expects %u more passes (q=%.2f or more: the guest dirtied %.0f %% "
+			   "of its RAM during the first pass), about %.0f ms, postcopy about %" G_GUINT64_FORMAT " ms", more,
+			   share, 100.0 * share, sent, expected_ms);
 		return TRUE;
 	}
 	a->shrink = pass == 2 ? q : (a->shrink + q) / 2;
@@ -51,13 +81,19 @@ gboolean mig_autopc_judge(MigAutoPc *a, const MigAutoPcPass *p, guint64 limit_ms
 			   G_GUINT64_FORMAT " ms and shrinking only %.2fx per pass", pass, expected_ms, limit_ms, a->shrink);
 		return TRUE;
 	}
-	/* passes still needed at this rate, counted only as far as the verdict needs */
-	for (more = 0, left = (double)expected_ms; left > (double)limit_ms && more <= MIG_AUTOPC_MAX_MORE; more++)
-		left *= a->shrink;
+	sent = precopy_sent(expected_ms, a->shrink, limit_ms, MIG_AUTOPC_MAX_MORE + 1, &more);
 	if (more > MIG_AUTOPC_MAX_MORE) {
 		g_snprintf(why, why_len, "pass %u: expected downtime %" G_GUINT64_FORMAT " ms would take more than %u "
 			   "passes at %.2fx per pass to reach downtime-limit %" G_GUINT64_FORMAT " ms", pass, expected_ms,
 			   MIG_AUTOPC_MAX_MORE, a->shrink, limit_ms);
+		return TRUE;
+	}
+	/* postcopy sends the rest once; precopy's further passes are its extra time.
+	 * Only on a measured ratio: growth from an empty pass says nothing of how the
+	 * rest shrinks. */
+	if (measured && sent > MIG_AUTOPC_MARGIN * (double)expected_ms) {
+		g_snprintf(why, why_len, "pass %u: precopy expects %u more passes (q=%.2f), about %.0f ms, postcopy "
+			   "about %" G_GUINT64_FORMAT " ms", pass, more, a->shrink, sent, expected_ms);
 		return TRUE;
 	}
 	return FALSE;

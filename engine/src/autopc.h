@@ -8,10 +8,13 @@
  * it is computed against is smoothed too: one slow pass must not decide. The first
  * pass (the bulk copy) sets the baseline: what the guest dirtied during it says how
  * much it dirties in that long, not how the rest shrinks, since a pass that long
- * catches the whole working set. It decides alone only when that rest is nearly the
- * whole guest: the guest rewrote what the pass sent as fast as the pass sent it, and
- * the dirty bitmap, which counts a page once however often it is written, cannot show
- * a faster guest than that. */
+ * catches the whole working set. It decides alone when that rest is nearly the whole
+ * guest: the guest rewrote what the pass sent as fast as the pass sent it, and the
+ * dirty bitmap, which counts a page once however often it is written, cannot show a
+ * faster guest than that; or when the rest's share of the RAM, a lower bound of the
+ * next ratio, already makes precopy the later finish. Of a guest that will converge,
+ * the judge picks the sooner finish: precopy sends the rest again and again as it
+ * shrinks, postcopy sends it once. */
 #pragma once
 
 #include <glib.h>
@@ -28,6 +31,14 @@ typedef struct MigAutoPc {
 #define MIG_AUTOPC_STALL 0.9
 /* More passes than this still needed at the current shrink rate: switch now. */
 #define MIG_AUTOPC_MAX_MORE 4
+/* Precopy's remaining sending (the rest, each further pass's rest, the final copy)
+ * against postcopy's (the rest once): switch when it is more than this many times
+ * as long. Postcopy's faults stall the guest and cost round trips, so a near tie
+ * stays in precopy. */
+#define MIG_AUTOPC_MARGIN 1.5
+/* How far the first pass's verdict counts passes: its ratio is below MIG_AUTOPC_STALL,
+ * so the sum has nearly reached its limit by then. */
+#define MIG_AUTOPC_MAX_PASSES 64
 
 /* Feeds one pass's measured bandwidth (bytes/s); returns the smoothed figure. */
 double mig_autopc_bandwidth(MigAutoPc *a, guint64 bw);
@@ -42,5 +53,6 @@ typedef struct MigAutoPcPass {
 
 /* One pass's verdict: TRUE means switch to postcopy now, and why says why (for
  * query-migrate). Never TRUE while expected_ms fits limit_ms; on the first pass only
- * when the rest is MIG_AUTOPC_STALL of the guest's RAM or more. */
+ * when the rest is MIG_AUTOPC_STALL of the guest's RAM or more, or when precopy at a
+ * ratio of the rest's share of the RAM would take over MIG_AUTOPC_MARGIN x postcopy. */
 gboolean mig_autopc_judge(MigAutoPc *a, const MigAutoPcPass *p, guint64 limit_ms, char *why, gsize why_len);
