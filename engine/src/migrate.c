@@ -4,6 +4,7 @@
 #include "engine/src/src_int.h"
 #include "engine/src/postcopy.h"
 #include "engine/src/devlane.h"
+#include "engine/holes.h"
 #include "engine/src/filesave.h"
 #include "engine/bitmap.h"
 #include "channels/frame.h"
@@ -748,6 +749,7 @@ static gpointer src_thread(gpointer opaque)
 	gboolean ok, file, postcopy = FALSE;
 
 	src->zero_mode = (guint)src->p.zero_page_detection;
+	src->holes = mig_holes_new();
 	/* every migration, to a file too: what an earlier one handed out is not there */
 	if (s->vm_live)
 		s->vm_live->save_begin(s->vm_opaque);
@@ -917,6 +919,7 @@ void mig_src_free(struct Src *src)
 	if (src->inl.resume_fd >= 0)
 		close(src->inl.resume_fd);
 	g_free(src->resume_uri);
+	mig_holes_free(src->holes);
 	g_cond_clear(&src->resume_cond);
 	mig_params_clear(&src->p);
 	g_free(src->uri_text);

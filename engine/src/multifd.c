@@ -2,6 +2,8 @@
  * senders look for zero pages and write packets straight from guest memory, so the
  * per-byte work scales with the channels, not with one thread. */
 #include "engine/src/multifd.h"
+#include "engine/bitmap.h"
+#include "engine/holes.h"
 #include "channels/frame.h"
 #include "channels/hello.h"
 #include "channels/wire.h"
@@ -12,6 +14,8 @@
 #include <unistd.h>
 
 #define PREFETCH_AHEAD 4
+/* a batch's pages looked up in the page tables when they lie within this many */
+#define HOLES_SPAN (4u * MIG_MF_MAX_PAGES)
 
 /* One batch (or a sync point) for a sender. */
 typedef struct Job {
@@ -58,6 +62,7 @@ struct MfSrc {
 	gboolean waiting;         /* someone waits on idle_cond */
 	gboolean quit;
 	gboolean detect_zero;
+	MigHoles *holes;          /* pages that hold nothing are zero without a read */
 	char *error;              /* first failure */
 	guint next;               /* round-robin start */
 	guint dev_waiting;        /* device chunks waiting for a sender: RAM waits behind them */
@@ -133,6 +138,22 @@ static int send_pages(Sender *sd, const Job *j, guint64 seq)
 	int niov = 2;
 	guint64 bytes;
 
+	gulong empty[HOLES_SPAN / (8 * sizeof(gulong))];
+	gsize first = G_MAXSIZE, last = 0;
+	gboolean holes = FALSE;
+
+	/* A page never touched reads as zero, but reading it populates it (on some hosts
+	 * with a page of its own, not the shared zero page): a guest's untouched RAM would
+	 * cost the source its full size. The page tables tell without a read; a page
+	 * written after the look-up is dirty since the tracker armed, and goes again. */
+	if (m->detect_zero) {
+		for (guint i = 0; i < j->npages; i++) {
+			first = MIN(first, j->pages[i]);
+			last = MAX(last, j->pages[i]);
+		}
+		holes = j->npages && last - first < HOLES_SPAN &&
+			mig_holes_find(m->holes, j->rb, first, last - first + 1, empty) > 0;
+	}
 	/* header and offsets first: mig_iov_append looks at the entry before a page's */
 	iov[0] = (struct iovec){ hdr, sizeof(hdr) };
 	iov[1] = (struct iovec){ offs, 0 };
@@ -144,7 +165,7 @@ static int send_pages(Sender *sd, const Job *j, guint64 seq)
 		if (i + PREFETCH_AHEAD < j->npages)
 			__builtin_prefetch(j->rb->host + j->pages[i + PREFETCH_AHEAD] * ps);
 
-		if (m->detect_zero && mig_mem_is_zero(p, ps)) {
+		if (m->detect_zero && ((holes && mig_bitmap_test(empty, j->pages[i] - first)) || mig_mem_is_zero(p, ps))) {
 			mig_put_be64(offs + 8 * (MIG_MF_MAX_PAGES - 1 - nz++), j->pages[i] * ps);
 		} else {
 			mig_put_be64(offs + 8 * nn++, j->pages[i] * ps);
@@ -264,6 +285,7 @@ MfSrc *mig_mf_src_adopt(MigSession *s, const int *fds, guint n, gboolean detect_
 	m->s = s;
 	m->n = n;
 	m->detect_zero = detect_zero;
+	m->holes = mig_holes_new();
 	g_mutex_init(&m->lock);
 	g_cond_init(&m->idle_cond);
 	m->senders = g_new0(Sender, n);
@@ -557,6 +579,7 @@ void mig_mf_src_free(MfSrc *m)
 			mig_io_close(sd->fd);
 		g_cond_clear(&sd->cond);
 	}
+	mig_holes_free(m->holes);
 	g_free(m->senders);
 	g_free(m->error);
 	g_cond_clear(&m->idle_cond);

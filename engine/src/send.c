@@ -3,6 +3,7 @@
  * The bottom of the half: it calls none of them. */
 #include "engine/src/src_int.h"
 #include "engine/bitmap.h"
+#include "engine/holes.h"
 #include "channels/wire.h"
 #include "channels/frame.h"
 #include "channels/io.h"
@@ -112,12 +113,19 @@ gboolean mig_src_send_pages(Src *src, guint bi, const gsize *pages, guint n, GEr
 	struct iovec iov[MAX_BATCH_PAGES + 2];
 	guint nd = 0, nz = 0;
 	guint8 hdr[MIG_PAGES_HDR_LEN];
+	/* a batch is ascending (a bitmap walk, or one page): the pages that hold nothing
+	 * are zero without the read that would populate them (as multifd.c's senders) */
+	gulong empty[MAX_BATCH_PAGES * 4 / (8 * sizeof(gulong))];
+	gsize span = n ? pages[n - 1] - pages[0] + 1 : 0;
+	gboolean holes = src->zero_mode && src->holes && n && pages[n - 1] >= pages[0] &&
+			 span <= MAX_BATCH_PAGES * 4 && mig_holes_find(src->holes, b->rb, pages[0], span, empty) > 0;
 
 	g_assert(n <= MAX_BATCH_PAGES);
 	for (guint k = 0; k < n; k++) {
 		guint8 *p = b->rb->host + pages[k] * ps;
 
-		if (src->zero_mode && mig_mem_is_zero(p, ps)) {
+		if (src->zero_mode && ((holes && pages[k] >= pages[0] && pages[k] - pages[0] < span &&
+					mig_bitmap_test(empty, pages[k] - pages[0])) || mig_mem_is_zero(p, ps))) {
 			mig_put_be64(zero_off + 8 * nz++, pages[k] * ps);
 		} else {
 			iov[2 + nd] = (struct iovec){ p, ps };

@@ -44,6 +44,7 @@ typedef struct Src {
 	guint64 pass_acked;     /* the last pass the destination has in place (RP_PASS) */
 	gboolean pass_cut;      /* this live pass stopped early for migrate-start-postcopy (mig/src/main) */
 	guint zero_mode;        /* zero-page-detection: 0 none, 1 legacy, 2 multifd */
+	struct MigHoles *holes; /* pages that hold nothing are zero without a read (send.c) */
 	MfSrc *mf;              /* multifd senders, NULL when multifd is off */
 	struct DevSrc *dev;     /* the device lane (devlane.c) */
 	MigUri uri;

@@ -3,8 +3,10 @@
  * pages and on transparent huge pages. Nothing is dirty at the stop, so whatever grows
  * with the size is work on all of RAM in the downtime (the last dirty scan, the guest's
  * state, the destination's checks); x-downtime-us says which step. Both guests of a row
- * are in memory at once, whole: a row whose pair does not fit the memory available now
- * is skipped, saying so (16 GiB does not on a 24 GiB host). A third kind, 4K-log, is
+ * are in memory at once, each holding what its source wrote: all of it where the pair
+ * fits the memory available, else a contiguous head that fits (migd used=; the rest
+ * is never touched and holds no memory), or --used for every row; a row that does not
+ * fit even so is skipped, saying so. A third kind, 4K-log, is
  * 4 KiB pages with the source tracking writes by sync uffd-wp faults (migd --dirty-log),
  * whose last sync costs what was written instead of a walk of all RAM. --sizes picks the
  * sizes. --workload makes the source guest busy, with a 4K row (the scan) beside a
@@ -34,6 +36,7 @@ typedef struct DsSample {
 	gint64 passes;               /* ram.dirty-sync-count */
 	gint64 wr_before_kibs;       /* the busy guest's writes, KiB/s, the second before migrate; -1 idle */
 	gint64 wr_during_kibs;       /* and from migrate to the stop; -1 idle */
+	gint64 src_rss, dst_rss;     /* each side's Rss in bytes once the destination verified; -1 unknown */
 } DsSample;
 
 typedef enum {
@@ -48,6 +51,7 @@ static const char *const ds_pages_json[DS_NKINDS] = { "4k", "thp", "4k-log" };
 
 typedef struct DsRow {
 	guint64 bytes;
+	guint64 used;               /* what the source guest writes (migd used=), <= bytes */
 	DsPages pages;
 	GArray *samples;            /* DsSample */
 	RowStatus status;
@@ -85,16 +89,16 @@ static double ds_median(const DsRow *r)
 	return ds_median_of(r, G_STRUCT_OFFSET(DsSample, downtime_us)) / 1000;
 }
 
-/* The source's AnonHugePages in bytes, from /proc/PID/smaps_rollup; -1 unknown. */
-static gint64 anon_huge_bytes(pid_t pid)
+/* A field of /proc/PID/smaps_rollup ("Rss:", "AnonHugePages:") in bytes; -1 unknown. */
+static gint64 rollup_bytes(pid_t pid, const char *field)
 {
 	g_autofree char *path = g_strdup_printf("/proc/%d/smaps_rollup", (int)pid);
 	g_autofree char *text = NULL;
 	const char *p;
 
-	if (!g_file_get_contents(path, &text, NULL, NULL) || !(p = strstr(text, "AnonHugePages:")))
+	if (!g_file_get_contents(path, &text, NULL, NULL) || !(p = strstr(text, field)))
 		return -1;
-	return (gint64)g_ascii_strtoull(p + 14, NULL, 10) << 10;
+	return (gint64)g_ascii_strtoull(p + strlen(field), NULL, 10) << 10;
 }
 
 /* MemAvailable in bytes, 0 if unknown. */
@@ -108,17 +112,46 @@ static guint64 mem_available(void)
 	return g_ascii_strtoull(p + 13, NULL, 10) << 10;
 }
 
-static gboolean ds_fits(guint64 bytes, GError **err)
+/* What a pair of guests of bytes, each holding used of them, needs: the written part
+ * twice (a never-written tail gets no page on either side: the senders and the
+ * verifier look it up in the page tables instead of reading it), the source's page
+ * tables over all of it (its tracker's write-protection puts a marker in every entry,
+ * 8 bytes per 4 KiB) and migd's arrays, 9 bytes per unit over the two sides
+ * (generations, record, check state): about 1/256 of the guest in all. */
+static guint64 ds_need(guint64 bytes, guint64 used)
 {
-	guint64 need = 2 * bytes + DS_MARGIN, have = mem_available();
+	return 2 * used + bytes / 256 + DS_MARGIN;
+}
+
+static gboolean ds_fits(guint64 bytes, guint64 used, GError **err)
+{
+	guint64 need = ds_need(bytes, used), have = mem_available();
 
 	if (have && have < need) {
-		g_set_error(err, BENCH_ERROR, BENCH_ERROR_SKIPPED, "two %" G_GUINT64_FORMAT " GiB guests need about %"
-			    G_GUINT64_FORMAT " MiB, %" G_GUINT64_FORMAT " MiB are available", bytes >> 30, need >> 20,
-			    have >> 20);
+		g_autofree char *u = bench_fmt_size(used);
+
+		g_set_error(err, BENCH_ERROR, BENCH_ERROR_SKIPPED, "two %" G_GUINT64_FORMAT " GiB guests holding %s each "
+			    "need about %" G_GUINT64_FORMAT " MiB, %" G_GUINT64_FORMAT " MiB are available", bytes >> 30, u,
+			    need >> 20, have >> 20);
 		return FALSE;
 	}
 	return TRUE;
+}
+
+/* What a row's source writes: --used, else all of it if the pair fits now, else the
+ * most whole GiB that fit (at least 1); a row that does not fit even so is skipped
+ * by ds_fits at its run. Decided once, before the first run, so every run of a row
+ * holds the same. */
+static guint64 ds_row_used(const Bench *b, guint64 bytes, guint64 have)
+{
+	guint64 fit;
+
+	if (b->ds_used)
+		return MIN(b->ds_used, bytes);
+	if (!have || have >= ds_need(bytes, bytes))
+		return bytes;
+	fit = have > ds_need(bytes, 0) ? (have - ds_need(bytes, 0)) / 2 : 0;
+	return MIN(MAX(fit / GiB, 1) * GiB, bytes);
 }
 
 /* The source guest's x-guest-writes (units) now, with the time it was read. */
@@ -143,7 +176,9 @@ static gboolean ds_run(Bench *b, const DsRow *row, DsSample *s, GError **err)
 	g_autofree char *port = NULL, *uri = NULL;
 	g_autoptr(JsonObject) src_done = NULL;
 	guint seq = ++b->seq;
-	const char *workload = b->ds_workload ? b->ds_workload : DS_IDLE;
+	const char *base = b->ds_workload ? b->ds_workload : DS_IDLE;
+	g_autofree char *workload = row->used < row->bytes ?
+		g_strdup_printf("%s,used=%" G_GUINT64_FORMAT, base, row->used) : g_strdup(base);
 	MigdSpec src = { .backend = "anon", .guest_bytes = row->bytes, .workload = workload, .seed = seq,
 			 .thp = row->pages == DS_THP, .dirty_log = row->pages == DS_4K_LOG, .side = -1 };
 	MigdSpec dst = { .backend = "anon", .guest_bytes = row->bytes, .incoming = "tcp:127.0.0.1:0",
@@ -154,15 +189,16 @@ static gboolean ds_run(Bench *b, const DsRow *row, DsSample *s, GError **err)
 	gint64 t0 = 0, t1 = 0;
 	gboolean ok;
 
-	ok = ds_fits(row->bytes, err) && bench_pair_start(b, &src, &dst, &p, err) &&
+	ok = ds_fits(row->bytes, row->used, err) && bench_pair_start(b, &src, &dst, &p, err) &&
 	     bench_set_multifd(p.qdst, "destination", DS_CHANNELS, err) &&
 	     bench_set_multifd(p.qsrc, "source", DS_CHANNELS, err) &&
 	     bench_qmp_run(p.qsrc, "source", "migrate-set-parameters", "{\"max-bandwidth\":0,\"downtime-limit\":300}", err) &&
 	     (port = bench_dst_port(b, &p, err)) != NULL;
 	if (ok) {
-		gint64 huge = anon_huge_bytes(p.src->pid);
+		gint64 huge = rollup_bytes(p.src->pid, "AnonHugePages:");
 
-		s->huge_pct = huge < 0 ? -1 : (gint64)((guint64)huge * 100 / row->bytes);
+		/* of what the guest wrote: a tail never written has no pages to be huge */
+		s->huge_pct = huge < 0 ? -1 : (gint64)((guint64)huge * 100 / row->used);
 		s->wr_before_kibs = s->wr_during_kibs = -1;
 		if (b->ds_workload) {
 			ok = ds_writes(&p, &w0, &t0, err) && (g_usleep(DS_RATE_WINDOW_US), ds_writes(&p, &w1, &t1, err));
@@ -171,6 +207,11 @@ static gboolean ds_run(Bench *b, const DsRow *row, DsSample *s, GError **err)
 		uri = g_strdup_printf("{\"uri\":\"tcp:127.0.0.1:%s\"}", port);
 		ok = ok && bench_qmp_run(p.qsrc, "source", "migrate", uri, err) && (src_done = bench_wait_source(b, &p, err)) &&
 		     bench_wait_integrity(b, &p, &ms, err);
+	}
+	if (ok) {
+		/* the verifier has read every unit: a tail that got pages shows here */
+		s->src_rss = rollup_bytes(p.src->pid, "Rss:");
+		s->dst_rss = rollup_bytes(p.dst->pid, "Rss:");
 	}
 	if (ok) {
 		JsonObject *split = bench_obj_obj(src_done, "x-downtime-split");
@@ -216,9 +257,11 @@ static void ds_cell(Bench *b, DsRow *row, int run)
 	}
 	g_array_append_val(row->samples, s);
 	g_printerr("migbench: %" G_GUINT64_FORMAT " GiB %s run %d/%d: downtime %.3f ms, sync %.3f ms, %" G_GINT64_FORMAT
-		   " bytes, %" G_GINT64_FORMAT " %% huge, %" G_GINT64_FORMAT " passes, total %" G_GINT64_FORMAT " ms",
+		   " bytes, %" G_GINT64_FORMAT " %% huge, %" G_GINT64_FORMAT " passes, total %" G_GINT64_FORMAT
+		   " ms, Rss src %" G_GINT64_FORMAT " dst %" G_GINT64_FORMAT " MiB",
 		   row->bytes >> 30, ds_pages_names[row->pages], run + 1, b->runs, (double)s.downtime_us / 1000,
-		   (double)s.step_us[1] / 1000, s.downtime_bytes, s.huge_pct, s.passes, s.total_ms);
+		   (double)s.step_us[1] / 1000, s.downtime_bytes, s.huge_pct, s.passes, s.total_ms, s.src_rss >> 20,
+		   s.dst_rss >> 20);
 	if (b->ds_workload)
 		g_printerr(", guest writes %.1f MiB/s before, %.1f during precopy", (double)s.wr_before_kibs / 1024,
 			   (double)s.wr_during_kibs / 1024);
@@ -237,6 +280,17 @@ static double ds_vs_first(GPtrArray *rows, const DsRow *r)
 	return NAN;
 }
 
+static gboolean ds_any_tail(GPtrArray *rows)
+{
+	for (guint i = 0; i < rows->len; i++) {
+		const DsRow *r = g_ptr_array_index(rows, i);
+
+		if (r->used < r->bytes)
+			return TRUE;
+	}
+	return FALSE;
+}
+
 static void ds_print(Bench *b, GPtrArray *rows)
 {
 	guint64 first_gib = rows->len ? ((DsRow *)g_ptr_array_index(rows, 0))->bytes >> 30 : 1;
@@ -251,7 +305,12 @@ static void ds_print(Bench *b, GPtrArray *rows)
 	if (b->ds_workload)
 		printf("wr before / during: the guest's own writes in MiB/s (x-guest-writes), the second before migrate\n"
 		       "and from migrate to the stop\n");
-	printf("%-7s %-6s %5s %9s", "guest", "pages", "huge", "downtime");
+	if (ds_any_tail(rows))
+		printf("used: what the source guest wrote (migd used=), the rest of it zero, never touched by the\n"
+		       "guest, holding no memory on either side, verified zero on the destination; huge: of the\n"
+		       "used part. The 4K and THP rows' sync walks the unused tail entry by entry as if written in\n"
+		       "4 KiB pages (the tracker's write-protection leaves a marker in each entry); 4K-log does not walk\n");
+	printf("%-7s %-7s %-6s %5s %9s", "guest", "used", "pages", "huge", "downtime");
 	for (guint k = 0; k < DS_NSTEPS; k++)
 		printf(" %7s", ds_steps[k]);
 	printf(" %6s %8s %9s", "bytes", "total s", vs_head);
@@ -261,13 +320,14 @@ static void ds_print(Bench *b, GPtrArray *rows)
 	for (guint i = 0; i < rows->len; i++) {
 		DsRow *r = g_ptr_array_index(rows, i);
 		g_autofree char *size = bench_fmt_size(r->bytes);
+		g_autofree char *used = bench_fmt_size(r->used);
 		g_autofree char *dt = r->status == ROW_OK ? bench_fmt_num(ds_median(r), 2) : g_strdup(bench_status_names[r->status]);
 		g_autofree char *huge = bench_fmt_num(ds_median_of(r, G_STRUCT_OFFSET(DsSample, huge_pct)), 0);
 		g_autofree char *bytes = bench_fmt_num(ds_median_of(r, G_STRUCT_OFFSET(DsSample, downtime_bytes)), 0);
 		g_autofree char *total = bench_fmt_num(ds_median_of(r, G_STRUCT_OFFSET(DsSample, total_ms)) / 1000, 1);
 		g_autofree char *vs = bench_fmt_num(ds_vs_first(rows, r), 2);
 
-		printf("%-7s %-6s %4s%% %9s", size, ds_pages_names[r->pages], huge, dt);
+		printf("%-7s %-7s %-6s %4s%% %9s", size, used, ds_pages_names[r->pages], huge, dt);
 		for (guint k = 0; k < DS_NSTEPS; k++) {
 			g_autofree char *v = bench_fmt_num(ds_median_of(r, G_STRUCT_OFFSET(DsSample, step_us) +
 								      k * sizeof(gint64)) / 1000, 2);
@@ -312,6 +372,7 @@ static gboolean ds_write_json(Bench *b, GPtrArray *rows, GError **err)
 
 		json_builder_begin_object(j);
 		bench_json_int(j, "guest_bytes", (gint64)r->bytes);
+		bench_json_int(j, "used_bytes", (gint64)r->used);
 		bench_json_str(j, "pages", ds_pages_json[r->pages]);
 		bench_json_status(j, r->status, r->error);
 		json_builder_set_member_name(j, "samples");
@@ -333,6 +394,8 @@ static gboolean ds_write_json(Bench *b, GPtrArray *rows, GError **err)
 			}
 			bench_json_int(j, "huge_pct", s->huge_pct);
 			bench_json_int(j, "passes", s->passes);
+			bench_json_int(j, "src_rss_bytes", s->src_rss);
+			bench_json_int(j, "dst_rss_bytes", s->dst_rss);
 			if (b->ds_workload) {
 				bench_json_int(j, "guest_write_kibs_before", s->wr_before_kibs);
 				bench_json_int(j, "guest_write_kibs_during", s->wr_during_kibs);
@@ -356,6 +419,7 @@ static int run_downtime_size(Bench *b)
 	guint nk = b->ds_workload ? G_N_ELEMENTS(busy_kinds) : G_N_ELEMENTS(all_kinds);
 	const guint *gib;
 	guint n;
+	guint64 have = mem_available();
 	g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func(ds_row_free);
 	g_autoptr(GError) err = NULL;
 	int rc = 0;
@@ -381,6 +445,7 @@ static int run_downtime_size(Bench *b)
 		DsRow *r = g_new0(DsRow, 1);
 
 		r->bytes = (guint64)gib[i / nk] * GiB;
+		r->used = ds_row_used(b, r->bytes, have);
 		r->pages = kinds[i % nk];
 		r->samples = g_array_new(FALSE, TRUE, sizeof(DsSample));
 		g_ptr_array_add(rows, r);

@@ -6,7 +6,7 @@
  *            [--dir DIR] [--lazy-only]                (file)
  *            [--cut-ms N] [--outage-s N]              (postcopy-recovery)
  *            [--cells GLOB]                           (faults)
- *            [--sizes N,...] [--workload SPEC]        (downtime-size)
+ *            [--sizes N,...] [--workload SPEC] [--used SIZE]   (downtime-size)
  *            [--rows NAME,...]                        (postcopy-auto)
  *
  * It starts every process it measures (migd pairs, mig-rawxfer pairs) in a temporary
@@ -59,7 +59,7 @@ static int usage(const char *why)
 		   "                [--dir DIR] [--lazy-only]                (file)\n"
 		   "                [--cut-ms N] [--outage-s N]              (postcopy-recovery)\n"
 		   "                [--cells GLOB]                           (faults)\n"
-		   "                [--sizes N,...] [--workload SPEC]        (downtime-size)\n"
+		   "                [--sizes N,...] [--workload SPEC] [--used SIZE]   (downtime-size)\n"
 		   "                [--rows NAME,...]                        (postcopy-auto)\n"
 		   "scenarios:\n");
 	for (gsize i = 0; i < G_N_ELEMENTS(scenarios); i++)
@@ -209,6 +209,7 @@ int main(int argc, char **argv)
 	gint preempt_channels = 1, dst_vcpus = PC_DST_VCPUS, guest_mib = 0, cut_ms = 500, outage_s = 5;
 	gint rt_priority = -1;   /* not given: each scenario's default */
 	g_autofree char *tcp_cc = NULL, *vcpu_rows = NULL, *sizes = NULL, *workload = NULL, *rows = NULL;
+	g_autofree char *used = NULL;
 	GOptionEntry entries[] = {
 		{ "json", 0, 0, G_OPTION_ARG_FILENAME, &json, "Write every sample and the medians to FILE", "FILE" },
 		{ "runs", 0, 0, G_OPTION_ARG_INT, &runs, "Runs per cell (default 3, device-downtime 9; 1 with --quick)", "N" },
@@ -243,6 +244,9 @@ int main(int argc, char **argv)
 		{ "workload", 0, 0, G_OPTION_ARG_STRING, &workload,
 		  "downtime-size: a busy source guest (migd --workload SPEC; \"busy\": " DS_BUSY "), "
 		  "4K scan against 4K-log rows", "SPEC" },
+		{ "used", 0, 0, G_OPTION_ARG_STRING, &used,
+		  "downtime-size: every row's source guest writes only its first SIZE of RAM (migd used=; "
+		  "default: all of it, or what fits where a fully written pair does not)", "SIZE" },
 		{ "rows", 0, 0, G_OPTION_ARG_STRING, &rows,
 		  "postcopy-auto: only these rows (stream, hot, idle; default all)", "NAME,..." },
 		{ "tcp-congestion", 0, 0, G_OPTION_ARG_STRING, &tcp_cc,
@@ -289,6 +293,8 @@ int main(int argc, char **argv)
 	if (sizes && (!parse_counts(sizes, DS_SIZES_MAX, 1, 1024, b.ds_sizes, &b.n_ds_sizes) || !b.n_ds_sizes))
 		return usage("--sizes must be 1 to 8 sizes in GiB, each 1..1024, separated by commas");
 	b.ds_workload = workload;
+	if (used && (!bench_parse_size(used, &b.ds_used) || b.ds_used < (1u << 20) || b.ds_used % 4096))
+		return usage("--used must be a size of at least 1M, a multiple of 4K (e.g. 6G)");
 	b.auto_rows = rows;
 	/* even: the hugetlb rows are in 2 MiB pages */
 	if (guest_mib && (guest_mib < 64 || guest_mib > 65536 || guest_mib % 2))

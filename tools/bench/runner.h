@@ -92,6 +92,7 @@ typedef struct Bench {
 	guint ds_sizes[DS_SIZES_MAX];   /* downtime-size: --sizes, GiB */
 	guint n_ds_sizes;           /* 0: the scenario's sizes */
 	const char *ds_workload;    /* downtime-size: --workload, the source's; NULL: idle */
+	guint64 ds_used;            /* downtime-size: --used, what every row's source writes; 0: all that fits */
 	const char *auto_rows;      /* postcopy-auto: --rows, the workloads to run (comma list); NULL: all */
 	BenchProcs *procs;
 	GPtrArray *notes;           /* char *: what the reader of the table must know */

@@ -4,10 +4,12 @@
 #include "tools/migd/unit.h"
 #include "channels/wire.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 G_DEFINE_QUARK(migd-guest-error-quark, migd_guest_error)
 #define GUEST_ERROR migd_guest_error_quark()
@@ -36,6 +38,7 @@ struct MigdGuest {
 	guint64 units;
 	guint64 seed;          /* adopted from the record on the destination */
 	double zero;
+	guint64 used_units;    /* units the guest writes; the rest start zero and stay so */
 
 	/* pause machinery: vCPUs park between touches, and between a touch's read and its
 	 * write; one waiting for a page in that read counts as stopped */
@@ -78,13 +81,24 @@ static guint64 mix(guint64 x)
 	return x ^ (x >> 31);
 }
 
-/* Units that start zero are a pure function of (seed, index), so any side can tell
- * whether a zero unit may legitimately be zero. */
-static gboolean starts_zero(guint64 seed, double zero, guint64 idx)
+/* Units that start zero are a pure function of (seed, index) and the tail past used,
+ * so the source can tell whether a zero unit may legitimately be zero. */
+static gboolean starts_zero(const MigdGuest *g, guint64 idx)
 {
-	if (zero <= 0)
+	if (idx >= g->used_units)
+		return TRUE;
+	if (g->zero <= 0)
 		return FALSE;
-	return (double)(mix(seed ^ (idx * 0x2545f4914f6cdd1dull)) >> 11) < zero * (double)(1ull << 53);
+	return (double)(mix(g->seed ^ (idx * 0x2545f4914f6cdd1dull)) >> 11) < g->zero * (double)(1ull << 53);
+}
+
+/* May unit idx read all zero now? What started zero and was not written since: the
+ * source knows that from its own workload; a destination knows it only from the
+ * record (whose generations it keeps in gens), not from its own command line, whose
+ * used= or zero= need not be the source's. */
+static gboolean may_be_zero(const MigdGuest *g, guint64 idx)
+{
+	return starts_zero(g, idx) || __atomic_load_n(&g->gens[idx], __ATOMIC_RELAXED) == MIGD_UNIT_ZERO_GEN;
 }
 
 gboolean migd_workload_parse(const char *s, MigdWorkload *out, GError **err)
@@ -117,7 +131,9 @@ gboolean migd_workload_parse(const char *s, MigdWorkload *out, GError **err)
 		else if (ok && !strcmp(parts[i], "zero")) {
 			out->zero = g_ascii_strtod(val, &end);
 			ok = end && !*end && out->zero >= 0 && out->zero <= 1;
-		} else if (ok && !strcmp(parts[i], "read")) {
+		} else if (ok && !strcmp(parts[i], "used"))
+			ok = mig_parse_size(val, &out->used) && out->used >= MIGD_UNIT_SIZE;
+		else if (ok && !strcmp(parts[i], "read")) {
 			guint64 v;
 
 			ok = g_ascii_string_to_unsigned(val, 10, 0, 100, &v, NULL);
@@ -126,7 +142,7 @@ gboolean migd_workload_parse(const char *s, MigdWorkload *out, GError **err)
 			ok = FALSE;
 		if (!ok) {
 			g_set_error(err, GUEST_ERROR, EINVAL,
-				    "bad workload option '%s%s%s' (wss=SIZE, rate=BYTES_PER_S, zero=FRACTION, read=PCT)",
+				    "bad workload option '%s%s%s' (wss=SIZE, rate=BYTES_PER_S, zero=FRACTION, read=PCT, used=SIZE)",
 				    parts[i], eq ? "=" : "", val);
 			return FALSE;
 		}
@@ -176,8 +192,9 @@ static void check_unit(MigdGuest *g, guint64 idx)
 }
 
 /* Check a unit against the record exactly once, whoever gets there first; a vCPU that
- * loses the race waits, because it must not change the unit before it was checked. */
-static void ensure_checked(MigdGuest *g, guint64 idx)
+ * loses the race waits, because it must not change the unit before it was checked.
+ * empty: the kernel holds no page for it, so it reads zero without being read. */
+static void ensure_checked_as(MigdGuest *g, guint64 idx, gboolean empty)
 {
 	guint8 expect = U_UNCHECKED;
 
@@ -185,12 +202,20 @@ static void ensure_checked(MigdGuest *g, guint64 idx)
 		return;
 	if (__atomic_compare_exchange_n(&g->ustate[idx], &expect, U_CHECKING, FALSE,
 					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-		check_unit(g, idx);
+		if (empty && g->record[idx] == MIGD_UNIT_ZERO_GEN)
+			__atomic_add_fetch(&g->checked, 1, __ATOMIC_RELAXED);
+		else
+			check_unit(g, idx);
 		__atomic_store_n(&g->ustate[idx], U_CHECKED, __ATOMIC_RELEASE);
 		return;
 	}
 	while (__atomic_load_n(&g->ustate[idx], __ATOMIC_ACQUIRE) != U_CHECKED)
 		g_thread_yield();
+}
+
+static void ensure_checked(MigdGuest *g, guint64 idx)
+{
+	ensure_checked_as(g, idx, FALSE);
 }
 
 /* Returns FALSE when the guest is quitting. */
@@ -281,7 +306,7 @@ static gboolean touch(MigdGuest *g, Vcpu *v, guint64 idx, gboolean write)
 	if (!access_end(g, v))
 		return FALSE;
 	if (!write) {
-		if (r != MIGD_UNIT_OK && !(r == MIGD_UNIT_ZERO && starts_zero(g->seed, g->zero, idx)))
+		if (r != MIGD_UNIT_OK && !(r == MIGD_UNIT_ZERO && may_be_zero(g, idx)))
 			report_failure(g, idx, migd_unit_verdict_str(r));
 		return TRUE;
 	}
@@ -362,15 +387,19 @@ static gpointer unit_array0(gsize len)
 	return p;
 }
 
+/* The tail past used is not written, not even read: its pages stay unpopulated, as a
+ * real guest's RAM it never touched. */
 static void populate(MigdGuest *g)
 {
-	for (guint64 i = 0; i < g->units; i++) {
-		gboolean zero = starts_zero(g->seed, g->zero, i);
+	for (guint64 i = 0; i < g->used_units; i++) {
+		gboolean zero = starts_zero(g, i);
 
 		if (!zero)
 			migd_unit_write(unit_ptr(g, i), g->seed, i, 0);
 		g->gens[i] = zero ? MIGD_UNIT_ZERO_GEN : 0;
 	}
+	for (guint64 i = g->used_units; i < g->units; i++)
+		g->gens[i] = MIGD_UNIT_ZERO_GEN;
 }
 
 /* Every unit still to hand out. Racing writers only mark what is marked already. */
@@ -409,6 +438,7 @@ MigdGuest *migd_guest_new(const MigdGuestConfig *cfg, GError **err)
 		return NULL;
 	}
 	g->units = g->ram->size / MIGD_UNIT_SIZE;
+	g->used_units = cfg->workload.used ? MIN(cfg->workload.used / MIGD_UNIT_SIZE, g->units) : g->units;
 	g->rec_words = (g->units + WORD_BITS - 1) / WORD_BITS;
 	g->gens = unit_array0(g->units * sizeof(guint32));
 	g->rec_dirty = g_new0(gulong, g->rec_words);
@@ -425,7 +455,7 @@ MigdGuest *migd_guest_new(const MigdGuestConfig *cfg, GError **err)
 	if (!cfg->incoming)
 		populate(g);
 	g->want_pause = TRUE;
-	span = cfg->workload.wss ? MIN(cfg->workload.wss / MIGD_UNIT_SIZE, g->units) : g->units;
+	span = cfg->workload.wss ? MIN(cfg->workload.wss / MIGD_UNIT_SIZE, g->used_units) : g->used_units;
 	g->vcpus = g_new0(Vcpu, MAX(cfg->vcpus, 1u));
 	for (guint i = 0; i < cfg->vcpus; i++) {
 		Vcpu *v = &g->vcpus[i];
@@ -713,12 +743,32 @@ gboolean migd_guest_load_part(MigdGuest *g, const guint8 *data, gsize len, GErro
 	return record_apply(g, data, len, err);
 }
 
+#define PM_PRESENT (1ull << 63)
+#define PM_SWAPPED (1ull << 62)
+#define VERIFY_BATCH 512u
+
+/* Sweeps every unit. Anonymous RAM (private: no one else holds its pages) that has no
+ * page in the page tables, present or swapped, reads zero: a unit recorded zero there
+ * passes without a read, which would populate it (a page of its own on some hosts),
+ * so a guest's never-written tail costs the destination no memory. Whatever holds a
+ * page is read and checked; from the look-up to the check only a vCPU may write the
+ * unit, and it checks the unit first. Without pagemap, every unit is read. */
 static gpointer verify_main(gpointer p)
 {
 	MigdGuest *g = p;
+	int pm = g->ram->backend == MIG_MEM_ANON ? open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC) : -1;
+	guint64 ent[VERIFY_BATCH];
 
-	for (guint64 i = 0; i < g->units && !__atomic_load_n(&g->quit, __ATOMIC_ACQUIRE); i++)
-		ensure_checked(g, i);
+	for (guint64 i = 0; i < g->units && !__atomic_load_n(&g->quit, __ATOMIC_ACQUIRE); i += VERIFY_BATCH) {
+		guint64 n = MIN(VERIFY_BATCH, g->units - i);
+		off_t at = (off_t)((guintptr)unit_ptr(g, i) / MIGD_UNIT_SIZE * sizeof(ent[0]));
+		gboolean have = pm >= 0 && pread(pm, ent, n * sizeof(ent[0]), at) == (ssize_t)(n * sizeof(ent[0]));
+
+		for (guint64 k = 0; k < n && !__atomic_load_n(&g->quit, __ATOMIC_ACQUIRE); k++)
+			ensure_checked_as(g, i + k, have && !(ent[k] & (PM_PRESENT | PM_SWAPPED)));
+	}
+	if (pm >= 0)
+		close(pm);
 	return NULL;
 }
 
@@ -745,6 +795,9 @@ gboolean migd_guest_load_record(MigdGuest *g, const guint8 *data, gsize len, GEr
 	}
 	g->seed = mig_get_be64(data);
 	g->zero = (double)mig_get_be64(data + 8) / (double)(1ull << 53);
+	/* the source's used= is not in the head: its zero tail is in the record's
+	 * generations (may_be_zero), this guest's own used= says nothing of it */
+	g->used_units = g->units;
 	__atomic_store_n(&g->integrity_on, 1, __ATOMIC_RELEASE);
 	return TRUE;
 }
@@ -783,7 +836,7 @@ void migd_guest_self_check(MigdGuest *g, guint64 *checked, guint64 *failed)
 	for (guint64 i = 0; i < g->units; i++) {
 		MigdUnitVerdict v = migd_unit_check_self(unit_ptr(g, i), g->seed, i);
 
-		if (v == MIGD_UNIT_OK || (v == MIGD_UNIT_ZERO && starts_zero(g->seed, g->zero, i)))
+		if (v == MIGD_UNIT_OK || (v == MIGD_UNIT_ZERO && may_be_zero(g, i)))
 			continue;
 		if (++bad <= MAX_FAIL_LOGS)
 			g_printerr("mig: self-check: unit %" G_GUINT64_FORMAT ": %s\n", i, migd_unit_verdict_str(v));

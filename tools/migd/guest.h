@@ -17,6 +17,8 @@ typedef struct MigdWorkload {
 	guint64 wss;        /* random: working set in bytes from the start of RAM (0 = all) */
 	guint64 rate;       /* units touched per second, in bytes, whole guest (0 = unlimited) */
 	double zero;        /* fraction of units left zero at generation 0 */
+	guint64 used;       /* bytes from the start of RAM the guest ever writes (0 = all):
+			     * the units beyond start zero and no workload touches them */
 	guint read_pct;     /* random: share of touches that only read */
 } MigdWorkload;
 
@@ -38,7 +40,7 @@ GQuark migd_guest_error_quark(void);
 /* Called (from a vCPU or the verify thread) for each unit that fails its check. */
 typedef void (*MigdGuestFailFn)(gpointer opaque, guint64 unit, const char *what);
 
-/* "seq", "random,wss=64M,rate=0", "idle", "seq,zero=0.25". */
+/* "seq", "random,wss=64M,rate=0", "idle", "seq,zero=0.25", "idle,used=6G". */
 gboolean migd_workload_parse(const char *s, MigdWorkload *out, GError **err);
 
 MigdGuest *migd_guest_new(const MigdGuestConfig *cfg, GError **err);

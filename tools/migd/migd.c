@@ -308,7 +308,8 @@ int main(int argc, char **argv)
 		{ "hugepage-size", 0, 0, G_OPTION_ARG_STRING, &huge, "2M (default) or 1G", "SIZE" },
 		{ "vcpus", 0, 0, G_OPTION_ARG_INT, &vcpus, "vCPU threads (default 1)", "N" },
 		{ "workload", 0, 0, G_OPTION_ARG_STRING, &workload,
-		  "idle|seq|random[,wss=SIZE][,rate=BYTES_PER_S][,zero=FRACTION][,read=PCT]", "SPEC" },
+		  "idle|seq|random[,wss=SIZE][,rate=BYTES_PER_S][,zero=FRACTION][,read=PCT][,used=SIZE] "
+		  "(used: RAM past SIZE is never written, zero and unallocated)", "SPEC" },
 		{ "mem-prealloc", 0, 0, G_OPTION_ARG_NONE, &prealloc, "Fault all guest memory in at start", NULL },
 		{ "mem-thp", 0, 0, G_OPTION_ARG_NONE, &thp,
 		  "anon: back guest memory with transparent huge pages (MADV_HUGEPAGE) instead of 4K pages", NULL },

@@ -10,6 +10,7 @@
 #include <glib/gstdio.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 typedef struct Side {
@@ -102,6 +103,115 @@ static void test_precopy_in_process(void)
 	g_assert_cmpint(mig_session_runstate(src.s), ==, MIG_RUN_POSTMIGRATE);
 	g_assert_cmpint(mig_session_runstate(dst.s), ==, MIG_RUN_RUNNING);
 	assert_intact(&dst, (32u << 20) / 4096);
+	side_free(&src);
+	side_free(&dst);
+	g_rmdir(dir);
+}
+
+#define TAIL_GUEST (64u << 20)
+#define TAIL_USED (16u << 20)
+
+/* Pages of [p, p + len) the kernel holds for us. */
+static gsize resident_pages(const guint8 *p, gsize len)
+{
+	g_autofree unsigned char *vec = g_malloc(len / 4096);
+	gsize n = 0;
+
+	g_assert_cmpint(mincore((void *)p, len, vec), ==, 0);
+	for (gsize i = 0; i < len / 4096; i++)
+		n += vec[i] & 1;
+	return n;
+}
+
+static void set_multifd(MigSession *s, guint channels)
+{
+	g_autoptr(GError) err = NULL;
+
+	g_assert_true(mig_session_set_cap(s, MIG_CAP_MULTIFD, TRUE, &err));
+	g_assert_true(mig_session_set_param_u64(s, MIG_PARAM_MULTIFD_CHANNELS, channels, &err));
+	g_assert_no_error(err);
+}
+
+/* A guest that wrote only its first quarter (used=): every unit is checked, the tail
+ * against a zero record, and the tail never gets a page, neither on the source (the
+ * senders find it empty in the page tables) nor on the destination (nothing written
+ * there, and the verifier does not read what holds no page). channels: multifd's
+ * senders, 0 the main channel's. */
+static void zero_tail(guint channels)
+{
+	g_autofree char *dir = g_dir_make_tmp("mig-XXXXXX", NULL);
+	g_autofree char *uri = sock_uri(dir, "m.sock");
+	Side src = side_new("src", FALSE, "seq,used=16M", TAIL_GUEST);
+	Side dst = side_new("dst", TRUE, "idle", TAIL_GUEST);
+	const guint8 *stail = migd_guest_ram(src.guest)->host + TAIL_USED;
+	const guint8 *dtail = migd_guest_ram(dst.guest)->host + TAIL_USED;
+
+	if (channels) {
+		set_multifd(src.s, channels);
+		set_multifd(dst.s, channels);
+	}
+	g_assert_cmpuint(resident_pages(stail, TAIL_GUEST - TAIL_USED), ==, 0);
+	migrate_ok(&src, &dst, uri);
+	assert_intact(&dst, TAIL_GUEST / 4096);
+	g_assert_cmpuint(resident_pages(stail, TAIL_GUEST - TAIL_USED), ==, 0);
+	g_assert_cmpuint(resident_pages(dtail, TAIL_GUEST - TAIL_USED), ==, 0);
+	/* the written part did move: the destination holds it */
+	g_assert_cmpuint(resident_pages(migd_guest_ram(dst.guest)->host, TAIL_USED), ==, TAIL_USED / 4096);
+	side_free(&src);
+	side_free(&dst);
+	g_rmdir(dir);
+}
+
+static void test_zero_tail(void)
+{
+	zero_tail(0);
+}
+
+static void test_zero_tail_multifd(void)
+{
+	zero_tail(2);
+}
+
+typedef struct TailFail {
+	guint64 unit;
+	char *what;
+	guint n;
+} TailFail;
+
+static void tail_fail(gpointer opaque, guint64 unit, const char *what)
+{
+	TailFail *f = opaque;
+
+	if (!f->n++) {
+		f->unit = unit;
+		f->what = g_strdup(what);
+	}
+}
+
+/* Data in the tail that the record says is zero (written behind the guest's back on
+ * the source, so it travels as a page): the destination's verifier reads that page
+ * and reports it, whatever else in the tail it passes without reading. */
+static void test_zero_tail_data_caught(void)
+{
+	g_autofree char *dir = g_dir_make_tmp("mig-XXXXXX", NULL);
+	g_autofree char *uri = sock_uri(dir, "m.sock");
+	Side src = side_new("src", FALSE, "idle,used=16M", TAIL_GUEST);
+	Side dst = side_new("dst", TRUE, "idle", TAIL_GUEST);
+	const guint64 bad = TAIL_USED / 4096 + 1000;
+	TailFail f = { 0 };
+	guint64 checked, failed, total;
+
+	migd_guest_set_fail_cb(dst.guest, tail_fail, &f);
+	migd_unit_write(migd_guest_ram(src.guest)->host + bad * 4096, 77, bad, 0);
+	migrate_ok(&src, &dst, uri);
+	g_assert_true(migd_guest_wait_verified(dst.guest, 30 * G_USEC_PER_SEC));
+	migd_guest_integrity(dst.guest, &checked, &failed, &total);
+	g_assert_cmpuint(checked, ==, TAIL_GUEST / 4096);
+	g_assert_cmpuint(failed, ==, 1);
+	g_assert_cmpuint(f.n, ==, 1);
+	g_assert_cmpuint(f.unit, ==, bad);
+	g_assert_nonnull(strstr(f.what, migd_unit_verdict_str(MIGD_UNIT_UNEXPECTED_DATA)));
+	g_free(f.what);
 	side_free(&src);
 	side_free(&dst);
 	g_rmdir(dir);
@@ -449,6 +559,9 @@ int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/session/precopy-in-process", test_precopy_in_process);
+	g_test_add_func("/session/zero-tail", test_zero_tail);
+	g_test_add_func("/session/zero-tail-multifd", test_zero_tail_multifd);
+	g_test_add_func("/session/zero-tail-data-caught", test_zero_tail_data_caught);
 	g_test_add_func("/session/size-mismatch", test_size_mismatch);
 	g_test_add_func("/session/custom-dirty-tracker", test_custom_tracker);
 	g_test_add_func("/session/bad-hello", test_bad_hello);

@@ -214,6 +214,44 @@ static void test_record_refused(void)
 	migd_guest_free(dst);
 }
 
+/* used=SIZE: the tail past it starts zero, is recorded zero, and no write reaches it. */
+static void test_workload_used(void)
+{
+	MigdGuestConfig cfg = { .mem_size = REC_UNITS * MIGD_UNIT_SIZE, .backend = MIG_MEM_ANON, .vcpus = 2,
+				.seed = 9 };
+	g_autoptr(GError) err = NULL;
+	guint64 checked, failed;
+	MigdWorkload w;
+	MigdGuest *g;
+
+	g_assert_true(migd_workload_parse("idle,used=6G", &w, &err));
+	g_assert_cmpuint(w.used, ==, 6ull << 30);
+	for (guint i = 0; i < 3; i++) {
+		static const char *const bad[] = { "idle,used=0", "idle,used=4095", "idle,used=lots" };
+
+		g_assert_false(migd_workload_parse(bad[i], &w, &err));
+		g_assert_error(err, migd_guest_error_quark(), EINVAL);
+		g_clear_error(&err);
+	}
+	/* a quarter used, a writing workload: it stays in its quarter */
+	g_assert_true(migd_workload_parse("random,rate=0,used=256K", &cfg.workload, &err));
+	g = migd_guest_new(&cfg, &err);
+	g_assert_no_error(err);
+	migd_guest_cont(g);
+	g_usleep(20000);
+	migd_guest_stop(g);
+	g_assert_cmpuint(migd_guest_writes(g), >, 0);
+	for (guint64 i = 0; i < REC_UNITS; i++) {
+		const guint8 *u = migd_guest_ram(g)->host + i * MIGD_UNIT_SIZE;
+
+		g_assert_cmpint(migd_unit_check_self(u, 9, i), ==, i < REC_UNITS / 4 ? MIGD_UNIT_OK : MIGD_UNIT_ZERO);
+	}
+	migd_guest_self_check(g, &checked, &failed);
+	g_assert_cmpuint(checked, ==, REC_UNITS);
+	g_assert_cmpuint(failed, ==, 0);
+	migd_guest_free(g);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -223,6 +261,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/unit/foreign", test_foreign);
 	g_test_add_func("/unit/torn", test_torn);
 	g_test_add_func("/unit/is-zero", test_is_zero);
+	g_test_add_func("/workload/used", test_workload_used);
 	g_test_add_func("/record/parts", test_record_parts);
 	g_test_add_func("/record/whole", test_record_whole);
 	g_test_add_func("/record/refused", test_record_refused);
