@@ -22,6 +22,7 @@
 #define DS_RATE_WINDOW_US G_USEC_PER_SEC   /* a busy guest's write rate before the migration */
 #define DS_CHANNELS 4
 #define DS_MARGIN ((guint64)2 << 30) /* memory left to everyone else */
+#define DS_DRIFT ((guint64)1 << 30)  /* spare when a row's used is picked to fit */
 
 /* x-downtime-us's steps, in its order (docs/qmp.md) */
 static const char *const ds_steps[] = { "stop", "sync", "send", "pass", "state", "ready", "running" };
@@ -139,9 +140,11 @@ static gboolean ds_fits(guint64 bytes, guint64 used, GError **err)
 }
 
 /* What a row's source writes: --used, else all of it if the pair fits now, else the
- * most whole GiB that fit (at least 1); a row that does not fit even so is skipped
- * by ds_fits at its run. Decided once, before the first run, so every run of a row
- * holds the same. */
+ * most whole GiB that fit with DS_DRIFT to spare (at least 1); a row that does not fit
+ * even so is skipped by ds_fits at its run. Decided once, before the first run, so
+ * every run of a row holds the same; the spare is for what MemAvailable loses between
+ * now and the row's run (page cache, the smaller rows' leftovers), which left a pick
+ * made to the last GiB skipped at its own check. */
 static guint64 ds_row_used(const Bench *b, guint64 bytes, guint64 have)
 {
 	guint64 fit;
@@ -150,7 +153,7 @@ static guint64 ds_row_used(const Bench *b, guint64 bytes, guint64 have)
 		return MIN(b->ds_used, bytes);
 	if (!have || have >= ds_need(bytes, bytes))
 		return bytes;
-	fit = have > ds_need(bytes, 0) ? (have - ds_need(bytes, 0)) / 2 : 0;
+	fit = have > ds_need(bytes, 0) + DS_DRIFT ? (have - ds_need(bytes, 0) - DS_DRIFT) / 2 : 0;
 	return MIN(MAX(fit / GiB, 1) * GiB, bytes);
 }
 
