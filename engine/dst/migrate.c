@@ -1667,10 +1667,14 @@ static gboolean pause_and_recover(Loader *d)
 
 	for (;;) {
 		g_autoptr(GError) err = NULL;
+		g_autoptr(GByteArray) answer = NULL;
 		gboolean quit;
 		guint64 asked;
 
 		pause_teardown(d);
+		/* every thread that places pages is joined: the received bitmaps hold still
+		 * until the answer has left, so it is built here, not on the resume's path */
+		answer = mig_dst_recover_answer(s);
 		g_mutex_lock(&s->lock);
 		dst->paused_ready = TRUE;
 		g_cond_broadcast(&dst->recover_cond);
@@ -1694,7 +1698,7 @@ static gboolean pause_and_recover(Loader *d)
 		g_mutex_unlock(&s->lock);
 		if (quit)
 			return FALSE;
-		if (mig_dst_recover_handshake(s, d->fd, &asked, &err)) {
+		if (mig_dst_recover_handshake(s, d->fd, answer, &asked, &err)) {
 			g_mutex_lock(&s->lock);
 			/* a pause may have come meanwhile: then the loop below finds the
 			 * channel shut and pauses again */
