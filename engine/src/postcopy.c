@@ -660,8 +660,8 @@ static MigChanBatch *recover_lanes(Src *src)
 /* One try at recovery, after `migrate resume:true` (docs/protocol.md, Postcopy
  * recovery); lanes (recover_lanes) is joined here whatever happens. On failure the
  * caller tears down whatever came up and pauses again. The multifd and preempt
- * channels connect while the main channel does and has its
- * hello answered (the destination admits them only after it), then say hello all at
+ * channels connect once the main channel has, while it has its hello answered (the
+ * destination admits them only after it), then say hello all at
  * once while the destination answers PC_RECOVER and PC_RESUME (it acks once they are
  * in). The answer is read before they are joined, so that their replies and the join
  * overlap the bitmaps' transfer; one that fails shuts the main channel, which ends
@@ -678,11 +678,7 @@ static gboolean recover(Src *src, MigChanBatch *lanes, GError **err)
 	guint64 missing = 0;
 	gboolean paused, main_ok, end_ok = FALSE;
 
-	main_ok = mig_src_recover_uri(src, err);
-	if (main_ok) {
-		mig_chan_batch_aim(lanes, &src->uri);
-		main_ok = mig_src_recover_begin(src, lanes, err);
-	}
+	main_ok = mig_src_recover_uri(src, err) && mig_src_recover_begin(src, lanes, err);
 	if (!main_ok) {
 		mig_chan_batch_gate(lanes, FALSE, -1);
 	} else {
