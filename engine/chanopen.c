@@ -222,11 +222,13 @@ typedef struct BatchChan {
 
 struct MigChanBatch {
 	MigSession *s;
-	/* gated: the channels connect, then wait for mig_chan_batch_gate before their
-	 * hellos (gate 0 closed, 1 open, -1 the caller failed: close, say nothing) */
+	/* gated: the channels wait for mig_chan_batch_aim before they connect, then for
+	 * mig_chan_batch_gate before their hellos (gate 0 closed, 1 open, -1 the caller
+	 * failed: close, say nothing) */
 	gboolean gated;
 	GMutex gate_lock;
 	GCond gate_cond;
+	gboolean aimed;     /* under gate_lock: uri is set */
 	int gate;
 	int watch_fd;       /* shut when a channel fails once the gate is open; -1: none */
 	MigUri uri;
@@ -238,6 +240,21 @@ struct MigChanBatch {
 	gint failed;        /* atomic: a channel failed, open no more */
 	GThread *workers[BATCH_PARALLEL];
 };
+
+/* TRUE once the batch has its address; FALSE when the caller gave up before. */
+static gboolean aim_passed(MigChanBatch *b)
+{
+	gboolean go;
+
+	if (!b->gated)
+		return TRUE;
+	g_mutex_lock(&b->gate_lock);
+	while (!b->aimed && b->gate >= 0)
+		g_cond_wait(&b->gate_cond, &b->gate_lock);
+	go = b->aimed && b->gate >= 0;
+	g_mutex_unlock(&b->gate_lock);
+	return go;
+}
 
 static gboolean gate_passed(MigChanBatch *b)
 {
@@ -262,7 +279,7 @@ static gpointer batch_worker(gpointer opaque)
 	while ((i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED)) < b->n &&
 	       !__atomic_load_n(&b->failed, __ATOMIC_RELAXED)) {
 		BatchChan *c = &b->ch[i];
-		int fd = mig_chan_connect(b->s, &b->uri, b->p, c->type, c->index, &c->err);
+		int fd = aim_passed(b) ? mig_chan_connect(b->s, &b->uri, b->p, c->type, c->index, &c->err) : -1;
 
 		if (fd >= 0 && (!gate_passed(b) || !mig_chan_hello(b->s, fd, b->p, c->type, c->index, b->flags, &c->err))) {
 			mig_io_close(fd);
@@ -286,7 +303,8 @@ static MigChanBatch *batch_start(MigSession *s, const MigUri *uri, const MigPara
 	MigChanBatch *b = g_new0(MigChanBatch, 1);
 
 	b->s = s;
-	b->uri = *uri;
+	if (uri)
+		b->uri = *uri;
 	b->p = p;
 	b->flags = flags;
 	b->nmf = nmf;
@@ -314,10 +332,18 @@ MigChanBatch *mig_chan_batch_start(MigSession *s, const MigUri *uri, const MigPa
 	return batch_start(s, uri, p, nmf, npre, flags, FALSE);
 }
 
-MigChanBatch *mig_chan_batch_start_gated(MigSession *s, const MigUri *uri, const MigParams *p, guint nmf,
-					 guint npre, guint32 flags)
+MigChanBatch *mig_chan_batch_start_gated(MigSession *s, const MigParams *p, guint nmf, guint npre, guint32 flags)
 {
-	return batch_start(s, uri, p, nmf, npre, flags, TRUE);
+	return batch_start(s, NULL, p, nmf, npre, flags, TRUE);
+}
+
+void mig_chan_batch_aim(MigChanBatch *b, const MigUri *uri)
+{
+	g_mutex_lock(&b->gate_lock);
+	b->uri = *uri;
+	b->aimed = TRUE;
+	g_cond_broadcast(&b->gate_cond);
+	g_mutex_unlock(&b->gate_lock);
 }
 
 void mig_chan_batch_gate(MigChanBatch *b, gboolean go, int watch_fd)

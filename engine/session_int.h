@@ -259,14 +259,17 @@ typedef struct MigChanBatch MigChanBatch;
 MigChanBatch *mig_chan_batch_start(MigSession *s, const struct MigUri *uri, const MigParams *p, guint nmf,
 				   guint npre, guint32 flags);
 gboolean mig_chan_batch_join(MigChanBatch *b, int *mf_fds, int *pre_fds, GError **err);
-/* The same, but each channel only connects (each on a mig/src/open thread, up to the
- * batch's parallelism) until mig_chan_batch_gate(b, TRUE) lets the hellos go: they
- * connect while the caller's main channel has its own hello answered (a postcopy
+/* The same, but its threads (mig/src/open, up to the batch's parallelism) start now
+ * and wait: the channels connect once mig_chan_batch_aim gives them uri (a postcopy
+ * recovery's threads start when it pauses, so that the resume does not wait for
+ * their creation), and say hello only once mig_chan_batch_gate(b, TRUE) lets them:
+ * they connect while the caller's main channel has its own hello answered (a
  * recovery's resumed channels are admitted only after the resumed main channel). With
- * FALSE (the main channel failed) they close without a hello; join then fails too.
- * With TRUE, a channel that failed or fails later shuts watch_fd (-1: none), so the
- * caller may wait on its main channel before the join: that wait ends too. watch_fd
- * stays open until the join. Gate exactly once, before the join. */
-MigChanBatch *mig_chan_batch_start_gated(MigSession *s, const struct MigUri *uri, const MigParams *p, guint nmf,
-					 guint npre, guint32 flags);
+ * FALSE (the main channel failed, or no address came) they close without a hello, or
+ * end without connecting; join then fails too. With TRUE, a channel that failed or
+ * fails later shuts watch_fd (-1: none), so the caller may wait on its main channel
+ * before the join: that wait ends too. watch_fd stays open until the join. Aim at most
+ * once; gate exactly once, before the join. */
+MigChanBatch *mig_chan_batch_start_gated(MigSession *s, const MigParams *p, guint nmf, guint npre, guint32 flags);
+void mig_chan_batch_aim(MigChanBatch *b, const struct MigUri *uri);
 void mig_chan_batch_gate(MigChanBatch *b, gboolean go, int watch_fd);

@@ -29,26 +29,46 @@ static gboolean expect(int fd, guint16 type, const char *what, GError **err)
 	return TRUE;
 }
 
-static gboolean send_bitmap(MigSession *s, int fd, guint bi, GError **err)
+/* One frame appended to the answer: its header, and its len payload bytes returned
+ * for the caller to fill. */
+static guint8 *answer_frame(GByteArray *a, guint16 type, guint32 len)
 {
-	MigRamBlock *rb = g_ptr_array_index(s->ram, bi);
-	gsize npages = mig_ram_block_pages(rb), nbytes = (npages + 7) / 8;
-	const gulong *map = s->dst->received[bi];
-	g_autofree guint8 *bits = g_malloc(nbytes);
-	guint8 head[4 + 1 + 255 + 8];
-	guint8 nl = (guint8)strlen(rb->name);
-	struct iovec iov[2] = { { head, 4 + 1 + nl + 8 }, { bits, nbytes } };
-	int rc;
+	MigFrameHdr h = { .len = len, .type = type };
+	guint off = a->len;
 
-	mig_bitmap_to_bytes(map, npages, bits);
-	mig_put_be32(head, bi);
-	head[4] = nl;
-	memcpy(head + 5, rb->name, nl);
-	mig_put_be64(head + 5 + nl, npages);
-	rc = mig_frame_send(fd, MIG_F_RP_RECV_BITMAP, 0, iov, 2);
-	if (rc < 0)
-		return rfail(err, -rc, "sending the received bitmap of '%s': %s", rb->name, g_strerror(-rc));
-	return TRUE;
+	g_byte_array_set_size(a, off + MIG_FRAME_HDR_LEN + len);
+	mig_frame_hdr_pack(&h, a->data + off);
+	return a->data + off + MIG_FRAME_HDR_LEN;
+}
+
+GByteArray *mig_dst_recover_answer(MigSession *s)
+{
+	gsize size = MIG_FRAME_HDR_LEN + 12;
+	GByteArray *a;
+	guint8 *p;
+
+	for (guint bi = 0; bi < s->ram->len; bi++) {
+		MigRamBlock *rb = g_ptr_array_index(s->ram, bi);
+
+		size += MIG_FRAME_HDR_LEN + 4 + 1 + strlen(rb->name) + 8 + (mig_ram_block_pages(rb) + 7) / 8;
+	}
+	a = g_byte_array_sized_new((guint)size);
+	for (guint bi = 0; bi < s->ram->len; bi++) {
+		MigRamBlock *rb = g_ptr_array_index(s->ram, bi);
+		gsize npages = mig_ram_block_pages(rb);
+		guint8 nl = (guint8)strlen(rb->name);
+
+		p = answer_frame(a, MIG_F_RP_RECV_BITMAP, (guint32)(4 + 1 + nl + 8 + (npages + 7) / 8));
+		mig_put_be32(p, bi);
+		p[4] = nl;
+		memcpy(p + 5, rb->name, nl);
+		mig_put_be64(p + 5 + nl, npages);
+		mig_bitmap_to_bytes(s->dst->received[bi], npages, p + 5 + nl + 8);
+	}
+	p = answer_frame(a, MIG_F_RP_RECV_END, 12);
+	mig_put_be32(p, s->ram->len);
+	mig_put_be64(p + 4, s->dst->pass_done);
+	return a;
 }
 
 /* How often channels_back looks at the main channel while no other channel comes: a
@@ -104,10 +124,8 @@ static gboolean channels_back(MigSession *s, int fd, guint64 timeout_ms, GError 
 	return TRUE;
 }
 
-gboolean mig_dst_recover_handshake(MigSession *s, int fd, guint64 *asked, GError **err)
+gboolean mig_dst_recover_handshake(MigSession *s, int fd, const GByteArray *answer, guint64 *asked, GError **err)
 {
-	guint8 end[12];
-	struct iovec iov = { end, sizeof(end) };
 	guint64 t;
 	int rc;
 
@@ -121,13 +139,9 @@ gboolean mig_dst_recover_handshake(MigSession *s, int fd, guint64 *asked, GError
 	if (!expect(fd, MIG_F_PC_RECOVER, "PC_RECOVER", err))
 		return FALSE;
 
-	for (guint bi = 0; bi < s->ram->len; bi++)
-		if (!send_bitmap(s, fd, bi, err))
-			return FALSE;
-	mig_put_be32(end, s->ram->len);
-	mig_put_be64(end + 4, s->dst->pass_done);
-	if ((rc = mig_frame_send(fd, MIG_F_RP_RECV_END, 0, &iov, 1)) < 0)
-		return rfail(err, -rc, "sending RECV_END: %s", g_strerror(-rc));
+	/* one write: the frames leave in as few segments as TCP may send */
+	if ((rc = mig_io_write_full(fd, answer->data, answer->len)) < 0)
+		return rfail(err, -rc, "sending the received bitmaps: %s", g_strerror(-rc));
 
 	if (!expect(fd, MIG_F_PC_RESUME, "PC_RESUME", err) || !channels_back(s, fd, t, err))
 		return FALSE;

@@ -643,31 +643,42 @@ static void teardown(Src *src)
 	src->pace_adapt = FALSE;
 }
 
+static guint recover_nmf(Src *src)
+{
+	return src->s->caps[MIG_CAP_MULTIFD] ? (guint)src->p.multifd_channels : 0;
+}
+
+/* A recovery's other channels. Their threads start when postcopy pauses and wait for
+ * the resume's address: created at the resume, they were on its path, before the main
+ * channel's connect (0.05 to 0.3 ms a thread on a busy host). */
+static MigChanBatch *recover_lanes(Src *src)
+{
+	return mig_chan_batch_start_gated(src->s, &src->p, recover_nmf(src), mig_preempt_channels(src->s, &src->p),
+					  MIG_HELLO_F_RESUME);
+}
+
 /* One try at recovery, after `migrate resume:true` (docs/protocol.md, Postcopy
- * recovery). On failure the caller tears down whatever came up and pauses again.
- * The multifd and preempt channels connect while the main channel does and has its
- * hello answered (the destination admits them only after it), then say hello all at
+ * recovery); lanes (recover_lanes) is joined here whatever happens. On failure the
+ * caller tears down whatever came up and pauses again. The multifd and preempt
+ * channels connect once the main channel has, while it has its hello answered (the
+ * destination admits them only after it), then say hello all at
  * once while the destination answers PC_RECOVER and PC_RESUME (it acks once they are
  * in). The answer is read before they are joined, so that their replies and the join
  * overlap the bitmaps' transfer; one that fails shuts the main channel, which ends
  * the read here and the destination's wait; the status
  * changes before the return path's and the lanes' threads start, which takes a while
  * on a busy host (requests wait in the socket). */
-static gboolean recover(Src *src, GError **err)
+static gboolean recover(Src *src, MigChanBatch *lanes, GError **err)
 {
 	MigSession *s = src->s;
-	guint nmf = s->caps[MIG_CAP_MULTIFD] ? (guint)src->p.multifd_channels : 0;
+	guint nmf = recover_nmf(src);
 	guint npre = mig_preempt_channels(s, &src->p);
 	g_autofree int *mf_fds = g_new(int, nmf + 1);
 	g_autoptr(GError) lanes_err = NULL, end_err = NULL;
-	MigChanBatch *lanes;
 	guint64 missing = 0;
 	gboolean paused, main_ok, end_ok = FALSE;
 
-	if (!mig_src_recover_uri(src, err))
-		return FALSE;
-	lanes = mig_chan_batch_start_gated(s, &src->uri, &src->p, nmf, npre, src->chan_flags);
-	main_ok = mig_src_recover_begin(src, lanes, err);
+	main_ok = mig_src_recover_uri(src, err) && mig_src_recover_begin(src, lanes, err);
 	if (!main_ok) {
 		mig_chan_batch_gate(lanes, FALSE, -1);
 	} else {
@@ -749,7 +760,10 @@ gboolean mig_src_postcopy_lost(Src *src, const GError *why, GError **err)
 	}
 	g_mutex_unlock(&s->lock);
 	for (;;) {
+		MigChanBatch *lanes;
+
 		teardown(src);
+		lanes = recover_lanes(src);
 		g_mutex_lock(&s->lock);
 		g_free(s->error);
 		s->error = g_strdup(cause);
@@ -765,6 +779,8 @@ gboolean mig_src_postcopy_lost(Src *src, const GError *why, GError **err)
 			g_cond_wait(&src->resume_cond, &s->lock);
 		if (src->quit || !src->resume_uri) {
 			g_mutex_unlock(&s->lock);
+			mig_chan_batch_gate(lanes, FALSE, -1);
+			mig_chan_batch_join(lanes, NULL, NULL, NULL);
 			g_set_error(err, MIG_ERROR, ECANCELED, "postcopy paused (%s) when the session ended", cause);
 			return FALSE;
 		}
@@ -772,7 +788,7 @@ gboolean mig_src_postcopy_lost(Src *src, const GError *why, GError **err)
 		src->uri_text = g_steal_pointer(&src->resume_uri);
 		g_mutex_unlock(&s->lock);
 		g_clear_error(&again);
-		if (recover(src, &again))
+		if (recover(src, lanes, &again))
 			return TRUE;
 		g_free(cause);
 		g_mutex_lock(&s->lock);

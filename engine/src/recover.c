@@ -98,6 +98,10 @@ gboolean mig_src_recover_begin(Src *src, MigChanBatch *lanes, GError **err)
 	}
 	if (fd < 0)
 		return FALSE;
+	/* the other channels connect once this one has: first, it is the first the
+	 * destination accepts, and its connect does not share this host's CPUs with
+	 * theirs; their connects then overlap this one's hello */
+	mig_chan_batch_aim(lanes, &src->uri);
 	/* registered before the hello, so migrate-pause can cut a stuck handshake */
 	g_mutex_lock(&s->lock);
 	src->fd = src->cancel_fd = fd;
