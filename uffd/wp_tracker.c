@@ -38,7 +38,12 @@
  *   entry without uffd-wp, PRESENT | WRITTEN, which the gap's walk reports (rules 1-2
  *   below hold as in the armed ranges). Swapped out before the collect, it keeps "no
  *   uffd-wp" in its swap entry (SWAPPED | WRITTEN). A read of an empty entry maps a page
- *   without uffd-wp, reported once though not written (over-report).
+ *   without uffd-wp, reported once though not written (over-report); on THP a write
+ *   where there is no table may fault in a whole huge page, reported whole.
+ *   Arm against a writer: a table the guest makes between protecting and the look-up
+ *   that follows is recorded as armed with its empty entries unprotected; the first
+ *   collect reads them as written (the fast path), reports them once and marks them.
+ *   One made after the look-up is in a gap. Either way its written page is reported.
  *   The price: in a gap, a page the guest discards (MADV_DONTNEED on anon) turns to
  *   zero without a report, where an armed range reports it (the empty entry reads as
  *   written there). A gap's pages are ones first written after arm; the destination
@@ -65,7 +70,8 @@
  *      so a copy of the reported pages taken after collect returns contains them.
  *      Hence: copy only after collect returns.
  *   4. After being reported a page stays unreported until written again. Reads, and
- *      the zero page a read maps in, never count as writes. One store can be reported
+ *      the zero page a read maps in, never count as writes (but the first read of an
+ *      empty entry in a gap, above). One store can be reported
  *      twice, by consecutive collects: it faults, the kernel unprotects the pte, collect
  *      takes the page-table lock next and re-protects it before the CPU retries the
  *      store, and the retry faults again. Under a writer hammering the range this is
