@@ -12,7 +12,9 @@ typedef struct MigWpTracker MigWpTracker;
  * -EOPNOTSUPP if the kernel lacks WP_ASYNC / PAGEMAP_SCAN for this memory. */
 int mig_wp_tracker_new(void *addr, size_t len, size_t page_size, MigWpTracker **out);
 
-/* Write-protects the whole range: from now on every write is recorded. */
+/* Write-protects the range: from now on every write is recorded. On 4 KiB pages only
+ * the page tables that exist are protected; the rest is watched without protection
+ * (wp_tracker.c, "Untouched memory"), so a guest's untouched RAM costs no walk. */
 int mig_wp_tracker_arm(MigWpTracker *t);
 
 /* Get-and-clear: for every page written since the last arm/collect, sets its bit in

@@ -237,6 +237,26 @@ static gboolean send_zeros(Src *src, guint bi, guint8 *offs, guint *n, GError **
 	return TRUE;
 }
 
+#define LEGACY_HOLES_WIN 512u   /* pages per look-up: one 4 KiB read of pagemap */
+
+/* Legacy zero detection of page i. In the first pass, where every page is dirty, a
+ * page that holds nothing (engine/holes.c, looked up a window at a time) is zero
+ * without the read that would populate it, as the multifd senders do; later passes
+ * send what the tracker saw written, which holds a page, so a look-up there would be
+ * a read of pagemap per scattered page for nothing. */
+static gboolean legacy_zero(Src *src, SrcBlock *b, gsize i, gulong *empty, gsize *win)
+{
+	gsize ps = b->rb->page_size;
+
+	if (src->pass == 0 && src->holes && (*win > i || i - *win >= LEGACY_HOLES_WIN)) {
+		*win = i;
+		mig_holes_find(src->holes, b->rb, i, MIN((gsize)LEGACY_HOLES_WIN, b->npages - i), empty);
+	}
+	if (*win <= i && i - *win < LEGACY_HOLES_WIN && mig_bitmap_test(empty, i - *win))
+		return TRUE;
+	return mig_mem_is_zero(b->rb->host + i * ps, ps);
+}
+
 /* multifd: this thread only picks pages (clearing their dirty bits first, as on the
  * main channel) and hands batches to the senders, which do the per-byte work. */
 static gboolean queue_dirty(Src *src, guint bi, GError **err)
@@ -246,6 +266,8 @@ static gboolean queue_dirty(Src *src, guint bi, GError **err)
 	guint max = (guint)MAX(1, MIN(MIG_MF_MAX_PAGES, MIG_BATCH_BYTES / ps));
 	gsize pages[MIG_MF_MAX_PAGES];
 	guint8 zeros[MAX_BATCH_PAGES * 8];
+	gulong empty[LEGACY_HOLES_WIN / (8 * sizeof(gulong))];
+	gsize win = G_MAXSIZE;   /* the first page `empty` describes; none yet */
 	guint n = 0, nz = 0;
 	gsize i = 0;
 	guint16 got;
@@ -254,7 +276,7 @@ static gboolean queue_dirty(Src *src, guint bi, GError **err)
 		i = mig_bitmap_next(b->dirty, b->npages, i);
 		if (i < b->npages) {
 			mig_bitmap_clear(b->dirty, i);
-			if (src->zero_mode == 1 && mig_mem_is_zero(b->rb->host + i * ps, ps))
+			if (src->zero_mode == 1 && legacy_zero(src, b, i, empty, &win))
 				mig_put_be64(zeros + 8 * nz++, i * ps);
 			else if (src->drop_left)
 				src->drop_left--;   /* lost on purpose: the destination must notice */

@@ -116,8 +116,9 @@ static guint64 mem_available(void)
 /* What a pair of guests of bytes, each holding used of them, needs: the written part
  * twice (a never-written tail gets no page on either side: the senders and the
  * verifier look it up in the page tables instead of reading it), the source's page
- * tables over all of it (its tracker's write-protection puts a marker in every entry,
- * 8 bytes per 4 KiB) and migd's arrays, 9 bytes per unit over the two sides
+ * tables over all of it (4K-log's write-protection puts a marker in every entry, 8 bytes
+ * per 4 KiB; the scan's only where the guest wrote) and migd's arrays, 9 bytes per
+ * unit over the two sides
  * (generations, record, check state): about 1/256 of the guest in all. */
 static guint64 ds_need(guint64 bytes, guint64 used)
 {
@@ -311,8 +312,8 @@ static void ds_print(Bench *b, GPtrArray *rows)
 	if (ds_any_tail(rows))
 		printf("used: what the source guest wrote (migd used=), the rest of it zero, never touched by the\n"
 		       "guest, holding no memory on either side, verified zero on the destination; huge: of the\n"
-		       "used part. The 4K and THP rows' sync walks the unused tail entry by entry as if written in\n"
-		       "4 KiB pages (the tracker's write-protection leaves a marker in each entry); 4K-log does not walk\n");
+		       "used part. No row's sync walks the tail: the scan (4K, THP) protects only the page tables\n"
+		       "there are and the tail has none; 4K-log reads its log\n");
 	printf("%-7s %-7s %-6s %5s %9s", "guest", "used", "pages", "huge", "downtime");
 	for (guint k = 0; k < DS_NSTEPS; k++)
 		printf(" %7s", ds_steps[k]);

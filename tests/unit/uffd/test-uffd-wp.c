@@ -105,8 +105,9 @@ static void skip(char *msg)
 	g_free(msg);
 }
 
-/* Maps memory and starts a tracker, or skips the test saying why. */
-static gboolean setup(TmKind kind, size_t len, TmMem *m, void **t)
+/* Maps memory and starts a tracker, or skips the test saying why. THP memory gets its
+ * first `used` bytes faulted in (THP forms only on populated memory). */
+static gboolean setup_used(TmKind kind, size_t len, size_t used, TmMem *m, void **t)
 {
 	int ret;
 
@@ -122,9 +123,8 @@ static gboolean setup(TmKind kind, size_t len, TmMem *m, void **t)
 				     kind == TM_HUGETLB ? "hugetlb" : "test", g_strerror(-ret)));
 		return FALSE;
 	}
-	/* THP only forms on populated memory: fault it all in before registering. */
 	if (kind == TM_ANON_THP)
-		memset(m->base, 0, len);
+		memset(m->base, 0, used);
 	ret = impl->new_(m->base, m->len, m->page_size, t);
 	if (ret == -EOPNOTSUPP) {
 		tm_unmap(m);
@@ -133,6 +133,11 @@ static gboolean setup(TmKind kind, size_t len, TmMem *m, void **t)
 	}
 	g_assert_cmpint(ret, ==, 0);
 	return TRUE;
+}
+
+static gboolean setup(TmKind kind, size_t len, TmMem *m, void **t)
+{
+	return setup_used(kind, len, len, m, t);
 }
 
 static void collect(void *t, unsigned long *map, size_t nlongs, uint64_t *n)
@@ -282,6 +287,172 @@ static void test_many_regions(gconstpointer data)
 	memset(want, 0, m.npages * sizeof(*want));
 	collect(t, map, nlongs, &n);
 	assert_exact(&m, map, n, want);
+	impl->free_(t);
+	tm_unmap(&m);
+}
+
+/* Does page p of m hold anything in this process's page table: a page, a swap entry or
+ * a write-protect marker (pagemap shows a marker as swapped)? */
+static gboolean pte_used(const TmMem *m, size_t p)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	uint64_t e = 0;
+	off_t off = (off_t)((uintptr_t)(m->base + p * m->page_size) / 4096 * sizeof(e));
+
+	g_assert_cmpint(fd, >=, 0);
+	g_assert_cmpint(pread(fd, &e, sizeof(e), off), ==, sizeof(e));
+	close(fd);
+	return (e >> 62) != 0;
+}
+
+/* A guest that never touched the second half of its RAM: arming leaves that half without
+ * page tables (the scan tracker: so no collect walks it), nothing there is reported
+ * until written, and a write there, into memory nobody protected, is reported like any
+ * other, then protected like any other. */
+static void test_tail(gconstpointer data)
+{
+	const TmBackend *b = use_case(data);
+	const size_t len = 32UL << 20, used = len / 2;
+	g_autofree gboolean *want = NULL;
+	g_autofree unsigned long *map = NULL;
+	size_t np, nlongs, w1, w2;
+	void *t;
+	uint64_t n;
+	TmMem m;
+
+	if (!setup_used(b->kind, len, used, &m, &t))
+		return;
+	np = m.npages;
+	nlongs = tm_bitmap_longs(np);
+	map = g_new0(unsigned long, nlongs);
+	want = g_new0(gboolean, np);
+	for (size_t p = 0; p < used / m.page_size; p++)
+		poke(&m, p, p + 1);
+	g_assert_cmpint(impl->arm(t), ==, 0);
+	/* The scan tracker gave the tail no entries, where page tables map tail pages only
+	 * (memfd is not 2 MiB-aligned, and a table it shares with a neighbour may exist). */
+	if (impl == &impls[0]) {
+		uintptr_t a = ((uintptr_t)m.base + used + TM_HUGE_2M - 1) & ~(TM_HUGE_2M - 1);
+		uintptr_t z = ((uintptr_t)m.base + len) & ~(TM_HUGE_2M - 1);
+
+		g_assert_cmpuint(a, <, z);
+		for (uintptr_t v = a; v < z; v += 97 * m.page_size)
+			if (pte_used(&m, (v - (uintptr_t)m.base) / m.page_size))
+				g_error("untouched page %zu got a page table entry at arm",
+					(size_t)(v - (uintptr_t)m.base) / m.page_size);
+	}
+
+	collect(t, map, nlongs, &n);
+	assert_exact(&m, map, n, want);
+
+	/* Two writes in the tail: one page in a 2 MiB region of its own, one at the end. */
+	w1 = used / m.page_size + (TM_HUGE_2M / m.page_size) + 5;
+	w2 = np - 1;
+	poke(&m, w1, 0xfeed);
+	poke(&m, w2, 0xbeef);
+	collect(t, map, nlongs, &n);
+	if (b->kind == TM_ANON_THP) {
+		/* A write to an empty THP region may fault in the whole huge page, which is
+		 * then reported whole: the region, not the page, is the unit there. */
+		for (size_t p = 0; p < np; p++) {
+			gboolean near = p / 512 == w1 / 512 || p / 512 == w2 / 512;
+
+			if (tm_test_bit(map, p) && !near && !migrated())
+				g_error("page %zu reported, outside the written regions", p);
+		}
+		g_assert_true(tm_test_bit(map, w1));
+		g_assert_true(tm_test_bit(map, w2));
+	} else {
+		want[w1] = want[w2] = TRUE;
+		assert_exact(&m, map, n, want);
+	}
+
+	/* Reported once, then protected: the next collect is empty, a new write shows. */
+	memset(want, 0, np * sizeof(*want));
+	collect(t, map, nlongs, &n);
+	assert_exact(&m, map, n, want);
+	poke(&m, w1, 0xf00d);
+	want[w1] = TRUE;
+	collect(t, map, nlongs, &n);
+	assert_exact(&m, map, n, want);
+	g_assert_cmpuint(peek(&m, w1, 0), ==, 0xf00d);
+	g_assert_cmpuint(peek(&m, w2, 1), ==, 0xbeef);
+	impl->free_(t);
+	tm_unmap(&m);
+}
+
+/* Arm racing a writer that fills untouched memory a page at a time: arm protects the
+ * page tables there are and then records where they are, and a table the writer makes
+ * in between (or after) must not hide a write. Every write that began after arm
+ * returned is reported by the next collect; earlier ones may be. */
+typedef struct {
+	TmMem *m;
+	atomic_bool armed, stop;
+	atomic_size_t next;		/* pages written so far, in order */
+	size_t first_after;		/* first page begun after arm returned (writer's) */
+} Filler;
+
+static gpointer filler(gpointer data)
+{
+	Filler *f = data;
+	size_t np = f->m->npages;
+
+	f->first_after = np;
+	for (size_t p = np / 8; p < np && !atomic_load(&f->stop); p++) {
+		if (f->first_after == np && atomic_load(&f->armed))
+			f->first_after = p;
+		poke(f->m, p, p);
+		atomic_store(&f->next, p + 1);
+		if (p % 64 == 0)
+			g_usleep(20);	/* let arm run between the writes */
+	}
+	return NULL;
+}
+
+static void test_arm_race(gconstpointer data)
+{
+	const TmBackend *b = use_case(data);
+	g_autofree unsigned long *map = NULL;
+	Filler f = { 0 };
+	GThread *th;
+	size_t nlongs, end;
+	void *t;
+	uint64_t n;
+	TmMem m;
+
+	if (!setup_used(b->kind, 64UL << 20, 2UL << 20, &m, &t))
+		return;
+	nlongs = tm_bitmap_longs(m.npages);
+	map = g_new0(unsigned long, nlongs);
+	poke(&m, 0, 1);
+	f.m = &m;
+	atomic_init(&f.armed, false);
+	atomic_init(&f.stop, false);
+	atomic_init(&f.next, m.npages / 8);
+	th = g_thread_new("uffd-filler", filler, &f);
+	while (atomic_load(&f.next) < m.npages / 8 + 256)
+		g_usleep(100);
+	g_assert_cmpint(impl->arm(t), ==, 0);
+	atomic_store(&f.armed, true);
+	while (atomic_load(&f.next) < m.npages / 2 + 256)
+		g_usleep(100);
+	atomic_store(&f.stop, true);
+	g_thread_join(th);
+	end = atomic_load(&f.next);
+	g_assert_cmpuint(f.first_after, <, end);
+
+	collect(t, map, nlongs, &n);
+	for (size_t p = f.first_after; p < end; p++)
+		if (!tm_test_bit(map, p))
+			g_error("page %zu written after arm (from page %zu on) was not reported", p,
+				f.first_after);
+	/* and nothing beyond what was written (pages the filler never reached) */
+	for (size_t p = end; p < m.npages; p++)
+		if (tm_test_bit(map, p) && (b->kind != TM_ANON_THP || p / 512 != (end - 1) / 512) &&
+		    !migrated())
+			g_error("page %zu reported, never written", p);
+	g_test_message("%s: %zu pages written during arm, %zu after", b->name,
+		       f.first_after - m.npages / 8, end - f.first_after);
 	impl->free_(t);
 	tm_unmap(&m);
 }
@@ -542,8 +713,14 @@ int main(int argc, char **argv)
 		if (backends[i].kind != TM_HUGETLB) {	/* 512+ huge pages: too many to ask */
 			g_autofree char *p3 = g_strdup_printf("/uffd/%s/%s/many-regions",
 							      impls[k].name, backends[i].name);
+			g_autofree char *p4 = g_strdup_printf("/uffd/%s/%s/untouched-tail",
+							      impls[k].name, backends[i].name);
+			g_autofree char *p5 = g_strdup_printf("/uffd/%s/%s/arm-race",
+							      impls[k].name, backends[i].name);
 
 			g_test_add_data_func(p3, c, test_many_regions);
+			g_test_add_data_func(p4, c, test_tail);
+			g_test_add_data_func(p5, c, test_arm_race);
 		}
 	}
 	ret = g_test_run();
