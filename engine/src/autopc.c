@@ -98,3 +98,45 @@ gboolean mig_autopc_judge(MigAutoPc *a, const MigAutoPcPass *p, guint64 limit_ms
 	}
 	return FALSE;
 }
+
+gboolean mig_autopc_probe(const MigAutoPcProbe *p, guint64 limit_ms, char *why, gsize why_len)
+{
+	double q, sent;
+	guint more;
+
+	/* The pages behind the cursor keep their bits to the pass's end, so its rest is
+	 * at least what the probe found there: only a rest that does not fit already is
+	 * judged. A working set that fits the limit never gets this far, wherever it
+	 * lies. */
+	if (!p->done || !p->bw || p->expected_ms <= limit_ms)
+		return FALSE;
+	/* The rate, not the share of the sent part found dirty: that share depends on
+	 * where the guest's working set lies against the cursor (one at the front of the
+	 * RAM shows whole however slowly it was written), and a guest that sweeps its RAM
+	 * shows only the part the sweep has reached. The tracker's count of pages written
+	 * since the last collection, anywhere, over that interval is the R of the model,
+	 * and the pass's own rate its B: each further pass would leave R/B of the one
+	 * before. */
+	q = (double)p->dirty_rate / (double)p->bw;
+	if (q >= 1.0) {
+		g_snprintf(why, why_len, "pass 1 at %.0f %%: the guest dirties %.1f MB/s, as fast as the pass's %.1f MB/s "
+			   "moves it, and what it rewrote of the %.0f MB sent already takes %" G_GUINT64_FORMAT " ms: "
+			   "precopy cannot catch up", 100.0 * (double)p->done / (double)MAX(p->ram, 1u),
+			   (double)p->dirty_rate / 1e6, (double)p->bw / 1e6, (double)p->done / 1e6, p->expected_ms);
+		return TRUE;
+	}
+	/* Of a guest that will converge, the sooner finish, as at a pass's end: the rest
+	 * at this pass's end is at least expected_ms, so counting further passes from
+	 * there counts no more than precopy would need. migbench's hot guest (q about
+	 * 0.7 to 0.9 on the bed) is switched at the first probe instead of the pass's
+	 * end, which saves the rest of the bulk pass: postcopy sends those pages anyway. */
+	sent = precopy_sent(p->expected_ms, q, limit_ms, MIG_AUTOPC_MAX_PASSES, &more);
+	if (sent > MIG_AUTOPC_MARGIN * (double)p->expected_ms) {
+		g_snprintf(why, why_len, "pass 1 at %.0f %%: precopy expects %u more passes (q=%.2f: the guest dirties "
+			   "%.1f MB/s, the pass moves %.1f MB/s), about %.0f ms, postcopy about %" G_GUINT64_FORMAT " ms",
+			   100.0 * (double)p->done / (double)MAX(p->ram, 1u), more, q, (double)p->dirty_rate / 1e6,
+			   (double)p->bw / 1e6, sent, p->expected_ms);
+		return TRUE;
+	}
+	return FALSE;
+}

@@ -56,3 +56,26 @@ typedef struct MigAutoPcPass {
  * when the rest is MIG_AUTOPC_STALL of the guest's RAM or more, or when precopy at a
  * ratio of the rest's share of the RAM would take over MIG_AUTOPC_MARGIN x postcopy. */
 gboolean mig_autopc_judge(MigAutoPc *a, const MigAutoPcPass *p, guint64 limit_ms, char *why, gsize why_len);
+
+/* The first pass looks at itself at each MIG_AUTOPC_PROBES-th of the RAM it went over
+ * (a dirty collection, about 0.5 ms per GiB of 4 KiB pages; none at its end, which
+ * collects anyway): a guest that precopy cannot move shows already then, and waiting
+ * for the pass's end would only send, for nothing, the rest of a pass postcopy sends
+ * anyway. */
+#define MIG_AUTOPC_PROBES 8
+
+/* Where the first pass stands at a probe. */
+typedef struct MigAutoPcProbe {
+	guint64 done;           /* RAM behind the pass's cursor, bytes: what it has sent */
+	guint64 redirtied;      /* of that, dirty again at the probe, bytes */
+	guint64 ram;            /* the guest's RAM, bytes */
+	guint64 expected_ms;    /* redirtied's expected downtime (devices too) at the pass's bandwidth */
+	guint64 bw;             /* the pass's bandwidth so far, bytes/s */
+	guint64 dirty_rate;     /* pages the guest wrote since the last collection, anywhere, bytes/s */
+} MigAutoPcProbe;
+
+/* A probe's verdict: TRUE (why set) means cut the pass and switch now. Only when
+ * redirtied alone does not fit limit_ms, and then when the guest dirties as fast as
+ * the pass sends, or when precopy at a ratio of dirty_rate / bw per pass would take
+ * over MIG_AUTOPC_MARGIN x postcopy. */
+gboolean mig_autopc_probe(const MigAutoPcProbe *p, guint64 limit_ms, char *why, gsize why_len);

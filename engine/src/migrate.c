@@ -195,6 +195,76 @@ static gboolean pass_cut(Src *src)
 	return src->pass_cut;
 }
 
+/* Set bits of map below bit n. */
+static gsize count_below(const gulong *map, gsize n)
+{
+	gsize c = mig_bitmap_count(map, n - n % MIG_BITS_PER_LONG);
+
+	if (n % MIG_BITS_PER_LONG)
+		c += (gsize)__builtin_popcountl(map[n / MIG_BITS_PER_LONG] & ((1ul << (n % MIG_BITS_PER_LONG)) - 1));
+	return c;
+}
+
+/* x-postcopy-auto inside the first pass (autopc.h, MIG_AUTOPC_PROBES), between batches:
+ * next is the first page of block bi the pass has not taken. The collection ORs what
+ * the guest wrote into the pass's bitmap, as the pass's end does: a page behind the
+ * cursor goes again with the next pass or postcopy, one ahead was to go with this pass
+ * anyway and goes with its latest bytes; nothing is lost or left stale. A verdict cuts
+ * the pass as migrate-start-postcopy does (pass_cut). Not in later passes: they are
+ * short, and the judge has their whole figures. */
+static gboolean auto_probe(Src *src, guint bi, gsize next, GError **err)
+{
+	MigSession *s = src->s;
+	MigAutoPcProbe p = { 0 };
+	guint64 moved, us, limit, written = 0;
+	gint64 now;
+
+	if (src->pass || src->pass_cut || src->in_downtime || !src->p.x_postcopy_auto || !s->caps[MIG_CAP_POSTCOPY_RAM])
+		return TRUE;
+	for (guint j = 0; j < src->nblocks; j++) {
+		MigRamBlock *rb = src->blocks[j].rb;
+
+		p.ram += rb->size;
+		if (j < bi)
+			p.done += rb->size;
+		else if (j == bi)
+			p.done += (guint64)next * rb->page_size;
+	}
+	/* the pass's end collects anyway */
+	if (!p.ram || p.done >= p.ram || p.done * MIG_AUTOPC_PROBES < (guint64)(src->probes + 1) * p.ram)
+		return TRUE;
+	src->probes = (guint)(p.done * MIG_AUTOPC_PROBES / p.ram);
+	now = g_get_monotonic_time();
+	moved = mig_atomic_get(&s->stats.transferred) - src->pass_sent0;
+	us = (guint64)MAX(now - src->pass_t0, 1);
+	if (moved < BW_MIN_SAMPLE)
+		return TRUE;   /* a bandwidth of nothing would make any rest look long */
+	for (guint j = 0; j < src->nblocks; j++) {
+		SrcBlock *b = &src->blocks[j];
+		guint64 n = 0;
+
+		if (!b->tracker->ops->sync(b->tracker, b->dirty, &n, err))
+			return FALSE;
+		written += n * b->rb->page_size;
+		if (j <= bi)
+			p.redirtied += (guint64)(j < bi ? mig_bitmap_count(b->dirty, b->npages) : count_below(b->dirty, next)) *
+				       b->rb->page_size;
+	}
+	p.bw = moved * G_USEC_PER_SEC / us;
+	p.dirty_rate = written * G_USEC_PER_SEC / (guint64)MAX(now - src->probe_t, 1);
+	src->probe_t = now;
+	p.expected_ms = mig_dev_src_expected_ms(src->dev, p.redirtied, p.bw);
+	limit = __atomic_load_n(&s->params.downtime_limit, __ATOMIC_RELAXED);
+	mig_log(s, MIG_LOG_DEBUG, "x-postcopy-auto: pass 1 probe %u: %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
+		" bytes sent, %" G_GUINT64_FORMAT " of them dirty again, dirtied %.1f MB/s, link %.1f MB/s, their "
+		"expected downtime %" G_GUINT64_FORMAT " ms", src->probes, p.done, p.ram, p.redirtied,
+		(double)p.dirty_rate / 1e6, (double)p.bw / 1e6, p.expected_ms);
+	if (!mig_autopc_probe(&p, limit, src->auto_why, sizeof(src->auto_why)))
+		return TRUE;
+	src->pass_cut = src->auto_cut = TRUE;
+	return TRUE;
+}
+
 /* One batch: up to MAX_BATCH_PAGES (and MIG_BATCH_BYTES, but at least one huge page)
  * dirty pages from *pos on; their dirty bits are cleared before the data is read, so a
  * write racing the send is caught by the tracker and the page goes again. */
@@ -288,6 +358,8 @@ static gboolean queue_dirty(Src *src, guint bi, GError **err)
 			if (!send_zeros(src, bi, zeros, &nz, err))
 				return FALSE;
 			/* a guest mostly of zeros queues no batch for long */
+			if (!n && !auto_probe(src, bi, i, err))
+				return FALSE;
 			if (!n && pass_cut(src))
 				return TRUE;
 		}
@@ -307,6 +379,8 @@ static gboolean queue_dirty(Src *src, guint bi, GError **err)
 				if (!poll_return_path(src, 0, &got, err))
 					return FALSE;
 			}
+			if (!auto_probe(src, bi, i, err))
+				return FALSE;
 			/* cut: every page whose bit was cleared is queued (the pass's end waits
 			 * for the senders to write it), and so are the zeros picked so far */
 			if (pass_cut(src))
@@ -342,6 +416,8 @@ static gboolean send_dirty(Src *src, GError **err)
 				if (!poll_return_path(src, 0, &got, err))
 					return FALSE;
 			}
+			if (!auto_probe(src, bi, pos, err))
+				return FALSE;
 			/* the batch is sent whole: what it cleared is on the channel */
 			if (pass_cut(src))
 				return TRUE;
@@ -433,6 +509,8 @@ static gboolean setup_tracking(Src *src, GError **err)
 
 	src->nblocks = s->ram->len;
 	src->blocks = g_new0(SrcBlock, src->nblocks);
+	/* the first probe's rate counts from here, a little before any write is tracked */
+	src->probe_t = g_get_monotonic_time();
 	for (guint i = 0; i < src->nblocks; i++) {
 		SrcBlock *b = &src->blocks[i];
 
@@ -514,6 +592,19 @@ static gboolean wait_pass_in_place(Src *src, gint64 *waited_us, GError **err)
 	return TRUE;
 }
 
+/* x-postcopy-auto's verdict, to query-migrate and the log: the pass in which or at
+ * whose end it switched, and why. */
+static void auto_switched(Src *src, const char *why)
+{
+	MigSession *s = src->s;
+
+	g_mutex_lock(&s->lock);
+	s->stats.x_auto_pass = src->pass;
+	g_strlcpy(s->stats.x_auto_reason, why, sizeof(s->stats.x_auto_reason));
+	g_mutex_unlock(&s->lock);
+	mig_log(s, MIG_LOG_INFO, "x-postcopy-auto: switching to postcopy: %s", why);
+}
+
 /* x-postcopy-auto: feeds the pass to the judge (autopc.h) and says whether to switch
  * now; the reason goes to query-migrate and the log. */
 static gboolean postcopy_judged(Src *src, guint64 dirty, guint64 bw, guint64 secs_us, guint64 limit)
@@ -538,11 +629,7 @@ static gboolean postcopy_judged(Src *src, guint64 dirty, guint64 bw, guint64 sec
 		smoothed / 1e6, pass.expected_ms);
 	if (!mig_autopc_judge(&src->autopc, &pass, limit, why, sizeof(why)))
 		return FALSE;
-	g_mutex_lock(&s->lock);
-	s->stats.x_auto_pass = src->pass;
-	g_strlcpy(s->stats.x_auto_reason, why, sizeof(s->stats.x_auto_reason));
-	g_mutex_unlock(&s->lock);
-	mig_log(s, MIG_LOG_INFO, "x-postcopy-auto: switching to postcopy: %s", why);
+	auto_switched(src, why);
 	return TRUE;
 }
 
@@ -564,7 +651,9 @@ static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 		/* A cut pass ends as any other: the multifd senders write what they were
 		 * handed and sync, PASS, a dirty sync, so the switchover starts from a whole
 		 * pass's state on both sides; only fewer pages went in it. */
-		src->pass_cut = FALSE;
+		src->pass_cut = src->auto_cut = FALSE;
+		src->pass_t0 = t0;
+		src->pass_sent0 = sent0;
 		if (!mig_dev_src_precopy(src->dev, err) || !send_dirty(src, err) || !mig_src_send_live(src, err) ||
 		    !mig_src_pass_end(src, err) || !drain_return_path(src, err))
 			return FALSE;
@@ -574,9 +663,9 @@ static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 		secs_us = (guint64)MAX(g_get_monotonic_time() - t0, 1);
 		moved = mig_atomic_get(&st->transferred) - sent0;
 		if (src->pass_cut)
-			mig_log(s, MIG_LOG_INFO, "migrate-start-postcopy: pass %" G_GUINT64_FORMAT " stopped early, after %"
+			mig_log(s, MIG_LOG_INFO, "%s: pass %" G_GUINT64_FORMAT " stopped early, after %"
 				G_GUINT64_FORMAT " bytes in %" G_GUINT64_FORMAT " ms; %" G_GUINT64_FORMAT " bytes dirty or unsent",
-				src->pass, moved, secs_us / 1000, dirty);
+				src->auto_cut ? "x-postcopy-auto" : "migrate-start-postcopy", src->pass, moved, secs_us / 1000, dirty);
 		bw = moved * G_USEC_PER_SEC / secs_us;
 		/* a near-empty pass says nothing about the link, and the devices' state must
 		 * not look like it would crawl over it: keep the last real figure. A cut
@@ -599,8 +688,11 @@ static gboolean precopy(Src *src, gboolean *postcopy, GError **err)
 		prev_expected = expected;
 		limit = __atomic_load_n(&s->params.downtime_limit, __ATOMIC_RELAXED);
 		/* the judge compares whole passes; a cut one ends precopy anyway unless its
-		 * rest fits, and then completes it */
-		judged = !src->pass_cut && postcopy_judged(src, dirty, bw, secs_us, limit);
+		 * rest fits, and then completes it. A probe's cut is its verdict: the rest
+		 * at the probe already did not fit */
+		judged = src->auto_cut || (!src->pass_cut && postcopy_judged(src, dirty, bw, secs_us, limit));
+		if (src->auto_cut && expected > limit)
+			auto_switched(src, src->auto_why);
 		if (postcopy_due(src)) {
 			*postcopy = TRUE;
 			return TRUE;

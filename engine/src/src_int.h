@@ -79,6 +79,13 @@ typedef struct Src {
 	guint64 pc_cap;         /* max-postcopy-bandwidth as the bulk sockets have it (0: none) */
 	MigBulkPace pace;
 	MigAutoPc autopc;       /* x-postcopy-auto's view of the passes so far */
+	/* x-postcopy-auto's probes of the first pass (mig/src/main): how many were taken,
+	 * where the pass began, the last collection, and a verdict that cut it */
+	guint probes;
+	gint64 pass_t0, probe_t;
+	guint64 pass_sent0;
+	gboolean auto_cut;
+	char auto_why[256];
 	/* postcopy recovery, under s->lock: the address `migrate resume:true` gave, a
 	 * migrate-pause asked for (and quit, above); resume_cond wakes the paused
 	 * migration thread */

@@ -3,7 +3,9 @@
  * as fast as the link moves, or would need many more passes, is switched, and so is
  * one whose further passes would take longer than postcopy moving the rest once; on
  * the first pass only a guest that rewrote nearly all of itself, never while the
- * rest fits the limit. */
+ * rest fits the limit. Inside the first pass, a probe switches a guest dirtying as
+ * fast as the pass sends or one precopy would move later than postcopy, never while
+ * what it found dirty fits the limit, and never an idle one. */
 #include "engine/src/autopc.h"
 
 #define MB 1000000ull
@@ -194,6 +196,63 @@ static void test_after_empty_pass(void)
 	g_assert_nonnull(strstr(why, "pass 4: precopy expects 4 more passes (q=0.75)"));
 }
 
+/* The first pass's probe at an eighth of the guest: 128 MB sent. */
+static gboolean probe(guint64 redirtied, guint64 expected_ms, guint64 dirty_rate, guint64 bw, char *why, gsize len)
+{
+	MigAutoPcProbe p = { .done = GUEST / 8, .redirtied = redirtied, .ram = GUEST, .expected_ms = expected_ms,
+			     .bw = bw, .dirty_rate = dirty_rate };
+
+	return mig_autopc_probe(&p, 300, why, len);
+}
+
+static void test_probe_stream(void)
+{
+	/* migbench postcopy-auto's stream guest an eighth into the bulk pass (a smoke
+	 * run's figures): it dirties faster than the pass sends, and what it rewrote
+	 * behind the cursor alone is over the limit: switch now, not after the pass */
+	char why[256] = "";
+
+	g_assert_true(probe(82 * MB, 654, 169 * MB, 125 * MB, why, sizeof(why)));
+	g_assert_cmpstr(why, ==, "pass 1 at 12 %: the guest dirties 169.0 MB/s, as fast as the pass's 125.0 MB/s moves "
+			"it, and what it rewrote of the 128 MB sent already takes 654 ms: precopy cannot catch up");
+}
+
+static void test_probe_hot(void)
+{
+	/* the hot guest (half its RAM at random) at its first probe, smoke figures: q =
+	 * 46 / 64 = 0.72; from the rest already found, 393 ms, precopy needs one more pass,
+	 * 393 + 282 ms, over 1.5 x postcopy's 393: the sooner finish is postcopy, now.
+	 * At q = 0.25 the same rest stays in precopy (393 + 98 ms) */
+	char why[256] = "";
+
+	g_assert_true(probe(90 * MB, 393, 46 * MB, 64 * MB, why, sizeof(why)));
+	g_assert_cmpstr(why, ==, "pass 1 at 12 %: precopy expects 1 more passes (q=0.72: the guest dirties 46.0 MB/s, "
+			"the pass moves 64.0 MB/s), about 675 ms, postcopy about 393 ms");
+	why[0] = '\0';
+	g_assert_false(probe(90 * MB, 393, 16 * MB, 64 * MB, why, sizeof(why)));
+	g_assert_cmpstr(why, ==, "");
+}
+
+static void test_probe_fits(void)
+{
+	/* as fast, but what it rewrote fits the limit (a working set of 50 MB, wherever
+	 * it lies): the pass's end decides on the whole rest */
+	char why[256] = "";
+
+	g_assert_false(probe(50 * MB, 250, 400 * MB, 200 * MB, why, sizeof(why)));
+	g_assert_cmpstr(why, ==, "");
+}
+
+static void test_probe_idle(void)
+{
+	/* an idle guest dirties nothing: however long its devices take, no verdict */
+	char why[256] = "";
+
+	g_assert_false(probe(0, 900, 0, 200 * MB, why, sizeof(why)));
+	g_assert_false(probe(0, 0, 0, 0, why, sizeof(why)));
+	g_assert_cmpstr(why, ==, "");
+}
+
 static void test_smoothed_bandwidth(void)
 {
 	MigAutoPc a = { 0 };
@@ -219,5 +278,9 @@ int main(int argc, char **argv)
 	g_test_add_func("/autopc/first-pass-zero-pages", test_first_pass_zero_pages);
 	g_test_add_func("/autopc/after-empty-pass", test_after_empty_pass);
 	g_test_add_func("/autopc/smoothed-bandwidth", test_smoothed_bandwidth);
+	g_test_add_func("/autopc/probe-stream", test_probe_stream);
+	g_test_add_func("/autopc/probe-hot", test_probe_hot);
+	g_test_add_func("/autopc/probe-fits", test_probe_fits);
+	g_test_add_func("/autopc/probe-idle", test_probe_idle);
 	return g_test_run();
 }
