@@ -923,8 +923,10 @@ void mig_src_resume(struct Src *src, const char *uri)
 {
 	g_free(src->resume_uri);
 	src->resume_uri = g_strdup(uri);
-	mig_set_status_locked(src->s, MIG_STATUS_POSTCOPY_RECOVER_SETUP);
+	/* woken first: its wake-up overlaps the event's making, and it takes s->lock, so
+	 * changes the status again, only after this change's event */
 	g_cond_broadcast(&src->resume_cond);
+	mig_set_status_locked(src->s, MIG_STATUS_POSTCOPY_RECOVER_SETUP);
 }
 
 void mig_src_free(struct Src *src)
