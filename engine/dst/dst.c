@@ -51,6 +51,7 @@ void mig_dst_free(Dst *d)
 	g_mutex_clear(&d->open_lock);
 	g_cond_clear(&d->open_cond);
 	g_ptr_array_free(d->openers, TRUE);
+	g_free(d->recover_error);
 	g_free(d->listen_uri);
 	g_free(d->stream_file);
 	g_free(d);

@@ -82,7 +82,13 @@ typedef struct Dst {
 	gboolean paused_ready;     /* paused, and every old channel and thread is gone */
 	gboolean resume_claimed;   /* the listener is admitting a resumed main channel */
 	gboolean quit;             /* the session goes away: the paused loader ends */
-	GCond recover_cond;        /* wakes the paused loader: a main channel is back, a resumed multifd channel joined, or quit */
+	GCond recover_cond;        /* wakes the paused loader: a recovery's handshake ended, or quit;
+				    * and that handshake: a resumed channel joined */
+	GByteArray *answer;        /* paused: the answer to PC_RECOVER (mig_dst_recover_answer) */
+	gboolean recovering;       /* a resumed main channel's opener runs the handshake on it */
+	gboolean recovered;        /* ... and it ended: recover_error NULL if it succeeded */
+	char *recover_error;
+	guint64 recover_asked;     /* page requests it asked again */
 	gboolean rp_hold;          /* under rp_lock: page requests wait for RP_RESUME_ACK */
 	guint64 pass_done;         /* the loader's last PASS in place (told at recovery) */
 	/* mig_dst_accept_inline is admitting a channel or running its loader on the
