@@ -81,6 +81,7 @@ typedef struct Dst {
 				    * pauses (set under s->lock, read atomically too) */
 	gboolean paused_ready;     /* paused, and every old channel and thread is gone */
 	gboolean resume_claimed;   /* the listener is admitting a resumed main channel */
+	gboolean recover_event_owed; /* postcopy-recover set, its event not yet sent */
 	gboolean quit;             /* the session goes away: the paused loader ends */
 	GCond recover_cond;        /* wakes the paused loader: a recovery's handshake ended, or quit;
 				    * and that handshake: a resumed channel joined */
@@ -139,6 +140,9 @@ void mig_dst_fail(MigSession *s, const char *msg);
  * registered and the fault thread keeps its requests. FALSE when not in postcopy (the
  * caller fails the migration as before). */
 gboolean mig_dst_postcopy_lost(MigSession *s, const char *why);
+/* The postcopy-recover event the admission of a resumed main channel left for after
+ * its reply, before any later status's. Call with s->lock held. */
+void mig_dst_recover_event_locked(MigSession *s);
 /* migrate_cancel is stopping this incoming migration: what fails now is not reported. */
 gboolean mig_dst_cancelled(MigSession *s);
 /* Whether the guest may run here while pages are still missing (postcopy after GO). */

@@ -172,8 +172,11 @@ static int admit_resume(MigSession *s, const MigHello *h, const char **why)
 	d->resume_claimed = TRUE;
 	/* before the reply: the source opens the other channels as soon as it has it, and
 	 * they are admitted only in postcopy-recover. A reply that fails leaves the loader
-	 * a dead channel, whose handshake fails and pauses again. */
-	mig_set_status_locked(s, MIG_STATUS_POSTCOPY_RECOVER);
+	 * a dead channel, whose handshake fails and pauses again. The status's event
+	 * follows the reply (mig_dst_recover_event_locked): making it is the host's work,
+	 * and the source waits for the reply */
+	s->status = MIG_STATUS_POSTCOPY_RECOVER;
+	d->recover_event_owed = TRUE;
 	return MIG_HELLO_OK;
 }
 
@@ -425,6 +428,7 @@ static void start_channel(MigSession *s, int type, guint index, int fd, gboolean
 		s->dst->resume_claimed = FALSE;
 		s->dst->recovering = TRUE;
 		s->dst->fd = fd;
+		mig_dst_recover_event_locked(s);
 		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_RECOVER);
 		g_mutex_unlock(&s->lock);
 	} else if (type == MIG_CHAN_MAIN) {
