@@ -30,10 +30,9 @@ static char *uri_str(const MigUri *uri)
 	return g_strdup_printf(strchr(uri->host, ':') ? "tcp:[%s]:%s" : "tcp:%s:%s", uri->host, uri->port);
 }
 
-int mig_chan_connect(MigSession *s, const MigUri *uri, const MigParams *p, int type, guint index, GError **err)
+/* fd from mig_uri_connect(_finish), or its error in every channel's words. */
+static int connected(MigSession *s, int fd, const MigUri *uri, const MigParams *p, int type, guint index, GError **err)
 {
-	int fd = mig_uri_connect(uri, (int)p->x_channel_timeout);
-
 	if (fd < 0) {
 		g_autofree char *name = chan_name(type, index);
 		g_autofree char *where = uri_str(uri);
@@ -44,6 +43,21 @@ int mig_chan_connect(MigSession *s, const MigUri *uri, const MigParams *p, int t
 	mig_chan_set_congestion(s, fd, p->x_tcp_congestion);
 	mig_chan_set_liveness(s, fd, p->x_channel_timeout);
 	return fd;
+}
+
+int mig_chan_connect(MigSession *s, const MigUri *uri, const MigParams *p, int type, guint index, GError **err)
+{
+	return connected(s, mig_uri_connect(uri, (int)p->x_channel_timeout), uri, p, type, index, err);
+}
+
+int mig_chan_connect_finish(MigSession *s, int fd, const MigUri *uri, const MigParams *p, int type, guint index,
+			    GError **err)
+{
+	int rc = mig_uri_connect_finish(fd, (int)p->x_channel_timeout);
+
+	if (rc < 0)
+		close(fd);
+	return connected(s, rc < 0 ? rc : fd, uri, p, type, index, err);
 }
 
 void mig_chan_set_liveness(MigSession *s, int fd, guint64 timeout_ms)

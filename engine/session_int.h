@@ -234,6 +234,10 @@ static inline gboolean mig_status_is_postcopy_run(MigStatus st)
  * bounded by the migration's x-channel-timeout; the socket gets its x-tcp-congestion
  * and x-channel-timeout's liveness settings. */
 int mig_chan_connect(MigSession *s, const struct MigUri *uri, const MigParams *p, int type, guint index, GError **err);
+/* The same for fd, whose connect to uri mig_uri_connect_start began (channels/uri.h);
+ * fd is taken. */
+int mig_chan_connect_finish(MigSession *s, int fd, const struct MigUri *uri, const MigParams *p, int type,
+			    guint index, GError **err);
 /* x-tcp-congestion onto a channel's socket (either side). */
 void mig_chan_set_congestion(MigSession *s, int fd, const char *algo);
 /* x-channel-timeout onto a channel's socket (either side): channels/io.h,

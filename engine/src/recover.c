@@ -91,9 +91,14 @@ gboolean mig_src_recover_begin(Src *src, MigChanBatch *lanes, GError **err)
 	gboolean ok;
 	int fd;
 
+	g_mutex_lock(&s->lock);
+	fd = g_steal_fd(&src->resume_conn);   /* its connect begun by migrate resume:true */
+	g_mutex_unlock(&s->lock);
 	if (src->inline_run && src->inl.resume_fd >= 0) {
 		fd = src->inl.resume_fd;   /* the harness's, once */
 		src->inl.resume_fd = -1;
+	} else if (fd >= 0) {
+		fd = mig_chan_connect_finish(s, fd, &src->uri, &src->p, MIG_CHAN_MAIN, 0, err);
 	} else {
 		fd = mig_chan_connect(s, &src->uri, &src->p, MIG_CHAN_MAIN, 0, err);
 	}
