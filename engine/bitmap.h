@@ -78,6 +78,93 @@ static inline gsize mig_bitmap_count(const gulong *map, gsize nbits)
 	return c;
 }
 
+/* A page bitmap's summary, for the source's dirty bitmaps: bit g of the groups is set
+ * when group g, pages [g << MIG_GROUP_SHIFT, (g + 1) << MIG_GROUP_SHIFT), may hold a
+ * set bit, and clear only when it holds none. Counting and walking then read the
+ * marked groups, not all of the map: the last dirty bitmap of an idle 16 GiB guest is
+ * 64 Ki words, its groups 16. Whoever sets bits of the map marks their groups; clearing
+ * a bit leaves the mark, and the count and the walk below drop the marks of groups
+ * they find empty. The marks belong to one thread (the source's migration thread): it
+ * marks and drops; others may clear bits of the map, never set them. */
+#define MIG_GROUP_SHIFT 12u   /* 4096 pages, 64 words of the map */
+
+static inline gsize mig_groups_n(gsize nbits)
+{
+	return (nbits + (1u << MIG_GROUP_SHIFT) - 1) >> MIG_GROUP_SHIFT;
+}
+
+static inline gulong *mig_groups_new(gsize nbits)
+{
+	return mig_bitmap_new(mig_groups_n(nbits));
+}
+
+/* Every group marked: the map may hold anything (its fill, a rewrite). */
+static inline void mig_groups_fill(gulong *groups, gsize nbits)
+{
+	mig_bitmap_fill(groups, mig_groups_n(nbits));
+}
+
+/* Group g's words of a map of nbits: [*w0, *w1). */
+static inline void mig_group_words(gsize g, gsize nbits, gsize *w0, gsize *w1)
+{
+	*w0 = (g << MIG_GROUP_SHIFT) / MIG_BITS_PER_LONG;
+	*w1 = MIN(*w0 + ((1u << MIG_GROUP_SHIFT) / MIG_BITS_PER_LONG), mig_bitmap_longs(nbits));
+}
+
+/* mig_bitmap_count of a map with groups; drops the marks of empty groups. */
+static inline gsize mig_groups_count(const gulong *map, gulong *groups, gsize nbits)
+{
+	gsize c = 0, ng = mig_groups_n(nbits);
+
+	for (gsize g = mig_bitmap_next(groups, ng, 0); g < ng; g = mig_bitmap_next(groups, ng, g + 1)) {
+		gsize w0, w1, n;
+
+		mig_group_words(g, nbits, &w0, &w1);
+		n = mig_bitmap_count(map + w0, (w1 - w0) * MIG_BITS_PER_LONG);
+		if (!n)
+			mig_bitmap_clear(groups, g);
+		c += n;
+	}
+	return c;
+}
+
+/* Drops group g's mark if the group is empty. */
+static inline void mig_groups_drop(const gulong *map, gulong *groups, gsize nbits, gsize g)
+{
+	gsize w0, w1;
+
+	mig_group_words(g, nbits, &w0, &w1);
+	if (mig_bitmap_test(groups, g) && !mig_bitmap_count(map + w0, (w1 - w0) * MIG_BITS_PER_LONG))
+		mig_bitmap_clear(groups, g);
+}
+
+/* mig_bitmap_next of a map with groups: skips unmarked groups, and drops the mark of a
+ * group it leaves empty. */
+static inline gsize mig_groups_next(const gulong *map, gulong *groups, gsize nbits, gsize from)
+{
+	gsize ng = mig_groups_n(nbits);
+
+	/* a walk whose last find was a group's last bit goes on from the next group's
+	 * first, or from the end: that group is behind it now */
+	if (from && from <= nbits && (from % (1u << MIG_GROUP_SHIFT) == 0 || from == nbits))
+		mig_groups_drop(map, groups, nbits, (from - 1) >> MIG_GROUP_SHIFT);
+	while (from < nbits) {
+		gsize g = mig_bitmap_next(groups, ng, from >> MIG_GROUP_SHIFT), w0, w1, i;
+
+		if (g >= ng)
+			break;
+		from = MAX(from, g << MIG_GROUP_SHIFT);
+		mig_group_words(g, nbits, &w0, &w1);
+		i = mig_bitmap_next(map, MIN(w1 * MIG_BITS_PER_LONG, nbits), from);
+		if (i < MIN(w1 * MIG_BITS_PER_LONG, nbits))
+			return i;
+		/* nothing from `from` on; the words before it may still hold bits */
+		mig_groups_drop(map, groups, nbits, g);
+		from = w1 * MIG_BITS_PER_LONG;
+	}
+	return nbits;
+}
+
 /* The wire's form of a bitmap (docs/protocol.md, RP_RECV_BITMAP): bit i is bit i mod 8,
  * least significant first, of byte i / 8; (nbits + 7) / 8 bytes. A word at a time:
  * a 1 TiB guest's bitmap is 2^28 bits. Each word is read once, atomically (other

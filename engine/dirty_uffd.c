@@ -3,7 +3,8 @@
  * a sync costs what was written, not a walk of all RAM). The only real work here is
  * turning -EOPNOTSUPP into a message that says which kernel feature is missing,
  * because that is what an operator can act on, and the log's fall-back to the scan. */
-#include <mig/dirty.h>
+#include "engine/dirty_int.h"
+#include "engine/bitmap.h"
 #include "uffd/uffd.h"
 #include "uffd/wp_log.h"
 #include "uffd/wp_tracker.h"
@@ -109,9 +110,8 @@ static gboolean uffd_start(MigDirtyTracker *base, void *host, gsize len, gsize p
 	return TRUE;
 }
 
-static gboolean uffd_sync(MigDirtyTracker *base, gulong *bitmap, guint64 *ndirty, GError **err)
+static gboolean uffd_sync_marked(UffdDirty *t, gulong *bitmap, gulong *groups, guint64 *ndirty, GError **err)
 {
-	UffdDirty *t = (UffdDirty *)base;
 	uint64_t n = 0;
 	int ret;
 
@@ -121,8 +121,8 @@ static gboolean uffd_sync(MigDirtyTracker *base, gulong *bitmap, guint64 *ndirty
 	}
 	/* On failure the tracker has already marked every page dirty in bitmap, so a
 	 * caller that chooses to continue anyway stays correct. */
-	ret = t->log ? mig_wp_log_collect(t->log, bitmap, &n)
-		     : mig_wp_tracker_collect(t->wp, bitmap, &n);
+	ret = t->log ? mig_wp_log_collect_marked(t->log, bitmap, groups, MIG_GROUP_SHIFT, &n)
+		     : mig_wp_tracker_collect_marked(t->wp, bitmap, groups, MIG_GROUP_SHIFT, &n);
 	if (ndirty)
 		*ndirty = n;
 	if (ret < 0) {
@@ -130,6 +130,11 @@ static gboolean uffd_sync(MigDirtyTracker *base, gulong *bitmap, guint64 *ndirty
 		return FALSE;
 	}
 	return TRUE;
+}
+
+static gboolean uffd_sync(MigDirtyTracker *base, gulong *bitmap, guint64 *ndirty, GError **err)
+{
+	return uffd_sync_marked((UffdDirty *)base, bitmap, NULL, ndirty, err);
 }
 
 static void uffd_stop(MigDirtyTracker *base)
@@ -179,4 +184,16 @@ MigDirtyTracker *mig_dirty_tracker_uffd_log_new(void)
 	t->base.ops = &uffd_log_ops;
 	t->want_log = TRUE;
 	return &t->base;
+}
+
+gboolean mig_dirty_sync_marked(MigDirtyTracker *t, gulong *bitmap, gulong *groups, gsize npages, guint64 *ndirty,
+			       GError **err)
+{
+	gboolean ok;
+
+	if (t->ops == &uffd_ops || t->ops == &uffd_log_ops)
+		return uffd_sync_marked((UffdDirty *)t, bitmap, groups, ndirty, err);
+	ok = t->ops->sync(t, bitmap, ndirty, err);
+	mig_groups_fill(groups, npages);
+	return ok;
 }

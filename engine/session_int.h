@@ -145,6 +145,14 @@ static inline void mig_bitmap_set_atomic(gulong *map, gsize i)
 	__atomic_fetch_or(&map[i / (8 * sizeof(gulong))], 1ul << (i % (8 * sizeof(gulong))), __ATOMIC_RELAXED);
 }
 
+/* Sets bit i; 1 if it was clear. The same one locked instruction as the set (x86: bts). */
+static inline guint mig_bitmap_set_atomic_new(gulong *map, gsize i)
+{
+	gulong bit = 1ul << (i % (8 * sizeof(gulong)));
+
+	return !(__atomic_fetch_or(&map[i / (8 * sizeof(gulong))], bit, __ATOMIC_RELAXED) & bit);
+}
+
 static inline guint64 mig_atomic_get(const guint64 *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void mig_atomic_add(guint64 *p, guint64 v) { __atomic_add_fetch(p, v, __ATOMIC_RELAXED); }
 static inline void mig_atomic_set(guint64 *p, guint64 v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }

@@ -34,3 +34,13 @@ int mig_uffd_check_range(const void *addr, size_t len, size_t page_size);
 
 /* Write-protect (wp = 1) or un-protect a range. */
 int mig_uffd_wp(int uffd, void *addr, size_t len, int wp);
+
+/* The dirty trackers' summary of what they report (wp_tracker.h, wp_log.h): sets bit
+ * p >> shift of groups for every page p of [first, first + n), n > 0. */
+static inline void mig_uffd_mark_groups(unsigned long *groups, unsigned shift, size_t first, size_t n)
+{
+	const size_t bits = 8 * sizeof(unsigned long);
+
+	for (size_t g = first >> shift; g <= (first + n - 1) >> shift; g++)
+		groups[g / bits] |= 1UL << (g % bits);
+}

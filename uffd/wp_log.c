@@ -264,7 +264,8 @@ static int cmp_size(const void *a, const void *b)
 /* With lock held: re-protects every logged page, one ioctl per run of consecutive
  * pages (runs may span words: the words are taken in address order), and moves the
  * log into bitmap. */
-static int reprotect_log(MigWpLog *l, unsigned long *bitmap, uint64_t *found)
+static int reprotect_log(MigWpLog *l, unsigned long *bitmap, unsigned long *groups, unsigned shift,
+			 uint64_t *found)
 {
 	size_t run = 0, run_end = 0;	/* pending run [run, run_end), empty if equal */
 	int ret = 0;
@@ -286,6 +287,8 @@ static int reprotect_log(MigWpLog *l, unsigned long *bitmap, uint64_t *found)
 				run = w * BITS_PER_ULONG + b;
 			}
 			run_end = w * BITS_PER_ULONG + e;
+			if (groups)
+				mig_uffd_mark_groups(groups, shift, w * BITS_PER_ULONG + b, e - b);
 			bits &= e < BITS_PER_ULONG ? ~0UL << e : 0;
 		}
 		bitmap[w] |= l->logged[w];
@@ -299,19 +302,27 @@ static int reprotect_log(MigWpLog *l, unsigned long *bitmap, uint64_t *found)
 
 int mig_wp_log_collect(MigWpLog *l, unsigned long *bitmap, uint64_t *ndirty)
 {
+	return mig_wp_log_collect_marked(l, bitmap, NULL, 0, ndirty);
+}
+
+int mig_wp_log_collect_marked(MigWpLog *l, unsigned long *bitmap, unsigned long *groups, unsigned group_shift,
+			      uint64_t *ndirty)
+{
 	uint64_t found = 0;
 	int ret;
 
 	pthread_mutex_lock(&l->lock);
 	ret = l->failed ? l->failed : l->armed ? 0 : -EINVAL;
 	if (!ret)
-		ret = reprotect_log(l, bitmap, &found);
+		ret = reprotect_log(l, bitmap, groups, group_shift, &found);
 	if (ret) {
 		/* Some pages may be re-protected and not reported, or reported and not
 		 * re-protected: report everything. */
 		for (size_t w = 0; w < l->nwords; w++)
 			bitmap[w] |= w + 1 < l->nwords || !(l->npages % BITS_PER_ULONG)
 					     ? ~0UL : (1UL << (l->npages % BITS_PER_ULONG)) - 1;
+		if (groups)
+			mig_uffd_mark_groups(groups, group_shift, 0, l->npages);
 		found = l->npages;
 		clear_log(l);
 	}

@@ -23,6 +23,11 @@ int mig_wp_log_arm(MigWpLog *l);
  * bit is set (nothing can have been lost) and -errno is returned. */
 int mig_wp_log_collect(MigWpLog *l, unsigned long *bitmap, uint64_t *ndirty);
 
+/* The same, and marks in groups every page it sets in bitmap (mig_uffd_mark_groups;
+ * on failure all of them), as mig_wp_tracker_collect_marked. */
+int mig_wp_log_collect_marked(MigWpLog *l, unsigned long *bitmap, unsigned long *groups, unsigned group_shift,
+			      uint64_t *ndirty);
+
 /* Unregisters (the memory is left writable, blocked writers go on), stops and joins
  * the thread, frees. */
 void mig_wp_log_free(MigWpLog *l);

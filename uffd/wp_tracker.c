@@ -369,8 +369,15 @@ int mig_wp_tracker_arm(MigWpTracker *t)
 
 /* One get-and-clear walk of [start, end), its reports ORed into bitmap. `gap`: see
  * "Untouched memory" above. 0 or -errno. */
+/* Where collect puts what it finds: the caller's bitmap and, if any, its summary. */
+typedef struct {
+	unsigned long *bitmap;
+	unsigned long *groups;
+	unsigned shift;
+} CollectOut;
+
 static int collect_range(MigWpTracker *t, uintptr_t start, uintptr_t end, int gap,
-			 unsigned long *bitmap, uint64_t *found)
+			 const CollectOut *out, uint64_t *found)
 {
 	struct pm_scan_arg arg = {
 		.size = sizeof(arg),
@@ -404,7 +411,9 @@ static int collect_range(MigWpTracker *t, uintptr_t start, uintptr_t end, int ga
 			 * rounding outwards can only over-report. */
 			first = (r->start - t->start) / t->page_size;
 			last = (r->end - t->start + t->page_size - 1) / t->page_size;
-			set_bits(bitmap, first, last - first);
+			set_bits(out->bitmap, first, last - first);
+			if (out->groups)
+				mig_uffd_mark_groups(out->groups, out->shift, first, last - first);
 			*found += last - first;
 		}
 		/* The vector filled up before the range was done: the pages that did not fit
@@ -419,6 +428,13 @@ static int collect_range(MigWpTracker *t, uintptr_t start, uintptr_t end, int ga
 
 int mig_wp_tracker_collect(MigWpTracker *t, unsigned long *bitmap, uint64_t *ndirty)
 {
+	return mig_wp_tracker_collect_marked(t, bitmap, NULL, 0, ndirty);
+}
+
+int mig_wp_tracker_collect_marked(MigWpTracker *t, unsigned long *bitmap, unsigned long *groups,
+				  unsigned group_shift, uint64_t *ndirty)
+{
+	const CollectOut out = { bitmap, groups, group_shift };
 	const uintptr_t end = t->start + t->len;
 	uintptr_t pos = t->start;
 	uint64_t found = 0;
@@ -433,15 +449,17 @@ int mig_wp_tracker_collect(MigWpTracker *t, unsigned long *bitmap, uint64_t *ndi
 		uintptr_t a = i < t->nranges ? t->ranges[2 * i] : end;
 
 		if (pos < a)
-			ret = collect_range(t, pos, a, 1, bitmap, &found);
+			ret = collect_range(t, pos, a, 1, &out, &found);
 		if (ret == 0 && i < t->nranges) {
-			ret = collect_range(t, a, t->ranges[2 * i + 1], 0, bitmap, &found);
+			ret = collect_range(t, a, t->ranges[2 * i + 1], 0, &out, &found);
 			pos = t->ranges[2 * i + 1];
 		}
 	}
 
 	if (ret < 0) {
 		set_bits(bitmap, 0, t->npages);
+		if (groups)
+			mig_uffd_mark_groups(groups, group_shift, 0, t->npages);
 		found = t->npages;
 	}
 	if (ndirty)

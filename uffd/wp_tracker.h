@@ -22,5 +22,11 @@ int mig_wp_tracker_arm(MigWpTracker *t);
  * re-protects it. *ndirty (may be NULL) counts the pages found. 0 or -errno. */
 int mig_wp_tracker_collect(MigWpTracker *t, unsigned long *bitmap, uint64_t *ndirty);
 
+/* The same, and marks in groups (mig_uffd_mark_groups) every page it sets in bitmap,
+ * on failure all of them: a caller keeping a summary of its bitmap learns what
+ * changed without reading all of it. */
+int mig_wp_tracker_collect_marked(MigWpTracker *t, unsigned long *bitmap, unsigned long *groups,
+				  unsigned group_shift, uint64_t *ndirty);
+
 /* Unregisters and frees; the memory is left writable. */
 void mig_wp_tracker_free(MigWpTracker *t);

@@ -42,6 +42,11 @@ typedef struct Dst {
 	gboolean stale_main;
 	gboolean bound;            /* SETUP arrived: the peer is bound (under s->lock) */
 	gulong **received;         /* per block: pages received (set atomically) */
+	/* per block, under mf_lock: the bits of received that the loader and the receivers
+	 * set, each once, so that COMPLETE need not count them (mig_dst_all_received);
+	 * received_cleared: a discard cleared some, the counts say nothing any more */
+	guint64 *received_n;
+	gboolean received_cleared;
 
 	/* multifd (multifd.c); mf_lock nests inside s->lock, never around it */
 	GMutex mf_lock;
@@ -129,6 +134,13 @@ int mig_dst_rp_send_last(MigSession *s, guint16 type, const struct iovec *iov, i
  * and in postcopy a placed page): else an error naming how many are missing and the
  * first of them. A guest may start only on a complete memory image. */
 gboolean mig_dst_all_received(MigSession *s, GError **err);
+
+/* The received bitmaps, all clear, and their counts: at SETUP, before any receiver
+ * may place a page. */
+void mig_dst_received_new(MigSession *s);
+
+/* Counts n bits of block bi's received bitmap that the caller set (received_n). */
+void mig_dst_received_add(Dst *d, guint bi, guint n);
 /* A part of the half failed: records why, wakes the receivers and cuts the main
  * channel's reading, so the loader notices, stops the rest and answers the source.
  * Once the guest may run in postcopy this is mig_dst_postcopy_lost. */

@@ -460,12 +460,11 @@ static gboolean lazy_start(FileLoad *fl, GBytes *state, GError **err)
 	gsize maxps = 0;
 	gint64 t0;
 
-	s->dst->received = g_new0(gulong *, s->ram->len);
+	mig_dst_received_new(s);
 	for (guint bi = 0; bi < s->ram->len; bi++) {
 		MigRamBlock *rb = g_ptr_array_index(s->ram, bi);
 		gsize npages = mig_ram_block_pages(rb);
 
-		s->dst->received[bi] = mig_bitmap_new(npages);
 		/* a word at a time: before the guest runs, a bit at a time cost about 1.5 ms
 		 * of CPU per GiB of guest */
 		for (gsize w = 0; w < mig_bitmap_longs(npages); w++)

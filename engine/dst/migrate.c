@@ -1188,11 +1188,10 @@ static gboolean load_setup(Loader *d, guint32 len, GError **err)
 	if (!mig_dev_dst_setup(s, d->buf, len, &off, err))
 		return FALSE;
 	d->max_frame = MAX(d->max_frame, MIG_DEV_HDR_LEN + MIG_DEV_CHUNK);
-	s->dst->received = g_new0(gulong *, n);
+	mig_dst_received_new(s);
 	for (guint i = 0; i < n; i++) {
 		MigRamBlock *rb = g_ptr_array_index(s->ram, i);
 
-		s->dst->received[i] = mig_bitmap_new(mig_ram_block_pages(rb));
 		d->max_frame = (guint32)MIN((guint64)G_MAXUINT32, MAX((guint64)d->max_frame, MIG_PAGES_HDR_LEN + 8 + rb->page_size));
 	}
 	d->have_setup = TRUE;
@@ -1254,7 +1253,7 @@ static gboolean load_pages(Loader *d, guint32 len, GError **err)
 	guint64 offs[MIG_PAGES_MAX];
 	struct iovec iov[MIG_PAGES_MAX];
 	MigRamBlock *rb;
-	guint bi, count;
+	guint bi, count, got = 0;
 	int rc;
 
 	if (!read_page_list(d, len, TRUE, &rb, &bi, offs, &count, err))
@@ -1276,7 +1275,8 @@ static gboolean load_pages(Loader *d, guint32 len, GError **err)
 	if (rc < 0)
 		return fail(err, -rc, "migration stream truncated: %s", g_strerror(-rc));
 	for (guint i = 0; i < count; i++)
-		mig_bitmap_set_atomic(d->s->dst->received[bi], offs[i] / rb->page_size);
+		got += mig_bitmap_set_atomic_new(d->s->dst->received[bi], offs[i] / rb->page_size);
+	mig_dst_received_add(d->s->dst, bi, got);
 	return TRUE;
 }
 
@@ -1284,7 +1284,7 @@ static gboolean load_zeros(Loader *d, guint32 len, GError **err)
 {
 	guint64 offs[MIG_PAGES_MAX];
 	MigRamBlock *rb;
-	guint bi, count;
+	guint bi, count, got = 0;
 
 	if (!read_page_list(d, len, FALSE, &rb, &bi, offs, &count, err))
 		return FALSE;
@@ -1299,8 +1299,9 @@ static gboolean load_zeros(Loader *d, guint32 len, GError **err)
 		/* fresh memory is already zero; only a page that got data earlier needs it */
 		if (mig_bitmap_test(d->s->dst->received[bi], pg))
 			memset(rb->host + offs[i], 0, rb->page_size);
-		mig_bitmap_set_atomic(d->s->dst->received[bi], pg);
+		got += mig_bitmap_set_atomic_new(d->s->dst->received[bi], pg);
 	}
+	mig_dst_received_add(d->s->dst, bi, got);
 	return TRUE;
 }
 

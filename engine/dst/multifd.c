@@ -58,7 +58,7 @@ static gboolean recv_pages(MfRecv *r, guint32 len, GError **err)
 	MigMfHdr hdr;
 	guint64 offs[MIG_MF_MAX_PAGES];
 	struct iovec iov[MIG_MF_MAX_PAGES];
-	guint bi, nn, nz;
+	guint bi, nn, nz, got = 0;
 	MigRamBlock *rb;
 	int rc, niov = 0;
 
@@ -125,11 +125,12 @@ static gboolean recv_pages(MfRecv *r, guint32 len, GError **err)
 			/* fresh memory is zero already; only a page that got data earlier needs it */
 			if (i >= nn && mig_bitmap_test(s->dst->received[bi], pg))
 				memset(rb->host + offs[i], 0, rb->page_size);
-			mig_bitmap_set_atomic(s->dst->received[bi], pg);
+			got += mig_bitmap_set_atomic_new(s->dst->received[bi], pg);
 		}
 		mig_atomic_add(&s->stats.transferred, MIG_FRAME_HDR_LEN + len);
 	}
 	g_mutex_lock(&s->dst->mf_lock);
+	s->dst->received_n[bi] += got;   /* the lock this frame takes anyway */
 	s->dst->mf_writing--;
 	g_cond_broadcast(&s->dst->mf_cond);
 	g_mutex_unlock(&s->dst->mf_lock);

@@ -412,6 +412,9 @@ gboolean mig_pc_dst_discard(MigSession *s, guint block, const guint64 *ranges, g
 		return FALSE;
 	}
 	received = s->dst->received[block];
+	g_mutex_lock(&s->dst->mf_lock);
+	s->dst->received_cleared = TRUE;   /* the counts of set bits stop adding up */
+	g_mutex_unlock(&s->dst->mf_lock);
 	for (guint i = 0; i < n; i++)
 		for (guint64 p = ranges[2 * i]; p < ranges[2 * i] + ranges[2 * i + 1]; p++)
 			__atomic_fetch_and(&received[p / MIG_BITS_PER_LONG], ~(1ul << (p % MIG_BITS_PER_LONG)), __ATOMIC_RELAXED);

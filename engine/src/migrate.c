@@ -277,7 +277,7 @@ static gboolean send_batch(Src *src, guint bi, gsize *pos, GError **err)
 	gsize i = *pos;
 
 	while (n < max) {
-		i = mig_bitmap_next(b->dirty, b->npages, i);
+		i = mig_groups_next(b->dirty, b->groups, b->npages, i);
 		if (i >= b->npages)
 			break;
 		mig_bitmap_clear(b->dirty, i);
@@ -343,7 +343,7 @@ static gboolean queue_dirty(Src *src, guint bi, GError **err)
 	guint16 got;
 
 	for (;;) {
-		i = mig_bitmap_next(b->dirty, b->npages, i);
+		i = mig_groups_next(b->dirty, b->groups, b->npages, i);
 		if (i < b->npages) {
 			mig_bitmap_clear(b->dirty, i);
 			if (src->zero_mode == 1 && legacy_zero(src, b, i, empty, &win))
@@ -517,8 +517,10 @@ static gboolean setup_tracking(Src *src, GError **err)
 		b->rb = g_ptr_array_index(s->ram, i);
 		b->npages = mig_ram_block_pages(b->rb);
 		b->dirty = mig_bitmap_new(b->npages);
+		b->groups = mig_groups_new(b->npages);
 		/* the first pass sends everything; tracking starts before it reads a byte */
 		mig_bitmap_fill(b->dirty, b->npages);
+		mig_groups_fill(b->groups, b->npages);
 		b->tracker = mig_tracker_new(s, b->rb, err);
 		if (!b->tracker || !b->tracker->ops->start(b->tracker, b->rb->host, b->rb->size, b->rb->page_size, err))
 			return FALSE;
@@ -539,6 +541,7 @@ static void free_tracking(Src *src)
 			mig_dirty_tracker_free(b->tracker);
 		}
 		g_free(b->dirty);
+		g_free(b->groups);
 	}
 	g_free(src->blocks);
 }

@@ -333,7 +333,7 @@ static gboolean send_discards(Src *src, GError **err)
 		gsize i = 0;
 
 		for (;;) {
-			gsize start = mig_bitmap_next(b->dirty, b->npages, i), end = start;
+			gsize start = mig_groups_next(b->dirty, b->groups, b->npages, i), end = start;
 
 			while (end < b->npages && mig_bitmap_test(b->dirty, end))
 				end++;

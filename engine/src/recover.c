@@ -73,6 +73,7 @@ static gboolean take_bitmap(Src *src, const guint8 *p, guint32 len, gboolean *se
 	/* the bits that land here are only ever set by this thread's push, which is not
 	 * running: a plain rewrite is safe */
 	mig_bitmap_from_bytes(b->dirty, b->npages, bits, TRUE);
+	mig_groups_fill(b->groups, b->npages);
 	return TRUE;
 }
 

@@ -3,6 +3,7 @@
  * The bottom of the half: it calls none of them. */
 #include "engine/src/src_int.h"
 #include "engine/bitmap.h"
+#include "engine/dirty_int.h"
 #include "engine/holes.h"
 #include "channels/wire.h"
 #include "channels/frame.h"
@@ -162,9 +163,9 @@ gboolean mig_src_sync_dirty(Src *src, guint64 *bytes, GError **err)
 		SrcBlock *b = &src->blocks[bi];
 		guint64 n = 0;
 
-		if (!b->tracker->ops->sync(b->tracker, b->dirty, &n, err))
+		if (!mig_dirty_sync_marked(b->tracker, b->dirty, b->groups, b->npages, &n, err))
 			return FALSE;
-		*bytes += (guint64)mig_bitmap_count(b->dirty, b->npages) * b->rb->page_size;
+		*bytes += (guint64)mig_groups_count(b->dirty, b->groups, b->npages) * b->rb->page_size;
 	}
 	mig_atomic_add(&src->s->stats.dirty_sync_count, 1);
 	mig_atomic_set(&src->s->stats.remaining, *bytes);

@@ -17,6 +17,7 @@ typedef struct SrcBlock {
 	MigRamBlock *rb;
 	gsize npages;
 	gulong *dirty;
+	gulong *groups;         /* dirty's summary (engine/bitmap.h), this thread's */
 	MigDirtyTracker *tracker;
 } SrcBlock;
 

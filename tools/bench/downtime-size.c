@@ -415,12 +415,47 @@ static gboolean ds_write_json(Bench *b, GPtrArray *rows, GError **err)
 	return bench_json_save(b, j, err);
 }
 
+/* --rows NAME,...: the kinds of *kinds named (4k, thp, 4k-log), kept in their order in picked. */
+static gboolean ds_pick_kinds(const char *names, const DsPages **kinds, guint *nk, DsPages *picked)
+{
+	g_auto(GStrv) only = g_strsplit(names, ",", -1);
+	guint n = 0;
+
+	for (guint i = 0; only[i]; i++) {
+		gboolean known = FALSE;
+
+		for (guint k = 0; k < *nk; k++)
+			known |= !g_ascii_strcasecmp(only[i], ds_pages_json[(*kinds)[k]]);
+		if (!known) {
+			g_printerr("migbench: --rows: no row '%s' here (", only[i]);
+			for (guint k = 0; k < *nk; k++)
+				g_printerr("%s%s", k ? ", " : "", ds_pages_json[(*kinds)[k]]);
+			g_printerr(")\n");
+			return FALSE;
+		}
+	}
+	for (guint k = 0; k < *nk; k++)
+		for (guint i = 0; only[i]; i++)
+			if (!g_ascii_strcasecmp(only[i], ds_pages_json[(*kinds)[k]])) {
+				picked[n++] = (*kinds)[k];
+				break;
+			}
+	if (!n) {
+		g_printerr("migbench: --rows: no row named\n");
+		return FALSE;
+	}
+	*kinds = picked;
+	*nk = n;
+	return TRUE;
+}
+
 static int run_downtime_size(Bench *b)
 {
 	static const guint full[] = { 1, 2, 4, 8, 16 }, quick[] = { 1, 4 }, busy[] = { 1, 4 }, busy_quick[] = { 1 };
 	static const DsPages all_kinds[] = { DS_4K, DS_THP, DS_4K_LOG }, busy_kinds[] = { DS_4K, DS_4K_LOG };
 	const DsPages *kinds = b->ds_workload ? busy_kinds : all_kinds;
 	guint nk = b->ds_workload ? G_N_ELEMENTS(busy_kinds) : G_N_ELEMENTS(all_kinds);
+	DsPages picked[DS_NKINDS];
 	const guint *gib;
 	guint n;
 	guint64 have = mem_available();
@@ -440,6 +475,10 @@ static int run_downtime_size(Bench *b)
 	}
 	if (b->ds_workload && !strcmp(b->ds_workload, "busy"))
 		b->ds_workload = DS_BUSY;
+	/* --rows: some kinds of pages only (each a run of its own at 16 GiB, the 4K scan's
+	 * the longest), in the scenario's order */
+	if (b->auto_rows && !ds_pick_kinds(b->auto_rows, &kinds, &nk, picked))
+		return 2;
 	b->unplotted = TRUE;
 	/* idle: each size in 4 KiB pages, on THP and in 4 KiB pages with the sync log: the
 	 * THP and 4K-log rows measure the walk's change, the 4K rows keep the figure

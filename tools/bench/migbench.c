@@ -7,7 +7,7 @@
  *            [--cut-ms N] [--outage-s N]              (postcopy-recovery)
  *            [--cells GLOB]                           (faults)
  *            [--sizes N,...] [--workload SPEC] [--used SIZE]   (downtime-size)
- *            [--rows NAME,...]                        (postcopy-auto)
+ *            [--rows NAME,...]                        (postcopy-auto, downtime-size)
  *
  * It starts every process it measures (migd pairs, mig-rawxfer pairs) in a temporary
  * directory, on the host or inside its shaped netns bed (tools/bench/netns.h), waits for
@@ -60,7 +60,7 @@ static int usage(const char *why)
 		   "                [--cut-ms N] [--outage-s N]              (postcopy-recovery)\n"
 		   "                [--cells GLOB]                           (faults)\n"
 		   "                [--sizes N,...] [--workload SPEC] [--used SIZE]   (downtime-size)\n"
-		   "                [--rows NAME,...]                        (postcopy-auto)\n"
+		   "                [--rows NAME,...]                        (postcopy-auto, downtime-size)\n"
 		   "scenarios:\n");
 	for (gsize i = 0; i < G_N_ELEMENTS(scenarios); i++)
 		g_printerr("  %-20s %s\n", scenarios[i]->name, scenarios[i]->summary);
@@ -248,7 +248,8 @@ int main(int argc, char **argv)
 		  "downtime-size: every row's source guest writes only its first SIZE of RAM (migd used=; "
 		  "default: all of it, or what fits where a fully written pair does not)", "SIZE" },
 		{ "rows", 0, 0, G_OPTION_ARG_STRING, &rows,
-		  "postcopy-auto: only these rows (stream, hot, idle; default all)", "NAME,..." },
+		  "postcopy-auto: only these rows (stream, hot, idle; default all); downtime-size: only these pages "
+		  "(4k, thp, 4k-log; default all)", "NAME,..." },
 		{ "tcp-congestion", 0, 0, G_OPTION_ARG_STRING, &tcp_cc,
 		  "Every migd's x-tcp-congestion and the raw baselines' (default: migd's, cubic; \"\": the system's)",
 		  "ALGO" },

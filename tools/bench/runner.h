@@ -93,7 +93,7 @@ typedef struct Bench {
 	guint n_ds_sizes;           /* 0: the scenario's sizes */
 	const char *ds_workload;    /* downtime-size: --workload, the source's; NULL: idle */
 	guint64 ds_used;            /* downtime-size: --used, what every row's source writes; 0: all that fits */
-	const char *auto_rows;      /* postcopy-auto: --rows, the workloads to run (comma list); NULL: all */
+	const char *auto_rows;      /* --rows (comma list; NULL: all): postcopy-auto's workloads, downtime-size's pages */
 	BenchProcs *procs;
 	GPtrArray *notes;           /* char *: what the reader of the table must know */
 	guint seq;                  /* numbers per-run file names */

@@ -45,8 +45,7 @@ static void fx_init(Fx *f, guint n)
 	g_assert_no_error(err);
 	mig_session_add_ram(s, f->rb);
 	test_dst_new(s);
-	s->dst->received = g_new0(gulong *, 1);
-	s->dst->received[0] = mig_bitmap_new(NPAGES);
+	mig_dst_received_new(s);
 	s->dst->mf_expected = n;
 	for (guint i = 0; i < n; i++) {
 		int sv[2];

@@ -15,12 +15,17 @@ static const TmBackend backends[] = {
 	{ TM_HUGETLB, "hugetlb-2M" },
 };
 
+/* Pages per group of the collects' summary: small, so that the tests' few MiB span
+ * many groups and a run of pages crosses their edges. */
+#define GROUP_SHIFT 3u
+
 /* The two trackers with one contract: async WP + PAGEMAP_SCAN, and the sync fault log. */
 typedef struct {
 	const char *name;
 	int (*new_)(void *addr, size_t len, size_t page_size, void **out);
 	int (*arm)(void *t);
-	int (*collect)(void *t, unsigned long *bitmap, uint64_t *ndirty);
+	/* the _marked collect: groups of GROUP_SHIFT pages marked beside the bitmap */
+	int (*collect)(void *t, unsigned long *bitmap, unsigned long *groups, uint64_t *ndirty);
 	void (*free_)(void *t);
 } Impl;
 
@@ -34,9 +39,9 @@ typedef struct {
 		return ret;                                                                \
 	}                                                                                  \
 	static int P##_arm_(void *t) { return mig_##P##_arm(t); }                          \
-	static int P##_collect_(void *t, unsigned long *map, uint64_t *n)                  \
+	static int P##_collect_(void *t, unsigned long *map, unsigned long *groups, uint64_t *n) \
 	{                                                                                  \
-		return mig_##P##_collect(t, map, n);                                       \
+		return mig_##P##_collect_marked(t, map, groups, GROUP_SHIFT, n);           \
 	}                                                                                  \
 	static void P##_free_(void *t) { mig_##P##_free(t); }
 IMPL_WRAP(wp_tracker, MigWpTracker)
@@ -140,10 +145,24 @@ static gboolean setup(TmKind kind, size_t len, TmMem *m, void **t)
 	return setup_used(kind, len, len, m, t);
 }
 
+/* A collect into a cleared bitmap; its groups must be those of the pages it set,
+ * exactly (a missing mark would hide a dirty page from the engine's walk). */
 static void collect(void *t, unsigned long *map, size_t nlongs, uint64_t *n)
 {
+	size_t npages = nlongs * 8 * sizeof(long), ngroups = (npages >> GROUP_SHIFT) + 1;
+	g_autofree unsigned long *groups = g_new0(unsigned long, tm_bitmap_longs(ngroups));
+
 	memset(map, 0, nlongs * sizeof(long));
-	g_assert_cmpint(impl->collect(t, map, n), ==, 0);
+	g_assert_cmpint(impl->collect(t, map, groups, n), ==, 0);
+	for (size_t g = 0; g < ngroups; g++) {
+		int any = 0;
+
+		for (size_t p = g << GROUP_SHIFT; p < MIN((g + 1) << GROUP_SHIFT, npages); p++)
+			any |= tm_test_bit(map, p);
+		if (tm_test_bit(groups, g) != any)
+			g_error("group %zu (pages %zu..): marked %d, pages set %d", g, g << GROUP_SHIFT,
+				tm_test_bit(groups, g), any);
+	}
 }
 
 static void assert_exact(const TmMem *m, const unsigned long *map, uint64_t n,
