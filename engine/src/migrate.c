@@ -5,6 +5,7 @@
 #include "engine/src/postcopy.h"
 #include "engine/src/devlane.h"
 #include "engine/holes.h"
+#include "engine/dirty_int.h"
 #include "engine/src/filesave.h"
 #include "engine/bitmap.h"
 #include "channels/frame.h"
@@ -243,11 +244,12 @@ static gboolean auto_probe(Src *src, guint bi, gsize next, GError **err)
 		SrcBlock *b = &src->blocks[j];
 		guint64 n = 0;
 
-		if (!b->tracker->ops->sync(b->tracker, b->dirty, &n, err))
+		/* marked: the pass and postcopy walk only the groups a collect marked */
+		if (!mig_dirty_sync_marked(b->tracker, b->dirty, b->groups, b->npages, &n, err))
 			return FALSE;
 		written += n * b->rb->page_size;
 		if (j <= bi)
-			p.redirtied += (guint64)(j < bi ? mig_bitmap_count(b->dirty, b->npages) : count_below(b->dirty, next)) *
+			p.redirtied += (guint64)(j < bi ? mig_groups_count(b->dirty, b->groups, b->npages) : count_below(b->dirty, next)) *
 				       b->rb->page_size;
 	}
 	p.bw = moved * G_USEC_PER_SEC / us;
