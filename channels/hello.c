@@ -114,21 +114,9 @@ static int refused(uint32_t status)
 	return -(1000 + (int)status);
 }
 
-int mig_hello_send(int fd, const MigHello *h, const void *more, size_t morelen)
+int mig_hello_connect(int fd, const MigHello *h, char *msg, size_t msglen)
 {
-	uint8_t buf[MIG_HELLO_LEN + MIG_HELLO_MORE_MAX];
-
-	if (!h || morelen > MIG_HELLO_MORE_MAX || (morelen && !more))
-		return -EINVAL;
-	mig_hello_pack(h, buf);
-	if (morelen)
-		memcpy(buf + MIG_HELLO_LEN, more, morelen);
-	/* one write: the destination may read the hello and what follows it at once */
-	return mig_io_write_full(fd, buf, MIG_HELLO_LEN + morelen);
-}
-
-int mig_hello_await(int fd, char *msg, size_t msglen)
-{
+	uint8_t hello[MIG_HELLO_LEN];
 	uint8_t rep[MIG_HELLO_REPLY_HDR_LEN];
 	uint8_t text[MIG_HELLO_MSG_MAX];
 	uint32_t status;
@@ -137,6 +125,13 @@ int mig_hello_await(int fd, char *msg, size_t msglen)
 
 	if (msg && msglen > 0)
 		msg[0] = '\0';
+	if (!h)
+		return -EINVAL;
+	mig_hello_pack(h, hello);
+	ret = mig_io_write_full(fd, hello, sizeof(hello));
+	if (ret < 0)
+		return ret;
+
 	ret = mig_io_read_full(fd, rep, sizeof(rep));
 	if (ret < 0)
 		return ret;
@@ -153,16 +148,6 @@ int mig_hello_await(int fd, char *msg, size_t msglen)
 		return ret;
 	copy_msg(msg, msglen, text, n);
 	return status == MIG_HELLO_OK ? 0 : refused(status);
-}
-
-int mig_hello_connect(int fd, const MigHello *h, char *msg, size_t msglen)
-{
-	int ret;
-
-	if (msg && msglen > 0)
-		msg[0] = '\0';
-	ret = mig_hello_send(fd, h, NULL, 0);
-	return ret < 0 ? ret : mig_hello_await(fd, msg, msglen);
 }
 
 const char *mig_hello_status_str(int status)

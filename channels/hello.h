@@ -29,13 +29,6 @@ int mig_hello_connect(int fd, const MigHello *h, char *msg, size_t msglen);
 #define MIG_HELLO_REFUSED(rc) ((rc) <= -1000)
 /* The destination's MigHelloStatus behind a refusal; only when MIG_HELLO_REFUSED(rc). */
 #define MIG_HELLO_STATUS(rc) (-(rc) - 1000)
-/* mig_hello_connect in two halves, for a source that sends more before the reply
- * comes (a postcopy recovery's first frames, docs/protocol.md): send writes the hello
- * and morelen bytes after it in one write (0 or -errno; -EINVAL over
- * MIG_HELLO_MORE_MAX), await reads the reply as mig_hello_connect does. */
-#define MIG_HELLO_MORE_MAX 64
-int mig_hello_send(int fd, const MigHello *h, const void *more, size_t morelen);
-int mig_hello_await(int fd, char *msg, size_t msglen);
 
 /* Destination side: read and parse a hello. Returns 0, -EPROTO with *status set to
  * BAD_MAGIC / BAD_VERSION / BAD_TYPE (the caller replies), or -errno on I/O.

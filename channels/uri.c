@@ -524,37 +524,6 @@ int mig_uri_connect(const MigUri *uri, int timeout_ms)
 	return -EINVAL;
 }
 
-int mig_uri_connect_start(const MigUri *uri)
-{
-	struct addrinfo *res;
-	int fd, ret;
-
-	if (!uri || uri->kind != MIG_URI_TCP)
-		return -EINVAL;
-	if ((ret = resolve(uri, AI_NUMERICHOST, &res)) < 0)
-		return ret;
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	ret = fd < 0 ? -errno : 0;
-	/* EINTR leaves it under way, as EINPROGRESS (start_connect) */
-	if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) < 0 && errno != EINPROGRESS && errno != EINTR) {
-		ret = -errno;
-		close(fd);
-	}
-	freeaddrinfo(res);
-	return ret < 0 ? ret : fd;
-}
-
-int mig_uri_connect_finish(int fd, int timeout_ms)
-{
-	int ret = wait_connected(fd, deadline_from(timeout_ms));
-
-	if (ret == 0)
-		ret = set_blocking(fd);
-	if (ret == 0)
-		ret = set_nodelay(fd);
-	return ret;
-}
-
 int mig_uri_adopt_fd(int fd)
 {
 	int type = 0, rc;

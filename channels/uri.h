@@ -43,11 +43,3 @@ int mig_uri_local(int listen_fd, char *buf, size_t len);
  * (each is tried in turn; the last error is returned) but not the DNS lookup
  * itself. The returned fd is blocking and SOCK_CLOEXEC. -ETIMEDOUT on timeout. */
 int mig_uri_connect(const MigUri *uri, int timeout_ms);   /* -EINVAL for fd: */
-/* mig_uri_connect in two halves, for a caller that may not wait (a command handler):
- * start sends the SYN of a tcp: URI whose host is an address literal (no name is
- * resolved, so it never blocks) and returns the nonblocking fd, its connect under
- * way, or -errno (-EINVAL for another URI; a name fails: use mig_uri_connect). finish
- * waits up to timeout_ms for it and leaves the fd as mig_uri_connect does: 0 or
- * -errno, the fd the caller's to close either way. */
-int mig_uri_connect_start(const MigUri *uri);
-int mig_uri_connect_finish(int fd, int timeout_ms);

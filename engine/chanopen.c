@@ -30,9 +30,10 @@ static char *uri_str(const MigUri *uri)
 	return g_strdup_printf(strchr(uri->host, ':') ? "tcp:[%s]:%s" : "tcp:%s:%s", uri->host, uri->port);
 }
 
-/* fd from mig_uri_connect(_finish), or its error in every channel's words. */
-static int connected(MigSession *s, int fd, const MigUri *uri, const MigParams *p, int type, guint index, GError **err)
+int mig_chan_connect(MigSession *s, const MigUri *uri, const MigParams *p, int type, guint index, GError **err)
 {
+	int fd = mig_uri_connect(uri, (int)p->x_channel_timeout);
+
 	if (fd < 0) {
 		g_autofree char *name = chan_name(type, index);
 		g_autofree char *where = uri_str(uri);
@@ -43,21 +44,6 @@ static int connected(MigSession *s, int fd, const MigUri *uri, const MigParams *
 	mig_chan_set_congestion(s, fd, p->x_tcp_congestion);
 	mig_chan_set_liveness(s, fd, p->x_channel_timeout);
 	return fd;
-}
-
-int mig_chan_connect(MigSession *s, const MigUri *uri, const MigParams *p, int type, guint index, GError **err)
-{
-	return connected(s, mig_uri_connect(uri, (int)p->x_channel_timeout), uri, p, type, index, err);
-}
-
-int mig_chan_connect_finish(MigSession *s, int fd, const MigUri *uri, const MigParams *p, int type, guint index,
-			    GError **err)
-{
-	int rc = mig_uri_connect_finish(fd, (int)p->x_channel_timeout);
-
-	if (rc < 0)
-		close(fd);
-	return connected(s, rc < 0 ? rc : fd, uri, p, type, index, err);
 }
 
 void mig_chan_set_liveness(MigSession *s, int fd, guint64 timeout_ms)
@@ -102,14 +88,30 @@ static gboolean chan_tls(MigSession *s, int fd, const char *name, int timeout_ms
 	return rc == 0;
 }
 
-/* The hello's failure (rc from channels/hello.h) in the words of every channel. */
-static gboolean hello_failed(int fd, const char *name, int rc, char *msg, gsize msglen, GError **err)
+gboolean mig_chan_hello(MigSession *s, int fd, const MigParams *p, int type, guint index, guint32 flags,
+			GError **err)
 {
-	MigTls *tls = mig_tls_of(fd);
+	MigHello h = { .version = MIG_PROTO_VERSION, .type = (guint16)type, .index = index, .flags = flags };
+	g_autofree char *name = chan_name(type, index);
+	MigTls *tls;
+	char msg[600];
+	int rc;
 
+	if (!chan_tls(s, fd, name, (int)p->x_channel_timeout, err))
+		return FALSE;
+	memcpy(h.session, s->session_id, sizeof(h.session));
+	/* the reply is bounded like every wait on the peer; the send timeout stays */
+	mig_io_set_recv_timeout(fd, (int)p->x_channel_timeout);
+	rc = mig_hello_connect(fd, &h, msg, sizeof(msg));
+	mig_io_set_recv_timeout(fd, 0);
+	if (rc == 0) {
+		mig_tls_note_channel(s, fd, type, index);
+		return TRUE;
+	}
+	tls = mig_tls_of(fd);
 	if (MIG_HELLO_REFUSED(rc)) {
 		g_set_error(err, MIG_ERROR, EPROTO, "destination refused the %s: %s", name, msg);
-	} else if (tls && (mig_tls_last_error(tls, msg, msglen), msg[0])) {
+	} else if (tls && (mig_tls_last_error(tls, msg, sizeof(msg)), msg[0])) {
 		/* TLS 1.3 finishes the client's handshake before the server has checked the
 		 * client's certificate: a refusal arrives as an alert on the first read */
 		g_set_error(err, MIG_ERROR, -rc, "%s: the destination refused the TLS session: %s", name, msg);
@@ -120,47 +122,6 @@ static gboolean hello_failed(int fd, const char *name, int rc, char *msg, gsize 
 		g_set_error(err, MIG_ERROR, -rc, "%s: handshake failed: %s", name, g_strerror(-rc));
 	}
 	return FALSE;
-}
-
-gboolean mig_chan_hello_send(MigSession *s, int fd, const MigParams *p, int type, guint index, guint32 flags,
-			     const void *more, gsize morelen, GError **err)
-{
-	MigHello h = { .version = MIG_PROTO_VERSION, .type = (guint16)type, .index = index, .flags = flags };
-	g_autofree char *name = chan_name(type, index);
-	char msg[600];
-	int rc;
-
-	if (!chan_tls(s, fd, name, (int)p->x_channel_timeout, err))
-		return FALSE;
-	memcpy(h.session, s->session_id, sizeof(h.session));
-	rc = mig_hello_send(fd, &h, more, morelen);
-	msg[0] = 0;
-	return rc == 0 || hello_failed(fd, name, rc, msg, sizeof(msg), err);
-}
-
-gboolean mig_chan_hello_await(MigSession *s, int fd, const MigParams *p, int type, guint index, GError **err)
-{
-	g_autofree char *name = NULL;
-	char msg[600];
-	int rc;
-
-	/* the reply is bounded like every wait on the peer; the send timeout stays */
-	mig_io_set_recv_timeout(fd, (int)p->x_channel_timeout);
-	rc = mig_hello_await(fd, msg, sizeof(msg));
-	mig_io_set_recv_timeout(fd, 0);
-	if (rc == 0) {
-		mig_tls_note_channel(s, fd, type, index);
-		return TRUE;
-	}
-	name = chan_name(type, index);
-	return hello_failed(fd, name, rc, msg, sizeof(msg), err);
-}
-
-gboolean mig_chan_hello(MigSession *s, int fd, const MigParams *p, int type, guint index, guint32 flags,
-			GError **err)
-{
-	return mig_chan_hello_send(s, fd, p, type, index, flags, NULL, 0, err) &&
-	       mig_chan_hello_await(s, fd, p, type, index, err);
 }
 
 int mig_session_take_fd(MigSession *s, const MigUri *uri, GError **err)
@@ -256,8 +217,6 @@ typedef struct BatchChan {
 	int type;
 	guint index;
 	int fd;
-	int waiting_fd;     /* under gate_lock: connected, waiting at the gate; else -1 */
-	gboolean said;      /* under gate_lock: the gate's opener wrote its hello */
 	GError *err;
 } BatchChan;
 
@@ -297,21 +256,16 @@ static gboolean aim_passed(MigChanBatch *b)
 	return go;
 }
 
-/* Waits at the gate with c's connected fd; *said: the gate's opener wrote its hello. */
-static gboolean gate_passed(MigChanBatch *b, BatchChan *c, int fd, gboolean *said)
+static gboolean gate_passed(MigChanBatch *b)
 {
 	gboolean go;
 
-	*said = FALSE;
 	if (!b->gated)
 		return TRUE;
 	g_mutex_lock(&b->gate_lock);
-	c->waiting_fd = fd;
 	while (!b->gate)
 		g_cond_wait(&b->gate_cond, &b->gate_lock);
-	c->waiting_fd = -1;
 	go = b->gate > 0;
-	*said = c->said;
 	g_mutex_unlock(&b->gate_lock);
 	return go;
 }
@@ -326,11 +280,8 @@ static gpointer batch_worker(gpointer opaque)
 	       !__atomic_load_n(&b->failed, __ATOMIC_RELAXED)) {
 		BatchChan *c = &b->ch[i];
 		int fd = aim_passed(b) ? mig_chan_connect(b->s, &b->uri, b->p, c->type, c->index, &c->err) : -1;
-		gboolean said;
 
-		if (fd >= 0 && (!gate_passed(b, c, fd, &said) ||
-				!(said ? mig_chan_hello_await(b->s, fd, b->p, c->type, c->index, &c->err)
-				       : mig_chan_hello(b->s, fd, b->p, c->type, c->index, b->flags, &c->err)))) {
+		if (fd >= 0 && (!gate_passed(b) || !mig_chan_hello(b->s, fd, b->p, c->type, c->index, b->flags, &c->err))) {
 			mig_io_close(fd);
 			fd = -1;
 		}
@@ -362,7 +313,7 @@ static MigChanBatch *batch_start(MigSession *s, const MigUri *uri, const MigPara
 	for (guint i = 0; i < b->n; i++) {
 		b->ch[i].type = i < nmf ? MIG_CHAN_MULTIFD : MIG_CHAN_PREEMPT;
 		b->ch[i].index = i < nmf ? i : i - nmf;
-		b->ch[i].fd = b->ch[i].waiting_fd = -1;
+		b->ch[i].fd = -1;
 	}
 	b->gated = gated;
 	b->watch_fd = -1;
@@ -397,28 +348,12 @@ void mig_chan_batch_aim(MigChanBatch *b, const MigUri *uri)
 
 void mig_chan_batch_gate(MigChanBatch *b, gboolean go, int watch_fd)
 {
-	gboolean tls;
-
-	g_mutex_lock(&b->s->lock);
-	tls = b->s->tls_src && b->s->tls_src->ctx;
-	g_mutex_unlock(&b->s->lock);
 	g_mutex_lock(&b->gate_lock);
 	b->gate = go ? 1 : -1;
 	if (go) {
 		b->watch_fd = watch_fd;
 		if (watch_fd >= 0 && __atomic_load_n(&b->failed, __ATOMIC_RELAXED))
 			shutdown(watch_fd, SHUT_RDWR);
-		/* the hellos of the channels already connected leave now, from here: waking
-		 * their threads first would put a wake-up (tens of µs on an idle CPU) before
-		 * each. A small write on a fresh socket does not block; one that fails leaves
-		 * the channel's thread to try and report it. With TLS the handshake comes
-		 * first, on the channel's own thread */
-		for (guint i = 0; !tls && i < b->n; i++) {
-			BatchChan *c = &b->ch[i];
-
-			c->said = c->waiting_fd >= 0 &&
-				  mig_chan_hello_send(b->s, c->waiting_fd, b->p, c->type, c->index, b->flags, NULL, 0, NULL);
-		}
 	}
 	g_cond_broadcast(&b->gate_cond);
 	g_mutex_unlock(&b->gate_lock);

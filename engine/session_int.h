@@ -242,10 +242,6 @@ static inline gboolean mig_status_is_postcopy_run(MigStatus st)
  * bounded by the migration's x-channel-timeout; the socket gets its x-tcp-congestion
  * and x-channel-timeout's liveness settings. */
 int mig_chan_connect(MigSession *s, const struct MigUri *uri, const MigParams *p, int type, guint index, GError **err);
-/* The same for fd, whose connect to uri mig_uri_connect_start began (channels/uri.h);
- * fd is taken. */
-int mig_chan_connect_finish(MigSession *s, int fd, const struct MigUri *uri, const MigParams *p, int type,
-			    guint index, GError **err);
 /* x-tcp-congestion onto a channel's socket (either side). */
 void mig_chan_set_congestion(MigSession *s, int fd, const char *algo);
 /* x-channel-timeout onto a channel's socket (either side): channels/io.h,
@@ -254,11 +250,6 @@ void mig_chan_set_liveness(MigSession *s, int fd, guint64 timeout_ms);
 /* flags: the hello's (the source's Src.chan_flags: RESUME while it recovers). */
 gboolean mig_chan_hello(MigSession *s, int fd, const MigParams *p, int type, guint index, guint32 flags,
 			GError **err);
-/* mig_chan_hello in two halves (channels/hello.h, mig_hello_send): the TLS handshake
- * and the hello with morelen bytes after it in one write; then the reply. */
-gboolean mig_chan_hello_send(MigSession *s, int fd, const MigParams *p, int type, guint index, guint32 flags,
-			     const void *more, gsize morelen, GError **err);
-gboolean mig_chan_hello_await(MigSession *s, int fd, const MigParams *p, int type, guint index, GError **err);
 /* A streamed file: URI (no mapped-ram) as the main channel, one way, no return path.
  * The source opens the file (created, cut at the URI's offset, the bytes before it
  * kept) and writes this session's main hello there; the destination opens it, reads

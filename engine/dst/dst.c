@@ -52,7 +52,6 @@ void mig_dst_free(Dst *d)
 	g_mutex_clear(&d->open_lock);
 	g_cond_clear(&d->open_cond);
 	g_ptr_array_free(d->openers, TRUE);
-	g_free(d->recover_error);
 	g_free(d->listen_uri);
 	g_free(d->stream_file);
 	g_free(d);
@@ -243,7 +242,6 @@ gboolean mig_dst_postcopy_lost(MigSession *s, const char *why)
 		g_mutex_unlock(&s->lock);
 		return FALSE;
 	}
-	mig_dst_recover_event_locked(s);
 	if (s->status != MIG_STATUS_POSTCOPY_PAUSED) {
 		g_free(s->error);
 		s->error = g_strdup(why);
@@ -265,15 +263,6 @@ gboolean mig_dst_postcopy_lost(MigSession *s, const char *why)
 	g_cond_broadcast(&d->mf_cond);
 	g_mutex_unlock(&d->mf_lock);
 	return TRUE;
-}
-
-void mig_dst_recover_event_locked(MigSession *s)
-{
-	if (!s->dst->recover_event_owed)
-		return;
-	s->dst->recover_event_owed = FALSE;
-	if (s->caps[MIG_CAP_EVENTS])
-		mig_emit(s, &(MigEvent){ .type = MIG_EVENT_MIGRATION, .status = MIG_STATUS_POSTCOPY_RECOVER });
 }
 
 void mig_dst_fail(MigSession *s, const char *msg)

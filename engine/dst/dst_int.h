@@ -86,15 +86,8 @@ typedef struct Dst {
 				    * pauses (set under s->lock, read atomically too) */
 	gboolean paused_ready;     /* paused, and every old channel and thread is gone */
 	gboolean resume_claimed;   /* the listener is admitting a resumed main channel */
-	gboolean recover_event_owed; /* postcopy-recover set, its event not yet sent */
 	gboolean quit;             /* the session goes away: the paused loader ends */
-	GCond recover_cond;        /* wakes the paused loader: a recovery's handshake ended, or quit;
-				    * and that handshake: a resumed channel joined */
-	GByteArray *answer;        /* paused: the answer to PC_RECOVER (mig_dst_recover_answer) */
-	gboolean recovering;       /* a resumed main channel's opener runs the handshake on it */
-	gboolean recovered;        /* ... and it ended: recover_error NULL if it succeeded */
-	char *recover_error;
-	guint64 recover_asked;     /* page requests it asked again */
+	GCond recover_cond;        /* wakes the paused loader: a main channel is back, a resumed multifd channel joined, or quit */
 	gboolean rp_hold;          /* under rp_lock: page requests wait for RP_RESUME_ACK */
 	guint64 pass_done;         /* the loader's last PASS in place (told at recovery) */
 	/* mig_dst_accept_inline is admitting a channel or running its loader on the
@@ -152,9 +145,6 @@ void mig_dst_fail(MigSession *s, const char *msg);
  * registered and the fault thread keeps its requests. FALSE when not in postcopy (the
  * caller fails the migration as before). */
 gboolean mig_dst_postcopy_lost(MigSession *s, const char *why);
-/* The postcopy-recover event the admission of a resumed main channel left for after
- * its reply, before any later status's. Call with s->lock held. */
-void mig_dst_recover_event_locked(MigSession *s);
 /* migrate_cancel is stopping this incoming migration: what fails now is not reported. */
 gboolean mig_dst_cancelled(MigSession *s);
 /* Whether the guest may run here while pages are still missing (postcopy after GO). */

@@ -172,11 +172,8 @@ static int admit_resume(MigSession *s, const MigHello *h, const char **why)
 	d->resume_claimed = TRUE;
 	/* before the reply: the source opens the other channels as soon as it has it, and
 	 * they are admitted only in postcopy-recover. A reply that fails leaves the loader
-	 * a dead channel, whose handshake fails and pauses again. The status's event
-	 * follows the reply (mig_dst_recover_event_locked): making it is the host's work,
-	 * and the source waits for the reply */
-	s->status = MIG_STATUS_POSTCOPY_RECOVER;
-	d->recover_event_owed = TRUE;
+	 * a dead channel, whose handshake fails and pauses again. */
+	mig_set_status_locked(s, MIG_STATUS_POSTCOPY_RECOVER);
 	return MIG_HELLO_OK;
 }
 
@@ -280,11 +277,10 @@ static int read_hello(MigSession *s, int fd, int ms, MigHello *h, int *status)
 static void start_channel(MigSession *s, int type, guint index, int fd, gboolean resumed);
 
 /* Decides whether a connection may join, replies, and starts the channel's thread.
- * Returns TRUE when the channel took fd (*resumed: a resumed main channel, whose
- * handshake is the caller's), FALSE when it was refused (with a reason the peer can
- * print) or dropped: the caller closes fd. Runs on a mig/dst/open thread; deciding
- * and starting are one step under open_lock. */
-static gboolean admit(MigSession *s, int fd, gboolean *resumed)
+ * Returns TRUE when the channel took fd, FALSE when it was refused (with a reason the
+ * peer can print) or dropped: the caller closes fd. Runs on a mig/dst/open thread;
+ * deciding and starting are one step under open_lock. */
+static gboolean admit(MigSession *s, int fd)
 {
 	MigHello h;
 	int status = MIG_HELLO_OK, rc;
@@ -394,7 +390,6 @@ static gboolean admit(MigSession *s, int fd, gboolean *resumed)
 	}
 	start_channel(s, ok, h.index, fd, (h.flags & MIG_HELLO_F_RESUME) != 0);
 	g_mutex_unlock(&s->dst->open_lock);
-	*resumed = ok == -MIG_CHAN_MAIN;
 	return TRUE;
 }
 
@@ -422,14 +417,13 @@ static gboolean recovery_failed(MigSession *s)
 static void start_channel(MigSession *s, int type, guint index, int fd, gboolean resumed)
 {
 	if (type == -MIG_CHAN_MAIN) {
-		/* the channel of the paused loader from here (a pause or quit shuts it); the
-		 * opener runs the handshake on it (recover_on) before the loader wakes */
+		/* the paused loader takes it over (after the reply, so its reads and timeouts
+		 * are its own) */
 		g_mutex_lock(&s->lock);
 		s->dst->resume_claimed = FALSE;
-		s->dst->recovering = TRUE;
 		s->dst->fd = fd;
-		mig_dst_recover_event_locked(s);
 		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_RECOVER);
+		g_cond_broadcast(&s->dst->recover_cond);
 		g_mutex_unlock(&s->lock);
 	} else if (type == MIG_CHAN_MAIN) {
 		GThread *old;
@@ -480,56 +474,17 @@ typedef struct Opener {
 	gboolean done;      /* under s->lock: the listener may join it */
 } Opener;
 
-/* The recovery handshake on a resumed main channel, run by the opener that admitted
- * it: its PC_RECOVER is already here (the source sends it behind the hello), so the
- * answer leaves without a hand-off to the paused loader, which a thread's wake-up
- * (tens of µs on an idle CPU) would put before it; the loader takes the channel once
- * the handshake has ended, and fails it (pauses again) if it failed. The answer is the
- * loader's, referenced here: a quit may end the loader first. */
-static void recover_on(MigSession *s, int fd)
-{
-	Dst *d = s->dst;
-	g_autoptr(GError) err = NULL;
-	GByteArray *answer;
-	guint64 asked = 0;
-	gboolean ok;
-
-	g_mutex_lock(&s->lock);
-	answer = d->answer ? g_byte_array_ref(d->answer) : NULL;
-	g_mutex_unlock(&s->lock);
-	ok = answer && mig_dst_recover_handshake(s, fd, answer, &asked, &err);
-	if (answer)
-		g_byte_array_unref(answer);
-	g_mutex_lock(&s->lock);
-	/* a pause may have come meanwhile: then the loader finds the channel shut and
-	 * pauses again */
-	if (ok && s->status == MIG_STATUS_POSTCOPY_RECOVER) {
-		g_clear_pointer(&s->error, g_free);
-		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_ACTIVE);
-	}
-	g_free(d->recover_error);
-	d->recover_error = ok ? NULL : g_strdup(err ? err->message : "postcopy recovery: no answer to PC_RECOVER");
-	d->recover_asked = asked;
-	d->recovering = FALSE;
-	d->recovered = TRUE;
-	g_cond_broadcast(&d->recover_cond);
-	g_mutex_unlock(&s->lock);
-}
-
 void mig_dst_accept(MigSession *s, int fd)
 {
 	int one = 1;
-	gboolean resumed = FALSE;
 
 	/* page requests are tiny writes on the return path: with Nagle they wait for the
 	 * source's delayed ACK, 40 ms (unix sockets just refuse this) */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	/* the destination sends too: the return path, and its acks */
 	set_congestion(s, fd);
-	if (!admit(s, fd, &resumed))
+	if (!admit(s, fd))
 		mig_io_close(fd);
-	else if (resumed)
-		recover_on(s, fd);
 }
 
 void mig_dst_accept_inline(MigSession *s, int fd, int resume_fd)
@@ -1754,18 +1709,17 @@ static void pause_teardown(Loader *d)
 	mig_huge_asm_clear(&d->hasm);
 }
 
-/* Paused: builds the answer to PC_RECOVER and waits for migrate-recover and the
- * source's resumed main channel, whose opener runs the handshake (recover_on); a
- * failure there pauses again, as often as it takes. FALSE when the session goes away
- * meanwhile. */
+/* Paused: waits for migrate-recover and the source's resumed main channel, then runs
+ * the handshake; a failure there pauses again, as often as it takes. FALSE when the
+ * session goes away meanwhile. */
 static gboolean pause_and_recover(Loader *d)
 {
 	MigSession *s = d->s;
 	Dst *dst = s->dst;
 
 	for (;;) {
+		g_autoptr(GError) err = NULL;
 		g_autoptr(GByteArray) answer = NULL;
-		g_autofree char *why = NULL;
 		gboolean quit;
 		guint64 asked;
 
@@ -1774,9 +1728,6 @@ static gboolean pause_and_recover(Loader *d)
 		 * until the answer has left, so it is built here, not on the resume's path */
 		answer = mig_dst_recover_answer(s);
 		g_mutex_lock(&s->lock);
-		dst->answer = answer;
-		dst->recovered = FALSE;
-		g_clear_pointer(&dst->recover_error, g_free);
 		dst->paused_ready = TRUE;
 		g_cond_broadcast(&dst->recover_cond);
 		if (d->inline_run && dst->inline_resume_fd >= 0) {
@@ -1790,21 +1741,24 @@ static gboolean pause_and_recover(Loader *d)
 			mig_dst_accept(s, fd);
 			g_mutex_lock(&s->lock);
 		}
-		/* a handshake under way ends promptly on a quit (its channel shut), and the
-		 * channel is closed only after it */
-		while (!dst->recovered && (!dst->quit || dst->recovering) && !d->inline_run)
+		while (!dst->quit && dst->fd < 0 && !d->inline_run)
 			g_cond_wait(&dst->recover_cond, &s->lock);
 		/* inline, no channel came back: nothing else will */
-		quit = dst->quit || !dst->recovered;
+		quit = dst->quit || dst->fd < 0;
 		dst->paused_ready = FALSE;
-		dst->answer = NULL;
 		d->fd = dst->fd;
-		why = g_steal_pointer(&dst->recover_error);
-		asked = dst->recover_asked;
 		g_mutex_unlock(&s->lock);
 		if (quit)
 			return FALSE;
-		if (!why) {
+		if (mig_dst_recover_handshake(s, d->fd, answer, &asked, &err)) {
+			g_mutex_lock(&s->lock);
+			/* a pause may have come meanwhile: then the loop below finds the
+			 * channel shut and pauses again */
+			if (s->status == MIG_STATUS_POSTCOPY_RECOVER) {
+				g_clear_pointer(&s->error, g_free);
+				mig_set_status_locked(s, MIG_STATUS_POSTCOPY_ACTIVE);
+			}
+			g_mutex_unlock(&s->lock);
 			/* the source bounds its return path's reads again from RP_RESUME_ACK */
 			if (!d->inline_run)
 				mig_dst_beat_start(s);
@@ -1813,7 +1767,7 @@ static gboolean pause_and_recover(Loader *d)
 				asked);
 			return TRUE;
 		}
-		mig_dst_postcopy_lost(s, why);
+		mig_dst_postcopy_lost(s, err->message);
 	}
 }
 

@@ -942,7 +942,6 @@ static Src *src_new(MigSession *s, const char *uri, int fd)
 	g_cond_init(&src->resume_cond);
 	mig_beat_init(&src->beat);
 	src->inl.resume_fd = -1;
-	src->resume_conn = -1;
 	return src;
 }
 
@@ -1019,21 +1018,10 @@ void mig_src_pause(struct Src *src)
 
 void mig_src_resume(struct Src *src, const char *uri)
 {
-	MigUri u;
-
 	g_free(src->resume_uri);
 	src->resume_uri = g_strdup(uri);
-	/* the main channel's SYN leaves now, while the paused thread wakes (tens of µs on
-	 * an idle CPU), which then only waits for the connect's end (recover_begin). An
-	 * address literal only: a name's lookup may block, and this is a command's
-	 * handler; anything else the thread connects itself */
-	if (src->resume_conn >= 0)
-		close(src->resume_conn);
-	src->resume_conn = mig_uri_parse(uri, &u) == 0 ? mig_uri_connect_start(&u) : -1;
-	/* woken first: its wake-up overlaps the event's making, and it takes s->lock, so
-	 * changes the status again, only after this change's event */
-	g_cond_broadcast(&src->resume_cond);
 	mig_set_status_locked(src->s, MIG_STATUS_POSTCOPY_RECOVER_SETUP);
+	g_cond_broadcast(&src->resume_cond);
 }
 
 void mig_src_free(struct Src *src)
@@ -1049,8 +1037,6 @@ void mig_src_free(struct Src *src)
 		close(src->given_fd);
 	if (src->inl.resume_fd >= 0)
 		close(src->inl.resume_fd);
-	if (src->resume_conn >= 0)
-		close(src->resume_conn);
 	g_free(src->resume_uri);
 	mig_holes_free(src->holes);
 	g_cond_clear(&src->resume_cond);

@@ -88,56 +88,44 @@ gboolean mig_src_recover_uri(Src *src, GError **err)
 gboolean mig_src_recover_begin(Src *src, MigChanBatch *lanes, GError **err)
 {
 	MigSession *s = src->s;
-	guint8 frames[2 * MIG_FRAME_HDR_LEN];
 	gboolean ok;
 	int fd;
 
-	g_mutex_lock(&s->lock);
-	fd = g_steal_fd(&src->resume_conn);   /* its connect begun by migrate resume:true */
-	g_mutex_unlock(&s->lock);
 	if (src->inline_run && src->inl.resume_fd >= 0) {
 		fd = src->inl.resume_fd;   /* the harness's, once */
 		src->inl.resume_fd = -1;
-	} else if (fd >= 0) {
-		fd = mig_chan_connect_finish(s, fd, &src->uri, &src->p, MIG_CHAN_MAIN, 0, err);
 	} else {
 		fd = mig_chan_connect(s, &src->uri, &src->p, MIG_CHAN_MAIN, 0, err);
 	}
 	if (fd < 0)
 		return FALSE;
+	/* the other channels connect once this one has: first, it is the first the
+	 * destination accepts, and its connect does not share this host's CPUs with
+	 * theirs; their connects then overlap this one's hello */
+	mig_chan_batch_aim(lanes, &src->uri);
 	/* registered before the hello, so migrate-pause can cut a stuck handshake */
 	g_mutex_lock(&s->lock);
 	src->fd = src->cancel_fd = fd;
 	if (src->pause_req)
 		shutdown(fd, SHUT_RDWR);
 	g_mutex_unlock(&s->lock);
-	/* PC_RECOVER and PC_RESUME behind the hello, in its write: the destination reads
-	 * them only once it has admitted the hello (a refusal closes the channel unread),
-	 * and its answer need not wait for this side to have the reply. PC_RESUME at once:
-	 * the destination waits for the other channels itself, so their hellos cost no
-	 * round trip of their own on this channel */
-	mig_frame_hdr_pack(&(MigFrameHdr){ .type = MIG_F_PC_RECOVER }, frames);
-	mig_frame_hdr_pack(&(MigFrameHdr){ .type = MIG_F_PC_RESUME }, frames + MIG_FRAME_HDR_LEN);
-	ok = mig_chan_hello_send(s, fd, &src->p, MIG_CHAN_MAIN, 0, src->chan_flags, frames, sizeof(frames), err);
-	/* the other channels connect once this one said hello: it is the first the
-	 * destination accepts and reads, and neither its connect nor its write shares this
-	 * host's CPUs with theirs (a woken thread may take this one's CPU); their connects
-	 * then overlap this one's reply */
-	if (ok)
-		mig_chan_batch_aim(lanes, &src->uri);
-	if (!ok || !mig_chan_hello_await(s, fd, &src->p, MIG_CHAN_MAIN, 0, err))
+	if (!mig_chan_hello(s, fd, &src->p, MIG_CHAN_MAIN, 0, src->chan_flags, err))
 		return FALSE;
 	/* every reply of the handshake is bounded as any wait on the peer: a destination
 	 * that took the channel and says nothing more pauses this side again (its send
 	 * timeout is the channel's own, x-channel-timeout too) */
 	mig_io_set_recv_timeout(fd, (int)src->p.x_channel_timeout);
-	/* the other channels' hellos once this one is admitted (the destination admits
-	 * them only after it), then the status's event, the host's work, not the
-	 * handshake's. A channel that fails shuts this one, whose reads of the answer come
-	 * before the lanes' join */
-	mig_chan_batch_gate(lanes, TRUE, fd);
+	/* PC_RESUME at once: the destination waits for the other channels itself, so
+	 * their hellos cost no round trip of their own on this channel */
+	ok = mig_src_send_frame(src, MIG_F_PC_RECOVER, NULL, 0, err) &&
+	     mig_src_send_frame(src, MIG_F_PC_RESUME, NULL, 0, err);
+	/* the frames and the other channels' hellos first: the status's event is the
+	 * host's work, not the handshake's. A channel that fails shuts this one, whose
+	 * reads of the answer come before the lanes' join */
+	if (ok)
+		mig_chan_batch_gate(lanes, TRUE, fd);
 	mig_set_status(s, MIG_STATUS_POSTCOPY_RECOVER);
-	return TRUE;
+	return ok;
 }
 
 /* RP_RECV_BITMAP x nblocks, then RP_RECV_END. */

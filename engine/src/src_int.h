@@ -92,7 +92,6 @@ typedef struct Src {
 	 * migration thread */
 	GCond resume_cond;
 	char *resume_uri;
-	int resume_conn;        /* its main channel's TCP connect, under way (-1: none) */
 	gboolean pause_req;
 	/* mig/src/beat: NOPs on the main channel until COMPLETE / PC_RUN, and in
 	 * postcopy-active until PC_END */

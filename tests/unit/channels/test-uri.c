@@ -247,47 +247,6 @@ static void test_tcp_reuseaddr(void)
 	close(lfd);
 }
 
-/* The connect in two halves: start never waits and takes address literals only, finish
- * leaves the socket as mig_uri_connect does (blocking, TCP_NODELAY). */
-static void test_connect_start(void)
-{
-	char local[128];
-	MigUri u;
-	int lfd, cfd, afd, one = 0, fl;
-	socklen_t len = sizeof(one);
-
-	g_assert_cmpint(mig_uri_parse("tcp:127.0.0.1:0", &u), ==, 0);
-	lfd = mig_uri_listen(&u, 4);
-	g_assert_cmpint(lfd, >=, 0);
-	g_assert_cmpint(mig_uri_local(lfd, local, sizeof(local)), ==, 0);
-	g_assert_cmpint(mig_uri_parse(local, &u), ==, 0);
-	cfd = mig_uri_connect_start(&u);
-	g_assert_cmpint(cfd, >=, 0);
-	g_assert_cmpint(mig_uri_connect_finish(cfd, 1000), ==, 0);
-	fl = fcntl(cfd, F_GETFL);
-	g_assert_cmpint(fl & O_NONBLOCK, ==, 0);
-	g_assert_cmpint(getsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, &len), ==, 0);
-	g_assert_cmpint(one, !=, 0);
-	afd = accept(lfd, NULL, NULL);
-	g_assert_cmpint(afd, >=, 0);
-	close(afd);
-	close(cfd);
-	close(lfd);
-
-	/* nothing listens there any more */
-	cfd = mig_uri_connect_start(&u);
-	g_assert_cmpint(cfd, >=, 0);
-	g_assert_cmpint(mig_uri_connect_finish(cfd, 1000), ==, -ECONNREFUSED);
-	close(cfd);
-
-	/* a name is never looked up; unix: is not started */
-	g_assert_cmpint(mig_uri_parse("tcp:localhost:4444", &u), ==, 0);
-	g_assert_cmpint(mig_uri_connect_start(&u), <, 0);
-	g_assert_cmpint(mig_uri_parse("unix:/nonexistent/x", &u), ==, 0);
-	g_assert_cmpint(mig_uri_connect_start(&u), ==, -EINVAL);
-	g_assert_cmpint(mig_uri_connect_start(NULL), ==, -EINVAL);
-}
-
 static void test_unix(void)
 {
 	g_autoptr(GError) err = NULL;
@@ -545,7 +504,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/channels/uri/local-wildcard", test_local_wildcard);
 	g_test_add_func("/channels/uri/unix-keeps-live-socket", test_unix_keeps_live_socket);
 	g_test_add_func("/channels/uri/tcp-reuseaddr", test_tcp_reuseaddr);
-	g_test_add_func("/channels/uri/connect-start", test_connect_start);
 	g_test_add_func("/channels/uri/unix", test_unix);
 	g_test_add_func("/channels/uri/unix-keeps-regular-file", test_unix_keeps_regular_file);
 	g_test_add_func("/channels/uri/unix-connect-missing", test_unix_connect_missing);
