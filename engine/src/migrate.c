@@ -191,7 +191,11 @@ static gboolean postcopy_wanted(Src *src)
  * must be whole. */
 static gboolean pass_cut(Src *src)
 {
-	if (!src->pass_cut && !src->in_downtime && postcopy_wanted(src))
+	/* the flag outlives a cut pass whose rest fitted: the stop-and-copy that follows
+	 * must still send all of it */
+	if (src->in_downtime)
+		return FALSE;
+	if (!src->pass_cut && postcopy_wanted(src))
 		src->pass_cut = TRUE;
 	return src->pass_cut;
 }
@@ -396,7 +400,7 @@ static gboolean queue_dirty(Src *src, guint bi, GError **err)
 static gboolean send_dirty(Src *src, GError **err)
 {
 	if (src->mf) {
-		for (guint bi = 0; bi < src->nblocks && !src->pass_cut; bi++)
+		for (guint bi = 0; bi < src->nblocks && !pass_cut(src); bi++)
 			if (!queue_dirty(src, bi, err))
 				return FALSE;
 		return TRUE;

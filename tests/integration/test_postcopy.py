@@ -10,6 +10,9 @@
 - migrate-start-postcopy early in a first pass that would last 16 or 32 s switches
   within a few seconds (main channel; multifd and preempt): less than half the guest
   went before the switch, the rest in postcopy, and every unit is intact.
+- migrate-start-postcopy whose cut pass leaves a rest that fits downtime-limit completes
+  in precopy, and the downtime sends that whole rest (main channel; multifd): every unit
+  intact, nothing sent in postcopy.
 - A request storm from 8 destination vCPUs loses and duplicates nothing; nor does one
   from 32 vCPUs over 4 preempt channels with x-postcopy-rt-priority 1, whose threads on
   the fault path (both sides) are then SCHED_FIFO at priority 1 (as root).
@@ -294,6 +297,41 @@ def case_start_postcopy_mid_pass_main():
     start_postcopy_mid_pass(64, False, 0)
 
 
+def start_postcopy_rest_fits(multifd):
+    """migrate-start-postcopy cuts a first pass that would take 16 s (64 MiB at 4 MiB/s);
+    with downtime-limit far above that the rest fits, so the migration completes in
+    precopy: the stop-and-copy must send every page the cut pass left, not stop where
+    the live pass was cut (it once did: the cut's flag outlived the pass, the downtime
+    sent one batch per block, and the destination ran on pages that never came or were
+    stale, found by a random-moment fault script)."""
+    with h.Migd("src", h.guest_args("64M", workload="random,rate=8M", vcpus=2)) as src, \
+         h.Migd("dst", h.guest_args("64M", workload="random", vcpus=2, incoming="tcp:127.0.0.1:0")) as dst:
+        for m in (src, dst):
+            m.set_caps(caps(False, multifd))
+            if multifd:
+                m.set_params({"multifd-channels": multifd})
+        src.set_params({"max-bandwidth": 4 * h.MiB, "downtime-limit": 600000})
+        src.cmd("migrate", uri=dst.listen_uri())
+        src.wait_status("active", timeout=30)
+        time.sleep(0.3)
+        src.cmd("migrate-start-postcopy")
+        info = src.wait_status("completed", timeout=60)
+        h.check(info["ram"]["postcopy-bytes"] == 0, "%d bytes went in postcopy, the rest fitted"
+                % info["ram"]["postcopy-bytes"])
+        h.check(dst.query_migrate().get("x-postcopy-requests") is None, "the destination entered postcopy")
+        h.check_migrated(src, dst, info, size=64 * h.MiB)
+        print("migrate-start-postcopy, rest fits (multifd=%d): completed in precopy, downtime %s ms, %d bytes"
+              % (multifd, info.get("downtime"), info["ram"]["transferred"]))
+
+
+def case_start_postcopy_rest_fits():
+    start_postcopy_rest_fits(2)
+
+
+def case_start_postcopy_rest_fits_main():
+    start_postcopy_rest_fits(0)
+
+
 def case_request_storm():
     reqs, _ = postcopy_run("anon", True, 0, "random,rate=0", vcpus=8)
     h.check(reqs > 0, "the storm made no requests")
@@ -465,7 +503,8 @@ def case_preempt_channels_refused():
 
 if __name__ == "__main__":
     h.main(CASES + [case_auto_switch, case_auto_switch_when_converging, case_start_postcopy_mid_pass,
-                    case_start_postcopy_mid_pass_main, case_max_postcopy_bandwidth,
+                    case_start_postcopy_mid_pass_main, case_start_postcopy_rest_fits,
+                    case_start_postcopy_rest_fits_main, case_max_postcopy_bandwidth,
                     case_max_postcopy_bandwidth_live, case_request_storm, case_request_storm_4_channels,
                     case_vcpu_storm_32,
                     case_preempt_needs_postcopy, case_preempt_channels_refused])
