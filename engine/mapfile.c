@@ -187,12 +187,46 @@ static gboolean bad(GError **err, const char *fmt, ...)
 	return FALSE;
 }
 
+static gboolean all_zero(const guint8 *p, gsize len)
+{
+	return !len || (!p[0] && !memcmp(p, p + 1, len - 1));
+}
+
+/* A name field of 64 bytes: a string and NUL padding to its end. */
+static gboolean name_ok(const char *field)
+{
+	gsize n = strnlen(field, 64);
+
+	return n < 64 && all_zero((const guint8 *)field + n, 64 - n);
+}
+
+/* Bytes [off, end) of fd, less than MIG_MAPF_ALIGN of them, the padding after what:
+ * no digest covers them, a writer leaves them zero. */
+static gboolean check_pad(int fd, guint64 off, guint64 end, const char *what, GError **err)
+{
+	g_autofree guint8 *buf = NULL;
+
+	if (end <= off)
+		return TRUE;
+	g_assert(end - off < MIG_MAPF_ALIGN);
+	buf = g_malloc(end - off);
+	if (!mig_mapf_pread(fd, buf, end - off, off, what, err))
+		return FALSE;
+	if (!all_zero(buf, end - off))
+		return bad(err, "the padding after the %s is not zero (damaged)", what);
+	return TRUE;
+}
+
 /* A block table entry against the block this side has and where the layout puts it. */
 static gboolean check_block(const guint8 *p, guint i, const MigMapBlock *want, MigMapBlock *got, GError **err)
 {
 	memcpy(got->name, p, 64);
-	if (got->name[63] || strcmp(got->name, want->name))
+	if (!name_ok(got->name))
+		return bad(err, "RAM block %u: its name is not NUL-padded (damaged)", i);
+	if (strcmp(got->name, want->name))
 		return bad(err, "RAM block %u is '%.63s' in the file, '%s' here", i, got->name, want->name);
+	if (!all_zero(p + 136, 8))
+		return bad(err, "RAM block '%s': its reserved field is not 0", want->name);
 	got->size = mig_get_be64(p + 64);
 	got->page_size = mig_get_be64(p + 72);
 	got->bitmap_off = mig_get_be64(p + 80);
@@ -255,6 +289,12 @@ gboolean mig_mapf_read_header(int fd, guint64 start, GPtrArray *ram, GPtrArray *
 	mig_mapf_sha256(h, body, sha);
 	if (memcmp(sha, h + body, MIG_MAPF_SHA_LEN))
 		return bad(err, "the header's checksum does not match (damaged header)");
+	/* the rest of the header region is not in the digest: a writer leaves it zero */
+	if ((guint64)st.st_size < start + align_up(body + MIG_MAPF_SHA_LEN, MIG_MAPF_ALIGN))
+		return bad(err, "the file ends inside its header (truncated)");
+	if (!check_pad(fd, start + body + MIG_MAPF_SHA_LEN, start + align_up(body + MIG_MAPF_SHA_LEN, MIG_MAPF_ALIGN), "header",
+		       err))
+		return FALSE;
 	if (!(f->flags & MIG_MAPF_F_COMPLETE))
 		return bad(err, "it is marked incomplete: the save that wrote it did not finish");
 	if (f->flags & ~MIG_MAPF_F_COMPLETE)
@@ -284,7 +324,11 @@ gboolean mig_mapf_read_header(int fd, guint64 start, GPtrArray *ram, GPtrArray *
 			MigMapDev *d = &f->devs[i];
 
 			memcpy(d->id, p, 64);
-			if (d->id[63] || strcmp(d->id, dev->id)) {
+			if (!name_ok(d->id)) {
+				bad(err, "device %u: its id is not NUL-padded (damaged)", i);
+				goto out;
+			}
+			if (strcmp(d->id, dev->id)) {
 				bad(err, "device %u is '%.63s' in the file, '%s' here", i, d->id, dev->id);
 				goto out;
 			}
@@ -320,4 +364,36 @@ out:
 	if (!ok)
 		mig_mapf_clear(f);
 	return ok;
+}
+
+gboolean mig_mapf_read_bitmap(int fd, guint64 start, const MigMapBlock *b, gsize npages, gulong *map, GError **err)
+{
+	gsize len = align_up(b->bitmap_len, MIG_MAPF_ALIGN);   /* the region, its padding too */
+	g_autofree guint8 *buf = g_malloc0(MAX(len, 1u));
+	guint8 sha[MIG_MAPF_SHA_LEN];
+
+	if (!mig_mapf_pread(fd, buf, len, start + b->bitmap_off, "page bitmap", err))
+		return FALSE;
+	mig_mapf_sha256(buf, b->bitmap_len, sha);
+	if (memcmp(sha, b->bitmap_sha, sizeof(sha)))
+		return bad(err, "the page bitmap of RAM block '%s' is damaged (checksum)", b->name);
+	if (!mig_mapf_bitmap_unpack(buf, npages, map))
+		return bad(err, "the page bitmap of RAM block '%s' marks pages past its end", b->name);
+	if (!all_zero(buf + b->bitmap_len, len - b->bitmap_len))
+		return bad(err, "the page bitmap of RAM block '%s' is damaged (its padding is not zero)", b->name);
+	return TRUE;
+}
+
+gboolean mig_mapf_check_tail_pads(int fd, guint64 start, const MigMapFile *f, GError **err)
+{
+	guint64 end = f->state_off + f->state_len;
+
+	for (guint i = 0; i < f->ndevs; i++) {
+		g_autofree char *what = i ? g_strdup_printf("state of device '%s'", f->devs[i - 1].id) : g_strdup("guest record");
+
+		if (!check_pad(fd, start + end, start + f->devs[i].off, what, err))
+			return FALSE;
+		end = f->devs[i].off + f->devs[i].len;
+	}
+	return TRUE;
 }

@@ -62,6 +62,13 @@ guint8 *mig_mapf_pack(const MigMapFile *f);
 gboolean mig_mapf_read_header(int fd, guint64 start, GPtrArray *ram, GPtrArray *devices, MigMapFile *f,
 			      GError **err);
 
+/* Block b's bitmap (its region, after the header was read and checked) into map:
+ * its digest, no page past npages, the region's padding zero. */
+gboolean mig_mapf_read_bitmap(int fd, guint64 start, const MigMapBlock *b, gsize npages, gulong *map, GError **err);
+/* The padding between the guest record and each device's state (what the digests leave
+ * out): zero, as a writer leaves it. */
+gboolean mig_mapf_check_tail_pads(int fd, guint64 start, const MigMapFile *f, GError **err);
+
 /* A block's bitmap in the file's byte order (page i: byte i/8, bit i%8) from an
  * in-memory gulong bitmap, and back (checking that no bit past npages is set). */
 void mig_mapf_bitmap_pack(const gulong *map, gsize npages, guint8 *out);

@@ -353,21 +353,15 @@ static GBytes *check_file(FileLoad *fl, GError **err)
 	fl->chunk_base = g_new0(guint64, s->ram->len + 1);
 	for (guint bi = 0; bi < s->ram->len; bi++) {
 		const MigRamBlock *rb = g_ptr_array_index(s->ram, bi);
-		const MigMapBlock *mb = &fl->map.blocks[bi];
 		gsize npages = mig_ram_block_pages(rb);
-		g_autofree guint8 *bm = g_malloc0(MAX(mb->bitmap_len, 1u));
 
 		fl->present[bi] = mig_bitmap_new(npages);
 		fl->chunk_base[bi + 1] = fl->chunk_base[bi] + (npages + chunk_pages(rb) - 1) / chunk_pages(rb);
-		if (!mig_mapf_pread(fl->fd, bm, mb->bitmap_len, fl->u.offset + mb->bitmap_off, "page bitmap", err))
+		if (!mig_mapf_read_bitmap(fl->fd, fl->u.offset, &fl->map.blocks[bi], npages, fl->present[bi], err))
 			return NULL;
-		mig_mapf_sha256(bm, mb->bitmap_len, sha);
-		if (memcmp(sha, mb->bitmap_sha, sizeof(sha)) || !mig_mapf_bitmap_unpack(bm, npages, fl->present[bi])) {
-			g_set_error(err, MIG_ERROR, EINVAL, "mapped-ram file refused: the page bitmap of RAM block '%s' is damaged "
-				    "(checksum)", rb->name);
-			return NULL;
-		}
 	}
+	if (!mig_mapf_check_tail_pads(fl->fd, fl->u.offset, &fl->map, err))
+		return NULL;
 	fl->dev_state = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
 	for (guint i = 0; i < fl->map.ndevs; i++) {
 		const MigMapDev *md = &fl->map.devs[i];

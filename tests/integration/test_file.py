@@ -6,8 +6,8 @@ Round trips through a mapped-ram file for every memory backend (and devices), ch
 by the destination's guest (x-integrity); a live save of a writing guest and a save of
 a stopped one; a lazy restore (postcopy-ram on migrate-incoming) under a random
 workload; damaged files (truncated, bad magic or version, flipped bytes in the
-header and in the page bitmap, marked incomplete, another guest size or page size)
-refused before a byte is read into the guest; a full file system (a small tmpfs made
+header, in the page bitmap and in their padding, marked incomplete, another guest
+size or page size) refused before a byte is read into the guest; a full file system (a small tmpfs made
 here) fails the save, leaves the source running and the file marked incomplete;
 direct-io on tmpfs; the combinations that make no sense refused with the reason."""
 import contextlib
@@ -154,7 +154,8 @@ DEVICES = ["--device", "sim,id=d0,size=4M", "--device", "sim,id=d1,size=2M,preco
 def case_live_anon_multifd_devices():
     """A live save of a writing guest with two devices over 2 io_uring workers, restored
     and checked: every unit, each device's state byte by byte. Then the same file with
-    one byte of a device's state flipped is refused."""
+    one byte of a device's state flipped is refused, and with one of the padding
+    after the guest record."""
     with workdir() as d:
         path = os.path.join(d, "anon.img")
         # a writing guest, at a rate a loaded machine's disk still outruns
@@ -169,19 +170,28 @@ def case_live_anon_multifd_devices():
             devs = dst.query_migrate().get("x-devices") or []
             h.check([x.get("result") for x in devs] == ["ok", "ok"], "devices after the restore: %s" % devs)
             h.check([x.get("verified-bytes") for x in devs] == [4 * h.MiB, 3 * h.MiB], "devices verified: %s" % devs)
-        with open(path, "r+b") as f:
+        with open(path, "rb") as f:
             head = f.read(HEAD_LEN)
             nblocks = struct.unpack(">I", head[16:20])[0]
             f.seek(HEAD_LEN + nblocks * BLOCK_LEN + DEV_LEN + 64)   # the second device's offset
             off = struct.unpack(">Q", f.read(8))[0]
-            f.seek(off + 1000)
-            b = f.read(1)
-            f.seek(off + 1000)
-            f.write(bytes([b[0] ^ 1]))
-        dst, dinfo = restore(path, h.guest_args("128M") + DEVICES, status="failed")
-        with dst:
-            err = dinfo.get("error-desc") or ""
-            h.check("state of device 'd1' is damaged" in err, "flipped device state: %r" % err)
+        state_end = sum(struct.unpack(">QQ", head[32:48]))
+        # a byte of a device's state; one of the padding between the guest record and
+        # the first device's state, which no digest covers
+        for at, want in ((off + 1000, "state of device 'd1' is damaged"),
+                         (state_end + 10, "padding after the guest record is not zero")):
+            with open(path, "r+b") as f:
+                f.seek(at)
+                b = f.read(1)
+                f.seek(at)
+                f.write(bytes([b[0] ^ 1]))
+            dst, dinfo = restore(path, h.guest_args("128M") + DEVICES, status="failed")
+            with dst:
+                err = dinfo.get("error-desc") or ""
+                h.check(want in err, "flipped byte at %d: %r" % (at, err))
+            with open(path, "r+b") as f:
+                f.seek(at)
+                f.write(b)
 
 
 def case_devices_parallel():
@@ -496,11 +506,14 @@ def damage(path, out, how):
         elif how == "incomplete":
             hdr[12:16] = struct.pack(">I", 0)
             hdr[body:body + SHA_LEN] = hashlib.sha256(bytes(hdr[:body])).digest()
-        elif how == "bitmap-bit":
-            bitmap_off = struct.unpack(">Q", hdr[HEAD_LEN + 80:HEAD_LEN + 88])[0]
-            f.seek(bitmap_off + 3)
+        elif how in ("bitmap-bit", "bitmap-pad", "header-pad"):
+            # the pads: bytes no digest covers, in the header's and the bitmap's 4 KiB
+            bitmap_off, bitmap_len = struct.unpack(">QQ", hdr[HEAD_LEN + 80:HEAD_LEN + 96])
+            at = {"bitmap-bit": bitmap_off + 3, "bitmap-pad": bitmap_off + bitmap_len + 100,
+                  "header-pad": body + SHA_LEN + 1000}[how]
+            f.seek(at)
             b = f.read(1)
-            f.seek(bitmap_off + 3)
+            f.seek(at)
             f.write(bytes([b[0] ^ 0x10]))
         if how in ("magic", "version", "header-byte", "incomplete"):
             f.seek(0)
@@ -520,18 +533,24 @@ def case_damaged_files_refused():
             ("version", h.guest_args("32M"), "version 2"),
             ("header-byte", h.guest_args("32M"), "damaged header"),
             ("bitmap-bit", h.guest_args("32M"), "bitmap of RAM block"),
+            ("bitmap-pad", h.guest_args("32M"), "bitmap of RAM block 'pc.ram' is damaged (its padding"),
+            ("header-pad", h.guest_args("32M"), "padding after the header is not zero"),
             ("incomplete", h.guest_args("32M"), "marked incomplete"),
             (None, h.guest_args("64M"), "bytes in the file"),   # another guest size
         ]
         if os.path.isdir("/sys/kernel/mm/hugepages/hugepages-2048kB"):
             h.require_hugepages(16)
             cases.append((None, h.guest_args("32M", backend="hugetlb", hugepage_size="2M"), "-byte pages in the file"))
-        for how, guest, want in cases:
+        # a lazy restore (its guest would fault from its first instant) checks the same
+        # before its guest runs
+        lazy = [("bitmap-pad", h.guest_args("32M", workload="random"), "its padding", {"postcopy-ram": True})]
+        for how, guest, want, caps in [c + ({},) for c in cases] + lazy:
             f = path
             if how:
                 f = os.path.join(d, how + ".img")
-                damage(path, f, how)
-            dst, info = restore(f, guest, status="failed")
+                if not os.path.exists(f):
+                    damage(path, f, how)
+            dst, info = restore(f, guest, caps=caps, status="failed")
             with dst:
                 err = info.get("error-desc") or ""
                 print("%s: %s" % (how or " ".join(guest), err))
@@ -540,6 +559,8 @@ def case_damaged_files_refused():
                         "%s: pages were read into the guest before the refusal: %s" % (how, info))
                 st = dst.query_status()
                 h.check(st.get("running") is False, "%s: the refused guest runs: %s" % (how, st))
+                h.check(not info.get("x-guest-writes") and not (info.get("x-file") or {}).get("running-after-ms"),
+                        "%s: the refused guest ran: %s" % (how, info))
 
 
 def case_enospc_and_direct_io_on_tmpfs():

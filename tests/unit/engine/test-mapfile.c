@@ -114,6 +114,107 @@ static void test_every_byte_flipped(void)
 	fixture_clear(&f);
 }
 
+/* Bytes no digest covers: the header region past its digest, a name's padding past
+ * its NUL and a reserved field (in the digest, but a writer's file has them 0, so only
+ * a made-up header gets here). Each nonzero is refused. */
+static void test_padding_flipped(void)
+{
+	Fixture f;
+	MigMapFile m;
+	g_autofree guint8 *h = NULL;
+	gsize used = MIG_MAPF_HEAD_LEN + 2 * MIG_MAPF_BLOCK_LEN;
+	const gsize at[] = { used + MIG_MAPF_SHA_LEN, used + MIG_MAPF_SHA_LEN + 1, 1000, 4095 };
+
+	fixture_init(&f);
+	h = write_file(&f, &m, MIG_MAPF_F_COMPLETE, 4096);
+	for (guint i = 0; i < G_N_ELEMENTS(at); i++) {
+		g_autoptr(GError) err = NULL;
+		int fd = open(f.path, O_RDWR);
+		guint8 b = 0x40;
+
+		g_assert_true(mig_mapf_pwrite(fd, &b, 1, 4096 + at[i], "byte", NULL));
+		g_assert_false(read_back(&f, 4096, &err));
+		g_assert_nonnull(strstr(err->message, "padding after the header is not zero"));
+		b = 0;
+		g_assert_true(mig_mapf_pwrite(fd, &b, 1, 4096 + at[i], "byte", NULL));
+		close(fd);
+	}
+	for (guint i = 0; i < 2; i++) {
+		g_autoptr(GError) err = NULL;
+		guint8 *e = h + MIG_MAPF_HEAD_LEN + MIG_MAPF_BLOCK_LEN;
+		int fd;
+
+		e[i ? 136 + 7 : 62] = 0x01;        /* the reserved field; a byte past the name's NUL */
+		mig_mapf_sha256(h, used, h + used);
+		fd = open(f.path, O_RDWR);
+		g_assert_true(mig_mapf_pwrite(fd, h, m.header_len, 4096, "header", NULL));
+		close(fd);
+		g_assert_false(read_back(&f, 4096, &err));
+		g_test_message("%s", err->message);
+		g_assert_nonnull(strstr(err->message, i ? "reserved field is not 0" : "RAM block 1: its name is not NUL-padded"));
+		e[i ? 136 + 7 : 62] = 0;
+	}
+	mig_mapf_clear(&m);
+	fixture_clear(&f);
+}
+
+/* A bitmap region: its digest, no page past the block's end and zero padding to the
+ * region's 4 KiB end, each refused naming the block. */
+static void test_bitmap_region(void)
+{
+	Fixture f;
+	MigMapFile m;
+	MigMapBlock *b;
+	g_autofree guint8 *bm = NULL;
+	gulong map[2];
+	const gsize npages = 70;            /* 9 bytes, the last partial */
+	struct { gsize off; guint8 mask; const char *why; } cases[] = {
+		{ 0, 0x01, "damaged (checksum)" },
+		{ 8, 0x80, "damaged (checksum)" },
+		{ 9, 0x01, "padding is not zero" },
+		{ 4095, 0x80, "padding is not zero" },
+	};
+	int fd;
+
+	fixture_init(&f);
+	g_free(write_file(&f, &m, MIG_MAPF_F_COMPLETE, 0));
+	b = &m.blocks[0];
+	b->bitmap_len = (npages + 7) / 8;
+	bm = g_malloc0(MIG_MAPF_ALIGN);
+	bm[0] = 0x81;
+	bm[8] = 0x20;
+	mig_mapf_sha256(bm, b->bitmap_len, b->bitmap_sha);
+	fd = open(f.path, O_RDWR);
+	g_assert_true(mig_mapf_pwrite(fd, bm, MIG_MAPF_ALIGN, b->bitmap_off, "bitmap", NULL));
+	g_assert_true(mig_mapf_read_bitmap(fd, 0, b, npages, map, NULL));
+	g_assert_cmphex(map[0], ==, 0x81);
+	g_assert_cmphex(map[1], ==, 0x20);
+	for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+		g_autoptr(GError) err = NULL;
+		guint8 x = bm[cases[i].off] ^ cases[i].mask;
+
+		g_assert_true(mig_mapf_pwrite(fd, &x, 1, b->bitmap_off + cases[i].off, "byte", NULL));
+		g_assert_false(mig_mapf_read_bitmap(fd, 0, b, npages, map, &err));
+		g_test_message("%s", err->message);
+		g_assert_nonnull(strstr(err->message, "page bitmap of RAM block 'pc.ram'"));
+		g_assert_nonnull(strstr(err->message, cases[i].why));
+		g_assert_true(mig_mapf_pwrite(fd, &bm[cases[i].off], 1, b->bitmap_off + cases[i].off, "byte", NULL));
+	}
+	/* a page past the end with a digest to match: only a made-up file has one */
+	bm[8] |= 0x80;
+	mig_mapf_sha256(bm, b->bitmap_len, b->bitmap_sha);
+	g_assert_true(mig_mapf_pwrite(fd, bm, b->bitmap_len, b->bitmap_off, "bitmap", NULL));
+	{
+		g_autoptr(GError) err = NULL;
+
+		g_assert_false(mig_mapf_read_bitmap(fd, 0, b, npages, map, &err));
+		g_assert_nonnull(strstr(err->message, "marks pages past its end"));
+	}
+	close(fd);
+	mig_mapf_clear(&m);
+	fixture_clear(&f);
+}
+
 static void expect_refused(Fixture *f, const char *why)
 {
 	g_autoptr(GError) err = NULL;
@@ -180,6 +281,8 @@ int main(int argc, char **argv)
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/mapfile/round-trip", test_round_trip);
 	g_test_add_func("/mapfile/every-byte-flipped", test_every_byte_flipped);
+	g_test_add_func("/mapfile/padding-flipped", test_padding_flipped);
+	g_test_add_func("/mapfile/bitmap-region", test_bitmap_region);
 	g_test_add_func("/mapfile/refusals", test_refusals);
 	g_test_add_func("/mapfile/bitmap", test_bitmap);
 	return g_test_run();
