@@ -766,7 +766,13 @@ gboolean mig_src_postcopy_lost(Src *src, const GError *why, GError **err)
 		lanes = recover_lanes(src);
 		g_mutex_lock(&s->lock);
 		g_free(s->error);
-		s->error = g_strdup(cause);
+		/* before RP_RUNNING the operator may take the guest back (mig_src_abandon) */
+		if (__atomic_load_n(&src->dst_running, __ATOMIC_ACQUIRE))
+			s->error = g_strdup(cause);
+		else
+			s->error = g_strdup_printf("the destination may be running: GO was sent but no RP_RUNNING came (%s); "
+						   "if the destination says the switchover outcome is unknown, `cont` runs "
+						   "the guest here, else recover", cause);
 		src->pause_req = FALSE;
 		mig_log(s, MIG_LOG_WARNING, "postcopy paused: %s", cause);
 		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_PAUSED);
@@ -775,13 +781,19 @@ gboolean mig_src_postcopy_lost(Src *src, const GError *why, GError **err)
 			src->resume_uri = g_strdup(src->uri_text);
 			mig_set_status_locked(s, MIG_STATUS_POSTCOPY_RECOVER_SETUP);
 		}
-		while (!src->quit && !src->resume_uri && !src->inline_run)
+		while (!src->quit && !src->abandon && !src->resume_uri && !src->inline_run)
 			g_cond_wait(&src->resume_cond, &s->lock);
-		if (src->quit || !src->resume_uri) {
+		if (src->quit || src->abandon || !src->resume_uri) {
+			gboolean abandon = src->abandon && !src->quit;
+
 			g_mutex_unlock(&s->lock);
 			mig_chan_batch_gate(lanes, FALSE, -1);
 			mig_chan_batch_join(lanes, NULL, NULL, NULL);
-			g_set_error(err, MIG_ERROR, ECANCELED, "postcopy paused (%s) when the session ended", cause);
+			if (abandon)
+				g_set_error(err, MIG_ERROR, ECANCELED, "postcopy paused (%s) before the destination ran the "
+					    "guest; `cont` ended the migration and runs the guest here", cause);
+			else
+				g_set_error(err, MIG_ERROR, ECANCELED, "postcopy paused (%s) when the session ended", cause);
 			return FALSE;
 		}
 		g_free(src->uri_text);
