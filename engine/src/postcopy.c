@@ -774,7 +774,7 @@ gboolean mig_src_postcopy_lost(Src *src, const GError *why, GError **err)
 						   "if the destination says the switchover outcome is unknown, `cont` runs "
 						   "the guest here, else recover", cause);
 		src->pause_req = FALSE;
-		mig_log(s, MIG_LOG_WARNING, "postcopy paused: %s", cause);
+		mig_log(s, MIG_LOG_WARNING, "postcopy paused: %s", s->error);
 		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_PAUSED);
 		if (src->inline_run && src->inl.resume_fd >= 0 && !src->resume_uri) {
 			/* the harness's resumed channel, once: as migrate resume would */
@@ -850,8 +850,7 @@ gboolean mig_pc_src_run(Src *src, GError **err)
 	if (!ok && src->go_sent) {
 		g_autoptr(GError) lost = NULL;
 
-		if (!src->dst_running && err && *err)
-			g_prefix_error(err, "the destination may be running: GO was sent but no RP_RUNNING came: ");
+		/* mig_src_postcopy_lost says the destination may be running, RP_RUNNING not come */
 		lost = err && *err ? g_error_copy(*err) : g_error_new(MIG_ERROR, EIO, "the switchover failed after GO");
 		g_clear_error(err);
 		ok = mig_src_postcopy_lost(src, lost, err);
