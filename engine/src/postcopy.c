@@ -771,8 +771,8 @@ gboolean mig_src_postcopy_lost(Src *src, const GError *why, GError **err)
 			s->error = g_strdup(cause);
 		else
 			s->error = g_strdup_printf("the destination may be running: GO was sent but no RP_RUNNING came (%s); "
-						   "if the destination says the switchover outcome is unknown, `cont` runs "
-						   "the guest here, else recover", cause);
+						   "if the destination failed and never ran the guest (query-status "
+						   "inmigrate), `cont` runs the guest here, else recover", cause);
 		src->pause_req = FALSE;
 		mig_log(s, MIG_LOG_WARNING, "postcopy paused: %s", s->error);
 		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_PAUSED);
