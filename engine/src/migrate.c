@@ -1028,6 +1028,20 @@ void mig_src_resume(struct Src *src, const char *uri)
 	g_cond_broadcast(&src->resume_cond);
 }
 
+gboolean mig_src_abandon(struct Src *src, GError **err)
+{
+	/* RP_RUNNING, or a recovery's answer, says the guest ran there: it has pages only
+	 * the destination has now */
+	if (__atomic_load_n(&src->dst_running, __ATOMIC_ACQUIRE)) {
+		g_set_error(err, MIG_ERROR, EBUSY, "The guest ran on the destination: recover the migration "
+			    "(migrate-recover there, migrate with resume: true here)");
+		return FALSE;
+	}
+	src->abandon = TRUE;
+	g_cond_broadcast(&src->resume_cond);
+	return TRUE;
+}
+
 void mig_src_free(struct Src *src)
 {
 	/* a paused postcopy waits for a resume that will not come now */

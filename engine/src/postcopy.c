@@ -766,22 +766,34 @@ gboolean mig_src_postcopy_lost(Src *src, const GError *why, GError **err)
 		lanes = recover_lanes(src);
 		g_mutex_lock(&s->lock);
 		g_free(s->error);
-		s->error = g_strdup(cause);
+		/* before RP_RUNNING the operator may take the guest back (mig_src_abandon) */
+		if (__atomic_load_n(&src->dst_running, __ATOMIC_ACQUIRE))
+			s->error = g_strdup(cause);
+		else
+			s->error = g_strdup_printf("the destination may be running: GO was sent but no RP_RUNNING came (%s); "
+						   "if the destination failed and never ran the guest (query-status "
+						   "inmigrate), `cont` runs the guest here, else recover", cause);
 		src->pause_req = FALSE;
-		mig_log(s, MIG_LOG_WARNING, "postcopy paused: %s", cause);
+		mig_log(s, MIG_LOG_WARNING, "postcopy paused: %s", s->error);
 		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_PAUSED);
 		if (src->inline_run && src->inl.resume_fd >= 0 && !src->resume_uri) {
 			/* the harness's resumed channel, once: as migrate resume would */
 			src->resume_uri = g_strdup(src->uri_text);
 			mig_set_status_locked(s, MIG_STATUS_POSTCOPY_RECOVER_SETUP);
 		}
-		while (!src->quit && !src->resume_uri && !src->inline_run)
+		while (!src->quit && !src->abandon && !src->resume_uri && !src->inline_run)
 			g_cond_wait(&src->resume_cond, &s->lock);
-		if (src->quit || !src->resume_uri) {
+		if (src->quit || src->abandon || !src->resume_uri) {
+			gboolean abandon = src->abandon && !src->quit;
+
 			g_mutex_unlock(&s->lock);
 			mig_chan_batch_gate(lanes, FALSE, -1);
 			mig_chan_batch_join(lanes, NULL, NULL, NULL);
-			g_set_error(err, MIG_ERROR, ECANCELED, "postcopy paused (%s) when the session ended", cause);
+			if (abandon)
+				g_set_error(err, MIG_ERROR, ECANCELED, "postcopy paused (%s) before the destination ran the "
+					    "guest; `cont` ended the migration and runs the guest here", cause);
+			else
+				g_set_error(err, MIG_ERROR, ECANCELED, "postcopy paused (%s) when the session ended", cause);
 			return FALSE;
 		}
 		g_free(src->uri_text);
@@ -838,8 +850,7 @@ gboolean mig_pc_src_run(Src *src, GError **err)
 	if (!ok && src->go_sent) {
 		g_autoptr(GError) lost = NULL;
 
-		if (!src->dst_running && err && *err)
-			g_prefix_error(err, "the destination may be running: GO was sent but no RP_RUNNING came: ");
+		/* mig_src_postcopy_lost says the destination may be running, RP_RUNNING not come */
 		lost = err && *err ? g_error_copy(*err) : g_error_new(MIG_ERROR, EIO, "the switchover failed after GO");
 		g_clear_error(err);
 		ok = mig_src_postcopy_lost(src, lost, err);

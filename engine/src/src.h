@@ -28,6 +28,11 @@ void mig_src_pause(struct Src *src);
 /* migrate resume:true in postcopy-paused: reconnect to uri (already checked to parse).
  * Call with s->lock held. */
 void mig_src_resume(struct Src *src, const char *uri);
+/* `cont` in postcopy-paused: when the destination never said RP_RUNNING, the operator
+ * (who saw it failed, its switchover outcome unknown) takes the guest back: the
+ * migration ends failed, then the guest may run here. Refused once it ran there.
+ * Call with s->lock held. */
+gboolean mig_src_abandon(struct Src *src, GError **err);
 /* The session is going away (quit): like cancel, and in postcopy too, so that every
  * thread of the half ends. Call with s->lock held. */
 void mig_src_quit(struct Src *src);

@@ -93,6 +93,7 @@ typedef struct Src {
 	GCond resume_cond;
 	char *resume_uri;
 	gboolean pause_req;
+	gboolean abandon;       /* `cont` here: the destination never ran the guest */
 	/* mig/src/beat: NOPs on the main channel until COMPLETE / PC_RUN, and in
 	 * postcopy-active until PC_END */
 	MigBeat beat;

@@ -4,7 +4,7 @@
 - pause: migrate-pause on the source during postcopy-active -> both sides
   postcopy-paused with an error-desc; the destination's vCPUs wait on their missing
   pages (the guest keeps running, no unit read wrong, status stays paused);
-  migrate_cancel and a second migrate are refused; migrate-recover on the destination
+  migrate_cancel, a second migrate and `cont` on the source are refused; migrate-recover on the destination
   and migrate resume:true on the source -> postcopy-recover-setup, postcopy-recover,
   postcopy-active (events on both sides), then completed with integrity intact.
   A RESUME hello of another session, or while no migrate-recover listens, is refused.
@@ -150,6 +150,8 @@ def case_pause():
         expect_refusal(lambda: src.cmd("migrate", uri="tcp:127.0.0.1:1"), ["in progress"],
                        "a new migrate while paused")
         expect_refusal(lambda: src.cmd("migrate-pause"), ["postcopy-active"], "migrate-pause while paused")
+        # the destination ran the guest (RP_RUNNING): the source must not
+        expect_refusal(lambda: src.cmd("cont"), ["ran on the destination"], "cont on the paused source")
         # the listener closed once every channel was in (as QEMU's does): until
         # migrate-recover nothing listens, and then a resume of another session is refused
         h.expect_listener_closed(first)
