@@ -12,6 +12,7 @@
 #include "engine/dst/devlane.h"
 #include "engine/dst/start.h"
 #include "engine/dst/postcopy.h"
+#include "engine/dst/diskcpu.h"
 #include "engine/mapfile.h"
 #include "engine/ring.h"
 #include "engine/bitmap.h"
@@ -53,6 +54,8 @@ typedef struct FileLoad {
 	gint faulting;        /* lazy: faults being read now (atomic) */
 	gint64 fault_end_us;  /* lazy: when the last one was placed (atomic) */
 	GArray *fault_read_us; /* lazy: guint32 per fault, its read alone; the fault thread's until postcopy stops */
+	gboolean fault_pin;   /* lazy: the fault thread moves to fault_cpus at its first fault (then FALSE; its own) */
+	cpu_set_t fault_cpus; /* lazy: where the disk's completions arrive (engine/dst/diskcpu.h) */
 } FileLoad;
 
 typedef struct Worker {
@@ -136,6 +139,14 @@ static int lazy_fetch(gpointer opaque, guint bi, gsize page)
 	gboolean ok;
 	int rc = 0;
 
+	if (fl->fault_pin) {
+		/* here, the fault thread's own: the disk's completion wakes it without a
+		 * cross-CPU wake-up (docs/design.md, Migration to a file); not fatal */
+		fl->fault_pin = FALSE;
+		if (sched_setaffinity(0, sizeof(fl->fault_cpus), &fl->fault_cpus) < 0)
+			mig_log(fl->s, MIG_LOG_WARNING, "lazy restore: the fault thread stays where it was: sched_setaffinity: %s",
+				g_strerror(errno));
+	}
 	__atomic_add_fetch(&fl->faulting, 1, __ATOMIC_SEQ_CST);
 	t0 = g_get_monotonic_time();
 	ok = mig_mapf_pread(fl->dfd, fl->fault_buf, rb->page_size,
@@ -476,6 +487,13 @@ static gboolean lazy_start(FileLoad *fl, GBytes *state, GError **err)
 	}
 	if (posix_memalign((void **)&fl->fault_buf, MIG_MAPF_ALIGN, maxps))
 		g_error("out of memory for the fault buffer");
+	{
+		cpu_set_t allowed;
+
+		/* the fault thread inherits this thread's CPUs (mig_pc_dst_listen starts it) */
+		fl->fault_pin = sched_getaffinity(0, sizeof(allowed), &allowed) == 0 &&
+				mig_disk_irq_cpus(fl->dfd, &allowed, &fl->fault_cpus);
+	}
 	/* from here on a failure cannot be retried: the guest may run on what it has */
 	g_mutex_lock(&s->lock);
 	if (s->dst->cancelled) {
