@@ -258,6 +258,12 @@ gboolean mig_ring_read(MigRing *r, void *buf, gsize len, guint64 off, GError **e
 	return queue(r, buf, len, off, FALSE, err);
 }
 
+gboolean mig_ring_reserve(MigRing *r, GError **err)
+{
+	take_slot(r);
+	return report(r, err);
+}
+
 gboolean mig_ring_drain(MigRing *r, GError **err)
 {
 	while (r->inflight && !r->broken)

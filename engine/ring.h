@@ -42,6 +42,10 @@ gboolean mig_ring_vec_end(MigRing *r, GError **err);
  * restore's prefetch makes room for a fault's read); (MIG_RING_QD, MIG_RING_MAX_IO)
  * for full speed. */
 void mig_ring_throttle(MigRing *r, guint limit, gsize max_io);
+/* Waits (reaping) until one more request may go in flight under the limit, so that the
+ * next read or write is submitted at once: a caller may wait for something else in
+ * between. FALSE once the ring failed. */
+gboolean mig_ring_reserve(MigRing *r, GError **err);
 /* Waits for every request in flight. */
 gboolean mig_ring_drain(MigRing *r, GError **err);
 guint mig_ring_depth_peak(const MigRing *r);

@@ -3,7 +3,7 @@
  * offsets, split at the request size and at MIG_RING_MAX_IOV pieces; a vectored read
  * cut short by the end of the file resubmits its rest and then reports the file
  * truncated, the bytes before the end delivered; a throttled ring keeps one request
- * of the throttled size in flight. */
+ * of the throttled size in flight, and a reserve there waits for it. */
 #include "engine/ring.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -152,6 +152,12 @@ static void test_throttle(void)
 	g_assert_true(mig_ring_write(r, buf, 256 << 10, 256 << 10, &err));
 	g_assert_true(mig_ring_drain(r, &err));
 	g_assert_cmpuint(mig_ring_requests(r), ==, 17);
+	/* throttled, a reserve waits for the request in flight: it is done when it returns */
+	mig_ring_throttle(r, 1, 16 << 10);
+	g_assert_true(mig_ring_write(r, buf, 16 << 10, 0, &err));
+	g_assert_true(mig_ring_reserve(r, &err));
+	g_assert_cmpuint(mig_ring_bytes(r), ==, (512u << 10) + (16u << 10));
+	g_assert_true(mig_ring_drain(r, &err));
 	mig_ring_free(r);
 	fixture_clear(&f);
 	g_free(buf);
