@@ -5,25 +5,61 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+/* One UFFDIO_COPY: 0 when all of len is in, else -errno and *copied the bytes that
+ * went in before it stopped (with -EAGAIN). */
+static int copy_once(int uffd, uint8_t *dst, const uint8_t *src, size_t len, size_t *copied)
+{
+	struct uffdio_copy c = {
+		.dst = (uint64_t)(uintptr_t)dst,
+		.src = (uint64_t)(uintptr_t)src,
+		.len = len,
+	};
+
+	*copied = 0;
+	if (ioctl(uffd, UFFDIO_COPY, &c) == 0)
+		return 0;
+	if (errno == EAGAIN && c.copy > 0)
+		*copied = (size_t)c.copy;
+	return -errno;
+}
+
 int mig_uffd_copy(int uffd, void *dst, const void *src, size_t len)
 {
-	size_t done = 0;
+	size_t done = 0, n;
 
 	while (done < len) {
-		struct uffdio_copy c = {
-			.dst = (uint64_t)(uintptr_t)dst + done,
-			.src = (uint64_t)(uintptr_t)src + done,
-			.len = len - done,
-		};
+		int rc = copy_once(uffd, (uint8_t *)dst + done, (const uint8_t *)src + done, len - done, &n);
 
-		if (ioctl(uffd, UFFDIO_COPY, &c) == 0)
+		if (rc == 0)
 			return 0;
-		if (errno == EEXIST)
-			return -EEXIST;
-		if (errno != EAGAIN)
-			return -errno;
-		if (c.copy > 0)
-			done += (size_t)c.copy;
+		if (rc != -EAGAIN)
+			return rc;   /* -EEXIST included */
+		done += n;
+	}
+	return 0;
+}
+
+int mig_uffd_copy_pages(int uffd, void *dst, const void *src, size_t ps, size_t npages)
+{
+	size_t done = 0, len = ps * npages, n;
+
+	while (done < len) {
+		int rc = copy_once(uffd, (uint8_t *)dst + done, (const uint8_t *)src + done, len - done, &n);
+
+		if (rc == 0)
+			return 0;
+		if (rc == -EAGAIN) {
+			/* the pages before a present one (or before the mm changed) are in, and
+			 * their waiters woken */
+			done += n;
+			continue;
+		}
+		if (rc != -EEXIST)
+			return rc;
+		/* as mig_uffd_copy's callers do: wake whoever faulted between the copy that
+		 * won and now */
+		mig_uffd_wake(uffd, (uint8_t *)dst + done, ps);
+		done += ps;
 	}
 	return 0;
 }

@@ -10,6 +10,10 @@
 /* UFFDIO_COPY of len bytes (one whole host page) and wake the waiters.
  * 0, -EEXIST if the page was already there, or -errno. */
 int mig_uffd_copy(int uffd, void *dst, const void *src, size_t len);
+/* UFFDIO_COPY of npages whole pages of ps bytes, in as few ioctls as it can: a page
+ * already there (another thread's copy won) is left alone and its waiters woken, and
+ * the copy goes on after it. 0 or -errno. */
+int mig_uffd_copy_pages(int uffd, void *dst, const void *src, size_t ps, size_t npages);
 /* UFFDIO_ZEROPAGE (anon, shmem). 0, -EEXIST or -errno. */
 int mig_uffd_zeropage(int uffd, void *dst, size_t len);
 /* UFFDIO_CONTINUE (shared memory registered MINOR): maps the page cache's page, which

@@ -165,6 +165,46 @@ gboolean mig_pc_dst_place(MigSession *s, guint block, gsize page, const void *da
 	return TRUE;
 }
 
+gboolean mig_pc_dst_place_run(MigSession *s, guint block, gsize page, gsize npages, const void *data, GError **err)
+{
+	PcDst *pc = s->dst->pc;
+	PcBlock *b = &pc->blocks[block];
+	gsize ps = b->rb->page_size;
+	gint64 t_end;
+	int rc;
+
+	if (npages == 1)
+		return mig_pc_dst_place(s, block, page, data, err);
+	for (gsize i = page; i < page + npages; i++)
+		if (mig_bitmap_test(b->requested, i))
+			MIG_PROBE(page_received, block, (guint64)i * ps);
+	g_rw_lock_reader_lock(&pc->place_lock);
+	if (!pc->placing) {
+		g_rw_lock_reader_unlock(&pc->place_lock);
+		return TRUE;   /* a late second copy, as in mig_pc_dst_place */
+	}
+	rc = mig_uffd_copy_pages(pc->uffd, b->rb->host + page * ps, data, ps, npages);
+	t_end = now_ns();
+	for (gsize i = page; i < page + npages; i++)
+		if (mig_bitmap_test(b->requested, i))
+			MIG_PROBE(page_placed, block, (guint64)i * ps);
+	g_rw_lock_reader_unlock(&pc->place_lock);
+	if (rc < 0) {
+		g_set_error(err, MIG_ERROR, -rc, "placing pages %" G_GSIZE_FORMAT " to %" G_GSIZE_FORMAT " of '%s': %s", page,
+			    page + npages - 1, b->rb->name, g_strerror(-rc));
+		return FALSE;
+	}
+	for (gsize i = page; i < page + npages; i++) {
+		__atomic_fetch_or(&s->dst->received[block][i / MIG_BITS_PER_LONG], 1ul << (i % MIG_BITS_PER_LONG), __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&b->requested[i / MIG_BITS_PER_LONG], __ATOMIC_SEQ_CST) & (1ul << (i % MIG_BITS_PER_LONG))) {
+			record_latency(pc, b, i, t_end);
+			if (pc->bt)
+				mig_blocktime_end(pc->bt, (guint64)(uintptr_t)(b->rb->host + i * ps), t_end);
+		}
+	}
+	return TRUE;
+}
+
 /* From LISTEN on, and for good: no page may be written in place any more. */
 gboolean mig_pc_dst_placing(MigSession *s)
 {

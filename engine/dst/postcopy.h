@@ -17,6 +17,10 @@ gboolean mig_pc_dst_discard(MigSession *s, guint block, const guint64 *ranges, g
 /* Places one whole host page (data NULL: a zero page). Safe from any thread; a page
  * already present is left alone. */
 gboolean mig_pc_dst_place(MigSession *s, guint block, gsize page, const void *data, GError **err);
+/* npages whole host pages from page on, their bytes at data one after the other (a
+ * lazy restore's prefetch): as mig_pc_dst_place for each, in one UFFDIO_COPY where no
+ * other thread placed one of them first. */
+gboolean mig_pc_dst_place_run(MigSession *s, guint block, gsize page, gsize npages, const void *data, GError **err);
 gboolean mig_pc_dst_placing(MigSession *s);
 /* After END: every page present? Then unregister and stop the fault thread. */
 gboolean mig_pc_dst_finish(MigSession *s, GError **err);
