@@ -205,6 +205,18 @@ static int tcp_socket(int flags)
 
 /* ---- variant a: one blocking thread per channel ---- */
 
+static pthread_t start_thread(void *(*fn)(void *), void *arg, const char *name, int i)
+{
+	char full[16];
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, fn, arg))
+		die("pthread_create");
+	snprintf(full, sizeof(full), "%s%d", name, i);
+	pthread_setname_np(t, full);
+	return t;
+}
+
 typedef struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -264,14 +276,8 @@ static void src_a(int ctl)
 	pthread_t t[MAX_LANES];
 	Msg m;
 
-	for (int i = 0; i < lanes; i++) {
-		char name[16];
-
-		if (pthread_create(&t[i], NULL, src_a_lane, &s))
-			die("pthread_create");
-		snprintf(name, sizeof(name), "floor/slane%d", i);
-		pthread_setname_np(t[i], name);
-	}
+	for (int i = 0; i < lanes; i++)
+		t[i] = start_thread(src_a_lane, &s, "floor/slane", i);
 	for (;;) {
 		int fd;
 
@@ -397,14 +403,8 @@ static void dst_a(int ctl, int lfd)
 
 	if ((d.evfd = eventfd(0, EFD_CLOEXEC)) < 0)
 		die("eventfd");
-	for (int i = 0; i <= lanes; i++) {
-		char name[16];
-
-		if (pthread_create(&t[i], NULL, dst_a_chan, &d))
-			die("pthread_create");
-		snprintf(name, sizeof(name), "floor/dchan%d", i);
-		pthread_setname_np(t[i], name);
-	}
+	for (int i = 0; i <= lanes; i++)
+		t[i] = start_thread(dst_a_chan, &d, "floor/dchan", i);
 	for (;;) {
 		struct pollfd p[2] = { { .fd = d.evfd, .events = POLLIN }, { .fd = ctl, .events = POLLIN } };
 		eventfd_t v;
