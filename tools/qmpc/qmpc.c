@@ -247,15 +247,21 @@ static gboolean is_reply_to(JsonObject *m, guint id)
 	       json_node_get_int(idn) == id;
 }
 
-JsonObject *qmpc_call(QmpClient *c, const char *command, const char *args_json, int timeout_ms,
-		      QmpcEventFn on_event, gpointer opaque, GError **err)
+guint qmpc_send(QmpClient *c, const char *command, const char *args_json, int timeout_ms, GError **err)
 {
-	gint64 deadline = deadline_after(timeout_ms);
 	guint id = ++c->next_id;
 	g_autofree char *msg = request(command, args_json, id, err);
 
-	if (!msg || !write_all(c, msg, strlen(msg), deadline, err))
-		return NULL;
+	if (!msg || !write_all(c, msg, strlen(msg), deadline_after(timeout_ms), err))
+		return 0;
+	return id;
+}
+
+JsonObject *qmpc_wait_reply(QmpClient *c, guint id, const char *command, int timeout_ms, QmpcEventFn on_event,
+			    gpointer opaque, GError **err)
+{
+	gint64 deadline = deadline_after(timeout_ms);
+
 	/* with no deadline, a long watch may see any number of events */
 	for (int i = 0; timeout_ms < 0 || i < MAX_MESSAGES; i++) {
 		g_autoptr(JsonObject) m = read_message(c, deadline, err);
@@ -273,6 +279,14 @@ JsonObject *qmpc_call(QmpClient *c, const char *command, const char *args_json, 
 	}
 	g_set_error(err, QMPC_ERROR, QMPC_ERROR_PROTOCOL, "QMP: no reply to %s among %d messages", command, MAX_MESSAGES);
 	return NULL;
+}
+
+JsonObject *qmpc_call(QmpClient *c, const char *command, const char *args_json, int timeout_ms,
+		      QmpcEventFn on_event, gpointer opaque, GError **err)
+{
+	guint id = qmpc_send(c, command, args_json, timeout_ms, err);
+
+	return id ? qmpc_wait_reply(c, id, command, timeout_ms, on_event, opaque, err) : NULL;
 }
 
 JsonNode *qmpc_execute(QmpClient *c, const char *command, const char *args_json, int timeout_ms, GError **err)

@@ -33,6 +33,12 @@ QmpClient *qmpc_connect(const char *path, int timeout_ms, GError **err);
  * "arguments" object as JSON text, or NULL. */
 JsonObject *qmpc_call(QmpClient *c, const char *command, const char *args_json, int timeout_ms,
 		      QmpcEventFn on_event, gpointer opaque, GError **err);
+/* qmpc_call in two halves, for a caller that must not read while the command runs:
+ * qmpc_send returns the request's id (0 with err), qmpc_wait_reply reads up to its
+ * reply (events to on_event). */
+guint qmpc_send(QmpClient *c, const char *command, const char *args_json, int timeout_ms, GError **err);
+JsonObject *qmpc_wait_reply(QmpClient *c, guint id, const char *command, int timeout_ms, QmpcEventFn on_event,
+			    gpointer opaque, GError **err);
 /* qmpc_call for the "return" value (free with json_node_unref); an "error" reply is a
  * QMPC_ERROR_COMMAND. Events are skipped. */
 JsonNode *qmpc_execute(QmpClient *c, const char *command, const char *args_json, int timeout_ms, GError **err);
