@@ -242,7 +242,12 @@ gboolean mig_dst_postcopy_lost(MigSession *s, const char *why)
 		g_mutex_unlock(&s->lock);
 		return FALSE;
 	}
-	if (s->status != MIG_STATUS_POSTCOPY_PAUSED) {
+	/* migrate-recover may come before every thread of this pause saw its channel die
+	 * (the loader's next read, on a loaded host, comes late): until the loader has torn
+	 * the old channels down (paused_ready), what they report is this pause, not a
+	 * failed recovery, and must not undo the recover */
+	if (s->status != MIG_STATUS_POSTCOPY_PAUSED &&
+	    !(s->status == MIG_STATUS_POSTCOPY_RECOVER_SETUP && !d->paused_ready)) {
 		g_free(s->error);
 		s->error = g_strdup(why);
 		mig_log(s, MIG_LOG_WARNING, "postcopy paused: %s", why);
