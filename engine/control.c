@@ -70,17 +70,11 @@ gboolean mig_session_vm_cont(MigSession *s, GError **err)
 	if (s->src && s->status == MIG_STATUS_POSTCOPY_PAUSED) {
 		/* the switchover's outcome was unknown and the operator picked this side: the
 		 * migration thread ends it (failed), then the guest runs below */
-		gint64 end = g_get_monotonic_time() + ABANDON_WAIT_US;
-
 		if (!mig_src_abandon(s->src, err)) {
 			g_mutex_unlock(&s->lock);
 			return FALSE;
 		}
-		while (s->status == MIG_STATUS_POSTCOPY_PAUSED && g_get_monotonic_time() < end) {
-			g_mutex_unlock(&s->lock);
-			g_usleep(2000);
-			g_mutex_lock(&s->lock);
-		}
+		mig_src_wait_abandoned(s->src, g_get_monotonic_time() + ABANDON_WAIT_US);
 	}
 	if (s->runstate == MIG_RUN_INMIGRATE) {
 		g_set_error(err, MIG_ERROR, EBUSY, "Guest is waiting for an incoming migration");

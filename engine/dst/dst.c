@@ -53,6 +53,7 @@ void mig_dst_free(Dst *d)
 	g_cond_clear(&d->open_cond);
 	g_ptr_array_free(d->openers, TRUE);
 	g_free(d->listen_uri);
+	g_free(d->switch_fault);
 	g_free(d->stream_file);
 	g_free(d);
 }
@@ -135,11 +136,33 @@ gboolean mig_dst_cancelled(MigSession *s)
 	return c;
 }
 
+/* From RP_READY on the source may give its guest up, and only the loader knows whether
+ * GO came: a channel lost now must end as it would an instant after the guest's start
+ * (postcopy: paused, the guest started; precopy, every page here: completed), never
+ * failed with a guest that runs, or that nobody runs. So it only leaves its cause to
+ * the loader, and the main channel, where GO may be coming, open; without GO the
+ * loader fails the migration itself (outcome unknown). After the start a precopy's
+ * guest needs no channel, and a postcopy's pauses before this is asked. */
+static gboolean left_to_switchover(MigSession *s, const char *msg)
+{
+	Dst *d = s->dst;
+	gboolean left;
+
+	g_mutex_lock(&s->lock);
+	left = d->switching;
+	if (left && !d->switch_fault)
+		d->switch_fault = g_strdup(msg);
+	g_mutex_unlock(&s->lock);
+	if (left)
+		mig_log(s, MIG_LOG_WARNING, "after RP_READY, left to the switchover: %s", msg);
+	return left;
+}
+
 static void fail_now(MigSession *s, const char *msg)
 {
 	Dst *d = s->dst;
 
-	if (mig_dst_postcopy_lost(s, msg))
+	if (mig_dst_postcopy_lost(s, msg) || left_to_switchover(s, msg))
 		return;
 	if (!mig_dst_cancelled(s))
 		mig_session_report_error(s, "%s", msg);
@@ -242,7 +265,12 @@ gboolean mig_dst_postcopy_lost(MigSession *s, const char *why)
 		g_mutex_unlock(&s->lock);
 		return FALSE;
 	}
-	if (s->status != MIG_STATUS_POSTCOPY_PAUSED) {
+	/* migrate-recover may come before every thread of this pause saw its channel die
+	 * (the loader's next read, on a loaded host, comes late): until the loader has torn
+	 * the old channels down (paused_ready), what they report is this pause, not a
+	 * failed recovery, and must not undo the recover */
+	if (s->status != MIG_STATUS_POSTCOPY_PAUSED &&
+	    !(s->status == MIG_STATUS_POSTCOPY_RECOVER_SETUP && !d->paused_ready)) {
 		g_free(s->error);
 		s->error = g_strdup(why);
 		mig_log(s, MIG_LOG_WARNING, "postcopy paused: %s", why);

@@ -66,6 +66,12 @@ typedef struct Dst {
 	struct PcDst *pc;          /* postcopy (postcopy.c) */
 	gboolean pc_began;         /* LISTEN was loaded: memory is registered (under s->lock) */
 	gboolean switching;        /* RP_READY may be out: the source may give its guest up (under s->lock) */
+	/* the first channel lost since switching (under s->lock): the loader alone decides
+	 * the switchover and takes it when it starts the guest (complete()) */
+	char *switch_fault;
+	/* tests only: runs on the loader between GO and the guest's start, the moment a
+	 * channel lost is the switchover's to settle */
+	void (*test_after_go)(MigSession *s);
 	gboolean cancelled;        /* migrate_cancel stops it: failures are its doing (under s->lock) */
 	struct DevDst *devdst;     /* the device lane (devlane.c) */
 	guint64 dev_fed;           /* state bytes written to the devices so far (atomic) */
@@ -136,7 +142,8 @@ void mig_dst_received_new(MigSession *s);
 void mig_dst_received_add(Dst *d, guint bi, guint n);
 /* A part of the half failed: records why, wakes the receivers and cuts the main
  * channel's reading, so the loader notices, stops the rest and answers the source.
- * Once the guest may run in postcopy this is mig_dst_postcopy_lost. */
+ * Once the guest may run in postcopy this is mig_dst_postcopy_lost; from RP_READY
+ * until then only the cause is left to the loader (Dst.switch_fault). */
 void mig_dst_fail(MigSession *s, const char *msg);
 /* Every channel failure once the guest ran here comes through this (main channel,
  * return path, multifd, preempt, migrate-pause; from any thread): enters

@@ -1337,6 +1337,7 @@ static gboolean complete(Loader *d, gboolean postcopy, GError **err)
 	struct iovec iov = { (void *)msg, sizeof(msg) - 1 };
 	struct iovec riov = { (void *)rmsg, sizeof(rmsg) - 1 };
 	g_autoptr(GError) why = NULL;
+	g_autofree char *fault = NULL;
 	int rc;
 
 	if (!d->have_setup || !d->have_state)
@@ -1357,13 +1358,26 @@ static gboolean complete(Loader *d, gboolean postcopy, GError **err)
 		g_mutex_unlock(&s->lock);
 		return fail(err, ECANCELED, "the incoming migration was cancelled");
 	}
+	/* a channel failed first: its cut may not stop a GO already queued, so no READY */
+	if (s->status == MIG_STATUS_FAILED) {
+		g_autofree char *why_failed = g_strdup(s->error ? s->error : "the incoming migration failed");
+
+		g_mutex_unlock(&s->lock);
+		return fail(err, EIO, "%s", why_failed);
+	}
 	s->dst->switching = TRUE;
 	g_mutex_unlock(&s->lock);
 	d->ready = TRUE;
 	rc = mig_dst_rp_send(s, MIG_F_RP_READY, &riov, 1);
 	/* a file's source is gone: its COMPLETE is the whole switchover */
 	if (!s->dst->stream_file && (rc < 0 || !wait_go(d, &why))) {
-		const char *cause = rc < 0 ? g_strerror(-rc) : why->message;
+		g_autofree char *cause = NULL;
+
+		g_mutex_lock(&s->lock);
+		fault = g_steal_pointer(&s->dst->switch_fault);
+		g_mutex_unlock(&s->lock);
+		cause = g_strdup_printf("%s%s%s", rc < 0 ? g_strerror(-rc) : why->message,
+					fault ? "; a channel was lost meanwhile: " : "", fault ? fault : "");
 
 		if (postcopy)
 			return fail(err, EIO, "switchover outcome unknown: no GO from the source after RP_READY (%s); "
@@ -1373,13 +1387,19 @@ static gboolean complete(Loader *d, gboolean postcopy, GError **err)
 			    "the guest stays stopped here and may be running on the source: check the source, "
 			    "then `cont` the guest on one side only", cause);
 	}
+	if (s->dst->test_after_go)
+		s->dst->test_after_go(s);
 	g_mutex_lock(&s->lock);
 	mig_dst_start_guest_locked(s, postcopy ? MIG_STATUS_POSTCOPY_ACTIVE : MIG_STATUS_COMPLETED);
 	/* from here the guest may touch missing pages: a lost channel pauses */
 	__atomic_store_n(&s->dst->pc_running, postcopy && s->status != MIG_STATUS_FAILED, __ATOMIC_RELEASE);
+	fault = g_steal_pointer(&s->dst->switch_fault);
 	g_mutex_unlock(&s->lock);
 	if (postcopy) {
 		mig_dst_rp_send(s, MIG_F_RP_RUNNING, &iov, 1);
+		/* a channel lost since RP_READY pauses now, as one lost a moment later */
+		if (fault)
+			mig_dst_postcopy_lost(s, fault);
 		return TRUE;
 	}
 	/* precopy: RP_RUNNING is the return path's last frame, the source reads no more.
@@ -1387,6 +1407,9 @@ static gboolean complete(Loader *d, gboolean postcopy, GError **err)
 	 * the beat (a thread to wake) and the VM's incoming_done (the synthetic guest
 	 * starts a verifier that walks all of RAM and takes a CPU) come after. */
 	mig_dst_rp_send_last(s, MIG_F_RP_RUNNING, &iov, 1);
+	/* every page is here: the guest needs no channel any more */
+	if (fault)
+		mig_log(s, MIG_LOG_INFO, "the guest runs here whole despite a channel lost after RP_READY (%s)", fault);
 	mig_dst_beat_stop(s);
 	if (s->vm->incoming_done)
 		s->vm->incoming_done(s->vm_opaque);

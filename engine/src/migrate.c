@@ -857,6 +857,7 @@ static void finish(Src *src, GError *error)
 			mig_set_status_locked(s, MIG_STATUS_FAILED);
 		}
 	}
+	g_cond_broadcast(&src->end_cond);
 	if (src->cancel_fd >= 0) {
 		mig_io_close(src->cancel_fd);
 		src->cancel_fd = -1;
@@ -944,6 +945,7 @@ static Src *src_new(MigSession *s, const char *uri, int fd)
 	g_mutex_init(&src->urgent_lock);
 	g_cond_init(&src->rp_cond);
 	g_cond_init(&src->resume_cond);
+	g_cond_init(&src->end_cond);
 	mig_beat_init(&src->beat);
 	src->inl.resume_fd = -1;
 	return src;
@@ -992,6 +994,7 @@ void mig_src_quit(struct Src *src)
 {
 	__atomic_store_n(&src->quit, TRUE, __ATOMIC_RELEASE);
 	g_cond_broadcast(&src->resume_cond);   /* a paused postcopy waits for a resume */
+	g_cond_broadcast(&src->end_cond);      /* and `cont` for its end */
 	/* postcopy refuses a cancel, but a session going away cuts the main channel and
 	 * the senders all the same; a preempt lane's blocked write ends within
 	 * x-channel-timeout (its send timeout) */
@@ -1042,12 +1045,22 @@ gboolean mig_src_abandon(struct Src *src, GError **err)
 	return TRUE;
 }
 
+void mig_src_wait_abandoned(struct Src *src, gint64 end)
+{
+	MigSession *s = src->s;
+
+	while (s->status == MIG_STATUS_POSTCOPY_PAUSED && !__atomic_load_n(&src->quit, __ATOMIC_ACQUIRE) &&
+	       g_cond_wait_until(&src->end_cond, &s->lock, end))
+		;
+}
+
 void mig_src_free(struct Src *src)
 {
 	/* a paused postcopy waits for a resume that will not come now */
 	g_mutex_lock(&src->s->lock);
 	src->quit = TRUE;
 	g_cond_broadcast(&src->resume_cond);
+	g_cond_broadcast(&src->end_cond);
 	g_mutex_unlock(&src->s->lock);
 	if (src->thread)
 		g_thread_join(src->thread);
@@ -1058,6 +1071,7 @@ void mig_src_free(struct Src *src)
 	g_free(src->resume_uri);
 	mig_holes_free(src->holes);
 	g_cond_clear(&src->resume_cond);
+	g_cond_clear(&src->end_cond);
 	mig_params_clear(&src->p);
 	g_free(src->uri_text);
 	g_mutex_clear(&src->wlock);

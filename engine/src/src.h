@@ -33,6 +33,10 @@ void mig_src_resume(struct Src *src, const char *uri);
  * migration ends failed, then the guest may run here. Refused once it ran there.
  * Call with s->lock held. */
 gboolean mig_src_abandon(struct Src *src, GError **err);
+/* After mig_src_abandon: waits, s->lock released meanwhile, until the migration thread
+ * has ended the migration (the status leaves postcopy-paused), the session quits, or
+ * end (monotonic µs) passes. Call with s->lock held. */
+void mig_src_wait_abandoned(struct Src *src, gint64 end);
 /* The session is going away (quit): like cancel, and in postcopy too, so that every
  * thread of the half ends. Call with s->lock held. */
 void mig_src_quit(struct Src *src);

@@ -94,6 +94,8 @@ typedef struct Src {
 	char *resume_uri;
 	gboolean pause_req;
 	gboolean abandon;       /* `cont` here: the destination never ran the guest */
+	GCond end_cond;         /* the migration ended (finish) or the session quits: `cont`
+				 * waits on it for an abandoned migration's end */
 	/* mig/src/beat: NOPs on the main channel until COMPLETE / PC_RUN, and in
 	 * postcopy-active until PC_END */
 	MigBeat beat;

@@ -7,7 +7,10 @@
 #include "channels/hello.h"
 #include "channels/io.h"
 #include "channels/uri.h"
+#include "engine/dst/dst_int.h"
+#include "bounded.h"
 #include <glib/gstdio.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -555,6 +558,113 @@ static void test_postcopy_storm(void)
 	g_rmdir(dir);
 }
 
+/* A channel lost between the destination's GO and its guest's start (docs/design.md,
+ * Switchover): the loader holds there (Dst.test_after_go) while the loss is reported,
+ * and the switchover must end as the same loss does a moment later, never failed. */
+static MigStatus wait_status(MigSession *s, MigStatus want, gint64 timeout_s)
+{
+	gint64 end = g_get_monotonic_time() + timeout_s * G_USEC_PER_SEC;
+	MigStatus st;
+
+	while ((st = mig_session_status(s)) != want && st != MIG_STATUS_COMPLETED && st != MIG_STATUS_FAILED &&
+	       st != MIG_STATUS_CANCELLED && g_get_monotonic_time() < end)
+		g_usleep(5000);
+	return st;
+}
+
+static gboolean loss_reported(MigSession *s)
+{
+	gboolean r;
+
+	g_mutex_lock(&s->lock);
+	r = s->dst->switch_fault || s->status == MIG_STATUS_FAILED;
+	g_mutex_unlock(&s->lock);
+	return r;
+}
+
+/* multifd channel 0 dies under its receiver, which reports it (mig_dst_fail) */
+static void cut_multifd_after_go(MigSession *s)
+{
+	int fd;
+
+	g_mutex_lock(&s->dst->mf_lock);
+	fd = s->dst->mf_fd[0];
+	g_mutex_unlock(&s->dst->mf_lock);
+	g_assert_cmpint(fd, >=, 0);
+	g_assert_cmpint(shutdown(fd, SHUT_RDWR), ==, 0);
+	bounded_wait(loss_reported, s, "multifd channel 0's loss reported");
+}
+
+/* Postcopy: the guest starts, then pauses with its faults waiting (it ran on no page
+ * that did not come: every unit is checked at the end), and the migration recovers.
+ * It used to end failed with the guest started and its faults waiting for good. */
+static void test_postcopy_channel_lost_at_go(void)
+{
+	g_autofree char *dir = g_dir_make_tmp("mig-XXXXXX", NULL);
+	g_autofree char *uri = sock_uri(dir, "m.sock");
+	g_autofree char *again = sock_uri(dir, "r.sock");
+	g_autoptr(GError) err = NULL;
+	Side src = side_new("src", FALSE, "seq,rate=0", 32u << 20);
+	Side dst = side_new("dst", TRUE, "random,wss=8M", 32u << 20);
+
+	for (guint i = 0; i < 2; i++) {
+		MigSession *s = i ? dst.s : src.s;
+
+		g_assert_true(mig_session_set_cap(s, MIG_CAP_POSTCOPY_RAM, TRUE, &err));
+		g_assert_no_error(err);
+		set_multifd(s, 2);
+	}
+	set_u64(src.s, MIG_PARAM_MAX_BANDWIDTH, 0);
+	set_u64(src.s, MIG_PARAM_X_POSTCOPY_AFTER_PASSES, 1);
+	g_assert_true(mig_session_incoming(dst.s, uri, &err));
+	dst.s->dst->test_after_go = cut_multifd_after_go;
+	g_assert_true(mig_session_migrate(src.s, uri, &err));
+	g_assert_no_error(err);
+	g_assert_cmpstr(mig_status_str(wait_status(dst.s, MIG_STATUS_POSTCOPY_PAUSED, 60)), ==, "postcopy-paused");
+	g_assert_cmpint(mig_session_runstate(dst.s), ==, MIG_RUN_RUNNING);
+	g_assert_cmpstr(mig_status_str(wait_status(src.s, MIG_STATUS_POSTCOPY_PAUSED, 30)), ==, "postcopy-paused");
+	g_assert_true(mig_session_recover(dst.s, again, &err));
+	g_assert_no_error(err);
+	g_assert_true(mig_session_resume(src.s, again, &err));
+	g_assert_no_error(err);
+	g_assert_cmpstr(mig_status_str(wait_final(src.s, 60)), ==, "completed");
+	g_assert_cmpstr(mig_status_str(wait_final(dst.s, 10)), ==, "completed");
+	assert_intact(&dst, (32u << 20) / 4096);
+	side_free(&src);
+	side_free(&dst);
+	g_rmdir(dir);
+}
+
+/* a preempt channel (or any but the main one) reports its loss, as mig/dst/urg/N does */
+static void fail_after_go(MigSession *s)
+{
+	mig_dst_fail(s, "preempt channel 0: Connection reset by peer (the test's)");
+}
+
+/* Precopy: every page is here, so the guest runs and the migration completes on both
+ * sides. It used to end failed on the destination with its guest running. */
+static void test_precopy_channel_lost_at_go(void)
+{
+	g_autofree char *dir = g_dir_make_tmp("mig-XXXXXX", NULL);
+	g_autofree char *uri = sock_uri(dir, "m.sock");
+	g_autoptr(GError) err = NULL;
+	Side src = side_new("src", FALSE, "seq", 32u << 20);
+	Side dst = side_new("dst", TRUE, "random,wss=8M", 32u << 20);
+
+	set_unlimited(src.s);
+	g_assert_true(mig_session_incoming(dst.s, uri, &err));
+	dst.s->dst->test_after_go = fail_after_go;
+	g_assert_true(mig_session_migrate(src.s, uri, &err));
+	g_assert_no_error(err);
+	g_assert_cmpstr(mig_status_str(wait_final(src.s, 60)), ==, "completed");
+	g_assert_cmpstr(mig_status_str(wait_final(dst.s, 10)), ==, "completed");
+	g_assert_cmpint(mig_session_runstate(dst.s), ==, MIG_RUN_RUNNING);
+	assert_intact(&dst, (32u << 20) / 4096);
+	side_free(&src);
+	side_free(&dst);
+	g_rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -566,5 +676,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/session/custom-dirty-tracker", test_custom_tracker);
 	g_test_add_func("/session/bad-hello", test_bad_hello);
 	g_test_add_func("/session/postcopy-storm", test_postcopy_storm);
+	g_test_add_func("/session/postcopy-channel-lost-at-go", test_postcopy_channel_lost_at_go);
+	g_test_add_func("/session/precopy-channel-lost-at-go", test_precopy_channel_lost_at_go);
 	return g_test_run();
 }
