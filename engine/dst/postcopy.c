@@ -122,6 +122,23 @@ static int place(PcDst *pc, PcBlock *b, gsize page, const void *data)
 	return rc;
 }
 
+/* After a placement that ended at t_end: the page counts as received, and a fault's
+ * wait on it ends. */
+static void placed(MigSession *s, guint block, gsize page, gint64 t_end)
+{
+	PcDst *pc = s->dst->pc;
+	PcBlock *b = &pc->blocks[block];
+
+	__atomic_fetch_or(&s->dst->received[block][page / MIG_BITS_PER_LONG], 1ul << (page % MIG_BITS_PER_LONG), __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&b->requested[page / MIG_BITS_PER_LONG], __ATOMIC_SEQ_CST) & (1ul << (page % MIG_BITS_PER_LONG))) {
+		record_latency(pc, b, page, t_end);
+		/* every fault sets requested before it reads received (handle_fault), so a
+		 * page nobody asked for has no waiter and skips the lock */
+		if (pc->bt)
+			mig_blocktime_end(pc->bt, (guint64)(uintptr_t)(b->rb->host + page * b->rb->page_size), t_end);
+	}
+}
+
 gboolean mig_pc_dst_place(MigSession *s, guint block, gsize page, const void *data, GError **err)
 {
 	PcDst *pc = s->dst->pc;
@@ -154,14 +171,7 @@ gboolean mig_pc_dst_place(MigSession *s, guint block, gsize page, const void *da
 		g_set_error(err, MIG_ERROR, -rc, "placing page %" G_GSIZE_FORMAT " of '%s': %s", page, b->rb->name, g_strerror(-rc));
 		return FALSE;
 	}
-	__atomic_fetch_or(&s->dst->received[block][page / MIG_BITS_PER_LONG], 1ul << (page % MIG_BITS_PER_LONG), __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&b->requested[page / MIG_BITS_PER_LONG], __ATOMIC_SEQ_CST) & (1ul << (page % MIG_BITS_PER_LONG))) {
-		record_latency(pc, b, page, t_end);
-		/* every fault sets requested before it reads received (handle_fault), so a
-		 * page nobody asked for has no waiter and skips the lock */
-		if (pc->bt)
-			mig_blocktime_end(pc->bt, (guint64)(uintptr_t)(b->rb->host + page * b->rb->page_size), t_end);
-	}
+	placed(s, block, page, t_end);
 	return TRUE;
 }
 
@@ -194,14 +204,8 @@ gboolean mig_pc_dst_place_run(MigSession *s, guint block, gsize page, gsize npag
 			    page + npages - 1, b->rb->name, g_strerror(-rc));
 		return FALSE;
 	}
-	for (gsize i = page; i < page + npages; i++) {
-		__atomic_fetch_or(&s->dst->received[block][i / MIG_BITS_PER_LONG], 1ul << (i % MIG_BITS_PER_LONG), __ATOMIC_SEQ_CST);
-		if (__atomic_load_n(&b->requested[i / MIG_BITS_PER_LONG], __ATOMIC_SEQ_CST) & (1ul << (i % MIG_BITS_PER_LONG))) {
-			record_latency(pc, b, i, t_end);
-			if (pc->bt)
-				mig_blocktime_end(pc->bt, (guint64)(uintptr_t)(b->rb->host + i * ps), t_end);
-		}
-	}
+	for (gsize i = page; i < page + npages; i++)
+		placed(s, block, i, t_end);
 	return TRUE;
 }
 
