@@ -466,6 +466,17 @@ static void set_u64(MigSession *s, MigParam p, guint64 v)
 	g_assert_no_error(err);
 }
 
+/* Until the destination runs its guest in postcopy (or the source failed). */
+static void wait_postcopy_active(Side *src, Side *dst, gint64 timeout_s)
+{
+	gint64 end = g_get_monotonic_time() + timeout_s * G_USEC_PER_SEC;
+
+	while (mig_session_status(dst->s) != MIG_STATUS_POSTCOPY_ACTIVE &&
+	       mig_session_status(src->s) != MIG_STATUS_FAILED && g_get_monotonic_time() < end)
+		g_usleep(1000);
+	g_assert_cmpstr(mig_status_str(mig_session_status(dst->s)), ==, "postcopy-active");
+}
+
 /* Many threads faulting at once over 4 preempt channels, the threads of the fault path
  * real-time where the test may (root): every read finds the right data, and the request
  * counts agree exactly (the destination's requests, its timed placements, the source's
@@ -487,7 +498,7 @@ static void test_postcopy_storm(void)
 	StormThread t[STORM_THREADS];
 	GThread *th[STORM_THREADS];
 	MigInfo qs = { .size = sizeof(qs) }, qd = { .size = sizeof(qd) };
-	gint64 end, reqs, timed = 0, waits;
+	gint64 reqs, timed = 0, waits;
 	const MigValue *lat;
 	Storm st = { 0 };
 
@@ -509,13 +520,9 @@ static void test_postcopy_storm(void)
 	g_assert_true(mig_session_incoming(dst.s, uri, &err));
 	g_assert_true(mig_session_migrate(src.s, uri, &err));
 	g_assert_no_error(err);
-	/* a pass of 64 MiB, generous: the test may share 2 CPUs with busier ones */
-	end = g_get_monotonic_time() + 90 * G_USEC_PER_SEC;
-	/* the guest runs there from here: only now may its memory be read */
-	while (mig_session_status(dst.s) != MIG_STATUS_POSTCOPY_ACTIVE && mig_session_status(src.s) != MIG_STATUS_FAILED &&
-	       g_get_monotonic_time() < end)
-		g_usleep(1000);
-	g_assert_cmpint(mig_session_status(dst.s), ==, MIG_STATUS_POSTCOPY_ACTIVE);
+	/* a pass of 64 MiB, generous: the test may share 2 CPUs with busier ones; the
+	 * guest runs there from then on: only now may its memory be read */
+	wait_postcopy_active(&src, &dst, 90);
 
 	st.host = migd_guest_ram(dst.guest)->host;
 	st.units = (STORM_MIB << 20) / MIGD_UNIT_SIZE;
@@ -739,7 +746,6 @@ static void fault_step_fails(gboolean reading)
 	Asked a = { .s = dst.s };
 	BoundedCall *first, *second;
 	gsize p1, p2;
-	gint64 end;
 
 	for (guint i = 0; i < 2; i++) {
 		g_assert_true(mig_session_set_cap(i ? dst.s : src.s, MIG_CAP_POSTCOPY_RAM, TRUE, &err));
@@ -754,11 +760,7 @@ static void fault_step_fails(gboolean reading)
 	dst.s->dst->test_fault_step = fail_first_step;
 	g_assert_true(mig_session_migrate(src.s, uri, &err));
 	g_assert_no_error(err);
-	end = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
-	while (mig_session_status(dst.s) != MIG_STATUS_POSTCOPY_ACTIVE && mig_session_status(src.s) != MIG_STATUS_FAILED &&
-	       g_get_monotonic_time() < end)
-		g_usleep(1000);
-	g_assert_cmpstr(mig_status_str(mig_session_status(dst.s)), ==, "postcopy-active");
+	wait_postcopy_active(&src, &dst, 60);
 
 	p1 = missing_page(&dst, pages);
 	first = bounded_call_start("fault-1", read_page, host + p1 * 4096);
