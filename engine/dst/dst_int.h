@@ -72,6 +72,9 @@ typedef struct Dst {
 	/* tests only: runs on the loader between GO and the guest's start, the moment a
 	 * channel lost is the switchover's to settle */
 	void (*test_after_go)(MigSession *s);
+	/* tests only: mig/dst/fault asks it before each read of userfaultfd (reading) and
+	 * after each fault it handled; a negative errno stands in for that step's result */
+	int (*test_fault_step)(MigSession *s, gboolean reading);
 	gboolean cancelled;        /* migrate_cancel stops it: failures are its doing (under s->lock) */
 	struct DevDst *devdst;     /* the device lane (devlane.c) */
 	guint64 dev_fed;           /* state bytes written to the devices so far (atomic) */

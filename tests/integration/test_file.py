@@ -497,6 +497,10 @@ def damage(path, out, how):
         hdr = bytearray(f.read(body + SHA_LEN))
         if how == "truncated":
             f.truncate(os.path.getsize(out) // 2)
+        elif how == "truncated-head":
+            f.truncate(60)                # inside the header's fixed fields
+        elif how == "truncated-header":
+            f.truncate(body + SHA_LEN - 5)   # inside header_sha256
         elif how == "magic":
             hdr[0] ^= 0xff
         elif how == "version":
@@ -529,6 +533,8 @@ def case_damaged_files_refused():
             save(src, path)
         cases = [
             ("truncated", h.guest_args("32M"), "truncated"),
+            ("truncated-head", h.guest_args("32M"), "it has 60 bytes, too few for a header"),
+            ("truncated-header", h.guest_args("32M"), "the file ends inside its header"),
             ("magic", h.guest_args("32M"), "bad magic"),
             ("version", h.guest_args("32M"), "version 2"),
             ("header-byte", h.guest_args("32M"), "damaged header"),

@@ -9,6 +9,7 @@
 #include "channels/uri.h"
 #include "engine/dst/dst_int.h"
 #include "bounded.h"
+#include <errno.h>
 #include <glib/gstdio.h>
 #include <sys/socket.h>
 #include <pthread.h>
@@ -465,6 +466,17 @@ static void set_u64(MigSession *s, MigParam p, guint64 v)
 	g_assert_no_error(err);
 }
 
+/* Until the destination runs its guest in postcopy (or the source failed). */
+static void wait_postcopy_active(Side *src, Side *dst, gint64 timeout_s)
+{
+	gint64 end = g_get_monotonic_time() + timeout_s * G_USEC_PER_SEC;
+
+	while (mig_session_status(dst->s) != MIG_STATUS_POSTCOPY_ACTIVE &&
+	       mig_session_status(src->s) != MIG_STATUS_FAILED && g_get_monotonic_time() < end)
+		g_usleep(1000);
+	g_assert_cmpstr(mig_status_str(mig_session_status(dst->s)), ==, "postcopy-active");
+}
+
 /* Many threads faulting at once over 4 preempt channels, the threads of the fault path
  * real-time where the test may (root): every read finds the right data, and the request
  * counts agree exactly (the destination's requests, its timed placements, the source's
@@ -486,7 +498,7 @@ static void test_postcopy_storm(void)
 	StormThread t[STORM_THREADS];
 	GThread *th[STORM_THREADS];
 	MigInfo qs = { .size = sizeof(qs) }, qd = { .size = sizeof(qd) };
-	gint64 end, reqs, timed = 0, waits;
+	gint64 reqs, timed = 0, waits;
 	const MigValue *lat;
 	Storm st = { 0 };
 
@@ -508,13 +520,9 @@ static void test_postcopy_storm(void)
 	g_assert_true(mig_session_incoming(dst.s, uri, &err));
 	g_assert_true(mig_session_migrate(src.s, uri, &err));
 	g_assert_no_error(err);
-	/* a pass of 64 MiB, generous: the test may share 2 CPUs with busier ones */
-	end = g_get_monotonic_time() + 90 * G_USEC_PER_SEC;
-	/* the guest runs there from here: only now may its memory be read */
-	while (mig_session_status(dst.s) != MIG_STATUS_POSTCOPY_ACTIVE && mig_session_status(src.s) != MIG_STATUS_FAILED &&
-	       g_get_monotonic_time() < end)
-		g_usleep(1000);
-	g_assert_cmpint(mig_session_status(dst.s), ==, MIG_STATUS_POSTCOPY_ACTIVE);
+	/* a pass of 64 MiB, generous: the test may share 2 CPUs with busier ones; the
+	 * guest runs there from then on: only now may its memory be read */
+	wait_postcopy_active(&src, &dst, 90);
 
 	st.host = migd_guest_ram(dst.guest)->host;
 	st.units = (STORM_MIB << 20) / MIGD_UNIT_SIZE;
@@ -665,6 +673,135 @@ static void test_precopy_channel_lost_at_go(void)
 	g_rmdir(dir);
 }
 
+/* mig/dst/fault's own steps failing under a running postcopy guest: Dst.test_fault_step
+ * fails the first read of userfaultfd, or the first fault handled, with EIO. The
+ * migration pauses (its guest running, a read of a missing page waiting), the thread
+ * still reads the next fault while paused and asks for its page, and the migration
+ * recovers and completes intact. A failed read used to end the destination `failed`
+ * with its guest running, so that any later loss unregistered userfaultfd under it;
+ * a failed fault, or read, made the thread quit for good. The faults are the test's
+ * own reads (the guest idles), each of a page still missing. */
+typedef struct FaultStep {
+	gboolean reading;      /* the step to fail: a read, or a fault */
+	gint failed;           /* it was failed once (atomic) */
+} FaultStep;
+
+static FaultStep fault_step;   /* the hook has only the session to go by */
+
+static int fail_first_step(MigSession *s, gboolean reading)
+{
+	if (reading != fault_step.reading || !g_atomic_int_compare_and_exchange(&fault_step.failed, 0, 1))
+		return 0;
+	return -EIO;
+}
+
+typedef struct Asked {
+	MigSession *s;
+	gint64 base;
+} Asked;
+
+static gint64 dst_requests(MigSession *s)
+{
+	MigInfo q = { .size = sizeof(q) };
+	gint64 n;
+
+	g_assert_true(mig_session_query(s, &q));
+	n = value_int(q.extra, "x-postcopy-requests");
+	mig_info_clear(&q);
+	return n;
+}
+
+static gboolean asked_more(Asked *a)
+{
+	return dst_requests(a->s) > a->base;
+}
+
+/* The last page of the guest's RAM before `before` that has not arrived yet. */
+static gsize missing_page(Side *dst, gsize before)
+{
+	const gulong *rcv = dst->s->dst->received[0];
+
+	while (before-- > 0)
+		if (!(__atomic_load_n(&rcv[before / (8 * sizeof(gulong))], __ATOMIC_SEQ_CST) &
+		      (1ul << (before % (8 * sizeof(gulong))))))
+			return before;
+	g_error("every page arrived: postcopy ended too soon for the test");
+}
+
+static gpointer read_page(gpointer p)
+{
+	return GUINT_TO_POINTER((guint)*(volatile guint8 *)p);
+}
+
+static void fault_step_fails(gboolean reading)
+{
+	g_autofree char *dir = g_dir_make_tmp("mig-XXXXXX", NULL);
+	g_autofree char *uri = sock_uri(dir, "m.sock");
+	g_autofree char *again = sock_uri(dir, "r.sock");
+	g_autoptr(GError) err = NULL;
+	const gsize pages = (32u << 20) / 4096;
+	Side src = side_new("src", FALSE, "seq,rate=0", 32u << 20);
+	Side dst = side_new("dst", TRUE, "idle", 32u << 20);
+	guint8 *host = migd_guest_ram(dst.guest)->host;
+	Asked a = { .s = dst.s };
+	BoundedCall *first, *second;
+	gsize p1, p2;
+
+	for (guint i = 0; i < 2; i++) {
+		g_assert_true(mig_session_set_cap(i ? dst.s : src.s, MIG_CAP_POSTCOPY_RAM, TRUE, &err));
+		g_assert_no_error(err);
+	}
+	/* most pages rewritten during the one pass, and a slow bulk: pages stay missing */
+	set_u64(src.s, MIG_PARAM_MAX_BANDWIDTH, 0);
+	set_u64(src.s, MIG_PARAM_X_POSTCOPY_AFTER_PASSES, 1);
+	set_u64(src.s, MIG_PARAM_MAX_POSTCOPY_BANDWIDTH, 1u << 20);
+	fault_step = (FaultStep){ .reading = reading };
+	g_assert_true(mig_session_incoming(dst.s, uri, &err));
+	dst.s->dst->test_fault_step = fail_first_step;
+	g_assert_true(mig_session_migrate(src.s, uri, &err));
+	g_assert_no_error(err);
+	wait_postcopy_active(&src, &dst, 60);
+
+	p1 = missing_page(&dst, pages);
+	first = bounded_call_start("fault-1", read_page, host + p1 * 4096);
+	g_assert_cmpstr(mig_status_str(wait_status(dst.s, MIG_STATUS_POSTCOPY_PAUSED, 30)), ==, "postcopy-paused");
+	g_assert_cmpint(g_atomic_int_get(&fault_step.failed), ==, 1);
+	g_assert_cmpint(mig_session_runstate(dst.s), ==, MIG_RUN_RUNNING);
+	g_assert_cmpstr(mig_status_str(wait_status(src.s, MIG_STATUS_POSTCOPY_PAUSED, 30)), ==, "postcopy-paused");
+	g_assert_false(bounded_call_done_within(first, 0));
+
+	/* paused, nothing arrives: a second missing page is asked for, held until resumed */
+	a.base = dst_requests(dst.s);
+	p2 = missing_page(&dst, p1);
+	second = bounded_call_start("fault-2", read_page, host + p2 * 4096);
+	bounded_wait(asked_more, &a, "the request for a page faulted on while paused");
+	g_assert_cmpstr(mig_status_str(mig_session_status(dst.s)), ==, "postcopy-paused");
+
+	g_assert_true(mig_session_recover(dst.s, again, &err));
+	g_assert_no_error(err);
+	g_assert_true(mig_session_resume(src.s, again, &err));
+	g_assert_no_error(err);
+	bounded_call_join(first, "the read of the first missing page");
+	bounded_call_join(second, "the read of the second missing page");
+	set_u64(src.s, MIG_PARAM_MAX_POSTCOPY_BANDWIDTH, 0);
+	g_assert_cmpstr(mig_status_str(wait_final(src.s, 60)), ==, "completed");
+	g_assert_cmpstr(mig_status_str(wait_final(dst.s, 10)), ==, "completed");
+	assert_intact(&dst, pages);
+	side_free(&src);
+	side_free(&dst);
+	g_rmdir(dir);
+}
+
+static void test_postcopy_fault_read_fails(void)
+{
+	fault_step_fails(TRUE);
+}
+
+static void test_postcopy_fault_fails(void)
+{
+	fault_step_fails(FALSE);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -678,5 +815,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/session/postcopy-storm", test_postcopy_storm);
 	g_test_add_func("/session/postcopy-channel-lost-at-go", test_postcopy_channel_lost_at_go);
 	g_test_add_func("/session/precopy-channel-lost-at-go", test_precopy_channel_lost_at_go);
+	g_test_add_func("/session/postcopy-fault-read-fails", test_postcopy_fault_read_fails);
+	g_test_add_func("/session/postcopy-fault-fails", test_postcopy_fault_fails);
 	return g_test_run();
 }
