@@ -22,7 +22,9 @@ typedef struct Dst {
 	GPtrArray *openers;
 	GMutex open_lock;
 	gboolean open_quit;        /* openers give up (under s->lock) */
-	GCond open_cond;           /* wakes an opener started ahead: its connection, or open_quit */
+	/* Opener*: started ahead by migrate-recover, one per channel the recovery expects,
+	 * for its listener to take (under s->lock) */
+	GPtrArray *ahead;
 	GThread *main_thread;      /* mig/dst/main: the loader */
 	int listen_fd;             /* -1 with an fd: URI */
 	int given_fd;              /* fd: URI: the passed socket until the listener admits it */
