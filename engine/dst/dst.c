@@ -22,6 +22,7 @@ Dst *mig_dst_new(MigSession *s)
 	g_mutex_init(&d->mf_lock);
 	g_cond_init(&d->mf_cond);
 	g_cond_init(&d->recover_cond);
+	g_cond_init(&d->urgent_cond);
 	g_mutex_init(&d->rp_lock);
 	mig_beat_init(&d->beat);
 	g_mutex_init(&d->open_lock);
@@ -45,6 +46,7 @@ void mig_dst_free(Dst *d)
 	g_mutex_clear(&d->mf_lock);
 	g_cond_clear(&d->mf_cond);
 	g_cond_clear(&d->recover_cond);
+	g_cond_clear(&d->urgent_cond);
 	g_mutex_clear(&d->rp_lock);
 	mig_beat_clear(&d->beat);
 	if (d->given_fd >= 0)

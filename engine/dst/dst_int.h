@@ -84,6 +84,11 @@ typedef struct Dst {
 	GThread *urgent_thread[MIG_PREEMPT_MAX];  /* mig/dst/urg/N: preempt channel N's loader */
 	int urgent_fd[MIG_PREEMPT_MAX];
 	guint urgent_expected;     /* preempt channels this destination takes (0: preempt off) */
+	/* a paused postcopy's mig/dst/urg/N, started by the loader, wait for their resumed
+	 * channel (urgent_go[N]) or for urgent_stop or quit, on urgent_cond (s->lock) */
+	GCond urgent_cond;
+	gboolean urgent_go[MIG_PREEMPT_MAX];
+	gboolean urgent_stop;
 	/* a file migration's state (fileload.c): the lazy restore's fault thread reads
 	 * the file until postcopy is freed, so it is freed after that */
 	gpointer file;

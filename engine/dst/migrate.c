@@ -48,13 +48,14 @@ static gpointer urgent_thread(gpointer opaque);
 typedef struct UrgentArg {
 	MigSession *s;
 	guint index;
+	gboolean ahead;     /* started by a paused loader: waits for its channel (urgent_go) */
 } UrgentArg;
 
-static UrgentArg *urgent_arg_new(MigSession *s, guint index)
+static UrgentArg *urgent_arg_new(MigSession *s, guint index, gboolean ahead)
 {
 	UrgentArg *a = g_new(UrgentArg, 1);
 
-	*a = (UrgentArg){ s, index };
+	*a = (UrgentArg){ s, index, ahead };
 	return a;
 }
 
@@ -458,8 +459,12 @@ static void start_channel(MigSession *s, int type, guint index, int fd, gboolean
 				s->dst->urgent_fd[index] = -1;
 				mig_io_close(fd);
 			}
+		} else if (resumed && s->dst->urgent_thread[index]) {
+			/* the paused loader started it (pause_and_recover) */
+			s->dst->urgent_go[index] = TRUE;
+			g_cond_broadcast(&s->dst->urgent_cond);
 		} else {
-			s->dst->urgent_thread[index] = g_thread_new(name, urgent_thread, urgent_arg_new(s, index));
+			s->dst->urgent_thread[index] = g_thread_new(name, urgent_thread, urgent_arg_new(s, index, FALSE));
 		}
 		g_mutex_unlock(&s->lock);
 	}
@@ -1017,6 +1022,7 @@ void mig_dst_shutdown(MigSession *s)
 	dt = g_steal_pointer(&s->dst->main_thread);
 	s->dst->quit = TRUE;
 	g_cond_broadcast(&s->dst->recover_cond);
+	g_cond_broadcast(&s->dst->urgent_cond);   /* those a paused loader started */
 	if (s->dst->fd >= 0)
 		shutdown(s->dst->fd, SHUT_RDWR);
 	if (s->dst->listen_wake[1] >= 0 && write(s->dst->listen_wake[1], "q", 1) < 0) {
@@ -1598,8 +1604,10 @@ static gpointer urgent_thread(gpointer opaque)
 {
 	UrgentArg *a = opaque;
 	MigSession *s = a->s;
+	Dst *dst = s->dst;
 	guint index = a->index;
-	Loader d = { .s = s, .fd = s->dst->urgent_fd[index], .have_setup = TRUE, .max_frame = MIG_FRAME_MAX_LEN + (1u << 30) };
+	gboolean ahead = a->ahead, go = TRUE;
+	Loader d = { .s = s, .have_setup = TRUE, .max_frame = MIG_FRAME_MAX_LEN + (1u << 30) };
 	g_autoptr(GError) err = NULL;
 
 	g_free(a);
@@ -1607,8 +1615,21 @@ static gpointer urgent_thread(gpointer opaque)
 		char name[16];
 
 		g_snprintf(name, sizeof(name), "mig/dst/urg/%u", index);
-		mig_thread_set_urgent_for(s, (guint)s->dst->p.x_postcopy_rt_priority, name);
+		mig_thread_set_urgent_for(s, (guint)dst->p.x_postcopy_rt_priority, name);
 	}
+	g_mutex_lock(&s->lock);
+	/* started ahead: a thread's creation (0.05 to 0.3 ms on a busy host, under s->lock)
+	 * is not on the resume's path; a teardown or the session's end stops it unused */
+	while (ahead && !dst->urgent_go[index] && !dst->urgent_stop && !dst->quit)
+		g_cond_wait(&dst->urgent_cond, &s->lock);
+	if (ahead) {
+		go = dst->urgent_go[index] && !dst->urgent_stop && !dst->quit;
+		dst->urgent_go[index] = FALSE;
+	}
+	d.fd = dst->urgent_fd[index];
+	g_mutex_unlock(&s->lock);
+	if (!go)
+		return NULL;
 	for (;;) {
 		MigFrameHdr h;
 		int rc = mig_frame_recv_hdr(d.fd, &h, d.max_frame);
@@ -1720,6 +1741,8 @@ static void pause_teardown(Loader *d)
 
 	mig_dst_beat_stop(s);   /* it writes on the main channel, closed below */
 	g_mutex_lock(&s->lock);
+	dst->urgent_stop = TRUE;   /* those started ahead and still unused */
+	g_cond_broadcast(&dst->urgent_cond);
 	for (guint i = 0; i < MIG_PREEMPT_MAX; i++) {
 		ut[i] = g_steal_pointer(&dst->urgent_thread[i]);
 		if (dst->urgent_fd[i] >= 0)
@@ -1742,7 +1765,9 @@ static void pause_teardown(Loader *d)
 		if (dst->urgent_fd[i] >= 0)
 			mig_io_close(dst->urgent_fd[i]);
 		dst->urgent_fd[i] = -1;
+		dst->urgent_go[i] = FALSE;
 	}
+	dst->urgent_stop = FALSE;
 	dst->mf_connected = 0;
 	g_mutex_lock(&dst->rp_lock);
 	if (dst->fd >= 0)
@@ -1772,6 +1797,14 @@ static gboolean pause_and_recover(Loader *d)
 		 * until the answer has left, so it is built here, not on the resume's path */
 		answer = mig_dst_recover_answer(s);
 		g_mutex_lock(&s->lock);
+		/* as the answer, the preempt channels' threads: started here, they wait for
+		 * their channel (start_channel), and the next teardown joins them */
+		for (guint i = 0; i < dst->urgent_expected && !d->inline_run; i++) {
+			char name[16];
+
+			g_snprintf(name, sizeof(name), "mig/dst/urg/%u", i);
+			dst->urgent_thread[i] = g_thread_new(name, urgent_thread, urgent_arg_new(s, i, TRUE));
+		}
 		dst->paused_ready = TRUE;
 		g_cond_broadcast(&dst->recover_cond);
 		if (d->inline_run && dst->inline_resume_fd >= 0) {
