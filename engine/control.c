@@ -341,6 +341,10 @@ gboolean mig_session_resume(MigSession *s, const char *uri, GError **err)
 	else
 		g_set_error(err, MIG_ERROR, EINVAL, "Cannot resume if there is no paused migration");
 	g_mutex_unlock(&s->lock);
+	/* the Src outlives this command: only the next migrate or the session's end,
+	 * after the dispatcher, frees it */
+	if (ok)
+		mig_src_resume_announce(s->src);
 	return ok;
 }
 

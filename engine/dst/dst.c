@@ -22,11 +22,12 @@ Dst *mig_dst_new(MigSession *s)
 	g_mutex_init(&d->mf_lock);
 	g_cond_init(&d->mf_cond);
 	g_cond_init(&d->recover_cond);
+	g_cond_init(&d->urgent_cond);
 	g_mutex_init(&d->rp_lock);
 	mig_beat_init(&d->beat);
 	g_mutex_init(&d->open_lock);
-	g_cond_init(&d->open_cond);
 	d->openers = g_ptr_array_new();
+	d->ahead = g_ptr_array_new();
 	d->mf_recv = g_ptr_array_new();
 	return d;
 }
@@ -45,13 +46,14 @@ void mig_dst_free(Dst *d)
 	g_mutex_clear(&d->mf_lock);
 	g_cond_clear(&d->mf_cond);
 	g_cond_clear(&d->recover_cond);
+	g_cond_clear(&d->urgent_cond);
 	g_mutex_clear(&d->rp_lock);
 	mig_beat_clear(&d->beat);
 	if (d->given_fd >= 0)
 		close(d->given_fd);
 	g_mutex_clear(&d->open_lock);
-	g_cond_clear(&d->open_cond);
 	g_ptr_array_free(d->openers, TRUE);
+	g_ptr_array_free(d->ahead, TRUE);
 	g_free(d->listen_uri);
 	g_free(d->switch_fault);
 	g_free(d->stream_file);

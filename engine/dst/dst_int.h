@@ -22,7 +22,9 @@ typedef struct Dst {
 	GPtrArray *openers;
 	GMutex open_lock;
 	gboolean open_quit;        /* openers give up (under s->lock) */
-	GCond open_cond;           /* wakes an opener started ahead: its connection, or open_quit */
+	/* Opener*: started ahead by migrate-recover, one per channel the recovery expects,
+	 * for its listener to take (under s->lock) */
+	GPtrArray *ahead;
 	GThread *main_thread;      /* mig/dst/main: the loader */
 	int listen_fd;             /* -1 with an fd: URI */
 	int given_fd;              /* fd: URI: the passed socket until the listener admits it */
@@ -85,6 +87,11 @@ typedef struct Dst {
 	GThread *urgent_thread[MIG_PREEMPT_MAX];  /* mig/dst/urg/N: preempt channel N's loader */
 	int urgent_fd[MIG_PREEMPT_MAX];
 	guint urgent_expected;     /* preempt channels this destination takes (0: preempt off) */
+	/* a paused postcopy's mig/dst/urg/N, started by the loader, wait for their resumed
+	 * channel (urgent_go[N]) or for urgent_stop or quit, on urgent_cond (s->lock) */
+	GCond urgent_cond;
+	gboolean urgent_go[MIG_PREEMPT_MAX];
+	gboolean urgent_stop;
 	/* a file migration's state (fileload.c): the lazy restore's fault thread reads
 	 * the file until postcopy is freed, so it is freed after that */
 	gpointer file;

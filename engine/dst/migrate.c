@@ -48,13 +48,14 @@ static gpointer urgent_thread(gpointer opaque);
 typedef struct UrgentArg {
 	MigSession *s;
 	guint index;
+	gboolean ahead;     /* started by a paused loader: waits for its channel (urgent_go) */
 } UrgentArg;
 
-static UrgentArg *urgent_arg_new(MigSession *s, guint index)
+static UrgentArg *urgent_arg_new(MigSession *s, guint index, gboolean ahead)
 {
 	UrgentArg *a = g_new(UrgentArg, 1);
 
-	*a = (UrgentArg){ s, index };
+	*a = (UrgentArg){ s, index, ahead };
 	return a;
 }
 
@@ -458,8 +459,12 @@ static void start_channel(MigSession *s, int type, guint index, int fd, gboolean
 				s->dst->urgent_fd[index] = -1;
 				mig_io_close(fd);
 			}
+		} else if (resumed && s->dst->urgent_thread[index]) {
+			/* the paused loader started it (pause_and_recover) */
+			s->dst->urgent_go[index] = TRUE;
+			g_cond_broadcast(&s->dst->urgent_cond);
 		} else {
-			s->dst->urgent_thread[index] = g_thread_new(name, urgent_thread, urgent_arg_new(s, index));
+			s->dst->urgent_thread[index] = g_thread_new(name, urgent_thread, urgent_arg_new(s, index, FALSE));
 		}
 		g_mutex_unlock(&s->lock);
 	}
@@ -472,6 +477,7 @@ typedef struct Opener {
 	int fd;
 	GThread *thread;
 	gboolean done;      /* under s->lock: the listener may join it */
+	GCond cond;         /* one started ahead: its connection, or open_quit (s->lock) */
 } Opener;
 
 void mig_dst_accept(MigSession *s, int fd)
@@ -515,10 +521,10 @@ static gpointer opener_thread(gpointer opaque)
 	MigSession *s = o->s;
 	int fd;
 
-	/* one started ahead (opener_ahead) waits for its connection */
+	/* one started ahead (mig_dst_recover) waits for its connection */
 	g_mutex_lock(&s->lock);
 	while (o->fd < 0 && !s->dst->open_quit)
-		g_cond_wait(&s->dst->open_cond, &s->lock);
+		g_cond_wait(&o->cond, &s->lock);
 	fd = o->fd;
 	g_mutex_unlock(&s->lock);
 	if (fd >= 0)
@@ -527,6 +533,22 @@ static gpointer opener_thread(gpointer opaque)
 	o->done = TRUE;
 	g_mutex_unlock(&s->lock);
 	return NULL;
+}
+
+static Opener *opener_new(MigSession *s, int fd)
+{
+	Opener *o = g_new0(Opener, 1);
+
+	o->s = s;
+	o->fd = fd;
+	g_cond_init(&o->cond);
+	return o;
+}
+
+static void opener_free(Opener *o)
+{
+	g_cond_clear(&o->cond);
+	g_free(o);
 }
 
 /* Joins the openers that finished (all of them with all = TRUE, after open_quit);
@@ -549,7 +571,7 @@ static guint reap_openers(MigSession *s, gboolean all)
 		}
 		g_thread_join(o->thread);
 		g_ptr_array_remove_index_fast(ops, i);
-		g_free(o);
+		opener_free(o);
 	}
 	g_mutex_lock(&s->lock);
 	n = ops->len;
@@ -583,46 +605,42 @@ static int watch_setup(MigSession *s)
 /* Hands a connection to a new opener thread (listener thread only). */
 static void start_opener(MigSession *s, int fd)
 {
-	Opener *o = g_new0(Opener, 1);
+	Opener *o = opener_new(s, fd);
 
-	o->s = s;
-	o->fd = fd;
 	g_mutex_lock(&s->lock);
 	g_ptr_array_add(s->dst->openers, o);
 	g_mutex_unlock(&s->lock);
 	o->thread = g_thread_new("mig/dst/open", opener_thread, o);
 }
 
-/* A recovery's listener starts an opener ahead, before any connection, while it waits
- * for the resumed main channel: the first connection is handed to it, so that no
- * thread's creation (0.05 to 0.3 ms on a busy host) lies between the accept and the
- * hello's read on the resume's path. NULL when not in a recovery. Listener thread
- * only; the opener waits under s->lock for its fd or open_quit. */
-static Opener *opener_ahead(MigSession *s)
+/* migrate-recover starts an opener ahead for every channel the recovery expects (the
+ * resumed main channel, then its multifd and preempt channels), each waiting under
+ * s->lock for its connection or open_quit: no thread's creation (0.05 to 0.3 ms on a
+ * busy host) lies between an accept and its hello's read on the resume's path. At most
+ * MIG_DST_OPENERS - 1, so that with those the listener starts openers hold no more
+ * than MIG_DST_OPENERS threads. Call with s->lock held; the next listener takes them. */
+static void openers_ahead(MigSession *s)
 {
-	Opener *o;
-	gboolean want;
+	Dst *d = s->dst;
+	guint n = MIN(1 + d->mf_expected + d->urgent_expected, MIG_DST_OPENERS - 1);
 
-	g_mutex_lock(&s->lock);
-	want = s->status == MIG_STATUS_POSTCOPY_RECOVER_SETUP && !s->dst->open_quit &&
-	       s->dst->openers->len + 1 < MIG_DST_OPENERS;
-	g_mutex_unlock(&s->lock);
-	if (!want)
-		return NULL;
-	o = g_new0(Opener, 1);
-	o->s = s;
-	o->fd = -1;
-	o->thread = g_thread_new("mig/dst/open", opener_thread, o);
-	return o;
+	while (d->ahead->len < n) {
+		Opener *o = opener_new(s, -1);
+
+		o->thread = g_thread_new("mig/dst/open", opener_thread, o);
+		g_ptr_array_add(d->ahead, o);
+	}
 }
 
-/* Hands a connection to the opener started ahead, which joins the others. */
-static void hand_opener(MigSession *s, Opener *o, int fd)
+/* Hands a connection to the first opener started ahead, which joins the others. */
+static void hand_opener(MigSession *s, GPtrArray *ahead, int fd)
 {
+	Opener *o = g_ptr_array_steal_index(ahead, 0);
+
 	g_mutex_lock(&s->lock);
 	o->fd = fd;
 	g_ptr_array_add(s->dst->openers, o);
-	g_cond_broadcast(&s->dst->open_cond);
+	g_cond_signal(&o->cond);
 	g_mutex_unlock(&s->lock);
 }
 
@@ -652,12 +670,15 @@ static gpointer listen_thread(gpointer opaque)
 {
 	MigSession *s = opaque;
 	gboolean starved = FALSE;   /* out of fds: accept again only after a pause */
-	Opener *ahead;
+	g_autoptr(GPtrArray) ahead = g_ptr_array_new();
 
 	/* fd: the one connection there will be (listen_fd is -1, which poll skips) */
 	if (s->dst->given_fd >= 0)
 		start_opener(s, g_steal_fd(&s->dst->given_fd));
-	ahead = opener_ahead(s);
+	g_mutex_lock(&s->lock);
+	g_ptr_array_extend_and_steal(ahead, g_steal_pointer(&s->dst->ahead));
+	s->dst->ahead = g_ptr_array_new();
+	g_mutex_unlock(&s->lock);
 	for (;;) {
 		struct pollfd p[2] = {
 			{ .fd = s->dst->listen_fd, .events = POLLIN },
@@ -715,18 +736,21 @@ static gpointer listen_thread(gpointer opaque)
 			}
 			continue;
 		}
-		if (ahead)
-			hand_opener(s, g_steal_pointer(&ahead), fd);
+		if (ahead->len)
+			hand_opener(s, ahead, fd);
 		else
 			start_opener(s, fd);
 	}
 	g_mutex_lock(&s->lock);
 	s->dst->open_quit = TRUE;
-	g_cond_broadcast(&s->dst->open_cond);
+	for (guint i = 0; i < ahead->len; i++)
+		g_cond_signal(&((Opener *)ahead->pdata[i])->cond);
 	g_mutex_unlock(&s->lock);
-	if (ahead) {
-		g_thread_join(ahead->thread);
-		g_free(ahead);
+	for (guint i = 0; i < ahead->len; i++) {
+		Opener *o = ahead->pdata[i];
+
+		g_thread_join(o->thread);
+		opener_free(o);
 	}
 	reap_openers(s, TRUE);
 	return NULL;
@@ -980,6 +1004,8 @@ gboolean mig_dst_recover(MigSession *s, const char *uri, GError **err)
 	if (s->status == MIG_STATUS_POSTCOPY_PAUSED)
 		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_RECOVER_SETUP);
 	d->open_quit = FALSE;   /* the old listener's openers are joined */
+	if (s->status == MIG_STATUS_POSTCOPY_RECOVER_SETUP)
+		openers_ahead(s);
 	d->listen_thread = g_thread_new("mig/dst/listen", listen_thread, s);
 	g_mutex_unlock(&s->lock);
 	return TRUE;
@@ -996,6 +1022,7 @@ void mig_dst_shutdown(MigSession *s)
 	dt = g_steal_pointer(&s->dst->main_thread);
 	s->dst->quit = TRUE;
 	g_cond_broadcast(&s->dst->recover_cond);
+	g_cond_broadcast(&s->dst->urgent_cond);   /* those a paused loader started */
 	if (s->dst->fd >= 0)
 		shutdown(s->dst->fd, SHUT_RDWR);
 	if (s->dst->listen_wake[1] >= 0 && write(s->dst->listen_wake[1], "q", 1) < 0) {
@@ -1577,8 +1604,10 @@ static gpointer urgent_thread(gpointer opaque)
 {
 	UrgentArg *a = opaque;
 	MigSession *s = a->s;
+	Dst *dst = s->dst;
 	guint index = a->index;
-	Loader d = { .s = s, .fd = s->dst->urgent_fd[index], .have_setup = TRUE, .max_frame = MIG_FRAME_MAX_LEN + (1u << 30) };
+	gboolean ahead = a->ahead, go = TRUE;
+	Loader d = { .s = s, .have_setup = TRUE, .max_frame = MIG_FRAME_MAX_LEN + (1u << 30) };
 	g_autoptr(GError) err = NULL;
 
 	g_free(a);
@@ -1586,8 +1615,21 @@ static gpointer urgent_thread(gpointer opaque)
 		char name[16];
 
 		g_snprintf(name, sizeof(name), "mig/dst/urg/%u", index);
-		mig_thread_set_urgent_for(s, (guint)s->dst->p.x_postcopy_rt_priority, name);
+		mig_thread_set_urgent_for(s, (guint)dst->p.x_postcopy_rt_priority, name);
 	}
+	g_mutex_lock(&s->lock);
+	/* started ahead: a thread's creation (0.05 to 0.3 ms on a busy host, under s->lock)
+	 * is not on the resume's path; a teardown or the session's end stops it unused */
+	while (ahead && !dst->urgent_go[index] && !dst->urgent_stop && !dst->quit)
+		g_cond_wait(&dst->urgent_cond, &s->lock);
+	if (ahead) {
+		go = dst->urgent_go[index] && !dst->urgent_stop && !dst->quit;
+		dst->urgent_go[index] = FALSE;
+	}
+	d.fd = dst->urgent_fd[index];
+	g_mutex_unlock(&s->lock);
+	if (!go)
+		return NULL;
 	for (;;) {
 		MigFrameHdr h;
 		int rc = mig_frame_recv_hdr(d.fd, &h, d.max_frame);
@@ -1699,6 +1741,8 @@ static void pause_teardown(Loader *d)
 
 	mig_dst_beat_stop(s);   /* it writes on the main channel, closed below */
 	g_mutex_lock(&s->lock);
+	dst->urgent_stop = TRUE;   /* those started ahead and still unused */
+	g_cond_broadcast(&dst->urgent_cond);
 	for (guint i = 0; i < MIG_PREEMPT_MAX; i++) {
 		ut[i] = g_steal_pointer(&dst->urgent_thread[i]);
 		if (dst->urgent_fd[i] >= 0)
@@ -1721,7 +1765,9 @@ static void pause_teardown(Loader *d)
 		if (dst->urgent_fd[i] >= 0)
 			mig_io_close(dst->urgent_fd[i]);
 		dst->urgent_fd[i] = -1;
+		dst->urgent_go[i] = FALSE;
 	}
+	dst->urgent_stop = FALSE;
 	dst->mf_connected = 0;
 	g_mutex_lock(&dst->rp_lock);
 	if (dst->fd >= 0)
@@ -1751,6 +1797,14 @@ static gboolean pause_and_recover(Loader *d)
 		 * until the answer has left, so it is built here, not on the resume's path */
 		answer = mig_dst_recover_answer(s);
 		g_mutex_lock(&s->lock);
+		/* as the answer, the preempt channels' threads: started here, they wait for
+		 * their channel (start_channel), and the next teardown joins them */
+		for (guint i = 0; i < dst->urgent_expected && !d->inline_run; i++) {
+			char name[16];
+
+			g_snprintf(name, sizeof(name), "mig/dst/urg/%u", i);
+			dst->urgent_thread[i] = g_thread_new(name, urgent_thread, urgent_arg_new(s, i, TRUE));
+		}
 		dst->paused_ready = TRUE;
 		g_cond_broadcast(&dst->recover_cond);
 		if (d->inline_run && dst->inline_resume_fd >= 0) {

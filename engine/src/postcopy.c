@@ -775,6 +775,7 @@ gboolean mig_src_postcopy_lost(Src *src, const GError *why, GError **err)
 						   "inmigrate), `cont` runs the guest here, else recover", cause);
 		src->pause_req = FALSE;
 		mig_log(s, MIG_LOG_WARNING, "postcopy paused: %s", s->error);
+		mig_src_setup_announced(src);   /* a resume that failed before its connect */
 		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_PAUSED);
 		if (src->inline_run && src->inl.resume_fd >= 0 && !src->resume_uri) {
 			/* the harness's resumed channel, once: as migrate resume would */
@@ -786,6 +787,7 @@ gboolean mig_src_postcopy_lost(Src *src, const GError *why, GError **err)
 		if (src->quit || src->abandon || !src->resume_uri) {
 			gboolean abandon = src->abandon && !src->quit;
 
+			mig_src_setup_announced(src);
 			g_mutex_unlock(&s->lock);
 			mig_chan_batch_gate(lanes, FALSE, -1);
 			mig_chan_batch_join(lanes, NULL, NULL, NULL);

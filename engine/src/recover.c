@@ -77,6 +77,16 @@ static gboolean take_bitmap(Src *src, const guint8 *p, guint32 len, gboolean *se
 	return TRUE;
 }
 
+void mig_src_setup_announced(Src *src)
+{
+	MigSession *s = src->s;
+	/* the dispatcher's own work, no peer's: a bound only against a stuck host */
+	gint64 end = g_get_monotonic_time() + G_USEC_PER_SEC;
+
+	while (src->setup_unannounced && g_cond_wait_until(&src->resume_cond, &s->lock, end))
+		;
+}
+
 gboolean mig_src_recover_uri(Src *src, GError **err)
 {
 	if (mig_uri_parse(src->uri_text, &src->uri) < 0)
@@ -124,7 +134,10 @@ gboolean mig_src_recover_begin(Src *src, MigChanBatch *lanes, GError **err)
 	 * reads of the answer come before the lanes' join */
 	if (ok)
 		mig_chan_batch_gate(lanes, TRUE, fd);
-	mig_set_status(s, MIG_STATUS_POSTCOPY_RECOVER);
+	g_mutex_lock(&s->lock);
+	mig_src_setup_announced(src);
+	mig_set_status_locked(s, MIG_STATUS_POSTCOPY_RECOVER);
+	g_mutex_unlock(&s->lock);
 	return ok;
 }
 

@@ -26,8 +26,10 @@ gboolean mig_src_has_channels(struct Src *src);
  * s->lock held, in postcopy-active or a recovery. */
 void mig_src_pause(struct Src *src);
 /* migrate resume:true in postcopy-paused: reconnect to uri (already checked to parse).
- * Call with s->lock held. */
+ * Call with s->lock held, then mig_src_resume_announce without it: the migration
+ * thread connects while the postcopy-recover-setup event is built and sent. */
 void mig_src_resume(struct Src *src, const char *uri);
+void mig_src_resume_announce(struct Src *src);
 /* `cont` in postcopy-paused: when the destination never said RP_RUNNING, the operator
  * (who saw it failed, its switchover outcome unknown) takes the guest back: the
  * migration ends failed, then the guest may run here. Refused once it ran there.

@@ -94,6 +94,9 @@ typedef struct Src {
 	char *resume_uri;
 	gboolean pause_req;
 	gboolean abandon;       /* `cont` here: the destination never ran the guest */
+	/* postcopy-recover-setup is the status, its event not yet sent: the migration
+	 * thread's next status waits for it (setup_announced, on resume_cond) */
+	gboolean setup_unannounced;
 	GCond end_cond;         /* the migration ended (finish) or the session quits: `cont`
 				 * waits on it for an abandoned migration's end */
 	/* mig/src/beat: NOPs on the main channel until COMPLETE / PC_RUN, and in
@@ -122,6 +125,9 @@ void mig_src_feed(Src *src);
  * again on failure, as often as it takes. FALSE (with *err) only when the session goes
  * away meanwhile. (engine/src/postcopy.c) */
 gboolean mig_src_postcopy_lost(Src *src, const GError *why, GError **err);
+/* Before the migration thread's next status after a resume: the dispatcher's
+ * postcopy-recover-setup event is out (bounded by 1 s). Call with s->lock held. */
+void mig_src_setup_announced(Src *src);
 gboolean mig_src_send_frame(Src *src, guint16 type, const struct iovec *iov, int n, GError **err);
 /* Sends these pages of a block on the main channel: zero pages as offsets, the rest
  * as data straight from guest memory. */

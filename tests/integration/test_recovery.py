@@ -8,6 +8,8 @@
   and migrate resume:true on the source -> postcopy-recover-setup, postcopy-recover,
   postcopy-active (events on both sides), then completed with integrity intact.
   A RESUME hello of another session, or while no migrate-recover listens, is refused.
+  A resume whose connect is refused pauses the source again at once, its events
+  postcopy-recover-setup then postcopy-paused, in that order.
 - cut: the link cut by a proxy (multifd and preempt channels through it too) -> both
   paused -> recovery through a new address -> completed, integrity intact.
 - double: a recovery that fails in postcopy-recover on either side pauses again, and
@@ -152,6 +154,7 @@ def case_pause():
         expect_refusal(lambda: src.cmd("migrate-pause"), ["postcopy-active"], "migrate-pause while paused")
         # the destination ran the guest (RP_RUNNING): the source must not
         expect_refusal(lambda: src.cmd("cont"), ["ran on the destination"], "cont on the paused source")
+        resume_refused(src)
         # the listener closed once every channel was in (as QEMU's does): until
         # migrate-recover nothing listens, and then a resume of another session is refused
         h.expect_listener_closed(first)
@@ -159,6 +162,23 @@ def case_pause():
             uri, h.hello(flags=HELLO_F_RESUME, session=b"\x55" * 16), FOREIGN_SESSION,
             "RESUME hello of another session"))
         h.check_migrated(src, dst, info, size=128 * h.MiB)
+
+
+def resume_refused(src):
+    """A resume whose connect is refused pauses the source again at once. Its
+    postcopy-recover-setup event is sent after the migration thread is woken, and
+    still comes first."""
+    src.qmp.take_events("MIGRATION")
+    src.cmd("migrate", uri="tcp:127.0.0.1:1", resume=True)
+    deadline = h.Deadline(h.scaled(10))
+    seen = []
+    while "postcopy-paused" not in seen and not deadline.expired():
+        src.qmp.pump(0.05)   # take_events alone reads only what the reply's read brought
+        seen += [e["data"]["status"] for e in src.qmp.take_events("MIGRATION")]
+    print("refused resume: MIGRATION events %r" % seen)
+    h.check(seen == ["postcopy-recover-setup", "postcopy-paused"],
+            "a refused resume's MIGRATION events: %r" % seen)
+    h.check(src.query_migrate()["status"] == "postcopy-paused", "the source after a refused resume")
 
 
 def case_cut():
