@@ -77,6 +77,9 @@ typedef struct Dst {
 	/* tests only: mig/dst/fault asks it before each read of userfaultfd (reading) and
 	 * after each fault it handled; a negative errno stands in for that step's result */
 	int (*test_fault_step)(MigSession *s, gboolean reading);
+	/* tests only: runs on the paused loader after its teardown, before it may admit a
+	 * resumed main channel (paused_ready): a teardown that takes long */
+	void (*test_before_ready)(MigSession *s);
 	gboolean cancelled;        /* migrate_cancel stops it: failures are its doing (under s->lock) */
 	struct DevDst *devdst;     /* the device lane (devlane.c) */
 	guint64 dev_fed;           /* state bytes written to the devices so far (atomic) */

@@ -157,9 +157,12 @@ static int admit_resume(MigSession *s, const MigHello *h, const char **why)
 		return MIG_HELLO_BAD_INDEX;
 	}
 	/* migrate-recover may come before the loader has joined the old channels' threads:
-	 * that takes moments, so wait for it (bounded) rather than refuse */
+	 * that takes moments, so wait for it rather than refuse. For half of the hello's
+	 * bound: the source waits for this reply as long as that bound (x-channel-timeout,
+	 * set alike), and a refusal it times out before reading says nothing of why. */
 	{
-		gint64 end = g_get_monotonic_time() + HELLO_TIMEOUT_MS * G_TIME_SPAN_MILLISECOND;
+		guint64 ms = MIN((guint64)HELLO_TIMEOUT_MS, d->p.x_channel_timeout) / 2;
+		gint64 end = g_get_monotonic_time() + (gint64)ms * G_TIME_SPAN_MILLISECOND;
 
 		while (s->status == MIG_STATUS_POSTCOPY_RECOVER_SETUP && !d->paused_ready && !d->quit &&
 		       g_cond_wait_until(&d->recover_cond, &s->lock, end))
@@ -1796,6 +1799,8 @@ static gboolean pause_and_recover(Loader *d)
 		/* every thread that places pages is joined: the received bitmaps hold still
 		 * until the answer has left, so it is built here, not on the resume's path */
 		answer = mig_dst_recover_answer(s);
+		if (dst->test_before_ready)
+			dst->test_before_ready(s);
 		g_mutex_lock(&s->lock);
 		/* as the answer, the preempt channels' threads: started here, they wait for
 		 * their channel (start_channel), and the next teardown joins them */

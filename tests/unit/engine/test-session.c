@@ -802,6 +802,78 @@ static void test_postcopy_fault_fails(void)
 	fault_step_fails(FALSE);
 }
 
+/* A resume that comes while the paused destination still tears down its old channels
+ * (Dst.test_before_ready holds it there) is refused with a reason the source reads:
+ * the destination waits for the teardown half of the hello's bound, the source for
+ * the reply the whole of it (x-channel-timeout, 1 s on both sides here). The
+ * destination keeps listening, so the source's next resume completes the migration.
+ * With the two waits equal, the source timed out first and reported only that. */
+static gint teardown_held;   /* 1 while the hook holds the loader (atomic) */
+
+static void hold_teardown(MigSession *s)
+{
+	gint64 end = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
+
+	(void)s;
+	while (g_atomic_int_get(&teardown_held) && g_get_monotonic_time() < end)
+		g_usleep(2000);
+}
+
+static void test_postcopy_resume_while_tearing_down(void)
+{
+	g_autofree char *dir = g_dir_make_tmp("mig-XXXXXX", NULL);
+	g_autofree char *uri = sock_uri(dir, "m.sock");
+	g_autofree char *again = sock_uri(dir, "r.sock");
+	g_autoptr(GError) err = NULL;
+	Side src = side_new("src", FALSE, "seq,rate=0", 32u << 20);
+	Side dst = side_new("dst", TRUE, "random,wss=8M", 32u << 20);
+	MigInfo q = { .size = sizeof(q) };
+
+	for (guint i = 0; i < 2; i++) {
+		MigSession *s = i ? dst.s : src.s;
+
+		g_assert_true(mig_session_set_cap(s, MIG_CAP_POSTCOPY_RAM, TRUE, &err));
+		g_assert_no_error(err);
+		set_u64(s, MIG_PARAM_X_CHANNEL_TIMEOUT, 1000);
+	}
+	set_u64(src.s, MIG_PARAM_MAX_BANDWIDTH, 0);
+	set_u64(src.s, MIG_PARAM_X_POSTCOPY_AFTER_PASSES, 1);
+	set_u64(src.s, MIG_PARAM_MAX_POSTCOPY_BANDWIDTH, 1u << 20);
+	g_atomic_int_set(&teardown_held, 1);
+	g_assert_true(mig_session_incoming(dst.s, uri, &err));
+	dst.s->dst->test_before_ready = hold_teardown;
+	g_assert_true(mig_session_migrate(src.s, uri, &err));
+	g_assert_no_error(err);
+	wait_postcopy_active(&src, &dst, 60);
+
+	g_assert_true(mig_session_pause(dst.s, &err));
+	g_assert_no_error(err);
+	g_assert_cmpstr(mig_status_str(wait_status(src.s, MIG_STATUS_POSTCOPY_PAUSED, 30)), ==, "postcopy-paused");
+	g_assert_true(mig_session_recover(dst.s, again, &err));
+	g_assert_no_error(err);
+	g_assert_true(mig_session_resume(src.s, again, &err));
+	g_assert_no_error(err);
+	/* the refusal comes after the destination's 0.5 s: the source is paused again */
+	g_assert_cmpstr(mig_status_str(wait_status(src.s, MIG_STATUS_POSTCOPY_PAUSED, 30)), ==, "postcopy-paused");
+	g_assert_true(mig_session_query(src.s, &q));
+	g_assert_nonnull(q.error);
+	if (!strstr(q.error, "still tearing down its old channels"))
+		g_error("the source's error does not carry the destination's refusal: %s", q.error);
+	mig_info_clear(&q);
+	g_assert_cmpstr(mig_status_str(mig_session_status(dst.s)), ==, "postcopy-recover-setup");
+
+	g_atomic_int_set(&teardown_held, 0);
+	g_assert_true(mig_session_resume(src.s, again, &err));
+	g_assert_no_error(err);
+	set_u64(src.s, MIG_PARAM_MAX_POSTCOPY_BANDWIDTH, 0);
+	g_assert_cmpstr(mig_status_str(wait_final(src.s, 60)), ==, "completed");
+	g_assert_cmpstr(mig_status_str(wait_final(dst.s, 10)), ==, "completed");
+	assert_intact(&dst, (32u << 20) / 4096);
+	side_free(&src);
+	side_free(&dst);
+	g_rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -817,5 +889,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/session/precopy-channel-lost-at-go", test_precopy_channel_lost_at_go);
 	g_test_add_func("/session/postcopy-fault-read-fails", test_postcopy_fault_read_fails);
 	g_test_add_func("/session/postcopy-fault-fails", test_postcopy_fault_fails);
+	g_test_add_func("/session/postcopy-resume-while-tearing-down", test_postcopy_resume_while_tearing_down);
 	return g_test_run();
 }
