@@ -28,6 +28,11 @@
 #define FB_BLOCK ((size_t)1 << 20)      /* mig's largest request (MIG_RING_MAX_IO) */
 #define FB_QD 32u                       /* mig's requests in flight per worker (MIG_RING_QD) */
 #define FB_QD1_READS 2000
+/* the raw QD1 read after its CPU idled (information beside the target's baseline): a
+ * VM's idle vCPU halts, and a read issued after 200 us or more of that took 20-60 us
+ * longer here than one right after another (docs/benchmarks.md, Scenario file) */
+#define FB_IDLE_READS 500
+#define FB_IDLE_US 1000
 #define FB_POLL_US 5000
 #define FB_TARGET_RATIO 0.9
 #define FB_TARGET_RUNNING_MS 50.0
@@ -59,6 +64,7 @@ typedef struct FbLazy {
 	char *error;
 	double checked_ms, vm_load_ms;   /* of running_ms: the file checked; the VM's load of its record */
 	double read_p50_us, read_p99_us; /* of a fault: its read from the file alone (x-file fault-read-*) */
+	double raw_idle_p50_us, raw_idle_p99_us; /* the raw QD1 read, each after FB_IDLE_US asleep */
 } FbLazy;
 
 /* ---- the raw baseline ---- */
@@ -246,12 +252,13 @@ static int fb_cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Random 4 KiB O_DIRECT reads of path, one at a time (pread, as a lazy restore's
- * fault is served): their p50 and p99 in us. */
-static gboolean fb_raw_qd1(const char *path, double *p50, double *p99, GError **err)
+/* n random 4 KiB O_DIRECT reads of path, one at a time (pread, as a lazy restore's
+ * fault is served), each after sleeping idle_us (0: back to back): their p50 and p99
+ * in us. */
+static gboolean fb_raw_qd1(const char *path, guint n, guint idle_us, double *p50, double *p99, GError **err)
 {
 	int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
-	g_autofree double *lat = g_new0(double, FB_QD1_READS);
+	g_autofree double *lat = g_new0(double, n);
 	g_autoptr(GRand) rng = g_rand_new_with_seed(17);
 	void *buf = NULL;
 	struct stat st;
@@ -261,19 +268,22 @@ static gboolean fb_raw_qd1(const char *path, double *p50, double *p99, GError **
 		g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "raw QD1 read of %s: %s", path, g_strerror(errno));
 		goto out;
 	}
-	for (int i = 0; i < FB_QD1_READS; i++) {
+	for (guint i = 0; i < n; i++) {
 		off_t off = (off_t)g_rand_int_range(rng, 0, (gint32)MIN(st.st_size / 4096, G_MAXINT32)) * 4096;
-		gint64 t0 = g_get_monotonic_time();
+		gint64 t0;
 
+		if (idle_us)
+			g_usleep(idle_us);
+		t0 = g_get_monotonic_time();
 		if (pread(fd, buf, 4096, off) != 4096) {
 			g_set_error(err, BENCH_ERROR, BENCH_ERROR_FAILED, "raw QD1 read of %s: %s", path, g_strerror(errno));
 			goto out;
 		}
 		lat[i] = (double)(g_get_monotonic_time() - t0);
 	}
-	qsort(lat, FB_QD1_READS, sizeof(double), fb_cmp_double);
-	*p50 = lat[FB_QD1_READS / 2];
-	*p99 = lat[FB_QD1_READS * 99 / 100];
+	qsort(lat, n, sizeof(double), fb_cmp_double);
+	*p50 = lat[n / 2];
+	*p99 = lat[n * 99 / 100];
 	ok = TRUE;
 out:
 	free(buf);
@@ -566,6 +576,7 @@ static void fb_print(Bench *b, guint64 guest, GPtrArray *rows, const FbLazy *l)
 		g_autofree char *x99 = bench_fmt_num(l->fault_p99_us / l->raw_qd1_p99_us, 2);
 		g_autofree char *chk = bench_fmt_num(l->checked_ms, 1), *vml = bench_fmt_num(l->vm_load_ms, 1);
 		g_autofree char *rd50 = bench_fmt_num(l->read_p50_us, 0), *rd99 = bench_fmt_num(l->read_p99_us, 0);
+		g_autofree char *id50 = bench_fmt_num(l->raw_idle_p50_us, 0), *id99 = bench_fmt_num(l->raw_idle_p99_us, 0);
 
 		printf("lazy restore (postcopy-ram, 4 channels, direct-io, random workload, scattered file, "
 		       "x-postcopy-rt-priority %u: %s): running after %s ms "
@@ -576,6 +587,8 @@ static void fb_print(Bench *b, guint64 guest, GPtrArray *rows, const FbLazy *l)
 		       fb_mark(l->fault_p50_us <= FB_TARGET_FAULT_X * l->raw_qd1_p50_us, l->fault_p50_us + l->raw_qd1_p50_us), x99);
 		printf("  of a fault, its read from the file alone: p50 %s us, p99 %s us (the rest: its placement, "
 		       "UFFDIO_COPY with the wake)\n", rd50, rd99);
+		printf("  for information, the raw QD1 read each after %u us asleep: p50 %s us, p99 %s us (not the "
+		       "target's baseline)\n", FB_IDLE_US, id50, id99);
 		if (l->status != ROW_OK)
 			printf("lazy %s: %s\n", bench_status_names[l->status], l->error);
 	}
@@ -660,6 +673,8 @@ static gboolean fb_write_json(Bench *b, guint64 guest, GPtrArray *rows, const Fb
 	bench_json_double(j, "raw_qd1_4k_p99_us", l->raw_qd1_p99_us);
 	bench_json_double(j, "fault_read_p50_us", l->read_p50_us);
 	bench_json_double(j, "fault_read_p99_us", l->read_p99_us);
+	bench_json_double(j, "raw_qd1_4k_idle_p50_us", l->raw_idle_p50_us);
+	bench_json_double(j, "raw_qd1_4k_idle_p99_us", l->raw_idle_p99_us);
 	json_builder_end_object(j);
 	return bench_json_save(b, j, err);
 }
@@ -711,9 +726,11 @@ static void fb_lazy(Bench *b, guint64 guest, const char *dir, FbLazy *l)
 	const FbRow r = { .channels = 4, .direct = TRUE };
 	gboolean ok;
 
-	*l = (FbLazy){ NAN, NAN, NAN, NAN, NAN, NAN, ROW_OK, NULL, NAN, NAN, NAN, NAN };
+	*l = (FbLazy){ NAN, NAN, NAN, NAN, NAN, NAN, ROW_OK, NULL, NAN, NAN, NAN, NAN, NAN, NAN };
 	ok = !bench_interrupted(b, &err) && fb_save(b, guest, &r, path, &s, &err) &&
-	     fb_raw_qd1(path, &l->raw_qd1_p50_us, &l->raw_qd1_p99_us, &err) && fb_drop_caches(dir, &err) &&
+	     fb_raw_qd1(path, FB_QD1_READS, 0, &l->raw_qd1_p50_us, &l->raw_qd1_p99_us, &err) &&
+	     fb_raw_qd1(path, FB_IDLE_READS, FB_IDLE_US, &l->raw_idle_p50_us, &l->raw_idle_p99_us, &err) &&
+	     fb_drop_caches(dir, &err) &&
 	     fb_restore(b, guest, &r, TRUE, path, NULL, l, &err);
 	unlink(path);
 	if (!ok)
@@ -765,7 +782,7 @@ static int run_file(Bench *b)
 	if (!bench_procs_interrupted(b->procs))
 		fb_lazy(b, guest, tmpl, &lazy);
 	else
-		lazy = (FbLazy){ NAN, NAN, NAN, NAN, NAN, NAN, ROW_INTERRUPTED, g_strdup("interrupted"), NAN, NAN, NAN, NAN };
+		lazy = (FbLazy){ NAN, NAN, NAN, NAN, NAN, NAN, ROW_INTERRUPTED, g_strdup("interrupted"), NAN, NAN, NAN, NAN, NAN, NAN };
 	rmdir(tmpl);
 	fb_print(b, guest, rows, &lazy);
 	if (b->json_path && !fb_write_json(b, guest, rows, &lazy, &err)) {
