@@ -477,6 +477,20 @@ static void wait_postcopy_active(Side *src, Side *dst, gint64 timeout_s)
 	g_assert_cmpstr(mig_status_str(mig_session_status(dst->s)), ==, "postcopy-active");
 }
 
+/* postcopy-ram on both sides, the source unthrottled and switching after its first
+ * pass: postcopy starts with the pages the guest rewrote meanwhile missing. */
+static void postcopy_after_one_pass(Side *src, Side *dst)
+{
+	g_autoptr(GError) err = NULL;
+
+	for (guint i = 0; i < 2; i++) {
+		g_assert_true(mig_session_set_cap(i ? dst->s : src->s, MIG_CAP_POSTCOPY_RAM, TRUE, &err));
+		g_assert_no_error(err);
+	}
+	set_u64(src->s, MIG_PARAM_MAX_BANDWIDTH, 0);
+	set_u64(src->s, MIG_PARAM_X_POSTCOPY_AFTER_PASSES, 1);
+}
+
 /* Many threads faulting at once over 4 preempt channels, the threads of the fault path
  * real-time where the test may (root): every read finds the right data, and the request
  * counts agree exactly (the destination's requests, its timed placements, the source's
@@ -615,15 +629,9 @@ static void test_postcopy_channel_lost_at_go(void)
 	Side src = side_new("src", FALSE, "seq,rate=0", 32u << 20);
 	Side dst = side_new("dst", TRUE, "random,wss=8M", 32u << 20);
 
-	for (guint i = 0; i < 2; i++) {
-		MigSession *s = i ? dst.s : src.s;
-
-		g_assert_true(mig_session_set_cap(s, MIG_CAP_POSTCOPY_RAM, TRUE, &err));
-		g_assert_no_error(err);
-		set_multifd(s, 2);
-	}
-	set_u64(src.s, MIG_PARAM_MAX_BANDWIDTH, 0);
-	set_u64(src.s, MIG_PARAM_X_POSTCOPY_AFTER_PASSES, 1);
+	postcopy_after_one_pass(&src, &dst);
+	set_multifd(src.s, 2);
+	set_multifd(dst.s, 2);
 	g_assert_true(mig_session_incoming(dst.s, uri, &err));
 	dst.s->dst->test_after_go = cut_multifd_after_go;
 	g_assert_true(mig_session_migrate(src.s, uri, &err));
@@ -747,13 +755,8 @@ static void fault_step_fails(gboolean reading)
 	BoundedCall *first, *second;
 	gsize p1, p2;
 
-	for (guint i = 0; i < 2; i++) {
-		g_assert_true(mig_session_set_cap(i ? dst.s : src.s, MIG_CAP_POSTCOPY_RAM, TRUE, &err));
-		g_assert_no_error(err);
-	}
 	/* most pages rewritten during the one pass, and a slow bulk: pages stay missing */
-	set_u64(src.s, MIG_PARAM_MAX_BANDWIDTH, 0);
-	set_u64(src.s, MIG_PARAM_X_POSTCOPY_AFTER_PASSES, 1);
+	postcopy_after_one_pass(&src, &dst);
 	set_u64(src.s, MIG_PARAM_MAX_POSTCOPY_BANDWIDTH, 1u << 20);
 	fault_step = (FaultStep){ .reading = reading };
 	g_assert_true(mig_session_incoming(dst.s, uri, &err));
@@ -829,15 +832,9 @@ static void test_postcopy_resume_while_tearing_down(void)
 	Side dst = side_new("dst", TRUE, "random,wss=8M", 32u << 20);
 	MigInfo q = { .size = sizeof(q) };
 
-	for (guint i = 0; i < 2; i++) {
-		MigSession *s = i ? dst.s : src.s;
-
-		g_assert_true(mig_session_set_cap(s, MIG_CAP_POSTCOPY_RAM, TRUE, &err));
-		g_assert_no_error(err);
-		set_u64(s, MIG_PARAM_X_CHANNEL_TIMEOUT, 1000);
-	}
-	set_u64(src.s, MIG_PARAM_MAX_BANDWIDTH, 0);
-	set_u64(src.s, MIG_PARAM_X_POSTCOPY_AFTER_PASSES, 1);
+	postcopy_after_one_pass(&src, &dst);
+	set_u64(src.s, MIG_PARAM_X_CHANNEL_TIMEOUT, 1000);
+	set_u64(dst.s, MIG_PARAM_X_CHANNEL_TIMEOUT, 1000);
 	set_u64(src.s, MIG_PARAM_MAX_POSTCOPY_BANDWIDTH, 1u << 20);
 	g_atomic_int_set(&teardown_held, 1);
 	g_assert_true(mig_session_incoming(dst.s, uri, &err));
