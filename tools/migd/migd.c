@@ -204,7 +204,15 @@ typedef struct ExitGuard {
 	gboolean done;
 	const char *qmp_path;
 	gint *exit_status;      /* Migd.exit_status */
+	const char *step;       /* what the teardown is doing, for the message if it overruns */
 } ExitGuard;
+
+static void exit_guard_step(ExitGuard *x, const char *step)
+{
+	g_mutex_lock(&x->lock);
+	x->step = step;
+	g_mutex_unlock(&x->lock);
+}
 
 static gpointer exit_guard_thread(gpointer opaque)
 {
@@ -215,8 +223,8 @@ static gpointer exit_guard_thread(gpointer opaque)
 	while (!x->done && g_cond_wait_until(&x->cond, &x->lock, end))
 		;
 	if (!x->done) {
-		g_printerr("migd: teardown still running after %d ms (a migration thread waits on its peer); exiting\n",
-			   MIGD_EXIT_DEADLINE_MS);
+		g_printerr("migd: teardown still running after %d ms (%s); exiting\n", MIGD_EXIT_DEADLINE_MS,
+			   x->step);
 		unlink(x->qmp_path);
 		_exit(g_atomic_int_get(x->exit_status));
 	}
@@ -469,6 +477,7 @@ int main(int argc, char **argv)
 	g_cond_init(&guard.cond);
 	guard.qmp_path = g_str_has_prefix(qmp, "unix:") ? qmp + 5 : qmp;
 	guard.exit_status = &d.exit_status;
+	guard.step = "stopping the vCPUs";
 	guard_thread = g_thread_new("migd/exit", exit_guard_thread, &guard);
 	kill(getpid(), SIGUSR1);   /* releases the signal thread if no signal came */
 	g_thread_join(sigt);
@@ -481,9 +490,14 @@ int main(int argc, char **argv)
 		unlink(guard.qmp_path);
 		_exit(g_atomic_int_get(&d.exit_status));
 	}
+	/* A migration thread may wait on a silent peer until its bound; freeing a large guest
+	 * may take seconds on a starved host: the guard's message says which it was. */
+	exit_guard_step(&guard, "ending the migration session: joining its threads");
 	mig_session_free(d.session);
+	exit_guard_step(&guard, "freeing the devices and the guest's memory");
 	g_ptr_array_free(d.devices, TRUE);   /* after the session: it used them until now */
 	migd_guest_free(d.guest);
+	exit_guard_step(&guard, "freeing the QMP server");
 	mig_qmp_server_free(d.qmp);
 	g_mutex_lock(&guard.lock);
 	guard.done = TRUE;
