@@ -21,6 +21,14 @@ lane and serial, 4 channels).
   it as the downtime says; serial rows have none. The 4-device target's verdict in the
   JSON and the table agrees with its ratio.
 
+file_lazy: `migbench file --lazy-only --guest-mib 64 --runs 1` (a lazy restore of a
+file in /var/tmp, every unit verified).
+
+- It exits 0 and its lazy restore is ok: the guest ran, faulted, and every page came in.
+- The guest's progress is read from one counter: the units written 0.5, 1 and 2 s
+  after it ran never go down, it wrote some by 2 s, and the figure when every page was
+  in lies where that moment lies among them. The faults' waits summed are positive.
+
 Speeds are never compared with a target: they are benchmark figures, not assertions.
 """
 import json
@@ -157,5 +165,28 @@ def case_device_downtime():
     h.check(line in out, "the table lacks %r" % line)
 
 
+def case_file_lazy():
+    with tempfile.TemporaryDirectory(prefix="mig-migbench-", dir=h._tmp_base()) as d:
+        top, out = run_migbench(os.path.join(d, "lazy.json"),
+                                ("file", "--lazy-only", "--guest-mib", str(GUEST_MIB), "--runs", "1"))
+    print(out)
+    lz = top["lazy"]
+    h.check(lz["status"] == "ok", "lazy restore: %s: %s" % (lz["status"], lz["error"]))
+    run, all_in = lz["running_after_ms"], lz["all_in_after_ms"]
+    h.check(positive(run) and positive(all_in) and run <= all_in, "running after %s, all in after %s ms" % (run, all_in))
+    h.check(positive(lz["faults"]) and positive(lz["fault_4k_p50_us"]) and positive(lz["fault_wait_sum_ms"]),
+            "faults %s, p50 %s us, waits %s ms" % (lz["faults"], lz["fault_4k_p50_us"], lz["fault_wait_sum_ms"]))
+    marks = [(500, lz["guest_units_0_5s"]), (1000, lz["guest_units_1s"]), (2000, lz["guest_units_2s"])]
+    units = [u for _, u in marks]
+    h.check(all(isinstance(u, (int, float)) and u >= 0 for u in units) and units == sorted(units) and units[-1] > 0,
+            "units written at 0.5, 1, 2 s: %s" % units)
+    # one counter, interpolated: the moment every page was in sorts among the others
+    at = lz["guest_units_all_in"]
+    for ms, u in marks:
+        after = all_in >= run + ms
+        h.check(at >= u if after else at <= u, "units %s when every page was in (%s ms) against %s at %s ms after %s"
+                % (at, all_in, u, ms, run))
+
+
 if __name__ == "__main__":
-    h.main([case_quick, case_device_downtime])
+    h.main([case_quick, case_device_downtime, case_file_lazy])

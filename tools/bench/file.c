@@ -7,7 +7,8 @@
  * queue depth moving 1 MiB requests (O_DIRECT for the direct rows, fdatasync as the
  * save does), and the same with pwrite/pread; then a lazy restore (postcopy-ram on
  * migrate-incoming): when the guest ran, and its 4K fault p50/p99 against a raw 4 KiB
- * O_DIRECT read at queue depth 1 of the same file. The file lives under --dir
+ * O_DIRECT read at queue depth 1 of the same file, and the guest's own progress
+ * meanwhile (information). The file lives under --dir
  * (default /var/tmp, not tmpfs) and is deleted after each run; the page cache is
  * dropped between save and restore of the buffered rows. */
 #include "tools/bench/runner.h"
@@ -37,6 +38,9 @@
 #define FB_TARGET_RATIO 0.9
 #define FB_TARGET_RUNNING_MS 50.0
 #define FB_TARGET_FAULT_X 2.0
+/* the lazy restore's guest progress (information): units written this long after it ran */
+static const double fb_progress_ms[] = { 500, 1000, 2000 };
+#define FB_PROGRESS_N G_N_ELEMENTS(fb_progress_ms)
 
 typedef struct FbSample {
 	guint64 data_bytes;                 /* the guest's non-zero pages: the source's ram.normal-bytes */
@@ -65,7 +69,13 @@ typedef struct FbLazy {
 	double checked_ms, vm_load_ms;   /* of running_ms: the file checked; the VM's load of its record */
 	double read_p50_us, read_p99_us; /* of a fault: its read from the file alone (x-file fault-read-*) */
 	double raw_idle_p50_us, raw_idle_p99_us; /* the raw QD1 read, each after FB_IDLE_US asleep */
+	/* the guest's own progress: x-guest-writes fb_progress_ms after it ran and when every
+	 * page was in; the vCPUs' wait, the faults' waits summed (requests x mean latency) */
+	double units_at[FB_PROGRESS_N], units_all_in, stall_ms, faults;
 } FbLazy;
+
+#define FB_LAZY_NONE(st, e) \
+	(FbLazy){ NAN, NAN, NAN, NAN, NAN, NAN, (st), (e), NAN, NAN, NAN, NAN, NAN, NAN, { NAN, NAN, NAN }, NAN, NAN, NAN }
 
 /* ---- the raw baseline ---- */
 
@@ -324,8 +334,22 @@ static const char *fb_workload(const FbRow *r)
 	return r->dense ? FB_DENSE : FB_SCATTERED;
 }
 
-/* Polls q until status is one of want (NULL-terminated); the last reply. */
-static JsonObject *fb_wait_status(Bench *b, QmpClient *q, const char *side, const char *const *want, GError **err)
+/* One poll of a lazy restore's guest: us since migrate-incoming, x-guest-writes. */
+typedef struct FbTick {
+	double t_us, units;
+} FbTick;
+
+static void fb_tick(GArray *trace, JsonObject *o, gint64 t0)
+{
+	FbTick k = { (double)(g_get_monotonic_time() - t0), (double)bench_obj_int(o, "x-guest-writes", 0) };
+
+	g_array_append_val(trace, k);
+}
+
+/* Polls q until status is one of want (NULL-terminated); the last reply. With trace, each
+ * reply's x-guest-writes, timed from t0. */
+static JsonObject *fb_wait_status(Bench *b, QmpClient *q, const char *side, const char *const *want, gint64 t0,
+				  GArray *trace, GError **err)
 {
 	for (gint64 i = 0; i <= (gint64)T_MIGRATE_MS * 1000 / FB_POLL_US; i++) {
 		g_autoptr(JsonObject) o = bench_query_migrate(q, err);
@@ -335,6 +359,8 @@ static JsonObject *fb_wait_status(Bench *b, QmpClient *q, const char *side, cons
 			g_prefix_error(err, "%s: ", side);
 			return NULL;
 		}
+		if (trace)
+			fb_tick(trace, o, t0);
 		st = bench_obj_str(o, "status");
 		if (g_strv_contains(want, st ? st : ""))
 			return g_steal_pointer(&o);
@@ -368,7 +394,7 @@ static gboolean fb_save(Bench *b, guint64 guest, const FbRow *r, const char *pat
 	ok = bench_migd_start(b, &m, &p, err) && fb_caps(b, p.qsrc, "source", r, FALSE, err) &&
 	     bench_qmp_run(p.qsrc, "source", "stop", NULL, err) && (t0 = g_get_monotonic_time()) &&
 	     bench_qmp_run(p.qsrc, "source", "migrate", uri, err) &&
-	     (done = fb_wait_status(b, p.qsrc, "source", fb_completed, err)) != NULL;
+	     (done = fb_wait_status(b, p.qsrc, "source", fb_completed, 0, NULL, err)) != NULL;
 	if (ok) {
 		s->save_s = (double)(g_get_monotonic_time() - t0) / 1e6;
 		s->data_bytes = (guint64)bench_obj_int(bench_obj_obj(done, "ram"), "normal-bytes", 0);
@@ -384,6 +410,52 @@ static gboolean fb_save(Bench *b, guint64 guest, const FbRow *r, const char *pat
 	return ok;
 }
 
+/* A lazy restore completed (every page in) before its guest had run for the last of
+ * fb_progress_ms: the guest's progress polled on until then, as fb_wait_status did. */
+static gboolean fb_trace_on(QmpClient *q, JsonObject *done, gint64 t0, GArray *trace, GError **err)
+{
+	JsonObject *xf = bench_obj_obj(done, "x-file");
+	double run_ms = xf ? json_object_get_double_member_with_default(xf, "running-after-ms", NAN) : NAN;
+	double until_us = (run_ms + fb_progress_ms[FB_PROGRESS_N - 1]) * 1000;
+
+	if (isnan(run_ms))
+		return TRUE;
+	/* bounded: each poll is timed after the last, and until_us is a few s from t0 */
+	while (!trace->len || g_array_index(trace, FbTick, trace->len - 1).t_us < until_us) {
+		g_autoptr(JsonObject) o = bench_query_migrate(q, err);
+
+		if (!o)
+			return FALSE;
+		fb_tick(trace, o, t0);
+		if (g_array_index(trace, FbTick, trace->len - 1).t_us < until_us)
+			g_usleep(FB_POLL_US);
+	}
+	return TRUE;
+}
+
+/* The guest's units written at t_us after migrate-incoming, between the two polls
+ * around it; NAN past the last. */
+static double fb_units_at(const GArray *trace, double t_us)
+{
+	for (guint i = 0; i < trace->len; i++) {
+		const FbTick *k = &g_array_index(trace, FbTick, i), *p = i ? k - 1 : NULL;
+
+		if (k->t_us < t_us)
+			continue;
+		if (!p || k->t_us == p->t_us)
+			return k->units;
+		return p->units + (k->units - p->units) * (t_us - p->t_us) / (k->t_us - p->t_us);
+	}
+	return NAN;
+}
+
+static void fb_progress(FbLazy *l, const GArray *trace)
+{
+	for (guint i = 0; i < FB_PROGRESS_N; i++)
+		l->units_at[i] = fb_units_at(trace, (l->running_ms + fb_progress_ms[i]) * 1000);
+	l->units_all_in = fb_units_at(trace, l->all_in_ms * 1000);
+}
+
 /* A fresh destination loads path; every unit of its guest checked. With lazy, the
  * guest runs a random workload and faults its pages in from the file. */
 static gboolean fb_restore(Bench *b, guint64 guest, const FbRow *r, gboolean lazy, const char *path, FbSample *s,
@@ -393,6 +465,7 @@ static gboolean fb_restore(Bench *b, guint64 guest, const FbRow *r, gboolean laz
 		       .workload = lazy ? "random" : fb_workload(r), .seed = 7, .incoming = "defer", .side = -1 };
 	g_autofree char *uri = g_strdup_printf("{\"uri\":\"file:%s\"}", path);
 	g_autoptr(JsonObject) done = NULL;
+	g_autoptr(GArray) trace = l ? g_array_new(FALSE, FALSE, sizeof(FbTick)) : NULL;
 	MigSample ms = { 0 };
 	MigPair p = { 0 };
 	gint64 t0 = 0;
@@ -401,7 +474,9 @@ static gboolean fb_restore(Bench *b, guint64 guest, const FbRow *r, gboolean laz
 	b->seq++;
 	ok = bench_migd_start(b, &m, &p, err) && fb_caps(b, p.qdst, "destination", r, lazy, err) &&
 	     (t0 = g_get_monotonic_time()) && bench_qmp_run(p.qdst, "destination", "migrate-incoming", uri, err) &&
-	     (done = fb_wait_status(b, p.qdst, "destination", fb_completed, err)) != NULL;
+	     (done = fb_wait_status(b, p.qdst, "destination", fb_completed, t0, trace, err)) != NULL;
+	if (ok && l)
+		ok = fb_trace_on(p.qdst, done, t0, trace, err);
 	if (ok && s) {
 		s->restore_s = (double)(g_get_monotonic_time() - t0) / 1e6;
 		s->bytes_read = fb_xfile(done, "bytes-read");
@@ -431,6 +506,10 @@ static gboolean fb_restore(Bench *b, guint64 guest, const FbRow *r, gboolean laz
 								      : NAN;
 		l->read_p50_us = xf ? json_object_get_double_member_with_default(xf, "fault-read-p50-us", NAN) : NAN;
 		l->read_p99_us = xf ? json_object_get_double_member_with_default(xf, "fault-read-p99-us", NAN) : NAN;
+		fb_progress(l, trace);
+		l->faults = o ? (double)bench_obj_int(o, "x-postcopy-requests", -1) : NAN;
+		l->stall_ms = o && l->faults >= 0 ?
+			      l->faults * (double)bench_obj_int(o, "x-postcopy-request-latency", 0) / 1e6 : NAN;
 	}
 	bench_pair_stop(b, &p);
 	return ok;
@@ -557,6 +636,21 @@ static void fb_print_rows(GPtrArray *rows)
 	printf(" (rows in order)\n");
 }
 
+/* The lazy restore's guest progress line (information, no target). */
+static void fb_print_progress(const FbLazy *l)
+{
+	g_autofree char *all = bench_fmt_num(l->units_all_in, 0), *stall = bench_fmt_num(l->stall_ms, 0);
+	g_autofree char *nf = bench_fmt_num(l->faults, 0);
+
+	printf("  the guest's progress (information): units written");
+	for (guint i = 0; i < FB_PROGRESS_N; i++) {
+		g_autofree char *u = bench_fmt_num(l->units_at[i], 0);
+
+		printf("%s %.1f s after it ran %s", i ? "," : "", fb_progress_ms[i] / 1000, u);
+	}
+	printf(", when every page was in %s; its faults %s, their waits summed %s ms\n", all, nf, stall);
+}
+
 static void fb_print(Bench *b, guint64 guest, GPtrArray *rows, const FbLazy *l)
 {
 	g_autofree char *size = bench_fmt_size(guest);
@@ -590,6 +684,7 @@ static void fb_print(Bench *b, guint64 guest, GPtrArray *rows, const FbLazy *l)
 		       "UFFDIO_COPY with the wake)\n", rd50, rd99);
 		printf("  for information, the raw QD1 read each after %u us asleep: p50 %s us, p99 %s us (not the "
 		       "target's baseline)\n", FB_IDLE_US, id50, id99);
+		fb_print_progress(l);
 		if (l->status != ROW_OK)
 			printf("lazy %s: %s\n", bench_status_names[l->status], l->error);
 	}
@@ -676,6 +771,12 @@ static gboolean fb_write_json(Bench *b, guint64 guest, GPtrArray *rows, const Fb
 	bench_json_double(j, "fault_read_p99_us", l->read_p99_us);
 	bench_json_double(j, "raw_qd1_4k_idle_p50_us", l->raw_idle_p50_us);
 	bench_json_double(j, "raw_qd1_4k_idle_p99_us", l->raw_idle_p99_us);
+	bench_json_double(j, "guest_units_0_5s", l->units_at[0]);
+	bench_json_double(j, "guest_units_1s", l->units_at[1]);
+	bench_json_double(j, "guest_units_2s", l->units_at[2]);
+	bench_json_double(j, "guest_units_all_in", l->units_all_in);
+	bench_json_double(j, "faults", l->faults);
+	bench_json_double(j, "fault_wait_sum_ms", l->stall_ms);
 	json_builder_end_object(j);
 	return bench_json_save(b, j, err);
 }
@@ -727,7 +828,7 @@ static void fb_lazy(Bench *b, guint64 guest, const char *dir, FbLazy *l)
 	const FbRow r = { .channels = 4, .direct = TRUE };
 	gboolean ok;
 
-	*l = (FbLazy){ NAN, NAN, NAN, NAN, NAN, NAN, ROW_OK, NULL, NAN, NAN, NAN, NAN, NAN, NAN };
+	*l = FB_LAZY_NONE(ROW_OK, NULL);
 	ok = !bench_interrupted(b, &err) && fb_save(b, guest, &r, path, &s, &err) &&
 	     fb_raw_qd1(path, FB_QD1_READS, 0, &l->raw_qd1_p50_us, &l->raw_qd1_p99_us, &err) &&
 	     fb_raw_qd1(path, FB_IDLE_READS, FB_IDLE_US, &l->raw_idle_p50_us, &l->raw_idle_p99_us, &err) &&
@@ -783,7 +884,7 @@ static int run_file(Bench *b)
 	if (!bench_procs_interrupted(b->procs))
 		fb_lazy(b, guest, tmpl, &lazy);
 	else
-		lazy = (FbLazy){ NAN, NAN, NAN, NAN, NAN, NAN, ROW_INTERRUPTED, g_strdup("interrupted"), NAN, NAN, NAN, NAN, NAN, NAN };
+		lazy = FB_LAZY_NONE(ROW_INTERRUPTED, g_strdup("interrupted"));
 	rmdir(tmpl);
 	fb_print(b, guest, rows, &lazy);
 	if (b->json_path && !fb_write_json(b, guest, rows, &lazy, &err)) {
