@@ -513,6 +513,8 @@ def case_lazy_restore_file_cut():
             # the guest runs (256 MiB), the cut comes a poll (10 ms) after it runs
             info = dst.wait_status(["postcopy-active", "completed"], timeout=30, interval=0.01)
             h.check(info["status"] == "postcopy-active", "the restore ended before the file was cut: %s" % info)
+            # a lazy restore has no channel that a pause could cut
+            expect_refused_cmd(dst, "migrate-pause", {}, "no channel to cut")
             os.truncate(path, os.path.getsize(path) // 8 // 4096 * 4096)
             info = h.wait_until(lambda: (lambda i: i if i.get("status") == "failed" else None)(dst.query_migrate()),
                                 30, "the lazy restore to fail")
@@ -805,13 +807,18 @@ def case_enospc_fallocate_fallback():
 
 def expect_refused(migd, command, uri, want):
     """command (migrate or migrate-incoming) with this uri fails, saying want."""
+    expect_refused_cmd(migd, command, {"uri": uri}, want)
+
+
+def expect_refused_cmd(migd, command, args, want):
+    """command with these arguments fails, saying want."""
     try:
-        migd.cmd(command, uri=uri)
+        migd.cmd(command, args)
     except h.QmpError as e:
         print("refused: %s" % e)
         h.check(want in str(e), "refusal %r does not say %r" % (str(e), want))
     else:
-        raise h.HarnessError("%s %s was accepted" % (command, uri))
+        raise h.HarnessError("%s %s was accepted" % (command, args))
 
 
 def case_streamed():
