@@ -305,7 +305,7 @@ gboolean mig_session_pause(MigSession *s, GError **err)
 	g_mutex_unlock(&s->lock);
 	/* the destination's own lock order: its channels' locks are taken without ours */
 	if (ok && !s->src)
-		mig_dst_pause(s);
+		ok = mig_dst_pause(s, err);
 	return ok;
 }
 

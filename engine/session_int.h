@@ -122,6 +122,9 @@ struct MigSession {
 	MigDirtyTrackerNewFn tracker_new;  /* NULL: uffd-wp */
 	gpointer tracker_opaque;
 	GArray *vcpu_tids;         /* pid_t of each vCPU thread (mig_session_set_vcpus) */
+	/* test only: a file save's fdatasync of what ("pages", "guest record", "header")
+	 * fails with this negative errno instead (0: the real one) */
+	int (*test_file_sync)(MigSession *s, const char *what);
 
 	MigStats stats;
 	guint8 session_id[16];

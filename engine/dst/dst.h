@@ -6,8 +6,8 @@
 /* migrate-incoming: listens on uri and admits channels until the session is freed. */
 gboolean mig_dst_listen(MigSession *s, const char *uri, gboolean exit_on_error, GError **err);
 /* migrate-pause on the destination (postcopy-active or recovering): cuts every
- * channel; the loader pauses. Without s->lock. */
-void mig_dst_pause(MigSession *s);
+ * channel; the loader pauses. Refused for a lazy restore (no channel). Without s->lock. */
+gboolean mig_dst_pause(MigSession *s, GError **err);
 /* migrate-recover: a paused destination listens on uri (replacing its listener) for
  * the source's resumed channels. Without s->lock. */
 gboolean mig_dst_recover(MigSession *s, const char *uri, GError **err);

@@ -954,10 +954,14 @@ gboolean mig_dst_has_channels(MigSession *s)
 	return s->dst->fd >= 0;
 }
 
-void mig_dst_pause(MigSession *s)
+gboolean mig_dst_pause(MigSession *s, GError **err)
 {
+	if (s->dst && s->dst->file)
+		return fail(err, EINVAL, "migrate-pause: a lazy restore reads its pages from a file, there is no channel to "
+			    "cut; it ends when every page is in");
 	if (s->dst)
 		mig_dst_postcopy_lost(s, "paused by migrate-pause");
+	return TRUE;
 }
 
 gboolean mig_dst_recover(MigSession *s, const char *uri, GError **err)

@@ -441,6 +441,15 @@ static gboolean save_devices(FileSave *fs, GBytes *state, GError **err)
 	return ok;
 }
 
+/* fdatasync, or the test's failure in its place (MigSession.test_file_sync); -errno */
+static int sync_file(FileSave *fs, int fd, const char *what)
+{
+	MigSession *s = fs->src->s;
+	int rc = s->test_file_sync ? s->test_file_sync(s, what) : 0;
+
+	return rc ? rc : fdatasync(fd) < 0 ? -errno : 0;
+}
+
 /* Guest stopped: the last dirty pages, then everything that makes the file loadable,
  * each step on disk before the next; the COMPLETE flag last. */
 static gboolean stop_and_copy(FileSave *fs, GError **err)
@@ -450,12 +459,13 @@ static gboolean stop_and_copy(FileSave *fs, GError **err)
 	g_autoptr(GBytes) state = NULL;
 	g_autofree guint8 *hdr = NULL;
 	guint64 dirty;
+	int rc;
 
 	if (!mig_src_stop_vm(src, err) || !mig_src_sync_dirty(src, &dirty, err) || !write_pass(fs, err))
 		return FALSE;
 	s->stats.t_ram_done = g_get_monotonic_time();
-	if (fdatasync(fs->dfd) < 0) {
-		g_set_error(err, MIG_ERROR, errno, "flushing the pages to '%s': %s", src->uri.file, g_strerror(errno));
+	if ((rc = sync_file(fs, fs->dfd, "pages")) < 0) {
+		g_set_error(err, MIG_ERROR, -rc, "flushing the pages to '%s': %s", src->uri.file, g_strerror(-rc));
 		return FALSE;
 	}
 	state = s->vm->save_state(s->vm_opaque, err);
@@ -481,16 +491,25 @@ static gboolean stop_and_copy(FileSave *fs, GError **err)
 	if (!mig_mapf_pwrite(fs->fd, g_bytes_get_data(state, NULL), fs->map.state_len, fs->start + fs->map.state_off,
 			     "guest record", err))
 		return FALSE;
-	if (fdatasync(fs->fd) < 0) {
-		g_set_error(err, MIG_ERROR, errno, "flushing '%s': %s", src->uri.file, g_strerror(errno));
+	if ((rc = sync_file(fs, fs->fd, "guest record")) < 0) {
+		g_set_error(err, MIG_ERROR, -rc, "flushing '%s': %s", src->uri.file, g_strerror(-rc));
 		return FALSE;
 	}
 	fs->map.flags = MIG_MAPF_F_COMPLETE;
 	hdr = mig_mapf_pack(&fs->map);
 	if (!mig_mapf_pwrite(fs->fd, hdr, fs->map.header_len, fs->start, "header", err))
 		return FALSE;
-	if (fdatasync(fs->fd) < 0) {
-		g_set_error(err, MIG_ERROR, errno, "flushing the header of '%s': %s", src->uri.file, g_strerror(errno));
+	if ((rc = sync_file(fs, fs->fd, "header")) < 0) {
+		g_set_error(err, MIG_ERROR, -rc, "flushing the header of '%s': %s", src->uri.file, g_strerror(-rc));
+		/* the page cache keeps the COMPLETE header whatever reached the disk, and a load
+		 * on this host reads it there while the source's guest resumes: it says
+		 * incomplete again (on disk too if this one lands) */
+		fs->map.flags = 0;
+		g_free(hdr);
+		hdr = mig_mapf_pack(&fs->map);
+		if (!mig_mapf_pwrite(fs->fd, hdr, fs->map.header_len, fs->start, "header", NULL))
+			mig_log(s, MIG_LOG_WARNING, "'%s' may still load: its header could not be marked incomplete again",
+				src->uri.file);
 		return FALSE;
 	}
 	mig_atomic_add(&s->stats.x_file_bytes, fs->map.header_len + fs->map.state_len);

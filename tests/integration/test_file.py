@@ -18,6 +18,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mig_harness as h  # noqa: E402
@@ -39,12 +40,19 @@ def workdir():
 @contextlib.contextmanager
 def small_tmpfs(size):
     """A tmpfs of this size, mounted for the case and removed after it."""
-    d = tempfile.mkdtemp(prefix="mig-file-tmpfs-", dir="/tmp")
+    with mounted("tmpfs", ["-o", "size=%s" % size]) as d:
+        yield d
+
+
+@contextlib.contextmanager
+def mounted(fstype, options=()):
+    """A file system of this type, mounted for the case and removed after it."""
+    d = tempfile.mkdtemp(prefix="mig-file-%s-" % fstype, dir="/tmp")
     try:
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s" % size, "tmpfs", d],
+        r = subprocess.run(["mount", "-t", fstype] + list(options) + [fstype, d],
                            capture_output=True, text=True, timeout=30)
         if r.returncode != 0:
-            raise h.Skip("kernel lacks a mountable tmpfs here (%s)" % r.stderr.strip())
+            raise h.Skip("kernel lacks a mountable %s here (%s)" % (fstype, r.stderr.strip()))
         try:
             yield d
         finally:
@@ -487,6 +495,64 @@ def case_lazy_restore_hugetlb_2m():
     lazy_restore("hugetlb", "2M", direct=True)
 
 
+def case_lazy_restore_file_cut():
+    """A lazy restore whose file is cut short after its guest runs: the restore fails
+    naming the truncation, the guest keeps running on the pages it has, a vCPU that
+    touches a page the file no longer holds waits for it (never reads zeros) whatever
+    the operator asks next, and quit still ends migd."""
+    with workdir() as d:
+        path = os.path.join(d, "cut.img")
+        with h.Migd("src", h.guest_args("256M", workload="idle,zero=0.25")) as src:
+            save(src, path)
+        dst = h.Migd("dst", h.guest_args("256M", workload="random") + ["--incoming", "defer"])
+        with dst:
+            dst.set_caps({"mapped-ram": True, "postcopy-ram": True, "multifd": True})
+            dst.set_params({"multifd-channels": 2})
+            dst.cmd("migrate-incoming", uri="file:" + path)
+            # the random vCPU paces the prefetch: every page is in about 0.5 s after
+            # the guest runs (256 MiB), the cut comes a poll (10 ms) after it runs
+            info = dst.wait_status(["postcopy-active", "completed"], timeout=30, interval=0.01)
+            h.check(info["status"] == "postcopy-active", "the restore ended before the file was cut: %s" % info)
+            # a lazy restore has no channel that a pause could cut
+            expect_refused_cmd(dst, "migrate-pause", {}, "no channel to cut")
+            os.truncate(path, os.path.getsize(path) // 8 // 4096 * 4096)
+            info = h.wait_until(lambda: (lambda i: i if i.get("status") == "failed" else None)(dst.query_migrate()),
+                                30, "the lazy restore to fail")
+            err = info.get("error-desc") or ""
+            print("cut: %s" % err)
+            h.check("truncated" in err, "the error does not name the truncation: %r" % err)
+
+            def integrity():
+                return dst.query_migrate().get("x-integrity") or {}
+
+            # the vCPU stops at its first page past the cut: its unit checks stop there
+            def settled():
+                first = integrity()
+                h.check(first.get("failed") == 0, "a vCPU went on past a page the file no longer holds: x-integrity %s"
+                        % first)
+                time.sleep(0.3)
+                return first if integrity() == first else None
+            before = h.wait_until(settled, 15, "the vCPU to wait for a page past the cut")
+            for cmd, args in (("migrate-pause", {}), ("migrate_cancel", {}), ("migrate-incoming", {"uri": "file:" + path}),
+                              ("migrate-recover", {"uri": "tcp:127.0.0.1:0"}), ("x-guest-check", {})):
+                try:
+                    dst.cmd(cmd, args)
+                    print("%s: accepted" % cmd)
+                except h.QmpError as e:
+                    print("%s: %s" % (cmd, e))
+            time.sleep(0.5)
+            after = integrity()
+            print("x-integrity after the cut %s, after the commands and 0.5 s %s" % (before, after))
+            h.check(after.get("failed") == 0 and after == before,
+                    "a vCPU went on past a page the file no longer holds: x-integrity %s, then %s" % (before, after))
+            info = dst.query_migrate()
+            h.check(info.get("status") == "failed" and info.get("error-desc") == err, "after the commands: %s" % info)
+            h.check(dst.query_status().get("running") is True, "the guest stopped: %s" % dst.query_status())
+            t0 = time.monotonic()
+            dst.quit(timeout=5)
+            print("quit took %.2f s" % (time.monotonic() - t0))
+
+
 def damage(path, out, how):
     shutil.copyfile(path, out)
     with open(out, "r+b") as f:
@@ -641,6 +707,83 @@ def case_enospc_and_direct_io_on_tmpfs():
                 src2.wait_running(True, timeout=10)
 
 
+def case_enospc_multifd_direct_then_good_path():
+    """A full disk under multifd workers with direct-io, and one that only the guest
+    record meets, after the guest was stopped for the last pass: each time the source's
+    guest runs on intact, the file is marked incomplete and refused; between the two,
+    the same source saves to a good path, restored whole."""
+    caps, params = {"multifd": True}, {"multifd-channels": 2, "direct-io": True}
+    with workdir() as good, h.Migd("src", h.guest_args("128M", workload="seq")) as src:
+        def failed_save(d, what, want):
+            path = os.path.join(d, "full.img")
+            src.set_caps(dict(FILE_CAPS, **caps))
+            src.set_params(params)
+            src.cmd("migrate", uri="file:" + path)
+            info = h.wait_until(lambda: (lambda i: i if i.get("status") in ("failed", "completed") else None)(
+                src.query_migrate()), 60, "the save to a full file system to end")
+            err = info.get("error-desc") or ""
+            print("%s: %s" % (what, err))
+            h.check(info["status"] == "failed" and "No space left" in err and want in err,
+                    "%s: %s, error %r (want %r)" % (what, info["status"], err, want))
+            src.wait_running(True, timeout=10)
+            chk = src.cmd("x-guest-check", timeout=120)
+            h.check(chk.get("failed") == 0, "%s: source guest damaged by the failed save: %s" % (what, chk))
+            with open(path, "rb") as f:
+                head = f.read(HEAD_LEN)
+            h.check(head[:8] == b"MIGMAPRM" and struct.unpack(">I", head[12:16])[0] == 0,
+                    "%s: the file is not marked incomplete: %r" % (what, head[:16]))
+            dst, dinfo = restore(path, h.guest_args("128M"), caps=caps, params=params, status="failed")
+            with dst:
+                h.check("marked incomplete" in (dinfo.get("error-desc") or ""), "%s: load: %s" % (what, dinfo))
+
+        with small_tmpfs("48M") as d:
+            require_direct(d)
+            failed_save(d, "ENOSPC, multifd + direct-io", "writing")
+        path = os.path.join(good, "good.img")
+        save(src, path, caps=caps, params=params)
+        flen = os.path.getsize(path)
+        dst, _ = restore(path, h.guest_args("128M"), caps=caps, params=params)
+        with dst:
+            check_restored(dst, SIZE)
+        os.unlink(path)
+        src.cmd("cont")
+        # room for header, bitmap and pages (allocated up front), not for the guest record
+        with small_tmpfs(str(flen - 64 * h.KiB)) as d:
+            failed_save(d, "ENOSPC at the guest record", "guest record")
+
+
+def case_direct_io_refusals_ramfs():
+    """direct-io on a file system without O_DIRECT (ramfs; this kernel's tmpfs takes it):
+    the save fails naming O_DIRECT, the source's guest running, and nothing loadable is
+    left; a load with direct-io, lazy or not, is refused before the guest runs."""
+    with mounted("ramfs") as d, h.Migd("src", h.guest_args("16M", workload="seq")) as src:
+        path = os.path.join(d, "direct.img")
+        for caps in ({}, {"multifd": True}):
+            src.set_caps(dict(FILE_CAPS, **caps))
+            src.set_params({"direct-io": True, "multifd-channels": 2})
+            src.cmd("migrate", uri="file:" + path)
+            info = h.wait_until(lambda: (lambda i: i if i.get("status") in ("failed", "completed") else None)(
+                src.query_migrate()), 60, "direct-io on ramfs to fail")
+            err = info.get("error-desc") or ""
+            print("direct-io on ramfs, %s: %s" % (caps or "one worker", err))
+            h.check(info["status"] == "failed" and "O_DIRECT" in err, "direct-io on ramfs: %s" % info)
+            src.wait_running(True, timeout=10)
+            dst, dinfo = restore(path, h.guest_args("16M"), status="failed")
+            with dst:
+                h.check("refused" in (dinfo.get("error-desc") or ""), "load of the failed save: %s" % dinfo)
+        src.set_params({"direct-io": False})
+        save(src, path, caps={"multifd": False})
+        for lazy in (False, True):
+            dst, dinfo = restore(path, h.guest_args("16M", workload="random"), caps={"postcopy-ram": lazy},
+                                 params={"direct-io": True}, status="failed")
+            with dst:
+                err = dinfo.get("error-desc") or ""
+                print("load with direct-io from ramfs, lazy %s: %s" % (lazy, err))
+                h.check("O_DIRECT" in err, "load with direct-io from ramfs: %s" % dinfo)
+                h.check(dst.query_status().get("running") is False and (dinfo.get("x-file") or {}).get("bytes-read") == 0,
+                        "the guest ran or took pages: %s, %s" % (dst.query_status(), dinfo))
+
+
 def case_enospc_fallocate_fallback():
     """No room to allocate the whole guest up front (a 48 MiB tmpfs of its own, a 64 MiB
     guest): the save falls back to a hole, where a guest half of whose pages are zero
@@ -664,13 +807,18 @@ def case_enospc_fallocate_fallback():
 
 def expect_refused(migd, command, uri, want):
     """command (migrate or migrate-incoming) with this uri fails, saying want."""
+    expect_refused_cmd(migd, command, {"uri": uri}, want)
+
+
+def expect_refused_cmd(migd, command, args, want):
+    """command with these arguments fails, saying want."""
     try:
-        migd.cmd(command, uri=uri)
+        migd.cmd(command, args)
     except h.QmpError as e:
         print("refused: %s" % e)
         h.check(want in str(e), "refusal %r does not say %r" % (str(e), want))
     else:
-        raise h.HarnessError("%s %s was accepted" % (command, uri))
+        raise h.HarnessError("%s %s was accepted" % (command, args))
 
 
 def case_streamed():
@@ -760,6 +908,6 @@ if __name__ == "__main__":
     h.main([case_live_anon_multifd_devices, case_stopped_memfd_zero_pages_offset, case_scattered_direct_multifd,
             case_gaps_direct,
             case_hugetlb_2m_direct_io,
-            case_hugetlb_1g, case_lazy_restore_anon, case_lazy_restore_hugetlb_2m, case_damaged_files_refused, case_enospc_and_direct_io_on_tmpfs,
+            case_hugetlb_1g, case_lazy_restore_anon, case_lazy_restore_hugetlb_2m, case_lazy_restore_file_cut, case_damaged_files_refused, case_enospc_and_direct_io_on_tmpfs, case_enospc_multifd_direct_then_good_path, case_direct_io_refusals_ramfs,
             case_enospc_fallocate_fallback,
             case_refusals, case_streamed, case_devices_parallel])
