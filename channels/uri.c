@@ -105,28 +105,88 @@ static int parse_fd(const char *s, MigUri *out)
 	return 0;
 }
 
-/* "PATH" or "PATH,offset=N": QEMU's only option of a file URI. */
+static int hex_digit(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+	       c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* A size as QEMU's file: offset takes it (qemu_strtosz): decimal, with an optional
+ * binary suffix B K M G T P E (either case) and then a fraction of it ("1.5M", cut to
+ * the byte); or 0x-hex with neither fraction nor suffix. No sign, no octal ("010" is
+ * ten), no exponent, nothing after. */
+static int parse_size(const char *v, unsigned long long *out)
+{
+	static const char suffixes[] = "bkmgtpe";
+	uint64_t val = 0, frac_num = 0, frac_den = 1;
+	const char *p = v, *sfx;
+	unsigned shift;
+
+	if (v[0] == '0' && (v[1] == 'x' || v[1] == 'X')) {
+		if (hex_digit(v[2]) < 0)
+			return -EINVAL;
+		for (p = v + 2; hex_digit(*p) >= 0; p++) {
+			if (val >> 60)
+				return -EINVAL;
+			val = val << 4 | (uint64_t)hex_digit(*p);
+		}
+		if (*p)
+			return -EINVAL;
+		*out = val;
+		return 0;
+	}
+	if (*p < '0' || *p > '9')
+		return -EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (val > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+			return -EINVAL;
+		val = val * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p == '.') {
+		/* digits past the 18th cannot move a result cut to the byte by more than
+		 * the suffix's unit over 1e18: they are read and dropped */
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			if (frac_den < 1000000000000000000ULL) {
+				frac_num = frac_num * 10 + (uint64_t)(*p - '0');
+				frac_den *= 10;
+			}
+	}
+	if (!*p) {
+		if (frac_num)
+			return -EINVAL;   /* a fraction of a byte */
+		*out = val;
+		return 0;
+	}
+	sfx = strchr(suffixes, *p | 0x20);
+	if (!sfx || p[1])
+		return -EINVAL;
+	shift = 10 * (unsigned)(sfx - suffixes);
+	if (shift && val > UINT64_MAX >> shift)
+		return -EINVAL;
+	val <<= shift;
+	if (frac_num) {
+		/* frac_num / frac_den < 1: adds less than one unit */
+		uint64_t add = (uint64_t)(((unsigned __int128)frac_num << shift) / frac_den);
+
+		if (val > UINT64_MAX - add)
+			return -EINVAL;
+		val += add;
+	}
+	*out = val;
+	return 0;
+}
+
+/* "PATH" or "PATH,offset=N": QEMU's only option of a file URI. As QEMU, the first
+ * ",offset=" ends the path, and a path may hold other commas. */
 static int parse_file(const char *s, MigUri *out)
 {
-	const char *comma = strrchr(s, ',');
-	size_t n = comma ? (size_t)(comma - s) : strlen(s);
+	const char *opt = strstr(s, ",offset=");
+	size_t n = opt ? (size_t)(opt - s) : strlen(s);
 
-	if (copy_field(out->file, sizeof(out->file), s, n) < 0)
+	if (n == 0 || copy_field(out->file, sizeof(out->file), s, n) < 0)
 		return -EINVAL;
-	if (comma) {
-		const char *v = comma + 1;
-		char *end = NULL;
-
-		if (strncmp(v, "offset=", 7) != 0)
-			return -EINVAL;
-		v += 7;
-		if (*v < '0' || *v > '9')
-			return -EINVAL;
-		errno = 0;
-		out->offset = strtoull(v, &end, 0);
-		if (errno || *end)
-			return -EINVAL;
-	}
+	if (opt && parse_size(opt + 8, &out->offset) < 0)
+		return -EINVAL;
 	out->kind = MIG_URI_FILE;
 	return 0;
 }

@@ -16,7 +16,8 @@ typedef struct MigUri {
 } MigUri;
 
 /* Returns 0 or -EINVAL (unknown scheme, missing port, path too long...). A file's
- * offset is decimal or 0x-hex, as QEMU takes it. */
+ * offset is a size as QEMU takes it: decimal with an optional K/M/G... suffix, or
+ * 0x-hex. */
 int mig_uri_parse(const char *uri, MigUri *out);
 
 /* fd:NAME: a socket someone else connected (QMP getfd), made fit for a channel:

@@ -67,7 +67,11 @@ static void test_parse_bad(void)
 		"tcp:[::1]", "tcp:[::1]80", "tcp:[::1:80", "tcp:[]:80", "tcp:[::1]:",
 		"unix:", "fd:", "fd:3", "udp:host:1", "TCP:host:1", "tcp6:host:1", "host:1", ":1",
 		"file:", "file:,offset=1", "file:/x,offset=", "file:/x,offset=-1", "file:/x,offset=1x",
-		"file:/x,size=1", "file:/x,offset=99999999999999999999999",
+		"file:/x,offset=99999999999999999999999", "file:/x,offset=+1", "file:/x,offset= 1",
+		"file:/x,offset=1 ", "file:/x,offset=1e3", "file:/x,offset=1.5", "file:/x,offset=0x",
+		"file:/x,offset=0x1.8", "file:/x,offset=0x20M", "file:/x,offset=1MB", "file:/x,offset=16E",
+		"file:/x,offset=0x10000000000000000", "file:/x,offset=18446744073709551616",
+		"file:/x,offset=17179869184G",
 		long_unix, long_tcp,
 	};
 	MigUri u;
@@ -80,22 +84,46 @@ static void test_parse_bad(void)
 	g_assert_cmpint(mig_uri_parse("tcp:h:1", NULL), ==, -EINVAL);
 }
 
-/* QEMU's file:PATH[,offset=N], N decimal or 0x-hex. */
+/* QEMU's file:PATH[,offset=N], N a size as qemu_strtosz reads it; the first ",offset="
+ * ends the path, which may hold other commas. */
 static void test_parse_file(void)
 {
+	static const struct {
+		const char *uri, *file;
+		unsigned long long offset;
+	} good[] = {
+		{ "file:/tmp/vm.img", "/tmp/vm.img", 0 },
+		{ "file:/tmp/a,b.img", "/tmp/a,b.img", 0 },
+		{ "file:/tmp/a,size=1", "/tmp/a,size=1", 0 },
+		{ "file:rel/x:y,offset=4096", "rel/x:y", 4096 },
+		{ "file:/a,b,offset=8", "/a,b", 8 },
+		{ "file:/x,offset=0x1000", "/x", 4096 },
+		{ "file:/x,offset=0XfF", "/x", 255 },
+		{ "file:/x,offset=010", "/x", 10 },
+		{ "file:/x,offset=0", "/x", 0 },
+		{ "file:/x,offset=1M", "/x", 1ULL << 20 },
+		{ "file:/x,offset=4k", "/x", 4096 },
+		{ "file:/x,offset=2G", "/x", 2ULL << 30 },
+		{ "file:/x,offset=7b", "/x", 7 },
+		{ "file:/x,offset=1.5M", "/x", 3ULL << 19 },
+		{ "file:/x,offset=0.5K", "/x", 512 },
+		{ "file:/x,offset=1.k", "/x", 1024 },
+		{ "file:/x,offset=1.0", "/x", 1 },
+		{ "file:/x,offset=15E", "/x", 15ULL << 60 },
+		{ "file:/x,offset=0xffffffffffffffff", "/x", 0xffffffffffffffffULL },
+		{ "file:/x,offset=18446744073709551615", "/x", 0xffffffffffffffffULL },
+	};
 	MigUri u;
 
-	g_assert_cmpint(mig_uri_parse("file:/tmp/a,b.img", &u), ==, -EINVAL);
-	g_assert_cmpint(mig_uri_parse("file:/tmp/vm.img", &u), ==, 0);
-	g_assert_cmpint(u.kind, ==, MIG_URI_FILE);
-	g_assert_cmpstr(u.file, ==, "/tmp/vm.img");
-	g_assert_cmpuint(u.offset, ==, 0);
-	g_assert_cmpint(mig_uri_parse("file:rel/x:y,offset=4096", &u), ==, 0);
-	g_assert_cmpstr(u.file, ==, "rel/x:y");
-	g_assert_cmpuint(u.offset, ==, 4096);
-	g_assert_cmpint(mig_uri_parse("file:/x,offset=0x1000", &u), ==, 0);
-	g_assert_cmpuint(u.offset, ==, 4096);
+	for (size_t i = 0; i < G_N_ELEMENTS(good); i++) {
+		g_test_message("'%s'", good[i].uri);
+		g_assert_cmpint(mig_uri_parse(good[i].uri, &u), ==, 0);
+		g_assert_cmpint(u.kind, ==, MIG_URI_FILE);
+		g_assert_cmpstr(u.file, ==, good[i].file);
+		g_assert_cmpuint(u.offset, ==, good[i].offset);
+	}
 	/* a file is not a socket */
+	g_assert_cmpint(mig_uri_parse("file:/x", &u), ==, 0);
 	g_assert_cmpint(mig_uri_listen(&u, 1), ==, -EINVAL);
 	g_assert_cmpint(mig_uri_connect(&u, 10), ==, -EINVAL);
 }
