@@ -195,7 +195,7 @@ static int lazy_fetch(gpointer opaque, guint bi, gsize page)
 		mig_atomic_add(&fl->s->stats.x_file_fault_reads, 1);
 	}
 	if (!ok || !mig_pc_dst_place(fl->s, bi, page, fl->fault_buf, &e)) {
-		mig_session_report_error(fl->s, "lazy restore: %s", e->message);
+		mig_session_report_error(fl->s, "lazy restore of '%s': %s", fl->u.file, e->message);
 		rc = -(e->code ? e->code : EIO);
 	} else {
 		mig_atomic_add(&fl->s->stats.x_file_bytes, rb->page_size);
@@ -488,7 +488,9 @@ static gboolean read_pages(FileLoad *fl, GError **err)
 	mig_atomic_add(&s->stats.x_file_bytes, bytes);
 	mig_atomic_add(&s->stats.transferred, bytes - fill);
 	if (fl->error) {
-		g_propagate_error(err, g_steal_pointer(&fl->error));
+		/* a worker's error says where in the file; this says which file */
+		g_propagate_prefixed_error(err, g_steal_pointer(&fl->error), fl->lazy ? "lazy restore of '%s': " : "'%s': ",
+					   fl->u.file);
 		return FALSE;
 	}
 	return TRUE;

@@ -215,7 +215,8 @@ static gboolean write_pass(FileSave *fs, GError **err)
 		mig_atomic_set(&src->s->stats.x_file_requests, requests);
 	}
 	if (fs->error) {
-		g_propagate_error(err, g_steal_pointer(&fs->error));
+		/* a worker's error says where in the file; this says which file */
+		g_propagate_prefixed_error(err, g_steal_pointer(&fs->error), "'%s': ", src->uri.file);
 		return FALSE;
 	}
 	for (guint bi = 0; bi < src->nblocks; bi++)
