@@ -9,6 +9,7 @@
 #include <errno.h>
 #include "channels/tls.h"
 #include "engine/tlscreds.h"
+#include "engine/filelock.h"
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -154,6 +155,10 @@ int mig_chan_file_out(MigSession *s, const MigUri *uri, GError **err)
 		g_set_error(err, MIG_ERROR, errno, "cannot open '%s' for writing: %s", uri->file, g_strerror(errno));
 		return -1;
 	}
+	if (!mig_file_lock(fd, uri->file, uri->offset, TRUE, err)) {
+		close(fd);
+		return -1;
+	}
 	/* an older save behind the offset is no longer there to be read as this one's tail */
 	if (ftruncate(fd, (off_t)uri->offset) < 0 || lseek(fd, (off_t)uri->offset, SEEK_SET) < 0) {
 		g_set_error(err, MIG_ERROR, errno, "cannot cut '%s' at offset %llu: %s", uri->file, uri->offset,
@@ -179,6 +184,10 @@ int mig_chan_file_in(MigSession *s, const MigUri *uri, GError **err)
 
 	if (fd < 0) {
 		g_set_error(err, MIG_ERROR, errno, "cannot open '%s': %s", uri->file, g_strerror(errno));
+		return -1;
+	}
+	if (!mig_file_lock(fd, uri->file, uri->offset, FALSE, err)) {
+		close(fd);
 		return -1;
 	}
 	if (lseek(fd, (off_t)uri->offset, SEEK_SET) < 0) {

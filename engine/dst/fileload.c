@@ -15,6 +15,7 @@
 #include "engine/dst/diskcpu.h"
 #include "engine/mapfile.h"
 #include "engine/ring.h"
+#include "engine/filelock.h"
 #include "engine/bitmap.h"
 #include "engine/device_int.h"
 #include <errno.h>
@@ -362,6 +363,9 @@ static gboolean open_file(FileLoad *fl, GError **err)
 		g_set_error(err, MIG_ERROR, errno, "cannot open '%s': %s", fl->u.file, g_strerror(errno));
 		return FALSE;
 	}
+	/* held until every page is in (a lazy restore reads the file for seconds) */
+	if (!mig_file_lock(fl->fd, fl->u.file, fl->u.offset, FALSE, err))
+		return FALSE;
 	fl->dfd = fl->fd;
 	if (fl->s->dst->p.direct_io) {
 		fl->dfd = open(fl->u.file, O_RDONLY | O_DIRECT | O_CLOEXEC);
@@ -601,6 +605,7 @@ static gboolean load(FileLoad *fl, GError **err)
 		if (s->status != MIG_STATUS_FAILED)
 			mig_set_status_locked(s, MIG_STATUS_COMPLETED);
 		g_mutex_unlock(&s->lock);
+		mig_file_unlock(fl->fd, fl->u.offset);   /* a save to it may come next */
 		if (s->vm->incoming_done)
 			s->vm->incoming_done(s->vm_opaque);
 		return TRUE;
@@ -657,6 +662,10 @@ static gpointer file_thread(gpointer opaque)
 		mig_session_report_error(fl->s, "%s", err->message);
 		mig_session_incoming_failed(fl->s);
 	}
+	/* a load has read what it needs, or failed before its guest ran; a lazy restore
+	 * lets go once every page is in, and keeps a file that failed under its guest */
+	if (!fl->lazy || !fl->s->stats.x_file_running_us)
+		mig_file_unlock(fl->fd, fl->u.offset);
 	return NULL;
 }
 

@@ -12,6 +12,7 @@
 #include "engine/mapfile.h"
 #include "engine/holes.h"
 #include "engine/ring.h"
+#include "engine/filelock.h"
 #include "engine/bitmap.h"
 #include "engine/device_int.h"
 #include "channels/uri.h"
@@ -234,7 +235,10 @@ static gboolean open_file(FileSave *fs, GError **err)
 		g_set_error(err, MIG_ERROR, errno, "cannot open '%s' for writing: %s", u->file, g_strerror(errno));
 		return FALSE;
 	}
-	/* an older save behind the offset is no longer there to be mistaken for this one */
+	/* an older save behind the offset is no longer there to be mistaken for this one;
+	 * not while another migration reads or writes it */
+	if (!mig_file_lock(fs->fd, u->file, u->offset, TRUE, err))
+		return FALSE;
 	if (ftruncate(fs->fd, (off_t)u->offset) < 0) {
 		g_set_error(err, MIG_ERROR, errno, "cannot truncate '%s' to offset %llu: %s", u->file, u->offset, g_strerror(errno));
 		return FALSE;

@@ -11,6 +11,7 @@ size or page size) refused before a byte is read into the guest; a full file sys
 here) fails the save, leaves the source running and the file marked incomplete;
 direct-io on tmpfs; the combinations that make no sense refused with the reason."""
 import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -880,6 +881,73 @@ def case_streamed():
             h.check(dst.query_status().get("running") is False, "the refused destination runs a guest")
 
 
+def ofd_lock(path, kind):
+    """An open file description lock on path from offset 0 on, as another migration holds
+    one (engine/filelock.c); the descriptor to close is returned."""
+    fd = os.open(path, os.O_RDWR)
+    l_type = fcntl.F_RDLCK if kind == "read" else fcntl.F_WRLCK
+    # struct flock on x86-64: l_type, l_whence, l_start, l_len, l_pid (0 for OFD locks)
+    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hh4xqqi4x", l_type, os.SEEK_SET, 0, 0, 0))
+    return fd
+
+
+def migrate_fails(migd, uri, want):
+    """migrate with uri fails, at once or in its setup, saying want; its query-migrate."""
+    try:
+        migd.cmd("migrate", uri=uri)
+    except h.QmpError as e:
+        h.check(want in str(e), "refusal %r does not say %r" % (str(e), want))
+        return migd.query_migrate()
+    info = h.wait_until(lambda: (lambda i: i if i.get("status") in ("failed", "completed") else None)(
+        migd.query_migrate()), 30, "the save to fail")
+    h.check(info["status"] == "failed" and want in (info.get("error-desc") or ""), "save: %s" % info)
+    return info
+
+
+def case_locks():
+    """One migration at a time on a file: while another holds a read lock on it (a
+    restore reading it), a save there, mapped-ram or streamed, fails naming why, before
+    a byte of the file changes, and the source's guest runs on; while another holds a
+    write lock (a save), a load from it is refused before the guest starts; a lazy
+    restore lets go of the file once every page is in, so a save may follow."""
+    with workdir() as d, h.Migd("src", h.guest_args("32M", workload="idle,zero=0.25")) as src:
+        path = os.path.join(d, "locked.img")
+        save(src, path)
+        src.cmd("cont")
+        src.wait_running(True, timeout=10)
+        with open(path, "rb") as f:
+            before = hashlib.sha256(f.read()).hexdigest()
+        fd = ofd_lock(path, "read")
+        try:
+            for mapped in (True, False):
+                src.set_caps({"mapped-ram": mapped})
+                info = migrate_fails(src, "file:" + path, "in use by another migration")
+                print("save while another reads, mapped-ram %s: %s" % (mapped, info.get("error-desc")))
+                src.wait_running(True, timeout=10)
+                with open(path, "rb") as f:
+                    h.check(hashlib.sha256(f.read()).hexdigest() == before, "a refused save changed the file")
+        finally:
+            os.close(fd)
+        fd = ofd_lock(path, "write")
+        try:
+            dst, dinfo = restore(path, h.guest_args("32M"), status="failed")
+            with dst:
+                err = dinfo.get("error-desc") or ""
+                print("load while another saves: %s" % err)
+                h.check("being saved to by another migration" in err, "load under a write lock: %s" % dinfo)
+                h.check(dst.query_status().get("running") is False and (dinfo.get("x-file") or {}).get("bytes-read", 0) == 0,
+                        "the guest ran or took pages: %s, %s" % (dst.query_status(), dinfo))
+        finally:
+            os.close(fd)
+        dst = h.Migd("dst", h.guest_args("32M", workload="random") + ["--incoming", "defer"])
+        with dst:
+            dst.set_caps({"mapped-ram": True, "postcopy-ram": True})
+            dst.cmd("migrate-incoming", uri="file:" + path)
+            dst.wait_status("completed", timeout=60)
+            check_restored(dst, 32 * h.MiB)
+            os.close(ofd_lock(path, "write"))   # raises if the restore still held it
+
+
 def case_refusals():
     """Combinations that make no sense are refused at migrate, naming why; the guest
     keeps running."""
@@ -910,4 +978,4 @@ if __name__ == "__main__":
             case_hugetlb_2m_direct_io,
             case_hugetlb_1g, case_lazy_restore_anon, case_lazy_restore_hugetlb_2m, case_lazy_restore_file_cut, case_damaged_files_refused, case_enospc_and_direct_io_on_tmpfs, case_enospc_multifd_direct_then_good_path, case_direct_io_refusals_ramfs,
             case_enospc_fallocate_fallback,
-            case_refusals, case_streamed, case_devices_parallel])
+            case_refusals, case_locks, case_streamed, case_devices_parallel])
