@@ -1318,7 +1318,8 @@ static JsonNode *cmd_remove_fd(JsonObject *args, gpointer opaque, GError **err)
 	return NULL;
 }
 
-/* query-fdsets: [{fdset-id, fds: [{fd, *opaque}]}] */
+/* query-fdsets: [{fdset-id, fds: [{fd, *opaque}]}], QEMU's order: the sets by falling
+ * id, each one's descriptors as they were added */
 static JsonNode *cmd_query_fdsets(JsonObject *args, gpointer opaque, GError **err)
 {
 	static const char *const ok[] = { NULL };
@@ -1330,7 +1331,7 @@ static JsonNode *cmd_query_fdsets(JsonObject *args, gpointer opaque, GError **er
 		return NULL;
 	sets = json_array_new();
 	g_mutex_lock(&s->lock);
-	for (guint i = 0; i < s->fdsets->len; i++) {
+	for (guint i = s->fdsets->len; i-- > 0;) {
 		QmpFdset *set = s->fdsets->pdata[i];
 		JsonObject *so = json_object_new();
 		JsonArray *fds = json_array_new();

@@ -128,8 +128,9 @@ def case_fdset_commands():
             h.check(first["fdset-id"] == 3 and second["fdset-id"] == 0 and third["fdset-id"] == 3,
                     "ids: %s %s %s" % (first, second, third))
             sets = a.cmd("query-fdsets")
-            h.check(sets == [{"fdset-id": 0, "fds": [{"fd": second["fd"]}]},
-                             {"fdset-id": 3, "fds": [{"fd": first["fd"], "opaque": "disk"}, {"fd": third["fd"]}]}],
+            # QEMU's order: sets by falling id, a set's descriptors as added
+            h.check(sets == [{"fdset-id": 3, "fds": [{"fd": first["fd"], "opaque": "disk"}, {"fd": third["fd"]}]},
+                             {"fdset-id": 0, "fds": [{"fd": second["fd"]}]}],
                     "query-fdsets: %s" % sets)
             r = a.execute("remove-fd", {"fdset-id": 3, "fd": 99999})
             h.check(error_of(r) == "File descriptor named 'fdset-id:3, fd:99999' not found", "remove unknown fd: %s" % r)
