@@ -149,12 +149,10 @@ int mig_chan_file_out(MigSession *s, const MigUri *uri, GError **err)
 {
 	MigHello h = { .version = MIG_PROTO_VERSION, .type = MIG_CHAN_MAIN };
 	guint8 buf[MIG_HELLO_LEN];
-	int fd = open(uri->file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600), rc;
+	int fd = mig_file_open(s, uri->file, O_WRONLY | O_CREAT, err), rc;
 
-	if (fd < 0) {
-		g_set_error(err, MIG_ERROR, errno, "cannot open '%s' for writing: %s", uri->file, g_strerror(errno));
+	if (fd < 0)
 		return -1;
-	}
 	if (!mig_file_lock(fd, uri->file, uri->offset, TRUE, err)) {
 		close(fd);
 		return -1;
@@ -163,14 +161,14 @@ int mig_chan_file_out(MigSession *s, const MigUri *uri, GError **err)
 	if (ftruncate(fd, (off_t)uri->offset) < 0 || lseek(fd, (off_t)uri->offset, SEEK_SET) < 0) {
 		g_set_error(err, MIG_ERROR, errno, "cannot cut '%s' at offset %llu: %s", uri->file, uri->offset,
 			    g_strerror(errno));
-		close(fd);
+		mig_file_close(fd, uri->offset);
 		return -1;
 	}
 	memcpy(h.session, s->session_id, sizeof(h.session));
 	mig_hello_pack(&h, buf);
 	if ((rc = mig_io_write_full(fd, buf, sizeof(buf))) < 0) {
 		g_set_error(err, MIG_ERROR, -rc, "writing to '%s': %s", uri->file, g_strerror(-rc));
-		close(fd);
+		mig_file_close(fd, uri->offset);
 		return -1;
 	}
 	return fd;
@@ -180,12 +178,10 @@ int mig_chan_file_in(MigSession *s, const MigUri *uri, GError **err)
 {
 	guint8 buf[MIG_HELLO_LEN];
 	MigHello h;
-	int fd = open(uri->file, O_RDONLY | O_CLOEXEC), rc, status = 0;
+	int fd = mig_file_open(s, uri->file, O_RDONLY, err), rc, status = 0;
 
-	if (fd < 0) {
-		g_set_error(err, MIG_ERROR, errno, "cannot open '%s': %s", uri->file, g_strerror(errno));
+	if (fd < 0)
 		return -1;
-	}
 	if (!mig_file_lock(fd, uri->file, uri->offset, FALSE, err)) {
 		close(fd);
 		return -1;
@@ -193,7 +189,7 @@ int mig_chan_file_in(MigSession *s, const MigUri *uri, GError **err)
 	if (lseek(fd, (off_t)uri->offset, SEEK_SET) < 0) {
 		g_set_error(err, MIG_ERROR, errno, "cannot seek '%s' to offset %llu: %s", uri->file, uri->offset,
 			    g_strerror(errno));
-		close(fd);
+		mig_file_close(fd, uri->offset);
 		return -1;
 	}
 	rc = mig_io_read_full(fd, buf, sizeof(buf));
@@ -208,7 +204,7 @@ int mig_chan_file_in(MigSession *s, const MigUri *uri, GError **err)
 			    : rc == -EPROTO ? (status == MIG_HELLO_BAD_TYPE ? "not a main channel's beginning"
 									       : mig_hello_status_str(status))
 			    : g_strerror(-rc));
-		close(fd);
+		mig_file_close(fd, uri->offset);
 		return -1;
 	}
 	memcpy(s->session_id, h.session, sizeof(h.session));

@@ -1,9 +1,45 @@
-/* One migration at a time on a file's region (filelock.h). */
+/* A migration file's descriptors: opened by path or from an fd set, one migration at a
+ * time on a file's region (filelock.h). */
 #include "engine/filelock.h"
+#include "engine/session_int.h"
 #include "mig/common.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
+
+#define FDSET_PREFIX "/dev/fdset/"
+
+int mig_file_open(MigSession *s, const char *path, int flags, GError **err)
+{
+	guint64 id;
+	int fd;
+
+	if (!g_str_has_prefix(path, FDSET_PREFIX)) {
+		fd = open(path, flags | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			return fd;
+		if (flags & O_DIRECT)
+			g_set_error(err, MIG_ERROR, errno, "direct-io: cannot open '%s' with O_DIRECT (%s): its file system does "
+				    "not support direct I/O; turn direct-io off", path, g_strerror(errno));
+		else
+			g_set_error(err, MIG_ERROR, errno, "cannot open '%s'%s: %s", path,
+				    (flags & O_ACCMODE) == O_RDONLY ? "" : " for writing", g_strerror(errno));
+		return -1;
+	}
+	/* QEMU's qemu_open: the rest is the set's id, and a dup stands for the open */
+	if (!g_ascii_string_to_unsigned(path + strlen(FDSET_PREFIX), 10, 0, G_MAXINT64, &id, NULL)) {
+		g_set_error(err, MIG_ERROR, EINVAL, "Could not parse fdset %s", path);
+		return -1;
+	}
+	/* set once by the host before any migration, as fd_lookup; read without s->lock,
+	 * which a streamed load holds while it opens its file */
+	if (!s->fdset_dup) {
+		g_set_error(err, MIG_ERROR, ENOTSUP, "%s: this host has no fd sets", path);
+		return -1;
+	}
+	return s->fdset_dup(s->fdset_opaque, (gint64)id, flags & (O_ACCMODE | O_DIRECT), err);
+}
 
 static int set_lock(int fd, guint64 offset, short type)
 {
@@ -41,4 +77,12 @@ void mig_file_unlock(int fd, guint64 offset)
 {
 	if (fd >= 0 && offset <= G_MAXINT64)
 		(void)set_lock(fd, offset, F_UNLCK);
+}
+
+void mig_file_close(int fd, guint64 offset)
+{
+	if (fd < 0)
+		return;
+	mig_file_unlock(fd, offset);
+	close(fd);
 }

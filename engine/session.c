@@ -111,6 +111,14 @@ void mig_session_set_fd_lookup(MigSession *s, MigFdLookupFn fn, gpointer opaque)
 	g_mutex_unlock(&s->lock);
 }
 
+void mig_session_set_fdset_dup(MigSession *s, MigFdsetDupFn fn, gpointer opaque)
+{
+	g_mutex_lock(&s->lock);
+	s->fdset_dup = fn;
+	s->fdset_opaque = opaque;
+	g_mutex_unlock(&s->lock);
+}
+
 const char *mig_event_name(MigEventType type)
 {
 	static const char *const names[] = { "MIGRATION", "MIGRATION_PASS", "STOP", "RESUME" };

@@ -119,6 +119,8 @@ struct MigSession {
 	gpointer log_opaque;
 	MigFdLookupFn fd_lookup;   /* fd:NAME URIs; NULL: refused */
 	gpointer fd_opaque;
+	MigFdsetDupFn fdset_dup;   /* file:/dev/fdset/N; NULL: refused */
+	gpointer fdset_opaque;
 	MigDirtyTrackerNewFn tracker_new;  /* NULL: uffd-wp */
 	gpointer tracker_opaque;
 	GArray *vcpu_tids;         /* pid_t of each vCPU thread (mig_session_set_vcpus) */

@@ -33,6 +33,7 @@ typedef struct Dst {
 	char *listen_uri;          /* the address actually bound */
 	char *stream_file;         /* a streamed file: URI's path: the main channel is that file,
 				    * read one way, with no return path (nothing answers) */
+	guint64 stream_offset;     /* where its read lock starts (filelock.h) */
 	gboolean incoming_started; /* a main channel was accepted (under s->lock) */
 	/* The main channel's peer is bound only once its SETUP arrives: until then the
 	 * listener watches the deadline (monotonic µs, 0: none; x-channel-timeout after

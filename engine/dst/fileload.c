@@ -358,23 +358,15 @@ static gpointer worker_thread(gpointer opaque)
 
 static gboolean open_file(FileLoad *fl, GError **err)
 {
-	fl->fd = open(fl->u.file, O_RDONLY | O_CLOEXEC);
-	if (fl->fd < 0) {
-		g_set_error(err, MIG_ERROR, errno, "cannot open '%s': %s", fl->u.file, g_strerror(errno));
+	fl->fd = mig_file_open(fl->s, fl->u.file, O_RDONLY, err);
+	if (fl->fd < 0)
 		return FALSE;
-	}
 	/* held until every page is in (a lazy restore reads the file for seconds) */
 	if (!mig_file_lock(fl->fd, fl->u.file, fl->u.offset, FALSE, err))
 		return FALSE;
 	fl->dfd = fl->fd;
-	if (fl->s->dst->p.direct_io) {
-		fl->dfd = open(fl->u.file, O_RDONLY | O_DIRECT | O_CLOEXEC);
-		if (fl->dfd < 0) {
-			g_set_error(err, MIG_ERROR, errno, "direct-io: cannot open '%s' with O_DIRECT (%s): its file system does "
-				    "not support direct I/O; turn direct-io off", fl->u.file, g_strerror(errno));
-			return FALSE;
-		}
-	}
+	if (fl->s->dst->p.direct_io && (fl->dfd = mig_file_open(fl->s, fl->u.file, O_RDONLY | O_DIRECT, err)) < 0)
+		return FALSE;
 	fl->s->stats.x_file_direct = fl->s->dst->p.direct_io;
 	return TRUE;
 }
@@ -598,6 +590,8 @@ static gboolean load(FileLoad *fl, GError **err)
 			return FALSE;
 		all_in = g_get_monotonic_time() - s->stats.t_start;   /* the sort below is not the restore's */
 		fault_read_pcts(fl, &p50, &p99);
+		/* before completed is announced: a save to it may come next */
+		mig_file_unlock(fl->fd, fl->u.offset);
 		g_mutex_lock(&s->lock);
 		s->stats.x_file_all_in_us = all_in;
 		s->stats.x_file_fault_read_p50_us = p50;
@@ -605,13 +599,13 @@ static gboolean load(FileLoad *fl, GError **err)
 		if (s->status != MIG_STATUS_FAILED)
 			mig_set_status_locked(s, MIG_STATUS_COMPLETED);
 		g_mutex_unlock(&s->lock);
-		mig_file_unlock(fl->fd, fl->u.offset);   /* a save to it may come next */
 		if (s->vm->incoming_done)
 			s->vm->incoming_done(s->vm_opaque);
 		return TRUE;
 	}
 	if (!read_pages(fl, err) || !load_devices(fl, err) || !s->vm->load_state(s->vm_opaque, state, err))
 		return FALSE;
+	mig_file_unlock(fl->fd, fl->u.offset);   /* all read: before completed is announced */
 	g_mutex_lock(&s->lock);
 	if (s->dst->cancelled) {   /* a cancel came first; one after this is refused */
 		g_mutex_unlock(&s->lock);
@@ -642,8 +636,7 @@ static void file_free(gpointer opaque)
 	mig_mapf_clear(&fl->map);
 	if (fl->dfd >= 0 && fl->dfd != fl->fd)
 		close(fl->dfd);
-	if (fl->fd >= 0)
-		close(fl->fd);
+	mig_file_close(fl->fd, fl->u.offset);
 	g_clear_error(&fl->error);
 	g_mutex_clear(&fl->err_lock);
 	free(fl->fault_buf);

@@ -1,6 +1,7 @@
 /* The destination: a listener thread that admits channels by their typed hello, and a
  * loader thread that reads the main channel straight into guest memory. */
 #include "engine/dst/dst_int.h"
+#include "engine/filelock.h"
 #include "engine/dst/fileload.h"
 #include "engine/dst/start.h"
 #include "engine/dst/multifd.h"
@@ -815,6 +816,7 @@ static gboolean stream_file_start(MigSession *s, const MigUri *u, GError **err)
 	d = mig_dst_new(s);
 	s->dst = d;
 	d->stream_file = g_strdup(u->file);
+	d->stream_offset = u->offset;
 	mig_params_copy(&d->p, &s->params);
 	d->incoming_started = TRUE;
 	d->fd = fd;
@@ -1402,6 +1404,10 @@ static gboolean complete(Loader *d, gboolean postcopy, GError **err)
 	s->dst->switching = TRUE;
 	g_mutex_unlock(&s->lock);
 	d->ready = TRUE;
+	/* a streamed file is read to its end: a save to it may come next (the descriptor
+	 * stays open until the incoming side is torn down) */
+	if (s->dst->stream_file)
+		mig_file_unlock(d->fd, s->dst->stream_offset);
 	rc = mig_dst_rp_send(s, MIG_F_RP_READY, &riov, 1);
 	/* a file's source is gone: its COMPLETE is the whole switchover */
 	if (!s->dst->stream_file && (rc < 0 || !wait_go(d, &why))) {
@@ -1716,6 +1722,8 @@ static gboolean unbind_overdue(MigSession *s, gboolean silent)
 		d->urgent_fd[i] = -1;
 	}
 	g_mutex_lock(&d->rp_lock);
+	if (d->stream_file)   /* a dup from an fd set shares the set's lock (filelock.h) */
+		mig_file_unlock(d->fd, d->stream_offset);
 	mig_io_close(d->fd);
 	d->fd = -1;
 	g_mutex_unlock(&d->rp_lock);

@@ -17,13 +17,14 @@
  *
  * Locking: s->lock protects the client array's membership and each client's output
  * buffer, mode and oob flag, because the dispatcher and emitters on other threads use
- * them. s->qlock protects the request queue and the dispatcher's state. The two are
+ * them, and the fd sets, which a migration's threads read when they open a file. s->qlock protects the request queue and the dispatcher's state. The two are
  * never held together. Input state belongs to the reader; the command table is fixed
  * once the server runs. Handlers run with no lock held so they may emit events. */
 #include "engine/qmp/qmp.h"
 #include "engine/qmp/qmp_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -57,6 +58,8 @@
 /* File descriptors a client may hold (passed and not yet named, and named by getfd):
  * libvirt passes one per migration; the cap keeps a client from exhausting ours. */
 #define QMP_MAX_FDS 16
+/* Descriptors in all fd sets (add-fd): libvirt adds two per file (one O_DIRECT). */
+#define QMP_MAX_FDSET_FDS 64
 
 G_DEFINE_QUARK(mig-qmp-error-quark, mig_qmp_error)
 
@@ -101,6 +104,17 @@ typedef struct {
 	GHashTable *named_fds;
 } QmpClient;
 
+/* An fd set (add-fd): the server's, seen by every client, until remove-fd or the end. */
+typedef struct {
+	gint64 id;
+	GArray *fds;        /* QmpFdsetFd, oldest first */
+} QmpFdset;
+
+typedef struct {
+	int fd;
+	char *opaque;
+} QmpFdsetFd;
+
 typedef struct {
 	char *name;
 	MigQmpHandler fn;   /* NULL for qmp_capabilities, which dispatch handles */
@@ -128,6 +142,10 @@ struct MigQmpServer {
 
 	GMutex lock;
 	GPtrArray *clients;     /* QmpClient; membership changes under lock */
+	/* Under lock: QmpFdset by rising id, and their descriptors' count. The migration's
+	 * threads read them (mig_qmp_fdset_dup) while a file is opened. */
+	GPtrArray *fdsets;
+	guint fdset_fds;
 	guint max_clients;      /* set before run; see MIG_QMP_MAX_CLIENTS_DEFAULT */
 	gint stopping;
 
@@ -1116,6 +1134,275 @@ static JsonNode *cmd_closefd(JsonObject *args, gpointer opaque, GError **err)
 	return NULL;
 }
 
+/* ---- fd sets (add-fd, remove-fd, query-fdsets), QEMU's monitor/fds.c ------------------- */
+
+static void fdset_free(gpointer p)
+{
+	QmpFdset *set = p;
+
+	for (guint i = 0; i < set->fds->len; i++) {
+		QmpFdsetFd *f = &g_array_index(set->fds, QmpFdsetFd, i);
+
+		close(f->fd);
+		g_free(f->opaque);
+	}
+	g_array_free(set->fds, TRUE);
+	g_free(set);
+}
+
+/* The set's index in s->fdsets, or where a set of that id would go (*found FALSE). */
+static guint fdset_index_locked(MigQmpServer *s, gint64 id, bool *found)
+{
+	guint i = 0;
+
+	while (i < s->fdsets->len && ((QmpFdset *)s->fdsets->pdata[i])->id < id)
+		i++;
+	*found = i < s->fdsets->len && ((QmpFdset *)s->fdsets->pdata[i])->id == id;
+	return i;
+}
+
+/* An optional integer argument: FALSE with *err set when it is there but no integer. */
+static bool int_arg(JsonObject *args, const char *name, gint64 *out, bool *has, GError **err)
+{
+	JsonNode *n = json_object_get_member(args, name);
+
+	*has = n != NULL;
+	if (!n)
+		return true;
+	if (!JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_INT64) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Invalid parameter type for '%s', expected: integer", name);
+		return false;
+	}
+	*out = json_node_get_int(n);
+	return true;
+}
+
+static bool only_args(JsonObject *args, const char *const *allowed, GError **err)
+{
+	g_autoptr(GList) keys = json_object_get_members(args);
+
+	for (GList *l = keys; l; l = l->next) {
+		if (!g_strv_contains(allowed, l->data)) {
+			g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Parameter '%s' is unexpected",
+				    (const char *)l->data);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* add-fd {*fdset-id, *opaque}: the descriptor passed with the command joins set fdset-id
+ * (made if new; without fdset-id, a new set of the lowest free id). */
+static JsonNode *cmd_add_fd(JsonObject *args, gpointer opaque, GError **err)
+{
+	static const char *const ok[] = { "fdset-id", "opaque", NULL };
+	MigQmpServer *s = opaque;
+	QmpClient *c = *cur_slot(s);
+	JsonNode *on = json_object_get_member(args, "opaque");
+	QmpFdsetFd f = { .fd = -1 };
+	QmpFdset *set;
+	JsonObject *o;
+	JsonNode *r;
+	gint64 id = 0;
+	bool has_id, found;
+	guint at;
+
+	if (!only_args(args, ok, err) || !int_arg(args, "fdset-id", &id, &has_id, err))
+		return NULL;
+	if (on && !node_is_string(on)) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Invalid parameter type for 'opaque', expected: string");
+		return NULL;
+	}
+	g_mutex_lock(&s->lock);
+	if (c && c->passed_fds->len) {
+		f.fd = g_array_index(c->passed_fds, int, c->passed_fds->len - 1);
+		g_array_set_size(c->passed_fds, c->passed_fds->len - 1);
+		close_fd_array(c->passed_fds);   /* as getfd: only the latest is claimed */
+	}
+	if (f.fd < 0) {
+		g_mutex_unlock(&s->lock);
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "No file descriptor supplied via SCM_RIGHTS");
+		return NULL;
+	}
+	if (has_id && id < 0) {
+		g_mutex_unlock(&s->lock);
+		close(f.fd);
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Parameter 'fdset-id' expects a non-negative value");
+		return NULL;
+	}
+	if (s->fdset_fds >= QMP_MAX_FDSET_FDS) {
+		g_mutex_unlock(&s->lock);
+		close(f.fd);
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
+			    "Too many file descriptors in fd sets: at most %u in all; remove-fd some first", QMP_MAX_FDSET_FDS);
+		return NULL;
+	}
+	if (!has_id) {   /* the first gap in the ids from 0 */
+		for (at = 0; at < s->fdsets->len && ((QmpFdset *)s->fdsets->pdata[at])->id == (gint64)at; at++)
+			;
+		id = at;
+		found = false;
+	} else {
+		at = fdset_index_locked(s, id, &found);
+	}
+	if (!found) {
+		set = g_new0(QmpFdset, 1);
+		set->id = id;
+		set->fds = g_array_new(FALSE, FALSE, sizeof(QmpFdsetFd));
+		g_ptr_array_insert(s->fdsets, (gint)at, set);
+	}
+	set = s->fdsets->pdata[at];
+	f.opaque = on ? g_strdup(json_node_get_string(on)) : NULL;
+	g_array_append_val(set->fds, f);
+	s->fdset_fds++;
+	g_mutex_unlock(&s->lock);
+
+	o = json_object_new();
+	json_object_set_int_member(o, "fdset-id", id);
+	json_object_set_int_member(o, "fd", f.fd);
+	r = json_node_new(JSON_NODE_OBJECT);
+	json_node_take_object(r, o);
+	return r;
+}
+
+/* remove-fd {fdset-id, *fd}: closes one descriptor of the set, or all; an empty set goes.
+ * QEMU keeps a removed descriptor open while a dup of it is; here the dup alone keeps
+ * the file open, so the set's is closed at once. */
+static JsonNode *cmd_remove_fd(JsonObject *args, gpointer opaque, GError **err)
+{
+	static const char *const ok[] = { "fdset-id", "fd", NULL };
+	MigQmpServer *s = opaque;
+	g_autoptr(GArray) gone = g_array_new(FALSE, FALSE, sizeof(int));
+	gint64 id = 0, fd = -1;
+	bool has_id, has_fd, found;
+	guint at;
+
+	if (!only_args(args, ok, err) || !int_arg(args, "fdset-id", &id, &has_id, err) ||
+	    !int_arg(args, "fd", &fd, &has_fd, err))
+		return NULL;
+	if (!has_id) {
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Parameter 'fdset-id' is missing");
+		return NULL;
+	}
+	g_mutex_lock(&s->lock);
+	at = fdset_index_locked(s, id, &found);
+	if (found) {
+		QmpFdset *set = s->fdsets->pdata[at];
+
+		for (guint i = 0; i < set->fds->len;) {
+			QmpFdsetFd *f = &g_array_index(set->fds, QmpFdsetFd, i);
+
+			if (has_fd && f->fd != fd) {
+				i++;
+				continue;
+			}
+			g_array_append_val(gone, f->fd);
+			g_free(f->opaque);
+			g_array_remove_index(set->fds, i);
+		}
+		s->fdset_fds -= gone->len;
+		if (!set->fds->len)
+			g_ptr_array_remove_index(s->fdsets, at);
+	}
+	g_mutex_unlock(&s->lock);
+	for (guint i = 0; i < gone->len; i++)
+		close(g_array_index(gone, int, i));
+	if (!found || (has_fd && !gone->len)) {
+		if (has_fd)
+			g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
+				    "File descriptor named 'fdset-id:%" G_GINT64_FORMAT ", fd:%" G_GINT64_FORMAT "' not found", id, fd);
+		else
+			g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
+				    "File descriptor named 'fdset-id:%" G_GINT64_FORMAT "' not found", id);
+	}
+	return NULL;
+}
+
+/* query-fdsets: [{fdset-id, fds: [{fd, *opaque}]}], QEMU's order: the sets by falling
+ * id, each one's descriptors as they were added */
+static JsonNode *cmd_query_fdsets(JsonObject *args, gpointer opaque, GError **err)
+{
+	static const char *const ok[] = { NULL };
+	MigQmpServer *s = opaque;
+	JsonArray *sets;
+	JsonNode *r;
+
+	if (!only_args(args, ok, err))
+		return NULL;
+	sets = json_array_new();
+	g_mutex_lock(&s->lock);
+	for (guint i = s->fdsets->len; i-- > 0;) {
+		QmpFdset *set = s->fdsets->pdata[i];
+		JsonObject *so = json_object_new();
+		JsonArray *fds = json_array_new();
+
+		for (guint j = 0; j < set->fds->len; j++) {
+			QmpFdsetFd *f = &g_array_index(set->fds, QmpFdsetFd, j);
+			JsonObject *fo = json_object_new();
+
+			json_object_set_int_member(fo, "fd", f->fd);
+			if (f->opaque)
+				json_object_set_string_member(fo, "opaque", f->opaque);
+			json_array_add_object_element(fds, fo);
+		}
+		json_object_set_int_member(so, "fdset-id", set->id);
+		json_object_set_array_member(so, "fds", fds);
+		json_array_add_object_element(sets, so);
+	}
+	g_mutex_unlock(&s->lock);
+	r = json_node_new(JSON_NODE_ARRAY);
+	json_node_take_array(r, sets);
+	return r;
+}
+
+static const char *accmode_str(int flags)
+{
+	switch (flags & O_ACCMODE) {
+	case O_RDONLY:
+		return "O_RDONLY";
+	case O_WRONLY:
+		return "O_WRONLY";
+	default:
+		return "O_RDWR";
+	}
+}
+
+int mig_qmp_fdset_dup(MigQmpServer *s, gint64 id, int flags, GError **err)
+{
+	int want = flags & (O_ACCMODE | O_DIRECT), fd = -1, e = 0;
+	bool found;
+	guint at;
+
+	g_mutex_lock(&s->lock);
+	at = fdset_index_locked(s, id, &found);
+	if (found) {
+		QmpFdset *set = s->fdsets->pdata[at];
+
+		/* the newest first, as QEMU's list; access mode and O_DIRECT as QEMU 9.1 match */
+		for (guint i = set->fds->len; i-- > 0;) {
+			int have = fcntl(g_array_index(set->fds, QmpFdsetFd, i).fd, F_GETFL);
+
+			if (have >= 0 && (have & (O_ACCMODE | O_DIRECT)) == want) {
+				fd = fcntl(g_array_index(set->fds, QmpFdsetFd, i).fd, F_DUPFD_CLOEXEC, 0);
+				e = fd < 0 ? errno : 0;
+				break;
+			}
+		}
+	}
+	g_mutex_unlock(&s->lock);
+	if (!found)
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Failed to find fdset /dev/fdset/%" G_GINT64_FORMAT, id);
+	else if (fd < 0 && e)
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC, "Failed to dup() a descriptor of /dev/fdset/%" G_GINT64_FORMAT ": %s",
+			    id, g_strerror(e));
+	else if (fd < 0)
+		g_set_error(err, MIG_QMP_ERROR, MIG_QMP_ERROR_GENERIC,
+			    "Failed to find file descriptor with matching flags in /dev/fdset/%" G_GINT64_FORMAT
+			    ": it has none opened %s%s (add-fd one)", id, accmode_str(flags),
+			    flags & O_DIRECT ? " with O_DIRECT" : " without O_DIRECT");
+	return fd;
+}
+
 int mig_qmp_take_fd(MigQmpServer *s, const char *name, GError **err)
 {
 	int fd = steal_named_fd(s, *cur_slot(s), name);
@@ -1283,6 +1570,7 @@ MigQmpServer *mig_qmp_server_new(const char *unix_path, const MigQmpVersion *ver
 	s->commands = g_ptr_array_new_with_free_func(command_free);
 	s->by_name = g_hash_table_new(g_str_hash, g_str_equal);
 	s->clients = g_ptr_array_new_with_free_func(client_unref);
+	s->fdsets = g_ptr_array_new_with_free_func(fdset_free);
 	s->max_clients = MIG_QMP_MAX_CLIENTS_DEFAULT;
 	g_mutex_init(&s->lock);
 	g_mutex_init(&s->qlock);
@@ -1293,6 +1581,9 @@ MigQmpServer *mig_qmp_server_new(const char *unix_path, const MigQmpVersion *ver
 	add_command(s, "query-commands", cmd_query_commands, s);
 	add_command(s, "getfd", cmd_getfd, s);
 	add_command(s, "closefd", cmd_closefd, s);
+	add_command(s, "add-fd", cmd_add_fd, s);
+	add_command(s, "remove-fd", cmd_remove_fd, s);
+	add_command(s, "query-fdsets", cmd_query_fdsets, s);
 	return s;
 }
 
@@ -1525,6 +1816,7 @@ void mig_qmp_server_free(MigQmpServer *s)
 	}
 	g_queue_clear_full(&s->queue, (GDestroyNotify)request_free);
 	g_ptr_array_unref(s->clients);
+	g_ptr_array_unref(s->fdsets);
 	close(s->listen_fd);
 	close(s->wake_fd);
 	unlink(s->path);

@@ -63,5 +63,10 @@ void mig_qmp_emit_event(MigQmpServer *s, const char *name, JsonNode *data);
  * *err set when that client has no such name. */
 int mig_qmp_take_fd(MigQmpServer *s, const char *name, GError **err);
 
+/* file:/dev/fdset/N: a dup (close-on-exec) of the newest descriptor of fd set N (add-fd)
+ * whose access mode and O_DIRECT are those of flags, as QEMU picks one. Any thread,
+ * while the server is not freed. -1 with *err naming the set and what was wanted. */
+int mig_qmp_fdset_dup(MigQmpServer *s, gint64 id, int flags, GError **err);
+
 /* The names registered so far, for query-commands (array of {"name": ...}). */
 JsonNode *mig_qmp_command_list(MigQmpServer *s);

@@ -663,6 +663,11 @@ static int take_fd(gpointer q, const char *name, GError **err)
 	return mig_qmp_take_fd(q, name, err);
 }
 
+static int fdset_dup(gpointer q, gint64 id, int flags, GError **err)
+{
+	return mig_qmp_fdset_dup(q, id, flags, err);
+}
+
 static JsonNode *h_pause(JsonObject *args, gpointer s, GError **err)
 {
 	mig_session_pause(s, err);
@@ -734,4 +739,6 @@ void mig_qmp_add_session_commands(MigQmpServer *q, MigSession *s)
 	mig_session_set_event_cb(s, forward_event, q);
 	/* fd:NAME names a descriptor the same client passed with getfd */
 	mig_session_set_fd_lookup(s, take_fd, q);
+	/* file:/dev/fdset/N opens a descriptor of an fd set any client added (add-fd) */
+	mig_session_set_fdset_dup(s, fdset_dup, q);
 }

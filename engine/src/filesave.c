@@ -230,11 +230,9 @@ static gboolean open_file(FileSave *fs, GError **err)
 {
 	const MigUri *u = &fs->src->uri;
 
-	fs->fd = open(u->file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (fs->fd < 0) {
-		g_set_error(err, MIG_ERROR, errno, "cannot open '%s' for writing: %s", u->file, g_strerror(errno));
+	fs->fd = mig_file_open(fs->src->s, u->file, O_WRONLY | O_CREAT, err);
+	if (fs->fd < 0)
 		return FALSE;
-	}
 	/* an older save behind the offset is no longer there to be mistaken for this one;
 	 * not while another migration reads or writes it */
 	if (!mig_file_lock(fs->fd, u->file, u->offset, TRUE, err))
@@ -244,14 +242,8 @@ static gboolean open_file(FileSave *fs, GError **err)
 		return FALSE;
 	}
 	fs->dfd = fs->fd;
-	if (fs->src->p.direct_io) {
-		fs->dfd = open(u->file, O_WRONLY | O_DIRECT | O_CLOEXEC);
-		if (fs->dfd < 0) {
-			g_set_error(err, MIG_ERROR, errno, "direct-io: cannot open '%s' with O_DIRECT (%s): its file system does "
-				    "not support direct I/O; turn direct-io off", u->file, g_strerror(errno));
-			return FALSE;
-		}
-	}
+	if (fs->src->p.direct_io && (fs->dfd = mig_file_open(fs->src->s, u->file, O_WRONLY | O_DIRECT, err)) < 0)
+		return FALSE;
 	fs->src->s->stats.x_file_direct = fs->src->p.direct_io;
 	return TRUE;
 }
@@ -558,8 +550,7 @@ gboolean mig_file_src_run(Src *src, GError **err)
 	mig_mapf_clear(&fs.map);
 	if (fs.dfd >= 0 && fs.dfd != fs.fd)
 		close(fs.dfd);
-	if (fs.fd >= 0)
-		close(fs.fd);
+	mig_file_close(fs.fd, src->uri.offset);
 	g_clear_error(&fs.error);
 	g_mutex_clear(&fs.err_lock);
 	return ok;

@@ -5,6 +5,7 @@
 #include "engine/src/postcopy.h"
 #include "engine/src/devlane.h"
 #include "engine/holes.h"
+#include "engine/filelock.h"
 #include "engine/dirty_int.h"
 #include "engine/src/filesave.h"
 #include "engine/bitmap.h"
@@ -833,6 +834,10 @@ static void finish(Src *src, GError *error)
 	MigSession *s = src->s;
 
 	g_mutex_lock(&s->lock);
+	/* a streamed file, before its end is announced: a dup from an fd set shares the
+	 * set's lock, which closing the dup would not let go (filelock.h) */
+	if (src->no_rp && src->uri.kind == MIG_URI_FILE && src->cancel_fd >= 0)
+		mig_file_unlock(src->cancel_fd, src->uri.offset);
 	s->stats.t_end = g_get_monotonic_time();
 	if (!error) {
 		mig_set_runstate_locked(s, MIG_RUN_POSTMIGRATE);

@@ -11,6 +11,7 @@
  * and frees cleanly.
  *
  * libFuzzer: -Dfuzzing=true. Otherwise fuzz-driver.c replays the corpus. */
+#include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -72,9 +73,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(fd >= 0);
 	(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
 	CHECK(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-	/* queued before the server accepts (an input of up to a few hundred KiB) */
-	if (size)
-		CHECK(send(fd, data, size, MSG_NOSIGNAL) == (ssize_t)size);
+	/* queued before the server accepts (an input of up to a few hundred KiB), with a
+	 * descriptor for getfd or add-fd to claim (fd sets: a set's dup is refused, as
+	 * /dev/null is no migration file) */
+	if (size) {
+		union {
+			char buf[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} ctl;
+		struct iovec iov = { (void *)data, size };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		CHECK(nul >= 0);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &nul, sizeof(int));
+		CHECK(sendmsg(fd, &mh, MSG_NOSIGNAL) == (ssize_t)size);
+		close(nul);
+	}
 	CHECK(shutdown(fd, SHUT_WR) == 0);
 	/* until the server drops the client: at the end of its input */
 	mig_qmp_server_run_inline(q);

@@ -128,6 +128,12 @@ void mig_session_set_autostart(MigSession *s, gboolean autostart);
  * connected stream socket the session then owns, or -1 with *err set. */
 typedef int (*MigFdLookupFn)(gpointer opaque, const char *name, GError **err);
 void mig_session_set_fd_lookup(MigSession *s, MigFdLookupFn fn, gpointer opaque);
+/* file:/dev/fdset/N URIs (QMP's add-fd): a new descriptor of fd set N whose access mode
+ * and O_DIRECT are those of flags (a dup, sharing the set's open file description; the
+ * session closes it). Called from the migration's threads while the session lives;
+ * -1 with *err set when the set has none. Without it such paths are refused. */
+typedef int (*MigFdsetDupFn)(gpointer opaque, gint64 fdset_id, int flags, GError **err);
+void mig_session_set_fdset_dup(MigSession *s, MigFdsetDupFn fn, gpointer opaque);
 
 /* Capabilities and parameters: config.h. */
 

@@ -6,6 +6,7 @@
 #include <glib/gstdio.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -640,7 +641,7 @@ static void test_events(Fixture *f, gconstpointer data)
 static void test_query_commands(Fixture *f, gconstpointer data)
 {
 	static const char *const want[] = {
-		"qmp_capabilities", "query-commands", "getfd", "closefd", "echo", "fail", "no-device", "quit", "emit", "take",
+		"qmp_capabilities", "query-commands", "getfd", "closefd", "add-fd", "remove-fd", "query-fdsets", "echo", "fail", "no-device", "quit", "emit", "take",
 		"slow", "yank",
 	};
 	Client *c = client_ready(f);
@@ -733,6 +734,57 @@ static void test_getfd(Fixture *f, gconstpointer data)
 	client_close(c);
 	g_assert_cmpint(read_bounded(p[0], buf, sizeof(buf)), ==, 0);   /* EOF once the server closed it */
 	close(p[0]);
+	client_close(other);
+}
+
+static int dup_flags(MigQmpServer *srv, gint64 id, int flags, const char *want_error)
+{
+	g_autoptr(GError) err = NULL;
+	int fd = mig_qmp_fdset_dup(srv, id, flags, &err), got;
+
+	if (want_error) {
+		g_assert_cmpint(fd, ==, -1);
+		g_assert_nonnull(strstr(err->message, want_error));
+		return -1;
+	}
+	g_assert_no_error(err);
+	got = fcntl(fd, F_GETFL);
+	close(fd);
+	return got & (O_ACCMODE | O_DIRECT);
+}
+
+/* add-fd's sets are the server's: another client sees them; a file open takes a dup of
+ * the newest descriptor whose access mode and O_DIRECT are the ones asked for. */
+static void test_fdsets(Fixture *f, gconstpointer data)
+{
+	Client *c = client_ready(f), *other = client_ready(f);
+	g_autofree char *path = g_build_filename(f->dir, "file", NULL);
+	g_autoptr(JsonObject) m = NULL;
+	int wr = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600), rd = open(path, O_RDONLY | O_CLOEXEC);
+
+	g_assert_cmpint(wr, >=, 0);
+	g_assert_cmpint(rd, >=, 0);
+	dup_flags(f->srv, 5, O_RDONLY, "Failed to find fdset /dev/fdset/5");
+	client_send_fd(c, "{\"execute\":\"add-fd\",\"arguments\":{\"fdset-id\":5}}", wr);
+	m = recv_return(c);
+	g_assert_cmpint(json_object_get_int_member(json_object_get_object_member(m, "return"), "fdset-id"), ==, 5);
+	dup_flags(f->srv, 5, O_RDONLY, "it has none opened O_RDONLY without O_DIRECT");
+	dup_flags(f->srv, 5, O_WRONLY | O_DIRECT, "it has none opened O_WRONLY with O_DIRECT");
+	client_send_fd(other, "{\"execute\":\"add-fd\",\"arguments\":{\"fdset-id\":5,\"opaque\":\"r\"}}", rd);
+	g_clear_pointer(&m, json_object_unref);
+	m = recv_return(other);
+	g_assert_cmpint(dup_flags(f->srv, 5, O_RDONLY, NULL), ==, O_RDONLY);
+	g_assert_cmpint(dup_flags(f->srv, 5, O_WRONLY, NULL), ==, O_WRONLY);
+	dup_flags(f->srv, 5, O_RDWR, "it has none opened O_RDWR");
+	/* removed by the first client: gone for everyone */
+	client_send(c, "{\"execute\":\"remove-fd\",\"arguments\":{\"fdset-id\":5}}");
+	g_clear_pointer(&m, json_object_unref);
+	m = recv_return(c);
+	dup_flags(f->srv, 5, O_WRONLY, "Failed to find fdset /dev/fdset/5");
+	close(wr);
+	close(rd);
+	g_assert_cmpint(g_unlink(path), ==, 0);
+	client_close(c);
 	client_close(other);
 }
 
@@ -1045,6 +1097,7 @@ int main(int argc, char **argv)
 	ADD("events", test_events);
 	ADD("query-commands", test_query_commands);
 	ADD("getfd", test_getfd);
+	ADD("fdsets", test_fdsets);
 	ADD("disconnect", test_disconnect);
 	ADD("slow-reader", test_slow_reader);
 	ADD("flood", test_flood);
