@@ -17,8 +17,9 @@
  *
  * Locking: s->lock protects the client array's membership and each client's output
  * buffer, mode and oob flag, because the dispatcher and emitters on other threads use
- * them, and the fd sets, which a migration's threads read when they open a file. s->qlock protects the request queue and the dispatcher's state. The two are
- * never held together. Input state belongs to the reader; the command table is fixed
+ * them, and the fd sets, which a migration's threads read when they open a file.
+ * s->qlock protects the request queue and the dispatcher's state. The two are never
+ * held together. Input state belongs to the reader; the command table is fixed
  * once the server runs. Handlers run with no lock held so they may emit events. */
 #include "engine/qmp/qmp.h"
 #include "engine/qmp/qmp_int.h"
