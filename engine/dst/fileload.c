@@ -651,12 +651,14 @@ static gpointer file_thread(gpointer opaque)
 	FileLoad *fl = opaque;
 	g_autoptr(GError) err = NULL;
 
-	if (!load(fl, &err) && !mig_dst_cancelled(fl->s)) {
+	if (load(fl, &err))
+		return NULL;   /* load let go of the file once it had read what it needs */
+	if (!mig_dst_cancelled(fl->s)) {
 		mig_session_report_error(fl->s, "%s", err->message);
 		mig_session_incoming_failed(fl->s);
 	}
-	/* a load has read what it needs, or failed before its guest ran; a lazy restore
-	 * lets go once every page is in, and keeps a file that failed under its guest */
+	/* failed before its guest ran: nothing needs the file; a lazy restore that failed
+	 * under its running guest keeps it (its vCPUs wait on pages in it) */
 	if (!fl->lazy || !fl->s->stats.x_file_running_us)
 		mig_file_unlock(fl->fd, fl->u.offset);
 	return NULL;
