@@ -57,8 +57,12 @@ gboolean mig_file_lock(int fd, const char *path, guint64 offset, gboolean write,
 {
 	int rc;
 
-	if (offset > G_MAXINT64)
-		return TRUE;   /* no such region: the file's own calls will say why */
+	if (offset > G_MAXINT64) {
+		/* qemu_strtosz takes up to 2^64 - 1, but a file's offsets are an off_t */
+		g_set_error(err, MIG_ERROR, EFBIG, "'%s': offset %" G_GUINT64_FORMAT " is past the largest offset a file "
+			    "can have (%" G_GINT64_FORMAT ")", path, offset, G_MAXINT64);
+		return FALSE;
+	}
 	rc = set_lock(fd, offset, write ? F_WRLCK : F_RDLCK);
 	if (rc == -EAGAIN || rc == -EACCES) {
 		if (write)
@@ -75,7 +79,7 @@ gboolean mig_file_lock(int fd, const char *path, guint64 offset, gboolean write,
 
 void mig_file_unlock(int fd, guint64 offset)
 {
-	if (fd >= 0 && offset <= G_MAXINT64)
+	if (fd >= 0 && offset <= G_MAXINT64)   /* else never locked */
 		(void)set_lock(fd, offset, F_UNLCK);
 }
 

@@ -970,6 +970,16 @@ def case_refusals():
         refused("tls-creds does not apply", caps={"mapped-ram": True}, params={"tls-creds": "creds0"})
         h.check(src.query_status().get("running") is True, "source stopped by a refused migrate")
         h.check(not os.path.exists(os.path.join(d, "x.img")), "a refused migrate created the file")
+        # qemu_strtosz takes the offset up to 2^64 - 1; past off_t's range it fails at
+        # once, naming the offset, with the file left untouched
+        src.set_caps({"mapped-ram": True})
+        src.cmd("migrate", uri=uri + ",offset=0x8000000000000000")
+        info = h.wait_until(lambda: (lambda i: i if i.get("status") == "failed" else None)(src.query_migrate()),
+                            timeout=10, what="a migrate past the largest file offset to fail")
+        print("offset 2^63: %s" % info.get("error-desc"))
+        h.check("past the largest offset" in info.get("error-desc", ""), "offset 2^63 failed as %r" % info)
+        h.check(src.query_status().get("running") is True, "source stopped by a failed migrate")
+        h.check(os.path.getsize(os.path.join(d, "x.img")) == 0, "a migrate past the largest offset wrote the file")
 
 
 if __name__ == "__main__":
