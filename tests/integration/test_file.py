@@ -590,6 +590,39 @@ def case_lazy_restore_file_cut():
             print("quit took %.2f s" % (time.monotonic() - t0))
 
 
+def case_lazy_restore_prefetch_cut():
+    """The prefetch's read fails (an idle guest faults nothing, so the workers alone
+    read): the restore pauses naming the file; recovered with the repaired file, the
+    chunk whose read failed is read again and the restore completes, every unit checked."""
+    with workdir() as d:
+        path, keep = os.path.join(d, "cut.img"), os.path.join(d, "keep.img")
+        with h.Migd("src", h.guest_args("256M", workload="idle,zero=0.25")) as src:
+            save(src, path)
+        shutil.copyfile(path, keep)
+        dst = h.Migd("dst", h.guest_args("256M", workload="idle") + ["--incoming", "defer"])
+        with dst:
+            dst.set_caps({"mapped-ram": True, "postcopy-ram": True})
+            dst.cmd("migrate-incoming", uri="file:" + path)
+            # at once (a poll a ms): the one worker reads every page in 100 to 250 ms
+            # here (a loaded 2-CPU VM), and had not read 8 MiB when the cut came, in
+            # every run tried; its next read past the cut fails
+            info = dst.wait_status(["postcopy-active", "completed"], timeout=30, interval=0.001)
+            os.truncate(path, 64 * h.MiB)
+            h.check(info["status"] == "postcopy-active", "the restore ended before the file was cut: %s" % info)
+            info = dst.wait_status(["postcopy-paused", "failed", "completed"], timeout=30, interval=0.01)
+            err = info.get("error-desc") or ""
+            print("cut after %s bytes read: %s" % ((info.get("x-file") or {}).get("bytes-read"), err))
+            h.check(info["status"] == "postcopy-paused", "the lazy restore did not pause: %s" % info)
+            h.check("reading the file at offset" in err and "truncated" in err and path in err,
+                    "not the prefetch's read, or the file and the cause not named: %r" % err)
+            h.wait_until(lambda: lock_free(path), 10, "the paused restore to let go of the file")
+            os.replace(keep, path)
+            dst.cmd("migrate-recover", uri="file:" + path)
+            info = dst.wait_status(["completed", "failed"], timeout=60)
+            h.check(info["status"] == "completed", "the recovered restore did not complete: %s" % info)
+            check_restored(dst, 256 * h.MiB)
+
+
 def case_lazy_restore_pause_recover():
     """migrate-pause on a lazy restore: postcopy-paused, the file let go (an operator may
     move or repair it), the vCPUs wait; migrate-recover on the same file, moved, goes on,
@@ -1059,6 +1092,6 @@ if __name__ == "__main__":
     h.main([case_live_anon_multifd_devices, case_stopped_memfd_zero_pages_offset, case_scattered_direct_multifd,
             case_gaps_direct,
             case_hugetlb_2m_direct_io,
-            case_hugetlb_1g, case_lazy_restore_anon, case_lazy_restore_hugetlb_2m, case_lazy_restore_file_cut, case_lazy_restore_pause_recover, case_damaged_files_refused, case_enospc_and_direct_io_on_tmpfs, case_enospc_multifd_direct_then_good_path, case_direct_io_refusals_ramfs,
+            case_hugetlb_1g, case_lazy_restore_anon, case_lazy_restore_hugetlb_2m, case_lazy_restore_file_cut, case_lazy_restore_prefetch_cut, case_lazy_restore_pause_recover, case_damaged_files_refused, case_enospc_and_direct_io_on_tmpfs, case_enospc_multifd_direct_then_good_path, case_direct_io_refusals_ramfs,
             case_enospc_fallocate_fallback,
             case_refusals, case_locks, case_streamed, case_devices_parallel])
