@@ -515,6 +515,16 @@ def migration_statuses(dst):
     return [e["data"]["status"] for e in dst.qmp.take_events("MIGRATION")]
 
 
+def recover_completes(dst, uri, size):
+    """migrate-recover uri: the restore completes, every unit checked; the MIGRATION
+    events' statuses received so far."""
+    dst.cmd("migrate-recover", uri=uri)
+    info = dst.wait_status(["completed", "failed"], timeout=60)
+    h.check(info["status"] == "completed", "the recovered restore did not complete: %s" % info)
+    check_restored(dst, size)
+    return migration_statuses(dst)
+
+
 def lock_free(path):
     """Whether no migration holds a lock on path (a write lock could be taken)."""
     try:
@@ -576,11 +586,7 @@ def case_lazy_restore_file_cut():
                     % (before, after))
             h.check(dst.query_status().get("running") is True, "the guest stopped: %s" % dst.query_status())
             os.replace(keep, path)   # repaired
-            dst.cmd("migrate-recover", uri="file:" + path)
-            info = dst.wait_status(["completed", "failed"], timeout=60)
-            h.check(info["status"] == "completed", "the recovered restore did not complete: %s" % info)
-            check_restored(dst, 256 * h.MiB)
-            seen = migration_statuses(dst)
+            seen = recover_completes(dst, "file:" + path, 256 * h.MiB)
             print("statuses: %s" % seen)
             h.check(seen[-5:] == ["postcopy-paused", "postcopy-recover-setup", "postcopy-recover", "postcopy-active",
                                   "completed"] and "failed" not in seen, "statuses %s" % seen)
@@ -617,10 +623,7 @@ def case_lazy_restore_prefetch_cut():
                     "not the prefetch's read, or the file and the cause not named: %r" % err)
             h.wait_until(lambda: lock_free(path), 10, "the paused restore to let go of the file")
             os.replace(keep, path)
-            dst.cmd("migrate-recover", uri="file:" + path)
-            info = dst.wait_status(["completed", "failed"], timeout=60)
-            h.check(info["status"] == "completed", "the recovered restore did not complete: %s" % info)
-            check_restored(dst, 256 * h.MiB)
+            recover_completes(dst, "file:" + path, 256 * h.MiB)
 
 
 def case_lazy_restore_pause_recover():
@@ -659,11 +662,7 @@ def case_lazy_restore_pause_recover():
                     time.sleep(0.001)
             info = dst.query_migrate()
             h.check(info.get("status") == "postcopy-paused", "after the second migrate-pause: %s" % info)
-            dst.cmd("migrate-recover", uri="file:" + moved)
-            info = dst.wait_status(["completed", "failed"], timeout=60)
-            h.check(info["status"] == "completed", "the recovered restore did not complete: %s" % info)
-            check_restored(dst, 256 * h.MiB)
-            seen = migration_statuses(dst)
+            seen = recover_completes(dst, "file:" + moved, 256 * h.MiB)
             print("statuses: %s" % seen)
             h.check(seen.count("postcopy-paused") == 2 and seen.count("postcopy-recover") == 2 and "failed" not in seen
                     and seen[-1] == "completed", "statuses %s" % seen)
