@@ -985,6 +985,13 @@ gboolean mig_file_dst_recover(MigSession *s, const MigUri *u, GError **err)
 	MigMapFile m = { 0 };
 	gboolean ok;
 
+	g_mutex_lock(&s->lock);
+	ok = fl->lazy && s->status == MIG_STATUS_POSTCOPY_PAUSED;
+	g_mutex_unlock(&s->lock);
+	if (!ok) {
+		g_set_error(err, MIG_ERROR, EINVAL, "Migrate recover can only be run when postcopy is paused.");
+		return FALSE;
+	}
 	if (u->kind != MIG_URI_FILE) {
 		g_set_error(err, MIG_ERROR, EINVAL, "migrate-recover: a lazy restore takes its pages from a file; it recovers "
 			    "from a file: URI of the same save, not a %s address", u->kind == MIG_URI_FD ? "fd:" :
