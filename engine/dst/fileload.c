@@ -706,7 +706,11 @@ static void supervise(FileLoad *fl)
 			g_mutex_lock(&s->lock);
 			continue;
 		}
-		g_cond_wait_until(&d->recover_cond, &s->lock, g_get_monotonic_time() + wait_ms * G_TIME_SPAN_MILLISECOND);
+		/* not paused: a worker's end, a pause and the session's end all signal */
+		if (!fl->paused)
+			g_cond_wait(&d->recover_cond, &s->lock);
+		else
+			g_cond_wait_until(&d->recover_cond, &s->lock, g_get_monotonic_time() + wait_ms * G_TIME_SPAN_MILLISECOND);
 	}
 	g_mutex_unlock(&s->lock);
 }
