@@ -325,7 +325,10 @@ static gboolean recovery_uri_ok(const char *uri, GError **err)
 
 gboolean mig_session_recover(MigSession *s, const char *uri, GError **err)
 {
-	return recovery_uri_ok(uri, err) && mig_dst_recover(s, uri, err);
+	MigUri parsed;
+
+	/* which kinds of address: the destination's to say (a lazy restore's is a file) */
+	return uri_ok(uri, &parsed, err) && mig_dst_recover(s, uri, err);
 }
 
 gboolean mig_session_resume(MigSession *s, const char *uri, GError **err)

@@ -289,6 +289,7 @@ gboolean mig_mapf_read_header(int fd, guint64 start, GPtrArray *ram, GPtrArray *
 	mig_mapf_sha256(h, body, sha);
 	if (memcmp(sha, h + body, MIG_MAPF_SHA_LEN))
 		return bad(err, "the header's checksum does not match (damaged header)");
+	memcpy(f->header_sha, sha, MIG_MAPF_SHA_LEN);
 	/* the rest of the header region is not in the digest: a writer leaves it zero */
 	if ((guint64)st.st_size < start + align_up(body + MIG_MAPF_SHA_LEN, MIG_MAPF_ALIGN))
 		return bad(err, "the file ends inside its header (truncated)");
@@ -364,6 +365,30 @@ out:
 	if (!ok)
 		mig_mapf_clear(f);
 	return ok;
+}
+
+gboolean mig_mapf_same_save(const MigMapFile *a, const MigMapFile *b, GError **err)
+{
+#define differs(...) (g_set_error(err, MIG_ERROR, EINVAL, "not the save being restored: " __VA_ARGS__), FALSE)
+	if (memcmp(a->session, b->session, sizeof(a->session)))
+		return differs("another migration's (its session id differs)");
+	if (a->nblocks != b->nblocks || a->ndevs != b->ndevs || a->file_len != b->file_len || a->state_len != b->state_len)
+		return differs("the same migration's, but its length or layout differs (%" G_GUINT64_FORMAT " bytes, want %"
+			       G_GUINT64_FORMAT ")", b->file_len, a->file_len);
+	for (guint i = 0; i < a->nblocks; i++)
+		if (memcmp(a->blocks[i].bitmap_sha, b->blocks[i].bitmap_sha, MIG_MAPF_SHA_LEN))
+			return differs("the bitmap of RAM block '%s' differs (another save of the same migration)",
+				       a->blocks[i].name);
+	for (guint i = 0; i < a->ndevs; i++)
+		if (memcmp(a->devs[i].sha, b->devs[i].sha, MIG_MAPF_SHA_LEN))
+			return differs("the state of device '%s' differs", a->devs[i].id);
+	if (memcmp(a->state_sha, b->state_sha, MIG_MAPF_SHA_LEN))
+		return differs("its guest record differs");
+	/* the digest covers every field: one differing that none above names */
+	if (memcmp(a->header_sha, b->header_sha, MIG_MAPF_SHA_LEN))
+		return differs("its header differs");
+	return TRUE;
+#undef differs
 }
 
 gboolean mig_mapf_read_bitmap(int fd, guint64 start, const MigMapBlock *b, gsize npages, gulong *map, GError **err)

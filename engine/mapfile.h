@@ -43,6 +43,7 @@ typedef struct MigMapFile {
 	guint64 state_off, state_len;
 	guint8 state_sha[MIG_MAPF_SHA_LEN];
 	guint8 session[16];
+	guint8 header_sha[MIG_MAPF_SHA_LEN]; /* the header's digest, as read (mig_mapf_read_header) */
 	MigMapBlock *blocks;
 } MigMapFile;
 
@@ -61,6 +62,12 @@ guint8 *mig_mapf_pack(const MigMapFile *f);
  * the guest record's bounds. A clear error names the first thing wrong. */
 gboolean mig_mapf_read_header(int fd, guint64 start, GPtrArray *ram, GPtrArray *devices, MigMapFile *f,
 			      GError **err);
+/* Whether b, read from a file given to a paused lazy restore, is the save a was read
+ * from: the same session id, lengths, and every digest (bitmaps, devices' state, guest
+ * record, the header's own); both as mig_mapf_read_header returned them. FALSE with an
+ * error naming the first difference: the restore takes pages from b at a's offsets,
+ * which only the same save's pages fill. */
+gboolean mig_mapf_same_save(const MigMapFile *a, const MigMapFile *b, GError **err);
 
 /* Block b's bitmap (its region, after the header was read and checked) into map:
  * its digest, no page past npages, the region's padding zero. */

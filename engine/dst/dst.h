@@ -6,10 +6,12 @@
 /* migrate-incoming: listens on uri and admits channels until the session is freed. */
 gboolean mig_dst_listen(MigSession *s, const char *uri, gboolean exit_on_error, GError **err);
 /* migrate-pause on the destination (postcopy-active or recovering): cuts every
- * channel; the loader pauses. Refused for a lazy restore (no channel). Without s->lock. */
+ * channel; the loader pauses. A lazy restore pauses its reads of the file. Without
+ * s->lock. */
 gboolean mig_dst_pause(MigSession *s, GError **err);
 /* migrate-recover: a paused destination listens on uri (replacing its listener) for
- * the source's resumed channels. Without s->lock. */
+ * the source's resumed channels; a paused lazy restore takes uri's file if it is the
+ * same save. Without s->lock. */
 gboolean mig_dst_recover(MigSession *s, const char *uri, GError **err);
 /* migrate_cancel on a destination (before the switchover: stops everything, status
  * cancelled; refused from the switchover on). Without s->lock. */

@@ -39,6 +39,12 @@
 #define FAULT_HOLD_NS 2000000L
 /* Lazy restore: the faults' reads timed, at most this many (4 MiB) */
 #define FAULT_READ_SAMPLES (1u << 20)
+/* Lazy restore, paused: how often a parked worker and mig/dst/file look at what the
+ * pause's condition does not signal (a failure elsewhere, mf_quit) */
+#define PAUSE_POLL_MS 100
+/* migrate-recover: the longest it waits for a pause's file to be closed (the fault's
+ * or a worker's read still out) */
+#define RECOVER_WAIT_MS 5000
 
 typedef struct FileLoad {
 	MigSession *s;
@@ -63,6 +69,15 @@ typedef struct FileLoad {
 	GArray *fault_read_us; /* lazy: guint32 per fault, its read alone; the fault thread's until postcopy stops */
 	gboolean fault_pin;   /* lazy: the fault thread moves to fault_cpus at its first fault (then FALSE; its own) */
 	cpu_set_t fault_cpus; /* lazy: where the disk's completions arrive (engine/dst/diskcpu.h) */
+	guint64 depth_peak;   /* the rings', those a pause freed too */
+	/* lazy: a pause (the file failed, or migrate-pause) and its recovery; under s->lock
+	 * with s->dst->recover_cond, paused and fetch_paused read atomically too */
+	gboolean paused;      /* the workers park; cleared when a recovery served the pending faults */
+	gboolean fetch_paused; /* the fault thread reads nothing: a fault's page stays asked for */
+	gboolean closed;      /* paused, no read out, the file closed and its lock let go */
+	guint parked, exited; /* workers waiting out a pause; workers done */
+	int new_fd, new_dfd;  /* migrate-recover's file, checked and locked, for mig/dst/file (-1: none) */
+	MigUri new_u;
 } FileLoad;
 
 typedef struct Worker {
@@ -71,11 +86,47 @@ typedef struct Worker {
 	GThread *thread;
 	guint8 *buf;          /* lazy: a chunk read here before it is placed */
 	gboolean throttled;   /* lazy: its ring is at the faults' pace (make_room) */
+	gboolean read_failed; /* lazy: the last chunk's error was the file's, not a placement's */
 } Worker;
 
 static gboolean quitting(FileLoad *fl)
 {
-	return __atomic_load_n(&fl->s->dst->mf_quit, __ATOMIC_ACQUIRE) || __atomic_load_n(&fl->failed, __ATOMIC_ACQUIRE);
+	return __atomic_load_n(&fl->s->dst->mf_quit, __ATOMIC_ACQUIRE) || __atomic_load_n(&fl->failed, __ATOMIC_ACQUIRE) ||
+	       __atomic_load_n(&fl->s->dst->quit, __ATOMIC_ACQUIRE);
+}
+
+/* Under s->lock: postcopy-paused with why as error-desc (lazy_pause). */
+static void pause_locked(FileLoad *fl, const char *why)
+{
+	MigSession *s = fl->s;
+
+	__atomic_store_n(&fl->fetch_paused, TRUE, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&fl->paused, TRUE, __ATOMIC_SEQ_CST);
+	g_free(s->error);
+	s->error = g_strdup(why);
+	mig_log(s, MIG_LOG_WARNING, "lazy restore paused: %s", why);
+	mig_set_status_locked(s, MIG_STATUS_POSTCOPY_PAUSED);
+	g_cond_broadcast(&s->dst->recover_cond);
+}
+
+/* Lazy restore: the file failed (why: a read's error) or migrate-pause. Status
+ * postcopy-paused with why as error-desc; the fault thread reads no more (a fault's
+ * page stays asked for and its vCPU waits), the workers park, and mig/dst/file closes
+ * the file once no read is out (supervise). FALSE when the restore does not run any
+ * more (failed, or done): the caller fails as before. */
+static gboolean lazy_pause(FileLoad *fl, const char *why)
+{
+	MigSession *s = fl->s;
+	gboolean ok;
+
+	g_mutex_lock(&s->lock);
+	ok = s->status == MIG_STATUS_ACTIVE || mig_status_is_postcopy_run(s->status);
+	/* paused already (recover-setup too): the first cause stands; a recovery's
+	 * postcopy-recover is paused again */
+	if (ok && s->status != MIG_STATUS_POSTCOPY_PAUSED && s->status != MIG_STATUS_POSTCOPY_RECOVER_SETUP)
+		pause_locked(fl, why);
+	g_mutex_unlock(&s->lock);
+	return ok;
 }
 
 static gsize chunk_pages(const MigRamBlock *rb)
@@ -180,7 +231,14 @@ static int lazy_fetch(gpointer opaque, guint bi, gsize page)
 			mig_log(fl->s, MIG_LOG_WARNING, "lazy restore: the fault thread stays where it was: sched_setaffinity: %s",
 				g_strerror(errno));
 	}
+	/* before the pause is looked at: mig/dst/file closes the file only when it saw
+	 * the pause and no fault reading (both seq-cst) */
 	__atomic_add_fetch(&fl->faulting, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&fl->fetch_paused, __ATOMIC_SEQ_CST)) {
+		/* the page stays asked for, its vCPU waits: a recovery serves it first */
+		__atomic_sub_fetch(&fl->faulting, 1, __ATOMIC_SEQ_CST);
+		return 0;
+	}
 	__atomic_store_n(&fl->fault_reading, 1, __ATOMIC_SEQ_CST);
 	t0 = g_get_monotonic_time();
 	ok = mig_mapf_pread(fl->dfd, fl->fault_buf, rb->page_size,
@@ -195,7 +253,14 @@ static int lazy_fetch(gpointer opaque, guint bi, gsize page)
 			g_array_append_val(fl->fault_read_us, us);
 		mig_atomic_add(&fl->s->stats.x_file_fault_reads, 1);
 	}
-	if (!ok || !mig_pc_dst_place(fl->s, bi, page, fl->fault_buf, &e)) {
+	if (!ok) {
+		g_autofree char *why = g_strdup_printf("lazy restore of '%s': %s", fl->u.file, e->message);
+
+		if (!lazy_pause(fl, why)) {
+			mig_session_report_error(fl->s, "%s", why);
+			rc = -(e->code ? e->code : EIO);
+		}
+	} else if (!mig_pc_dst_place(fl->s, bi, page, fl->fault_buf, &e)) {
 		mig_session_report_error(fl->s, "lazy restore of '%s': %s", fl->u.file, e->message);
 		rc = -(e->code ? e->code : EIO);
 	} else {
@@ -277,6 +342,7 @@ static gboolean prefetch_chunk(FileLoad *fl, Worker *w, MigRing *ring, guint bi,
 		nrun = k + 1 - run;
 	}
 	ok = ok && mig_ring_drain(ring, err);
+	w->read_failed = !ok;
 	/* a run of adjacent pages in one UFFDIO_COPY: page by page (a system call each),
 	 * placing took about a quarter of a paced worker's time, its disk idle meanwhile */
 	for (gsize k = mig_bitmap_next(want, end - first, 0); ok && k < end - first;) {
@@ -323,29 +389,71 @@ static gboolean read_chunk(FileLoad *fl, MigRing *ring, guint bi, guint64 chunk,
 	return !open || mig_ring_vec_end(ring, err);
 }
 
+/* Lazy restore, paused: the worker waits here (no I/O, its ring freed under it) for a
+ * recovery, which gave it a new ring, or the end (FALSE). */
+static gboolean park(FileLoad *fl, Worker *w)
+{
+	MigSession *s = fl->s;
+
+	if (!__atomic_load_n(&fl->paused, __ATOMIC_SEQ_CST))
+		return TRUE;
+	g_mutex_lock(&s->lock);
+	fl->parked++;
+	g_cond_broadcast(&s->dst->recover_cond);
+	while (fl->paused && !quitting(fl))
+		g_cond_wait_until(&s->dst->recover_cond, &s->lock, g_get_monotonic_time() + PAUSE_POLL_MS * G_TIME_SPAN_MILLISECOND);
+	fl->parked--;
+	g_mutex_unlock(&s->lock);
+	w->throttled = FALSE;   /* a new ring is at full depth */
+	return !quitting(fl);
+}
+
+/* Lazy restore: the worker's read of the file failed (e): the restore pauses, and the
+ * chunk is read again once recovered. FALSE when it cannot pause (it fails). */
+static gboolean pause_on_read(FileLoad *fl, MigRing *ring, GError **e)
+{
+	g_autofree char *why = g_strdup_printf("lazy restore of '%s': %s", fl->u.file, (*e)->message);
+
+	mig_ring_drain(ring, NULL);   /* nothing in flight when the pause frees the ring */
+	if (!lazy_pause(fl, why))
+		return FALSE;
+	g_clear_error(e);
+	return TRUE;
+}
+
 static gpointer worker_thread(gpointer opaque)
 {
 	Worker *w = opaque;
 	FileLoad *fl = w->fl;
-	MigRing *ring = fl->rings[w->index];
 	guint nb = fl->s->ram->len;
 	GError *e = NULL;
+	guint64 c = G_MAXUINT64;   /* else a chunk whose read failed, read again after the pause */
+	MigRing *ring;
 
 	while (!quitting(fl)) {
-		guint64 c = __atomic_fetch_add(&fl->next_chunk, 1, __ATOMIC_RELAXED);
 		guint bi = 0;
 
+		if (fl->lazy && !park(fl, w))
+			break;
+		ring = fl->rings[w->index];
+		if (c == G_MAXUINT64)
+			c = __atomic_fetch_add(&fl->next_chunk, 1, __ATOMIC_RELAXED);
 		if (c >= fl->chunk_base[nb])
 			break;
 		while (c >= fl->chunk_base[bi + 1])
 			bi++;
-		if (!(fl->lazy ? prefetch_chunk(fl, w, ring, bi, c - fl->chunk_base[bi], &e)
-			       : read_chunk(fl, ring, bi, c - fl->chunk_base[bi], &e)))
+		if (fl->lazy ? prefetch_chunk(fl, w, ring, bi, c - fl->chunk_base[bi], &e)
+			     : read_chunk(fl, ring, bi, c - fl->chunk_base[bi], &e)) {
+			c = G_MAXUINT64;
+			continue;
+		}
+		if (!fl->lazy || !w->read_failed || !pause_on_read(fl, ring, &e))
 			break;
 	}
-	if (!e && __atomic_load_n(&fl->s->dst->mf_quit, __ATOMIC_ACQUIRE))
+	if (!e && quitting(fl) && !__atomic_load_n(&fl->failed, __ATOMIC_ACQUIRE))
 		g_set_error(&e, MIG_ERROR, ECANCELED, "the incoming migration was stopped");
-	if (!mig_ring_drain(ring, e ? NULL : &e) || e) {
+	ring = fl->rings[w->index];   /* NULL: a pause freed it */
+	if ((ring && !mig_ring_drain(ring, e ? NULL : &e)) || e) {
 		g_mutex_lock(&fl->err_lock);
 		if (!fl->error)
 			fl->error = g_steal_pointer(&e);
@@ -353,22 +461,33 @@ static gpointer worker_thread(gpointer opaque)
 		g_clear_error(&e);
 		__atomic_store_n(&fl->failed, TRUE, __ATOMIC_RELEASE);
 	}
+	g_mutex_lock(&fl->s->lock);
+	fl->exited++;
+	g_cond_broadcast(&fl->s->dst->recover_cond);
+	g_mutex_unlock(&fl->s->lock);
 	return NULL;
 }
 
-static gboolean open_file(FileLoad *fl, GError **err)
+/* *fd read-locked, and *dfd for the pages (the same, or O_DIRECT with direct-io); on
+ * failure what was opened is left in them for the caller to close. */
+static gboolean open_file(MigSession *s, const MigUri *u, int *fd, int *dfd, GError **err)
 {
-	fl->fd = mig_file_open(fl->s, fl->u.file, O_RDONLY, err);
-	if (fl->fd < 0)
+	*dfd = *fd = mig_file_open(s, u->file, O_RDONLY, err);
+	if (*fd < 0)
 		return FALSE;
 	/* held until every page is in (a lazy restore reads the file for seconds) */
-	if (!mig_file_lock(fl->fd, fl->u.file, fl->u.offset, FALSE, err))
+	if (!mig_file_lock(*fd, u->file, u->offset, FALSE, err))
 		return FALSE;
-	fl->dfd = fl->fd;
-	if (fl->s->dst->p.direct_io && (fl->dfd = mig_file_open(fl->s, fl->u.file, O_RDONLY | O_DIRECT, err)) < 0)
+	if (s->dst->p.direct_io && (*dfd = mig_file_open(s, u->file, O_RDONLY | O_DIRECT, err)) < 0)
 		return FALSE;
-	fl->s->stats.x_file_direct = fl->s->dst->p.direct_io;
 	return TRUE;
+}
+
+static void close_file(int fd, int dfd, guint64 offset)
+{
+	if (dfd >= 0 && dfd != fd)
+		close(dfd);
+	mig_file_close(fd, offset);
 }
 
 /* The regions read next (bitmaps; guest record and devices' state, one region at the
@@ -450,11 +569,156 @@ static GBytes *check_file(FileLoad *fl, GError **err)
 	return g_bytes_new_take(g_steal_pointer(&state), fl->map.state_len);
 }
 
+/* A ring's counts into the restore's (x-file), before it goes: at a pause or the end. */
+static void ring_account(FileLoad *fl, MigRing *r)
+{
+	MigSession *s = fl->s;
+	guint64 bytes = mig_ring_bytes(r), fill = mig_ring_fill_bytes(r);
+
+	fl->depth_peak = MAX(fl->depth_peak, mig_ring_depth_peak(r));
+	mig_atomic_add(&s->stats.x_file_requests, mig_ring_requests(r));
+	mig_atomic_add(&s->stats.x_file_fill_bytes, fill);
+	mig_atomic_add(&s->stats.x_file_bytes, bytes);
+	mig_atomic_add(&s->stats.transferred, bytes - fill);
+}
+
+/* Paused, no read out (every worker parked or done, no fault reading): the rings and
+ * the file closed, its lock let go, so that the operator may repair or move it. */
+static void close_paused(FileLoad *fl)
+{
+	for (guint i = 0; i < fl->nworkers; i++) {
+		if (!fl->rings[i])
+			continue;
+		ring_account(fl, fl->rings[i]);
+		mig_ring_free(g_steal_pointer(&fl->rings[i]));
+	}
+	close_file(fl->fd, fl->dfd, fl->u.offset);
+	fl->fd = fl->dfd = -1;
+	mig_log(fl->s, MIG_LOG_INFO, "lazy restore paused: '%s' closed, its lock let go; migrate-recover file: goes on",
+		fl->u.file);
+}
+
+/* The pages faults asked for while paused, read from the recovered file and placed
+ * before the workers go on. */
+static gboolean serve_pending(FileLoad *fl, GError **err)
+{
+	MigSession *s = fl->s;
+	gsize maxps = 0;
+	guint8 *buf = NULL;
+	gboolean ok = TRUE;
+
+	for (guint bi = 0; bi < s->ram->len; bi++)
+		maxps = MAX(maxps, ((MigRamBlock *)g_ptr_array_index(s->ram, bi))->page_size);
+	if (posix_memalign((void **)&buf, MIG_MAPF_ALIGN, maxps))
+		g_error("out of memory for a recovery's page");
+	for (guint bi = 0; ok && bi < s->ram->len; bi++) {
+		MigRamBlock *rb = g_ptr_array_index(s->ram, bi);
+		gsize n = mig_ram_block_pages(rb);
+
+		for (gsize p = mig_pc_dst_next_pending(s, bi, 0); ok && p < n; p = mig_pc_dst_next_pending(s, bi, p + 1)) {
+			ok = mig_mapf_pread(fl->dfd, buf, rb->page_size, fl->u.offset + fl->map.blocks[bi].pages_off +
+					    (guint64)p * rb->page_size, "faulted page", err) &&
+			     mig_pc_dst_place(s, bi, p, buf, err);
+			if (ok) {
+				mig_atomic_add(&s->stats.x_file_fault_reads, 1);
+				mig_atomic_add(&s->stats.x_file_bytes, rb->page_size);
+			}
+		}
+	}
+	free(buf);
+	return ok;
+}
+
+/* Paused with the file closed, and migrate-recover gave a file it checked: taken, new
+ * rings on it (postcopy-recover), the pending faults served, then the workers go on
+ * where they stopped (postcopy-active). A read that fails meanwhile pauses again. */
+static void recover(FileLoad *fl)
+{
+	MigSession *s = fl->s;
+	g_autoptr(GError) e = NULL;
+	gboolean ok = TRUE;
+
+	g_mutex_lock(&s->lock);
+	fl->fd = fl->new_fd;
+	fl->dfd = fl->new_dfd;
+	fl->u = fl->new_u;
+	fl->new_fd = fl->new_dfd = -1;
+	mig_set_status_locked(s, MIG_STATUS_POSTCOPY_RECOVER);
+	g_mutex_unlock(&s->lock);
+	for (guint i = 0; ok && i < fl->nworkers; i++)
+		ok = (fl->rings[i] = mig_ring_new(fl->dfd, MIG_RING_QD, &e)) != NULL;
+	if (ok) {
+		gboolean resumed;
+
+		/* the faults from here on are the fault thread's again; those before are
+		 * pending (asked for, not placed) and served here. Unless a pause came
+		 * meanwhile (migrate-pause in postcopy-recover): it stands. */
+		g_mutex_lock(&s->lock);
+		resumed = s->status == MIG_STATUS_POSTCOPY_RECOVER;
+		if (resumed)
+			__atomic_store_n(&fl->fetch_paused, FALSE, __ATOMIC_SEQ_CST);
+		g_mutex_unlock(&s->lock);
+		ok = !resumed || serve_pending(fl, &e);
+	}
+	g_mutex_lock(&s->lock);
+	fl->closed = FALSE;   /* paused again: closed afresh; else not paused any more */
+	if (!ok && (!fl->fetch_paused || s->status == MIG_STATUS_POSTCOPY_RECOVER)) {
+		/* unless a pause came first (its cause stands) */
+		g_autofree char *why = g_strdup_printf("lazy restore of '%s': %s", fl->u.file, e->message);
+
+		pause_locked(fl, why);
+	} else if (!fl->fetch_paused) {
+		__atomic_store_n(&fl->paused, FALSE, __ATOMIC_SEQ_CST);
+		mig_log(s, MIG_LOG_INFO, "lazy restore recovered from '%s'", fl->u.file);
+		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_ACTIVE);
+	}
+	g_cond_broadcast(&s->dst->recover_cond);
+	g_mutex_unlock(&s->lock);
+}
+
+/* mig/dst/file while the lazy restore's workers prefetch: waits for them, and through
+ * every pause: once no read is out, the file closed (close_paused); then the file
+ * migrate-recover checked is taken (recover). Ends when every worker did and nothing
+ * is paused, or on a failure or the session's end. */
+static void supervise(FileLoad *fl)
+{
+	MigSession *s = fl->s;
+	Dst *d = s->dst;
+
+	g_mutex_lock(&s->lock);
+	while (!quitting(fl) && (fl->exited < fl->nworkers || fl->paused)) {
+		gint64 wait_ms = PAUSE_POLL_MS;
+
+		if (fl->paused && !fl->closed && fl->parked + fl->exited == fl->nworkers) {
+			if (__atomic_load_n(&fl->faulting, __ATOMIC_SEQ_CST)) {
+				wait_ms = 1;   /* a fault's read is out: it ends soon */
+			} else {
+				g_mutex_unlock(&s->lock);
+				close_paused(fl);
+				g_mutex_lock(&s->lock);
+				fl->closed = TRUE;
+				g_cond_broadcast(&d->recover_cond);
+				continue;
+			}
+		} else if (fl->paused && fl->closed && fl->new_fd >= 0) {
+			g_mutex_unlock(&s->lock);
+			recover(fl);
+			g_mutex_lock(&s->lock);
+			continue;
+		}
+		/* not paused: a worker's end, a pause and the session's end all signal */
+		if (!fl->paused)
+			g_cond_wait(&d->recover_cond, &s->lock);
+		else
+			g_cond_wait_until(&d->recover_cond, &s->lock, g_get_monotonic_time() + wait_ms * G_TIME_SPAN_MILLISECOND);
+	}
+	g_mutex_unlock(&s->lock);
+}
+
 static gboolean read_pages(FileLoad *fl, GError **err)
 {
 	MigSession *s = fl->s;
 	Worker *w;
-	guint64 peak = 0, bytes = 0, fill = 0;
 
 	fl->nworkers = s->caps[MIG_CAP_MULTIFD] ? (guint)s->dst->p.multifd_channels : 1;
 	fl->rings = g_new0(MigRing *, fl->nworkers);
@@ -465,24 +729,21 @@ static gboolean read_pages(FileLoad *fl, GError **err)
 	for (guint i = 0; i < fl->nworkers; i++) {
 		char name[16];
 
-		w[i] = (Worker){ fl, i, NULL, NULL, FALSE };
+		w[i] = (Worker){ fl, i, NULL, NULL, FALSE, FALSE };
 		if (fl->lazy && posix_memalign((void **)&w[i].buf, MIG_MAPF_ALIGN, fl->max_chunk))
 			g_error("out of memory for a prefetch buffer");
 		g_snprintf(name, sizeof(name), "mig/dst/file/%u", i);
 		w[i].thread = g_thread_new(name, worker_thread, &w[i]);
 	}
+	if (fl->lazy)
+		supervise(fl);
 	for (guint i = 0; i < fl->nworkers; i++) {
 		g_thread_join(w[i].thread);
 		free(w[i].buf);
-		peak = MAX(peak, mig_ring_depth_peak(fl->rings[i]));
-		bytes += mig_ring_bytes(fl->rings[i]);
-		mig_atomic_add(&s->stats.x_file_requests, mig_ring_requests(fl->rings[i]));
-		fill += mig_ring_fill_bytes(fl->rings[i]);
+		if (fl->rings[i])
+			ring_account(fl, fl->rings[i]);
 	}
-	mig_atomic_add(&s->stats.x_file_fill_bytes, fill);
-	mig_atomic_set(&s->stats.x_file_depth_peak, peak);
-	mig_atomic_add(&s->stats.x_file_bytes, bytes);
-	mig_atomic_add(&s->stats.transferred, bytes - fill);
+	mig_atomic_set(&s->stats.x_file_depth_peak, fl->depth_peak);
 	if (fl->error) {
 		/* a worker's error says where in the file; this says which file */
 		g_propagate_prefixed_error(err, g_steal_pointer(&fl->error), fl->lazy ? "lazy restore of '%s': " : "'%s': ",
@@ -558,7 +819,8 @@ static gboolean lazy_start(FileLoad *fl, GBytes *state, GError **err)
 		return FALSE;
 	g_mutex_lock(&s->lock);
 	s->stats.x_file_vm_load_us = MAX(g_get_monotonic_time() - t0, 1);
-	mig_dst_start_guest_locked(s, MIG_STATUS_POSTCOPY_ACTIVE);
+	/* a fault's read may have failed already (a guest record's load may touch memory) */
+	mig_dst_start_guest_locked(s, fl->fetch_paused ? MIG_STATUS_POSTCOPY_PAUSED : MIG_STATUS_POSTCOPY_ACTIVE);
 	s->stats.x_file_running_us = g_get_monotonic_time() - s->stats.t_start;
 	g_mutex_unlock(&s->lock);
 	return TRUE;
@@ -570,8 +832,9 @@ static gboolean load(FileLoad *fl, GError **err)
 	g_autoptr(GBytes) state = NULL;
 	gint64 checked;
 
-	if (!open_file(fl, err) || !(state = check_file(fl, err)))
+	if (!open_file(s, &fl->u, &fl->fd, &fl->dfd, err) || !(state = check_file(fl, err)))
 		return FALSE;
+	s->stats.x_file_direct = s->dst->p.direct_io;
 	checked = g_get_monotonic_time();
 	/* a file holds the VM's state whole: no parts of an earlier migration count */
 	if (s->vm_live)
@@ -634,9 +897,8 @@ static void file_free(gpointer opaque)
 	g_free(fl->present);
 	g_free(fl->chunk_base);
 	mig_mapf_clear(&fl->map);
-	if (fl->dfd >= 0 && fl->dfd != fl->fd)
-		close(fl->dfd);
-	mig_file_close(fl->fd, fl->u.offset);
+	close_file(fl->fd, fl->dfd, fl->u.offset);
+	close_file(fl->new_fd, fl->new_dfd, fl->new_u.offset);
 	g_clear_error(&fl->error);
 	g_mutex_clear(&fl->err_lock);
 	free(fl->fault_buf);
@@ -695,7 +957,7 @@ gboolean mig_file_dst_start(MigSession *s, const MigUri *u, GError **err)
 	fl = g_new0(FileLoad, 1);
 	fl->s = s;
 	fl->u = *u;
-	fl->fd = fl->dfd = -1;
+	fl->fd = fl->dfd = fl->new_fd = fl->new_dfd = -1;
 	fl->lazy = s->caps[MIG_CAP_POSTCOPY_RAM];
 	fl->fault_read_us = g_array_new(FALSE, FALSE, sizeof(guint32));
 	s->stats.t_start = g_get_monotonic_time();
@@ -706,4 +968,77 @@ gboolean mig_file_dst_start(MigSession *s, const MigUri *u, GError **err)
 	d->main_thread = g_thread_new("mig/dst/file", file_thread, fl);
 	g_mutex_unlock(&s->lock);
 	return TRUE;
+}
+
+gboolean mig_file_dst_pause(MigSession *s, GError **err)
+{
+	FileLoad *fl = s->dst->file;
+
+	if (!fl->lazy || !lazy_pause(fl, "paused by migrate-pause")) {
+		g_set_error(err, MIG_ERROR, EINVAL, "migrate-pause: the lazy restore does not run any more");
+		return FALSE;
+	}
+	return TRUE;
+}
+
+gboolean mig_file_dst_recover(MigSession *s, const MigUri *u, GError **err)
+{
+	FileLoad *fl = s->dst->file;
+	gint64 end = g_get_monotonic_time() + RECOVER_WAIT_MS * G_TIME_SPAN_MILLISECOND;
+	int fd = -1, dfd = -1;
+	MigMapFile m = { 0 };
+	gboolean ok;
+
+	g_mutex_lock(&s->lock);
+	ok = fl->lazy && s->status == MIG_STATUS_POSTCOPY_PAUSED;
+	g_mutex_unlock(&s->lock);
+	if (!ok) {
+		g_set_error(err, MIG_ERROR, EINVAL, "Migrate recover can only be run when postcopy is paused.");
+		return FALSE;
+	}
+	if (u->kind != MIG_URI_FILE) {
+		g_set_error(err, MIG_ERROR, EINVAL, "migrate-recover: a lazy restore takes its pages from a file; it recovers "
+			    "from a file: URI of the same save, not a %s address", u->kind == MIG_URI_FD ? "fd:" :
+			    u->kind == MIG_URI_TCP ? "tcp:" : "unix:");
+		return FALSE;
+	}
+	g_mutex_lock(&s->lock);
+	/* a read still out (a failing disk's) delays the close a little */
+	while (s->status == MIG_STATUS_POSTCOPY_PAUSED && !fl->closed && !s->dst->quit &&
+	       g_cond_wait_until(&s->dst->recover_cond, &s->lock, end))
+		;
+	ok = fl->lazy && s->status == MIG_STATUS_POSTCOPY_PAUSED && fl->closed && fl->new_fd < 0 && !s->dst->quit;
+	if (!ok) {
+		g_set_error(err, MIG_ERROR, EINVAL, s->status == MIG_STATUS_POSTCOPY_PAUSED && !fl->closed ?
+			    "migrate-recover: the paused lazy restore still reads its old file (a read is out); try again" :
+			    "Migrate recover can only be run when postcopy is paused.");
+		g_mutex_unlock(&s->lock);
+		return FALSE;
+	}
+	mig_set_status_locked(s, MIG_STATUS_POSTCOPY_RECOVER_SETUP);
+	g_mutex_unlock(&s->lock);
+	/* the same checks as the first load's header, then that it is the same save:
+	 * only then may its pages go into the guest */
+	ok = open_file(s, u, &fd, &dfd, err) && mig_mapf_read_header(fd, u->offset, s->ram, s->devices, &m, err) &&
+	     mig_mapf_same_save(&fl->map, &m, err);
+	mig_mapf_clear(&m);
+	g_mutex_lock(&s->lock);
+	if (ok && (s->status != MIG_STATUS_POSTCOPY_RECOVER_SETUP || s->dst->quit)) {
+		g_set_error(err, MIG_ERROR, ECANCELED, "the restore ended meanwhile");
+		ok = FALSE;
+	}
+	if (ok) {
+		fl->new_fd = fd;
+		fl->new_dfd = dfd;
+		fl->new_u = *u;
+		g_cond_broadcast(&s->dst->recover_cond);
+	} else if (s->status == MIG_STATUS_POSTCOPY_RECOVER_SETUP) {
+		mig_set_status_locked(s, MIG_STATUS_POSTCOPY_PAUSED);
+	}
+	g_mutex_unlock(&s->lock);
+	if (!ok) {
+		close_file(fd, dfd, u->offset);
+		g_prefix_error(err, "migrate-recover: '%s' refused, the restore stays paused: ", u->file);
+	}
+	return ok;
 }

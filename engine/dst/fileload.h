@@ -8,3 +8,10 @@
 
 /* migrate-incoming file:PATH: starts mig/dst/file. Takes s->lock itself. */
 gboolean mig_file_dst_start(MigSession *s, const MigUri *u, GError **err);
+/* A lazy restore's migrate-pause: postcopy-paused, the file closed once no read is out.
+ * Without s->lock. */
+gboolean mig_file_dst_pause(MigSession *s, GError **err);
+/* A paused lazy restore's migrate-recover: u (a file: URI, else refused) opened, locked
+ * and its header checked to be the same save's, else refused naming why, still paused;
+ * accepted, mig/dst/file takes it and goes on. Without s->lock. */
+gboolean mig_file_dst_recover(MigSession *s, const MigUri *u, GError **err);

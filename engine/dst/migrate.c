@@ -959,8 +959,7 @@ gboolean mig_dst_has_channels(MigSession *s)
 gboolean mig_dst_pause(MigSession *s, GError **err)
 {
 	if (s->dst && s->dst->file)
-		return fail(err, EINVAL, "migrate-pause: a lazy restore reads its pages from a file, there is no channel to "
-			    "cut; it ends when every page is in");
+		return mig_file_dst_pause(s, err);
 	if (s->dst)
 		mig_dst_postcopy_lost(s, "paused by migrate-pause");
 	return TRUE;
@@ -976,6 +975,10 @@ gboolean mig_dst_recover(MigSession *s, const char *uri, GError **err)
 
 	if (mig_uri_parse(uri, &u) < 0)
 		return fail(err, EINVAL, "invalid migration URI '%s' (expected tcp:HOST:PORT or unix:PATH)", uri);
+	if (s->dst && s->dst->file)
+		return mig_file_dst_recover(s, &u, err);
+	if (u.kind == MIG_URI_FD || u.kind == MIG_URI_FILE)
+		return fail(err, EINVAL, "postcopy recovery needs a tcp: or unix: address, not '%s'", uri);
 	g_mutex_lock(&s->lock);
 	d = s->dst;
 	if (!d || s->status != MIG_STATUS_POSTCOPY_PAUSED) {

@@ -215,6 +215,17 @@ gboolean mig_pc_dst_placing(MigSession *s)
 	return __atomic_load_n(&s->dst->pc, __ATOMIC_ACQUIRE) != NULL;
 }
 
+gsize mig_pc_dst_next_pending(MigSession *s, guint block, gsize from)
+{
+	PcBlock *b = &s->dst->pc->blocks[block];
+	gsize i;
+
+	for (i = mig_bitmap_next(b->requested, b->npages, from); i < b->npages; i = mig_bitmap_next(b->requested, b->npages, i + 1))
+		if (!mig_bitmap_test(s->dst->received[block], i))
+			break;
+	return i;
+}
+
 static PcBlock *find_block(PcDst *pc, guint64 addr, guint *bi)
 {
 	for (guint i = 0; i < pc->nblocks; i++) {

@@ -22,6 +22,9 @@ gboolean mig_pc_dst_place(MigSession *s, guint block, gsize page, const void *da
  * other thread placed one of them first. */
 gboolean mig_pc_dst_place_run(MigSession *s, guint block, gsize page, gsize npages, const void *data, GError **err);
 gboolean mig_pc_dst_placing(MigSession *s);
+/* The first page of block at or after from that a fault asked for and nothing placed
+ * yet (the block's page count if none): what a recovered lazy restore serves first. */
+gsize mig_pc_dst_next_pending(MigSession *s, guint block, gsize from);
 /* After END: every page present? Then unregister and stop the fault thread. */
 gboolean mig_pc_dst_finish(MigSession *s, GError **err);
 void mig_pc_dst_stop(MigSession *s);

@@ -180,6 +180,56 @@ def case_fdset_lazy_restore():
         restore(path, direct=False, lazy=True)
 
 
+def unlocked(path):
+    try:
+        check_unlocked(path, "")
+        return True
+    except AssertionError:
+        return False
+
+
+def case_fdset_lazy_pause_recover():
+    """A lazy restore from an fd set, paused by migrate-pause, lets go of the file's lock
+    although the set still holds its descriptor; migrate-recover from another set (the
+    file passed again, as libvirt would) is refused without the offset (no header
+    there) and accepted with it; the restore completes, every unit checked."""
+    with workdir() as d:
+        path = os.path.join(d, "guest.sav")
+        with open(path, "wb") as f:
+            f.write(b"L" * OFFSET)
+        # 128 MiB: the prefetch, paced by the random vCPU, lasts long enough to pause it
+        with h.Migd("src", h.guest_args("128M", workload="idle,zero=0.25")) as src:
+            src.set_caps({"mapped-ram": True})
+            src.cmd("migrate", uri="file:%s,offset=%d" % (path, OFFSET))
+            src.wait_status("completed", timeout=60)
+        with h.Migd("dst", h.guest_args("128M", workload="random") + ["--incoming", "defer"]) as dst:
+            mon = Monitor(dst.qmp_path, "dst")
+            try:
+                for fdset in (0, 1):
+                    fd = os.open(path, os.O_RDONLY)
+                    add_fd(mon, fd, fdset)
+                    os.close(fd)
+                dst.set_caps({"mapped-ram": True, "multifd": True, "postcopy-ram": True})
+                dst.set_params({"multifd-channels": 2})
+                dst.cmd("migrate-incoming", uri="file:/dev/fdset/0,offset=%d" % OFFSET)
+                info = dst.wait_status(["postcopy-active", "completed"], timeout=30, interval=0.01)
+                h.check(info["status"] == "postcopy-active", "the restore ended before the pause: %s" % info)
+                dst.cmd("migrate-pause")
+                h.wait_until(lambda: unlocked(path), 10, "the paused restore to let go of the file")
+                try:
+                    dst.cmd("migrate-recover", uri="file:/dev/fdset/1")
+                    raise h.HarnessError("migrate-recover without the offset was accepted")
+                except h.QmpError as e:
+                    h.check("bad magic" in str(e), "refusal without the offset: %s" % e)
+                h.check(dst.query_migrate().get("status") == "postcopy-paused", "after a refused migrate-recover")
+                dst.cmd("migrate-recover", uri="file:/dev/fdset/1,offset=%d" % OFFSET)
+                dst.wait_status("completed", timeout=60)
+                check_restored(dst, 128 * h.MiB)
+                check_unlocked(path, "after the recovered load, its fd sets still open")
+            finally:
+                mon.close()
+
+
 def case_fdset_streamed():
     """A streamed file (no mapped-ram) saved to and loaded from fd sets; each side lets go
     of the file's lock once it has written or read the stream's end."""
@@ -246,4 +296,4 @@ def case_fdset_refusals():
 
 if __name__ == "__main__":
     h.main([case_fdset_commands, case_fdset_save_restore, case_fdset_save_restore_direct,
-            case_fdset_lazy_restore, case_fdset_streamed, case_fdset_refusals])
+            case_fdset_lazy_restore, case_fdset_lazy_pause_recover, case_fdset_streamed, case_fdset_refusals])

@@ -5,7 +5,8 @@ without it (the ordinary stream in a file).
 Round trips through a mapped-ram file for every memory backend (and devices), checked unit by unit
 by the destination's guest (x-integrity); a live save of a writing guest and a save of
 a stopped one; a lazy restore (postcopy-ram on migrate-incoming) under a random
-workload; damaged files (truncated, bad magic or version, flipped bytes in the
+workload, paused by its file cut or by migrate-pause and recovered (migrate-recover
+file:, the same save only); damaged files (truncated, bad magic or version, flipped bytes in the
 header, in the page bitmap and in their padding, marked incomplete, another guest
 size or page size) refused before a byte is read into the guest; a full file system (a small tmpfs made
 here) fails the save, leaves the source running and the file marked incomplete;
@@ -496,62 +497,176 @@ def case_lazy_restore_hugetlb_2m():
     lazy_restore("hugetlb", "2M", direct=True)
 
 
+def integrity_settled(dst, what):
+    """x-integrity once a vCPU waits on a page (its unit checks stop), none failed."""
+    def integrity():
+        return dst.query_migrate().get("x-integrity") or {}
+
+    def settled():
+        first = integrity()
+        h.check(first.get("failed") == 0, "a vCPU went on past a page %s: x-integrity %s" % (what, first))
+        time.sleep(0.3)
+        return first if integrity() == first else None
+    return h.wait_until(settled, 15, "the vCPU to wait for a page %s" % what)
+
+
+def migration_statuses(dst):
+    """The MIGRATION events' statuses received so far, in order."""
+    return [e["data"]["status"] for e in dst.qmp.take_events("MIGRATION")]
+
+
+def recover_completes(dst, uri, size):
+    """migrate-recover uri: the restore completes, every unit checked; the MIGRATION
+    events' statuses received so far."""
+    dst.cmd("migrate-recover", uri=uri)
+    info = dst.wait_status(["completed", "failed"], timeout=60)
+    h.check(info["status"] == "completed", "the recovered restore did not complete: %s" % info)
+    check_restored(dst, size)
+    return migration_statuses(dst)
+
+
+def lock_free(path):
+    """Whether no migration holds a lock on path (a write lock could be taken)."""
+    try:
+        os.close(ofd_lock(path, "write"))
+        return True
+    except BlockingIOError:
+        return False
+
+
 def case_lazy_restore_file_cut():
-    """A lazy restore whose file is cut short after its guest runs: the restore fails
-    naming the truncation, the guest keeps running on the pages it has, a vCPU that
-    touches a page the file no longer holds waits for it (never reads zeros) whatever
-    the operator asks next, and quit still ends migd."""
+    """A lazy restore whose file is cut short after its guest runs pauses (postcopy-paused
+    naming the truncation, the file let go); a vCPU that touches a page the file no
+    longer holds waits for it (never reads zeros) whatever the operator asks next;
+    migrate-recover with another save of a guest of the same shape, with the still cut
+    file or with a socket address is refused and the restore stays paused; with the
+    file repaired it goes on and completes, every unit checked."""
     with workdir() as d:
-        path = os.path.join(d, "cut.img")
-        with h.Migd("src", h.guest_args("256M", workload="idle,zero=0.25")) as src:
-            save(src, path)
+        path, keep, other = (os.path.join(d, n) for n in ("cut.img", "keep.img", "other.img"))
+        for p in (path, other):
+            with h.Migd("src", h.guest_args("256M", workload="idle,zero=0.25")) as src:
+                save(src, p)
+        shutil.copyfile(path, keep)
         dst = h.Migd("dst", h.guest_args("256M", workload="random") + ["--incoming", "defer"])
         with dst:
-            dst.set_caps({"mapped-ram": True, "postcopy-ram": True, "multifd": True})
+            dst.set_caps({"mapped-ram": True, "postcopy-ram": True, "multifd": True, "events": True})
             dst.set_params({"multifd-channels": 2})
             dst.cmd("migrate-incoming", uri="file:" + path)
             # the random vCPU paces the prefetch: every page is in about 0.5 s after
             # the guest runs (256 MiB), the cut comes a poll (10 ms) after it runs
             info = dst.wait_status(["postcopy-active", "completed"], timeout=30, interval=0.01)
             h.check(info["status"] == "postcopy-active", "the restore ended before the file was cut: %s" % info)
-            # a lazy restore has no channel that a pause could cut
-            expect_refused_cmd(dst, "migrate-pause", {}, "no channel to cut")
             os.truncate(path, os.path.getsize(path) // 8 // 4096 * 4096)
-            info = h.wait_until(lambda: (lambda i: i if i.get("status") == "failed" else None)(dst.query_migrate()),
-                                30, "the lazy restore to fail")
+            info = dst.wait_status(["postcopy-paused", "failed", "completed"], timeout=30, interval=0.01)
             err = info.get("error-desc") or ""
-            print("cut: %s" % err)
-            h.check("truncated" in err, "the error does not name the truncation: %r" % err)
-
-            def integrity():
-                return dst.query_migrate().get("x-integrity") or {}
-
-            # the vCPU stops at its first page past the cut: its unit checks stop there
-            def settled():
-                first = integrity()
-                h.check(first.get("failed") == 0, "a vCPU went on past a page the file no longer holds: x-integrity %s"
-                        % first)
-                time.sleep(0.3)
-                return first if integrity() == first else None
-            before = h.wait_until(settled, 15, "the vCPU to wait for a page past the cut")
+            print("cut: %s" % info)
+            h.check(info["status"] == "postcopy-paused", "the lazy restore did not pause: %s" % info)
+            h.check("truncated" in err and path in err, "the error does not name the file and the truncation: %r" % err)
+            before = integrity_settled(dst, "past the cut")
+            # the file closed, its lock let go: a save (a write lock) could take it
+            h.wait_until(lambda: lock_free(path), 10, "the paused restore to let go of the file")
             for cmd, args in (("migrate-pause", {}), ("migrate_cancel", {}), ("migrate-incoming", {"uri": "file:" + path}),
-                              ("migrate-recover", {"uri": "tcp:127.0.0.1:0"}), ("x-guest-check", {})):
+                              ("x-guest-check", {})):
                 try:
                     dst.cmd(cmd, args)
                     print("%s: accepted" % cmd)
                 except h.QmpError as e:
                     print("%s: %s" % (cmd, e))
+            for uri, want in (("tcp:127.0.0.1:0", "from a file: URI of the same save"),
+                              ("file:" + other, "session id differs"),
+                              ("file:" + path, "truncated")):
+                expect_refused_cmd(dst, "migrate-recover", {"uri": uri}, want)
+                info = dst.query_migrate()
+                h.check(info.get("status") == "postcopy-paused" and info.get("error-desc") == err,
+                        "after migrate-recover %s: %s" % (uri, info))
             time.sleep(0.5)
-            after = integrity()
+            after = integrity_settled(dst, "past the cut")
             print("x-integrity after the cut %s, after the commands and 0.5 s %s" % (before, after))
-            h.check(after.get("failed") == 0 and after == before,
-                    "a vCPU went on past a page the file no longer holds: x-integrity %s, then %s" % (before, after))
-            info = dst.query_migrate()
-            h.check(info.get("status") == "failed" and info.get("error-desc") == err, "after the commands: %s" % info)
+            h.check(after == before, "a vCPU went on past a page the file no longer holds: x-integrity %s, then %s"
+                    % (before, after))
             h.check(dst.query_status().get("running") is True, "the guest stopped: %s" % dst.query_status())
+            os.replace(keep, path)   # repaired
+            seen = recover_completes(dst, "file:" + path, 256 * h.MiB)
+            print("statuses: %s" % seen)
+            h.check(seen[-5:] == ["postcopy-paused", "postcopy-recover-setup", "postcopy-recover", "postcopy-active",
+                                  "completed"] and "failed" not in seen, "statuses %s" % seen)
+            os.close(ofd_lock(path, "write"))   # raises if the restore still held it
             t0 = time.monotonic()
             dst.quit(timeout=5)
             print("quit took %.2f s" % (time.monotonic() - t0))
+
+
+def case_lazy_restore_prefetch_cut():
+    """The prefetch's read fails (an idle guest faults nothing, so the workers alone
+    read): the restore pauses naming the file; recovered with the repaired file, the
+    chunk whose read failed is read again and the restore completes, every unit checked."""
+    with workdir() as d:
+        path, keep = os.path.join(d, "cut.img"), os.path.join(d, "keep.img")
+        with h.Migd("src", h.guest_args("256M", workload="idle,zero=0.25")) as src:
+            save(src, path)
+        shutil.copyfile(path, keep)
+        dst = h.Migd("dst", h.guest_args("256M", workload="idle") + ["--incoming", "defer"])
+        with dst:
+            dst.set_caps({"mapped-ram": True, "postcopy-ram": True})
+            dst.cmd("migrate-incoming", uri="file:" + path)
+            # at once (a poll a ms): the one worker reads every page in 100 to 250 ms
+            # here (a loaded 2-CPU VM), and had not read 8 MiB when the cut came, in
+            # every run tried; its next read past the cut fails
+            info = dst.wait_status(["postcopy-active", "completed"], timeout=30, interval=0.001)
+            os.truncate(path, 64 * h.MiB)
+            h.check(info["status"] == "postcopy-active", "the restore ended before the file was cut: %s" % info)
+            info = dst.wait_status(["postcopy-paused", "failed", "completed"], timeout=30, interval=0.01)
+            err = info.get("error-desc") or ""
+            print("cut after %s bytes read: %s" % ((info.get("x-file") or {}).get("bytes-read"), err))
+            h.check(info["status"] == "postcopy-paused", "the lazy restore did not pause: %s" % info)
+            h.check("reading the file at offset" in err and "truncated" in err and path in err,
+                    "not the prefetch's read, or the file and the cause not named: %r" % err)
+            h.wait_until(lambda: lock_free(path), 10, "the paused restore to let go of the file")
+            os.replace(keep, path)
+            recover_completes(dst, "file:" + path, 256 * h.MiB)
+
+
+def case_lazy_restore_pause_recover():
+    """migrate-pause on a lazy restore: postcopy-paused, the file let go (an operator may
+    move or repair it), the vCPUs wait; migrate-recover on the same file, moved, goes on,
+    and a second pause and recovery too; the restore completes, every unit checked."""
+    with workdir() as d:
+        path, moved = os.path.join(d, "paused.img"), os.path.join(d, "moved.img")
+        with h.Migd("src", h.guest_args("256M", workload="idle,zero=0.25")) as src:
+            save(src, path)
+        dst = h.Migd("dst", h.guest_args("256M", workload="random") + ["--incoming", "defer"])
+        with dst:
+            dst.set_caps({"mapped-ram": True, "postcopy-ram": True, "multifd": True, "events": True})
+            # direct-io: the recovered file is opened a second time with O_DIRECT, as the first
+            dst.set_params({"multifd-channels": 2, "direct-io": True})
+            dst.cmd("migrate-incoming", uri="file:" + path)
+            info = dst.wait_status(["postcopy-active", "completed"], timeout=30, interval=0.01)
+            h.check(info["status"] == "postcopy-active", "the restore ended before the pause: %s" % info)
+            dst.cmd("migrate-pause")
+            info = dst.query_migrate()
+            h.check(info.get("status") == "postcopy-paused" and "migrate-pause" in (info.get("error-desc") or ""),
+                    "after migrate-pause: %s" % info)
+            h.wait_until(lambda: lock_free(path), 10, "the paused restore to let go of the file")
+            integrity_settled(dst, "while paused")
+            os.rename(path, moved)   # the operator moves it
+            dst.cmd("migrate-recover", uri="file:" + moved)
+            # again as soon as it runs (postcopy-recover or -active), long before every page is in
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    dst.cmd("migrate-pause")
+                    break
+                except h.QmpError as e:
+                    h.check("postcopy-recover-setup" in str(e) and time.monotonic() < deadline,
+                            "the second migrate-pause: %s" % e)
+                    time.sleep(0.001)
+            info = dst.query_migrate()
+            h.check(info.get("status") == "postcopy-paused", "after the second migrate-pause: %s" % info)
+            seen = recover_completes(dst, "file:" + moved, 256 * h.MiB)
+            print("statuses: %s" % seen)
+            h.check(seen.count("postcopy-paused") == 2 and seen.count("postcopy-recover") == 2 and "failed" not in seen
+                    and seen[-1] == "completed", "statuses %s" % seen)
+            os.close(ofd_lock(moved, "write"))
 
 
 def damage(path, out, how):
@@ -986,6 +1101,6 @@ if __name__ == "__main__":
     h.main([case_live_anon_multifd_devices, case_stopped_memfd_zero_pages_offset, case_scattered_direct_multifd,
             case_gaps_direct,
             case_hugetlb_2m_direct_io,
-            case_hugetlb_1g, case_lazy_restore_anon, case_lazy_restore_hugetlb_2m, case_lazy_restore_file_cut, case_damaged_files_refused, case_enospc_and_direct_io_on_tmpfs, case_enospc_multifd_direct_then_good_path, case_direct_io_refusals_ramfs,
+            case_hugetlb_1g, case_lazy_restore_anon, case_lazy_restore_hugetlb_2m, case_lazy_restore_file_cut, case_lazy_restore_prefetch_cut, case_lazy_restore_pause_recover, case_damaged_files_refused, case_enospc_and_direct_io_on_tmpfs, case_enospc_multifd_direct_then_good_path, case_direct_io_refusals_ramfs,
             case_enospc_fallocate_fallback,
             case_refusals, case_locks, case_streamed, case_devices_parallel])

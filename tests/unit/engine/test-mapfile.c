@@ -1,7 +1,8 @@
 /* The mapped-ram file header (engine/mapfile.c): a packed header reads back; every
  * single flipped byte of it, a header cut short, a file shorter than the layout, an
  * incomplete save and a guest of another shape are refused with an error, never
- * accepted and never a crash. Real files in a temporary directory. */
+ * accepted and never a crash; a paused lazy restore's check that a file is the same
+ * save. Real files in a temporary directory. */
 #include "engine/mapfile.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -258,6 +259,83 @@ static void test_refusals(void)
 	fixture_clear(&f);
 }
 
+/* A header read back from a file of this layout, after mutate (if any) changed it. */
+static void read_mutated(Fixture *f, void (*mutate)(MigMapFile *m), MigMapFile *got)
+{
+	MigMapFile m;
+	g_autofree guint8 *h = NULL;
+	int fd = open(f->path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+
+	g_assert_cmpint(fd, >=, 0);
+	mig_mapf_layout(&m, f->ram, 0);
+	mig_mapf_set_lengths(&m, 1000, NULL);
+	m.flags = MIG_MAPF_F_COMPLETE;
+	memset(m.session, 0x5a, sizeof(m.session));
+	if (mutate)
+		mutate(&m);
+	h = mig_mapf_pack(&m);
+	g_assert_true(mig_mapf_pwrite(fd, h, m.header_len, 0, "header", NULL));
+	g_assert_cmpint(ftruncate(fd, (off_t)m.file_len), ==, 0);
+	g_assert_true(mig_mapf_read_header(fd, 0, f->ram, f->devices, got, NULL));
+	close(fd);
+	mig_mapf_clear(&m);
+}
+
+static void other_session(MigMapFile *m)
+{
+	m->session[15] ^= 1;
+}
+
+static void other_bitmap(MigMapFile *m)
+{
+	m->blocks[1].bitmap_sha[0] ^= 1;
+}
+
+static void other_record(MigMapFile *m)
+{
+	m->state_sha[31] ^= 1;
+}
+
+static void longer_record(MigMapFile *m)
+{
+	mig_mapf_set_lengths(m, 5000, NULL);
+}
+
+/* A paused lazy restore takes a file again only if it is the same save: every field the
+ * header holds compared, the first difference named. */
+static void test_same_save(void)
+{
+	static const struct {
+		void (*mutate)(MigMapFile *m);
+		const char *why;
+	} cases[] = {
+		{ other_session, "session id" },
+		{ other_bitmap, "bitmap of RAM block 'huge'" },
+		{ other_record, "guest record differs" },
+		{ longer_record, "length or layout" },
+	};
+	Fixture f;
+	MigMapFile a, b;
+
+	fixture_init(&f);
+	read_mutated(&f, NULL, &a);
+	read_mutated(&f, NULL, &b);
+	g_assert_true(mig_mapf_same_save(&a, &b, NULL));
+	mig_mapf_clear(&b);
+	for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+		g_autoptr(GError) err = NULL;
+
+		read_mutated(&f, cases[i].mutate, &b);
+		g_assert_false(mig_mapf_same_save(&a, &b, &err));
+		g_assert_nonnull(err);
+		g_assert_nonnull(strstr(err->message, cases[i].why));
+		g_assert_nonnull(strstr(err->message, "not the save being restored"));
+		mig_mapf_clear(&b);
+	}
+	mig_mapf_clear(&a);
+	fixture_clear(&f);
+}
+
 static void test_bitmap(void)
 {
 	gulong map[2] = { 0, 0 }, back[2] = { 0, 0 };
@@ -285,5 +363,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/mapfile/bitmap-region", test_bitmap_region);
 	g_test_add_func("/mapfile/refusals", test_refusals);
 	g_test_add_func("/mapfile/bitmap", test_bitmap);
+	g_test_add_func("/mapfile/same-save", test_same_save);
 	return g_test_run();
 }
