@@ -359,15 +359,42 @@ static gboolean send_discards(Src *src, GError **err)
 	return TRUE;
 }
 
+/* Of every YIELD_WINDOW_US, bulk spends at most YIELD_BUDGET_US waiting for urgent
+ * pages (summed over the threads that push). A wait's own bound did not stop a stream
+ * of requests from starving the push: with several preempt channels, or a loaded
+ * host, one request was nearly always out, every 64 KiB batch waited its 50 ms, the
+ * push crawled at ~1.3 MB/s, and the destination came to ask for nearly every page. */
+#define YIELD_WINDOW_US 100000
+#define YIELD_BUDGET_US 50000
+
+/* The yield budget left in the current window (µs; <= 0: none), a new window begun
+ * when the last has passed. Racy between pushing threads by a window's edge at most. */
+static gint64 yield_budget(Src *src, gint64 now)
+{
+	gint64 start = __atomic_load_n(&src->yield_window, __ATOMIC_RELAXED);
+
+	if (now - start >= YIELD_WINDOW_US &&
+	    __atomic_compare_exchange_n(&src->yield_window, &start, now, FALSE, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		__atomic_store_n(&src->yield_spent, 0, __ATOMIC_RELAXED);
+	return YIELD_BUDGET_US - __atomic_load_n(&src->yield_spent, __ATOMIC_RELAXED);
+}
+
 /* Bulk waits while a request is being served and until its page is delivered, so the
- * urgent page has the link (and the CPUs) to itself; bounded, so a stream of
- * requests cannot starve the push. */
+ * urgent page has the link (and the CPUs) to itself; within the window's budget, so a
+ * stream of requests cannot starve the push. */
 static void yield_to_urgent(Src *src)
 {
-	gint64 end = g_get_monotonic_time() + 50 * G_TIME_SPAN_MILLISECOND;
+	gint64 t0, end, left;
 
 	if (!src->pre_fd_paced)
 		return;
+	if (!__atomic_load_n(&src->urgent_pending, __ATOMIC_ACQUIRE) && !mig_urgent_in_flight(src->urgent))
+		return;   /* the common case: nothing to wait for, no clock read */
+	t0 = g_get_monotonic_time();
+	left = yield_budget(src, t0);
+	if (left <= 0)
+		return;
+	end = t0 + left;
 	for (;;) {
 		if (__atomic_load_n(&src->urgent_pending, __ATOMIC_ACQUIRE)) {
 			g_mutex_lock(&src->rp_lock);
@@ -379,9 +406,10 @@ static void yield_to_urgent(Src *src)
 		/* a request is served once its page is in a preempt socket, not on the wire:
 		 * a 2 MiB page is still 16.8 ms of a 1 Gbit/s link, which bulk would share */
 		if (!mig_urgent_in_flight(src->urgent) || g_get_monotonic_time() >= end || src->rp_error)
-			return;
+			break;
 		g_usleep(50);
 	}
+	__atomic_add_fetch(&src->yield_spent, g_get_monotonic_time() - t0, __ATOMIC_RELAXED);
 }
 
 static gboolean yield_for_chunk(gpointer opaque, guint block, gsize page)

@@ -76,6 +76,8 @@ typedef struct Src {
 	gulong **bulk_sent;     /* per block: pages bulk finished writing in postcopy (atomic) */
 	gboolean break_huge;    /* bulk sends huge pages in chunks, yielding between */
 	gboolean pre_fd_paced;  /* bulk yields to urgent work (preempt on, postcopy running) */
+	gint64 yield_window;    /* when the yield budget's window began, µs (atomic; postcopy.c) */
+	gint64 yield_spent;     /* µs bulk waited for urgent pages in that window (atomic) */
 	gboolean pace_adapt;    /* bulk's pacing rate follows the urgent traffic (bulkpace.h) */
 	guint64 pc_cap;         /* max-postcopy-bandwidth as the bulk sockets have it (0: none) */
 	MigBulkPace pace;
